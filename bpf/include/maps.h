@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The maps themselves. Every program includes this one header, so two
+ * programs that name a map name the same map; the loader pins each by name
+ * under /sys/fs/bpf/swarmnet/<node>/ and a reload reuses the pins.
+ */
+#ifndef SN_MAPS_H
+#define SN_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "layout.h"
+
+#define SN_MAX_ENDPOINTS 65536
+#define SN_MAX_NETWORKS 4096
+#define SN_MAX_DEVICES 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sn_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_NETWORKS);
+	__type(key, __u32);
+	__type(value, struct sn_network);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_networks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_ENDPOINTS);
+	__type(key, struct sn_endpoint_key);
+	__type(value, struct sn_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_DEVICES);
+	__type(key, __u32);
+	__type(value, struct sn_device);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sn_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_stats SEC(".maps");
+
+/* One lookup per packet outcome; per-CPU, so no atomics on the hot path. */
+#define sn_count(field)                                                  \
+	do {                                                             \
+		__u32 __k = 0;                                           \
+		struct sn_stats *__s = bpf_map_lookup_elem(&sn_stats, &__k); \
+		if (__s)                                                 \
+			__s->field += 1;                                 \
+	} while (0)
+
+static __always_inline struct sn_config *sn_get_config(void)
+{
+	__u32 key = 0;
+
+	return bpf_map_lookup_elem(&sn_config, &key);
+}
+
+#endif

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * VXLAN (RFC 7348) as Linux's own vxlan driver puts it on the wire: outer
+ * IPv4 without options, UDP with a zero checksum and a source port taken from
+ * the inner flow's hash (so ECMP and RSS spread flows), an 8-byte VXLAN header
+ * with only the I flag, then the inner Ethernet frame.
+ */
+#ifndef SN_VXLAN_H
+#define SN_VXLAN_H
+
+#include <linux/types.h>
+#include <bpf/bpf_endian.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+
+struct sn_vxlanhdr {
+	__be32 flags;
+	__be32 vni;             /* VNI in the top 24 bits */
+};
+
+#define SN_VXLAN_FLAG_I 0x08000000
+/* outer IPv4 + UDP + VXLAN + inner Ethernet: what a task's MTU gives up */
+#define SN_VXLAN_OVERHEAD (sizeof(struct iphdr) + sizeof(struct udphdr) + \
+			   sizeof(struct sn_vxlanhdr) + sizeof(struct ethhdr))
+#define SN_VXLAN_SPORT_MIN 49152
+#define SN_VXLAN_SPORT_SPAN 16384
+
+struct sn_vxlan_encap {
+	struct iphdr ip;
+	struct udphdr udp;
+	struct sn_vxlanhdr vx;
+	struct ethhdr eth;
+};
+/* Written with an explicit length: the struct's tail padding must not reach the packet. */
+_Static_assert(__builtin_offsetof(struct sn_vxlan_encap, eth) + sizeof(struct ethhdr) ==
+	       SN_VXLAN_OVERHEAD, "encap headers must be 50 bytes");
+
+static __always_inline __u32 sn_vni_of(const struct sn_vxlanhdr *vx)
+{
+	return bpf_ntohl(vx->vni) >> 8;
+}
+
+static __always_inline __u16 sn_csum_fold(__u64 csum)
+{
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	return (__u16)~csum;
+}
+
+/* The 20-byte header summed as ten 16-bit words: cheaper than a helper call. */
+static __always_inline __u16 sn_ipv4_csum(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u64 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	return sn_csum_fold(sum);
+}
+
+/*
+ * Fill the headers that go between the outer Ethernet header and the inner
+ * frame. inner_len is the length of the inner Ethernet frame.
+ */
+static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr,
+					  __be32 daddr, __be16 dport, __u32 vni,
+					  __u32 flow_hash, __u32 inner_len)
+{
+	__builtin_memset(h, 0, sizeof(struct iphdr) + sizeof(struct udphdr) +
+				   sizeof(struct sn_vxlanhdr));
+	h->ip.version = 4;
+	h->ip.ihl = 5;
+	h->ip.ttl = 64;
+	h->ip.protocol = IPPROTO_UDP;
+	h->ip.tot_len = bpf_htons(inner_len + sizeof(struct iphdr) +
+				  sizeof(struct udphdr) + sizeof(struct sn_vxlanhdr));
+	h->ip.saddr = saddr;
+	h->ip.daddr = daddr;
+	h->ip.check = sn_ipv4_csum(&h->ip);
+
+	h->udp.source = bpf_htons(SN_VXLAN_SPORT_MIN +
+				  ((flow_hash ^ (flow_hash >> 16)) & (SN_VXLAN_SPORT_SPAN - 1)));
+	h->udp.dest = dport;
+	h->udp.len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct sn_vxlanhdr));
+	h->udp.check = 0;
+
+	h->vx.flags = bpf_htonl(SN_VXLAN_FLAG_I);
+	h->vx.vni = bpf_htonl(vni << 8);
+}
+
+#endif

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc ingress on the host side of a task's overlay device: every frame the task
+ * sends onto one of its networks. It answers ARP for the network's endpoints
+ * itself (no flooding), hands frames for a task on this node straight to that
+ * task's device, and wraps frames for a task elsewhere in VXLAN toward the
+ * owning node. Anything addressed outside the task's own network is dropped:
+ * that is what keeps networks isolated.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "parse.h"
+#include "vxlan.h"
+
+#define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
+
+/* Turn an ARP request for a known endpoint into its reply, in place, back to the asker. */
+static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_device *dev)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct sn_arp *arp = (void *)(eth + 1);
+	struct sn_endpoint_key key;
+	struct sn_endpoint *ep;
+	__be32 spa;
+
+	if (!sn_fits(arp, end) || arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != 6 || arp->plen != 4 || arp->op != bpf_htons(SN_ARP_REQUEST))
+		return sn_drop(tc_drop_other);
+	if (arp->tpa == arp->spa) /* gratuitous: nobody to tell */
+		return sn_drop(tc_drop_other);
+
+	key.vni = dev->vni;
+	key.ip = arp->tpa;
+	ep = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!ep)
+		return sn_drop(tc_no_endpoint);
+
+	spa = arp->spa;
+	arp->op = bpf_htons(SN_ARP_REPLY);
+	sn_mac_copy(arp->tha, arp->sha);
+	arp->tpa = spa;
+	sn_mac_copy(arp->sha, ep->mac);
+	arp->spa = key.ip;
+	sn_mac_copy(eth->h_dest, eth->h_source);
+	sn_mac_copy(eth->h_source, ep->mac);
+	sn_count(tc_arp_reply);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_config *cfg,
+				    __u32 vni, __be32 remote)
+{
+	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	__u32 hash = bpf_get_hash_recalc(skb);
+	__u32 inner_len = skb->len;
+	struct sn_vxlan_encap h;
+
+	if (bpf_skb_load_bytes(skb, 0, &h.eth, sizeof(h.eth)))
+		return -1;
+	/* Room goes after the MAC header: the outer Ethernet header is the old one's place. */
+	if (bpf_skb_adjust_room(skb, SN_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+	sn_vxlan_fill(&h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, SN_VXLAN_OVERHEAD, 0))
+		return -1;
+	return 0;
+}
+
+SEC("tc")
+int sn_tc_task(struct __sk_buff *skb)
+{
+	struct sn_endpoint_key key;
+	struct sn_endpoint *ep;
+	struct sn_device *dev;
+	struct sn_config *cfg;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u32 ifindex = skb->ifindex;
+	void *data, *end;
+
+	dev = bpf_map_lookup_elem(&sn_devices, &ifindex);
+	if (!dev) {
+		sn_count(tc_pass);
+		return TC_ACT_OK;
+	}
+
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	eth = data;
+	if (!sn_fits(eth, end))
+		return sn_drop(tc_drop_other);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return sn_arp_reply(skb, dev);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return sn_drop(tc_drop_other);
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end) || ip->version != 4)
+		return sn_drop(tc_drop_other);
+	/* A task speaks only with its own address: no spoofing into other endpoints. */
+	if (ip->saddr != dev->ip)
+		return sn_drop(tc_drop_other);
+
+	key.vni = dev->vni;
+	key.ip = ip->daddr;
+	ep = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!ep)
+		return sn_drop(tc_no_endpoint);
+
+	if (ep->flags & SN_EP_LOCAL) {
+		sn_mac_copy(eth->h_dest, ep->mac);
+		sn_count(tc_local);
+		return bpf_redirect(ep->ifindex, 0);
+	}
+
+	cfg = sn_get_config();
+	if (!cfg || !cfg->underlay_ifindex)
+		return sn_drop(tc_encap_fail);
+	if (sn_encap(skb, cfg, dev->vni, ep->node_ip))
+		return sn_drop(tc_encap_fail);
+	sn_count(tc_encap);
+	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,30 @@
+import {Flags} from '@oclif/core'
+import {SwarmnetCommand} from '../src/cli/base.js'
+import {runAgent} from '../src/agent/agent.js'
+import {defaultNodeName} from '../src/agent/bootstrap.js'
+
+export default class Agent extends SwarmnetCommand {
+  static override description = `Run a node's agent in the foreground
+
+init and join start it in the background; run it yourself under a supervisor (systemd) if you
+prefer. It keeps the store, gossips on 7946, reconciles maps, links and tasks, and serves the
+local API on /run/swarmnet/<node>.sock (root only).`
+  static override examples = ['<%= config.bin %> agent --node n1']
+  static override flags = {
+    node: Flags.string({description: 'the node to run (default: the host name)', env: 'SWARMNET_NODE'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Agent)
+    const node = flags.node ?? defaultNodeName()
+    const log = (m: string) => process.stdout.write(`${new Date().toISOString()} ${m}\n`)
+    const agent = await runAgent(node, log)
+    const shutdown = (sig: string) => {
+      log(`${sig}: stopping (tasks and the data plane keep running)`)
+      void agent.stop().then(() => process.exit(0))
+    }
+    process.on('SIGTERM', () => shutdown('SIGTERM'))
+    process.on('SIGINT', () => shutdown('SIGINT'))
+    await agent.done
+  }
+}

@@ -1,0 +1,58 @@
+import {Flags} from '@oclif/core'
+import {Listr} from 'listr2'
+import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
+import {printJson} from '../src/cli/output.js'
+import {bootstrapInit, defaultNodeName} from '../src/agent/bootstrap.js'
+import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
+import type {NodeConfig} from '../src/agent/config.js'
+
+export default class Init extends SwarmnetCommand {
+  static override description = `Create a cluster with this node as its first manager
+
+Makes the cluster's identity, gossip key and join token, the ingress overlay network and the
+local swarmnet_gwbridge, loads the BPF programs onto the underlay device and starts the agent.`
+  static override examples = [
+    '<%= config.bin %> init --advertise-addr eth0',
+    '<%= config.bin %> init --advertise-addr 192.168.1.10 --data-path-port 7789',
+    '<%= config.bin %> init --default-addr-pool 10.20.0.0/16',
+  ]
+  static override flags = {
+    json: jsonFlag,
+    node: Flags.string({description: 'this node\'s name (default: the host name)', env: 'SWARMNET_NODE'}),
+    'advertise-addr': Flags.string({description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint'}),
+    'data-path-port': Flags.integer({description: 'UDP port of VXLAN, cluster-wide (1024-49151)', default: 4789}),
+    'default-addr-pool': Flags.string({description: 'where subnets of networks without --subnet come from (/24s)', default: '10.0.0.0/8'}),
+    'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
+    'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Init)
+    const node = flags.node ?? defaultNodeName()
+    let cfg!: NodeConfig
+    await new Listr(
+      [
+        {
+          title: 'Creating the cluster',
+          task: async () => {
+            cfg = await bootstrapInit({
+              node,
+              advertiseAddr: flags['advertise-addr'],
+              dataPathPort: flags['data-path-port'],
+              defaultAddrPool: flags['default-addr-pool'],
+              gossipPort: flags['listen-port'],
+              xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
+            })
+          },
+        },
+        {title: 'Starting the agent and the data plane', task: async () => waitForAgent(node, spawnAgent(node))},
+      ],
+      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true, rendererOptions: {}},
+    ).run()
+    const join = `swarmnet join --token ${cfg.token} ${cfg.advertiseAddr}:${cfg.gossipPort}`
+    if (flags.json) return printJson({node, nodeId: cfg.nodeId, advertiseAddr: cfg.advertiseAddr, underlay: cfg.underlay, token: cfg.token, join})
+    this.log(`Swarm initialized: current node (${cfg.nodeId.slice(0, 12)}) is now a manager.\n`)
+    this.log('To add a node to this cluster, run the following command:\n')
+    this.log(`    ${join}\n`)
+  }
+}

@@ -1,0 +1,48 @@
+import {Args, Flags} from '@oclif/core'
+import {Listr} from 'listr2'
+import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
+import {printJson} from '../src/cli/output.js'
+import {bootstrapJoin, defaultNodeName} from '../src/agent/bootstrap.js'
+import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
+import type {NodeConfig} from '../src/agent/config.js'
+
+export default class Join extends SwarmnetCommand {
+  static override description = 'Join a cluster as a node, with a token from `swarmnet swarm join-token`'
+  static override examples = ['<%= config.bin %> join --token SWMTKN-1-... 192.168.1.10:7946']
+  static override args = {manager: Args.string({description: 'a manager: ADDR[:7946]', required: true})}
+  static override flags = {
+    json: jsonFlag,
+    token: Flags.string({description: 'the join token', required: true}),
+    node: Flags.string({description: 'this node\'s name (default: the host name)', env: 'SWARMNET_NODE'}),
+    'advertise-addr': Flags.string({description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint'}),
+    'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
+    'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Join)
+    const node = flags.node ?? defaultNodeName()
+    let cfg!: NodeConfig
+    await new Listr(
+      [
+        {
+          title: `Joining the cluster through ${args.manager}`,
+          task: async () => {
+            cfg = await bootstrapJoin({
+              node,
+              token: flags.token,
+              manager: args.manager,
+              advertiseAddr: flags['advertise-addr'],
+              gossipPort: flags['listen-port'],
+              xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
+            })
+          },
+        },
+        {title: 'Starting the agent and the data plane', task: async () => waitForAgent(node, spawnAgent(node))},
+      ],
+      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
+    ).run()
+    if (flags.json) return printJson({node, nodeId: cfg.nodeId, role: cfg.role, advertiseAddr: cfg.advertiseAddr})
+    this.log(`This node joined a swarm as a ${cfg.role}.`)
+  }
+}

@@ -1,0 +1,21 @@
+import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {printJson, printTable} from '../../src/cli/output.js'
+import {AgentClient} from '../../src/agent/client.js'
+import type {NodeView} from '../../src/agent/views.js'
+
+export default class NodeLs extends SwarmnetCommand {
+  static override description = 'List the nodes of the cluster'
+  static override aliases = ['node list']
+  static override examples = ['<%= config.bin %> node ls']
+  static override flags = {host: hostFlag, json: jsonFlag}
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(NodeLs)
+    const nodes = await new AgentClient(flags.host).get<NodeView[]>('/nodes')
+    if (flags.json) return printJson(nodes)
+    printTable(
+      ['id', 'hostname', 'address', 'status', 'role'],
+      nodes.map((n) => [n.id.slice(0, 12) + (n.self ? ' *' : ''), n.name, n.addr, n.state, n.role]),
+    )
+  }
+}

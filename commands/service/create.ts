@@ -1,0 +1,39 @@
+import {Flags} from '@oclif/core'
+import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {printJson} from '../../src/cli/output.js'
+import {AgentClient} from '../../src/agent/client.js'
+import type {ServiceView} from '../../src/agent/views.js'
+
+export default class ServiceCreate extends SwarmnetCommand {
+  static override description = `Create a service: K tasks spread across the live nodes, each a process in its own network namespace
+
+Without a command, the tasks run the built-in whoami HTTP server on port 80.`
+  static override strict = false
+  static override usage = 'service create --name NAME [--replicas K | --mode global] [--network NET ...] [-- CMD ARGS...]'
+  static override examples = [
+    '<%= config.bin %> service create --name web --replicas 3 --network backend',
+    '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
+  ]
+  static override flags = {
+    host: hostFlag,
+    json: jsonFlag,
+    name: Flags.string({description: 'service name', required: true}),
+    replicas: Flags.integer({description: 'number of tasks (replicated mode)', min: 0, max: 1000}),
+    mode: Flags.string({description: 'replicated: K tasks; global: one task on every node', options: ['replicated', 'global'], default: 'replicated'}),
+    network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
+  }
+
+  async run(): Promise<void> {
+    const {flags, argv} = await this.parse(ServiceCreate)
+    if (flags.mode === 'global' && flags.replicas !== undefined) throw new Error('--replicas cannot be used with --mode global')
+    const svc = await new AgentClient(flags.host).post<ServiceView>('/services', {
+      name: flags.name,
+      mode: flags.mode,
+      replicas: flags.replicas ?? 1,
+      networks: flags.network,
+      command: argv as string[],
+    })
+    if (flags.json) return printJson(svc)
+    this.log(svc.id)
+  }
+}

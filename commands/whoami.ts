@@ -1,0 +1,16 @@
+import {Flags} from '@oclif/core'
+import {SwarmnetCommand} from '../src/cli/base.js'
+import {startWhoami} from '../src/whoami/server.js'
+
+export default class Whoami extends SwarmnetCommand {
+  static override description = "A tiny HTTP server that answers with the task's name, its addresses and the caller's address: the default demo workload"
+  static override examples = ['<%= config.bin %> whoami', '<%= config.bin %> whoami --port 8080']
+  static override flags = {port: Flags.integer({char: 'p', description: 'TCP port to listen on', default: 80, min: 1, max: 65535})}
+
+  async run(): Promise<void> {
+    const {flags} = await this.parse(Whoami)
+    await startWhoami({port: flags.port})
+    this.log(`whoami listening on :${flags.port}`)
+    await new Promise(() => {}) // serve until killed
+  }
+}

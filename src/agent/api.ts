@@ -1,0 +1,138 @@
+// The agent's local API: JSON over HTTP on a root-only unix socket. Reads are
+// answered from the store; writes go through the controller into the store.
+import {chmodSync, mkdirSync, rmSync} from 'node:fs'
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import {dirname} from 'node:path'
+import {isUserError} from '../model/errors.js'
+import type {Controller} from './controller.js'
+import {networkView, nodeView, serviceView, taskView} from './render.js'
+
+export interface ApiContext {
+  controller: Controller
+  info(): unknown
+  joinToken(rotate: boolean): {token: string; addr: string}
+  leave(): Promise<void>
+}
+
+type Handler = (m: RegExpExecArray, body: Record<string, unknown>) => unknown | Promise<unknown>
+
+export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
+  const c = ctx.controller
+  const routes: [string, RegExp, Handler][] = [
+    ['GET', /^\/info$/, () => ctx.info()],
+    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
+    ['GET', /^\/join-token$/, () => ctx.joinToken(false)],
+    ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
+    ['POST', /^\/leave$/, async () => (await ctx.leave(), {left: true})],
+    ['GET', /^\/networks$/, () => c.networks().map((n) => networkView(n, c))],
+    ['POST', /^\/networks$/, (_m, b) =>
+      networkView(c.createNetwork({name: str(b, 'name'), driver: optStr(b, 'driver'), subnet: optStr(b, 'subnet'), attachable: b.attachable === true}), c)],
+    ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
+    ['DELETE', /^\/networks\/([^/]+)$/, (m) => (c.removeNetwork(dec(m[1])), {})],
+    ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
+    ['POST', /^\/services$/, (_m, b) =>
+      serviceView(
+        c.createService({
+          name: str(b, 'name'),
+          mode: b.mode === 'global' ? 'global' : 'replicated',
+          replicas: typeof b.replicas === 'number' ? b.replicas : 1,
+          networks: strList(b, 'networks'),
+          command: strList(b, 'command'),
+        }),
+        c,
+      )],
+    ['GET', /^\/services\/([^/]+)$/, (m) => serviceView(c.findService(dec(m[1])), c)],
+    ['GET', /^\/services\/([^/]+)\/tasks$/, (m) => {
+      const s = c.findService(dec(m[1]))
+      return c.tasks().filter((t) => t.serviceId === s.id).sort((a, b) => a.slot - b.slot).map((t) => taskView(t, c))
+    }],
+    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(c.scaleService(dec(m[1]), num(b, 'replicas')), c)],
+    ['DELETE', /^\/services\/([^/]+)$/, (m) => (c.removeService(dec(m[1])), {})],
+    ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],
+    ['GET', /^\/tasks\/([^/]+)$/, (m) => taskView(c.findTask(dec(m[1])), c)],
+  ]
+
+  const server = createServer((req, res) => {
+    void handle(req, res)
+  })
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const path = (req.url ?? '/').split('?')[0]!
+      const route = routes.find(([method, re]) => method === req.method && re.test(path))
+      if (!route) return send(res, 404, {error: `no such API call: ${req.method} ${path}`})
+      const body = await readBody(req)
+      const result = await route[2](route[1].exec(path)!, body)
+      send(res, 200, result ?? {})
+    } catch (e) {
+      const err = e as Error
+      send(res, isUserError(err) || err instanceof RequestError ? 400 : 500, {error: err.message})
+    }
+  }
+
+  mkdirSync(dirname(socket), {recursive: true, mode: 0o700})
+  rmSync(socket, {force: true})
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    // The socket is created under a 0077 umask, so no moment exists when it is open to others.
+    const old = process.umask(0o077)
+    server.listen(socket, () => {
+      process.umask(old)
+      chmodSync(socket, 0o600)
+      resolve(server)
+    })
+  })
+}
+
+class RequestError extends Error {}
+
+function send(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value)
+  res.writeHead(status, {'content-type': 'application/json', 'content-length': Buffer.byteLength(body)})
+  res.end(body)
+}
+
+async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length
+    if (size > 1 << 20) throw new RequestError('request body too large')
+    chunks.push(c)
+  }
+  if (size === 0) return {}
+  try {
+    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error()
+    return v as Record<string, unknown>
+  } catch {
+    throw new RequestError('request body is not a JSON object')
+  }
+}
+
+const dec = (s: string | undefined) => decodeURIComponent(s ?? '')
+
+function str(b: Record<string, unknown>, k: string): string {
+  const v = b[k]
+  if (typeof v !== 'string' || v.length === 0) throw new RequestError(`missing '${k}'`)
+  return v
+}
+
+function optStr(b: Record<string, unknown>, k: string): string | undefined {
+  const v = b[k]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw new RequestError(`'${k}' must be a string`)
+  return v
+}
+
+function num(b: Record<string, unknown>, k: string): number {
+  const v = b[k]
+  if (typeof v !== 'number') throw new RequestError(`'${k}' must be a number`)
+  return v
+}
+
+function strList(b: Record<string, unknown>, k: string): string[] {
+  const v = b[k] ?? []
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new RequestError(`'${k}' must be a list of strings`)
+  return v as string[]
+}

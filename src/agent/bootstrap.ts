@@ -1,0 +1,136 @@
+// What init and join write before the agent first starts: the node's config
+// and its first store contents.
+import {randomBytes} from 'node:crypto'
+import {hostname} from 'node:os'
+import {join} from 'node:path'
+import {requestJoin} from '../gossip/join.js'
+import {generateIdentity} from '../gossip/identity.js'
+import {generateKey} from '../gossip/keyring.js'
+import {generateToken} from '../gossip/token.js'
+import {DEFAULT_ADDR_POOL, DEFAULT_DATA_PATH_PORT, DEFAULT_GOSSIP_PORT, DEFAULT_SUBNET_SIZE, INGRESS_NETWORK_NAME} from '../model/defaults.js'
+import {parseCidr} from '../model/ipv4.js'
+import type {ClusterSpec, NodeRecord} from '../model/types.js'
+import {checkDataPathPort} from '../model/validate.js'
+import {CLUSTER_KEY, keyOf} from '../store/keys.js'
+import {Store} from '../store/store.js'
+import {mtuOf} from '../sys/link.js'
+import {resolveAdvertise} from './advertise.js'
+import {readNodeConfig, writeNodeConfig, type NodeConfig} from './config.js'
+import {Controller} from './controller.js'
+import {checkNodeName, stateDir} from './paths.js'
+
+export function defaultNodeName(): string {
+  const h = hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 32)
+  return h || 'node'
+}
+
+function refuseIfMember(node: string): void {
+  if (readNodeConfig(node)) throw new Error(`node ${node} is already part of a cluster: run \`swarmnet leave\` first`)
+}
+
+export interface InitOptions {
+  node: string
+  advertiseAddr?: string
+  dataPathPort?: number
+  defaultAddrPool?: string
+  gossipPort?: number
+  xdpMode: 'native' | 'generic'
+}
+
+export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
+  checkNodeName(o.node)
+  refuseIfMember(o.node)
+  const port = checkDataPathPort(o.dataPathPort ?? DEFAULT_DATA_PATH_PORT)
+  const pool = o.defaultAddrPool ?? DEFAULT_ADDR_POOL
+  parseCidr(pool)
+  const adv = await resolveAdvertise(o.advertiseAddr)
+  const identity = generateIdentity()
+  const cfg: NodeConfig = {
+    nodeId: randomBytes(12).toString('hex'),
+    name: o.node,
+    role: 'manager',
+    advertiseAddr: adv.addr,
+    underlay: adv.ifname,
+    mtu: await mtuOf(adv.ifname),
+    gossipPort: o.gossipPort ?? DEFAULT_GOSSIP_PORT,
+    bindAddr: adv.addr,
+    key: generateKey().toString('base64'),
+    keyId: 0,
+    bootstrap: [],
+    xdpMode: o.xdpMode,
+    identity,
+    token: generateToken(identity.publicKey).text,
+  }
+  const store = new Store(join(stateDir(o.node), 'store'), cfg.nodeId).open()
+  try {
+    const cluster: ClusterSpec = {
+      id: randomBytes(12).toString('hex'),
+      createdAt: Date.now(),
+      dataPathPort: port,
+      defaultAddrPool: pool,
+      subnetSize: DEFAULT_SUBNET_SIZE,
+    }
+    store.put(CLUSTER_KEY, cluster)
+    const me: NodeRecord = {
+      id: cfg.nodeId,
+      name: cfg.name,
+      addr: cfg.advertiseAddr,
+      gossipPort: cfg.gossipPort,
+      role: 'manager',
+      state: 'ready',
+      mtu: cfg.mtu,
+      joinedAt: Date.now(),
+    }
+    store.put(keyOf('node', cfg.nodeId), me)
+    new Controller(store, cfg.nodeId).createNetwork({name: INGRESS_NETWORK_NAME, ingress: true})
+  } finally {
+    store.close()
+  }
+  writeNodeConfig(cfg)
+  return cfg
+}
+
+export interface JoinOptions {
+  node: string
+  token: string
+  manager: string
+  advertiseAddr?: string
+  gossipPort?: number
+  xdpMode: 'native' | 'generic'
+}
+
+export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
+  checkNodeName(o.node)
+  refuseIfMember(o.node)
+  const adv = await resolveAdvertise(o.advertiseAddr)
+  const nodeId = randomBytes(12).toString('hex')
+  const gossipPort = o.gossipPort ?? DEFAULT_GOSSIP_PORT
+  const mtu = await mtuOf(adv.ifname)
+  const r = await requestJoin({
+    manager: o.manager,
+    token: o.token,
+    node: {id: nodeId, name: o.node, addr: adv.addr, gossipPort, mtu},
+  })
+  const store = new Store(join(stateDir(o.node), 'store'), nodeId).open()
+  try {
+    store.merge(r.entries)
+  } finally {
+    store.close()
+  }
+  const cfg: NodeConfig = {
+    nodeId,
+    name: o.node,
+    role: r.role,
+    advertiseAddr: adv.addr,
+    underlay: adv.ifname,
+    mtu,
+    gossipPort,
+    bindAddr: adv.addr,
+    key: r.key.toString('base64'),
+    keyId: r.keyId,
+    bootstrap: [o.manager],
+    xdpMode: o.xdpMode,
+  }
+  writeNodeConfig(cfg)
+  return cfg
+}

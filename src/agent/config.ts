@@ -1,0 +1,48 @@
+// A node's own settings, written once by init or join, read by its agent at
+// every start. Holds the cluster key, so it is root-only (0600).
+import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync} from 'node:fs'
+import {dirname} from 'node:path'
+import type {NodeRole} from '../model/types.js'
+import {nodeConfigPath} from './paths.js'
+
+export type NodeConfig = {
+  nodeId: string
+  name: string
+  role: NodeRole
+  advertiseAddr: string
+  /** the underlay device: where XDP attaches and VXLAN leaves */
+  underlay: string
+  mtu: number
+  gossipPort: number
+  bindAddr: string
+  /** base64 AES-256 cluster key and its id */
+  key: string
+  keyId: number
+  /** where this node joined: tried again when the agent starts and knows nobody */
+  bootstrap: string[]
+  xdpMode: 'native' | 'generic'
+  /** managers only: the cluster identity and the join token */
+  identity?: {publicKey: string; privateKey: string}
+  token?: string
+}
+
+export function readNodeConfig(node: string): NodeConfig | undefined {
+  const p = nodeConfigPath(node)
+  if (!existsSync(p)) return undefined
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as NodeConfig
+  } catch (e) {
+    throw new Error(`cannot read ${p}: ${(e as Error).message}`)
+  }
+}
+
+export function writeNodeConfig(cfg: NodeConfig): void {
+  const p = nodeConfigPath(cfg.name)
+  mkdirSync(dirname(p), {recursive: true, mode: 0o700})
+  const tmp = `${p}.tmp`
+  writeFileSync(tmp, JSON.stringify(cfg, null, 2) + '\n', {mode: 0o600})
+  const fd = openSync(tmp, 'r')
+  fsyncSync(fd)
+  closeSync(fd)
+  renameSync(tmp, p)
+}

@@ -1,0 +1,46 @@
+// Where a node keeps what it owns, so that each thing can be found and removed.
+import {existsSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+
+export const RUN_DIR = process.env.SWARMNET_RUN_DIR ?? '/run/swarmnet'
+export const STATE_ROOT = process.env.SWARMNET_STATE_DIR ?? '/var/lib/swarmnet'
+
+export const NODE_NAME_RE = /^[a-z0-9][a-z0-9-]{0,31}$/
+
+export function checkNodeName(name: string): string {
+  if (!NODE_NAME_RE.test(name)) {
+    throw new Error(`invalid node name '${name}': use 1-32 of a-z, 0-9 and '-', starting with a letter or digit`)
+  }
+  return name
+}
+
+export const socketPath = (node: string) => join(RUN_DIR, `${node}.sock`)
+export const pidPath = (node: string) => join(RUN_DIR, `${node}.pid`)
+export const stateDir = (node: string) => join(STATE_ROOT, node)
+export const nodeConfigPath = (node: string) => join(stateDir(node), 'node.json')
+export const agentLogPath = (node: string) => join(stateDir(node), 'agent.log')
+
+/** The nodes that have an agent socket on this host. */
+export function localNodes(): string[] {
+  if (!existsSync(RUN_DIR)) return []
+  return readdirSync(RUN_DIR)
+    .filter((f) => f.endsWith('.sock'))
+    .map((f) => f.slice(0, -'.sock'.length))
+    .sort()
+}
+
+/**
+ * Which agent a command talks to: --host or SWARMNET_HOST (a node name or a
+ * socket path), else the only agent on this host.
+ */
+export function resolveHost(host: string | undefined): {node: string; socket: string} {
+  if (host) {
+    if (host.includes('/')) return {node: host, socket: host}
+    checkNodeName(host)
+    return {node: host, socket: socketPath(host)}
+  }
+  const nodes = localNodes()
+  if (nodes.length === 1) return {node: nodes[0]!, socket: socketPath(nodes[0]!)}
+  if (nodes.length === 0) throw new Error('no swarmnet agent on this host: run `swarmnet init` or `swarmnet join` first')
+  throw new Error(`several agents on this host (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
+}

@@ -1,0 +1,71 @@
+// Store records to the API's views (src/agent/views.ts).
+import {taskMtu} from '../model/allocate.js'
+import type {Network, NodeRecord, Service, Task} from '../model/types.js'
+import type {Controller} from './controller.js'
+import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
+
+export function nodeView(n: NodeRecord, selfId: string): NodeView {
+  return {id: n.id, name: n.name, addr: n.addr, role: n.role, state: n.state, self: n.id === selfId}
+}
+
+export function taskName(t: Task): string {
+  return t.slot > 0 ? `${t.serviceName}.${t.slot}` : `${t.serviceName}.${t.nodeId.slice(0, 12)}`
+}
+
+export function networkView(n: Network, c: Controller): NetworkView {
+  const nodes = new Map(c.nodes().map((x) => [x.id, x]))
+  const tasks = c.tasks().filter((t) => t.desiredState === 'running' && t.attachments.some((a) => a.networkId === n.id))
+  const peerIds = [...new Set(tasks.map((t) => t.nodeId))]
+  const self = nodes.get(c.selfId)
+  return {
+    id: n.id,
+    name: n.name,
+    driver: n.driver,
+    scope: n.scope,
+    vni: n.vni,
+    subnet: n.subnet,
+    gateway: n.gateway,
+    attachable: n.attachable,
+    ingress: n.ingress,
+    mtu: n.driver === 'overlay' ? taskMtu(self?.mtu ?? 1500) : self?.mtu ?? 1500,
+    peers: peerIds.map((id) => ({node: nodes.get(id)?.name ?? id, addr: nodes.get(id)?.addr ?? '?'})),
+    endpoints: tasks.map((t) => {
+      const a = t.attachments.find((x) => x.networkId === n.id)!
+      return {task: taskName(t), service: t.serviceName, ip: a.ip, mac: a.mac, node: nodes.get(t.nodeId)?.name ?? t.nodeId}
+    }),
+  }
+}
+
+export function taskView(t: Task, c: Controller): TaskView {
+  const st = c.statuses().get(t.id)
+  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+  const node = c.nodes().find((n) => n.id === t.nodeId)
+  return {
+    id: t.id,
+    name: taskName(t),
+    service: t.serviceName,
+    node: node?.name ?? t.nodeId,
+    desiredState: t.desiredState,
+    state: st?.state ?? 'new',
+    addresses: t.attachments.map((a) => ({network: nets.get(a.networkId) ?? a.networkId, ip: a.ip})),
+    netns: st?.netns,
+    pid: st?.pid,
+    restarts: st?.restarts ?? 0,
+    message: st?.message,
+  }
+}
+
+export function serviceView(s: Service, c: Controller): ServiceView {
+  const tasks = c.tasks().filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+  const st = c.statuses()
+  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+  return {
+    id: s.id,
+    name: s.name,
+    mode: 'global' in s.mode ? 'global' : 'replicated',
+    desired: 'global' in s.mode ? c.liveNodes().length : s.mode.replicas,
+    running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
+    networks: s.networks.map((id) => nets.get(id) ?? id),
+    command: s.command,
+  }
+}

@@ -1,0 +1,43 @@
+// init and join start the agent in the background and return once its API
+// answers, the way `docker swarm init` returns with the node ready.
+import {spawn} from 'node:child_process'
+import {closeSync, existsSync, mkdirSync, openSync} from 'node:fs'
+import {dirname} from 'node:path'
+import {selfArgv} from '../util/root.js'
+import {AgentClient} from './client.js'
+import {agentLogPath, socketPath} from './paths.js'
+
+export function spawnAgent(node: string): number {
+  const log = agentLogPath(node)
+  mkdirSync(dirname(log), {recursive: true, mode: 0o700})
+  const fd = openSync(log, 'a')
+  try {
+    const [cmd, ...args] = selfArgv()
+    const child = spawn(cmd!, [...args, 'agent', '--node', node], {detached: true, stdio: ['ignore', fd, fd], env: {...process.env, NO_COLOR: '1'}})
+    child.unref()
+    return child.pid ?? 0
+  } finally {
+    closeSync(fd)
+  }
+}
+
+export async function waitForAgent(node: string, pid: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (existsSync(socketPath(node))) {
+      try {
+        await new AgentClient(node).call('GET', '/info', undefined, 2000)
+        return
+      } catch {
+        // not answering yet
+      }
+    }
+    try {
+      process.kill(pid, 0)
+    } catch {
+      throw new Error(`the agent of ${node} exited while starting: see ${agentLogPath(node)}`)
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`the agent of ${node} did not become ready within ${timeoutMs / 1000} s: see ${agentLogPath(node)}`)
+}

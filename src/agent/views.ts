@@ -1,0 +1,69 @@
+// What the agent API answers: flat, display-ready records. The commands render
+// these and nothing else, so the store's shape can change behind them.
+
+export interface NodeView {
+  id: string
+  name: string
+  addr: string
+  role: 'manager' | 'worker'
+  state: string
+  self: boolean
+}
+
+export interface EndpointView {
+  task: string
+  service: string
+  ip: string
+  mac: string
+  node: string
+}
+
+export interface NetworkView {
+  id: string
+  name: string
+  driver: string
+  scope: string
+  vni?: number
+  subnet: string
+  gateway: string
+  attachable: boolean
+  ingress: boolean
+  mtu: number
+  peers: {node: string; addr: string}[]
+  endpoints: EndpointView[]
+}
+
+export interface TaskView {
+  id: string
+  name: string
+  service: string
+  node: string
+  desiredState: string
+  state: string
+  addresses: {network: string; ip: string}[]
+  netns?: string
+  pid?: number
+  restarts: number
+  message?: string
+}
+
+export interface ServiceView {
+  id: string
+  name: string
+  mode: 'replicated' | 'global'
+  desired: number
+  running: number
+  networks: string[]
+  command: string[]
+}
+
+export interface InfoView {
+  node: string
+  nodeId: string
+  role: string
+  clusterId: string
+  advertiseAddr: string
+  underlay: string
+  dataPathPort: number
+  gossip: Record<string, number>
+}

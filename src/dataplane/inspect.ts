@@ -1,0 +1,51 @@
+// Reads a node's pinned maps and decodes every entry with the map's codec:
+// what `swarmnet inspect maps` shows. Needs no agent, only the pins.
+import {existsSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+import {decodeEntry, mapCodecs, type MapName} from '../bpf/codecs.js'
+import {BpfMap, mapTypeName} from '../bpf/map.js'
+import {nodePinDir, PIN_BASE} from '../bpf/pins.js'
+
+export interface MapDump {
+  name: string
+  type: string
+  maxEntries: number
+  entries: {key: unknown; value: unknown}[]
+}
+
+export function pinnedNodes(): string[] {
+  if (!existsSync(PIN_BASE)) return []
+  return readdirSync(PIN_BASE).filter((n) => readdirSync(join(PIN_BASE, n)).length > 0).sort()
+}
+
+export function readNodeMaps(node: string, only?: string): MapDump[] {
+  const dir = nodePinDir(node)
+  if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)
+  const names = Object.keys(mapCodecs) as MapName[]
+  if (only !== undefined && !names.includes(only as MapName)) {
+    throw new Error(`no map named '${only}': the maps are ${names.join(', ')}`)
+  }
+  const out: MapDump[] = []
+  for (const name of names) {
+    if (only !== undefined && name !== only) continue
+    const path = join(dir, name)
+    if (!existsSync(path)) continue
+    const map = BpfMap.openPinned(path)
+    try {
+      const entries = map.entries().map(([k, v]) => {
+        const d = decodeEntry(name, k, v)
+        const codec = mapCodecs[name]
+        return {key: show(codec.key.display as (x: unknown) => unknown, d.key), value: show(codec.value.display as (x: unknown) => unknown, d.value)}
+      })
+      out.push({name, type: mapTypeName(map.type), maxEntries: map.maxEntries, entries})
+    } finally {
+      map.close()
+    }
+  }
+  if (only !== undefined && out.length === 0) throw new Error(`map ${only} is not pinned for node ${node}`)
+  return out
+}
+
+function show(display: (x: unknown) => unknown, v: unknown): unknown {
+  return display(v)
+}

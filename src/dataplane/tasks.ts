@@ -1,0 +1,196 @@
+// Store -> the tasks of this node: their namespaces, links and processes.
+// Idempotent: a restarted agent adopts the sandboxes and processes that are
+// still there (they outlive it on purpose) and makes only what is missing.
+import {join} from 'node:path'
+import {taskMtu} from '../model/allocate.js'
+import {formatIpv4, parseCidr, parseIpv4} from '../model/ipv4.js'
+import type {Network, Service, Task, TaskStatus} from '../model/types.js'
+import {keyOf, prefixOf} from '../store/keys.js'
+import type {Store} from '../store/store.js'
+import {ifindexOf, linkExists} from '../sys/link.js'
+import {listNetns, netnsExists} from '../sys/netns.js'
+import {isAlive} from '../sys/proc.js'
+import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
+import {createTaskSandbox, destroyTaskSandbox, startTaskProcess, stopTask, taskNetnsName} from '../tasks/runner.js'
+import {Supervisor} from '../tasks/supervisor.js'
+import {selfArgv} from '../util/root.js'
+import type {LocalAttachment} from './desired.js'
+
+export interface TaskHooks {
+  /** the task side of an overlay veth, before it moves into the task's namespace */
+  preparePeer(peerIf: string): Promise<void>
+  /** the host side of an overlay veth, once it exists */
+  attachHost(hostIf: string): Promise<void>
+}
+
+interface Running {
+  task: Task
+  netns: string
+  hostIfs: string[]
+  local: LocalAttachment[]
+}
+
+const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
+
+export class TaskReconciler {
+  private readonly running = new Map<string, Running>()
+  readonly supervisor: Supervisor
+
+  constructor(
+    private readonly o: {node: string; selfId: string; store: Store; stateDir: string; underlayMtu: number; hooks: TaskHooks; log: (m: string) => void},
+  ) {
+    this.supervisor = new Supervisor({
+      onEvent: (e) => {
+        if (e.type === 'restarted') this.writeStatus(e.taskId, {state: 'running', pid: e.pid, restarts: e.restarts})
+        else if (e.type === 'exited') this.writeStatus(e.taskId, {state: 'failed', message: 'process exited; restarting'})
+        else this.writeStatus(e.taskId, {state: 'failed', restarts: e.restarts, message: e.error.message})
+      },
+    })
+    this.supervisor.start()
+  }
+
+  /** What the map reconciler needs: (task, network) -> host-side ifindex, for the tasks here. */
+  localAttachments(): LocalAttachment[] {
+    return [...this.running.values()].flatMap((r) => r.local)
+  }
+
+  async reconcile(): Promise<void> {
+    const s = this.o.store
+    const want = s.values<Task>(prefixOf('task')).filter((t) => t.nodeId === this.o.selfId && t.desiredState === 'running')
+    const wantIds = new Set(want.map((t) => t.id))
+
+    for (const [id, r] of this.running) {
+      if (!wantIds.has(id)) await this.remove(id, r)
+    }
+    // Sandboxes of this node that no task claims: left by a crash between create and record.
+    const claimed = new Set(want.map((t) => taskNetnsName(this.o.node, t.id)))
+    for (const ns of listNetns(`sn-${this.o.node}-`)) {
+      if (!claimed.has(ns)) {
+        this.o.log(`removing orphaned sandbox ${ns}`)
+        await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
+      }
+    }
+    for (const t of want) {
+      if (this.running.has(t.id)) continue
+      try {
+        await this.start(t)
+      } catch (e) {
+        this.o.log(`task ${t.id.slice(0, 12)}: ${(e as Error).message}`)
+        this.writeStatus(t.id, {state: 'failed', message: (e as Error).message})
+      }
+    }
+  }
+
+  private async start(t: Task): Promise<void> {
+    const s = this.o.store
+    const svc = s.get<Service>(keyOf('service', t.serviceId))
+    if (!svc) return
+    const nets = t.attachments.map((a) => s.get<Network>(keyOf('network', a.networkId)))
+    if (nets.some((n) => !n)) return // the network has not arrived yet: a later change retries
+    const netns = taskNetnsName(this.o.node, t.id)
+    const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
+    const gwIf = hostIfName(t.id, 'g')
+    const prev = s.get<TaskStatus>(keyOf('taskstatus', t.id))
+
+    let adopted = false
+    if (netnsExists(netns) && (await Promise.all(hostIfs.map((h) => linkExists(h)))).every(Boolean)) {
+      adopted = true // a sandbox from before the agent restarted
+    } else {
+      if (netnsExists(netns)) await destroyTaskSandbox(netns, [...hostIfs, gwIf])
+      this.writeStatus(t.id, {state: 'starting'})
+      await createTaskSandbox({
+        node: this.o.node,
+        taskId: t.id,
+        netns,
+        attachments: t.attachments.map((a, i) => ({
+          hostIf: hostIfs[i]!,
+          ip: a.ip,
+          prefixLen: parseCidr(nets[i]!.subnet).prefix,
+          mac: a.mac,
+          mtu: taskMtu(this.o.underlayMtu),
+        })),
+        gw: {ip: this.gwAddress(t.id, prev), prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
+        hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
+      })
+    }
+    for (const h of hostIfs) await this.o.hooks.attachHost(h)
+    const local: LocalAttachment[] = []
+    for (const [i, a] of t.attachments.entries()) local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
+    this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local})
+
+    const spawn = async () =>
+      startTaskProcess({
+        netns,
+        argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
+        env: {SWARMNET_TASK_NAME: svc.name + '.' + (t.slot > 0 ? t.slot : this.o.node), SWARMNET_TASK_ID: t.id},
+        logFile: join(this.o.stateDir, 'tasks', `${t.id}.log`),
+      })
+    let pid = adopted && prev?.pid && isAlive(prev.pid) ? prev.pid : undefined
+    if (!pid) pid = await spawn()
+    const restarts = prev?.restarts ?? 0
+    this.supervisor.watch(t.id, pid, spawn, restarts)
+    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp: this.gwAddress(t.id, prev)})
+    this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
+  }
+
+  private async remove(id: string, r: Running): Promise<void> {
+    this.supervisor.unwatch(id)
+    const st = this.o.store.get<TaskStatus>(keyOf('taskstatus', id))
+    if (st?.pid && isAlive(st.pid)) await stopTask(st.pid)
+    await destroyTaskSandbox(r.netns, r.hostIfs)
+    this.running.delete(id)
+    this.o.store.delete(keyOf('taskstatus', id))
+    this.o.log(`task ${r.task.serviceName}.${r.task.slot} removed`)
+  }
+
+  /** Stops and removes every task of this node (leave). */
+  async removeAll(): Promise<void> {
+    for (const [id, r] of this.running) await this.remove(id, r)
+    for (const ns of listNetns(`sn-${this.o.node}-`)) await destroyTaskSandbox(ns, []).catch(() => undefined)
+    this.supervisor.stop()
+  }
+
+  stop(): void {
+    this.supervisor.stop()
+  }
+
+  /**
+   * The task's address on the node-local gateway bridge: kept in its status so a
+   * restarted agent gives it the same one; else the lowest free.
+   */
+  private gwAddress(taskId: string, prev: TaskStatus | undefined): string {
+    if (prev?.gwIp) return prev.gwIp
+    const used = new Set(
+      this.o.store
+        .values<TaskStatus>(prefixOf('taskstatus'))
+        .filter((x) => x.nodeId === this.o.selfId && x.taskId !== taskId && x.gwIp)
+        .map((x) => x.gwIp!),
+    )
+    const base = parseIpv4(GWBRIDGE_GATEWAY)
+    for (let i = 1; i < (1 << (32 - GWBRIDGE_PREFIX)) - 2; i++) {
+      const ip = formatIpv4(base + i)
+      if (!used.has(ip)) {
+        this.writeStatus(taskId, {gwIp: ip})
+        return ip
+      }
+    }
+    throw new Error('the gateway bridge has no free address left')
+  }
+
+  private writeStatus(taskId: string, patch: Partial<TaskStatus>): void {
+    const key = keyOf('taskstatus', taskId)
+    const prev = this.o.store.get<TaskStatus>(key)
+    if (!this.o.store.get<Task>(keyOf('task', taskId))) return
+    const next: TaskStatus = {
+      taskId,
+      nodeId: this.o.selfId,
+      state: 'new',
+      restarts: 0,
+      ...prev,
+      ...patch,
+      updatedAt: Date.now(),
+    }
+    if (patch.state === 'running' && patch.message === undefined) delete next.message
+    this.o.store.put(key, next)
+  }
+}

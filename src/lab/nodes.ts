@@ -1,0 +1,23 @@
+// Starting the lab's nodes the way a person would: `swarmnet init` in the
+// first node's namespace, `swarmnet join` in the others, through the real CLI.
+import {AgentClient} from '../agent/client.js'
+import {run} from '../sys/exec.js'
+import {nsenterArgv} from '../sys/netns.js'
+import {selfArgv} from '../util/root.js'
+import type {LabNode} from './state.js'
+import {nodeAddress, nodeName} from './topology.js'
+
+export async function startLabNode(node: LabNode): Promise<void> {
+  const first = {name: nodeName(1), address: nodeAddress(1)}
+  const cli = (args: string[]) =>
+    run(nsenterArgv(node.netns, [...selfArgv(), ...args]), `starting lab node ${node.name}`, {
+      env: {...process.env, NO_COLOR: '1'},
+      timeoutMs: 60_000,
+    })
+  if (node.index === 1) {
+    await cli(['init', '--node', node.name, '--advertise-addr', node.underlayIf])
+    return
+  }
+  const {token} = await new AgentClient(first.name).get<{token: string}>('/join-token')
+  await cli(['join', '--node', node.name, '--advertise-addr', node.underlayIf, '--token', token, `${first.address}:7946`])
+}

@@ -1,0 +1,97 @@
+/**
+ * The cluster's nouns, as they are stored and gossiped.
+ *
+ * These are `type` aliases rather than interfaces on purpose: an object type
+ * alias is assignable to the store's `Json` type (it gets an implicit index
+ * signature), an interface is not, so these can be put into the store without
+ * casts. Everything here must survive JSON.stringify/parse unchanged: no Dates,
+ * no Maps, no undefined inside arrays. Times are epoch milliseconds.
+ */
+
+export type ClusterSpec = {
+  id: string;
+  createdAt: number;
+  /** UDP port of VXLAN, cluster-wide, set only at init (1024-49151). */
+  dataPathPort: number;
+  /** CIDR the subnets of networks created without --subnet come from. */
+  defaultAddrPool: string;
+  /** Prefix length of those subnets. */
+  subnetSize: number;
+};
+
+export type NodeRole = 'manager' | 'worker';
+export type NodeState = 'ready' | 'down' | 'left';
+
+export type NodeRecord = {
+  id: string;
+  name: string;
+  /** Underlay IPv4 address: the VTEP and the gossip address. */
+  addr: string;
+  gossipPort: number;
+  role: NodeRole;
+  state: NodeState;
+  /** MTU of the underlay device. */
+  mtu: number;
+  joinedAt: number;
+};
+
+export type NetworkDriver = 'overlay' | 'bridge';
+export type NetworkScope = 'swarm' | 'local';
+
+export type Network = {
+  id: string;
+  name: string;
+  driver: NetworkDriver;
+  scope: NetworkScope;
+  /** VXLAN network identifier; overlay networks only. */
+  vni?: number;
+  subnet: string;
+  gateway: string;
+  attachable: boolean;
+  ingress: boolean;
+  internal?: boolean;
+  createdAt: number;
+};
+
+export type ServiceMode = { replicas: number } | { global: true };
+
+export type Service = {
+  id: string;
+  name: string;
+  mode: ServiceMode;
+  /** Network ids, not names: a renamed network keeps its services. */
+  networks: string[];
+  command: string[];
+  createdAt: number;
+  updatedAt: number;
+};
+
+export type TaskAttachment = { networkId: string; ip: string; mac: string };
+
+export type Task = {
+  id: string;
+  serviceId: string;
+  serviceName: string;
+  /** 1..replicas for replicated services; 0 for global ones (keyed by node). */
+  slot: number;
+  nodeId: string;
+  desiredState: 'running' | 'shutdown';
+  attachments: TaskAttachment[];
+  createdAt: number;
+};
+
+export type TaskState = 'new' | 'starting' | 'running' | 'failed' | 'shutdown';
+
+/** Written only by the node that runs the task: one writer per key. */
+export type TaskStatus = {
+  taskId: string;
+  nodeId: string;
+  state: TaskState;
+  pid?: number;
+  netns?: string;
+  restarts: number;
+  message?: string;
+  /** The task's address on the node-local gateway bridge, kept so a restart reuses it. */
+  gwIp?: string;
+  updatedAt: number;
+};

@@ -1,0 +1,19 @@
+/**
+ * The key space. One prefix per noun, so a reconciler lists just its kind
+ * (store.list('network/')). Ids never contain '/'.
+ */
+export const CLUSTER_KEY = 'cluster';
+
+export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus';
+
+export function keyOf(kind: Kind, id: string): string {
+  return `${kind}/${id}`;
+}
+
+export function prefixOf(kind: Kind): string {
+  return `${kind}/`;
+}
+
+export function idOf(key: string): string {
+  return key.slice(key.indexOf('/') + 1);
+}

@@ -1,0 +1,76 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../model/errors.js';
+import { isEntry, type Entry } from './entry.js';
+
+/**
+ * The durable copy of a node's store: one JSON file, rewritten whole on every
+ * write (temp file, fsync, rename, fsync the directory).
+ *
+ * Why whole-file rather than an append-only log: the control-plane state is
+ * small (nodes, networks, services, tasks: kilobytes to a few megabytes), and
+ * rename is atomic, so the file on disk is always one complete, consistent
+ * version: no torn tail to repair after a crash and no compaction to get
+ * wrong. If the state grows large enough for the rewrite to matter, a log
+ * with periodic snapshots can replace this file without changing Store.
+ */
+export type Snapshot = {
+  format: 1;
+  nodeId: string;
+  clock: number;
+  entries: Entry[];
+};
+
+export const SNAPSHOT_FILE = 'state.json';
+
+export function readSnapshot(dir: string): Snapshot | undefined {
+  const file = path.join(dir, SNAPSHOT_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UserError(`cannot read the state file ${file}: ${(e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`the state file ${file} is corrupt (not valid JSON: ${(e as Error).message}); move it away to start empty`);
+  }
+  const problem = snapshotProblem(data);
+  if (problem) throw new UserError(`the state file ${file} is corrupt (${problem}); move it away to start empty`);
+  return data as Snapshot;
+}
+
+function snapshotProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
+  const s = x as Record<string, unknown>;
+  if (s.format !== 1) return `unknown format ${JSON.stringify(s.format)}`;
+  if (typeof s.nodeId !== 'string') return 'no node id';
+  if (typeof s.clock !== 'number' || !Number.isSafeInteger(s.clock) || s.clock < 0) return 'bad clock';
+  if (!Array.isArray(s.entries)) return 'no entries';
+  const bad = s.entries.findIndex((e) => !isEntry(e));
+  if (bad >= 0) return `entry #${bad} is malformed`;
+  return undefined;
+}
+
+export function writeSnapshot(dir: string, snap: Snapshot): void {
+  const file = path.join(dir, SNAPSHOT_FILE);
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(snap));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+  // The rename itself is only durable once the directory is synced.
+  const dfd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(dfd);
+  } finally {
+    fs.closeSync(dfd);
+  }
+}
