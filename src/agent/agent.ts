@@ -98,7 +98,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     try {
       do {
         again = false
-        if (cfg.role === 'manager') placeGlobalServices(controller)
+        if (cfg.role === 'manager') placeServices(controller)
         await tasks.reconcile()
         const want = desiredMaps({
           selfId: cfg.nodeId,
@@ -181,7 +181,11 @@ function currentToken(cfg: NodeConfig): string {
   return cfg.token!
 }
 
-/** Global services have one task on every live node: a node that joins gets its task. */
-function placeGlobalServices(c: Controller): void {
-  for (const s of c.services().filter((x: Service) => 'global' in x.mode)) c.placeService(s)
+/**
+ * The manager keeps every service at its spec as nodes come and go: a node that
+ * joins gets its global tasks, tasks of a node that left are placed elsewhere.
+ * placeService writes only what differs, so this is cheap when nothing changed.
+ */
+function placeServices(c: Controller): void {
+  for (const s of c.services() as Service[]) c.placeService(s)
 }

@@ -159,6 +159,7 @@ export interface StructCodec<T> extends Codec<T> {
   readonly structName: string;
   /** A named flags field's set bits. */
   flagNames(field: string, value: number): string[];
+  display(value: T): Record<string, string | number>;
 }
 
 /**

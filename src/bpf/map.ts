@@ -209,10 +209,12 @@ export class BpfMap {
   /**
    * All entries. Uses one BPF_MAP_LOOKUP_BATCH pass where the kernel supports
    * it for this map type (consistent per bucket, far fewer syscalls), and
-   * falls back to get_next_key + lookup otherwise.
+   * falls back to get_next_key + lookup otherwise. `batchSize` is entries
+   * per syscall; 0 forces the fallback.
    */
-  entries(): Array<[Buffer, Buffer]> {
-    return this.#batchEntries() ?? this.#iterEntries();
+  entries(opts: { batchSize?: number } = {}): Array<[Buffer, Buffer]> {
+    const size = opts.batchSize ?? 1024;
+    return (size > 0 ? this.#batchEntries(size) : undefined) ?? this.#iterEntries();
   }
 
   /** Split a per-CPU value buffer into one Buffer per CPU, each valueSize long. */
@@ -245,13 +247,13 @@ export class BpfMap {
     return out;
   }
 
-  #batchEntries(): Array<[Buffer, Buffer]> | undefined {
+  #batchEntries(batchSize: number): Array<[Buffer, Buffer]> | undefined {
     const bpf = libbpf();
     // Hash maps use a bucket index as the batch cursor, arrays the key; both
     // fit in max(keySize, 8).
     const tokenSize = Math.max(this.keySize, 8);
     let inBatch: Buffer | null = null;
-    let chunk = Math.max(1, Math.min(this.maxEntries, 1024));
+    let chunk = Math.max(1, Math.min(this.maxEntries, batchSize));
     const out: Array<[Buffer, Buffer]> = [];
     const opts = Buffer.alloc(SIZEOF.bpf_map_batch_opts);
     opts.writeBigUInt64LE(BigInt(opts.length), 0);

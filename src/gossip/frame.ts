@@ -15,6 +15,8 @@ export class FramedConn {
   private ended = false;
   /** Why the stream was cut, when it was (oversized frame, socket error). */
   error: string | undefined;
+  /** The peer announced a frame over MAX_FRAME: a protocol violation, not a network fault. */
+  oversized = false;
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -71,6 +73,7 @@ export class FramedConn {
     while (this.buf.length >= 4) {
       const len = this.buf.readUInt32BE(0);
       if (len > MAX_FRAME) {
+        this.oversized = true;
         this.finish(`frame of ${len} bytes is over the ${MAX_FRAME} limit`);
         this.socket.destroy();
         return;

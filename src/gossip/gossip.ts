@@ -1,3 +1,4 @@
+import { UserError } from '../model/errors.js';
 import type { NodeRecord, NodeRole } from '../model/types.js';
 import type { Entry } from '../store/entry.js';
 import { keyOf, prefixOf } from '../store/keys.js';
@@ -5,10 +6,9 @@ import type { Store } from '../store/store.js';
 import type { Message } from './codec.js';
 import type { FramedConn } from './frame.js';
 import { serveJoin, type JoinRequestNode } from './join.js';
-import { Keyring } from './keyring.js';
+import { Keyring, SEAL_OVERHEAD } from './keyring.js';
 import { emptyStats, type GossipStats } from './stats.js';
 import type { JoinToken } from './token.js';
-import { SEAL_OVERHEAD } from './keyring.js';
 import { Transport, UDP_MAX, type Addr, type SealedConn } from './transport.js';
 
 export type Peer = { id: string; addr: string; port: number };
@@ -227,6 +227,7 @@ export class Gossip {
 
   /** Records the joiner (a rejoin keeps its first joinedAt) and hands out everything. */
   private admit(node: JoinRequestNode, role: NodeRole): Entry[] {
+    if (node.id === this.o.nodeId) throw new UserError(`node id ${node.id} is already in use`);
     const key = keyOf('node', node.id);
     const prev = this.o.store.get<NodeRecord>(key);
     const rec: NodeRecord = {

@@ -121,7 +121,7 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
     conn.close();
     return true;
   } catch (e) {
-    return refuse(`internal error: ${(e as Error).message}`);
+    return refuse(e instanceof UserError ? e.message : `internal error: ${(e as Error).message}`);
   }
 }
 

@@ -193,6 +193,7 @@ export class Transport {
     const conn = new FramedConn(socket);
     void conn.next(TCP_TIMEOUT_MS).then((first) => {
       if (!first) {
+        if (conn.oversized) this.stats.malformed++;
         conn.destroy();
         return;
       }

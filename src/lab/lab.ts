@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses, listLinks, setLinkUp } from '../sys/link.js';
-import { addNetns, delNetns, listNetns, netnsExists, netnsPids, nsenterArgv } from '../sys/netns.js';
+import { execIn, addNetns, delNetns, listNetns, netnsExists, netnsPids, nsenterArgv } from '../sys/netns.js';
 import { isAlive, killAll } from '../sys/proc.js';
 import { enableIpForward } from '../sys/sysctl.js';
 import { type LabNode, type LabState, readLabState, removeLabState, writeLabState } from './state.js';
@@ -60,6 +60,10 @@ async function plugHost(netns: string, port: string, cidr: string): Promise<void
   await setLinkUp(port, T.SWITCH_NETNS);
   await addAddress(T.UNDERLAY_IF, cidr, netns);
   await setLinkUp(T.UNDERLAY_IF, netns);
+  // A veth hands a packet over with its checksum still to be done (CHECKSUM_PARTIAL), and
+  // that state does not survive an XDP redirect on the far side. A physical NIC finishes
+  // checksums on transmit; with tx offload off the lab's wire does the same, in software.
+  await execIn(netns, ['ethtool', '-K', T.UNDERLAY_IF, 'tx', 'off'], `turning off tx checksum offload on ${T.UNDERLAY_IF}`);
 }
 
 /**

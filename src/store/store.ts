@@ -166,7 +166,8 @@ export class Store {
   }
 
   digest(): Digest {
-    const d: Digest = {};
+    // No prototype: a key named '__proto__' must stay a plain key.
+    const d = Object.create(null) as Digest;
     for (const e of this.entries.values()) d[e.key] = e.version;
     return d;
   }

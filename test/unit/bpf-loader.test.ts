@@ -112,6 +112,9 @@ describe('loader', () => {
       const entries = m.entries();
       assert.equal(entries.length, 299);
       for (const [k, v] of entries) assert.equal(v.readBigUInt64LE(), BigInt(k.readUInt32LE() * 10));
+      const sorted = (es: Array<[Buffer, Buffer]>): string[] => es.map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort();
+      assert.deepEqual(sorted(m.entries({ batchSize: 7 })), sorted(entries), 'batch in many small steps');
+      assert.deepEqual(sorted(m.entries({ batchSize: 0 })), sorted(entries), 'get_next_key fallback');
       assert.throws(() => m.update(u32(1), u32(1)), /value is 4 bytes, expected 8/);
       assert.throws(() => m.lookup(Buffer.alloc(2)), /key is 2 bytes, expected 4/);
     } finally {

@@ -126,7 +126,8 @@ describe('gossip on 127.0.0.1', () => {
     const otherCluster = generateToken(generateIdentity().publicKey).text;
     await assert.rejects(joinNode('bad', 1, m.port, otherCluster), { message: 'join refused: invalid join token' });
     assert.equal(m.store.get('node/bad'), undefined);
-    assert.equal(m.gossip.stats.joinsRefused, 2);
+    await assert.rejects(joinNode('m', 1, m.port), { message: 'join refused: node id m is already in use' });
+    assert.equal(m.gossip.stats.joinsRefused, 3);
   });
 
   it('an unreachable manager is a clear error with the address', async () => {
@@ -183,7 +184,7 @@ describe('gossip on 127.0.0.1', () => {
       s.end(bytes);
       await new Promise<void>((r) => { s.once('close', () => r()); s.on('error', () => r()); });
     }
-    await waitFor('counted', () => m.gossip.stats.malformed >= before.malformed + 3 && m.gossip.stats.decryptFailed >= before.decryptFailed + 1, 1000);
+    await waitFor('counted', () => m.gossip.stats.malformed >= before.malformed + 4 && m.gossip.stats.decryptFailed >= before.decryptFailed + 1, 1000);
     assert.equal(m.store.get('network/evil'), undefined);
     assert.equal(m.gossip.stats.joinsRefused, before.joinsRefused + 1);
     // Still working.

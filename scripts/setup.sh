@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what swarmnet needs on a fresh Debian or Ubuntu machine, as root:
+# the tools the data plane and the lab use at run time, the compiler and
+# clients the tests use, then the npm dependencies (which also builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "setup: run as root (sudo bash scripts/setup.sh)" >&2; exit 1; fi
+
+pkgs=(
+  iproute2 util-linux ethtool nftables libbpf1   # run time: links, namespaces, lab wire, gwbridge NAT, BPF
+  clang llvm libbpf-dev linux-libc-dev           # build:bpf and the layout tests compile C to BPF
+  iputils-ping curl iperf3 tshark bpftool        # real clients for tests and the benchmark
+)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+npm ci --no-audit --no-fund

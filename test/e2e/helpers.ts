@@ -1,0 +1,70 @@
+// Shared by the end-to-end tests: run the real CLI (compiled, as a user runs it)
+// and real clients inside the lab's namespaces.
+import {spawnSync} from 'node:child_process'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..')
+export const BIN = join(ROOT, 'bin', 'run.js')
+
+export interface Result {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export function sh(argv: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Result {
+  const r = spawnSync(argv[0]!, argv.slice(1), {encoding: 'utf8', env: {...process.env, NO_COLOR: '1', ...env}, timeout: timeoutMs})
+  return {code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? ''}
+}
+
+/** The swarmnet CLI talking to one node's agent. */
+export function cli(node: string | undefined, args: string[], timeoutMs = 60_000): Result {
+  return sh([process.execPath, BIN, ...args], node ? {SWARMNET_HOST: node} : {}, timeoutMs)
+}
+
+/** Like cli, but the command must succeed; returns stdout. */
+export function ok(node: string | undefined, args: string[]): string {
+  const r = cli(node, args)
+  if (r.code !== 0) throw new Error(`swarmnet ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`)
+  return r.stdout
+}
+
+export function json<T>(node: string | undefined, args: string[]): T {
+  return JSON.parse(ok(node, [...args, '--json'])) as T
+}
+
+export function inNs(netns: string, argv: string[], timeoutMs = 30_000): Result {
+  return sh(['nsenter', `--net=/run/netns/${netns}`, '--', ...argv], {}, timeoutMs)
+}
+
+export async function eventually<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const v = fn()
+      if (v !== undefined && v !== false) return v
+    } catch (e) {
+      last = e
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+/** Everything swarmnet could have left on the machine: must be empty after lab down. */
+export function leftovers(): string[] {
+  const out: string[] = []
+  const ns = sh(['ip', 'netns', 'list']).stdout.split('\n').filter((l) => /^sn-/.test(l))
+  out.push(...ns.map((l) => `netns ${l.split(' ')[0]}`))
+  const links = sh(['ip', '-br', 'link']).stdout.split('\n').filter((l) => /^sn-/.test(l))
+  out.push(...links.map((l) => `link ${l.split(/\s+/)[0]}`))
+  const pins = sh(['ls', '-A', '/sys/fs/bpf/swarmnet']).stdout.split('\n').filter(Boolean)
+  out.push(...pins.map((p) => `pin dir /sys/fs/bpf/swarmnet/${p}`))
+  const state = sh(['ls', '-A', '/var/lib/swarmnet']).stdout.split('\n').filter(Boolean)
+  out.push(...state.map((p) => `state /var/lib/swarmnet/${p}`))
+  const socks = sh(['ls', '-A', '/run/swarmnet']).stdout.split('\n').filter(Boolean)
+  out.push(...socks.map((p) => `run /run/swarmnet/${p}`))
+  return out
+}
