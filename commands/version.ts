@@ -3,6 +3,7 @@ import {paint, printJson} from '../src/cli/output.js'
 import {probeFeatures, type Probe} from '../src/bpf/features.js'
 
 export default class Version extends SwarmnetCommand {
+  static override needsRoot = false
   static override description = 'Show the versions of swarmnet, the kernel and libbpf, and which BPF features the kernel offers (probed, not guessed)'
   static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
   static override flags = {json: jsonFlag}

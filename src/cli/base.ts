@@ -3,6 +3,17 @@
 import {Command, Flags} from '@oclif/core'
 
 export abstract class SwarmnetCommand extends Command {
+  /** BPF, namespaces and the agent's socket are root's: most commands need it. */
+  static needsRoot = true
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const ctor = this.constructor as typeof SwarmnetCommand
+    if (ctor.needsRoot && typeof process.getuid === 'function' && process.getuid() !== 0) {
+      throw new Error(`\`swarmnet ${this.id?.replace(/:/g, ' ') ?? ''}\` needs root (BPF maps, network namespaces and the agent's socket are root's): run it with sudo`)
+    }
+  }
+
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<void> {
     const code = err.oclif?.exit ?? err.exitCode ?? 1
     // oclif's own exit (this.exit(0), --help, --version) is not an error to report
