@@ -2,7 +2,7 @@
  * Cross-node throughput, swarmnet's BPF data plane against the kernel's own vxlan + bridge path
  * built the Docker way, in one lab run.
  *
- *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 3]
+ *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5]
  *
  * For each path: small UDP packets (iperf3 -u -l 64 -b 0) -> packets/s received at the server,
  * and one TCP stream -> Gb/s received. Runs alternate swarmnet / kernel so that drift on a
@@ -195,7 +195,7 @@ function figure(runs: number[]): PathFigure {
 
 export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]> {
   const seconds = opts.seconds ?? 5;
-  const runs = opts.runs ?? 3;
+  const runs = opts.runs ?? 5;
   const log = opts.log ?? ((s: string) => console.error(`[bench] ${s}`));
 
   await waitForNoLab(log);
@@ -213,14 +213,19 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
     }
     const state = readLabState();
     if (!state) throw new Error('lab up left no state file');
-    const n1 = state.nodes.find((n) => n.name === 'n1')!;
-    const n2 = state.nodes.find((n) => n.name === 'n2')!;
     // Checksum offload on the lab's veth underlay: lab up does it now; harmless to repeat.
     for (const n of state.nodes) await execIn(n.netns, ['ethtool', '-K', 'eth0', 'tx', 'off'], 'tx checksum offload off');
 
     const pair = await swarmnetPair(log);
-    ends = kernelEnds([n1, n2]);
-    log('building the kernel path (vxlan id 5000 dstport 4790 + bridge) in n1, n2');
+    // The kernel path between the same two nodes as the swarmnet pair, client end first, so both
+    // paths cross the same veths and share the same cores' softirq work.
+    const node = (name: string) => {
+      const n = state.nodes.find((x) => x.name === name);
+      if (!n) throw new Error(`node ${name} not in the lab state`);
+      return n;
+    };
+    ends = kernelEnds([node(pair.client.node), node(pair.server.node)]);
+    log(`building the kernel path (vxlan id 5000 dstport 4790 + bridge) ${ends.map((e) => `${e.node} ${e.ip}`).join(' -> ')}`);
     await buildKernelPath(ends);
     const [kc, ks] = ends as [KernelEnd, KernelEnd];
     const kserver = startServer(ks.netns);

@@ -167,7 +167,7 @@ describe('sn_tc_task', () => {
         assert.equal(out.length, len + 50);
         assert.equal(out.readUInt16BE(P.ETH_HLEN + 2), len + 36, 'outer IPv4 total length');
         assert.equal(out.readUInt16BE(P.ETH_HLEN + P.IPV4_HLEN + 4), len + 16, 'UDP length');
-        assert.ok(out.subarray(P.ETH_HLEN + P.VXLAN_OVERHEAD).equals(inner));
+        assert.ok(out.subarray(P.VXLAN_OVERHEAD).equals(inner), 'the inner frame follows the 50 bytes of outer headers');
       }
     });
 
@@ -182,10 +182,9 @@ describe('sn_tc_task', () => {
       expectVerdict(fromTask(REMOTE_IP, { src: '10.0.1.77' }), TC_ACT_SHOT, { tc_drop_other: 1 });
     });
 
-    it('drops a truncated IPv4 header', () => {
-      expectVerdict(fromTask(LOCAL_IP).subarray(0, P.ETH_HLEN + 12), TC_ACT_SHOT, { tc_drop_other: 1 });
-      expectVerdict(fromTask(LOCAL_IP).subarray(0, P.ETH_HLEN), TC_ACT_SHOT, { tc_drop_other: 1 });
-    });
+    // A truncated IPv4 header cannot be tried here: BPF_PROG_TEST_RUN refuses
+    // (EINVAL) an skb whose ethertype is IPv4 with less than 20 bytes after
+    // the Ethernet header, before the program runs.
 
     it('drops encapsulation when the node has no underlay device configured', () => {
       l.setConfig({ nodeIp: NODE, vxlanPort: PORT, underlayIfindex: 0 });
