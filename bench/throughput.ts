@@ -75,6 +75,7 @@ async function waitForNoLab(log: (s: string) => void): Promise<void> {
 interface IperfJson {
   error?: string;
   end?: {
+    cpu_utilization_percent?: { host_total?: number; remote_total?: number };
     sum?: { seconds?: number; packets?: number; lost_packets?: number; bits_per_second?: number };
     sum_sent?: { seconds?: number; bytes?: number; bits_per_second?: number; retransmits?: number; packets?: number };
     sum_received?: { seconds?: number; bytes?: number; bits_per_second?: number; packets?: number; lost_packets?: number };
@@ -86,11 +87,14 @@ export interface UdpSample {
   sent: number;
   received: number;
   seconds: number;
+  /** iperf3's own CPU use, % of one host: client, server */
+  cpu: [number, number];
 }
 
 export interface TcpSample {
   gbps: number;
   retransmits: number;
+  cpu: [number, number];
 }
 
 async function iperf(ns: string, args: string[], seconds: number): Promise<IperfJson> {
@@ -111,6 +115,11 @@ async function iperf(ns: string, args: string[], seconds: number): Promise<Iperf
   throw new Error(`iperf3 ${args.join(' ')} in ${ns}: ${last instanceof Error ? last.message : String(last)}`);
 }
 
+const cpuOf = (j: IperfJson): [number, number] => [
+  Math.round(j.end?.cpu_utilization_percent?.host_total ?? NaN),
+  Math.round(j.end?.cpu_utilization_percent?.remote_total ?? NaN),
+];
+
 export async function udpSmall(clientNs: string, server: string, seconds: number): Promise<UdpSample> {
   const j = await iperf(clientNs, ['-c', server, '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds);
   const sum = j.end?.sum ?? {};
@@ -120,12 +129,12 @@ export async function udpSmall(clientNs: string, server: string, seconds: number
   // expected (highest sequence seen) and the ones it counted lost.
   const received = sent - lost;
   const secs = j.end?.sum_received?.seconds ?? sum.seconds ?? seconds;
-  return { pps: received / secs, sent: j.end?.sum_sent?.packets ?? sent, received, seconds: secs };
+  return { pps: received / secs, sent: j.end?.sum_sent?.packets ?? sent, received, seconds: secs, cpu: cpuOf(j) };
 }
 
 export async function tcpStream(clientNs: string, server: string, seconds: number): Promise<TcpSample> {
   const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds);
-  return { gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
+  return { gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0, cpu: cpuOf(j) };
 }
 
 // ---- swarmnet side ----------------------------------------------------------
@@ -258,7 +267,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             kn.push(b.pps);
             kSent += b.sent;
             kRecv += b.received;
-            log(`udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}), kernel ${Math.round(b.pps)} pps (sent ${b.sent})`);
+            log(`udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%)`);
           } else {
             const a = await tcpStream(pair.client.netns, pair.server.ip, seconds);
             sn.push(a.gbps);
@@ -267,7 +276,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             const b = await tcpStream(kc.netns, ks.ip, seconds);
             kn.push(b.gbps);
             kRetr += b.retransmits;
-            log(`tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits})`);
+            log(`tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%)`);
           }
           await sleep(1000);
         }

@@ -56,8 +56,14 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_config *cfg,
 				    __u32 vni, __be32 remote)
 {
-	__u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	/*
+	 * FIXED_GSO: the task's MTU already leaves room for the 50 bytes, so a
+	 * GSO packet keeps its segment size; without it the kernel would shrink
+	 * TCP's MSS by 50 and refuse (-ENOTSUPP) every UDP GSO packet outright.
+	 */
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
 	__u32 hash = bpf_get_hash_recalc(skb);
 	__u32 inner_len = skb->len;
 	struct sn_vxlan_encap h;

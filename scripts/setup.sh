@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (sudo bash scripts/setup.s
 pkgs=(
   iproute2 util-linux ethtool nftables libbpf1   # run time: links, namespaces, lab wire, gwbridge NAT, BPF
   clang llvm libbpf-dev linux-libc-dev           # build:bpf and the layout tests compile C to BPF
-  iputils-ping curl iperf3 tshark bpftool        # real clients for tests and the benchmark
+  iputils-ping curl iperf3 tshark bpftool python3 # real clients for tests and the benchmark (python3 sends UDP GSO)
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -44,9 +44,13 @@ export class Loaded {
   readonly obj: BpfObject;
   readonly prog: BpfProgram;
 
-  constructor(readonly pinRoot: string, objFile: string, progName: string) {
+  /**
+   * `keepPins`: reuse maps already pinned under pinRoot (a second object
+   * sharing the first one's maps); by default the folder starts empty.
+   */
+  constructor(readonly pinRoot: string, objFile: string, progName: string, opts: { keepPins?: boolean } = {}) {
     ensureBpffs();
-    fs.rmSync(pinRoot, { recursive: true, force: true });
+    if (!opts.keepPins) fs.rmSync(pinRoot, { recursive: true, force: true });
     this.obj = BpfObject.open(path.join(DIST, objFile), { pinRoot });
     try {
       this.obj.load();

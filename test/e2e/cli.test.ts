@@ -55,6 +55,16 @@ test('a device that does not exist', () => {
   assert.equal(sh(['ls', '/var/lib/swarmnet/devtest']).code === 0, false, 'nothing half-made')
 })
 
+test('init refuses a data-path port outside 1024-49151 and a bad address pool, making nothing', () => {
+  for (const [flag, value, msg] of [['--data-path-port', '80', /1024/], ['--default-addr-pool', '10.0.0.0/99', /invalid CIDR/]] as const) {
+    const r = sh(['unshare', '--net', '--', process.execPath, BIN, 'init', '--node', 'porttest', flag, value])
+    assert.notEqual(r.code, 0)
+    oneLine(r.stderr)
+    assert.match(r.stderr, msg)
+  }
+  assert.equal(sh(['ls', '/var/lib/swarmnet/porttest']).code === 0, false, 'nothing half-made')
+})
+
 test('not root: version says what the kernel lets it see, the rest says it needs root', () => {
   const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--inh-caps=-all', '--', 'env', 'HOME=/tmp', process.execPath, BIN]
   const r = sh([...asNobody, 'version', '--json'])

@@ -222,6 +222,26 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     assert.equal(sh(['ls', '/var/lib/swarmnet/intruder']).code === 0, false, 'no state for a refused join')
   })
 
+  test('global mode runs one task on every node; task exec runs in the task', async () => {
+    ok('n2', ['service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'netb', '--', 'sleep', 'infinity'])
+    const probes = await running('probe', 3)
+    assert.deepEqual(probes.map((t) => t.node).sort(), ['n1', 'n2', 'n3'])
+    const r = cli('n3', ['task', 'exec', probes[0]!.id.slice(0, 8), '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(r.stdout.includes(probes[0]!.addresses[0]!.ip + '/24'), r.stdout)
+    ok('n1', ['service', 'rm', 'probe'])
+  })
+
+  test('a rotated join token replaces the old one', () => {
+    const old = ok('n1', ['swarm', 'join-token', '-q']).trim()
+    const fresh = ok('n1', ['swarm', 'join-token', '--rotate', '-q']).trim()
+    assert.notEqual(fresh, old)
+    assert.match(fresh, /^SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}$/)
+    const r = sh(['nsenter', '--net=/run/netns/sn-lab-client', '--', process.execPath, BIN, 'join', '--node', 'late', '--advertise-addr', 'eth0', '--token', old, '172.30.0.11:7946'])
+    assert.notEqual(r.code, 0)
+    assert.match(r.stderr, /join refused: invalid join token/)
+  })
+
   test('network rm is refused while in use; service scale and rm clean up', async () => {
     const r = cli('n1', ['network', 'rm', 'neta'])
     assert.notEqual(r.code, 0)

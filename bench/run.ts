@@ -1,0 +1,21 @@
+// `npm run bench`: what the data plane costs, measured in one run on this
+// machine: ns per packet of each program (the kernel times BPF_PROG_TEST_RUN
+// itself), then cross-node throughput in the lab for swarmnet and for the
+// kernel's own vxlan+bridge path built the Docker way, with the ratio.
+// Numbers, not assertions: nothing here fails on a slow machine.
+import {benchPrograms} from './progs.js'
+import {benchThroughput, formatTable} from './throughput.js'
+
+const targets: Record<string, number> = {'xdp decap+redirect': 40, 'tc encap': 60}
+
+console.log('# swarmnet bench\n')
+console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}\n`)
+console.log('## programs (BPF_PROG_TEST_RUN, 64-byte packets)\n')
+for (const r of await benchPrograms()) {
+  const t = Object.entries(targets).find(([k]) => r.name.includes(k))
+  console.log(`${r.name.padEnd(36)} ${r.nsPerPacket.toFixed(1).padStart(8)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
+}
+if (!process.argv.includes('--programs-only')) {
+  console.log('\n## cross-node throughput in the lab\n')
+  console.log(formatTable(await benchThroughput({seconds: 5})))
+}
