@@ -32,7 +32,11 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 	if (!sn_fits(arp, end) || arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
 	    arp->hlen != 6 || arp->plen != 4 || arp->op != bpf_htons(SN_ARP_REQUEST))
 		return sn_drop(tc_drop_other);
-	if (arp->tpa == arp->spa) /* gratuitous: nobody to tell */
+	/*
+	 * Gratuitous ARP has nobody to tell, and a probe for the task's own address
+	 * (duplicate address detection) must find nobody else holding it.
+	 */
+	if (arp->tpa == arp->spa || arp->tpa == dev->ip)
 		return sn_drop(tc_drop_other);
 
 	key.vni = dev->vni;
@@ -54,7 +58,7 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 }
 
 static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_config *cfg,
-				    __u32 vni, __be32 remote)
+				    __u32 vni, __be32 remote, __u32 hash)
 {
 	/*
 	 * FIXED_GSO: the task's MTU already leaves room for the 50 bytes, so a
@@ -64,18 +68,23 @@ static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_confi
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
 		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
 		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
-	__u32 hash = bpf_get_hash_recalc(skb);
 	__u32 inner_len = skb->len;
-	struct sn_vxlan_encap h;
+	struct sn_vxlan_encap *h;
+	struct ethhdr *outer;
+	void *data, *end;
 
-	if (bpf_skb_load_bytes(skb, 0, &h.eth, sizeof(h.eth)))
-		return -1;
 	/* Room goes after the MAC header: the outer Ethernet header is the old one's place. */
 	if (bpf_skb_adjust_room(skb, SN_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
 		return -1;
-	sn_vxlan_fill(&h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
-	if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, SN_VXLAN_OVERHEAD, 0))
+	/* Written in place: adjust_room left the packet writable, so no store helper is needed. */
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	outer = data;
+	h = (void *)(outer + 1);
+	if ((void *)h + SN_VXLAN_OVERHEAD > end)
 		return -1;
+	__builtin_memcpy(&h->eth, outer, sizeof(h->eth));
+	sn_vxlan_fill(h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
 	return 0;
 }
 
@@ -128,7 +137,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
 		return sn_drop(tc_encap_fail);
-	if (sn_encap(skb, cfg, dev->vni, ep->node_ip))
+	if (sn_encap(skb, cfg, dev->vni, ep->node_ip, sn_flow_hash(ip, end)))
 		return sn_drop(tc_encap_fail);
 	sn_count(tc_encap);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);

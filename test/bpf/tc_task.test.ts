@@ -104,6 +104,10 @@ describe('sn_tc_task', () => {
       expectVerdict(arpRequest(TASK_IP, { spa: TASK_IP }), TC_ACT_SHOT, { tc_drop_other: 1 });
     });
 
+    it('does not answer a probe for the task\'s own address (duplicate address detection)', () => {
+      expectVerdict(arpRequest(TASK_IP, { spa: '0.0.0.0' }), TC_ACT_SHOT, { tc_drop_other: 1 });
+    });
+
     it('drops ARP replies and truncated ARP', () => {
       expectVerdict(arpRequest(LOCAL_IP, { op: 2 }), TC_ACT_SHOT, { tc_drop_other: 1 });
       expectVerdict(arpRequest(LOCAL_IP).subarray(0, 14 + 20), TC_ACT_SHOT, { tc_drop_other: 1 });
