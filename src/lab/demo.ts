@@ -22,10 +22,22 @@ export async function waitForTasks(client: AgentClient, service: string, count: 
   }
 }
 
-/** GET http://ip/ from inside a task's namespace, with node's own fetch: no curl needed. */
-export function httpFromTask(netns: string, url: string): Promise<string> {
+/**
+ * GET http://ip/ from inside a task's namespace, with node's own fetch (no curl
+ * needed). A task is running once its process is; its server may take a moment
+ * more to listen, so a refused connection is tried again for a few seconds.
+ */
+export async function httpFromTask(netns: string, url: string, timeoutMs = 10_000): Promise<string> {
   const script = `fetch(${JSON.stringify(url)},{signal:AbortSignal.timeout(3000)}).then(r=>r.text()).then(t=>process.stdout.write(t)).catch(e=>{console.error(e.cause?.code??e.message);process.exit(1)})`
-  return run(nsenterArgv(netns, [process.execPath, '-e', script]), `HTTP GET ${url} from ${netns}`)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      return await run(nsenterArgv(netns, [process.execPath, '-e', script]), `HTTP GET ${url} from ${netns}`)
+    } catch (e) {
+      if (!/ECONNREFUSED/.test((e as Error).message) || Date.now() > deadline) throw e
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
 }
 
 export async function runDemo(step: (s: DemoStep) => void): Promise<void> {

@@ -101,10 +101,13 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     }
   })
 
-  test('TCP between tasks across nodes, the caller keeps its address', () => {
+  test('TCP between tasks across nodes, the caller keeps its address', async () => {
     for (const to of ['n2', 'n3']) {
-      const r = inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(on(to))}/`])
-      assert.equal(r.code, 0, r.stderr)
+      // running means the process started; whoami may need a moment more to listen
+      const r = await eventually(`HTTP to ${to}`, () => {
+        const x = inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(on(to))}/`])
+        return x.code === 0 ? x : undefined
+      })
       assert.match(r.stdout, new RegExp(`Hostname: web\\.\\d`))
       assert.match(r.stdout, new RegExp(`RemoteAddr: ${ipOf(on('n1')).replace(/\./g, '\\.')}:`))
     }
