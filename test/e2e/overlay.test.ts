@@ -135,9 +135,13 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
       '-f', 'udp port 4789', '-T', 'fields', '-e', 'udp.dstport', '-e', 'vxlan.vni', '-e', 'ip.src', '-e', 'ip.dst'], {stdio: ['ignore', 'pipe', 'pipe']})
     let out = ''
     cap.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    const exited = new Promise((r) => cap.on('close', r))
-    await new Promise((r) => setTimeout(r, 2500)) // tshark takes a moment to start capturing
-    inNs(on('n1').netns, ['ping', '-c', '3', '-i', '0.3', '-W', '2', ipOf(on('n2'))])
+    let done = false
+    const exited = new Promise((r) => cap.on('close', () => r((done = true))))
+    // tshark takes a moment to start capturing: ping until it has what it waits for
+    while (!done) {
+      inNs(on('n1').netns, ['ping', '-c', '1', '-W', '1', ipOf(on('n2'))])
+      await new Promise((r) => setTimeout(r, 300))
+    }
     await exited
     const lines = out.trim().split('\n').filter(Boolean)
     assert.ok(lines.length >= 1, `captured VXLAN packets: ${out}`)
@@ -178,7 +182,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
       return x && x.state === 'running' && x.pid !== t.pid ? x : undefined
     })
     assert.ok(again.restarts >= 1)
-    assert.equal(inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(t)}/`]).code, 0)
+    await eventually('the restarted whoami answers', () => inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(t)}/`]).code === 0)
   })
 
   test('the data plane keeps forwarding while the agent is down; a restarted agent adopts its tasks', async () => {
@@ -255,5 +259,19 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     await eventually('web tasks gone', () => tasksOf('other').length === 1 && json<unknown[]>('n1', ['service', 'ls']).length === 1)
     await eventually('their namespaces removed', () => web.every((t) => sh(['ip', 'netns', 'list']).stdout.indexOf(t.netns) < 0))
     ok('n1', ['network', 'rm', 'neta'])
+  })
+
+  test('leave: the node stops its tasks, detaches its programs, forgets its state; its tasks move', async () => {
+    ok('n1', ['service', 'scale', 'other=3'])
+    assert.deepEqual((await running('other', 3)).map((t) => t.node).sort(), ['n1', 'n2', 'n3'])
+    const leaver = 'n3'
+    ok(leaver, ['leave'])
+    await eventually(`${leaver} marked left`, () => json<{name: string; state: string}[]>('n1', ['node', 'ls']).find((n) => n.name === leaver)?.state === 'left')
+    assert.equal(sh(['ls', `/sys/fs/bpf/swarmnet/${leaver}`]).code === 0, false, 'pins removed')
+    assert.equal(sh(['ls', `/var/lib/swarmnet/${leaver}`]).code === 0, false, 'state removed')
+    assert.equal(sh(['ip', 'netns', 'list']).stdout.split('\n').some((l) => l.startsWith(`sn-${leaver}-`)), false, 'task namespaces removed')
+    assert.equal(inNs(`sn-lab-${leaver}`, ['ip', '-d', 'link', 'show', 'eth0']).stdout.includes('xdp'), false, 'XDP detached from the underlay')
+    const moved = await running('other', 3)
+    assert.ok(moved.every((t) => t.node !== leaver), 'the manager placed its tasks on nodes that are still there')
   })
 })
