@@ -16,7 +16,8 @@ import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler} from '../dataplane/tasks.js'
 import {startApi} from './api.js'
-import {readNodeConfig, writeNodeConfig, type NodeConfig} from './config.js'
+import {readNodeConfig, writeNodeConfig} from './config.js'
+import {UserError} from '../model/errors.js'
 import {Controller} from './controller.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 
@@ -46,7 +47,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     mtu,
     joinedAt: self?.joinedAt ?? Date.now(),
   }
-  if (!self || JSON.stringify({...self}) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
+  if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
   const gw = await ensureGwBridge()
   controller.ensureGwbridge(gw.subnet, gw.gatewayIp)
@@ -81,7 +82,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     key: Buffer.from(cfg.key, 'base64'),
     peers,
     ...(cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {join: {identity: cfg.identity.publicKey, tokens: () => [{token: parseToken(currentToken(cfg)), role: 'worker' as const}]}}
+      ? {join: {identity: cfg.identity.publicKey, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}
       : {}),
   })
   await gossip.start()
@@ -161,7 +162,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       }
       return {token: cfg.token, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
     },
-    leave: async () => {
+    leave: async (force) => {
+      const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')
+      if (cfg.role === 'manager' && others.length > 0 && !force) {
+        throw new UserError(`this node is the cluster's manager and ${others.length} other node(s) depend on it: leaving would leave them unmanaged (use --force to leave anyway)`)
+      }
       store.put(keyOf('node', cfg.nodeId), {...me, state: 'left'})
       await gossip.flush()
       await tasks.removeAll()
@@ -175,10 +180,6 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   writeFileSync(pidPath(node), `${process.pid}\n`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
   return {stop, done}
-}
-
-function currentToken(cfg: NodeConfig): string {
-  return cfg.token!
 }
 
 /**

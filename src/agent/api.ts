@@ -11,7 +11,7 @@ export interface ApiContext {
   controller: Controller
   info(): unknown
   joinToken(rotate: boolean): {token: string; addr: string}
-  leave(): Promise<void>
+  leave(force: boolean): Promise<void>
 }
 
 type Handler = (m: RegExpExecArray, body: Record<string, unknown>) => unknown | Promise<unknown>
@@ -23,7 +23,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
     ['GET', /^\/join-token$/, () => ctx.joinToken(false)],
     ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
-    ['POST', /^\/leave$/, async () => (await ctx.leave(), {left: true})],
+    ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],
     ['GET', /^\/networks$/, () => c.networks().map((n) => networkView(n, c))],
     ['POST', /^\/networks$/, (_m, b) =>
       networkView(c.createNetwork({name: str(b, 'name'), driver: optStr(b, 'driver'), subnet: optStr(b, 'subnet'), attachable: b.attachable === true}), c)],

@@ -264,6 +264,9 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   test('leave: the node stops its tasks, detaches its programs, forgets its state; its tasks move', async () => {
     ok('n1', ['service', 'scale', 'other=3'])
     assert.deepEqual((await running('other', 3)).map((t) => t.node).sort(), ['n1', 'n2', 'n3'])
+    const refused = cli('n1', ['leave'])
+    assert.notEqual(refused.code, 0)
+    assert.match(refused.stderr, /manager .* --force/)
     const leaver = 'n3'
     ok(leaver, ['leave'])
     await eventually(`${leaver} marked left`, () => json<{name: string; state: string}[]>('n1', ['node', 'ls']).find((n) => n.name === leaver)?.state === 'left')
