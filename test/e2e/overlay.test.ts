@@ -215,6 +215,10 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     assert.equal(mine.value.mac, `02:42:${ipOf(on('n1')).split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`)
     const remote = eps.find((e) => e.key.ip === ipOf(on('n3')))!
     assert.equal(remote.value.node_ip, '172.30.0.13')
+    // The pins carry BTF: bpftool names the fields without us.
+    const dumped = sh(['bpftool', '-j', 'map', 'dump', 'pinned', '/sys/fs/bpf/swarmnet/n1/sn_endpoints'])
+    assert.equal(dumped.code, 0, dumped.stderr)
+    assert.match(dumped.stdout, /"formatted":\{"key":\{"vni":\d+,"ip":\d+\},"value":\{"node_ip":\d+,"ifindex":\d+,"mac":\[/)
     const bad = cli(undefined, ['inspect', 'maps', '--host', 'n1', '--map', 'nope'])
     assert.notEqual(bad.code, 0)
     assert.match(bad.stderr, /no map named 'nope'/)
