@@ -8,6 +8,7 @@ import {attachTc, attachXdp, detachXdp, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, snEndpoint, snEndpointKey, snNetwork, u32, SN_EP_FLAGS, SN_NET_FLAGS, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
+import {run} from '../sys/exec.js'
 import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
@@ -65,9 +66,21 @@ export class Datapath {
     attachTc(hostIf, this.tcFd, 'ingress')
   }
 
-  /** XDP on the task side, before it moves: redirected frames need NAPI there. */
-  preparePeer(peerIf: string): void {
+  /**
+   * XDP on the task side, before it moves: redirected frames need NAPI there. And GRO: the
+   * underlay program redirects one wire segment at a time, and this device's NAPI is the only
+   * place they can be merged before the task's stack (the kernel's vxlan path merges in the
+   * vxlan device's GRO cells). veth leaves GRO off, and since Linux 6.8 attaching XDP no longer
+   * turns it on, so without this a TCP receiver handles every 1.4 kB segment on its own.
+   * Best effort: GRO is performance, not correctness.
+   */
+  async preparePeer(peerIf: string): Promise<void> {
     attachXdp(peerIf, this.peerFd, {mode: 'native'})
+    try {
+      await run(['ethtool', '-K', peerIf, 'gro', 'on'], `turning on GRO on ${peerIf}`)
+    } catch {
+      // no ethtool, or a kernel without veth GRO: forwarding works, only slower
+    }
   }
 
   /** Makes the maps hold exactly `want`: writes what differs, deletes what is extra. */
