@@ -58,7 +58,7 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 }
 
 static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_config *cfg,
-				    __u32 vni, __be32 remote, __u32 hash)
+				    __u32 vni, __be32 remote, __u32 hash, __u16 ip_id)
 {
 	/*
 	 * FIXED_GSO: the task's MTU already leaves room for the 50 bytes, so a
@@ -84,7 +84,7 @@ static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_confi
 	if ((void *)h + SN_VXLAN_OVERHEAD > end)
 		return -1;
 	__builtin_memcpy(&h->eth, outer, sizeof(h->eth));
-	sn_vxlan_fill(h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
+	sn_vxlan_fill(h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len, bpf_htons(ip_id));
 	return 0;
 }
 
@@ -95,6 +95,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	struct sn_endpoint *ep;
 	struct sn_device *dev;
 	struct sn_config *cfg;
+	struct sn_stats *st;
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 ifindex = skb->ifindex;
@@ -137,9 +138,15 @@ int sn_tc_task(struct __sk_buff *skb)
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
 		return sn_drop(tc_encap_fail);
-	if (sn_encap(skb, cfg, dev->vni, ep->node_ip, sn_flow_hash(ip, end)))
+	/*
+	 * This CPU's count of encapsulated packets is the outer IP ID: it differs from
+	 * packet to packet, as RFC 6864 asks while DF is clear, and costs nothing more.
+	 */
+	st = sn_get_stats();
+	if (sn_encap(skb, cfg, dev->vni, ep->node_ip, sn_flow_hash(ip, end), st ? (__u16)st->tc_encap : 0))
 		return sn_drop(tc_encap_fail);
-	sn_count(tc_encap);
+	if (st)
+		st->tc_encap += 1;
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }
 

@@ -56,10 +56,16 @@ struct {
 } sn_stats SEC(".maps");
 
 /* One lookup per packet outcome; per-CPU, so no atomics on the hot path. */
+static __always_inline struct sn_stats *sn_get_stats(void)
+{
+	__u32 key = 0;
+
+	return bpf_map_lookup_elem(&sn_stats, &key);
+}
+
 #define sn_count(field)                                                  \
 	do {                                                             \
-		__u32 __k = 0;                                           \
-		struct sn_stats *__s = bpf_map_lookup_elem(&sn_stats, &__k); \
+		struct sn_stats *__s = sn_get_stats();                   \
 		if (__s)                                                 \
 			__s->field += 1;                                 \
 	} while (0)

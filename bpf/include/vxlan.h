@@ -89,7 +89,7 @@ static __always_inline __u32 sn_flow_hash(const struct iphdr *ip, const void *en
  */
 static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr,
 					  __be32 daddr, __be16 dport, __u32 vni,
-					  __u32 flow_hash, __u32 inner_len)
+					  __u32 flow_hash, __u32 inner_len, __u16 ip_id)
 {
 	__builtin_memset(h, 0, sizeof(struct iphdr) + sizeof(struct udphdr) +
 				   sizeof(struct sn_vxlanhdr));
@@ -101,6 +101,8 @@ static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr
 				  sizeof(struct udphdr) + sizeof(struct sn_vxlanhdr));
 	h->ip.saddr = saddr;
 	h->ip.daddr = daddr;
+	/* DF is clear, as Linux sends VXLAN: a router may fragment, so IDs must differ (RFC 6864). */
+	h->ip.id = ip_id;
 	h->ip.check = sn_ipv4_csum(&h->ip);
 
 	h->udp.source = bpf_htons(SN_VXLAN_SPORT_MIN +

@@ -137,10 +137,17 @@ describe('sn_tc_task', () => {
       const sport = out.readUInt16BE(P.ETH_HLEN + P.IPV4_HLEN);
       assert.ok(sport >= 49152 && sport <= 65535, `source port ${sport}`);
 
+      // IP ID: per packet (DF is clear, so a router may fragment and IDs must differ).
+      const id = out.readUInt16BE(P.ETH_HLEN + 4);
+      const again = expectVerdict(inner, TC_ACT_REDIRECT, { tc_encap: 1 });
+      const id2 = again.readUInt16BE(P.ETH_HLEN + 4);
+      const id3 = expectVerdict(inner, TC_ACT_REDIRECT, { tc_encap: 1 }).readUInt16BE(P.ETH_HLEN + 4);
+      assert.ok(id !== id2 || id2 !== id3, `three packets, one IP ID ${id}`);
+
       const reference = P.ethernet(
         { dst: REMOTE_MAC, src: TASK_MAC, type: P.ETH_P_IP },
         P.ipv4Packet(
-          { src: NODE, dst: PEER, protocol: P.IPPROTO_UDP, ttl: 64, id: 0, fragOff: 0, tos: 0 },
+          { src: NODE, dst: PEER, protocol: P.IPPROTO_UDP, ttl: 64, id, fragOff: 0, tos: 0 },
           P.udp({ srcPort: 0, dstPort: PORT, checksum: 0 }, P.vxlan({ vni: VNI, flags: 0x08 }, inner)),
         ),
       );
