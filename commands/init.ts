@@ -47,7 +47,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
         },
         {title: 'Starting the agent and the data plane', task: async () => waitForAgent(node, spawnAgent(node))},
       ],
-      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true, rendererOptions: {}},
+      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
     ).run()
     const join = `swarmnet join --token ${cfg.token} ${cfg.advertiseAddr}:${cfg.gossipPort}`
     if (flags.json) return printJson({node, nodeId: cfg.nodeId, advertiseAddr: cfg.advertiseAddr, underlay: cfg.underlay, token: cfg.token, join})
