@@ -3,6 +3,7 @@
 // reconcilers there do the rest. Nothing here touches links or maps.
 import {randomBytes} from 'node:crypto'
 import {allocateIp, macForIp, placeTasks} from '../model/allocate.js'
+import {GWBRIDGE_NETWORK_NAME} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
 import type {ClusterSpec, Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
@@ -86,7 +87,7 @@ export class Controller {
     if (this.networks().some((n) => n.driver === 'bridge')) return
     const net: Network = {
       id: newId(),
-      name: 'swarmnet_gwbridge',
+      name: GWBRIDGE_NETWORK_NAME,
       driver: 'bridge',
       scope: 'local',
       subnet,

@@ -1,16 +1,14 @@
 // Where a node keeps what it owns, so that each thing can be found and removed.
 import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
+import {assertNodeName} from '../bpf/pins.js'
 
 export const RUN_DIR = process.env.SWARMNET_RUN_DIR ?? '/run/swarmnet'
 export const STATE_ROOT = process.env.SWARMNET_STATE_DIR ?? '/var/lib/swarmnet'
 
-export const NODE_NAME_RE = /^[a-z0-9][a-z0-9-]{0,31}$/
-
+/** A node's name becomes a path under /sys/fs/bpf, /run and /var/lib: the loader's rule decides. */
 export function checkNodeName(name: string): string {
-  if (!NODE_NAME_RE.test(name)) {
-    throw new Error(`invalid node name '${name}': use 1-32 of a-z, 0-9 and '-', starting with a letter or digit`)
-  }
+  assertNodeName(name)
   return name
 }
 

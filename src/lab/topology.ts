@@ -3,6 +3,9 @@
  * all on 172.30.0.0/24. Names only; lab.ts builds it.
  */
 
+import { pidPath, socketPath, STATE_ROOT, stateDir } from '../agent/paths.js';
+import { PIN_BASE } from '../bpf/pins.js';
+
 export const LAB_PREFIX = 'sn-lab-';
 export const SWITCH_NETNS = 'sn-lab-sw';
 export const SWITCH_BRIDGE = 'sn-lab-br';
@@ -18,10 +21,8 @@ export const CLIENT_PORT = 'sn-lab-client';
 /** Node addresses are .11 .. .99; .100 is the client. */
 export const MAX_NODES = 89;
 
-export const STATE_DIR = '/var/lib/swarmnet';
-export const RUN_DIR = '/run/swarmnet';
-export const PIN_ROOT = '/sys/fs/bpf/swarmnet';
-export const LAB_STATE_FILE = `${STATE_DIR}/lab.json`;
+export { RUN_DIR } from '../agent/paths.js';
+export const LAB_STATE_FILE = `${STATE_ROOT}/lab.json`;
 
 export const nodeName = (index: number) => `n${index}`;
 export const nodeNetns = (node: string) => `${LAB_PREFIX}${node}`;
@@ -30,10 +31,11 @@ export const nodePort = (node: string) => `${LAB_PREFIX}${node}`;
 export const nodeAddress = (index: number) => `172.30.0.${10 + index}`;
 /** Task namespaces of a node (see tasks/runner.ts taskNetnsName). */
 export const taskNetnsPrefix = (node: string) => `sn-${node}-`;
-export const nodeStateDir = (node: string) => `${STATE_DIR}/${node}`;
-export const nodeSocket = (node: string) => `${RUN_DIR}/${node}.sock`;
-export const nodePidFile = (node: string) => `${RUN_DIR}/${node}.pid`;
-export const nodePinDir = (node: string) => `${PIN_ROOT}/${node}`;
+// Where a node keeps its things: the agent's and the loader's own definitions, not copies.
+export const nodeStateDir = stateDir;
+export const nodeSocket = socketPath;
+export const nodePidFile = pidPath;
+export const nodePinDir = (node: string) => `${PIN_BASE}/${node}`;
 
 /** Lab node names look like this; anything else under these paths is not ours. */
 export const NODE_NAME_RE = /^n[0-9]+$/;

@@ -86,3 +86,8 @@ export function nthHost(c: Cidr, n: number): number {
   }
   return (c.addr + n) >>> 0;
 }
+
+/** "172.18.0.1", 16 -> "172.18.0.0/16": the network an address with that prefix is on. */
+export function networkOf(ip: string, prefix: number): string {
+  return formatCidr({ addr: (parseIpv4(ip) & netmask(prefix)) >>> 0, prefix });
+}

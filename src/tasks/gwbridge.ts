@@ -3,13 +3,12 @@
  * cluster, with the node's address as source (Docker's docker_gwbridge). Works on the current
  * namespace, which for the agent is the node's.
  */
-import { networkOf } from '../sys/ipv4.js';
+import { networkOf } from '../model/ipv4.js';
 import { addAddress, createBridge, deleteLink, setLinkUp } from '../sys/link.js';
 import { addMasquerade, removeMasquerade } from '../sys/nft.js';
 import { enableIpForward } from '../sys/sysctl.js';
 
 /** The network's name as the CLI shows it. */
-export const GWBRIDGE_NETWORK = 'swarmnet_gwbridge';
 /** The Linux device (names are limited to 15 characters). */
 export const GWBRIDGE_IF = 'sn-gwbridge';
 export const GWBRIDGE_GATEWAY = '172.18.0.1';

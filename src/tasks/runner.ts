@@ -21,6 +21,7 @@ import {
 } from '../sys/link.js';
 import { addNetns, delNetns, netnsExists, netnsPids, nsenterArgv } from '../sys/netns.js';
 import { isAlive as procAlive, killAll, stopProcess } from '../sys/proc.js';
+import { macForIp } from '../model/allocate.js';
 import { GWBRIDGE_IF, GWBRIDGE_MTU } from './gwbridge.js';
 
 export interface Attachment {
@@ -80,12 +81,6 @@ export function taskNetnsName(node: string, taskId: string): string {
   return `sn-${node}-${taskId.slice(0, 8)}`;
 }
 
-/** 02:42 + the four address bytes, like Docker; stable across restarts of the task. */
-export function macFromIp(ip: string): string {
-  const hex = ip.split('.').map((b) => Number(b).toString(16).padStart(2, '0'));
-  return ['02', '42', ...hex].join(':');
-}
-
 /** The short-lived name of the task end before it moves: sn- and a hash, so it is ours and fits. */
 function peerName(hostIf: string): string {
   return `sn-t${createHash('sha1').update(hostIf).digest('hex').slice(0, 11)}`;
@@ -143,7 +138,7 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
         netns: spec.netns,
         ifname,
         mtu: GWBRIDGE_MTU,
-        mac: g.mac ?? macFromIp(g.ip),
+        mac: g.mac ?? macForIp(g.ip),
         cidr: `${g.ip}/${g.prefixLen}`,
       });
       await enslave(g.hostIf, GWBRIDGE_IF);

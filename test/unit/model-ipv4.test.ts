@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { UserError } from '../../src/model/errors.js';
 import {
-  broadcast, cidrContains, cidrOverlaps, formatCidr, formatIpv4, isIpv4, nthHost, parseCidr, parseIpv4,
+  broadcast, cidrContains, cidrOverlaps, formatCidr, formatIpv4, isIpv4, networkOf, nthHost, parseCidr, parseIpv4,
 } from '../../src/model/ipv4.js';
 import { checkDataPathPort, checkName, checkPort } from '../../src/model/validate.js';
 
@@ -59,4 +59,11 @@ describe('validate', () => {
     assert.throws(() => checkDataPathPort('49152'), /1024-49151/);
     assert.throws(() => checkDataPathPort('12x'), /invalid data path port/);
   });
+});
+
+test('networkOf: the network an address is on', () => {
+  assert.equal(networkOf('172.18.0.1', 16), '172.18.0.0/16');
+  assert.equal(networkOf('10.0.1.77', 24), '10.0.1.0/24');
+  assert.equal(networkOf('10.0.1.77', 0), '0.0.0.0/0');
+  assert.throws(() => networkOf('10.0.1', 24));
 });

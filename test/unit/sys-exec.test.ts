@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExecError, run } from '../../src/sys/exec.js';
-import { networkOf } from '../../src/sys/ipv4.js';
 import { isAlive, procStat } from '../../src/sys/proc.js';
 
 test('run resolves to stdout and passes stdin', async () => {
@@ -23,13 +22,6 @@ test('silent failures and missing commands still say something', async () => {
 
 test('arguments are never interpreted by a shell', async () => {
   assert.equal(await run(['echo', '$(id) ; `x`'], 'echoing'), '$(id) ; `x`\n');
-});
-
-test('networkOf', () => {
-  assert.equal(networkOf('172.18.0.1', 16), '172.18.0.0/16');
-  assert.equal(networkOf('10.0.1.77', 24), '10.0.1.0/24');
-  assert.equal(networkOf('10.0.1.77', 0), '0.0.0.0/0');
-  assert.throws(() => networkOf('10.0.1', 24));
 });
 
 test('isAlive sees ourselves and guards against a reused pid', () => {
