@@ -20,172 +20,195 @@
  *
  * Run alone: node --import tsx bench/progs.ts
  */
-import { pathToFileURL } from 'node:url';
-import { type SnStats } from '../src/bpf/index.js';
-import { Loaded, TC_ACT_REDIRECT, XDP_PASS, XDP_REDIRECT, skbCtx } from '../test/bpf/harness.js';
-import * as P from '../test/bpf/packets.js';
+import {pathToFileURL} from 'node:url'
+import {type SnStats} from '../src/bpf/index.js'
+import {Loaded, TC_ACT_REDIRECT, XDP_PASS, XDP_REDIRECT, skbCtx} from '../test/bpf/harness.js'
+import * as P from '../test/bpf/packets.js'
 
 export interface ProgBench {
-  name: string;
-  nsPerPacket: number;
+  name: string
+  nsPerPacket: number
   /** 'loop' (kernel repeat loop) or 'single' (per-call, timer overhead subtracted). */
-  method?: 'loop' | 'single';
+  method?: 'loop' | 'single'
   /** The per-run values the median was taken from. */
-  runs?: number[];
+  runs?: number[]
   /** For 'single': the timer overhead of one run that was subtracted. */
-  overheadNs?: number;
+  overheadNs?: number
 }
 
-const LOOP_REPEAT = 1_000_000;
-const SINGLE_CALLS = 5_000;
-const RUNS = 5;
+const LOOP_REPEAT = 1_000_000
+const SINGLE_CALLS = 5_000
+const RUNS = 5
 
-const NODE = '172.30.0.11';
-const PEER = '172.30.0.12';
-const VNI = 4097;
-const TASK = { ip: '10.0.1.4', mac: '02:42:0a:00:01:04' };
-const LOCAL = { ip: '10.0.1.5', mac: '02:42:0a:00:01:05' };
-const REMOTE = { ip: '10.0.1.9', mac: '02:42:0a:00:01:09' };
+const NODE = '172.30.0.11'
+const PEER = '172.30.0.12'
+const VNI = 4097
+const TASK = {ip: '10.0.1.4', mac: '02:42:0a:00:01:04'}
+const LOCAL = {ip: '10.0.1.5', mac: '02:42:0a:00:01:05'}
+const REMOTE = {ip: '10.0.1.9', mac: '02:42:0a:00:01:09'}
 
 function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 interface Case {
-  name: string;
-  prog: Loaded;
-  data: Buffer;
-  ctx?: Buffer;
-  retval: number;
-  counter: keyof SnStats;
+  name: string
+  prog: Loaded
+  data: Buffer
+  ctx?: Buffer
+  retval: number
+  counter: keyof SnStats
 }
 
 function counterDelta(c: Case, fn: () => void): number {
-  const before = c.prog.stats()[c.counter];
-  fn();
-  return Number(c.prog.stats()[c.counter] - before);
+  const before = c.prog.stats()[c.counter]
+  fn()
+  return Number(c.prog.stats()[c.counter] - before)
 }
 
 /** Mean ns per run over the kernel's repeat loop. */
 function loopOnce(c: Case): number {
-  let ns = 0;
+  let ns = 0
   const moved = counterDelta(c, () => {
-    const r = c.prog.run(c.data, { ctx: c.ctx, repeat: LOOP_REPEAT });
-    if (r.retval !== c.retval) throw new Error(`${c.name}: verdict ${r.retval}, expected ${c.retval}`);
-    ns = r.durationNs;
-  });
-  if (moved !== LOOP_REPEAT) throw new Error(`${c.name}: ${moved} of ${LOOP_REPEAT} runs counted ${c.counter}`);
-  return ns;
+    const r = c.prog.run(c.data, {ctx: c.ctx, repeat: LOOP_REPEAT})
+    if (r.retval !== c.retval) throw new Error(`${c.name}: verdict ${r.retval}, expected ${c.retval}`)
+    ns = r.durationNs
+  })
+  if (moved !== LOOP_REPEAT) throw new Error(`${c.name}: ${moved} of ${LOOP_REPEAT} runs counted ${c.counter}`)
+  return ns
 }
 
 /** Median of the kernel's time for one run, over many calls (timer overhead included). */
 function singleOnce(c: Case): number {
-  const times: number[] = [];
+  const times: number[] = []
   const moved = counterDelta(c, () => {
     for (let i = 0; i < SINGLE_CALLS; i++) {
-      const r = c.prog.run(c.data, { ctx: c.ctx });
-      if (r.retval !== c.retval) throw new Error(`${c.name}: verdict ${r.retval}, expected ${c.retval}`);
-      times.push(r.durationNs);
+      const r = c.prog.run(c.data, {ctx: c.ctx})
+      if (r.retval !== c.retval) throw new Error(`${c.name}: verdict ${r.retval}, expected ${c.retval}`)
+      times.push(r.durationNs)
     }
-  });
-  if (moved !== SINGLE_CALLS) throw new Error(`${c.name}: ${moved} of ${SINGLE_CALLS} runs counted ${c.counter}`);
-  return median(times);
+  })
+  if (moved !== SINGLE_CALLS) throw new Error(`${c.name}: ${moved} of ${SINGLE_CALLS} runs counted ${c.counter}`)
+  return median(times)
 }
 
 function repeatRuns(f: () => number): number[] {
-  f(); // warm up: first-touch of maps and code
-  return Array.from({ length: RUNS }, f);
+  f() // warm up: first-touch of maps and code
+  return Array.from({length: RUNS}, f)
 }
 
 export async function benchPrograms(): Promise<ProgBench[]> {
-  const pinRoot = `/sys/fs/bpf/swarmnet-bench-${process.pid}`;
-  const loaded: Loaded[] = [];
+  const pinRoot = `/sys/fs/bpf/swarmnet-bench-${process.pid}`
+  const loaded: Loaded[] = []
   try {
     // One pin root: both objects share the maps, as on a node.
-    const xdp = new Loaded(pinRoot, 'xdp_underlay.o', 'sn_xdp_underlay');
-    loaded.push(xdp);
-    const tc = new Loaded(pinRoot, 'tc_task.o', 'sn_tc_task', { keepPins: true });
-    loaded.push(tc);
+    const xdp = new Loaded(pinRoot, 'xdp_underlay.o', 'sn_xdp_underlay')
+    loaded.push(xdp)
+    const tc = new Loaded(pinRoot, 'tc_task.o', 'sn_tc_task', {keepPins: true})
+    loaded.push(tc)
 
-    xdp.setConfig({ nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1 });
-    xdp.addNetwork(VNI, '10.0.1.0', 24);
-    xdp.addDevice(1, VNI, TASK.ip);
-    xdp.addEndpoint({ vni: VNI, ip: TASK.ip, nodeIp: NODE, ifindex: 1, mac: TASK.mac, local: true });
-    xdp.addEndpoint({ vni: VNI, ip: LOCAL.ip, nodeIp: NODE, ifindex: 1, mac: LOCAL.mac, local: true });
-    xdp.addEndpoint({ vni: VNI, ip: REMOTE.ip, nodeIp: PEER, ifindex: 0, mac: REMOTE.mac, local: false });
+    xdp.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1})
+    xdp.addNetwork(VNI, '10.0.1.0', 24)
+    xdp.addDevice(1, VNI, TASK.ip)
+    xdp.addEndpoint({vni: VNI, ip: TASK.ip, nodeIp: NODE, ifindex: 1, mac: TASK.mac, local: true})
+    xdp.addEndpoint({vni: VNI, ip: LOCAL.ip, nodeIp: NODE, ifindex: 1, mac: LOCAL.mac, local: true})
+    xdp.addEndpoint({vni: VNI, ip: REMOTE.ip, nodeIp: PEER, ifindex: 0, mac: REMOTE.mac, local: false})
 
-    const frame64 = (dst: string, dstMac: string): Buffer =>
-      P.udpFrame({ srcMac: TASK.mac, dstMac, src: TASK.ip, dst }, 64);
-    const underlay = { outerSrcMac: '02:00:ac:1e:00:0c', outerDstMac: '02:00:ac:1e:00:0b', outerSrc: PEER, outerDst: NODE };
-    const ctx = skbCtx(1);
+    const frame64 = (dst: string, dstMac: string): Buffer => P.udpFrame({srcMac: TASK.mac, dstMac, src: TASK.ip, dst}, 64)
+    const underlay = {outerSrcMac: '02:00:ac:1e:00:0c', outerDstMac: '02:00:ac:1e:00:0b', outerSrc: PEER, outerDst: NODE}
+    const ctx = skbCtx(1)
 
     const xdpPass: Case = {
       name: 'xdp pass (not ours)',
       prog: xdp,
-      data: P.udpFrame({ srcMac: underlay.outerSrcMac, dstMac: underlay.outerDstMac, src: PEER, dst: NODE, dstPort: 7946 }, 64),
+      data: P.udpFrame({srcMac: underlay.outerSrcMac, dstMac: underlay.outerDstMac, src: PEER, dst: NODE, dstPort: 7946}, 64),
       retval: XDP_PASS,
       counter: 'xdp_pass',
-    };
+    }
     const xdpDecap: Case = {
       name: 'xdp decap + redirect',
       prog: xdp,
-      data: P.vxlanFrame({ ...underlay, vni: VNI }, P.udpFrame({ srcMac: REMOTE.mac, dstMac: TASK.mac, src: REMOTE.ip, dst: TASK.ip }, 64)),
+      data: P.vxlanFrame(
+        {...underlay, vni: VNI},
+        P.udpFrame({srcMac: REMOTE.mac, dstMac: TASK.mac, src: REMOTE.ip, dst: TASK.ip}, 64),
+      ),
       retval: XDP_REDIRECT,
       counter: 'xdp_decap',
-    };
-    const tcLocal: Case = { name: 'tc local redirect', prog: tc, data: frame64(LOCAL.ip, LOCAL.mac), ctx, retval: TC_ACT_REDIRECT, counter: 'tc_local' };
-    const tcEncap: Case = { name: 'tc encap', prog: tc, data: frame64(REMOTE.ip, REMOTE.mac), ctx, retval: TC_ACT_REDIRECT, counter: 'tc_encap' };
+    }
+    const tcLocal: Case = {
+      name: 'tc local redirect',
+      prog: tc,
+      data: frame64(LOCAL.ip, LOCAL.mac),
+      ctx,
+      retval: TC_ACT_REDIRECT,
+      counter: 'tc_local',
+    }
+    const tcEncap: Case = {
+      name: 'tc encap',
+      prog: tc,
+      data: frame64(REMOTE.ip, REMOTE.mac),
+      ctx,
+      retval: TC_ACT_REDIRECT,
+      counter: 'tc_encap',
+    }
     const tcArp: Case = {
       name: 'tc arp reply',
       prog: tc,
       data: P.padTo(
         P.ethernet(
-          { dst: 'ff:ff:ff:ff:ff:ff', src: TASK.mac, type: P.ETH_P_ARP },
-          P.arp({ op: 1, sha: TASK.mac, spa: TASK.ip, tha: '00:00:00:00:00:00', tpa: LOCAL.ip }),
+          {dst: 'ff:ff:ff:ff:ff:ff', src: TASK.mac, type: P.ETH_P_ARP},
+          P.arp({op: 1, sha: TASK.mac, spa: TASK.ip, tha: '00:00:00:00:00:00', tpa: LOCAL.ip}),
         ),
         64,
       ),
       ctx,
       retval: TC_ACT_REDIRECT,
       counter: 'tc_arp_reply',
-    };
+    }
 
-    const out: ProgBench[] = [];
+    const out: ProgBench[] = []
     const loop = (c: Case): number => {
-      const runs = repeatRuns(() => loopOnce(c));
-      out.push({ name: c.name, nsPerPacket: median(runs), method: 'loop', runs });
-      return median(runs);
-    };
+      const runs = repeatRuns(() => loopOnce(c))
+      out.push({name: c.name, nsPerPacket: median(runs), method: 'loop', runs})
+      return median(runs)
+    }
     // Timer overhead of one single run = single-run median - loop mean, on an idempotent case.
-    const overhead = (c: Case, loopNs: number): number => Math.max(0, median(repeatRuns(() => singleOnce(c))) - loopNs);
+    const overhead = (c: Case, loopNs: number): number => Math.max(0, median(repeatRuns(() => singleOnce(c))) - loopNs)
     const single = (c: Case, over: number): void => {
-      const runs = repeatRuns(() => singleOnce(c)).map((ns) => Math.max(0, ns - over));
-      out.push({ name: c.name, nsPerPacket: median(runs), method: 'single', runs, overheadNs: over });
-    };
+      const runs = repeatRuns(() => singleOnce(c)).map((ns) => Math.max(0, ns - over))
+      out.push({name: c.name, nsPerPacket: median(runs), method: 'single', runs, overheadNs: over})
+    }
 
-    const xdpOver = overhead(xdpPass, loop(xdpPass));
-    single(xdpDecap, xdpOver);
-    const tcOver = overhead(tcLocal, loop(tcLocal));
-    single(tcEncap, tcOver);
-    single(tcArp, tcOver);
-    return out;
+    const xdpOver = overhead(xdpPass, loop(xdpPass))
+    single(xdpDecap, xdpOver)
+    const tcOver = overhead(tcLocal, loop(tcLocal))
+    single(tcEncap, tcOver)
+    single(tcArp, tcOver)
+    return out
   } finally {
-    for (const l of loaded.reverse()) l.close();
+    for (const l of loaded.reverse()) l.close()
   }
 }
 
 function table(rows: ProgBench[]): string {
-  const lines = [['program'.padEnd(22), 'ns/pkt', 'method'.padEnd(22), 'runs'].join('\t')];
+  const lines = [['program'.padEnd(22), 'ns/pkt', 'method'.padEnd(22), 'runs'].join('\t')]
   for (const r of rows) {
-    const method = r.method === 'single' ? `single (-${(r.overheadNs ?? 0).toFixed(0)} ns timer)` : (r.method ?? '');
-    lines.push([r.name.padEnd(22), r.nsPerPacket.toFixed(1).padStart(6), method.padEnd(22), (r.runs ?? []).map((x) => x.toFixed(0)).join(' ')].join('\t'));
+    const method = r.method === 'single' ? `single (-${(r.overheadNs ?? 0).toFixed(0)} ns timer)` : (r.method ?? '')
+    lines.push(
+      [
+        r.name.padEnd(22),
+        r.nsPerPacket.toFixed(1).padStart(6),
+        method.padEnd(22),
+        (r.runs ?? []).map((x) => x.toFixed(0)).join(' '),
+      ].join('\t'),
+    )
   }
-  return lines.join('\n');
+  return lines.join('\n')
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const rows = await benchPrograms();
-  console.log(table(rows));
+  const rows = await benchPrograms()
+  console.log(table(rows))
 }

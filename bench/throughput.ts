@@ -11,327 +11,347 @@
  * It brings up its own lab (waiting while someone else's lab is up: the lab's names are fixed)
  * and always takes it down again.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { run } from '../src/sys/exec.js';
-import { execIn, listNetns, netnsPath } from '../src/sys/netns.js';
-import { readLabState } from '../src/lab/state.js';
-import { buildKernelPath, kernelEnds, removeKernelPath, vxlanCounters, type KernelEnd } from './kernel-path.js';
+import {spawn, type ChildProcess} from 'node:child_process'
+import {dirname, join} from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+import {run} from '../src/sys/exec.js'
+import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
+import {readLabState} from '../src/lab/state.js'
+import {buildKernelPath, kernelEnds, removeKernelPath, vxlanCounters, type KernelEnd} from './kernel-path.js'
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(REPO, 'bin', 'run.js');
-const NETWORK = 'snbench';
-const SERVICE = 'snbench-iperf';
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..')
+const BIN = join(REPO, 'bin', 'run.js')
+const NETWORK = 'snbench'
+const SERVICE = 'snbench-iperf'
 
 export interface PathFigure {
   /** The reported figure: the median of the runs. */
-  median: number;
-  best: number;
-  runs: number[];
+  median: number
+  best: number
+  runs: number[]
 }
 
 export interface Result {
-  test: 'udp-64B' | 'tcp-1-stream';
-  unit: 'pps' | 'Gb/s';
-  swarmnet: PathFigure;
-  kernel: PathFigure;
+  test: 'udp-64B' | 'tcp-1-stream'
+  unit: 'pps' | 'Gb/s'
+  swarmnet: PathFigure
+  kernel: PathFigure
   /** swarmnet.median / kernel.median */
-  ratio: number;
+  ratio: number
   /** Counters showing where the traffic went, and anything odd (loss, drops). */
-  notes: string[];
+  notes: string[]
 }
 
 export interface BenchOptions {
-  seconds?: number;
-  runs?: number;
-  log?: (line: string) => void;
+  seconds?: number
+  runs?: number
+  log?: (line: string) => void
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 function cli(args: string[], host?: string, timeoutMs = 120_000): Promise<string> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
-  if (host) env.SWARMNET_HOST = host;
-  else delete env.SWARMNET_HOST;
-  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, { env, timeoutMs });
+  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
+  if (host) env.SWARMNET_HOST = host
+  else delete env.SWARMNET_HOST
+  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, {env, timeoutMs})
 }
 
 /** Waits (polling every 30 s, up to 10 min) while a lab that is not ours is up. */
 async function waitForNoLab(log: (s: string) => void): Promise<void> {
-  const deadline = Date.now() + 10 * 60_000;
+  const deadline = Date.now() + 10 * 60_000
   for (;;) {
-    const ns = listNetns('sn-lab-');
-    const state = readLabState();
-    if (ns.length === 0 && !state) return;
-    if (Date.now() > deadline) throw new Error(`a lab is still up after 10 min (${ns.join(', ') || 'state file'}); not touching it`);
-    log(`a lab is up (${ns.join(', ') || 'state file only'}), not ours: waiting 30 s`);
-    await sleep(30_000);
+    const ns = listNetns('sn-lab-')
+    const state = readLabState()
+    if (ns.length === 0 && !state) return
+    if (Date.now() > deadline)
+      throw new Error(`a lab is still up after 10 min (${ns.join(', ') || 'state file'}); not touching it`)
+    log(`a lab is up (${ns.join(', ') || 'state file only'}), not ours: waiting 30 s`)
+    await sleep(30_000)
   }
 }
 
 // ---- iperf3 -----------------------------------------------------------------
 
 interface IperfJson {
-  error?: string;
+  error?: string
   end?: {
-    cpu_utilization_percent?: { host_total?: number; remote_total?: number };
-    sum?: { seconds?: number; packets?: number; lost_packets?: number; bits_per_second?: number };
-    sum_sent?: { seconds?: number; bytes?: number; bits_per_second?: number; retransmits?: number; packets?: number };
-    sum_received?: { seconds?: number; bytes?: number; bits_per_second?: number; packets?: number; lost_packets?: number };
-  };
+    cpu_utilization_percent?: {host_total?: number; remote_total?: number}
+    sum?: {seconds?: number; packets?: number; lost_packets?: number; bits_per_second?: number}
+    sum_sent?: {seconds?: number; bytes?: number; bits_per_second?: number; retransmits?: number; packets?: number}
+    sum_received?: {seconds?: number; bytes?: number; bits_per_second?: number; packets?: number; lost_packets?: number}
+  }
 }
 
 export interface UdpSample {
-  pps: number;
-  sent: number;
-  received: number;
-  seconds: number;
+  pps: number
+  sent: number
+  received: number
+  seconds: number
   /** iperf3's own CPU use, % of one host: client, server */
-  cpu: [number, number];
+  cpu: [number, number]
 }
 
 export interface TcpSample {
-  gbps: number;
-  retransmits: number;
-  cpu: [number, number];
+  gbps: number
+  retransmits: number
+  cpu: [number, number]
 }
 
 async function iperf(ns: string, args: string[], seconds: number): Promise<IperfJson> {
-  let last: unknown;
+  let last: unknown
   // The server may not be listening yet (or still closing the previous test): retry a little.
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const out = await execIn(ns, ['iperf3', '--json', ...args], `iperf3 in ${ns}`, { timeoutMs: (seconds + 30) * 1000 });
-      const j = JSON.parse(out) as IperfJson;
-      if (j.error) throw new Error(j.error);
-      return j;
+      const out = await execIn(ns, ['iperf3', '--json', ...args], `iperf3 in ${ns}`, {timeoutMs: (seconds + 30) * 1000})
+      const j = JSON.parse(out) as IperfJson
+      if (j.error) throw new Error(j.error)
+      return j
     } catch (e) {
-      last = e;
+      last = e
       // iperf3 --json prints its error as JSON on stdout and exits 1.
-      await sleep(1000);
+      await sleep(1000)
     }
   }
-  throw new Error(`iperf3 ${args.join(' ')} in ${ns}: ${last instanceof Error ? last.message : String(last)}`);
+  throw new Error(`iperf3 ${args.join(' ')} in ${ns}: ${last instanceof Error ? last.message : String(last)}`)
 }
 
 const cpuOf = (j: IperfJson): [number, number] => [
   Math.round(j.end?.cpu_utilization_percent?.host_total ?? NaN),
   Math.round(j.end?.cpu_utilization_percent?.remote_total ?? NaN),
-];
+]
 
 export async function udpSmall(clientNs: string, server: string, seconds: number): Promise<UdpSample> {
-  const j = await iperf(clientNs, ['-c', server, '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds);
-  const sum = j.end?.sum ?? {};
-  const sent = sum.packets ?? 0;
-  const lost = sum.lost_packets ?? 0;
+  const j = await iperf(clientNs, ['-c', server, '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)
+  const sum = j.end?.sum ?? {}
+  const sent = sum.packets ?? 0
+  const lost = sum.lost_packets ?? 0
   // In iperf3's client JSON, end.sum carries the server's view for UDP: packets the server
   // expected (highest sequence seen) and the ones it counted lost.
-  const received = sent - lost;
-  const secs = j.end?.sum_received?.seconds ?? sum.seconds ?? seconds;
-  return { pps: received / secs, sent: j.end?.sum_sent?.packets ?? sent, received, seconds: secs, cpu: cpuOf(j) };
+  const received = sent - lost
+  const secs = j.end?.sum_received?.seconds ?? sum.seconds ?? seconds
+  return {pps: received / secs, sent: j.end?.sum_sent?.packets ?? sent, received, seconds: secs, cpu: cpuOf(j)}
 }
 
 export async function tcpStream(clientNs: string, server: string, seconds: number): Promise<TcpSample> {
-  const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds);
-  return { gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0, cpu: cpuOf(j) };
+  const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds)
+  return {gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0, cpu: cpuOf(j)}
 }
 
 // ---- swarmnet side ----------------------------------------------------------
 
 interface TaskJson {
-  node: string;
-  state: string;
-  addresses: { network: string; ip: string }[];
-  netns?: string;
+  node: string
+  state: string
+  addresses: {network: string; ip: string}[]
+  netns?: string
 }
 
 interface Pair {
-  client: { node: string; netns: string; ip: string };
-  server: { node: string; netns: string; ip: string };
+  client: {node: string; netns: string; ip: string}
+  server: {node: string; netns: string; ip: string}
 }
 
 async function swarmnetPair(log: (s: string) => void): Promise<Pair> {
-  await cli(['network', 'create', NETWORK], 'n1');
-  await cli(['service', 'create', '--name', SERVICE, '--replicas', '2', '--network', NETWORK, '--', 'iperf3', '-s'], 'n1');
-  const deadline = Date.now() + 60_000;
-  let tasks: TaskJson[] = [];
+  await cli(['network', 'create', NETWORK], 'n1')
+  await cli(['service', 'create', '--name', SERVICE, '--replicas', '2', '--network', NETWORK, '--', 'iperf3', '-s'], 'n1')
+  const deadline = Date.now() + 60_000
+  let tasks: TaskJson[] = []
   while (Date.now() < deadline) {
-    tasks = JSON.parse(await cli(['service', 'ps', SERVICE, '--json'], 'n1')) as TaskJson[];
-    const up = tasks.filter((t) => t.state === 'running' && t.netns && t.addresses.some((a) => a.network === NETWORK));
-    const nodes = new Set(up.map((t) => t.node));
+    tasks = JSON.parse(await cli(['service', 'ps', SERVICE, '--json'], 'n1')) as TaskJson[]
+    const up = tasks.filter((t) => t.state === 'running' && t.netns && t.addresses.some((a) => a.network === NETWORK))
+    const nodes = new Set(up.map((t) => t.node))
     if (up.length >= 2 && nodes.size >= 2) {
-      const view = (t: TaskJson) => ({ node: t.node, netns: t.netns!, ip: t.addresses.find((a) => a.network === NETWORK)!.ip });
+      const view = (t: TaskJson) => ({node: t.node, netns: t.netns!, ip: t.addresses.find((a) => a.network === NETWORK)!.ip})
       // Server on n2, client on n1 when the placement allows it; else any two nodes.
-      const server = up.find((t) => t.node === 'n2') ?? up[1]!;
-      const client = up.find((t) => t.node === 'n1' && t !== server) ?? up.find((t) => t.node !== server.node)!;
-      log(`swarmnet tasks: client ${client.node} ${view(client).ip} (${client.netns}), server ${server.node} ${view(server).ip} (${server.netns})`);
-      return { client: view(client), server: view(server) };
+      const server = up.find((t) => t.node === 'n2') ?? up[1]!
+      const client = up.find((t) => t.node === 'n1' && t !== server) ?? up.find((t) => t.node !== server.node)!
+      log(
+        `swarmnet tasks: client ${client.node} ${view(client).ip} (${client.netns}), server ${server.node} ${view(server).ip} (${server.netns})`,
+      )
+      return {client: view(client), server: view(server)}
     }
-    await sleep(1000);
+    await sleep(1000)
   }
-  throw new Error(`service ${SERVICE}: no two running tasks on different nodes after 60 s: ${JSON.stringify(tasks)}`);
+  throw new Error(`service ${SERVICE}: no two running tasks on different nodes after 60 s: ${JSON.stringify(tasks)}`)
 }
 
-type Stats = Record<string, number>;
+type Stats = Record<string, number>
 
 async function snStats(node: string): Promise<Stats> {
   const out = JSON.parse(await cli(['inspect', 'maps', '--map', 'sn_stats', '--json', '--host', node])) as {
-    maps: { entries: { value: Record<string, number | string> }[] }[];
-  };
-  const v = out.maps[0]?.entries[0]?.value ?? {};
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, Number(x)]));
+    maps: {entries: {value: Record<string, number | string>}[]}[]
+  }
+  const v = out.maps[0]?.entries[0]?.value ?? {}
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, Number(x)]))
 }
 
 function delta(a: Stats, b: Stats): Stats {
-  const d: Stats = {};
-  for (const k of Object.keys(b)) if ((b[k] ?? 0) - (a[k] ?? 0) !== 0) d[k] = (b[k] ?? 0) - (a[k] ?? 0);
-  return d;
+  const d: Stats = {}
+  for (const k of Object.keys(b)) if ((b[k] ?? 0) - (a[k] ?? 0) !== 0) d[k] = (b[k] ?? 0) - (a[k] ?? 0)
+  return d
 }
 
 const fmtDelta = (d: Stats) =>
   Object.entries(d)
     .map(([k, v]) => `${k}+${v}`)
-    .join(' ') || 'no change';
+    .join(' ') || 'no change'
 
 // ---- the bench --------------------------------------------------------------
 
 function figure(runs: number[]): PathFigure {
-  const s = [...runs].sort((a, b) => a - b);
-  const mid = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-  return { median: mid, best: s[s.length - 1] ?? 0, runs };
+  const s = [...runs].sort((a, b) => a - b)
+  const mid = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+  return {median: mid, best: s[s.length - 1] ?? 0, runs}
 }
 
 export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]> {
-  const seconds = opts.seconds ?? 5;
-  const runs = opts.runs ?? 5;
-  const log = opts.log ?? ((s: string) => console.error(`[bench] ${s}`));
+  const seconds = opts.seconds ?? 5
+  const runs = opts.runs ?? 5
+  const log = opts.log ?? ((s: string) => console.error(`[bench] ${s}`))
 
-  await waitForNoLab(log);
-  let ours = false;
-  let ends: KernelEnd[] = [];
+  await waitForNoLab(log)
+  let ours = false
+  let ends: KernelEnd[] = []
   try {
-    log('lab up --nodes 3');
-    ours = true;
+    log('lab up --nodes 3')
+    ours = true
     try {
-      await cli(['lab', 'up', '--nodes', '3', '--json'], undefined, 180_000);
+      await cli(['lab', 'up', '--nodes', '3', '--json'], undefined, 180_000)
     } catch (e) {
       // Someone else's lab won the race between our check and our `lab up`: not ours to remove.
-      if (e instanceof Error && /already up/.test(e.message)) ours = false;
-      throw e;
+      if (e instanceof Error && /already up/.test(e.message)) ours = false
+      throw e
     }
-    const state = readLabState();
-    if (!state) throw new Error('lab up left no state file');
+    const state = readLabState()
+    if (!state) throw new Error('lab up left no state file')
     // Checksum offload on the lab's veth underlay: lab up does it now; harmless to repeat.
-    for (const n of state.nodes) await execIn(n.netns, ['ethtool', '-K', 'eth0', 'tx', 'off'], 'tx checksum offload off');
+    for (const n of state.nodes) await execIn(n.netns, ['ethtool', '-K', 'eth0', 'tx', 'off'], 'tx checksum offload off')
 
-    const pair = await swarmnetPair(log);
+    const pair = await swarmnetPair(log)
     // The kernel path between the same two nodes as the swarmnet pair, client end first, so both
     // paths cross the same veths and share the same cores' softirq work.
     const node = (name: string) => {
-      const n = state.nodes.find((x) => x.name === name);
-      if (!n) throw new Error(`node ${name} not in the lab state`);
-      return n;
-    };
-    ends = kernelEnds([node(pair.client.node), node(pair.server.node)]);
-    log(`building the kernel path (vxlan id 5000 dstport 4790 + bridge) ${ends.map((e) => `${e.node} ${e.ip}`).join(' -> ')}`);
-    await buildKernelPath(ends);
-    const [kc, ks] = ends as [KernelEnd, KernelEnd];
-    const kserver = startServer(ks.netns);
+      const n = state.nodes.find((x) => x.name === name)
+      if (!n) throw new Error(`node ${name} not in the lab state`)
+      return n
+    }
+    ends = kernelEnds([node(pair.client.node), node(pair.server.node)])
+    log(`building the kernel path (vxlan id 5000 dstport 4790 + bridge) ${ends.map((e) => `${e.node} ${e.ip}`).join(' -> ')}`)
+    await buildKernelPath(ends)
+    const [kc, ks] = ends as [KernelEnd, KernelEnd]
+    const kserver = startServer(ks.netns)
     try {
       // Warm up both paths (and check they work at all) before measuring.
-      await execIn(kc.netns, ['ping', '-c', '2', '-W', '2', ks.ip], 'ping over the kernel path');
-      await execIn(pair.client.netns, ['ping', '-c', '2', '-W', '2', pair.server.ip], 'ping over swarmnet');
+      await execIn(kc.netns, ['ping', '-c', '2', '-W', '2', ks.ip], 'ping over the kernel path')
+      await execIn(pair.client.netns, ['ping', '-c', '2', '-W', '2', pair.server.ip], 'ping over swarmnet')
 
-      const results: Result[] = [];
+      const results: Result[] = []
       for (const test of ['udp-64B', 'tcp-1-stream'] as const) {
-        const sn: number[] = [];
-        const kn: number[] = [];
-        const notes: string[] = [];
-        const snBefore = { c: await snStats(pair.client.node), s: await snStats(pair.server.node) };
-        const kvBefore = { c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns) };
-        let snSent = 0;
-        let snRecv = 0;
-        let kSent = 0;
-        let kRecv = 0;
-        let snRetr = 0;
-        let kRetr = 0;
+        const sn: number[] = []
+        const kn: number[] = []
+        const notes: string[] = []
+        const snBefore = {c: await snStats(pair.client.node), s: await snStats(pair.server.node)}
+        const kvBefore = {c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns)}
+        let snSent = 0
+        let snRecv = 0
+        let kSent = 0
+        let kRecv = 0
+        let snRetr = 0
+        let kRetr = 0
         for (let i = 0; i < runs; i++) {
           if (test === 'udp-64B') {
-            const a = await udpSmall(pair.client.netns, pair.server.ip, seconds);
-            sn.push(a.pps);
-            snSent += a.sent;
-            snRecv += a.received;
-            await sleep(1000);
-            const b = await udpSmall(kc.netns, ks.ip, seconds);
-            kn.push(b.pps);
-            kSent += b.sent;
-            kRecv += b.received;
-            log(`udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%)`);
+            const a = await udpSmall(pair.client.netns, pair.server.ip, seconds)
+            sn.push(a.pps)
+            snSent += a.sent
+            snRecv += a.received
+            await sleep(1000)
+            const b = await udpSmall(kc.netns, ks.ip, seconds)
+            kn.push(b.pps)
+            kSent += b.sent
+            kRecv += b.received
+            log(
+              `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%)`,
+            )
           } else {
-            const a = await tcpStream(pair.client.netns, pair.server.ip, seconds);
-            sn.push(a.gbps);
-            snRetr += a.retransmits;
-            await sleep(1000);
-            const b = await tcpStream(kc.netns, ks.ip, seconds);
-            kn.push(b.gbps);
-            kRetr += b.retransmits;
-            log(`tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%)`);
+            const a = await tcpStream(pair.client.netns, pair.server.ip, seconds)
+            sn.push(a.gbps)
+            snRetr += a.retransmits
+            await sleep(1000)
+            const b = await tcpStream(kc.netns, ks.ip, seconds)
+            kn.push(b.gbps)
+            kRetr += b.retransmits
+            log(
+              `tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%)`,
+            )
           }
-          await sleep(1000);
+          await sleep(1000)
         }
-        const snAfter = { c: await snStats(pair.client.node), s: await snStats(pair.server.node) };
-        const kvAfter = { c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns) };
-        notes.push(`sn_stats ${pair.client.node} (client): ${fmtDelta(delta(snBefore.c, snAfter.c))}`);
-        notes.push(`sn_stats ${pair.server.node} (server): ${fmtDelta(delta(snBefore.s, snAfter.s))}`);
+        const snAfter = {c: await snStats(pair.client.node), s: await snStats(pair.server.node)}
+        const kvAfter = {c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns)}
+        notes.push(`sn_stats ${pair.client.node} (client): ${fmtDelta(delta(snBefore.c, snAfter.c))}`)
+        notes.push(`sn_stats ${pair.server.node} (server): ${fmtDelta(delta(snBefore.s, snAfter.s))}`)
         const kv = (a: typeof kvBefore.c, b: typeof kvBefore.c) =>
           `tx+${b.txPackets - a.txPackets} rx+${b.rxPackets - a.rxPackets}` +
-          (b.txDropped - a.txDropped || b.rxDropped - a.rxDropped ? ` txdrop+${b.txDropped - a.txDropped} rxdrop+${b.rxDropped - a.rxDropped}` : '');
-        notes.push(`sn-kvx0 ${kc.node} (client): ${kv(kvBefore.c, kvAfter.c)}; ${ks.node} (server): ${kv(kvBefore.s, kvAfter.s)}`);
+          (b.txDropped - a.txDropped || b.rxDropped - a.rxDropped
+            ? ` txdrop+${b.txDropped - a.txDropped} rxdrop+${b.rxDropped - a.rxDropped}`
+            : '')
+        notes.push(`sn-kvx0 ${kc.node} (client): ${kv(kvBefore.c, kvAfter.c)}; ${ks.node} (server): ${kv(kvBefore.s, kvAfter.s)}`)
         if (test === 'udp-64B') {
-          const pct = (r: number, s: number) => (s > 0 ? ((100 * (s - r)) / s).toFixed(1) : '?');
-          notes.push(`udp received/expected at server: swarmnet ${snRecv}/${snSent} (lost ${pct(snRecv, snSent)}%), kernel ${kRecv}/${kSent} (lost ${pct(kRecv, kSent)}%)`);
+          const pct = (r: number, s: number) => (s > 0 ? ((100 * (s - r)) / s).toFixed(1) : '?')
+          notes.push(
+            `udp received/expected at server: swarmnet ${snRecv}/${snSent} (lost ${pct(snRecv, snSent)}%), kernel ${kRecv}/${kSent} (lost ${pct(kRecv, kSent)}%)`,
+          )
         } else {
-          notes.push(`tcp retransmits: swarmnet ${snRetr}, kernel ${kRetr}`);
+          notes.push(`tcp retransmits: swarmnet ${snRetr}, kernel ${kRetr}`)
         }
-        const s = figure(sn);
-        const k = figure(kn);
-        results.push({ test, unit: test === 'udp-64B' ? 'pps' : 'Gb/s', swarmnet: s, kernel: k, ratio: k.median > 0 ? s.median / k.median : NaN, notes });
+        const s = figure(sn)
+        const k = figure(kn)
+        results.push({
+          test,
+          unit: test === 'udp-64B' ? 'pps' : 'Gb/s',
+          swarmnet: s,
+          kernel: k,
+          ratio: k.median > 0 ? s.median / k.median : NaN,
+          notes,
+        })
       }
-      return results;
+      return results
     } finally {
-      await stopServer(kserver);
+      await stopServer(kserver)
     }
   } finally {
     if (ends.length > 0) {
-      const errs = await removeKernelPath(ends);
-      if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`);
+      const errs = await removeKernelPath(ends)
+      if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`)
     }
     if (ours) {
-      log('lab down');
-      await cli(['lab', 'down'], undefined, 120_000).catch((e) => log(`lab down failed: ${e instanceof Error ? e.message : String(e)}`));
+      log('lab down')
+      await cli(['lab', 'down'], undefined, 120_000).catch((e) =>
+        log(`lab down failed: ${e instanceof Error ? e.message : String(e)}`),
+      )
     }
   }
 }
 
 function startServer(ns: string): ChildProcess {
-  const child = spawn('nsenter', [`--net=${netnsPath(ns)}`, '--', 'iperf3', '-s'], { stdio: 'ignore' });
-  child.on('error', () => undefined);
-  return child;
+  const child = spawn('nsenter', [`--net=${netnsPath(ns)}`, '--', 'iperf3', '-s'], {stdio: 'ignore'})
+  child.on('error', () => undefined)
+  return child
 }
 
 async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const gone = new Promise<void>((r) => child.once('close', () => r()));
-  child.kill('SIGTERM');
-  await Promise.race([gone, sleep(3000)]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
+  const gone = new Promise<void>((r) => child.once('close', () => r()))
+  child.kill('SIGTERM')
+  await Promise.race([gone, sleep(3000)])
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
 }
 
 // ---- standalone ---------------------------------------------------------------
 
 export function formatTable(results: Result[]): string {
-  const num = (v: number, unit: string) => (unit === 'pps' ? Math.round(v).toLocaleString('en-US') : v.toFixed(2));
+  const num = (v: number, unit: string) => (unit === 'pps' ? Math.round(v).toLocaleString('en-US') : v.toFixed(2))
   const rows = [
     ['test', 'unit', 'swarmnet', 'kernel vxlan', 'swarmnet/kernel', 'swarmnet runs', 'kernel runs'],
     ...results.map((r) => [
@@ -343,29 +363,29 @@ export function formatTable(results: Result[]): string {
       r.swarmnet.runs.map((v) => num(v, r.unit)).join(' / '),
       r.kernel.runs.map((v) => num(v, r.unit)).join(' / '),
     ]),
-  ];
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  '));
-  lines.splice(1, 0, w.map((n) => '-'.repeat(n)).join('  '));
-  return lines.join('\n');
+  ]
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  const lines = rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  '))
+  lines.splice(1, 0, w.map((n) => '-'.repeat(n)).join('  '))
+  return lines.join('\n')
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i >= 0 ? Number(process.argv[i + 1]) : undefined;
-  };
-  const seconds = arg('--seconds');
-  const runs = arg('--runs');
-  benchThroughput({ ...(seconds ? { seconds } : {}), ...(runs ? { runs } : {}) }).then(
+    const i = process.argv.indexOf(name)
+    return i >= 0 ? Number(process.argv[i + 1]) : undefined
+  }
+  const seconds = arg('--seconds')
+  const runs = arg('--runs')
+  benchThroughput({...(seconds ? {seconds} : {}), ...(runs ? {runs} : {})}).then(
     (results) => {
-      console.log(formatTable(results));
-      console.log('\nfigures: median of the runs; ratio = swarmnet median / kernel median');
-      for (const r of results) for (const n of r.notes) console.log(`${r.test}: ${n}`);
+      console.log(formatTable(results))
+      console.log('\nfigures: median of the runs; ratio = swarmnet median / kernel median')
+      for (const r of results) for (const n of r.notes) console.log(`${r.test}: ${n}`)
     },
     (e) => {
-      console.error(e instanceof Error ? e.message : String(e));
-      process.exitCode = 1;
+      console.error(e instanceof Error ? e.message : String(e))
+      process.exitCode = 1
     },
-  );
+  )
 }

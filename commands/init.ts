@@ -18,10 +18,15 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
   ]
   static override flags = {
     json: jsonFlag,
-    node: Flags.string({description: 'this node\'s name (default: the host name)', env: 'SWARMNET_NODE'}),
-    'advertise-addr': Flags.string({description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint'}),
+    node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
+    'advertise-addr': Flags.string({
+      description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint',
+    }),
     'data-path-port': Flags.integer({description: 'UDP port of VXLAN, cluster-wide (1024-49151)', default: 4789}),
-    'default-addr-pool': Flags.string({description: 'where subnets of networks without --subnet come from (/24s)', default: '10.0.0.0/8'}),
+    'default-addr-pool': Flags.string({
+      description: 'where subnets of networks without --subnet come from (/24s)',
+      default: '10.0.0.0/8',
+    }),
     'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
     'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
   }
@@ -50,7 +55,15 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
       {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
     ).run()
     const join = `swarmnet join --token ${cfg.token} ${cfg.advertiseAddr}:${cfg.gossipPort}`
-    if (flags.json) return printJson({node, nodeId: cfg.nodeId, advertiseAddr: cfg.advertiseAddr, underlay: cfg.underlay, token: cfg.token, join})
+    if (flags.json)
+      return printJson({
+        node,
+        nodeId: cfg.nodeId,
+        advertiseAddr: cfg.advertiseAddr,
+        underlay: cfg.underlay,
+        token: cfg.token,
+        join,
+      })
     this.log(`Swarm initialized: current node (${cfg.nodeId.slice(0, 12)}) is now a manager.\n`)
     this.log('To add a node to this cluster, run the following command:\n')
     this.log(`    ${join}\n`)

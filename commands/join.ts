@@ -13,8 +13,10 @@ export default class Join extends SwarmnetCommand {
   static override flags = {
     json: jsonFlag,
     token: Flags.string({description: 'the join token', required: true}),
-    node: Flags.string({description: 'this node\'s name (default: the host name)', env: 'SWARMNET_NODE'}),
-    'advertise-addr': Flags.string({description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint'}),
+    node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
+    'advertise-addr': Flags.string({
+      description: 'address (or interface) other nodes reach this one at; also the VXLAN endpoint',
+    }),
     'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
     'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
   }

@@ -4,7 +4,8 @@ import {probeFeatures, type Probe} from '../src/bpf/features.js'
 
 export default class Version extends SwarmnetCommand {
   static override needsRoot = false
-  static override description = 'Show the versions of swarmnet, the kernel and libbpf, and which BPF features the kernel offers (probed, not guessed)'
+  static override description =
+    'Show the versions of swarmnet, the kernel and libbpf, and which BPF features the kernel offers (probed, not guessed)'
   static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
   static override flags = {json: jsonFlag}
 
@@ -18,7 +19,9 @@ export default class Version extends SwarmnetCommand {
     this.log(`swarmnet ${out.swarmnet} (node ${out.node})`)
     this.log(`kernel   ${f.kernel}`)
     this.log(`libbpf   ${f.libbpf}`)
-    this.log(`kernel BTF: ${f.kernelBtf ? c.green('yes') : c.red('no')}   bpffs mounted: ${f.bpffsMounted ? c.green('yes') : c.yellow('no')}`)
+    this.log(
+      `kernel BTF: ${f.kernelBtf ? c.green('yes') : c.red('no')}   bpffs mounted: ${f.bpffsMounted ? c.green('yes') : c.yellow('no')}`,
+    )
     this.log('program types:')
     for (const [k, v] of Object.entries(f.progTypes)) this.log(`  ${k.padEnd(28)} ${mark(v)}`)
     this.log('map types:')

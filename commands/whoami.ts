@@ -4,9 +4,12 @@ import {startWhoami} from '../src/whoami/server.js'
 
 export default class Whoami extends SwarmnetCommand {
   static override needsRoot = false
-  static override description = "A tiny HTTP server that answers with the task's name, its addresses and the caller's address: the default demo workload"
+  static override description =
+    "A tiny HTTP server that answers with the task's name, its addresses and the caller's address: the default demo workload"
   static override examples = ['<%= config.bin %> whoami', '<%= config.bin %> whoami --port 8080']
-  static override flags = {port: Flags.integer({char: 'p', description: 'TCP port to listen on', default: 80, min: 1, max: 65535})}
+  static override flags = {
+    port: Flags.integer({char: 'p', description: 'TCP port to listen on', default: 80, min: 1, max: 65535}),
+  }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Whoami)

@@ -13,7 +13,9 @@ const manifest = join(bpf, 'dist', 'sources.json')
 
 export function sourceHash(program) {
   const h = createHash('sha256')
-  const headers = readdirSync(join(bpf, 'include')).filter((f) => f.endsWith('.h')).sort()
+  const headers = readdirSync(join(bpf, 'include'))
+    .filter((f) => f.endsWith('.h'))
+    .sort()
   for (const f of [`${program}.c`, ...headers.map((x) => join('include', x))]) {
     h.update(f + '\0')
     h.update(readFileSync(join(bpf, f)))
@@ -23,7 +25,10 @@ export function sourceHash(program) {
 }
 
 export function programs() {
-  return readdirSync(bpf).filter((f) => f.endsWith('.c')).map((f) => f.slice(0, -2)).sort()
+  return readdirSync(bpf)
+    .filter((f) => f.endsWith('.c'))
+    .map((f) => f.slice(0, -2))
+    .sort()
 }
 
 export function staleObjects() {

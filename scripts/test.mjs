@@ -20,8 +20,13 @@ step(['npx', 'tsc', '-p', 'tsconfig.json'])
 // tests and benches are type-checked too, though tsx runs them without looking
 step(['npx', 'tsc', '-p', 'tsconfig.check.json'])
 const only = process.argv.slice(2)
-const files = only.length > 0
-  ? only
-  : ['unit', 'bpf', 'e2e'].flatMap((dir) =>
-      readdirSync(join(root, 'test', dir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', dir, f)))
+const files =
+  only.length > 0
+    ? only
+    : ['unit', 'bpf', 'e2e'].flatMap((dir) =>
+        readdirSync(join(root, 'test', dir))
+          .filter((f) => f.endsWith('.test.ts'))
+          .sort()
+          .map((f) => join('test', dir, f)),
+      )
 step([process.execPath, '--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files])

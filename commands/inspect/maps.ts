@@ -15,7 +15,10 @@ Per-CPU counters are summed.`
   ]
   static override flags = {
     json: jsonFlag,
-    host: Flags.string({description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)', env: 'SWARMNET_HOST'}),
+    host: Flags.string({
+      description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)',
+      env: 'SWARMNET_HOST',
+    }),
     map: Flags.string({description: 'only this map (e.g. sn_endpoints)'}),
   }
 
@@ -24,8 +27,12 @@ Per-CPU counters are summed.`
     let node = flags.host
     if (!node) {
       const nodes = pinnedNodes()
-      if (nodes.length === 0) throw new Error('no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`')
-      if (nodes.length > 1) throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
+      if (nodes.length === 0)
+        throw new Error(
+          'no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`',
+        )
+      if (nodes.length > 1)
+        throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
       node = nodes[0]!
     }
     const maps = readNodeMaps(node, flags.map)
@@ -37,11 +44,18 @@ Per-CPU counters are summed.`
         this.log('  (empty)\n')
         continue
       }
-      const cols = [...new Set(m.entries.flatMap((e) => [...Object.keys(asRecord(e.key, 'key')), ...Object.keys(asRecord(e.value, 'value'))]))]
-      printTable(cols, m.entries.map((e) => {
-        const r = {...asRecord(e.key, 'key'), ...asRecord(e.value, 'value')}
-        return cols.map((k) => r[k])
-      }))
+      const cols = [
+        ...new Set(
+          m.entries.flatMap((e) => [...Object.keys(asRecord(e.key, 'key')), ...Object.keys(asRecord(e.value, 'value'))]),
+        ),
+      ]
+      printTable(
+        cols,
+        m.entries.map((e) => {
+          const r = {...asRecord(e.key, 'key'), ...asRecord(e.value, 'value')}
+          return cols.map((k) => r[k])
+        }),
+      )
       this.log('')
     }
   }

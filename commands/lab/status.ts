@@ -16,7 +16,12 @@ export default class LabStatus extends SwarmnetCommand {
     printTable(
       ['node', 'netns', 'address', 'agent'],
       [
-        ...s.nodes.map((n) => [n.name, n.netnsExists ? n.netns : c.red('missing'), n.underlay.join(',') || n.address, n.agentAlive ? c.green(`running (pid ${n.agentPid})`) : c.red('not running')]),
+        ...s.nodes.map((n) => [
+          n.name,
+          n.netnsExists ? n.netns : c.red('missing'),
+          n.underlay.join(',') || n.address,
+          n.agentAlive ? c.green(`running (pid ${n.agentPid})`) : c.red('not running'),
+        ]),
         ['client', s.client.exists ? s.client.netns : c.red('missing'), s.client.address, '-'],
       ],
     )

@@ -41,6 +41,5 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
     for (const n of state.nodes) this.log(`${n.name}  ${n.address}  (netns ${n.netns})`)
     this.log(`client  ${state.client.address}  (netns ${state.client.netns})`)
     this.log('\nTry: swarmnet lab exec n1 -- swarmnet node ls')
-
   }
 }

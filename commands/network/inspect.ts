@@ -23,6 +23,9 @@ export default class NetworkInspect extends SwarmnetCommand {
     this.log(`Attachable:  ${n.attachable}   Ingress: ${n.ingress}`)
     this.log(`Peers:       ${n.peers.map((p) => `${p.node} (${p.addr})`).join(', ') || '-'}`)
     this.log('')
-    printTable(['task', 'service', 'ip', 'mac', 'node'], n.endpoints.map((e) => [e.task, e.service, e.ip, e.mac, e.node]))
+    printTable(
+      ['task', 'service', 'ip', 'mac', 'node'],
+      n.endpoints.map((e) => [e.task, e.service, e.ip, e.mac, e.node]),
+    )
   }
 }

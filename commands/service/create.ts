@@ -19,7 +19,11 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     json: jsonFlag,
     name: Flags.string({description: 'service name', required: true}),
     replicas: Flags.integer({description: 'number of tasks (replicated mode)', min: 0, max: 1000}),
-    mode: Flags.string({description: 'replicated: K tasks; global: one task on every node', options: ['replicated', 'global'], default: 'replicated'}),
+    mode: Flags.string({
+      description: 'replicated: K tasks; global: one task on every node',
+      options: ['replicated', 'global'],
+      default: 'replicated',
+    }),
     network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
   }
 

@@ -15,7 +15,14 @@ export default class ServiceLs extends SwarmnetCommand {
     if (flags.json) return printJson(svcs)
     printTable(
       ['id', 'name', 'mode', 'replicas', 'networks', 'command'],
-      svcs.map((s) => [s.id.slice(0, 12), s.name, s.mode, `${s.running}/${s.desired}`, s.networks.join(','), s.command.join(' ')]),
+      svcs.map((s) => [
+        s.id.slice(0, 12),
+        s.name,
+        s.mode,
+        `${s.running}/${s.desired}`,
+        s.networks.join(','),
+        s.command.join(' '),
+      ]),
     )
   }
 }

@@ -5,7 +5,11 @@ import {AgentClient} from '../../src/agent/client.js'
 
 export default class SwarmJoinToken extends SwarmnetCommand {
   static override description = 'Print the token that lets a node join, or rotate it (the old one stops working for new joins)'
-  static override examples = ['<%= config.bin %> swarm join-token', '<%= config.bin %> swarm join-token -q', '<%= config.bin %> swarm join-token --rotate']
+  static override examples = [
+    '<%= config.bin %> swarm join-token',
+    '<%= config.bin %> swarm join-token -q',
+    '<%= config.bin %> swarm join-token --rotate',
+  ]
   static override flags = {
     host: hostFlag,
     json: jsonFlag,

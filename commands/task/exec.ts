@@ -9,7 +9,10 @@ export default class TaskExec extends SwarmnetCommand {
   static override description = "Run a command inside a task's network namespace"
   static override strict = false
   static override usage = 'task exec TASK -- CMD [ARGS...]'
-  static override examples = ['<%= config.bin %> task exec web.1 -- ping -c1 10.0.1.4', '<%= config.bin %> task exec 3f2a9c -- ip addr']
+  static override examples = [
+    '<%= config.bin %> task exec web.1 -- ping -c1 10.0.1.4',
+    '<%= config.bin %> task exec 3f2a9c -- ip addr',
+  ]
   static override args = {task: Args.string({description: 'task id (or a unique prefix) or name (SERVICE.SLOT)', required: true})}
   static override flags = {host: hostFlag}
 
@@ -20,7 +23,8 @@ export default class TaskExec extends SwarmnetCommand {
     const task = await new AgentClient(flags.host).get<TaskView>(`/tasks/${encodeURIComponent(args.task)}`)
     if (!task.netns || task.state !== 'running') throw new Error(`task ${task.name} is not running (state: ${task.state})`)
     const nsPath = `/run/netns/${task.netns}`
-    if (!existsSync(nsPath)) throw new Error(`task ${task.name} runs on node ${task.node}, not on this host: run the command there`)
+    if (!existsSync(nsPath))
+      throw new Error(`task ${task.name} runs on node ${task.node}, not on this host: run the command there`)
     const r = spawnSync('nsenter', [`--net=${nsPath}`, '--', ...cmd], {stdio: 'inherit'})
     if (r.error) throw new Error(`cannot run ${cmd[0]}: ${r.error.message}`)
     process.exit(r.status ?? 1)

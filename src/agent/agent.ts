@@ -53,7 +53,12 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   controller.ensureGwbridge(gw.subnet, gw.gatewayIp)
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
-  datapath.setConfig({nodeIp: cfg.advertiseAddr, vxlanPort: cluster.dataPathPort, underlayIfindex: await ifindexOf(cfg.underlay), mtu})
+  datapath.setConfig({
+    nodeIp: cfg.advertiseAddr,
+    vxlanPort: cluster.dataPathPort,
+    underlayIfindex: await ifindexOf(cfg.underlay),
+    mtu,
+  })
 
   const tasks = new TaskReconciler({
     node,
@@ -165,7 +170,9 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')
       if (cfg.role === 'manager' && others.length > 0 && !force) {
-        throw new UserError(`this node is the cluster's manager and ${others.length} other node(s) depend on it: leaving would leave them unmanaged (use --force to leave anyway)`)
+        throw new UserError(
+          `this node is the cluster's manager and ${others.length} other node(s) depend on it: leaving would leave them unmanaged (use --force to leave anyway)`,
+        )
       }
       store.put(keyOf('node', cfg.nodeId), {...me, state: 'left'})
       await gossip.flush()

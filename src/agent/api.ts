@@ -25,27 +25,51 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
     ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],
     ['GET', /^\/networks$/, () => c.networks().map((n) => networkView(n, c))],
-    ['POST', /^\/networks$/, (_m, b) =>
-      networkView(c.createNetwork({name: str(b, 'name'), driver: optStr(b, 'driver'), subnet: optStr(b, 'subnet'), attachable: b.attachable === true}), c)],
+    [
+      'POST',
+      /^\/networks$/,
+      (_m, b) =>
+        networkView(
+          c.createNetwork({
+            name: str(b, 'name'),
+            driver: optStr(b, 'driver'),
+            subnet: optStr(b, 'subnet'),
+            attachable: b.attachable === true,
+          }),
+          c,
+        ),
+    ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
     ['DELETE', /^\/networks\/([^/]+)$/, (m) => (c.removeNetwork(dec(m[1])), {})],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
-    ['POST', /^\/services$/, (_m, b) =>
-      serviceView(
-        c.createService({
-          name: str(b, 'name'),
-          mode: b.mode === 'global' ? 'global' : 'replicated',
-          replicas: typeof b.replicas === 'number' ? b.replicas : 1,
-          networks: strList(b, 'networks'),
-          command: strList(b, 'command'),
-        }),
-        c,
-      )],
+    [
+      'POST',
+      /^\/services$/,
+      (_m, b) =>
+        serviceView(
+          c.createService({
+            name: str(b, 'name'),
+            mode: b.mode === 'global' ? 'global' : 'replicated',
+            replicas: typeof b.replicas === 'number' ? b.replicas : 1,
+            networks: strList(b, 'networks'),
+            command: strList(b, 'command'),
+          }),
+          c,
+        ),
+    ],
     ['GET', /^\/services\/([^/]+)$/, (m) => serviceView(c.findService(dec(m[1])), c)],
-    ['GET', /^\/services\/([^/]+)\/tasks$/, (m) => {
-      const s = c.findService(dec(m[1]))
-      return c.tasks().filter((t) => t.serviceId === s.id).sort((a, b) => a.slot - b.slot).map((t) => taskView(t, c))
-    }],
+    [
+      'GET',
+      /^\/services\/([^/]+)\/tasks$/,
+      (m) => {
+        const s = c.findService(dec(m[1]))
+        return c
+          .tasks()
+          .filter((t) => t.serviceId === s.id)
+          .sort((a, b) => a.slot - b.slot)
+          .map((t) => taskView(t, c))
+      },
+    ],
     ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(c.scaleService(dec(m[1]), num(b, 'replicas')), c)],
     ['DELETE', /^\/services\/([^/]+)$/, (m) => (c.removeService(dec(m[1])), {})],
     ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],

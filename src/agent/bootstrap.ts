@@ -7,7 +7,13 @@ import {requestJoin} from '../gossip/join.js'
 import {generateIdentity} from '../gossip/identity.js'
 import {generateKey} from '../gossip/keyring.js'
 import {generateToken} from '../gossip/token.js'
-import {DEFAULT_ADDR_POOL, DEFAULT_DATA_PATH_PORT, DEFAULT_GOSSIP_PORT, DEFAULT_SUBNET_SIZE, INGRESS_NETWORK_NAME} from '../model/defaults.js'
+import {
+  DEFAULT_ADDR_POOL,
+  DEFAULT_DATA_PATH_PORT,
+  DEFAULT_GOSSIP_PORT,
+  DEFAULT_SUBNET_SIZE,
+  INGRESS_NETWORK_NAME,
+} from '../model/defaults.js'
 import {parseCidr} from '../model/ipv4.js'
 import type {ClusterSpec, NodeRecord} from '../model/types.js'
 import {checkDataPathPort} from '../model/validate.js'
@@ -20,7 +26,11 @@ import {Controller} from './controller.js'
 import {checkNodeName, stateDir} from './paths.js'
 
 export function defaultNodeName(): string {
-  const h = hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+/, '').slice(0, 32)
+  const h = hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+/, '')
+    .slice(0, 32)
   return h || 'node'
 }
 

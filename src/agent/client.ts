@@ -57,7 +57,11 @@ export class AgentClient {
       req.on('timeout', () => req.destroy(new Error(`agent of ${this.node} did not answer within ${timeoutMs / 1000} s`)))
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-          reject(new Error(`no agent is running for node '${this.node}' (${this.socket}): start it with \`swarmnet init\` or \`swarmnet join\``))
+          reject(
+            new Error(
+              `no agent is running for node '${this.node}' (${this.socket}): start it with \`swarmnet init\` or \`swarmnet join\``,
+            ),
+          )
         } else if (e.code === 'EACCES') {
           reject(new Error(`permission denied on ${this.socket}: the agent's socket is root-only`))
         } else reject(e)

@@ -14,7 +14,10 @@ import type {Store} from '../store/store.js'
 export const newId = () => randomBytes(12).toString('hex')
 
 export class Controller {
-  constructor(private readonly store: Store, readonly selfId: string) {}
+  constructor(
+    private readonly store: Store,
+    readonly selfId: string,
+  ) {}
 
   cluster(): ClusterSpec {
     const c = this.store.get<ClusterSpec>(CLUSTER_KEY)
@@ -65,16 +68,27 @@ export class Controller {
     const byName = /^(.+)\.(\d+)$/.exec(ref)
     const t =
       all.find((x) => x.id === ref) ??
-      (byName ? all.find((x) => x.serviceName === byName[1] && x.slot === Number(byName[2]) && x.desiredState === 'running') : undefined) ??
+      (byName
+        ? all.find((x) => x.serviceName === byName[1] && x.slot === Number(byName[2]) && x.desiredState === 'running')
+        : undefined) ??
       uniquePrefix(all, ref, 'task')
     if (!t) throw new UserError(`task ${ref} not found`)
     return t
   }
 
   createNetwork(req: {name: string; driver?: string; subnet?: string; attachable?: boolean; ingress?: boolean}): Network {
-    if (req.driver !== undefined && req.driver !== 'overlay') throw new UserError(`unsupported driver '${req.driver}': swarmnet networks are overlay networks`)
+    if (req.driver !== undefined && req.driver !== 'overlay')
+      throw new UserError(`unsupported driver '${req.driver}': swarmnet networks are overlay networks`)
     const net = planNetwork(
-      {id: newId(), name: req.name, driver: 'overlay', subnet: req.subnet, attachable: req.attachable, ingress: req.ingress, createdAt: Date.now()},
+      {
+        id: newId(),
+        name: req.name,
+        driver: 'overlay',
+        subnet: req.subnet,
+        attachable: req.attachable,
+        ingress: req.ingress,
+        createdAt: Date.now(),
+      },
       this.cluster(),
       this.networks(),
     )
@@ -101,15 +115,25 @@ export class Controller {
 
   removeNetwork(ref: string): void {
     const net = this.findNetwork(ref)
-    if (net.driver === 'bridge') throw new UserError(`${net.name} is a node-local network that swarmnet manages: it cannot be removed`)
+    if (net.driver === 'bridge')
+      throw new UserError(`${net.name} is a node-local network that swarmnet manages: it cannot be removed`)
     const users = this.services().filter((s) => s.networks.includes(net.id))
-    if (users.length > 0) throw new UserError(`network ${net.name} is in use by service${users.length > 1 ? 's' : ''} ${users.map((s) => s.name).join(', ')}`)
+    if (users.length > 0)
+      throw new UserError(
+        `network ${net.name} is in use by service${users.length > 1 ? 's' : ''} ${users.map((s) => s.name).join(', ')}`,
+      )
     const tasks = this.tasks().filter((t) => t.desiredState === 'running' && t.attachments.some((a) => a.networkId === net.id))
     if (tasks.length > 0) throw new UserError(`network ${net.name} is in use by ${tasks.length} task(s)`)
     this.store.delete(keyOf('network', net.id))
   }
 
-  createService(req: {name: string; mode: 'replicated' | 'global'; replicas: number; networks: string[]; command: string[]}): Service {
+  createService(req: {
+    name: string
+    mode: 'replicated' | 'global'
+    replicas: number
+    networks: string[]
+    command: string[]
+  }): Service {
     checkName('service', req.name)
     if (this.services().some((s) => s.name === req.name)) throw new UserError(`service with name '${req.name}' already exists`)
     if (!Number.isInteger(req.replicas) || req.replicas < 0) throw new UserError(`invalid replica count ${req.replicas}`)
@@ -161,7 +185,8 @@ export class Controller {
     for (const t of tasks.filter((x) => x.serviceId === svc.id && !keep.has(x.id))) this.store.delete(keyOf('task', t.id))
     const nets = svc.networks.map((id) => this.networks().find((n) => n.id === id)).filter((n): n is Network => n !== undefined)
     for (const p of plan.filter((x) => !x.taskId)) {
-      const used = (netId: string) => this.tasks().flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip))
+      const used = (netId: string) =>
+        this.tasks().flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip))
       const attachments = nets.map((n) => {
         const ip = allocateIp(n.subnet, n.gateway, used(n.id))
         return {networkId: n.id, ip, mac: macForIp(ip)}

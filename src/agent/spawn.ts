@@ -13,7 +13,11 @@ export function spawnAgent(node: string): number {
   const fd = openSync(log, 'a')
   try {
     const [cmd, ...args] = selfArgv()
-    const child = spawn(cmd!, [...args, 'agent', '--node', node], {detached: true, stdio: ['ignore', fd, fd], env: {...process.env, NO_COLOR: '1'}})
+    const child = spawn(cmd!, [...args, 'agent', '--node', node], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env: {...process.env, NO_COLOR: '1'},
+    })
     child.unref()
     return child.pid ?? 0
   } finally {

@@ -10,7 +10,9 @@ export abstract class SwarmnetCommand extends Command {
     await super.init()
     const ctor = this.constructor as typeof SwarmnetCommand
     if (ctor.needsRoot && typeof process.getuid === 'function' && process.getuid() !== 0) {
-      throw new Error(`\`swarmnet ${this.id?.replace(/:/g, ' ') ?? ''}\` needs root (BPF maps, network namespaces and the agent's socket are root's): run it with sudo`)
+      throw new Error(
+        `\`swarmnet ${this.id?.replace(/:/g, ' ') ?? ''}\` needs root (BPF maps, network namespaces and the agent's socket are root's): run it with sudo`,
+      )
     }
   }
 
@@ -26,15 +28,21 @@ export abstract class SwarmnetCommand extends Command {
 
 /** oclif's parser errors span several lines; a person needs the first one, and where to look next. */
 export function oneLine(message: string): string {
-  const first = message.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown error'
-  const hint = /Nonexistent flag|Unexpected argument|Missing required flag|Missing \d+ required arg|Expected .* to be one of/.test(message)
-    ? ' (see --help)'
-    : ''
+  const first =
+    message
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l.length > 0) ?? 'unknown error'
+  const hint =
+    /Nonexistent flag|Unexpected argument|Missing required flag|Missing \d+ required arg|Expected .* to be one of/.test(message)
+      ? ' (see --help)'
+      : ''
   return first.replace(/^Error:\s*/, '') + hint
 }
 
 export const hostFlag = Flags.string({
-  description: 'the node whose agent to talk to (a node name, or a socket path); default: SWARMNET_HOST, else the only agent on this host',
+  description:
+    'the node whose agent to talk to (a node name, or a socket path); default: SWARMNET_HOST, else the only agent on this host',
   env: 'SWARMNET_HOST',
 })
 

@@ -5,7 +5,17 @@
 // goes on without it.
 import {mkdirSync} from 'node:fs'
 import {attachTc, attachXdp, detachXdp, type XdpMode} from '../bpf/attach.js'
-import {snConfig, snDevice, snEndpoint, snEndpointKey, snNetwork, u32, SN_EP_FLAGS, SN_NET_FLAGS, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
+import {
+  snConfig,
+  snDevice,
+  snEndpoint,
+  snEndpointKey,
+  snNetwork,
+  u32,
+  SN_EP_FLAGS,
+  SN_NET_FLAGS,
+  SN_CONFIG_FLAGS,
+} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {run} from '../sys/exec.js'
@@ -57,7 +67,13 @@ export class Datapath {
   setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; mtu: number}): void {
     this.maps.config.update(
       u32.encode(0),
-      snConfig.encode({node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: SN_CONFIG_FLAGS.READY, underlay_ifindex: c.underlayIfindex, mtu: c.mtu}),
+      snConfig.encode({
+        node_ip: c.nodeIp,
+        vxlan_port: c.vxlanPort,
+        flags: SN_CONFIG_FLAGS.READY,
+        underlay_ifindex: c.underlayIfindex,
+        mtu: c.mtu,
+      }),
     )
   }
 
@@ -109,7 +125,10 @@ export class Datapath {
       this.maps.networks,
       new Map(
         [...want.networks].map(([vni, n]) =>
-          entry(u32.encode(vni), snNetwork.encode({subnet: n.subnet, prefix_len: n.prefixLen, flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0})),
+          entry(
+            u32.encode(vni),
+            snNetwork.encode({subnet: n.subnet, prefix_len: n.prefixLen, flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0}),
+          ),
         ),
       ),
     )
@@ -124,7 +143,10 @@ export class Datapath {
         ),
       ),
     )
-    apply(this.maps.devices, new Map([...want.devices].map(([ifindex, d]) => entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip})))))
+    apply(
+      this.maps.devices,
+      new Map([...want.devices].map(([ifindex, d]) => entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip})))),
+    )
     return {written, deleted}
   }
 
@@ -143,4 +165,3 @@ export class Datapath {
     removeNodePins(node)
   }
 }
-

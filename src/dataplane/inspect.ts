@@ -15,7 +15,9 @@ export interface MapDump {
 
 export function pinnedNodes(): string[] {
   if (!existsSync(PIN_BASE)) return []
-  return readdirSync(PIN_BASE).filter((n) => readdirSync(join(PIN_BASE, n)).length > 0).sort()
+  return readdirSync(PIN_BASE)
+    .filter((n) => readdirSync(join(PIN_BASE, n)).length > 0)
+    .sort()
 }
 
 export function readNodeMaps(node: string, only?: string): MapDump[] {
@@ -35,7 +37,10 @@ export function readNodeMaps(node: string, only?: string): MapDump[] {
       const entries = map.entries().map(([k, v]) => {
         const d = decodeEntry(name, k, v)
         const codec = mapCodecs[name]
-        return {key: show(codec.key.display as (x: unknown) => unknown, d.key), value: show(codec.value.display as (x: unknown) => unknown, d.value)}
+        return {
+          key: show(codec.key.display as (x: unknown) => unknown, d.key),
+          value: show(codec.value.display as (x: unknown) => unknown, d.value),
+        }
       })
       out.push({name, type: mapTypeName(map.type), maxEntries: map.maxEntries, entries})
     } finally {

@@ -37,7 +37,15 @@ export class TaskReconciler {
   readonly supervisor: Supervisor
 
   constructor(
-    private readonly o: {node: string; selfId: string; store: Store; stateDir: string; underlayMtu: number; hooks: TaskHooks; log: (m: string) => void},
+    private readonly o: {
+      node: string
+      selfId: string
+      store: Store
+      stateDir: string
+      underlayMtu: number
+      hooks: TaskHooks
+      log: (m: string) => void
+    },
   ) {
     this.supervisor = new Supervisor({
       onEvent: (e) => {
@@ -115,7 +123,8 @@ export class TaskReconciler {
     }
     for (const h of hostIfs) await this.o.hooks.attachHost(h)
     const local: LocalAttachment[] = []
-    for (const [i, a] of t.attachments.entries()) local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
+    for (const [i, a] of t.attachments.entries())
+      local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
     this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local})
 
     const spawn = async () =>

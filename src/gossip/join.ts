@@ -1,14 +1,14 @@
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { DEFAULT_GOSSIP_PORT } from '../model/defaults.js';
-import { UserError } from '../model/errors.js';
-import { isIpv4 } from '../model/ipv4.js';
-import type { NodeRecord, NodeRole } from '../model/types.js';
-import { isEntryList, isId, parseJsonObject } from './codec.js';
-import type { Entry } from '../store/entry.js';
-import type { FramedConn } from './frame.js';
-import { tokenDigest, parseToken, type JoinToken } from './token.js';
-import { openWith, sealWith, KEY_BYTES } from './keyring.js';
-import { connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS } from './transport.js';
+import {createHmac, hkdfSync, randomBytes, timingSafeEqual} from 'node:crypto'
+import {DEFAULT_GOSSIP_PORT} from '../model/defaults.js'
+import {UserError} from '../model/errors.js'
+import {isIpv4} from '../model/ipv4.js'
+import type {NodeRecord, NodeRole} from '../model/types.js'
+import {isEntryList, isId, parseJsonObject} from './codec.js'
+import type {Entry} from '../store/entry.js'
+import type {FramedConn} from './frame.js'
+import {tokenDigest, parseToken, type JoinToken} from './token.js'
+import {openWith, sealWith, KEY_BYTES} from './keyring.js'
+import {connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS} from './transport.js'
 
 /**
  * The join handshake, on the gossip port over TCP, before the joiner has the
@@ -26,111 +26,131 @@ import { connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS } from './transport.js';
  * digest, so the joiner knows it reached the cluster it meant.
  */
 
-export type JoinRequestNode = Pick<NodeRecord, 'id' | 'name' | 'addr' | 'gossipPort' | 'mtu'>;
+export type JoinRequestNode = Pick<NodeRecord, 'id' | 'name' | 'addr' | 'gossipPort' | 'mtu'>
 
 export type JoinResult = {
-  key: Buffer;
-  keyId: number;
+  key: Buffer
+  keyId: number
   /** The whole state, the joiner's own record included. */
-  entries: Entry[];
-  role: NodeRole;
-};
+  entries: Entry[]
+  role: NodeRole
+}
 
 export type JoinServerContext = {
   /** The cluster identity's public key (what token digests pin). */
-  identity: string;
+  identity: string
   /** Tokens valid right now; the one that matches decides the role. */
-  tokens: () => { token: JoinToken; role: NodeRole }[];
-  clusterKey: () => { key: Buffer; keyId: number };
+  tokens: () => {token: JoinToken; role: NodeRole}[]
+  clusterKey: () => {key: Buffer; keyId: number}
   /** Writes the joiner's node record; returns the whole state to send. */
-  admit: (node: JoinRequestNode, role: NodeRole) => Entry[];
-  onRefused?: (reason: string, from: string) => void;
-};
+  admit: (node: JoinRequestNode, role: NodeRole) => Entry[]
+  onRefused?: (reason: string, from: string) => void
+}
 
-const REFUSED_TOKEN = 'invalid join token';
-const SEAL_LABEL = Buffer.from('swarmnet-join');
+const REFUSED_TOKEN = 'invalid join token'
+const SEAL_LABEL = Buffer.from('swarmnet-join')
 
 function frame(x: object): Buffer {
-  return Buffer.concat([Buffer.from([JOIN_FRAME]), Buffer.from(JSON.stringify(x))]);
+  return Buffer.concat([Buffer.from([JOIN_FRAME]), Buffer.from(JSON.stringify(x))])
 }
 
 function unframe(f: Buffer | undefined): Record<string, unknown> | undefined {
-  if (!f || f[0] !== JOIN_FRAME) return undefined;
-  return parseJsonObject(f.subarray(1));
+  if (!f || f[0] !== JOIN_FRAME) return undefined
+  return parseJsonObject(f.subarray(1))
 }
 
 function derive(token: JoinToken, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', token.secret, token.digest, info, KEY_BYTES));
+  return Buffer.from(hkdfSync('sha256', token.secret, token.digest, info, KEY_BYTES))
 }
 
 function proofMac(token: JoinToken, nonce: Buffer, cnonce: Buffer, node: JoinRequestNode): Buffer {
-  const canon = JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu]);
+  const canon = JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu])
   return createHmac('sha256', derive(token, 'swarmnet join auth'))
-    .update('join-proof').update(nonce).update(cnonce).update(canon).digest();
+    .update('join-proof')
+    .update(nonce)
+    .update(cnonce)
+    .update(canon)
+    .digest()
 }
 
 function sealKey(token: JoinToken, nonce: Buffer, cnonce: Buffer): Buffer {
-  return derive(token, `swarmnet join seal ${nonce.toString('hex')} ${cnonce.toString('hex')}`);
+  return derive(token, `swarmnet join seal ${nonce.toString('hex')} ${cnonce.toString('hex')}`)
 }
 
 function isJoinNode(x: unknown): x is JoinRequestNode {
-  if (typeof x !== 'object' || x === null) return false;
-  const n = x as Record<string, unknown>;
-  return isId(n.id) && typeof n.name === 'string' && n.name.length > 0 && n.name.length <= 253
-    && typeof n.addr === 'string' && isIpv4(n.addr)
-    && typeof n.gossipPort === 'number' && Number.isInteger(n.gossipPort) && n.gossipPort > 0 && n.gossipPort < 65536
-    && typeof n.mtu === 'number' && Number.isInteger(n.mtu) && n.mtu >= 576 && n.mtu <= 65535;
+  if (typeof x !== 'object' || x === null) return false
+  const n = x as Record<string, unknown>
+  return (
+    isId(n.id) &&
+    typeof n.name === 'string' &&
+    n.name.length > 0 &&
+    n.name.length <= 253 &&
+    typeof n.addr === 'string' &&
+    isIpv4(n.addr) &&
+    typeof n.gossipPort === 'number' &&
+    Number.isInteger(n.gossipPort) &&
+    n.gossipPort > 0 &&
+    n.gossipPort < 65536 &&
+    typeof n.mtu === 'number' &&
+    Number.isInteger(n.mtu) &&
+    n.mtu >= 576 &&
+    n.mtu <= 65535
+  )
 }
 
 function b64(x: unknown, bytes?: number): Buffer | undefined {
-  if (typeof x !== 'string' || x.length > 64 * 1024 * 1024) return undefined;
-  const b = Buffer.from(x, 'base64');
-  return bytes === undefined || b.length === bytes ? b : undefined;
+  if (typeof x !== 'string' || x.length > 64 * 1024 * 1024) return undefined
+  const b = Buffer.from(x, 'base64')
+  return bytes === undefined || b.length === bytes ? b : undefined
 }
 
 /** Manager side: runs one handshake on an accepted connection. Never throws. */
 export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServerContext): Promise<boolean> {
   const refuse = (reason: string): false => {
-    conn.send(frame({ t: 'refused', reason }));
-    conn.close();
-    ctx.onRefused?.(reason, conn.remote);
-    return false;
-  };
+    conn.send(frame({t: 'refused', reason}))
+    conn.close()
+    ctx.onRefused?.(reason, conn.remote)
+    return false
+  }
   try {
-    const hello = unframe(first);
-    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string') return refuse('malformed join request');
-    if (hello.digest !== tokenDigest(ctx.identity)) return refuse(REFUSED_TOKEN);
-    const nonce = randomBytes(32);
-    conn.send(frame({ t: 'challenge', nonce: nonce.toString('base64'), identity: ctx.identity }));
+    const hello = unframe(first)
+    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string') return refuse('malformed join request')
+    if (hello.digest !== tokenDigest(ctx.identity)) return refuse(REFUSED_TOKEN)
+    const nonce = randomBytes(32)
+    conn.send(frame({t: 'challenge', nonce: nonce.toString('base64'), identity: ctx.identity}))
 
-    const proof = unframe(await conn.next(TCP_TIMEOUT_MS));
-    const cnonce = proof ? b64(proof.cnonce, 32) : undefined;
-    const mac = proof ? b64(proof.mac, 32) : undefined;
-    if (!proof || proof.t !== 'proof' || !cnonce || !mac || !isJoinNode(proof.node)) return refuse('malformed join request');
+    const proof = unframe(await conn.next(TCP_TIMEOUT_MS))
+    const cnonce = proof ? b64(proof.cnonce, 32) : undefined
+    const mac = proof ? b64(proof.mac, 32) : undefined
+    if (!proof || proof.t !== 'proof' || !cnonce || !mac || !isJoinNode(proof.node)) return refuse('malformed join request')
     const node: JoinRequestNode = {
-      id: proof.node.id, name: proof.node.name, addr: proof.node.addr, gossipPort: proof.node.gossipPort, mtu: proof.node.mtu,
-    };
-    const match = ctx.tokens().find(({ token }) => timingSafeEqual(proofMac(token, nonce, cnonce, node), mac));
-    if (!match) return refuse(REFUSED_TOKEN);
+      id: proof.node.id,
+      name: proof.node.name,
+      addr: proof.node.addr,
+      gossipPort: proof.node.gossipPort,
+      mtu: proof.node.mtu,
+    }
+    const match = ctx.tokens().find(({token}) => timingSafeEqual(proofMac(token, nonce, cnonce, node), mac))
+    if (!match) return refuse(REFUSED_TOKEN)
 
-    const entries = ctx.admit(node, match.role);
-    const { key, keyId } = ctx.clusterKey();
-    const body = Buffer.from(JSON.stringify({ key: key.toString('base64'), keyId, role: match.role, entries }));
-    const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL);
-    conn.send(frame({ t: 'accept', sealed: sealed.toString('base64') }));
-    conn.close();
-    return true;
+    const entries = ctx.admit(node, match.role)
+    const {key, keyId} = ctx.clusterKey()
+    const body = Buffer.from(JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries}))
+    const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL)
+    conn.send(frame({t: 'accept', sealed: sealed.toString('base64')}))
+    conn.close()
+    return true
   } catch (e) {
-    return refuse(e instanceof UserError ? e.message : `internal error: ${(e as Error).message}`);
+    return refuse(e instanceof UserError ? e.message : `internal error: ${(e as Error).message}`)
   }
 }
 
 /** `MANAGER[:PORT]`, port 7946 when not given. */
-export function parseManagerAddr(text: string): { addr: string; port: number } {
-  const m = /^([^:]+)(?::([0-9]{1,5}))?$/.exec(text.trim());
-  const port = m?.[2] === undefined ? DEFAULT_GOSSIP_PORT : Number(m[2]);
-  if (!m || port < 1 || port > 65535) throw new UserError(`invalid manager address '${text}': expected HOST[:PORT]`);
-  return { addr: m[1] as string, port };
+export function parseManagerAddr(text: string): {addr: string; port: number} {
+  const m = /^([^:]+)(?::([0-9]{1,5}))?$/.exec(text.trim())
+  const port = m?.[2] === undefined ? DEFAULT_GOSSIP_PORT : Number(m[2])
+  if (!m || port < 1 || port > 65535) throw new UserError(`invalid manager address '${text}': expected HOST[:PORT]`)
+  return {addr: m[1] as string, port}
 }
 
 /**
@@ -138,52 +158,72 @@ export function parseManagerAddr(text: string): { addr: string; port: number } {
  * unreachable manager (with its address), or a manager of another cluster.
  */
 export async function requestJoin(opts: {
-  manager: string | { addr: string; port: number };
-  token: string | JoinToken;
-  node: JoinRequestNode;
-  timeoutMs?: number;
+  manager: string | {addr: string; port: number}
+  token: string | JoinToken
+  node: JoinRequestNode
+  timeoutMs?: number
 }): Promise<JoinResult> {
-  const token = typeof opts.token === 'string' ? parseToken(opts.token) : opts.token;
-  const to = typeof opts.manager === 'string' ? parseManagerAddr(opts.manager) : opts.manager;
-  const where = `${to.addr}:${to.port}`;
-  const timeout = opts.timeoutMs ?? TCP_TIMEOUT_MS;
-  let conn: FramedConn;
+  const token = typeof opts.token === 'string' ? parseToken(opts.token) : opts.token
+  const to = typeof opts.manager === 'string' ? parseManagerAddr(opts.manager) : opts.manager
+  const where = `${to.addr}:${to.port}`
+  const timeout = opts.timeoutMs ?? TCP_TIMEOUT_MS
+  let conn: FramedConn
   try {
-    conn = await connectFramed(to, timeout);
+    conn = await connectFramed(to, timeout)
   } catch (e) {
-    throw new UserError(`cannot reach the manager at ${where}: ${(e as Error).message.replace(/^cannot reach [^:]+:[0-9]+: /, '')}`);
+    throw new UserError(
+      `cannot reach the manager at ${where}: ${(e as Error).message.replace(/^cannot reach [^:]+:[0-9]+: /, '')}`,
+    )
   }
   try {
     const read = async (): Promise<Record<string, unknown>> => {
-      const f = await conn.next(timeout);
-      if (!f) throw new UserError(`join failed: the manager at ${where} ${conn.error === 'timed out' ? 'did not answer' : 'closed the connection'}`);
-      const x = unframe(f);
-      if (!x) throw new UserError(`join failed: the manager at ${where} sent a malformed answer`);
-      if (x.t === 'refused') throw new UserError(`join refused: ${typeof x.reason === 'string' ? x.reason : 'no reason given'}`);
-      return x;
-    };
-    conn.send(frame({ t: 'hello', digest: token.digest }));
-    const ch = await read();
-    const nonce = b64(ch.nonce, 32);
+      const f = await conn.next(timeout)
+      if (!f)
+        throw new UserError(
+          `join failed: the manager at ${where} ${conn.error === 'timed out' ? 'did not answer' : 'closed the connection'}`,
+        )
+      const x = unframe(f)
+      if (!x) throw new UserError(`join failed: the manager at ${where} sent a malformed answer`)
+      if (x.t === 'refused') throw new UserError(`join refused: ${typeof x.reason === 'string' ? x.reason : 'no reason given'}`)
+      return x
+    }
+    conn.send(frame({t: 'hello', digest: token.digest}))
+    const ch = await read()
+    const nonce = b64(ch.nonce, 32)
     if (ch.t !== 'challenge' || !nonce || typeof ch.identity !== 'string') {
-      throw new UserError(`join failed: the manager at ${where} sent a malformed challenge`);
+      throw new UserError(`join failed: the manager at ${where} sent a malformed challenge`)
     }
     if (tokenDigest(ch.identity) !== token.digest) {
-      throw new UserError(`join refused: the node at ${where} belongs to another cluster than the token's`);
+      throw new UserError(`join refused: the node at ${where} belongs to another cluster than the token's`)
     }
-    const cnonce = randomBytes(32);
-    conn.send(frame({ t: 'proof', node: opts.node, cnonce: cnonce.toString('base64'), mac: proofMac(token, nonce, cnonce, opts.node).toString('base64') }));
-    const acc = await read();
-    const sealed = acc.t === 'accept' ? b64(acc.sealed) : undefined;
-    const plain = sealed ? openWith(sealKey(token, nonce, cnonce), sealed, SEAL_LABEL) : undefined;
-    const body = plain ? parseJsonObject(plain) : undefined;
-    const key = body ? b64(body.key, KEY_BYTES) : undefined;
-    if (!body || !key || typeof body.keyId !== 'number' || !Number.isInteger(body.keyId) || body.keyId < 0 || body.keyId > 255
-      || (body.role !== 'manager' && body.role !== 'worker') || !isEntryList(body.entries)) {
-      throw new UserError(`join failed: the manager at ${where} sent an answer that does not authenticate`);
+    const cnonce = randomBytes(32)
+    conn.send(
+      frame({
+        t: 'proof',
+        node: opts.node,
+        cnonce: cnonce.toString('base64'),
+        mac: proofMac(token, nonce, cnonce, opts.node).toString('base64'),
+      }),
+    )
+    const acc = await read()
+    const sealed = acc.t === 'accept' ? b64(acc.sealed) : undefined
+    const plain = sealed ? openWith(sealKey(token, nonce, cnonce), sealed, SEAL_LABEL) : undefined
+    const body = plain ? parseJsonObject(plain) : undefined
+    const key = body ? b64(body.key, KEY_BYTES) : undefined
+    if (
+      !body ||
+      !key ||
+      typeof body.keyId !== 'number' ||
+      !Number.isInteger(body.keyId) ||
+      body.keyId < 0 ||
+      body.keyId > 255 ||
+      (body.role !== 'manager' && body.role !== 'worker') ||
+      !isEntryList(body.entries)
+    ) {
+      throw new UserError(`join failed: the manager at ${where} sent an answer that does not authenticate`)
     }
-    return { key, keyId: body.keyId, role: body.role, entries: body.entries };
+    return {key, keyId: body.keyId, role: body.role, entries: body.entries}
   } finally {
-    conn.destroy();
+    conn.destroy()
   }
 }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
 
 /**
  * AES-256-GCM around every gossip packet, memberlist-style:
@@ -10,92 +10,92 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
  * Several keys can be held at once for rotation: seal with the primary, open
  * with whichever key the id names (install -> use -> remove).
  */
-export const ENVELOPE_VERSION = 1;
-export const KEY_BYTES = 32;
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
-const HEADER_BYTES = 2;
-export const SEAL_OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES;
-const LABEL = Buffer.from('swarmnet-gossip');
+export const ENVELOPE_VERSION = 1
+export const KEY_BYTES = 32
+const NONCE_BYTES = 12
+const TAG_BYTES = 16
+const HEADER_BYTES = 2
+export const SEAL_OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES
+const LABEL = Buffer.from('swarmnet-gossip')
 
 export function generateKey(): Buffer {
-  return randomBytes(KEY_BYTES);
+  return randomBytes(KEY_BYTES)
 }
 
 /** Seals with a bare key (key id 0): for one-off channels like the join answer. */
 export function sealWith(key: Buffer, plaintext: Buffer, keyId = 0, label: Buffer = LABEL): Buffer {
-  const nonce = randomBytes(NONCE_BYTES);
-  const header = Buffer.from([ENVELOPE_VERSION, keyId]);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  cipher.setAAD(Buffer.concat([label, header]));
-  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([header, nonce, ct, cipher.getAuthTag()]);
+  const nonce = randomBytes(NONCE_BYTES)
+  const header = Buffer.from([ENVELOPE_VERSION, keyId])
+  const cipher = createCipheriv('aes-256-gcm', key, nonce)
+  cipher.setAAD(Buffer.concat([label, header]))
+  const ct = Buffer.concat([cipher.update(plaintext), cipher.final()])
+  return Buffer.concat([header, nonce, ct, cipher.getAuthTag()])
 }
 
 /** Opens with a bare key; undefined for anything that does not authenticate. */
 export function openWith(key: Buffer, packet: Buffer, label: Buffer = LABEL): Buffer | undefined {
-  if (packet.length < SEAL_OVERHEAD || packet[0] !== ENVELOPE_VERSION) return undefined;
-  const header = packet.subarray(0, HEADER_BYTES);
-  const nonce = packet.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES);
-  const ct = packet.subarray(HEADER_BYTES + NONCE_BYTES, packet.length - TAG_BYTES);
-  const tag = packet.subarray(packet.length - TAG_BYTES);
+  if (packet.length < SEAL_OVERHEAD || packet[0] !== ENVELOPE_VERSION) return undefined
+  const header = packet.subarray(0, HEADER_BYTES)
+  const nonce = packet.subarray(HEADER_BYTES, HEADER_BYTES + NONCE_BYTES)
+  const ct = packet.subarray(HEADER_BYTES + NONCE_BYTES, packet.length - TAG_BYTES)
+  const tag = packet.subarray(packet.length - TAG_BYTES)
   try {
-    const d = createDecipheriv('aes-256-gcm', key, nonce);
-    d.setAAD(Buffer.concat([label, header]));
-    d.setAuthTag(tag);
-    return Buffer.concat([d.update(ct), d.final()]);
+    const d = createDecipheriv('aes-256-gcm', key, nonce)
+    d.setAAD(Buffer.concat([label, header]))
+    d.setAuthTag(tag)
+    return Buffer.concat([d.update(ct), d.final()])
   } catch {
-    return undefined;
+    return undefined
   }
 }
 
 export class Keyring {
-  private readonly keys = new Map<number, Buffer>();
-  private primaryId: number;
+  private readonly keys = new Map<number, Buffer>()
+  private primaryId: number
 
   /** The first key is primary, with id 0 unless given. */
   constructor(primary: Buffer, primaryId = 0) {
-    this.install(primaryId, primary);
-    this.primaryId = primaryId;
+    this.install(primaryId, primary)
+    this.primaryId = primaryId
   }
 
   get primary(): number {
-    return this.primaryId;
+    return this.primaryId
   }
 
   ids(): number[] {
-    return [...this.keys.keys()].sort((a, b) => a - b);
+    return [...this.keys.keys()].sort((a, b) => a - b)
   }
 
   install(id: number, key: Buffer): void {
-    if (!Number.isInteger(id) || id < 0 || id > 255) throw new Error(`key id ${id} is not 0-255`);
-    if (key.length !== KEY_BYTES) throw new Error(`a gossip key is ${KEY_BYTES} bytes, got ${key.length}`);
-    this.keys.set(id, Buffer.from(key));
+    if (!Number.isInteger(id) || id < 0 || id > 255) throw new Error(`key id ${id} is not 0-255`)
+    if (key.length !== KEY_BYTES) throw new Error(`a gossip key is ${KEY_BYTES} bytes, got ${key.length}`)
+    this.keys.set(id, Buffer.from(key))
   }
 
   use(id: number): void {
-    if (!this.keys.has(id)) throw new Error(`no key with id ${id} is installed`);
-    this.primaryId = id;
+    if (!this.keys.has(id)) throw new Error(`no key with id ${id} is installed`)
+    this.primaryId = id
   }
 
   remove(id: number): void {
-    if (id === this.primaryId) throw new Error('the primary key cannot be removed: use another one first');
-    this.keys.delete(id);
+    if (id === this.primaryId) throw new Error('the primary key cannot be removed: use another one first')
+    this.keys.delete(id)
   }
 
   /** The primary key's bytes (for handing to a joining node). */
   primaryKey(): Buffer {
-    return Buffer.from(this.keys.get(this.primaryId) as Buffer);
+    return Buffer.from(this.keys.get(this.primaryId) as Buffer)
   }
 
   seal(plaintext: Buffer): Buffer {
-    return sealWith(this.keys.get(this.primaryId) as Buffer, plaintext, this.primaryId);
+    return sealWith(this.keys.get(this.primaryId) as Buffer, plaintext, this.primaryId)
   }
 
   /** Never throws: wrong key, truncated or tampered packets give undefined. */
   open(packet: Buffer): Buffer | undefined {
-    if (packet.length < SEAL_OVERHEAD) return undefined;
-    const key = this.keys.get(packet[1] as number);
-    return key ? openWith(key, packet) : undefined;
+    if (packet.length < SEAL_OVERHEAD) return undefined
+    const key = this.keys.get(packet[1] as number)
+    return key ? openWith(key, packet) : undefined
   }
 }

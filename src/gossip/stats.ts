@@ -1,25 +1,36 @@
 /** What the transport and gossip count; exposed for `swarmnet inspect` and tests. */
 export type GossipStats = {
   /** Valid messages received (UDP and TCP). */
-  received: number;
+  received: number
   /** Messages sent (per peer). */
-  sent: number;
+  sent: number
   /** Authenticated but not a valid message, or not even an envelope. */
-  malformed: number;
+  malformed: number
   /** Did not open with any key we hold: wrong key, tampered or truncated. */
-  decryptFailed: number;
+  decryptFailed: number
   /** Sends that failed (peer unreachable, connection cut). */
-  sendErrors: number;
+  sendErrors: number
   /** Push-pull exchanges completed, as either side. */
-  pushPulls: number;
+  pushPulls: number
   /** Entries merged into the store that changed it. */
-  merged: number;
+  merged: number
   /** Received entries the store could not make durable (push-pull brings them again). */
-  storeErrors: number;
-  joinsAccepted: number;
-  joinsRefused: number;
-};
+  storeErrors: number
+  joinsAccepted: number
+  joinsRefused: number
+}
 
 export function emptyStats(): GossipStats {
-  return { received: 0, sent: 0, malformed: 0, decryptFailed: 0, sendErrors: 0, pushPulls: 0, merged: 0, storeErrors: 0, joinsAccepted: 0, joinsRefused: 0 };
+  return {
+    received: 0,
+    sent: 0,
+    malformed: 0,
+    decryptFailed: 0,
+    sendErrors: 0,
+    pushPulls: 0,
+    merged: 0,
+    storeErrors: 0,
+    joinsAccepted: 0,
+    joinsRefused: 0,
+  }
 }

@@ -1,9 +1,9 @@
-import * as dgram from 'node:dgram';
-import * as net from 'node:net';
-import { decodeMessage, encodeMessage, type Message } from './codec.js';
-import { FramedConn } from './frame.js';
-import { ENVELOPE_VERSION, type Keyring } from './keyring.js';
-import type { GossipStats } from './stats.js';
+import * as dgram from 'node:dgram'
+import * as net from 'node:net'
+import {decodeMessage, encodeMessage, type Message} from './codec.js'
+import {FramedConn} from './frame.js'
+import {ENVELOPE_VERSION, type Keyring} from './keyring.js'
+import type {GossipStats} from './stats.js'
 
 /**
  * UDP and TCP on one port (7946), as memberlist and Swarm do. UDP carries
@@ -14,216 +14,226 @@ import type { GossipStats } from './stats.js';
  * envelope's version byte, or JOIN_FRAME for the join handshake (which runs
  * before the joiner holds the cluster key).
  */
-export const UDP_MAX = 1400;
-export const JOIN_FRAME = 0x4a; // 'J'
-export const TCP_TIMEOUT_MS = 10_000;
+export const UDP_MAX = 1400
+export const JOIN_FRAME = 0x4a // 'J'
+export const TCP_TIMEOUT_MS = 10_000
 
-export type Addr = { addr: string; port: number };
+export type Addr = {addr: string; port: number}
 
 export type TransportHandlers = {
   /** A valid message by UDP, or a one-shot TCP message. */
-  onMessage: (m: Message, from: Addr) => void;
+  onMessage: (m: Message, from: Addr) => void
   /** The first message of a TCP stream that expects an answer (push-pull). */
-  onStream: (m: Message, conn: SealedConn) => void;
+  onStream: (m: Message, conn: SealedConn) => void
   /** A join handshake; the frame is the first one, JOIN_FRAME byte included. */
-  onJoin?: (conn: FramedConn, first: Buffer) => void;
-};
+  onJoin?: (conn: FramedConn, first: Buffer) => void
+}
 
 /** A TCP connection whose frames are sealed messages. */
 export class SealedConn {
-  constructor(readonly conn: FramedConn, private readonly t: Transport) {}
+  constructor(
+    readonly conn: FramedConn,
+    private readonly t: Transport,
+  ) {}
 
   send(m: Message): void {
-    this.conn.send(this.t.seal(m));
-    this.t.stats.sent++;
+    this.conn.send(this.t.seal(m))
+    this.t.stats.sent++
   }
 
   /** The next valid message; undefined (counted) when bad, closed or late. */
   async next(timeoutMs = TCP_TIMEOUT_MS): Promise<Message | undefined> {
-    const f = await this.conn.next(timeoutMs);
-    return f ? this.t.unseal(f) : undefined;
+    const f = await this.conn.next(timeoutMs)
+    return f ? this.t.unseal(f) : undefined
   }
 
   close(): void {
-    this.conn.close();
+    this.conn.close()
   }
 }
 
 export class Transport {
-  readonly stats: GossipStats;
-  private readonly keyring: Keyring;
-  private readonly handlers: TransportHandlers;
-  private udp: dgram.Socket | undefined;
-  private tcp: net.Server | undefined;
-  private readonly conns = new Set<net.Socket>();
-  private boundPort = 0;
+  readonly stats: GossipStats
+  private readonly keyring: Keyring
+  private readonly handlers: TransportHandlers
+  private udp: dgram.Socket | undefined
+  private tcp: net.Server | undefined
+  private readonly conns = new Set<net.Socket>()
+  private boundPort = 0
 
-  constructor(opts: { keyring: Keyring; stats: GossipStats; handlers: TransportHandlers }) {
-    this.keyring = opts.keyring;
-    this.stats = opts.stats;
-    this.handlers = opts.handlers;
+  constructor(opts: {keyring: Keyring; stats: GossipStats; handlers: TransportHandlers}) {
+    this.keyring = opts.keyring
+    this.stats = opts.stats
+    this.handlers = opts.handlers
   }
 
   get port(): number {
-    return this.boundPort;
+    return this.boundPort
   }
 
   /** Binds both sockets; port 0 picks one free for TCP and UDP alike. */
   async start(bindAddr: string, port: number): Promise<number> {
     for (let attempt = 0; ; attempt++) {
-      const tcp = await this.listenTcp(bindAddr, port);
-      const p = (tcp.address() as net.AddressInfo).port;
+      const tcp = await this.listenTcp(bindAddr, port)
+      const p = (tcp.address() as net.AddressInfo).port
       try {
-        this.udp = await this.bindUdp(bindAddr, p);
-        this.tcp = tcp;
-        this.boundPort = p;
-        return p;
+        this.udp = await this.bindUdp(bindAddr, p)
+        this.tcp = tcp
+        this.boundPort = p
+        return p
       } catch (e) {
-        await new Promise<void>((r) => tcp.close(() => r()));
+        await new Promise<void>((r) => tcp.close(() => r()))
         // With a random port, UDP's twin may be taken: try another one.
-        if (port !== 0 || attempt >= 20) throw new Error(`cannot bind UDP ${bindAddr}:${p}: ${(e as Error).message}`);
+        if (port !== 0 || attempt >= 20) throw new Error(`cannot bind UDP ${bindAddr}:${p}: ${(e as Error).message}`)
       }
     }
   }
 
   async stop(): Promise<void> {
-    const udp = this.udp;
-    const tcp = this.tcp;
-    this.udp = undefined;
-    this.tcp = undefined;
-    for (const s of this.conns) s.destroy();
-    this.conns.clear();
+    const udp = this.udp
+    const tcp = this.tcp
+    this.udp = undefined
+    this.tcp = undefined
+    for (const s of this.conns) s.destroy()
+    this.conns.clear()
     await Promise.all([
       udp ? new Promise<void>((r) => udp.close(() => r())) : undefined,
       tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined,
-    ]);
+    ])
   }
 
   seal(m: Message): Buffer {
-    return this.keyring.seal(encodeMessage(m));
+    return this.keyring.seal(encodeMessage(m))
   }
 
   /** Opens and decodes, counting what fails; never throws. */
   unseal(packet: Buffer): Message | undefined {
     if (packet.length === 0 || packet[0] !== ENVELOPE_VERSION) {
-      this.stats.malformed++;
-      return undefined;
+      this.stats.malformed++
+      return undefined
     }
-    const plain = this.keyring.open(packet);
+    const plain = this.keyring.open(packet)
     if (!plain) {
-      this.stats.decryptFailed++;
-      return undefined;
+      this.stats.decryptFailed++
+      return undefined
     }
-    const m = decodeMessage(plain);
+    const m = decodeMessage(plain)
     if (!m) {
-      this.stats.malformed++;
-      return undefined;
+      this.stats.malformed++
+      return undefined
     }
-    this.stats.received++;
-    return m;
+    this.stats.received++
+    return m
   }
 
   /** Best effort: UDP when it fits, else a one-shot TCP connection. */
   async send(to: Addr, m: Message): Promise<void> {
-    const packet = this.seal(m);
+    const packet = this.seal(m)
     if (packet.length <= UDP_MAX && this.udp) {
-      const udp = this.udp;
+      const udp = this.udp
       await new Promise<void>((resolve) => {
         udp.send(packet, to.port, to.addr, (err) => {
-          if (err) this.stats.sendErrors++;
-          else this.stats.sent++;
-          resolve();
-        });
-      });
-      return;
+          if (err) this.stats.sendErrors++
+          else this.stats.sent++
+          resolve()
+        })
+      })
+      return
     }
-    let conn: FramedConn;
+    let conn: FramedConn
     try {
-      conn = await this.connect(to);
+      conn = await this.connect(to)
     } catch {
-      this.stats.sendErrors++;
-      return;
+      this.stats.sendErrors++
+      return
     }
-    conn.send(packet);
-    this.stats.sent++;
-    conn.close();
+    conn.send(packet)
+    this.stats.sent++
+    conn.close()
   }
 
   /** A TCP stream of sealed messages to a peer (push-pull). */
   async open(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<SealedConn> {
-    return new SealedConn(await this.connect(to, timeoutMs), this);
+    return new SealedConn(await this.connect(to, timeoutMs), this)
   }
 
   connect(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<FramedConn> {
-    return connectFramed(to, timeoutMs, this.conns);
+    return connectFramed(to, timeoutMs, this.conns)
   }
 
   private listenTcp(bindAddr: string, port: number): Promise<net.Server> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer((s) => this.onConnection(s));
-      server.once('error', reject);
-      server.listen({ host: bindAddr, port, exclusive: true }, () => {
-        server.off('error', reject);
-        server.on('error', () => { /* accept errors are per-connection; the server stays up */ });
-        resolve(server);
-      });
-    });
+      const server = net.createServer((s) => this.onConnection(s))
+      server.once('error', reject)
+      server.listen({host: bindAddr, port, exclusive: true}, () => {
+        server.off('error', reject)
+        server.on('error', () => {
+          /* accept errors are per-connection; the server stays up */
+        })
+        resolve(server)
+      })
+    })
   }
 
   private bindUdp(bindAddr: string, port: number): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: 'udp4' });
-      sock.once('error', reject);
-      sock.bind({ address: bindAddr, port, exclusive: true }, () => {
-        sock.off('error', reject);
-        sock.on('error', () => { this.stats.sendErrors++; });
+      const sock = dgram.createSocket({type: 'udp4'})
+      sock.once('error', reject)
+      sock.bind({address: bindAddr, port, exclusive: true}, () => {
+        sock.off('error', reject)
+        sock.on('error', () => {
+          this.stats.sendErrors++
+        })
         sock.on('message', (msg, rinfo) => {
-          const m = this.unseal(msg);
-          if (m) this.dispatch(() => this.handlers.onMessage(m, { addr: rinfo.address, port: rinfo.port }));
-        });
-        resolve(sock);
-      });
-    });
+          const m = this.unseal(msg)
+          if (m) this.dispatch(() => this.handlers.onMessage(m, {addr: rinfo.address, port: rinfo.port}))
+        })
+        resolve(sock)
+      })
+    })
   }
 
   private onConnection(socket: net.Socket): void {
-    this.conns.add(socket);
-    socket.on('close', () => this.conns.delete(socket));
-    socket.setTimeout(TCP_TIMEOUT_MS * 3, () => socket.destroy());
-    const conn = new FramedConn(socket);
+    this.conns.add(socket)
+    socket.on('close', () => this.conns.delete(socket))
+    socket.setTimeout(TCP_TIMEOUT_MS * 3, () => socket.destroy())
+    const conn = new FramedConn(socket)
     void conn.next(TCP_TIMEOUT_MS).then((first) => {
       if (!first) {
-        if (conn.oversized) this.stats.malformed++;
-        conn.destroy();
-        return;
+        if (conn.oversized) this.stats.malformed++
+        conn.destroy()
+        return
       }
       if (first[0] === JOIN_FRAME && this.handlers.onJoin) {
-        const onJoin = this.handlers.onJoin;
-        this.dispatch(() => onJoin(conn, first));
-        return;
+        const onJoin = this.handlers.onJoin
+        this.dispatch(() => onJoin(conn, first))
+        return
       }
-      const m = this.unseal(first);
+      const m = this.unseal(first)
       if (!m) {
-        conn.destroy();
-        return;
+        conn.destroy()
+        return
       }
       if (m.t === 'pushpull-req') {
-        const sc = new SealedConn(conn, this);
-        this.dispatch(() => this.handlers.onStream(m, sc));
+        const sc = new SealedConn(conn, this)
+        this.dispatch(() => this.handlers.onStream(m, sc))
       } else {
-        conn.close();
-        this.dispatch(() => this.handlers.onMessage(m, { addr: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 }));
+        conn.close()
+        this.dispatch(() => this.handlers.onMessage(m, {addr: socket.remoteAddress ?? '', port: socket.remotePort ?? 0}))
       }
-    });
+    })
   }
 
   /** A handler bug is counted as malformed input, never a crash of the agent. */
   private dispatch(fn: () => unknown): void {
     try {
-      const r = fn();
-      if (r instanceof Promise) r.catch(() => { this.stats.malformed++; });
+      const r = fn()
+      if (r instanceof Promise)
+        r.catch(() => {
+          this.stats.malformed++
+        })
     } catch {
-      this.stats.malformed++;
+      this.stats.malformed++
     }
   }
 }
@@ -231,21 +241,21 @@ export class Transport {
 /** Opens a framed TCP connection, with the address in the error. */
 export function connectFramed(to: Addr, timeoutMs: number, track?: Set<net.Socket>): Promise<FramedConn> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: to.addr, port: to.port });
-    track?.add(socket);
-    socket.on('close', () => track?.delete(socket));
+    const socket = net.connect({host: to.addr, port: to.port})
+    track?.add(socket)
+    socket.on('close', () => track?.delete(socket))
     const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`cannot reach ${to.addr}:${to.port}: timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
+      socket.destroy()
+      reject(new Error(`cannot reach ${to.addr}:${to.port}: timed out after ${timeoutMs} ms`))
+    }, timeoutMs)
     socket.once('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot reach ${to.addr}:${to.port}: ${e.message}`));
-    });
+      clearTimeout(timer)
+      reject(new Error(`cannot reach ${to.addr}:${to.port}: ${e.message}`))
+    })
     socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(new FramedConn(socket));
-    });
-  });
+      clearTimeout(timer)
+      socket.removeAllListeners('error')
+      resolve(new FramedConn(socket))
+    })
+  })
 }

@@ -15,9 +15,14 @@ export interface DemoStep {
 export async function waitForTasks(client: AgentClient, service: string, count: number, timeoutMs = 30_000): Promise<TaskView[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const tasks = (await client.get<TaskView[]>(`/services/${encodeURIComponent(service)}/tasks`)).filter((t) => t.desiredState === 'running')
+    const tasks = (await client.get<TaskView[]>(`/services/${encodeURIComponent(service)}/tasks`)).filter(
+      (t) => t.desiredState === 'running',
+    )
     if (tasks.length === count && tasks.every((t) => t.state === 'running')) return tasks
-    if (Date.now() > deadline) throw new Error(`service ${service}: ${tasks.filter((t) => t.state === 'running').length}/${count} tasks running after ${timeoutMs / 1000} s`)
+    if (Date.now() > deadline)
+      throw new Error(
+        `service ${service}: ${tasks.filter((t) => t.state === 'running').length}/${count} tasks running after ${timeoutMs / 1000} s`,
+      )
     await new Promise((r) => setTimeout(r, 200))
   }
 }
@@ -57,10 +62,16 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
     const rtt = /time=([\d.]+ ms)/.exec(ping)?.[1] ?? '?'
     const body = await httpFromTask(from.netns!, `http://${ip}/`)
     const lines = body.split('\n').filter((l) => /^(Hostname|RemoteAddr):/.test(l))
-    step({title: `${from.name} (${from.node}) -> ${to.name} (${to.node}) at ${ip}`, output: `ping: ${rtt}\nHTTP: ${lines.join(', ')}`})
+    step({
+      title: `${from.name} (${from.node}) -> ${to.name} (${to.node}) at ${ip}`,
+      output: `ping: ${rtt}\nHTTP: ${lines.join(', ')}`,
+    })
   }
   const stats = readNodeMaps('n1', 'sn_stats')[0]?.entries[0]?.value as Record<string, string> | undefined
   if (stats) {
-    step({title: 'n1 data plane counters (swarmnet inspect maps --map sn_stats)', output: `encapsulated ${stats.tc_encap}, decapsulated ${stats.xdp_decap}, ARP answered ${stats.tc_arp_reply}`})
+    step({
+      title: 'n1 data plane counters (swarmnet inspect maps --map sn_stats)',
+      output: `encapsulated ${stats.tc_encap}, decapsulated ${stats.xdp_decap}, ARP answered ${stats.tc_arp_reply}`,
+    })
   }
 }

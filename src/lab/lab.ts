@@ -2,31 +2,31 @@
  * A whole cluster on one host: nodes and an outside client in network namespaces, joined by a
  * bridge in a switch namespace. Nothing is created in the root namespace.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { constants } from 'node:os';
-import { addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses, listLinks, setLinkUp } from '../sys/link.js';
-import { execIn, addNetns, delNetns, listNetns, netnsExists, netnsPids, nsenterArgv } from '../sys/netns.js';
-import { isAlive, killAll } from '../sys/proc.js';
-import { enableIpForward, setSysctl } from '../sys/sysctl.js';
-import { type LabNode, type LabState, readLabState, removeLabState, writeLabState } from './state.js';
-import * as T from './topology.js';
+import {spawn} from 'node:child_process'
+import {existsSync, readFileSync, rmSync} from 'node:fs'
+import {constants} from 'node:os'
+import {addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses, listLinks, setLinkUp} from '../sys/link.js'
+import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPids, nsenterArgv} from '../sys/netns.js'
+import {isAlive, killAll} from '../sys/proc.js'
+import {enableIpForward, setSysctl} from '../sys/sysctl.js'
+import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
+import * as T from './topology.js'
 
-export { readLabState, type LabNode, type LabState } from './state.js';
+export {readLabState, type LabNode, type LabState} from './state.js'
 
 export class LabAlreadyUpError extends Error {
   constructor(detail: string) {
-    super(`a lab is already up (${detail}); run \`swarmnet lab down\` first`);
-    this.name = 'LabAlreadyUpError';
+    super(`a lab is already up (${detail}); run \`swarmnet lab down\` first`)
+    this.name = 'LabAlreadyUpError'
   }
 }
 
 export interface LabUpOptions {
-  nodes: number;
+  nodes: number
   /** Runs `swarmnet init` / `join` in the node's namespace; called in order, n1 first. */
-  startNode: (node: LabNode, index: number) => Promise<void>;
+  startNode: (node: LabNode, index: number) => Promise<void>
   /** Progress, e.g. for listr2 or a log. */
-  onStep?: (what: string) => void;
+  onStep?: (what: string) => void
 }
 
 function plan(nodes: number): LabState {
@@ -34,10 +34,10 @@ function plan(nodes: number): LabState {
     version: 1,
     createdAt: new Date().toISOString(),
     subnet: T.UNDERLAY_SUBNET,
-    switch: { netns: T.SWITCH_NETNS, bridge: T.SWITCH_BRIDGE },
-    client: { name: T.CLIENT, netns: T.CLIENT_NETNS, address: T.CLIENT_ADDRESS, port: T.CLIENT_PORT },
-    nodes: Array.from({ length: nodes }, (_, i) => {
-      const name = T.nodeName(i + 1);
+    switch: {netns: T.SWITCH_NETNS, bridge: T.SWITCH_BRIDGE},
+    client: {name: T.CLIENT, netns: T.CLIENT_NETNS, address: T.CLIENT_ADDRESS, port: T.CLIENT_PORT},
+    nodes: Array.from({length: nodes}, (_, i) => {
+      const name = T.nodeName(i + 1)
       return {
         name,
         index: i + 1,
@@ -46,24 +46,24 @@ function plan(nodes: number): LabState {
         prefixLen: T.UNDERLAY_PREFIX,
         underlayIf: T.UNDERLAY_IF,
         port: T.nodePort(name),
-      };
+      }
     }),
-  };
+  }
 }
 
 /** A host on the switch: its own namespace, eth0 with an address, and a port on the bridge. */
 async function plugHost(netns: string, port: string, cidr: string): Promise<void> {
-  await addNetns(netns);
-  await setLinkUp('lo', netns);
-  await createVeth(port, T.UNDERLAY_IF, { ns: T.SWITCH_NETNS, peerNs: netns, mtu: T.UNDERLAY_MTU });
-  await enslave(port, T.SWITCH_BRIDGE, T.SWITCH_NETNS);
-  await setLinkUp(port, T.SWITCH_NETNS);
-  await addAddress(T.UNDERLAY_IF, cidr, netns);
-  await setLinkUp(T.UNDERLAY_IF, netns);
+  await addNetns(netns)
+  await setLinkUp('lo', netns)
+  await createVeth(port, T.UNDERLAY_IF, {ns: T.SWITCH_NETNS, peerNs: netns, mtu: T.UNDERLAY_MTU})
+  await enslave(port, T.SWITCH_BRIDGE, T.SWITCH_NETNS)
+  await setLinkUp(port, T.SWITCH_NETNS)
+  await addAddress(T.UNDERLAY_IF, cidr, netns)
+  await setLinkUp(T.UNDERLAY_IF, netns)
   // A veth hands a packet over with its checksum still to be done (CHECKSUM_PARTIAL), and
   // that state does not survive an XDP redirect on the far side. A physical NIC finishes
   // checksums on transmit; with tx offload off the lab's wire does the same, in software.
-  await execIn(netns, ['ethtool', '-K', T.UNDERLAY_IF, 'tx', 'off'], `turning off tx checksum offload on ${T.UNDERLAY_IF}`);
+  await execIn(netns, ['ethtool', '-K', T.UNDERLAY_IF, 'tx', 'off'], `turning off tx checksum offload on ${T.UNDERLAY_IF}`)
 }
 
 /**
@@ -72,64 +72,64 @@ async function plugHost(netns: string, port: string, cidr: string): Promise<void
  */
 export async function labUp(opts: LabUpOptions): Promise<LabState> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > T.MAX_NODES) {
-    throw new Error(`lab up: nodes must be 1..${T.MAX_NODES}, not ${opts.nodes}`);
+    throw new Error(`lab up: nodes must be 1..${T.MAX_NODES}, not ${opts.nodes}`)
   }
-  const existing = readLabState();
-  if (existing) throw new LabAlreadyUpError(`${existing.nodes.length} nodes: ${existing.nodes.map((n) => n.name).join(', ')}`);
-  const leftovers = listNetns(T.LAB_PREFIX);
-  if (leftovers.length > 0) throw new LabAlreadyUpError(`namespaces ${leftovers.join(', ')} exist`);
+  const existing = readLabState()
+  if (existing) throw new LabAlreadyUpError(`${existing.nodes.length} nodes: ${existing.nodes.map((n) => n.name).join(', ')}`)
+  const leftovers = listNetns(T.LAB_PREFIX)
+  if (leftovers.length > 0) throw new LabAlreadyUpError(`namespaces ${leftovers.join(', ')} exist`)
 
-  const state = plan(opts.nodes);
-  const step = opts.onStep ?? (() => undefined);
-  writeLabState(state);
+  const state = plan(opts.nodes)
+  const step = opts.onStep ?? (() => undefined)
+  writeLabState(state)
   try {
-    step(`switch ${T.SWITCH_NETNS}`);
-    await addNetns(T.SWITCH_NETNS);
-    await setLinkUp('lo', T.SWITCH_NETNS);
-    await createBridge(T.SWITCH_BRIDGE, T.SWITCH_NETNS);
-    await setLinkUp(T.SWITCH_BRIDGE, T.SWITCH_NETNS);
+    step(`switch ${T.SWITCH_NETNS}`)
+    await addNetns(T.SWITCH_NETNS)
+    await setLinkUp('lo', T.SWITCH_NETNS)
+    await createBridge(T.SWITCH_BRIDGE, T.SWITCH_NETNS)
+    await setLinkUp(T.SWITCH_BRIDGE, T.SWITCH_NETNS)
     // The switch is the wire: a real one does not run the hosts' netfilter on what it forwards.
     // With br_netfilter loaded (Docker loads it) every lab frame would pay its bridge hooks here,
     // on the sending CPU (~0.3 us a packet), for both data planes alike.
     for (const k of ['iptables', 'ip6tables', 'arptables']) {
-      await setSysctl(`net.bridge.bridge-nf-call-${k}`, '0', T.SWITCH_NETNS).catch(() => undefined); // no br_netfilter: nothing to undo
+      await setSysctl(`net.bridge.bridge-nf-call-${k}`, '0', T.SWITCH_NETNS).catch(() => undefined) // no br_netfilter: nothing to undo
     }
 
-    step(`client ${T.CLIENT_ADDRESS}`);
-    await plugHost(T.CLIENT_NETNS, T.CLIENT_PORT, `${T.CLIENT_ADDRESS}/${T.UNDERLAY_PREFIX}`);
+    step(`client ${T.CLIENT_ADDRESS}`)
+    await plugHost(T.CLIENT_NETNS, T.CLIENT_PORT, `${T.CLIENT_ADDRESS}/${T.UNDERLAY_PREFIX}`)
 
     for (const n of state.nodes) {
-      step(`node ${n.name} ${n.address}`);
-      await plugHost(n.netns, n.port, `${n.address}/${n.prefixLen}`);
-      await enableIpForward(n.netns);
+      step(`node ${n.name} ${n.address}`)
+      await plugHost(n.netns, n.port, `${n.address}/${n.prefixLen}`)
+      await enableIpForward(n.netns)
     }
     for (const [i, n] of state.nodes.entries()) {
-      step(`start ${n.name}`);
-      await opts.startNode(n, i);
+      step(`start ${n.name}`)
+      await opts.startNode(n, i)
     }
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new Error(`lab up: ${msg} (the partial lab is left for inspection; \`swarmnet lab down\` removes it)`);
+    const msg = e instanceof Error ? e.message : String(e)
+    throw new Error(`lab up: ${msg} (the partial lab is left for inspection; \`swarmnet lab down\` removes it)`)
   }
-  return state;
+  return state
 }
 
-const TASK_NETNS_RE = /^sn-n[0-9]+-/;
+const TASK_NETNS_RE = /^sn-n[0-9]+-/
 
 /** Node names from the state file and from the namespaces that exist (the file may be gone). */
 function knownNodes(state: LabState | undefined): string[] {
-  const names = new Set(state?.nodes.map((n) => n.name) ?? []);
+  const names = new Set(state?.nodes.map((n) => n.name) ?? [])
   for (const ns of listNetns(T.LAB_PREFIX)) {
-    const name = ns.slice(T.LAB_PREFIX.length);
-    if (T.NODE_NAME_RE.test(name)) names.add(name);
+    const name = ns.slice(T.LAB_PREFIX.length)
+    if (T.NODE_NAME_RE.test(name)) names.add(name)
   }
-  return [...names].filter((n) => T.NODE_NAME_RE.test(n)).sort();
+  return [...names].filter((n) => T.NODE_NAME_RE.test(n)).sort()
 }
 
 function rmPath(path: string, removed: string[]): void {
-  if (!existsSync(path)) return;
-  rmSync(path, { recursive: true, force: true });
-  removed.push(path);
+  if (!existsSync(path)) return
+  rmSync(path, {recursive: true, force: true})
+  removed.push(path)
 }
 
 /**
@@ -138,58 +138,58 @@ function rmPath(path: string, removed: string[]): void {
  * Resolves to what was removed.
  */
 export async function labDown(): Promise<string[]> {
-  const removed: string[] = [];
-  const errors: string[] = [];
+  const removed: string[] = []
+  const errors: string[] = []
   const attempt = async (f: () => Promise<void>) => {
     try {
-      await f();
+      await f()
     } catch (e) {
-      errors.push(e instanceof Error ? e.message : String(e));
+      errors.push(e instanceof Error ? e.message : String(e))
     }
-  };
-  const state = readLabState();
-  const nodes = knownNodes(state);
-  const taskNs = listNetns('sn-n').filter((n) => TASK_NETNS_RE.test(n));
-  const labNs = listNetns(T.LAB_PREFIX);
+  }
+  const state = readLabState()
+  const nodes = knownNodes(state)
+  const taskNs = listNetns('sn-n').filter((n) => TASK_NETNS_RE.test(n))
+  const labNs = listNetns(T.LAB_PREFIX)
   // Tasks first, the switch last, so nothing is left pointing into a namespace already gone.
-  const order = [...taskNs, ...labNs.filter((n) => n !== T.SWITCH_NETNS), ...labNs.filter((n) => n === T.SWITCH_NETNS)];
+  const order = [...taskNs, ...labNs.filter((n) => n !== T.SWITCH_NETNS), ...labNs.filter((n) => n === T.SWITCH_NETNS)]
 
-  const pids: number[] = [];
-  for (const ns of order) await attempt(async () => void pids.push(...(await netnsPids(ns))));
+  const pids: number[] = []
+  for (const ns of order) await attempt(async () => void pids.push(...(await netnsPids(ns))))
   if (pids.length > 0) {
-    await killAll(pids);
-    removed.push(...pids.map((p) => `process ${p}`));
+    await killAll(pids)
+    removed.push(...pids.map((p) => `process ${p}`))
   }
   for (const ns of order) {
     await attempt(async () => {
-      if (!netnsExists(ns)) return;
-      await delNetns(ns);
-      removed.push(`netns ${ns}`);
-    });
+      if (!netnsExists(ns)) return
+      await delNetns(ns)
+      removed.push(`netns ${ns}`)
+    })
   }
   // Never made here, but a crashed older version might have: only our own names are touched.
   await attempt(async () => {
-    for (const l of await listLinks(T.LAB_PREFIX)) if (await deleteLink(l.ifname)) removed.push(`link ${l.ifname}`);
-  });
+    for (const l of await listLinks(T.LAB_PREFIX)) if (await deleteLink(l.ifname)) removed.push(`link ${l.ifname}`)
+  })
   for (const node of nodes) {
     for (const p of [T.nodeStateDir(node), T.nodeSocket(node), T.nodePidFile(node), T.nodePinDir(node)]) {
-      await attempt(async () => rmPath(p, removed));
+      await attempt(async () => rmPath(p, removed))
     }
   }
-  if (removeLabState()) removed.push(T.LAB_STATE_FILE);
-  if (errors.length > 0) throw new Error(`lab down: ${errors.join('; ')} (removed: ${removed.join(', ') || 'nothing'})`);
-  return removed;
+  if (removeLabState()) removed.push(T.LAB_STATE_FILE)
+  if (errors.length > 0) throw new Error(`lab down: ${errors.join('; ')} (removed: ${removed.join(', ') || 'nothing'})`)
+  return removed
 }
 
 export interface LabExecOptions {
-  env?: Record<string, string>;
+  env?: Record<string, string>
 }
 
 /** The namespace of a lab member: "n2" or "client". */
 export function labNetns(target: string): string {
-  if (target === T.CLIENT) return T.CLIENT_NETNS;
-  if (!T.NODE_NAME_RE.test(target)) throw new Error(`unknown lab member "${target}" (n1, n2, ... or ${T.CLIENT})`);
-  return T.nodeNetns(target);
+  if (target === T.CLIENT) return T.CLIENT_NETNS
+  if (!T.NODE_NAME_RE.test(target)) throw new Error(`unknown lab member "${target}" (n1, n2, ... or ${T.CLIENT})`)
+  return T.nodeNetns(target)
 }
 
 /**
@@ -197,74 +197,74 @@ export function labNetns(target: string): string {
  * (128 + signal number when killed, as a shell reports it).
  */
 export function labExec(target: string, argv: string[], opts: LabExecOptions = {}): Promise<number> {
-  const ns = labNetns(target);
-  if (!netnsExists(ns)) return Promise.reject(new Error(`lab exec: ${target} is not up (no netns ${ns})`));
-  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+  const ns = labNetns(target)
+  if (!netnsExists(ns)) return Promise.reject(new Error(`lab exec: ${target} is not up (no netns ${ns})`))
+  const env: NodeJS.ProcessEnv = {...process.env, ...opts.env}
   // The CLI picks the node it talks to from SWARMNET_HOST; the client is not a node.
-  if (target === T.CLIENT) delete env.SWARMNET_HOST;
-  else env.SWARMNET_HOST = target;
-  const full = nsenterArgv(ns, argv);
+  if (target === T.CLIENT) delete env.SWARMNET_HOST
+  else env.SWARMNET_HOST = target
+  const full = nsenterArgv(ns, argv)
   return new Promise((resolve, reject) => {
-    const child = spawn(full[0]!, full.slice(1), { stdio: 'inherit', env });
-    child.on('error', reject);
+    const child = spawn(full[0]!, full.slice(1), {stdio: 'inherit', env})
+    child.on('error', reject)
     child.on('close', (code, signal) => {
-      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-    });
-  });
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0))
+    })
+  })
 }
 
 export interface NodeStatus {
-  name: string;
-  netns: string;
-  netnsExists: boolean;
+  name: string
+  netns: string
+  netnsExists: boolean
   /** The address the lab gave it. */
-  address: string;
+  address: string
   /** Addresses actually on its underlay device (empty when the netns is gone). */
-  underlay: string[];
-  agentPid?: number;
-  agentAlive: boolean;
+  underlay: string[]
+  agentPid?: number
+  agentAlive: boolean
 }
 
 export interface LabStatus {
-  up: boolean;
-  switch: { netns: string; exists: boolean };
-  client: { netns: string; exists: boolean; address: string };
-  nodes: NodeStatus[];
+  up: boolean
+  switch: {netns: string; exists: boolean}
+  client: {netns: string; exists: boolean; address: string}
+  nodes: NodeStatus[]
 }
 
 function readPid(file: string): number | undefined {
   try {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
   } catch {
-    return undefined;
+    return undefined
   }
 }
 
 export async function labStatus(): Promise<LabStatus> {
-  const state = readLabState();
-  const names = knownNodes(state);
-  const nodes: NodeStatus[] = [];
+  const state = readLabState()
+  const names = knownNodes(state)
+  const nodes: NodeStatus[] = []
   for (const name of names) {
-    const netns = T.nodeNetns(name);
-    const exists = netnsExists(netns);
-    const planned = state?.nodes.find((n) => n.name === name)?.address ?? '';
-    const underlay = exists ? await listAddresses(T.UNDERLAY_IF, netns).catch(() => []) : [];
-    const agentPid = readPid(T.nodePidFile(name));
+    const netns = T.nodeNetns(name)
+    const exists = netnsExists(netns)
+    const planned = state?.nodes.find((n) => n.name === name)?.address ?? ''
+    const underlay = exists ? await listAddresses(T.UNDERLAY_IF, netns).catch(() => []) : []
+    const agentPid = readPid(T.nodePidFile(name))
     nodes.push({
       name,
       netns,
       netnsExists: exists,
       address: planned,
       underlay,
-      ...(agentPid !== undefined ? { agentPid } : {}),
+      ...(agentPid !== undefined ? {agentPid} : {}),
       agentAlive: agentPid !== undefined && isAlive(agentPid),
-    });
+    })
   }
   return {
     up: state !== undefined,
-    switch: { netns: T.SWITCH_NETNS, exists: netnsExists(T.SWITCH_NETNS) },
-    client: { netns: T.CLIENT_NETNS, exists: netnsExists(T.CLIENT_NETNS), address: T.CLIENT_ADDRESS },
+    switch: {netns: T.SWITCH_NETNS, exists: netnsExists(T.SWITCH_NETNS)},
+    client: {netns: T.CLIENT_NETNS, exists: netnsExists(T.CLIENT_NETNS), address: T.CLIENT_ADDRESS},
     nodes,
-  };
+  }
 }

@@ -1,9 +1,7 @@
-import { VNI_MAX, VNI_MIN, VXLAN_OVERHEAD } from './defaults.js';
-import { UserError } from './errors.js';
-import {
-  broadcast, cidrContains, cidrOverlaps, cidrSize, formatCidr, formatIpv4, nthHost, parseCidr, parseIpv4,
-} from './ipv4.js';
-import type { NodeRecord, Service, Task } from './types.js';
+import {VNI_MAX, VNI_MIN, VXLAN_OVERHEAD} from './defaults.js'
+import {UserError} from './errors.js'
+import {broadcast, cidrContains, cidrOverlaps, cidrSize, formatCidr, formatIpv4, nthHost, parseCidr, parseIpv4} from './ipv4.js'
+import type {NodeRecord, Service, Task} from './types.js'
 
 /**
  * Allocation as pure functions of what already exists: the store is the only
@@ -12,78 +10,78 @@ import type { NodeRecord, Service, Task } from './types.js';
 
 /** The lowest free VNI from 4096 up, as Swarm's overlay driver does. */
 export function nextVni(existing: Iterable<number>): number {
-  const used = new Set(existing);
-  for (let v = VNI_MIN; v <= VNI_MAX; v++) if (!used.has(v)) return v;
-  throw new UserError(`no free VNI left in ${VNI_MIN}-${VNI_MAX}`);
+  const used = new Set(existing)
+  for (let v = VNI_MIN; v <= VNI_MAX; v++) if (!used.has(v)) return v
+  throw new UserError(`no free VNI left in ${VNI_MIN}-${VNI_MAX}`)
 }
 
 /** The first /size block of the pool that overlaps none of the existing subnets. */
 export function nextSubnet(pool: string, size: number, existing: Iterable<string>): string {
-  const p = parseCidr(pool);
+  const p = parseCidr(pool)
   if (!Number.isInteger(size) || size < p.prefix || size > 32) {
-    throw new UserError(`invalid subnet size /${size} for pool ${pool}: must be /${p.prefix}-/32`);
+    throw new UserError(`invalid subnet size /${size} for pool ${pool}: must be /${p.prefix}-/32`)
   }
-  const taken = [...existing].map((s) => parseCidr(s));
-  const step = 2 ** (32 - size);
-  const end = p.addr + cidrSize(p);
-  let at = p.addr;
+  const taken = [...existing].map((s) => parseCidr(s))
+  const step = 2 ** (32 - size)
+  const end = p.addr + cidrSize(p)
+  let at = p.addr
   while (at < end) {
-    const candidate = { addr: at, prefix: size };
-    const clash = taken.find((t) => cidrOverlaps(t, candidate));
-    if (!clash) return formatCidr(candidate);
+    const candidate = {addr: at, prefix: size}
+    const clash = taken.find((t) => cidrOverlaps(t, candidate))
+    if (!clash) return formatCidr(candidate)
     // Jump past the clashing block instead of probing every /24 inside a /8.
-    const clashEnd = clash.addr + cidrSize(clash);
-    at = Math.max(at + step, Math.ceil(clashEnd / step) * step);
+    const clashEnd = clash.addr + cidrSize(clash)
+    at = Math.max(at + step, Math.ceil(clashEnd / step) * step)
   }
-  throw new UserError(`the address pool ${pool} has no free /${size} subnet left`);
+  throw new UserError(`the address pool ${pool} has no free /${size} subnet left`)
 }
 
-export type ExistingSubnet = { name: string; subnet: string };
+export type ExistingSubnet = {name: string; subnet: string}
 
 /** Validates a requested subnet; an overlap names the network it clashes with. */
 export function checkSubnet(subnet: string, existing: Iterable<ExistingSubnet>): string {
-  const c = parseCidr(subnet);
-  if (c.prefix > 30) throw new UserError(`subnet ${subnet} is too small: it needs room for a gateway and a task (/30 at most)`);
+  const c = parseCidr(subnet)
+  if (c.prefix > 30) throw new UserError(`subnet ${subnet} is too small: it needs room for a gateway and a task (/30 at most)`)
   for (const e of existing) {
     if (cidrOverlaps(c, parseCidr(e.subnet))) {
-      throw new UserError(`subnet ${subnet} overlaps with network '${e.name}' (${e.subnet})`);
+      throw new UserError(`subnet ${subnet} overlaps with network '${e.name}' (${e.subnet})`)
     }
   }
-  return formatCidr(c);
+  return formatCidr(c)
 }
 
 /** Docker puts the gateway on the first host address. */
 export function gatewayFor(subnet: string): string {
-  return formatIpv4(nthHost(parseCidr(subnet), 1));
+  return formatIpv4(nthHost(parseCidr(subnet), 1))
 }
 
 /** The lowest free host address: never the network, the gateway or the broadcast. */
 export function allocateIp(subnet: string, gateway: string, used: Iterable<string>): string {
-  const c = parseCidr(subnet);
-  const taken = new Set<number>();
-  for (const u of used) taken.add(parseIpv4(u));
-  const gw = parseIpv4(gateway);
-  if (!cidrContains(c, gw)) throw new UserError(`gateway ${gateway} is outside ${subnet}`);
-  const last = broadcast(c);
+  const c = parseCidr(subnet)
+  const taken = new Set<number>()
+  for (const u of used) taken.add(parseIpv4(u))
+  const gw = parseIpv4(gateway)
+  if (!cidrContains(c, gw)) throw new UserError(`gateway ${gateway} is outside ${subnet}`)
+  const last = broadcast(c)
   for (let ip = c.addr + 1; ip < last; ip++) {
-    if (ip !== gw && !taken.has(ip)) return formatIpv4(ip);
+    if (ip !== gw && !taken.has(ip)) return formatIpv4(ip)
   }
-  throw new UserError(`no free address left in ${subnet}`);
+  throw new UserError(`no free address left in ${subnet}`)
 }
 
 /** Docker's rule: 02:42 and the four bytes of the IPv4 address. */
 export function macForIp(ip: string): string {
-  const n = parseIpv4(ip);
-  const bytes = [0x02, 0x42, n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+  const n = parseIpv4(ip)
+  const bytes = [0x02, 0x42, n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':')
 }
 
 /** VXLAN adds 50 bytes, so a task's interface must be that much smaller. */
 export function taskMtu(underlayMtu: number): number {
-  return underlayMtu - VXLAN_OVERHEAD;
+  return underlayMtu - VXLAN_OVERHEAD
 }
 
-export type Placement = { slot: number; nodeId: string; /** set when an existing task keeps the slot */ taskId?: string };
+export type Placement = {slot: number; nodeId: string; /** set when an existing task keeps the slot */ taskId?: string}
 
 /**
  * Where each task of a service should run. Stable: a running task on a live
@@ -96,43 +94,46 @@ export function placeTasks(
   liveNodes: Pick<NodeRecord, 'id'>[],
   existingTasks: Pick<Task, 'id' | 'serviceId' | 'slot' | 'nodeId' | 'desiredState'>[],
 ): Placement[] {
-  const live = new Set(liveNodes.map((n) => n.id));
+  const live = new Set(liveNodes.map((n) => n.id))
   const mine = existingTasks
     .filter((t) => t.serviceId === service.id && t.desiredState === 'running' && live.has(t.nodeId))
-    .sort((a, b) => a.slot - b.slot || cmp(a.id, b.id));
+    .sort((a, b) => a.slot - b.slot || cmp(a.id, b.id))
 
   if ('global' in service.mode) {
     return [...live].sort(cmp).map((nodeId) => {
-      const t = mine.find((x) => x.nodeId === nodeId);
-      return t ? { slot: 0, nodeId, taskId: t.id } : { slot: 0, nodeId };
-    });
+      const t = mine.find((x) => x.nodeId === nodeId)
+      return t ? {slot: 0, nodeId, taskId: t.id} : {slot: 0, nodeId}
+    })
   }
 
-  const replicas = service.mode.replicas;
-  if (!Number.isInteger(replicas) || replicas < 0) throw new UserError(`invalid replica count ${replicas}`);
-  const out: Placement[] = [];
-  const load = new Map<string, number>([...live].map((id) => [id, 0]));
-  const kept = new Set<number>();
+  const replicas = service.mode.replicas
+  if (!Number.isInteger(replicas) || replicas < 0) throw new UserError(`invalid replica count ${replicas}`)
+  const out: Placement[] = []
+  const load = new Map<string, number>([...live].map((id) => [id, 0]))
+  const kept = new Set<number>()
   for (const t of mine) {
-    if (t.slot < 1 || t.slot > replicas || kept.has(t.slot)) continue;
-    kept.add(t.slot);
-    out.push({ slot: t.slot, nodeId: t.nodeId, taskId: t.id });
-    load.set(t.nodeId, (load.get(t.nodeId) ?? 0) + 1);
+    if (t.slot < 1 || t.slot > replicas || kept.has(t.slot)) continue
+    kept.add(t.slot)
+    out.push({slot: t.slot, nodeId: t.nodeId, taskId: t.id})
+    load.set(t.nodeId, (load.get(t.nodeId) ?? 0) + 1)
   }
-  if (live.size === 0) return out.sort((a, b) => a.slot - b.slot);
+  if (live.size === 0) return out.sort((a, b) => a.slot - b.slot)
   for (let slot = 1; slot <= replicas; slot++) {
-    if (kept.has(slot)) continue;
-    let best = '';
-    let bestLoad = Infinity;
+    if (kept.has(slot)) continue
+    let best = ''
+    let bestLoad = Infinity
     for (const [id, n] of [...load].sort((a, b) => cmp(a[0], b[0]))) {
-      if (n < bestLoad) { best = id; bestLoad = n; }
+      if (n < bestLoad) {
+        best = id
+        bestLoad = n
+      }
     }
-    load.set(best, bestLoad + 1);
-    out.push({ slot, nodeId: best });
+    load.set(best, bestLoad + 1)
+    out.push({slot, nodeId: best})
   }
-  return out.sort((a, b) => a.slot - b.slot);
+  return out.sort((a, b) => a.slot - b.slot)
 }
 
 function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  return a < b ? -1 : a > b ? 1 : 0
 }

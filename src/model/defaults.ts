@@ -1,20 +1,20 @@
 /** Values that follow Docker Swarm, so a Swarm user finds what they expect. */
 
-export const DEFAULT_DATA_PATH_PORT = 4789;
-export const DATA_PATH_PORT_MIN = 1024;
-export const DATA_PATH_PORT_MAX = 49151;
+export const DEFAULT_DATA_PATH_PORT = 4789
+export const DATA_PATH_PORT_MIN = 1024
+export const DATA_PATH_PORT_MAX = 49151
 
-export const DEFAULT_ADDR_POOL = '10.0.0.0/8';
-export const DEFAULT_SUBNET_SIZE = 24;
+export const DEFAULT_ADDR_POOL = '10.0.0.0/8'
+export const DEFAULT_SUBNET_SIZE = 24
 
-export const DEFAULT_GOSSIP_PORT = 7946;
+export const DEFAULT_GOSSIP_PORT = 7946
 
 /** Swarm's overlay driver allocates from 4096 "to be consistent with windows". */
-export const VNI_MIN = 4096;
-export const VNI_MAX = 0xffffff;
+export const VNI_MIN = 4096
+export const VNI_MAX = 0xffffff
 
 /** Outer Ethernet-less VXLAN overhead: IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-export const VXLAN_OVERHEAD = 50;
+export const VXLAN_OVERHEAD = 50
 
-export const INGRESS_NETWORK_NAME = 'ingress';
-export const GWBRIDGE_NETWORK_NAME = 'swarmnet_gwbridge';
+export const INGRESS_NETWORK_NAME = 'ingress'
+export const GWBRIDGE_NETWORK_NAME = 'swarmnet_gwbridge'

@@ -3,13 +3,13 @@
  * line, no stack): anything else that escapes is a bug and deserves its stack.
  */
 export class UserError extends Error {
-  override readonly name = 'UserError';
+  override readonly name = 'UserError'
 
   constructor(message: string) {
-    super(message);
+    super(message)
   }
 }
 
 export function isUserError(e: unknown): e is UserError {
-  return e instanceof UserError;
+  return e instanceof UserError
 }

@@ -1,93 +1,93 @@
-import { UserError } from './errors.js';
+import {UserError} from './errors.js'
 
 /**
  * IPv4 addresses as unsigned 32-bit numbers. `>>> 0` after every bit operation
  * keeps them unsigned: JS bit operators work on signed 32-bit integers.
  */
 
-export type Cidr = { addr: number; prefix: number };
+export type Cidr = {addr: number; prefix: number}
 
 export function parseIpv4(text: string): number {
-  const n = tryParseIpv4(text);
-  if (n === undefined) throw new UserError(`invalid IPv4 address '${text}'`);
-  return n;
+  const n = tryParseIpv4(text)
+  if (n === undefined) throw new UserError(`invalid IPv4 address '${text}'`)
+  return n
 }
 
 export function tryParseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
+  const parts = text.split('.')
+  if (parts.length !== 4) return undefined
+  let n = 0
   for (const p of parts) {
     // No signs, no spaces, no leading zeros (010 is octal to some parsers).
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const b = Number(p);
-    if (b > 255) return undefined;
-    n = n * 256 + b;
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined
+    const b = Number(p)
+    if (b > 255) return undefined
+    n = n * 256 + b
   }
-  return n;
+  return n
 }
 
 export function isIpv4(text: string): boolean {
-  return tryParseIpv4(text) !== undefined;
+  return tryParseIpv4(text) !== undefined
 }
 
 export function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
 }
 
 export function netmask(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
 }
 
 /** Parses "a.b.c.d/p"; host bits must be zero, as Docker insists. */
 export function parseCidr(text: string): Cidr {
-  const slash = text.indexOf('/');
-  if (slash < 0) throw new UserError(`invalid CIDR '${text}': expected ADDRESS/PREFIX, like 10.0.0.0/24`);
-  const addrText = text.slice(0, slash);
-  const prefixText = text.slice(slash + 1);
-  const addr = tryParseIpv4(addrText);
-  if (addr === undefined) throw new UserError(`invalid CIDR '${text}': '${addrText}' is not an IPv4 address`);
+  const slash = text.indexOf('/')
+  if (slash < 0) throw new UserError(`invalid CIDR '${text}': expected ADDRESS/PREFIX, like 10.0.0.0/24`)
+  const addrText = text.slice(0, slash)
+  const prefixText = text.slice(slash + 1)
+  const addr = tryParseIpv4(addrText)
+  if (addr === undefined) throw new UserError(`invalid CIDR '${text}': '${addrText}' is not an IPv4 address`)
   if (!/^[0-9]{1,2}$/.test(prefixText) || Number(prefixText) > 32) {
-    throw new UserError(`invalid CIDR '${text}': prefix must be 0-32`);
+    throw new UserError(`invalid CIDR '${text}': prefix must be 0-32`)
   }
-  const prefix = Number(prefixText);
-  const network = (addr & netmask(prefix)) >>> 0;
+  const prefix = Number(prefixText)
+  const network = (addr & netmask(prefix)) >>> 0
   if (network !== addr) {
-    throw new UserError(`invalid CIDR '${text}': host bits are set, did you mean ${formatIpv4(network)}/${prefix}?`);
+    throw new UserError(`invalid CIDR '${text}': host bits are set, did you mean ${formatIpv4(network)}/${prefix}?`)
   }
-  return { addr, prefix };
+  return {addr, prefix}
 }
 
 export function formatCidr(c: Cidr): string {
-  return `${formatIpv4(c.addr)}/${c.prefix}`;
+  return `${formatIpv4(c.addr)}/${c.prefix}`
 }
 
 export function cidrSize(c: Cidr): number {
-  return 2 ** (32 - c.prefix);
+  return 2 ** (32 - c.prefix)
 }
 
 export function broadcast(c: Cidr): number {
-  return (c.addr + cidrSize(c) - 1) >>> 0;
+  return (c.addr + cidrSize(c) - 1) >>> 0
 }
 
 export function cidrContains(c: Cidr, ip: number): boolean {
-  return ((ip & netmask(c.prefix)) >>> 0) === c.addr;
+  return (ip & netmask(c.prefix)) >>> 0 === c.addr
 }
 
 /** Two aligned blocks overlap exactly when one contains the other's start. */
 export function cidrOverlaps(a: Cidr, b: Cidr): boolean {
-  return cidrContains(a, b.addr) || cidrContains(b, a.addr);
+  return cidrContains(a, b.addr) || cidrContains(b, a.addr)
 }
 
 /** The n-th address of the block (0 = the network address). */
 export function nthHost(c: Cidr, n: number): number {
   if (!Number.isInteger(n) || n < 0 || n >= cidrSize(c)) {
-    throw new UserError(`address #${n} is outside ${formatCidr(c)}`);
+    throw new UserError(`address #${n} is outside ${formatCidr(c)}`)
   }
-  return (c.addr + n) >>> 0;
+  return (c.addr + n) >>> 0
 }
 
 /** "172.18.0.1", 16 -> "172.18.0.0/16": the network an address with that prefix is on. */
 export function networkOf(ip: string, prefix: number): string {
-  return formatCidr({ addr: (parseIpv4(ip) & netmask(prefix)) >>> 0, prefix });
+  return formatCidr({addr: (parseIpv4(ip) & netmask(prefix)) >>> 0, prefix})
 }

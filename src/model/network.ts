@@ -1,20 +1,20 @@
-import { checkSubnet, gatewayFor, nextSubnet, nextVni } from './allocate.js';
-import { UserError } from './errors.js';
-import { cidrContains, parseCidr, parseIpv4 } from './ipv4.js';
-import type { ClusterSpec, Network, NetworkDriver } from './types.js';
-import { checkName } from './validate.js';
+import {checkSubnet, gatewayFor, nextSubnet, nextVni} from './allocate.js'
+import {UserError} from './errors.js'
+import {cidrContains, parseCidr, parseIpv4} from './ipv4.js'
+import type {ClusterSpec, Network, NetworkDriver} from './types.js'
+import {checkName} from './validate.js'
 
 export type NetworkRequest = {
-  id: string;
-  name: string;
-  driver?: NetworkDriver;
-  subnet?: string;
-  gateway?: string;
-  attachable?: boolean;
-  ingress?: boolean;
-  internal?: boolean;
-  createdAt: number;
-};
+  id: string
+  name: string
+  driver?: NetworkDriver
+  subnet?: string
+  gateway?: string
+  attachable?: boolean
+  ingress?: boolean
+  internal?: boolean
+  createdAt: number
+}
 
 /**
  * Turns `network create` into a Network record, or refuses with a UserError:
@@ -23,24 +23,29 @@ export type NetworkRequest = {
  * attached to both would not know where to route.
  */
 export function planNetwork(req: NetworkRequest, cluster: ClusterSpec, existing: Network[]): Network {
-  checkName('network', req.name);
-  if (existing.some((n) => n.name === req.name)) throw new UserError(`network with name '${req.name}' already exists`);
-  const driver = req.driver ?? 'overlay';
-  const ingress = req.ingress ?? false;
+  checkName('network', req.name)
+  if (existing.some((n) => n.name === req.name)) throw new UserError(`network with name '${req.name}' already exists`)
+  const driver = req.driver ?? 'overlay'
+  const ingress = req.ingress ?? false
   if (ingress) {
-    const other = existing.find((n) => n.ingress);
-    if (other) throw new UserError(`an ingress network already exists: '${other.name}'`);
-    if (req.attachable) throw new UserError('an ingress network cannot be attachable');
+    const other = existing.find((n) => n.ingress)
+    if (other) throw new UserError(`an ingress network already exists: '${other.name}'`)
+    if (req.attachable) throw new UserError('an ingress network cannot be attachable')
   }
-  const subnet = req.subnet !== undefined
-    ? checkSubnet(req.subnet, existing)
-    : nextSubnet(cluster.defaultAddrPool, cluster.subnetSize, existing.map((n) => n.subnet));
-  let gateway = gatewayFor(subnet);
+  const subnet =
+    req.subnet !== undefined
+      ? checkSubnet(req.subnet, existing)
+      : nextSubnet(
+          cluster.defaultAddrPool,
+          cluster.subnetSize,
+          existing.map((n) => n.subnet),
+        )
+  let gateway = gatewayFor(subnet)
   if (req.gateway !== undefined) {
     if (!cidrContains(parseCidr(subnet), parseIpv4(req.gateway))) {
-      throw new UserError(`gateway ${req.gateway} is outside subnet ${subnet}`);
+      throw new UserError(`gateway ${req.gateway} is outside subnet ${subnet}`)
     }
-    gateway = req.gateway;
+    gateway = req.gateway
   }
   const net: Network = {
     id: req.id,
@@ -52,8 +57,8 @@ export function planNetwork(req: NetworkRequest, cluster: ClusterSpec, existing:
     attachable: req.attachable ?? false,
     ingress,
     createdAt: req.createdAt,
-  };
-  if (driver === 'overlay') net.vni = nextVni(existing.flatMap((n) => (n.vni === undefined ? [] : [n.vni])));
-  if (req.internal) net.internal = true;
-  return net;
+  }
+  if (driver === 'overlay') net.vni = nextVni(existing.flatMap((n) => (n.vni === undefined ? [] : [n.vni])))
+  if (req.internal) net.internal = true
+  return net
 }

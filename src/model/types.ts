@@ -9,89 +9,89 @@
  */
 
 export type ClusterSpec = {
-  id: string;
-  createdAt: number;
+  id: string
+  createdAt: number
   /** UDP port of VXLAN, cluster-wide, set only at init (1024-49151). */
-  dataPathPort: number;
+  dataPathPort: number
   /** CIDR the subnets of networks created without --subnet come from. */
-  defaultAddrPool: string;
+  defaultAddrPool: string
   /** Prefix length of those subnets. */
-  subnetSize: number;
-};
+  subnetSize: number
+}
 
-export type NodeRole = 'manager' | 'worker';
-export type NodeState = 'ready' | 'down' | 'left';
+export type NodeRole = 'manager' | 'worker'
+export type NodeState = 'ready' | 'down' | 'left'
 
 export type NodeRecord = {
-  id: string;
-  name: string;
+  id: string
+  name: string
   /** Underlay IPv4 address: the VTEP and the gossip address. */
-  addr: string;
-  gossipPort: number;
-  role: NodeRole;
-  state: NodeState;
+  addr: string
+  gossipPort: number
+  role: NodeRole
+  state: NodeState
   /** MTU of the underlay device. */
-  mtu: number;
-  joinedAt: number;
-};
+  mtu: number
+  joinedAt: number
+}
 
-export type NetworkDriver = 'overlay' | 'bridge';
-export type NetworkScope = 'swarm' | 'local';
+export type NetworkDriver = 'overlay' | 'bridge'
+export type NetworkScope = 'swarm' | 'local'
 
 export type Network = {
-  id: string;
-  name: string;
-  driver: NetworkDriver;
-  scope: NetworkScope;
+  id: string
+  name: string
+  driver: NetworkDriver
+  scope: NetworkScope
   /** VXLAN network identifier; overlay networks only. */
-  vni?: number;
-  subnet: string;
-  gateway: string;
-  attachable: boolean;
-  ingress: boolean;
-  internal?: boolean;
-  createdAt: number;
-};
+  vni?: number
+  subnet: string
+  gateway: string
+  attachable: boolean
+  ingress: boolean
+  internal?: boolean
+  createdAt: number
+}
 
-export type ServiceMode = { replicas: number } | { global: true };
+export type ServiceMode = {replicas: number} | {global: true}
 
 export type Service = {
-  id: string;
-  name: string;
-  mode: ServiceMode;
+  id: string
+  name: string
+  mode: ServiceMode
   /** Network ids, not names: a renamed network keeps its services. */
-  networks: string[];
-  command: string[];
-  createdAt: number;
-  updatedAt: number;
-};
+  networks: string[]
+  command: string[]
+  createdAt: number
+  updatedAt: number
+}
 
-export type TaskAttachment = { networkId: string; ip: string; mac: string };
+export type TaskAttachment = {networkId: string; ip: string; mac: string}
 
 export type Task = {
-  id: string;
-  serviceId: string;
-  serviceName: string;
+  id: string
+  serviceId: string
+  serviceName: string
   /** 1..replicas for replicated services; 0 for global ones (keyed by node). */
-  slot: number;
-  nodeId: string;
-  desiredState: 'running' | 'shutdown';
-  attachments: TaskAttachment[];
-  createdAt: number;
-};
+  slot: number
+  nodeId: string
+  desiredState: 'running' | 'shutdown'
+  attachments: TaskAttachment[]
+  createdAt: number
+}
 
-export type TaskState = 'new' | 'starting' | 'running' | 'failed' | 'shutdown';
+export type TaskState = 'new' | 'starting' | 'running' | 'failed' | 'shutdown'
 
 /** Written only by the node that runs the task: one writer per key. */
 export type TaskStatus = {
-  taskId: string;
-  nodeId: string;
-  state: TaskState;
-  pid?: number;
-  netns?: string;
-  restarts: number;
-  message?: string;
+  taskId: string
+  nodeId: string
+  state: TaskState
+  pid?: number
+  netns?: string
+  restarts: number
+  message?: string
   /** The task's address on the node-local gateway bridge, kept so a restart reuses it. */
-  gwIp?: string;
-  updatedAt: number;
-};
+  gwIp?: string
+  updatedAt: number
+}

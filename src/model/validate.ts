@@ -1,41 +1,41 @@
-import { DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN } from './defaults.js';
-import { UserError } from './errors.js';
+import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN} from './defaults.js'
+import {UserError} from './errors.js'
 
 // Docker's own rule for object names (daemon/names: RestrictedNamePattern).
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const NAME_MAX = 63;
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/
+const NAME_MAX = 63
 
 export function checkName(kind: string, name: string): string {
-  if (name.length === 0) throw new UserError(`${kind} name must not be empty`);
+  if (name.length === 0) throw new UserError(`${kind} name must not be empty`)
   if (name.length > NAME_MAX) {
-    throw new UserError(`invalid ${kind} name '${name}': at most ${NAME_MAX} characters`);
+    throw new UserError(`invalid ${kind} name '${name}': at most ${NAME_MAX} characters`)
   }
   if (!NAME.test(name)) {
-    throw new UserError(`invalid ${kind} name '${name}': must match [a-zA-Z0-9][a-zA-Z0-9_.-]*`);
+    throw new UserError(`invalid ${kind} name '${name}': must match [a-zA-Z0-9][a-zA-Z0-9_.-]*`)
   }
-  return name;
+  return name
 }
 
 export function isValidName(name: string): boolean {
-  return name.length <= NAME_MAX && NAME.test(name);
+  return name.length <= NAME_MAX && NAME.test(name)
 }
 
 /** Accepts numbers and numeric strings (flags arrive as strings). */
 export function checkPort(what: string, value: number | string, min = 1, max = 65535): number {
-  const n = typeof value === 'number' ? value : /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  const n = typeof value === 'number' ? value : /^[0-9]+$/.test(value) ? Number(value) : NaN
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new UserError(`invalid ${what} '${value}': must be a port number ${min}-${max}`);
+    throw new UserError(`invalid ${what} '${value}': must be a port number ${min}-${max}`)
   }
-  return n;
+  return n
 }
 
 export function checkDataPathPort(value: number | string): number {
-  return checkPort('data path port', value, DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX);
+  return checkPort('data path port', value, DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX)
 }
 
 export function checkMtu(value: number): number {
   if (!Number.isInteger(value) || value < 576 || value > 65535) {
-    throw new UserError(`invalid MTU '${value}': must be 576-65535`);
+    throw new UserError(`invalid MTU '${value}': must be 576-65535`)
   }
-  return value;
+  return value
 }

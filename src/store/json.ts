@@ -1,2 +1,2 @@
 /** A value that survives JSON.stringify/parse unchanged. */
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Json = null | boolean | number | string | Json[] | {[key: string]: Json}

@@ -2,18 +2,18 @@
  * The key space. One prefix per noun, so a reconciler lists just its kind
  * (store.list('network/')). Ids never contain '/'.
  */
-export const CLUSTER_KEY = 'cluster';
+export const CLUSTER_KEY = 'cluster'
 
-export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus';
+export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus'
 
 export function keyOf(kind: Kind, id: string): string {
-  return `${kind}/${id}`;
+  return `${kind}/${id}`
 }
 
 export function prefixOf(kind: Kind): string {
-  return `${kind}/`;
+  return `${kind}/`
 }
 
 export function idOf(key: string): string {
-  return key.slice(key.indexOf('/') + 1);
+  return key.slice(key.indexOf('/') + 1)
 }

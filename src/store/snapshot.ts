@@ -1,7 +1,7 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { UserError } from '../model/errors.js';
-import { isEntry, type Entry } from './entry.js';
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import {UserError} from '../model/errors.js'
+import {isEntry, type Entry} from './entry.js'
 
 /**
  * The durable copy of a node's store: one JSON file, rewritten whole on every
@@ -15,62 +15,64 @@ import { isEntry, type Entry } from './entry.js';
  * with periodic snapshots can replace this file without changing Store.
  */
 export type Snapshot = {
-  format: 1;
-  nodeId: string;
-  clock: number;
-  entries: Entry[];
-};
+  format: 1
+  nodeId: string
+  clock: number
+  entries: Entry[]
+}
 
-export const SNAPSHOT_FILE = 'state.json';
+export const SNAPSHOT_FILE = 'state.json'
 
 export function readSnapshot(dir: string): Snapshot | undefined {
-  const file = path.join(dir, SNAPSHOT_FILE);
-  let text: string;
+  const file = path.join(dir, SNAPSHOT_FILE)
+  let text: string
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = fs.readFileSync(file, 'utf8')
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UserError(`cannot read the state file ${file}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new UserError(`cannot read the state file ${file}: ${(e as Error).message}`)
   }
-  let data: unknown;
+  let data: unknown
   try {
-    data = JSON.parse(text);
+    data = JSON.parse(text)
   } catch (e) {
-    throw new UserError(`the state file ${file} is corrupt (not valid JSON: ${(e as Error).message}); move it away to start empty`);
+    throw new UserError(
+      `the state file ${file} is corrupt (not valid JSON: ${(e as Error).message}); move it away to start empty`,
+    )
   }
-  const problem = snapshotProblem(data);
-  if (problem) throw new UserError(`the state file ${file} is corrupt (${problem}); move it away to start empty`);
-  return data as Snapshot;
+  const problem = snapshotProblem(data)
+  if (problem) throw new UserError(`the state file ${file} is corrupt (${problem}); move it away to start empty`)
+  return data as Snapshot
 }
 
 function snapshotProblem(x: unknown): string | undefined {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object';
-  const s = x as Record<string, unknown>;
-  if (s.format !== 1) return `unknown format ${JSON.stringify(s.format)}`;
-  if (typeof s.nodeId !== 'string') return 'no node id';
-  if (typeof s.clock !== 'number' || !Number.isSafeInteger(s.clock) || s.clock < 0) return 'bad clock';
-  if (!Array.isArray(s.entries)) return 'no entries';
-  const bad = s.entries.findIndex((e) => !isEntry(e));
-  if (bad >= 0) return `entry #${bad} is malformed`;
-  return undefined;
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object'
+  const s = x as Record<string, unknown>
+  if (s.format !== 1) return `unknown format ${JSON.stringify(s.format)}`
+  if (typeof s.nodeId !== 'string') return 'no node id'
+  if (typeof s.clock !== 'number' || !Number.isSafeInteger(s.clock) || s.clock < 0) return 'bad clock'
+  if (!Array.isArray(s.entries)) return 'no entries'
+  const bad = s.entries.findIndex((e) => !isEntry(e))
+  if (bad >= 0) return `entry #${bad} is malformed`
+  return undefined
 }
 
 export function writeSnapshot(dir: string, snap: Snapshot): void {
-  const file = path.join(dir, SNAPSHOT_FILE);
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
+  const file = path.join(dir, SNAPSHOT_FILE)
+  const tmp = `${file}.tmp`
+  const fd = fs.openSync(tmp, 'w', 0o600)
   try {
-    fs.writeSync(fd, JSON.stringify(snap));
-    fs.fsyncSync(fd);
+    fs.writeSync(fd, JSON.stringify(snap))
+    fs.fsyncSync(fd)
   } finally {
-    fs.closeSync(fd);
+    fs.closeSync(fd)
   }
-  fs.renameSync(tmp, file);
+  fs.renameSync(tmp, file)
   // The rename itself is only durable once the directory is synced.
-  const dfd = fs.openSync(dir, 'r');
+  const dfd = fs.openSync(dir, 'r')
   try {
-    fs.fsyncSync(dfd);
+    fs.fsyncSync(dfd)
   } finally {
-    fs.closeSync(dfd);
+    fs.closeSync(dfd)
   }
 }

@@ -1,29 +1,35 @@
-import * as fs from 'node:fs';
-import { UserError } from '../model/errors.js';
-import { compareVersions, isEntry, wins, type Entry, type Version } from './entry.js';
-import type { Json } from './json.js';
-import { readSnapshot, writeSnapshot } from './snapshot.js';
+import * as fs from 'node:fs'
+import {UserError} from '../model/errors.js'
+import {compareVersions, isEntry, wins, type Entry, type Version} from './entry.js'
+import type {Json} from './json.js'
+import {readSnapshot, writeSnapshot} from './snapshot.js'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
-export type Digest = Record<string, Version>;
+export type Digest = Record<string, Version>
 
-export type ChangeOrigin = 'local' | 'remote';
+export type ChangeOrigin = 'local' | 'remote'
 
 /**
  * value/old are undefined when absent or deleted. origin tells gossip which
  * changes it must send on (local ones) and which it got from a peer.
  */
-export type ChangeListener = (key: string, value: Json | undefined, old: Json | undefined, origin: ChangeOrigin, entry: Entry) => void;
+export type ChangeListener = (
+  key: string,
+  value: Json | undefined,
+  old: Json | undefined,
+  origin: ChangeOrigin,
+  entry: Entry,
+) => void
 
 export type StoreOptions = {
   /** How long a tombstone is kept before it is reaped (NetworkDB: 30 min). */
-  tombstoneTtlMs?: number;
+  tombstoneTtlMs?: number
   /** How often reap() runs on its own; 0 turns the timer off. */
-  reapIntervalMs?: number;
-  now?: () => number;
-};
+  reapIntervalMs?: number
+  now?: () => number
+}
 
-export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000;
+export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000
 
 /**
  * The replicated state of one node: last-writer-wins per key, Lamport-ordered,
@@ -33,97 +39,97 @@ export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000;
  * write means "returned" is "on disk", with no interleaving to reason about.
  */
 export class Store {
-  readonly dir: string;
-  readonly nodeId: string;
-  private readonly ttl: number;
-  private readonly reapEvery: number;
-  private readonly now: () => number;
-  private readonly entries = new Map<string, Entry>();
-  private readonly listeners = new Set<ChangeListener>();
-  private lamport = 0;
-  private opened = false;
-  private reaper: NodeJS.Timeout | undefined;
+  readonly dir: string
+  readonly nodeId: string
+  private readonly ttl: number
+  private readonly reapEvery: number
+  private readonly now: () => number
+  private readonly entries = new Map<string, Entry>()
+  private readonly listeners = new Set<ChangeListener>()
+  private lamport = 0
+  private opened = false
+  private reaper: NodeJS.Timeout | undefined
 
   constructor(dir: string, nodeId: string, opts: StoreOptions = {}) {
-    if (!nodeId) throw new UserError('a store needs a node id');
-    this.dir = dir;
-    this.nodeId = nodeId;
-    this.ttl = opts.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS;
-    this.reapEvery = opts.reapIntervalMs ?? 5_000;
-    this.now = opts.now ?? Date.now;
+    if (!nodeId) throw new UserError('a store needs a node id')
+    this.dir = dir
+    this.nodeId = nodeId
+    this.ttl = opts.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS
+    this.reapEvery = opts.reapIntervalMs ?? 5_000
+    this.now = opts.now ?? Date.now
   }
 
   /** Loads the durable copy (creating the directory if needed). */
   open(): this {
-    if (this.opened) return this;
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const snap = readSnapshot(this.dir);
-    this.entries.clear();
-    this.lamport = 0;
+    if (this.opened) return this
+    fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+    const snap = readSnapshot(this.dir)
+    this.entries.clear()
+    this.lamport = 0
     if (snap) {
       if (snap.nodeId !== this.nodeId) {
-        throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`);
+        throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
       }
-      for (const e of snap.entries) this.entries.set(e.key, e);
-      this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock);
+      for (const e of snap.entries) this.entries.set(e.key, e)
+      this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock)
     }
-    this.opened = true;
+    this.opened = true
     if (this.reapEvery > 0) {
-      this.reaper = setInterval(() => this.reap(), this.reapEvery);
-      this.reaper.unref();
+      this.reaper = setInterval(() => this.reap(), this.reapEvery)
+      this.reaper.unref()
     }
-    return this;
+    return this
   }
 
   /** Stops the reaper. Nothing to flush: every write is already on disk. */
   close(): void {
-    if (this.reaper) clearInterval(this.reaper);
-    this.reaper = undefined;
-    this.opened = false;
+    if (this.reaper) clearInterval(this.reaper)
+    this.reaper = undefined
+    this.opened = false
   }
 
   get clock(): number {
-    return this.lamport;
+    return this.lamport
   }
 
   /** The live value; undefined when absent or deleted. The cast is the caller's claim about the key's kind. */
   get<T extends Json = Json>(key: string): T | undefined {
-    const e = this.entries.get(key);
-    return e && e.value !== null ? (e.value as T) : undefined;
+    const e = this.entries.get(key)
+    return e && e.value !== null ? (e.value as T) : undefined
   }
 
   /** The entry itself, tombstones included. */
   entry(key: string): Entry | undefined {
-    return this.entries.get(key);
+    return this.entries.get(key)
   }
 
   /** Live entries whose key starts with prefix, sorted by key. */
   list(prefix = ''): Entry[] {
-    const out: Entry[] = [];
-    for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e);
-    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const out: Entry[] = []
+    for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e)
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   }
 
   /** The live values under prefix; see get() about the cast. */
   values<T extends Json = Json>(prefix: string): T[] {
-    return this.list(prefix).map((e) => e.value as T);
+    return this.list(prefix).map((e) => e.value as T)
   }
 
   /** Everything, tombstones included: what a joining node receives. */
   all(): Entry[] {
-    return [...this.entries.values()];
+    return [...this.entries.values()]
   }
 
   put(key: string, value: Json): Entry {
-    if (value === null) throw new Error('put(null) is ambiguous: use delete()');
-    return this.writeLocal({ key, value, version: this.tick() });
+    if (value === null) throw new Error('put(null) is ambiguous: use delete()')
+    return this.writeLocal({key, value, version: this.tick()})
   }
 
   /** Writes a tombstone; undefined (and no write) when there is nothing to delete. */
   delete(key: string): Entry | undefined {
-    const cur = this.entries.get(key);
-    if (!cur || cur.value === null) return undefined;
-    return this.writeLocal({ key, value: null, version: this.tick(), deletedAt: this.now() });
+    const cur = this.entries.get(key)
+    if (!cur || cur.value === null) return undefined
+    return this.writeLocal({key, value: null, version: this.tick(), deletedAt: this.now()})
   }
 
   /**
@@ -131,123 +137,124 @@ export class Store {
    * them. Malformed entries and expired tombstones we do not need are skipped.
    */
   merge(incoming: Iterable<unknown>): Entry[] {
-    this.assertOpen();
-    const changed: { e: Entry; old: Entry | undefined }[] = [];
-    let maxClock = this.lamport;
+    this.assertOpen()
+    const changed: {e: Entry; old: Entry | undefined}[] = []
+    let maxClock = this.lamport
     for (const x of incoming) {
-      if (!isEntry(x)) continue;
+      if (!isEntry(x)) continue
       // Copy only the known fields: nothing else from a peer reaches the disk.
-      const version = { clock: x.version.clock, node: x.version.node };
-      const e: Entry = x.value === null
-        ? { key: x.key, value: null, version, deletedAt: x.deletedAt ?? this.now() }
-        : { key: x.key, value: x.value, version };
-      maxClock = Math.max(maxClock, e.version.clock);
-      const cur = this.entries.get(e.key);
-      if (!wins(e.version, cur?.version)) continue;
-      if (e.value === null && !cur && this.expired(e)) continue;
-      changed.push({ e, old: cur });
-      this.entries.set(e.key, e);
+      const version = {clock: x.version.clock, node: x.version.node}
+      const e: Entry =
+        x.value === null
+          ? {key: x.key, value: null, version, deletedAt: x.deletedAt ?? this.now()}
+          : {key: x.key, value: x.value, version}
+      maxClock = Math.max(maxClock, e.version.clock)
+      const cur = this.entries.get(e.key)
+      if (!wins(e.version, cur?.version)) continue
+      if (e.value === null && !cur && this.expired(e)) continue
+      changed.push({e, old: cur})
+      this.entries.set(e.key, e)
     }
-    const oldClock = this.lamport;
-    if (maxClock > this.lamport) this.lamport = maxClock + 1;
-    if (changed.length === 0) return [];
+    const oldClock = this.lamport
+    if (maxClock > this.lamport) this.lamport = maxClock + 1
+    if (changed.length === 0) return []
     try {
-      this.persist();
+      this.persist()
     } catch (err) {
-      for (const { e, old } of changed.reverse()) {
-        if (old) this.entries.set(e.key, old);
-        else this.entries.delete(e.key);
+      for (const {e, old} of changed.reverse()) {
+        if (old) this.entries.set(e.key, old)
+        else this.entries.delete(e.key)
       }
-      this.lamport = oldClock;
-      throw err;
+      this.lamport = oldClock
+      throw err
     }
-    for (const { e, old } of changed) this.emit(e, old, 'remote');
-    return changed.map((c) => c.e);
+    for (const {e, old} of changed) this.emit(e, old, 'remote')
+    return changed.map((c) => c.e)
   }
 
   digest(): Digest {
     // No prototype: a key named '__proto__' must stay a plain key.
-    const d = Object.create(null) as Digest;
-    for (const e of this.entries.values()) d[e.key] = e.version;
-    return d;
+    const d = Object.create(null) as Digest
+    for (const e of this.entries.values()) d[e.key] = e.version
+    return d
   }
 
   /** The entries that beat (or are missing from) the peer's digest. */
   since(peer: Digest): Entry[] {
-    const out: Entry[] = [];
+    const out: Entry[] = []
     for (const e of this.entries.values()) {
-      const theirs = Object.hasOwn(peer, e.key) ? peer[e.key] : undefined;
-      if (!theirs || compareVersions(e.version, theirs) > 0) out.push(e);
+      const theirs = Object.hasOwn(peer, e.key) ? peer[e.key] : undefined
+      if (!theirs || compareVersions(e.version, theirs) > 0) out.push(e)
     }
-    return out;
+    return out
   }
 
   /** Forgets tombstones older than the TTL. Returns how many were reaped. */
   reap(): number {
-    if (!this.opened) return 0;
-    const dead: Entry[] = [];
-    for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e);
-    if (dead.length === 0) return 0;
-    for (const e of dead) this.entries.delete(e.key);
+    if (!this.opened) return 0
+    const dead: Entry[] = []
+    for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e)
+    if (dead.length === 0) return 0
+    for (const e of dead) this.entries.delete(e.key)
     try {
-      this.persist();
+      this.persist()
     } catch {
       // Reaping is housekeeping: keep them and try again next round.
-      for (const e of dead) this.entries.set(e.key, e);
-      return 0;
+      for (const e of dead) this.entries.set(e.key, e)
+      return 0
     }
-    return dead.length;
+    return dead.length
   }
 
   /** Returns an unsubscribe function. */
   onChange(listener: ChangeListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
   }
 
   private tick(): Version {
-    this.assertOpen();
-    this.lamport += 1;
-    return { clock: this.lamport, node: this.nodeId };
+    this.assertOpen()
+    this.lamport += 1
+    return {clock: this.lamport, node: this.nodeId}
   }
 
   private writeLocal(e: Entry): Entry {
-    const old = this.entries.get(e.key);
-    this.entries.set(e.key, e);
+    const old = this.entries.get(e.key)
+    this.entries.set(e.key, e)
     try {
-      this.persist();
+      this.persist()
     } catch (err) {
-      if (old) this.entries.set(e.key, old);
-      else this.entries.delete(e.key);
-      this.lamport -= 1;
-      throw err;
+      if (old) this.entries.set(e.key, old)
+      else this.entries.delete(e.key)
+      this.lamport -= 1
+      throw err
     }
-    this.emit(e, old, 'local');
-    return e;
+    this.emit(e, old, 'local')
+    return e
   }
 
   private expired(e: Entry): boolean {
-    return e.deletedAt !== undefined && this.now() - e.deletedAt > this.ttl;
+    return e.deletedAt !== undefined && this.now() - e.deletedAt > this.ttl
   }
 
   private persist(): void {
-    writeSnapshot(this.dir, { format: 1, nodeId: this.nodeId, clock: this.lamport, entries: [...this.entries.values()] });
+    writeSnapshot(this.dir, {format: 1, nodeId: this.nodeId, clock: this.lamport, entries: [...this.entries.values()]})
   }
 
   private emit(e: Entry, old: Entry | undefined, origin: ChangeOrigin): void {
-    const value = e.value === null ? undefined : e.value;
-    const oldValue = old && old.value !== null ? old.value : undefined;
+    const value = e.value === null ? undefined : e.value
+    const oldValue = old && old.value !== null ? old.value : undefined
     for (const l of this.listeners) {
       try {
-        l(e.key, value, oldValue, origin, e);
+        l(e.key, value, oldValue, origin, e)
       } catch (err) {
         // A broken reconciler must not undo a write that is already durable.
-        process.emitWarning(`store change listener failed on ${e.key}: ${(err as Error).message}`);
+        process.emitWarning(`store change listener failed on ${e.key}: ${(err as Error).message}`)
       }
     }
   }
 
   private assertOpen(): void {
-    if (!this.opened) throw new Error(`store ${this.dir} is not open`);
+    if (!this.opened) throw new Error(`store ${this.dir} is not open`)
   }
 }

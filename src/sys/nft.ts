@@ -2,17 +2,17 @@
  * Source NAT for a bridge subnet, as an nftables table of its own so that adding and removing
  * it never touches anyone else's rules.
  */
-import { run } from './exec.js';
-import { nsenterArgv } from './netns.js';
+import {run} from './exec.js'
+import {nsenterArgv} from './netns.js'
 
 /** nft identifiers may not start with a digit and we keep them to [a-z0-9_]. */
 export function masqueradeTable(bridge: string): string {
-  return `swarmnet_${bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
+  return `swarmnet_${bridge.replace(/[^A-Za-z0-9_]/g, '_')}`
 }
 
 function nft(script: string, ns: string | undefined, doing: string): Promise<string> {
-  const argv = ['nft', '-f', '-'];
-  return run(ns ? nsenterArgv(ns, argv) : argv, doing, { input: script });
+  const argv = ['nft', '-f', '-']
+  return run(ns ? nsenterArgv(ns, argv) : argv, doing, {input: script})
 }
 
 /**
@@ -21,7 +21,7 @@ function nft(script: string, ns: string | undefined, doing: string): Promise<str
  * (add+delete+define in one transaction), so it is idempotent and fixes a drifted table.
  */
 export async function addMasquerade(bridge: string, subnet: string, ns?: string): Promise<void> {
-  const t = masqueradeTable(bridge);
+  const t = masqueradeTable(bridge)
   const script = [
     `add table ip ${t}`,
     `delete table ip ${t}`,
@@ -32,22 +32,22 @@ export async function addMasquerade(bridge: string, subnet: string, ns?: string)
     `  }`,
     `}`,
     '',
-  ].join('\n');
-  await nft(script, ns, `adding masquerade for ${subnet} on ${bridge}`);
+  ].join('\n')
+  await nft(script, ns, `adding masquerade for ${subnet} on ${bridge}`)
 }
 
 /** Idempotent: a missing table is created and deleted in the same transaction. */
 export async function removeMasquerade(bridge: string, ns?: string): Promise<void> {
-  const t = masqueradeTable(bridge);
-  await nft(`add table ip ${t}\ndelete table ip ${t}\n`, ns, `removing masquerade on ${bridge}`);
+  const t = masqueradeTable(bridge)
+  await nft(`add table ip ${t}\ndelete table ip ${t}\n`, ns, `removing masquerade on ${bridge}`)
 }
 
 /** The table as nft prints it, or undefined when absent (for tests and `inspect`). */
 export async function showMasquerade(bridge: string, ns?: string): Promise<string | undefined> {
-  const argv = ['nft', 'list', 'table', 'ip', masqueradeTable(bridge)];
+  const argv = ['nft', 'list', 'table', 'ip', masqueradeTable(bridge)]
   try {
-    return await run(ns ? nsenterArgv(ns, argv) : argv, `reading masquerade on ${bridge}`);
+    return await run(ns ? nsenterArgv(ns, argv) : argv, `reading masquerade on ${bridge}`)
   } catch {
-    return undefined;
+    return undefined
   }
 }

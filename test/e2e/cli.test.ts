@@ -9,8 +9,17 @@ const oneLine = (s: string) => assert.equal(s.trim().split('\n').length, 1, `one
 test('--help lists the topics, every command has examples', () => {
   const r = cli(undefined, ['--help'])
   assert.equal(r.code, 0)
-  for (const t of ['inspect', 'lab', 'network', 'node', 'service', 'swarm', 'task']) assert.match(r.stdout, new RegExp(`\\n\\s+${t}\\s`))
-  for (const c of [['network', 'create'], ['service', 'create'], ['inspect', 'maps'], ['init'], ['join'], ['lab', 'up'], ['version']]) {
+  for (const t of ['inspect', 'lab', 'network', 'node', 'service', 'swarm', 'task'])
+    assert.match(r.stdout, new RegExp(`\\n\\s+${t}\\s`))
+  for (const c of [
+    ['network', 'create'],
+    ['service', 'create'],
+    ['inspect', 'maps'],
+    ['init'],
+    ['join'],
+    ['lab', 'up'],
+    ['version'],
+  ]) {
     const h = cli(undefined, [...c, '--help'])
     assert.equal(h.code, 0)
     assert.match(h.stdout, /EXAMPLES/, `${c.join(' ')} has examples`)
@@ -18,7 +27,12 @@ test('--help lists the topics, every command has examples', () => {
 })
 
 test('version --json reports the kernel, libbpf and features probed from the kernel', () => {
-  const v = JSON.parse(cli(undefined, ['version', '--json']).stdout) as {kernel: string; libbpf: string; progTypes: Record<string, unknown>; helpers: Record<string, unknown>}
+  const v = JSON.parse(cli(undefined, ['version', '--json']).stdout) as {
+    kernel: string
+    libbpf: string
+    progTypes: Record<string, unknown>
+    helpers: Record<string, unknown>
+  }
   assert.match(v.kernel, /^\d+\.\d+/)
   assert.match(v.libbpf, /^1\.\d+/)
   assert.equal(v.progTypes.xdp, true)
@@ -56,7 +70,10 @@ test('a device that does not exist', () => {
 })
 
 test('init refuses a data-path port outside 1024-49151 and a bad address pool, making nothing', () => {
-  for (const [flag, value, msg] of [['--data-path-port', '80', /1024/], ['--default-addr-pool', '10.0.0.0/99', /invalid CIDR/]] as const) {
+  for (const [flag, value, msg] of [
+    ['--data-path-port', '80', /1024/],
+    ['--default-addr-pool', '10.0.0.0/99', /invalid CIDR/],
+  ] as const) {
     const r = sh(['unshare', '--net', '--', process.execPath, BIN, 'init', '--node', 'porttest', flag, value])
     assert.notEqual(r.code, 0)
     oneLine(r.stderr)
@@ -66,13 +83,28 @@ test('init refuses a data-path port outside 1024-49151 and a bad address pool, m
 })
 
 test('not root: version says what the kernel lets it see, the rest says it needs root', () => {
-  const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--inh-caps=-all', '--', 'env', 'HOME=/tmp', process.execPath, BIN]
+  const asNobody = [
+    'setpriv',
+    '--reuid=nobody',
+    '--regid=nogroup',
+    '--clear-groups',
+    '--inh-caps=-all',
+    '--',
+    'env',
+    'HOME=/tmp',
+    process.execPath,
+    BIN,
+  ]
   const r = sh([...asNobody, 'version', '--json'])
   // version still works without privileges, but the probes cannot answer yes
   assert.equal(r.code, 0, r.stderr)
   const v = JSON.parse(r.stdout) as {progTypes: Record<string, unknown>}
   assert.notEqual(v.progTypes.xdp, true)
-  for (const args of [['inspect', 'maps'], ['network', 'ls'], ['lab', 'up']]) {
+  for (const args of [
+    ['inspect', 'maps'],
+    ['network', 'ls'],
+    ['lab', 'up'],
+  ]) {
     const s = sh([...asNobody, ...args])
     assert.notEqual(s.code, 0)
     oneLine(s.stderr)

@@ -14,7 +14,11 @@ export interface Result {
 }
 
 export function sh(argv: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Result {
-  const r = spawnSync(argv[0]!, argv.slice(1), {encoding: 'utf8', env: {...process.env, NO_COLOR: '1', ...env}, timeout: timeoutMs})
+  const r = spawnSync(argv[0]!, argv.slice(1), {
+    encoding: 'utf8',
+    env: {...process.env, NO_COLOR: '1', ...env},
+    timeout: timeoutMs,
+  })
   return {code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? ''}
 }
 
@@ -56,9 +60,13 @@ export async function eventually<T>(what: string, fn: () => T | undefined | fals
 /** Everything swarmnet could have left on the machine: must be empty after lab down. */
 export function leftovers(): string[] {
   const out: string[] = []
-  const ns = sh(['ip', 'netns', 'list']).stdout.split('\n').filter((l) => /^sn-/.test(l))
+  const ns = sh(['ip', 'netns', 'list'])
+    .stdout.split('\n')
+    .filter((l) => /^sn-/.test(l))
   out.push(...ns.map((l) => `netns ${l.split(' ')[0]}`))
-  const links = sh(['ip', '-br', 'link']).stdout.split('\n').filter((l) => /^sn-/.test(l))
+  const links = sh(['ip', '-br', 'link'])
+    .stdout.split('\n')
+    .filter((l) => /^sn-/.test(l))
   out.push(...links.map((l) => `link ${l.split(/\s+/)[0]}`))
   const pins = sh(['ls', '-A', '/sys/fs/bpf/swarmnet']).stdout.split('\n').filter(Boolean)
   out.push(...pins.map((p) => `pin dir /sys/fs/bpf/swarmnet/${p}`))

@@ -27,15 +27,20 @@ interface Net {
 type Stats = Record<string, string>
 
 const stats = (node: string): Stats =>
-  json<{maps: {entries: {value: Stats}[]}[]}>(undefined, ['inspect', 'maps', '--host', node, '--map', 'sn_stats']).maps[0]!.entries[0]!.value
+  json<{maps: {entries: {value: Stats}[]}[]}>(undefined, ['inspect', 'maps', '--host', node, '--map', 'sn_stats']).maps[0]!
+    .entries[0]!.value
 
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
 
 async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(`${n} running tasks of ${svc}`, () => {
-    const t = tasksOf(svc)
-    return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-  }, 30_000)
+  return eventually(
+    `${n} running tasks of ${svc}`,
+    () => {
+      const t = tasksOf(svc)
+      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
+    },
+    30_000,
+  )
 }
 
 describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
@@ -117,7 +122,9 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     const server = on('n3')
     const echo = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>s.send(Buffer.concat([Buffer.from('echo:'),m]),r.port,r.address,()=>process.exit(0)));s.bind(9999);setTimeout(()=>process.exit(3),10000)`
     const log = openSync('/dev/null', 'w')
-    const srv = spawn('nsenter', [`--net=/run/netns/${server.netns}`, '--', process.execPath, '-e', echo], {stdio: ['ignore', log, log]})
+    const srv = spawn('nsenter', [`--net=/run/netns/${server.netns}`, '--', process.execPath, '-e', echo], {
+      stdio: ['ignore', log, log],
+    })
     closeSync(log)
     try {
       const client = `const s=require('dgram').createSocket('udp4');s.on('message',m=>{console.log(m.toString());process.exit(0)});const go=()=>s.send('ping-udp',9999,${JSON.stringify(ipOf(server))});setInterval(go,300);go();setTimeout(()=>process.exit(4),5000)`
@@ -129,10 +136,36 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     }
   })
 
-  test('on the wire between nodes it is standard VXLAN on 4789 with the network\'s VNI', async () => {
+  test("on the wire between nodes it is standard VXLAN on 4789 with the network's VNI", async () => {
     const vni = json<Net>('n1', ['network', 'inspect', 'neta']).vni
-    const cap = spawn('nsenter', ['--net=/run/netns/sn-lab-n2', '--', 'tshark', '-i', 'eth0', '-n', '-c', '2', '-a', 'duration:15',
-      '-f', 'udp port 4789', '-T', 'fields', '-e', 'udp.dstport', '-e', 'vxlan.vni', '-e', 'ip.src', '-e', 'ip.dst'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const cap = spawn(
+      'nsenter',
+      [
+        '--net=/run/netns/sn-lab-n2',
+        '--',
+        'tshark',
+        '-i',
+        'eth0',
+        '-n',
+        '-c',
+        '2',
+        '-a',
+        'duration:15',
+        '-f',
+        'udp port 4789',
+        '-T',
+        'fields',
+        '-e',
+        'udp.dstport',
+        '-e',
+        'vxlan.vni',
+        '-e',
+        'ip.src',
+        '-e',
+        'ip.dst',
+      ],
+      {stdio: ['ignore', 'pipe', 'pipe']},
+    )
     let out = ''
     cap.stdout.on('data', (d: Buffer) => (out += d.toString()))
     let done = false
@@ -150,8 +183,14 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
       assert.equal(port, '4789')
       // the outer addresses are the nodes', the inner ones the tasks'
       assert.equal(vnis, String(vni))
-      assert.ok(src!.split(',').some((a) => a.startsWith('172.30.0.')), l)
-      assert.ok(dst!.split(',').some((a) => a === ipOf(on('n2')) || a === ipOf(on('n1'))), l)
+      assert.ok(
+        src!.split(',').some((a) => a.startsWith('172.30.0.')),
+        l,
+      )
+      assert.ok(
+        dst!.split(',').some((a) => a === ipOf(on('n2')) || a === ipOf(on('n1'))),
+        l,
+      )
     }
   })
 
@@ -182,7 +221,10 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
       return x && x.state === 'running' && x.pid !== t.pid ? x : undefined
     })
     assert.ok(again.restarts >= 1)
-    await eventually('the restarted whoami answers', () => inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(t)}/`]).code === 0)
+    await eventually(
+      'the restarted whoami answers',
+      () => inNs(on('n1').netns, ['curl', '-s', '-m', '5', `http://${ipOf(t)}/`]).code === 0,
+    )
   })
 
   test('the data plane keeps forwarding while the agent is down; a restarted agent adopts its tasks', async () => {
@@ -196,7 +238,10 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     ok('n1', ['network', 'create', 'while-away'])
     const taskPid = tasksOf('web').find((t) => t.node === 'n2')!.pid
     const log = openSync('/var/lib/swarmnet/n2/agent.log', 'a')
-    const a = spawn('nsenter', ['--net=/run/netns/sn-lab-n2', '--', process.execPath, BIN, 'agent', '--node', 'n2'], {detached: true, stdio: ['ignore', log, log]})
+    const a = spawn('nsenter', ['--net=/run/netns/sn-lab-n2', '--', process.execPath, BIN, 'agent', '--node', 'n2'], {
+      detached: true,
+      stdio: ['ignore', log, log],
+    })
     a.unref()
     closeSync(log)
     await eventually('agent n2 back', () => cli('n2', ['node', 'ls']).code === 0)
@@ -207,12 +252,21 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   })
 
   test('inspect maps decodes the live entries: addresses as addresses, flags by name', () => {
-    const dump = json<{maps: {name: string; entries: {key: Record<string, unknown>; value: Record<string, unknown>}[]}[]}>(undefined, ['inspect', 'maps', '--host', 'n1', '--map', 'sn_endpoints'])
+    const dump = json<{maps: {name: string; entries: {key: Record<string, unknown>; value: Record<string, unknown>}[]}[]}>(
+      undefined,
+      ['inspect', 'maps', '--host', 'n1', '--map', 'sn_endpoints'],
+    )
     const eps = dump.maps[0]!.entries
     const mine = eps.find((e) => e.key.ip === ipOf(on('n1')))!
     assert.equal(mine.value.node_ip, '172.30.0.11')
     assert.match(String(mine.value.flags), /LOCAL/)
-    assert.equal(mine.value.mac, `02:42:${ipOf(on('n1')).split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':')}`)
+    assert.equal(
+      mine.value.mac,
+      `02:42:${ipOf(on('n1'))
+        .split('.')
+        .map((b) => Number(b).toString(16).padStart(2, '0'))
+        .join(':')}`,
+    )
     const remote = eps.find((e) => e.key.ip === ipOf(on('n3')))!
     assert.equal(remote.value.node_ip, '172.30.0.13')
     // The pins carry BTF: bpftool names the fields without us.
@@ -227,7 +281,24 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   test('join with a bad token is refused and leaves nothing', () => {
     const token = ok('n1', ['swarm', 'join-token', '-q']).trim()
     const bad = token.slice(0, -5) + (token.endsWith('aaaaa') ? 'bbbbb' : 'aaaaa')
-    const r = sh(['nsenter', '--net=/run/netns/sn-lab-client', '--', process.execPath, BIN, 'join', '--node', 'intruder', '--advertise-addr', 'eth0', '--token', bad, '172.30.0.11:7946'], {NO_COLOR: '1'})
+    const r = sh(
+      [
+        'nsenter',
+        '--net=/run/netns/sn-lab-client',
+        '--',
+        process.execPath,
+        BIN,
+        'join',
+        '--node',
+        'intruder',
+        '--advertise-addr',
+        'eth0',
+        '--token',
+        bad,
+        '172.30.0.11:7946',
+      ],
+      {NO_COLOR: '1'},
+    )
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /join refused: invalid join token/)
     assert.equal(sh(['ls', '/var/lib/swarmnet/intruder']).code === 0, false, 'no state for a refused join')
@@ -248,7 +319,21 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     const fresh = ok('n1', ['swarm', 'join-token', '--rotate', '-q']).trim()
     assert.notEqual(fresh, old)
     assert.match(fresh, /^SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}$/)
-    const r = sh(['nsenter', '--net=/run/netns/sn-lab-client', '--', process.execPath, BIN, 'join', '--node', 'late', '--advertise-addr', 'eth0', '--token', old, '172.30.0.11:7946'])
+    const r = sh([
+      'nsenter',
+      '--net=/run/netns/sn-lab-client',
+      '--',
+      process.execPath,
+      BIN,
+      'join',
+      '--node',
+      'late',
+      '--advertise-addr',
+      'eth0',
+      '--token',
+      old,
+      '172.30.0.11:7946',
+    ])
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /join refused: invalid join token/)
   })
@@ -260,7 +345,10 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     ok('n1', ['service', 'scale', 'web=1'])
     await running('web', 1)
     ok('n1', ['service', 'rm', 'web'])
-    await eventually('web tasks gone', () => tasksOf('other').length === 1 && json<unknown[]>('n1', ['service', 'ls']).length === 1)
+    await eventually(
+      'web tasks gone',
+      () => tasksOf('other').length === 1 && json<unknown[]>('n1', ['service', 'ls']).length === 1,
+    )
     await eventually('their namespaces removed', () => web.every((t) => sh(['ip', 'netns', 'list']).stdout.indexOf(t.netns) < 0))
     ok('n1', ['network', 'rm', 'neta'])
   })
@@ -273,12 +361,28 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     assert.match(refused.stderr, /manager .* --force/)
     const leaver = 'n3'
     ok(leaver, ['leave'])
-    await eventually(`${leaver} marked left`, () => json<{name: string; state: string}[]>('n1', ['node', 'ls']).find((n) => n.name === leaver)?.state === 'left')
+    await eventually(
+      `${leaver} marked left`,
+      () => json<{name: string; state: string}[]>('n1', ['node', 'ls']).find((n) => n.name === leaver)?.state === 'left',
+    )
     assert.equal(sh(['ls', `/sys/fs/bpf/swarmnet/${leaver}`]).code === 0, false, 'pins removed')
     assert.equal(sh(['ls', `/var/lib/swarmnet/${leaver}`]).code === 0, false, 'state removed')
-    assert.equal(sh(['ip', 'netns', 'list']).stdout.split('\n').some((l) => l.startsWith(`sn-${leaver}-`)), false, 'task namespaces removed')
-    assert.equal(inNs(`sn-lab-${leaver}`, ['ip', '-d', 'link', 'show', 'eth0']).stdout.includes('xdp'), false, 'XDP detached from the underlay')
+    assert.equal(
+      sh(['ip', 'netns', 'list'])
+        .stdout.split('\n')
+        .some((l) => l.startsWith(`sn-${leaver}-`)),
+      false,
+      'task namespaces removed',
+    )
+    assert.equal(
+      inNs(`sn-lab-${leaver}`, ['ip', '-d', 'link', 'show', 'eth0']).stdout.includes('xdp'),
+      false,
+      'XDP detached from the underlay',
+    )
     const moved = await running('other', 3)
-    assert.ok(moved.every((t) => t.node !== leaver), 'the manager placed its tasks on nodes that are still there')
+    assert.ok(
+      moved.every((t) => t.node !== leaver),
+      'the manager placed its tasks on nodes that are still there',
+    )
   })
 })

@@ -3,17 +3,17 @@
  * in its node's), so this file runs itself a second time inside sn-lab-n1: the outer run builds
  * and removes the lab, the inner run (SN_TASKS_INNER=1) is the test proper.
  */
-import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { labDown, labUp } from '../../src/lab/lab.js';
-import { getLink, listAddresses } from '../../src/sys/link.js';
-import { execIn, netnsExists, netnsPids, nsenterArgv } from '../../src/sys/netns.js';
-import { ensureGwBridge, GWBRIDGE_IF, removeGwBridge } from '../../src/tasks/gwbridge.js';
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, before, test} from 'node:test'
+import {fileURLToPath} from 'node:url'
+import {labDown, labUp} from '../../src/lab/lab.js'
+import {getLink, listAddresses} from '../../src/sys/link.js'
+import {execIn, netnsExists, netnsPids, nsenterArgv} from '../../src/sys/netns.js'
+import {ensureGwBridge, GWBRIDGE_IF, removeGwBridge} from '../../src/tasks/gwbridge.js'
 import {
   createTaskSandbox,
   destroyTaskSandbox,
@@ -22,169 +22,177 @@ import {
   startTaskProcess,
   stopTask,
   taskNetnsName,
-} from '../../src/tasks/runner.js';
-import { Supervisor, type SupervisorEvent } from '../../src/tasks/supervisor.js';
+} from '../../src/tasks/runner.js'
+import {Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
 
-const self = fileURLToPath(import.meta.url);
-const repo = fileURLToPath(new URL('../..', import.meta.url));
+const self = fileURLToPath(import.meta.url)
+const repo = fileURLToPath(new URL('../..', import.meta.url))
 
-function spawnCollect(argv: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+function spawnCollect(argv: string[], env: NodeJS.ProcessEnv): Promise<{code: number | null; out: string}> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env, cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
-  });
+    const child = spawn(argv[0]!, argv.slice(1), {env, cwd: repo, stdio: ['ignore', 'pipe', 'pipe']})
+    let out = ''
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()))
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code, out}))
+  })
 }
 
 if (process.env.SN_TASKS_INNER !== '1') {
-  let ours = false;
+  let ours = false
   // A lab that is already up belongs to someone else: labUp refuses it and we leave it alone.
   before(async () => {
-    await labUp({ nodes: 1, startNode: async () => undefined });
-    ours = true;
-  });
+    await labUp({nodes: 1, startNode: async () => undefined})
+    ours = true
+  })
   after(async () => {
-    if (ours) await labDown();
-  });
-  test('task runner inside node n1', { timeout: 120_000 }, async (t) => {
-    const argv = nsenterArgv('sn-lab-n1', [process.execPath, '--import', 'tsx', '--test-reporter=tap', self]);
+    if (ours) await labDown()
+  })
+  test('task runner inside node n1', {timeout: 120_000}, async (t) => {
+    const argv = nsenterArgv('sn-lab-n1', [process.execPath, '--import', 'tsx', '--test-reporter=tap', self])
     // Without NODE_TEST_CONTEXT the inner run reports TAP of its own instead of talking to our runner.
-    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
-    const { code, out } = await spawnCollect(argv, { ...env, SN_TASKS_INNER: '1' });
-    assert.equal(code, 0, `inner run failed:\n${out}`);
-    for (const line of out.split('\n').filter((l) => /^(ok|not ok) /.test(l))) t.diagnostic(`inner: ${line}`);
-    assert.match(out, /^# pass [1-9]/m);
-    assert.match(out, /^# fail 0$/m);
-  });
+    const {NODE_TEST_CONTEXT: _, ...env} = process.env
+    const {code, out} = await spawnCollect(argv, {...env, SN_TASKS_INNER: '1'})
+    assert.equal(code, 0, `inner run failed:\n${out}`)
+    for (const line of out.split('\n').filter((l) => /^(ok|not ok) /.test(l))) t.diagnostic(`inner: ${line}`)
+    assert.match(out, /^# pass [1-9]/m)
+    assert.match(out, /^# fail 0$/m)
+  })
 } else {
-  inner();
+  inner()
 }
 
 function inner(): void {
-  const node = 'n1';
-  const idA = 'aaaaaaaa11112222';
-  const idB = 'bbbbbbbb33334444';
-  const nsA = taskNetnsName(node, idA);
-  const nsB = taskNetnsName(node, idB);
-  const logDir = mkdtempSync(join(tmpdir(), 'sn-tasks-'));
-  const sandboxes: Sandbox[] = [];
-  const pids: number[] = [];
-  const moved: [string, string, boolean][] = [];
-  const events: SupervisorEvent[] = [];
-  const supervisor = new Supervisor({ pollMs: 100, onEvent: (e) => events.push(e) });
+  const node = 'n1'
+  const idA = 'aaaaaaaa11112222'
+  const idB = 'bbbbbbbb33334444'
+  const nsA = taskNetnsName(node, idA)
+  const nsB = taskNetnsName(node, idB)
+  const logDir = mkdtempSync(join(tmpdir(), 'sn-tasks-'))
+  const sandboxes: Sandbox[] = []
+  const pids: number[] = []
+  const moved: [string, string, boolean][] = []
+  const events: SupervisorEvent[] = []
+  const supervisor = new Supervisor({pollMs: 100, onEvent: (e) => events.push(e)})
 
   before(async () => {
-    await ensureGwBridge();
-    for (const [id, ns, n] of [[idA, nsA, 2], [idB, nsB, 3]] as const) {
+    await ensureGwBridge()
+    for (const [id, ns, n] of [
+      [idA, nsA, 2],
+      [idB, nsB, 3],
+    ] as const) {
       sandboxes.push(
         await createTaskSandbox({
           node,
           taskId: id,
           netns: ns,
-          attachments: [{ hostIf: `sn-${id.slice(0, 8)}-0`, ip: `10.0.1.${n}`, prefixLen: 24, mac: `02:42:0a:00:01:0${n}`, mtu: 1450 }],
-          gw: { ip: `172.18.0.${n}`, prefixLen: 16, gatewayIp: '172.18.0.1', hostIf: `sn-${id.slice(0, 8)}-g` },
+          attachments: [
+            {hostIf: `sn-${id.slice(0, 8)}-0`, ip: `10.0.1.${n}`, prefixLen: 24, mac: `02:42:0a:00:01:0${n}`, mtu: 1450},
+          ],
+          gw: {ip: `172.18.0.${n}`, prefixLen: 16, gatewayIp: '172.18.0.1', hostIf: `sn-${id.slice(0, 8)}-g`},
           hooks: {
             beforeMove: async (hostIf, peerIf) => void moved.push([hostIf, peerIf, (await getLink(peerIf)) !== undefined]),
           },
         }),
-      );
+      )
     }
-  });
+  })
 
   after(async () => {
-    supervisor.stop();
-    for (const p of pids) await stopTask(p);
-    for (const s of sandboxes) await destroyTaskSandbox(s.netns, s.hostIfs);
-    await removeGwBridge();
-    rmSync(logDir, { recursive: true, force: true });
-  });
+    supervisor.stop()
+    for (const p of pids) await stopTask(p)
+    for (const s of sandboxes) await destroyTaskSandbox(s.netns, s.hostIfs)
+    await removeGwBridge()
+    rmSync(logDir, {recursive: true, force: true})
+  })
 
   test('the XDP hook sees the peer in the node namespace before the move', () => {
-    assert.equal(moved.length, 2);
+    assert.equal(moved.length, 2)
     for (const [hostIf, peerIf, present] of moved) {
-      assert.match(hostIf, /^sn-/);
-      assert.ok(peerIf.length <= 15 && peerIf.startsWith('sn-'));
-      assert.equal(present, true);
+      assert.match(hostIf, /^sn-/)
+      assert.ok(peerIf.length <= 15 && peerIf.startsWith('sn-'))
+      assert.equal(present, true)
     }
-  });
+  })
 
   test('the task namespace has its veths with MTU, MAC, addresses and the default route', async () => {
-    const s = sandboxes[0]!;
-    assert.deepEqual(s.attachments.map((a) => a.ifname), ['eth0']);
-    assert.equal(s.gw?.ifname, 'eth1');
-    const eth0 = await getLink('eth0', nsA);
-    assert.equal(eth0?.mtu, 1450);
-    assert.equal(eth0?.address, '02:42:0a:00:01:02');
-    assert.equal(eth0?.operstate, 'UP');
-    assert.deepEqual(await listAddresses('eth0', nsA), ['10.0.1.2/24']);
-    const eth1 = await getLink('eth1', nsA);
-    assert.equal(eth1?.address, '02:42:ac:12:00:02');
-    assert.deepEqual(await listAddresses('eth1', nsA), ['172.18.0.2/16']);
-    assert.match(await execIn(nsA, ['ip', 'route', 'show', 'default']), /default via 172\.18\.0\.1 dev eth1/);
-    const host = await getLink(s.attachments[0]!.hostIf);
-    assert.equal(host?.ifindex, s.attachments[0]!.hostIfindex);
-    assert.equal(host?.mtu, 1450);
-    assert.equal((await getLink(s.gw!.hostIf))?.master, GWBRIDGE_IF);
-  });
+    const s = sandboxes[0]!
+    assert.deepEqual(
+      s.attachments.map((a) => a.ifname),
+      ['eth0'],
+    )
+    assert.equal(s.gw?.ifname, 'eth1')
+    const eth0 = await getLink('eth0', nsA)
+    assert.equal(eth0?.mtu, 1450)
+    assert.equal(eth0?.address, '02:42:0a:00:01:02')
+    assert.equal(eth0?.operstate, 'UP')
+    assert.deepEqual(await listAddresses('eth0', nsA), ['10.0.1.2/24'])
+    const eth1 = await getLink('eth1', nsA)
+    assert.equal(eth1?.address, '02:42:ac:12:00:02')
+    assert.deepEqual(await listAddresses('eth1', nsA), ['172.18.0.2/16'])
+    assert.match(await execIn(nsA, ['ip', 'route', 'show', 'default']), /default via 172\.18\.0\.1 dev eth1/)
+    const host = await getLink(s.attachments[0]!.hostIf)
+    assert.equal(host?.ifindex, s.attachments[0]!.hostIfindex)
+    assert.equal(host?.mtu, 1450)
+    assert.equal((await getLink(s.gw!.hostIf))?.master, GWBRIDGE_IF)
+  })
 
   test('a task reaches the outside through the gwbridge with the node address as source', async () => {
-    await execIn(nsA, ['ping', '-c1', '-W1', '172.30.0.100'], 'pinging the client from a task');
-    const whoami = `import(${JSON.stringify(join(repo, 'src/whoami/server.ts'))}).then((m) => m.startWhoami({ port: 8080 }))`;
+    await execIn(nsA, ['ping', '-c1', '-W1', '172.30.0.100'], 'pinging the client from a task')
+    const whoami = `import(${JSON.stringify(join(repo, 'src/whoami/server.ts'))}).then((m) => m.startWhoami({ port: 8080 }))`
     const server = startTaskProcess({
       netns: 'sn-lab-client',
       argv: [process.execPath, '--import', 'tsx', '--input-type=module', '-e', whoami],
-      env: { SWARMNET_TASK_NAME: 'outside' },
+      env: {SWARMNET_TASK_NAME: 'outside'},
       logFile: join(logDir, 'whoami.log'),
-    });
-    pids.push(server);
+    })
+    pids.push(server)
     const get = `
       for (let i = 0; i < 50; i++) {
         try { const r = await fetch('http://172.30.0.100:8080/json'); console.log(JSON.stringify(await r.json())); process.exit(0); }
         catch { await new Promise((r) => setTimeout(r, 100)); }
       }
-      process.exit(1);`;
-    const out = await execIn(nsA, [process.execPath, '--input-type=module', '-e', get], 'asking whoami from a task');
-    const seen = JSON.parse(out) as { hostname: string; remoteAddr: string };
-    assert.equal(seen.hostname, 'outside');
-    assert.match(seen.remoteAddr, /^172\.30\.0\.11:\d+$/);
-  });
+      process.exit(1);`
+    const out = await execIn(nsA, [process.execPath, '--input-type=module', '-e', get], 'asking whoami from a task')
+    const seen = JSON.parse(out) as {hostname: string; remoteAddr: string}
+    assert.equal(seen.hostname, 'outside')
+    assert.match(seen.remoteAddr, /^172\.30\.0\.11:\d+$/)
+  })
 
   test('tasks on the gwbridge cannot reach each other (isolated ports)', async () => {
-    await assert.rejects(execIn(nsA, ['ping', '-c1', '-W1', '172.18.0.3']));
-    await execIn(nsB, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task B');
-  });
+    await assert.rejects(execIn(nsA, ['ping', '-c1', '-W1', '172.18.0.3']))
+    await execIn(nsB, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task B')
+  })
 
-  test('the supervisor restarts a task whose process died', { timeout: 20_000 }, async () => {
+  test('the supervisor restarts a task whose process died', {timeout: 20_000}, async () => {
     const start = () => {
-      const pid = startTaskProcess({ netns: nsA, argv: ['sleep', '1000'], logFile: join(logDir, 'a.log') });
-      pids.push(pid);
-      return Promise.resolve(pid);
-    };
-    const first = await start();
-    assert.ok(isAlive(first));
-    supervisor.watch(idA, first, start);
-    supervisor.start();
-    assert.ok((await netnsPids(nsA)).includes(first));
-    process.kill(first, 'SIGKILL');
-    while (!events.some((e) => e.type === 'restarted')) await new Promise((r) => setTimeout(r, 50));
-    const restarted = events.find((e) => e.type === 'restarted');
-    assert.ok(restarted && restarted.type === 'restarted');
-    assert.notEqual(restarted.pid, first);
-    assert.equal(restarted.restarts, 1);
-    assert.ok(isAlive(restarted.pid));
-    assert.ok((await netnsPids(nsA)).includes(restarted.pid));
-    assert.deepEqual(events[0], { type: 'exited', taskId: idA, pid: first });
-  });
+      const pid = startTaskProcess({netns: nsA, argv: ['sleep', '1000'], logFile: join(logDir, 'a.log')})
+      pids.push(pid)
+      return Promise.resolve(pid)
+    }
+    const first = await start()
+    assert.ok(isAlive(first))
+    supervisor.watch(idA, first, start)
+    supervisor.start()
+    assert.ok((await netnsPids(nsA)).includes(first))
+    process.kill(first, 'SIGKILL')
+    while (!events.some((e) => e.type === 'restarted')) await new Promise((r) => setTimeout(r, 50))
+    const restarted = events.find((e) => e.type === 'restarted')
+    assert.ok(restarted && restarted.type === 'restarted')
+    assert.notEqual(restarted.pid, first)
+    assert.equal(restarted.restarts, 1)
+    assert.ok(isAlive(restarted.pid))
+    assert.ok((await netnsPids(nsA)).includes(restarted.pid))
+    assert.deepEqual(events[0], {type: 'exited', taskId: idA, pid: first})
+  })
 
   test('destroy removes the namespace and the host ends, and is idempotent', async () => {
-    supervisor.unwatch(idA);
-    const s = sandboxes[0]!;
-    await destroyTaskSandbox(s.netns, s.hostIfs);
-    assert.equal(netnsExists(nsA), false);
-    for (const h of s.hostIfs) assert.equal(await getLink(h), undefined);
-    await destroyTaskSandbox(s.netns, s.hostIfs);
-  });
+    supervisor.unwatch(idA)
+    const s = sandboxes[0]!
+    await destroyTaskSandbox(s.netns, s.hostIfs)
+    assert.equal(netnsExists(nsA), false)
+    for (const h of s.hostIfs) assert.equal(await getLink(h), undefined)
+    await destroyTaskSandbox(s.netns, s.hostIfs)
+  })
 }

@@ -1,146 +1,170 @@
-import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
 import {
-  Btf, checkCodecs, decodeEntry, mapCodecs, snConfig, snDevice, snEndpoint, snEndpointKey, snNetwork,
-  snStats, structCodecs, u32, u64,
-} from '../../src/bpf/index.js';
-import { INCLUDE, REPO, compileBpf, fixture, makeTmp } from '../fixtures/bpf/build.js';
+  Btf,
+  checkCodecs,
+  decodeEntry,
+  mapCodecs,
+  snConfig,
+  snDevice,
+  snEndpoint,
+  snEndpointKey,
+  snNetwork,
+  snStats,
+  structCodecs,
+  u32,
+  u64,
+} from '../../src/bpf/index.js'
+import {INCLUDE, REPO, compileBpf, fixture, makeTmp} from '../fixtures/bpf/build.js'
 
 describe('codecs: encode/decode', () => {
   it('sn_config round-trips, with network-order address and port', () => {
-    const v = { node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3, mtu: 1500 };
-    const buf = snConfig.encode(v);
-    assert.equal(buf.length, 16);
-    assert.deepEqual([...buf.subarray(0, 6)], [192, 168, 1, 10, 0x12, 0xb5]);
-    assert.deepEqual(snConfig.decode(buf), v);
-    assert.deepEqual(snConfig.flagNames('flags', 1), ['READY']);
-    assert.equal(snConfig.display(v).flags, '0x1 (READY)');
-  });
+    const v = {node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3, mtu: 1500}
+    const buf = snConfig.encode(v)
+    assert.equal(buf.length, 16)
+    assert.deepEqual([...buf.subarray(0, 6)], [192, 168, 1, 10, 0x12, 0xb5])
+    assert.deepEqual(snConfig.decode(buf), v)
+    assert.deepEqual(snConfig.flagNames('flags', 1), ['READY'])
+    assert.equal(snConfig.display(v).flags, '0x1 (READY)')
+  })
 
   it('sn_network zeroes its padding and leaves it out of the value', () => {
-    const v = { subnet: '10.0.1.0', prefix_len: 24, flags: 1 };
-    const buf = snNetwork.encode(v);
-    assert.deepEqual([...buf], [10, 0, 1, 0, 24, 1, 0, 0]);
-    assert.deepEqual(snNetwork.decode(buf), v);
-  });
+    const v = {subnet: '10.0.1.0', prefix_len: 24, flags: 1}
+    const buf = snNetwork.encode(v)
+    assert.deepEqual([...buf], [10, 0, 1, 0, 24, 1, 0, 0])
+    assert.deepEqual(snNetwork.decode(buf), v)
+  })
 
   it('sn_endpoint_key, sn_endpoint and sn_device round-trip', () => {
-    const k = { vni: 4097, ip: '10.0.1.5' };
-    assert.deepEqual(snEndpointKey.decode(snEndpointKey.encode(k)), k);
-    const e = { node_ip: '172.16.0.2', ifindex: 0, mac: '02:42:0a:00:01:05', flags: 0 };
-    const eb = snEndpoint.encode(e);
-    assert.deepEqual([...eb.subarray(8, 14)], [2, 0x42, 10, 0, 1, 5]);
-    assert.deepEqual(snEndpoint.decode(eb), e);
-    const d = { vni: 7, ip: '10.0.9.1' };
-    assert.deepEqual(snDevice.decode(snDevice.encode(d)), d);
-  });
+    const k = {vni: 4097, ip: '10.0.1.5'}
+    assert.deepEqual(snEndpointKey.decode(snEndpointKey.encode(k)), k)
+    const e = {node_ip: '172.16.0.2', ifindex: 0, mac: '02:42:0a:00:01:05', flags: 0}
+    const eb = snEndpoint.encode(e)
+    assert.deepEqual([...eb.subarray(8, 14)], [2, 0x42, 10, 0, 1, 5])
+    assert.deepEqual(snEndpoint.decode(eb), e)
+    const d = {vni: 7, ip: '10.0.9.1'}
+    assert.deepEqual(snDevice.decode(snDevice.encode(d)), d)
+  })
 
   it('scalars and per-CPU stats (summed, per-CPU kept)', () => {
-    assert.equal(u32.decode(u32.encode(0xdeadbeef)), 0xdeadbeef);
-    assert.equal(u64.decode(u64.encode(1n << 40n)), 1n << 40n);
-    const zero = snStats.decode(Buffer.alloc(snStats.size));
-    const cpu0 = { ...zero, xdp_pass: 3n, tc_local: 1n };
-    const cpu1 = { ...zero, xdp_pass: 4n };
-    const raw = Buffer.concat([snStats.encode(cpu0), snStats.encode(cpu1)]);
-    const e = decodeEntry('sn_stats', u32.encode(0), raw);
-    assert.equal(e.key, 0);
-    assert.equal(e.value.xdp_pass, 7n);
-    assert.equal(e.value.tc_local, 1n);
-    assert.deepEqual(e.perCpu, [cpu0, cpu1]);
-  });
+    assert.equal(u32.decode(u32.encode(0xdeadbeef)), 0xdeadbeef)
+    assert.equal(u64.decode(u64.encode(1n << 40n)), 1n << 40n)
+    const zero = snStats.decode(Buffer.alloc(snStats.size))
+    const cpu0 = {...zero, xdp_pass: 3n, tc_local: 1n}
+    const cpu1 = {...zero, xdp_pass: 4n}
+    const raw = Buffer.concat([snStats.encode(cpu0), snStats.encode(cpu1)])
+    const e = decodeEntry('sn_stats', u32.encode(0), raw)
+    assert.equal(e.key, 0)
+    assert.equal(e.value.xdp_pass, 7n)
+    assert.equal(e.value.tc_local, 1n)
+    assert.deepEqual(e.perCpu, [cpu0, cpu1])
+  })
 
   it('rejects malformed input instead of writing garbage', () => {
-    assert.throws(() => snDevice.encode({ vni: 1, ip: '10.0.0.256' }), /not an IPv4 address/);
-    assert.throws(() => snEndpoint.encode({ node_ip: '1.2.3.4', ifindex: 1, mac: '02:42', flags: 0 }), /not a MAC/);
-    assert.throws(() => snNetwork.encode({ subnet: '10.0.0.0', prefix_len: 256, flags: 0 }), /0\.\.255/);
-    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 16/);
-  });
+    assert.throws(() => snDevice.encode({vni: 1, ip: '10.0.0.256'}), /not an IPv4 address/)
+    assert.throws(() => snEndpoint.encode({node_ip: '1.2.3.4', ifindex: 1, mac: '02:42', flags: 0}), /not a MAC/)
+    assert.throws(() => snNetwork.encode({subnet: '10.0.0.0', prefix_len: 256, flags: 0}), /0\.\.255/)
+    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 16/)
+  })
 
   it('every map of maps.h has a codec', () => {
-    const maps = fs.readFileSync(path.join(INCLUDE, 'maps.h'), 'utf8');
-    const declared = [...maps.matchAll(/^\}\s*(\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1]);
-    assert.deepEqual(declared.sort(), Object.keys(mapCodecs).sort());
-  });
-});
+    const maps = fs.readFileSync(path.join(INCLUDE, 'maps.h'), 'utf8')
+    const declared = [...maps.matchAll(/^\}\s*(\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1])
+    assert.deepEqual(declared.sort(), Object.keys(mapCodecs).sort())
+  })
+})
 
 describe('codecs: layout against the C headers (BTF)', () => {
-  let tmp: string;
+  let tmp: string
   before(() => {
-    tmp = makeTmp('sn-bpf-layout');
-  });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    tmp = makeTmp('sn-bpf-layout')
+  })
+  after(() => fs.rmSync(tmp, {recursive: true, force: true}))
 
   it('every codec matches bpf/include as compiled now', () => {
-    const obj = compileBpf(fixture('layout.c'), path.join(tmp, 'layout.o'));
-    assert.deepEqual(checkCodecs(obj, { structs: structCodecs }), []);
-  });
+    const obj = compileBpf(fixture('layout.c'), path.join(tmp, 'layout.o'))
+    assert.deepEqual(checkCodecs(obj, {structs: structCodecs}), [])
+  })
 
   it('every codec matches the structs in the prebuilt bpf/dist objects', (t) => {
-    const dist = path.join(REPO, 'bpf/dist');
-    const objs = fs.existsSync(dist) ? fs.readdirSync(dist).filter((f) => f.endsWith('.o')) : [];
-    if (objs.length === 0) return t.diagnostic('no bpf/dist objects yet');
+    const dist = path.join(REPO, 'bpf/dist')
+    const objs = fs.existsSync(dist) ? fs.readdirSync(dist).filter((f) => f.endsWith('.o')) : []
+    if (objs.length === 0) return t.diagnostic('no bpf/dist objects yet')
     for (const o of objs) {
-      const p = path.join(dist, o);
-      const btf = Btf.parse(p);
+      const p = path.join(dist, o)
+      const btf = Btf.parse(p)
       // An object only carries the structs its programs use.
-      const present = structCodecs.filter((c) => btf.findId(c.structName, 4) !== undefined);
-      btf.close();
-      assert.deepEqual(checkCodecs(p, { structs: present }), [], `bpf/dist/${o}`);
+      const present = structCodecs.filter((c) => btf.findId(c.structName, 4) !== undefined)
+      btf.close()
+      assert.deepEqual(checkCodecs(p, {structs: present}), [], `bpf/dist/${o}`)
     }
-  });
+  })
 
   it('a changed struct in layout.h is reported', () => {
-    const mutated = path.join(tmp, 'mutated');
-    fs.mkdirSync(mutated);
-    const layout = fs.readFileSync(path.join(INCLUDE, 'layout.h'), 'utf8');
-    const changed = layout.replace(/struct sn_endpoint \{\n/, 'struct sn_endpoint {\n\t__u32 sn_test_inserted;\n');
-    assert.notEqual(changed, layout, 'mutation did not apply: struct sn_endpoint not found in layout.h');
-    fs.writeFileSync(path.join(mutated, 'layout.h'), changed);
-    fs.copyFileSync(path.join(INCLUDE, 'maps.h'), path.join(mutated, 'maps.h'));
-    const obj = compileBpf(fixture('layout.c'), path.join(tmp, 'mutated.o'), { include: [mutated] });
-    const problems = checkCodecs(obj, { structs: structCodecs });
-    assert.ok(problems.includes('struct sn_endpoint: size is 20 in C, 16 in the codec'), problems.join('\n'));
-    assert.ok(problems.includes('struct sn_endpoint.node_ip: offset is 4 in C, 0 in the codec'), problems.join('\n'));
-    assert.ok(problems.some((p) => /member sn_test_inserted .* missing from the codec/.test(p)), problems.join('\n'));
-    assert.ok(problems.includes('map sn_endpoints: value is 20 bytes in C, 16 (struct sn_endpoint) in the codec'));
+    const mutated = path.join(tmp, 'mutated')
+    fs.mkdirSync(mutated)
+    const layout = fs.readFileSync(path.join(INCLUDE, 'layout.h'), 'utf8')
+    const changed = layout.replace(/struct sn_endpoint \{\n/, 'struct sn_endpoint {\n\t__u32 sn_test_inserted;\n')
+    assert.notEqual(changed, layout, 'mutation did not apply: struct sn_endpoint not found in layout.h')
+    fs.writeFileSync(path.join(mutated, 'layout.h'), changed)
+    fs.copyFileSync(path.join(INCLUDE, 'maps.h'), path.join(mutated, 'maps.h'))
+    const obj = compileBpf(fixture('layout.c'), path.join(tmp, 'mutated.o'), {include: [mutated]})
+    const problems = checkCodecs(obj, {structs: structCodecs})
+    assert.ok(problems.includes('struct sn_endpoint: size is 20 in C, 16 in the codec'), problems.join('\n'))
+    assert.ok(problems.includes('struct sn_endpoint.node_ip: offset is 4 in C, 0 in the codec'), problems.join('\n'))
+    assert.ok(
+      problems.some((p) => /member sn_test_inserted .* missing from the codec/.test(p)),
+      problems.join('\n'),
+    )
+    assert.ok(problems.includes('map sn_endpoints: value is 20 bytes in C, 16 (struct sn_endpoint) in the codec'))
     // Nothing else changed, so nothing else is reported.
-    assert.ok(problems.every((p) => /sn_endpoint\b|sn_endpoints/.test(p)), problems.join('\n'));
-  });
-});
+    assert.ok(
+      problems.every((p) => /sn_endpoint\b|sn_endpoints/.test(p)),
+      problems.join('\n'),
+    )
+  })
+})
 
 describe('btf', () => {
-  let obj: string;
-  let tmp: string;
+  let obj: string
+  let tmp: string
   before(() => {
-    tmp = makeTmp('sn-bpf-btf');
-    obj = compileBpf(fixture('pinned.c'), path.join(tmp, 'pinned.o'));
-  });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+    tmp = makeTmp('sn-bpf-btf')
+    obj = compileBpf(fixture('pinned.c'), path.join(tmp, 'pinned.o'))
+  })
+  after(() => fs.rmSync(tmp, {recursive: true, force: true}))
 
   it('resolves arrays, enums, modifiers and nested structs', () => {
-    const btf = Btf.parse(obj);
+    const btf = Btf.parse(obj)
     try {
       assert.deepEqual(btf.structLayout('t_nested'), {
         name: 't_nested',
         size: 20,
         members: [
-          { name: 'a', offset: 0, size: 2 },
-          { name: 'mac', offset: 2, size: 6 },
-          { name: 'color', offset: 8, size: 4 },
-          { name: 'cv', offset: 12, size: 4 },
-          { name: 'anon_pair', offset: 16, size: 2 },
+          {name: 'a', offset: 0, size: 2},
+          {name: 'mac', offset: 2, size: 6},
+          {name: 'color', offset: 8, size: 4},
+          {name: 'cv', offset: 12, size: 4},
+          {name: 'anon_pair', offset: 16, size: 2},
         ],
-      });
-      assert.deepEqual(btf.enumValues('t_color'), new Map([['T_RED', 1], ['T_GREEN', 2], ['T_BLUE', 40]]));
-      assert.throws(() => btf.structLayout('no_such_struct'), /no struct no_such_struct/);
+      })
+      assert.deepEqual(
+        btf.enumValues('t_color'),
+        new Map([
+          ['T_RED', 1],
+          ['T_GREEN', 2],
+          ['T_BLUE', 40],
+        ]),
+      )
+      assert.throws(() => btf.structLayout('no_such_struct'), /no struct no_such_struct/)
     } finally {
-      btf.close();
+      btf.close()
     }
-  });
+  })
 
   it('a missing object file is a clear error', () => {
-    assert.throws(() => Btf.parse(path.join(tmp, 'missing.o')), /not found/);
-  });
-});
+    assert.throws(() => Btf.parse(path.join(tmp, 'missing.o')), /not found/)
+  })
+})

@@ -1,47 +1,47 @@
-import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { addNetns, delNetns } from '../../src/sys/netns.js';
-import { addMasquerade, masqueradeTable, removeMasquerade, showMasquerade } from '../../src/sys/nft.js';
-import { enableIpForward, setSysctl } from '../../src/sys/sysctl.js';
-import { execIn } from '../../src/sys/netns.js';
+import assert from 'node:assert/strict'
+import {after, before, test} from 'node:test'
+import {addNetns, delNetns} from '../../src/sys/netns.js'
+import {addMasquerade, masqueradeTable, removeMasquerade, showMasquerade} from '../../src/sys/nft.js'
+import {enableIpForward, setSysctl} from '../../src/sys/sysctl.js'
+import {execIn} from '../../src/sys/netns.js'
 
-const NS = 'sn-ut-nft';
+const NS = 'sn-ut-nft'
 
 before(async () => {
-  await delNetns(NS);
-  await addNetns(NS);
-});
+  await delNetns(NS)
+  await addNetns(NS)
+})
 
 after(async () => {
-  await delNetns(NS);
-});
+  await delNetns(NS)
+})
 
 test('table names are nft identifiers', () => {
-  assert.equal(masqueradeTable('sn-gwbridge'), 'swarmnet_sn_gwbridge');
-});
+  assert.equal(masqueradeTable('sn-gwbridge'), 'swarmnet_sn_gwbridge')
+})
 
 test('masquerade add is idempotent, remove is idempotent', async () => {
-  await addMasquerade('sn-gwbridge', '172.18.0.0/16', NS);
-  await addMasquerade('sn-gwbridge', '172.18.0.0/16', NS);
-  const t = await showMasquerade('sn-gwbridge', NS);
-  assert.ok(t);
-  assert.equal(t.match(/masquerade/g)?.length, 1);
-  assert.match(t, /ip saddr 172\.18\.0\.0\/16 oifname != "sn-gwbridge" masquerade/);
-  await removeMasquerade('sn-gwbridge', NS);
-  assert.equal(await showMasquerade('sn-gwbridge', NS), undefined);
-  await removeMasquerade('sn-gwbridge', NS);
-});
+  await addMasquerade('sn-gwbridge', '172.18.0.0/16', NS)
+  await addMasquerade('sn-gwbridge', '172.18.0.0/16', NS)
+  const t = await showMasquerade('sn-gwbridge', NS)
+  assert.ok(t)
+  assert.equal(t.match(/masquerade/g)?.length, 1)
+  assert.match(t, /ip saddr 172\.18\.0\.0\/16 oifname != "sn-gwbridge" masquerade/)
+  await removeMasquerade('sn-gwbridge', NS)
+  assert.equal(await showMasquerade('sn-gwbridge', NS), undefined)
+  await removeMasquerade('sn-gwbridge', NS)
+})
 
 test('other tables are left alone', async () => {
-  await execIn(NS, ['nft', 'add', 'table', 'ip', 'someone_else']);
-  await addMasquerade('sn-x', '10.1.0.0/16', NS);
-  await removeMasquerade('sn-x', NS);
-  assert.match(await execIn(NS, ['nft', 'list', 'tables']), /someone_else/);
-});
+  await execIn(NS, ['nft', 'add', 'table', 'ip', 'someone_else'])
+  await addMasquerade('sn-x', '10.1.0.0/16', NS)
+  await removeMasquerade('sn-x', NS)
+  assert.match(await execIn(NS, ['nft', 'list', 'tables']), /someone_else/)
+})
 
 test('ip_forward in another namespace', async () => {
-  await setSysctl('net.ipv4.ip_forward', '0', NS);
-  assert.equal((await execIn(NS, ['cat', '/proc/sys/net/ipv4/ip_forward'])).trim(), '0');
-  await enableIpForward(NS);
-  assert.equal((await execIn(NS, ['cat', '/proc/sys/net/ipv4/ip_forward'])).trim(), '1');
-});
+  await setSysctl('net.ipv4.ip_forward', '0', NS)
+  assert.equal((await execIn(NS, ['cat', '/proc/sys/net/ipv4/ip_forward'])).trim(), '0')
+  await enableIpForward(NS)
+  assert.equal((await execIn(NS, ['cat', '/proc/sys/net/ipv4/ip_forward'])).trim(), '1')
+})
