@@ -36,11 +36,9 @@ export function readNodeMaps(node: string, only?: string): MapDump[] {
     try {
       const entries = map.entries().map(([k, v]) => {
         const d = decodeEntry(name, k, v)
-        const codec = mapCodecs[name]
-        return {
-          key: show(codec.key.display as (x: unknown) => unknown, d.key),
-          value: show(codec.value.display as (x: unknown) => unknown, d.value),
-        }
+        // The registry's entries differ in type; through the common shape, display takes what decode gave.
+        const codec = mapCodecs[name] as {key: {display(x: unknown): unknown}; value: {display(x: unknown): unknown}}
+        return {key: codec.key.display(d.key), value: codec.value.display(d.value)}
       })
       out.push({name, type: mapTypeName(map.type), maxEntries: map.maxEntries, entries})
     } finally {
@@ -49,8 +47,4 @@ export function readNodeMaps(node: string, only?: string): MapDump[] {
   }
   if (only !== undefined && out.length === 0) throw new Error(`map ${only} is not pinned for node ${node}`)
   return out
-}
-
-function show(display: (x: unknown) => unknown, v: unknown): unknown {
-  return display(v)
 }

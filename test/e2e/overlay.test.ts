@@ -30,6 +30,24 @@ const stats = (node: string): Stats =>
   json<{maps: {entries: {value: Stats}[]}[]}>(undefined, ['inspect', 'maps', '--host', node, '--map', 'sn_stats']).maps[0]!
     .entries[0]!.value
 
+/** `swarmnet join` from the lab's outside host, through n1, as a stranger would try it. */
+const joinFromClient = (node: string, token: string) =>
+  sh([
+    'nsenter',
+    '--net=/run/netns/sn-lab-client',
+    '--',
+    process.execPath,
+    BIN,
+    'join',
+    '--node',
+    node,
+    '--advertise-addr',
+    'eth0',
+    '--token',
+    token,
+    '172.30.0.11:7946',
+  ])
+
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
 
 async function running(svc: string, n: number): Promise<Task[]> {
@@ -281,24 +299,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   test('join with a bad token is refused and leaves nothing', () => {
     const token = ok('n1', ['swarm', 'join-token', '-q']).trim()
     const bad = token.slice(0, -5) + (token.endsWith('aaaaa') ? 'bbbbb' : 'aaaaa')
-    const r = sh(
-      [
-        'nsenter',
-        '--net=/run/netns/sn-lab-client',
-        '--',
-        process.execPath,
-        BIN,
-        'join',
-        '--node',
-        'intruder',
-        '--advertise-addr',
-        'eth0',
-        '--token',
-        bad,
-        '172.30.0.11:7946',
-      ],
-      {NO_COLOR: '1'},
-    )
+    const r = joinFromClient('intruder', bad)
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /join refused: invalid join token/)
     assert.equal(sh(['ls', '/var/lib/swarmnet/intruder']).code === 0, false, 'no state for a refused join')
@@ -319,21 +320,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     const fresh = ok('n1', ['swarm', 'join-token', '--rotate', '-q']).trim()
     assert.notEqual(fresh, old)
     assert.match(fresh, /^SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}$/)
-    const r = sh([
-      'nsenter',
-      '--net=/run/netns/sn-lab-client',
-      '--',
-      process.execPath,
-      BIN,
-      'join',
-      '--node',
-      'late',
-      '--advertise-addr',
-      'eth0',
-      '--token',
-      old,
-      '172.30.0.11:7946',
-    ])
+    const r = joinFromClient('late', old)
     assert.notEqual(r.code, 0)
     assert.match(r.stderr, /join refused: invalid join token/)
   })
