@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
@@ -8,7 +9,7 @@ export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a process in its own network namespace
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
-  static override strict = false
+  static override runsCommand = true
   static override usage = 'service create --name NAME [--replicas K | --mode global] [--network NET ...] [-- CMD ARGS...]'
   static override examples = [
     '<%= config.bin %> service create --name web --replicas 3 --network backend',
@@ -28,14 +29,15 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   }
 
   async run(): Promise<void> {
-    const {flags, argv} = await this.parse(ServiceCreate)
+    const {own, passthrough: command = []} = splitAtDoubleDash(this.argv)
+    const {flags} = await this.parse(ServiceCreate, own)
     if (flags.mode === 'global' && flags.replicas !== undefined) throw new Error('--replicas cannot be used with --mode global')
     const svc = await new AgentClient(flags.host).post<ServiceView>('/services', {
       name: flags.name,
       mode: flags.mode,
       replicas: flags.replicas ?? 1,
       networks: flags.network,
-      command: argv as string[],
+      command,
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -2,12 +2,13 @@ import {Args} from '@oclif/core'
 import {spawnSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {SwarmnetCommand, hostFlag} from '../../src/cli/base.js'
+import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {TaskView} from '../../src/agent/views.js'
 
 export default class TaskExec extends SwarmnetCommand {
   static override description = "Run a command inside a task's network namespace"
-  static override strict = false
+  static override runsCommand = true
   static override usage = 'task exec TASK -- CMD [ARGS...]'
   static override examples = [
     '<%= config.bin %> task exec web.1 -- ping -c1 10.0.1.4',
@@ -17,8 +18,8 @@ export default class TaskExec extends SwarmnetCommand {
   static override flags = {host: hostFlag}
 
   async run(): Promise<void> {
-    const {args, argv, flags} = await this.parse(TaskExec)
-    const cmd = (argv as string[]).slice(1)
+    const {own, passthrough: cmd = []} = splitAtDoubleDash(this.argv)
+    const {args, flags} = await this.parse(TaskExec, own)
     if (cmd.length === 0) throw new Error('no command given: swarmnet task exec TASK -- CMD [ARGS...]')
     const task = await new AgentClient(flags.host).get<TaskView>(`/tasks/${encodeURIComponent(args.task)}`)
     if (!task.netns || task.state !== 'running') throw new Error(`task ${task.name} is not running (state: ${task.state})`)
