@@ -5,6 +5,8 @@ import {Command, Flags} from '@oclif/core'
 export abstract class SwarmnetCommand extends Command {
   /** BPF, namespaces and the agent's socket are root's: most commands need it. */
   static needsRoot = true
+  /** Commands that run a command take it after `--` (see passthrough.ts): a stray word is told so. */
+  static runsCommand = false
 
   public override async init(): Promise<void> {
     await super.init()
@@ -21,23 +23,47 @@ export abstract class SwarmnetCommand extends Command {
     // oclif's own exit (this.exit(0), --help, --version) is not an error to report
     if (err.message?.startsWith('EEXIT:')) process.exit(code)
     if (process.env.DEBUG) process.stderr.write(`${err.stack ?? err}\n`)
-    process.stderr.write(`swarmnet: ${oneLine(err.message ?? String(err))}\n`)
+    const ctor = this.constructor as typeof SwarmnetCommand
+    let line = oneLine(err.message ?? String(err))
+    if (ctor.runsCommand && /^Unexpected argument/.test(line)) {
+      const usage = [ctor.usage ?? ''].flat()[0]
+      line = line.replace(/ \(see --help\)$/, '') + `: the command to run goes after \`--\` (swarmnet ${usage})`
+    }
+    process.stderr.write(`swarmnet: ${line}\n`)
     process.exit(code === 0 ? 1 : code)
   }
 }
 
-/** oclif's parser errors span several lines; a person needs the first one, and where to look next. */
+const OCLIF_HELP_LINE = 'See more help with --help'
+
+/**
+ * One line from any error. oclif's parser errors span several lines, the reason on the second
+ * ("Parsing --replicas" / "Expected an integer but received: abc"): those are joined, or the
+ * reason would be lost. Any other error gives its first line.
+ */
 export function oneLine(message: string): string {
-  const first =
-    message
-      .split('\n')
-      .map((l) => l.trim())
-      .find((l) => l.length > 0) ?? 'unknown error'
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim().replace(/\s+/g, ' '))
+    .filter((l) => l.length > 0)
+    .map((l) => l.replace(/^Error:\s*/, ''))
+  const fromParser = lines.includes(OCLIF_HELP_LINE)
+  let text: string
+  if (fromParser) {
+    const parts = lines.filter((l) => l !== OCLIF_HELP_LINE && !/^The following errors? occurred:$/.test(l))
+    const several = lines.some((l) => l === 'The following errors occurred:')
+    text = parts.reduce(
+      (acc, p) => (acc === '' ? p : several ? `${acc}; ${p}` : acc.endsWith(':') ? `${acc} ${p}` : `${acc}: ${p}`),
+      '',
+    )
+  } else text = lines[0] ?? ''
+  if (text === '') text = 'unknown error'
   const hint =
+    fromParser ||
     /Nonexistent flag|Unexpected argument|Missing required flag|Missing \d+ required arg|Expected .* to be one of/.test(message)
       ? ' (see --help)'
       : ''
-  return first.replace(/^Error:\s*/, '') + hint
+  return text + hint
 }
 
 export const hostFlag = Flags.string({
