@@ -2,21 +2,31 @@ import {Flags} from '@oclif/core'
 import {SwarmnetCommand} from '../src/cli/base.js'
 import {runAgent} from '../src/agent/agent.js'
 import {defaultNodeName} from '../src/agent/bootstrap.js'
+import {agentLogPath} from '../src/agent/paths.js'
+import {restartAgent} from '../src/agent/spawn.js'
 
 export default class Agent extends SwarmnetCommand {
   static override description = `Run a node's agent in the foreground
 
-init and join start it in the background; run it yourself under a supervisor (systemd) if you
-prefer. It keeps the store, gossips on 7946, reconciles maps, links and tasks, and serves the
-local API on /run/swarmnet/<node>.sock (root only).`
-  static override examples = ['<%= config.bin %> agent --node n1']
+init and join start it in the background; --detach starts it there again (after a reboot or a
+stop), or run it yourself under a supervisor (systemd). It keeps the store, gossips on 7946,
+reconciles maps, links and tasks, and serves the local API on /run/swarmnet/<node>.sock (root only).`
+  static override examples = ['<%= config.bin %> agent --node n1', '<%= config.bin %> agent --node n1 --detach']
   static override flags = {
     node: Flags.string({description: 'the node to run (default: the host name)', env: 'SWARMNET_NODE'}),
+    detach: Flags.boolean({
+      char: 'd',
+      description: 'start it in the background, as init and join do, and return once it answers',
+    }),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Agent)
     const node = flags.node ?? defaultNodeName()
+    if (flags.detach) {
+      const pid = await restartAgent(node)
+      return this.log(`agent of node ${node} running (pid ${pid}, log ${agentLogPath(node)})`)
+    }
     const log = (m: string) => process.stdout.write(`${new Date().toISOString()} ${m}\n`)
     const agent = await runAgent(node, log)
     const shutdown = (sig: string) => {

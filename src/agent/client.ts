@@ -1,6 +1,6 @@
 // The commands' side of the agent API: JSON over HTTP on the agent's unix socket.
 import {request as httpRequest} from 'node:http'
-import {resolveHost} from './paths.js'
+import {noAgentError, resolveHost} from './paths.js'
 
 export class AgentClient {
   readonly node: string
@@ -57,11 +57,7 @@ export class AgentClient {
       req.on('timeout', () => req.destroy(new Error(`agent of ${this.node} did not answer within ${timeoutMs / 1000} s`)))
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-          reject(
-            new Error(
-              `no agent is running for node '${this.node}' (${this.socket}): start it with \`swarmnet init\` or \`swarmnet join\``,
-            ),
-          )
+          reject(noAgentError(this.node, this.socket))
         } else if (e.code === 'EACCES') {
           reject(new Error(`permission denied on ${this.socket}: the agent's socket is root-only`))
         } else reject(e)

@@ -1,7 +1,8 @@
 // Where a node keeps what it owns, so that each thing can be found and removed.
 import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
-import {assertNodeName} from '../bpf/pins.js'
+import {assertNodeName, isValidNodeName} from '../bpf/pins.js'
+import {agentNotRunning, noAgentOnHost, notInitialised} from './unreachable.js'
 
 export const RUN_DIR = process.env.SWARMNET_RUN_DIR ?? '/run/swarmnet'
 export const STATE_ROOT = process.env.SWARMNET_STATE_DIR ?? '/var/lib/swarmnet'
@@ -39,6 +40,20 @@ export function resolveHost(host: string | undefined): {node: string; socket: st
   }
   const nodes = localNodes()
   if (nodes.length === 1) return {node: nodes[0]!, socket: socketPath(nodes[0]!)}
-  if (nodes.length === 0) throw new Error('no swarmnet agent on this host: run `swarmnet init` or `swarmnet join` first')
+  if (nodes.length === 0) throw noAgentOnHost(initialisedNodes())
   throw new Error(`several agents on this host (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
+}
+
+/** The nodes initialised on this host (init or join wrote their config), their agent running or not. */
+export function initialisedNodes(): string[] {
+  if (!existsSync(STATE_ROOT)) return []
+  return readdirSync(STATE_ROOT)
+    .filter((n) => isValidNodeName(n) && existsSync(nodeConfigPath(n)))
+    .sort()
+}
+
+/** Nothing answers on a node's socket: was the node never made, or is only its agent down? */
+export function noAgentError(node: string, socket: string): Error {
+  if (node === socket) return new Error(`no agent answers on ${socket}`)
+  return existsSync(nodeConfigPath(node)) ? agentNotRunning(node) : notInitialised(node)
 }

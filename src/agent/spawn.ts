@@ -4,8 +4,11 @@ import {spawn} from 'node:child_process'
 import {closeSync, existsSync, mkdirSync, openSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {selfArgv} from '../util/root.js'
+import {UserError} from '../model/errors.js'
 import {AgentClient} from './client.js'
+import {readNodeConfig} from './config.js'
 import {agentLogPath, socketPath} from './paths.js'
+import {notInitialised} from './unreachable.js'
 
 export function spawnAgent(node: string): number {
   const log = agentLogPath(node)
@@ -28,14 +31,7 @@ export function spawnAgent(node: string): number {
 export async function waitForAgent(node: string, pid: number, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (existsSync(socketPath(node))) {
-      try {
-        await new AgentClient(node).call('GET', '/info', undefined, 2000)
-        return
-      } catch {
-        // not answering yet
-      }
-    }
+    if (await answers(node)) return
     try {
       process.kill(pid, 0)
     } catch {
@@ -44,4 +40,26 @@ export async function waitForAgent(node: string, pid: number, timeoutMs = 20_000
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error(`the agent of ${node} did not become ready within ${timeoutMs / 1000} s: see ${agentLogPath(node)}`)
+}
+
+/**
+ * `swarmnet agent --detach`: the agent of a node that init or join made, started again in the
+ * background (after a reboot, a crash or a stop), the way init and join start it.
+ */
+export async function restartAgent(node: string): Promise<number> {
+  if (!readNodeConfig(node)) throw notInitialised(node)
+  if (await answers(node)) throw new UserError(`the agent of node '${node}' is already running`)
+  const pid = spawnAgent(node)
+  await waitForAgent(node, pid)
+  return pid
+}
+
+async function answers(node: string): Promise<boolean> {
+  if (!existsSync(socketPath(node))) return false
+  try {
+    await new AgentClient(node).call('GET', '/info', undefined, 2000)
+    return true
+  } catch {
+    return false
+  }
 }
