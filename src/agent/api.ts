@@ -4,6 +4,7 @@ import {chmodSync, mkdirSync, rmSync} from 'node:fs'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
+import {checkServiceMode} from '../model/validate.js'
 import type {Controller} from './controller.js'
 import {networkView, nodeView, serviceView, taskView} from './render.js'
 
@@ -14,7 +15,7 @@ export interface ApiContext {
   leave(force: boolean): Promise<void>
 }
 
-type Handler = (m: RegExpExecArray, body: Record<string, unknown>) => unknown | Promise<unknown>
+type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSearchParams) => unknown | Promise<unknown>
 
 export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const c = ctx.controller
@@ -40,7 +41,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         ),
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
-    ['DELETE', /^\/networks\/([^/]+)$/, (m) => (c.removeNetwork(dec(m[1])), {})],
+    ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (c.removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',
@@ -49,8 +50,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         serviceView(
           c.createService({
             name: str(b, 'name'),
-            mode: b.mode === 'global' ? 'global' : 'replicated',
-            replicas: typeof b.replicas === 'number' ? b.replicas : 1,
+            mode: checkServiceMode(b.mode),
+            replicas: b.replicas === undefined ? 1 : num(b, 'replicas'),
             networks: strList(b, 'networks'),
             command: strList(b, 'command'),
           }),
@@ -82,11 +83,13 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const path = (req.url ?? '/').split('?')[0]!
+      const url = req.url ?? '/'
+      const q = url.indexOf('?')
+      const path = q < 0 ? url : url.slice(0, q)
       const route = routes.find(([method, re]) => method === req.method && re.test(path))
       if (!route) return send(res, 404, {error: `no such API call: ${req.method} ${path}`})
       const body = await readBody(req)
-      const result = await route[2](route[1].exec(path)!, body)
+      const result = await route[2](route[1].exec(path)!, body, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
       send(res, 200, result ?? {})
     } catch (e) {
       const err = e as Error
@@ -134,7 +137,14 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
   }
 }
 
-const dec = (s: string | undefined) => decodeURIComponent(s ?? '')
+/** A name from the path; a malformed escape (`%E0%A4%A`) is the caller's mistake, not ours. */
+function dec(s: string | undefined): string {
+  try {
+    return decodeURIComponent(s ?? '')
+  } catch {
+    throw new RequestError(`malformed path: ${JSON.stringify(s)} is not valid percent-encoding`)
+  }
+}
 
 function str(b: Record<string, unknown>, k: string): string {
   const v = b[k]

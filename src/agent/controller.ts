@@ -113,8 +113,12 @@ export class Controller {
     this.store.put(keyOf('network', net.id), net)
   }
 
-  removeNetwork(ref: string): void {
+  removeNetwork(ref: string, opts: {force?: boolean} = {}): void {
     const net = this.findNetwork(ref)
+    if (net.ingress && !opts.force)
+      throw new UserError(
+        `${net.name} is the cluster's ingress network, which cannot be created again once removed: use --force to remove it anyway`,
+      )
     if (net.driver === 'bridge')
       throw new UserError(`${net.name} is a node-local network that swarmnet manages: it cannot be removed`)
     const users = this.services().filter((s) => s.networks.includes(net.id))

@@ -39,3 +39,13 @@ export function checkMtu(value: number): number {
   }
   return value
 }
+
+export const SERVICE_MODES = ['replicated', 'global'] as const
+export type ServiceModeName = (typeof SERVICE_MODES)[number]
+
+/** A service's mode by name: absent is replicated, anything unknown is refused (never guessed). */
+export function checkServiceMode(value: unknown): ServiceModeName {
+  if (value === undefined || value === null) return 'replicated'
+  if (typeof value === 'string' && (SERVICE_MODES as readonly string[]).includes(value)) return value as ServiceModeName
+  throw new UserError(`invalid service mode ${JSON.stringify(value)}: must be ${SERVICE_MODES.join(' or ')}`)
+}
