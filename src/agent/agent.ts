@@ -16,7 +16,7 @@ import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler} from '../dataplane/tasks.js'
 import {startApi} from './api.js'
-import {readNodeConfig, writeNodeConfig} from './config.js'
+import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
 import {Controller} from './controller.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
@@ -84,7 +84,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     nodeId: cfg.nodeId,
     bindAddr: cfg.bindAddr,
     port: cfg.gossipPort,
-    key: Buffer.from(cfg.key, 'base64'),
+    key: clusterKeyring(cfg),
     peers,
     ...(cfg.role === 'manager' && cfg.identity && cfg.token
       ? {join: {identity: cfg.identity.publicKey, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}

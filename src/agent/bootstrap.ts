@@ -66,7 +66,6 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     bindAddr: adv.addr,
     key: generateKey().toString('base64'),
     keyId: 0,
-    bootstrap: [],
     xdpMode: o.xdpMode,
     identity,
     token: generateToken(identity.publicKey).text,
@@ -138,7 +137,6 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     bindAddr: adv.addr,
     key: r.key.toString('base64'),
     keyId: r.keyId,
-    bootstrap: [o.manager],
     xdpMode: o.xdpMode,
   }
   writeNodeConfig(cfg)

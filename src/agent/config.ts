@@ -2,6 +2,7 @@
 // every start. Holds the cluster key, so it is root-only (0600).
 import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync} from 'node:fs'
 import {dirname} from 'node:path'
+import {Keyring} from '../gossip/keyring.js'
 import type {NodeRole} from '../model/types.js'
 import {nodeConfigPath} from './paths.js'
 
@@ -15,11 +16,9 @@ export type NodeConfig = {
   mtu: number
   gossipPort: number
   bindAddr: string
-  /** base64 AES-256 cluster key and its id */
+  /** base64 AES-256 cluster key, and the id its packets carry (the manager's, given at join) */
   key: string
   keyId: number
-  /** where this node joined: tried again when the agent starts and knows nobody */
-  bootstrap: string[]
   xdpMode: 'native' | 'generic'
   /** managers only: the cluster identity and the join token */
   identity?: {publicKey: string; privateKey: string}
@@ -45,4 +44,9 @@ export function writeNodeConfig(cfg: NodeConfig): void {
   fsyncSync(fd)
   closeSync(fd)
   renameSync(tmp, p)
+}
+
+/** The keyring gossip seals with: the cluster key under the id the whole cluster uses for it. */
+export function clusterKeyring(cfg: Pick<NodeConfig, 'key' | 'keyId'>): Keyring {
+  return new Keyring(Buffer.from(cfg.key, 'base64'), cfg.keyId)
 }

@@ -1,4 +1,4 @@
-/** What the transport and gossip count; exposed for `swarmnet inspect` and tests. */
+/** What the transport and gossip count; shown by `swarmnet info`, read by tests. */
 export type GossipStats = {
   /** Valid messages received (UDP and TCP). */
   received: number
