@@ -51,7 +51,10 @@ test('no agent: one line that says what to do', () => {
   const r = cli('nosuchnode', ['network', 'ls'])
   assert.notEqual(r.code, 0)
   oneLine(r.stderr)
-  assert.match(r.stderr, /node 'nosuchnode' is not part of a cluster on this host: make it one with `swarmnet init` or `swarmnet join`/)
+  assert.match(
+    r.stderr,
+    /node 'nosuchnode' is not part of a cluster on this host: make it one with `swarmnet init` or `swarmnet join`/,
+  )
 })
 
 test('a map name that does not exist, and a node without maps', () => {
