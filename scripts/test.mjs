@@ -29,4 +29,11 @@ const files =
           .sort()
           .map((f) => join('test', dir, f)),
       )
-step([process.execPath, '--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files])
+const tests = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+  {cwd: root, stdio: 'inherit'},
+)
+// after the tests, so a style slip neither hides their results nor is hidden by them
+if (only.length === 0) step([process.execPath, join(root, 'scripts', 'check-format.mjs')])
+if (tests.status !== 0) process.exit(tests.status ?? 1)
