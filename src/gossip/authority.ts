@@ -25,7 +25,12 @@ import {checkNodeCert, verifyWith} from './identity.js'
  * refused only because this node does not know the task or writer yet comes
  * again with the next push-pull, once it does.
  */
+const CERT_CACHE = 4096
+
 export class Authority {
+  /** Certificates already checked (id, key, role, cert -> valid): a verify costs more than a lookup. */
+  private readonly certs = new Map<string, boolean>()
+
   constructor(
     private readonly store: Store,
     /** The cluster identity's public key, the root of trust. */
@@ -72,7 +77,14 @@ export class Authority {
     const r = v as Partial<NodeRecord>
     if (r.id !== id || (r.role !== 'manager' && r.role !== 'worker')) return undefined
     if (typeof r.pubKey !== 'string' || typeof r.cert !== 'string') return undefined
-    return checkNodeCert(this.identity, id, r.pubKey, r.role, r.cert) ? (r as NodeRecord) : undefined
+    const memo = `${id} ${r.pubKey} ${r.role} ${r.cert}`
+    let ok = this.certs.get(memo)
+    if (ok === undefined) {
+      ok = checkNodeCert(this.identity, id, r.pubKey, r.role, r.cert)
+      if (this.certs.size >= CERT_CACHE) this.certs.clear()
+      this.certs.set(memo, ok)
+    }
+    return ok ? (r as NodeRecord) : undefined
   }
 
   private statusRefusal(e: Entry, taskId: string, writerId: string): string | undefined {

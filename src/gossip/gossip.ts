@@ -93,7 +93,8 @@ export class Gossip {
   lastRefusal: string | undefined
   private readonly o: Required<Omit<GossipOptions, 'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity'>> &
     Pick<GossipOptions, 'join'>
-  private readonly transport: Transport
+  /** The sockets; `receive` is the UDP path without the socket (the fuzz test drives it). */
+  readonly transport: Transport
   private readonly authority: Authority
   private pending = new Map<string, Entry>()
   private batchTimer: NodeJS.Timeout | undefined

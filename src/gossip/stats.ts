@@ -18,6 +18,8 @@ export type GossipStats = {
   clockJumps: number
   /** Inbound TCP connections closed at once: too many from one address or in all. */
   connsRefused: number
+  /** A valid message whose handling threw (a bug: the fuzz test keeps this at 0). */
+  handlerErrors: number
   /** Sends that failed (peer unreachable, connection cut). */
   sendErrors: number
   /** Push-pull exchanges completed, as either side. */
@@ -41,6 +43,7 @@ export function emptyStats(): GossipStats {
     unauthorised: 0,
     clockJumps: 0,
     connsRefused: 0,
+    handlerErrors: 0,
     sendErrors: 0,
     pushPulls: 0,
     merged: 0,

@@ -162,6 +162,12 @@ export class Transport {
     return m
   }
 
+  /** One datagram, as the UDP socket hands it over. Never throws. */
+  receive(packet: Buffer, from: Addr): void {
+    const m = this.unseal(packet)
+    if (m) this.dispatch(() => this.handlers.onMessage(m, from))
+  }
+
   /** Best effort: UDP when it fits, else a one-shot TCP connection. */
   async send(to: Addr, m: Body): Promise<void> {
     const packet = this.seal(m)
@@ -223,10 +229,7 @@ export class Transport {
         sock.on('error', () => {
           this.stats.sendErrors++
         })
-        sock.on('message', (msg, rinfo) => {
-          const m = this.unseal(msg)
-          if (m) this.dispatch(() => this.handlers.onMessage(m, {addr: rinfo.address, port: rinfo.port}))
-        })
+        sock.on('message', (msg, rinfo) => this.receive(msg, {addr: rinfo.address, port: rinfo.port}))
         resolve(sock)
       })
     })
@@ -289,16 +292,16 @@ export class Transport {
     }
   }
 
-  /** A handler bug is counted as malformed input, never a crash of the agent. */
+  /** A handler bug is counted, never a crash of the agent. */
   private dispatch(fn: () => unknown): void {
     try {
       const r = fn()
       if (r instanceof Promise)
         r.catch(() => {
-          this.stats.malformed++
+          this.stats.handlerErrors++
         })
     } catch {
-      this.stats.malformed++
+      this.stats.handlerErrors++
     }
   }
 }

@@ -9,9 +9,11 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import {Gossip, type GossipOptions} from '../../src/gossip/gossip.js'
-import {certifyNode, generateIdentity, generateNodeKey, type KeyPair} from '../../src/gossip/identity.js'
+import {certifyNode, generateIdentity, generateNodeKey, signWith, type KeyPair} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
-import {generateKey} from '../../src/gossip/keyring.js'
+import {encodeMessage, type Message} from '../../src/gossip/codec.js'
+import {generateKey, Keyring} from '../../src/gossip/keyring.js'
+import {signedText, type Entry} from '../../src/store/entry.js'
 import {generateToken} from '../../src/gossip/token.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import {Store, type StoreOptions} from '../../src/store/store.js'
@@ -63,11 +65,11 @@ export class GossipLab {
   }
 
   /** A manager as init makes it: its certified record, the cluster, one network. */
-  async manager(id = 'm'): Promise<LabNode> {
+  async manager(id = 'm', opts: {store?: Store; gossip?: Partial<GossipOptions>} = {}): Promise<LabNode> {
     const addr = this.newAddr()
     const nodeKey = generateNodeKey()
     this.keys.set(id, nodeKey)
-    const m = await this.start(id, addr, 0, {manager: true})
+    const m = await this.start(id, addr, 0, {manager: true, ...opts})
     const rec: NodeRecord = {
       id,
       name: id,
@@ -87,7 +89,11 @@ export class GossipLab {
   }
 
   /** Joins through the real handshake, then starts the node on what it got. */
-  async worker(id: string, manager: LabNode): Promise<LabNode> {
+  async worker(
+    id: string,
+    manager: LabNode,
+    opts: {store?: StoreOptions; gossip?: Partial<GossipOptions>} = {},
+  ): Promise<LabNode> {
     const addr = this.newAddr()
     const port = await freePort(addr)
     const nodeKey = generateNodeKey()
@@ -97,9 +103,9 @@ export class GossipLab {
       token: this.token,
       node: {id, name: id, addr, gossipPort: port, mtu: 1500, pubKey: nodeKey.publicKey},
     })
-    const s = this.openStore(id)
+    const s = this.openStore(id, opts.store)
     s.merge(r.entries)
-    return this.start(id, addr, port, {store: s})
+    return this.start(id, addr, port, {store: s, gossip: opts.gossip})
   }
 
   async stop(n: LabNode): Promise<void> {
@@ -140,6 +146,24 @@ export async function waitFor(what: string, ok: () => boolean, ms: number): Prom
     await new Promise((r) => setTimeout(r, 10))
   }
   return Date.now() - t0
+}
+
+/** A sealed message as a node would send it, with a header of our choosing (tests of what receivers refuse). */
+export function sealAs(key: Buffer, m: Message): Buffer {
+  return new Keyring(key).seal(encodeMessage(m))
+}
+
+/** An entry signed by `writer` (its key from the lab), as its store would sign it. */
+export function signedEntry(lab: GossipLab, writer: string, e: Omit<Entry, 'sig'>): Entry {
+  const key = lab.keys.get(writer)
+  assert.ok(key, `no key for ${writer}`)
+  return {...e, sig: signWith(key.privateKey, signedText(e))}
+}
+
+export async function sendUdp(packet: Buffer, to: {addr: string; port: number}): Promise<void> {
+  const udp = dgram.createSocket('udp4')
+  await new Promise<void>((r) => udp.send(packet, to.port, to.addr, () => r()))
+  await new Promise<void>((r) => udp.close(() => r()))
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
