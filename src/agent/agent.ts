@@ -29,6 +29,9 @@ export interface AgentHandle {
 export async function runAgent(node: string, log: (m: string) => void): Promise<AgentHandle> {
   const cfg = readNodeConfig(node)
   if (!cfg) throw new Error(`node ${node} is not part of a cluster: run \`swarmnet init\` or \`swarmnet join\` first`)
+  if (!cfg.nodeKey || !cfg.cert || !cfg.clusterIdentity)
+    throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
+  const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   const store = new Store(join(stateDir(node), 'store'), cfg.nodeId).open()
   const controller = new Controller(store, cfg.nodeId)
@@ -46,6 +49,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     state: 'ready',
     mtu,
     joinedAt: self?.joinedAt ?? Date.now(),
+    pubKey: nodeKey.publicKey,
+    cert: cfg.cert,
   }
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
@@ -86,8 +91,10 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     port: cfg.gossipPort,
     key: clusterKeyring(cfg),
     peers,
+    identity: cfg.clusterIdentity,
+    nodeKey,
     ...(cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {join: {identity: cfg.identity.publicKey, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}
+      ? {join: {identity: cfg.identity, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}
       : {}),
   })
   await gossip.start()

@@ -4,7 +4,7 @@ import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {requestJoin} from '../gossip/join.js'
-import {generateIdentity} from '../gossip/identity.js'
+import {certifyNode, generateIdentity, generateNodeKey} from '../gossip/identity.js'
 import {generateKey} from '../gossip/keyring.js'
 import {generateToken} from '../gossip/token.js'
 import {
@@ -55,8 +55,10 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   parseCidr(pool)
   const adv = await resolveAdvertise(o.advertiseAddr)
   const identity = generateIdentity()
+  const nodeKey = generateNodeKey()
+  const nodeId = randomBytes(12).toString('hex')
   const cfg: NodeConfig = {
-    nodeId: randomBytes(12).toString('hex'),
+    nodeId,
     name: o.node,
     role: 'manager',
     advertiseAddr: adv.addr,
@@ -69,6 +71,9 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     xdpMode: o.xdpMode,
     identity,
     token: generateToken(identity.publicKey).text,
+    nodeKey,
+    cert: certifyNode(identity, nodeId, nodeKey.publicKey, 'manager'),
+    clusterIdentity: identity.publicKey,
   }
   const store = new Store(join(stateDir(o.node), 'store'), cfg.nodeId).open()
   try {
@@ -89,6 +94,8 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
       state: 'ready',
       mtu: cfg.mtu,
       joinedAt: Date.now(),
+      pubKey: nodeKey.publicKey,
+      cert: cfg.cert,
     }
     store.put(keyOf('node', cfg.nodeId), me)
     new Controller(store, cfg.nodeId).createNetwork({name: INGRESS_NETWORK_NAME, ingress: true})
@@ -115,11 +122,13 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
   const nodeId = randomBytes(12).toString('hex')
   const gossipPort = o.gossipPort ?? DEFAULT_GOSSIP_PORT
   const mtu = await mtuOf(adv.ifname)
+  const nodeKey = generateNodeKey()
   const r = await requestJoin({
     manager: o.manager,
     token: o.token,
-    node: {id: nodeId, name: o.node, addr: adv.addr, gossipPort, mtu},
+    node: {id: nodeId, name: o.node, addr: adv.addr, gossipPort, mtu, pubKey: nodeKey.publicKey},
   })
+  const self = r.entries.find((e) => e.key === keyOf('node', nodeId))?.value as NodeRecord | undefined
   const store = new Store(join(stateDir(o.node), 'store'), nodeId).open()
   try {
     store.merge(r.entries)
@@ -138,6 +147,9 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     key: r.key.toString('base64'),
     keyId: r.keyId,
     xdpMode: o.xdpMode,
+    nodeKey,
+    ...(self?.cert ? {cert: self.cert} : {}),
+    clusterIdentity: r.identity,
   }
   writeNodeConfig(cfg)
   return cfg

@@ -20,6 +20,12 @@ export type NodeConfig = {
   key: string
   keyId: number
   xdpMode: 'native' | 'generic'
+  /** this node's Ed25519 key pair: signs every store entry it writes */
+  nodeKey?: {publicKey: string; privateKey: string}
+  /** the cluster identity's certificate for nodeKey and role (issued at init or join) */
+  cert?: string
+  /** the cluster identity's public key: the root of trust for every writer's certificate */
+  clusterIdentity?: string
   /** managers only: the cluster identity and the join token */
   identity?: {publicKey: string; privateKey: string}
   token?: string

@@ -5,15 +5,33 @@ import type {Digest} from '../store/store.js'
  * The messages nodes exchange inside the sealed envelope, as JSON. Everything
  * that arrives is checked field by field: one bad field drops the whole
  * message (and the caller counts it); nothing malformed reaches the store.
+ *
+ * Every message carries a header the transport stamps when it seals: the
+ * sender, its boot epoch, a sequence number and its wall-clock time, so a
+ * receiver can refuse a packet it has seen before or one that is too old
+ * (see freshness.ts).
  */
-export type UpdatesMessage = {t: 'updates'; from: string; entries: Entry[]}
-/** Anti-entropy, TCP: req carries the digest; resp carries what beats it plus the responder's digest; the requester closes with 'updates'. */
-export type PushPullRequest = {t: 'pushpull-req'; from: string; digest: Digest}
-export type PushPullResponse = {t: 'pushpull-resp'; from: string; digest: Digest; entries: Entry[]}
-export type PingMessage = {t: 'ping'; from: string; seq: number}
-export type AckMessage = {t: 'ack'; from: string; seq: number}
+export type Header = {
+  from: string
+  /** The sender's boot epoch (ms): increases at every start of the sender. */
+  epoch: number
+  /** Per sender and epoch, one more for every message sealed. */
+  seq: number
+  /** The sender's clock when it sealed (ms). */
+  ts: number
+}
 
-export type Message = UpdatesMessage | PushPullRequest | PushPullResponse | PingMessage | AckMessage
+export type UpdatesBody = {t: 'updates'; entries: Entry[]}
+/** Anti-entropy, TCP: req carries the digest; resp carries what beats it plus the responder's digest; the requester closes with 'updates'. */
+export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest}
+export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]}
+export type PingBody = {t: 'ping'; n: number}
+export type AckBody = {t: 'ack'; n: number}
+/** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
+export type OpenBody = {t: 'open'}
+
+export type Body = UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody
+export type Message = Body & Header
 
 const MAX_ENTRIES = 100_000
 const MAX_ID = 128
@@ -25,19 +43,22 @@ export function encodeMessage(m: Message): Buffer {
 /** undefined for anything that is not exactly one of the messages above. */
 export function decodeMessage(buf: Buffer): Message | undefined {
   const x = parseJsonObject(buf)
-  if (!x || !isId(x.from)) return undefined
+  if (!x || !isId(x.from) || !isCount(x.epoch) || !isCount(x.seq) || !isCount(x.ts)) return undefined
+  const h: Header = {from: x.from, epoch: x.epoch, seq: x.seq, ts: x.ts}
   switch (x.t) {
     case 'updates':
-      return isEntryList(x.entries) ? {t: 'updates', from: x.from, entries: x.entries} : undefined
+      return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined
     case 'pushpull-req':
-      return isDigest(x.digest) ? {t: 'pushpull-req', from: x.from, digest: x.digest} : undefined
+      return isDigest(x.digest) ? {t: 'pushpull-req', ...h, digest: x.digest} : undefined
     case 'pushpull-resp':
       return isDigest(x.digest) && isEntryList(x.entries)
-        ? {t: 'pushpull-resp', from: x.from, digest: x.digest, entries: x.entries}
+        ? {t: 'pushpull-resp', ...h, digest: x.digest, entries: x.entries}
         : undefined
     case 'ping':
     case 'ack':
-      return isSeq(x.seq) ? {t: x.t, from: x.from, seq: x.seq} : undefined
+      return isCount(x.n) ? {t: x.t, ...h, n: x.n} : undefined
+    case 'open':
+      return {t: 'open', ...h}
     default:
       return undefined
   }
@@ -57,7 +78,7 @@ export function isId(x: unknown): x is string {
   return typeof x === 'string' && x.length > 0 && x.length <= MAX_ID
 }
 
-function isSeq(x: unknown): x is number {
+function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0
 }
 

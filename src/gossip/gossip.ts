@@ -1,10 +1,14 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import {UserError} from '../model/errors.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
-import type {Entry} from '../store/entry.js'
+import {compareVersions, signedText, type Entry} from '../store/entry.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import type {Message} from './codec.js'
+import type {Body, Message} from './codec.js'
+import {Authority} from './authority.js'
 import type {FramedConn} from './frame.js'
+import {certifyNode, signWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
 import {Keyring, SEAL_OVERHEAD} from './keyring.js'
 import {emptyStats, type GossipStats} from './stats.js'
@@ -27,16 +31,50 @@ export type GossipOptions = {
   batchMs?: number
   /** Anti-entropy period: a TCP push-pull with one random peer. */
   pushPullIntervalMs?: number
-  /** Managers: what they need to serve join requests. */
+  /** The cluster identity's public key: the root every writer's certificate must chain to. */
+  identity: string
+  /** This node's key pair: it signs every entry this node writes. */
+  nodeKey: KeyPair
+  /** Managers: what they need to serve join requests (the identity's private half signs challenges and certificates). */
   join?: {
-    identity: string
+    identity: KeyPair
     tokens: () => {token: JoinToken; role: NodeRole}[]
   }
   now?: () => number
+  /** Where the last boot epoch is kept (default: next to the store's state). */
+  epochFile?: string
 }
 
-/** Room for the message's own fields around the entries, inside one datagram. */
-const UPDATE_ENVELOPE = 64
+const EPOCH_FILE = 'gossip-epoch'
+
+/**
+ * This run's epoch: the wall clock, but always above the last run's, even if
+ * the clock stepped back, so peers never take this run for an older one.
+ */
+function bootEpoch(file: string, now: () => number): number {
+  let last = 0
+  try {
+    last = Number(fs.readFileSync(file, 'utf8').trim()) || 0
+  } catch {
+    // First start: no file yet.
+  }
+  const epoch = Math.max(now(), last + 1)
+  fs.writeFileSync(`${file}.tmp`, `${epoch}\n`, {mode: 0o600})
+  fs.renameSync(`${file}.tmp`, file)
+  return epoch
+}
+
+/** Room for the message's own fields (type, header) around the entries, inside one datagram. */
+const UPDATE_ENVELOPE = 128
+
+/**
+ * How far ahead of this node's Lamport clock an entry's clock may be. Honest
+ * clocks move one per write, so no cluster is 2^32 writes ahead of a member
+ * (a node that was away catches up by merging, each merge lifting its clock);
+ * a bad peer that stamps 2^53 - 1 would otherwise end every clock's progress
+ * at once, and now needs 2^21 refused-free jumps, each one an entry it signed.
+ */
+export const MAX_CLOCK_JUMP = 2 ** 32
 
 /**
  * Dissemination and anti-entropy over the store:
@@ -51,8 +89,13 @@ const UPDATE_ENVELOPE = 64
 export class Gossip {
   readonly stats: GossipStats = emptyStats()
   readonly keyring: Keyring
-  private readonly o: Required<Omit<GossipOptions, 'join' | 'key'>> & Pick<GossipOptions, 'join'>
-  private readonly transport: Transport
+  /** Why the last entry was refused by the authority (for inspect and tests). */
+  lastRefusal: string | undefined
+  private readonly o: Required<Omit<GossipOptions, 'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity'>> &
+    Pick<GossipOptions, 'join'>
+  /** The sockets; `receive` is the UDP path without the socket (the fuzz test drives it). */
+  readonly transport: Transport
+  private readonly authority: Authority
   private pending = new Map<string, Entry>()
   private batchTimer: NodeJS.Timeout | undefined
   private pushPullTimer: NodeJS.Timeout | undefined
@@ -74,7 +117,13 @@ export class Gossip {
       join: opts.join,
       now: opts.now ?? Date.now,
     }
+    this.authority = new Authority(opts.store, opts.identity)
+    const privateKey = opts.nodeKey.privateKey
+    opts.store.signer = (e) => signWith(privateKey, signedText(e))
     this.transport = new Transport({
+      nodeId: opts.nodeId,
+      epoch: bootEpoch(opts.epochFile ?? path.join(opts.store.dir, EPOCH_FILE), this.o.now),
+      now: this.o.now,
       keyring: this.keyring,
       stats: this.stats,
       handlers: {
@@ -93,6 +142,8 @@ export class Gossip {
   async start(): Promise<number> {
     const port = await this.transport.start(this.o.bindAddr, this.o.port)
     this.running = true
+    // What init or join wrote before this node had a signer.
+    this.o.store.signOwn()
     this.unsubscribe = this.o.store.onChange((_k, _v, _o, origin, entry) => {
       if (origin === 'local') this.enqueue(entry)
     })
@@ -124,12 +175,12 @@ export class Gossip {
     let conn: SealedConn | undefined
     try {
       conn = await this.transport.open(target, 5_000)
-      conn.send({t: 'pushpull-req', from: this.o.nodeId, digest: this.o.store.digest()})
+      conn.send({t: 'pushpull-req', digest: this.o.store.digest()})
       const resp = await conn.next()
       if (!resp || resp.t !== 'pushpull-resp') return false
       this.merge(resp.entries)
       const mine = this.o.store.since(resp.digest)
-      conn.send({t: 'updates', from: this.o.nodeId, entries: mine})
+      conn.send({t: 'updates', entries: mine})
       this.stats.pushPulls++
       return true
     } catch {
@@ -162,22 +213,22 @@ export class Gossip {
   }
 
   /** Greedy packing into datagram-sized messages; a lone big entry goes alone (by TCP). */
-  private packUpdates(entries: Entry[]): Message[] {
+  private packUpdates(entries: Entry[]): Body[] {
     const budget = UDP_MAX - SEAL_OVERHEAD - UPDATE_ENVELOPE - this.o.nodeId.length
-    const out: Message[] = []
+    const out: Body[] = []
     let batch: Entry[] = []
     let size = 0
     for (const e of entries) {
       const n = Buffer.byteLength(JSON.stringify(e)) + 1
       if (batch.length > 0 && size + n > budget) {
-        out.push({t: 'updates', from: this.o.nodeId, entries: batch})
+        out.push({t: 'updates', entries: batch})
         batch = []
         size = 0
       }
       batch.push(e)
       size += n
     }
-    if (batch.length > 0) out.push({t: 'updates', from: this.o.nodeId, entries: batch})
+    if (batch.length > 0) out.push({t: 'updates', entries: batch})
     return out
   }
 
@@ -187,7 +238,7 @@ export class Gossip {
         this.merge(m.entries)
         return
       case 'ping':
-        this.track(this.transport.send(from, {t: 'ack', from: this.o.nodeId, seq: m.seq}))
+        this.track(this.transport.send(from, {t: 'ack', n: m.n}))
         return
       default:
         // ack (until SWIM probes use it) and stray stream messages: nothing to do.
@@ -200,7 +251,6 @@ export class Gossip {
       if (first.t !== 'pushpull-req') return
       conn.send({
         t: 'pushpull-resp',
-        from: this.o.nodeId,
         digest: this.o.store.digest(),
         entries: this.o.store.since(first.digest),
       })
@@ -224,17 +274,27 @@ export class Gossip {
       identity: join.identity,
       tokens: join.tokens,
       clusterKey: () => ({key: this.keyring.primaryKey(), keyId: this.keyring.primary}),
-      admit: (node, role) => this.admit(node, role),
+      admit: (node, role) => this.admit(node, role, join.identity),
     })
     if (ok) this.stats.joinsAccepted++
     else this.stats.joinsRefused++
   }
 
-  /** Records the joiner (a rejoin keeps its first joinedAt) and hands out everything. */
-  private admit(node: JoinRequestNode, role: NodeRole): Entry[] {
-    if (node.id === this.o.nodeId) throw new UserError(`node id ${node.id} is already in use`)
+  /**
+   * Records the joiner, with a certificate for its key and role, and hands out
+   * everything. A join cannot take over a node: an id or an advertise address
+   * that a node not marked 'left' holds is refused (a node that left and
+   * comes back joins under a new id).
+   */
+  private admit(node: JoinRequestNode, role: NodeRole, identity: KeyPair): Entry[] {
     const key = keyOf('node', node.id)
     const prev = this.o.store.get<NodeRecord>(key)
+    if (node.id === this.o.nodeId || (prev && prev.state !== 'left'))
+      throw new UserError(`node id ${node.id} is already in use`)
+    const holder = this.o.store
+      .values<NodeRecord>(prefixOf('node'))
+      .find((n) => n.id !== node.id && n.state !== 'left' && n.addr === node.addr)
+    if (holder) throw new UserError(`address ${node.addr} is already in use by node ${holder.name}`)
     const rec: NodeRecord = {
       id: node.id,
       name: node.name,
@@ -243,15 +303,46 @@ export class Gossip {
       mtu: node.mtu,
       role,
       state: 'ready',
-      joinedAt: prev?.joinedAt ?? this.o.now(),
+      joinedAt: this.o.now(),
+      pubKey: node.pubKey,
+      cert: certifyNode(identity, node.id, node.pubKey, role),
     }
     this.o.store.put(key, rec)
     return this.o.store.all()
   }
 
+  /**
+   * Merges what a peer sent, entry by entry: each one must be within
+   * MAX_CLOCK_JUMP of our clock and pass the authority (signed by a writer
+   * allowed to write its key); the others are dropped and counted. Node
+   * records go first, so a new node's record vouches for its entries in the
+   * same message. What passes is merged in one durable write.
+   */
   private merge(entries: Entry[]): void {
+    const limit = this.o.store.clock + MAX_CLOCK_JUMP
+    const ordered = [...entries.filter((e) => e.key.startsWith('node/')), ...entries.filter((e) => !e.key.startsWith('node/'))]
+    const batch = new Map<string, NodeRecord>()
+    const ok: Entry[] = []
+    for (const e of ordered) {
+      if (e.version.clock > limit) {
+        this.stats.clockJumps++
+        continue
+      }
+      const cur = this.o.store.entry(e.key)
+      // Already held (or older): nothing to judge, nothing to merge.
+      if (cur && compareVersions(e.version, cur.version) <= 0) continue
+      const why = this.authority.refusal(e, batch)
+      if (why) {
+        this.stats.unauthorised++
+        this.lastRefusal = why
+        continue
+      }
+      if (e.key.startsWith('node/') && e.value !== null) batch.set((e.value as NodeRecord).id, e.value as NodeRecord)
+      ok.push(e)
+    }
+    if (ok.length === 0) return
     try {
-      this.stats.merged += this.o.store.merge(entries).length
+      this.stats.merged += this.o.store.merge(ok).length
     } catch {
       // A failed disk write: the entries are not acknowledged, push-pull brings them again.
       this.stats.storeErrors++

@@ -6,6 +6,7 @@ import type {NodeRecord, NodeRole} from '../model/types.js'
 import {isEntryList, isId, parseJsonObject} from './codec.js'
 import type {Entry} from '../store/entry.js'
 import type {FramedConn} from './frame.js'
+import {signWith, verifyWith, type KeyPair} from './identity.js'
 import {tokenDigest, parseToken, type JoinToken} from './token.js'
 import {openWith, sealWith, KEY_BYTES} from './keyring.js'
 import {connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS} from './transport.js'
@@ -14,31 +15,40 @@ import {connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS} from './transport.js'
  * The join handshake, on the gossip port over TCP, before the joiner has the
  * cluster key:
  *
- *   joiner  -> hello     {digest}                      (the token's public half)
- *   manager -> challenge {nonce, identity}             (or refused)
- *   joiner  -> proof     {node, cnonce, mac}           mac = HMAC(K_auth, nonces + node)
+ *   joiner  -> hello     {digest, cnonce}              (the token's public half)
+ *   manager -> challenge {nonce, identity, sig}        sig = Ed25519(identity key, cnonce + nonce)
+ *           |  refused   {reason}
+ *   joiner  -> proof     {node, mac}                   mac = HMAC(K_auth, nonces + node)
  *   manager -> accept    {sealed}                      AES-GCM under K_seal: key + whole state
  *           |  refused   {reason}
  *
- * K_auth and K_seal come from the token secret by HKDF, so the secret never
- * crosses the wire; a manager that does not know the secret cannot produce an
- * answer the joiner can open, and the identity must hash to the token's
- * digest, so the joiner knows it reached the cluster it meant.
+ * The identity's public key must hash to the token's digest and the signature
+ * over the joiner's fresh nonce must verify with it, so the joiner knows it
+ * reached the cluster its token names (a host that only copied the public
+ * values cannot sign) before it sends anything about itself. K_auth and
+ * K_seal come from the token secret by HKDF, so the secret never crosses the
+ * wire. The node's public key travels in the proof (under the MAC); the
+ * manager certifies it in the node record it writes.
  */
 
-export type JoinRequestNode = Pick<NodeRecord, 'id' | 'name' | 'addr' | 'gossipPort' | 'mtu'>
+export type JoinRequestNode = Pick<NodeRecord, 'id' | 'name' | 'addr' | 'gossipPort' | 'mtu'> & {
+  /** The joiner's node key (SPKI DER, base64), which the manager certifies. */
+  pubKey: string
+}
 
 export type JoinResult = {
   key: Buffer
   keyId: number
+  /** The cluster identity's public key, as proved in the challenge. */
+  identity: string
   /** The whole state, the joiner's own record included. */
   entries: Entry[]
   role: NodeRole
 }
 
 export type JoinServerContext = {
-  /** The cluster identity's public key (what token digests pin). */
-  identity: string
+  /** The cluster identity (what token digests pin); its private half signs the challenge. */
+  identity: KeyPair
   /** Tokens valid right now; the one that matches decides the role. */
   tokens: () => {token: JoinToken; role: NodeRole}[]
   clusterKey: () => {key: Buffer; keyId: number}
@@ -49,6 +59,11 @@ export type JoinServerContext = {
 
 const REFUSED_TOKEN = 'invalid join token'
 const SEAL_LABEL = Buffer.from('swarmnet-join')
+const MAX_PUBKEY = 128
+
+function challengeText(cnonce: Buffer, nonce: Buffer): string {
+  return JSON.stringify(['swarmnet join challenge 1', cnonce.toString('base64'), nonce.toString('base64')])
+}
 
 function frame(x: object): Buffer {
   return Buffer.concat([Buffer.from([JOIN_FRAME]), Buffer.from(JSON.stringify(x))])
@@ -64,7 +79,7 @@ function derive(token: JoinToken, info: string): Buffer {
 }
 
 function proofMac(token: JoinToken, nonce: Buffer, cnonce: Buffer, node: JoinRequestNode): Buffer {
-  const canon = JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu])
+  const canon = JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu, node.pubKey])
   return createHmac('sha256', derive(token, 'swarmnet join auth'))
     .update('join-proof')
     .update(nonce)
@@ -94,7 +109,10 @@ function isJoinNode(x: unknown): x is JoinRequestNode {
     typeof n.mtu === 'number' &&
     Number.isInteger(n.mtu) &&
     n.mtu >= 576 &&
-    n.mtu <= 65535
+    n.mtu <= 65535 &&
+    typeof n.pubKey === 'string' &&
+    n.pubKey.length > 0 &&
+    n.pubKey.length <= MAX_PUBKEY
   )
 }
 
@@ -114,21 +132,24 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
   }
   try {
     const hello = unframe(first)
-    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string') return refuse('malformed join request')
-    if (hello.digest !== tokenDigest(ctx.identity)) return refuse(REFUSED_TOKEN)
+    const cnonce = hello ? b64(hello.cnonce, 32) : undefined
+    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string' || !cnonce)
+      return refuse('malformed join request')
+    if (hello.digest !== tokenDigest(ctx.identity.publicKey)) return refuse(REFUSED_TOKEN)
     const nonce = randomBytes(32)
-    conn.send(frame({t: 'challenge', nonce: nonce.toString('base64'), identity: ctx.identity}))
+    const sig = signWith(ctx.identity.privateKey, challengeText(cnonce, nonce))
+    conn.send(frame({t: 'challenge', nonce: nonce.toString('base64'), identity: ctx.identity.publicKey, sig}))
 
     const proof = unframe(await conn.next(TCP_TIMEOUT_MS))
-    const cnonce = proof ? b64(proof.cnonce, 32) : undefined
     const mac = proof ? b64(proof.mac, 32) : undefined
-    if (!proof || proof.t !== 'proof' || !cnonce || !mac || !isJoinNode(proof.node)) return refuse('malformed join request')
+    if (!proof || proof.t !== 'proof' || !mac || !isJoinNode(proof.node)) return refuse('malformed join request')
     const node: JoinRequestNode = {
       id: proof.node.id,
       name: proof.node.name,
       addr: proof.node.addr,
       gossipPort: proof.node.gossipPort,
       mtu: proof.node.mtu,
+      pubKey: proof.node.pubKey,
     }
     const match = ctx.tokens().find(({token}) => timingSafeEqual(proofMac(token, nonce, cnonce, node), mac))
     if (!match) return refuse(REFUSED_TOKEN)
@@ -187,21 +208,26 @@ export async function requestJoin(opts: {
       if (x.t === 'refused') throw new UserError(`join refused: ${typeof x.reason === 'string' ? x.reason : 'no reason given'}`)
       return x
     }
-    conn.send(frame({t: 'hello', digest: token.digest}))
+    const cnonce = randomBytes(32)
+    conn.send(frame({t: 'hello', digest: token.digest, cnonce: cnonce.toString('base64')}))
     const ch = await read()
     const nonce = b64(ch.nonce, 32)
-    if (ch.t !== 'challenge' || !nonce || typeof ch.identity !== 'string') {
+    if (ch.t !== 'challenge' || !nonce || typeof ch.identity !== 'string' || typeof ch.sig !== 'string') {
       throw new UserError(`join failed: the manager at ${where} sent a malformed challenge`)
     }
     if (tokenDigest(ch.identity) !== token.digest) {
       throw new UserError(`join refused: the node at ${where} belongs to another cluster than the token's`)
     }
-    const cnonce = randomBytes(32)
+    if (!verifyWith(ch.identity, challengeText(cnonce, nonce), ch.sig)) {
+      throw new UserError(
+        `join refused: the node at ${where} could not prove it holds the identity of the token's cluster (not its manager)`,
+      )
+    }
+    const identity = ch.identity
     conn.send(
       frame({
         t: 'proof',
         node: opts.node,
-        cnonce: cnonce.toString('base64'),
         mac: proofMac(token, nonce, cnonce, opts.node).toString('base64'),
       }),
     )
@@ -222,7 +248,7 @@ export async function requestJoin(opts: {
     ) {
       throw new UserError(`join failed: the manager at ${where} sent an answer that does not authenticate`)
     }
-    return {key, keyId: body.keyId, role: body.role, entries: body.entries}
+    return {key, keyId: body.keyId, identity, role: body.role, entries: body.entries}
   } finally {
     conn.destroy()
   }

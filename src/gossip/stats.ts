@@ -8,6 +8,18 @@ export type GossipStats = {
   malformed: number
   /** Did not open with any key we hold: wrong key, tampered or truncated. */
   decryptFailed: number
+  /** Opened, but sealed too long ago or too far ahead of our clock, or from an older epoch of its sender. */
+  stale: number
+  /** Opened, but a packet we already accepted (played back). */
+  replayed: number
+  /** Entries refused: not signed by a certified writer allowed to write their key (see authority.ts). */
+  unauthorised: number
+  /** Entries refused: their Lamport clock is more than MAX_CLOCK_JUMP ahead of ours. */
+  clockJumps: number
+  /** Inbound TCP connections closed at once: too many from one address or in all. */
+  connsRefused: number
+  /** A valid message whose handling threw (a bug: the fuzz test keeps this at 0). */
+  handlerErrors: number
   /** Sends that failed (peer unreachable, connection cut). */
   sendErrors: number
   /** Push-pull exchanges completed, as either side. */
@@ -26,6 +38,12 @@ export function emptyStats(): GossipStats {
     sent: 0,
     malformed: 0,
     decryptFailed: 0,
+    stale: 0,
+    replayed: 0,
+    unauthorised: 0,
+    clockJumps: 0,
+    connsRefused: 0,
+    handlerErrors: 0,
     sendErrors: 0,
     pushPulls: 0,
     merged: 0,

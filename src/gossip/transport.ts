@@ -1,7 +1,8 @@
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
-import {decodeMessage, encodeMessage, type Message} from './codec.js'
-import {FramedConn} from './frame.js'
+import {decodeMessage, encodeMessage, type Body, type Message} from './codec.js'
+import {FramedConn, MAX_UNAUTHENTICATED_FRAME} from './frame.js'
+import {Freshness} from './freshness.js'
 import {ENVELOPE_VERSION, type Keyring} from './keyring.js'
 import type {GossipStats} from './stats.js'
 
@@ -17,6 +18,13 @@ import type {GossipStats} from './stats.js'
 export const UDP_MAX = 1400
 export const JOIN_FRAME = 0x4a // 'J'
 export const TCP_TIMEOUT_MS = 10_000
+/**
+ * Connections others may hold open to us at once, from one address and in
+ * all: enough for push-pull plus a burst of one-shot sends from every peer,
+ * small enough that a flood of idle connections cannot exhaust the agent.
+ */
+export const MAX_CONNS_PER_ADDR = 32
+export const MAX_CONNS = 512
 
 export type Addr = {addr: string; port: number}
 
@@ -36,7 +44,7 @@ export class SealedConn {
     private readonly t: Transport,
   ) {}
 
-  send(m: Message): void {
+  send(m: Body): void {
     this.conn.send(this.t.seal(m))
     this.t.stats.sent++
   }
@@ -52,19 +60,40 @@ export class SealedConn {
   }
 }
 
+export type TransportOptions = {
+  nodeId: string
+  /** This run's boot epoch: larger than that of any earlier run of this node. */
+  epoch: number
+  keyring: Keyring
+  stats: GossipStats
+  handlers: TransportHandlers
+  now?: () => number
+}
+
 export class Transport {
   readonly stats: GossipStats
+  private readonly nodeId: string
+  private readonly epoch: number
   private readonly keyring: Keyring
   private readonly handlers: TransportHandlers
+  private readonly now: () => number
+  private readonly freshness = new Freshness()
+  private seq = 0
   private udp: dgram.Socket | undefined
   private tcp: net.Server | undefined
   private readonly conns = new Set<net.Socket>()
+  /** Inbound connections open now, per remote address. */
+  private readonly inbound = new Map<string, number>()
+  private inboundTotal = 0
   private boundPort = 0
 
-  constructor(opts: {keyring: Keyring; stats: GossipStats; handlers: TransportHandlers}) {
+  constructor(opts: TransportOptions) {
+    this.nodeId = opts.nodeId
+    this.epoch = opts.epoch
     this.keyring = opts.keyring
     this.stats = opts.stats
     this.handlers = opts.handlers
+    this.now = opts.now ?? Date.now
   }
 
   get port(): number {
@@ -102,11 +131,13 @@ export class Transport {
     ])
   }
 
-  seal(m: Message): Buffer {
+  /** Stamps the header (a new sequence number every time) and seals. */
+  seal(body: Body): Buffer {
+    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now()} as Message
     return this.keyring.seal(encodeMessage(m))
   }
 
-  /** Opens and decodes, counting what fails; never throws. */
+  /** Opens, decodes and checks freshness, counting what fails; never throws. */
   unseal(packet: Buffer): Message | undefined {
     if (packet.length === 0 || packet[0] !== ENVELOPE_VERSION) {
       this.stats.malformed++
@@ -122,12 +153,23 @@ export class Transport {
       this.stats.malformed++
       return undefined
     }
+    const verdict = this.freshness.accept(m, this.now())
+    if (verdict !== 'fresh') {
+      this.stats[verdict]++
+      return undefined
+    }
     this.stats.received++
     return m
   }
 
+  /** One datagram, as the UDP socket hands it over. Never throws. */
+  receive(packet: Buffer, from: Addr): void {
+    const m = this.unseal(packet)
+    if (m) this.dispatch(() => this.handlers.onMessage(m, from))
+  }
+
   /** Best effort: UDP when it fits, else a one-shot TCP connection. */
-  async send(to: Addr, m: Message): Promise<void> {
+  async send(to: Addr, m: Body): Promise<void> {
     const packet = this.seal(m)
     if (packet.length <= UDP_MAX && this.udp) {
       const udp = this.udp
@@ -147,6 +189,7 @@ export class Transport {
       this.stats.sendErrors++
       return
     }
+    conn.send(this.seal({t: 'open'}))
     conn.send(packet)
     this.stats.sent++
     conn.close()
@@ -154,7 +197,9 @@ export class Transport {
 
   /** A TCP stream of sealed messages to a peer (push-pull). */
   async open(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<SealedConn> {
-    return new SealedConn(await this.connect(to, timeoutMs), this)
+    const conn = await this.connect(to, timeoutMs)
+    conn.send(this.seal({t: 'open'}))
+    return new SealedConn(conn, this)
   }
 
   connect(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<FramedConn> {
@@ -184,56 +229,79 @@ export class Transport {
         sock.on('error', () => {
           this.stats.sendErrors++
         })
-        sock.on('message', (msg, rinfo) => {
-          const m = this.unseal(msg)
-          if (m) this.dispatch(() => this.handlers.onMessage(m, {addr: rinfo.address, port: rinfo.port}))
-        })
+        sock.on('message', (msg, rinfo) => this.receive(msg, {addr: rinfo.address, port: rinfo.port}))
         resolve(sock)
       })
     })
   }
 
   private onConnection(socket: net.Socket): void {
+    const from = socket.remoteAddress ?? ''
+    const mine = this.inbound.get(from) ?? 0
+    if (mine >= MAX_CONNS_PER_ADDR || this.inboundTotal >= MAX_CONNS) {
+      this.stats.connsRefused++
+      socket.destroy()
+      return
+    }
+    this.inbound.set(from, mine + 1)
+    this.inboundTotal++
     this.conns.add(socket)
-    socket.on('close', () => this.conns.delete(socket))
-    socket.setTimeout(TCP_TIMEOUT_MS * 3, () => socket.destroy())
-    const conn = new FramedConn(socket)
-    void conn.next(TCP_TIMEOUT_MS).then((first) => {
-      if (!first) {
-        if (conn.oversized) this.stats.malformed++
-        conn.destroy()
-        return
-      }
-      if (first[0] === JOIN_FRAME && this.handlers.onJoin) {
-        const onJoin = this.handlers.onJoin
-        this.dispatch(() => onJoin(conn, first))
-        return
-      }
-      const m = this.unseal(first)
-      if (!m) {
-        conn.destroy()
-        return
-      }
-      if (m.t === 'pushpull-req') {
-        const sc = new SealedConn(conn, this)
-        this.dispatch(() => this.handlers.onStream(m, sc))
-      } else {
-        conn.close()
-        this.dispatch(() => this.handlers.onMessage(m, {addr: socket.remoteAddress ?? '', port: socket.remotePort ?? 0}))
-      }
+    socket.on('close', () => {
+      this.conns.delete(socket)
+      this.inboundTotal--
+      const n = (this.inbound.get(from) ?? 1) - 1
+      if (n > 0) this.inbound.set(from, n)
+      else this.inbound.delete(from)
     })
+    socket.setTimeout(TCP_TIMEOUT_MS * 3, () => socket.destroy())
+    const conn = new FramedConn(socket, MAX_UNAUTHENTICATED_FRAME)
+    void this.serveConnection(conn, {addr: from, port: socket.remotePort ?? 0})
   }
 
-  /** A handler bug is counted as malformed input, never a crash of the agent. */
+  private async serveConnection(conn: FramedConn, from: Addr): Promise<void> {
+    const first = await conn.next(TCP_TIMEOUT_MS)
+    if (!first) {
+      if (conn.oversized) this.stats.malformed++
+      conn.destroy()
+      return
+    }
+    if (first[0] === JOIN_FRAME && this.handlers.onJoin) {
+      const onJoin = this.handlers.onJoin
+      this.dispatch(() => onJoin(conn, first))
+      return
+    }
+    const open = this.unseal(first)
+    if (open?.t !== 'open') {
+      if (open) this.stats.malformed++
+      conn.destroy()
+      return
+    }
+    conn.authenticated()
+    const f = await conn.next(TCP_TIMEOUT_MS)
+    const m = f ? this.unseal(f) : undefined
+    if (!m) {
+      conn.destroy()
+      return
+    }
+    if (m.t === 'pushpull-req') {
+      const sc = new SealedConn(conn, this)
+      this.dispatch(() => this.handlers.onStream(m, sc))
+    } else {
+      conn.close()
+      this.dispatch(() => this.handlers.onMessage(m, from))
+    }
+  }
+
+  /** A handler bug is counted, never a crash of the agent. */
   private dispatch(fn: () => unknown): void {
     try {
       const r = fn()
       if (r instanceof Promise)
         r.catch(() => {
-          this.stats.malformed++
+          this.stats.handlerErrors++
         })
     } catch {
-      this.stats.malformed++
+      this.stats.handlerErrors++
     }
   }
 }

@@ -33,6 +33,10 @@ export type NodeRecord = {
   /** MTU of the underlay device. */
   mtu: number
   joinedAt: number
+  /** The node's Ed25519 public key (SPKI DER, base64): its entries are signed with it. */
+  pubKey?: string
+  /** The cluster identity's signature over id, pubKey and role (see gossip/identity.ts). */
+  cert?: string
 }
 
 export type NetworkDriver = 'overlay' | 'bridge'

@@ -18,6 +18,13 @@ export type Entry = {
    * an expired delete cannot bounce between nodes forever (moby libnetwork#1944).
    */
   deletedAt?: number
+  /** The writer's Ed25519 signature over signedText(): peers believe an entry only from its writer. */
+  sig?: string
+}
+
+/** What a writer signs: everything that decides the entry's effect. */
+export function signedText(e: Entry): string {
+  return JSON.stringify(['swarmnet entry 1', e.key, e.value, e.version.clock, e.version.node, e.deletedAt ?? null])
 }
 
 /** Negative when a is older than b, 0 when the same write, positive when newer. */
@@ -45,7 +52,8 @@ export function isEntry(x: unknown): x is Entry {
     e.key.length <= 512 &&
     'value' in e &&
     isVersion(e.version) &&
-    (e.deletedAt === undefined || (typeof e.deletedAt === 'number' && Number.isFinite(e.deletedAt)))
+    (e.deletedAt === undefined || (typeof e.deletedAt === 'number' && Number.isFinite(e.deletedAt))) &&
+    (e.sig === undefined || (typeof e.sig === 'string' && e.sig.length <= 128))
   )
 }
 

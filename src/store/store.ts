@@ -49,6 +49,8 @@ export class Store {
   private lamport = 0
   private opened = false
   private reaper: NodeJS.Timeout | undefined
+  /** Signs this node's own writes (set by gossip: peers accept an entry only signed by its writer). */
+  signer: ((e: Entry) => string) | undefined
 
   constructor(dir: string, nodeId: string, opts: StoreOptions = {}) {
     if (!nodeId) throw new UserError('a store needs a node id')
@@ -148,6 +150,7 @@ export class Store {
         x.value === null
           ? {key: x.key, value: null, version, deletedAt: x.deletedAt ?? this.now()}
           : {key: x.key, value: x.value, version}
+      if (x.sig !== undefined) e.sig = x.sig
       maxClock = Math.max(maxClock, e.version.clock)
       const cur = this.entries.get(e.key)
       if (!wins(e.version, cur?.version)) continue
@@ -218,7 +221,17 @@ export class Store {
     return {clock: this.lamport, node: this.nodeId}
   }
 
+  /** Signs this node's own entries written before there was a signer (init, join); returns how many. */
+  signOwn(): number {
+    if (!this.signer) return 0
+    const unsigned = [...this.entries.values()].filter((e) => e.version.node === this.nodeId && e.sig === undefined)
+    for (const e of unsigned) e.sig = this.signer(e)
+    if (unsigned.length > 0) this.persist()
+    return unsigned.length
+  }
+
   private writeLocal(e: Entry): Entry {
+    if (this.signer) e.sig = this.signer(e)
     const old = this.entries.get(e.key)
     this.entries.set(e.key, e)
     try {

@@ -5,19 +5,21 @@ import {decodeMessage, encodeMessage, type Message} from '../../src/gossip/codec
 describe('codec', () => {
   it('round trips every message type', () => {
     const v = {clock: 1, node: 'a'}
+    const h = {from: 'a', epoch: 7, seq: 1, ts: 9}
     const msgs: Message[] = [
       {
         t: 'updates',
-        from: 'a',
+        ...h,
         entries: [
           {key: 'k', value: {x: 1}, version: v},
           {key: 'd', value: null, version: v, deletedAt: 5},
         ],
       },
-      {t: 'pushpull-req', from: 'a', digest: {k: v}},
-      {t: 'pushpull-resp', from: 'a', digest: {}, entries: []},
-      {t: 'ping', from: 'a', seq: 3},
-      {t: 'ack', from: 'a', seq: 3},
+      {t: 'pushpull-req', ...h, digest: {k: v}},
+      {t: 'pushpull-resp', ...h, digest: {}, entries: []},
+      {t: 'ping', ...h, n: 3},
+      {t: 'ack', ...h, n: 3},
+      {t: 'open', ...h},
     ]
     for (const m of msgs) assert.deepEqual(decodeMessage(encodeMessage(m)), m)
   })
@@ -28,13 +30,16 @@ describe('codec', () => {
       '[]',
       'null',
       '{}',
-      '{"t":"ping","from":"a"}',
-      '{"t":"ping","from":"","seq":1}',
-      '{"t":"nope","from":"a"}',
-      '{"t":"updates","from":"a","entries":[{"key":"k"}]}',
-      '{"t":"updates","from":"a","entries":{}}',
-      '{"t":"pushpull-req","from":"a","digest":{"k":{"clock":"1","node":"a"}}}',
-      '{"t":"ping","from":"a","seq":-1}',
+      '{"t":"ping","from":"a","epoch":1,"seq":1,"ts":1}',
+      '{"t":"ping","from":"","epoch":1,"seq":1,"ts":1,"n":1}',
+      '{"t":"nope","from":"a","epoch":1,"seq":1,"ts":1}',
+      '{"t":"updates","from":"a","epoch":1,"seq":1,"ts":1,"entries":[{"key":"k"}]}',
+      '{"t":"updates","from":"a","epoch":1,"seq":1,"ts":1,"entries":{}}',
+      '{"t":"pushpull-req","from":"a","epoch":1,"seq":1,"ts":1,"digest":{"k":{"clock":"1","node":"a"}}}',
+      '{"t":"ping","from":"a","epoch":1,"seq":1,"ts":1,"n":-1}',
+      '{"t":"open","from":"a","seq":1,"ts":1}',
+      '{"t":"open","from":"a","epoch":1,"seq":1.5,"ts":1}',
+      '{"t":"open","from":"a","epoch":1,"seq":1,"ts":"1"}',
     ]
     for (const b of bad) assert.equal(decodeMessage(Buffer.from(b)), undefined, b)
   })

@@ -1,0 +1,100 @@
+import type {NodeRecord, Task, TaskStatus} from '../model/types.js'
+import {signedText, type Entry} from '../store/entry.js'
+import type {Json} from '../store/json.js'
+import {CLUSTER_KEY, keyOf} from '../store/keys.js'
+import type {Store} from '../store/store.js'
+import {checkNodeCert, verifyWith} from './identity.js'
+
+/**
+ * Who may write what. The cluster key only says a packet comes from some
+ * member; every entry also carries its writer's Ed25519 signature (version.node
+ * names the writer), and a writer's key is believed only from a node record
+ * that carries a certificate from the cluster identity binding id, key and
+ * role (issued by the manager at join). So entries can be relayed by anyone
+ * (push-pull, the join answer) and still be judged by who wrote them:
+ *
+ *  - desired state (cluster, network/, service/, task/): managers only;
+ *  - node/<id>: that node itself, or a manager (admission, marking down/left),
+ *    and the record must carry a valid certificate for its id and role;
+ *  - taskstatus/<id>: a manager, or the node the task is placed on (the status
+ *    names it, and so does the task as this node knows it);
+ *  - any other kind: nobody.
+ *
+ * A refused entry is dropped and counted, alone: each entry stands on its own
+ * signature, so its neighbours in the same message are judged on theirs. One
+ * refused only because this node does not know the task or writer yet comes
+ * again with the next push-pull, once it does.
+ */
+const CERT_CACHE = 4096
+
+export class Authority {
+  /** Certificates already checked (id, key, role, cert -> valid): a verify costs more than a lookup. */
+  private readonly certs = new Map<string, boolean>()
+
+  constructor(
+    private readonly store: Store,
+    /** The cluster identity's public key, the root of trust. */
+    private readonly identity: string,
+  ) {}
+
+  /**
+   * Why the entry may not be merged, or undefined when it may. `batch` holds
+   * the node records accepted earlier in the same message (a new node's record
+   * and its first writes may travel together).
+   */
+  refusal(e: Entry, batch: Map<string, NodeRecord> = new Map()): string | undefined {
+    const writerId = e.version.node
+    const own = e.key === keyOf('node', writerId) ? this.certified(e.value, writerId) : undefined
+    const writer = own ?? batch.get(writerId) ?? this.certified(this.store.get(keyOf('node', writerId)), writerId)
+    if (!writer) return `writer ${writerId} is not a certified node`
+    if (!writer.pubKey || !e.sig || !verifyWith(writer.pubKey, signedText(e), e.sig))
+      return `signature of ${writerId} does not verify`
+    const manager = writer.role === 'manager'
+    const slash = e.key.indexOf('/')
+    const kind = slash < 0 ? e.key : e.key.slice(0, slash)
+    const id = e.key.slice(slash + 1)
+    switch (kind) {
+      case CLUSTER_KEY:
+        return e.key === CLUSTER_KEY && manager ? undefined : `only a manager writes ${e.key}`
+      case 'network':
+      case 'service':
+      case 'task':
+        return manager ? undefined : `only a manager writes ${e.key}`
+      case 'node':
+        if (!manager && id !== writerId) return `node ${writerId} may not write ${e.key}`
+        if (e.value !== null && !this.certified(e.value, id)) return `${e.key} carries no valid certificate`
+        return undefined
+      case 'taskstatus':
+        return manager ? undefined : this.statusRefusal(e, id, writerId)
+      default:
+        return `unknown kind ${kind}`
+    }
+  }
+
+  /** The record, when it is a node record for `id` whose key and role the identity certified. */
+  certified(v: Json | undefined | null, id: string): NodeRecord | undefined {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+    const r = v as Partial<NodeRecord>
+    if (r.id !== id || (r.role !== 'manager' && r.role !== 'worker')) return undefined
+    if (typeof r.pubKey !== 'string' || typeof r.cert !== 'string') return undefined
+    const memo = `${id} ${r.pubKey} ${r.role} ${r.cert}`
+    let ok = this.certs.get(memo)
+    if (ok === undefined) {
+      ok = checkNodeCert(this.identity, id, r.pubKey, r.role, r.cert)
+      if (this.certs.size >= CERT_CACHE) this.certs.clear()
+      this.certs.set(memo, ok)
+    }
+    return ok ? (r as NodeRecord) : undefined
+  }
+
+  private statusRefusal(e: Entry, taskId: string, writerId: string): string | undefined {
+    const cur = this.store.get<TaskStatus>(keyOf('taskstatus', taskId))
+    if (cur && cur.nodeId !== writerId) return `taskstatus/${taskId} belongs to node ${cur.nodeId}, not ${writerId}`
+    if (e.value === null) return undefined
+    const status = e.value as Partial<TaskStatus>
+    const task = this.store.get<Task>(keyOf('task', taskId))
+    if (status.nodeId !== writerId || task?.nodeId !== writerId)
+      return `task ${taskId} is not placed on node ${writerId} (as far as this node knows)`
+    return undefined
+  }
+}
