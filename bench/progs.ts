@@ -21,7 +21,7 @@
  * Run alone: node --import tsx bench/progs.ts
  */
 import {pathToFileURL} from 'node:url'
-import {type SnStats} from '../src/bpf/index.js'
+import {type CounterName} from '../src/bpf/index.js'
 import {Loaded, TC_ACT_REDIRECT, XDP_PASS, XDP_REDIRECT, skbCtx} from '../test/bpf/harness.js'
 import * as P from '../test/bpf/packets.js'
 
@@ -59,7 +59,7 @@ interface Case {
   data: Buffer
   ctx?: Buffer
   retval: number
-  counter: keyof SnStats
+  counter: CounterName
 }
 
 function counterDelta(c: Case, fn: () => void): number {

@@ -4,6 +4,10 @@
  * networks is decapsulated and handed straight to the task's device;
  * everything else goes to the kernel untouched, so the node's own traffic
  * (gossip, ssh, a kernel vxlan device on another VNI) keeps working.
+ *
+ * A packet is only delivered when its outer source is the node that owns the
+ * inner source on that VNI: anyone who can reach the port can send VXLAN, but
+ * only a node can speak for its own tasks.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -15,11 +19,23 @@
 
 static __always_inline int sn_pass(void)
 {
-	sn_count(xdp_pass);
+	sn_count(SN_C_XDP_PASS);
 	return XDP_PASS;
 }
 
 #define sn_drop(counter) ({ sn_count(counter); XDP_DROP; })
+
+/*
+ * A packet to our address and port that we will not deliver: a VNI we do not
+ * own may belong to a kernel vxlan device, so it goes to the kernel; on one of
+ * ours it is dropped and counted.
+ */
+static __always_inline int sn_refuse(__u32 *vni, __u32 counter)
+{
+	if (!bpf_map_lookup_elem(&sn_networks, vni))
+		return sn_pass();
+	return sn_drop(counter);
+}
 
 SEC("xdp")
 int sn_xdp_underlay(struct xdp_md *ctx)
@@ -27,8 +43,8 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
+	struct sn_endpoint *src, *dst;
 	struct sn_endpoint_key key;
-	struct sn_endpoint *ep;
 	struct sn_vxlanhdr *vx;
 	struct sn_config *cfg;
 	struct ethhdr *inner;
@@ -50,28 +66,38 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	/* Our address and our port: from here on it is ours to forward or drop. */
 	vx = (void *)(udp + 1);
 	if (!sn_fits(vx, end) || !(vx->flags & bpf_htonl(SN_VXLAN_FLAG_I)))
-		return sn_drop(xdp_malformed);
+		return sn_drop(SN_C_XDP_MALFORMED);
 	key.vni = sn_vni_of(vx);
-	if (!bpf_map_lookup_elem(&sn_networks, &key.vni))
-		return sn_pass(); /* a VNI we do not own may be a kernel vxlan device's */
 
 	inner = (void *)(vx + 1);
-	if (!sn_fits(inner, end) || inner->h_proto != bpf_htons(ETH_P_IP))
-		return sn_drop(xdp_malformed);
+	if (!sn_fits(inner, end))
+		return sn_refuse(&key.vni, SN_C_XDP_MALFORMED);
+	if (inner->h_proto != bpf_htons(ETH_P_IP))
+		return sn_refuse(&key.vni, SN_C_XDP_NOT_IPV4);
 	iip = (void *)(inner + 1);
 	if (!sn_fits(iip, end) || iip->version != 4)
-		return sn_drop(xdp_malformed);
+		return sn_refuse(&key.vni, SN_C_XDP_MALFORMED);
+
+	/*
+	 * The inner source must be a remote endpoint of this VNI owned by the
+	 * outer source. Its entry also proves the VNI is ours, so the common case
+	 * needs no lookup of the network.
+	 */
+	key.ip = iip->saddr;
+	src = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!src || (src->flags & SN_EP_LOCAL) || src->node_ip != ip->saddr)
+		return sn_refuse(&key.vni, SN_C_XDP_BAD_SOURCE);
 
 	key.ip = iip->daddr;
-	ep = bpf_map_lookup_elem(&sn_endpoints, &key);
-	if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
-		return sn_drop(xdp_no_endpoint);
+	dst = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!dst || !(dst->flags & SN_EP_LOCAL) || !dst->ifindex)
+		return sn_drop(SN_C_XDP_NO_ENDPOINT);
 
-	sn_mac_copy(inner->h_dest, ep->mac);
+	sn_mac_copy(inner->h_dest, dst->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_drop(xdp_malformed);
-	sn_count(xdp_decap);
-	return bpf_redirect(ep->ifindex, 0);
+		return sn_drop(SN_C_XDP_MALFORMED);
+	sn_count(SN_C_XDP_DECAP);
+	return bpf_redirect(dst->ifindex, 0);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -13,13 +13,23 @@
 
 #include <linux/types.h>
 
+/*
+ * The version of everything below. Maps are pinned under a folder named for it
+ * (/sys/fs/bpf/swarmnet/<node>/v<N>/), so a new layout never meets the pins of
+ * an old one: the agent creates the new maps, the reconciler refills the ones
+ * derived from the store, datapath-owned state is migrated or dropped by rule
+ * (src/bpf/upgrade.ts), and the old pins are removed. Bump it with any change
+ * of a key, a value, a map's type or size; adding a counter is not one.
+ * Version 1 is the layout before versioning, pinned straight in <node>/.
+ */
+#define SN_LAYOUT_VERSION 2
+
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
 	__be32 node_ip;        /* the underlay address: outer source of VXLAN */
 	__be16 vxlan_port;     /* the data-path port, 4789 unless init said otherwise */
 	__u16 flags;           /* SN_CONFIG_* */
 	__u32 underlay_ifindex;
-	__u32 mtu;             /* underlay MTU; tasks get mtu - 50 */
 };
 
 #define SN_CONFIG_READY 0x1
@@ -29,8 +39,11 @@ struct sn_network {
 	__be32 subnet;
 	__u8 prefix_len;
 	__u8 flags;            /* SN_NET_* */
-	__u16 pad;
+	__u16 mtu;             /* the network's MTU, the same on every node: the tasks' interfaces have it */
 };
+
+/* No network can be set below this (the IPv4 minimum every host must take whole). */
+#define SN_MTU_MIN 576
 
 #define SN_NET_INGRESS 0x1
 
@@ -56,21 +69,31 @@ struct sn_device {
 };
 
 /*
- * Counters: the one value of a per-CPU array, one field per outcome, so that
- * BTF (and so bpftool and `swarmnet inspect maps`) names every counter.
+ * Counters: slots of a per-CPU array, indexed by this enum (as Katran keeps
+ * them), so adding a counter is a new name below SN_COUNTER_SLOTS, not a new
+ * layout. src/bpf/counters.ts names them in the same order; a test holds the
+ * two to each other through BTF.
  */
-struct sn_stats {
-	__u64 xdp_pass;            /* not ours: left to the kernel */
-	__u64 xdp_decap;           /* VXLAN decapsulated and redirected to a task */
-	__u64 xdp_no_endpoint;     /* our VNI, unknown inner destination: dropped */
-	__u64 xdp_malformed;       /* our address and port, broken headers: dropped */
-	__u64 tc_local;            /* task to a task on this node */
-	__u64 tc_encap;            /* task to a task on another node */
-	__u64 tc_arp_reply;        /* ARP answered for a known endpoint */
-	__u64 tc_no_endpoint;      /* destination not on the task's network: dropped */
-	__u64 tc_drop_other;       /* not IPv4 or ARP, spoofed or malformed: dropped */
-	__u64 tc_pass;             /* device not managed by swarmnet: left alone */
-	__u64 tc_encap_fail;       /* no room to encapsulate, or no underlay: dropped */
+enum sn_counter {
+	SN_C_XDP_PASS,            /* not ours: left to the kernel */
+	SN_C_XDP_DECAP,           /* VXLAN decapsulated and redirected to a task */
+	SN_C_XDP_NO_ENDPOINT,     /* our VNI, unknown inner destination: dropped */
+	SN_C_XDP_MALFORMED,       /* our address and port, broken headers: dropped */
+	SN_C_XDP_NOT_IPV4,        /* our VNI, an inner frame that is not IPv4: dropped */
+	SN_C_XDP_BAD_SOURCE,      /* inner source not an endpoint of the outer source's node: dropped */
+	SN_C_TC_LOCAL,            /* task to a task on this node */
+	SN_C_TC_ENCAP,            /* task to a task on another node */
+	SN_C_TC_ARP_REPLY,        /* ARP answered for a known endpoint */
+	SN_C_TC_NO_ENDPOINT,      /* destination not on the task's network: dropped */
+	SN_C_TC_DROP_OTHER,       /* not IPv4 or ARP, spoofed or malformed: dropped */
+	SN_C_TC_UNKNOWN_DEVICE,   /* from a device not in sn_devices: dropped */
+	SN_C_TC_ENCAP_FAIL,       /* no room to encapsulate, or no underlay: dropped */
+	SN_C_TC_TOO_BIG,          /* larger than the network's MTU, DF clear or GSO: dropped */
+	SN_C_TC_FRAG_NEEDED,      /* larger than the network's MTU with DF: ICMP sent back */
+	SN_C__COUNT
 };
+
+#define SN_COUNTER_SLOTS 64
+_Static_assert(SN_C__COUNT <= SN_COUNTER_SLOTS, "more counters than slots: raise SN_COUNTER_SLOTS (a layout change)");
 
 #endif

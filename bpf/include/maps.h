@@ -2,7 +2,7 @@
 /*
  * The maps themselves. Every program includes this one header, so two
  * programs that name a map name the same map; the loader pins each by name
- * under /sys/fs/bpf/swarmnet/<node>/ and a reload reuses the pins.
+ * under /sys/fs/bpf/swarmnet/<node>/v<SN_LAYOUT_VERSION>/ and a reload reuses the pins.
  */
 #ifndef SN_MAPS_H
 #define SN_MAPS_H
@@ -49,26 +49,20 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sn_stats);
+	__uint(max_entries, SN_COUNTER_SLOTS);
+	__type(key, __u32);         /* enum sn_counter */
+	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_stats SEC(".maps");
 
-/* One lookup per packet outcome; per-CPU, so no atomics on the hot path. */
-static __always_inline struct sn_stats *sn_get_stats(void)
+/* One array lookup per packet outcome (inlined by the verifier); per-CPU, so no atomics. */
+static __always_inline void sn_count(__u32 counter)
 {
-	__u32 key = 0;
+	__u64 *v = bpf_map_lookup_elem(&sn_stats, &counter);
 
-	return bpf_map_lookup_elem(&sn_stats, &key);
+	if (v)
+		*v += 1;
 }
-
-#define sn_count(field)                                                  \
-	do {                                                             \
-		struct sn_stats *__s = sn_get_stats();                   \
-		if (__s)                                                 \
-			__s->field += 1;                                 \
-	} while (0)
 
 static __always_inline struct sn_config *sn_get_config(void)
 {

@@ -16,6 +16,7 @@
 
 #define sn_fits(ptr, end) ((void *)((ptr) + 1) <= (end))
 
+#define SN_IP_DF 0x4000
 #define SN_IP_MF 0x2000
 #define SN_IP_OFFSET 0x1fff
 

@@ -3,7 +3,10 @@
  * VXLAN (RFC 7348) as Linux's own vxlan driver puts it on the wire: outer
  * IPv4 without options, UDP with a zero checksum and a source port taken from
  * the inner flow's hash (so ECMP and RSS spread flows), an 8-byte VXLAN header
- * with only the I flag, then the inner Ethernet frame.
+ * with only the I flag, then the inner Ethernet frame. One difference: the
+ * outer header has DF set (Linux clears it by default), so nothing on the way
+ * fragments it: outer fragments would reach XDP, which leaves them to a kernel
+ * that has no socket for them.
  */
 #ifndef SN_VXLAN_H
 #define SN_VXLAN_H
@@ -89,7 +92,7 @@ static __always_inline __u32 sn_flow_hash(const struct iphdr *ip, const void *en
  */
 static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr,
 					  __be32 daddr, __be16 dport, __u32 vni,
-					  __u32 flow_hash, __u32 inner_len, __u16 ip_id)
+					  __u32 flow_hash, __u32 inner_len)
 {
 	__builtin_memset(h, 0, sizeof(struct iphdr) + sizeof(struct udphdr) +
 				   sizeof(struct sn_vxlanhdr));
@@ -101,8 +104,8 @@ static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr
 				  sizeof(struct udphdr) + sizeof(struct sn_vxlanhdr));
 	h->ip.saddr = saddr;
 	h->ip.daddr = daddr;
-	/* DF is clear, as Linux sends VXLAN: a router may fragment, so IDs must differ (RFC 6864). */
-	h->ip.id = ip_id;
+	/* DF and ID 0: an atomic datagram, whose ID no one reads (RFC 6864 section 4.1). */
+	h->ip.frag_off = bpf_htons(SN_IP_DF);
 	h->ip.check = sn_ipv4_csum(&h->ip);
 
 	h->udp.source = bpf_htons(SN_VXLAN_SPORT_MIN +

@@ -3,12 +3,14 @@ import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {NetworkView} from '../../src/agent/views.js'
+import {DEFAULT_NETWORK_MTU, NETWORK_MTU_MAX, NETWORK_MTU_MIN} from '../../src/model/defaults.js'
 
 export default class NetworkCreate extends SwarmnetCommand {
   static override description = 'Create an overlay network: its own VNI and subnet, isolated from every other network'
   static override examples = [
     '<%= config.bin %> network create backend',
     '<%= config.bin %> network create --subnet 10.20.0.0/24 --attachable frontend',
+    '<%= config.bin %> network create --mtu 8950 jumbo',
   ]
   static override args = {name: Args.string({description: 'network name', required: true})}
   static override flags = {
@@ -17,6 +19,11 @@ export default class NetworkCreate extends SwarmnetCommand {
     driver: Flags.string({char: 'd', description: 'network driver', options: ['overlay'], default: 'overlay'}),
     subnet: Flags.string({description: 'subnet in CIDR form; default: the next free /24 of the default address pool'}),
     attachable: Flags.boolean({description: 'let standalone tasks attach, not only services'}),
+    mtu: Flags.integer({
+      description: `MTU of the tasks' interfaces on this network, the same on every node; the underlay must carry it plus 50 [default: ${DEFAULT_NETWORK_MTU}]`,
+      min: NETWORK_MTU_MIN,
+      max: NETWORK_MTU_MAX,
+    }),
   }
 
   async run(): Promise<void> {
@@ -26,6 +33,7 @@ export default class NetworkCreate extends SwarmnetCommand {
       driver: flags.driver,
       subnet: flags.subnet,
       attachable: flags.attachable,
+      mtu: flags.mtu,
     })
     if (flags.json) return printJson(net)
     this.log(net.id)

@@ -62,7 +62,6 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     nodeIp: cfg.advertiseAddr,
     vxlanPort: cluster.dataPathPort,
     underlayIfindex: await ifindexOf(cfg.underlay),
-    mtu,
   })
 
   const tasks = new TaskReconciler({

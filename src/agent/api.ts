@@ -36,6 +36,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
             driver: optStr(b, 'driver'),
             subnet: optStr(b, 'subnet'),
             attachable: b.attachable === true,
+            mtu: b.mtu === undefined || b.mtu === null ? undefined : num(b, 'mtu'),
           }),
           c,
         ),

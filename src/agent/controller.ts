@@ -76,7 +76,14 @@ export class Controller {
     return t
   }
 
-  createNetwork(req: {name: string; driver?: string; subnet?: string; attachable?: boolean; ingress?: boolean}): Network {
+  createNetwork(req: {
+    name: string
+    driver?: string
+    subnet?: string
+    attachable?: boolean
+    ingress?: boolean
+    mtu?: number
+  }): Network {
     if (req.driver !== undefined && req.driver !== 'overlay')
       throw new UserError(`unsupported driver '${req.driver}': swarmnet networks are overlay networks`)
     const net = planNetwork(
@@ -87,6 +94,7 @@ export class Controller {
         subnet: req.subnet,
         attachable: req.attachable,
         ingress: req.ingress,
+        mtu: req.mtu,
         createdAt: Date.now(),
       },
       this.cluster(),

@@ -27,7 +27,7 @@ export function networkView(n: Network, c: Controller): NetworkView {
     gateway: n.gateway,
     attachable: n.attachable,
     ingress: n.ingress,
-    mtu: n.driver === 'overlay' ? taskMtu(self?.mtu ?? 1500) : (self?.mtu ?? 1500),
+    mtu: n.driver === 'overlay' ? taskMtu(n) : (self?.mtu ?? 1500),
     peers: peerIds.map((id) => ({node: nodes.get(id)?.name ?? id, addr: nodes.get(id)?.addr ?? '?'})),
     endpoints: tasks.map((t) => {
       const a = t.attachments.find((x) => x.networkId === n.id)!

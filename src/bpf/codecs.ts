@@ -260,19 +260,18 @@ export const SN_CONFIG_FLAGS = { READY: 0x1 } as const;
 export const SN_NET_FLAGS = { INGRESS: 0x1 } as const;
 export const SN_EP_FLAGS = { LOCAL: 0x1 } as const;
 
-export const snConfig = defineStruct('sn_config', 16, [
+export const snConfig = defineStruct('sn_config', 12, [
   { name: 'node_ip', offset: 0, size: 4, kind: 'ipv4' },
   { name: 'vxlan_port', offset: 4, size: 2, kind: 'be16' },
   { name: 'flags', offset: 6, size: 2, kind: 'u16', flags: SN_CONFIG_FLAGS },
   { name: 'underlay_ifindex', offset: 8, size: 4, kind: 'u32' },
-  { name: 'mtu', offset: 12, size: 4, kind: 'u32' },
 ]);
 
 export const snNetwork = defineStruct('sn_network', 8, [
   { name: 'subnet', offset: 0, size: 4, kind: 'ipv4' },
   { name: 'prefix_len', offset: 4, size: 1, kind: 'u8' },
   { name: 'flags', offset: 5, size: 1, kind: 'u8', flags: SN_NET_FLAGS },
-  { name: 'pad', offset: 6, size: 2, kind: 'pad' },
+  { name: 'mtu', offset: 6, size: 2, kind: 'u16' },
 ]);
 
 export const snEndpointKey = defineStruct('sn_endpoint_key', 8, [
@@ -292,30 +291,14 @@ export const snDevice = defineStruct('sn_device', 8, [
   { name: 'ip', offset: 4, size: 4, kind: 'ipv4' },
 ]);
 
-/** The counters: one per-CPU value holding every counter (layout.h: struct sn_stats). */
-export const snStats = defineStruct('sn_stats', 88, [
-  { name: 'xdp_pass', offset: 0, size: 8, kind: 'u64' },
-  { name: 'xdp_decap', offset: 8, size: 8, kind: 'u64' },
-  { name: 'xdp_no_endpoint', offset: 16, size: 8, kind: 'u64' },
-  { name: 'xdp_malformed', offset: 24, size: 8, kind: 'u64' },
-  { name: 'tc_local', offset: 32, size: 8, kind: 'u64' },
-  { name: 'tc_encap', offset: 40, size: 8, kind: 'u64' },
-  { name: 'tc_arp_reply', offset: 48, size: 8, kind: 'u64' },
-  { name: 'tc_no_endpoint', offset: 56, size: 8, kind: 'u64' },
-  { name: 'tc_drop_other', offset: 64, size: 8, kind: 'u64' },
-  { name: 'tc_pass', offset: 72, size: 8, kind: 'u64' },
-  { name: 'tc_encap_fail', offset: 80, size: 8, kind: 'u64' },
-]);
-
 export type SnConfig = ReturnType<typeof snConfig.decode>;
 export type SnNetwork = ReturnType<typeof snNetwork.decode>;
 export type SnEndpointKey = ReturnType<typeof snEndpointKey.decode>;
 export type SnEndpoint = ReturnType<typeof snEndpoint.decode>;
 export type SnDevice = ReturnType<typeof snDevice.decode>;
-export type SnStats = ReturnType<typeof snStats.decode>;
 
 /** Every struct codec, for the layout check. */
-export const structCodecs = [snConfig, snNetwork, snEndpointKey, snEndpoint, snDevice, snStats] as const;
+export const structCodecs = [snConfig, snNetwork, snEndpointKey, snEndpoint, snDevice] as const;
 
 /** Sum per-CPU values of an all-integer struct field by field. */
 export function sumPerCpu<T>(codec: Codec<T>, values: readonly T[]): T {
@@ -359,7 +342,7 @@ export const mapCodecs = {
   sn_networks: { key: u32, value: snNetwork }, // key: VNI
   sn_endpoints: { key: snEndpointKey, value: snEndpoint },
   sn_devices: { key: u32, value: snDevice }, // key: ifindex of the host-side device
-  sn_stats: { key: u32, value: snStats, percpu: true }, // key: always 0
+  sn_stats: { key: u32, value: u64, percpu: true }, // key: enum sn_counter (src/bpf/counters.ts)
 } as const satisfies Record<string, MapCodecShape>;
 
 export type MapName = keyof typeof mapCodecs;

@@ -18,3 +18,7 @@ export {
 } from './pins.js';
 export * from './codecs.js';
 export { checkCodecs, checkStructLayout } from './layout-check.js';
+export { COUNTER_NAMES, type CounterName, type Counters, addToCounters, counterEnumName, readCounters } from './counters.js';
+export {
+  LAYOUT_VERSION, MAP_OWNERS, type MapOwner, type OldLayout, type UpgradeReport, layoutPinDir, oldLayouts, retireOldLayouts,
+} from './upgrade.js';

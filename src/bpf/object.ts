@@ -270,7 +270,7 @@ export class BpfObject {
           throw new BpfError(
             'PIN_MISMATCH',
             `pinned map ${d.name} at ${d.pinPath} does not match ${this.path}: ${diffs.join(', ')}; ` +
-              `remove the pin (its entries are lost) with \`rm ${d.pinPath}\` and load again`,
+              `a layout change needs a new SN_LAYOUT_VERSION (bpf/include/layout.h), whose maps are pinned apart`,
           );
         }
       } finally {

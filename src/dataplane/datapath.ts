@@ -19,7 +19,8 @@ import {
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {run} from '../sys/exec.js'
-import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
+import {ensureBpffs, removeNodePins} from '../bpf/pins.js'
+import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
 
@@ -36,11 +37,14 @@ export class Datapath {
     private readonly tcFd: number,
     private readonly peerFd: number,
     readonly maps: {config: BpfMap; networks: BpfMap; endpoints: BpfMap; devices: BpfMap; stats: BpfMap},
+    /** What opening did with the pins of other layout versions (empty when there were none). */
+    readonly upgrades: UpgradeReport[],
   ) {}
 
   static open(o: DatapathOptions): Datapath {
     ensureBpffs()
-    const pinRoot = nodePinDir(o.node)
+    // Each layout version pins apart, so an upgrade never meets old pins (src/bpf/upgrade.ts).
+    const pinRoot = layoutPinDir(o.node)
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
     try {
@@ -50,21 +54,29 @@ export class Datapath {
         obj.load()
       }
       const [underlay, task, peer] = objects as [BpfObject, BpfObject, BpfObject]
+      const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
       attachXdp(o.underlay, underlay.program('sn_xdp_underlay').fd, {mode: o.xdpMode})
-      return new Datapath(o, objects, task.program('sn_tc_task').fd, peer.program('sn_xdp_task_peer').fd, {
-        config: underlay.map('sn_config'),
-        networks: underlay.map('sn_networks'),
-        endpoints: underlay.map('sn_endpoints'),
-        devices: task.map('sn_devices'),
-        stats: underlay.map('sn_stats'),
-      })
+      return new Datapath(
+        o,
+        objects,
+        task.program('sn_tc_task').fd,
+        peer.program('sn_xdp_task_peer').fd,
+        {
+          config: underlay.map('sn_config'),
+          networks: underlay.map('sn_networks'),
+          endpoints: underlay.map('sn_endpoints'),
+          devices: task.map('sn_devices'),
+          stats: underlay.map('sn_stats'),
+        },
+        upgrades,
+      )
     } catch (e) {
       for (const obj of objects) obj.close()
       throw e
     }
   }
 
-  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; mtu: number}): void {
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number}): void {
     this.maps.config.update(
       u32.encode(0),
       snConfig.encode({
@@ -72,7 +84,6 @@ export class Datapath {
         vxlan_port: c.vxlanPort,
         flags: SN_CONFIG_FLAGS.READY,
         underlay_ifindex: c.underlayIfindex,
-        mtu: c.mtu,
       }),
     )
   }
@@ -127,7 +138,12 @@ export class Datapath {
         [...want.networks].map(([vni, n]) =>
           entry(
             u32.encode(vni),
-            snNetwork.encode({subnet: n.subnet, prefix_len: n.prefixLen, flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0}),
+            snNetwork.encode({
+              subnet: n.subnet,
+              prefix_len: n.prefixLen,
+              flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0,
+              mtu: n.mtu,
+            }),
           ),
         ),
       ),

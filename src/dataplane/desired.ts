@@ -1,6 +1,7 @@
 // What the BPF maps of one node should hold, derived from the store alone
 // (plus the ifindexes of the node's own task devices). Pure, so the
 // reconciler's whole decision is testable without a kernel.
+import {taskMtu} from '../model/allocate.js'
 import type {Network, NodeRecord, Task} from '../model/types.js'
 
 /** A local attachment: the host-side device the task runner made for (task, network). */
@@ -20,7 +21,7 @@ export interface DesiredEndpoint {
 }
 
 export interface DesiredMaps {
-  networks: Map<number, {subnet: string; prefixLen: number; ingress: boolean}>
+  networks: Map<number, {subnet: string; prefixLen: number; ingress: boolean; mtu: number}>
   /** keyed by `${vni}/${ip}` */
   endpoints: Map<string, DesiredEndpoint>
   /** keyed by host-side ifindex */
@@ -43,7 +44,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
 
   for (const n of netById.values()) {
     const [subnet, len] = n.subnet.split('/')
-    out.networks.set(n.vni!, {subnet: subnet!, prefixLen: Number(len), ingress: n.ingress})
+    out.networks.set(n.vni!, {subnet: subnet!, prefixLen: Number(len), ingress: n.ingress, mtu: taskMtu(n)})
   }
   for (const t of v.tasks) {
     if (t.desiredState !== 'running') continue

@@ -3,8 +3,10 @@
 import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {decodeEntry, mapCodecs, type MapName} from '../bpf/codecs.js'
+import {readCounters} from '../bpf/counters.js'
 import {BpfMap, mapTypeName} from '../bpf/map.js'
-import {nodePinDir, PIN_BASE} from '../bpf/pins.js'
+import {PIN_BASE} from '../bpf/pins.js'
+import {layoutPinDir} from '../bpf/upgrade.js'
 
 export interface MapDump {
   name: string
@@ -16,12 +18,12 @@ export interface MapDump {
 export function pinnedNodes(): string[] {
   if (!existsSync(PIN_BASE)) return []
   return readdirSync(PIN_BASE)
-    .filter((n) => readdirSync(join(PIN_BASE, n)).length > 0)
+    .filter((n) => existsSync(layoutPinDir(n)) && readdirSync(layoutPinDir(n)).length > 0)
     .sort()
 }
 
 export function readNodeMaps(node: string, only?: string): MapDump[] {
-  const dir = nodePinDir(node)
+  const dir = layoutPinDir(node)
   if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)
   const names = Object.keys(mapCodecs) as MapName[]
   if (only !== undefined && !names.includes(only as MapName)) {
@@ -34,6 +36,12 @@ export function readNodeMaps(node: string, only?: string): MapDump[] {
     if (!existsSync(path)) continue
     const map = BpfMap.openPinned(path)
     try {
+      if (name === 'sn_stats') {
+        // Slots of an index array: shown as one record of named counters, summed over CPUs.
+        const counters = Object.fromEntries(Object.entries(readCounters(map)).map(([k, v]) => [k, v.toString()]))
+        out.push({name, type: mapTypeName(map.type), maxEntries: map.maxEntries, entries: [{key: 'all', value: counters}]})
+        continue
+      }
       const entries = map.entries().map(([k, v]) => {
         const d = decodeEntry(name, k, v)
         // The registry's entries differ in type; through the common shape, display takes what decode gave.

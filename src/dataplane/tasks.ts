@@ -115,7 +115,7 @@ export class TaskReconciler {
           ip: a.ip,
           prefixLen: parseCidr(nets[i]!.subnet).prefix,
           mac: a.mac,
-          mtu: taskMtu(this.o.underlayMtu),
+          mtu: taskMtu(nets[i]!),
         })),
         gw: {ip: this.gwAddress(t.id, prev), prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},

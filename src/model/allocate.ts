@@ -1,7 +1,7 @@
-import {VNI_MAX, VNI_MIN, VXLAN_OVERHEAD} from './defaults.js'
+import {DEFAULT_NETWORK_MTU, VNI_MAX, VNI_MIN} from './defaults.js'
 import {UserError} from './errors.js'
 import {broadcast, cidrContains, cidrOverlaps, cidrSize, formatCidr, formatIpv4, nthHost, parseCidr, parseIpv4} from './ipv4.js'
-import type {NodeRecord, Service, Task} from './types.js'
+import type {Network, NodeRecord, Service, Task} from './types.js'
 
 /**
  * Allocation as pure functions of what already exists: the store is the only
@@ -76,9 +76,9 @@ export function macForIp(ip: string): string {
   return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':')
 }
 
-/** VXLAN adds 50 bytes, so a task's interface must be that much smaller. */
-export function taskMtu(underlayMtu: number): number {
-  return underlayMtu - VXLAN_OVERHEAD
+/** A task's interface on an overlay network has the network's MTU, on every node alike. */
+export function taskMtu(net: Pick<Network, 'mtu'>): number {
+  return net.mtu ?? DEFAULT_NETWORK_MTU
 }
 
 export type Placement = {slot: number; nodeId: string; /** set when an existing task keeps the slot */ taskId?: string}

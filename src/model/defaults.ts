@@ -16,5 +16,15 @@ export const VNI_MAX = 0xffffff
 /** Outer Ethernet-less VXLAN overhead: IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50
 
+/**
+ * A network's MTU when `network create` names none: Ethernet's 1500 minus VXLAN, so it fits any
+ * standard underlay. One value per network, the same on every node, as Docker has it.
+ */
+export const DEFAULT_NETWORK_MTU = 1500 - VXLAN_OVERHEAD
+/** The IPv4 datagram every host must take whole (RFC 791); SN_MTU_MIN in bpf/include/layout.h. */
+export const NETWORK_MTU_MIN = 576
+/** A jumbo-frame (9000-byte) underlay minus VXLAN. */
+export const NETWORK_MTU_MAX = 9000 - VXLAN_OVERHEAD
+
 export const INGRESS_NETWORK_NAME = 'ingress'
 export const GWBRIDGE_NETWORK_NAME = 'swarmnet_gwbridge'

@@ -54,6 +54,11 @@ export type Network = {
   attachable: boolean
   ingress: boolean
   internal?: boolean
+  /**
+   * MTU of the tasks' interfaces on this network, the same on every node (overlay only; the
+   * underlay must carry it plus 50). Absent in networks made before it existed: DEFAULT_NETWORK_MTU.
+   */
+  mtu?: number
   createdAt: number
 }
 

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  BpfObject, attachTc, decodeEntry, ifindexOf, snConfig, snDevice, snEndpoint, snEndpointKey, u32,
+  BpfObject, attachTc, ifindexOf, readCounters, snConfig, snDevice, snEndpoint, snEndpointKey, snNetwork, u32,
 } from '../../src/bpf/index.js';
 import { DIST } from './harness.js';
 
@@ -15,8 +15,9 @@ try {
   obj.load();
   obj.map('sn_config').update(
     u32.encode(0),
-    snConfig.encode({ node_ip: '172.30.0.11', vxlan_port: 4789, flags: 1, underlay_ifindex: ifindexOf(underlay), mtu: 1500 }),
+    snConfig.encode({ node_ip: '172.30.0.11', vxlan_port: 4789, flags: 1, underlay_ifindex: ifindexOf(underlay) }),
   );
+  obj.map('sn_networks').update(u32.encode(4097), snNetwork.encode({ subnet: '10.0.1.0', prefix_len: 24, flags: 0, mtu: 1450 }));
   obj.map('sn_devices').update(u32.encode(ifindexOf(dev)), snDevice.encode({ vni: 4097, ip: '10.0.1.4' }));
   obj.map('sn_endpoints').update(
     snEndpointKey.encode({ vni: 4097, ip: '10.0.1.9' }),
@@ -31,9 +32,7 @@ try {
     "s.sendto(b'x' * 4800, ('10.0.1.9', 9999))",
     "s.sendto(b'y' * 1000, ('10.0.1.9', 9999))",
   ].join('\n')]);
-  const key = u32.encode(0);
-  const raw = obj.map('sn_stats').lookup(key);
-  const stats = raw ? decodeEntry('sn_stats', key, raw).value : undefined;
+  const stats = readCounters(obj.map('sn_stats'));
   process.stdout.write(JSON.stringify(stats, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v)));
 } finally {
   obj.close();

@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  BpfObject, type BpfMap, type BpfProgram, type SnStats, decodeEntry, ensureBpffs, snConfig, snDevice, snEndpoint,
-  snEndpointKey, snNetwork, testRun, type TestRunResult, u32,
+  BpfObject, type BpfMap, type BpfProgram, type CounterName, type Counters, ensureBpffs, readCounters, snConfig, snDevice,
+  snEndpoint, snEndpointKey, snNetwork, testRun, type TestRunResult, u32,
 } from '../../src/bpf/index.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -24,10 +24,22 @@ const SKB_IFINDEX = 40;
 /** The prefix of struct __sk_buff up to and including ifindex. */
 const SKB_CTX_LEN = 44;
 
-/** A struct __sk_buff prefix with only ifindex set (the kernel accepts ifindex in test runs). */
-export function skbCtx(ifindex: number): Buffer {
-  const ctx = Buffer.alloc(SKB_CTX_LEN);
+/** Offsets of gso_segs and gso_size in struct __sk_buff, and the prefix that holds them. */
+const SKB_GSO_SEGS = 164;
+const SKB_GSO_SIZE = 176;
+const SKB_GSO_CTX_LEN = 180;
+
+/**
+ * A struct __sk_buff prefix with ifindex set (the kernel accepts ifindex in test runs), and,
+ * with `gso`, the skb made a GSO packet of segments of gso.size payload bytes.
+ */
+export function skbCtx(ifindex: number, gso?: { size: number; segs: number }): Buffer {
+  const ctx = Buffer.alloc(gso ? SKB_GSO_CTX_LEN : SKB_CTX_LEN);
   ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
+  if (gso) {
+    ctx.writeUInt32LE(gso.segs, SKB_GSO_SEGS);
+    ctx.writeUInt32LE(gso.size, SKB_GSO_SIZE);
+  }
   return ctx;
 }
 
@@ -65,15 +77,16 @@ export class Loaded {
     return this.obj.map(name);
   }
 
-  setConfig(c: { nodeIp: string; vxlanPort: number; underlayIfindex: number; mtu?: number }): void {
+  setConfig(c: { nodeIp: string; vxlanPort: number; underlayIfindex: number }): void {
     this.map('sn_config').update(
       u32.encode(0),
-      snConfig.encode({ node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: 1, underlay_ifindex: c.underlayIfindex, mtu: c.mtu ?? 1500 }),
+      snConfig.encode({ node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: 1, underlay_ifindex: c.underlayIfindex }),
     );
   }
 
-  addNetwork(vni: number, subnet: string, prefixLen: number): void {
-    this.map('sn_networks').update(u32.encode(vni), snNetwork.encode({ subnet, prefix_len: prefixLen, flags: 0 }));
+  /** A network, with the default MTU (1450) unless given. */
+  addNetwork(vni: number, subnet: string, prefixLen: number, mtu = 1450): void {
+    this.map('sn_networks').update(u32.encode(vni), snNetwork.encode({ subnet, prefix_len: prefixLen, flags: 0, mtu }));
   }
 
   addEndpoint(e: EndpointSpec): void {
@@ -91,12 +104,9 @@ export class Loaded {
     this.map('sn_devices').delete(u32.encode(ifindex));
   }
 
-  /** The counters, summed over CPUs. */
-  stats(): SnStats {
-    const key = u32.encode(0);
-    const raw = this.map('sn_stats').lookup(key);
-    if (!raw) throw new Error('sn_stats has no entry 0');
-    return decodeEntry('sn_stats', key, raw).value;
+  /** The counters by name, summed over CPUs. */
+  stats(): Counters {
+    return readCounters(this.map('sn_stats'));
   }
 
   run(data: Buffer, opts: { ctx?: Buffer; repeat?: number } = {}): TestRunResult {
@@ -107,12 +117,12 @@ export class Loaded {
    * Run once and return the result with the counters that moved (the
    * non-zero differences only).
    */
-  runCounted(data: Buffer, opts: { ctx?: Buffer } = {}): { res: TestRunResult; delta: Partial<Record<keyof SnStats, number>> } {
+  runCounted(data: Buffer, opts: { ctx?: Buffer } = {}): { res: TestRunResult; delta: Partial<Record<CounterName, number>> } {
     const before = this.stats();
     const res = this.run(data, opts);
     const after = this.stats();
-    const delta: Partial<Record<keyof SnStats, number>> = {};
-    for (const k of Object.keys(after) as (keyof SnStats)[]) {
+    const delta: Partial<Record<CounterName, number>> = {};
+    for (const k of Object.keys(after) as CounterName[]) {
       const d = Number(after[k] - before[k]);
       if (d !== 0) delta[k] = d;
     }

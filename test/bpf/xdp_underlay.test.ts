@@ -5,9 +5,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Loaded, XDP_DROP, XDP_PASS, XDP_REDIRECT, pinRootFor } from './harness.js';
 import * as P from './packets.js';
+import { snEndpointKey } from '../../src/bpf/index.js';
 
 const NODE = '172.30.0.11';
 const PEER = '172.30.0.12';
+const THIRD = '172.30.0.13'; // another node of the cluster
+const STRANGER = '172.30.0.99'; // a host on the underlay that is not a node
 const PORT = 4789;
 const VNI = 4097;
 const OTHER_VNI = 4098; // ours too, but 10.0.1.4 is not on it
@@ -18,6 +21,7 @@ const REMOTE_IP = '10.0.1.9';
 const REMOTE_MAC = '02:42:0a:00:01:09';
 const SENDER_IP = '10.0.1.5';
 const SENDER_MAC = '02:42:0a:00:01:05';
+const THIRD_TASK_IP = '10.0.1.13'; // a task on THIRD
 // What the sending node's tc program leaves in the inner header: the destination
 // task's MAC as the sender learned it; the receiver must set it anyway.
 const STALE_DST_MAC = '02:00:00:00:00:ee';
@@ -35,6 +39,9 @@ before(() => {
   // ifindex 1 (lo): a device that exists, as bpf_redirect needs nothing more in a test run.
   l.addEndpoint({ vni: VNI, ip: LOCAL_IP, nodeIp: NODE, ifindex: 1, mac: LOCAL_MAC, local: true });
   l.addEndpoint({ vni: VNI, ip: REMOTE_IP, nodeIp: PEER, ifindex: 0, mac: REMOTE_MAC, local: false });
+  // The sender: a task on PEER, the outer source of the packets below.
+  l.addEndpoint({ vni: VNI, ip: SENDER_IP, nodeIp: PEER, ifindex: 0, mac: SENDER_MAC, local: false });
+  l.addEndpoint({ vni: VNI, ip: THIRD_TASK_IP, nodeIp: THIRD, ifindex: 0, mac: '02:42:0a:00:01:0d', local: false });
 });
 
 after(() => {
@@ -103,8 +110,10 @@ describe('sn_xdp_underlay', () => {
   });
 
   describe('leaves what is not ours to the kernel, untouched', () => {
-    it('a VNI not in sn_networks', () => {
+    it('a VNI not in sn_networks (a kernel vxlan device\'s), whatever its sender or inner frame', () => {
       expectPassUntouched(encap(innerUdp(LOCAL_IP), { vni: 4242 }));
+      expectPassUntouched(encap(innerUdp(LOCAL_IP), { vni: 4242, outerSrc: STRANGER }));
+      expectPassUntouched(encap(P.ethernet({ dst: LOCAL_MAC, src: SENDER_MAC, type: P.ETH_P_IPV6 }, Buffer.alloc(60)), { vni: 4242 }));
     });
 
     it('another UDP port', () => {
@@ -183,19 +192,42 @@ describe('sn_xdp_underlay', () => {
       expectVerdict(toOurPort(P.vxlan({ vni: VNI })), XDP_DROP, { xdp_malformed: 1 }); // no inner frame at all
     });
 
-    it('an inner frame that is not IPv4 (ARP, IPv6, IPv4 ethertype with version 6)', () => {
+    it('an inner frame that is not IPv4 (ARP, IPv6): a counter of its own, not "malformed"', () => {
       const arp = P.ethernet(
         { dst: 'ff:ff:ff:ff:ff:ff', src: SENDER_MAC, type: P.ETH_P_ARP },
         P.arp({ op: 1, sha: SENDER_MAC, spa: SENDER_IP, tha: '00:00:00:00:00:00', tpa: LOCAL_IP }),
       );
-      expectVerdict(encap(arp), XDP_DROP, { xdp_malformed: 1 });
+      expectVerdict(encap(arp), XDP_DROP, { xdp_not_ipv4: 1 });
       const ip6 = P.ethernet({ dst: LOCAL_MAC, src: SENDER_MAC, type: P.ETH_P_IPV6 }, Buffer.alloc(60, 0x60));
-      expectVerdict(encap(ip6), XDP_DROP, { xdp_malformed: 1 });
+      expectVerdict(encap(ip6), XDP_DROP, { xdp_not_ipv4: 1 });
+    });
+
+    it('an IPv4 ethertype whose header says version 6: malformed', () => {
       const liar = P.ethernet(
         { dst: LOCAL_MAC, src: SENDER_MAC, type: P.ETH_P_IP },
         P.ipv4Packet({ src: SENDER_IP, dst: LOCAL_IP, protocol: P.IPPROTO_UDP, version: 6 }, P.udp({ srcPort: 1, dstPort: 2 })),
       );
       expectVerdict(encap(liar), XDP_DROP, { xdp_malformed: 1 });
+    });
+
+    it('VXLAN from a host that is not a node, carrying another node\'s task as inner source', () => {
+      expectVerdict(encap(innerUdp(LOCAL_IP), { outerSrc: STRANGER }), XDP_DROP, { xdp_bad_source: 1 });
+    });
+
+    it('VXLAN from a node speaking for a task of another node', () => {
+      expectVerdict(encap(innerUdp(LOCAL_IP), { outerSrc: THIRD }), XDP_DROP, { xdp_bad_source: 1 });
+      const fromThird = P.udpFrame({ srcMac: SENDER_MAC, dstMac: LOCAL_MAC, src: THIRD_TASK_IP, dst: LOCAL_IP }, 64);
+      expectVerdict(encap(fromThird, { outerSrc: THIRD }), XDP_REDIRECT, { xdp_decap: 1 }); // its own task: fine
+      expectVerdict(encap(fromThird), XDP_DROP, { xdp_bad_source: 1 }); // the same from PEER: not
+    });
+
+    it('an inner source that is no endpoint of the VNI, or a task of this node', () => {
+      for (const src of ['10.0.1.77', LOCAL_IP]) {
+        const inner = P.udpFrame({ srcMac: SENDER_MAC, dstMac: LOCAL_MAC, src, dst: LOCAL_IP }, 64);
+        expectVerdict(encap(inner), XDP_DROP, { xdp_bad_source: 1 });
+      }
+      // A sender of VNI 4097 is no endpoint of 4098.
+      expectVerdict(encap(innerUdp(LOCAL_IP), { vni: OTHER_VNI }), XDP_DROP, { xdp_bad_source: 1 });
     });
 
     it('an unknown inner destination', () => {
@@ -207,7 +239,12 @@ describe('sn_xdp_underlay', () => {
     });
 
     it('a local endpoint addressed on another of our VNIs (networks stay isolated)', () => {
-      expectVerdict(encap(innerUdp(LOCAL_IP), { vni: OTHER_VNI }), XDP_DROP, { xdp_no_endpoint: 1 });
+      l.addEndpoint({ vni: OTHER_VNI, ip: SENDER_IP, nodeIp: PEER, ifindex: 0, mac: SENDER_MAC, local: false });
+      try {
+        expectVerdict(encap(innerUdp(LOCAL_IP), { vni: OTHER_VNI }), XDP_DROP, { xdp_no_endpoint: 1 });
+      } finally {
+        l.map('sn_endpoints').delete(snEndpointKey.encode({ vni: OTHER_VNI, ip: SENDER_IP }));
+      }
     });
   });
 });

@@ -12,28 +12,28 @@ import {
   snEndpoint,
   snEndpointKey,
   snNetwork,
-  snStats,
   structCodecs,
   u32,
   u64,
 } from '../../src/bpf/index.js'
+import {COUNTER_NAMES, LAYOUT_VERSION, counterEnumName} from '../../src/bpf/index.js'
 import {INCLUDE, REPO, compileBpf, fixture, makeTmp} from '../fixtures/bpf/build.js'
 
 describe('codecs: encode/decode', () => {
   it('sn_config round-trips, with network-order address and port', () => {
-    const v = {node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3, mtu: 1500}
+    const v = {node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3}
     const buf = snConfig.encode(v)
-    assert.equal(buf.length, 16)
+    assert.equal(buf.length, 12)
     assert.deepEqual([...buf.subarray(0, 6)], [192, 168, 1, 10, 0x12, 0xb5])
     assert.deepEqual(snConfig.decode(buf), v)
     assert.deepEqual(snConfig.flagNames('flags', 1), ['READY'])
     assert.equal(snConfig.display(v).flags, '0x1 (READY)')
   })
 
-  it('sn_network zeroes its padding and leaves it out of the value', () => {
-    const v = {subnet: '10.0.1.0', prefix_len: 24, flags: 1}
+  it('sn_network carries the network MTU in host order', () => {
+    const v = {subnet: '10.0.1.0', prefix_len: 24, flags: 1, mtu: 1450}
     const buf = snNetwork.encode(v)
-    assert.deepEqual([...buf], [10, 0, 1, 0, 24, 1, 0, 0])
+    assert.deepEqual([...buf], [10, 0, 1, 0, 24, 1, ...[0xaa, 0x05]])
     assert.deepEqual(snNetwork.decode(buf), v)
   })
 
@@ -48,25 +48,21 @@ describe('codecs: encode/decode', () => {
     assert.deepEqual(snDevice.decode(snDevice.encode(d)), d)
   })
 
-  it('scalars and per-CPU stats (summed, per-CPU kept)', () => {
+  it('scalars and per-CPU counter slots (summed, per-CPU kept)', () => {
     assert.equal(u32.decode(u32.encode(0xdeadbeef)), 0xdeadbeef)
     assert.equal(u64.decode(u64.encode(1n << 40n)), 1n << 40n)
-    const zero = snStats.decode(Buffer.alloc(snStats.size))
-    const cpu0 = {...zero, xdp_pass: 3n, tc_local: 1n}
-    const cpu1 = {...zero, xdp_pass: 4n}
-    const raw = Buffer.concat([snStats.encode(cpu0), snStats.encode(cpu1)])
-    const e = decodeEntry('sn_stats', u32.encode(0), raw)
-    assert.equal(e.key, 0)
-    assert.equal(e.value.xdp_pass, 7n)
-    assert.equal(e.value.tc_local, 1n)
-    assert.deepEqual(e.perCpu, [cpu0, cpu1])
+    const raw = Buffer.concat([u64.encode(3n), u64.encode(4n)])
+    const e = decodeEntry('sn_stats', u32.encode(1), raw)
+    assert.equal(e.key, 1)
+    assert.equal(e.value, 7n)
+    assert.deepEqual(e.perCpu, [3n, 4n])
   })
 
   it('rejects malformed input instead of writing garbage', () => {
     assert.throws(() => snDevice.encode({vni: 1, ip: '10.0.0.256'}), /not an IPv4 address/)
     assert.throws(() => snEndpoint.encode({node_ip: '1.2.3.4', ifindex: 1, mac: '02:42', flags: 0}), /not a MAC/)
-    assert.throws(() => snNetwork.encode({subnet: '10.0.0.0', prefix_len: 256, flags: 0}), /0\.\.255/)
-    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 16/)
+    assert.throws(() => snNetwork.encode({subnet: '10.0.0.0', prefix_len: 256, flags: 0, mtu: 1450}), /0\.\.255/)
+    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 12/)
   })
 
   it('every map of maps.h has a codec', () => {
@@ -100,6 +96,26 @@ describe('codecs: layout against the C headers (BTF)', () => {
       btf.close()
       assert.deepEqual(checkCodecs(p, {structs: present}), [], `bpf/dist/${o}`)
     }
+  })
+
+  it('the counter names are enum sn_counter, in order, and fit its slots', () => {
+    const obj = compileBpf(fixture('layout.c'), path.join(tmp, 'counters.o'))
+    const btf = Btf.parse(obj)
+    try {
+      const values = btf.enumValues('sn_counter')
+      const expected = new Map(COUNTER_NAMES.map((n, i) => [counterEnumName(n), i]))
+      expected.set('SN_C__COUNT', COUNTER_NAMES.length)
+      assert.deepEqual(values, expected)
+    } finally {
+      btf.close()
+    }
+    const slots = /#define SN_COUNTER_SLOTS (\d+)/.exec(fs.readFileSync(path.join(INCLUDE, 'layout.h'), 'utf8'))
+    assert.ok(slots && COUNTER_NAMES.length <= Number(slots[1]))
+  })
+
+  it('the layout version is the one layout.h declares', () => {
+    const m = /#define SN_LAYOUT_VERSION (\d+)/.exec(fs.readFileSync(path.join(INCLUDE, 'layout.h'), 'utf8'))
+    assert.equal(Number(m?.[1]), LAYOUT_VERSION)
   })
 
   it('a changed struct in layout.h is reported', () => {

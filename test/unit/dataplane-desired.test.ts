@@ -47,7 +47,7 @@ const view = (over: Partial<ClusterView> = {}): ClusterView => ({
 
 test('overlay networks only, keyed by VNI', () => {
   const d = desiredMaps(view())
-  assert.deepEqual([...d.networks], [[4097, {subnet: '10.0.1.0', prefixLen: 24, ingress: false}]])
+  assert.deepEqual([...d.networks], [[4097, {subnet: '10.0.1.0', prefixLen: 24, ingress: false, mtu: 1450}]])
 })
 
 test('a local endpoint points at its device, a remote one at its node', () => {

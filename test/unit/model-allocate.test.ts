@@ -60,8 +60,9 @@ describe('allocate', () => {
     assert.equal(macForIp('192.168.255.1'), '02:42:c0:a8:ff:01')
   })
 
-  it('task MTU is the underlay MTU minus VXLAN', () => {
-    assert.equal(taskMtu(1500), 1450)
+  it("task MTU is the network's, 1450 (1500 - VXLAN) for a network without one", () => {
+    assert.equal(taskMtu({mtu: 8950}), 8950)
+    assert.equal(taskMtu({}), 1450)
   })
 })
 

@@ -1,0 +1,147 @@
+// Upgrades of the maps' layout without a manual step. Each layout version pins
+// its maps in a folder of its own (<node>/v<N>/, version 1 straight in
+// <node>/), so new objects never meet old pins: they create their maps, and
+// what the old ones held is dealt with by each map's owner:
+//
+// - store-derived maps (config, networks, endpoints, devices) are not carried
+//   over: the agent's reconciler writes them from the store, as on any start;
+// - datapath-owned state (the counters today, connection tracking later) is
+//   migrated by a rule for that version, or dropped, and the report says which.
+//
+// Then the old pins go. Programs still attached keep their maps alive until
+// they are replaced, so forwarding goes on with the old state meanwhile.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfError } from './errors.js';
+import { addToCounters, type CounterName } from './counters.js';
+import { BpfMap } from './map.js';
+import type { MapName } from './codecs.js';
+import { nodePinDir } from './pins.js';
+
+/** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
+export const LAYOUT_VERSION = 2;
+
+export type MapOwner = 'store' | 'datapath';
+
+/** Who writes each map, and so what an upgrade does with its old contents. */
+export const MAP_OWNERS: Record<MapName, MapOwner> = {
+  sn_config: 'store',
+  sn_networks: 'store',
+  sn_endpoints: 'store',
+  sn_devices: 'store',
+  sn_stats: 'datapath',
+};
+
+/** Where a node's maps of one layout version are pinned. */
+export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
+  return version === 1 ? nodePinDir(node) : path.join(nodePinDir(node), `v${version}`);
+}
+
+export interface OldLayout {
+  version: number;
+  dir: string;
+  /** Pinned maps of that layout by name. */
+  pins: Record<string, string>;
+}
+
+/** The maps of layout 1, pinned straight in the node's folder (which holds other pins too). */
+const V1_MAPS = ['sn_config', 'sn_networks', 'sn_endpoints', 'sn_devices', 'sn_stats'];
+
+/** Pins of every other layout version than ours that a node still has. */
+export function oldLayouts(node: string): OldLayout[] {
+  const root = nodePinDir(node);
+  if (!fs.existsSync(root)) return [];
+  const out: OldLayout[] = [];
+  const loose: Record<string, string> = {};
+  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
+    const m = /^v(\d+)$/.exec(e.name);
+    if (e.isDirectory() && m) {
+      const version = Number(m[1]);
+      if (version === LAYOUT_VERSION || version < 2) continue;
+      const dir = path.join(root, e.name);
+      const pins = Object.fromEntries(fs.readdirSync(dir).map((n) => [n, path.join(dir, n)]));
+      out.push({ version, dir, pins });
+    } else if (!e.isDirectory() && V1_MAPS.includes(e.name)) {
+      loose[e.name] = path.join(root, e.name);
+    }
+  }
+  if (Object.keys(loose).length > 0) out.push({ version: 1, dir: root, pins: loose });
+  return out.sort((a, b) => a.version - b.version);
+}
+
+/** Version 1's counters: one per-CPU struct sn_stats of u64 fields, in this order. */
+const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
+  'xdp_pass', 'xdp_decap', 'xdp_no_endpoint', 'xdp_malformed', 'tc_local', 'tc_encap', 'tc_arp_reply',
+  'tc_no_endpoint', 'tc_drop_other',
+  undefined, // tc_pass: frames from unknown devices were passed then; they are dropped now, a count of its own
+  'tc_encap_fail',
+];
+
+/**
+ * Migrations of datapath-owned maps, by the version they come from: each reads
+ * the old map and writes into the current ones. A datapath-owned map with no
+ * rule here is dropped, and reported so.
+ */
+const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: CurrentMaps) => void>>> = {
+  1: {
+    sn_stats(old, current) {
+      if (old.valueSize !== V1_STATS_FIELDS.length * 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 1 has ${old.valueSize}-byte values`);
+      const add: Partial<Record<CounterName, bigint>> = {};
+      for (const cpu of old.lookupPerCpu(Buffer.alloc(4)) ?? []) {
+        V1_STATS_FIELDS.forEach((name, i) => {
+          if (name) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(i * 8);
+        });
+      }
+      addToCounters(current.sn_stats, add);
+    },
+  },
+};
+
+/** The maps of the current layout that migrations write. */
+export type CurrentMaps = Record<'sn_stats', BpfMap>;
+
+export interface UpgradeReport {
+  from: number;
+  /** Datapath-owned state carried over. */
+  migrated: string[];
+  /** Datapath-owned state with no migration: gone. */
+  dropped: string[];
+  /** Store-derived maps: left to the reconciler to refill. */
+  refilled: string[];
+}
+
+/**
+ * Carry over what an older (or newer) layout's datapath-owned maps hold, then
+ * remove that layout's pins. Call once the current layout's maps are loaded.
+ */
+export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeReport[] {
+  const reports: UpgradeReport[] = [];
+  for (const old of oldLayouts(node)) {
+    const report: UpgradeReport = { from: old.version, migrated: [], dropped: [], refilled: [] };
+    for (const [name, pin] of Object.entries(old.pins)) {
+      const owner = MAP_OWNERS[name as MapName] ?? 'datapath';
+      if (owner === 'store') {
+        report.refilled.push(name);
+        continue;
+      }
+      const migrate = MIGRATIONS[old.version]?.[name];
+      if (!migrate) {
+        report.dropped.push(name);
+        continue;
+      }
+      const map = BpfMap.openPinned(pin);
+      try {
+        migrate(map, current);
+        report.migrated.push(name);
+      } finally {
+        map.close();
+      }
+    }
+    // Unlinking a pin drops one reference: a program still attached keeps its map until replaced.
+    for (const pin of Object.values(old.pins)) fs.rmSync(pin, { force: true });
+    if (old.version !== 1) fs.rmSync(old.dir, { recursive: true, force: true });
+    reports.push(report);
+  }
+  return reports;
+}
