@@ -4,11 +4,14 @@ import {chmodSync, mkdirSync, rmSync} from 'node:fs'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
+import {checkReplicas, type Manager} from '../manager/manager.js'
 import type {Controller} from './controller.js'
 import {networkView, nodeView, serviceView, taskView} from './render.js'
 
 export interface ApiContext {
   controller: Controller
+  /** The writer of desired state; throws (one clear line) on a node that is not the manager. */
+  writer(): Manager
   info(): unknown
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
@@ -18,6 +21,7 @@ type Handler = (m: RegExpExecArray, body: Record<string, unknown>) => unknown | 
 
 export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const c = ctx.controller
+  const w = () => ctx.writer()
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
@@ -30,7 +34,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       /^\/networks$/,
       (_m, b) =>
         networkView(
-          c.createNetwork({
+          w().createNetwork({
             name: str(b, 'name'),
             driver: optStr(b, 'driver'),
             subnet: optStr(b, 'subnet'),
@@ -40,17 +44,17 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         ),
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
-    ['DELETE', /^\/networks\/([^/]+)$/, (m) => (c.removeNetwork(dec(m[1])), {})],
+    ['DELETE', /^\/networks\/([^/]+)$/, (m) => (w().removeNetwork(dec(m[1])), {})],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',
       /^\/services$/,
       (_m, b) =>
         serviceView(
-          c.createService({
+          w().createService({
             name: str(b, 'name'),
             mode: b.mode === 'global' ? 'global' : 'replicated',
-            replicas: typeof b.replicas === 'number' ? b.replicas : 1,
+            replicas: b.replicas === undefined ? 1 : checkReplicas(b.replicas),
             networks: strList(b, 'networks'),
             command: strList(b, 'command'),
           }),
@@ -70,8 +74,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           .map((t) => taskView(t, c))
       },
     ],
-    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(c.scaleService(dec(m[1]), num(b, 'replicas')), c)],
-    ['DELETE', /^\/services\/([^/]+)$/, (m) => (c.removeService(dec(m[1])), {})],
+    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(w().scaleService(dec(m[1]), checkReplicas(b.replicas)), c)],
+    ['DELETE', /^\/services\/([^/]+)$/, (m) => (w().removeService(dec(m[1])), {})],
     ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],
     ['GET', /^\/tasks\/([^/]+)$/, (m) => taskView(c.findTask(dec(m[1])), c)],
   ]
@@ -146,12 +150,6 @@ function optStr(b: Record<string, unknown>, k: string): string | undefined {
   const v = b[k]
   if (v === undefined || v === null) return undefined
   if (typeof v !== 'string') throw new RequestError(`'${k}' must be a string`)
-  return v
-}
-
-function num(b: Record<string, unknown>, k: string): number {
-  const v = b[k]
-  if (typeof v !== 'number') throw new RequestError(`'${k}' must be a number`)
   return v
 }
 
