@@ -169,9 +169,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     writer: () => {
       if (manager) return manager
       const at = controller.managerName()
-      throw new UserError(
-        `this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`,
-      )
+      throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
     },
     info: () => ({
       node,

@@ -44,9 +44,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     return {net: n, free: freeAddressCount(n.subnet, n.gateway, used), next: freeAddresses(n.subnet, n.gateway, used)}
   })
   const fits = Math.min(wanted.length, ...pools.map((p) => p.free))
-  const shortfalls = pools
-    .filter((p) => p.free < wanted.length)
-    .map((p) => ({network: p.net, need: wanted.length, free: p.free}))
+  const shortfalls = pools.filter((p) => p.free < wanted.length).map((p) => ({network: p.net, need: wanted.length, free: p.free}))
 
   const create = wanted.slice(0, fits).map((p): Task => {
     const attachments = pools.map((pool) => {

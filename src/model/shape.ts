@@ -151,7 +151,9 @@ function match(r: Rec, k: string, re: RegExp): string | undefined {
 
 function int(r: Rec, k: string, min: number, max: number): string | undefined {
   const v = r[k]
-  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `'${k}' is not an integer ${min}-${max}`
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+    ? undefined
+    : `'${k}' is not an integer ${min}-${max}`
 }
 
 function time(r: Rec, k: string): string | undefined {

@@ -64,7 +64,7 @@ export function writeSnapshot(dir: string, snap: Snapshot): void {
   try {
     // writeSync may write less than asked; a short write must not be renamed into place.
     const data = Buffer.from(JSON.stringify(snap))
-    for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off)
+    for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off)
     fs.fsyncSync(fd)
   } finally {
     fs.closeSync(fd)

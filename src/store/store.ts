@@ -134,7 +134,7 @@ export class Store {
 
   put(key: string, value: Json): Entry {
     if (value === null) throw new Error('put(null) is ambiguous: use delete()')
-    if (!this.acceptable({key, value})) throw new Error(`refusing to store ${key}: ${this.lastRefusal}`)
+    if (!this.acceptable({key, value})) throw new Error(`refusing to store ${this.lastRefusal}`)
     return this.writeLocal({key, value, version: this.tick()})
   }
 

@@ -159,7 +159,15 @@ test('one service that cannot be placed does not stop the others', () => {
   const p = m.read.findNetwork('p')
   // As an older manager could have left it: a spec far beyond the subnet, no tasks yet.
   const bad: Service = {id: 'bad1', name: 'bad', mode: {replicas: 50}, networks: [p.id], command: [], createdAt: 1, updatedAt: 1}
-  const good: Service = {id: 'good1', name: 'good', mode: {replicas: 2}, networks: [p.id], command: [], createdAt: 1, updatedAt: 1}
+  const good: Service = {
+    id: 'good1',
+    name: 'good',
+    mode: {replicas: 2},
+    networks: [p.id],
+    command: [],
+    createdAt: 1,
+    updatedAt: 1,
+  }
   store.put(keyOf('service', bad.id), bad)
   store.put(keyOf('service', good.id), good)
   const report = m.placeAll()
@@ -175,13 +183,23 @@ test('one service that cannot be placed does not stop the others', () => {
   // Later creates on other networks still place tasks on every node, the manager's included.
   m.createNetwork({name: 'other'})
   m.createService({name: 'later', mode: 'global', replicas: 1, networks: ['other'], command: []})
-  assert.deepEqual(tasksOf('later').map((t) => t.nodeId).sort(), ['123456789012345', 'a', 'b'])
+  assert.deepEqual(
+    tasksOf('later')
+      .map((t) => t.nodeId)
+      .sort(),
+    ['123456789012345', 'a', 'b'],
+  )
 })
 
 test('global services follow the nodes; tasks of a node that left move; tasks without a service go', () => {
   m.createNetwork({name: 'net'})
   m.createService({name: 'g', mode: 'global', replicas: 1, networks: ['net'], command: []})
-  assert.deepEqual(tasksOf('g').map((t) => t.nodeId).sort(), ['123456789012345', 'a', 'b'])
+  assert.deepEqual(
+    tasksOf('g')
+      .map((t) => t.nodeId)
+      .sort(),
+    ['123456789012345', 'a', 'b'],
+  )
   m.createService({name: 'r', mode: 'replicated', replicas: 3, networks: ['net'], command: []})
   const gone = '123456789012345'
   store.put(keyOf('node', gone), node(gone, '172.30.0.13', 'left'))
@@ -189,7 +207,12 @@ test('global services follow the nodes; tasks of a node that left move; tasks wi
   const orphan = {...tasksOf('r')[0]!, id: 'orphan1', serviceId: 'nosuchservice'}
   store.put(keyOf('task', orphan.id), orphan)
   m.placeAll()
-  assert.deepEqual(tasksOf('g').map((t) => t.nodeId).sort(), ['a', 'b', 'd'])
+  assert.deepEqual(
+    tasksOf('g')
+      .map((t) => t.nodeId)
+      .sort(),
+    ['a', 'b', 'd'],
+  )
   assert.equal(tasksOf('r').length, 3)
   assert.ok(tasksOf('r').every((t) => t.nodeId !== gone))
   assert.equal(store.get(keyOf('task', orphan.id)), undefined)
@@ -228,7 +251,7 @@ test('in-use networks cannot be removed; the gateway bridge never', () => {
   )
 })
 
-test('everything the manager writes has its kind\'s shape', () => {
+test("everything the manager writes has its kind's shape", () => {
   m.createNetwork({name: 'net'})
   m.ensureGwbridge('172.18.0.0/16', '172.18.0.1')
   m.createService({name: 'g', mode: 'global', replicas: 1, networks: ['net'], command: ['sleep', 'infinity']})
