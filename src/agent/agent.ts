@@ -7,9 +7,8 @@ import type {Server} from 'node:http'
 import {join} from 'node:path'
 import {Gossip, type Peer} from '../gossip/gossip.js'
 import {parseToken, rotateToken} from '../gossip/token.js'
-import type {NodeRecord, Service} from '../model/types.js'
+import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
-import {Store} from '../store/store.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
@@ -18,7 +17,10 @@ import {TaskReconciler} from '../dataplane/tasks.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
+import {Manager} from '../manager/manager.js'
+import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
 import {Controller} from './controller.js'
+import {openNodeStore} from './node-store.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 
 export interface AgentHandle {
@@ -33,8 +35,10 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
   const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
-  const store = new Store(join(stateDir(node), 'store'), cfg.nodeId).open()
+  const store = openNodeStore(node, cfg.nodeId)
   const controller = new Controller(store, cfg.nodeId)
+  // Only the manager writes desired state; a worker's API refuses writes (see writer below).
+  const manager = cfg.role === 'manager' ? new Manager(store, cfg.nodeId) : undefined
   const cluster = controller.cluster()
 
   // This node as the cluster should see it: ready, at its current address.
@@ -55,7 +59,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
   const gw = await ensureGwBridge()
-  controller.ensureGwbridge(gw.subnet, gw.gatewayIp)
+  manager?.ensureGwbridge(gw.subnet, gw.gatewayIp)
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
   datapath.setConfig({
@@ -98,9 +102,19 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   })
   await gossip.start()
 
-  // Reconcile on every change, coalesced; and every few seconds to repair drift.
+  // This node's reconcilers: they read the store and drive this node, and write
+  // nothing but their own tasks' status. Each step on its own: tasks that cannot
+  // start must not keep the maps from following the store, nor the reverse.
+  // On every change, coalesced; and every few seconds to repair drift.
   let busy = false
   let again = false
+  const step = async (what: string, fn: () => unknown): Promise<void> => {
+    try {
+      await fn()
+    } catch (e) {
+      log(`reconcile ${what}: ${(e as Error).message}`)
+    }
+  }
   const reconcile = async (): Promise<void> => {
     if (busy) {
       again = true
@@ -110,19 +124,19 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     try {
       do {
         again = false
-        if (cfg.role === 'manager') placeServices(controller)
-        await tasks.reconcile()
-        const want = desiredMaps({
-          selfId: cfg.nodeId,
-          nodes: controller.nodes(),
-          networks: controller.networks(),
-          tasks: controller.tasks(),
-          local: tasks.localAttachments(),
-        })
-        datapath.sync(want)
+        await step('tasks', () => tasks.reconcile())
+        await step('maps', () =>
+          datapath.sync(
+            desiredMaps({
+              selfId: cfg.nodeId,
+              nodes: controller.nodes(),
+              networks: controller.networks(),
+              tasks: controller.tasks(),
+              local: tasks.localAttachments(),
+            }),
+          ),
+        )
       } while (again)
-    } catch (e) {
-      log(`reconcile: ${(e as Error).message}`)
     } finally {
       busy = false
     }
@@ -133,6 +147,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   })
   const periodic = setInterval(() => void reconcile(), 3000)
+  const placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : undefined
+  placement?.pass()
   await reconcile()
 
   let resolveDone!: () => void
@@ -141,6 +157,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
 
   const stop = async () => {
     clearInterval(periodic)
+    placement?.stop()
     if (pending) clearTimeout(pending)
     unsubscribe()
     tasks.stop()
@@ -155,6 +172,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
 
   api = await startApi(socketPath(node), {
     controller,
+    writer: () => {
+      if (manager) return manager
+      const at = controller.managerName()
+      throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
+    },
     info: () => ({
       node,
       nodeId: cfg.nodeId,
@@ -164,6 +186,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       underlay: cfg.underlay,
       dataPathPort: cluster.dataPathPort,
       gossip: gossip.stats,
+      store: {refused: store.refused, lastRefusal: store.lastRefusal},
+      ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
     }),
     joinToken: (rotate) => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
@@ -193,13 +217,4 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   writeFileSync(pidPath(node), `${process.pid}\n`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
   return {stop, done}
-}
-
-/**
- * The manager keeps every service at its spec as nodes come and go: a node that
- * joins gets its global tasks, tasks of a node that left are placed elsewhere.
- * placeService writes only what differs, so this is cheap when nothing changed.
- */
-function placeServices(c: Controller): void {
-  for (const s of c.services() as Service[]) c.placeService(s)
 }

@@ -5,11 +5,14 @@ import {createServer, type IncomingMessage, type Server, type ServerResponse} fr
 import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
+import {checkReplicas, type Manager} from '../manager/manager.js'
 import type {Controller} from './controller.js'
 import {networkView, nodeView, serviceView, taskView} from './render.js'
 
 export interface ApiContext {
   controller: Controller
+  /** The writer of desired state; throws (one clear line) on a node that is not the manager. */
+  writer(): Manager
   info(): unknown
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
@@ -19,6 +22,7 @@ type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSea
 
 export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const c = ctx.controller
+  const w = () => ctx.writer()
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
@@ -31,7 +35,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       /^\/networks$/,
       (_m, b) =>
         networkView(
-          c.createNetwork({
+          w().createNetwork({
             name: str(b, 'name'),
             driver: optStr(b, 'driver'),
             subnet: optStr(b, 'subnet'),
@@ -42,17 +46,17 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         ),
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
-    ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (c.removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
+    ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (w().removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',
       /^\/services$/,
       (_m, b) =>
         serviceView(
-          c.createService({
+          w().createService({
             name: str(b, 'name'),
             mode: checkServiceMode(b.mode),
-            replicas: b.replicas === undefined ? 1 : num(b, 'replicas'),
+            replicas: b.replicas === undefined ? 1 : checkReplicas(b.replicas),
             networks: strList(b, 'networks'),
             command: strList(b, 'command'),
           }),
@@ -72,8 +76,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           .map((t) => taskView(t, c))
       },
     ],
-    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(c.scaleService(dec(m[1]), num(b, 'replicas')), c)],
-    ['DELETE', /^\/services\/([^/]+)$/, (m) => (c.removeService(dec(m[1])), {})],
+    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(w().scaleService(dec(m[1]), checkReplicas(b.replicas)), c)],
+    ['DELETE', /^\/services\/([^/]+)$/, (m) => (w().removeService(dec(m[1])), {})],
     ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],
     ['GET', /^\/tasks\/([^/]+)$/, (m) => taskView(c.findTask(dec(m[1])), c)],
   ]

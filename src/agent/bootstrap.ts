@@ -18,11 +18,11 @@ import {parseCidr} from '../model/ipv4.js'
 import type {ClusterSpec, NodeRecord} from '../model/types.js'
 import {checkDataPathPort} from '../model/validate.js'
 import {CLUSTER_KEY, keyOf} from '../store/keys.js'
-import {Store} from '../store/store.js'
 import {mtuOf} from '../sys/link.js'
 import {resolveAdvertise} from './advertise.js'
 import {readNodeConfig, writeNodeConfig, type NodeConfig} from './config.js'
-import {Controller} from './controller.js'
+import {Manager} from '../manager/manager.js'
+import {openNodeStore} from './node-store.js'
 import {checkNodeName, stateDir} from './paths.js'
 
 export function defaultNodeName(): string {
@@ -75,7 +75,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     cert: certifyNode(identity, nodeId, nodeKey.publicKey, 'manager'),
     clusterIdentity: identity.publicKey,
   }
-  const store = new Store(join(stateDir(o.node), 'store'), cfg.nodeId).open()
+  const store = openNodeStore(o.node, cfg.nodeId)
   try {
     const cluster: ClusterSpec = {
       id: randomBytes(12).toString('hex'),
@@ -98,7 +98,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
       cert: cfg.cert,
     }
     store.put(keyOf('node', cfg.nodeId), me)
-    new Controller(store, cfg.nodeId).createNetwork({name: INGRESS_NETWORK_NAME, ingress: true})
+    new Manager(store, cfg.nodeId).createNetwork({name: INGRESS_NETWORK_NAME, ingress: true})
   } finally {
     store.close()
   }
@@ -129,7 +129,7 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     node: {id: nodeId, name: o.node, addr: adv.addr, gossipPort, mtu, pubKey: nodeKey.publicKey},
   })
   const self = r.entries.find((e) => e.key === keyOf('node', nodeId))?.value as NodeRecord | undefined
-  const store = new Store(join(stateDir(o.node), 'store'), nodeId).open()
+  const store = openNodeStore(o.node, nodeId)
   try {
     store.merge(r.entries)
   } finally {

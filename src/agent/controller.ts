@@ -1,17 +1,11 @@
-// The write side of the API: turns a request into store entries, after the
-// model's checks. The store (and gossip) carry them to every node; the
-// reconcilers there do the rest. Nothing here touches links or maps.
-import {randomBytes} from 'node:crypto'
-import {allocateIp, macForIp, placeTasks} from '../model/allocate.js'
-import {GWBRIDGE_NETWORK_NAME} from '../model/defaults.js'
+// The read side of the API: the cluster's records as this node's store holds
+// them, and the lookups by name, id or id prefix that every command uses.
+// Writes are the manager's (src/manager/manager.ts).
 import {UserError} from '../model/errors.js'
-import {planNetwork} from '../model/network.js'
+import {taskName} from '../model/task-name.js'
 import type {ClusterSpec, Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
-import {checkName} from '../model/validate.js'
-import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
+import {CLUSTER_KEY, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-
-export const newId = () => randomBytes(12).toString('hex')
 
 export class Controller {
   constructor(
@@ -63,158 +57,24 @@ export class Controller {
     return s
   }
 
+  /**
+   * A task by any name `service ps` prints: its id or an unambiguous id prefix,
+   * or its name (SERVICE.SLOT, or SERVICE.NODEID for a global task). A name
+   * matches by string, not by parsing: a node id prefix may be all digits.
+   */
   findTask(ref: string): Task {
     const all = this.tasks()
-    const byName = /^(.+)\.(\d+)$/.exec(ref)
-    const t =
-      all.find((x) => x.id === ref) ??
-      (byName
-        ? all.find((x) => x.serviceName === byName[1] && x.slot === Number(byName[2]) && x.desiredState === 'running')
-        : undefined) ??
-      uniquePrefix(all, ref, 'task')
+    const exact = all.find((x) => x.id === ref)
+    if (exact) return exact
+    const named = all.filter((x) => taskName(x) === ref)
+    const t = named.find((x) => x.desiredState === 'running') ?? named[0] ?? uniquePrefix(all, ref, 'task')
     if (!t) throw new UserError(`task ${ref} not found`)
     return t
   }
 
-  createNetwork(req: {
-    name: string
-    driver?: string
-    subnet?: string
-    attachable?: boolean
-    ingress?: boolean
-    mtu?: number
-  }): Network {
-    if (req.driver !== undefined && req.driver !== 'overlay')
-      throw new UserError(`unsupported driver '${req.driver}': swarmnet networks are overlay networks`)
-    const net = planNetwork(
-      {
-        id: newId(),
-        name: req.name,
-        driver: 'overlay',
-        subnet: req.subnet,
-        attachable: req.attachable,
-        ingress: req.ingress,
-        mtu: req.mtu,
-        createdAt: Date.now(),
-      },
-      this.cluster(),
-      this.networks(),
-    )
-    this.store.put(keyOf('network', net.id), net)
-    return net
-  }
-
-  /** The node-local bridge through which tasks reach the outside: the same on every node. */
-  ensureGwbridge(subnet: string, gateway: string): void {
-    if (this.networks().some((n) => n.driver === 'bridge')) return
-    const net: Network = {
-      id: newId(),
-      name: GWBRIDGE_NETWORK_NAME,
-      driver: 'bridge',
-      scope: 'local',
-      subnet,
-      gateway,
-      attachable: false,
-      ingress: false,
-      createdAt: Date.now(),
-    }
-    this.store.put(keyOf('network', net.id), net)
-  }
-
-  removeNetwork(ref: string, opts: {force?: boolean} = {}): void {
-    const net = this.findNetwork(ref)
-    if (net.ingress && !opts.force)
-      throw new UserError(
-        `${net.name} is the cluster's ingress network, which cannot be created again once removed: use --force to remove it anyway`,
-      )
-    if (net.driver === 'bridge')
-      throw new UserError(`${net.name} is a node-local network that swarmnet manages: it cannot be removed`)
-    const users = this.services().filter((s) => s.networks.includes(net.id))
-    if (users.length > 0)
-      throw new UserError(
-        `network ${net.name} is in use by service${users.length > 1 ? 's' : ''} ${users.map((s) => s.name).join(', ')}`,
-      )
-    const tasks = this.tasks().filter((t) => t.desiredState === 'running' && t.attachments.some((a) => a.networkId === net.id))
-    if (tasks.length > 0) throw new UserError(`network ${net.name} is in use by ${tasks.length} task(s)`)
-    this.store.delete(keyOf('network', net.id))
-  }
-
-  createService(req: {
-    name: string
-    mode: 'replicated' | 'global'
-    replicas: number
-    networks: string[]
-    command: string[]
-  }): Service {
-    checkName('service', req.name)
-    if (this.services().some((s) => s.name === req.name)) throw new UserError(`service with name '${req.name}' already exists`)
-    if (!Number.isInteger(req.replicas) || req.replicas < 0) throw new UserError(`invalid replica count ${req.replicas}`)
-    const nets = [...new Set(req.networks)].map((r) => this.findNetwork(r))
-    for (const n of nets) {
-      if (n.driver !== 'overlay') throw new UserError(`network ${n.name} is node-local: services attach to overlay networks`)
-      if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
-    }
-    const now = Date.now()
-    const svc: Service = {
-      id: newId(),
-      name: req.name,
-      mode: req.mode === 'global' ? {global: true} : {replicas: req.replicas},
-      networks: nets.map((n) => n.id),
-      command: req.command,
-      createdAt: now,
-      updatedAt: now,
-    }
-    this.store.put(keyOf('service', svc.id), svc)
-    this.placeService(svc)
-    return svc
-  }
-
-  scaleService(ref: string, replicas: number): Service {
-    const svc = this.findService(ref)
-    if ('global' in svc.mode) throw new UserError(`scale can only be used with replicated mode: ${svc.name} is global`)
-    if (!Number.isInteger(replicas) || replicas < 0) throw new UserError(`invalid replica count ${replicas}`)
-    const next: Service = {...svc, mode: {replicas}, updatedAt: Date.now()}
-    this.store.put(keyOf('service', svc.id), next)
-    this.placeService(next)
-    return next
-  }
-
-  removeService(ref: string): void {
-    const svc = this.findService(ref)
-    for (const t of this.tasks().filter((x) => x.serviceId === svc.id)) this.store.delete(keyOf('task', t.id))
-    this.store.delete(keyOf('service', svc.id))
-  }
-
-  /**
-   * Brings a service's tasks to its spec: new tasks for empty slots (with their
-   * addresses), tasks beyond the spec removed. Idempotent; also run when a
-   * node joins, for global services.
-   */
-  placeService(svc: Service): void {
-    const tasks = this.tasks()
-    const plan = placeTasks(svc, this.liveNodes(), tasks)
-    const keep = new Set(plan.filter((p) => p.taskId).map((p) => p.taskId!))
-    for (const t of tasks.filter((x) => x.serviceId === svc.id && !keep.has(x.id))) this.store.delete(keyOf('task', t.id))
-    const nets = svc.networks.map((id) => this.networks().find((n) => n.id === id)).filter((n): n is Network => n !== undefined)
-    for (const p of plan.filter((x) => !x.taskId)) {
-      const used = (netId: string) =>
-        this.tasks().flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip))
-      const attachments = nets.map((n) => {
-        const ip = allocateIp(n.subnet, n.gateway, used(n.id))
-        return {networkId: n.id, ip, mac: macForIp(ip)}
-      })
-      const task: Task = {
-        id: newId(),
-        serviceId: svc.id,
-        serviceName: svc.name,
-        slot: p.slot,
-        nodeId: p.nodeId,
-        desiredState: 'running',
-        attachments,
-        createdAt: Date.now(),
-      }
-      this.store.put(keyOf('task', task.id), task)
-    }
+  /** The manager's node name, for a worker to say where writes go. */
+  managerName(): string | undefined {
+    return this.nodes().find((n) => n.role === 'manager' && n.state !== 'left')?.name
   }
 }
 

@@ -1,15 +1,12 @@
 // Store records to the API's views (src/agent/views.ts).
 import {taskMtu} from '../model/allocate.js'
+import {taskName} from '../model/task-name.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
 import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
 
 export function nodeView(n: NodeRecord, selfId: string): NodeView {
   return {id: n.id, name: n.name, addr: n.addr, role: n.role, state: n.state, self: n.id === selfId}
-}
-
-export function taskName(t: Task): string {
-  return t.slot > 0 ? `${t.serviceName}.${t.slot}` : `${t.serviceName}.${t.nodeId.slice(0, 12)}`
 }
 
 export function networkView(n: Network, c: Controller): NetworkView {

@@ -68,7 +68,9 @@ export class TaskReconciler {
     const wantIds = new Set(want.map((t) => t.id))
 
     for (const [id, r] of this.running) {
-      if (!wantIds.has(id)) await this.remove(id, r)
+      if (wantIds.has(id)) continue
+      // One task that cannot be removed must not keep the others from starting or going.
+      await this.remove(id, r).catch((e: Error) => this.o.log(`task ${id.slice(0, 12)}: cannot remove: ${e.message}`))
     }
     // Sandboxes of this node that no task claims: left by a crash between create and record.
     const claimed = new Set(want.map((t) => taskNetnsName(this.o.node, t.id)))

@@ -69,6 +69,35 @@ export function allocateIp(subnet: string, gateway: string, used: Iterable<strin
   throw new UserError(`no free address left in ${subnet}`)
 }
 
+/**
+ * The free host addresses of a subnet, lowest first, lazily: placing n tasks
+ * walks the subnet once, not n times. Never the network, gateway or broadcast.
+ */
+export function* freeAddresses(subnet: string, gateway: string, used: ReadonlySet<string>): Generator<string> {
+  const c = parseCidr(subnet)
+  const gw = parseIpv4(gateway)
+  const last = broadcast(c)
+  for (let ip = c.addr + 1; ip < last; ip++) {
+    if (ip === gw) continue
+    const text = formatIpv4(ip)
+    if (!used.has(text)) yield text
+  }
+}
+
+/** How many addresses freeAddresses would yield. */
+export function freeAddressCount(subnet: string, gateway: string, used: ReadonlySet<string>): number {
+  const c = parseCidr(subnet)
+  const last = broadcast(c)
+  const inside = (ip: number) => ip > c.addr && ip < last
+  const gw = parseIpv4(gateway)
+  let taken = inside(gw) ? 1 : 0
+  for (const u of used) {
+    const ip = parseIpv4(u)
+    if (ip !== gw && inside(ip)) taken++
+  }
+  return Math.max(0, last - c.addr - 1 - taken)
+}
+
 /** Docker's rule: 02:42 and the four bytes of the IPv4 address. */
 export function macForIp(ip: string): string {
   const n = parseIpv4(ip)

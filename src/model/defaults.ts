@@ -28,3 +28,10 @@ export const NETWORK_MTU_MAX = 9000 - VXLAN_OVERHEAD
 
 export const INGRESS_NETWORK_NAME = 'ingress'
 export const GWBRIDGE_NETWORK_NAME = 'swarmnet_gwbridge'
+
+/**
+ * The most tasks one replicated service may ask for. Docker has no such bound,
+ * but every task here is a namespace, veths and a process on some node; a typo
+ * (`web=100000`) should be refused, not attempted. Addresses bound it further.
+ */
+export const MAX_REPLICAS = 1000

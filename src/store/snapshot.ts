@@ -62,7 +62,9 @@ export function writeSnapshot(dir: string, snap: Snapshot): void {
   const tmp = `${file}.tmp`
   const fd = fs.openSync(tmp, 'w', 0o600)
   try {
-    fs.writeSync(fd, JSON.stringify(snap))
+    // writeSync may write less than asked; a short write must not be renamed into place.
+    const data = Buffer.from(JSON.stringify(snap))
+    for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off)
     fs.fsyncSync(fd)
   } finally {
     fs.closeSync(fd)

@@ -27,6 +27,12 @@ export type StoreOptions = {
   /** How often reap() runs on its own; 0 turns the timer off. */
   reapIntervalMs?: number
   now?: () => number
+  /**
+   * Why a value may not be stored under a key (undefined: it may). Refused
+   * values are counted in `refused` and never reach the disk or the listeners:
+   * a local put throws, a merge skips the entry, open() leaves it out.
+   */
+  validate?: (key: string, value: Json) => string | undefined
 }
 
 export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000
@@ -44,6 +50,7 @@ export class Store {
   private readonly ttl: number
   private readonly reapEvery: number
   private readonly now: () => number
+  private readonly validate: (key: string, value: Json) => string | undefined
   private readonly entries = new Map<string, Entry>()
   private readonly listeners = new Set<ChangeListener>()
   private lamport = 0
@@ -51,6 +58,9 @@ export class Store {
   private reaper: NodeJS.Timeout | undefined
   /** Signs this node's own writes (set by gossip: peers accept an entry only signed by its writer). */
   signer: ((e: Entry) => string) | undefined
+  /** Values refused by the validator, and why the last one was. */
+  refused = 0
+  lastRefusal: string | undefined
 
   constructor(dir: string, nodeId: string, opts: StoreOptions = {}) {
     if (!nodeId) throw new UserError('a store needs a node id')
@@ -59,6 +69,7 @@ export class Store {
     this.ttl = opts.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS
     this.reapEvery = opts.reapIntervalMs ?? 5_000
     this.now = opts.now ?? Date.now
+    this.validate = opts.validate ?? (() => undefined)
   }
 
   /** Loads the durable copy (creating the directory if needed). */
@@ -72,7 +83,8 @@ export class Store {
       if (snap.nodeId !== this.nodeId) {
         throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
       }
-      for (const e of snap.entries) this.entries.set(e.key, e)
+      // A value an older version let in is left out, not fatal: the rest of the state still loads.
+      for (const e of snap.entries) if (this.acceptable(e)) this.entries.set(e.key, e)
       this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock)
     }
     this.opened = true
@@ -124,6 +136,7 @@ export class Store {
 
   put(key: string, value: Json): Entry {
     if (value === null) throw new Error('put(null) is ambiguous: use delete()')
+    if (!this.acceptable({key, value})) throw new Error(`refusing to store ${this.lastRefusal}`)
     return this.writeLocal({key, value, version: this.tick()})
   }
 
@@ -144,6 +157,7 @@ export class Store {
     let maxClock = this.lamport
     for (const x of incoming) {
       if (!isEntry(x)) continue
+      if (!this.acceptable(x)) continue
       // Copy only the known fields: nothing else from a peer reaches the disk.
       const version = {clock: x.version.clock, node: x.version.node}
       const e: Entry =
@@ -244,6 +258,21 @@ export class Store {
     }
     this.emit(e, old, 'local')
     return e
+  }
+
+  /** Tombstones are always acceptable: a delete carries no value to misread. */
+  private acceptable(e: Pick<Entry, 'key' | 'value'>): boolean {
+    if (e.value === null) return true
+    let why: string | undefined
+    try {
+      why = this.validate(e.key, e.value)
+    } catch (err) {
+      why = `validator failed: ${(err as Error).message}`
+    }
+    if (why === undefined) return true
+    this.refused++
+    this.lastRefusal = `${e.key}: ${why}`
+    return false
   }
 
   private expired(e: Entry): boolean {

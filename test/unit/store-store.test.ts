@@ -2,10 +2,17 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import {spawn} from 'node:child_process'
+import {fileURLToPath} from 'node:url'
 import {after, describe, it} from 'node:test'
 import {compareVersions, type Entry} from '../../src/store/entry.js'
+import type {Json} from '../../src/store/json.js'
 import {Store} from '../../src/store/store.js'
 import {UserError} from '../../src/model/errors.js'
+import {valueProblem} from '../../src/model/shape.js'
+import {idOf} from '../../src/store/keys.js'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'swarmnet-store-'))
 after(() => fs.rmSync(root, {recursive: true, force: true}))
@@ -120,20 +127,41 @@ describe('store', () => {
     s.close()
   })
 
-  it('survives a kill: what returned is on disk', () => {
+  it('survives SIGKILL during writes: every write that returned is on disk', async () => {
     const dir = path.join(root, 'durable')
-    const s = new Store(dir, 'n1', {reapIntervalMs: 0}).open()
-    s.put('network/a', {name: 'a', vni: 4096})
-    s.delete(s.put('gone', 1).key)
-    s.merge([{key: 'r', value: true, version: {clock: 10, node: 'z'}}])
-    // No close(): a second instance reads the same directory as a restarted process would.
-    const again = new Store(dir, 'n1', {reapIntervalMs: 0}).open()
-    assert.deepEqual(again.get('network/a'), {name: 'a', vni: 4096})
-    assert.equal(again.entry('gone')?.value, null)
-    assert.equal(again.get('r'), true)
-    assert.equal(again.clock, s.clock)
-    assert.equal(again.put('next', 1).version.clock, s.clock + 1)
-    s.close()
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, '..', 'fixtures', 'store', 'writer.ts'), dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    const acked = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        // Enough writes that the file is large and rewrites take a while; then kill mid-stream.
+        if (out.split('\n').length > 400) resolve()
+      }),
+    )
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, sig) => resolve(sig)))
+    await acked
+    child.kill('SIGKILL')
+    assert.equal(await exited, 'SIGKILL', 'the writer was killed, it did not finish on its own')
+    // Only whole lines are acknowledgements: the last one may have been cut by the kill.
+    const lines = out.split('\n').slice(0, -1)
+    const want = new Map<string, boolean>() // key -> live (true) or deleted (false)
+    for (const l of lines) {
+      const [op, id] = l.split(' ') as [string, string]
+      want.set(`task/${id}`, op !== 'del')
+    }
+    assert.ok(lines.some((l) => l.startsWith('del')) && lines.some((l) => l.startsWith('merge')))
+    const again = new Store(dir, 'n1', {reapIntervalMs: 0, validate: valueProblem}).open()
+    for (const [key, live] of want) {
+      if (live) assert.equal(again.get<{id: string}>(key)?.id, idOf(key), `${key} was acknowledged`)
+      else assert.equal(again.entry(key)?.value, null, `the delete of ${key} was acknowledged`)
+    }
+    assert.equal(again.refused, 0)
+    // The clock goes on from what is on disk: no version is handed out twice.
+    const max = Math.max(...again.all().map((e) => e.version.clock))
+    const some = again.list('task/')[0]!.value as Record<string, Json>
+    assert.ok(again.put('task/next', {...some, id: 'next'}).version.clock > max)
     again.close()
   })
 
@@ -170,6 +198,87 @@ describe('store', () => {
     assert.equal(s.entry('a'), undefined)
     const stale: Entry = {key: 'b', value: null, version: {clock: 50, node: 'x'}, deletedAt: now - 5000}
     assert.deepEqual(s.merge([stale]), [])
+    s.close()
+  })
+})
+
+describe('values validated by kind', () => {
+  const net = (id: string) => ({
+    id,
+    name: `net-${id}`,
+    driver: 'overlay',
+    scope: 'swarm',
+    vni: 4097,
+    subnet: '10.0.1.0/24',
+    gateway: '10.0.1.1',
+    attachable: false,
+    ingress: false,
+    createdAt: 1,
+  })
+  const checked = (dir?: string) =>
+    new Store(dir ?? path.join(root, `v${n++}`), 'n1', {reapIntervalMs: 0, validate: valueProblem}).open()
+  const v = (clock: number) => ({clock, node: 'peer'})
+
+  it('a merge applies the good entries and refuses and counts the bad ones, without throwing', () => {
+    const s = checked()
+    const seen: string[] = []
+    s.onChange((k) => seen.push(k))
+    const changed = s.merge([
+      {key: 'network/a', value: net('a'), version: v(1)},
+      {key: 'task/t1', value: {id: 't1'}, version: v(2)}, // no attachments: every reconcile would throw on it
+      {key: 'network/b', value: {...net('b'), subnet: '10.0.1.0/33'}, version: v(3)},
+      {key: 'network/c', value: net('other'), version: v(4)}, // id does not match its key
+      {
+        key: 'taskstatus/t2',
+        value: {taskId: 't2', nodeId: 'x', state: 'running', netns: '../../etc', restarts: 0, updatedAt: 1},
+        version: v(5),
+      },
+      {key: 'cluster', value: {id: 'c'}, version: v(6)},
+      {key: 'task/t3', value: null, version: v(7), deletedAt: Date.now()}, // a tombstone carries no value to misread
+    ])
+    assert.deepEqual(
+      changed.map((e) => e.key),
+      ['network/a', 'task/t3'],
+    )
+    assert.deepEqual(seen, ['network/a', 'task/t3'])
+    assert.equal(s.refused, 5)
+    assert.match(s.lastRefusal ?? '', /^cluster: /)
+    const onDisk = fs.readFileSync(path.join(s.dir, 'state.json'), 'utf8')
+    assert.ok(!onDisk.includes('t1') && !onDisk.includes('network/b') && !onDisk.includes('etc'))
+    s.close()
+  })
+
+  it('a local put of a malformed value throws, is counted, and changes nothing', () => {
+    const s = checked()
+    s.put('network/a', net('a'))
+    const file = fs.readFileSync(path.join(s.dir, 'state.json'), 'utf8')
+    const clock = s.clock
+    assert.throws(
+      () => s.put('service/x', {id: 'x', name: 'x', mode: {replicas: -1}, networks: [], command: [], createdAt: 1, updatedAt: 1}),
+      /refusing to store service\/x: 'replicas'/,
+    )
+    assert.throws(() => s.put('network/a', {...net('a'), gateway: '10.9.9.9'}), /gateway 10.9.9.9 is outside/)
+    assert.equal(s.refused, 2)
+    assert.equal(s.clock, clock)
+    assert.equal(fs.readFileSync(path.join(s.dir, 'state.json'), 'utf8'), file)
+    assert.deepEqual(s.get('network/a'), net('a'))
+    // Kinds this version does not know pass untouched: a newer node may write them.
+    s.put('future/x', {anything: true})
+    s.close()
+  })
+
+  it('a malformed value in the state file is left out; the rest loads', () => {
+    const dir = path.join(root, 'v-file')
+    fs.mkdirSync(dir)
+    const entries = [
+      {key: 'network/a', value: net('a'), version: v(1)},
+      {key: 'task/t1', value: {id: 't1', attachments: 'none'}, version: v(2)},
+    ]
+    fs.writeFileSync(path.join(dir, 'state.json'), JSON.stringify({format: 1, nodeId: 'n1', clock: 2, entries}))
+    const s = checked(dir)
+    assert.deepEqual(s.get('network/a'), net('a'))
+    assert.equal(s.entry('task/t1'), undefined)
+    assert.equal(s.refused, 1)
     s.close()
   })
 })

@@ -1,0 +1,193 @@
+import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
+import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
+import {isValidName} from './validate.js'
+
+/**
+ * Shape checks for the values the store holds, by kind (the key's prefix).
+ * Every reader casts store values to the model's types (store.values<Task>),
+ * so a value that does not have that shape must never get in: one malformed
+ * task from a peer would otherwise throw in every reconcile pass on every node.
+ *
+ * A check returns why the value is refused, or undefined when it is fine.
+ * Keys of kinds this version does not know pass: nothing here reads them, and
+ * a newer node may gossip kinds an older one has not heard of yet.
+ */
+export function valueProblem(key: string, value: unknown): string | undefined {
+  if (key === 'cluster') return clusterProblem(value)
+  const slash = key.indexOf('/')
+  if (slash < 0) return undefined
+  const kind = key.slice(0, slash)
+  const id = key.slice(slash + 1)
+  const check = byKind[kind]
+  if (!check) return undefined
+  if (!ID.test(id)) return `${kind} id '${id}' is not a valid id`
+  return check(value, id)
+}
+
+type Check = (v: unknown, id: string) => string | undefined
+type Rec = Record<string, unknown>
+
+// Ids are hex in practice; the rule is what the key space and file names allow.
+const ID = /^[A-Za-z0-9_.-]{1,128}$/
+// A netns name ends up in /run/netns/<name>: no slashes, no dot-names.
+const NETNS = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+const STR_MAX = 4096
+const LIST_MAX = 4096
+
+const byKind: Record<string, Check> = {
+  node: (v, id) =>
+    obj(v) ??
+    sameId(v as Rec, 'id', id) ??
+    str(v as Rec, 'name') ??
+    ipv4(v as Rec, 'addr') ??
+    int(v as Rec, 'gossipPort', 1, 65535) ??
+    oneOf(v as Rec, 'role', ['manager', 'worker']) ??
+    oneOf(v as Rec, 'state', ['ready', 'down', 'left']) ??
+    int(v as Rec, 'mtu', 68, 65535) ??
+    time(v as Rec, 'joinedAt'),
+  network: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? networkProblem(v as Rec),
+  service: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? serviceProblem(v as Rec),
+  task: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? taskProblem(v as Rec),
+  taskstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'taskId', id) ?? statusProblem(v as Rec),
+}
+
+function clusterProblem(v: unknown): string | undefined {
+  const r = v as Rec
+  const shape =
+    obj(v) ??
+    str(r, 'id') ??
+    time(r, 'createdAt') ??
+    int(r, 'dataPathPort', DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX) ??
+    cidr(r, 'defaultAddrPool') ??
+    int(r, 'subnetSize', 1, 32)
+  if (shape) return shape
+  if ((r.subnetSize as number) < parseCidr(r.defaultAddrPool as string).prefix)
+    return `subnetSize /${r.subnetSize} is larger than the pool ${r.defaultAddrPool}`
+  return undefined
+}
+
+function networkProblem(r: Rec): string | undefined {
+  const shape =
+    name(r, 'name') ??
+    oneOf(r, 'driver', ['overlay', 'bridge']) ??
+    oneOf(r, 'scope', ['swarm', 'local']) ??
+    cidr(r, 'subnet') ??
+    ipv4(r, 'gateway') ??
+    bool(r, 'attachable') ??
+    bool(r, 'ingress') ??
+    (r.internal === undefined ? undefined : bool(r, 'internal')) ??
+    time(r, 'createdAt') ??
+    (r.driver === 'overlay' || r.vni !== undefined ? int(r, 'vni', VNI_MIN, VNI_MAX) : undefined)
+  if (shape) return shape
+  if (!cidrContains(parseCidr(r.subnet as string), tryParseIpv4(r.gateway as string)!))
+    return `gateway ${r.gateway} is outside ${r.subnet}`
+  return undefined
+}
+
+function serviceProblem(r: Rec): string | undefined {
+  const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
+  if (shape) return shape
+  const m = r.mode
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
+  const mode = m as Rec
+  if ('global' in mode) return mode.global === true && Object.keys(mode).length === 1 ? undefined : "'mode' is malformed"
+  return int(mode, 'replicas', 0, MAX_REPLICAS)
+}
+
+function taskProblem(r: Rec): string | undefined {
+  const shape =
+    str(r, 'serviceId') ??
+    name(r, 'serviceName') ??
+    int(r, 'slot', 0, MAX_REPLICAS) ??
+    str(r, 'nodeId') ??
+    oneOf(r, 'desiredState', ['running', 'shutdown']) ??
+    time(r, 'createdAt')
+  if (shape) return shape
+  const a = r.attachments
+  if (!Array.isArray(a) || a.length > LIST_MAX) return "'attachments' is not a list"
+  for (const [i, x] of a.entries()) {
+    const p = obj(x) ?? str(x as Rec, 'networkId') ?? ipv4(x as Rec, 'ip') ?? match(x as Rec, 'mac', MAC)
+    if (p) return `attachment #${i}: ${p}`
+  }
+  return undefined
+}
+
+function statusProblem(r: Rec): string | undefined {
+  return (
+    str(r, 'nodeId') ??
+    oneOf(r, 'state', ['new', 'starting', 'running', 'failed', 'shutdown']) ??
+    (r.pid === undefined ? undefined : int(r, 'pid', 1, 2 ** 22)) ??
+    (r.netns === undefined ? undefined : match(r, 'netns', NETNS)) ??
+    int(r, 'restarts', 0, Number.MAX_SAFE_INTEGER) ??
+    (r.message === undefined ? undefined : str(r, 'message')) ??
+    (r.gwIp === undefined ? undefined : ipv4(r, 'gwIp')) ??
+    time(r, 'updatedAt')
+  )
+}
+
+function obj(v: unknown): string | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'not an object'
+}
+
+function sameId(r: Rec, k: string, id: string): string | undefined {
+  return r[k] === id ? undefined : `'${k}' does not match the key`
+}
+
+function str(r: Rec, k: string): string | undefined {
+  const v = r[k]
+  return typeof v === 'string' && v.length > 0 && v.length <= STR_MAX ? undefined : `'${k}' is not a string`
+}
+
+function name(r: Rec, k: string): string | undefined {
+  const v = r[k]
+  return typeof v === 'string' && isValidName(v) ? undefined : `'${k}' is not a valid name`
+}
+
+function match(r: Rec, k: string, re: RegExp): string | undefined {
+  const v = r[k]
+  return typeof v === 'string' && re.test(v) ? undefined : `'${k}' is malformed`
+}
+
+function int(r: Rec, k: string, min: number, max: number): string | undefined {
+  const v = r[k]
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+    ? undefined
+    : `'${k}' is not an integer ${min}-${max}`
+}
+
+function time(r: Rec, k: string): string | undefined {
+  return int(r, k, 0, Number.MAX_SAFE_INTEGER)
+}
+
+function bool(r: Rec, k: string): string | undefined {
+  return typeof r[k] === 'boolean' ? undefined : `'${k}' is not a boolean`
+}
+
+function oneOf(r: Rec, k: string, allowed: string[]): string | undefined {
+  const v = r[k]
+  return typeof v === 'string' && allowed.includes(v) ? undefined : `'${k}' is not one of ${allowed.join(', ')}`
+}
+
+function ipv4(r: Rec, k: string): string | undefined {
+  const v = r[k]
+  return typeof v === 'string' && tryParseIpv4(v) !== undefined ? undefined : `'${k}' is not an IPv4 address`
+}
+
+function cidr(r: Rec, k: string): string | undefined {
+  const v = r[k]
+  if (typeof v !== 'string') return `'${k}' is not a CIDR`
+  try {
+    parseCidr(v)
+    return undefined
+  } catch {
+    return `'${k}' is not a CIDR`
+  }
+}
+
+function strList(r: Rec, k: string): string | undefined {
+  const v = r[k]
+  return Array.isArray(v) && v.length <= LIST_MAX && v.every((x) => typeof x === 'string' && x.length <= STR_MAX)
+    ? undefined
+    : `'${k}' is not a list of strings`
+}
