@@ -69,7 +69,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     log,
     hooks: {
       preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
-      attachHost: async (hostIf) => datapath.attachTask(hostIf),
+      attachHost: async (hostIf, a) => {
+        const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
+        if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
+        datapath.attachTask(hostIf, {vni, ip: a.ip})
+      },
     },
   })
 
@@ -95,6 +99,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   // Reconcile on every change, coalesced; and every few seconds to repair drift.
   let busy = false
   let again = false
+  let lastSyncErrors = ''
   const reconcile = async (): Promise<void> => {
     if (busy) {
       again = true
@@ -113,7 +118,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
           tasks: controller.tasks(),
           local: tasks.localAttachments(),
         })
-        datapath.sync(want)
+        const synced = datapath.sync(want)
+        const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
+        if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
+        lastSyncErrors = errors
+        for (const line of datapath.repair(want)) log(`drift: ${line}`)
       } while (again)
     } catch (e) {
       log(`reconcile: ${(e as Error).message}`)
@@ -158,6 +167,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       underlay: cfg.underlay,
       dataPathPort: cluster.dataPathPort,
       gossip: gossip.stats,
+      datapath: datapath.status(),
     }),
     joinToken: (rotate) => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
