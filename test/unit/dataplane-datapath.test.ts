@@ -26,7 +26,7 @@ after(() => {
   fs.rmSync(`/sys/fs/bpf/swarmnet/${node}`, {recursive: true, force: true})
 })
 
-it('Datapath: device entry with the attachment, drift repaired, links updated on restart and removed on leave', () => {
+it('Datapath: device entry with the attachment, a full map does not stop the next, drift repaired, links updated on restart and removed on leave', () => {
   const r = spawnSync(
     'nsenter',
     [`--net=/run/netns/${ns}`, process.execPath, '--import', 'tsx', fixture('datapath-child.ts'), node, 'sn-du', 'sn-dt'],
@@ -39,6 +39,12 @@ it('Datapath: device entry with the attachment, drift repaired, links updated on
   // The hook the task reconciler calls before starting the task writes its sn_devices entry.
   assert.deepEqual(o.device, {vni: 4097, ip: '10.0.1.2'})
   assert.equal(o.tcAttached, true)
+
+  // A full sn_endpoints: reported and counted, and sn_devices (written after it) still written.
+  assert.deepEqual(o.fullSync.errors, ['sn_endpoints:1'])
+  assert.deepEqual(o.fullSync.laterMapWritten, {vni: 4097, ip: '10.0.1.9'})
+  assert.deepEqual(o.fullSync.status.syncErrors, {sn_endpoints: 1})
+  assert.match(o.fullSync.status.lastSyncError, /^sn_endpoints: map sn_endpoints is full \(65536 entries\)$/)
 
   assert.deepEqual(o.repairNothing, [])
   assert.deepEqual(o.afterDetach, {xdp: null, tc: false})
