@@ -77,7 +77,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     log,
     hooks: {
       preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
-      attachHost: async (hostIf) => datapath.attachTask(hostIf),
+      attachHost: async (hostIf, a) => {
+        const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
+        if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
+        datapath.attachTask(hostIf, {vni, ip: a.ip})
+      },
     },
   })
 
@@ -115,6 +119,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       log(`reconcile ${what}: ${(e as Error).message}`)
     }
   }
+  let lastSyncErrors = ''
   const reconcile = async (): Promise<void> => {
     if (busy) {
       again = true
@@ -125,17 +130,20 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       do {
         again = false
         await step('tasks', () => tasks.reconcile())
-        await step('maps', () =>
-          datapath.sync(
-            desiredMaps({
-              selfId: cfg.nodeId,
-              nodes: controller.nodes(),
-              networks: controller.networks(),
-              tasks: controller.tasks(),
-              local: tasks.localAttachments(),
-            }),
-          ),
-        )
+        await step('maps', () => {
+          const want = desiredMaps({
+            selfId: cfg.nodeId,
+            nodes: controller.nodes(),
+            networks: controller.networks(),
+            tasks: controller.tasks(),
+            local: tasks.localAttachments(),
+          })
+          const synced = datapath.sync(want)
+          const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
+          if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
+          lastSyncErrors = errors
+          for (const line of datapath.repair(want)) log(`drift: ${line}`)
+        })
       } while (again)
     } finally {
       busy = false
@@ -188,6 +196,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       gossip: gossip.stats,
       store: {refused: store.refused, lastRefusal: store.lastRefusal},
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
+      datapath: datapath.status(),
     }),
     joinToken: (rotate) => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')

@@ -3,8 +3,10 @@
 // namespace of the calling process: to attach inside another namespace, run
 // the caller there (e.g. under `ip netns exec` / nsenter).
 //
-// Attachments are netlink-based (not bpf_link), so they survive the agent:
-// the data plane keeps forwarding while it restarts. Re-attaching replaces.
+// These are the netlink attachments (the fallback on kernels without XDP
+// links or TCX, and the task-side XDP of a veth swarmnet just made):
+// re-attaching replaces. The pinned bpf_link attachments swarmnet prefers,
+// which never replace what is not theirs, are in links.ts.
 
 import os from 'node:os';
 import { BpfError, E, describeErrno, errnoError } from './errors.js';
@@ -40,18 +42,18 @@ export function ifindexOf(dev: Device): number {
   return idx;
 }
 
-function noDevice(dev: Device): BpfError {
+export function noDevice(dev: Device): BpfError {
   const what = typeof dev === 'number' ? `with ifindex ${dev}` : dev;
   return new BpfError('NO_DEVICE', `network device ${what} not found (in this network namespace)`, {
     errno: E.ENODEV,
   });
 }
 
-function devName(dev: Device): string {
+export function devName(dev: Device): string {
   return typeof dev === 'number' ? `ifindex ${dev}` : dev;
 }
 
-function modeFlags(mode: XdpMode): number {
+export function modeFlags(mode: XdpMode): number {
   return mode === 'generic' ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
 }
 
@@ -96,7 +98,7 @@ export function attachXdp(dev: Device, progFd: number, opts: XdpAttachOptions = 
   throw errnoError(`attach ${mode} XDP to ${name}`, rc, { libbpfLog: log });
 }
 
-interface XdpQuery {
+export interface XdpQuery {
   progId: number;
   drvProgId: number;
   hwProgId: number;
@@ -104,7 +106,7 @@ interface XdpQuery {
   attachMode: number;
 }
 
-function queryXdp(dev: Device): XdpQuery {
+export function queryXdp(dev: Device): XdpQuery {
   const ifindex = ifindexOf(dev);
   const buf = Buffer.alloc(SIZEOF.bpf_xdp_query_opts);
   buf.writeBigUInt64LE(BigInt(buf.length), 0);
@@ -166,7 +168,7 @@ function tcOpts(o: { progFd?: number; flags?: number; handle: number; priority: 
   return buf;
 }
 
-function tcPoint(direction: TcDirection): number {
+export function tcPoint(direction: TcDirection): number {
   if (direction !== 'ingress' && direction !== 'egress') {
     throw new BpfError('BAD_ARGUMENT', `tc direction must be 'ingress' or 'egress', not ${JSON.stringify(direction)}`);
   }

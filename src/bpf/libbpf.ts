@@ -98,6 +98,11 @@ export interface Libbpf {
   bpf_xdp_query_id(ifindex: number, flags: number, progId: Buffer): number;
   bpf_xdp_query(ifindex: number, flags: number, opts: Buffer): number;
 
+  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: Buffer | null): number;
+  bpf_link_update(linkFd: number, newProgFd: number, opts: Buffer | null): number;
+  bpf_link_detach(linkFd: number): number;
+  bpf_prog_get_fd_by_id(id: number): number;
+
   bpf_tc_hook_create(hook: Buffer): number;
   bpf_tc_hook_destroy(hook: Buffer): number;
   bpf_tc_attach(hook: Buffer, opts: Buffer): number;
@@ -135,6 +140,10 @@ export const SIZEOF = {
   bpf_tc_hook: 24,
   bpf_tc_opts: 32,
   bpf_xdp_query_opts: 32,
+  bpf_link_create_opts: 64,
+  bpf_link_update_opts: 16,
+  bpf_link_info: 48,
+  bpf_prog_info: 232,
 } as const;
 
 let loaded: { bpf: Libbpf; c: Libc; log: LibbpfLog } | undefined;
@@ -253,6 +262,11 @@ function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
     'int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)',
     'int bpf_xdp_query_id(int ifindex, int flags, void *prog_id)',
     'int bpf_xdp_query(int ifindex, int flags, void *opts)',
+
+    'int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)',
+    'int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)',
+    'int bpf_link_detach(int link_fd)',
+    'int bpf_prog_get_fd_by_id(uint32_t id)',
 
     'int bpf_tc_hook_create(void *hook)',
     'int bpf_tc_hook_destroy(void *hook)',

@@ -1,28 +1,23 @@
 // The node's BPF programs and maps: loaded from the prebuilt objects with
 // their maps pinned under /sys/fs/bpf/swarmnet/<node>/ (a reload reuses the
 // pins, so the data plane never forgets), XDP on the underlay device, tc on
-// each task device. Programs stay attached when the agent exits: forwarding
-// goes on without it.
-import {mkdirSync} from 'node:fs'
-import {attachTc, attachXdp, detachXdp, type XdpMode} from '../bpf/attach.js'
-import {
-  snConfig,
-  snDevice,
-  snEndpoint,
-  snEndpointKey,
-  snNetwork,
-  u32,
-  SN_EP_FLAGS,
-  SN_NET_FLAGS,
-  SN_CONFIG_FLAGS,
-} from '../bpf/codecs.js'
+// each task device. The programs are attached through bpf_links pinned under
+// <node>/links/: they stay attached when the agent exits (forwarding goes on
+// without it), a restarted agent updates them in place, and a device that
+// already runs someone else's XDP program is refused, never taken over.
+import {existsSync, mkdirSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+import {attachXdp, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
+import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
+import {attachTcxLink, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {run} from '../sys/exec.js'
-import {ensureBpffs, removeNodePins} from '../bpf/pins.js'
+import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
+import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport} from './mapsync.js'
 
 export interface DatapathOptions {
   node: string
@@ -30,19 +25,50 @@ export interface DatapathOptions {
   xdpMode: XdpMode
 }
 
+const UNDERLAY_PROG = 'sn_xdp_underlay'
+const TASK_PROG = 'sn_tc_task'
+const UNDERLAY_LINK = 'xdp-underlay'
+const taskLink = (hostIf: string) => `tcx-${hostIf}`
+
+/** Where a node's links are pinned (inside its pin folder, so `leave` removes them with the maps). */
+export function nodeLinkDir(node: string): string {
+  return join(nodePinDir(node), 'links')
+}
+
+/** What the agent reports about the data plane (GET /info). */
+export interface DatapathStatus {
+  /** How the programs are attached: bpf_link, or netlink on kernels without links. */
+  underlayVia: 'link' | 'netlink'
+  /** Syncs in which a map could not be written in full (full map, or another error), per map. */
+  syncErrors: Partial<Record<MirroredMap, number>>
+  lastSyncError?: string
+  /** Attachments found missing by the drift check and made again. */
+  repairs: number
+}
+
 export class Datapath {
+  /** Task devices we attached: host-side name -> its ifindex then. */
+  private readonly tasks = new Map<string, number>()
+  private readonly taskVia = new Map<string, 'link' | 'netlink'>()
+  private readonly st: DatapathStatus
+
   private constructor(
     private readonly o: DatapathOptions,
     private readonly objects: BpfObject[],
+    private readonly xdpFd: number,
     private readonly tcFd: number,
     private readonly peerFd: number,
-    readonly maps: {config: BpfMap; networks: BpfMap; endpoints: BpfMap; devices: BpfMap; stats: BpfMap},
+    readonly maps: {config: BpfMap; stats: BpfMap} & Record<MirroredMap, BpfMap>,
+    underlayVia: 'link' | 'netlink',
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
-  ) {}
+  ) {
+    this.st = {underlayVia, syncErrors: {}, repairs: 0}
+  }
 
   static open(o: DatapathOptions): Datapath {
     ensureBpffs()
+    const fresh = !existsSync(nodePinDir(o.node))
     // Each layout version pins apart, so an upgrade never meets old pins (src/bpf/upgrade.ts).
     const pinRoot = layoutPinDir(o.node)
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
@@ -55,23 +81,30 @@ export class Datapath {
       }
       const [underlay, task, peer] = objects as [BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
-      attachXdp(o.underlay, underlay.program('sn_xdp_underlay').fd, {mode: o.xdpMode})
+      const xdpFd = underlay.program(UNDERLAY_PROG).fd
+      const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
+        pinPath: join(nodeLinkDir(o.node), UNDERLAY_LINK),
+        ownName: UNDERLAY_PROG,
+      })
       return new Datapath(
         o,
         objects,
-        task.program('sn_tc_task').fd,
+        xdpFd,
+        task.program(TASK_PROG).fd,
         peer.program('sn_xdp_task_peer').fd,
         {
           config: underlay.map('sn_config'),
-          networks: underlay.map('sn_networks'),
-          endpoints: underlay.map('sn_endpoints'),
-          devices: task.map('sn_devices'),
+          sn_networks: underlay.map('sn_networks'),
+          sn_endpoints: underlay.map('sn_endpoints'),
+          sn_devices: task.map('sn_devices'),
           stats: underlay.map('sn_stats'),
         },
+        r.via,
         upgrades,
       )
     } catch (e) {
       for (const obj of objects) obj.close()
+      if (fresh) removeNodePins(o.node) // refused means nothing half-made
       throw e
     }
   }
@@ -88,9 +121,23 @@ export class Datapath {
     )
   }
 
-  /** tc on the host side of a task's overlay device: what the task sends. */
-  attachTask(hostIf: string): void {
-    attachTc(hostIf, this.tcFd, 'ingress')
+  /**
+   * The host side of a task's overlay device: its sn_devices entry first, then tc on what the
+   * task sends. Called before the task's process starts, so its first frame finds both.
+   */
+  attachTask(hostIf: string, device: {vni: number; ip: string}): void {
+    const ifindex = ifindexOf(hostIf)
+    this.maps.sn_devices.update(u32.encode(ifindex), snDevice.encode(device))
+    this.attachTc(hostIf)
+    this.tasks.set(hostIf, ifindex)
+  }
+
+  private attachTc(hostIf: string): void {
+    const r = attachTcxLink(hostIf, this.tcFd, 'ingress', {
+      pinPath: join(nodeLinkDir(this.o.node), taskLink(hostIf)),
+      ownName: TASK_PROG,
+    })
+    this.taskVia.set(hostIf, r.via)
   }
 
   /**
@@ -99,7 +146,8 @@ export class Datapath {
    * place they can be merged before the task's stack (the kernel's vxlan path merges in the
    * vxlan device's GRO cells). veth leaves GRO off, and since Linux 6.8 attaching XDP no longer
    * turns it on, so without this a TCP receiver handles every 1.4 kB segment on its own.
-   * Best effort: GRO is performance, not correctness.
+   * Best effort: GRO is performance, not correctness. A netlink attachment: the device was made
+   * by us a moment ago and moves into the task's namespace, where no pin of ours could follow.
    */
   async preparePeer(peerIf: string): Promise<void> {
     attachXdp(peerIf, this.peerFd, {mode: 'native'})
@@ -110,73 +158,87 @@ export class Datapath {
     }
   }
 
-  /** Makes the maps hold exactly `want`: writes what differs, deletes what is extra. */
-  sync(want: DesiredMaps): {written: number; deleted: number} {
-    let written = 0
-    let deleted = 0
-    const apply = (map: BpfMap, desired: Map<string, [Buffer, Buffer]>) => {
-      const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]))
-      for (const [hex, [k, v]] of desired) {
-        const cur = have.get(hex)
-        if (!cur || !cur.equals(v)) {
-          map.update(k, v)
-          written++
-        }
-      }
-      for (const [hex] of have) {
-        if (!desired.has(hex)) {
-          map.delete(Buffer.from(hex, 'hex'))
-          deleted++
-        }
-      }
-    }
-    const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
-
-    apply(
-      this.maps.networks,
-      new Map(
-        [...want.networks].map(([vni, n]) =>
-          entry(
-            u32.encode(vni),
-            snNetwork.encode({
-              subnet: n.subnet,
-              prefix_len: n.prefixLen,
-              flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0,
-              mtu: n.mtu,
-            }),
-          ),
-        ),
-      ),
-    )
-    apply(
-      this.maps.endpoints,
-      new Map(
-        [...want.endpoints.values()].map((e) =>
-          entry(
-            snEndpointKey.encode({vni: e.vni, ip: e.ip}),
-            snEndpoint.encode({node_ip: e.nodeIp, ifindex: e.ifindex, mac: e.mac, flags: e.local ? SN_EP_FLAGS.LOCAL : 0}),
-          ),
-        ),
-      ),
-    )
-    apply(
-      this.maps.devices,
-      new Map([...want.devices].map(([ifindex, d]) => entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip})))),
-    )
-    return {written, deleted}
+  /** Makes the store-owned maps hold `want`; a map that fails is reported, the others still written. */
+  sync(want: DesiredMaps): SyncReport {
+    const r = mirrorMaps(this.maps, encodeDesired(want))
+    for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
+    if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
+    return r
   }
 
-  /** Closes our handles; programs stay attached and maps stay pinned. */
+  /**
+   * Drift: puts back what was removed by hand (XDP on the underlay, tc on a task device) and
+   * lets go of the attachments of devices no task wants any more. Cheap: a pin read per device.
+   * Returns one line per repair.
+   */
+  repair(want: DesiredMaps): string[] {
+    const done: string[] = []
+    if (!this.underlayAttached()) {
+      attachXdpLink(this.o.underlay, this.xdpFd, this.o.xdpMode, {
+        pinPath: join(nodeLinkDir(this.o.node), UNDERLAY_LINK),
+        ownName: UNDERLAY_PROG,
+      })
+      done.push(`XDP on ${this.o.underlay} was gone: attached again`)
+    }
+    for (const [hostIf, ifindex] of this.tasks) {
+      if (!want.devices.has(ifindex)) {
+        removeLink(join(nodeLinkDir(this.o.node), taskLink(hostIf)))
+        this.tasks.delete(hostIf)
+        this.taskVia.delete(hostIf)
+        continue
+      }
+      let now: number
+      try {
+        now = ifindexOf(hostIf)
+      } catch {
+        continue // the device itself is gone: the task reconciler makes it again
+      }
+      if (now !== ifindex || this.taskAttached(hostIf)) continue
+      this.attachTc(hostIf)
+      done.push(`tc on ${hostIf} was gone: attached again`)
+    }
+    // Links of task devices from before a restart that no task claimed.
+    const dir = nodeLinkDir(this.o.node)
+    if (existsSync(dir)) {
+      for (const f of readdirSync(dir)) {
+        if (f.startsWith('tcx-') && !this.tasks.has(f.slice(4))) removeLink(join(dir, f))
+      }
+    }
+    this.st.repairs += done.length
+    return done
+  }
+
+  private underlayAttached(): boolean {
+    if (this.st.underlayVia === 'link') return linkAttached(join(nodeLinkDir(this.o.node), UNDERLAY_LINK), this.o.underlay, 'xdp')
+    const q = queryXdp(this.o.underlay)
+    return (q.progId || q.drvProgId || q.skbProgId) === progIdOf(this.xdpFd)
+  }
+
+  private taskAttached(hostIf: string): boolean {
+    if (this.taskVia.get(hostIf) === 'netlink') return tcAttachedId(hostIf, 'ingress') === progIdOf(this.tcFd)
+    return linkAttached(join(nodeLinkDir(this.o.node), taskLink(hostIf)), hostIf, 'ingress')
+  }
+
+  status(): DatapathStatus {
+    return {...this.st, syncErrors: {...this.st.syncErrors}}
+  }
+
+  /** Closes our handles; programs stay attached (their links pinned) and maps stay pinned. */
   close(): void {
     for (const obj of this.objects) obj.close()
   }
 
-  /** leave: take the programs off the underlay and forget the pinned state. */
+  /** leave: take our programs off the devices and forget the pinned state. Never touches another tool's program. */
   static teardown(node: string, underlay: string, mode: XdpMode): void {
+    const dir = nodeLinkDir(node)
+    if (existsSync(dir)) for (const f of readdirSync(dir)) removeLink(join(dir, f))
     try {
-      detachXdp(underlay, {mode})
+      // A netlink attachment (kernels without XDP links, or an agent from before links).
+      const q = queryXdp(underlay)
+      const id = q.progId || q.drvProgId || q.skbProgId
+      if (id && progNameById(id) === UNDERLAY_PROG) detachXdp(underlay, {mode})
     } catch {
-      // already gone with its device: nothing to detach
+      // the device is gone, and its programs with it
     }
     removeNodePins(node)
   }

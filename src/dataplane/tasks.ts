@@ -11,7 +11,8 @@ import {ifindexOf, linkExists} from '../sys/link.js'
 import {listNetns, netnsExists} from '../sys/netns.js'
 import {isAlive} from '../sys/proc.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
-import {createTaskSandbox, destroyTaskSandbox, startTaskProcess, stopTask, taskNetnsName} from '../tasks/runner.js'
+import {createTaskSandbox, destroyTaskSandbox, plumb, startTaskProcess, stopTask, taskNetnsName} from '../tasks/runner.js'
+import {ifindexOf as deviceIndex} from '../bpf/attach.js'
 import {Supervisor} from '../tasks/supervisor.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
@@ -19,8 +20,8 @@ import type {LocalAttachment} from './desired.js'
 export interface TaskHooks {
   /** the task side of an overlay veth, before it moves into the task's namespace */
   preparePeer(peerIf: string): Promise<void>
-  /** the host side of an overlay veth, once it exists */
-  attachHost(hostIf: string): Promise<void>
+  /** the host side of an overlay veth, once it exists and before the task's process starts */
+  attachHost(hostIf: string, attachment: Task['attachments'][number]): Promise<void>
 }
 
 interface Running {
@@ -80,6 +81,7 @@ export class TaskReconciler {
         await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
       }
     }
+    for (const [id, r] of this.running) await this.replugMissing(id, r)
     for (const t of want) {
       if (this.running.has(t.id)) continue
       try {
@@ -123,7 +125,7 @@ export class TaskReconciler {
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
       })
     }
-    for (const h of hostIfs) await this.o.hooks.attachHost(h)
+    for (const [i, h] of hostIfs.entries()) await this.o.hooks.attachHost(h, t.attachments[i]!)
     const local: LocalAttachment[] = []
     for (const [i, a] of t.attachments.entries())
       local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
@@ -142,6 +144,43 @@ export class TaskReconciler {
     this.supervisor.watch(t.id, pid, spawn, restarts)
     this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp: this.gwAddress(t.id, prev)})
     this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
+  }
+
+  /**
+   * Drift: an overlay veth of a running task deleted by hand (which takes its task end with it)
+   * is made again in the task's namespace, with the same name, address and MAC, and attached
+   * again; the task's process keeps running. The existence check is one if_nametoindex per link.
+   */
+  private async replugMissing(id: string, r: Running): Promise<void> {
+    const t = r.task
+    for (const [i, a] of t.attachments.entries()) {
+      const hostIf = hostIfName(id, i)
+      try {
+        deviceIndex(hostIf)
+        continue
+      } catch {
+        // gone: make it again below
+      }
+      const net = this.o.store.get<Network>(keyOf('network', a.networkId))
+      if (!net || !netnsExists(r.netns)) continue
+      try {
+        await plumb({
+          hostIf,
+          netns: r.netns,
+          ifname: `eth${i}`,
+          mtu: taskMtu(net),
+          mac: a.mac,
+          cidr: `${a.ip}/${parseCidr(net.subnet).prefix}`,
+          beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer),
+        })
+        await this.o.hooks.attachHost(hostIf, a)
+        const ifindex = await ifindexOf(hostIf)
+        r.local = r.local.map((l) => (l.networkId === a.networkId ? {...l, hostIfindex: ifindex} : l))
+        this.o.log(`task ${t.serviceName}.${t.slot}: ${hostIf} was gone: made again`)
+      } catch (e) {
+        this.o.log(`task ${t.serviceName}.${t.slot}: cannot make ${hostIf} again: ${(e as Error).message}`)
+      }
+    }
   }
 
   private async remove(id: string, r: Running): Promise<void> {

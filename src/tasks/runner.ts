@@ -96,7 +96,8 @@ interface PlumbOptions {
   beforeMove?: (hostIf: string, peerIf: string) => Promise<void>
 }
 
-async function plumb(o: PlumbOptions): Promise<number> {
+/** One veth: the host end here, the task end moved into the task's namespace as `ifname`. */
+export async function plumb(o: PlumbOptions): Promise<number> {
   const peer = peerName(o.hostIf)
   await createVeth(o.hostIf, peer, {mtu: o.mtu})
   if (o.beforeMove) await o.beforeMove(o.hostIf, peer)

@@ -1,7 +1,7 @@
 // What the maps should hold, derived from the store alone: the reconciler's whole decision.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
-import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
+import {MAP_OWNERSHIP, MIRRORED, desiredMaps, planMirror, type ClusterView} from '../../src/dataplane/desired.js'
 import type {Network, NodeRecord, Task} from '../../src/model/types.js'
 
 const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => ({
@@ -89,4 +89,51 @@ test('tasks being shut down, on nodes that left, or on unknown networks are left
     }),
   )
   assert.equal(d.endpoints.size, 0)
+})
+
+test('endpoints only of networks this node has a task on: the maps follow the node, not the cluster', () => {
+  const nets = [net('n1', 4097, '10.0.1.0/24'), net('n2', 4098, '10.0.2.0/24')]
+  const remoteOnly = task('t3', 'b', [{networkId: 'n2', ip: '10.0.2.3', mac: 'm'}])
+  const d = desiredMaps(view({networks: nets, tasks: [...view().tasks, remoteOnly]}))
+  assert.deepEqual([...d.endpoints.keys()].sort(), ['4097/10.0.1.2', '4097/10.0.1.3'])
+  // A local task on n2 (even before its device exists) brings n2's remote endpoints.
+  const localOnN2 = task('t4', 'a', [{networkId: 'n2', ip: '10.0.2.4', mac: 'm'}])
+  const e = desiredMaps(view({networks: nets, tasks: [...view().tasks, remoteOnly, localOnN2]}))
+  assert.equal(e.endpoints.has('4098/10.0.2.3'), true)
+  assert.equal(e.endpoints.has('4098/10.0.2.4'), false, 'no device yet')
+  // A node with no task at all programs no endpoint.
+  assert.equal(desiredMaps(view({selfId: 'c', local: []})).endpoints.size, 0)
+})
+
+test('every map has one owner and one rule; the sync mirrors only the store-owned ones', () => {
+  for (const [name, o] of Object.entries(MAP_OWNERSHIP)) {
+    assert.ok(o.owner === 'store' || o.owner === 'datapath', name)
+    if (o.owner === 'datapath') assert.equal(o.rule, 'none', `${name} is never rewritten by the agent`)
+  }
+  assert.deepEqual(MIRRORED, ['sn_networks', 'sn_endpoints', 'sn_devices'])
+  assert.equal(MAP_OWNERSHIP.sn_stats.owner, 'datapath')
+})
+
+test('planMirror: stale keys out first, unchanged entries not rewritten', () => {
+  const b = (s: string) => Buffer.from(s, 'hex')
+  const have = new Map([
+    ['01', b('aa')],
+    ['02', b('bb')],
+    ['03', b('cc')],
+  ])
+  const want = new Map<string, [Buffer, Buffer]>([
+    ['02', [b('02'), b('bb')]],
+    ['03', [b('03'), b('dd')]],
+    ['04', [b('04'), b('ee')]],
+  ])
+  const p = planMirror(have, want)
+  assert.deepEqual(
+    p.remove.map((k) => k.toString('hex')),
+    ['01'],
+  )
+  assert.deepEqual(
+    p.write.map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`),
+    ['03=dd', '04=ee'],
+  )
+  assert.deepEqual(planMirror(new Map([['02', b('bb')]]), new Map([['02', [b('02'), b('bb')]]])), {remove: [], write: []})
 })

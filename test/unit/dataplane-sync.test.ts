@@ -1,0 +1,73 @@
+// The map sync against the real maps of the shipped objects (bpf/dist),
+// pinned in a test folder: what happens when sn_endpoints is full.
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import {after, before, describe, it} from 'node:test'
+import {BpfObject, ensureBpffs, snEndpointKey, u32} from '../../src/bpf/index.js'
+import type {BpfMap} from '../../src/bpf/map.js'
+import type {DesiredEndpoint, DesiredMaps} from '../../src/dataplane/desired.js'
+import {encodeDesired, mirrorMaps, type MirroredMap} from '../../src/dataplane/mapsync.js'
+import {bpfObjectPath} from '../../src/util/root.js'
+
+const pinRoot = `/sys/fs/bpf/swarmnet-test-sync-${process.pid}`
+let objects: BpfObject[] = []
+let maps: Record<MirroredMap, BpfMap>
+
+/** `n` remote endpoints on VNI 4097, numbered from `from`. */
+function endpoints(n: number, from = 0): Map<string, DesiredEndpoint> {
+  const out = new Map<string, DesiredEndpoint>()
+  for (let i = from; i < from + n; i++) {
+    const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
+    out.set(`4097/${ip}`, {vni: 4097, ip, nodeIp: '172.30.0.12', ifindex: 0, mac: '02:42:0a:00:00:01', local: false})
+  }
+  return out
+}
+
+const want = (eps: Map<string, DesiredEndpoint>, devices: DesiredMaps['devices']): DesiredMaps => ({
+  networks: new Map([[4097, {subnet: '10.0.0.0', prefixLen: 8, ingress: false, mtu: 1450}]]),
+  endpoints: eps,
+  devices,
+})
+
+before(() => {
+  ensureBpffs()
+  for (const name of ['xdp_underlay', 'tc_task']) {
+    const o = BpfObject.open(bpfObjectPath(name), {pinRoot})
+    objects.push(o)
+    o.load()
+  }
+  const [underlay, task] = objects as [BpfObject, BpfObject]
+  maps = {sn_networks: underlay.map('sn_networks'), sn_endpoints: underlay.map('sn_endpoints'), sn_devices: task.map('sn_devices')}
+})
+
+after(() => {
+  for (const o of objects) o.close()
+  objects = []
+  fs.rmSync(pinRoot, {recursive: true, force: true})
+})
+
+describe('map sync on real pinned maps', () => {
+  it('a full sn_endpoints does not stop sn_devices from being written, and is reported', () => {
+    const max = maps.sn_endpoints.maxEntries
+    const devices = new Map([[7, {vni: 4097, ip: '10.0.0.7'}]])
+    const r = mirrorMaps(maps, encodeDesired(want(endpoints(max + 10), devices)))
+    assert.equal(r.errors.length, 1, JSON.stringify(r.errors))
+    assert.equal(r.errors[0]!.map, 'sn_endpoints')
+    assert.equal(r.errors[0]!.failed, 10)
+    assert.match(r.errors[0]!.message, /map sn_endpoints is full \(65536 entries\)/)
+    // The map after it was written all the same.
+    assert.ok(maps.sn_devices.lookup(u32.encode(7)), 'sn_devices entry written')
+    assert.ok(maps.sn_networks.lookup(u32.encode(4097)))
+    assert.equal([...maps.sn_endpoints.keys()].length, max)
+  })
+
+  it('a full map frees room first: a new set of entries as large as the map replaces the old one', () => {
+    const max = maps.sn_endpoints.maxEntries
+    // The map is full of entries no longer wanted; the next state is as many other ones.
+    const r = mirrorMaps(maps, encodeDesired(want(endpoints(max, max + 10), new Map())))
+    assert.deepEqual(r.errors, [])
+    assert.equal(r.deleted, max + 1) // the old endpoints and the device
+    assert.ok(maps.sn_endpoints.lookup(snEndpointKey.encode({vni: 4097, ip: '10.1.0.10'})), 'a new one')
+    assert.equal(maps.sn_endpoints.lookup(snEndpointKey.encode({vni: 4097, ip: '10.0.0.5'})), undefined, 'an old one gone')
+  })
+})
