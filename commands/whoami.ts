@@ -13,6 +13,8 @@ export default class Whoami extends SwarmnetCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Whoami)
+    // As PID 1 of a task, a signal without a handler is ignored: stop cleanly on SIGTERM.
+    process.on('SIGTERM', () => process.exit(0))
     await startWhoami({port: flags.port})
     this.log(`whoami listening on :${flags.port}`)
     await new Promise(() => {}) // serve until killed

@@ -26,6 +26,9 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       default: 'replicated',
     }),
     network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
+    user: Flags.string({char: 'u', description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)'}),
+    'limit-memory': Flags.string({description: 'memory limit of each task, e.g. 64M'}),
+    'limit-cpu': Flags.string({description: 'CPU limit of each task in CPUs, e.g. 0.5'}),
   }
 
   async run(): Promise<void> {
@@ -38,6 +41,9 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       replicas: flags.replicas ?? 1,
       networks: flags.network,
       command,
+      user: flags.user,
+      limitMemory: flags['limit-memory'],
+      limitCpu: flags['limit-cpu'],
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -1,13 +1,13 @@
 import {Args} from '@oclif/core'
-import {spawnSync} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {SwarmnetCommand, hostFlag} from '../../src/cli/base.js'
 import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {TaskView} from '../../src/agent/views.js'
+import {execInTask} from '../../src/tasks/exec.js'
 
 export default class TaskExec extends SwarmnetCommand {
-  static override description = "Run a command inside a task's network namespace"
+  static override description = 'Run a command inside a task: its namespaces, cgroup, capabilities and user'
   static override runsCommand = true
   static override usage = 'task exec TASK -- CMD [ARGS...]'
   static override examples = [
@@ -26,8 +26,6 @@ export default class TaskExec extends SwarmnetCommand {
     const nsPath = `/run/netns/${task.netns}`
     if (!existsSync(nsPath))
       throw new Error(`task ${task.name} runs on node ${task.node}, not on this host: run the command there`)
-    const r = spawnSync('nsenter', [`--net=${nsPath}`, '--', ...cmd], {stdio: 'inherit'})
-    if (r.error) throw new Error(`cannot run ${cmd[0]}: ${r.error.message}`)
-    process.exit(r.status ?? 1)
+    process.exit(execInTask(task, cmd))
   }
 }

@@ -6,6 +6,7 @@ import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
+import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Controller} from './controller.js'
 import {networkView, nodeView, serviceView, taskView} from './render.js'
 
@@ -59,6 +60,9 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
             replicas: b.replicas === undefined ? 1 : checkReplicas(b.replicas),
             networks: strList(b, 'networks'),
             command: strList(b, 'command'),
+            user: optStr(b, 'user'),
+            limitMemory: optStr(b, 'limitMemory'),
+            limitCpu: optStr(b, 'limitCpu'),
           }),
           c,
         ),
@@ -80,6 +84,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ['DELETE', /^\/services\/([^/]+)$/, (m) => (w().removeService(dec(m[1])), {})],
     ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],
     ['GET', /^\/tasks\/([^/]+)$/, (m) => taskView(c.findTask(dec(m[1])), c)],
+    ['GET', /^\/tasks\/([^/]+)\/logs$/, (m, _b, q) => taskLogStream(c, dec(m[1]), q)],
   ]
 
   const server = createServer((req, res) => {
@@ -95,6 +100,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       if (!route) return send(res, 404, {error: `no such API call: ${req.method} ${path}`})
       const body = await readBody(req)
       const result = await route[2](route[1].exec(path)!, body, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
+      if (result instanceof LogStream) return result.pipe(res)
       send(res, 200, result ?? {})
     } catch (e) {
       const err = e as Error
@@ -117,6 +123,37 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
 }
 
 class RequestError extends Error {}
+
+/** A task's log as the answer: text, streamed (and kept open with follow until the client goes). */
+class LogStream {
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    readonly follow: boolean,
+  ) {}
+
+  pipe(res: ServerResponse): void {
+    res.writeHead(200, {'content-type': 'text/plain; charset=utf-8'})
+    const reader = readLog(this.file, this.offset, this.follow, (b) => res.write(b))
+    res.on('close', () => reader.close())
+    void reader.done.then(() => res.end())
+  }
+}
+
+/** GET /tasks/TASK/logs?tail=N&follow=1: only the tasks of this node, whose logs are here. */
+function taskLogStream(c: Controller, ref: string, q: URLSearchParams): LogStream {
+  const t = c.findTask(ref)
+  if (t.nodeId !== c.selfId) {
+    const node = c.nodes().find((n) => n.id === t.nodeId)?.name ?? t.nodeId
+    throw new RequestError(`task ${ref} runs on node ${node}: its logs are there`)
+  }
+  const tail = q.get('tail')
+  if (tail !== null && !/^\d+$/.test(tail)) throw new RequestError(`'tail' must be a number of lines`)
+  const file = taskLogPath(nodeNameOf(c), t.id)
+  return new LogStream(file, tailOffset(file, tail === null ? undefined : Number(tail)), q.get('follow') === '1')
+}
+
+const nodeNameOf = (c: Controller) => c.nodes().find((n) => n.id === c.selfId)?.name ?? ''
 
 function send(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value)

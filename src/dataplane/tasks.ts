@@ -1,18 +1,32 @@
 // Store -> the tasks of this node: their namespaces, links and processes.
 // Idempotent: a restarted agent adopts the sandboxes and processes that are
 // still there (they outlive it on purpose) and makes only what is missing.
+import {readdirSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
+import {taskName} from '../model/task-name.js'
 import {taskMtu} from '../model/allocate.js'
 import {formatIpv4, parseCidr, parseIpv4} from '../model/ipv4.js'
 import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists} from '../sys/link.js'
-import {listNetns, netnsExists} from '../sys/netns.js'
-import {isAlive} from '../sys/proc.js'
+import {killCgroup, nodeCgroupDirs} from '../sys/cgroup.js'
+import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
-import {createTaskSandbox, destroyTaskSandbox, plumb, startTaskProcess, stopTask, taskNetnsName} from '../tasks/runner.js'
 import {ifindexOf as deviceIndex} from '../bpf/attach.js'
+import {resolveUser} from '../tasks/launcher.js'
+import {taskDir, tasksDir} from '../tasks/logs.js'
+import {
+  createTaskSandbox,
+  destroyTaskSandbox,
+  plumb,
+  listTaskNetns,
+  removeTaskCgroups,
+  startTaskProcess,
+  stopTaskProcess,
+  taskNetnsName,
+  verifyTaskPid,
+} from '../tasks/runner.js'
 import {Supervisor} from '../tasks/supervisor.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
@@ -32,6 +46,15 @@ interface Running {
 }
 
 const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
+/** Task ids are 24 hex digits (controller newId); nothing else under our directories is a task's. */
+const TASK_ID = /^[0-9a-f]{24}$/
+const subdirs = (dir: string) => {
+  try {
+    return readdirSync(dir)
+  } catch {
+    return []
+  }
+}
 
 export class TaskReconciler {
   private readonly running = new Map<string, Running>()
@@ -69,18 +92,9 @@ export class TaskReconciler {
     const wantIds = new Set(want.map((t) => t.id))
 
     for (const [id, r] of this.running) {
-      if (wantIds.has(id)) continue
-      // One task that cannot be removed must not keep the others from starting or going.
-      await this.remove(id, r).catch((e: Error) => this.o.log(`task ${id.slice(0, 12)}: cannot remove: ${e.message}`))
+      if (!wantIds.has(id)) await this.remove(id, r).catch((e: Error) => this.o.log(`task ${id.slice(0, 12)}: ${e.message}`))
     }
-    // Sandboxes of this node that no task claims: left by a crash between create and record.
-    const claimed = new Set(want.map((t) => taskNetnsName(this.o.node, t.id)))
-    for (const ns of listNetns(`sn-${this.o.node}-`)) {
-      if (!claimed.has(ns)) {
-        this.o.log(`removing orphaned sandbox ${ns}`)
-        await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
-      }
-    }
+    await this.removeOrphans(wantIds)
     for (const [id, r] of this.running) await this.replugMissing(id, r)
     for (const t of want) {
       if (this.running.has(t.id)) continue
@@ -99,6 +113,7 @@ export class TaskReconciler {
     if (!svc) return
     const nets = t.attachments.map((a) => s.get<Network>(keyOf('network', a.networkId)))
     if (nets.some((n) => !n)) return // the network has not arrived yet: a later change retries
+    const user = svc.user ? await resolveUser(svc.user) : undefined
     const netns = taskNetnsName(this.o.node, t.id)
     const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
     const gwIf = hostIfName(t.id, 'g')
@@ -131,15 +146,33 @@ export class TaskReconciler {
       local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
     this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local})
 
+    const name = taskName(t)
     const spawn = async () =>
-      startTaskProcess({
-        netns,
-        argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
-        env: {SWARMNET_TASK_NAME: svc.name + '.' + (t.slot > 0 ? t.slot : this.o.node), SWARMNET_TASK_ID: t.id},
-        logFile: join(this.o.stateDir, 'tasks', `${t.id}.log`),
-      })
-    let pid = adopted && prev?.pid && isAlive(prev.pid) ? prev.pid : undefined
-    if (!pid) pid = await spawn()
+      (
+        await startTaskProcess({
+          node: this.o.node,
+          taskId: t.id,
+          netns,
+          name,
+          ips: t.attachments.map((a) => a.ip),
+          argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
+          env: {SWARMNET_TASK_NAME: name, SWARMNET_TASK_ID: t.id},
+          dir: taskDir(this.o.node, t.id),
+          ...(user ? {user} : {}),
+          ...(svc.limits ? {limits: svc.limits} : {}),
+        })
+      ).pid
+    // After an agent restart only the pid is known: it is adopted if it is in the task's cgroup.
+    let pid = adopted && prev?.pid && verifyTaskPid(this.o.node, t.id, prev.pid) ? prev.pid : undefined
+    if (!pid) {
+      try {
+        pid = await spawn()
+      } catch (e) {
+        // Watched all the same (a pid that is never alive), so the supervisor tries again with backoff.
+        this.supervisor.watch(t.id, -1, spawn, prev?.restarts ?? 0)
+        throw e
+      }
+    }
     const restarts = prev?.restarts ?? 0
     this.supervisor.watch(t.id, pid, spawn, restarts)
     this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp: this.gwAddress(t.id, prev)})
@@ -186,17 +219,48 @@ export class TaskReconciler {
   private async remove(id: string, r: Running): Promise<void> {
     this.supervisor.unwatch(id)
     const st = this.o.store.get<TaskStatus>(keyOf('taskstatus', id))
-    if (st?.pid && isAlive(st.pid)) await stopTask(st.pid)
+    const init = st?.pid ? verifyTaskPid(this.o.node, id, st.pid) : undefined
+    await stopTaskProcess(this.o.node, id, init)
     await destroyTaskSandbox(r.netns, r.hostIfs)
+    rmSync(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
     this.o.store.delete(keyOf('taskstatus', id))
     this.o.log(`task ${r.task.serviceName}.${r.task.slot} removed`)
   }
 
+  /**
+   * What this node made for tasks it no longer has (left by a crash between create and record,
+   * or by an agent that was killed): namespaces by exact name, cgroups and task directories by id.
+   */
+  private async removeOrphans(keep: Set<string>): Promise<void> {
+    const claimed = new Set([...keep].map((id) => taskNetnsName(this.o.node, id)))
+    for (const ns of listTaskNetns(this.o.node)) {
+      if (claimed.has(ns)) continue
+      this.o.log(`removing orphaned sandbox ${ns}`)
+      await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
+    }
+    for (const id of subdirs(nodeCgroupDirs(this.o.node).v2)) {
+      if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
+      this.o.log(`removing orphaned cgroup of task ${id.slice(0, 12)}`)
+      try {
+        if (!(await killCgroup(join(nodeCgroupDirs(this.o.node).v2, id)))) throw new Error('processes survived cgroup.kill')
+        removeTaskCgroups(this.o.node, id)
+      } catch (e) {
+        this.o.log(`cannot remove the cgroup of task ${id.slice(0, 12)}: ${(e as Error).message}`)
+      }
+    }
+    for (const f of subdirs(tasksDir(this.o.node))) {
+      // <id> directories, and <id>.log files from before tasks had a directory.
+      const id = f.replace(/\.log$/, '')
+      if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
+      rmSync(join(tasksDir(this.o.node), f), {recursive: true, force: true})
+    }
+  }
+
   /** Stops and removes every task of this node (leave). */
   async removeAll(): Promise<void> {
-    for (const [id, r] of this.running) await this.remove(id, r)
-    for (const ns of listNetns(`sn-${this.o.node}-`)) await destroyTaskSandbox(ns, []).catch(() => undefined)
+    for (const [id, r] of this.running) await this.remove(id, r).catch((e: Error) => this.o.log(e.message))
+    await this.removeOrphans(new Set())
     this.supervisor.stop()
   }
 

@@ -3,11 +3,13 @@
  * bridge in a switch namespace. Nothing is created in the root namespace.
  */
 import {spawn} from 'node:child_process'
-import {existsSync, readFileSync, rmSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {constants} from 'node:os'
+import {dirname, join} from 'node:path'
 import {addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses, listLinks, setLinkUp} from '../sys/link.js'
-import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPids, nsenterArgv} from '../sys/netns.js'
-import {isAlive, killAll} from '../sys/proc.js'
+import {cgroupMounts, cgroupPids, findV1NodeDirs, killCgroup, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
+import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPath, nsenterArgv} from '../sys/netns.js'
+import {isAlive, killProcs, procsInNetns} from '../sys/proc.js'
 import {enableIpForward, setSysctl} from '../sys/sysctl.js'
 import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
 import * as T from './topology.js'
@@ -114,16 +116,29 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   return state
 }
 
-const TASK_NETNS_RE = /^sn-n[0-9]+-/
+/** Task namespaces of lab nodes: sn-<node>.<8 hex>, and sn-<node>-<8 hex> as older versions named them. */
+const TASK_NETNS_RE = /^sn-(n[0-9]+)[.-][0-9a-f]{8}$/
 
-/** Node names from the state file and from the namespaces that exist (the file may be gone). */
+/** Node names from the state file, the namespaces and the cgroups that exist (the file may be gone). */
 function knownNodes(state: LabState | undefined): string[] {
   const names = new Set(state?.nodes.map((n) => n.name) ?? [])
-  for (const ns of listNetns(T.LAB_PREFIX)) {
-    const name = ns.slice(T.LAB_PREFIX.length)
-    if (T.NODE_NAME_RE.test(name)) names.add(name)
+  for (const ns of listNetns(T.LAB_PREFIX)) names.add(ns.slice(T.LAB_PREFIX.length))
+  for (const ns of listNetns('sn-n')) {
+    const m = TASK_NETNS_RE.exec(ns)
+    if (m) names.add(m[1]!)
   }
+  for (const n of labCgroupNodes()) names.add(n)
   return [...names].filter((n) => T.NODE_NAME_RE.test(n)).sort()
+}
+
+function labCgroupNodes(): string[] {
+  const root = cgroupMounts().v2
+  if (!root) return []
+  try {
+    return readdirSync(join(root, 'swarmnet')).filter((n) => T.NODE_NAME_RE.test(n))
+  } catch {
+    return []
+  }
 }
 
 function rmPath(path: string, removed: string[]): void {
@@ -132,15 +147,23 @@ function rmPath(path: string, removed: string[]): void {
   removed.push(path)
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
 /**
  * Removes everything the lab and its nodes made. Idempotent, best effort: one failure does not
- * stop the rest, and the failures are reported together at the end.
+ * stop the rest, and what could not be removed is reported together at the end (an error).
  * Resolves to what was removed.
+ *
+ * Processes go first, and all of them whatever they were doing: each node's cgroup subtree is
+ * killed (its agent if lab up started it, its tasks, their launchers and helpers, also those
+ * forked meanwhile), then whatever else runs in the lab's namespaces (an agent started by
+ * hand), again until nothing is left, so nothing creates a namespace behind our back. Only
+ * then are the namespaces listed and removed, by exact name.
  */
 export async function labDown(): Promise<string[]> {
   const removed: string[] = []
   const errors: string[] = []
-  const attempt = async (f: () => Promise<void>) => {
+  const attempt = async (f: () => Promise<void> | void) => {
     try {
       await f()
     } catch (e) {
@@ -149,18 +172,55 @@ export async function labDown(): Promise<string[]> {
   }
   const state = readLabState()
   const nodes = knownNodes(state)
-  const taskNs = listNetns('sn-n').filter((n) => TASK_NETNS_RE.test(n))
-  const labNs = listNetns(T.LAB_PREFIX)
-  // Tasks first, the switch last, so nothing is left pointing into a namespace already gone.
-  const order = [...taskNs, ...labNs.filter((n) => n !== T.SWITCH_NETNS), ...labNs.filter((n) => n === T.SWITCH_NETNS)]
-
-  const pids: number[] = []
-  for (const ns of order) await attempt(async () => void pids.push(...(await netnsPids(ns))))
-  if (pids.length > 0) {
-    await killAll(pids)
-    removed.push(...pids.map((p) => `process ${p}`))
+  const cg2 = cgroupMounts().v2
+  const nodeCgroups = cg2 ? nodes.map((n) => join(cg2, 'swarmnet', n)) : []
+  const ourNetns = () => {
+    const task = listNetns('sn-n').filter((n) => TASK_NETNS_RE.test(n))
+    const lab = listNetns(T.LAB_PREFIX)
+    // Tasks first, the switch last, so nothing is left pointing into a namespace already gone.
+    return [...task, ...lab.filter((n) => n !== T.SWITCH_NETNS), ...lab.filter((n) => n === T.SWITCH_NETNS)]
   }
-  for (const ns of order) {
+
+  const killed = new Set<number>()
+  for (let quiet = 0, round = 0; quiet < 2 && round < 50; round++) {
+    let found = 0
+    for (const cg of nodeCgroups) {
+      const pids = cgroupPids(cg)
+      found += pids.length
+      for (const p of pids) killed.add(p)
+      await attempt(async () => {
+        if (!(await killCgroup(cg))) throw new Error(`processes ${cgroupPids(cg).join(', ')} in ${cg} survived cgroup.kill`)
+      })
+    }
+    const strays = ourNetns().flatMap((ns) => procsInNetns(netnsPath(ns)))
+    found += strays.length
+    for (const p of strays) killed.add(p.pid)
+    const left = await killProcs(strays)
+    if (left.length > 0) errors.push(`processes ${left.map((p) => p.pid).join(', ')} did not die`)
+    quiet = found === 0 ? quiet + 1 : 0
+    // A helper the killed agent had started (ip netns add, a launcher) may finish right after.
+    if (found > 0 || quiet === 1) await sleep(50)
+  }
+  removed.push(...[...killed].sort((a, b) => a - b).map((p) => `process ${p}`))
+
+  for (const cg of nodeCgroups) {
+    await attempt(() => {
+      if (!existsSync(cg)) return
+      removeCgroupTree(cg)
+      removed.push(`cgroup ${cg}`)
+    })
+  }
+  for (const node of nodes) {
+    for (const d of findV1NodeDirs(node)) {
+      await attempt(() => {
+        removeCgroupTree(d)
+        removed.push(`cgroup ${d}`)
+        removeIfEmpty(dirname(d))
+      })
+    }
+  }
+  if (cg2) await attempt(() => removeIfEmpty(join(cg2, 'swarmnet')))
+  for (const ns of ourNetns()) {
     await attempt(async () => {
       if (!netnsExists(ns)) return
       await delNetns(ns)
@@ -177,6 +237,12 @@ export async function labDown(): Promise<string[]> {
     }
   }
   if (removeLabState()) removed.push(T.LAB_STATE_FILE)
+  // What is still there now could not be removed: say so.
+  const still = [
+    ...ourNetns().map((n) => `netns ${n}`),
+    ...nodeCgroups.filter((c) => existsSync(c)).map((c) => `cgroup ${c}`),
+  ]
+  if (still.length > 0) errors.push(`still there: ${still.join(', ')}`)
   if (errors.length > 0) throw new Error(`lab down: ${errors.join('; ')} (removed: ${removed.join(', ') || 'nothing'})`)
   return removed
 }

@@ -1,6 +1,10 @@
 // Starting the lab's nodes the way a person would: `swarmnet init` in the
 // first node's namespace, `swarmnet join` in the others, through the real CLI.
+import {mkdirSync} from 'node:fs'
+import {join} from 'node:path'
 import {AgentClient} from '../agent/client.js'
+import {nodeCgroupDirs} from '../sys/cgroup.js'
+import {inCgroupsArgv} from '../tasks/launcher.js'
 import {run} from '../sys/exec.js'
 import {nsenterArgv} from '../sys/netns.js'
 import {selfArgv} from '../util/root.js'
@@ -9,8 +13,11 @@ import {nodeAddress, nodeName} from './topology.js'
 
 export async function startLabNode(node: LabNode): Promise<void> {
   const first = {name: nodeName(1), address: nodeAddress(1)}
+  // The agent that init/join starts inherits this cgroup: lab down kills it with the node's tasks.
+  const agentCgroup = join(nodeCgroupDirs(node.name).v2, 'agent')
+  mkdirSync(agentCgroup, {recursive: true})
   const cli = (args: string[]) =>
-    run(nsenterArgv(node.netns, [...selfArgv(), ...args]), `starting lab node ${node.name}`, {
+    run(inCgroupsArgv([agentCgroup], nsenterArgv(node.netns, [...selfArgv(), ...args])), `starting lab node ${node.name}`, {
       env: {...process.env, NO_COLOR: '1'},
       timeoutMs: 60_000,
     })

@@ -29,8 +29,8 @@ export const nodeNetns = (node: string) => `${LAB_PREFIX}${node}`
 /** The node's port on the switch bridge. */
 export const nodePort = (node: string) => `${LAB_PREFIX}${node}`
 export const nodeAddress = (index: number) => `172.30.0.${10 + index}`
-/** Task namespaces of a node (see tasks/runner.ts taskNetnsName). */
-export const taskNetnsPrefix = (node: string) => `sn-${node}-`
+/** Task namespaces of a node: the runner's own definition. */
+export {taskNetnsPrefix} from '../tasks/runner.js'
 // Where a node keeps its things: the agent's and the loader's own definitions, not copies.
 export const nodeStateDir = stateDir
 export const nodeSocket = socketPath

@@ -8,6 +8,7 @@ import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
 import type {Network, Service, Task} from '../model/types.js'
 import {checkName} from '../model/validate.js'
+import {parseCpus, parseMemory, parseUser} from '../tasks/limits.js'
 import {keyOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {Controller} from '../agent/controller.js'
@@ -21,6 +22,9 @@ export type ServiceRequest = {
   replicas: number
   networks: string[]
   command: string[]
+  user?: string
+  limitMemory?: string
+  limitCpu?: string
 }
 
 /** What the last pass over all services found: service name -> why it is not fully placed. */
@@ -113,6 +117,11 @@ export class Manager {
       if (n.driver !== 'overlay') throw new UserError(`network ${n.name} is node-local: services attach to overlay networks`)
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
+    const user = req.user !== undefined ? parseUser(req.user) : undefined
+    const limits = {
+      ...(req.limitMemory !== undefined ? {memoryBytes: parseMemory(req.limitMemory)} : {}),
+      ...(req.limitCpu !== undefined ? {nanoCpus: parseCpus(req.limitCpu)} : {}),
+    }
     const now = Date.now()
     const svc: Service = {
       id: newId(),
@@ -120,6 +129,8 @@ export class Manager {
       mode: req.mode === 'global' ? {global: true} : {replicas: req.replicas},
       networks: nets.map((n) => n.id),
       command: req.command,
+      ...(user !== undefined ? {user} : {}),
+      ...(Object.keys(limits).length > 0 ? {limits} : {}),
       createdAt: now,
       updatedAt: now,
     }

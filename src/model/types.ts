@@ -71,6 +71,10 @@ export type Service = {
   /** Network ids, not names: a renamed network keeps its services. */
   networks: string[]
   command: string[]
+  /** --user as written, UID[:GID] or NAME[:GROUP]; resolved on the node that runs the task. */
+  user?: string
+  /** --limit-memory in bytes, --limit-cpu in billionths of a CPU (Docker's NanoCPUs). */
+  limits?: {memoryBytes?: number; nanoCpus?: number}
   createdAt: number
   updatedAt: number
 }

@@ -1,7 +1,7 @@
-import {readFileSync} from 'node:fs'
+import {readdirSync, readFileSync, readlinkSync, statSync} from 'node:fs'
 
 /** State and start time (clock ticks since boot) from /proc/<pid>/stat, or undefined if gone. */
-export function procStat(pid: number): {state: string; startTime: number} | undefined {
+export function procStat(pid: number): {state: string; startTime: number; ppid: number} | undefined {
   let text: string
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -10,7 +10,7 @@ export function procStat(pid: number): {state: string; startTime: number} | unde
   }
   // The command name may contain spaces and parentheses; fields resume after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
-  return {state: rest[0] ?? '?', startTime: Number(rest[19])}
+  return {state: rest[0] ?? '?', startTime: Number(rest[19]), ppid: Number(rest[1])}
 }
 
 /**
@@ -23,41 +23,96 @@ export function isAlive(pid: number, startTime?: number): boolean {
   return startTime === undefined || st.startTime === startTime
 }
 
+/**
+ * A process as it was when we found it: pid and start time together name one process for good
+ * (a reused pid has a later start time), so signalling through a ProcId never hits a stranger.
+ */
+export interface ProcId {
+  pid: number
+  startTime: number
+}
+
+export function procId(pid: number): ProcId | undefined {
+  const st = procStat(pid)
+  return st && st.state !== 'Z' && st.state !== 'X' ? {pid, startTime: st.startTime} : undefined
+}
+
+/**
+ * Sends sig if the pid is still the process we found; false if it is gone or another one.
+ * (Node has no pidfd; the start time is read again right before the signal.)
+ */
+export function signalProc(p: ProcId, sig: NodeJS.Signals): boolean {
+  if (!isAlive(p.pid, p.startTime)) return false
+  try {
+    process.kill(p.pid, sig)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The "NSpid:" line of /proc/<pid>/status: its pid in each pid namespace, outermost first. */
+export function nsPids(pid: number): number[] {
+  return statusField(pid, 'NSpid')?.split(/\s+/).map(Number) ?? []
+}
+
+/** Whether the process has no_new_privs set (setpriv --no-new-privs does it right before exec). */
+export function noNewPrivs(pid: number): boolean {
+  return statusField(pid, 'NoNewPrivs') === '1'
+}
+
+function statusField(pid: number, name: string): string | undefined {
+  let text: string
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return undefined
+  }
+  const line = text.split('\n').find((l) => l.startsWith(`${name}:`))
+  return line?.slice(name.length + 1).trim()
+}
+
+/** Processes whose network namespace is the one at nsPath (what `ip netns pids` does). */
+export function procsInNetns(nsPath: string): ProcId[] {
+  let target: string
+  try {
+    // readlink of a namespace file gives "net:[inode]", the same text /proc/<pid>/ns/net shows.
+    target = `net:[${statSync(nsPath).ino}]`
+  } catch {
+    return []
+  }
+  const out: ProcId[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      if (readlinkSync(`/proc/${name}/ns/net`) !== target) continue
+    } catch {
+      continue
+    }
+    const id = procId(Number(name))
+    if (id) out.push(id)
+  }
+  return out
+}
+
+
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function signal(pid: number, sig: NodeJS.Signals): void {
-  // Our tasks lead their own session (setsid), so the group takes helpers down too.
-  try {
-    process.kill(-pid, sig)
-  } catch {
-    try {
-      process.kill(pid, sig)
-    } catch {
-      /* already gone */
-    }
-  }
-}
-
-/** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
-export async function stopProcess(pid: number, graceMs = 3000): Promise<void> {
-  if (!isAlive(pid)) return
-  signal(pid, 'SIGTERM')
+/** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone (or was never ours). */
+export async function stopProcess(p: ProcId, graceMs = 3000): Promise<void> {
+  if (!signalProc(p, 'SIGTERM')) return
   const deadline = Date.now() + graceMs
-  while (isAlive(pid) && Date.now() < deadline) await sleep(50)
-  if (!isAlive(pid)) return
-  signal(pid, 'SIGKILL')
-  while (isAlive(pid)) await sleep(20)
+  while (isAlive(p.pid, p.startTime) && Date.now() < deadline) await sleep(50)
+  if (!signalProc(p, 'SIGKILL')) return
+  while (isAlive(p.pid, p.startTime)) await sleep(20)
 }
 
-/** SIGKILL every pid and wait (up to timeoutMs) until they are gone. */
-export async function killAll(pids: readonly number[], timeoutMs = 3000): Promise<void> {
-  for (const p of pids) {
-    try {
-      process.kill(p, 'SIGKILL')
-    } catch {
-      /* already gone */
-    }
-  }
+/** SIGKILL each process that is still the one found; resolves to those still alive after timeoutMs. */
+export async function killProcs(procs: readonly ProcId[], timeoutMs = 3000): Promise<ProcId[]> {
+  for (const p of procs) signalProc(p, 'SIGKILL')
   const deadline = Date.now() + timeoutMs
-  while (pids.some((p) => isAlive(p)) && Date.now() < deadline) await sleep(20)
+  const alive = () => procs.filter((p) => isAlive(p.pid, p.startTime))
+  while (alive().length > 0 && Date.now() < deadline) await sleep(20)
+  return alive()
 }

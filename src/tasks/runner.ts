@@ -4,8 +4,8 @@
  */
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {closeSync, mkdirSync, openSync} from 'node:fs'
-import {dirname} from 'node:path'
+import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {
   addAddress,
   addDefaultRoute,
@@ -19,8 +19,20 @@ import {
   setMac,
   setMtu,
 } from '../sys/link.js'
-import {addNetns, delNetns, netnsExists, netnsPids, nsenterArgv} from '../sys/netns.js'
-import {isAlive as procAlive, killAll, stopProcess} from '../sys/proc.js'
+import {
+  cgroup2Root,
+  cgroupOf,
+  cgroupPids,
+  createTaskCgroup,
+  findV1NodeDirs,
+  killCgroup,
+  type Limits,
+  nodeCgroupDirs,
+  removeCgroupTree,
+} from '../sys/cgroup.js'
+import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
+import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
+import {launchArgv, type TaskUser} from './launcher.js'
 import {macForIp} from '../model/allocate.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
 
@@ -77,8 +89,19 @@ export interface Sandbox {
   hostIfs: string[]
 }
 
+/**
+ * The task's named network namespace. '.' cannot occur in a node name, so the namespaces of node
+ * "n1" (sn-n1.*) and of node "n1-1" (sn-n1-1.*) never match each other's prefix.
+ */
 export function taskNetnsName(node: string, taskId: string): string {
-  return `sn-${node}-${taskId.slice(0, 8)}`
+  return `${taskNetnsPrefix(node)}${taskId.slice(0, 8)}`
+}
+
+export const taskNetnsPrefix = (node: string) => `sn-${node}.`
+
+/** The namespaces of this node's tasks that exist now. */
+export function listTaskNetns(node: string): string[] {
+  return listNetns(taskNetnsPrefix(node)).filter((n) => /^[0-9a-f]{8}$/.test(n.slice(taskNetnsPrefix(node).length)))
 }
 
 /** The short-lived name of the task end before it moves: sn- and a hash, so it is ours and fits. */
@@ -157,49 +180,156 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
 /** Kills what still runs in the namespace, deletes the host ends and the namespace. Idempotent. */
 export async function destroyTaskSandbox(netns: string, hostIfs: readonly string[]): Promise<void> {
   // The namespace (and so the task ends of the veths) lives on while a process holds it.
-  await killAll(await netnsPids(netns))
+  const left = await killProcs(procsInNetns(netnsPath(netns)))
+  if (left.length > 0) throw new Error(`removing ${netns}: process ${left.map((p) => p.pid).join(', ')} did not die`)
   for (const h of hostIfs) await deleteLink(h)
   await delNetns(netns)
 }
 
 export interface TaskProcessSpec {
+  node: string
+  taskId: string
   netns: string
+  /** The task's name: its hostname, and its name in /etc/hosts. */
+  name: string
+  /** Its addresses, for /etc/hosts. */
+  ips: string[]
   argv: string[]
   env?: Record<string, string>
-  /** stdout and stderr are appended here. */
-  logFile: string
+  /** The task's directory on the node: its log, hosts and resolv.conf. */
+  dir: string
+  /** Resolved on the node (resolveUser); root when absent. */
+  user?: TaskUser
+  limits?: Limits
 }
 
-/**
- * Starts the task's command in its namespace, in a session of its own and not tied to us, so
- * that it outlives the agent (a restarted agent adopts it by pid). nsenter execs the command
- * (no fork for a net namespace), so the pid is the command's.
- */
-export function startTaskProcess(spec: TaskProcessSpec): number {
-  mkdirSync(dirname(spec.logFile), {recursive: true})
-  const fd = openSync(spec.logFile, 'a')
+export const taskLogFile = (dir: string) => join(dir, 'log')
+
+/** The cgroup v2 directory of a task. */
+export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, taskId)
+
+function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} {
+  mkdirSync(spec.dir, {recursive: true, mode: 0o700})
+  const hosts = join(spec.dir, 'hosts')
+  const resolv = join(spec.dir, 'resolv.conf')
+  const lines = [
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    ...spec.ips.map((ip) => `${ip}\t${spec.name}`),
+  ]
+  writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
+  // For now the node's resolvers; the DNS work points this file at swarmnet's resolver.
+  writeFileSync(resolv, nodeResolvConf(), {mode: 0o644})
+  return {hosts, resolv}
+}
+
+function nodeResolvConf(): string {
   try {
-    // Only PATH from our own environment: the agent's variables are not the task's business.
-    const env = {PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...spec.env}
-    const child = spawn(nsenterArgv(spec.netns, spec.argv)[0]!, nsenterArgv(spec.netns, spec.argv).slice(1), {
-      detached: true,
-      stdio: ['ignore', fd, fd],
-      env,
-    })
-    child.on('error', () => undefined) // a missing nsenter shows as a dead pid to the supervisor
-    child.unref()
-    if (child.pid === undefined) throw new Error(`starting task in ${spec.netns}: spawn failed`)
-    return child.pid
-  } finally {
-    closeSync(fd)
+    return readFileSync('/etc/resolv.conf', 'utf8')
+  } catch {
+    return ''
   }
 }
 
-export function isAlive(pid: number): boolean {
-  return procAlive(pid)
+/** A task's PID 1 as the node sees it: in the task's cgroup, pid 1 of its own namespace, set up. */
+function findTaskInit(cgroup: string): ProcId | undefined {
+  for (const pid of cgroupPids(cgroup)) {
+    const ns = nsPids(pid)
+    if (ns.length >= 2 && ns[ns.length - 1] === 1 && noNewPrivs(pid)) return procId(pid)
+  }
+  return undefined
 }
 
-/** SIGTERM, SIGKILL after 3 s. */
-export function stopTask(pid: number): Promise<void> {
-  return stopProcess(pid, 3000)
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * Starts the task's command in its sandbox (see launcher.ts), in a session of its own and not
+ * tied to us, so that it outlives the agent (a restarted agent adopts it by pid). Resolves to
+ * the command's process (PID 1 of the task) once the sandbox is set up and it runs.
+ */
+export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
+  const files = writeTaskFiles(spec)
+  const cg = createTaskCgroup(spec.node, spec.taskId, spec.limits)
+  // Whatever an earlier run left in the cgroup goes first: the task is one set of processes.
+  if (!(await killCgroup(cg.v2))) throw new Error(`starting task ${spec.taskId}: its old processes did not die`)
+  const log = taskLogFile(spec.dir)
+  const fd = openSync(log, 'a')
+  let exited = false
+  try {
+    // Only PATH from our own environment: the agent's variables are not the task's business.
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: spec.user ? '/' : '/root',
+      HOSTNAME: spec.name,
+      ...spec.env,
+    }
+    const argv = launchArgv({
+      netns: spec.netns,
+      hostname: spec.name,
+      hostsFile: files.hosts,
+      resolvFile: files.resolv,
+      cgroups: [cg.v2, ...cg.v1],
+      ...(spec.user ? {user: spec.user} : {}),
+      argv: spec.argv,
+    })
+    const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env})
+    child.on('error', () => undefined) // shows as the launcher exiting
+    child.on('exit', () => (exited = true))
+    child.unref()
+  } finally {
+    closeSync(fd)
+  }
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const init = findTaskInit(cg.v2)
+    if (init) return init
+    if (exited || Date.now() > deadline) {
+      await killCgroup(cg.v2)
+      const why = lastLine(log)
+      throw new Error(`starting task ${spec.taskId}: ${exited ? 'the sandbox failed' : 'timed out'}${why ? `: ${why}` : ''}`)
+    }
+    await sleep(exited ? 0 : 20)
+  }
+}
+
+function lastLine(file: string): string {
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n')
+    return lines[lines.length - 1]?.trim() ?? ''
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * The task's PID 1 if pid is it: alive with the same start time, or (after an agent restart,
+ * when only the pid is known) alive in the task's cgroup. Nothing else is ever signalled.
+ */
+export function verifyTaskPid(node: string, taskId: string, pid: number, startTime?: number): ProcId | undefined {
+  const id = procId(pid)
+  if (!id) return undefined
+  if (startTime !== undefined) return id.startTime === startTime ? id : undefined
+  const cg = cgroupOf(pid)
+  return cg !== undefined && join(cgroup2Root(), cg) === taskCgroup(node, taskId) ? id : undefined
+}
+
+/**
+ * Stops a task: SIGTERM to its PID 1 (when given, and proven ours), then after graceMs
+ * cgroup.kill for whatever is left, the command's children included; then removes its cgroups.
+ * Throws if something survived.
+ */
+export async function stopTaskProcess(node: string, taskId: string, init?: ProcId, graceMs = 3000): Promise<void> {
+  const cg = taskCgroup(node, taskId)
+  if (init && signalProc(init, 'SIGTERM')) {
+    const deadline = Date.now() + graceMs
+    while (cgroupPids(cg).length > 0 && Date.now() < deadline) await sleep(50)
+  }
+  if (!(await killCgroup(cg))) throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
+  removeTaskCgroups(node, taskId)
+}
+
+/** rmdir the task's v2 cgroup and its v1 ones (wherever an agent of this node put them). */
+export function removeTaskCgroups(node: string, taskId: string): void {
+  removeCgroupTree(taskCgroup(node, taskId))
+  for (const d of findV1NodeDirs(node)) removeCgroupTree(join(d, taskId))
 }

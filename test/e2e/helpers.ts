@@ -3,6 +3,7 @@
 import {spawnSync} from 'node:child_process'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {cgroupMounts, cgroupPids} from '../../src/sys/cgroup.js'
 
 export const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..')
 export const BIN = join(ROOT, 'bin', 'run.js')
@@ -74,5 +75,11 @@ export function leftovers(): string[] {
   out.push(...state.map((p) => `state /var/lib/swarmnet/${p}`))
   const socks = sh(['ls', '-A', '/run/swarmnet']).stdout.split('\n').filter(Boolean)
   out.push(...socks.map((p) => `run /run/swarmnet/${p}`))
+  // Task cgroups (v2, and v1 where limits put them) and anything still running in them.
+  const m = cgroupMounts()
+  const roots = [m.v2, m.v1.memory, m.v1.cpu].filter((r): r is string => r !== undefined)
+  const dirs = sh(['find', ...roots, '-maxdepth', '4', '-type', 'd', '-name', 'swarmnet']).stdout.split('\n').filter(Boolean)
+  out.push(...dirs.map((d) => `cgroup ${d}`))
+  for (const d of dirs) out.push(...cgroupPids(d).map((p) => `process ${p} in ${d}`))
   return out
 }

@@ -12,15 +12,16 @@ import {after, before, test} from 'node:test'
 import {fileURLToPath} from 'node:url'
 import {labDown, labUp} from '../../src/lab/lab.js'
 import {getLink, listAddresses} from '../../src/sys/link.js'
-import {execIn, netnsExists, netnsPids, nsenterArgv} from '../../src/sys/netns.js'
+import {cgroup2Root, removeCgroupTree, removeIfEmpty} from '../../src/sys/cgroup.js'
+import {execIn, netnsExists, netnsPath, nsenterArgv} from '../../src/sys/netns.js'
+import {isAlive, procsInNetns} from '../../src/sys/proc.js'
 import {ensureGwBridge, GWBRIDGE_IF, removeGwBridge} from '../../src/tasks/gwbridge.js'
 import {
   createTaskSandbox,
   destroyTaskSandbox,
-  isAlive,
   type Sandbox,
   startTaskProcess,
-  stopTask,
+  stopTaskProcess,
   taskNetnsName,
 } from '../../src/tasks/runner.js'
 import {Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
@@ -71,7 +72,9 @@ function inner(): void {
   const nsB = taskNetnsName(node, idB)
   const logDir = mkdtempSync(join(tmpdir(), 'sn-tasks-'))
   const sandboxes: Sandbox[] = []
-  const pids: number[] = []
+  // Task ids whose cgroups (swarmnet/n1/<id>) this test made.
+  const started = new Set<string>()
+  const OUTSIDE = 'cccccccc55556666cccccccc'
   const moved: [string, string, boolean][] = []
   const events: SupervisorEvent[] = []
   const supervisor = new Supervisor({pollMs: 100, onEvent: (e) => events.push(e)})
@@ -101,8 +104,10 @@ function inner(): void {
 
   after(async () => {
     supervisor.stop()
-    for (const p of pids) await stopTask(p)
+    for (const id of started) await stopTaskProcess(node, id, undefined, 0)
     for (const s of sandboxes) await destroyTaskSandbox(s.netns, s.hostIfs)
+    removeCgroupTree(join(cgroup2Root(), 'swarmnet', node))
+    removeIfEmpty(join(cgroup2Root(), 'swarmnet'))
     await removeGwBridge()
     rmSync(logDir, {recursive: true, force: true})
   })
@@ -141,13 +146,18 @@ function inner(): void {
   test('a task reaches the outside through the gwbridge with the node address as source', async () => {
     await execIn(nsA, ['ping', '-c1', '-W1', '172.30.0.100'], 'pinging the client from a task')
     const whoami = `import(${JSON.stringify(join(repo, 'src/whoami/server.ts'))}).then((m) => m.startWhoami({ port: 8080 }))`
-    const server = startTaskProcess({
+    started.add(OUTSIDE)
+    await startTaskProcess({
+      node,
+      taskId: OUTSIDE,
       netns: 'sn-lab-client',
-      argv: [process.execPath, '--import', 'tsx', '--input-type=module', '-e', whoami],
+      name: 'outside',
+      ips: [],
+      // Tasks start in /, so tsx is named by its path, not looked up from the current directory.
+      argv: [process.execPath, '--import', import.meta.resolve('tsx'), '--input-type=module', '-e', whoami],
       env: {SWARMNET_TASK_NAME: 'outside'},
-      logFile: join(logDir, 'whoami.log'),
+      dir: join(logDir, 'outside'),
     })
-    pids.push(server)
     const get = `
       for (let i = 0; i < 50; i++) {
         try { const r = await fetch('http://172.30.0.100:8080/json'); console.log(JSON.stringify(await r.json())); process.exit(0); }
@@ -166,16 +176,16 @@ function inner(): void {
   })
 
   test('the supervisor restarts a task whose process died', {timeout: 20_000}, async () => {
-    const start = () => {
-      const pid = startTaskProcess({netns: nsA, argv: ['sleep', '1000'], logFile: join(logDir, 'a.log')})
-      pids.push(pid)
-      return Promise.resolve(pid)
+    const start = async () => {
+      started.add(idA)
+      const p = await startTaskProcess({node, taskId: idA, netns: nsA, name: 'a.1', ips: [], argv: ['sleep', '1000'], dir: join(logDir, 'a')})
+      return p.pid
     }
     const first = await start()
     assert.ok(isAlive(first))
     supervisor.watch(idA, first, start)
     supervisor.start()
-    assert.ok((await netnsPids(nsA)).includes(first))
+    assert.ok(procsInNetns(netnsPath(nsA)).some((p) => p.pid === first))
     process.kill(first, 'SIGKILL')
     while (!events.some((e) => e.type === 'restarted')) await new Promise((r) => setTimeout(r, 50))
     const restarted = events.find((e) => e.type === 'restarted')
@@ -183,7 +193,7 @@ function inner(): void {
     assert.notEqual(restarted.pid, first)
     assert.equal(restarted.restarts, 1)
     assert.ok(isAlive(restarted.pid))
-    assert.ok((await netnsPids(nsA)).includes(restarted.pid))
+    assert.ok(procsInNetns(netnsPath(nsA)).some((p) => p.pid === restarted.pid))
     assert.deepEqual(events[0], {type: 'exited', taskId: idA, pid: first})
   })
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {after, test} from 'node:test'
-import {isAlive, stopTask} from '../../src/tasks/runner.js'
+import {isAlive, procId, stopProcess} from '../../src/sys/proc.js'
 import {Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
 
 // Plain local processes (sleep): the supervisor only deals in pids.
@@ -10,7 +10,10 @@ const supervisors: Supervisor[] = []
 
 after(async () => {
   for (const s of supervisors) s.stop()
-  for (const p of pids) await stopTask(p)
+  for (const p of pids) {
+    const id = procId(p)
+    if (id) await stopProcess(id)
+  }
 })
 
 function sleeper(): number {

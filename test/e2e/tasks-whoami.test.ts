@@ -5,30 +5,42 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, test} from 'node:test'
 import {fileURLToPath} from 'node:url'
+import {cgroup2Root, removeCgroupTree, removeIfEmpty} from '../../src/sys/cgroup.js'
 import {setLinkUp} from '../../src/sys/link.js'
-import {addNetns, delNetns, execIn} from '../../src/sys/netns.js'
-import {destroyTaskSandbox, startTaskProcess} from '../../src/tasks/runner.js'
+import {addNetns, execIn} from '../../src/sys/netns.js'
+import {destroyTaskSandbox, startTaskProcess, stopTaskProcess} from '../../src/tasks/runner.js'
 
 const NS = 'sn-ut-whoami'
+// A node name no lab uses, so the task's cgroup (swarmnet/<node>/<id>) is this test's alone.
+const NODE = 'ut-whoami'
+const ID = '0123456789abcdef01234567'
 const repo = fileURLToPath(new URL('../..', import.meta.url))
-const logDir = mkdtempSync(join(tmpdir(), 'sn-whoami-'))
+const dir = mkdtempSync(join(tmpdir(), 'sn-whoami-'))
 
 before(async () => {
   await destroyTaskSandbox(NS, [])
   await addNetns(NS)
   await setLinkUp('lo', NS)
   const start = `import(${JSON.stringify(join(repo, 'src/whoami/server.ts'))}).then((m) => m.startWhoami({ port: 8080 }))`
-  startTaskProcess({
+  await startTaskProcess({
+    node: NODE,
+    taskId: ID,
     netns: NS,
-    argv: [process.execPath, '--import', 'tsx', '--input-type=module', '-e', start],
+    name: 'web.1',
+    ips: [],
+    // Tasks start in /, so tsx is named by its path, not looked up from the current directory.
+      argv: [process.execPath, '--import', import.meta.resolve('tsx'), '--input-type=module', '-e', start],
     env: {SWARMNET_TASK_NAME: 'web.1.abc'},
-    logFile: join(logDir, 'whoami.log'),
+    dir,
   })
 })
 
 after(async () => {
-  await destroyTaskSandbox(NS, []) // kills the server with the namespace
-  rmSync(logDir, {recursive: true, force: true})
+  await stopTaskProcess(NODE, ID, undefined, 0)
+  await destroyTaskSandbox(NS, [])
+  removeCgroupTree(join(cgroup2Root(), 'swarmnet', NODE))
+  removeIfEmpty(join(cgroup2Root(), 'swarmnet'))
+  rmSync(dir, {recursive: true, force: true})
 })
 
 async function get(path: string): Promise<string> {

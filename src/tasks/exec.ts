@@ -1,0 +1,32 @@
+/**
+ * `task exec`: a command inside a running task, as the task itself runs: in its cgroup and all
+ * its namespaces (network, mount, PID, UTS, IPC, cgroup), with its capabilities and user.
+ */
+import {spawnSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import {execArgv, userOfProcess} from './launcher.js'
+import {taskCgroup, verifyTaskPid} from './runner.js'
+
+export interface ExecTarget {
+  id: string
+  name: string
+  node: string
+  pid?: number
+}
+
+/** Runs argv in the task with our stdio; resolves to its exit status. */
+export function execInTask(t: ExecTarget, argv: string[]): number {
+  // The pid comes from the store: it is used only once proven to be this task's PID 1.
+  const init = t.pid ? verifyTaskPid(t.node, t.id, t.pid) : undefined
+  if (!init) throw new Error(`task ${t.name} has no running process on this host (node ${t.node})`)
+  let status: string
+  try {
+    status = readFileSync(`/proc/${init.pid}/status`, 'utf8')
+  } catch {
+    throw new Error(`task ${t.name} exited`)
+  }
+  const full = execArgv(init.pid, [taskCgroup(t.node, t.id)], userOfProcess(status), argv)
+  const r = spawnSync(full[0]!, full.slice(1), {stdio: 'inherit'})
+  if (r.error) throw new Error(`cannot run ${argv[0]}: ${r.error.message}`)
+  return r.status ?? 1
+}
