@@ -32,10 +32,14 @@ interface Child {
 }
 
 function child(ns: string, ...args: string[]): Child {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '--import', 'tsx', fixture('link-child.ts'), ...args], {
-    cwd: REPO,
-    encoding: 'utf8',
-  })
+  const r = spawnSync(
+    'nsenter',
+    [`--net=/run/netns/${ns}`, process.execPath, '--import', 'tsx', fixture('link-child.ts'), ...args],
+    {
+      cwd: REPO,
+      encoding: 'utf8',
+    },
+  )
   assert.equal(r.status, 0, `child ${args.join(' ')} failed:\n${r.stderr}`)
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Child
 }
@@ -44,7 +48,9 @@ const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['-n', ns, ...a
 
 /** The XDP program id on a device, as iproute2 sees it (not our own query code). */
 function xdpProgOf(ns: string, dev: string): number | undefined {
-  const [l] = JSON.parse(ip(ns, '-d', '-j', 'link', 'show', dev)) as {xdp?: {prog?: {id: number}; attached?: {prog: {id: number}}[]}}[]
+  const [l] = JSON.parse(ip(ns, '-d', '-j', 'link', 'show', dev)) as {
+    xdp?: {prog?: {id: number}; attached?: {prog: {id: number}}[]}
+  }[]
   return l?.xdp?.prog?.id ?? l?.xdp?.attached?.[0]?.prog.id
 }
 
@@ -160,7 +166,10 @@ describe('XDP links', () => {
     try {
       const r = child(B, 'xdp', obj, 'sn-lb', pinRoot, `${pinRoot}/links/xdp-b`)
       assert.equal(r.error?.code, 'BUSY')
-      assert.match(r.error!.message, new RegExp(`^sn-lb already has an XDP program that is not swarmnet's \\(foreign_xdp, id ${theirs}\\)`))
+      assert.match(
+        r.error!.message,
+        new RegExp(`^sn-lb already has an XDP program that is not swarmnet's \\(foreign_xdp, id ${theirs}\\)`),
+      )
       assert.equal(r.error!.message.split('\n').length, 1)
       assert.equal(xdpProgOf(B, 'sn-lb'), theirs)
       assert.equal(fs.existsSync(`${pinRoot}/links/xdp-b`), false)
