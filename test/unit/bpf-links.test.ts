@@ -229,4 +229,16 @@ describe('TCX links', () => {
     assert.equal(child(A, 'remove', pin).removed, true)
     assert.match(execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'}), /foreign_tc/)
   })
+
+  it('our own clsact filter from before links is removed once the TCX link is in place; a foreign one stays', () => {
+    assert.equal(child(A, 'legacy-tc', obj, 'sn-la').ok, true)
+    const filters = () => execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'})
+    assert.match(filters(), /t_tc_pass/)
+    const r = child(A, 'tcx', obj, 'sn-la', pinRoot, pin, 't_tc_pass')
+    assert.equal(r.action, 'created')
+    assert.equal(r.tookOverLegacy, true)
+    assert.doesNotMatch(filters(), /t_tc_pass/)
+    assert.match(filters(), /foreign_tc/)
+    assert.equal(child(A, 'remove', pin).removed, true)
+  })
 })
