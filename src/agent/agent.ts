@@ -110,14 +110,19 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       do {
         again = false
         if (cfg.role === 'manager') placeServices(controller)
+        const desired = () =>
+          desiredMaps({
+            selfId: cfg.nodeId,
+            nodes: controller.nodes(),
+            networks: controller.networks(),
+            tasks: controller.tasks(),
+            local: tasks.localAttachments(),
+          })
+        // Endpoints of a network this node is about to have a task on go in before the task
+        // starts (its device entry goes in with its attachment), so its first frames find them.
+        datapath.sync(desired())
         await tasks.reconcile()
-        const want = desiredMaps({
-          selfId: cfg.nodeId,
-          nodes: controller.nodes(),
-          networks: controller.networks(),
-          tasks: controller.tasks(),
-          local: tasks.localAttachments(),
-        })
+        const want = desired()
         const synced = datapath.sync(want)
         const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
         if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
