@@ -187,6 +187,20 @@ describe('XDP links', () => {
     }
   })
 
+  it("another tool's XDP link (pinned elsewhere) is refused too", () => {
+    const theirPin = `${pinRoot}/another-tool/xdp`
+    const theirs = child(B, 'xdp', obj, 'sn-lb', pinRoot, theirPin)
+    assert.equal(theirs.action, 'created')
+    try {
+      const r = child(B, 'xdp', obj, 'sn-lb', pinRoot, `${pinRoot}/links/xdp-b`)
+      assert.equal(r.error?.code, 'BUSY')
+      assert.match(r.error!.message, new RegExp(`\\(t_xdp_pass, id ${theirs.progId}\\)`))
+      assert.equal(xdpProgOf(B, 'sn-lb'), theirs.progId)
+    } finally {
+      assert.equal(child(B, 'remove', theirPin).removed, true)
+    }
+  })
+
   it('our own program attached by netlink (an agent from before links) is taken over by the link', () => {
     assert.equal(child(B, 'legacy', obj, 'sn-lb').ok, true)
     const legacy = xdpProgOf(B, 'sn-lb')
