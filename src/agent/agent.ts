@@ -129,15 +129,20 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     try {
       do {
         again = false
-        await step('tasks', () => tasks.reconcile())
-        await step('maps', () => {
-          const want = desiredMaps({
+        const desired = () =>
+          desiredMaps({
             selfId: cfg.nodeId,
             nodes: controller.nodes(),
             networks: controller.networks(),
             tasks: controller.tasks(),
             local: tasks.localAttachments(),
           })
+        // Endpoints of a network this node is about to have a task on go in before the task
+        // starts (its device entry goes in with its attachment), so its first frames find them.
+        await step('maps', () => datapath.sync(desired()))
+        await step('tasks', () => tasks.reconcile())
+        await step('maps', () => {
+          const want = desired()
           const synced = datapath.sync(want)
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
           if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)

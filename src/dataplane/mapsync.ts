@@ -43,7 +43,9 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
         ),
       ),
     ),
-    sn_devices: new Map([...want.devices].map(([ifindex, d]) => entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip})))),
+    sn_devices: new Map(
+      [...want.devices].map(([ifindex, d]) => entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip}))),
+    ),
   }
 }
 

@@ -100,5 +100,12 @@ describe('drift repair across a 2-node lab', {timeout: 300_000}, () => {
     await eventually('n1 attached XDP again', () => agentLog('n1').split('XDP on eth0 was gone').length > before)
     assert.match(sh(['ip', '-n', 'sn-lab-n1', '-d', 'link', 'show', 'eth0']).stdout, /prog\/xdp id \d+ name sn_xdp_underlay/)
     await traffic('after XDP came back')
+    // The agent reports how its programs are attached and what it repaired.
+    const info = JSON.parse(sh(['curl', '-s', '--unix-socket', '/run/swarmnet/n1.sock', 'http://agent/info']).stdout) as {
+      datapath: {underlayVia: string; repairs: number; syncErrors: Record<string, number>}
+    }
+    assert.equal(info.datapath.underlayVia, 'link')
+    assert.ok(info.datapath.repairs >= 2, JSON.stringify(info.datapath))
+    assert.deepEqual(info.datapath.syncErrors, {})
   })
 })

@@ -53,6 +53,17 @@ describe('libbpf binding', () => {
       [c['bpf_map_info.key_size'], c['bpf_map_info.max_entries'], c['bpf_map_info.map_flags'], c['bpf_map_info.name']],
       [8, 16, 20, 24],
     )
+    // The offsets links.ts reads and writes by hand.
+    assert.deepEqual(
+      [
+        c['bpf_link_create_opts.flags'],
+        c['bpf_link_info.prog_id'],
+        c['bpf_link_info.xdp.ifindex'],
+        c['bpf_prog_info.id'],
+        c['bpf_prog_info.name'],
+      ],
+      [8, 8, 16, 4, 64],
+    )
   })
 
   it('reports its version and error strings', () => {

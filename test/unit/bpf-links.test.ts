@@ -32,10 +32,14 @@ interface Child {
 }
 
 function child(ns: string, ...args: string[]): Child {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '--import', 'tsx', fixture('link-child.ts'), ...args], {
-    cwd: REPO,
-    encoding: 'utf8',
-  })
+  const r = spawnSync(
+    'nsenter',
+    [`--net=/run/netns/${ns}`, process.execPath, '--import', 'tsx', fixture('link-child.ts'), ...args],
+    {
+      cwd: REPO,
+      encoding: 'utf8',
+    },
+  )
   assert.equal(r.status, 0, `child ${args.join(' ')} failed:\n${r.stderr}`)
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Child
 }
@@ -44,7 +48,9 @@ const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['-n', ns, ...a
 
 /** The XDP program id on a device, as iproute2 sees it (not our own query code). */
 function xdpProgOf(ns: string, dev: string): number | undefined {
-  const [l] = JSON.parse(ip(ns, '-d', '-j', 'link', 'show', dev)) as {xdp?: {prog?: {id: number}; attached?: {prog: {id: number}}[]}}[]
+  const [l] = JSON.parse(ip(ns, '-d', '-j', 'link', 'show', dev)) as {
+    xdp?: {prog?: {id: number}; attached?: {prog: {id: number}}[]}
+  }[]
   return l?.xdp?.prog?.id ?? l?.xdp?.attached?.[0]?.prog.id
 }
 
@@ -160,7 +166,10 @@ describe('XDP links', () => {
     try {
       const r = child(B, 'xdp', obj, 'sn-lb', pinRoot, `${pinRoot}/links/xdp-b`)
       assert.equal(r.error?.code, 'BUSY')
-      assert.match(r.error!.message, new RegExp(`^sn-lb already has an XDP program that is not swarmnet's \\(foreign_xdp, id ${theirs}\\)`))
+      assert.match(
+        r.error!.message,
+        new RegExp(`^sn-lb already has an XDP program that is not swarmnet's \\(foreign_xdp, id ${theirs}\\)`),
+      )
       assert.equal(r.error!.message.split('\n').length, 1)
       assert.equal(xdpProgOf(B, 'sn-lb'), theirs)
       assert.equal(fs.existsSync(`${pinRoot}/links/xdp-b`), false)
@@ -175,6 +184,20 @@ describe('XDP links', () => {
       assert.equal(xdpProgOf(B, 'sn-lb'), theirs)
     } finally {
       ip(B, 'link', 'set', 'dev', 'sn-lb', 'xdp', 'off')
+    }
+  })
+
+  it("another tool's XDP link (pinned elsewhere) is refused too", () => {
+    const theirPin = `${pinRoot}/another-tool/xdp`
+    const theirs = child(B, 'xdp', obj, 'sn-lb', pinRoot, theirPin)
+    assert.equal(theirs.action, 'created')
+    try {
+      const r = child(B, 'xdp', obj, 'sn-lb', pinRoot, `${pinRoot}/links/xdp-b`)
+      assert.equal(r.error?.code, 'BUSY')
+      assert.match(r.error!.message, new RegExp(`\\(t_xdp_pass, id ${theirs.progId}\\)`))
+      assert.equal(xdpProgOf(B, 'sn-lb'), theirs.progId)
+    } finally {
+      assert.equal(child(B, 'remove', theirPin).removed, true)
     }
   })
 
@@ -219,5 +242,17 @@ describe('TCX links', () => {
     assert.equal(child(A, 'attached', pin, 'sn-la', 'ingress').attached, true)
     assert.equal(child(A, 'remove', pin).removed, true)
     assert.match(execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'}), /foreign_tc/)
+  })
+
+  it('our own clsact filter from before links is removed once the TCX link is in place; a foreign one stays', () => {
+    assert.equal(child(A, 'legacy-tc', obj, 'sn-la').ok, true)
+    const filters = () => execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'})
+    assert.match(filters(), /t_tc_pass/)
+    const r = child(A, 'tcx', obj, 'sn-la', pinRoot, pin, 't_tc_pass')
+    assert.equal(r.action, 'created')
+    assert.equal(r.tookOverLegacy, true)
+    assert.doesNotMatch(filters(), /t_tc_pass/)
+    assert.match(filters(), /foreign_tc/)
+    assert.equal(child(A, 'remove', pin).removed, true)
   })
 })

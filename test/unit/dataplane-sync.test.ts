@@ -37,7 +37,11 @@ before(() => {
     o.load()
   }
   const [underlay, task] = objects as [BpfObject, BpfObject]
-  maps = {sn_networks: underlay.map('sn_networks'), sn_endpoints: underlay.map('sn_endpoints'), sn_devices: task.map('sn_devices')}
+  maps = {
+    sn_networks: underlay.map('sn_networks'),
+    sn_endpoints: underlay.map('sn_endpoints'),
+    sn_devices: task.map('sn_devices'),
+  }
 })
 
 after(() => {
