@@ -33,6 +33,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   if (!cfg) throw new Error(`node ${node} is not part of a cluster: run \`swarmnet init\` or \`swarmnet join\` first`)
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   const store = openNodeStore(node, cfg.nodeId)
+  if (store.refused > 0) log(`store: left out ${store.refused} malformed value(s) of the state file (last: ${store.lastRefusal})`)
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   const manager = cfg.role === 'manager' ? new Manager(store, cfg.nodeId) : undefined
