@@ -4,7 +4,6 @@
 // the data plane and the tasks keep going while it is away.
 import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
-import {join} from 'node:path'
 import {Gossip, type Peer} from '../gossip/gossip.js'
 import {parseToken, rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
