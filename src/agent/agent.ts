@@ -4,7 +4,6 @@
 // the data plane and the tasks keep going while it is away.
 import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
-import {join} from 'node:path'
 import {Gossip, type Peer} from '../gossip/gossip.js'
 import {parseToken, rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
@@ -36,6 +35,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   const store = openNodeStore(node, cfg.nodeId)
+  if (store.refused > 0) log(`store: left out ${store.refused} malformed value(s) of the state file (last: ${store.lastRefusal})`)
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   const manager = cfg.role === 'manager' ? new Manager(store, cfg.nodeId) : undefined

@@ -2,7 +2,6 @@
 // and its first store contents.
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
-import {join} from 'node:path'
 import {requestJoin} from '../gossip/join.js'
 import {certifyNode, generateIdentity, generateNodeKey} from '../gossip/identity.js'
 import {generateKey} from '../gossip/keyring.js'
@@ -23,7 +22,7 @@ import {resolveAdvertise} from './advertise.js'
 import {readNodeConfig, writeNodeConfig, type NodeConfig} from './config.js'
 import {Manager} from '../manager/manager.js'
 import {openNodeStore} from './node-store.js'
-import {checkNodeName, stateDir} from './paths.js'
+import {checkNodeName} from './paths.js'
 
 export function defaultNodeName(): string {
   const h = hostname()

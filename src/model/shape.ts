@@ -32,7 +32,9 @@ const ID = /^[A-Za-z0-9_.-]{1,128}$/
 // A netns name ends up in /run/netns/<name>: no slashes, no dot-names.
 const NETNS = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
-const STR_MAX = 4096
+// Generous: a command may carry a script, a status message a command's stderr.
+// The bound is only there so no single value can be unboundedly large.
+const STR_MAX = 65536
 const LIST_MAX = 4096
 
 const byKind: Record<string, Check> = {
@@ -44,7 +46,7 @@ const byKind: Record<string, Check> = {
     int(v as Rec, 'gossipPort', 1, 65535) ??
     oneOf(v as Rec, 'role', ['manager', 'worker']) ??
     oneOf(v as Rec, 'state', ['ready', 'down', 'left']) ??
-    int(v as Rec, 'mtu', 68, 65535) ??
+    int(v as Rec, 'mtu', 68, 1 << 20) ??
     time(v as Rec, 'joinedAt'),
   network: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? networkProblem(v as Rec),
   service: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? serviceProblem(v as Rec),

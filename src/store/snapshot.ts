@@ -71,6 +71,20 @@ export function writeSnapshot(dir: string, snap: Snapshot): void {
   }
   fs.renameSync(tmp, file)
   // The rename itself is only durable once the directory is synced.
+  syncDir(dir)
+}
+
+/** Makes dir (and its parents) and syncs the directories that hold the new entries, so they survive a crash too. */
+export function makeDurableDir(dir: string): void {
+  const first = fs.mkdirSync(dir, {recursive: true, mode: 0o700})
+  if (first === undefined) return
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    syncDir(path.dirname(d))
+    if (d === path.resolve(first)) break
+  }
+}
+
+function syncDir(dir: string): void {
   const dfd = fs.openSync(dir, 'r')
   try {
     fs.fsyncSync(dfd)

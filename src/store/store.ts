@@ -1,8 +1,7 @@
-import * as fs from 'node:fs'
 import {UserError} from '../model/errors.js'
 import {compareVersions, isEntry, wins, type Entry, type Version} from './entry.js'
 import type {Json} from './json.js'
-import {readSnapshot, writeSnapshot} from './snapshot.js'
+import {makeDurableDir, readSnapshot, writeSnapshot} from './snapshot.js'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
 export type Digest = Record<string, Version>
@@ -75,7 +74,7 @@ export class Store {
   /** Loads the durable copy (creating the directory if needed). */
   open(): this {
     if (this.opened) return this
-    fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
+    makeDurableDir(this.dir)
     const snap = readSnapshot(this.dir)
     this.entries.clear()
     this.lamport = 0

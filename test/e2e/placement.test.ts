@@ -3,9 +3,10 @@
 // worker refuses writes naming the manager, and every name `service ps`
 // prints works with `task exec`.
 import assert from 'node:assert/strict'
-import {readFileSync} from 'node:fs'
+import {spawn} from 'node:child_process'
+import {closeSync, openSync, readFileSync} from 'node:fs'
 import {after, before, describe, test} from 'node:test'
-import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, json, leftovers, ok, sh} from './helpers.js'
 
 interface Task {
   id: string
@@ -135,5 +136,40 @@ describe('placement across a 2-node lab', {timeout: 300_000}, () => {
       tasks.some((t) => /^g\.[0-9a-f]{12}$/.test(t.name)),
       'global tasks are named SERVICE.NODEID',
     )
+  })
+
+  test('SIGKILL of the manager agent during writes: every create that returned is there after a restart', async () => {
+    // A user's loop of creates, each acknowledged by the CLI's exit code.
+    const loop = spawn(
+      'bash',
+      ['-c', `for i in $(seq 1 60); do "${process.execPath}" "${BIN}" network create k$i >/dev/null 2>&1 && echo ack k$i; done`],
+      {env: {...process.env, SWARMNET_HOST: 'n1'}, stdio: ['ignore', 'pipe', 'ignore']},
+    )
+    let out = ''
+    await new Promise<void>((resolve) =>
+      loop.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        if (out.split('\n').length > 5) resolve()
+      }),
+    )
+    const pid = Number(readFileSync('/run/swarmnet/n1.pid', 'utf8').trim())
+    process.kill(pid, 'SIGKILL')
+    await new Promise((r) => loop.on('exit', r))
+    const acked = out.split('\n').flatMap((l) => (l.startsWith('ack ') ? [l.slice(4)] : []))
+    assert.ok(acked.length >= 5 && acked.length < 60, `the kill landed mid-stream (${acked.length} acknowledged)`)
+
+    const log = openSync('/var/lib/swarmnet/n1/agent.log', 'a')
+    const agent = spawn('nsenter', ['--net=/run/netns/sn-lab-n1', '--', process.execPath, BIN, 'agent', '--node', 'n1'], {
+      detached: true,
+      stdio: ['ignore', log, log],
+    })
+    agent.unref()
+    closeSync(log)
+    await eventually('agent n1 back', () => cli('n1', ['node', 'ls']).code === 0)
+    const names = new Set(json<{name: string}[]>('n1', ['network', 'ls']).map((n) => n.name))
+    for (const k of acked) assert.ok(names.has(k), `network ${k} was acknowledged before the kill`)
+    // The restarted manager places again: a new service gets tasks on both nodes.
+    ok('n1', ['service', 'create', '--name', 'after-kill', '--replicas', '2', '--network', acked[0]!, '--', 'sleep', 'infinity'])
+    assert.deepEqual((await running('after-kill', 2)).map((t) => t.node).sort(), ['n1', 'n2'])
   })
 })

@@ -1,0 +1,61 @@
+// The manager's placement loop on a real store: it runs on store changes, says
+// each placement problem once (not on every pass), and says when it is gone.
+import assert from 'node:assert/strict'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, test} from 'node:test'
+import {startManagerLoop} from '../../src/manager/loop.js'
+import {Manager} from '../../src/manager/manager.js'
+import {valueProblem} from '../../src/model/shape.js'
+import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
+import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
+import {Store} from '../../src/store/store.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'sn-manager-loop-'))
+after(() => rmSync(dir, {recursive: true, force: true}))
+
+test('placement problems are logged once when they appear and once when they are gone', async () => {
+  const store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
+  store.put(CLUSTER_KEY, {
+    id: 'c',
+    createdAt: 0,
+    dataPathPort: 4789,
+    defaultAddrPool: '10.0.0.0/8',
+    subnetSize: 24,
+  } satisfies ClusterSpec)
+  const node = (id: string): NodeRecord => ({
+    id,
+    name: id,
+    addr: '172.30.0.11',
+    gossipPort: 7946,
+    role: 'manager',
+    state: 'ready',
+    mtu: 1500,
+    joinedAt: 0,
+  })
+  store.put(keyOf('node', 'a'), node('a'))
+  const m = new Manager(store, 'a')
+  const net = m.createNetwork({name: 'p', subnet: '10.9.0.0/30'}) // one task address
+  const logs: string[] = []
+  const loop = startManagerLoop(m, store, (l) => logs.push(l), {intervalMs: 60_000, debounceMs: 5})
+  try {
+    // As a peer or an older manager could write it: a global service, then a second node joins.
+    const g: Service = {id: 'g1', name: 'g', mode: {global: true}, networks: [net.id], command: [], createdAt: 1, updatedAt: 1}
+    store.put(keyOf('service', g.id), g)
+    await new Promise((r) => setTimeout(r, 100))
+    assert.equal(m.read.tasks().length, 1, 'the store change alone triggered placement')
+    store.put(keyOf('node', 'b'), node('b'))
+    await new Promise((r) => setTimeout(r, 100))
+    for (let i = 0; i < 5; i++) loop.pass()
+    assert.deepEqual(logs, ['placement: service g needs 1 new task address, but network p (10.9.0.0/30) has 0 free addresses'])
+    assert.equal(loop.problems.size, 1)
+    store.put(keyOf('node', 'b'), {...node('b'), state: 'left'})
+    await new Promise((r) => setTimeout(r, 100))
+    assert.deepEqual(logs.slice(1), ['placement: service g is fully placed again'])
+    assert.equal(loop.problems.size, 0)
+  } finally {
+    loop.stop()
+    store.close()
+  }
+})

@@ -1,0 +1,90 @@
+// Store values by kind: what each reader of the store may take for granted.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {valueProblem} from '../../src/model/shape.js'
+
+const good: Record<string, Record<string, unknown>> = {
+  cluster: {id: 'c', createdAt: 1, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24},
+  'node/n1': {
+    id: 'n1',
+    name: 'n1',
+    addr: '172.30.0.11',
+    gossipPort: 7946,
+    role: 'worker',
+    state: 'ready',
+    mtu: 1500,
+    joinedAt: 1,
+  },
+  'network/w': {
+    id: 'w',
+    name: 'web',
+    driver: 'overlay',
+    scope: 'swarm',
+    vni: 4097,
+    subnet: '10.0.1.0/24',
+    gateway: '10.0.1.1',
+    attachable: false,
+    ingress: false,
+    createdAt: 1,
+  },
+  'service/s': {id: 's', name: 'web', mode: {replicas: 3}, networks: ['w'], command: ['sleep', ''], createdAt: 1, updatedAt: 2},
+  'task/t': {
+    id: 't',
+    serviceId: 's',
+    serviceName: 'web',
+    slot: 1,
+    nodeId: 'n1',
+    desiredState: 'running',
+    attachments: [{networkId: 'w', ip: '10.0.1.2', mac: '02:42:0a:00:01:02'}],
+    createdAt: 1,
+  },
+  'taskstatus/t': {
+    taskId: 't',
+    nodeId: 'n1',
+    state: 'running',
+    pid: 42,
+    netns: 'sn-n1-t',
+    restarts: 0,
+    gwIp: '172.18.0.2',
+    updatedAt: 1,
+  },
+}
+
+test('every kind accepts what the agent writes', () => {
+  for (const [k, v] of Object.entries(good)) assert.equal(valueProblem(k, v), undefined, k)
+  assert.equal(valueProblem('service/g', {...good['service/s'], id: 'g', mode: {global: true}}), undefined)
+  assert.equal(
+    valueProblem('network/b', {...good['network/w'], id: 'b', driver: 'bridge', scope: 'local', vni: undefined}),
+    undefined,
+  )
+})
+
+test('each kind refuses what its readers would trip on', () => {
+  const bad: [string, Record<string, unknown>, RegExp][] = [
+    ['cluster', {subnetSize: 4}, /larger than the pool/],
+    ['cluster', {dataPathPort: 80}, /dataPathPort/],
+    ['node/n1', {id: 'n2'}, /does not match the key/],
+    ['node/n1', {addr: '300.1.1.1'}, /addr/],
+    ['node/n1', {role: 'king'}, /role/],
+    ['network/w', {subnet: '10.0.1.1/24'}, /subnet/],
+    ['network/w', {gateway: '10.0.2.1'}, /outside/],
+    ['network/w', {vni: 1}, /vni/],
+    ['network/w', {name: '../x'}, /name/],
+    ['service/s', {mode: {replicas: 1e9}}, /replicas/],
+    ['service/s', {mode: {replicas: 2, global: true}}, /mode/],
+    ['service/s', {command: 'sleep 1'}, /command/],
+    ['task/t', {attachments: undefined}, /attachments/],
+    ['task/t', {attachments: [{networkId: 'w', ip: '10.0.1.2'}]}, /attachment #0: 'mac'/],
+    ['task/t', {slot: -1}, /slot/],
+    ['task/t', {desiredState: 'paused'}, /desiredState/],
+    ['taskstatus/t', {netns: '../../proc/1/ns/net'}, /netns/],
+    ['taskstatus/t', {pid: 0}, /pid/],
+    ['taskstatus/t', {taskId: 'u'}, /does not match/],
+  ]
+  for (const [k, patch, why] of bad)
+    assert.match(valueProblem(k, {...good[k], ...patch}) ?? 'accepted', why, `${k} ${JSON.stringify(patch)}`)
+  for (const v of [null, 1, 'x', [], [good['task/t']]]) assert.match(valueProblem('task/t', v) ?? 'accepted', /not an object/)
+  assert.match(valueProblem('task/a b', good['task/t']) ?? 'accepted', /not a valid id/)
+  // A kind this version does not know: not ours to judge.
+  assert.equal(valueProblem('future/x', 1), undefined)
+})
