@@ -6,14 +6,17 @@
 import {benchPrograms} from './progs.js'
 import {benchThroughput, formatTable} from './throughput.js'
 
-const targets: Record<string, number> = {'xdp decap+redirect': 40, 'tc encap': 60}
+// The targets are for the programs themselves; the executed redirect is reported beside them.
+const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
 
 console.log('# swarmnet bench\n')
 console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}\n`)
 console.log('## programs (BPF_PROG_TEST_RUN, 64-byte packets)\n')
 for (const r of await benchPrograms()) {
-  const t = Object.entries(targets).find(([k]) => r.name.includes(k))
-  console.log(`${r.name.padEnd(36)} ${r.nsPerPacket.toFixed(1).padStart(8)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
+  const t = Object.entries(targets).find(([k]) => r.name === k)
+  const timer = r.overheadNs !== undefined ? `, ${r.overheadNs.toFixed(0)} ns of timer subtracted` : ''
+  console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
+  console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
 }
 if (!process.argv.includes('--programs-only')) {
   console.log('\n## cross-node throughput in the lab\n')

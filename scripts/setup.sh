@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (sudo bash scripts/setup.s
 
 pkgs=(
   iproute2 util-linux ethtool nftables libbpf1   # run time: links, namespaces, lab wire, gwbridge NAT, BPF
-  clang llvm libbpf-dev linux-libc-dev           # build:bpf and the layout tests compile C to BPF
+  clang-14 llvm-14 libbpf-dev linux-libc-dev     # build:bpf (pinned: clang 14, as in scripts/build-bpf.sh) and the layout tests
   iputils-ping curl iperf3 tshark bpftool python3 # real clients for tests and the benchmark (python3 sends UDP GSO)
 )
 missing=()

@@ -16,6 +16,12 @@ export interface TestRunOptions {
   ctx?: Buffer;
   /** Room for the output packet (programs may grow it); default input + 4 KiB. */
   dataOutSize?: number;
+  /**
+   * XDP only (BPF_F_TEST_XDP_LIVE_FRAMES): every run gets a fresh copy of the
+   * packet and its verdict is carried out for real (a redirect is transmitted).
+   * No output packet or context comes back.
+   */
+  liveFrames?: boolean;
 }
 
 export interface TestRunResult {
@@ -31,26 +37,28 @@ export interface TestRunResult {
 
 /** Larger than any program context struct (struct __sk_buff is ~200 bytes). */
 const CTX_OUT_SIZE = 1024;
+const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
 
 export function testRun(progFd: number, opts: TestRunOptions): TestRunResult {
   if (opts.data.length === 0) throw new BpfError('BAD_ARGUMENT', 'testRun: data must not be empty');
   // libbpf passes these pointers straight to the kernel; native memory keeps
   // them valid regardless of what the JS heap does meanwhile.
-  const outSize = opts.dataOutSize ?? opts.data.length + 4096;
+  const live = opts.liveFrames ?? false;
+  const outSize = live ? 0 : (opts.dataOutSize ?? opts.data.length + 4096);
   const dataIn = allocNative(opts.data.length);
-  const dataOut = allocNative(outSize);
+  const dataOut = allocNative(Math.max(outSize, 1));
   const ctxIn = opts.ctx ? allocNative(opts.ctx.length) : undefined;
   // The kernel fails with ENOSPC unless ctx_out fits its whole context
   // struct (e.g. all of __sk_buff), however short the ctx passed in.
-  const ctxOutSize = opts.ctx ? Math.max(opts.ctx.length, CTX_OUT_SIZE) : 0;
-  const ctxOut = opts.ctx ? allocNative(ctxOutSize) : undefined;
+  const ctxOutSize = opts.ctx && !live ? Math.max(opts.ctx.length, CTX_OUT_SIZE) : 0;
+  const ctxOut = opts.ctx && !live ? allocNative(ctxOutSize) : undefined;
   try {
     dataIn.view.set(opts.data);
     if (opts.ctx && ctxIn) ctxIn.view.set(opts.ctx);
     const run = {
       sz: SIZEOF.bpf_test_run_opts,
       data_in: dataIn.ptr,
-      data_out: dataOut.ptr,
+      data_out: live ? null : dataOut.ptr,
       data_size_in: opts.data.length,
       data_size_out: outSize,
       ctx_in: ctxIn?.ptr ?? null,
@@ -60,7 +68,7 @@ export function testRun(progFd: number, opts: TestRunOptions): TestRunResult {
       retval: 0,
       repeat: opts.repeat ?? 1,
       duration: 0,
-      flags: 0,
+      flags: live ? BPF_F_TEST_XDP_LIVE_FRAMES : 0,
       cpu: 0,
       batch_size: 0,
     } satisfies Record<string, NativePtr | number | null>;

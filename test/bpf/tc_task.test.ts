@@ -262,6 +262,18 @@ describe('sn_tc_task', () => {
       }
     });
 
+    it('never looks up the network of a frame of 576 bytes or less (no network MTU is smaller)', () => {
+      // An MTU below the minimum, which `network create` refuses, shows which frames are checked.
+      l.addNetwork(VNI, '10.0.1.0', 24, 500);
+      try {
+        expectVerdict(dfFrame(REMOTE_IP, REMOTE_MAC, 14 + 576), TC_ACT_REDIRECT, { tc_encap: 1 });
+        const icmp = expectVerdict(dfFrame(REMOTE_IP, REMOTE_MAC, 14 + 577), TC_ACT_REDIRECT, { tc_frag_needed: 1 });
+        assert.equal(icmp.readUInt16BE(P.ETH_HLEN + P.IPV4_HLEN + 6), 500);
+      } finally {
+        l.addNetwork(VNI, '10.0.1.0', 24);
+      }
+    });
+
     it('holds a GSO packet to the MTU segment by segment: fitting segments pass, larger ones are dropped', () => {
       // 2 UDP segments in one skb: 20 (IPv4) + 8 (UDP) + gso_size must fit 1450. To a local
       // endpoint: a test run's GSO skb has no GSO type, which encapsulation needs (a real one
