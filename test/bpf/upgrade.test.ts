@@ -59,7 +59,7 @@ describe('layout upgrade', () => {
     assert.deepEqual(out.after, [], 'no pins of layout 1 are left');
     assert.deepEqual(out.loosePins, []);
     assert.deepEqual(out.newPins, ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats']);
-    assert.equal(out.sync.written, 4, 'the reconciler refills networks, both endpoints and the device');
+    assert.equal(out.sync.written, 3, 'the reconciler refills networks and both endpoints (attachTask wrote the device entry)');
     assert.ok(out.encap.redirect && out.encap.outerDst, JSON.stringify(out.encap));
     assert.deepEqual(out.encap.delta, { tc_encap: 1 });
     // Layout 1's xdp_decap (5) carried over; its tc_pass (7) has no successor and is not invented into another counter.
