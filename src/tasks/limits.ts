@@ -21,7 +21,7 @@ export function parseMemory(text: string): number {
 /** "0.5", "2" -> nano CPUs (Docker's NanoCPUs): 0.01 .. 1024 CPUs. */
 export function parseCpus(text: string): number {
   const t = text.trim()
-  const n = /^\d+(?:\.\d+)?$/.test(t) ? Number(t) : NaN
+  const n = /^(?:\d+(?:\.\d+)?|\.\d+)$/.test(t) ? Number(t) : NaN
   if (!(n >= 0.01 && n <= 1024)) throw new UserError(`invalid --limit-cpu '${text}': a number of CPUs from 0.01 to 1024, such as 0.5`)
   return Math.round(n * 1e9)
 }
