@@ -10,7 +10,7 @@ import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists} from '../sys/link.js'
-import {killCgroup, nodeCgroupDirs} from '../sys/cgroup.js'
+import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
 import {resolveUser} from '../tasks/launcher.js'
@@ -221,6 +221,9 @@ export class TaskReconciler {
   async removeAll(): Promise<void> {
     for (const [id, r] of this.running) await this.remove(id, r).catch((e: Error) => this.o.log(e.message))
     await this.removeOrphans(new Set())
+    // The node's own cgroup levels go too, unless something else still lives there (the lab's agent).
+    const dirs = nodeCgroupDirs(this.o.node)
+    for (const d of [dirs.v2, ...findV1NodeDirs(this.o.node)]) removeIfEmpty(d)
     this.supervisor.stop()
   }
 

@@ -5,7 +5,7 @@ import {labDown, labUp} from '../../src/lab/lab.js'
 import {LAB_STATE_FILE, nodePidFile, nodeStateDir, RUN_DIR} from '../../src/lab/topology.js'
 import {addNetns, delNetns, listNetns} from '../../src/sys/netns.js'
 import {listTaskNetns, taskNetnsName} from '../../src/tasks/runner.js'
-import {cli, leftovers, ok} from './helpers.js'
+import {cli, leftovers, ok, sh} from './helpers.js'
 
 let ours = false
 
@@ -50,6 +50,27 @@ test('lab down works when half the lab is gone (no state file, some namespaces m
   assert.deepEqual(listNetns('sn-lab-'), [])
   assert.deepEqual(listNetns('sn-n2-'), [])
   assert.deepEqual(await labDown(), [])
+})
+
+test('what lab down cannot remove makes it fail with one line; a later lab down finishes the job', async () => {
+  assert.equal(existsSync(LAB_STATE_FILE), false, 'a lab is up already; not touching it')
+  ours = true
+  await labUp({nodes: 1, startNode: async () => undefined})
+  // A mount point inside the node's state cannot be removed while mounted.
+  const busy = `${nodeStateDir('n1')}/busy`
+  mkdirSync(busy, {recursive: true})
+  assert.equal(sh(['mount', '-t', 'tmpfs', 'tmpfs', busy]).code, 0)
+  try {
+    const r = cli(undefined, ['lab', 'down'])
+    assert.notEqual(r.code, 0)
+    assert.match(r.stderr, /^swarmnet: lab down: .*busy/)
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+  } finally {
+    sh(['umount', busy])
+  }
+  const again = cli(undefined, ['lab', 'down'])
+  assert.equal(again.code, 0, again.stderr)
+  assert.deepEqual(leftovers(), [])
 })
 
 test("a node's task namespaces are its own: n1 does not claim those of n1-1", async () => {

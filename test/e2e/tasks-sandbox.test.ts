@@ -86,7 +86,18 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     assert.notEqual(exec('box.1', ['touch', '/usr/sn-probe']).code, 0, "a task wrote to the node's file system")
     assert.equal(existsSync('/usr/sn-probe'), false)
 
+    assert.equal(exec('box.1', ['ls', '-A', '/run/netns']).stdout.trim(), '', 'the named namespaces are visible')
+    assert.equal(exec('box.1', ['touch', '/tmp/sn-probe']).code, 0, 'no writable /tmp')
+    assert.equal(existsSync('/tmp/sn-probe'), false, "the task's /tmp is the node's")
+
     assert.equal(exec('box.1', ['hostname']).stdout.trim(), 'box.1')
+    // /etc/hosts and /etc/resolv.conf are the task's own files, from its directory on the node.
+    const mounts = exec('box.1', ['cat', '/proc/self/mountinfo']).stdout.split('\n')
+    for (const f of ['hosts', 'resolv.conf']) {
+      const m = mounts.map((l) => l.split(' ')).find((x) => x[4] === `/etc/${f}`)
+      assert.ok(m && m[3]!.endsWith(`/tasks/${t!.id}/${f}`), `/etc/${f} is not the task's: ${m?.join(' ')}`)
+    }
+    assert.equal(exec('box.1', ['cat', '/etc/resolv.conf']).stdout, readFileSync('/etc/resolv.conf', 'utf8'))
     const hosts = exec('box.1', ['cat', '/etc/hosts']).stdout
     assert.match(hosts, new RegExp(`^${t!.addresses[0]!.ip.replace(/\./g, '\\.')}\\s+box\\.1$`, 'm'))
     assert.equal(exec('box.1', ['cat', '/proc/1/cmdline']).stdout, 'sleep\0infinity\0')
@@ -127,6 +138,7 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     ok('n1', ['service', 'create', '--name', 'lim', '--limit-memory', '64M', '--limit-cpu', '0.5', '--', 'sleep', 'infinity'])
     const [t] = await running('lim', 1)
     const d = cgroupDirs(t!.pid)
+    for (const dir of [d.v2, d.memory, d.cpu]) if (dir) assert.match(dir, new RegExp(`/swarmnet/${t!.node}/${t!.id}$`))
     const v2mem = join(d.v2, 'memory.max')
     if (existsSync(v2mem)) assert.equal(readFileSync(v2mem, 'utf8').trim(), String(64 * 1024 * 1024))
     else assert.equal(readFileSync(join(d.memory!, 'memory.limit_in_bytes'), 'utf8').trim(), String(64 * 1024 * 1024))
