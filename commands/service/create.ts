@@ -5,7 +5,7 @@ import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
-  static override description = `Create a service: K tasks spread across the live nodes, each a process in its own network namespace
+  static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override strict = false

@@ -2,7 +2,8 @@
 // and limits, its user, task exec, and its logs (kept while it runs, removed with it).
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, before, describe, test} from 'node:test'
 import {cgroupMounts} from '../../src/sys/cgroup.js'
@@ -189,6 +190,19 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     })
     assert.equal(all.stderr, '')
     assert.ok(all.stdout.split('\n').filter(Boolean).every((l) => /^talk\.[12] \| /.test(l)), all.stdout)
+    // As on a host where only n1 runs: talk.2's log is on n2, and the command says so in one line.
+    const solo = mkdtempSync(join(tmpdir(), 'sn-run-'))
+    try {
+      symlinkSync('/run/swarmnet/n1.sock', join(solo, 'n1.sock'))
+      const r = sh([process.execPath, BIN, 'service', 'logs', 'talk'], {SWARMNET_HOST: 'n1', SWARMNET_RUN_DIR: solo})
+      assert.equal(r.code, 0, r.stderr)
+      const away = tasks.find((t) => t.node === 'n2')!.name
+      assert.equal(r.stderr, `swarmnet: logs of ${away} (node n2) are not reachable from this host: run the command on those nodes\n`)
+      assert.doesNotMatch(r.stdout, new RegExp(`^${away.replace('.', '\\.')} `, 'm'))
+      assert.match(r.stdout, /^talk\.\d \| hello from talk/m)
+    } finally {
+      rmSync(solo, {recursive: true, force: true})
+    }
     const one = cli('n2', ['task', 'logs', 'talk.1', '--tail', '1'])
     assert.equal(one.code, 0, one.stderr)
     assert.match(one.stdout, /^tick \d+\n$/)
