@@ -10,7 +10,7 @@ import type {ClusterSpec, Network, NodeRecord, Service, Task, TaskStatus} from '
 import {checkName} from '../model/validate.js'
 import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import {parseCpus, parseMemory, parseUser} from '../tasks/limits.js'
+import {sandboxSpec} from '../tasks/limits.js'
 
 export const newId = () => randomBytes(12).toString('hex')
 
@@ -146,11 +146,7 @@ export class Controller {
       if (n.driver !== 'overlay') throw new UserError(`network ${n.name} is node-local: services attach to overlay networks`)
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
-    const user = req.user !== undefined ? parseUser(req.user) : undefined
-    const limits = {
-      ...(req.limitMemory !== undefined ? {memoryBytes: parseMemory(req.limitMemory)} : {}),
-      ...(req.limitCpu !== undefined ? {nanoCpus: parseCpus(req.limitCpu)} : {}),
-    }
+    const sandbox = sandboxSpec(req)
     const now = Date.now()
     const svc: Service = {
       id: newId(),
@@ -158,8 +154,7 @@ export class Controller {
       mode: req.mode === 'global' ? {global: true} : {replicas: req.replicas},
       networks: nets.map((n) => n.id),
       command: req.command,
-      ...(user !== undefined ? {user} : {}),
-      ...(Object.keys(limits).length > 0 ? {limits} : {}),
+      ...sandbox,
       createdAt: now,
       updatedAt: now,
     }

@@ -37,3 +37,36 @@ export function parseUser(text: string): string {
     throw new UserError(`invalid --user '${text}': UID[:GID] or NAME[:GROUP], such as 1000 or www-data:www-data`)
   return text
 }
+
+/** What a service spec keeps of --user, --limit-memory and --limit-cpu: checked, in stored form. */
+export function sandboxSpec(req: {user?: string; limitMemory?: string; limitCpu?: string}): {
+  user?: string
+  limits?: {memoryBytes?: number; nanoCpus?: number}
+} {
+  const limits = {
+    ...(req.limitMemory !== undefined ? {memoryBytes: parseMemory(req.limitMemory)} : {}),
+    ...(req.limitCpu !== undefined ? {nanoCpus: parseCpus(req.limitCpu)} : {}),
+  }
+  return {
+    ...(req.user !== undefined ? {user: parseUser(req.user)} : {}),
+    ...(Object.keys(limits).length > 0 ? {limits} : {}),
+  }
+}
+
+/** Why a stored service's user or limits are malformed (a value gossiped in), or undefined. */
+export function sandboxSpecProblem(r: Record<string, unknown>): string | undefined {
+  if (r.user !== undefined) {
+    if (typeof r.user !== 'string') return "'user' is not a string"
+    try {
+      parseUser(r.user)
+    } catch (e) {
+      return (e as Error).message
+    }
+  }
+  if (r.limits === undefined) return undefined
+  const l = r.limits as Record<string, unknown>
+  if (typeof l !== 'object' || l === null || Array.isArray(l)) return "'limits' is not an object"
+  const int = (k: string, min: number) =>
+    l[k] === undefined || (Number.isSafeInteger(l[k]) && (l[k] as number) >= min) ? undefined : `'limits.${k}' is malformed`
+  return int('memoryBytes', MIN_MEMORY) ?? int('nanoCpus', 10_000_000)
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
-import {parseCpus, parseMemory, parseUser} from '../../src/tasks/limits.js'
+import {parseCpus, parseMemory, parseUser, sandboxSpec, sandboxSpecProblem} from '../../src/tasks/limits.js'
 
 test('--limit-memory: binary units as docker spells them', () => {
   assert.equal(parseMemory('64M'), 64 * 1024 * 1024)
@@ -30,4 +30,17 @@ test('--user: UID[:GID] or NAME[:GROUP], nothing else', () => {
     assert.equal(parseUser(good), good)
   for (const bad of ['', ':', '1000:', ':1000', 'a:b:c', 'ro ot', '-x', '../etc', '4294967295', 'a;b'])
     assert.throws(() => parseUser(bad), /invalid --user/, bad)
+})
+
+test('the stored form, and its check for values that arrive by gossip', () => {
+  const spec = sandboxSpec({user: '1000:1000', limitMemory: '64M', limitCpu: '0.5'})
+  assert.deepEqual(spec, {user: '1000:1000', limits: {memoryBytes: 64 * 1024 * 1024, nanoCpus: 500_000_000}})
+  assert.deepEqual(sandboxSpec({}), {})
+  assert.equal(sandboxSpecProblem(spec), undefined)
+  assert.equal(sandboxSpecProblem({}), undefined)
+  assert.match(sandboxSpecProblem({user: 7})!, /user/)
+  assert.match(sandboxSpecProblem({user: 'a:b:c'})!, /invalid --user/)
+  assert.match(sandboxSpecProblem({limits: []})!, /limits/)
+  assert.match(sandboxSpecProblem({limits: {memoryBytes: 1}})!, /memoryBytes/)
+  assert.match(sandboxSpecProblem({limits: {nanoCpus: 0.5}})!, /nanoCpus/)
 })
