@@ -25,7 +25,10 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       default: 'replicated',
     }),
     network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
-    user: Flags.string({char: 'u', description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)'}),
+    user: Flags.string({
+      char: 'u',
+      description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)',
+    }),
     'limit-memory': Flags.string({description: 'memory limit of each task, e.g. 64M'}),
     'limit-cpu': Flags.string({description: 'CPU limit of each task in CPUs, e.g. 0.5'}),
   }

@@ -6,7 +6,7 @@ import type {TaskView} from '../../src/agent/views.js'
 import {execInTask} from '../../src/tasks/exec.js'
 
 export default class TaskExec extends SwarmnetCommand {
-  static override description = "Run a command inside a task: its namespaces, cgroup, capabilities and user"
+  static override description = 'Run a command inside a task: its namespaces, cgroup, capabilities and user'
   static override strict = false
   static override usage = 'task exec TASK -- CMD [ARGS...]'
   static override examples = [

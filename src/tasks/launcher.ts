@@ -184,7 +184,12 @@ export function execArgv(pid: number, cgroups: string[], user: TaskUser | undefi
 
 /** The same uid, gid and groups as a running process (for exec): from /proc/<pid>/status. */
 export function userOfProcess(statusText: string): TaskUser | undefined {
-  const field = (n: string) => statusText.split('\n').find((l) => l.startsWith(`${n}:`))?.slice(n.length + 1).trim() ?? ''
+  const field = (n: string) =>
+    statusText
+      .split('\n')
+      .find((l) => l.startsWith(`${n}:`))
+      ?.slice(n.length + 1)
+      .trim() ?? ''
   const uid = Number(field('Uid').split(/\s+/)[0])
   const gid = Number(field('Gid').split(/\s+/)[0])
   if (!Number.isInteger(uid) || !Number.isInteger(gid)) return undefined

@@ -12,8 +12,7 @@ export const MIN_MEMORY = 6 * 1024 * 1024
 export function parseMemory(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s?([kmgtb]?)(?:i?b)?$/i.exec(text.trim())
   const bytes = m ? Math.floor(Number(m[1]) * UNITS[m[2]!.toLowerCase()]!) : NaN
-  if (!Number.isSafeInteger(bytes))
-    throw new UserError(`invalid --limit-memory '${text}': a size such as 64M, 512k or 1g`)
+  if (!Number.isSafeInteger(bytes)) throw new UserError(`invalid --limit-memory '${text}': a size such as 64M, 512k or 1g`)
   if (bytes < MIN_MEMORY) throw new UserError(`invalid --limit-memory '${text}': the minimum is 6M`)
   return bytes
 }
@@ -22,7 +21,8 @@ export function parseMemory(text: string): number {
 export function parseCpus(text: string): number {
   const t = text.trim()
   const n = /^(?:\d+(?:\.\d+)?|\.\d+)$/.test(t) ? Number(t) : NaN
-  if (!(n >= 0.01 && n <= 1024)) throw new UserError(`invalid --limit-cpu '${text}': a number of CPUs from 0.01 to 1024, such as 0.5`)
+  if (!(n >= 0.01 && n <= 1024))
+    throw new UserError(`invalid --limit-cpu '${text}': a number of CPUs from 0.01 to 1024, such as 0.5`)
   return Math.round(n * 1e9)
 }
 

@@ -323,7 +323,8 @@ export async function stopTaskProcess(node: string, taskId: string, init?: ProcI
     const deadline = Date.now() + graceMs
     while (cgroupPids(cg).length > 0 && Date.now() < deadline) await sleep(50)
   }
-  if (!(await killCgroup(cg))) throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
+  if (!(await killCgroup(cg)))
+    throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
   removeTaskCgroups(node, taskId)
 }
 

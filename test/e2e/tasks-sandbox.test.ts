@@ -184,12 +184,20 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     assert.deepEqual(tasks.map((t) => t.node).sort(), ['n1', 'n2'], 'one task on each node: logs come from both agents')
     const all = await eventually('both tasks in service logs', () => {
       const r = cli('n1', ['service', 'logs', 'talk'])
-      return r.code === 0 && /^talk\.1 \| hello from talk\.1$/m.test(r.stdout) && /^talk\.2 \| hello from talk\.2$/m.test(r.stdout)
+      return r.code === 0 &&
+        /^talk\.1 \| hello from talk\.1$/m.test(r.stdout) &&
+        /^talk\.2 \| hello from talk\.2$/m.test(r.stdout)
         ? r
         : undefined
     })
     assert.equal(all.stderr, '')
-    assert.ok(all.stdout.split('\n').filter(Boolean).every((l) => /^talk\.[12] \| /.test(l)), all.stdout)
+    assert.ok(
+      all.stdout
+        .split('\n')
+        .filter(Boolean)
+        .every((l) => /^talk\.[12] \| /.test(l)),
+      all.stdout,
+    )
     // As on a host where only n1 runs: talk.2's log is on n2, and the command says so in one line.
     const solo = mkdtempSync(join(tmpdir(), 'sn-run-'))
     try {
@@ -197,7 +205,10 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
       const r = sh([process.execPath, BIN, 'service', 'logs', 'talk'], {SWARMNET_HOST: 'n1', SWARMNET_RUN_DIR: solo})
       assert.equal(r.code, 0, r.stderr)
       const away = tasks.find((t) => t.node === 'n2')!.name
-      assert.equal(r.stderr, `swarmnet: logs of ${away} (node n2) are not reachable from this host: run the command on those nodes\n`)
+      assert.equal(
+        r.stderr,
+        `swarmnet: logs of ${away} (node n2) are not reachable from this host: run the command on those nodes\n`,
+      )
       assert.doesNotMatch(r.stdout, new RegExp(`^${away.replace('.', '\\.')} `, 'm'))
       assert.match(r.stdout, /^talk\.\d \| hello from talk/m)
     } finally {
