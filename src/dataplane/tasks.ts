@@ -115,6 +115,8 @@ export class TaskReconciler {
     const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
     const gwIf = hostIfName(t.id, 'g')
     const prev = s.get<TaskStatus>(keyOf('taskstatus', t.id))
+    // Once per start: a second call with the same stale prev could pick another free address.
+    const gwIp = this.gwAddress(t.id, prev)
 
     let adopted = false
     if (netnsExists(netns) && (await Promise.all(hostIfs.map((h) => linkExists(h)))).every(Boolean)) {
@@ -133,7 +135,7 @@ export class TaskReconciler {
           mac: a.mac,
           mtu: taskMtu(this.o.underlayMtu),
         })),
-        gw: {ip: this.gwAddress(t.id, prev), prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
+        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
       })
     }
@@ -151,7 +153,8 @@ export class TaskReconciler {
           taskId: t.id,
           netns,
           name,
-          ips: t.attachments.map((a) => a.ip),
+          // Overlay addresses first, then the gateway bridge's: every task's name resolves to an address of its own.
+          ips: [...t.attachments.map((a) => a.ip), gwIp],
           argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
           env: {SWARMNET_TASK_NAME: name, SWARMNET_TASK_ID: t.id},
           dir: taskDir(this.o.node, t.id),
@@ -172,7 +175,7 @@ export class TaskReconciler {
     }
     const restarts = prev?.restarts ?? 0
     this.supervisor.watch(t.id, pid, spawn, restarts)
-    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp: this.gwAddress(t.id, prev)})
+    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp})
     this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
   }
 

@@ -174,6 +174,8 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     assert.equal(field(st, 'Uid').split(/\s+/)[0], '1000')
     assert.equal(BigInt(`0x${field(st, 'CapEff')}`), 0n)
     assert.equal(exec('usr.1', ['id', '-u']).stdout.trim(), '1000')
+    // No overlay network: the name still resolves, to the task's address on the gateway bridge.
+    assert.match(exec('usr.1', ['cat', '/etc/hosts']).stdout, /^172\.18\.\d+\.\d+\s+usr\.1$/m)
     ok('n1', ['service', 'rm', 'usr'])
   })
 
