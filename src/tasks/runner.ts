@@ -204,7 +204,6 @@ export interface TaskProcessSpec {
   limits?: Limits
 }
 
-
 /** The cgroup v2 directory of a task. */
 export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, taskId)
 

@@ -90,7 +90,11 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     assert.equal(exec('box.1', ['ls', '-A', '/run/netns']).stdout.trim(), '', 'the named namespaces are visible')
     // /run is the task's own (the node's daemons keep their sockets there): at most mount(8)'s utab.
     const run = exec('box.1', ['ls', '-A', '/run']).stdout.split('\n').filter(Boolean)
-    assert.deepEqual(run.filter((x) => x !== 'mount'), [], `the node's /run: ${run.join(' ')}`)
+    assert.deepEqual(
+      run.filter((x) => x !== 'mount'),
+      [],
+      `the node's /run: ${run.join(' ')}`,
+    )
     assert.notEqual(exec('box.1', ['test', '-w', '/proc/sysrq-trigger']).code, 0, 'the task can write sysrq-trigger')
     assert.notEqual(exec('box.1', ['test', '-w', '/proc/sys/kernel/hostname']).code, 0, 'the task can write /proc/sys')
     assert.equal(exec('box.1', ['touch', '/tmp/sn-probe']).code, 0, 'no writable /tmp')
