@@ -6,7 +6,7 @@ import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
-  static override description = `Create a service: K tasks spread across the live nodes, each a process in its own network namespace
+  static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override runsCommand = true
@@ -26,7 +26,10 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       default: 'replicated',
     }),
     network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
-    user: Flags.string({char: 'u', description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)'}),
+    user: Flags.string({
+      char: 'u',
+      description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)',
+    }),
     'limit-memory': Flags.string({description: 'memory limit of each task, e.g. 64M'}),
     'limit-cpu': Flags.string({description: 'CPU limit of each task in CPUs, e.g. 0.5'}),
   }

@@ -10,7 +10,7 @@ import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists} from '../sys/link.js'
-import {killCgroup, nodeCgroupDirs} from '../sys/cgroup.js'
+import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
 import {ifindexOf as deviceIndex} from '../bpf/attach.js'
@@ -118,6 +118,8 @@ export class TaskReconciler {
     const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
     const gwIf = hostIfName(t.id, 'g')
     const prev = s.get<TaskStatus>(keyOf('taskstatus', t.id))
+    // Once per start: a second call with the same stale prev could pick another free address.
+    const gwIp = this.gwAddress(t.id, prev)
 
     let adopted = false
     if (netnsExists(netns) && (await Promise.all(hostIfs.map((h) => linkExists(h)))).every(Boolean)) {
@@ -136,7 +138,7 @@ export class TaskReconciler {
           mac: a.mac,
           mtu: taskMtu(nets[i]!),
         })),
-        gw: {ip: this.gwAddress(t.id, prev), prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
+        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
       })
     }
@@ -154,7 +156,8 @@ export class TaskReconciler {
           taskId: t.id,
           netns,
           name,
-          ips: t.attachments.map((a) => a.ip),
+          // Overlay addresses first, then the gateway bridge's: every task's name resolves to an address of its own.
+          ips: [...t.attachments.map((a) => a.ip), gwIp],
           argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
           env: {SWARMNET_TASK_NAME: name, SWARMNET_TASK_ID: t.id},
           dir: taskDir(this.o.node, t.id),
@@ -175,7 +178,7 @@ export class TaskReconciler {
     }
     const restarts = prev?.restarts ?? 0
     this.supervisor.watch(t.id, pid, spawn, restarts)
-    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp: this.gwAddress(t.id, prev)})
+    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp})
     this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
   }
 
@@ -261,6 +264,9 @@ export class TaskReconciler {
   async removeAll(): Promise<void> {
     for (const [id, r] of this.running) await this.remove(id, r).catch((e: Error) => this.o.log(e.message))
     await this.removeOrphans(new Set())
+    // The node's own cgroup levels go too, unless something else still lives there (the lab's agent).
+    const dirs = nodeCgroupDirs(this.o.node)
+    for (const d of [dirs.v2, ...findV1NodeDirs(this.o.node)]) removeIfEmpty(d)
     this.supervisor.stop()
   }
 

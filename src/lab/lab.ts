@@ -236,14 +236,12 @@ export async function labDown(): Promise<string[]> {
       await attempt(async () => rmPath(p, removed))
     }
   }
-  if (removeLabState()) removed.push(T.LAB_STATE_FILE)
   // What is still there now could not be removed: say so.
-  const still = [
-    ...ourNetns().map((n) => `netns ${n}`),
-    ...nodeCgroups.filter((c) => existsSync(c)).map((c) => `cgroup ${c}`),
-  ]
+  const still = [...ourNetns().map((n) => `netns ${n}`), ...nodeCgroups.filter((c) => existsSync(c)).map((c) => `cgroup ${c}`)]
   if (still.length > 0) errors.push(`still there: ${still.join(', ')}`)
+  // The state file names the nodes: kept until everything else is gone, so a later lab down finds the rest.
   if (errors.length > 0) throw new Error(`lab down: ${errors.join('; ')} (removed: ${removed.join(', ') || 'nothing'})`)
+  if (removeLabState()) removed.push(T.LAB_STATE_FILE)
   return removed
 }
 

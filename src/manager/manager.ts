@@ -8,7 +8,7 @@ import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
 import type {Network, Service, Task} from '../model/types.js'
 import {checkName} from '../model/validate.js'
-import {parseCpus, parseMemory, parseUser} from '../tasks/limits.js'
+import {sandboxSpec} from '../model/limits.js'
 import {keyOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {Controller} from '../agent/controller.js'
@@ -117,11 +117,7 @@ export class Manager {
       if (n.driver !== 'overlay') throw new UserError(`network ${n.name} is node-local: services attach to overlay networks`)
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
-    const user = req.user !== undefined ? parseUser(req.user) : undefined
-    const limits = {
-      ...(req.limitMemory !== undefined ? {memoryBytes: parseMemory(req.limitMemory)} : {}),
-      ...(req.limitCpu !== undefined ? {nanoCpus: parseCpus(req.limitCpu)} : {}),
-    }
+    const sandbox = sandboxSpec(req)
     const now = Date.now()
     const svc: Service = {
       id: newId(),
@@ -129,8 +125,7 @@ export class Manager {
       mode: req.mode === 'global' ? {global: true} : {replicas: req.replicas},
       networks: nets.map((n) => n.id),
       command: req.command,
-      ...(user !== undefined ? {user} : {}),
-      ...(Object.keys(limits).length > 0 ? {limits} : {}),
+      ...sandbox,
       createdAt: now,
       updatedAt: now,
     }

@@ -1,5 +1,6 @@
 import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
 import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
+import {sandboxSpecProblem} from './limits.js'
 import {isValidName} from './validate.js'
 
 /**
@@ -93,8 +94,8 @@ function serviceProblem(r: Rec): string | undefined {
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
   const mode = m as Rec
-  if ('global' in mode) return mode.global === true && Object.keys(mode).length === 1 ? undefined : "'mode' is malformed"
-  return int(mode, 'replicas', 0, MAX_REPLICAS)
+  if ('global' in mode) return mode.global === true && Object.keys(mode).length === 1 ? sandboxSpecProblem(r) : "'mode' is malformed"
+  return sandboxSpecProblem(r) ?? int(mode, 'replicas', 0, MAX_REPLICAS)
 }
 
 function taskProblem(r: Rec): string | undefined {

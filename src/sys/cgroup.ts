@@ -36,8 +36,7 @@ export function cgroupMounts(): CgroupMounts {
   if (cached) return cached
   const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
   const v2 = mounts.find((m) => m.fstype === 'cgroup2')?.mountpoint
-  const v1 = (ctl: string) =>
-    mounts.find((m) => m.fstype === 'cgroup' && m.superOptions.split(',').includes(ctl))?.mountpoint
+  const v1 = (ctl: string) => mounts.find((m) => m.fstype === 'cgroup' && m.superOptions.split(',').includes(ctl))?.mountpoint
   const memory = v1('memory')
   const cpu = v1('cpu')
   cached = {...(v2 ? {v2} : {}), v1: {...(memory ? {memory} : {}), ...(cpu ? {cpu} : {})}}
@@ -47,7 +46,8 @@ export function cgroupMounts(): CgroupMounts {
 /** The v2 root swarmnet uses; one line saying what is missing when there is none. */
 export function cgroup2Root(): string {
   const v2 = cgroupMounts().v2
-  if (!v2) throw new Error('tasks need a cgroup2 mount (none in /proc/self/mountinfo): mount -t cgroup2 none /sys/fs/cgroup/unified')
+  if (!v2)
+    throw new Error('tasks need a cgroup2 mount (none in /proc/self/mountinfo): mount -t cgroup2 none /sys/fs/cgroup/unified')
   return v2
 }
 
@@ -155,10 +155,7 @@ function makeV1(nodeDir: string, taskId: string): string {
 /** Pids in a cgroup and its descendants. */
 export function cgroupPids(dir: string): number[] {
   if (!existsSync(dir)) return []
-  const pids = readText(join(dir, 'cgroup.procs'))
-    .split('\n')
-    .filter(Boolean)
-    .map(Number)
+  const pids = readText(join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number)
   for (const sub of subdirs(dir)) pids.push(...cgroupPids(join(dir, sub)))
   return pids
 }

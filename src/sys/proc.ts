@@ -95,8 +95,6 @@ export function procsInNetns(nsPath: string): ProcId[] {
   return out
 }
 
-
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone (or was never ours). */

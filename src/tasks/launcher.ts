@@ -9,6 +9,7 @@
  * its first instruction: cgroup.kill reaches all of them whatever the timing.
  */
 import {run} from '../sys/exec.js'
+import {RUN_DIR, STATE_ROOT} from '../agent/paths.js'
 import {netnsPath} from '../sys/netns.js'
 
 /**
@@ -32,8 +33,12 @@ export const TASK_CAPS = [
   'audit_write',
 ] as const
 
-/** Paths the task must not see: the agents' state and sockets, the named namespaces. */
-export const HIDDEN_DIRS = ['/var/lib/swarmnet', '/run/swarmnet', '/run/netns']
+/**
+ * Paths the task must not see: the agents' state and sockets (also when moved elsewhere by
+ * SWARMNET_STATE_DIR / SWARMNET_RUN_DIR). /run as a whole is the task's own anyway: the
+ * node's daemons keep their sockets there, and a socket stays connectable on a read-only mount.
+ */
+export const HIDDEN_DIRS = [STATE_ROOT, RUN_DIR]
 
 /** Joins the cgroups given before `--` (cgroup.procs files), then execs the rest. */
 const JOIN_CGROUPS = `set -e
@@ -55,16 +60,29 @@ while read -r _ _ _ _ mp _; do
   case $mp in *\\\\*) mp=$(printf '%b' "$(printf '%s' "$mp" | sed 's/\\\\\\([0-7][0-7][0-7]\\)/\\\\0\\1/g')") ;; esac
   mount -o remount,bind,ro "$mp"
 done < /proc/self/mountinfo
-mount --bind "$hosts" /etc/hosts
-mount --bind "$resolv" /etc/resolv.conf
+# /etc/hosts and /etc/resolv.conf may be links into /run (systemd-resolved): resolve them before
+# /run becomes the task's own, and bind the task's files where they point.
+hosts_at=$(readlink -m /etc/hosts)
+resolv_at=$(readlink -m /etc/resolv.conf)
+mount -t tmpfs -o nosuid,nodev,mode=755 tmpfs /run
+for f in "$hosts_at" "$resolv_at"; do
+  if [ ! -e "$f" ]; then mkdir -p "$(dirname "$f")"; : > "$f"; fi
+done
+mount --bind "$hosts" "$hosts_at"
+mount --bind "$resolv" "$resolv_at"
 IFS=:
 for d in $hidden; do
   if [ -d "$d" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=755 tmpfs "$d"; fi
 done
 unset IFS
 mount -t proc -o nosuid,nodev,noexec proc /proc
-mount --bind /proc/sys /proc/sys
-mount -o remount,bind,ro /proc/sys
+# As Docker: what in /proc reaches the whole machine is read-only or hidden.
+for p in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus /proc/fs; do
+  if [ -e "$p" ]; then mount --bind "$p" "$p"; mount -o remount,bind,ro "$p"; fi
+done
+for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do
+  if [ -e "$p" ]; then mount --bind /dev/null "$p"; fi
+done
 # A fresh sysfs for the task's network namespace, read-only; it also hides /sys/fs/bpf and the cgroup mounts.
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
 mount -t tmpfs -o nosuid,noexec,mode=755,size=64k tmpfs /dev
@@ -184,7 +202,12 @@ export function execArgv(pid: number, cgroups: string[], user: TaskUser | undefi
 
 /** The same uid, gid and groups as a running process (for exec): from /proc/<pid>/status. */
 export function userOfProcess(statusText: string): TaskUser | undefined {
-  const field = (n: string) => statusText.split('\n').find((l) => l.startsWith(`${n}:`))?.slice(n.length + 1).trim() ?? ''
+  const field = (n: string) =>
+    statusText
+      .split('\n')
+      .find((l) => l.startsWith(`${n}:`))
+      ?.slice(n.length + 1)
+      .trim() ?? ''
   const uid = Number(field('Uid').split(/\s+/)[0])
   const gid = Number(field('Gid').split(/\s+/)[0])
   if (!Number.isInteger(uid) || !Number.isInteger(gid)) return undefined

@@ -9,7 +9,9 @@ import {stateDir} from '../agent/paths.js'
 
 export const tasksDir = (node: string) => join(stateDir(node), 'tasks')
 export const taskDir = (node: string, taskId: string) => join(tasksDir(node), taskId)
-export const taskLogPath = (node: string, taskId: string) => join(taskDir(node, taskId), 'log')
+/** The log in a task's directory. */
+export const taskLogFile = (dir: string) => join(dir, 'log')
+export const taskLogPath = (node: string, taskId: string) => taskLogFile(taskDir(node, taskId))
 
 /** Byte offset where the last n lines of the file begin (0 for the whole file). */
 export function tailOffset(file: string, n: number | undefined): number {

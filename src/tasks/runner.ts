@@ -1,6 +1,7 @@
 /**
- * The task runner on one node: a network namespace per task with its veths, and the task's
- * process inside it. Host ends of the veths stay in the current namespace (the node's).
+ * The task runner on one node: a network namespace per task with its veths, a cgroup, and the
+ * task's process sandboxed inside them (launcher.ts). Host ends of the veths stay in the
+ * current namespace (the node's).
  */
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -33,6 +34,7 @@ import {
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
 import {launchArgv, type TaskUser} from './launcher.js'
+import {taskLogFile} from './logs.js'
 import {macForIp} from '../model/allocate.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
 
@@ -203,8 +205,6 @@ export interface TaskProcessSpec {
   limits?: Limits
 }
 
-export const taskLogFile = (dir: string) => join(dir, 'log')
-
 /** The cgroup v2 directory of a task. */
 export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, taskId)
 
@@ -324,7 +324,8 @@ export async function stopTaskProcess(node: string, taskId: string, init?: ProcI
     const deadline = Date.now() + graceMs
     while (cgroupPids(cg).length > 0 && Date.now() < deadline) await sleep(50)
   }
-  if (!(await killCgroup(cg))) throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
+  if (!(await killCgroup(cg)))
+    throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
   removeTaskCgroups(node, taskId)
 }
 

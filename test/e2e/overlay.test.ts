@@ -357,7 +357,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     assert.equal(
       sh(['ip', 'netns', 'list'])
         .stdout.split('\n')
-        .some((l) => l.startsWith(`sn-${leaver}-`)),
+        .some((l) => l.startsWith(`sn-${leaver}.`)),
       false,
       'task namespaces removed',
     )
