@@ -48,7 +48,11 @@ describe('gossip: each writer writes only what is its own', () => {
   it("an entry that names the manager as writer but is not signed with the manager's key is refused", async () => {
     const before = m.gossip.stats.unauthorised
     // Signed by w1 (a certified node), claiming to be m's write.
-    const forged = signedEntry(lab, 'w1', {key: 'service/forged', value: {id: 'forged'}, version: {clock: m.store.clock + 5, node: 'm'}})
+    const forged = signedEntry(lab, 'w1', {
+      key: 'service/forged',
+      value: {id: 'forged'},
+      version: {clock: m.store.clock + 5, node: 'm'},
+    })
     const unsigned = {key: 'service/unsigned', value: {id: 'u'}, version: {clock: m.store.clock + 5, node: 'm'}}
     await sendToManager([forged, unsigned])
     await waitFor('refused', () => m.gossip.stats.unauthorised === before + 2, 1000)
@@ -100,7 +104,7 @@ describe('gossip: each writer writes only what is its own', () => {
     await waitFor('own record taken', () => m.store.get<NodeRecord>('node/w1')?.mtu === 1450, 2000)
   })
 
-  it("a worker writes the status of its own tasks only", async () => {
+  it('a worker writes the status of its own tasks only', async () => {
     m.store.put('task/a', {id: 'a', nodeId: 'w1'})
     m.store.put('task/b', {id: 'b', nodeId: 'w2'})
     await waitFor('tasks on w1', () => w1.store.get('task/b') !== undefined, 1000)
@@ -115,7 +119,9 @@ describe('gossip: each writer writes only what is its own', () => {
     w2.store.put('taskstatus/b', {taskId: 'b', nodeId: 'w2', state: 'running', restarts: 0, updatedAt: 2})
     await waitFor('w2 status taken', () => m.store.get('taskstatus/b') !== undefined, 2000)
     const c = m.store.clock
-    await sendToManager([signedEntry(lab, 'w1', {key: 'taskstatus/b', value: null, version: {clock: c + 3, node: 'w1'}, deletedAt: Date.now()})])
+    await sendToManager([
+      signedEntry(lab, 'w1', {key: 'taskstatus/b', value: null, version: {clock: c + 3, node: 'w1'}, deletedAt: Date.now()}),
+    ])
     await sleep(200)
     assert.deepEqual(m.store.get<{nodeId: string}>('taskstatus/b')?.nodeId, 'w2')
   })

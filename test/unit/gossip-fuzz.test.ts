@@ -21,7 +21,24 @@ function rng(seed: number): () => number {
   }
 }
 
-const TOKENS = ['null', '-1', '1e308', '9007199254740993', '""', '"x"', '[]', '{}', 'true', '"node/m"', '"m"', '0', '1.5', '{"a":', ']', '"\\u0000"']
+const TOKENS = [
+  'null',
+  '-1',
+  '1e308',
+  '9007199254740993',
+  '""',
+  '"x"',
+  '[]',
+  '{}',
+  'true',
+  '"node/m"',
+  '"m"',
+  '0',
+  '1.5',
+  '{"a":',
+  ']',
+  '"\\u0000"',
+]
 
 function mutate(text: string, r: () => number): Buffer {
   let s = text
@@ -79,12 +96,18 @@ describe('gossip decoder under fuzz', () => {
     const c = w.store.clock
     const good1 = signedEntry(lab, 'm', {key: 'service/g1', value: {id: 'g1'}, version: {clock: c + 1, node: 'm'}})
     const good2 = signedEntry(lab, 'm', {key: 'service/g2', value: {id: 'g2'}, version: {clock: c + 2, node: 'm'}})
-    const bad = {...signedEntry(lab, 'm', {key: 'service/b', value: {id: 'b'}, version: {clock: c + 3, node: 'm'}}), value: {id: 'changed'}}
+    const bad = {
+      ...signedEntry(lab, 'm', {key: 'service/b', value: {id: 'b'}, version: {clock: c + 3, node: 'm'}}),
+      value: {id: 'changed'},
+    }
     const ring = new Keyring(lab.clusterKey)
     const now = Date.now()
     const h = {from: 'probe', epoch: now, ts: now}
     const before = {...w.gossip.stats}
-    w.gossip.transport.receive(ring.seal(Buffer.from(JSON.stringify({t: 'updates', ...h, seq: 1, entries: [good1, bad, good2]}))), m)
+    w.gossip.transport.receive(
+      ring.seal(Buffer.from(JSON.stringify({t: 'updates', ...h, seq: 1, entries: [good1, bad, good2]}))),
+      m,
+    )
     assert.ok(w.store.get('service/g1') && w.store.get('service/g2'))
     assert.equal(w.store.get('service/b'), undefined)
     assert.equal(w.gossip.stats.unauthorised, before.unauthorised + 1)
@@ -106,11 +129,26 @@ describe('gossip decoder under fuzz', () => {
     const pool: Entry[] = []
     const wRec = w.store.get<NodeRecord>('node/w') as NodeRecord
     for (let i = 0; i < 150; i++) {
-      pool.push(signedEntry(lab, 'm', {key: `service/s${i}`, value: {id: `s${i}`, name: `svc${i}`, n: i}, version: {clock: c + i, node: 'm'}}))
+      pool.push(
+        signedEntry(lab, 'm', {
+          key: `service/s${i}`,
+          value: {id: `s${i}`, name: `svc${i}`, n: i},
+          version: {clock: c + i, node: 'm'},
+        }),
+      )
     }
     for (let i = 0; i < 20; i++) {
-      pool.push(signedEntry(lab, 'm', {key: `task/t${i}`, value: {id: `t${i}`, nodeId: 'm'}, version: {clock: c + 200 + i, node: 'm'}}))
-      pool.push(signedEntry(lab, 'm', {key: `service/s${i}`, value: null, version: {clock: c + 300 + i, node: 'm'}, deletedAt: Date.now()}))
+      pool.push(
+        signedEntry(lab, 'm', {key: `task/t${i}`, value: {id: `t${i}`, nodeId: 'm'}, version: {clock: c + 200 + i, node: 'm'}}),
+      )
+      pool.push(
+        signedEntry(lab, 'm', {
+          key: `service/s${i}`,
+          value: null,
+          version: {clock: c + 300 + i, node: 'm'},
+          deletedAt: Date.now(),
+        }),
+      )
     }
     pool.push(signedEntry(lab, 'w', {key: 'node/w', value: {...wRec, mtu: 1400}, version: {clock: c + 400, node: 'w'}}))
     for (const e of pool) legit.add(fingerprint(e))
