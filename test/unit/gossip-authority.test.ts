@@ -36,12 +36,17 @@ describe('gossip: each writer writes only what is its own', () => {
     // Through its own store and gossip, as a modified agent would.
     w1.store.put('service/evil', {id: 'evil'})
     w1.store.put('network/evil', {id: 'evil'})
+    w1.store.put('newkind/evil', {id: 'evil'})
     await sleep(300)
     await m.gossip.pushPull({id: 'w1', addr: w1.addr, port: w1.port})
     assert.equal(m.store.get('service/evil'), undefined)
     assert.equal(m.store.get('network/evil'), undefined)
     assert.equal(w2.store.get('service/evil'), undefined)
-    assert.ok(m.gossip.stats.unauthorised >= before + 2)
+    assert.equal(m.store.get('newkind/evil'), undefined)
+    assert.ok(m.gossip.stats.unauthorised >= before + 3)
+    // A kind this version does not know yet is taken from the manager (a newer one may add kinds).
+    m.store.put('newkind/x', {id: 'x'})
+    await waitFor('w2 takes it', () => w2.store.get('newkind/x') !== undefined, 1000)
     assert.match(m.gossip.lastRefusal ?? '', /only a manager writes/)
   })
 
@@ -95,8 +100,11 @@ describe('gossip: each writer writes only what is its own', () => {
     await sendToManager([
       signedEntry(lab, 'w1', {key: 'node/w2', value: {...other, addr: '127.0.0.200'}, version: {clock: c + 1, node: 'w1'}}),
       signedEntry(lab, 'w1', {key: 'node/w1', value: {...own, role: 'manager'}, version: {clock: c + 2, node: 'w1'}}),
+      // Moving onto w2's address would take its traffic.
+      signedEntry(lab, 'w1', {key: 'node/w1', value: {...own, addr: other.addr}, version: {clock: c + 3, node: 'w1'}}),
     ])
-    await waitFor('refused', () => m.gossip.stats.unauthorised === before + 2, 1000)
+    await waitFor('refused', () => m.gossip.stats.unauthorised === before + 3, 1000)
+    assert.equal(m.store.get<NodeRecord>('node/w1')?.addr, own.addr)
     assert.equal(m.store.get<NodeRecord>('node/w2')?.addr, other.addr)
     assert.equal(m.store.get<NodeRecord>('node/w1')?.role, 'worker')
     // Its own record, unchanged role: taken.
