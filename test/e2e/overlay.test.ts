@@ -92,7 +92,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     assert.equal(a.vni, 4097) // 4096 is the ingress network's
     assert.match(a.subnet, /^10\.0\.\d+\.0\/24$/)
     assert.equal(a.mtu, 1450)
-    ok('n2', ['network', 'create', '--subnet', '10.20.0.0/24', 'netb'])
+    ok('n1', ['network', 'create', '--subnet', '10.20.0.0/24', 'netb'])
     for (const [args, msg] of [
       [['network', 'create', 'neta'], /already exists/],
       [['network', 'create', '--subnet', '10.20.0.128/25', 'netc'], /overlap/],
@@ -306,7 +306,7 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   })
 
   test('global mode runs one task on every node; task exec runs in the task', async () => {
-    ok('n2', ['service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'netb', '--', 'sleep', 'infinity'])
+    ok('n1', ['service', 'create', '--name', 'probe', '--mode', 'global', '--network', 'netb', '--', 'sleep', 'infinity'])
     const probes = await running('probe', 3)
     assert.deepEqual(probes.map((t) => t.node).sort(), ['n1', 'n2', 'n3'])
     const r = cli('n3', ['task', 'exec', probes[0]!.id.slice(0, 8), '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0'])
