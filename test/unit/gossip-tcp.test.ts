@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import * as net from 'node:net'
 import {after, before, describe, it} from 'node:test'
 import {FrameReader, MAX_FRAME, MAX_UNAUTHENTICATED_FRAME} from '../../src/gossip/frame.js'
-import {MAX_CONNS_PER_ADDR} from '../../src/gossip/transport.js'
+import {MAX_CONNS, MAX_CONNS_PER_ADDR} from '../../src/gossip/transport.js'
 import {GossipLab, sealAs, signedEntry, waitFor, type LabNode} from './gossip-lab.js'
 
 const lab = new GossipLab()
@@ -70,6 +70,36 @@ describe('gossip TCP before and after authentication', () => {
     } finally {
       for (const s of held) s.destroy()
     }
+  })
+
+  it(`past ${MAX_CONNS} connections in all, the next one is refused whatever its address`, async () => {
+    const before = w.gossip.stats.connsRefused
+    const held: net.Socket[] = []
+    try {
+      for (let a = 0; held.length < MAX_CONNS; a++) {
+        const from = `127.0.1.${a + 1}`
+        for (let i = 0; i < MAX_CONNS_PER_ADDR && held.length < MAX_CONNS; i++) held.push(await connect(w, from))
+      }
+      const extra = await connect(w, '127.0.2.1')
+      held.push(extra)
+      await closed(extra)
+      assert.equal(w.gossip.stats.connsRefused, before + 1)
+    } finally {
+      for (const s of held) s.destroy()
+    }
+    // Once the agent has seen them close, connections are served again.
+    let served = false
+    for (let i = 0; i < 50 && !served; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      const s = net.connect({host: w.addr, port: w.port, localAddress: '127.0.2.2'})
+      s.on('error', () => undefined)
+      served = await new Promise<boolean>((r) => {
+        s.once('connect', () => setTimeout(() => r(!s.destroyed && !s.readableEnded), 100))
+        setTimeout(() => r(false), 1000)
+      })
+      s.destroy()
+    }
+    assert.ok(served)
   })
 
   it('a 10 MiB frame sent in small pieces after the authenticating frame arrives whole', async () => {
