@@ -1,7 +1,7 @@
 import type {NodeRecord, Task, TaskStatus} from '../model/types.js'
 import {signedText, type Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
-import {CLUSTER_KEY, keyOf} from '../store/keys.js'
+import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {checkNodeCert, verifyWith} from './identity.js'
 
@@ -16,9 +16,10 @@ import {checkNodeCert, verifyWith} from './identity.js'
  *  - desired state (cluster, network/, service/, task/): managers only;
  *  - node/<id>: that node itself, or a manager (admission, marking down/left),
  *    and the record must carry a valid certificate for its id and role;
+ *    and may not claim the address of another node that has not left;
  *  - taskstatus/<id>: a manager, or the node the task is placed on (the status
  *    names it, and so does the task as this node knows it);
- *  - any other kind: nobody.
+ *  - kinds this version does not know: managers only.
  *
  * A refused entry is dropped and counted, alone: each entry stands on its own
  * signature, so its neighbours in the same message are judged on theirs. One
@@ -62,12 +63,14 @@ export class Authority {
         return manager ? undefined : `only a manager writes ${e.key}`
       case 'node':
         if (!manager && id !== writerId) return `node ${writerId} may not write ${e.key}`
-        if (e.value !== null && !this.certified(e.value, id)) return `${e.key} carries no valid certificate`
-        return undefined
+        if (e.value === null) return undefined
+        if (!this.certified(e.value, id)) return `${e.key} carries no valid certificate`
+        return this.addressRefusal(e.value as NodeRecord)
       case 'taskstatus':
         return manager ? undefined : this.statusRefusal(e, id, writerId)
       default:
-        return `unknown kind ${kind}`
+        // Kinds a newer version may add: desired state until it says otherwise.
+        return manager ? undefined : `only a manager writes ${e.key}`
     }
   }
 
@@ -85,6 +88,15 @@ export class Authority {
       this.certs.set(memo, ok)
     }
     return ok ? (r as NodeRecord) : undefined
+  }
+
+  /** A node may not move onto the address of another node that has not left (its VXLAN traffic would follow). */
+  private addressRefusal(r: NodeRecord): string | undefined {
+    if (r.state === 'left') return undefined
+    const holder = this.store
+      .values<NodeRecord>(prefixOf('node'))
+      .find((n) => n.id !== r.id && n.state !== 'left' && n.addr === r.addr)
+    return holder ? `address ${r.addr} belongs to node ${holder.id}` : undefined
   }
 
   private statusRefusal(e: Entry, taskId: string, writerId: string): string | undefined {

@@ -21,7 +21,9 @@ export const MAX_UNAUTHENTICATED_FRAME = 64 * 1024
 export class FrameReader {
   /** The largest frame accepted; raised once the peer has authenticated. */
   limit: number
-  private readonly chunks: Buffer[] = []
+  private chunks: Buffer[] = []
+  /** Index of the first chunk still held (shift() is O(n) on a long array). */
+  private head = 0
   private have = 0
   /** Length of the frame being read, once its prefix is in. */
   private need: number | undefined
@@ -60,16 +62,23 @@ export class FrameReader {
     const parts: Buffer[] = []
     let left = n
     while (left > 0) {
-      const c = this.chunks[0] as Buffer
+      const c = this.chunks[this.head] as Buffer
       if (c.length <= left) {
         parts.push(c)
-        this.chunks.shift()
+        this.head++
         left -= c.length
       } else {
         parts.push(c.subarray(0, left))
-        this.chunks[0] = c.subarray(left)
+        this.chunks[this.head] = c.subarray(left)
         left = 0
       }
+    }
+    if (this.head === this.chunks.length) {
+      this.chunks = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head)
+      this.head = 0
     }
     this.have -= n
     return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n)

@@ -289,8 +289,7 @@ export class Gossip {
   private admit(node: JoinRequestNode, role: NodeRole, identity: KeyPair): Entry[] {
     const key = keyOf('node', node.id)
     const prev = this.o.store.get<NodeRecord>(key)
-    if (node.id === this.o.nodeId || (prev && prev.state !== 'left'))
-      throw new UserError(`node id ${node.id} is already in use`)
+    if (node.id === this.o.nodeId || (prev && prev.state !== 'left')) throw new UserError(`node id ${node.id} is already in use`)
     const holder = this.o.store
       .values<NodeRecord>(prefixOf('node'))
       .find((n) => n.id !== node.id && n.state !== 'left' && n.addr === node.addr)

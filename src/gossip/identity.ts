@@ -65,7 +65,8 @@ export function verifyWith(publicKey: string, data: Buffer | string, signature: 
   const k = publicKeyOf(publicKey)
   if (!k || typeof signature !== 'string' || signature.length > 128) return false
   const sig = Buffer.from(signature, 'base64')
-  if (sig.length !== 64) return false
+  // Node's decoder skips what follows the padding: only the canonical text is the signature.
+  if (sig.length !== 64 || sig.toString('base64') !== signature) return false
   try {
     return verify(null, Buffer.from(data), k, sig)
   } catch {

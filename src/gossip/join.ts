@@ -133,8 +133,7 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
   try {
     const hello = unframe(first)
     const cnonce = hello ? b64(hello.cnonce, 32) : undefined
-    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string' || !cnonce)
-      return refuse('malformed join request')
+    if (!hello || hello.t !== 'hello' || typeof hello.digest !== 'string' || !cnonce) return refuse('malformed join request')
     if (hello.digest !== tokenDigest(ctx.identity.publicKey)) return refuse(REFUSED_TOKEN)
     const nonce = randomBytes(32)
     const sig = signWith(ctx.identity.privateKey, challengeText(cnonce, nonce))

@@ -75,14 +75,22 @@ describe('gossip on loopback', () => {
   it('a write reaches the other two nodes within a second', async () => {
     const value: Json = {id: 'from-m', name: 'from-m', n: Math.random()}
     m.store.put('service/from-m', value)
-    await waitFor('service everywhere', () => w1.store.get('service/from-m') !== undefined && w2.store.get('service/from-m') !== undefined, 1000)
+    await waitFor(
+      'service everywhere',
+      () => w1.store.get('service/from-m') !== undefined && w2.store.get('service/from-m') !== undefined,
+      1000,
+    )
     assert.deepEqual(w1.store.get('service/from-m'), value)
     // A worker's writes (its own record, its tasks' status) travel the same way.
     m.store.put('task/t2', {id: 't2', nodeId: 'w2'})
     await waitFor('task on w2', () => w2.store.get('task/t2') !== undefined, 1000)
     const status: Json = {taskId: 't2', nodeId: 'w2', state: 'running', restarts: 0, updatedAt: 1}
     w2.store.put('taskstatus/t2', status)
-    await waitFor('status everywhere', () => m.store.get('taskstatus/t2') !== undefined && w1.store.get('taskstatus/t2') !== undefined, 1000)
+    await waitFor(
+      'status everywhere',
+      () => m.store.get('taskstatus/t2') !== undefined && w1.store.get('taskstatus/t2') !== undefined,
+      1000,
+    )
     // Honest writers are never refused.
     assert.equal(m.gossip.stats.unauthorised, 0)
     m.store.delete('service/from-m')

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import {decodeMessage, encodeMessage, type Message} from '../../src/gossip/codec.js'
+import {Freshness, MAX_SKEW_MS, SEQ_WINDOW} from '../../src/gossip/freshness.js'
 
 describe('codec', () => {
   it('round trips every message type', () => {
@@ -42,5 +43,35 @@ describe('codec', () => {
       '{"t":"open","from":"a","epoch":1,"seq":1,"ts":"1"}',
     ]
     for (const b of bad) assert.equal(decodeMessage(Buffer.from(b)), undefined, b)
+  })
+})
+
+describe('freshness window', () => {
+  const h = (seq: number, epoch = 100, ts = 1_000_000) => ({from: 'a', epoch, seq, ts})
+  const now = 1_000_000
+
+  it('takes each sequence number once, late ones within the window, and refuses the rest', () => {
+    const f = new Freshness()
+    assert.equal(f.accept(h(10), now), 'fresh')
+    assert.equal(f.accept(h(10), now), 'replayed')
+    assert.equal(f.accept(h(12), now), 'fresh')
+    assert.equal(f.accept(h(11), now), 'fresh', 'late but within the window')
+    assert.equal(f.accept(h(11), now), 'replayed')
+    assert.equal(f.accept(h(12 + SEQ_WINDOW), now), 'fresh')
+    assert.equal(f.accept(h(12), now), 'stale', 'fell out of the window')
+    assert.equal(f.accept(h(13), now), 'fresh', 'the slot was cleared when the window moved')
+  })
+
+  it('each epoch has its own window, a newer one does not shadow an older one; a clock out of range is stale', () => {
+    const f = new Freshness()
+    assert.equal(f.accept(h(500), now), 'fresh')
+    assert.equal(f.accept(h(1, 101), now), 'fresh', 'the sender restarted')
+    assert.equal(f.accept(h(500, 100), now), 'replayed', 'its previous run is still remembered')
+    // A member stamping the sender's id with a far epoch does not make the real sender stale.
+    assert.equal(f.accept(h(9_999_999, 2 ** 52), now), 'fresh')
+    assert.equal(f.accept(h(2, 101), now), 'fresh')
+    assert.equal(f.accept(h(2, 101, now - MAX_SKEW_MS - 1), now), 'stale')
+    assert.equal(f.accept(h(3, 101, now + MAX_SKEW_MS + 1), now), 'stale')
+    assert.equal(f.accept(h(3, 101), now), 'fresh', 'refusals are not remembered')
   })
 })

@@ -100,6 +100,17 @@ describe('gossip refuses replayed and stale packets', () => {
     await waitFor('w hears the restarted m', () => w.store.get('service/after') !== undefined, 2000)
   })
 
+  it("a member stamping another node's id in the header cannot make that node's packets stale", async () => {
+    const now = Date.now()
+    const fake = {t: 'ping' as const, from: 'm', epoch: now + 10 ** 9, seq: 2 ** 40, ts: now, n: 1}
+    await sendUdp(sealAs(lab.clusterKey, fake), w)
+    await sleep(100)
+    const stale = w.gossip.stats.stale
+    m.store.put('service/still-heard', {id: 'still-heard'})
+    await waitFor('w hears m', () => w.store.get('service/still-heard') !== undefined, 1000)
+    assert.equal(w.gossip.stats.stale, stale)
+  })
+
   it('an entry whose Lamport clock jumps more than MAX_CLOCK_JUMP ahead is refused and counted', async () => {
     const before = w.store.clock
     const far = signedEntry(lab, 'm', {
