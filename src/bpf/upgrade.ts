@@ -119,28 +119,27 @@ export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeRep
   const reports: UpgradeReport[] = [];
   for (const old of oldLayouts(node)) {
     const report: UpgradeReport = { from: old.version, migrated: [], dropped: [], refilled: [] };
-    for (const [name, pin] of Object.entries(old.pins)) {
-      const owner = MAP_OWNERS[name as MapName] ?? 'datapath';
-      if (owner === 'store') {
-        report.refilled.push(name);
-        continue;
+    const toMigrate: Array<{ name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void }> = [];
+    try {
+      for (const [name, pin] of Object.entries(old.pins)) {
+        const owner = MAP_OWNERS[name as MapName] ?? 'datapath';
+        const migrate = MIGRATIONS[old.version]?.[name];
+        if (owner === 'store') report.refilled.push(name);
+        else if (!migrate) report.dropped.push(name);
+        else toMigrate.push({ name, map: BpfMap.openPinned(pin), migrate });
       }
-      const migrate = MIGRATIONS[old.version]?.[name];
-      if (!migrate) {
-        report.dropped.push(name);
-        continue;
+      // The pins go before the state is carried over (through the open fds): a crash in between
+      // loses counts rather than counting them twice on the next start. Unlinking a pin drops one
+      // reference; a program still attached keeps its map until it is replaced.
+      for (const pin of Object.values(old.pins)) fs.rmSync(pin, { force: true });
+      if (old.version !== 1) fs.rmSync(old.dir, { recursive: true, force: true });
+      for (const m of toMigrate) {
+        m.migrate(m.map, current);
+        report.migrated.push(m.name);
       }
-      const map = BpfMap.openPinned(pin);
-      try {
-        migrate(map, current);
-        report.migrated.push(name);
-      } finally {
-        map.close();
-      }
+    } finally {
+      for (const m of toMigrate) m.map.close();
     }
-    // Unlinking a pin drops one reference: a program still attached keeps its map until replaced.
-    for (const pin of Object.values(old.pins)) fs.rmSync(pin, { force: true });
-    if (old.version !== 1) fs.rmSync(old.dir, { recursive: true, force: true });
     reports.push(report);
   }
   return reports;
