@@ -55,6 +55,11 @@ stats.updatePerCpu(u32.encode(0), [cpu0]);
 attachXdp(underlay, oldXdp.program('sn_xdp_underlay').fd, { mode: 'native' });
 attachTc(hostDev, oldTc.program('sn_tc_task').fd, 'ingress');
 for (const o of old) o.close();
+// And pins of a layout this code does not know (a newer one, left by a downgrade): its maps have
+// no migration here, so the datapath-owned one (the counters) must be dropped, and said so.
+const newer = BpfObject.open(path.join(V1, 'xdp_underlay.o'), { pinRoot: path.join(nodePinDir(node), 'v3') });
+newer.load();
+newer.close();
 out.before = oldLayouts(node).map((l) => ({ version: l.version, maps: Object.keys(l.pins).sort() }));
 
 // 2. The new agent starts: nothing done by hand in between.

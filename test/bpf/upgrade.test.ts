@@ -33,7 +33,7 @@ after(() => {
 });
 
 describe('layout upgrade', () => {
-  it('from the layout of main before versioning: no manual step, counters carried over, forwarding refilled', () => {
+  it('from the layout of main before versioning: no manual step, counters carried over, forwarding refilled; an unknown layout dropped by rule', () => {
     // `ip netns exec` gives the child a mount namespace of its own, so its pins are in a private bpffs.
     const r = spawnSync(
       'ip',
@@ -51,12 +51,16 @@ describe('layout upgrade', () => {
       encap: { redirect: boolean; delta: Record<string, number>; outerDst: boolean };
       counters: Record<string, number>;
     };
-    assert.deepEqual(out.before, [{ version: 1, maps: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats'] }]);
+    const all = ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats'];
+    assert.deepEqual(out.before, [{ version: 1, maps: all }, { version: 3, maps: all }]);
     assert.deepEqual(
       out.upgrades.map((u) => ({ ...u, refilled: [...u.refilled].sort() })),
-      [{ from: 1, migrated: ['sn_stats'], dropped: [], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks'] }],
+      [
+        { from: 1, migrated: ['sn_stats'], dropped: [], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks'] },
+        { from: 3, migrated: [], dropped: ['sn_stats'], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks'] },
+      ],
     );
-    assert.deepEqual(out.after, [], 'no pins of layout 1 are left');
+    assert.deepEqual(out.after, [], 'no pins of another layout are left');
     assert.deepEqual(out.loosePins, []);
     assert.deepEqual(out.newPins, ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats']);
     assert.equal(out.sync.written, 3, 'the reconciler refills networks and both endpoints (attachTask wrote the device entry)');
