@@ -282,7 +282,13 @@ export function attachTcxLink(dev: Device, progFd: number, direction: TcDirectio
   if (reused) return reused
 
   libbpfLog().take()
-  const fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
+  let fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
+  // EEXIST: this program is still on the device through a link whose last reference is being
+  // dropped (a pin removed by hand is released by the kernel a moment later). Wait that out.
+  for (let tries = 0; fd === -E.EEXIST && tries < 20; tries++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
+    fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
+  }
   if (fd < 0) {
     const errno = -fd
     const log = libbpfLog().take()
