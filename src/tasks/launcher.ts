@@ -162,6 +162,8 @@ export interface LaunchSpec {
   cgroups: string[]
   user?: TaskUser
   argv: string[]
+  /** Directories under /tmp to keep visible (read-only); by default keptDirs(). */
+  keep?: string[]
 }
 
 /** argv that runs argv inside the given cgroup directories from its first instruction on. */
@@ -194,7 +196,7 @@ export function launchArgv(s: LaunchSpec): string[] {
     s.resolvFile,
     capList(),
     HIDDEN_DIRS.join(':'),
-    keptDirs().join(':'),
+    (s.keep ?? keptDirs()).join(':'),
     ...userArgs(s.user),
     '--',
     ...s.argv,
