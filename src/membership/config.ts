@@ -23,6 +23,11 @@ export type MembershipConfig = {
   awarenessMax: number
   /** How often one member held dead is pinged, so a healed partition or a returning node is seen. */
   reconnectIntervalMs: number
+  /**
+   * How long a node stays declared down before the manager replaces its replicated tasks
+   * (its endpoints leave the maps at once): an agent that restarts keeps its tasks.
+   */
+  rescheduleDelayMs: number
   /** Updates piggybacked on one message at most (a sealed datagram holds 1400 bytes). */
   maxPiggyback: number
 }
@@ -38,6 +43,7 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   awarenessMax: 8,
   reconnectIntervalMs: 1000,
   maxPiggyback: 8,
+  rescheduleDelayMs: 5000,
 }
 
 /** Defaults with the given overrides, each checked: one clear line for a bad value. */

@@ -128,6 +128,12 @@ export class Membership {
     return s === 'dead' || s === 'left'
   }
 
+  /** How long the member has been down, 0 when it is not. */
+  downFor(id: string): number {
+    const m = this.members.get(id)
+    return m && (m.state === 'dead' || m.state === 'left') ? Math.max(1, this.clock.now() - m.since) : 0
+  }
+
   onChange(fn: ChangeListener): () => void {
     this.listeners.add(fn)
     return () => this.listeners.delete(fn)
