@@ -89,6 +89,7 @@ export class Membership {
   private next = 0
   private seq = 0
   private current: Probe | undefined
+  private size = 1
   private running = false
   private stopTick: Cancel | undefined
   private stopReconnect: Cancel | undefined
@@ -169,6 +170,7 @@ export class Membership {
       this.suspicions.delete(id)
       this.members.delete(id)
     }
+    this.recount()
   }
 
   start(): void {
@@ -340,7 +342,12 @@ export class Membership {
    * Applies one rumour with the incarnation rules of state.ts. What changes
    * this node's view is spread further; a rumour about this node is refuted.
    */
-  private apply(u: Update, via: string): void {
+  private apply(raw: Update, via: string): void {
+    // Incarnation 0 is "never heard from it": a prober that knew no better suspected the member
+    // as this node knows it. Taken as such, its rumour counts with everyone's rather than being
+    // ignored by all who have heard from the member (they would never agree on its death).
+    const known = raw.id === this.self.id ? this.inc : (this.members.get(raw.id)?.incarnation ?? 0)
+    const u = raw.k !== 'alive' && raw.inc === 0 ? {...raw, inc: known} : raw
     if (u.id === this.self.id) {
       if (u.k === 'alive' || u.inc < this.inc) return
       this.inc = u.inc + 1
@@ -360,7 +367,7 @@ export class Membership {
         if (m.state !== 'alive') {
           if (m.state === 'dead') this.stats.revivals++
           this.setState(m, 'alive')
-        } else if (first) return // learning a member's boot incarnation is not news
+        } else if (first && via === u.id) return // a member telling its boot incarnation to each peer it probes is not news
         this.queue.push({k: 'alive', id: u.id, inc: u.inc})
         return
       }
@@ -417,6 +424,7 @@ export class Membership {
     if (was === s) return
     m.state = s
     m.since = this.clock.now()
+    if (s === 'left' || was === 'left') this.recount()
     if (s !== 'suspect') {
       this.suspicions.get(m.id)?.stop()
       this.suspicions.delete(m.id)
@@ -439,10 +447,15 @@ export class Membership {
     return u
   }
 
+  /** This node and every member that has not left (kept up to date: it is read for every message). */
   private clusterSize(): number {
+    return this.size
+  }
+
+  private recount(): void {
     let n = 1
     for (const m of this.members.values()) if (m.state !== 'left') n++
-    return n
+    this.size = n
   }
 
   private send(to: Addr, m: SwimMessage): void {

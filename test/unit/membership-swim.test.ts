@@ -155,6 +155,14 @@ test('incarnations order rumours: old ones are ignored, only a newer alive reviv
   say({k: 'alive', id: 'b', inc: 11})
   assert.equal(a.get('b')!.state, 'alive', 'a newer incarnation does')
   assert.equal(a.stats.revivals, 1)
+  // Incarnation 0 is a prober that never heard from the member: it counts at the incarnation held here.
+  say({k: 'suspect', id: 'b', inc: 0, by: 'c'})
+  assert.equal(a.get('b')!.state, 'suspect', 'suspect(0) is suspect(the incarnation known)')
+  assert.equal(a.get('b')!.incarnation, 11)
+  say({k: 'dead', id: 'b', inc: 0})
+  assert.equal(a.get('b')!.state, 'dead')
+  say({k: 'suspect', id: 'a', inc: 0})
+  assert.equal(a.incarnation, 2, 'and is refuted like any other')
   say({k: 'alive', id: 'stranger', inc: 99})
   assert.equal(a.get('stranger'), undefined, 'who is a member is the store roster, not a rumour')
   a.setRoster([
