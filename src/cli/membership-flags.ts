@@ -8,10 +8,10 @@ export const membershipFlags = {
     description: 'failure detection: ms to wait for a direct ack before asking helpers (default 120)',
   }),
   'suspicion-mult': Flags.integer({
-    description: 'failure detection: shortest suspicion timeout in probe intervals, times log10 of the cluster size (default 3)',
+    description: 'failure detection: shortest suspicion timeout in probe intervals, times log10 of the cluster size (default 2)',
   }),
   'reschedule-delay': Flags.integer({
-    description: 'ms a node stays down before the manager replaces its replicated tasks (default 5000)',
+    description: 'ms a node stays down before the manager replaces its replicated tasks (default 10000)',
   }),
 }
 

@@ -1,6 +1,6 @@
 /**
  * The protocol's timers. The defaults detect a dead node of a small cluster in
- * about 1.5 s (one probe interval to reach it, one for the probe, the
+ * about 1 s (one probe interval to reach it, one for the probe, the
  * suspicion timeout) and, with four direct attempts per probe plus indirect
  * ones, raise no false suspicion at 5% loss (membership-swim.test.ts).
  */
@@ -37,13 +37,13 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   probeTimeoutMs: 120,
   pingAttempts: 4,
   indirectChecks: 3,
-  suspicionMult: 3,
+  suspicionMult: 2,
   suspicionMaxMult: 2,
   retransmitMult: 4,
   awarenessMax: 8,
   reconnectIntervalMs: 1000,
   maxPiggyback: 8,
-  rescheduleDelayMs: 5000,
+  rescheduleDelayMs: 10_000,
 }
 
 /** Defaults with the given overrides, each checked: one clear line for a bad value. */

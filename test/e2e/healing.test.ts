@@ -175,4 +175,71 @@ describe('healing: a node that dies is taken out of service everywhere and its t
     )
     await eventually('n3 endpoint of ga back in the maps of n1', () => endpointIps('n1').has(ipOf(gaOn3)))
   })
+
+  test('a 10 s partition of n3 heals to one state: no task twice, no address twice', async () => {
+    ok('n1', ['service', 'create', '--name', 'part', '--replicas', '3', '--network', 'heal'])
+    const before = await running('part', 3)
+    assert.deepEqual(before.map((t) => t.node).sort(), ['n1', 'n2', 'n3'])
+    const cut = before.find((t) => t.node === 'n3')!
+    await until(
+      'n3 and the others see each other ready',
+      async () => (await stateOn('n3', 'n1')) === 'ready' && (await stateOn('n1', 'n3')) === 'ready',
+      30_000,
+    )
+
+    const t0 = Date.now()
+    assert.equal(sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'down']).code, 0)
+    await until(
+      'each side holds the other down',
+      async () => (await stateOn('n1', 'n3')) === 'down' && (await stateOn('n3', 'n1')) === 'down',
+      30_000,
+      50,
+    )
+    console.log(`# partition: both sides hold the other down after ${Date.now() - t0} ms`)
+    await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (Date.now() - t0))))
+    // Meanwhile the manager's side replaced n3's task; n3 kept running it, alone.
+    await running('part', 3, (t) => t.node !== 'n3')
+    assert.equal(sh(['ip', 'netns', 'list']).stdout.includes(cut.netns), true, 'n3 still runs it while cut off')
+
+    const t1 = Date.now()
+    assert.equal(sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'up']).code, 0)
+    await until(
+      'everyone ready again in every view',
+      async () => {
+        for (const [v, o] of [
+          ['n1', 'n3'],
+          ['n2', 'n3'],
+          ['n3', 'n1'],
+          ['n3', 'n2'],
+        ] as const)
+          if ((await stateOn(v, o)) !== 'ready') return false
+        return true
+      },
+      60_000,
+    )
+    console.log(`# partition healed: every view ready again ${Date.now() - t1} ms after the link came back`)
+    await eventually(
+      'n3 stopped the task that was replaced',
+      () => !sh(['ip', 'netns', 'list']).stdout.includes(cut.netns),
+      60_000,
+    )
+    await eventually('its record is gone', () => !ps('part').some((t) => t.id === cut.id), 60_000)
+    const one = await eventually(
+      'n3 holds the same tasks as the manager',
+      () => {
+        const a = ps('part')
+          .map((t) => `${t.id} ${t.desiredState}`)
+          .sort()
+          .join()
+        const b = json<Task[]>('n3', ['service', 'ps', 'part'])
+          .map((t) => `${t.id} ${t.desiredState}`)
+          .sort()
+          .join()
+        return a === b ? ps('part') : undefined
+      },
+      30_000,
+    )
+    assert.equal(one.length, 3, 'three tasks, none twice')
+    assert.equal(new Set(one.map(ipOf)).size, 3, 'no address twice')
+  })
 })
