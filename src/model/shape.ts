@@ -94,7 +94,8 @@ function serviceProblem(r: Rec): string | undefined {
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
   const mode = m as Rec
-  if ('global' in mode) return mode.global === true && Object.keys(mode).length === 1 ? sandboxSpecProblem(r) : "'mode' is malformed"
+  if ('global' in mode)
+    return mode.global === true && Object.keys(mode).length === 1 ? sandboxSpecProblem(r) : "'mode' is malformed"
   return sandboxSpecProblem(r) ?? int(mode, 'replicas', 0, MAX_REPLICAS)
 }
 

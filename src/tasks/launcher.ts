@@ -8,7 +8,9 @@
  * The cgroup comes first, so every process of the task, the launcher included, is in it from
  * its first instruction: cgroup.kill reaches all of them whatever the timing.
  */
+import {dirname} from 'node:path'
 import {run} from '../sys/exec.js'
+import {packageRoot} from '../util/root.js'
 import {RUN_DIR, STATE_ROOT} from '../agent/paths.js'
 import {netnsPath} from '../sys/netns.js'
 
@@ -40,6 +42,16 @@ export const TASK_CAPS = [
  */
 export const HIDDEN_DIRS = [STATE_ROOT, RUN_DIR]
 
+/**
+ * What the task runs from (swarmnet itself for the default command, and node) stays visible
+ * when it lives under /tmp, which becomes the task's own tmpfs: a clone or CI checkout there
+ * is common. Read-only, like the rest of the node.
+ */
+export function keptDirs(): string[] {
+  const under = (d: string) => d.startsWith('/tmp/')
+  return [...new Set([packageRoot(), dirname(process.execPath)])].filter(under)
+}
+
 /** Joins the cgroups given before `--` (cgroup.procs files), then execs the rest. */
 const JOIN_CGROUPS = `set -e
 while [ "$1" != -- ]; do echo $$ > "$1"; shift; done
@@ -52,7 +64,7 @@ exec "$@"`
  * mount namespace: unshare makes it private.
  */
 const SETUP = `set -eu
-name=$1 hosts=$2 resolv=$3 caps=$4 hidden=$5; shift 5
+name=$1 hosts=$2 resolv=$3 caps=$4 hidden=$5 keep=$6; shift 6
 hostname "$name"
 # Every mount of the node read-only (in this namespace only); /proc, /sys, /dev are replaced below.
 while read -r _ _ _ _ mp _; do
@@ -70,6 +82,11 @@ for f in "$hosts_at" "$resolv_at"; do
 done
 mount --bind "$hosts" "$hosts_at"
 mount --bind "$resolv" "$resolv_at"
+# Set aside what must stay visible under /tmp before /tmp becomes the task's own (moved back below).
+IFS=:
+i=0
+for d in $keep; do mkdir -p "/run/.sn-keep/$i"; mount --bind "$d" "/run/.sn-keep/$i"; i=$((i + 1)); done
+unset IFS
 IFS=:
 for d in $hidden; do
   if [ -d "$d" ]; then mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k,mode=755 tmpfs "$d"; fi
@@ -101,6 +118,16 @@ ln -s /proc/self/fd/1 /dev/stdout
 ln -s /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+IFS=:
+i=0
+for d in $keep; do
+  mkdir -p "$d"
+  mount --move "/run/.sn-keep/$i" "$d"
+  mount -o remount,bind,ro "$d"
+  i=$((i + 1))
+done
+unset IFS
+rm -rf /run/.sn-keep
 cd /
 exec setpriv --bounding-set "-all,$caps" --inh-caps -all --no-new-privs "$@"`
 
@@ -167,6 +194,7 @@ export function launchArgv(s: LaunchSpec): string[] {
     s.resolvFile,
     capList(),
     HIDDEN_DIRS.join(':'),
+    keptDirs().join(':'),
     ...userArgs(s.user),
     '--',
     ...s.argv,
