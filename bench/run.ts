@@ -4,6 +4,7 @@
 // kernel's own vxlan+bridge path built the Docker way, with the ratio.
 // Numbers, not assertions: nothing here fails on a slow machine.
 import {benchPrograms} from './progs.js'
+import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
@@ -18,6 +19,8 @@ for (const r of await benchPrograms()) {
   console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
   console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
 }
+console.log('\n## membership at 1,000 nodes (simulated network)\n')
+console.log(formatSwim(benchSwim()))
 if (!process.argv.includes('--programs-only')) {
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))

@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {Listr} from 'listr2'
+import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
 import {bootstrapInit, defaultNodeName} from '../src/agent/bootstrap.js'
@@ -17,6 +18,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     '<%= config.bin %> init --default-addr-pool 10.20.0.0/16',
   ]
   static override flags = {
+    ...membershipFlags,
     json: jsonFlag,
     node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
     'advertise-addr': Flags.string({
@@ -47,6 +49,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
               defaultAddrPool: flags['default-addr-pool'],
               gossipPort: flags['listen-port'],
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
+              membership: membershipOverrides(flags),
             })
           },
         },

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {Listr} from 'listr2'
+import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
 import {bootstrapJoin, defaultNodeName} from '../src/agent/bootstrap.js'
@@ -11,6 +12,7 @@ export default class Join extends SwarmnetCommand {
   static override examples = ['<%= config.bin %> join --token SWMTKN-1-... 192.168.1.10:7946']
   static override args = {manager: Args.string({description: 'a manager: ADDR[:7946]', required: true})}
   static override flags = {
+    ...membershipFlags,
     json: jsonFlag,
     token: Flags.string({description: 'the join token', required: true}),
     node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
@@ -37,6 +39,7 @@ export default class Join extends SwarmnetCommand {
               advertiseAddr: flags['advertise-addr'],
               gossipPort: flags['listen-port'],
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
+              membership: membershipOverrides(flags),
             })
           },
         },

@@ -1,10 +1,14 @@
 import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {ago} from '../../src/cli/ago.js'
 import {printJson, printTable} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {NodeView} from '../../src/agent/views.js'
 
 export default class NodeLs extends SwarmnetCommand {
-  static override description = 'List the nodes of the cluster'
+  static override description = `List the nodes of the cluster
+
+STATUS is ready, suspect, down or left, as this node's failure detector sees it;
+LAST HEARD is how long ago a message from that node itself arrived here.`
   static override aliases = ['node list']
   static override examples = ['<%= config.bin %> node ls']
   static override flags = {host: hostFlag, json: jsonFlag}
@@ -14,8 +18,8 @@ export default class NodeLs extends SwarmnetCommand {
     const nodes = await new AgentClient(flags.host).get<NodeView[]>('/nodes')
     if (flags.json) return printJson(nodes)
     printTable(
-      ['id', 'hostname', 'address', 'status', 'role'],
-      nodes.map((n) => [n.id.slice(0, 12) + (n.self ? ' *' : ''), n.name, n.addr, n.state, n.role]),
+      ['id', 'hostname', 'address', 'status', 'last heard', 'role'],
+      nodes.map((n) => [n.id.slice(0, 12) + (n.self ? ' *' : ''), n.name, n.addr, n.state, ago(n.lastHeardMs), n.role]),
     )
   }
 }

@@ -19,6 +19,8 @@ import {UserError} from '../model/errors.js'
 import {Manager} from '../manager/manager.js'
 import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
 import {Controller} from './controller.js'
+import {Membership} from '../membership/swim.js'
+import {nodeStatus} from '../membership/state.js'
 import {openNodeStore} from './node-store.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 
@@ -38,7 +40,11 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   if (store.refused > 0) log(`store: left out ${store.refused} malformed value(s) of the state file (last: ${store.lastRefusal})`)
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
-  const manager = cfg.role === 'manager' ? new Manager(store, cfg.nodeId) : undefined
+  // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
+  const manager =
+    cfg.role === 'manager'
+      ? new Manager(store, cfg.nodeId, {isDown: (id) => membership.downFor(id) >= membership.cfg.rescheduleDelayMs})
+      : undefined
   const cluster = controller.cluster()
 
   // This node as the cluster should see it: ready, at its current address.
@@ -88,7 +94,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   const peers = (): Peer[] =>
     store
       .values<NodeRecord>(prefixOf('node'))
-      .filter((n) => n.id !== cfg.nodeId && n.state !== 'left')
+      .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
   const gossip = new Gossip({
@@ -104,7 +110,19 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       ? {join: {identity: cfg.identity, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}
       : {}),
   })
+  // Liveness, in memory: who is a member is the store's node records; who is up is this.
+  const membership = new Membership({
+    self: {id: cfg.nodeId, addr: cfg.advertiseAddr, port: cfg.gossipPort},
+    incarnation: gossip.epoch,
+    net: {send: (to, m) => gossip.sendSwim(to, m)},
+    config: cfg.membership,
+  })
+  gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
+  const roster = () =>
+    membership.setRoster(controller.nodes().map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort, left: n.state === 'left'})))
+  roster()
   await gossip.start()
+  membership.start()
 
   // This node's reconcilers: they read the store and drive this node, and write
   // nothing but their own tasks' status. Each step on its own: tasks that cannot
@@ -136,6 +154,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
             networks: controller.networks(),
             tasks: controller.tasks(),
             local: tasks.localAttachments(),
+            membership,
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
@@ -155,13 +174,29 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     }
   }
   let pending: NodeJS.Timeout | undefined
+  const soon = () => {
+    if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
+  }
   const unsubscribe = store.onChange((key) => {
     if (key.startsWith('taskstatus/')) return // written by the reconcilers themselves
-    if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
+    if (key.startsWith('node/')) roster()
+    soon()
   })
   const periodic = setInterval(() => void reconcile(), 3000)
   const placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : undefined
   placement?.pass()
+  // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
+  const unwatch = membership.onChange((m, was) => {
+    const name = controller.nodes().find((n) => n.id === m.id)?.name ?? m.id
+    log(`membership: node ${name} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
+    if (m.state === 'suspect' || (was === 'suspect' && m.state === 'alive')) return
+    soon()
+    placement?.pass()
+    if (placement && m.state === 'dead') {
+      const t = setTimeout(() => placement.pass(), membership.cfg.rescheduleDelayMs + 50)
+      t.unref()
+    }
+  })
   await reconcile()
 
   let resolveDone!: () => void
@@ -173,6 +208,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     placement?.stop()
     if (pending) clearTimeout(pending)
     unsubscribe()
+    unwatch()
+    membership.stop()
     tasks.stop()
     api?.close()
     rmSync(socketPath(node), {force: true})
@@ -199,6 +236,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       underlay: cfg.underlay,
       dataPathPort: cluster.dataPathPort,
       gossip: gossip.stats,
+      membership: {...membership.stats, incarnation: membership.incarnation, health: membership.awareness.score},
       store: {refused: store.refused, lastRefusal: store.lastRefusal},
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
       datapath: datapath.status(),
@@ -227,6 +265,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       rmSync(stateDir(node), {recursive: true, force: true})
       setTimeout(() => process.exit(0), 50)
     },
+    membership,
   })
   writeFileSync(pidPath(node), `${process.pid}\n`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)

@@ -7,6 +7,7 @@ import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
+import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
 import {networkView, nodeView, serviceView, taskView} from './render.js'
 
@@ -17,6 +18,8 @@ export interface ApiContext {
   info(): unknown
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
+  /** Liveness of the other nodes, as this node's failure detector sees them. */
+  membership?: {get(id: string): Member | undefined}
 }
 
 type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSearchParams) => unknown | Promise<unknown>
@@ -26,7 +29,16 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const w = () => ctx.writer()
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
-    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
+    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id)))],
+    [
+      'GET',
+      /^\/nodes\/([^/]+)$/,
+      (m) => {
+        const n = c.findNode(dec(m[1]))
+        return nodeView(n, c.selfId, ctx.membership?.get(n.id))
+      },
+    ],
+    ['DELETE', /^\/nodes\/([^/]+)$/, (m) => ({removed: w().removeNode(dec(m[1])).name})],
     ['GET', /^\/join-token$/, () => ctx.joinToken(false)],
     ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
     ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],

@@ -23,6 +23,8 @@ import {readNodeConfig, writeNodeConfig, type NodeConfig} from './config.js'
 import {Manager} from '../manager/manager.js'
 import {openNodeStore} from './node-store.js'
 import {checkNodeName} from './paths.js'
+import {UserError} from '../model/errors.js'
+import {membershipConfig, type MembershipConfig} from '../membership/config.js'
 
 export function defaultNodeName(): string {
   const h = hostname()
@@ -44,11 +46,15 @@ export interface InitOptions {
   defaultAddrPool?: string
   gossipPort?: number
   xdpMode: 'native' | 'generic'
+  /** Failure detection timers other than the defaults (checked before anything is made). */
+  membership?: Partial<MembershipConfig>
 }
 
 export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   checkNodeName(o.node)
   refuseIfMember(o.node)
+  const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
+  if (membership) checkMembership(membership)
   const port = checkDataPathPort(o.dataPathPort ?? DEFAULT_DATA_PATH_PORT)
   const pool = o.defaultAddrPool ?? DEFAULT_ADDR_POOL
   parseCidr(pool)
@@ -68,6 +74,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     key: generateKey().toString('base64'),
     keyId: 0,
     xdpMode: o.xdpMode,
+    ...(membership ? {membership} : {}),
     identity,
     token: generateToken(identity.publicKey).text,
     nodeKey,
@@ -112,11 +119,15 @@ export interface JoinOptions {
   advertiseAddr?: string
   gossipPort?: number
   xdpMode: 'native' | 'generic'
+  /** Failure detection timers other than the defaults (checked before anything is made). */
+  membership?: Partial<MembershipConfig>
 }
 
 export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
   checkNodeName(o.node)
   refuseIfMember(o.node)
+  const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
+  if (membership) checkMembership(membership)
   const adv = await resolveAdvertise(o.advertiseAddr)
   const nodeId = randomBytes(12).toString('hex')
   const gossipPort = o.gossipPort ?? DEFAULT_GOSSIP_PORT
@@ -146,10 +157,20 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     key: r.key.toString('base64'),
     keyId: r.keyId,
     xdpMode: o.xdpMode,
+    ...(membership ? {membership} : {}),
     nodeKey,
     ...(self?.cert ? {cert: self.cert} : {}),
     clusterIdentity: r.identity,
   }
   writeNodeConfig(cfg)
   return cfg
+}
+
+/** Bad timers are refused in one line, before anything is made. */
+function checkMembership(m: Partial<MembershipConfig>): void {
+  try {
+    membershipConfig(m)
+  } catch (e) {
+    throw new UserError((e as Error).message)
+  }
 }

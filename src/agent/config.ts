@@ -3,6 +3,7 @@
 import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {Keyring} from '../gossip/keyring.js'
+import type {MembershipConfig} from '../membership/config.js'
 import type {NodeRole} from '../model/types.js'
 import {nodeConfigPath} from './paths.js'
 
@@ -20,6 +21,8 @@ export type NodeConfig = {
   key: string
   keyId: number
   xdpMode: 'native' | 'generic'
+  /** failure detection timers set at init or join; the defaults otherwise */
+  membership?: Partial<MembershipConfig>
   /** this node's Ed25519 key pair: signs every store entry it writes */
   nodeKey?: {publicKey: string; privateKey: string}
   /** the cluster identity's certificate for nodeKey and role (issued at init or join) */

@@ -50,6 +50,14 @@ export class Controller {
     return n
   }
 
+  /** A node by name, id or unambiguous id prefix. */
+  findNode(ref: string): NodeRecord {
+    const all = this.nodes()
+    const n = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, 'node')
+    if (!n) throw new UserError(`node ${ref} not found`)
+    return n
+  }
+
   findService(ref: string): Service {
     const all = this.services()
     const s = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, 'service')

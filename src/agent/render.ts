@@ -1,12 +1,32 @@
 // Store records to the API's views (src/agent/views.ts).
+import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
 import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
 
-export function nodeView(n: NodeRecord, selfId: string): NodeView {
-  return {id: n.id, name: n.name, addr: n.addr, role: n.role, state: n.state, self: n.id === selfId}
+/** live: the member as this node's failure detector sees it (absent for this node itself). */
+export function nodeView(
+  n: NodeRecord,
+  selfId: string,
+  live?: Pick<Member, 'state' | 'lastHeard' | 'incarnation'>,
+  now = Date.now(),
+): NodeView {
+  const self = n.id === selfId
+  const state = n.state === 'left' ? 'left' : self ? 'ready' : nodeStatus(live?.state)
+  return {
+    id: n.id,
+    name: n.name,
+    addr: n.addr,
+    role: n.role,
+    state,
+    self,
+    ...(self ? {lastHeardMs: 0} : live && live.lastHeard > 0 ? {lastHeardMs: Math.max(0, now - live.lastHeard)} : {}),
+    ...(live ? {incarnation: live.incarnation} : {}),
+    gossipPort: n.gossipPort,
+    joinedAt: n.joinedAt,
+  }
 }
 
 export function networkView(n: Network, c: Controller): NetworkView {

@@ -6,8 +6,15 @@ export interface NodeView {
   name: string
   addr: string
   role: 'manager' | 'worker'
+  /** ready, suspect, down or left: the store's record ('left') and this node's failure detector */
   state: string
   self: boolean
+  /** ms since a message from the node itself last arrived here; 0 for this node; absent: never */
+  lastHeardMs?: number
+  /** the node's incarnation as this node knows it (its boot epoch, raised by refutations) */
+  incarnation?: number
+  gossipPort?: number
+  joinedAt?: number
 }
 
 export interface EndpointView {

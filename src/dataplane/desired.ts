@@ -2,6 +2,7 @@
 // (plus the ifindexes of the node's own task devices). Pure, so the
 // reconciler's whole decision is testable without a kernel.
 import {taskMtu} from '../model/allocate.js'
+import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Task} from '../model/types.js'
 
 /** A local attachment: the host-side device the task runner made for (task, network). */
@@ -34,6 +35,8 @@ export interface ClusterView {
   networks: Network[]
   tasks: Task[]
   local: LocalAttachment[]
+  /** Liveness (src/membership/): endpoints of a node declared down leave the maps at once. */
+  membership?: MembershipView
 }
 
 /**
@@ -89,7 +92,10 @@ export function planMirror(have: ReadonlyMap<string, Buffer>, want: Entries): Mi
 export function desiredMaps(v: ClusterView): DesiredMaps {
   const out: DesiredMaps = {networks: new Map(), endpoints: new Map(), devices: new Map()}
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
-  const nodeById = new Map(v.nodes.filter((n) => n.state !== 'left').map((n) => [n.id, n]))
+  const view = v.membership ?? NOBODY_DOWN
+  const nodeById = new Map(
+    v.nodes.filter((n) => n.state !== 'left' && (n.id === v.selfId || !view.isDown(n.id))).map((n) => [n.id, n]),
+  )
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
   // Endpoints only of networks this node has a task on: the map grows with the node, not the cluster.
   const localNets = new Set(

@@ -258,6 +258,12 @@ export class TaskReconciler {
       if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
       rmSync(join(tasksDir(this.o.node), f), {recursive: true, force: true})
     }
+    // The status of a task this node no longer has (stopped by an earlier run, or replaced while the
+    // node was down): gone, so the manager sees it stopped and can free its addresses.
+    for (const st of this.o.store.values<TaskStatus>(prefixOf('taskstatus'))) {
+      if (st.nodeId === this.o.selfId && !keep.has(st.taskId) && !this.running.has(st.taskId))
+        this.o.store.delete(keyOf('taskstatus', st.taskId))
+    }
   }
 
   /** Stops and removes every task of this node (leave). */

@@ -1,4 +1,5 @@
 import {isEntry, isVersion, type Entry} from '../store/entry.js'
+import {isSwimMessage, type SwimMessage} from '../membership/messages.js'
 import type {Digest} from '../store/store.js'
 
 /**
@@ -29,8 +30,10 @@ export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
 export type OpenBody = {t: 'open'}
+/** Failure detection (src/membership/): probes, acks and the rumours they carry. */
+export type SwimBody = {t: 'swim'; swim: SwimMessage}
 
-export type Body = UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody
+export type Body = UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody
 export type Message = Body & Header
 
 const MAX_ENTRIES = 100_000
@@ -59,6 +62,8 @@ export function decodeMessage(buf: Buffer): Message | undefined {
       return isCount(x.n) ? {t: x.t, ...h, n: x.n} : undefined
     case 'open':
       return {t: 'open', ...h}
+    case 'swim':
+      return isSwimMessage(x.swim) ? {t: 'swim', ...h, swim: x.swim} : undefined
     default:
       return undefined
   }

@@ -5,6 +5,7 @@ import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry} from '../store/entry.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
+import type {SwimMessage} from '../membership/messages.js'
 import type {Body, Message} from './codec.js'
 import {Authority} from './authority.js'
 import type {FramedConn} from './frame.js'
@@ -96,6 +97,10 @@ export class Gossip {
   /** The sockets; `receive` is the UDP path without the socket (the fuzz test drives it). */
   readonly transport: Transport
   private readonly authority: Authority
+  /** This run's boot epoch: above every earlier run's (membership starts its incarnation there). */
+  readonly epoch: number
+  /** Failure detection's messages (src/membership/): the sealed header's sender and the source address. */
+  onSwim: ((m: SwimMessage, from: string, addr: Addr) => void) | undefined
   private pending = new Map<string, Entry>()
   private batchTimer: NodeJS.Timeout | undefined
   private pushPullTimer: NodeJS.Timeout | undefined
@@ -120,9 +125,10 @@ export class Gossip {
     this.authority = new Authority(opts.store, opts.identity)
     const privateKey = opts.nodeKey.privateKey
     opts.store.signer = (e) => signWith(privateKey, signedText(e))
+    this.epoch = bootEpoch(opts.epochFile ?? path.join(opts.store.dir, EPOCH_FILE), this.o.now)
     this.transport = new Transport({
       nodeId: opts.nodeId,
-      epoch: bootEpoch(opts.epochFile ?? path.join(opts.store.dir, EPOCH_FILE), this.o.now),
+      epoch: this.epoch,
       now: this.o.now,
       keyring: this.keyring,
       stats: this.stats,
@@ -192,6 +198,11 @@ export class Gossip {
     }
   }
 
+  /** One failure-detection message, sealed like every other, best effort. */
+  sendSwim(to: Addr, m: SwimMessage): void {
+    if (this.running) this.track(this.transport.send(to, {t: 'swim', swim: m}))
+  }
+
   /** Sends what is queued now instead of at the end of the batch window. */
   async flush(): Promise<void> {
     if (this.batchTimer) clearTimeout(this.batchTimer)
@@ -239,6 +250,9 @@ export class Gossip {
         return
       case 'ping':
         this.track(this.transport.send(from, {t: 'ack', n: m.n}))
+        return
+      case 'swim':
+        this.onSwim?.(m.swim, m.from, from)
         return
       default:
         // ack (until SWIM probes use it) and stray stream messages: nothing to do.

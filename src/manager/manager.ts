@@ -6,9 +6,10 @@ import {randomBytes} from 'node:crypto'
 import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
-import type {Network, Service, Task} from '../model/types.js'
+import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import {checkName} from '../model/validate.js'
 import {sandboxSpec} from '../model/limits.js'
+import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {Controller} from '../agent/controller.js'
@@ -36,6 +37,8 @@ export class Manager {
   constructor(
     private readonly store: Store,
     readonly selfId: string,
+    /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
+    private readonly membership: MembershipView = NOBODY_DOWN,
   ) {
     this.read = new Controller(store, selfId)
   }
@@ -154,6 +157,22 @@ export class Manager {
   }
 
   /**
+   * Takes a node that is down out of the cluster for good: its record becomes 'left' (the
+   * store's administrative state), so its tasks, global ones too, are placed elsewhere or
+   * removed, and it can no longer come back under its id. Refused while it is up.
+   */
+  removeNode(ref: string): NodeRecord {
+    const n = this.read.findNode(ref)
+    if (n.id === this.selfId) throw new UserError(`node ${n.name} is this manager: it cannot remove itself (use leave)`)
+    if (n.state === 'left') throw new UserError(`node ${n.name} has already left the cluster`)
+    if (!this.membership.isDown(n.id))
+      throw new UserError(`node ${n.name} is up: only a node that is down can be removed (stop it, or run leave on it)`)
+    const gone: NodeRecord = {...n, state: 'left'}
+    this.store.put(keyOf('node', n.id), gone)
+    return gone
+  }
+
+  /**
    * Brings every service to its spec as nodes come and go: a node that joins
    * gets its global tasks, tasks of a node that left are placed elsewhere,
    * tasks whose service is gone are removed. Each service on its own: one that
@@ -201,7 +220,13 @@ export class Manager {
   private plan(svc: Service): ServicePlan {
     return planService(
       svc,
-      {nodes: this.read.nodes(), networks: this.read.networks(), tasks: this.read.tasks()},
+      {
+        nodes: this.read.nodes(),
+        networks: this.read.networks(),
+        tasks: this.read.tasks(),
+        membership: this.membership,
+        statuses: this.read.statuses(),
+      },
       {id: newId, now: Date.now()},
     )
   }
@@ -217,6 +242,7 @@ export class Manager {
 
   private apply(plan: ServicePlan): void {
     for (const t of plan.remove) this.store.delete(keyOf('task', t.id))
+    for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
 }

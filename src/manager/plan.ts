@@ -2,15 +2,29 @@
 // before anything is written: which tasks go, which new tasks come, on which
 // nodes, with which addresses, and what does not fit.
 import {freeAddressCount, freeAddresses, macForIp, placeTasks} from '../model/allocate.js'
-import type {Network, NodeRecord, Service, Task} from '../model/types.js'
+import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
+import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 
-export type ClusterState = {nodes: NodeRecord[]; networks: Network[]; tasks: Task[]}
+export type ClusterState = {
+  nodes: NodeRecord[]
+  networks: Network[]
+  tasks: Task[]
+  /** Who is declared down now (src/membership/); nobody when absent. */
+  membership?: MembershipView
+  /** What the nodes report of their tasks: a retired task goes once its node says it no longer runs. */
+  statuses?: Map<string, TaskStatus>
+}
 
 /** A network that has fewer free addresses than the service's new tasks need. */
 export type Shortfall = {network: Network; need: number; free: number}
 
 export type ServicePlan = {
   remove: Task[]
+  /**
+   * Replicated tasks of a node declared down, replaced elsewhere: kept as 'shutdown', so their
+   * addresses stay taken until the node is back and has stopped them (no address used twice).
+   */
+  retire: Task[]
   /** Only tasks that fit: each has an address on every network of the service. */
   create: Task[]
   /** Empty when every slot the spec asks for got a task. */
@@ -20,16 +34,34 @@ export type ServicePlan = {
 }
 
 export function planService(svc: Service, state: ClusterState, mint: {id: () => string; now: number}): ServicePlan {
-  const live = state.nodes.filter((n) => n.state === 'ready')
+  const view = state.membership ?? NOBODY_DOWN
+  const members = new Set(state.nodes.filter((n) => n.state === 'ready').map((n) => n.id))
+  const live = state.nodes.filter((n) => members.has(n.id) && !view.isDown(n.id))
   const placements = placeTasks(svc, live, state.tasks)
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
-  const remove = state.tasks.filter((t) => t.serviceId === svc.id && !keep.has(t.id))
+  const remove: Task[] = []
+  const retire: Task[] = []
+  for (const t of state.tasks) {
+    if (t.serviceId !== svc.id || keep.has(t.id)) continue
+    const down = members.has(t.nodeId) && view.isDown(t.nodeId)
+    if (t.desiredState === 'running' && down) {
+      // A global task belongs to its node: it waits for the node rather than moving.
+      if (!('global' in svc.mode)) retire.push({...t, desiredState: 'shutdown'})
+      continue
+    }
+    if (t.desiredState === 'shutdown' && members.has(t.nodeId)) {
+      const st = state.statuses?.get(t.id)
+      // Its node may still run it: it is down, or back and not done stopping it yet.
+      if (down || (st && (st.state === 'running' || st.state === 'starting'))) continue
+    }
+    remove.push(t)
+  }
   const wanted = placements.filter((p) => !p.taskId)
 
   const removed = new Set(remove.map((t) => t.id))
   const byId = new Map(state.networks.map((n) => [n.id, n]))
   const missingNetworks = svc.networks.filter((id) => !byId.has(id))
-  if (missingNetworks.length > 0) return {remove, create: [], shortfalls: [], missingNetworks}
+  if (missingNetworks.length > 0) return {remove, retire, create: [], shortfalls: [], missingNetworks}
   const nets = svc.networks.map((id) => byId.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
@@ -62,7 +94,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       createdAt: mint.now,
     }
   })
-  return {remove, create, shortfalls, missingNetworks}
+  return {remove, retire, create, shortfalls, missingNetworks}
 }
 
 /** One line for a plan that does not fit, naming each network that is short. */

@@ -137,3 +137,15 @@ test('planMirror: stale keys out first, unchanged entries not rewritten', () => 
   )
   assert.deepEqual(planMirror(new Map([['02', b('bb')]]), new Map([['02', [b('02'), b('bb')]]])), {remove: [], write: []})
 })
+
+test('endpoints of a node declared down leave the maps at once; its record is untouched', () => {
+  const down = new Set(['b'])
+  const d = desiredMaps(view({membership: {isDown: (id) => down.has(id)}}))
+  assert.equal(d.endpoints.has('4097/10.0.1.3'), false, "b's task is no longer reachable through the maps")
+  assert.equal(d.endpoints.has('4097/10.0.1.2'), true, 'the local one stays')
+  down.delete('b')
+  assert.equal(desiredMaps(view({membership: {isDown: (id) => down.has(id)}})).endpoints.has('4097/10.0.1.3'), true, 'back')
+  // This node is never down to itself, whatever a rumour says.
+  const self = desiredMaps(view({membership: {isDown: () => true}}))
+  assert.equal(self.endpoints.has('4097/10.0.1.2'), true)
+})

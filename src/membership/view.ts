@@ -1,0 +1,17 @@
+import type {NodeRecord} from '../model/types.js'
+
+/**
+ * What the reconcilers (maps, load balancing, the manager's placement) read of
+ * liveness: one question, so they all agree on who is down at the same moment.
+ */
+export interface MembershipView {
+  isDown(id: string): boolean
+}
+
+/** Before membership runs (and in pure tests): nobody is down. */
+export const NOBODY_DOWN: MembershipView = {isDown: () => false}
+
+/** Nodes that are members ('ready' in the store) and not declared down. */
+export function liveNodeIds(nodes: Pick<NodeRecord, 'id' | 'state'>[], view: MembershipView): Set<string> {
+  return new Set(nodes.filter((n) => n.state === 'ready' && !view.isDown(n.id)).map((n) => n.id))
+}
