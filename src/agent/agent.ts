@@ -12,7 +12,10 @@ import {ifindexOf, mtuOf} from '../sys/link.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
-import {TaskReconciler} from '../dataplane/tasks.js'
+import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
+import {AttachmentReconciler} from '../dataplane/attachments.js'
+import {attachmentAsTask} from '../model/attachment.js'
+import type {NetworkAttachment} from '../model/types.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
@@ -68,22 +71,17 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     underlayIfindex: await ifindexOf(cfg.underlay),
   })
 
-  const tasks = new TaskReconciler({
-    node,
-    selfId: cfg.nodeId,
-    store,
-    stateDir: stateDir(node),
-    underlayMtu: mtu,
-    log,
-    hooks: {
-      preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
-      attachHost: async (hostIf, a) => {
-        const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
-        if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
-        datapath.attachTask(hostIf, {vni, ip: a.ip})
-      },
+  const hooks: TaskHooks = {
+    preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
+    attachHost: async (hostIf, a) => {
+      const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
+      if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
+      datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
-  })
+  }
+  const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
+  // Namespaces attached with `network connect`: to the data plane, tasks without a process.
+  const attachments = new AttachmentReconciler({node, selfId: cfg.nodeId, store, hooks, log})
 
   const peers = (): Peer[] =>
     store
@@ -134,13 +132,14 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
             selfId: cfg.nodeId,
             nodes: controller.nodes(),
             networks: controller.networks(),
-            tasks: controller.tasks(),
-            local: tasks.localAttachments(),
+            tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
+            local: [...tasks.localAttachments(), ...attachments.localAttachments()],
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
         await step('maps', () => datapath.sync(desired()))
         await step('tasks', () => tasks.reconcile())
+        await step('attachments', () => attachments.reconcile())
         await step('maps', () => {
           const want = desired()
           const synced = datapath.sync(want)
@@ -156,7 +155,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   }
   let pending: NodeJS.Timeout | undefined
   const unsubscribe = store.onChange((key) => {
-    if (key.startsWith('taskstatus/')) return // written by the reconcilers themselves
+    // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
+    if (key.startsWith('taskstatus/') || key.startsWith('attachmentstatus/')) return
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   })
   const periodic = setInterval(() => void reconcile(), 3000)
@@ -221,6 +221,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       store.put(keyOf('node', cfg.nodeId), {...me, state: 'left'})
       await gossip.flush()
       await tasks.removeAll()
+      await attachments.removeAll()
       await stop()
       Datapath.teardown(node, cfg.underlay, cfg.xdpMode)
       await removeGwBridge().catch(() => undefined)

@@ -8,7 +8,7 @@ import {checkServiceMode} from '../model/validate.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Controller} from './controller.js'
-import {networkView, nodeView, serviceView, taskView} from './render.js'
+import {attachmentView, networkView, nodeView, serviceView, taskView} from './render.js'
 
 export interface ApiContext {
   controller: Controller
@@ -48,6 +48,24 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
     ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (w().removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
+    ['GET', /^\/attachments$/, () => c.attachments().map((a) => attachmentView(a, c))],
+    [
+      'POST',
+      /^\/networks\/([^/]+)\/connect$/,
+      (m, b) =>
+        attachmentView(
+          w().connect({
+            network: dec(m[1]),
+            netns: optStr(b, 'netns'),
+            pid: b.pid === undefined || b.pid === null ? undefined : num(b, 'pid'),
+            ip: optStr(b, 'ip'),
+            name: optStr(b, 'name'),
+            node: optStr(b, 'node'),
+          }),
+          c,
+        ),
+    ],
+    ['POST', /^\/networks\/([^/]+)\/disconnect$/, (m, b) => attachmentView(w().disconnect(dec(m[1]), str(b, 'name')), c)],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',

@@ -1,9 +1,9 @@
 // Store records to the API's views (src/agent/views.ts).
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
-import type {Network, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
-import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
+import type {AttachmentView, NetworkView, NodeView, ServiceView, TaskView} from './views.js'
 
 export function nodeView(n: NodeRecord, selfId: string): NodeView {
   return {id: n.id, name: n.name, addr: n.addr, role: n.role, state: n.state, self: n.id === selfId}
@@ -30,6 +30,10 @@ export function networkView(n: Network, c: Controller): NetworkView {
       const a = t.attachments.find((x) => x.networkId === n.id)!
       return {task: taskName(t), service: t.serviceName, ip: a.ip, mac: a.mac, node: nodes.get(t.nodeId)?.name ?? t.nodeId}
     }),
+    attachments: c
+      .attachments()
+      .filter((a) => a.networkId === n.id)
+      .map((a) => attachmentView(a, c)),
   }
 }
 
@@ -64,5 +68,20 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
+  }
+}
+
+export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentView {
+  const st: AttachmentStatus | undefined = c.attachmentStatus(a.id)
+  return {
+    id: a.id,
+    name: a.name,
+    network: c.networks().find((n) => n.id === a.networkId)?.name ?? a.networkId,
+    node: c.nodes().find((n) => n.id === a.nodeId)?.name ?? a.nodeId,
+    netns: a.netns,
+    ip: a.ip,
+    mac: a.mac,
+    state: st?.state ?? 'pending',
+    ...(st?.message ? {message: st.message} : {}),
   }
 }
