@@ -101,7 +101,13 @@ function expectArp(w: World, p: Buffer, dev: {vni: number; ip: string}): Expecte
   const drop = (counter: CounterName): Expected => ({verdict: TC_ACT_SHOT, counter})
   if (p.length < 42) return drop('tc_drop_other')
   const a = 14
-  if (p.readUInt16BE(a) !== 1 || p.readUInt16BE(a + 2) !== P.ETH_P_IP || p[a + 4] !== 6 || p[a + 5] !== 4 || p.readUInt16BE(a + 6) !== 1)
+  if (
+    p.readUInt16BE(a) !== 1 ||
+    p.readUInt16BE(a + 2) !== P.ETH_P_IP ||
+    p[a + 4] !== 6 ||
+    p[a + 5] !== 4 ||
+    p.readUInt16BE(a + 6) !== 1
+  )
     return drop('tc_drop_other')
   const spa = ip4(p, a + 14)
   const tpa = ip4(p, a + 24)

@@ -125,8 +125,12 @@ function innerFrame(r: Rng): Buffer {
       P.arp({op: 1, sha: '02:42:0a:00:01:09', spa: src, tha: '00:00:00:00:00:00', tpa: dst}),
     )
   }
-  if (kind === 1) return P.ethernet({dst: '02:42:0a:00:01:04', src: '02:42:0a:00:01:09', type: P.ETH_P_IPV6}, r.bytes(40 + r.int(64)))
-  return P.ethernet({dst: '02:00:00:00:00:ee', src: '02:42:0a:00:01:09', type: P.ETH_P_IP}, l4(r, src, dst, r.int(200), r.chance(0.5)))
+  if (kind === 1)
+    return P.ethernet({dst: '02:42:0a:00:01:04', src: '02:42:0a:00:01:09', type: P.ETH_P_IPV6}, r.bytes(40 + r.int(64)))
+  return P.ethernet(
+    {dst: '02:00:00:00:00:ee', src: '02:42:0a:00:01:09', type: P.ETH_P_IP},
+    l4(r, src, dst, r.int(200), r.chance(0.5)),
+  )
 }
 
 /** A packet on the underlay: mostly VXLAN to the node, sometimes something else. */
@@ -137,7 +141,10 @@ function underlayPacket(r: Rng): Buffer {
     // What a peer node sends: one of its tasks to one of ours (then maybe mutated).
     const src = r.pick(['10.0.1.9', '10.0.1.10'])
     const dst = r.pick(['10.0.1.4', '10.0.1.5', '10.0.1.77'])
-    const inner = P.ethernet({dst: '02:00:00:00:00:ee', src: '02:42:0a:00:01:09', type: P.ETH_P_IP}, l4(r, src, dst, r.int(1400), r.chance(0.5)))
+    const inner = P.ethernet(
+      {dst: '02:00:00:00:00:ee', src: '02:42:0a:00:01:09', type: P.ETH_P_IP},
+      l4(r, src, dst, r.int(1400), r.chance(0.5)),
+    )
     return P.vxlanFrame({...outer, outerSrc: PEER, outerDst: NODE, vni: VNI}, inner)
   }
   if (kind < 5) {
@@ -158,8 +165,16 @@ function underlayPacket(r: Rng): Buffer {
     if (r.chance(0.1)) pkt[49] = r.u32() & 0xff // the reserved byte after the VNI
     return pkt
   }
-  if (kind === 5) return P.udpFrame({srcMac: '02:00:ac:1e:00:0c', dstMac: '02:00:ac:1e:00:0b', src: PEER, dst: NODE, dstPort: 7946}, 14 + 28 + r.int(200))
-  if (kind === 6) return P.ethernet({dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:ac:1e:00:0c', type: r.pick([P.ETH_P_ARP, P.ETH_P_IPV6, 0x8100, 0x88cc])}, r.bytes(r.int(120)))
+  if (kind === 5)
+    return P.udpFrame(
+      {srcMac: '02:00:ac:1e:00:0c', dstMac: '02:00:ac:1e:00:0b', src: PEER, dst: NODE, dstPort: 7946},
+      14 + 28 + r.int(200),
+    )
+  if (kind === 6)
+    return P.ethernet(
+      {dst: 'ff:ff:ff:ff:ff:ff', src: '02:00:ac:1e:00:0c', type: r.pick([P.ETH_P_ARP, P.ETH_P_IPV6, 0x8100, 0x88cc])},
+      r.bytes(r.int(120)),
+    )
   return r.bytes(14 + r.int(300))
 }
 
@@ -172,7 +187,13 @@ function taskFrame(r: Rng): Buffer {
   if (kind < 2) {
     return P.ethernet(
       {dst: 'ff:ff:ff:ff:ff:ff', src: '02:42:0a:00:01:04', type: P.ETH_P_ARP},
-      P.arp({op: r.chance(0.9) ? 1 : r.int(4), sha: '02:42:0a:00:01:04', spa: r.chance(0.9) ? src : '0.0.0.0', tha: '00:00:00:00:00:00', tpa: dst}),
+      P.arp({
+        op: r.chance(0.9) ? 1 : r.int(4),
+        sha: '02:42:0a:00:01:04',
+        spa: r.chance(0.9) ? src : '0.0.0.0',
+        tha: '00:00:00:00:00:00',
+        tpa: dst,
+      }),
     )
   }
   if (kind === 2) {
@@ -180,7 +201,11 @@ function taskFrame(r: Rng): Buffer {
     const size = r.pick([1400, 1428, 1450, 1451, 1460, 1500, 2000, 3000]) - 20 - 8 + r.int(3) - 1
     return P.ethernet({dst: dstMac, src: '02:42:0a:00:01:04', type: P.ETH_P_IP}, l4(r, src, dst, size, r.chance(0.7)))
   }
-  if (kind === 3) return P.ethernet({dst: dstMac, src: '02:42:0a:00:01:04', type: r.pick([P.ETH_P_IPV6, 0x8100, 0x88a8, 0x0000])}, r.bytes(40 + r.int(100)))
+  if (kind === 3)
+    return P.ethernet(
+      {dst: dstMac, src: '02:42:0a:00:01:04', type: r.pick([P.ETH_P_IPV6, 0x8100, 0x88a8, 0x0000])},
+      r.bytes(40 + r.int(100)),
+    )
   if (kind === 4) return r.bytes(14 + r.int(200))
   return P.ethernet({dst: dstMac, src: '02:42:0a:00:01:04', type: P.ETH_P_IP}, l4(r, src, dst, r.int(300), r.chance(0.5)))
 }
@@ -211,7 +236,8 @@ function mutate(r: Rng, p: Buffer, ipAt: number): Buffer {
         out = Buffer.concat([out.subarray(0, 12), Buffer.from([0x81, 0x00, 0, r.int(256)]), out.subarray(12)])
         break
       case 5: // a fragment: MF and/or an offset
-        if (out.length >= ipAt + 8) out.writeUInt16BE(r.pick([0x2000, 0x2000 | r.int(8192), r.int(8192), 0x4000 | 0x2000]), ipAt + 6)
+        if (out.length >= ipAt + 8)
+          out.writeUInt16BE(r.pick([0x2000, 0x2000 | r.int(8192), r.int(8192), 0x4000 | 0x2000]), ipAt + 6)
         break
       case 6: // random tail
         out = Buffer.concat([out, r.bytes(r.int(64))])
@@ -230,7 +256,7 @@ function kernelRefusesSkb(p: Buffer): boolean {
 }
 
 export function fuzz(opts: {count: number; seed?: number; log?: (s: string) => void}): FuzzResult {
-  const seed = opts.seed ?? (Date.now() & 0x7fffffff)
+  const seed = opts.seed ?? Date.now() & 0x7fffffff
   const r = new Rng(seed)
   const pinRoot = `/sys/fs/bpf/swarmnet-fuzz-${process.pid}`
   const loaded: Loaded[] = []
@@ -284,11 +310,13 @@ export function fuzz(opts: {count: number; seed?: number; log?: (s: string) => v
       }
       if (got.retval === want.verdict) {
         const expectOut = want.out ?? (want.check ? undefined : pkt)
-        if (expectOut && !got.data.equals(expectOut)) problems.push(`output differs:\n  got  ${got.data.toString('hex')}\n  want ${expectOut.toString('hex')}`)
+        if (expectOut && !got.data.equals(expectOut))
+          problems.push(`output differs:\n  got  ${got.data.toString('hex')}\n  want ${expectOut.toString('hex')}`)
         const bad = want.check?.(got.data)
         if (bad) problems.push(bad)
       }
-      if (problems.length && res.mismatches.length < 20) res.mismatches.push(`${prog} on ${pkt.toString('hex')}: ${problems.join('; ')}`)
+      if (problems.length && res.mismatches.length < 20)
+        res.mismatches.push(`${prog} on ${pkt.toString('hex')}: ${problems.join('; ')}`)
     }
 
     // `count` packets reach a program or the kernel's refusal; oversized ones (a test run takes one page) are drawn again.
@@ -302,7 +330,13 @@ export function fuzz(opts: {count: number; seed?: number; log?: (s: string) => v
         const pkt = r.chance(0.5) ? mutate(r, taskFrame(r), 14) : taskFrame(r)
         if (pkt.length > 3000) continue
         const unknown = r.chance(0.05)
-        judge('tc_task', pkt, expectTc(WORLD, pkt, unknown ? UNKNOWN_DEV : DEV), () => tc.run(pkt, {ctx: unknown ? ctxUnknown : ctxDev}), true)
+        judge(
+          'tc_task',
+          pkt,
+          expectTc(WORLD, pkt, unknown ? UNKNOWN_DEV : DEV),
+          () => tc.run(pkt, {ctx: unknown ? ctxUnknown : ctxDev}),
+          true,
+        )
       } else {
         const pkt = mutate(r, r.chance(0.5) ? underlayPacket(r) : taskFrame(r), 14)
         if (pkt.length > 3000) continue
@@ -311,7 +345,8 @@ export function fuzz(opts: {count: number; seed?: number; log?: (s: string) => v
       if (opts.log && (i + 1) % 100_000 === 0) opts.log(`${res.runs} runs, ${res.mismatches.length} mismatches`)
     }
     const moved = total() - totalBefore
-    if (moved !== BigInt(counted)) res.mismatches.push(`counters moved ${moved} times in ${counted} counted runs: some run counted twice or not at all`)
+    if (moved !== BigInt(counted))
+      res.mismatches.push(`counters moved ${moved} times in ${counted} counted runs: some run counted twice or not at all`)
     return res
   } finally {
     for (const l of loaded.reverse()) l.close()
@@ -325,8 +360,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   }
   const started = Date.now()
   const res = fuzz({count: arg('--count') ?? 1_000_000, seed: arg('--seed'), log: (s) => console.error(s)})
-  console.log(`fuzz: seed ${res.seed}, ${res.runs} program runs (+${res.refusedByKernel} refused by the kernel before the program) in ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  console.log(
+    `fuzz: seed ${res.seed}, ${res.runs} program runs (+${res.refusedByKernel} refused by the kernel before the program) in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  )
   for (const [k, n] of Object.entries(res.outcomes).sort()) console.log(`  ${k.padEnd(36)} ${n}`)
-  console.log(res.mismatches.length ? `MISMATCHES:\n${res.mismatches.join('\n')}` : 'no mismatches: every verdict, count and output as the maps say')
+  console.log(
+    res.mismatches.length
+      ? `MISMATCHES:\n${res.mismatches.join('\n')}`
+      : 'no mismatches: every verdict, count and output as the maps say',
+  )
   process.exit(res.mismatches.length ? 1 : 0)
 }

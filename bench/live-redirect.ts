@@ -26,10 +26,23 @@ try {
   attachXdp('sn-bl1', empty.program('bench_xdp_drop').fd, {mode: 'native'})
   xdp.setConfig({nodeIp: '172.30.0.11', vxlanPort: 4789, underlayIfindex: 1})
   xdp.addNetwork(4097, '10.0.1.0', 24)
-  xdp.addEndpoint({vni: 4097, ip: '10.0.1.4', nodeIp: '172.30.0.11', ifindex: ifindexOf('sn-bl0'), mac: '02:42:0a:00:01:04', local: true})
+  xdp.addEndpoint({
+    vni: 4097,
+    ip: '10.0.1.4',
+    nodeIp: '172.30.0.11',
+    ifindex: ifindexOf('sn-bl0'),
+    mac: '02:42:0a:00:01:04',
+    local: true,
+  })
   xdp.addEndpoint({vni: 4097, ip: '10.0.1.9', nodeIp: '172.30.0.12', ifindex: 0, mac: '02:42:0a:00:01:09', local: false})
   const pkt = P.vxlanFrame(
-    {outerSrcMac: '02:00:ac:1e:00:0c', outerDstMac: '02:00:ac:1e:00:0b', outerSrc: '172.30.0.12', outerDst: '172.30.0.11', vni: 4097},
+    {
+      outerSrcMac: '02:00:ac:1e:00:0c',
+      outerDstMac: '02:00:ac:1e:00:0b',
+      outerSrc: '172.30.0.12',
+      outerDst: '172.30.0.11',
+      vni: 4097,
+    },
     P.udpFrame({srcMac: '02:42:0a:00:01:09', dstMac: '02:42:0a:00:01:04', src: '10.0.1.9', dst: '10.0.1.4'}, 64),
   )
   const repeat = Number(repeatArg)

@@ -132,13 +132,25 @@ function liveDecap(emptyObj: string): number[] {
   try {
     const out = execFileSync(
       'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(HERE, 'live-redirect.ts'), emptyObj, String(RUNS), String(LOOP_REPEAT)],
+      [
+        'netns',
+        'exec',
+        ns,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(HERE, 'live-redirect.ts'),
+        emptyObj,
+        String(RUNS),
+        String(LOOP_REPEAT),
+      ],
       {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
     )
     const r = JSON.parse(out) as {ns: number[]; decaps: number; expected: number; delivered: number}
     if (r.decaps !== r.expected) throw new Error(`live decap: ${r.decaps} of ${r.expected} runs counted xdp_decap`)
     // The far end's XDP saw (nearly) every frame: the redirects were carried out.
-    if (r.delivered < r.expected * 0.99) throw new Error(`live decap: ${r.delivered} of ${r.expected} frames reached the veth's far end`)
+    if (r.delivered < r.expected * 0.99)
+      throw new Error(`live decap: ${r.delivered} of ${r.expected} frames reached the veth's far end`)
     return r.ns
   } finally {
     execFileSync('ip', ['netns', 'del', ns])
@@ -238,7 +250,8 @@ export async function benchPrograms(): Promise<ProgBench[]> {
       name: 'xdp decap + redirect (executed)',
       nsPerPacket: median(live),
       method: 'live',
-      measures: 'the program and the redirect carried out: xdp_do_redirect, the veth transmit, the far end\'s NAPI dropping it in XDP',
+      measures:
+        "the program and the redirect carried out: xdp_do_redirect, the veth transmit, the far end's NAPI dropping it in XDP",
       runs: live,
     })
     loop(tcLocal, 'to the redirect verdict; a test run does not execute tc redirects')

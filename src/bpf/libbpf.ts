@@ -7,127 +7,132 @@
 // the unit tests of pure code) can import src/bpf on a machine without
 // libbpf and only fail when a BPF operation is actually attempted.
 
-import koffi from 'koffi';
-import { BpfError } from './errors.js';
+import koffi from 'koffi'
+import {BpfError} from './errors.js'
 
 /** An opaque native pointer handed out by koffi (struct bpf_object *, ...). */
-export type NativePtr = { readonly __nativePtr: unique symbol };
+export type NativePtr = {readonly __nativePtr: unique symbol}
 
 // Map/program handles are only ever passed back into libbpf, so one opaque
 // type for all of them is enough; the wrapper classes keep them apart.
-type P = NativePtr;
-type Mem = Buffer | NativePtr | null;
+type P = NativePtr
+type Mem = Buffer | NativePtr | null
 
 // Layouts of the option structs, checked against the C headers by
 // test/unit/bpf-libbpf.test.ts. Field names follow libbpf.
 export interface OpenOpts {
-  sz: number;
-  object_name: string | null;
-  relaxed_maps: boolean;
-  pin_root_path: string | null;
-  kconfig: string | null;
-  btf_custom_path: string | null;
-  kernel_log_buf: NativePtr | null;
-  kernel_log_size: number;
-  kernel_log_level: number;
+  sz: number
+  object_name: string | null
+  relaxed_maps: boolean
+  pin_root_path: string | null
+  kconfig: string | null
+  btf_custom_path: string | null
+  kernel_log_buf: NativePtr | null
+  kernel_log_size: number
+  kernel_log_level: number
 }
 
 export interface TestRunOpts {
-  sz: number;
-  data_in: NativePtr | null;
-  data_out: NativePtr | null;
-  data_size_in: number;
-  data_size_out: number;
-  ctx_in: NativePtr | null;
-  ctx_out: NativePtr | null;
-  ctx_size_in: number;
-  ctx_size_out: number;
-  retval: number;
-  repeat: number;
-  duration: number;
-  flags: number;
-  cpu: number;
-  batch_size: number;
+  sz: number
+  data_in: NativePtr | null
+  data_out: NativePtr | null
+  data_size_in: number
+  data_size_out: number
+  ctx_in: NativePtr | null
+  ctx_out: NativePtr | null
+  ctx_size_in: number
+  ctx_size_out: number
+  retval: number
+  repeat: number
+  duration: number
+  flags: number
+  cpu: number
+  batch_size: number
 }
 
 export interface Libbpf {
-  libbpf_major_version(): number;
-  libbpf_minor_version(): number;
-  libbpf_strerror(err: number, buf: Buffer, size: number): number;
-  libbpf_get_error(ptr: P | null): number;
+  libbpf_major_version(): number
+  libbpf_minor_version(): number
+  libbpf_strerror(err: number, buf: Buffer, size: number): number
+  libbpf_get_error(ptr: P | null): number
 
-  bpf_object__open_file(path: string, opts: OpenOpts): P | null;
-  bpf_object__load(obj: P): number;
-  bpf_object__close(obj: P): void;
-  bpf_object__find_program_by_name(obj: P, name: string): P | null;
-  bpf_object__find_map_by_name(obj: P, name: string): P | null;
-  bpf_object__next_map(obj: P, prev: P | null): P | null;
-  bpf_object__next_program(obj: P, prev: P | null): P | null;
+  bpf_object__open_file(path: string, opts: OpenOpts): P | null
+  bpf_object__load(obj: P): number
+  bpf_object__close(obj: P): void
+  bpf_object__find_program_by_name(obj: P, name: string): P | null
+  bpf_object__find_map_by_name(obj: P, name: string): P | null
+  bpf_object__next_map(obj: P, prev: P | null): P | null
+  bpf_object__next_program(obj: P, prev: P | null): P | null
 
-  bpf_program__fd(prog: P): number;
-  bpf_program__name(prog: P): string;
-  bpf_program__type(prog: P): number;
-  bpf_program__set_log_buf(prog: P, buf: NativePtr | null, size: number): number;
-  bpf_program__set_log_level(prog: P, level: number): number;
+  bpf_program__fd(prog: P): number
+  bpf_program__name(prog: P): string
+  bpf_program__type(prog: P): number
+  bpf_program__set_log_buf(prog: P, buf: NativePtr | null, size: number): number
+  bpf_program__set_log_level(prog: P, level: number): number
 
-  bpf_map__fd(map: P): number;
-  bpf_map__name(map: P): string;
-  bpf_map__type(map: P): number;
-  bpf_map__key_size(map: P): number;
-  bpf_map__value_size(map: P): number;
-  bpf_map__max_entries(map: P): number;
-  bpf_map__map_flags(map: P): number;
-  bpf_map__pin_path(map: P): string | null;
-  bpf_map__set_pin_path(map: P, path: string | null): number;
+  bpf_map__fd(map: P): number
+  bpf_map__name(map: P): string
+  bpf_map__type(map: P): number
+  bpf_map__key_size(map: P): number
+  bpf_map__value_size(map: P): number
+  bpf_map__max_entries(map: P): number
+  bpf_map__map_flags(map: P): number
+  bpf_map__pin_path(map: P): string | null
+  bpf_map__set_pin_path(map: P, path: string | null): number
 
-  bpf_obj_get(path: string): number;
-  bpf_obj_pin(fd: number, path: string): number;
-  bpf_obj_get_info_by_fd(fd: number, info: Buffer, infoLen: Buffer): number;
+  bpf_obj_get(path: string): number
+  bpf_obj_pin(fd: number, path: string): number
+  bpf_obj_get_info_by_fd(fd: number, info: Buffer, infoLen: Buffer): number
 
-  bpf_map_lookup_elem(fd: number, key: Mem, value: Buffer): number;
-  bpf_map_update_elem(fd: number, key: Mem, value: Buffer, flags: bigint | number): number;
-  bpf_map_delete_elem(fd: number, key: Mem): number;
-  bpf_map_get_next_key(fd: number, key: Mem, next: Buffer): number;
+  bpf_map_lookup_elem(fd: number, key: Mem, value: Buffer): number
+  bpf_map_update_elem(fd: number, key: Mem, value: Buffer, flags: bigint | number): number
+  bpf_map_delete_elem(fd: number, key: Mem): number
+  bpf_map_get_next_key(fd: number, key: Mem, next: Buffer): number
   bpf_map_lookup_batch(
-    fd: number, inBatch: Buffer | null, outBatch: Buffer,
-    keys: Buffer, values: Buffer, count: Buffer, opts: Buffer | null,
-  ): number;
+    fd: number,
+    inBatch: Buffer | null,
+    outBatch: Buffer,
+    keys: Buffer,
+    values: Buffer,
+    count: Buffer,
+    opts: Buffer | null,
+  ): number
 
-  bpf_xdp_attach(ifindex: number, progFd: number, flags: number, opts: Buffer | null): number;
-  bpf_xdp_detach(ifindex: number, flags: number, opts: Buffer | null): number;
-  bpf_xdp_query_id(ifindex: number, flags: number, progId: Buffer): number;
-  bpf_xdp_query(ifindex: number, flags: number, opts: Buffer): number;
+  bpf_xdp_attach(ifindex: number, progFd: number, flags: number, opts: Buffer | null): number
+  bpf_xdp_detach(ifindex: number, flags: number, opts: Buffer | null): number
+  bpf_xdp_query_id(ifindex: number, flags: number, progId: Buffer): number
+  bpf_xdp_query(ifindex: number, flags: number, opts: Buffer): number
 
-  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: Buffer | null): number;
-  bpf_link_update(linkFd: number, newProgFd: number, opts: Buffer | null): number;
-  bpf_link_detach(linkFd: number): number;
-  bpf_prog_get_fd_by_id(id: number): number;
+  bpf_link_create(progFd: number, targetFd: number, attachType: number, opts: Buffer | null): number
+  bpf_link_update(linkFd: number, newProgFd: number, opts: Buffer | null): number
+  bpf_link_detach(linkFd: number): number
+  bpf_prog_get_fd_by_id(id: number): number
 
-  bpf_tc_hook_create(hook: Buffer): number;
-  bpf_tc_hook_destroy(hook: Buffer): number;
-  bpf_tc_attach(hook: Buffer, opts: Buffer): number;
-  bpf_tc_detach(hook: Buffer, opts: Buffer): number;
-  bpf_tc_query(hook: Buffer, opts: Buffer): number;
+  bpf_tc_hook_create(hook: Buffer): number
+  bpf_tc_hook_destroy(hook: Buffer): number
+  bpf_tc_attach(hook: Buffer, opts: Buffer): number
+  bpf_tc_detach(hook: Buffer, opts: Buffer): number
+  bpf_tc_query(hook: Buffer, opts: Buffer): number
 
-  bpf_prog_test_run_opts(progFd: number, opts: TestRunOpts): number;
+  bpf_prog_test_run_opts(progFd: number, opts: TestRunOpts): number
 
-  libbpf_probe_bpf_prog_type(progType: number, opts: null): number;
-  libbpf_probe_bpf_map_type(mapType: number, opts: null): number;
-  libbpf_probe_bpf_helper(progType: number, helperId: number, opts: null): number;
+  libbpf_probe_bpf_prog_type(progType: number, opts: null): number
+  libbpf_probe_bpf_map_type(mapType: number, opts: null): number
+  libbpf_probe_bpf_helper(progType: number, helperId: number, opts: null): number
 
-  btf__parse(path: string, ext: null): P | null;
-  btf__free(btf: P): void;
-  btf__find_by_name_kind(btf: P, name: string, kind: number): number;
-  btf__type_by_id(btf: P, id: number): P | null;
-  btf__name_by_offset(btf: P, offset: number): string | null;
-  btf__resolve_size(btf: P, id: number): number;
-  btf__type_cnt(btf: P): number;
+  btf__parse(path: string, ext: null): P | null
+  btf__free(btf: P): void
+  btf__find_by_name_kind(btf: P, name: string, kind: number): number
+  btf__type_by_id(btf: P, id: number): P | null
+  btf__name_by_offset(btf: P, offset: number): string | null
+  btf__resolve_size(btf: P, id: number): number
+  btf__type_cnt(btf: P): number
 }
 
 export interface Libc {
-  if_nametoindex(name: string): number;
-  mount(source: string, target: string, fstype: string, flags: number, data: string | null): number;
-  close(fd: number): number;
+  if_nametoindex(name: string): number
+  mount(source: string, target: string, fstype: string, flags: number, data: string | null): number
+  close(fd: number): number
 }
 
 // Byte sizes of the opts structs in libbpf 1.1 (x86_64/aarch64 LP64); the
@@ -144,38 +149,38 @@ export const SIZEOF = {
   bpf_link_update_opts: 16,
   bpf_link_info: 48,
   bpf_prog_info: 232,
-} as const;
+} as const
 
-let loaded: { bpf: Libbpf; c: Libc; log: LibbpfLog } | undefined;
+let loaded: {bpf: Libbpf; c: Libc; log: LibbpfLog} | undefined
 
 /** libbpf's own diagnostics (its print callback), kept so errors can quote them. */
 export interface LibbpfLog {
   /** Messages since the last `take()`, oldest first. */
-  take(): string[];
+  take(): string[]
 }
 
-const LIBBPF_SONAME = 'libbpf.so.1';
-const LIBC_SONAME = 'libc.so.6';
+const LIBBPF_SONAME = 'libbpf.so.1'
+const LIBC_SONAME = 'libc.so.6'
 
-function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
-  if (loaded) return loaded;
-  let lib: koffi.IKoffiLib;
+function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
+  if (loaded) return loaded
+  let lib: koffi.IKoffiLib
   try {
-    lib = koffi.load(LIBBPF_SONAME);
+    lib = koffi.load(LIBBPF_SONAME)
   } catch (e) {
     throw new BpfError(
       'NO_LIBBPF',
       `cannot load ${LIBBPF_SONAME}: install libbpf 1.x (Debian/Ubuntu: apt-get install libbpf1) (${(e as Error).message})`,
-      { cause: e },
-    );
+      {cause: e},
+    )
   }
-  const libc = koffi.load(LIBC_SONAME);
+  const libc = koffi.load(LIBC_SONAME)
 
-  koffi.opaque('bpf_object');
-  koffi.opaque('bpf_program');
-  koffi.opaque('bpf_map');
-  koffi.opaque('btf');
-  koffi.opaque('btf_type');
+  koffi.opaque('bpf_object')
+  koffi.opaque('bpf_program')
+  koffi.opaque('bpf_map')
+  koffi.opaque('btf')
+  koffi.opaque('btf_type')
   koffi.struct('bpf_object_open_opts', {
     sz: 'size_t',
     object_name: 'const char *',
@@ -188,7 +193,7 @@ function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
     kernel_log_size: 'size_t',
     kernel_log_level: 'uint32_t',
     _tail: 'uint32_t', // the header's `size_t :0`, made explicit
-  });
+  })
   koffi.struct('bpf_test_run_opts', {
     sz: 'size_t',
     data_in: 'void *',
@@ -205,18 +210,18 @@ function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
     flags: 'uint32_t',
     cpu: 'uint32_t',
     batch_size: 'uint32_t',
-  });
+  })
 
   const decl = <T>(l: koffi.IKoffiLib, protos: string[]): T => {
-    const out: Record<string, koffi.KoffiFunction> = {};
+    const out: Record<string, koffi.KoffiFunction> = {}
     for (const proto of protos) {
-      const fn = l.func(proto);
-      out[fn.info.name] = fn;
+      const fn = l.func(proto)
+      out[fn.info.name] = fn
     }
     // koffi functions are untyped variadic callables; the interfaces above
     // are the typed view of exactly these prototypes.
-    return out as unknown as T;
-  };
+    return out as unknown as T
+  }
 
   const bpf = decl<Libbpf>(lib, [
     'uint32_t libbpf_major_version()',
@@ -287,16 +292,16 @@ function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
     'const char *btf__name_by_offset(const btf *btf, uint32_t offset)',
     'int64_t btf__resolve_size(const btf *btf, uint32_t type_id)',
     'uint32_t btf__type_cnt(const btf *btf)',
-  ]);
+  ])
 
   const c = decl<Libc>(libc, [
     'unsigned int if_nametoindex(const char *ifname)',
     'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)',
     'int close(int fd)',
-  ]);
+  ])
 
-  loaded = { bpf, c, log: installPrintCallback(lib, libc) };
-  return loaded;
+  loaded = {bpf, c, log: installPrintCallback(lib, libc)}
+  return loaded
 }
 
 // libbpf reports *why* something failed (e.g. "couldn't reuse pinned map:
@@ -305,65 +310,65 @@ function load(): { bpf: Libbpf; c: Libc; log: LibbpfLog } {
 // as a pointer on LP64 ABIs, so it can travel as void *) and keep the recent
 // ones so errors can quote them; SWARMNET_LIBBPF_DEBUG=1 also echoes them.
 function installPrintCallback(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib): LibbpfLog {
-  const messages: string[] = [];
-  const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)');
-  const printFn = koffi.proto('int libbpf_print_fn_t(int level, void *fmt, void *ap)');
-  const setPrint = lib.func('void *libbpf_set_print(libbpf_print_fn_t *fn)');
-  const echo = process.env.SWARMNET_LIBBPF_DEBUG === '1';
-  const buf = Buffer.alloc(4096);
+  const messages: string[] = []
+  const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)')
+  const printFn = koffi.proto('int libbpf_print_fn_t(int level, void *fmt, void *ap)')
+  const setPrint = lib.func('void *libbpf_set_print(libbpf_print_fn_t *fn)')
+  const echo = process.env.SWARMNET_LIBBPF_DEBUG === '1'
+  const buf = Buffer.alloc(4096)
   const cb = koffi.register((level: number, fmt: unknown, ap: unknown): number => {
-    const n = vsnprintf(buf, buf.length, fmt, ap) as number;
-    const text = buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8');
-    if (echo) process.stderr.write(text);
+    const n = vsnprintf(buf, buf.length, fmt, ap) as number
+    const text = buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8')
+    if (echo) process.stderr.write(text)
     // LIBBPF_DEBUG (2) is chatty and never explains a failure.
     if (level < 2) {
-      messages.push(text.trimEnd());
-      if (messages.length > 200) messages.splice(0, messages.length - 200);
+      messages.push(text.trimEnd())
+      if (messages.length > 200) messages.splice(0, messages.length - 200)
     }
-    return 0;
-  }, koffi.pointer(printFn));
-  setPrint(cb);
+    return 0
+  }, koffi.pointer(printFn))
+  setPrint(cb)
   return {
     take(): string[] {
-      return messages.splice(0, messages.length);
+      return messages.splice(0, messages.length)
     },
-  };
+  }
 }
 
 /** The libbpf function table; loads libbpf.so.1 on first call. */
 export function libbpf(): Libbpf {
-  return load().bpf;
+  return load().bpf
 }
 
 export function libc(): Libc {
-  return load().c;
+  return load().c
 }
 
 export function libbpfLog(): LibbpfLog {
-  return load().log;
+  return load().log
 }
 
 /** errno of the last native call on this thread (for NULL-returning libbpf calls). */
 export function lastErrno(): number {
-  return koffi.errno();
+  return koffi.errno()
 }
 
 /** Native memory that stays put (log buffers libbpf keeps a pointer to). */
-export function allocNative(size: number): { ptr: NativePtr; view: Uint8Array; free(): void } {
-  const ptr = koffi.alloc('uint8_t', size) as NativePtr;
-  const view = new Uint8Array(koffi.view(ptr, size));
-  view.fill(0);
-  return { ptr, view, free: () => koffi.free(ptr) };
+export function allocNative(size: number): {ptr: NativePtr; view: Uint8Array; free(): void} {
+  const ptr = koffi.alloc('uint8_t', size) as NativePtr
+  const view = new Uint8Array(koffi.view(ptr, size))
+  view.fill(0)
+  return {ptr, view, free: () => koffi.free(ptr)}
 }
 
 export function libbpfStrerror(err: number): string {
-  const buf = Buffer.alloc(256);
-  libbpf().libbpf_strerror(err < 0 ? err : -err, buf, buf.length);
-  const end = buf.indexOf(0);
-  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8');
+  const buf = Buffer.alloc(256)
+  libbpf().libbpf_strerror(err < 0 ? err : -err, buf, buf.length)
+  const end = buf.indexOf(0)
+  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8')
 }
 
 /** Copy `len` bytes from native memory (e.g. a struct btf_type *) into a Buffer. */
 export function readNative(ptr: NativePtr, len: number): Buffer {
-  return Buffer.from(koffi.view(ptr, len).slice(0));
+  return Buffer.from(koffi.view(ptr, len).slice(0))
 }

@@ -12,8 +12,8 @@
 // On kernels without XDP links or TCX the netlink attachments of attach.ts
 // are the fallback; the result says which was used.
 
-import fs from 'node:fs';
-import path from 'node:path';
+import fs from 'node:fs'
+import path from 'node:path'
 import {
   type Device,
   type TcDirection,
@@ -30,77 +30,77 @@ import {
   noDevice,
   queryXdp,
   tcAttachedId,
-} from './attach.js';
-import { BpfError, E, describeErrno, errnoError } from './errors.js';
-import { SIZEOF, libbpf, libbpfLog, libc } from './libbpf.js';
+} from './attach.js'
+import {BpfError, E, describeErrno, errnoError} from './errors.js'
+import {SIZEOF, libbpf, libbpfLog, libc} from './libbpf.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the
 // installed headers predate TCX, so they are spelled out here).
-const BPF_XDP = 37;
-const BPF_TCX_INGRESS = 46;
-const BPF_TCX_EGRESS = 47;
-export const LINK_TYPE = { XDP: 6, TCX: 11 } as const;
+const BPF_XDP = 37
+const BPF_TCX_INGRESS = 46
+const BPF_TCX_EGRESS = 47
+export const LINK_TYPE = {XDP: 6, TCX: 11} as const
 
 export interface LinkInfo {
-  type: number;
-  id: number;
-  progId: number;
+  type: number
+  id: number
+  progId: number
   /** 0 once the link is detached (its device gone, or `bpftool link detach`). */
-  ifindex: number;
+  ifindex: number
   /** TCX only: BPF_TCX_INGRESS or BPF_TCX_EGRESS. */
-  attachType: number;
+  attachType: number
 }
 
 export function linkInfoByFd(fd: number): LinkInfo {
-  const info = Buffer.alloc(SIZEOF.bpf_link_info);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(info.length);
-  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len);
-  if (rc < 0) throw errnoError('read bpf_link info', rc);
+  const info = Buffer.alloc(SIZEOF.bpf_link_info)
+  const len = Buffer.alloc(4)
+  len.writeUInt32LE(info.length)
+  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
+  if (rc < 0) throw errnoError('read bpf_link info', rc)
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),
     progId: info.readUInt32LE(8),
     ifindex: info.readUInt32LE(16),
     attachType: info.readUInt32LE(20),
-  };
+  }
 }
 
-function progInfoByFd(fd: number): { id: number; name: string } {
-  const info = Buffer.alloc(SIZEOF.bpf_prog_info);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(info.length);
-  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len);
-  if (rc < 0) throw errnoError('read program info', rc);
-  const name = info.subarray(64, 80);
-  const end = name.indexOf(0);
-  return { id: info.readUInt32LE(4), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8') };
+function progInfoByFd(fd: number): {id: number; name: string} {
+  const info = Buffer.alloc(SIZEOF.bpf_prog_info)
+  const len = Buffer.alloc(4)
+  len.writeUInt32LE(info.length)
+  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
+  if (rc < 0) throw errnoError('read program info', rc)
+  const name = info.subarray(64, 80)
+  const end = name.indexOf(0)
+  return {id: info.readUInt32LE(4), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8')}
 }
 
 export function progIdOf(progFd: number): number {
-  return progInfoByFd(progFd).id;
+  return progInfoByFd(progFd).id
 }
 
 /** The name of a loaded program (kernel-truncated to 15 characters), undefined if it is gone. */
 export function progNameById(id: number): string | undefined {
-  const fd = libbpf().bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return undefined;
+  const fd = libbpf().bpf_prog_get_fd_by_id(id)
+  if (fd < 0) return undefined
   try {
-    return progInfoByFd(fd).name;
+    return progInfoByFd(fd).name
   } finally {
-    libc().close(fd);
+    libc().close(fd)
   }
 }
 
 /** The link pinned at `pinPath`, or undefined when there is no pin. */
 export function pinnedLinkInfo(pinPath: string): LinkInfo | undefined {
-  if (!fs.existsSync(pinPath)) return undefined;
-  const fd = libbpf().bpf_obj_get(pinPath);
-  if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd);
+  if (!fs.existsSync(pinPath)) return undefined
+  const fd = libbpf().bpf_obj_get(pinPath)
+  if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd)
   try {
-    return linkInfoByFd(fd);
+    return linkInfoByFd(fd)
   } finally {
-    libc().close(fd);
+    libc().close(fd)
   }
 }
 
@@ -109,54 +109,54 @@ export function pinnedLinkInfo(pinPath: string): LinkInfo | undefined {
  * The periodic drift check: a pin read, no netlink dump.
  */
 export function linkAttached(pinPath: string, dev: Device, kind: 'xdp' | TcDirection): boolean {
-  let ifindex: number;
+  let ifindex: number
   try {
-    ifindex = ifindexOf(dev);
+    ifindex = ifindexOf(dev)
   } catch {
-    return false;
+    return false
   }
-  const info = pinnedLinkInfo(pinPath);
-  if (!info || info.ifindex !== ifindex) return false;
-  if (kind === 'xdp') return info.type === LINK_TYPE.XDP;
-  return info.type === LINK_TYPE.TCX && info.attachType === tcxAttachType(kind);
+  const info = pinnedLinkInfo(pinPath)
+  if (!info || info.ifindex !== ifindex) return false
+  if (kind === 'xdp') return info.type === LINK_TYPE.XDP
+  return info.type === LINK_TYPE.TCX && info.attachType === tcxAttachType(kind)
 }
 
 /** Detach and unpin the link at `pinPath`. False if there was none. */
 export function removeLink(pinPath: string): boolean {
-  if (!fs.existsSync(pinPath)) return false;
-  const fd = libbpf().bpf_obj_get(pinPath);
+  if (!fs.existsSync(pinPath)) return false
+  const fd = libbpf().bpf_obj_get(pinPath)
   // Detach explicitly: an fd someone else holds would otherwise keep it attached.
   if (fd >= 0) {
-    libbpf().bpf_link_detach(fd);
-    libc().close(fd);
+    libbpf().bpf_link_detach(fd)
+    libc().close(fd)
   }
-  fs.rmSync(pinPath, { force: true });
-  return true;
+  fs.rmSync(pinPath, {force: true})
+  return true
 }
 
 export interface LinkAttachOptions {
   /** Where the link is pinned (on bpffs); its parent folder is made if needed. */
-  pinPath: string;
+  pinPath: string
   /**
    * The name of the program as swarmnet attached it before it used links:
    * such a netlink attachment on the hook is ours (an agent upgraded in
    * place) and is taken over. Anything else is not ours and is left alone.
    */
-  ownName?: string;
+  ownName?: string
 }
 
 export interface LinkAttachResult {
   /** created: a new link; updated: the pinned link now runs progFd; unchanged: it already did. */
-  action: 'created' | 'updated' | 'unchanged';
+  action: 'created' | 'updated' | 'unchanged'
   /** link: a pinned bpf_link; netlink: the fallback of kernels without one. */
-  via: 'link' | 'netlink';
-  progId: number;
+  via: 'link' | 'netlink'
+  progId: number
   /** A netlink attachment of our own program (from before links) was replaced. */
-  tookOverLegacy?: boolean;
+  tookOverLegacy?: boolean
 }
 
 function tcxAttachType(direction: TcDirection): number {
-  return direction === 'ingress' ? BPF_TCX_INGRESS : BPF_TCX_EGRESS;
+  return direction === 'ingress' ? BPF_TCX_INGRESS : BPF_TCX_EGRESS
 }
 
 /**
@@ -172,39 +172,39 @@ function reuse(
   matches: (i: LinkInfo) => boolean,
   what: string,
 ): LinkAttachResult | undefined {
-  if (!fs.existsSync(pinPath)) return undefined;
-  const fd = libbpf().bpf_obj_get(pinPath);
-  if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd);
+  if (!fs.existsSync(pinPath)) return undefined
+  const fd = libbpf().bpf_obj_get(pinPath)
+  if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd)
   try {
-    const info = linkInfoByFd(fd);
+    const info = linkInfoByFd(fd)
     if (info.ifindex === ifindex && matches(info)) {
-      if (info.progId === progId) return { action: 'unchanged', via: 'link', progId };
-      const rc = libbpf().bpf_link_update(fd, progFd, null);
-      if (rc < 0) throw errnoError(`update the program of ${what} (link ${info.id})`, rc);
-      return { action: 'updated', via: 'link', progId };
+      if (info.progId === progId) return {action: 'unchanged', via: 'link', progId}
+      const rc = libbpf().bpf_link_update(fd, progFd, null)
+      if (rc < 0) throw errnoError(`update the program of ${what} (link ${info.id})`, rc)
+      return {action: 'updated', via: 'link', progId}
     }
-    libbpf().bpf_link_detach(fd);
+    libbpf().bpf_link_detach(fd)
   } finally {
-    libc().close(fd);
+    libc().close(fd)
   }
-  fs.rmSync(pinPath, { force: true });
-  return undefined;
+  fs.rmSync(pinPath, {force: true})
+  return undefined
 }
 
 function pin(linkFd: number, pinPath: string, what: string): void {
-  fs.mkdirSync(path.dirname(pinPath), { recursive: true, mode: 0o700 });
-  const rc = libbpf().bpf_obj_pin(linkFd, pinPath);
-  if (rc < 0) throw errnoError(`pin the link of ${what} at ${pinPath}`, rc);
+  fs.mkdirSync(path.dirname(pinPath), {recursive: true, mode: 0o700})
+  const rc = libbpf().bpf_obj_pin(linkFd, pinPath)
+  if (rc < 0) throw errnoError(`pin the link of ${what} at ${pinPath}`, rc)
 }
 
 function foreignXdp(dev: Device, id: number): BpfError {
-  const name = progNameById(id) ?? '?';
+  const name = progNameById(id) ?? '?'
   return new BpfError(
     'BUSY',
     `${devName(dev)} already has an XDP program that is not swarmnet's (${name}, id ${id}): refusing to replace it; ` +
       `remove it first (e.g. ip link set dev ${devName(dev)} xdp off)`,
-    { errno: E.EBUSY },
-  );
+    {errno: E.EBUSY},
+  )
 }
 
 /**
@@ -212,60 +212,60 @@ function foreignXdp(dev: Device, id: number): BpfError {
  * Never replaces a program that is not ours: refuses with BUSY instead.
  */
 export function attachXdpLink(dev: Device, progFd: number, mode: XdpMode, o: LinkAttachOptions): LinkAttachResult {
-  const ifindex = ifindexOf(dev);
-  const progId = progIdOf(progFd);
-  const what = `XDP on ${devName(dev)}`;
-  const reused = reuse(o.pinPath, ifindex, progFd, progId, (i) => i.type === LINK_TYPE.XDP, what);
-  if (reused) return reused;
+  const ifindex = ifindexOf(dev)
+  const progId = progIdOf(progFd)
+  const what = `XDP on ${devName(dev)}`
+  const reused = reuse(o.pinPath, ifindex, progFd, progId, (i) => i.type === LINK_TYPE.XDP, what)
+  if (reused) return reused
 
   // Not through our link: whatever is on the device belongs to someone else,
   // unless it is our own program from before links.
-  const q = queryXdp(ifindex);
-  const present = q.progId || q.drvProgId || q.skbProgId || q.hwProgId;
-  let tookOverLegacy = false;
+  const q = queryXdp(ifindex)
+  const present = q.progId || q.drvProgId || q.skbProgId || q.hwProgId
+  let tookOverLegacy = false
   if (present) {
-    if (!o.ownName || progNameById(present) !== o.ownName) throw foreignXdp(dev, present);
+    if (!o.ownName || progNameById(present) !== o.ownName) throw foreignXdp(dev, present)
     // A one-time step on upgrade: a link cannot replace a netlink attachment.
-    detachXdp(ifindex);
-    tookOverLegacy = true;
+    detachXdp(ifindex)
+    tookOverLegacy = true
   }
 
-  const opts = Buffer.alloc(SIZEOF.bpf_link_create_opts);
-  opts.writeBigUInt64LE(BigInt(opts.length), 0);
-  opts.writeUInt32LE(modeFlags(mode), 8);
-  libbpfLog().take();
-  const fd = libbpf().bpf_link_create(progFd, ifindex, BPF_XDP, opts);
+  const opts = Buffer.alloc(SIZEOF.bpf_link_create_opts)
+  opts.writeBigUInt64LE(BigInt(opts.length), 0)
+  opts.writeUInt32LE(modeFlags(mode), 8)
+  libbpfLog().take()
+  const fd = libbpf().bpf_link_create(progFd, ifindex, BPF_XDP, opts)
   if (fd < 0) {
-    const errno = -fd;
-    const log = libbpfLog().take();
-    if (errno === E.ENODEV) throw noDevice(dev);
+    const errno = -fd
+    const log = libbpfLog().take()
+    if (errno === E.ENODEV) throw noDevice(dev)
     if (errno === E.EINVAL) {
       // A kernel without XDP links (before 5.9): netlink, still never over a foreign program.
-      attachXdp(ifindex, progFd, { mode });
-      return { action: 'created', via: 'netlink', progId, ...(tookOverLegacy ? { tookOverLegacy } : {}) };
+      attachXdp(ifindex, progFd, {mode})
+      return {action: 'created', via: 'netlink', progId, ...(tookOverLegacy ? {tookOverLegacy} : {})}
     }
     if (errno === E.EBUSY || errno === E.EEXIST) {
-      const again = queryXdp(ifindex);
-      const other = again.progId || again.drvProgId || again.skbProgId;
-      if (other) throw foreignXdp(dev, other);
+      const again = queryXdp(ifindex)
+      const other = again.progId || again.drvProgId || again.skbProgId
+      if (other) throw foreignXdp(dev, other)
     }
     if (mode === 'native' && (errno === E.EOPNOTSUPP || errno === E.ENOTSUPP)) {
       throw new BpfError(
         'UNSUPPORTED',
         `native XDP attach to ${devName(dev)} failed (${describeErrno(errno)}): the driver does not support it here; ` +
           `generic XDP works but is slower: opt in with mode 'generic'`,
-        { errno, libbpfLog: log },
-      );
+        {errno, libbpfLog: log},
+      )
     }
-    throw errnoError(`attach ${mode} XDP link to ${devName(dev)}`, fd, { libbpfLog: log });
+    throw errnoError(`attach ${mode} XDP link to ${devName(dev)}`, fd, {libbpfLog: log})
   }
   try {
-    pin(fd, o.pinPath, what);
+    pin(fd, o.pinPath, what)
   } finally {
     // The pin holds the link now; without it, closing detaches.
-    libc().close(fd);
+    libc().close(fd)
   }
-  return { action: 'created', via: 'link', progId, ...(tookOverLegacy ? { tookOverLegacy } : {}) };
+  return {action: 'created', via: 'link', progId, ...(tookOverLegacy ? {tookOverLegacy} : {})}
 }
 
 /**
@@ -274,36 +274,36 @@ export function attachXdpLink(dev: Device, progFd: number, mode: XdpMode, o: Lin
  * it). Kernels before 6.6 get our netlink filter (fixed handle and priority).
  */
 export function attachTcxLink(dev: Device, progFd: number, direction: TcDirection, o: LinkAttachOptions): LinkAttachResult {
-  const ifindex = ifindexOf(dev);
-  const progId = progIdOf(progFd);
-  const type = tcxAttachType(direction);
-  const what = `tc ${direction} on ${devName(dev)}`;
-  const reused = reuse(o.pinPath, ifindex, progFd, progId, (i) => i.type === LINK_TYPE.TCX && i.attachType === type, what);
-  if (reused) return reused;
+  const ifindex = ifindexOf(dev)
+  const progId = progIdOf(progFd)
+  const type = tcxAttachType(direction)
+  const what = `tc ${direction} on ${devName(dev)}`
+  const reused = reuse(o.pinPath, ifindex, progFd, progId, (i) => i.type === LINK_TYPE.TCX && i.attachType === type, what)
+  if (reused) return reused
 
-  libbpfLog().take();
-  const fd = libbpf().bpf_link_create(progFd, ifindex, type, null);
+  libbpfLog().take()
+  const fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
   if (fd < 0) {
-    const errno = -fd;
-    const log = libbpfLog().take();
-    if (errno === E.ENODEV) throw noDevice(dev);
+    const errno = -fd
+    const log = libbpfLog().take()
+    if (errno === E.ENODEV) throw noDevice(dev)
     if (errno === E.EINVAL) {
       // No TCX here (Linux before 6.6): the clsact filter, which replaces only our own handle.
-      attachTc(ifindex, progFd, direction);
-      return { action: 'created', via: 'netlink', progId };
+      attachTc(ifindex, progFd, direction)
+      return {action: 'created', via: 'netlink', progId}
     }
-    throw errnoError(`attach TCX ${direction} link to ${devName(dev)}`, fd, { libbpfLog: log });
+    throw errnoError(`attach TCX ${direction} link to ${devName(dev)}`, fd, {libbpfLog: log})
   }
   try {
-    pin(fd, o.pinPath, what);
+    pin(fd, o.pinPath, what)
   } finally {
-    libc().close(fd);
+    libc().close(fd)
   }
   // Our clsact filter from before links would run after the link for nothing: remove it.
-  let tookOverLegacy = false;
+  let tookOverLegacy = false
   if (o.ownName) {
-    const legacy = tcAttachedId(ifindex, direction, { handle: TC_HANDLE, priority: TC_PRIORITY });
-    if (legacy && progNameById(legacy) === o.ownName) tookOverLegacy = detachTc(ifindex, direction);
+    const legacy = tcAttachedId(ifindex, direction, {handle: TC_HANDLE, priority: TC_PRIORITY})
+    if (legacy && progNameById(legacy) === o.ownName) tookOverLegacy = detachTc(ifindex, direction)
   }
-  return { action: 'created', via: 'link', progId, ...(tookOverLegacy ? { tookOverLegacy } : {}) };
+  return {action: 'created', via: 'link', progId, ...(tookOverLegacy ? {tookOverLegacy} : {})}
 }

@@ -78,7 +78,9 @@ export function leftovers(): string[] {
   // Task cgroups (v2, and v1 where limits put them) and anything still running in them.
   const m = cgroupMounts()
   const roots = [m.v2, m.v1.memory, m.v1.cpu].filter((r): r is string => r !== undefined)
-  const dirs = sh(['find', ...roots, '-maxdepth', '4', '-type', 'd', '-name', 'swarmnet']).stdout.split('\n').filter(Boolean)
+  const dirs = sh(['find', ...roots, '-maxdepth', '4', '-type', 'd', '-name', 'swarmnet'])
+    .stdout.split('\n')
+    .filter(Boolean)
   out.push(...dirs.map((d) => `cgroup ${d}`))
   for (const d of dirs) out.push(...cgroupPids(d).map((p) => `process ${p} in ${d}`))
   return out

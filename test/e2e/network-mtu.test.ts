@@ -50,14 +50,23 @@ describe('network MTU across a 2-node lab', {timeout: 300_000}, () => {
       const link = JSON.parse(inNs(t.netns, ['ip', '-j', 'link', 'show', 'eth0']).stdout) as {mtu: number}[]
       assert.equal(link[0]?.mtu, 1400, `${t.node}: the task's eth0`)
       const maps = json<{maps: {entries: {key: number | string; value: {mtu: number}}[]}[]}>(undefined, [
-        'inspect', 'maps', '--host', t.node, '--map', 'sn_networks',
+        'inspect',
+        'maps',
+        '--host',
+        t.node,
+        '--map',
+        'sn_networks',
       ])
       const entry = maps.maps[0]!.entries.find((e) => Number(e.key) === net.vni)
       assert.equal(entry?.value.mtu, 1400, `${t.node}: sn_networks[${net.vni}]`)
     }
     const [a, b] = tasks as [Task, Task]
     const to = b.addresses[0]!.ip
-    await eventually('a 1400-byte DF ping crosses', () => inNs(a.netns, ['ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1372', to]).code === 0, 30_000)
+    await eventually(
+      'a 1400-byte DF ping crosses',
+      () => inNs(a.netns, ['ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1372', to]).code === 0,
+      30_000,
+    )
     const over = inNs(a.netns, ['ping', '-c', '1', '-W', '2', '-M', 'do', '-s', '1373', to])
     assert.notEqual(over.code, 0)
     assert.match(over.stdout + over.stderr, /mtu ?= ?1400/i)

@@ -178,7 +178,15 @@ function inner(): void {
   test('the supervisor restarts a task whose process died', {timeout: 20_000}, async () => {
     const start = async () => {
       started.add(idA)
-      const p = await startTaskProcess({node, taskId: idA, netns: nsA, name: 'a.1', ips: [], argv: ['sleep', '1000'], dir: join(logDir, 'a')})
+      const p = await startTaskProcess({
+        node,
+        taskId: idA,
+        netns: nsA,
+        name: 'a.1',
+        ips: [],
+        argv: ['sleep', '1000'],
+        dir: join(logDir, 'a'),
+      })
       return p.pid
     }
     const first = await start()

@@ -29,7 +29,7 @@ before(async () => {
     name: 'web.1',
     ips: [],
     // Tasks start in /, so tsx is named by its path, not looked up from the current directory.
-      argv: [process.execPath, '--import', import.meta.resolve('tsx'), '--input-type=module', '-e', start],
+    argv: [process.execPath, '--import', import.meta.resolve('tsx'), '--input-type=module', '-e', start],
     env: {SWARMNET_TASK_NAME: 'web.1.abc'},
     dir,
   })

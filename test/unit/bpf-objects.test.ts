@@ -24,7 +24,12 @@ function elfSections(file: string): Map<string, Buffer> {
   const shstrndx = b.readUInt16LE(0x3e)
   const header = (i: number) => {
     const at = shoff + i * shentsize
-    return {name: b.readUInt32LE(at), type: b.readUInt32LE(at + 4), offset: Number(b.readBigUInt64LE(at + 0x18)), size: Number(b.readBigUInt64LE(at + 0x20))}
+    return {
+      name: b.readUInt32LE(at),
+      type: b.readUInt32LE(at + 4),
+      offset: Number(b.readBigUInt64LE(at + 0x18)),
+      size: Number(b.readBigUInt64LE(at + 0x20)),
+    }
   }
   const strtab = header(shstrndx)
   const out = new Map<string, Buffer>()
@@ -53,7 +58,10 @@ test('bpf/dist is what the pinned compiler builds from the sources: every sectio
     // .BTF and .BTF.ext, the symbol and string tables. The one input that is not the sources,
     // the checkout's path, is mapped to "." by the build (-fdebug-prefix-map).
     for (const [name, bytes] of want) {
-      assert.ok(have.get(name)!.equals(bytes), `bpf/dist/${o}: section ${name} differs from a rebuild: run 'npm run build:bpf' and commit bpf/dist`)
+      assert.ok(
+        have.get(name)!.equals(bytes),
+        `bpf/dist/${o}: section ${name} differs from a rebuild: run 'npm run build:bpf' and commit bpf/dist`,
+      )
     }
   }
 })

@@ -33,7 +33,14 @@ describe('network MTU', () => {
   it('is the same on every node: the map value and the task MTU follow the network, not the underlay', () => {
     const net = planNetwork({id: 'n1', name: 'n1', mtu: 1400, createdAt: 1}, cluster, [])
     const node = (id: string, mtu: number): NodeRecord => ({
-      id, name: id, addr: id === 'a' ? '172.30.0.11' : '172.30.0.12', gossipPort: 7946, role: 'worker', state: 'ready', mtu, joinedAt: 0,
+      id,
+      name: id,
+      addr: id === 'a' ? '172.30.0.11' : '172.30.0.12',
+      gossipPort: 7946,
+      role: 'worker',
+      state: 'ready',
+      mtu,
+      joinedAt: 0,
     })
     // Two nodes whose underlays differ: each computes the same value.
     for (const selfId of ['a', 'b']) {
