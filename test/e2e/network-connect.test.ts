@@ -42,6 +42,7 @@ const attachments = (node: string) => json<Net>(node, ['network', 'inspect', 'at
 
 describe('network connect: outside namespaces on an overlay, 2-node lab', {timeout: 300_000}, () => {
   let remote: Task
+  let local: Task
   let holder: ChildProcess | undefined
 
   before(async () => {
@@ -54,6 +55,11 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
     remote = await eventually(
       'the task on n2 running',
       () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n2' && t.state === 'running'),
+      60_000,
+    )
+    local = await eventually(
+      'the task on n1 running',
+      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n1' && t.state === 'running'),
       60_000,
     )
   })
@@ -131,7 +137,7 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
     )
   })
 
-  test('`--pid` of an `unshare --net` process: attached, and removed when the process ends', async () => {
+  test('`--pid` of an `unshare --net` process on n2 (--node): reached from n1, removed when the process ends', async () => {
     holder = spawn('unshare', ['--net', 'sleep', '300'], {stdio: 'ignore'})
     const pid = holder.pid!
     // unshare execs sleep in place: its pid is the namespace's process once it has run.
@@ -141,10 +147,21 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
         sh(['readlink', `/proc/${pid}/ns/net`]).stdout !== sh(['readlink', '/proc/self/ns/net']).stdout &&
         sh(['readlink', `/proc/${pid}/exe`]).stdout.includes('sleep'),
     )
-    const c = json<Att>('n1', ['network', 'connect', 'att', '--pid', String(pid)])
-    assert.equal(c.name, `pid-${pid}`)
-    await eventually('reached from n2', () => inNs(remote.netns, ['ping', '-c', '1', '-W', '2', c.ip]).code === 0, 30_000)
+    const c = json<Att>('n1', ['network', 'connect', 'att', '--pid', String(pid), '--node', 'n2'])
+    assert.deepEqual([c.name, c.node], [`pid-${pid}`, 'n2'])
+    await eventually('n1 has the endpoint', () => endpointIps('n1').includes(c.ip), 30_000)
+    await eventually(
+      'reached from the task on n1',
+      () => inNs(local.netns, ['ping', '-c', '1', '-W', '2', c.ip]).code === 0,
+      30_000,
+    )
+    const back = sh(['nsenter', `--net=/proc/${pid}/ns/net`, '--', 'curl', '-s', '-m', '5', `http://${local.addresses[0]!.ip}/`])
+    assert.match(back.stdout, new RegExp(`RemoteAddr: ${c.ip.replace(/\./g, '\\.')}:`), back.stderr)
     holder.kill('SIGKILL')
-    await eventually('removed everywhere', () => !endpointIps('n2').includes(c.ip) && attachments('n2').length === 0, 30_000)
+    await eventually(
+      'removed everywhere',
+      () => !endpointIps('n1').includes(c.ip) && attachments('n1').length === 0 && attachments('n2').length === 0,
+      30_000,
+    )
   })
 })
