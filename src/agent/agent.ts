@@ -15,7 +15,11 @@ import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
 import {AttachmentReconciler} from '../dataplane/attachments.js'
 import {attachmentAsTask} from '../model/attachment.js'
-import type {NetworkAttachment} from '../model/types.js'
+import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
+import {readCounters} from '../bpf/counters.js'
+import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
+import {AgentMetrics} from '../metrics/agent-metrics.js'
+import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
@@ -30,7 +34,13 @@ export interface AgentHandle {
   done: Promise<void>
 }
 
-export async function runAgent(node: string, log: (m: string) => void): Promise<AgentHandle> {
+export interface AgentOptions {
+  /** HOST:PORT of the Prometheus endpoint; '' for none. Default DEFAULT_METRICS_ADDR. */
+  metricsAddr?: string
+}
+
+export async function runAgent(node: string, log: (m: string) => void, opts: AgentOptions = {}): Promise<AgentHandle> {
+  const metricsAt = parseMetricsAddr(opts.metricsAddr ?? DEFAULT_METRICS_ADDR)
   const cfg = readNodeConfig(node)
   if (!cfg) throw new Error(`node ${node} is not part of a cluster: run \`swarmnet init\` or \`swarmnet join\` first`)
   if (!cfg.nodeKey || !cfg.cert || !cfg.clusterIdentity)
@@ -108,14 +118,42 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   // nothing but their own tasks' status. Each step on its own: tasks that cannot
   // start must not keep the maps from following the store, nor the reverse.
   // On every change, coalesced; and every few seconds to repair drift.
+  let lastDesired: DesiredMaps | undefined
+  const metrics = new AgentMetrics(node, {
+    counters: () => readCounters(datapath.maps.stats),
+    maps: () => MIRRORED.map((m) => ({map: m, entries: datapath.maps[m].entries().length, max: datapath.maps[m].maxEntries})),
+    gossip: () => gossip.stats,
+    nodeStates: () => controller.nodes().map((n) => n.state),
+    tasks: () => {
+      const st = controller.statuses()
+      return store
+        .values<Task>(prefixOf('task'))
+        .filter((t) => t.nodeId === cfg.nodeId)
+        .map((t) => {
+          const s: TaskStatus | undefined = st.get(t.id)
+          return {service: t.serviceName, state: s?.state ?? 'new', restarts: s?.restarts ?? 0}
+        })
+    },
+    endpoints: () => {
+      const names = new Map(controller.networks().map((n) => [n.vni, n.name]))
+      return [...(lastDesired?.endpoints.values() ?? [])].map((e) => ({
+        network: names.get(e.vni) ?? String(e.vni),
+        local: e.local,
+      }))
+    },
+  })
   let busy = false
   let again = false
   const step = async (what: string, fn: () => unknown): Promise<void> => {
+    const t0 = process.hrtime.bigint()
+    let failed = false
     try {
       await fn()
     } catch (e) {
+      failed = true
       log(`reconcile ${what}: ${(e as Error).message}`)
     }
+    metrics.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
   }
   let lastSyncErrors = ''
   const reconcile = async (): Promise<void> => {
@@ -142,6 +180,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
         await step('attachments', () => attachments.reconcile())
         await step('maps', () => {
           const want = desired()
+          lastDesired = want
           const synced = datapath.sync(want)
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
           if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
@@ -167,6 +206,10 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   let resolveDone!: () => void
   const done = new Promise<void>((r) => (resolveDone = r))
   let api: Server | undefined
+  // Metrics are for watching, not for running: an address already taken is said, not fatal.
+  const metricsServer = metricsAt
+    ? await serveMetrics(metricsAt, metrics).catch((e: Error) => void log(`metrics: ${e.message}`))
+    : undefined
 
   const stop = async () => {
     clearInterval(periodic)
@@ -175,6 +218,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     unsubscribe()
     tasks.stop()
     api?.close()
+    metricsServer?.close()
     rmSync(socketPath(node), {force: true})
     await gossip.stop()
     datapath.close()
@@ -185,6 +229,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
 
   api = await startApi(socketPath(node), {
     controller,
+    metrics: async () => ({text: await metrics.text()}),
     writer: () => {
       if (manager) return manager
       const at = controller.managerName()
@@ -230,6 +275,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     },
   })
   writeFileSync(pidPath(node), `${process.pid}\n`)
+  if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
   return {stop, done}
 }

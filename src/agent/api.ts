@@ -15,6 +15,8 @@ export interface ApiContext {
   /** The writer of desired state; throws (one clear line) on a node that is not the manager. */
   writer(): Manager
   info(): unknown
+  /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
+  metrics(): Promise<{text: string}>
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
 }
@@ -26,6 +28,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const w = () => ctx.writer()
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
+    ['GET', /^\/metrics$/, () => ctx.metrics()],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId))],
     ['GET', /^\/join-token$/, () => ctx.joinToken(false)],
     ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
