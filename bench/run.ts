@@ -6,12 +6,17 @@
 import {benchPrograms} from './progs.js'
 import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
+import {benchCliStart} from './cli-start.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
 
 console.log('# swarmnet bench\n')
 console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}\n`)
+const cli = benchCliStart()
+console.log('## CLI start\n')
+console.log(`swarmnet --help, with the packed manifest   ${cli.manifestMs.toFixed(0).padStart(5)} ms   (target <= 300 ms)`)
+console.log(`swarmnet --help, without it (a clone)       ${cli.noManifestMs.toFixed(0).padStart(5)} ms\n`)
 console.log('## programs (BPF_PROG_TEST_RUN, 64-byte packets)\n')
 for (const r of await benchPrograms()) {
   const t = Object.entries(targets).find(([k]) => r.name === k)

@@ -4,6 +4,8 @@ import {runAgent} from '../src/agent/agent.js'
 import {defaultNodeName} from '../src/agent/bootstrap.js'
 import {agentLogPath} from '../src/agent/paths.js'
 import {restartAgent} from '../src/agent/spawn.js'
+import {DEFAULT_METRICS_ADDR, parseMetricsAddr} from '../src/metrics/server.js'
+import {DEFAULT_UNIT_DIR, installUnit, removeUnit, unitText} from '../src/agent/unit.js'
 
 export default class Agent extends SwarmnetCommand {
   static override description = `Run a node's agent in the foreground
@@ -18,17 +20,43 @@ reconciles maps, links and tasks, and serves the local API on /run/swarmnet/<nod
       char: 'd',
       description: 'start it in the background, as init and join do, and return once it answers',
     }),
+    'metrics-addr': Flags.string({
+      description: `where to serve Prometheus metrics (GET /metrics), IP:PORT; '' for none [default: ${DEFAULT_METRICS_ADDR}]`,
+      env: 'SWARMNET_METRICS_ADDR',
+    }),
+    'install-unit': Flags.boolean({
+      description: 'write the systemd unit that runs this agent (then: systemctl daemon-reload; systemctl enable --now swarmnet)',
+      exclusive: ['remove-unit', 'detach'],
+    }),
+    'remove-unit': Flags.boolean({description: 'remove the unit --install-unit wrote', exclusive: ['install-unit', 'detach']}),
+    'unit-dir': Flags.string({description: 'where the unit goes', default: DEFAULT_UNIT_DIR}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Agent)
     const node = flags.node ?? defaultNodeName()
+    const metricsAddr = flags['metrics-addr']
+    if (metricsAddr !== undefined) {
+      parseMetricsAddr(metricsAddr) // refused here, in one line, before anything starts
+      process.env.SWARMNET_METRICS_ADDR = metricsAddr // the detached agent inherits it
+    }
+    if (flags['install-unit']) {
+      const file = installUnit(
+        flags['unit-dir'],
+        unitText({...(flags.node ? {node: flags.node} : {}), ...(metricsAddr !== undefined ? {metricsAddr} : {})}),
+      )
+      return this.log(`${file} written: systemctl daemon-reload && systemctl enable --now swarmnet`)
+    }
+    if (flags['remove-unit']) {
+      const file = `${flags['unit-dir']}/swarmnet.service`
+      return this.log(removeUnit(flags['unit-dir']) ? `${file} removed (systemctl daemon-reload)` : `no unit at ${file}`)
+    }
     if (flags.detach) {
       const pid = await restartAgent(node)
       return this.log(`agent of node ${node} running (pid ${pid}, log ${agentLogPath(node)})`)
     }
     const log = (m: string) => process.stdout.write(`${new Date().toISOString()} ${m}\n`)
-    const agent = await runAgent(node, log)
+    const agent = await runAgent(node, log, metricsAddr === undefined ? {} : {metricsAddr})
     const shutdown = (sig: string) => {
       log(`${sig}: stopping (tasks and the data plane keep running)`)
       void agent.stop().then(() => process.exit(0))

@@ -27,5 +27,11 @@ export default class NetworkInspect extends SwarmnetCommand {
       ['task', 'service', 'ip', 'mac', 'node'],
       n.endpoints.map((e) => [e.task, e.service, e.ip, e.mac, e.node]),
     )
+    if (n.attachments.length === 0) return
+    this.log('')
+    printTable(
+      ['attachment', 'netns', 'ip', 'mac', 'node', 'state'],
+      n.attachments.map((a) => [a.name, a.netns, a.ip, a.mac, a.node, a.state]),
+    )
   }
 }

@@ -12,7 +12,14 @@ import {ifindexOf, mtuOf} from '../sys/link.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
-import {TaskReconciler} from '../dataplane/tasks.js'
+import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
+import {AttachmentReconciler} from '../dataplane/attachments.js'
+import {attachmentAsTask} from '../model/attachment.js'
+import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
+import {readCounters} from '../bpf/counters.js'
+import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
+import {AgentMetrics} from '../metrics/agent-metrics.js'
+import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
@@ -29,7 +36,13 @@ export interface AgentHandle {
   done: Promise<void>
 }
 
-export async function runAgent(node: string, log: (m: string) => void): Promise<AgentHandle> {
+export interface AgentOptions {
+  /** HOST:PORT of the Prometheus endpoint; '' for none. Default DEFAULT_METRICS_ADDR. */
+  metricsAddr?: string
+}
+
+export async function runAgent(node: string, log: (m: string) => void, opts: AgentOptions = {}): Promise<AgentHandle> {
+  const metricsAt = parseMetricsAddr(opts.metricsAddr ?? DEFAULT_METRICS_ADDR)
   const cfg = readNodeConfig(node)
   if (!cfg) throw new Error(`node ${node} is not part of a cluster: run \`swarmnet init\` or \`swarmnet join\` first`)
   if (!cfg.nodeKey || !cfg.cert || !cfg.clusterIdentity)
@@ -74,22 +87,17 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     underlayIfindex: await ifindexOf(cfg.underlay),
   })
 
-  const tasks = new TaskReconciler({
-    node,
-    selfId: cfg.nodeId,
-    store,
-    stateDir: stateDir(node),
-    underlayMtu: mtu,
-    log,
-    hooks: {
-      preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
-      attachHost: async (hostIf, a) => {
-        const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
-        if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
-        datapath.attachTask(hostIf, {vni, ip: a.ip})
-      },
+  const hooks: TaskHooks = {
+    preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
+    attachHost: async (hostIf, a) => {
+      const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
+      if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
+      datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
-  })
+  }
+  const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
+  // Namespaces attached with `network connect`: to the data plane, tasks without a process.
+  const attachments = new AttachmentReconciler({node, selfId: cfg.nodeId, store, hooks, log})
 
   const peers = (): Peer[] =>
     store
@@ -128,14 +136,42 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   // nothing but their own tasks' status. Each step on its own: tasks that cannot
   // start must not keep the maps from following the store, nor the reverse.
   // On every change, coalesced; and every few seconds to repair drift.
+  let lastDesired: DesiredMaps | undefined
+  const metrics = new AgentMetrics(node, {
+    counters: () => readCounters(datapath.maps.stats),
+    maps: () => MIRRORED.map((m) => ({map: m, entries: datapath.maps[m].entries().length, max: datapath.maps[m].maxEntries})),
+    gossip: () => gossip.stats,
+    nodeStates: () => controller.nodes().map((n) => n.state),
+    tasks: () => {
+      const st = controller.statuses()
+      return store
+        .values<Task>(prefixOf('task'))
+        .filter((t) => t.nodeId === cfg.nodeId)
+        .map((t) => {
+          const s: TaskStatus | undefined = st.get(t.id)
+          return {service: t.serviceName, state: s?.state ?? 'new', restarts: s?.restarts ?? 0}
+        })
+    },
+    endpoints: () => {
+      const names = new Map(controller.networks().map((n) => [n.vni, n.name]))
+      return [...(lastDesired?.endpoints.values() ?? [])].map((e) => ({
+        network: names.get(e.vni) ?? String(e.vni),
+        local: e.local,
+      }))
+    },
+  })
   let busy = false
   let again = false
   const step = async (what: string, fn: () => unknown): Promise<void> => {
+    const t0 = process.hrtime.bigint()
+    let failed = false
     try {
       await fn()
     } catch (e) {
+      failed = true
       log(`reconcile ${what}: ${(e as Error).message}`)
     }
+    metrics.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
   }
   let lastSyncErrors = ''
   const reconcile = async (): Promise<void> => {
@@ -152,16 +188,18 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
             selfId: cfg.nodeId,
             nodes: controller.nodes(),
             networks: controller.networks(),
-            tasks: controller.tasks(),
-            local: tasks.localAttachments(),
+            tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
+            local: [...tasks.localAttachments(), ...attachments.localAttachments()],
             membership,
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
         await step('maps', () => datapath.sync(desired()))
         await step('tasks', () => tasks.reconcile())
+        await step('attachments', () => attachments.reconcile())
         await step('maps', () => {
           const want = desired()
+          lastDesired = want
           const synced = datapath.sync(want)
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
           if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
@@ -178,7 +216,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   }
   const unsubscribe = store.onChange((key) => {
-    if (key.startsWith('taskstatus/')) return // written by the reconcilers themselves
+    // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
+    if (key.startsWith('taskstatus/') || key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
     soon()
   })
@@ -202,6 +241,10 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
   let resolveDone!: () => void
   const done = new Promise<void>((r) => (resolveDone = r))
   let api: Server | undefined
+  // Metrics are for watching, not for running: an address already taken is said, not fatal.
+  const metricsServer = metricsAt
+    ? await serveMetrics(metricsAt, metrics).catch((e: Error) => void log(`metrics: ${e.message}`))
+    : undefined
 
   const stop = async () => {
     clearInterval(periodic)
@@ -212,6 +255,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     membership.stop()
     tasks.stop()
     api?.close()
+    metricsServer?.close()
     rmSync(socketPath(node), {force: true})
     await gossip.stop()
     datapath.close()
@@ -222,6 +266,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
 
   api = await startApi(socketPath(node), {
     controller,
+    metrics: async () => ({text: await metrics.text()}),
     writer: () => {
       if (manager) return manager
       const at = controller.managerName()
@@ -259,6 +304,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
       store.put(keyOf('node', cfg.nodeId), {...me, state: 'left'})
       await gossip.flush()
       await tasks.removeAll()
+      await attachments.removeAll()
       await stop()
       Datapath.teardown(node, cfg.underlay, cfg.xdpMode)
       await removeGwBridge().catch(() => undefined)
@@ -268,6 +314,7 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     membership,
   })
   writeFileSync(pidPath(node), `${process.pid}\n`)
+  if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
   return {stop, done}
 }

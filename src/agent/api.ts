@@ -9,13 +9,15 @@ import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
-import {networkView, nodeView, serviceView, taskView} from './render.js'
+import {attachmentView, networkView, nodeView, serviceView, taskView} from './render.js'
 
 export interface ApiContext {
   controller: Controller
   /** The writer of desired state; throws (one clear line) on a node that is not the manager. */
   writer(): Manager
   info(): unknown
+  /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
+  metrics(): Promise<{text: string}>
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
@@ -29,6 +31,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const w = () => ctx.writer()
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
+    ['GET', /^\/metrics$/, () => ctx.metrics()],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id)))],
     [
       'GET',
@@ -60,6 +63,24 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
     ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (w().removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
+    ['GET', /^\/attachments$/, () => c.attachments().map((a) => attachmentView(a, c))],
+    [
+      'POST',
+      /^\/networks\/([^/]+)\/connect$/,
+      (m, b) =>
+        attachmentView(
+          w().connect({
+            network: dec(m[1]),
+            netns: optStr(b, 'netns'),
+            pid: b.pid === undefined || b.pid === null ? undefined : num(b, 'pid'),
+            ip: optStr(b, 'ip'),
+            name: optStr(b, 'name'),
+            node: optStr(b, 'node'),
+          }),
+          c,
+        ),
+    ],
+    ['POST', /^\/networks\/([^/]+)\/disconnect$/, (m, b) => attachmentView(w().disconnect(dec(m[1]), str(b, 'name')), c)],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',

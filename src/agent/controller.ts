@@ -3,8 +3,17 @@
 // Writes are the manager's (src/manager/manager.ts).
 import {UserError} from '../model/errors.js'
 import {taskName} from '../model/task-name.js'
-import type {ClusterSpec, Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
-import {CLUSTER_KEY, prefixOf} from '../store/keys.js'
+import type {
+  AttachmentStatus,
+  ClusterSpec,
+  Network,
+  NetworkAttachment,
+  NodeRecord,
+  Service,
+  Task,
+  TaskStatus,
+} from '../model/types.js'
+import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 
 export class Controller {
@@ -41,6 +50,14 @@ export class Controller {
 
   statuses(): Map<string, TaskStatus> {
     return new Map(this.store.values<TaskStatus>(prefixOf('taskstatus')).map((s) => [s.taskId, s]))
+  }
+
+  attachments(): NetworkAttachment[] {
+    return this.store.values<NetworkAttachment>(prefixOf('attachment'))
+  }
+
+  attachmentStatus(id: string): AttachmentStatus | undefined {
+    return this.store.get<AttachmentStatus>(keyOf('attachmentstatus', id))
   }
 
   findNetwork(ref: string): Network {

@@ -2,9 +2,9 @@
 import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
-import type {Network, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
-import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
+import type {AttachmentView, NetworkView, NodeView, ServiceView, TaskView} from './views.js'
 
 /** live: the member as this node's failure detector sees it (absent for this node itself). */
 export function nodeView(
@@ -50,6 +50,10 @@ export function networkView(n: Network, c: Controller): NetworkView {
       const a = t.attachments.find((x) => x.networkId === n.id)!
       return {task: taskName(t), service: t.serviceName, ip: a.ip, mac: a.mac, node: nodes.get(t.nodeId)?.name ?? t.nodeId}
     }),
+    attachments: c
+      .attachments()
+      .filter((a) => a.networkId === n.id)
+      .map((a) => attachmentView(a, c)),
   }
 }
 
@@ -84,5 +88,20 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
+  }
+}
+
+export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentView {
+  const st: AttachmentStatus | undefined = c.attachmentStatus(a.id)
+  return {
+    id: a.id,
+    name: a.name,
+    network: c.networks().find((n) => n.id === a.networkId)?.name ?? a.networkId,
+    node: c.nodes().find((n) => n.id === a.nodeId)?.name ?? a.nodeId,
+    netns: a.netns,
+    ip: a.ip,
+    mac: a.mac,
+    state: st?.state ?? 'pending',
+    ...(st?.message ? {message: st.message} : {}),
   }
 }

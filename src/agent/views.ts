@@ -38,6 +38,8 @@ export interface NetworkView {
   mtu: number
   peers: {node: string; addr: string}[]
   endpoints: EndpointView[]
+  /** Namespaces attached with `network connect`. */
+  attachments: AttachmentView[]
 }
 
 export interface TaskView {
@@ -85,4 +87,17 @@ export interface InfoView {
   underlay: string
   dataPathPort: number
   gossip: Record<string, number>
+}
+
+export interface AttachmentView {
+  id: string
+  name: string
+  network: string
+  node: string
+  netns: string
+  ip: string
+  mac: string
+  /** attached, failed, gone; pending until its node has said. */
+  state: string
+  message?: string
 }

@@ -1,4 +1,4 @@
-import type {NodeRecord, Task, TaskStatus} from '../model/types.js'
+import type {AttachmentStatus, NetworkAttachment, NodeRecord, Task, TaskStatus} from '../model/types.js'
 import {signedText, type Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
 import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
@@ -13,12 +13,13 @@ import {checkNodeCert, verifyWith} from './identity.js'
  * role (issued by the manager at join). So entries can be relayed by anyone
  * (push-pull, the join answer) and still be judged by who wrote them:
  *
- *  - desired state (cluster, network/, service/, task/): managers only;
+ *  - desired state (cluster, network/, service/, task/, attachment/): managers only;
  *  - node/<id>: that node itself, or a manager (admission, marking down/left),
  *    and the record must carry a valid certificate for its id and role;
  *    and may not claim the address of another node that has not left;
  *  - taskstatus/<id>: a manager, or the node the task is placed on (the status
  *    names it, and so does the task as this node knows it);
+ *  - attachmentstatus/<id>: a manager, or the node of the attachment (likewise);
  *  - kinds this version does not know: managers only.
  *
  * A refused entry is dropped and counted, alone: each entry stands on its own
@@ -60,6 +61,7 @@ export class Authority {
       case 'network':
       case 'service':
       case 'task':
+      case 'attachment':
         return manager ? undefined : `only a manager writes ${e.key}`
       case 'node':
         if (!manager && id !== writerId) return `node ${writerId} may not write ${e.key}`
@@ -68,6 +70,8 @@ export class Authority {
         return this.addressRefusal(e.value as NodeRecord)
       case 'taskstatus':
         return manager ? undefined : this.statusRefusal(e, id, writerId)
+      case 'attachmentstatus':
+        return manager ? undefined : this.attachmentStatusRefusal(e, id, writerId)
       default:
         // Kinds a newer version may add: desired state until it says otherwise.
         return manager ? undefined : `only a manager writes ${e.key}`
@@ -97,6 +101,17 @@ export class Authority {
       .values<NodeRecord>(prefixOf('node'))
       .find((n) => n.id !== r.id && n.state !== 'left' && n.addr === r.addr)
     return holder ? `address ${r.addr} belongs to node ${holder.id}` : undefined
+  }
+
+  private attachmentStatusRefusal(e: Entry, id: string, writerId: string): string | undefined {
+    const cur = this.store.get<AttachmentStatus>(keyOf('attachmentstatus', id))
+    if (cur && cur.nodeId !== writerId) return `attachmentstatus/${id} belongs to node ${cur.nodeId}, not ${writerId}`
+    if (e.value === null) return undefined
+    const status = e.value as Partial<AttachmentStatus>
+    const att = this.store.get<NetworkAttachment>(keyOf('attachment', id))
+    if (status.nodeId !== writerId || att?.nodeId !== writerId)
+      return `attachment ${id} is not on node ${writerId} (as far as this node knows)`
+    return undefined
   }
 
   private statusRefusal(e: Entry, taskId: string, writerId: string): string | undefined {

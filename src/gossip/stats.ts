@@ -4,6 +4,9 @@ export type GossipStats = {
   received: number
   /** Messages sent (per peer). */
   sent: number
+  /** Sealed bytes that arrived (valid or not) and that were sealed to be sent. */
+  bytesReceived: number
+  bytesSent: number
   /** Authenticated but not a valid message, or not even an envelope. */
   malformed: number
   /** Did not open with any key we hold: wrong key, tampered or truncated. */
@@ -36,6 +39,8 @@ export function emptyStats(): GossipStats {
   return {
     received: 0,
     sent: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
     malformed: 0,
     decryptFailed: 0,
     stale: 0,

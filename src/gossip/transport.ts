@@ -134,11 +134,14 @@ export class Transport {
   /** Stamps the header (a new sequence number every time) and seals. */
   seal(body: Body): Buffer {
     const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now()} as Message
-    return this.keyring.seal(encodeMessage(m))
+    const sealed = this.keyring.seal(encodeMessage(m))
+    this.stats.bytesSent += sealed.length
+    return sealed
   }
 
   /** Opens, decodes and checks freshness, counting what fails; never throws. */
   unseal(packet: Buffer): Message | undefined {
+    this.stats.bytesReceived += packet.length
     if (packet.length === 0 || packet[0] !== ENVELOPE_VERSION) {
       this.stats.malformed++
       return undefined

@@ -12,7 +12,7 @@ export type ManagerLoop = {
   stop(): void
 }
 
-const TRIGGERS = ['node/', 'network/', 'service/', 'task/']
+const TRIGGERS = ['node/', 'network/', 'service/', 'task/', 'attachment']
 
 export function startManagerLoop(
   manager: Manager,
@@ -28,6 +28,7 @@ export function startManagerLoop(
     if (running) return problems
     running = true
     try {
+      for (const line of manager.reapAttachments()) log(line)
       const found = manager.placeAll()
       // Say each problem once when it appears and once when it is gone, not on every pass.
       for (const [svc, why] of found) if (problems.get(svc) !== why) log(`placement: ${why}`)

@@ -3,14 +3,18 @@
 // API refuses writes (see agent.ts). Every request is checked in full, placement
 // and addresses included, before the first write: refused means unchanged.
 import {randomBytes} from 'node:crypto'
+import {statSync} from 'node:fs'
+import {attachmentAsTask} from '../model/attachment.js'
+import {freeAddresses, macForIp} from '../model/allocate.js'
+import {cidrContains, parseCidr, tryParseIpv4} from '../model/ipv4.js'
 import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
-import type {Network, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import {checkName} from '../model/validate.js'
 import {sandboxSpec} from '../model/limits.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
-import {keyOf} from '../store/keys.js'
+import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {Controller} from '../agent/controller.js'
 import {describeShortfalls, planService, type ServicePlan} from './plan.js'
@@ -26,6 +30,17 @@ export type ServiceRequest = {
   user?: string
   limitMemory?: string
   limitCpu?: string
+}
+
+export type ConnectRequest = {
+  network: string
+  /** The namespace as a path on the node, or the pid of a process in it (one of the two). */
+  netns?: string
+  pid?: number
+  ip?: string
+  name?: string
+  /** The node whose namespace it is (a name or id); default: this one. */
+  node?: string
 }
 
 /** What the last pass over all services found: service name -> why it is not fully placed. */
@@ -105,7 +120,114 @@ export class Manager {
       .tasks()
       .filter((t) => t.desiredState === 'running' && t.attachments.some((a) => a.networkId === net.id))
     if (tasks.length > 0) throw new UserError(`network ${net.name} is in use by ${tasks.length} task(s)`)
+    const atts = this.attachments().filter((a) => a.networkId === net.id)
+    if (atts.length > 0)
+      throw new UserError(`network ${net.name} is in use by attached namespace(s) ${atts.map((a) => a.name).join(', ')}`)
     this.store.delete(keyOf('network', net.id))
+  }
+
+  attachments(): NetworkAttachment[] {
+    return this.store.values<NetworkAttachment>(prefixOf('attachment'))
+  }
+
+  /**
+   * Attaches a namespace swarmnet did not make to an attachable overlay network, as a task
+   * would be: an address of the network, a veth with the tc program on its node. Checked in
+   * full before the one write; the node plumbs it when the record reaches it.
+   */
+  connect(req: ConnectRequest): NetworkAttachment {
+    const net = this.read.findNetwork(req.network)
+    if (net.driver !== 'overlay' || net.ingress || !net.attachable)
+      throw new UserError(`network ${net.name} is not attachable: create it with \`network create --attachable\``)
+    if ((req.netns === undefined) === (req.pid === undefined))
+      throw new UserError('give the namespace as --netns PATH or --pid PID (one of them)')
+    if (req.pid !== undefined && (!Number.isInteger(req.pid) || req.pid < 1 || req.pid > 2 ** 22))
+      throw new UserError(`invalid pid ${JSON.stringify(req.pid)}`)
+    const netns = req.netns ?? `/proc/${req.pid}/ns/net`
+    if (!/^\//.test(netns) || /\/\.\.?(\/|$)/.test(netns))
+      throw new UserError(`--netns ${netns}: give an absolute path without '..'`)
+    const node =
+      req.node === undefined
+        ? this.read.nodes().find((n) => n.id === this.selfId)
+        : this.read.nodes().find((n) => n.name === req.node || n.id === req.node)
+    if (!node) throw new UserError(`node ${req.node} not found`)
+    if (node.state !== 'ready') throw new UserError(`node ${node.name} is ${node.state}`)
+    if (node.id === this.selfId) checkNetns(netns)
+    const name = req.name ?? (req.pid !== undefined ? `pid-${req.pid}` : netns.slice(netns.lastIndexOf('/') + 1))
+    checkName('attachment', name)
+    const mine = this.attachments().filter((a) => a.networkId === net.id)
+    if (mine.some((a) => a.name === name)) throw new UserError(`network ${net.name} already has an attachment named ${name}`)
+    if (mine.some((a) => a.nodeId === node.id && a.netns === netns))
+      throw new UserError(`${netns} on node ${node.name} is already attached to ${net.name}`)
+    const used = new Set(
+      [...this.read.tasks(), ...this.attachments().map(attachmentAsTask)].flatMap((t) =>
+        t.attachments.filter((a) => a.networkId === net.id).map((a) => a.ip),
+      ),
+    )
+    let ip: string
+    if (req.ip !== undefined) {
+      const n = tryParseIpv4(req.ip)
+      const c = parseCidr(net.subnet)
+      if (n === undefined) throw new UserError(`invalid address '${req.ip}'`)
+      const last = c.addr + 2 ** (32 - c.prefix) - 1
+      if (!cidrContains(c, n) || n === c.addr || n === last)
+        throw new UserError(`address ${req.ip} is not a host address of ${net.subnet}`)
+      if (req.ip === net.gateway) throw new UserError(`address ${req.ip} is the gateway of ${net.name}`)
+      if (used.has(req.ip)) throw new UserError(`address ${req.ip} is in use on ${net.name}`)
+      ip = req.ip
+    } else {
+      const next = freeAddresses(net.subnet, net.gateway, used).next()
+      if (next.done) throw new UserError(`network ${net.name} (${net.subnet}) has no free address left`)
+      ip = next.value
+    }
+    const att: NetworkAttachment = {
+      id: newId(),
+      name,
+      networkId: net.id,
+      nodeId: node.id,
+      netns,
+      ip,
+      mac: macForIp(ip),
+      createdAt: Date.now(),
+    }
+    this.store.put(keyOf('attachment', att.id), att)
+    return att
+  }
+
+  disconnect(network: string, ref: string): NetworkAttachment {
+    const net = this.read.findNetwork(network)
+    const att = this.attachments().find((a) => a.networkId === net.id && (a.name === ref || a.id === ref))
+    if (!att) throw new UserError(`network ${net.name} has no attachment ${ref}`)
+    this.store.delete(keyOf('attachment', att.id))
+    return att
+  }
+
+  /**
+   * Attachments whose namespace is gone (their node says so), whose node left or whose
+   * network is gone are removed, and statuses without an attachment with them.
+   */
+  reapAttachments(): string[] {
+    const done: string[] = []
+    const statuses = new Map(this.store.values<AttachmentStatus>(prefixOf('attachmentstatus')).map((s) => [s.id, s]))
+    const nodes = new Map(this.read.nodes().map((n) => [n.id, n]))
+    const nets = new Set(this.read.networks().map((n) => n.id))
+    const atts = this.attachments()
+    for (const a of atts) {
+      const why =
+        statuses.get(a.id)?.state === 'gone'
+          ? 'its namespace is gone'
+          : nodes.get(a.nodeId)?.state === 'left' || !nodes.has(a.nodeId)
+            ? 'its node left'
+            : !nets.has(a.networkId)
+              ? 'its network is gone'
+              : undefined
+      if (!why) continue
+      this.store.delete(keyOf('attachment', a.id))
+      done.push(`attachment ${a.name} removed: ${why}`)
+    }
+    const live = new Set(this.attachments().map((a) => a.id))
+    for (const id of statuses.keys()) if (!live.has(id)) this.store.delete(keyOf('attachmentstatus', id))
+    return done
   }
 
   createService(req: ServiceRequest): Service {
@@ -218,12 +340,14 @@ export class Manager {
   }
 
   private plan(svc: Service): ServicePlan {
+    // Attachments hold addresses as tasks do (they have no service, so placement never moves them).
+    const tasks = [...this.read.tasks(), ...this.attachments().map(attachmentAsTask)]
     return planService(
       svc,
       {
         nodes: this.read.nodes(),
         networks: this.read.networks(),
-        tasks: this.read.tasks(),
+        tasks,
         membership: this.membership,
         statuses: this.read.statuses(),
       },
@@ -245,6 +369,20 @@ export class Manager {
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
+}
+
+/** A namespace file here: it must be one (nsfs), and not this node's own namespace. */
+function checkNetns(path: string): void {
+  let st
+  try {
+    st = statSync(path)
+  } catch {
+    throw new UserError(`${path}: no such namespace on this node`)
+  }
+  const self = statSync('/proc/self/ns/net')
+  // Every namespace file lives on the one nsfs superblock: same device, whatever the path.
+  if (st.dev !== self.dev) throw new UserError(`${path} is not a namespace file`)
+  if (st.ino === self.ino) throw new UserError(`${path} is this node's own network namespace`)
 }
 
 /** Replica counts as the API may receive them: whole, not negative, within MAX_REPLICAS. */

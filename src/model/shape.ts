@@ -32,6 +32,8 @@ type Rec = Record<string, unknown>
 const ID = /^[A-Za-z0-9_.-]{1,128}$/
 // A netns name ends up in /run/netns/<name>: no slashes, no dot-names.
 const NETNS = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+// A namespace file is named by an absolute path; no '..', so it cannot point outside what it says.
+const NS_PATH = /^(?!.*\/\.\.?(\/|$))\/[A-Za-z0-9_.@:+\/-]{1,4095}$/
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
 // Generous: a command may carry a script, a status message a command's stderr.
 // The bound is only there so no single value can be unboundedly large.
@@ -53,6 +55,30 @@ const byKind: Record<string, Check> = {
   service: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? serviceProblem(v as Rec),
   task: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? taskProblem(v as Rec),
   taskstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'taskId', id) ?? statusProblem(v as Rec),
+  attachment: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentProblem(v as Rec),
+  attachmentstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentStatusProblem(v as Rec),
+}
+
+function attachmentProblem(r: Rec): string | undefined {
+  return (
+    name(r, 'name') ??
+    str(r, 'networkId') ??
+    str(r, 'nodeId') ??
+    match(r, 'netns', NS_PATH) ??
+    ipv4(r, 'ip') ??
+    match(r, 'mac', MAC) ??
+    time(r, 'createdAt')
+  )
+}
+
+function attachmentStatusProblem(r: Rec): string | undefined {
+  return (
+    str(r, 'nodeId') ??
+    oneOf(r, 'state', ['attached', 'failed', 'gone']) ??
+    (r.netnsIno === undefined ? undefined : int(r, 'netnsIno', 1, Number.MAX_SAFE_INTEGER)) ??
+    (r.message === undefined ? undefined : str(r, 'message')) ??
+    time(r, 'updatedAt')
+  )
 }
 
 function clusterProblem(v: unknown): string | undefined {

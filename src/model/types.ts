@@ -108,3 +108,34 @@ export type TaskStatus = {
   gwIp?: string
   updatedAt: number
 }
+
+/**
+ * A network namespace swarmnet did not make (a container's, `ip netns add`'s) attached to an
+ * attachable overlay network as a task would be: desired state, written by the manager.
+ */
+export type NetworkAttachment = {
+  id: string
+  /** Unique on its network; the endpoint's name. */
+  name: string
+  networkId: string
+  /** The node whose namespace it is: that node plumbs it and watches it. */
+  nodeId: string
+  /** The namespace as a path on that node: /run/netns/NAME, /proc/PID/ns/net, any nsfs file. */
+  netns: string
+  ip: string
+  mac: string
+  createdAt: number
+}
+
+export type AttachmentState = 'attached' | 'failed' | 'gone'
+
+/** Written only by the node of the attachment: what it found (the manager removes a gone one). */
+export type AttachmentStatus = {
+  id: string
+  nodeId: string
+  state: AttachmentState
+  /** The namespace's inode when plumbed: the same path holding another namespace later is not ours. */
+  netnsIno?: number
+  message?: string
+  updatedAt: number
+}

@@ -4,7 +4,7 @@
  */
 export const CLUSTER_KEY = 'cluster'
 
-export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus'
+export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus' | 'attachment' | 'attachmentstatus'
 
 export function keyOf(kind: Kind, id: string): string {
   return `${kind}/${id}`

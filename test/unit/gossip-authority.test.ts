@@ -134,6 +134,22 @@ describe('gossip: each writer writes only what is its own', () => {
     assert.deepEqual(m.store.get<{nodeId: string}>('taskstatus/b')?.nodeId, 'w2')
   })
 
+  it('attachments are written by the manager; their status only by the node whose namespace it is', async () => {
+    const before = m.gossip.stats.unauthorised
+    w1.store.put('attachment/evil', {id: 'evil', nodeId: 'w1'})
+    await sleep(300)
+    await m.gossip.pushPull({id: 'w1', addr: w1.addr, port: w1.port})
+    assert.equal(m.store.get('attachment/evil'), undefined)
+    assert.ok(m.gossip.stats.unauthorised > before)
+    m.store.put('attachment/x', {id: 'x', nodeId: 'w1'})
+    await waitFor('attachment reaches the workers', () => w2.store.get('attachment/x') !== undefined, 2000)
+    w2.store.put('attachmentstatus/x', {id: 'x', nodeId: 'w2', state: 'gone', updatedAt: 1})
+    await waitFor("w2's refused", () => /attachment(status\/)? ?x (is not on|belongs to)/.test(m.gossip.lastRefusal ?? ''), 3000)
+    assert.equal(m.store.get('attachmentstatus/x'), undefined)
+    w1.store.put('attachmentstatus/x', {id: 'x', nodeId: 'w1', state: 'gone', updatedAt: 2})
+    await waitFor("w1's status taken", () => m.store.get<{nodeId: string}>('attachmentstatus/x')?.nodeId === 'w1', 2000)
+  })
+
   it("a join cannot take over a live node's id or address", async () => {
     const join = (id: string, addr: string) =>
       requestJoin({

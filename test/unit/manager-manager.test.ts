@@ -259,3 +259,52 @@ test("everything the manager writes has its kind's shape", () => {
   for (const e of store.list()) assert.equal(valueProblem(e.key, e.value), undefined, e.key)
   assert.equal(store.refused, 0)
 })
+
+test('network connect: attachable networks only, checked in full, and its address is never given to a task', () => {
+  const closed = m.createNetwork({name: 'closed'})
+  m.createNetwork({name: 'att', subnet: '10.30.0.0/29', attachable: true})
+  const before = stateFile()
+  // A namespace of another node: its path is that node's to check.
+  const on = (req: Partial<Parameters<Manager['connect']>[0]>) =>
+    m.connect({network: 'att', netns: '/run/netns/blue', node: 'n-b', ...req})
+  assert.throws(() => on({network: closed.name}), /not attachable/)
+  assert.throws(() => on({network: 'ingress'}), /not attachable/)
+  assert.throws(() => on({pid: 7}), /one of them/)
+  assert.throws(() => on({netns: undefined}), /one of them/)
+  assert.throws(() => on({netns: 'blue'}), /absolute path/)
+  assert.throws(() => on({netns: '/run/netns/../x'}), /absolute path/)
+  assert.throws(() => on({node: 'nope'}), /node nope not found/)
+  assert.throws(() => on({ip: '10.30.0.0'}), /not a host address/)
+  assert.throws(() => on({ip: '10.30.0.7'}), /not a host address/)
+  assert.throws(() => on({ip: '10.30.0.1'}), /gateway/)
+  assert.throws(() => on({ip: '10.31.0.2'}), /not a host address/)
+  assert.throws(() => on({name: 'a b'}), /invalid attachment name/)
+  // On this node the namespace must be there and not the node's own.
+  assert.throws(() => m.connect({network: 'att', netns: '/run/netns/sn-no-such-ns'}), /no such namespace/)
+  assert.throws(() => m.connect({network: 'att', netns: '/proc/self/ns/net'}), /own network namespace/)
+  assert.throws(() => m.connect({network: 'att', netns: '/etc/hostname'}), /not a namespace file/)
+  assert.equal(stateFile(), before, 'refused means nothing written')
+
+  const a = on({ip: '10.30.0.2'})
+  assert.deepEqual([a.name, a.nodeId, a.ip, a.mac], ['blue', 'b', '10.30.0.2', '02:42:0a:1e:00:02'])
+  assert.throws(() => on({ip: '10.30.0.3'}), /already has an attachment named blue/)
+  assert.throws(() => on({name: 'other', ip: '10.30.0.3'}), /already attached/)
+  assert.throws(() => on({netns: '/proc/9/ns/net', ip: '10.30.0.2'}), /in use/)
+  assert.equal(on({pid: 9, netns: undefined}).name, 'pid-9')
+  // 5 host addresses, 2 taken by attachments: a service of 3 fits, of 4 does not.
+  assert.throws(() => m.createService({name: 'big', mode: 'replicated', replicas: 4, networks: ['att'], command: []}), /3 free/)
+  m.createService({name: 'fits', mode: 'replicated', replicas: 3, networks: ['att'], command: []})
+  const ips = tasksOf('fits').map((t) => t.attachments[0]!.ip)
+  assert.ok(!ips.includes('10.30.0.2') && !ips.includes('10.30.0.3'), ips.join(' '))
+  assert.throws(() => m.removeNetwork('att'), /in use/)
+
+  // Gone namespace, as its node says: removed with its status; so is one whose node left.
+  store.put(keyOf('attachmentstatus', a.id), {id: a.id, nodeId: 'b', state: 'gone', updatedAt: 1})
+  assert.deepEqual(m.reapAttachments(), ['attachment blue removed: its namespace is gone'])
+  assert.equal(store.get(keyOf('attachment', a.id)), undefined)
+  assert.equal(store.get(keyOf('attachmentstatus', a.id)), undefined)
+  store.put(keyOf('node', 'b'), node('b', '172.30.0.12', 'left'))
+  assert.deepEqual(m.reapAttachments(), ['attachment pid-9 removed: its node left'])
+  assert.deepEqual(m.attachments(), [])
+  assert.throws(() => m.disconnect('att', 'blue'), /has no attachment blue/)
+})

@@ -48,6 +48,17 @@ const good: Record<string, Record<string, unknown>> = {
     gwIp: '172.18.0.2',
     updatedAt: 1,
   },
+  'attachment/x': {
+    id: 'x',
+    name: 'blue',
+    networkId: 'w',
+    nodeId: 'n1',
+    netns: '/proc/42/ns/net',
+    ip: '10.0.1.9',
+    mac: '02:42:0a:00:01:09',
+    createdAt: 1,
+  },
+  'attachmentstatus/x': {id: 'x', nodeId: 'n1', state: 'attached', netnsIno: 4026531840, updatedAt: 1},
 }
 
 test('every kind accepts what the agent writes', () => {
@@ -80,6 +91,12 @@ test('each kind refuses what its readers would trip on', () => {
     ['taskstatus/t', {netns: '../../proc/1/ns/net'}, /netns/],
     ['taskstatus/t', {pid: 0}, /pid/],
     ['taskstatus/t', {taskId: 'u'}, /does not match/],
+    ['attachment/x', {netns: 'blue'}, /netns/],
+    ['attachment/x', {netns: '/run/netns/../../etc/passwd'}, /netns/],
+    ['attachment/x', {ip: '10.0.1'}, /ip/],
+    ['attachment/x', {name: ''}, /name/],
+    ['attachmentstatus/x', {state: 'lost'}, /state/],
+    ['attachmentstatus/x', {netnsIno: -1}, /netnsIno/],
   ]
   for (const [k, patch, why] of bad)
     assert.match(valueProblem(k, {...good[k], ...patch}) ?? 'accepted', why, `${k} ${JSON.stringify(patch)}`)

@@ -1,0 +1,178 @@
+// What an agent tells Prometheus: the data plane's counters (per-CPU sums), the fill of its
+// maps, gossip traffic and drops, the reconcile loop and the tasks of this node. Read at scrape
+// time from what already counts (sn_stats, GossipStats, the store), so nothing is counted twice.
+import {Counter, Gauge, Histogram, Registry} from 'prom-client'
+import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
+import type {GossipStats} from '../gossip/stats.js'
+
+export interface MetricsSources {
+  /** sn_stats summed over CPUs; undefined when the maps cannot be read. */
+  counters(): Counters | undefined
+  /** Store-owned maps: entries in them now against max_entries. */
+  maps(): {map: string; entries: number; max: number}[]
+  gossip(): GossipStats
+  /** Every node record's state, as this node's store has it. */
+  nodeStates(): string[]
+  /** This node's tasks. */
+  tasks(): {service: string; state: string; restarts: number}[]
+  /** The endpoints this node's maps hold, by network name. */
+  endpoints(): {network: string; local: boolean}[]
+}
+
+/** xdp_pass -> program xdp_underlay, result pass; tc_encap -> tc_task, encap. */
+function programOf(counter: string): {program: string; result: string} {
+  const [kind, ...rest] = counter.split('_')
+  return {program: kind === 'xdp' ? 'xdp_underlay' : 'tc_task', result: rest.join('_')}
+}
+
+type Drop = {reason: string; of: keyof GossipStats}
+const GOSSIP_DROPS: Drop[] = [
+  {reason: 'malformed', of: 'malformed'},
+  {reason: 'decrypt_failed', of: 'decryptFailed'},
+  {reason: 'stale', of: 'stale'},
+  {reason: 'replayed', of: 'replayed'},
+  {reason: 'connection_refused', of: 'connsRefused'},
+  {reason: 'handler_error', of: 'handlerErrors'},
+]
+const ENTRY_REFUSALS: Drop[] = [
+  {reason: 'unauthorised', of: 'unauthorised'},
+  {reason: 'clock_jump', of: 'clockJumps'},
+  {reason: 'store_error', of: 'storeErrors'},
+]
+
+export class AgentMetrics {
+  readonly registry = new Registry()
+  private readonly reconcileSeconds: Histogram<'step'>
+  private readonly reconcileErrors: Counter<'step'>
+
+  constructor(node: string, src: MetricsSources) {
+    const r = this.registry
+    r.setDefaultLabels({node})
+    // A counter whose value lives elsewhere: set from the source at each scrape.
+    const mirror = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: L[],
+      read: () => [Partial<Record<L, string>>, number][],
+    ) =>
+      new Counter<L>({
+        name,
+        help,
+        labelNames,
+        registers: [r],
+        collect() {
+          this.reset()
+          for (const [labels, v] of read()) this.inc(labels, v)
+        },
+      })
+    const gauge = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: L[],
+      read: () => [Partial<Record<L, string>>, number][],
+    ) =>
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers: [r],
+        collect() {
+          this.reset()
+          for (const [labels, v] of read()) this.set(labels, v)
+        },
+      })
+
+    mirror(
+      'swarmnet_datapath_packets_total',
+      'Packets the BPF programs handled, by program and result (summed over CPUs)',
+      ['program', 'result'],
+      () => {
+        const c = src.counters()
+        return c ? COUNTER_NAMES.map((n) => [programOf(n), Number(c[n])]) : []
+      },
+    )
+    gauge('swarmnet_bpf_map_entries', 'Entries in a store-owned BPF map now', ['map'], () =>
+      src.maps().map((m) => [{map: m.map}, m.entries]),
+    )
+    gauge('swarmnet_bpf_map_max_entries', 'The most entries a BPF map can hold', ['map'], () =>
+      src.maps().map((m) => [{map: m.map}, m.max]),
+    )
+    gauge(
+      'swarmnet_network_endpoints',
+      "Endpoints in this node's maps, by network, local (on this node) or remote",
+      ['network', 'location'],
+      () => {
+        const by = new Map<string, number>()
+        for (const e of src.endpoints()) {
+          const k = `${e.network}\0${e.local ? 'local' : 'remote'}`
+          by.set(k, (by.get(k) ?? 0) + 1)
+        }
+        return [...by].map(([k, n]) => {
+          const [network, location] = k.split('\0') as [string, string]
+          return [{network, location}, n]
+        })
+      },
+    )
+    mirror('swarmnet_gossip_messages_received_total', 'Valid gossip messages received', [], () => [[{}, src.gossip().received]])
+    mirror('swarmnet_gossip_messages_sent_total', 'Gossip messages sent, per peer', [], () => [[{}, src.gossip().sent]])
+    mirror('swarmnet_gossip_received_bytes_total', 'Sealed gossip bytes that arrived, valid or not', [], () => [
+      [{}, src.gossip().bytesReceived],
+    ])
+    mirror('swarmnet_gossip_sent_bytes_total', 'Sealed gossip bytes sent', [], () => [[{}, src.gossip().bytesSent]])
+    mirror('swarmnet_gossip_messages_dropped_total', 'Gossip messages or connections dropped, by reason', ['reason'], () =>
+      GOSSIP_DROPS.map((d) => [{reason: d.reason}, src.gossip()[d.of]]),
+    )
+    mirror('swarmnet_gossip_entries_refused_total', 'Gossiped entries not merged, by reason', ['reason'], () =>
+      ENTRY_REFUSALS.map((d) => [{reason: d.reason}, src.gossip()[d.of]]),
+    )
+    mirror('swarmnet_gossip_entries_merged_total', 'Gossiped entries that changed the store', [], () => [
+      [{}, src.gossip().merged],
+    ])
+    mirror('swarmnet_gossip_send_errors_total', 'Gossip sends that failed', [], () => [[{}, src.gossip().sendErrors]])
+    mirror('swarmnet_gossip_push_pulls_total', 'Full-state exchanges completed, as either side', [], () => [
+      [{}, src.gossip().pushPulls],
+    ])
+    gauge('swarmnet_cluster_nodes', 'Nodes of the cluster by state, as this node knows them', ['state'], () => {
+      const by = new Map<string, number>()
+      for (const s of src.nodeStates()) by.set(s, (by.get(s) ?? 0) + 1)
+      return [...by].map(([state, n]) => [{state}, n])
+    })
+    gauge('swarmnet_tasks', "This node's tasks by state", ['state'], () => {
+      const by = new Map<string, number>()
+      for (const t of src.tasks()) by.set(t.state, (by.get(t.state) ?? 0) + 1)
+      return [...by].map(([state, n]) => [{state}, n])
+    })
+    mirror('swarmnet_task_restarts_total', "Restarts of this node's tasks, by service", ['service'], () => {
+      const by = new Map<string, number>()
+      for (const t of src.tasks()) by.set(t.service, (by.get(t.service) ?? 0) + t.restarts)
+      return [...by].map(([service, n]) => [{service}, n])
+    })
+    this.reconcileSeconds = new Histogram({
+      name: 'swarmnet_reconcile_duration_seconds',
+      help: 'How long a reconcile step took, by step (maps, tasks, attachments)',
+      labelNames: ['step'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10],
+      registers: [r],
+    })
+    this.reconcileErrors = new Counter({
+      name: 'swarmnet_reconcile_errors_total',
+      help: 'Reconcile steps that failed, by step',
+      labelNames: ['step'],
+      registers: [r],
+    })
+  }
+
+  observeStep(step: string, seconds: number, failed: boolean): void {
+    this.reconcileSeconds.observe({step}, seconds)
+    // Present from the first pass on, so a rate() over it is defined before anything fails.
+    this.reconcileErrors.inc({step}, failed ? 1 : 0)
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}

@@ -1,0 +1,167 @@
+// `network connect`: namespaces swarmnet did not make (made here by `ip netns add` and
+// `unshare --net`) join an attachable overlay in a 2-node lab as tasks do: the namespace on
+// n1 reaches a task on n2 and is reached by it; disconnect removes it; a namespace that ends
+// is removed from every node by itself.
+import assert from 'node:assert/strict'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {after, before, describe, test} from 'node:test'
+import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+
+interface Task {
+  node: string
+  state: string
+  netns: string
+  addresses: {network: string; ip: string}[]
+}
+interface Att {
+  name: string
+  ip: string
+  node: string
+  state: string
+  netns: string
+}
+interface Net {
+  vni: number
+  attachments: Att[]
+}
+
+const NS = `snt-blue-${process.pid}`
+const NS_PATH = `/run/netns/${NS}`
+
+const inPath = (path: string, argv: string[]) => sh(['nsenter', `--net=${path}`, '--', ...argv], {}, 30_000)
+const endpointIps = (node: string) =>
+  json<{maps: {entries: {key: {ip: string}}[]}[]}>(undefined, [
+    'inspect',
+    'maps',
+    '--host',
+    node,
+    '--map',
+    'sn_endpoints',
+  ]).maps[0]!.entries.map((e) => e.key.ip)
+const attachments = (node: string) => json<Net>(node, ['network', 'inspect', 'att']).attachments
+
+describe('network connect: outside namespaces on an overlay, 2-node lab', {timeout: 300_000}, () => {
+  let remote: Task
+  let local: Task
+  let holder: ChildProcess | undefined
+
+  before(async () => {
+    const up = sh(['ip', 'netns', 'list']).stdout
+    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
+    ok(undefined, ['lab', 'up', '--nodes', '2'])
+    ok('n1', ['network', 'create', '--attachable', 'att'])
+    ok('n1', ['network', 'create', 'closed'])
+    ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'att'])
+    remote = await eventually(
+      'the task on n2 running',
+      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n2' && t.state === 'running'),
+      60_000,
+    )
+    local = await eventually(
+      'the task on n1 running',
+      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n1' && t.state === 'running'),
+      60_000,
+    )
+  })
+
+  after(() => {
+    holder?.kill('SIGKILL')
+    sh(['ip', 'netns', 'del', NS])
+    const down = cli(undefined, ['lab', 'down'])
+    assert.equal(down.code, 0, down.stderr)
+    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
+  })
+
+  test('refused with one line, nothing written: a network not attachable, no namespace, both, a used address', () => {
+    sh(['ip', 'netns', 'add', NS])
+    const taskIp = remote.addresses[0]!.ip
+    for (const args of [
+      ['closed', '--netns', NS_PATH],
+      ['att', '--netns', '/run/netns/snt-no-such-ns'],
+      ['att', '--netns', NS_PATH, '--pid', '1'],
+      ['att'],
+      ['att', '--netns', NS_PATH, '--ip', taskIp],
+      ['att', '--netns', NS_PATH, '--ip', '10.255.255.1'],
+      ['att', '--netns', '/proc/self/ns/net'],
+    ]) {
+      const r = cli('n1', ['network', 'connect', ...args])
+      assert.notEqual(r.code, 0, args.join(' '))
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+    }
+    assert.match(cli('n1', ['network', 'connect', 'closed', '--netns', NS_PATH]).stderr, /not attachable.*--attachable/)
+    assert.deepEqual(attachments('n1'), [])
+    assert.deepEqual(json<Net>('n1', ['network', 'inspect', 'closed']).attachments, [])
+    // A worker does not write desired state.
+    assert.notEqual(cli('n2', ['network', 'connect', 'att', '--netns', NS_PATH]).code, 0)
+  })
+
+  test('an `ip netns add` namespace on n1 and a task on n2 reach each other; disconnect removes it', async () => {
+    const a = json<Att>('n1', ['network', 'connect', 'att', '--netns', NS_PATH, '--name', 'blue'])
+    assert.equal(a.node, 'n1')
+    await eventually('attached', () => attachments('n2').find((x) => x.name === 'blue' && x.state === 'attached'), 30_000)
+    // Gossiped: n2 programs the endpoint, so its task's replies find the way back.
+    await eventually('n2 has the endpoint', () => endpointIps('n2').includes(a.ip), 15_000)
+    const taskIp = remote.addresses[0]!.ip
+    await eventually(
+      'ping from the namespace to the task on n2',
+      () => inPath(NS_PATH, ['ping', '-c', '1', '-W', '2', taskIp]).code === 0,
+      30_000,
+    )
+    const http = inPath(NS_PATH, ['curl', '-s', '-m', '5', `http://${taskIp}/`])
+    assert.equal(http.code, 0, http.stderr)
+    assert.match(http.stdout, /Hostname: web\./)
+    assert.match(
+      http.stdout,
+      new RegExp(`RemoteAddr: ${a.ip.replace(/\./g, '\\.')}:`),
+      "the task sees the namespace's own address",
+    )
+    assert.equal(inNs(remote.netns, ['ping', '-c', '1', '-W', '2', a.ip]).code, 0, 'the task reaches the namespace')
+
+    ok('n1', ['network', 'disconnect', 'att', 'blue'])
+    await eventually('gone on n2', () => !endpointIps('n2').includes(a.ip) && attachments('n2').length === 0, 15_000)
+    await eventually('its interface gone', () => !inPath(NS_PATH, ['ip', '-br', 'link']).stdout.includes('eth0'), 15_000)
+    assert.notEqual(inNs(remote.netns, ['ping', '-c', '1', '-W', '1', a.ip]).code, 0)
+    assert.equal(sh(['ip', 'netns', 'list']).stdout.includes(NS), true, 'the namespace itself stays: it is not ours')
+  })
+
+  test('a namespace deleted by its owner is removed from every node by itself', async () => {
+    const b = json<Att>('n1', ['network', 'connect', 'att', '--netns', NS_PATH])
+    assert.equal(b.name, NS)
+    await eventually('n2 has the endpoint', () => endpointIps('n2').includes(b.ip), 30_000)
+    await eventually('reached', () => inNs(remote.netns, ['ping', '-c', '1', '-W', '2', b.ip]).code === 0, 30_000)
+    sh(['ip', 'netns', 'del', NS])
+    await eventually(
+      'removed everywhere',
+      () => !endpointIps('n2').includes(b.ip) && attachments('n2').length === 0 && attachments('n1').length === 0,
+      30_000,
+    )
+  })
+
+  test('`--pid` of an `unshare --net` process on n2 (--node): reached from n1, removed when the process ends', async () => {
+    holder = spawn('unshare', ['--net', 'sleep', '300'], {stdio: 'ignore'})
+    const pid = holder.pid!
+    // unshare execs sleep in place: its pid is the namespace's process once it has run.
+    await eventually(
+      'own namespace',
+      () =>
+        sh(['readlink', `/proc/${pid}/ns/net`]).stdout !== sh(['readlink', '/proc/self/ns/net']).stdout &&
+        sh(['readlink', `/proc/${pid}/exe`]).stdout.includes('sleep'),
+    )
+    const c = json<Att>('n1', ['network', 'connect', 'att', '--pid', String(pid), '--node', 'n2'])
+    assert.deepEqual([c.name, c.node], [`pid-${pid}`, 'n2'])
+    await eventually('n1 has the endpoint', () => endpointIps('n1').includes(c.ip), 30_000)
+    await eventually(
+      'reached from the task on n1',
+      () => inNs(local.netns, ['ping', '-c', '1', '-W', '2', c.ip]).code === 0,
+      30_000,
+    )
+    const back = sh(['nsenter', `--net=/proc/${pid}/ns/net`, '--', 'curl', '-s', '-m', '5', `http://${local.addresses[0]!.ip}/`])
+    assert.match(back.stdout, new RegExp(`RemoteAddr: ${c.ip.replace(/\./g, '\\.')}:`), back.stderr)
+    holder.kill('SIGKILL')
+    await eventually(
+      'removed everywhere',
+      () => !endpointIps('n1').includes(c.ip) && attachments('n1').length === 0 && attachments('n2').length === 0,
+      30_000,
+    )
+  })
+})
