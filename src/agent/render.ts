@@ -3,7 +3,7 @@ import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
-import type {NetworkView, NodeView, ServiceView, TaskView} from './views.js'
+import type {NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
 export function nodeView(n: NodeRecord, selfId: string): NodeView {
   return {id: n.id, name: n.name, addr: n.addr, role: n.role, state: n.state, self: n.id === selfId}
@@ -64,5 +64,31 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
+    endpointMode: s.endpointMode ?? 'vip',
+    vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
   }
+}
+
+export function serviceInspectView(s: Service, c: Controller): ServiceInspectView {
+  const tasks = c
+    .tasks()
+    .filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+    .sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1))
+  const st = c.statuses()
+  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+  const nodes = new Map(c.nodes().map((n) => [n.id, n.name]))
+  const backends = s.networks.flatMap((netId) =>
+    tasks.flatMap((t) =>
+      t.attachments
+        .filter((a) => a.networkId === netId)
+        .map((a) => ({
+          network: nets.get(netId) ?? netId,
+          task: taskName(t),
+          ip: a.ip,
+          node: nodes.get(t.nodeId) ?? t.nodeId,
+          state: st.get(t.id)?.state ?? 'new',
+        })),
+    ),
+  )
+  return {...serviceView(s, c), backends}
 }
