@@ -136,6 +136,8 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
             networks: controller.networks(),
             tasks: controller.tasks(),
             local: tasks.localAttachments(),
+            services: controller.services(),
+            statuses: controller.statuses(),
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
@@ -155,8 +157,10 @@ export async function runAgent(node: string, log: (m: string) => void): Promise<
     }
   }
   let pending: NodeJS.Timeout | undefined
-  const unsubscribe = store.onChange((key) => {
-    if (key.startsWith('taskstatus/')) return // written by the reconcilers themselves
+  const unsubscribe = store.onChange((key, value) => {
+    // This node's task states are written by its own reconcilers; another node's decide which backends a VIP has.
+    const statusNode = (value as {nodeId?: unknown} | undefined)?.nodeId
+    if (key.startsWith('taskstatus/') && (statusNode === undefined || statusNode === cfg.nodeId)) return
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   })
   const periodic = setInterval(() => void reconcile(), 3000)

@@ -5,161 +5,170 @@
 //
 // Pure code: no libbpf, usable and testable anywhere.
 
-import os from 'node:os';
-import { BpfError } from './errors.js';
+import os from 'node:os'
+import {BpfError} from './errors.js'
 
 /**
  * How a field's bytes are read. `be*`/`ipv4` are network byte order (as the
  * C side keeps them, `__be16`/`__be32`); the plain integers are host order.
  */
-export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4' | 'mac' | 'pad';
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4' | 'mac' | 'pad'
 
 export interface FieldSpec {
-  readonly name: string;
-  readonly offset: number;
-  readonly size: number;
-  readonly kind: FieldKind;
+  readonly name: string
+  readonly offset: number
+  readonly size: number
+  readonly kind: FieldKind
   /** Named bits of a flags field (the C #defines). */
-  readonly flags?: Readonly<Record<string, number>>;
+  readonly flags?: Readonly<Record<string, number>>
 }
 
-type KindValue<K extends FieldKind> = K extends 'u64' ? bigint : K extends 'ipv4' | 'mac' ? string : number;
+type KindValue<K extends FieldKind> = K extends 'u64' ? bigint : K extends 'ipv4' | 'mac' ? string : number
 
 /** The JS object a field list decodes to; padding fields are not in it. */
 export type Shape<F extends readonly FieldSpec[]> = {
-  -readonly [P in F[number] as P['kind'] extends 'pad' ? never : P['name']]: KindValue<P['kind']>;
-};
+  -readonly [P in F[number] as P['kind'] extends 'pad' ? never : P['name']]: KindValue<P['kind']>
+}
 
 export interface Codec<T> {
   /** The C type: 'struct sn_config', '__u32', ... */
-  readonly cType: string;
-  readonly size: number;
+  readonly cType: string
+  readonly size: number
   /** Empty for scalar codecs. */
-  readonly fields: readonly FieldSpec[];
-  encode(value: T): Buffer;
-  decode(buf: Buffer): T;
+  readonly fields: readonly FieldSpec[]
+  encode(value: T): Buffer
+  decode(buf: Buffer): T
   /** Human-oriented rendering (flags with their names), for inspect output. */
-  display(value: T): Record<string, string | number> | string | number;
+  display(value: T): Record<string, string | number> | string | number
 }
 
 const KIND_SIZE: Record<Exclude<FieldKind, 'pad'>, number> = {
-  u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4, ipv4: 4, mac: 6,
-};
+  u8: 1,
+  u16: 2,
+  u32: 4,
+  u64: 8,
+  be16: 2,
+  be32: 4,
+  ipv4: 4,
+  mac: 6,
+}
 
-const LE = os.endianness() === 'LE';
+const LE = os.endianness() === 'LE'
 
 function bad(message: string): BpfError {
-  return new BpfError('BAD_ARGUMENT', message);
+  return new BpfError('BAD_ARGUMENT', message)
 }
 
 export function parseIpv4(s: string): Buffer {
-  const parts = s.split('.');
-  const bytes = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN));
-  if (bytes.length !== 4 || bytes.some((b) => !(b >= 0 && b <= 255))) throw bad(`not an IPv4 address: ${JSON.stringify(s)}`);
-  return Buffer.from(bytes);
+  const parts = s.split('.')
+  const bytes = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN))
+  if (bytes.length !== 4 || bytes.some((b) => !(b >= 0 && b <= 255))) throw bad(`not an IPv4 address: ${JSON.stringify(s)}`)
+  return Buffer.from(bytes)
 }
 
 export function formatIpv4(b: Buffer): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`
 }
 
 export function parseMac(s: string): Buffer {
-  const parts = s.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw bad(`not a MAC address: ${JSON.stringify(s)}`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+  const parts = s.split(':')
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw bad(`not a MAC address: ${JSON.stringify(s)}`)
+  return Buffer.from(parts.map((p) => parseInt(p, 16)))
 }
 
 export function formatMac(b: Buffer): string {
-  return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':')
 }
 
 function writeField(buf: Buffer, f: FieldSpec, v: unknown): void {
-  const where = (): string => `field ${f.name}`;
+  const where = (): string => `field ${f.name}`
   const int = (max: number): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw bad(`${where()}: expected an integer 0..${max}, got ${String(v)}`);
-    return v;
-  };
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+      throw bad(`${where()}: expected an integer 0..${max}, got ${String(v)}`)
+    return v
+  }
   switch (f.kind) {
     case 'pad':
-      return; // already zero
+      return // already zero
     case 'u8':
-      buf.writeUInt8(int(0xff), f.offset);
-      return;
+      buf.writeUInt8(int(0xff), f.offset)
+      return
     case 'u16':
-      if (LE) buf.writeUInt16LE(int(0xffff), f.offset);
-      else buf.writeUInt16BE(int(0xffff), f.offset);
-      return;
+      if (LE) buf.writeUInt16LE(int(0xffff), f.offset)
+      else buf.writeUInt16BE(int(0xffff), f.offset)
+      return
     case 'u32':
-      if (LE) buf.writeUInt32LE(int(0xffffffff), f.offset);
-      else buf.writeUInt32BE(int(0xffffffff), f.offset);
-      return;
+      if (LE) buf.writeUInt32LE(int(0xffffffff), f.offset)
+      else buf.writeUInt32BE(int(0xffffffff), f.offset)
+      return
     case 'be16':
-      buf.writeUInt16BE(int(0xffff), f.offset);
-      return;
+      buf.writeUInt16BE(int(0xffff), f.offset)
+      return
     case 'be32':
-      buf.writeUInt32BE(int(0xffffffff), f.offset);
-      return;
+      buf.writeUInt32BE(int(0xffffffff), f.offset)
+      return
     case 'u64': {
-      const big = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : v;
-      if (typeof big !== 'bigint' || big < 0n || big > 0xffffffffffffffffn) throw bad(`${where()}: expected a u64, got ${String(v)}`);
-      if (LE) buf.writeBigUInt64LE(big, f.offset);
-      else buf.writeBigUInt64BE(big, f.offset);
-      return;
+      const big = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : v
+      if (typeof big !== 'bigint' || big < 0n || big > 0xffffffffffffffffn)
+        throw bad(`${where()}: expected a u64, got ${String(v)}`)
+      if (LE) buf.writeBigUInt64LE(big, f.offset)
+      else buf.writeBigUInt64BE(big, f.offset)
+      return
     }
     case 'ipv4':
-      if (typeof v !== 'string') throw bad(`${where()}: expected an IPv4 address string`);
-      parseIpv4(v).copy(buf, f.offset);
-      return;
+      if (typeof v !== 'string') throw bad(`${where()}: expected an IPv4 address string`)
+      parseIpv4(v).copy(buf, f.offset)
+      return
     case 'mac':
-      if (typeof v !== 'string') throw bad(`${where()}: expected a MAC address string`);
-      parseMac(v).copy(buf, f.offset);
-      return;
+      if (typeof v !== 'string') throw bad(`${where()}: expected a MAC address string`)
+      parseMac(v).copy(buf, f.offset)
+      return
   }
 }
 
 function readField(buf: Buffer, f: FieldSpec): number | bigint | string {
   switch (f.kind) {
     case 'u8':
-      return buf.readUInt8(f.offset);
+      return buf.readUInt8(f.offset)
     case 'u16':
-      return LE ? buf.readUInt16LE(f.offset) : buf.readUInt16BE(f.offset);
+      return LE ? buf.readUInt16LE(f.offset) : buf.readUInt16BE(f.offset)
     case 'u32':
-      return LE ? buf.readUInt32LE(f.offset) : buf.readUInt32BE(f.offset);
+      return LE ? buf.readUInt32LE(f.offset) : buf.readUInt32BE(f.offset)
     case 'be16':
-      return buf.readUInt16BE(f.offset);
+      return buf.readUInt16BE(f.offset)
     case 'be32':
-      return buf.readUInt32BE(f.offset);
+      return buf.readUInt32BE(f.offset)
     case 'u64':
-      return LE ? buf.readBigUInt64LE(f.offset) : buf.readBigUInt64BE(f.offset);
+      return LE ? buf.readBigUInt64LE(f.offset) : buf.readBigUInt64BE(f.offset)
     case 'ipv4':
-      return formatIpv4(buf.subarray(f.offset, f.offset + 4));
+      return formatIpv4(buf.subarray(f.offset, f.offset + 4))
     case 'mac':
-      return formatMac(buf.subarray(f.offset, f.offset + 6));
+      return formatMac(buf.subarray(f.offset, f.offset + 6))
     case 'pad':
-      return 0;
+      return 0
   }
 }
 
 /** Names of the set bits of a flags value; unknown bits as hex. */
 export function flagNames(flags: Readonly<Record<string, number>>, value: number): string[] {
-  const names: string[] = [];
-  let rest = value;
+  const names: string[] = []
+  let rest = value
   for (const [name, bit] of Object.entries(flags)) {
     if ((value & bit) === bit && bit !== 0) {
-      names.push(name);
-      rest &= ~bit;
+      names.push(name)
+      rest &= ~bit
     }
   }
-  if (rest) names.push(`0x${rest.toString(16)}`);
-  return names;
+  if (rest) names.push(`0x${rest.toString(16)}`)
+  return names
 }
 
 export interface StructCodec<T> extends Codec<T> {
   /** The C struct name, without `struct `. */
-  readonly structName: string;
+  readonly structName: string
   /** A named flags field's set bits. */
-  flagNames(field: string, value: number): string[];
-  display(value: T): Record<string, string | number>;
+  flagNames(field: string, value: number): string[]
+  display(value: T): Record<string, string | number>
 }
 
 /**
@@ -172,186 +181,298 @@ export function defineStruct<const F extends readonly FieldSpec[]>(
   size: number,
   fields: F,
 ): StructCodec<Shape<F>> {
-  let end = 0;
-  const sorted = [...fields].sort((a, b) => a.offset - b.offset);
+  let end = 0
+  const sorted = [...fields].sort((a, b) => a.offset - b.offset)
   for (const f of sorted) {
     if (f.kind !== 'pad' && KIND_SIZE[f.kind] !== f.size) {
-      throw new Error(`codec ${structName}.${f.name}: kind ${f.kind} is ${KIND_SIZE[f.kind]} bytes, declared ${f.size}`);
+      throw new Error(`codec ${structName}.${f.name}: kind ${f.kind} is ${KIND_SIZE[f.kind]} bytes, declared ${f.size}`)
     }
-    if (f.offset < end) throw new Error(`codec ${structName}.${f.name}: overlaps the previous field`);
-    end = f.offset + f.size;
+    if (f.offset < end) throw new Error(`codec ${structName}.${f.name}: overlaps the previous field`)
+    end = f.offset + f.size
   }
-  if (end > size) throw new Error(`codec ${structName}: fields end at ${end}, past size ${size}`);
+  if (end > size) throw new Error(`codec ${structName}: fields end at ${end}, past size ${size}`)
 
-  type T = Shape<F>;
+  type T = Shape<F>
   return {
     cType: `struct ${structName}`,
     structName,
     size,
     fields,
     encode(value: T): Buffer {
-      const buf = Buffer.alloc(size);
-      const rec = value as Record<string, unknown>;
+      const buf = Buffer.alloc(size)
+      const rec = value as Record<string, unknown>
       for (const f of fields) {
-        if (f.kind === 'pad') continue;
-        if (!(f.name in rec)) throw bad(`${structName}: missing field ${f.name}`);
-        writeField(buf, f, rec[f.name]);
+        if (f.kind === 'pad') continue
+        if (!(f.name in rec)) throw bad(`${structName}: missing field ${f.name}`)
+        writeField(buf, f, rec[f.name])
       }
-      return buf;
+      return buf
     },
     decode(buf: Buffer): T {
-      if (buf.length < size) throw bad(`${structName}: ${buf.length} bytes, expected ${size}`);
-      const out: Record<string, unknown> = {};
-      for (const f of fields) if (f.kind !== 'pad') out[f.name] = readField(buf, f);
+      if (buf.length < size) throw bad(`${structName}: ${buf.length} bytes, expected ${size}`)
+      const out: Record<string, unknown> = {}
+      for (const f of fields) if (f.kind !== 'pad') out[f.name] = readField(buf, f)
       // The object was built from exactly the non-pad fields of F.
-      return out as T;
+      return out as T
     },
     display(value: T): Record<string, string | number> {
-      const rec = value as Record<string, unknown>;
-      const out: Record<string, string | number> = {};
+      const rec = value as Record<string, unknown>
+      const out: Record<string, string | number> = {}
       for (const f of fields) {
-        if (f.kind === 'pad') continue;
-        const v = rec[f.name];
+        if (f.kind === 'pad') continue
+        const v = rec[f.name]
         if (f.flags && typeof v === 'number') {
-          const names = flagNames(f.flags, v);
-          out[f.name] = names.length ? `0x${v.toString(16)} (${names.join('|')})` : `0x${v.toString(16)}`;
+          const names = flagNames(f.flags, v)
+          out[f.name] = names.length ? `0x${v.toString(16)} (${names.join('|')})` : `0x${v.toString(16)}`
         } else {
-          out[f.name] = typeof v === 'bigint' ? v.toString() : (v as string | number);
+          out[f.name] = typeof v === 'bigint' ? v.toString() : (v as string | number)
         }
       }
-      return out;
+      return out
     },
     flagNames(field: string, value: number): string[] {
-      const f = fields.find((x) => x.name === field);
-      if (!f?.flags) throw bad(`${structName}.${field} is not a flags field`);
-      return flagNames(f.flags, value);
+      const f = fields.find((x) => x.name === field)
+      if (!f?.flags) throw bad(`${structName}.${field} is not a flags field`)
+      return flagNames(f.flags, value)
     },
-  };
+  }
 }
 
 function scalar<K extends 'u32' | 'u64'>(cType: string, kind: K): Codec<KindValue<K>> {
-  const f: FieldSpec = { name: '', offset: 0, size: KIND_SIZE[kind], kind };
+  const f: FieldSpec = {name: '', offset: 0, size: KIND_SIZE[kind], kind}
   return {
     cType,
     size: f.size,
     fields: [],
     encode(value: KindValue<K>): Buffer {
-      const buf = Buffer.alloc(f.size);
-      writeField(buf, { ...f, name: cType }, value);
-      return buf;
+      const buf = Buffer.alloc(f.size)
+      writeField(buf, {...f, name: cType}, value)
+      return buf
     },
     decode(buf: Buffer): KindValue<K> {
-      if (buf.length < f.size) throw bad(`${cType}: ${buf.length} bytes, expected ${f.size}`);
+      if (buf.length < f.size) throw bad(`${cType}: ${buf.length} bytes, expected ${f.size}`)
       // readField returns the JS type that KindValue<K> names for this kind.
-      return readField(buf, f) as KindValue<K>;
+      return readField(buf, f) as KindValue<K>
     },
     display(value: KindValue<K>): string | number {
-      return typeof value === 'bigint' ? value.toString() : value;
+      return typeof value === 'bigint' ? value.toString() : value
     },
-  };
+  }
 }
 
-export const u32 = scalar('__u32', 'u32');
-export const u64 = scalar('__u64', 'u64');
+export const u32 = scalar('__u32', 'u32')
+export const u64 = scalar('__u64', 'u64')
 
 /* ---- bpf/include/layout.h ---- */
 
-export const SN_CONFIG_FLAGS = { READY: 0x1 } as const;
-export const SN_NET_FLAGS = { INGRESS: 0x1 } as const;
-export const SN_EP_FLAGS = { LOCAL: 0x1 } as const;
+export const SN_CONFIG_FLAGS = {READY: 0x1} as const
+export const SN_NET_FLAGS = {INGRESS: 0x1} as const
+export const SN_EP_FLAGS = {LOCAL: 0x1, VIP: 0x2, BACKEND: 0x4} as const
+export const SN_DEV_FLAGS = {BACKEND: 0x1} as const
 
 export const snConfig = defineStruct('sn_config', 12, [
-  { name: 'node_ip', offset: 0, size: 4, kind: 'ipv4' },
-  { name: 'vxlan_port', offset: 4, size: 2, kind: 'be16' },
-  { name: 'flags', offset: 6, size: 2, kind: 'u16', flags: SN_CONFIG_FLAGS },
-  { name: 'underlay_ifindex', offset: 8, size: 4, kind: 'u32' },
-]);
+  {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'vxlan_port', offset: 4, size: 2, kind: 'be16'},
+  {name: 'flags', offset: 6, size: 2, kind: 'u16', flags: SN_CONFIG_FLAGS},
+  {name: 'underlay_ifindex', offset: 8, size: 4, kind: 'u32'},
+])
 
 export const snNetwork = defineStruct('sn_network', 8, [
-  { name: 'subnet', offset: 0, size: 4, kind: 'ipv4' },
-  { name: 'prefix_len', offset: 4, size: 1, kind: 'u8' },
-  { name: 'flags', offset: 5, size: 1, kind: 'u8', flags: SN_NET_FLAGS },
-  { name: 'mtu', offset: 6, size: 2, kind: 'u16' },
-]);
+  {name: 'subnet', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'prefix_len', offset: 4, size: 1, kind: 'u8'},
+  {name: 'flags', offset: 5, size: 1, kind: 'u8', flags: SN_NET_FLAGS},
+  {name: 'mtu', offset: 6, size: 2, kind: 'u16'},
+])
 
 export const snEndpointKey = defineStruct('sn_endpoint_key', 8, [
-  { name: 'vni', offset: 0, size: 4, kind: 'u32' },
-  { name: 'ip', offset: 4, size: 4, kind: 'ipv4' },
-]);
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'ip', offset: 4, size: 4, kind: 'ipv4'},
+])
 
 export const snEndpoint = defineStruct('sn_endpoint', 16, [
-  { name: 'node_ip', offset: 0, size: 4, kind: 'ipv4' },
-  { name: 'ifindex', offset: 4, size: 4, kind: 'u32' },
-  { name: 'mac', offset: 8, size: 6, kind: 'mac' },
-  { name: 'flags', offset: 14, size: 2, kind: 'u16', flags: SN_EP_FLAGS },
-]);
+  {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'ifindex', offset: 4, size: 4, kind: 'u32'},
+  {name: 'mac', offset: 8, size: 6, kind: 'mac'},
+  {name: 'flags', offset: 14, size: 2, kind: 'u16', flags: SN_EP_FLAGS},
+])
 
-export const snDevice = defineStruct('sn_device', 8, [
-  { name: 'vni', offset: 0, size: 4, kind: 'u32' },
-  { name: 'ip', offset: 4, size: 4, kind: 'ipv4' },
-]);
+export const snDevice = defineStruct('sn_device', 12, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'ip', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_DEV_FLAGS},
+])
 
-export type SnConfig = ReturnType<typeof snConfig.decode>;
-export type SnNetwork = ReturnType<typeof snNetwork.decode>;
-export type SnEndpointKey = ReturnType<typeof snEndpointKey.decode>;
-export type SnEndpoint = ReturnType<typeof snEndpoint.decode>;
-export type SnDevice = ReturnType<typeof snDevice.decode>;
+/* ---- bpf/include/lb.h ---- */
+
+export const SN_CT_DIR = {FORWARD: 0, REPLY: 1} as const
+export const SN_CT_FLAGS = {SEEN_FIN: 0x1} as const
+/** Slots of one sn_maglev value. */
+export const SN_MAGLEV_CHUNK = 256
+
+export const snServiceKey = defineStruct('sn_service_key', 8, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'vip', offset: 4, size: 4, kind: 'ipv4'},
+])
+
+export const snService = defineStruct('sn_service', 12, [
+  {name: 'table', offset: 0, size: 4, kind: 'u32'},
+  {name: 'size', offset: 4, size: 4, kind: 'u32'},
+  {name: 'count', offset: 8, size: 2, kind: 'u16'},
+  {name: 'flags', offset: 10, size: 2, kind: 'u16'},
+])
+
+export const snMaglevKey = defineStruct('sn_maglev_key', 8, [
+  {name: 'table', offset: 0, size: 4, kind: 'u32'},
+  {name: 'chunk', offset: 4, size: 4, kind: 'u32'},
+])
+
+/** The layout of struct sn_maglev_chunk for the BTF check; values go through snMaglevChunk. */
+export const snMaglevChunkLayout = defineStruct('sn_maglev_chunk', SN_MAGLEV_CHUNK * 4, [
+  {name: 'backend', offset: 0, size: SN_MAGLEV_CHUNK * 4, kind: 'pad'},
+])
+
+/**
+ * One chunk of a Maglev table: the backends' addresses, slot by slot. A
+ * table's last chunk is padded with 0.0.0.0 (slots past its size are never read).
+ */
+export const snMaglevChunk: Codec<string[]> = {
+  cType: 'struct sn_maglev_chunk',
+  size: SN_MAGLEV_CHUNK * 4,
+  fields: snMaglevChunkLayout.fields,
+  encode(value: string[]): Buffer {
+    if (value.length > SN_MAGLEV_CHUNK) throw bad(`sn_maglev_chunk: ${value.length} slots, at most ${SN_MAGLEV_CHUNK}`)
+    const buf = Buffer.alloc(SN_MAGLEV_CHUNK * 4)
+    value.forEach((ip, i) => parseIpv4(ip).copy(buf, i * 4))
+    return buf
+  },
+  decode(buf: Buffer): string[] {
+    if (buf.length < SN_MAGLEV_CHUNK * 4) throw bad(`sn_maglev_chunk: ${buf.length} bytes, expected ${SN_MAGLEV_CHUNK * 4}`)
+    const out: string[] = []
+    for (let i = 0; i < SN_MAGLEV_CHUNK; i++) out.push(formatIpv4(buf.subarray(i * 4, i * 4 + 4)))
+    return out
+  },
+  /** Summarised: how many slots each backend holds. */
+  display(value: string[]): string {
+    const n = new Map<string, number>()
+    for (const ip of value) if (ip !== '0.0.0.0') n.set(ip, (n.get(ip) ?? 0) + 1)
+    return [...n].map(([ip, c]) => `${ip} x${c}`).join(', ')
+  },
+}
+
+export const snBackendKey = defineStruct('sn_backend_key', 12, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'vip', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'ip', offset: 8, size: 4, kind: 'ipv4'},
+])
+
+export const snBackend = defineStruct('sn_backend', 8, [
+  {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32'},
+])
+
+export const snCtKey = defineStruct('sn_ct_key', 20, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'src', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'dst', offset: 8, size: 4, kind: 'ipv4'},
+  {name: 'sport', offset: 12, size: 2, kind: 'be16'},
+  {name: 'dport', offset: 14, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 16, size: 1, kind: 'u8'},
+  {name: 'dir', offset: 17, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 18, size: 2, kind: 'pad'},
+])
+
+export const snCt = defineStruct('sn_ct', 16, [
+  {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'table', offset: 4, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_CT_FLAGS},
+  {name: 'pad', offset: 12, size: 4, kind: 'pad'},
+])
+
+export type SnConfig = ReturnType<typeof snConfig.decode>
+export type SnNetwork = ReturnType<typeof snNetwork.decode>
+export type SnEndpointKey = ReturnType<typeof snEndpointKey.decode>
+export type SnEndpoint = ReturnType<typeof snEndpoint.decode>
+export type SnDevice = ReturnType<typeof snDevice.decode>
+export type SnServiceKey = ReturnType<typeof snServiceKey.decode>
+export type SnService = ReturnType<typeof snService.decode>
+export type SnBackendKey = ReturnType<typeof snBackendKey.decode>
+export type SnBackend = ReturnType<typeof snBackend.decode>
+export type SnCtKey = ReturnType<typeof snCtKey.decode>
+export type SnCt = ReturnType<typeof snCt.decode>
 
 /** Every struct codec, for the layout check. */
-export const structCodecs = [snConfig, snNetwork, snEndpointKey, snEndpoint, snDevice] as const;
+export const structCodecs = [
+  snConfig,
+  snNetwork,
+  snEndpointKey,
+  snEndpoint,
+  snDevice,
+  snServiceKey,
+  snService,
+  snMaglevKey,
+  snMaglevChunkLayout,
+  snBackendKey,
+  snBackend,
+  snCtKey,
+  snCt,
+] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
 export function sumPerCpu<T>(codec: Codec<T>, values: readonly T[]): T {
-  const zero = codec.decode(Buffer.alloc(codec.size));
+  const zero = codec.decode(Buffer.alloc(codec.size))
   if (typeof zero === 'bigint') {
     // A scalar u64 codec: T is bigint here.
-    return values.reduce<bigint>((a, v) => a + (v as bigint), 0n) as T;
+    return values.reduce<bigint>((a, v) => a + (v as bigint), 0n) as T
   }
-  if (typeof zero === 'number') return values.reduce<number>((a, v) => a + (v as number), 0) as T;
-  const out = { ...(zero as Record<string, unknown>) };
+  if (typeof zero === 'number') return values.reduce<number>((a, v) => a + (v as number), 0) as T
+  const out = {...(zero as Record<string, unknown>)}
   for (const v of values) {
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      const cur = out[k];
-      if (typeof x === 'bigint' && typeof cur === 'bigint') out[k] = cur + x;
-      else if (typeof x === 'number' && typeof cur === 'number') out[k] = cur + x;
-      else throw bad(`${codec.cType}.${k} cannot be summed`);
+      const cur = out[k]
+      if (typeof x === 'bigint' && typeof cur === 'bigint') out[k] = cur + x
+      else if (typeof x === 'number' && typeof cur === 'number') out[k] = cur + x
+      else throw bad(`${codec.cType}.${k} cannot be summed`)
     }
   }
   // Same keys and value types as the decoded T.
-  return out as T;
+  return out as T
 }
 
 export interface MapCodec<K, V> {
-  key: Codec<K>;
-  value: Codec<V>;
+  key: Codec<K>
+  value: Codec<V>
   /** Values are per-CPU: decode each CPU's slot, sum for display. */
-  percpu?: boolean;
+  percpu?: boolean
 }
 
 /** What every registry entry has, whatever its key and value types. */
-type CodecShape = Pick<Codec<unknown>, 'cType' | 'size' | 'fields'>;
+type CodecShape = Pick<Codec<unknown>, 'cType' | 'size' | 'fields'>
 export interface MapCodecShape {
-  key: CodecShape;
-  value: CodecShape;
-  percpu?: boolean;
+  key: CodecShape
+  value: CodecShape
+  percpu?: boolean
 }
 
 /** The maps of bpf/include/maps.h, by name. */
 export const mapCodecs = {
-  sn_config: { key: u32, value: snConfig },
-  sn_networks: { key: u32, value: snNetwork }, // key: VNI
-  sn_endpoints: { key: snEndpointKey, value: snEndpoint },
-  sn_devices: { key: u32, value: snDevice }, // key: ifindex of the host-side device
-  sn_stats: { key: u32, value: u64, percpu: true }, // key: enum sn_counter (src/bpf/counters.ts)
-} as const satisfies Record<string, MapCodecShape>;
+  sn_config: {key: u32, value: snConfig},
+  sn_networks: {key: u32, value: snNetwork}, // key: VNI
+  sn_endpoints: {key: snEndpointKey, value: snEndpoint},
+  sn_devices: {key: u32, value: snDevice}, // key: ifindex of the host-side device
+  sn_services: {key: snServiceKey, value: snService},
+  sn_maglev: {key: snMaglevKey, value: snMaglevChunk},
+  sn_backends: {key: snBackendKey, value: snBackend},
+  sn_ct: {key: snCtKey, value: snCt},
+  sn_stats: {key: u32, value: u64, percpu: true}, // key: enum sn_counter (src/bpf/counters.ts)
+} as const satisfies Record<string, MapCodecShape>
 
-export type MapName = keyof typeof mapCodecs;
+export type MapName = keyof typeof mapCodecs
 
 export interface DecodedEntry<K, V> {
-  key: K;
+  key: K
   /** For per-CPU maps, the sum over CPUs. */
-  value: V;
-  perCpu?: V[];
+  value: V
+  perCpu?: V[]
 }
 
 /**
@@ -365,13 +486,13 @@ export function decodeEntry<N extends MapName>(
 ): DecodedEntry<ReturnType<(typeof mapCodecs)[N]['key']['decode']>, ReturnType<(typeof mapCodecs)[N]['value']['decode']>> {
   // Indexing the const registry by a generic key loses the per-entry link
   // between codec and value type, so go through the general Codec shape.
-  const mc = mapCodecs[map] as MapCodec<unknown, unknown>;
-  const k = mc.key.decode(key);
-  type R = ReturnType<typeof decodeEntry<N>>;
-  if (!mc.percpu) return { key: k, value: mc.value.decode(value) } as R;
-  const stride = (mc.value.size + 7) & ~7;
-  if (value.length % stride !== 0) throw bad(`${map}: per-CPU value of ${value.length} bytes is not a multiple of ${stride}`);
-  const perCpu: unknown[] = [];
-  for (let at = 0; at < value.length; at += stride) perCpu.push(mc.value.decode(value.subarray(at, at + mc.value.size)));
-  return { key: k, value: sumPerCpu(mc.value, perCpu), perCpu } as R;
+  const mc = mapCodecs[map] as MapCodec<unknown, unknown>
+  const k = mc.key.decode(key)
+  type R = ReturnType<typeof decodeEntry<N>>
+  if (!mc.percpu) return {key: k, value: mc.value.decode(value)} as R
+  const stride = (mc.value.size + 7) & ~7
+  if (value.length % stride !== 0) throw bad(`${map}: per-CPU value of ${value.length} bytes is not a multiple of ${stride}`)
+  const perCpu: unknown[] = []
+  for (let at = 0; at < value.length; at += stride) perCpu.push(mc.value.decode(value.subarray(at, at + mc.value.size)))
+  return {key: k, value: sumPerCpu(mc.value, perCpu), perCpu} as R
 }

@@ -3,9 +3,9 @@
 // name at the end of both lists, never a layout change; a test holds this list
 // to the enum in the objects' BTF.
 
-import { BpfError } from './errors.js';
-import type { BpfMap } from './map.js';
-import { u32, u64 } from './codecs.js';
+import {BpfError} from './errors.js'
+import type {BpfMap} from './map.js'
+import {u32, u64} from './codecs.js'
 
 /** enum sn_counter, in order, without the SN_C_ prefix, in lower case. */
 export const COUNTER_NAMES = [
@@ -24,37 +24,44 @@ export const COUNTER_NAMES = [
   'tc_encap_fail',
   'tc_too_big',
   'tc_frag_needed',
-] as const;
+  'lb_new_flow',
+  'lb_no_backend',
+  'lb_backend_gone',
+  'lb_fragment',
+  'lb_echo',
+  'lb_drop_other',
+  'lb_rev_nat',
+] as const
 
-export type CounterName = (typeof COUNTER_NAMES)[number];
-export type Counters = Record<CounterName, bigint>;
+export type CounterName = (typeof COUNTER_NAMES)[number]
+export type Counters = Record<CounterName, bigint>
 
 /** The C enumerator of a counter: 'xdp_pass' -> 'SN_C_XDP_PASS'. */
 export function counterEnumName(name: string): string {
-  return `SN_C_${name.toUpperCase()}`;
+  return `SN_C_${name.toUpperCase()}`
 }
 
 /** Every named counter, summed over CPUs. */
 export function readCounters(map: BpfMap): Counters {
   if (map.valueSize !== 8 || !map.percpu) {
-    throw new BpfError('BAD_ARGUMENT', `${map.name}: not a per-CPU array of u64 counters`);
+    throw new BpfError('BAD_ARGUMENT', `${map.name}: not a per-CPU array of u64 counters`)
   }
-  const out = {} as Counters;
+  const out = {} as Counters
   COUNTER_NAMES.forEach((name, i) => {
-    const slots = map.lookupPerCpu(u32.encode(i));
-    out[name] = (slots ?? []).reduce((sum, b) => sum + u64.decode(b), 0n);
-  });
-  return out;
+    const slots = map.lookupPerCpu(u32.encode(i))
+    out[name] = (slots ?? []).reduce((sum, b) => sum + u64.decode(b), 0n)
+  })
+  return out
 }
 
 /** Add `add` to CPU 0's slot of each named counter (for migrating counts from an older layout). */
 export function addToCounters(map: BpfMap, add: Partial<Record<CounterName, bigint>>): void {
   for (const [name, n] of Object.entries(add)) {
-    const i = COUNTER_NAMES.indexOf(name as CounterName);
-    if (i < 0 || !n) continue;
-    const key = u32.encode(i);
-    const slots = map.lookupPerCpu(key) ?? [];
-    const cpu0 = (slots[0] ? u64.decode(slots[0]) : 0n) + n;
-    map.updatePerCpu(key, [u64.encode(cpu0), ...slots.slice(1)]);
+    const i = COUNTER_NAMES.indexOf(name as CounterName)
+    if (i < 0 || !n) continue
+    const key = u32.encode(i)
+    const slots = map.lookupPerCpu(key) ?? []
+    const cpu0 = (slots[0] ? u64.decode(slots[0]) : 0n) + n
+    map.updatePerCpu(key, [u64.encode(cpu0), ...slots.slice(1)])
   }
 }

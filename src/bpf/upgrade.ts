@@ -11,18 +11,18 @@
 // Then the old pins go. Programs still attached keep their maps alive until
 // they are replaced, so forwarding goes on with the old state meanwhile.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { BpfError } from './errors.js';
-import { addToCounters, type CounterName } from './counters.js';
-import { BpfMap } from './map.js';
-import type { MapName } from './codecs.js';
-import { nodePinDir } from './pins.js';
+import fs from 'node:fs'
+import path from 'node:path'
+import {BpfError} from './errors.js'
+import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
+import {BpfMap} from './map.js'
+import {u32, type MapName} from './codecs.js'
+import {nodePinDir} from './pins.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3
 
-export type MapOwner = 'store' | 'datapath';
+export type MapOwner = 'store' | 'datapath'
 
 /** Who writes each map, and so what an upgrade does with its old contents. */
 export const MAP_OWNERS: Record<MapName, MapOwner> = {
@@ -30,53 +30,64 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_networks: 'store',
   sn_endpoints: 'store',
   sn_devices: 'store',
+  sn_services: 'store',
+  sn_maglev: 'store',
+  sn_backends: 'store',
+  sn_ct: 'datapath',
   sn_stats: 'datapath',
-};
+}
 
 /** Where a node's maps of one layout version are pinned. */
 export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
-  return version === 1 ? nodePinDir(node) : path.join(nodePinDir(node), `v${version}`);
+  return version === 1 ? nodePinDir(node) : path.join(nodePinDir(node), `v${version}`)
 }
 
 export interface OldLayout {
-  version: number;
-  dir: string;
+  version: number
+  dir: string
   /** Pinned maps of that layout by name. */
-  pins: Record<string, string>;
+  pins: Record<string, string>
 }
 
 /** The maps of layout 1, pinned straight in the node's folder (which holds other pins too). */
-const V1_MAPS = ['sn_config', 'sn_networks', 'sn_endpoints', 'sn_devices', 'sn_stats'];
+const V1_MAPS = ['sn_config', 'sn_networks', 'sn_endpoints', 'sn_devices', 'sn_stats']
 
 /** Pins of every other layout version than ours that a node still has. */
 export function oldLayouts(node: string): OldLayout[] {
-  const root = nodePinDir(node);
-  if (!fs.existsSync(root)) return [];
-  const out: OldLayout[] = [];
-  const loose: Record<string, string> = {};
-  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
-    const m = /^v(\d+)$/.exec(e.name);
+  const root = nodePinDir(node)
+  if (!fs.existsSync(root)) return []
+  const out: OldLayout[] = []
+  const loose: Record<string, string> = {}
+  for (const e of fs.readdirSync(root, {withFileTypes: true})) {
+    const m = /^v(\d+)$/.exec(e.name)
     if (e.isDirectory() && m) {
-      const version = Number(m[1]);
-      if (version === LAYOUT_VERSION || version < 2) continue;
-      const dir = path.join(root, e.name);
-      const pins = Object.fromEntries(fs.readdirSync(dir).map((n) => [n, path.join(dir, n)]));
-      out.push({ version, dir, pins });
+      const version = Number(m[1])
+      if (version === LAYOUT_VERSION || version < 2) continue
+      const dir = path.join(root, e.name)
+      const pins = Object.fromEntries(fs.readdirSync(dir).map((n) => [n, path.join(dir, n)]))
+      out.push({version, dir, pins})
     } else if (!e.isDirectory() && V1_MAPS.includes(e.name)) {
-      loose[e.name] = path.join(root, e.name);
+      loose[e.name] = path.join(root, e.name)
     }
   }
-  if (Object.keys(loose).length > 0) out.push({ version: 1, dir: root, pins: loose });
-  return out.sort((a, b) => a.version - b.version);
+  if (Object.keys(loose).length > 0) out.push({version: 1, dir: root, pins: loose})
+  return out.sort((a, b) => a.version - b.version)
 }
 
 /** Version 1's counters: one per-CPU struct sn_stats of u64 fields, in this order. */
 const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
-  'xdp_pass', 'xdp_decap', 'xdp_no_endpoint', 'xdp_malformed', 'tc_local', 'tc_encap', 'tc_arp_reply',
-  'tc_no_endpoint', 'tc_drop_other',
+  'xdp_pass',
+  'xdp_decap',
+  'xdp_no_endpoint',
+  'xdp_malformed',
+  'tc_local',
+  'tc_encap',
+  'tc_arp_reply',
+  'tc_no_endpoint',
+  'tc_drop_other',
   undefined, // tc_pass: frames from unknown devices were passed then; they are dropped now, a count of its own
   'tc_encap_fail',
-];
+]
 
 /**
  * Migrations of datapath-owned maps, by the version they come from: each reads
@@ -86,29 +97,44 @@ const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
 const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: CurrentMaps) => void>>> = {
   1: {
     sn_stats(old, current) {
-      if (old.valueSize !== V1_STATS_FIELDS.length * 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 1 has ${old.valueSize}-byte values`);
-      const add: Partial<Record<CounterName, bigint>> = {};
+      if (old.valueSize !== V1_STATS_FIELDS.length * 8)
+        throw new BpfError('PIN_MISMATCH', `sn_stats of layout 1 has ${old.valueSize}-byte values`)
+      const add: Partial<Record<CounterName, bigint>> = {}
       for (const cpu of old.lookupPerCpu(Buffer.alloc(4)) ?? []) {
         V1_STATS_FIELDS.forEach((name, i) => {
-          if (name) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(i * 8);
-        });
+          if (name) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(i * 8)
+        })
       }
-      addToCounters(current.sn_stats, add);
+      addToCounters(current.sn_stats, add)
     },
   },
-};
+  // Version 2 (sn_devices without flags, no load balancing): the counters are the same index array, first 15 slots.
+  2: {
+    sn_stats(old, current) {
+      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 2 has ${old.valueSize}-byte values`)
+      const add: Partial<Record<CounterName, bigint>> = {}
+      V2_COUNTERS.forEach((name, i) => {
+        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
+      })
+      addToCounters(current.sn_stats, add)
+    },
+  },
+}
+
+/** Layout 2's counters: the first names of today's list. */
+const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
 
 /** The maps of the current layout that migrations write. */
-export type CurrentMaps = Record<'sn_stats', BpfMap>;
+export type CurrentMaps = Record<'sn_stats', BpfMap>
 
 export interface UpgradeReport {
-  from: number;
+  from: number
   /** Datapath-owned state carried over. */
-  migrated: string[];
+  migrated: string[]
   /** Datapath-owned state with no migration: gone. */
-  dropped: string[];
+  dropped: string[]
   /** Store-derived maps: left to the reconciler to refill. */
-  refilled: string[];
+  refilled: string[]
 }
 
 /**
@@ -116,31 +142,31 @@ export interface UpgradeReport {
  * remove that layout's pins. Call once the current layout's maps are loaded.
  */
 export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeReport[] {
-  const reports: UpgradeReport[] = [];
+  const reports: UpgradeReport[] = []
   for (const old of oldLayouts(node)) {
-    const report: UpgradeReport = { from: old.version, migrated: [], dropped: [], refilled: [] };
-    const toMigrate: Array<{ name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void }> = [];
+    const report: UpgradeReport = {from: old.version, migrated: [], dropped: [], refilled: []}
+    const toMigrate: Array<{name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void}> = []
     try {
       for (const [name, pin] of Object.entries(old.pins)) {
-        const owner = MAP_OWNERS[name as MapName] ?? 'datapath';
-        const migrate = MIGRATIONS[old.version]?.[name];
-        if (owner === 'store') report.refilled.push(name);
-        else if (!migrate) report.dropped.push(name);
-        else toMigrate.push({ name, map: BpfMap.openPinned(pin), migrate });
+        const owner = MAP_OWNERS[name as MapName] ?? 'datapath'
+        const migrate = MIGRATIONS[old.version]?.[name]
+        if (owner === 'store') report.refilled.push(name)
+        else if (!migrate) report.dropped.push(name)
+        else toMigrate.push({name, map: BpfMap.openPinned(pin), migrate})
       }
       // The pins go before the state is carried over (through the open fds): a crash in between
       // loses counts rather than counting them twice on the next start. Unlinking a pin drops one
       // reference; a program still attached keeps its map until it is replaced.
-      for (const pin of Object.values(old.pins)) fs.rmSync(pin, { force: true });
-      if (old.version !== 1) fs.rmSync(old.dir, { recursive: true, force: true });
+      for (const pin of Object.values(old.pins)) fs.rmSync(pin, {force: true})
+      if (old.version !== 1) fs.rmSync(old.dir, {recursive: true, force: true})
       for (const m of toMigrate) {
-        m.migrate(m.map, current);
-        report.migrated.push(m.name);
+        m.migrate(m.map, current)
+        report.migrated.push(m.name)
       }
     } finally {
-      for (const m of toMigrate) m.map.close();
+      for (const m of toMigrate) m.map.close()
     }
-    reports.push(report);
+    reports.push(report)
   }
-  return reports;
+  return reports
 }

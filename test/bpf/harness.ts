@@ -1,144 +1,162 @@
 // Loads one of swarmnet's prebuilt programs under a private pin root and
 // fills its maps through the codecs, for the BPF tests and the bench.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import fs from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {
-  BpfObject, type BpfMap, type BpfProgram, type CounterName, type Counters, ensureBpffs, readCounters, snConfig, snDevice,
-  snEndpoint, snEndpointKey, snNetwork, testRun, type TestRunResult, u32,
-} from '../../src/bpf/index.js';
+  BpfObject,
+  type BpfMap,
+  type BpfProgram,
+  type CounterName,
+  type Counters,
+  ensureBpffs,
+  readCounters,
+  snConfig,
+  snDevice,
+  snEndpoint,
+  snEndpointKey,
+  snNetwork,
+  testRun,
+  type TestRunResult,
+  u32,
+} from '../../src/bpf/index.js'
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const DIST = path.join(REPO, 'bpf/dist');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const DIST = path.join(REPO, 'bpf/dist')
 
-export const XDP_DROP = 1;
-export const XDP_PASS = 2;
-export const XDP_REDIRECT = 4;
-export const TC_ACT_OK = 0;
-export const TC_ACT_SHOT = 2;
-export const TC_ACT_REDIRECT = 7;
+export const XDP_DROP = 1
+export const XDP_PASS = 2
+export const XDP_REDIRECT = 4
+export const TC_ACT_OK = 0
+export const TC_ACT_SHOT = 2
+export const TC_ACT_REDIRECT = 7
 
 /** Offset of `ifindex` in struct __sk_buff (linux/bpf.h). */
-const SKB_IFINDEX = 40;
+const SKB_IFINDEX = 40
 /** The prefix of struct __sk_buff up to and including ifindex. */
-const SKB_CTX_LEN = 44;
+const SKB_CTX_LEN = 44
 
 /** Offsets of gso_segs and gso_size in struct __sk_buff, and the prefix that holds them. */
-const SKB_GSO_SEGS = 164;
-const SKB_GSO_SIZE = 176;
-const SKB_GSO_CTX_LEN = 180;
+const SKB_GSO_SEGS = 164
+const SKB_GSO_SIZE = 176
+const SKB_GSO_CTX_LEN = 180
 
 /**
  * A struct __sk_buff prefix with ifindex set (the kernel accepts ifindex in test runs), and,
  * with `gso`, the skb made a GSO packet of segments of gso.size payload bytes.
  */
-export function skbCtx(ifindex: number, gso?: { size: number; segs: number }): Buffer {
-  const ctx = Buffer.alloc(gso ? SKB_GSO_CTX_LEN : SKB_CTX_LEN);
-  ctx.writeUInt32LE(ifindex, SKB_IFINDEX);
+export function skbCtx(ifindex: number, gso?: {size: number; segs: number}): Buffer {
+  const ctx = Buffer.alloc(gso ? SKB_GSO_CTX_LEN : SKB_CTX_LEN)
+  ctx.writeUInt32LE(ifindex, SKB_IFINDEX)
   if (gso) {
-    ctx.writeUInt32LE(gso.segs, SKB_GSO_SEGS);
-    ctx.writeUInt32LE(gso.size, SKB_GSO_SIZE);
+    ctx.writeUInt32LE(gso.segs, SKB_GSO_SEGS)
+    ctx.writeUInt32LE(gso.size, SKB_GSO_SIZE)
   }
-  return ctx;
+  return ctx
 }
 
 export interface EndpointSpec {
-  vni: number;
-  ip: string;
-  nodeIp: string;
-  ifindex: number;
-  mac: string;
-  local: boolean;
+  vni: number
+  ip: string
+  nodeIp: string
+  ifindex: number
+  mac: string
+  local: boolean
 }
 
 export class Loaded {
-  readonly obj: BpfObject;
-  readonly prog: BpfProgram;
+  readonly obj: BpfObject
+  readonly prog: BpfProgram
 
   /**
    * `keepPins`: reuse maps already pinned under pinRoot (a second object
    * sharing the first one's maps); by default the folder starts empty.
    */
-  constructor(readonly pinRoot: string, objFile: string, progName: string, opts: { keepPins?: boolean } = {}) {
-    ensureBpffs();
-    if (!opts.keepPins) fs.rmSync(pinRoot, { recursive: true, force: true });
-    this.obj = BpfObject.open(path.join(DIST, objFile), { pinRoot });
+  constructor(
+    readonly pinRoot: string,
+    objFile: string,
+    progName: string,
+    opts: {keepPins?: boolean} = {},
+  ) {
+    ensureBpffs()
+    if (!opts.keepPins) fs.rmSync(pinRoot, {recursive: true, force: true})
+    this.obj = BpfObject.open(path.join(DIST, objFile), {pinRoot})
     try {
-      this.obj.load();
-      this.prog = this.obj.program(progName);
+      this.obj.load()
+      this.prog = this.obj.program(progName)
     } catch (e) {
-      this.close();
-      throw e;
+      this.close()
+      throw e
     }
   }
 
   map(name: string): BpfMap {
-    return this.obj.map(name);
+    return this.obj.map(name)
   }
 
-  setConfig(c: { nodeIp: string; vxlanPort: number; underlayIfindex: number }): void {
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number}): void {
     this.map('sn_config').update(
       u32.encode(0),
-      snConfig.encode({ node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: 1, underlay_ifindex: c.underlayIfindex }),
-    );
+      snConfig.encode({node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: 1, underlay_ifindex: c.underlayIfindex}),
+    )
   }
 
   /** A network, with the default MTU (1450) unless given. */
   addNetwork(vni: number, subnet: string, prefixLen: number, mtu = 1450): void {
-    this.map('sn_networks').update(u32.encode(vni), snNetwork.encode({ subnet, prefix_len: prefixLen, flags: 0, mtu }));
+    this.map('sn_networks').update(u32.encode(vni), snNetwork.encode({subnet, prefix_len: prefixLen, flags: 0, mtu}))
   }
 
   addEndpoint(e: EndpointSpec): void {
     this.map('sn_endpoints').update(
-      snEndpointKey.encode({ vni: e.vni, ip: e.ip }),
-      snEndpoint.encode({ node_ip: e.nodeIp, ifindex: e.ifindex, mac: e.mac, flags: e.local ? 1 : 0 }),
-    );
+      snEndpointKey.encode({vni: e.vni, ip: e.ip}),
+      snEndpoint.encode({node_ip: e.nodeIp, ifindex: e.ifindex, mac: e.mac, flags: e.local ? 1 : 0}),
+    )
   }
 
-  addDevice(ifindex: number, vni: number, ip: string): void {
-    this.map('sn_devices').update(u32.encode(ifindex), snDevice.encode({ vni, ip }));
+  addDevice(ifindex: number, vni: number, ip: string, flags = 0): void {
+    this.map('sn_devices').update(u32.encode(ifindex), snDevice.encode({vni, ip, flags}))
   }
 
   deleteDevice(ifindex: number): void {
-    this.map('sn_devices').delete(u32.encode(ifindex));
+    this.map('sn_devices').delete(u32.encode(ifindex))
   }
 
   /** The counters by name, summed over CPUs. */
   stats(): Counters {
-    return readCounters(this.map('sn_stats'));
+    return readCounters(this.map('sn_stats'))
   }
 
-  run(data: Buffer, opts: { ctx?: Buffer; repeat?: number } = {}): TestRunResult {
-    return testRun(this.prog.fd, { data, ctx: opts.ctx, repeat: opts.repeat });
+  run(data: Buffer, opts: {ctx?: Buffer; repeat?: number} = {}): TestRunResult {
+    return testRun(this.prog.fd, {data, ctx: opts.ctx, repeat: opts.repeat})
   }
 
   /**
    * Run once and return the result with the counters that moved (the
    * non-zero differences only).
    */
-  runCounted(data: Buffer, opts: { ctx?: Buffer } = {}): { res: TestRunResult; delta: Partial<Record<CounterName, number>> } {
-    const before = this.stats();
-    const res = this.run(data, opts);
-    const after = this.stats();
-    const delta: Partial<Record<CounterName, number>> = {};
+  runCounted(data: Buffer, opts: {ctx?: Buffer} = {}): {res: TestRunResult; delta: Partial<Record<CounterName, number>>} {
+    const before = this.stats()
+    const res = this.run(data, opts)
+    const after = this.stats()
+    const delta: Partial<Record<CounterName, number>> = {}
     for (const k of Object.keys(after) as CounterName[]) {
-      const d = Number(after[k] - before[k]);
-      if (d !== 0) delta[k] = d;
+      const d = Number(after[k] - before[k])
+      if (d !== 0) delta[k] = d
     }
-    return { res, delta };
+    return {res, delta}
   }
 
   /** Close the object and remove every pin; safe to call twice. */
   close(): void {
     try {
-      this.obj?.close();
+      this.obj?.close()
     } finally {
-      fs.rmSync(this.pinRoot, { recursive: true, force: true });
+      fs.rmSync(this.pinRoot, {recursive: true, force: true})
     }
   }
 }
 
 export function pinRootFor(name: string): string {
-  return `/sys/fs/bpf/swarmnet-test-${process.pid}-${name}`;
+  return `/sys/fs/bpf/swarmnet-test-${process.pid}-${name}`
 }
