@@ -2,6 +2,7 @@
 // programmed (frontends, backends) and as used (live flows per backend, from
 // the node's connection tracking), named from the node's own copy of the store.
 // Reads pins and the state file only, so it works with the agent stopped.
+import {SN_CT_DIR, SN_CT_FLAGS} from '../bpf/codecs.js'
 import {taskName} from '../model/task-name.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 
@@ -41,9 +42,6 @@ export interface LbServiceView {
   frontends: LbFrontendView[]
 }
 
-const CT_FORWARD = 0
-const CT_SEEN_FIN = 0x1
-
 /** Every vip-mode service of the store and every VIP of the maps, joined; sorted by service name. */
 export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
   const netById = new Map(names.networks.map((n) => [n.id, n]))
@@ -53,7 +51,7 @@ export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
   const programmed = new Map(maps.services.map((e) => [fk(e.key.vni, e.key.vip), e.value]))
   const flows = new Map<string, number>()
   for (const e of maps.ct) {
-    if (e.key.dir !== CT_FORWARD || (e.value.flags & CT_SEEN_FIN) !== 0) continue
+    if (e.key.dir !== SN_CT_DIR.FORWARD || (e.value.flags & SN_CT_FLAGS.SEEN_FIN) !== 0) continue
     const k = `${fk(e.key.vni, e.key.dst)}/${e.value.addr}`
     flows.set(k, (flows.get(k) ?? 0) + 1)
   }

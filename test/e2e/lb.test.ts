@@ -27,6 +27,16 @@ interface Svc {
   vips: {network: string; ip: string}[]
   backends: Backend[]
 }
+interface LbService {
+  service: string
+  frontends: {
+    network: string
+    vip: string
+    programmed: boolean
+    tableSize?: number
+    backends: {ip: string; task?: string; node: string; flows: number}[]
+  }[]
+}
 interface Net {
   endpoints: {task: string; ip: string}[]
 }
@@ -120,6 +130,45 @@ describe('service VIPs in a 3-node lab', {timeout: 600_000}, () => {
     assert.equal(s.backends.length, 2)
     assert.match(ok('n1', ['service', 'inspect', 'rr']), /^VIPs: +dnsrr: no VIP$/m)
     assert.match(ok('n1', ['service', 'ls']), /^\w{12} +rr +replicated +\d\/2 +lbnet +dnsrr$/m)
+  })
+
+  test("inspect lb reads the node's maps (agent not needed): the VIP as programmed, its backends, flows", async () => {
+    const web = json<Svc>('n1', ['service', 'inspect', 'web'])
+    const vip = web.vips[0]!.ip
+    type Lb = {node: string; services: LbService[]}
+    const lb = await eventually(
+      'n2 programs web with 3 backends',
+      () => {
+        const v = json<Lb>(undefined, ['inspect', 'lb', 'web', '--host', 'n2'])
+        const f = v.services[0]?.frontends[0]
+        return f?.programmed && f.backends.length === 3 ? v : undefined
+      },
+      30_000,
+    )
+    assert.equal(lb.node, 'n2')
+    assert.deepEqual(
+      lb.services.map((s) => s.service),
+      ['web'],
+    )
+    const f = lb.services[0]!.frontends[0]!
+    assert.deepEqual([f.network, f.vip], ['lbnet', vip])
+    assert.equal(f.tableSize, 307, 'Maglev: the smallest prime >= 100 x 3')
+    assert.deepEqual(f.backends.map((b) => [b.ip, b.task, b.node]).sort(), web.backends.map((b) => [b.ip, b.task, b.node]).sort())
+    for (const b of f.backends) assert.equal(typeof b.flows, 'number')
+    // every service with a VIP, the dnsrr one not among them
+    const all = json<Lb>(undefined, ['inspect', 'lb', '--host', 'n2'])
+    assert.deepEqual(
+      all.services.map((s) => s.service),
+      ['web'],
+    )
+    const text = ok(undefined, ['inspect', 'lb', '--host', 'n2'])
+    assert.match(text, /^SERVICE +NETWORK +FRONTEND +BACKEND +TASK +NODE +FLOWS$/m)
+    const ip = (x: string) => x.replace(/\./g, '\\.')
+    const first = f.backends[0]!
+    assert.match(text, new RegExp(`^web +lbnet +${ip(vip)} +${ip(first.ip)} +${first.task} +${first.node} +${first.flows}$`, 'm'))
+    const r = cli(undefined, ['inspect', 'lb', 'nosuch', '--host', 'n2'])
+    assert.notEqual(r.code, 0)
+    assert.match(r.stderr.trim(), /^swarmnet: service nosuch has no VIP on node n2$/)
   })
 
   test('VIPs never collide with task addresses; a removed service frees its VIP', async () => {
