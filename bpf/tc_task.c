@@ -19,6 +19,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "vxlan.h"
+#include "nat.h"
 
 #define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
 
@@ -214,6 +215,269 @@ static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_confi
 	return 0;
 }
 
+#define SN_ICMP_ECHO_REPLY 0
+#define SN_ICMP_ECHO 8
+
+struct sn_icmp_echo {
+	__u8 type;
+	__u8 code;
+	__u16 check;
+	__be16 id;
+	__be16 seq;
+};
+
+/*
+ * Rewrite one address of a TCP or UDP packet (offset `addr_off` in the IP
+ * header) with the kernel's helpers: they also fix a checksum the task's
+ * stack left for the device to finish (CHECKSUM_PARTIAL), which a plain
+ * incremental update would get wrong. The packet's pointers are stale after.
+ */
+static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u32 addr_off, __be32 from, __be32 to, __u8 proto)
+{
+	__u32 l4 = ETH_HLEN + sizeof(struct iphdr);
+	__u32 csum_off = l4 + (proto == IPPROTO_TCP ? __builtin_offsetof(struct tcphdr, check)
+						    : __builtin_offsetof(struct udphdr, check));
+	__u64 l4flags = BPF_F_PSEUDO_HDR | sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+
+	if (bpf_l4_csum_replace(skb, csum_off, from, to, l4flags) ||
+	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from, to, sizeof(to)) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * Turn a TCP segment from the task into the RST that ends its connection,
+ * in place, back to the task: from the address it was sent to, so its
+ * socket takes it. Nothing answers a RST.
+ */
+static __always_inline int sn_tcp_reset(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct tcphdr *tcp = (void *)(ip + 1);
+	__u8 task_mac[6], peer_mac[6];
+	__be32 task_ip, peer_ip, seq, ack_seq;
+	__be16 task_port, peer_port;
+	__u32 payload, sum = 0;
+	__u16 *w;
+	int had_ack;
+
+	if (!sn_fits(tcp, end) || tcp->rst)
+		return TC_ACT_SHOT;
+	payload = bpf_ntohs(ip->tot_len) - sizeof(*ip) - tcp->doff * 4 + tcp->syn + tcp->fin;
+	sn_mac_copy(task_mac, eth->h_source);
+	sn_mac_copy(peer_mac, eth->h_dest);
+	task_ip = ip->saddr;
+	peer_ip = ip->daddr;
+	task_port = tcp->source;
+	peer_port = tcp->dest;
+	seq = tcp->seq;
+	ack_seq = tcp->ack_seq;
+	had_ack = tcp->ack;
+
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(*ip) + sizeof(*tcp), 0))
+		return TC_ACT_SHOT;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	tcp = (void *)(ip + 1);
+	if (!sn_fits(tcp, end))
+		return TC_ACT_SHOT;
+	sn_mac_copy(eth->h_dest, task_mac);
+	sn_mac_copy(eth->h_source, peer_mac);
+	__builtin_memset(ip, 0, sizeof(*ip) + sizeof(*tcp));
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_TCP;
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*tcp));
+	ip->frag_off = bpf_htons(SN_IP_DF);
+	ip->saddr = peer_ip;
+	ip->daddr = task_ip;
+	ip->check = sn_ipv4_csum(ip);
+	tcp->source = peer_port;
+	tcp->dest = task_port;
+	tcp->doff = 5;
+	tcp->rst = 1;
+	/* RFC 793 "Reset Generation": take the segment's ACK as our sequence, else acknowledge what it carried. */
+	if (had_ack) {
+		tcp->seq = ack_seq;
+	} else {
+		tcp->ack = 1;
+		tcp->ack_seq = bpf_htonl(bpf_ntohl(seq) + payload);
+	}
+	sum = (peer_ip & 0xffff) + (peer_ip >> 16) + (task_ip & 0xffff) + (task_ip >> 16) +
+	      bpf_htons(IPPROTO_TCP) + bpf_htons(sizeof(*tcp));
+	w = (__u16 *)tcp;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	tcp->check = sn_csum_fold(sum);
+	bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_REDIRECT;
+}
+
+/* A flow to a VIP that cannot go on: counted, and ended at once for TCP rather than left to time out. */
+static __always_inline int sn_lb_refuse(struct __sk_buff *skb, __u8 proto, __u32 counter)
+{
+	sn_count(counter);
+	if (proto == IPPROTO_TCP)
+		return sn_tcp_reset(skb);
+	return TC_ACT_SHOT;
+}
+
+/* ICMP echo to a VIP: the VIP answers, as Swarm's does, in place and back to the task. */
+static __always_inline int sn_lb_echo(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct sn_icmp_echo *icmp = (void *)(ip + 1);
+	__u8 mac[6];
+	__be32 addr;
+
+	if (!sn_fits(icmp, end) || icmp->type != SN_ICMP_ECHO || icmp->code != 0)
+		return sn_drop(SN_C_LB_DROP_OTHER);
+	addr = ip->saddr;
+	ip->saddr = ip->daddr;
+	ip->daddr = addr;
+	ip->ttl = 64;
+	ip->check = 0;
+	ip->check = sn_ipv4_csum(ip);
+	icmp->type = SN_ICMP_ECHO_REPLY;
+	/* The type's word went from 8 << 8 to 0. */
+	icmp->check = sn_csum_replace4(icmp->check, bpf_htons(SN_ICMP_ECHO << 8), 0);
+	sn_mac_copy(mac, eth->h_source);
+	sn_mac_copy(eth->h_source, eth->h_dest);
+	sn_mac_copy(eth->h_dest, mac);
+	sn_count(SN_C_LB_ECHO);
+	bpf_redirect(skb->ifindex, 0);
+	return TC_ACT_REDIRECT;
+}
+
+/*
+ * A frame from the task to a VIP: its backend from connection tracking, or
+ * on a new flow from the service's Maglev table (and tracked from then on),
+ * and the destination rewritten to it. < 0 when the frame goes on to the
+ * backend (*backend set), else the verdict.
+ */
+static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *dev, __be32 *backend)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct sn_service_key sk;
+	struct sn_ct_key ck = {};
+	struct sn_ct_key rk = {};
+	struct sn_backend_key bk;
+	struct sn_maglev_key mk;
+	struct sn_maglev_chunk *chunk;
+	struct sn_service *svc;
+	struct sn_ports *ports;
+	struct sn_ct nct = {};
+	struct sn_ct *ct;
+	__u32 slot;
+	__u8 proto;
+
+	if (!sn_fits(ip, end))
+		return sn_drop(SN_C_TC_DROP_OTHER);
+	if (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET))
+		return sn_drop(SN_C_LB_FRAGMENT);
+	if (ip->ihl != 5)
+		return sn_drop(SN_C_LB_DROP_OTHER);
+	proto = ip->protocol;
+	if (proto == IPPROTO_ICMP)
+		return sn_lb_echo(skb);
+	ports = (void *)(ip + 1);
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !sn_fits(ports, end))
+		return sn_drop(SN_C_LB_DROP_OTHER);
+
+	sk.vni = dev->vni;
+	sk.vip = ip->daddr;
+	ck.vni = dev->vni;
+	ck.src = ip->saddr;
+	ck.dst = ip->daddr;
+	ck.sport = ports->source;
+	ck.dport = ports->dest;
+	ck.proto = proto;
+	ck.dir = SN_CT_FORWARD;
+	svc = bpf_map_lookup_elem(&sn_services, &sk);
+	ct = bpf_map_lookup_elem(&sn_ct, &ck);
+	if (ct) {
+		/* A later table than the flow's: is its backend still in the set? */
+		if (!svc || ct->table != svc->table) {
+			bk.vni = dev->vni;
+			bk.vip = sk.vip;
+			bk.ip = ct->addr;
+			if (!svc || !bpf_map_lookup_elem(&sn_backends, &bk)) {
+				bpf_map_delete_elem(&sn_ct, &ck);
+				return sn_lb_refuse(skb, proto, SN_C_LB_BACKEND_GONE);
+			}
+			ct->table = svc->table;
+		}
+		*backend = ct->addr;
+	} else {
+		if (!svc || !svc->count || !svc->size)
+			return sn_lb_refuse(skb, proto, SN_C_LB_NO_BACKEND);
+		slot = sn_lb_hash(ck.src, ck.dst, ck.sport, ck.dport, proto) % svc->size;
+		mk.table = svc->table;
+		mk.chunk = slot / SN_MAGLEV_CHUNK;
+		chunk = bpf_map_lookup_elem(&sn_maglev, &mk);
+		if (!chunk || !chunk->backend[slot & (SN_MAGLEV_CHUNK - 1)])
+			return sn_lb_refuse(skb, proto, SN_C_LB_NO_BACKEND);
+		*backend = chunk->backend[slot & (SN_MAGLEV_CHUNK - 1)];
+		/* The reply entry first: a reply must never find the flow without it. */
+		rk.vni = dev->vni;
+		rk.src = *backend;
+		rk.dst = ck.src;
+		rk.sport = ck.dport;
+		rk.dport = ck.sport;
+		rk.proto = proto;
+		rk.dir = SN_CT_REPLY;
+		nct.addr = ck.dst;
+		if (bpf_map_update_elem(&sn_ct, &rk, &nct, BPF_ANY))
+			return sn_drop(SN_C_LB_DROP_OTHER);
+		nct.addr = *backend;
+		nct.table = svc->table;
+		if (bpf_map_update_elem(&sn_ct, &ck, &nct, BPF_ANY))
+			return sn_drop(SN_C_LB_DROP_OTHER);
+		sn_count(SN_C_LB_NEW_FLOW);
+	}
+	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, *backend, proto))
+		return sn_drop(SN_C_LB_DROP_OTHER);
+	return -1;
+}
+
+/* A reply from a backend task to a client task of this node: its VIP back as the source. */
+static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct sn_ports *ports = (void *)(ip + 1);
+	struct sn_ct_key ck = {};
+	struct sn_ct *ct;
+
+	if (!sn_fits(ports, end) || ip->ihl != 5 || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
+	    (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)))
+		return;
+	ck.vni = vni;
+	ck.src = ip->saddr;
+	ck.dst = ip->daddr;
+	ck.sport = ports->source;
+	ck.dport = ports->dest;
+	ck.proto = ip->protocol;
+	ck.dir = SN_CT_REPLY;
+	ct = bpf_map_lookup_elem(&sn_ct, &ck);
+	if (ct && !sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))
+		sn_count(SN_C_LB_REV_NAT);
+}
+
 SEC("tc")
 int sn_tc_task(struct __sk_buff *skb)
 {
@@ -259,7 +523,30 @@ int sn_tc_task(struct __sk_buff *skb)
 	if (!ep)
 		return sn_drop(SN_C_TC_NO_ENDPOINT);
 
+	if (ep->flags & SN_EP_VIP) {
+		verdict = sn_lb(skb, dev, &key.ip);
+		if (verdict >= 0)
+			return verdict;
+		ep = bpf_map_lookup_elem(&sn_endpoints, &key);
+		if (!ep || (ep->flags & SN_EP_VIP))
+			return sn_drop(SN_C_TC_NO_ENDPOINT);
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		if (!sn_fits(ip, end))
+			return sn_drop(SN_C_TC_DROP_OTHER);
+	}
+
 	if (ep->flags & SN_EP_LOCAL) {
+		if (dev->flags & SN_DEV_BACKEND) {
+			sn_rev_nat_tc(skb, dev->vni);
+			data = (void *)(long)skb->data;
+			end = (void *)(long)skb->data_end;
+			eth = data;
+			if (!sn_fits(eth, end))
+				return sn_drop(SN_C_TC_DROP_OTHER);
+		}
 		sn_mac_copy(eth->h_dest, ep->mac);
 		sn_count(SN_C_TC_LOCAL);
 		return bpf_redirect(ep->ifindex, 0);

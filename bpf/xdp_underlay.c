@@ -16,6 +16,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "vxlan.h"
+#include "nat.h"
 
 static __always_inline int sn_pass(void)
 {
@@ -93,6 +94,9 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	if (!dst || !(dst->flags & SN_EP_LOCAL) || !dst->ifindex)
 		return sn_drop(SN_C_XDP_NO_ENDPOINT);
 
+	/* A reply from a backend to a client here: the client sees the VIP it spoke to. */
+	if ((src->flags & SN_EP_BACKEND) && iip->ihl == 5)
+		sn_rev_nat_direct(iip, end, key.vni);
 	sn_mac_copy(inner->h_dest, dst->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return sn_drop(SN_C_XDP_MALFORMED);

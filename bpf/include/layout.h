@@ -22,7 +22,7 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
-#define SN_LAYOUT_VERSION 2
+#define SN_LAYOUT_VERSION 3
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
@@ -61,12 +61,17 @@ struct sn_endpoint {
 };
 
 #define SN_EP_LOCAL 0x1
+#define SN_EP_VIP 0x2        /* a service VIP (bpf/include/lb.h): node_ip and ifindex are 0 */
+#define SN_EP_BACKEND 0x4    /* a backend of some VIP: replies from it may need their VIP back */
 
 /* The host-side device of a task attachment: which network it is on. */
 struct sn_device {
 	__u32 vni;
 	__be32 ip;             /* the task's address on that network */
+	__u32 flags;           /* SN_DEV_* */
 };
+
+#define SN_DEV_BACKEND 0x1     /* the task is a backend of some VIP: its replies to local clients may need their VIP back */
 
 /*
  * Counters: slots of a per-CPU array, indexed by this enum (as Katran keeps
@@ -90,10 +95,19 @@ enum sn_counter {
 	SN_C_TC_ENCAP_FAIL,       /* no room to encapsulate, or no underlay: dropped */
 	SN_C_TC_TOO_BIG,          /* larger than the network's MTU, DF clear or GSO: dropped */
 	SN_C_TC_FRAG_NEEDED,      /* larger than the network's MTU with DF: ICMP sent back */
+	SN_C_LB_NEW_FLOW,         /* to a VIP, no connection tracked: backend picked by Maglev */
+	SN_C_LB_NO_BACKEND,       /* to a VIP with no service entry or no backends: dropped (TCP: RST) */
+	SN_C_LB_BACKEND_GONE,     /* tracked flow whose backend left the set: entry removed, dropped (TCP: RST) */
+	SN_C_LB_FRAGMENT,         /* an IP fragment to a VIP: dropped */
+	SN_C_LB_ECHO,             /* ICMP echo to a VIP: answered */
+	SN_C_LB_DROP_OTHER,       /* to a VIP: not TCP, UDP or echo, IP options, or no room in the tracking table */
+	SN_C_LB_REV_NAT,          /* a reply given its VIP back as source */
 	SN_C__COUNT
 };
 
 #define SN_COUNTER_SLOTS 64
 _Static_assert(SN_C__COUNT <= SN_COUNTER_SLOTS, "more counters than slots: raise SN_COUNTER_SLOTS (a layout change)");
+
+#include "lb.h"
 
 #endif

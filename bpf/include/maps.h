@@ -14,6 +14,10 @@
 #define SN_MAX_ENDPOINTS 65536
 #define SN_MAX_NETWORKS 4096
 #define SN_MAX_DEVICES 16384
+#define SN_MAX_SERVICES 65536
+#define SN_MAX_MAGLEV_CHUNKS 131072
+#define SN_MAX_BACKENDS 262144
+#define SN_MAX_CT 131072
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -46,6 +50,42 @@ struct {
 	__type(value, struct sn_device);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_devices SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_SERVICES);
+	__type(key, struct sn_service_key);
+	__type(value, struct sn_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_services SEC(".maps");
+
+/* Allocated as written (1 KiB a chunk): room for two tables per service while one replaces the other. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_MAGLEV_CHUNKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sn_maglev_key);
+	__type(value, struct sn_maglev_chunk);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_BACKENDS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sn_backend_key);
+	__type(value, struct sn_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_backends SEC(".maps");
+
+/* Datapath-owned: no idle timeout, entries go on FIN/RST (reclaimed by the agent) or by LRU pressure. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SN_MAX_CT);
+	__type(key, struct sn_ct_key);
+	__type(value, struct sn_ct);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_ct SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -10,7 +10,8 @@ export default class ServiceCreate extends SwarmnetCommand {
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override runsCommand = true
-  static override usage = 'service create --name NAME [--replicas K | --mode global] [--network NET ...] [-- CMD ARGS...]'
+  static override usage =
+    'service create --name NAME [--replicas K | --mode global] [--network NET ...] [--endpoint-mode vip|dnsrr] [-- CMD ARGS...]'
   static override examples = [
     '<%= config.bin %> service create --name web --replicas 3 --network backend',
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
@@ -32,6 +33,11 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     }),
     'limit-memory': Flags.string({description: 'memory limit of each task, e.g. 64M'}),
     'limit-cpu': Flags.string({description: 'CPU limit of each task in CPUs, e.g. 0.5'}),
+    'endpoint-mode': Flags.string({
+      description: 'vip: one virtual IP per network, load-balanced over the running tasks; dnsrr: no VIP',
+      options: ['vip', 'dnsrr'],
+      default: 'vip',
+    }),
   }
 
   async run(): Promise<void> {
@@ -47,6 +53,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       user: flags.user,
       limitMemory: flags['limit-memory'],
       limitCpu: flags['limit-cpu'],
+      endpointMode: flags['endpoint-mode'],
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -14,13 +14,14 @@ export default class ServiceLs extends SwarmnetCommand {
     const svcs = await new AgentClient(flags.host).get<ServiceView[]>('/services')
     if (flags.json) return printJson(svcs)
     printTable(
-      ['id', 'name', 'mode', 'replicas', 'networks', 'command'],
+      ['id', 'name', 'mode', 'replicas', 'networks', 'vips', 'command'],
       svcs.map((s) => [
         s.id.slice(0, 12),
         s.name,
         s.mode,
         `${s.running}/${s.desired}`,
         s.networks.join(','),
+        s.endpointMode === 'dnsrr' ? 'dnsrr' : s.vips.map((v) => `${v.network}=${v.ip}`).join(',') || '-',
         s.command.join(' '),
       ]),
     )

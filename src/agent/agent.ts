@@ -191,6 +191,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
             local: [...tasks.localAttachments(), ...attachments.localAttachments()],
             membership,
+            services: controller.services(),
+            statuses: controller.statuses(),
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
@@ -215,9 +217,12 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const soon = () => {
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   }
-  const unsubscribe = store.onChange((key) => {
+  const unsubscribe = store.onChange((key, value) => {
+    // This node's task states are written by its own reconcilers; another node's decide which backends a VIP has.
+    const statusNode = (value as {nodeId?: unknown} | undefined)?.nodeId
+    if (key.startsWith('taskstatus/') && (statusNode === undefined || statusNode === cfg.nodeId)) return
     // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
-    if (key.startsWith('taskstatus/') || key.startsWith('attachmentstatus/')) return
+    if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
     soon()
   })

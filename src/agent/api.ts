@@ -9,7 +9,7 @@ import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
-import {attachmentView, networkView, nodeView, serviceView, taskView} from './render.js'
+import {attachmentView, networkView, nodeView, serviceInspectView, serviceView, taskView} from './render.js'
 
 export interface ApiContext {
   controller: Controller
@@ -96,11 +96,12 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
             user: optStr(b, 'user'),
             limitMemory: optStr(b, 'limitMemory'),
             limitCpu: optStr(b, 'limitCpu'),
+            endpointMode: optStr(b, 'endpointMode'),
           }),
           c,
         ),
     ],
-    ['GET', /^\/services\/([^/]+)$/, (m) => serviceView(c.findService(dec(m[1])), c)],
+    ['GET', /^\/services\/([^/]+)$/, (m) => serviceInspectView(c.findService(dec(m[1])), c)],
     [
       'GET',
       /^\/services\/([^/]+)\/tasks$/,

@@ -4,7 +4,7 @@ import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
-import type {AttachmentView, NetworkView, NodeView, ServiceView, TaskView} from './views.js'
+import type {AttachmentView, NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
 /** live: the member as this node's failure detector sees it (absent for this node itself). */
 export function nodeView(
@@ -88,6 +88,8 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
+    endpointMode: s.endpointMode ?? 'vip',
+    vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
   }
 }
 
@@ -104,4 +106,28 @@ export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentV
     state: st?.state ?? 'pending',
     ...(st?.message ? {message: st.message} : {}),
   }
+}
+
+export function serviceInspectView(s: Service, c: Controller): ServiceInspectView {
+  const tasks = c
+    .tasks()
+    .filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+    .sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1))
+  const st = c.statuses()
+  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+  const nodes = new Map(c.nodes().map((n) => [n.id, n.name]))
+  const backends = s.networks.flatMap((netId) =>
+    tasks.flatMap((t) =>
+      t.attachments
+        .filter((a) => a.networkId === netId)
+        .map((a) => ({
+          network: nets.get(netId) ?? netId,
+          task: taskName(t),
+          ip: a.ip,
+          node: nodes.get(t.nodeId) ?? t.nodeId,
+          state: st.get(t.id)?.state ?? 'new',
+        })),
+    ),
+  )
+  return {...serviceView(s, c), backends}
 }

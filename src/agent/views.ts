@@ -64,6 +64,24 @@ export interface ServiceView {
   running: number
   networks: string[]
   command: string[]
+  endpointMode: 'vip' | 'dnsrr'
+  /** One per network in vip mode (by network name); none in dnsrr mode. */
+  vips: {network: string; ip: string}[]
+}
+
+/** A task that should be running, as a backend of its service on one network. */
+export interface BackendView {
+  network: string
+  task: string
+  ip: string
+  node: string
+  /** The task's state as its node reports it: only 'running' ones receive flows. */
+  state: string
+}
+
+/** GET /services/NAME: the service, its VIPs and its backends on every network. */
+export interface ServiceInspectView extends ServiceView {
+  backends: BackendView[]
 }
 
 export interface InfoView {

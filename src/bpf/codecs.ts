@@ -267,7 +267,8 @@ export const u64 = scalar('__u64', 'u64')
 
 export const SN_CONFIG_FLAGS = {READY: 0x1} as const
 export const SN_NET_FLAGS = {INGRESS: 0x1} as const
-export const SN_EP_FLAGS = {LOCAL: 0x1} as const
+export const SN_EP_FLAGS = {LOCAL: 0x1, VIP: 0x2, BACKEND: 0x4} as const
+export const SN_DEV_FLAGS = {BACKEND: 0x1} as const
 
 export const snConfig = defineStruct('sn_config', 12, [
   {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
@@ -295,9 +296,96 @@ export const snEndpoint = defineStruct('sn_endpoint', 16, [
   {name: 'flags', offset: 14, size: 2, kind: 'u16', flags: SN_EP_FLAGS},
 ])
 
-export const snDevice = defineStruct('sn_device', 8, [
+export const snDevice = defineStruct('sn_device', 12, [
   {name: 'vni', offset: 0, size: 4, kind: 'u32'},
   {name: 'ip', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_DEV_FLAGS},
+])
+
+/* ---- bpf/include/lb.h ---- */
+
+export const SN_CT_DIR = {FORWARD: 0, REPLY: 1} as const
+export const SN_CT_FLAGS = {SEEN_FIN: 0x1} as const
+/** Slots of one sn_maglev value. */
+export const SN_MAGLEV_CHUNK = 256
+
+export const snServiceKey = defineStruct('sn_service_key', 8, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'vip', offset: 4, size: 4, kind: 'ipv4'},
+])
+
+export const snService = defineStruct('sn_service', 12, [
+  {name: 'table', offset: 0, size: 4, kind: 'u32'},
+  {name: 'size', offset: 4, size: 4, kind: 'u32'},
+  {name: 'count', offset: 8, size: 2, kind: 'u16'},
+  {name: 'flags', offset: 10, size: 2, kind: 'u16'},
+])
+
+export const snMaglevKey = defineStruct('sn_maglev_key', 8, [
+  {name: 'table', offset: 0, size: 4, kind: 'u32'},
+  {name: 'chunk', offset: 4, size: 4, kind: 'u32'},
+])
+
+/** The layout of struct sn_maglev_chunk for the BTF check; values go through snMaglevChunk. */
+export const snMaglevChunkLayout = defineStruct('sn_maglev_chunk', SN_MAGLEV_CHUNK * 4, [
+  {name: 'backend', offset: 0, size: SN_MAGLEV_CHUNK * 4, kind: 'pad'},
+])
+
+/**
+ * One chunk of a Maglev table: the backends' addresses, slot by slot. A
+ * table's last chunk is padded with 0.0.0.0 (slots past its size are never read).
+ */
+export const snMaglevChunk: Codec<string[]> = {
+  cType: 'struct sn_maglev_chunk',
+  size: SN_MAGLEV_CHUNK * 4,
+  fields: snMaglevChunkLayout.fields,
+  encode(value: string[]): Buffer {
+    if (value.length > SN_MAGLEV_CHUNK) throw bad(`sn_maglev_chunk: ${value.length} slots, at most ${SN_MAGLEV_CHUNK}`)
+    const buf = Buffer.alloc(SN_MAGLEV_CHUNK * 4)
+    value.forEach((ip, i) => parseIpv4(ip).copy(buf, i * 4))
+    return buf
+  },
+  decode(buf: Buffer): string[] {
+    if (buf.length < SN_MAGLEV_CHUNK * 4) throw bad(`sn_maglev_chunk: ${buf.length} bytes, expected ${SN_MAGLEV_CHUNK * 4}`)
+    const out: string[] = []
+    for (let i = 0; i < SN_MAGLEV_CHUNK; i++) out.push(formatIpv4(buf.subarray(i * 4, i * 4 + 4)))
+    return out
+  },
+  /** Summarised: how many slots each backend holds. */
+  display(value: string[]): string {
+    const n = new Map<string, number>()
+    for (const ip of value) if (ip !== '0.0.0.0') n.set(ip, (n.get(ip) ?? 0) + 1)
+    return [...n].map(([ip, c]) => `${ip} x${c}`).join(', ')
+  },
+}
+
+export const snBackendKey = defineStruct('sn_backend_key', 12, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'vip', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'ip', offset: 8, size: 4, kind: 'ipv4'},
+])
+
+export const snBackend = defineStruct('sn_backend', 8, [
+  {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32'},
+])
+
+export const snCtKey = defineStruct('sn_ct_key', 20, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'src', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'dst', offset: 8, size: 4, kind: 'ipv4'},
+  {name: 'sport', offset: 12, size: 2, kind: 'be16'},
+  {name: 'dport', offset: 14, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 16, size: 1, kind: 'u8'},
+  {name: 'dir', offset: 17, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 18, size: 2, kind: 'pad'},
+])
+
+export const snCt = defineStruct('sn_ct', 16, [
+  {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'table', offset: 4, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_CT_FLAGS},
+  {name: 'pad', offset: 12, size: 4, kind: 'pad'},
 ])
 
 export type SnConfig = ReturnType<typeof snConfig.decode>
@@ -305,9 +393,29 @@ export type SnNetwork = ReturnType<typeof snNetwork.decode>
 export type SnEndpointKey = ReturnType<typeof snEndpointKey.decode>
 export type SnEndpoint = ReturnType<typeof snEndpoint.decode>
 export type SnDevice = ReturnType<typeof snDevice.decode>
+export type SnServiceKey = ReturnType<typeof snServiceKey.decode>
+export type SnService = ReturnType<typeof snService.decode>
+export type SnBackendKey = ReturnType<typeof snBackendKey.decode>
+export type SnBackend = ReturnType<typeof snBackend.decode>
+export type SnCtKey = ReturnType<typeof snCtKey.decode>
+export type SnCt = ReturnType<typeof snCt.decode>
 
 /** Every struct codec, for the layout check. */
-export const structCodecs = [snConfig, snNetwork, snEndpointKey, snEndpoint, snDevice] as const
+export const structCodecs = [
+  snConfig,
+  snNetwork,
+  snEndpointKey,
+  snEndpoint,
+  snDevice,
+  snServiceKey,
+  snService,
+  snMaglevKey,
+  snMaglevChunkLayout,
+  snBackendKey,
+  snBackend,
+  snCtKey,
+  snCt,
+] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
 export function sumPerCpu<T>(codec: Codec<T>, values: readonly T[]): T {
@@ -351,6 +459,10 @@ export const mapCodecs = {
   sn_networks: {key: u32, value: snNetwork}, // key: VNI
   sn_endpoints: {key: snEndpointKey, value: snEndpoint},
   sn_devices: {key: u32, value: snDevice}, // key: ifindex of the host-side device
+  sn_services: {key: snServiceKey, value: snService},
+  sn_maglev: {key: snMaglevKey, value: snMaglevChunk},
+  sn_backends: {key: snBackendKey, value: snBackend},
+  sn_ct: {key: snCtKey, value: snCt},
   sn_stats: {key: u32, value: u64, percpu: true}, // key: enum sn_counter (src/bpf/counters.ts)
 } as const satisfies Record<string, MapCodecShape>
 

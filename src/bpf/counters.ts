@@ -24,6 +24,13 @@ export const COUNTER_NAMES = [
   'tc_encap_fail',
   'tc_too_big',
   'tc_frag_needed',
+  'lb_new_flow',
+  'lb_no_backend',
+  'lb_backend_gone',
+  'lb_fragment',
+  'lb_echo',
+  'lb_drop_other',
+  'lb_rev_nat',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

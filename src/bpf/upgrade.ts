@@ -14,13 +14,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {BpfError} from './errors.js'
-import {addToCounters, type CounterName} from './counters.js'
+import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
 import {BpfMap} from './map.js'
-import type {MapName} from './codecs.js'
+import {u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 2
+export const LAYOUT_VERSION = 3
 
 export type MapOwner = 'store' | 'datapath'
 
@@ -30,6 +30,10 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_networks: 'store',
   sn_endpoints: 'store',
   sn_devices: 'store',
+  sn_services: 'store',
+  sn_maglev: 'store',
+  sn_backends: 'store',
+  sn_ct: 'datapath',
   sn_stats: 'datapath',
 }
 
@@ -104,7 +108,21 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       addToCounters(current.sn_stats, add)
     },
   },
+  // Version 2 (sn_devices without flags, no load balancing): the counters are the same index array, first 15 slots.
+  2: {
+    sn_stats(old, current) {
+      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 2 has ${old.valueSize}-byte values`)
+      const add: Partial<Record<CounterName, bigint>> = {}
+      V2_COUNTERS.forEach((name, i) => {
+        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
+      })
+      addToCounters(current.sn_stats, add)
+    },
+  },
 }
+
+/** Layout 2's counters: the first names of today's list. */
+const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
 
 /** The maps of the current layout that migrations write. */
 export type CurrentMaps = Record<'sn_stats', BpfMap>

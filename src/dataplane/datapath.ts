@@ -17,7 +17,7 @@ import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
-import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport} from './mapsync.js'
+import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
 
 export interface DatapathOptions {
   node: string
@@ -40,7 +40,7 @@ export interface DatapathStatus {
   /** How the programs are attached: bpf_link, or netlink on kernels without links. */
   underlayVia: 'link' | 'netlink'
   /** Syncs in which a map could not be written in full (full map, or another error), per map. */
-  syncErrors: Partial<Record<MirroredMap, number>>
+  syncErrors: Partial<Record<MirroredMap | 'sn_maglev', number>>
   lastSyncError?: string
   /** Attachments found missing by the drift check and made again. */
   repairs: number
@@ -51,6 +51,8 @@ export class Datapath {
   private readonly tasks = new Map<string, number>()
   private readonly taskVia = new Map<string, 'link' | 'netlink'>()
   private readonly st: DatapathStatus
+  /** Maglev tables this agent wrote, by id: an unchanged one is not written again. */
+  private readonly tables: TableState
 
   private constructor(
     private readonly o: DatapathOptions,
@@ -58,12 +60,13 @@ export class Datapath {
     private readonly xdpFd: number,
     private readonly tcFd: number,
     private readonly peerFd: number,
-    readonly maps: {config: BpfMap; stats: BpfMap} & Record<MirroredMap, BpfMap>,
+    readonly maps: {config: BpfMap; stats: BpfMap; sn_maglev: BpfMap; sn_ct: BpfMap} & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
   ) {
     this.st = {underlayVia, syncErrors: {}, repairs: 0}
+    this.tables = {map: maps.sn_maglev, written: new Map()}
   }
 
   static open(o: DatapathOptions): Datapath {
@@ -97,6 +100,10 @@ export class Datapath {
           sn_networks: underlay.map('sn_networks'),
           sn_endpoints: underlay.map('sn_endpoints'),
           sn_devices: task.map('sn_devices'),
+          sn_services: task.map('sn_services'),
+          sn_maglev: task.map('sn_maglev'),
+          sn_backends: task.map('sn_backends'),
+          sn_ct: task.map('sn_ct'),
           stats: underlay.map('sn_stats'),
         },
         r.via,
@@ -127,7 +134,8 @@ export class Datapath {
    */
   attachTask(hostIf: string, device: {vni: number; ip: string}): void {
     const ifindex = ifindexOf(hostIf)
-    this.maps.sn_devices.update(u32.encode(ifindex), snDevice.encode(device))
+    // The backend flag comes with the next sync, once the task runs.
+    this.maps.sn_devices.update(u32.encode(ifindex), snDevice.encode({...device, flags: 0}))
     this.attachTc(hostIf)
     this.tasks.set(hostIf, ifindex)
   }
@@ -160,7 +168,10 @@ export class Datapath {
 
   /** Makes the store-owned maps hold `want`; a map that fails is reported, the others still written. */
   sync(want: DesiredMaps): SyncReport {
-    const r = mirrorMaps(this.maps, encodeDesired(want))
+    const r = mirrorMaps(this.maps, encodeDesired(want), {
+      state: this.tables,
+      services: want.services?.values() ?? [],
+    })
     for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
     if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
     return r

@@ -1,9 +1,11 @@
 // What the BPF maps of one node should hold, derived from the store alone
 // (plus the ifindexes of the node's own task devices). Pure, so the
 // reconciler's whole decision is testable without a kernel.
-import {taskMtu} from '../model/allocate.js'
+import {createHash} from 'node:crypto'
+import {macForIp, taskMtu} from '../model/allocate.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
-import type {Network, NodeRecord, Task} from '../model/types.js'
+import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
+import {maglevSize} from '../lb/maglev.js'
 
 /** A local attachment: the host-side device the task runner made for (task, network). */
 export interface LocalAttachment {
@@ -19,6 +21,32 @@ export interface DesiredEndpoint {
   ifindex: number
   mac: string
   local: boolean
+  /** A service VIP (answered for by ARP, load-balanced by tc); absent when not. */
+  vip?: true
+  /** A backend of some VIP: replies from it are looked up for reverse NAT; absent when not. */
+  backend?: true
+}
+
+export interface DesiredBackend {
+  /** The Maglev key: the task id, the same on every node. */
+  key: string
+  ip: string
+  nodeIp: string
+}
+
+/** One VIP of a service on one network. */
+export interface DesiredService {
+  serviceId: string
+  vni: number
+  vip: string
+  /** Maglev table size (prime); stable while the service's scale is. */
+  size: number
+  /** Running backends, sorted by key. */
+  backends: DesiredBackend[]
+  /** sn_maglev id of the table: derived from what the table is made of, unique among the desired services. */
+  tableId: number
+  /** What the table is made of: equal contents give equal tables (src/lb/maglev.ts is deterministic). */
+  contents: string
 }
 
 export interface DesiredMaps {
@@ -26,7 +54,9 @@ export interface DesiredMaps {
   /** keyed by `${vni}/${ip}` */
   endpoints: Map<string, DesiredEndpoint>
   /** keyed by host-side ifindex */
-  devices: Map<number, {vni: number; ip: string}>
+  devices: Map<number, {vni: number; ip: string; backend?: true}>
+  /** VIPs, keyed by `${vni}/${vip}`; none when absent */
+  services?: Map<string, DesiredService>
 }
 
 export interface ClusterView {
@@ -37,6 +67,9 @@ export interface ClusterView {
   local: LocalAttachment[]
   /** Liveness (src/membership/): endpoints of a node declared down leave the maps at once. */
   membership?: MembershipView
+  /** Services (their VIPs) and the tasks' reported states (backends are the running ones). */
+  services?: Service[]
+  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'>>
 }
 
 /**
@@ -47,16 +80,26 @@ export interface ClusterView {
  * learned.
  *   mirror: made to hold exactly the desired entries (stale keys deleted
  *           first, so a full map frees room before anything is inserted);
+ *   tables: Maglev tables, immutable once written: a new one is written
+ *           under a fresh id before sn_services points at it, and the ones no
+ *           service points at are deleted after (so no moment without backends);
  *   config: one entry, set when the agent starts;
  *   none:   the agent only reads (and, for tables that grow, reclaims).
+ * The order is the order a sync writes them in: a VIP's backend set
+ * (sn_backends) is right before its service flips to a new table, so a
+ * tracked flow checked against the set after the flip sees the new set.
  */
 export const MAP_OWNERSHIP = {
   sn_config: {owner: 'store', rule: 'config'},
   sn_networks: {owner: 'store', rule: 'mirror'},
   sn_endpoints: {owner: 'store', rule: 'mirror'},
   sn_devices: {owner: 'store', rule: 'mirror'},
+  sn_backends: {owner: 'store', rule: 'mirror'},
+  sn_maglev: {owner: 'store', rule: 'tables'},
+  sn_services: {owner: 'store', rule: 'mirror'},
+  sn_ct: {owner: 'datapath', rule: 'none'},
   sn_stats: {owner: 'datapath', rule: 'none'},
-} as const satisfies Record<string, {owner: 'store' | 'datapath'; rule: 'mirror' | 'config' | 'none'}>
+} as const satisfies Record<string, {owner: 'store' | 'datapath'; rule: 'mirror' | 'tables' | 'config' | 'none'}>
 
 export type MapName = keyof typeof MAP_OWNERSHIP
 
@@ -90,7 +133,7 @@ export function planMirror(have: ReadonlyMap<string, Buffer>, want: Entries): Mi
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: DesiredMaps = {networks: new Map(), endpoints: new Map(), devices: new Map()}
+  const out: Required<DesiredMaps> = {networks: new Map(), endpoints: new Map(), devices: new Map(), services: new Map()}
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
   const view = v.membership ?? NOBODY_DOWN
   const nodeById = new Map(
@@ -130,5 +173,75 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
       if (isLocal) out.devices.set(ifindex!, {vni: net.vni!, ip: a.ip})
     }
   }
+  desiredServices(v, out, netById, nodeById, localNets)
   return out
+}
+
+/**
+ * The VIPs of the networks this node has a task on, with their running
+ * backends: an endpoint entry per VIP (flag VIP, its MAC for ARP), the
+ * backend flag on the backends' endpoints and devices, and one Maglev table each.
+ */
+function desiredServices(
+  v: ClusterView,
+  out: Required<DesiredMaps>,
+  netById: ReadonlyMap<string, Network>,
+  nodeById: ReadonlyMap<string, NodeRecord>,
+  localNets: ReadonlySet<string>,
+): void {
+  const tasksBySvc = new Map<string, Task[]>()
+  for (const t of v.tasks) {
+    const list = tasksBySvc.get(t.serviceId) ?? []
+    list.push(t)
+    tasksBySvc.set(t.serviceId, list)
+  }
+  const byId = new Map<number, DesiredService>()
+  const services = [...(v.services ?? [])].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  for (const s of services) {
+    if ((s.endpointMode ?? 'vip') !== 'vip') continue
+    const tasks = tasksBySvc.get(s.id) ?? []
+    // The table's size follows the service's scale, not its running count, so a task that stops moves only its own flows.
+    const scale = 'replicas' in s.mode ? s.mode.replicas : nodeById.size
+    for (const vip of s.vips ?? []) {
+      const net = netById.get(vip.networkId)
+      if (!net || !localNets.has(vip.networkId)) continue
+      const vni = net.vni!
+      const backends: DesiredBackend[] = []
+      for (const t of tasks) {
+        const owner = nodeById.get(t.nodeId)
+        const a = t.attachments.find((x) => x.networkId === vip.networkId)
+        if (t.desiredState !== 'running' || !owner || !a || v.statuses?.get(t.id)?.state !== 'running') continue
+        const ep = out.endpoints.get(`${vni}/${a.ip}`)
+        if (!ep) continue // a local task whose device is not there yet
+        backends.push({key: t.id, ip: a.ip, nodeIp: owner.addr})
+        ep.backend = true
+        if (ep.local) {
+          const dev = out.devices.get(ep.ifindex)
+          if (dev) dev.backend = true
+        }
+      }
+      backends.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      const size = maglevSize(Math.max(scale, backends.length))
+      const contents = `${vni}/${vip.ip}/${size}/${backends.map((b) => `${b.key}=${b.ip}`).join(',')}`
+      let tableId = tableIdOf(contents)
+      // Ids are unique among desired tables: a clash takes the next free id, in service order, the same on every sync.
+      while (tableId === 0 || (byId.has(tableId) && byId.get(tableId)!.contents !== contents)) tableId = (tableId + 1) >>> 0
+      const d: DesiredService = {serviceId: s.id, vni, vip: vip.ip, size, backends, tableId, contents}
+      byId.set(tableId, d)
+      out.services.set(`${vni}/${vip.ip}`, d)
+      out.endpoints.set(`${vni}/${vip.ip}`, {
+        vni,
+        ip: vip.ip,
+        nodeIp: '0.0.0.0',
+        ifindex: 0,
+        mac: macForIp(vip.ip),
+        local: false,
+        vip: true,
+      })
+    }
+  }
+}
+
+function tableIdOf(contents: string): number {
+  return createHash('sha256').update(contents).digest().readUInt32BE(0)
 }

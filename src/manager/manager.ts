@@ -11,7 +11,7 @@ import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
-import {checkName} from '../model/validate.js'
+import {checkEndpointMode, checkName} from '../model/validate.js'
 import {sandboxSpec} from '../model/limits.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
@@ -30,6 +30,8 @@ export type ServiceRequest = {
   user?: string
   limitMemory?: string
   limitCpu?: string
+  /** vip (the default) or dnsrr; anything else is refused. */
+  endpointMode?: string
 }
 
 export type ConnectRequest = {
@@ -243,6 +245,7 @@ export class Manager {
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
     const sandbox = sandboxSpec(req)
+    const endpointMode = checkEndpointMode(req.endpointMode)
     const now = Date.now()
     const svc: Service = {
       id: newId(),
@@ -251,13 +254,17 @@ export class Manager {
       networks: nets.map((n) => n.id),
       command: req.command,
       ...sandbox,
+      endpointMode,
+      ...(endpointMode === 'vip' ? {vips: []} : {}),
       createdAt: now,
       updatedAt: now,
     }
     const plan = this.mustFit(svc)
-    this.store.put(keyOf('service', svc.id), svc)
-    this.apply(plan)
-    return svc
+    const stored: Service = plan.vips ? {...svc, vips: plan.vips} : svc
+    // The service (with its VIPs) before its tasks, as apply does.
+    this.store.put(keyOf('service', svc.id), stored)
+    this.apply(stored, {...plan, vips: undefined})
+    return stored
   }
 
   scaleService(ref: string, replicas: number): Service {
@@ -266,14 +273,16 @@ export class Manager {
     checkReplicas(replicas)
     const next: Service = {...svc, mode: {replicas}, updatedAt: Date.now()}
     const plan = this.mustFit(next)
-    this.store.put(keyOf('service', svc.id), next)
-    this.apply(plan)
-    return next
+    const stored: Service = plan.vips ? {...next, vips: plan.vips} : next
+    this.store.put(keyOf('service', svc.id), stored)
+    this.apply(stored, {...plan, vips: undefined})
+    return stored
   }
 
   removeService(ref: string): void {
     const svc = this.read.findService(ref)
     // The service first: a crash half-way leaves tasks without a service, which the next pass removes.
+    // Its VIPs go with it: addresses in use are read from the store, there is nothing else to free.
     this.store.delete(keyOf('service', svc.id))
     for (const t of this.read.tasks().filter((x) => x.serviceId === svc.id)) this.store.delete(keyOf('task', t.id))
   }
@@ -321,7 +330,7 @@ export class Manager {
       try {
         const plan = this.plan(svc)
         if (plan.shortfalls.length > 0) short.push(svc)
-        else this.apply(plan)
+        else this.apply(svc, plan)
         if (plan.missingNetworks.length > 0) report.set(svc.name, `networks ${plan.missingNetworks.join(', ')} do not exist`)
       } catch (e) {
         report.set(svc.name, (e as Error).message)
@@ -330,7 +339,7 @@ export class Manager {
     for (const svc of short) {
       try {
         const plan = this.plan(svc)
-        this.apply(plan)
+        this.apply(svc, plan)
         if (plan.shortfalls.length > 0) report.set(svc.name, describeShortfalls(svc, plan.shortfalls))
       } catch (e) {
         report.set(svc.name, (e as Error).message)
@@ -348,6 +357,7 @@ export class Manager {
         nodes: this.read.nodes(),
         networks: this.read.networks(),
         tasks,
+        services: this.read.services(),
         membership: this.membership,
         statuses: this.read.statuses(),
       },
@@ -364,7 +374,9 @@ export class Manager {
     return plan
   }
 
-  private apply(plan: ServicePlan): void {
+  private apply(svc: Service, plan: ServicePlan): void {
+    // VIPs before tasks: a new task's address was chosen next to them.
+    if (plan.vips) this.store.put(keyOf('service', svc.id), {...svc, vips: plan.vips} satisfies Service)
     for (const t of plan.remove) this.store.delete(keyOf('task', t.id))
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)

@@ -1,22 +1,23 @@
 // What a service needs written for it to match its spec, computed in full
-// before anything is written: which tasks go, which new tasks come, on which
-// nodes, with which addresses, and what does not fit.
+// before anything is written: its VIPs, which tasks go, which new tasks come,
+// on which nodes, with which addresses, and what does not fit.
 import {freeAddressCount, freeAddresses, macForIp, placeTasks} from '../model/allocate.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
-import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
+import type {Network, NodeRecord, Service, ServiceVip, Task, TaskStatus} from '../model/types.js'
 
 export type ClusterState = {
   nodes: NodeRecord[]
   networks: Network[]
   tasks: Task[]
+  services: Service[]
   /** Who is declared down now (src/membership/); nobody when absent. */
   membership?: MembershipView
   /** What the nodes report of their tasks: a retired task goes once its node says it no longer runs. */
   statuses?: Map<string, TaskStatus>
 }
 
-/** A network that has fewer free addresses than the service's new tasks need. */
-export type Shortfall = {network: Network; need: number; free: number}
+/** A network that has fewer free addresses than the service's new tasks (and its new VIP) need. */
+export type Shortfall = {network: Network; need: number; free: number; vip: boolean}
 
 export type ServicePlan = {
   remove: Task[]
@@ -31,7 +32,12 @@ export type ServicePlan = {
   shortfalls: Shortfall[]
   /** Networks the service names that do not exist (any new task waits for them). */
   missingNetworks: string[]
+  /** The service's VIPs when they differ from what it holds (a new VIP, or one for a network it left). */
+  vips?: ServiceVip[]
 }
+
+/** Absent is vip, as in Docker. */
+export const endpointModeOf = (svc: Pick<Service, 'endpointMode'>) => svc.endpointMode ?? 'vip'
 
 export function planService(svc: Service, state: ClusterState, mint: {id: () => string; now: number}): ServicePlan {
   const view = state.membership ?? NOBODY_DOWN
@@ -65,18 +71,40 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const nets = svc.networks.map((id) => byId.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
+  // VIPs come from the same pool as task addresses, so the two never collide.
+  const vipMode = endpointModeOf(svc) === 'vip'
+  const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => byId.has(v.networkId)).map((v) => [v.networkId, v]))
   const usedOn = (netId: string) =>
-    new Set(
-      state.tasks
+    new Set([
+      ...state.tasks
         .filter((t) => !removed.has(t.id))
         .flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip)),
-    )
+      ...state.services
+        .filter((o) => o.id !== svc.id)
+        .flatMap((o) => (o.vips ?? []).filter((v) => v.networkId === netId).map((v) => v.ip)),
+      ...(kept.has(netId) ? [kept.get(netId)!.ip] : []),
+    ])
   const pools = nets.map((n) => {
     const used = usedOn(n.id)
-    return {net: n, free: freeAddressCount(n.subnet, n.gateway, used), next: freeAddresses(n.subnet, n.gateway, used)}
+    return {
+      net: n,
+      vip: vipMode && !kept.has(n.id),
+      free: freeAddressCount(n.subnet, n.gateway, used),
+      next: freeAddresses(n.subnet, n.gateway, used),
+    }
   })
-  const fits = Math.min(wanted.length, ...pools.map((p) => p.free))
-  const shortfalls = pools.filter((p) => p.free < wanted.length).map((p) => ({network: p.net, need: wanted.length, free: p.free}))
+  // A VIP first: a service in vip mode is reached only through it.
+  const vips: ServiceVip[] = []
+  for (const p of pools) {
+    const old = kept.get(p.net.id)
+    if (old) vips.push(old)
+    else if (p.vip && p.free > 0) vips.push({networkId: p.net.id, ip: p.next.next().value as string})
+  }
+  const fits = Math.min(wanted.length, ...pools.map((p) => Math.max(0, p.free - (p.vip ? 1 : 0))))
+  const shortfalls = pools
+    .filter((p) => p.free < wanted.length + (p.vip ? 1 : 0))
+    .map((p) => ({network: p.net, need: wanted.length, free: p.free, vip: p.vip}))
+  const vipsChanged = vipMode ? !sameVips(vips, svc.vips) : svc.vips !== undefined && svc.vips.length > 0
 
   const create = wanted.slice(0, fits).map((p): Task => {
     const attachments = pools.map((pool) => {
@@ -94,7 +122,11 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       createdAt: mint.now,
     }
   })
-  return {remove, retire, create, shortfalls, missingNetworks}
+  return {remove, retire, create, shortfalls, missingNetworks, ...(vipsChanged ? {vips: vipMode ? vips : []} : {})}
+}
+
+function sameVips(a: ServiceVip[], b: ServiceVip[] = []): boolean {
+  return a.length === b.length && a.every((v, i) => v.networkId === b[i]!.networkId && v.ip === b[i]!.ip)
 }
 
 /** One line for a plan that does not fit, naming each network that is short. */
@@ -102,5 +134,7 @@ export function describeShortfalls(svc: Pick<Service, 'name'>, shortfalls: Short
   const nets = shortfalls.map(
     (s) => `network ${s.network.name} (${s.network.subnet}) has ${s.free} free address${s.free === 1 ? '' : 'es'}`,
   )
-  return `service ${svc.name} needs ${shortfalls[0]!.need} new task address${shortfalls[0]!.need === 1 ? '' : 'es'}, but ${nets.join(' and ')}`
+  const need = shortfalls[0]!.need
+  const vip = shortfalls.some((s) => s.vip) ? ' and a VIP' : ''
+  return `service ${svc.name} needs ${need} new task address${need === 1 ? '' : 'es'}${vip}, but ${nets.join(' and ')}`
 }

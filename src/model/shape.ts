@@ -117,12 +117,34 @@ function networkProblem(r: Rec): string | undefined {
 function serviceProblem(r: Rec): string | undefined {
   const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
   if (shape) return shape
+  const ep = endpointProblem(r)
+  if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
   const mode = m as Rec
   if ('global' in mode)
     return mode.global === true && Object.keys(mode).length === 1 ? sandboxSpecProblem(r) : "'mode' is malformed"
   return sandboxSpecProblem(r) ?? int(mode, 'replicas', 0, MAX_REPLICAS)
+}
+
+function endpointProblem(r: Rec): string | undefined {
+  if (r.endpointMode !== undefined) {
+    const p = oneOf(r, 'endpointMode', ['vip', 'dnsrr'])
+    if (p) return p
+  }
+  if (r.vips === undefined) return undefined
+  const v = r.vips
+  if (!Array.isArray(v) || v.length > LIST_MAX) return "'vips' is not a list"
+  if (r.endpointMode === 'dnsrr' && v.length > 0) return 'a dnsrr service has no VIPs'
+  const nets = new Set<unknown>()
+  for (const [i, x] of v.entries()) {
+    const p = obj(x) ?? str(x as Rec, 'networkId') ?? ipv4(x as Rec, 'ip')
+    if (p) return `vip #${i}: ${p}`
+    const netId = (x as Rec).networkId
+    if (nets.has(netId)) return `vip #${i}: a second VIP on network ${String(netId)}`
+    nets.add(netId)
+  }
+  return undefined
 }
 
 function taskProblem(r: Rec): string | undefined {

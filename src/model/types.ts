@@ -75,9 +75,17 @@ export type Service = {
   user?: string
   /** --limit-memory in bytes, --limit-cpu in billionths of a CPU (Docker's NanoCPUs). */
   limits?: {memoryBytes?: number; nanoCpus?: number}
+  /** How the service is reached: one virtual IP per network (absent = 'vip'), or only its task addresses. */
+  endpointMode?: EndpointMode
+  /** vip mode: one address per attached network, from its subnet like a task's; none in dnsrr mode. */
+  vips?: ServiceVip[]
   createdAt: number
   updatedAt: number
 }
+
+export type EndpointMode = 'vip' | 'dnsrr'
+
+export type ServiceVip = {networkId: string; ip: string}
 
 export type TaskAttachment = {networkId: string; ip: string; mac: string}
 

@@ -49,3 +49,13 @@ export function checkServiceMode(value: unknown): ServiceModeName {
   if (typeof value === 'string' && (SERVICE_MODES as readonly string[]).includes(value)) return value as ServiceModeName
   throw new UserError(`invalid service mode ${JSON.stringify(value)}: must be ${SERVICE_MODES.join(' or ')}`)
 }
+
+export const ENDPOINT_MODES = ['vip', 'dnsrr'] as const
+export type EndpointModeName = (typeof ENDPOINT_MODES)[number]
+
+/** A service's endpoint mode: absent is vip, anything unknown is refused (never guessed). */
+export function checkEndpointMode(value: unknown): EndpointModeName {
+  if (value === undefined || value === null) return 'vip'
+  if (typeof value === 'string' && (ENDPOINT_MODES as readonly string[]).includes(value)) return value as EndpointModeName
+  throw new UserError(`invalid endpoint mode ${JSON.stringify(value)}: must be ${ENDPOINT_MODES.join(' or ')}`)
+}

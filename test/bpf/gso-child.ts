@@ -29,7 +29,7 @@ try {
       snConfig.encode({node_ip: '172.30.0.11', vxlan_port: 4789, flags: 1, underlay_ifindex: ifindexOf(underlay)}),
     )
   obj.map('sn_networks').update(u32.encode(4097), snNetwork.encode({subnet: '10.0.1.0', prefix_len: 24, flags: 0, mtu: 1450}))
-  obj.map('sn_devices').update(u32.encode(ifindexOf(dev)), snDevice.encode({vni: 4097, ip: '10.0.1.4'}))
+  obj.map('sn_devices').update(u32.encode(ifindexOf(dev)), snDevice.encode({vni: 4097, ip: '10.0.1.4', flags: 0}))
   obj
     .map('sn_endpoints')
     .update(

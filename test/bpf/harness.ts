@@ -114,8 +114,8 @@ export class Loaded {
     )
   }
 
-  addDevice(ifindex: number, vni: number, ip: string): void {
-    this.map('sn_devices').update(u32.encode(ifindex), snDevice.encode({vni, ip}))
+  addDevice(ifindex: number, vni: number, ip: string, flags = 0): void {
+    this.map('sn_devices').update(u32.encode(ifindex), snDevice.encode({vni, ip, flags}))
   }
 
   deleteDevice(ifindex: number): void {

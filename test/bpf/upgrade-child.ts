@@ -57,7 +57,8 @@ oldXdp
     snEndpointKey.encode({vni: VNI, ip: REMOTE.ip}),
     snEndpoint.encode({node_ip: PEER_IP, ifindex: 0, mac: REMOTE.mac, flags: 0}),
   )
-oldTc.map('sn_devices').update(u32.encode(hostIfindex), snDevice.encode({vni: VNI, ip: TASK.ip}))
+// Layout 1's sn_device: vni and ip, 8 bytes (no flags).
+oldTc.map('sn_devices').update(u32.encode(hostIfindex), snDevice.encode({vni: VNI, ip: TASK.ip, flags: 0}).subarray(0, 8))
 // Layout 1's counters: one per-CPU struct of 11 u64s; xdp_decap (field 1) = 5, tc_pass (field 9) = 7 on CPU 0.
 const stats = oldXdp.map('sn_stats')
 const cpu0 = Buffer.alloc(88)
@@ -67,11 +68,6 @@ stats.updatePerCpu(u32.encode(0), [cpu0])
 attachXdp(underlay, oldXdp.program('sn_xdp_underlay').fd, {mode: 'native'})
 attachTc(hostDev, oldTc.program('sn_tc_task').fd, 'ingress')
 for (const o of old) o.close()
-// And pins of a layout this code does not know (a newer one, left by a downgrade): its maps have
-// no migration here, so the datapath-owned one (the counters) must be dropped, and said so.
-const newer = BpfObject.open(path.join(V1, 'xdp_underlay.o'), {pinRoot: path.join(nodePinDir(node), 'v3')})
-newer.load()
-newer.close()
 out.before = oldLayouts(node).map((l) => ({version: l.version, maps: Object.keys(l.pins).sort()}))
 
 // 2. The new agent starts: nothing done by hand in between.

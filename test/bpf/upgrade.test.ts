@@ -41,7 +41,7 @@ after(() => {
 })
 
 describe('layout upgrade', () => {
-  it('from the layout of main before versioning: no manual step, counters carried over, forwarding refilled; an unknown layout dropped by rule', () => {
+  it('from the layout of main before versioning: no manual step, counters carried over, forwarding refilled', () => {
     // `ip netns exec` gives the child a mount namespace of its own, so its pins are in a private bpffs.
     const r = spawnSync(
       'ip',
@@ -59,21 +59,24 @@ describe('layout upgrade', () => {
       encap: {redirect: boolean; delta: Record<string, number>; outerDst: boolean}
       counters: Record<string, number>
     }
-    const all = ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats']
-    assert.deepEqual(out.before, [
-      {version: 1, maps: all},
-      {version: 3, maps: all},
-    ])
+    assert.deepEqual(out.before, [{version: 1, maps: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats']}])
     assert.deepEqual(
       out.upgrades.map((u) => ({...u, refilled: [...u.refilled].sort()})),
-      [
-        {from: 1, migrated: ['sn_stats'], dropped: [], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks']},
-        {from: 3, migrated: [], dropped: ['sn_stats'], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks']},
-      ],
+      [{from: 1, migrated: ['sn_stats'], dropped: [], refilled: ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks']}],
     )
-    assert.deepEqual(out.after, [], 'no pins of another layout are left')
+    assert.deepEqual(out.after, [], 'no pins of layout 1 are left')
     assert.deepEqual(out.loosePins, [])
-    assert.deepEqual(out.newPins, ['sn_config', 'sn_devices', 'sn_endpoints', 'sn_networks', 'sn_stats'])
+    assert.deepEqual(out.newPins, [
+      'sn_backends',
+      'sn_config',
+      'sn_ct',
+      'sn_devices',
+      'sn_endpoints',
+      'sn_maglev',
+      'sn_networks',
+      'sn_services',
+      'sn_stats',
+    ])
     assert.equal(out.sync.written, 3, 'the reconciler refills networks and both endpoints (attachTask wrote the device entry)')
     assert.ok(out.encap.redirect && out.encap.outerDst, JSON.stringify(out.encap))
     assert.deepEqual(out.encap.delta, {tc_encap: 1})

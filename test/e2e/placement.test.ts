@@ -67,20 +67,20 @@ describe('placement across a 2-node lab', {timeout: 300_000}, () => {
   })
 
   test('a scale or create that does not fit is refused and changes nothing', async () => {
-    ok('n1', ['network', 'create', '--subnet', '10.9.0.0/28', 'p']) // 13 task addresses
-    ok('n1', ['service', 'create', '--name', 'p', '--replicas', '2', '--network', 'p', '--', 'sleep', 'infinity'])
+    ok('n1', ['network', 'create', '--subnet', '10.9.0.0/28', 'p']) // 13 addresses
+    ok('n1', ['service', 'create', '--name', 'p', '--replicas', '2', '--network', 'p', '--', 'sleep', 'infinity']) // and its VIP
     await running('p', 2)
     const before = desiredOnDisk()
     refused(
       'n1',
       ['service', 'scale', 'p=50'],
-      /^swarmnet: service p needs 48 new task addresses, but network p \(10\.9\.0\.0\/28\) has 11 free addresses: nothing was changed$/m,
+      /^swarmnet: service p needs 48 new task addresses, but network p \(10\.9\.0\.0\/28\) has 10 free addresses: nothing was changed$/m,
     )
     refused('n1', ['service', 'scale', 'p=100000'], /at most 1000 replicas/)
     refused(
       'n1',
       ['service', 'create', '--name', 'q', '--replicas', '20', '--network', 'p', '--', 'sleep', 'infinity'],
-      /has 11 free addresses: nothing was changed/,
+      /needs 20 new task addresses and a VIP, but network p \(10\.9\.0\.0\/28\) has 10 free addresses: nothing was changed/,
     )
     assert.equal(desiredOnDisk(), before, "n1's store holds the same desired state")
     const svcs = json<Service[]>('n1', ['service', 'ls'])
@@ -99,9 +99,9 @@ describe('placement across a 2-node lab', {timeout: 300_000}, () => {
     const later = await running('later', 2)
     assert.deepEqual(later.map((t) => t.node).sort(), ['n1', 'n2'])
     // What fits exactly still goes through.
-    ok('n1', ['service', 'scale', 'p=13'])
-    await running('p', 13)
-    refused('n1', ['service', 'scale', 'p=14'], /has 0 free addresses/)
+    ok('n1', ['service', 'scale', 'p=12'])
+    await running('p', 12)
+    refused('n1', ['service', 'scale', 'p=13'], /has 0 free addresses/)
   })
 
   test('a worker refuses writes, naming the manager; it still answers reads', async () => {

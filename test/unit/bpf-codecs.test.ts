@@ -44,7 +44,7 @@ describe('codecs: encode/decode', () => {
     const eb = snEndpoint.encode(e)
     assert.deepEqual([...eb.subarray(8, 14)], [2, 0x42, 10, 0, 1, 5])
     assert.deepEqual(snEndpoint.decode(eb), e)
-    const d = {vni: 7, ip: '10.0.9.1'}
+    const d = {vni: 7, ip: '10.0.9.1', flags: 1}
     assert.deepEqual(snDevice.decode(snDevice.encode(d)), d)
   })
 
@@ -59,7 +59,7 @@ describe('codecs: encode/decode', () => {
   })
 
   it('rejects malformed input instead of writing garbage', () => {
-    assert.throws(() => snDevice.encode({vni: 1, ip: '10.0.0.256'}), /not an IPv4 address/)
+    assert.throws(() => snDevice.encode({vni: 1, ip: '10.0.0.256', flags: 0}), /not an IPv4 address/)
     assert.throws(() => snEndpoint.encode({node_ip: '1.2.3.4', ifindex: 1, mac: '02:42', flags: 0}), /not a MAC/)
     assert.throws(() => snNetwork.encode({subnet: '10.0.0.0', prefix_len: 256, flags: 0, mtu: 1450}), /0\.\.255/)
     assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 12/)

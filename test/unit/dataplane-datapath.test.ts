@@ -37,12 +37,12 @@ it('Datapath: device entry with the attachment, a full map does not stop the nex
   assert.ok(o.xdpLink > 0 && o.xdpProg > 0, JSON.stringify(o))
 
   // The hook the task reconciler calls before starting the task writes its sn_devices entry.
-  assert.deepEqual(o.device, {vni: 4097, ip: '10.0.1.2'})
+  assert.deepEqual(o.device, {vni: 4097, ip: '10.0.1.2', flags: 0})
   assert.equal(o.tcAttached, true)
 
   // A full sn_endpoints: reported and counted, and sn_devices (written after it) still written.
   assert.deepEqual(o.fullSync.errors, ['sn_endpoints:1'])
-  assert.deepEqual(o.fullSync.laterMapWritten, {vni: 4097, ip: '10.0.1.9'})
+  assert.deepEqual(o.fullSync.laterMapWritten, {vni: 4097, ip: '10.0.1.9', flags: 0})
   assert.deepEqual(o.fullSync.status.syncErrors, {sn_endpoints: 1})
   assert.match(o.fullSync.status.lastSyncError, /^sn_endpoints: map sn_endpoints is full \(65536 entries\)$/)
 

@@ -41,6 +41,8 @@ before(() => {
     sn_networks: underlay.map('sn_networks'),
     sn_endpoints: underlay.map('sn_endpoints'),
     sn_devices: task.map('sn_devices'),
+    sn_backends: task.map('sn_backends'),
+    sn_services: task.map('sn_services'),
   }
 })
 

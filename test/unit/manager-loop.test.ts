@@ -41,7 +41,17 @@ test('placement problems are logged once when they appear and once when they are
   const loop = startManagerLoop(m, store, (l) => logs.push(l), {intervalMs: 60_000, debounceMs: 5})
   try {
     // As a peer or an older manager could write it: a global service, then a second node joins.
-    const g: Service = {id: 'g1', name: 'g', mode: {global: true}, networks: [net.id], command: [], createdAt: 1, updatedAt: 1}
+    // dnsrr: no VIP, so the /30's one address is the task's.
+    const g: Service = {
+      id: 'g1',
+      name: 'g',
+      mode: {global: true},
+      networks: [net.id],
+      command: [],
+      endpointMode: 'dnsrr',
+      createdAt: 1,
+      updatedAt: 1,
+    }
     store.put(keyOf('service', g.id), g)
     await new Promise((r) => setTimeout(r, 100))
     assert.equal(m.read.tasks().length, 1, 'the store change alone triggered placement')

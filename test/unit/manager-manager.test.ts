@@ -71,7 +71,9 @@ test('a service gets one task per slot, spread over the nodes, with distinct add
   const tasks = m.read.tasks().filter((t) => t.serviceId === svc.id)
   assert.deepEqual(tasks.map((t) => t.slot).sort(), [1, 2, 3])
   assert.deepEqual(tasks.map((t) => t.nodeId).sort(), ['123456789012345', 'a', 'b'])
-  assert.deepEqual(tasks.map((t) => t.attachments[0]!.ip).sort(), ['10.0.1.2', '10.0.1.3', '10.0.1.4'])
+  // The VIP first, from the same pool: the tasks' addresses follow it.
+  assert.deepEqual(svc.vips, [{networkId: m.read.findNetwork('net').id, ip: '10.0.1.2'}])
+  assert.deepEqual(tasks.map((t) => t.attachments[0]!.ip).sort(), ['10.0.1.3', '10.0.1.4', '10.0.1.5'])
   assert.ok(
     tasks.every(
       (t) =>
@@ -102,12 +104,12 @@ test('scale keeps the tasks it can and frees the addresses of the rest', () => {
 
 test('a scale that does not fit in the subnet is refused and changes nothing, on disk or in memory', () => {
   m.createNetwork({name: 'p', subnet: '10.9.0.0/28'}) // 16 - network, broadcast, gateway = 13
-  m.createService({name: 'web', mode: 'replicated', replicas: 3, networks: ['p'], command: []})
+  m.createService({name: 'web', mode: 'replicated', replicas: 3, networks: ['p'], command: []}) // and a VIP
   const file = stateFile()
   const clock = store.clock
   assert.throws(
     () => m.scaleService('web', 50),
-    /service web needs 47 new task addresses, but network p \(10\.9\.0\.0\/28\) has 10 free addresses: nothing was changed/,
+    /service web needs 47 new task addresses, but network p \(10\.9\.0\.0\/28\) has 9 free addresses: nothing was changed/,
   )
   assert.throws(() => m.scaleService('web', 100000), /at most 1000/)
   assert.equal(stateFile(), file, 'state.json is byte for byte what it was')
@@ -115,9 +117,9 @@ test('a scale that does not fit in the subnet is refused and changes nothing, on
   assert.equal(tasksOf('web').length, 3)
   assert.deepEqual((m.read.findService('web').mode as {replicas: number}).replicas, 3)
   // What fits exactly still goes through.
-  m.scaleService('web', 13)
-  assert.equal(tasksOf('web').length, 13)
-  assert.throws(() => m.scaleService('web', 14), /has 0 free addresses/)
+  m.scaleService('web', 12)
+  assert.equal(tasksOf('web').length, 12)
+  assert.throws(() => m.scaleService('web', 13), /has 0 free addresses/)
 })
 
 test('a create that does not fit is refused and writes nothing; so is a global one', () => {
@@ -126,7 +128,7 @@ test('a create that does not fit is refused and writes nothing; so is a global o
   const file = stateFile()
   assert.throws(
     () => m.createService({name: 'big', mode: 'replicated', replicas: 10, networks: ['small'], command: []}),
-    /needs 10 new task addresses, but network small \(10\.9\.1\.0\/29\) has 5 free addresses: nothing was changed/,
+    /needs 10 new task addresses and a VIP, but network small \(10\.9\.1\.0\/29\) has 5 free addresses: nothing was changed/,
   )
   assert.throws(
     () => m.createService({name: 'g', mode: 'global', replicas: 1, networks: ['small', 'tiny'], command: []}),
@@ -172,14 +174,19 @@ test('one service that cannot be placed does not stop the others', () => {
   store.put(keyOf('service', good.id), good)
   const report = m.placeAll()
   assert.equal(tasksOf('good').length, 2, 'the healthy service is placed')
-  assert.equal(tasksOf('bad').length, 11, 'the rest of the subnet goes to the other one')
-  assert.match(report.get('bad') ?? '', /service bad needs 50 new task addresses, but network p .* has 11 free/)
+  // Both were stored without VIPs, as before VIPs existed: each gets one, then tasks.
+  assert.deepEqual(
+    m.read.services().map((s) => s.vips?.length),
+    [1, 1],
+  )
+  assert.equal(tasksOf('bad').length, 9, 'the rest of the subnet goes to the other one')
+  assert.match(report.get('bad') ?? '', /service bad needs 50 new task addresses and a VIP, but network p .* has 10 free/)
   assert.equal(report.has('good'), false)
   // The next pass writes nothing and still does not throw.
   const clock = store.clock
   const again = m.placeAll()
   assert.equal(store.clock, clock)
-  assert.match(again.get('bad') ?? '', /needs 39 new task addresses.* has 0 free/)
+  assert.match(again.get('bad') ?? '', /needs 41 new task addresses, but .* has 0 free/)
   // Later creates on other networks still place tasks on every node, the manager's included.
   m.createNetwork({name: 'other'})
   m.createService({name: 'later', mode: 'global', replicas: 1, networks: ['other'], command: []})

@@ -68,6 +68,9 @@ test('every kind accepts what the agent writes', () => {
     valueProblem('network/b', {...good['network/w'], id: 'b', driver: 'bridge', scope: 'local', vni: undefined}),
     undefined,
   )
+  const vip = {endpointMode: 'vip', vips: [{networkId: 'w', ip: '10.0.1.2'}]}
+  assert.equal(valueProblem('service/s', {...good['service/s'], ...vip}), undefined)
+  assert.equal(valueProblem('service/s', {...good['service/s'], endpointMode: 'dnsrr', vips: []}), undefined)
 })
 
 test('each kind refuses what its readers would trip on', () => {
@@ -84,6 +87,20 @@ test('each kind refuses what its readers would trip on', () => {
     ['service/s', {mode: {replicas: 1e9}}, /replicas/],
     ['service/s', {mode: {replicas: 2, global: true}}, /mode/],
     ['service/s', {command: 'sleep 1'}, /command/],
+    ['service/s', {endpointMode: 'ipvs'}, /endpointMode/],
+    ['service/s', {vips: {w: '10.0.1.2'}}, /vips/],
+    ['service/s', {vips: [{networkId: 'w', ip: '10.0.1.300'}]}, /vip #0: 'ip'/],
+    ['service/s', {endpointMode: 'dnsrr', vips: [{networkId: 'w', ip: '10.0.1.2'}]}, /dnsrr service has no VIPs/],
+    [
+      'service/s',
+      {
+        vips: [
+          {networkId: 'w', ip: '10.0.1.2'},
+          {networkId: 'w', ip: '10.0.1.3'},
+        ],
+      },
+      /second VIP/,
+    ],
     ['task/t', {attachments: undefined}, /attachments/],
     ['task/t', {attachments: [{networkId: 'w', ip: '10.0.1.2'}]}, /attachment #0: 'mac'/],
     ['task/t', {slot: -1}, /slot/],

@@ -1,0 +1,58 @@
+import {Args, Flags} from '@oclif/core'
+import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
+import {printJson, printTable} from '../../src/cli/output.js'
+import {pinnedNodes} from '../../src/dataplane/inspect.js'
+import {readLb} from '../../src/lb/read.js'
+
+export default class InspectLb extends SwarmnetCommand {
+  static override description = `Show the load balancing of a node: per service, its VIP on each network, its backends, and the live flows to each
+
+Reads the node's pinned maps and its copy of the store, so it works with the agent stopped.
+Flows are counted where they are tracked: on the node of the client that opened them.`
+  static override examples = [
+    '<%= config.bin %> inspect lb',
+    '<%= config.bin %> inspect lb web --json',
+    'SWARMNET_HOST=n2 <%= config.bin %> inspect lb',
+  ]
+  static override args = {service: Args.string({description: 'only this service (name)'})}
+  static override flags = {
+    json: jsonFlag,
+    host: Flags.string({
+      description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)',
+      env: 'SWARMNET_HOST',
+    }),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(InspectLb)
+    let node = flags.host
+    if (!node) {
+      const nodes = pinnedNodes()
+      if (nodes.length === 0)
+        throw new Error(
+          'no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`',
+        )
+      if (nodes.length > 1)
+        throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
+      node = nodes[0]!
+    }
+    let services = readLb(node)
+    if (args.service !== undefined) {
+      services = services.filter((s) => s.service === args.service)
+      if (services.length === 0) throw new Error(`service ${args.service} has no VIP on node ${node}`)
+    }
+    if (flags.json) return printJson({node, services})
+    const rows: (string | number)[][] = []
+    for (const s of services) {
+      if (s.frontends.length === 0) rows.push([s.service, '-', '(no VIP)', '', '', '', ''])
+      for (const [i, f] of s.frontends.entries()) {
+        const front = f.programmed ? f.vip : `${f.vip} (not programmed)`
+        const head = [i === 0 ? s.service : '', f.network, front]
+        if (f.backends.length === 0) rows.push([...head, '(none)', '', '', ''])
+        for (const [j, b] of f.backends.entries())
+          rows.push([...(j === 0 ? head : ['', '', '']), b.ip, b.task ?? '?', b.node, b.flows])
+      }
+    }
+    printTable(['service', 'network', 'frontend', 'backend', 'task', 'node', 'flows'], rows)
+  }
+}

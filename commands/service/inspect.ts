@@ -1,0 +1,31 @@
+import {Args} from '@oclif/core'
+import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {printJson, printTable} from '../../src/cli/output.js'
+import {AgentClient} from '../../src/agent/client.js'
+import type {ServiceInspectView} from '../../src/agent/views.js'
+
+export default class ServiceInspect extends SwarmnetCommand {
+  static override description = 'Show a service: its mode, endpoint mode, VIP on each network, and its backends with their state'
+  static override examples = ['<%= config.bin %> service inspect web', '<%= config.bin %> service inspect web --json']
+  static override args = {service: Args.string({description: 'service name or id', required: true})}
+  static override flags = {host: hostFlag, json: jsonFlag}
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(ServiceInspect)
+    const s = await new AgentClient(flags.host).get<ServiceInspectView>(`/services/${encodeURIComponent(args.service)}`)
+    if (flags.json) return printJson(s)
+    this.log(`Name:           ${s.name}`)
+    this.log(`ID:             ${s.id}`)
+    this.log(`Mode:           ${s.mode} (${s.running}/${s.desired} running)`)
+    this.log(`Endpoint mode:  ${s.endpointMode}`)
+    if (s.endpointMode === 'dnsrr') this.log('VIPs:           dnsrr: no VIP')
+    else if (s.vips.length === 0) this.log('VIPs:           - (no network)')
+    else s.vips.forEach((v, i) => this.log(`${i === 0 ? 'VIPs:' : ''.padEnd(5)}           ${v.network}=${v.ip}`))
+    this.log(`Command:        ${s.command.join(' ') || '(whoami)'}`)
+    this.log('')
+    printTable(
+      ['network', 'task', 'address', 'node', 'state'],
+      s.backends.map((b) => [b.network, b.task, b.ip, b.node, b.state]),
+    )
+  }
+}

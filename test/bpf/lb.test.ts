@@ -1,0 +1,272 @@
+// The load balancer in sn_tc_task on crafted frames (BPF_PROG_TEST_RUN): a
+// new flow to a VIP gets the backend the TypeScript Maglev table names for its
+// hash (the C and TS picks agree), its destination rewritten with valid
+// checksums; a tracked flow keeps its backend; replies get the VIP back; the
+// VIP answers ping; a VIP without backends, a backend that left and fragments
+// are refused and counted (TCP: RST).
+
+import assert from 'node:assert/strict'
+import {after, before, describe, it} from 'node:test'
+import {
+  snBackend,
+  snBackendKey,
+  snCtKey,
+  snEndpoint,
+  snEndpointKey,
+  snMaglevChunk,
+  snMaglevKey,
+  snService,
+  snServiceKey,
+} from '../../src/bpf/index.js'
+import {maglevChunks} from '../../src/dataplane/mapsync.js'
+import {maglevSize, maglevTable} from '../../src/lb/maglev.js'
+import {lbSlot} from '../../src/lb/hash.js'
+import {Loaded, TC_ACT_REDIRECT, TC_ACT_SHOT, pinRootFor, skbCtx} from './harness.js'
+import * as P from './packets.js'
+
+const NODE = '172.30.0.11'
+const PEER = '172.30.0.12'
+const VNI = 4097
+const CLIENT = {ip: '10.0.1.4', mac: '02:42:0a:00:01:04'}
+const VIP = {ip: '10.0.1.100', mac: '02:42:0a:00:01:64'}
+const NO_SVC_VIP = {ip: '10.0.1.101', mac: '02:42:0a:00:01:65'}
+const B = [
+  {key: 'task-a', ip: '10.0.1.5', mac: '02:42:0a:00:01:05', local: true},
+  {key: 'task-b', ip: '10.0.1.9', mac: '02:42:0a:00:01:09', local: false},
+  {key: 'task-c', ip: '10.0.1.10', mac: '02:42:0a:00:01:0a', local: false},
+]
+const ctx = skbCtx(1)
+let l: Loaded
+
+function endpoint(ip: string, mac: string, flags: number, nodeIp: string, ifindex: number): void {
+  l.map('sn_endpoints').update(snEndpointKey.encode({vni: VNI, ip}), snEndpoint.encode({node_ip: nodeIp, ifindex, mac, flags}))
+}
+
+/** Point the VIP at a table of these backends under `table`, with their set. */
+function program(table: number, backends: typeof B, size = maglevSize(3)): void {
+  const bs = backends.map((b) => ({key: b.key, ip: b.ip, nodeIp: b.local ? NODE : PEER}))
+  maglevChunks({size, backends: bs}).forEach((c, i) =>
+    l.map('sn_maglev').update(snMaglevKey.encode({table, chunk: i}), snMaglevChunk.encode(c)),
+  )
+  for (const b of B) l.map('sn_backends').delete(snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: b.ip}))
+  for (const b of bs)
+    l.map('sn_backends').update(
+      snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: b.ip}),
+      snBackend.encode({node_ip: b.nodeIp, flags: 0}),
+    )
+  l.map('sn_services').update(
+    snServiceKey.encode({vni: VNI, vip: VIP.ip}),
+    snService.encode({table, size, count: bs.length, flags: 0}),
+  )
+}
+
+/** A frame with its L4 checksum filled in (the kernel's rewrite must keep it valid). */
+function frame(o: {
+  src?: string
+  dst?: string
+  proto: number
+  sport?: number
+  dport?: number
+  flags?: number
+  fragOff?: number
+  dstMac?: string
+  srcMac?: string
+}): Buffer {
+  const src = o.src ?? CLIENT.ip
+  const dst = o.dst ?? VIP.ip
+  let l4: Buffer
+  if (o.proto === P.IPPROTO_TCP)
+    l4 = P.tcp({srcPort: o.sport ?? 40000, dstPort: o.dport ?? 80, flags: o.flags ?? 0x02, seq: 1000}, Buffer.from('hello'))
+  else if (o.proto === P.IPPROTO_UDP) l4 = P.udp({srcPort: o.sport ?? 40000, dstPort: o.dport ?? 53}, Buffer.from('hello udp'))
+  else l4 = P.icmpEcho({}, Buffer.from('ping'))
+  const off = o.proto === P.IPPROTO_TCP ? 16 : o.proto === P.IPPROTO_UDP ? 6 : -1
+  if (off >= 0) l4.writeUInt16BE(l4Checksum(src, dst, o.proto, l4), off)
+  return P.ethernet(
+    {dst: o.dstMac ?? VIP.mac, src: o.srcMac ?? CLIENT.mac, type: P.ETH_P_IP},
+    P.ipv4Packet({src, dst, protocol: o.proto, fragOff: o.fragOff}, l4),
+  )
+}
+
+function l4Checksum(src: string, dst: string, proto: number, l4: Buffer): number {
+  const pseudo = Buffer.alloc(12)
+  P.ipv4(src).copy(pseudo, 0)
+  P.ipv4(dst).copy(pseudo, 4)
+  pseudo.writeUInt8(proto, 9)
+  pseudo.writeUInt16BE(l4.length, 10)
+  return P.inetChecksum(Buffer.concat([pseudo, l4]))
+}
+
+/** The IP packet inside what came out: past the VXLAN headers when it was encapsulated. */
+function inner(out: Buffer, sent: Buffer): Buffer {
+  return out.length === sent.length + P.VXLAN_OVERHEAD ? out.subarray(P.ETH_HLEN + P.VXLAN_OVERHEAD) : out.subarray(P.ETH_HLEN)
+}
+
+const addrOf = (b: Buffer, at: number): string => [...b.subarray(at, at + 4)].join('.')
+
+/** Both checksums of an IPv4 packet verify. */
+function assertChecksums(ip: Buffer): void {
+  assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0, 'IP header checksum')
+  const proto = ip[9]!
+  const l4 = ip.subarray(20, ip.readUInt16BE(2))
+  if (proto === P.IPPROTO_ICMP) assert.equal(P.inetChecksum(l4), 0, 'ICMP checksum')
+  else assert.equal(l4Checksum(addrOf(ip, 12), addrOf(ip, 16), proto, l4), 0, 'L4 checksum')
+}
+
+function run(f: Buffer): {retval: number; data: Buffer; delta: Record<string, number>} {
+  const {res, delta} = l.runCounted(f, {ctx})
+  return {retval: res.retval, data: res.data, delta}
+}
+
+before(() => {
+  l = new Loaded(pinRootFor('lb'), 'tc_task.o', 'sn_tc_task')
+  l.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1})
+  l.addNetwork(VNI, '10.0.1.0', 24)
+  l.addDevice(1, VNI, CLIENT.ip)
+  endpoint(CLIENT.ip, CLIENT.mac, 1, NODE, 1)
+  endpoint(VIP.ip, VIP.mac, 2, '0.0.0.0', 0)
+  endpoint(NO_SVC_VIP.ip, NO_SVC_VIP.mac, 2, '0.0.0.0', 0)
+  for (const b of B) endpoint(b.ip, b.mac, (b.local ? 1 : 0) | 4, b.local ? NODE : PEER, b.local ? 1 : 0)
+  program(1, B)
+})
+
+after(() => l?.close())
+
+describe('sn_tc_task: VIPs', () => {
+  it('a new flow goes to the backend the TS Maglev table names for its hash, DNAT with valid checksums (TCP, UDP)', () => {
+    const size = maglevSize(3)
+    const table = maglevTable(
+      B.map((b) => b.key),
+      size,
+    )
+    const seen = new Set<string>()
+    for (const proto of [P.IPPROTO_TCP, P.IPPROTO_UDP]) {
+      for (let sport = 41000; sport < 41030; sport++) {
+        const f = frame({proto, sport})
+        const r = run(f)
+        const want = B[table[lbSlot(CLIENT.ip, VIP.ip, sport, proto === P.IPPROTO_TCP ? 80 : 53, proto, size)]!]!
+        assert.equal(r.retval, TC_ACT_REDIRECT)
+        assert.equal(r.delta.lb_new_flow, 1)
+        const ip = inner(r.data, f)
+        assert.equal(addrOf(ip, 16), want.ip, `sport ${sport}: C and TS pick the same backend`)
+        assert.equal(addrOf(ip, 12), CLIENT.ip)
+        assertChecksums(ip)
+        seen.add(want.ip)
+      }
+    }
+    assert.equal(seen.size, 3, 'all backends get flows')
+  })
+
+  it('a tracked flow keeps its backend without a new pick', () => {
+    const f = frame({proto: P.IPPROTO_UDP, sport: 41000})
+    const first = inner(run(f).data, f)
+    const r = run(f)
+    assert.equal(r.delta.lb_new_flow, undefined)
+    assert.equal(addrOf(inner(r.data, f), 16), addrOf(first, 16))
+  })
+
+  it('a reply from a local backend to a local client gets the VIP back as source, checksums valid', () => {
+    // Find a flow whose backend is the local one, then play the backend's side on the same device.
+    let sport = 42000
+    for (; ; sport++) {
+      const f = frame({proto: P.IPPROTO_TCP, sport})
+      if (addrOf(inner(run(f).data, f), 16) === B[0]!.ip) break
+    }
+    l.addDevice(1, VNI, B[0]!.ip, 1)
+    try {
+      const reply = frame({
+        proto: P.IPPROTO_TCP,
+        src: B[0]!.ip,
+        dst: CLIENT.ip,
+        sport: 80,
+        dport: sport,
+        flags: 0x12,
+        srcMac: B[0]!.mac,
+        dstMac: CLIENT.mac,
+      })
+      const r = run(reply)
+      assert.equal(r.retval, TC_ACT_REDIRECT)
+      assert.deepEqual(r.delta, {lb_rev_nat: 1, tc_local: 1})
+      const ip = r.data.subarray(P.ETH_HLEN)
+      assert.equal(addrOf(ip, 12), VIP.ip)
+      assert.equal(addrOf(ip, 16), CLIENT.ip)
+      assertChecksums(ip)
+      // Not a flow of ours: no change.
+      const other = frame({
+        proto: P.IPPROTO_TCP,
+        src: B[0]!.ip,
+        dst: CLIENT.ip,
+        sport: 81,
+        dport: sport,
+        srcMac: B[0]!.mac,
+        dstMac: CLIENT.mac,
+      })
+      assert.equal(addrOf(run(other).data.subarray(P.ETH_HLEN), 12), B[0]!.ip)
+    } finally {
+      l.addDevice(1, VNI, CLIENT.ip)
+    }
+  })
+
+  it('the VIP answers ICMP echo itself', () => {
+    const f = frame({proto: P.IPPROTO_ICMP})
+    const r = run(f)
+    assert.equal(r.retval, TC_ACT_REDIRECT)
+    assert.deepEqual(r.delta, {lb_echo: 1})
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), VIP.ip)
+    assert.equal(addrOf(ip, 16), CLIENT.ip)
+    assert.equal(ip[20], 0, 'echo reply')
+    assert.equal(P.mac(CLIENT.mac).equals(r.data.subarray(0, 6)), true)
+    assertChecksums(ip)
+  })
+
+  it('a VIP with no service entry: UDP dropped and counted, TCP answered with RST from the VIP', () => {
+    const u = run(frame({proto: P.IPPROTO_UDP, dst: NO_SVC_VIP.ip, dstMac: NO_SVC_VIP.mac}))
+    assert.equal(u.retval, TC_ACT_SHOT)
+    assert.deepEqual(u.delta, {lb_no_backend: 1})
+    const t = run(frame({proto: P.IPPROTO_TCP, dst: NO_SVC_VIP.ip, dstMac: NO_SVC_VIP.mac}))
+    assert.equal(t.retval, TC_ACT_REDIRECT)
+    assert.deepEqual(t.delta, {lb_no_backend: 1})
+    const ip = t.data.subarray(P.ETH_HLEN)
+    assert.equal(t.data.length, P.ETH_HLEN + 40)
+    assert.equal(addrOf(ip, 12), NO_SVC_VIP.ip)
+    assert.equal(ip[33]! & 0x04, 0x04, 'RST')
+    assert.equal(ip.readUInt32BE(28), 1000 + 5 + 1, 'acknowledges the SYN and its payload')
+    assertChecksums(ip)
+  })
+
+  it('a tracked flow whose backend left the set gets RST and its entry removed; new flows avoid it', () => {
+    const size = maglevSize(3)
+    let sport = 43000
+    for (; ; sport++) {
+      const f = frame({proto: P.IPPROTO_TCP, sport, flags: 0x10})
+      if (addrOf(inner(run(f).data, f), 16) === B[1]!.ip) break
+    }
+    program(2, [B[0]!, B[2]!], size)
+    try {
+      const r = run(frame({proto: P.IPPROTO_TCP, sport, flags: 0x10}))
+      assert.equal(r.retval, TC_ACT_REDIRECT)
+      assert.deepEqual(r.delta, {lb_backend_gone: 1})
+      const ip = r.data.subarray(P.ETH_HLEN)
+      assert.equal(ip[33]! & 0x04, 0x04, 'RST')
+      assert.equal(addrOf(ip, 12), VIP.ip)
+      assertChecksums(ip)
+      const key = snCtKey.encode({vni: VNI, src: CLIENT.ip, dst: VIP.ip, sport, dport: 80, proto: P.IPPROTO_TCP, dir: 0})
+      assert.equal(l.map('sn_ct').lookup(key), undefined)
+      // The next packet of that 5-tuple is a new flow, on a backend still there.
+      const again = run(frame({proto: P.IPPROTO_TCP, sport}))
+      assert.equal(again.delta.lb_new_flow, 1)
+      assert.notEqual(addrOf(inner(again.data, frame({proto: P.IPPROTO_TCP, sport})), 16), B[1]!.ip)
+      // A tracked flow whose backend stayed goes on through the new table.
+      const kept = run(frame({proto: P.IPPROTO_UDP, sport: 41000}))
+      assert.equal(kept.retval, TC_ACT_REDIRECT)
+    } finally {
+      program(1, B)
+    }
+  })
+
+  it('fragments to a VIP are dropped and counted', () => {
+    const r = run(frame({proto: P.IPPROTO_UDP, fragOff: 0x2000}))
+    assert.equal(r.retval, TC_ACT_SHOT)
+    assert.deepEqual(r.delta, {lb_fragment: 1})
+  })
+})

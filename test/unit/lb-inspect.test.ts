@@ -1,0 +1,121 @@
+// inspect lb's join of the LB maps with the store: frontends per VIP, backends named by task and
+// node, live flows counted from forward conntrack entries that have not seen a FIN or RST.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {lbView, type LbMaps, type LbNames} from '../../src/lb/inspect.js'
+
+const net = {
+  id: 'n1',
+  name: 'front',
+  driver: 'overlay' as const,
+  scope: 'swarm' as const,
+  vni: 4097,
+  subnet: '10.0.1.0/24',
+  gateway: '10.0.1.1',
+  attachable: false,
+  ingress: false,
+  createdAt: 1,
+}
+const task = (id: string, slot: number, ip: string, nodeId: string) => ({
+  id,
+  serviceId: 's1',
+  serviceName: 'web',
+  slot,
+  nodeId,
+  desiredState: 'running' as const,
+  attachments: [{networkId: 'n1', ip, mac: '02:42:00:00:00:00'}],
+  createdAt: 1,
+})
+const node = (id: string, name: string, addr: string) => ({
+  id,
+  name,
+  addr,
+  gossipPort: 7946,
+  role: 'worker' as const,
+  state: 'ready' as const,
+  mtu: 1500,
+  joinedAt: 1,
+})
+const svc = (id: string, name: string, extra: object) => ({
+  id,
+  name,
+  mode: {replicas: 2},
+  networks: ['n1'],
+  command: [],
+  createdAt: 1,
+  updatedAt: 1,
+  ...extra,
+})
+
+const names: LbNames = {
+  networks: [net],
+  services: [
+    svc('s1', 'web', {endpointMode: 'vip', vips: [{networkId: 'n1', ip: '10.0.1.2'}]}),
+    svc('s2', 'rr', {endpointMode: 'dnsrr'}),
+    svc('s3', 'late', {endpointMode: 'vip', vips: [{networkId: 'n1', ip: '10.0.1.9'}]}),
+  ],
+  tasks: [task('t1', 1, '10.0.1.3', 'a'), task('t2', 2, '10.0.1.4', 'b')],
+  nodes: [node('a', 'n1', '172.30.0.11'), node('b', 'n2', '172.30.0.12')],
+}
+
+const ct = (src: string, dst: string, addr: string, dir: number, flags = 0) => ({
+  key: {vni: 4097, src, dst, sport: 40000, dport: 80, proto: 6, dir},
+  value: {addr, table: 1, flags},
+})
+
+const maps: LbMaps = {
+  services: [
+    {key: {vni: 4097, vip: '10.0.1.2'}, value: {table: 7, size: 211, count: 2}},
+    {key: {vni: 4097, vip: '10.0.1.77'}, value: {table: 8, size: 101, count: 0}},
+  ],
+  backends: [
+    {key: {vni: 4097, vip: '10.0.1.2', ip: '10.0.1.4'}, value: {node_ip: '172.30.0.12'}},
+    {key: {vni: 4097, vip: '10.0.1.2', ip: '10.0.1.3'}, value: {node_ip: '172.30.0.11'}},
+  ],
+  ct: [
+    ct('10.0.1.20', '10.0.1.2', '10.0.1.3', 0),
+    ct('10.0.1.21', '10.0.1.2', '10.0.1.3', 0),
+    ct('10.0.1.22', '10.0.1.2', '10.0.1.4', 0),
+    // a closing flow, and the reply entries of the open ones: not counted
+    ct('10.0.1.23', '10.0.1.2', '10.0.1.4', 0, 0x1),
+    ct('10.0.1.3', '10.0.1.20', '10.0.1.2', 1),
+    ct('10.0.1.4', '10.0.1.22', '10.0.1.2', 1),
+  ],
+}
+
+test('per service: its VIP, its backends by task and node, live flows per backend', () => {
+  const v = lbView(maps, names)
+  assert.deepEqual(
+    v.map((s) => s.service),
+    ['?', 'late', 'web'],
+  )
+  const web = v.find((s) => s.service === 'web')!
+  assert.deepEqual(web.frontends, [
+    {
+      network: 'front',
+      vni: 4097,
+      vip: '10.0.1.2',
+      programmed: true,
+      tableSize: 211,
+      backends: [
+        {ip: '10.0.1.3', task: 'web.1', node: 'n1', flows: 2},
+        {ip: '10.0.1.4', task: 'web.2', node: 'n2', flows: 1},
+      ],
+    },
+  ])
+})
+
+test('a VIP the store has but the maps do not is shown as not programmed; one only the maps have, as ?', () => {
+  const v = lbView(maps, names)
+  const late = v.find((s) => s.service === 'late')!
+  assert.equal(late.frontends[0]!.programmed, false)
+  assert.deepEqual(late.frontends[0]!.backends, [])
+  const stray = v.find((s) => s.service === '?')!
+  assert.equal(stray.frontends[0]!.vip, '10.0.1.77')
+  assert.equal(stray.frontends[0]!.programmed, true)
+  assert.equal(
+    v.some((s) => s.service === 'rr'),
+    false,
+    'dnsrr services have no frontend',
+  )
+})
