@@ -5,6 +5,7 @@
 // Numbers, not assertions: nothing here fails on a slow machine.
 import {benchPrograms} from './progs.js'
 import {benchThroughput, formatTable} from './throughput.js'
+import {benchLb} from './lb.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -18,6 +19,8 @@ for (const r of await benchPrograms()) {
   console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
   console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
 }
+console.log('\n## load balancer (VIPs)\n')
+for (const line of benchLb().lines) console.log(line)
 if (!process.argv.includes('--programs-only')) {
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))
