@@ -7,6 +7,7 @@ import {benchPrograms} from './progs.js'
 import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
 import {benchCliStart} from './cli-start.js'
+import {benchLb} from './lb.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -24,6 +25,8 @@ for (const r of await benchPrograms()) {
   console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
   console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
 }
+console.log('\n## load balancer (VIPs)\n')
+for (const line of benchLb().lines) console.log(line)
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
 if (!process.argv.includes('--programs-only')) {

@@ -1,0 +1,115 @@
+// The VIP side of the desired maps: which backends a VIP has, the flags the
+// data path keys on, and Maglev tables that change only with their contents.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
+import {maglevChunks} from '../../src/dataplane/mapsync.js'
+import {maglevSize} from '../../src/lb/maglev.js'
+import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+
+const node = (id: string, addr: string): NodeRecord => ({
+  id,
+  name: id,
+  addr,
+  gossipPort: 7946,
+  role: 'worker',
+  state: 'ready',
+  mtu: 1500,
+  joinedAt: 0,
+})
+const net: Network = {
+  id: 'n1',
+  name: 'n1',
+  driver: 'overlay',
+  scope: 'swarm',
+  vni: 4097,
+  subnet: '10.0.1.0/24',
+  gateway: '',
+  attachable: false,
+  ingress: false,
+  createdAt: 0,
+}
+const task = (id: string, serviceId: string, nodeId: string, ip: string): Task => ({
+  id,
+  serviceId,
+  serviceName: serviceId,
+  slot: 1,
+  nodeId,
+  desiredState: 'running',
+  attachments: [{networkId: 'n1', ip, mac: '02:42:0a:00:01:01'}],
+  createdAt: 0,
+})
+const svc = (over: Partial<Service> = {}): Service => ({
+  id: 'web',
+  name: 'web',
+  mode: {replicas: 3},
+  networks: ['n1'],
+  command: [],
+  vips: [{networkId: 'n1', ip: '10.0.1.100'}],
+  createdAt: 0,
+  updatedAt: 0,
+  ...over,
+})
+const view = (states: Record<string, string>, over: Partial<ClusterView> = {}): ClusterView => ({
+  selfId: 'a',
+  nodes: [node('a', '172.30.0.11'), node('b', '172.30.0.12')],
+  networks: [net],
+  tasks: [
+    task('client', 'cli', 'a', '10.0.1.2'),
+    task('w1', 'web', 'a', '10.0.1.5'),
+    task('w2', 'web', 'b', '10.0.1.6'),
+    task('w3', 'web', 'b', '10.0.1.7'),
+  ],
+  local: [
+    {taskId: 'client', networkId: 'n1', hostIfindex: 40},
+    {taskId: 'w1', networkId: 'n1', hostIfindex: 41},
+  ],
+  services: [svc()],
+  statuses: new Map(Object.entries(states).map(([k, state]) => [k, {state: state as 'running'}])),
+  ...over,
+})
+
+test('a VIP: an endpoint flagged VIP with its MAC, running tasks as backends, flags on their endpoints and devices', () => {
+  const d = desiredMaps(view({w1: 'running', w2: 'running', w3: 'failed'}))
+  assert.deepEqual(d.endpoints.get('4097/10.0.1.100'), {
+    vni: 4097,
+    ip: '10.0.1.100',
+    nodeIp: '0.0.0.0',
+    ifindex: 0,
+    mac: '02:42:0a:00:01:64',
+    local: false,
+    vip: true,
+  })
+  const s = d.services!.get('4097/10.0.1.100')!
+  assert.deepEqual(
+    s.backends.map((b) => [b.key, b.ip, b.nodeIp]),
+    [
+      ['w1', '10.0.1.5', '172.30.0.11'],
+      ['w2', '10.0.1.6', '172.30.0.12'],
+    ],
+  )
+  assert.equal(s.size, maglevSize(3), 'sized by the scale, not by what runs now')
+  assert.equal(d.endpoints.get('4097/10.0.1.5')!.backend, true)
+  assert.equal(d.endpoints.get('4097/10.0.1.7')!.backend, undefined, 'a failed task is no backend')
+  assert.equal(d.devices.get(41)!.backend, true)
+  assert.equal(d.devices.get(40)!.backend, undefined)
+  const chunks = maglevChunks(s)
+  assert.equal(chunks.flat().length, s.size)
+  assert.deepEqual(new Set(chunks.flat()), new Set(['10.0.1.5', '10.0.1.6']))
+})
+
+test('table ids follow contents: the same backends give the same id, a change a new one', () => {
+  const a = desiredMaps(view({w1: 'running', w2: 'running'})).services!.get('4097/10.0.1.100')!
+  const b = desiredMaps(view({w2: 'running', w1: 'running'})).services!.get('4097/10.0.1.100')!
+  const c = desiredMaps(view({w1: 'running', w2: 'running', w3: 'running'})).services!.get('4097/10.0.1.100')!
+  assert.equal(a.tableId, b.tableId)
+  assert.notEqual(a.tableId, c.tableId)
+})
+
+test('dnsrr services and networks without a local task get no VIP', () => {
+  const dnsrr = desiredMaps(view({w1: 'running'}, {services: [svc({endpointMode: 'dnsrr', vips: undefined})]}))
+  assert.equal(dnsrr.services!.size, 0)
+  const noLocal = desiredMaps(view({w2: 'running'}, {selfId: 'c', local: []}))
+  assert.equal(noLocal.services!.size, 0)
+  assert.equal(noLocal.endpoints.size, 0)
+})
