@@ -154,10 +154,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     },
     endpoints: () => {
       const names = new Map(controller.networks().map((n) => [n.vni, n.name]))
-      return [...(lastDesired?.endpoints.values() ?? [])].map((e) => ({
-        network: names.get(e.vni) ?? String(e.vni),
-        local: e.local,
-      }))
+      // A service's VIP sits in sn_endpoints too (for ARP), but it is no task's endpoint.
+      return [...(lastDesired?.endpoints.values() ?? [])]
+        .filter((e) => !e.vip)
+        .map((e) => ({
+          network: names.get(e.vni) ?? String(e.vni),
+          local: e.local,
+        }))
     },
   })
   let busy = false

@@ -161,11 +161,13 @@ export class Manager {
     if (mine.some((a) => a.name === name)) throw new UserError(`network ${net.name} already has an attachment named ${name}`)
     if (mine.some((a) => a.nodeId === node.id && a.netns === netns))
       throw new UserError(`${netns} on node ${node.name} is already attached to ${net.name}`)
-    const used = new Set(
-      [...this.read.tasks(), ...this.attachments().map(attachmentAsTask)].flatMap((t) =>
+    // Task addresses, other attachments and the services' VIPs: one pool, never an address twice.
+    const used = new Set([
+      ...[...this.read.tasks(), ...this.attachments().map(attachmentAsTask)].flatMap((t) =>
         t.attachments.filter((a) => a.networkId === net.id).map((a) => a.ip),
       ),
-    )
+      ...this.read.services().flatMap((s) => (s.vips ?? []).filter((v) => v.networkId === net.id).map((v) => v.ip)),
+    ])
     let ip: string
     if (req.ip !== undefined) {
       const n = tryParseIpv4(req.ip)
