@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, beforeEach, test} from 'node:test'
 import {taskView} from '../../src/agent/render.js'
-import {Manager} from '../../src/manager/manager.js'
+import {Manager, type ServiceRequest} from '../../src/manager/manager.js'
 import {MAX_REPLICAS} from '../../src/model/defaults.js'
 import {valueProblem} from '../../src/model/shape.js'
 import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
@@ -298,9 +298,17 @@ test('network connect: attachable networks only, checked in full, and its addres
   assert.throws(() => on({name: 'other', ip: '10.30.0.3'}), /already attached/)
   assert.throws(() => on({netns: '/proc/9/ns/net', ip: '10.30.0.2'}), /in use/)
   assert.equal(on({pid: 9, netns: undefined}).name, 'pid-9')
-  // 5 host addresses, 2 taken by attachments: a service of 3 fits, of 4 does not.
-  assert.throws(() => m.createService({name: 'big', mode: 'replicated', replicas: 4, networks: ['att'], command: []}), /3 free/)
-  m.createService({name: 'fits', mode: 'replicated', replicas: 3, networks: ['att'], command: []})
+  // 5 host addresses, 2 taken by attachments: a service of 3 fits, of 4 does not (dnsrr: no VIP to count).
+  const req = (name: string, replicas: number): ServiceRequest => ({
+    name,
+    mode: 'replicated',
+    replicas,
+    networks: ['att'],
+    command: [],
+    endpointMode: 'dnsrr',
+  })
+  assert.throws(() => m.createService(req('big', 4)), /3 free/)
+  m.createService(req('fits', 3))
   const ips = tasksOf('fits').map((t) => t.attachments[0]!.ip)
   assert.ok(!ips.includes('10.30.0.2') && !ips.includes('10.30.0.3'), ips.join(' '))
   assert.throws(() => m.removeNetwork('att'), /in use/)
