@@ -67,7 +67,7 @@ export interface ServiceView {
   endpointMode: 'vip' | 'dnsrr'
   /** One per network in vip mode (by network name); none in dnsrr mode. */
   vips: {network: string; ip: string}[]
-  /** Published ports, by protocol then published port; empty when none. */
+  /** Published ports in the order they were published (the newest last); empty when none. */
   ports: PortView[]
 }
 
