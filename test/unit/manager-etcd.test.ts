@@ -2,6 +2,7 @@
 // each with its own client and its own gossip store, racing on the same cluster.
 // Allocation is by transaction, so racing requests never get the same thing.
 import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -9,6 +10,7 @@ import {after, before, test} from 'node:test'
 import {Etcd3} from 'etcd3'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {etcdClient} from '../../src/manager/etcd-client.js'
+import {Leadership} from '../../src/manager/etcd-leader.js'
 import {freePort} from '../../src/store/etcd-process.js'
 import {valueProblem} from '../../src/model/shape.js'
 import type {ClusterSpec, Network, NodeRecord, Service, Task} from '../../src/model/types.js'
@@ -160,4 +162,74 @@ test('etcd unreachable: the request fails fast with one line naming the endpoint
   assert.match(err.message, new RegExp(`^etcd at ${dead.join(',')} cannot read the cluster state: `))
   assert.ok(!err.message.includes('\n'))
   assert.equal(local.list('').length, 0)
+})
+
+test('one leader; when its process is killed (SIGKILL) another manager takes the role, and the old claim cannot place', async () => {
+  const prefix = `/swarmnet/lead-${++n}/`
+  // The first manager, in a process of its own, leads (the others start after it).
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, 'etcd-leader-child.ts'), etcd.endpoint, prefix, 'm1'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  const ls: Leadership[] = []
+  try {
+    const oldRev = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout!.on('data', (b: Buffer) => {
+        out += b.toString()
+        const m = /leader (\d+)/.exec(out)
+        if (m) resolve(m[1]!)
+      })
+      child.once('exit', () => reject(new Error('the leader process exited')))
+    })
+    for (const id of ['m2', 'm3']) {
+      const client = etcdClient({endpoints: [etcd.endpoint], prefix})
+      clients.push(client)
+      const l = new Leadership(client.namespace(prefix), id, {ttlSec: 2, pollMs: 100})
+      ls.push(l)
+      l.start()
+    }
+    for (let i = 0; i < 50 && ls.some((l) => l.leader !== 'm1'); i++) await new Promise((r) => setTimeout(r, 100))
+    assert.deepEqual(
+      ls.map((l) => [l.leader, l.isLeader]),
+      [
+        ['m1', false],
+        ['m1', false],
+      ],
+    )
+    child.kill('SIGKILL')
+    const t0 = Date.now()
+    while (!ls.some((l) => l.isLeader)) {
+      assert.ok(Date.now() - t0 < 10_000, 'nobody took over within 10 s')
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(ls.filter((l) => l.isLeader).length, 1)
+    const next = ls.find((l) => l.isLeader)!
+    assert.ok(ls.every((l) => l.leader === next.selfId))
+    assert.notEqual(next.revision(), oldRev)
+    // A backend still holding the old claim: its placement is refused by etcd's compare.
+    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
+    dirs.push(dir)
+    const local = new Store(dir, 'm1', {validate: valueProblem, reapIntervalMs: 0}).open()
+    const spec: ClusterSpec = {id: 'c', createdAt: 0, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24}
+    const c2 = etcdClient({endpoints: [etcd.endpoint], prefix})
+    clients.push(c2)
+    const backend = (selfId: string, rev: () => string | undefined) =>
+      new EtcdBackend({client: c2, prefix, local, selfId, endpoints: [etcd.endpoint], leaderRevision: rev})
+    const stale = backend('m1', () => oldRev)
+    await stale.importRecords([{key: 'cluster', value: spec}])
+    await assert.rejects(
+      stale.write((m) => m.createNetwork({name: 'x'}), {asLeader: true}),
+      /no longer the leader/,
+    )
+    assert.equal([...(await stale.records()).keys()].filter((k) => k.startsWith('network/')).length, 0)
+    await backend(next.selfId, () => next.revision()).write((m) => m.createNetwork({name: 'x'}), {asLeader: true})
+  } finally {
+    child.kill('SIGKILL')
+    for (const l of ls) await l.stop()
+  }
 })
