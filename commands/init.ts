@@ -1,6 +1,8 @@
 import {Flags} from '@oclif/core'
 import {Listr} from 'listr2'
 import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
+import {etcdFlags, etcdFromFlags} from '../src/cli/etcd-flags.js'
+import {UserError} from '../src/model/errors.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
 import {bootstrapInit, defaultNodeName} from '../src/agent/bootstrap.js'
@@ -16,9 +18,16 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     '<%= config.bin %> init --advertise-addr eth0',
     '<%= config.bin %> init --advertise-addr 192.168.1.10 --data-path-port 7789',
     '<%= config.bin %> init --default-addr-pool 10.20.0.0/16',
+    '<%= config.bin %> init --store etcd --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 --etcd-ca ca.pem --etcd-cert m1.pem --etcd-key m1-key.pem',
   ]
   static override flags = {
     ...membershipFlags,
+    ...etcdFlags,
+    store: Flags.string({
+      description: 'where desired state lives: embedded (this manager, the default) or etcd (several managers)',
+      options: ['embedded', 'etcd'],
+      default: 'embedded',
+    }),
     json: jsonFlag,
     node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
     'advertise-addr': Flags.string({
@@ -36,6 +45,9 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
   async run(): Promise<void> {
     const {flags} = await this.parse(Init)
     const node = flags.node ?? defaultNodeName()
+    const etcd = etcdFromFlags(flags)
+    if (flags.store === 'etcd' && !etcd) throw new UserError('--store etcd needs --etcd-endpoints')
+    if (flags.store !== 'etcd' && etcd) throw new UserError('--etcd-* flags go with --store etcd')
     let cfg!: NodeConfig
     await new Listr(
       [
@@ -50,6 +62,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
               gossipPort: flags['listen-port'],
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
               membership: membershipOverrides(flags),
+              ...(etcd ? {etcd} : {}),
             })
           },
         },
@@ -66,9 +79,16 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
         underlay: cfg.underlay,
         token: cfg.token,
         join,
+        ...(cfg.managerToken ? {managerToken: cfg.managerToken, store: 'etcd'} : {}),
       })
     this.log(`Swarm initialized: current node (${cfg.nodeId.slice(0, 12)}) is now a manager.\n`)
     this.log('To add a node to this cluster, run the following command:\n')
     this.log(`    ${join}\n`)
+    if (cfg.managerToken) {
+      this.log('To add a manager (desired state in etcd), run:\n')
+      this.log(
+        `    swarmnet join --manager --token ${cfg.managerToken} --etcd-endpoints ${cfg.etcd!.endpoints.join(',')} ${cfg.advertiseAddr}:${cfg.gossipPort}\n`,
+      )
+    }
   }
 }

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {Listr} from 'listr2'
 import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
+import {etcdFlags, etcdFromFlags} from '../src/cli/etcd-flags.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
 import {bootstrapJoin, defaultNodeName} from '../src/agent/bootstrap.js'
@@ -13,6 +14,10 @@ export default class Join extends SwarmnetCommand {
   static override args = {manager: Args.string({description: 'a manager: ADDR[:7946]', required: true})}
   static override flags = {
     ...membershipFlags,
+    ...etcdFlags,
+    manager: Flags.boolean({
+      description: 'join as a manager (clusters on etcd; needs the manager token and --etcd-endpoints)',
+    }),
     json: jsonFlag,
     token: Flags.string({description: 'the join token', required: true}),
     node: Flags.string({description: "this node's name (default: the host name)", env: 'SWARMNET_NODE'}),
@@ -26,6 +31,7 @@ export default class Join extends SwarmnetCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Join)
     const node = flags.node ?? defaultNodeName()
+    const etcd = etcdFromFlags(flags)
     let cfg!: NodeConfig
     await new Listr(
       [
@@ -40,6 +46,8 @@ export default class Join extends SwarmnetCommand {
               gossipPort: flags['listen-port'],
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
               membership: membershipOverrides(flags),
+              asManager: flags.manager,
+              ...(etcd ? {etcd} : {}),
             })
           },
         },

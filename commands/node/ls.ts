@@ -8,7 +8,8 @@ export default class NodeLs extends SwarmnetCommand {
   static override description = `List the nodes of the cluster
 
 STATUS is ready, suspect, down or left, as this node's failure detector sees it;
-LAST HEARD is how long ago a message from that node itself arrived here.`
+LAST HEARD is how long ago a message from that node itself arrived here. MANAGER STATUS (clusters
+on etcd, with several managers): leader (places and allocates), reachable, or unreachable.`
   static override aliases = ['node list']
   static override examples = ['<%= config.bin %> node ls']
   static override flags = {host: hostFlag, json: jsonFlag}
@@ -17,9 +18,19 @@ LAST HEARD is how long ago a message from that node itself arrived here.`
     const {flags} = await this.parse(NodeLs)
     const nodes = await new AgentClient(flags.host).get<NodeView[]>('/nodes')
     if (flags.json) return printJson(nodes)
+    // The column is there when the cluster has several managers (on etcd), as in `docker node ls`.
+    const ha = nodes.some((n) => n.managerStatus !== undefined)
     printTable(
-      ['id', 'hostname', 'address', 'status', 'last heard', 'role'],
-      nodes.map((n) => [n.id.slice(0, 12) + (n.self ? ' *' : ''), n.name, n.addr, n.state, ago(n.lastHeardMs), n.role]),
+      ['id', 'hostname', 'address', 'status', 'last heard', 'role', ...(ha ? ['manager status'] : [])],
+      nodes.map((n) => [
+        n.id.slice(0, 12) + (n.self ? ' *' : ''),
+        n.name,
+        n.addr,
+        n.state,
+        ago(n.lastHeardMs),
+        n.role,
+        ...(ha ? [n.managerStatus ?? ''] : []),
+      ]),
     )
   }
 }

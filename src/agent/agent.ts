@@ -25,6 +25,8 @@ import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
 import {UserError} from '../model/errors.js'
 import {Manager} from '../manager/manager.js'
 import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
+import {EmbeddedBackend, type DesiredBackend} from '../manager/backend.js'
+import {startEtcdManager, type EtcdManager} from '../manager/etcd-manager.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -54,10 +56,26 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
-  const manager =
-    cfg.role === 'manager'
-      ? new Manager(store, cfg.nodeId, {isDown: (id) => membership.downFor(id) >= membership.cfg.rescheduleDelayMs})
+  const isDown = (id: string) => membership.downFor(id) >= membership.cfg.rescheduleDelayMs
+  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown}) : undefined
+  // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
+  const ha: EtcdManager | undefined =
+    cfg.role === 'manager' && cfg.etcd
+      ? startEtcdManager({
+          settings: cfg.etcd,
+          local: store,
+          selfId: cfg.nodeId,
+          membership: {isDown},
+          log,
+          onLeader: (_leader, self) => {
+            const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
+            const managerStatus = self ? 'leader' : 'reachable'
+            if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
+              store.put(keyOf('node', cfg.nodeId), {...cur, managerStatus})
+          },
+        })
       : undefined
+  const backend: DesiredBackend | undefined = ha?.backend ?? (manager ? new EmbeddedBackend(manager) : undefined)
   const cluster = controller.cluster()
 
   // This node as the cluster should see it: ready, at its current address.
@@ -74,11 +92,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     joinedAt: self?.joinedAt ?? Date.now(),
     pubKey: nodeKey.publicKey,
     cert: cfg.cert,
+    ...(ha ? {managerStatus: 'reachable' as const} : {}),
   }
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
   const gw = await ensureGwBridge()
   manager?.ensureGwbridge(gw.subnet, gw.gatewayIp)
+  // With etcd the record goes through it; until etcd answers, tasks wait for it as for any record.
+  ha?.backend.write((m) => m.ensureGwbridge(gw.subnet, gw.gatewayIp)).catch((e: Error) => log(`gwbridge: ${e.message}`))
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
   datapath.setConfig({
@@ -115,7 +136,15 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     identity: cfg.clusterIdentity,
     nodeKey,
     ...(cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {join: {identity: cfg.identity, tokens: () => [{token: parseToken(cfg.token!), role: 'worker' as const}]}}
+      ? {
+          join: {
+            identity: cfg.identity,
+            tokens: () => [
+              {token: parseToken(cfg.token!), role: 'worker' as const},
+              ...(cfg.managerToken ? [{token: parseToken(cfg.managerToken), role: 'manager' as const}] : []),
+            ],
+          },
+        }
       : {}),
   })
   // Liveness, in memory: who is a member is the store's node records; who is up is this.
@@ -230,7 +259,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     soon()
   })
   const periodic = setInterval(() => void reconcile(), 3000)
-  const placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : undefined
+  const placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
   placement?.pass()
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
   const unwatch = membership.onChange((m, was) => {
@@ -257,6 +286,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const stop = async () => {
     clearInterval(periodic)
     placement?.stop()
+    await ha?.stop()
     if (pending) clearTimeout(pending)
     unsubscribe()
     unwatch()
@@ -275,8 +305,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   api = await startApi(socketPath(node), {
     controller,
     metrics: async () => ({text: await metrics.text()}),
-    writer: () => {
-      if (manager) return manager
+    write: async (fn) => {
+      if (backend) return backend.write(fn)
       const at = controller.managerName()
       throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
     },
@@ -292,15 +322,29 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       membership: {...membership.stats, incarnation: membership.incarnation, health: membership.awareness.score},
       store: {refused: store.refused, lastRefusal: store.lastRefusal},
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
+      ...(ha
+        ? {
+            store: {kind: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
+            leader: ha.leadership.leader ?? null,
+            etcd: {commits: ha.backend.commits, retries: ha.backend.retries},
+          }
+        : {}),
       datapath: datapath.status(),
     }),
-    joinToken: (rotate) => {
+    joinToken: (rotate, role = 'worker') => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
+      if (role === 'manager' && !cfg.managerToken)
+        throw new UserError(
+          cfg.etcd
+            ? 'this manager cannot admit managers: ask the one the cluster was created on'
+            : 'this cluster keeps its state embedded: it has one manager (init --store etcd for several)',
+        )
+      const which = role === 'manager' ? 'managerToken' : 'token'
       if (rotate) {
-        cfg.token = rotateToken(cfg.token).text
+        cfg[which] = rotateToken(cfg[which]!).text
         writeNodeConfig(cfg)
       }
-      return {token: cfg.token, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
+      return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')

@@ -14,12 +14,15 @@ import {attachmentView, networkView, nodeView, serviceInspectView, serviceView, 
 
 export interface ApiContext {
   controller: Controller
-  /** The writer of desired state; throws (one clear line) on a node that is not the manager. */
-  writer(): Manager
+  /**
+   * Runs one request of the writer of desired state (embedded or etcd: see manager/backend.ts);
+   * refused (one clear line) on a node that is not a manager.
+   */
+  write<T>(fn: (m: Manager) => T): Promise<T>
   info(): unknown
   /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
   metrics(): Promise<{text: string}>
-  joinToken(rotate: boolean): {token: string; addr: string}
+  joinToken(rotate: boolean, role?: 'worker' | 'manager'): {token: string; addr: string}
   leave(force: boolean): Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
@@ -29,7 +32,7 @@ type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSea
 
 export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const c = ctx.controller
-  const w = () => ctx.writer()
+  const w = <T>(fn: (m: Manager) => T) => ctx.write(fn)
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
@@ -42,66 +45,74 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         return nodeView(n, c.selfId, ctx.membership?.get(n.id))
       },
     ],
-    ['DELETE', /^\/nodes\/([^/]+)$/, (m) => ({removed: w().removeNode(dec(m[1])).name})],
-    ['GET', /^\/join-token$/, () => ctx.joinToken(false)],
-    ['POST', /^\/join-token\/rotate$/, () => ctx.joinToken(true)],
+    ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],
+    ['GET', /^\/join-token$/, (_m, _b, q) => ctx.joinToken(false, tokenRole(q))],
+    ['POST', /^\/join-token\/rotate$/, (_m, _b, q) => ctx.joinToken(true, tokenRole(q))],
     ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],
     ['GET', /^\/networks$/, () => c.networks().map((n) => networkView(n, c))],
     [
       'POST',
       /^\/networks$/,
-      (_m, b) =>
-        networkView(
-          w().createNetwork({
-            name: str(b, 'name'),
-            driver: optStr(b, 'driver'),
-            subnet: optStr(b, 'subnet'),
-            attachable: b.attachable === true,
-            mtu: b.mtu === undefined || b.mtu === null ? undefined : num(b, 'mtu'),
-          }),
-          c,
-        ),
+      async (_m, b) => {
+        const req = {
+          name: str(b, 'name'),
+          driver: optStr(b, 'driver'),
+          subnet: optStr(b, 'subnet'),
+          attachable: b.attachable === true,
+          mtu: b.mtu === undefined || b.mtu === null ? undefined : num(b, 'mtu'),
+        }
+        return networkView(await w((x) => x.createNetwork(req)), c)
+      },
     ],
     ['GET', /^\/networks\/([^/]+)$/, (m) => networkView(c.findNetwork(dec(m[1])), c)],
-    ['DELETE', /^\/networks\/([^/]+)$/, (m, _b, q) => (w().removeNetwork(dec(m[1]), {force: q.get('force') === '1'}), {})],
+    [
+      'DELETE',
+      /^\/networks\/([^/]+)$/,
+      async (m, _b, q) => (await w((x) => x.removeNetwork(dec(m[1]), {force: q.get('force') === '1'})), {}),
+    ],
     ['GET', /^\/attachments$/, () => c.attachments().map((a) => attachmentView(a, c))],
     [
       'POST',
       /^\/networks\/([^/]+)\/connect$/,
-      (m, b) =>
-        attachmentView(
-          w().connect({
-            network: dec(m[1]),
-            netns: optStr(b, 'netns'),
-            pid: b.pid === undefined || b.pid === null ? undefined : num(b, 'pid'),
-            ip: optStr(b, 'ip'),
-            name: optStr(b, 'name'),
-            node: optStr(b, 'node'),
-          }),
-          c,
-        ),
+      async (m, b) => {
+        const req = {
+          network: dec(m[1]),
+          netns: optStr(b, 'netns'),
+          pid: b.pid === undefined || b.pid === null ? undefined : num(b, 'pid'),
+          ip: optStr(b, 'ip'),
+          name: optStr(b, 'name'),
+          node: optStr(b, 'node'),
+        }
+        return attachmentView(await w((x) => x.connect(req)), c)
+      },
     ],
-    ['POST', /^\/networks\/([^/]+)\/disconnect$/, (m, b) => attachmentView(w().disconnect(dec(m[1]), str(b, 'name')), c)],
+    [
+      'POST',
+      /^\/networks\/([^/]+)\/disconnect$/,
+      async (m, b) => {
+        const name = str(b, 'name')
+        return attachmentView(await w((x) => x.disconnect(dec(m[1]), name)), c)
+      },
+    ],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
     [
       'POST',
       /^\/services$/,
-      (_m, b) =>
-        serviceView(
-          w().createService({
-            name: str(b, 'name'),
-            mode: checkServiceMode(b.mode),
-            replicas: b.replicas === undefined ? 1 : checkReplicas(b.replicas),
-            networks: strList(b, 'networks'),
-            command: strList(b, 'command'),
-            user: optStr(b, 'user'),
-            limitMemory: optStr(b, 'limitMemory'),
-            limitCpu: optStr(b, 'limitCpu'),
-            endpointMode: optStr(b, 'endpointMode'),
-            ports: list(b, 'ports').map(checkPortRequest),
-          }),
-          c,
-        ),
+      async (_m, b) => {
+        const req = {
+          name: str(b, 'name'),
+          mode: checkServiceMode(b.mode),
+          replicas: b.replicas === undefined ? 1 : checkReplicas(b.replicas),
+          networks: strList(b, 'networks'),
+          command: strList(b, 'command'),
+          user: optStr(b, 'user'),
+          limitMemory: optStr(b, 'limitMemory'),
+          limitCpu: optStr(b, 'limitCpu'),
+          endpointMode: optStr(b, 'endpointMode'),
+          ports: list(b, 'ports').map(checkPortRequest),
+        }
+        return serviceView(await w((x) => x.createService(req)), c)
+      },
     ],
     ['GET', /^\/services\/([^/]+)$/, (m) => serviceInspectView(c.findService(dec(m[1])), c)],
     [
@@ -119,14 +130,20 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     [
       'POST',
       /^\/services\/([^/]+)\/ports$/,
-      (m, b) =>
-        serviceView(
-          w().updatePorts(dec(m[1]), {add: list(b, 'add').map(checkPortRequest), rm: list(b, 'rm').map(checkPortRef)}),
-          c,
-        ),
+      async (m, b) => {
+        const change = {add: list(b, 'add').map(checkPortRequest), rm: list(b, 'rm').map(checkPortRef)}
+        return serviceView(await w((x) => x.updatePorts(dec(m[1]), change)), c)
+      },
     ],
-    ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(w().scaleService(dec(m[1]), checkReplicas(b.replicas)), c)],
-    ['DELETE', /^\/services\/([^/]+)$/, (m) => (w().removeService(dec(m[1])), {})],
+    [
+      'POST',
+      /^\/services\/([^/]+)\/scale$/,
+      async (m, b) => {
+        const replicas = checkReplicas(b.replicas)
+        return serviceView(await w((x) => x.scaleService(dec(m[1]), replicas)), c)
+      },
+    ],
+    ['DELETE', /^\/services\/([^/]+)$/, async (m) => (await w((x) => x.removeService(dec(m[1]))), {})],
     ['GET', /^\/tasks$/, () => c.tasks().map((t) => taskView(t, c))],
     ['GET', /^\/tasks\/([^/]+)$/, (m) => taskView(c.findTask(dec(m[1])), c)],
     ['GET', /^\/tasks\/([^/]+)\/logs$/, (m, _b, q) => taskLogStream(c, dec(m[1]), q)],
@@ -168,6 +185,13 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
 }
 
 class RequestError extends Error {}
+
+/** ?role=manager|worker (worker when absent). */
+function tokenRole(q: URLSearchParams): 'worker' | 'manager' {
+  const r = q.get('role') ?? 'worker'
+  if (r !== 'worker' && r !== 'manager') throw new RequestError(`role must be worker or manager, not '${r}'`)
+  return r
+}
 
 /** A task's log as the answer: text, streamed (and kept open with follow until the client goes). */
 class LogStream {

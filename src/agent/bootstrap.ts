@@ -15,6 +15,7 @@ import {
 } from '../model/defaults.js'
 import {parseCidr} from '../model/ipv4.js'
 import type {ClusterSpec, NodeRecord} from '../model/types.js'
+import type {Json} from '../store/json.js'
 import {checkDataPathPort} from '../model/validate.js'
 import {CLUSTER_KEY, keyOf} from '../store/keys.js'
 import {mtuOf} from '../sys/link.js'
@@ -25,6 +26,13 @@ import {openNodeStore} from './node-store.js'
 import {checkNodeName} from './paths.js'
 import {UserError} from '../model/errors.js'
 import {membershipConfig, type MembershipConfig} from '../membership/config.js'
+import {rmSync} from 'node:fs'
+import {checkEtcdSettings, etcdClient, type EtcdSettings} from '../manager/etcd-client.js'
+import {EtcdBackend} from '../manager/etcd-backend.js'
+import {defaultPrefix} from '../manager/etcd-keys.js'
+import {isDesiredKey} from '../manager/backend.js'
+import {stateDir} from './paths.js'
+import type {Store} from '../store/store.js'
 
 export function defaultNodeName(): string {
   const h = hostname()
@@ -48,6 +56,8 @@ export interface InitOptions {
   xdpMode: 'native' | 'generic'
   /** Failure detection timers other than the defaults (checked before anything is made). */
   membership?: Partial<MembershipConfig>
+  /** Desired state in etcd (several managers); absent: the embedded store. */
+  etcd?: Omit<EtcdSettings, 'prefix'>
 }
 
 export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
@@ -58,6 +68,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   const port = checkDataPathPort(o.dataPathPort ?? DEFAULT_DATA_PATH_PORT)
   const pool = o.defaultAddrPool ?? DEFAULT_ADDR_POOL
   parseCidr(pool)
+  if (o.etcd) checkEtcdSettings(o.etcd)
   const adv = await resolveAdvertise(o.advertiseAddr)
   const identity = generateIdentity()
   const nodeKey = generateNodeKey()
@@ -81,14 +92,20 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     cert: certifyNode(identity, nodeId, nodeKey.publicKey, 'manager'),
     clusterIdentity: identity.publicKey,
   }
+  const clusterId = randomBytes(12).toString('hex')
+  if (o.etcd) {
+    cfg.etcd = {...o.etcd, prefix: defaultPrefix(clusterId)}
+    cfg.managerToken = generateToken(identity.publicKey).text
+  }
   const store = openNodeStore(o.node, cfg.nodeId)
   try {
     const cluster: ClusterSpec = {
-      id: randomBytes(12).toString('hex'),
+      id: clusterId,
       createdAt: Date.now(),
       dataPathPort: port,
       defaultAddrPool: pool,
       subnetSize: DEFAULT_SUBNET_SIZE,
+      ...(o.etcd ? {store: 'etcd' as const} : {}),
     }
     store.put(CLUSTER_KEY, cluster)
     const me: NodeRecord = {
@@ -105,11 +122,28 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     }
     store.put(keyOf('node', cfg.nodeId), me)
     new Manager(store, cfg.nodeId).createNetwork({name: INGRESS_NETWORK_NAME, ingress: true})
+    if (cfg.etcd) await seedEtcd(cfg.etcd, store, cfg.nodeId)
+  } catch (e) {
+    // Refused means nothing made: no state left behind for a node that is not in a cluster.
+    store.close()
+    rmSync(stateDir(o.node), {recursive: true, force: true})
+    throw e
   } finally {
     store.close()
   }
   writeNodeConfig(cfg)
   return cfg
+}
+
+/** The new cluster's desired state (cluster record, ingress network) into etcd, with its allocations. */
+async function seedEtcd(settings: EtcdSettings, store: Store, selfId: string): Promise<void> {
+  const client = etcdClient(settings)
+  try {
+    const b = new EtcdBackend({client, prefix: settings.prefix, local: store, selfId, endpoints: settings.endpoints})
+    await b.importRecords(store.list('').filter((e) => isDesiredKey(e.key)) as {key: string; value: Json}[])
+  } finally {
+    client.close()
+  }
 }
 
 export interface JoinOptions {
@@ -121,6 +155,9 @@ export interface JoinOptions {
   xdpMode: 'native' | 'generic'
   /** Failure detection timers other than the defaults (checked before anything is made). */
   membership?: Partial<MembershipConfig>
+  /** Join as a manager of a cluster on etcd (the token must be the manager token). */
+  asManager?: boolean
+  etcd?: Omit<EtcdSettings, 'prefix'>
 }
 
 export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
@@ -128,6 +165,9 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
   refuseIfMember(o.node)
   const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
   if (membership) checkMembership(membership)
+  if (o.asManager && !o.etcd) throw new UserError('--manager needs --etcd-endpoints: managers keep desired state in etcd')
+  if (!o.asManager && o.etcd) throw new UserError('--etcd-* flags are for managers: add --manager (and use the manager token)')
+  if (o.etcd) checkEtcdSettings(o.etcd)
   const adv = await resolveAdvertise(o.advertiseAddr)
   const nodeId = randomBytes(12).toString('hex')
   const gossipPort = o.gossipPort ?? DEFAULT_GOSSIP_PORT
@@ -139,6 +179,17 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     node: {id: nodeId, name: o.node, addr: adv.addr, gossipPort, mtu, pubKey: nodeKey.publicKey},
   })
   const self = r.entries.find((e) => e.key === keyOf('node', nodeId))?.value as NodeRecord | undefined
+  const cluster = r.entries.find((e) => e.key === CLUSTER_KEY)?.value as ClusterSpec | undefined
+  if (r.role === 'manager' && !o.asManager)
+    throw new UserError('this token admits managers: join with --manager and --etcd-endpoints (or use the worker token)')
+  if (r.role !== 'manager' && o.asManager)
+    throw new UserError('this token admits workers: ask a manager for `swarmnet swarm join-token manager`')
+  let etcd: EtcdSettings | undefined
+  if (o.etcd) {
+    if (cluster?.store !== 'etcd' || !cluster.id) throw new UserError('this cluster keeps its state embedded: it has one manager')
+    etcd = {...o.etcd, prefix: defaultPrefix(cluster.id)}
+    await checkEtcdHolds(etcd)
+  }
   const store = openNodeStore(o.node, nodeId)
   try {
     store.merge(r.entries)
@@ -161,9 +212,27 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
     nodeKey,
     ...(self?.cert ? {cert: self.cert} : {}),
     clusterIdentity: r.identity,
+    ...(etcd ? {etcd} : {}),
   }
   writeNodeConfig(cfg)
   return cfg
+}
+
+/** A joining manager reaches etcd with its own credentials and finds the cluster's state there. */
+async function checkEtcdHolds(settings: EtcdSettings): Promise<void> {
+  const client = etcdClient(settings)
+  try {
+    const n = await client
+      .getAll()
+      .prefix(`${settings.prefix}state/cluster`)
+      .count()
+      .catch((e: Error) => {
+        throw new UserError(`etcd at ${settings.endpoints.join(',')} cannot be read: ${e.message.split('\n')[0]}`)
+      })
+    if (n === 0) throw new UserError(`etcd at ${settings.endpoints.join(',')} holds no state for this cluster`)
+  } finally {
+    client.close()
+  }
 }
 
 /** Bad timers are refused in one line, before anything is made. */

@@ -5,6 +5,7 @@ import {dirname} from 'node:path'
 import {Keyring} from '../gossip/keyring.js'
 import type {MembershipConfig} from '../membership/config.js'
 import type {NodeRole} from '../model/types.js'
+import type {EtcdSettings} from '../manager/etcd-client.js'
 import {nodeConfigPath} from './paths.js'
 
 export type NodeConfig = {
@@ -32,6 +33,10 @@ export type NodeConfig = {
   /** managers only: the cluster identity and the join token */
   identity?: {publicKey: string; privateKey: string}
   token?: string
+  /** etcd clusters: the token that admits a node as a manager (managers holding the identity only) */
+  managerToken?: string
+  /** managers of an etcd cluster: where the desired state lives and the TLS files to reach it */
+  etcd?: EtcdSettings
 }
 
 export function readNodeConfig(node: string): NodeConfig | undefined {

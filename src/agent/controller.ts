@@ -18,7 +18,8 @@ import type {Store} from '../store/store.js'
 
 export class Controller {
   constructor(
-    private readonly store: Store,
+    /** Only reads: the node's store, or a manager's view of etcd during one request. */
+    private readonly store: Pick<Store, 'get' | 'values'>,
     readonly selfId: string,
   ) {}
 

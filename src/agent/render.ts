@@ -26,6 +26,7 @@ export function nodeView(
     ...(live ? {incarnation: live.incarnation} : {}),
     gossipPort: n.gossipPort,
     joinedAt: n.joinedAt,
+    ...(n.managerStatus ? {managerStatus: state === 'ready' ? n.managerStatus : 'unreachable'} : {}),
   }
 }
 

@@ -15,6 +15,8 @@ export interface NodeView {
   incarnation?: number
   gossipPort?: number
   joinedAt?: number
+  /** managers of an etcd cluster: leader (places and allocates), reachable, or unreachable (down, as seen here) */
+  managerStatus?: 'leader' | 'reachable' | 'unreachable'
 }
 
 export interface EndpointView {

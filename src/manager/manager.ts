@@ -15,7 +15,7 @@ import {checkEndpointMode, checkName} from '../model/validate.js'
 import {sandboxSpec} from '../model/limits.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
-import type {Store} from '../store/store.js'
+import type {DesiredStore} from './backend.js'
 import {Controller} from '../agent/controller.js'
 import {describeShortfalls, planService, type ServicePlan} from './plan.js'
 import {describeHostPortShort} from './host-ports.js'
@@ -60,7 +60,7 @@ export class Manager {
   readonly read: Controller
 
   constructor(
-    private readonly store: Store,
+    private readonly store: DesiredStore,
     readonly selfId: string,
     /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
     private readonly membership: MembershipView = NOBODY_DOWN,

@@ -50,7 +50,8 @@ const byKind: Record<string, Check> = {
     oneOf(v as Rec, 'role', ['manager', 'worker']) ??
     oneOf(v as Rec, 'state', ['ready', 'down', 'left']) ??
     int(v as Rec, 'mtu', 68, 1 << 20) ??
-    time(v as Rec, 'joinedAt'),
+    time(v as Rec, 'joinedAt') ??
+    optional(v as Rec, 'managerStatus', (r, k) => oneOf(r, k, ['leader', 'reachable'])),
   network: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? networkProblem(v as Rec),
   service: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? serviceProblem(v as Rec),
   task: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? taskProblem(v as Rec),
@@ -89,7 +90,8 @@ function clusterProblem(v: unknown): string | undefined {
     time(r, 'createdAt') ??
     int(r, 'dataPathPort', DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX) ??
     cidr(r, 'defaultAddrPool') ??
-    int(r, 'subnetSize', 1, 32)
+    int(r, 'subnetSize', 1, 32) ??
+    optional(r, 'store', (x, k) => oneOf(x, k, ['etcd']))
   if (shape) return shape
   if ((r.subnetSize as number) < parseCidr(r.defaultAddrPool as string).prefix)
     return `subnetSize /${r.subnetSize} is larger than the pool ${r.defaultAddrPool}`
@@ -237,6 +239,10 @@ function time(r: Rec, k: string): string | undefined {
 
 function bool(r: Rec, k: string): string | undefined {
   return typeof r[k] === 'boolean' ? undefined : `'${k}' is not a boolean`
+}
+
+function optional(r: Rec, k: string, check: (r: Rec, k: string) => string | undefined): string | undefined {
+  return r[k] === undefined ? undefined : check(r, k)
 }
 
 function oneOf(r: Rec, k: string, allowed: string[]): string | undefined {

@@ -17,6 +17,8 @@ export type ClusterSpec = {
   defaultAddrPool: string
   /** Prefix length of those subnets. */
   subnetSize: number
+  /** Where desired state lives: absent = the embedded gossip store (one manager); 'etcd' = several managers on etcd. */
+  store?: 'etcd'
 }
 
 export type NodeRole = 'manager' | 'worker'
@@ -37,6 +39,8 @@ export type NodeRecord = {
   pubKey?: string
   /** The cluster identity's signature over id, pubKey and role (see gossip/identity.ts). */
   cert?: string
+  /** Managers of an etcd cluster: whether this one holds the leader's lease (written by the node itself). */
+  managerStatus?: 'leader' | 'reachable'
 }
 
 export type NetworkDriver = 'overlay' | 'bridge'

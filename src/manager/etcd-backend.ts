@@ -1,0 +1,330 @@
+// Desired state in etcd: every manager may serve a request. One request is
+// one run of the manager's own logic over a fresh read of etcd (the request
+// view), then one transaction that writes what it decided and claims its
+// allocations (etcd-keys.ts). The transaction holds only if nothing it relied
+// on changed: each record it writes, each network its records name and each
+// allocation it takes or frees is at the revision it read. Otherwise it is
+// read again and decided again, so racing managers never get the same address.
+//
+// The gossip store keeps carrying the state to every node, workers included
+// (they never talk to etcd): a manager copies what it committed into its own
+// store at once, and the leader mirrors all of etcd into it (mirror()), so
+// the nodes converge on etcd's state whichever manager wrote it.
+import type {Etcd3, IOperation, Namespace} from 'etcd3'
+import {UserError, isUserError} from '../model/errors.js'
+import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
+import type {Entry} from '../store/entry.js'
+import type {Json} from '../store/json.js'
+import type {Store} from '../store/store.js'
+import {isDesiredKey, type DesiredBackend, type DesiredStore, type WriteOptions} from './backend.js'
+import {ALLOC, LEADER, NETWORK_GUARD, STATE, allocationsOf} from './etcd-keys.js'
+import {Manager} from './manager.js'
+
+/** What one range read of the prefix found: key (without the prefix) -> value and mod revision. */
+type Snapshot = Map<string, {value: string; mod: string}>
+
+const MAX_ATTEMPTS = 30
+
+export type EtcdBackendOptions = {
+  client: Etcd3
+  prefix: string
+  /** The node's gossip store: what the manager reads of nodes and statuses, and where committed state is copied. */
+  local: Store
+  selfId: string
+  membership?: MembershipView
+  /** Named in the one-line error when etcd cannot be reached. */
+  endpoints: string[]
+  /** The leader's claim (see etcd-leader.ts): placement commits only while it holds. */
+  leaderRevision?: () => string | undefined
+  log?: (m: string) => void
+}
+
+export class EtcdBackend implements DesiredBackend {
+  readonly kind = 'etcd' as const
+  readonly ns: Namespace
+  /** Transactions that lost a race and were decided again (for the benchmark and info). */
+  retries = 0
+  commits = 0
+
+  constructor(private readonly opts: EtcdBackendOptions) {
+    this.ns = opts.client.namespace(opts.prefix)
+  }
+
+  /** The node's gossip store this manager copies etcd's state into. */
+  get local(): Store {
+    return this.opts.local
+  }
+
+  /**
+   * One request at a time per manager: requests of one manager would otherwise all read the
+   * same state, pick the same next address and all but one lose; between managers, etcd decides.
+   */
+  write<T>(fn: (m: Manager) => T, wopts: WriteOptions = {}): Promise<T> {
+    const run = this.queue.then(() => this.attempt(fn, wopts))
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  private queue: Promise<void> = Promise.resolve()
+
+  private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snap = await this.etcd('read', () => this.snapshot())
+      const view = new RequestView(snap, this.opts.local, this.opts.selfId)
+      const result = fn(new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN))
+      if (view.ops.size === 0) {
+        view.applySideEffects()
+        return result
+      }
+      let guard: string | undefined
+      if (wopts.asLeader) {
+        guard = this.opts.leaderRevision?.()
+        if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
+      }
+      const ops = transaction(snap, view.ops, guard)
+      const res = await this.etcd('write', () => commit(this.ns, ops))
+      if (res.succeeded) {
+        this.commits++
+        this.copyLocal(view.ops)
+        view.applySideEffects()
+        return result
+      }
+      this.retries++
+      if (wopts.asLeader && guard !== undefined && !(await this.stillLeader(guard)))
+        throw new UserError('this manager is no longer the leader: placement is left to the new one')
+      // Someone else committed first: read again, after a short random pause so racers spread out.
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
+    }
+    throw new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
+  }
+
+  /** Copies etcd's desired state into the node's store where they differ; returns how many keys changed. */
+  async mirror(): Promise<number> {
+    const snap = await this.etcd('read', () => this.snapshot())
+    const want = new Map<string, Json>()
+    for (const [k, v] of snap) if (k.startsWith(STATE)) want.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
+    let changed = 0
+    const local = this.opts.local
+    for (const [k, v] of want) {
+      if (JSON.stringify(local.get(k)) === JSON.stringify(v)) continue
+      if (this.putLocal(k, v)) changed++
+    }
+    for (const e of local.list('')) {
+      if (!isDesiredKey(e.key) || want.has(e.key)) continue
+      local.delete(e.key)
+      changed++
+    }
+    return changed
+  }
+
+  /** The records in etcd (for migrate-store's check and the tests). */
+  async records(): Promise<Map<string, Json>> {
+    const snap = await this.etcd('read', () => this.snapshot())
+    const out = new Map<string, Json>()
+    for (const [k, v] of snap) if (k.startsWith(STATE)) out.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
+    return out
+  }
+
+  /** Every allocation key and the record holding it. */
+  async allocations(): Promise<Map<string, string>> {
+    const snap = await this.etcd('read', () => this.snapshot())
+    const out = new Map<string, string>()
+    for (const [k, v] of snap) if (k.startsWith(ALLOC)) out.set(k.slice(ALLOC.length), v.value)
+    return out
+  }
+
+  /**
+   * Writes records as they are (migration from the embedded store): all in one transaction,
+   * with their allocations, and only into an empty prefix.
+   */
+  async importRecords(records: {key: string; value: Json}[]): Promise<void> {
+    const snap = await this.etcd('read', () => this.snapshot())
+    if ([...snap.keys()].some((k) => k.startsWith(STATE)))
+      throw new UserError(`etcd already holds a cluster's state under ${this.opts.prefix}: nothing was changed`)
+    const ops = transaction(snap, new Map(records.map((r) => [r.key, r.value])), undefined)
+    if (records.length === 0) return
+    const res = await this.etcd('write', () => commit(this.ns, ops))
+    if (!res.succeeded) throw new UserError('etcd changed during the migration: nothing was changed, try again')
+  }
+
+  private async stillLeader(rev: string): Promise<boolean> {
+    const r = await this.etcd('read', () => this.ns.get(LEADER).exec())
+    return r.kvs[0]?.create_revision === rev
+  }
+
+  private async snapshot(): Promise<Snapshot> {
+    const r = await this.ns.getAll().prefix('').exec()
+    const snap: Snapshot = new Map()
+    for (const kv of r.kvs) snap.set(kv.key.toString(), {value: kv.value.toString(), mod: kv.mod_revision})
+    return snap
+  }
+
+  /** Read-your-writes on this node: what this manager committed is in its store before the answer goes. */
+  private copyLocal(ops: Map<string, Json | null>): void {
+    for (const [k, v] of ops) {
+      if (v === null) this.opts.local.delete(k)
+      else if (JSON.stringify(this.opts.local.get(k)) !== JSON.stringify(v)) this.putLocal(k, v)
+    }
+  }
+
+  private putLocal(k: string, v: Json): boolean {
+    try {
+      this.opts.local.put(k, v)
+      return true
+    } catch (e) {
+      // A record this version cannot store stays in etcd; the node's store keeps what it had.
+      this.opts.log?.(`etcd: ${k} not copied to the gossip store: ${(e as Error).message}`)
+      return false
+    }
+  }
+
+  /** etcd's own failures become one line naming the endpoints; the request's own refusals pass through. */
+  private async etcd<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
+    } catch (e) {
+      if (isUserError(e as Error)) throw e
+      const msg = ((e as Error).message ?? String(e)).split('\n')[0]
+      throw new EtcdUnavailableError(`etcd at ${this.opts.endpoints.join(',')} cannot ${what} the cluster state: ${msg}`)
+    }
+  }
+}
+
+/** etcd could not be reached or answered with an error: the request changed nothing. */
+export class EtcdUnavailableError extends UserError {}
+
+type Compare = [string, 'Mod' | 'Create', '==', string | number]
+type Txn = {compares: Compare[]; then: (ns: Namespace) => IOperation[]}
+
+function commit(ns: Namespace, t: Txn) {
+  // etcd3's builder takes one comparison per call: the first in if(), the others in and().
+  let b = ns.if(...t.compares[0]!)
+  for (const c of t.compares.slice(1)) b = b.and(...c)
+  return b.then(...t.then(ns)).commit()
+}
+
+/**
+ * The transaction for a request's writes, against what it read: compares (each record and
+ * allocation touched is at its read revision) and operations (the records, their allocations).
+ */
+export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
+  const compares: Compare[] = []
+  const mod = (k: string) => snap.get(k)?.mod ?? 0
+  const puts: [string, string][] = []
+  const deletes: string[] = []
+  const claimed = new Map<string, string>()
+  const freed = new Set<string>()
+  const watchedNets = new Set<string>()
+  let networksChange = false
+  for (const [key, value] of ops) {
+    const sk = STATE + key
+    compares.push([sk, 'Mod', '==', mod(sk)])
+    const before = snap.get(sk)
+    const old = before ? (JSON.parse(before.value) as Json) : undefined
+    for (const a of allocationsOf(key, old)) freed.add(a)
+    for (const a of allocationsOf(key, value)) claimed.set(a, key)
+    if (value === null) deletes.push(sk)
+    else puts.push([sk, JSON.stringify(value)])
+    if (key.startsWith('network/') || key === 'cluster') networksChange = true
+    // A record that names networks holds only while they exist as read.
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const v = value as Record<string, unknown>
+      if (Array.isArray(v.networks)) for (const n of v.networks) if (typeof n === 'string') watchedNets.add(n)
+      if (typeof v.networkId === 'string') watchedNets.add(v.networkId)
+      if (Array.isArray(v.attachments))
+        for (const a of v.attachments as {networkId?: unknown}[])
+          if (typeof a.networkId === 'string') watchedNets.add(a.networkId)
+    }
+  }
+  for (const n of watchedNets) {
+    const sk = `${STATE}network/${n}`
+    if (!ops.has(`network/${n}`)) compares.push([sk, 'Mod', '==', mod(sk)])
+  }
+  for (const [a, owner] of claimed) {
+    const ak = ALLOC + a
+    const held = snap.get(ak)?.value
+    if (held === owner) {
+      freed.delete(a)
+      continue
+    }
+    if (held !== undefined && !freed.has(a) && !ops.has(held))
+      throw new Error(`internal: ${a} is held by ${held} in etcd, yet ${owner} was given it`)
+    freed.delete(a)
+    compares.push([ak, 'Mod', '==', mod(ak)])
+    puts.push([ak, owner])
+  }
+  for (const a of freed) {
+    const ak = ALLOC + a
+    if (!snap.has(ak)) continue
+    compares.push([ak, 'Mod', '==', mod(ak)])
+    deletes.push(ak)
+  }
+  if (networksChange) {
+    compares.push([NETWORK_GUARD, 'Mod', '==', mod(NETWORK_GUARD)])
+    puts.push([NETWORK_GUARD, String(Date.now())])
+  }
+  if (leaderRevision !== undefined) compares.push([LEADER, 'Create', '==', leaderRevision])
+  return {
+    compares,
+    then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
+  }
+}
+
+/**
+ * What the manager sees during one request: desired state as read from etcd, with the
+ * request's own writes on top; nodes and statuses from the node's gossip store. Writes to
+ * desired keys are collected for the transaction; the rest (a node marked left, a status
+ * removed) is gossip's and happens once the transaction has held.
+ */
+class RequestView implements DesiredStore {
+  readonly ops = new Map<string, Json | null>()
+  private readonly sideEffects: (() => void)[] = []
+  private readonly state = new Map<string, Json>()
+
+  constructor(
+    snap: Snapshot,
+    private readonly local: Store,
+    private readonly selfId: string,
+  ) {
+    for (const [k, v] of snap) if (k.startsWith(STATE)) this.state.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
+  }
+
+  get<T extends Json = Json>(key: string): T | undefined {
+    if (!isDesiredKey(key)) return this.local.get<T>(key)
+    if (this.ops.has(key)) return (this.ops.get(key) ?? undefined) as T | undefined
+    return this.state.get(key) as T | undefined
+  }
+
+  values<T extends Json = Json>(prefix: string): T[] {
+    if (!isDesiredKey(prefix)) return this.local.values<T>(prefix)
+    const keys = new Set([...this.state.keys(), ...this.ops.keys()].filter((k) => k.startsWith(prefix)))
+    return [...keys]
+      .sort()
+      .map((k) => this.get<T>(k))
+      .filter((v): v is T => v !== undefined)
+  }
+
+  put(key: string, value: Json): Entry {
+    if (isDesiredKey(key)) this.ops.set(key, value)
+    else this.sideEffects.push(() => this.local.put(key, value))
+    return {key, value, version: {clock: 0, node: this.selfId}}
+  }
+
+  delete(key: string): Entry | undefined {
+    if (isDesiredKey(key)) {
+      if (this.get(key) === undefined) return undefined
+      this.ops.set(key, null)
+    } else {
+      if (this.local.get(key) === undefined) return undefined
+      this.sideEffects.push(() => this.local.delete(key))
+    }
+    return {key, value: null, version: {clock: 0, node: this.selfId}}
+  }
+
+  applySideEffects(): void {
+    for (const f of this.sideEffects) f()
+  }
+}

@@ -1,0 +1,54 @@
+// The layout of a cluster's desired state in etcd, under one prefix
+// (/swarmnet/<cluster id>/ by default):
+//
+//   state/<store key>        the record, JSON (cluster, network/<id>, service/<id>, task/<id>, attachment/<id>)
+//   alloc/<what>             one key per thing that must be unique, its value the record holding it:
+//                            vni/<n>, subnet/<cidr>, addr/<network id>/<ip>, port/<proto>/<n>,
+//                            name/network/<name>, name/service/<name>
+//   guard/networks           bumped by every network change: network changes are serialized,
+//                            so subnets never overlap even when one is given by hand
+//   leader                   the elected manager's node id, on its lease
+//
+// The records and their allocations are written in the same transaction, which
+// creates an allocation key only if it does not exist: two managers racing for
+// one address, VNI, subnet, port or name cannot both win.
+import type {Json} from '../store/json.js'
+
+export const STATE = 'state/'
+export const ALLOC = 'alloc/'
+export const NETWORK_GUARD = 'guard/networks'
+export const LEADER = 'leader'
+
+export const defaultPrefix = (clusterId: string) => `/swarmnet/${clusterId}/`
+
+type Obj = Record<string, unknown>
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** The allocation keys (under alloc/) a record holds. */
+export function allocationsOf(key: string, value: Json | null | undefined): string[] {
+  if (!isObj(value)) return []
+  const out: string[] = []
+  const addr = (net: unknown, ip: unknown) => {
+    if (typeof net === 'string' && typeof ip === 'string') out.push(`addr/${net}/${ip}`)
+  }
+  const list = (v: unknown): Obj[] => (Array.isArray(v) ? v.filter(isObj) : [])
+  if (key.startsWith('network/')) {
+    // The node-local bridge is the same record on every node: it takes nothing cluster-wide.
+    if (value.driver === 'bridge') return []
+    if (typeof value.vni === 'number') out.push(`vni/${value.vni}`)
+    if (typeof value.subnet === 'string') out.push(`subnet/${value.subnet}`)
+    if (typeof value.name === 'string') out.push(`name/network/${value.name}`)
+  } else if (key.startsWith('service/')) {
+    if (typeof value.name === 'string') out.push(`name/service/${value.name}`)
+    for (const v of list(value.vips)) addr(v.networkId, v.ip)
+    // Published ports (ingress mode) are cluster-wide; host mode ones belong to a node.
+    for (const p of list(value.ports))
+      if (p.mode !== 'host' && typeof p.published === 'number' && typeof p.protocol === 'string')
+        out.push(`port/${p.protocol}/${p.published}`)
+  } else if (key.startsWith('task/')) {
+    for (const a of list(value.attachments)) addr(a.networkId, a.ip)
+  } else if (key.startsWith('attachment/')) {
+    addr(value.networkId, value.ip)
+  }
+  return out
+}

@@ -1,0 +1,129 @@
+// A manager of a cluster whose desired state is in etcd: it serves requests
+// through the etcd backend (any manager may), and, while it holds the leader's
+// lease, places on its own (nodes coming and going, dead nodes' tasks) and
+// mirrors etcd into the gossip store that carries the state to every node.
+// Standbys do neither; the next leader picks up where the last one stopped,
+// because everything it needs is in etcd and in the gossip store.
+import type {Etcd3} from 'etcd3'
+import type {MembershipView} from '../membership/view.js'
+import type {Store} from '../store/store.js'
+import {EtcdBackend} from './etcd-backend.js'
+import {etcdClient, type EtcdSettings} from './etcd-client.js'
+import {Leadership, type LeadershipOptions} from './etcd-leader.js'
+import type {ManagerLoop} from './loop.js'
+import type {PlacementReport} from './manager.js'
+
+export type EtcdManagerOptions = {
+  settings: EtcdSettings
+  local: Store
+  selfId: string
+  membership: MembershipView
+  log: (m: string) => void
+  /** Who leads changed (this manager writes its node record's managerStatus from it). */
+  onLeader?: (leader: string | undefined, self: boolean) => void
+  leadership?: Pick<LeadershipOptions, 'ttlSec' | 'pollMs'>
+  /** How often the leader places and mirrors without being asked (ms). */
+  intervalMs?: number
+}
+
+export type EtcdManager = {
+  backend: EtcdBackend
+  leadership: Leadership
+  client: Etcd3
+  /** The leader's placement: same shape as the embedded loop, so the agent treats both alike. */
+  loop: ManagerLoop
+  stop(): Promise<void>
+}
+
+// Changes that may call for placement; desired-state keys come from etcd itself.
+const TRIGGERS = ['node/', 'taskstatus/', 'attachmentstatus/']
+
+export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
+  const client = etcdClient(o.settings)
+  let problems: PlacementReport = new Map()
+  let running: Promise<void> | undefined
+  let again = false
+  let lastError = ''
+  const leadership: Leadership = new Leadership(client.namespace(o.settings.prefix), o.selfId, {
+    ...o.leadership,
+    log: o.log,
+    onChange: (leader, self) => {
+      o.onLeader?.(leader, self)
+      if (self) kick()
+    },
+  })
+  const backend = new EtcdBackend({
+    client,
+    prefix: o.settings.prefix,
+    local: o.local,
+    selfId: o.selfId,
+    membership: o.membership,
+    endpoints: o.settings.endpoints,
+    leaderRevision: () => leadership.revision(),
+    log: o.log,
+  })
+
+  const once = async (): Promise<void> => {
+    if (!leadership.isLeader) return
+    try {
+      const {reaped, found} = await backend.write((m) => ({reaped: m.reapAttachments(), found: m.placeAll()}), {asLeader: true})
+      for (const line of reaped) o.log(line)
+      for (const [svc, why] of found) if (problems.get(svc) !== why) o.log(`placement: ${why}`)
+      for (const svc of problems.keys()) if (!found.has(svc)) o.log(`placement: service ${svc} is fully placed again`)
+      problems = found
+      // Other managers' commits reach the nodes through the leader's copy.
+      await backend.mirror()
+      if (lastError) o.log('placement: etcd answers again')
+      lastError = ''
+    } catch (e) {
+      const msg = (e as Error).message
+      // Say it once, not every second while etcd is away.
+      if (msg !== lastError) o.log(`placement: ${msg}`)
+      lastError = msg
+    }
+  }
+  // One pass at a time; a request during a pass makes one more after it.
+  const kick = (): void => {
+    if (running) {
+      again = true
+      return
+    }
+    running = once().finally(() => {
+      running = undefined
+      if (again) {
+        again = false
+        kick()
+      }
+    })
+  }
+
+  let pending: NodeJS.Timeout | undefined
+  const unsubscribe = o.local.onChange((key) => {
+    if (!TRIGGERS.some((p) => key.startsWith(p))) return
+    if (!pending) pending = setTimeout(() => ((pending = undefined), kick()), 20)
+  })
+  const timer = setInterval(kick, o.intervalMs ?? 1000)
+  timer.unref()
+  leadership.start()
+
+  return {
+    backend,
+    leadership,
+    client,
+    loop: {
+      pass: () => (kick(), problems),
+      get problems() {
+        return problems
+      },
+      stop: () => undefined,
+    },
+    async stop() {
+      clearInterval(timer)
+      if (pending) clearTimeout(pending)
+      unsubscribe()
+      await running
+      await leadership.stop()
+      client.close()
+    },
+  }
+}

@@ -1,0 +1,47 @@
+// A real etcd for unit tests: one member on 127.0.0.1, random ports, a temp
+// data dir; stopped and removed by stop(), also when the test fails (call it
+// from after()). No fixed names: safe to run without the lab lock.
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Etcd3} from 'etcd3'
+import {etcdLogTail, freePort, startEtcdMember, stopEtcdMember, type EtcdMember} from '../../src/store/etcd-process.js'
+
+export type TestEtcd = {endpoint: string; member: EtcdMember; stop(): Promise<void>}
+
+export async function startTestEtcd(): Promise<TestEtcd> {
+  const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-'))
+  const [clientPort, peerPort] = [await freePort(), await freePort()]
+  const member = startEtcdMember({
+    name: 'test',
+    dataDir: join(dir, 'data'),
+    host: '127.0.0.1',
+    clientPort,
+    peerPort,
+    initialCluster: `test=http://127.0.0.1:${peerPort}`,
+    clusterToken: 'sn-test',
+  })
+  const stop = async () => {
+    await stopEtcdMember(member)
+    rmSync(dir, {recursive: true, force: true})
+  }
+  const client = new Etcd3({hosts: member.clientUrl})
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await client.get('sn-probe').string()
+        break
+      } catch (e) {
+        if (i >= 100 || member.proc.exitCode !== null)
+          throw new Error(`etcd did not come up: ${(e as Error).message}\n${etcdLogTail(member)}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+  } catch (e) {
+    await stop()
+    throw e
+  } finally {
+    client.close()
+  }
+  return {endpoint: member.clientUrl, member, stop}
+}
