@@ -8,6 +8,7 @@ import {printJson} from '../src/cli/output.js'
 import {bootstrapInit, defaultNodeName} from '../src/agent/bootstrap.js'
 import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
 import type {NodeConfig} from '../src/agent/config.js'
+import {parseDuration} from '../src/gossip/rotation.js'
 
 export default class Init extends SwarmnetCommand {
   static override description = `Create a cluster with this node as its first manager
@@ -39,6 +40,10 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
       default: '10.0.0.0/8',
     }),
     'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
+    'key-rotation-interval': Flags.string({
+      description: 'how often the manager replaces the gossip key on its own (e.g. 12h, 30m; 0 = never)',
+      default: '12h',
+    }),
     'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
   }
 
@@ -48,6 +53,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     const etcd = etcdFromFlags(flags)
     if (flags.store === 'etcd' && !etcd) throw new UserError('--store etcd needs --etcd-endpoints')
     if (flags.store !== 'etcd' && etcd) throw new UserError('--etcd-* flags go with --store etcd')
+    const keyRotationMs = parseDuration(flags['key-rotation-interval'], '--key-rotation-interval')
     let cfg!: NodeConfig
     await new Listr(
       [
@@ -63,6 +69,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
               membership: membershipOverrides(flags),
               ...(etcd ? {etcd} : {}),
+              keyRotationMs,
             })
           },
         },

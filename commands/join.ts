@@ -32,7 +32,7 @@ export default class Join extends SwarmnetCommand {
     const {args, flags} = await this.parse(Join)
     const node = flags.node ?? defaultNodeName()
     const etcd = etcdFromFlags(flags)
-    let cfg!: NodeConfig
+    let cfg!: NodeConfig & {rejoined?: boolean}
     await new Listr(
       [
         {
@@ -55,7 +55,15 @@ export default class Join extends SwarmnetCommand {
       ],
       {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
     ).run()
-    if (flags.json) return printJson({node, nodeId: cfg.nodeId, role: cfg.role, advertiseAddr: cfg.advertiseAddr})
-    this.log(`This node joined a swarm as a ${cfg.role}.`)
+    if (flags.json)
+      return printJson({
+        node,
+        nodeId: cfg.nodeId,
+        role: cfg.role,
+        advertiseAddr: cfg.advertiseAddr,
+        rejoined: cfg.rejoined === true,
+      })
+    if (cfg.rejoined) this.log(`This node joined its swarm again as a ${cfg.role}, with the current cluster key.`)
+    else this.log(`This node joined a swarm as a ${cfg.role}.`)
   }
 }

@@ -21,7 +21,9 @@ import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
-import {clusterKeyring, readNodeConfig, writeNodeConfig} from './config.js'
+import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
+import type {Keyring} from '../gossip/keyring.js'
+import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
 import {Manager} from '../manager/manager.js'
 import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
@@ -126,12 +128,19 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
+  const ring = clusterKeyring(cfg)
+  // Every key change is on disk before it is acked or sealed with: a restarted agent still opens what others seal.
+  const persistKeys = (r: Keyring): void => {
+    setKeyring(cfg, r)
+    writeNodeConfig(cfg)
+  }
   const gossip = new Gossip({
     store,
     nodeId: cfg.nodeId,
     bindAddr: cfg.bindAddr,
     port: cfg.gossipPort,
-    key: clusterKeyring(cfg),
+    key: ring,
+    onKeysChanged: persistKeys,
     peers,
     identity: cfg.clusterIdentity,
     nodeKey,
@@ -160,6 +169,42 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   roster()
   await gossip.start()
   membership.start()
+
+  // Managers rotate the cluster key: on `swarm rotate-key`, and every keyRotation.intervalMs (default 12 h).
+  const rotation =
+    cfg.role === 'manager'
+      ? new KeyRotation({
+          ring,
+          selfId: cfg.nodeId,
+          privateKey: nodeKey.privateKey,
+          peers,
+          send: (id, d) => gossip.sendKeys(id, d),
+          persist: persistKeys,
+          graceMs: DEFAULT_KEY_GRACE_MS,
+          log,
+        })
+      : undefined
+  gossip.rotation = rotation
+  rotation?.resume()
+  const rotationEvery = cfg.keyRotation?.intervalMs ?? DEFAULT_KEY_ROTATION_MS
+  const rotationBase = cfg.keyRotation?.lastAt ?? Date.now()
+  const rotationTimer = rotation
+    ? setInterval(() => {
+        rotation.tick()
+        const last = rotation.lastRotatedAt
+        if (last !== undefined && cfg.keyRotation?.lastAt !== last) {
+          cfg.keyRotation = {intervalMs: rotationEvery, lastAt: last}
+          writeNodeConfig(cfg)
+        }
+        if (rotationEvery > 0 && !rotation.busy && Date.now() - (last ?? rotationBase) >= rotationEvery) {
+          try {
+            rotation.start()
+          } catch (e) {
+            log(`keys: automatic rotation: ${(e as Error).message}`)
+          }
+        }
+      }, 250)
+    : undefined
 
   // This node's reconcilers: they read the store and drive this node, and write
   // nothing but their own tasks' status. Each step on its own: tasks that cannot
@@ -285,6 +330,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
 
   const stop = async () => {
     clearInterval(periodic)
+    if (rotationTimer) clearInterval(rotationTimer)
     placement?.stop()
     await ha?.stop()
     if (pending) clearTimeout(pending)
@@ -345,6 +391,27 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         writeNodeConfig(cfg)
       }
       return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
+    },
+    keys: () => ({
+      primary: ring.primary,
+      ids: ring.ids(),
+      ...(rotation ? {rotation: rotation.status(), intervalMs: rotationEvery} : {}),
+    }),
+    rotateKey: async (graceMs) => {
+      if (!rotation) {
+        const at = controller.managerName()
+        throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
+      }
+      let started: {newId: number; oldId: number}
+      try {
+        started = rotation.start(graceMs ?? DEFAULT_KEY_GRACE_MS)
+      } catch (e) {
+        throw new UserError((e as Error).message)
+      }
+      // Returns once every live node holds the new key and this one seals with it (or says who is missing).
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())
+      const how = await Promise.race([rotation.until('use', 'retire'), timeout])
+      return {...started, ...rotation.status(), timedOut: how === 'timeout'}
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')

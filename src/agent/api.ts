@@ -24,6 +24,10 @@ export interface ApiContext {
   metrics(): Promise<{text: string}>
   joinToken(rotate: boolean, role?: 'worker' | 'manager'): {token: string; addr: string}
   leave(force: boolean): Promise<void>
+  /** The cluster keys this node holds (ids only) and, on the manager, the rotation's state. */
+  keys(): unknown
+  /** Managers: starts a key rotation; resolves once the new key is in use (or a timeout says who lacks it). */
+  rotateKey(graceMs: number | undefined): Promise<unknown>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
 }
@@ -48,6 +52,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],
     ['GET', /^\/join-token$/, (_m, _b, q) => ctx.joinToken(false, tokenRole(q))],
     ['POST', /^\/join-token\/rotate$/, (_m, _b, q) => ctx.joinToken(true, tokenRole(q))],
+    ['GET', /^\/swarm\/keys$/, () => ctx.keys()],
+    ['POST', /^\/swarm\/rotate-key$/, (_m, b) => ctx.rotateKey(b.graceMs === undefined ? undefined : num(b, 'graceMs'))],
     ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],
     ['GET', /^\/networks$/, () => c.networks().map((n) => networkView(n, c))],
     [

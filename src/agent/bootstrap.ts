@@ -5,7 +5,9 @@ import {hostname} from 'node:os'
 import {requestJoin} from '../gossip/join.js'
 import {certifyNode, generateIdentity, generateNodeKey} from '../gossip/identity.js'
 import {generateKey} from '../gossip/keyring.js'
-import {generateToken} from '../gossip/token.js'
+import {DEFAULT_KEY_ROTATION_MS} from '../gossip/rotation.js'
+import {generateToken, parseToken, tokenDigest} from '../gossip/token.js'
+import {agentAnswers} from './spawn.js'
 import {
   DEFAULT_ADDR_POOL,
   DEFAULT_DATA_PATH_PORT,
@@ -58,6 +60,8 @@ export interface InitOptions {
   membership?: Partial<MembershipConfig>
   /** Desired state in etcd (several managers); absent: the embedded store. */
   etcd?: Omit<EtcdSettings, 'prefix'>
+  /** Automatic key rotation period (0 = off; default 12 h). */
+  keyRotationMs?: number
 }
 
 export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
@@ -84,6 +88,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
     bindAddr: adv.addr,
     key: generateKey().toString('base64'),
     keyId: 0,
+    keyRotation: {intervalMs: o.keyRotationMs ?? DEFAULT_KEY_ROTATION_MS, lastAt: Date.now()},
     xdpMode: o.xdpMode,
     ...(membership ? {membership} : {}),
     identity,
@@ -160,8 +165,56 @@ export interface JoinOptions {
   etcd?: Omit<EtcdSettings, 'prefix'>
 }
 
-export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig> {
+/**
+ * A member that missed a key rotation (it was down while the old key was
+ * retired) joins again with the token under its own id and node key: it gets
+ * the current key and the state, and keeps its config, tasks and data plane.
+ */
+async function bootstrapRejoin(o: JoinOptions, cfg: NodeConfig): Promise<NodeConfig> {
+  if (await agentAnswers(o.node))
+    throw new UserError(`the agent of node ${o.node} is running: stop it before joining again (it holds the old key)`)
+  const r = await requestJoin({
+    manager: o.manager,
+    token: o.token,
+    node: {
+      id: cfg.nodeId,
+      name: cfg.name,
+      addr: cfg.advertiseAddr,
+      gossipPort: cfg.gossipPort,
+      mtu: cfg.mtu,
+      pubKey: cfg.nodeKey!.publicKey,
+    },
+    rejoinKey: cfg.nodeKey!.privateKey,
+  })
+  if (r.identity !== cfg.clusterIdentity) throw new UserError("join refused: the token is for another cluster than this node's")
+  const store = openNodeStore(o.node, cfg.nodeId)
+  try {
+    store.merge(r.entries)
+  } finally {
+    store.close()
+  }
+  cfg.key = r.key.toString('base64')
+  cfg.keyId = r.keyId
+  cfg.keys = [{id: r.keyId, key: cfg.key}]
+  writeNodeConfig(cfg)
+  return cfg
+}
+
+/** Whether this node's config says it is a member of the token's cluster (then join means rejoin). */
+function memberOfTokensCluster(cfg: NodeConfig, token: string): boolean {
+  let digest: string
+  try {
+    digest = parseToken(token).digest
+  } catch {
+    return false
+  }
+  return cfg.role === 'worker' && !!cfg.nodeKey && !!cfg.clusterIdentity && tokenDigest(cfg.clusterIdentity) === digest
+}
+
+export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoined?: boolean}> {
   checkNodeName(o.node)
+  const existing = readNodeConfig(o.node)
+  if (existing && memberOfTokensCluster(existing, o.token)) return {...(await bootstrapRejoin(o, existing)), rejoined: true}
   refuseIfMember(o.node)
   const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
   if (membership) checkMembership(membership)

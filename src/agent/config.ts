@@ -21,6 +21,10 @@ export type NodeConfig = {
   /** base64 AES-256 cluster key, and the id its packets carry (the manager's, given at join) */
   key: string
   keyId: number
+  /** every installed key, the one in use included (more than one during a rotation) */
+  keys?: {id: number; key: string}[]
+  /** managers: automatic key rotation (intervalMs 0 = off) and when the last one ended */
+  keyRotation?: {intervalMs: number; lastAt?: number}
   xdpMode: 'native' | 'generic'
   /** failure detection timers set at init or join; the defaults otherwise */
   membership?: Partial<MembershipConfig>
@@ -61,6 +65,15 @@ export function writeNodeConfig(cfg: NodeConfig): void {
 }
 
 /** The keyring gossip seals with: the cluster key under the id the whole cluster uses for it. */
-export function clusterKeyring(cfg: Pick<NodeConfig, 'key' | 'keyId'>): Keyring {
-  return new Keyring(Buffer.from(cfg.key, 'base64'), cfg.keyId)
+export function clusterKeyring(cfg: Pick<NodeConfig, 'key' | 'keyId' | 'keys'>): Keyring {
+  const ring = new Keyring(Buffer.from(cfg.key, 'base64'), cfg.keyId)
+  for (const k of cfg.keys ?? []) if (k.id !== cfg.keyId) ring.install(k.id, Buffer.from(k.key, 'base64'))
+  return ring
+}
+
+/** Writes the keyring into the config (primary as key/keyId, all of them in keys). */
+export function setKeyring(cfg: NodeConfig, ring: Keyring): void {
+  cfg.key = ring.primaryKey().toString('base64')
+  cfg.keyId = ring.primary
+  cfg.keys = ring.entries().map((k) => ({id: k.id, key: k.key.toString('base64')}))
 }

@@ -54,6 +54,8 @@ export async function restartAgent(node: string): Promise<number> {
   return pid
 }
 
+export const agentAnswers = (node: string): Promise<boolean> => answers(node)
+
 async function answers(node: string): Promise<boolean> {
   if (!existsSync(socketPath(node))) return false
   try {

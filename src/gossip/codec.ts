@@ -1,6 +1,7 @@
 import {isEntry, isVersion, type Entry} from '../store/entry.js'
 import {isSwimMessage, type SwimMessage} from '../membership/messages.js'
 import type {Digest} from '../store/store.js'
+import {isKeyDirective, type KeyDirective} from './rotation.js'
 
 /**
  * The messages nodes exchange inside the sealed envelope, as JSON. Everything
@@ -33,7 +34,12 @@ export type OpenBody = {t: 'open'}
 /** Failure detection (src/membership/): probes, acks and the rumours they carry. */
 export type SwimBody = {t: 'swim'; swim: SwimMessage}
 
-export type Body = UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody
+/** Key rotation (rotation.ts): the manager's signed directive, and a node's signed ack of its generation. */
+export type KeysBody = {t: 'keys'; keys: KeyDirective}
+export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; sig: string}
+
+export type Body =
+  UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody | KeysBody | KeysAckBody
 export type Message = Body & Header
 
 const MAX_ENTRIES = 100_000
@@ -64,6 +70,12 @@ export function decodeMessage(buf: Buffer): Message | undefined {
       return {t: 'open', ...h}
     case 'swim':
       return isSwimMessage(x.swim) ? {t: 'swim', ...h, swim: x.swim} : undefined
+    case 'keys':
+      return isKeyDirective(x.keys) ? {t: 'keys', ...h, keys: x.keys} : undefined
+    case 'keys-ack':
+      return isCount(x.gen) && isId(x.by) && typeof x.sig === 'string' && x.sig.length <= 256
+        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, sig: x.sig}
+        : undefined
     default:
       return undefined
   }

@@ -9,9 +9,10 @@ import type {SwimMessage} from '../membership/messages.js'
 import type {Body, Message} from './codec.js'
 import {Authority} from './authority.js'
 import type {FramedConn} from './frame.js'
-import {certifyNode, signWith, type KeyPair} from './identity.js'
+import {certifyNode, signWith, verifyWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
 import {Keyring, SEAL_OVERHEAD} from './keyring.js'
+import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import {Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
@@ -42,6 +43,8 @@ export type GossipOptions = {
     tokens: () => {token: JoinToken; role: NodeRole}[]
   }
   now?: () => number
+  /** The keyring changed by a rotation directive: persist it (before this node seals with a new key). */
+  onKeysChanged?: (ring: Keyring) => void
   /** Where the last boot epoch is kept (default: next to the store's state). */
   epochFile?: string
 }
@@ -92,8 +95,8 @@ export class Gossip {
   readonly keyring: Keyring
   /** Why the last entry was refused by the authority (for inspect and tests). */
   lastRefusal: string | undefined
-  private readonly o: Required<Omit<GossipOptions, 'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity'>> &
-    Pick<GossipOptions, 'join'>
+  private readonly o: Required<Omit<GossipOptions, 'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity' | 'onKeysChanged'>> &
+    Pick<GossipOptions, 'join' | 'onKeysChanged'>
   /** The sockets; `receive` is the UDP path without the socket (the fuzz test drives it). */
   readonly transport: Transport
   private readonly authority: Authority
@@ -108,6 +111,11 @@ export class Gossip {
   private pushPullBusy = false
   private running = false
   private readonly inflight = new Set<Promise<unknown>>()
+  private readonly privateKey: string
+  /** The last key directive applied (its generation): an older one is acked but not applied again. */
+  private keysGen = 0
+  /** Managers: the rotation in progress, which receives the nodes' acks. */
+  rotation: KeyRotation | undefined
 
   constructor(opts: GossipOptions) {
     this.keyring = opts.key instanceof Keyring ? opts.key : new Keyring(opts.key)
@@ -121,7 +129,9 @@ export class Gossip {
       pushPullIntervalMs: opts.pushPullIntervalMs ?? 1000,
       join: opts.join,
       now: opts.now ?? Date.now,
+      onKeysChanged: opts.onKeysChanged,
     }
+    this.privateKey = opts.nodeKey.privateKey
     this.authority = new Authority(opts.store, opts.identity)
     const privateKey = opts.nodeKey.privateKey
     opts.store.signer = (e) => signWith(privateKey, signedText(e))
@@ -254,6 +264,15 @@ export class Gossip {
       case 'swim':
         this.onSwim?.(m.swim, m.from, from)
         return
+      case 'keys':
+        this.onKeys(m.keys, from)
+        return
+      case 'keys-ack': {
+        const rec = this.certifiedNode(m.by)
+        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by), m.sig)) this.rotation?.onAck(m.by, m.gen)
+        else this.stats.unauthorised++
+        return
+      }
       default:
         // ack (until SWIM probes use it) and stray stream messages: nothing to do.
         return
@@ -288,7 +307,7 @@ export class Gossip {
       identity: join.identity,
       tokens: join.tokens,
       clusterKey: () => ({key: this.keyring.primaryKey(), keyId: this.keyring.primary}),
-      admit: (node, role) => this.admit(node, role, join.identity),
+      admit: (node, role, holdsKey) => this.admit(node, role, join.identity, holdsKey),
     })
     if (ok) this.stats.joinsAccepted++
     else this.stats.joinsRefused++
@@ -300,9 +319,21 @@ export class Gossip {
    * that a node not marked 'left' holds is refused (a node that left and
    * comes back joins under a new id).
    */
-  private admit(node: JoinRequestNode, role: NodeRole, identity: KeyPair): Entry[] {
+  private admit(
+    node: JoinRequestNode,
+    role: NodeRole,
+    identity: KeyPair,
+    holdsKey: (pubKey: string) => boolean = () => false,
+  ): Entry[] {
     const key = keyOf('node', node.id)
     const prev = this.o.store.get<NodeRecord>(key)
+    // A member coming back (it missed a key rotation): same id, same node key, proved by its signature.
+    // Nothing is written: it gets the current key and the state, and its agent announces itself.
+    if (prev && prev.state !== 'left' && node.id !== this.o.nodeId && prev.pubKey === node.pubKey && holdsKey(node.pubKey)) {
+      if (prev.role !== role) throw new UserError(`node ${prev.name} is a ${prev.role}: rejoin with a ${prev.role} token`)
+      this.stats.rejoins++
+      return this.o.store.all()
+    }
     if (node.id === this.o.nodeId || (prev && prev.state !== 'left')) throw new UserError(`node id ${node.id} is already in use`)
     const holder = this.o.store
       .values<NodeRecord>(prefixOf('node'))
@@ -362,6 +393,50 @@ export class Gossip {
     }
   }
 
+  /** Sends a key directive to one node, by id (rotation.ts resends it until acked). */
+  sendKeys(peerId: string, d: KeyDirective): void {
+    const n = this.o.store.get<NodeRecord>(keyOf('node', peerId))
+    if (n && this.running) this.track(this.transport.send({addr: n.addr, port: n.gossipPort}, {t: 'keys', keys: d}))
+  }
+
+  /**
+   * A key directive: believed only when signed by a certified manager; applied
+   * (and persisted before the ack, so a restart keeps the keys it acked) and
+   * acked with this node's signature, so the manager knows who holds the key.
+   */
+  private onKeys(d: KeyDirective, from: Addr): void {
+    const by = this.certifiedNode(d.by)
+    if (!by?.pubKey || by.role !== 'manager' || !verifyDirective(d, by.pubKey)) {
+      this.stats.unauthorised++
+      this.lastRefusal = `key directive not signed by a certified manager (${d.by})`
+      return
+    }
+    if (d.gen > this.keysGen) {
+      const r = applyDirective(this.keyring, d)
+      if (r.refused) {
+        this.stats.unauthorised++
+        this.lastRefusal = `key directive refused: ${r.refused}`
+        return
+      }
+      this.keysGen = d.gen
+      if (r.changed) {
+        this.o.onKeysChanged?.(this.keyring)
+        this.stats.keyChanges++
+      }
+    }
+    const ack = {
+      t: 'keys-ack' as const,
+      gen: d.gen,
+      by: this.o.nodeId,
+      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId)),
+    }
+    this.track(this.transport.send(from, ack))
+  }
+
+  private certifiedNode(id: string): NodeRecord | undefined {
+    return this.authority.certified(this.o.store.get(keyOf('node', id)), id)
+  }
+
   private storePeers(): Peer[] {
     const out: Peer[] = []
     for (const n of this.o.store.values<NodeRecord>(prefixOf('node'))) {
@@ -378,6 +453,10 @@ export class Gossip {
       .finally(() => this.inflight.delete(q))
     this.inflight.add(q)
   }
+}
+
+function ackText(gen: number, by: string): string {
+  return JSON.stringify(['swarmnet keys ack 1', gen, by])
 }
 
 function pick<T>(xs: T[]): T | undefined {

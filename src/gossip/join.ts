@@ -52,8 +52,13 @@ export type JoinServerContext = {
   /** Tokens valid right now; the one that matches decides the role. */
   tokens: () => {token: JoinToken; role: NodeRole}[]
   clusterKey: () => {key: Buffer; keyId: number}
-  /** Writes the joiner's node record; returns the whole state to send. */
-  admit: (node: JoinRequestNode, role: NodeRole) => Entry[]
+  /**
+   * Writes the joiner's node record; returns the whole state to send.
+   * `holdsKey(pubKey)` says whether the joiner signed this handshake with that
+   * node key: a member that comes back (after missing a key rotation) proves
+   * it is the node it claims to be, on top of holding a valid token.
+   */
+  admit: (node: JoinRequestNode, role: NodeRole, holdsKey: (pubKey: string) => boolean) => Entry[]
   onRefused?: (reason: string, from: string) => void
 }
 
@@ -63,6 +68,11 @@ const MAX_PUBKEY = 128
 
 function challengeText(cnonce: Buffer, nonce: Buffer): string {
   return JSON.stringify(['swarmnet join challenge 1', cnonce.toString('base64'), nonce.toString('base64')])
+}
+
+/** What a returning member signs with its node key: bound to this handshake's nonces and its id. */
+function rejoinText(cnonce: Buffer, nonce: Buffer, id: string): string {
+  return JSON.stringify(['swarmnet rejoin 1', cnonce.toString('base64'), nonce.toString('base64'), id])
 }
 
 function frame(x: object): Buffer {
@@ -153,7 +163,10 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
     const match = ctx.tokens().find(({token}) => timingSafeEqual(proofMac(token, nonce, cnonce, node), mac))
     if (!match) return refuse(REFUSED_TOKEN)
 
-    const entries = ctx.admit(node, match.role)
+    const rejoinSig = typeof proof.rejoin === 'string' ? proof.rejoin : undefined
+    const holdsKey = (pubKey: string) =>
+      rejoinSig !== undefined && verifyWith(pubKey, rejoinText(cnonce, nonce, node.id), rejoinSig)
+    const entries = ctx.admit(node, match.role, holdsKey)
     const {key, keyId} = ctx.clusterKey()
     const body = Buffer.from(JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries}))
     const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL)
@@ -182,6 +195,8 @@ export async function requestJoin(opts: {
   token: string | JoinToken
   node: JoinRequestNode
   timeoutMs?: number
+  /** A member coming back under its own id: its node key's private half, to prove it. */
+  rejoinKey?: string
 }): Promise<JoinResult> {
   const token = typeof opts.token === 'string' ? parseToken(opts.token) : opts.token
   const to = typeof opts.manager === 'string' ? parseManagerAddr(opts.manager) : opts.manager
@@ -228,6 +243,7 @@ export async function requestJoin(opts: {
         t: 'proof',
         node: opts.node,
         mac: proofMac(token, nonce, cnonce, opts.node).toString('base64'),
+        ...(opts.rejoinKey ? {rejoin: signWith(opts.rejoinKey, rejoinText(cnonce, nonce, opts.node.id))} : {}),
       }),
     )
     const acc = await read()

@@ -83,6 +83,21 @@ export class Keyring {
     this.keys.delete(id)
   }
 
+  has(id: number): boolean {
+    return this.keys.has(id)
+  }
+
+  /** A copy of the key under id, if installed. */
+  key(id: number): Buffer | undefined {
+    const k = this.keys.get(id)
+    return k ? Buffer.from(k) : undefined
+  }
+
+  /** Every installed key (what a node persists so that a restart keeps them all). */
+  entries(): {id: number; key: Buffer}[] {
+    return this.ids().map((id) => ({id, key: Buffer.from(this.keys.get(id) as Buffer)}))
+  }
+
   /** The primary key's bytes (for handing to a joining node). */
   primaryKey(): Buffer {
     return Buffer.from(this.keys.get(this.primaryId) as Buffer)

@@ -33,6 +33,10 @@ export type GossipStats = {
   storeErrors: number
   joinsAccepted: number
   joinsRefused: number
+  /** Members that came back with the join token under their own id (to get the current key). */
+  rejoins: number
+  /** Key directives that changed this node's keyring (rotation.ts). */
+  keyChanges: number
 }
 
 export function emptyStats(): GossipStats {
@@ -55,5 +59,7 @@ export function emptyStats(): GossipStats {
     storeErrors: 0,
     joinsAccepted: 0,
     joinsRefused: 0,
+    keyChanges: 0,
+    rejoins: 0,
   }
 }
