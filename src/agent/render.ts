@@ -1,6 +1,7 @@
 // Store records to the API's views (src/agent/views.ts).
 import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
+import {sortPorts} from '../model/ports.js'
 import {taskName} from '../model/task-name.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import type {Controller} from './controller.js'
@@ -90,6 +91,7 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     command: s.command,
     endpointMode: s.endpointMode ?? 'vip',
     vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
+    ports: sortPorts(s.ports ?? []).map((p) => ({published: p.published, target: p.target, protocol: p.protocol, mode: p.mode})),
   }
 }
 
