@@ -15,12 +15,6 @@ export interface DeployApi {
   delete<T>(path: string): Promise<T>
 }
 
-/**
- * Whether `service create` of this build takes published ports. Until it does, a file with
- * `publish` entries is checked in full and then refused as a whole, never deployed without them.
- */
-export const PUBLISH_SUPPORTED = false
-
 export type DeployResult = {
   networks: {name: string; id: string; created: boolean}[]
   services: {name: string; id: string; mode: 'replicated' | 'global'; replicas?: number}[]
@@ -54,10 +48,6 @@ export function planDeploy(file: string, spec: ServicesFile, nets: NetworkView[]
         throw new UserError(
           `${file}: service '${s.name}': networks: network '${n}' does not exist: create it or declare it under networks`,
         )
-    if (s.ports.length > 0 && !PUBLISH_SUPPORTED)
-      throw new UserError(
-        `${file}: service '${s.name}': publish: published ports are checked but not yet supported by service create in this build`,
-      )
   }
   return toCreate
 }

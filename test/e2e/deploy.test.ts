@@ -17,6 +17,7 @@ interface Svc {
   command: string[]
   endpointMode: string
   vips: {network: string; ip: string}[]
+  ports: {published: number; target: number; protocol: string; mode: string}[]
 }
 interface Task {
   name: string
@@ -107,17 +108,37 @@ describe('service deploy in a 2-node lab', {timeout: 600_000}, () => {
     assert.ok(!networks().includes('tiny'))
   })
 
-  test('published ports are checked, and refused as a whole while service create cannot publish', () => {
-    const r = cli('n1', [
+  test('published ports go to service create; one the cluster has taken is refused and the run undone', () => {
+    const p = file(
+      'pub.yml',
+      `services:
+  - name: pub
+    publish: ["8080:80", "53:53/udp", 90, {published: 9000, target: 91, mode: host}]
+`,
+    )
+    let r = cli('n1', ['service', 'deploy', '-f', p])
+    assert.equal(r.code, 0, r.stderr)
+    const svc = json<Svc[]>('n1', ['service', 'ls']).find((s) => s.name === 'pub')!
+    const ports = [...svc.ports].sort((a, b) => a.target - b.target)
+    assert.deepEqual(ports.slice(0, 2), [
+      {published: 53, target: 53, protocol: 'udp', mode: 'ingress'},
+      {published: 8080, target: 80, protocol: 'tcp', mode: 'ingress'},
+    ])
+    assert.equal(ports[2]!.target, 90)
+    assert.ok(ports[2]!.published >= 30000 && ports[2]!.published <= 32767, 'allocated from 30000-32767')
+    assert.deepEqual(ports[3], {published: 9000, target: 91, protocol: 'tcp', mode: 'host'})
+    // 8080/tcp is pub's: a file whose second service wants it is undone whole
+    r = cli('n1', [
       'service',
       'deploy',
       '-f',
-      file('pub.yml', 'networks: {web: }\nservices:\n  - {name: a, networks: [web], publish: ["8080:80"]}\n'),
+      file('clash.yml', 'networks: {web: }\nservices:\n  - {name: a, networks: [web]}\n  - {name: b, publish: ["8080:81"]}\n'),
     ])
     assert.notEqual(r.code, 0)
-    assert.match(r.stderr, /pub\.yml: service 'a': publish: published ports are checked but not yet supported/)
-    assert.deepEqual(services(), [])
+    assert.match(r.stderr, /^swarmnet: .*clash\.yml: service 'b': .*8080.*; what it created was removed\n$/)
+    assert.deepEqual(services(), ['pub'])
     assert.ok(!networks().includes('web'))
+    ok('n1', ['service', 'rm', 'pub'])
   })
 
   test('a file creates its networks and services, they run, and a request reaches the VIP across nodes', async () => {

@@ -340,6 +340,7 @@ describe('services file against the cluster (before anything is created)', () =>
     command: [],
     endpointMode: 'vip',
     vips: [],
+    ports: [],
   })
   const f = parse('networks:\n  new:\n  old: {subnet: 10.0.1.0/24}\nservices:\n  - {name: web, networks: [new, old, existing]}\n')
 
