@@ -19,6 +19,7 @@ import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
 import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
+import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
@@ -236,6 +237,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           local: e.local,
         }))
     },
+    lb: () =>
+      readLbSnapshot(datapath.maps, {
+        services: controller.services(),
+        networks: controller.networks(),
+        tasks: controller.tasks(),
+        nodes: controller.nodes(),
+      }),
   })
   let busy = false
   let again = false

@@ -4,8 +4,9 @@
 import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
+import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
 
-export interface MetricsSources {
+export interface MetricsSources extends Partial<LbMetricsSource> {
   /** sn_stats summed over CPUs; undefined when the maps cannot be read. */
   counters(): Counters | undefined
   /** Store-owned maps: entries in them now against max_entries. */
@@ -147,6 +148,7 @@ export class AgentMetrics {
       for (const t of src.tasks()) by.set(t.service, (by.get(t.service) ?? 0) + t.restarts)
       return [...by].map(([service, n]) => [{service}, n])
     })
+    if (src.lb) registerLbMetrics(r, {lb: src.lb})
     this.reconcileSeconds = new Histogram({
       name: 'swarmnet_reconcile_duration_seconds',
       help: 'How long a reconcile step took, by step (maps, tasks, attachments)',

@@ -120,9 +120,18 @@ describe('the GitHub Action, its steps run as a runner runs them', {timeout: 600
     assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout))
   })
 
-  test('nodes: 2 brings a lab up with the installed package and outputs its nodes and addresses; lab down removes it', () => {
+  test("a bad 'services' file fails its check before the lab comes up", () => {
+    const file = join(tmp, 'bad-services.yml')
+    writeFileSync(file, 'services:\n  - name: web\n    publish: ["80:99999"]\n')
+    const r = runAction({nodes: '2', version: tarball, services: file}, join(tmp, 'prefix-bad-services'))
+    assert.equal(r.failed, 'Check the services file')
+    assert.match(r.out ?? '', /bad-services\.yml: service 'web': publish\[0\]: invalid target port '99999': must be 1-65535/)
+    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout))
+  })
+
+  test('nodes: 2 and a services file: a lab with the installed package, its services running, outputs its nodes and addresses; lab down removes it', () => {
     const prefix = join(tmp, 'prefix')
-    const r = runAction({nodes: '2', version: tarball}, prefix)
+    const r = runAction({nodes: '2', version: tarball, services: join(ROOT, '.github', 'lab-services.yml')}, prefix)
     assert.equal(r.failed, undefined, r.out)
     assert.equal(r.outputs!.nodes, 'n1 n2')
     const status = JSON.parse(sh([process.execPath, join(ROOT, 'bin', 'run.js'), 'lab', 'status', '--json']).stdout) as {
@@ -133,6 +142,13 @@ describe('the GitHub Action, its steps run as a runner runs them', {timeout: 600
     // The agents are the installed copy's, found through GITHUB_PATH.
     for (const n of status.nodes)
       assert.ok(readFileSync(`/proc/${n.agentPid}/cmdline`, 'utf8').includes(prefix), 'agent from the installed package')
+    // The workflow's services file, deployed and running when the action's last step ended.
+    const ls = spawnSync(join(prefix, 'bin', 'swarmnet'), ['service', 'ls', '--host', 'n1', '--json'], {encoding: 'utf8'})
+    const svcs = JSON.parse(ls.stdout) as {name: string; mode: string; running: number; networks: string[]}[]
+    assert.deepEqual(
+      svcs.map((s) => [s.name, s.mode, s.running, s.networks]),
+      [['whoami', 'global', 2, ['web']]],
+    )
     const down = spawnSync(join(prefix, 'bin', 'swarmnet'), ['lab', 'down'], {encoding: 'utf8'})
     assert.equal(down.status, 0, down.stderr)
     assert.deepEqual(leftovers(), [])
