@@ -14,6 +14,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     'service create --name NAME [--replicas K | --mode global] [--network NET ...] [--endpoint-mode vip|dnsrr] [-- CMD ARGS...]'
   static override examples = [
     '<%= config.bin %> service create --name web --replicas 3 --network backend',
+    '<%= config.bin %> service create --name api --network name=backend,alias=api-v2',
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
   ]
   static override flags = {
@@ -26,7 +27,11 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       options: ['replicated', 'global'],
       default: 'replicated',
     }),
-    network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
+    network: Flags.string({
+      description: 'attach to this network (repeatable); name=NET,alias=A,alias=B also gives the service those DNS names on it',
+      multiple: true,
+      default: [],
+    }),
     user: Flags.string({
       char: 'u',
       description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)',

@@ -117,7 +117,7 @@ function networkProblem(r: Rec): string | undefined {
 function serviceProblem(r: Rec): string | undefined {
   const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
   if (shape) return shape
-  const ep = endpointProblem(r)
+  const ep = endpointProblem(r) ?? aliasesProblem(r)
   if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
@@ -143,6 +143,18 @@ function endpointProblem(r: Rec): string | undefined {
     const netId = (x as Rec).networkId
     if (nets.has(netId)) return `vip #${i}: a second VIP on network ${String(netId)}`
     nets.add(netId)
+  }
+  return undefined
+}
+
+function aliasesProblem(r: Rec): string | undefined {
+  if (r.aliases === undefined) return undefined
+  const v = r.aliases
+  if (!Array.isArray(v) || v.length > LIST_MAX) return "'aliases' is not a list"
+  for (const [i, x] of v.entries()) {
+    const p = obj(x) ?? str(x as Rec, 'networkId') ?? strList(x as Rec, 'names')
+    if (p) return `alias #${i}: ${p}`
+    if (!((x as Rec).names as string[]).every((n) => isValidName(n))) return `alias #${i}: a name is not valid`
   }
   return undefined
 }

@@ -70,6 +70,8 @@ export type Service = {
   mode: ServiceMode
   /** Network ids, not names: a renamed network keeps its services. */
   networks: string[]
+  /** Extra DNS names of the service on one network (Swarm's --network name=N,alias=A); absent = none. */
+  aliases?: ServiceAlias[]
   command: string[]
   /** --user as written, UID[:GID] or NAME[:GROUP]; resolved on the node that runs the task. */
   user?: string
@@ -84,6 +86,8 @@ export type Service = {
 }
 
 export type EndpointMode = 'vip' | 'dnsrr'
+
+export type ServiceAlias = {networkId: string; names: string[]}
 
 export type ServiceVip = {networkId: string; ip: string}
 
