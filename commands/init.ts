@@ -16,6 +16,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     '<%= config.bin %> init --advertise-addr eth0',
     '<%= config.bin %> init --advertise-addr 192.168.1.10 --data-path-port 7789',
     '<%= config.bin %> init --default-addr-pool 10.20.0.0/16',
+    '<%= config.bin %> init --dns 192.168.1.1 --dns-ttl 10',
   ]
   static override flags = {
     ...membershipFlags,
@@ -30,6 +31,11 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
       default: '10.0.0.0/8',
     }),
     'listen-port': Flags.integer({description: 'gossip port (TCP and UDP)', default: 7946, hidden: true}),
+    dns: Flags.string({
+      description: "upstream resolver for names outside the cluster (repeatable; default: each node's /etc/resolv.conf)",
+      multiple: true,
+    }),
+    'dns-ttl': Flags.integer({description: 'TTL in seconds of the answers about service and task names', min: 0, max: 3600}),
     'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
   }
 
@@ -50,6 +56,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
               gossipPort: flags['listen-port'],
               xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
               membership: membershipOverrides(flags),
+              dns: {servers: flags.dns, ttl: flags['dns-ttl']},
             })
           },
         },

@@ -30,6 +30,7 @@ import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
 import {openNodeStore} from './node-store.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
+import {NodeDns} from '../dns/node-dns.js'
 
 export interface AgentHandle {
   stop(): Promise<void>
@@ -244,6 +245,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       t.unref()
     }
   })
+  // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
+  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
+  const unwatchDns = membership.onChange(() => dns.invalidate())
+  await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
   await reconcile()
 
   let resolveDone!: () => void
@@ -261,6 +266,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     unsubscribe()
     unwatch()
     membership.stop()
+    unwatchDns()
+    dns.stop()
     tasks.stop()
     api?.close()
     metricsServer?.close()
@@ -275,6 +282,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   api = await startApi(socketPath(node), {
     controller,
     metrics: async () => ({text: await metrics.text()}),
+    dns: () => dns.inspect(node),
     writer: () => {
       if (manager) return manager
       const at = controller.managerName()

@@ -20,6 +20,8 @@ export interface ApiContext {
   metrics(): Promise<{text: string}>
   joinToken(rotate: boolean): {token: string; addr: string}
   leave(force: boolean): Promise<void>
+  /** What the node's resolver answers and has counted (inspect dns). */
+  dns?(): unknown
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
 }
@@ -32,6 +34,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
+    ['GET', /^\/dns$/, () => ctx.dns?.() ?? {}],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id)))],
     [
       'GET',

@@ -14,7 +14,8 @@ import {
   INGRESS_NETWORK_NAME,
 } from '../model/defaults.js'
 import {parseCidr} from '../model/ipv4.js'
-import type {ClusterSpec, NodeRecord} from '../model/types.js'
+import type {ClusterSpec, DnsSpec, NodeRecord} from '../model/types.js'
+import {checkDnsSpec} from '../dns/config.js'
 import {checkDataPathPort} from '../model/validate.js'
 import {CLUSTER_KEY, keyOf} from '../store/keys.js'
 import {mtuOf} from '../sys/link.js'
@@ -48,6 +49,8 @@ export interface InitOptions {
   xdpMode: 'native' | 'generic'
   /** Failure detection timers other than the defaults (checked before anything is made). */
   membership?: Partial<MembershipConfig>
+  /** --dns (upstream resolvers) and --dns-ttl, checked before anything is made. */
+  dns?: DnsSpec
 }
 
 export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
@@ -58,6 +61,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   const port = checkDataPathPort(o.dataPathPort ?? DEFAULT_DATA_PATH_PORT)
   const pool = o.defaultAddrPool ?? DEFAULT_ADDR_POOL
   parseCidr(pool)
+  const dns = o.dns ? checkDnsSpec(o.dns) : undefined
   const adv = await resolveAdvertise(o.advertiseAddr)
   const identity = generateIdentity()
   const nodeKey = generateNodeKey()
@@ -89,6 +93,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
       dataPathPort: port,
       defaultAddrPool: pool,
       subnetSize: DEFAULT_SUBNET_SIZE,
+      ...(dns ? {dns} : {}),
     }
     store.put(CLUSTER_KEY, cluster)
     const me: NodeRecord = {

@@ -1,4 +1,4 @@
-import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
+import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, DNS_TTL_MAX, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
 import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
 import {sandboxSpecProblem} from './limits.js'
 import {isValidName} from './validate.js'
@@ -89,10 +89,23 @@ function clusterProblem(v: unknown): string | undefined {
     time(r, 'createdAt') ??
     int(r, 'dataPathPort', DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX) ??
     cidr(r, 'defaultAddrPool') ??
-    int(r, 'subnetSize', 1, 32)
+    int(r, 'subnetSize', 1, 32) ??
+    dnsSpecProblem(r.dns)
   if (shape) return shape
   if ((r.subnetSize as number) < parseCidr(r.defaultAddrPool as string).prefix)
     return `subnetSize /${r.subnetSize} is larger than the pool ${r.defaultAddrPool}`
+  return undefined
+}
+
+function dnsSpecProblem(v: unknown): string | undefined {
+  if (v === undefined) return undefined
+  const r = v as Rec
+  const p = obj(v) ?? (r.ttl === undefined ? undefined : int(r, 'ttl', 0, DNS_TTL_MAX))
+  if (p) return `dns: ${p}`
+  if (r.servers === undefined) return undefined
+  const s = r.servers
+  if (!Array.isArray(s) || s.length > 8 || !s.every((x) => typeof x === 'string' && tryParseIpv4(x) !== undefined))
+    return "dns: 'servers' is not a list of IPv4 addresses"
   return undefined
 }
 

@@ -17,7 +17,11 @@ export type ClusterSpec = {
   defaultAddrPool: string
   /** Prefix length of those subnets. */
   subnetSize: number
+  /** The tasks' resolver, set only at init: upstreams (absent: each node's /etc/resolv.conf) and the TTL of its answers. */
+  dns?: DnsSpec
 }
+
+export type DnsSpec = {servers?: string[]; ttl?: number}
 
 export type NodeRole = 'manager' | 'worker'
 export type NodeState = 'ready' | 'down' | 'left'
