@@ -20,6 +20,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     '<%= config.bin %> init --advertise-addr 192.168.1.10 --data-path-port 7789',
     '<%= config.bin %> init --default-addr-pool 10.20.0.0/16',
     '<%= config.bin %> init --store etcd --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 --etcd-ca ca.pem --etcd-cert m1.pem --etcd-key m1-key.pem',
+    '<%= config.bin %> init --dns 192.168.1.1 --dns-ttl 10',
   ]
   static override flags = {
     ...membershipFlags,
@@ -44,6 +45,11 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
       description: 'how often the manager replaces the gossip key on its own (e.g. 12h, 30m; 0 = never)',
       default: '12h',
     }),
+    dns: Flags.string({
+      description: "upstream resolver for names outside the cluster (repeatable; default: each node's /etc/resolv.conf)",
+      multiple: true,
+    }),
+    'dns-ttl': Flags.integer({description: 'TTL in seconds of the answers about service and task names', min: 0, max: 3600}),
     'xdp-generic': Flags.boolean({description: 'attach XDP in generic (skb) mode: for devices whose driver has no native XDP'}),
   }
 
@@ -70,6 +76,7 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
               membership: membershipOverrides(flags),
               ...(etcd ? {etcd} : {}),
               keyRotationMs,
+              dns: {servers: flags.dns, ttl: flags['dns-ttl']},
             })
           },
         },

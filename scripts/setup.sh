@@ -11,6 +11,7 @@ pkgs=(
   clang-14 llvm-14 libbpf-dev linux-libc-dev     # build:bpf (pinned: clang 14, as in scripts/build-bpf.sh) and the layout tests
   iputils-ping curl iperf3 tshark bpftool python3 # real clients for tests and the benchmark (python3 sends UDP GSO)
   etcd-server etcd-client openssl                # desired state in etcd (--store etcd): the lab's and the tests' members, etcdctl, lab certificates
+  dnsutils dnsmasq-base dnsperf                  # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

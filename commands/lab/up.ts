@@ -14,6 +14,8 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
   static override flags = {
     json: jsonFlag,
     nodes: Flags.integer({char: 'n', description: 'how many nodes', default: 3, min: 1, max: 89}),
+    dns: Flags.string({description: "passed to n1's `swarmnet init --dns` (repeatable)", multiple: true}),
+    'dns-ttl': Flags.string({description: "passed to n1's `swarmnet init --dns-ttl`"}),
   }
 
   async run(): Promise<void> {
@@ -29,7 +31,10 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
               onStep: (what) => (task.output = what),
               startNode: async (node) => {
                 task.output = node.index === 1 ? `${node.name}: swarmnet init` : `${node.name}: swarmnet join`
-                await startLabNode(node)
+                await startLabNode(node, [
+                  ...(flags.dns ?? []).flatMap((d) => ['--dns', d]),
+                  ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', flags['dns-ttl']] : []),
+                ])
               },
             })
           },

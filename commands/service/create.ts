@@ -15,6 +15,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     'service create --name NAME [--replicas K | --mode global] [--network NET ...] [--endpoint-mode vip|dnsrr] [-p P:T[/udp] ...] [-- CMD ARGS...]'
   static override examples = [
     '<%= config.bin %> service create --name web --replicas 3 --network backend',
+    '<%= config.bin %> service create --name api --network name=backend,alias=api-v2',
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
     '<%= config.bin %> service create --name web --replicas 2 -p 8080:80 -p 53:53/udp',
     '<%= config.bin %> service create --name web --publish published=8080,target=80,protocol=tcp,mode=host',
@@ -29,7 +30,11 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       options: ['replicated', 'global'],
       default: 'replicated',
     }),
-    network: Flags.string({description: 'attach to this network (repeatable)', multiple: true, default: []}),
+    network: Flags.string({
+      description: 'attach to this network (repeatable); name=NET,alias=A,alias=B also gives the service those DNS names on it',
+      multiple: true,
+      default: [],
+    }),
     user: Flags.string({
       char: 'u',
       description: 'run the tasks as UID[:GID] or NAME[:GROUP] (default: root, with reduced capabilities)',

@@ -35,6 +35,7 @@ import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
 import {openNodeStore} from './node-store.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
+import {NodeDns} from '../dns/node-dns.js'
 
 export interface AgentHandle {
   stop(): Promise<void>
@@ -326,6 +327,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       t.unref()
     }
   })
+  // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
+  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
+  const unwatchDns = membership.onChange(() => dns.invalidate())
+  await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
   await reconcile()
 
   let resolveDone!: () => void
@@ -345,6 +350,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     unsubscribe()
     unwatch()
     membership.stop()
+    unwatchDns()
+    dns.stop()
     tasks.stop()
     api?.close()
     metricsServer?.close()
@@ -359,6 +366,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   api = await startApi(socketPath(node), {
     controller,
     metrics: async () => ({text: await metrics.text()}),
+    dns: () => dns.inspect(node),
     write: async (fn) => {
       if (backend) return backend.write(fn)
       const at = controller.managerName()

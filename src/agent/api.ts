@@ -28,6 +28,8 @@ export interface ApiContext {
   keys(): unknown
   /** Managers: starts a key rotation; resolves once the new key is in use (or a timeout says who lacks it). */
   rotateKey(graceMs: number | undefined): Promise<unknown>
+  /** What the node's resolver answers and has counted (inspect dns). */
+  dns?(): unknown
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
 }
@@ -40,6 +42,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
+    ['GET', /^\/dns$/, () => ctx.dns?.() ?? {}],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id)))],
     [
       'GET',

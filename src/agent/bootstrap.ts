@@ -16,8 +16,9 @@ import {
   INGRESS_NETWORK_NAME,
 } from '../model/defaults.js'
 import {parseCidr} from '../model/ipv4.js'
-import type {ClusterSpec, NodeRecord} from '../model/types.js'
+import type {ClusterSpec, DnsSpec, NodeRecord} from '../model/types.js'
 import type {Json} from '../store/json.js'
+import {checkDnsSpec} from '../dns/config.js'
 import {checkDataPathPort} from '../model/validate.js'
 import {CLUSTER_KEY, keyOf} from '../store/keys.js'
 import {mtuOf} from '../sys/link.js'
@@ -62,6 +63,8 @@ export interface InitOptions {
   etcd?: Omit<EtcdSettings, 'prefix'>
   /** Automatic key rotation period (0 = off; default 12 h). */
   keyRotationMs?: number
+  /** --dns (upstream resolvers) and --dns-ttl, checked before anything is made. */
+  dns?: DnsSpec
 }
 
 export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
@@ -73,6 +76,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   const pool = o.defaultAddrPool ?? DEFAULT_ADDR_POOL
   parseCidr(pool)
   if (o.etcd) checkEtcdSettings(o.etcd)
+  const dns = o.dns ? checkDnsSpec(o.dns) : undefined
   const adv = await resolveAdvertise(o.advertiseAddr)
   const identity = generateIdentity()
   const nodeKey = generateNodeKey()
@@ -111,6 +115,7 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
       defaultAddrPool: pool,
       subnetSize: DEFAULT_SUBNET_SIZE,
       ...(o.etcd ? {store: 'etcd' as const} : {}),
+      ...(dns ? {dns} : {}),
     }
     store.put(CLUSTER_KEY, cluster)
     const me: NodeRecord = {

@@ -132,13 +132,21 @@ export function planMirror(have: ReadonlyMap<string, Buffer>, want: Entries): Mi
   return {remove, write}
 }
 
+/** The nodes whose tasks may serve: members not declared down (this node always). */
+export function servingNodes(v: Pick<ClusterView, 'nodes' | 'selfId' | 'membership'>): Map<string, NodeRecord> {
+  const view = v.membership ?? NOBODY_DOWN
+  return new Map(v.nodes.filter((n) => n.state !== 'left' && (n.id === v.selfId || !view.isDown(n.id))).map((n) => [n.id, n]))
+}
+
+/** A backend of its service (the LB's rule, and DNS's): meant to run, reported running, on a serving node. */
+export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, statuses: ClusterView['statuses']): boolean {
+  return t.desiredState === 'running' && nodeById.has(t.nodeId) && statuses?.get(t.id)?.state === 'running'
+}
+
 export function desiredMaps(v: ClusterView): DesiredMaps {
   const out: Required<DesiredMaps> = {networks: new Map(), endpoints: new Map(), devices: new Map(), services: new Map()}
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
-  const view = v.membership ?? NOBODY_DOWN
-  const nodeById = new Map(
-    v.nodes.filter((n) => n.state !== 'left' && (n.id === v.selfId || !view.isDown(n.id))).map((n) => [n.id, n]),
-  )
+  const nodeById = servingNodes(v)
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
   // Endpoints only of networks this node has a task on: the map grows with the node, not the cluster.
   const localNets = new Set(
@@ -210,7 +218,7 @@ function desiredServices(
       for (const t of tasks) {
         const owner = nodeById.get(t.nodeId)
         const a = t.attachments.find((x) => x.networkId === vip.networkId)
-        if (t.desiredState !== 'running' || !owner || !a || v.statuses?.get(t.id)?.state !== 'running') continue
+        if (!owner || !a || !isServing(t, nodeById, v.statuses)) continue
         const ep = out.endpoints.get(`${vni}/${a.ip}`)
         if (!ep) continue // a local task whose device is not there yet
         backends.push({key: t.id, ip: a.ip, nodeIp: owner.addr})

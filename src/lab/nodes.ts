@@ -11,7 +11,8 @@ import {selfArgv} from '../util/root.js'
 import type {LabNode} from './state.js'
 import {nodeAddress, nodeName} from './topology.js'
 
-export async function startLabNode(node: LabNode): Promise<void> {
+/** initArgs: more flags for n1's `swarmnet init` (the cluster's settings, e.g. --dns). */
+export async function startLabNode(node: LabNode, initArgs: string[] = []): Promise<void> {
   const first = {name: nodeName(1), address: nodeAddress(1)}
   // The agent that init/join starts inherits this cgroup: lab down kills it with the node's tasks.
   const agentCgroup = join(nodeCgroupDirs(node.name).v2, 'agent')
@@ -22,7 +23,7 @@ export async function startLabNode(node: LabNode): Promise<void> {
       timeoutMs: 60_000,
     })
   if (node.index === 1) {
-    await cli(['init', '--node', node.name, '--advertise-addr', node.underlayIf])
+    await cli(['init', '--node', node.name, '--advertise-addr', node.underlayIf, ...initArgs])
     return
   }
   const {token} = await new AgentClient(first.name).get<{token: string}>('/join-token')

@@ -12,6 +12,8 @@ import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
 import {checkEndpointMode, checkName} from '../model/validate.js'
+import {parseNetworkSpec} from '../model/network-spec.js'
+import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
@@ -249,7 +251,9 @@ export class Manager {
     if (req.mode !== 'replicated' && req.mode !== 'global')
       throw new UserError(`invalid mode '${String(req.mode)}': must be replicated or global`)
     if (req.mode === 'replicated') checkReplicas(req.replicas)
-    const nets = [...new Set(req.networks)].map((r) => this.read.findNetwork(r))
+    const specs = req.networks.map(parseNetworkSpec)
+    const nets = [...new Set(specs.map((x) => x.network))].map((r) => this.read.findNetwork(r))
+    const aliases = serviceAliases(specs, (r) => this.read.findNetwork(r).id)
     for (const n of nets) {
       if (n.driver !== 'overlay') throw new UserError(`network ${n.name} is node-local: services attach to overlay networks`)
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
@@ -266,6 +270,7 @@ export class Manager {
         nets.map((n) => n.id),
         ports,
       ),
+      ...(aliases.length > 0 ? {aliases} : {}),
       command: req.command,
       ...sandbox,
       endpointMode,

@@ -35,3 +35,7 @@ export const GWBRIDGE_NETWORK_NAME = 'swarmnet_gwbridge'
  * (`web=100000`) should be refused, not attempted. Addresses bound it further.
  */
 export const MAX_REPLICAS = 1000
+
+/** TTL of the answers about the cluster's names (s): short, so a client that caches follows scaling. */
+export const DEFAULT_DNS_TTL = 5
+export const DNS_TTL_MAX = 3600

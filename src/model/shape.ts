@@ -1,4 +1,4 @@
-import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
+import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, DNS_TTL_MAX, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
 import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
 import {sandboxSpecProblem} from './limits.js'
 import {isValidName} from './validate.js'
@@ -91,10 +91,23 @@ function clusterProblem(v: unknown): string | undefined {
     int(r, 'dataPathPort', DATA_PATH_PORT_MIN, DATA_PATH_PORT_MAX) ??
     cidr(r, 'defaultAddrPool') ??
     int(r, 'subnetSize', 1, 32) ??
-    optional(r, 'store', (x, k) => oneOf(x, k, ['etcd']))
+    optional(r, 'store', (x, k) => oneOf(x, k, ['etcd'])) ??
+    dnsSpecProblem(r.dns)
   if (shape) return shape
   if ((r.subnetSize as number) < parseCidr(r.defaultAddrPool as string).prefix)
     return `subnetSize /${r.subnetSize} is larger than the pool ${r.defaultAddrPool}`
+  return undefined
+}
+
+function dnsSpecProblem(v: unknown): string | undefined {
+  if (v === undefined) return undefined
+  const r = v as Rec
+  const p = obj(v) ?? (r.ttl === undefined ? undefined : int(r, 'ttl', 0, DNS_TTL_MAX))
+  if (p) return `dns: ${p}`
+  if (r.servers === undefined) return undefined
+  const s = r.servers
+  if (!Array.isArray(s) || s.length > 8 || !s.every((x) => typeof x === 'string' && tryParseIpv4(x) !== undefined))
+    return "dns: 'servers' is not a list of IPv4 addresses"
   return undefined
 }
 
@@ -119,7 +132,7 @@ function networkProblem(r: Rec): string | undefined {
 function serviceProblem(r: Rec): string | undefined {
   const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
   if (shape) return shape
-  const ep = endpointProblem(r) ?? portsProblem(r)
+  const ep = endpointProblem(r) ?? portsProblem(r) ?? aliasesProblem(r)
   if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
@@ -168,6 +181,18 @@ function portsProblem(r: Rec): string | undefined {
     if (seen.has(key)) return `port #${i}: ${key} a second time`
     seen.add(key)
     if (mode === 'ingress' && r.endpointMode === 'dnsrr') return `port #${i}: a dnsrr service has no ingress ports`
+  }
+  return undefined
+}
+
+function aliasesProblem(r: Rec): string | undefined {
+  if (r.aliases === undefined) return undefined
+  const v = r.aliases
+  if (!Array.isArray(v) || v.length > LIST_MAX) return "'aliases' is not a list"
+  for (const [i, x] of v.entries()) {
+    const p = obj(x) ?? str(x as Rec, 'networkId') ?? strList(x as Rec, 'names')
+    if (p) return `alias #${i}: ${p}`
+    if (!((x as Rec).names as string[]).every((n) => isValidName(n))) return `alias #${i}: a name is not valid`
   }
   return undefined
 }

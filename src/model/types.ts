@@ -19,7 +19,11 @@ export type ClusterSpec = {
   subnetSize: number
   /** Where desired state lives: absent = the embedded gossip store (one manager); 'etcd' = several managers on etcd. */
   store?: 'etcd'
+  /** The tasks' resolver, set only at init: upstreams (absent: each node's /etc/resolv.conf) and the TTL of its answers. */
+  dns?: DnsSpec
 }
+
+export type DnsSpec = {servers?: string[]; ttl?: number}
 
 export type NodeRole = 'manager' | 'worker'
 export type NodeState = 'ready' | 'down' | 'left'
@@ -74,6 +78,8 @@ export type Service = {
   mode: ServiceMode
   /** Network ids, not names: a renamed network keeps its services. */
   networks: string[]
+  /** Extra DNS names of the service on one network (Swarm's --network name=N,alias=A); absent = none. */
+  aliases?: ServiceAlias[]
   command: string[]
   /** --user as written, UID[:GID] or NAME[:GROUP]; resolved on the node that runs the task. */
   user?: string
@@ -90,6 +96,8 @@ export type Service = {
 }
 
 export type EndpointMode = 'vip' | 'dnsrr'
+
+export type ServiceAlias = {networkId: string; names: string[]}
 
 export type ServiceVip = {networkId: string; ip: string}
 

@@ -3,6 +3,8 @@
  * task's process sandboxed inside them (launcher.ts). Host ends of the veths stay in the
  * current namespace (the node's).
  */
+import {taskResolvConf} from '../dns/resolv.js'
+import {GWBRIDGE_GATEWAY} from './gwbridge.js'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
@@ -218,8 +220,7 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
     ...spec.ips.map((ip) => `${ip}\t${spec.name}`),
   ]
   writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
-  // For now the node's resolvers; the DNS work points this file at swarmnet's resolver.
-  writeFileSync(resolv, nodeResolvConf(), {mode: 0o644})
+  writeFileSync(resolv, taskResolvConf(nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})
   return {hosts, resolv}
 }
 

@@ -1,0 +1,96 @@
+// The node's DNS for its tasks, wired to the store: the name table is rebuilt from the store on
+// the first question after any change (so answers follow scaling as soon as the change arrives),
+// and never kept anywhere the store does not hold it.
+import {readFileSync} from 'node:fs'
+import type {MembershipView} from '../membership/view.js'
+import type {
+  AttachmentStatus,
+  ClusterSpec,
+  Network,
+  NetworkAttachment,
+  NodeRecord,
+  Service,
+  Task,
+  TaskStatus,
+} from '../model/types.js'
+import {keyOf, prefixOf} from '../store/keys.js'
+import type {Store} from '../store/store.js'
+import {dnsTtl, nodeUpstreams} from './config.js'
+import {buildNames, type NameTable} from './names.js'
+import {DnsServer} from './server.js'
+import {dnsInspectView, type DnsInspectView} from './inspect.js'
+
+export interface NodeDnsOptions {
+  selfId: string
+  store: Store
+  cluster: ClusterSpec
+  /** The gateway bridge's address on this node: where tasks send their questions. */
+  addr: string
+  membership: MembershipView
+  log: (m: string) => void
+}
+
+export class NodeDns {
+  readonly server: DnsServer
+  private table?: NameTable
+  private readonly unsubscribe: () => void
+
+  constructor(private readonly o: NodeDnsOptions) {
+    let resolv = ''
+    try {
+      resolv = readFileSync('/etc/resolv.conf', 'utf8')
+    } catch {
+      // no resolv.conf: nothing to forward to unless --dns was given
+    }
+    this.server = new DnsServer({
+      addr: o.addr,
+      ttl: dnsTtl(o.cluster.dns),
+      upstreams: nodeUpstreams(o.cluster.dns, resolv, o.addr),
+      names: () => this.names(),
+      log: o.log,
+    })
+    this.unsubscribe = o.store.onChange(() => this.invalidate())
+  }
+
+  /** Liveness changed (a node down or back): the next answer is built again. */
+  invalidate(): void {
+    this.table = undefined
+  }
+
+  names(): NameTable {
+    if (this.table) return this.table
+    const s = this.o.store
+    this.table = buildNames({
+      selfId: this.o.selfId,
+      nodes: s.values<NodeRecord>(prefixOf('node')),
+      networks: s.values<Network>(prefixOf('network')),
+      services: s.values<Service>(prefixOf('service')),
+      tasks: s.values<Task>(prefixOf('task')),
+      statuses: new Map(s.values<TaskStatus>(prefixOf('taskstatus')).map((x) => [x.taskId, x])),
+      attachments: s.values<NetworkAttachment>(prefixOf('attachment')),
+      attachmentStatus: (id) => s.get<AttachmentStatus>(keyOf('attachmentstatus', id)),
+      membership: this.o.membership,
+    })
+    return this.table
+  }
+
+  inspect(node: string): DnsInspectView {
+    const counters = {...this.server.stats.snapshot(), ...(this.fastPathHits ? {fastPath: this.fastPathHits()} : {})}
+    const ups = this.server.upstreams.map((u) => (u.port === 53 ? u.host : `${u.host}:${u.port}`))
+    return dnsInspectView(node, `${this.o.addr}:53`, this.server.ttl, ups, this.names(), counters)
+  }
+
+  /** Answers the fast path gave (the BPF counter), once it is attached. */
+  fastPathHits?: () => number
+
+  async start(): Promise<void> {
+    await this.server.start()
+    const ups = this.server.upstreams.map((u) => u.host).join(', ') || 'none'
+    this.o.log(`dns: answering tasks at ${this.o.addr}:53 (udp, tcp), forwarding to ${ups}`)
+  }
+
+  stop(): void {
+    this.unsubscribe()
+    this.server.stop()
+  }
+}

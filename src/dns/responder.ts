@@ -1,0 +1,172 @@
+// One DNS question from a task, answered: the cluster's names from the name table, everything
+// else through the forwarder. Wire format by dns-packet. Never throws on what a task sends:
+// a malformed query is answered FORMERR (when it has a header to answer) or dropped, and counted.
+import * as dns from 'dns-packet'
+import {resolve, rotated, type NameTable} from './names.js'
+import type {DnsStats} from './stats.js'
+
+/** The UDP size a client without EDNS0 may receive (RFC 1035), and the most we ever send over UDP. */
+export const CLASSIC_UDP = 512
+export const MAX_UDP = 4096
+/** What we advertise in our OPT record: the size that avoids fragmentation (DNS flag day 2020). */
+export const OUR_UDP = 1232
+
+const QR = 1 << 15
+const RCODE = {NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5} as const
+
+export interface Forward {
+  /** The upstream's response to `query` (any id), or undefined when none answered in time. */
+  forward(query: Buffer, key: string): Promise<Buffer | undefined>
+}
+
+export interface ResponderOptions {
+  names: () => NameTable
+  ttl: number
+  forwarder: Forward
+  stats: DnsStats
+}
+
+export class Responder {
+  private turn = 0
+
+  constructor(private readonly o: ResponderOptions) {}
+
+  /** The bytes to send back, or undefined to send nothing. `tcp`: no UDP size limit. */
+  async answer(query: Buffer, asker: string, tcp: boolean): Promise<Buffer | undefined> {
+    const s = this.o.stats
+    s.queries++
+    if (tcp) s.tcp++
+    if (query.length < 12 || query.readUInt16BE(2) & QR) {
+      s.malformed++
+      return undefined // no header to answer, or a response sent to us: answering could loop
+    }
+    let p: dns.Packet
+    try {
+      p = dns.decode(query)
+    } catch {
+      s.malformed++
+      return header(query, RCODE.FORMERR)
+    }
+    const opcode = (query.readUInt16BE(2) >> 11) & 0xf
+    if (opcode !== 0) {
+      s.notimp++
+      return header(query, RCODE.NOTIMP)
+    }
+    const q = p.questions?.[0]
+    if (!q || p.questions!.length !== 1) {
+      s.malformed++
+      return header(query, RCODE.FORMERR)
+    }
+    const opt = p.additionals?.find((a) => a.type === 'OPT') as dns.OptAnswer | undefined
+    const limit = tcp ? 65535 : opt ? Math.min(Math.max(opt.udpPayloadSize ?? CLASSIC_UDP, CLASSIC_UDP), MAX_UDP) : CLASSIC_UDP
+    const cls = q.class ?? 'IN'
+    const r = cls === 'IN' || cls === 'ANY' ? resolve(this.o.names(), asker, q.name, q.type) : 'forward'
+    if (r === 'forward') return this.forwarded(query, q, p.id ?? 0, limit)
+    s.answered++
+    const answers: dns.Answer[] = []
+    let rcode: number = RCODE.NOERROR
+    if (r.rcode === 'NXDOMAIN') {
+      s.nxdomain++
+      rcode = RCODE.NXDOMAIN
+    } else if ('a' in r) {
+      const ips = r.rotate ? rotated(r.a, this.turn++) : r.a
+      for (const ip of ips) answers.push({type: 'A', class: 'IN', name: q.name, ttl: this.o.ttl, data: ip})
+    } else if ('ptr' in r) {
+      answers.push({type: 'PTR', class: 'IN', name: q.name, ttl: this.o.ttl, data: r.ptr})
+    }
+    return this.reply(query, p, q, rcode, answers, opt !== undefined, limit)
+  }
+
+  private reply(
+    query: Buffer,
+    p: dns.Packet,
+    q: dns.Question,
+    rcode: number,
+    answers: dns.Answer[],
+    edns: boolean,
+    limit: number,
+  ): Buffer {
+    const rd = query.readUInt16BE(2) & dns.RECURSION_DESIRED
+    const out: dns.Packet = {
+      type: 'response',
+      id: p.id ?? 0,
+      flags: dns.AUTHORITATIVE_ANSWER | rd | dns.RECURSION_AVAILABLE | rcode,
+      questions: [q],
+      answers,
+      additionals: edns
+        ? [
+            {
+              type: 'OPT',
+              name: '.',
+              udpPayloadSize: OUR_UDP,
+              extendedRcode: 0,
+              ednsVersion: 0,
+              flags: 0,
+              flag_do: false,
+              options: [],
+            },
+          ]
+        : [],
+    }
+    let bytes = dns.encode(out)
+    if (bytes.length > limit) {
+      // Too big for the client's UDP size: TC set and no answers, so it asks again over TCP.
+      this.o.stats.truncated++
+      bytes = dns.encode({...out, flags: (out.flags ?? 0) | dns.TRUNCATED_RESPONSE, answers: []})
+    }
+    return bytes
+  }
+
+  private async forwarded(query: Buffer, q: dns.Question, id: number, limit: number): Promise<Buffer> {
+    const s = this.o.stats
+    s.forwarded++
+    const key = `${q.name.toLowerCase()}/${q.type}/${q.class ?? 'IN'}`
+    const res = await this.o.forwarder.forward(query, key).catch(() => undefined)
+    if (!res) {
+      s.servfail++
+      return header(query, RCODE.SERVFAIL)
+    }
+    const out = Buffer.from(res)
+    out.writeUInt16BE(id, 0)
+    if (out.length > limit) {
+      // An upstream that ignored the size asked for (or a cached TCP answer): cut to the header and question.
+      s.truncated++
+      return truncate(out)
+    }
+    return out
+  }
+}
+
+/** A response with no records but the question (when it can be read): for FORMERR, NOTIMP, SERVFAIL. */
+export function header(query: Buffer, rcode: number): Buffer {
+  const flags = query.readUInt16BE(2)
+  const out = Buffer.alloc(12)
+  out.writeUInt16BE(query.readUInt16BE(0), 0)
+  // QR, the query's opcode and RD, RA, and the rcode.
+  out.writeUInt16BE(QR | (flags & 0x7900) | dns.RECURSION_AVAILABLE | rcode, 2)
+  if (rcode === RCODE.FORMERR) return out
+  const qlen = questionLength(query)
+  if (qlen === undefined) return out
+  out.writeUInt16BE(1, 4)
+  return Buffer.concat([out, query.subarray(12, 12 + qlen)])
+}
+
+/** A response cut to its header and question, TC set. */
+function truncate(res: Buffer): Buffer {
+  const out = header(res, res.readUInt16BE(2) & 0xf)
+  out.writeUInt16BE(out.readUInt16BE(2) | dns.TRUNCATED_RESPONSE | (res.readUInt16BE(2) & dns.AUTHORITATIVE_ANSWER), 2)
+  return out
+}
+
+/** The length of the first question (uncompressed name, type, class), or undefined. */
+function questionLength(b: Buffer): number | undefined {
+  if (b.readUInt16BE(4) < 1) return undefined
+  let i = 12
+  while (i < b.length) {
+    const l = b[i]!
+    if (l === 0) return i + 1 + 4 <= b.length ? i + 1 + 4 - 12 : undefined
+    if (l & 0xc0) return undefined
+    i += l + 1
+  }
+  return undefined
+}

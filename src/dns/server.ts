@@ -1,0 +1,107 @@
+// The node's resolver for its tasks: UDP and TCP 53 on the gateway-bridge address, in the
+// node's namespace. The asking task is known by its source address (its gateway-bridge address).
+import {createSocket, type Socket} from 'node:dgram'
+import {createServer, type Server, type Socket as TcpSocket} from 'node:net'
+import {Forwarder, type Upstream} from './forwarder.js'
+import type {NameTable} from './names.js'
+import {Responder} from './responder.js'
+import {DnsStats} from './stats.js'
+
+export interface DnsServerOptions {
+  addr: string
+  port?: number
+  ttl: number
+  upstreams: Upstream[]
+  names: () => NameTable
+  log: (m: string) => void
+}
+
+/** A TCP client gets this long between queries before it is closed (ms); and at most this many at once. */
+const TCP_IDLE_MS = 10_000
+const TCP_MAX = 256
+
+export class DnsServer {
+  readonly stats = new DnsStats()
+  private readonly forwarder: Forwarder
+  private readonly responder: Responder
+  private udp?: Socket
+  private tcp?: Server
+  private readonly conns = new Set<TcpSocket>()
+
+  constructor(private readonly o: DnsServerOptions) {
+    this.forwarder = new Forwarder({upstreams: o.upstreams, stats: this.stats})
+    this.responder = new Responder({names: o.names, ttl: o.ttl, forwarder: this.forwarder, stats: this.stats})
+  }
+
+  get ttl(): number {
+    return this.o.ttl
+  }
+
+  get upstreams(): Upstream[] {
+    return this.o.upstreams
+  }
+
+  async start(): Promise<void> {
+    const port = this.o.port ?? 53
+    await this.forwarder.start()
+    const udp = createSocket({type: 'udp4'})
+    udp.on('message', (msg, rinfo) => {
+      this.responder.answer(msg, rinfo.address, false).then(
+        (out) => out && udp.send(out, rinfo.port, rinfo.address),
+        () => this.stats.malformed++,
+      )
+    })
+    udp.on('error', (e) => this.o.log(`dns: udp: ${e.message}`))
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject)
+      udp.bind(port, this.o.addr, () => (udp.off('error', reject), resolve()))
+    })
+    this.udp = udp
+    const tcp = createServer((c) => this.serveTcp(c))
+    tcp.on('error', (e) => this.o.log(`dns: tcp: ${e.message}`))
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject)
+      tcp.listen(port, this.o.addr, () => (tcp.off('error', reject), resolve()))
+    })
+    this.tcp = tcp
+  }
+
+  stop(): void {
+    this.udp?.close()
+    this.tcp?.close()
+    for (const c of this.conns) c.destroy()
+    this.forwarder.stop()
+  }
+
+  private serveTcp(c: TcpSocket): void {
+    if (this.conns.size >= TCP_MAX) {
+      c.destroy()
+      return
+    }
+    this.conns.add(c)
+    c.on('close', () => this.conns.delete(c))
+    c.on('error', () => undefined)
+    c.setTimeout(TCP_IDLE_MS, () => c.destroy())
+    const asker = (c.remoteAddress ?? '').replace(/^::ffff:/, '')
+    let buf = Buffer.alloc(0)
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0)
+        if (buf.length < 2 + len) break
+        const msg = buf.subarray(2, 2 + len)
+        buf = buf.subarray(2 + len)
+        this.responder.answer(msg, asker, true).then(
+          (out) => {
+            if (!out || c.destroyed) return
+            const l = Buffer.alloc(2)
+            l.writeUInt16BE(out.length)
+            c.write(Buffer.concat([l, out]))
+          },
+          () => this.stats.malformed++,
+        )
+      }
+      if (buf.length > 65537) c.destroy()
+    })
+  }
+}

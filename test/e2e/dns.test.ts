@@ -1,0 +1,228 @@
+// Service discovery by name in a real 2-node lab: the standard resolver of a task (getent, dig,
+// curl) asks swarmnet's resolver at its node's gateway-bridge address; names are scoped to the
+// task's networks, follow scaling, and other names go to an upstream the test runs on the lab's
+// client (a dnsmasq with one record), with SERVFAIL in under 2 s once that upstream is gone.
+import assert from 'node:assert/strict'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {after, before, describe, test} from 'node:test'
+import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+
+interface Task {
+  id: string
+  name: string
+  node: string
+  state: string
+  addresses: {network: string; ip: string}[]
+}
+interface Svc {
+  vips: {network: string; ip: string}[]
+}
+interface DnsInspect {
+  listen: string
+  ttl: number
+  upstreams: string[]
+  counters: Record<string, number>
+  networks: {network: string; names: {name: string; kind: string; ips: string[]}[]}[]
+}
+
+const UPSTREAM = '172.30.0.100'
+const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
+const running = (svc: string, n: number) =>
+  eventually(
+    `${n} running tasks of ${svc}`,
+    () => {
+      const t = tasksOf(svc)
+      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
+    },
+    60_000,
+  )
+
+describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
+  let client: Task
+  let vip: string
+  let dnsmasq: ChildProcess | undefined
+  /** A command in the client task (its own /etc/resolv.conf and /etc/hosts). */
+  const inTask = (argv: string[]) => cli(client.node, ['task', 'exec', client.name, '--', ...argv], 30_000)
+  const dig = (...args: string[]) => {
+    const r = inTask(['dig', '+time=4', '+tries=1', ...args])
+    assert.equal(r.code, 0, `dig ${args.join(' ')}: ${r.stdout}${r.stderr}`)
+    return r.stdout
+  }
+  const short = (...args: string[]) =>
+    dig('+short', ...args)
+      .split('\n')
+      .filter(Boolean)
+  const status = (out: string) => /status: ([A-Z]+)/.exec(out)?.[1]
+
+  before(async () => {
+    const up = sh(['ip', 'netns', 'list']).stdout
+    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
+    ok(undefined, ['lab', 'up', '--nodes', '2', '--dns', UPSTREAM, '--dns-ttl', '2'])
+    // The upstream: dnsmasq on the lab's client, one record, nothing forwarded further.
+    dnsmasq = spawn(
+      'nsenter',
+      [
+        '--net=/run/netns/sn-lab-client',
+        '--',
+        'dnsmasq',
+        '--keep-in-foreground',
+        '--no-resolv',
+        '--no-hosts',
+        '--bind-interfaces',
+        `--listen-address=${UPSTREAM}`,
+        '--except-interface=lo',
+        '--user=root',
+        '--pid-file=',
+        '--local-ttl=60',
+        '--host-record=ext.example,192.0.2.44',
+      ],
+      {stdio: 'ignore'},
+    )
+    ok('n1', ['network', 'create', 'front'])
+    ok('n1', ['network', 'create', 'back'])
+    ok('n1', ['service', 'create', '--name', 'web', '--replicas', '2', '--network', 'name=front,alias=www'])
+    ok('n1', ['service', 'create', '--name', 'db', '--replicas', '1', '--network', 'back', '--', 'sleep', 'infinity'])
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'rr',
+      '--replicas',
+      '3',
+      '--endpoint-mode',
+      'dnsrr',
+      '--network',
+      'front',
+      '--',
+      'sleep',
+      'infinity',
+    ])
+    ok('n1', ['service', 'create', '--name', 'cl', '--replicas', '1', '--network', 'front', '--', 'sleep', 'infinity'])
+    await running('web', 2)
+    await running('db', 1)
+    await running('rr', 3)
+    client = (await running('cl', 1))[0]!
+    vip = json<Svc>('n1', ['service', 'inspect', 'web']).vips.find((v) => v.network === 'front')!.ip
+  })
+
+  after(() => {
+    dnsmasq?.kill('SIGKILL')
+    const down = cli(undefined, ['lab', 'down'])
+    assert.equal(down.code, 0, down.stderr)
+    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
+  })
+
+  test("the task's resolv.conf names its node's resolver; its hosts file has its own name", () => {
+    const resolv = inTask(['cat', '/etc/resolv.conf']).stdout
+    assert.match(resolv, /^nameserver 172\.18\.0\.1$/m)
+    assert.doesNotMatch(resolv, /nameserver (?!172\.18\.0\.1)/)
+    const hosts = inTask(['cat', '/etc/hosts']).stdout
+    assert.match(hosts, new RegExp(`^${client.addresses[0]!.ip.replace(/\./g, '\\.')}\\s+cl\\.1$`, 'm'))
+  })
+
+  test('getent hosts, dig and curl by service name; tasks.NAME; the alias', async () => {
+    const g = await eventually('getent hosts web', () => {
+      const r = inTask(['getent', 'hosts', 'web'])
+      return r.code === 0 ? r.stdout : undefined
+    })
+    assert.match(g, new RegExp(`^${vip.replace(/\./g, '\\.')}\\s+web$`, 'm'))
+    assert.deepEqual(short('web'), [vip])
+    assert.deepEqual(short('www'), [vip])
+    const webIps = tasksOf('web').map((t) => t.addresses.find((a) => a.network === 'front')!.ip)
+    assert.deepEqual(short('tasks.web').sort(), webIps.sort())
+    assert.deepEqual(short('tasks.www').sort(), webIps.sort())
+    const full = dig('web')
+    assert.match(full, /flags: qr aa rd ra/)
+    assert.match(full, /\bweb\.\s+2\s+IN\s+A\s/)
+    const curl = inTask(['curl', '-sS', '--max-time', '10', 'http://web/'])
+    assert.equal(curl.code, 0, curl.stderr)
+    assert.match(curl.stdout, /web\.[12]/)
+  })
+
+  test('scoping: a service on a network the task is not on is NXDOMAIN for it', () => {
+    assert.equal(status(dig('db')), 'NXDOMAIN')
+    assert.equal(status(dig('tasks.db')), 'NXDOMAIN')
+    // ... and resolves for a task that is on it.
+    const db = tasksOf('db')[0]!
+    const r = cli(db.node, ['task', 'exec', db.name, '--', 'dig', '+short', '+time=4', '+tries=1', 'db'])
+    assert.deepEqual(r.stdout.trim().split('\n'), [json<Svc>('n1', ['service', 'inspect', 'db']).vips[0]!.ip])
+  })
+
+  test('dnsrr: every running task, in a turning order', () => {
+    const ips = tasksOf('rr').map((t) => t.addresses[0]!.ip)
+    const a = short('rr')
+    const b = short('rr')
+    assert.deepEqual([...a].sort(), [...ips].sort())
+    assert.deepEqual([...b].sort(), [...ips].sort())
+    assert.notDeepEqual(a, b)
+  })
+
+  test('task names, PTR of the VIP and of a task address, AAAA empty NOERROR, TCP', () => {
+    const t = tasksOf('web').find((x) => x.name === 'web.1')!
+    const ip = t.addresses[0]!.ip
+    assert.deepEqual(short(`web.1.${t.id}`), [ip])
+    assert.deepEqual(short('web.1'), [ip])
+    assert.deepEqual(short('-x', vip), ['web.'])
+    assert.deepEqual(short('-x', ip), [`web.1.${t.id}.`])
+    const aaaa = dig('AAAA', 'web')
+    assert.equal(status(aaaa), 'NOERROR')
+    assert.match(aaaa, /ANSWER: 0,/)
+    assert.deepEqual(short('+tcp', 'web'), [vip])
+    assert.deepEqual(short('+tcp', 'tasks.web').length, 2)
+  })
+
+  test('tasks.NAME follows scaling: as soon as the node knows a task runs (or stopped), answers say so', async () => {
+    ok('n1', ['service', 'scale', 'web=3'])
+    // The client's node's own view: once its store says three run, the next answer has three.
+    await eventually(
+      'three running tasks of web in the view of the client node',
+      () => {
+        const t = json<Task[]>(client.node, ['service', 'ps', 'web']).filter((x) => x.state === 'running')
+        return t.length === 3 || undefined
+      },
+      60_000,
+    )
+    assert.equal(short('tasks.web').length, 3)
+    ok('n1', ['service', 'scale', 'web=1'])
+    await eventually(
+      'one running task of web in the view of the client node',
+      () => json<Task[]>(client.node, ['service', 'ps', 'web']).filter((x) => x.state !== 'shutdown').length === 1 || undefined,
+      60_000,
+    )
+    assert.equal(short('tasks.web').length, 1)
+  })
+
+  test('inspect dns lists the names of each network and counts the questions', () => {
+    const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
+    assert.equal(v.listen, '172.18.0.1:53')
+    assert.equal(v.ttl, 2)
+    assert.deepEqual(v.upstreams, [UPSTREAM])
+    const front = v.networks.find((n) => n.network === 'front')!
+    assert.deepEqual(
+      front.names.find((n) => n.name === 'web'),
+      {name: 'web', kind: 'service', ips: [vip]},
+    )
+    assert.ok(front.names.some((n) => n.name === 'www' && n.kind === 'alias'))
+    assert.ok(v.counters.queries! > 0 && v.counters.answered! > 0 && v.counters.tcp! > 0)
+    const table = ok(client.node, ['inspect', 'dns', 'front'])
+    assert.match(table, /front\s+cl\s+service/)
+    const bad = cli(client.node, ['inspect', 'dns', 'nope'])
+    assert.notEqual(bad.code, 0)
+  })
+
+  test('other names go to the upstream; with the upstream gone, SERVFAIL in under 2 s', () => {
+    assert.deepEqual(short('ext.example'), ['192.0.2.44'])
+    const g = inTask(['getent', 'hosts', 'ext.example'])
+    assert.match(g.stdout, /^192\.0\.2\.44\s+ext\.example$/m)
+    dnsmasq?.kill('SIGKILL')
+    dnsmasq = undefined
+    const out = dig('gone.example')
+    assert.equal(status(out), 'SERVFAIL')
+    const ms = Number(/Query time: (\d+) msec/.exec(out)?.[1])
+    assert.ok(ms < 2000, `SERVFAIL after ${ms} ms`)
+    // Cached: the name it had still answers.
+    assert.deepEqual(short('ext.example'), ['192.0.2.44'])
+    const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
+    assert.ok(v.counters.forwarded! >= 3 && v.counters.servfail! >= 1)
+  })
+})

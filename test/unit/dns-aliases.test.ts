@@ -1,0 +1,73 @@
+// --network name=N,alias=A: parsed whole or refused whole, stored per network id, checked in the store.
+import assert from 'node:assert/strict'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {after, test} from 'node:test'
+import {Manager} from '../../src/manager/manager.js'
+import {parseNetworkSpec} from '../../src/model/network-spec.js'
+import {valueProblem} from '../../src/model/shape.js'
+import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
+import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
+import {Store} from '../../src/store/store.js'
+
+const dirs: string[] = []
+after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+
+test('the long form of --network, as a person types it', () => {
+  assert.deepEqual(parseNetworkSpec('backend'), {network: 'backend', aliases: []})
+  assert.deepEqual(parseNetworkSpec('name=backend,alias=db,alias=db2,alias=db'), {network: 'backend', aliases: ['db', 'db2']})
+  assert.deepEqual(parseNetworkSpec('alias=x,target=backend'), {network: 'backend', aliases: ['x']})
+  assert.throws(() => parseNetworkSpec('alias=db'), /name=NETWORK is missing/)
+  assert.throws(() => parseNetworkSpec('name=a,name=b'), /named twice/)
+  assert.throws(() => parseNetworkSpec('name=a,alias=-x'), /invalid alias name '-x'/)
+  assert.throws(() => parseNetworkSpec('name=a,driver-opt=x'), /unknown key 'driver-opt'/)
+  assert.throws(() => parseNetworkSpec('name=a,--alias'), /is not KEY=VALUE/)
+})
+
+test('the manager stores aliases per network id; the store refuses malformed ones', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sn-alias-'))
+  dirs.push(dir)
+  const store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
+  store.put(CLUSTER_KEY, {
+    id: 'c',
+    createdAt: 0,
+    dataPathPort: 4789,
+    defaultAddrPool: '10.0.0.0/8',
+    subnetSize: 24,
+  } satisfies ClusterSpec)
+  const n: NodeRecord = {
+    id: 'a',
+    name: 'n-a',
+    addr: '172.30.0.11',
+    gossipPort: 7946,
+    role: 'manager',
+    state: 'ready',
+    mtu: 1500,
+    joinedAt: 0,
+  }
+  store.put(keyOf('node', 'a'), n)
+  const m = new Manager(store, 'a')
+  const back = m.createNetwork({name: 'back'})
+  m.createNetwork({name: 'front'})
+  const svc = m.createService({
+    name: 'db',
+    mode: 'replicated',
+    replicas: 1,
+    networks: ['name=back,alias=pg', 'front', 'name=back,alias=sql'],
+    command: [],
+  })
+  assert.deepEqual(svc.aliases, [{networkId: back.id, names: ['pg', 'sql']}])
+  assert.equal(svc.networks.length, 2)
+  assert.throws(
+    () => m.createService({name: 'x', mode: 'replicated', replicas: 1, networks: ['name=nope,alias=a'], command: []}),
+    /network nope not found/,
+  )
+  assert.equal(m.read.services().length, 1)
+  assert.match(
+    valueProblem(`service/${svc.id}`, {...svc, aliases: [{networkId: back.id, names: ['bad name']}]}) ?? '',
+    /alias #0/,
+  )
+  assert.equal(valueProblem(`service/${svc.id}`, svc), undefined)
+  store.close()
+})
