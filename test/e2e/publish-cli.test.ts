@@ -231,6 +231,33 @@ describe('published ports from the CLI, in a 2-node lab', {timeout: 300_000}, ()
     assert.ok(p.backends.every((b) => b.ip !== undefined))
   })
 
+  test("a service's first ingress port replaces its tasks by running tasks on the ingress network; unpublishing it keeps them", async () => {
+    ok('n1', ['service', 'create', '--name', 'plain', '--replicas', '2', '--network', 'app'])
+    const running = (pred: (t: Task[]) => boolean) =>
+      eventually(
+        'plain running as expected',
+        () => {
+          const t = json<Task[]>('n1', ['service', 'ps', 'plain'])
+          return t.length === 2 && t.every((x) => x.state === 'running') && pred(t) ? t : undefined
+        },
+        30_000,
+      )
+    const old = await running(() => true)
+    assert.deepEqual(svc('plain').networks, ['app'])
+    assert.equal(ok('n1', ['service', 'publish', 'plain', '8081:80']), '*:8081->80/tcp\n')
+    assert.deepEqual(svc('plain').networks, ['app', 'ingress'])
+    const now = await running((t) => t.every((x) => !old.some((o) => o.id === x.id)))
+    for (const t of now)
+      assert.deepEqual(
+        t.addresses.map((a) => a.network),
+        ['app', 'ingress'],
+      )
+    assert.equal(ok('n1', ['service', 'unpublish', 'plain', '8081']), '8081/tcp\n')
+    assert.deepEqual(svc('plain').ports, [])
+    assert.deepEqual(svc('plain').networks, ['app', 'ingress'], 'the ingress attachment stays')
+    assert.deepEqual(taskIds('plain'), now.map((t) => t.id).sort())
+  })
+
   test('a port freed by service rm can be published again', () => {
     refused(['service', 'create', '--name', 'next', '--replicas', '0', '-p', '9090:80'], /already published by service web/)
     ok('n1', ['service', 'rm', 'web'])
