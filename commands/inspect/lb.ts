@@ -41,7 +41,7 @@ Flows are counted where they are tracked: on the node of the client that opened 
     let services = readLb(node)
     if (args.service !== undefined) {
       services = services.filter((s) => s.service === args.service)
-      if (services.length === 0) throw new Error(`service ${args.service} has no VIP and no published port on node ${node}`)
+      if (services.length === 0) throw new Error(`service ${args.service} has no VIP on node ${node}`)
     }
     if (flags.json) return printJson({node, services})
     const rows: (string | number)[][] = []

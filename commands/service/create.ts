@@ -53,7 +53,6 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       multiple: true,
       // One value per -p: a stray word after it is an error, not a second port.
       multipleNonGreedy: true,
-      default: [],
     }),
   }
 
@@ -61,7 +60,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     const {own, passthrough: command = []} = splitAtDoubleDash(this.argv)
     const {flags} = await this.parse(ServiceCreate, own)
     if (flags.mode === 'global' && flags.replicas !== undefined) throw new Error('--replicas cannot be used with --mode global')
-    const ports = flags.publish.map((p) => parsePublish(p))
+    const ports = (flags.publish ?? []).map((p) => parsePublish(p))
     const svc = await new AgentClient(flags.host).post<ServiceView>('/services', {
       name: flags.name,
       mode: flags.mode,

@@ -9,8 +9,8 @@ export default class ServiceUpdate extends SwarmnetCommand {
   static override description = `Change the published ports of a live service
 
 Removals are applied first, so one command can publish a port again with another target.
-Only the service changes: its tasks keep running with every flow on its other ports, except
-when it gets its first ingress port: then its tasks are replaced by tasks on the ingress network.`
+
+Only the service record changes: its tasks keep running, and every flow on its other ports with them. The exception is a service's first ingress port: its tasks are then replaced by tasks on the ingress network.`
   static override examples = [
     '<%= config.bin %> service update web --publish-add 8080:80',
     '<%= config.bin %> service update web --publish-add published=53,target=53,protocol=udp --publish-rm 8080',
@@ -25,20 +25,18 @@ when it gets its first ingress port: then its tasks are replaced by tasks on the
         'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
       multiple: true,
       multipleNonGreedy: true,
-      default: [],
     }),
     'publish-rm': Flags.string({
       description: 'stop publishing a port (repeatable): its published port, P or P/udp',
       multiple: true,
       multipleNonGreedy: true,
-      default: [],
     }),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(ServiceUpdate)
-    const add = flags['publish-add'].map((p) => parsePublish(p, '--publish-add'))
-    const rm = flags['publish-rm'].map((p) => parsePortRef(p, '--publish-rm'))
+    const add = (flags['publish-add'] ?? []).map((p) => parsePublish(p, '--publish-add'))
+    const rm = (flags['publish-rm'] ?? []).map((p) => parsePortRef(p, '--publish-rm'))
     if (add.length === 0 && rm.length === 0) throw new Error('nothing to change: give --publish-add SPEC or --publish-rm PORT')
     const svc = await new AgentClient(flags.host).post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {
       add,

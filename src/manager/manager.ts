@@ -331,11 +331,26 @@ export class Manager {
       ...(ports.length > 0 ? {ports} : {}),
       updatedAt: Date.now(),
     }
-    const plan = this.mustFit(next)
+    const plan = this.mustNotShrink(svc, next)
     const stored: Service = plan.vips ? {...next, vips: plan.vips} : next
     this.store.put(keyOf('service', svc.id), stored)
     this.apply(stored, {...plan, vips: undefined})
     return stored
+  }
+
+  /**
+   * The plan of a changed service, refused if it leaves more of its tasks without a node or an
+   * address than now. A service already short (a node is down, its tasks wait as Swarm's wait
+   * pending) can still change its ports; a change that would strand tasks cannot.
+   */
+  private mustNotShrink(now: Service, next: Service): ServicePlan {
+    const plan = this.plan(next)
+    if (plan.missingNetworks.length > 0)
+      throw new UserError(`service ${next.name}: networks ${plan.missingNetworks.join(', ')} do not exist`)
+    const before = this.plan(now)
+    if (unplaced(plan) <= unplaced(before)) return plan
+    if (plan.hostPortShort) throw new UserError(`${describeHostPortShort(next, plan.hostPortShort)}: nothing was changed`)
+    throw new UserError(`${describeShortfalls(next, plan.shortfalls)}: nothing was changed`)
   }
 
   private planPorts(
@@ -488,6 +503,13 @@ function checkNetns(path: string): void {
   // Every namespace file lives on the one nsfs superblock: same device, whatever the path.
   if (st.dev !== self.dev) throw new UserError(`${path} is not a namespace file`)
   if (st.ino === self.ino) throw new UserError(`${path} is this node's own network namespace`)
+}
+
+/** Tasks a plan leaves without a node (host-mode ports) or without addresses. */
+function unplaced(plan: ServicePlan): number {
+  const noNode = plan.hostPortShort ? plan.hostPortShort.want - plan.hostPortShort.placed : 0
+  const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length : 0
+  return noNode + noAddress
 }
 
 /** Replica counts as the API may receive them: whole, not negative, within MAX_REPLICAS. */

@@ -5,6 +5,7 @@
 // (Reachability over the data plane is the mesh's own test.)
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
+import {request} from 'node:http'
 import {after, before, describe, test} from 'node:test'
 import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
 
@@ -51,6 +52,19 @@ function refused(args: string[], why: RegExp): void {
   assert.match(r.stderr.trim(), why)
   assert.equal(r.stdout, '')
   assert.equal(desiredOnDisk(), before, `${args.join(' ')} wrote something`)
+}
+
+/** One call to n1's API over its socket, as any HTTP client would make it. */
+function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
+  return new Promise((resolve, reject) => {
+    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path}, (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => (text += c.toString()))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, ...(JSON.parse(text) as {error?: string})}))
+    })
+    req.on('error', reject)
+    req.end(body === undefined ? undefined : JSON.stringify(body))
+  })
 }
 
 const svc = (name: string) => json<Service>('n1', ['service', 'inspect', name])
@@ -229,6 +243,55 @@ describe('published ports from the CLI, in a 2-node lab', {timeout: 300_000}, ()
     const p = j.services[0]!.ports.find((x) => x.published === 9090)!
     assert.deepEqual(p.backends.map((b) => b.task).sort(), ['web.1', 'web.2'])
     assert.ok(p.backends.every((b) => b.ip !== undefined))
+  })
+
+  test("a service's first ingress port replaces its tasks by running tasks on the ingress network; unpublishing it keeps them", async () => {
+    ok('n1', ['service', 'create', '--name', 'plain', '--replicas', '2', '--network', 'app'])
+    const running = (pred: (t: Task[]) => boolean) =>
+      eventually(
+        'plain running as expected',
+        () => {
+          const t = json<Task[]>('n1', ['service', 'ps', 'plain'])
+          return t.length === 2 && t.every((x) => x.state === 'running') && pred(t) ? t : undefined
+        },
+        30_000,
+      )
+    const old = await running(() => true)
+    assert.deepEqual(svc('plain').networks, ['app'])
+    assert.equal(ok('n1', ['service', 'publish', 'plain', '8081:80']), '*:8081->80/tcp\n')
+    assert.deepEqual(svc('plain').networks, ['app', 'ingress'])
+    const now = await running((t) => t.every((x) => !old.some((o) => o.id === x.id)))
+    for (const t of now)
+      assert.deepEqual(
+        t.addresses.map((a) => a.network),
+        ['app', 'ingress'],
+      )
+    assert.equal(ok('n1', ['service', 'unpublish', 'plain', '8081']), '8081/tcp\n')
+    assert.deepEqual(svc('plain').ports, [])
+    assert.deepEqual(svc('plain').networks, ['app', 'ingress'], 'the ingress attachment stays')
+    assert.deepEqual(taskIds('plain'), now.map((t) => t.id).sort())
+  })
+
+  test('the API refuses malformed port requests from any client with 400 and one line; a worker refuses to publish', async () => {
+    const before = desiredOnDisk()
+    for (const [path, body, said] of [
+      ['/services/web/ports', {add: 'x'}, /^'add' must be a list$/],
+      ['/services/web/ports', {add: [{target: 0}]}, /^port #1: 'target' is not a port number 1-65535$/],
+      ['/services/web/ports', {add: [{target: 80, published: '80'}]}, /^port #1: 'published' is not a port number/],
+      ['/services/web/ports', {add: [{target: 80, mode: 'global'}]}, /^port #1: 'mode' is not ingress or host$/],
+      ['/services/web/ports', {rm: [{published: 9090, protocol: 'sctp'}]}, /^port to remove #1: 'protocol' is not tcp or udp$/],
+      ['/services', {name: 'viaapi', ports: [{target: 80, extra: true}]}, /^port #1: unknown key 'extra'$/],
+      ['/services', {name: 'viaapi', ports: {target: 80}}, /^'ports' must be a list$/],
+    ] as const) {
+      const r = await api('POST', path, body)
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}`)
+      assert.match(r.error ?? '', said)
+    }
+    assert.equal(desiredOnDisk(), before)
+    const w = cli('n2', ['service', 'publish', 'web', '7070:70'])
+    assert.notEqual(w.code, 0)
+    assert.match(w.stderr.trim(), /^swarmnet: this node is a worker: run the command on the manager n1$/)
+    assert.equal(desiredOnDisk(), before)
   })
 
   test('a port freed by service rm can be published again', () => {

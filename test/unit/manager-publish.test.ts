@@ -372,6 +372,32 @@ test('a host-mode port added to a live service moves the tasks that would share 
   assert.equal(new Set(tasksOf('web').map((t) => t.nodeId)).size, 3)
 })
 
+test('a service already short (a node left) can still change its ports; a change that strands more tasks cannot', () => {
+  create('h', ['published=8080,target=80,mode=host'], {replicas: 3})
+  putNode('c', '172.30.0.13', 'left')
+  m.placeAll()
+  assert.equal(tasksOf('h').length, 2)
+  // its first ingress port: the two placed tasks are replaced, the third still waits for a node
+  const svc = update('h', ['9090:90'])
+  assert.deepEqual(svc.networks, [netId('net'), netId('ingress')])
+  assert.equal(tasksOf('h').length, 2)
+  assert.ok(tasksOf('h').every((t) => t.attachments.some((a) => a.networkId === netId('ingress'))))
+  update('h', [], ['9090'])
+  assert.match(m.placeAll().get('h') ?? '', /only 2 of 3 tasks can be placed/)
+  // a second service that would need a node h holds the port on: more stranded, refused
+  create('k', [], {replicas: 2})
+  putNode('b', '172.30.0.12', 'left')
+  m.placeAll()
+  refusedUnchanged(
+    () => update('k', ['published=8080,target=80,mode=host']),
+    /only 0 of 2 tasks can be placed \(1 live node; on n-a service h holds 8080\/tcp\): nothing was changed$/,
+  )
+  putNode('c', '172.30.0.13', 'ready')
+  putNode('b', '172.30.0.12', 'ready')
+  assert.equal(m.placeAll().get('h'), undefined)
+  assert.equal(tasksOf('h').length, 3)
+})
+
 test('no ingress network (removed with --force): ingress ports refused, host ports fine', () => {
   m.removeNetwork('ingress', {force: true})
   refusedUnchanged(
