@@ -324,7 +324,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
       ...(ha
         ? {
-            store: {kind: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
+            desiredState: {store: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
             leader: ha.leadership.leader ?? null,
             etcd: {commits: ha.backend.commits, retries: ha.backend.retries},
           }
