@@ -22,6 +22,8 @@ export interface ApiContext {
   /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
   metrics(): Promise<{text: string}>
   joinToken(rotate: boolean, role?: 'worker' | 'manager'): {token: string; addr: string}
+  /** swarm migrate-store --to etcd (an embedded cluster's manager). */
+  migrateStore?(etcd: {endpoints: string[]; ca?: string; cert?: string; key?: string}): Promise<unknown>
   leave(force: boolean): Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
@@ -45,6 +47,19 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       },
     ],
     ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],
+    [
+      'POST',
+      /^\/migrate-store$/,
+      (_m, b) => {
+        if (!ctx.migrateStore) throw new RequestError('this agent cannot migrate its store')
+        return ctx.migrateStore({
+          endpoints: strList(b, 'endpoints'),
+          ca: optStr(b, 'ca'),
+          cert: optStr(b, 'cert'),
+          key: optStr(b, 'key'),
+        })
+      },
+    ],
     ['GET', /^\/join-token$/, (_m, _b, q) => ctx.joinToken(false, tokenRole(q))],
     ['POST', /^\/join-token\/rotate$/, (_m, _b, q) => ctx.joinToken(true, tokenRole(q))],
     ['POST', /^\/leave$/, async (_m, b) => (await ctx.leave(b.force === true), {left: true})],
