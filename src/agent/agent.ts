@@ -377,7 +377,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')
-      if (cfg.role === 'manager' && others.length > 0 && !force) {
+      // On etcd another manager carries on (this one resigns as it stops).
+      const carriedOn = cfg.etcd !== undefined && others.some((n) => n.role === 'manager')
+      if (cfg.role === 'manager' && others.length > 0 && !force && !carriedOn) {
         throw new UserError(
           `this node is the cluster's manager and ${others.length} other node(s) depend on it: leaving would leave them unmanaged (use --force to leave anyway)`,
         )
