@@ -19,6 +19,10 @@ since the agent started.`
     this.log(`Cluster:         ${info.clusterId.slice(0, 12)}`)
     this.log(`Advertise addr:  ${info.advertiseAddr} on ${info.underlay}`)
     this.log(`Data path port:  ${info.dataPathPort}`)
+    if (info.desiredState) {
+      this.log(`Desired state:   etcd ${info.desiredState.endpoints.join(',')} under ${info.desiredState.prefix}`)
+      this.log(`Leader:          ${info.leader ? info.leader.slice(0, 12) : 'none (etcd unreachable or election under way)'}`)
+    }
     this.log('Gossip:')
     for (const [k, v] of Object.entries(info.gossip)) this.log(`  ${k.padEnd(16)} ${v}`)
   }

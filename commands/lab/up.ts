@@ -10,12 +10,22 @@ export default class LabUp extends SwarmnetCommand {
 
 Node n1 runs \`swarmnet init\`, the others \`swarmnet join\`. Nothing outside the namespaces it
 makes is touched; \`swarmnet lab down\` removes all of it.`
-  static override examples = ['<%= config.bin %> lab up', '<%= config.bin %> lab up --nodes 5']
+  static override examples = [
+    '<%= config.bin %> lab up',
+    '<%= config.bin %> lab up --nodes 5',
+    '<%= config.bin %> lab up --nodes 5 --managers 3 --store etcd',
+  ]
   static override flags = {
     json: jsonFlag,
     nodes: Flags.integer({char: 'n', description: 'how many nodes', default: 3, min: 1, max: 89}),
     dns: Flags.string({description: "passed to n1's `swarmnet init --dns` (repeatable)", multiple: true}),
     'dns-ttl': Flags.string({description: "passed to n1's `swarmnet init --dns-ttl`"}),
+    managers: Flags.integer({description: 'how many of the first nodes are managers (more than 1 needs --store etcd)', min: 1}),
+    store: Flags.string({
+      description: 'desired state: embedded (one manager) or etcd (a 3-member etcd with TLS in n1..n3, managers on it)',
+      options: ['embedded', 'etcd'],
+      default: 'embedded',
+    }),
   }
 
   async run(): Promise<void> {
@@ -28,10 +38,12 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
           task: async (_ctx, task) => {
             state = await labUp({
               nodes: flags.nodes,
+              managers: flags.managers ?? 1,
+              ...(flags.store === 'etcd' ? {etcdMembers: Math.min(3, flags.nodes)} : {}),
               onStep: (what) => (task.output = what),
-              startNode: async (node) => {
+              startNode: async (node, _i, lab) => {
                 task.output = node.index === 1 ? `${node.name}: swarmnet init` : `${node.name}: swarmnet join`
-                await startLabNode(node, [
+                await startLabNode(node, lab, [
                   ...(flags.dns ?? []).flatMap((d) => ['--dns', d]),
                   ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', flags['dns-ttl']] : []),
                 ])
@@ -45,6 +57,7 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
     if (flags.json) return printJson(state)
     for (const n of state.nodes) this.log(`${n.name}  ${n.address}  (netns ${n.netns})`)
     this.log(`client  ${state.client.address}  (netns ${state.client.netns})`)
+    if (state.etcd) this.log(`etcd    ${state.etcd.endpoints.join(',')}  (TLS; data and certificates in ${state.etcd.dir})`)
     this.log('\nTry: swarmnet lab exec n1 -- swarmnet node ls')
   }
 }

@@ -30,6 +30,10 @@ import {Manager} from '../manager/manager.js'
 import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
 import {EmbeddedBackend, type DesiredBackend} from '../manager/backend.js'
 import {startEtcdManager, type EtcdManager} from '../manager/etcd-manager.js'
+import {checkEtcdSettings, type EtcdSettings} from '../manager/etcd-client.js'
+import {defaultPrefix} from '../manager/etcd-keys.js'
+import {migrateToEtcd} from '../manager/migrate.js'
+import {generateToken} from '../gossip/token.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -63,23 +67,24 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const isDown = (id: string) => membership.downFor(id) >= membership.cfg.rescheduleDelayMs
   const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown}) : undefined
   // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
-  const ha: EtcdManager | undefined =
-    cfg.role === 'manager' && cfg.etcd
-      ? startEtcdManager({
-          settings: cfg.etcd,
-          local: store,
-          selfId: cfg.nodeId,
-          membership: {isDown},
-          log,
-          onLeader: (_leader, self) => {
-            const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
-            const managerStatus = self ? 'leader' : 'reachable'
-            if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
-              store.put(keyOf('node', cfg.nodeId), {...cur, managerStatus})
-          },
-        })
-      : undefined
-  const backend: DesiredBackend | undefined = ha?.backend ?? (manager ? new EmbeddedBackend(manager) : undefined)
+  const startHa = (settings: EtcdSettings): EtcdManager =>
+    startEtcdManager({
+      settings,
+      local: store,
+      selfId: cfg.nodeId,
+      membership: {isDown},
+      log,
+      onLeader: (_leader, self) => {
+        const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
+        const managerStatus = self ? 'leader' : 'reachable'
+        if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
+          store.put(keyOf('node', cfg.nodeId), {...cur, managerStatus})
+      },
+    })
+  let ha: EtcdManager | undefined = cfg.role === 'manager' && cfg.etcd ? startHa(cfg.etcd) : undefined
+  let backend: DesiredBackend | undefined = ha?.backend ?? (manager ? new EmbeddedBackend(manager) : undefined)
+  /** Set while migrate-store runs: the embedded manager takes no request meanwhile. */
+  let migrating = false
   const cluster = controller.cluster()
 
   // This node as the cluster should see it: ready, at its current address.
@@ -313,7 +318,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     soon()
   })
   const periodic = setInterval(() => void reconcile(), 3000)
-  const placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
+  let placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
   placement?.pass()
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
   const unwatch = membership.onChange((m, was) => {
@@ -323,7 +328,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     soon()
     placement?.pass()
     if (placement && m.state === 'dead') {
-      const t = setTimeout(() => placement.pass(), membership.cfg.rescheduleDelayMs + 50)
+      const t = setTimeout(() => placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
       t.unref()
     }
   })
@@ -368,6 +373,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     metrics: async () => ({text: await metrics.text()}),
     dns: () => dns.inspect(node),
     write: async (fn) => {
+      if (migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
       if (backend) return backend.write(fn)
       const at = controller.managerName()
       throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
@@ -386,13 +392,36 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
       ...(ha
         ? {
-            store: {kind: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
+            desiredState: {store: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
             leader: ha.leadership.leader ?? null,
             etcd: {commits: ha.backend.commits, retries: ha.backend.retries},
           }
         : {}),
       datapath: datapath.status(),
     }),
+    migrateStore: async (etcd) => {
+      if (cfg.role !== 'manager') throw new UserError('run migrate-store on the manager')
+      if (ha || cfg.etcd) throw new UserError('this cluster already keeps its state in etcd')
+      if (migrating) throw new UserError('a migration is already under way')
+      checkEtcdSettings(etcd)
+      migrating = true
+      try {
+        const settings: EtcdSettings = {...etcd, prefix: defaultPrefix(cluster.id)}
+        const {records} = await migrateToEtcd({local: store, settings, selfId: cfg.nodeId})
+        // From now on: requests and placement through etcd; the embedded loop stops writing.
+        placement?.stop()
+        cfg.etcd = settings
+        cfg.managerToken ??= generateToken(cfg.identity!.publicKey).text
+        writeNodeConfig(cfg)
+        ha = startHa(settings)
+        backend = ha.backend
+        placement = ha.loop
+        log(`desired state moved to etcd at ${settings.endpoints.join(',')} (${records} records under ${settings.prefix})`)
+        return {records, prefix: settings.prefix, endpoints: settings.endpoints}
+      } finally {
+        migrating = false
+      }
+    },
     joinToken: (rotate, role = 'worker') => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
       if (role === 'manager' && !cfg.managerToken)
@@ -431,7 +460,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')
-      if (cfg.role === 'manager' && others.length > 0 && !force) {
+      // On etcd another manager carries on (this one resigns as it stops).
+      const carriedOn = cfg.etcd !== undefined && others.some((n) => n.role === 'manager')
+      if (cfg.role === 'manager' && others.length > 0 && !force && !carriedOn) {
         throw new UserError(
           `this node is the cluster's manager and ${others.length} other node(s) depend on it: leaving would leave them unmanaged (use --force to leave anyway)`,
         )

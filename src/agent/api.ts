@@ -23,6 +23,8 @@ export interface ApiContext {
   /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
   metrics(): Promise<{text: string}>
   joinToken(rotate: boolean, role?: 'worker' | 'manager'): {token: string; addr: string}
+  /** swarm migrate-store --to etcd (an embedded cluster's manager). */
+  migrateStore?(etcd: {endpoints: string[]; ca?: string; cert?: string; key?: string}): Promise<unknown>
   leave(force: boolean): Promise<void>
   /** The cluster keys this node holds (ids only) and, on the manager, the rotation's state. */
   keys(): unknown
@@ -53,6 +55,19 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       },
     ],
     ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],
+    [
+      'POST',
+      /^\/migrate-store$/,
+      (_m, b) => {
+        if (!ctx.migrateStore) throw new RequestError('this agent cannot migrate its store')
+        return ctx.migrateStore({
+          endpoints: strList(b, 'endpoints'),
+          ca: optStr(b, 'ca'),
+          cert: optStr(b, 'cert'),
+          key: optStr(b, 'key'),
+        })
+      },
+    ],
     ['GET', /^\/join-token$/, (_m, _b, q) => ctx.joinToken(false, tokenRole(q))],
     ['POST', /^\/join-token\/rotate$/, (_m, _b, q) => ctx.joinToken(true, tokenRole(q))],
     ['GET', /^\/swarm\/keys$/, () => ctx.keys()],

@@ -117,6 +117,10 @@ export interface InfoView {
   underlay: string
   dataPathPort: number
   gossip: Record<string, number>
+  /** Managers on etcd: where desired state is, the leader's node id (null: none now), transactions. */
+  desiredState?: {store: 'etcd'; endpoints: string[]; prefix: string}
+  leader?: string | null
+  etcd?: {commits: number; retries: number}
 }
 
 export interface AttachmentView {

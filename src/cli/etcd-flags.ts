@@ -1,3 +1,4 @@
+import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 import {UserError} from '../model/errors.js'
 import type {EtcdSettings} from '../manager/etcd-client.js'
@@ -19,10 +20,11 @@ export function etcdFromFlags(f: EtcdFlagValues): Omit<EtcdSettings, 'prefix'> |
   if (f['etcd-endpoints'] === undefined) throw new UserError('--etcd-ca/--etcd-cert/--etcd-key need --etcd-endpoints')
   const endpoints = f['etcd-endpoints'].split(',').map((e) => e.trim())
   if (endpoints.some((e) => e === '')) throw new UserError(`--etcd-endpoints '${f['etcd-endpoints']}' has an empty entry`)
+  // The agent reads the files later, from its own directory: keep them absolute.
   return {
     endpoints,
-    ...(f['etcd-ca'] !== undefined ? {ca: f['etcd-ca']} : {}),
-    ...(f['etcd-cert'] !== undefined ? {cert: f['etcd-cert']} : {}),
-    ...(f['etcd-key'] !== undefined ? {key: f['etcd-key']} : {}),
+    ...(f['etcd-ca'] !== undefined ? {ca: resolve(f['etcd-ca'])} : {}),
+    ...(f['etcd-cert'] !== undefined ? {cert: resolve(f['etcd-cert'])} : {}),
+    ...(f['etcd-key'] !== undefined ? {key: resolve(f['etcd-key'])} : {}),
   }
 }

@@ -13,6 +13,7 @@ import {isAlive, killProcs, procsInNetns} from '../sys/proc.js'
 import {enableIpForward, setSysctl} from '../sys/sysctl.js'
 import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
 import * as T from './topology.js'
+import {makeLabPki, planLabEtcd, removeLabEtcd, startLabEtcd} from './etcd.js'
 
 export {readLabState, type LabNode, type LabState} from './state.js'
 
@@ -26,7 +27,11 @@ export class LabAlreadyUpError extends Error {
 export interface LabUpOptions {
   nodes: number
   /** Runs `swarmnet init` / `join` in the node's namespace; called in order, n1 first. */
-  startNode: (node: LabNode, index: number) => Promise<void>
+  startNode: (node: LabNode, index: number, state: LabState) => Promise<void>
+  /** Desired state in etcd: a cluster of this many members in the first nodes' namespaces, before any node starts. */
+  etcdMembers?: number
+  /** Managers: the first this many nodes (more than one needs etcd). */
+  managers?: number
   /** Progress, e.g. for listr2 or a log. */
   onStep?: (what: string) => void
 }
@@ -81,7 +86,13 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   const leftovers = listNetns(T.LAB_PREFIX)
   if (leftovers.length > 0) throw new LabAlreadyUpError(`namespaces ${leftovers.join(', ')} exist`)
 
+  const managers = opts.managers ?? 1
+  if (!Number.isInteger(managers) || managers < 1 || managers > opts.nodes)
+    throw new Error(`lab up: managers must be 1..${opts.nodes}, not ${managers}`)
+  if (managers > 1 && !opts.etcdMembers) throw new Error('lab up: several managers keep desired state in etcd: add --store etcd')
   const state = plan(opts.nodes)
+  if (opts.etcdMembers) state.etcd = planLabEtcd(state.nodes, opts.etcdMembers)
+  if (managers > 1) state.managers = managers
   const step = opts.onStep ?? (() => undefined)
   writeLabState(state)
   try {
@@ -105,9 +116,14 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       await plugHost(n.netns, n.port, `${n.address}/${n.prefixLen}`)
       await enableIpForward(n.netns)
     }
+    if (state.etcd) {
+      step(`etcd: ${state.etcd.members.length} members with TLS`)
+      await makeLabPki(state.etcd)
+      await startLabEtcd(state.etcd)
+    }
     for (const [i, n] of state.nodes.entries()) {
       step(`start ${n.name}`)
-      await opts.startNode(n, i)
+      await opts.startNode(n, i, state)
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e)
@@ -236,6 +252,8 @@ export async function labDown(): Promise<string[]> {
       await attempt(async () => rmPath(p, removed))
     }
   }
+  // The members ran in the nodes' namespaces: gone with the processes above; their data and certificates here.
+  await attempt(() => removeLabEtcd(removed))
   // What is still there now could not be removed: say so.
   const still = [...ourNetns().map((n) => `netns ${n}`), ...nodeCgroups.filter((c) => existsSync(c)).map((c) => `cgroup ${c}`)]
   if (still.length > 0) errors.push(`still there: ${still.join(', ')}`)

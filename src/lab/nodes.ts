@@ -8,11 +8,15 @@ import {inCgroupsArgv} from '../tasks/launcher.js'
 import {run} from '../sys/exec.js'
 import {nsenterArgv} from '../sys/netns.js'
 import {selfArgv} from '../util/root.js'
-import type {LabNode} from './state.js'
+import type {LabNode, LabState} from './state.js'
 import {nodeAddress, nodeName} from './topology.js'
 
 /** initArgs: more flags for n1's `swarmnet init` (the cluster's settings, e.g. --dns). */
-export async function startLabNode(node: LabNode, initArgs: string[] = []): Promise<void> {
+export async function startLabNode(
+  node: LabNode,
+  lab?: Pick<LabState, 'etcd' | 'managers'>,
+  initArgs: string[] = [],
+): Promise<void> {
   const first = {name: nodeName(1), address: nodeAddress(1)}
   // The agent that init/join starts inherits this cgroup: lab down kills it with the node's tasks.
   const agentCgroup = join(nodeCgroupDirs(node.name).v2, 'agent')
@@ -22,10 +26,42 @@ export async function startLabNode(node: LabNode, initArgs: string[] = []): Prom
       env: {...process.env, NO_COLOR: '1'},
       timeoutMs: 60_000,
     })
+  // Managers on etcd: the lab's members, reached with the client certificate it made for them.
+  const etcd = lab?.etcd
+    ? [
+        '--etcd-endpoints',
+        lab.etcd.endpoints.join(','),
+        '--etcd-ca',
+        lab.etcd.client.ca,
+        '--etcd-cert',
+        lab.etcd.client.cert,
+        '--etcd-key',
+        lab.etcd.client.key,
+      ]
+    : []
   if (node.index === 1) {
-    await cli(['init', '--node', node.name, '--advertise-addr', node.underlayIf, ...initArgs])
+    await cli([
+      'init',
+      '--node',
+      node.name,
+      '--advertise-addr',
+      node.underlayIf,
+      ...(etcd.length ? ['--store', 'etcd', ...etcd] : []),
+      ...initArgs,
+    ])
     return
   }
-  const {token} = await new AgentClient(first.name).get<{token: string}>('/join-token')
-  await cli(['join', '--node', node.name, '--advertise-addr', node.underlayIf, '--token', token, `${first.address}:7946`])
+  const manager = node.index <= (lab?.managers ?? 1)
+  const {token} = await new AgentClient(first.name).get<{token: string}>(manager ? '/join-token?role=manager' : '/join-token')
+  await cli([
+    'join',
+    '--node',
+    node.name,
+    '--advertise-addr',
+    node.underlayIf,
+    '--token',
+    token,
+    ...(manager ? ['--manager', ...etcd] : []),
+    `${first.address}:7946`,
+  ])
 }

@@ -2,6 +2,7 @@
 import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {LAB_STATE_FILE} from './topology.js'
+import type {LabEtcd} from './etcd.js'
 
 export interface LabNode {
   name: string
@@ -21,6 +22,10 @@ export interface LabState {
   switch: {netns: string; bridge: string}
   client: {name: string; netns: string; address: string; port: string}
   nodes: LabNode[]
+  /** lab up --store etcd: the members in the first nodes' namespaces and the managers' client files. */
+  etcd?: LabEtcd
+  /** How many of the first nodes are managers (1 unless on etcd). */
+  managers?: number
 }
 
 export function readLabState(file = LAB_STATE_FILE): LabState | undefined {

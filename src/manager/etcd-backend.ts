@@ -187,7 +187,17 @@ export class EtcdBackend implements DesiredBackend {
       return await call()
     } catch (e) {
       if (isUserError(e as Error)) throw e
-      const msg = ((e as Error).message ?? String(e)).split('\n')[0]
+      const raw = ((e as Error).message ?? String(e)).split('\n')[0]!
+      // etcd3 stops calling hosts that keep failing (its circuit breaker): say what that means.
+      const msg = /circuit breaker/i.test(raw)
+        ? 'no member answers (calls suspended after repeated failures)'
+        : /ECONNREFUSED/.test(raw)
+          ? 'no member answers (connection refused)'
+          : /UNAVAILABLE|No connection established/.test(raw)
+            ? 'no member answers'
+            : /DEADLINE_EXCEEDED|deadline/i.test(raw)
+              ? 'no answer in time'
+              : raw
       throw new EtcdUnavailableError(`etcd at ${this.opts.endpoints.join(',')} cannot ${what} the cluster state: ${msg}`)
     }
   }

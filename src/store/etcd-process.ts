@@ -5,6 +5,7 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {mkdirSync, openSync, closeSync, readFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {join} from 'node:path'
+import {nsenterArgv} from '../sys/netns.js'
 
 export type EtcdTls = {ca: string; cert: string; key: string}
 
@@ -25,6 +26,8 @@ export type EtcdMemberSpec = {
   netns?: string
   /** The binary; default etcd from PATH. */
   binary?: string
+  /** Outlives the process that starts it (the lab): not waited for, not killed with it. */
+  detached?: boolean
 }
 
 export type EtcdMember = {
@@ -67,6 +70,9 @@ export function etcdArgs(s: EtcdMemberSpec): string[] {
     '1000',
     '--quota-backend-bytes',
     String(256 << 20),
+    // A placement pass is one transaction: its tasks and their addresses (etcd's default is 128).
+    '--max-txn-ops',
+    '8192',
     '--logger',
     'zap',
     '--log-outputs',
@@ -86,9 +92,10 @@ export function startEtcdMember(spec: EtcdMemberSpec): EtcdMember {
   const logFile = join(spec.dataDir, 'etcd.log')
   const fd = openSync(logFile, 'a')
   const bin = spec.binary ?? 'etcd'
-  const argv = spec.netns ? ['ip', 'netns', 'exec', spec.netns, bin, ...etcdArgs(spec)] : [bin, ...etcdArgs(spec)]
+  const argv = spec.netns ? nsenterArgv(spec.netns, [bin, ...etcdArgs(spec)]) : [bin, ...etcdArgs(spec)]
   const proc = spawn(argv[0]!, argv.slice(1), {stdio: ['ignore', fd, fd], detached: true})
   closeSync(fd)
+  if (spec.detached) proc.unref()
   // A member that cannot start says why in its log; keep the error event from crashing the caller.
   proc.on('error', () => undefined)
   return {spec, clientUrl: clientUrl(spec), proc, logFile}
