@@ -24,6 +24,8 @@ export interface ApiContext {
   keys(): unknown
   /** Managers: starts a key rotation; resolves once the new key is in use (or a timeout says who lacks it). */
   rotateKey(graceMs: number | undefined): Promise<unknown>
+  /** Resolves once every write made so far is on disk: a write is acknowledged only then. */
+  durable?: () => Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
 }
@@ -141,6 +143,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       const body = await readBody(req)
       const result = await route[2](route[1].exec(path)!, body, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
       if (result instanceof LogStream) return result.pipe(res)
+      // Acknowledged once on disk: what the command changed survives a kill -9 of the agent right after.
+      if (req.method !== 'GET') await ctx.durable?.()
       send(res, 200, result ?? {})
     } catch (e) {
       const err = e as Error
