@@ -388,7 +388,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       dataPathPort: cluster.dataPathPort,
       gossip: gossip.stats,
       membership: {...membership.stats, incarnation: membership.incarnation, health: membership.awareness.score},
-      store: {refused: store.refused, lastRefusal: store.lastRefusal},
+      store: {refused: store.refused, lastRefusal: store.lastRefusal, log: store.logStats},
       ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
       ...(ha
         ? {
@@ -478,6 +478,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       setTimeout(() => process.exit(0), 50)
     },
     membership,
+    durable: () => store.sync(),
   })
   writeFileSync(pidPath(node), `${process.pid}\n`)
   if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)

@@ -32,6 +32,8 @@ export interface ApiContext {
   rotateKey(graceMs: number | undefined): Promise<unknown>
   /** What the node's resolver answers and has counted (inspect dns). */
   dns?(): unknown
+  /** Resolves once every write made so far is on disk: a write is acknowledged only then. */
+  durable?: () => Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
 }
@@ -187,6 +189,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       const body = await readBody(req)
       const result = await route[2](route[1].exec(path)!, body, new URLSearchParams(q < 0 ? '' : url.slice(q + 1)))
       if (result instanceof LogStream) return result.pipe(res)
+      // Acknowledged once on disk: what the command changed survives a kill -9 of the agent right after.
+      if (req.method !== 'GET') await ctx.durable?.()
       send(res, 200, result ?? {})
     } catch (e) {
       const err = e as Error

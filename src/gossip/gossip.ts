@@ -220,6 +220,8 @@ export class Gossip {
     const entries = [...this.pending.values()]
     this.pending.clear()
     if (entries.length === 0 || !this.running) return
+    // Nothing leaves this node before it is on disk here: a crash must not lose a version a peer holds.
+    await this.o.store.sync()
     const peers = this.o.peers()
     const sends: Promise<void>[] = []
     for (const msg of this.packUpdates(entries)) {
@@ -307,15 +309,20 @@ export class Gossip {
       identity: join.identity,
       tokens: join.tokens,
       clusterKey: () => ({key: this.keyring.primaryKey(), keyId: this.keyring.primary}),
-      admit: (node, role, holdsKey) => this.admit(node, role, join.identity, holdsKey),
+      admit: async (node, role, holdsKey) => {
+        this.admit(node, role, join.identity, holdsKey)
+        // The answer carries the joiner's record: it is on disk here first.
+        await this.o.store.sync()
+        return this.o.store.all().filter((e) => this.o.store.isDurable(e))
+      },
     })
     if (ok) this.stats.joinsAccepted++
     else this.stats.joinsRefused++
   }
 
   /**
-   * Records the joiner, with a certificate for its key and role, and hands out
-   * everything. A join cannot take over a node: an id or an advertise address
+   * Records the joiner, with a certificate for its key and role (the caller
+   * hands out everything once that is on disk). A join cannot take over a node: an id or an advertise address
    * that a node not marked 'left' holds is refused (a node that left and
    * comes back joins under a new id).
    */
@@ -324,7 +331,7 @@ export class Gossip {
     role: NodeRole,
     identity: KeyPair,
     holdsKey: (pubKey: string) => boolean = () => false,
-  ): Entry[] {
+  ): void {
     const key = keyOf('node', node.id)
     const prev = this.o.store.get<NodeRecord>(key)
     // A member coming back (it missed a key rotation): same id, same node key, proved by its signature.
@@ -332,7 +339,7 @@ export class Gossip {
     if (prev && prev.state !== 'left' && node.id !== this.o.nodeId && prev.pubKey === node.pubKey && holdsKey(node.pubKey)) {
       if (prev.role !== role) throw new UserError(`node ${prev.name} is a ${prev.role}: rejoin with a ${prev.role} token`)
       this.stats.rejoins++
-      return this.o.store.all()
+      return
     }
     if (node.id === this.o.nodeId || (prev && prev.state !== 'left')) throw new UserError(`node id ${node.id} is already in use`)
     const holder = this.o.store
@@ -352,7 +359,6 @@ export class Gossip {
       cert: certifyNode(identity, node.id, node.pubKey, role),
     }
     this.o.store.put(key, rec)
-    return this.o.store.all()
   }
 
   /**

@@ -58,7 +58,7 @@ export type JoinServerContext = {
    * node key: a member that comes back (after missing a key rotation) proves
    * it is the node it claims to be, on top of holding a valid token.
    */
-  admit: (node: JoinRequestNode, role: NodeRole, holdsKey: (pubKey: string) => boolean) => Entry[]
+  admit: (node: JoinRequestNode, role: NodeRole, holdsKey: (pubKey: string) => boolean) => Promise<Entry[]>
   onRefused?: (reason: string, from: string) => void
 }
 
@@ -166,7 +166,7 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
     const rejoinSig = typeof proof.rejoin === 'string' ? proof.rejoin : undefined
     const holdsKey = (pubKey: string) =>
       rejoinSig !== undefined && verifyWith(pubKey, rejoinText(cnonce, nonce, node.id), rejoinSig)
-    const entries = ctx.admit(node, match.role, holdsKey)
+    const entries = await ctx.admit(node, match.role, holdsKey)
     const {key, keyId} = ctx.clusterKey()
     const body = Buffer.from(JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries}))
     const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL)

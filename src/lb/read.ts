@@ -7,7 +7,7 @@ import {BpfMap} from '../bpf/map.js'
 import {layoutPinDir} from '../bpf/upgrade.js'
 import {valueProblem} from '../model/shape.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
-import {readSnapshot} from '../store/snapshot.js'
+import {readDurableState} from '../store/durable.js'
 import {lbView, type LbNames, type LbServiceView} from './inspect.js'
 
 type LbMapName = 'sn_services' | 'sn_backends' | 'sn_ct'
@@ -34,7 +34,7 @@ function readMap<N extends LbMapName>(dir: string, name: N): ReturnType<typeof d
 function readNames(node: string): LbNames {
   // Where openNodeStore keeps it.
   const dir = join(stateDir(node), 'store')
-  const snap = readSnapshot(dir)
+  const snap = readDurableState(dir)
   if (!snap) throw new Error(`node ${node} has no state file in ${dir}`)
   const names: LbNames = {services: [], networks: [], tasks: [], nodes: []}
   for (const e of snap.entries) {

@@ -4,20 +4,18 @@ import {UserError} from '../model/errors.js'
 import {isEntry, type Entry} from './entry.js'
 
 /**
- * The durable copy of a node's store: one JSON file, rewritten whole on every
- * write (temp file, fsync, rename, fsync the directory).
- *
- * Why whole-file rather than an append-only log: the control-plane state is
- * small (nodes, networks, services, tasks: kilobytes to a few megabytes), and
- * rename is atomic, so the file on disk is always one complete, consistent
- * version: no torn tail to repair after a crash and no compaction to get
- * wrong. If the state grows large enough for the rewrite to matter, a log
- * with periodic snapshots can replace this file without changing Store.
+ * The store's snapshot: the whole state at one point, one JSON file, written
+ * whole (temp file, fsync, rename, fsync the directory) so that it is always
+ * one complete version. Writes between snapshots go to the log it names
+ * (format 2, `log`: the generation of log.N that follows it; log.ts). Format 1
+ * (no log: the file was rewritten on every write) is still read.
  */
 export type Snapshot = {
-  format: 1
+  format: 1 | 2
   nodeId: string
   clock: number
+  /** The log generation whose entries come after this snapshot. */
+  log?: number
   entries: Entry[]
 }
 
@@ -48,7 +46,8 @@ export function readSnapshot(dir: string): Snapshot | undefined {
 function snapshotProblem(x: unknown): string | undefined {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return 'not an object'
   const s = x as Record<string, unknown>
-  if (s.format !== 1) return `unknown format ${JSON.stringify(s.format)}`
+  if (s.format !== 1 && s.format !== 2) return `unknown format ${JSON.stringify(s.format)}`
+  if (s.format === 2 && (typeof s.log !== 'number' || !Number.isSafeInteger(s.log) || s.log < 0)) return 'bad log generation'
   if (typeof s.nodeId !== 'string') return 'no node id'
   if (typeof s.clock !== 'number' || !Number.isSafeInteger(s.clock) || s.clock < 0) return 'bad clock'
   if (!Array.isArray(s.entries)) return 'no entries'
@@ -84,7 +83,7 @@ export function makeDurableDir(dir: string): void {
   }
 }
 
-function syncDir(dir: string): void {
+export function syncDir(dir: string): void {
   const dfd = fs.openSync(dir, 'r')
   try {
     fs.fsyncSync(dfd)

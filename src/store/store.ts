@@ -2,6 +2,7 @@ import {UserError} from '../model/errors.js'
 import {compareVersions, isEntry, wins, type Entry, type Version} from './entry.js'
 import type {Json} from './json.js'
 import {makeDurableDir, readSnapshot, writeSnapshot} from './snapshot.js'
+import {LogWriter, readLog, truncateLog, type LogStats} from './log.js'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
 export type Digest = Record<string, Version>
@@ -32,16 +33,22 @@ export type StoreOptions = {
    * a local put throws, a merge skips the entry, open() leaves it out.
    */
   validate?: (key: string, value: Json) => string | undefined
+  /** The log size at which a snapshot is written and a new log begun (default 4 MiB). */
+  compactBytes?: number
 }
 
 export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000
 
 /**
- * The replicated state of one node: last-writer-wins per key, Lamport-ordered,
- * durable before any write returns. The only source of truth on a node.
+ * The replicated state of one node: last-writer-wins per key, Lamport-ordered.
+ * The only source of truth on a node.
  *
- * I/O is synchronous on purpose: writes are rare and small, and a synchronous
- * write means "returned" is "on disk", with no interleaving to reason about.
+ * A write applies in memory at once and is appended to the log (log.ts), which
+ * group-commits off the event loop; `sync()` resolves once every write made
+ * before it is on disk. Whoever acknowledges a write (the API, gossip sending
+ * it on, a join answer) waits for sync() first; entries not yet durable are
+ * never handed to a peer (`since` leaves them out), so a crash cannot lose a
+ * version that another node already holds.
  */
 export class Store {
   readonly dir: string
@@ -55,6 +62,8 @@ export class Store {
   private lamport = 0
   private opened = false
   private reaper: NodeJS.Timeout | undefined
+  private log: LogWriter | undefined
+  private readonly compactBytes: number | undefined
   /** Signs this node's own writes (set by gossip: peers accept an entry only signed by its writer). */
   signer: ((e: Entry) => string) | undefined
   /** Values refused by the validator, and why the last one was. */
@@ -69,23 +78,45 @@ export class Store {
     this.reapEvery = opts.reapIntervalMs ?? 5_000
     this.now = opts.now ?? Date.now
     this.validate = opts.validate ?? (() => undefined)
+    this.compactBytes = opts.compactBytes
   }
 
-  /** Loads the durable copy (creating the directory if needed). */
+  /** Loads the durable copy: the snapshot, then its log (creating the directory if needed). */
   open(): this {
     if (this.opened) return this
     makeDurableDir(this.dir)
-    const snap = readSnapshot(this.dir)
+    let snap = readSnapshot(this.dir)
     this.entries.clear()
     this.lamport = 0
-    if (snap) {
-      if (snap.nodeId !== this.nodeId) {
-        throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
-      }
-      // A value an older version let in is left out, not fatal: the rest of the state still loads.
-      for (const e of snap.entries) if (this.acceptable(e)) this.entries.set(e.key, e)
-      this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock)
+    if (snap && snap.nodeId !== this.nodeId) {
+      throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
     }
+    if (!snap) {
+      // A new directory: the snapshot says whose it is before any log line exists.
+      snap = {format: 2, nodeId: this.nodeId, clock: 0, log: 0, entries: []}
+      writeSnapshot(this.dir, snap)
+    }
+    // A value an older version let in is left out, not fatal: the rest of the state still loads.
+    for (const e of snap.entries) if (this.acceptable(e)) this.entries.set(e.key, e)
+    this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock)
+    const gen = snap.log ?? 0
+    const replay = readLog(this.dir, gen)
+    // Cut off a line torn by a crash: nothing after it was acknowledged, and appends must not follow garbage.
+    if (replay.torn) truncateLog(this.dir, gen, replay.validBytes)
+    for (const e of replay.entries) {
+      this.lamport = Math.max(this.lamport, e.version.clock)
+      if (!this.acceptable(e)) continue
+      // The same version again is the same write, signed since (signOwn): the later line has the signature.
+      const cur = this.entries.get(e.key)
+      if (!cur || compareVersions(e.version, cur.version) >= 0) this.entries.set(e.key, e)
+    }
+    this.log = new LogWriter({
+      dir: this.dir,
+      gen,
+      size: replay.validBytes,
+      ...(this.compactBytes !== undefined ? {compactBytes: this.compactBytes} : {}),
+      snapshot: (next) => ({format: 2, nodeId: this.nodeId, clock: this.lamport, log: next, entries: [...this.entries.values()]}),
+    })
     this.opened = true
     if (this.reapEvery > 0) {
       this.reaper = setInterval(() => this.reap(), this.reapEvery)
@@ -94,11 +125,33 @@ export class Store {
     return this
   }
 
-  /** Stops the reaper. Nothing to flush: every write is already on disk. */
+  /** Stops the reaper and writes what is not on disk yet (blocking: callers reopen the directory right after). */
   close(): void {
     if (this.reaper) clearInterval(this.reaper)
     this.reaper = undefined
+    this.log?.closeSync()
+    this.log = undefined
     this.opened = false
+  }
+
+  /** Resolves once every write made so far is on disk: acknowledge a write only after this. */
+  sync(): Promise<void> {
+    return this.log ? this.log.sync() : Promise.resolve()
+  }
+
+  /** The log's counters (commits, batch sizes, compactions). */
+  get logStats(): LogStats | undefined {
+    return this.log?.stats
+  }
+
+  /** Whether a commit is on the disk right now. */
+  get committing(): boolean {
+    return this.log?.busy ?? false
+  }
+
+  /** Whether the entry is on disk yet (entries not yet durable are not sent to peers). */
+  isDurable(e: Entry): boolean {
+    return !this.log?.undurable.has(e)
   }
 
   get clock(): number {
@@ -175,7 +228,7 @@ export class Store {
     if (maxClock > this.lamport) this.lamport = maxClock + 1
     if (changed.length === 0) return []
     try {
-      this.persist()
+      this.log!.append(changed.map((c) => c.e))
     } catch (err) {
       for (const {e, old} of changed.reverse()) {
         if (old) this.entries.set(e.key, old)
@@ -195,10 +248,11 @@ export class Store {
     return d
   }
 
-  /** The entries that beat (or are missing from) the peer's digest. */
+  /** The entries that beat (or are missing from) the peer's digest; only those on disk already. */
   since(peer: Digest): Entry[] {
     const out: Entry[] = []
     for (const e of this.entries.values()) {
+      if (!this.isDurable(e)) continue
       const theirs = Object.hasOwn(peer, e.key) ? peer[e.key] : undefined
       if (!theirs || compareVersions(e.version, theirs) > 0) out.push(e)
     }
@@ -211,14 +265,9 @@ export class Store {
     const dead: Entry[] = []
     for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e)
     if (dead.length === 0) return 0
+    // Nothing to log: a replay brings back only tombstones that are old enough to be reaped again,
+    // and the next snapshot leaves them out.
     for (const e of dead) this.entries.delete(e.key)
-    try {
-      this.persist()
-    } catch {
-      // Reaping is housekeeping: keep them and try again next round.
-      for (const e of dead) this.entries.set(e.key, e)
-      return 0
-    }
     return dead.length
   }
 
@@ -239,7 +288,7 @@ export class Store {
     if (!this.signer) return 0
     const unsigned = [...this.entries.values()].filter((e) => e.version.node === this.nodeId && e.sig === undefined)
     for (const e of unsigned) e.sig = this.signer(e)
-    if (unsigned.length > 0) this.persist()
+    if (unsigned.length > 0) this.log!.append(unsigned)
     return unsigned.length
   }
 
@@ -248,7 +297,8 @@ export class Store {
     const old = this.entries.get(e.key)
     this.entries.set(e.key, e)
     try {
-      this.persist()
+      this.assertOpen()
+      this.log!.append([e])
     } catch (err) {
       if (old) this.entries.set(e.key, old)
       else this.entries.delete(e.key)
@@ -276,10 +326,6 @@ export class Store {
 
   private expired(e: Entry): boolean {
     return e.deletedAt !== undefined && this.now() - e.deletedAt > this.ttl
-  }
-
-  private persist(): void {
-    writeSnapshot(this.dir, {format: 1, nodeId: this.nodeId, clock: this.lamport, entries: [...this.entries.values()]})
   }
 
   private emit(e: Entry, old: Entry | undefined, origin: ChangeOrigin): void {

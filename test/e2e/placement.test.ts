@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
 import {after, before, describe, test} from 'node:test'
+import {readDurableState} from '../../src/store/durable.js'
 import {BIN, cli, eventually, json, leftovers, ok, sh} from './helpers.js'
 
 interface Task {
@@ -36,9 +37,7 @@ async function running(svc: string, n: number): Promise<Task[]> {
 
 /** Desired state as n1 holds it on disk: every key and version except the nodes' own task statuses. */
 function desiredOnDisk(): string {
-  const snap = JSON.parse(readFileSync('/var/lib/swarmnet/n1/store/state.json', 'utf8')) as {
-    entries: {key: string; version: {clock: number; node: string}}[]
-  }
+  const snap = readDurableState('/var/lib/swarmnet/n1/store')!
   return snap.entries
     .filter((e) => !e.key.startsWith('taskstatus/') && !e.key.startsWith('node/'))
     .map((e) => `${e.key}@${e.version.clock}/${e.version.node}`)

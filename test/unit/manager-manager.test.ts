@@ -1,7 +1,7 @@
 // The writer of desired state against a real store on disk: checks, allocation,
 // placement, capacity refused before anything is written, failures isolated.
 import assert from 'node:assert/strict'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, beforeEach, test} from 'node:test'
@@ -53,7 +53,12 @@ beforeEach(() => {
   m.createNetwork({name: 'ingress', ingress: true})
 })
 
-const stateFile = () => readFileSync(join(dir, 'state.json'), 'utf8')
+// The snapshot and the log: a refused change must add nothing to either.
+const stateFile = () =>
+  readdirSync(dir)
+    .sort()
+    .map((f) => `${f}:${readFileSync(join(dir, f), 'utf8')}`)
+    .join('\n')
 const tasksOf = (name: string) => m.read.tasks().filter((t) => t.serviceName === name)
 
 test('networks: VNIs and subnets in order; refusals are user errors', () => {
@@ -102,9 +107,10 @@ test('scale keeps the tasks it can and frees the addresses of the rest', () => {
   assert.equal(new Set(m.read.tasks().map((t) => t.attachments[0]!.ip)).size, 2)
 })
 
-test('a scale that does not fit in the subnet is refused and changes nothing, on disk or in memory', () => {
+test('a scale that does not fit in the subnet is refused and changes nothing, on disk or in memory', async () => {
   m.createNetwork({name: 'p', subnet: '10.9.0.0/28'}) // 16 - network, broadcast, gateway = 13
   m.createService({name: 'web', mode: 'replicated', replicas: 3, networks: ['p'], command: []}) // and a VIP
+  await store.sync()
   const file = stateFile()
   const clock = store.clock
   assert.throws(
@@ -112,7 +118,7 @@ test('a scale that does not fit in the subnet is refused and changes nothing, on
     /service web needs 47 new task addresses, but network p \(10\.9\.0\.0\/28\) has 9 free addresses: nothing was changed/,
   )
   assert.throws(() => m.scaleService('web', 100000), /at most 1000/)
-  assert.equal(stateFile(), file, 'state.json is byte for byte what it was')
+  assert.equal(stateFile(), file, 'the state files are byte for byte what they were')
   assert.equal(store.clock, clock)
   assert.equal(tasksOf('web').length, 3)
   assert.deepEqual((m.read.findService('web').mode as {replicas: number}).replicas, 3)
@@ -122,9 +128,10 @@ test('a scale that does not fit in the subnet is refused and changes nothing, on
   assert.throws(() => m.scaleService('web', 13), /has 0 free addresses/)
 })
 
-test('a create that does not fit is refused and writes nothing; so is a global one', () => {
+test('a create that does not fit is refused and writes nothing; so is a global one', async () => {
   m.createNetwork({name: 'small', subnet: '10.9.1.0/29'}) // 5 task addresses
   m.createNetwork({name: 'tiny', subnet: '10.9.2.0/30'}) // 1 task address
+  await store.sync()
   const file = stateFile()
   assert.throws(
     () => m.createService({name: 'big', mode: 'replicated', replicas: 10, networks: ['small'], command: []}),
@@ -139,8 +146,9 @@ test('a create that does not fit is refused and writes nothing; so is a global o
   assert.deepEqual(m.read.tasks(), [])
 })
 
-test('replica counts: whole numbers from 0 to the bound, nothing else', () => {
+test('replica counts: whole numbers from 0 to the bound, nothing else', async () => {
   m.createNetwork({name: 'net'})
+  await store.sync()
   const file = stateFile()
   for (const bad of [-1, 1.5, NaN, Infinity, MAX_REPLICAS + 1, '3' as unknown as number]) {
     assert.throws(
@@ -267,9 +275,10 @@ test("everything the manager writes has its kind's shape", () => {
   assert.equal(store.refused, 0)
 })
 
-test('network connect: attachable networks only, checked in full, and its address is never given to a task', () => {
+test('network connect: attachable networks only, checked in full, and its address is never given to a task', async () => {
   const closed = m.createNetwork({name: 'closed'})
   m.createNetwork({name: 'att', subnet: '10.30.0.0/29', attachable: true})
+  await store.sync()
   const before = stateFile()
   // A namespace of another node: its path is that node's to check.
   const on = (req: Partial<Parameters<Manager['connect']>[0]>) =>

@@ -1,7 +1,7 @@
 // Service VIPs: one per attached network in vip mode, from the network's subnet through the
 // same allocator as task addresses, counted by the capacity check, freed with the service.
 import assert from 'node:assert/strict'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, beforeEach, test} from 'node:test'
@@ -49,7 +49,12 @@ beforeEach(() => {
   m = new Manager(store, 'a')
 })
 
-const stateFile = () => readFileSync(join(dir, 'state.json'), 'utf8')
+// The snapshot and the log: a refused change must add nothing to either.
+const stateFile = () =>
+  readdirSync(dir)
+    .sort()
+    .map((f) => `${f}:${readFileSync(join(dir, f), 'utf8')}`)
+    .join('\n')
 const netId = (name: string) => m.read.findNetwork(name).id
 const create = (name: string, replicas: number, networks: string[], endpointMode?: string) =>
   m.createService({name, mode: 'replicated', replicas, networks, command: [], endpointMode})
@@ -96,8 +101,9 @@ test('dnsrr: no VIP, the tasks take the first addresses', () => {
   ])
 })
 
-test('an unknown endpoint mode is refused in one line and writes nothing', () => {
+test('an unknown endpoint mode is refused in one line and writes nothing', async () => {
   m.createNetwork({name: 'net'})
+  await store.sync()
   const file = stateFile()
   for (const bad of ['ipvs', 'VIP', ''])
     assert.throws(() => create('x', 1, ['net'], bad), /^UserError: invalid endpoint mode "[^"]*": must be vip or dnsrr$/)
@@ -141,8 +147,9 @@ test('a removed service frees its VIP: the next service gets the same address', 
   )
 })
 
-test('the capacity check counts the VIP: refused before anything is written', () => {
+test('the capacity check counts the VIP: refused before anything is written', async () => {
   m.createNetwork({name: 'tiny', subnet: '10.9.2.0/30'}) // one address besides the gateway
+  await store.sync()
   const file = stateFile()
   assert.throws(
     () => create('x', 1, ['tiny']),

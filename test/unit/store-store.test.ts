@@ -87,14 +87,17 @@ describe('store', () => {
     s.close()
   })
 
-  it('digest and since: anti-entropy sends what the peer lacks or holds older', () => {
+  it('digest and since: anti-entropy sends what the peer lacks or holds older, once it is on disk', async () => {
     const a = fresh('a')
     const b = fresh('b')
     a.put('x', 1)
     a.put('y', 2)
+    assert.deepEqual(a.since(b.digest()), [], 'nothing leaves before it is durable')
+    await a.sync()
     b.merge(a.since(b.digest()))
     b.put('x', 3)
     b.put('z', 4)
+    await b.sync()
     assert.deepEqual(
       b
         .since(a.digest())
@@ -103,6 +106,7 @@ describe('store', () => {
       ['x', 'z'],
     )
     a.merge(b.since(a.digest()))
+    await a.sync()
     assert.deepEqual(a.digest(), b.digest())
     a.close()
     b.close()
