@@ -16,7 +16,12 @@ const bin = join(prefix, 'bin', 'swarmnet')
 
 /** The installed swarmnet, from outside the clone, with no SWARMNET_HOST of ours. */
 function installed(args: string[], timeoutMs = 120_000) {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', PATH: `${join(prefix, 'bin')}:${process.env.PATH}`}
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NO_COLOR: '1',
+    PATH: `${join(prefix, 'bin')}:${process.env.PATH}`,
+    XDG_CACHE_HOME: join(tmp, 'cache'),
+  }
   delete env.SWARMNET_HOST
   const r = spawnSync(bin, args, {cwd: tmp, encoding: 'utf8', env, timeout: timeoutMs})
   return {code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? ''}
@@ -70,6 +75,16 @@ describe('the packed tarball, installed globally', {timeout: 600_000}, () => {
     }
     // A number to read, not a pass mark (npm run bench prints it too).
     console.log(`# installed swarmnet --help: ${Math.min(...times).toFixed(0)} ms (best of 3)`)
+  })
+
+  test('autocomplete: the plugin comes with the package and writes completion for the installed commands', () => {
+    const setup = installed(['autocomplete', 'bash'])
+    assert.equal(setup.code, 0, setup.stderr)
+    const r = installed(['autocomplete', 'script', 'bash'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /SWARMNET_AC_BASH_SETUP_PATH=.*\/cache\/swarmnet\/autocomplete\/bash_setup/)
+    const fn = readFileSync(join(tmp, 'cache', 'swarmnet', 'autocomplete', 'functions', 'bash', 'swarmnet.bash'), 'utf8')
+    assert.match(fn, /^service:deploy --host/m)
   })
 
   test('lab up --nodes 2 and lab down, by the installed copy: its agents run from the prefix', () => {
