@@ -79,6 +79,8 @@ export type Service = {
   endpointMode?: EndpointMode
   /** vip mode: one address per attached network, from its subnet like a task's; none in dnsrr mode. */
   vips?: ServiceVip[]
+  /** Published ports (Docker's PortConfig); absent = none. */
+  ports?: PublishedPort[]
   createdAt: number
   updatedAt: number
 }
@@ -86,6 +88,10 @@ export type Service = {
 export type EndpointMode = 'vip' | 'dnsrr'
 
 export type ServiceVip = {networkId: string; ip: string}
+export type PortProtocol = 'tcp' | 'udp'
+export type PublishMode = 'ingress' | 'host'
+/** published is always set in the store: the manager allocates it (30000-32767) when the user gave none. */
+export type PublishedPort = {protocol: PortProtocol; target: number; published: number; mode: PublishMode}
 
 export type TaskAttachment = {networkId: string; ip: string; mac: string}
 
