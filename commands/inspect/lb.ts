@@ -3,9 +3,11 @@ import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
 import {printJson, printTable} from '../../src/cli/output.js'
 import {pinnedNodes} from '../../src/dataplane/inspect.js'
 import {readLb} from '../../src/lb/read.js'
+import {formatPort} from '../../src/model/ports.js'
 
 export default class InspectLb extends SwarmnetCommand {
-  static override description = `Show the load balancing of a node: per service, its VIP on each network, its backends, and the live flows to each
+  static override description = `Show the load balancing of a node: per service, its VIP on each network, its backends, and the live flows to each;
+then its published ports with the tasks behind them
 
 Reads the node's pinned maps and its copy of the store, so it works with the agent stopped.
 Flows are counted where they are tracked: on the node of the client that opened them.`
@@ -54,5 +56,16 @@ Flows are counted where they are tracked: on the node of the client that opened 
       }
     }
     printTable(['service', 'network', 'frontend', 'backend', 'task', 'node', 'flows'], rows)
+    const published: (string | number)[][] = []
+    for (const s of services)
+      for (const p of s.ports) {
+        const head = [s.service, formatPort(p), p.mode === 'ingress' ? 'every node' : p.nodes.join(',') || '-']
+        if (p.backends.length === 0) published.push([...head, '(none)', '', ''])
+        for (const [j, b] of p.backends.entries())
+          published.push([...(j === 0 ? head : ['', '', '']), b.task, b.node, b.ip ? `${b.ip}:${p.target}` : `local:${p.target}`])
+      }
+    if (published.length === 0) return
+    this.log('')
+    printTable(['service', 'published', 'answers on', 'task', 'node', 'backend'], published)
   }
 }

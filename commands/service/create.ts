@@ -4,6 +4,7 @@ import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
+import {parsePublish} from '../../src/model/ports.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
@@ -11,10 +12,12 @@ export default class ServiceCreate extends SwarmnetCommand {
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override runsCommand = true
   static override usage =
-    'service create --name NAME [--replicas K | --mode global] [--network NET ...] [--endpoint-mode vip|dnsrr] [-- CMD ARGS...]'
+    'service create --name NAME [--replicas K | --mode global] [--network NET ...] [--endpoint-mode vip|dnsrr] [-p P:T[/udp] ...] [-- CMD ARGS...]'
   static override examples = [
     '<%= config.bin %> service create --name web --replicas 3 --network backend',
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
+    '<%= config.bin %> service create --name web --replicas 2 -p 8080:80 -p 53:53/udp',
+    '<%= config.bin %> service create --name web --publish published=8080,target=80,protocol=tcp,mode=host',
   ]
   static override flags = {
     host: hostFlag,
@@ -38,12 +41,22 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       options: ['vip', 'dnsrr'],
       default: 'vip',
     }),
+    publish: Flags.string({
+      char: 'p',
+      description:
+        'publish a port (repeatable): P:T[/udp], T[/udp] (P allocated from 30000-32767), or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
+      multiple: true,
+      // One value per -p: a stray word after it is an error, not a second port.
+      multipleNonGreedy: true,
+      default: [],
+    }),
   }
 
   async run(): Promise<void> {
     const {own, passthrough: command = []} = splitAtDoubleDash(this.argv)
     const {flags} = await this.parse(ServiceCreate, own)
     if (flags.mode === 'global' && flags.replicas !== undefined) throw new Error('--replicas cannot be used with --mode global')
+    const ports = flags.publish.map((p) => parsePublish(p))
     const svc = await new AgentClient(flags.host).post<ServiceView>('/services', {
       name: flags.name,
       mode: flags.mode,
@@ -54,6 +67,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       limitMemory: flags['limit-memory'],
       limitCpu: flags['limit-cpu'],
       endpointMode: flags['endpoint-mode'],
+      ports,
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -3,9 +3,11 @@ import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
 import {printJson, printTable} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceInspectView} from '../../src/agent/views.js'
+import {formatPort, sortPorts} from '../../src/model/ports.js'
 
 export default class ServiceInspect extends SwarmnetCommand {
-  static override description = 'Show a service: its mode, endpoint mode, VIP on each network, and its backends with their state'
+  static override description =
+    'Show a service: its mode, endpoint mode, VIP on each network, published ports, and its backends with their state'
   static override examples = ['<%= config.bin %> service inspect web', '<%= config.bin %> service inspect web --json']
   static override args = {service: Args.string({description: 'service name or id', required: true})}
   static override flags = {host: hostFlag, json: jsonFlag}
@@ -21,6 +23,9 @@ export default class ServiceInspect extends SwarmnetCommand {
     if (s.endpointMode === 'dnsrr') this.log('VIPs:           dnsrr: no VIP')
     else if (s.vips.length === 0) this.log('VIPs:           - (no network)')
     else s.vips.forEach((v, i) => this.log(`${i === 0 ? 'VIPs:' : ''.padEnd(5)}           ${v.network}=${v.ip}`))
+    const ports = sortPorts(s.ports)
+    if (ports.length === 0) this.log('Ports:          -')
+    else ports.forEach((p, i) => this.log(`${i === 0 ? 'Ports:' : ''.padEnd(6)}          ${formatPort(p)}`))
     this.log(`Command:        ${s.command.join(' ') || '(whoami)'}`)
     this.log('')
     printTable(

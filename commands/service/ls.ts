@@ -2,9 +2,12 @@ import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
 import {printJson, printTable} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
+import {formatIngressPort, sortPorts} from '../../src/model/ports.js'
 
 export default class ServiceLs extends SwarmnetCommand {
-  static override description = 'List services'
+  static override description = `List services
+
+PORTS shows the ingress ports as Docker does, *:P->T/tcp; host-mode ports are in service inspect.`
   static override aliases = ['service list']
   static override examples = ['<%= config.bin %> service ls']
   static override flags = {host: hostFlag, json: jsonFlag}
@@ -14,7 +17,7 @@ export default class ServiceLs extends SwarmnetCommand {
     const svcs = await new AgentClient(flags.host).get<ServiceView[]>('/services')
     if (flags.json) return printJson(svcs)
     printTable(
-      ['id', 'name', 'mode', 'replicas', 'networks', 'vips', 'command'],
+      ['id', 'name', 'mode', 'replicas', 'networks', 'vips', 'ports', 'command'],
       svcs.map((s) => [
         s.id.slice(0, 12),
         s.name,
@@ -22,6 +25,10 @@ export default class ServiceLs extends SwarmnetCommand {
         `${s.running}/${s.desired}`,
         s.networks.join(','),
         s.endpointMode === 'dnsrr' ? 'dnsrr' : s.vips.map((v) => `${v.network}=${v.ip}`).join(',') || '-',
+        // As docker service ls: ingress ports only, comma-separated.
+        sortPorts(s.ports.filter((p) => p.mode === 'ingress'))
+          .map(formatIngressPort)
+          .join(','),
         s.command.join(' '),
       ]),
     )

@@ -5,6 +5,7 @@ import {createServer, type IncomingMessage, type Server, type ServerResponse} fr
 import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
+import {checkPortRef, checkPortRequest} from '../model/ports.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
@@ -97,6 +98,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
             limitMemory: optStr(b, 'limitMemory'),
             limitCpu: optStr(b, 'limitCpu'),
             endpointMode: optStr(b, 'endpointMode'),
+            ports: list(b, 'ports').map(checkPortRequest),
           }),
           c,
         ),
@@ -113,6 +115,15 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           .sort((a, b) => a.slot - b.slot)
           .map((t) => taskView(t, c))
       },
+    ],
+    [
+      'POST',
+      /^\/services\/([^/]+)\/ports$/,
+      (m, b) =>
+        serviceView(
+          w().updatePorts(dec(m[1]), {add: list(b, 'add').map(checkPortRequest), rm: list(b, 'rm').map(checkPortRef)}),
+          c,
+        ),
     ],
     ['POST', /^\/services\/([^/]+)\/scale$/, (m, b) => serviceView(w().scaleService(dec(m[1]), checkReplicas(b.replicas)), c)],
     ['DELETE', /^\/services\/([^/]+)$/, (m) => (w().removeService(dec(m[1])), {})],
@@ -238,6 +249,12 @@ function optStr(b: Record<string, unknown>, k: string): string | undefined {
 function num(b: Record<string, unknown>, k: string): number {
   const v = b[k]
   if (typeof v !== 'number') throw new RequestError(`'${k}' must be a number`)
+  return v
+}
+
+function list(b: Record<string, unknown>, k: string): unknown[] {
+  const v = b[k] ?? []
+  if (!Array.isArray(v)) throw new RequestError(`'${k}' must be a list`)
   return v
 }
 

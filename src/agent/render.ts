@@ -90,6 +90,7 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     command: s.command,
     endpointMode: s.endpointMode ?? 'vip',
     vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
+    ports: (s.ports ?? []).map((p) => ({published: p.published, target: p.target, protocol: p.protocol, mode: p.mode})),
   }
 }
 

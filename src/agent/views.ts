@@ -67,6 +67,16 @@ export interface ServiceView {
   endpointMode: 'vip' | 'dnsrr'
   /** One per network in vip mode (by network name); none in dnsrr mode. */
   vips: {network: string; ip: string}[]
+  /** Published ports in the order they were published (the newest last); empty when none. */
+  ports: PortView[]
+}
+
+/** A published port as the store has it (published always set: allocated when not given). */
+export interface PortView {
+  published: number
+  target: number
+  protocol: 'tcp' | 'udp'
+  mode: 'ingress' | 'host'
 }
 
 /** A task that should be running, as a backend of its service on one network. */

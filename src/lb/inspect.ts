@@ -3,6 +3,7 @@
 // the node's connection tracking), named from the node's own copy of the store.
 // Reads pins and the state file only, so it works with the agent stopped.
 import {SN_CT_DIR, SN_CT_FLAGS} from '../bpf/codecs.js'
+import {sortPorts} from '../model/ports.js'
 import {taskName} from '../model/task-name.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 
@@ -40,6 +41,26 @@ export interface LbServiceView {
   /** The service's name; '?' for a VIP in the maps that the store no longer has. */
   service: string
   frontends: LbFrontendView[]
+  /** Its published ports, as the store has them (by protocol, then published port). */
+  ports: LbPortView[]
+}
+
+/** A published port and the tasks behind it (from the node's copy of the store). */
+export interface LbPortView {
+  published: number
+  target: number
+  protocol: 'tcp' | 'udp'
+  mode: 'ingress' | 'host'
+  /** ingress: every node of the cluster; host: the nodes that run a task of the service. */
+  nodes: string[]
+  backends: LbPortBackendView[]
+}
+
+export interface LbPortBackendView {
+  task: string
+  node: string
+  /** ingress mode: the task's address on the ingress network, where the mesh sends P's flows (to target). */
+  ip?: string
 }
 
 /** Every vip-mode service of the store and every VIP of the maps, joined; sorted by service name. */
@@ -80,10 +101,36 @@ export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
     }
   }
 
+  const ingressNet = names.networks.find((n) => n.ingress)
+  const nodeName = new Map(names.nodes.map((n) => [n.id, n.name]))
+  const ports = (s: Service): LbPortView[] => {
+    const tasks = names.tasks
+      .filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+      .sort((a, b) => a.slot - b.slot || cmp(a.nodeId, b.nodeId))
+    return sortPorts(s.ports ?? []).map((p) => ({
+      published: p.published,
+      target: p.target,
+      protocol: p.protocol,
+      mode: p.mode,
+      nodes:
+        p.mode === 'ingress'
+          ? names.nodes.filter((n) => n.state !== 'left').map((n) => n.name)
+          : [...new Set(tasks.map((t) => nodeName.get(t.nodeId) ?? t.nodeId))].sort(cmp),
+      backends: tasks.map((t) => {
+        const ip = p.mode === 'ingress' ? t.attachments.find((a) => a.networkId === ingressNet?.id)?.ip : undefined
+        return {task: taskName(t), node: nodeName.get(t.nodeId) ?? t.nodeId, ...(ip ? {ip} : {})}
+      }),
+    }))
+  }
+
   const out: LbServiceView[] = []
   const known = new Set<string>()
   for (const s of names.services) {
-    if ((s.endpointMode ?? 'vip') !== 'vip') continue
+    if ((s.endpointMode ?? 'vip') !== 'vip') {
+      // dnsrr: no frontend; listed only for its (host-mode) published ports.
+      if ((s.ports ?? []).length > 0) out.push({service: s.name, frontends: [], ports: ports(s)})
+      continue
+    }
     const fronts: LbFrontendView[] = []
     for (const v of s.vips ?? []) {
       const vni = netById.get(v.networkId)?.vni
@@ -91,11 +138,11 @@ export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
       known.add(fk(vni, v.ip))
       fronts.push(frontend(vni, v.ip))
     }
-    out.push({service: s.name, frontends: fronts})
+    out.push({service: s.name, frontends: fronts, ports: ports(s)})
   }
   for (const e of maps.services) {
     if (known.has(fk(e.key.vni, e.key.vip))) continue
-    out.push({service: '?', frontends: [frontend(e.key.vni, e.key.vip)]})
+    out.push({service: '?', frontends: [frontend(e.key.vni, e.key.vip)], ports: []})
   }
   return out.sort((a, b) => cmp(a.service, b.service))
 }

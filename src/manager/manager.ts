@@ -18,6 +18,9 @@ import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {Controller} from '../agent/controller.js'
 import {describeShortfalls, planService, type ServicePlan} from './plan.js'
+import {describeHostPortShort} from './host-ports.js'
+import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
+import {hasIngressPorts, planPorts, reservedPorts} from '../model/publish.js'
 
 export const newId = () => randomBytes(12).toString('hex')
 
@@ -32,7 +35,12 @@ export type ServiceRequest = {
   limitCpu?: string
   /** vip (the default) or dnsrr; anything else is refused. */
   endpointMode?: string
+  /** --publish / -p, parsed (src/model/ports.ts); published absent = allocated. */
+  ports?: PortRequest[]
 }
+
+/** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
+export type PortsUpdate = {add: PortRequest[]; rm: PortRef[]}
 
 export type ConnectRequest = {
   network: string
@@ -248,16 +256,21 @@ export class Manager {
     }
     const sandbox = sandboxSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
+    const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
     const svc: Service = {
       id: newId(),
       name: req.name,
       mode: req.mode === 'global' ? {global: true} : {replicas: req.replicas},
-      networks: nets.map((n) => n.id),
+      networks: this.withIngress(
+        nets.map((n) => n.id),
+        ports,
+      ),
       command: req.command,
       ...sandbox,
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
+      ...(ports.length > 0 ? {ports} : {}),
       createdAt: now,
       updatedAt: now,
     }
@@ -279,6 +292,76 @@ export class Manager {
     this.store.put(keyOf('service', svc.id), stored)
     this.apply(stored, {...plan, vips: undefined})
     return stored
+  }
+
+  /**
+   * Publishes and unpublishes ports of a live service. Only the service record changes (its
+   * tasks keep running, and with them every flow on its other ports), except when it gets its
+   * first ingress port: then its tasks are replaced by tasks attached to the ingress network,
+   * as Swarm's service update replaces them. Removing the last ingress port keeps the ingress
+   * attachment (and the VIP on it) until the service is removed: no task is replaced for it,
+   * and publishing again later needs no replacement either.
+   */
+  updatePorts(ref: string, req: PortsUpdate): Service {
+    const svc = this.read.findService(ref)
+    if (req.add.length === 0 && req.rm.length === 0)
+      throw new UserError('nothing to change: give --publish-add SPEC or --publish-rm PORT')
+    const current = svc.ports ?? []
+    const gone = new Set<string>()
+    for (const r of req.rm) {
+      const key = portKey(r)
+      if (gone.has(key)) throw new UserError(`port ${key} is given twice to remove`)
+      if (!current.some((p) => portKey(p) === key)) {
+        const has = current.length === 0 ? 'none' : current.map(portKey).join(', ')
+        throw new UserError(`service ${svc.name} does not publish port ${key} (it publishes ${has})`)
+      }
+      gone.add(key)
+    }
+    const keep = current.filter((p) => !gone.has(portKey(p)))
+    const ports = this.planPorts(svc, keep, req.add, svc.id)
+    const {ports: _old, ...rest} = svc
+    const next: Service = {
+      ...rest,
+      networks: this.withIngress(svc.networks, ports),
+      ...(ports.length > 0 ? {ports} : {}),
+      updatedAt: Date.now(),
+    }
+    const plan = this.mustFit(next)
+    const stored: Service = plan.vips ? {...next, vips: plan.vips} : next
+    this.store.put(keyOf('service', svc.id), stored)
+    this.apply(stored, {...plan, vips: undefined})
+    return stored
+  }
+
+  private planPorts(
+    svc: {name: string; endpointMode?: Service['endpointMode']},
+    keep: Service['ports'] & {},
+    add: PortRequest[],
+    selfId: string | undefined,
+  ) {
+    if (keep.length === 0 && add.length === 0) return []
+    const cluster = this.read.cluster()
+    return planPorts({
+      service: {name: svc.name, endpointMode: svc.endpointMode ?? 'vip'},
+      keep,
+      add,
+      others: this.read.services().filter((s) => s.id !== selfId),
+      reserved: reservedPorts(
+        cluster.dataPathPort,
+        this.read.nodes().filter((n) => n.state !== 'left'),
+      ),
+    })
+  }
+
+  /** A service with an ingress port is attached to the ingress network (last, so its other networks keep their order). */
+  private withIngress(networks: string[], ports: NonNullable<Service['ports']>): string[] {
+    if (!hasIngressPorts({ports})) return networks
+    const ingress = this.read.networks().find((n) => n.ingress)
+    if (!ingress)
+      throw new UserError(
+        'the cluster has no ingress network (it was removed with network rm --force): only mode=host ports can be published',
+      )
+    return networks.includes(ingress.id) ? networks : [...networks, ingress.id]
   }
 
   removeService(ref: string): void {
@@ -334,6 +417,7 @@ export class Manager {
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
         if (plan.missingNetworks.length > 0) report.set(svc.name, `networks ${plan.missingNetworks.join(', ')} do not exist`)
+        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
         report.set(svc.name, (e as Error).message)
       }
@@ -343,6 +427,7 @@ export class Manager {
         const plan = this.plan(svc)
         this.apply(svc, plan)
         if (plan.shortfalls.length > 0) report.set(svc.name, describeShortfalls(svc, plan.shortfalls))
+        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
         report.set(svc.name, (e as Error).message)
       }
@@ -372,6 +457,7 @@ export class Manager {
     const plan = this.plan(svc)
     if (plan.missingNetworks.length > 0)
       throw new UserError(`service ${svc.name}: networks ${plan.missingNetworks.join(', ')} do not exist`)
+    if (plan.hostPortShort) throw new UserError(`${describeHostPortShort(svc, plan.hostPortShort)}: nothing was changed`)
     if (plan.shortfalls.length > 0) throw new UserError(`${describeShortfalls(svc, plan.shortfalls)}: nothing was changed`)
     return plan
   }

@@ -2,6 +2,7 @@
 // before anything is written: its VIPs, which tasks go, which new tasks come,
 // on which nodes, with which addresses, and what does not fit.
 import {freeAddressCount, freeAddresses, macForIp, placeTasks} from '../model/allocate.js'
+import {hostPortRule, type HostPortShort} from './host-ports.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, ServiceVip, Task, TaskStatus} from '../model/types.js'
 
@@ -34,6 +35,8 @@ export type ServicePlan = {
   missingNetworks: string[]
   /** The service's VIPs when they differ from what it holds (a new VIP, or one for a network it left). */
   vips?: ServiceVip[]
+  /** Tasks no node may take because of the service's host-mode ports (left unplaced, as Swarm leaves them pending). */
+  hostPortShort?: HostPortShort
 }
 
 /** Absent is vip, as in Docker. */
@@ -43,7 +46,20 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const view = state.membership ?? NOBODY_DOWN
   const members = new Set(state.nodes.filter((n) => n.state === 'ready').map((n) => n.id))
   const live = state.nodes.filter((n) => members.has(n.id) && !view.isDown(n.id))
-  const placements = placeTasks(svc, live, state.tasks)
+  // A task without an address on one of the service's networks (the ingress network, added
+  // when the service got its first ingress port) is replaced by one that has them all.
+  const stale = new Set(
+    state.tasks
+      .filter((t) => t.serviceId === svc.id && !svc.networks.every((id) => t.attachments.some((a) => a.networkId === id)))
+      .map((t) => t.id),
+  )
+  const hostRule = hostPortRule(svc, state)
+  const placements = placeTasks(
+    svc,
+    live,
+    state.tasks.filter((t) => !stale.has(t.id)),
+    hostRule?.rule,
+  )
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
   const remove: Task[] = []
   const retire: Task[] = []
@@ -64,10 +80,13 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   }
   const wanted = placements.filter((p) => !p.taskId)
 
-  const removed = new Set(remove.map((t) => t.id))
+  // A replaced task's addresses stay taken in this pass: its node may not have stopped it yet.
+  const removed = new Set(remove.filter((t) => !stale.has(t.id)).map((t) => t.id))
+  const hostPortShort = hostRule?.short(placements.length, live.length)
   const byId = new Map(state.networks.map((n) => [n.id, n]))
   const missingNetworks = svc.networks.filter((id) => !byId.has(id))
-  if (missingNetworks.length > 0) return {remove, retire, create: [], shortfalls: [], missingNetworks}
+  if (missingNetworks.length > 0)
+    return {remove, retire, create: [], shortfalls: [], missingNetworks, ...(hostPortShort ? {hostPortShort} : {})}
   const nets = svc.networks.map((id) => byId.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
@@ -122,7 +141,15 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       createdAt: mint.now,
     }
   })
-  return {remove, retire, create, shortfalls, missingNetworks, ...(vipsChanged ? {vips: vipMode ? vips : []} : {})}
+  return {
+    remove,
+    retire,
+    create,
+    shortfalls,
+    missingNetworks,
+    ...(vipsChanged ? {vips: vipMode ? vips : []} : {}),
+    ...(hostPortShort ? {hostPortShort} : {}),
+  }
 }
 
 function sameVips(a: ServiceVip[], b: ServiceVip[] = []): boolean {

@@ -110,6 +110,14 @@ export function taskMtu(net: Pick<Network, 'mtu'>): number {
   return net.mtu ?? DEFAULT_NETWORK_MTU
 }
 
+/**
+ * Limits on where a service's tasks may go (host-mode published ports): at most one task of the
+ * service per node, and none on the blocked nodes (where another service's task holds one of its
+ * host ports). Tasks that break it are not kept, so they are placed again where they may run.
+ */
+export type PlacementRule = {onePerNode: boolean; blocked: ReadonlySet<string>}
+export const NO_RULE: PlacementRule = {onePerNode: false, blocked: new Set()}
+
 export type Placement = {slot: number; nodeId: string; /** set when an existing task keeps the slot */ taskId?: string}
 
 /**
@@ -122,17 +130,22 @@ export function placeTasks(
   service: Pick<Service, 'id' | 'mode'>,
   liveNodes: Pick<NodeRecord, 'id'>[],
   existingTasks: Pick<Task, 'id' | 'serviceId' | 'slot' | 'nodeId' | 'desiredState'>[],
+  rule: PlacementRule = NO_RULE,
 ): Placement[] {
   const live = new Set(liveNodes.map((n) => n.id))
   const mine = existingTasks
     .filter((t) => t.serviceId === service.id && t.desiredState === 'running' && live.has(t.nodeId))
+    .filter((t) => !rule.blocked.has(t.nodeId))
     .sort((a, b) => a.slot - b.slot || cmp(a.id, b.id))
 
   if ('global' in service.mode) {
-    return [...live].sort(cmp).map((nodeId) => {
-      const t = mine.find((x) => x.nodeId === nodeId)
-      return t ? {slot: 0, nodeId, taskId: t.id} : {slot: 0, nodeId}
-    })
+    return [...live]
+      .filter((id) => !rule.blocked.has(id))
+      .sort(cmp)
+      .map((nodeId) => {
+        const t = mine.find((x) => x.nodeId === nodeId)
+        return t ? {slot: 0, nodeId, taskId: t.id} : {slot: 0, nodeId}
+      })
   }
 
   const replicas = service.mode.replicas
@@ -142,6 +155,7 @@ export function placeTasks(
   const kept = new Set<number>()
   for (const t of mine) {
     if (t.slot < 1 || t.slot > replicas || kept.has(t.slot)) continue
+    if (rule.onePerNode && (load.get(t.nodeId) ?? 0) > 0) continue
     kept.add(t.slot)
     out.push({slot: t.slot, nodeId: t.nodeId, taskId: t.id})
     load.set(t.nodeId, (load.get(t.nodeId) ?? 0) + 1)
@@ -152,11 +166,14 @@ export function placeTasks(
     let best = ''
     let bestLoad = Infinity
     for (const [id, n] of [...load].sort((a, b) => cmp(a[0], b[0]))) {
+      if (rule.blocked.has(id) || (rule.onePerNode && n > 0)) continue
       if (n < bestLoad) {
         best = id
         bestLoad = n
       }
     }
+    // No node may take it: the slot stays unplaced (the caller counts what is missing).
+    if (best === '') continue
     load.set(best, bestLoad + 1)
     out.push({slot, nodeId: best})
   }

@@ -117,7 +117,7 @@ function networkProblem(r: Rec): string | undefined {
 function serviceProblem(r: Rec): string | undefined {
   const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
   if (shape) return shape
-  const ep = endpointProblem(r)
+  const ep = endpointProblem(r) ?? portsProblem(r)
   if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
@@ -143,6 +143,29 @@ function endpointProblem(r: Rec): string | undefined {
     const netId = (x as Rec).networkId
     if (nets.has(netId)) return `vip #${i}: a second VIP on network ${String(netId)}`
     nets.add(netId)
+  }
+  return undefined
+}
+
+/** Published ports: each well-formed, none twice, no ingress port on a dnsrr service (contracts: PublishedPort). */
+function portsProblem(r: Rec): string | undefined {
+  if (r.ports === undefined) return undefined
+  const v = r.ports
+  if (!Array.isArray(v) || v.length > LIST_MAX) return "'ports' is not a list"
+  const seen = new Set<string>()
+  for (const [i, x] of v.entries()) {
+    const p =
+      obj(x) ??
+      oneOf(x as Rec, 'protocol', ['tcp', 'udp']) ??
+      int(x as Rec, 'target', 1, 65535) ??
+      int(x as Rec, 'published', 1, 65535) ??
+      oneOf(x as Rec, 'mode', ['ingress', 'host'])
+    if (p) return `port #${i}: ${p}`
+    const {published, protocol, mode} = x as Rec
+    const key = `${String(published)}/${String(protocol)}`
+    if (seen.has(key)) return `port #${i}: ${key} a second time`
+    seen.add(key)
+    if (mode === 'ingress' && r.endpointMode === 'dnsrr') return `port #${i}: a dnsrr service has no ingress ports`
   }
   return undefined
 }

@@ -93,6 +93,11 @@ export type PublishMode = 'ingress' | 'host'
 /** published is always set in the store: the manager allocates it (30000-32767) when the user gave none. */
 export type PublishedPort = {protocol: PortProtocol; target: number; published: number; mode: PublishMode}
 
+export type PortProtocol = 'tcp' | 'udp'
+export type PublishMode = 'ingress' | 'host'
+/** published is always set in the store: the manager allocates it (30000-32767) when the user gave none. */
+export type PublishedPort = {protocol: PortProtocol; target: number; published: number; mode: PublishMode}
+
 export type TaskAttachment = {networkId: string; ip: string; mac: string}
 
 export type Task = {

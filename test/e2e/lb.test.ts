@@ -180,7 +180,7 @@ describe('service VIPs in a 3-node lab', {timeout: 900_000}, () => {
     assert.match(text, /^NETWORK +TASK +ADDRESS +NODE +STATE$/m)
     for (const t of tasks) assert.match(text, new RegExp(`^lbnet +${t.name} +${t.addresses[0]!.ip} +${t.node} +running$`, 'm'))
     const ls = ok('n1', ['service', 'ls'])
-    assert.match(ls, /^ID +NAME +MODE +REPLICAS +NETWORKS +VIPS +COMMAND$/m)
+    assert.match(ls, /^ID +NAME +MODE +REPLICAS +NETWORKS +VIPS +PORTS +COMMAND$/m)
     assert.match(ls, new RegExp(`^\\w{12} +web +replicated +3/3 +lbnet +lbnet=${vip.replace(/\./g, '\\.')}`, 'm'))
   })
 

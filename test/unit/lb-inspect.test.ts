@@ -119,3 +119,67 @@ test('a VIP the store has but the maps do not is shown as not programmed; one on
     'dnsrr services have no frontend',
   )
 })
+
+test('published ports: per service, as the store has them, with the tasks behind them', () => {
+  const ingress = {...net, id: 'ing', name: 'ingress', vni: 4096, subnet: '10.0.0.0/24', gateway: '10.0.0.1', ingress: true}
+  const withIngress = (t: ReturnType<typeof task>, ip: string) => ({
+    ...t,
+    attachments: [...t.attachments, {networkId: 'ing', ip, mac: '02:42:00:00:00:01'}],
+  })
+  const v = lbView(maps, {
+    ...names,
+    networks: [net, ingress],
+    services: [
+      svc('s1', 'web', {
+        endpointMode: 'vip',
+        vips: [{networkId: 'n1', ip: '10.0.1.2'}],
+        ports: [
+          {published: 53, target: 53, protocol: 'udp', mode: 'ingress'},
+          {published: 8080, target: 80, protocol: 'tcp', mode: 'ingress'},
+        ],
+      }),
+      svc('s2', 'rr', {endpointMode: 'dnsrr', ports: [{published: 9000, target: 90, protocol: 'tcp', mode: 'host'}]}),
+      svc('s3', 'plain', {endpointMode: 'dnsrr'}),
+    ],
+    tasks: [
+      withIngress(task('t1', 1, '10.0.1.3', 'a'), '10.0.0.3'),
+      withIngress(task('t2', 2, '10.0.1.4', 'b'), '10.0.0.4'),
+      {...task('t3', 1, '10.0.1.5', 'b'), serviceId: 's2', serviceName: 'rr'},
+      {...task('t4', 2, '10.0.1.6', 'a'), serviceId: 's2', serviceName: 'rr', desiredState: 'shutdown' as const},
+    ],
+  })
+  const web = v.find((s) => s.service === 'web')!
+  assert.deepEqual(web.ports, [
+    {
+      published: 8080,
+      target: 80,
+      protocol: 'tcp',
+      mode: 'ingress',
+      nodes: ['n1', 'n2'],
+      backends: [
+        {task: 'web.1', node: 'n1', ip: '10.0.0.3'},
+        {task: 'web.2', node: 'n2', ip: '10.0.0.4'},
+      ],
+    },
+    {
+      published: 53,
+      target: 53,
+      protocol: 'udp',
+      mode: 'ingress',
+      nodes: ['n1', 'n2'],
+      backends: [
+        {task: 'web.1', node: 'n1', ip: '10.0.0.3'},
+        {task: 'web.2', node: 'n2', ip: '10.0.0.4'},
+      ],
+    },
+  ])
+  const rr = v.find((s) => s.service === 'rr')!
+  assert.deepEqual(rr.frontends, [], 'a dnsrr service with a host-mode port: listed for it, no frontend')
+  assert.deepEqual(rr.ports, [
+    {published: 9000, target: 90, protocol: 'tcp', mode: 'host', nodes: ['n2'], backends: [{task: 'rr.1', node: 'n2'}]},
+  ])
+  assert.equal(
+    v.some((s) => s.service === 'plain'),
+    false,
+  )
+})

@@ -1,0 +1,50 @@
+import {Args, Flags} from '@oclif/core'
+import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {printJson} from '../../src/cli/output.js'
+import {AgentClient} from '../../src/agent/client.js'
+import type {ServiceView} from '../../src/agent/views.js'
+import {parsePortRef, parsePublish} from '../../src/model/ports.js'
+
+export default class ServiceUpdate extends SwarmnetCommand {
+  static override description = `Change the published ports of a live service
+
+Removals are applied first, so one command can publish a port again with another target.
+Only the service changes: its tasks keep running with every flow on its other ports, except
+when it gets its first ingress port: then its tasks are replaced by tasks on the ingress network.`
+  static override examples = [
+    '<%= config.bin %> service update web --publish-add 8080:80',
+    '<%= config.bin %> service update web --publish-add published=53,target=53,protocol=udp --publish-rm 8080',
+    '<%= config.bin %> service update web --publish-rm 8080 --publish-add 8080:81',
+  ]
+  static override args = {service: Args.string({description: 'service name or id', required: true})}
+  static override flags = {
+    host: hostFlag,
+    json: jsonFlag,
+    'publish-add': Flags.string({
+      description:
+        'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
+      multiple: true,
+      multipleNonGreedy: true,
+      default: [],
+    }),
+    'publish-rm': Flags.string({
+      description: 'stop publishing a port (repeatable): its published port, P or P/udp',
+      multiple: true,
+      multipleNonGreedy: true,
+      default: [],
+    }),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(ServiceUpdate)
+    const add = flags['publish-add'].map((p) => parsePublish(p, '--publish-add'))
+    const rm = flags['publish-rm'].map((p) => parsePortRef(p, '--publish-rm'))
+    if (add.length === 0 && rm.length === 0) throw new Error('nothing to change: give --publish-add SPEC or --publish-rm PORT')
+    const svc = await new AgentClient(flags.host).post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {
+      add,
+      rm,
+    })
+    if (flags.json) return printJson(svc)
+    this.log(svc.name)
+  }
+}
