@@ -88,10 +88,6 @@ export type Service = {
 export type EndpointMode = 'vip' | 'dnsrr'
 
 export type ServiceVip = {networkId: string; ip: string}
-export type PortProtocol = 'tcp' | 'udp'
-export type PublishMode = 'ingress' | 'host'
-/** published is always set in the store: the manager allocates it (30000-32767) when the user gave none. */
-export type PublishedPort = {protocol: PortProtocol; target: number; published: number; mode: PublishMode}
 
 export type PortProtocol = 'tcp' | 'udp'
 export type PublishMode = 'ingress' | 'host'
