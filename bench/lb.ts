@@ -98,6 +98,8 @@ export function benchLb(): LbBench {
 
   // Programming 10,000 services x 10 backends through the sync's own code into fresh maps.
   const p = new Loaded(`/sys/fs/bpf/swarmnet-bench-lbprog-${process.pid}`, 'tc_task.o', 'sn_tc_task')
+  // The routing mesh's mirrored maps are the underlay program's (empty here: no published ports).
+  const u = new Loaded(p.pinRoot, 'xdp_underlay.o', 'sn_xdp_underlay', {keepPins: true})
   try {
     const services = new Map<string, DesiredService>()
     for (let s = 0; s < 10_000; s++) {
@@ -126,6 +128,8 @@ export function benchLb(): LbBench {
         sn_devices: p.map('sn_devices'),
         sn_backends: p.map('sn_backends'),
         sn_services: p.map('sn_services'),
+        sn_mesh_ports: u.map('sn_mesh_ports'),
+        sn_mesh_nodes: u.map('sn_mesh_nodes'),
       },
       encodeDesired(want),
       {state: {map: p.map('sn_maglev'), written: new Map()}, services: services.values()},
@@ -136,6 +140,7 @@ export function benchLb(): LbBench {
       `program 10,000 services x 10 backends: ${ms.toFixed(0)} ms (goal <= 2000 ms; tables built and written, ${r.written} writes)`,
     )
   } finally {
+    u.obj.close()
     p.close()
   }
 

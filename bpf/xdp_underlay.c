@@ -17,6 +17,7 @@
 #include "parse.h"
 #include "vxlan.h"
 #include "nat.h"
+#include "mesh_xdp.h"
 
 static __always_inline int sn_pass(void)
 {
@@ -51,7 +52,12 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	struct ethhdr *inner;
 	struct iphdr *ip, *iip;
 	struct udphdr *udp;
+	int verdict;
 
+	/* A published port of this node (bpf/include/mesh_xdp.h). */
+	verdict = sn_mesh_xdp(ctx);
+	if (verdict >= 0)
+		return verdict;
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return sn_pass();
 	ip = (void *)(eth + 1);
@@ -86,11 +92,23 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	 */
 	key.ip = iip->saddr;
 	src = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!src) {
+		/* A client's request an ingress node forwarded to a backend here. */
+		verdict = sn_mesh_decap(ctx, ip, inner, iip, end, key.vni);
+		if (verdict >= 0)
+			return verdict;
+	}
 	if (!src || (src->flags & SN_EP_LOCAL) || src->node_ip != ip->saddr)
 		return sn_refuse(&key.vni, SN_C_XDP_BAD_SOURCE);
 
 	key.ip = iip->daddr;
 	dst = bpf_map_lookup_elem(&sn_endpoints, &key);
+	if (!dst) {
+		/* A reply to a client of this node's published port. */
+		verdict = sn_mesh_reply_xdp(ctx, inner, iip, end);
+		if (verdict >= 0)
+			return verdict;
+	}
 	if (!dst || !(dst->flags & SN_EP_LOCAL) || !dst->ifindex)
 		return sn_drop(SN_C_XDP_NO_ENDPOINT);
 

@@ -22,7 +22,7 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
-#define SN_LAYOUT_VERSION 3
+#define SN_LAYOUT_VERSION 4
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
@@ -102,6 +102,16 @@ enum sn_counter {
 	SN_C_LB_ECHO,             /* ICMP echo to a VIP: answered */
 	SN_C_LB_DROP_OTHER,       /* to a VIP: not TCP, UDP or echo, IP options, or no room in the tracking table */
 	SN_C_LB_REV_NAT,          /* a reply given its VIP back as source */
+	SN_C_MESH_NEW_FLOW,       /* to a published port, no flow tracked: a backend picked (or the host-mode task) */
+	SN_C_MESH_LOCAL,          /* to a published port: DNAT and redirected into a task of this node */
+	SN_C_MESH_REMOTE,         /* to a published port: DNAT and sent over the ingress network to the backend's node */
+	SN_C_MESH_NO_BACKEND,     /* to a published port whose service has no running backend: dropped */
+	SN_C_MESH_DECAP,          /* a request from an ingress node delivered to a backend here (flow recorded) */
+	SN_C_MESH_REPLY,          /* a reply given the published address and port back, out of the underlay */
+	SN_C_MESH_RETURN,         /* a reply sent back over the overlay to the node its request came in by */
+	SN_C_MESH_FIB_FAIL,       /* no route or neighbour for a mesh packet out of the underlay (fallback MAC or dropped) */
+	SN_C_MESH_DROP,           /* a mesh packet that could not be rewritten or tracked: dropped */
+	SN_C_MESH_UNTRACKED,      /* from a task's ingress address to the outside, no flow tracked: dropped, never masqueraded */
 	SN_C__COUNT
 };
 

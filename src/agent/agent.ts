@@ -124,6 +124,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
       datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
+    attachGateway: async (hostIf) => datapath.attachGateway(hostIf),
   }
   const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
   // Namespaces attached with `network connect`: to the data plane, tasks without a process.
@@ -284,6 +285,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             membership,
             services: controller.services(),
             statuses: controller.statuses(),
+            localGateways: tasks.localGateways(),
           })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.

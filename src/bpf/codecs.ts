@@ -388,6 +388,70 @@ export const snCt = defineStruct('sn_ct', 16, [
   {name: 'pad', offset: 12, size: 4, kind: 'pad'},
 ])
 
+export const SN_MESH_MODE = {INGRESS: 1, HOST: 2} as const
+
+/** bpf/include/mesh.h: the routing mesh's maps. */
+export const snMeshPortKey = defineStruct('sn_mesh_port_key', 4, [
+  {name: 'port', offset: 0, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 2, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 3, size: 1, kind: 'pad'},
+])
+
+export const snMeshPort = defineStruct('sn_mesh_port', 24, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'addr', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'target', offset: 8, size: 2, kind: 'be16'},
+  {name: 'mode', offset: 10, size: 1, kind: 'u8'},
+  {name: 'flags', offset: 11, size: 1, kind: 'u8'},
+  {name: 'ifindex', offset: 12, size: 4, kind: 'u32'},
+  {name: 'mac', offset: 16, size: 6, kind: 'mac'},
+  {name: 'pad', offset: 22, size: 2, kind: 'pad'},
+])
+
+export const snMeshStats = defineStruct('sn_mesh_stats', 24, [
+  {name: 'packets', offset: 0, size: 8, kind: 'u64'},
+  {name: 'bytes', offset: 8, size: 8, kind: 'u64'},
+  {name: 'new_flows', offset: 16, size: 8, kind: 'u64'},
+])
+
+export const snMeshCtKey = defineStruct('sn_mesh_ct_key', 16, [
+  {name: 'src', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'dst', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'sport', offset: 8, size: 2, kind: 'be16'},
+  {name: 'dport', offset: 10, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 12, size: 1, kind: 'u8'},
+  {name: 'dir', offset: 13, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 14, size: 2, kind: 'pad'},
+])
+
+export const snMeshCt = defineStruct('sn_mesh_ct', 32, [
+  {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'node', offset: 4, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 8, size: 2, kind: 'be16'},
+  {name: 'flags', offset: 10, size: 2, kind: 'u16'},
+  {name: 'vni', offset: 12, size: 4, kind: 'u32'},
+  {name: 'table', offset: 16, size: 4, kind: 'u32'},
+  {name: 'peer_mac', offset: 20, size: 6, kind: 'mac'},
+  {name: 'own_mac', offset: 26, size: 6, kind: 'mac'},
+])
+
+export const snMeshNode = defineStruct('sn_mesh_node', 4, [{name: 'flags', offset: 0, size: 4, kind: 'u32'}])
+
+export const snMeshConfig = defineStruct('sn_mesh_config', 8, [
+  {name: 'ingress_vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32'},
+])
+
+/** A node's underlay address as the key of sn_mesh_nodes (__be32). */
+export const ipv4Key: Codec<string> = {
+  cType: '__be32',
+  size: 4,
+  fields: [],
+  encode: (v: string) => parseIpv4(v),
+  decode: (b: Buffer) => formatIpv4(b),
+  display: (v: string) => v,
+}
+
 export type SnConfig = ReturnType<typeof snConfig.decode>
 export type SnNetwork = ReturnType<typeof snNetwork.decode>
 export type SnEndpointKey = ReturnType<typeof snEndpointKey.decode>
@@ -415,6 +479,13 @@ export const structCodecs = [
   snBackend,
   snCtKey,
   snCt,
+  snMeshPortKey,
+  snMeshPort,
+  snMeshStats,
+  snMeshCtKey,
+  snMeshCt,
+  snMeshNode,
+  snMeshConfig,
 ] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
@@ -464,6 +535,11 @@ export const mapCodecs = {
   sn_backends: {key: snBackendKey, value: snBackend},
   sn_ct: {key: snCtKey, value: snCt},
   sn_stats: {key: u32, value: u64, percpu: true}, // key: enum sn_counter (src/bpf/counters.ts)
+  sn_mesh_ports: {key: snMeshPortKey, value: snMeshPort},
+  sn_mesh_stats: {key: snMeshPortKey, value: snMeshStats, percpu: true},
+  sn_mesh_ct: {key: snMeshCtKey, value: snMeshCt},
+  sn_mesh_nodes: {key: ipv4Key, value: snMeshNode},
+  sn_mesh_config: {key: u32, value: snMeshConfig},
 } as const satisfies Record<string, MapCodecShape>
 
 export type MapName = keyof typeof mapCodecs

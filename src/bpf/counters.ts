@@ -31,6 +31,16 @@ export const COUNTER_NAMES = [
   'lb_echo',
   'lb_drop_other',
   'lb_rev_nat',
+  'mesh_new_flow',
+  'mesh_local',
+  'mesh_remote',
+  'mesh_no_backend',
+  'mesh_decap',
+  'mesh_reply',
+  'mesh_return',
+  'mesh_fib_fail',
+  'mesh_drop',
+  'mesh_untracked',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

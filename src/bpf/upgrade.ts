@@ -20,7 +20,7 @@ import {u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 3
+export const LAYOUT_VERSION = 4
 
 export type MapOwner = 'store' | 'datapath'
 
@@ -35,6 +35,11 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_backends: 'store',
   sn_ct: 'datapath',
   sn_stats: 'datapath',
+  sn_mesh_ports: 'store',
+  sn_mesh_nodes: 'store',
+  sn_mesh_config: 'store',
+  sn_mesh_ct: 'datapath',
+  sn_mesh_stats: 'datapath',
 }
 
 /** Where a node's maps of one layout version are pinned. */
@@ -119,10 +124,23 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       addToCounters(current.sn_stats, add)
     },
   },
+  // Version 3 (before the routing mesh's maps): the same index array, first 22 slots; its sn_ct is dropped.
+  3: {
+    sn_stats(old, current) {
+      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 3 has ${old.valueSize}-byte values`)
+      const add: Partial<Record<CounterName, bigint>> = {}
+      V3_COUNTERS.forEach((name, i) => {
+        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
+      })
+      addToCounters(current.sn_stats, add)
+    },
+  },
 }
 
 /** Layout 2's counters: the first names of today's list. */
 const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
+/** Layout 3's counters: up to lb_rev_nat. */
+const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
 
 /** The maps of the current layout that migrations write. */
 export type CurrentMaps = Record<'sn_stats', BpfMap>

@@ -18,6 +18,7 @@ import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
 import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
+import {syncMeshExtras} from './mesh.js'
 
 export interface DatapathOptions {
   node: string
@@ -27,6 +28,9 @@ export interface DatapathOptions {
 
 const UNDERLAY_PROG = 'sn_xdp_underlay'
 const TASK_PROG = 'sn_tc_task'
+/** The routing mesh's replies, on each task's gateway-bridge veth (bpf/tc_gw.c). */
+const GW_PROG = 'sn_tc_gw'
+const gwLink = (hostIf: string) => `gw-${hostIf}`
 const UNDERLAY_LINK = 'xdp-underlay'
 const taskLink = (hostIf: string) => `tcx-${hostIf}`
 
@@ -50,6 +54,8 @@ export class Datapath {
   /** Task devices we attached: host-side name -> its ifindex then. */
   private readonly tasks = new Map<string, number>()
   private readonly taskVia = new Map<string, 'link' | 'netlink'>()
+  /** Gateway-bridge veths we attached tc_gw to: host-side name -> its ifindex then. */
+  private readonly gws = new Map<string, number>()
   private readonly st: DatapathStatus
   /** Maglev tables this agent wrote, by id: an unchanged one is not written again. */
   private readonly tables: TableState
@@ -60,7 +66,16 @@ export class Datapath {
     private readonly xdpFd: number,
     private readonly tcFd: number,
     private readonly peerFd: number,
-    readonly maps: {config: BpfMap; stats: BpfMap; sn_maglev: BpfMap; sn_ct: BpfMap} & Record<MirroredMap, BpfMap>,
+    private readonly gwFd: number,
+    readonly maps: {
+      config: BpfMap
+      stats: BpfMap
+      sn_maglev: BpfMap
+      sn_ct: BpfMap
+      sn_mesh_ct: BpfMap
+      sn_mesh_stats: BpfMap
+      sn_mesh_config: BpfMap
+    } & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
@@ -77,12 +92,12 @@ export class Datapath {
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
     try {
-      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer']) {
+      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw']) {
         const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         obj.load()
       }
-      const [underlay, task, peer] = objects as [BpfObject, BpfObject, BpfObject]
+      const [underlay, task, peer, gw] = objects as [BpfObject, BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
@@ -95,6 +110,7 @@ export class Datapath {
         xdpFd,
         task.program(TASK_PROG).fd,
         peer.program('sn_xdp_task_peer').fd,
+        gw.program(GW_PROG).fd,
         {
           config: underlay.map('sn_config'),
           sn_networks: underlay.map('sn_networks'),
@@ -104,6 +120,11 @@ export class Datapath {
           sn_maglev: task.map('sn_maglev'),
           sn_backends: task.map('sn_backends'),
           sn_ct: task.map('sn_ct'),
+          sn_mesh_ports: underlay.map('sn_mesh_ports'),
+          sn_mesh_nodes: underlay.map('sn_mesh_nodes'),
+          sn_mesh_ct: underlay.map('sn_mesh_ct'),
+          sn_mesh_stats: underlay.map('sn_mesh_stats'),
+          sn_mesh_config: gw.map('sn_mesh_config'),
           stats: underlay.map('sn_stats'),
         },
         r.via,
@@ -140,6 +161,13 @@ export class Datapath {
     this.tasks.set(hostIf, ifindex)
   }
 
+  /** tc_gw on the host side of a task's gateway-bridge veth: the mesh's replies leave the task there. */
+  attachGateway(hostIf: string): void {
+    const ifindex = ifindexOf(hostIf)
+    attachTcxLink(hostIf, this.gwFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), gwLink(hostIf)), ownName: GW_PROG})
+    this.gws.set(hostIf, ifindex)
+  }
+
   private attachTc(hostIf: string): void {
     const r = attachTcxLink(hostIf, this.tcFd, 'ingress', {
       pinPath: join(nodeLinkDir(this.o.node), taskLink(hostIf)),
@@ -172,6 +200,11 @@ export class Datapath {
       state: this.tables,
       services: want.services?.values() ?? [],
     })
+    try {
+      syncMeshExtras(this.maps, want.mesh)
+    } catch (e) {
+      r.errors.push({map: 'sn_mesh_ports', failed: 1, message: `sn_mesh_config/sn_mesh_stats: ${(e as Error).message}`})
+    }
     for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
     if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
     return r
@@ -208,11 +241,28 @@ export class Datapath {
       this.attachTc(hostIf)
       done.push(`tc on ${hostIf} was gone: attached again`)
     }
+    for (const [hostIf, ifindex] of this.gws) {
+      let now: number | undefined
+      try {
+        now = ifindexOf(hostIf)
+      } catch {
+        now = undefined
+      }
+      const pin = join(nodeLinkDir(this.o.node), gwLink(hostIf))
+      if (now !== ifindex) {
+        removeLink(pin) // the task is gone (its veth with it); a new one attaches its own
+        this.gws.delete(hostIf)
+      } else if (!linkAttached(pin, hostIf, 'ingress')) {
+        attachTcxLink(hostIf, this.gwFd, 'ingress', {pinPath: pin, ownName: GW_PROG})
+        done.push(`tc_gw on ${hostIf} was gone: attached again`)
+      }
+    }
     // Links of task devices from before a restart that no task claimed.
     const dir = nodeLinkDir(this.o.node)
     if (existsSync(dir)) {
       for (const f of readdirSync(dir)) {
         if (f.startsWith('tcx-') && !this.tasks.has(f.slice(4))) removeLink(join(dir, f))
+        if (f.startsWith('gw-') && !this.gws.has(f.slice(3))) removeLink(join(dir, f))
       }
     }
     this.st.repairs += done.length

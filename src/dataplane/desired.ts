@@ -6,6 +6,7 @@ import {macForIp, taskMtu} from '../model/allocate.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import {maglevSize} from '../lb/maglev.js'
+import {desiredMesh, meshNetworkIds, type DesiredMesh, type LocalGateway} from './mesh.js'
 
 /** A local attachment: the host-side device the task runner made for (task, network). */
 export interface LocalAttachment {
@@ -57,6 +58,8 @@ export interface DesiredMaps {
   devices: Map<number, {vni: number; ip: string; backend?: true}>
   /** VIPs, keyed by `${vni}/${vip}`; none when absent */
   services?: Map<string, DesiredService>
+  /** Published ports (src/dataplane/mesh.ts); none when absent */
+  mesh?: DesiredMesh
 }
 
 export interface ClusterView {
@@ -69,7 +72,9 @@ export interface ClusterView {
   membership?: MembershipView
   /** Services (their VIPs) and the tasks' reported states (backends are the running ones). */
   services?: Service[]
-  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'>>
+  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp'>>>
+  /** This node's tasks' gateway-bridge veths (host-mode published ports). */
+  localGateways?: LocalGateway[]
 }
 
 /**
@@ -97,6 +102,11 @@ export const MAP_OWNERSHIP = {
   sn_backends: {owner: 'store', rule: 'mirror'},
   sn_maglev: {owner: 'store', rule: 'tables'},
   sn_services: {owner: 'store', rule: 'mirror'},
+  sn_mesh_ports: {owner: 'store', rule: 'mirror'},
+  sn_mesh_nodes: {owner: 'store', rule: 'mirror'},
+  sn_mesh_config: {owner: 'store', rule: 'config'},
+  sn_mesh_ct: {owner: 'datapath', rule: 'none'},
+  sn_mesh_stats: {owner: 'datapath', rule: 'none'},
   sn_ct: {owner: 'datapath', rule: 'none'},
   sn_stats: {owner: 'datapath', rule: 'none'},
 } as const satisfies Record<string, {owner: 'store' | 'datapath'; rule: 'mirror' | 'tables' | 'config' | 'none'}>
@@ -144,7 +154,12 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<DesiredMaps> = {networks: new Map(), endpoints: new Map(), devices: new Map(), services: new Map()}
+  const out: Required<Omit<DesiredMaps, 'mesh'>> = {
+    networks: new Map(),
+    endpoints: new Map(),
+    devices: new Map(),
+    services: new Map(),
+  }
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
   const nodeById = servingNodes(v)
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
@@ -154,6 +169,8 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
       .filter((t) => t.nodeId === v.selfId && t.desiredState === 'running')
       .flatMap((t) => t.attachments.map((a) => a.networkId)),
   )
+  // Published ports answer on every node: their network's endpoints and VIP tables are everyone's.
+  for (const id of meshNetworkIds(v)) localNets.add(id)
 
   for (const n of netById.values()) {
     const [subnet, len] = n.subnet.split('/')
@@ -182,7 +199,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     }
   }
   desiredServices(v, out, netById, nodeById, localNets)
-  return out
+  return {...out, mesh: desiredMesh({...v, nodes: [...nodeById.values()]}, new Set(out.services.keys()))}
 }
 
 /**
@@ -192,7 +209,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<DesiredMaps>,
+  out: Required<Omit<DesiredMaps, 'mesh'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

@@ -22,6 +22,7 @@ import {
 } from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 import {maglevTable} from '../lb/maglev.js'
+import {encodeMesh} from './mesh.js'
 import {MIRRORED, planMirror, type DesiredMaps, type DesiredService, type Entries, type MirroredMap} from './desired.js'
 
 export type {MirroredMap}
@@ -85,6 +86,7 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
         ),
       ),
     ),
+    ...encodeMesh(want.mesh),
   }
 }
 

@@ -36,6 +36,8 @@ export interface TaskHooks {
   preparePeer(peerIf: string): Promise<void>
   /** the host side of an overlay veth, once it exists and before the task's process starts */
   attachHost(hostIf: string, attachment: Task['attachments'][number]): Promise<void>
+  /** the host side of the task's gateway-bridge veth, before the task's process starts (routing-mesh replies) */
+  attachGateway?(hostIf: string): Promise<void>
 }
 
 interface Running {
@@ -43,6 +45,7 @@ interface Running {
   netns: string
   hostIfs: string[]
   local: LocalAttachment[]
+  gwIfindex?: number
 }
 
 const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
@@ -79,6 +82,11 @@ export class TaskReconciler {
       },
     })
     this.supervisor.start()
+  }
+
+  /** The host sides of this node's tasks' gateway-bridge veths (host-mode published ports). */
+  localGateways(): Array<{taskId: string; hostIfindex: number}> {
+    return [...this.running.values()].flatMap((r) => (r.gwIfindex ? [{taskId: r.task.id, hostIfindex: r.gwIfindex}] : []))
   }
 
   /** What the map reconciler needs: (task, network) -> host-side ifindex, for the tasks here. */
@@ -146,7 +154,12 @@ export class TaskReconciler {
     const local: LocalAttachment[] = []
     for (const [i, a] of t.attachments.entries())
       local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})
-    this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local})
+    let gwIfindex: number | undefined
+    if (this.o.hooks.attachGateway && (await linkExists(gwIf))) {
+      await this.o.hooks.attachGateway(gwIf)
+      gwIfindex = await ifindexOf(gwIf)
+    }
+    this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local, ...(gwIfindex ? {gwIfindex} : {})})
 
     const name = taskName(t)
     const spawn = async () =>

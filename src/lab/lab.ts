@@ -71,6 +71,9 @@ async function plugHost(netns: string, port: string, cidr: string): Promise<void
   // that state does not survive an XDP redirect on the far side. A physical NIC finishes
   // checksums on transmit; with tx offload off the lab's wire does the same, in software.
   await execIn(netns, ['ethtool', '-K', T.UNDERLAY_IF, 'tx', 'off'], `turning off tx checksum offload on ${T.UNDERLAY_IF}`)
+  // A NIC sends what XDP hands back (XDP_TX, the routing mesh's path); a veth takes such frames
+  // only when its far end runs NAPI, which GRO turns on: the switch's port is that far end.
+  await execIn(T.SWITCH_NETNS, ['ethtool', '-K', port, 'gro', 'on'], `turning on GRO on ${port}`)
 }
 
 /**

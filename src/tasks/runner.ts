@@ -168,6 +168,8 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
         mtu: GWBRIDGE_MTU,
         mac: g.mac ?? macForIp(g.ip),
         cidr: `${g.ip}/${g.prefixLen}`,
+        // XDP delivers host-mode published ports straight into this veth: its task end needs NAPI too.
+        ...(spec.hooks?.beforeMove ? {beforeMove: spec.hooks.beforeMove} : {}),
       })
       await enslave(g.hostIf, GWBRIDGE_IF)
       await setBridgePortIsolated(g.hostIf, true)

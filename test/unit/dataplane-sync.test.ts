@@ -43,6 +43,8 @@ before(() => {
     sn_devices: task.map('sn_devices'),
     sn_backends: task.map('sn_backends'),
     sn_services: task.map('sn_services'),
+    sn_mesh_ports: underlay.map('sn_mesh_ports'),
+    sn_mesh_nodes: underlay.map('sn_mesh_nodes'),
   }
 })
 

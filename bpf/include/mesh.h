@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The routing mesh: published ports answered on the node's underlay address.
+ *
+ * Request, on the node the client spoke to (the "ingress node"), in XDP:
+ * (node address, port, protocol) found in sn_mesh_ports -> a backend from the
+ * service's Maglev table on the ingress network (the same sn_services /
+ * sn_maglev / sn_backends as VIPs) or from connection tracking -> DNAT to the
+ * backend's address and target port, the client's address kept -> a local
+ * backend: redirect into its ingress veth; a remote one: VXLAN on the
+ * ingress network's VNI to its node, built in XDP and sent back out of the
+ * underlay.
+ *
+ * Replies: the backend answers from its ingress address, by its default
+ * route, through the gateway bridge. tc_gw.c on that veth finds the flow in
+ * sn_mesh_ct (recorded when the request was delivered, naming the ingress
+ * node): on the ingress node itself, reverse NAT and out of the underlay;
+ * else VXLAN back to the ingress node, whose XDP does the reverse NAT (the
+ * reply entry it wrote with the request) and sends the reply out of the
+ * underlay. So the client only ever talks to the address it chose, and no
+ * mesh reply meets the gateway bridge's masquerade.
+ *
+ * mode=host: the same, with the local task's gateway-bridge address as the
+ * backend and no table: only nodes that run a task have the port.
+ */
+#ifndef SN_MESH_H
+#define SN_MESH_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "parse.h"
+#include "vxlan.h"
+#include "nat.h"
+
+/* A published port: the port and protocol on the node's address. */
+struct sn_mesh_port_key {
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct sn_mesh_port {
+	__u32 vni;              /* ingress: the ingress network's VNI; host: 0 */
+	__be32 addr;            /* ingress: the service's VIP on it; host: the local task's gateway-bridge address */
+	__be16 target;          /* the port inside the task */
+	__u8 mode;              /* SN_MESH_INGRESS or SN_MESH_HOST */
+	__u8 flags;
+	__u32 ifindex;          /* host: the host side of the task's gateway-bridge veth */
+	__u8 mac[6];            /* host: the task's MAC on it */
+	__u16 pad;
+};
+
+#define SN_MESH_INGRESS 1
+#define SN_MESH_HOST 2
+
+/* Per published port, per CPU: written by the programs only. */
+struct sn_mesh_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/*
+ * Connection tracking of mesh flows (no VNI in the key: the mesh uses one
+ * network, and the gateway-bridge program does not know a VNI).
+ *   forward, on the ingress node: client -> node address:published => backend, its node
+ *   reply, on the ingress node and on the backend's node: backend:target -> client
+ *     => the address and port to give back, and the node that does so
+ */
+struct sn_mesh_ct_key {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 dir;               /* SN_CT_FORWARD or SN_CT_REPLY */
+	__u16 pad;
+};
+
+struct sn_mesh_ct {
+	__be32 addr;            /* forward: the backend; reply: the node address the client spoke to */
+	__be32 node;            /* forward: the backend's node; reply: the node that does the reverse NAT */
+	__be16 port;            /* forward: the target port; reply: the published port */
+	__u16 flags;
+	__u32 vni;              /* the network between the two nodes (0: host mode) */
+	__u32 table;            /* forward: the Maglev table the backend was picked from */
+	__u8 peer_mac[6];       /* reply, ingress node: the MAC the request came from (if the FIB has no neighbour) */
+	__u8 own_mac[6];        /* reply, ingress node: the MAC it came to */
+};
+
+/* A node of the cluster, by underlay address: only these may hand us mesh requests over VXLAN. */
+struct sn_mesh_node {
+	__u32 flags;
+};
+
+/* What the mesh needs to know about the cluster: one entry. */
+struct sn_mesh_config {
+	__u32 ingress_vni;      /* the ingress network's VNI (0: none yet) */
+	__u32 flags;
+};
+
+#define SN_MAX_MESH_PORTS 4096
+#define SN_MAX_MESH_NODES 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_MESH_PORTS);
+	__type(key, struct sn_mesh_port_key);
+	__type(value, struct sn_mesh_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SN_MAX_MESH_PORTS);
+	__type(key, struct sn_mesh_port_key);
+	__type(value, struct sn_mesh_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SN_MAX_CT);
+	__type(key, struct sn_mesh_ct_key);
+	__type(value, struct sn_mesh_ct);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_MESH_NODES);
+	__type(key, __be32);
+	__type(value, struct sn_mesh_node);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sn_mesh_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_config SEC(".maps");
+
+static __always_inline struct sn_mesh_config *sn_get_mesh_config(void)
+{
+	__u32 key = 0;
+
+	return bpf_map_lookup_elem(&sn_mesh_config, &key);
+}
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+#define SN_TCP_SYN 0x02
+#define SN_TCPOPT_MSS 2
+/* IPv4 + TCP headers: MSS = MTU - this. */
+#define SN_TCPIP_HLEN 40
+
+static __always_inline void sn_mesh_account(struct sn_mesh_port_key *pk, __u32 len, int new_flow)
+{
+	struct sn_mesh_stats *st = bpf_map_lookup_elem(&sn_mesh_stats, pk);
+
+	if (!st) {
+		struct sn_mesh_stats zero = {};
+
+		/* The agent makes the entry when it publishes the port; this only covers the moment before. */
+		bpf_map_update_elem(&sn_mesh_stats, pk, &zero, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&sn_mesh_stats, pk);
+		if (!st)
+			return;
+	}
+	st->packets++;
+	st->bytes += len;
+	st->new_flows += new_flow;
+}
+
+/* Docker's MACs: 02:42 and the IPv4 address. */
+static __always_inline void sn_mac_of_ip(__u8 *mac, __be32 ip)
+{
+	mac[0] = 0x02;
+	mac[1] = 0x42;
+	__builtin_memcpy(mac + 2, &ip, 4);
+}
+
+/* RFC 1624 for a 16-bit field. */
+static __always_inline __u16 sn_csum_replace2(__u16 check, __be16 from, __be16 to)
+{
+	__u32 sum = (__u16)~check;
+
+	sum += (__u16)~from + to;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * Rewrite one address and one port of a plain IPv4 TCP/UDP packet whose
+ * checksums are whole (XDP): `addr`/`port` point into the packet.
+ */
+static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, __be32 *addr, __be16 *port,
+					  __be32 to_addr, __be16 to_port)
+{
+	__be32 from_addr = *addr;
+	__be16 from_port = *port;
+
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(ip + 1);
+
+		if (sn_fits(tcp, end)) {
+			tcp->check = sn_csum_replace4(tcp->check, from_addr, to_addr);
+			tcp->check = sn_csum_replace2(tcp->check, from_port, to_port);
+		}
+	} else {
+		struct udphdr *udp = (void *)(ip + 1);
+
+		if (sn_fits(udp, end) && udp->check) {
+			udp->check = sn_csum_replace4(udp->check, from_addr, to_addr);
+			udp->check = sn_csum_replace2(udp->check, from_port, to_port);
+			if (!udp->check)
+				udp->check = 0xffff;
+		}
+	}
+	ip->check = sn_csum_replace4(ip->check, from_addr, to_addr);
+	*addr = to_addr;
+	*port = to_port;
+}
+
+/*
+ * A SYN's MSS option, when it is the first option (as Linux, Windows and
+ * the BSDs send it), lowered to what fits the overlay: the peer then never
+ * sends a segment that VXLAN would make too large for the underlay.
+ */
+static __always_inline void sn_clamp_mss_direct(struct tcphdr *tcp, void *end, __u16 mss)
+{
+	__be32 *opt = (void *)(tcp + 1);
+	__be32 old, now;
+	__u8 *b;
+
+	if (!sn_fits(opt, end) || tcp->doff < 6)
+		return;
+	b = (__u8 *)opt;
+	if (b[0] != SN_TCPOPT_MSS || b[1] != 4 || ((__u16)b[2] << 8 | b[3]) <= mss)
+		return;
+	old = *opt;
+	b[2] = mss >> 8;
+	b[3] = mss & 0xff;
+	now = *opt;
+	tcp->check = sn_csum_replace4(tcp->check, old, now);
+}
+
+/* The MTU of a network, as every task of it has (0 when unknown). */
+static __always_inline __u16 sn_net_mtu(__u32 vni)
+{
+	struct sn_network *net = bpf_map_lookup_elem(&sn_networks, &vni);
+
+	return net ? net->mtu : 0;
+}
+
+#endif

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The routing mesh's XDP side, on the underlay (see mesh.h for the design):
+ *   sn_mesh_xdp:        a request to a published port of this node;
+ *   sn_mesh_decap:      a request an ingress node sent us over the ingress network;
+ *   sn_mesh_reply_xdp:  a reply a backend's node sent back to us, the ingress node.
+ * Each returns the verdict, or -1 when the packet is not the mesh's (the
+ * caller goes on as before).
+ */
+#ifndef SN_MESH_XDP_H
+#define SN_MESH_XDP_H
+
+#include "mesh.h"
+
+/*
+ * Verdicts are returned as constants (bpf_redirect with no flags always gives
+ * XDP_REDIRECT): the verifier then sees that a caller given a verdict never
+ * reads the packet again, which a helper's return value would not prove.
+ */
+#define sn_mesh_drop(counter) ({ sn_count(counter); XDP_DROP; })
+
+/*
+ * Out of the underlay towards `dst`, from `src`: the next hop's MAC from the
+ * kernel's FIB and neighbour table. Without a neighbour: the MACs `fallback`
+ * names (those the flow's request came with), or dropped; counted either way.
+ */
+static __always_inline int sn_mesh_xdp_out(struct xdp_md *ctx, struct ethhdr *eth, __be32 src, __be32 dst,
+					   __u16 tot_len, const struct sn_mesh_ct *fallback)
+{
+	struct bpf_fib_lookup p = {};
+	long rc;
+
+	p.family = AF_INET;
+	p.tot_len = tot_len;
+	p.ipv4_src = src;
+	p.ipv4_dst = dst;
+	p.ifindex = ctx->ingress_ifindex;
+	rc = bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_OUTPUT);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		sn_mac_copy(eth->h_dest, p.dmac);
+		sn_mac_copy(eth->h_source, p.smac);
+		if (p.ifindex == ctx->ingress_ifindex)
+			return XDP_TX;
+		bpf_redirect(p.ifindex, 0);
+		return XDP_REDIRECT;
+	}
+	sn_count(SN_C_MESH_FIB_FAIL);
+	if (!fallback || !(fallback->peer_mac[0] | fallback->peer_mac[1] | fallback->peer_mac[2] |
+			   fallback->peer_mac[3] | fallback->peer_mac[4] | fallback->peer_mac[5]))
+		return XDP_DROP;
+	sn_mac_copy(eth->h_dest, fallback->peer_mac);
+	sn_mac_copy(eth->h_source, fallback->own_mac);
+	return XDP_TX;
+}
+
+/*
+ * The backend of a new mesh flow: Maglev on the service's table on the
+ * ingress network, with its node from the backend set. 0 when there is none.
+ */
+static __always_inline __be32 sn_mesh_pick(const struct sn_mesh_port *mp, struct iphdr *ip, struct sn_ports *ports,
+					   struct sn_mesh_ct *fwd)
+{
+	struct sn_service_key sk = {.vni = mp->vni, .vip = mp->addr};
+	struct sn_backend_key bk;
+	struct sn_maglev_key mk;
+	struct sn_maglev_chunk *chunk;
+	struct sn_service *svc;
+	struct sn_backend *be;
+	__u32 slot;
+	__be32 addr;
+
+	svc = bpf_map_lookup_elem(&sn_services, &sk);
+	if (!svc || !svc->count || !svc->size)
+		return 0;
+	/* Hashed on the VIP and target, not the address the client chose: every node picks alike. */
+	slot = sn_lb_hash(ip->saddr, mp->addr, ports->source, mp->target, ip->protocol) % svc->size;
+	mk.table = svc->table;
+	mk.chunk = slot / SN_MAGLEV_CHUNK;
+	chunk = bpf_map_lookup_elem(&sn_maglev, &mk);
+	if (!chunk)
+		return 0;
+	addr = chunk->backend[slot & (SN_MAGLEV_CHUNK - 1)];
+	if (!addr)
+		return 0;
+	bk.vni = mp->vni;
+	bk.vip = mp->addr;
+	bk.ip = addr;
+	be = bpf_map_lookup_elem(&sn_backends, &bk);
+	if (!be)
+		return 0;
+	fwd->addr = addr;
+	fwd->node = be->node_ip;
+	fwd->table = svc->table;
+	return addr;
+}
+
+/* A tracked flow on an older table than its service's: is its backend still in the set? */
+static __always_inline int sn_mesh_still_there(const struct sn_mesh_port *mp, struct sn_mesh_ct *ct)
+{
+	struct sn_service_key sk = {.vni = mp->vni, .vip = mp->addr};
+	struct sn_backend_key bk;
+	struct sn_service *svc;
+
+	svc = bpf_map_lookup_elem(&sn_services, &sk);
+	if (!svc)
+		return 0;
+	if (svc->table == ct->table)
+		return 1;
+	bk.vni = mp->vni;
+	bk.vip = mp->addr;
+	bk.ip = ct->addr;
+	if (!bpf_map_lookup_elem(&sn_backends, &bk))
+		return 0;
+	ct->table = svc->table;
+	return 1;
+}
+
+static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct sn_mesh_ct_key fk = {}, rk = {};
+	struct sn_mesh_ct fwd = {}, rev = {};
+	struct sn_mesh_port_key pk = {};
+	struct sn_endpoint_key ek;
+	struct sn_endpoint *ep;
+	struct sn_mesh_port *mp;
+	struct sn_config *cfg;
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct iphdr *ip;
+	__be32 backend, published_addr;
+	__be16 published_port;
+	__u32 inner_len;
+	int new_flow = 0;
+
+	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
+		return -1;
+	ports = (void *)(ip + 1);
+	/* Options and fragments are left to the kernel, which has no socket on a published port: never mis-forwarded. */
+	if (!sn_ipv4_plain(ip) || !sn_fits(ports, end))
+		return -1;
+	cfg = sn_get_config();
+	if (!cfg || ip->daddr != cfg->node_ip)
+		return -1;
+	if (ip->protocol == IPPROTO_UDP && ports->dest == cfg->vxlan_port)
+		return -1;
+	pk.port = ports->dest;
+	pk.proto = ip->protocol;
+	mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
+	if (!mp)
+		return -1;
+
+	published_addr = ip->daddr;
+	published_port = ports->dest;
+	fk.src = ip->saddr;
+	fk.dst = ip->daddr;
+	fk.sport = ports->source;
+	fk.dport = ports->dest;
+	fk.proto = ip->protocol;
+	fk.dir = SN_CT_FORWARD;
+	if (mp->mode == SN_MESH_HOST) {
+		backend = mp->addr;
+		fwd.addr = mp->addr;
+		fwd.node = cfg->node_ip;
+		ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
+		new_flow = !ct;
+	} else {
+		ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
+		if (ct && sn_mesh_still_there(mp, ct)) {
+			backend = ct->addr;
+			fwd.node = ct->node;
+		} else {
+			if (ct)
+				bpf_map_delete_elem(&sn_mesh_ct, &fk);
+			backend = sn_mesh_pick(mp, ip, ports, &fwd);
+			if (!backend) {
+				sn_mesh_account(&pk, end - data, 0);
+				return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			}
+			new_flow = 1;
+		}
+	}
+	if (new_flow) {
+		/* The reply entry first: a reply must never find the flow without it. */
+		rk.src = backend;
+		rk.dst = ip->saddr;
+		rk.sport = mp->target;
+		rk.dport = ports->source;
+		rk.proto = ip->protocol;
+		rk.dir = SN_CT_REPLY;
+		rev.addr = published_addr;
+		rev.port = published_port;
+		rev.node = cfg->node_ip;
+		rev.vni = mp->vni;
+		sn_mac_copy(rev.peer_mac, eth->h_source);
+		sn_mac_copy(rev.own_mac, eth->h_dest);
+		fwd.port = mp->target;
+		fwd.vni = mp->vni;
+		if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY) ||
+		    bpf_map_update_elem(&sn_mesh_ct, &fk, &fwd, BPF_ANY))
+			return sn_mesh_drop(SN_C_MESH_DROP);
+	}
+	sn_mesh_account(&pk, end - data, new_flow);
+	if (new_flow)
+		sn_count(SN_C_MESH_NEW_FLOW);
+
+	sn_nat_direct(ip, end, &ip->daddr, &ports->dest, backend, mp->target);
+
+	if (mp->mode == SN_MESH_HOST) {
+		if (!mp->ifindex)
+			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+		sn_mac_copy(eth->h_dest, mp->mac);
+		sn_count(SN_C_MESH_LOCAL);
+		bpf_redirect(mp->ifindex, 0);
+		return XDP_REDIRECT;
+	}
+	if (fwd.node == cfg->node_ip) {
+		ek.vni = mp->vni;
+		ek.ip = backend;
+		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
+		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
+			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+		sn_mac_copy(eth->h_dest, ep->mac);
+		sn_count(SN_C_MESH_LOCAL);
+		bpf_redirect(ep->ifindex, 0);
+	return XDP_REDIRECT;
+	}
+
+	/* A backend on another node: VXLAN on the ingress network, as tc_task.c would have built it. */
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(ip + 1);
+		__u16 mtu = sn_net_mtu(mp->vni);
+
+		if (sn_fits(tcp, end) && tcp->syn && mtu > SN_TCPIP_HLEN)
+			sn_clamp_mss_direct(tcp, end, mtu - SN_TCPIP_HLEN);
+	}
+	sn_mac_of_ip(eth->h_dest, backend);
+	inner_len = end - data;
+	{
+		__u32 hash = sn_flow_hash(ip, end);
+		__be32 node = fwd.node;
+		__u32 vni = mp->vni;
+		struct sn_vxlan_encap *h;
+		struct ethhdr *outer;
+
+		if (bpf_xdp_adjust_head(ctx, -(int)SN_VXLAN_OVERHEAD))
+			return sn_mesh_drop(SN_C_MESH_DROP);
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+		outer = data;
+		h = (void *)(outer + 1);
+		if ((void *)h + SN_VXLAN_OVERHEAD > end)
+			return sn_mesh_drop(SN_C_MESH_DROP);
+		outer->h_proto = bpf_htons(ETH_P_IP);
+		sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
+		sn_count(SN_C_MESH_REMOTE);
+		return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
+	}
+}
+
+/*
+ * VXLAN on the ingress network whose inner source is no endpoint: a client's
+ * request an ingress node forwarded (already DNATed to a backend here). From
+ * a node of the cluster, to a local backend only; the flow is recorded with
+ * the node it came from, where its replies go back. The inner frame is then
+ * delivered as any other. -1: not a mesh request (the caller refuses it).
+ */
+static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
+					 struct iphdr *iip, void *end, __u32 vni)
+{
+	void *data = (void *)(long)ctx->data;
+	struct sn_mesh_ct_key rk = {};
+	struct sn_mesh_ct rev = {};
+	struct sn_endpoint_key ek;
+	struct sn_endpoint *ep;
+	struct sn_network *net;
+	struct sn_ports *ports;
+
+	net = bpf_map_lookup_elem(&sn_networks, &vni);
+	if (!net || !(net->flags & SN_NET_INGRESS))
+		return -1;
+	if (!bpf_map_lookup_elem(&sn_mesh_nodes, &oip->saddr))
+		return -1;
+	ports = (void *)(iip + 1);
+	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
+	    !sn_fits(ports, end))
+		return -1;
+	ek.vni = vni;
+	ek.ip = iip->daddr;
+	ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
+	if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+		return -1;
+	rk.src = iip->daddr;
+	rk.dst = iip->saddr;
+	rk.sport = ports->dest;
+	rk.dport = ports->source;
+	rk.proto = iip->protocol;
+	rk.dir = SN_CT_REPLY;
+	rev.node = oip->saddr;
+	rev.vni = vni;
+	if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_mac_copy(inner->h_dest, ep->mac);
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_count(SN_C_MESH_DECAP);
+	bpf_redirect(ep->ifindex, 0);
+	return XDP_REDIRECT;
+}
+
+/*
+ * VXLAN from a backend's node whose inner destination is no endpoint: a
+ * reply to a client of this node, the ingress node. Found in the flow's reply
+ * entry: the address and port the client spoke to go back in as the source,
+ * and the reply leaves the underlay as a plain packet. -1: not a mesh reply.
+ */
+static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *inner, struct iphdr *iip, void *end)
+{
+	void *data = (void *)(long)ctx->data;
+	struct sn_mesh_ct_key rk = {};
+	struct sn_config *cfg;
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__be32 client;
+
+	ports = (void *)(iip + 1);
+	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
+	    !sn_fits(ports, end))
+		return -1;
+	rk.src = iip->saddr;
+	rk.dst = iip->daddr;
+	rk.sport = ports->source;
+	rk.dport = ports->dest;
+	rk.proto = iip->protocol;
+	rk.dir = SN_CT_REPLY;
+	ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
+	cfg = sn_get_config();
+	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	ports = (void *)(ip + 1);
+	if (!sn_fits(ports, end) || ip->ihl != 5)
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_nat_direct(ip, end, &ip->saddr, &ports->source, ct->addr, ct->port);
+	client = ip->daddr;
+	sn_count(SN_C_MESH_REPLY);
+	return sn_mesh_xdp_out(ctx, eth, ct->addr, client, bpf_ntohs(ip->tot_len), ct);
+}
+
+#endif

@@ -1,0 +1,174 @@
+// The routing mesh's desired state (bpf/include/mesh.h): which published ports
+// this node answers, and where each goes. Pure, from the store and the
+// node's own task devices, like the rest of desired.ts.
+//
+//   mode=ingress: on every node, to the service's VIP on the ingress network
+//     (its Maglev table and backends come with the VIPs: the ingress network
+//     counts as a network of this node as soon as any service publishes on it);
+//   mode=host: only on a node that runs a task of the service, to that task's
+//     gateway-bridge address.
+import {macForIp} from '../model/allocate.js'
+import type {Network, PublishedPort, Service, Task, TaskStatus} from '../model/types.js'
+import {ipv4Key, snMeshConfig, snMeshNode, snMeshPort, snMeshPortKey, u32, SN_MESH_MODE} from '../bpf/codecs.js'
+import type {BpfMap} from '../bpf/map.js'
+
+export const PROTO_NUMBER = {tcp: 6, udp: 17} as const
+
+/** A task's gateway-bridge veth on this node (host side), for host-mode ports. */
+export interface LocalGateway {
+  taskId: string
+  hostIfindex: number
+}
+
+export interface DesiredMeshPort {
+  port: number
+  protocol: PublishedPort['protocol']
+  mode: PublishedPort['mode']
+  target: number
+  serviceId: string
+  /** ingress: the ingress network's VNI; host: 0 */
+  vni: number
+  /** ingress: the service's VIP on the ingress network; host: the local task's gateway-bridge address */
+  addr: string
+  /** host: the host side of the task's gateway-bridge veth, and the task's MAC on it */
+  ifindex: number
+  mac: string
+}
+
+export interface DesiredMesh {
+  /** keyed by `${port}/${protocol}` */
+  ports: Map<string, DesiredMeshPort>
+  /** Underlay addresses of the cluster's nodes: the only senders of mesh requests over VXLAN. */
+  nodes: Set<string>
+  /** 0 when there is no ingress network. */
+  ingressVni: number
+}
+
+export interface MeshView {
+  selfId: string
+  nodes: ReadonlyArray<{id: string; addr: string; state: string}>
+  networks: readonly Network[]
+  tasks: readonly Task[]
+  services?: readonly Service[]
+  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp'>>>
+  localGateways?: readonly LocalGateway[]
+}
+
+const hasIngressPort = (s: Service) => (s.ports ?? []).some((p) => p.mode === 'ingress')
+
+/** The networks every node must program because published ports use them: the ingress network, once any service publishes. */
+export function meshNetworkIds(v: Pick<MeshView, 'networks' | 'services'>): string[] {
+  if (!(v.services ?? []).some(hasIngressPort)) return []
+  return v.networks.filter((n) => n.ingress && n.driver === 'overlay' && n.vni !== undefined).map((n) => n.id)
+}
+
+/**
+ * The published ports of this node. `tables` says which (VNI, VIP) pairs have
+ * a Maglev table in this sync (desired.ts's services): an ingress port whose
+ * VIP has none is left out rather than pointed at nothing.
+ */
+export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMesh {
+  const ingress = v.networks.find((n) => n.ingress && n.driver === 'overlay' && n.vni !== undefined)
+  const out: DesiredMesh = {
+    ports: new Map(),
+    nodes: new Set(v.nodes.filter((n) => n.state !== 'left').map((n) => n.addr)),
+    ingressVni: ingress?.vni ?? 0,
+  }
+  const gwIf = new Map((v.localGateways ?? []).map((g) => [g.taskId, g.hostIfindex]))
+  const services = [...(v.services ?? [])].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  // Host mode first: on a node that runs its task, a host-mode port is that task's.
+  for (const s of services) {
+    for (const p of s.ports ?? []) {
+      if (p.mode !== 'host') continue
+      const key = `${p.published}/${p.protocol}`
+      if (out.ports.has(key)) continue
+      const t = v.tasks.find(
+        (x) =>
+          x.serviceId === s.id &&
+          x.nodeId === v.selfId &&
+          x.desiredState === 'running' &&
+          v.statuses?.get(x.id)?.state === 'running' &&
+          v.statuses?.get(x.id)?.gwIp !== undefined &&
+          gwIf.has(x.id),
+      )
+      if (!t) continue
+      const gwIp = v.statuses!.get(t.id)!.gwIp!
+      out.ports.set(key, {
+        port: p.published,
+        protocol: p.protocol,
+        mode: 'host',
+        target: p.target,
+        serviceId: s.id,
+        vni: 0,
+        addr: gwIp,
+        ifindex: gwIf.get(t.id)!,
+        mac: macForIp(gwIp),
+      })
+    }
+  }
+  if (ingress) {
+    for (const s of services) {
+      const vip = s.vips?.find((x) => x.networkId === ingress.id)
+      for (const p of s.ports ?? []) {
+        const key = `${p.published}/${p.protocol}`
+        if (p.mode !== 'ingress' || out.ports.has(key) || !vip || !tables.has(`${ingress.vni}/${vip.ip}`)) continue
+        out.ports.set(key, {
+          port: p.published,
+          protocol: p.protocol,
+          mode: 'ingress',
+          target: p.target,
+          serviceId: s.id,
+          vni: ingress.vni!,
+          addr: vip.ip,
+          ifindex: 0,
+          mac: '00:00:00:00:00:00',
+        })
+      }
+    }
+  }
+  return out
+}
+
+type Entries = Map<string, [Buffer, Buffer]>
+const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
+
+/** sn_mesh_ports and sn_mesh_nodes as their maps' bytes (both mirrored). */
+export function encodeMesh(m: DesiredMesh | undefined): {sn_mesh_ports: Entries; sn_mesh_nodes: Entries} {
+  return {
+    sn_mesh_ports: new Map(
+      [...(m?.ports.values() ?? [])].map((p) =>
+        entry(
+          snMeshPortKey.encode({port: p.port, proto: PROTO_NUMBER[p.protocol]}),
+          snMeshPort.encode({
+            vni: p.vni,
+            addr: p.addr,
+            target: p.target,
+            mode: p.mode === 'host' ? SN_MESH_MODE.HOST : SN_MESH_MODE.INGRESS,
+            flags: 0,
+            ifindex: p.ifindex,
+            mac: p.mac,
+          }),
+        ),
+      ),
+    ),
+    sn_mesh_nodes: new Map([...(m?.nodes ?? [])].map((ip) => entry(ipv4Key.encode(ip), snMeshNode.encode({flags: 0})))),
+  }
+}
+
+/**
+ * The rest of a sync that is the mesh's: sn_mesh_config's one entry, and the
+ * per-port counters of ports no longer published reclaimed (the programs make
+ * an entry on a port's first packet; the agent makes it when it publishes, so
+ * `inspect maps` shows a new port at zero).
+ */
+export function syncMeshExtras(maps: {sn_mesh_config: BpfMap; sn_mesh_stats: BpfMap}, m: DesiredMesh | undefined): void {
+  const cfg = snMeshConfig.encode({ingress_vni: m?.ingressVni ?? 0, flags: 0})
+  const cur = maps.sn_mesh_config.lookup(u32.encode(0))
+  if (!cur || !cur.equals(cfg)) maps.sn_mesh_config.update(u32.encode(0), cfg)
+  const want = new Set(
+    [...(m?.ports.values() ?? [])].map((p) =>
+      snMeshPortKey.encode({port: p.port, proto: PROTO_NUMBER[p.protocol]}).toString('hex'),
+    ),
+  )
+  for (const [k] of maps.sn_mesh_stats.entries()) if (!want.has(k.toString('hex'))) maps.sn_mesh_stats.delete(k)
+}
