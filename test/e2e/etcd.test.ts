@@ -85,6 +85,30 @@ describe('three managers on etcd', () => {
     assert.match(keys, /\/alloc\/name\/network\/ingress/)
   })
 
+  test('node promote / demote: a worker becomes a manager that serves writes, and a worker again', async () => {
+    const other = cli('n2', ['node', 'promote', 'n4'])
+    assert.notEqual(other.code, 0)
+    assert.match(other.stderr, /run it on the manager the cluster was created on/)
+    assert.match(ok('n1', ['node', 'promote', 'n4']), /Node n4 is now a manager/)
+    let i = 0
+    await eventually('n4 serves writes', () => cli('n4', ['network', 'create', `p${i++}`]).code === 0 || undefined, 30_000)
+    await eventually('n4 a reachable manager, seen from n5', () => {
+      const n4 = nodes('n5').find((n) => n.name === 'n4')
+      return (n4?.role === 'manager' && n4.managerStatus === 'reachable') || undefined
+    })
+    assert.match(cli('n1', ['node', 'promote', 'n4']).stderr, /n4 is already a manager/)
+    assert.match(ok('n1', ['node', 'demote', 'n4']), /Node n4 is now a worker/)
+    await eventually(
+      'n4 refuses writes',
+      () => /this node is a worker/.test(cli('n4', ['network', 'create', `d${i++}`]).stderr) || undefined,
+      30_000,
+    )
+    await eventually('n4 a worker, seen from n5', () => {
+      const n4 = nodes('n5').find((n) => n.name === 'n4')
+      return (n4?.role === 'worker' && n4.managerStatus === undefined) || undefined
+    })
+  })
+
   test('30 concurrent service creates across the 3 managers: every one created, no address twice', async () => {
     ok('n1', ['network', 'create', 'web'])
     const results = await Promise.all(
