@@ -223,4 +223,36 @@ describe('three managers on etcd', () => {
     console.log(`# etcd back: leader again and a scale placed within ${Date.now() - t1} ms`)
     assert.equal(ping(), 0)
   })
+
+  test('every manager down: workers keep forwarding between their tasks and answer reads', async () => {
+    const alive = MANAGERS.filter((n) => n !== dead)
+    ok(alive[0]!, ['service', 'create', '--name', 'wk', '--mode', 'global', '--network', 'web', '--', 'sleep', 'infinity'])
+    const on = await eventually(
+      'wk running on n4 and n5',
+      () => {
+        const t = json<Task[]>('n4', ['service', 'ps', 'wk']).filter((x) => x.state === 'running')
+        const a = t.find((x) => x.node === 'n4')
+        const b = t.find((x) => x.node === 'n5')
+        return a && b ? [a, b] : undefined
+      },
+      60_000,
+    )
+    const ping = () => inNs(on[0]!.netns, ['ping', '-c', '1', '-W', '2', on[1]!.addresses[0]!.ip]).code
+    assert.equal(ping(), 0)
+    for (const m of alive) process.kill(Number(readFileSync(`/run/swarmnet/${m}.pid`, 'utf8').trim()), 'SIGKILL')
+    await eventually(
+      'the managers down, seen from n4',
+      () =>
+        nodes('n4')
+          .filter((n) => n.role === 'manager')
+          .every((n) => n.state === 'down') || undefined,
+      20_000,
+    )
+    assert.equal(ping(), 0)
+    assert.ok(json<ServiceInspect[]>('n5', ['service', 'ls']).some((s) => s.name === 'wk'))
+    // Desired state waits for a manager: a worker still says where writes go.
+    const w = cli('n5', ['network', 'create', 'late'])
+    assert.notEqual(w.code, 0)
+    assert.match(w.stderr, /this node is a worker/)
+  })
 })
