@@ -34,6 +34,8 @@ import {checkEtcdSettings, type EtcdSettings} from '../manager/etcd-client.js'
 import {defaultPrefix} from '../manager/etcd-keys.js'
 import {migrateToEtcd} from '../manager/migrate.js'
 import {generateToken} from '../gossip/token.js'
+import {checkNodeCert} from '../gossip/identity.js'
+import {changeRole, promotionKey, type Promotion} from '../manager/roles.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -75,6 +77,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       membership: {isDown},
       log,
       onLeader: (_leader, self) => {
+        if (cfg.role !== 'manager') return
         const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
         const managerStatus = self ? 'leader' : 'reachable'
         if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
@@ -317,8 +320,39 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
+    if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void takeRole()
     soon()
   })
+  // node promote / demote: a manager re-certified this node's key for another role (src/manager/roles.ts).
+  const takeRole = async (): Promise<void> => {
+    const rec = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
+    if (!rec || rec.state === 'left' || rec.role === cfg.role || !rec.cert || !cfg.clusterIdentity) return
+    if (!checkNodeCert(cfg.clusterIdentity, cfg.nodeId, nodeKey.publicKey, rec.role, rec.cert)) return
+    if (rec.role === 'manager') {
+      // Its etcd settings travel in their own record: wait for them.
+      const p = store.get<Promotion>(promotionKey(cfg.nodeId))
+      if (!p) return
+      Object.assign(cfg, {role: 'manager', cert: rec.cert, etcd: p.etcd})
+      writeNodeConfig(cfg)
+      Object.assign(me, {role: 'manager', cert: rec.cert})
+      ha = startHa(p.etcd)
+      backend = ha.backend
+      placement = ha.loop
+      log('this node is now a manager (promoted)')
+      return
+    }
+    const old = ha
+    Object.assign(cfg, {role: 'worker', cert: rec.cert})
+    delete cfg.etcd
+    writeNodeConfig(cfg)
+    Object.assign(me, {role: 'worker', cert: rec.cert})
+    delete me.managerStatus
+    ha = undefined
+    backend = undefined
+    placement = undefined
+    await old?.stop()
+    log('this node is now a worker (demoted)')
+  }
   const periodic = setInterval(() => void reconcile(), 3000)
   let placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
   placement?.pass()
@@ -401,6 +435,24 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         : {}),
       datapath: datapath.status(),
     }),
+    changeRole: async (ref, role, tls) => {
+      if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
+      const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...tls} : undefined
+      if (etcd) checkEtcdSettings(etcd)
+      const ch = changeRole({
+        nodes: controller.nodes(),
+        cluster: controller.cluster(),
+        ref,
+        role,
+        identity: cfg.identity,
+        etcd,
+        isDown: (id) => membership.isDown(id),
+      })
+      if (ch.promotion) store.put(promotionKey(ch.record.id), ch.promotion)
+      else store.delete(promotionKey(ch.record.id))
+      store.put(keyOf('node', ch.record.id), ch.record)
+      return {node: ch.record.name, role}
+    },
     migrateStore: async (etcd) => {
       if (cfg.role !== 'manager') throw new UserError('run migrate-store on the manager')
       if (ha || cfg.etcd) throw new UserError('this cluster already keeps its state in etcd')

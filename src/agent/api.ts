@@ -23,6 +23,12 @@ export interface ApiContext {
   /** The Prometheus text the metrics endpoint serves, for `swarmnet top` on the socket. */
   metrics(): Promise<{text: string}>
   joinToken(rotate: boolean, role?: 'worker' | 'manager'): {token: string; addr: string}
+  /** node promote / demote (clusters on etcd); tls: the new manager's files, default this manager's. */
+  changeRole?(
+    ref: string,
+    role: 'manager' | 'worker',
+    tls: {ca?: string; cert?: string; key?: string},
+  ): Promise<{node: string; role: string}>
   /** swarm migrate-store --to etcd (an embedded cluster's manager). */
   migrateStore?(etcd: {endpoints: string[]; ca?: string; cert?: string; key?: string}): Promise<unknown>
   leave(force: boolean): Promise<void>
@@ -68,6 +74,19 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           cert: optStr(b, 'cert'),
           key: optStr(b, 'key'),
         })
+      },
+    ],
+    [
+      'POST',
+      /^\/nodes\/([^/]+)\/(promote|demote)$/,
+      (m, b) => {
+        if (!ctx.changeRole) throw new RequestError('this agent cannot change roles')
+        const tls = {
+          ...(optStr(b, 'ca') !== undefined ? {ca: optStr(b, 'ca')} : {}),
+          ...(optStr(b, 'cert') !== undefined ? {cert: optStr(b, 'cert')} : {}),
+          ...(optStr(b, 'key') !== undefined ? {key: optStr(b, 'key')} : {}),
+        }
+        return ctx.changeRole(dec(m[1]), m[2] === 'promote' ? 'manager' : 'worker', tls)
       },
     ],
     ['GET', /^\/join-token$/, (_m, _b, q) => ctx.joinToken(false, tokenRole(q))],

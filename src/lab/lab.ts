@@ -84,15 +84,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > T.MAX_NODES) {
     throw new Error(`lab up: nodes must be 1..${T.MAX_NODES}, not ${opts.nodes}`)
   }
+  const managers = opts.managers ?? 1
+  if (!Number.isInteger(managers) || managers < 1 || managers > opts.nodes)
+    throw new Error(`lab up: managers must be 1..${opts.nodes}, not ${managers}`)
+  if (managers > 1 && !opts.etcdMembers) throw new Error('lab up: several managers keep desired state in etcd: add --store etcd')
   const existing = readLabState()
   if (existing) throw new LabAlreadyUpError(`${existing.nodes.length} nodes: ${existing.nodes.map((n) => n.name).join(', ')}`)
   const leftovers = listNetns(T.LAB_PREFIX)
   if (leftovers.length > 0) throw new LabAlreadyUpError(`namespaces ${leftovers.join(', ')} exist`)
 
-  const managers = opts.managers ?? 1
-  if (!Number.isInteger(managers) || managers < 1 || managers > opts.nodes)
-    throw new Error(`lab up: managers must be 1..${opts.nodes}, not ${managers}`)
-  if (managers > 1 && !opts.etcdMembers) throw new Error('lab up: several managers keep desired state in etcd: add --store etcd')
   const state = plan(opts.nodes)
   if (opts.etcdMembers) state.etcd = planLabEtcd(state.nodes, opts.etcdMembers)
   if (managers > 1) state.managers = managers

@@ -85,6 +85,30 @@ describe('three managers on etcd', () => {
     assert.match(keys, /\/alloc\/name\/network\/ingress/)
   })
 
+  test('node promote / demote: a worker becomes a manager that serves writes, and a worker again', async () => {
+    const other = cli('n2', ['node', 'promote', 'n4'])
+    assert.notEqual(other.code, 0)
+    assert.match(other.stderr, /run it on the manager the cluster was created on/)
+    assert.match(ok('n1', ['node', 'promote', 'n4']), /Node n4 is now a manager/)
+    let i = 0
+    await eventually('n4 serves writes', () => cli('n4', ['network', 'create', `p${i++}`]).code === 0 || undefined, 30_000)
+    await eventually('n4 a reachable manager, seen from n5', () => {
+      const n4 = nodes('n5').find((n) => n.name === 'n4')
+      return (n4?.role === 'manager' && n4.managerStatus === 'reachable') || undefined
+    })
+    assert.match(cli('n1', ['node', 'promote', 'n4']).stderr, /n4 is already a manager/)
+    assert.match(ok('n1', ['node', 'demote', 'n4']), /Node n4 is now a worker/)
+    await eventually(
+      'n4 refuses writes',
+      () => /this node is a worker/.test(cli('n4', ['network', 'create', `d${i++}`]).stderr) || undefined,
+      30_000,
+    )
+    await eventually('n4 a worker, seen from n5', () => {
+      const n4 = nodes('n5').find((n) => n.name === 'n4')
+      return (n4?.role === 'worker' && n4.managerStatus === undefined) || undefined
+    })
+  })
+
   test('30 concurrent service creates across the 3 managers: every one created, no address twice', async () => {
     ok('n1', ['network', 'create', 'web'])
     const results = await Promise.all(
@@ -198,5 +222,37 @@ describe('three managers on etcd', () => {
     )
     console.log(`# etcd back: leader again and a scale placed within ${Date.now() - t1} ms`)
     assert.equal(ping(), 0)
+  })
+
+  test('every manager down: workers keep forwarding between their tasks and answer reads', async () => {
+    const alive = MANAGERS.filter((n) => n !== dead)
+    ok(alive[0]!, ['service', 'create', '--name', 'wk', '--mode', 'global', '--network', 'web', '--', 'sleep', 'infinity'])
+    const on = await eventually(
+      'wk running on n4 and n5',
+      () => {
+        const t = json<Task[]>('n4', ['service', 'ps', 'wk']).filter((x) => x.state === 'running')
+        const a = t.find((x) => x.node === 'n4')
+        const b = t.find((x) => x.node === 'n5')
+        return a && b ? [a, b] : undefined
+      },
+      60_000,
+    )
+    const ping = () => inNs(on[0]!.netns, ['ping', '-c', '1', '-W', '2', on[1]!.addresses[0]!.ip]).code
+    assert.equal(ping(), 0)
+    for (const m of alive) process.kill(Number(readFileSync(`/run/swarmnet/${m}.pid`, 'utf8').trim()), 'SIGKILL')
+    await eventually(
+      'the managers down, seen from n4',
+      () =>
+        nodes('n4')
+          .filter((n) => n.role === 'manager')
+          .every((n) => n.state === 'down') || undefined,
+      20_000,
+    )
+    assert.equal(ping(), 0)
+    assert.ok(json<ServiceInspect[]>('n5', ['service', 'ls']).some((s) => s.name === 'wk'))
+    // Desired state waits for a manager: a worker still says where writes go.
+    const w = cli('n5', ['network', 'create', 'late'])
+    assert.notEqual(w.code, 0)
+    assert.match(w.stderr, /this node is a worker/)
   })
 })

@@ -1,0 +1,45 @@
+// node promote / node demote on a cluster whose desired state is in etcd: a
+// manager holding the cluster identity re-certifies the node's key for its new
+// role and writes its record (gossip, like admission at join), with the etcd
+// endpoints and the TLS files a new manager uses (promotion/<id>: paths on the
+// node's host, no secret). The node's agent sees its record change and starts
+// (or stops) serving as a manager; nothing restarts, no task moves.
+import {certifyNode, type KeyPair} from '../gossip/identity.js'
+import {UserError} from '../model/errors.js'
+import type {ClusterSpec, NodeRecord, NodeRole} from '../model/types.js'
+import type {EtcdSettings} from './etcd-client.js'
+
+export const promotionKey = (id: string) => `promotion/${id}`
+
+export type Promotion = {nodeId: string; etcd: EtcdSettings}
+
+export type RoleChange = {record: NodeRecord; promotion?: Promotion}
+
+export function changeRole(o: {
+  nodes: NodeRecord[]
+  cluster: ClusterSpec | undefined
+  ref: string
+  role: NodeRole
+  identity: KeyPair | undefined
+  /** The etcd settings the node will use as a manager (promotion only). */
+  etcd: EtcdSettings | undefined
+  isDown: (id: string) => boolean
+}): RoleChange {
+  if (o.cluster?.store !== 'etcd')
+    throw new UserError('this cluster keeps its state embedded: it has one manager (init --store etcd for several)')
+  const n = o.nodes.find((x) => x.name === o.ref || x.id === o.ref) ?? o.nodes.find((x) => x.id.startsWith(o.ref))
+  if (!n) throw new UserError(`node ${o.ref} not found`)
+  if (n.state === 'left') throw new UserError(`node ${n.name} has left the cluster`)
+  if (o.isDown(n.id)) throw new UserError(`node ${n.name} is down: it cannot take a new role now`)
+  if (n.role === o.role) throw new UserError(`node ${n.name} is already a ${o.role}`)
+  if (!n.pubKey) throw new UserError(`node ${n.name} has no node key: it must leave and join again`)
+  if (!o.identity) throw new UserError('this manager cannot certify roles: run it on the manager the cluster was created on')
+  if (o.role === 'worker') {
+    const managers = o.nodes.filter((x) => x.role === 'manager' && x.state !== 'left' && !o.isDown(x.id))
+    if (managers.length <= 1) throw new UserError(`node ${n.name} is the last manager that is up: promote another first`)
+  }
+  if (o.role === 'manager' && !o.etcd) throw new UserError('no etcd settings to give the new manager')
+  const {managerStatus: _gone, ...rest} = n
+  const record: NodeRecord = {...rest, role: o.role, cert: certifyNode(o.identity, n.id, n.pubKey, o.role)}
+  return o.role === 'manager' ? {record, promotion: {nodeId: n.id, etcd: o.etcd!}} : {record}
+}

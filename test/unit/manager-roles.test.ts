@@ -1,0 +1,70 @@
+// node promote / demote, the checks before anything is written, and what is written.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {checkNodeCert, generateIdentity, generateNodeKey} from '../../src/gossip/identity.js'
+import {changeRole} from '../../src/manager/roles.js'
+import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
+
+const identity = generateIdentity()
+const key = generateNodeKey()
+const rec = (id: string, role: NodeRecord['role'], extra: Partial<NodeRecord> = {}): NodeRecord => ({
+  id,
+  name: id,
+  addr: '172.30.0.11',
+  gossipPort: 7946,
+  role,
+  state: 'ready',
+  mtu: 1500,
+  joinedAt: 0,
+  pubKey: key.publicKey,
+  ...extra,
+})
+const etcdCluster: ClusterSpec = {
+  id: 'c',
+  createdAt: 0,
+  dataPathPort: 4789,
+  defaultAddrPool: '10.0.0.0/8',
+  subnetSize: 24,
+  store: 'etcd',
+}
+const etcd = {endpoints: ['https://172.30.0.11:2379'], prefix: '/swarmnet/c/', ca: '/ca.pem'}
+const base = {
+  nodes: [rec('m1', 'manager', {managerStatus: 'leader'}), rec('w1', 'worker')],
+  cluster: etcdCluster,
+  identity,
+  etcd,
+  isDown: () => false,
+}
+
+test('promote: the node re-certified as a manager, with the etcd settings it will use', () => {
+  const ch = changeRole({...base, ref: 'w1', role: 'manager'})
+  assert.equal(ch.record.role, 'manager')
+  assert.ok(checkNodeCert(identity.publicKey, 'w1', key.publicKey, 'manager', ch.record.cert!))
+  assert.deepEqual(ch.promotion, {nodeId: 'w1', etcd})
+})
+
+test('demote: re-certified as a worker, its manager status dropped; never the last manager up', () => {
+  const nodes = [...base.nodes, rec('m2', 'manager', {managerStatus: 'reachable'})]
+  const ch = changeRole({...base, nodes, ref: 'm2', role: 'worker'})
+  assert.equal(ch.record.role, 'worker')
+  assert.equal(ch.record.managerStatus, undefined)
+  assert.equal(ch.promotion, undefined)
+  assert.throws(() => changeRole({...base, ref: 'm1', role: 'worker'}), /last manager that is up/)
+  assert.throws(
+    () => changeRole({...base, nodes, ref: 'm1', role: 'worker', isDown: (id) => id === 'm2'}),
+    /last manager that is up/,
+  )
+})
+
+test('refusals: embedded cluster, unknown, down or left node, same role, no identity', () => {
+  const {store: _s, ...embedded} = etcdCluster
+  assert.throws(() => changeRole({...base, cluster: embedded, ref: 'w1', role: 'manager'}), /embedded: it has one manager/)
+  assert.throws(() => changeRole({...base, ref: 'nope', role: 'manager'}), /node nope not found/)
+  assert.throws(() => changeRole({...base, ref: 'w1', role: 'manager', isDown: () => true}), /is down/)
+  assert.throws(
+    () => changeRole({...base, nodes: [rec('w1', 'worker', {state: 'left'})], ref: 'w1', role: 'manager'}),
+    /has left/,
+  )
+  assert.throws(() => changeRole({...base, ref: 'm1', role: 'manager'}), /already a manager/)
+  assert.throws(() => changeRole({...base, identity: undefined, ref: 'w1', role: 'manager'}), /created on/)
+})
