@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
-import {Listr} from 'listr2'
 import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
 import {etcdFlags, etcdFromFlags} from '../src/cli/etcd-flags.js'
 import {UserError} from '../src/model/errors.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
+import {progressMode, runSteps} from '../src/cli/progress.js'
 import {bootstrapInit, defaultNodeName} from '../src/agent/bootstrap.js'
 import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
 import type {NodeConfig} from '../src/agent/config.js'
@@ -61,11 +61,11 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
     if (flags.store !== 'etcd' && etcd) throw new UserError('--etcd-* flags go with --store etcd')
     const keyRotationMs = parseDuration(flags['key-rotation-interval'], '--key-rotation-interval')
     let cfg!: NodeConfig
-    await new Listr(
+    await runSteps(
       [
         {
           title: 'Creating the cluster',
-          task: async () => {
+          run: async () => {
             cfg = await bootstrapInit({
               node,
               advertiseAddr: flags['advertise-addr'],
@@ -80,10 +80,10 @@ local swarmnet_gwbridge, loads the BPF programs onto the underlay device and sta
             })
           },
         },
-        {title: 'Starting the agent and the data plane', task: async () => waitForAgent(node, spawnAgent(node))},
+        {title: 'Starting the agent and the data plane', run: async () => waitForAgent(node, spawnAgent(node))},
       ],
-      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
-    ).run()
+      progressMode(flags.json),
+    )
     const join = `swarmnet join --token ${cfg.token} ${cfg.advertiseAddr}:${cfg.gossipPort}`
     if (flags.json)
       return printJson({

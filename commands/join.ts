@@ -1,9 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import {Listr} from 'listr2'
 import {membershipFlags, membershipOverrides} from '../src/cli/membership-flags.js'
 import {etcdFlags, etcdFromFlags} from '../src/cli/etcd-flags.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
+import {progressMode, runSteps} from '../src/cli/progress.js'
 import {bootstrapJoin, defaultNodeName} from '../src/agent/bootstrap.js'
 import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
 import type {NodeConfig} from '../src/agent/config.js'
@@ -33,11 +33,11 @@ export default class Join extends SwarmnetCommand {
     const node = flags.node ?? defaultNodeName()
     const etcd = etcdFromFlags(flags)
     let cfg!: NodeConfig & {rejoined?: boolean}
-    await new Listr(
+    await runSteps(
       [
         {
           title: `Joining the cluster through ${args.manager}`,
-          task: async () => {
+          run: async () => {
             cfg = await bootstrapJoin({
               node,
               token: flags.token,
@@ -51,10 +51,10 @@ export default class Join extends SwarmnetCommand {
             })
           },
         },
-        {title: 'Starting the agent and the data plane', task: async () => waitForAgent(node, spawnAgent(node))},
+        {title: 'Starting the agent and the data plane', run: async () => waitForAgent(node, spawnAgent(node))},
       ],
-      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
-    ).run()
+      progressMode(flags.json),
+    )
     if (flags.json)
       return printJson({
         node,

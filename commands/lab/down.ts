@@ -1,5 +1,6 @@
 import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
+import {progressMode, runSteps} from '../../src/cli/progress.js'
 import {labDown} from '../../src/lab/lab.js'
 
 export default class LabDown extends SwarmnetCommand {
@@ -9,7 +10,11 @@ export default class LabDown extends SwarmnetCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(LabDown)
-    const removed = await labDown()
+    let removed: string[] = []
+    await runSteps(
+      [{title: 'Removing the lab', run: async (detail) => void (removed = await labDown(detail))}],
+      progressMode(flags.json),
+    )
     if (flags.json) return printJson({removed})
     this.log(removed.length > 0 ? `Removed: ${removed.join(', ')}` : 'No lab to remove.')
   }

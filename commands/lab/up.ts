@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import {Listr} from 'listr2'
 import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
+import {progressMode, runSteps} from '../../src/cli/progress.js'
 import {labUp} from '../../src/lab/lab.js'
 import {startLabNode} from '../../src/lab/nodes.js'
 
@@ -31,18 +31,18 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
   async run(): Promise<void> {
     const {flags} = await this.parse(LabUp)
     let state!: Awaited<ReturnType<typeof labUp>>
-    await new Listr(
+    await runSteps(
       [
         {
           title: `Building a ${flags.nodes}-node lab`,
-          task: async (_ctx, task) => {
+          run: async (detail) => {
             state = await labUp({
               nodes: flags.nodes,
               managers: flags.managers ?? 1,
               ...(flags.store === 'etcd' ? {etcdMembers: Math.min(3, flags.nodes)} : {}),
-              onStep: (what) => (task.output = what),
+              onStep: detail,
               startNode: async (node, _i, lab) => {
-                task.output = node.index === 1 ? `${node.name}: swarmnet init` : `${node.name}: swarmnet join`
+                detail(node.index === 1 ? `${node.name}: swarmnet init` : `${node.name}: swarmnet join`)
                 await startLabNode(node, lab, [
                   ...(flags.dns ?? []).flatMap((d) => ['--dns', d]),
                   ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', flags['dns-ttl']] : []),
@@ -52,8 +52,8 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
           },
         },
       ],
-      {renderer: process.stdout.isTTY && !flags.json ? 'default' : 'silent', exitOnError: true},
-    ).run()
+      progressMode(flags.json),
+    )
     if (flags.json) return printJson(state)
     for (const n of state.nodes) this.log(`${n.name}  ${n.address}  (netns ${n.netns})`)
     this.log(`client  ${state.client.address}  (netns ${state.client.netns})`)

@@ -179,7 +179,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  * hand), again until nothing is left, so nothing creates a namespace behind our back. Only
  * then are the namespaces listed and removed, by exact name.
  */
-export async function labDown(): Promise<string[]> {
+export async function labDown(onStep: (what: string) => void = () => undefined): Promise<string[]> {
   const removed: string[] = []
   const errors: string[] = []
   const attempt = async (f: () => Promise<void> | void) => {
@@ -201,6 +201,7 @@ export async function labDown(): Promise<string[]> {
   }
 
   const killed = new Set<number>()
+  onStep('stopping agents and tasks')
   for (let quiet = 0, round = 0; quiet < 2 && round < 50; round++) {
     let found = 0
     for (const cg of nodeCgroups) {
@@ -222,6 +223,7 @@ export async function labDown(): Promise<string[]> {
   }
   removed.push(...[...killed].sort((a, b) => a - b).map((p) => `process ${p}`))
 
+  onStep('removing cgroups')
   for (const cg of nodeCgroups) {
     await attempt(() => {
       if (!existsSync(cg)) return
@@ -239,6 +241,7 @@ export async function labDown(): Promise<string[]> {
     }
   }
   if (cg2) await attempt(() => removeIfEmpty(join(cg2, 'swarmnet')))
+  onStep('removing namespaces')
   for (const ns of ourNetns()) {
     await attempt(async () => {
       if (!netnsExists(ns)) return
@@ -250,6 +253,7 @@ export async function labDown(): Promise<string[]> {
   await attempt(async () => {
     for (const l of await listLinks(T.LAB_PREFIX)) if (await deleteLink(l.ifname)) removed.push(`link ${l.ifname}`)
   })
+  onStep('removing pins and state')
   for (const node of nodes) {
     for (const p of [T.nodeStateDir(node), T.nodeSocket(node), T.nodePidFile(node), T.nodePinDir(node)]) {
       await attempt(async () => rmPath(p, removed))

@@ -1,0 +1,100 @@
+// An attachment (`network connect`) across `kill -9` of its node's agent and a restart: the
+// data plane keeps carrying it while the agent is dead, and the restarted agent adopts the
+// same interface (same ifindex in the namespace, not made again) and still manages it.
+import assert from 'node:assert/strict'
+import {readFileSync} from 'node:fs'
+import {after, before, describe, test} from 'node:test'
+import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+
+interface Task {
+  node: string
+  state: string
+  netns: string
+  addresses: {network: string; ip: string}[]
+}
+interface Att {
+  name: string
+  ip: string
+  node: string
+  state: string
+}
+
+const NS = `snt-red-${process.pid}`
+const NS_PATH = `/run/netns/${NS}`
+const inPath = (argv: string[]) => sh(['nsenter', `--net=${NS_PATH}`, '--', ...argv], {}, 30_000)
+const eth0 = () => /^(\d+): eth0@/m.exec(inPath(['ip', '-o', 'link', 'show', 'eth0']).stdout)?.[1]
+const agentPid = () => Number(readFileSync('/run/swarmnet/n1.pid', 'utf8').trim())
+const alive = (pid: number) => sh(['kill', '-0', String(pid)]).code === 0
+
+describe('an attachment across kill -9 of the agent and its restart, 2-node lab', {timeout: 300_000}, () => {
+  let remote: Task
+  let local: Task
+
+  before(async () => {
+    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up on this machine')
+    ok(undefined, ['lab', 'up', '--nodes', '2'])
+    ok('n1', ['network', 'create', '--attachable', 'att'])
+    ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'att'])
+    remote = await eventually(
+      'the task on n2 running',
+      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n2' && t.state === 'running'),
+      60_000,
+    )
+    local = await eventually(
+      'the task on n1 running',
+      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n1' && t.state === 'running'),
+      60_000,
+    )
+  })
+
+  after(() => {
+    sh(['ip', 'netns', 'del', NS])
+    const down = cli(undefined, ['lab', 'down'])
+    assert.equal(down.code, 0, down.stderr)
+    assert.deepEqual(leftovers(), [])
+  })
+
+  test('carried while the agent is dead, adopted (same interface) by the restarted agent, still disconnectable', async () => {
+    assert.equal(sh(['ip', 'netns', 'add', NS]).code, 0)
+    const a = json<Att>('n1', ['network', 'connect', 'att', '--netns', NS_PATH, '--name', 'red'])
+    const taskIp = remote.addresses[0]!.ip
+    await eventually(
+      'the namespace reaches the task on n2',
+      () => inPath(['ping', '-c', '1', '-W', '2', taskIp]).code === 0,
+      30_000,
+    )
+    const ifindex = eth0()
+    assert.ok(ifindex, 'eth0 in the namespace')
+
+    const pid = agentPid()
+    process.kill(pid, 'SIGKILL')
+    await eventually('agent n1 dead', () => !alive(pid))
+    // The data plane is the kernel's: no agent needed for packets on the node. (Across nodes
+    // the others' failure detector soon declares this node down and drops its endpoints: by design.)
+    const localIp = local.addresses[0]!.ip
+    assert.equal(inPath(['ping', '-c', '2', '-W', '2', localIp]).code, 0, 'carried while the agent is dead')
+    assert.equal(inNs(local.netns, ['ping', '-c', '1', '-W', '2', a.ip]).code, 0, 'reached while the agent is dead')
+
+    const start = cli(undefined, ['lab', 'exec', 'n1', '--', process.execPath, BIN, 'agent', '--node', 'n1', '--detach'])
+    assert.equal(start.code, 0, start.stderr)
+    await eventually('agent n1 answers', () => cli('n1', ['network', 'ls']).code === 0, 30_000)
+    // Give the restarted agent's reconcile a pass over the attachment, then look: the same link.
+    await eventually('the attachment attached after the restart', () =>
+      json<{attachments: Att[]}>('n1', ['network', 'inspect', 'att']).attachments.find(
+        (x) => x.name === 'red' && x.state === 'attached',
+      ),
+    )
+    await new Promise((r) => setTimeout(r, 2000))
+    assert.equal(eth0(), ifindex, 'the same interface: adopted, not made again')
+    // Across nodes again once n2 sees n1 alive.
+    await eventually('the task on n2 reached again', () => inPath(['ping', '-c', '1', '-W', '2', taskIp]).code === 0, 30_000)
+    const http = inPath(['curl', '-s', '-m', '5', `http://${taskIp}/`])
+    assert.equal(http.code, 0, http.stderr)
+    assert.match(http.stdout, /Hostname: web\./)
+    assert.equal(inNs(remote.netns, ['ping', '-c', '1', '-W', '2', a.ip]).code, 0)
+
+    // The restarted agent manages it: disconnect removes the interface it adopted.
+    ok('n1', ['network', 'disconnect', 'att', 'red'])
+    await eventually('its interface gone', () => eth0() === undefined, 15_000)
+  })
+})
