@@ -8,6 +8,7 @@ import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
 import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
+import {benchStore, formatStore} from './store.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -27,6 +28,8 @@ for (const r of await benchPrograms()) {
 }
 console.log('\n## load balancer (VIPs)\n')
 for (const line of benchLb().lines) console.log(line)
+console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
+console.log(formatStore(await benchStore()))
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
 if (!process.argv.includes('--programs-only')) {
