@@ -9,6 +9,7 @@ import {benchThroughput, formatTable} from './throughput.js'
 import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
+import {benchStore, formatStore} from './store.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -30,6 +31,8 @@ console.log('\n## load balancer (VIPs)\n')
 for (const line of benchLb().lines) console.log(line)
 console.log('\n## desired state: embedded vs etcd (3 local members)\n')
 for (const line of await benchEtcd()) console.log(line)
+console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
+console.log(formatStore(await benchStore()))
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
 if (!process.argv.includes('--programs-only')) {
