@@ -217,15 +217,21 @@ export async function benchMeshLab(
     // Both work before anything is measured.
     await tcpGbps(ingressAddr, 5201, 1)
     await tcpGbps(ingressAddr, 5202, 1)
+    // A failed measurement is reported as such (NaN and a note), never as a number.
+    const measure = async (what: string, into: number[], f: () => Promise<number>) => {
+      try {
+        into.push(await f())
+      } catch (e) {
+        into.push(NaN)
+        out.notes.push(`${what}: ${(e as Error).message}`)
+      }
+      await sleep(1000)
+    }
     for (let i = 0; i < runs; i++) {
-      out.udp.swarmnet.push(await udpPps(ingressAddr, 5201, seconds))
-      await sleep(1000)
-      out.udp.kernel.push(await udpPps(ingressAddr, 5202, seconds))
-      await sleep(1000)
-      out.tcp.swarmnet.push(await tcpGbps(ingressAddr, 5201, seconds))
-      await sleep(1000)
-      out.tcp.kernel.push(await tcpGbps(ingressAddr, 5202, seconds))
-      await sleep(1000)
+      await measure('udp swarmnet', out.udp.swarmnet, () => udpPps(ingressAddr, 5201, seconds))
+      await measure('udp kernel', out.udp.kernel, () => udpPps(ingressAddr, 5202, seconds))
+      await measure('tcp swarmnet', out.tcp.swarmnet, () => tcpGbps(ingressAddr, 5201, seconds))
+      await measure('tcp kernel', out.tcp.kernel, () => tcpGbps(ingressAddr, 5202, seconds))
       log(
         `run ${i + 1}: udp swarmnet ${Math.round(out.udp.swarmnet[i]!)} pps, kernel ${Math.round(out.udp.kernel[i]!)} pps; tcp swarmnet ${out.tcp.swarmnet[i]!.toFixed(2)} Gb/s, kernel ${out.tcp.kernel[i]!.toFixed(2)} Gb/s`,
       )
@@ -257,7 +263,7 @@ export function formatMesh(progs: MeshProgFigure[], lab?: MeshLabFigures): strin
       `${p.name.padEnd(32)} ${p.nsPerPacket.toFixed(1).padStart(7)} ns/packet   (single runs, median of 5 x 3,000, -${p.timer.toFixed(0)} ns timer; 64-byte UDP)`,
     )
   if (!lab) return lines
-  const m = (xs: number[]) => median(xs)
+  const m = (xs: number[]) => median(xs.filter((x) => !Number.isNaN(x)))
   const c = lab.createToReachableMs
   lines.push(`create -> reachable on all 3 nodes: median ${m(c)} ms (runs ${c.join(' / ')}; goal <= 1000 ms)`)
   const row = (name: string, unit: string, s: number[], k: number[], f: (x: number) => string) =>
