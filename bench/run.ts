@@ -10,6 +10,7 @@ import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
+import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -35,7 +36,11 @@ console.log('\n## store: acknowledged writes with durability (log + group commit
 console.log(formatStore(await benchStore()))
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
+const meshProgs = benchMeshPrograms()
 if (!process.argv.includes('--programs-only')) {
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))
 }
+console.log('\n## routing mesh (published ports)\n')
+const meshLab = process.argv.includes('--programs-only') ? undefined : await benchMeshLab({seconds: 5, runs: 3})
+for (const line of formatMesh(meshProgs, meshLab)) console.log(line)

@@ -1,0 +1,292 @@
+/**
+ * The routing mesh, measured:
+ *
+ * - ns/packet of sn_xdp_underlay for a 64-byte UDP packet to a published port: local and
+ *   remote backend, connection tracked or not (mesh-progs-child.ts, in a namespace of its own
+ *   so the FIB lookup answers as on a node);
+ * - in a 3-node lab, from the lab's client (sn-lab-client) to the address of a node that runs
+ *   no task, with the one backend on another node: small-UDP packets/s (iperf3 -u -l 64 -b 0)
+ *   and one TCP stream (iperf3), swarmnet's published port against the kernel's path built the
+ *   Docker way without IPVS: nftables DNAT on the receiving node to the task's address on a
+ *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does;
+ * - create-to-reachable: from `service create -p` returning to the port answering on all 3
+ *   nodes' addresses (curl from the client every 20 ms), median of 5.
+ *
+ *   node --import tsx bench/mesh.ts [--programs-only] [--seconds 5] [--runs 3]
+ */
+import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+import {run} from '../src/sys/exec.js'
+import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
+import {readLabState} from '../src/lab/state.js'
+import {compileBpf} from '../test/fixtures/bpf/build.js'
+import {buildKernelPath, kernelEnds, removeKernelPath, KBR, KVX, type KernelEnd} from './kernel-path.js'
+
+const HERE = dirname(fileURLToPath(import.meta.url))
+const BIN = join(HERE, '..', 'bin', 'run.js')
+const CLIENT_NS = 'sn-lab-client'
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+export interface MeshProgFigure {
+  name: string
+  nsPerPacket: number
+  runs: number[]
+  timer: number
+}
+
+/** ns/packet of the mesh's XDP path, in a namespace of its own (removed after). */
+export function benchMeshPrograms(): MeshProgFigure[] {
+  const ns = `sn-bm${process.pid}`
+  const tmp = mkdtempSync(join(tmpdir(), 'sn-bench-mesh-'))
+  execFileSync('ip', ['netns', 'add', ns])
+  try {
+    const ip = (args: string[]) => execFileSync('ip', ['-n', ns, ...args])
+    ip(['link', 'add', 'sn-mu0', 'type', 'veth', 'peer', 'name', 'sn-mu1'])
+    ip(['addr', 'add', '172.30.0.11/24', 'dev', 'sn-mu0'])
+    ip(['link', 'set', 'sn-mu0', 'up'])
+    ip(['link', 'set', 'sn-mu1', 'up'])
+    ip(['neigh', 'replace', '172.30.0.12', 'lladdr', '02:00:00:00:00:0c', 'dev', 'sn-mu0', 'nud', 'permanent'])
+    execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    const empty = compileBpf(join(HERE, 'empty.c'), join(tmp, 'empty.o'))
+    const out = execFileSync(
+      'ip',
+      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(HERE, 'mesh-progs-child.ts'), empty],
+      {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
+    )
+    return JSON.parse(out) as MeshProgFigure[]
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns])
+    rmSync(tmp, {recursive: true, force: true})
+  }
+}
+
+function cli(args: string[], host?: string, timeoutMs = 120_000): Promise<string> {
+  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
+  if (host) env.SWARMNET_HOST = host
+  else delete env.SWARMNET_HOST
+  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, {env, timeoutMs})
+}
+
+interface IperfEnd {
+  sum?: {packets?: number; lost_packets?: number; seconds?: number}
+  sum_received?: {seconds?: number; bits_per_second?: number}
+  sum_sent?: {retransmits?: number}
+}
+
+async function iperf(args: string[], seconds: number): Promise<IperfEnd> {
+  let last: unknown
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const out = await execIn(CLIENT_NS, ['iperf3', '--json', ...args], 'iperf3', {timeoutMs: (seconds + 30) * 1000})
+      const j = JSON.parse(out) as {error?: string; end?: IperfEnd}
+      if (j.error) throw new Error(j.error)
+      return j.end ?? {}
+    } catch (e) {
+      last = e
+      await sleep(1000)
+    }
+  }
+  throw new Error(`iperf3 ${args.join(' ')}: ${last instanceof Error ? last.message : String(last)}`)
+}
+
+async function udpPps(addr: string, port: number, seconds: number): Promise<number> {
+  const e = await iperf(['-c', addr, '-p', String(port), '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)
+  const received = (e.sum?.packets ?? 0) - (e.sum?.lost_packets ?? 0)
+  return received / (e.sum_received?.seconds ?? e.sum?.seconds ?? seconds)
+}
+
+async function tcpGbps(addr: string, port: number, seconds: number): Promise<number> {
+  const e = await iperf(['-c', addr, '-p', String(port), '-t', String(seconds)], seconds)
+  return (e.sum_received?.bits_per_second ?? 0) / 1e9
+}
+
+interface TaskJson {
+  node: string
+  state: string
+}
+
+async function runningOn(svc: string, n: number): Promise<TaskJson[]> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    const t = (JSON.parse(await cli(['service', 'ps', svc, '--json'], 'n1')) as TaskJson[]).filter((x) => x.state === 'running')
+    if (t.length >= n) return t
+    await sleep(200)
+  }
+  throw new Error(`${svc}: not ${n} running tasks after 60 s`)
+}
+
+function answers(addr: string, port: number): boolean {
+  try {
+    execFileSync('nsenter', [`--net=${netnsPath(CLIENT_NS)}`, '--', 'curl', '-sf', '-m', '0.5', `http://${addr}:${port}/`], {
+      stdio: 'ignore',
+    })
+    return true
+  } catch {
+    return false
+  }
+}
+
+export interface MeshLabFigures {
+  createToReachableMs: number[]
+  udp: {swarmnet: number[]; kernel: number[]}
+  tcp: {swarmnet: number[]; kernel: number[]}
+  notes: string[]
+}
+
+const DNAT_TABLE = 'snbench_mesh'
+const KBR_IP = '10.99.0.254'
+const KBR_MAC = '02:42:0a:63:00:fe'
+
+/** The kernel's path on the receiving node: nft DNAT to the task over vxlan + bridge, masquerade. */
+async function buildKernelIngress(ingress: KernelEnd, backend: KernelEnd, port: number): Promise<void> {
+  const ipn = (ns: string, args: string[]) => run(['ip', '-n', ns, ...args], `ip ${args.join(' ')}`)
+  await ipn(ingress.nodeNetns, ['link', 'set', 'dev', KBR, 'address', KBR_MAC])
+  await ipn(ingress.nodeNetns, ['addr', 'add', `${KBR_IP}/24`, 'dev', KBR])
+  await ipn(ingress.nodeNetns, ['neigh', 'replace', backend.ip, 'lladdr', backend.mac, 'dev', KBR, 'nud', 'permanent'])
+  await run(
+    ['bridge', '-n', backend.nodeNetns, 'fdb', 'replace', KBR_MAC, 'dev', KVX, 'dst', ingress.underlay, 'self', 'permanent'],
+    'fdb of the ingress bridge',
+  )
+  await ipn(backend.netns, ['neigh', 'replace', KBR_IP, 'lladdr', KBR_MAC, 'dev', 'eth0', 'nud', 'permanent'])
+  await ipn(backend.netns, ['route', 'add', 'default', 'via', KBR_IP])
+  const rules = `table ip ${DNAT_TABLE} {
+  chain pre { type nat hook prerouting priority -100; iif "eth0" tcp dport ${port} dnat to ${backend.ip}:5201; iif "eth0" udp dport ${port} dnat to ${backend.ip}:5201; }
+  chain post { type nat hook postrouting priority 100; oif "${KBR}" masquerade; }
+}`
+  await execIn(ingress.nodeNetns, ['nft', '-f', '-'], 'nft DNAT rules', {input: rules})
+}
+
+export async function benchMeshLab(
+  opts: {seconds?: number; runs?: number; log?: (s: string) => void} = {},
+): Promise<MeshLabFigures> {
+  const seconds = opts.seconds ?? 5
+  const runs = opts.runs ?? 3
+  const log = opts.log ?? ((s: string) => console.error(`[bench mesh] ${s}`))
+  if (listNetns('sn-lab-').length > 0 || readLabState()) throw new Error('a lab is up: not ours, not touching it')
+  const out: MeshLabFigures = {
+    createToReachableMs: [],
+    udp: {swarmnet: [], kernel: []},
+    tcp: {swarmnet: [], kernel: []},
+    notes: [],
+  }
+  let ends: KernelEnd[] = []
+  let server: ChildProcess | undefined
+  log('lab up --nodes 3')
+  await cli(['lab', 'up', '--nodes', '3'], undefined, 180_000)
+  try {
+    const state = readLabState()!
+    const addr = Object.fromEntries(state.nodes.map((n) => [n.name, n.address]))
+    for (let i = 0; i < 5; i++) {
+      const port = 8080 + i
+      const t0 = Date.now()
+      await cli(['service', 'create', '--name', `reach${i}`, '--publish', `published=${port},target=80`], 'n1')
+      const created = Date.now()
+      const pending = new Set(Object.values(addr))
+      while (pending.size > 0 && Date.now() - created < 30_000) {
+        for (const a of [...pending]) if (answers(a, port)) pending.delete(a)
+        if (pending.size > 0) await sleep(20)
+      }
+      if (pending.size > 0) throw new Error(`reach${i}: ${[...pending].join(', ')} never answered on ${port}`)
+      out.createToReachableMs.push(Date.now() - created)
+      log(`create -> reachable on 3 nodes: ${Date.now() - created} ms (the create itself took ${created - t0} ms)`)
+      await cli(['service', 'rm', `reach${i}`], 'n1')
+    }
+
+    await cli(['service', 'create', '--name', 'meshperf', '-p', '5201:5201', '-p', '5201:5201/udp', '--', 'iperf3', '-s'], 'n1')
+    const [task] = await runningOn('meshperf', 1)
+    const backendNode = task!.node
+    const ingressNode = state.nodes.find((n) => n.name !== backendNode)!.name
+    const node = (name: string) => state.nodes.find((x) => x.name === name)!
+    log(`backend on ${backendNode}; the client talks to ${ingressNode} (${addr[ingressNode]})`)
+    ends = kernelEnds([node(ingressNode), node(backendNode)])
+    await buildKernelPath(ends)
+    const [ki, kb] = ends as [KernelEnd, KernelEnd]
+    await buildKernelIngress(ki, kb, 5202)
+    server = spawn('nsenter', [`--net=${netnsPath(kb.netns)}`, '--', 'iperf3', '-s'], {stdio: 'ignore'})
+    server.on('error', () => undefined)
+    await sleep(500)
+    const ingressAddr = addr[ingressNode]!
+    // Both work before anything is measured.
+    await tcpGbps(ingressAddr, 5201, 1)
+    await tcpGbps(ingressAddr, 5202, 1)
+    // A failed measurement is reported as such (NaN and a note), never as a number.
+    const measure = async (what: string, into: number[], f: () => Promise<number>) => {
+      try {
+        into.push(await f())
+      } catch (e) {
+        into.push(NaN)
+        out.notes.push(`${what}: ${(e as Error).message}`)
+      }
+      await sleep(1000)
+    }
+    for (let i = 0; i < runs; i++) {
+      await measure('udp swarmnet', out.udp.swarmnet, () => udpPps(ingressAddr, 5201, seconds))
+      await measure('udp kernel', out.udp.kernel, () => udpPps(ingressAddr, 5202, seconds))
+      await measure('tcp swarmnet', out.tcp.swarmnet, () => tcpGbps(ingressAddr, 5201, seconds))
+      await measure('tcp kernel', out.tcp.kernel, () => tcpGbps(ingressAddr, 5202, seconds))
+      log(
+        `run ${i + 1}: udp swarmnet ${Math.round(out.udp.swarmnet[i]!)} pps, kernel ${Math.round(out.udp.kernel[i]!)} pps; tcp swarmnet ${out.tcp.swarmnet[i]!.toFixed(2)} Gb/s, kernel ${out.tcp.kernel[i]!.toFixed(2)} Gb/s`,
+      )
+    }
+    const stats = JSON.parse(await cli(['inspect', 'maps', '--map', 'sn_stats', '--json', '--host', ingressNode])) as {
+      maps: {entries: {value: Record<string, string | number>}[]}[]
+    }
+    const v = stats.maps[0]?.entries[0]?.value ?? {}
+    out.notes.push(
+      `sn_stats on ${ingressNode} (ingress): mesh_new_flow ${v.mesh_new_flow}, mesh_remote ${v.mesh_remote}, mesh_reply ${v.mesh_reply}, mesh_fib_fail ${v.mesh_fib_fail}, mesh_drop ${v.mesh_drop}`,
+    )
+  } finally {
+    if (server && server.exitCode === null) server.kill('SIGKILL')
+    if (ends.length > 0) {
+      await execIn(ends[0]!.nodeNetns, ['nft', 'delete', 'table', 'ip', DNAT_TABLE], 'nft cleanup').catch(() => undefined)
+      const errs = await removeKernelPath(ends)
+      if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`)
+    }
+    log('lab down')
+    await cli(['lab', 'down'], undefined, 120_000).catch((e) => log(`lab down failed: ${(e as Error).message}`))
+  }
+  return out
+}
+
+export function formatMesh(progs: MeshProgFigure[], lab?: MeshLabFigures): string[] {
+  const lines: string[] = []
+  for (const p of progs)
+    lines.push(
+      `${p.name.padEnd(32)} ${p.nsPerPacket.toFixed(1).padStart(7)} ns/packet   (single runs, median of 5 x 3,000, -${p.timer.toFixed(0)} ns timer; 64-byte UDP)`,
+    )
+  if (!lab) return lines
+  const m = (xs: number[]) => median(xs.filter((x) => !Number.isNaN(x)))
+  const c = lab.createToReachableMs
+  lines.push(`create -> reachable on all 3 nodes: median ${m(c)} ms (runs ${c.join(' / ')}; goal <= 1000 ms)`)
+  const row = (name: string, unit: string, s: number[], k: number[], f: (x: number) => string) =>
+    `${name.padEnd(34)} swarmnet ${f(m(s))} ${unit}, kernel DNAT+vxlan ${f(m(k))} ${unit}, ratio ${(m(s) / m(k)).toFixed(2)}  (runs ${s.map(f).join('/')} vs ${k.map(f).join('/')})`
+  lines.push(
+    row('client -> node:P, udp 64 B', 'pps', lab.udp.swarmnet, lab.udp.kernel, (x) => Math.round(x).toLocaleString('en-US')),
+  )
+  lines.push(row('client -> node:P, 1 tcp stream', 'Gb/s', lab.tcp.swarmnet, lab.tcp.kernel, (x) => x.toFixed(2)))
+  lines.push(...lab.notes)
+  return lines
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name)
+    return i >= 0 ? Number(process.argv[i + 1]) : undefined
+  }
+  const progs = benchMeshPrograms()
+  const lab = process.argv.includes('--programs-only')
+    ? undefined
+    : await benchMeshLab({
+        ...(arg('--seconds') ? {seconds: arg('--seconds')} : {}),
+        ...(arg('--runs') ? {runs: arg('--runs')} : {}),
+      })
+  for (const l of formatMesh(progs, lab)) console.log(l)
+}

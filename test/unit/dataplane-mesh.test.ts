@@ -1,0 +1,135 @@
+// The routing mesh's desired state: an ingress port on every node (even one with no task of
+// the service: its table and endpoints come with it), a host-mode port only where its task
+// runs and to that task's gateway-bridge veth, nothing for ports whose VIP has no table.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
+import {encodeDesired} from '../../src/dataplane/mapsync.js'
+import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+
+const node = (id: string, addr: string): NodeRecord => ({
+  id,
+  name: id,
+  addr,
+  gossipPort: 7946,
+  role: 'worker',
+  state: 'ready',
+  mtu: 1500,
+  joinedAt: 0,
+})
+const ingress: Network = {
+  id: 'ing',
+  name: 'ingress',
+  driver: 'overlay',
+  scope: 'swarm',
+  vni: 4096,
+  subnet: '10.0.0.0/24',
+  gateway: '',
+  attachable: false,
+  ingress: true,
+  createdAt: 0,
+}
+const task = (id: string, serviceId: string, nodeId: string, ip: string, networkId = 'ing'): Task => ({
+  id,
+  serviceId,
+  serviceName: serviceId,
+  slot: 1,
+  nodeId,
+  desiredState: 'running',
+  attachments: networkId ? [{networkId, ip, mac: '02:42:0a:00:00:05'}] : [],
+  createdAt: 0,
+})
+const web: Service = {
+  id: 'web',
+  name: 'web',
+  mode: {replicas: 2},
+  networks: ['ing'],
+  command: [],
+  vips: [{networkId: 'ing', ip: '10.0.0.2'}],
+  ports: [
+    {protocol: 'tcp', target: 80, published: 8080, mode: 'ingress'},
+    {protocol: 'udp', target: 53, published: 8053, mode: 'ingress'},
+  ],
+  createdAt: 0,
+  updatedAt: 0,
+}
+const edge: Service = {
+  id: 'edge',
+  name: 'edge',
+  mode: {replicas: 1},
+  networks: [],
+  command: [],
+  ports: [{protocol: 'tcp', target: 80, published: 9443, mode: 'host'}],
+  createdAt: 0,
+  updatedAt: 0,
+}
+const view = (selfId: string): ClusterView => ({
+  selfId,
+  nodes: [node('a', '172.30.0.11'), node('b', '172.30.0.12'), node('c', '172.30.0.13')],
+  networks: [ingress],
+  tasks: [
+    task('w1', 'web', 'a', '10.0.0.3'),
+    task('w2', 'web', 'b', '10.0.0.4'),
+    {...task('e1', 'edge', 'b', ''), attachments: []},
+  ],
+  local:
+    selfId === 'a'
+      ? [{taskId: 'w1', networkId: 'ing', hostIfindex: 11}]
+      : selfId === 'b'
+        ? [{taskId: 'w2', networkId: 'ing', hostIfindex: 21}]
+        : [],
+  services: [web, edge],
+  statuses: new Map([
+    ['w1', {state: 'running'}],
+    ['w2', {state: 'running'}],
+    ['e1', {state: 'running', gwIp: '172.18.0.7'}],
+  ]),
+  localGateways: selfId === 'b' ? [{taskId: 'e1', hostIfindex: 22}] : [],
+})
+
+test('a node with no task of the service still answers its ingress ports, through the VIP table with both backends', () => {
+  const d = desiredMaps(view('c'))
+  assert.deepEqual(
+    [...d.mesh!.ports.values()].map((p) => `${p.port}/${p.protocol} ${p.mode} ${p.addr}:${p.target} vni ${p.vni}`).sort(),
+    ['8053/udp ingress 10.0.0.2:53 vni 4096', '8080/tcp ingress 10.0.0.2:80 vni 4096'],
+  )
+  const s = d.services!.get('4096/10.0.0.2')!
+  assert.deepEqual(
+    s.backends.map((b) => `${b.ip}@${b.nodeIp}`),
+    ['10.0.0.3@172.30.0.11', '10.0.0.4@172.30.0.12'],
+  )
+  assert.equal(d.endpoints.get('4096/10.0.0.3')?.nodeIp, '172.30.0.11', 'the backends are endpoints here too')
+  assert.equal(d.mesh!.ingressVni, 4096)
+  assert.deepEqual([...d.mesh!.nodes].sort(), ['172.30.0.11', '172.30.0.12', '172.30.0.13'])
+  const enc = encodeDesired(d)
+  assert.equal(enc.sn_mesh_ports.size, 2)
+  assert.equal(enc.sn_mesh_nodes.size, 3)
+})
+
+test('a host-mode port only on the node that runs its task, to its gateway-bridge address and veth', () => {
+  const onB = desiredMaps(view('b')).mesh!.ports.get('9443/tcp')
+  assert.deepEqual(onB && {mode: onB.mode, addr: onB.addr, ifindex: onB.ifindex, mac: onB.mac, target: onB.target}, {
+    mode: 'host',
+    addr: '172.18.0.7',
+    ifindex: 22,
+    mac: '02:42:ac:12:00:07',
+    target: 80,
+  })
+  assert.equal(desiredMaps(view('a')).mesh!.ports.has('9443/tcp'), false)
+  assert.equal(desiredMaps(view('c')).mesh!.ports.has('9443/tcp'), false)
+})
+
+test('without an ingress port nothing is published and the ingress network is not programmed on a node without a task', () => {
+  const v = view('c')
+  v.services = [{...web, ports: []}]
+  const d = desiredMaps(v)
+  assert.equal(d.mesh!.ports.size, 0)
+  assert.equal(d.services!.size, 0)
+  assert.equal(d.endpoints.size, 0)
+})
+
+test('an ingress port whose service has no VIP on the ingress network is left out, not pointed at nothing', () => {
+  const v = view('c')
+  v.services = [{...web, vips: []}]
+  assert.equal(desiredMaps(v).mesh!.ports.size, 0)
+})
