@@ -25,8 +25,13 @@ export type Header = {
 
 export type UpdatesBody = {t: 'updates'; entries: Entry[]}
 /** Anti-entropy, TCP: req carries the digest; resp carries what beats it plus the responder's digest; the requester closes with 'updates'. */
-export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest}
-export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]}
+/**
+ * Both are sent in chunks (gossip.ts, DIGEST_CHUNK keys or entries each); `last: false` says more
+ * of the same kind follow (absent: true). The requester's closing 'updates' come in chunks too,
+ * until it closes the connection.
+ */
+export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean}
+export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean}
 export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
@@ -58,10 +63,14 @@ export function decodeMessage(buf: Buffer): Message | undefined {
     case 'updates':
       return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined
     case 'pushpull-req':
-      return isDigest(x.digest) ? {t: 'pushpull-req', ...h, digest: x.digest} : undefined
+      if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
+      return isDigest(x.digest)
+        ? {t: 'pushpull-req', ...h, digest: x.digest, ...(x.last !== undefined ? {last: x.last} : {})}
+        : undefined
     case 'pushpull-resp':
+      if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
       return isDigest(x.digest) && isEntryList(x.entries)
-        ? {t: 'pushpull-resp', ...h, digest: x.digest, entries: x.entries}
+        ? {t: 'pushpull-resp', ...h, digest: x.digest, entries: x.entries, ...(x.last !== undefined ? {last: x.last} : {})}
         : undefined
     case 'ping':
     case 'ack':

@@ -37,6 +37,11 @@ export class FrameReader {
     return this.have
   }
 
+  /** Part of a frame is in (its length or some of its bytes) and the rest is not. */
+  get partial(): boolean {
+    return this.have > 0 || this.need !== undefined
+  }
+
   append(chunk: Buffer): void {
     if (chunk.length === 0) return
     this.chunks.push(chunk)
@@ -125,6 +130,11 @@ export class FramedConn {
 
   get remote(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`
+  }
+
+  /** After next() gave nothing: the stream ended or timed out in the middle of a frame (a truncated frame). */
+  get truncated(): boolean {
+    return this.reader.partial
   }
 
   /** The peer proved it holds the cluster key: frames up to MAX_FRAME from now on. */

@@ -2,9 +2,9 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {UserError} from '../model/errors.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
-import {compareVersions, signedText, type Entry} from '../store/entry.js'
+import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
 import {keyOf, prefixOf} from '../store/keys.js'
-import type {Store} from '../store/store.js'
+import type {Digest, Store} from '../store/store.js'
 import type {SwimMessage} from '../membership/messages.js'
 import type {Body, Message} from './codec.js'
 import {Authority} from './authority.js'
@@ -182,7 +182,12 @@ export class Gossip {
     await Promise.allSettled([...this.inflight])
   }
 
-  /** One push-pull with the given peer, or a random one; resolves when done. */
+  /**
+   * One push-pull with the given peer, or a random one; resolves when done.
+   * Chunked both ways (DIGEST_CHUNK keys or entries per frame), so no message
+   * grows with the store: a store of any size is exchanged in frames of a
+   * bounded size, and a peer can make us hold at most MAX_DIGEST_KEYS of its digest.
+   */
   async pushPull(peer?: Peer): Promise<boolean> {
     if (!this.running || this.pushPullBusy) return false
     const target = peer ?? pick(this.o.peers())
@@ -191,12 +196,21 @@ export class Gossip {
     let conn: SealedConn | undefined
     try {
       conn = await this.transport.open(target, 5_000)
-      conn.send({t: 'pushpull-req', digest: this.o.store.digest()})
-      const resp = await conn.next()
-      if (!resp || resp.t !== 'pushpull-resp') return false
-      this.merge(resp.entries)
-      const mine = this.o.store.since(resp.digest)
-      conn.send({t: 'updates', entries: mine})
+      const mine = chunks(Object.entries(this.o.store.digest()))
+      mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1}))
+      const theirs = Object.create(null) as Digest
+      let keys = 0
+      for (;;) {
+        const resp = await conn.next()
+        if (!resp || resp.t !== 'pushpull-resp') return false
+        this.merge(resp.entries)
+        for (const [k, v] of Object.entries(resp.digest)) theirs[k] = v
+        keys += Object.keys(resp.digest).length
+        if (keys > MAX_DIGEST_KEYS) return false
+        if (resp.last !== false) break
+      }
+      await this.o.store.sync()
+      for (const c of chunks(this.o.store.since(theirs))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
       return true
     } catch {
@@ -284,16 +298,28 @@ export class Gossip {
   private async servePushPull(first: Message, conn: SealedConn): Promise<void> {
     try {
       if (first.t !== 'pushpull-req') return
-      conn.send({
-        t: 'pushpull-resp',
-        digest: this.o.store.digest(),
-        entries: this.o.store.since(first.digest),
-      })
-      const back = await conn.next()
-      if (back?.t === 'updates') {
-        this.merge(back.entries)
-        this.stats.pushPulls++
+      const theirs = Object.create(null) as Digest
+      let keys = 0
+      for (let m: Message | undefined = first; ;) {
+        if (m?.t !== 'pushpull-req') return
+        for (const [k, v] of Object.entries(m.digest)) theirs[k] = v
+        keys += Object.keys(m.digest).length
+        if (keys > MAX_DIGEST_KEYS) return
+        if (m.last !== false) break
+        m = await conn.next()
       }
+      await this.o.store.sync()
+      const digest = chunks(Object.entries(this.o.store.digest()))
+      const entries = chunks(this.o.store.since(theirs))
+      const n = Math.max(digest.length, entries.length)
+      for (let i = 0; i < n; i++)
+        conn.send({t: 'pushpull-resp', digest: digestOf(digest[i] ?? []), entries: entries[i] ?? [], last: i === n - 1})
+      let merged = false
+      for (let back = await conn.next(); back?.t === 'updates'; back = await conn.next()) {
+        this.merge(back.entries)
+        merged = true
+      }
+      if (merged) this.stats.pushPulls++
     } finally {
       conn.close()
     }
@@ -459,6 +485,23 @@ export class Gossip {
       .finally(() => this.inflight.delete(q))
     this.inflight.add(q)
   }
+}
+
+/** Keys or entries per push-pull frame: a frame stays well under the codec's and the transport's caps. */
+export const DIGEST_CHUNK = 10_000
+/** The most digest keys a push-pull peer may make us hold. */
+export const MAX_DIGEST_KEYS = 10_000_000
+
+function chunks<T>(xs: T[]): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < xs.length; i += DIGEST_CHUNK) out.push(xs.slice(i, i + DIGEST_CHUNK))
+  return out.length > 0 ? out : [[]]
+}
+
+function digestOf(pairs: [string, Version][]): Digest {
+  const d = Object.create(null) as Digest
+  for (const [k, v] of pairs) d[k] = v
+  return d
 }
 
 function ackText(gen: number, by: string): string {

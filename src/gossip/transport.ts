@@ -264,7 +264,7 @@ export class Transport {
   private async serveConnection(conn: FramedConn, from: Addr): Promise<void> {
     const first = await conn.next(TCP_TIMEOUT_MS)
     if (!first) {
-      if (conn.oversized) this.stats.malformed++
+      if (conn.oversized || conn.truncated) this.stats.malformed++
       conn.destroy()
       return
     }
@@ -283,6 +283,7 @@ export class Transport {
     const f = await conn.next(TCP_TIMEOUT_MS)
     const m = f ? this.unseal(f) : undefined
     if (!m) {
+      if (!f && (conn.oversized || conn.truncated)) this.stats.malformed++
       conn.destroy()
       return
     }
