@@ -140,6 +140,12 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return -1;
+	/*
+	 * A frame in several buffers (a merged one a veth hands over) is more than
+	 * one wire packet: never wrapped or rewritten from its first buffer alone.
+	 */
+	if (bpf_xdp_get_buff_len(ctx) != (__u64)(end - data))
+		return -1;
 	ports = (void *)(ip + 1);
 	/* Options and fragments are left to the kernel, which has no socket on a published port: never mis-forwarded. */
 	if (!sn_ipv4_plain(ip) || !sn_fits(ports, end))
