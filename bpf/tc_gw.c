@@ -142,7 +142,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
 	struct iphdr *ip;
-	__be32 to_addr, client;
+	__be32 to_addr, client, from;
 	__be16 to_port;
 	__u32 vni;
 
@@ -152,7 +152,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	ports = (void *)(ip + 1);
 	if (!sn_fits(ports, end) || !sn_ipv4_plain(ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return TCX_NEXT;
-	rk.src = ip->saddr;
+	from = ip->saddr;
 	rk.dst = ip->daddr;
 	rk.sport = ports->source;
 	rk.dport = ports->dest;
@@ -176,14 +176,21 @@ int sn_tc_gw(struct __sk_buff *skb)
 			return sn_drop(SN_C_MESH_DROP);
 		to_addr = ct->addr;
 		to_port = ct->port;
-		if (sn_gw_nat(skb, rk.proto, rk.src, to_addr, rk.sport, to_port))
+		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, to_port))
 			return sn_drop(SN_C_MESH_DROP);
 		sn_count(SN_C_MESH_REPLY);
 		return sn_gw_out(skb, cfg, to_addr, client);
 	}
-	/* Back to the node the request came in by, on the network it came on. */
+	/* Back to the node the request came in by, on the network it came on, from the address it was sent to. */
 	vni = ct->vni;
-	if (ip->protocol == IPPROTO_TCP) {
+	to_addr = ct->addr;
+	if (!to_addr)
+		return sn_drop(SN_C_MESH_DROP);
+	if (from != to_addr) {
+		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, rk.sport))
+			return sn_drop(SN_C_MESH_DROP);
+	}
+	if (rk.proto == IPPROTO_TCP) {
 		__u16 mtu = sn_net_mtu(vni);
 
 		if (mtu > SN_TCPIP_HLEN)
@@ -195,7 +202,13 @@ int sn_tc_gw(struct __sk_buff *skb)
 		if (!sn_fits(ip, end))
 			return sn_drop(SN_C_MESH_DROP);
 	}
-	sn_mac_of_ip(eth->h_source, rk.src);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end))
+		return sn_drop(SN_C_MESH_DROP);
+	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, client);
 	if (sn_gw_encap(skb, cfg, vni, ct->node, sn_flow_hash(ip, end)))
 		return sn_drop(SN_C_MESH_DROP);

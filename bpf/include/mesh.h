@@ -73,6 +73,14 @@ struct sn_mesh_stats {
  *   forward, on the ingress node: client -> node address:published => backend, its node
  *   reply, on the ingress node and on the backend's node: backend:target -> client
  *     => the address and port to give back, and the node that does so
+ * A reply entry that tc_gw looks up has src 0: a task may answer from any of
+ * its addresses (a UDP server bound to 0.0.0.0 answers from the one its
+ * default route gives, the gateway bridge's), so the entry is found by the
+ * client's side and the target port. On the backend's node its addr is the
+ * backend's ingress address, the source the reply is given before it goes
+ * back; on the ingress node, the published address. Only the ingress node's
+ * XDP looks a reply up by the backend's address (the entry it wrote for a
+ * remote backend).
  */
 struct sn_mesh_ct_key {
 	__be32 src;

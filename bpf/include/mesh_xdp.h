@@ -140,6 +140,12 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return -1;
+	/*
+	 * A frame in several buffers (a merged one a veth hands over) is more than
+	 * one wire packet: never wrapped or rewritten from its first buffer alone.
+	 */
+	if (bpf_xdp_get_buff_len(ctx) != (__u64)(end - data))
+		return -1;
 	ports = (void *)(ip + 1);
 	/* Options and fragments are left to the kernel, which has no socket on a published port: never mis-forwarded. */
 	if (!sn_ipv4_plain(ip) || !sn_fits(ports, end))
@@ -187,7 +193,8 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	}
 	if (new_flow) {
 		/* The reply entry first: a reply must never find the flow without it. */
-		rk.src = backend;
+		/* Replies leaving a task here are found by tc_gw whatever its source (see mesh.h); a remote backend's by address. */
+		rk.src = fwd.node == cfg->node_ip ? 0 : backend;
 		rk.dst = ip->saddr;
 		rk.sport = mp->target;
 		rk.dport = ports->source;
@@ -295,12 +302,12 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
 	if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
 		return -1;
-	rk.src = iip->daddr;
 	rk.dst = iip->saddr;
 	rk.sport = ports->dest;
 	rk.dport = ports->source;
 	rk.proto = iip->protocol;
 	rk.dir = SN_CT_REPLY;
+	rev.addr = iip->daddr;
 	rev.node = oip->saddr;
 	rev.vni = vni;
 	if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))

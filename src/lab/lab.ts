@@ -10,6 +10,7 @@ import {addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses
 import {cgroupMounts, cgroupPids, findV1NodeDirs, killCgroup, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
 import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPath, nsenterArgv} from '../sys/netns.js'
 import {isAlive, killProcs, procsInNetns} from '../sys/proc.js'
+import {bpfObjectPath} from '../util/root.js'
 import {enableIpForward, setSysctl} from '../sys/sysctl.js'
 import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
 import * as T from './topology.js'
@@ -72,8 +73,14 @@ async function plugHost(netns: string, port: string, cidr: string): Promise<void
   // checksums on transmit; with tx offload off the lab's wire does the same, in software.
   await execIn(netns, ['ethtool', '-K', T.UNDERLAY_IF, 'tx', 'off'], `turning off tx checksum offload on ${T.UNDERLAY_IF}`)
   // A NIC sends what XDP hands back (XDP_TX, the routing mesh's path); a veth takes such frames
-  // only when its far end runs NAPI, which GRO turns on: the switch's port is that far end.
-  await execIn(T.SWITCH_NETNS, ['ethtool', '-K', port, 'gro', 'on'], `turning on GRO on ${port}`)
+  // only when its far end runs NAPI, which an XDP program turns on: the switch's port gets the
+  // one that passes everything. (Not GRO: merged frames would reach the hosts' XDP, as no NIC
+  // hands them to XDP.) A netlink attachment, gone with the switch's namespace.
+  await execIn(
+    T.SWITCH_NETNS,
+    ['ip', 'link', 'set', 'dev', port, 'xdpdrv', 'obj', bpfObjectPath('xdp_task_peer'), 'sec', 'xdp'],
+    `attaching XDP to ${port}`,
+  )
 }
 
 /**

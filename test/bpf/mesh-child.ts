@@ -224,7 +224,8 @@ describe('sn_xdp_underlay: requests to published ports', () => {
     assertChecksums(ip)
     assert.deepEqual(portStats(8080, P.IPPROTO_TCP), {packets: 1n, bytes: BigInt(f.length), new_flows: 1n})
     // The reply entry names the published address and port, and this node.
-    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 41000, proto: P.IPPROTO_TCP, dir: 1})
+    // Keyed by the client's side only: the task may answer from any of its addresses.
+    const rk = snMeshCtKey.encode({src: '0.0.0.0', dst: CLIENT.ip, sport: 80, dport: 41000, proto: P.IPPROTO_TCP, dir: 1})
     const rev = snMeshCt.decode(xdp.map('sn_mesh_ct').lookup(rk)!)
     assert.equal(rev.addr, NODE)
     assert.equal(rev.port, 8080)
@@ -335,9 +336,10 @@ describe('sn_xdp_underlay: the mesh over VXLAN', () => {
     assert.equal(r.retval, XDP_REDIRECT)
     assert.deepEqual(r.delta, {mesh_decap: 1})
     assert.deepEqual(r.data, inner)
-    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 46000, proto: P.IPPROTO_TCP, dir: 1})
+    const rk = snMeshCtKey.encode({src: '0.0.0.0', dst: CLIENT.ip, sport: 80, dport: 46000, proto: P.IPPROTO_TCP, dir: 1})
     const rev = snMeshCt.decode(xdp.map('sn_mesh_ct').lookup(rk)!)
     assert.equal(rev.node, PEER.ip)
+    assert.equal(rev.addr, LOCAL_BE.ip, 'the source its replies go back with')
     assert.equal(rev.vni, VNI)
     // The same from an address that is no node of the cluster: refused as before.
     const bad = P.vxlanFrame({outerSrc: STRANGER, outerDst: NODE, outerSrcMac: PEER.mac, outerDstMac: NODE_MAC, vni: VNI}, inner)
@@ -411,6 +413,30 @@ describe('sn_tc_gw: replies leaving a task by its gateway-bridge veth', () => {
     assert.equal(addrOf(ip, 12), LOCAL_BE.ip, 'the ingress node does the reverse NAT')
     assert.equal(ip.readUInt16BE(20 + 22), 1410)
     assertChecksums(ip)
+  })
+
+  it('a UDP server bound to 0.0.0.0 answers from its gateway-bridge address: found all the same, both ways', () => {
+    // Local flow (client:41001 -> node:8080/udp -> 10.0.0.5:53): reverse NAT to the published address and port.
+    const local = runGw(fromTask(HOST_TASK.ip, 53, 41001, P.IPPROTO_UDP))
+    assert.equal(local.retval, TC_ACT_REDIRECT, JSON.stringify(local.delta))
+    assert.deepEqual(local.delta, {mesh_reply: 1})
+    const ip = local.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), NODE)
+    assert.equal(ip.readUInt16BE(20), 8080)
+    assertChecksums(ip)
+    // A flow from another ingress node: back over VXLAN with the ingress address as its source.
+    const inner = P.ethernet(
+      {dst: LOCAL_BE.mac, src: '02:00:00:00:00:01', type: P.ETH_P_IP},
+      ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_UDP, sport: 46001, dport: 53}),
+    )
+    runXdp(P.vxlanFrame({outerSrc: PEER.ip, outerDst: NODE, outerSrcMac: PEER.mac, outerDstMac: NODE_MAC, vni: VNI}, inner))
+    const f = fromTask(HOST_TASK.ip, 53, 46001, P.IPPROTO_UDP)
+    const r = runGw(f)
+    assert.deepEqual(r.delta, {mesh_return: 1})
+    const back = r.data.subarray(P.ETH_HLEN + 36 + P.ETH_HLEN)
+    assert.equal(addrOf(r.data, P.ETH_HLEN + 16), PEER.ip)
+    assert.equal(addrOf(back, 12), LOCAL_BE.ip)
+    assertChecksums(back)
   })
 
   it("the task's own connections pass on (TCX_NEXT); an untracked packet from its ingress address is dropped, never masqueraded", () => {

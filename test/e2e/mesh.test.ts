@@ -60,7 +60,7 @@ const udpAsk = (addr: string, port: number) =>
       process.execPath,
       '-e',
       `const s = require('node:dgram').createSocket('udp4'); const t = setTimeout(() => process.exit(3), 1500);
-       s.on('message', (m) => { console.log(String(m)); clearTimeout(t); s.close() }); s.send('hi', ${port}, '${addr}')`,
+       s.on('message', (m, r) => { console.log(String(m) + ' via ' + r.address + ':' + r.port); clearTimeout(t); s.close() }); s.send('hi', ${port}, '${addr}')`,
     ],
     10_000,
   )
@@ -143,7 +143,8 @@ describe('the routing mesh, in a 3-node lab', {timeout: 600_000}, () => {
         },
         15_000,
       )
-      assert.equal(r.stdout.trim(), `from ${CLIENT_IP}`)
+      // The answer comes from the address and port the client asked (an unconnected socket would take any).
+      assert.equal(r.stdout.trim(), `from ${CLIENT_IP} via ${addr}:9053`)
     }
     ok('n1', ['service', 'rm', 'echo'])
   })
