@@ -22,7 +22,7 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
-#define SN_LAYOUT_VERSION 3
+#define SN_LAYOUT_VERSION 4
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
@@ -102,6 +102,7 @@ enum sn_counter {
 	SN_C_LB_ECHO,             /* ICMP echo to a VIP: answered */
 	SN_C_LB_DROP_OTHER,       /* to a VIP: not TCP, UDP or echo, IP options, or no room in the tracking table */
 	SN_C_LB_REV_NAT,          /* a reply given its VIP back as source */
+	SN_C_DNS_FAST_ANSWER,     /* a task's A question answered by the DNS fast path (bpf/tc_dns.c) */
 	SN_C__COUNT
 };
 

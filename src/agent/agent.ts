@@ -95,6 +95,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
       datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
+    // The DNS fast path is a shortcut: without it the task's questions reach the responder all the same.
+    attachGw: async (gwIf) => {
+      try {
+        datapath.attachDns(gwIf)
+      } catch (e) {
+        log(`dns: no fast path on ${gwIf}: ${(e as Error).message}`)
+      }
+    },
   }
   const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
   // Namespaces attached with `network connect`: to the data plane, tasks without a process.
@@ -127,6 +135,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     config: cfg.membership,
   })
   gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
+  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
+  dns.fastPathHits = () => Number(readCounters(datapath.maps.stats).dns_fast_answer)
+  const unwatchDns = membership.onChange(() => dns.invalidate())
   const roster = () =>
     membership.setRoster(controller.nodes().map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort, left: n.state === 'left'})))
   roster()
@@ -187,8 +198,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     try {
       do {
         again = false
-        const desired = () =>
-          desiredMaps({
+        const desired = () => ({
+          ...desiredMaps({
             selfId: cfg.nodeId,
             nodes: controller.nodes(),
             networks: controller.networks(),
@@ -197,7 +208,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             membership,
             services: controller.services(),
             statuses: controller.statuses(),
-          })
+          }),
+          dns: dns.fastPath(),
+        })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
         await step('maps', () => datapath.sync(desired()))
@@ -246,8 +259,6 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     }
   })
   // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
-  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
-  const unwatchDns = membership.onChange(() => dns.invalidate())
   await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
   await reconcile()
 

@@ -31,6 +31,7 @@ export const COUNTER_NAMES = [
   'lb_echo',
   'lb_drop_other',
   'lb_rev_nat',
+  'dns_fast_answer',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

@@ -20,7 +20,7 @@ import {u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 3
+export const LAYOUT_VERSION = 4
 
 export type MapOwner = 'store' | 'datapath'
 
@@ -35,6 +35,8 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_backends: 'store',
   sn_ct: 'datapath',
   sn_stats: 'datapath',
+  sn_dns_names: 'store',
+  sn_dns_scopes: 'store',
 }
 
 /** Where a node's maps of one layout version are pinned. */

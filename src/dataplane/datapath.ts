@@ -29,6 +29,8 @@ const UNDERLAY_PROG = 'sn_xdp_underlay'
 const TASK_PROG = 'sn_tc_task'
 const UNDERLAY_LINK = 'xdp-underlay'
 const taskLink = (hostIf: string) => `tcx-${hostIf}`
+const DNS_PROG = 'sn_tc_dns'
+const dnsLink = (gwIf: string) => `dns-${gwIf}`
 
 /** Where a node's links are pinned (inside its pin folder, so `leave` removes them with the maps). */
 export function nodeLinkDir(node: string): string {
@@ -60,6 +62,7 @@ export class Datapath {
     private readonly xdpFd: number,
     private readonly tcFd: number,
     private readonly peerFd: number,
+    private readonly dnsFd: number,
     readonly maps: {config: BpfMap; stats: BpfMap; sn_maglev: BpfMap; sn_ct: BpfMap} & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
     /** What opening did with the pins of other layout versions (empty when there were none). */
@@ -77,12 +80,12 @@ export class Datapath {
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
     try {
-      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer']) {
+      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_dns']) {
         const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         obj.load()
       }
-      const [underlay, task, peer] = objects as [BpfObject, BpfObject, BpfObject]
+      const [underlay, task, peer, dns] = objects as [BpfObject, BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
@@ -95,6 +98,7 @@ export class Datapath {
         xdpFd,
         task.program(TASK_PROG).fd,
         peer.program('sn_xdp_task_peer').fd,
+        dns.program(DNS_PROG).fd,
         {
           config: underlay.map('sn_config'),
           sn_networks: underlay.map('sn_networks'),
@@ -105,6 +109,8 @@ export class Datapath {
           sn_backends: task.map('sn_backends'),
           sn_ct: task.map('sn_ct'),
           stats: underlay.map('sn_stats'),
+          sn_dns_names: dns.map('sn_dns_names'),
+          sn_dns_scopes: dns.map('sn_dns_scopes'),
         },
         r.via,
         upgrades,
@@ -138,6 +144,11 @@ export class Datapath {
     this.maps.sn_devices.update(u32.encode(ifindex), snDevice.encode({...device, flags: 0}))
     this.attachTc(hostIf)
     this.tasks.set(hostIf, ifindex)
+  }
+
+  /** The DNS fast path on a task's gateway-bridge device (host side), before the task's process starts. */
+  attachDns(gwIf: string): void {
+    attachTcxLink(gwIf, this.dnsFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), dnsLink(gwIf)), ownName: DNS_PROG})
   }
 
   private attachTc(hostIf: string): void {
@@ -208,11 +219,12 @@ export class Datapath {
       this.attachTc(hostIf)
       done.push(`tc on ${hostIf} was gone: attached again`)
     }
-    // Links of task devices from before a restart that no task claimed.
+    // Links of task devices from before a restart that no task claimed, and of gateway devices that are gone.
     const dir = nodeLinkDir(this.o.node)
     if (existsSync(dir)) {
       for (const f of readdirSync(dir)) {
         if (f.startsWith('tcx-') && !this.tasks.has(f.slice(4))) removeLink(join(dir, f))
+        if (f.startsWith('dns-') && !deviceExists(f.slice(4))) removeLink(join(dir, f))
       }
     }
     this.st.repairs += done.length
@@ -252,5 +264,14 @@ export class Datapath {
       // the device is gone, and its programs with it
     }
     removeNodePins(node)
+  }
+}
+
+function deviceExists(name: string): boolean {
+  try {
+    ifindexOf(name)
+    return true
+  } catch {
+    return false
   }
 }

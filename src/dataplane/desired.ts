@@ -57,6 +57,13 @@ export interface DesiredMaps {
   devices: Map<number, {vni: number; ip: string; backend?: true}>
   /** VIPs, keyed by `${vni}/${vip}`; none when absent */
   services?: Map<string, DesiredService>
+  /** The DNS fast path's names and askers (src/dns/fastpath.ts), encoded; empty when absent. */
+  dns?: DesiredDns
+}
+
+export interface DesiredDns {
+  names: Entries
+  scopes: Entries
 }
 
 export interface ClusterView {
@@ -99,6 +106,8 @@ export const MAP_OWNERSHIP = {
   sn_services: {owner: 'store', rule: 'mirror'},
   sn_ct: {owner: 'datapath', rule: 'none'},
   sn_stats: {owner: 'datapath', rule: 'none'},
+  sn_dns_names: {owner: 'store', rule: 'mirror'},
+  sn_dns_scopes: {owner: 'store', rule: 'mirror'},
 } as const satisfies Record<string, {owner: 'store' | 'datapath'; rule: 'mirror' | 'tables' | 'config' | 'none'}>
 
 export type MapName = keyof typeof MAP_OWNERSHIP
@@ -144,7 +153,12 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<DesiredMaps> = {networks: new Map(), endpoints: new Map(), devices: new Map(), services: new Map()}
+  const out: Required<Omit<DesiredMaps, 'dns'>> = {
+    networks: new Map(),
+    endpoints: new Map(),
+    devices: new Map(),
+    services: new Map(),
+  }
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
   const nodeById = servingNodes(v)
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
@@ -192,7 +206,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<DesiredMaps>,
+  out: Required<Omit<DesiredMaps, 'dns'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

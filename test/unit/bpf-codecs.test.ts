@@ -65,8 +65,8 @@ describe('codecs: encode/decode', () => {
     assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 12/)
   })
 
-  it('every map of maps.h has a codec', () => {
-    const maps = fs.readFileSync(path.join(INCLUDE, 'maps.h'), 'utf8')
+  it('every map of maps.h and dns.h has a codec', () => {
+    const maps = ['maps.h', 'dns.h'].map((h) => fs.readFileSync(path.join(INCLUDE, h), 'utf8')).join('\n')
     const declared = [...maps.matchAll(/^\}\s*(\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1])
     assert.deepEqual(declared.sort(), Object.keys(mapCodecs).sort())
   })

@@ -110,7 +110,15 @@ test('every map has one owner and one rule; the sync mirrors only the store-owne
     assert.ok(o.owner === 'store' || o.owner === 'datapath', name)
     if (o.owner === 'datapath') assert.equal(o.rule, 'none', `${name} is never rewritten by the agent`)
   }
-  assert.deepEqual(MIRRORED, ['sn_networks', 'sn_endpoints', 'sn_devices', 'sn_backends', 'sn_services'])
+  assert.deepEqual(MIRRORED, [
+    'sn_networks',
+    'sn_endpoints',
+    'sn_devices',
+    'sn_backends',
+    'sn_services',
+    'sn_dns_names',
+    'sn_dns_scopes',
+  ])
   assert.equal(MAP_OWNERSHIP.sn_stats.owner, 'datapath')
 })
 
