@@ -112,6 +112,7 @@ enum sn_counter {
 	SN_C_MESH_FIB_FAIL,       /* no route or neighbour for a mesh packet out of the underlay (fallback MAC or dropped) */
 	SN_C_MESH_DROP,           /* a mesh packet that could not be rewritten or tracked: dropped */
 	SN_C_MESH_UNTRACKED,      /* from a task's ingress address to the outside, no flow tracked: dropped, never masqueraded */
+	SN_C_DNS_FAST_ANSWER,     /* a task's A question answered by the DNS fast path (bpf/tc_dns.c) */
 	SN_C__COUNT
 };
 

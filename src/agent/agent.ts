@@ -128,6 +128,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
     attachGateway: async (hostIf) => datapath.attachGateway(hostIf),
+    // The DNS fast path is a shortcut: without it the task's questions reach the responder all the same.
+    attachGw: async (gwIf) => {
+      try {
+        datapath.attachDns(gwIf)
+      } catch (e) {
+        log(`dns: no fast path on ${gwIf}: ${(e as Error).message}`)
+      }
+    },
   }
   const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
   // Namespaces attached with `network connect`: to the data plane, tasks without a process.
@@ -175,6 +183,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     config: cfg.membership,
   })
   gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
+  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
+  dns.fastPathHits = () => Number(readCounters(datapath.maps.stats).dns_fast_answer)
+  const unwatchDns = membership.onChange(() => dns.invalidate())
   const roster = () =>
     membership.setRoster(controller.nodes().map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort, left: n.state === 'left'})))
   roster()
@@ -278,8 +289,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     try {
       do {
         again = false
-        const desired = () =>
-          desiredMaps({
+        const desired = () => ({
+          ...desiredMaps({
             selfId: cfg.nodeId,
             nodes: controller.nodes(),
             networks: controller.networks(),
@@ -289,7 +300,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             services: controller.services(),
             statuses: controller.statuses(),
             localGateways: tasks.localGateways(),
-          })
+          }),
+          dns: dns.fastPath(),
+        })
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
         await step('maps', () => datapath.sync(desired()))
@@ -369,8 +382,6 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     }
   })
   // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
-  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
-  const unwatchDns = membership.onChange(() => dns.invalidate())
   await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
   await reconcile()
 

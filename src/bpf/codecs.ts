@@ -12,7 +12,7 @@ import {BpfError} from './errors.js'
  * How a field's bytes are read. `be*`/`ipv4` are network byte order (as the
  * C side keeps them, `__be16`/`__be32`); the plain integers are host order.
  */
-export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4' | 'mac' | 'pad'
+export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'ipv4' | 'mac' | 'bytes' | 'pad'
 
 export interface FieldSpec {
   readonly name: string
@@ -23,7 +23,8 @@ export interface FieldSpec {
   readonly flags?: Readonly<Record<string, number>>
 }
 
-type KindValue<K extends FieldKind> = K extends 'u64' ? bigint : K extends 'ipv4' | 'mac' ? string : number
+/** bytes: a byte array of the field's size, as hex. */
+type KindValue<K extends FieldKind> = K extends 'u64' ? bigint : K extends 'ipv4' | 'mac' | 'bytes' ? string : number
 
 /** The JS object a field list decodes to; padding fields are not in it. */
 export type Shape<F extends readonly FieldSpec[]> = {
@@ -42,7 +43,7 @@ export interface Codec<T> {
   display(value: T): Record<string, string | number> | string | number
 }
 
-const KIND_SIZE: Record<Exclude<FieldKind, 'pad'>, number> = {
+const KIND_SIZE: Record<Exclude<FieldKind, 'pad' | 'bytes'>, number> = {
   u8: 1,
   u16: 2,
   u32: 4,
@@ -123,6 +124,12 @@ function writeField(buf: Buffer, f: FieldSpec, v: unknown): void {
       if (typeof v !== 'string') throw bad(`${where()}: expected a MAC address string`)
       parseMac(v).copy(buf, f.offset)
       return
+    case 'bytes': {
+      if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/i.test(v) || v.length / 2 > f.size)
+        throw bad(`${where()}: expected at most ${f.size} bytes as hex`)
+      Buffer.from(v, 'hex').copy(buf, f.offset)
+      return
+    }
   }
 }
 
@@ -144,6 +151,8 @@ function readField(buf: Buffer, f: FieldSpec): number | bigint | string {
       return formatIpv4(buf.subarray(f.offset, f.offset + 4))
     case 'mac':
       return formatMac(buf.subarray(f.offset, f.offset + 6))
+    case 'bytes':
+      return buf.subarray(f.offset, f.offset + f.size).toString('hex')
     case 'pad':
       return 0
   }
@@ -184,7 +193,7 @@ export function defineStruct<const F extends readonly FieldSpec[]>(
   let end = 0
   const sorted = [...fields].sort((a, b) => a.offset - b.offset)
   for (const f of sorted) {
-    if (f.kind !== 'pad' && KIND_SIZE[f.kind] !== f.size) {
+    if (f.kind !== 'pad' && f.kind !== 'bytes' && KIND_SIZE[f.kind] !== f.size) {
       throw new Error(`codec ${structName}.${f.name}: kind ${f.kind} is ${KIND_SIZE[f.kind]} bytes, declared ${f.size}`)
     }
     if (f.offset < end) throw new Error(`codec ${structName}.${f.name}: overlaps the previous field`)
@@ -464,6 +473,34 @@ export type SnBackend = ReturnType<typeof snBackend.decode>
 export type SnCtKey = ReturnType<typeof snCtKey.decode>
 export type SnCt = ReturnType<typeof snCt.decode>
 
+/* ---- bpf/include/dns.h ---- */
+
+export const SN_DNS_NAME_MAX = 64
+export const SN_DNS_MAX_IPS = 8
+export const SN_DNS_MAX_NETS = 8
+export const SN_DNS_FLAGS = {PASS: 0x1} as const
+
+/** name: the wire-format name (lower case, root label included), zero-padded, as hex. */
+export const snDnsKey = defineStruct('sn_dns_key', 68, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'name', offset: 4, size: SN_DNS_NAME_MAX, kind: 'bytes'},
+])
+
+/** ips: SN_DNS_MAX_IPS addresses in network order, as hex (src/dns/fastpath.ts reads and writes them). */
+export const snDnsName = defineStruct('sn_dns_name', 40, [
+  {name: 'ips', offset: 0, size: 4 * SN_DNS_MAX_IPS, kind: 'bytes'},
+  {name: 'count', offset: 32, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 36, size: 4, kind: 'u32', flags: SN_DNS_FLAGS},
+])
+
+/** vnis: SN_DNS_MAX_NETS host-order u32s, as hex (src/dns/fastpath.ts). */
+export const snDnsScope = defineStruct('sn_dns_scope', 44, [
+  {name: 'resolver', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'ttl', offset: 4, size: 4, kind: 'u32'},
+  {name: 'count', offset: 8, size: 4, kind: 'u32'},
+  {name: 'vnis', offset: 12, size: 4 * SN_DNS_MAX_NETS, kind: 'bytes'},
+])
+
 /** Every struct codec, for the layout check. */
 export const structCodecs = [
   snConfig,
@@ -486,6 +523,9 @@ export const structCodecs = [
   snMeshCt,
   snMeshNode,
   snMeshConfig,
+  snDnsKey,
+  snDnsName,
+  snDnsScope,
 ] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
@@ -540,6 +580,8 @@ export const mapCodecs = {
   sn_mesh_ct: {key: snMeshCtKey, value: snMeshCt},
   sn_mesh_nodes: {key: ipv4Key, value: snMeshNode},
   sn_mesh_config: {key: u32, value: snMeshConfig},
+  sn_dns_names: {key: snDnsKey, value: snDnsName},
+  sn_dns_scopes: {key: u32, value: snDnsScope}, // key: ifindex of a task's gateway-bridge device (host side)
 } as const satisfies Record<string, MapCodecShape>
 
 export type MapName = keyof typeof mapCodecs

@@ -41,6 +41,7 @@ export const COUNTER_NAMES = [
   'mesh_fib_fail',
   'mesh_drop',
   'mesh_untracked',
+  'dns_fast_answer',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

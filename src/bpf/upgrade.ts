@@ -40,6 +40,8 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_mesh_config: 'store',
   sn_mesh_ct: 'datapath',
   sn_mesh_stats: 'datapath',
+  sn_dns_names: 'store',
+  sn_dns_scopes: 'store',
 }
 
 /** Where a node's maps of one layout version are pinned. */

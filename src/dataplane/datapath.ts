@@ -33,6 +33,8 @@ const GW_PROG = 'sn_tc_gw'
 const gwLink = (hostIf: string) => `gw-${hostIf}`
 const UNDERLAY_LINK = 'xdp-underlay'
 const taskLink = (hostIf: string) => `tcx-${hostIf}`
+const DNS_PROG = 'sn_tc_dns'
+const dnsLink = (gwIf: string) => `dns-${gwIf}`
 
 /** Where a node's links are pinned (inside its pin folder, so `leave` removes them with the maps). */
 export function nodeLinkDir(node: string): string {
@@ -67,6 +69,7 @@ export class Datapath {
     private readonly tcFd: number,
     private readonly peerFd: number,
     private readonly gwFd: number,
+    private readonly dnsFd: number,
     readonly maps: {
       config: BpfMap
       stats: BpfMap
@@ -92,12 +95,12 @@ export class Datapath {
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
     try {
-      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw']) {
+      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns']) {
         const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         obj.load()
       }
-      const [underlay, task, peer, gw] = objects as [BpfObject, BpfObject, BpfObject, BpfObject]
+      const [underlay, task, peer, gw, dns] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
@@ -111,6 +114,7 @@ export class Datapath {
         task.program(TASK_PROG).fd,
         peer.program('sn_xdp_task_peer').fd,
         gw.program(GW_PROG).fd,
+        dns.program(DNS_PROG).fd,
         {
           config: underlay.map('sn_config'),
           sn_networks: underlay.map('sn_networks'),
@@ -126,6 +130,8 @@ export class Datapath {
           sn_mesh_stats: underlay.map('sn_mesh_stats'),
           sn_mesh_config: gw.map('sn_mesh_config'),
           stats: underlay.map('sn_stats'),
+          sn_dns_names: dns.map('sn_dns_names'),
+          sn_dns_scopes: dns.map('sn_dns_scopes'),
         },
         r.via,
         upgrades,
@@ -166,6 +172,11 @@ export class Datapath {
     const ifindex = ifindexOf(hostIf)
     attachTcxLink(hostIf, this.gwFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), gwLink(hostIf)), ownName: GW_PROG})
     this.gws.set(hostIf, ifindex)
+  }
+
+  /** The DNS fast path on a task's gateway-bridge device (host side), before the task's process starts. */
+  attachDns(gwIf: string): void {
+    attachTcxLink(gwIf, this.dnsFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), dnsLink(gwIf)), ownName: DNS_PROG})
   }
 
   private attachTc(hostIf: string): void {
@@ -257,12 +268,13 @@ export class Datapath {
         done.push(`tc_gw on ${hostIf} was gone: attached again`)
       }
     }
-    // Links of task devices from before a restart that no task claimed.
+    // Links of task devices from before a restart that no task claimed, and of gateway devices that are gone.
     const dir = nodeLinkDir(this.o.node)
     if (existsSync(dir)) {
       for (const f of readdirSync(dir)) {
         if (f.startsWith('tcx-') && !this.tasks.has(f.slice(4))) removeLink(join(dir, f))
         if (f.startsWith('gw-') && !this.gws.has(f.slice(3))) removeLink(join(dir, f))
+        if (f.startsWith('dns-') && !deviceExists(f.slice(4))) removeLink(join(dir, f))
       }
     }
     this.st.repairs += done.length
@@ -302,5 +314,14 @@ export class Datapath {
       // the device is gone, and its programs with it
     }
     removeNodePins(node)
+  }
+}
+
+function deviceExists(name: string): boolean {
+  try {
+    ifindexOf(name)
+    return true
+  } catch {
+    return false
   }
 }

@@ -60,6 +60,13 @@ export interface DesiredMaps {
   services?: Map<string, DesiredService>
   /** Published ports (src/dataplane/mesh.ts); none when absent */
   mesh?: DesiredMesh
+  /** The DNS fast path's names and askers (src/dns/fastpath.ts), encoded; empty when absent. */
+  dns?: DesiredDns
+}
+
+export interface DesiredDns {
+  names: Entries
+  scopes: Entries
 }
 
 export interface ClusterView {
@@ -109,6 +116,8 @@ export const MAP_OWNERSHIP = {
   sn_mesh_stats: {owner: 'datapath', rule: 'none'},
   sn_ct: {owner: 'datapath', rule: 'none'},
   sn_stats: {owner: 'datapath', rule: 'none'},
+  sn_dns_names: {owner: 'store', rule: 'mirror'},
+  sn_dns_scopes: {owner: 'store', rule: 'mirror'},
 } as const satisfies Record<string, {owner: 'store' | 'datapath'; rule: 'mirror' | 'tables' | 'config' | 'none'}>
 
 export type MapName = keyof typeof MAP_OWNERSHIP
@@ -154,7 +163,7 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<Omit<DesiredMaps, 'mesh'>> = {
+  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns'>> = {
     networks: new Map(),
     endpoints: new Map(),
     devices: new Map(),
@@ -209,7 +218,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<Omit<DesiredMaps, 'mesh'>>,
+  out: Required<Omit<DesiredMaps, 'mesh' | 'dns'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

@@ -38,6 +38,8 @@ export interface TaskHooks {
   attachHost(hostIf: string, attachment: Task['attachments'][number]): Promise<void>
   /** the host side of the task's gateway-bridge veth, before the task's process starts (routing-mesh replies) */
   attachGateway?(hostIf: string): Promise<void>
+  /** the host side of the task's gateway-bridge veth (the DNS fast path), before the task's process starts */
+  attachGw?(gwIf: string): Promise<void>
 }
 
 interface Running {
@@ -48,7 +50,8 @@ interface Running {
   gwIfindex?: number
 }
 
-const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
+/** The host side of a task's veth: overlay i, or 'g' for the gateway bridge. */
+export const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
 /** Task ids are 24 hex digits (controller newId); nothing else under our directories is a task's. */
 const TASK_ID = /^[0-9a-f]{24}$/
 const subdirs = (dir: string) => {
@@ -151,6 +154,7 @@ export class TaskReconciler {
       })
     }
     for (const [i, h] of hostIfs.entries()) await this.o.hooks.attachHost(h, t.attachments[i]!)
+    await this.o.hooks.attachGw?.(gwIf)
     const local: LocalAttachment[] = []
     for (const [i, a] of t.attachments.entries())
       local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIfs[i]!)})

@@ -49,6 +49,8 @@ export interface NameTable {
   scopes: Map<string, string[]>
   /** Every name some network resolves: an asker out of scope gets NXDOMAIN for these, never a forward. */
   known: Set<string>
+  /** The asking task's gateway-bridge address -> its id (the fast path finds its device by it). */
+  askers: Map<string, string>
 }
 
 export const normalize = (name: string) => name.toLowerCase().replace(/\.$/, '')
@@ -114,9 +116,11 @@ export function buildNames(v: DnsView): NameTable {
   }
 
   const scopes = new Map<string, string[]>()
+  const askers = new Map<string, string>()
   for (const t of v.tasks) {
     const st = v.statuses.get(t.id)
     if (t.nodeId !== v.selfId || t.desiredState !== 'running' || !st?.gwIp || st.nodeId !== v.selfId) continue
+    askers.set(st.gwIp, t.id)
     scopes.set(
       st.gwIp,
       t.attachments.map((a) => a.networkId).filter((id) => nets.has(id)),
@@ -124,7 +128,7 @@ export function buildNames(v: DnsView): NameTable {
   }
   const known = new Set<string>()
   for (const nn of nets.values()) for (const k of nn.a.keys()) known.add(k)
-  return {networks: nets, scopes, known}
+  return {networks: nets, scopes, known, askers}
 }
 
 /** What the responder answers for a question from a task, or 'forward' when the name is not the cluster's. */

@@ -18,6 +18,10 @@ import type {Store} from '../store/store.js'
 import {dnsTtl, nodeUpstreams} from './config.js'
 import {buildNames, type NameTable} from './names.js'
 import {DnsServer} from './server.js'
+import {desiredDns} from './fastpath.js'
+import type {DesiredDns} from '../dataplane/desired.js'
+import {hostIfName} from '../dataplane/tasks.js'
+import {ifindexOf} from '../bpf/attach.js'
 import {dnsInspectView, type DnsInspectView} from './inspect.js'
 
 export interface NodeDnsOptions {
@@ -82,6 +86,23 @@ export class NodeDns {
 
   /** Answers the fast path gave (the BPF counter), once it is attached. */
   fastPathHits?: () => number
+
+  /** What the fast path's maps should hold now (the map reconciler writes it with the others). */
+  fastPath(): DesiredDns {
+    return desiredDns({
+      table: this.names(),
+      networks: this.o.store.values<Network>(prefixOf('network')),
+      resolver: this.o.addr,
+      ttl: this.server.ttl,
+      gwIfindex: (taskId) => {
+        try {
+          return ifindexOf(hostIfName(taskId, 'g'))
+        } catch {
+          return undefined // not made yet, or gone: its questions go to the slow path
+        }
+      },
+    })
+  }
 
   async start(): Promise<void> {
     await this.server.start()

@@ -70,6 +70,8 @@ export class Responder {
       rcode = RCODE.NXDOMAIN
     } else if ('a' in r) {
       const ips = r.rotate ? rotated(r.a, this.turn++) : r.a
+      const bytes = encodeA(query, ips, this.o.ttl, opt !== undefined)
+      if (bytes && bytes.length <= limit) return bytes
       for (const ip of ips) answers.push({type: 'A', class: 'IN', name: q.name, ttl: this.o.ttl, data: ip})
     } else if ('ptr' in r) {
       answers.push({type: 'PTR', class: 'IN', name: q.name, ttl: this.o.ttl, data: r.ptr})
@@ -135,6 +137,40 @@ export class Responder {
     }
     return out
   }
+}
+
+/**
+ * The answer to an A question, byte for byte what the fast path (bpf/tc_dns.c) makes of the
+ * query: the header with QR, AA, the query's RD and RA; the question as asked; each address with
+ * a pointer to the question's name; our OPT record when the query had one. Undefined when the
+ * question cannot be copied as it is (a compressed name), for dns-packet to write.
+ */
+export function encodeA(query: Buffer, ips: readonly string[], ttl: number, edns: boolean): Buffer | undefined {
+  const qlen = questionLength(query)
+  if (qlen === undefined) return undefined
+  const out = Buffer.alloc(12 + qlen + ips.length * 16 + (edns ? 11 : 0))
+  out.writeUInt16BE(query.readUInt16BE(0), 0)
+  out.writeUInt16BE(QR | dns.AUTHORITATIVE_ANSWER | (query.readUInt16BE(2) & dns.RECURSION_DESIRED) | dns.RECURSION_AVAILABLE, 2)
+  out.writeUInt16BE(1, 4)
+  out.writeUInt16BE(ips.length, 6)
+  out.writeUInt16BE(edns ? 1 : 0, 10)
+  query.copy(out, 12, 12, 12 + qlen)
+  let at = 12 + qlen
+  for (const ip of ips) {
+    out.writeUInt16BE(0xc00c, at)
+    out.writeUInt16BE(1, at + 2)
+    out.writeUInt16BE(1, at + 4)
+    out.writeUInt32BE(ttl, at + 6)
+    out.writeUInt16BE(4, at + 10)
+    let i = at + 12
+    for (const part of ip.split('.')) out[i++] = Number(part)
+    at += 16
+  }
+  if (edns) {
+    out.writeUInt16BE(41, at + 1)
+    out.writeUInt16BE(OUR_UDP, at + 3)
+  }
+  return out
 }
 
 /** A response with no records but the question (when it can be read): for FORMERR, NOTIMP, SERVFAIL. */

@@ -192,6 +192,21 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.equal(short('tasks.web').length, 1)
   })
 
+  test('the eBPF fast path answers A of a service name (no EDNS option); the responder the rest, with the same answer', () => {
+    const counters = () => json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+    const before = counters()
+    assert.deepEqual(short('+nocookie', 'web'), [vip])
+    assert.deepEqual(short('+noedns', 'www'), [vip])
+    const mid = counters()
+    assert.equal(mid.fastPath! - before.fastPath!, 2, 'two answers from the fast path')
+    assert.equal(mid.queries, before.queries, 'no question reached the responder')
+    // dig's default question carries an EDNS cookie: the responder answers it, the same way.
+    assert.deepEqual(short('+cookie', 'web'), [vip])
+    const after = counters()
+    assert.equal(after.fastPath, mid.fastPath)
+    assert.equal(after.answered! - mid.answered!, 1)
+  })
+
   test('inspect dns lists the names of each network and counts the questions', () => {
     const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
     assert.equal(v.listen, '172.18.0.1:53')

@@ -118,6 +118,8 @@ test('every map has one owner and one rule; the sync mirrors only the store-owne
     'sn_services',
     'sn_mesh_ports',
     'sn_mesh_nodes',
+    'sn_dns_names',
+    'sn_dns_scopes',
   ])
   assert.equal(MAP_OWNERSHIP.sn_stats.owner, 'datapath')
 })

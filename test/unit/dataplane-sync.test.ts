@@ -11,7 +11,7 @@ import {bpfObjectPath} from '../../src/util/root.js'
 
 const pinRoot = `/sys/fs/bpf/swarmnet-test-sync-${process.pid}`
 let objects: BpfObject[] = []
-let maps: Record<MirroredMap, BpfMap>
+let maps: Parameters<typeof mirrorMaps>[0]
 
 /** `n` remote endpoints on VNI 4097, numbered from `from`. */
 function endpoints(n: number, from = 0): Map<string, DesiredEndpoint> {

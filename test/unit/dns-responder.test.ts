@@ -28,6 +28,7 @@ const table: NameTable = {
   ]),
   scopes: new Map([[ASKER, ['front']]]),
   known: new Set(['web', 'tasks.web', 'rr', 'db']),
+  askers: new Map([[ASKER, 't']]),
 }
 
 let server: DnsServer

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc ingress on the host side of a task's gateway-bridge device: the DNS fast
+ * path. An A question for a cluster name, sent by the task to its node's
+ * resolver (the gateway-bridge address, UDP 53), is turned into its answer in
+ * place (the same bytes the TypeScript responder would send) and sent straight
+ * back into the task. Everything else, and any question it is not sure of
+ * (other types and classes, names not in sn_dns_names or marked to pass, names
+ * with compression pointers or other bytes than letters, digits, '-' and '_',
+ * longer than SN_DNS_NAME_MAX, EDNS0 with options or another version, TCP,
+ * fragments, IP options), goes on untouched: TC_ACT_UNSPEC, so the next
+ * program on the hook and then the kernel (and the TypeScript responder) see it.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "parse.h"
+#include "dns.h"
+
+#define SN_DNS_HDR 12
+#define SN_DNS_OPT_LEN 11
+#define SN_DNS_ANSWER_LEN 16
+#define SN_L2L4 (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
+/* What our OPT record says: no extended rcode, version 0, no flags, and the UDP size we take (src/dns/responder.ts OUR_UDP). */
+#define SN_DNS_OUR_UDP 1232
+
+#define sn_pass() TC_ACT_UNSPEC
+
+static __always_inline int sn_name_char(__u8 *c)
+{
+	if (*c >= 'A' && *c <= 'Z') {
+		*c += 'a' - 'A';
+		return 1;
+	}
+	return (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
+}
+
+SEC("tc")
+int sn_tc_dns(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	struct sn_dns_scope *scope;
+	struct sn_dns_name *hit = 0;
+	struct sn_dns_key key;
+	__u8 *dns, *name, *q;
+	__u32 ifindex = skb->ifindex;
+	__u32 nlen = 0, next = 0, dnslen, tot, count, i;
+	int edns;
+
+	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
+		return sn_pass();
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end) || !sn_ipv4_plain(ip) || ip->protocol != IPPROTO_UDP)
+		return sn_pass();
+	udp = (void *)(ip + 1);
+	if (!sn_fits(udp, end) || udp->dest != bpf_htons(53))
+		return sn_pass();
+	scope = bpf_map_lookup_elem(&sn_dns_scopes, &ifindex);
+	if (!scope || ip->daddr != scope->resolver)
+		return sn_pass();
+	tot = bpf_ntohs(ip->tot_len);
+	if (skb->len != sizeof(struct ethhdr) + tot || bpf_ntohs(udp->len) != tot - sizeof(struct iphdr))
+		return sn_pass();
+	dnslen = tot - sizeof(struct iphdr) - sizeof(struct udphdr);
+	if (dnslen < SN_DNS_HDR + 1 + 4 || dnslen > SN_DNS_HDR + SN_DNS_NAME_MAX + 4 + SN_DNS_OPT_LEN)
+		return sn_pass();
+	if ((void *)(long)skb->data + skb->len > (void *)(long)skb->data_end) {
+		if (bpf_skb_pull_data(skb, skb->len))
+			return sn_pass();
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+	}
+	dns = data + SN_L2L4;
+	if ((void *)(dns + SN_DNS_HDR) > end)
+		return sn_pass();
+	/* A standard query (QR 0, opcode 0, TC clear), one question, no answers or authority, at most an OPT. */
+	if ((dns[2] & 0xfa) != 0 || dns[4] != 0 || dns[5] != 1 || dns[6] | dns[7] | dns[8] | dns[9] || dns[10] != 0 ||
+	    dns[11] > 1)
+		return sn_pass();
+	edns = dns[11];
+
+	__builtin_memset(&key, 0, sizeof(key));
+	name = dns + SN_DNS_HDR;
+#pragma clang loop unroll(full)
+	for (i = 0; i < SN_DNS_NAME_MAX; i++) {
+		__u8 c;
+
+		if ((void *)(name + i + 1) > end)
+			return sn_pass();
+		c = name[i];
+		if (i == next) {
+			if (c == 0) {
+				nlen = i + 1;
+				break;
+			}
+			if (c > 63) /* a compression pointer or an extended label */
+				return sn_pass();
+			next = i + c + 1;
+		} else if (!sn_name_char(&c)) {
+			return sn_pass();
+		}
+		key.name[i] = c;
+	}
+	if (nlen == 0 || nlen > SN_DNS_NAME_MAX)
+		return sn_pass();
+	if (dnslen != SN_DNS_HDR + nlen + 4 + (edns ? SN_DNS_OPT_LEN : 0))
+		return sn_pass();
+	q = name + nlen;
+	if ((void *)(q + 4) > end)
+		return sn_pass();
+	if (q[0] != 0 || q[1] != 1 || q[2] != 0 || q[3] != 1) /* A, IN */
+		return sn_pass();
+	if (edns) {
+		__u8 *o = q + 4;
+
+		if ((void *)(o + SN_DNS_OPT_LEN) > end)
+			return sn_pass();
+		/* Root name, type OPT, extended rcode 0, version 0, no options. */
+		if (o[0] != 0 || o[1] != 0 || o[2] != 41 || o[5] != 0 || o[6] != 0 || o[9] != 0 || o[10] != 0)
+			return sn_pass();
+	}
+
+#pragma clang loop unroll(full)
+	for (i = 0; i < SN_DNS_MAX_NETS; i++) {
+		if (i >= scope->count)
+			break;
+		key.vni = scope->vnis[i];
+		hit = bpf_map_lookup_elem(&sn_dns_names, &key);
+		if (hit)
+			break;
+	}
+	/* No running task (NOERROR, no answer) is the slow path's too: the fast path answers addresses. */
+	if (!hit || (hit->flags & SN_DNS_PASS) || hit->count < 1 || hit->count > SN_DNS_MAX_IPS)
+		return sn_pass();
+	count = hit->count;
+
+	/* The answers, then our OPT when the question had one, after the question. */
+	{
+		__u8 ans[SN_DNS_MAX_IPS * SN_DNS_ANSWER_LEN];
+		__u8 opt[SN_DNS_OPT_LEN] = {0, 0, 41, SN_DNS_OUR_UDP >> 8, SN_DNS_OUR_UDP & 0xff, 0, 0, 0, 0, 0, 0};
+		__be32 ttl = bpf_htonl(scope->ttl);
+		__u32 off = SN_L2L4 + SN_DNS_HDR + nlen + 4;
+		__u32 alen = count * SN_DNS_ANSWER_LEN;
+		__be32 saddr, daddr;
+		__be16 sport;
+		__u8 mac[6];
+		__u8 flags[2];
+		__be16 an = bpf_htons(count);
+		__be16 len;
+
+#pragma clang loop unroll(full)
+		for (i = 0; i < SN_DNS_MAX_IPS; i++) {
+			__u8 *a = ans + i * SN_DNS_ANSWER_LEN;
+
+			a[0] = 0xc0; /* the name: a pointer to the question's */
+			a[1] = SN_DNS_HDR;
+			a[2] = 0;
+			a[3] = 1; /* A */
+			a[4] = 0;
+			a[5] = 1; /* IN */
+			__builtin_memcpy(a + 6, &ttl, 4);
+			a[10] = 0;
+			a[11] = 4;
+			__builtin_memcpy(a + 12, &hit->ips[i], 4);
+		}
+		flags[0] = 0x84 | (dns[2] & 0x01); /* QR, AA, the question's RD */
+		flags[1] = 0x80;                   /* RA, NOERROR */
+		if (bpf_skb_change_tail(skb, skb->len + alen, 0))
+			return sn_pass();
+		/* alen is 16..128; the mask says so to the verifier, whatever registers the compiler uses. */
+		if (bpf_skb_store_bytes(skb, off, ans, ((alen - 1) & (sizeof(ans) - 1)) + 1, 0))
+			return TC_ACT_SHOT;
+		if (edns && bpf_skb_store_bytes(skb, off + alen, opt, sizeof(opt), 0))
+			return TC_ACT_SHOT;
+		if (bpf_skb_store_bytes(skb, SN_L2L4 + 2, flags, 2, 0) || bpf_skb_store_bytes(skb, SN_L2L4 + 6, &an, 2, 0))
+			return TC_ACT_SHOT;
+
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		eth = data;
+		ip = (void *)(eth + 1);
+		udp = (void *)(ip + 1);
+		if (!sn_fits(udp, end))
+			return TC_ACT_SHOT;
+		sn_mac_copy(mac, eth->h_source);
+		sn_mac_copy(eth->h_source, eth->h_dest);
+		sn_mac_copy(eth->h_dest, mac);
+		saddr = ip->saddr;
+		daddr = ip->daddr;
+		ip->saddr = daddr;
+		ip->daddr = saddr;
+		ip->tot_len = bpf_htons(tot + alen);
+		ip->ttl = 64;
+		ip->check = 0;
+		/* bpf_csum_diff gives a 32-bit sum: folded to 16 bits. */
+		{
+			__u32 s = bpf_csum_diff(0, 0, (__be32 *)ip, sizeof(*ip), 0);
+
+			s = (s & 0xffff) + (s >> 16);
+			s = (s & 0xffff) + (s >> 16);
+			ip->check = ~s & 0xffff;
+		}
+		sport = udp->source;
+		udp->source = udp->dest;
+		udp->dest = sport;
+		len = bpf_htons(tot + alen - sizeof(struct iphdr));
+		udp->len = len;
+		udp->check = 0; /* IPv4: no checksum, allowed (RFC 768) */
+	}
+	sn_count(SN_C_DNS_FAST_ANSWER);
+	return bpf_redirect(ifindex, 0);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

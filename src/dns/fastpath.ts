@@ -1,0 +1,81 @@
+// What the DNS fast path's maps hold (bpf/include/dns.h), from the same name table the
+// TypeScript responder answers from: per network (VNI), every name with its A addresses (a name
+// the fast path must not answer, dnsrr's turning one or one with too many addresses, is there
+// marked PASS, so a later network of the task cannot shadow it); per asking task's
+// gateway-bridge device, the resolver's address, the TTL and the task's networks in order.
+import {
+  SN_DNS_FLAGS,
+  SN_DNS_MAX_IPS,
+  SN_DNS_MAX_NETS,
+  SN_DNS_NAME_MAX,
+  snDnsKey,
+  snDnsName,
+  snDnsScope,
+  u32,
+} from '../bpf/codecs.js'
+import type {DesiredDns, Entries} from '../dataplane/desired.js'
+import type {Network} from '../model/types.js'
+import type {NameTable} from './names.js'
+
+/** A name as the fast path keys it: wire format, lower case, root label included; undefined when it cannot be one. */
+export function wireName(name: string): Buffer | undefined {
+  const labels = name.toLowerCase().split('.')
+  if (labels.some((l) => l.length === 0 || l.length > 63 || !/^[a-z0-9_-]+$/.test(l))) return undefined
+  const out = Buffer.concat([
+    ...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'ascii')])),
+    Buffer.from([0]),
+  ])
+  return out.length <= SN_DNS_NAME_MAX ? out : undefined
+}
+
+export interface FastPathInput {
+  table: NameTable
+  networks: Network[]
+  /** The resolver's address (the gateway bridge's) and the TTL of answers. */
+  resolver: string
+  ttl: number
+  /** The host-side gateway-bridge device of a task of this node, by task id; undefined when it is not there. */
+  gwIfindex: (taskId: string) => number | undefined
+}
+
+const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
+
+export function desiredDns(o: FastPathInput): DesiredDns {
+  const vniOf = new Map(o.networks.filter((n) => n.vni !== undefined).map((n) => [n.id, n.vni!]))
+  const names: Entries = new Map()
+  for (const nn of o.table.networks.values()) {
+    const vni = vniOf.get(nn.id)
+    if (vni === undefined) continue
+    for (const [name, r] of nn.a) {
+      const wire = wireName(name)
+      if (!wire) continue // the fast path cannot ask for it either: it passes such names on
+      const pass = r.rotate || r.ips.length > SN_DNS_MAX_IPS
+      const ips = Buffer.alloc(4 * SN_DNS_MAX_IPS)
+      if (!pass) r.ips.forEach((ip, i) => ip.split('.').forEach((b, j) => (ips[i * 4 + j] = Number(b))))
+      names.set(
+        ...entry(
+          snDnsKey.encode({vni, name: wire.toString('hex')}),
+          snDnsName.encode({ips: ips.toString('hex'), count: pass ? 0 : r.ips.length, flags: pass ? SN_DNS_FLAGS.PASS : 0}),
+        ),
+      )
+    }
+  }
+  const scopes: Entries = new Map()
+  for (const [gwIp, netIds] of o.table.scopes) {
+    const taskId = o.table.askers.get(gwIp)
+    const ifindex = taskId ? o.gwIfindex(taskId) : undefined
+    if (!ifindex) continue
+    const vnis = netIds.map((id) => vniOf.get(id)).filter((v): v is number => v !== undefined)
+    // A task on more networks than the fast path looks in asks the slow path for everything.
+    const used = vnis.length <= SN_DNS_MAX_NETS ? vnis : []
+    const buf = Buffer.alloc(4 * SN_DNS_MAX_NETS)
+    used.forEach((v, i) => u32.encode(v).copy(buf, i * 4))
+    scopes.set(
+      ...entry(
+        u32.encode(ifindex),
+        snDnsScope.encode({resolver: o.resolver, ttl: o.ttl, count: used.length, vnis: buf.toString('hex')}),
+      ),
+    )
+  }
+  return {names, scopes}
+}

@@ -1,0 +1,235 @@
+// sn_tc_dns on crafted queries (BPF_PROG_TEST_RUN): an A question for a cluster name is answered
+// in place and sent back into the task, with exactly the bytes the TypeScript responder sends for
+// the same question; everything else passes on untouched (TC_ACT_UNSPEC).
+//
+// The maps are filled by the agent's own code (buildNames -> desiredDns), and the device is
+// ifindex 1 (this namespace's loopback, never modified) standing for a task's gateway-bridge veth.
+import assert from 'node:assert/strict'
+import {after, before, describe, it} from 'node:test'
+import * as dns from 'dns-packet'
+import {buildNames, type DnsView, type NameTable} from '../../src/dns/names.js'
+import {desiredDns} from '../../src/dns/fastpath.js'
+import {Responder} from '../../src/dns/responder.js'
+import {DnsStats} from '../../src/dns/stats.js'
+import type {Network, Service, Task, TaskStatus} from '../../src/model/types.js'
+import {Loaded, TC_ACT_REDIRECT, pinRootFor, skbCtx} from './harness.js'
+import * as P from './packets.js'
+
+const TC_ACT_UNSPEC = 0xffffffff
+const DEV = 1
+const RESOLVER = '172.18.0.1'
+const TASK_GW = '172.18.0.7'
+const TASK_MAC = '02:42:ac:12:00:07'
+const BRIDGE_MAC = '02:42:ac:12:00:01'
+const TTL = 5
+
+const net = (id: string, vni: number, third: number): Network => ({
+  id,
+  name: id,
+  driver: 'overlay',
+  scope: 'swarm',
+  vni,
+  subnet: `10.0.${third}.0/24`,
+  gateway: `10.0.${third}.1`,
+  attachable: false,
+  ingress: false,
+  createdAt: 0,
+})
+const svc = (id: string, networks: string[], extra: Partial<Service> = {}): Service => ({
+  id,
+  name: id,
+  mode: {replicas: 2},
+  networks,
+  command: [],
+  createdAt: 1,
+  updatedAt: 1,
+  ...extra,
+})
+const task = (id: string, s: string, slot: number, ip: [string, string]): Task => ({
+  id,
+  serviceId: s,
+  serviceName: s,
+  slot,
+  nodeId: 'n1',
+  desiredState: 'running',
+  attachments: [{networkId: ip[0], ip: ip[1], mac: '02:42:00:00:00:01'}],
+  createdAt: 0,
+})
+
+function view(): DnsView {
+  const running = (gwIp?: string): Pick<TaskStatus, 'state' | 'nodeId' | 'gwIp'> => ({state: 'running', nodeId: 'n1', gwIp})
+  return {
+    selfId: 'n1',
+    nodes: [
+      {id: 'n1', name: 'n1', addr: '192.168.0.1', gossipPort: 7946, role: 'manager', state: 'ready', mtu: 1500, joinedAt: 0},
+    ],
+    networks: [net('front', 4097, 1), net('back', 4098, 2)],
+    services: [
+      svc('web', ['front'], {vips: [{networkId: 'front', ip: '10.0.1.2'}]}),
+      svc('rr', ['front'], {endpointMode: 'dnsrr'}),
+      svc('db', ['back'], {vips: [{networkId: 'back', ip: '10.0.2.2'}]}),
+      svc('cl', ['front'], {vips: [{networkId: 'front', ip: '10.0.1.3'}]}),
+    ],
+    tasks: [
+      task('t1', 'web', 1, ['front', '10.0.1.10']),
+      task('t2', 'web', 2, ['front', '10.0.1.11']),
+      task('r1', 'rr', 1, ['front', '10.0.1.20']),
+      task('r2', 'rr', 2, ['front', '10.0.1.21']),
+      task('d1', 'db', 1, ['back', '10.0.2.10']),
+      task('c1', 'cl', 1, ['front', '10.0.1.30']),
+    ],
+    statuses: new Map([
+      ['t1', running()],
+      ['t2', running()],
+      ['r1', running()],
+      ['r2', running()],
+      ['d1', running()],
+      ['c1', running(TASK_GW)],
+    ]),
+  }
+}
+
+let l: Loaded
+let table: NameTable
+let responder: Responder
+const ctx = skbCtx(DEV)
+
+before(() => {
+  table = buildNames(view())
+  l = new Loaded(pinRootFor('tc_dns'), 'tc_dns.o', 'sn_tc_dns')
+  const want = desiredDns({
+    table,
+    networks: view().networks,
+    resolver: RESOLVER,
+    ttl: TTL,
+    gwIfindex: (id) => (id === 'c1' ? DEV : undefined),
+  })
+  for (const [k, v] of want.names.values()) l.map('sn_dns_names').update(k, v)
+  for (const [k, v] of want.scopes.values()) l.map('sn_dns_scopes').update(k, v)
+  responder = new Responder({
+    names: () => table,
+    ttl: TTL,
+    stats: new DnsStats(),
+    forwarder: {forward: async () => undefined},
+  })
+})
+
+after(() => l?.close())
+
+function query(
+  name: string,
+  o: {type?: dns.RecordType; cls?: dns.RecordClass; rd?: boolean; edns?: boolean; cookie?: boolean} = {},
+): Buffer {
+  const opt = {type: 'OPT', name: '.', udpPayloadSize: 4096, options: o.cookie ? [{code: 10, data: Buffer.alloc(8, 7)}] : []}
+  return dns.encode({
+    type: 'query',
+    id: 0xbeef,
+    flags: o.rd === false ? 0 : dns.RECURSION_DESIRED,
+    questions: [{type: o.type ?? 'A', name, class: o.cls ?? 'IN'}],
+    ...(o.edns || o.cookie ? {additionals: [opt as unknown as dns.Answer]} : {}),
+  })
+}
+
+function frame(payload: Buffer, o: {dst?: string; dport?: number; proto?: number} = {}): Buffer {
+  const l4 =
+    o.proto === P.IPPROTO_TCP
+      ? P.tcp({srcPort: 40000, dstPort: 53, flags: 0x18}, payload)
+      : P.udp({srcPort: 40000, dstPort: o.dport ?? 53}, payload)
+  return P.ethernet(
+    {dst: BRIDGE_MAC, src: TASK_MAC, type: P.ETH_P_IP},
+    P.ipv4Packet({src: TASK_GW, dst: o.dst ?? RESOLVER, protocol: o.proto ?? P.IPPROTO_UDP}, l4),
+  )
+}
+
+function passes(f: Buffer, what: string, c = ctx): void {
+  const {res, delta} = l.runCounted(f, {ctx: c})
+  assert.equal(res.retval >>> 0, TC_ACT_UNSPEC, `${what}: verdict ${res.retval}`)
+  assert.deepEqual(delta, {}, what)
+  assert.deepEqual(res.data, f, `${what}: the frame must leave untouched`)
+}
+
+/** Runs the query through the program: it must be answered; returns the DNS payload sent back. */
+function answered(q: Buffer): Buffer {
+  const f = frame(q)
+  const {res, delta} = l.runCounted(f, {ctx})
+  assert.equal(res.retval, TC_ACT_REDIRECT)
+  assert.deepEqual(delta, {dns_fast_answer: 1})
+  const out = res.data
+  // Ethernet, IPv4 and UDP turned around, lengths and header checksum right.
+  assert.equal(P.mac(TASK_MAC).compare(out.subarray(0, 6)), 0)
+  assert.equal(P.mac(BRIDGE_MAC).compare(out.subarray(6, 12)), 0)
+  const ip = out.subarray(14, 34)
+  assert.equal(P.inetChecksum(ip), 0, 'IPv4 header checksum')
+  assert.equal(ip.readUInt16BE(2), out.length - 14)
+  assert.deepEqual([...ip.subarray(12, 16)], [...P.ipv4(RESOLVER)])
+  assert.deepEqual([...ip.subarray(16, 20)], [...P.ipv4(TASK_GW)])
+  assert.equal(out.readUInt16BE(34), 53)
+  assert.equal(out.readUInt16BE(36), 40000)
+  assert.equal(out.readUInt16BE(38), out.length - 34)
+  return out.subarray(42)
+}
+
+describe('sn_tc_dns: the DNS fast path', () => {
+  it('answers A of a service name with its VIP: the same bytes as the TypeScript responder', async () => {
+    for (const q of [
+      query('web'),
+      query('WeB'),
+      query('web.'),
+      query('web', {rd: false}),
+      query('web', {edns: true}),
+      query('tasks.web'),
+      query('tasks.web', {edns: true}),
+      query('web.2.t2'),
+      query('cl'),
+    ]) {
+      const fast = answered(q)
+      const slow = await responder.answer(q, TASK_GW, false)
+      assert.ok(slow)
+      assert.equal(fast.toString('hex'), slow.toString('hex'), `the answers to ${dns.decode(q).questions![0]!.name} differ`)
+      const d = dns.decode(fast)
+      assert.equal(d.id, 0xbeef)
+    }
+    const d = dns.decode(answered(query('tasks.web'))) as unknown as {answers: {data: string; ttl: number}[]}
+    assert.deepEqual(
+      d.answers.map((a) => [a.data, a.ttl]),
+      [
+        ['10.0.1.10', TTL],
+        ['10.0.1.11', TTL],
+      ],
+    )
+  })
+
+  it('passes what it does not answer: other types and classes, unknown and out-of-scope names, dnsrr', () => {
+    passes(frame(query('web', {type: 'AAAA'})), 'AAAA')
+    passes(frame(query('web', {type: 'PTR'})), 'PTR')
+    passes(frame(query('web', {cls: 'CH'})), 'class CH')
+    passes(frame(query('example.com')), 'an unknown name')
+    passes(frame(query('db')), 'a name of a network the task is not on (NXDOMAIN is the slow path)')
+    passes(frame(query('rr')), 'a dnsrr name (its order turns in the slow path)')
+    passes(frame(query('web', {cookie: true})), 'EDNS0 with an option')
+  })
+
+  it('passes malformed and odd questions: compression pointers, long names, bad bytes, non-DNS UDP, TCP', () => {
+    const q = query('web')
+    // The question's name as a pointer to itself.
+    const ptr = Buffer.concat([q.subarray(0, 12), Buffer.from([0xc0, 0x0c, 0, 1, 0, 1])])
+    passes(frame(ptr), 'a compression pointer')
+    const long = query(`${'a'.repeat(40)}.${'b'.repeat(40)}`)
+    passes(frame(long), 'a name longer than 64 bytes')
+    const bad = query('we b')
+    passes(frame(bad), 'a name with a space')
+    passes(frame(Buffer.from('GET / HTTP/1.1\r\n\r\n')), 'non-DNS UDP to port 53')
+    passes(frame(Buffer.from([1, 2, 3])), 'a short datagram')
+    const resp = Buffer.from(q)
+    resp[2]! |= 0x80
+    passes(frame(resp), 'a response')
+    const two = Buffer.from(q)
+    two.writeUInt16BE(2, 4)
+    passes(frame(two), 'two questions')
+    passes(frame(Buffer.concat([q, Buffer.from([0])])), 'trailing bytes')
+    passes(frame(q, {proto: P.IPPROTO_TCP}), 'TCP')
+    passes(frame(q, {dst: '172.18.0.9'}), 'to another address')
+    passes(frame(q, {dport: 5353}), 'to another port')
+    passes(frame(q), 'from a device that is no task gateway device', skbCtx(2))
+  })
+})
