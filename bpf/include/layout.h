@@ -22,7 +22,7 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
-#define SN_LAYOUT_VERSION 3
+#define SN_LAYOUT_VERSION 4
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
@@ -102,6 +102,11 @@ enum sn_counter {
 	SN_C_LB_ECHO,             /* ICMP echo to a VIP: answered */
 	SN_C_LB_DROP_OTHER,       /* to a VIP: not TCP, UDP or echo, IP options, or no room in the tracking table */
 	SN_C_LB_REV_NAT,          /* a reply given its VIP back as source */
+	SN_C_LB_CT_CLOSED,        /* a TCP flow's entries deleted by its close timer (FIN both ways, grace over) */
+	SN_C_LB_CT_RESET,         /* a TCP flow's entries deleted at a RST */
+	SN_C_LB_REV_NAT_ICMP,     /* an ICMP error from a backend given its VIP back (outer source and quoted destination) */
+	SN_C_LB_HAIRPIN,          /* a packet of a flow whose client is its own backend: the VIP stands in as source */
+	SN_C_LB_REPLY_RESTORED,   /* a tracked flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C__COUNT
 };
 

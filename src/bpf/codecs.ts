@@ -324,7 +324,7 @@ export const snDevice = defineStruct('sn_device', 12, [
 /* ---- bpf/include/lb.h ---- */
 
 export const SN_CT_DIR = {FORWARD: 0, REPLY: 1} as const
-export const SN_CT_FLAGS = {SEEN_FIN: 0x1} as const
+export const SN_CT_FLAGS = {SEEN_FIN: 0x1, FIN_CLIENT: 0x2, FIN_BACKEND: 0x4, HAIRPIN: 0x8} as const
 /** Slots of one sn_maglev value. */
 export const SN_MAGLEV_CHUNK = 256
 
@@ -400,11 +400,13 @@ export const snCtKey = defineStruct('sn_ct_key', 20, [
   {name: 'pad', offset: 18, size: 2, kind: 'pad'},
 ])
 
-export const snCt = defineStruct('sn_ct', 16, [
+export const snCt = defineStruct('sn_ct', 32, [
   {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'table', offset: 4, size: 4, kind: 'u32'},
   {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_CT_FLAGS},
   {name: 'pad', offset: 12, size: 4, kind: 'pad'},
+  // struct bpf_timer: the kernel's, never read or written from user space (it reads back as zeros).
+  {name: 'close', offset: 16, size: 16, kind: 'pad'},
 ])
 
 export type SnConfig = ReturnType<typeof snConfig.decode>

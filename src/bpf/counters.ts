@@ -31,6 +31,11 @@ export const COUNTER_NAMES = [
   'lb_echo',
   'lb_drop_other',
   'lb_rev_nat',
+  'lb_ct_closed',
+  'lb_ct_reset',
+  'lb_rev_nat_icmp',
+  'lb_hairpin',
+  'lb_reply_restored',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]
