@@ -27,7 +27,6 @@
 #define SN_ICMP_QUOTE (SN_MTU_MIN - sizeof(struct iphdr) - 8)
 
 /* linux/icmp.h would pull in libc headers through linux/if.h. */
-#define SN_ICMP_DEST_UNREACH 3
 #define SN_ICMP_FRAG_NEEDED 4
 
 struct sn_icmp_frag {
@@ -364,7 +363,9 @@ static __always_inline int sn_lb_echo(struct __sk_buff *skb)
  * A frame from the task to a VIP: its backend from connection tracking, or
  * on a new flow from the service's Maglev table (and tracked from then on),
  * and the destination rewritten to it. < 0 when the frame goes on to the
- * backend (*backend set), else the verdict.
+ * backend (*backend set), else the verdict. A task picked as its own backend
+ * (hairpin) sees the VIP as its peer both ways: its packets leave with the
+ * VIP as source, or its stack would take them for martians.
  */
 static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *dev, __be32 *backend)
 {
@@ -380,9 +381,9 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	struct sn_service *svc;
 	struct sn_ports *ports;
 	struct sn_ct nct = {};
-	struct sn_ct *ct;
-	__u32 slot;
-	__u8 proto;
+	struct sn_ct *ct, *rct;
+	__u32 slot, hairpin = 0;
+	__u8 proto, tflags = 0;
 
 	if (!sn_fits(ip, end))
 		return sn_drop(SN_C_TC_DROP_OTHER);
@@ -396,6 +397,8 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	ports = (void *)(ip + 1);
 	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !sn_fits(ports, end))
 		return sn_drop(SN_C_LB_DROP_OTHER);
+	if (proto == IPPROTO_TCP)
+		tflags = sn_tcp_flags(ports, end);
 
 	sk.vni = dev->vni;
 	sk.vip = ip->daddr;
@@ -406,8 +409,29 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	ck.dport = ports->dest;
 	ck.proto = proto;
 	ck.dir = SN_CT_FORWARD;
-	svc = bpf_map_lookup_elem(&sn_services, &sk);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
+	/* A new connection on the port of one that is closing: picked afresh, not sent into the old one's grace. */
+	if (ct && (ct->flags & SN_CT_SEEN_FIN) && (tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN)
+		ct = NULL;
+	if (!ct) {
+		/* A hairpin's reply: from the task as backend, to the VIP standing in for it as client. */
+		ck.dir = SN_CT_REPLY;
+		rct = bpf_map_lookup_elem(&sn_ct, &ck);
+		ck.dir = SN_CT_FORWARD;
+		if (rct && (rct->flags & SN_CT_HAIRPIN)) {
+			ck.dir = SN_CT_REPLY;
+			if (tflags)
+				sn_ct_reply_seen(&ck, rct, tflags);
+			sn_count(SN_C_LB_HAIRPIN);
+			*backend = ck.src;
+			/* VIP:port -> task becomes VIP:port as source, the task as destination: the two addresses swap. */
+			if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto) ||
+			    sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, ck.src, proto))
+				return sn_drop(SN_C_LB_DROP_OTHER);
+			return -1;
+		}
+	}
+	svc = bpf_map_lookup_elem(&sn_services, &sk);
 	if (ct) {
 		/* A later table than the flow's: is its backend still in the set? */
 		if (!svc || ct->table != svc->table) {
@@ -415,12 +439,28 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 			bk.vip = sk.vip;
 			bk.ip = ct->addr;
 			if (!svc || !bpf_map_lookup_elem(&sn_backends, &bk)) {
+				sn_ct_reply_key(&ck, ct, &rk);
+				bpf_map_delete_elem(&sn_ct, &rk);
 				bpf_map_delete_elem(&sn_ct, &ck);
 				return sn_lb_refuse(skb, proto, SN_C_LB_BACKEND_GONE);
 			}
 			ct->table = svc->table;
 		}
 		*backend = ct->addr;
+		hairpin = ct->flags & SN_CT_HAIRPIN;
+		/*
+		 * The reply entry must outlive LRU pressure as long as the forward one
+		 * does: looking it up keeps it recent, and one that went is written again.
+		 */
+		sn_ct_reply_key(&ck, ct, &rk);
+		if (!bpf_map_lookup_elem(&sn_ct, &rk)) {
+			nct.addr = ck.dst;
+			nct.flags = hairpin;
+			if (!bpf_map_update_elem(&sn_ct, &rk, &nct, BPF_ANY))
+				sn_count(SN_C_LB_REPLY_RESTORED);
+		}
+		if (tflags & (SN_TCP_FIN | SN_TCP_RST))
+			sn_ct_tcp_seen(&ck, ct, tflags, 1);
 	} else {
 		if (!svc || !svc->count || !svc->size)
 			return sn_lb_refuse(skb, proto, SN_C_LB_NO_BACKEND);
@@ -431,14 +471,11 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 		if (!chunk || !chunk->backend[slot & (SN_MAGLEV_CHUNK - 1)])
 			return sn_lb_refuse(skb, proto, SN_C_LB_NO_BACKEND);
 		*backend = chunk->backend[slot & (SN_MAGLEV_CHUNK - 1)];
+		hairpin = *backend == ck.src ? SN_CT_HAIRPIN : 0;
 		/* The reply entry first: a reply must never find the flow without it. */
-		rk.vni = dev->vni;
-		rk.src = *backend;
-		rk.dst = ck.src;
-		rk.sport = ck.dport;
-		rk.dport = ck.sport;
-		rk.proto = proto;
-		rk.dir = SN_CT_REPLY;
+		nct.addr = *backend;
+		nct.flags = hairpin;
+		sn_ct_reply_key(&ck, &nct, &rk);
 		nct.addr = ck.dst;
 		if (bpf_map_update_elem(&sn_ct, &rk, &nct, BPF_ANY))
 			return sn_drop(SN_C_LB_DROP_OTHER);
@@ -448,12 +485,21 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 			return sn_drop(SN_C_LB_DROP_OTHER);
 		sn_count(SN_C_LB_NEW_FLOW);
 	}
+	if (hairpin) {
+		sn_count(SN_C_LB_HAIRPIN);
+		if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto))
+			return sn_drop(SN_C_LB_DROP_OTHER);
+	}
 	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, *backend, proto))
 		return sn_drop(SN_C_LB_DROP_OTHER);
 	return -1;
 }
 
-/* A reply from a backend task to a client task of this node: its VIP back as the source. */
+/*
+ * A reply from a backend task to a client task of this node: its VIP back as
+ * the source; an ICMP error about a datagram the client sent to a VIP: the
+ * VIP as its source and in its quote.
+ */
 static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 {
 	void *data = (void *)(long)skb->data;
@@ -462,9 +508,22 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	struct sn_ports *ports = (void *)(ip + 1);
 	struct sn_ct_key ck = {};
 	struct sn_ct *ct;
+	__u8 tflags;
 
-	if (!sn_fits(ports, end) || ip->ihl != 5 || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
-	    (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)))
+	if (!sn_fits(ports, end) || ip->ihl != 5 || (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)))
+		return;
+	if (ip->protocol == IPPROTO_ICMP) {
+		/* The quote must be in the linear part to be rewritten in place. */
+		if (bpf_skb_pull_data(skb, skb->len))
+			return;
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		ip = data + ETH_HLEN;
+		if (sn_fits(ip, end))
+			sn_rev_nat_icmp(ip, end, vni);
+		return;
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return;
 	ck.vni = vni;
 	ck.src = ip->saddr;
@@ -474,8 +533,13 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	ck.proto = ip->protocol;
 	ck.dir = SN_CT_REPLY;
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
-	if (ct && !sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))
-		sn_count(SN_C_LB_REV_NAT);
+	if (!ct || (ct->flags & SN_CT_HAIRPIN))
+		return;
+	tflags = ck.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
+	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))
+		return;
+	sn_count(SN_C_LB_REV_NAT);
+	sn_ct_reply_seen(&ck, ct, tflags);
 }
 
 SEC("tc")

@@ -113,6 +113,11 @@ enum sn_counter {
 	SN_C_MESH_DROP,           /* a mesh packet that could not be rewritten or tracked: dropped */
 	SN_C_MESH_UNTRACKED,      /* from a task's ingress address to the outside, no flow tracked: dropped, never masqueraded */
 	SN_C_DNS_FAST_ANSWER,     /* a task's A question answered by the DNS fast path (bpf/tc_dns.c) */
+	SN_C_LB_CT_CLOSED,        /* a TCP flow's entries deleted by its close timer (FIN both ways, grace over) */
+	SN_C_LB_CT_RESET,         /* a TCP flow's entries deleted at a RST */
+	SN_C_LB_REV_NAT_ICMP,     /* an ICMP error from a backend given its VIP back (outer source and quoted destination) */
+	SN_C_LB_HAIRPIN,          /* a packet of a flow whose client is its own backend: the VIP stands in as source */
+	SN_C_LB_REPLY_RESTORED,   /* a tracked flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C__COUNT
 };
 

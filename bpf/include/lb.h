@@ -16,6 +16,7 @@
 #define SN_LB_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>
 
 /* A VIP on one network: the VNI and the address (every port: the target port is the same port). */
 struct sn_service_key {
@@ -80,8 +81,17 @@ struct sn_ct {
 	__u32 table;            /* forward: the table the backend was picked from (a later table is checked against sn_backends) */
 	__u32 flags;            /* SN_CT_* */
 	__u32 pad;
+	/*
+	 * Forward entries only: armed when the connection has ended (FIN both
+	 * ways), it deletes both entries after a grace (SN_CT_CLOSE_GRACE_NS in
+	 * nat.h). Nothing else ever arms it: an open connection has no expiry.
+	 */
+	struct bpf_timer close;
 };
 
-#define SN_CT_SEEN_FIN 0x1      /* a FIN or RST went by: the agent may reclaim it */
+#define SN_CT_SEEN_FIN 0x1      /* forward: closing (FIN both ways): reclaimed after the grace */
+#define SN_CT_FIN_CLIENT 0x2    /* forward: a FIN went by from the client */
+#define SN_CT_FIN_BACKEND 0x4   /* forward: a FIN went by from the backend */
+#define SN_CT_HAIRPIN 0x8       /* the client is its own backend: the VIP stands in for it as source (both entries) */
 
 #endif

@@ -199,16 +199,7 @@ static __always_inline void sn_mac_of_ip(__u8 *mac, __be32 ip)
 	__builtin_memcpy(mac + 2, &ip, 4);
 }
 
-/* RFC 1624 for a 16-bit field. */
-static __always_inline __u16 sn_csum_replace2(__u16 check, __be16 from, __be16 to)
-{
-	__u32 sum = (__u16)~check;
-
-	sum += (__u16)~from + to;
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
+/* sn_csum_replace2/4: RFC 1624, in nat.h. */
 
 /*
  * Rewrite one address and one port of a plain IPv4 TCP/UDP packet whose

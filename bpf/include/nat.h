@@ -69,6 +69,198 @@ static __always_inline __u16 sn_csum_replace4(__u16 check, __be32 from, __be32 t
 	return (__u16)~sum;
 }
 
+/* RFC 1624 for one 16-bit word of what a checksum covers. */
+static __always_inline __u16 sn_csum_replace2(__u16 check, __u16 from, __u16 to)
+{
+	__u32 sum = (__u16)~check + (__u16)~from + to;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * Connection tracking's end of a TCP flow. RST: both entries go at once
+ * (nothing valid follows a reset). FIN from both sides: the forward entry's
+ * timer deletes both after this grace, so the last ACK, and a FIN the
+ * backend sends again when that ACK was lost, still find their translation.
+ * Nothing else ever deletes an entry but LRU pressure: an idle connection
+ * keeps its backend for as long as it stays open.
+ */
+#define SN_CT_CLOSE_GRACE_NS (5ULL * 1000000000ULL)
+#define SN_CLOCK_MONOTONIC 1
+#define SN_TCP_FIN 0x01
+#define SN_TCP_SYN 0x02
+#define SN_TCP_RST 0x04
+#define SN_TCP_ACK 0x10
+
+/* The reply entry's key of a forward entry. */
+static __always_inline void sn_ct_reply_key(const struct sn_ct_key *fk, const struct sn_ct *fwd, struct sn_ct_key *rk)
+{
+	rk->vni = fk->vni;
+	/* A hairpin's replies come from the client itself, to the VIP it is shown as. */
+	rk->src = (fwd->flags & SN_CT_HAIRPIN) ? fk->src : fwd->addr;
+	rk->dst = (fwd->flags & SN_CT_HAIRPIN) ? fk->dst : fk->src;
+	rk->sport = fk->dport;
+	rk->dport = fk->sport;
+	rk->proto = fk->proto;
+	rk->dir = SN_CT_REPLY;
+	rk->pad = 0;
+}
+
+/* The forward entry's key of a reply entry. */
+static __always_inline void sn_ct_forward_key(const struct sn_ct_key *rk, const struct sn_ct *rev, struct sn_ct_key *fk)
+{
+	fk->vni = rk->vni;
+	fk->src = (rev->flags & SN_CT_HAIRPIN) ? rk->src : rk->dst;
+	fk->dst = (rev->flags & SN_CT_HAIRPIN) ? rk->dst : rev->addr;
+	fk->sport = rk->dport;
+	fk->dport = rk->sport;
+	fk->proto = rk->proto;
+	fk->dir = SN_CT_FORWARD;
+	fk->pad = 0;
+}
+
+/* The close timer's callback: the grace is over, both entries go. */
+static int sn_ct_expire(void *map, struct sn_ct_key *fk, struct sn_ct *fwd)
+{
+	struct sn_ct_key rk;
+
+	sn_ct_reply_key(fk, fwd, &rk);
+	bpf_map_delete_elem(map, &rk);
+	bpf_map_delete_elem(map, fk);
+	sn_count(SN_C_LB_CT_CLOSED);
+	return 0;
+}
+
+/* The TCP flags byte of a segment whose header starts at l4 (0 when it is not there). */
+static __always_inline __u8 sn_tcp_flags(void *l4, void *end)
+{
+	__u8 *flags = (__u8 *)l4 + 13;
+
+	if ((void *)(flags + 1) > end)
+		return 0;
+	return *flags;
+}
+
+/*
+ * A TCP segment of a tracked flow went by: the end of the connection seen
+ * from either side. fk/fwd: the forward entry; from_client: its direction.
+ * Called after the segment's own translation was decided.
+ */
+static __always_inline void sn_ct_tcp_seen(struct sn_ct_key *fk, struct sn_ct *fwd, __u8 flags, int from_client)
+{
+	struct sn_ct_key rk;
+	__u32 bit = from_client ? SN_CT_FIN_CLIENT : SN_CT_FIN_BACKEND;
+
+	if (flags & SN_TCP_RST) {
+		sn_ct_reply_key(fk, fwd, &rk);
+		bpf_map_delete_elem(&sn_ct, &rk);
+		bpf_map_delete_elem(&sn_ct, fk);
+		sn_count(SN_C_LB_CT_RESET);
+		return;
+	}
+	if (!(flags & SN_TCP_FIN) || (fwd->flags & bit))
+		return;
+	fwd->flags |= bit;
+	if ((fwd->flags & (SN_CT_FIN_CLIENT | SN_CT_FIN_BACKEND)) != (SN_CT_FIN_CLIENT | SN_CT_FIN_BACKEND))
+		return;
+	fwd->flags |= SN_CT_SEEN_FIN;
+	bpf_timer_init(&fwd->close, &sn_ct, SN_CLOCK_MONOTONIC);
+	bpf_timer_set_callback(&fwd->close, sn_ct_expire);
+	bpf_timer_start(&fwd->close, SN_CT_CLOSE_GRACE_NS, 0);
+}
+
+/* A reply went by on its reply entry: the end of a TCP connection, seen from the backend's side. */
+static __always_inline void sn_ct_reply_seen(const struct sn_ct_key *rk, const struct sn_ct *rev, __u8 flags)
+{
+	struct sn_ct_key fk;
+	struct sn_ct *fwd;
+
+	if (rk->proto != IPPROTO_TCP || !(flags & (SN_TCP_FIN | SN_TCP_RST)))
+		return;
+	sn_ct_forward_key(rk, rev, &fk);
+	fwd = bpf_map_lookup_elem(&sn_ct, &fk);
+	if (fwd)
+		sn_ct_tcp_seen(&fk, fwd, flags, 0);
+	else if (flags & SN_TCP_RST)
+		bpf_map_delete_elem(&sn_ct, rk);
+}
+
+#define SN_ICMP_DEST_UNREACH 3
+#define SN_ICMP_TIME_EXCEEDED 11
+#define SN_ICMP_PARAMETERPROB 12
+
+/*
+ * An ICMP error from a backend about a datagram a client sent to a VIP (port
+ * unreachable, time exceeded, ...): the client must see it come from the VIP
+ * and quote the datagram as it sent it, or its stack cannot match it to the
+ * socket. The outer source and the quoted destination become the VIP; the
+ * quoted IP and L4 checksums and the ICMP checksum are fixed incrementally.
+ * Direct writes: ip is a plain header (ihl 5) inside the packet. 1 when done.
+ */
+static __always_inline int sn_rev_nat_icmp(struct iphdr *ip, void *end, __u32 vni)
+{
+	__u8 *icmp = (void *)(ip + 1);
+	struct iphdr *in = (void *)(icmp + 8);
+	struct sn_ports *ports = (void *)(in + 1);
+	struct sn_ct_key ck = {};
+	__u16 *icheck, *l4check = 0, old_icheck, old_l4 = 0;
+	__u16 check;
+	struct sn_ct *ct;
+	__be32 vip, from;
+
+	if (!sn_fits(ports, end) || in->ihl != 5 || in->saddr != ip->daddr)
+		return 0;
+	if (icmp[0] != SN_ICMP_DEST_UNREACH && icmp[0] != SN_ICMP_TIME_EXCEEDED && icmp[0] != SN_ICMP_PARAMETERPROB)
+		return 0;
+	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
+		return 0;
+	/* The quoted datagram went client -> backend: its reply entry names the VIP. */
+	ck.vni = vni;
+	ck.src = in->daddr;
+	ck.dst = in->saddr;
+	ck.sport = ports->dest;
+	ck.dport = ports->source;
+	ck.proto = in->protocol;
+	ck.dir = SN_CT_REPLY;
+	ct = bpf_map_lookup_elem(&sn_ct, &ck);
+	if (!ct || (ct->flags & SN_CT_HAIRPIN))
+		return 0;
+	vip = ct->addr;
+	from = in->daddr;
+	icheck = (__u16 *)(icmp + 2);
+	/* The quoted L4 checksum, when the quote holds it (UDP's is in its first 8 bytes, TCP's past them). */
+	if (in->protocol == IPPROTO_UDP) {
+		struct udphdr *u = (void *)(in + 1);
+
+		if (sn_fits(u, end) && u->check)
+			l4check = &u->check;
+	} else {
+		struct tcphdr *t = (void *)(in + 1);
+
+		if (sn_fits(t, end))
+			l4check = &t->check;
+	}
+	check = *icheck;
+	if (l4check && sn_fits(l4check, end)) {
+		old_l4 = *l4check;
+		*l4check = sn_csum_replace4(old_l4, from, vip);
+		check = sn_csum_replace2(check, old_l4, *l4check);
+	}
+	old_icheck = in->check;
+	in->check = sn_csum_replace4(old_icheck, from, vip);
+	check = sn_csum_replace2(check, old_icheck, in->check);
+	in->daddr = vip;
+	check = sn_csum_replace4(check, from, vip);
+	*icheck = check;
+	/* The outer source: the ICMP checksum has no pseudo-header, only the IP one changes. */
+	ip->check = sn_csum_replace4(ip->check, ip->saddr, vip);
+	ip->saddr = vip;
+	sn_count(SN_C_LB_REV_NAT_ICMP);
+	return 1;
+}
+
 /*
  * Reverse NAT where the program may write the packet directly and its
  * checksums are whole (XDP): a reply from a backend to a client of this node
@@ -80,9 +272,13 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	struct sn_ct_key ck = {};
 	struct sn_ct *ct;
 	__be32 from;
+	__u8 flags = 0;
 
-	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) || ip->ihl != 5 ||
-	    (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)) || !sn_fits(ports, end))
+	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)))
+		return 0;
+	if (ip->protocol == IPPROTO_ICMP)
+		return sn_rev_nat_icmp(ip, end, vni);
+	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) || !sn_fits(ports, end))
 		return 0;
 	ck.vni = vni;
 	ck.src = ip->saddr;
@@ -92,7 +288,7 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	ck.proto = ip->protocol;
 	ck.dir = SN_CT_REPLY;
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
-	if (!ct)
+	if (!ct || (ct->flags & SN_CT_HAIRPIN))
 		return 0;
 	from = ip->saddr;
 	if (ip->protocol == IPPROTO_TCP) {
@@ -101,6 +297,7 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 		if (!sn_fits(tcp, end))
 			return 0;
 		tcp->check = sn_csum_replace4(tcp->check, from, ct->addr);
+		flags = sn_tcp_flags(tcp, end);
 	} else {
 		struct udphdr *udp = (void *)(ip + 1);
 
@@ -115,6 +312,7 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	ip->check = sn_csum_replace4(ip->check, from, ct->addr);
 	ip->saddr = ct->addr;
 	sn_count(SN_C_LB_REV_NAT);
+	sn_ct_reply_seen(&ck, ct, flags);
 	return 1;
 }
 

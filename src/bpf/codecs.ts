@@ -61,10 +61,27 @@ function bad(message: string): BpfError {
 }
 
 export function parseIpv4(s: string): Buffer {
-  const parts = s.split('.')
-  const bytes = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN))
-  if (bytes.length !== 4 || bytes.some((b) => !(b >= 0 && b <= 255))) throw bad(`not an IPv4 address: ${JSON.stringify(s)}`)
-  return Buffer.from(bytes)
+  const out = Buffer.alloc(4)
+  // By hand (each part 1-3 digits, 0..255): this runs for every address of every entry a sync encodes.
+  let part = 0
+  let digits = 0
+  let value = 0
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46
+    if (c === 46) {
+      if (digits === 0 || value > 255 || part > 3) throw bad(`not an IPv4 address: ${JSON.stringify(s)}`)
+      out[part++] = value
+      digits = 0
+      value = 0
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      value = value * 10 + (c - 48)
+      digits++
+    } else {
+      throw bad(`not an IPv4 address: ${JSON.stringify(s)}`)
+    }
+  }
+  if (part !== 4) throw bad(`not an IPv4 address: ${JSON.stringify(s)}`)
+  return out
 }
 
 export function formatIpv4(b: Buffer): string {
@@ -81,52 +98,53 @@ export function formatMac(b: Buffer): string {
   return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':')
 }
 
+// Plain functions, not closures made per call: the sync encodes every entry of every map (100,000s).
+function fieldInt(f: FieldSpec, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+    throw bad(`field ${f.name}: expected an integer 0..${max}, got ${String(v)}`)
+  return v
+}
+
 function writeField(buf: Buffer, f: FieldSpec, v: unknown): void {
-  const where = (): string => `field ${f.name}`
-  const int = (max: number): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
-      throw bad(`${where()}: expected an integer 0..${max}, got ${String(v)}`)
-    return v
-  }
   switch (f.kind) {
     case 'pad':
       return // already zero
     case 'u8':
-      buf.writeUInt8(int(0xff), f.offset)
+      buf.writeUInt8(fieldInt(f, v, 0xff), f.offset)
       return
     case 'u16':
-      if (LE) buf.writeUInt16LE(int(0xffff), f.offset)
-      else buf.writeUInt16BE(int(0xffff), f.offset)
+      if (LE) buf.writeUInt16LE(fieldInt(f, v, 0xffff), f.offset)
+      else buf.writeUInt16BE(fieldInt(f, v, 0xffff), f.offset)
       return
     case 'u32':
-      if (LE) buf.writeUInt32LE(int(0xffffffff), f.offset)
-      else buf.writeUInt32BE(int(0xffffffff), f.offset)
+      if (LE) buf.writeUInt32LE(fieldInt(f, v, 0xffffffff), f.offset)
+      else buf.writeUInt32BE(fieldInt(f, v, 0xffffffff), f.offset)
       return
     case 'be16':
-      buf.writeUInt16BE(int(0xffff), f.offset)
+      buf.writeUInt16BE(fieldInt(f, v, 0xffff), f.offset)
       return
     case 'be32':
-      buf.writeUInt32BE(int(0xffffffff), f.offset)
+      buf.writeUInt32BE(fieldInt(f, v, 0xffffffff), f.offset)
       return
     case 'u64': {
       const big = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : v
       if (typeof big !== 'bigint' || big < 0n || big > 0xffffffffffffffffn)
-        throw bad(`${where()}: expected a u64, got ${String(v)}`)
+        throw bad(`field ${f.name}: expected a u64, got ${String(v)}`)
       if (LE) buf.writeBigUInt64LE(big, f.offset)
       else buf.writeBigUInt64BE(big, f.offset)
       return
     }
     case 'ipv4':
-      if (typeof v !== 'string') throw bad(`${where()}: expected an IPv4 address string`)
+      if (typeof v !== 'string') throw bad(`field ${f.name}: expected an IPv4 address string`)
       parseIpv4(v).copy(buf, f.offset)
       return
     case 'mac':
-      if (typeof v !== 'string') throw bad(`${where()}: expected a MAC address string`)
+      if (typeof v !== 'string') throw bad(`field ${f.name}: expected a MAC address string`)
       parseMac(v).copy(buf, f.offset)
       return
     case 'bytes': {
       if (typeof v !== 'string' || !/^([0-9a-f]{2})*$/i.test(v) || v.length / 2 > f.size)
-        throw bad(`${where()}: expected at most ${f.size} bytes as hex`)
+        throw bad(`field ${f.name}: expected at most ${f.size} bytes as hex`)
       Buffer.from(v, 'hex').copy(buf, f.offset)
       return
     }
@@ -208,7 +226,8 @@ export function defineStruct<const F extends readonly FieldSpec[]>(
     size,
     fields,
     encode(value: T): Buffer {
-      const buf = Buffer.alloc(size)
+      // From Node's shared pool, zeroed: one ArrayBuffer per small entry would make a 100,000-entry sync mostly GC.
+      const buf = Buffer.allocUnsafe(size).fill(0)
       const rec = value as Record<string, unknown>
       for (const f of fields) {
         if (f.kind === 'pad') continue
@@ -314,7 +333,7 @@ export const snDevice = defineStruct('sn_device', 12, [
 /* ---- bpf/include/lb.h ---- */
 
 export const SN_CT_DIR = {FORWARD: 0, REPLY: 1} as const
-export const SN_CT_FLAGS = {SEEN_FIN: 0x1} as const
+export const SN_CT_FLAGS = {SEEN_FIN: 0x1, FIN_CLIENT: 0x2, FIN_BACKEND: 0x4, HAIRPIN: 0x8} as const
 /** Slots of one sn_maglev value. */
 export const SN_MAGLEV_CHUNK = 256
 
@@ -390,11 +409,13 @@ export const snCtKey = defineStruct('sn_ct_key', 20, [
   {name: 'pad', offset: 18, size: 2, kind: 'pad'},
 ])
 
-export const snCt = defineStruct('sn_ct', 16, [
+export const snCt = defineStruct('sn_ct', 32, [
   {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'table', offset: 4, size: 4, kind: 'u32'},
   {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_CT_FLAGS},
   {name: 'pad', offset: 12, size: 4, kind: 'pad'},
+  // struct bpf_timer: the kernel's, never read or written from user space (it reads back as zeros).
+  {name: 'close', offset: 16, size: 16, kind: 'pad'},
 ])
 
 export const SN_MESH_MODE = {INGRESS: 1, HOST: 2} as const

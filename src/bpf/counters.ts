@@ -42,6 +42,11 @@ export const COUNTER_NAMES = [
   'mesh_drop',
   'mesh_untracked',
   'dns_fast_answer',
+  'lb_ct_closed',
+  'lb_ct_reset',
+  'lb_rev_nat_icmp',
+  'lb_hairpin',
+  'lb_reply_restored',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

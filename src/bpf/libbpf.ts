@@ -97,6 +97,8 @@ export interface Libbpf {
     count: Buffer,
     opts: Buffer | null,
   ): number
+  bpf_map_update_batch(fd: number, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer | null): number
+  bpf_map_delete_batch(fd: number, keys: Buffer, count: Buffer, opts: Buffer | null): number
 
   bpf_xdp_attach(ifindex: number, progFd: number, flags: number, opts: Buffer | null): number
   bpf_xdp_detach(ifindex: number, flags: number, opts: Buffer | null): number
@@ -262,6 +264,8 @@ function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
     'int bpf_map_delete_elem(int fd, const void *key)',
     'int bpf_map_get_next_key(int fd, const void *key, void *next_key)',
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
+    'int bpf_map_delete_batch(int fd, const void *keys, void *count, const void *opts)',
 
     'int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)',
     'int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)',

@@ -215,6 +215,106 @@ export class BpfMap {
     throw errnoError(`delete from map ${this.name}`, rc)
   }
 
+  /**
+   * Write many entries: BPF_MAP_UPDATE_BATCH where the kernel has it for this
+   * map type (one syscall per `batchSize` entries instead of one each), else
+   * one update per entry. A batch stops at its first failing entry (the
+   * kernel reports how many went in): that entry is retried alone, so its own
+   * error is reported, and the batch goes on after it. Returns the failures,
+   * in order; `batchSize` 0 forces the per-entry path.
+   */
+  updateMany(entries: ReadonlyArray<readonly [Buffer, Buffer]>, opts: {batchSize?: number} = {}): UpdateFailure[] {
+    const failures: UpdateFailure[] = []
+    const one = (k: Buffer, v: Buffer): void => {
+      try {
+        this.update(k, v)
+      } catch (e) {
+        failures.push({key: k, error: e as Error})
+      }
+    }
+    // Sizes are the caller's mistake, not the map's: refused whole, before anything is written.
+    for (const [k, v] of entries) {
+      this.#checkKey(k)
+      if (v.length !== this.valueBufSize)
+        throw new BpfError('BAD_ARGUMENT', `map ${this.name}: value is ${v.length} bytes, expected ${this.valueBufSize}`)
+    }
+    const size = opts.batchSize ?? 4096
+    let at = 0
+    while (at < entries.length) {
+      if (size <= 0 || batchUnsupported.has(this.type)) {
+        for (; at < entries.length; at++) one(entries[at]![0], entries[at]![1])
+        break
+      }
+      const n = Math.min(size, entries.length - at)
+      const keys = Buffer.allocUnsafe(this.keySize * n)
+      const values = Buffer.allocUnsafe(this.valueBufSize * n)
+      for (let i = 0; i < n; i++) {
+        const [k, v] = entries[at + i]!
+        k.copy(keys, i * this.keySize)
+        v.copy(values, i * this.valueBufSize)
+      }
+      const count = Buffer.alloc(4)
+      count.writeUInt32LE(n)
+      const rc = libbpf().bpf_map_update_batch(this.fd, keys, values, count, batchOpts())
+      if (rc === 0) {
+        at += n
+        continue
+      }
+      const done = count.readUInt32LE()
+      if (done === 0 && isUnsupported(-rc)) {
+        batchUnsupported.add(this.type)
+        continue // the per-entry path takes this batch again
+      }
+      at += done
+      // The entry that stopped the batch, alone: its own error, then on with the rest.
+      one(entries[at]![0], entries[at]![1])
+      at++
+    }
+    return failures
+  }
+
+  /** Delete many keys, batched as updateMany is; keys that were not there are not failures. Returns how many went. */
+  deleteMany(keys: readonly Buffer[], opts: {batchSize?: number} = {}): {deleted: number; failures: UpdateFailure[]} {
+    const failures: UpdateFailure[] = []
+    let deleted = 0
+    const one = (k: Buffer): void => {
+      try {
+        if (this.delete(k)) deleted++
+      } catch (e) {
+        failures.push({key: k, error: e as Error})
+      }
+    }
+    for (const k of keys) this.#checkKey(k)
+    const size = opts.batchSize ?? 4096
+    let at = 0
+    while (at < keys.length) {
+      if (size <= 0 || batchUnsupported.has(this.type)) {
+        for (; at < keys.length; at++) one(keys[at]!)
+        break
+      }
+      const n = Math.min(size, keys.length - at)
+      const buf = Buffer.allocUnsafe(this.keySize * n)
+      for (let i = 0; i < n; i++) {
+        keys[at + i]!.copy(buf, i * this.keySize)
+      }
+      const count = Buffer.alloc(4)
+      count.writeUInt32LE(n)
+      const rc = libbpf().bpf_map_delete_batch(this.fd, buf, count, batchOpts())
+      const done = rc === 0 ? n : count.readUInt32LE()
+      if (rc !== 0 && done === 0 && isUnsupported(-rc)) {
+        batchUnsupported.add(this.type)
+        continue
+      }
+      deleted += done
+      at += done
+      if (rc !== 0) {
+        one(keys[at]!) // a key already gone (ENOENT) stops a batch too
+        at++
+      }
+    }
+    return {deleted, failures}
+  }
+
   /** Keys in kernel order; entries changed while iterating may be seen or not. */
   *keys(): Generator<Buffer> {
     let prev: Buffer | null = null
@@ -309,6 +409,29 @@ export class BpfMap {
       inBatch = outBatch
     }
   }
+}
+
+export interface UpdateFailure {
+  key: Buffer
+  error: Error
+}
+
+/** Map types whose batch update/delete the kernel refused (older kernels, or types without them): per entry from then on. */
+const batchUnsupported = new Set<number>()
+
+function isUnsupported(errno: number): boolean {
+  return errno === E.EINVAL || errno === E.ENOTSUPP || errno === E.EOPNOTSUPP
+}
+
+let batchOptsBuf: Buffer | undefined
+
+/** struct bpf_map_batch_opts {size_t sz; __u64 elem_flags; __u64 flags}: BPF_ANY for every element. */
+function batchOpts(): Buffer {
+  if (!batchOptsBuf) {
+    batchOptsBuf = Buffer.alloc(SIZEOF.bpf_map_batch_opts)
+    batchOptsBuf.writeBigUInt64LE(BigInt(batchOptsBuf.length), 0)
+  }
+  return batchOptsBuf
 }
 
 export function roundUp8(n: number): number {

@@ -16,7 +16,7 @@ import path from 'node:path'
 import {BpfError} from './errors.js'
 import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
 import {BpfMap} from './map.js'
-import {u32, type MapName} from './codecs.js'
+import {snCt, snCtKey, u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
@@ -126,7 +126,9 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       addToCounters(current.sn_stats, add)
     },
   },
-  // Version 3 (before the routing mesh's maps): the same index array, first 22 slots; its sn_ct is dropped.
+  // Version 3 (before the routing mesh's maps and the close timer in sn_ct values): counters are the first
+  // 22 slots; tracked flows are carried over (backend, table, flags), so a connection through a VIP keeps its
+  // backend across the upgrade.
   3: {
     sn_stats(old, current) {
       if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 3 has ${old.valueSize}-byte values`)
@@ -135,6 +137,17 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
         for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
       })
       addToCounters(current.sn_stats, add)
+    },
+    sn_ct(old, current) {
+      if (!current.sn_ct) return
+      if (old.keySize !== snCtKey.size || old.valueSize !== 16)
+        throw new BpfError('PIN_MISMATCH', `sn_ct of layout 3 has ${old.keySize}/${old.valueSize}-byte keys/values`)
+      const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
+        const nv = Buffer.alloc(snCt.size)
+        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        return [k, nv]
+      })
+      current.sn_ct.updateMany(entries)
     },
   },
 }
@@ -145,7 +158,7 @@ const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
 const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
 
 /** The maps of the current layout that migrations write. */
-export type CurrentMaps = Record<'sn_stats', BpfMap>
+export type CurrentMaps = Record<'sn_stats', BpfMap> & {sn_ct?: BpfMap}
 
 export interface UpgradeReport {
   from: number

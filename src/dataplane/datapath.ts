@@ -101,7 +101,7 @@ export class Datapath {
         obj.load()
       }
       const [underlay, task, peer, gw, dns] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
-      const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats')})
+      const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats'), sn_ct: underlay.map('sn_ct')})
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
         pinPath: join(nodeLinkDir(o.node), UNDERLAY_LINK),

@@ -5,7 +5,7 @@ import {createHash} from 'node:crypto'
 import {macForIp, taskMtu} from '../model/allocate.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
-import {maglevSize} from '../lb/maglev.js'
+import {maglevTier, slotKey, slotUniverse} from '../lb/maglev.js'
 import {desiredMesh, meshNetworkIds, type DesiredMesh, type LocalGateway} from './mesh.js'
 
 /** A local attachment: the host-side device the task runner made for (task, network). */
@@ -33,6 +33,8 @@ export interface DesiredBackend {
   key: string
   ip: string
   nodeIp: string
+  /** The key of the table's universe this backend holds (its task slot, or its node); absent: none. */
+  owns?: string
 }
 
 /** One VIP of a service on one network. */
@@ -40,8 +42,14 @@ export interface DesiredService {
   serviceId: string
   vni: number
   vip: string
-  /** Maglev table size (prime); stable while the service's scale is. */
+  /** Maglev table size (prime): the tier of the service's scale (src/lb/maglev.ts maglevTier). */
   size: number
+  /**
+   * The keys the Maglev fill is over (src/lb/maglev.ts lbTable): a replicated
+   * service's slots 1..capacity of its tier, a global service's nodes. Absent:
+   * the backends' own keys (plain Maglev).
+   */
+  universe?: string[]
   /** Running backends, sorted by key. */
   backends: DesiredBackend[]
   /** sn_maglev id of the table: derived from what the table is made of, unique among the desired services. */
@@ -234,8 +242,12 @@ function desiredServices(
   for (const s of services) {
     if ((s.endpointMode ?? 'vip') !== 'vip') continue
     const tasks = tasksBySvc.get(s.id) ?? []
-    // The table's size follows the service's scale, not its running count, so a task that stops moves only its own flows.
-    const scale = 'replicas' in s.mode ? s.mode.replicas : nodeById.size
+    // The table is built over the service's slots (or nodes), not what runs now, so a task that stops moves only its own flows.
+    const replicas = 'replicas' in s.mode ? s.mode.replicas : undefined
+    const replicated = replicas !== undefined
+    const nodeIds = replicated ? [] : v.nodes.filter((n) => n.state !== 'left').map((n) => n.id)
+    const tier = maglevTier(replicas ?? nodeIds.length)
+    const universe = replicated ? slotUniverse(tier.capacity) : nodeIds.sort()
     for (const vip of s.vips ?? []) {
       const net = netById.get(vip.networkId)
       if (!net || !localNets.has(vip.networkId)) continue
@@ -247,7 +259,7 @@ function desiredServices(
         if (!owner || !a || !isServing(t, nodeById, v.statuses)) continue
         const ep = out.endpoints.get(`${vni}/${a.ip}`)
         if (!ep) continue // a local task whose device is not there yet
-        backends.push({key: t.id, ip: a.ip, nodeIp: owner.addr})
+        backends.push({key: t.id, ip: a.ip, nodeIp: owner.addr, owns: replicated ? slotKey(t.slot) : t.nodeId})
         ep.backend = true
         if (ep.local) {
           const dev = out.devices.get(ep.ifindex)
@@ -255,12 +267,15 @@ function desiredServices(
         }
       }
       backends.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      const size = maglevSize(Math.max(scale, backends.length))
-      const contents = `${vni}/${vip.ip}/${size}/${backends.map((b) => `${b.key}=${b.ip}`).join(',')}`
+      // More running backends than the tier holds (a scale-down under way): the next tier, so every backend fits.
+      const size = backends.length > tier.capacity ? maglevTier(backends.length).size : tier.size
+      const contents =
+        `${vni}/${vip.ip}/${size}/${replicated ? `slots:${tier.capacity}` : universe.join(',')}/` +
+        backends.map((b) => `${b.key}=${b.ip}@${b.owns}`).join(',')
       let tableId = tableIdOf(contents)
       // Ids are unique among desired tables: a clash takes the next free id, in service order, the same on every sync.
       while (tableId === 0 || (byId.has(tableId) && byId.get(tableId)!.contents !== contents)) tableId = (tableId + 1) >>> 0
-      const d: DesiredService = {serviceId: s.id, vni, vip: vip.ip, size, backends, tableId, contents}
+      const d: DesiredService = {serviceId: s.id, vni, vip: vip.ip, size, universe, backends, tableId, contents}
       byId.set(tableId, d)
       out.services.set(`${vni}/${vip.ip}`, d)
       out.endpoints.set(`${vni}/${vip.ip}`, {

@@ -9,7 +9,6 @@ import {
   snDevice,
   snEndpoint,
   snEndpointKey,
-  snMaglevChunk,
   snMaglevKey,
   snNetwork,
   snService,
@@ -21,7 +20,8 @@ import {
   SN_NET_FLAGS,
 } from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
-import {maglevTable} from '../lb/maglev.js'
+import {lbTable, MAGLEV_EMPTY} from '../lb/maglev.js'
+import {parseIpv4} from '../model/ipv4.js'
 import {encodeMesh} from './mesh.js'
 import {MIRRORED, planMirror, type DesiredMaps, type DesiredService, type Entries, type MirroredMap} from './desired.js'
 
@@ -92,15 +92,45 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
   }
 }
 
-/** A service's Maglev table as sn_maglev's values: slot -> backend address, in chunks of SN_MAGLEV_CHUNK. */
-export function maglevChunks(s: Pick<DesiredService, 'size' | 'backends'>): string[][] {
-  const slots = maglevTable(
-    s.backends.map((b) => b.key),
+type TableInput = Pick<DesiredService, 'size' | 'backends' | 'universe'>
+
+/** slot -> index into s.backends (MAGLEV_EMPTY: none), over the service's universe (its backends' keys when it has none). */
+function slotsOf(s: TableInput): Uint32Array {
+  return lbTable(
+    s.universe ?? s.backends.map((b) => b.key),
     s.size,
+    s.backends.map((b) => ({key: b.key, owns: s.universe ? b.owns : b.key})),
   )
+}
+
+/** A service's Maglev table as sn_maglev's values: slot -> backend address, in chunks of SN_MAGLEV_CHUNK. */
+export function maglevChunks(s: TableInput): string[][] {
+  const slots = slotsOf(s)
   const chunks: string[][] = []
   for (let at = 0; at < s.size; at += SN_MAGLEV_CHUNK) {
-    chunks.push([...slots.subarray(at, Math.min(at + SN_MAGLEV_CHUNK, s.size))].map((i) => s.backends[i]?.ip ?? '0.0.0.0'))
+    chunks.push(
+      [...slots.subarray(at, Math.min(at + SN_MAGLEV_CHUNK, s.size))].map((i) =>
+        i === MAGLEV_EMPTY ? '0.0.0.0' : s.backends[i]!.ip,
+      ),
+    )
+  }
+  return chunks
+}
+
+/** The same chunks already encoded (what maglevChunks + snMaglevChunk.encode give), without a string per slot. */
+export function maglevChunkBuffers(s: TableInput): Buffer[] {
+  const slots = slotsOf(s)
+  const addrs = s.backends.map((b) => parseIpv4(b.ip))
+  const chunks: Buffer[] = []
+  const whole = Buffer.alloc(Math.ceil(s.size / SN_MAGLEV_CHUNK) * SN_MAGLEV_CHUNK * 4)
+  for (let at = 0; at < s.size; at += SN_MAGLEV_CHUNK) {
+    const buf = whole.subarray(at * 4, (at + SN_MAGLEV_CHUNK) * 4)
+    const end = Math.min(at + SN_MAGLEV_CHUNK, s.size)
+    for (let slot = at; slot < end; slot++) {
+      const i = slots[slot]!
+      if (i !== MAGLEV_EMPTY) buf.writeUInt32BE(addrs[i]!, (slot - at) * 4)
+    }
+    chunks.push(buf)
   }
   return chunks
 }
@@ -120,19 +150,35 @@ function writeTables(
   t: TableState,
   services: Iterable<DesiredService>,
 ): {written: number; failed: DesiredService[]; first?: string} {
-  let written = 0
   const failed: DesiredService[] = []
   let first: string | undefined
+  const pending = new Map<number, DesiredService>()
+  const entries: Array<[Buffer, Buffer]> = []
   for (const s of services) {
-    if (t.written.get(s.tableId) === s.contents) continue
+    if (t.written.get(s.tableId) === s.contents || pending.has(s.tableId)) continue
     try {
-      maglevChunks(s).forEach((c, i) => t.map.update(snMaglevKey.encode({table: s.tableId, chunk: i}), snMaglevChunk.encode(c)))
-      t.written.set(s.tableId, s.contents)
-      written++
+      maglevChunkBuffers(s).forEach((c, i) => entries.push([snMaglevKey.encode({table: s.tableId, chunk: i}), c]))
+      pending.set(s.tableId, s)
     } catch (e) {
-      t.written.delete(s.tableId)
       failed.push(s)
       first ??= (e as Error).message
+    }
+  }
+  // One batched write for every new table: programming 10,000 services is a few dozen syscalls, not one per chunk.
+  const bad = new Set<number>()
+  for (const f of t.map.updateMany(entries)) {
+    const {table} = snMaglevKey.decode(f.key)
+    first ??= f.error.message
+    bad.add(table)
+  }
+  let written = 0
+  for (const [id, s] of pending) {
+    if (bad.has(id)) {
+      t.written.delete(id)
+      failed.push(s)
+    } else {
+      t.written.set(id, s.contents)
+      written++
     }
   }
   return {written, failed, first}
@@ -141,14 +187,16 @@ function writeTables(
 /** Tables that no entry of sn_services points at (read back: a service whose new table failed keeps its old one). */
 function deleteStaleTables(t: TableState, servicesMap: BpfMap): number {
   const live = new Set(servicesMap.entries().map(([, v]) => snService.decode(v).table))
-  let deleted = 0
+  const stale: Buffer[] = []
   for (const [k] of t.map.entries()) {
     const {table} = snMaglevKey.decode(k)
     if (live.has(table)) continue
-    if (t.map.delete(k)) deleted++
+    stale.push(k)
     t.written.delete(table)
   }
-  return deleted
+  const r = t.map.deleteMany(stale)
+  if (r.failures.length > 0) throw r.failures[0]!.error
+  return r.deleted
 }
 
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
@@ -188,22 +236,13 @@ export function mirrorMaps(
     try {
       const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]))
       const plan = planMirror(have, want[name])
-      for (const k of plan.remove) {
-        try {
-          if (map.delete(k)) report.deleted++
-        } catch (e) {
-          note(e)
-        }
-      }
-      // Updates of keys already there succeed in a full map: keep going after a failure.
-      for (const [k, v] of plan.write) {
-        try {
-          map.update(k, v)
-          report.written++
-        } catch (e) {
-          note(e)
-        }
-      }
+      const del = map.deleteMany(plan.remove)
+      report.deleted += del.deleted
+      for (const f of del.failures) note(f.error)
+      // Updates of keys already there succeed in a full map: a failed entry does not stop the others.
+      const failures = map.updateMany(plan.write)
+      report.written += plan.write.length - failures.length
+      for (const f of failures) note(f.error)
     } catch (e) {
       note(e) // the map could not even be read
     }

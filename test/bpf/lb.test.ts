@@ -10,7 +10,9 @@ import {after, before, describe, it} from 'node:test'
 import {
   snBackend,
   snBackendKey,
+  snCt,
   snCtKey,
+  SN_CT_FLAGS,
   snEndpoint,
   snEndpointKey,
   snMaglevChunk,
@@ -268,5 +270,193 @@ describe('sn_tc_task: VIPs', () => {
     const r = run(frame({proto: P.IPPROTO_UDP, fragOff: 0x2000}))
     assert.equal(r.retval, TC_ACT_SHOT)
     assert.deepEqual(r.delta, {lb_fragment: 1})
+  })
+})
+
+const TCP_FIN = 0x01
+const TCP_SYN = 0x02
+const TCP_RST = 0x04
+const TCP_ACK = 0x10
+/** The close grace of bpf/include/nat.h (SN_CT_CLOSE_GRACE_NS), and a margin. */
+const GRACE_MS = 5000 + 1500
+
+const fwdKey = (sport: number, proto = P.IPPROTO_TCP, dport = 80) =>
+  snCtKey.encode({vni: VNI, src: CLIENT.ip, dst: VIP.ip, sport, dport, proto, dir: 0})
+const repKey = (backend: string, sport: number, proto = P.IPPROTO_TCP, dport = 80) =>
+  snCtKey.encode({vni: VNI, src: backend, dst: CLIENT.ip, sport: dport, dport: sport, proto, dir: 1})
+const ct = (k: Buffer) => {
+  const v = l.map('sn_ct').lookup(k)
+  return v && snCt.decode(v)
+}
+
+/** A new flow (from `from` up) whose backend is the local one, B[0]. */
+function localFlow(from: number, proto = P.IPPROTO_TCP): {sport: number; out: Buffer} {
+  for (let sport = from; ; sport++) {
+    const f = frame({proto, sport, flags: TCP_SYN})
+    const out = inner(run(f).data, f)
+    if (addrOf(out, 16) === B[0]!.ip) return {sport, out: Buffer.from(out)}
+  }
+}
+
+/** Run a frame as the local backend B[0] sends it (its device in place of the client's). */
+function asBackend<T>(fn: () => T): T {
+  l.addDevice(1, VNI, B[0]!.ip, 1)
+  try {
+    return fn()
+  } finally {
+    l.addDevice(1, VNI, CLIENT.ip)
+  }
+}
+
+const fromBackend = (sport: number, flags: number, proto = P.IPPROTO_TCP) =>
+  frame({proto, src: B[0]!.ip, dst: CLIENT.ip, sport: 80, dport: sport, flags, srcMac: B[0]!.mac, dstMac: CLIENT.mac})
+
+describe('sn_tc_task: connection tracking ends with the connection, never by idling', () => {
+  it('a RST from the client, or from the backend, removes both entries of the flow at once', () => {
+    const a = localFlow(44000)
+    assert.ok(ct(fwdKey(a.sport)) && ct(repKey(B[0]!.ip, a.sport)))
+    const r = run(frame({proto: P.IPPROTO_TCP, sport: a.sport, flags: TCP_RST | TCP_ACK}))
+    assert.equal(r.retval, TC_ACT_REDIRECT)
+    assert.equal(addrOf(inner(r.data, frame({proto: P.IPPROTO_TCP})), 16), B[0]!.ip, 'the RST itself still goes to the backend')
+    assert.equal(r.delta.lb_ct_reset, 1)
+    assert.equal(ct(fwdKey(a.sport)), undefined)
+    assert.equal(ct(repKey(B[0]!.ip, a.sport)), undefined)
+
+    const b = localFlow(a.sport + 1)
+    const rr = asBackend(() => run(fromBackend(b.sport, TCP_RST | TCP_ACK)))
+    assert.equal(rr.delta.lb_rev_nat, 1, 'the RST itself still reaches the client from the VIP')
+    assert.equal(addrOf(rr.data.subarray(P.ETH_HLEN), 12), VIP.ip)
+    assert.equal(rr.delta.lb_ct_reset, 1)
+    assert.equal(ct(fwdKey(b.sport)), undefined)
+    assert.equal(ct(repKey(B[0]!.ip, b.sport)), undefined)
+  })
+
+  it('FIN both ways: the last ACK still translates, both entries go after the grace; an idle open flow stays', async () => {
+    const idle = localFlow(45000)
+    const idleUdp = frame({proto: P.IPPROTO_UDP, sport: 45500})
+    run(idleUdp)
+    const c = localFlow(idle.sport + 1)
+    // Client FIN, backend FIN+ACK, client's last ACK.
+    run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_FIN | TCP_ACK}))
+    assert.equal(ct(fwdKey(c.sport))!.flags, SN_CT_FLAGS.FIN_CLIENT, 'one side closed: still open')
+    const finAck = asBackend(() => run(fromBackend(c.sport, TCP_FIN | TCP_ACK)))
+    assert.equal(addrOf(finAck.data.subarray(P.ETH_HLEN), 12), VIP.ip)
+    assert.equal(
+      ct(fwdKey(c.sport))!.flags,
+      SN_CT_FLAGS.FIN_CLIENT | SN_CT_FLAGS.FIN_BACKEND | SN_CT_FLAGS.SEEN_FIN,
+      'closing: the timer is armed',
+    )
+    const lastAck = run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_ACK}))
+    assert.equal(lastAck.delta.lb_new_flow, undefined)
+    assert.equal(addrOf(inner(lastAck.data, frame({proto: P.IPPROTO_TCP})), 16), B[0]!.ip, 'the last ACK reaches the backend')
+    // A FIN the backend sends again (its ACK was lost) is still given the VIP.
+    const again = asBackend(() => run(fromBackend(c.sport, TCP_FIN | TCP_ACK)))
+    assert.equal(again.delta.lb_rev_nat, 1)
+    const closedBefore = l.stats().lb_ct_closed
+    await new Promise((r) => setTimeout(r, GRACE_MS))
+    assert.equal(ct(fwdKey(c.sport)), undefined, 'forward entry reclaimed after the grace')
+    assert.equal(ct(repKey(B[0]!.ip, c.sport)), undefined, 'reply entry reclaimed with it')
+    assert.equal(l.stats().lb_ct_closed - closedBefore, 1n)
+    // The open flows idled as long and are untouched: no timer is ever armed on them.
+    assert.ok(ct(fwdKey(idle.sport)) && ct(repKey(B[0]!.ip, idle.sport)), 'an idle TCP flow keeps both entries')
+    assert.ok(ct(fwdKey(45500, P.IPPROTO_UDP, 53)), 'an idle UDP flow keeps its entry')
+    const hit = run(frame({proto: P.IPPROTO_TCP, sport: idle.sport, flags: TCP_ACK}))
+    assert.equal(hit.delta.lb_new_flow, undefined, 'and its next packet is a tracking hit')
+    assert.equal(addrOf(inner(hit.data, frame({proto: P.IPPROTO_TCP})), 16), B[0]!.ip)
+  })
+
+  it('a SYN on the port of a closing flow starts a new flow instead of riding the old one', () => {
+    const c = localFlow(46000)
+    run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_FIN | TCP_ACK}))
+    asBackend(() => run(fromBackend(c.sport, TCP_FIN | TCP_ACK)))
+    assert.ok(ct(fwdKey(c.sport))!.flags & SN_CT_FLAGS.SEEN_FIN)
+    const syn = run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_SYN}))
+    assert.equal(syn.delta.lb_new_flow, 1)
+    assert.equal(ct(fwdKey(c.sport))!.flags, 0, 'a fresh entry, not closing')
+  })
+
+  it('a reply entry lost to LRU while the forward one stays is written again, so replies keep the VIP', () => {
+    const c = localFlow(47000)
+    l.map('sn_ct').delete(repKey(B[0]!.ip, c.sport)) // what LRU eviction does to a flow whose replies are rare
+    const f = run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_ACK}))
+    assert.equal(f.delta.lb_reply_restored, 1)
+    assert.equal(f.delta.lb_new_flow, undefined)
+    assert.equal(ct(repKey(B[0]!.ip, c.sport))!.addr, VIP.ip)
+    const reply = asBackend(() => run(fromBackend(c.sport, TCP_ACK)))
+    assert.equal(reply.delta.lb_rev_nat, 1)
+    assert.equal(addrOf(reply.data.subarray(P.ETH_HLEN), 12), VIP.ip)
+    assertChecksums(reply.data.subarray(P.ETH_HLEN))
+    // With both there, a forward packet writes nothing.
+    assert.equal(run(frame({proto: P.IPPROTO_TCP, sport: c.sport, flags: TCP_ACK})).delta.lb_reply_restored, undefined)
+  })
+})
+
+describe('sn_tc_task: a task that is its own backend (hairpin)', () => {
+  it('the task reaches itself through the VIP and sees the VIP as its peer both ways', () => {
+    const self = {key: 'task-client', ip: CLIENT.ip, mac: CLIENT.mac, local: true}
+    program(3, [self])
+    try {
+      for (const proto of [P.IPPROTO_TCP, P.IPPROTO_UDP]) {
+        const dport = proto === P.IPPROTO_TCP ? 80 : 53
+        const syn = frame({proto, sport: 48000, flags: TCP_SYN})
+        const r = run(syn)
+        assert.equal(r.retval, TC_ACT_REDIRECT)
+        assert.equal(r.delta.lb_hairpin, 1)
+        assert.equal(r.delta.tc_local, 1)
+        let ip = r.data.subarray(P.ETH_HLEN)
+        assert.equal(addrOf(ip, 12), VIP.ip, 'from the VIP: a packet from its own address would be a martian')
+        assert.equal(addrOf(ip, 16), CLIENT.ip)
+        assert.equal(P.mac(CLIENT.mac).equals(r.data.subarray(0, 6)), true)
+        assertChecksums(ip)
+        // The task answers its peer, the VIP: back to itself, from VIP:port.
+        const reply = frame({proto, src: CLIENT.ip, dst: VIP.ip, sport: dport, dport: 48000, flags: TCP_SYN | TCP_ACK})
+        const rr = run(reply)
+        assert.equal(rr.retval, TC_ACT_REDIRECT)
+        assert.deepEqual(rr.delta, {lb_hairpin: 1, tc_local: 1})
+        ip = rr.data.subarray(P.ETH_HLEN)
+        assert.equal(addrOf(ip, 12), VIP.ip)
+        assert.equal(addrOf(ip, 16), CLIENT.ip)
+        assert.equal(ip.readUInt16BE(20), dport)
+        assert.equal(ip.readUInt16BE(22), 48000)
+        assertChecksums(ip)
+      }
+      // Closing a hairpin flow reclaims it like any other.
+      run(frame({proto: P.IPPROTO_TCP, sport: 48000, flags: TCP_RST | TCP_ACK}))
+      assert.equal(ct(fwdKey(48000)), undefined)
+    } finally {
+      program(1, B)
+    }
+  })
+})
+
+describe('sn_tc_task: ICMP errors from a backend', () => {
+  it('port unreachable for a UDP datagram sent to the VIP reaches the client from the VIP, quoting the VIP', () => {
+    const u = localFlow(49000, P.IPPROTO_UDP)
+    // What the backend's stack sends: type 3 code 3, quoting the datagram as it arrived (to the backend).
+    const quote = u.out.subarray(0, u.out.readUInt16BE(2))
+    const msg = Buffer.concat([Buffer.from([3, 3, 0, 0, 0, 0, 0, 0]), quote])
+    msg.writeUInt16BE(P.inetChecksum(msg), 2)
+    const f = P.ethernet(
+      {dst: CLIENT.mac, src: B[0]!.mac, type: P.ETH_P_IP},
+      P.ipv4Packet({src: B[0]!.ip, dst: CLIENT.ip, protocol: P.IPPROTO_ICMP}, msg),
+    )
+    const r = asBackend(() => run(f))
+    assert.equal(r.retval, TC_ACT_REDIRECT)
+    assert.deepEqual(r.delta, {lb_rev_nat_icmp: 1, tc_local: 1})
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), VIP.ip, 'outer source')
+    assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0, 'outer IP checksum')
+    assert.equal(P.inetChecksum(ip.subarray(20)), 0, 'ICMP checksum')
+    const q = ip.subarray(28)
+    assert.equal(addrOf(q, 12), CLIENT.ip)
+    assert.equal(addrOf(q, 16), VIP.ip, 'the quote names the VIP the client sent to')
+    assert.equal(P.inetChecksum(q.subarray(0, 20)), 0, 'quoted IP checksum')
+    assert.equal(l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20)), 0, 'quoted UDP checksum')
+    // An ICMP error about a datagram of no tracked flow is left as it is.
+    const other = Buffer.from(f)
+    other.writeUInt16BE(12345, P.ETH_HLEN + 28 + 20) // the quoted source port
+    const o = asBackend(() => run(other))
+    assert.equal(o.delta.lb_rev_nat_icmp, undefined)
+    assert.equal(addrOf(o.data.subarray(P.ETH_HLEN), 12), B[0]!.ip)
   })
 })

@@ -8,6 +8,7 @@ import {after, before, describe, it} from 'node:test'
 import {
   snBackend,
   snBackendKey,
+  snCtKey,
   snEndpoint,
   snEndpointKey,
   snMaglevChunk,
@@ -128,5 +129,47 @@ describe('VIP replies through XDP decap', () => {
     assert.equal(ip.readUInt16BE(26), 0)
     const untracked = xdp.run(wrap(frame(BACKEND.ip, CLIENT.ip, P.IPPROTO_UDP, 80, 40999, BACKEND.mac, CLIENT.mac)))
     assert.equal(addrOf(untracked.data.subarray(P.ETH_HLEN), 12), BACKEND.ip)
+  })
+
+  const wrapX = (f: Buffer) =>
+    P.vxlanFrame(
+      {outerSrcMac: '02:00:ac:1e:00:0c', outerDstMac: '02:00:ac:1e:00:0b', outerSrc: PEER, outerDst: NODE, vni: VNI},
+      f,
+    )
+
+  it('an ICMP port unreachable from the remote backend reaches the client from the VIP, quoting the VIP', () => {
+    const out = tc.run(frame(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, 40003, 53, CLIENT.mac, VIP.mac), {ctx: skbCtx(1)})
+    const sent = out.data.subarray(P.ETH_HLEN + P.VXLAN_OVERHEAD) // the datagram as the backend got it
+    const msg = Buffer.concat([Buffer.from([3, 3, 0, 0, 0, 0, 0, 0]), sent.subarray(0, sent.readUInt16BE(2))])
+    msg.writeUInt16BE(P.inetChecksum(msg), 2)
+    const icmp = P.ethernet(
+      {dst: CLIENT.mac, src: BACKEND.mac, type: P.ETH_P_IP},
+      P.ipv4Packet({src: BACKEND.ip, dst: CLIENT.ip, protocol: P.IPPROTO_ICMP}, msg),
+    )
+    const {res, delta} = xdp.runCounted(wrapX(icmp))
+    assert.equal(res.retval, XDP_REDIRECT)
+    assert.deepEqual(delta, {xdp_decap: 1, lb_rev_nat_icmp: 1})
+    const ip = res.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), VIP.ip)
+    assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0)
+    assert.equal(P.inetChecksum(ip.subarray(20, ip.readUInt16BE(2))), 0, 'ICMP checksum')
+    const q = ip.subarray(28)
+    assert.equal(addrOf(q, 16), VIP.ip)
+    assert.equal(P.inetChecksum(q.subarray(0, 20)), 0)
+    assert.equal(l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20, q.readUInt16BE(2))), 0)
+  })
+
+  it('a RST from the remote backend still reaches the client from the VIP, and ends the tracking of the flow', () => {
+    tc.run(frame(CLIENT.ip, VIP.ip, P.IPPROTO_TCP, 40004, 80, CLIENT.mac, VIP.mac), {ctx: skbCtx(1)})
+    const fk = snCtKey.encode({vni: VNI, src: CLIENT.ip, dst: VIP.ip, sport: 40004, dport: 80, proto: P.IPPROTO_TCP, dir: 0})
+    assert.ok(tc.map('sn_ct').lookup(fk))
+    const rst = frame(BACKEND.ip, CLIENT.ip, P.IPPROTO_TCP, 80, 40004, BACKEND.mac, CLIENT.mac)
+    rst[P.ETH_HLEN + 33] = 0x14 // RST|ACK, checksum fixed below
+    rst.writeUInt16BE(0, P.ETH_HLEN + 36)
+    rst.writeUInt16BE(l4Checksum(BACKEND.ip, CLIENT.ip, P.IPPROTO_TCP, rst.subarray(P.ETH_HLEN + 20)), P.ETH_HLEN + 36)
+    const {res, delta} = xdp.runCounted(wrapX(rst))
+    assert.deepEqual(delta, {xdp_decap: 1, lb_rev_nat: 1, lb_ct_reset: 1})
+    assert.equal(addrOf(res.data.subarray(P.ETH_HLEN), 12), VIP.ip)
+    assert.equal(tc.map('sn_ct').lookup(fk), undefined)
   })
 })

@@ -215,7 +215,7 @@ describe('service VIPs in a 3-node lab', {timeout: 900_000}, () => {
     )
     const f = lb.services[0]!.frontends[0]!
     assert.deepEqual([f.network, f.vip], ['lbnet', vip])
-    assert.equal(f.tableSize, 307, 'Maglev: the smallest prime >= 100 x 3')
+    assert.equal(f.tableSize, 1021, 'Maglev: the tier of 3 backends (capacity 10): the largest prime <= 1024')
     assert.deepEqual(f.backends.map((b) => [b.ip, b.task, b.node]).sort(), web.backends.map((b) => [b.ip, b.task, b.node]).sort())
     for (const b of f.backends) assert.equal(typeof b.flows, 'number')
     // every service with a VIP, the dnsrr one not among them
@@ -358,5 +358,53 @@ describe('service VIPs in a 3-node lab', {timeout: 900_000}, () => {
     } finally {
       proc.kill('SIGKILL')
     }
+  })
+
+  test('a task that is its own backend reaches itself through the VIP (hairpin), seeing the VIP as its peer', async () => {
+    ok('n1', ['service', 'create', '--name', 'solo', '--network', 'lbnet'])
+    const solo = (await running('solo', 1))[0]!
+    const soloVip = json<Svc>('n1', ['service', 'inspect', 'solo']).vips[0]!.ip
+    // Its only backend is itself: every connection it makes to its VIP comes back to it.
+    const r = await eventually(
+      'solo answers itself on its VIP',
+      () => {
+        const x = inNs(solo.netns, ['curl', '-s', '-m', '3', `http://${soloVip}/`])
+        return x.code === 0 ? x : undefined
+      },
+      30_000,
+    )
+    assert.match(r.stdout, /^Hostname: solo\.1/m)
+    // whoami prints the peer it saw: the VIP, not the task's own address (which its stack would drop).
+    assert.match(r.stdout, new RegExp(`^RemoteAddr: ${soloVip.replace(/\./g, '\\.')}:\\d+`, 'm'))
+    ok('n1', ['service', 'rm', 'solo'])
+  })
+
+  test('an idle connection through the VIP keeps working: no idle timer in the data plane', async () => {
+    const IDLE_S = 20
+    // A TCP echo service with no idle timeout of its own (node's HTTP server closes idle keep-alives after 5 s).
+    const ECHO = "require('net').createServer((s) => s.pipe(s)).listen(7000)"
+    ok('n1', ['service', 'create', '--name', 'echo', '--replicas', '2', '--network', 'lbnet', '--', process.execPath, '-e', ECHO])
+    await running('echo', 2)
+    const echoVip = json<Svc>('n1', ['service', 'inspect', 'echo']).vips[0]!.ip
+    const script = (idleMs: number) => `
+import net from 'node:net'
+const s = net.connect({host: '${echoVip}', port: 7000})
+const got = []
+s.on('data', (d) => {
+  got.push(String(d))
+  if (got.length === 1) setTimeout(() => s.write('after-idle'), ${idleMs})
+  else (console.log(JSON.stringify(got)), s.end())
+})
+s.on('connect', () => s.write('first'))
+s.on('error', (e) => (console.log(JSON.stringify({error: e.code})), process.exit(1)))
+`
+    const node = (idleMs: number, timeoutMs: number) =>
+      inNs(client.netns, [process.execPath, '--input-type=module', '-e', script(idleMs)], timeoutMs)
+    const want = JSON.stringify(['first', 'after-idle'])
+    await eventually('the echo service answers on its VIP', () => node(0, 15_000).stdout.trim() === want, 30_000)
+    const idle = node(IDLE_S * 1000, (IDLE_S + 30) * 1000)
+    assert.equal(idle.code, 0, idle.stdout + idle.stderr)
+    assert.equal(idle.stdout.trim(), want, `the connection answered after ${IDLE_S} s idle`)
+    ok('n1', ['service', 'rm', 'echo'])
   })
 })

@@ -135,6 +135,38 @@ describe('loader', () => {
     }
   })
 
+  it('updateMany / deleteMany: batched and per-entry agree; a full map fails only the entries that do not fit', () => {
+    for (const batchSize of [4096, 5, 0]) {
+      const obj = BpfObject.open(pinnedObj)
+      try {
+        obj.load()
+        const m = obj.map('t_hash') // 1024 entries at most
+        const want = Array.from({length: 1030}, (_, i) => [u32(i + 1), u64(BigInt(i + 1) * 3n)] as const)
+        const failures = m.updateMany(want, {batchSize})
+        assert.deepEqual(
+          failures.map((f) => f.key.readUInt32LE()),
+          [1025, 1026, 1027, 1028, 1029, 1030],
+          `batch ${batchSize}: the 6 that do not fit, each with its own error`,
+        )
+        for (const f of failures) assert.match(f.error.message, /full/)
+        const got = new Map(m.entries().map(([k, v]) => [k.readUInt32LE(), v.readBigUInt64LE()]))
+        assert.equal(got.size, 1024)
+        for (let i = 1; i <= 1024; i++) assert.equal(got.get(i), BigInt(i) * 3n)
+        // Keys already there are overwritten in place, even in a full map.
+        assert.deepEqual(m.updateMany([[u32(7), u64(70n)]], {batchSize}), [])
+        assert.equal(m.lookup(u32(7))!.readBigUInt64LE(), 70n)
+        // Missing keys in the middle of a batch are skipped, not failures; the rest are deleted.
+        const del = m.deleteMany([u32(1), u32(5000), u32(2), u32(6000), u32(3)], {batchSize})
+        assert.deepEqual({deleted: del.deleted, failures: del.failures.length}, {deleted: 3, failures: 0})
+        assert.equal(m.entries().length, 1021)
+        assert.equal(m.lookup(u32(2)), undefined)
+        assert.throws(() => m.updateMany([[u32(1), u32(1)]], {batchSize}), /value is 4 bytes/)
+      } finally {
+        obj.close()
+      }
+    }
+  })
+
   it('per-CPU maps: one slot per possible CPU', () => {
     const obj = BpfObject.open(pinnedObj)
     try {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {maglevChunks} from '../../src/dataplane/mapsync.js'
-import {maglevSize} from '../../src/lb/maglev.js'
+import {maglevTier, slotUniverse} from '../../src/lb/maglev.js'
 import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
 
 const node = (id: string, addr: string): NodeRecord => ({
@@ -29,11 +29,11 @@ const net: Network = {
   ingress: false,
   createdAt: 0,
 }
-const task = (id: string, serviceId: string, nodeId: string, ip: string): Task => ({
+const task = (id: string, serviceId: string, nodeId: string, ip: string, slot = 1): Task => ({
   id,
   serviceId,
   serviceName: serviceId,
-  slot: 1,
+  slot,
   nodeId,
   desiredState: 'running',
   attachments: [{networkId: 'n1', ip, mac: '02:42:0a:00:01:01'}],
@@ -57,8 +57,8 @@ const view = (states: Record<string, string>, over: Partial<ClusterView> = {}): 
   tasks: [
     task('client', 'cli', 'a', '10.0.1.2'),
     task('w1', 'web', 'a', '10.0.1.5'),
-    task('w2', 'web', 'b', '10.0.1.6'),
-    task('w3', 'web', 'b', '10.0.1.7'),
+    task('w2', 'web', 'b', '10.0.1.6', 2),
+    task('w3', 'web', 'b', '10.0.1.7', 3),
   ],
   local: [
     {taskId: 'client', networkId: 'n1', hostIfindex: 40},
@@ -88,7 +88,12 @@ test('a VIP: an endpoint flagged VIP with its MAC, running tasks as backends, fl
       ['w2', '10.0.1.6', '172.30.0.12'],
     ],
   )
-  assert.equal(s.size, maglevSize(3), 'sized by the scale, not by what runs now')
+  assert.equal(s.size, maglevTier(3).size, 'sized by the tier of the scale, not by what runs now')
+  assert.deepEqual(s.universe, slotUniverse(10), 'built over the slots of the tier')
+  assert.deepEqual(
+    s.backends.map((b) => b.owns),
+    ['slot1', 'slot2'],
+  )
   assert.equal(d.endpoints.get('4097/10.0.1.5')!.backend, true)
   assert.equal(d.endpoints.get('4097/10.0.1.7')!.backend, undefined, 'a failed task is no backend')
   assert.equal(d.devices.get(41)!.backend, true)
@@ -112,4 +117,32 @@ test('dnsrr services and networks without a local task get no VIP', () => {
   const noLocal = desiredMaps(view({w2: 'running'}, {selfId: 'c', local: []}))
   assert.equal(noLocal.services!.size, 0)
   assert.equal(noLocal.endpoints.size, 0)
+})
+
+test('a task that stops, or is scaled away, moves only its own slots of the table', () => {
+  const slots = (states: Record<string, string>, replicas = 3) =>
+    maglevChunks(desiredMaps(view(states, {services: [svc({mode: {replicas}})]})).services!.get('4097/10.0.1.100')!).flat()
+  const all = slots({w1: 'running', w2: 'running', w3: 'running'})
+  assert.deepEqual(new Set(all), new Set(['10.0.1.5', '10.0.1.6', '10.0.1.7']))
+  for (const [gone, ip] of [
+    ['w1', '10.0.1.5'],
+    ['w2', '10.0.1.6'],
+    ['w3', '10.0.1.7'],
+  ] as const) {
+    const states: Record<string, string> = {w1: 'running', w2: 'running', w3: 'running', [gone]: 'failed'}
+    const after = slots(states)
+    assert.equal(after.length, all.length, 'the same table size')
+    let moved = 0
+    for (let i = 0; i < all.length; i++) {
+      if (all[i] !== ip) assert.equal(after[i], all[i], `slot ${i} moved when ${gone} stopped`)
+      else moved++
+      assert.notEqual(after[i], ip)
+    }
+    assert.ok(moved > 0)
+  }
+  // Scaled 3 -> 2 (w3's slot is no longer asked for): the same, within the tier.
+  const scaled = slots({w1: 'running', w2: 'running'}, 2)
+  for (let i = 0; i < all.length; i++) if (all[i] !== '10.0.1.7') assert.equal(scaled[i], all[i])
+  // and back: w3 takes its slots back (the table is a function of what runs, not of history).
+  assert.deepEqual(slots({w1: 'running', w2: 'running', w3: 'running'}), all)
 })
