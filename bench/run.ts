@@ -8,6 +8,7 @@ import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
 import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
+import {benchDns, formatDns} from './dns.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -30,6 +31,8 @@ for (const line of benchLb().lines) console.log(line)
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
 if (!process.argv.includes('--programs-only')) {
+  console.log('\n## DNS: an A question for a service name from a task (dnsperf, 1 client, 64 outstanding)\n')
+  console.log(formatDns(await benchDns()))
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))
 }
