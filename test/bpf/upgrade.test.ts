@@ -71,6 +71,8 @@ describe('layout upgrade', () => {
       'sn_config',
       'sn_ct',
       'sn_devices',
+      'sn_dns_names',
+      'sn_dns_scopes',
       'sn_endpoints',
       'sn_maglev',
       'sn_networks',
