@@ -11,6 +11,7 @@ import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
+import {benchDns, formatDns} from './dns.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -38,6 +39,8 @@ console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
 const meshProgs = benchMeshPrograms()
 if (!process.argv.includes('--programs-only')) {
+  console.log('\n## DNS: an A question for a service name from a task (dnsperf, 1 client, 64 outstanding)\n')
+  console.log(formatDns(await benchDns()))
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))
 }

@@ -1,0 +1,137 @@
+// DNS: queries/s and latency of an A question for a service name, asked by dnsperf (a real
+// client) from inside a task of a 1-node lab, side by side in one run:
+//   - the eBPF fast path (bpf/tc_dns.c): a plain A question to 172.18.0.1:53;
+//   - the TypeScript responder alone: the same question carrying an EDNS option (which the fast
+//     path passes on by rule), to 172.18.0.1:53;
+//   - dnsmasq (from the distribution) serving the same name from a hosts file, on
+//     172.18.0.1:5353 in the node's namespace (a port the fast path does not look at).
+// p50/p99 come from dnsperf's per-query latencies (-v). Numbers, not assertions.
+import {spawn, spawnSync} from 'node:child_process'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const REPO = join(fileURLToPath(import.meta.url), '..', '..')
+const BIN = join(REPO, 'bin', 'run.js')
+const SECONDS = 4
+
+function cli(args: string[]): string {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: {...process.env, NO_COLOR: '1', SWARMNET_HOST: 'n1'},
+  })
+  if (r.status !== 0) throw new Error(`swarmnet ${args.join(' ')}: ${r.stderr.trim()}`)
+  return r.stdout
+}
+
+export interface DnsBenchRow {
+  label: string
+  qps: number
+  p50us: number
+  p99us: number
+  lost: number
+}
+
+function dnsperf(label: string, netns: string, file: string, port: number, extra: string[]): DnsBenchRow {
+  const r = spawnSync(
+    'nsenter',
+    [
+      `--net=/run/netns/${netns}`,
+      '--',
+      'dnsperf',
+      '-s',
+      '172.18.0.1',
+      '-p',
+      String(port),
+      '-d',
+      file,
+      '-l',
+      String(SECONDS),
+      '-c',
+      '1',
+      '-q',
+      '64',
+      '-v',
+      ...extra,
+    ],
+    {encoding: 'utf8', maxBuffer: 512 * 1024 * 1024},
+  )
+  if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr}`)
+  const lat = [...r.stdout.matchAll(/^> NOERROR \S+ A (\d+\.\d+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b)
+  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN
+  return {label, qps, p50us: pct(50), p99us: pct(99), lost}
+}
+
+export async function benchDns(): Promise<DnsBenchRow[]> {
+  const tmp = mkdtempSync(join(tmpdir(), 'sn-dnsbench-'))
+  let dnsmasq: ReturnType<typeof spawn> | undefined
+  cli(['lab', 'up', '--nodes', '1'])
+  try {
+    cli(['network', 'create', 'front'])
+    cli(['service', 'create', '--name', 'web', '--replicas', '1', '--network', 'front'])
+    cli(['service', 'create', '--name', 'cl', '--replicas', '1', '--network', 'front', '--', 'sleep', 'infinity'])
+    let netns = ''
+    for (let i = 0; i < 150 && !netns; i++) {
+      const t = JSON.parse(cli(['service', 'ps', 'cl', '--json'])) as {state: string; netns?: string}[]
+      if (t[0]?.state === 'running' && t[0].netns) netns = t[0].netns
+      else await new Promise((r) => setTimeout(r, 200))
+    }
+    if (!netns) throw new Error('the client task did not start')
+    const vip = (JSON.parse(cli(['service', 'inspect', 'web', '--json'])) as {vips: {ip: string}[]}).vips[0]!.ip
+    const queries = join(tmp, 'queries')
+    writeFileSync(queries, 'web A\n')
+    const hosts = join(tmp, 'hosts')
+    writeFileSync(hosts, `${vip} web\n`)
+    dnsmasq = spawn(
+      'nsenter',
+      [
+        '--net=/run/netns/sn-lab-n1',
+        '--',
+        'dnsmasq',
+        '--keep-in-foreground',
+        '--no-resolv',
+        '--no-hosts',
+        `--addn-hosts=${hosts}`,
+        '--bind-interfaces',
+        '--listen-address=172.18.0.1',
+        '--except-interface=lo',
+        '--port=5353',
+        '--user=root',
+        '--pid-file=',
+        '--local-ttl=5',
+        '--cache-size=1000',
+      ],
+      {stdio: 'ignore'},
+    )
+    await new Promise((r) => setTimeout(r, 1000))
+    // Let the reconciler write the fast path's maps (it runs at least every 3 s).
+    await new Promise((r) => setTimeout(r, 3500))
+    const rows = [
+      dnsperf('eBPF fast path (tc on the task gateway veth), plain A question, :53', netns, queries, 53, []),
+      dnsperf('TypeScript responder, A question with an EDNS option (fast path passes it), :53', netns, queries, 53, [
+        '-E',
+        '65001:00',
+      ]),
+      dnsperf('dnsmasq 2.90 from a hosts file, plain A question, :5353 in the node namespace', netns, queries, 5353, []),
+    ]
+    return rows
+  } finally {
+    dnsmasq?.kill('SIGKILL')
+    spawnSync(process.execPath, [BIN, 'lab', 'down'], {encoding: 'utf8'})
+    rmSync(tmp, {recursive: true, force: true})
+  }
+}
+
+export function formatDns(rows: DnsBenchRow[]): string {
+  return rows
+    .map(
+      (r) =>
+        `${r.label.padEnd(84)} ${r.qps.toFixed(0).padStart(7)} q/s   p50 ${r.p50us.toFixed(0).padStart(5)} us   p99 ${r.p99us.toFixed(0).padStart(6)} us   lost ${r.lost}`,
+    )
+    .join('\n')
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) console.log(formatDns(await benchDns()))
