@@ -20,6 +20,7 @@ import {readCounters} from '../bpf/counters.js'
 import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
 import {readLbSnapshot} from '../metrics/lb-metrics.js'
+import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
@@ -258,6 +259,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           local: e.local,
         }))
     },
+    publishedPorts: () => readPortStats(datapath.maps.sn_mesh_stats, controller.services()),
     lb: () =>
       readLbSnapshot(datapath.maps, {
         services: controller.services(),

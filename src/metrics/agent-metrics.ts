@@ -5,8 +5,9 @@ import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
 import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
+import {registerMeshMetrics, type MeshMetricsSource} from './mesh-metrics.js'
 
-export interface MetricsSources extends Partial<LbMetricsSource> {
+export interface MetricsSources extends Partial<LbMetricsSource>, Partial<MeshMetricsSource> {
   /** sn_stats summed over CPUs; undefined when the maps cannot be read. */
   counters(): Counters | undefined
   /** Store-owned maps: entries in them now against max_entries. */
@@ -20,10 +21,12 @@ export interface MetricsSources extends Partial<LbMetricsSource> {
   endpoints(): {network: string; local: boolean}[]
 }
 
-/** xdp_pass -> program xdp_underlay, result pass; tc_encap -> tc_task, encap. */
+/** xdp_pass -> program xdp_underlay, result pass; tc_encap -> tc_task, encap; mesh_local -> mesh, local. */
 function programOf(counter: string): {program: string; result: string} {
   const [kind, ...rest] = counter.split('_')
-  return {program: kind === 'xdp' ? 'xdp_underlay' : 'tc_task', result: rest.join('_')}
+  // mesh_* are counted by xdp_underlay and tc_gw together: the label names the routing mesh
+  const program = kind === 'xdp' ? 'xdp_underlay' : kind === 'mesh' ? 'mesh' : kind === 'dns' ? 'tc_dns' : 'tc_task'
+  return {program, result: rest.join('_')}
 }
 
 type Drop = {reason: string; of: keyof GossipStats}
@@ -149,6 +152,7 @@ export class AgentMetrics {
       return [...by].map(([service, n]) => [{service}, n])
     })
     if (src.lb) registerLbMetrics(r, {lb: src.lb})
+    if (src.publishedPorts) registerMeshMetrics(r, {publishedPorts: src.publishedPorts})
     this.reconcileSeconds = new Histogram({
       name: 'swarmnet_reconcile_duration_seconds',
       help: 'How long a reconcile step took, by step (maps, tasks, attachments)',

@@ -5,6 +5,7 @@
 // service rm change what answers on every node.
 import assert from 'node:assert/strict'
 import {after, before, describe, test} from 'node:test'
+import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
 
 interface Task {
@@ -98,6 +99,14 @@ describe('the routing mesh, in a 3-node lab', {timeout: 600_000}, () => {
       ['inspect', 'maps', '--host', idle[0]!, '--map', 'sn_mesh_stats'],
     ).maps[0]!.entries.find((e) => e.key.port === 8080 && e.key.proto === 6)
     assert.ok(stats && Number(stats.value.packets) > 0 && Number(stats.value.new_flows) >= conns, JSON.stringify(stats))
+    // ... and the idle node's Prometheus endpoint names them by port, protocol and service.
+    const scraped = parseExposition(
+      inNs(`sn-lab-${idle[0]!}`, ['curl', '-sf', '-m', '5', 'http://127.0.0.1:9323/metrics']).stdout,
+    )
+    const labels = {port: '8080', protocol: 'tcp', service: 'web'}
+    assert.ok(sumOf(scraped, 'swarmnet_published_port_packets_total', labels) > 0, 'packets to 8080/tcp in /metrics')
+    assert.ok(sumOf(scraped, 'swarmnet_published_port_bytes_total', labels) > 0, 'bytes to 8080/tcp in /metrics')
+    assert.ok(sumOf(scraped, 'swarmnet_published_port_new_flows_total', labels) >= conns, 'new flows on 8080/tcp in /metrics')
   })
 
   test('a port that is not published is not reachable on any node', () => {
