@@ -73,7 +73,7 @@ describe('progress of lab up, join and lab down', {timeout: 600_000}, () => {
     assert.equal(sh(inClient(['leave', '--host', 'outside'])).code, 0)
     const j = onTerminal(inClient(['join', '--token', token, ...JOIN, '--json']))
     assert.equal(j.code, 0, j.out)
-    assert.deepEqual(Object.keys(JSON.parse(j.out) as object).sort(), ['advertiseAddr', 'node', 'nodeId', 'role'])
+    assert.deepEqual(Object.keys(JSON.parse(j.out) as object).sort(), ['advertiseAddr', 'node', 'nodeId', 'rejoined', 'role'])
   })
 
   test('lab down on a terminal: listr2 renders it; lab up --json on a pipe: only JSON; lab down on a pipe: plain lines', () => {

@@ -113,7 +113,12 @@ function inner(): void {
   })
 
   test('the XDP hook sees the peer in the node namespace before the move', () => {
-    assert.equal(moved.length, 2)
+    // Each task's overlay veth and its gateway-bridge veth: both task ends get XDP before the move.
+    assert.equal(moved.length, 4)
+    assert.deepEqual(
+      moved.map(([hostIf]) => hostIf).sort(),
+      [idA, idB].flatMap((id) => [`sn-${id.slice(0, 8)}-0`, `sn-${id.slice(0, 8)}-g`]).sort(),
+    )
     for (const [hostIf, peerIf, present] of moved) {
       assert.match(hostIf, /^sn-/)
       assert.ok(peerIf.length <= 15 && peerIf.startsWith('sn-'))

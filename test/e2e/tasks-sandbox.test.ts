@@ -107,7 +107,10 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
       const m = mounts.map((l) => l.split(' ')).find((x) => x[4] === `/etc/${f}`)
       assert.ok(m && m[3]!.endsWith(`/tasks/${t!.id}/${f}`), `/etc/${f} is not the task's: ${m?.join(' ')}`)
     }
-    assert.equal(exec('box.1', ['cat', '/etc/resolv.conf']).stdout, readFileSync('/etc/resolv.conf', 'utf8'))
+    // The task's resolver is its node's cluster resolver on the gateway bridge, not the node's own.
+    const resolv = exec('box.1', ['cat', '/etc/resolv.conf']).stdout
+    assert.match(resolv, /^nameserver 172\.18\.0\.1$/m)
+    assert.equal(resolv.match(/^nameserver /gm)?.length, 1, resolv)
     const hosts = exec('box.1', ['cat', '/etc/hosts']).stdout
     assert.match(hosts, new RegExp(`^${t!.addresses[0]!.ip.replace(/\./g, '\\.')}\\s+box\\.1$`, 'm'))
     assert.equal(exec('box.1', ['cat', '/proc/1/cmdline']).stdout, 'sleep\0infinity\0')
