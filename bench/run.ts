@@ -12,6 +12,7 @@ import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
+import {benchVipLab, formatVipLab} from './vip-lab.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -43,6 +44,8 @@ if (!process.argv.includes('--programs-only')) {
   console.log(formatDns(await benchDns()))
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))
+  console.log('\n## cross-node task -> VIP in the lab (against the direct address and nft DNAT)\n')
+  for (const line of formatVipLab(await benchVipLab({seconds: 5, runs: 3}))) console.log(line)
 }
 console.log('\n## routing mesh (published ports)\n')
 const meshLab = process.argv.includes('--programs-only') ? undefined : await benchMeshLab({seconds: 5, runs: 3})
