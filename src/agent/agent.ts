@@ -525,7 +525,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       ...(rotation ? {rotation: rotation.status(), intervalMs: rotationEvery} : {}),
     }),
     rotateKey: async (graceMs) => {
-      if (!rotation) {
+      // A demoted node keeps the object it started with, not the right to use it.
+      if (!rotation || cfg.role !== 'manager') {
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
