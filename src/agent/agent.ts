@@ -37,7 +37,7 @@ import {migrateToEtcd} from '../manager/migrate.js'
 import {generateToken} from '../gossip/token.js'
 import {checkNodeCert} from '../gossip/identity.js'
 import {changeRole, promotionKey, type Promotion} from '../manager/roles.js'
-import type {ManagerSecrets} from '../gossip/manager-secrets.js'
+import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {configAsManager, configAsWorker} from './role-config.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
@@ -346,6 +346,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
     if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void takeRole()
+    if (key === secretsKey(cfg.nodeId) && cfg.role === 'manager') {
+      const t = adoptedTokens(nodeKey, cfg.identity?.publicKey, value)
+      if (t && (t.token !== cfg.token || t.managerToken !== cfg.managerToken)) {
+        Object.assign(cfg, t)
+        writeNodeConfig(cfg)
+        log('join tokens: rotated by another manager')
+      }
+    }
     soon()
   })
   // node promote / demote: a manager re-certified this node's key for another role (src/manager/roles.ts).
@@ -516,6 +524,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (rotate) {
         cfg[which] = rotateToken(cfg[which]!).text
         writeNodeConfig(cfg)
+        // The other managers admit with the new token only, once they read their sealed copy.
+        const secrets = secretsOf()
+        const managers = controller.nodes().filter((n) => n.role === 'manager' && n.state !== 'left')
+        if (secrets) for (const r of secretsFor(managers, cfg.nodeId, secrets)) store.put(r.key, r.value)
       }
       return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
     },

@@ -48,3 +48,34 @@ export function openSecrets(nodeKey: KeyPair, sealed: unknown): ManagerSecrets |
     return undefined
   }
 }
+
+/**
+ * `secrets/<node id>`: the secrets again, sealed to one manager, written by a
+ * manager that rotated a join token so that every manager admits with the new
+ * token only (gossip carries it to all, only that manager opens it).
+ */
+export const secretsKey = (id: string) => `secrets/${id}`
+export type SecretsRecord = {nodeId: string; sealed: string}
+
+/** One record per other manager that has a node key: what a token rotation writes. */
+export function secretsFor(
+  managers: {id: string; pubKey?: string}[],
+  selfId: string,
+  s: ManagerSecrets,
+): {key: string; value: SecretsRecord}[] {
+  return managers
+    .filter((m) => m.id !== selfId && m.pubKey)
+    .map((m) => ({key: secretsKey(m.id), value: {nodeId: m.id, sealed: sealSecretsTo(m.pubKey!, s)}}))
+}
+
+/** The tokens this manager adopts from its record: only for the identity it already holds. */
+export function adoptedTokens(
+  nodeKey: KeyPair,
+  identityPublicKey: string | undefined,
+  rec: unknown,
+): {token: string; managerToken: string} | undefined {
+  const sealed = typeof rec === 'object' && rec !== null ? (rec as Partial<SecretsRecord>).sealed : undefined
+  const s = openSecrets(nodeKey, sealed)
+  if (!s || s.identity.publicKey !== identityPublicKey) return undefined
+  return {token: s.token, managerToken: s.managerToken}
+}

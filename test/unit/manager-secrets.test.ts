@@ -6,7 +6,15 @@ import assert from 'node:assert/strict'
 import {after, describe, it} from 'node:test'
 import {checkNodeCert, generateNodeKey} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
-import {checkManagerSecrets, openSecrets, sealSecretsTo, type ManagerSecrets} from '../../src/gossip/manager-secrets.js'
+import {
+  adoptedTokens,
+  checkManagerSecrets,
+  openSecrets,
+  sealSecretsTo,
+  secretsFor,
+  type ManagerSecrets,
+} from '../../src/gossip/manager-secrets.js'
+import {rotateToken} from '../../src/gossip/token.js'
 import {openAsNode, sealToNode} from '../../src/gossip/node-seal.js'
 import {generateToken, parseToken} from '../../src/gossip/token.js'
 import {configAsManager, configAsWorker} from '../../src/agent/role-config.js'
@@ -186,5 +194,34 @@ describe('a second manager admits joins and changes roles with the first one gon
       {message: 'join refused: this manager cannot admit managers'},
     )
     assert.equal(bare.store.get('node/m4'), undefined)
+  })
+})
+
+describe('a join token rotated on one manager reaches the others', () => {
+  it('one record per other manager; each opens only its own, and only for the identity it holds', () => {
+    const s = {identity: lab.identity, token: lab.token.text, managerToken: generateToken(lab.identity.publicKey).text}
+    const rotated = {...s, token: rotateToken(s.token).text}
+    const k2 = generateNodeKey()
+    const k3 = generateNodeKey()
+    const recs = secretsFor(
+      [
+        {id: 'm1', pubKey: generateNodeKey().publicKey},
+        {id: 'm2', pubKey: k2.publicKey},
+        {id: 'm3', pubKey: k3.publicKey},
+        {id: 'old'},
+      ],
+      'm1',
+      rotated,
+    )
+    assert.deepEqual(
+      recs.map((r) => r.key),
+      ['secrets/m2', 'secrets/m3'],
+    )
+    const [r2, r3] = recs.map((r) => r.value)
+    assert.deepEqual(adoptedTokens(k2, lab.identity.publicKey, r2), {token: rotated.token, managerToken: s.managerToken})
+    assert.equal(adoptedTokens(k2, lab.identity.publicKey, r3), undefined, "another manager's copy")
+    assert.equal(adoptedTokens(k3, generateNodeKey().publicKey, r3), undefined, 'another identity')
+    assert.equal(adoptedTokens(k3, lab.identity.publicKey, {sealed: 7}), undefined)
+    assert.equal(adoptedTokens(k3, lab.identity.publicKey, null), undefined)
   })
 })
