@@ -289,6 +289,9 @@ describe('three managers on etcd', () => {
       'the new node ready, seen from the manager that admitted it',
       () => nodes(via).some((n) => n.name === OUTSIDE && n.state === 'ready' && n.role === 'worker') || undefined,
     )
+    // It leaves again at once: the tests after this one count the lab's nodes only.
+    const leave = cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--host', OUTSIDE])
+    assert.equal(leave.code, 0, leave.stderr)
   })
 
   test('every manager down: workers keep forwarding between their tasks and answer reads', async () => {
