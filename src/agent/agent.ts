@@ -23,7 +23,7 @@ import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
-import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
+import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig, type NodeConfig} from './config.js'
 import type {Keyring} from '../gossip/keyring.js'
 import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
@@ -37,6 +37,8 @@ import {migrateToEtcd} from '../manager/migrate.js'
 import {generateToken} from '../gossip/token.js'
 import {checkNodeCert} from '../gossip/identity.js'
 import {changeRole, promotionKey, type Promotion} from '../manager/roles.js'
+import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
+import {configAsManager, configAsWorker} from './role-config.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -148,6 +150,22 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
+  // A manager holding the identity answers joins (every manager of an etcd cluster, since the secrets travel).
+  const secretsOf = (): ManagerSecrets | undefined =>
+    cfg.identity && cfg.token && cfg.managerToken
+      ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
+      : undefined
+  const joinServing = () =>
+    cfg.role === 'manager' && cfg.identity && cfg.token
+      ? {
+          identity: cfg.identity,
+          tokens: () => [
+            {token: parseToken(cfg.token!), role: 'worker' as const},
+            ...(cfg.managerToken ? [{token: parseToken(cfg.managerToken), role: 'manager' as const}] : []),
+          ],
+          managerSecrets: secretsOf,
+        }
+      : undefined
   const ring = clusterKeyring(cfg)
   // Every key change is on disk before it is acked or sealed with: a restarted agent still opens what others seal.
   const persistKeys = (r: Keyring): void => {
@@ -164,17 +182,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     peers,
     identity: cfg.clusterIdentity,
     nodeKey,
-    ...(cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {
-          join: {
-            identity: cfg.identity,
-            tokens: () => [
-              {token: parseToken(cfg.token!), role: 'worker' as const},
-              ...(cfg.managerToken ? [{token: parseToken(cfg.managerToken), role: 'manager' as const}] : []),
-            ],
-          },
-        }
-      : {}),
+    ...(joinServing() ? {join: joinServing()} : {}),
   })
   // Liveness, in memory: who is a member is the store's node records; who is up is this.
   const membership = new Membership({
@@ -219,7 +227,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           cfg.keyRotation = {intervalMs: rotationEvery, lastAt: last}
           writeNodeConfig(cfg)
         }
-        if (rotationEvery > 0 && !rotation.busy && Date.now() - (last ?? rotationBase) >= rotationEvery) {
+        // Several managers: the etcd leader alone rotates on schedule (two rotations at once would fight).
+        const mayRotate = cfg.role === 'manager' && (!ha || ha.leadership.isLeader)
+        if (mayRotate && rotationEvery > 0 && !rotation.busy && Date.now() - (last ?? rotationBase) >= rotationEvery) {
           try {
             rotation.start()
           } catch (e) {
@@ -336,6 +346,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
     if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void takeRole()
+    if (key === secretsKey(cfg.nodeId) && cfg.role === 'manager') {
+      const t = adoptedTokens(nodeKey, cfg.identity?.publicKey, value)
+      if (t && (t.token !== cfg.token || t.managerToken !== cfg.managerToken)) {
+        Object.assign(cfg, t)
+        writeNodeConfig(cfg)
+        log('join tokens: rotated by another manager')
+      }
+    }
     soon()
   })
   // node promote / demote: a manager re-certified this node's key for another role (src/manager/roles.ts).
@@ -347,8 +365,11 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       // Its etcd settings travel in their own record: wait for them.
       const p = store.get<Promotion>(promotionKey(cfg.nodeId))
       if (!p) return
-      Object.assign(cfg, {role: 'manager', cert: rec.cert, etcd: p.etcd})
+      const next = configAsManager(cfg, rec.cert, p, nodeKey)
+      if (next.warning) log(next.warning)
+      Object.assign(cfg, next.cfg)
       writeNodeConfig(cfg)
+      gossip.setJoin(joinServing())
       Object.assign(me, {role: 'manager', cert: rec.cert})
       ha = startHa(p.etcd)
       backend = ha.backend
@@ -357,9 +378,11 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       return
     }
     const old = ha
-    Object.assign(cfg, {role: 'worker', cert: rec.cert})
-    delete cfg.etcd
+    const next = configAsWorker(cfg, rec.cert)
+    for (const k of Object.keys(cfg) as (keyof NodeConfig)[]) if (!(k in next)) delete cfg[k]
+    Object.assign(cfg, next)
     writeNodeConfig(cfg)
+    gossip.setJoin(undefined)
     Object.assign(me, {role: 'worker', cert: rec.cert})
     delete me.managerStatus
     ha = undefined
@@ -457,7 +480,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         cluster: controller.cluster(),
         ref,
         role,
-        identity: cfg.identity,
+        secrets: secretsOf(),
         etcd,
         isDown: (id) => membership.isDown(id),
       })
@@ -494,13 +517,17 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (role === 'manager' && !cfg.managerToken)
         throw new UserError(
           cfg.etcd
-            ? 'this manager cannot admit managers: ask the one the cluster was created on'
+            ? 'this manager holds no cluster identity: it cannot admit managers (ask another manager)'
             : 'this cluster keeps its state embedded: it has one manager (init --store etcd for several)',
         )
       const which = role === 'manager' ? 'managerToken' : 'token'
       if (rotate) {
         cfg[which] = rotateToken(cfg[which]!).text
         writeNodeConfig(cfg)
+        // The other managers admit with the new token only, once they read their sealed copy.
+        const secrets = secretsOf()
+        const managers = controller.nodes().filter((n) => n.role === 'manager' && n.state !== 'left')
+        if (secrets) for (const r of secretsFor(managers, cfg.nodeId, secrets)) store.put(r.key, r.value)
       }
       return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
     },
@@ -510,7 +537,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       ...(rotation ? {rotation: rotation.status(), intervalMs: rotationEvery} : {}),
     }),
     rotateKey: async (graceMs) => {
-      if (!rotation) {
+      // A demoted node keeps the object it started with, not the right to use it.
+      if (!rotation || cfg.role !== 'manager') {
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }

@@ -271,6 +271,8 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoi
     ...(self?.cert ? {cert: self.cert} : {}),
     clusterIdentity: r.identity,
     ...(etcd ? {etcd} : {}),
+    // A manager admits joins and certifies roles like the first: the identity and tokens came sealed in the answer.
+    ...(r.role === 'manager' && r.secrets ? r.secrets : {}),
   }
   writeNodeConfig(cfg)
   return cfg

@@ -15,6 +15,7 @@ import {Keyring, SEAL_OVERHEAD} from './keyring.js'
 import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
+import type {ManagerSecrets} from './manager-secrets.js'
 import {Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
 
 export type Peer = {id: string; addr: string; port: number}
@@ -41,6 +42,7 @@ export type GossipOptions = {
   join?: {
     identity: KeyPair
     tokens: () => {token: JoinToken; role: NodeRole}[]
+    managerSecrets?: () => ManagerSecrets | undefined
   }
   now?: () => number
   /** The keyring changed by a rotation directive: persist it (before this node seals with a new key). */
@@ -325,6 +327,11 @@ export class Gossip {
     }
   }
 
+  /** A node that became a manager (or stopped being one) starts (or stops) answering joins. */
+  setJoin(join: GossipOptions['join']): void {
+    this.o.join = join
+  }
+
   private async serveJoin(conn: FramedConn, first: Buffer): Promise<void> {
     const join = this.o.join
     if (!join) {
@@ -334,6 +341,7 @@ export class Gossip {
     const ok = await serveJoin(conn, first, {
       identity: join.identity,
       tokens: join.tokens,
+      ...(join.managerSecrets ? {managerSecrets: join.managerSecrets} : {}),
       clusterKey: () => ({key: this.keyring.primaryKey(), keyId: this.keyring.primary}),
       admit: async (node, role, holdsKey) => {
         this.admit(node, role, join.identity, holdsKey)

@@ -10,6 +10,7 @@ import {signWith, verifyWith, type KeyPair} from './identity.js'
 import {tokenDigest, parseToken, type JoinToken} from './token.js'
 import {openWith, sealWith, KEY_BYTES} from './keyring.js'
 import {connectFramed, JOIN_FRAME, TCP_TIMEOUT_MS} from './transport.js'
+import {checkManagerSecrets, type ManagerSecrets} from './manager-secrets.js'
 
 /**
  * The join handshake, on the gossip port over TCP, before the joiner has the
@@ -44,6 +45,8 @@ export type JoinResult = {
   /** The whole state, the joiner's own record included. */
   entries: Entry[]
   role: NodeRole
+  /** A manager's: the identity and tokens, so it can admit and certify as well (in the sealed answer). */
+  secrets?: ManagerSecrets
 }
 
 export type JoinServerContext = {
@@ -60,6 +63,8 @@ export type JoinServerContext = {
    */
   admit: (node: JoinRequestNode, role: NodeRole, holdsKey: (pubKey: string) => boolean) => Promise<Entry[]>
   onRefused?: (reason: string, from: string) => void
+  /** What a new manager gets to do all a manager does (cluster on etcd); absent: managers cannot join. */
+  managerSecrets?: () => ManagerSecrets | undefined
 }
 
 const REFUSED_TOKEN = 'invalid join token'
@@ -166,9 +171,13 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
     const rejoinSig = typeof proof.rejoin === 'string' ? proof.rejoin : undefined
     const holdsKey = (pubKey: string) =>
       rejoinSig !== undefined && verifyWith(pubKey, rejoinText(cnonce, nonce, node.id), rejoinSig)
+    const secrets = match.role === 'manager' ? ctx.managerSecrets?.() : undefined
+    if (match.role === 'manager' && !secrets) return refuse('this manager cannot admit managers')
     const entries = await ctx.admit(node, match.role, holdsKey)
     const {key, keyId} = ctx.clusterKey()
-    const body = Buffer.from(JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries}))
+    const body = Buffer.from(
+      JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries, ...(secrets ? {secrets} : {})}),
+    )
     const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL)
     conn.send(frame({t: 'accept', sealed: sealed.toString('base64')}))
     conn.close()
@@ -263,7 +272,10 @@ export async function requestJoin(opts: {
     ) {
       throw new UserError(`join failed: the manager at ${where} sent an answer that does not authenticate`)
     }
-    return {key, keyId: body.keyId, identity, role: body.role, entries: body.entries}
+    const secrets = body.role === 'manager' ? checkManagerSecrets(body.secrets) : undefined
+    if (body.role === 'manager' && secrets?.identity.publicKey !== identity)
+      throw new UserError(`join failed: the manager at ${where} sent no usable cluster identity for a new manager`)
+    return {key, keyId: body.keyId, identity, role: body.role, entries: body.entries, ...(secrets ? {secrets} : {})}
   } finally {
     conn.destroy()
   }

@@ -2,16 +2,24 @@
 // manager holding the cluster identity re-certifies the node's key for its new
 // role and writes its record (gossip, like admission at join), with the etcd
 // endpoints and the TLS files a new manager uses (promotion/<id>: paths on the
-// node's host, no secret). The node's agent sees its record change and starts
-// (or stops) serving as a manager; nothing restarts, no task moves.
-import {certifyNode, type KeyPair} from '../gossip/identity.js'
+// node's host) and the manager secrets (identity, tokens) sealed to the node's
+// key, so the new manager admits joins and changes roles as the first does.
+// The node's agent sees its record change and starts (or stops) serving as a
+// manager, forgetting the secrets when demoted; nothing restarts, no task moves.
+import {certifyNode} from '../gossip/identity.js'
+import {sealSecretsTo, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {UserError} from '../model/errors.js'
 import type {ClusterSpec, NodeRecord, NodeRole} from '../model/types.js'
 import type {EtcdSettings} from './etcd-client.js'
 
 export const promotionKey = (id: string) => `promotion/${id}`
 
-export type Promotion = {nodeId: string; etcd: EtcdSettings}
+export type Promotion = {
+  nodeId: string
+  etcd: EtcdSettings
+  /** ManagerSecrets sealed to the node's key (node-seal.ts): only that node reads them. */
+  sealed?: string
+}
 
 export type RoleChange = {record: NodeRecord; promotion?: Promotion}
 
@@ -20,7 +28,8 @@ export function changeRole(o: {
   cluster: ClusterSpec | undefined
   ref: string
   role: NodeRole
-  identity: KeyPair | undefined
+  /** The promoting manager's identity and tokens (what certifies, and what the new manager gets). */
+  secrets: ManagerSecrets | undefined
   /** The etcd settings the node will use as a manager (promotion only). */
   etcd: EtcdSettings | undefined
   isDown: (id: string) => boolean
@@ -33,13 +42,15 @@ export function changeRole(o: {
   if (o.isDown(n.id)) throw new UserError(`node ${n.name} is down: it cannot take a new role now`)
   if (n.role === o.role) throw new UserError(`node ${n.name} is already a ${o.role}`)
   if (!n.pubKey) throw new UserError(`node ${n.name} has no node key: it must leave and join again`)
-  if (!o.identity) throw new UserError('this manager cannot certify roles: run it on the manager the cluster was created on')
+  if (!o.secrets)
+    throw new UserError('this manager holds no cluster identity: it cannot certify roles (run it on another manager)')
   if (o.role === 'worker') {
     const managers = o.nodes.filter((x) => x.role === 'manager' && x.state !== 'left' && !o.isDown(x.id))
     if (managers.length <= 1) throw new UserError(`node ${n.name} is the last manager that is up: promote another first`)
   }
   if (o.role === 'manager' && !o.etcd) throw new UserError('no etcd settings to give the new manager')
   const {managerStatus: _gone, ...rest} = n
-  const record: NodeRecord = {...rest, role: o.role, cert: certifyNode(o.identity, n.id, n.pubKey, o.role)}
-  return o.role === 'manager' ? {record, promotion: {nodeId: n.id, etcd: o.etcd!}} : {record}
+  const record: NodeRecord = {...rest, role: o.role, cert: certifyNode(o.secrets.identity, n.id, n.pubKey, o.role)}
+  if (o.role === 'worker') return {record}
+  return {record, promotion: {nodeId: n.id, etcd: o.etcd!, sealed: sealSecretsTo(n.pubKey, o.secrets)}}
 }

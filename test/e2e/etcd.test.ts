@@ -6,7 +6,8 @@
 // etcd back: the managers lead and place again. Prints the times it measures.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {readFileSync} from 'node:fs'
+import {readFileSync, rmSync} from 'node:fs'
+import type {NodeConfig} from '../../src/agent/config.js'
 import {after, before, describe, test} from 'node:test'
 import type {NodeView} from '../../src/agent/views.js'
 import {etcdctl, startLabEtcd, stopLabEtcd, waitLabEtcd} from '../../src/lab/etcd.js'
@@ -43,8 +44,13 @@ function cliAsync(node: string, args: string[]): Promise<{code: number; stdout: 
   })
 }
 
+const OUTSIDE = 'outside'
+const nodeConfig = (node: string) => JSON.parse(readFileSync(`/var/lib/swarmnet/${node}/node.json`, 'utf8')) as NodeConfig
+
 describe('three managers on etcd', () => {
   let dead: string | undefined
+  const killed = new Set<string>()
+  let outsideJoined = false
 
   before(() => {
     assert.ok(
@@ -55,6 +61,18 @@ describe('three managers on etcd', () => {
   })
 
   after(() => {
+    // The node that joined from the client namespace is not one of the lab's: it leaves, and its files go here.
+    if (outsideJoined) {
+      cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--force', '--host', OUTSIDE])
+      try {
+        process.kill(Number(readFileSync(`/run/swarmnet/${OUTSIDE}.pid`, 'utf8').trim()), 'SIGKILL')
+      } catch {
+        // already gone
+      }
+      for (const p of [`/var/lib/swarmnet/${OUTSIDE}`, `/run/swarmnet/${OUTSIDE}.sock`, `/run/swarmnet/${OUTSIDE}.pid`])
+        rmSync(p, {recursive: true, force: true})
+      sh(['rm', '-rf', `/sys/fs/bpf/swarmnet/${OUTSIDE}`])
+    }
     const down = cli(undefined, ['lab', 'down'])
     assert.equal(down.code, 0, down.stderr)
     assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
@@ -85,19 +103,32 @@ describe('three managers on etcd', () => {
     assert.match(keys, /\/alloc\/name\/network\/ingress/)
   })
 
-  test('node promote / demote: a worker becomes a manager that serves writes, and a worker again', async () => {
-    const other = cli('n2', ['node', 'promote', 'n4'])
-    assert.notEqual(other.code, 0)
-    assert.match(other.stderr, /run it on the manager the cluster was created on/)
-    assert.match(ok('n1', ['node', 'promote', 'n4']), /Node n4 is now a manager/)
+  test('node promote / demote by managers other than the first: a worker becomes a manager holding the identity, and a worker again without it', async () => {
+    // n2 and n3 joined with --manager: the identity and the tokens came sealed in the join answer.
+    for (const m of ['n2', 'n3']) assert.ok(nodeConfig(m).identity, `${m} holds the cluster identity`)
+    // A token rotated on one manager is the only one every manager admits with.
+    const before = json<{token: string}>('n1', ['swarm', 'join-token']).token
+    const rotated = json<{token: string}>('n2', ['swarm', 'join-token', '--rotate']).token
+    assert.notEqual(rotated, before)
+    for (const m of ['n1', 'n3'])
+      await eventually(`${m} admits with the rotated token`, () => nodeConfig(m).token === rotated || undefined)
+    assert.equal(nodeConfig('n4').identity, undefined)
+    assert.match(ok('n2', ['node', 'promote', 'n4']), /Node n4 is now a manager/)
     let i = 0
     await eventually('n4 serves writes', () => cli('n4', ['network', 'create', `p${i++}`]).code === 0 || undefined, 30_000)
+    // Its promotion carried the identity and the tokens sealed to its node key: it gives the same join tokens.
+    const n4 = nodeConfig('n4')
+    assert.equal(n4.identity?.publicKey, nodeConfig('n1').identity?.publicKey)
+    assert.equal(
+      json<{token: string}>('n4', ['swarm', 'join-token']).token,
+      json<{token: string}>('n1', ['swarm', 'join-token']).token,
+    )
     await eventually('n4 a reachable manager, seen from n5', () => {
       const n4 = nodes('n5').find((n) => n.name === 'n4')
       return (n4?.role === 'manager' && n4.managerStatus === 'reachable') || undefined
     })
     assert.match(cli('n1', ['node', 'promote', 'n4']).stderr, /n4 is already a manager/)
-    assert.match(ok('n1', ['node', 'demote', 'n4']), /Node n4 is now a worker/)
+    assert.match(ok('n3', ['node', 'demote', 'n4']), /Node n4 is now a worker/)
     await eventually(
       'n4 refuses writes',
       () => /this node is a worker/.test(cli('n4', ['network', 'create', `d${i++}`]).stderr) || undefined,
@@ -107,6 +138,9 @@ describe('three managers on etcd', () => {
       const n4 = nodes('n5').find((n) => n.name === 'n4')
       return (n4?.role === 'worker' && n4.managerStatus === undefined) || undefined
     })
+    const demoted = nodeConfig('n4')
+    for (const k of ['identity', 'token', 'managerToken', 'etcd'] as const)
+      assert.equal(demoted[k], undefined, `n4 still holds ${k}`)
   })
 
   test('30 concurrent service creates across the 3 managers: every one created, no address twice', async () => {
@@ -224,8 +258,44 @@ describe('three managers on etcd', () => {
     assert.equal(ping(), 0)
   })
 
+  test("the first manager's agent killed: a new node joins through another manager", async () => {
+    if (dead !== 'n1') process.kill(Number(readFileSync('/run/swarmnet/n1.pid', 'utf8').trim()), 'SIGKILL')
+    killed.add('n1')
+    const via = MANAGERS.filter((n) => n !== dead && !killed.has(n))[0]!
+    await eventually(
+      'n1 down, seen from the other manager',
+      () => nodes(via).find((n) => n.name === 'n1')?.state === 'down',
+      20_000,
+    )
+    const {token, addr} = json<{token: string; addr: string}>(via, ['swarm', 'join-token'])
+    outsideJoined = true
+    const join = sh([
+      'nsenter',
+      '--net=/run/netns/sn-lab-client',
+      '--',
+      process.execPath,
+      BIN,
+      'join',
+      '--node',
+      OUTSIDE,
+      '--advertise-addr',
+      'eth0',
+      '--token',
+      token,
+      addr,
+    ])
+    assert.equal(join.code, 0, join.stderr)
+    await eventually(
+      'the new node ready, seen from the manager that admitted it',
+      () => nodes(via).some((n) => n.name === OUTSIDE && n.state === 'ready' && n.role === 'worker') || undefined,
+    )
+    // It leaves again at once: the tests after this one count the lab's nodes only.
+    const leave = cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--host', OUTSIDE])
+    assert.equal(leave.code, 0, leave.stderr)
+  })
+
   test('every manager down: workers keep forwarding between their tasks and answer reads', async () => {
-    const alive = MANAGERS.filter((n) => n !== dead)
+    const alive = MANAGERS.filter((n) => n !== dead && !killed.has(n))
     ok(alive[0]!, ['service', 'create', '--name', 'wk', '--mode', 'global', '--network', 'web', '--', 'sleep', 'infinity'])
     const on = await eventually(
       'wk running on n4 and n5',

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {checkNodeCert, generateIdentity, generateNodeKey} from '../../src/gossip/identity.js'
 import {changeRole} from '../../src/manager/roles.js'
+import {generateToken} from '../../src/gossip/token.js'
+import {openSecrets} from '../../src/gossip/manager-secrets.js'
 import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
 
 const identity = generateIdentity()
@@ -28,19 +30,27 @@ const etcdCluster: ClusterSpec = {
   store: 'etcd',
 }
 const etcd = {endpoints: ['https://172.30.0.11:2379'], prefix: '/swarmnet/c/', ca: '/ca.pem'}
+const secrets = {
+  identity,
+  token: generateToken(identity.publicKey).text,
+  managerToken: generateToken(identity.publicKey).text,
+}
 const base = {
   nodes: [rec('m1', 'manager', {managerStatus: 'leader'}), rec('w1', 'worker')],
   cluster: etcdCluster,
-  identity,
+  secrets,
   etcd,
   isDown: () => false,
 }
 
-test('promote: the node re-certified as a manager, with the etcd settings it will use', () => {
+test('promote: the node re-certified as a manager, with the etcd settings it will use and the secrets sealed to it', () => {
   const ch = changeRole({...base, ref: 'w1', role: 'manager'})
   assert.equal(ch.record.role, 'manager')
   assert.ok(checkNodeCert(identity.publicKey, 'w1', key.publicKey, 'manager', ch.record.cert!))
-  assert.deepEqual(ch.promotion, {nodeId: 'w1', etcd})
+  const {sealed, ...rest} = ch.promotion!
+  assert.deepEqual(rest, {nodeId: 'w1', etcd})
+  assert.deepEqual(openSecrets(key, sealed), secrets)
+  assert.equal(openSecrets(generateNodeKey(), sealed), undefined, 'another node key cannot open them')
 })
 
 test('demote: re-certified as a worker, its manager status dropped; never the last manager up', () => {
@@ -66,5 +76,5 @@ test('refusals: embedded cluster, unknown, down or left node, same role, no iden
     /has left/,
   )
   assert.throws(() => changeRole({...base, ref: 'm1', role: 'manager'}), /already a manager/)
-  assert.throws(() => changeRole({...base, identity: undefined, ref: 'w1', role: 'manager'}), /created on/)
+  assert.throws(() => changeRole({...base, secrets: undefined, ref: 'w1', role: 'manager'}), /holds no cluster identity/)
 })
