@@ -41,6 +41,8 @@ export class Fanout<P> {
   private timer: {cancel: Cancel; at: number} | undefined
   private pushed = 0
   private busy = false
+  private again = false
+  private waiters: (() => void)[] = []
   private stopped = false
   /** Entry sends (one entry to one peer) and rounds, for stats and tests. */
   entriesSent = 0
@@ -79,18 +81,30 @@ export class Fanout<P> {
     this.schedule(this.o.firstDelayMs)
   }
 
-  /** One round now (what is queued goes to this round's peers); resolves when sent. */
+  /**
+   * One round now (what is queued goes to this round's peers); resolves when
+   * sent. While a round waits for the disk, a call asks for another right after
+   * it and resolves when that one is sent: what was queued before the call goes.
+   */
   async round(): Promise<void> {
     if (this.timer) this.timer.cancel()
     this.timer = undefined
-    if (this.busy || this.stopped || this.q.size === 0) return
+    if (this.busy) {
+      this.again = true
+      return new Promise((resolve) => this.waiters.push(resolve))
+    }
+    if (this.stopped || this.q.size === 0) return
     this.busy = true
     try {
       if (this.o.ready) await this.o.ready()
       if (!this.stopped) this.sendRound()
     } finally {
       this.busy = false
-      if (this.q.size > 0) this.schedule(this.o.intervalMs)
+      if (this.again) {
+        this.again = false
+        const waiters = this.waiters.splice(0)
+        void this.round().finally(() => waiters.forEach((w) => w()))
+      } else if (this.q.size > 0) this.schedule(this.o.intervalMs)
     }
   }
 
@@ -99,6 +113,7 @@ export class Fanout<P> {
     this.timer?.cancel()
     this.timer = undefined
     this.q.clear()
+    for (const w of this.waiters.splice(0)) w()
   }
 
   private schedule(ms: number): void {

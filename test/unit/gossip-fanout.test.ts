@@ -47,6 +47,33 @@ describe('bounded dissemination of store updates (simulated network)', () => {
     assert.equal(Gossip.pushPullInterval(1000, 1000), 6000)
   })
 
+  it('a round asked for while one waits for the disk resolves only once what was queued is sent', async () => {
+    const sent: string[] = []
+    let release: (() => void) | undefined
+    const f = new Fanout<number>({
+      clock: {now: () => 0, after: () => () => {}},
+      random: () => 0,
+      peers: () => [1],
+      send: (_to, es) => sent.push(...es.map((e) => e.key)),
+      ready: () => new Promise<void>((r) => (release = r)),
+    })
+    f.add({key: 'a', value: 1, version: {clock: 1, node: 'n'}})
+    const first = f.round()
+    f.add({key: 'b', value: 1, version: {clock: 2, node: 'n'}})
+    let done = false
+    const second = f.round().then(() => (done = true))
+    await new Promise((r) => setImmediate(r))
+    assert.equal(done, false)
+    release!()
+    await first
+    // The second round waits for the disk again before it sends.
+    await new Promise((r) => setImmediate(r))
+    release!()
+    await second
+    assert.ok(sent.includes('a') && sent.includes('b'), `sent ${sent.join(',')}`)
+    f.stop()
+  })
+
   it('refuses a fan-out that is not a whole number >= 1', () => {
     assert.throws(
       () =>
