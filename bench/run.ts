@@ -5,6 +5,7 @@
 // Numbers, not assertions: nothing here fails on a slow machine.
 import {benchPrograms} from './progs.js'
 import {benchSwim, formatSwim} from './swim-sim.js'
+import {benchFanout, formatFanout} from './fanout-sim.js'
 import {benchThroughput, formatTable} from './throughput.js'
 import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
@@ -38,6 +39,8 @@ console.log('\n## store: acknowledged writes with durability (log + group commit
 console.log(formatStore(await benchStore()))
 console.log('\n## membership at 1,000 nodes (simulated network)\n')
 console.log(formatSwim(benchSwim()))
+console.log('\n## store updates at 1,000 nodes (simulated network)\n')
+console.log(formatFanout(benchFanout()))
 const meshProgs = benchMeshPrograms()
 if (!process.argv.includes('--programs-only')) {
   console.log('\n## DNS: an A question for a service name from a task (dnsperf, 1 client, 64 outstanding)\n')

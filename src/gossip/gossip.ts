@@ -5,9 +5,11 @@ import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Digest, Store} from '../store/store.js'
+import {realClock} from '../membership/clock.js'
 import type {SwimMessage} from '../membership/messages.js'
 import type {Body, Message} from './codec.js'
 import {Authority} from './authority.js'
+import {Fanout} from './fanout.js'
 import type {FramedConn} from './frame.js'
 import {certifyNode, signWith, verifyWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
@@ -32,7 +34,16 @@ export type GossipOptions = {
   peers?: () => Peer[]
   /** How long local changes are gathered before they are sent. */
   batchMs?: number
-  /** Anti-entropy period: a TCP push-pull with one random peer. */
+  /** Random live peers each dissemination round sends the queued updates to (fanout.ts). */
+  fanout?: number
+  /** Dissemination rounds follow each other at this interval while updates are queued. */
+  gossipIntervalMs?: number
+  /** Each update is sent retransmitMult * ceil(log10(n + 1)) times by each node that spreads it. */
+  retransmitMult?: number
+  /**
+   * Anti-entropy period: a TCP push-pull with one random peer. Up to 32 nodes as given;
+   * beyond, scaled like memberlist's (one more period per doubling), so the cluster's push-pulls per second stay bounded.
+   */
   pushPullIntervalMs?: number
   /** The cluster identity's public key: the root every writer's certificate must chain to. */
   identity: string
@@ -84,20 +95,28 @@ export const MAX_CLOCK_JUMP = 2 ** 32
 
 /**
  * Dissemination and anti-entropy over the store:
- *  - every local change goes to every live peer within batchMs (UDP when it
- *    fits, TCP otherwise);
- *  - every pushPullIntervalMs, a digest exchange with one random peer fixes
- *    whatever was lost (a node that was down gets everything it missed);
+ *  - every local change, and every entry received that is new here, is spread
+ *    as an epidemic (fanout.ts): rounds to a few random live peers, a bounded
+ *    number of sends per entry, the first within batchMs (UDP when it fits,
+ *    TCP otherwise);
+ *  - every pushPullIntervalMs (scaled up past 32 nodes), a digest exchange
+ *    with one random peer fixes whatever was lost (a node that was down gets
+ *    everything it missed);
  *  - a manager answers join requests.
- * Failure detection (SWIM probes) is not here yet: every node record in state
- * 'ready' is a peer, and sends to a dead one are simply counted as errors.
+ * Who is a peer is the caller's (the agent: node records not left and not
+ * held down by the failure detector).
  */
 export class Gossip {
   readonly stats: GossipStats = emptyStats()
   readonly keyring: Keyring
   /** Why the last entry was refused by the authority (for inspect and tests). */
   lastRefusal: string | undefined
-  private readonly o: Required<Omit<GossipOptions, 'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity' | 'onKeysChanged'>> &
+  private readonly o: Required<
+    Omit<
+      GossipOptions,
+      'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity' | 'onKeysChanged' | 'fanout' | 'gossipIntervalMs' | 'retransmitMult'
+    >
+  > &
     Pick<GossipOptions, 'join' | 'onKeysChanged'>
   /** The sockets; `receive` is the UDP path without the socket (the fuzz test drives it). */
   readonly transport: Transport
@@ -106,9 +125,11 @@ export class Gossip {
   readonly epoch: number
   /** Failure detection's messages (src/membership/): the sealed header's sender and the source address. */
   onSwim: ((m: SwimMessage, from: string, addr: Addr) => void) | undefined
-  private pending = new Map<string, Entry>()
-  private batchTimer: NodeJS.Timeout | undefined
+  /** The epidemic that spreads updates (bounded fan-out and retransmissions). */
+  readonly fanout: Fanout<Peer>
   private pushPullTimer: NodeJS.Timeout | undefined
+  /** While a flush runs: its round's sends, which it waits for. */
+  private flushSends: Promise<unknown>[] | undefined
   private unsubscribe: (() => void) | undefined
   private pushPullBusy = false
   private running = false
@@ -134,6 +155,24 @@ export class Gossip {
       onKeysChanged: opts.onKeysChanged,
     }
     this.privateKey = opts.nodeKey.privateKey
+    this.fanout = new Fanout<Peer>({
+      clock: realClock,
+      random: Math.random,
+      peers: () => this.o.peers(),
+      send: (p, entries) => {
+        for (const msg of this.packUpdates(entries)) {
+          const sent = this.transport.send(p, msg)
+          this.flushSends?.push(sent)
+          this.track(sent)
+        }
+      },
+      fanout: opts.fanout,
+      firstDelayMs: this.o.batchMs,
+      intervalMs: opts.gossipIntervalMs,
+      retransmitMult: opts.retransmitMult,
+      // Nothing leaves this node before it is on disk here: a crash must not lose a version a peer holds.
+      ready: () => opts.store.sync(),
+    })
     this.authority = new Authority(opts.store, opts.identity)
     const privateKey = opts.nodeKey.privateKey
     opts.store.signer = (e) => signWith(privateKey, signedText(e))
@@ -167,7 +206,7 @@ export class Gossip {
     })
     // Catch up at once rather than after a full interval (rejoin, restart).
     this.track(this.pushPull())
-    this.pushPullTimer = setInterval(() => this.track(this.pushPull()), this.o.pushPullIntervalMs)
+    this.schedulePushPull()
     return port
   }
 
@@ -175,11 +214,9 @@ export class Gossip {
     this.running = false
     this.unsubscribe?.()
     this.unsubscribe = undefined
-    if (this.batchTimer) clearTimeout(this.batchTimer)
-    if (this.pushPullTimer) clearInterval(this.pushPullTimer)
-    this.batchTimer = undefined
+    if (this.pushPullTimer) clearTimeout(this.pushPullTimer)
     this.pushPullTimer = undefined
-    this.pending.clear()
+    this.fanout.stop()
     await this.transport.stop()
     await Promise.allSettled([...this.inflight])
   }
@@ -229,26 +266,35 @@ export class Gossip {
     if (this.running) this.track(this.transport.send(to, {t: 'swim', swim: m}))
   }
 
-  /** Sends what is queued now instead of at the end of the batch window. */
+  /** Runs a dissemination round now instead of at the end of the batch window; resolves once it is sent. */
   async flush(): Promise<void> {
-    if (this.batchTimer) clearTimeout(this.batchTimer)
-    this.batchTimer = undefined
-    const entries = [...this.pending.values()]
-    this.pending.clear()
-    if (entries.length === 0 || !this.running) return
-    // Nothing leaves this node before it is on disk here: a crash must not lose a version a peer holds.
-    await this.o.store.sync()
-    const peers = this.o.peers()
-    const sends: Promise<void>[] = []
-    for (const msg of this.packUpdates(entries)) {
-      for (const p of peers) sends.push(this.transport.send(p, msg))
+    if (!this.running) return
+    const sends: Promise<unknown>[] = []
+    this.flushSends = sends
+    try {
+      await this.fanout.round()
+    } finally {
+      this.flushSends = undefined
     }
-    await Promise.all(sends)
+    await Promise.allSettled(sends)
+  }
+
+  /** The push-pull period for a cluster of n nodes: memberlist's scaling, one more period per doubling past 32. */
+  static pushPullInterval(base: number, n: number): number {
+    return n <= PUSH_PULL_SCALE_FROM ? base : base * (1 + Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_FROM)))
+  }
+
+  private schedulePushPull(): void {
+    if (!this.running) return
+    const ms = Gossip.pushPullInterval(this.o.pushPullIntervalMs, this.o.peers().length + 1)
+    this.pushPullTimer = setTimeout(() => {
+      this.track(this.pushPull())
+      this.schedulePushPull()
+    }, ms)
   }
 
   private enqueue(e: Entry): void {
-    this.pending.set(e.key, e)
-    this.batchTimer ??= setTimeout(() => this.track(this.flush()), this.o.batchMs)
+    this.fanout.add(e)
   }
 
   /** Greedy packing into datagram-sized messages; a lone big entry goes alone (by TCP). */
@@ -274,7 +320,8 @@ export class Gossip {
   private onMessage(m: Message, from: Addr): void {
     switch (m.t) {
       case 'updates':
-        this.merge(m.entries)
+        // What is new here is spread on: the epidemic, not the writer, reaches everyone.
+        for (const e of this.merge(m.entries)) this.fanout.add(e)
         return
       case 'ping':
         this.track(this.transport.send(from, {t: 'ack', n: m.n}))
@@ -402,7 +449,7 @@ export class Gossip {
    * records go first, so a new node's record vouches for its entries in the
    * same message. What passes is merged in one durable write.
    */
-  private merge(entries: Entry[]): void {
+  private merge(entries: Entry[]): Entry[] {
     const limit = this.o.store.clock + MAX_CLOCK_JUMP
     const ordered = [...entries.filter((e) => e.key.startsWith('node/')), ...entries.filter((e) => !e.key.startsWith('node/'))]
     const batch = new Map<string, NodeRecord>()
@@ -424,12 +471,15 @@ export class Gossip {
       if (e.key.startsWith('node/') && e.value !== null) batch.set((e.value as NodeRecord).id, e.value as NodeRecord)
       ok.push(e)
     }
-    if (ok.length === 0) return
+    if (ok.length === 0) return []
     try {
-      this.stats.merged += this.o.store.merge(ok).length
+      const changed = this.o.store.merge(ok)
+      this.stats.merged += changed.length
+      return changed
     } catch {
       // A failed disk write: the entries are not acknowledged, push-pull brings them again.
       this.stats.storeErrors++
+      return []
     }
   }
 
@@ -494,6 +544,9 @@ export class Gossip {
     this.inflight.add(q)
   }
 }
+
+/** Cluster size up to which push-pull runs at its base interval (memberlist's pushPullScaleThreshold). */
+const PUSH_PULL_SCALE_FROM = 32
 
 /** Keys or entries per push-pull frame: a frame stays well under the codec's and the transport's caps. */
 export const DIGEST_CHUNK = 10_000
