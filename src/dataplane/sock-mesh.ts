@@ -21,8 +21,9 @@ export const SOCK_PROGS: Record<CgroupHook, string> = {
 
 export const sockLink = (hook: CgroupHook) => `sock-${hook}`
 
-export function attachSockMesh(obj: BpfObject, linkDir: string): void {
-  const root = cgroup2Root()
+/** Attach the four programs to `cgroup` (the cgroup2 root unless a test names another). */
+export function attachSockMesh(obj: BpfObject, linkDir: string, cgroup = cgroup2Root()): void {
+  const root = cgroup
   for (const hook of Object.keys(CGROUP_ATTACH) as CgroupHook[]) {
     attachCgroupLink(root, obj.program(SOCK_PROGS[hook]).fd, hook, join(linkDir, sockLink(hook)))
   }
