@@ -1,5 +1,5 @@
 // bpf/sock_mesh.c on real sockets, without a lab: its four programs attached through pinned links
-// to a cgroup of its own (below the cgroup2 root), acting for a namespace of its own (sn-sk<pid>,
+// to a cgroup of its own (below the cgroup2 root), acting for a namespace of its own (snsk<pid>,
 // node address 10.99.0.1): curl and UDP clients in that cgroup and namespace reach the port's
 // target, get the address they used back; the same cgroup's sockets in the root namespace are
 // left alone. Everything made here is removed in `after`.
@@ -15,8 +15,8 @@ import {cgroup2Root} from '../../src/sys/cgroup.js'
 import {attachSockMesh} from '../../src/dataplane/sock-mesh.js'
 import {bpfObjectPath} from '../../src/util/root.js'
 
-const NS = `sn-sk${process.pid}`
-const PINS = path.join(BPFFS, `sn-sk${process.pid}`)
+const NS = `snsk${process.pid}`
+const PINS = path.join(BPFFS, `snsk${process.pid}`)
 let CG = ''
 const NODE_IP = '10.99.0.1'
 const PORT = 28080
@@ -50,10 +50,8 @@ before(async () => {
   ensureBpffs()
   execFileSync('ip', ['netns', 'add', NS])
   execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up'])
-  execFileSync('ip', ['-n', NS, 'link', 'add', 'sn-skd0', 'type', 'dummy'])
-  execFileSync('ip', ['-n', NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'sn-skd0'])
-  execFileSync('ip', ['-n', NS, 'link', 'set', 'sn-skd0', 'up'])
-  CG = path.join(cgroup2Root(), `sn-sk${process.pid}`)
+  execFileSync('ip', ['-n', NS, 'addr', 'add', `${NODE_IP}/32`, 'dev', 'lo'])
+  CG = path.join(cgroup2Root(), `snsk${process.pid}`)
   fs.mkdirSync(CG)
   fs.mkdirSync(PINS, {recursive: true})
   obj = BpfObject.open(bpfObjectPath('sock_mesh'), {pinRoot: PINS})
