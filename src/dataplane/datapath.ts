@@ -51,6 +51,11 @@ export interface DatapathStatus {
   lastSyncError?: string
   /** Attachments found missing by the drift check and made again. */
   repairs: number
+  /**
+   * The published ports from the node itself (bpf/sock_mesh.c): why its programs are not attached, when
+   * they are not (a kernel or host without what they need); the rest of the data plane works without them.
+   */
+  nodeLocalMeshError?: string
 }
 
 export class Datapath {
@@ -82,10 +87,11 @@ export class Datapath {
       sn_sock_config: BpfMap
     } & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
+    private readonly sockError: string | undefined,
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
   ) {
-    this.st = {underlayVia, syncErrors: {}, repairs: 0}
+    this.st = {underlayVia, syncErrors: {}, repairs: 0, ...(sockError ? {nodeLocalMeshError: sockError} : {})}
     this.tables = {map: maps.sn_maglev, written: new Map()}
   }
 
@@ -109,7 +115,12 @@ export class Datapath {
         pinPath: join(nodeLinkDir(o.node), UNDERLAY_LINK),
         ownName: UNDERLAY_PROG,
       })
-      attachSockMesh(sock, nodeLinkDir(o.node))
+      let sockError: string | undefined
+      try {
+        attachSockMesh(sock, nodeLinkDir(o.node))
+      } catch (e) {
+        sockError = e instanceof Error ? e.message : String(e)
+      }
       return new Datapath(
         o,
         objects,
@@ -139,6 +150,7 @@ export class Datapath {
           sn_dns_scopes: dns.map('sn_dns_scopes'),
         },
         r.via,
+        sockError,
         upgrades,
       )
     } catch (e) {
@@ -158,7 +170,13 @@ export class Datapath {
         underlay_ifindex: c.underlayIfindex,
       }),
     )
-    setSockConfig(this.maps.sn_sock_config, c.nodeIp)
+    if (!this.sockError) {
+      try {
+        setSockConfig(this.maps.sn_sock_config, c.nodeIp)
+      } catch (e) {
+        this.st.nodeLocalMeshError = e instanceof Error ? e.message : String(e)
+      }
+    }
   }
 
   /**
