@@ -122,6 +122,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     vxlanPort: cluster.dataPathPort,
     underlayIfindex: await ifindexOf(cfg.underlay),
   })
+  const sockError = datapath.status().nodeLocalMeshError
+  if (sockError) log(`published ports from the node itself are off: ${sockError}`)
 
   const hooks: TaskHooks = {
     preparePeer: async (peerIf) => datapath.preparePeer(peerIf),

@@ -522,6 +522,82 @@ export const snDnsScope = defineStruct('sn_dns_scope', 44, [
   {name: 'vnis', offset: 12, size: 4 * SN_DNS_MAX_NETS, kind: 'bytes'},
 ])
 
+/** The routing mesh from the node itself (bpf/include/sock_mesh.h). */
+export const snSockConfig = defineStruct('sn_sock_config', 16, [
+  {name: 'netns_cookie', offset: 0, size: 8, kind: 'u64'},
+  {name: 'node_ip', offset: 8, size: 4, kind: 'ipv4'},
+  {name: 'flags', offset: 12, size: 4, kind: 'u32'},
+])
+
+export const SN_SOCK_MAX_TARGETS = 8
+
+/** A published port as sn_sock_targets' key: the same bytes as sn_mesh_port_key. */
+export const snSockKey = defineStruct('sn_sock_key', 4, [
+  {name: 'port', offset: 0, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 2, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 3, size: 1, kind: 'pad'},
+])
+
+export const snSockTarget = defineStruct('sn_sock_target', 8, [
+  {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 4, size: 2, kind: 'be16'},
+  {name: 'pad', offset: 6, size: 2, kind: 'pad'},
+])
+
+/** The layout of struct sn_sock_targets for the BTF check; values go through snSockTargets. */
+export const snSockTargetsLayout = defineStruct('sn_sock_targets', 8 + SN_SOCK_MAX_TARGETS * 8, [
+  {name: 'count', offset: 0, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32'},
+  {name: 'to', offset: 8, size: SN_SOCK_MAX_TARGETS * 8, kind: 'pad'},
+])
+
+export interface SockTarget {
+  addr: string
+  port: number
+}
+
+/** Where a node's own socket to a published port goes: 1 to SN_SOCK_MAX_TARGETS (address, port). */
+export const snSockTargets: Codec<SockTarget[]> = {
+  cType: 'struct sn_sock_targets',
+  size: snSockTargetsLayout.size,
+  fields: snSockTargetsLayout.fields,
+  encode(value: SockTarget[]): Buffer {
+    if (value.length < 1 || value.length > SN_SOCK_MAX_TARGETS) {
+      throw bad(`sn_sock_targets: ${value.length} targets, 1 to ${SN_SOCK_MAX_TARGETS}`)
+    }
+    const buf = Buffer.alloc(snSockTargetsLayout.size)
+    buf.writeUInt32LE(value.length, 0)
+    value.forEach((t, i) => snSockTarget.encode(t).copy(buf, 8 + i * 8))
+    return buf
+  },
+  decode(buf: Buffer): SockTarget[] {
+    if (buf.length < snSockTargetsLayout.size)
+      throw bad(`sn_sock_targets: ${buf.length} bytes, expected ${snSockTargetsLayout.size}`)
+    const n = Math.min(buf.readUInt32LE(0), SN_SOCK_MAX_TARGETS)
+    const out: SockTarget[] = []
+    for (let i = 0; i < n; i++) {
+      const t = snSockTarget.decode(buf.subarray(8 + i * 8, 16 + i * 8))
+      out.push({addr: t.addr, port: t.port})
+    }
+    return out
+  },
+  display: (value: SockTarget[]) => value.map((t) => `${t.addr}:${t.port}`).join(', '),
+}
+
+export const snSockRevKey = defineStruct('sn_sock_rev_key', 16, [
+  {name: 'cookie', offset: 0, size: 8, kind: 'u64'},
+  {name: 'addr', offset: 8, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 12, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 14, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 15, size: 1, kind: 'pad'},
+])
+
+export const snSockRev = defineStruct('sn_sock_rev', 8, [
+  {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 4, size: 2, kind: 'be16'},
+  {name: 'pad', offset: 6, size: 2, kind: 'pad'},
+])
+
 /** Every struct codec, for the layout check. */
 export const structCodecs = [
   snConfig,
@@ -544,6 +620,12 @@ export const structCodecs = [
   snMeshCt,
   snMeshNode,
   snMeshConfig,
+  snSockConfig,
+  snSockKey,
+  snSockTarget,
+  snSockTargetsLayout,
+  snSockRevKey,
+  snSockRev,
   snDnsKey,
   snDnsName,
   snDnsScope,
@@ -601,6 +683,9 @@ export const mapCodecs = {
   sn_mesh_ct: {key: snMeshCtKey, value: snMeshCt},
   sn_mesh_nodes: {key: ipv4Key, value: snMeshNode},
   sn_mesh_config: {key: u32, value: snMeshConfig},
+  sn_sock_config: {key: u32, value: snSockConfig},
+  sn_sock_targets: {key: snSockKey, value: snSockTargets},
+  sn_sock_rev: {key: snSockRevKey, value: snSockRev},
   sn_dns_names: {key: snDnsKey, value: snDnsName},
   sn_dns_scopes: {key: u32, value: snDnsScope}, // key: ifindex of a task's gateway-bridge device (host side)
 } as const satisfies Record<string, MapCodecShape>

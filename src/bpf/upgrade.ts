@@ -40,6 +40,9 @@ export const MAP_OWNERS: Record<MapName, MapOwner> = {
   sn_mesh_config: 'store',
   sn_mesh_ct: 'datapath',
   sn_mesh_stats: 'datapath',
+  sn_sock_targets: 'store',
+  sn_sock_config: 'store',
+  sn_sock_rev: 'datapath',
   sn_dns_names: 'store',
   sn_dns_scopes: 'store',
 }

@@ -19,6 +19,7 @@ import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
 import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
 import {syncMeshExtras} from './mesh.js'
+import {attachSockMesh, setSockConfig} from './sock-mesh.js'
 
 export interface DatapathOptions {
   node: string
@@ -50,6 +51,11 @@ export interface DatapathStatus {
   lastSyncError?: string
   /** Attachments found missing by the drift check and made again. */
   repairs: number
+  /**
+   * The published ports from the node itself (bpf/sock_mesh.c): why its programs are not attached, when
+   * they are not (a kernel or host without what they need); the rest of the data plane works without them.
+   */
+  nodeLocalMeshError?: string
 }
 
 export class Datapath {
@@ -78,12 +84,14 @@ export class Datapath {
       sn_mesh_ct: BpfMap
       sn_mesh_stats: BpfMap
       sn_mesh_config: BpfMap
+      sn_sock_config: BpfMap
     } & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
+    private readonly sockError: string | undefined,
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
   ) {
-    this.st = {underlayVia, syncErrors: {}, repairs: 0}
+    this.st = {underlayVia, syncErrors: {}, repairs: 0, ...(sockError ? {nodeLocalMeshError: sockError} : {})}
     this.tables = {map: maps.sn_maglev, written: new Map()}
   }
 
@@ -95,18 +103,24 @@ export class Datapath {
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
     try {
-      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns']) {
+      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns', 'sock_mesh']) {
         const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         obj.load()
       }
-      const [underlay, task, peer, gw, dns] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
+      const [underlay, task, peer, gw, dns, sock] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats'), sn_ct: underlay.map('sn_ct')})
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
         pinPath: join(nodeLinkDir(o.node), UNDERLAY_LINK),
         ownName: UNDERLAY_PROG,
       })
+      let sockError: string | undefined
+      try {
+        attachSockMesh(sock, nodeLinkDir(o.node))
+      } catch (e) {
+        sockError = e instanceof Error ? e.message : String(e)
+      }
       return new Datapath(
         o,
         objects,
@@ -129,11 +143,14 @@ export class Datapath {
           sn_mesh_ct: underlay.map('sn_mesh_ct'),
           sn_mesh_stats: underlay.map('sn_mesh_stats'),
           sn_mesh_config: gw.map('sn_mesh_config'),
+          sn_sock_config: sock.map('sn_sock_config'),
+          sn_sock_targets: sock.map('sn_sock_targets'),
           stats: underlay.map('sn_stats'),
           sn_dns_names: dns.map('sn_dns_names'),
           sn_dns_scopes: dns.map('sn_dns_scopes'),
         },
         r.via,
+        sockError,
         upgrades,
       )
     } catch (e) {
@@ -153,6 +170,13 @@ export class Datapath {
         underlay_ifindex: c.underlayIfindex,
       }),
     )
+    if (!this.sockError) {
+      try {
+        setSockConfig(this.maps.sn_sock_config, c.nodeIp)
+      } catch (e) {
+        this.st.nodeLocalMeshError = e instanceof Error ? e.message : String(e)
+      }
+    }
   }
 
   /**

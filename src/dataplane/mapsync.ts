@@ -200,8 +200,8 @@ function deleteStaleTables(t: TableState, servicesMap: BpfMap): number {
 }
 
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
-/** The DNS fast path's maps: a caller without them (the LB bench, older tests) syncs the others. */
-type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes'
+/** The DNS fast path's and sock_mesh's maps: a caller without them (the LB bench, older tests) syncs the others. */
+type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets'
 
 export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,

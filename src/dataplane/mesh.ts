@@ -9,7 +9,19 @@
 //     gateway-bridge address.
 import {macForIp} from '../model/allocate.js'
 import type {Network, PublishedPort, Service, Task, TaskStatus} from '../model/types.js'
-import {ipv4Key, snMeshConfig, snMeshNode, snMeshPort, snMeshPortKey, u32, SN_MESH_MODE} from '../bpf/codecs.js'
+import {
+  ipv4Key,
+  snMeshConfig,
+  snMeshNode,
+  snMeshPort,
+  snMeshPortKey,
+  snSockKey,
+  snSockTargets,
+  u32,
+  SN_MESH_MODE,
+  SN_SOCK_MAX_TARGETS,
+  type SockTarget,
+} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 
 export const PROTO_NUMBER = {tcp: 6, udp: 17} as const
@@ -33,6 +45,12 @@ export interface DesiredMeshPort {
   /** host: the host side of the task's gateway-bridge veth, and the task's MAC on it */
   ifindex: number
   mac: string
+  /**
+   * Where this node's own sockets to the port go (bpf/sock_mesh.c): the local tasks' gateway-bridge
+   * addresses and the target port, else the underlay addresses of other nodes that run a task and
+   * the published port (their XDP answers it). Empty: the port has no task anywhere yet.
+   */
+  sock: SockTarget[]
 }
 
 export interface DesiredMesh {
@@ -103,6 +121,7 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
         addr: gwIp,
         ifindex: gwIf.get(t.id)!,
         mac: macForIp(gwIp),
+        sock: [{addr: gwIp, port: p.target}],
       })
     }
   }
@@ -122,6 +141,7 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
           addr: vip.ip,
           ifindex: 0,
           mac: '00:00:00:00:00:00',
+          sock: sockTargets(v, s.id, p),
         })
       }
     }
@@ -129,12 +149,40 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
   return out
 }
 
+/**
+ * An ingress port's targets for this node's own sockets: a local task straight through the gateway
+ * bridge (no hop), else another node that runs one, on the published port, as any client reaches it.
+ */
+function sockTargets(v: MeshView, serviceId: string, p: PublishedPort): SockTarget[] {
+  const serving = v.tasks
+    .filter((t) => t.serviceId === serviceId && t.desiredState === 'running' && v.statuses?.get(t.id)?.state === 'running')
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  const local = serving
+    .filter((t) => t.nodeId === v.selfId && v.statuses?.get(t.id)?.gwIp !== undefined)
+    .map((t) => ({addr: v.statuses!.get(t.id)!.gwIp!, port: p.target}))
+  if (local.length > 0) return local.slice(0, SN_SOCK_MAX_TARGETS)
+  const addrs = new Map(v.nodes.filter((n) => n.state !== 'left').map((n) => [n.id, n.addr]))
+  const remote = [
+    ...new Set(serving.filter((t) => t.nodeId !== v.selfId && addrs.has(t.nodeId)).map((t) => addrs.get(t.nodeId)!)),
+  ]
+  return remote.map((addr) => ({addr, port: p.published})).slice(0, SN_SOCK_MAX_TARGETS)
+}
+
 type Entries = Map<string, [Buffer, Buffer]>
 const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
 
-/** sn_mesh_ports and sn_mesh_nodes as their maps' bytes (both mirrored). */
-export function encodeMesh(m: DesiredMesh | undefined): {sn_mesh_ports: Entries; sn_mesh_nodes: Entries} {
+/** sn_mesh_ports, sn_mesh_nodes and sn_sock_targets as their maps' bytes (all mirrored). */
+export function encodeMesh(m: DesiredMesh | undefined): {
+  sn_mesh_ports: Entries
+  sn_mesh_nodes: Entries
+  sn_sock_targets: Entries
+} {
   return {
+    sn_sock_targets: new Map(
+      [...(m?.ports.values() ?? [])]
+        .filter((p) => p.sock.length > 0)
+        .map((p) => entry(snSockKey.encode({port: p.port, proto: PROTO_NUMBER[p.protocol]}), snSockTargets.encode(p.sock))),
+    ),
     sn_mesh_ports: new Map(
       [...(m?.ports.values() ?? [])].map((p) =>
         entry(

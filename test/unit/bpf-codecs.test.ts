@@ -65,8 +65,10 @@ describe('codecs: encode/decode', () => {
     assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 12/)
   })
 
-  it('every map of maps.h, mesh.h (the routing mesh) and dns.h has a codec', () => {
-    const maps = ['maps.h', 'mesh.h', 'dns.h'].map((f) => fs.readFileSync(path.join(INCLUDE, f), 'utf8')).join('\n')
+  it('every map of maps.h, mesh.h (the routing mesh), sock_mesh.h (from the node itself) and dns.h has a codec', () => {
+    const maps = ['maps.h', 'mesh.h', 'sock_mesh.h', 'dns.h']
+      .map((f) => fs.readFileSync(path.join(INCLUDE, f), 'utf8'))
+      .join('\n')
     const declared = [...maps.matchAll(/^\}\s*(\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1])
     assert.deepEqual(declared.sort(), Object.keys(mapCodecs).sort())
   })

@@ -133,3 +133,32 @@ test('an ingress port whose service has no VIP on the ingress network is left ou
   v.services = [{...web, vips: []}]
   assert.equal(desiredMaps(v).mesh!.ports.size, 0)
 })
+
+test("a node's own sockets (sn_sock_targets): a local task through the gateway bridge, else the nodes that run one on the published port", () => {
+  const v = view('a')
+  // w1 on a has a gateway-bridge address; w2 on b too.
+  const statuses = new Map([
+    ['w1', {state: 'running' as const, gwIp: '172.18.0.3'}],
+    ['w2', {state: 'running' as const, gwIp: '172.18.0.9'}],
+    ['e1', {state: 'running' as const, gwIp: '172.18.0.7'}],
+  ])
+  const onA = desiredMaps({...v, statuses}).mesh!.ports
+  assert.deepEqual(onA.get('8080/tcp')!.sock, [{addr: '172.18.0.3', port: 80}], 'a runs w1: straight to it')
+  assert.deepEqual(onA.get('8053/udp')!.sock, [{addr: '172.18.0.3', port: 53}])
+  const onC = desiredMaps({...view('c'), statuses}).mesh!.ports
+  assert.deepEqual(
+    onC.get('8080/tcp')!.sock,
+    [
+      {addr: '172.30.0.11', port: 8080},
+      {addr: '172.30.0.12', port: 8080},
+    ],
+    'c runs none: the nodes that do, on the published port',
+  )
+  const onB = desiredMaps({...view('b'), statuses}).mesh!.ports
+  assert.deepEqual(onB.get('9443/tcp')!.sock, [{addr: '172.18.0.7', port: 80}], 'host mode: the local task')
+  assert.equal(encodeDesired(desiredMaps({...view('c'), statuses})).sn_sock_targets.size, 2)
+  // A task not running is no target; with none anywhere the port has no entry (the socket is left alone).
+  const stopped = new Map([...statuses].map(([k, s]) => [k, {...s, state: 'failed' as const}]))
+  assert.deepEqual(desiredMaps({...view('c'), statuses: stopped}).mesh!.ports.get('8080/tcp')!.sock, [])
+  assert.equal(encodeDesired(desiredMaps({...view('c'), statuses: stopped})).sn_sock_targets.size, 0)
+})

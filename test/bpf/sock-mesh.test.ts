@@ -1,0 +1,151 @@
+// bpf/sock_mesh.c on real sockets, without a lab: its four programs attached through pinned links
+// to a cgroup of its own (below the cgroup2 root), acting for a namespace of its own (snsk<pid>,
+// node address 10.99.0.1): curl and UDP clients in that cgroup and namespace reach the port's
+// target, get the address they used back; the same cgroup's sockets in the root namespace are
+// left alone. Everything made here is removed in `after`.
+import assert from 'node:assert/strict'
+import {spawn, spawnSync, execFileSync, type ChildProcess} from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {snSockConfig, snSockKey, snSockTargets, u32} from '../../src/bpf/codecs.js'
+import {BpfObject} from '../../src/bpf/object.js'
+import {BPFFS, ensureBpffs} from '../../src/bpf/pins.js'
+import {cgroup2Root} from '../../src/sys/cgroup.js'
+import {attachSockMesh} from '../../src/dataplane/sock-mesh.js'
+import {bpfObjectPath} from '../../src/util/root.js'
+
+const NS = `snsk${process.pid}`
+const PINS = path.join(BPFFS, `snsk${process.pid}`)
+let CG = ''
+const NODE_IP = '10.99.0.1'
+const PORT = 28080
+const UPORT = 28053
+let obj: BpfObject | undefined
+const procs: ChildProcess[] = []
+
+const ROOT_ONLY = (text: string) => `require('node:http').createServer((q, s) => s.end('${text}\\n'))`
+
+/** Run argv inside our cgroup (and, with ns, inside our namespace). */
+function inCgroup(argv: string[], ns = true): {code: number | null; stdout: string} {
+  const cmd = [...(ns ? ['ip', 'netns', 'exec', NS] : []), ...argv].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+  const r = spawnSync('sh', ['-c', `echo $$ > ${CG}/cgroup.procs && exec ${cmd}`], {encoding: 'utf8', timeout: 10_000})
+  return {code: r.status, stdout: r.stdout}
+}
+
+function listen(argv: string[]): void {
+  const p = spawn(argv[0]!, argv.slice(1), {stdio: 'ignore'})
+  procs.push(p)
+}
+
+async function until(what: string, fn: () => boolean): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if (fn()) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.fail(what)
+}
+
+before(async () => {
+  ensureBpffs()
+  execFileSync('ip', ['netns', 'add', NS])
+  execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up'])
+  execFileSync('ip', ['-n', NS, 'addr', 'add', `${NODE_IP}/32`, 'dev', 'lo'])
+  CG = path.join(cgroup2Root(), `snsk${process.pid}`)
+  fs.mkdirSync(CG)
+  fs.mkdirSync(PINS, {recursive: true})
+  obj = BpfObject.open(bpfObjectPath('sock_mesh'), {pinRoot: PINS})
+  obj.load()
+  attachSockMesh(obj, path.join(PINS, 'links'), CG)
+  // The namespace's cookie, as the agent reads it: from inside.
+  const cookie = execFileSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      NS,
+      process.execPath,
+      '--import',
+      'tsx',
+      '-e',
+      `import('${path.resolve('src/sys/netns-cookie.ts')}').then((m) => console.log(String(m.ownNetnsCookie())))`,
+    ],
+    {encoding: 'utf8'},
+  ).trim()
+  obj.map('sn_sock_config').update(u32.encode(0), snSockConfig.encode({netns_cookie: BigInt(cookie), node_ip: NODE_IP, flags: 0}))
+  obj
+    .map('sn_sock_targets')
+    .update(snSockKey.encode({port: PORT, proto: 6}), snSockTargets.encode([{addr: '127.0.0.2', port: PORT + 1}]))
+  obj
+    .map('sn_sock_targets')
+    .update(snSockKey.encode({port: UPORT, proto: 17}), snSockTargets.encode([{addr: '127.0.0.2', port: UPORT + 1}]))
+  // The target, inside the namespace; and the host's own listener on the published port, in the root namespace.
+  listen(['ip', 'netns', 'exec', NS, process.execPath, '-e', `${ROOT_ONLY('backend')}.listen(${PORT + 1}, '127.0.0.2')`])
+  listen([
+    'ip',
+    'netns',
+    'exec',
+    NS,
+    process.execPath,
+    '-e',
+    `require('node:dgram').createSocket('udp4').on('message', function (m, r) { this.send('pong', r.port, r.address) }).bind(${UPORT + 1}, '127.0.0.2')`,
+  ])
+  listen([process.execPath, '-e', `${ROOT_ONLY('root host')}.listen(${PORT}, '127.0.0.1')`])
+  await until(
+    'listeners up',
+    () => spawnSync('ip', ['netns', 'exec', NS, 'curl', '-s', `http://127.0.0.2:${PORT + 1}/`]).status === 0,
+  )
+  await until('root listener up', () => spawnSync('curl', ['-s', `http://127.0.0.1:${PORT}/`]).status === 0)
+})
+
+after(() => {
+  for (const p of procs) p.kill()
+  obj?.close()
+  // Unpinning the links detaches them.
+  fs.rmSync(PINS, {recursive: true, force: true})
+  spawnSync('ip', ['netns', 'del', NS], {stdio: 'ignore'})
+  for (let i = 0; i < 20 && CG && fs.existsSync(CG); i++) {
+    try {
+      fs.rmdirSync(CG)
+    } catch {
+      spawnSync('sleep', ['0.1'])
+    }
+  }
+})
+
+describe('sock_mesh: cgroup connect/sendmsg/recvmsg/getpeername (real sockets)', () => {
+  it('TCP to 127.0.0.1:P and to the node address:P in the node namespace reaches the target', () => {
+    for (const addr of ['127.0.0.1', '127.9.9.9', NODE_IP]) {
+      const r = inCgroup(['curl', '-sS', '-m', '2', `http://${addr}:${PORT}/`])
+      assert.equal(r.stdout, 'backend\n', `via ${addr}`)
+    }
+  })
+
+  it('the peer name is what the process connected to', () => {
+    const r = inCgroup([
+      process.execPath,
+      '-e',
+      `const s = require('node:net').connect(${PORT}, '127.0.0.1', () => { console.log(s.remoteAddress + ':' + s.remotePort); s.destroy() })`,
+    ])
+    assert.equal(r.stdout.trim(), `127.0.0.1:${PORT}`)
+  })
+
+  it('UDP: the answer comes back from the address and port it was sent to', () => {
+    const r = inCgroup([
+      process.execPath,
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4'); const t = setTimeout(() => process.exit(3), 1500);
+       s.on('message', (m, r) => { console.log(String(m) + ' via ' + r.address + ':' + r.port); clearTimeout(t); s.close() }); s.send('ping', ${UPORT}, '127.0.0.1')`,
+    ])
+    assert.equal(r.stdout.trim(), `pong via 127.0.0.1:${UPORT}`)
+  })
+
+  it('a port not in sn_sock_targets, and another address, are left alone', () => {
+    assert.notEqual(inCgroup(['curl', '-sS', '-m', '2', `http://127.0.0.1:${PORT + 2}/`]).code, 0)
+    assert.notEqual(inCgroup(['curl', '-sS', '-m', '2', `http://10.99.0.2:${PORT}/`]).code, 0)
+  })
+
+  it("the same cgroup's sockets in another namespace (the host's) are untouched", () => {
+    assert.equal(inCgroup(['curl', '-sS', '-m', '2', `http://127.0.0.1:${PORT}/`], false).stdout, 'root host\n')
+  })
+})
