@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
 import {after, before, describe, test} from 'node:test'
+import {AgentClient} from '../../src/agent/client.js'
+import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
 
 interface Task {
@@ -80,7 +82,18 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     )
     ok('n1', ['network', 'create', 'front'])
     ok('n1', ['network', 'create', 'back'])
-    ok('n1', ['service', 'create', '--name', 'web', '--replicas', '2', '--network', 'name=front,alias=www'])
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'web',
+      '--replicas',
+      '2',
+      '--network',
+      'name=front,alias=www',
+      '--publish',
+      'published=8080,target=80',
+    ])
     ok('n1', ['service', 'create', '--name', 'db', '--replicas', '1', '--network', 'back', '--', 'sleep', 'infinity'])
     ok('n1', [
       'service',
@@ -171,6 +184,20 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.deepEqual(short('+tcp', 'tasks.web').length, 2)
   })
 
+  test('SRV of a published port: _80._tcp.web and _8080._tcp.web give web:80 with its VIP; unknown port empty', () => {
+    assert.deepEqual(short('SRV', '_80._tcp.web'), ['0 0 80 web.'])
+    const full = dig('SRV', '_8080._tcp.web')
+    assert.equal(status(full), 'NOERROR')
+    assert.match(full, /^_8080\._tcp\.web\.\s+\d+\s+IN\s+SRV\s+0 0 80 web\.$/m)
+    const additional = full.split(';; ADDITIONAL SECTION:')[1] ?? ''
+    assert.match(additional, new RegExp(`^web\\.\\s+\\d+\\s+IN\\s+A\\s+${vip.replaceAll('.', '\\.')}$`, 'm'), full)
+    const none = dig('SRV', '_81._tcp.web')
+    assert.equal(status(none), 'NOERROR')
+    assert.match(none, /ANSWER: 0,/)
+    // db is on another network than the asking task: NXDOMAIN, as its A record.
+    assert.equal(status(dig('SRV', '_80._tcp.db')), 'NXDOMAIN')
+  })
+
   test('tasks.NAME follows scaling: as soon as the node knows a task runs (or stopped), answers say so', async () => {
     ok('n1', ['service', 'scale', 'web=3'])
     // The client's node's own view: once its store says three run, the next answer has three.
@@ -223,6 +250,19 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.match(table, /front\s+cl\s+service/)
     const bad = cli(client.node, ['inspect', 'dns', 'nope'])
     assert.notEqual(bad.code, 0)
+  })
+
+  test("the resolver's counters are in the agent's Prometheus metrics, equal to inspect dns", async () => {
+    assert.deepEqual(short('+nocookie', 'web'), [vip]) // one more fast-path answer, at least one before
+    const c = json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+    const e = parseExposition((await new AgentClient(client.node).get<{text: string}>('/metrics')).text)
+    assert.equal(sumOf(e, 'swarmnet_dns_queries_total'), c.queries)
+    assert.equal(sumOf(e, 'swarmnet_dns_queries_total', {transport: 'tcp'}), c.tcp)
+    assert.equal(sumOf(e, 'swarmnet_dns_answered_total'), c.answered)
+    assert.equal(sumOf(e, 'swarmnet_dns_nxdomain_total'), c.nxdomain)
+    assert.equal(sumOf(e, 'swarmnet_dns_malformed_total'), c.malformed)
+    assert.equal(sumOf(e, 'swarmnet_dns_fast_path_answers_total'), c.fastPath)
+    assert.ok(c.fastPath! > 0 && c.nxdomain! > 0 && c.tcp! > 0, JSON.stringify(c))
   })
 
   test('other names go to the upstream; with the upstream gone, SERVFAIL in under 2 s', () => {
