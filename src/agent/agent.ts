@@ -272,6 +272,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         }))
     },
     publishedPorts: () => readPortStats(datapath.maps.sn_mesh_stats, controller.services()),
+    dns: () => ({stats: dns.server.stats, fastPathAnswers: dns.fastPathHits?.()}),
     lb: () =>
       readLbSnapshot(datapath.maps, {
         services: controller.services(),

@@ -22,6 +22,8 @@ export interface ForwarderOptions {
   cacheEntries?: number
   /** Longest an answer is kept (s), whatever its TTL says. */
   cacheMaxTtl?: number
+  /** The clock the cache ages answers by (ms); Date.now unless a test turns it. */
+  now?: () => number
 }
 
 interface Pending {
@@ -36,13 +38,15 @@ const NEGATIVE_TTL = 5
 export class Forwarder implements Forward {
   private sock?: Socket
   private readonly pending = new Map<number, Pending>()
-  private readonly cache = new Map<string, {res: Buffer; until: number}>()
+  private readonly cache = new Map<string, {res: Buffer; at: number; until: number}>()
   private readonly deadlineMs: number
   private readonly tryMs: number
+  private readonly now: () => number
 
   constructor(private readonly o: ForwarderOptions) {
     this.deadlineMs = o.deadlineMs ?? 1800
     this.tryMs = o.tryMs ?? 700
+    this.now = o.now ?? Date.now
   }
 
   async start(): Promise<void> {
@@ -66,9 +70,11 @@ export class Forwarder implements Forward {
 
   async forward(query: Buffer, key: string): Promise<Buffer | undefined> {
     const hit = this.cache.get(key)
-    if (hit && hit.until > Date.now()) {
+    const now = this.now()
+    if (hit && hit.until > now) {
       this.o.stats.cacheHits++
-      return hit.res
+      // As a caching resolver does: the TTLs say how long the answer is still good from now.
+      return aged(hit.res, Math.floor((now - hit.at) / 1000))
     }
     if (hit) this.cache.delete(key)
     const deadline = Date.now() + this.deadlineMs
@@ -136,7 +142,8 @@ export class Forwarder implements Forward {
     if (ttl <= 0) return
     const max = this.o.cacheEntries ?? 1000
     if (this.cache.size >= max) this.cache.delete(this.cache.keys().next().value!)
-    this.cache.set(key, {res, until: Date.now() + ttl * 1000})
+    const at = this.now()
+    this.cache.set(key, {res, at, until: at + ttl * 1000})
   }
 }
 
@@ -170,6 +177,45 @@ function minTtl(b: Buffer): number | undefined {
     return min
   } catch {
     return 0
+  }
+}
+
+/**
+ * A copy of a response with every record's TTL lowered by `seconds` (not below 0), in the answer,
+ * authority and additional sections; OPT's TTL field holds flags and is left as it is. The
+ * response came back from an upstream and was read once already (minTtl): one that cannot be
+ * walked is returned as it is.
+ */
+export function aged(res: Buffer, seconds: number): Buffer {
+  const out = Buffer.from(res)
+  if (seconds <= 0) return out
+  try {
+    let i = 12
+    const skipName = () => {
+      for (;;) {
+        const l = out[i]
+        if (l === undefined) throw new Error('short')
+        if ((l & 0xc0) === 0xc0) {
+          i += 2
+          return
+        }
+        i += l + 1
+        if (l === 0) return
+      }
+    }
+    for (let n = out.readUInt16BE(4); n > 0; n--) {
+      skipName()
+      i += 4
+    }
+    const records = out.readUInt16BE(6) + out.readUInt16BE(8) + out.readUInt16BE(10)
+    for (let n = records; n > 0; n--) {
+      skipName()
+      if (out.readUInt16BE(i) !== 41) out.writeUInt32BE(Math.max(0, out.readUInt32BE(i + 4) - seconds), i + 4)
+      i += 10 + out.readUInt16BE(i + 8)
+    }
+    return out
+  } catch {
+    return Buffer.from(res)
   }
 }
 

@@ -8,11 +8,22 @@
 //   NAME.SLOT.TASKID and NAME.SLOT (the task's hostname) -> that task's address there
 //   an attachment's name (network connect --name) -> its address
 //   PTR of a VIP -> NAME; of a task's address -> NAME.SLOT.TASKID; of an attachment's -> its name
+//   _PORT._tcp.NAME, _PORT._udp.NAME (PORT a published port's target or published number) -> SRV
+//     records with the target port: NAME itself (vip) or each running task's NAME.SLOT (dnsrr)
 // A task sees the names of the networks it is attached to and nothing else of the cluster.
 import {isServing, servingNodes} from '../dataplane/desired.js'
 import type {MembershipView} from '../membership/view.js'
 import {taskName} from '../model/task-name.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
+import type {
+  AttachmentStatus,
+  Network,
+  NetworkAttachment,
+  NodeRecord,
+  PublishedPort,
+  Service,
+  Task,
+  TaskStatus,
+} from '../model/types.js'
 
 export interface DnsView {
   selfId: string
@@ -41,6 +52,21 @@ export interface NetworkNames {
   a: Map<string, NameRecord>
   /** IPv4 address -> the name its PTR gives. */
   ptr: Map<string, string>
+  /** A service's name or alias -> what its SRV records are made of. */
+  srv: Map<string, SrvService>
+}
+
+/** A service as SRV records see it on one network. */
+export interface SrvService {
+  ports: readonly PublishedPort[]
+  /** Where the records point, each with its address: the name itself (vip), or each running task (dnsrr). */
+  targets: {name: string; ip: string}[]
+}
+
+export interface SrvRecord {
+  port: number
+  target: string
+  ip: string
 }
 
 export interface NameTable {
@@ -60,7 +86,7 @@ export function buildNames(v: DnsView): NameTable {
   const nets = new Map<string, NetworkNames>()
   for (const n of v.networks) {
     if (n.driver !== 'overlay') continue
-    nets.set(n.id, {id: n.id, name: n.name, a: new Map(), ptr: new Map()})
+    nets.set(n.id, {id: n.id, name: n.name, a: new Map(), ptr: new Map(), srv: new Map()})
   }
   const add = (netId: string, name: string, rec: NameRecord) => {
     const nn = nets.get(netId)
@@ -88,11 +114,19 @@ export function buildNames(v: DnsView): NameTable {
       const ips = tasks.flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip))
       const vip = s.vips?.find((x) => x.networkId === netId)?.ip
       const names = [s.name, ...(s.aliases?.find((a) => a.networkId === netId)?.names ?? [])]
+      const taskTargets = tasks.flatMap((t) =>
+        t.attachments.filter((a) => a.networkId === netId).map((a) => ({name: normalize(taskName(t)), ip: a.ip})),
+      )
       for (const [i, name] of names.entries()) {
         const kind = i === 0 ? 'service' : 'alias'
         if (dnsrr) add(netId, name, {ips, rotate: true, kind})
         else if (vip) add(netId, name, {ips: [vip], rotate: false, kind})
         add(netId, `tasks.${name}`, {ips, rotate: false, kind: 'tasks'})
+        const key = normalize(name)
+        // Only the service that holds the name answers its SRV questions (the first writer, as for A).
+        if (nn.a.get(key)?.kind !== kind || nn.srv.has(key)) continue
+        const targets = dnsrr ? taskTargets : vip ? [{name: key, ip: vip}] : []
+        nn.srv.set(key, {ports: s.ports ?? [], targets})
       }
       if (vip && !dnsrr) nn.ptr.set(vip, normalize(s.name))
     }
@@ -135,6 +169,8 @@ export function buildNames(v: DnsView): NameTable {
 export type Resolution =
   | {rcode: 'NOERROR'; a: string[]; rotate: boolean; name: string}
   | {rcode: 'NOERROR'; ptr: string}
+  /** SRV records, with the targets' addresses for the additional section. */
+  | {rcode: 'NOERROR'; srv: SrvRecord[]}
   /** A name of the cluster with no record of the asked type (AAAA, MX...): NOERROR and no answer. */
   | {rcode: 'NOERROR'; empty: true}
   | {rcode: 'NXDOMAIN'}
@@ -152,6 +188,8 @@ export function resolve(t: NameTable, asker: string, qname: string, qtype: strin
     }
     return 'forward'
   }
+  const srv = /^_([^.]+)\._(tcp|udp)\.(.+)$/.exec(name)
+  if (srv) return resolveSrv(t, scope, srv[1]!, srv[2] as PublishedPort['protocol'], srv[3]!, qtype)
   for (const id of scope) {
     const r = t.networks.get(id)?.a.get(name)
     if (!r) continue
@@ -159,6 +197,35 @@ export function resolve(t: NameTable, asker: string, qname: string, qtype: strin
     return {rcode: 'NOERROR', empty: true}
   }
   return t.known.has(name) ? {rcode: 'NXDOMAIN'} : 'forward'
+}
+
+/**
+ * _PORT._PROTO.NAME: NAME a service (or alias) on a network in scope, PORT one of its published
+ * ports' target or published number for that protocol -> one record per target port and target,
+ * the port being the target port (what the overlay reaches, at the VIP or at the task). A port it
+ * does not publish: NOERROR and empty, the service is there. NAME not a service in scope:
+ * NXDOMAIN when the cluster knows it (never sent upstream), else forwarded.
+ */
+function resolveSrv(
+  t: NameTable,
+  scope: string[],
+  port: string,
+  proto: PublishedPort['protocol'],
+  svc: string,
+  qtype: string,
+): Resolution {
+  for (const id of scope) {
+    const s = t.networks.get(id)?.srv.get(svc)
+    if (!s) continue
+    if (qtype !== 'SRV' && qtype !== 'ANY') return {rcode: 'NOERROR', empty: true}
+    const n = /^(0|[1-9][0-9]{0,4})$/.test(port) ? Number(port) : -1
+    const targetPorts = [
+      ...new Set(s.ports.filter((p) => p.protocol === proto && (p.target === n || p.published === n)).map((p) => p.target)),
+    ].sort((a, b) => a - b)
+    const records = targetPorts.flatMap((p) => s.targets.map((x) => ({port: p, target: x.name, ip: x.ip})))
+    return records.length > 0 ? {rcode: 'NOERROR', srv: records} : {rcode: 'NOERROR', empty: true}
+  }
+  return t.known.has(svc) ? {rcode: 'NXDOMAIN'} : 'forward'
 }
 
 /** 4.3.2.1.in-addr.arpa -> 1.2.3.4 (four decimal labels only). */

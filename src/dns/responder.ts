@@ -64,6 +64,7 @@ export class Responder {
     if (r === 'forward') return this.forwarded(query, q, p.id ?? 0, limit)
     s.answered++
     const answers: dns.Answer[] = []
+    const extra: dns.Answer[] = []
     let rcode: number = RCODE.NOERROR
     if (r.rcode === 'NXDOMAIN') {
       s.nxdomain++
@@ -75,8 +76,26 @@ export class Responder {
       for (const ip of ips) answers.push({type: 'A', class: 'IN', name: q.name, ttl: this.o.ttl, data: ip})
     } else if ('ptr' in r) {
       answers.push({type: 'PTR', class: 'IN', name: q.name, ttl: this.o.ttl, data: r.ptr})
+    } else if ('srv' in r) {
+      const ttl = this.o.ttl
+      for (const x of r.srv) {
+        answers.push({
+          type: 'SRV',
+          class: 'IN',
+          name: q.name,
+          ttl,
+          data: {priority: 0, weight: 0, port: x.port, target: x.target},
+        })
+      }
+      // Each target's address once, so the client needs no second question.
+      const seen = new Set<string>()
+      for (const x of r.srv) {
+        if (seen.has(x.target)) continue
+        seen.add(x.target)
+        extra.push({type: 'A', class: 'IN', name: x.target, ttl, data: x.ip})
+      }
     }
-    return this.reply(query, p, q, rcode, answers, opt !== undefined, limit)
+    return this.reply(query, p, q, rcode, answers, opt !== undefined, limit, extra)
   }
 
   private reply(
@@ -87,6 +106,7 @@ export class Responder {
     answers: dns.Answer[],
     edns: boolean,
     limit: number,
+    extra: dns.Answer[] = [],
   ): Buffer {
     const rd = query.readUInt16BE(2) & dns.RECURSION_DESIRED
     const out: dns.Packet = {
@@ -95,26 +115,30 @@ export class Responder {
       flags: dns.AUTHORITATIVE_ANSWER | rd | dns.RECURSION_AVAILABLE | rcode,
       questions: [q],
       answers,
-      additionals: edns
-        ? [
-            {
-              type: 'OPT',
-              name: '.',
-              udpPayloadSize: OUR_UDP,
-              extendedRcode: 0,
-              ednsVersion: 0,
-              flags: 0,
-              flag_do: false,
-              options: [],
-            },
-          ]
-        : [],
+      additionals: [
+        ...extra,
+        ...(edns
+          ? [
+              {
+                type: 'OPT',
+                name: '.',
+                udpPayloadSize: OUR_UDP,
+                extendedRcode: 0,
+                ednsVersion: 0,
+                flags: 0,
+                flag_do: false,
+                options: [],
+              } as dns.Answer,
+            ]
+          : []),
+      ],
     }
     let bytes = dns.encode(out)
     if (bytes.length > limit) {
       // Too big for the client's UDP size: TC set and no answers, so it asks again over TCP.
       this.o.stats.truncated++
-      bytes = dns.encode({...out, flags: (out.flags ?? 0) | dns.TRUNCATED_RESPONSE, answers: []})
+      const opt = out.additionals!.filter((a) => a.type === 'OPT')
+      bytes = dns.encode({...out, flags: (out.flags ?? 0) | dns.TRUNCATED_RESPONSE, answers: [], additionals: opt})
     }
     return bytes
   }

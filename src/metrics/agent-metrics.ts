@@ -4,10 +4,11 @@
 import {Counter, Gauge, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
+import {registerDnsMetrics, type DnsMetricsSource} from './dns-metrics.js'
 import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
 import {registerMeshMetrics, type MeshMetricsSource} from './mesh-metrics.js'
 
-export interface MetricsSources extends Partial<LbMetricsSource>, Partial<MeshMetricsSource> {
+export interface MetricsSources extends Partial<LbMetricsSource>, Partial<MeshMetricsSource>, Partial<DnsMetricsSource> {
   /** sn_stats summed over CPUs; undefined when the maps cannot be read. */
   counters(): Counters | undefined
   /** Store-owned maps: entries in them now against max_entries. */
@@ -153,6 +154,7 @@ export class AgentMetrics {
     })
     if (src.lb) registerLbMetrics(r, {lb: src.lb})
     if (src.publishedPorts) registerMeshMetrics(r, {publishedPorts: src.publishedPorts})
+    if (src.dns) registerDnsMetrics(r, {dns: src.dns})
     this.reconcileSeconds = new Histogram({
       name: 'swarmnet_reconcile_duration_seconds',
       help: 'How long a reconcile step took, by step (maps, tasks, attachments)',

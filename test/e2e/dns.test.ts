@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
 import {after, before, describe, test} from 'node:test'
+import {AgentClient} from '../../src/agent/client.js'
+import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
 
 interface Task {
@@ -225,6 +227,19 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.notEqual(bad.code, 0)
   })
 
+  test("the resolver's counters are in the agent's Prometheus metrics, equal to inspect dns", async () => {
+    assert.deepEqual(short('+nocookie', 'web'), [vip]) // one more fast-path answer, at least one before
+    const c = json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+    const e = parseExposition((await new AgentClient(client.node).get<{text: string}>('/metrics')).text)
+    assert.equal(sumOf(e, 'swarmnet_dns_queries_total'), c.queries)
+    assert.equal(sumOf(e, 'swarmnet_dns_queries_total', {transport: 'tcp'}), c.tcp)
+    assert.equal(sumOf(e, 'swarmnet_dns_answered_total'), c.answered)
+    assert.equal(sumOf(e, 'swarmnet_dns_nxdomain_total'), c.nxdomain)
+    assert.equal(sumOf(e, 'swarmnet_dns_malformed_total'), c.malformed)
+    assert.equal(sumOf(e, 'swarmnet_dns_fast_path_answers_total'), c.fastPath)
+    assert.ok(c.fastPath! > 0 && c.nxdomain! > 0 && c.tcp! > 0, JSON.stringify(c))
+  })
+
   test('other names go to the upstream; with the upstream gone, SERVFAIL in under 2 s', () => {
     assert.deepEqual(short('ext.example'), ['192.0.2.44'])
     const g = inTask(['getent', 'hosts', 'ext.example'])
@@ -239,5 +254,34 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.deepEqual(short('ext.example'), ['192.0.2.44'])
     const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
     assert.ok(v.counters.forwarded! >= 3 && v.counters.servfail! >= 1)
+  })
+
+  test('SRV of a published port: _80._tcp.NAME and _8080._tcp.NAME give NAME:80 with its VIP; unknown port empty', async () => {
+    // Its own service, published, made last: the tests above see the lab they were written for.
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'pub',
+      '--replicas',
+      '1',
+      '--network',
+      'front',
+      '--publish',
+      'published=8080,target=80',
+    ])
+    await running('pub', 1)
+    const pubVip = json<Svc>('n1', ['service', 'inspect', 'pub']).vips.find((v) => v.network === 'front')!.ip
+    assert.deepEqual(short('SRV', '_80._tcp.pub'), ['0 0 80 pub.'])
+    const full = dig('SRV', '_8080._tcp.pub')
+    assert.equal(status(full), 'NOERROR')
+    assert.match(full, /^_8080\._tcp\.pub\.\s+\d+\s+IN\s+SRV\s+0 0 80 pub\.$/m)
+    const additional = full.split(';; ADDITIONAL SECTION:')[1] ?? ''
+    assert.match(additional, new RegExp(`^pub\\.\\s+\\d+\\s+IN\\s+A\\s+${pubVip.replaceAll('.', '\\.')}$`, 'm'), full)
+    const none = dig('SRV', '_81._tcp.pub')
+    assert.equal(status(none), 'NOERROR')
+    assert.match(none, /ANSWER: 0,/)
+    // db is on another network than the asking task: NXDOMAIN, as its A record.
+    assert.equal(status(dig('SRV', '_80._tcp.db')), 'NXDOMAIN')
   })
 })

@@ -154,3 +154,69 @@ test('attachments resolve by their name once attached', () => {
   assert.deepEqual((resolve(t, WEB, 'probe', 'A') as {a: string[]}).a, ['10.0.1.50'])
   assert.deepEqual(resolve(t, WEB, '50.1.0.10.in-addr.arpa', 'PTR'), {rcode: 'NOERROR', ptr: 'probe'})
 })
+
+/** The view with published ports: web publishes tcp 8080->80 and udp 5353->53, rr tcp 9000->90. */
+function withPorts(): DnsView {
+  const v = view()
+  return {
+    ...v,
+    services: v.services.map((s) =>
+      s.id === 'web'
+        ? {
+            ...s,
+            ports: [
+              {protocol: 'tcp', target: 80, published: 8080, mode: 'ingress'},
+              {protocol: 'udp', target: 53, published: 5353, mode: 'ingress'},
+            ],
+          }
+        : s.id === 'rr'
+          ? {...s, ports: [{protocol: 'tcp', target: 90, published: 9000, mode: 'host'}]}
+          : s,
+    ),
+  }
+}
+
+test('SRV: _TARGET._tcp.NAME and _PUBLISHED._tcp.NAME point at the VIP name with the target port', () => {
+  const t = buildNames(withPorts())
+  const vip = {rcode: 'NOERROR', srv: [{port: 80, target: 'web', ip: '10.0.1.2'}]}
+  assert.deepEqual(resolve(t, WEB, '_80._tcp.web', 'SRV'), vip)
+  assert.deepEqual(resolve(t, WEB, '_8080._TCP.Web.', 'SRV'), vip)
+  assert.deepEqual(resolve(t, WEB, '_53._udp.web', 'SRV'), {rcode: 'NOERROR', srv: [{port: 53, target: 'web', ip: '10.0.1.2'}]})
+  // An alias names the same service: the records point at the alias.
+  assert.deepEqual(resolve(t, WEB, '_80._tcp.www', 'SRV'), {rcode: 'NOERROR', srv: [{port: 80, target: 'www', ip: '10.0.1.2'}]})
+})
+
+test('SRV: dnsrr points at each running task by its name', () => {
+  const v = withPorts()
+  assert.deepEqual(resolve(buildNames(v), WEB, '_90._tcp.rr', 'SRV'), {
+    rcode: 'NOERROR',
+    srv: [
+      {port: 90, target: 'rr.1', ip: '10.0.1.20'},
+      {port: 90, target: 'rr.2', ip: '10.0.1.21'},
+    ],
+  })
+  // The targets resolve, and a task that stops serving leaves the records.
+  assert.deepEqual((resolve(buildNames(v), WEB, 'rr.2', 'A') as {a: string[]}).a, ['10.0.1.21'])
+  const down = buildNames({...v, membership: {isDown: (id) => id === 'n3'}})
+  assert.deepEqual(resolve(down, WEB, '_9000._tcp.rr', 'SRV'), {
+    rcode: 'NOERROR',
+    srv: [{port: 90, target: 'rr.1', ip: '10.0.1.20'}],
+  })
+})
+
+test('SRV: an unknown port or protocol is NOERROR and empty, an unknown or out-of-scope service NXDOMAIN', () => {
+  const t = buildNames(withPorts())
+  const empty = {rcode: 'NOERROR', empty: true}
+  assert.deepEqual(resolve(t, WEB, '_81._tcp.web', 'SRV'), empty)
+  assert.deepEqual(resolve(t, WEB, '_80._udp.web', 'SRV'), empty)
+  assert.deepEqual(resolve(t, WEB, '_http._tcp.web', 'SRV'), empty)
+  assert.deepEqual(resolve(t, WEB, '_80._tcp.web', 'A'), empty)
+  // A service with no published port has no SRV record.
+  assert.deepEqual(resolve(buildNames(view()), WEB, '_80._tcp.web', 'SRV'), empty)
+  // db exists on back only; the asker on front gets NXDOMAIN, never a forward.
+  assert.deepEqual(resolve(t, WEB, '_80._tcp.db', 'SRV'), {rcode: 'NXDOMAIN'})
+  assert.deepEqual(resolve(t, DB, '_80._tcp.web', 'SRV'), {rcode: 'NXDOMAIN'})
+  assert.deepEqual(resolve(t, WEB, '_80._tcp.tasks.web', 'SRV'), {rcode: 'NXDOMAIN'})
+  // Not the cluster's: forwarded.
+  assert.equal(resolve(t, WEB, '_443._tcp.example.com', 'SRV'), 'forward')
+})

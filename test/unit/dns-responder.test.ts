@@ -23,6 +23,25 @@ const table: NameTable = {
           ['rr', {ips: ['10.0.1.5', '10.0.1.6'], rotate: true, kind: 'service' as const}],
         ]),
         ptr: new Map([['10.0.1.2', 'web']]),
+        srv: new Map([
+          [
+            'web',
+            {
+              ports: [{protocol: 'tcp' as const, target: 80, published: 8080, mode: 'ingress' as const}],
+              targets: [{name: 'web', ip: '10.0.1.2'}],
+            },
+          ],
+          [
+            'rr',
+            {
+              ports: [{protocol: 'tcp' as const, target: 90, published: 9000, mode: 'ingress' as const}],
+              targets: [
+                {name: 'rr.1', ip: '10.0.1.5'},
+                {name: 'rr.2', ip: '10.0.1.6'},
+              ],
+            },
+          ],
+        ]),
       },
     ],
   ]),
@@ -112,7 +131,7 @@ interface Decoded {
   flag_tc: boolean
   questions: {name: string}[]
   answers: {name: string; type: string; ttl: number; data: unknown}[]
-  additionals: {type: string; udpPayloadSize?: number}[]
+  additionals: {type: string; name: string; ttl?: number; data?: unknown; udpPayloadSize?: number}[]
 }
 const dec = (b: Buffer) => dns.decode(b) as unknown as Decoded
 
@@ -160,6 +179,37 @@ test('dnsrr answers turn', async () => {
   const b = dec((await ask(query('rr')))!).answers!.map((x) => x.data)
   assert.deepEqual(new Set(a), new Set(['10.0.1.5', '10.0.1.6']))
   assert.notDeepEqual(a, b)
+})
+
+test("SRV: records with the target port, the targets' A records in the additional section; unknown port empty", async () => {
+  const r = dec((await ask(query('_8080._tcp.web', 'SRV')))!)
+  assert.equal(r.rcode, 'NOERROR')
+  assert.equal(r.flag_aa, true)
+  assert.deepEqual(
+    r.answers.map((a) => [a.type, a.name, a.ttl, a.data]),
+    [['SRV', '_8080._tcp.web', 3, {priority: 0, weight: 0, port: 80, target: 'web'}]],
+  )
+  assert.deepEqual(
+    r.additionals.map((a) => [a.type, a.name, a.data]),
+    [['A', 'web', '10.0.1.2']],
+  )
+  const rr = dec((await ask(query('_90._tcp.rr', 'SRV', 1232)))!)
+  assert.deepEqual(
+    rr.answers.map((a) => (a.data as {target: string; port: number}).target + ':' + (a.data as {port: number}).port),
+    ['rr.1:90', 'rr.2:90'],
+  )
+  assert.deepEqual(
+    rr.additionals.map((a) => [a.type, a.name, a.data ?? a.udpPayloadSize]),
+    [
+      ['A', 'rr.1', '10.0.1.5'],
+      ['A', 'rr.2', '10.0.1.6'],
+      ['OPT', '.', 1232],
+    ],
+  )
+  const none = dec((await ask(query('_81._tcp.web', 'SRV')))!)
+  assert.equal(none.rcode, 'NOERROR')
+  assert.equal(none.answers.length, 0)
+  assert.equal(dec((await ask(query('_80._tcp.db', 'SRV')))!).rcode, 'NXDOMAIN')
 })
 
 test('too big for 512 bytes: TC and no answers; with EDNS0 4096 it fits, with our OPT; over TCP it fits', async () => {
