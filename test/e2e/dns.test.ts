@@ -255,33 +255,4 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
     assert.ok(v.counters.forwarded! >= 3 && v.counters.servfail! >= 1)
   })
-
-  test('SRV of a published port: _80._tcp.NAME and _8080._tcp.NAME give NAME:80 with its VIP; unknown port empty', async () => {
-    // Its own service, published, made last: the tests above see the lab they were written for.
-    ok('n1', [
-      'service',
-      'create',
-      '--name',
-      'pub',
-      '--replicas',
-      '1',
-      '--network',
-      'front',
-      '--publish',
-      'published=8080,target=80',
-    ])
-    await running('pub', 1)
-    const pubVip = json<Svc>('n1', ['service', 'inspect', 'pub']).vips.find((v) => v.network === 'front')!.ip
-    assert.deepEqual(short('SRV', '_80._tcp.pub'), ['0 0 80 pub.'])
-    const full = dig('SRV', '_8080._tcp.pub')
-    assert.equal(status(full), 'NOERROR')
-    assert.match(full, /^_8080\._tcp\.pub\.\s+\d+\s+IN\s+SRV\s+0 0 80 pub\.$/m)
-    const additional = full.split(';; ADDITIONAL SECTION:')[1] ?? ''
-    assert.match(additional, new RegExp(`^pub\\.\\s+\\d+\\s+IN\\s+A\\s+${pubVip.replaceAll('.', '\\.')}$`, 'm'), full)
-    const none = dig('SRV', '_81._tcp.pub')
-    assert.equal(status(none), 'NOERROR')
-    assert.match(none, /ANSWER: 0,/)
-    // db is on another network than the asking task: NXDOMAIN, as its A record.
-    assert.equal(status(dig('SRV', '_80._tcp.db')), 'NXDOMAIN')
-  })
 })

@@ -78,5 +78,8 @@ test('changing a shared header makes every object stale, and says how to fix it'
   appendFileSync(join(tmp, 'bpf', 'include', 'layout.h'), '\n/* changed */\n')
   const r = check(tmp)
   assert.equal(r.status, 1)
-  assert.match(r.stderr, /stale BPF objects: sock_mesh, tc_dns, tc_gw, tc_task, xdp_task_peer, xdp_underlay: run 'npm run build:bpf'/)
+  assert.match(
+    r.stderr,
+    /stale BPF objects: sock_mesh, tc_dns, tc_gw, tc_task, xdp_task_peer, xdp_underlay: run 'npm run build:bpf'/,
+  )
 })
