@@ -82,6 +82,9 @@ describe('layout upgrade', () => {
       'sn_mesh_stats',
       'sn_networks',
       'sn_services',
+      'sn_sock_config',
+      'sn_sock_rev',
+      'sn_sock_targets',
       'sn_stats',
     ])
     assert.equal(out.sync.written, 3, 'the reconciler refills networks and both endpoints (attachTask wrote the device entry)')
