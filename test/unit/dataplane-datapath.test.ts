@@ -56,7 +56,15 @@ it('Datapath: device entry with the attachment, a full map does not stop the nex
   assert.equal(o.afterRmRepair, true)
 
   assert.equal(o.reopen.after, o.reopen.before, 'the same XDP link, updated')
-  assert.deepEqual(o.reopen.links, ['tcx-sn-dt', 'xdp-underlay'])
+  // The node-local mesh's cgroup links (one per hook) are the node's too.
+  assert.deepEqual(o.reopen.links, [
+    'sock-connect4',
+    'sock-getpeername4',
+    'sock-recvmsg4',
+    'sock-sendmsg4',
+    'tcx-sn-dt',
+    'xdp-underlay',
+  ])
   assert.deepEqual(o.repairGone, [])
   assert.equal(o.tcPinAfterGone, false)
   assert.equal(o.repairs, 3, 'counted in the status the agent reports')
