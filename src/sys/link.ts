@@ -160,12 +160,17 @@ export function addDefaultRoute(via: string, dev?: string, ns?: string): Promise
 }
 
 /** Idempotent: an existing bridge of that name is kept. */
-export async function createBridge(name: string, ns?: string): Promise<void> {
+/**
+ * With `mac`, the bridge keeps that address whatever ports come and go. Without one, Linux gives a
+ * bridge the lowest of its ports' addresses, which changes as ports are added and removed.
+ */
+export async function createBridge(name: string, ns?: string, mac?: string): Promise<void> {
   checkIfname(name)
   const l = await getLink(name, ns)
   if (l && l.kind === 'bridge') return
   if (l) throw new Error(`creating bridge ${name}${where(ns)}: a ${l.kind ?? 'link'} of that name exists`)
-  await ip(ns, ['link', 'add', name, 'type', 'bridge'], `creating bridge ${name}${where(ns)}`)
+  const address = mac === undefined ? [] : ['address', mac]
+  await ip(ns, ['link', 'add', name, ...address, 'type', 'bridge'], `creating bridge ${name}${where(ns)}`)
 }
 
 export async function enslave(name: string, bridge: string, ns?: string): Promise<void> {

@@ -13,6 +13,7 @@ import {fileURLToPath} from 'node:url'
 import {labDown, labUp} from '../../src/lab/lab.js'
 import {getLink, listAddresses} from '../../src/sys/link.js'
 import {cgroup2Root, removeCgroupTree, removeIfEmpty} from '../../src/sys/cgroup.js'
+import {run} from '../../src/sys/exec.js'
 import {execIn, netnsExists, netnsPath, nsenterArgv} from '../../src/sys/netns.js'
 import {isAlive, procsInNetns} from '../../src/sys/proc.js'
 import {ensureGwBridge, GWBRIDGE_IF, removeGwBridge} from '../../src/tasks/gwbridge.js'
@@ -178,6 +179,28 @@ function inner(): void {
   test('tasks on the gwbridge cannot reach each other (isolated ports)', async () => {
     await assert.rejects(execIn(nsA, ['ping', '-c1', '-W1', '172.18.0.3']))
     await execIn(nsB, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task B')
+  })
+
+  test("the gateway's MAC stays put while bridge ports come and go (tasks' neighbour entries stay right)", async () => {
+    const mac = async () => (await getLink(GWBRIDGE_IF))!.address
+    assert.equal(await mac(), '02:42:ac:12:00:01', 'derived from the gateway address')
+    // A port whose MAC is lower than every other: Linux would give it to an unpinned bridge.
+    await run(
+      ['ip', 'link', 'add', 'sn-lowmac', 'address', '00:00:00:00:00:01', 'type', 'veth', 'peer', 'name', 'sn-lowmac-p'],
+      'adding a low-MAC veth',
+    )
+    try {
+      await run(['ip', 'link', 'set', 'sn-lowmac', 'master', GWBRIDGE_IF, 'up'], 'enslaving it')
+      assert.equal(await mac(), '02:42:ac:12:00:01', 'a new port took the bridge its MAC')
+    } finally {
+      await run(['ip', 'link', 'del', 'sn-lowmac'], 'removing it')
+    }
+    assert.equal(await mac(), '02:42:ac:12:00:01', 'a removed port took the bridge its MAC')
+    await ensureGwBridge()
+    assert.equal(await mac(), '02:42:ac:12:00:01', 'ensureGwBridge again changed it')
+    // Task B's entry for its gateway is the bridge's MAC: what it sends to the node still arrives.
+    await execIn(nsB, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task B')
+    assert.match(await execIn(nsB, ['ip', 'neigh', 'show', '172.18.0.1']), /lladdr 02:42:ac:12:00:01 /)
   })
 
   test('the supervisor restarts a task whose process died', {timeout: 20_000}, async () => {
