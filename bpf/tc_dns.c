@@ -7,11 +7,13 @@
  * back into the task. Everything else, and any question it is not sure of
  * (other types and classes, names not in sn_dns_names or marked to pass, names
  * with compression pointers or other bytes than letters, digits, '-' and '_',
- * longer than SN_DNS_NAME_MAX, EDNS0 with options or another version, TCP,
+ * longer than SN_DNS_NAME_MAX, EDNS0 with an option other than one cookie or
+ * another version, TCP,
  * fragments, IP options), goes on untouched: TC_ACT_UNSPEC, so the next
  * program on the hook and then the kernel (and the TypeScript responder) see it.
  */
 #include <linux/bpf.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -23,6 +25,10 @@
 #define SN_DNS_HDR 12
 #define SN_DNS_OPT_LEN 11
 #define SN_DNS_ANSWER_LEN 16
+/* An EDNS cookie option (RFC 7873): code 10, a client cookie of 8 bytes and perhaps a server's (8-32). */
+#define SN_DNS_OPT_COOKIE 10
+#define SN_DNS_COOKIE_MIN 8
+#define SN_DNS_COOKIE_MAX 40
 #define SN_L2L4 (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
 /* What our OPT record says: no extended rcode, version 0, no flags, and the UDP size we take (src/dns/responder.ts OUR_UDP). */
 #define SN_DNS_OUR_UDP 1232
@@ -52,6 +58,8 @@ int sn_tc_dns(struct __sk_buff *skb)
 	__u8 *dns, *name, *q;
 	__u32 ifindex = skb->ifindex;
 	__u32 nlen = 0, next = 0, dnslen, tot, count, i;
+	/* The query's EDNS option bytes (a cookie), which the answer leaves out. */
+	__u32 optx = 0;
 	int edns;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -69,7 +77,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 	if (skb->len != sizeof(struct ethhdr) + tot || bpf_ntohs(udp->len) != tot - sizeof(struct iphdr))
 		return sn_pass();
 	dnslen = tot - sizeof(struct iphdr) - sizeof(struct udphdr);
-	if (dnslen < SN_DNS_HDR + 1 + 4 || dnslen > SN_DNS_HDR + SN_DNS_NAME_MAX + 4 + SN_DNS_OPT_LEN)
+	if (dnslen < SN_DNS_HDR + 1 + 4 || dnslen > SN_DNS_HDR + SN_DNS_NAME_MAX + 4 + SN_DNS_OPT_LEN + 4 + SN_DNS_COOKIE_MAX)
 		return sn_pass();
 	if ((void *)(long)skb->data + skb->len > (void *)(long)skb->data_end) {
 		if (bpf_skb_pull_data(skb, skb->len))
@@ -110,7 +118,11 @@ int sn_tc_dns(struct __sk_buff *skb)
 	}
 	if (nlen == 0 || nlen > SN_DNS_NAME_MAX)
 		return sn_pass();
-	if (dnslen != SN_DNS_HDR + nlen + 4 + (edns ? SN_DNS_OPT_LEN : 0))
+	if (edns && dnslen > SN_DNS_HDR + nlen + 4 + SN_DNS_OPT_LEN)
+		optx = dnslen - (SN_DNS_HDR + nlen + 4 + SN_DNS_OPT_LEN);
+	if (optx && (optx < 4 + SN_DNS_COOKIE_MIN || optx > 4 + SN_DNS_COOKIE_MAX))
+		return sn_pass();
+	if (dnslen != SN_DNS_HDR + nlen + 4 + (edns ? SN_DNS_OPT_LEN : 0) + optx)
 		return sn_pass();
 	q = name + nlen;
 	if ((void *)(q + 4) > end)
@@ -122,9 +134,19 @@ int sn_tc_dns(struct __sk_buff *skb)
 
 		if ((void *)(o + SN_DNS_OPT_LEN) > end)
 			return sn_pass();
-		/* Root name, type OPT, extended rcode 0, version 0, no options. */
-		if (o[0] != 0 || o[1] != 0 || o[2] != 41 || o[5] != 0 || o[6] != 0 || o[9] != 0 || o[10] != 0)
+		/* Root name, type OPT, extended rcode 0, version 0, options of optx bytes. */
+		if (o[0] != 0 || o[1] != 0 || o[2] != 41 || o[5] != 0 || o[6] != 0 || o[9] != 0 || o[10] != optx)
 			return sn_pass();
+		/*
+		 * One option, a cookie, of the length that is left. A server that does not do cookies
+		 * ignores them (RFC 7873 5.2): so does the TypeScript responder, and so does this.
+		 */
+		if (optx) {
+			if ((void *)(o + SN_DNS_OPT_LEN + 4) > end)
+				return sn_pass();
+			if (o[11] != 0 || o[12] != SN_DNS_OPT_COOKIE || o[13] != 0 || o[14] != optx - 4)
+				return sn_pass();
+		}
 	}
 
 #pragma clang loop unroll(full)
@@ -172,7 +194,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 		}
 		flags[0] = 0x84 | (dns[2] & 0x01); /* QR, AA, the question's RD */
 		flags[1] = 0x80;                   /* RA, NOERROR */
-		if (bpf_skb_change_tail(skb, skb->len + alen, 0))
+		if (bpf_skb_change_tail(skb, skb->len + alen - optx, 0))
 			return sn_pass();
 		/* alen is 16..128; the mask says so to the verifier, whatever registers the compiler uses. */
 		if (bpf_skb_store_bytes(skb, off, ans, ((alen - 1) & (sizeof(ans) - 1)) + 1, 0))
@@ -196,7 +218,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 		daddr = ip->daddr;
 		ip->saddr = daddr;
 		ip->daddr = saddr;
-		ip->tot_len = bpf_htons(tot + alen);
+		ip->tot_len = bpf_htons(tot + alen - optx);
 		ip->ttl = 64;
 		ip->check = 0;
 		/* bpf_csum_diff gives a 32-bit sum: folded to 16 bits. */
@@ -210,12 +232,18 @@ int sn_tc_dns(struct __sk_buff *skb)
 		sport = udp->source;
 		udp->source = udp->dest;
 		udp->dest = sport;
-		len = bpf_htons(tot + alen - sizeof(struct iphdr));
+		len = bpf_htons(tot + alen - optx - sizeof(struct iphdr));
 		udp->len = len;
 		udp->check = 0; /* IPv4: no checksum, allowed (RFC 768) */
 	}
 	sn_count(SN_C_DNS_FAST_ANSWER);
-	return bpf_redirect(ifindex, 0);
+	/*
+	 * Into the task's end of this veth, ingress to ingress: no second trip through the CPU's
+	 * backlog. The frame came in addressed to the bridge (not this port), so the kernel took it
+	 * for another host's: it is the task's own now.
+	 */
+	bpf_skb_change_type(skb, PACKET_HOST);
+	return bpf_redirect_peer(ifindex, 0);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

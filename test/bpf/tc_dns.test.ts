@@ -118,15 +118,23 @@ after(() => l?.close())
 
 function query(
   name: string,
-  o: {type?: dns.RecordType; cls?: dns.RecordClass; rd?: boolean; edns?: boolean; cookie?: boolean} = {},
+  o: {
+    type?: dns.RecordType
+    cls?: dns.RecordClass
+    rd?: boolean
+    edns?: boolean
+    cookie?: boolean
+    options?: {code: number; data: Buffer}[]
+  } = {},
 ): Buffer {
-  const opt = {type: 'OPT', name: '.', udpPayloadSize: 4096, options: o.cookie ? [{code: 10, data: Buffer.alloc(8, 7)}] : []}
+  const options = o.options ?? (o.cookie ? [{code: 10, data: Buffer.alloc(8, 7)}] : [])
+  const opt = {type: 'OPT', name: '.', udpPayloadSize: 4096, options}
   return dns.encode({
     type: 'query',
     id: 0xbeef,
     flags: o.rd === false ? 0 : dns.RECURSION_DESIRED,
     questions: [{type: o.type ?? 'A', name, class: o.cls ?? 'IN'}],
-    ...(o.edns || o.cookie ? {additionals: [opt as unknown as dns.Answer]} : {}),
+    ...(o.edns || o.cookie || o.options ? {additionals: [opt as unknown as dns.Answer]} : {}),
   })
 }
 
@@ -179,6 +187,9 @@ describe('sn_tc_dns: the DNS fast path', () => {
       query('web', {edns: true}),
       query('tasks.web'),
       query('tasks.web', {edns: true}),
+      // dig's default: a client cookie; and a client cookie with a server's, the longest there is.
+      query('web', {cookie: true}),
+      query('tasks.web', {options: [{code: 10, data: Buffer.alloc(40, 9)}]}),
       query('web.2.t2'),
       query('cl'),
     ]) {
@@ -206,7 +217,15 @@ describe('sn_tc_dns: the DNS fast path', () => {
     passes(frame(query('example.com')), 'an unknown name')
     passes(frame(query('db')), 'a name of a network the task is not on (NXDOMAIN is the slow path)')
     passes(frame(query('rr')), 'a dnsrr name (its order turns in the slow path)')
-    passes(frame(query('web', {cookie: true})), 'EDNS0 with an option')
+    passes(frame(query('web', {options: [{code: 65001, data: Buffer.from([0])}]})), 'EDNS0 with another option')
+    passes(frame(query('web', {options: [{code: 3, data: Buffer.alloc(0)}]})), 'EDNS0 with NSID')
+    passes(frame(query('web', {options: [{code: 10, data: Buffer.alloc(7)}]})), 'a cookie too short')
+    passes(frame(query('web', {options: [{code: 10, data: Buffer.alloc(41)}]})), 'a cookie too long')
+    const two = [
+      {code: 10, data: Buffer.alloc(8, 1)},
+      {code: 12, data: Buffer.alloc(4)},
+    ]
+    passes(frame(query('web', {options: two})), 'a cookie and padding')
   })
 
   it('passes malformed and odd questions: compression pointers, long names, bad bytes, non-DNS UDP, TCP', () => {
