@@ -43,7 +43,7 @@ console.log('\n## store updates at 1,000 nodes (simulated network)\n')
 console.log(formatFanout(benchFanout()))
 const meshProgs = benchMeshPrograms()
 if (!process.argv.includes('--programs-only')) {
-  console.log('\n## DNS: an A question for a service name from a task (dnsperf, 1 client, 64 outstanding)\n')
+  console.log('\n## DNS: an A question for a service name from a task (dnsperf from a task, at most 64 questions outstanding)\n')
   console.log(formatDns(await benchDns()))
   console.log('\n## cross-node throughput in the lab\n')
   console.log(formatTable(await benchThroughput({seconds: 5})))

@@ -26,13 +26,34 @@ export interface ResponderOptions {
   stats: DnsStats
 }
 
+/** Answers kept at most (then the cache starts over): far more than the distinct questions of a node's tasks. */
+const ANSWERS_KEPT = 4096
+
+/** A cluster answer as sent, but for its id, and what it counted. */
+interface Kept {
+  bytes: Buffer
+  nxdomain: boolean
+  truncated: boolean
+}
+
 export class Responder {
   private turn = 0
+  /**
+   * Answers from the cluster's names, by asker, transport and the query's bytes after its id: the
+   * same question from the same task gets the same bytes while the name table is the same object
+   * (it is rebuilt when the store changes), so they are made once. dnsrr answers turn and forwarded
+   * ones count down their TTLs: neither is kept.
+   */
+  private kept = new Map<string, Kept>()
+  private keptFor?: NameTable
 
   constructor(private readonly o: ResponderOptions) {}
 
-  /** The bytes to send back, or undefined to send nothing. `tcp`: no UDP size limit. */
-  async answer(query: Buffer, asker: string, tcp: boolean): Promise<Buffer | undefined> {
+  /**
+   * The bytes to send back, or undefined to send nothing. `tcp`: no UDP size limit. Synchronous
+   * for the cluster's names (most questions: no promise to wait for), a promise when forwarded.
+   */
+  answer(query: Buffer, asker: string, tcp: boolean): Buffer | undefined | Promise<Buffer | undefined> {
     const s = this.o.stats
     s.queries++
     if (tcp) s.tcp++
@@ -40,6 +61,36 @@ export class Responder {
       s.malformed++
       return undefined // no header to answer, or a response sent to us: answering could loop
     }
+    const table = this.o.names()
+    if (table !== this.keptFor) {
+      this.kept.clear()
+      this.keptFor = table
+    }
+    const key = `${tcp ? 't' : 'u'}${asker}|${query.toString('latin1', 2)}`
+    const hit = this.kept.get(key)
+    if (hit) {
+      s.answered++
+      if (hit.nxdomain) s.nxdomain++
+      if (hit.truncated) s.truncated++
+      const out = Buffer.from(hit.bytes)
+      query.copy(out, 0, 0, 2)
+      return out
+    }
+    const out = this.fresh(query, asker, tcp, table)
+    if (out instanceof Promise || out === undefined || !this.keepable) return out
+    if (this.kept.size >= ANSWERS_KEPT) this.kept.clear()
+    const rcode = out.readUInt16BE(2) & 0xf
+    const truncated = (out.readUInt16BE(2) & dns.TRUNCATED_RESPONSE) !== 0
+    this.kept.set(key, {bytes: Buffer.from(out), nxdomain: rcode === RCODE.NXDOMAIN, truncated})
+    return out
+  }
+
+  /** Set by fresh(): whether its answer came from the cluster's names and may be kept. */
+  private keepable = false
+
+  private fresh(query: Buffer, asker: string, tcp: boolean, table: NameTable): Buffer | undefined | Promise<Buffer | undefined> {
+    const s = this.o.stats
+    this.keepable = false
     let p: dns.Packet
     try {
       p = dns.decode(query)
@@ -60,9 +111,10 @@ export class Responder {
     const opt = p.additionals?.find((a) => a.type === 'OPT') as dns.OptAnswer | undefined
     const limit = tcp ? 65535 : opt ? Math.min(Math.max(opt.udpPayloadSize ?? CLASSIC_UDP, CLASSIC_UDP), MAX_UDP) : CLASSIC_UDP
     const cls = q.class ?? 'IN'
-    const r = cls === 'IN' || cls === 'ANY' ? resolve(this.o.names(), asker, q.name, q.type) : 'forward'
+    const r = cls === 'IN' || cls === 'ANY' ? resolve(table, asker, q.name, q.type) : 'forward'
     if (r === 'forward') return this.forwarded(query, q, p.id ?? 0, limit)
     s.answered++
+    this.keepable = !('rotate' in r && r.rotate)
     const answers: dns.Answer[] = []
     const extra: dns.Answer[] = []
     let rcode: number = RCODE.NOERROR

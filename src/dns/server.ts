@@ -44,12 +44,12 @@ export class DnsServer {
   async start(): Promise<void> {
     const port = this.o.port ?? 53
     await this.forwarder.start()
-    const udp = createSocket({type: 'udp4'})
+    // Answers go to the address a question came from: an IP, so no name lookup (dgram's default
+    // would ask dns.lookup and wait a tick for each answer).
+    const udp = createSocket({type: 'udp4', lookup: (address, _opts, cb) => cb(null, address, 4)})
     udp.on('message', (msg, rinfo) => {
-      this.responder.answer(msg, rinfo.address, false).then(
-        (out) => out && udp.send(out, rinfo.port, rinfo.address),
-        () => this.stats.malformed++,
-      )
+      const send = (out: Buffer | undefined) => out && udp.send(out, rinfo.port, rinfo.address)
+      this.ask(msg, rinfo.address, false, send)
     })
     udp.on('error', (e) => this.o.log(`dns: udp: ${e.message}`))
     await new Promise<void>((resolve, reject) => {
@@ -73,6 +73,17 @@ export class DnsServer {
     this.forwarder.stop()
   }
 
+  /** The answer to `msg`, to `send` now when it is the cluster's, later when forwarded; never a throw. */
+  private ask(msg: Buffer, asker: string, tcp: boolean, send: (out: Buffer | undefined) => void): void {
+    try {
+      const out = this.responder.answer(msg, asker, tcp)
+      if (out instanceof Promise) out.then(send, () => this.stats.malformed++)
+      else send(out)
+    } catch {
+      this.stats.malformed++
+    }
+  }
+
   private serveTcp(c: TcpSocket): void {
     if (this.conns.size >= TCP_MAX) {
       c.destroy()
@@ -91,15 +102,12 @@ export class DnsServer {
         if (buf.length < 2 + len) break
         const msg = buf.subarray(2, 2 + len)
         buf = buf.subarray(2 + len)
-        this.responder.answer(msg, asker, true).then(
-          (out) => {
-            if (!out || c.destroyed) return
-            const l = Buffer.alloc(2)
-            l.writeUInt16BE(out.length)
-            c.write(Buffer.concat([l, out]))
-          },
-          () => this.stats.malformed++,
-        )
+        this.ask(msg, asker, true, (out) => {
+          if (!out || c.destroyed) return
+          const l = Buffer.alloc(2)
+          l.writeUInt16BE(out.length)
+          c.write(Buffer.concat([l, out]))
+        })
       }
       if (buf.length > 65537) c.destroy()
     })

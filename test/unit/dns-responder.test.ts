@@ -5,7 +5,9 @@ import {createSocket, type Socket} from 'node:dgram'
 import {connect, createServer, type Server} from 'node:net'
 import {after, before, test} from 'node:test'
 import * as dns from 'dns-packet'
+import {Responder} from '../../src/dns/responder.js'
 import {DnsServer} from '../../src/dns/server.js'
+import {DnsStats} from '../../src/dns/stats.js'
 import type {NameTable} from '../../src/dns/names.js'
 
 const ASKER = '127.0.0.1'
@@ -292,3 +294,48 @@ function askTcp(q: Buffer): Promise<Buffer> {
     })
   })
 }
+
+test('an answer is made once per name table: asked again, the same bytes with the new id, counted each time', () => {
+  const tableWith = (vip: string): NameTable => ({
+    networks: new Map([
+      [
+        'n1',
+        {
+          id: 'n1',
+          name: 'front',
+          a: new Map([
+            ['web', {ips: [vip], rotate: false, kind: 'service' as const}],
+            ['rr', {ips: ['10.0.1.20', '10.0.1.21'], rotate: true, kind: 'service' as const}],
+          ]),
+          ptr: new Map(),
+          srv: new Map(),
+        },
+      ],
+    ]),
+    scopes: new Map([[ASKER, ['n1']]]),
+    known: new Set(['web', 'rr', 'gone']),
+    askers: new Map(),
+  })
+  let current = tableWith('10.0.9.1')
+  const stats = new DnsStats()
+  const r = new Responder({names: () => current, ttl: 3, stats, forwarder: {forward: async () => undefined}})
+  const withId = (q: Buffer, id: number) => (q.writeUInt16BE(id, 0), q)
+  const answer = (q: Buffer) => r.answer(q, ASKER, false) as Buffer
+  const first = answer(withId(query('web'), 1))
+  const second = answer(withId(query('web'), 2))
+  assert.equal(dec(second).id, 2)
+  assert.equal(first.subarray(2).toString('hex'), second.subarray(2).toString('hex'))
+  assert.equal(dec(answer(query('gone'))).rcode, 'NXDOMAIN')
+  assert.equal(dec(answer(query('gone'))).rcode, 'NXDOMAIN')
+  assert.deepEqual([stats.queries, stats.answered, stats.nxdomain], [4, 4, 2])
+  // The store changed: the name table is a new object, and the next answer is made from it.
+  current = tableWith('10.0.9.2')
+  assert.deepEqual(
+    dec(answer(query('web'))).answers.map((a) => a.data),
+    ['10.0.9.2'],
+  )
+  // dnsrr answers are never kept: each turns.
+  const a = dec(answer(query('rr'))).answers.map((x) => x.data)
+  const b = dec(answer(query('rr'))).answers.map((x) => x.data)
+  assert.notDeepEqual(a, b)
+})
