@@ -26,69 +26,26 @@
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
 #define TCX_NEXT TC_ACT_UNSPEC
 
+/* The reply's source address and port rewritten, with the kernel's checksum helpers (nat.h). */
 static __always_inline int sn_gw_nat(struct __sk_buff *skb, __u8 proto, __be32 from_addr, __be32 to_addr,
 				     __be16 from_port, __be16 to_port)
 {
-	__u32 l4 = ETH_HLEN + sizeof(struct iphdr);
-	__u32 csum_off = l4 + (proto == IPPROTO_TCP ? __builtin_offsetof(struct tcphdr, check)
-						    : __builtin_offsetof(struct udphdr, check));
-	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-
-	if (bpf_l4_csum_replace(skb, csum_off, from_addr, to_addr, BPF_F_PSEUDO_HDR | sizeof(to_addr) | mangled) ||
-	    bpf_l4_csum_replace(skb, csum_off, from_port, to_port, sizeof(to_port) | mangled) ||
-	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from_addr, to_addr,
-				sizeof(to_addr)) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, saddr), &to_addr, sizeof(to_addr), 0) ||
-	    bpf_skb_store_bytes(skb, l4 + __builtin_offsetof(struct sn_ports, source), &to_port, sizeof(to_port), 0))
+	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), from_addr, to_addr, proto) ||
+	    sn_nat_port_tc(skb, __builtin_offsetof(struct sn_ports, source), from_port, to_port, proto))
 		return -1;
 	return 0;
 }
 
-/* The SYN-ACK's MSS option (first option) lowered to what the overlay carries; the helper keeps a partial checksum right. */
+/* The SYN-ACK's MSS option lowered to what the overlay carries; the kernel's helper keeps a partial checksum right. */
 static __always_inline void sn_gw_clamp_mss(struct __sk_buff *skb, __u16 mss)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
-	struct tcphdr *tcp = (void *)(ip + 1);
-	__be32 *opt = (void *)(tcp + 1);
 	__be32 old, now;
-	__u8 *b;
 
-	if (!sn_fits(opt, end) || !tcp->syn || tcp->doff < 6)
-		return;
-	b = (__u8 *)opt;
-	if (b[0] != SN_TCPOPT_MSS || b[1] != 4 || ((__u16)b[2] << 8 | b[3]) <= mss)
-		return;
-	old = *opt;
-	b[2] = mss >> 8;
-	b[3] = mss & 0xff;
-	now = *opt;
-	bpf_l4_csum_replace(skb, ETH_HLEN + sizeof(*ip) + __builtin_offsetof(struct tcphdr, check), old, now,
-			    sizeof(now));
-}
-
-static __always_inline int sn_gw_encap(struct __sk_buff *skb, const struct sn_config *cfg, __u32 vni, __be32 remote,
-				       __u32 hash)
-{
-	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-		      BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
-	__u32 inner_len = skb->len;
-	struct sn_vxlan_encap *h;
-	struct ethhdr *outer;
-	void *data, *end;
-
-	if (bpf_skb_adjust_room(skb, SN_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
-		return -1;
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	outer = data;
-	h = (void *)(outer + 1);
-	if ((void *)h + SN_VXLAN_OVERHEAD > end)
-		return -1;
-	__builtin_memcpy(&h->eth, outer, sizeof(h->eth));
-	sn_vxlan_fill(h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
-	return 0;
+	if (sn_mss_lower((void *)(ip + 1), end, mss, &old, &now))
+		bpf_l4_csum_replace(skb, sn_l4_check_off(IPPROTO_TCP), old, now, sizeof(now));
 }
 
 /* Out of the underlay: the next hop's MAC from the FIB; without a neighbour, the kernel resolves it (counted). */
@@ -153,11 +110,9 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (!sn_fits(ports, end) || !sn_ipv4_plain(ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return TCX_NEXT;
 	from = ip->saddr;
-	rk.dst = ip->daddr;
-	rk.sport = ports->source;
-	rk.dport = ports->dest;
-	rk.proto = ip->protocol;
-	rk.dir = SN_CT_REPLY;
+	sn_mesh_ct_key_of(&rk, ip, ports, SN_CT_REPLY);
+	/* Found whatever the task answered from (see mesh.h). */
+	rk.src = 0;
 	ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
@@ -195,12 +150,6 @@ int sn_tc_gw(struct __sk_buff *skb)
 
 		if (mtu > SN_TCPIP_HLEN)
 			sn_gw_clamp_mss(skb, mtu - SN_TCPIP_HLEN);
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-		eth = data;
-		ip = (void *)(eth + 1);
-		if (!sn_fits(ip, end))
-			return sn_drop(SN_C_MESH_DROP);
 	}
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
@@ -210,7 +159,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 		return sn_drop(SN_C_MESH_DROP);
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, client);
-	if (sn_gw_encap(skb, cfg, vni, ct->node, sn_flow_hash(ip, end)))
+	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ct->node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
 		return sn_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);

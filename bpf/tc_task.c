@@ -183,37 +183,6 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int sn_encap(struct __sk_buff *skb, const struct sn_config *cfg,
-				    __u32 vni, __be32 remote, __u32 hash)
-{
-	/*
-	 * FIXED_GSO: the task's MTU already leaves room for the 50 bytes, so a
-	 * GSO packet keeps its segment size; without it the kernel would shrink
-	 * TCP's MSS by 50 and refuse (-ENOTSUPP) every UDP GSO packet outright.
-	 */
-	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
-		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
-		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
-	__u32 inner_len = skb->len;
-	struct sn_vxlan_encap *h;
-	struct ethhdr *outer;
-	void *data, *end;
-
-	/* Room goes after the MAC header: the outer Ethernet header is the old one's place. */
-	if (bpf_skb_adjust_room(skb, SN_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
-		return -1;
-	/* Written in place: adjust_room left the packet writable, so no store helper is needed. */
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	outer = data;
-	h = (void *)(outer + 1);
-	if ((void *)h + SN_VXLAN_OVERHEAD > end)
-		return -1;
-	__builtin_memcpy(&h->eth, outer, sizeof(h->eth));
-	sn_vxlan_fill(h, cfg->node_ip, remote, cfg->vxlan_port, vni, hash, inner_len);
-	return 0;
-}
-
 #define SN_ICMP_ECHO_REPLY 0
 #define SN_ICMP_ECHO 8
 
@@ -224,26 +193,6 @@ struct sn_icmp_echo {
 	__be16 id;
 	__be16 seq;
 };
-
-/*
- * Rewrite one address of a TCP or UDP packet (offset `addr_off` in the IP
- * header) with the kernel's helpers: they also fix a checksum the task's
- * stack left for the device to finish (CHECKSUM_PARTIAL), which a plain
- * incremental update would get wrong. The packet's pointers are stale after.
- */
-static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u32 addr_off, __be32 from, __be32 to, __u8 proto)
-{
-	__u32 l4 = ETH_HLEN + sizeof(struct iphdr);
-	__u32 csum_off = l4 + (proto == IPPROTO_TCP ? __builtin_offsetof(struct tcphdr, check)
-						    : __builtin_offsetof(struct udphdr, check));
-	__u64 l4flags = BPF_F_PSEUDO_HDR | sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
-
-	if (bpf_l4_csum_replace(skb, csum_off, from, to, l4flags) ||
-	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from, to, sizeof(to)) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0))
-		return -1;
-	return 0;
-}
 
 /*
  * Turn a TCP segment from the task into the RST that ends its connection,
@@ -402,13 +351,7 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 
 	sk.vni = dev->vni;
 	sk.vip = ip->daddr;
-	ck.vni = dev->vni;
-	ck.src = ip->saddr;
-	ck.dst = ip->daddr;
-	ck.sport = ports->source;
-	ck.dport = ports->dest;
-	ck.proto = proto;
-	ck.dir = SN_CT_FORWARD;
+	sn_ct_key_of(&ck, dev->vni, ip, ports, SN_CT_FORWARD);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
 	/* A new connection on the port of one that is closing: picked afresh, not sent into the old one's grace. */
 	if (ct && (ct->flags & SN_CT_SEEN_FIN) && (tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN)
@@ -525,13 +468,7 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	}
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return;
-	ck.vni = vni;
-	ck.src = ip->saddr;
-	ck.dst = ip->daddr;
-	ck.sport = ports->source;
-	ck.dport = ports->dest;
-	ck.proto = ip->protocol;
-	ck.dir = SN_CT_REPLY;
+	sn_ct_key_of(&ck, vni, ip, ports, SN_CT_REPLY);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
 	if (!ct || (ct->flags & SN_CT_HAIRPIN))
 		return;
@@ -619,7 +556,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
 		return sn_drop(SN_C_TC_ENCAP_FAIL);
-	if (sn_encap(skb, cfg, dev->vni, ep->node_ip, sn_flow_hash(ip, end)))
+	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ep->node_ip, cfg->vxlan_port, dev->vni, sn_flow_hash(ip, end)))
 		return sn_drop(SN_C_TC_ENCAP_FAIL);
 	sn_count(SN_C_TC_ENCAP);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);

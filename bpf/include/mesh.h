@@ -168,7 +168,6 @@ static __always_inline struct sn_mesh_config *sn_get_mesh_config(void)
 #define AF_INET 2
 #endif
 
-#define SN_TCP_SYN 0x02
 #define SN_TCPOPT_MSS 2
 /* IPv4 + TCP headers: MSS = MTU - this. */
 #define SN_TCPIP_HLEN 40
@@ -235,25 +234,47 @@ static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, __be32 *a
 
 /*
  * A SYN's MSS option, when it is the first option (as Linux, Windows and
- * the BSDs send it), lowered to what fits the overlay: the peer then never
- * sends a segment that VXLAN would make too large for the underlay.
+ * the BSDs send it), lowered to `mss`, what fits the overlay: the peer then
+ * never sends a segment that VXLAN would make too large for the underlay.
+ * 1 when it was lowered, with the option's word before and after in *old and
+ * *now: the caller fixes the TCP checksum its own way (tc keeps a partial one right).
  */
-static __always_inline void sn_clamp_mss_direct(struct tcphdr *tcp, void *end, __u16 mss)
+static __always_inline int sn_mss_lower(struct tcphdr *tcp, void *end, __u16 mss, __be32 *old, __be32 *now)
 {
 	__be32 *opt = (void *)(tcp + 1);
-	__be32 old, now;
 	__u8 *b;
 
-	if (!sn_fits(opt, end) || tcp->doff < 6)
-		return;
+	if (!sn_fits(opt, end) || !tcp->syn || tcp->doff < 6)
+		return 0;
 	b = (__u8 *)opt;
 	if (b[0] != SN_TCPOPT_MSS || b[1] != 4 || ((__u16)b[2] << 8 | b[3]) <= mss)
-		return;
-	old = *opt;
+		return 0;
+	*old = *opt;
 	b[2] = mss >> 8;
 	b[3] = mss & 0xff;
-	now = *opt;
-	tcp->check = sn_csum_replace4(tcp->check, old, now);
+	*now = *opt;
+	return 1;
+}
+
+/* sn_mss_lower where the checksum is whole (XDP). */
+static __always_inline void sn_clamp_mss_direct(struct tcphdr *tcp, void *end, __u16 mss)
+{
+	__be32 old, now;
+
+	if (sn_mss_lower(tcp, end, mss, &old, &now))
+		tcp->check = sn_csum_replace4(tcp->check, old, now);
+}
+
+/* The mesh's connection-tracking key of a TCP or UDP packet as it travels, looked up as entry `dir`. */
+static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const struct iphdr *ip,
+					      const struct sn_ports *ports, __u8 dir)
+{
+	k->src = ip->saddr;
+	k->dst = ip->daddr;
+	k->sport = ports->source;
+	k->dport = ports->dest;
+	k->proto = ip->protocol;
+	k->dir = dir;
 }
 
 /* The MTU of a network, as every task of it has (0 when unknown). */

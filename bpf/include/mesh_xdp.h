@@ -163,12 +163,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 
 	published_addr = ip->daddr;
 	published_port = ports->dest;
-	fk.src = ip->saddr;
-	fk.dst = ip->daddr;
-	fk.sport = ports->source;
-	fk.dport = ports->dest;
-	fk.proto = ip->protocol;
-	fk.dir = SN_CT_FORWARD;
+	sn_mesh_ct_key_of(&fk, ip, ports, SN_CT_FORWARD);
 	if (mp->mode == SN_MESH_HOST) {
 		backend = mp->addr;
 		fwd.addr = mp->addr;
@@ -240,11 +235,10 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 
 	/* A backend on another node: VXLAN on the ingress network, as tc_task.c would have built it. */
 	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)(ip + 1);
 		__u16 mtu = sn_net_mtu(mp->vni);
 
-		if (sn_fits(tcp, end) && tcp->syn && mtu > SN_TCPIP_HLEN)
-			sn_clamp_mss_direct(tcp, end, mtu - SN_TCPIP_HLEN);
+		if (mtu > SN_TCPIP_HLEN)
+			sn_clamp_mss_direct((void *)(ip + 1), end, mtu - SN_TCPIP_HLEN);
 	}
 	sn_mac_of_ip(eth->h_dest, backend);
 	inner_len = end - data;
@@ -341,12 +335,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
 		return -1;
-	rk.src = iip->saddr;
-	rk.dst = iip->daddr;
-	rk.sport = ports->source;
-	rk.dport = ports->dest;
-	rk.proto = iip->protocol;
-	rk.dir = SN_CT_REPLY;
+	sn_mesh_ct_key_of(&rk, iip, ports, SN_CT_REPLY);
 	ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)

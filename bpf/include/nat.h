@@ -15,6 +15,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "parse.h"
+#include "hash.h"
 
 /* The two ports of TCP and UDP, where both headers have them. */
 struct sn_ports {
@@ -49,12 +50,7 @@ static __always_inline __u32 sn_lb_hash(__be32 saddr, __be32 daddr, __be16 sport
 	h = sn_mix(h, ((__u32)bpf_ntohs(sport) << 16) | bpf_ntohs(dport));
 	h = sn_mix(h, proto);
 	h ^= 16;
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
+	return sn_fmix32(h);
 }
 
 /* RFC 1624 (eqn. 3): a 16-bit checksum after a 32-bit word of what it covers changed from `from` to `to`. */
@@ -77,6 +73,55 @@ static __always_inline __u16 sn_csum_replace2(__u16 check, __u16 from, __u16 to)
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return (__u16)~sum;
+}
+
+/* Where the L4 checksum of a TCP or UDP packet with a plain IPv4 header is, from the frame's start. */
+static __always_inline __u32 sn_l4_check_off(__u8 proto)
+{
+	return ETH_HLEN + sizeof(struct iphdr) +
+	       (proto == IPPROTO_TCP ? __builtin_offsetof(struct tcphdr, check)
+				     : __builtin_offsetof(struct udphdr, check));
+}
+
+/*
+ * tc: rewrite one address of a TCP or UDP packet (offset `addr_off` in the IP
+ * header) with the kernel's helpers: they also fix a checksum the task's
+ * stack left for the device to finish (CHECKSUM_PARTIAL), which a plain
+ * incremental update would get wrong. The packet's pointers are stale after.
+ */
+static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u32 addr_off, __be32 from, __be32 to, __u8 proto)
+{
+	__u64 l4flags = BPF_F_PSEUDO_HDR | sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+
+	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, l4flags) ||
+	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from, to, sizeof(to)) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0))
+		return -1;
+	return 0;
+}
+
+/* tc: the same for one port (offset `port_off` in the L4 header), which only the L4 checksum covers. */
+static __always_inline int sn_nat_port_tc(struct __sk_buff *skb, __u32 port_off, __be16 from, __be16 to, __u8 proto)
+{
+	__u64 l4flags = sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+
+	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, l4flags) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + port_off, &to, sizeof(to), 0))
+		return -1;
+	return 0;
+}
+
+/* The connection-tracking key of a TCP or UDP packet as it travels, looked up as entry `dir`. */
+static __always_inline void sn_ct_key_of(struct sn_ct_key *k, __u32 vni, const struct iphdr *ip,
+					 const struct sn_ports *ports, __u8 dir)
+{
+	k->vni = vni;
+	k->src = ip->saddr;
+	k->dst = ip->daddr;
+	k->sport = ports->source;
+	k->dport = ports->dest;
+	k->proto = ip->protocol;
+	k->dir = dir;
 }
 
 /*
@@ -280,13 +325,7 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 		return sn_rev_nat_icmp(ip, end, vni);
 	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) || !sn_fits(ports, end))
 		return 0;
-	ck.vni = vni;
-	ck.src = ip->saddr;
-	ck.dst = ip->daddr;
-	ck.sport = ports->source;
-	ck.dport = ports->dest;
-	ck.proto = ip->protocol;
-	ck.dir = SN_CT_REPLY;
+	sn_ct_key_of(&ck, vni, ip, ports, SN_CT_REPLY);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
 	if (!ct || (ct->flags & SN_CT_HAIRPIN))
 		return 0;

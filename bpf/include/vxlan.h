@@ -12,10 +12,13 @@
 #define SN_VXLAN_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/udp.h>
+#include "hash.h"
 
 struct sn_vxlanhdr {
 	__be32 flags;
@@ -66,9 +69,9 @@ static __always_inline __u16 sn_ipv4_csum(const struct iphdr *ip)
 
 /*
  * The inner flow's hash, for the outer UDP source port: addresses, protocol
- * and, when they are there, the ports, through murmur3's finaliser. Cheaper
- * than asking the kernel's flow dissector, and the same for every packet of
- * a flow.
+ * and, when they are there, the ports, through murmur3's finaliser (hash.h).
+ * Cheaper than asking the kernel's flow dissector, and the same for every
+ * packet of a flow.
  */
 static __always_inline __u32 sn_flow_hash(const struct iphdr *ip, const void *end)
 {
@@ -78,12 +81,7 @@ static __always_inline __u32 sn_flow_hash(const struct iphdr *ip, const void *en
 	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) && ip->ihl == 5 &&
 	    !(ip->frag_off & bpf_htons(0x3fff)) && (const void *)(ports + 1) <= end)
 		h ^= *ports * 0x9e3779b1;
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
+	return sn_fmix32(h);
 }
 
 /*
@@ -116,6 +114,42 @@ static __always_inline void sn_vxlan_fill(struct sn_vxlan_encap *h, __be32 saddr
 
 	h->vx.flags = bpf_htonl(SN_VXLAN_FLAG_I);
 	h->vx.vni = bpf_htonl(vni << 8);
+}
+
+/*
+ * tc: wrap the skb's frame in VXLAN from saddr to daddr:dport. 0 when done;
+ * the packet's pointers are stale after, either way. (XDP builds the same
+ * headers in front of its frame with bpf_xdp_adjust_head: mesh_xdp.h.)
+ */
+static __always_inline int sn_vxlan_encap_skb(struct __sk_buff *skb, __be32 saddr, __be32 daddr,
+					      __be16 dport, __u32 vni, __u32 flow_hash)
+{
+	/*
+	 * FIXED_GSO: the task's MTU already leaves room for the 50 bytes, so a
+	 * GSO packet keeps its segment size; without it the kernel would shrink
+	 * TCP's MSS by 50 and refuse (-ENOTSUPP) every UDP GSO packet outright.
+	 */
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |
+		      BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |
+		      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN);
+	__u32 inner_len = skb->len;
+	struct sn_vxlan_encap *h;
+	struct ethhdr *outer;
+	void *data, *end;
+
+	/* Room goes after the MAC header: the outer Ethernet header is the old one's place. */
+	if (bpf_skb_adjust_room(skb, SN_VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+	/* Written in place: adjust_room left the packet writable, so no store helper is needed. */
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	outer = data;
+	h = (void *)(outer + 1);
+	if ((void *)h + SN_VXLAN_OVERHEAD > end)
+		return -1;
+	__builtin_memcpy(&h->eth, outer, sizeof(h->eth));
+	sn_vxlan_fill(h, saddr, daddr, dport, vni, flow_hash, inner_len);
+	return 0;
 }
 
 #endif
