@@ -16,6 +16,25 @@ export function checkName(kind: string, name: string): string {
   return name
 }
 
+/**
+ * A network alias is a DNS name the tasks ask for: Docker's name rule, and every label between
+ * dots non-empty (`a..b` could never be asked). `tasks.` is refused at the start: those names are
+ * each service's task list, which an alias would shadow.
+ */
+export function checkAlias(name: string): string {
+  checkName('alias', name)
+  if (
+    name
+      .replace(/\.$/, '')
+      .split('.')
+      .some((l) => l === '')
+  ) {
+    throw new UserError(`invalid alias name '${name}': a label between dots is empty`)
+  }
+  if (/^tasks\./i.test(name)) throw new UserError(`invalid alias name '${name}': names under 'tasks.' are task lists`)
+  return name
+}
+
 export function isValidName(name: string): boolean {
   return name.length <= NAME_MAX && NAME.test(name)
 }

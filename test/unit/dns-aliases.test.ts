@@ -23,6 +23,11 @@ test('the long form of --network, as a person types it', () => {
   assert.throws(() => parseNetworkSpec('name=a,alias=-x'), /invalid alias name '-x'/)
   assert.throws(() => parseNetworkSpec('name=a,driver-opt=x'), /unknown key 'driver-opt'/)
   assert.throws(() => parseNetworkSpec('name=a,--alias'), /is not KEY=VALUE/)
+  // Names a task could never ask for, or that would shadow a service's task list.
+  assert.throws(() => parseNetworkSpec('name=a,alias=a..b'), /invalid alias name 'a\.\.b': a label between dots is empty/)
+  assert.throws(() => parseNetworkSpec('name=a,alias=tasks.web'), /names under 'tasks\.' are task lists/)
+  assert.throws(() => parseNetworkSpec('name=a,alias=Tasks.web'), /names under 'tasks\.' are task lists/)
+  assert.deepEqual(parseNetworkSpec('name=a,alias=db.internal,alias=tasks'), {network: 'a', aliases: ['db.internal', 'tasks']})
 })
 
 test('the manager stores aliases per network id; the store refuses malformed ones', () => {
