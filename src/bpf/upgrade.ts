@@ -1,7 +1,7 @@
 // Upgrades of the maps' layout without a manual step. Each layout version pins
 // its maps in a folder of its own (<node>/v<N>/, version 1 straight in
 // <node>/), so new objects never meet old pins: they create their maps, and
-// what the old ones held is dealt with by each map's owner:
+// what the old ones held is dealt with by each map's owner (MAP_OWNERSHIP, ./ownership.ts):
 //
 // - store-derived maps (config, networks, endpoints, devices) are not carried
 //   over: the agent's reconciler writes them from the store, as on any start;
@@ -18,34 +18,10 @@ import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
 import {BpfMap} from './map.js'
 import {snCt, snCtKey, u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
+import {MAP_OWNERSHIP} from './ownership.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
 export const LAYOUT_VERSION = 4
-
-export type MapOwner = 'store' | 'datapath'
-
-/** Who writes each map, and so what an upgrade does with its old contents. */
-export const MAP_OWNERS: Record<MapName, MapOwner> = {
-  sn_config: 'store',
-  sn_networks: 'store',
-  sn_endpoints: 'store',
-  sn_devices: 'store',
-  sn_services: 'store',
-  sn_maglev: 'store',
-  sn_backends: 'store',
-  sn_ct: 'datapath',
-  sn_stats: 'datapath',
-  sn_mesh_ports: 'store',
-  sn_mesh_nodes: 'store',
-  sn_mesh_config: 'store',
-  sn_mesh_ct: 'datapath',
-  sn_mesh_stats: 'datapath',
-  sn_sock_targets: 'store',
-  sn_sock_config: 'store',
-  sn_sock_rev: 'datapath',
-  sn_dns_names: 'store',
-  sn_dns_scopes: 'store',
-}
 
 /** Where a node's maps of one layout version are pinned. */
 export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
@@ -184,7 +160,8 @@ export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeRep
     const toMigrate: Array<{name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void}> = []
     try {
       for (const [name, pin] of Object.entries(old.pins)) {
-        const owner = MAP_OWNERS[name as MapName] ?? 'datapath'
+        // A map today's layout no longer has: nothing refills it, so it is migrated or dropped.
+        const owner = MAP_OWNERSHIP[name as MapName]?.owner ?? 'datapath'
         const migrate = MIGRATIONS[old.version]?.[name]
         if (owner === 'store') report.refilled.push(name)
         else if (!migrate) report.dropped.push(name)
