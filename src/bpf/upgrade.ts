@@ -75,6 +75,26 @@ const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
   'tc_encap_fail',
 ]
 
+/** Layout 2's counters: the first names of today's list. */
+const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
+/** Layout 3's counters: up to lb_rev_nat. */
+const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
+
+/**
+ * The counters of a layout that kept them as today does (an index array of u64 per CPU), named
+ * by `names`, slot by slot, added to today's.
+ */
+function indexedCounters(version: number, names: readonly CounterName[]): (old: BpfMap, current: CurrentMaps) => void {
+  return (old, current) => {
+    if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout ${version} has ${old.valueSize}-byte values`)
+    const add: Partial<Record<CounterName, bigint>> = {}
+    names.forEach((name, i) => {
+      for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
+    })
+    addToCounters(current.sn_stats, add)
+  }
+}
+
 /**
  * Migrations of datapath-owned maps, by the version they come from: each reads
  * the old map and writes into the current ones. A datapath-owned map with no
@@ -95,28 +115,12 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
     },
   },
   // Version 2 (sn_devices without flags, no load balancing): the counters are the same index array, first 15 slots.
-  2: {
-    sn_stats(old, current) {
-      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 2 has ${old.valueSize}-byte values`)
-      const add: Partial<Record<CounterName, bigint>> = {}
-      V2_COUNTERS.forEach((name, i) => {
-        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
-      })
-      addToCounters(current.sn_stats, add)
-    },
-  },
+  2: {sn_stats: indexedCounters(2, V2_COUNTERS)},
   // Version 3 (before the routing mesh's maps and the close timer in sn_ct values): counters are the first
   // 22 slots; tracked flows are carried over (backend, table, flags), so a connection through a VIP keeps its
   // backend across the upgrade.
   3: {
-    sn_stats(old, current) {
-      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 3 has ${old.valueSize}-byte values`)
-      const add: Partial<Record<CounterName, bigint>> = {}
-      V3_COUNTERS.forEach((name, i) => {
-        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
-      })
-      addToCounters(current.sn_stats, add)
-    },
+    sn_stats: indexedCounters(3, V3_COUNTERS),
     sn_ct(old, current) {
       if (!current.sn_ct) return
       if (old.keySize !== snCtKey.size || old.valueSize !== 16)
@@ -130,11 +134,6 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
     },
   },
 }
-
-/** Layout 2's counters: the first names of today's list. */
-const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
-/** Layout 3's counters: up to lb_rev_nat. */
-const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
 
 /** The maps of the current layout that migrations write. */
 export type CurrentMaps = Record<'sn_stats', BpfMap> & {sn_ct?: BpfMap}
