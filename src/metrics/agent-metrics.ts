@@ -4,7 +4,7 @@
 import {Counter, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
-import {collectedCounter, collectedGauge, type Samples} from './collected.js'
+import {collected, type Samples} from './collected.js'
 import {registerDnsMetrics, type DnsMetricsSource} from './dns-metrics.js'
 import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
 import {registerMeshMetrics, type MeshMetricsSource} from './mesh-metrics.js'
@@ -55,9 +55,9 @@ export class AgentMetrics {
     const r = this.registry
     r.setDefaultLabels({node})
     const mirror = <L extends string>(name: string, help: string, labelNames: L[], read: () => Samples<L>) =>
-      collectedCounter(r, name, help, labelNames, read)
+      collected(r, 'counter', name, help, labelNames, read)
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: () => Samples<L>) =>
-      collectedGauge(r, name, help, labelNames, read)
+      collected(r, 'gauge', name, help, labelNames, read)
 
     mirror(
       'swarmnet_datapath_packets_total',

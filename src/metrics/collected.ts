@@ -6,42 +6,33 @@ import {Counter, Gauge, type Registry} from 'prom-client'
 /** What a source reads at a scrape: a value per label set. */
 export type Samples<L extends string> = [Partial<Record<L, string>>, number][]
 
-/** A counter that mirrors a total its source keeps. */
-export function collectedCounter<L extends string>(
+/**
+ * Registers on r a metric read from its source at each scrape: a counter mirrors a total the
+ * source keeps, a gauge what it holds now.
+ */
+export function collected<L extends string>(
   r: Registry,
+  kind: 'counter' | 'gauge',
   name: string,
   help: string,
   labelNames: L[],
   read: () => Samples<L>,
-): Counter<L> {
-  return new Counter<L>({
-    name,
-    help,
-    labelNames,
-    registers: [r],
-    collect() {
-      this.reset()
-      for (const [labels, v] of read()) this.inc(labels, v)
-    },
-  })
+): void {
+  const metric = {name, help, labelNames, registers: [r]}
+  if (kind === 'counter') {
+    new Counter<L>({...metric, collect: refill(read, (m: Counter<L>, labels, v) => m.inc(labels, v))})
+  } else {
+    new Gauge<L>({...metric, collect: refill(read, (m: Gauge<L>, labels, v) => m.set(labels, v))})
+  }
 }
 
-/** A gauge of what its source holds now. */
-export function collectedGauge<L extends string>(
-  r: Registry,
-  name: string,
-  help: string,
-  labelNames: L[],
+/** A collect function: the metric emptied, then every sample read now put in. */
+function refill<L extends string, M extends {reset(): void}>(
   read: () => Samples<L>,
-): Gauge<L> {
-  return new Gauge<L>({
-    name,
-    help,
-    labelNames,
-    registers: [r],
-    collect() {
-      this.reset()
-      for (const [labels, v] of read()) this.set(labels, v)
-    },
-  })
+  put: (m: M, labels: Partial<Record<L, string>>, v: number) => void,
+): (this: M) => void {
+  return function (this: M) {
+    this.reset()
+    for (const [labels, v] of read()) put(this, labels, v)
+  }
 }

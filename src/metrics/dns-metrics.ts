@@ -2,7 +2,7 @@
 // questions are answered) and the fast path's answers (its BPF counter), read at scrape time.
 import type {Registry} from 'prom-client'
 import type {DnsStats} from '../dns/stats.js'
-import {collectedCounter} from './collected.js'
+import {collected} from './collected.js'
 
 export interface DnsMetricsSource {
   dns(): {stats: DnsStats; fastPathAnswers?: number}
@@ -23,9 +23,10 @@ const RESPONDER: {name: string; of: Numeric; help: string}[] = [
 ]
 
 export function registerDnsMetrics(r: Registry, src: DnsMetricsSource): void {
-  const mirror = (name: string, help: string, read: () => number) => collectedCounter(r, name, help, [], () => [[{}, read()]])
-  collectedCounter(
+  const mirror = (name: string, help: string, read: () => number) => collected(r, 'counter', name, help, [], () => [[{}, read()]])
+  collected(
     r,
+    'counter',
     'swarmnet_dns_queries_total',
     "Questions that reached the TypeScript responder, by transport (the fast path's are apart)",
     ['transport'],

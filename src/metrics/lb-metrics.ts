@@ -5,7 +5,7 @@
 import type {Registry} from 'prom-client'
 import {decodeEntry} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
-import {collectedGauge, type Samples} from './collected.js'
+import {collected, type Samples} from './collected.js'
 import {lbView, type LbMaps, type LbNames, type LbServiceView} from '../lb/inspect.js'
 
 export type LbSnapshot = {services: LbServiceView[]; conntrack: {entries: number; max: number}}
@@ -44,7 +44,7 @@ export function registerLbMetrics(r: Registry, src: LbMetricsSource): void {
   const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: (s: LbSnapshot) => Samples<L>) => {
     const fresh = first
     first = false
-    return collectedGauge(r, name, help, labelNames, () => {
+    collected(r, 'gauge', name, help, labelNames, () => {
       const s = snapshot(fresh)
       return s ? read(s) : []
     })

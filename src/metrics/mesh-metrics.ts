@@ -4,7 +4,7 @@ import type {Registry} from 'prom-client'
 import {decodeEntry} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 import type {Service} from '../model/types.js'
-import {collectedCounter} from './collected.js'
+import {collected} from './collected.js'
 
 export type PortStats = {port: number; protocol: string; service: string; packets: number; bytes: number; newFlows: number}
 
@@ -39,7 +39,7 @@ export function registerMeshMetrics(r: Registry, src: MeshMetricsSource): void {
   // the order they were registered, so the first reads and the other two use what it read.
   let last: PortStats[] | undefined
   const counter = (name: string, help: string, of: (p: PortStats) => number, fresh: boolean) =>
-    collectedCounter(r, name, help, ['port', 'protocol', 'service'], () => {
+    collected(r, 'counter', name, help, ['port', 'protocol', 'service'], () => {
       if (fresh) {
         try {
           last = src.publishedPorts()
