@@ -62,11 +62,16 @@ export function checkMtu(value: number): number {
 export const SERVICE_MODES = ['replicated', 'global'] as const
 export type ServiceModeName = (typeof SERVICE_MODES)[number]
 
+/** One of `names`: absent is `absent`, anything unknown is refused (never guessed). */
+function oneOf<N extends string>(value: unknown, names: readonly N[], absent: N, what: string): N {
+  if (value === undefined || value === null) return absent
+  if (typeof value === 'string' && (names as readonly string[]).includes(value)) return value as N
+  throw new UserError(`invalid ${what} ${JSON.stringify(value)}: must be ${names.join(' or ')}`)
+}
+
 /** A service's mode by name: absent is replicated, anything unknown is refused (never guessed). */
 export function checkServiceMode(value: unknown): ServiceModeName {
-  if (value === undefined || value === null) return 'replicated'
-  if (typeof value === 'string' && (SERVICE_MODES as readonly string[]).includes(value)) return value as ServiceModeName
-  throw new UserError(`invalid service mode ${JSON.stringify(value)}: must be ${SERVICE_MODES.join(' or ')}`)
+  return oneOf(value, SERVICE_MODES, 'replicated', 'service mode')
 }
 
 export const ENDPOINT_MODES = ['vip', 'dnsrr'] as const
@@ -74,7 +79,5 @@ export type EndpointModeName = (typeof ENDPOINT_MODES)[number]
 
 /** A service's endpoint mode: absent is vip, anything unknown is refused (never guessed). */
 export function checkEndpointMode(value: unknown): EndpointModeName {
-  if (value === undefined || value === null) return 'vip'
-  if (typeof value === 'string' && (ENDPOINT_MODES as readonly string[]).includes(value)) return value as EndpointModeName
-  throw new UserError(`invalid endpoint mode ${JSON.stringify(value)}: must be ${ENDPOINT_MODES.join(' or ')}`)
+  return oneOf(value, ENDPOINT_MODES, 'vip', 'endpoint mode')
 }
