@@ -11,9 +11,10 @@ import {buildNames, type DnsView, type NameTable} from '../../src/dns/names.js'
 import {desiredDns} from '../../src/dns/fastpath.js'
 import {Responder} from '../../src/dns/responder.js'
 import {DnsStats} from '../../src/dns/stats.js'
-import type {Network, Service, Task, TaskStatus} from '../../src/model/types.js'
+import type {Network, Task, TaskStatus} from '../../src/model/types.js'
 import {Loaded, TC_ACT_REDIRECT, pinRootFor, skbCtx} from './harness.js'
 import * as P from './packets.js'
+import {serviceRecord as svc} from '../unit/model-records.js'
 
 const TC_ACT_UNSPEC = 0xffffffff
 const DEV = 1
@@ -34,16 +35,6 @@ const net = (id: string, vni: number, third: number): Network => ({
   attachable: false,
   ingress: false,
   createdAt: 0,
-})
-const svc = (id: string, networks: string[], extra: Partial<Service> = {}): Service => ({
-  id,
-  name: id,
-  mode: {replicas: 2},
-  networks,
-  command: [],
-  createdAt: 1,
-  updatedAt: 1,
-  ...extra,
 })
 const task = (id: string, s: string, slot: number, ip: [string, string]): Task => ({
   id,

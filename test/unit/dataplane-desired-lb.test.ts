@@ -5,18 +5,9 @@ import {test} from 'node:test'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {maglevChunks} from '../../src/dataplane/mapsync.js'
 import {maglevTier, slotUniverse} from '../../src/lb/maglev.js'
-import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+import type {Network, Service, Task} from '../../src/model/types.js'
+import {nodeRecord as node} from './model-records.js'
 
-const node = (id: string, addr: string): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
 const net: Network = {
   id: 'n1',
   name: 'n1',

@@ -3,17 +3,9 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {MAP_OWNERSHIP, MIRRORED, desiredMaps, planMirror, type ClusterView} from '../../src/dataplane/desired.js'
 import type {Network, NodeRecord, Task} from '../../src/model/types.js'
+import {nodeRecord} from './model-records.js'
 
-const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state,
-  mtu: 1500,
-  joinedAt: 0,
-})
+const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => nodeRecord(id, addr, {state})
 const net = (id: string, vni: number | undefined, subnet: string, driver: Network['driver'] = 'overlay'): Network => ({
   id,
   name: id,

@@ -5,18 +5,9 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {encodeDesired} from '../../src/dataplane/mapsync.js'
-import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+import type {Network, Service, Task} from '../../src/model/types.js'
+import {nodeRecord as node} from './model-records.js'
 
-const node = (id: string, addr: string): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
 const ingress: Network = {
   id: 'ing',
   name: 'ingress',
