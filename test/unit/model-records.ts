@@ -1,7 +1,7 @@
 // Model records (src/model/types.ts) as tests and benches build them: every field a record must
 // have, at a value no test is about, so each test names only the fields it checks. Plain data, no
 // node:test: benches import it too.
-import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
+import type {ClusterSpec, Network, NodeRecord, Service} from '../../src/model/types.js'
 
 /** The cluster record as `swarmnet init` writes it with the default pool. */
 export const clusterSpec = (more: Partial<ClusterSpec> = {}): ClusterSpec => ({
@@ -31,6 +31,21 @@ export const etcdClusterNodes = (): NodeRecord[] =>
   ['m1', 'm2', 'm3', 'w1', 'w2'].map((id, i) =>
     nodeRecord(id, `172.30.0.${11 + i}`, {role: id.startsWith('m') ? 'manager' : 'worker'}),
   )
+
+/** An overlay network on VNI 4097, neither attachable nor the ingress network. */
+export const networkRecord = (id: string, subnet: string, more: Partial<Network> = {}): Network => ({
+  id,
+  name: id,
+  driver: 'overlay',
+  scope: 'swarm',
+  vni: 4097,
+  subnet,
+  gateway: '',
+  attachable: false,
+  ingress: false,
+  createdAt: 0,
+  ...more,
+})
 
 /** A replicated service of two tasks, in vip mode. */
 export const serviceRecord = (id: string, networks: string[], more: Partial<Service> = {}): Service => ({
