@@ -27,6 +27,7 @@ import {
   type TestRunResult,
   u32,
 } from '../../src/bpf/index.js'
+import type {DesiredEndpoint} from '../../src/dataplane/desired.js'
 import {maglevChunks} from '../../src/dataplane/mapsync.js'
 import {maglevSize} from '../../src/lb/maglev.js'
 
@@ -64,14 +65,8 @@ export function skbCtx(ifindex: number, gso?: {size: number; segs: number}): Buf
   return ctx
 }
 
-export interface EndpointSpec {
-  vni: number
-  ip: string
-  nodeIp: string
-  ifindex: number
-  mac: string
-  local: boolean
-}
+/** An endpoint as the agent's desired state has it (without the VIP / backend marks). */
+export type EndpointSpec = Pick<DesiredEndpoint, 'vni' | 'ip' | 'nodeIp' | 'ifindex' | 'mac' | 'local'>
 
 export class Loaded {
   readonly obj: BpfObject
