@@ -23,6 +23,7 @@ import {run} from '../src/sys/exec.js'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
 import {readLabState} from '../src/lab/state.js'
 import {compileBpf} from '../test/fixtures/bpf/build.js'
+import {tsxInNetns} from '../test/bpf/netns-child.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, KBR, KVX, type KernelEnd} from './kernel-path.js'
 import {cli, iperf, labDown, measurer, sleep} from './lab-bench.js'
 
@@ -55,11 +56,10 @@ export function benchMeshPrograms(): MeshProgFigure[] {
     ip(['neigh', 'replace', '172.30.0.12', 'lladdr', '02:00:00:00:00:0c', 'dev', 'sn-mu0', 'nud', 'permanent'])
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     const empty = compileBpf(join(HERE, 'empty.c'), join(tmp, 'empty.o'))
-    const out = execFileSync(
-      'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(HERE, 'mesh-progs-child.ts'), empty],
-      {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
-    )
+    const out = execFileSync('ip', tsxInNetns(ns, join(HERE, 'mesh-progs-child.ts'), empty), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     return JSON.parse(out) as MeshProgFigure[]
   } finally {
     execFileSync('ip', ['netns', 'del', ns])
