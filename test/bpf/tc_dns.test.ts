@@ -11,9 +11,10 @@ import {buildNames, type DnsView, type NameTable} from '../../src/dns/names.js'
 import {desiredDns} from '../../src/dns/fastpath.js'
 import {Responder} from '../../src/dns/responder.js'
 import {DnsStats} from '../../src/dns/stats.js'
-import type {Network, Service, Task, TaskStatus} from '../../src/model/types.js'
+import type {Network, Task, TaskStatus} from '../../src/model/types.js'
 import {Loaded, TC_ACT_REDIRECT, pinRootFor, skbCtx} from './harness.js'
 import * as P from './packets.js'
+import {networkRecord, serviceRecord as svc} from '../unit/model-records.js'
 
 const TC_ACT_UNSPEC = 0xffffffff
 const DEV = 1
@@ -23,28 +24,8 @@ const TASK_MAC = '02:42:ac:12:00:07'
 const BRIDGE_MAC = '02:42:ac:12:00:01'
 const TTL = 5
 
-const net = (id: string, vni: number, third: number): Network => ({
-  id,
-  name: id,
-  driver: 'overlay',
-  scope: 'swarm',
-  vni,
-  subnet: `10.0.${third}.0/24`,
-  gateway: `10.0.${third}.1`,
-  attachable: false,
-  ingress: false,
-  createdAt: 0,
-})
-const svc = (id: string, networks: string[], extra: Partial<Service> = {}): Service => ({
-  id,
-  name: id,
-  mode: {replicas: 2},
-  networks,
-  command: [],
-  createdAt: 1,
-  updatedAt: 1,
-  ...extra,
-})
+const net = (id: string, vni: number, third: number): Network =>
+  networkRecord(id, `10.0.${third}.0/24`, {vni, gateway: `10.0.${third}.1`})
 const task = (id: string, s: string, slot: number, ip: [string, string]): Task => ({
   id,
   serviceId: s,
