@@ -14,23 +14,13 @@ import {etcdClient} from '../src/manager/etcd-client.js'
 import {DEFAULT_LEADER_TTL_SEC, Leadership} from '../src/manager/etcd-leader.js'
 import {Manager} from '../src/manager/manager.js'
 import {valueProblem} from '../src/model/shape.js'
-import type {ClusterSpec, NodeRecord, Service, Task} from '../src/model/types.js'
+import type {Service, Task} from '../src/model/types.js'
 import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {freePort, startEtcdMember, stopEtcdMember, type EtcdMember} from '../src/store/etcd-process.js'
+import {clusterSpec, etcdClusterNodes} from '../test/unit/model-records.js'
 
-const SPEC: ClusterSpec = {id: 'bench', createdAt: 0, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24}
-const NODES = ['m1', 'm2', 'm3', 'w1', 'w2']
-const node = (id: string, i: number): NodeRecord => ({
-  id,
-  name: id,
-  addr: `172.30.0.${11 + i}`,
-  gossipPort: 7946,
-  role: id.startsWith('m') ? 'manager' : 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
+const SPEC = clusterSpec({id: 'bench'})
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b)
@@ -72,7 +62,7 @@ export async function benchEtcd(): Promise<string[]> {
         validate: valueProblem,
         reapIntervalMs: 0,
       }).open()
-      NODES.forEach((n, i) => s.put(keyOf('node', n), node(n, i)))
+      for (const n of etcdClusterNodes()) s.put(keyOf('node', n.id), n)
       return s
     }
     const managers = async (prefix: string) => {

@@ -7,17 +7,11 @@
  * count or a malformed output is a mismatch.
  */
 import type {CounterName} from '../src/bpf/index.js'
-import {TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT} from '../test/bpf/harness.js'
+import {TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, type EndpointSpec} from '../test/bpf/harness.js'
 import * as P from '../test/bpf/packets.js'
 
-export interface Endpoint {
-  vni: number
-  ip: string
-  nodeIp: string
-  ifindex: number
-  mac: string
-  local: boolean
-}
+/** An endpoint as the fuzzer writes it into sn_endpoints (through the harness). */
+export type Endpoint = EndpointSpec
 
 export interface World {
   nodeIp: string

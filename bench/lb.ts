@@ -3,18 +3,8 @@
 // beside the plain endpoint path; the time to program 10,000 services x 10
 // backends into real maps through Datapath's sync code; and the share of
 // flows that move when 1 of 10 backends is removed. Numbers, not assertions.
-import {
-  snEndpoint,
-  snEndpointKey,
-  snMaglevChunk,
-  snMaglevKey,
-  snService,
-  snServiceKey,
-  snBackend,
-  snBackendKey,
-  testRun,
-} from '../src/bpf/index.js'
-import {encodeDesired, maglevChunks, mirrorMaps} from '../src/dataplane/mapsync.js'
+import {snEndpoint, snEndpointKey, testRun} from '../src/bpf/index.js'
+import {encodeDesired, mirrorMaps} from '../src/dataplane/mapsync.js'
 import type {DesiredMaps, DesiredService} from '../src/dataplane/desired.js'
 import {lbTable, maglevSize, maglevTier, slotKey, slotUniverse} from '../src/lb/maglev.js'
 import {lbSlot} from '../src/lb/hash.js'
@@ -52,19 +42,8 @@ export function benchLb(): LbBench {
     ep(CLIENT.ip, CLIENT.mac, 1)
     ep(LOCAL.ip, LOCAL.mac, 1 | 4)
     ep(VIP.ip, VIP.mac, 2)
-    const backends = [{key: 'a', ip: LOCAL.ip, nodeIp: NODE}]
     const size = maglevSize(10)
-    maglevChunks({size, backends}).forEach((c, i) =>
-      l.map('sn_maglev').update(snMaglevKey.encode({table: 1, chunk: i}), snMaglevChunk.encode(c)),
-    )
-    l.map('sn_backends').update(
-      snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: LOCAL.ip}),
-      snBackend.encode({node_ip: NODE, flags: 0}),
-    )
-    l.map('sn_services').update(
-      snServiceKey.encode({vni: VNI, vip: VIP.ip}),
-      snService.encode({table: 1, size, count: 1, flags: 0}),
-    )
+    l.addService(VNI, VIP.ip, 1, [{key: 'a', ip: LOCAL.ip, nodeIp: NODE}], size)
 
     // A VIP whose table names the VIP itself: a repeated run keeps it a VIP packet (the DNAT writes the same
     // address back), so its CT hit is timed like the plain path, by the kernel over many runs. It pays every
@@ -72,17 +51,7 @@ export function benchLb(): LbBench {
     // real one is redirected: the one endpoint lookup more and the drop stand in for the redirect.
     const SELF = {ip: '10.0.1.101', mac: '02:42:0a:00:01:65'}
     ep(SELF.ip, SELF.mac, 2)
-    maglevChunks({size, backends: [{key: 'self', ip: SELF.ip, nodeIp: NODE}]}).forEach((c, i) =>
-      l.map('sn_maglev').update(snMaglevKey.encode({table: 2, chunk: i}), snMaglevChunk.encode(c)),
-    )
-    l.map('sn_backends').update(
-      snBackendKey.encode({vni: VNI, vip: SELF.ip, ip: SELF.ip}),
-      snBackend.encode({node_ip: NODE, flags: 0}),
-    )
-    l.map('sn_services').update(
-      snServiceKey.encode({vni: VNI, vip: SELF.ip}),
-      snService.encode({table: 2, size, count: 1, flags: 0}),
-    )
+    l.addService(VNI, SELF.ip, 2, [{key: 'self', ip: SELF.ip, nodeIp: NODE}], size)
     const udp = (dst: string, dstMac: string, sport = 40000) =>
       P.udpFrame({srcMac: CLIENT.mac, dstMac, src: CLIENT.ip, dst, srcPort: sport}, 64)
     // A repeated run rewrites its own packet (after the first DNAT it is a plain one), so VIP cases are single runs.

@@ -12,21 +12,14 @@ import {execFileSync} from 'node:child_process'
 import {
   BpfObject,
   type CounterName,
-  snBackend,
-  snBackendKey,
   snEndpoint,
   snEndpointKey,
-  snMaglevChunk,
-  snMaglevKey,
   snMeshPort,
   snMeshPortKey,
   snNetwork,
-  snService,
-  snServiceKey,
   testRun,
   u32,
 } from '../src/bpf/index.js'
-import {maglevChunks} from '../src/dataplane/mapsync.js'
 import {Loaded} from '../test/bpf/harness.js'
 import * as P from '../test/bpf/packets.js'
 
@@ -60,13 +53,8 @@ try {
   empty.load()
   xdp.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: ifindex})
   xdp.map('sn_networks').update(u32.encode(VNI), snNetwork.encode({subnet: '10.0.0.0', prefix_len: 24, flags: 1, mtu: 1450}))
-  const svc = (vip: string, table: number, b: {key: string; ip: string; nodeIp: string}) => {
-    maglevChunks({size: 251, backends: [b]}).forEach((c, i) =>
-      xdp.map('sn_maglev').update(snMaglevKey.encode({table, chunk: i}), snMaglevChunk.encode(c)),
-    )
-    xdp.map('sn_backends').update(snBackendKey.encode({vni: VNI, vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0}))
-    xdp.map('sn_services').update(snServiceKey.encode({vni: VNI, vip}), snService.encode({table, size: 251, count: 1, flags: 0}))
-  }
+  const svc = (vip: string, table: number, b: {key: string; ip: string; nodeIp: string}) =>
+    xdp.addService(VNI, vip, table, [b], 251)
   xdp
     .map('sn_endpoints')
     .update(

@@ -23,12 +23,12 @@ import {run} from '../src/sys/exec.js'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
 import {readLabState} from '../src/lab/state.js'
 import {compileBpf} from '../test/fixtures/bpf/build.js'
+import {tsxInNetns} from '../test/bpf/netns-child.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, KBR, KVX, type KernelEnd} from './kernel-path.js'
+import {cli, iperf, labDown, measurer, sleep} from './lab-bench.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
-const BIN = join(HERE, '..', 'bin', 'run.js')
 const CLIENT_NS = 'sn-lab-client'
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -56,11 +56,10 @@ export function benchMeshPrograms(): MeshProgFigure[] {
     ip(['neigh', 'replace', '172.30.0.12', 'lladdr', '02:00:00:00:00:0c', 'dev', 'sn-mu0', 'nud', 'permanent'])
     execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     const empty = compileBpf(join(HERE, 'empty.c'), join(tmp, 'empty.o'))
-    const out = execFileSync(
-      'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', join(HERE, 'mesh-progs-child.ts'), empty],
-      {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
-    )
+    const out = execFileSync('ip', tsxInNetns(ns, join(HERE, 'mesh-progs-child.ts'), empty), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     return JSON.parse(out) as MeshProgFigure[]
   } finally {
     execFileSync('ip', ['netns', 'del', ns])
@@ -68,43 +67,16 @@ export function benchMeshPrograms(): MeshProgFigure[] {
   }
 }
 
-function cli(args: string[], host?: string, timeoutMs = 120_000): Promise<string> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
-  if (host) env.SWARMNET_HOST = host
-  else delete env.SWARMNET_HOST
-  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, {env, timeoutMs})
-}
-
-interface IperfEnd {
-  sum?: {packets?: number; lost_packets?: number; seconds?: number}
-  sum_received?: {seconds?: number; bits_per_second?: number}
-  sum_sent?: {retransmits?: number}
-}
-
-async function iperf(args: string[], seconds: number): Promise<IperfEnd> {
-  let last: unknown
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      const out = await execIn(CLIENT_NS, ['iperf3', '--json', ...args], 'iperf3', {timeoutMs: (seconds + 30) * 1000})
-      const j = JSON.parse(out) as {error?: string; end?: IperfEnd}
-      if (j.error) throw new Error(j.error)
-      return j.end ?? {}
-    } catch (e) {
-      last = e
-      await sleep(1000)
-    }
-  }
-  throw new Error(`iperf3 ${args.join(' ')}: ${last instanceof Error ? last.message : String(last)}`)
-}
-
 async function udpPps(addr: string, port: number, seconds: number): Promise<number> {
-  const e = await iperf(['-c', addr, '-p', String(port), '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)
+  const e =
+    (await iperf(CLIENT_NS, ['-c', addr, '-p', String(port), '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)).end ??
+    {}
   const received = (e.sum?.packets ?? 0) - (e.sum?.lost_packets ?? 0)
   return received / (e.sum_received?.seconds ?? e.sum?.seconds ?? seconds)
 }
 
 async function tcpGbps(addr: string, port: number, seconds: number): Promise<number> {
-  const e = await iperf(['-c', addr, '-p', String(port), '-t', String(seconds)], seconds)
+  const e = (await iperf(CLIENT_NS, ['-c', addr, '-p', String(port), '-t', String(seconds)], seconds)).end ?? {}
   return (e.sum_received?.bits_per_second ?? 0) / 1e9
 }
 
@@ -217,16 +189,7 @@ export async function benchMeshLab(
     // Both work before anything is measured.
     await tcpGbps(ingressAddr, 5201, 1)
     await tcpGbps(ingressAddr, 5202, 1)
-    // A failed measurement is reported as such (NaN and a note), never as a number.
-    const measure = async (what: string, into: number[], f: () => Promise<number>) => {
-      try {
-        into.push(await f())
-      } catch (e) {
-        into.push(NaN)
-        out.notes.push(`${what}: ${(e as Error).message}`)
-      }
-      await sleep(1000)
-    }
+    const measure = measurer(out.notes)
     for (let i = 0; i < runs; i++) {
       await measure('udp swarmnet', out.udp.swarmnet, () => udpPps(ingressAddr, 5201, seconds))
       await measure('udp kernel', out.udp.kernel, () => udpPps(ingressAddr, 5202, seconds))
@@ -250,8 +213,7 @@ export async function benchMeshLab(
       const errs = await removeKernelPath(ends)
       if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`)
     }
-    log('lab down')
-    await cli(['lab', 'down'], undefined, 120_000).catch((e) => log(`lab down failed: ${(e as Error).message}`))
+    await labDown(log)
   }
   return out
 }

@@ -12,15 +12,12 @@
  * and always takes it down again.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {dirname, join} from 'node:path'
-import {fileURLToPath, pathToFileURL} from 'node:url'
-import {run} from '../src/sys/exec.js'
+import {pathToFileURL} from 'node:url'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
 import {readLabState} from '../src/lab/state.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, vxlanCounters, type KernelEnd} from './kernel-path.js'
+import {cli, iperf, labDown, sleep, snStats, type IperfJson, type Stats} from './lab-bench.js'
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = join(REPO, 'bin', 'run.js')
 const NETWORK = 'snbench'
 const SERVICE = 'snbench-iperf'
 
@@ -48,15 +45,6 @@ export interface BenchOptions {
   log?: (line: string) => void
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-function cli(args: string[], host?: string, timeoutMs = 120_000): Promise<string> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
-  if (host) env.SWARMNET_HOST = host
-  else delete env.SWARMNET_HOST
-  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, {env, timeoutMs})
-}
-
 /** Waits (polling every 30 s, up to 10 min) while a lab that is not ours is up. */
 async function waitForNoLab(log: (s: string) => void): Promise<void> {
   const deadline = Date.now() + 10 * 60_000
@@ -73,16 +61,6 @@ async function waitForNoLab(log: (s: string) => void): Promise<void> {
 
 // ---- iperf3 -----------------------------------------------------------------
 
-interface IperfJson {
-  error?: string
-  end?: {
-    cpu_utilization_percent?: {host_total?: number; remote_total?: number}
-    sum?: {seconds?: number; packets?: number; lost_packets?: number; bits_per_second?: number}
-    sum_sent?: {seconds?: number; bytes?: number; bits_per_second?: number; retransmits?: number; packets?: number}
-    sum_received?: {seconds?: number; bytes?: number; bits_per_second?: number; packets?: number; lost_packets?: number}
-  }
-}
-
 export interface UdpSample {
   pps: number
   sent: number
@@ -96,24 +74,6 @@ export interface TcpSample {
   gbps: number
   retransmits: number
   cpu: [number, number]
-}
-
-async function iperf(ns: string, args: string[], seconds: number): Promise<IperfJson> {
-  let last: unknown
-  // The server may not be listening yet (or still closing the previous test): retry a little.
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      const out = await execIn(ns, ['iperf3', '--json', ...args], `iperf3 in ${ns}`, {timeoutMs: (seconds + 30) * 1000})
-      const j = JSON.parse(out) as IperfJson
-      if (j.error) throw new Error(j.error)
-      return j
-    } catch (e) {
-      last = e
-      // iperf3 --json prints its error as JSON on stdout and exits 1.
-      await sleep(1000)
-    }
-  }
-  throw new Error(`iperf3 ${args.join(' ')} in ${ns}: ${last instanceof Error ? last.message : String(last)}`)
 }
 
 const cpuOf = (j: IperfJson): [number, number] => [
@@ -174,16 +134,6 @@ async function swarmnetPair(log: (s: string) => void): Promise<Pair> {
     await sleep(1000)
   }
   throw new Error(`service ${SERVICE}: no two running tasks on different nodes after 60 s: ${JSON.stringify(tasks)}`)
-}
-
-type Stats = Record<string, number>
-
-async function snStats(node: string): Promise<Stats> {
-  const out = JSON.parse(await cli(['inspect', 'maps', '--map', 'sn_stats', '--json', '--host', node])) as {
-    maps: {entries: {value: Record<string, number | string>}[]}[]
-  }
-  const v = out.maps[0]?.entries[0]?.value ?? {}
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, Number(x)]))
 }
 
 function delta(a: Stats, b: Stats): Stats {
@@ -325,12 +275,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
       const errs = await removeKernelPath(ends)
       if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`)
     }
-    if (ours) {
-      log('lab down')
-      await cli(['lab', 'down'], undefined, 120_000).catch((e) =>
-        log(`lab down failed: ${e instanceof Error ? e.message : String(e)}`),
-      )
-    }
+    if (ours) await labDown(log)
   }
 }
 

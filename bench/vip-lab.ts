@@ -19,21 +19,18 @@
  * it, the kernel path and the nft table down again, also when a step fails.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {dirname, join} from 'node:path'
-import {fileURLToPath, pathToFileURL} from 'node:url'
-import {run} from '../src/sys/exec.js'
+import {pathToFileURL} from 'node:url'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
 import {readLabState} from '../src/lab/state.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, type KernelEnd} from './kernel-path.js'
+import {cli, labDown, measurer, sleep, snStats, type Stats} from './lab-bench.js'
 import {tcpStream, udpSmall} from './throughput.js'
 
-const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'run.js')
 const NETWORK = 'snvip'
 const SERVER = 'snvip-iperf'
 const CLIENT = 'snvip-client'
 const KVIP = '10.99.0.100'
 const NFT_TABLE = 'snbench_vip'
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 export type VipPath = 'vip' | 'direct' | 'kernel'
 export interface VipLabFigures {
@@ -42,13 +39,6 @@ export interface VipLabFigures {
   udp: Record<VipPath, number[]>
   tcp: Record<VipPath, number[]>
   notes: string[]
-}
-
-function cli(args: string[], host?: string, timeoutMs = 120_000): Promise<string> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1'}
-  if (host) env.SWARMNET_HOST = host
-  else delete env.SWARMNET_HOST
-  return run([process.execPath, BIN, ...args], `swarmnet ${args.slice(0, 2).join(' ')}`, {env, timeoutMs})
 }
 
 interface TaskJson {
@@ -68,15 +58,6 @@ async function running(svc: string, n: number): Promise<TaskJson[]> {
     await sleep(500)
   }
   throw new Error(`${svc}: not ${n} running tasks after 60 s: ${JSON.stringify(last)}`)
-}
-
-type Stats = Record<string, number>
-async function snStats(node: string): Promise<Stats> {
-  const out = JSON.parse(await cli(['inspect', 'maps', '--map', 'sn_stats', '--json', '--host', node])) as {
-    maps: {entries: {value: Record<string, number | string>}[]}[]
-  }
-  const v = out.maps[0]?.entries[0]?.value ?? {}
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, Number(x)]))
 }
 
 const lbDelta = (a: Stats, b: Stats) =>
@@ -157,16 +138,7 @@ export async function benchVipLab(
       })
     }
     const before = await snStats(client.node)
-    // A failed measurement is reported as such (NaN and a note), never as a number.
-    const measure = async (what: string, into: number[], f: () => Promise<number>) => {
-      try {
-        into.push(await f())
-      } catch (e) {
-        into.push(NaN)
-        out.notes.push(`${what}: ${(e as Error).message}`)
-      }
-      await sleep(1000)
-    }
+    const measure = measurer(out.notes)
     for (let i = 0; i < runs; i++) {
       for (const [name, ns, dst] of paths)
         await measure(`udp ${name}`, out.udp[name], async () => (await udpSmall(ns, dst, seconds)).pps)
@@ -196,8 +168,7 @@ export async function benchVipLab(
       const errs = await removeKernelPath(ends)
       if (errs.length > 0) log(`kernel path cleanup: ${errs.join('; ')}`)
     }
-    log('lab down')
-    await cli(['lab', 'down'], undefined, 120_000).catch((e) => log(`lab down failed: ${(e as Error).message}`))
+    await labDown(log)
   }
   return out
 }

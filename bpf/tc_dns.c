@@ -170,6 +170,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 		__be32 ttl = bpf_htonl(scope->ttl);
 		__u32 off = SN_L2L4 + SN_DNS_HDR + nlen + 4;
 		__u32 alen = count * SN_DNS_ANSWER_LEN;
+		__u32 start = (hit->flags & SN_DNS_ROTATE) ? bpf_get_prandom_u32() % count : 0;
 		__be32 saddr, daddr;
 		__be16 sport;
 		__u8 mac[6];
@@ -180,6 +181,11 @@ int sn_tc_dns(struct __sk_buff *skb)
 #pragma clang loop unroll(full)
 		for (i = 0; i < SN_DNS_MAX_IPS; i++) {
 			__u8 *a = ans + i * SN_DNS_ANSWER_LEN;
+			/* A division, not a branch: eight branches would be 2^8 paths for the verifier. */
+			__u32 j = (i + start) % count;
+
+			/* The compiler knows j < count <= 8 and would drop the mask the verifier needs. */
+			asm volatile("" : "+r"(j));
 
 			a[0] = 0xc0; /* the name: a pointer to the question's */
 			a[1] = SN_DNS_HDR;
@@ -190,7 +196,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 			__builtin_memcpy(a + 6, &ttl, 4);
 			a[10] = 0;
 			a[11] = 4;
-			__builtin_memcpy(a + 12, &hit->ips[i], 4);
+			__builtin_memcpy(a + 12, &hit->ips[j & (SN_DNS_MAX_IPS - 1)], 4);
 		}
 		flags[0] = 0x84 | (dns[2] & 0x01); /* QR, AA, the question's RD */
 		flags[1] = 0x80;                   /* RA, NOERROR */

@@ -29,8 +29,10 @@ struct sn_dns_name {
 	__u32 flags;           /* SN_DNS_* */
 };
 
-/* A name the slow path answers (dnsrr's turning order): found here, so a later network cannot shadow it. */
+/* A name the slow path answers (more addresses than fit here): found here, so a later network cannot shadow it. */
 #define SN_DNS_PASS 0x1
+/* dnsrr's name: each answer starts at a random one of its addresses and goes round (Docker shuffles them). */
+#define SN_DNS_ROTATE 0x2
 
 /* Keyed by the ifindex of a task's gateway-bridge device (host side): where its questions arrive. */
 struct sn_dns_scope {

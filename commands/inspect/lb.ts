@@ -1,7 +1,7 @@
-import {Args, Flags} from '@oclif/core'
-import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
+import {Args} from '@oclif/core'
+import {SwarmnetCommand, jsonFlag, pinsHostFlag} from '../../src/cli/base.js'
 import {printJson, printTable} from '../../src/cli/output.js'
-import {pinnedNodes} from '../../src/dataplane/inspect.js'
+import {pinnedNode} from '../../src/dataplane/inspect.js'
 import {readLb} from '../../src/lb/read.js'
 import {formatPort} from '../../src/model/ports.js'
 
@@ -19,25 +19,12 @@ Flows are counted where they are tracked: on the node of the client that opened 
   static override args = {service: Args.string({description: 'only this service (name)'})}
   static override flags = {
     json: jsonFlag,
-    host: Flags.string({
-      description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)',
-      env: 'SWARMNET_HOST',
-    }),
+    host: pinsHostFlag,
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(InspectLb)
-    let node = flags.host
-    if (!node) {
-      const nodes = pinnedNodes()
-      if (nodes.length === 0)
-        throw new Error(
-          'no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`',
-        )
-      if (nodes.length > 1)
-        throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
-      node = nodes[0]!
-    }
+    const node = pinnedNode(flags.host)
     let services = readLb(node)
     if (args.service !== undefined) {
       services = services.filter((s) => s.service === args.service)

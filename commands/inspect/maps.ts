@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
-import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
+import {SwarmnetCommand, jsonFlag, pinsHostFlag} from '../../src/cli/base.js'
 import {paint, printJson, printTable} from '../../src/cli/output.js'
-import {readNodeMaps, pinnedNodes} from '../../src/dataplane/inspect.js'
+import {readNodeMaps, pinnedNode} from '../../src/dataplane/inspect.js'
 
 export default class InspectMaps extends SwarmnetCommand {
   static override description = `Print the live BPF maps of a node, every entry decoded
@@ -15,26 +15,13 @@ Per-CPU counters are summed.`
   ]
   static override flags = {
     json: jsonFlag,
-    host: Flags.string({
-      description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)',
-      env: 'SWARMNET_HOST',
-    }),
+    host: pinsHostFlag,
     map: Flags.string({description: 'only this map (e.g. sn_endpoints)'}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(InspectMaps)
-    let node = flags.host
-    if (!node) {
-      const nodes = pinnedNodes()
-      if (nodes.length === 0)
-        throw new Error(
-          'no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`',
-        )
-      if (nodes.length > 1)
-        throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
-      node = nodes[0]!
-    }
+    const node = pinnedNode(flags.host)
     const maps = readNodeMaps(node, flags.map)
     if (flags.json) return printJson({node, maps})
     const c = paint()

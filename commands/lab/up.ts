@@ -4,6 +4,8 @@ import {printJson} from '../../src/cli/output.js'
 import {progressMode, runSteps} from '../../src/cli/progress.js'
 import {labUp} from '../../src/lab/lab.js'
 import {startLabNode} from '../../src/lab/nodes.js'
+import {checkDnsSpec} from '../../src/dns/config.js'
+import {DNS_TTL_MAX} from '../../src/model/defaults.js'
 
 export default class LabUp extends SwarmnetCommand {
   static override description = `Build a whole cluster on this host: N nodes, each in its own network namespace on a virtual switch, plus a 'client' host standing for the outside world
@@ -19,7 +21,7 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
     json: jsonFlag,
     nodes: Flags.integer({char: 'n', description: 'how many nodes', default: 3, min: 1, max: 89}),
     dns: Flags.string({description: "passed to n1's `swarmnet init --dns` (repeatable)", multiple: true}),
-    'dns-ttl': Flags.string({description: "passed to n1's `swarmnet init --dns-ttl`"}),
+    'dns-ttl': Flags.integer({description: "passed to n1's `swarmnet init --dns-ttl`", min: 0, max: DNS_TTL_MAX}),
     managers: Flags.integer({description: 'how many of the first nodes are managers (more than 1 needs --store etcd)', min: 1}),
     store: Flags.string({
       description: 'desired state: embedded (one manager) or etcd (a 3-member etcd with TLS in n1..n3, managers on it)',
@@ -30,6 +32,8 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
 
   async run(): Promise<void> {
     const {flags} = await this.parse(LabUp)
+    // What n1's init would refuse is refused here, before a namespace is made.
+    checkDnsSpec({servers: flags.dns ?? [], ttl: flags['dns-ttl']})
     let state!: Awaited<ReturnType<typeof labUp>>
     await runSteps(
       [
@@ -45,7 +49,7 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
                 detail(node.index === 1 ? `${node.name}: swarmnet init` : `${node.name}: swarmnet join`)
                 await startLabNode(node, lab, [
                   ...(flags.dns ?? []).flatMap((d) => ['--dns', d]),
-                  ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', flags['dns-ttl']] : []),
+                  ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', String(flags['dns-ttl'])] : []),
                 ])
               },
             })

@@ -104,7 +104,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           driver: optStr(b, 'driver'),
           subnet: optStr(b, 'subnet'),
           attachable: b.attachable === true,
-          mtu: b.mtu === undefined || b.mtu === null ? undefined : num(b, 'mtu'),
+          mtu: optNum(b, 'mtu'),
         }
         return networkView(await w((x) => x.createNetwork(req)), c)
       },
@@ -123,7 +123,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         const req = {
           network: dec(m[1]),
           netns: optStr(b, 'netns'),
-          pid: b.pid === undefined || b.pid === null ? undefined : num(b, 'pid'),
+          pid: optNum(b, 'pid'),
           ip: optStr(b, 'ip'),
           name: optStr(b, 'name'),
           node: optStr(b, 'node'),
@@ -321,6 +321,10 @@ function num(b: Record<string, unknown>, k: string): number {
   const v = b[k]
   if (typeof v !== 'number') throw new RequestError(`'${k}' must be a number`)
   return v
+}
+
+function optNum(b: Record<string, unknown>, k: string): number | undefined {
+  return b[k] === undefined || b[k] === null ? undefined : num(b, k)
 }
 
 function list(b: Record<string, unknown>, k: string): unknown[] {

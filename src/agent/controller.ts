@@ -62,25 +62,15 @@ export class Controller {
   }
 
   findNetwork(ref: string): Network {
-    const all = this.networks()
-    const n = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, 'network')
-    if (!n) throw new UserError(`network ${ref} not found`)
-    return n
+    return findByRef(this.networks(), ref, 'network')
   }
 
-  /** A node by name, id or unambiguous id prefix. */
   findNode(ref: string): NodeRecord {
-    const all = this.nodes()
-    const n = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, 'node')
-    if (!n) throw new UserError(`node ${ref} not found`)
-    return n
+    return findByRef(this.nodes(), ref, 'node')
   }
 
   findService(ref: string): Service {
-    const all = this.services()
-    const s = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, 'service')
-    if (!s) throw new UserError(`service ${ref} not found`)
-    return s
+    return findByRef(this.services(), ref, 'service')
   }
 
   /**
@@ -102,6 +92,13 @@ export class Controller {
   managerName(): string | undefined {
     return this.nodes().find((n) => n.role === 'manager' && n.state !== 'left')?.name
   }
+}
+
+/** A record by name, id or unambiguous id prefix, tried in that order. */
+function findByRef<T extends {id: string; name: string}>(all: T[], ref: string, what: string): T {
+  const x = all.find((x) => x.name === ref) ?? all.find((x) => x.id === ref) ?? uniquePrefix(all, ref, what)
+  if (!x) throw new UserError(`${what} ${ref} not found`)
+  return x
 }
 
 function uniquePrefix<T extends {id: string}>(all: T[], ref: string, what: string): T | undefined {

@@ -96,17 +96,6 @@ export interface ServiceInspectView extends ServiceView {
   backends: BackendView[]
 }
 
-export interface InfoView {
-  node: string
-  nodeId: string
-  role: string
-  clusterId: string
-  advertiseAddr: string
-  underlay: string
-  dataPathPort: number
-  gossip: Record<string, number>
-}
-
 /** GET /info: this node, its cluster, and what its gossip has counted since the agent started. */
 export interface InfoView {
   node: string

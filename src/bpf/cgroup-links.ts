@@ -5,7 +5,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {errnoError} from './errors.js'
-import {SIZEOF, libbpf, libbpfLog, libc} from './libbpf.js'
+import {libbpf, libbpfLog, libc} from './libbpf.js'
+import {objInfoByFd} from './obj-info.js'
 import {progIdOf} from './links.js'
 
 /** enum bpf_attach_type values of the cgroup sock_addr hooks (linux/bpf.h). */
@@ -20,11 +21,7 @@ export function pinnedCgroupLink(pinPath: string): {progId: number; attachType: 
   const fd = libbpf().bpf_obj_get(pinPath)
   if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd)
   try {
-    const info = Buffer.alloc(SIZEOF.bpf_link_info)
-    const len = Buffer.alloc(4)
-    len.writeUInt32LE(info.length)
-    const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
-    if (rc < 0) throw errnoError('read bpf_link info', rc)
+    const info = objInfoByFd(fd, 'bpf_link_info', 'read bpf_link info')
     if (info.readUInt32LE(0) !== LINK_TYPE_CGROUP) return undefined
     // struct bpf_link_info: type, id, prog_id, then the cgroup union member {cgroup_id u64; attach_type u32}.
     return {progId: info.readUInt32LE(8), cgroupId: info.readBigUInt64LE(16), attachType: info.readUInt32LE(24)}

@@ -499,7 +499,7 @@ export type SnCt = ReturnType<typeof snCt.decode>
 export const SN_DNS_NAME_MAX = 64
 export const SN_DNS_MAX_IPS = 8
 export const SN_DNS_MAX_NETS = 8
-export const SN_DNS_FLAGS = {PASS: 0x1} as const
+export const SN_DNS_FLAGS = {PASS: 0x1, ROTATE: 0x2} as const
 
 /** name: the wire-format name (lower case, root label included), zero-padded, as hex. */
 export const snDnsKey = defineStruct('sn_dns_key', 68, [

@@ -37,14 +37,6 @@ export {
 } from './pins.js'
 export * from './codecs.js'
 export {checkCodecs, checkStructLayout} from './layout-check.js'
+export {MAP_OWNERSHIP, type MapOwner, type MapRule} from './ownership.js'
 export {COUNTER_NAMES, type CounterName, type Counters, addToCounters, counterEnumName, readCounters} from './counters.js'
-export {
-  LAYOUT_VERSION,
-  MAP_OWNERS,
-  type MapOwner,
-  type OldLayout,
-  type UpgradeReport,
-  layoutPinDir,
-  oldLayouts,
-  retireOldLayouts,
-} from './upgrade.js'
+export {LAYOUT_VERSION, type OldLayout, type UpgradeReport, layoutPinDir, oldLayouts, retireOldLayouts} from './upgrade.js'

@@ -33,6 +33,7 @@ import {
 } from './attach.js'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {SIZEOF, libbpf, libbpfLog, libc} from './libbpf.js'
+import {objInfoByFd} from './obj-info.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the
 // installed headers predate TCX, so they are spelled out here).
@@ -52,11 +53,7 @@ export interface LinkInfo {
 }
 
 export function linkInfoByFd(fd: number): LinkInfo {
-  const info = Buffer.alloc(SIZEOF.bpf_link_info)
-  const len = Buffer.alloc(4)
-  len.writeUInt32LE(info.length)
-  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
-  if (rc < 0) throw errnoError('read bpf_link info', rc)
+  const info = objInfoByFd(fd, 'bpf_link_info', 'read bpf_link info')
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),
@@ -67,11 +64,7 @@ export function linkInfoByFd(fd: number): LinkInfo {
 }
 
 function progInfoByFd(fd: number): {id: number; name: string} {
-  const info = Buffer.alloc(SIZEOF.bpf_prog_info)
-  const len = Buffer.alloc(4)
-  len.writeUInt32LE(info.length)
-  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
-  if (rc < 0) throw errnoError('read program info', rc)
+  const info = objInfoByFd(fd, 'bpf_prog_info', 'read program info')
   const name = info.subarray(64, 80)
   const end = name.indexOf(0)
   return {id: info.readUInt32LE(4), name: name.subarray(0, end < 0 ? 16 : end).toString('utf8')}

@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {SIZEOF, libbpf, libc} from './libbpf.js'
+import {objInfoByFd} from './obj-info.js'
 import {bpffsHint, isOnBpffs} from './pins.js'
 
 /** enum bpf_map_type values we name; others are shown by number. */
@@ -78,11 +79,7 @@ export interface MapInfo {
 }
 
 export function mapInfoByFd(fd: number): MapInfo {
-  const info = Buffer.alloc(SIZEOF.bpf_map_info)
-  const len = Buffer.alloc(4)
-  len.writeUInt32LE(info.length)
-  const rc = libbpf().bpf_obj_get_info_by_fd(fd, info, len)
-  if (rc < 0) throw errnoError(`read info of map fd ${fd}`, rc)
+  const info = objInfoByFd(fd, 'bpf_map_info', `read info of map fd ${fd}`)
   const nameEnd = info.indexOf(0, 24)
   return {
     type: info.readUInt32LE(0),

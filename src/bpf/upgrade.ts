@@ -1,7 +1,7 @@
 // Upgrades of the maps' layout without a manual step. Each layout version pins
 // its maps in a folder of its own (<node>/v<N>/, version 1 straight in
 // <node>/), so new objects never meet old pins: they create their maps, and
-// what the old ones held is dealt with by each map's owner:
+// what the old ones held is dealt with by each map's owner (MAP_OWNERSHIP, ./ownership.ts):
 //
 // - store-derived maps (config, networks, endpoints, devices) are not carried
 //   over: the agent's reconciler writes them from the store, as on any start;
@@ -18,34 +18,10 @@ import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
 import {BpfMap} from './map.js'
 import {snCt, snCtKey, u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
+import {MAP_OWNERSHIP} from './ownership.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
 export const LAYOUT_VERSION = 4
-
-export type MapOwner = 'store' | 'datapath'
-
-/** Who writes each map, and so what an upgrade does with its old contents. */
-export const MAP_OWNERS: Record<MapName, MapOwner> = {
-  sn_config: 'store',
-  sn_networks: 'store',
-  sn_endpoints: 'store',
-  sn_devices: 'store',
-  sn_services: 'store',
-  sn_maglev: 'store',
-  sn_backends: 'store',
-  sn_ct: 'datapath',
-  sn_stats: 'datapath',
-  sn_mesh_ports: 'store',
-  sn_mesh_nodes: 'store',
-  sn_mesh_config: 'store',
-  sn_mesh_ct: 'datapath',
-  sn_mesh_stats: 'datapath',
-  sn_sock_targets: 'store',
-  sn_sock_config: 'store',
-  sn_sock_rev: 'datapath',
-  sn_dns_names: 'store',
-  sn_dns_scopes: 'store',
-}
 
 /** Where a node's maps of one layout version are pinned. */
 export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
@@ -99,6 +75,26 @@ const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
   'tc_encap_fail',
 ]
 
+/** Layout 2's counters: the first names of today's list. */
+const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
+/** Layout 3's counters: up to lb_rev_nat. */
+const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
+
+/**
+ * The counters of a layout that kept them as today does (an index array of u64 per CPU), named
+ * by `names`, slot by slot, added to today's.
+ */
+function indexedCounters(version: number, names: readonly CounterName[]): (old: BpfMap, current: CurrentMaps) => void {
+  return (old, current) => {
+    if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout ${version} has ${old.valueSize}-byte values`)
+    const add: Partial<Record<CounterName, bigint>> = {}
+    names.forEach((name, i) => {
+      for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
+    })
+    addToCounters(current.sn_stats, add)
+  }
+}
+
 /**
  * Migrations of datapath-owned maps, by the version they come from: each reads
  * the old map and writes into the current ones. A datapath-owned map with no
@@ -119,28 +115,12 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
     },
   },
   // Version 2 (sn_devices without flags, no load balancing): the counters are the same index array, first 15 slots.
-  2: {
-    sn_stats(old, current) {
-      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 2 has ${old.valueSize}-byte values`)
-      const add: Partial<Record<CounterName, bigint>> = {}
-      V2_COUNTERS.forEach((name, i) => {
-        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
-      })
-      addToCounters(current.sn_stats, add)
-    },
-  },
+  2: {sn_stats: indexedCounters(2, V2_COUNTERS)},
   // Version 3 (before the routing mesh's maps and the close timer in sn_ct values): counters are the first
   // 22 slots; tracked flows are carried over (backend, table, flags), so a connection through a VIP keeps its
   // backend across the upgrade.
   3: {
-    sn_stats(old, current) {
-      if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout 3 has ${old.valueSize}-byte values`)
-      const add: Partial<Record<CounterName, bigint>> = {}
-      V3_COUNTERS.forEach((name, i) => {
-        for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
-      })
-      addToCounters(current.sn_stats, add)
-    },
+    sn_stats: indexedCounters(3, V3_COUNTERS),
     sn_ct(old, current) {
       if (!current.sn_ct) return
       if (old.keySize !== snCtKey.size || old.valueSize !== 16)
@@ -154,11 +134,6 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
     },
   },
 }
-
-/** Layout 2's counters: the first names of today's list. */
-const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
-/** Layout 3's counters: up to lb_rev_nat. */
-const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
 
 /** The maps of the current layout that migrations write. */
 export type CurrentMaps = Record<'sn_stats', BpfMap> & {sn_ct?: BpfMap}
@@ -184,7 +159,8 @@ export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeRep
     const toMigrate: Array<{name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void}> = []
     try {
       for (const [name, pin] of Object.entries(old.pins)) {
-        const owner = MAP_OWNERS[name as MapName] ?? 'datapath'
+        // A map today's layout no longer has: nothing refills it, so it is migrated or dropped.
+        const owner = MAP_OWNERSHIP[name as MapName]?.owner ?? 'datapath'
         const migrate = MIGRATIONS[old.version]?.[name]
         if (owner === 'store') report.refilled.push(name)
         else if (!migrate) report.dropped.push(name)

@@ -72,4 +72,10 @@ export const hostFlag = Flags.string({
   env: 'SWARMNET_HOST',
 })
 
+/** --host of the commands that read a node's pinned maps, not its agent (they work with the agent stopped). */
+export const pinsHostFlag = Flags.string({
+  description: 'the node whose maps to read (default: SWARMNET_HOST, else the only node with pinned maps)',
+  env: 'SWARMNET_HOST',
+})
+
 export const jsonFlag = Flags.boolean({description: 'print JSON instead of a table'})

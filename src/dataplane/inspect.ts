@@ -22,6 +22,19 @@ export function pinnedNodes(): string[] {
     .sort()
 }
 
+/** The node whose pins to read: the one named, else the only node with pinned maps on this host. */
+export function pinnedNode(host: string | undefined): string {
+  if (host) return host
+  const nodes = pinnedNodes()
+  if (nodes.length === 0)
+    throw new Error(
+      'no node has pinned maps on this host (/sys/fs/bpf/swarmnet/ is empty): start one with `swarmnet init` or `swarmnet lab up`',
+    )
+  if (nodes.length > 1)
+    throw new Error(`several nodes have pinned maps here (${nodes.join(', ')}): choose one with --host or SWARMNET_HOST`)
+  return nodes[0]!
+}
+
 export function readNodeMaps(node: string, only?: string): MapDump[] {
   const dir = layoutPinDir(node)
   if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)

@@ -1,7 +1,8 @@
 // What the DNS fast path's maps hold (bpf/include/dns.h), from the same name table the
 // TypeScript responder answers from: per network (VNI), every name with its A addresses (a name
-// the fast path must not answer, dnsrr's turning one or one with too many addresses, is there
-// marked PASS, so a later network of the task cannot shadow it); per asking task's
+// the fast path must not answer, one with more addresses than fit, is there marked PASS, so a
+// later network of the task cannot shadow it; dnsrr's names are marked ROTATE: the program starts
+// each answer at a random address, the responder at the next in turn); per asking task's
 // gateway-bridge device, the resolver's address, the TTL and the task's networks in order.
 import {
   SN_DNS_FLAGS,
@@ -49,13 +50,17 @@ export function desiredDns(o: FastPathInput): DesiredDns {
     for (const [name, r] of nn.a) {
       const wire = wireName(name)
       if (!wire) continue // the fast path cannot ask for it either: it passes such names on
-      const pass = r.rotate || r.ips.length > SN_DNS_MAX_IPS
+      const pass = r.ips.length > SN_DNS_MAX_IPS
       const ips = Buffer.alloc(4 * SN_DNS_MAX_IPS)
       if (!pass) r.ips.forEach((ip, i) => ip.split('.').forEach((b, j) => (ips[i * 4 + j] = Number(b))))
       names.set(
         ...entry(
           snDnsKey.encode({vni, name: wire.toString('hex')}),
-          snDnsName.encode({ips: ips.toString('hex'), count: pass ? 0 : r.ips.length, flags: pass ? SN_DNS_FLAGS.PASS : 0}),
+          snDnsName.encode({
+            ips: ips.toString('hex'),
+            count: pass ? 0 : r.ips.length,
+            flags: pass ? SN_DNS_FLAGS.PASS : r.rotate ? SN_DNS_FLAGS.ROTATE : 0,
+          }),
         ),
       )
     }

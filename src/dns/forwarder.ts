@@ -147,29 +147,31 @@ export class Forwarder implements Forward {
   }
 }
 
+/** Where the name at offset i ends: past its labels and the root, or past a compression pointer. */
+function skipName(b: Buffer, i: number): number {
+  for (;;) {
+    const l = b[i]
+    if (l === undefined) throw new Error('short')
+    if ((l & 0xc0) === 0xc0) return i + 2
+    i += l + 1
+    if (l === 0) return i
+  }
+}
+
+/** Where the answer section starts: past the header and every question (name, type, class). */
+function skipQuestions(b: Buffer): number {
+  let i = 12
+  for (let n = b.readUInt16BE(4); n > 0; n--) i = skipName(b, i) + 4
+  return i
+}
+
 /** The smallest TTL of the answer section, read without decoding the records' data. */
 function minTtl(b: Buffer): number | undefined {
   try {
-    let i = 12
-    const skipName = () => {
-      for (;;) {
-        const l = b[i]!
-        if (l === undefined) throw new Error('short')
-        if ((l & 0xc0) === 0xc0) {
-          i += 2
-          return
-        }
-        i += l + 1
-        if (l === 0) return
-      }
-    }
-    for (let n = b.readUInt16BE(4); n > 0; n--) {
-      skipName()
-      i += 4
-    }
+    let i = skipQuestions(b)
     let min: number | undefined
     for (let n = b.readUInt16BE(6); n > 0; n--) {
-      skipName()
+      i = skipName(b, i)
       const ttl = b.readUInt32BE(i + 4)
       min = min === undefined ? ttl : Math.min(min, ttl)
       i += 10 + b.readUInt16BE(i + 8)
@@ -190,26 +192,10 @@ export function aged(res: Buffer, seconds: number): Buffer {
   const out = Buffer.from(res)
   if (seconds <= 0) return out
   try {
-    let i = 12
-    const skipName = () => {
-      for (;;) {
-        const l = out[i]
-        if (l === undefined) throw new Error('short')
-        if ((l & 0xc0) === 0xc0) {
-          i += 2
-          return
-        }
-        i += l + 1
-        if (l === 0) return
-      }
-    }
-    for (let n = out.readUInt16BE(4); n > 0; n--) {
-      skipName()
-      i += 4
-    }
+    let i = skipQuestions(out)
     const records = out.readUInt16BE(6) + out.readUInt16BE(8) + out.readUInt16BE(10)
     for (let n = records; n > 0; n--) {
-      skipName()
+      i = skipName(out, i)
       if (out.readUInt16BE(i) !== 41) out.writeUInt32BE(Math.max(0, out.readUInt32BE(i + 4) - seconds), i + 4)
       i += 10 + out.readUInt16BE(i + 8)
     }

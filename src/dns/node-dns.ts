@@ -2,18 +2,9 @@
 // the first question after any change (so answers follow scaling as soon as the change arrives),
 // and never kept anywhere the store does not hold it.
 import {readFileSync} from 'node:fs'
+import {Controller} from '../agent/controller.js'
 import type {MembershipView} from '../membership/view.js'
-import type {
-  AttachmentStatus,
-  ClusterSpec,
-  Network,
-  NetworkAttachment,
-  NodeRecord,
-  Service,
-  Task,
-  TaskStatus,
-} from '../model/types.js'
-import {keyOf, prefixOf} from '../store/keys.js'
+import type {ClusterSpec} from '../model/types.js'
 import type {Store} from '../store/store.js'
 import {dnsTtl, nodeUpstreams} from './config.js'
 import {buildNames, type NameTable} from './names.js'
@@ -38,6 +29,8 @@ export class NodeDns {
   readonly server: DnsServer
   private table?: NameTable
   private readonly unsubscribe: () => void
+  /** The store's records, read as the API reads them. */
+  private readonly records: Controller
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -53,6 +46,7 @@ export class NodeDns {
       names: () => this.names(),
       log: o.log,
     })
+    this.records = new Controller(o.store, o.selfId)
     this.unsubscribe = o.store.onChange(() => this.invalidate())
   }
 
@@ -63,16 +57,16 @@ export class NodeDns {
 
   names(): NameTable {
     if (this.table) return this.table
-    const s = this.o.store
+    const r = this.records
     this.table = buildNames({
       selfId: this.o.selfId,
-      nodes: s.values<NodeRecord>(prefixOf('node')),
-      networks: s.values<Network>(prefixOf('network')),
-      services: s.values<Service>(prefixOf('service')),
-      tasks: s.values<Task>(prefixOf('task')),
-      statuses: new Map(s.values<TaskStatus>(prefixOf('taskstatus')).map((x) => [x.taskId, x])),
-      attachments: s.values<NetworkAttachment>(prefixOf('attachment')),
-      attachmentStatus: (id) => s.get<AttachmentStatus>(keyOf('attachmentstatus', id)),
+      nodes: r.nodes(),
+      networks: r.networks(),
+      services: r.services(),
+      tasks: r.tasks(),
+      statuses: r.statuses(),
+      attachments: r.attachments(),
+      attachmentStatus: (id) => r.attachmentStatus(id),
       membership: this.o.membership,
     })
     return this.table
@@ -91,7 +85,7 @@ export class NodeDns {
   fastPath(): DesiredDns {
     return desiredDns({
       table: this.names(),
-      networks: this.o.store.values<Network>(prefixOf('network')),
+      networks: this.records.networks(),
       resolver: this.o.addr,
       ttl: this.server.ttl,
       gwIfindex: (taskId) => {

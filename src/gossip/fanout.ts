@@ -1,3 +1,4 @@
+import {retransmitLimit} from '../membership/broadcast.js'
 import type {Cancel, Clock} from '../membership/clock.js'
 import type {Entry} from '../store/entry.js'
 
@@ -68,9 +69,7 @@ export class Fanout<P> {
   }
 
   /** Sends of one entry by one node, in all, in a cluster of n nodes. */
-  static limit(mult: number, n: number): number {
-    return mult * Math.max(1, Math.ceil(Math.log10(n + 1)))
-  }
+  static readonly limit = retransmitLimit
 
   /** Queues an entry (a newer version of a key replaces the older one: only the latest is worth spreading). */
   add(e: Entry): void {

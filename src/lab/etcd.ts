@@ -4,12 +4,12 @@
 // openssl. The managers reach it with a client certificate; workers never do.
 // Everything lives under one directory that lab down removes; the members run
 // in the lab's namespaces, so lab down's process sweep ends them too.
-import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {STATE_ROOT} from '../agent/paths.js'
 import {run} from '../sys/exec.js'
 import {execIn} from '../sys/netns.js'
-import {isAlive} from '../sys/proc.js'
+import {isAlive, readPidFile} from '../sys/proc.js'
 import {clientUrl, peerUrl, startEtcdMember, type EtcdMemberSpec} from '../store/etcd-process.js'
 import type {LabNode} from './state.js'
 
@@ -154,7 +154,7 @@ export function etcdctl(e: LabEtcd, args: string[]): Promise<string> {
 /** Stops every member (SIGKILL: as a crash would) and waits until they are gone. */
 export async function stopLabEtcd(e: LabEtcd): Promise<void> {
   for (const m of e.members) {
-    const pid = readPid(pidFile(m))
+    const pid = readPidFile(pidFile(m))
     if (pid === undefined || !isAlive(pid)) continue
     process.kill(pid, 'SIGKILL')
     for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 50))
@@ -166,13 +166,4 @@ export function removeLabEtcd(removed: string[]): void {
   if (!existsSync(LAB_ETCD_DIR)) return
   rmSync(LAB_ETCD_DIR, {recursive: true, force: true})
   removed.push(LAB_ETCD_DIR)
-}
-
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(file, 'utf8').trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
-  }
 }

@@ -3,13 +3,13 @@
  * bridge in a switch namespace. Nothing is created in the root namespace.
  */
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {existsSync, readdirSync, rmSync} from 'node:fs'
 import {constants} from 'node:os'
 import {dirname, join} from 'node:path'
 import {addAddress, createBridge, createVeth, deleteLink, enslave, listAddresses, listLinks, setLinkUp} from '../sys/link.js'
 import {cgroupMounts, cgroupPids, findV1NodeDirs, killCgroup, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
 import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPath, nsenterArgv} from '../sys/netns.js'
-import {isAlive, killProcs, procsInNetns} from '../sys/proc.js'
+import {isAlive, killProcs, procsInNetns, readPidFile} from '../sys/proc.js'
 import {bpfObjectPath} from '../util/root.js'
 import {enableIpForward, setSysctl} from '../sys/sysctl.js'
 import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
@@ -328,15 +328,6 @@ export interface LabStatus {
   nodes: NodeStatus[]
 }
 
-function readPid(file: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(file, 'utf8').trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined
-  } catch {
-    return undefined
-  }
-}
-
 export async function labStatus(): Promise<LabStatus> {
   const state = readLabState()
   const names = knownNodes(state)
@@ -346,7 +337,7 @@ export async function labStatus(): Promise<LabStatus> {
     const exists = netnsExists(netns)
     const planned = state?.nodes.find((n) => n.name === name)?.address ?? ''
     const underlay = exists ? await listAddresses(T.UNDERLAY_IF, netns).catch(() => []) : []
-    const agentPid = readPid(T.nodePidFile(name))
+    const agentPid = readPidFile(T.nodePidFile(name))
     nodes.push({
       name,
       netns,

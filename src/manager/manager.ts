@@ -279,12 +279,7 @@ export class Manager {
       createdAt: now,
       updatedAt: now,
     }
-    const plan = this.mustFit(svc)
-    const stored: Service = plan.vips ? {...svc, vips: plan.vips} : svc
-    // The service (with its VIPs) before its tasks, as apply does.
-    this.store.put(keyOf('service', svc.id), stored)
-    this.apply(stored, {...plan, vips: undefined})
-    return stored
+    return this.writePlanned(svc, this.mustFit(svc))
   }
 
   scaleService(ref: string, replicas: number): Service {
@@ -292,11 +287,7 @@ export class Manager {
     if ('global' in svc.mode) throw new UserError(`scale can only be used with replicated mode: ${svc.name} is global`)
     checkReplicas(replicas)
     const next: Service = {...svc, mode: {replicas}, updatedAt: Date.now()}
-    const plan = this.mustFit(next)
-    const stored: Service = plan.vips ? {...next, vips: plan.vips} : next
-    this.store.put(keyOf('service', svc.id), stored)
-    this.apply(stored, {...plan, vips: undefined})
-    return stored
+    return this.writePlanned(next, this.mustFit(next))
   }
 
   /**
@@ -331,11 +322,7 @@ export class Manager {
       ...(ports.length > 0 ? {ports} : {}),
       updatedAt: Date.now(),
     }
-    const plan = this.mustNotShrink(svc, next)
-    const stored: Service = plan.vips ? {...next, vips: plan.vips} : next
-    this.store.put(keyOf('service', svc.id), stored)
-    this.apply(stored, {...plan, vips: undefined})
-    return stored
+    return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 
   /**
@@ -480,6 +467,15 @@ export class Manager {
     if (plan.hostPortShort) throw new UserError(`${describeHostPortShort(svc, plan.hostPortShort)}: nothing was changed`)
     if (plan.shortfalls.length > 0) throw new UserError(`${describeShortfalls(svc, plan.shortfalls)}: nothing was changed`)
     return plan
+  }
+
+  /** Writes a service that its plan fits, with the VIPs the plan chose, then its tasks. */
+  private writePlanned(svc: Service, plan: ServicePlan): Service {
+    const stored: Service = plan.vips ? {...svc, vips: plan.vips} : svc
+    // The service (with its VIPs) before its tasks, as apply does.
+    this.store.put(keyOf('service', svc.id), stored)
+    this.apply(stored, {...plan, vips: undefined})
+    return stored
   }
 
   private apply(svc: Service, plan: ServicePlan): void {

@@ -1,6 +1,15 @@
 import type {Update} from './messages.js'
 
 /**
+ * Sends of one piece of news by one node, in all, in a cluster of n nodes: about mult * log10(n),
+ * enough for an epidemic to reach everyone with high probability, and no more. SWIM's rumours
+ * (here) and gossip's entries (src/gossip/fanout.ts) are both bounded by it.
+ */
+export function retransmitLimit(mult: number, n: number): number {
+  return mult * Math.max(1, Math.ceil(Math.log10(n + 1)))
+}
+
+/**
  * Updates waiting to be piggybacked, each sent a bounded number of times
  * (about mult * log10(n) : enough for an epidemic to reach everyone with high
  * probability, and no more). A newer rumour about a member replaces the older
@@ -17,9 +26,7 @@ export class BroadcastQueue {
     return this.q.size
   }
 
-  static limit(mult: number, n: number): number {
-    return mult * Math.max(1, Math.ceil(Math.log10(n + 1)))
-  }
+  static readonly limit = retransmitLimit
 
   push(u: Update): void {
     this.q.delete(u.id)

@@ -1,9 +1,10 @@
 // What an agent tells Prometheus: the data plane's counters (per-CPU sums), the fill of its
 // maps, gossip traffic and drops, the reconcile loop and the tasks of this node. Read at scrape
 // time from what already counts (sn_stats, GossipStats, the store), so nothing is counted twice.
-import {Counter, Gauge, Histogram, Registry} from 'prom-client'
+import {Counter, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
+import {collected, type Samples} from './collected.js'
 import {registerDnsMetrics, type DnsMetricsSource} from './dns-metrics.js'
 import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
 import {registerMeshMetrics, type MeshMetricsSource} from './mesh-metrics.js'
@@ -53,39 +54,10 @@ export class AgentMetrics {
   constructor(node: string, src: MetricsSources) {
     const r = this.registry
     r.setDefaultLabels({node})
-    // A counter whose value lives elsewhere: set from the source at each scrape.
-    const mirror = <L extends string>(
-      name: string,
-      help: string,
-      labelNames: L[],
-      read: () => [Partial<Record<L, string>>, number][],
-    ) =>
-      new Counter<L>({
-        name,
-        help,
-        labelNames,
-        registers: [r],
-        collect() {
-          this.reset()
-          for (const [labels, v] of read()) this.inc(labels, v)
-        },
-      })
-    const gauge = <L extends string>(
-      name: string,
-      help: string,
-      labelNames: L[],
-      read: () => [Partial<Record<L, string>>, number][],
-    ) =>
-      new Gauge<L>({
-        name,
-        help,
-        labelNames,
-        registers: [r],
-        collect() {
-          this.reset()
-          for (const [labels, v] of read()) this.set(labels, v)
-        },
-      })
+    const mirror = <L extends string>(name: string, help: string, labelNames: L[], read: () => Samples<L>) =>
+      collected(r, 'counter', name, help, labelNames, read)
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: () => Samples<L>) =>
+      collected(r, 'gauge', name, help, labelNames, read)
 
     mirror(
       'swarmnet_datapath_packets_total',

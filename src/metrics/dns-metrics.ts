@@ -1,7 +1,8 @@
 // The node's DNS resolver in Prometheus: the responder's counters (DnsStats, counted where the
 // questions are answered) and the fast path's answers (its BPF counter), read at scrape time.
-import {Counter, type Registry} from 'prom-client'
+import type {Registry} from 'prom-client'
 import type {DnsStats} from '../dns/stats.js'
+import {collected} from './collected.js'
 
 export interface DnsMetricsSource {
   dns(): {stats: DnsStats; fastPathAnswers?: number}
@@ -22,28 +23,21 @@ const RESPONDER: {name: string; of: Numeric; help: string}[] = [
 ]
 
 export function registerDnsMetrics(r: Registry, src: DnsMetricsSource): void {
-  const mirror = (name: string, help: string, read: () => number) =>
-    new Counter({
-      name,
-      help,
-      registers: [r],
-      collect() {
-        this.reset()
-        this.inc(read())
-      },
-    })
-  new Counter<'transport'>({
-    name: 'swarmnet_dns_queries_total',
-    help: "Questions that reached the TypeScript responder, by transport (the fast path's are apart)",
-    labelNames: ['transport'],
-    registers: [r],
-    collect() {
-      this.reset()
+  const mirror = (name: string, help: string, read: () => number) => collected(r, 'counter', name, help, [], () => [[{}, read()]])
+  collected(
+    r,
+    'counter',
+    'swarmnet_dns_queries_total',
+    "Questions that reached the TypeScript responder, by transport (the fast path's are apart)",
+    ['transport'],
+    () => {
       const s = src.dns().stats
-      this.inc({transport: 'udp'}, s.queries - s.tcp)
-      this.inc({transport: 'tcp'}, s.tcp)
+      return [
+        [{transport: 'udp'}, s.queries - s.tcp],
+        [{transport: 'tcp'}, s.tcp],
+      ]
     },
-  })
+  )
   for (const c of RESPONDER) mirror(`swarmnet_dns_${c.name}_total`, c.help, () => src.dns().stats[c.of])
   mirror(
     'swarmnet_dns_fast_path_answers_total',

@@ -2,9 +2,10 @@
 // sn_backends, sn_ct) and named from its store, through the same join `inspect lb` uses: a
 // flow counted here is a flow `inspect lb` shows. Per published port counters are not here:
 // they come with the routing mesh's own counters (issue 9).
-import {Gauge, type Registry} from 'prom-client'
+import type {Registry} from 'prom-client'
 import {decodeEntry} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
+import {collected, type Samples} from './collected.js'
 import {lbView, type LbMaps, type LbNames, type LbServiceView} from '../lb/inspect.js'
 
 export type LbSnapshot = {services: LbServiceView[]; conntrack: {entries: number; max: number}}
@@ -40,24 +41,12 @@ export function registerLbMetrics(r: Registry, src: LbMetricsSource): void {
     return snap
   }
   let first = true
-  const gauge = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    read: (s: LbSnapshot) => [Partial<Record<L, string>>, number][],
-  ) => {
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: (s: LbSnapshot) => Samples<L>) => {
     const fresh = first
     first = false
-    return new Gauge<L>({
-      name,
-      help,
-      labelNames,
-      registers: [r],
-      collect() {
-        this.reset()
-        const s = snapshot(fresh)
-        if (s) for (const [labels, v] of read(s)) this.set(labels, v)
-      },
+    collected(r, 'gauge', name, help, labelNames, () => {
+      const s = snapshot(fresh)
+      return s ? read(s) : []
     })
   }
   const frontends = (s: LbSnapshot) => s.services.flatMap((svc) => svc.frontends.map((f) => ({service: svc.service, f})))

@@ -1,9 +1,10 @@
 // Per published port counters, read at scrape time from the routing mesh's per-CPU map
 // (sn_mesh_stats, written by the programs) and named from the store's services.
-import {Counter, type Registry} from 'prom-client'
+import type {Registry} from 'prom-client'
 import {decodeEntry} from '../bpf/codecs.js'
 import type {BpfMap} from '../bpf/map.js'
 import type {Service} from '../model/types.js'
+import {collected} from './collected.js'
 
 export type PortStats = {port: number; protocol: string; service: string; packets: number; bytes: number; newFlows: number}
 
@@ -38,22 +39,15 @@ export function registerMeshMetrics(r: Registry, src: MeshMetricsSource): void {
   // the order they were registered, so the first reads and the other two use what it read.
   let last: PortStats[] | undefined
   const counter = (name: string, help: string, of: (p: PortStats) => number, fresh: boolean) =>
-    new Counter<'port' | 'protocol' | 'service'>({
-      name,
-      help,
-      labelNames: ['port', 'protocol', 'service'],
-      registers: [r],
-      collect() {
-        this.reset()
-        if (fresh) {
-          try {
-            last = src.publishedPorts()
-          } catch {
-            last = undefined
-          }
+    collected(r, 'counter', name, help, ['port', 'protocol', 'service'], () => {
+      if (fresh) {
+        try {
+          last = src.publishedPorts()
+        } catch {
+          last = undefined
         }
-        for (const p of last ?? []) this.inc({port: String(p.port), protocol: p.protocol, service: p.service}, of(p))
-      },
+      }
+      return (last ?? []).map((p) => [{port: String(p.port), protocol: p.protocol, service: p.service}, of(p)])
     })
   counter(
     'swarmnet_published_port_packets_total',

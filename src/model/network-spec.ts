@@ -1,5 +1,5 @@
 import {UserError} from './errors.js'
-import {checkName} from './validate.js'
+import {checkAlias} from './validate.js'
 
 /** One --network value: a network (name or id), and the DNS aliases the service gets on it. */
 export interface NetworkSpec {
@@ -25,7 +25,7 @@ export function parseNetworkSpec(value: string): NetworkSpec {
       if (v === '') throw new UserError(`invalid --network '${value}': the network name is empty`)
       network = v
     } else if (key === 'alias') {
-      checkName('alias', v)
+      checkAlias(v)
       if (!aliases.includes(v)) aliases.push(v)
     } else throw new UserError(`invalid --network '${value}': unknown key '${key}' (name, alias)`)
   }

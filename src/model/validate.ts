@@ -16,6 +16,25 @@ export function checkName(kind: string, name: string): string {
   return name
 }
 
+/**
+ * A network alias is a DNS name the tasks ask for: Docker's name rule, and every label between
+ * dots non-empty (`a..b` could never be asked). `tasks.` is refused at the start: those names are
+ * each service's task list, which an alias would shadow.
+ */
+export function checkAlias(name: string): string {
+  checkName('alias', name)
+  if (
+    name
+      .replace(/\.$/, '')
+      .split('.')
+      .some((l) => l === '')
+  ) {
+    throw new UserError(`invalid alias name '${name}': a label between dots is empty`)
+  }
+  if (/^tasks\./i.test(name)) throw new UserError(`invalid alias name '${name}': names under 'tasks.' are task lists`)
+  return name
+}
+
 export function isValidName(name: string): boolean {
   return name.length <= NAME_MAX && NAME.test(name)
 }
@@ -43,11 +62,16 @@ export function checkMtu(value: number): number {
 export const SERVICE_MODES = ['replicated', 'global'] as const
 export type ServiceModeName = (typeof SERVICE_MODES)[number]
 
+/** One of `names`: absent is `absent`, anything unknown is refused (never guessed). */
+function oneOf<N extends string>(value: unknown, names: readonly N[], absent: N, what: string): N {
+  if (value === undefined || value === null) return absent
+  if (typeof value === 'string' && (names as readonly string[]).includes(value)) return value as N
+  throw new UserError(`invalid ${what} ${JSON.stringify(value)}: must be ${names.join(' or ')}`)
+}
+
 /** A service's mode by name: absent is replicated, anything unknown is refused (never guessed). */
 export function checkServiceMode(value: unknown): ServiceModeName {
-  if (value === undefined || value === null) return 'replicated'
-  if (typeof value === 'string' && (SERVICE_MODES as readonly string[]).includes(value)) return value as ServiceModeName
-  throw new UserError(`invalid service mode ${JSON.stringify(value)}: must be ${SERVICE_MODES.join(' or ')}`)
+  return oneOf(value, SERVICE_MODES, 'replicated', 'service mode')
 }
 
 export const ENDPOINT_MODES = ['vip', 'dnsrr'] as const
@@ -55,7 +79,5 @@ export type EndpointModeName = (typeof ENDPOINT_MODES)[number]
 
 /** A service's endpoint mode: absent is vip, anything unknown is refused (never guessed). */
 export function checkEndpointMode(value: unknown): EndpointModeName {
-  if (value === undefined || value === null) return 'vip'
-  if (typeof value === 'string' && (ENDPOINT_MODES as readonly string[]).includes(value)) return value as EndpointModeName
-  throw new UserError(`invalid endpoint mode ${JSON.stringify(value)}: must be ${ENDPOINT_MODES.join(' or ')}`)
+  return oneOf(value, ENDPOINT_MODES, 'vip', 'endpoint mode')
 }

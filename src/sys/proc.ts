@@ -1,5 +1,15 @@
 import {readdirSync, readFileSync, readlinkSync, statSync} from 'node:fs'
 
+/** The process id a pid file holds; undefined when the file is missing or holds no positive integer. */
+export function readPidFile(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** State and start time (clock ticks since boot) from /proc/<pid>/stat, or undefined if gone. */
 export function procStat(pid: number): {state: string; startTime: number; ppid: number} | undefined {
   let text: string

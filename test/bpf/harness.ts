@@ -12,15 +12,24 @@ import {
   type Counters,
   ensureBpffs,
   readCounters,
+  snBackend,
+  snBackendKey,
   snConfig,
   snDevice,
   snEndpoint,
   snEndpointKey,
+  snMaglevChunk,
+  snMaglevKey,
   snNetwork,
+  snService,
+  snServiceKey,
   testRun,
   type TestRunResult,
   u32,
 } from '../../src/bpf/index.js'
+import type {DesiredEndpoint} from '../../src/dataplane/desired.js'
+import {maglevChunks} from '../../src/dataplane/mapsync.js'
+import {maglevSize} from '../../src/lb/maglev.js'
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const DIST = path.join(REPO, 'bpf/dist')
@@ -56,14 +65,8 @@ export function skbCtx(ifindex: number, gso?: {size: number; segs: number}): Buf
   return ctx
 }
 
-export interface EndpointSpec {
-  vni: number
-  ip: string
-  nodeIp: string
-  ifindex: number
-  mac: string
-  local: boolean
-}
+/** An endpoint as the agent's desired state has it (without the VIP / backend marks). */
+export type EndpointSpec = Pick<DesiredEndpoint, 'vni' | 'ip' | 'nodeIp' | 'ifindex' | 'mac' | 'local'>
 
 export class Loaded {
   readonly obj: BpfObject
@@ -111,6 +114,29 @@ export class Loaded {
     this.map('sn_endpoints').update(
       snEndpointKey.encode({vni: e.vni, ip: e.ip}),
       snEndpoint.encode({node_ip: e.nodeIp, ifindex: e.ifindex, mac: e.mac, flags: e.local ? 1 : 0}),
+    )
+  }
+
+  /**
+   * A VIP on network `vni` load-balanced over `backends`, written as the agent's sync writes it: the
+   * Maglev table (id `table`, `size` slots) first, then each backend's entry, and last the service
+   * entry that makes the VIP live.
+   */
+  addService(
+    vni: number,
+    vip: string,
+    table: number,
+    backends: Array<{key: string; ip: string; nodeIp: string}>,
+    size = maglevSize(Math.max(1, backends.length)),
+  ): void {
+    maglevChunks({size, backends}).forEach((c, i) =>
+      this.map('sn_maglev').update(snMaglevKey.encode({table, chunk: i}), snMaglevChunk.encode(c)),
+    )
+    for (const b of backends)
+      this.map('sn_backends').update(snBackendKey.encode({vni, vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0}))
+    this.map('sn_services').update(
+      snServiceKey.encode({vni, vip}),
+      snService.encode({table, size, count: backends.length, flags: 0}),
     )
   }
 

@@ -8,6 +8,7 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {after, before, describe, it} from 'node:test'
+import {tsxInNetns} from './netns-child.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const NS = {node: `sn-k${process.pid}-n`, task: `sn-k${process.pid}-t`, kernel: `sn-k${process.pid}-k`}
@@ -82,21 +83,9 @@ interface ChildOut {
 describe('wire compatibility with Linux vxlan', () => {
   let out: ChildOut
   before(() => {
-    const r = spawnSync(
-      'ip',
-      [
-        'netns',
-        'exec',
-        NS.node,
-        process.execPath,
-        '--import',
-        'tsx',
-        path.join(HERE, 'kernel-vxlan-child.ts'),
-        NS.task,
-        NS.kernel,
-      ],
-      {encoding: 'utf8'},
-    )
+    const r = spawnSync('ip', tsxInNetns(NS.node, path.join(HERE, 'kernel-vxlan-child.ts'), NS.task, NS.kernel), {
+      encoding: 'utf8',
+    })
     assert.equal(r.status, 0, r.stderr)
     out = JSON.parse(r.stdout) as ChildOut
   })

@@ -7,20 +7,7 @@
 
 import assert from 'node:assert/strict'
 import {after, before, describe, it} from 'node:test'
-import {
-  snBackend,
-  snBackendKey,
-  snCt,
-  snCtKey,
-  SN_CT_FLAGS,
-  snEndpoint,
-  snEndpointKey,
-  snMaglevChunk,
-  snMaglevKey,
-  snService,
-  snServiceKey,
-} from '../../src/bpf/index.js'
-import {maglevChunks} from '../../src/dataplane/mapsync.js'
+import {snBackendKey, snCt, snCtKey, SN_CT_FLAGS, snEndpoint, snEndpointKey} from '../../src/bpf/index.js'
 import {maglevSize, maglevTable} from '../../src/lb/maglev.js'
 import {lbSlot} from '../../src/lb/hash.js'
 import {Loaded, TC_ACT_REDIRECT, TC_ACT_SHOT, pinRootFor, skbCtx} from './harness.js'
@@ -46,19 +33,13 @@ function endpoint(ip: string, mac: string, flags: number, nodeIp: string, ifinde
 
 /** Point the VIP at a table of these backends under `table`, with their set. */
 function program(table: number, backends: typeof B, size = maglevSize(3)): void {
-  const bs = backends.map((b) => ({key: b.key, ip: b.ip, nodeIp: b.local ? NODE : PEER}))
-  maglevChunks({size, backends: bs}).forEach((c, i) =>
-    l.map('sn_maglev').update(snMaglevKey.encode({table, chunk: i}), snMaglevChunk.encode(c)),
-  )
   for (const b of B) l.map('sn_backends').delete(snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: b.ip}))
-  for (const b of bs)
-    l.map('sn_backends').update(
-      snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: b.ip}),
-      snBackend.encode({node_ip: b.nodeIp, flags: 0}),
-    )
-  l.map('sn_services').update(
-    snServiceKey.encode({vni: VNI, vip: VIP.ip}),
-    snService.encode({table, size, count: bs.length, flags: 0}),
+  l.addService(
+    VNI,
+    VIP.ip,
+    table,
+    backends.map((b) => ({key: b.key, ip: b.ip, nodeIp: b.local ? NODE : PEER})),
+    size,
   )
 }
 
@@ -82,20 +63,11 @@ function frame(o: {
   else if (o.proto === P.IPPROTO_UDP) l4 = P.udp({srcPort: o.sport ?? 40000, dstPort: o.dport ?? 53}, Buffer.from('hello udp'))
   else l4 = P.icmpEcho({}, Buffer.from('ping'))
   const off = o.proto === P.IPPROTO_TCP ? 16 : o.proto === P.IPPROTO_UDP ? 6 : -1
-  if (off >= 0) l4.writeUInt16BE(l4Checksum(src, dst, o.proto, l4), off)
+  if (off >= 0) l4.writeUInt16BE(P.l4Checksum(src, dst, o.proto, l4), off)
   return P.ethernet(
     {dst: o.dstMac ?? VIP.mac, src: o.srcMac ?? CLIENT.mac, type: P.ETH_P_IP},
     P.ipv4Packet({src, dst, protocol: o.proto, fragOff: o.fragOff}, l4),
   )
-}
-
-function l4Checksum(src: string, dst: string, proto: number, l4: Buffer): number {
-  const pseudo = Buffer.alloc(12)
-  P.ipv4(src).copy(pseudo, 0)
-  P.ipv4(dst).copy(pseudo, 4)
-  pseudo.writeUInt8(proto, 9)
-  pseudo.writeUInt16BE(l4.length, 10)
-  return P.inetChecksum(Buffer.concat([pseudo, l4]))
 }
 
 /** The IP packet inside what came out: past the VXLAN headers when it was encapsulated. */
@@ -111,7 +83,7 @@ function assertChecksums(ip: Buffer): void {
   const proto = ip[9]!
   const l4 = ip.subarray(20, ip.readUInt16BE(2))
   if (proto === P.IPPROTO_ICMP) assert.equal(P.inetChecksum(l4), 0, 'ICMP checksum')
-  else assert.equal(l4Checksum(addrOf(ip, 12), addrOf(ip, 16), proto, l4), 0, 'L4 checksum')
+  else assert.equal(P.l4Checksum(addrOf(ip, 12), addrOf(ip, 16), proto, l4), 0, 'L4 checksum')
 }
 
 function run(f: Buffer): {retval: number; data: Buffer; delta: Record<string, number>} {
@@ -451,7 +423,7 @@ describe('sn_tc_task: ICMP errors from a backend', () => {
     assert.equal(addrOf(q, 12), CLIENT.ip)
     assert.equal(addrOf(q, 16), VIP.ip, 'the quote names the VIP the client sent to')
     assert.equal(P.inetChecksum(q.subarray(0, 20)), 0, 'quoted IP checksum')
-    assert.equal(l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20)), 0, 'quoted UDP checksum')
+    assert.equal(P.l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20)), 0, 'quoted UDP checksum')
     // An ICMP error about a datagram of no tracked flow is left as it is.
     const other = Buffer.from(f)
     other.writeUInt16BE(12345, P.ETH_HLEN + 28 + 20) // the quoted source port

@@ -5,19 +5,7 @@
 
 import assert from 'node:assert/strict'
 import {after, before, describe, it} from 'node:test'
-import {
-  snBackend,
-  snBackendKey,
-  snCtKey,
-  snEndpoint,
-  snEndpointKey,
-  snMaglevChunk,
-  snMaglevKey,
-  snService,
-  snServiceKey,
-} from '../../src/bpf/index.js'
-import {maglevChunks} from '../../src/dataplane/mapsync.js'
-import {maglevSize} from '../../src/lb/maglev.js'
+import {snCtKey, snEndpoint, snEndpointKey} from '../../src/bpf/index.js'
 import {Loaded, TC_ACT_REDIRECT, XDP_REDIRECT, pinRootFor, skbCtx} from './harness.js'
 import * as P from './packets.js'
 
@@ -30,15 +18,6 @@ const BACKEND = {key: 'task-b', ip: '10.0.1.9', mac: '02:42:0a:00:01:09'}
 const root = pinRootFor('lb-xdp')
 let tc: Loaded
 let xdp: Loaded
-
-function l4Checksum(src: string, dst: string, proto: number, l4: Buffer): number {
-  const pseudo = Buffer.alloc(12)
-  P.ipv4(src).copy(pseudo, 0)
-  P.ipv4(dst).copy(pseudo, 4)
-  pseudo.writeUInt8(proto, 9)
-  pseudo.writeUInt16BE(l4.length, 10)
-  return P.inetChecksum(Buffer.concat([pseudo, l4]))
-}
 
 function frame(
   src: string,
@@ -54,7 +33,7 @@ function frame(
     proto === P.IPPROTO_TCP
       ? P.tcp({srcPort: sport, dstPort: dport, flags: 0x12}, Buffer.from('reply'))
       : P.udp({srcPort: sport, dstPort: dport}, Buffer.from('reply udp'))
-  if (sum) l4.writeUInt16BE(l4Checksum(src, dst, proto, l4), proto === P.IPPROTO_TCP ? 16 : 6)
+  if (sum) l4.writeUInt16BE(P.l4Checksum(src, dst, proto, l4), proto === P.IPPROTO_TCP ? 16 : 6)
   return P.ethernet({dst: dstMac, src: srcMac, type: P.ETH_P_IP}, P.ipv4Packet({src, dst, protocol: proto}, l4))
 }
 
@@ -71,18 +50,7 @@ before(() => {
   ep(CLIENT.ip, CLIENT.mac, 1, NODE, 1)
   ep(VIP.ip, VIP.mac, 2, '0.0.0.0', 0)
   ep(BACKEND.ip, BACKEND.mac, 4, PEER, 0)
-  const size = maglevSize(1)
-  maglevChunks({size, backends: [{key: BACKEND.key, ip: BACKEND.ip, nodeIp: PEER}]}).forEach((c, i) =>
-    tc.map('sn_maglev').update(snMaglevKey.encode({table: 9, chunk: i}), snMaglevChunk.encode(c)),
-  )
-  tc.map('sn_backends').update(
-    snBackendKey.encode({vni: VNI, vip: VIP.ip, ip: BACKEND.ip}),
-    snBackend.encode({node_ip: PEER, flags: 0}),
-  )
-  tc.map('sn_services').update(
-    snServiceKey.encode({vni: VNI, vip: VIP.ip}),
-    snService.encode({table: 9, size, count: 1, flags: 0}),
-  )
+  tc.addService(VNI, VIP.ip, 9, [{key: BACKEND.key, ip: BACKEND.ip, nodeIp: PEER}])
 })
 
 after(() => {
@@ -112,7 +80,7 @@ describe('VIP replies through XDP decap', () => {
       assert.equal(addrOf(ip, 12), VIP.ip)
       assert.equal(addrOf(ip, 16), CLIENT.ip)
       assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0)
-      assert.equal(l4Checksum(VIP.ip, CLIENT.ip, proto, ip.subarray(20, ip.readUInt16BE(2))), 0)
+      assert.equal(P.l4Checksum(VIP.ip, CLIENT.ip, proto, ip.subarray(20, ip.readUInt16BE(2))), 0)
     })
   }
 
@@ -156,7 +124,7 @@ describe('VIP replies through XDP decap', () => {
     const q = ip.subarray(28)
     assert.equal(addrOf(q, 16), VIP.ip)
     assert.equal(P.inetChecksum(q.subarray(0, 20)), 0)
-    assert.equal(l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20, q.readUInt16BE(2))), 0)
+    assert.equal(P.l4Checksum(CLIENT.ip, VIP.ip, P.IPPROTO_UDP, q.subarray(20, q.readUInt16BE(2))), 0)
   })
 
   it('a RST from the remote backend still reaches the client from the VIP, and ends the tracking of the flow', () => {
@@ -166,7 +134,7 @@ describe('VIP replies through XDP decap', () => {
     const rst = frame(BACKEND.ip, CLIENT.ip, P.IPPROTO_TCP, 80, 40004, BACKEND.mac, CLIENT.mac)
     rst[P.ETH_HLEN + 33] = 0x14 // RST|ACK, checksum fixed below
     rst.writeUInt16BE(0, P.ETH_HLEN + 36)
-    rst.writeUInt16BE(l4Checksum(BACKEND.ip, CLIENT.ip, P.IPPROTO_TCP, rst.subarray(P.ETH_HLEN + 20)), P.ETH_HLEN + 36)
+    rst.writeUInt16BE(P.l4Checksum(BACKEND.ip, CLIENT.ip, P.IPPROTO_TCP, rst.subarray(P.ETH_HLEN + 20)), P.ETH_HLEN + 36)
     const {res, delta} = xdp.runCounted(wrapX(rst))
     assert.deepEqual(delta, {xdp_decap: 1, lb_rev_nat: 1, lb_ct_reset: 1})
     assert.equal(addrOf(res.data.subarray(P.ETH_HLEN), 12), VIP.ip)

@@ -13,12 +13,8 @@ import {execFileSync} from 'node:child_process'
 import {after, before, describe, it} from 'node:test'
 import {
   ipv4Key,
-  snBackend,
-  snBackendKey,
   snEndpoint,
   snEndpointKey,
-  snMaglevChunk,
-  snMaglevKey,
   snMeshConfig,
   snMeshCt,
   snMeshCtKey,
@@ -27,14 +23,10 @@ import {
   snMeshPortKey,
   snMeshStats,
   snNetwork,
-  snService,
-  snServiceKey,
   u32,
   decodeEntry,
   testRun,
 } from '../../src/bpf/index.js'
-import {maglevChunks} from '../../src/dataplane/mapsync.js'
-import {maglevSize} from '../../src/lb/maglev.js'
 import {Loaded, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, skbCtx} from './harness.js'
 import * as P from './packets.js'
 
@@ -65,18 +57,6 @@ function xdpCtx(len: number): Buffer {
   return c
 }
 
-function service(vip: string, table: number, backends: Array<{key: string; ip: string; nodeIp: string}>): void {
-  const size = maglevSize(Math.max(1, backends.length))
-  maglevChunks({size, backends}).forEach((c, i) =>
-    xdp.map('sn_maglev').update(snMaglevKey.encode({table, chunk: i}), snMaglevChunk.encode(c)),
-  )
-  for (const b of backends)
-    xdp.map('sn_backends').update(snBackendKey.encode({vni: VNI, vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0}))
-  xdp
-    .map('sn_services')
-    .update(snServiceKey.encode({vni: VNI, vip}), snService.encode({table, size, count: backends.length, flags: 0}))
-}
-
 function publish(
   port: number,
   proto: number,
@@ -96,22 +76,13 @@ function publish(
   )
 }
 
-function l4Checksum(src: string, dst: string, proto: number, l4: Buffer): number {
-  const pseudo = Buffer.alloc(12)
-  P.ipv4(src).copy(pseudo, 0)
-  P.ipv4(dst).copy(pseudo, 4)
-  pseudo.writeUInt8(proto, 9)
-  pseudo.writeUInt16BE(l4.length, 10)
-  return P.inetChecksum(Buffer.concat([pseudo, l4]))
-}
-
 const addrOf = (b: Buffer, at: number): string => [...b.subarray(at, at + 4)].join('.')
 const macOf = (b: Buffer, at: number): string => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':')
 
 function assertChecksums(ip: Buffer): void {
   assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0, 'IP header checksum')
   const l4 = ip.subarray(20, ip.readUInt16BE(2))
-  assert.equal(l4Checksum(addrOf(ip, 12), addrOf(ip, 16), ip[9]!, l4), 0, 'L4 checksum')
+  assert.equal(P.l4Checksum(addrOf(ip, 12), addrOf(ip, 16), ip[9]!, l4), 0, 'L4 checksum')
 }
 
 /** An IP packet (TCP SYN with an MSS option of 1460, or UDP) with valid checksums. */
@@ -122,10 +93,10 @@ function ipPacket(o: {src: string; dst: string; proto: number; sport: number; dp
     // An MSS option (kind 2, length 4, 1460) as the first option: data offset 6 words.
     l4 = Buffer.concat([l4.subarray(0, 20), Buffer.from([2, 4, 0x05, 0xb4]), l4.subarray(20)])
     l4.writeUInt8(6 << 4, 12)
-    l4.writeUInt16BE(l4Checksum(o.src, o.dst, o.proto, l4), 16)
+    l4.writeUInt16BE(P.l4Checksum(o.src, o.dst, o.proto, l4), 16)
   } else {
     l4 = P.udp({srcPort: o.sport, dstPort: o.dport}, Buffer.from('hello udp'))
-    l4.writeUInt16BE(l4Checksum(o.src, o.dst, o.proto, l4), 6)
+    l4.writeUInt16BE(P.l4Checksum(o.src, o.dst, o.proto, l4), 6)
   }
   return P.ipv4Packet({src: o.src, dst: o.dst, protocol: o.proto}, l4)
 }
@@ -175,9 +146,9 @@ before(() => {
       .update(snEndpointKey.encode({vni: VNI, ip}), snEndpoint.encode({node_ip: nodeIp, ifindex, mac, flags}))
   ep(LOCAL_BE.ip, LOCAL_BE.mac, 1 | 4, NODE, LOCAL_BE.ifindex)
   ep(REMOTE_BE.ip, REMOTE_BE.mac, 4, PEER.ip, 0)
-  service(VIP, 1, [{key: LOCAL_BE.key, ip: LOCAL_BE.ip, nodeIp: NODE}])
-  service(VIP_REMOTE, 2, [{key: REMOTE_BE.key, ip: REMOTE_BE.ip, nodeIp: PEER.ip}])
-  service('10.0.0.4', 3, [])
+  xdp.addService(VNI, VIP, 1, [{key: LOCAL_BE.key, ip: LOCAL_BE.ip, nodeIp: NODE}])
+  xdp.addService(VNI, VIP_REMOTE, 2, [{key: REMOTE_BE.key, ip: REMOTE_BE.ip, nodeIp: PEER.ip}])
+  xdp.addService(VNI, '10.0.0.4', 3, [])
   publish(8080, P.IPPROTO_TCP, {vni: VNI, addr: VIP, target: 80, mode: 1})
   publish(8080, P.IPPROTO_UDP, {vni: VNI, addr: VIP, target: 53, mode: 1})
   publish(8081, P.IPPROTO_TCP, {vni: VNI, addr: VIP_REMOTE, target: 80, mode: 1})

@@ -7,6 +7,7 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {after, before, describe, it} from 'node:test'
+import {tsxInNetns} from './netns-child.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const NS = `sn-m${process.pid}`
@@ -35,17 +36,7 @@ describe('routing mesh programs (crafted frames, in their own namespace)', () =>
   it('every case of mesh-child.ts passes', () => {
     const r = spawnSync(
       'ip',
-      [
-        'netns',
-        'exec',
-        NS,
-        process.execPath,
-        '--import',
-        'tsx',
-        '--test',
-        '--test-reporter=spec',
-        path.join(HERE, 'mesh-child.ts'),
-      ],
+      tsxInNetns(NS, '--test', '--test-reporter=spec', path.join(HERE, 'mesh-child.ts')),
       // Without the parent's NODE_TEST_CONTEXT, the child reports as a run of its own (text, not the parent's protocol).
       {encoding: 'utf8', env: {...process.env, NODE_TEST_CONTEXT: undefined}},
     )

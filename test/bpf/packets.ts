@@ -41,6 +41,16 @@ export function inetChecksum(buf: Buffer): number {
   return ~sum & 0xffff
 }
 
+/** The TCP/UDP checksum of `l4` (its checksum field zero, or its own value to verify: 0 then) with the IPv4 pseudo-header. */
+export function l4Checksum(src: string, dst: string, proto: number, l4: Buffer): number {
+  const pseudo = Buffer.alloc(12)
+  ipv4(src).copy(pseudo, 0)
+  ipv4(dst).copy(pseudo, 4)
+  pseudo.writeUInt8(proto, 9)
+  pseudo.writeUInt16BE(l4.length, 10)
+  return inetChecksum(Buffer.concat([pseudo, l4]))
+}
+
 export interface EthernetOpts {
   dst: string
   src: string

@@ -14,6 +14,7 @@ import {BPFFS, ensureBpffs} from '../../src/bpf/pins.js'
 import {cgroup2Root} from '../../src/sys/cgroup.js'
 import {attachSockMesh} from '../../src/dataplane/sock-mesh.js'
 import {bpfObjectPath} from '../../src/util/root.js'
+import {tsxInNetns} from './netns-child.js'
 
 const NS = `snsk${process.pid}`
 const PINS = path.join(BPFFS, `snsk${process.pid}`)
@@ -60,16 +61,11 @@ before(async () => {
   // The namespace's cookie, as the agent reads it: from inside.
   const cookie = execFileSync(
     'ip',
-    [
-      'netns',
-      'exec',
+    tsxInNetns(
       NS,
-      process.execPath,
-      '--import',
-      'tsx',
       '-e',
       `import('${path.resolve('src/sys/netns-cookie.ts')}').then((m) => console.log(String(m.ownNetnsCookie())))`,
-    ],
+    ),
     {encoding: 'utf8'},
   ).trim()
   obj.map('sn_sock_config').update(u32.encode(0), snSockConfig.encode({netns_cookie: BigInt(cookie), node_ip: NODE_IP, flags: 0}))

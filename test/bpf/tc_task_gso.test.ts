@@ -8,6 +8,7 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {after, before, describe, it} from 'node:test'
+import {tsxInNetns} from './netns-child.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const NS = {node: `sn-g${process.pid}-n`, task: `sn-g${process.pid}-t`, peer: `sn-g${process.pid}-p`}
@@ -42,22 +43,10 @@ describe('sn_tc_task with GSO', () => {
   // python3 sends with UDP_SEGMENT, which Node cannot; scripts/setup.sh installs it.
   before(() => assert.ok(hasPython, 'python3 is needed to send with UDP_SEGMENT: run scripts/setup.sh'))
   it('encapsulates a UDP GSO packet instead of dropping it (BPF_F_ADJ_ROOM_FIXED_GSO)', () => {
-    const out = execFileSync(
-      'ip',
-      [
-        'netns',
-        'exec',
-        NS.node,
-        process.execPath,
-        '--import',
-        'tsx',
-        path.join(HERE, 'gso-child.ts'),
-        'sn-gt0',
-        'sn-gu0',
-        NS.task,
-      ],
-      {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
-    )
+    const out = execFileSync('ip', tsxInNetns(NS.node, path.join(HERE, 'gso-child.ts'), 'sn-gt0', 'sn-gu0', NS.task), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     const stats = JSON.parse(out) as Record<string, number>
     assert.equal(stats.tc_encap_fail, 0, 'no packet may fail encapsulation')
     assert.equal(stats.tc_encap, 2, 'the GSO skb and the plain datagram are both encapsulated')

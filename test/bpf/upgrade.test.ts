@@ -10,6 +10,7 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {after, before, describe, it} from 'node:test'
+import {tsxInNetns} from './netns-child.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const NS = `sn-u${process.pid}`
@@ -43,11 +44,7 @@ after(() => {
 describe('layout upgrade', () => {
   it('from the layout of main before versioning: no manual step, counters carried over, forwarding refilled', () => {
     // `ip netns exec` gives the child a mount namespace of its own, so its pins are in a private bpffs.
-    const r = spawnSync(
-      'ip',
-      ['netns', 'exec', NS, process.execPath, '--import', 'tsx', path.join(HERE, 'upgrade-child.ts'), NODE, 'sn-uu0', 'sn-ut0'],
-      {encoding: 'utf8'},
-    )
+    const r = spawnSync('ip', tsxInNetns(NS, path.join(HERE, 'upgrade-child.ts'), NODE, 'sn-uu0', 'sn-ut0'), {encoding: 'utf8'})
     assert.equal(r.status, 0, r.stderr)
     const out = JSON.parse(r.stdout) as {
       before: {version: number; maps: string[]}[]

@@ -57,6 +57,22 @@ test('a command to run without -- is told where it goes', () => {
   }
 })
 
+test('lab up refuses a bad --dns or --dns-ttl before it makes anything', () => {
+  const before = leftovers()
+  for (const [args, said] of [
+    [['--dns', '300.1.1.1'], /^swarmnet: invalid --dns '300\.1\.1\.1': must be an IPv4 address$/],
+    [['--dns', '1.2.3.4:53'], /^swarmnet: invalid --dns '1\.2\.3\.4:53': must be an IPv4 address$/],
+    [['--dns-ttl', '-3'], /^swarmnet: Parsing --dns-ttl: Expected an integer greater than or equal to 0/],
+    [['--dns-ttl', 'abc'], /^swarmnet: Parsing --dns-ttl: Expected an integer but received: abc/],
+    [['--dns-ttl', '99999'], /^swarmnet: Parsing --dns-ttl: Expected an integer less than or equal to 3600/],
+  ] as const) {
+    const r = cli(undefined, ['lab', 'up', '--nodes', '1', ...args])
+    oneLine(r)
+    assert.match(r.stderr.trim(), said)
+    assert.deepEqual(leftovers(), before, `lab up ${args.join(' ')} left something behind`)
+  }
+})
+
 describe('no agent: init and join for a node never made, the agent for one that is', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sn-cli-noagent-'))
   const env = {SWARMNET_STATE_DIR: join(dir, 'state'), SWARMNET_RUN_DIR: join(dir, 'run'), SWARMNET_HOST: ''}

@@ -161,13 +161,27 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.deepEqual(r.stdout.trim().split('\n'), [json<Svc>('n1', ['service', 'inspect', 'db']).vips[0]!.ip])
   })
 
-  test('dnsrr: every running task, in a turning order', () => {
+  test('dnsrr: every running task, in a turning order (the responder round by round, the fast path from a random one)', () => {
     const ips = tasksOf('rr').map((t) => t.addresses[0]!.ip)
-    const a = short('rr')
-    const b = short('rr')
+    // The responder (an EDNS option the fast path passes on): each answer starts at the next task.
+    const a = short('+ednsopt=65001:00', 'rr')
+    const b = short('+ednsopt=65001:00', 'rr')
     assert.deepEqual([...a].sort(), [...ips].sort())
     assert.deepEqual([...b].sort(), [...ips].sort())
     assert.notDeepEqual(a, b)
+    // The fast path: every task, in turn from a random one; over 12 answers, more than one order.
+    const counters = () => json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+    const before = counters().fastPath!
+    const orders = new Set<string>()
+    for (let i = 0; i < 12; i++) {
+      const got = short('+nocookie', 'rr')
+      assert.deepEqual([...got].sort(), [...ips].sort())
+      // A turn of the responder's list: the same order, from another start.
+      assert.ok([...a, ...a].join(',').includes(got.join(',')), `${got.join(',')} is not a turn of ${a.join(',')}`)
+      orders.add(got.join(','))
+    }
+    assert.ok(orders.size > 1, `one order in 12 answers: ${[...orders].join(' | ')}`)
+    assert.equal(counters().fastPath! - before, 12, 'the fast path gave all twelve')
   })
 
   test('task names, PTR of the VIP and of a task address, AAAA empty NOERROR, TCP', () => {

@@ -5,30 +5,10 @@ import {test} from 'node:test'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {maglevChunks} from '../../src/dataplane/mapsync.js'
 import {maglevTier, slotUniverse} from '../../src/lb/maglev.js'
-import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+import type {Service, Task} from '../../src/model/types.js'
+import {networkRecord, nodeRecord as node} from './model-records.js'
 
-const node = (id: string, addr: string): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
-const net: Network = {
-  id: 'n1',
-  name: 'n1',
-  driver: 'overlay',
-  scope: 'swarm',
-  vni: 4097,
-  subnet: '10.0.1.0/24',
-  gateway: '',
-  attachable: false,
-  ingress: false,
-  createdAt: 0,
-}
+const net = networkRecord('n1', '10.0.1.0/24')
 const task = (id: string, serviceId: string, nodeId: string, ip: string, slot = 1): Task => ({
   id,
   serviceId,

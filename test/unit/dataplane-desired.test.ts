@@ -3,29 +3,11 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {MAP_OWNERSHIP, MIRRORED, desiredMaps, planMirror, type ClusterView} from '../../src/dataplane/desired.js'
 import type {Network, NodeRecord, Task} from '../../src/model/types.js'
+import {networkRecord, nodeRecord} from './model-records.js'
 
-const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state,
-  mtu: 1500,
-  joinedAt: 0,
-})
-const net = (id: string, vni: number | undefined, subnet: string, driver: Network['driver'] = 'overlay'): Network => ({
-  id,
-  name: id,
-  driver,
-  scope: driver === 'overlay' ? 'swarm' : 'local',
-  vni,
-  subnet,
-  gateway: '',
-  attachable: false,
-  ingress: false,
-  createdAt: 0,
-})
+const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => nodeRecord(id, addr, {state})
+const net = (id: string, vni: number | undefined, subnet: string, driver: Network['driver'] = 'overlay'): Network =>
+  networkRecord(id, subnet, {driver, scope: driver === 'overlay' ? 'swarm' : 'local', vni})
 const task = (
   id: string,
   nodeId: string,

@@ -5,30 +5,10 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {encodeDesired} from '../../src/dataplane/mapsync.js'
-import type {Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+import type {Service, Task} from '../../src/model/types.js'
+import {networkRecord, nodeRecord as node} from './model-records.js'
 
-const node = (id: string, addr: string): NodeRecord => ({
-  id,
-  name: id,
-  addr,
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
-const ingress: Network = {
-  id: 'ing',
-  name: 'ingress',
-  driver: 'overlay',
-  scope: 'swarm',
-  vni: 4096,
-  subnet: '10.0.0.0/24',
-  gateway: '',
-  attachable: false,
-  ingress: true,
-  createdAt: 0,
-}
+const ingress = networkRecord('ing', '10.0.0.0/24', {name: 'ingress', vni: 4096, ingress: true})
 const task = (id: string, serviceId: string, nodeId: string, ip: string, networkId = 'ing'): Task => ({
   id,
   serviceId,

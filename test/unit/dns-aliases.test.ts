@@ -1,18 +1,9 @@
 // --network name=N,alias=A: parsed whole or refused whole, stored per network id, checked in the store.
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, test} from 'node:test'
-import {Manager} from '../../src/manager/manager.js'
+import {test} from 'node:test'
 import {parseNetworkSpec} from '../../src/model/network-spec.js'
 import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dirs: string[] = []
-after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+import {managerFixture} from './manager-fixture.js'
 
 test('the long form of --network, as a person types it', () => {
   assert.deepEqual(parseNetworkSpec('backend'), {network: 'backend', aliases: []})
@@ -23,31 +14,15 @@ test('the long form of --network, as a person types it', () => {
   assert.throws(() => parseNetworkSpec('name=a,alias=-x'), /invalid alias name '-x'/)
   assert.throws(() => parseNetworkSpec('name=a,driver-opt=x'), /unknown key 'driver-opt'/)
   assert.throws(() => parseNetworkSpec('name=a,--alias'), /is not KEY=VALUE/)
+  // Names a task could never ask for, or that would shadow a service's task list.
+  assert.throws(() => parseNetworkSpec('name=a,alias=a..b'), /invalid alias name 'a\.\.b': a label between dots is empty/)
+  assert.throws(() => parseNetworkSpec('name=a,alias=tasks.web'), /names under 'tasks\.' are task lists/)
+  assert.throws(() => parseNetworkSpec('name=a,alias=Tasks.web'), /names under 'tasks\.' are task lists/)
+  assert.deepEqual(parseNetworkSpec('name=a,alias=db.internal,alias=tasks'), {network: 'a', aliases: ['db.internal', 'tasks']})
 })
 
 test('the manager stores aliases per network id; the store refuses malformed ones', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sn-alias-'))
-  dirs.push(dir)
-  const store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  const n: NodeRecord = {
-    id: 'a',
-    name: 'n-a',
-    addr: '172.30.0.11',
-    gossipPort: 7946,
-    role: 'manager',
-    state: 'ready',
-    mtu: 1500,
-    joinedAt: 0,
-  }
-  store.put(keyOf('node', 'a'), n)
-  const m = new Manager(store, 'a')
+  const {store, m} = managerFixture('sn-alias-', [['a', '172.30.0.11']])
   const back = m.createNetwork({name: 'back'})
   m.createNetwork({name: 'front'})
   const svc = m.createService({

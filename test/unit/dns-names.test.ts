@@ -2,40 +2,12 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {buildNames, resolve, reverseIp, rotated, type DnsView} from '../../src/dns/names.js'
-import type {Network, NodeRecord, Service, Task, TaskStatus} from '../../src/model/types.js'
+import type {Network, NodeRecord, Task, TaskStatus} from '../../src/model/types.js'
+import {networkRecord, nodeRecord, serviceRecord as svc} from './model-records.js'
 
-const node = (id: string): NodeRecord => ({
-  id,
-  name: id,
-  addr: `192.168.0.${id.slice(1)}`,
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
-const net = (id: string, third: number): Network => ({
-  id,
-  name: `${id}-name`,
-  driver: 'overlay',
-  scope: 'swarm',
-  vni: 4096 + third,
-  subnet: `10.0.${third}.0/24`,
-  gateway: `10.0.${third}.1`,
-  attachable: true,
-  ingress: false,
-  createdAt: 0,
-})
-const svc = (id: string, networks: string[], extra: Partial<Service> = {}): Service => ({
-  id,
-  name: id,
-  mode: {replicas: 2},
-  networks,
-  command: [],
-  createdAt: 1,
-  updatedAt: 1,
-  ...extra,
-})
+const node = (id: string): NodeRecord => nodeRecord(id, `192.168.0.${id.slice(1)}`)
+const net = (id: string, third: number): Network =>
+  networkRecord(id, `10.0.${third}.0/24`, {name: `${id}-name`, vni: 4096 + third, gateway: `10.0.${third}.1`, attachable: true})
 const task = (id: string, s: string, slot: number, nodeId: string, atts: [string, string][]): Task => ({
   id,
   serviceId: s,

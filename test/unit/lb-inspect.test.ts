@@ -3,19 +3,9 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {lbView, type LbMaps, type LbNames} from '../../src/lb/inspect.js'
+import {networkRecord, nodeRecord} from './model-records.js'
 
-const net = {
-  id: 'n1',
-  name: 'front',
-  driver: 'overlay' as const,
-  scope: 'swarm' as const,
-  vni: 4097,
-  subnet: '10.0.1.0/24',
-  gateway: '10.0.1.1',
-  attachable: false,
-  ingress: false,
-  createdAt: 1,
-}
+const net = networkRecord('n1', '10.0.1.0/24', {name: 'front', gateway: '10.0.1.1', createdAt: 1})
 const task = (id: string, slot: number, ip: string, nodeId: string) => ({
   id,
   serviceId: 's1',
@@ -26,16 +16,7 @@ const task = (id: string, slot: number, ip: string, nodeId: string) => ({
   attachments: [{networkId: 'n1', ip, mac: '02:42:00:00:00:00'}],
   createdAt: 1,
 })
-const node = (id: string, name: string, addr: string) => ({
-  id,
-  name,
-  addr,
-  gossipPort: 7946,
-  role: 'worker' as const,
-  state: 'ready' as const,
-  mtu: 1500,
-  joinedAt: 1,
-})
+const node = (id: string, name: string, addr: string) => nodeRecord(id, addr, {name, joinedAt: 1})
 const svc = (id: string, name: string, extra: object) => ({
   id,
   name,

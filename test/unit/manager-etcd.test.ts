@@ -13,10 +13,11 @@ import {etcdClient} from '../../src/manager/etcd-client.js'
 import {Leadership} from '../../src/manager/etcd-leader.js'
 import {freePort} from '../../src/store/etcd-process.js'
 import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, Network, NodeRecord, Service, Task} from '../../src/model/types.js'
+import type {Network, Service, Task} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
 import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
+import {clusterSpec, etcdClusterNodes} from './model-records.js'
 
 let etcd: TestEtcd
 const dirs: string[] = []
@@ -32,18 +33,6 @@ after(async () => {
   for (const d of dirs) rmSync(d, {recursive: true, force: true})
 })
 
-const NODES = ['m1', 'm2', 'm3', 'w1', 'w2']
-const node = (id: string, i: number): NodeRecord => ({
-  id,
-  name: id,
-  addr: `172.30.0.${11 + i}`,
-  gossipPort: 7946,
-  role: id.startsWith('m') ? 'manager' : 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
-
 /** A cluster of its own (its own prefix) and three managers on it. */
 async function cluster(): Promise<EtcdBackend[]> {
   const prefix = `/swarmnet/test-${++n}/`
@@ -51,12 +40,12 @@ async function cluster(): Promise<EtcdBackend[]> {
     const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
     dirs.push(dir)
     const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
-    NODES.forEach((nid, i) => local.put(keyOf('node', nid), node(nid, i)))
+    for (const n of etcdClusterNodes()) local.put(keyOf('node', n.id), n)
     const client = etcdClient({endpoints: [etcd.endpoint], prefix})
     clients.push(client)
     return new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint]})
   })
-  const spec: ClusterSpec = {id: 'c', createdAt: 0, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24}
+  const spec = clusterSpec()
   await managers[0]!.importRecords([{key: 'cluster', value: spec}])
   await managers[0]!.write((m) => m.createNetwork({name: 'ingress', ingress: true}))
   return managers
@@ -215,7 +204,7 @@ test('one leader; when its process is killed (SIGKILL) another manager takes the
     const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
     dirs.push(dir)
     const local = new Store(dir, 'm1', {validate: valueProblem, reapIntervalMs: 0}).open()
-    const spec: ClusterSpec = {id: 'c', createdAt: 0, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24}
+    const spec = clusterSpec()
     const c2 = etcdClient({endpoints: [etcd.endpoint], prefix})
     clients.push(c2)
     const backend = (selfId: string, rev: () => string | undefined) =>

@@ -3,53 +3,28 @@
 // until the node is back and has stopped them, and `node rm` only takes a node
 // that is down.
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, beforeEach, test} from 'node:test'
-import {Manager} from '../../src/manager/manager.js'
-import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord, TaskStatus} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dirs: string[] = []
-after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+import {beforeEach, test} from 'node:test'
+import type {Manager} from '../../src/manager/manager.js'
+import type {TaskStatus} from '../../src/model/types.js'
+import {keyOf} from '../../src/store/keys.js'
+import type {Store} from '../../src/store/store.js'
+import {managerFixture} from './manager-fixture.js'
 
 let m: Manager
 let store: Store
 const down = new Set<string>()
 
-const node = (id: string, addr: string): NodeRecord => ({
-  id,
-  name: `n-${id}`,
-  addr,
-  gossipPort: 7946,
-  role: id === 'a' ? 'manager' : 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
-
 beforeEach(() => {
-  const dir = mkdtempSync(join(tmpdir(), 'sn-healing-'))
-  dirs.push(dir)
   down.clear()
-  store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  for (const [id, addr] of [
-    ['a', '172.30.0.11'],
-    ['b', '172.30.0.12'],
-    ['c', '172.30.0.13'],
-  ] as const)
-    store.put(keyOf('node', id), node(id, addr))
-  m = new Manager(store, 'a', {isDown: (id) => down.has(id)})
+  ;({store, m} = managerFixture(
+    'sn-healing-',
+    [
+      ['a', '172.30.0.11'],
+      ['b', '172.30.0.12'],
+      ['c', '172.30.0.13'],
+    ],
+    {isDown: (id) => down.has(id)},
+  ))
   m.createNetwork({name: 'net'})
 })
 

@@ -5,6 +5,7 @@ import {test} from 'node:test'
 import {placeTasks} from '../../src/model/allocate.js'
 import {describeHostPortShort, hostPortRule} from '../../src/manager/host-ports.js'
 import type {NodeRecord, Service, Task} from '../../src/model/types.js'
+import {nodeRecord} from './model-records.js'
 
 const nodes = [{id: 'a'}, {id: 'b'}, {id: 'c'}]
 const task = (id: string, slot: number, nodeId: string, serviceId = 's'): Task => ({
@@ -17,16 +18,7 @@ const task = (id: string, slot: number, nodeId: string, serviceId = 's'): Task =
   attachments: [],
   createdAt: 0,
 })
-const node = (id: string): NodeRecord => ({
-  id,
-  name: `n-${id}`,
-  addr: '172.30.0.1',
-  gossipPort: 7946,
-  role: 'worker',
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-})
+const node = (id: string): NodeRecord => nodeRecord(id, '172.30.0.1', {name: `n-${id}`})
 const service = (id: string, mode: Service['mode'], ports: Service['ports']): Service => ({
   id,
   name: id,

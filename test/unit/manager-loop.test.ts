@@ -1,39 +1,17 @@
 // The manager's placement loop on a real store: it runs on store changes, says
 // each placement problem once (not on every pass), and says when it is gone.
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, test} from 'node:test'
+import {test} from 'node:test'
 import {startManagerLoop} from '../../src/manager/loop.js'
 import {Manager} from '../../src/manager/manager.js'
-import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dir = mkdtempSync(join(tmpdir(), 'sn-manager-loop-'))
-after(() => rmSync(dir, {recursive: true, force: true}))
+import type {NodeRecord, Service} from '../../src/model/types.js'
+import {keyOf} from '../../src/store/keys.js'
+import {clusterStore} from './manager-fixture.js'
+import {nodeRecord} from './model-records.js'
 
 test('placement problems are logged once when they appear and once when they are gone', async () => {
-  const store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  const node = (id: string): NodeRecord => ({
-    id,
-    name: id,
-    addr: '172.30.0.11',
-    gossipPort: 7946,
-    role: 'manager',
-    state: 'ready',
-    mtu: 1500,
-    joinedAt: 0,
-  })
+  const {store} = clusterStore('sn-manager-loop-')
+  const node = (id: string): NodeRecord => nodeRecord(id, '172.30.0.11', {role: 'manager'})
   store.put(keyOf('node', 'a'), node('a'))
   const m = new Manager(store, 'a')
   const net = m.createNetwork({name: 'p', subnet: '10.9.0.0/30'}) // one task address

@@ -1,20 +1,15 @@
 // The writer of desired state against a real store on disk: checks, allocation,
 // placement, capacity refused before anything is written, failures isolated.
 import assert from 'node:assert/strict'
-import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, beforeEach, test} from 'node:test'
+import {beforeEach, test} from 'node:test'
 import {taskView} from '../../src/agent/render.js'
-import {Manager, type ServiceRequest} from '../../src/manager/manager.js'
+import type {Manager, ServiceRequest} from '../../src/manager/manager.js'
 import {MAX_REPLICAS} from '../../src/model/defaults.js'
 import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dirs: string[] = []
-after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+import type {Service} from '../../src/model/types.js'
+import {keyOf} from '../../src/store/keys.js'
+import type {Store} from '../../src/store/store.js'
+import {managerFixture, putNode, storeFiles} from './manager-fixture.js'
 
 let m: Manager
 let store: Store
@@ -26,39 +21,13 @@ const NODES = [
   ['123456789012345', '172.30.0.13'],
 ] as const
 
-const node = (id: string, addr: string, state: NodeRecord['state'] = 'ready'): NodeRecord => ({
-  id,
-  name: `n-${id}`,
-  addr,
-  gossipPort: 7946,
-  role: id === 'a' ? 'manager' : 'worker',
-  state,
-  mtu: 1500,
-  joinedAt: 0,
-})
-
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'sn-manager-'))
-  dirs.push(dir)
-  store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  for (const [id, addr] of NODES) store.put(keyOf('node', id), node(id, addr))
-  m = new Manager(store, 'a')
+  ;({dir, store, m} = managerFixture('sn-manager-', NODES))
   m.createNetwork({name: 'ingress', ingress: true})
 })
 
 // The snapshot and the log: a refused change must add nothing to either.
-const stateFile = () =>
-  readdirSync(dir)
-    .sort()
-    .map((f) => `${f}:${readFileSync(join(dir, f), 'utf8')}`)
-    .join('\n')
+const stateFile = () => storeFiles(dir)
 const tasksOf = (name: string) => m.read.tasks().filter((t) => t.serviceName === name)
 
 test('networks: VNIs and subnets in order; refusals are user errors', () => {
@@ -217,8 +186,8 @@ test('global services follow the nodes; tasks of a node that left move; tasks wi
   )
   m.createService({name: 'r', mode: 'replicated', replicas: 3, networks: ['net'], command: []})
   const gone = '123456789012345'
-  store.put(keyOf('node', gone), node(gone, '172.30.0.13', 'left'))
-  store.put(keyOf('node', 'd'), node('d', '172.30.0.14'))
+  putNode(store, gone, '172.30.0.13', 'left')
+  putNode(store, 'd', '172.30.0.14')
   const orphan = {...tasksOf('r')[0]!, id: 'orphan1', serviceId: 'nosuchservice'}
   store.put(keyOf('task', orphan.id), orphan)
   m.placeAll()
@@ -327,7 +296,7 @@ test('network connect: attachable networks only, checked in full, and its addres
   assert.deepEqual(m.reapAttachments(), ['attachment blue removed: its namespace is gone'])
   assert.equal(store.get(keyOf('attachment', a.id)), undefined)
   assert.equal(store.get(keyOf('attachmentstatus', a.id)), undefined)
-  store.put(keyOf('node', 'b'), node('b', '172.30.0.12', 'left'))
+  putNode(store, 'b', '172.30.0.12', 'left')
   assert.deepEqual(m.reapAttachments(), ['attachment pid-9 removed: its node left'])
   assert.deepEqual(m.attachments(), [])
   assert.throws(() => m.disconnect('att', 'blue'), /has no attachment blue/)

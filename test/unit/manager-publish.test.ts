@@ -2,21 +2,16 @@
 // store unchanged), the ingress network added to a service with an ingress port, the host-mode
 // placement rule, and publish-add / publish-rm on a live service.
 import assert from 'node:assert/strict'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {after, beforeEach, test} from 'node:test'
+import {beforeEach, test} from 'node:test'
 import {serviceView} from '../../src/agent/render.js'
-import {Manager, type ServiceRequest} from '../../src/manager/manager.js'
+import type {Manager, ServiceRequest} from '../../src/manager/manager.js'
 import {parsePortRef, parsePublish} from '../../src/model/ports.js'
 import {freePort} from '../../src/model/publish.js'
 import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dirs: string[] = []
-after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+import type {Store} from '../../src/store/store.js'
+import {managerFixture, putNode} from './manager-fixture.js'
 
 let m: Manager
 let store: Store
@@ -29,36 +24,11 @@ const NODES = [
 ] as const
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'sn-publish-'))
-  dirs.push(dir)
-  store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  for (const [id, addr] of NODES) putNode(id, addr, 'ready')
-  m = new Manager(store, 'a')
+  ;({dir, store, m} = managerFixture('sn-publish-', NODES))
   // As init makes it.
   m.createNetwork({name: 'ingress', ingress: true})
   m.createNetwork({name: 'net'})
 })
-
-function putNode(id: string, addr: string, state: NodeRecord['state']): void {
-  const n: NodeRecord = {
-    id,
-    name: `n-${id}`,
-    addr,
-    gossipPort: 7946,
-    role: id === 'a' ? 'manager' : 'worker',
-    state,
-    mtu: 1500,
-    joinedAt: 0,
-  }
-  store.put(keyOf('node', id), n)
-}
 
 const stateFile = () => readFileSync(join(dir, 'state.json'), 'utf8')
 const netId = (name: string) => m.read.findNetwork(name).id
@@ -231,7 +201,7 @@ test('host mode, global: one task on every node that may take one', () => {
 
 test('a node leaving: host-mode tasks that no node can take stay unplaced and are reported, not thrown', () => {
   create('h', ['published=8080,target=80,mode=host'], {replicas: 3})
-  putNode('c', '172.30.0.13', 'left')
+  putNode(store, 'c', '172.30.0.13', 'left')
   const report = m.placeAll()
   assert.match(
     report.get('h') ?? '',
@@ -243,7 +213,7 @@ test('a node leaving: host-mode tasks that no node can take stay unplaced and ar
       .sort(),
     ['a', 'b'],
   )
-  putNode('c', '172.30.0.13', 'ready')
+  putNode(store, 'c', '172.30.0.13', 'ready')
   assert.equal(m.placeAll().get('h'), undefined)
   assert.deepEqual(
     tasksOf('h')
@@ -359,14 +329,14 @@ test('publish-add / publish-rm refusals: one line, nothing written', () => {
 
 test('a host-mode port added to a live service moves the tasks that would share a node', () => {
   create('web', [], {replicas: 3})
-  putNode('c', '172.30.0.13', 'left')
+  putNode(store, 'c', '172.30.0.13', 'left')
   m.scaleService('web', 4) // 2 on a, 2 on b
   refusedUnchanged(
     () => update('web', ['published=8080,target=80,mode=host']),
     /only 2 of 4 tasks can be placed \(2 live nodes\): nothing was changed$/,
   )
   m.scaleService('web', 2)
-  putNode('c', '172.30.0.13', 'ready')
+  putNode(store, 'c', '172.30.0.13', 'ready')
   m.scaleService('web', 3)
   update('web', ['published=8080,target=80,mode=host'])
   assert.equal(new Set(tasksOf('web').map((t) => t.nodeId)).size, 3)
@@ -374,7 +344,7 @@ test('a host-mode port added to a live service moves the tasks that would share 
 
 test('a service already short (a node left) can still change its ports; a change that strands more tasks cannot', () => {
   create('h', ['published=8080,target=80,mode=host'], {replicas: 3})
-  putNode('c', '172.30.0.13', 'left')
+  putNode(store, 'c', '172.30.0.13', 'left')
   m.placeAll()
   assert.equal(tasksOf('h').length, 2)
   // its first ingress port: the two placed tasks are replaced, the third still waits for a node
@@ -386,14 +356,14 @@ test('a service already short (a node left) can still change its ports; a change
   assert.match(m.placeAll().get('h') ?? '', /only 2 of 3 tasks can be placed/)
   // a second service that would need a node h holds the port on: more stranded, refused
   create('k', [], {replicas: 2})
-  putNode('b', '172.30.0.12', 'left')
+  putNode(store, 'b', '172.30.0.12', 'left')
   m.placeAll()
   refusedUnchanged(
     () => update('k', ['published=8080,target=80,mode=host']),
     /only 0 of 2 tasks can be placed \(1 live node; on n-a service h holds 8080\/tcp\): nothing was changed$/,
   )
-  putNode('c', '172.30.0.13', 'ready')
-  putNode('b', '172.30.0.12', 'ready')
+  putNode(store, 'c', '172.30.0.13', 'ready')
+  putNode(store, 'b', '172.30.0.12', 'ready')
   assert.equal(m.placeAll().get('h'), undefined)
   assert.equal(tasksOf('h').length, 3)
 })

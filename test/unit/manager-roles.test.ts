@@ -5,30 +5,14 @@ import {checkNodeCert, generateIdentity, generateNodeKey} from '../../src/gossip
 import {changeRole} from '../../src/manager/roles.js'
 import {generateToken} from '../../src/gossip/token.js'
 import {openSecrets} from '../../src/gossip/manager-secrets.js'
-import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
+import type {NodeRecord} from '../../src/model/types.js'
+import {clusterSpec, nodeRecord} from './model-records.js'
 
 const identity = generateIdentity()
 const key = generateNodeKey()
-const rec = (id: string, role: NodeRecord['role'], extra: Partial<NodeRecord> = {}): NodeRecord => ({
-  id,
-  name: id,
-  addr: '172.30.0.11',
-  gossipPort: 7946,
-  role,
-  state: 'ready',
-  mtu: 1500,
-  joinedAt: 0,
-  pubKey: key.publicKey,
-  ...extra,
-})
-const etcdCluster: ClusterSpec = {
-  id: 'c',
-  createdAt: 0,
-  dataPathPort: 4789,
-  defaultAddrPool: '10.0.0.0/8',
-  subnetSize: 24,
-  store: 'etcd',
-}
+const rec = (id: string, role: NodeRecord['role'], extra: Partial<NodeRecord> = {}): NodeRecord =>
+  nodeRecord(id, '172.30.0.11', {role, pubKey: key.publicKey, ...extra})
+const etcdCluster = clusterSpec({store: 'etcd'})
 const etcd = {endpoints: ['https://172.30.0.11:2379'], prefix: '/swarmnet/c/', ca: '/ca.pem'}
 const secrets = {
   identity,

@@ -1,60 +1,28 @@
 // Service VIPs: one per attached network in vip mode, from the network's subnet through the
 // same allocator as task addresses, counted by the capacity check, freed with the service.
 import assert from 'node:assert/strict'
-import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, beforeEach, test} from 'node:test'
+import {beforeEach, test} from 'node:test'
 import {serviceInspectView, serviceView} from '../../src/agent/render.js'
-import {Manager} from '../../src/manager/manager.js'
+import type {Manager} from '../../src/manager/manager.js'
 import {valueProblem} from '../../src/model/shape.js'
-import type {ClusterSpec, NodeRecord, Service} from '../../src/model/types.js'
-import {CLUSTER_KEY, keyOf} from '../../src/store/keys.js'
-import {Store} from '../../src/store/store.js'
-
-const dirs: string[] = []
-after(() => dirs.forEach((d) => rmSync(d, {recursive: true, force: true})))
+import type {Service} from '../../src/model/types.js'
+import {keyOf} from '../../src/store/keys.js'
+import type {Store} from '../../src/store/store.js'
+import {managerFixture, storeFiles} from './manager-fixture.js'
 
 let m: Manager
 let store: Store
 let dir: string
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'sn-vip-'))
-  dirs.push(dir)
-  store = new Store(dir, 'a', {validate: valueProblem, reapIntervalMs: 0}).open()
-  store.put(CLUSTER_KEY, {
-    id: 'c',
-    createdAt: 0,
-    dataPathPort: 4789,
-    defaultAddrPool: '10.0.0.0/8',
-    subnetSize: 24,
-  } satisfies ClusterSpec)
-  for (const [id, addr] of [
+  ;({dir, store, m} = managerFixture('sn-vip-', [
     ['a', '172.30.0.11'],
     ['b', '172.30.0.12'],
-  ] as const) {
-    const n: NodeRecord = {
-      id,
-      name: `n-${id}`,
-      addr,
-      gossipPort: 7946,
-      role: id === 'a' ? 'manager' : 'worker',
-      state: 'ready',
-      mtu: 1500,
-      joinedAt: 0,
-    }
-    store.put(keyOf('node', id), n)
-  }
-  m = new Manager(store, 'a')
+  ]))
 })
 
 // The snapshot and the log: a refused change must add nothing to either.
-const stateFile = () =>
-  readdirSync(dir)
-    .sort()
-    .map((f) => `${f}:${readFileSync(join(dir, f), 'utf8')}`)
-    .join('\n')
+const stateFile = () => storeFiles(dir)
 const netId = (name: string) => m.read.findNetwork(name).id
 const create = (name: string, replicas: number, networks: string[], endpointMode?: string) =>
   m.createService({name, mode: 'replicated', replicas, networks, command: [], endpointMode})

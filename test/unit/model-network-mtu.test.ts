@@ -5,9 +5,10 @@ import {describe, it} from 'node:test'
 import {desiredMaps} from '../../src/dataplane/desired.js'
 import {taskMtu} from '../../src/model/allocate.js'
 import {planNetwork} from '../../src/model/network.js'
-import type {ClusterSpec, Network, NodeRecord} from '../../src/model/types.js'
+import type {Network, NodeRecord} from '../../src/model/types.js'
+import {clusterSpec, nodeRecord} from './model-records.js'
 
-const cluster: ClusterSpec = {id: 'c', createdAt: 0, dataPathPort: 4789, defaultAddrPool: '10.0.0.0/8', subnetSize: 24}
+const cluster = clusterSpec()
 
 describe('network MTU', () => {
   it('defaults to 1450 (1500 - VXLAN) and keeps what --mtu gave', () => {
@@ -32,16 +33,7 @@ describe('network MTU', () => {
 
   it('is the same on every node: the map value and the task MTU follow the network, not the underlay', () => {
     const net = planNetwork({id: 'n1', name: 'n1', mtu: 1400, createdAt: 1}, cluster, [])
-    const node = (id: string, mtu: number): NodeRecord => ({
-      id,
-      name: id,
-      addr: id === 'a' ? '172.30.0.11' : '172.30.0.12',
-      gossipPort: 7946,
-      role: 'worker',
-      state: 'ready',
-      mtu,
-      joinedAt: 0,
-    })
+    const node = (id: string, mtu: number): NodeRecord => nodeRecord(id, id === 'a' ? '172.30.0.11' : '172.30.0.12', {mtu})
     // Two nodes whose underlays differ: each computes the same value.
     for (const selfId of ['a', 'b']) {
       const d = desiredMaps({selfId, nodes: [node('a', 1500), node('b', 9000)], networks: [net], tasks: [], local: []})

@@ -19,6 +19,17 @@ let n = 0
 const dirOf = () => path.join(root, `s${n++}`)
 const logsIn = (dir: string) => fs.readdirSync(dir).filter((f) => f.startsWith('log.'))
 
+/** A store that wrote a=1 then b=2 and was closed: its dir and its one log file, to damage. */
+async function logOfAB(): Promise<{dir: string; file: string}> {
+  const dir = dirOf()
+  const s = new Store(dir, 'n1', {reapIntervalMs: 0}).open()
+  s.put('a', 1)
+  s.put('b', 2)
+  await s.sync()
+  s.close()
+  return {dir, file: path.join(dir, logFile(0))}
+}
+
 describe('store log', () => {
   it('replays: what was written is there after reopening, with the clock past it', async () => {
     const dir = dirOf()
@@ -45,13 +56,7 @@ describe('store log', () => {
   })
 
   it('a torn last line (a crash mid-write) is cut off; what came before loads, and appends go on after it', async () => {
-    const dir = dirOf()
-    const s = new Store(dir, 'n1', {reapIntervalMs: 0}).open()
-    s.put('a', 1)
-    s.put('b', 2)
-    await s.sync()
-    s.close()
-    const file = path.join(dir, logFile(0))
+    const {dir, file} = await logOfAB()
     const whole = fs.readFileSync(file)
     const extra = logLine({key: 'c', value: 3, version: {clock: 3, node: 'n1'}})
     fs.appendFileSync(file, extra.slice(0, extra.length - 7))
@@ -68,13 +73,7 @@ describe('store log', () => {
   })
 
   it('a line whose checksum does not match ends the log there', async () => {
-    const dir = dirOf()
-    const s = new Store(dir, 'n1', {reapIntervalMs: 0}).open()
-    s.put('a', 1)
-    s.put('b', 2)
-    await s.sync()
-    s.close()
-    const file = path.join(dir, logFile(0))
+    const {dir, file} = await logOfAB()
     const lines = fs.readFileSync(file, 'utf8').split('\n')
     lines[1] = lines[1]!.replace('"value":2', '"value":9')
     fs.writeFileSync(file, lines.join('\n'))

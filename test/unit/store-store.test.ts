@@ -8,6 +8,7 @@ import {after, describe, it} from 'node:test'
 import {compareVersions, type Entry} from '../../src/store/entry.js'
 import type {Json} from '../../src/store/json.js'
 import {Store} from '../../src/store/store.js'
+import {networkRecord} from './model-records.js'
 import {UserError} from '../../src/model/errors.js'
 import {valueProblem} from '../../src/model/shape.js'
 import {idOf} from '../../src/store/keys.js'
@@ -207,18 +208,7 @@ describe('store', () => {
 })
 
 describe('values validated by kind', () => {
-  const net = (id: string) => ({
-    id,
-    name: `net-${id}`,
-    driver: 'overlay',
-    scope: 'swarm',
-    vni: 4097,
-    subnet: '10.0.1.0/24',
-    gateway: '10.0.1.1',
-    attachable: false,
-    ingress: false,
-    createdAt: 1,
-  })
+  const net = (id: string) => networkRecord(id, '10.0.1.0/24', {name: `net-${id}`, gateway: '10.0.1.1', createdAt: 1})
   const checked = (dir?: string) =>
     new Store(dir ?? path.join(root, `v${n++}`), 'n1', {reapIntervalMs: 0, validate: valueProblem}).open()
   const v = (clock: number) => ({clock, node: 'peer'})
