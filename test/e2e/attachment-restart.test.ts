@@ -3,8 +3,10 @@
 // same interface (same ifindex in the namespace, not made again) and still manages it.
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {BIN, cli, eventually, inNs, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
+import {runningOn} from './service-tasks.js'
 
 interface Task {
   node: string
@@ -30,28 +32,12 @@ describe('an attachment across kill -9 of the agent and its restart, 2-node lab'
   let remote: Task
   let local: Task
 
+  withLab(['--nodes', '2'], {beforeDown: () => sh(['ip', 'netns', 'del', NS])})
   before(async () => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up on this machine')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', '--attachable', 'att'])
     ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'att'])
-    remote = await eventually(
-      'the task on n2 running',
-      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n2' && t.state === 'running'),
-      60_000,
-    )
-    local = await eventually(
-      'the task on n1 running',
-      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n1' && t.state === 'running'),
-      60_000,
-    )
-  })
-
-  after(() => {
-    sh(['ip', 'netns', 'del', NS])
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [])
+    remote = await runningOn<Task>('web', 'n2')
+    local = await runningOn<Task>('web', 'n1')
   })
 
   test('carried while the agent is dead, adopted (same interface) by the restarted agent, still disconnectable', async () => {

@@ -7,8 +7,9 @@ import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:
 import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, test} from 'node:test'
-import {BIN, cli, eventually, json, leftovers, ok, sh, type Result} from './helpers.js'
+import {after, describe, test} from 'node:test'
+import {BIN, cli, eventually, json, ok, sh, type Result} from './helpers.js'
+import {joinFromClient, removeOutsideNode, withLab} from './lab.js'
 
 const oneLine = (r: Result) => {
   assert.notEqual(r.code, 0, `should fail: ${r.stdout}`)
@@ -144,19 +145,14 @@ interface Task {
 
 describe('in a 1-node lab', {timeout: 300_000}, () => {
   let joined = false
-  before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '1'])
-  })
-  after(() => {
-    if (joined) cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--host', 'outside'])
-    const down = cli(undefined, ['lab', 'down'])
-    // the node that joined from the outside host is not one of the lab's: its files go here
-    for (const p of ['/var/lib/swarmnet/outside', '/run/swarmnet/outside.sock', '/run/swarmnet/outside.pid'])
-      rmSync(p, {recursive: true, force: true})
-    sh(['rm', '-rf', '/sys/fs/bpf/swarmnet/outside'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
+  withLab(['--nodes', '1'], {
+    beforeDown: () => {
+      if (joined) cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--host', 'outside'])
+    },
+    afterDown: () => {
+      // the node that joined from the outside host is not one of the lab's: its files go here
+      removeOutsideNode('outside')
+    },
   })
 
   test('lab exec: the words after -- run as typed, a second -- and flag-like words included', () => {
@@ -278,21 +274,7 @@ describe('in a 1-node lab', {timeout: 300_000}, () => {
 
     const token = json<{token: string}>('n1', ['swarm', 'join-token']).token
     joined = true
-    const join = sh([
-      'nsenter',
-      '--net=/run/netns/sn-lab-client',
-      '--',
-      process.execPath,
-      BIN,
-      'join',
-      '--node',
-      'outside',
-      '--advertise-addr',
-      'eth0',
-      '--token',
-      token,
-      '172.30.0.11:7946',
-    ])
+    const join = joinFromClient('outside', token)
     assert.equal(join.code, 0, join.stderr)
     assert.equal((JSON.parse(readFileSync('/var/lib/swarmnet/outside/node.json', 'utf8')) as {keyId: number}).keyId, 7)
     // gossip sealed under id 7 goes both ways: a network made after the join reaches the joiner,

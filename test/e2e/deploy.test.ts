@@ -5,8 +5,9 @@ import assert from 'node:assert/strict'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {cli, eventually, inNs, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Svc {
   name: string
@@ -41,17 +42,9 @@ describe('service deploy in a 2-node lab', {timeout: 600_000}, () => {
   const services = () => json<Svc[]>('n1', ['service', 'ls']).map((s) => s.name)
   const networks = () => json<Net[]>('n1', ['network', 'ls']).map((n) => n.name)
 
+  withLab(['--nodes', '2'], {afterDown: () => rmSync(tmp, {recursive: true, force: true})})
   before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up on this machine')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', 'old', '--attachable'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    rmSync(tmp, {recursive: true, force: true})
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test('a bad file: one line naming the file, service and key; nothing created', () => {

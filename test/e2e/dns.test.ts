@@ -4,10 +4,11 @@
 // client (a dnsmasq with one record), with SERVFAIL in under 2 s once that upstream is gone.
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
-import {after, before, describe, test} from 'node:test'
+import {before, describe, test} from 'node:test'
 import {AgentClient} from '../../src/agent/client.js'
 import {parseExposition, sumOf} from '../../src/metrics/parse.js'
-import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {cli, eventually, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Task {
   id: string
@@ -56,10 +57,8 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
       .filter(Boolean)
   const status = (out: string) => /status: ([A-Z]+)/.exec(out)?.[1]
 
+  withLab(['--nodes', '2', '--dns', UPSTREAM, '--dns-ttl', '2'], {beforeDown: () => dnsmasq?.kill('SIGKILL')})
   before(async () => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2', '--dns', UPSTREAM, '--dns-ttl', '2'])
     // The upstream: dnsmasq on the lab's client, one record, nothing forwarded further.
     dnsmasq = spawn(
       'nsenter',
@@ -116,13 +115,6 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     await running('rr', 3)
     client = (await running('cl', 1))[0]!
     vip = json<Svc>('n1', ['service', 'inspect', 'web']).vips.find((v) => v.network === 'front')!.ip
-  })
-
-  after(() => {
-    dnsmasq?.kill('SIGKILL')
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test("the task's resolv.conf names its node's resolver; its hosts file has its own name", () => {

@@ -4,8 +4,9 @@
 // removed, the underlay's XDP link detached.
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {eventually, inNs, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Task {
   id: string
@@ -36,10 +37,8 @@ describe('drift repair across a 2-node lab', {timeout: 300_000}, () => {
     }
   }
 
+  withLab(['--nodes', '2'])
   before(async () => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', 'drift'])
     ok('n1', ['service', 'create', '--name', 'web', '--replicas', '2', '--network', 'drift'])
     const tasks = await eventually(
@@ -53,12 +52,6 @@ describe('drift repair across a 2-node lab', {timeout: 300_000}, () => {
     a = tasks.find((t) => t.node === 'n1')!
     b = tasks.find((t) => t.node === 'n2')!
     await traffic('at start')
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test("a task's host veth deleted by hand is made again in the task's namespace", async () => {

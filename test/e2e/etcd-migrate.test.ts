@@ -3,11 +3,13 @@
 // every task keeps running, same process, same address; afterwards the manager
 // serves and places through etcd, with the migrated addresses held there.
 import assert from 'node:assert/strict'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {makeLabPki, planLabEtcd, startLabEtcd, etcdctl} from '../../src/lab/etcd.js'
 import {readLabState, writeLabState} from '../../src/lab/state.js'
 import {isAlive} from '../../src/sys/proc.js'
-import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {cli, eventually, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -18,30 +20,11 @@ interface Task {
   addresses: {network: string; ip: string}[]
 }
 
-const running = (svc: string, n: number) =>
-  eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = json<Task[]>('n1', ['service', 'ps', svc]).filter((x) => x.desiredState === 'running')
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    60_000,
-  )
+const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.desiredState === 'running')
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 60_000)
 
 describe('migrate-store: embedded to etcd', () => {
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind (etcd data and certificates included)')
-  })
+  withLab(['--nodes', '2'], {leftoversMessage: 'lab down must leave nothing behind (etcd data and certificates included)'})
 
   test('tasks keep running, state and allocations land in etcd, new work is allocated from it', async () => {
     ok('n1', ['network', 'create', 'app'])

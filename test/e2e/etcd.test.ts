@@ -6,13 +6,14 @@
 // etcd back: the managers lead and place again. Prints the times it measures.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {readFileSync, rmSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import type {NodeConfig} from '../../src/agent/config.js'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import type {NodeView} from '../../src/agent/views.js'
 import {etcdctl, startLabEtcd, stopLabEtcd, waitLabEtcd} from '../../src/lab/etcd.js'
 import {readLabState} from '../../src/lab/state.js'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, inNs, json, ok} from './helpers.js'
+import {joinFromClient, removeOutsideNode, withLab} from './lab.js'
 
 interface Task {
   id: string
@@ -52,30 +53,19 @@ describe('three managers on etcd', () => {
   const killed = new Set<string>()
   let outsideJoined = false
 
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '5', '--managers', '3', '--store', 'etcd'])
-  })
-
-  after(() => {
-    // The node that joined from the client namespace is not one of the lab's: it leaves, and its files go here.
-    if (outsideJoined) {
-      cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--force', '--host', OUTSIDE])
-      try {
-        process.kill(Number(readFileSync(`/run/swarmnet/${OUTSIDE}.pid`, 'utf8').trim()), 'SIGKILL')
-      } catch {
-        // already gone
+  withLab(['--nodes', '5', '--managers', '3', '--store', 'etcd'], {
+    beforeDown: () => {
+      // The node that joined from the client namespace is not one of the lab's: it leaves, and its files go here.
+      if (outsideJoined) {
+        cli(undefined, ['lab', 'exec', 'client', '--', process.execPath, BIN, 'leave', '--force', '--host', OUTSIDE])
+        try {
+          process.kill(Number(readFileSync(`/run/swarmnet/${OUTSIDE}.pid`, 'utf8').trim()), 'SIGKILL')
+        } catch {
+          // already gone
+        }
+        removeOutsideNode(OUTSIDE)
       }
-      for (const p of [`/var/lib/swarmnet/${OUTSIDE}`, `/run/swarmnet/${OUTSIDE}.sock`, `/run/swarmnet/${OUTSIDE}.pid`])
-        rmSync(p, {recursive: true, force: true})
-      sh(['rm', '-rf', `/sys/fs/bpf/swarmnet/${OUTSIDE}`])
-    }
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
+    },
   })
 
   test('node ls: three managers, one leader, seen the same from a worker; a worker refuses writes', async () => {
@@ -269,21 +259,7 @@ describe('three managers on etcd', () => {
     )
     const {token, addr} = json<{token: string; addr: string}>(via, ['swarm', 'join-token'])
     outsideJoined = true
-    const join = sh([
-      'nsenter',
-      '--net=/run/netns/sn-lab-client',
-      '--',
-      process.execPath,
-      BIN,
-      'join',
-      '--node',
-      OUTSIDE,
-      '--advertise-addr',
-      'eth0',
-      '--token',
-      token,
-      addr,
-    ])
+    const join = joinFromClient(OUTSIDE, token, addr)
     assert.equal(join.code, 0, join.stderr)
     await eventually(
       'the new node ready, seen from the manager that admitted it',

@@ -10,19 +10,17 @@ import {randomBytes} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {AgentClient} from '../../src/agent/client.js'
-import type {NodeView} from '../../src/agent/views.js'
 import {encodeMessage, type Message} from '../../src/gossip/codec.js'
 import {Keyring} from '../../src/gossip/keyring.js'
 import type {GossipStats} from '../../src/gossip/stats.js'
 import {nodeAddress} from '../../src/lab/topology.js'
 import {readDurableState} from '../../src/store/durable.js'
-import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {eventually, json, ok, sh, stateOn} from './helpers.js'
+import {withLab} from './lab.js'
 
 const statsOf = async (n: string) => (await new AgentClient(n).get<{gossip: GossipStats}>('/info')).gossip
-const stateOn = async (viewer: string, name: string) =>
-  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
 /** Every key and version n2 holds on disk. */
 const onDisk = () =>
   readDurableState('/var/lib/swarmnet/n2/store')!
@@ -57,20 +55,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 describe('garbage at the gossip port changes nothing and is counted', {timeout: 600_000}, () => {
   const dir = mkdtempSync(join(tmpdir(), 'swarmnet-garbage-'))
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
-  })
-
-  after(() => {
-    rmSync(dir, {recursive: true, force: true})
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '2'], {beforeDown: () => rmSync(dir, {recursive: true, force: true})})
 
   test('random, truncated, replayed, stale and forged packets, and bad TCP frames, at n2:7946', async () => {
     ok('n1', ['network', 'create', 'g1'])

@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
-import {AgentClient} from '../../src/agent/client.js'
+import {describe, test} from 'node:test'
 import type {NodeView} from '../../src/agent/views.js'
 import {readNodeMaps} from '../../src/dataplane/inspect.js'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, inNs, json, ok, sh, stateOn, until} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -28,16 +29,7 @@ const ps = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc])
 const live = (svc: string) => ps(svc).filter((t) => t.desiredState === 'running')
 const ipOf = (t: Task) => t.addresses[0]!.ip
 
-async function running(svc: string, n: number, where?: (t: Task) => boolean): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = live(svc)
-      return t.length === n && t.every((x) => x.state === 'running' && (!where || where(x))) ? t : undefined
-    },
-    60_000,
-  )
-}
+const running = (svc: string, n: number, where?: (t: Task) => boolean) => allRunning(svc, n, live, 60_000, where)
 
 /** The overlay addresses in a node's endpoint map, read from its pins. */
 function endpointIps(node: string): Set<string> {
@@ -45,39 +37,8 @@ function endpointIps(node: string): Set<string> {
   return new Set(eps.map((e) => String((e.key as {ip: unknown}).ip)))
 }
 
-/** eventually() for async checks, polling fast so that the times measured are close. */
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      if (await fn()) return
-    } catch (e) {
-      last = e
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
-
-const stateOn = async (viewer: string, name: string) =>
-  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
-
 describe('healing: a node that dies is taken out of service everywhere and its tasks replaced', {timeout: 600_000}, () => {
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
-
-  after(() => {
-    sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'up'])
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '3'], {beforeDown: () => sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'up'])})
 
   test('kill -9 + link down: down everywhere, endpoints gone, tasks replaced and reachable; back: stale tasks stopped', async () => {
     ok('n1', ['network', 'create', 'heal'])

@@ -1,8 +1,11 @@
 // Shared by the end-to-end tests: run the real CLI (compiled, as a user runs it)
 // and real clients inside the lab's namespaces.
 import {spawnSync} from 'node:child_process'
+import {request} from 'node:http'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {AgentClient} from '../../src/agent/client.js'
+import type {NodeView} from '../../src/agent/views.js'
 import {cgroupMounts, cgroupPids} from '../../src/sys/cgroup.js'
 
 export const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..')
@@ -56,6 +59,38 @@ export async function eventually<T>(what: string, fn: () => T | undefined | fals
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
     await new Promise((r) => setTimeout(r, 200))
   }
+}
+
+/** eventually() for async checks (an agent's API): polls every everyMs until fn resolves true. */
+export async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      if (await fn()) return
+    } catch (e) {
+      last = e
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** How one node's agent sees another node (ready, down, ...): from its /nodes, not the CLI, to poll it cheaply. */
+export const stateOn = async (viewer: string, name: string) =>
+  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
+
+/** One call to n1's API over its socket, as any HTTP client would make it (not through AgentClient). */
+export function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
+  return new Promise((resolve, reject) => {
+    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path}, (res) => {
+      let text = ''
+      res.on('data', (c: Buffer) => (text += c.toString()))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, ...(JSON.parse(text) as {error?: string})}))
+    })
+    req.on('error', reject)
+    req.end(body === undefined ? undefined : JSON.stringify(body))
+  })
 }
 
 /** Everything swarmnet could have left on the machine: must be empty after lab down. */

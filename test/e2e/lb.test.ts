@@ -3,11 +3,12 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, mkdtempSync, openSync, readFileSync, rmSync} from 'node:fs'
-import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {api, cli, eventually, inNs, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   name: string
@@ -47,28 +48,7 @@ interface Net {
 
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = tasksOf(svc)
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    60_000,
-  )
-}
-
-function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
-  return new Promise((resolve, reject) => {
-    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path}, (res) => {
-      let text = ''
-      res.on('data', (c: Buffer) => (text += c.toString()))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, ...(JSON.parse(text) as {error?: string})}))
-    })
-    req.on('error', reject)
-    req.end(body === undefined ? undefined : JSON.stringify(body))
-  })
-}
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 60_000)
 
 // Keep-alive HTTP connections to VIP:80, a request on each every second, every event a JSON line.
 // Opens connections until two reach web.1/web.2 (which stay through the scaling) and one web.3.
@@ -129,18 +109,9 @@ describe('service VIPs in a 3-node lab', {timeout: 900_000}, () => {
   let client: Task
   let vip = ''
 
+  withLab(['--nodes', '3'], {afterDown: () => rmSync(tmp, {recursive: true, force: true})})
   before(() => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
     ok('n1', ['network', 'create', 'lbnet'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    rmSync(tmp, {recursive: true, force: true})
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test('an unknown endpoint mode is refused in one line, by the CLI and by the API, and makes nothing', async () => {

@@ -8,10 +8,9 @@
 // manager's tasks are not moved.
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
-import {AgentClient} from '../../src/agent/client.js'
-import type {NodeView} from '../../src/agent/views.js'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {describe, test} from 'node:test'
+import {cli, eventually, inNs, json, ok, stateOn, until} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Task {
   id: string
@@ -25,37 +24,8 @@ interface Task {
 
 const ps = (on: string, svc: string) => json<Task[]>(on, ['service', 'ps', svc]).filter((t) => t.desiredState === 'running')
 const ipOf = (t: Task) => t.addresses[0]!.ip
-const stateOn = async (viewer: string, name: string) =>
-  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      if (await fn()) return
-    } catch (e) {
-      last = e
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
-
 describe('the manager down: what continues and what waits', {timeout: 600_000}, () => {
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '3'])
 
   test('kill -9 of the manager agent: workers tasks talk, restart, gossip; desired state waits', async () => {
     ok('n1', ['network', 'create', 'md'])

@@ -6,9 +6,11 @@
 // `lab down` detaches the programs from the root cgroup.
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
-import {after, before, describe, test} from 'node:test'
+import {after, describe, test} from 'node:test'
 import {cgroupMounts} from '../../src/sys/cgroup.js'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {eventually, inNs, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   name: string
@@ -43,16 +45,8 @@ const udpAskIn = (node: NodeName, addr: string, port: number) =>
     10_000,
   )
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = json<Task[]>('n1', ['service', 'ps', svc]).filter((x) => x.state !== 'shutdown')
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    60_000,
-  )
-}
+const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 60_000)
 
 /** Programs attached to the cgroup2 root whose names are ours. */
 function sockProgsOnRoot(): string[] {
@@ -64,15 +58,8 @@ function sockProgsOnRoot(): string[] {
 
 describe('the routing mesh from the node itself, in a 3-node lab', {timeout: 600_000}, () => {
   let rootListener: ChildProcess | undefined
-  before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
+  withLab(['--nodes', '3'], {beforeDown: () => rootListener?.kill()})
   after(() => {
-    rootListener?.kill()
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
     assert.deepEqual(sockProgsOnRoot(), [], 'lab down detaches the node-local mesh programs from the root cgroup')
   })
 

@@ -4,9 +4,11 @@
 // UDP and host mode; what is not published stays closed; publish-add / publish-rm and
 // service rm change what answers on every node.
 import assert from 'node:assert/strict'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {parseExposition, sumOf} from '../../src/metrics/parse.js'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {eventually, inNs, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   name: string
@@ -36,16 +38,8 @@ function whoami(addr: string, port: number): {host: string; remote: string} | un
   return host && remote ? {host, remote} : undefined
 }
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = json<Task[]>('n1', ['service', 'ps', svc]).filter((x) => x.state !== 'shutdown')
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    60_000,
-  )
-}
+const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 60_000)
 
 /** Refused or timed out: nothing answers on that port. */
 function closed(addr: string, port: number): boolean {
@@ -67,15 +61,7 @@ const udpAsk = (addr: string, port: number) =>
   )
 
 describe('the routing mesh, in a 3-node lab', {timeout: 600_000}, () => {
-  before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '3'])
 
   test('a 2-replica whoami published on 8080 answers on all 3 nodes (one runs no task), and sees the client itself', async () => {
     ok('n1', ['service', 'create', '--name', 'web', '--replicas', '2', '--publish', 'published=8080,target=80'])

@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
+import {before, describe, test} from 'node:test'
 import {parseExposition, sumOf, type Exposition} from '../../src/metrics/parse.js'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, inNs, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Task {
   node: string
@@ -24,10 +25,8 @@ function scrape(node: string, addr = '127.0.0.1:9323'): Exposition {
 describe('metrics: /metrics on every node, 2-node lab', {timeout: 300_000}, () => {
   let tasks: Task[]
 
+  withLab(['--nodes', '2'])
   before(async () => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', 'm'])
     ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'm'])
     tasks = await eventually(
@@ -38,12 +37,6 @@ describe('metrics: /metrics on every node, 2-node lab', {timeout: 300_000}, () =
       },
       60_000,
     )
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test('names, types and help follow the conventions', () => {

@@ -4,8 +4,10 @@
 // is removed from every node by itself.
 import assert from 'node:assert/strict'
 import {spawn, type ChildProcess} from 'node:child_process'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {cli, eventually, inNs, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
+import {runningOn} from './service-tasks.js'
 
 interface Task {
   node: string
@@ -45,31 +47,18 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
   let local: Task
   let holder: ChildProcess | undefined
 
+  withLab(['--nodes', '2'], {
+    beforeDown: () => {
+      holder?.kill('SIGKILL')
+      sh(['ip', 'netns', 'del', NS])
+    },
+  })
   before(async () => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', '--attachable', 'att'])
     ok('n1', ['network', 'create', 'closed'])
     ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'att'])
-    remote = await eventually(
-      'the task on n2 running',
-      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n2' && t.state === 'running'),
-      60_000,
-    )
-    local = await eventually(
-      'the task on n1 running',
-      () => json<Task[]>('n1', ['service', 'ps', 'web']).find((t) => t.node === 'n1' && t.state === 'running'),
-      60_000,
-    )
-  })
-
-  after(() => {
-    holder?.kill('SIGKILL')
-    sh(['ip', 'netns', 'del', NS])
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
+    remote = await runningOn<Task>('web', 'n2')
+    local = await runningOn<Task>('web', 'n1')
   })
 
   test('refused with one line, nothing written: a network not attachable, no namespace, both, a used address', () => {

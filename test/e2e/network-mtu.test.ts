@@ -2,8 +2,9 @@
 // puts it in the store; every node gives it to its tasks' interfaces and to
 // its sn_networks map, whatever its own underlay; the programs hold frames to it.
 import assert from 'node:assert/strict'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {describe, test} from 'node:test'
+import {cli, eventually, inNs, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Task {
   node: string
@@ -13,17 +14,7 @@ interface Task {
 }
 
 describe('network MTU across a 2-node lab', {timeout: 300_000}, () => {
-  before(() => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '2'])
 
   test('--mtu out of range is refused with one line, and nothing is made', () => {
     for (const mtu of ['575', '8951', 'big']) {

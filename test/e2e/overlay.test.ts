@@ -1,10 +1,12 @@
 // A 3-node lab, for real: agents gossiping over the lab's switch, tasks in
 // their own namespaces, traffic between them through the XDP/tc programs.
 import assert from 'node:assert/strict'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync} from 'node:fs'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, inNs, json, ok, sh} from './helpers.js'
+import {joinFromClient, withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -30,53 +32,16 @@ const stats = (node: string): Stats =>
   json<{maps: {entries: {value: Stats}[]}[]}>(undefined, ['inspect', 'maps', '--host', node, '--map', 'sn_stats']).maps[0]!
     .entries[0]!.value
 
-/** `swarmnet join` from the lab's outside host, through n1, as a stranger would try it. */
-const joinFromClient = (node: string, token: string) =>
-  sh([
-    'nsenter',
-    '--net=/run/netns/sn-lab-client',
-    '--',
-    process.execPath,
-    BIN,
-    'join',
-    '--node',
-    node,
-    '--advertise-addr',
-    'eth0',
-    '--token',
-    token,
-    '172.30.0.11:7946',
-  ])
-
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = tasksOf(svc)
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    30_000,
-  )
-}
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 30_000)
 
 describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
   let web: Task[] = []
   const on = (node: string) => web.find((t) => t.node === node)!
   const ipOf = (t: Task) => t.addresses[0]!.ip
 
-  before(() => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '3'])
 
   test('every node knows every node, as ready', async () => {
     for (const n of ['n1', 'n2', 'n3']) {

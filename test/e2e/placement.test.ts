@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {readDurableState} from '../../src/store/durable.js'
-import {BIN, cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -24,16 +26,7 @@ interface Service {
 
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc])
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = tasksOf(svc)
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    30_000,
-  )
-}
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 30_000)
 
 /** Desired state as n1 holds it on disk: every key and version except the nodes' own task statuses. */
 function desiredOnDisk(): string {
@@ -53,17 +46,7 @@ function refused(node: string, args: string[], why: RegExp): void {
 }
 
 describe('placement across a 2-node lab', {timeout: 300_000}, () => {
-  before(() => {
-    const up = sh(['ip', 'netns', 'list']).stdout
-    assert.ok(!/sn-lab-/.test(up), 'a lab is already up on this machine: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '2'])
 
   test('a scale or create that does not fit is refused and changes nothing', async () => {
     ok('n1', ['network', 'create', '--subnet', '10.9.0.0/28', 'p']) // 13 addresses

@@ -3,9 +3,9 @@
 // result with --json (a terminal or not), and never anything on stderr but an error.
 import assert from 'node:assert/strict'
 import {spawnSync} from 'node:child_process'
-import {rmSync} from 'node:fs'
 import {after, before, describe, test} from 'node:test'
-import {BIN, cli, json, leftovers, sh} from './helpers.js'
+import {BIN, cli, json, sh} from './helpers.js'
+import {labDown, removeOutsideNode} from './lab.js'
 
 /** Runs argv on a pseudo-terminal (util-linux script): what a person at a terminal sees. */
 function onTerminal(argv: string[], timeoutMs = 180_000): {code: number; out: string} {
@@ -28,19 +28,13 @@ describe('progress of lab up, join and lab down', {timeout: 600_000}, () => {
     assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up on this machine')
   })
 
-  after(() => {
-    sh(inClient(['leave', '--host', 'outside']))
-    const down = cli(undefined, ['lab', 'down'])
-    for (const p of [
-      '/var/lib/swarmnet/outside',
-      '/run/swarmnet/outside.sock',
-      '/run/swarmnet/outside.pid',
-      '/sys/fs/bpf/swarmnet/outside',
-    ])
-      rmSync(p, {recursive: true, force: true})
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [])
-  })
+  // the tests bring the lab up themselves (its progress is what they look at); it goes down here
+  after(() =>
+    labDown({
+      beforeDown: () => sh(inClient(['leave', '--host', 'outside'])),
+      afterDown: () => removeOutsideNode('outside'),
+    }),
+  )
 
   test('lab up on a pipe: plain lines, each step named, then the nodes; stderr empty', () => {
     const r = cli(undefined, ['lab', 'up', '--nodes', '2'], 180_000)

@@ -5,9 +5,9 @@
 // (Reachability over the data plane is the mesh's own test.)
 import assert from 'node:assert/strict'
 import {readFileSync} from 'node:fs'
-import {request} from 'node:http'
-import {after, before, describe, test} from 'node:test'
-import {cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {before, describe, test} from 'node:test'
+import {api, cli, eventually, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
 
 interface Port {
   published: number
@@ -54,19 +54,6 @@ function refused(args: string[], why: RegExp): void {
   assert.equal(desiredOnDisk(), before, `${args.join(' ')} wrote something`)
 }
 
-/** One call to n1's API over its socket, as any HTTP client would make it. */
-function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
-  return new Promise((resolve, reject) => {
-    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path}, (res) => {
-      let text = ''
-      res.on('data', (c: Buffer) => (text += c.toString()))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, ...(JSON.parse(text) as {error?: string})}))
-    })
-    req.on('error', reject)
-    req.end(body === undefined ? undefined : JSON.stringify(body))
-  })
-}
-
 const svc = (name: string) => json<Service>('n1', ['service', 'inspect', name])
 const ports = (name: string) => svc(name).ports.map((p) => `${p.published}->${p.target}/${p.protocol}/${p.mode}`)
 const taskIds = (name: string) =>
@@ -75,15 +62,9 @@ const taskIds = (name: string) =>
     .sort()
 
 describe('published ports from the CLI, in a 2-node lab', {timeout: 300_000}, () => {
+  withLab(['--nodes', '2'])
   before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up: `swarmnet lab down` first')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', 'app'])
-  })
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test('what a person mistypes: one line each, nothing written', () => {

@@ -7,12 +7,14 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {AgentClient} from '../../src/agent/client.js'
 import type {NodeView} from '../../src/agent/views.js'
 import type {GossipStats} from '../../src/gossip/stats.js'
 import {nodeAddress} from '../../src/lab/topology.js'
-import {BIN, cli, eventually, inNs, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, inNs, json, ok, sh, stateOn, until} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -29,33 +31,7 @@ const live = (svc: string) => ps(svc).filter((t) => t.desiredState === 'running'
 const ipOf = (t: Task) => t.addresses[0]!.ip
 const keysOf = (n: string) => new AgentClient(n).get<Keys>('/swarm/keys')
 const statsOf = async (n: string) => (await new AgentClient(n).get<{gossip: GossipStats}>('/info')).gossip
-const stateOn = async (viewer: string, name: string) =>
-  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
-
-async function running(svc: string, n: number, where?: (t: Task) => boolean): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = live(svc)
-      return t.length === n && t.every((x) => x.state === 'running' && (!where || where(x))) ? t : undefined
-    },
-    60_000,
-  )
-}
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      if (await fn()) return
-    } catch (e) {
-      last = e
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
+const running = (svc: string, n: number, where?: (t: Task) => boolean) => allRunning(svc, n, live, 60_000, where)
 
 /** ping in a task's namespace, in the background: resolves with (sent, received). */
 function pinging(netns: string, ip: string, count: number): Promise<{sent: number; received: number; out: string}> {
@@ -71,19 +47,7 @@ function pinging(netns: string, ip: string, count: number): Promise<{sent: numbe
 }
 
 describe('swarm rotate-key: a new cluster key everywhere, under traffic', {timeout: 600_000}, () => {
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '3'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '3'])
 
   test('rotate-key under traffic: every node switches, no gossip lost, a new service reaches all, pings keep working', async () => {
     ok('n1', ['network', 'create', 'rk'])

@@ -6,27 +6,16 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
-import {after, before, describe, test} from 'node:test'
+import {describe, test} from 'node:test'
 import {AgentClient} from '../../src/agent/client.js'
 import type {LogStats} from '../../src/store/log.js'
-import {BIN, cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, json} from './helpers.js'
+import {withLab} from './lab.js'
 
 type Info = {store: {log?: LogStats}}
 
 describe('store durability: kill -9 of a real agent during 1,000 writes', {timeout: 600_000}, () => {
-  before(() => {
-    assert.ok(
-      !/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout),
-      'a lab is already up on this machine: `swarmnet lab down` first',
-    )
-    ok(undefined, ['lab', 'up', '--nodes', '1'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
-  })
+  withLab(['--nodes', '1'])
 
   test('every network whose create was answered is there after kill -9 and a restart', async () => {
     const client = new AgentClient('n1')

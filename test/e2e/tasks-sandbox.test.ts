@@ -5,10 +5,12 @@ import {spawn} from 'node:child_process'
 import {existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, describe, test} from 'node:test'
+import {before, describe, test} from 'node:test'
 import {cgroupMounts} from '../../src/sys/cgroup.js'
 import {isAlive, nsPids, procStat} from '../../src/sys/proc.js'
-import {BIN, cli, eventually, json, leftovers, ok, sh} from './helpers.js'
+import {BIN, cli, eventually, json, ok, sh} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
 
 interface Task {
   id: string
@@ -22,16 +24,7 @@ interface Task {
 
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.desiredState === 'running')
 
-async function running(svc: string, n: number): Promise<Task[]> {
-  return eventually(
-    `${n} running tasks of ${svc}`,
-    () => {
-      const t = tasksOf(svc)
-      return t.length === n && t.every((x) => x.state === 'running') ? t : undefined
-    },
-    30_000,
-  )
-}
+const running = (svc: string, n: number) => allRunning(svc, n, tasksOf, 30_000)
 
 const exec = (task: string, argv: string[]) => cli('n1', ['task', 'exec', task, '--', ...argv])
 
@@ -57,16 +50,9 @@ function cgroupDirs(pid: number): {v2: string; memory?: string; cpu?: string} {
 }
 
 describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
+  withLab(['--nodes', '2'])
   before(() => {
-    assert.ok(!/sn-lab-/.test(sh(['ip', 'netns', 'list']).stdout), 'a lab is already up on this machine')
-    ok(undefined, ['lab', 'up', '--nodes', '2'])
     ok('n1', ['network', 'create', 'app'])
-  })
-
-  after(() => {
-    const down = cli(undefined, ['lab', 'down'])
-    assert.equal(down.code, 0, down.stderr)
-    assert.deepEqual(leftovers(), [], 'lab down must leave nothing behind')
   })
 
   test("a task cannot reach its node's state, socket, pins or links; it is PID 1 of its own view", async () => {
