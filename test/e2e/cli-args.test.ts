@@ -8,7 +8,7 @@ import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, describe, test} from 'node:test'
-import {BIN, cli, eventually, json, ok, sh, type Result} from './helpers.js'
+import {BIN, cli, eventually, json, leftovers, ok, sh, type Result} from './helpers.js'
 import {joinFromClient, removeOutsideNode, withLab} from './lab.js'
 
 const oneLine = (r: Result) => {
