@@ -37,6 +37,7 @@ import {BpfObject, type CounterName, testRun} from '../src/bpf/index.js'
 import {compileBpf} from '../test/fixtures/bpf/build.js'
 import {Loaded, TC_ACT_REDIRECT, XDP_PASS, XDP_REDIRECT, skbCtx} from '../test/bpf/harness.js'
 import * as P from '../test/bpf/packets.js'
+import {tsxInNetns} from '../test/bpf/netns-child.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 
@@ -130,22 +131,10 @@ function liveDecap(emptyObj: string): number[] {
   const ns = `sn-bl${process.pid}`
   execFileSync('ip', ['netns', 'add', ns])
   try {
-    const out = execFileSync(
-      'ip',
-      [
-        'netns',
-        'exec',
-        ns,
-        process.execPath,
-        '--import',
-        'tsx',
-        join(HERE, 'live-redirect.ts'),
-        emptyObj,
-        String(RUNS),
-        String(LOOP_REPEAT),
-      ],
-      {encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit']},
-    )
+    const out = execFileSync('ip', tsxInNetns(ns, join(HERE, 'live-redirect.ts'), emptyObj, String(RUNS), String(LOOP_REPEAT)), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     const r = JSON.parse(out) as {ns: number[]; decaps: number; expected: number; delivered: number}
     if (r.decaps !== r.expected) throw new Error(`live decap: ${r.decaps} of ${r.expected} runs counted xdp_decap`)
     // The far end's XDP saw (nearly) every frame: the redirects were carried out.
