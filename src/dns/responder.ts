@@ -29,6 +29,12 @@ export interface ResponderOptions {
 /** Answers kept at most (then the cache starts over): far more than the distinct questions of a node's tasks. */
 const ANSWERS_KEPT = 4096
 
+/** An answer just made, and whether it may be kept (the cluster's names, in an order that does not turn). */
+interface Fresh {
+  out: Buffer | undefined | Promise<Buffer | undefined>
+  keep: boolean
+}
+
 /** A cluster answer as sent, but for its id, and what it counted. */
 interface Kept {
   bytes: Buffer
@@ -76,8 +82,8 @@ export class Responder {
       query.copy(out, 0, 0, 2)
       return out
     }
-    const out = this.fresh(query, asker, tcp, table)
-    if (out instanceof Promise || out === undefined || !this.keepable) return out
+    const {out, keep} = this.fresh(query, asker, tcp, table)
+    if (!keep || out instanceof Promise || out === undefined) return out
     if (this.kept.size >= ANSWERS_KEPT) this.kept.clear()
     const rcode = out.readUInt16BE(2) & 0xf
     const truncated = (out.readUInt16BE(2) & dns.TRUNCATED_RESPONSE) !== 0
@@ -85,36 +91,32 @@ export class Responder {
     return out
   }
 
-  /** Set by fresh(): whether its answer came from the cluster's names and may be kept. */
-  private keepable = false
-
-  private fresh(query: Buffer, asker: string, tcp: boolean, table: NameTable): Buffer | undefined | Promise<Buffer | undefined> {
+  private fresh(query: Buffer, asker: string, tcp: boolean, table: NameTable): Fresh {
     const s = this.o.stats
-    this.keepable = false
     let p: dns.Packet
     try {
       p = dns.decode(query)
     } catch {
       s.malformed++
-      return header(query, RCODE.FORMERR)
+      return {out: header(query, RCODE.FORMERR), keep: false}
     }
     const opcode = (query.readUInt16BE(2) >> 11) & 0xf
     if (opcode !== 0) {
       s.notimp++
-      return header(query, RCODE.NOTIMP)
+      return {out: header(query, RCODE.NOTIMP), keep: false}
     }
     const q = p.questions?.[0]
     if (!q || p.questions!.length !== 1) {
       s.malformed++
-      return header(query, RCODE.FORMERR)
+      return {out: header(query, RCODE.FORMERR), keep: false}
     }
     const opt = p.additionals?.find((a) => a.type === 'OPT') as dns.OptAnswer | undefined
     const limit = tcp ? 65535 : opt ? Math.min(Math.max(opt.udpPayloadSize ?? CLASSIC_UDP, CLASSIC_UDP), MAX_UDP) : CLASSIC_UDP
     const cls = q.class ?? 'IN'
     const r = cls === 'IN' || cls === 'ANY' ? resolve(table, asker, q.name, q.type) : 'forward'
-    if (r === 'forward') return this.forwarded(query, q, p.id ?? 0, limit)
+    if (r === 'forward') return {out: this.forwarded(query, q, p.id ?? 0, limit), keep: false}
     s.answered++
-    this.keepable = !('rotate' in r && r.rotate)
+    const keep = !('rotate' in r && r.rotate)
     const answers: dns.Answer[] = []
     const extra: dns.Answer[] = []
     let rcode: number = RCODE.NOERROR
@@ -124,7 +126,7 @@ export class Responder {
     } else if ('a' in r) {
       const ips = r.rotate ? rotated(r.a, this.turn++) : r.a
       const bytes = encodeA(query, ips, this.o.ttl, opt !== undefined)
-      if (bytes && bytes.length <= limit) return bytes
+      if (bytes && bytes.length <= limit) return {out: bytes, keep}
       for (const ip of ips) answers.push({type: 'A', class: 'IN', name: q.name, ttl: this.o.ttl, data: ip})
     } else if ('ptr' in r) {
       answers.push({type: 'PTR', class: 'IN', name: q.name, ttl: this.o.ttl, data: r.ptr})
@@ -147,7 +149,7 @@ export class Responder {
         extra.push({type: 'A', class: 'IN', name: x.target, ttl, data: x.ip})
       }
     }
-    return this.reply(query, p, q, rcode, answers, opt !== undefined, limit, extra)
+    return {out: this.reply(query, p, q, rcode, answers, opt !== undefined, limit, extra), keep}
   }
 
   private reply(
