@@ -5,18 +5,10 @@
 # temp dir and compares the objects, section by section, with bpf/dist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The pinned compiler: Debian bookworm's clang 14. Another major version emits
-# other instructions, and the committed objects would no longer be what the
-# sources build to.
-CLANG_MAJOR=14
-CLANG=${CLANG:-clang-$CLANG_MAJOR}
-STRIP=${STRIP:-llvm-strip-$CLANG_MAJOR}
+# The pinned compiler and its strip, from the one script that names them.
+CLANG=$(bash scripts/clang.sh) || exit 1
+STRIP=$(bash scripts/clang.sh strip) || exit 1
 OUT=${OUT:-bpf/dist}
-have=$("$CLANG" --version 2>/dev/null | sed -n 's/.*clang version \([0-9]*\)\..*/\1/p' | head -1) || true
-if [ "$have" != "$CLANG_MAJOR" ]; then
-  echo "build:bpf: needs clang $CLANG_MAJOR ($CLANG gives '${have:-nothing}'): install clang-$CLANG_MAJOR (scripts/setup.sh)" >&2
-  exit 1
-fi
 arch_inc=/usr/include/$(uname -m)-linux-gnu
 mkdir -p "$OUT"
 for src in bpf/*.c; do

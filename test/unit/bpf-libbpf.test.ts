@@ -5,7 +5,7 @@ import path from 'node:path'
 import {after, describe, it} from 'node:test'
 import koffi from 'koffi'
 import {SIZEOF, libbpf, libbpfStrerror} from '../../src/bpf/libbpf.js'
-import {fixture, makeTmp} from '../fixtures/bpf/build.js'
+import {clang, fixture, makeTmp} from '../fixtures/bpf/build.js'
 
 // src/bpf lays out libbpf's option structs by hand (koffi structs or fixed
 // offsets); the installed headers are the truth.
@@ -15,7 +15,7 @@ describe('libbpf binding', () => {
 
   it('struct layouts match /usr/include/bpf', () => {
     const exe = path.join(tmp, 'sizes')
-    execFileSync('clang', ['-o', exe, fixture('sizes.c')])
+    execFileSync(clang(), ['-o', exe, fixture('sizes.c')])
     const c = JSON.parse(execFileSync(exe, {encoding: 'utf8'})) as Record<string, number>
     for (const [name, size] of Object.entries(SIZEOF)) assert.equal(size, c[name], `sizeof(struct ${name})`)
 
