@@ -4,7 +4,7 @@ import {etcdFlags, etcdFromFlags} from '../src/cli/etcd-flags.js'
 import {SwarmnetCommand, jsonFlag} from '../src/cli/base.js'
 import {printJson} from '../src/cli/output.js'
 import {progressMode, runSteps} from '../src/cli/progress.js'
-import {bootstrapJoin, defaultNodeName} from '../src/agent/bootstrap.js'
+import {bootstrapJoin, checkJoinInput, defaultNodeName, type JoinOptions} from '../src/agent/bootstrap.js'
 import {spawnAgent, waitForAgent} from '../src/agent/spawn.js'
 import type {NodeConfig} from '../src/agent/config.js'
 
@@ -32,23 +32,25 @@ export default class Join extends SwarmnetCommand {
     const {args, flags} = await this.parse(Join)
     const node = flags.node ?? defaultNodeName()
     const etcd = etcdFromFlags(flags)
+    const options: JoinOptions = {
+      node,
+      token: flags.token,
+      manager: args.manager,
+      advertiseAddr: flags['advertise-addr'],
+      gossipPort: flags['listen-port'],
+      xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
+      membership: membershipOverrides(flags),
+      asManager: flags.manager,
+      ...(etcd ? {etcd} : {}),
+    }
+    checkJoinInput(options)
     let cfg!: NodeConfig & {rejoined?: boolean}
     await runSteps(
       [
         {
           title: `Joining the cluster through ${args.manager}`,
           run: async () => {
-            cfg = await bootstrapJoin({
-              node,
-              token: flags.token,
-              manager: args.manager,
-              advertiseAddr: flags['advertise-addr'],
-              gossipPort: flags['listen-port'],
-              xdpMode: flags['xdp-generic'] ? 'generic' : 'native',
-              membership: membershipOverrides(flags),
-              asManager: flags.manager,
-              ...(etcd ? {etcd} : {}),
-            })
+            cfg = await bootstrapJoin(options)
           },
         },
         {title: 'Starting the agent and the data plane', run: async () => waitForAgent(node, spawnAgent(node))},

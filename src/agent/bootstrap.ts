@@ -2,7 +2,7 @@
 // and its first store contents.
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
-import {requestJoin} from '../gossip/join.js'
+import {parseManagerAddr, requestJoin} from '../gossip/join.js'
 import {certifyNode, generateIdentity, generateNodeKey} from '../gossip/identity.js'
 import {generateKey} from '../gossip/keyring.js'
 import {DEFAULT_KEY_ROTATION_MS} from '../gossip/rotation.js'
@@ -216,16 +216,26 @@ function memberOfTokensCluster(cfg: NodeConfig, token: string): boolean {
   return cfg.role === 'worker' && !!cfg.nodeKey && !!cfg.clusterIdentity && tokenDigest(cfg.clusterIdentity) === digest
 }
 
-export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoined?: boolean}> {
+/**
+ * What a join's input alone can tell, with no network, no file written and no step shown: the
+ * command runs this before it prints any progress, so a token that cannot be valid is one line.
+ */
+export function checkJoinInput(o: JoinOptions): void {
   checkNodeName(o.node)
-  const existing = readNodeConfig(o.node)
-  if (existing && memberOfTokensCluster(existing, o.token)) return {...(await bootstrapRejoin(o, existing)), rejoined: true}
-  refuseIfMember(o.node)
+  parseToken(o.token)
+  parseManagerAddr(o.manager)
   const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
   if (membership) checkMembership(membership)
   if (o.asManager && !o.etcd) throw new UserError('--manager needs --etcd-endpoints: managers keep desired state in etcd')
   if (!o.asManager && o.etcd) throw new UserError('--etcd-* flags are for managers: add --manager (and use the manager token)')
   if (o.etcd) checkEtcdSettings(o.etcd)
+}
+
+export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoined?: boolean}> {
+  checkJoinInput(o)
+  const existing = readNodeConfig(o.node)
+  if (existing && memberOfTokensCluster(existing, o.token)) return {...(await bootstrapRejoin(o, existing)), rejoined: true}
+  refuseIfMember(o.node)
   const adv = await resolveAdvertise(o.advertiseAddr)
   const nodeId = randomBytes(12).toString('hex')
   const gossipPort = o.gossipPort ?? DEFAULT_GOSSIP_PORT
@@ -266,7 +276,7 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoi
     key: r.key.toString('base64'),
     keyId: r.keyId,
     xdpMode: o.xdpMode,
-    ...(membership ? {membership} : {}),
+    ...(o.membership && Object.keys(o.membership).length > 0 ? {membership: o.membership} : {}),
     nodeKey,
     ...(self?.cert ? {cert: self.cert} : {}),
     clusterIdentity: r.identity,

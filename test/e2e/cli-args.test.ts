@@ -3,7 +3,7 @@
 // where an agent is needed.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {request} from 'node:http'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -88,6 +88,22 @@ describe('no agent: init and join for a node never made, the agent for one that 
       const r = run(args)
       oneLine(r)
       assert.match(r.stderr, /make (one|it one) with `swarmnet init` or `swarmnet join`/)
+    }
+  })
+
+  test('join with a token or an address that cannot be valid: one line before any progress, nothing made', () => {
+    const good = `SWMTKN-1-${'a'.repeat(50)}-${'b'.repeat(25)}`
+    for (const [token, manager, said] of [
+      ['garbage', '10.1.0.5', /^swarmnet: invalid join token: it must start with SWMTKN-1-$/],
+      ['SWMTKN-1-abc', '10.1.0.5', /^swarmnet: invalid join token: expected SWMTKN-1-<digest>-<secret>$/],
+      [`SWMTKN-1-${'a'.repeat(50)}-short`, '10.1.0.5', /the secret must be 25 base36 characters/],
+      [good, '10.1.0.5:99999', /^swarmnet: invalid manager address '10.1.0.5:99999': expected HOST\[:PORT\]$/],
+    ] as const) {
+      const r = run(['join', '--node', 'n7', '--token', token, manager])
+      oneLine(r)
+      assert.match(r.stderr.trim(), said)
+      assert.equal(r.stdout, '', `no progress for ${token} ${manager}`)
+      assert.ok(!existsSync(join(dir, 'state', 'n7')), 'no state made for the node')
     }
   })
 
