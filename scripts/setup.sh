@@ -5,13 +5,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then echo "setup: run as root (sudo bash scripts/setup.sh)" >&2; exit 1; fi
+# The releases whose package names this list is written for: Debian 12 (what CI runs on) and
+# Ubuntu 24.04 (the GitHub workflow's runner). Elsewhere a name may not exist (clang-14, libbpf1).
+release=$(. /etc/os-release 2>/dev/null && echo "${ID:-?} ${VERSION_ID:-?}")
+case "$release" in
+  "debian 12" | "ubuntu 24.04") ;;
+  *)
+    if [ "${SWARMNET_SETUP_ANY_RELEASE:-}" != 1 ]; then
+      echo "setup: supports Debian 12 and Ubuntu 24.04, this is '$release' (SWARMNET_SETUP_ANY_RELEASE=1 tries anyway)" >&2
+      exit 1
+    fi ;;
+esac
 
 pkgs=(
   iproute2 util-linux ethtool nftables libbpf1   # run time: links, namespaces, lab wire, gwbridge NAT, BPF
   clang-14 llvm-14 libbpf-dev linux-libc-dev     # build:bpf (pinned: clang 14, as in scripts/build-bpf.sh) and the layout tests
   iputils-ping curl iperf3 tshark bpftool python3 # real clients for tests and the benchmark (python3 sends UDP GSO)
   etcd-server etcd-client openssl                # desired state in etcd (--store etcd): the lab's and the tests' members, etcdctl, lab certificates
-  dnsutils dnsmasq-base dnsperf                  # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
+  bind9-dnsutils dnsmasq-base dnsperf            # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
 )
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
