@@ -2,7 +2,10 @@
 // input answered with one line and a non-zero exit.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
-import {BIN, cli, sh} from './helpers.js'
+import {chmodSync, mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {BIN, ROOT, cli, sh} from './helpers.js'
 
 const oneLine = (s: string) => assert.equal(s.trim().split('\n').length, 1, `one line expected: ${s}`)
 
@@ -85,8 +88,23 @@ test('init refuses a data-path port outside 1024-49151 and a bad address pool, m
   assert.equal(sh(['ls', '/var/lib/swarmnet/porttest']).code === 0, false, 'nothing half-made')
 })
 
-test('not root: version says what the kernel lets it see, the rest says it needs root', () => {
+test('not root: version says what the kernel lets it see, the rest says it needs root', (t) => {
+  // nobody may not reach the checkout (a clone in root's 0700 home): it runs a view of it
+  // bound on a folder it can reach, in a mount namespace of its own that ends with the command
+  const view = mkdtempSync(join(tmpdir(), 'sn-cli-nobody-'))
+  chmodSync(view, 0o755)
+  t.after(() => rmSync(view, {recursive: true, force: true}))
   const asNobody = [
+    'unshare',
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    'sh',
+    '-c',
+    'mount --bind "$0" "$1" && shift && exec "$@"',
+    ROOT,
+    view,
     'setpriv',
     '--reuid=nobody',
     '--regid=nogroup',
@@ -96,7 +114,7 @@ test('not root: version says what the kernel lets it see, the rest says it needs
     'env',
     'HOME=/tmp',
     process.execPath,
-    BIN,
+    join(view, 'bin', 'run.js'),
   ]
   const r = sh([...asNobody, 'version', '--json'])
   // version still works without privileges, but the probes cannot answer yes
