@@ -12,6 +12,7 @@ import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
 import {attachTcxLink, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
+import {loadWithFloor} from '../bpf/kernel-floor.js'
 import {run} from '../sys/exec.js'
 import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade.js'
@@ -106,7 +107,7 @@ export class Datapath {
       for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns', 'sock_mesh']) {
         const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
         objects.push(obj)
-        obj.load()
+        loadWithFloor(obj, name)
       }
       const [underlay, task, peer, gw, dns, sock] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
       const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats'), sn_ct: underlay.map('sn_ct')})

@@ -8,40 +8,15 @@ import {appendFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync} 
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {after, test} from 'node:test'
+import {elfSections} from '../../src/bpf/elf.js'
 
 const root = join(import.meta.dirname, '..', '..')
 const check = (dir: string) => spawnSync(process.execPath, [join(dir, 'scripts', 'bpf-hashes.mjs'), 'check'], {encoding: 'utf8'})
 const tmp = mkdtempSync(join(tmpdir(), 'sn-bpf-objects-'))
 after(() => rmSync(tmp, {recursive: true, force: true}))
 
-/** The sections of an ELF64 little-endian object by name (the BPF objects are nothing else). */
-function elfSections(file: string): Map<string, Buffer> {
-  const b = readFileSync(file)
-  assert.equal(b.readUInt32BE(0), 0x7f454c46, `${file}: not ELF`)
-  const shoff = Number(b.readBigUInt64LE(0x28))
-  const shentsize = b.readUInt16LE(0x3a)
-  const shnum = b.readUInt16LE(0x3c)
-  const shstrndx = b.readUInt16LE(0x3e)
-  const header = (i: number) => {
-    const at = shoff + i * shentsize
-    return {
-      name: b.readUInt32LE(at),
-      type: b.readUInt32LE(at + 4),
-      offset: Number(b.readBigUInt64LE(at + 0x18)),
-      size: Number(b.readBigUInt64LE(at + 0x20)),
-    }
-  }
-  const strtab = header(shstrndx)
-  const out = new Map<string, Buffer>()
-  for (let i = 1; i < shnum; i++) {
-    const h = header(i)
-    const end = b.indexOf(0, strtab.offset + h.name)
-    const name = b.subarray(strtab.offset + h.name, end).toString('utf8')
-    const NOBITS = 8
-    out.set(name, h.type === NOBITS ? Buffer.alloc(0) : b.subarray(h.offset, h.offset + h.size))
-  }
-  return out
-}
+/** The sections of an object by name. */
+const sectionsOf = (file: string) => new Map(elfSections(file).map((s) => [s.name, s.data]))
 
 test('bpf/dist is what the pinned compiler builds from the sources: every section, instructions and BTF', () => {
   // Rebuilt with scripts/build-bpf.sh itself (clang 14, the flags of the package), into a temp dir.
@@ -51,8 +26,8 @@ test('bpf/dist is what the pinned compiler builds from the sources: every sectio
   const objects = readdirSync(join(root, 'bpf', 'dist')).filter((f) => f.endsWith('.o'))
   assert.deepEqual(readdirSync(out).sort(), objects.sort(), 'one object per program, no more')
   for (const o of objects) {
-    const want = elfSections(join(out, o))
-    const have = elfSections(join(root, 'bpf', 'dist', o))
+    const want = sectionsOf(join(out, o))
+    const have = sectionsOf(join(root, "bpf", "dist", o))
     assert.deepEqual([...have.keys()].sort(), [...want.keys()].sort(), `${o}: sections`)
     // Nothing is left out: the program sections (instructions) and their relocations, .maps,
     // .BTF and .BTF.ext, the symbol and string tables. The one input that is not the sources,
