@@ -43,6 +43,8 @@ import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
 import {openNodeStore} from './node-store.js'
+import {lockNode} from './lock.js'
+import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 import {NodeDns} from '../dns/node-dns.js'
 
@@ -64,7 +66,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
   const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
-  const store = openNodeStore(node, cfg.nodeId)
+  lockNode(node)
+  const store = openNodeStore(node, cfg.nodeId, {
+    onWriteFailure: (e) => failStop(node, `the store in ${stateDir(node)} cannot be written: ${e.message}`, log),
+  })
   if (store.refused > 0) log(`store: left out ${store.refused} malformed value(s) of the state file (last: ${store.lastRefusal})`)
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
@@ -579,6 +584,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     durable: () => store.sync(),
   })
   writeFileSync(pidPath(node), `${process.pid}\n`)
+  clearFailStop(node)
   if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
   return {stop, done}

@@ -1,12 +1,13 @@
 // A node's own settings, written once by init or join, read by its agent at
 // every start. Holds the cluster key, so it is root-only (0600).
-import {existsSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {Keyring} from '../gossip/keyring.js'
 import type {MembershipConfig} from '../membership/config.js'
 import type {NodeRole} from '../model/types.js'
 import type {EtcdSettings} from '../manager/etcd-client.js'
 import {nodeConfigPath} from './paths.js'
+import {writeFileDurably} from '../sys/durable-file.js'
 
 export type NodeConfig = {
   nodeId: string
@@ -56,12 +57,7 @@ export function readNodeConfig(node: string): NodeConfig | undefined {
 export function writeNodeConfig(cfg: NodeConfig): void {
   const p = nodeConfigPath(cfg.name)
   mkdirSync(dirname(p), {recursive: true, mode: 0o700})
-  const tmp = `${p}.tmp`
-  writeFileSync(tmp, JSON.stringify(cfg, null, 2) + '\n', {mode: 0o600})
-  const fd = openSync(tmp, 'r')
-  fsyncSync(fd)
-  closeSync(fd)
-  renameSync(tmp, p)
+  writeFileDurably(p, JSON.stringify(cfg, null, 2) + '\n')
 }
 
 /** The keyring gossip seals with: the cluster key under the id the whole cluster uses for it. */

@@ -2,9 +2,9 @@
 // directory, refusing values that do not have their kind's shape.
 import {join} from 'node:path'
 import {valueProblem} from '../model/shape.js'
-import {Store} from '../store/store.js'
+import {Store, type StoreOptions} from '../store/store.js'
 import {stateDir} from './paths.js'
 
-export function openNodeStore(node: string, nodeId: string): Store {
-  return new Store(join(stateDir(node), 'store'), nodeId, {validate: valueProblem}).open()
+export function openNodeStore(node: string, nodeId: string, opts: Pick<StoreOptions, 'onWriteFailure'> = {}): Store {
+  return new Store(join(stateDir(node), 'store'), nodeId, {validate: valueProblem, ...opts}).open()
 }

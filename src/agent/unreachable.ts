@@ -2,10 +2,12 @@
 // initialised needs init or join (which refuse a node that already is one); a node that is
 // initialised needs only its agent started again.
 import {UserError} from '../model/errors.js'
+import {lastFailStop} from './fail-stop.js'
 
 export function agentNotRunning(node: string): UserError {
+  const stopped = lastFailStop(node)
   return new UserError(
-    `the agent of node '${node}' is not running: start it with \`swarmnet agent --node ${node} --detach\` (under systemd: \`systemctl start swarmnet\`)`,
+    `the agent of node '${node}' is not running${stopped ? ` (it ${stopped})` : ''}: start it with \`swarmnet agent --node ${node} --detach\` (under systemd: \`systemctl start swarmnet\`)`,
   )
 }
 

@@ -3,7 +3,8 @@ import * as fsp from 'node:fs/promises'
 import * as path from 'node:path'
 import {crc32} from 'node:zlib'
 import {isEntry, type Entry} from './entry.js'
-import {SNAPSHOT_FILE, syncDir, type Snapshot} from './snapshot.js'
+import {SNAPSHOT_FILE, type Snapshot} from './snapshot.js'
+import {syncDir} from '../sys/durable-file.js'
 
 /**
  * The store's write-ahead log: one line per entry, `crc32hex json\n`, appended
@@ -88,6 +89,8 @@ export type LogWriterOptions = {
   compactBytes?: number
   /** The whole state now, for a snapshot naming log generation `gen`. */
   snapshot: (gen: number) => Snapshot
+  /** Called once, when a commit fails: the log takes no more writes from then on. */
+  onFailure?: (e: Error) => void
 }
 
 export class LogWriter {
@@ -208,6 +211,7 @@ export class LogWriter {
       this.failed = e as Error
       for (const w of this.waiters) w.reject(this.failed)
       this.waiters = []
+      this.o.onFailure?.(this.failed)
     }
   }
 

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {UserError} from '../model/errors.js'
 import {isEntry, type Entry} from './entry.js'
+import {syncDir, writeFileDurably} from '../sys/durable-file.js'
 
 /**
  * The store's snapshot: the whole state at one point, one JSON file, written
@@ -57,20 +58,7 @@ function snapshotProblem(x: unknown): string | undefined {
 }
 
 export function writeSnapshot(dir: string, snap: Snapshot): void {
-  const file = path.join(dir, SNAPSHOT_FILE)
-  const tmp = `${file}.tmp`
-  const fd = fs.openSync(tmp, 'w', 0o600)
-  try {
-    // writeSync may write less than asked; a short write must not be renamed into place.
-    const data = Buffer.from(JSON.stringify(snap))
-    for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off)
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-  fs.renameSync(tmp, file)
-  // The rename itself is only durable once the directory is synced.
-  syncDir(dir)
+  writeFileDurably(path.join(dir, SNAPSHOT_FILE), JSON.stringify(snap))
 }
 
 /** Makes dir (and its parents) and syncs the directories that hold the new entries, so they survive a crash too. */
@@ -80,14 +68,5 @@ export function makeDurableDir(dir: string): void {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     syncDir(path.dirname(d))
     if (d === path.resolve(first)) break
-  }
-}
-
-export function syncDir(dir: string): void {
-  const dfd = fs.openSync(dir, 'r')
-  try {
-    fs.fsyncSync(dfd)
-  } finally {
-    fs.closeSync(dfd)
   }
 }

@@ -35,6 +35,8 @@ export type StoreOptions = {
   validate?: (key: string, value: Json) => string | undefined
   /** The log size at which a snapshot is written and a new log begun (default 4 MiB). */
   compactBytes?: number
+  /** Called once when the log cannot be written (the disk failed): the store then refuses every write. */
+  onWriteFailure?: (e: Error) => void
 }
 
 export const DEFAULT_TOMBSTONE_TTL_MS = 30 * 60_000
@@ -63,6 +65,7 @@ export class Store {
   private opened = false
   private reaper: NodeJS.Timeout | undefined
   private log: LogWriter | undefined
+  private readonly onWriteFailure: ((e: Error) => void) | undefined
   private readonly compactBytes: number | undefined
   /** Signs this node's own writes (set by gossip: peers accept an entry only signed by its writer). */
   signer: ((e: Entry) => string) | undefined
@@ -79,6 +82,7 @@ export class Store {
     this.now = opts.now ?? Date.now
     this.validate = opts.validate ?? (() => undefined)
     this.compactBytes = opts.compactBytes
+    this.onWriteFailure = opts.onWriteFailure
   }
 
   /** Loads the durable copy: the snapshot, then its log (creating the directory if needed). */
@@ -116,6 +120,7 @@ export class Store {
       size: replay.validBytes,
       ...(this.compactBytes !== undefined ? {compactBytes: this.compactBytes} : {}),
       snapshot: (next) => ({format: 2, nodeId: this.nodeId, clock: this.lamport, log: next, entries: [...this.entries.values()]}),
+      ...(this.onWriteFailure ? {onFailure: this.onWriteFailure} : {}),
     })
     this.opened = true
     if (this.reapEvery > 0) {
