@@ -27,7 +27,7 @@ test('bpf/dist is what the pinned compiler builds from the sources: every sectio
   assert.deepEqual(readdirSync(out).sort(), objects.sort(), 'one object per program, no more')
   for (const o of objects) {
     const want = sectionsOf(join(out, o))
-    const have = sectionsOf(join(root, "bpf", "dist", o))
+    const have = sectionsOf(join(root, 'bpf', 'dist', o))
     assert.deepEqual([...have.keys()].sort(), [...want.keys()].sort(), `${o}: sections`)
     // Nothing is left out: the program sections (instructions) and their relocations, .maps,
     // .BTF and .BTF.ext, the symbol and string tables. The one input that is not the sources,
