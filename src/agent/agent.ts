@@ -337,6 +337,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           lastSyncErrors = errors
           for (const line of datapath.repair(want)) log(`drift: ${line}`)
         })
+        // Attached means reachable: said only now that the maps carry the new attachments.
+        // (Not a step of its own in the metrics: it only writes the statuses.)
+        try {
+          attachments.report()
+        } catch (e) {
+          log(`reconcile attachments: ${(e as Error).message}`)
+        }
       } while (again)
     } finally {
       busy = false
@@ -450,6 +457,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
 
   api = await startApi(socketPath(node), {
     controller,
+    changes: (fn) => store.onChange(() => fn()),
     metrics: async () => ({text: await metrics.text()}),
     dns: () => dns.inspect(node),
     write: async (fn) => {

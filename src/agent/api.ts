@@ -11,6 +11,7 @@ import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
 import {attachmentView, networkView, nodeView, serviceInspectView, serviceView, taskView} from './render.js'
+import {attachTimeout, connectAndWait, disconnectAndWait} from './attach-wait.js'
 
 export interface ApiContext {
   controller: Controller
@@ -42,6 +43,8 @@ export interface ApiContext {
   durable?: () => Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
+  /** Calls fn after every change of the node's store (calls that wait for a node's report); returns the unsubscribe. */
+  changes(fn: () => void): () => void
 }
 
 type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSearchParams) => unknown | Promise<unknown>
@@ -128,7 +131,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           name: optStr(b, 'name'),
           node: optStr(b, 'node'),
         }
-        return attachmentView(await w((x) => x.connect(req)), c)
+        // Answered once the namespace's node has attached it (or it is removed again and the error says why).
+        return attachmentView(await connectAndWait(ctx, req, attachTimeout(b.timeoutMs)), c)
       },
     ],
     [
@@ -136,7 +140,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       /^\/networks\/([^/]+)\/disconnect$/,
       async (m, b) => {
         const name = str(b, 'name')
-        return attachmentView(await w((x) => x.disconnect(dec(m[1]), name)), c)
+        // Answered once the namespace's node has removed its interface.
+        return attachmentView(await disconnectAndWait(ctx, dec(m[1]), name, attachTimeout(b.timeoutMs)), c)
       },
     ],
     ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],

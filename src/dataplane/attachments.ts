@@ -3,6 +3,9 @@
 // end in a namespace swarmnet did not make. The namespace is watched: when it is gone (its
 // file removed, or another namespace at the same path) the veth goes and the status says so,
 // for the manager to remove the attachment everywhere.
+// The status is what `network connect` and `disconnect` wait for (src/agent/attach-wait.ts):
+// 'attached' only once the node's maps carry the new endpoint (report(), after the maps
+// step), and removed by this node only once the veth is gone.
 import {closeSync, mkdirSync, openSync, rmSync, statSync} from 'node:fs'
 import {createHash} from 'node:crypto'
 import {attachmentHostIf} from '../model/attachment.js'
@@ -34,9 +37,14 @@ export function netnsInode(path: string): number | undefined {
   }
 }
 
+/** This process's own network namespace (the node's): never one to attach. */
+const ownNetnsIno = (): number => statSync('/proc/self/ns/net').ino
+
 export class AttachmentReconciler {
   private readonly plumbed = new Map<string, Plumbed>()
   private readonly said = new Map<string, string>()
+  /** Plumbed in this pass, reported attached by report() once the maps have their endpoints. */
+  private readonly unreported = new Map<string, {att: NetworkAttachment; netnsIno: number; line: string}>()
 
   constructor(
     private readonly o: {
@@ -62,6 +70,16 @@ export class AttachmentReconciler {
       s.delete(keyOf('attachmentstatus', id))
       this.o.log(`attachment ${p.att.name} removed`)
     }
+    // Statuses of ours whose attachment is gone and that nothing above removed: one that
+    // failed, or one disconnected while this agent was not running (its veth may still be
+    // there). The status goes last: `disconnect` waits for it as the sign the veth is gone.
+    for (const st of s.values<AttachmentStatus>(prefixOf('attachmentstatus'))) {
+      if (st.nodeId !== this.o.selfId || wantIds.has(st.id) || this.plumbed.has(st.id)) continue
+      this.unreported.delete(st.id)
+      const hostIf = attachmentHostIf(st.id)
+      if (await getLink(hostIf)) await deleteLink(hostIf)
+      s.delete(keyOf('attachmentstatus', st.id))
+    }
     for (const a of want) {
       try {
         await this.ensure(a)
@@ -79,10 +97,15 @@ export class AttachmentReconciler {
     if (ino === undefined || (st?.netnsIno !== undefined && st.netnsIno !== ino)) {
       const p = this.plumbed.get(a.id)
       if (p) await this.unplumb(p)
-      this.writeStatus(a, {state: 'gone', message: `namespace ${a.netns} is gone`})
-      this.o.log(`attachment ${a.name}: namespace ${a.netns} is gone`)
+      this.unreported.delete(a.id)
+      // Never attached: the path was wrong from the start (the manager checks it only for its own node).
+      const message = st === undefined ? `${a.netns} is not a network namespace` : `namespace ${a.netns} is gone`
+      this.writeStatus(a, {state: 'gone', message})
+      this.o.log(`attachment ${a.name}: ${message}`)
       return
     }
+    // The node's own namespace: its links and routes are the node's, not an attachment's.
+    if (ino === ownNetnsIno()) throw new Error(`${a.netns} is this node's own network namespace`)
     const hostIf = attachmentHostIf(a.id)
     const link = await getLink(hostIf)
     const p = this.plumbed.get(a.id)
@@ -99,9 +122,26 @@ export class AttachmentReconciler {
     if (link) await deleteLink(hostIf)
     const ifindex = await this.plumb(a, net, hostIf)
     this.plumbed.set(a.id, {att: a, hostIf, ifindex})
-    this.writeStatus(a, {state: 'attached', netnsIno: ino})
+    this.unreported.set(a.id, {
+      att: a,
+      netnsIno: ino,
+      line: `attachment ${a.name}: ${a.netns} attached to ${net.name} as ${a.ip} (${hostIf})`,
+    })
     this.said.delete(a.id)
-    this.o.log(`attachment ${a.name}: ${a.netns} attached to ${net.name} as ${a.ip} (${hostIf})`)
+  }
+
+  /**
+   * After the maps are written: the attachments plumbed since are reported attached. Not
+   * before, so whoever waits for the status (`network connect`) finds the namespace's address
+   * in the maps too, and the replies to its first packet find their way in.
+   */
+  report(): void {
+    for (const [id, u] of this.unreported) {
+      this.unreported.delete(id)
+      if (!this.plumbed.has(id)) continue
+      this.writeStatus(u.att, {state: 'attached', netnsIno: u.netnsIno})
+      this.o.log(u.line)
+    }
   }
 
   /**
@@ -149,6 +189,7 @@ export class AttachmentReconciler {
     // The other end, in the attached namespace, goes with it.
     await deleteLink(p.hostIf)
     this.plumbed.delete(p.att.id)
+    this.unreported.delete(p.att.id)
   }
 
   /** leave: every attachment's veth goes (the namespaces stay: they are not ours). */

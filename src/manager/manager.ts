@@ -218,7 +218,7 @@ export class Manager {
 
   /**
    * Attachments whose namespace is gone (their node says so), whose node left or whose
-   * network is gone are removed, and statuses without an attachment with them.
+   * network is gone are removed, and the statuses that no node will remove.
    */
   reapAttachments(): string[] {
     const done: string[] = []
@@ -239,8 +239,15 @@ export class Manager {
       this.store.delete(keyOf('attachment', a.id))
       done.push(`attachment ${a.name} removed: ${why}`)
     }
+    // A status without its attachment is its node's to remove, once it has removed the veth
+    // (`disconnect` waits for that): here only those with nothing left to remove (the namespace
+    // is gone) or no node left to remove them.
     const live = new Set(this.attachments().map((a) => a.id))
-    for (const id of statuses.keys()) if (!live.has(id)) this.store.delete(keyOf('attachmentstatus', id))
+    for (const [id, st] of statuses) {
+      if (live.has(id)) continue
+      const node = nodes.get(st.nodeId)
+      if (st.state === 'gone' || !node || node.state === 'left') this.store.delete(keyOf('attachmentstatus', id))
+    }
     return done
   }
 

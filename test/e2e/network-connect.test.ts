@@ -24,11 +24,15 @@ interface Att {
 }
 interface Net {
   vni: number
+  subnet: string
   attachments: Att[]
 }
 
 const NS = `snt-blue-${process.pid}`
 const NS_PATH = `/run/netns/${NS}`
+// For the synchronous connect: one namespace used from n1, one from n2 (--node).
+const NEAR = `snt-near-${process.pid}`
+const FAR = `snt-far-${process.pid}`
 
 const inPath = (path: string, argv: string[]) => sh(['nsenter', `--net=${path}`, '--', ...argv], {}, 30_000)
 const endpointIps = (node: string) =>
@@ -41,6 +45,13 @@ const endpointIps = (node: string) =>
     'sn_endpoints',
   ]).maps[0]!.entries.map((e) => e.key.ip)
 const attachments = (node: string) => json<Net>(node, ['network', 'inspect', 'att']).attachments
+/** The host ends of attachments (sn-x...) in a lab node's namespace. */
+const hostEnds = (node: string) =>
+  sh(['ip', '-n', `sn-lab-${node}`, '-br', 'link'])
+    .stdout.split('\n')
+    .filter((l) => l.startsWith('sn-x'))
+/** The namespace's eth0 as `ip -br addr` shows it ('' when it has none). */
+const eth0Addr = (ns: string) => sh(['ip', '-n', ns, '-br', 'addr', 'show', 'dev', 'eth0']).stdout.trim()
 
 describe('network connect: outside namespaces on an overlay, 2-node lab', {timeout: 300_000}, () => {
   let remote: Task
@@ -50,7 +61,7 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
   withLab(['--nodes', '2'], {
     beforeDown: () => {
       holder?.kill('SIGKILL')
-      sh(['ip', 'netns', 'del', NS])
+      for (const ns of [NS, NEAR, FAR]) sh(['ip', 'netns', 'del', ns])
     },
   })
   before(async () => {
@@ -82,6 +93,58 @@ describe('network connect: outside namespaces on an overlay, 2-node lab', {timeo
     assert.deepEqual(json<Net>('n1', ['network', 'inspect', 'closed']).attachments, [])
     // A worker does not write desired state.
     assert.notEqual(cli('n2', ['network', 'connect', 'att', '--netns', NS_PATH]).code, 0)
+  })
+
+  test('connect returns once attached: address, route and the task on the other node at once; disconnect once gone', (t) => {
+    sh(['ip', 'netns', 'add', NEAR])
+    // No waiting and no retry between the command and what uses the network: that is the point.
+    const t0 = Date.now()
+    const a = json<Att>('n1', ['network', 'connect', 'att', '--netns', `/run/netns/${NEAR}`, '--name', 'near'])
+    t.diagnostic(`connect took ${Date.now() - t0} ms (the CLI's start included)`)
+    assert.match(eth0Addr(NEAR), new RegExp(`^eth0@\\S+\\s+UP\\s+${a.ip.replace(/\./g, '\\.')}/24`))
+    assert.equal(a.state, 'attached')
+    const {subnet} = json<Net>('n1', ['network', 'inspect', 'att'])
+    assert.match(sh(['ip', '-n', NEAR, 'route']).stdout, new RegExp(`^${subnet.replace(/\./g, '\\.')} dev eth0`, 'm'))
+    const taskIp = remote.addresses[0]!.ip
+    const ping = inPath(`/run/netns/${NEAR}`, ['ping', '-c', '1', '-W', '2', taskIp])
+    assert.equal(ping.code, 0, `the first ping to the task on n2: ${ping.stdout}`)
+    const http = inPath(`/run/netns/${NEAR}`, ['curl', '-s', '-m', '5', `http://${taskIp}/`])
+    assert.match(http.stdout, new RegExp(`RemoteAddr: ${a.ip.replace(/\./g, '\\.')}:`), http.stderr)
+
+    ok('n1', ['network', 'disconnect', 'att', 'near'])
+    assert.equal(eth0Addr(NEAR), '', 'the interface is gone when disconnect returns')
+    assert.deepEqual(hostEnds('n1'), [])
+    assert.deepEqual(attachments('n1'), [])
+  })
+
+  test('the same with --node n2: the namespace on another node, wired there, ready when the command returns', (t) => {
+    sh(['ip', 'netns', 'add', FAR])
+    const t0 = Date.now()
+    const a = json<Att>('n1', ['network', 'connect', 'att', '--netns', `/run/netns/${FAR}`, '--node', 'n2', '--name', 'far'])
+    t.diagnostic(`connect --node n2 took ${Date.now() - t0} ms (the CLI's start included)`)
+    assert.match(eth0Addr(FAR), new RegExp(`UP\\s+${a.ip.replace(/\./g, '\\.')}/24`))
+    assert.deepEqual([a.node, a.state], ['n2', 'attached'])
+    const taskIp = local.addresses[0]!.ip
+    const ping = inPath(`/run/netns/${FAR}`, ['ping', '-c', '1', '-W', '2', taskIp])
+    assert.equal(ping.code, 0, `the first ping to the task on n1: ${ping.stdout}`)
+    const http = inPath(`/run/netns/${FAR}`, ['curl', '-s', '-m', '5', `http://${taskIp}/`])
+    assert.match(http.stdout, new RegExp(`RemoteAddr: ${a.ip.replace(/\./g, '\\.')}:`), http.stderr)
+
+    ok('n1', ['network', 'disconnect', 'att', 'far'])
+    assert.equal(eth0Addr(FAR), '', 'the interface is gone when disconnect returns')
+    assert.deepEqual(hostEnds('n2'), [])
+    assert.deepEqual(attachments('n1'), [])
+  })
+
+  test("a namespace only its node can refuse (not a namespace, the node's own): one line, nothing left", () => {
+    for (const path of ['/etc/hostname', '/proc/self/ns/net']) {
+      const r = cli('n1', ['network', 'connect', 'att', '--netns', path, '--node', 'n2', '--name', 'nope'])
+      assert.notEqual(r.code, 0, `${path}: ${r.stdout}`)
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
+      assert.match(r.stderr, /n2/, 'the message names the node that refused')
+      assert.deepEqual(attachments('n1'), [], path)
+      assert.deepEqual(hostEnds('n2'), [], path)
+    }
   })
 
   test('an `ip netns add` namespace on n1 and a task on n2 reach each other; disconnect removes it', async () => {
