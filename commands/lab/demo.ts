@@ -5,11 +5,11 @@ import {runDemo} from '../../src/lab/demo.js'
 export default class LabDemo extends SwarmnetCommand {
   static override description = `Tell swarmnet's story in under a minute, with real clients, in a 3-node lab
 
-A 3-node lab; an overlay network; a 3-replica whoami service; a task that finds it by name (the
-VIP) and sends 6 requests through the VIP to its three tasks; a port published by every node and
-fetched from the lab's outside client through a node that runs no task (the task sees the
-client's own address); a node killed and cut off (how long until the others stop sending to it
-and its task runs elsewhere), then brought back.
+A 3-node lab; an overlay network; a 3-replica whoami service, web; the task of a second service,
+front, finds web by name (its VIP) and sends 6 requests through the VIP to its three tasks; front
+is published on every node and fetched from the lab's outside client through a node that runs no
+task of it (the task sees the client's own address); a worker killed and cut off (how long until
+the others stop sending to it and its task runs elsewhere), then brought back.
 
 The lab stays up afterwards for you to explore; \`swarmnet lab down\` removes it.`
   static override examples = ['<%= config.bin %> lab demo']

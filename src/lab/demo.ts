@@ -13,7 +13,7 @@ import {parsePublish} from '../model/ports.js'
 import {run} from '../sys/exec.js'
 import {nsenterArgv} from '../sys/netns.js'
 import {taskExecArgv} from '../tasks/exec.js'
-import {labUp} from './lab.js'
+import {labUp, type LabNode} from './lab.js'
 import {restartLabAgent, startLabNode} from './nodes.js'
 import {CLIENT_ADDRESS, CLIENT_NETNS, nodePidFile, UNDERLAY_IF} from './topology.js'
 
@@ -25,11 +25,9 @@ export interface DemoStep {
 
 const NETWORK = 'demo'
 const SERVICE = 'web'
-const PROBE = 'probe'
-const PUBLISHED = 'api'
+/** One whoami on the overlay and published: the client that asks for web (step 4) and what the outside fetches (step 5). */
+const FRONT = 'front'
 const PORT = 8080
-/** The node that dies in step 6. */
-const VICTIM = 'n3'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`
@@ -96,7 +94,20 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
     title: `lab: ${lab.nodes.length} nodes, each a network namespace on one switch, up in ${secs(Date.now() - start)} (swarmnet lab up --nodes 3)`,
     detail: `${lab.nodes.map((n) => `${n.name} ${n.address}`).join(', ')}; an outside client at ${CLIENT_ADDRESS} (netns ${CLIENT_NETNS})`,
   })
-  const n1 = new AgentClient(lab.nodes[0]!.name)
+  try {
+    await story(lab.nodes, start, step)
+  } catch (e) {
+    // Whatever step failed, the cut link (step 6) is not left cut: lab down and a look around work.
+    // A link that is up already, or a namespace gone: nothing to restore.
+    for (const n of lab.nodes)
+      await run(['ip', '-n', n.netns, 'link', 'set', UNDERLAY_IF, 'up'], 'restoring a link').catch(() => undefined)
+    throw new Error(`${(e as Error).message} (the lab is left up to look at; \`swarmnet lab down\` removes it)`)
+  }
+}
+
+/** Steps 2 to 8, on the lab's nodes. */
+async function story(nodes: LabNode[], start: number, step: (s: DemoStep) => void): Promise<void> {
+  const n1 = new AgentClient(nodes[0]!.name)
 
   // 2. An overlay network.
   const net = await n1.post<{subnet: string; vni: number}>('/networks', {name: NETWORK})
@@ -104,14 +115,14 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
     title: `overlay network ${NETWORK}: ${net.subnet}, VXLAN VNI ${net.vni}, on every node (swarmnet network create ${NETWORK})`,
   })
 
-  // 3. A 3-replica service. The services of steps 4 and 5 are created right after it, so that
-  // their tasks start while this one's do: the demo has a minute.
+  // 3. A 3-replica service. front, of steps 4 and 5, is created right after it so that its task
+  // starts while these do: the demo has a minute.
   await n1.post('/services', {name: SERVICE, mode: 'replicated', replicas: 3, networks: [NETWORK], command: []})
-  await n1.post('/services', {name: PROBE, mode: 'replicated', replicas: 1, networks: [NETWORK], command: ['sleep', 'infinity']})
   await n1.post('/services', {
-    name: PUBLISHED,
+    name: FRONT,
     mode: 'replicated',
     replicas: 1,
+    networks: [NETWORK],
     command: [],
     ports: [parsePublish(`${PORT}:80`)],
   })
@@ -121,34 +132,34 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
     detail: web.map((t) => `${t.name} on ${t.node} ${ipOn(t, NETWORK)}`).join(', '),
   })
 
-  // 4. A client task: the service by name, then through its VIP.
-  const probe = (await waitForTasks(n1, PROBE, 1))[0]!
+  // 4. A client task (front's, a frontend calling its backend): the service by name, then through its VIP.
+  const front = (await waitForTasks(n1, FRONT, 1))[0]!
   const vip = (await n1.get<ServiceInspectView>(`/services/${SERVICE}`)).vips.find((v) => v.network === NETWORK)!.ip
-  const inProbe = (argv: string[]) => run(taskExecArgv(probe, argv), `${argv[0]} in task ${probe.name}`)
+  const inFront = (argv: string[]) => run(taskExecArgv(front, argv), `${argv[0]} in task ${front.name}`)
   // The task's own resolver (its resolv.conf names its node's): the name is there once the node has the service.
   const answer = await until(
-    `${SERVICE} by name from ${probe.name}`,
-    async () => (await inProbe(['dig', '+short', '+time=2', '+tries=1', SERVICE])).trim() || undefined,
+    `${SERVICE} by name from ${front.name}`,
+    async () => (await inFront(['dig', '+short', '+time=2', '+tries=1', SERVICE])).trim() || undefined,
     15_000,
     200,
   )
-  // Maglev picks a flow's task from its addresses and ports: source ports the probe node's table
+  // Maglev picks a flow's task from its addresses and ports: source ports the front node's table
   // sends to each task in turn make 6 requests that visit all three (random ports may miss one).
   const webIps = web.map((t) => ipOn(t, NETWORK))
-  const probeIp = ipOn(probe, NETWORK)
+  const frontIp = ipOn(front, NETWORK)
   const table = await until(
-    `${SERVICE}'s Maglev table on ${probe.node} with its 3 tasks`,
+    `${SERVICE}'s Maglev table on ${front.node} with its 3 tasks`,
     () => {
-      const t = vipTable(probe.node, net.vni, vip)
+      const t = vipTable(front.node, net.vni, vip)
       return t && webIps.every((ip) => t.includes(ip)) && t.every((ip) => webIps.includes(ip)) ? t : undefined
     },
     15_000,
   )
   const answered = new Map<string, number>()
-  for (const port of portsInTurn(table, probeIp, vip, 80, webIps, 2)) {
+  for (const port of portsInTurn(table, frontIp, vip, 80, webIps, 2)) {
     const body = await until(
-      `an answer of ${SERVICE} to ${probe.name}`,
-      () => inProbe(['curl', '-sS', '-m', '3', '--local-port', String(port), `http://${SERVICE}/`]),
+      `an answer of ${SERVICE} to ${front.name}`,
+      () => inFront(['curl', '-sS', '-m', '3', '--local-port', String(port), `http://${SERVICE}/`]),
       10_000,
       250,
     )
@@ -157,13 +168,12 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
   }
   const spread = [...answered].sort(([a], [b]) => a.localeCompare(b, 'en', {numeric: true}))
   step({
-    title: `${probe.name} on ${probe.node} asks for ${SERVICE} by name: dig +short ${SERVICE} -> ${answer.split('\n').join(', ')}${answer === vip ? `, ${SERVICE}'s VIP` : ` (the VIP is ${vip})`}`,
+    title: `${front.name} on ${front.node} (service ${FRONT}, on ${NETWORK} too) asks for ${SERVICE} by name: dig +short ${SERVICE} -> ${answer.split('\n').join(', ')}${answer === vip ? `, ${SERVICE}'s VIP` : ` (the VIP is ${vip})`}`,
     detail: `6 requests to ${SERVICE} (${vip}) with curl: ${spread.map(([h, n]) => `${h} x${n}`).join(', ')} (from source ports ${SERVICE}'s Maglev table sends to each task in turn)`,
   })
 
   // 5. Published on a port, fetched from outside through a node that runs no task of it.
-  const [api] = await waitForTasks(n1, PUBLISHED, 1)
-  const idle = lab.nodes.find((n) => n.name !== api!.node)!
+  const idle = nodes.find((n) => n.name !== front.node)!
   const url = `http://${idle.address}:${PORT}/`
   const body = await until(
     `${url} from the outside client`,
@@ -173,17 +183,18 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
   )
   const seen = whoami(body)
   step({
-    title: `service ${PUBLISHED}: 1 whoami published on port ${PORT} of every node, ${api!.name} on ${api!.node} (swarmnet service create --name ${PUBLISHED} -p ${PORT}:80)`,
-    detail: `outside client ${CLIENT_ADDRESS}: curl ${url} (${idle.name}, no task of ${PUBLISHED}) -> Hostname: ${seen.host}, RemoteAddr: ${seen.remote}`,
+    title: `${FRONT} is published on port ${PORT} of every node (swarmnet service create --name ${FRONT} --network ${NETWORK} -p ${PORT}:80)`,
+    detail: `outside client ${CLIENT_ADDRESS}: curl ${url} (${idle.name}, no task of ${FRONT}) -> Hostname: ${seen.host}, RemoteAddr: ${seen.remote}`,
   })
 
-  // 6. A node dies: its agent killed, its link cut.
-  const victim = lab.nodes.find((n) => n.name === VICTIM)!
-  const others = lab.nodes.filter((n) => n !== victim)
+  // 6. A node dies: its agent killed, its link cut. Not n1, the manager (that replaces tasks), and
+  // not front's: the client of step 4 stays where it is, to explore afterwards.
+  const victim = nodes.filter((n) => n !== nodes[0] && n.name !== front.node).at(-1)!
+  const others = nodes.filter((n) => n !== victim)
   const moving = web.find((t) => t.node === victim.name)!
   // Every address of its tasks, on every network (the maps hold them as endpoints).
   const itsIps = new Set<string>()
-  for (const svc of [SERVICE, PROBE, PUBLISHED])
+  for (const svc of [SERVICE, FRONT])
     for (const t of await n1.get<TaskView[]>(`/services/${svc}/tasks`))
       if (t.node === victim.name && t.desiredState === 'running') for (const a of t.addresses) itsIps.add(a.ip)
   const pid = Number(readFileSync(nodePidFile(victim.name), 'utf8').trim())
@@ -238,7 +249,7 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
 
   // 8. Where to go next.
   step({
-    title: `next: SWARMNET_HOST=n1 swarmnet service ps ${SERVICE}; swarmnet inspect lb ${SERVICE} --host ${probe.node}; SWARMNET_HOST=${probe.node} swarmnet task exec ${probe.name} -- curl -s ${SERVICE}`,
+    title: `next: SWARMNET_HOST=n1 swarmnet service ps ${SERVICE}; swarmnet inspect lb ${SERVICE} --host ${front.node}; SWARMNET_HOST=${front.node} swarmnet task exec ${front.name} -- curl -s ${SERVICE}`,
     detail: `the lab stays up (demo: ${secs(Date.now() - start)}); swarmnet lab down removes it and everything it made`,
   })
 }

@@ -38,9 +38,14 @@ describe('lab demo: the whole story in a 3-node lab, as a user runs it', {timeou
       'a lab is already up on this machine: `swarmnet lab down` first',
     )
   })
-  // The cut link first, should the demo have stopped between cutting and restoring it.
+  // The cut link first, should the demo have stopped between cutting and restoring it (n2 or n3).
   after(() => {
-    if (ran) labDown({beforeDown: () => sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'up'])})
+    if (ran)
+      labDown({
+        beforeDown: () => {
+          for (const n of ['n2', 'n3']) sh(['ip', '-n', `sn-lab-${n}`, 'link', 'set', 'eth0', 'up'])
+        },
+      })
   })
 
   test('each step has its line, true of the lab it leaves up; the lab is whole afterwards', async () => {
@@ -65,69 +70,80 @@ describe('lab demo: the whole story in a 3-node lab, as a user runs it', {timeou
     const [placed] = line(out, /^3\. service web: 3 replicas.*\n\s+(web\.1 on n\d .*)$/m, 'the service')
     assert.deepEqual([...placed!.matchAll(/on (n\d)/g)].map((m) => m[1]).sort(), ['n1', 'n2', 'n3'], 'one task per node')
 
-    // 4: by name, the VIP; 6 requests through it over the three tasks.
+    // 4: front's task asks for web by name: the VIP; 6 requests through it over the three tasks.
     const vip = json<Svc>('n1', ['service', 'inspect', 'web']).vips.find((v) => v.network === 'demo')!.ip
-    const [probeNode, answer] = line(
+    const [frontNode, answer] = line(
       out,
-      /^4\. probe\.1 on (n\d) asks for web by name: dig \+short web -> (\S+), web's VIP$/m,
+      /^4\. front\.1 on (n\d) \(service front, on demo too\) asks for web by name: dig \+short web -> (\S+), web's VIP$/m,
       'the DNS answer',
     )
     assert.equal(answer, vip, "the name's answer is web's VIP")
-    assert.equal(live('probe')[0]!.node, probeNode)
+    const front = live('front')
+    assert.equal(front.length, 1)
+    assert.equal(front[0]!.node, frontNode, 'front stays where it was (no node of its died)')
     const [to, spread] = line(out, /^\s+6 requests to web \((\S+)\) with curl: ((?:web\.\d x\d(?:, )?)+)/m, 'the 6 requests')
     assert.equal(to, vip)
     const counts = [...spread!.matchAll(/(web\.\d) x(\d)/g)].map((m) => [m[1]!, Number(m[2])] as const)
     assert.equal(new Set(counts.map(([t]) => t)).size, 3, `over three distinct tasks: ${spread}`)
-    // The ports were picked from the probe node's table: the data path sends each flow where the table says.
+    // The ports were picked from the front node's table: the data path sends each flow where the table says.
     assert.deepEqual(
       counts.map(([, c]) => c),
       [2, 2, 2],
       `two each, as web's Maglev table sends them: ${spread}`,
     )
 
-    // 5: the outside client through a node with no task of api; the task sees the client itself.
+    // 5: the outside client through a node with no task of front; the task sees the client itself.
+    line(out, /^5\. front is published on port 8080 of every node/m, 'the published port')
     const [addr, idle] = line(
       out,
-      /^\s+outside client 172\.30\.0\.100: curl http:\/\/(172\.30\.0\.\d+):8080\/ \((n\d), no task of api\) -> Hostname: api\.1, RemoteAddr: 172\.30\.0\.100:\d+$/m,
+      /^\s+outside client 172\.30\.0\.100: curl http:\/\/(172\.30\.0\.\d+):8080\/ \((n\d), no task of front\) -> Hostname: front\.1, RemoteAddr: 172\.30\.0\.100:\d+$/m,
       'the outside fetch',
     )
     assert.equal(NODES[idle!], addr)
-    const api = live('api')
-    assert.equal(api.length, 1)
-    assert.notEqual(api[0]!.node, idle, `${idle} runs no task of api`)
+    assert.notEqual(idle, frontNode, `${idle} runs no task of front`)
 
-    // 6: n3 killed and cut: the measured delays, and its web task running elsewhere.
-    const [downs] = line(
+    // 6: a node (not n1, the manager, nor front's) killed and cut: the measured delays, and its web task running elsewhere.
+    const [dead, downs] = line(
       out,
-      /^6\. n3 dies \(kill -9 of its agent, pid \d+; ip -n sn-lab-n3 link set eth0 down\): down on n1, n2 after (\d+\.\d s, \d+\.\d s)$/m,
-      'n3 down on the others',
+      /^6\. (n[23]) dies \(kill -9 of its agent, pid \d+; ip -n sn-lab-\1 link set eth0 down\): down on n\d, n\d after (\d+\.\d s, \d+\.\d s)$/m,
+      'the node down on the others',
     )
+    assert.notEqual(dead, frontNode)
+    const others = Object.keys(NODES).filter((n) => n !== dead)
     const [gone, moved, onto, ip, movedIn] = line(
       out,
-      /^\s+its endpoints out of their maps on n1, n2 after (\d+\.\d s, \d+\.\d s); (web\.\d) running again on (n[12]) \((\S+)\) after (\d+\.\d) s/m,
+      /^\s+its endpoints out of their maps on n\d, n\d after (\d+\.\d s, \d+\.\d s); (web\.\d) running again on (n\d) \((\S+)\) after (\d+\.\d) s/m,
       'the endpoints gone and the task moved',
     )
     for (const d of [...downs!.split(', '), ...gone!.split(', ')]) assert.ok(parseFloat(d) > 0, d)
     assert.ok(parseFloat(movedIn!) > 0)
+    assert.ok(others.includes(onto!), `${moved} moved to ${onto}, a live node`)
     const web = live('web')
     assert.equal(web.length, 3)
-    assert.ok(!web.some((t) => t.node === 'n3'), 'no web task on n3 any more')
+    assert.ok(!web.some((t) => t.node === dead), `no web task on ${dead} any more`)
     const mover = web.find((t) => t.name === moved)!
     assert.equal(mover.node, onto)
     assert.equal(mover.addresses.find((a) => a.network === 'demo')!.ip, ip)
 
-    // 7: n3 back and ready; 8: where to go next, and those commands work.
-    line(out, /^7\. n3 back: link up, agent restarted .*ready on the others after \d+\.\d s$/m, 'n3 back')
-    for (const n of ['n1', 'n2']) assert.equal(await stateOn(n, 'n3'), 'ready')
-    const [host, taskExec] = line(
+    // 7: the node back and ready; 8: where to go next, and those commands work.
+    line(
       out,
-      /^8\. next: .*; SWARMNET_HOST=(n\d) swarmnet task exec probe\.1 -- (curl -s web)$/m,
+      new RegExp(`^7\\. ${dead} back: link up, agent restarted .*ready on the others after \\d+\\.\\d s$`, 'm'),
+      'the node back',
+    )
+    for (const n of others) assert.equal(await stateOn(n, dead!), 'ready')
+    const [pins, host, taskExec] = line(
+      out,
+      /^8\. next: SWARMNET_HOST=n1 swarmnet service ps web; swarmnet inspect lb web --host (n\d); SWARMNET_HOST=(n\d) swarmnet task exec front\.1 -- (curl -s web)$/m,
       'where to go next',
     )
     line(out, /^\s+the lab stays up \(demo: \d+\.\d s\); swarmnet lab down removes it and everything it made$/m, 'lab down')
-    const tried = cli(host, ['task', 'exec', 'probe.1', '--', ...taskExec!.split(' ')])
+    const tried = cli(host, ['task', 'exec', 'front.1', '--', ...taskExec!.split(' ')])
     assert.equal(tried.code, 0, tried.stderr)
     assert.match(tried.stdout, /^Hostname: web\.\d$/m)
     assert.match(cli('n1', ['service', 'ps', 'web']).stdout, /web\.1/)
+    const lb = cli(undefined, ['inspect', 'lb', 'web', '--host', pins!])
+    assert.equal(lb.code, 0, lb.stderr)
+    assert.equal(lb.stdout.match(/ web\.\d /g)?.length, 3, lb.stdout)
   })
 })
