@@ -1,11 +1,15 @@
 import {SwarmnetCommand} from '../../src/cli/base.js'
 import {paint} from '../../src/cli/output.js'
-import {labUp} from '../../src/lab/lab.js'
 import {runDemo} from '../../src/lab/demo.js'
-import {startLabNode} from '../../src/lab/nodes.js'
 
 export default class LabDemo extends SwarmnetCommand {
-  static override description = `Bring up a 3-node lab, create an overlay network, run a 3-replica whoami service on it, and show a task on one node reaching the tasks on the other two
+  static override description = `Tell swarmnet's story in under a minute, with real clients, in a 3-node lab
+
+A 3-node lab; an overlay network; a 3-replica whoami service, web; the task of a second service,
+front, finds web by name (its VIP) and sends 6 requests through the VIP to its three tasks; front
+is published on every node and fetched from the lab's outside client through a node that runs no
+task of it (the task sees the client's own address); a worker killed and cut off (how long until
+the others stop sending to it and its task runs elsewhere), then brought back.
 
 The lab stays up afterwards for you to explore; \`swarmnet lab down\` removes it.`
   static override examples = ['<%= config.bin %> lab demo']
@@ -13,18 +17,10 @@ The lab stays up afterwards for you to explore; \`swarmnet lab down\` removes it
   async run(): Promise<void> {
     await this.parse(LabDemo)
     const c = paint()
-    this.log(c.bold('swarmnet lab up --nodes 3'))
-    const state = await labUp({nodes: 3, startNode: (node) => startLabNode(node)})
-    for (const n of state.nodes) this.log(`  ${n.name} ${n.address}`)
+    let n = 0
     await runDemo((s) => {
-      this.log(c.bold(s.title))
-      for (const line of s.output.split('\n')) this.log(`  ${line}`)
+      this.log(`${c.bold(`${++n}.`)} ${s.title}`)
+      if (s.detail) this.log(`   ${s.detail}`)
     })
-    this.log('')
-    this.log('The lab is up. Explore it:')
-    this.log('  swarmnet lab exec n1 -- swarmnet service ps whoami')
-    this.log('  swarmnet lab exec n2 -- swarmnet network inspect demo')
-    this.log('  SWARMNET_HOST=n3 swarmnet inspect maps')
-    this.log('and remove it with: swarmnet lab down')
   }
 }

@@ -18,14 +18,7 @@ export async function startLabNode(
   initArgs: string[] = [],
 ): Promise<void> {
   const first = {name: nodeName(1), address: nodeAddress(1)}
-  // The agent that init/join starts inherits this cgroup: lab down kills it with the node's tasks.
-  const agentCgroup = join(nodeCgroupDirs(node.name).v2, 'agent')
-  mkdirSync(agentCgroup, {recursive: true})
-  const cli = (args: string[]) =>
-    run(inCgroupsArgv([agentCgroup], nsenterArgv(node.netns, [...selfArgv(), ...args])), `starting lab node ${node.name}`, {
-      env: {...process.env, NO_COLOR: '1'},
-      timeoutMs: 60_000,
-    })
+  const cli = (args: string[]) => onLabNode(node, args, `starting lab node ${node.name}`)
   // Managers on etcd: the lab's members, reached with the client certificate it made for them.
   const etcd = lab?.etcd
     ? [
@@ -64,4 +57,23 @@ export async function startLabNode(
     ...(manager ? ['--manager', ...etcd] : []),
     `${first.address}:7946`,
   ])
+}
+
+/**
+ * `swarmnet ARGS` in a lab node's namespace, as a person on that node would run it. It runs in
+ * the node's agent cgroup: an agent it starts (init, join, agent --detach) inherits it, and lab
+ * down kills it with the node's tasks.
+ */
+export function onLabNode(node: Pick<LabNode, 'name' | 'netns'>, args: string[], doing: string): Promise<string> {
+  const agentCgroup = join(nodeCgroupDirs(node.name).v2, 'agent')
+  mkdirSync(agentCgroup, {recursive: true})
+  return run(inCgroupsArgv([agentCgroup], nsenterArgv(node.netns, [...selfArgv(), ...args])), doing, {
+    env: {...process.env, NO_COLOR: '1'},
+    timeoutMs: 60_000,
+  })
+}
+
+/** The agent of a lab node that died (kill -9), started again in the background as after a reboot. */
+export async function restartLabAgent(node: Pick<LabNode, 'name' | 'netns'>): Promise<void> {
+  await onLabNode(node, ['agent', '--detach', '--node', node.name], `restarting the agent of ${node.name}`)
 }

@@ -10,13 +10,20 @@ import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import {readDurableState} from '../store/durable.js'
 import {lbView, type LbNames, type LbServiceView} from './inspect.js'
 
-type LbMapName = 'sn_services' | 'sn_backends' | 'sn_ct'
+type LbMapName = 'sn_services' | 'sn_backends' | 'sn_ct' | 'sn_maglev'
 
 export function readLb(node: string): LbServiceView[] {
   const dir = layoutPinDir(node)
   if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)
   const maps = {services: readMap(dir, 'sn_services'), backends: readMap(dir, 'sn_backends'), ct: readMap(dir, 'sn_ct')}
   return lbView(maps, readNames(node))
+}
+
+/** One load-balancing map of a node, decoded (values as the data path reads them, not for display). */
+export function readLbMap<N extends LbMapName>(node: string, name: N): ReturnType<typeof decodeEntry<N>>[] {
+  const dir = layoutPinDir(node)
+  if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)
+  return readMap(dir, name)
 }
 
 function readMap<N extends LbMapName>(dir: string, name: N): ReturnType<typeof decodeEntry<N>>[] {

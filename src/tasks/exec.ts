@@ -14,8 +14,8 @@ export interface ExecTarget {
   pid?: number
 }
 
-/** Runs argv in the task with our stdio; resolves to its exit status. */
-export function execInTask(t: ExecTarget, argv: string[]): number {
+/** The command line that runs argv in the task as the task itself runs (see the top of this file). */
+export function taskExecArgv(t: ExecTarget, argv: string[]): string[] {
   // The pid comes from the store: it is used only once proven to be this task's PID 1.
   const init = t.pid ? verifyTaskPid(t.node, t.id, t.pid) : undefined
   if (!init) throw new Error(`task ${t.name} has no running process on this host (node ${t.node})`)
@@ -25,7 +25,12 @@ export function execInTask(t: ExecTarget, argv: string[]): number {
   } catch {
     throw new Error(`task ${t.name} exited`)
   }
-  const full = execArgv(init.pid, [taskCgroup(t.node, t.id)], userOfProcess(status), argv)
+  return execArgv(init.pid, [taskCgroup(t.node, t.id)], userOfProcess(status), argv)
+}
+
+/** Runs argv in the task with our stdio; resolves to its exit status. */
+export function execInTask(t: ExecTarget, argv: string[]): number {
+  const full = taskExecArgv(t, argv)
   const r = spawnSync(full[0]!, full.slice(1), {stdio: 'inherit'})
   if (r.error) throw new Error(`cannot run ${argv[0]}: ${r.error.message}`)
   return r.status ?? 1
