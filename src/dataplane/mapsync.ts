@@ -9,6 +9,7 @@ import {
   snDevice,
   snEndpoint,
   snEndpointKey,
+  snGateway,
   snMaglevKey,
   snNetwork,
   snService,
@@ -86,6 +87,11 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
           snServiceKey.encode({vni: s.vni, vip: s.vip}),
           snService.encode({table: s.tableId, size: s.size, count: s.backends.length, flags: 0}),
         ),
+      ),
+    ),
+    sn_gateways: new Map(
+      [...(want.gateways ?? [])].map(([ifindex, g]) =>
+        entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
       ),
     ),
     ...encodeMesh(want.mesh),
@@ -200,8 +206,8 @@ function deleteStaleTables(t: TableState, servicesMap: BpfMap): number {
 }
 
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
-/** The DNS fast path's and sock_mesh's maps: a caller without them (the LB bench, older tests) syncs the others. */
-type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets'
+/** The DNS fast path's, sock_mesh's and tc_gw's own maps: a caller without them (the LB bench, older tests) syncs the others. */
+type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways'
 
 export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
