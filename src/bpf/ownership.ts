@@ -15,7 +15,10 @@ export type MapRule = 'mirror' | 'tables' | 'config' | 'none'
  * the reconciler never rewrites them, so a sync cannot wipe what the programs
  * learned.
  *   mirror: made to hold exactly the desired entries (stale keys deleted
- *           first, so a full map frees room before anything is inserted);
+ *           first, so a full map frees room before anything is inserted;
+ *           except a backend that leaves, in sn_backends and sn_endpoints:
+ *           deleted after sn_services flips to a table without it, so no
+ *           table ever names a backend that is gone: mapsync.ts);
  *   tables: Maglev tables, immutable once written: a new one is written
  *           under a fresh id before sn_services points at it, and the ones no
  *           service points at are deleted after (so no moment without backends);
