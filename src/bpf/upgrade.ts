@@ -127,9 +127,11 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       if (!current.sn_ct) return
       if (old.keySize !== snCtKey.size || old.valueSize !== 16)
         throw new BpfError('PIN_MISMATCH', `sn_ct of layout 3 has ${old.keySize}/${old.valueSize}-byte keys/values`)
+      const now = monotonicSeconds()
       const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
         const nv = Buffer.alloc(snCt.size)
         v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        nv.writeUInt32LE(now, 12) // seen: now (layout 5)
         return [k, nv]
       })
       current.sn_ct.updateMany(entries)
@@ -144,7 +146,7 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       if (!current.sn_ct) return
       if (old.keySize !== snCtKey.size || old.valueSize !== snCt.size)
         throw new BpfError('PIN_MISMATCH', `sn_ct of layout 4 has ${old.keySize}/${old.valueSize}-byte keys/values`)
-      const now = Number(process.hrtime.bigint() / 1_000_000_000n)
+      const now = monotonicSeconds()
       const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
         const nv = Buffer.alloc(snCt.size)
         v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
@@ -154,6 +156,11 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       current.sn_ct.updateMany(entries)
     },
   },
+}
+
+/** The clock of sn_ct.seen: bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
+function monotonicSeconds(): number {
+  return Number(process.hrtime.bigint() / 1_000_000_000n)
 }
 
 /** The maps of the current layout that migrations write. */
