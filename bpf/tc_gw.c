@@ -9,6 +9,16 @@
  *     the source, and out of the underlay to the next hop the FIB names;
  *   - it came in by another node: VXLAN on the ingress network back to that
  *     node, which does the same.
+ * Its source must be one of the task's addresses (sn_gateways: the gateway
+ * bridge's, the ingress network's): anything else is dropped (gw_spoofed),
+ * and mesh reply entries are keyed by the backend, so no task gets another
+ * one's replies translated (issue 19, hole 2).
+ * Before anything else: a task never sends to a node's data-path port (UDP)
+ * or gossip port (TCP and UDP), on any node's underlay address or any address
+ * of this node (its gateway bridge's included). The masquerade would give
+ * such a datagram the node's own address as outer source, and no receiver
+ * can tell it from the node's data path: VXLAN put into any network of any
+ * node (issue 19, hole 1). Dropped and counted (gw_node_port).
  * A packet from an address of the ingress network that no flow explains is
  * dropped: the masquerade must never send a mesh reply out with the node's
  * address and the wrong port. Everything else (the task's own connections to
@@ -76,6 +86,73 @@ static __always_inline int sn_gw_out(struct __sk_buff *skb, const struct sn_conf
 	return bpf_redirect(p.ifindex, 0);
 }
 
+/* Is `dport` (of protocol `proto`) the data-path port or the given gossip port? */
+static __always_inline int sn_is_node_port(__u8 proto, __be16 dport, __be16 vxlan_port, __be16 gossip_port)
+{
+	return (proto == IPPROTO_UDP && dport == vxlan_port) || (gossip_port && dport == gossip_port);
+}
+
+/*
+ * 1 when the task's packet goes to a node's data-path or gossip port. The
+ * ports are read past IP options; a later fragment has none (without its
+ * first one, which is checked, the datagram is never whole). May pull the
+ * headers into the linear part: the caller's packet pointers are stale after.
+ */
+static __always_inline int sn_gw_to_node_port(struct __sk_buff *skb, const struct sn_config *cfg)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct bpf_fib_lookup p = {};
+	struct sn_mesh_node *node;
+	struct sn_ports *ports;
+	struct iphdr *ip;
+	__be32 self, daddr;
+	__be16 dport;
+	__u32 ihl;
+	__u8 proto;
+	long rc;
+
+	ip = data + ETH_HLEN;
+	if (!sn_fits(ip, end) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
+	    (ip->frag_off & bpf_htons(SN_IP_OFFSET)) || ip->ihl < 5)
+		return 0;
+	ihl = ip->ihl * 4;
+	if (data + ETH_HLEN + ihl + sizeof(*ports) > end) {
+		if (bpf_skb_pull_data(skb, ETH_HLEN + ihl + sizeof(*ports)))
+			return 0; /* shorter than its headers: the kernel drops it */
+		data = (void *)(long)skb->data;
+		end = (void *)(long)skb->data_end;
+		ip = data + ETH_HLEN;
+		if (!sn_fits(ip, end))
+			return 0;
+	}
+	ports = data + ETH_HLEN + ihl;
+	if (!sn_fits(ports, end))
+		return 0;
+	proto = ip->protocol;
+	dport = ports->dest;
+	daddr = ip->daddr;
+	node = bpf_map_lookup_elem(&sn_mesh_nodes, &daddr);
+	if (node)
+		return sn_is_node_port(proto, dport, cfg->vxlan_port, node->gossip_port);
+	self = cfg->node_ip;
+	node = bpf_map_lookup_elem(&sn_mesh_nodes, &self);
+	if (!sn_is_node_port(proto, dport, cfg->vxlan_port, node ? node->gossip_port : 0))
+		return 0;
+	/*
+	 * Our ports on an address that is no node's underlay one: refused unless
+	 * the kernel would forward it away (the gateway bridge's address, a second
+	 * address, a broadcast are this node's own; so is anything when it cannot tell).
+	 */
+	p.family = AF_INET;
+	p.tot_len = skb->len - ETH_HLEN;
+	p.ipv4_src = ip->saddr;
+	p.ipv4_dst = daddr;
+	p.ifindex = skb->ifindex;
+	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	return !(rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED);
+}
+
 /* Is `addr` on the ingress network? (Its VNI is the one in any mesh reply entry; its subnet is in sn_networks.) */
 static __always_inline int sn_gw_ingress_addr(__be32 addr, __u32 vni)
 {
@@ -95,33 +172,62 @@ int sn_tc_gw(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct sn_mesh_ct_key rk = {};
+	struct sn_mesh_ct_key fk = {};
+	__u32 ifindex = skb->ifindex;
+	__u8 tflags;
+	struct sn_gateway *gw;
 	struct sn_config *cfg;
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
 	struct iphdr *ip;
-	__be32 to_addr, client, from;
+	__be32 to_addr, client, from, node;
 	__be16 to_port;
 	__u32 vni;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
-	ip = (void *)(eth + 1);
-	ports = (void *)(ip + 1);
-	if (!sn_fits(ports, end) || !sn_ipv4_plain(ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
-		return TCX_NEXT;
-	from = ip->saddr;
-	sn_mesh_ct_key_of(&rk, ip, ports, SN_CT_REPLY);
-	/* Found whatever the task answered from (see mesh.h). */
-	rk.src = 0;
-	ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
 		return TCX_NEXT;
-	if (!ct) {
+	if (sn_gw_to_node_port(skb, cfg))
+		return sn_drop(SN_C_GW_NODE_PORT);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end))
+		return TCX_NEXT;
+	/* The task speaks from its own addresses only: never for another task's flows. */
+	gw = bpf_map_lookup_elem(&sn_gateways, &ifindex);
+	if (gw && ip->saddr != gw->gw_ip && (!gw->ingress_ip || ip->saddr != gw->ingress_ip))
+		return sn_drop(SN_C_GW_SPOOFED);
+	ports = (void *)(ip + 1);
+	if (!sn_fits(ports, end) || !sn_ipv4_plain(ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
+		return TCX_NEXT;
+	if (!gw) {
 		struct sn_mesh_config *mc = sn_get_mesh_config();
 
-		/* A task's own connections leave from its gateway-bridge address; one from its ingress address is a lost mesh reply. */
+		/*
+		 * A veth whose entry is not written yet (the moment after its task
+		 * started) answers for no flow; the masquerade takes its packets as
+		 * any task connection, except from an ingress address (a lost mesh reply).
+		 */
 		if (mc && mc->ingress_vni && sn_gw_ingress_addr(ip->saddr, mc->ingress_vni))
+			return sn_drop(SN_C_MESH_UNTRACKED);
+		return TCX_NEXT;
+	}
+	from = ip->saddr;
+	/* The flow of this task (see mesh.h): by the source it answered from, then by its ingress address. */
+	sn_mesh_ct_key_of(&rk, ip, ports, SN_CT_REPLY);
+	ct = sn_mesh_reply_lookup(&rk);
+	if (!ct && from == gw->gw_ip && gw->ingress_ip) {
+		rk.src = gw->ingress_ip;
+		ct = sn_mesh_reply_lookup(&rk);
+	}
+	tflags = rk.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
+	if (!ct) {
+		/* A task's own connections leave from its gateway-bridge address; one from its ingress address is a lost mesh reply. */
+		if (gw->ingress_ip && from == gw->ingress_ip)
 			return sn_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
@@ -133,14 +239,28 @@ int sn_tc_gw(struct __sk_buff *skb)
 		to_port = ct->port;
 		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, to_port))
 			return sn_drop(SN_C_MESH_DROP);
+		if (tflags & SN_TCP_RST) {
+			/* The backend ended the flow: both entries go, the RST itself translated first. */
+			fk.src = client;
+			fk.dst = to_addr;
+			fk.sport = rk.dport;
+			fk.dport = to_port;
+			fk.proto = rk.proto;
+			fk.dir = SN_CT_FORWARD;
+			sn_mesh_reset(&rk, &fk);
+		}
 		sn_count(SN_C_MESH_REPLY);
 		return sn_gw_out(skb, cfg, to_addr, client);
 	}
 	/* Back to the node the request came in by, on the network it came on, from the address it was sent to. */
 	vni = ct->vni;
 	to_addr = ct->addr;
+	node = ct->node;
 	if (!to_addr)
 		return sn_drop(SN_C_MESH_DROP);
+	/* The backend ended the flow: its entry here goes (the ingress node drops its own when the RST gets there). */
+	if (tflags & SN_TCP_RST)
+		sn_mesh_reset(&rk, NULL);
 	if (from != to_addr) {
 		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, rk.sport))
 			return sn_drop(SN_C_MESH_DROP);
@@ -159,7 +279,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 		return sn_drop(SN_C_MESH_DROP);
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, client);
-	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ct->node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
+	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
 		return sn_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);

@@ -331,7 +331,7 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	struct sn_ports *ports;
 	struct sn_ct nct = {};
 	struct sn_ct *ct, *rct;
-	__u32 slot, hairpin = 0;
+	__u32 slot, hairpin = 0, now = 0;
 	__u8 proto, tflags = 0;
 
 	if (!sn_fits(ip, end))
@@ -356,6 +356,25 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	/* A new connection on the port of one that is closing: picked afresh, not sent into the old one's grace. */
 	if (ct && (ct->flags & SN_CT_SEEN_FIN) && (tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN)
 		ct = NULL;
+	/* A UDP flow idle past its lifetime (either way: its reply entry holds the last packet of both) has ended. */
+	if (proto == IPPROTO_UDP) {
+		now = sn_now_s();
+		nct.seen = now;
+		if (ct) {
+			__u32 last = ct->seen;
+
+			sn_ct_reply_key(&ck, ct, &rk);
+			rct = bpf_map_lookup_elem(&sn_ct, &rk);
+			if (rct && rct->seen > last)
+				last = rct->seen;
+			if (now - last > sn_ct_udp_idle()) {
+				bpf_map_delete_elem(&sn_ct, &rk);
+				bpf_map_delete_elem(&sn_ct, &ck);
+				sn_count(SN_C_LB_CT_EXPIRED);
+				ct = NULL;
+			}
+		}
+	}
 	if (!ct) {
 		/* A hairpin's reply: from the task as backend, to the VIP standing in for it as client. */
 		ck.dir = SN_CT_REPLY;
@@ -396,12 +415,17 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 		 * does: looking it up keeps it recent, and one that went is written again.
 		 */
 		sn_ct_reply_key(&ck, ct, &rk);
-		if (!bpf_map_lookup_elem(&sn_ct, &rk)) {
+		rct = bpf_map_lookup_elem(&sn_ct, &rk);
+		if (!rct) {
 			nct.addr = ck.dst;
 			nct.flags = hairpin;
 			if (!bpf_map_update_elem(&sn_ct, &rk, &nct, BPF_ANY))
 				sn_count(SN_C_LB_REPLY_RESTORED);
+		} else if (now && rct->seen != now) {
+			rct->seen = now;
 		}
+		if (now && ct->seen != now)
+			ct->seen = now;
 		if (tflags & (SN_TCP_FIN | SN_TCP_RST))
 			sn_ct_tcp_seen(&ck, ct, tflags, 1);
 	} else {
@@ -471,6 +495,8 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	sn_ct_key_of(&ck, vni, ip, ports, SN_CT_REPLY);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
 	if (!ct || (ct->flags & SN_CT_HAIRPIN))
+		return;
+	if (ck.proto == IPPROTO_UDP && !sn_ct_udp_alive(ct, sn_now_s()))
 		return;
 	tflags = ck.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))

@@ -22,7 +22,7 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
-#define SN_LAYOUT_VERSION 4
+#define SN_LAYOUT_VERSION 5
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
@@ -30,6 +30,7 @@ struct sn_config {
 	__be16 vxlan_port;     /* the data-path port, 4789 unless init said otherwise */
 	__u16 flags;           /* SN_CONFIG_* */
 	__u32 underlay_ifindex;
+	__u32 ct_udp_idle;     /* seconds a UDP flow through a VIP lives without a packet; 0: SN_CT_UDP_IDLE_DEFAULT */
 };
 
 #define SN_CONFIG_READY 0x1
@@ -118,6 +119,12 @@ enum sn_counter {
 	SN_C_LB_REV_NAT_ICMP,     /* an ICMP error from a backend given its VIP back (outer source and quoted destination) */
 	SN_C_LB_HAIRPIN,          /* a packet of a flow whose client is its own backend: the VIP stands in as source */
 	SN_C_LB_REPLY_RESTORED,   /* a tracked flow's reply entry was gone (LRU): written again from the forward one */
+	SN_C_GW_NODE_PORT,        /* from a task to a node's data-path or gossip port: dropped (VXLAN injection) */
+	SN_C_GW_SPOOFED,          /* from a task's gateway veth with a source that is none of the task's addresses: dropped */
+	SN_C_MESH_NOT_SYN,        /* TCP to a published port, no flow tracked and not a SYN: dropped (entries are made on SYN only) */
+	SN_C_MESH_CT_RESET,       /* a mesh flow's entries deleted at a RST */
+	SN_C_MESH_REPLY_RESTORED, /* a mesh flow's reply entry was gone (LRU): written again from the forward one */
+	SN_C_LB_CT_EXPIRED,       /* a UDP flow through a VIP idle past its lifetime: its entries deleted, the packet a new flow */
 	SN_C__COUNT
 };
 

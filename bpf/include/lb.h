@@ -80,11 +80,12 @@ struct sn_ct {
 	__be32 addr;            /* forward: the backend; reply: the VIP */
 	__u32 table;            /* forward: the table the backend was picked from (a later table is checked against sn_backends) */
 	__u32 flags;            /* SN_CT_* */
-	__u32 pad;
+	__u32 seen;             /* UDP: the last packet either way, in seconds of the monotonic clock (idle lifetime) */
 	/*
 	 * Forward entries only: armed when the connection has ended (FIN both
 	 * ways), it deletes both entries after a grace (SN_CT_CLOSE_GRACE_NS in
-	 * nat.h). Nothing else ever arms it: an open connection has no expiry.
+	 * nat.h). Nothing else ever arms it: an open TCP connection has no
+	 * expiry; a UDP flow ends when idle (`seen`, looked at when used).
 	 */
 	struct bpf_timer close;
 };

@@ -78,7 +78,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_backends SEC(".maps");
 
-/* Datapath-owned: no idle timeout, entries go on FIN/RST (reclaimed by the agent) or by LRU pressure. */
+/* Datapath-owned: TCP entries go at RST or after FIN both ways (a bpf_timer), UDP ones when found idle (nat.h), any by LRU pressure. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SN_MAX_CT);

@@ -73,14 +73,14 @@ struct sn_mesh_stats {
  *   forward, on the ingress node: client -> node address:published => backend, its node
  *   reply, on the ingress node and on the backend's node: backend:target -> client
  *     => the address and port to give back, and the node that does so
- * A reply entry that tc_gw looks up has src 0: a task may answer from any of
- * its addresses (a UDP server bound to 0.0.0.0 answers from the one its
- * default route gives, the gateway bridge's), so the entry is found by the
- * client's side and the target port. On the backend's node its addr is the
- * backend's ingress address, the source the reply is given before it goes
- * back; on the ingress node, the published address. Only the ingress node's
- * XDP looks a reply up by the backend's address (the entry it wrote for a
- * remote backend).
+ * A reply entry's src is the backend (its ingress address; in host mode its
+ * gateway-bridge address): a task answers only for its own flows. A task may
+ * answer from either of its addresses on the gateway veth (a UDP server bound
+ * to 0.0.0.0 answers from the one its default route gives, the gateway
+ * bridge's), so tc_gw looks the entry up by the packet's source and then by
+ * the task's ingress address (sn_gateways names both). On the backend's node
+ * its addr is the backend's ingress address, the source the reply is given
+ * before it goes back; on the ingress node, the published address.
  */
 struct sn_mesh_ct_key {
 	__be32 src;
@@ -103,9 +103,24 @@ struct sn_mesh_ct {
 	__u8 own_mac[6];        /* reply, ingress node: the MAC it came to */
 };
 
-/* A node of the cluster, by underlay address: only these may hand us mesh requests over VXLAN. */
+/*
+ * A node of the cluster, by underlay address: only these may hand us mesh
+ * requests over VXLAN, and no task may send to their data-path or gossip port
+ * (tc_gw.c).
+ */
 struct sn_mesh_node {
-	__u32 flags;
+	__be16 gossip_port;     /* the node's gossip port (TCP and UDP) */
+	__u16 flags;
+};
+
+/*
+ * A task's gateway-bridge veth (host side), by ifindex: the addresses its
+ * task may send from there (tc_gw.c drops any other source, so no task
+ * answers for another task's flows).
+ */
+struct sn_gateway {
+	__be32 gw_ip;           /* the task's gateway-bridge address */
+	__be32 ingress_ip;      /* its address on the ingress network (mesh replies leave from it); 0: none */
 };
 
 /* What the mesh needs to know about the cluster: one entry. */
@@ -116,6 +131,8 @@ struct sn_mesh_config {
 
 #define SN_MAX_MESH_PORTS 4096
 #define SN_MAX_MESH_NODES 4096
+#define SN_MAX_GATEWAYS 16384
+#define SN_MAX_MESH_SYN 65536
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -141,6 +158,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_mesh_ct SEC(".maps");
 
+/*
+ * Mesh TCP flows whose handshake is not done (a SYN seen, not yet the
+ * client's ACK): both entries live here, apart from sn_mesh_ct, so that a
+ * flood of SYNs from forged sources churns this map only and never evicts an
+ * established flow. The client's first ACK moves them to sn_mesh_ct.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SN_MAX_MESH_SYN);
+	__type(key, struct sn_mesh_ct_key);
+	__type(value, struct sn_mesh_ct);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_mesh_syn SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SN_MAX_MESH_NODES);
@@ -148,6 +179,14 @@ struct {
 	__type(value, struct sn_mesh_node);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_mesh_nodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_GATEWAYS);
+	__type(key, __u32);         /* ifindex of the host side of a task's gateway-bridge veth */
+	__type(value, struct sn_gateway);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_gateways SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -275,6 +314,31 @@ static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const st
 	k->dport = ports->dest;
 	k->proto = ip->protocol;
 	k->dir = dir;
+}
+
+/* A mesh reply entry: an established flow's, else (TCP) one whose handshake is under way (the SYN-ACK's). */
+static __always_inline struct sn_mesh_ct *sn_mesh_reply_lookup(struct sn_mesh_ct_key *rk)
+{
+	struct sn_mesh_ct *ct = bpf_map_lookup_elem(&sn_mesh_ct, rk);
+
+	if (!ct && rk->proto == IPPROTO_TCP)
+		ct = bpf_map_lookup_elem(&sn_mesh_syn, rk);
+	return ct;
+}
+
+/*
+ * A RST went by on a tracked mesh flow: it has ended, its entries go (rk:
+ * the reply entry; fk: the forward one, NULL where this node has none).
+ */
+static __always_inline void sn_mesh_reset(struct sn_mesh_ct_key *rk, struct sn_mesh_ct_key *fk)
+{
+	bpf_map_delete_elem(&sn_mesh_ct, rk);
+	bpf_map_delete_elem(&sn_mesh_syn, rk);
+	if (fk) {
+		bpf_map_delete_elem(&sn_mesh_ct, fk);
+		bpf_map_delete_elem(&sn_mesh_syn, fk);
+	}
+	sn_count(SN_C_MESH_CT_RESET);
 }
 
 /* The MTU of a network, as every task of it has (0 when unknown). */

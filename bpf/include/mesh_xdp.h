@@ -133,7 +133,8 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	__be32 backend, published_addr;
 	__be16 published_port;
 	__u32 inner_len;
-	int new_flow = 0;
+	int new_flow = 0, established;
+	__u8 tflags = 0;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;
@@ -163,33 +164,45 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 
 	published_addr = ip->daddr;
 	published_port = ports->dest;
+	if (ip->protocol == IPPROTO_TCP)
+		tflags = sn_tcp_flags(ports, end);
 	sn_mesh_ct_key_of(&fk, ip, ports, SN_CT_FORWARD);
+	/* An established flow (sn_mesh_ct), else a TCP one whose handshake is under way (sn_mesh_syn). */
+	ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
+	established = ct != NULL;
+	if (!ct && ip->protocol == IPPROTO_TCP)
+		ct = bpf_map_lookup_elem(&sn_mesh_syn, &fk);
+	if (ct)
+		__builtin_memcpy(&fwd, ct, sizeof(fwd));
 	if (mp->mode == SN_MESH_HOST) {
 		backend = mp->addr;
 		fwd.addr = mp->addr;
 		fwd.node = cfg->node_ip;
-		ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
 		new_flow = !ct;
+	} else if (ct && sn_mesh_still_there(mp, ct)) {
+		backend = ct->addr;
+		fwd.table = ct->table;
 	} else {
-		ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
-		if (ct && sn_mesh_still_there(mp, ct)) {
-			backend = ct->addr;
-			fwd.node = ct->node;
-		} else {
-			if (ct)
-				bpf_map_delete_elem(&sn_mesh_ct, &fk);
-			backend = sn_mesh_pick(mp, ip, ports, &fwd);
-			if (!backend) {
-				sn_mesh_account(&pk, end - data, 0);
-				return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
-			}
-			new_flow = 1;
+		if (ct) {
+			bpf_map_delete_elem(&sn_mesh_ct, &fk);
+			bpf_map_delete_elem(&sn_mesh_syn, &fk);
 		}
+		__builtin_memset(&fwd, 0, sizeof(fwd));
+		backend = sn_mesh_pick(mp, ip, ports, &fwd);
+		if (!backend) {
+			sn_mesh_account(&pk, end - data, 0);
+			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+		}
+		new_flow = 1;
 	}
-	if (new_flow) {
-		/* The reply entry first: a reply must never find the flow without it. */
-		/* Replies leaving a task here are found by tc_gw whatever its source (see mesh.h); a remote backend's by address. */
-		rk.src = fwd.node == cfg->node_ip ? 0 : backend;
+	/* TCP entries are made on a SYN only: anything else of an unknown flow is no connection of ours. */
+	if (new_flow && ip->protocol == IPPROTO_TCP && (tflags & (SN_TCP_SYN | SN_TCP_ACK)) != SN_TCP_SYN) {
+		sn_mesh_account(&pk, end - data, 0);
+		return sn_mesh_drop(SN_C_MESH_NOT_SYN);
+	}
+	{
+		/* Keyed by the backend: only that task's replies find it (see mesh.h). */
+		rk.src = backend;
 		rk.dst = ip->saddr;
 		rk.sport = mp->target;
 		rk.dport = ports->source;
@@ -203,10 +216,29 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		sn_mac_copy(rev.own_mac, eth->h_dest);
 		fwd.port = mp->target;
 		fwd.vni = mp->vni;
-		if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY) ||
-		    bpf_map_update_elem(&sn_mesh_ct, &fk, &fwd, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
 	}
+	if (new_flow) {
+		/* The reply entry first: a reply must never find the flow without it. A TCP flow starts embryonic. */
+		void *map = ip->protocol == IPPROTO_TCP ? (void *)&sn_mesh_syn : (void *)&sn_mesh_ct;
+
+		if (bpf_map_update_elem(map, &rk, &rev, BPF_ANY) || bpf_map_update_elem(map, &fk, &fwd, BPF_ANY))
+			return sn_mesh_drop(SN_C_MESH_DROP);
+	} else if (!established) {
+		/* The client's ACK of the handshake: the flow is established, its entries move over (reply first). */
+		if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_ACK) {
+			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY) ||
+			    bpf_map_update_elem(&sn_mesh_ct, &fk, &fwd, BPF_ANY))
+				return sn_mesh_drop(SN_C_MESH_DROP);
+			bpf_map_delete_elem(&sn_mesh_syn, &rk);
+			bpf_map_delete_elem(&sn_mesh_syn, &fk);
+		}
+	} else if (!bpf_map_lookup_elem(&sn_mesh_ct, &rk)) {
+		/* The reply entry must outlive LRU pressure as the forward one does: one that went is written again. */
+		if (!bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
+			sn_count(SN_C_MESH_REPLY_RESTORED);
+	}
+	if (tflags & SN_TCP_RST)
+		sn_mesh_reset(&rk, &fk);
 	sn_mesh_account(&pk, end - data, new_flow);
 	if (new_flow)
 		sn_count(SN_C_MESH_NEW_FLOW);
@@ -296,6 +328,7 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
 	if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
 		return -1;
+	rk.src = iip->daddr;
 	rk.dst = iip->saddr;
 	rk.sport = ports->dest;
 	rk.dport = ports->source;
@@ -304,8 +337,19 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	rev.addr = iip->daddr;
 	rev.node = oip->saddr;
 	rev.vni = vni;
-	if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+	/* As on the ingress node: a SYN's entry is embryonic until the handshake's ACK (a node of the cluster sent it). */
+	if (iip->protocol == IPPROTO_TCP &&
+	    (sn_tcp_flags(ports, end) & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
+		if (bpf_map_update_elem(&sn_mesh_syn, &rk, &rev, BPF_ANY))
+			return sn_mesh_drop(SN_C_MESH_DROP);
+	} else if (iip->protocol == IPPROTO_TCP && (sn_tcp_flags(ports, end) & SN_TCP_RST)) {
+		sn_mesh_reset(&rk, NULL); /* the client ended the flow: delivered, its entry goes */
+	} else {
+		if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
+			return sn_mesh_drop(SN_C_MESH_DROP);
+		if (iip->protocol == IPPROTO_TCP)
+			bpf_map_delete_elem(&sn_mesh_syn, &rk);
+	}
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return sn_mesh_drop(SN_C_MESH_DROP);
@@ -323,20 +367,23 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *inner, struct iphdr *iip, void *end)
 {
 	void *data = (void *)(long)ctx->data;
-	struct sn_mesh_ct_key rk = {};
+	struct sn_mesh_ct_key rk = {}, fk = {};
 	struct sn_config *cfg;
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__be32 client;
+	__be32 client, addr;
+	__be16 port;
+	__u8 tflags;
+	int verdict;
 
 	ports = (void *)(iip + 1);
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
 		return -1;
 	sn_mesh_ct_key_of(&rk, iip, ports, SN_CT_REPLY);
-	ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
+	ct = sn_mesh_reply_lookup(&rk);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
 		return -1;
@@ -349,10 +396,24 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	ports = (void *)(ip + 1);
 	if (!sn_fits(ports, end) || ip->ihl != 5)
 		return sn_mesh_drop(SN_C_MESH_DROP);
-	sn_nat_direct(ip, end, &ip->saddr, &ports->source, ct->addr, ct->port);
+	addr = ct->addr;
+	port = ct->port;
+	sn_nat_direct(ip, end, &ip->saddr, &ports->source, addr, port);
 	client = ip->daddr;
+	tflags = ip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	sn_count(SN_C_MESH_REPLY);
-	return sn_mesh_xdp_out(ctx, eth, ct->addr, client, bpf_ntohs(ip->tot_len), ct);
+	verdict = sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
+	if (tflags & SN_TCP_RST) {
+		/* The backend ended the flow: both entries of this, its ingress node, go (after the RST was sent on). */
+		fk.src = client;
+		fk.dst = addr;
+		fk.sport = rk.dport;
+		fk.dport = port;
+		fk.proto = rk.proto;
+		fk.dir = SN_CT_FORWARD;
+		sn_mesh_reset(&rk, &fk);
+	}
+	return verdict;
 }
 
 #endif

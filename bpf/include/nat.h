@@ -133,6 +133,40 @@ static __always_inline void sn_ct_key_of(struct sn_ct_key *k, __u32 vni, const s
  * keeps its backend for as long as it stays open.
  */
 #define SN_CT_CLOSE_GRACE_NS (5ULL * 1000000000ULL)
+
+/*
+ * UDP has no end to see: a flow through a VIP lives while packets go by
+ * either way, and ends after this many idle seconds (sn_config.ct_udp_idle
+ * when set): 120 s, Cilium's default for non-TCP (and Linux conntrack's for a
+ * UDP flow seen both ways). An entry is found idle when it is next used
+ * (forward: deleted with its reply and the packet picked afresh; reply: not
+ * translated); until then LRU pressure takes it first, as it is the least recent.
+ * Refreshed at most once a second per entry, so a busy flow does not write its
+ * entry on every packet.
+ */
+#define SN_CT_UDP_IDLE_DEFAULT 120
+
+static __always_inline __u32 sn_now_s(void)
+{
+	return bpf_ktime_get_ns() / 1000000000ULL;
+}
+
+static __always_inline __u32 sn_ct_udp_idle(void)
+{
+	struct sn_config *cfg = sn_get_config();
+
+	return cfg && cfg->ct_udp_idle ? cfg->ct_udp_idle : SN_CT_UDP_IDLE_DEFAULT;
+}
+
+/* A UDP reply entry used at `now`: 1 when the flow is still alive (and the entry refreshed), 0 when it went idle. */
+static __always_inline int sn_ct_udp_alive(struct sn_ct *ct, __u32 now)
+{
+	if (now - ct->seen > sn_ct_udp_idle())
+		return 0;
+	if (ct->seen != now)
+		ct->seen = now;
+	return 1;
+}
 #define SN_CLOCK_MONOTONIC 1
 #define SN_TCP_FIN 0x01
 #define SN_TCP_SYN 0x02
@@ -328,6 +362,8 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	sn_ct_key_of(&ck, vni, ip, ports, SN_CT_REPLY);
 	ct = bpf_map_lookup_elem(&sn_ct, &ck);
 	if (!ct || (ct->flags & SN_CT_HAIRPIN))
+		return 0;
+	if (ck.proto == IPPROTO_UDP && !sn_ct_udp_alive(ct, sn_now_s()))
 		return 0;
 	from = ip->saddr;
 	if (ip->protocol == IPPROTO_TCP) {

@@ -298,11 +298,12 @@ export const SN_NET_FLAGS = {INGRESS: 0x1} as const
 export const SN_EP_FLAGS = {LOCAL: 0x1, VIP: 0x2, BACKEND: 0x4} as const
 export const SN_DEV_FLAGS = {BACKEND: 0x1} as const
 
-export const snConfig = defineStruct('sn_config', 12, [
+export const snConfig = defineStruct('sn_config', 16, [
   {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'vxlan_port', offset: 4, size: 2, kind: 'be16'},
   {name: 'flags', offset: 6, size: 2, kind: 'u16', flags: SN_CONFIG_FLAGS},
   {name: 'underlay_ifindex', offset: 8, size: 4, kind: 'u32'},
+  {name: 'ct_udp_idle', offset: 12, size: 4, kind: 'u32'},
 ])
 
 export const snNetwork = defineStruct('sn_network', 8, [
@@ -413,7 +414,7 @@ export const snCt = defineStruct('sn_ct', 32, [
   {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'table', offset: 4, size: 4, kind: 'u32'},
   {name: 'flags', offset: 8, size: 4, kind: 'u32', flags: SN_CT_FLAGS},
-  {name: 'pad', offset: 12, size: 4, kind: 'pad'},
+  {name: 'seen', offset: 12, size: 4, kind: 'u32'},
   // struct bpf_timer: the kernel's, never read or written from user space (it reads back as zeros).
   {name: 'close', offset: 16, size: 16, kind: 'pad'},
 ])
@@ -465,7 +466,16 @@ export const snMeshCt = defineStruct('sn_mesh_ct', 32, [
   {name: 'own_mac', offset: 26, size: 6, kind: 'mac'},
 ])
 
-export const snMeshNode = defineStruct('sn_mesh_node', 4, [{name: 'flags', offset: 0, size: 4, kind: 'u32'}])
+export const snMeshNode = defineStruct('sn_mesh_node', 4, [
+  {name: 'gossip_port', offset: 0, size: 2, kind: 'be16'},
+  {name: 'flags', offset: 2, size: 2, kind: 'u16'},
+])
+
+/** A task's gateway-bridge veth: the addresses it may send from (bpf/include/mesh.h). */
+export const snGateway = defineStruct('sn_gateway', 8, [
+  {name: 'gw_ip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'ingress_ip', offset: 4, size: 4, kind: 'ipv4'},
+])
 
 export const snMeshConfig = defineStruct('sn_mesh_config', 8, [
   {name: 'ingress_vni', offset: 0, size: 4, kind: 'u32'},
@@ -619,6 +629,7 @@ export const structCodecs = [
   snMeshCtKey,
   snMeshCt,
   snMeshNode,
+  snGateway,
   snMeshConfig,
   snSockConfig,
   snSockKey,
@@ -683,6 +694,8 @@ export const mapCodecs = {
   sn_mesh_ct: {key: snMeshCtKey, value: snMeshCt},
   sn_mesh_nodes: {key: ipv4Key, value: snMeshNode},
   sn_mesh_config: {key: u32, value: snMeshConfig},
+  sn_gateways: {key: u32, value: snGateway},
+  sn_mesh_syn: {key: snMeshCtKey, value: snMeshCt}, // key: ifindex of a task's gateway-bridge device (host side)
   sn_sock_config: {key: u32, value: snSockConfig},
   sn_sock_targets: {key: snSockKey, value: snSockTargets},
   sn_sock_rev: {key: snSockRevKey, value: snSockRev},

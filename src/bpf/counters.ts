@@ -47,6 +47,12 @@ export const COUNTER_NAMES = [
   'lb_rev_nat_icmp',
   'lb_hairpin',
   'lb_reply_restored',
+  'gw_node_port',
+  'gw_spoofed',
+  'mesh_not_syn',
+  'mesh_ct_reset',
+  'mesh_reply_restored',
+  'lb_ct_expired',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

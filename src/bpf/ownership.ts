@@ -15,7 +15,10 @@ export type MapRule = 'mirror' | 'tables' | 'config' | 'none'
  * the reconciler never rewrites them, so a sync cannot wipe what the programs
  * learned.
  *   mirror: made to hold exactly the desired entries (stale keys deleted
- *           first, so a full map frees room before anything is inserted);
+ *           first, so a full map frees room before anything is inserted;
+ *           except a backend that leaves, in sn_backends and sn_endpoints:
+ *           deleted after sn_services flips to a table without it, so no
+ *           table ever names a backend that is gone: mapsync.ts);
  *   tables: Maglev tables, immutable once written: a new one is written
  *           under a fresh id before sn_services points at it, and the ones no
  *           service points at are deleted after (so no moment without backends);
@@ -34,10 +37,12 @@ export const MAP_OWNERSHIP = {
   sn_backends: {owner: 'store', rule: 'mirror'},
   sn_maglev: {owner: 'store', rule: 'tables'},
   sn_services: {owner: 'store', rule: 'mirror'},
+  sn_gateways: {owner: 'store', rule: 'mirror'},
   sn_mesh_ports: {owner: 'store', rule: 'mirror'},
   sn_mesh_nodes: {owner: 'store', rule: 'mirror'},
   sn_mesh_config: {owner: 'store', rule: 'config'},
   sn_mesh_ct: {owner: 'datapath', rule: 'none'},
+  sn_mesh_syn: {owner: 'datapath', rule: 'none'},
   sn_mesh_stats: {owner: 'datapath', rule: 'none'},
   sn_sock_targets: {owner: 'store', rule: 'mirror'},
   sn_sock_config: {owner: 'store', rule: 'config'},

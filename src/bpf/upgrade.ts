@@ -21,7 +21,7 @@ import {nodePinDir} from './pins.js'
 import {MAP_OWNERSHIP} from './ownership.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 4
+export const LAYOUT_VERSION = 5
 
 /** Where a node's maps of one layout version are pinned. */
 export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
@@ -79,6 +79,8 @@ const V1_STATS_FIELDS: ReadonlyArray<CounterName | undefined> = [
 const V2_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 15)
 /** Layout 3's counters: up to lb_rev_nat. */
 const V3_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 22)
+/** Layout 4's counters: up to lb_reply_restored. */
+const V4_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 38)
 
 /**
  * The counters of a layout that kept them as today does (an index array of u64 per CPU), named
@@ -125,14 +127,40 @@ const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: C
       if (!current.sn_ct) return
       if (old.keySize !== snCtKey.size || old.valueSize !== 16)
         throw new BpfError('PIN_MISMATCH', `sn_ct of layout 3 has ${old.keySize}/${old.valueSize}-byte keys/values`)
+      const now = monotonicSeconds()
       const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
         const nv = Buffer.alloc(snCt.size)
         v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        nv.writeUInt32LE(now, 12) // seen: now (layout 5)
         return [k, nv]
       })
       current.sn_ct.updateMany(entries)
     },
   },
+  // Version 4 (sn_mesh_node without the gossip port, no UDP idle time in sn_ct): the same counters, the
+  // first 38 slots; tracked flows carried over, a UDP one as just seen (bpf_ktime_get_ns's clock is
+  // CLOCK_MONOTONIC, as process.hrtime's), so it lives its idle lifetime from the upgrade on.
+  4: {
+    sn_stats: indexedCounters(4, V4_COUNTERS),
+    sn_ct(old, current) {
+      if (!current.sn_ct) return
+      if (old.keySize !== snCtKey.size || old.valueSize !== snCt.size)
+        throw new BpfError('PIN_MISMATCH', `sn_ct of layout 4 has ${old.keySize}/${old.valueSize}-byte keys/values`)
+      const now = monotonicSeconds()
+      const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
+        const nv = Buffer.alloc(snCt.size)
+        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        nv.writeUInt32LE(now, 12)
+        return [k, nv]
+      })
+      current.sn_ct.updateMany(entries)
+    },
+  },
+}
+
+/** The clock of sn_ct.seen: bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
+function monotonicSeconds(): number {
+  return Number(process.hrtime.bigint() / 1_000_000_000n)
 }
 
 /** The maps of the current layout that migrations write. */

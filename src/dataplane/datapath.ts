@@ -144,6 +144,7 @@ export class Datapath {
           sn_mesh_ct: underlay.map('sn_mesh_ct'),
           sn_mesh_stats: underlay.map('sn_mesh_stats'),
           sn_mesh_config: gw.map('sn_mesh_config'),
+          sn_gateways: gw.map('sn_gateways'),
           sn_sock_config: sock.map('sn_sock_config'),
           sn_sock_targets: sock.map('sn_sock_targets'),
           stats: underlay.map('sn_stats'),
@@ -161,7 +162,8 @@ export class Datapath {
     }
   }
 
-  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number}): void {
+  /** `ctUdpIdle`: seconds a UDP flow through a VIP lives idle (absent: the programs' default, 120). */
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number}): void {
     this.maps.config.update(
       u32.encode(0),
       snConfig.encode({
@@ -169,6 +171,7 @@ export class Datapath {
         vxlan_port: c.vxlanPort,
         flags: SN_CONFIG_FLAGS.READY,
         underlay_ifindex: c.underlayIfindex,
+        ct_udp_idle: c.ctUdpIdle ?? 0,
       }),
     )
     if (!this.sockError) {

@@ -67,6 +67,11 @@ export interface DesiredMaps {
   devices: Map<number, {vni: number; ip: string; backend?: true}>
   /** VIPs, keyed by `${vni}/${vip}`; none when absent */
   services?: Map<string, DesiredService>
+  /**
+   * This node's tasks' gateway-bridge veths (host side), keyed by ifindex: the addresses each task
+   * may send from there (tc_gw.c drops other sources); none when absent.
+   */
+  gateways?: Map<number, {gwIp: string; ingressIp?: string}>
   /** Published ports (src/dataplane/mesh.ts); none when absent */
   mesh?: DesiredMesh
   /** The DNS fast path's names and askers (src/dns/fastpath.ts), encoded; empty when absent. */
@@ -139,7 +144,7 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns'>> = {
+  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways'>> = {
     networks: new Map(),
     endpoints: new Map(),
     devices: new Map(),
@@ -184,7 +189,27 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     }
   }
   desiredServices(v, out, netById, nodeById, localNets)
-  return {...out, mesh: desiredMesh({...v, nodes: [...nodeById.values()]}, new Set(out.services.keys()))}
+  return {
+    ...out,
+    gateways: desiredGateways(v, netById),
+    mesh: desiredMesh({...v, nodes: [...nodeById.values()]}, new Set(out.services.keys())),
+  }
+}
+
+/**
+ * The gateway-bridge veths of this node's tasks: a veth whose task has no gateway-bridge address
+ * reported yet has no entry (tc_gw then answers for no flow from it).
+ */
+function desiredGateways(v: ClusterView, netById: ReadonlyMap<string, Network>): Map<number, {gwIp: string; ingressIp?: string}> {
+  const out = new Map<number, {gwIp: string; ingressIp?: string}>()
+  const taskById = new Map(v.tasks.map((t) => [t.id, t]))
+  for (const g of v.localGateways ?? []) {
+    const gwIp = v.statuses?.get(g.taskId)?.gwIp
+    if (!gwIp) continue
+    const ingressIp = taskById.get(g.taskId)?.attachments.find((a) => netById.get(a.networkId)?.ingress)?.ip
+    out.set(g.hostIfindex, ingressIp ? {gwIp, ingressIp} : {gwIp})
+  }
+  return out
 }
 
 /**
@@ -194,7 +219,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<Omit<DesiredMaps, 'mesh' | 'dns'>>,
+  out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

@@ -9,6 +9,7 @@ import {
   snDevice,
   snEndpoint,
   snEndpointKey,
+  snGateway,
   snMaglevKey,
   snNetwork,
   snService,
@@ -86,6 +87,11 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
           snServiceKey.encode({vni: s.vni, vip: s.vip}),
           snService.encode({table: s.tableId, size: s.size, count: s.backends.length, flags: 0}),
         ),
+      ),
+    ),
+    sn_gateways: new Map(
+      [...(want.gateways ?? [])].map(([ifindex, g]) =>
+        entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
       ),
     ),
     ...encodeMesh(want.mesh),
@@ -199,9 +205,24 @@ function deleteStaleTables(t: TableState, servicesMap: BpfMap): number {
   return r.deleted
 }
 
+/**
+ * Of the keys a sync removes from `name`, those of a backend that leaves: every entry of
+ * sn_backends, and the endpoints flagged as backends. The table a service points at until
+ * sn_services flips may still pick them (and the load balancer looks both up for a pick), so
+ * they go after the flip, not before: no moment where a slot names a backend that is not there.
+ */
+function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<string, Buffer>): Buffer[] {
+  if (name === 'sn_backends') return remove
+  if (name !== 'sn_endpoints') return []
+  return remove.filter((k) => {
+    const v = have.get(k.toString('hex'))
+    return v !== undefined && (snEndpoint.decode(v).flags & SN_EP_FLAGS.BACKEND) !== 0
+  })
+}
+
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
-/** The DNS fast path's and sock_mesh's maps: a caller without them (the LB bench, older tests) syncs the others. */
-type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets'
+/** The DNS fast path's, sock_mesh's and tc_gw's own maps: a caller without them (the LB bench, older tests) syncs the others. */
+type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways'
 
 export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
@@ -209,6 +230,8 @@ export function mirrorMaps(
   tables?: {state: TableState; services: Iterable<DesiredService>},
 ): SyncReport {
   const report: SyncReport = {written: 0, deleted: 0, errors: []}
+  // Backends that left go only once no service's table can pick them (below, after sn_services).
+  const later: Array<{name: MirroredMap; keys: Buffer[]}> = []
   for (const name of MIRRORED) {
     if (name === 'sn_services' && tables) {
       // New tables before the services that point at them: no service ever points at a missing or half-written table.
@@ -236,6 +259,12 @@ export function mirrorMaps(
     try {
       const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]))
       const plan = planMirror(have, want[name])
+      const keep = backendsLeaving(name, plan.remove, have)
+      if (keep.length > 0) {
+        later.push({name, keys: keep})
+        const held = new Set(keep.map((k) => k.toString('hex')))
+        plan.remove = plan.remove.filter((k) => !held.has(k.toString('hex')))
+      }
       const del = map.deleteMany(plan.remove)
       report.deleted += del.deleted
       for (const f of del.failures) note(f.error)
@@ -247,6 +276,12 @@ export function mirrorMaps(
       note(e) // the map could not even be read
     }
     if (failed > 0) report.errors.push({map: name, failed, message: first!})
+  }
+  // Now that every service points at its new table, the backends no table names any more go.
+  for (const {name, keys} of later) {
+    const r = maps[name]!.deleteMany(keys)
+    report.deleted += r.deleted
+    if (r.failures.length > 0) report.errors.push({map: name, failed: r.failures.length, message: r.failures[0]!.error.message})
   }
   if (tables) {
     try {

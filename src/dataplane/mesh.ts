@@ -56,15 +56,18 @@ export interface DesiredMeshPort {
 export interface DesiredMesh {
   /** keyed by `${port}/${protocol}` */
   ports: Map<string, DesiredMeshPort>
-  /** Underlay addresses of the cluster's nodes: the only senders of mesh requests over VXLAN. */
-  nodes: Set<string>
+  /**
+   * The cluster's nodes, underlay address -> gossip port: the only senders of mesh requests over
+   * VXLAN, and the addresses whose data-path and gossip ports no task may reach (tc_gw.c).
+   */
+  nodes: Map<string, number>
   /** 0 when there is no ingress network. */
   ingressVni: number
 }
 
 export interface MeshView {
   selfId: string
-  nodes: ReadonlyArray<{id: string; addr: string; state: string}>
+  nodes: ReadonlyArray<{id: string; addr: string; state: string; gossipPort: number}>
   networks: readonly Network[]
   tasks: readonly Task[]
   services?: readonly Service[]
@@ -89,7 +92,7 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
   const ingress = v.networks.find((n) => n.ingress && n.driver === 'overlay' && n.vni !== undefined)
   const out: DesiredMesh = {
     ports: new Map(),
-    nodes: new Set(v.nodes.filter((n) => n.state !== 'left').map((n) => n.addr)),
+    nodes: new Map(v.nodes.filter((n) => n.state !== 'left').map((n) => [n.addr, n.gossipPort])),
     ingressVni: ingress?.vni ?? 0,
   }
   const gwIf = new Map((v.localGateways ?? []).map((g) => [g.taskId, g.hostIfindex]))
@@ -199,7 +202,11 @@ export function encodeMesh(m: DesiredMesh | undefined): {
         ),
       ),
     ),
-    sn_mesh_nodes: new Map([...(m?.nodes ?? [])].map((ip) => entry(ipv4Key.encode(ip), snMeshNode.encode({flags: 0})))),
+    sn_mesh_nodes: new Map(
+      [...(m?.nodes ?? [])].map(([ip, gossipPort]) =>
+        entry(ipv4Key.encode(ip), snMeshNode.encode({gossip_port: gossipPort, flags: 0})),
+      ),
+    ),
   }
 }
 

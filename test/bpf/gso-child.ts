@@ -22,12 +22,16 @@ const [dev, underlay, taskNs] = process.argv.slice(2) as [string, string, string
 const obj = BpfObject.open(path.join(DIST, 'tc_task.o')) // no pinRoot: nothing pinned
 try {
   obj.load()
-  obj
-    .map('sn_config')
-    .update(
-      u32.encode(0),
-      snConfig.encode({node_ip: '172.30.0.11', vxlan_port: 4789, flags: 1, underlay_ifindex: ifindexOf(underlay)}),
-    )
+  obj.map('sn_config').update(
+    u32.encode(0),
+    snConfig.encode({
+      node_ip: '172.30.0.11',
+      vxlan_port: 4789,
+      flags: 1,
+      underlay_ifindex: ifindexOf(underlay),
+      ct_udp_idle: 0,
+    }),
+  )
   obj.map('sn_networks').update(u32.encode(4097), snNetwork.encode({subnet: '10.0.1.0', prefix_len: 24, flags: 0, mtu: 1450}))
   obj.map('sn_devices').update(u32.encode(ifindexOf(dev)), snDevice.encode({vni: 4097, ip: '10.0.1.4', flags: 0}))
   obj

@@ -98,10 +98,17 @@ export class Loaded {
     return this.obj.map(name)
   }
 
-  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number}): void {
+  /** `ctUdpIdle`: a UDP flow's idle lifetime in seconds (absent: the programs' default). */
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number}): void {
     this.map('sn_config').update(
       u32.encode(0),
-      snConfig.encode({node_ip: c.nodeIp, vxlan_port: c.vxlanPort, flags: 1, underlay_ifindex: c.underlayIfindex}),
+      snConfig.encode({
+        node_ip: c.nodeIp,
+        vxlan_port: c.vxlanPort,
+        flags: 1,
+        underlay_ifindex: c.underlayIfindex,
+        ct_udp_idle: c.ctUdpIdle ?? 0,
+      }),
     )
   }
 

@@ -283,7 +283,7 @@ function asBackend<T>(fn: () => T): T {
 const fromBackend = (sport: number, flags: number, proto = P.IPPROTO_TCP) =>
   frame({proto, src: B[0]!.ip, dst: CLIENT.ip, sport: 80, dport: sport, flags, srcMac: B[0]!.mac, dstMac: CLIENT.mac})
 
-describe('sn_tc_task: connection tracking ends with the connection, never by idling', () => {
+describe('sn_tc_task: TCP tracking ends with the connection, never by idling', () => {
   it('a RST from the client, or from the backend, removes both entries of the flow at once', () => {
     const a = localFlow(44000)
     assert.ok(ct(fwdKey(a.sport)) && ct(repKey(B[0]!.ip, a.sport)))
@@ -430,5 +430,43 @@ describe('sn_tc_task: ICMP errors from a backend', () => {
     const o = asBackend(() => run(other))
     assert.equal(o.delta.lb_rev_nat_icmp, undefined)
     assert.equal(addrOf(o.data.subarray(P.ETH_HLEN), 12), B[0]!.ip)
+  })
+})
+
+describe('sn_tc_task: a UDP flow through a VIP ends after its idle lifetime (sn_config.ct_udp_idle)', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  const udpReply = (sport: number) =>
+    frame({proto: P.IPPROTO_UDP, src: B[0]!.ip, dst: CLIENT.ip, sport: 53, dport: sport, srcMac: B[0]!.mac, dstMac: CLIENT.mac})
+
+  it('kept alive while packets go by either way; idle past the lifetime, its reply is no longer translated and its next packet is a new flow', async () => {
+    l.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1, ctUdpIdle: 1})
+    try {
+      const u = localFlow(50000, P.IPPROTO_UDP)
+      const fwd = frame({proto: P.IPPROTO_UDP, sport: u.sport})
+      // Packets every 0.6 s for 2.4 s, alternately from the client and from the backend: never idle for 1 s.
+      for (let i = 0; i < 4; i++) {
+        await sleep(600)
+        if (i % 2 === 0) {
+          const r = run(fwd)
+          assert.equal(r.delta.lb_new_flow, undefined, `forward packet ${i}: still the same flow`)
+        } else {
+          const r = asBackend(() => run(udpReply(u.sport)))
+          assert.equal(r.delta.lb_rev_nat, 1, `reply ${i}: still given the VIP`)
+        }
+      }
+      // Idle for more than the lifetime (whole seconds are compared: 2.2 s is at least 2 > 1).
+      await sleep(2200)
+      const late = asBackend(() => run(udpReply(u.sport)))
+      assert.equal(late.delta.lb_rev_nat, undefined, 'a reply after the lifetime is not given the VIP')
+      const r = run(fwd)
+      assert.deepEqual(
+        {expired: r.delta.lb_ct_expired, fresh: r.delta.lb_new_flow},
+        {expired: 1, fresh: 1},
+        'the next packet ends the old flow and starts a new one',
+      )
+      assert.equal(addrOf(inner(r.data, fwd), 16), B[0]!.ip, 'picked afresh: the same backend while the table is the same')
+    } finally {
+      l.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1})
+    }
   })
 })

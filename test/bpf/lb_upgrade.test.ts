@@ -1,11 +1,12 @@
-// Layout 3 -> 4 (sn_ct values gained the close timer): tracked VIP flows and the counters are
-// carried over by the upgrade, so a connection keeps its backend across an agent upgrade.
+// Layout 3 -> today's (sn_ct values gained the close timer in 4, the UDP idle time in 5): tracked VIP
+// flows and the counters are carried over by the upgrade, so a connection keeps its backend across an
+// agent upgrade.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import {after, describe, it} from 'node:test'
 import {BpfObject, nodePinDir, snCt, snCtKey, u32} from '../../src/bpf/index.js'
-import {layoutPinDir, retireOldLayouts} from '../../src/bpf/upgrade.js'
+import {LAYOUT_VERSION, layoutPinDir, retireOldLayouts} from '../../src/bpf/upgrade.js'
 import {compileBpf, fixture, makeTmp} from '../fixtures/bpf/build.js'
 import {Loaded} from './harness.js'
 
@@ -17,9 +18,9 @@ after(() => {
   fs.rmSync(tmp, {recursive: true, force: true})
 })
 
-describe('layout upgrade 3 -> 4', () => {
+describe('layout upgrade 3 -> today', () => {
   it('carries tracked flows (backend, table, flags) and counters over, then removes the old pins', () => {
-    for (const v of [3, 4]) fs.mkdirSync(layoutPinDir(NODE, v), {recursive: true})
+    for (const v of [3, LAYOUT_VERSION]) fs.mkdirSync(layoutPinDir(NODE, v), {recursive: true})
     const old = BpfObject.open(compileBpf(fixture('ct-v3.c'), path.join(tmp, 'ct-v3.o')), {pinRoot: layoutPinDir(NODE, 3)})
     let current: Loaded | undefined
     try {
@@ -35,7 +36,7 @@ describe('layout upgrade 3 -> 4', () => {
       old.map('sn_stats').update(u32.encode(15), stats) // lb_new_flow in layout 3
       old.close()
 
-      current = new Loaded(layoutPinDir(NODE, 4), 'tc_task.o', 'sn_tc_task', {keepPins: true})
+      current = new Loaded(layoutPinDir(NODE), 'tc_task.o', 'sn_tc_task', {keepPins: true})
       const reports = retireOldLayouts(NODE, {sn_stats: current.map('sn_stats'), sn_ct: current.map('sn_ct')})
       assert.deepEqual(
         reports.map((r) => ({...r, migrated: [...r.migrated].sort()})),
@@ -44,7 +45,9 @@ describe('layout upgrade 3 -> 4', () => {
       assert.equal(fs.existsSync(layoutPinDir(NODE, 3)), false, 'the old pins are gone')
       const got = current.map('sn_ct').lookup(key)
       assert.ok(got, 'the tracked flow is there')
-      assert.deepEqual(snCt.decode(got), {addr: '10.0.1.9', table: 7, flags: 2})
+      const {seen, ...flow} = snCt.decode(got)
+      assert.deepEqual(flow, {addr: '10.0.1.9', table: 7, flags: 2})
+      assert.ok(seen > 0, 'as just seen (a UDP flow lives its idle lifetime from the upgrade on)')
       assert.equal(current.stats().lb_new_flow, 5n)
     } finally {
       current?.close()

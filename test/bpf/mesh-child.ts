@@ -19,6 +19,7 @@ import {
   snMeshCt,
   snMeshCtKey,
   snMeshNode,
+  snGateway,
   snMeshPort,
   snMeshPortKey,
   snMeshStats,
@@ -36,6 +37,10 @@ const NODE = '172.30.0.11'
 const NODE_MAC = execFileSync('cat', ['/sys/class/net/sn-mu0/address'], {encoding: 'utf8'}).trim()
 const PEER = {ip: '172.30.0.12', mac: '02:00:00:00:00:0c'}
 const STRANGER = '172.30.0.99'
+/** The peer's gossip port: nodes may each have their own. */
+const PEER_GOSSIP = 7950
+/** The gateway bridge's address (a bridge of mesh.test.ts's namespace): an address of the node's own. */
+const GW_BRIDGE = '172.18.0.1'
 const CLIENT = {ip: '172.30.0.100', mac: '02:00:00:00:00:64'}
 const VNI = 4096
 const VIP = '10.0.0.2'
@@ -44,6 +49,13 @@ const LOCAL_BE = {key: 'task-local', ip: '10.0.0.5', mac: '02:42:0a:00:00:05', i
 const REMOTE_BE = {key: 'task-remote', ip: '10.0.0.9', mac: '02:42:0a:00:00:09'}
 const HOST_TASK = {ip: '172.18.0.5', mac: '02:42:ac:12:00:05', ifindex: 9}
 const underlayIfindex = Number(execFileSync('cat', ['/sys/class/net/sn-mu0/ifindex'], {encoding: 'utf8'}).trim())
+/** The gateway veth (host side) of the backend task: its test runs give ifindex 1 (lo). */
+const GW_IFINDEX = 1
+/** Another task's gateway veth: any other device of the namespace stands in for it. */
+const OTHER_GW = {
+  ip: '172.18.0.6',
+  ifindex: Number(execFileSync('cat', ['/sys/class/net/sn-mgw/ifindex'], {encoding: 'utf8'}).trim()),
+}
 
 let xdp: Loaded
 let gw: Loaded
@@ -121,8 +133,8 @@ function runXdp(f: Buffer): {retval: number; data: Buffer; delta: Record<string,
   return {retval: res.retval, data: res.data, delta}
 }
 
-function runGw(f: Buffer): {retval: number; data: Buffer; delta: Record<string, number>} {
-  const {res, delta} = gw.runCounted(f, {ctx: skbCtx(1)})
+function runGw(f: Buffer, ifindex = GW_IFINDEX): {retval: number; data: Buffer; delta: Record<string, number>} {
+  const {res, delta} = gw.runCounted(f, {ctx: skbCtx(ifindex)})
   return {retval: res.retval, data: res.data, delta}
 }
 
@@ -138,8 +150,8 @@ before(() => {
   xdp.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex})
   xdp.map('sn_networks').update(u32.encode(VNI), snNetwork.encode({subnet: '10.0.0.0', prefix_len: 24, flags: 1, mtu: 1450}))
   xdp.map('sn_mesh_config').update(u32.encode(0), snMeshConfig.encode({ingress_vni: VNI, flags: 0}))
-  xdp.map('sn_mesh_nodes').update(ipv4Key.encode(PEER.ip), snMeshNode.encode({flags: 0}))
-  xdp.map('sn_mesh_nodes').update(ipv4Key.encode(NODE), snMeshNode.encode({flags: 0}))
+  xdp.map('sn_mesh_nodes').update(ipv4Key.encode(PEER.ip), snMeshNode.encode({gossip_port: PEER_GOSSIP, flags: 0}))
+  xdp.map('sn_mesh_nodes').update(ipv4Key.encode(NODE), snMeshNode.encode({gossip_port: 7946, flags: 0}))
   const ep = (ip: string, mac: string, flags: number, nodeIp: string, ifindex: number) =>
     xdp
       .map('sn_endpoints')
@@ -149,6 +161,9 @@ before(() => {
   xdp.addService(VNI, VIP, 1, [{key: LOCAL_BE.key, ip: LOCAL_BE.ip, nodeIp: NODE}])
   xdp.addService(VNI, VIP_REMOTE, 2, [{key: REMOTE_BE.key, ip: REMOTE_BE.ip, nodeIp: PEER.ip}])
   xdp.addService(VNI, '10.0.0.4', 3, [])
+  // The backend task's gateway veth: its gateway-bridge and ingress addresses; another task's, with no ingress address.
+  gw.map('sn_gateways').update(u32.encode(GW_IFINDEX), snGateway.encode({gw_ip: HOST_TASK.ip, ingress_ip: LOCAL_BE.ip}))
+  gw.map('sn_gateways').update(u32.encode(OTHER_GW.ifindex), snGateway.encode({gw_ip: OTHER_GW.ip, ingress_ip: '0.0.0.0'}))
   publish(8080, P.IPPROTO_TCP, {vni: VNI, addr: VIP, target: 80, mode: 1})
   publish(8080, P.IPPROTO_UDP, {vni: VNI, addr: VIP, target: 53, mode: 1})
   publish(8081, P.IPPROTO_TCP, {vni: VNI, addr: VIP_REMOTE, target: 80, mode: 1})
@@ -195,19 +210,23 @@ describe('sn_xdp_underlay: requests to published ports', () => {
     assertChecksums(ip)
     assert.deepEqual(portStats(8080, P.IPPROTO_TCP), {packets: 1n, bytes: BigInt(f.length), new_flows: 1n})
     // The reply entry names the published address and port, and this node.
-    // Keyed by the client's side only: the task may answer from any of its addresses.
-    const rk = snMeshCtKey.encode({src: '0.0.0.0', dst: CLIENT.ip, sport: 80, dport: 41000, proto: P.IPPROTO_TCP, dir: 1})
-    const rev = snMeshCt.decode(xdp.map('sn_mesh_ct').lookup(rk)!)
+    // Keyed by the backend too: only that task's replies find it.
+    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 41000, proto: P.IPPROTO_TCP, dir: 1})
+    // A SYN's entries are embryonic (sn_mesh_syn) until the handshake's ACK.
+    assert.equal(xdp.map('sn_mesh_ct').lookup(rk), undefined)
+    const rev = snMeshCt.decode(xdp.map('sn_mesh_syn').lookup(rk)!)
     assert.equal(rev.addr, NODE)
     assert.equal(rev.port, 8080)
     assert.equal(rev.node, NODE)
     assert.equal(rev.peer_mac, CLIENT.mac)
   })
 
-  it('a tracked flow keeps its backend without a new pick (CT hit)', () => {
+  it('a tracked flow keeps its backend without a new pick (CT hit); the handshake ACK makes it established', () => {
     const r = runXdp(toNode(P.IPPROTO_TCP, 41000, 8080, 0x10))
     assert.equal(r.retval, XDP_REDIRECT)
     assert.deepEqual(r.delta, {mesh_local: 1})
+    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 41000, proto: P.IPPROTO_TCP, dir: 1})
+    assert.ok(xdp.map('sn_mesh_ct').lookup(rk) && !xdp.map('sn_mesh_syn').lookup(rk), 'moved to sn_mesh_ct')
     assert.equal(addrOf(r.data, P.ETH_HLEN + 16), LOCAL_BE.ip)
     assert.equal(portStats(8080, P.IPPROTO_TCP)?.packets, 2n)
     assert.equal(portStats(8080, P.IPPROTO_TCP)?.new_flows, 1n)
@@ -307,8 +326,8 @@ describe('sn_xdp_underlay: the mesh over VXLAN', () => {
     assert.equal(r.retval, XDP_REDIRECT)
     assert.deepEqual(r.delta, {mesh_decap: 1})
     assert.deepEqual(r.data, inner)
-    const rk = snMeshCtKey.encode({src: '0.0.0.0', dst: CLIENT.ip, sport: 80, dport: 46000, proto: P.IPPROTO_TCP, dir: 1})
-    const rev = snMeshCt.decode(xdp.map('sn_mesh_ct').lookup(rk)!)
+    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 46000, proto: P.IPPROTO_TCP, dir: 1})
+    const rev = snMeshCt.decode(xdp.map('sn_mesh_syn').lookup(rk)!)
     assert.equal(rev.node, PEER.ip)
     assert.equal(rev.addr, LOCAL_BE.ip, 'the source its replies go back with')
     assert.equal(rev.vni, VNI)
@@ -421,5 +440,182 @@ describe('sn_tc_gw: replies leaving a task by its gateway-bridge veth', () => {
     assert.deepEqual(lost.delta, {mesh_untracked: 1})
     const arp = P.ethernet({dst: 'ff:ff:ff:ff:ff:ff', src: '02:42:ac:12:00:05', type: P.ETH_P_ARP}, Buffer.alloc(28))
     assert.equal(runGw(arp).retval, TC_ACT_UNSPEC)
+  })
+})
+
+describe('sn_tc_gw: no task reaches a node data-path or gossip port (VXLAN injection)', () => {
+  const TASK_GW = {ip: '172.18.0.5', mac: '02:42:ac:12:00:05'}
+  /** A task's datagram (a VXLAN frame with an inner ICMP echo, for UDP) or TCP SYN to dst:dport by its default route. */
+  const send = (dst: string, dport: number, proto = P.IPPROTO_UDP, options?: Buffer) => {
+    const innerEcho = P.ethernet(
+      {dst: '02:42:0a:00:00:09', src: '02:42:0a:00:00:07', type: P.ETH_P_IP},
+      P.ipv4Packet({src: '10.0.0.7', dst: REMOTE_BE.ip, protocol: P.IPPROTO_ICMP}, Buffer.from([8, 0, 0xf7, 0xff, 0, 0, 0, 0])),
+    )
+    const vx = Buffer.alloc(8)
+    vx.writeUInt32BE(0x08000000, 0)
+    vx.writeUInt32BE(VNI << 8, 4)
+    const l4 =
+      proto === P.IPPROTO_UDP
+        ? P.udp({srcPort: 51000, dstPort: dport}, Buffer.concat([vx, innerEcho]))
+        : P.tcp({srcPort: 51000, dstPort: dport, flags: 0x02, seq: 1})
+    return P.ethernet(
+      {dst: '02:42:ac:12:00:01', src: TASK_GW.mac, type: P.ETH_P_IP},
+      P.ipv4Packet({src: TASK_GW.ip, dst, protocol: proto, options}, l4),
+    )
+  }
+
+  it('UDP to the data-path port of another node, of this node, of the gateway bridge: dropped and counted', () => {
+    for (const dst of [PEER.ip, NODE, GW_BRIDGE]) {
+      const r = runGw(send(dst, 4789))
+      assert.equal(r.retval, TC_ACT_SHOT, dst)
+      assert.deepEqual(r.delta, {gw_node_port: 1}, dst)
+    }
+    // IP options do not hide the port.
+    const opt = runGw(send(PEER.ip, 4789, P.IPPROTO_UDP, Buffer.from([1, 1, 1, 0])))
+    assert.equal(opt.retval, TC_ACT_SHOT)
+    assert.deepEqual(opt.delta, {gw_node_port: 1})
+  })
+
+  it("a node's gossip port (its own, TCP and UDP) on its address, and this node's on the gateway bridge's: dropped", () => {
+    for (const [dst, port, proto] of [
+      [PEER.ip, PEER_GOSSIP, P.IPPROTO_TCP],
+      [PEER.ip, PEER_GOSSIP, P.IPPROTO_UDP],
+      [NODE, 7946, P.IPPROTO_TCP],
+      [GW_BRIDGE, 7946, P.IPPROTO_UDP],
+    ] as const) {
+      const r = runGw(send(dst, port, proto))
+      assert.equal(r.retval, TC_ACT_SHOT, `${dst}:${port}/${proto}`)
+      assert.deepEqual(r.delta, {gw_node_port: 1})
+    }
+  })
+
+  it('the same ports elsewhere, and other ports of a node, pass on to the kernel untouched', () => {
+    for (const [dst, port, proto] of [
+      [CLIENT.ip, 4789, P.IPPROTO_UDP], // a host outside the cluster
+      [CLIENT.ip, 7946, P.IPPROTO_TCP],
+      [PEER.ip, 7946, P.IPPROTO_TCP], // not the peer's gossip port
+      [PEER.ip, 4790, P.IPPROTO_UDP],
+      [NODE, 4789, P.IPPROTO_TCP], // the data path is UDP only
+    ] as const) {
+      const f = send(dst, port, proto)
+      const r = runGw(f)
+      assert.equal(r.retval, TC_ACT_UNSPEC, `${dst}:${port}/${proto} ${JSON.stringify(r.delta)}`)
+      assert.deepEqual(r.data, f)
+      assert.deepEqual(r.delta, {})
+    }
+  })
+})
+
+describe('sn_tc_gw: a task answers only for its own flows (reply spoofing)', () => {
+  const reply = (src: string, sport: number, dport: number) =>
+    P.ethernet(
+      {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:06', type: P.ETH_P_IP},
+      ipPacket({src, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport, dport, flags: 0x12}),
+    )
+
+  it("another task's gateway veth sending as the backend (its ingress address): dropped and counted", () => {
+    // A live flow: client:48000 -> node:8080 -> the local backend.
+    assert.equal(runXdp(toNode(P.IPPROTO_TCP, 48000, 8080)).retval, XDP_REDIRECT)
+    const r = runGw(reply(LOCAL_BE.ip, 80, 48000), OTHER_GW.ifindex)
+    assert.equal(r.retval, TC_ACT_SHOT)
+    assert.deepEqual(r.delta, {gw_spoofed: 1})
+    // Any other source it does not own, ICMP too.
+    const icmp = P.ethernet(
+      {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:06', type: P.ETH_P_IP},
+      P.ipv4Packet({src: HOST_TASK.ip, dst: CLIENT.ip, protocol: P.IPPROTO_ICMP}, Buffer.alloc(8)),
+    )
+    assert.deepEqual(runGw(icmp, OTHER_GW.ifindex).delta, {gw_spoofed: 1})
+  })
+
+  it("another task answering from its own address, from the flow's port: not translated, left to the masquerade as its own traffic", () => {
+    const f = reply(OTHER_GW.ip, 80, 48000)
+    const r = runGw(f, OTHER_GW.ifindex)
+    assert.equal(r.retval, TC_ACT_UNSPEC, JSON.stringify(r.delta))
+    assert.deepEqual(r.data, f)
+    assert.deepEqual(r.delta, {})
+  })
+
+  it('the backend itself, from its ingress or its gateway-bridge address: translated', () => {
+    for (const src of [LOCAL_BE.ip, HOST_TASK.ip]) {
+      const r = runGw(reply(src, 80, 48000))
+      assert.equal(r.retval, TC_ACT_REDIRECT, `${src}: ${JSON.stringify(r.delta)}`)
+      assert.deepEqual(r.delta, {mesh_reply: 1})
+      assert.equal(addrOf(r.data, P.ETH_HLEN + 12), NODE)
+    }
+  })
+})
+
+describe('mesh connection tracking: TCP entries on SYN only, ended by RST, a lost reply entry restored, a SYN flood harmless', () => {
+  const fwdKey = (sport: number) =>
+    snMeshCtKey.encode({src: CLIENT.ip, dst: NODE, sport, dport: 8080, proto: P.IPPROTO_TCP, dir: 0})
+  const repKey = (sport: number) =>
+    snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: sport, proto: P.IPPROTO_TCP, dir: 1})
+  const inMap = (map: string, k: Buffer) => xdp.map(map).lookup(k) !== undefined
+  /** SYN, then the handshake's ACK: an established flow through the local backend. */
+  const establish = (sport: number) => {
+    assert.deepEqual(runXdp(toNode(P.IPPROTO_TCP, sport, 8080, 0x02)).delta, {mesh_new_flow: 1, mesh_local: 1})
+    assert.deepEqual(runXdp(toNode(P.IPPROTO_TCP, sport, 8080, 0x10)).delta, {mesh_local: 1})
+    assert.ok(inMap('sn_mesh_ct', fwdKey(sport)) && inMap('sn_mesh_ct', repKey(sport)))
+  }
+  const backendReply = (sport: number, flags: number) =>
+    P.ethernet(
+      {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:05', type: P.ETH_P_IP},
+      ipPacket({src: LOCAL_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 80, dport: sport, flags}),
+    )
+
+  it('a TCP packet that is not a SYN, of no tracked flow, is dropped and makes no entry', () => {
+    for (const flags of [0x10, 0x18, 0x11, 0x12, 0x04]) {
+      const r = runXdp(toNode(P.IPPROTO_TCP, 49000 + flags, 8080, flags))
+      assert.equal(r.retval, XDP_DROP, `flags ${flags}`)
+      assert.deepEqual(r.delta, {mesh_not_syn: 1})
+      for (const map of ['sn_mesh_ct', 'sn_mesh_syn'])
+        assert.ok(!inMap(map, fwdKey(49000 + flags)) && !inMap(map, repKey(49000 + flags)), `${map}, flags ${flags}`)
+    }
+  })
+
+  it('a RST from the client, or from the backend, ends the flow: both entries go, the RST itself still delivered', () => {
+    establish(49100)
+    const c = runXdp(toNode(P.IPPROTO_TCP, 49100, 8080, 0x14))
+    assert.equal(c.retval, XDP_REDIRECT)
+    assert.deepEqual(c.delta, {mesh_local: 1, mesh_ct_reset: 1})
+    assert.ok(!inMap('sn_mesh_ct', fwdKey(49100)) && !inMap('sn_mesh_ct', repKey(49100)))
+    establish(49101)
+    const b = runGw(backendReply(49101, 0x14))
+    assert.equal(b.retval, TC_ACT_REDIRECT)
+    assert.deepEqual(b.delta, {mesh_reply: 1, mesh_ct_reset: 1})
+    assert.equal(addrOf(b.data, P.ETH_HLEN + 12), NODE, 'the RST reaches the client from the published address')
+    assert.ok(!inMap('sn_mesh_ct', fwdKey(49101)) && !inMap('sn_mesh_ct', repKey(49101)))
+  })
+
+  it('a reply entry lost to LRU while the forward one stays is written again by the next forward packet', () => {
+    establish(49200)
+    xdp.map('sn_mesh_ct').delete(repKey(49200))
+    const r = runXdp(toNode(P.IPPROTO_TCP, 49200, 8080, 0x10))
+    assert.deepEqual(r.delta, {mesh_local: 1, mesh_reply_restored: 1})
+    assert.ok(inMap('sn_mesh_ct', repKey(49200)))
+    assert.deepEqual(runGw(backendReply(49200, 0x10)).delta, {mesh_reply: 1})
+  })
+
+  it('100k SYNs from random sources to the published port do not end an established flow', () => {
+    establish(49300)
+    const syn = toNode(P.IPPROTO_TCP, 1, 8080, 0x02)
+    const ctx = xdpCtx(syn.length)
+    // A fixed-seed LCG: random-looking sources and ports, the same on every run.
+    let x = 0x2545f491
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < 100_000; i++) {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0
+      syn.writeUInt32BE((0x0b000000 | (x & 0x00ffffff)) >>> 0, P.ETH_HLEN + 12) // 11.x.y.z
+      syn.writeUInt16BE(1024 + (x >>> 20), P.ETH_HLEN + 20)
+      testRun(xdp.prog.fd, {data: syn, ctx})
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6
+    console.log(`100k SYNs through sn_xdp_underlay (BPF_PROG_TEST_RUN, one call each): ${ms.toFixed(0)} ms`)
+    assert.ok(inMap('sn_mesh_ct', fwdKey(49300)) && inMap('sn_mesh_ct', repKey(49300)), 'both entries are still there')
+    const r = runXdp(toNode(P.IPPROTO_TCP, 49300, 8080, 0x10))
+    assert.equal(r.retval, XDP_REDIRECT)
+    assert.deepEqual(r.delta, {mesh_local: 1}, 'a tracking hit, not a new flow')
+    assert.equal(addrOf(r.data, P.ETH_HLEN + 16), LOCAL_BE.ip)
+    assert.deepEqual(runGw(backendReply(49300, 0x10)).delta, {mesh_reply: 1})
   })
 })

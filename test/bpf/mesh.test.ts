@@ -22,6 +22,10 @@ before(() => {
   ip(['link', 'set', 'sn-mu0', 'up'])
   ip(['link', 'set', 'sn-mu1', 'up'])
   ip(['link', 'set', 'lo', 'up'])
+  // The gateway bridge's address: one of the node's own addresses that is no node's underlay one.
+  ip(['link', 'add', 'sn-mgw', 'type', 'bridge'])
+  ip(['addr', 'add', '172.18.0.1/16', 'dev', 'sn-mgw'])
+  ip(['link', 'set', 'sn-mgw', 'up'])
   // The FIB helper answers only for devices that forward; a node has forwarding on (the gateway bridge needs it).
   execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
   ip(['neigh', 'replace', '172.30.0.12', 'lladdr', '02:00:00:00:00:0c', 'dev', 'sn-mu0', 'nud', 'permanent'])
@@ -42,7 +46,7 @@ describe('routing mesh programs (crafted frames, in their own namespace)', () =>
     )
     process.stdout.write(r.stdout)
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`)
-    assert.match(r.stdout, /pass 1[0-9]/)
+    assert.match(r.stdout, /pass [1-9][0-9]/)
     assert.match(r.stdout, /fail 0/)
   })
 })

@@ -98,6 +98,7 @@ test('every map has one owner and one rule; the sync mirrors only the store-owne
     'sn_devices',
     'sn_backends',
     'sn_services',
+    'sn_gateways',
     'sn_mesh_ports',
     'sn_mesh_nodes',
     'sn_sock_targets',

@@ -80,7 +80,7 @@ test('a node with no task of the service still answers its ingress ports, throug
   )
   assert.equal(d.endpoints.get('4096/10.0.0.3')?.nodeIp, '172.30.0.11', 'the backends are endpoints here too')
   assert.equal(d.mesh!.ingressVni, 4096)
-  assert.deepEqual([...d.mesh!.nodes].sort(), ['172.30.0.11', '172.30.0.12', '172.30.0.13'])
+  assert.deepEqual([...d.mesh!.nodes.keys()].sort(), ['172.30.0.11', '172.30.0.12', '172.30.0.13'])
   const enc = encodeDesired(d)
   assert.equal(enc.sn_mesh_ports.size, 2)
   assert.equal(enc.sn_mesh_nodes.size, 3)
