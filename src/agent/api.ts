@@ -10,7 +10,16 @@ import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
-import {attachmentView, networkView, nodeView, serviceInspectView, serviceView, taskView} from './render.js'
+import {
+  attachmentView,
+  networkView,
+  nodeView,
+  serviceInspectView,
+  serviceListView,
+  serviceTasksView,
+  serviceView,
+  taskView,
+} from './render.js'
 
 export interface ApiContext {
   controller: Controller
@@ -139,7 +148,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         return attachmentView(await w((x) => x.disconnect(dec(m[1]), name)), c)
       },
     ],
-    ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
+    ['GET', /^\/services$/, () => serviceListView(c)],
     [
       'POST',
       /^\/services$/,
@@ -160,18 +169,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       },
     ],
     ['GET', /^\/services\/([^/]+)$/, (m) => serviceInspectView(c.findService(dec(m[1])), c)],
-    [
-      'GET',
-      /^\/services\/([^/]+)\/tasks$/,
-      (m) => {
-        const s = c.findService(dec(m[1]))
-        return c
-          .tasks()
-          .filter((t) => t.serviceId === s.id)
-          .sort((a, b) => a.slot - b.slot)
-          .map((t) => taskView(t, c))
-      },
-    ],
+    ['GET', /^\/services\/([^/]+)\/tasks$/, (m) => serviceTasksView(c.findService(dec(m[1])), c)],
     [
       'POST',
       /^\/services\/([^/]+)\/ports$/,

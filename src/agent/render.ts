@@ -95,6 +95,20 @@ export function serviceView(s: Service, c: Controller): ServiceView {
   }
 }
 
+/** GET /services (service ls): every service. */
+export function serviceListView(c: Controller): ServiceView[] {
+  return c.services().map((s) => serviceView(s, c))
+}
+
+/** GET /services/NAME/tasks (service ps): the service's tasks by slot. */
+export function serviceTasksView(s: Service, c: Controller): TaskView[] {
+  return c
+    .tasks()
+    .filter((t) => t.serviceId === s.id)
+    .sort((a, b) => a.slot - b.slot)
+    .map((t) => taskView(t, c))
+}
+
 export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentView {
   const st: AttachmentStatus | undefined = c.attachmentStatus(a.id)
   return {
