@@ -61,7 +61,7 @@ export function networkView(n: Network, c: Controller): NetworkView {
 export function taskView(t: Task, c: Controller): TaskView {
   const st = c.statuses().get(t.id)
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))
-  const node = c.nodes().find((n) => n.id === t.nodeId)
+  const node = c.node(t.nodeId)
   return {
     id: t.id,
     name: taskName(t),
@@ -78,7 +78,7 @@ export function taskView(t: Task, c: Controller): TaskView {
 }
 
 export function serviceView(s: Service, c: Controller): ServiceView {
-  const tasks = c.tasks().filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+  const tasks = c.tasksOf(s.id).filter((t) => t.desiredState === 'running')
   const st = c.statuses()
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))
   return {
@@ -103,8 +103,7 @@ export function serviceListView(c: Controller): ServiceView[] {
 /** GET /services/NAME/tasks (service ps): the service's tasks by slot. */
 export function serviceTasksView(s: Service, c: Controller): TaskView[] {
   return c
-    .tasks()
-    .filter((t) => t.serviceId === s.id)
+    .tasksOf(s.id)
     .sort((a, b) => a.slot - b.slot)
     .map((t) => taskView(t, c))
 }
@@ -126,8 +125,8 @@ export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentV
 
 export function serviceInspectView(s: Service, c: Controller): ServiceInspectView {
   const tasks = c
-    .tasks()
-    .filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+    .tasksOf(s.id)
+    .filter((t) => t.desiredState === 'running')
     .sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1))
   const st = c.statuses()
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))

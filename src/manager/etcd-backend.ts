@@ -19,6 +19,7 @@ import type {Store} from '../store/store.js'
 import {isDesiredKey, type DesiredBackend, type DesiredStore, type WriteOptions} from './backend.js'
 import {ALLOC, LEADER, NETWORK_GUARD, STATE, allocationsOf} from './etcd-keys.js'
 import {Manager} from './manager.js'
+import type {IndexSource} from './state-index.js'
 
 /** What one range read of the prefix found: key (without the prefix) -> value and mod revision. */
 type Snapshot = Map<string, {value: string; mod: string}>
@@ -289,10 +290,12 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
  * desired keys are collected for the transaction; the rest (a node marked left, a status
  * removed) is gossip's and happens once the transaction has held.
  */
-class RequestView implements DesiredStore {
+class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
   private readonly sideEffects: (() => void)[] = []
   private readonly state = new Map<string, Json>()
+  /** The request's index (state-index.ts), told of each desired write as the store tells its own. */
+  private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
 
   constructor(
     snap: Snapshot,
@@ -317,16 +320,36 @@ class RequestView implements DesiredStore {
       .filter((v): v is T => v !== undefined)
   }
 
+  /** Desired state as read with the request's writes on top, and the rest as the node's store holds it. */
+  list(prefix = ''): {key: string; value: Json | null}[] {
+    const out: {key: string; value: Json | null}[] = this.local.list(prefix).filter((e) => !isDesiredKey(e.key))
+    for (const k of new Set([...this.state.keys(), ...this.ops.keys()])) {
+      const v = k.startsWith(prefix) ? this.get(k) : undefined
+      if (v !== undefined) out.push({key: k, value: v})
+    }
+    return out
+  }
+
+  onChange(listener: (key: string, value: Json | undefined, old: Json | undefined) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
   put(key: string, value: Json): Entry {
-    if (isDesiredKey(key)) this.ops.set(key, value)
-    else this.sideEffects.push(() => this.local.put(key, value))
+    if (isDesiredKey(key)) {
+      const old = this.get(key)
+      this.ops.set(key, value)
+      for (const l of this.listeners) l(key, value, old)
+    } else this.sideEffects.push(() => this.local.put(key, value))
     return {key, value, version: {clock: 0, node: this.selfId}}
   }
 
   delete(key: string): Entry | undefined {
     if (isDesiredKey(key)) {
-      if (this.get(key) === undefined) return undefined
+      const old = this.get(key)
+      if (old === undefined) return undefined
       this.ops.set(key, null)
+      for (const l of this.listeners) l(key, undefined, old)
     } else {
       if (this.local.get(key) === undefined) return undefined
       this.sideEffects.push(() => this.local.delete(key))

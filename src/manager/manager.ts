@@ -19,7 +19,8 @@ import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
 import {Controller} from '../agent/controller.js'
-import {describeShortfalls, planService, type ServicePlan} from './plan.js'
+import {describeShortfalls, placementNodes, planService, type PlacementNodes, type ServicePlan} from './plan.js'
+import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {hasIngressPorts, planPorts, reservedPorts} from '../model/publish.js'
@@ -376,7 +377,7 @@ export class Manager {
     // The service first: a crash half-way leaves tasks without a service, which the next pass removes.
     // Its VIPs go with it: addresses in use are read from the store, there is nothing else to free.
     this.store.delete(keyOf('service', svc.id))
-    for (const t of this.read.tasks().filter((x) => x.serviceId === svc.id)) this.store.delete(keyOf('task', t.id))
+    for (const t of this.read.tasksOf(svc.id)) this.store.delete(keyOf('task', t.id))
   }
 
   /**
@@ -406,9 +407,9 @@ export class Manager {
   placeAll(): PlacementReport {
     const report: PlacementReport = new Map()
     const services = this.read.services()
-    const known = new Set(services.map((s) => s.id))
-    for (const t of this.read.tasks()) {
-      if (known.has(t.serviceId)) continue
+    const ix = this.index
+    const orphans = [...ix.tasksByService.keys()].filter((id) => !ix.services.has(id)).flatMap((id) => ix.tasksOf(id))
+    for (const t of orphans.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       try {
         this.store.delete(keyOf('task', t.id))
       } catch (e) {
@@ -418,9 +419,11 @@ export class Manager {
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
+    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
+    const nodes = placementNodes(ix, this.membership)
     for (const svc of services) {
       try {
-        const plan = this.plan(svc)
+        const plan = this.plan(svc, nodes)
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
         if (plan.missingNetworks.length > 0) report.set(svc.name, `networks ${plan.missingNetworks.join(', ')} do not exist`)
@@ -431,7 +434,7 @@ export class Manager {
     }
     for (const svc of short) {
       try {
-        const plan = this.plan(svc)
+        const plan = this.plan(svc, nodes)
         this.apply(svc, plan)
         if (plan.shortfalls.length > 0) report.set(svc.name, describeShortfalls(svc, plan.shortfalls))
         else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
@@ -442,21 +445,14 @@ export class Manager {
     return report
   }
 
-  private plan(svc: Service): ServicePlan {
-    // Attachments hold addresses as tasks do (they have no service, so placement never moves them).
-    const tasks = [...this.read.tasks(), ...this.attachments().map(attachmentAsTask)]
-    return planService(
-      svc,
-      {
-        nodes: this.read.nodes(),
-        networks: this.read.networks(),
-        tasks,
-        services: this.read.services(),
-        membership: this.membership,
-        statuses: this.read.statuses(),
-      },
-      {id: newId, now: Date.now()},
-    )
+  private plan(svc: Service, nodes?: PlacementNodes): ServicePlan {
+    // Attachments hold addresses as tasks do (the index counts them; they have no service, so placement never moves them).
+    return planService(svc, {index: this.index, membership: this.membership, nodes}, {id: newId, now: Date.now()})
+  }
+
+  /** The store's index (state-index.ts); a store that cannot keep one is read whole for each question. */
+  private get index(): StateIndex {
+    return isIndexSource(this.store) ? indexOf(this.store) : scanIndex(this.store)
   }
 
   /** The plan if all of it fits; otherwise a refusal, before anything is written. */
@@ -485,6 +481,18 @@ export class Manager {
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
+}
+
+/** A store without change events (none in the agent today): an index of what it holds now. */
+function scanIndex(store: DesiredStore): StateIndex {
+  const kinds = ['node', 'network', 'service', 'task', 'attachment', 'taskstatus'] as const
+  return StateIndex.build(
+    kinds.flatMap((k) =>
+      store
+        .values<{id?: string; taskId?: string}>(prefixOf(k))
+        .map((v) => ({key: keyOf(k, (k === 'taskstatus' ? v.taskId : v.id) ?? ''), value: v})),
+    ),
+  )
 }
 
 /** A namespace file here: it must be one (nsfs), and not this node's own namespace. */
