@@ -19,6 +19,8 @@ export interface IndexSource {
   readonly epoch?: number
 }
 
+type ListedKind = 'service' | 'task' | 'node' | 'network' | 'attachment'
+
 /** Who holds an address: 'task/<id>', 'attachment/<id>' or 'vip/<serviceId>'. */
 type Owner = string
 
@@ -99,7 +101,7 @@ export class StateIndex {
   /** host-mode port key (8080/tcp) -> ids of the services publishing it. */
   readonly hostPorts = new Map<string, Set<string>>()
   private readonly addresses = new Map<string, NetworkAddresses>()
-  private readonly sorted = new Map<string, unknown[]>()
+  private readonly sorted = new Map<ListedKind, {ids: string[]; values: unknown[]}>()
   /** Bumped on every change: callers may cache what they derive from the index against it. */
   version = 0
 
@@ -143,24 +145,44 @@ export class StateIndex {
       default:
         return
     }
-    this.sorted.delete(kind)
+    this.resort(kind, id)
   }
 
   /** The records of a kind in key order (the store's values() order); the array is shared: do not change it. */
-  list<T>(kind: 'service' | 'task' | 'node' | 'network' | 'attachment'): readonly T[] {
-    let l = this.sorted.get(kind) as T[] | undefined
+  list<T>(kind: ListedKind): readonly T[] {
+    let l = this.sorted.get(kind)
     if (!l) {
-      const m = {
-        service: this.services,
-        task: this.tasks,
-        node: this.nodes,
-        network: this.networks,
-        attachment: this.attachments,
-      }[kind] as Map<string, T>
-      l = [...m.keys()].sort(cmp).map((k) => m.get(k)!)
+      const m = this.mapOf(kind)
+      const ids = [...m.keys()].sort(cmp)
+      l = {ids, values: ids.map((k) => m.get(k)!)}
       this.sorted.set(kind, l)
     }
-    return l
+    return l.values as T[]
+  }
+
+  private mapOf(kind: ListedKind): Map<string, unknown> {
+    return {service: this.services, task: this.tasks, node: this.nodes, network: this.networks, attachment: this.attachments}[
+      kind
+    ]
+  }
+
+  /** Keeps a kind's sorted list (once asked for) as one record changes: a binary search, not a sort. */
+  private resort(kind: ListedKind, id: string): void {
+    const l = this.sorted.get(kind)
+    if (!l) return
+    const v = this.mapOf(kind).get(id)
+    let lo = 0
+    let hi = l.ids.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (l.ids[mid]! < id) lo = mid + 1
+      else hi = mid
+    }
+    const here = l.ids[lo] === id
+    if (v === undefined) {
+      if (here) (l.ids.splice(lo, 1), l.values.splice(lo, 1))
+    } else if (here) l.values[lo] = v
+    else (l.ids.splice(lo, 0, id), l.values.splice(lo, 0, v))
   }
 
   /** A service's tasks in key order. */
