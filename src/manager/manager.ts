@@ -23,7 +23,7 @@ import {describeShortfalls, placementNodes, planService, type PlacementNodes, ty
 import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
-import {hasIngressPorts, planPorts, reservedPorts} from '../model/publish.js'
+import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 
 export const newId = () => randomBytes(12).toString('hex')
 
@@ -58,6 +58,9 @@ export type ConnectRequest = {
 
 /** What the last pass over all services found: service name -> why it is not fully placed. */
 export type PlacementReport = Map<string, string>
+
+/** The same by service id (a pass over some services merges its findings into the last ones by id). */
+export type ProblemsById = Map<string, {name: string; why: string}>
 
 export class Manager {
   readonly read: Controller
@@ -405,17 +408,53 @@ export class Manager {
    * a placed cluster writes nothing.
    */
   placeAll(): PlacementReport {
-    const report: PlacementReport = new Map()
-    const services = this.read.services()
+    return new Map([...this.place(undefined).values()].map((p) => [p.name, p.why]))
+  }
+
+  /**
+   * Places only the services named (a deleted one: its tasks go), as placeAll would place them:
+   * a pass after changes touches what changed, not the whole cluster. Every service when ids is
+   * absent. Problems by service id.
+   */
+  placeServices(ids?: ReadonlySet<string>): ProblemsById {
+    return this.place(ids)
+  }
+
+  /** Who may take tasks now, as one string: when it changes, every service may need placing again. */
+  nodesSignature(): string {
+    return placementNodes(this.index, this.membership)
+      .live.map((n) => n.id)
+      .join(',')
+  }
+
+  /** The services that share a host-mode port with this one: moving its tasks changes where theirs may go. */
+  hostPortPeers(serviceId: string): string[] {
     const ix = this.index
-    const orphans = [...ix.tasksByService.keys()].filter((id) => !ix.services.has(id)).flatMap((id) => ix.tasksOf(id))
+    const svc = ix.services.get(serviceId)
+    if (!svc) return []
+    const out = new Set<string>()
+    for (const k of hostPortKeys(svc)) for (const id of ix.hostPorts.get(k) ?? []) if (id !== serviceId) out.add(id)
+    return [...out]
+  }
+
+  private place(only: ReadonlySet<string> | undefined): ProblemsById {
+    const report: ProblemsById = new Map()
+    const ix = this.index
+    const services = only
+      ? [...only].sort().flatMap((id) => (ix.services.has(id) ? [ix.services.get(id)!] : []))
+      : this.read.services()
+    const gone = only
+      ? [...only].filter((id) => !ix.services.has(id) && ix.tasksByService.has(id))
+      : [...ix.tasksByService.keys()].filter((id) => !ix.services.has(id))
+    const orphans = gone.flatMap((id) => ix.tasksOf(id))
     for (const t of orphans.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       try {
         this.store.delete(keyOf('task', t.id))
       } catch (e) {
-        report.set(t.serviceName, `cannot remove task ${t.id}: ${(e as Error).message}`)
+        report.set(t.serviceId, {name: t.serviceName, why: `cannot remove task ${t.id}: ${(e as Error).message}`})
       }
     }
+    const set = (svc: Service, why: string) => report.set(svc.id, {name: svc.name, why})
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
@@ -426,20 +465,20 @@ export class Manager {
         const plan = this.plan(svc, nodes)
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
-        if (plan.missingNetworks.length > 0) report.set(svc.name, `networks ${plan.missingNetworks.join(', ')} do not exist`)
-        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
+        if (plan.missingNetworks.length > 0) set(svc, `networks ${plan.missingNetworks.join(', ')} do not exist`)
+        else if (plan.hostPortShort) set(svc, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
-        report.set(svc.name, (e as Error).message)
+        set(svc, (e as Error).message)
       }
     }
     for (const svc of short) {
       try {
         const plan = this.plan(svc, nodes)
         this.apply(svc, plan)
-        if (plan.shortfalls.length > 0) report.set(svc.name, describeShortfalls(svc, plan.shortfalls))
-        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
+        if (plan.shortfalls.length > 0) set(svc, describeShortfalls(svc, plan.shortfalls))
+        else if (plan.hostPortShort) set(svc, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
-        report.set(svc.name, (e as Error).message)
+        set(svc, (e as Error).message)
       }
     }
     return report
