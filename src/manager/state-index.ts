@@ -27,8 +27,14 @@ type Owner = string
 /** The addresses in use on one network. */
 class NetworkAddresses {
   readonly holders = new Map<string, Set<Owner>>()
-  /** Every host address below it is held (a hint: lowest-free searches start there). */
+  /** Every host address below it is held, but those in `dropped` (a hint: lowest-free searches start there). */
   low = 0
+  /**
+   * Addresses below `low` let go since (a task replaced or removed): free unless taken again.
+   * Kept aside rather than lowering `low`, so a pass that retires and re-places many tasks does
+   * not walk the whole network again for each.
+   */
+  readonly dropped = new Set<number>()
   /** Held addresses inside the network's subnet that are neither its gateway nor outside: undefined = count again. */
   private inside: number | undefined = undefined
   private cidr: Cidr | undefined
@@ -39,6 +45,7 @@ class NetworkAddresses {
     this.gateway = net ? (tryParseIpv4(net.gateway) ?? -1) : -1
     this.inside = undefined
     this.low = 0
+    this.dropped.clear()
   }
 
   add(ip: string, owner: Owner): void {
@@ -59,7 +66,7 @@ class NetworkAddresses {
     this.holders.delete(ip)
     if (this.inside !== undefined && this.counts(ip)) this.inside--
     const n = tryParseIpv4(ip)
-    if (n !== undefined && n < this.low) this.low = n
+    if (n !== undefined && n < this.low) this.dropped.add(n)
   }
 
   /** Held addresses freeAddressCount would count: inside the subnet, not its gateway. */
@@ -316,18 +323,27 @@ export class AddressPool {
 
   /** What freeAddresses yields over the plan's set, lowest first. */
   *free(): Generator<string> {
-    // Below the network's low mark every address is held; only the freed ones may be free there.
-    const low = Math.max(this.first, this.a.low)
-    for (const n of this.freed) if (n >= this.first && n < low && n !== this.gw && n < this.last) yield formatIpv4(n)
-    let advanced = false
+    // Up to the network's low mark every address is held (or is the gateway), but those let go
+    // since: the mark moves up past what is held first, whatever this plan frees, so the next
+    // search starts there and a whole pass walks the network once, not once per service.
+    let low = Math.max(this.first, this.a.low)
+    while (low < this.last && (low === this.gw || this.a.holders.has(formatIpv4(low)))) low++
+    this.a.low = low
+    // Below it only what was let go and what this plan frees may be free.
+    const below = new Set<number>()
+    for (const n of this.a.dropped) {
+      if (this.a.holders.has(formatIpv4(n))) this.a.dropped.delete(n)
+      else if (n < low) below.add(n)
+    }
+    for (const n of this.freed) if (n < low) below.add(n)
+    for (const n of [...below].sort((x, y) => x - y)) {
+      if (n < this.first || n >= this.last || n === this.gw) continue
+      const ip = formatIpv4(n)
+      if (!this.has(ip)) yield ip
+    }
     for (let n = low; n < this.last; n++) {
       if (n === this.gw) continue
       const ip = formatIpv4(n)
-      if (!this.a.holders.has(ip) && !advanced) {
-        // Everything below n is held by someone: later searches start here.
-        this.a.low = n
-        advanced = true
-      }
       if (!this.has(ip)) yield ip
     }
   }
