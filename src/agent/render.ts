@@ -2,7 +2,7 @@
 import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import type {Controller} from './controller.js'
 import type {AttachmentView, NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
@@ -77,15 +77,23 @@ export function taskView(t: Task, c: Controller): TaskView {
   }
 }
 
-export function serviceView(s: Service, c: Controller): ServiceView {
+/** What every service's view reads alike: a list renders it once, not once per service. */
+type ServiceViewContext = {statuses: ReadonlyMap<string, TaskStatus>; nets: Map<string, string>; liveNodes?: number}
+
+const serviceViewContext = (c: Controller): ServiceViewContext => ({
+  statuses: c.statuses(),
+  nets: new Map(c.networks().map((n) => [n.id, n.name])),
+})
+
+export function serviceView(s: Service, c: Controller, ctx: ServiceViewContext = serviceViewContext(c)): ServiceView {
   const tasks = c.tasksOf(s.id).filter((t) => t.desiredState === 'running')
-  const st = c.statuses()
-  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+  const st = ctx.statuses
+  const nets = ctx.nets
   return {
     id: s.id,
     name: s.name,
     mode: 'global' in s.mode ? 'global' : 'replicated',
-    desired: 'global' in s.mode ? c.liveNodes().length : s.mode.replicas,
+    desired: 'global' in s.mode ? (ctx.liveNodes ??= c.liveNodes().length) : s.mode.replicas,
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
@@ -97,7 +105,8 @@ export function serviceView(s: Service, c: Controller): ServiceView {
 
 /** GET /services (service ls): every service. */
 export function serviceListView(c: Controller): ServiceView[] {
-  return c.services().map((s) => serviceView(s, c))
+  const ctx = serviceViewContext(c)
+  return c.services().map((s) => serviceView(s, c, ctx))
 }
 
 /** GET /services/NAME/tasks (service ps): the service's tasks by slot. */
