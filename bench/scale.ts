@@ -25,6 +25,7 @@ import type {NodeRecord, Service, Task, TaskStatus} from '../src/model/types.js'
 import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
+import {benchScaleEtcd} from './scale-etcd.js'
 
 export type ScaleJson = {
   createP50EmbeddedMs: Record<'100' | '1000' | '10000', number | null>
@@ -51,7 +52,7 @@ const tick = () => new Promise((r) => setImmediate(r))
 const round = (x: number) => Math.round(x * 100) / 100
 
 export async function benchScale(
-  opts: {services?: number; createsOnly?: boolean} = {},
+  opts: {services?: number; createsOnly?: boolean; etcdServices?: number} = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
   const sizes = SIZES.filter((s) => s <= max)
@@ -217,6 +218,15 @@ export async function benchScale(
       for (const name of made) manager.removeService(name)
       await store.sync()
     }
+    // etcd: every request reads the whole prefix, so by default it is measured up to 1,000 services.
+    const etcdMax = Math.min(max, opts.etcdServices ?? 1000)
+    if (etcdMax >= 100) {
+      const e = await benchScaleEtcd(SIZES.filter((s) => s <= etcdMax))
+      for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
+      json.etcdCreatesPerSec = e.createsPerSec
+      json.duplicateAddresses = e.duplicateAddresses
+      lines.push(...e.lines)
+    }
     if (!opts.createsOnly) {
       json.eventLoopMaxDelayMs = round(worstDelay)
       lines.push(
@@ -238,7 +248,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error('--services N: a whole number, 100 or more')
     process.exit(2)
   }
-  const {lines, json} = await benchScale({services, createsOnly: process.argv.includes('--creates-only')})
+  const e = process.argv.indexOf('--etcd-services')
+  const etcdServices = e >= 0 ? Number(process.argv[e + 1]) : undefined
+  const {lines, json} = await benchScale({services, createsOnly: process.argv.includes('--creates-only'), etcdServices})
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))
 }
