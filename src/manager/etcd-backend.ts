@@ -35,6 +35,8 @@ export type EtcdBackendOptions = {
   membership?: MembershipView
   /** Named in the one-line error when etcd cannot be reached. */
   endpoints: string[]
+  /** Where in a subnet this manager searches for free addresses (a fraction); default: its own part, from its id. */
+  addressStart?: number
   /** The leader's claim (see etcd-leader.ts): placement commits only while it holds. */
   leaderRevision?: () => string | undefined
   log?: (m: string) => void
@@ -75,7 +77,11 @@ export class EtcdBackend implements DesiredBackend {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const snap = await this.etcd('read', () => this.snapshot())
       const view = new RequestView(snap, this.opts.local, this.opts.selfId)
-      const result = fn(new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN))
+      const result = fn(
+        new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
+          addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
+        }),
+      )
       if (view.ops.size === 0) {
         view.applySideEffects()
         return result
@@ -202,6 +208,16 @@ export class EtcdBackend implements DesiredBackend {
       throw new EtcdUnavailableError(`etcd at ${this.opts.endpoints.join(',')} cannot ${what} the cluster state: ${msg}`)
     }
   }
+}
+
+/**
+ * Where this manager searches a subnet for free addresses: its own part, from its node id. Managers
+ * that all took the lowest free address would all pick the same one, and all but one retry.
+ */
+export function addressStart(selfId: string): number {
+  let h = 2166136261
+  for (let i = 0; i < selfId.length; i++) h = Math.imul(h ^ selfId.charCodeAt(i), 16777619) >>> 0
+  return (h % 1024) / 1024
 }
 
 /** etcd could not be reached or answered with an error: the request changed nothing. */

@@ -70,6 +70,8 @@ export class Manager {
     readonly selfId: string,
     /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
     private readonly membership: MembershipView = NOBODY_DOWN,
+    /** addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first). */
+    private readonly opts: {addressStart?: number} = {},
   ) {
     this.read = new Controller(store, selfId)
   }
@@ -486,7 +488,11 @@ export class Manager {
 
   private plan(svc: Service, nodes?: PlacementNodes): ServicePlan {
     // Attachments hold addresses as tasks do (the index counts them; they have no service, so placement never moves them).
-    return planService(svc, {index: this.index, membership: this.membership, nodes}, {id: newId, now: Date.now()})
+    return planService(
+      svc,
+      {index: this.index, membership: this.membership, nodes, addressStart: this.opts.addressStart},
+      {id: newId, now: Date.now()},
+    )
   }
 
   /** The store's index (state-index.ts); a store that cannot keep one is read whole for each question. */

@@ -15,6 +15,8 @@ export type ClusterState = {
   membership?: MembershipView
   /** The nodes placement may use, when the caller has them already (one pass over many services). */
   nodes?: PlacementNodes
+  /** Where in a subnet the search for free addresses starts (a fraction); absent: the lowest first. */
+  addressStart?: number
 }
 
 /** Member nodes ('ready' in the store) and, of those, the ones not declared down (in id order, and as a set). */
@@ -104,7 +106,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => ix.networks.has(v.networkId)).map((v) => [v.networkId, v]))
   const needPools = wanted.length > 0 || (vipMode && nets.some((n) => !kept.has(n.id)))
   // Nothing to allocate: no address is looked at (a pass over a placed cluster stays cheap).
-  const pools = needPools ? addressPools(svc, nets, removed, kept, vipMode, ix) : []
+  const pools = needPools ? addressPools(svc, nets, removed, kept, vipMode, ix, state.addressStart) : []
   // A VIP first: a service in vip mode is reached only through it.
   const vips: ServiceVip[] = []
   if (!needPools) for (const n of nets) kept.has(n.id) && vips.push(kept.get(n.id)!)
@@ -158,6 +160,7 @@ function addressPools(
   kept: Map<string, ServiceVip>,
   vipMode: boolean,
   ix: StateIndex,
+  start: number | undefined,
 ) {
   const own = ix.services.get(svc.id)?.vips ?? []
   const except = new Set([...removed.map((t) => `task/${t.id}`), `vip/${svc.id}`])
@@ -167,7 +170,7 @@ function addressPools(
       ...own.filter((v) => v.networkId === n.id).map((v) => v.ip),
     ]
     const pool = ix.pool(n, except, ips, kept.has(n.id) ? [kept.get(n.id)!.ip] : [])
-    return {net: n, vip: vipMode && !kept.has(n.id), free: pool.count(), next: pool.free()}
+    return {net: n, vip: vipMode && !kept.has(n.id), free: pool.count(), next: pool.free(start)}
   })
 }
 

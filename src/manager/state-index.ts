@@ -321,8 +321,20 @@ export class AddressPool {
     return Math.max(0, this.last - this.first - taken)
   }
 
-  /** What freeAddresses yields over the plan's set, lowest first. */
-  *free(): Generator<string> {
+  /**
+   * What freeAddresses yields over the plan's set, lowest first; from `start` (a fraction of the
+   * subnet) up, then from the bottom, when given: managers racing on etcd each search their own part.
+   */
+  *free(start?: number): Generator<string> {
+    if (start !== undefined) {
+      const from = this.first + Math.floor(Math.min(Math.max(start, 0), 1) * (this.last - this.first))
+      for (const [lo, hi] of [
+        [from, this.last],
+        [this.first, from],
+      ] as const)
+        for (let n = lo; n < hi; n++) if (n !== this.gw && !this.has(formatIpv4(n))) yield formatIpv4(n)
+      return
+    }
     // Up to the network's low mark every address is held (or is the gateway), but those let go
     // since: the mark moves up past what is held first, whatever this plan frees, so the next
     // search starts there and a whole pass walks the network once, not once per service.

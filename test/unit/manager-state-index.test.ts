@@ -15,6 +15,7 @@ import {startManagerLoop, type ManagerLoop} from '../../src/manager/loop.js'
 import {Manager} from '../../src/manager/manager.js'
 import {indexOf, StateIndex} from '../../src/manager/state-index.js'
 import {freeAddressCount, freeAddresses, macForIp} from '../../src/model/allocate.js'
+import {broadcast, parseCidr, parseIpv4} from '../../src/model/ipv4.js'
 import {isUserError} from '../../src/model/errors.js'
 import type {Network, NetworkAttachment, NodeRecord, Task, TaskStatus} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
@@ -130,6 +131,16 @@ function check(store: Store): void {
     assert.equal(pool.count(), freeAddressCount(net.subnet, net.gateway, used), `free count on ${net.name}`)
     const first = (g: Generator<string>) => [...Array(4)].map(() => g.next().value as string | undefined)
     assert.deepEqual(first(pool.free()), first(freeAddresses(net.subnet, net.gateway, used)), `free addresses on ${net.name}`)
+    // From a start inside the subnet (managers on etcd): the same free addresses, from there up, then from the bottom.
+    const all = [...freeAddresses(net.subnet, net.gateway, used)]
+    const c = parseCidr(net.subnet)
+    const from = c.addr + 1 + Math.floor(0.5 * (broadcast(c) - c.addr - 1))
+    const rotated = [...all.filter((ip) => parseIpv4(ip) >= from), ...all.filter((ip) => parseIpv4(ip) < from)]
+    assert.deepEqual(
+      first(pool.free(0.5)),
+      first(rotated[Symbol.iterator]() as Generator<string>),
+      `from the middle of ${net.name}`,
+    )
   }
   // The views from the index and from a scan (a reader without change events is scanned).
   const indexed = new Controller(store, 'a')
