@@ -30,7 +30,7 @@ type Op =
   | {op: 'create'; name: string; replicas: number; global: boolean; nets: number; port: number | null}
   | {op: 'rm'; name: string}
   | {op: 'scale'; name: string; replicas: number}
-  | {op: 'status'; pick: number; state: TaskStatus['state'] | null}
+  | {op: 'status'; pick: number; state: TaskStatus['state'] | null; shut: boolean}
   | {op: 'node'; id: string; state: NodeRecord['state'] | null}
   | {op: 'place'; down: string[]}
   | {op: 'remote'; pick: number; del: boolean; node: string; status: boolean}
@@ -59,6 +59,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       op: fc.constant('status' as const),
       pick: fc.nat(),
       state: fc.option(fc.constantFrom('running' as const, 'starting' as const, 'failed' as const, 'shutdown' as const)),
+      shut: fc.boolean(),
     }),
   },
   fc.record({
@@ -189,7 +190,10 @@ function steps(store: Store, m: Manager, down: Set<string>, loop: ManagerLoop, o
           m.scaleService(o.name, o.replicas)
           break
         case 'status': {
-          const tasks = store.values<Task>('task/')
+          // Often a replaced task's: its node saying it stopped is what lets it go.
+          const all = store.values<Task>('task/')
+          const shut = all.filter((t) => t.desiredState === 'shutdown')
+          const tasks = o.shut && shut.length > 0 ? shut : all
           const t = tasks[o.pick % Math.max(1, tasks.length)]
           if (!t) break
           if (o.state === null) store.delete(keyOf('taskstatus', t.id))
