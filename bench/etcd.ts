@@ -27,7 +27,7 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
 }
 
-async function threeMembers(dir: string): Promise<{members: EtcdMember[]; endpoints: string[]}> {
+export async function threeMembers(dir: string): Promise<{members: EtcdMember[]; endpoints: string[]}> {
   const specs = []
   for (let i = 1; i <= 3; i++)
     specs.push({name: `b${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: join(dir, `b${i}`)})

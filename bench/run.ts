@@ -11,6 +11,7 @@ import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
+import {benchScale} from './scale.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
 import {benchVipLab, formatVipLab} from './vip-lab.js'
@@ -35,6 +36,12 @@ console.log('\n## load balancer (VIPs)\n')
 for (const line of benchLb().lines) console.log(line)
 console.log('\n## desired state: embedded vs etcd (3 local members)\n')
 for (const line of await benchEtcd()) console.log(line)
+console.log('\n## control plane at scale: 10,000 services, 1,000 nodes (manager code in-process)\n')
+{
+  const scale = await benchScale()
+  for (const line of scale.lines) console.log(line)
+  console.log(JSON.stringify(scale.json))
+}
 console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
 console.log(formatStore(await benchStore()))
 console.log('\n## membership at 1,000 nodes (simulated network)\n')

@@ -19,6 +19,7 @@ import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
 import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
+import {EventLoopDelay} from '../metrics/event-loop.js'
 import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
@@ -251,7 +252,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // start must not keep the maps from following the store, nor the reverse.
   // On every change, coalesced; and every few seconds to repair drift.
   let lastDesired: DesiredMaps | undefined
+  const loopDelay = new EventLoopDelay()
   const metrics = new AgentMetrics(node, {
+    eventLoop: () => loopDelay.window(),
     counters: () => readCounters(datapath.maps.stats),
     maps: () => MIRRORED.map((m) => ({map: m, entries: datapath.maps[m].entries().length, max: datapath.maps[m].maxEntries})),
     gossip: () => gossip.stats,
@@ -447,6 +450,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     tasks.stop()
     api?.close()
     metricsServer?.close()
+    loopDelay.stop()
     rmSync(socketPath(node), {force: true})
     await gossip.stop()
     datapath.close()

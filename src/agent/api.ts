@@ -10,7 +10,16 @@ import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {Controller} from './controller.js'
-import {attachmentView, networkView, nodeView, serviceInspectView, serviceView, taskView} from './render.js'
+import {
+  attachmentView,
+  networkView,
+  nodeView,
+  serviceInspectView,
+  serviceListView,
+  serviceTasksView,
+  serviceView,
+  taskView,
+} from './render.js'
 import {attachTimeout, connectAndWait, disconnectAndWait} from './attach-wait.js'
 
 export interface ApiContext {
@@ -144,7 +153,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         return attachmentView(await disconnectAndWait(ctx, dec(m[1]), name, attachTimeout(b.timeoutMs)), c)
       },
     ],
-    ['GET', /^\/services$/, () => c.services().map((s) => serviceView(s, c))],
+    ['GET', /^\/services$/, () => serviceListView(c)],
     [
       'POST',
       /^\/services$/,
@@ -165,18 +174,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       },
     ],
     ['GET', /^\/services\/([^/]+)$/, (m) => serviceInspectView(c.findService(dec(m[1])), c)],
-    [
-      'GET',
-      /^\/services\/([^/]+)\/tasks$/,
-      (m) => {
-        const s = c.findService(dec(m[1]))
-        return c
-          .tasks()
-          .filter((t) => t.serviceId === s.id)
-          .sort((a, b) => a.slot - b.slot)
-          .map((t) => taskView(t, c))
-      },
-    ],
+    ['GET', /^\/services\/([^/]+)\/tasks$/, (m) => serviceTasksView(c.findService(dec(m[1])), c)],
     [
       'POST',
       /^\/services\/([^/]+)\/ports$/,

@@ -15,6 +15,7 @@ import type {
 } from '../model/types.js'
 import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
+import {indexOf, isIndexSource, type StateIndex} from '../manager/state-index.js'
 
 export class Controller {
   constructor(
@@ -23,6 +24,11 @@ export class Controller {
     readonly selfId: string,
   ) {}
 
+  /** The store's index (state-index.ts) when it can keep one; a plain reader is scanned. */
+  get index(): StateIndex | undefined {
+    return isIndexSource(this.store) ? indexOf(this.store) : undefined
+  }
+
   cluster(): ClusterSpec {
     const c = this.store.get<ClusterSpec>(CLUSTER_KEY)
     if (!c) throw new Error('this node holds no cluster state yet')
@@ -30,7 +36,8 @@ export class Controller {
   }
 
   nodes(): NodeRecord[] {
-    return this.store.values<NodeRecord>(prefixOf('node'))
+    const ix = this.index
+    return ix ? [...ix.list<NodeRecord>('node')] : this.store.values<NodeRecord>(prefixOf('node'))
   }
 
   liveNodes(): NodeRecord[] {
@@ -38,23 +45,40 @@ export class Controller {
   }
 
   networks(): Network[] {
-    return this.store.values<Network>(prefixOf('network'))
+    const ix = this.index
+    return ix ? [...ix.list<Network>('network')] : this.store.values<Network>(prefixOf('network'))
   }
 
   services(): Service[] {
-    return this.store.values<Service>(prefixOf('service'))
+    const ix = this.index
+    return ix ? [...ix.list<Service>('service')] : this.store.values<Service>(prefixOf('service'))
   }
 
   tasks(): Task[] {
-    return this.store.values<Task>(prefixOf('task'))
+    const ix = this.index
+    return ix ? [...ix.list<Task>('task')] : this.store.values<Task>(prefixOf('task'))
   }
 
-  statuses(): Map<string, TaskStatus> {
-    return new Map(this.store.values<TaskStatus>(prefixOf('taskstatus')).map((s) => [s.taskId, s]))
+  /** Task id -> its status; the index's own map when there is one: read it, do not change it. */
+  statuses(): ReadonlyMap<string, TaskStatus> {
+    return this.index?.statuses ?? new Map(this.store.values<TaskStatus>(prefixOf('taskstatus')).map((s) => [s.taskId, s]))
+  }
+
+  /** A service's tasks in key order (what tasks() holds of it). */
+  tasksOf(serviceId: string): Task[] {
+    const ix = this.index
+    return ix ? ix.tasksOf(serviceId) : this.tasks().filter((t) => t.serviceId === serviceId)
+  }
+
+  /** A node by id. */
+  node(id: string): NodeRecord | undefined {
+    const ix = this.index
+    return ix ? ix.nodes.get(id) : this.nodes().find((n) => n.id === id)
   }
 
   attachments(): NetworkAttachment[] {
-    return this.store.values<NetworkAttachment>(prefixOf('attachment'))
+    const ix = this.index
+    return ix ? [...ix.list<NetworkAttachment>('attachment')] : this.store.values<NetworkAttachment>(prefixOf('attachment'))
   }
 
   attachmentStatus(id: string): AttachmentStatus | undefined {

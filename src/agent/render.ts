@@ -2,7 +2,7 @@
 import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import type {Controller} from './controller.js'
 import type {AttachmentView, NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
@@ -61,7 +61,7 @@ export function networkView(n: Network, c: Controller): NetworkView {
 export function taskView(t: Task, c: Controller): TaskView {
   const st = c.statuses().get(t.id)
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))
-  const node = c.nodes().find((n) => n.id === t.nodeId)
+  const node = c.node(t.nodeId)
   return {
     id: t.id,
     name: taskName(t),
@@ -77,15 +77,23 @@ export function taskView(t: Task, c: Controller): TaskView {
   }
 }
 
-export function serviceView(s: Service, c: Controller): ServiceView {
-  const tasks = c.tasks().filter((t) => t.serviceId === s.id && t.desiredState === 'running')
-  const st = c.statuses()
-  const nets = new Map(c.networks().map((n) => [n.id, n.name]))
+/** What every service's view reads alike: a list renders it once, not once per service. */
+type ServiceViewContext = {statuses: ReadonlyMap<string, TaskStatus>; nets: Map<string, string>; liveNodes?: number}
+
+const serviceViewContext = (c: Controller): ServiceViewContext => ({
+  statuses: c.statuses(),
+  nets: new Map(c.networks().map((n) => [n.id, n.name])),
+})
+
+export function serviceView(s: Service, c: Controller, ctx: ServiceViewContext = serviceViewContext(c)): ServiceView {
+  const tasks = c.tasksOf(s.id).filter((t) => t.desiredState === 'running')
+  const st = ctx.statuses
+  const nets = ctx.nets
   return {
     id: s.id,
     name: s.name,
     mode: 'global' in s.mode ? 'global' : 'replicated',
-    desired: 'global' in s.mode ? c.liveNodes().length : s.mode.replicas,
+    desired: 'global' in s.mode ? (ctx.liveNodes ??= c.liveNodes().length) : s.mode.replicas,
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
@@ -93,6 +101,20 @@ export function serviceView(s: Service, c: Controller): ServiceView {
     vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
     ports: (s.ports ?? []).map((p) => ({published: p.published, target: p.target, protocol: p.protocol, mode: p.mode})),
   }
+}
+
+/** GET /services (service ls): every service. */
+export function serviceListView(c: Controller): ServiceView[] {
+  const ctx = serviceViewContext(c)
+  return c.services().map((s) => serviceView(s, c, ctx))
+}
+
+/** GET /services/NAME/tasks (service ps): the service's tasks by slot. */
+export function serviceTasksView(s: Service, c: Controller): TaskView[] {
+  return c
+    .tasksOf(s.id)
+    .sort((a, b) => a.slot - b.slot)
+    .map((t) => taskView(t, c))
 }
 
 export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentView {
@@ -112,8 +134,8 @@ export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentV
 
 export function serviceInspectView(s: Service, c: Controller): ServiceInspectView {
   const tasks = c
-    .tasks()
-    .filter((t) => t.serviceId === s.id && t.desiredState === 'running')
+    .tasksOf(s.id)
+    .filter((t) => t.desiredState === 'running')
     .sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1))
   const st = c.statuses()
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))

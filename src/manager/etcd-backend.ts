@@ -19,6 +19,7 @@ import type {Store} from '../store/store.js'
 import {isDesiredKey, type DesiredBackend, type DesiredStore, type WriteOptions} from './backend.js'
 import {ALLOC, LEADER, NETWORK_GUARD, STATE, allocationsOf} from './etcd-keys.js'
 import {Manager} from './manager.js'
+import type {IndexSource} from './state-index.js'
 
 /** What one range read of the prefix found: key (without the prefix) -> value and mod revision. */
 type Snapshot = Map<string, {value: string; mod: string}>
@@ -34,6 +35,8 @@ export type EtcdBackendOptions = {
   membership?: MembershipView
   /** Named in the one-line error when etcd cannot be reached. */
   endpoints: string[]
+  /** Where in a subnet this manager searches for free addresses (a fraction); default: its own part, from its id. */
+  addressStart?: number
   /** The leader's claim (see etcd-leader.ts): placement commits only while it holds. */
   leaderRevision?: () => string | undefined
   log?: (m: string) => void
@@ -74,7 +77,11 @@ export class EtcdBackend implements DesiredBackend {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const snap = await this.etcd('read', () => this.snapshot())
       const view = new RequestView(snap, this.opts.local, this.opts.selfId)
-      const result = fn(new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN))
+      const result = fn(
+        new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
+          addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
+        }),
+      )
       if (view.ops.size === 0) {
         view.applySideEffects()
         return result
@@ -203,6 +210,16 @@ export class EtcdBackend implements DesiredBackend {
   }
 }
 
+/**
+ * Where this manager searches a subnet for free addresses: its own part, from its node id. Managers
+ * that all took the lowest free address would all pick the same one, and all but one retry.
+ */
+export function addressStart(selfId: string): number {
+  let h = 2166136261
+  for (let i = 0; i < selfId.length; i++) h = Math.imul(h ^ selfId.charCodeAt(i), 16777619) >>> 0
+  return (h % 1024) / 1024
+}
+
 /** etcd could not be reached or answered with an error: the request changed nothing. */
 export class EtcdUnavailableError extends UserError {}
 
@@ -289,10 +306,12 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
  * desired keys are collected for the transaction; the rest (a node marked left, a status
  * removed) is gossip's and happens once the transaction has held.
  */
-class RequestView implements DesiredStore {
+class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
   private readonly sideEffects: (() => void)[] = []
   private readonly state = new Map<string, Json>()
+  /** The request's index (state-index.ts), told of each desired write as the store tells its own. */
+  private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
 
   constructor(
     snap: Snapshot,
@@ -317,16 +336,36 @@ class RequestView implements DesiredStore {
       .filter((v): v is T => v !== undefined)
   }
 
+  /** Desired state as read with the request's writes on top, and the rest as the node's store holds it. */
+  list(prefix = ''): {key: string; value: Json | null}[] {
+    const out: {key: string; value: Json | null}[] = this.local.list(prefix).filter((e) => !isDesiredKey(e.key))
+    for (const k of new Set([...this.state.keys(), ...this.ops.keys()])) {
+      const v = k.startsWith(prefix) ? this.get(k) : undefined
+      if (v !== undefined) out.push({key: k, value: v})
+    }
+    return out
+  }
+
+  onChange(listener: (key: string, value: Json | undefined, old: Json | undefined) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
   put(key: string, value: Json): Entry {
-    if (isDesiredKey(key)) this.ops.set(key, value)
-    else this.sideEffects.push(() => this.local.put(key, value))
+    if (isDesiredKey(key)) {
+      const old = this.get(key)
+      this.ops.set(key, value)
+      for (const l of this.listeners) l(key, value, old)
+    } else this.sideEffects.push(() => this.local.put(key, value))
     return {key, value, version: {clock: 0, node: this.selfId}}
   }
 
   delete(key: string): Entry | undefined {
     if (isDesiredKey(key)) {
-      if (this.get(key) === undefined) return undefined
+      const old = this.get(key)
+      if (old === undefined) return undefined
       this.ops.set(key, null)
+      for (const l of this.listeners) l(key, undefined, old)
     } else {
       if (this.local.get(key) === undefined) return undefined
       this.sideEffects.push(() => this.local.delete(key))

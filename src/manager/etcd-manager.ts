@@ -112,6 +112,7 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
     client,
     loop: {
       pass: () => (kick(), problems),
+      passChanged: () => (kick(), problems),
       get problems() {
         return problems
       },

@@ -19,10 +19,11 @@ import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
 import {Controller} from '../agent/controller.js'
-import {describeShortfalls, planService, type ServicePlan} from './plan.js'
+import {describeShortfalls, placementNodes, planService, type PlacementNodes, type ServicePlan} from './plan.js'
+import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
-import {hasIngressPorts, planPorts, reservedPorts} from '../model/publish.js'
+import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 
 export const newId = () => randomBytes(12).toString('hex')
 
@@ -58,6 +59,9 @@ export type ConnectRequest = {
 /** What the last pass over all services found: service name -> why it is not fully placed. */
 export type PlacementReport = Map<string, string>
 
+/** The same by service id (a pass over some services merges its findings into the last ones by id). */
+export type ProblemsById = Map<string, {name: string; why: string}>
+
 export class Manager {
   readonly read: Controller
 
@@ -66,6 +70,8 @@ export class Manager {
     readonly selfId: string,
     /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
     private readonly membership: MembershipView = NOBODY_DOWN,
+    /** addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first). */
+    private readonly opts: {addressStart?: number} = {},
   ) {
     this.read = new Controller(store, selfId)
   }
@@ -383,7 +389,7 @@ export class Manager {
     // The service first: a crash half-way leaves tasks without a service, which the next pass removes.
     // Its VIPs go with it: addresses in use are read from the store, there is nothing else to free.
     this.store.delete(keyOf('service', svc.id))
-    for (const t of this.read.tasks().filter((x) => x.serviceId === svc.id)) this.store.delete(keyOf('task', t.id))
+    for (const t of this.read.tasksOf(svc.id)) this.store.delete(keyOf('task', t.id))
   }
 
   /**
@@ -411,59 +417,94 @@ export class Manager {
    * a placed cluster writes nothing.
    */
   placeAll(): PlacementReport {
-    const report: PlacementReport = new Map()
-    const services = this.read.services()
-    const known = new Set(services.map((s) => s.id))
-    for (const t of this.read.tasks()) {
-      if (known.has(t.serviceId)) continue
+    return new Map([...this.place(undefined).values()].map((p) => [p.name, p.why]))
+  }
+
+  /**
+   * Places only the services named (a deleted one: its tasks go), as placeAll would place them:
+   * a pass after changes touches what changed, not the whole cluster. Every service when ids is
+   * absent. Problems by service id.
+   */
+  placeServices(ids?: ReadonlySet<string>): ProblemsById {
+    return this.place(ids)
+  }
+
+  /** Who may take tasks now, as one string: when it changes, every service may need placing again. */
+  nodesSignature(): string {
+    return placementNodes(this.index, this.membership)
+      .live.map((n) => n.id)
+      .join(',')
+  }
+
+  /** The services that share a host-mode port with this one: moving its tasks changes where theirs may go. */
+  hostPortPeers(serviceId: string): string[] {
+    const ix = this.index
+    const svc = ix.services.get(serviceId)
+    if (!svc) return []
+    const out = new Set<string>()
+    for (const k of hostPortKeys(svc)) for (const id of ix.hostPorts.get(k) ?? []) if (id !== serviceId) out.add(id)
+    return [...out]
+  }
+
+  private place(only: ReadonlySet<string> | undefined): ProblemsById {
+    const report: ProblemsById = new Map()
+    const ix = this.index
+    const services = only
+      ? [...only].sort().flatMap((id) => (ix.services.has(id) ? [ix.services.get(id)!] : []))
+      : this.read.services()
+    const gone = only
+      ? [...only].filter((id) => !ix.services.has(id) && ix.tasksByService.has(id))
+      : [...ix.tasksByService.keys()].filter((id) => !ix.services.has(id))
+    const orphans = gone.flatMap((id) => ix.tasksOf(id))
+    for (const t of orphans.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       try {
         this.store.delete(keyOf('task', t.id))
       } catch (e) {
-        report.set(t.serviceName, `cannot remove task ${t.id}: ${(e as Error).message}`)
+        report.set(t.serviceId, {name: t.serviceName, why: `cannot remove task ${t.id}: ${(e as Error).message}`})
       }
     }
+    const set = (svc: Service, why: string) => report.set(svc.id, {name: svc.name, why})
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
+    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
+    const nodes = placementNodes(ix, this.membership)
     for (const svc of services) {
       try {
-        const plan = this.plan(svc)
+        const plan = this.plan(svc, nodes)
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
-        if (plan.missingNetworks.length > 0) report.set(svc.name, `networks ${plan.missingNetworks.join(', ')} do not exist`)
-        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
+        if (plan.missingNetworks.length > 0) set(svc, `networks ${plan.missingNetworks.join(', ')} do not exist`)
+        else if (plan.hostPortShort) set(svc, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
-        report.set(svc.name, (e as Error).message)
+        set(svc, (e as Error).message)
       }
     }
     for (const svc of short) {
       try {
-        const plan = this.plan(svc)
+        const plan = this.plan(svc, nodes)
         this.apply(svc, plan)
-        if (plan.shortfalls.length > 0) report.set(svc.name, describeShortfalls(svc, plan.shortfalls))
-        else if (plan.hostPortShort) report.set(svc.name, describeHostPortShort(svc, plan.hostPortShort))
+        if (plan.shortfalls.length > 0) set(svc, describeShortfalls(svc, plan.shortfalls))
+        else if (plan.hostPortShort) set(svc, describeHostPortShort(svc, plan.hostPortShort))
       } catch (e) {
-        report.set(svc.name, (e as Error).message)
+        set(svc, (e as Error).message)
       }
     }
     return report
   }
 
-  private plan(svc: Service): ServicePlan {
-    // Attachments hold addresses as tasks do (they have no service, so placement never moves them).
-    const tasks = [...this.read.tasks(), ...this.attachments().map(attachmentAsTask)]
+  private plan(svc: Service, nodes?: PlacementNodes): ServicePlan {
+    // Attachments hold addresses as tasks do (the index counts them; they have no service, so placement never moves them).
     return planService(
       svc,
-      {
-        nodes: this.read.nodes(),
-        networks: this.read.networks(),
-        tasks,
-        services: this.read.services(),
-        membership: this.membership,
-        statuses: this.read.statuses(),
-      },
+      {index: this.index, membership: this.membership, nodes, addressStart: this.opts.addressStart},
       {id: newId, now: Date.now()},
     )
+  }
+
+  /** The store's index (state-index.ts); a store that cannot keep one is read whole for each question. */
+  private get index(): StateIndex {
+    return isIndexSource(this.store) ? indexOf(this.store) : scanIndex(this.store)
   }
 
   /** The plan if all of it fits; otherwise a refusal, before anything is written. */
@@ -492,6 +533,18 @@ export class Manager {
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
+}
+
+/** A store without change events (none in the agent today): an index of what it holds now. */
+function scanIndex(store: DesiredStore): StateIndex {
+  const kinds = ['node', 'network', 'service', 'task', 'attachment', 'taskstatus'] as const
+  return StateIndex.build(
+    kinds.flatMap((k) =>
+      store
+        .values<{id?: string; taskId?: string}>(prefixOf(k))
+        .map((v) => ({key: keyOf(k, (k === 'taskstatus' ? v.taskId : v.id) ?? ''), value: v})),
+    ),
+  )
 }
 
 /** A namespace file here: it must be one (nsfs), and not this node's own namespace. */

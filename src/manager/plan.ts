@@ -1,20 +1,32 @@
 // What a service needs written for it to match its spec, computed in full
 // before anything is written: its VIPs, which tasks go, which new tasks come,
 // on which nodes, with which addresses, and what does not fit.
-import {freeAddressCount, freeAddresses, macForIp, placeTasks} from '../model/allocate.js'
+import {macForIp, placeTasks} from '../model/allocate.js'
+import {hostPortKeys} from '../model/publish.js'
+import type {StateIndex} from './state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
-import type {Network, NodeRecord, Service, ServiceVip, Task, TaskStatus} from '../model/types.js'
+import type {Network, NodeRecord, Service, ServiceVip, Task} from '../model/types.js'
 
 export type ClusterState = {
-  nodes: NodeRecord[]
-  networks: Network[]
-  tasks: Task[]
-  services: Service[]
+  /** The cluster's records, indexed (state-index.ts): the service's tasks, addresses in use, host ports. */
+  index: StateIndex
   /** Who is declared down now (src/membership/); nobody when absent. */
   membership?: MembershipView
-  /** What the nodes report of their tasks: a retired task goes once its node says it no longer runs. */
-  statuses?: Map<string, TaskStatus>
+  /** The nodes placement may use, when the caller has them already (one pass over many services). */
+  nodes?: PlacementNodes
+  /** Where in a subnet the search for free addresses starts (a fraction); absent: the lowest first. */
+  addressStart?: number
+}
+
+/** Member nodes ('ready' in the store) and, of those, the ones not declared down (in id order, and as a set). */
+export type PlacementNodes = {members: ReadonlySet<string>; live: NodeRecord[]; liveIds: ReadonlySet<string>}
+
+export function placementNodes(index: StateIndex, view: MembershipView = NOBODY_DOWN): PlacementNodes {
+  const all = index.list<NodeRecord>('node')
+  const members = new Set(all.filter((n) => n.state === 'ready').map((n) => n.id))
+  const live = all.filter((n) => members.has(n.id) && !view.isDown(n.id))
+  return {members, live, liveIds: new Set(live.map((n) => n.id))}
 }
 
 /** A network that has fewer free addresses than the service's new tasks (and its new VIP) need. */
@@ -43,28 +55,28 @@ export type ServicePlan = {
 export const endpointModeOf = (svc: Pick<Service, 'endpointMode'>) => svc.endpointMode ?? 'vip'
 
 export function planService(svc: Service, state: ClusterState, mint: {id: () => string; now: number}): ServicePlan {
+  const ix = state.index
   const view = state.membership ?? NOBODY_DOWN
-  const members = new Set(state.nodes.filter((n) => n.state === 'ready').map((n) => n.id))
-  const live = state.nodes.filter((n) => members.has(n.id) && !view.isDown(n.id))
+  const {members, live, liveIds} = state.nodes ?? placementNodes(ix, view)
+  // The service's own tasks, in key order: all that placement keeps, replaces or removes.
+  const mine = ix.tasksOf(svc.id)
   // A task without an address on one of the service's networks (the ingress network, added
   // when the service got its first ingress port) is replaced by one that has them all.
   const stale = new Set(
-    state.tasks
-      .filter((t) => t.serviceId === svc.id && !svc.networks.every((id) => t.attachments.some((a) => a.networkId === id)))
-      .map((t) => t.id),
+    mine.filter((t) => !svc.networks.every((id) => t.attachments.some((a) => a.networkId === id))).map((t) => t.id),
   )
-  const hostRule = hostPortRule(svc, state)
+  const hostRule = hostPortRule(svc, hostPortState(svc, ix))
   const placements = placeTasks(
     svc,
-    live,
-    state.tasks.filter((t) => !stale.has(t.id)),
+    liveIds,
+    mine.filter((t) => !stale.has(t.id)),
     hostRule?.rule,
   )
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
   const remove: Task[] = []
   const retire: Task[] = []
-  for (const t of state.tasks) {
-    if (t.serviceId !== svc.id || keep.has(t.id)) continue
+  for (const t of mine) {
+    if (keep.has(t.id)) continue
     const down = members.has(t.nodeId) && view.isDown(t.nodeId)
     if (t.desiredState === 'running' && down) {
       // A global task belongs to its node: it waits for the node rather than moving.
@@ -72,7 +84,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       continue
     }
     if (t.desiredState === 'shutdown' && members.has(t.nodeId)) {
-      const st = state.statuses?.get(t.id)
+      const st = ix.statuses.get(t.id)
       // Its node may still run it: it is down, or back and not done stopping it yet.
       if (down || (st && (st.state === 'running' || st.state === 'starting'))) continue
     }
@@ -81,39 +93,23 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const wanted = placements.filter((p) => !p.taskId)
 
   // A replaced task's addresses stay taken in this pass: its node may not have stopped it yet.
-  const removed = new Set(remove.filter((t) => !stale.has(t.id)).map((t) => t.id))
+  const removed = remove.filter((t) => !stale.has(t.id))
   const hostPortShort = hostRule?.short(placements.length, live.length)
-  const byId = new Map(state.networks.map((n) => [n.id, n]))
-  const missingNetworks = svc.networks.filter((id) => !byId.has(id))
+  const missingNetworks = svc.networks.filter((id) => !ix.networks.has(id))
   if (missingNetworks.length > 0)
     return {remove, retire, create: [], shortfalls: [], missingNetworks, ...(hostPortShort ? {hostPortShort} : {})}
-  const nets = svc.networks.map((id) => byId.get(id)!)
+  const nets = svc.networks.map((id) => ix.networks.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
   // VIPs come from the same pool as task addresses, so the two never collide.
   const vipMode = endpointModeOf(svc) === 'vip'
-  const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => byId.has(v.networkId)).map((v) => [v.networkId, v]))
-  const usedOn = (netId: string) =>
-    new Set([
-      ...state.tasks
-        .filter((t) => !removed.has(t.id))
-        .flatMap((t) => t.attachments.filter((a) => a.networkId === netId).map((a) => a.ip)),
-      ...state.services
-        .filter((o) => o.id !== svc.id)
-        .flatMap((o) => (o.vips ?? []).filter((v) => v.networkId === netId).map((v) => v.ip)),
-      ...(kept.has(netId) ? [kept.get(netId)!.ip] : []),
-    ])
-  const pools = nets.map((n) => {
-    const used = usedOn(n.id)
-    return {
-      net: n,
-      vip: vipMode && !kept.has(n.id),
-      free: freeAddressCount(n.subnet, n.gateway, used),
-      next: freeAddresses(n.subnet, n.gateway, used),
-    }
-  })
+  const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => ix.networks.has(v.networkId)).map((v) => [v.networkId, v]))
+  const needPools = wanted.length > 0 || (vipMode && nets.some((n) => !kept.has(n.id)))
+  // Nothing to allocate: no address is looked at (a pass over a placed cluster stays cheap).
+  const pools = needPools ? addressPools(svc, nets, removed, kept, vipMode, ix, state.addressStart) : []
   // A VIP first: a service in vip mode is reached only through it.
   const vips: ServiceVip[] = []
+  if (!needPools) for (const n of nets) kept.has(n.id) && vips.push(kept.get(n.id)!)
   for (const p of pools) {
     const old = kept.get(p.net.id)
     if (old) vips.push(old)
@@ -150,6 +146,41 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     ...(vipsChanged ? {vips: vipMode ? vips : []} : {}),
     ...(hostPortShort ? {hostPortShort} : {}),
   }
+}
+
+/**
+ * Each network's free addresses as this plan sees them: everything held (tasks, attachments,
+ * other services' VIPs) except the tasks it removes and the service's own VIPs, plus the VIP
+ * it keeps on that network.
+ */
+function addressPools(
+  svc: Service,
+  nets: Network[],
+  removed: Task[],
+  kept: Map<string, ServiceVip>,
+  vipMode: boolean,
+  ix: StateIndex,
+  start: number | undefined,
+) {
+  const own = ix.services.get(svc.id)?.vips ?? []
+  const except = new Set([...removed.map((t) => `task/${t.id}`), `vip/${svc.id}`])
+  return nets.map((n) => {
+    const ips = [
+      ...removed.flatMap((t) => t.attachments.filter((a) => a.networkId === n.id).map((a) => a.ip)),
+      ...own.filter((v) => v.networkId === n.id).map((v) => v.ip),
+    ]
+    const pool = ix.pool(n, except, ips, kept.has(n.id) ? [kept.get(n.id)!.ip] : [])
+    return {net: n, vip: vipMode && !kept.has(n.id), free: pool.count(), next: pool.free(start)}
+  })
+}
+
+/** What the host-port rule reads: only the services sharing a host-mode port with svc, and their tasks. */
+function hostPortState(svc: Service, ix: StateIndex) {
+  const others = new Set<string>()
+  for (const k of hostPortKeys(svc)) for (const id of ix.hostPorts.get(k) ?? []) if (id !== svc.id) others.add(id)
+  const services = [...others].flatMap((id) => (ix.services.has(id) ? [ix.services.get(id)!] : []))
+  const tasks = [...others].flatMap((id) => ix.tasksOf(id)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  return {tasks, services, nodes: others.size > 0 ? [...ix.list<NodeRecord>('node')] : []}
 }
 
 function sameVips(a: ServiceVip[], b: ServiceVip[] = []): boolean {

@@ -5,6 +5,7 @@ import {Counter, Histogram, Registry} from 'prom-client'
 import {COUNTER_NAMES, type Counters} from '../bpf/counters.js'
 import type {GossipStats} from '../gossip/stats.js'
 import {collected, type Samples} from './collected.js'
+import type {LoopDelayWindow} from './event-loop.js'
 import {registerDnsMetrics, type DnsMetricsSource} from './dns-metrics.js'
 import {registerLbMetrics, type LbMetricsSource} from './lb-metrics.js'
 import {registerMeshMetrics, type MeshMetricsSource} from './mesh-metrics.js'
@@ -21,6 +22,8 @@ export interface MetricsSources extends Partial<LbMetricsSource>, Partial<MeshMe
   tasks(): {service: string; state: string; restarts: number}[]
   /** The endpoints this node's maps hold, by network name. */
   endpoints(): {network: string; local: boolean}[]
+  /** The event loop's delay since the previous scrape (event-loop.ts). */
+  eventLoop?(): LoopDelayWindow
 }
 
 /** xdp_pass -> program xdp_underlay, result pass; tc_encap -> tc_task, encap; mesh_local -> mesh, local. */
@@ -124,6 +127,21 @@ export class AgentMetrics {
       for (const t of src.tasks()) by.set(t.service, (by.get(t.service) ?? 0) + t.restarts)
       return [...by].map(([service, n]) => [{service}, n])
     })
+    const loop = src.eventLoop
+    if (loop)
+      gauge(
+        'swarmnet_event_loop_delay_seconds',
+        "How long the agent's event loop kept callbacks waiting since the previous scrape: p50, p99 and max",
+        ['stat'],
+        () => {
+          const w = loop()
+          return [
+            [{stat: 'p50'}, w.p50],
+            [{stat: 'p99'}, w.p99],
+            [{stat: 'max'}, w.max],
+          ]
+        },
+      )
     if (src.lb) registerLbMetrics(r, {lb: src.lb})
     if (src.publishedPorts) registerMeshMetrics(r, {publishedPorts: src.publishedPorts})
     if (src.dns) registerDnsMetrics(r, {dns: src.dns})

@@ -128,30 +128,36 @@ export type Placement = {slot: number; nodeId: string; /** set when an existing 
  */
 export function placeTasks(
   service: Pick<Service, 'id' | 'mode'>,
-  liveNodes: Pick<NodeRecord, 'id'>[],
+  /** As records, or as a set of ids (a pass over many services builds it once). */
+  liveNodes: Pick<NodeRecord, 'id'>[] | ReadonlySet<string>,
   existingTasks: Pick<Task, 'id' | 'serviceId' | 'slot' | 'nodeId' | 'desiredState'>[],
   rule: PlacementRule = NO_RULE,
 ): Placement[] {
-  const live = new Set(liveNodes.map((n) => n.id))
+  const live: ReadonlySet<string> =
+    liveNodes instanceof Set ? liveNodes : new Set((liveNodes as Pick<NodeRecord, 'id'>[]).map((n) => n.id))
   const mine = existingTasks
     .filter((t) => t.serviceId === service.id && t.desiredState === 'running' && live.has(t.nodeId))
     .filter((t) => !rule.blocked.has(t.nodeId))
     .sort((a, b) => a.slot - b.slot || cmp(a.id, b.id))
 
   if ('global' in service.mode) {
+    // The first of the service's tasks on each node, in the order above.
+    const first = new Map<string, string>()
+    for (const t of mine) if (!first.has(t.nodeId)) first.set(t.nodeId, t.id)
     return [...live]
       .filter((id) => !rule.blocked.has(id))
       .sort(cmp)
       .map((nodeId) => {
-        const t = mine.find((x) => x.nodeId === nodeId)
-        return t ? {slot: 0, nodeId, taskId: t.id} : {slot: 0, nodeId}
+        const taskId = first.get(nodeId)
+        return taskId !== undefined ? {slot: 0, nodeId, taskId} : {slot: 0, nodeId}
       })
   }
 
   const replicas = service.mode.replicas
   if (!Number.isInteger(replicas) || replicas < 0) throw new UserError(`invalid replica count ${replicas}`)
   const out: Placement[] = []
-  const load = new Map<string, number>([...live].map((id) => [id, 0]))
+  // Tasks of this service per live node (absent: none); only nodes that have some are held.
+  const load = new Map<string, number>()
   const kept = new Set<number>()
   for (const t of mine) {
     if (t.slot < 1 || t.slot > replicas || kept.has(t.slot)) continue
@@ -161,15 +167,21 @@ export function placeTasks(
     load.set(t.nodeId, (load.get(t.nodeId) ?? 0) + 1)
   }
   if (live.size === 0) return out.sort((a, b) => a.slot - b.slot)
+  // Sorted once, only when a slot is to be placed: a placed service costs nothing per node.
+  let byId: string[] | undefined
   for (let slot = 1; slot <= replicas; slot++) {
     if (kept.has(slot)) continue
+    byId ??= [...live].sort(cmp)
     let best = ''
     let bestLoad = Infinity
-    for (const [id, n] of [...load].sort((a, b) => cmp(a[0], b[0]))) {
+    for (const id of byId) {
+      const n = load.get(id) ?? 0
       if (rule.blocked.has(id) || (rule.onePerNode && n > 0)) continue
       if (n < bestLoad) {
         best = id
         bestLoad = n
+        // Nobody has fewer than none: the first such node in id order is the one.
+        if (n === 0) break
       }
     }
     // No node may take it: the slot stays unplaced (the caller counts what is missing).

@@ -61,6 +61,9 @@ export class Store {
   private readonly validate: (key: string, value: Json) => string | undefined
   private readonly entries = new Map<string, Entry>()
   private readonly listeners = new Set<ChangeListener>()
+  /** Indexes of the state (src/manager/state-index.ts): told of a change before any other listener reads. */
+  private readonly firstListeners = new Set<ChangeListener>()
+  private opens = 0
   private lamport = 0
   private opened = false
   private reaper: NodeJS.Timeout | undefined
@@ -88,6 +91,7 @@ export class Store {
   /** Loads the durable copy: the snapshot, then its log (creating the directory if needed). */
   open(): this {
     if (this.opened) return this
+    this.opens++
     makeDurableDir(this.dir)
     let snap = readSnapshot(this.dir)
     this.entries.clear()
@@ -157,6 +161,11 @@ export class Store {
   /** Whether the entry is on disk yet (entries not yet durable are not sent to peers). */
   isDurable(e: Entry): boolean {
     return !this.log?.undurable.has(e)
+  }
+
+  /** Bumped each time the state is loaded from disk: what was derived from it before is stale. */
+  get epoch(): number {
+    return this.opens
   }
 
   get clock(): number {
@@ -242,7 +251,9 @@ export class Store {
       this.lamport = oldClock
       throw err
     }
-    for (const {e, old} of changed) this.emit(e, old, 'remote')
+    // Indexes see the whole merge before any listener reads through them, as the entries map does.
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.firstListeners)
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.listeners)
     return changed.map((c) => c.e)
   }
 
@@ -276,10 +287,11 @@ export class Store {
     return dead.length
   }
 
-  /** Returns an unsubscribe function. */
-  onChange(listener: ChangeListener): () => void {
-    this.listeners.add(listener)
-    return () => this.listeners.delete(listener)
+  /** Returns an unsubscribe function. first: called before the other listeners (an index they read through). */
+  onChange(listener: ChangeListener, opts: {first?: boolean} = {}): () => void {
+    const set = opts.first ? this.firstListeners : this.listeners
+    set.add(listener)
+    return () => set.delete(listener)
   }
 
   private tick(): Version {
@@ -310,7 +322,8 @@ export class Store {
       this.lamport -= 1
       throw err
     }
-    this.emit(e, old, 'local')
+    this.emit(e, old, 'local', this.firstListeners)
+    this.emit(e, old, 'local', this.listeners)
     return e
   }
 
@@ -333,10 +346,11 @@ export class Store {
     return e.deletedAt !== undefined && this.now() - e.deletedAt > this.ttl
   }
 
-  private emit(e: Entry, old: Entry | undefined, origin: ChangeOrigin): void {
+  private emit(e: Entry, old: Entry | undefined, origin: ChangeOrigin, listeners: Set<ChangeListener>): void {
+    if (listeners.size === 0) return
     const value = e.value === null ? undefined : e.value
     const oldValue = old && old.value !== null ? old.value : undefined
-    for (const l of this.listeners) {
+    for (const l of listeners) {
       try {
         l(e.key, value, oldValue, origin, e)
       } catch (err) {

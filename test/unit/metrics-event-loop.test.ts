@@ -1,0 +1,42 @@
+// The agent's event loop delay as a metric: a callback that holds the loop shows in the next
+// scrape's max (and p99), and each scrape starts a new window, so a stall is reported once.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {emptyStats} from '../../src/gossip/stats.js'
+import {AgentMetrics} from '../../src/metrics/agent-metrics.js'
+import {EventLoopDelay} from '../../src/metrics/event-loop.js'
+import {parseExposition, sumOf} from '../../src/metrics/parse.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, and only in it', async () => {
+  const loop = new EventLoopDelay(5)
+  try {
+    const m = new AgentMetrics('n1', {
+      counters: () => undefined,
+      maps: () => [],
+      gossip: () => emptyStats(),
+      nodeStates: () => [],
+      tasks: () => [],
+      endpoints: () => [],
+      eventLoop: () => loop.window(),
+    })
+    await sleep(20)
+    // Holds the loop as a long placement pass would.
+    const until = Date.now() + 300
+    while (Date.now() < until);
+    await sleep(20)
+    const first = parseExposition(await m.text())
+    const stat = (e: typeof first, s: string) => sumOf(e, 'swarmnet_event_loop_delay_seconds', {stat: s})
+    assert.ok(stat(first, 'max') >= 0.25, `max ${stat(first, 'max')} s after a 300 ms stall`)
+    assert.ok(stat(first, 'p50') <= stat(first, 'p99') && stat(first, 'p99') <= stat(first, 'max'))
+    const t0 = Date.now()
+    await sleep(30)
+    const second = parseExposition(await m.text())
+    // A new window: no delay in it can be longer than the window itself.
+    const window = (Date.now() - t0) / 1000
+    assert.ok(stat(second, 'max') <= window + 0.02, `max ${stat(second, 'max')} s in a window of ${window} s`)
+  } finally {
+    loop.stop()
+  }
+})
