@@ -23,8 +23,9 @@ const NOT_PROGRAMS = new Set([
   'idle', // a gossip/DNS state word; pyenv ships an `idle` shim on some machines
 ])
 
-/** Node is the machine's own (the project needs it to run setup.sh at all). */
+/** Node is the machine's own (the project needs it to run setup.sh at all), from a package or not. */
 const NODE_PACKAGES = new Set(['nodejs'])
+const NODE_PROGRAMS = new Set(['node', 'npm', 'npx'])
 
 function setupPackages(): Set<string> {
   const text = readFileSync(join(ROOT, 'scripts/setup.sh'), 'utf8')
@@ -128,7 +129,7 @@ describe('what the tests and the bench run, setup.sh installs', () => {
     // may put another first on PATH (pyenv's python3), but what setup.sh installs is the Debian one
     const found = new Map<string, {where: string; paths: string[]}>()
     for (const [program, where] of programs) {
-      if (NOT_PROGRAMS.has(program)) continue
+      if (NOT_PROGRAMS.has(program) || NODE_PROGRAMS.has(program)) continue
       const first = program.startsWith('/') ? program : which(program)
       if (!first) continue // not an executable here: a word of data (a run of a missing program fails its own test)
       const debian = ['/usr/bin', '/usr/sbin'].map((d) => join(d, program)).filter((p) => existsSync(p))
