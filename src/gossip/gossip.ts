@@ -266,6 +266,17 @@ export class Gossip {
     if (this.running) this.track(this.transport.send(to, {t: 'swim', swim: m}))
   }
 
+  /** Signs a membership rumour this node vouches for (src/membership/: its own `alive`, its accusations). */
+  signRumour(text: string): string {
+    return signWith(this.privateKey, text)
+  }
+
+  /** Whether a membership rumour is signed by the certified key of node `id`. */
+  verifyRumour(id: string, text: string, sig: string): boolean {
+    const rec = this.certifiedNode(id)
+    return rec?.pubKey !== undefined && verifyWith(rec.pubKey, text, sig)
+  }
+
   /** Runs a dissemination round now instead of at the end of the batch window; resolves once it is sent. */
   async flush(): Promise<void> {
     if (!this.running) return

@@ -1,0 +1,91 @@
+// A member gone bad: the evil member (evil-member.ts) joined as a worker and
+// holds what any worker holds (the cluster key, its node key, its certified
+// record). It speaks the protocol by hand, on loopback, to real nodes (a
+// manager and workers built from src/, with their failure detectors). Each
+// test is one attack of issue 20, and checks it is refused and counted while
+// the honest nodes go on working.
+import assert from 'node:assert/strict'
+import {after, before, test} from 'node:test'
+import type {Membership} from '../../src/membership/swim.js'
+import {EvilMember, attachMembership} from './evil-member.js'
+import {GossipLab, sleep, waitFor, type LabNode} from './gossip-lab.js'
+
+const lab = new GossipLab()
+const members: Membership[] = []
+let m: LabNode
+let w1: LabNode
+let evil: EvilMember
+let mm: Membership
+let m1: Membership
+
+before(async () => {
+  m = await lab.manager('m')
+  w1 = await lab.worker('w1', m)
+  evil = await EvilMember.join(lab, 'e', m)
+  await waitFor('the evil member is known to w1', () => w1.store.get('node/e') !== undefined, 10_000)
+  mm = attachMembership(m)
+  m1 = attachMembership(w1)
+  members.push(mm, m1)
+  await waitFor(
+    'm and w1 hold each other alive at their boot incarnations',
+    () => mm.get('w1')?.incarnation === w1.gossip.epoch && m1.get('m')?.incarnation === m.gossip.epoch,
+    10_000,
+  )
+})
+
+after(async () => {
+  for (const x of members) x.stop()
+  evil?.close()
+  await lab.close()
+})
+
+test('poisoned incarnation: a rumour at 2^53 - 1 is refused, the victim stays safe and alive; an alive not signed by the member is refused', async () => {
+  const HUGE = Number.MAX_SAFE_INTEGER
+  const malformed = m.gossip.stats.malformed
+  const inc = m1.incarnation
+  // To the victim: "you are dead at 2^53 - 1" (it would refute at 2^53, which no one can read).
+  await evil.swim(w1, {
+    op: 'ping',
+    seq: 1,
+    inc: evil.epoch,
+    target: 'w1',
+    u: [evil.rumour({k: 'dead', id: 'w1', inc: HUGE, by: 'e'})],
+  })
+  // To the other node: the same, and "w1 is alive at a higher incarnation", signed by the evil member, not by w1.
+  await evil.swim(m, {
+    op: 'ping',
+    seq: 2,
+    inc: evil.epoch,
+    target: 'm',
+    u: [evil.rumour({k: 'alive', id: 'w1', inc: inc + 5}), evil.rumour({k: 'dead', id: 'w1', inc: HUGE, by: 'e'})],
+  })
+  // Loopback delivers in well under a millisecond; the nodes read them meanwhile.
+  await sleep(300)
+  assert.ok(Number.isSafeInteger(m1.incarnation), `w1's incarnation is ${m1.incarnation}`)
+  assert.equal(m1.incarnation, inc, 'w1 did not refute a rumour no one may believe')
+  assert.equal(mm.get('w1')?.incarnation, inc, 'm holds the incarnation w1 itself said')
+  assert.equal(mm.stats.unsigned, 1, 'the alive signed by another than w1 was refused')
+  assert.ok(mm.stats.implausible >= 1 && m1.stats.implausible >= 1, 'the rumour at 2^53 - 1 was refused by both')
+  // The victim keeps being heard: m goes on hearing from it, and holds it alive.
+  const heard = mm.get('w1')!.lastHeard
+  await waitFor('m hears from w1 after the attack', () => mm.get('w1')!.lastHeard > heard + 1000, 10_000)
+  await sleep(500)
+  assert.equal(mm.get('w1')?.state, 'alive')
+  assert.equal(m1.get('m')?.state, 'alive')
+  assert.equal(m.gossip.stats.malformed, malformed, 'nothing w1 sent was unreadable')
+
+  // A plausible accusation is still refuted, as SWIM wants, and everyone keeps up.
+  await evil.swim(w1, {
+    op: 'ping',
+    seq: 3,
+    inc: evil.epoch,
+    target: 'w1',
+    u: [evil.rumour({k: 'suspect', id: 'w1', inc, by: 'e'})],
+  })
+  await waitFor(
+    'w1 refuted, m holds the refutation',
+    () => m1.incarnation === inc + 1 && mm.get('w1')?.incarnation === inc + 1,
+    5000,
+  )
+  assert.equal(mm.get('w1')?.state, 'alive')
+})
