@@ -18,7 +18,7 @@ import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} fr
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import type {ManagerSecrets} from './manager-secrets.js'
-import {Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
+import {SIG_BYTES, Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
 
 export type Peer = {id: string; addr: string; port: number}
 
@@ -183,6 +183,8 @@ export class Gossip {
       now: this.o.now,
       keyring: this.keyring,
       stats: this.stats,
+      privateKey: opts.nodeKey.privateKey,
+      senderKey: (id) => this.certifiedNode(id)?.pubKey,
       handlers: {
         onMessage: (m, from) => this.onMessage(m, from),
         onStream: (m, conn) => this.track(this.servePushPull(m, conn)),
@@ -310,7 +312,7 @@ export class Gossip {
 
   /** Greedy packing into datagram-sized messages; a lone big entry goes alone (by TCP). */
   private packUpdates(entries: Entry[]): Body[] {
-    const budget = UDP_MAX - SEAL_OVERHEAD - UPDATE_ENVELOPE - this.o.nodeId.length
+    const budget = UDP_MAX - SEAL_OVERHEAD - SIG_BYTES - UPDATE_ENVELOPE - this.o.nodeId.length
     const out: Body[] = []
     let batch: Entry[] = []
     let size = 0

@@ -15,6 +15,8 @@ export type GossipStats = {
   stale: number
   /** Opened, but a packet we already accepted (played back). */
   replayed: number
+  /** Opened and read, but not signed by the certified key of the node its header names (another member, or one not known here yet). */
+  badSender: number
   /** Entries refused: not signed by a certified writer allowed to write their key (see authority.ts). */
   unauthorised: number
   /** Entries refused: their Lamport clock is more than MAX_CLOCK_JUMP ahead of ours. */
@@ -49,6 +51,7 @@ export function emptyStats(): GossipStats {
     decryptFailed: 0,
     stale: 0,
     replayed: 0,
+    badSender: 0,
     unauthorised: 0,
     clockJumps: 0,
     connsRefused: 0,

@@ -37,6 +37,7 @@ const GOSSIP_DROPS: Drop[] = [
   {reason: 'decrypt_failed', of: 'decryptFailed'},
   {reason: 'stale', of: 'stale'},
   {reason: 'replayed', of: 'replayed'},
+  {reason: 'bad_sender', of: 'badSender'},
   {reason: 'connection_refused', of: 'connsRefused'},
   {reason: 'handler_error', of: 'handlerErrors'},
 ]

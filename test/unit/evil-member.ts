@@ -7,8 +7,8 @@
 // worker's keys can do. It never starts a Gossip of its own.
 import * as dgram from 'node:dgram'
 import {Gossip} from '../../src/gossip/gossip.js'
-import {encodeMessage, type Body, type Message} from '../../src/gossip/codec.js'
-import {connectFramed} from '../../src/gossip/transport.js'
+import type {Body, Message} from '../../src/gossip/codec.js'
+import {connectFramed, sealMessage} from '../../src/gossip/transport.js'
 import type {FramedConn} from '../../src/gossip/frame.js'
 import {generateNodeKey, signWith, type KeyPair} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
@@ -64,10 +64,10 @@ export class EvilMember {
     return {from: this.id, epoch: this.epoch, seq: ++this.seq, ts: Date.now(), ...over} as never
   }
 
-  /** Seals a message with the cluster key. */
-  packet(body: Body, over: Partial<Message> = {}, _signer: KeyPair = this.nodeKey): Buffer {
+  /** Seals a message with the cluster key, signed with `signer` (default: its own node key, the only one it holds). */
+  packet(body: Body, over: Partial<Message> = {}, signer: KeyPair = this.nodeKey): Buffer {
     const m = {...body, ...this.header(over)} as Message
-    return new Keyring(this.clusterKey).seal(encodeMessage(m))
+    return sealMessage(new Keyring(this.clusterKey), signer.privateKey, m)
   }
 
   /** One datagram from its own socket. */

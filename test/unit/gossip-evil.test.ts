@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
 import type {Membership} from '../../src/membership/swim.js'
+import type {NodeRecord} from '../../src/model/types.js'
 import {EvilMember, attachMembership} from './evil-member.js'
 import {GossipLab, sleep, waitFor, type LabNode} from './gossip-lab.js'
 
@@ -88,4 +89,23 @@ test('poisoned incarnation: a rumour at 2^53 - 1 is refused, the victim stays sa
     5000,
   )
   assert.equal(mm.get('w1')?.state, 'alive')
+})
+
+test("forged freshness: a packet stamped with the victim's id and epoch and a huge sequence number is refused; the victim is still heard", async () => {
+  const before = {...m.gossip.stats}
+  // The best the evil member can do: w1's header, signed with its own key (it holds no other).
+  await evil.send(m, {t: 'ping', n: 1}, {from: 'w1', epoch: w1.gossip.epoch, seq: Number.MAX_SAFE_INTEGER - 1})
+  // Its own header with a jump no sender makes: refused too (it would only silence itself).
+  await evil.send(m, {t: 'ping', n: 2})
+  await evil.send(m, {t: 'ping', n: 3}, {seq: 2 ** 33})
+  await sleep(200)
+  // w1's next packets (an update of its own record) still reach m, by UDP and by push-pull.
+  const rec = w1.store.get<NodeRecord>('node/w1')!
+  w1.store.put('node/w1', {...rec, mtu: 1400})
+  await waitFor('m has what w1 wrote after the forgery', () => m.store.get<NodeRecord>('node/w1')?.mtu === 1400, 5000)
+  const heard = mm.get('w1')!.lastHeard
+  await waitFor('m still hears w1 probe', () => mm.get('w1')!.lastHeard > heard, 5000)
+  assert.equal(mm.get('w1')?.state, 'alive')
+  assert.equal(m.gossip.stats.badSender, before.badSender + 1, 'the forged header was refused')
+  assert.equal(m.gossip.stats.stale, before.stale + 1, 'the jump was refused')
 })
