@@ -29,6 +29,10 @@ export type GossipStats = {
   sendErrors: number
   /** Push-pull exchanges completed, as either side. */
   pushPulls: number
+  /** Push-pulls abandoned: the peer's digest passed MAX_DIGEST_KEYS or MAX_DIGEST_BYTES (gossip.ts). */
+  digestOverflows: number
+  /** Push-pulls refused: MAX_SERVED_PUSHPULLS were being served already. */
+  pushPullsRefused: number
   /** Entries merged into the store that changed it. */
   merged: number
   /** Received entries the store could not make durable (push-pull brings them again). */
@@ -58,6 +62,8 @@ export function emptyStats(): GossipStats {
     handlerErrors: 0,
     sendErrors: 0,
     pushPulls: 0,
+    digestOverflows: 0,
+    pushPullsRefused: 0,
     merged: 0,
     storeErrors: 0,
     joinsAccepted: 0,

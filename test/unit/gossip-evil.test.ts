@@ -6,6 +6,7 @@
 // the honest nodes go on working.
 import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
+import {DIGEST_CHUNK, MAX_DIGEST_KEYS, MAX_SERVED_PUSHPULLS} from '../../src/gossip/gossip.js'
 import type {Membership} from '../../src/membership/swim.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import {EvilMember, attachMembership} from './evil-member.js'
@@ -108,4 +109,32 @@ test("forged freshness: a packet stamped with the victim's id and epoch and a hu
   assert.equal(mm.get('w1')?.state, 'alive')
   assert.equal(m.gossip.stats.badSender, before.badSender + 1, 'the forged header was refused')
   assert.equal(m.gossip.stats.stale, before.stale + 1, 'the jump was refused')
+})
+
+test('digest flooding: a push-pull digest past MAX_DIGEST_KEYS is dropped and counted, so are push-pulls past MAX_SERVED_PUSHPULLS; the node keeps working', async () => {
+  const before = {...m.gossip.stats}
+  const conn = await evil.connect(m)
+  // MAX_DIGEST_KEYS + one chunk of made-up keys, in chunks of DIGEST_CHUNK, the last one saying "that was all".
+  const chunks = MAX_DIGEST_KEYS / DIGEST_CHUNK + 1
+  for (let c = 0; c < chunks; c++) {
+    const digest: Record<string, {clock: number; node: string}> = {}
+    for (let i = 0; i < DIGEST_CHUNK; i++) digest[`service/f${c * DIGEST_CHUNK + i}`] = {clock: 1, node: 'm'}
+    conn.send(evil.packet({t: 'pushpull-req', digest, last: c === chunks - 1}))
+  }
+  // Served, it would answer with its digest; bounded, it closes without a word.
+  const answer = await conn.next(30_000)
+  assert.equal(answer, undefined, 'no answer to a digest over the bound')
+  conn.destroy()
+  assert.equal(m.gossip.stats.digestOverflows, before.digestOverflows + 1)
+
+  // Push-pulls held open at once: past MAX_SERVED_PUSHPULLS, refused at once.
+  const held = await Promise.all(Array.from({length: MAX_SERVED_PUSHPULLS + 1}, () => evil.connect(m)))
+  for (const c of held) c.send(evil.packet({t: 'pushpull-req', digest: {}, last: false}))
+  await waitFor('one refused', () => m.gossip.stats.pushPullsRefused > before.pushPullsRefused, 5000)
+  for (const c of held) c.destroy()
+
+  // And the node goes on: what it writes reaches w1, what w1 writes reaches it.
+  m.store.put('service/after-flood', {id: 'after-flood'})
+  await waitFor('w1 has it', () => w1.store.get('service/after-flood') !== undefined, 5000)
+  await waitFor('push-pulls go on', () => m.gossip.stats.pushPulls > before.pushPulls + 1, 10_000)
 })
