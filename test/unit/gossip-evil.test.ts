@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import {after, before, test} from 'node:test'
 import {DIGEST_CHUNK, MAX_DIGEST_KEYS, MAX_SERVED_PUSHPULLS} from '../../src/gossip/gossip.js'
+import {certifyNode} from '../../src/gossip/identity.js'
 import type {Membership} from '../../src/membership/swim.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import {EvilMember, attachMembership} from './evil-member.js'
@@ -137,4 +138,52 @@ test('digest flooding: a push-pull digest past MAX_DIGEST_KEYS is dropped and co
   m.store.put('service/after-flood', {id: 'after-flood'})
   await waitFor('w1 has it', () => w1.store.get('service/after-flood') !== undefined, 5000)
   await waitFor('push-pulls go on', () => m.gossip.stats.pushPulls > before.pushPulls + 1, 10_000)
+})
+
+test('a node cannot change its own role: a demoted manager that kept its manager certificate cannot write itself manager again', async () => {
+  // m promotes e, then demotes it: e saw (and keeps) the record with its manager certificate.
+  const rec = m.store.get<NodeRecord>('node/e')!
+  const asManager: NodeRecord = {...rec, role: 'manager', cert: certifyNode(lab.identity, 'e', rec.pubKey!, 'manager')}
+  m.store.put('node/e', asManager)
+  m.store.put('node/e', {...rec, role: 'worker'})
+  await waitFor('w1 holds e demoted', () => w1.store.get<NodeRecord>('node/e')?.role === 'worker', 5000)
+  const before = {m: m.gossip.stats.unauthorised, w1: w1.gossip.stats.unauthorised}
+  const clock = Math.max(m.store.clock, w1.store.clock) + 100
+  const entries = [
+    evil.entry({key: 'node/e', value: {...asManager, mtu: 1400}, version: {clock, node: 'e'}}),
+    evil.entry({key: 'service/evil', value: {id: 'evil'}, version: {clock: clock + 1, node: 'e'}}),
+  ]
+  for (const n of [m, w1]) await evil.send(n, {t: 'updates', entries})
+  await waitFor(
+    'refused by both',
+    () => m.gossip.stats.unauthorised >= before.m + 2 && w1.gossip.stats.unauthorised >= before.w1 + 2,
+    5000,
+  )
+  for (const n of [m, w1]) {
+    assert.equal(n.store.get<NodeRecord>('node/e')?.role, 'worker', `${n.id} holds e a worker`)
+    assert.equal(n.store.get('service/evil'), undefined, `${n.id} took no service from e`)
+  }
+  assert.match(m.gossip.lastRefusal ?? '', /only a manager writes service\/evil|may not make itself a manager/)
+})
+
+test('a removed node stays removed: its own record back to ready is refused by every receiver', async () => {
+  // node rm, as the manager does it: e's record marked left.
+  const rec = m.store.get<NodeRecord>('node/e')!
+  m.store.put('node/e', {...rec, state: 'left'})
+  await waitFor('w1 holds e left', () => w1.store.get<NodeRecord>('node/e')?.state === 'left', 5000)
+  const before = {m: m.gossip.stats.unauthorised, w1: w1.gossip.stats.unauthorised}
+  // Its agent restarts and announces itself, as agent.ts does at start: ready, signed with its key.
+  const clock = Math.max(m.store.clock, w1.store.clock) + 100
+  const back = evil.entry({key: 'node/e', value: {...rec, state: 'ready'}, version: {clock, node: 'e'}})
+  for (const n of [m, w1]) await evil.send(n, {t: 'updates', entries: [back]})
+  // And by push-pull, closing with its updates as a requester does.
+  const conn = await evil.connect(w1)
+  conn.send(evil.packet({t: 'pushpull-req', digest: {}}))
+  await conn.next(5000)
+  conn.send(evil.packet({t: 'updates', entries: [back]}))
+  conn.close()
+  await waitFor('refused by both', () => m.gossip.stats.unauthorised > before.m && w1.gossip.stats.unauthorised > before.w1, 5000)
+  await sleep(200)
+  for (const n of [m, w1]) assert.equal(n.store.get<NodeRecord>('node/e')?.state, 'left', `${n.id} holds e left`)
+  assert.match(w1.gossip.lastRefusal ?? '', /left is final/)
 })
