@@ -198,6 +198,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     incarnation: gossip.epoch,
     net: {send: (to, m) => gossip.sendSwim(to, m)},
     config: cfg.membership,
+    sign: (text) => gossip.signRumour(text),
+    verify: (id, text, sig) => gossip.verifyRumour(id, text, sig),
   })
   gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
   const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})

@@ -30,6 +30,7 @@ import {
 import {Supervisor} from '../tasks/supervisor.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
+import {TASK_ID} from '../model/ids.js'
 
 export interface TaskHooks {
   /** the task side of an overlay veth, before it moves into the task's namespace */
@@ -52,8 +53,6 @@ interface Running {
 
 /** The host side of a task's veth: overlay i, or 'g' for the gateway bridge. */
 export const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
-/** Task ids are 24 hex digits (controller newId); nothing else under our directories is a task's. */
-const TASK_ID = /^[0-9a-f]{24}$/
 const subdirs = (dir: string) => {
   try {
     return readdirSync(dir)

@@ -16,7 +16,8 @@ import {checkNodeCert, verifyWith} from './identity.js'
  *  - desired state (cluster, network/, service/, task/, attachment/): managers only;
  *  - node/<id>: that node itself, or a manager (admission, marking down/left),
  *    and the record must carry a valid certificate for its id and role;
- *    and may not claim the address of another node that has not left;
+ *    and may not claim the address of another node that has not left; a node
+ *    writing its own record may not leave `left` nor raise its role (selfRefusal);
  *  - taskstatus/<id>: a manager, or the node the task is placed on (the status
  *    names it, and so does the task as this node knows it);
  *  - attachmentstatus/<id>: a manager, or the node of the attachment (likewise);
@@ -63,11 +64,14 @@ export class Authority {
       case 'task':
       case 'attachment':
         return manager ? undefined : `only a manager writes ${e.key}`
-      case 'node':
+      case 'node': {
         if (!manager && id !== writerId) return `node ${writerId} may not write ${e.key}`
+        const own = id === writerId ? this.selfRefusal(e, id) : undefined
+        if (own) return own
         if (e.value === null) return undefined
         if (!this.certified(e.value, id)) return `${e.key} carries no valid certificate`
         return this.addressRefusal(e.value as NodeRecord)
+      }
       case 'taskstatus':
         return manager ? undefined : this.statusRefusal(e, id, writerId)
       case 'attachmentstatus':
@@ -92,6 +96,26 @@ export class Authority {
       this.certs.set(memo, ok)
     }
     return ok ? (r as NodeRecord) : undefined
+  }
+
+  /**
+   * What a node may not write about itself, whatever certificate it holds (a demoted manager
+   * keeps its old manager certificate; a removed node keeps its key): compared with the record
+   * as this node holds it, `left` is final (a removed node whose agent restarts announces
+   * itself `ready`), a node does not raise its own role, nor delete its own record. A node
+   * this one has not heard of yet is judged by its certificate alone.
+   */
+  private selfRefusal(e: Entry, id: string): string | undefined {
+    const cur = this.store.entry(e.key)
+    if (!cur) return undefined
+    if (cur.value === null) return `node ${id} was removed: it cannot write itself back`
+    if (e.value === null) return `node ${id} may not delete its own record`
+    const was = cur.value as Partial<NodeRecord>
+    const now = e.value as Partial<NodeRecord>
+    if (was.state === 'left' && now.state !== 'left')
+      return `node ${id} has left: left is final, it cannot come back under its id`
+    if (now.role === 'manager' && was.role !== 'manager') return `node ${id} may not make itself a manager`
+    return undefined
   }
 
   /** A node may not move onto the address of another node that has not left (its VXLAN traffic would follow). */

@@ -17,15 +17,21 @@ import type {Header} from './codec.js'
  *    epoch (as IPsec and WireGuard do): a repeat, or a number that fell out
  *    of the window, is refused, so not even a recent packet is taken twice.
  *
- * The header is sealed with the cluster key but not signed by its sender, so
- * a member could stamp another member's id. Windows are therefore kept per
- * (sender, epoch), and a new epoch never shadows an older one: a forged
- * header can at worst push windows out of memory (leaving the clock check),
- * never make the real sender's packets look stale.
+ * The header is signed by its sender's node key (transport.ts checks it
+ * before it gets here), so only a sender moves its own windows. Windows are
+ * kept per (sender, epoch), and a new epoch never shadows an older one; a
+ * sender's many epochs can at worst push windows out of memory (leaving the
+ * clock check).
  */
 export const MAX_SKEW_MS = 2 * 60_000
 /** How far behind the newest sequence number a late packet may be (UDP and TCP interleave). */
 export const SEQ_WINDOW = 1024
+/**
+ * How far one packet may move a sender's window ahead. A sender counts one per message it seals,
+ * to anyone: no receiver misses 2^32 of them between two it gets. Beyond, the number is a lie
+ * (headers are signed, so only by the sender itself, which would lose its own later packets).
+ */
+export const MAX_SEQ_JUMP = 2 ** 32
 /** Windows remembered; beyond that the least recently used is forgotten (only the clock check then stands for it). */
 export const MAX_WINDOWS = 4096
 
@@ -40,6 +46,7 @@ export class Freshness {
   check(h: Header, now: number): Verdict {
     if (Math.abs(now - h.ts) > MAX_SKEW_MS) return 'stale'
     const w = this.windows.get(windowKey(h))
+    if (w && h.seq - w.top > MAX_SEQ_JUMP) return 'stale'
     if (!w || h.seq > w.top) return 'fresh'
     if (w.top - h.seq >= SEQ_WINDOW) return 'stale'
     return bit(w.seen, h.seq) ? 'replayed' : 'fresh'

@@ -18,7 +18,7 @@ import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} fr
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import type {ManagerSecrets} from './manager-secrets.js'
-import {Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
+import {SIG_BYTES, Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
 
 export type Peer = {id: string; addr: string; port: number}
 
@@ -132,6 +132,8 @@ export class Gossip {
   private flushSends: Promise<unknown>[] | undefined
   private unsubscribe: (() => void) | undefined
   private pushPullBusy = false
+  /** Push-pulls this node serves now (each holds a peer's digest). */
+  private serving = 0
   private running = false
   private readonly inflight = new Set<Promise<unknown>>()
   private readonly privateKey: string
@@ -183,6 +185,8 @@ export class Gossip {
       now: this.o.now,
       keyring: this.keyring,
       stats: this.stats,
+      privateKey: opts.nodeKey.privateKey,
+      senderKey: (id) => this.certifiedNode(id)?.pubKey,
       handlers: {
         onMessage: (m, from) => this.onMessage(m, from),
         onStream: (m, conn) => this.track(this.servePushPull(m, conn)),
@@ -237,19 +241,19 @@ export class Gossip {
       conn = await this.transport.open(target, 5_000)
       const mine = chunks(Object.entries(this.o.store.digest()))
       mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1}))
-      const theirs = Object.create(null) as Digest
-      let keys = 0
+      const theirs = new DigestHeld()
       for (;;) {
         const resp = await conn.next()
         if (!resp || resp.t !== 'pushpull-resp') return false
         this.merge(resp.entries)
-        for (const [k, v] of Object.entries(resp.digest)) theirs[k] = v
-        keys += Object.keys(resp.digest).length
-        if (keys > MAX_DIGEST_KEYS) return false
+        if (!theirs.add(resp.digest)) {
+          this.stats.digestOverflows++
+          return false
+        }
         if (resp.last !== false) break
       }
       await this.o.store.sync()
-      for (const c of chunks(this.o.store.since(theirs))) conn.send({t: 'updates', entries: c})
+      for (const c of chunks(this.o.store.since(theirs.digest))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
       return true
     } catch {
@@ -264,6 +268,17 @@ export class Gossip {
   /** One failure-detection message, sealed like every other, best effort. */
   sendSwim(to: Addr, m: SwimMessage): void {
     if (this.running) this.track(this.transport.send(to, {t: 'swim', swim: m}))
+  }
+
+  /** Signs a membership rumour this node vouches for (src/membership/: its own `alive`, its accusations). */
+  signRumour(text: string): string {
+    return signWith(this.privateKey, text)
+  }
+
+  /** Whether a membership rumour is signed by the certified key of node `id`. */
+  verifyRumour(id: string, text: string, sig: string): boolean {
+    const rec = this.certifiedNode(id)
+    return rec?.pubKey !== undefined && verifyWith(rec.pubKey, text, sig)
   }
 
   /** Runs a dissemination round now instead of at the end of the batch window; resolves once it is sent. */
@@ -299,7 +314,7 @@ export class Gossip {
 
   /** Greedy packing into datagram-sized messages; a lone big entry goes alone (by TCP). */
   private packUpdates(entries: Entry[]): Body[] {
-    const budget = UDP_MAX - SEAL_OVERHEAD - UPDATE_ENVELOPE - this.o.nodeId.length
+    const budget = UDP_MAX - SEAL_OVERHEAD - SIG_BYTES - UPDATE_ENVELOPE - this.o.nodeId.length
     const out: Body[] = []
     let batch: Entry[] = []
     let size = 0
@@ -345,21 +360,28 @@ export class Gossip {
   }
 
   private async servePushPull(first: Message, conn: SealedConn): Promise<void> {
+    // At most MAX_SERVED_PUSHPULLS digests held for peers at once: the bound per exchange times this is what peers can make us hold.
+    if (this.serving >= MAX_SERVED_PUSHPULLS) {
+      this.stats.pushPullsRefused++
+      conn.close()
+      return
+    }
+    this.serving++
     try {
       if (first.t !== 'pushpull-req') return
-      const theirs = Object.create(null) as Digest
-      let keys = 0
+      const theirs = new DigestHeld()
       for (let m: Message | undefined = first; ;) {
         if (m?.t !== 'pushpull-req') return
-        for (const [k, v] of Object.entries(m.digest)) theirs[k] = v
-        keys += Object.keys(m.digest).length
-        if (keys > MAX_DIGEST_KEYS) return
+        if (!theirs.add(m.digest)) {
+          this.stats.digestOverflows++
+          return
+        }
         if (m.last !== false) break
         m = await conn.next()
       }
       await this.o.store.sync()
       const digest = chunks(Object.entries(this.o.store.digest()))
-      const entries = chunks(this.o.store.since(theirs))
+      const entries = chunks(this.o.store.since(theirs.digest))
       const n = Math.max(digest.length, entries.length)
       for (let i = 0; i < n; i++)
         conn.send({t: 'pushpull-resp', digest: digestOf(digest[i] ?? []), entries: entries[i] ?? [], last: i === n - 1})
@@ -370,6 +392,7 @@ export class Gossip {
       }
       if (merged) this.stats.pushPulls++
     } finally {
+      this.serving--
       conn.close()
     }
   }
@@ -550,8 +573,35 @@ const PUSH_PULL_SCALE_FROM = 32
 
 /** Keys or entries per push-pull frame: a frame stays well under the codec's and the transport's caps. */
 export const DIGEST_CHUNK = 10_000
-/** The most digest keys a push-pull peer may make us hold. */
-export const MAX_DIGEST_KEYS = 10_000_000
+/**
+ * The most of its digest a push-pull peer may make us hold, in keys and in bytes of key text:
+ * far above any store this design serves (100,000 entries is tested), far below what would
+ * hurt the agent. Past either, the exchange is abandoned and counted (`digestOverflows`).
+ */
+export const MAX_DIGEST_KEYS = 1_000_000
+export const MAX_DIGEST_BYTES = 64 * 1024 * 1024
+/** Push-pulls served at once; more are refused and counted (`pushPullsRefused`): the peer tries again at its next round. */
+export const MAX_SERVED_PUSHPULLS = 4
+
+/** A peer's digest as it arrives in chunks, refusing to grow past MAX_DIGEST_KEYS or MAX_DIGEST_BYTES. */
+class DigestHeld {
+  readonly digest = Object.create(null) as Digest
+  private keys = 0
+  private bytes = 0
+
+  /** false once the bound is passed (the caller drops the exchange). */
+  add(chunk: Digest): boolean {
+    for (const [k, v] of Object.entries(chunk)) {
+      if (!(k in this.digest)) {
+        this.keys++
+        this.bytes += k.length
+        if (this.keys > MAX_DIGEST_KEYS || this.bytes > MAX_DIGEST_BYTES) return false
+      }
+      this.digest[k] = v
+    }
+    return true
+  }
+}
 
 function chunks<T>(xs: T[]): T[][] {
   const out: T[][] = []

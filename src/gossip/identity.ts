@@ -60,6 +60,28 @@ export function signWith(privateKeyPem: string, data: Buffer | string): string {
   return sign(null, Buffer.from(data), k).toString('base64')
 }
 
+/** Ed25519 signature of raw bytes (64 bytes): what signs every sealed message (transport.ts). */
+export function signBytes(privateKeyPem: string, data: Buffer): Buffer {
+  let k = privateKeys.get(privateKeyPem)
+  if (!k) {
+    k = createPrivateKey(privateKeyPem)
+    if (privateKeys.size >= 16) privateKeys.clear()
+    privateKeys.set(privateKeyPem, k)
+  }
+  return sign(null, data, k)
+}
+
+/** Never throws: a malformed key or signature is simply not valid. */
+export function verifyBytes(publicKey: string, data: Buffer, signature: Buffer): boolean {
+  const k = publicKeyOf(publicKey)
+  if (!k || signature.length !== 64) return false
+  try {
+    return verify(null, data, k, signature)
+  } catch {
+    return false
+  }
+}
+
 /** Never throws: a malformed key or signature is simply not valid. */
 export function verifyWith(publicKey: string, data: Buffer | string, signature: string): boolean {
   const k = publicKeyOf(publicKey)

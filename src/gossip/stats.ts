@@ -15,6 +15,8 @@ export type GossipStats = {
   stale: number
   /** Opened, but a packet we already accepted (played back). */
   replayed: number
+  /** Opened and read, but not signed by the certified key of the node its header names (another member, or one not known here yet). */
+  badSender: number
   /** Entries refused: not signed by a certified writer allowed to write their key (see authority.ts). */
   unauthorised: number
   /** Entries refused: their Lamport clock is more than MAX_CLOCK_JUMP ahead of ours. */
@@ -27,6 +29,10 @@ export type GossipStats = {
   sendErrors: number
   /** Push-pull exchanges completed, as either side. */
   pushPulls: number
+  /** Push-pulls abandoned: the peer's digest passed MAX_DIGEST_KEYS or MAX_DIGEST_BYTES (gossip.ts). */
+  digestOverflows: number
+  /** Push-pulls refused: MAX_SERVED_PUSHPULLS were being served already. */
+  pushPullsRefused: number
   /** Entries merged into the store that changed it. */
   merged: number
   /** Received entries the store could not make durable (push-pull brings them again). */
@@ -49,12 +55,15 @@ export function emptyStats(): GossipStats {
     decryptFailed: 0,
     stale: 0,
     replayed: 0,
+    badSender: 0,
     unauthorised: 0,
     clockJumps: 0,
     connsRefused: 0,
     handlerErrors: 0,
     sendErrors: 0,
     pushPulls: 0,
+    digestOverflows: 0,
+    pushPullsRefused: 0,
     merged: 0,
     storeErrors: 0,
     joinsAccepted: 0,

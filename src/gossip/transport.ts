@@ -3,6 +3,7 @@ import * as net from 'node:net'
 import {decodeMessage, encodeMessage, type Body, type Message} from './codec.js'
 import {FramedConn, MAX_UNAUTHENTICATED_FRAME} from './frame.js'
 import {Freshness} from './freshness.js'
+import {signBytes, verifyBytes} from './identity.js'
 import {ENVELOPE_VERSION, type Keyring} from './keyring.js'
 import type {GossipStats} from './stats.js'
 
@@ -27,6 +28,22 @@ export const MAX_CONNS_PER_ADDR = 32
 export const MAX_CONNS = 512
 
 export type Addr = {addr: string; port: number}
+
+/**
+ * Inside the seal, every message is [64-byte Ed25519 signature][JSON]: the
+ * sender's node key signs the JSON, header included. The cluster key only
+ * says "some member"; the signature says which, so no member can stamp
+ * another's id, epoch and sequence number (freshness.ts keys its windows on
+ * them: a forged header with a victim's epoch and a huge number would make
+ * all the victim's later packets stale).
+ */
+export const SIG_BYTES = 64
+
+/** A message as a transport seals it: signed with the sender's node key, sealed with the cluster key. */
+export function sealMessage(keyring: Keyring, privateKey: string, m: Message): Buffer {
+  const json = encodeMessage(m)
+  return keyring.seal(Buffer.concat([signBytes(privateKey, json), json]))
+}
 
 export type TransportHandlers = {
   /** A valid message by UDP, or a one-shot TCP message. */
@@ -68,6 +85,10 @@ export type TransportOptions = {
   stats: GossipStats
   handlers: TransportHandlers
   now?: () => number
+  /** This node's key (PKCS#8 PEM): signs every message it seals. */
+  privateKey: string
+  /** The certified public key of node `id`, if it is one this node knows: checks what it sends. */
+  senderKey: (id: string) => string | undefined
 }
 
 export class Transport {
@@ -77,6 +98,8 @@ export class Transport {
   private readonly keyring: Keyring
   private readonly handlers: TransportHandlers
   private readonly now: () => number
+  private readonly privateKey: string
+  private readonly senderKey: (id: string) => string | undefined
   private readonly freshness = new Freshness()
   private seq = 0
   private udp: dgram.Socket | undefined
@@ -94,6 +117,8 @@ export class Transport {
     this.stats = opts.stats
     this.handlers = opts.handlers
     this.now = opts.now ?? Date.now
+    this.privateKey = opts.privateKey
+    this.senderKey = opts.senderKey
   }
 
   get port(): number {
@@ -134,12 +159,12 @@ export class Transport {
   /** Stamps the header (a new sequence number every time) and seals. */
   seal(body: Body): Buffer {
     const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now()} as Message
-    const sealed = this.keyring.seal(encodeMessage(m))
+    const sealed = sealMessage(this.keyring, this.privateKey, m)
     this.stats.bytesSent += sealed.length
     return sealed
   }
 
-  /** Opens, decodes and checks freshness, counting what fails; never throws. */
+  /** Opens, decodes, checks the sender's signature and freshness, counting what fails; never throws. */
   unseal(packet: Buffer): Message | undefined {
     this.stats.bytesReceived += packet.length
     if (packet.length === 0 || packet[0] !== ENVELOPE_VERSION) {
@@ -151,9 +176,16 @@ export class Transport {
       this.stats.decryptFailed++
       return undefined
     }
-    const m = decodeMessage(plain)
+    const json = plain.subarray(SIG_BYTES)
+    const m = plain.length > SIG_BYTES ? decodeMessage(json) : undefined
     if (!m) {
       this.stats.malformed++
+      return undefined
+    }
+    // Before freshness: only the sender's own packets may move its window.
+    const key = this.senderKey(m.from)
+    if (!key || !verifyBytes(key, json, plain.subarray(0, SIG_BYTES))) {
+      this.stats.badSender++
       return undefined
     }
     const verdict = this.freshness.accept(m, this.now())

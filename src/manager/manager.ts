@@ -25,6 +25,7 @@ import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 
+/** 24 hex digits: for tasks, the one rule of src/model/ids.ts (their ids become paths). */
 export const newId = () => randomBytes(12).toString('hex')
 
 export type ServiceRequest = {

@@ -33,15 +33,19 @@ export class BroadcastQueue {
     this.q.set(u.id, {u, sent: 0, n: ++this.pushed})
   }
 
-  /** Up to max updates for one message, counting each as sent once more. */
-  take(max: number, n: number): Update[] {
+  /** Up to max updates (and about maxBytes of JSON) for one message, counting each as sent once more. */
+  take(max: number, n: number, maxBytes = Infinity): Update[] {
     if (this.q.size === 0) return []
     const limit = BroadcastQueue.limit(this.mult, n)
     // Least sent first; among those, the newest (fresh news must not wait behind a backlog).
     const items = [...this.q.values()].sort((a, b) => a.sent - b.sent || b.n - a.n)
     const out: Update[] = []
+    let bytes = 0
     for (const it of items) {
       if (out.length >= max) break
+      const size = JSON.stringify(it.u).length + 1
+      if (out.length > 0 && bytes + size > maxBytes) break
+      bytes += size
       out.push(it.u)
       if (++it.sent >= limit) this.q.delete(it.u.id)
     }

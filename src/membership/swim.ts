@@ -2,7 +2,7 @@ import {Awareness} from './awareness.js'
 import {BroadcastQueue} from './broadcast.js'
 import {realClock, type Cancel, type Clock} from './clock.js'
 import {membershipConfig, type MembershipConfig} from './config.js'
-import type {SwimMessage, Update} from './messages.js'
+import {rumourText, type SwimMessage, type Update} from './messages.js'
 import type {Liveness, Member, RosterEntry} from './state.js'
 import {Suspicion, suspicionMinMs} from './suspicion.js'
 
@@ -22,7 +22,31 @@ export type MembershipOptions = {
   /** Uniform in [0, 1): seeded in tests and the simulation. */
   random?: () => number
   config?: Partial<MembershipConfig>
+  /** Signs what this node vouches for (its own `alive`, its accusations) with its node key. Absent: unsigned (the simulation). */
+  sign?: (text: string) => string
+  /**
+   * Checks a rumour's signature by a member's certified key. Given, a rumour is believed only
+   * signed: `alive` by the member itself, `suspect` and `dead` by their accuser (`by`), so no one
+   * raises another's incarnation nor speaks for accusers that said nothing.
+   */
+  verify?: (nodeId: string, text: string, sig: string) => boolean
+  /** The highest incarnation believable now (default: the wall clock plus MAX_INCARNATION_AHEAD_MS). */
+  maxIncarnation?: () => number
 }
+
+/**
+ * Incarnations start at the boot epoch (wall-clock ms) and grow by one per refutation, so a
+ * believable one is at most a day ahead of the clock. One further ahead is a lie: 2^53 - 1 would
+ * make the refutation an unsafe integer, which every receiver drops as malformed, for good.
+ */
+export const MAX_INCARNATION_AHEAD_MS = 24 * 3600_000
+/**
+ * A node refutes rumours about itself up to this much further ahead than others believe them,
+ * so it refutes whatever a peer whose clock is ahead of its own (within freshness' 2 minutes) took in.
+ */
+const SELF_SLACK_MS = 10 * 60_000
+/** Bytes of piggybacked rumours per message: with their signatures, the message stays one datagram. */
+const PIGGYBACK_BYTES = 800
 
 export type MembershipStats = {
   probes: number
@@ -35,6 +59,10 @@ export type MembershipStats = {
   sent: number
   received: number
   misdirected: number
+  /** Rumours refused: their incarnation is beyond maxIncarnation. */
+  implausible: number
+  /** Rumours refused: not signed by the member (alive) or by their accuser (suspect, dead). */
+  unsigned: number
 }
 
 export type ChangeListener = (m: Member, was: Liveness) => void
@@ -73,6 +101,8 @@ export class Membership {
     sent: 0,
     received: 0,
     misdirected: 0,
+    implausible: 0,
+    unsigned: 0,
   }
   readonly awareness: Awareness
   private readonly self: {id: string; addr: string; port: number}
@@ -93,6 +123,11 @@ export class Membership {
   private running = false
   private stopTick: Cancel | undefined
   private stopReconnect: Cancel | undefined
+  private readonly sign: ((text: string) => string) | undefined
+  private readonly verify: ((nodeId: string, text: string, sig: string) => boolean) | undefined
+  private readonly maxIncarnation: () => number
+  /** This node's own `alive` at its incarnation, signed (made again when the incarnation changes). */
+  private aliveSelf: Update | undefined
 
   constructor(o: MembershipOptions) {
     this.cfg = membershipConfig(o.config)
@@ -103,6 +138,9 @@ export class Membership {
     this.random = o.random ?? Math.random
     this.awareness = new Awareness(this.cfg.awarenessMax)
     this.queue = new BroadcastQueue(this.cfg.retransmitMult)
+    this.sign = o.sign
+    this.verify = o.verify
+    this.maxIncarnation = o.maxIncarnation ?? (() => Date.now() + MAX_INCARNATION_AHEAD_MS)
   }
 
   get incarnation(): number {
@@ -198,7 +236,7 @@ export class Membership {
     const sender = this.members.get(from)
     if (sender) sender.lastHeard = this.clock.now()
     // The sender speaks for itself first: its own incarnation outranks rumours about it.
-    this.apply({k: 'alive', id: from, inc: msg.inc}, from)
+    this.apply({k: 'alive', id: from, inc: msg.inc, ...(msg.isig !== undefined ? {sig: msg.isig} : {})}, from)
     for (const u of msg.u) this.apply(u, from)
     switch (msg.op) {
       case 'ping':
@@ -299,7 +337,7 @@ export class Membership {
     this.awareness.apply(p.expectedNacks > 0 ? p.expectedNacks - Math.min(p.nacks, p.expectedNacks) : 1)
     const m = this.members.get(p.target)
     if (m && m.state === 'alive' && m.incarnation === p.inc)
-      this.apply({k: 'suspect', id: m.id, inc: m.incarnation, by: this.self.id}, this.self.id)
+      this.apply(this.own({k: 'suspect', id: m.id, inc: m.incarnation, by: this.self.id}), this.self.id)
   }
 
   /** As a helper: ping target for the asker; ack if it answers, nack if not. */
@@ -343,17 +381,25 @@ export class Membership {
    * this node's view is spread further; a rumour about this node is refuted.
    */
   private apply(raw: Update, via: string): void {
+    const self = raw.id === this.self.id
+    if (raw.inc > this.maxIncarnation() + (self ? SELF_SLACK_MS : 0)) {
+      this.stats.implausible++
+      return
+    }
     // Incarnation 0 is "never heard from it": a prober that knew no better suspected the member
     // as this node knows it. Taken as such, its rumour counts with everyone's rather than being
     // ignored by all who have heard from the member (they would never agree on its death).
-    const known = raw.id === this.self.id ? this.inc : (this.members.get(raw.id)?.incarnation ?? 0)
+    const known = self ? this.inc : (this.members.get(raw.id)?.incarnation ?? 0)
     const u = raw.k !== 'alive' && raw.inc === 0 ? {...raw, inc: known} : raw
-    if (u.id === this.self.id) {
-      if (u.k === 'alive' || u.inc < this.inc) return
+    // What is passed on: the rumour as signed (a signature covers the incarnation as it was said).
+    const relay = (fallback: Update): Update => (raw.sig !== undefined ? raw : fallback)
+    if (self) {
+      if (u.k === 'alive' || u.inc < this.inc || !this.trusted(raw)) return
       this.inc = u.inc + 1
+      this.aliveSelf = undefined
       this.stats.refutations++
       this.awareness.apply(1)
-      this.queue.push({k: 'alive', id: this.self.id, inc: this.inc})
+      this.queue.push(this.selfAlive())
       return
     }
     const m = this.members.get(u.id)
@@ -361,38 +407,59 @@ export class Membership {
     if (!m || m.state === 'left') return
     switch (u.k) {
       case 'alive': {
-        if (u.inc <= m.incarnation) return
+        if (u.inc <= m.incarnation || !this.trusted(raw)) return
         const first = m.incarnation === 0
         m.incarnation = u.inc
         if (m.state !== 'alive') {
           if (m.state === 'dead') this.stats.revivals++
           this.setState(m, 'alive')
         } else if (first && via === u.id) return // a member telling its boot incarnation to each peer it probes is not news
-        this.queue.push({k: 'alive', id: u.id, inc: u.inc})
+        this.queue.push(relay({k: 'alive', id: u.id, inc: u.inc}))
         return
       }
       case 'suspect': {
-        if (u.inc < m.incarnation || m.state === 'dead') return
+        if (u.inc < m.incarnation || m.state === 'dead' || !this.trusted(raw)) return
         const by = u.by ?? via
         if (m.state === 'suspect') {
-          if (this.suspicions.get(m.id)?.confirm(by)) this.queue.push({k: 'suspect', id: m.id, inc: m.incarnation, by})
+          if (this.suspicions.get(m.id)?.confirm(by)) this.queue.push(relay({k: 'suspect', id: m.id, inc: m.incarnation, by}))
           return
         }
         m.incarnation = u.inc
         this.stats.suspicions++
         this.setState(m, 'suspect')
         this.suspect(m, by)
-        this.queue.push({k: 'suspect', id: m.id, inc: u.inc, by})
+        this.queue.push(relay({k: 'suspect', id: m.id, inc: u.inc, by}))
         return
       }
       case 'dead': {
-        if (u.inc < m.incarnation || m.state === 'dead') return
+        if (u.inc < m.incarnation || m.state === 'dead' || !this.trusted(raw)) return
         m.incarnation = u.inc
         this.die(m)
-        this.queue.push({k: 'dead', id: m.id, inc: u.inc, by: u.by ?? via})
+        this.queue.push(relay({k: 'dead', id: m.id, inc: u.inc, by: u.by ?? via}))
         return
       }
     }
+  }
+
+  /** Whether a rumour is signed by whom it must be (always, when no verifier was given). */
+  private trusted(u: Update): boolean {
+    if (!this.verify) return true
+    const signer = u.k === 'alive' ? u.id : u.by
+    if (signer === undefined || u.sig === undefined || !this.verify(signer, rumourText(u), u.sig)) {
+      this.stats.unsigned++
+      return false
+    }
+    return true
+  }
+
+  /** A rumour this node vouches for, signed. */
+  private own(u: Update): Update {
+    return this.sign ? {...u, sig: this.sign(rumourText(u))} : u
+  }
+
+  private selfAlive(): Update {
+    if (this.aliveSelf?.inc !== this.inc) this.aliveSelf = this.own({k: 'alive', id: this.self.id, inc: this.inc})
+    return this.aliveSelf
   }
 
   private suspect(m: Member, by: string): void {
@@ -409,7 +476,7 @@ export class Membership {
         this.suspicions.delete(m.id)
         if (m.state !== 'suspect' || m.incarnation !== inc) return
         this.die(m)
-        this.queue.push({k: 'dead', id: m.id, inc, by: this.self.id})
+        this.queue.push(this.own({k: 'dead', id: m.id, inc, by: this.self.id}))
       }),
     )
   }
@@ -440,10 +507,10 @@ export class Membership {
 
   /** The queued rumours, plus what this node holds about the recipient if that is not 'alive' (so it can refute). */
   private piggyback(to: string): Update[] {
-    const u = this.queue.take(this.cfg.maxPiggyback, this.clusterSize())
+    const u = this.queue.take(this.cfg.maxPiggyback, this.clusterSize(), PIGGYBACK_BYTES)
     const m = this.members.get(to)
     if (m && (m.state === 'suspect' || m.state === 'dead') && !u.some((x) => x.id === to))
-      u.push({k: m.state, id: to, inc: m.incarnation, by: this.self.id})
+      u.push(this.own({k: m.state, id: to, inc: m.incarnation, by: this.self.id}))
     return u
   }
 
@@ -460,7 +527,8 @@ export class Membership {
 
   private send(to: Addr, m: SwimMessage): void {
     this.stats.sent++
-    this.net.send({addr: to.addr, port: to.port}, m)
+    const sig = m.inc === this.inc ? this.selfAlive().sig : undefined
+    this.net.send({addr: to.addr, port: to.port}, sig !== undefined ? {...m, isig: sig} : m)
   }
 }
 

@@ -40,8 +40,11 @@ const GOSSIP_DROPS: Drop[] = [
   {reason: 'decrypt_failed', of: 'decryptFailed'},
   {reason: 'stale', of: 'stale'},
   {reason: 'replayed', of: 'replayed'},
+  {reason: 'bad_sender', of: 'badSender'},
   {reason: 'connection_refused', of: 'connsRefused'},
   {reason: 'handler_error', of: 'handlerErrors'},
+  {reason: 'digest_overflow', of: 'digestOverflows'},
+  {reason: 'pushpull_refused', of: 'pushPullsRefused'},
 ]
 const ENTRY_REFUSALS: Drop[] = [
   {reason: 'unauthorised', of: 'unauthorised'},

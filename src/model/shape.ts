@@ -1,6 +1,7 @@
 import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, DNS_TTL_MAX, MAX_REPLICAS, VNI_MAX, VNI_MIN} from './defaults.js'
 import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
 import {sandboxSpecProblem} from './limits.js'
+import {isTaskId} from './ids.js'
 import {isValidName} from './validate.js'
 
 /**
@@ -22,7 +23,21 @@ export function valueProblem(key: string, value: unknown): string | undefined {
   const check = byKind[kind]
   if (!check) return undefined
   if (!ID.test(id)) return `${kind} id '${id}' is not a valid id`
-  return check(value, id)
+  return keyProblem(key) ?? check(value, id)
+}
+
+/** Kinds whose ids become paths on the node: their keys are checked for tombstones too (keyProblem). */
+const TASK_KINDS = new Set(['task', 'taskstatus'])
+
+/**
+ * Why a key may not be held, value or tombstone: a task's id must be a task id
+ * (ids.ts), so a record, or the delete of one, never names a path it should not.
+ */
+export function keyProblem(key: string): string | undefined {
+  const slash = key.indexOf('/')
+  if (slash < 0 || !TASK_KINDS.has(key.slice(0, slash))) return undefined
+  const id = key.slice(slash + 1)
+  return isTaskId(id) ? undefined : `${key.slice(0, slash)} id '${id.slice(0, 64)}' is not a task id (24 hex digits)`
 }
 
 type Check = (v: unknown, id: string) => string | undefined

@@ -33,6 +33,8 @@ export type StoreOptions = {
    * a local put throws, a merge skips the entry, open() leaves it out.
    */
   validate?: (key: string, value: Json) => string | undefined
+  /** Why a key may not be held at all, tombstones included (default: any key may). */
+  validateKey?: (key: string) => string | undefined
   /** The log size at which a snapshot is written and a new log begun (default 4 MiB). */
   compactBytes?: number
   /** Called once when the log cannot be written (the disk failed): the store then refuses every write. */
@@ -59,6 +61,7 @@ export class Store {
   private readonly reapEvery: number
   private readonly now: () => number
   private readonly validate: (key: string, value: Json) => string | undefined
+  private readonly validateKey: (key: string) => string | undefined
   private readonly entries = new Map<string, Entry>()
   private readonly listeners = new Set<ChangeListener>()
   /** Indexes of the state (src/manager/state-index.ts): told of a change before any other listener reads. */
@@ -84,6 +87,7 @@ export class Store {
     this.reapEvery = opts.reapIntervalMs ?? 5_000
     this.now = opts.now ?? Date.now
     this.validate = opts.validate ?? (() => undefined)
+    this.validateKey = opts.validateKey ?? (() => undefined)
     this.compactBytes = opts.compactBytes
     this.onWriteFailure = opts.onWriteFailure
   }
@@ -327,12 +331,11 @@ export class Store {
     return e
   }
 
-  /** Tombstones are always acceptable: a delete carries no value to misread. */
+  /** Tombstones need only an acceptable key: a delete carries no value to misread. */
   private acceptable(e: Pick<Entry, 'key' | 'value'>): boolean {
-    if (e.value === null) return true
     let why: string | undefined
     try {
-      why = this.validate(e.key, e.value)
+      why = this.validateKey(e.key) ?? (e.value === null ? undefined : this.validate(e.key, e.value))
     } catch (err) {
       why = `validator failed: ${(err as Error).message}`
     }

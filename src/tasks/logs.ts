@@ -6,9 +6,10 @@
 import {closeSync, existsSync, fstatSync, openSync, readSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {stateDir} from '../agent/paths.js'
+import {checkTaskId} from '../model/ids.js'
 
 export const tasksDir = (node: string) => join(stateDir(node), 'tasks')
-export const taskDir = (node: string, taskId: string) => join(tasksDir(node), taskId)
+export const taskDir = (node: string, taskId: string) => join(tasksDir(node), checkTaskId(taskId))
 /** The log in a task's directory. */
 export const taskLogFile = (dir: string) => join(dir, 'log')
 export const taskLogPath = (node: string, taskId: string) => taskLogFile(taskDir(node, taskId))

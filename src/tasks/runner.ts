@@ -38,6 +38,7 @@ import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signal
 import {launchArgv, type TaskUser} from './launcher.js'
 import {taskLogFile} from './logs.js'
 import {macForIp} from '../model/allocate.js'
+import {checkTaskId} from '../model/ids.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
 
 export interface Attachment {
@@ -210,7 +211,7 @@ export interface TaskProcessSpec {
 }
 
 /** The cgroup v2 directory of a task. */
-export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, taskId)
+export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, checkTaskId(taskId))
 
 function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} {
   mkdirSync(spec.dir, {recursive: true, mode: 0o700})

@@ -67,8 +67,8 @@ if (process.env.SN_TASKS_INNER !== '1') {
 
 function inner(): void {
   const node = 'n1'
-  const idA = 'aaaaaaaa11112222'
-  const idB = 'bbbbbbbb33334444'
+  const idA = 'aaaaaaaa1111222233334444'
+  const idB = 'bbbbbbbb3333444455556666'
   const nsA = taskNetnsName(node, idA)
   const nsB = taskNetnsName(node, idB)
   const logDir = mkdtempSync(join(tmpdir(), 'sn-tasks-'))

@@ -25,10 +25,13 @@ describe('gossip: each writer writes only what is its own', () => {
 
   after(() => lab.close())
 
-  /** Sends entries to the manager as any cluster member can: sealed with the cluster key. */
+  /** Sends entries to the manager as any cluster member can: sealed with the cluster key, signed by w2 (which relays them). */
   async function sendToManager(entries: Entry[]) {
     const now = Date.now()
-    await sendUdp(sealAs(lab.clusterKey, {t: 'updates', from: 'tester', epoch: now, seq: ++seq, ts: now, entries}), m)
+    await sendUdp(
+      sealAs(lab.clusterKey, {t: 'updates', from: 'w2', epoch: now, seq: ++seq, ts: now, entries}, lab.keys.get('w2')!),
+      m,
+    )
   }
 
   it('a worker holding the cluster key cannot write desired state', async () => {

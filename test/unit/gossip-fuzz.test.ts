@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import {after, before, describe, it} from 'node:test'
 import {Keyring} from '../../src/gossip/keyring.js'
+import type {Message} from '../../src/gossip/codec.js'
+import {signBytes} from '../../src/gossip/identity.js'
+import {sealMessage} from '../../src/gossip/transport.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import {signedText, type Entry} from '../../src/store/entry.js'
 import {readDurableState} from '../../src/store/durable.js'
@@ -8,6 +11,7 @@ import {GossipLab, signedEntry, type LabNode} from './gossip-lab.js'
 
 const lab = new GossipLab()
 const N = 100_000
+const mKey = () => lab.keys.get('m')!.privateKey
 
 /** Deterministic, so a failure can be replayed. */
 function rng(seed: number): () => number {
@@ -102,10 +106,10 @@ describe('gossip decoder under fuzz', () => {
     }
     const ring = new Keyring(lab.clusterKey)
     const now = Date.now()
-    const h = {from: 'probe', epoch: now, ts: now}
+    const h = {from: 'm', epoch: now, ts: now}
     const before = {...w.gossip.stats}
     w.gossip.transport.receive(
-      ring.seal(Buffer.from(JSON.stringify({t: 'updates', ...h, seq: 1, entries: [good1, bad, good2]}))),
+      sealMessage(ring, mKey(), {t: 'updates', ...h, seq: 1, entries: [good1, bad, good2]} as Message),
       m,
     )
     assert.ok(w.store.get('service/g1') && w.store.get('service/g2'))
@@ -114,7 +118,7 @@ describe('gossip decoder under fuzz', () => {
     // Per message, for the shape: one entry that is not an entry at all drops the whole message.
     const good3 = signedEntry(lab, 'm', {key: 'service/g3', value: {id: 'g3'}, version: {clock: c + 4, node: 'm'}})
     w.gossip.transport.receive(
-      ring.seal(Buffer.from(JSON.stringify({t: 'updates', ...h, seq: 2, entries: [good3, {key: 'service/x', version: 1}]}))),
+      sealMessage(ring, mKey(), {t: 'updates', ...h, seq: 2, entries: [good3, {key: 'service/x', version: 1}]} as never),
       m,
     )
     assert.equal(w.store.get('service/g3'), undefined)
@@ -164,22 +168,24 @@ describe('gossip decoder under fuzz', () => {
       } else if (kind < 0.8) body = {t: 'pushpull-req', digest: {'service/s1': {clock: 1, node: 'm'}}}
       else if (kind < 0.9) body = {t: 'ping', n: seq}
       else body = {t: 'open'}
-      // A sender per message: a mutated sequence number must not push the next ones out of the window.
-      const text = JSON.stringify({...body, from: `f${seq}`, epoch, seq, ts: Date.now()})
+      // An epoch per message: a mutated sequence number must not push the next ones out of the window.
+      const text = JSON.stringify({...body, from: 'm', epoch: epoch + seq, seq, ts: Date.now()})
       // One in ten goes in unchanged: the valid ones must still be applied.
-      const plain = r() < 0.1 ? Buffer.from(text) : mutate(text, r)
+      const json = r() < 0.1 ? Buffer.from(text) : mutate(text, r)
+      // Signed by m as mutated (a mutated sender id is then not m's: refused as such).
+      const plain = Buffer.concat([signBytes(mKey(), json), json])
       assert.doesNotThrow(() => w.gossip.transport.receive(ring.seal(plain), m))
     }
     const d = (k: keyof typeof before) => w.gossip.stats[k] - before[k]
     // Every datagram is accounted for exactly once: taken, or dropped with a reason.
-    assert.equal(d('received') + d('malformed') + d('stale') + d('replayed') + d('decryptFailed'), N)
+    assert.equal(d('received') + d('malformed') + d('stale') + d('replayed') + d('decryptFailed') + d('badSender'), N)
     assert.equal(d('decryptFailed'), 0)
     assert.equal(d('handlerErrors'), 0)
     assert.ok(d('received') > N / 10, `${d('received')} valid ones were taken`)
     assert.ok(d('malformed') > N / 10)
     assert.ok(d('unauthorised') > 0 && d('merged') > 0)
     console.log(
-      `fuzz: ${N} messages, received ${d('received')}, malformed ${d('malformed')}, stale ${d('stale')}, replayed ${d('replayed')}, entries merged ${d('merged')}, refused ${d('unauthorised')}, clock jumps ${d('clockJumps')}`,
+      `fuzz: ${N} messages, received ${d('received')}, malformed ${d('malformed')}, stale ${d('stale')}, bad sender ${d('badSender')}, replayed ${d('replayed')}, entries merged ${d('merged')}, refused ${d('unauthorised')}, clock jumps ${d('clockJumps')}`,
     )
     // Nothing in the store that a legitimate writer did not write, exactly as signed.
     for (const e of w.store.all()) assert.ok(legit.has(fingerprint(e)), `not a legitimate entry: ${JSON.stringify(e)}`)

@@ -11,7 +11,8 @@ import * as path from 'node:path'
 import {Gossip, type GossipOptions} from '../../src/gossip/gossip.js'
 import {certifyNode, generateIdentity, generateNodeKey, signWith, type KeyPair} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
-import {encodeMessage, type Message} from '../../src/gossip/codec.js'
+import type {Message} from '../../src/gossip/codec.js'
+import {sealMessage} from '../../src/gossip/transport.js'
 import {generateKey, Keyring} from '../../src/gossip/keyring.js'
 import {signedText, type Entry} from '../../src/store/entry.js'
 import {generateToken} from '../../src/gossip/token.js'
@@ -148,9 +149,9 @@ export async function waitFor(what: string, ok: () => boolean, ms: number): Prom
   return Date.now() - t0
 }
 
-/** A sealed message as a node would send it, with a header of our choosing (tests of what receivers refuse). */
-export function sealAs(key: Buffer, m: Message): Buffer {
-  return new Keyring(key).seal(encodeMessage(m))
+/** A sealed message as a node would send it, with a header of our choosing, signed by `signer` (tests of what receivers refuse). */
+export function sealAs(key: Buffer, m: Message, signer: KeyPair): Buffer {
+  return sealMessage(new Keyring(key), signer.privateKey, m)
 }
 
 /** An entry signed by `writer` (its key from the lab), as its store would sign it. */

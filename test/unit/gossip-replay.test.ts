@@ -4,8 +4,10 @@ import {after, before, describe, it} from 'node:test'
 import {decodeMessage} from '../../src/gossip/codec.js'
 import {MAX_SKEW_MS} from '../../src/gossip/freshness.js'
 import {MAX_CLOCK_JUMP, type Peer} from '../../src/gossip/gossip.js'
+import {generateNodeKey} from '../../src/gossip/identity.js'
 import {Keyring} from '../../src/gossip/keyring.js'
 import type {NodeRecord} from '../../src/model/types.js'
+import {SIG_BYTES} from '../../src/gossip/transport.js'
 import {GossipLab, sealAs, sendUdp, signedEntry, sleep, waitFor, type LabNode} from './gossip-lab.js'
 
 const lab = new GossipLab()
@@ -47,7 +49,7 @@ describe('gossip refuses replayed and stale packets', () => {
     const ring = new Keyring(lab.clusterKey)
     return captured.find((b) => {
       const plain = ring.open(b)
-      const msg = plain ? decodeMessage(plain) : undefined
+      const msg = plain ? decodeMessage(plain.subarray(SIG_BYTES)) : undefined
       return msg?.t === 'updates' && msg.entries.some((e) => e.key === key && e.value !== null)
     })
   }
@@ -103,8 +105,10 @@ describe('gossip refuses replayed and stale packets', () => {
   it("a member stamping another node's id in the header cannot make that node's packets stale", async () => {
     const now = Date.now()
     const fake = {t: 'ping' as const, from: 'm', epoch: now + 10 ** 9, seq: 2 ** 40, ts: now, n: 1}
-    await sendUdp(sealAs(lab.clusterKey, fake), w)
-    await sleep(100)
+    const badSender = w.gossip.stats.badSender
+    // Signed with a key that is not m's (a member holds only its own): refused before freshness sees it.
+    await sendUdp(sealAs(lab.clusterKey, fake, generateNodeKey()), w)
+    await waitFor('refused', () => w.gossip.stats.badSender === badSender + 1, 1000)
     const stale = w.gossip.stats.stale
     m.store.put('service/still-heard', {id: 'still-heard'})
     await waitFor('w hears m', () => w.store.get('service/still-heard') !== undefined, 1000)
@@ -124,7 +128,10 @@ describe('gossip refuses replayed and stale packets', () => {
       version: {clock: before + 1000, node: 'm'},
     })
     const now = Date.now()
-    await sendUdp(sealAs(lab.clusterKey, {t: 'updates', from: 'm2', epoch: now, seq: 1, ts: now, entries: [far, near]}), w)
+    await sendUdp(
+      sealAs(lab.clusterKey, {t: 'updates', from: 'm', epoch: now, seq: 1, ts: now, entries: [far, near]}, lab.keys.get('m')!),
+      w,
+    )
     await waitFor('near merged', () => w.store.get('service/near') !== undefined, 1000)
     assert.equal(w.store.get('service/far'), undefined)
     assert.equal(w.gossip.stats.clockJumps, 1)

@@ -106,10 +106,10 @@ describe('gossip TCP before and after authentication', () => {
     const value = {id: 'huge', blob: 'z'.repeat(10 * 1024 * 1024)}
     const e = signedEntry(lab, 'm', {key: 'service/huge', value, version: {clock: m.store.clock + 1, node: 'm'}})
     const now = Date.now()
-    const h = {from: 'sender', epoch: now, ts: now}
+    const h = {from: 'm', epoch: now, ts: now}
     const bytes = Buffer.concat([
-      frameOf(sealAs(lab.clusterKey, {t: 'open', ...h, seq: 1})),
-      frameOf(sealAs(lab.clusterKey, {t: 'updates', ...h, seq: 2, entries: [e]})),
+      frameOf(sealAs(lab.clusterKey, {t: 'open', ...h, seq: 1}, lab.keys.get('m')!)),
+      frameOf(sealAs(lab.clusterKey, {t: 'updates', ...h, seq: 2, entries: [e]}, lab.keys.get('m')!)),
     ])
     assert.ok(bytes.length > MAX_UNAUTHENTICATED_FRAME * 100)
     const s = await connect(w, lab.newAddr())

@@ -188,7 +188,7 @@ test('global services follow the nodes; tasks of a node that left move; tasks wi
   const gone = '123456789012345'
   putNode(store, gone, '172.30.0.13', 'left')
   putNode(store, 'd', '172.30.0.14')
-  const orphan = {...tasksOf('r')[0]!, id: 'orphan1', serviceId: 'nosuchservice'}
+  const orphan = {...tasksOf('r')[0]!, id: '0a0a0a0a0a0a0a0a0a0a0a0a', serviceId: 'nosuchservice'}
   store.put(keyOf('task', orphan.id), orphan)
   m.placeAll()
   assert.deepEqual(

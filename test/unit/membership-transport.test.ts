@@ -68,9 +68,12 @@ test('sealed membership messages that are malformed, or not sealed with the key,
   const before = {...m.gossip.stats}
   const header = {from: 'w1', epoch: 1, seq: 1, ts: Date.now()}
   const bad = {t: 'swim', ...header, swim: {op: 'ack', seq: 1, inc: 1, u: [{k: 'dead', id: 'w1', inc: 9e15}], x: 1}}
-  await sendUdp(sealAs(lab.clusterKey, bad as never), {addr: m.addr, port: m.port})
+  await sendUdp(sealAs(lab.clusterKey, bad as never, lab.keys.get('w1')!), {addr: m.addr, port: m.port})
   const forged: SwimMessage = {op: 'ack', seq: 1, inc: 1, u: [{k: 'dead', id: 'w1', inc: 9e15}]}
-  await sendUdp(sealAs(Buffer.alloc(32, 7), {t: 'swim', ...header, seq: 2, swim: forged}), {addr: m.addr, port: m.port})
+  await sendUdp(sealAs(Buffer.alloc(32, 7), {t: 'swim', ...header, seq: 2, swim: forged}, lab.keys.get('w1')!), {
+    addr: m.addr,
+    port: m.port,
+  })
   await sendUdp(Buffer.from('garbage'), {addr: m.addr, port: m.port})
   await waitFor(
     'counted',

@@ -28,8 +28,8 @@ const good: Record<string, Record<string, unknown>> = {
     createdAt: 1,
   },
   'service/s': {id: 's', name: 'web', mode: {replicas: 3}, networks: ['w'], command: ['sleep', ''], createdAt: 1, updatedAt: 2},
-  'task/t': {
-    id: 't',
+  'task/a1b2c3d4e5f6a1b2c3d4e5f6': {
+    id: 'a1b2c3d4e5f6a1b2c3d4e5f6',
     serviceId: 's',
     serviceName: 'web',
     slot: 1,
@@ -38,8 +38,8 @@ const good: Record<string, Record<string, unknown>> = {
     attachments: [{networkId: 'w', ip: '10.0.1.2', mac: '02:42:0a:00:01:02'}],
     createdAt: 1,
   },
-  'taskstatus/t': {
-    taskId: 't',
+  'taskstatus/a1b2c3d4e5f6a1b2c3d4e5f6': {
+    taskId: 'a1b2c3d4e5f6a1b2c3d4e5f6',
     nodeId: 'n1',
     state: 'running',
     pid: 42,
@@ -101,13 +101,13 @@ test('each kind refuses what its readers would trip on', () => {
       },
       /second VIP/,
     ],
-    ['task/t', {attachments: undefined}, /attachments/],
-    ['task/t', {attachments: [{networkId: 'w', ip: '10.0.1.2'}]}, /attachment #0: 'mac'/],
-    ['task/t', {slot: -1}, /slot/],
-    ['task/t', {desiredState: 'paused'}, /desiredState/],
-    ['taskstatus/t', {netns: '../../proc/1/ns/net'}, /netns/],
-    ['taskstatus/t', {pid: 0}, /pid/],
-    ['taskstatus/t', {taskId: 'u'}, /does not match/],
+    ['task/a1b2c3d4e5f6a1b2c3d4e5f6', {attachments: undefined}, /attachments/],
+    ['task/a1b2c3d4e5f6a1b2c3d4e5f6', {attachments: [{networkId: 'w', ip: '10.0.1.2'}]}, /attachment #0: 'mac'/],
+    ['task/a1b2c3d4e5f6a1b2c3d4e5f6', {slot: -1}, /slot/],
+    ['task/a1b2c3d4e5f6a1b2c3d4e5f6', {desiredState: 'paused'}, /desiredState/],
+    ['taskstatus/a1b2c3d4e5f6a1b2c3d4e5f6', {netns: '../../proc/1/ns/net'}, /netns/],
+    ['taskstatus/a1b2c3d4e5f6a1b2c3d4e5f6', {pid: 0}, /pid/],
+    ['taskstatus/a1b2c3d4e5f6a1b2c3d4e5f6', {taskId: 'u'}, /does not match/],
     ['attachment/x', {netns: 'blue'}, /netns/],
     ['attachment/x', {netns: '/run/netns/../../etc/passwd'}, /netns/],
     ['attachment/x', {ip: '10.0.1'}, /ip/],
@@ -117,8 +117,12 @@ test('each kind refuses what its readers would trip on', () => {
   ]
   for (const [k, patch, why] of bad)
     assert.match(valueProblem(k, {...good[k], ...patch}) ?? 'accepted', why, `${k} ${JSON.stringify(patch)}`)
-  for (const v of [null, 1, 'x', [], [good['task/t']]]) assert.match(valueProblem('task/t', v) ?? 'accepted', /not an object/)
-  assert.match(valueProblem('task/a b', good['task/t']) ?? 'accepted', /not a valid id/)
+  for (const v of [null, 1, 'x', [], [good['task/a1b2c3d4e5f6a1b2c3d4e5f6']]])
+    assert.match(valueProblem('task/a1b2c3d4e5f6a1b2c3d4e5f6', v) ?? 'accepted', /not an object/)
+  assert.match(valueProblem('task/a b', good['task/a1b2c3d4e5f6a1b2c3d4e5f6']) ?? 'accepted', /not a valid id/)
+  // Task ids become paths: only 24 hex digits (src/model/ids.ts).
+  for (const id of ['.', '..', 't', 'A1B2C3D4E5F6A1B2C3D4E5F6'])
+    assert.match(valueProblem(`task/${id}`, {...good['task/a1b2c3d4e5f6a1b2c3d4e5f6'], id}) ?? 'accepted', /not a task id/)
   // A kind this version does not know: not ours to judge.
   assert.equal(valueProblem('future/x', 1), undefined)
 })

@@ -166,7 +166,8 @@ describe('store', () => {
     // The clock goes on from what is on disk: no version is handed out twice.
     const max = Math.max(...again.all().map((e) => e.version.clock))
     const some = again.list('task/')[0]!.value as Record<string, Json>
-    assert.ok(again.put('task/next', {...some, id: 'next'}).version.clock > max)
+    const next = 'c'.repeat(24)
+    assert.ok(again.put(`task/${next}`, {...some, id: next}).version.clock > max)
     again.close()
   })
 
@@ -219,26 +220,26 @@ describe('values validated by kind', () => {
     s.onChange((k) => seen.push(k))
     const changed = s.merge([
       {key: 'network/a', value: net('a'), version: v(1)},
-      {key: 'task/t1', value: {id: 't1'}, version: v(2)}, // no attachments: every reconcile would throw on it
+      {key: 'task/a1a1a1a1a1a1a1a1a1a1a1a1', value: {id: 'a1a1a1a1a1a1a1a1a1a1a1a1'}, version: v(2)}, // no attachments: every reconcile would throw on it
       {key: 'network/b', value: {...net('b'), subnet: '10.0.1.0/33'}, version: v(3)},
       {key: 'network/c', value: net('other'), version: v(4)}, // id does not match its key
       {
-        key: 'taskstatus/t2',
-        value: {taskId: 't2', nodeId: 'x', state: 'running', netns: '../../etc', restarts: 0, updatedAt: 1},
+        key: 'taskstatus/a2a2a2a2a2a2a2a2a2a2a2a2',
+        value: {taskId: 'a2a2a2a2a2a2a2a2a2a2a2a2', nodeId: 'x', state: 'running', netns: '../../etc', restarts: 0, updatedAt: 1},
         version: v(5),
       },
       {key: 'cluster', value: {id: 'c'}, version: v(6)},
-      {key: 'task/t3', value: null, version: v(7), deletedAt: Date.now()}, // a tombstone carries no value to misread
+      {key: 'task/a3a3a3a3a3a3a3a3a3a3a3a3', value: null, version: v(7), deletedAt: Date.now()}, // a tombstone carries no value to misread
     ])
     assert.deepEqual(
       changed.map((e) => e.key),
-      ['network/a', 'task/t3'],
+      ['network/a', 'task/a3a3a3a3a3a3a3a3a3a3a3a3'],
     )
-    assert.deepEqual(seen, ['network/a', 'task/t3'])
+    assert.deepEqual(seen, ['network/a', 'task/a3a3a3a3a3a3a3a3a3a3a3a3'])
     assert.equal(s.refused, 5)
     assert.match(s.lastRefusal ?? '', /^cluster: /)
     const onDisk = fs.readFileSync(path.join(s.dir, 'state.json'), 'utf8')
-    assert.ok(!onDisk.includes('t1') && !onDisk.includes('network/b') && !onDisk.includes('etc'))
+    assert.ok(!onDisk.includes('a1a1a1a1a1a1a1a1a1a1a1a1') && !onDisk.includes('network/b') && !onDisk.includes('etc'))
     s.close()
   })
 
@@ -266,12 +267,12 @@ describe('values validated by kind', () => {
     fs.mkdirSync(dir)
     const entries = [
       {key: 'network/a', value: net('a'), version: v(1)},
-      {key: 'task/t1', value: {id: 't1', attachments: 'none'}, version: v(2)},
+      {key: 'task/a1a1a1a1a1a1a1a1a1a1a1a1', value: {id: 'a1a1a1a1a1a1a1a1a1a1a1a1', attachments: 'none'}, version: v(2)},
     ]
     fs.writeFileSync(path.join(dir, 'state.json'), JSON.stringify({format: 1, nodeId: 'n1', clock: 2, entries}))
     const s = checked(dir)
     assert.deepEqual(s.get('network/a'), net('a'))
-    assert.equal(s.entry('task/t1'), undefined)
+    assert.equal(s.entry('task/a1a1a1a1a1a1a1a1a1a1a1a1'), undefined)
     assert.equal(s.refused, 1)
     s.close()
   })

@@ -1,0 +1,189 @@
+// A member gone bad: the evil member (evil-member.ts) joined as a worker and
+// holds what any worker holds (the cluster key, its node key, its certified
+// record). It speaks the protocol by hand, on loopback, to real nodes (a
+// manager and workers built from src/, with their failure detectors). Each
+// test is one attack of issue 20, and checks it is refused and counted while
+// the honest nodes go on working.
+import assert from 'node:assert/strict'
+import {after, before, test} from 'node:test'
+import {DIGEST_CHUNK, MAX_DIGEST_KEYS, MAX_SERVED_PUSHPULLS} from '../../src/gossip/gossip.js'
+import {certifyNode} from '../../src/gossip/identity.js'
+import type {Membership} from '../../src/membership/swim.js'
+import type {NodeRecord} from '../../src/model/types.js'
+import {EvilMember, attachMembership} from './evil-member.js'
+import {GossipLab, sleep, waitFor, type LabNode} from './gossip-lab.js'
+
+const lab = new GossipLab()
+const members: Membership[] = []
+let m: LabNode
+let w1: LabNode
+let evil: EvilMember
+let mm: Membership
+let m1: Membership
+
+before(async () => {
+  m = await lab.manager('m')
+  w1 = await lab.worker('w1', m)
+  evil = await EvilMember.join(lab, 'e', m)
+  await waitFor('the evil member is known to w1', () => w1.store.get('node/e') !== undefined, 10_000)
+  mm = attachMembership(m)
+  m1 = attachMembership(w1)
+  members.push(mm, m1)
+  await waitFor(
+    'm and w1 hold each other alive at their boot incarnations',
+    () => mm.get('w1')?.incarnation === w1.gossip.epoch && m1.get('m')?.incarnation === m.gossip.epoch,
+    10_000,
+  )
+})
+
+after(async () => {
+  for (const x of members) x.stop()
+  evil?.close()
+  await lab.close()
+})
+
+test('poisoned incarnation: a rumour at 2^53 - 1 is refused, the victim stays safe and alive; an alive not signed by the member is refused', async () => {
+  const HUGE = Number.MAX_SAFE_INTEGER
+  const malformed = m.gossip.stats.malformed
+  const inc = m1.incarnation
+  // To the victim: "you are dead at 2^53 - 1" (it would refute at 2^53, which no one can read).
+  await evil.swim(w1, {
+    op: 'ping',
+    seq: 1,
+    inc: evil.epoch,
+    target: 'w1',
+    u: [evil.rumour({k: 'dead', id: 'w1', inc: HUGE, by: 'e'})],
+  })
+  // To the other node: the same, and "w1 is alive at a higher incarnation", signed by the evil member, not by w1.
+  await evil.swim(m, {
+    op: 'ping',
+    seq: 2,
+    inc: evil.epoch,
+    target: 'm',
+    u: [evil.rumour({k: 'alive', id: 'w1', inc: inc + 5}), evil.rumour({k: 'dead', id: 'w1', inc: HUGE, by: 'e'})],
+  })
+  // Loopback delivers in well under a millisecond; the nodes read them meanwhile.
+  await sleep(300)
+  assert.ok(Number.isSafeInteger(m1.incarnation), `w1's incarnation is ${m1.incarnation}`)
+  assert.equal(m1.incarnation, inc, 'w1 did not refute a rumour no one may believe')
+  assert.equal(mm.get('w1')?.incarnation, inc, 'm holds the incarnation w1 itself said')
+  assert.equal(mm.stats.unsigned, 1, 'the alive signed by another than w1 was refused')
+  assert.ok(mm.stats.implausible >= 1 && m1.stats.implausible >= 1, 'the rumour at 2^53 - 1 was refused by both')
+  // The victim keeps being heard: m goes on hearing from it, and holds it alive.
+  const heard = mm.get('w1')!.lastHeard
+  await waitFor('m hears from w1 after the attack', () => mm.get('w1')!.lastHeard > heard + 1000, 10_000)
+  await sleep(500)
+  assert.equal(mm.get('w1')?.state, 'alive')
+  assert.equal(m1.get('m')?.state, 'alive')
+  assert.equal(m.gossip.stats.malformed, malformed, 'nothing w1 sent was unreadable')
+
+  // A plausible accusation is still refuted, as SWIM wants, and everyone keeps up.
+  await evil.swim(w1, {
+    op: 'ping',
+    seq: 3,
+    inc: evil.epoch,
+    target: 'w1',
+    u: [evil.rumour({k: 'suspect', id: 'w1', inc, by: 'e'})],
+  })
+  await waitFor(
+    'w1 refuted, m holds the refutation',
+    () => m1.incarnation === inc + 1 && mm.get('w1')?.incarnation === inc + 1,
+    5000,
+  )
+  assert.equal(mm.get('w1')?.state, 'alive')
+})
+
+test("forged freshness: a packet stamped with the victim's id and epoch and a huge sequence number is refused; the victim is still heard", async () => {
+  const before = {...m.gossip.stats}
+  // The best the evil member can do: w1's header, signed with its own key (it holds no other).
+  await evil.send(m, {t: 'ping', n: 1}, {from: 'w1', epoch: w1.gossip.epoch, seq: Number.MAX_SAFE_INTEGER - 1})
+  // Its own header with a jump no sender makes: refused too (it would only silence itself).
+  await evil.send(m, {t: 'ping', n: 2})
+  await evil.send(m, {t: 'ping', n: 3}, {seq: 2 ** 33})
+  await sleep(200)
+  // w1's next packets (an update of its own record) still reach m, by UDP and by push-pull.
+  const rec = w1.store.get<NodeRecord>('node/w1')!
+  w1.store.put('node/w1', {...rec, mtu: 1400})
+  await waitFor('m has what w1 wrote after the forgery', () => m.store.get<NodeRecord>('node/w1')?.mtu === 1400, 5000)
+  const heard = mm.get('w1')!.lastHeard
+  await waitFor('m still hears w1 probe', () => mm.get('w1')!.lastHeard > heard, 5000)
+  assert.equal(mm.get('w1')?.state, 'alive')
+  assert.equal(m.gossip.stats.badSender, before.badSender + 1, 'the forged header was refused')
+  assert.equal(m.gossip.stats.stale, before.stale + 1, 'the jump was refused')
+})
+
+test('digest flooding: a push-pull digest past MAX_DIGEST_KEYS is dropped and counted, so are push-pulls past MAX_SERVED_PUSHPULLS; the node keeps working', async () => {
+  const before = {...m.gossip.stats}
+  const conn = await evil.connect(m)
+  // MAX_DIGEST_KEYS + one chunk of made-up keys, in chunks of DIGEST_CHUNK, the last one saying "that was all".
+  const chunks = MAX_DIGEST_KEYS / DIGEST_CHUNK + 1
+  for (let c = 0; c < chunks; c++) {
+    const digest: Record<string, {clock: number; node: string}> = {}
+    for (let i = 0; i < DIGEST_CHUNK; i++) digest[`service/f${c * DIGEST_CHUNK + i}`] = {clock: 1, node: 'm'}
+    conn.send(evil.packet({t: 'pushpull-req', digest, last: c === chunks - 1}))
+  }
+  // Served, it would answer with its digest; bounded, it closes without a word.
+  const answer = await conn.next(30_000)
+  assert.equal(answer, undefined, 'no answer to a digest over the bound')
+  conn.destroy()
+  assert.equal(m.gossip.stats.digestOverflows, before.digestOverflows + 1)
+
+  // Push-pulls held open at once: past MAX_SERVED_PUSHPULLS, refused at once.
+  const held = await Promise.all(Array.from({length: MAX_SERVED_PUSHPULLS + 1}, () => evil.connect(m)))
+  for (const c of held) c.send(evil.packet({t: 'pushpull-req', digest: {}, last: false}))
+  await waitFor('one refused', () => m.gossip.stats.pushPullsRefused > before.pushPullsRefused, 5000)
+  for (const c of held) c.destroy()
+
+  // And the node goes on: what it writes reaches w1, what w1 writes reaches it.
+  m.store.put('service/after-flood', {id: 'after-flood'})
+  await waitFor('w1 has it', () => w1.store.get('service/after-flood') !== undefined, 5000)
+  await waitFor('push-pulls go on', () => m.gossip.stats.pushPulls > before.pushPulls + 1, 10_000)
+})
+
+test('a node cannot change its own role: a demoted manager that kept its manager certificate cannot write itself manager again', async () => {
+  // m promotes e, then demotes it: e saw (and keeps) the record with its manager certificate.
+  const rec = m.store.get<NodeRecord>('node/e')!
+  const asManager: NodeRecord = {...rec, role: 'manager', cert: certifyNode(lab.identity, 'e', rec.pubKey!, 'manager')}
+  m.store.put('node/e', asManager)
+  m.store.put('node/e', {...rec, role: 'worker'})
+  await waitFor('w1 holds e demoted', () => w1.store.get<NodeRecord>('node/e')?.role === 'worker', 5000)
+  const before = {m: m.gossip.stats.unauthorised, w1: w1.gossip.stats.unauthorised}
+  const clock = Math.max(m.store.clock, w1.store.clock) + 100
+  const entries = [
+    evil.entry({key: 'node/e', value: {...asManager, mtu: 1400}, version: {clock, node: 'e'}}),
+    evil.entry({key: 'service/evil', value: {id: 'evil'}, version: {clock: clock + 1, node: 'e'}}),
+  ]
+  for (const n of [m, w1]) await evil.send(n, {t: 'updates', entries})
+  await waitFor(
+    'refused by both',
+    () => m.gossip.stats.unauthorised >= before.m + 2 && w1.gossip.stats.unauthorised >= before.w1 + 2,
+    5000,
+  )
+  for (const n of [m, w1]) {
+    assert.equal(n.store.get<NodeRecord>('node/e')?.role, 'worker', `${n.id} holds e a worker`)
+    assert.equal(n.store.get('service/evil'), undefined, `${n.id} took no service from e`)
+  }
+  assert.match(m.gossip.lastRefusal ?? '', /only a manager writes service\/evil|may not make itself a manager/)
+})
+
+test('a removed node stays removed: its own record back to ready is refused by every receiver', async () => {
+  // node rm, as the manager does it: e's record marked left.
+  const rec = m.store.get<NodeRecord>('node/e')!
+  m.store.put('node/e', {...rec, state: 'left'})
+  await waitFor('w1 holds e left', () => w1.store.get<NodeRecord>('node/e')?.state === 'left', 5000)
+  const before = {m: m.gossip.stats.unauthorised, w1: w1.gossip.stats.unauthorised}
+  // Its agent restarts and announces itself, as agent.ts does at start: ready, signed with its key.
+  const clock = Math.max(m.store.clock, w1.store.clock) + 100
+  const back = evil.entry({key: 'node/e', value: {...rec, state: 'ready'}, version: {clock, node: 'e'}})
+  for (const n of [m, w1]) await evil.send(n, {t: 'updates', entries: [back]})
+  // And by push-pull, closing with its updates as a requester does.
+  const conn = await evil.connect(w1)
+  conn.send(evil.packet({t: 'pushpull-req', digest: {}}))
+  await conn.next(5000)
+  conn.send(evil.packet({t: 'updates', entries: [back]}))
+  conn.close()
+  await waitFor('refused by both', () => m.gossip.stats.unauthorised > before.m && w1.gossip.stats.unauthorised > before.w1, 5000)
+  await sleep(200)
+  for (const n of [m, w1]) assert.equal(n.store.get<NodeRecord>('node/e')?.state, 'left', `${n.id} holds e left`)
+  assert.match(w1.gossip.lastRefusal ?? '', /left is final/)
+})
