@@ -1,6 +1,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {UserError} from '../model/errors.js'
+import {writeFileDurably} from '../sys/durable-file.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
 import {keyOf, prefixOf} from '../store/keys.js'
@@ -76,8 +77,8 @@ function bootEpoch(file: string, now: () => number): number {
     // First start: no file yet.
   }
   const epoch = Math.max(now(), last + 1)
-  fs.writeFileSync(`${file}.tmp`, `${epoch}\n`, {mode: 0o600})
-  fs.renameSync(`${file}.tmp`, file)
+  // durable before any packet carries it: an epoch that went back after a crash would make peers drop ours as replays
+  writeFileDurably(file, `${epoch}\n`)
   return epoch
 }
 
