@@ -19,13 +19,9 @@ import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {freePort, startEtcdMember, stopEtcdMember, type EtcdMember} from '../src/store/etcd-process.js'
 import {clusterSpec, etcdClusterNodes} from '../test/unit/model-records.js'
+import {pct} from './percentile.js'
 
 const SPEC = clusterSpec({id: 'bench'})
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
-}
 
 export async function threeMembers(dir: string): Promise<{members: EtcdMember[]; endpoints: string[]}> {
   const specs = []

@@ -20,15 +20,11 @@ import {Store} from '../src/store/store.js'
 import {stopEtcdMember, type EtcdMember} from '../src/store/etcd-process.js'
 import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 import {threeMembers} from './etcd.js'
+import {pct} from './percentile.js'
 
 const NODES = 1000
 const REPLICAS = 3
 const SUBNET = '10.80.0.0/16'
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
-}
 
 export type ScaleEtcdResult = {
   createP50Ms: Record<string, number>

@@ -26,6 +26,7 @@ import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 import {benchScaleEtcd} from './scale-etcd.js'
+import {pct} from './percentile.js'
 
 export type ScaleJson = {
   createP50EmbeddedMs: Record<'100' | '1000' | '10000', number | null>
@@ -43,10 +44,6 @@ const NODES = 1000
 const REPLICAS = 3
 const SUBNET = '10.80.0.0/16'
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!
-}
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6
 const tick = () => new Promise((r) => setImmediate(r))
 const round = (x: number) => Math.round(x * 100) / 100
@@ -106,7 +103,8 @@ export async function benchScale(
         for (let slot = 1; slot <= REPLICAS; slot++) {
           const a = ip()
           const t: Task = {
-            id: `${id}-t${slot}`,
+            // task ids are 24 hex digits (src/model/ids.ts): the service's number and the slot, spelled in hex
+            id: `${filled.toString(16).padStart(20, '0')}${slot.toString(16).padStart(4, '0')}`,
             serviceId: id,
             serviceName: svc.name,
             slot,
