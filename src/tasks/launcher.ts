@@ -205,7 +205,9 @@ export function launchArgv(s: LaunchSpec): string[] {
 
 /**
  * `task exec`: into the cgroup, then all of the task's namespaces through its PID 1, with the
- * same capabilities, no_new_privs and user as the task.
+ * same capabilities, no_new_privs and user as the task. Its root and working directory too:
+ * entering a mount namespace puts a process at that namespace's root, which is not the task's
+ * where the agent itself runs chrooted (a build root, a test's clean machine).
  */
 export function execArgv(pid: number, cgroups: string[], user: TaskUser | undefined, argv: string[]): string[] {
   return inCgroupsArgv(cgroups, [
@@ -217,6 +219,8 @@ export function execArgv(pid: number, cgroups: string[], user: TaskUser | undefi
     '--uts',
     '--ipc',
     '--cgroup',
+    '--root',
+    '--wd',
     '--',
     'setpriv',
     '--bounding-set',
