@@ -222,13 +222,13 @@ function memberOfTokensCluster(cfg: NodeConfig, token: string): boolean {
  */
 export function checkJoinInput(o: JoinOptions): void {
   checkNodeName(o.node)
-  parseToken(o.token)
-  parseManagerAddr(o.manager)
   const membership = o.membership && Object.keys(o.membership).length > 0 ? o.membership : undefined
   if (membership) checkMembership(membership)
   if (o.asManager && !o.etcd) throw new UserError('--manager needs --etcd-endpoints: managers keep desired state in etcd')
   if (!o.asManager && o.etcd) throw new UserError('--etcd-* flags are for managers: add --manager (and use the manager token)')
   if (o.etcd) checkEtcdSettings(o.etcd)
+  parseToken(o.token)
+  parseManagerAddr(o.manager)
 }
 
 export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoined?: boolean}> {

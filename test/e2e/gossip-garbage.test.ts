@@ -14,6 +14,7 @@ import {describe, test} from 'node:test'
 import {AgentClient} from '../../src/agent/client.js'
 import {encodeMessage, type Message} from '../../src/gossip/codec.js'
 import {Keyring} from '../../src/gossip/keyring.js'
+import {sealMessage} from '../../src/gossip/transport.js'
 import type {GossipStats} from '../../src/gossip/stats.js'
 import {nodeAddress} from '../../src/lab/topology.js'
 import {readDurableState} from '../../src/store/durable.js'
@@ -64,13 +65,19 @@ describe('garbage at the gossip port changes nothing and is counted', {timeout: 
     const stateBefore = onDisk()
     const before = await statsOf('n2')
 
-    // What a member holds (the test runs as root, like an agent): the cluster key, to make packets that open.
-    const cfg = JSON.parse(readFileSync('/var/lib/swarmnet/n1/node.json', 'utf8')) as {nodeId: string; key: string; keyId: number}
+    // What a member holds (the test runs as root, like an agent): the cluster key, to make packets that open, and
+    // n1's node key, to sign them as n1 does (under an epoch of their own: n1's own window is not touched).
+    const cfg = JSON.parse(readFileSync('/var/lib/swarmnet/n1/node.json', 'utf8')) as {
+      nodeId: string
+      key: string
+      keyId: number
+      nodeKey: {privateKey: string}
+    }
     const ring = new Keyring(Buffer.from(cfg.key, 'base64'), cfg.keyId)
     let seq = 1
     const epoch = Date.now()
     const sealed = (body: object, ts = Date.now()) =>
-      ring.seal(encodeMessage({...body, from: 'garbage-sender', epoch, seq: seq++, ts} as Message))
+      sealMessage(ring, cfg.nodeKey.privateKey, {...body, from: cfg.nodeId, epoch, seq: seq++, ts} as Message)
 
     const udp: Buffer[] = []
     let expectMalformed = 0
@@ -99,6 +106,15 @@ describe('garbage at the gossip port changes nothing and is counted', {timeout: 
     udp.push(forged, forged, forged)
     // Sealed ten minutes ago: stale.
     udp.push(sealed({t: 'ping', n: 1}, Date.now() - 600_000))
+    // Sealed with the cluster key but signed by no member's key (a sender nobody certified): refused before freshness.
+    udp.push(
+      ring.seal(
+        Buffer.concat([
+          Buffer.alloc(64),
+          encodeMessage({t: 'ping', n: 1, from: 'garbage-sender', epoch, seq: seq++, ts: Date.now()} as Message),
+        ]),
+      ),
+    )
 
     const tcp: Buffer[][] = []
     for (let i = 0; i < 10; i++) tcp.push([randomBytes(1 + Math.floor(Math.random() * 3000))])
@@ -131,7 +147,7 @@ describe('garbage at the gossip port changes nothing and is counted', {timeout: 
     const after = await statsOf('n2')
     const delta = (k: keyof GossipStats) => after[k] - before[k]
     console.log(
-      `# sent ${udp.length} datagrams and ${tcp.length} connections: malformed +${delta('malformed')}, decryptFailed +${delta('decryptFailed')}, replayed +${delta('replayed')}, stale +${delta('stale')}, unauthorised +${delta('unauthorised')}, handlerErrors +${delta('handlerErrors')}`,
+      `# sent ${udp.length} datagrams and ${tcp.length} connections: malformed +${delta('malformed')}, decryptFailed +${delta('decryptFailed')}, replayed +${delta('replayed')}, badSender +${delta('badSender')}, stale +${delta('stale')}, unauthorised +${delta('unauthorised')}, handlerErrors +${delta('handlerErrors')}`,
     )
     assert.ok(delta('decryptFailed') >= expectDecrypt - 5, `decryptFailed +${delta('decryptFailed')} of ${expectDecrypt}`)
     // Random UDP with another version byte, plus the 8 bad TCP frames (oversized, truncated, oversized after open); random TCP adds some.
@@ -140,6 +156,7 @@ describe('garbage at the gossip port changes nothing and is counted', {timeout: 
       `malformed +${delta('malformed')} of at least ${expectMalformed + 8}`,
     )
     assert.ok(delta('replayed') >= 1, 'the forged packet played again is refused as replayed')
+    assert.ok(delta('badSender') >= 1, "the packet no member's key signed is refused")
     assert.ok(delta('stale') >= 1, 'the old packet is refused as stale')
     assert.ok(delta('unauthorised') >= 1, 'the forged entry is refused')
     assert.equal(delta('handlerErrors'), 0)
