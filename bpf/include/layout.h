@@ -22,7 +22,15 @@
  * of a key, a value, a map's type or size; adding a counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
+#ifndef SN_LAYOUT_TEST_NEXT
 #define SN_LAYOUT_VERSION 5
+#else
+/*
+ * Test builds only (test/bpf/upgrade-next.test.ts): the next layout as the
+ * upgrade test plays it, sn_ct and sn_mesh_ct values with a field in front.
+ */
+#define SN_LAYOUT_VERSION 6
+#endif
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {
