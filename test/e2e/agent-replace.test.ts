@@ -75,12 +75,22 @@ describe('agent --replace, 1-node lab', {timeout: 300_000}, () => {
     // Once the new agent answered, the old one never again.
     const first = answers.findIndex((a) => a.pid === after)
     assert.ok(answers.slice(first).every((a) => a.pid === after))
+    // Writes are refused from the old agent's handover to the new agent's start: the two log lines.
+    const log = readFileSync('/var/lib/swarmnet/n1/agent.log', 'utf8').split('\n')
+    const stamp = (re: RegExp) =>
+      Date.parse(
+        log
+          .filter((l) => re.test(l))
+          .at(-1)
+          ?.split(' ')[0] ?? '',
+      )
+    const writesRefusedMs = stamp(/ready at/) - stamp(/handover: stopping all but the API/)
     let maxGap = 0
     for (let i = 1; i < answers.length; i++) maxGap = Math.max(maxGap, answers[i]!.at - answers[i - 1]!.at)
     console.log(
       `# agent --replace: ${answers.length} requests, none failed; longest time between two answers ${maxGap} ms ` +
         `(polled every 50 ms); the new agent answered ${answers[first]!.at - started} ms after --replace started, ` +
-        `which returned after ${tookOver - started} ms`,
+        `which returned after ${tookOver - started} ms; writes were refused for ${writesRefusedMs} ms (handover to ready, agent log)`,
     )
     // The new agent is the node's agent: it takes writes.
     ok('n1', ['network', 'create', 'after-replace'])
