@@ -240,7 +240,7 @@ export class Gossip {
     let conn: SealedConn | undefined
     try {
       conn = await this.transport.open(target, 5_000)
-      const mine = chunks(Object.entries(this.o.store.digest()))
+      const mine = chunks(Object.entries(this.offeredDigest()))
       mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1}))
       const theirs = new DigestHeld()
       for (;;) {
@@ -254,7 +254,7 @@ export class Gossip {
         if (resp.last !== false) break
       }
       await this.o.store.sync()
-      for (const c of chunks(this.o.store.since(theirs.digest))) conn.send({t: 'updates', entries: c})
+      for (const c of chunks(this.offered(theirs.digest))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
       return true
     } catch {
@@ -381,8 +381,8 @@ export class Gossip {
         m = await conn.next()
       }
       await this.o.store.sync()
-      const digest = chunks(Object.entries(this.o.store.digest()))
-      const entries = chunks(this.o.store.since(theirs.digest))
+      const digest = chunks(Object.entries(this.offeredDigest()))
+      const entries = chunks(this.offered(theirs.digest))
       const n = Math.max(digest.length, entries.length)
       for (let i = 0; i < n; i++)
         conn.send({t: 'pushpull-resp', digest: digestOf(digest[i] ?? []), entries: entries[i] ?? [], last: i === n - 1})
@@ -471,33 +471,51 @@ export class Gossip {
    * MAX_CLOCK_JUMP of our clock and pass the authority (signed by a writer
    * allowed to write its key); the others are dropped and counted. Node
    * records go first, so a new node's record vouches for its entries in the
-   * same message. What passes is merged in one durable write.
+   * same message. What passes is merged in one durable write (two when the
+   * message carries revocations, which go first).
    */
   private merge(entries: Entry[]): Entry[] {
-    const limit = this.o.store.clock + MAX_CLOCK_JUMP
-    const ordered = [...entries.filter((e) => e.key.startsWith('node/')), ...entries.filter((e) => !e.key.startsWith('node/'))]
+    // Revocations first, merged before the rest is judged (each is judged by its manager's record, and
+    // then judges what follows); then node records, so a new node's record vouches for its entries.
+    const revocations = entries.filter((e) => e.key.startsWith('revoked/'))
+    const rest = entries.filter((e) => !e.key.startsWith('revoked/'))
     const batch = new Map<string, NodeRecord>()
+    const first = revocations.length > 0 ? this.mergeNow(this.judge(revocations, batch)) : []
+    const ordered = [...rest.filter((e) => e.key.startsWith('node/')), ...rest.filter((e) => !e.key.startsWith('node/'))]
+    const replace = new Set<string>()
+    return [...first, ...this.mergeNow(this.judge(ordered, batch, replace), replace)]
+  }
+
+  /** The entries that may be merged; `replace` gets the keys whose held entry they replace whatever its version. */
+  private judge(entries: Entry[], batch: Map<string, NodeRecord>, replace?: Set<string>): Entry[] {
+    const limit = this.o.store.clock + MAX_CLOCK_JUMP
     const ok: Entry[] = []
-    for (const e of ordered) {
+    for (const e of entries) {
       if (e.version.clock > limit) {
         this.stats.clockJumps++
         continue
       }
       const cur = this.o.store.entry(e.key)
-      // Already held (or older): nothing to judge, nothing to merge.
-      if (cur && compareVersions(e.version, cur.version) <= 0) continue
+      // Already held (or older): nothing to judge, nothing to merge; unless what is held stands on a revoked certificate.
+      const older = cur !== undefined && compareVersions(e.version, cur.version) <= 0
+      if (older && (!replace || e.value === null || !this.authority.superseded(cur))) continue
       const why = this.authority.refusal(e, batch)
       if (why) {
         this.stats.unauthorised++
         this.lastRefusal = why
         continue
       }
+      if (older) replace!.add(e.key)
       if (e.key.startsWith('node/') && e.value !== null) batch.set((e.value as NodeRecord).id, e.value as NodeRecord)
       ok.push(e)
     }
+    return ok
+  }
+
+  private mergeNow(ok: Entry[], replace?: ReadonlySet<string>): Entry[] {
     if (ok.length === 0) return []
     try {
-      const changed = this.o.store.merge(ok)
+      const changed = this.o.store.merge(ok, replace)
       this.stats.merged += changed.length
       return changed
     } catch {
@@ -547,8 +565,29 @@ export class Gossip {
     this.track(this.transport.send(from, ack))
   }
 
+  /** A node's record, when its certificate verifies and is not revoked: whose packets, rumours and acks are believed. */
   private certifiedNode(id: string): NodeRecord | undefined {
-    return this.authority.certified(this.o.store.get(keyOf('node', id)), id)
+    const r = this.authority.certified(this.o.store.get(keyOf('node', id)), id)
+    return r && !this.authority.revoked(r.cert) ? r : undefined
+  }
+
+  /** Node records held on a revoked certificate (Authority.superseded): not offered, so a peer sends its valid one. */
+  private superseded(): Set<string> {
+    const out = new Set<string>()
+    for (const e of this.o.store.list(prefixOf('node'))) if (this.authority.superseded(e)) out.add(e.key)
+    return out
+  }
+
+  private offeredDigest(): Digest {
+    const d = this.o.store.digest()
+    for (const k of this.superseded()) delete d[k]
+    return d
+  }
+
+  private offered(theirs: Digest): Entry[] {
+    const gone = this.superseded()
+    const out = this.o.store.since(theirs)
+    return gone.size === 0 ? out : out.filter((e) => !gone.has(e.key))
   }
 
   private storePeers(): Peer[] {

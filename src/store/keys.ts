@@ -4,7 +4,16 @@
  */
 export const CLUSTER_KEY = 'cluster'
 
-export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus' | 'attachment' | 'attachmentstatus'
+export type Kind =
+  | 'node'
+  | 'network'
+  | 'service'
+  | 'task'
+  | 'taskstatus'
+  | 'attachment'
+  | 'attachmentstatus'
+  /** revoked/<serial>: a node certificate no one believes any more (src/gossip/revocation.ts). */
+  | 'revoked'
 
 export function keyOf(kind: Kind, id: string): string {
   return `${kind}/${id}`

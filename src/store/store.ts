@@ -220,8 +220,10 @@ export class Store {
   /**
    * Applies the remote entries that beat what we hold, durably, and returns
    * them. Malformed entries and expired tombstones we do not need are skipped.
+   * Keys in `replace` take the incoming entry whatever the versions say (gossip's
+   * authority: a node record held on a revoked certificate yields to a valid one).
    */
-  merge(incoming: Iterable<unknown>): Entry[] {
+  merge(incoming: Iterable<unknown>, replace?: ReadonlySet<string>): Entry[] {
     this.assertOpen()
     const changed: {e: Entry; old: Entry | undefined}[] = []
     let maxClock = this.lamport
@@ -237,7 +239,7 @@ export class Store {
       if (x.sig !== undefined) e.sig = x.sig
       maxClock = Math.max(maxClock, e.version.clock)
       const cur = this.entries.get(e.key)
-      if (!wins(e.version, cur?.version)) continue
+      if (!wins(e.version, cur?.version) && !replace?.has(e.key)) continue
       if (e.value === null && !cur && this.expired(e)) continue
       changed.push({e, old: cur})
       this.entries.set(e.key, e)
