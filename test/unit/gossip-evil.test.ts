@@ -5,9 +5,16 @@
 // test is one attack of issue 20, and checks it is refused and counted while
 // the honest nodes go on working.
 import assert from 'node:assert/strict'
+import {hkdfSync} from 'node:crypto'
+import * as net from 'node:net'
 import {after, before, test} from 'node:test'
 import {DIGEST_CHUNK, MAX_DIGEST_KEYS, MAX_SERVED_PUSHPULLS} from '../../src/gossip/gossip.js'
-import {certifyNode} from '../../src/gossip/identity.js'
+import {certifyNode, generateNodeKey} from '../../src/gossip/identity.js'
+import {FramedConn} from '../../src/gossip/frame.js'
+import {requestJoin} from '../../src/gossip/join.js'
+import {openWith, sealWith} from '../../src/gossip/keyring.js'
+import {connectFramed} from '../../src/gossip/transport.js'
+import type {Entry} from '../../src/store/entry.js'
 import type {Membership} from '../../src/membership/swim.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import type {DesiredStore} from '../../src/manager/backend.js'
@@ -322,4 +329,74 @@ test('revocation: a removed node cannot write itself back to ready, also where i
   conn.destroy()
   await waitFor('both refused', () => w3.gossip.stats.badSender >= before.badSender + 2, 5000)
   for (const n of [w3, m]) assert.equal(n.store.get<NodeRecord>('node/e3')?.state, 'left', `${n.id} holds e3 left`)
+})
+
+/**
+ * A man in the middle holding the worker token (any worker holds it): a TCP relay between a joiner
+ * and the manager that reads the handshake, opens the answer with the key the token gives (spelt
+ * out as an attacker would: HKDF of the token's secret over both nonces), puts in a task of its
+ * choosing for the joiner and seals it again. `forge` off: it relays every byte as it came.
+ */
+async function joinThroughRelay(forge: boolean): Promise<{result: Promise<unknown>; close: () => void}> {
+  const addr = lab.newAddr()
+  const server = net.createServer((socket) => {
+    const down = new FramedConn(socket)
+    void (async () => {
+      const up = await connectFramed(m, 5000)
+      let cnonce: Buffer | undefined
+      let nonce: Buffer | undefined
+      const json = (f: Buffer) => JSON.parse(f.subarray(1).toString()) as Record<string, string>
+      const toManager = (async () => {
+        for (let f = await down.next(10_000); f; f = await down.next(10_000)) {
+          if (json(f).t === 'hello') cnonce = Buffer.from(json(f).cnonce, 'base64')
+          up.send(f)
+        }
+      })()
+      for (let f = await up.next(10_000); f; f = await up.next(10_000)) {
+        const x = json(f)
+        if (x.t === 'challenge') nonce = Buffer.from(x.nonce, 'base64')
+        if (x.t === 'accept' && forge) {
+          const k = Buffer.from(
+            hkdfSync(
+              'sha256',
+              lab.token.secret,
+              lab.token.digest,
+              `swarmnet join seal ${nonce!.toString('hex')} ${cnonce!.toString('hex')}`,
+              32,
+            ),
+          )
+          const label = Buffer.from('swarmnet-join')
+          const body = JSON.parse(openWith(k, Buffer.from(x.sealed, 'base64'), label)!.toString()) as {entries: Entry[]}
+          const task = {id: 'f'.repeat(24), serviceId: 'evil', nodeId: 'j', image: 'evil'}
+          body.entries.push({key: `task/${task.id}`, value: task, version: {clock: 1e6, node: 'm'}})
+          const sealed = sealWith(k, Buffer.from(JSON.stringify(body)), 0, label).toString('base64')
+          f = Buffer.concat([f.subarray(0, 1), Buffer.from(JSON.stringify({...x, sealed}))])
+        }
+        down.send(f)
+      }
+      down.destroy()
+      await toManager
+    })().catch(() => down.destroy())
+  })
+  await new Promise<void>((r) => server.listen(0, addr, r))
+  const port = (server.address() as net.AddressInfo).port
+  const key = generateNodeKey()
+  const id = forge ? 'j' : 'j0'
+  const result = requestJoin({
+    manager: {addr, port},
+    token: lab.token,
+    node: {id, name: id, addr: lab.newAddr(), gossipPort: 7946, mtu: 1500, pubKey: key.publicKey},
+  })
+  return {result, close: () => server.close()}
+}
+
+test('a forged join answer: a man in the middle with the worker token cannot hand a joiner tasks of its choosing', async () => {
+  // The relay works: relaying faithfully, the joiner is admitted.
+  const honest = await joinThroughRelay(false)
+  await honest.result
+  honest.close()
+  // Forging, it is refused: the answer is not the one the cluster's identity signed.
+  const forged = await joinThroughRelay(true)
+  await assert.rejects(forged.result, /not signed by the cluster's identity/)
+  forged.close()
 })
