@@ -26,3 +26,18 @@ export function prefixOf(kind: Kind): string {
 export function idOf(key: string): string {
   return key.slice(key.indexOf('/') + 1)
 }
+
+/**
+ * Desired state: what managers write and delete for good (the cluster, networks, services,
+ * tasks, attachments). Its deletions are final by clock (Store's deletion floor), not only
+ * for as long as a tombstone is kept.
+ */
+export function isDesiredStateKey(key: string): boolean {
+  return (
+    key === CLUSTER_KEY ||
+    key.startsWith('network/') ||
+    key.startsWith('service/') ||
+    key.startsWith('task/') ||
+    key.startsWith('attachment/')
+  )
+}

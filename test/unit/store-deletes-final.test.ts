@@ -1,0 +1,52 @@
+// Deletions of desired state are final by clock, not by the wall clock: a node that was away
+// for longer than the tombstones are kept comes back holding a service deleted meanwhile, and
+// its push-pulls offer it to nodes that reaped the tombstone. They must not take it back (a
+// deleted service returning, perhaps on addresses reused since). The TTL is 100 ms here.
+import assert from 'node:assert/strict'
+import {after, test} from 'node:test'
+import {GossipLab, sleep, waitFor} from './gossip-lab.js'
+
+const lab = new GossipLab()
+after(() => lab.close())
+
+test('a service deleted while a node was away, its tombstone reaped, does not come back when the node does', async () => {
+  const m = await lab.manager('m', {store: lab.openStore('m', {tombstoneTtlMs: 100})})
+  let w1 = await lab.worker('w1', m, {store: {tombstoneTtlMs: 100}})
+  m.store.put('service/s1', {id: 's1', name: 'web'})
+  await waitFor('w1 has the service', () => w1.store.get('service/s1') !== undefined, 5000)
+  const {addr, port} = w1
+  await lab.stop(w1)
+
+  m.store.delete('service/s1')
+  await sleep(150)
+  assert.equal(m.store.reap(), 1, 'the tombstone is reaped')
+  assert.equal(m.store.entry('service/s1'), undefined)
+
+  // w1 comes back with its store (the service in it) and push-pulls with m.
+  const pushPulls = m.gossip.stats.pushPulls
+  w1 = await lab.start('w1', addr, port, {store: lab.openStore('w1', {tombstoneTtlMs: 100})})
+  await waitFor(
+    'two push-pulls between them',
+    () => m.gossip.stats.pushPulls + w1.gossip.stats.pushPulls >= pushPulls + 2,
+    10_000,
+  )
+  assert.equal(m.store.get('service/s1'), undefined, 'the deleted service did not come back')
+  assert.match(m.store.lastRefusal ?? '', /service\/s1: deleted before its tombstone was reaped/)
+
+  // What a manager writes after the deletion is above the floor, the same key included.
+  m.store.put('service/s2', {id: 's2', name: 'api'})
+  m.store.put('service/s1', {id: 's1', name: 'web again'})
+  await waitFor(
+    'w1 has both',
+    () => w1.store.get<{name: string}>('service/s1')?.name === 'web again' && w1.store.get('service/s2') !== undefined,
+    5000,
+  )
+
+  // The floor outlives a restart of the store.
+  const floor = m.store.deletionFloor
+  assert.ok(floor > 0)
+  await lab.stop(m)
+  const again = lab.openStore('m', {tombstoneTtlMs: 100})
+  assert.equal(again.deletionFloor, floor)
+  again.close()
+})
