@@ -30,8 +30,12 @@ export type UpdatesBody = {t: 'updates'; entries: Entry[]}
  * of the same kind follow (absent: true). The requester's closing 'updates' come in chunks too,
  * until it closes the connection.
  */
-export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean}
-export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean}
+/**
+ * `floor`: the sender's deletion floor (Store.deletionFloor). From a manager, with its whole
+ * digest, it tells the receiver which desired state it holds was deleted and reaped meanwhile.
+ */
+export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean; floor?: number}
+export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean; floor?: number}
 export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
@@ -64,13 +68,28 @@ export function decodeMessage(buf: Buffer): Message | undefined {
       return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined
     case 'pushpull-req':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
+      if (x.floor !== undefined && !isCount(x.floor)) return undefined
       return isDigest(x.digest)
-        ? {t: 'pushpull-req', ...h, digest: x.digest, ...(x.last !== undefined ? {last: x.last} : {})}
+        ? {
+            t: 'pushpull-req',
+            ...h,
+            digest: x.digest,
+            ...(x.last !== undefined ? {last: x.last} : {}),
+            ...(x.floor !== undefined ? {floor: x.floor} : {}),
+          }
         : undefined
     case 'pushpull-resp':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
+      if (x.floor !== undefined && !isCount(x.floor)) return undefined
       return isDigest(x.digest) && isEntryList(x.entries)
-        ? {t: 'pushpull-resp', ...h, digest: x.digest, entries: x.entries, ...(x.last !== undefined ? {last: x.last} : {})}
+        ? {
+            t: 'pushpull-resp',
+            ...h,
+            digest: x.digest,
+            entries: x.entries,
+            ...(x.last !== undefined ? {last: x.last} : {}),
+            ...(x.floor !== undefined ? {floor: x.floor} : {}),
+          }
         : undefined
     case 'ping':
     case 'ack':

@@ -4,7 +4,7 @@ import {UserError} from '../model/errors.js'
 import {writeFileDurably} from '../sys/durable-file.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
-import {keyOf, prefixOf} from '../store/keys.js'
+import {isDesiredStateKey, keyOf, prefixOf} from '../store/keys.js'
 import type {Digest, Store} from '../store/store.js'
 import {realClock} from '../membership/clock.js'
 import type {SwimMessage} from '../membership/messages.js'
@@ -241,8 +241,11 @@ export class Gossip {
     try {
       conn = await this.transport.open(target, 5_000)
       const mine = chunks(Object.entries(this.offeredDigest()))
-      mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1}))
+      const floor = this.floorField()
+      mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1, ...floor}))
       const theirs = new DigestHeld()
+      let theirFloor = 0
+      let from = ''
       for (;;) {
         const resp = await conn.next()
         if (!resp || resp.t !== 'pushpull-resp') return false
@@ -251,8 +254,11 @@ export class Gossip {
           this.stats.digestOverflows++
           return false
         }
+        theirFloor = Math.max(theirFloor, resp.floor ?? 0)
+        from = resp.from
         if (resp.last !== false) break
       }
+      this.forgetDeleted(from, theirFloor, theirs.digest)
       await this.o.store.sync()
       for (const c of chunks(this.offered(theirs.digest))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
@@ -371,21 +377,31 @@ export class Gossip {
     try {
       if (first.t !== 'pushpull-req') return
       const theirs = new DigestHeld()
+      let theirFloor = 0
       for (let m: Message | undefined = first; ;) {
         if (m?.t !== 'pushpull-req') return
         if (!theirs.add(m.digest)) {
           this.stats.digestOverflows++
           return
         }
+        theirFloor = Math.max(theirFloor, m.floor ?? 0)
         if (m.last !== false) break
         m = await conn.next()
       }
+      this.forgetDeleted(first.from, theirFloor, theirs.digest)
       await this.o.store.sync()
       const digest = chunks(Object.entries(this.offeredDigest()))
       const entries = chunks(this.offered(theirs.digest))
       const n = Math.max(digest.length, entries.length)
+      const floor = this.floorField()
       for (let i = 0; i < n; i++)
-        conn.send({t: 'pushpull-resp', digest: digestOf(digest[i] ?? []), entries: entries[i] ?? [], last: i === n - 1})
+        conn.send({
+          t: 'pushpull-resp',
+          digest: digestOf(digest[i] ?? []),
+          entries: entries[i] ?? [],
+          last: i === n - 1,
+          ...floor,
+        })
       let merged = false
       for (let back = await conn.next(); back?.t === 'updates'; back = await conn.next()) {
         this.merge(back.entries)
@@ -576,6 +592,33 @@ export class Gossip {
     const out = new Set<string>()
     for (const e of this.o.store.list(prefixOf('node'))) if (this.authority.superseded(e)) out.add(e.key)
     return out
+  }
+
+  private floorField(): {floor?: number} {
+    const f = this.o.store.deletionFloor
+    return f > 0 ? {floor: f} : {}
+  }
+
+  /**
+   * A manager's whole digest and deletion floor: desired state held here at or below its
+   * floor that it holds in no form was deleted and its tombstone reaped while this node was
+   * away (Store.deletionFloor): this node forgets it too, rather than keep a deleted
+   * service (and run its tasks) that no one else will take back. Believed from a certified
+   * manager only (the header's sender is signed): a worker's claim would wipe desired state.
+   */
+  private forgetDeleted(from: string, floor: number, theirs: Digest): void {
+    if (floor <= 0 || this.certifiedNode(from)?.role !== 'manager') return
+    const gone: string[] = []
+    for (const e of this.o.store.all()) {
+      if (e.value === null || !isDesiredStateKey(e.key) || e.version.clock > floor) continue
+      if (!Object.hasOwn(theirs, e.key)) gone.push(e.key)
+    }
+    if (gone.length === 0) return
+    try {
+      this.stats.forgotten += this.o.store.forget(gone)
+    } catch {
+      this.stats.storeErrors++
+    }
   }
 
   private offeredDigest(): Digest {

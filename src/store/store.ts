@@ -308,6 +308,30 @@ export class Store {
     return out
   }
 
+  /**
+   * Drops live entries that were deleted elsewhere and whose tombstones are gone (gossip
+   * learned it from a manager's digest and floor). Each becomes an expired tombstone of the
+   * same version, logged (so a restart does not bring the value back: the later line of a
+   * version wins), told to the listeners as a remote change (not spread), then reaped at once,
+   * which raises this store's floor above it. Returns how many.
+   */
+  forget(keys: string[]): number {
+    this.assertOpen()
+    const changed: {e: Entry; old: Entry}[] = []
+    for (const key of keys) {
+      const old = this.entries.get(key)
+      if (!old || old.value === null) continue
+      changed.push({e: {key, value: null, version: old.version, deletedAt: this.now() - this.ttl - 1}, old})
+    }
+    if (changed.length === 0) return 0
+    this.log!.append(changed.map((c) => c.e))
+    for (const {e} of changed) this.entries.set(e.key, e)
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.firstListeners)
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.listeners)
+    this.reap()
+    return changed.length
+  }
+
   /** Forgets tombstones older than the TTL. Returns how many were reaped. */
   reap(): number {
     if (!this.opened) return 0

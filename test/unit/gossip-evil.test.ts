@@ -400,3 +400,17 @@ test('a forged join answer: a man in the middle with the worker token cannot han
   await assert.rejects(forged.result, /not signed by the cluster's identity/)
   forged.close()
 })
+
+test("a worker's deletion floor is not believed: an empty digest with a huge floor makes a node forget nothing", async () => {
+  const e4 = await EvilMember.join(lab, 'e4', m)
+  evils.push(e4)
+  await waitFor('w1 knows e4', () => w1.store.get('node/e4') !== undefined, 5000)
+  const held = w1.store.list('').length
+  const conn = await e4.connect(w1)
+  conn.send(e4.packet({t: 'pushpull-req', digest: {}, floor: 2 ** 40}))
+  assert.ok(await conn.next(5000), 'w1 answered the push-pull')
+  conn.destroy()
+  assert.equal(w1.gossip.stats.forgotten, 0)
+  assert.equal(w1.store.list('').length, held, 'w1 holds all it held')
+  assert.ok(w1.store.get('network/ingress'))
+})
