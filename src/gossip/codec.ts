@@ -45,7 +45,8 @@ export type SwimBody = {t: 'swim'; swim: SwimMessage}
 
 /** Key rotation (rotation.ts): the manager's signed directive, and a node's signed ack of its generation. */
 export type KeysBody = {t: 'keys'; keys: KeyDirective}
-export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; sig: string}
+/** hash: keyHash of what the node holds under the directive's key id (rotation.ts). */
+export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; hash: string; sig: string}
 
 export type Body =
   UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody | KeysBody | KeysAckBody
@@ -101,8 +102,13 @@ export function decodeMessage(buf: Buffer): Message | undefined {
     case 'keys':
       return isKeyDirective(x.keys) ? {t: 'keys', ...h, keys: x.keys} : undefined
     case 'keys-ack':
-      return isCount(x.gen) && isId(x.by) && typeof x.sig === 'string' && x.sig.length <= 256
-        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, sig: x.sig}
+      return isCount(x.gen) &&
+        isId(x.by) &&
+        typeof x.hash === 'string' &&
+        x.hash.length <= 64 &&
+        typeof x.sig === 'string' &&
+        x.sig.length <= 256
+        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, hash: x.hash, sig: x.sig}
         : undefined
     default:
       return undefined

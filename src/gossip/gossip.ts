@@ -15,7 +15,7 @@ import type {FramedConn} from './frame.js'
 import {certifyNode, signWith, verifyWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
 import {Keyring, SEAL_OVERHEAD} from './keyring.js'
-import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
+import {applyDirective, keyHash, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import type {ManagerSecrets} from './manager-secrets.js'
@@ -356,7 +356,7 @@ export class Gossip {
         return
       case 'keys-ack': {
         const rec = this.certifiedNode(m.by)
-        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by), m.sig)) this.rotation?.onAck(m.by, m.gen)
+        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by, m.hash), m.sig)) this.rotation?.onAck(m.by, m.gen, m.hash)
         else this.stats.unauthorised++
         return
       }
@@ -572,11 +572,14 @@ export class Gossip {
         this.stats.keyChanges++
       }
     }
+    // The bytes held under the directive's key id (an older directive's, or another manager's, may differ).
+    const hash = d.install ? keyHash(this.keyring.key(d.install.id)) : ''
     const ack = {
       t: 'keys-ack' as const,
       gen: d.gen,
       by: this.o.nodeId,
-      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId)),
+      hash,
+      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId, hash)),
     }
     this.track(this.transport.send(from, ack))
   }
@@ -698,8 +701,8 @@ function digestOf(pairs: [string, Version][]): Digest {
   return d
 }
 
-function ackText(gen: number, by: string): string {
-  return JSON.stringify(['swarmnet keys ack 1', gen, by])
+function ackText(gen: number, by: string, hash: string): string {
+  return JSON.stringify(['swarmnet keys ack 2', gen, by, hash])
 }
 
 function pick<T>(xs: T[]): T | undefined {
