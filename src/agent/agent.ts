@@ -551,7 +551,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         secrets: secretsOf(),
         etcd,
         isDown: (id) => membership.isDown(id),
+        selfId: cfg.nodeId,
+        now: Date.now(),
       })
+      if (ch.revoke) store.put(ch.revoke.key, ch.revoke.value)
       if (ch.promotion) store.put(promotionKey(ch.record.id), ch.promotion)
       else store.delete(promotionKey(ch.record.id))
       store.put(keyOf('node', ch.record.id), ch.record)

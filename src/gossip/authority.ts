@@ -3,7 +3,8 @@ import {signedText, type Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
 import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import {checkNodeCert, verifyWith} from './identity.js'
+import {certSerial, checkNodeCert, verifyWith} from './identity.js'
+import {revokedKey, type Revocation} from './revocation.js'
 
 /**
  * Who may write what. The cluster key only says a packet comes from some
@@ -21,7 +22,14 @@ import {checkNodeCert, verifyWith} from './identity.js'
  *  - taskstatus/<id>: a manager, or the node the task is placed on (the status
  *    names it, and so does the task as this node knows it);
  *  - attachmentstatus/<id>: a manager, or the node of the attachment (likewise);
+ *  - revoked/<serial>: managers only, and never deleted;
  *  - kinds this version does not know: managers only.
+ *
+ * A certificate named in revoked/ (a demoted manager's manager certificate, a
+ * removed node's) vouches for nothing: no write signed under it is believed,
+ * whatever record this node holds (one planted with a high clock before the
+ * demotion or removal reached it included), and a node record carrying one
+ * stands only as `left`.
  *
  * A refused entry is dropped and counted, alone: each entry stands on its own
  * signature, so its neighbours in the same message are judged on theirs. One
@@ -50,6 +58,7 @@ export class Authority {
     const own = e.key === keyOf('node', writerId) ? this.certified(e.value, writerId) : undefined
     const writer = own ?? batch.get(writerId) ?? this.certified(this.store.get(keyOf('node', writerId)), writerId)
     if (!writer) return `writer ${writerId} is not a certified node`
+    if (this.revoked(writer.cert)) return `the certificate of ${writerId} was revoked`
     if (!writer.pubKey || !e.sig || !verifyWith(writer.pubKey, signedText(e), e.sig))
       return `signature of ${writerId} does not verify`
     const manager = writer.role === 'manager'
@@ -69,8 +78,17 @@ export class Authority {
         const own = id === writerId ? this.selfRefusal(e, id) : undefined
         if (own) return own
         if (e.value === null) return undefined
-        if (!this.certified(e.value, id)) return `${e.key} carries no valid certificate`
-        return this.addressRefusal(e.value as NodeRecord)
+        const rec = this.certified(e.value, id)
+        if (!rec) return `${e.key} carries no valid certificate`
+        // A removed node's record keeps the certificate it had, revoked with the removal.
+        if (rec.state !== 'left' && this.revoked(rec.cert)) return `${e.key} carries a revoked certificate`
+        return this.addressRefusal(rec)
+      }
+      case 'revoked': {
+        if (!manager) return `only a manager writes ${e.key}`
+        if (e.value === null) return `a revocation is final: ${e.key} may not be deleted`
+        const r = e.value as Partial<Revocation>
+        return r.serial === id && typeof r.nodeId === 'string' ? undefined : `${e.key} is not a revocation of ${id}`
       }
       case 'taskstatus':
         return manager ? undefined : this.statusRefusal(e, id, writerId)
@@ -82,7 +100,24 @@ export class Authority {
     }
   }
 
-  /** The record, when it is a node record for `id` whose key and role the identity certified. */
+  /** Whether a manager revoked this certificate (revoked/<serial> is held here). */
+  revoked(cert: string | undefined): boolean {
+    return cert !== undefined && this.store.get(revokedKey(certSerial(cert))) !== undefined
+  }
+
+  /**
+   * Whether a held node record stands on a revoked certificate while not `left`: it
+   * was written before the revocation reached this node, perhaps by the node itself
+   * with a clock above the manager's demotion or removal. Any valid record for the
+   * key replaces it, whatever its clock, and this node does not offer it to peers.
+   */
+  superseded(e: Entry | undefined): boolean {
+    if (!e || e.value === null || !e.key.startsWith('node/')) return false
+    const r = e.value as Partial<NodeRecord>
+    return r.state !== 'left' && typeof r.cert === 'string' && this.revoked(r.cert)
+  }
+
+  /** The record, when it is a node record for `id` whose key and role the identity certified (revoked or not). */
   certified(v: Json | undefined | null, id: string): NodeRecord | undefined {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
     const r = v as Partial<NodeRecord>
@@ -102,12 +137,13 @@ export class Authority {
    * What a node may not write about itself, whatever certificate it holds (a demoted manager
    * keeps its old manager certificate; a removed node keeps its key): compared with the record
    * as this node holds it, `left` is final (a removed node whose agent restarts announces
-   * itself `ready`), a node does not raise its own role, nor delete its own record. A node
-   * this one has not heard of yet is judged by its certificate alone.
+   * itself `ready`), a node does not change its own role (roles are a manager's to give,
+   * with a new certificate and the old one revoked), nor delete its own record. A node
+   * this one has not heard of yet is judged by its certificate (and revocations) alone.
    */
   private selfRefusal(e: Entry, id: string): string | undefined {
     const cur = this.store.entry(e.key)
-    if (!cur) return undefined
+    if (!cur || this.superseded(cur)) return undefined
     if (cur.value === null) return `node ${id} was removed: it cannot write itself back`
     if (e.value === null) return `node ${id} may not delete its own record`
     const was = cur.value as Partial<NodeRecord>
@@ -115,6 +151,7 @@ export class Authority {
     if (was.state === 'left' && now.state !== 'left')
       return `node ${id} has left: left is final, it cannot come back under its id`
     if (now.role === 'manager' && was.role !== 'manager') return `node ${id} may not make itself a manager`
+    if (now.role !== was.role) return `node ${id} may not change its own role`
     return undefined
   }
 

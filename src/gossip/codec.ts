@@ -30,8 +30,12 @@ export type UpdatesBody = {t: 'updates'; entries: Entry[]}
  * of the same kind follow (absent: true). The requester's closing 'updates' come in chunks too,
  * until it closes the connection.
  */
-export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean}
-export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean}
+/**
+ * `floor`: the sender's deletion floor (Store.deletionFloor). From a manager, with its whole
+ * digest, it tells the receiver which desired state it holds was deleted and reaped meanwhile.
+ */
+export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean; floor?: number}
+export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean; floor?: number}
 export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
@@ -41,7 +45,8 @@ export type SwimBody = {t: 'swim'; swim: SwimMessage}
 
 /** Key rotation (rotation.ts): the manager's signed directive, and a node's signed ack of its generation. */
 export type KeysBody = {t: 'keys'; keys: KeyDirective}
-export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; sig: string}
+/** hash: keyHash of what the node holds under the directive's key id (rotation.ts). */
+export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; hash: string; sig: string}
 
 export type Body =
   UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody | KeysBody | KeysAckBody
@@ -64,13 +69,28 @@ export function decodeMessage(buf: Buffer): Message | undefined {
       return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined
     case 'pushpull-req':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
+      if (x.floor !== undefined && !isCount(x.floor)) return undefined
       return isDigest(x.digest)
-        ? {t: 'pushpull-req', ...h, digest: x.digest, ...(x.last !== undefined ? {last: x.last} : {})}
+        ? {
+            t: 'pushpull-req',
+            ...h,
+            digest: x.digest,
+            ...(x.last !== undefined ? {last: x.last} : {}),
+            ...(x.floor !== undefined ? {floor: x.floor} : {}),
+          }
         : undefined
     case 'pushpull-resp':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
+      if (x.floor !== undefined && !isCount(x.floor)) return undefined
       return isDigest(x.digest) && isEntryList(x.entries)
-        ? {t: 'pushpull-resp', ...h, digest: x.digest, entries: x.entries, ...(x.last !== undefined ? {last: x.last} : {})}
+        ? {
+            t: 'pushpull-resp',
+            ...h,
+            digest: x.digest,
+            entries: x.entries,
+            ...(x.last !== undefined ? {last: x.last} : {}),
+            ...(x.floor !== undefined ? {floor: x.floor} : {}),
+          }
         : undefined
     case 'ping':
     case 'ack':
@@ -82,8 +102,13 @@ export function decodeMessage(buf: Buffer): Message | undefined {
     case 'keys':
       return isKeyDirective(x.keys) ? {t: 'keys', ...h, keys: x.keys} : undefined
     case 'keys-ack':
-      return isCount(x.gen) && isId(x.by) && typeof x.sig === 'string' && x.sig.length <= 256
-        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, sig: x.sig}
+      return isCount(x.gen) &&
+        isId(x.by) &&
+        typeof x.hash === 'string' &&
+        x.hash.length <= 64 &&
+        typeof x.sig === 'string' &&
+        x.sig.length <= 256
+        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, hash: x.hash, sig: x.sig}
         : undefined
     default:
       return undefined

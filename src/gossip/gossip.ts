@@ -4,7 +4,7 @@ import {UserError} from '../model/errors.js'
 import {writeFileDurably} from '../sys/durable-file.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
-import {keyOf, prefixOf} from '../store/keys.js'
+import {isDesiredStateKey, keyOf, prefixOf} from '../store/keys.js'
 import type {Digest, Store} from '../store/store.js'
 import {realClock} from '../membership/clock.js'
 import type {SwimMessage} from '../membership/messages.js'
@@ -15,7 +15,7 @@ import type {FramedConn} from './frame.js'
 import {certifyNode, signWith, verifyWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
 import {Keyring, SEAL_OVERHEAD} from './keyring.js'
-import {applyDirective, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
+import {applyDirective, keyHash, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import type {ManagerSecrets} from './manager-secrets.js'
@@ -240,9 +240,12 @@ export class Gossip {
     let conn: SealedConn | undefined
     try {
       conn = await this.transport.open(target, 5_000)
-      const mine = chunks(Object.entries(this.o.store.digest()))
-      mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1}))
+      const mine = chunks(Object.entries(this.offeredDigest()))
+      const floor = this.floorField()
+      mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1, ...floor}))
       const theirs = new DigestHeld()
+      let theirFloor = 0
+      let from = ''
       for (;;) {
         const resp = await conn.next()
         if (!resp || resp.t !== 'pushpull-resp') return false
@@ -251,10 +254,13 @@ export class Gossip {
           this.stats.digestOverflows++
           return false
         }
+        theirFloor = Math.max(theirFloor, resp.floor ?? 0)
+        from = resp.from
         if (resp.last !== false) break
       }
+      this.forgetDeleted(from, theirFloor, theirs.digest)
       await this.o.store.sync()
-      for (const c of chunks(this.o.store.since(theirs.digest))) conn.send({t: 'updates', entries: c})
+      for (const c of chunks(this.offered(theirs.digest))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
       return true
     } catch {
@@ -350,7 +356,7 @@ export class Gossip {
         return
       case 'keys-ack': {
         const rec = this.certifiedNode(m.by)
-        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by), m.sig)) this.rotation?.onAck(m.by, m.gen)
+        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by, m.hash), m.sig)) this.rotation?.onAck(m.by, m.gen, m.hash)
         else this.stats.unauthorised++
         return
       }
@@ -371,21 +377,31 @@ export class Gossip {
     try {
       if (first.t !== 'pushpull-req') return
       const theirs = new DigestHeld()
+      let theirFloor = 0
       for (let m: Message | undefined = first; ;) {
         if (m?.t !== 'pushpull-req') return
         if (!theirs.add(m.digest)) {
           this.stats.digestOverflows++
           return
         }
+        theirFloor = Math.max(theirFloor, m.floor ?? 0)
         if (m.last !== false) break
         m = await conn.next()
       }
+      this.forgetDeleted(first.from, theirFloor, theirs.digest)
       await this.o.store.sync()
-      const digest = chunks(Object.entries(this.o.store.digest()))
-      const entries = chunks(this.o.store.since(theirs.digest))
+      const digest = chunks(Object.entries(this.offeredDigest()))
+      const entries = chunks(this.offered(theirs.digest))
       const n = Math.max(digest.length, entries.length)
+      const floor = this.floorField()
       for (let i = 0; i < n; i++)
-        conn.send({t: 'pushpull-resp', digest: digestOf(digest[i] ?? []), entries: entries[i] ?? [], last: i === n - 1})
+        conn.send({
+          t: 'pushpull-resp',
+          digest: digestOf(digest[i] ?? []),
+          entries: entries[i] ?? [],
+          last: i === n - 1,
+          ...floor,
+        })
       let merged = false
       for (let back = await conn.next(); back?.t === 'updates'; back = await conn.next()) {
         this.merge(back.entries)
@@ -471,33 +487,51 @@ export class Gossip {
    * MAX_CLOCK_JUMP of our clock and pass the authority (signed by a writer
    * allowed to write its key); the others are dropped and counted. Node
    * records go first, so a new node's record vouches for its entries in the
-   * same message. What passes is merged in one durable write.
+   * same message. What passes is merged in one durable write (two when the
+   * message carries revocations, which go first).
    */
   private merge(entries: Entry[]): Entry[] {
-    const limit = this.o.store.clock + MAX_CLOCK_JUMP
-    const ordered = [...entries.filter((e) => e.key.startsWith('node/')), ...entries.filter((e) => !e.key.startsWith('node/'))]
+    // Revocations first, merged before the rest is judged (each is judged by its manager's record, and
+    // then judges what follows); then node records, so a new node's record vouches for its entries.
+    const revocations = entries.filter((e) => e.key.startsWith('revoked/'))
+    const rest = entries.filter((e) => !e.key.startsWith('revoked/'))
     const batch = new Map<string, NodeRecord>()
+    const first = revocations.length > 0 ? this.mergeNow(this.judge(revocations, batch)) : []
+    const ordered = [...rest.filter((e) => e.key.startsWith('node/')), ...rest.filter((e) => !e.key.startsWith('node/'))]
+    const replace = new Set<string>()
+    return [...first, ...this.mergeNow(this.judge(ordered, batch, replace), replace)]
+  }
+
+  /** The entries that may be merged; `replace` gets the keys whose held entry they replace whatever its version. */
+  private judge(entries: Entry[], batch: Map<string, NodeRecord>, replace?: Set<string>): Entry[] {
+    const limit = this.o.store.clock + MAX_CLOCK_JUMP
     const ok: Entry[] = []
-    for (const e of ordered) {
+    for (const e of entries) {
       if (e.version.clock > limit) {
         this.stats.clockJumps++
         continue
       }
       const cur = this.o.store.entry(e.key)
-      // Already held (or older): nothing to judge, nothing to merge.
-      if (cur && compareVersions(e.version, cur.version) <= 0) continue
+      // Already held (or older): nothing to judge, nothing to merge; unless what is held stands on a revoked certificate.
+      const older = cur !== undefined && compareVersions(e.version, cur.version) <= 0
+      if (older && (!replace || e.value === null || !this.authority.superseded(cur))) continue
       const why = this.authority.refusal(e, batch)
       if (why) {
         this.stats.unauthorised++
         this.lastRefusal = why
         continue
       }
+      if (older) replace!.add(e.key)
       if (e.key.startsWith('node/') && e.value !== null) batch.set((e.value as NodeRecord).id, e.value as NodeRecord)
       ok.push(e)
     }
+    return ok
+  }
+
+  private mergeNow(ok: Entry[], replace?: ReadonlySet<string>): Entry[] {
     if (ok.length === 0) return []
     try {
-      const changed = this.o.store.merge(ok)
+      const changed = this.o.store.merge(ok, replace)
       this.stats.merged += changed.length
       return changed
     } catch {
@@ -538,17 +572,68 @@ export class Gossip {
         this.stats.keyChanges++
       }
     }
+    // The bytes held under the directive's key id (an older directive's, or another manager's, may differ).
+    const hash = d.install ? keyHash(this.keyring.key(d.install.id)) : ''
     const ack = {
       t: 'keys-ack' as const,
       gen: d.gen,
       by: this.o.nodeId,
-      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId)),
+      hash,
+      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId, hash)),
     }
     this.track(this.transport.send(from, ack))
   }
 
+  /** A node's record, when its certificate verifies and is not revoked: whose packets, rumours and acks are believed. */
   private certifiedNode(id: string): NodeRecord | undefined {
-    return this.authority.certified(this.o.store.get(keyOf('node', id)), id)
+    const r = this.authority.certified(this.o.store.get(keyOf('node', id)), id)
+    return r && !this.authority.revoked(r.cert) ? r : undefined
+  }
+
+  /** Node records held on a revoked certificate (Authority.superseded): not offered, so a peer sends its valid one. */
+  private superseded(): Set<string> {
+    const out = new Set<string>()
+    for (const e of this.o.store.list(prefixOf('node'))) if (this.authority.superseded(e)) out.add(e.key)
+    return out
+  }
+
+  private floorField(): {floor?: number} {
+    const f = this.o.store.deletionFloor
+    return f > 0 ? {floor: f} : {}
+  }
+
+  /**
+   * A manager's whole digest and deletion floor: desired state held here at or below its
+   * floor that it holds in no form was deleted and its tombstone reaped while this node was
+   * away (Store.deletionFloor): this node forgets it too, rather than keep a deleted
+   * service (and run its tasks) that no one else will take back. Believed from a certified
+   * manager only (the header's sender is signed): a worker's claim would wipe desired state.
+   */
+  private forgetDeleted(from: string, floor: number, theirs: Digest): void {
+    if (floor <= 0 || this.certifiedNode(from)?.role !== 'manager') return
+    const gone: string[] = []
+    for (const e of this.o.store.all()) {
+      if (e.value === null || !isDesiredStateKey(e.key) || e.version.clock > floor) continue
+      if (!Object.hasOwn(theirs, e.key)) gone.push(e.key)
+    }
+    if (gone.length === 0) return
+    try {
+      this.stats.forgotten += this.o.store.forget(gone)
+    } catch {
+      this.stats.storeErrors++
+    }
+  }
+
+  private offeredDigest(): Digest {
+    const d = this.o.store.digest()
+    for (const k of this.superseded()) delete d[k]
+    return d
+  }
+
+  private offered(theirs: Digest): Entry[] {
+    const gone = this.superseded()
+    const out = this.o.store.since(theirs)
+    return gone.size === 0 ? out : out.filter((e) => !gone.has(e.key))
   }
 
   private storePeers(): Peer[] {
@@ -616,8 +701,8 @@ function digestOf(pairs: [string, Version][]): Digest {
   return d
 }
 
-function ackText(gen: number, by: string): string {
-  return JSON.stringify(['swarmnet keys ack 1', gen, by])
+function ackText(gen: number, by: string, hash: string): string {
+  return JSON.stringify(['swarmnet keys ack 2', gen, by, hash])
 }
 
 function pick<T>(xs: T[]): T | undefined {

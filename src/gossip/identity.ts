@@ -1,4 +1,13 @@
-import {createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject} from 'node:crypto'
+import {
+  createHash,
+  createPrivateKey,
+  randomBytes,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto'
 import type {NodeRole} from '../model/types.js'
 
 /**
@@ -97,18 +106,42 @@ export function verifyWith(publicKey: string, data: Buffer | string, signature: 
 }
 
 /**
- * What the cluster identity signs when it admits a node: the node's id, key
- * and role. A node record is believed only with a certificate that verifies,
- * so a node cannot make itself a manager nor take another's id.
+ * What the cluster identity signs when it admits a node: the node's id, key,
+ * role and a serial. A node record is believed only with a certificate that
+ * verifies, so a node cannot make itself a manager nor take another's id; the
+ * serial names this one certificate, so it can be revoked (a demoted manager's
+ * manager certificate, a removed node's) while a new one for the same node,
+ * key and role is not (Ed25519 signs deterministically: without the serial a
+ * re-promotion would reissue the revoked certificate byte for byte).
  */
-function certText(id: string, publicKey: string, role: NodeRole): string {
-  return JSON.stringify(['swarmnet node certificate 1', id, publicKey, role])
+function certText(id: string, publicKey: string, role: NodeRole, serial?: string): string {
+  return serial === undefined
+    ? JSON.stringify(['swarmnet node certificate 1', id, publicKey, role])
+    : JSON.stringify(['swarmnet node certificate 2', id, publicKey, role, serial])
 }
 
+/** 128 random bits in hex: serials need no coordination between the managers that issue them. */
+const SERIAL = /^[0-9a-f]{32}$/
+
+/** A certificate: `<serial>.<signature>` (a certificate of before serials is the signature alone). */
 export function certifyNode(identity: KeyPair, id: string, publicKey: string, role: NodeRole): string {
-  return signWith(identity.privateKey, certText(id, publicKey, role))
+  const serial = randomBytes(16).toString('hex')
+  return `${serial}.${signWith(identity.privateKey, certText(id, publicKey, role, serial))}`
+}
+
+/**
+ * The certificate's serial: what a revocation names. A certificate made before
+ * serials is named by its hash (it was issued once per id, key and role).
+ */
+export function certSerial(cert: string): string {
+  const dot = cert.indexOf('.')
+  return dot === 32 ? cert.slice(0, 32) : createHash('sha256').update(cert).digest('hex').slice(0, 32)
 }
 
 export function checkNodeCert(identityPublicKey: string, id: string, publicKey: string, role: NodeRole, cert: string): boolean {
-  return verifyWith(identityPublicKey, certText(id, publicKey, role), cert)
+  if (typeof cert !== 'string') return false
+  const dot = cert.indexOf('.')
+  if (dot < 0) return verifyWith(identityPublicKey, certText(id, publicKey, role), cert)
+  const serial = cert.slice(0, dot)
+  return SERIAL.test(serial) && verifyWith(identityPublicKey, certText(id, publicKey, role, serial), cert.slice(dot + 1))
 }

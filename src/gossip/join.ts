@@ -1,4 +1,4 @@
-import {createHmac, hkdfSync, randomBytes, timingSafeEqual} from 'node:crypto'
+import {createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual} from 'node:crypto'
 import {DEFAULT_GOSSIP_PORT} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {isIpv4} from '../model/ipv4.js'
@@ -20,7 +20,8 @@ import {checkManagerSecrets, type ManagerSecrets} from './manager-secrets.js'
  *   manager -> challenge {nonce, identity, sig}        sig = Ed25519(identity key, cnonce + nonce)
  *           |  refused   {reason}
  *   joiner  -> proof     {node, mac}                   mac = HMAC(K_auth, nonces + node)
- *   manager -> accept    {sealed}                      AES-GCM under K_seal: key + whole state
+ *   manager -> accept    {sealed, sig}                 AES-GCM under K_seal: key + whole state;
+ *                                                      sig = Ed25519(identity key, nonces + node + sha256(answer))
  *           |  refused   {reason}
  *
  * The identity's public key must hash to the token's digest and the signature
@@ -30,6 +31,14 @@ import {checkManagerSecrets, type ManagerSecrets} from './manager-secrets.js'
  * K_seal come from the token secret by HKDF, so the secret never crosses the
  * wire. The node's public key travels in the proof (under the MAC); the
  * manager certifies it in the node record it writes.
+ *
+ * The token is shared by every worker, so K_seal alone proves nothing about
+ * who wrote the answer: anyone on the path holding the worker token could open
+ * it, put in tasks of its choosing and seal it again. The cluster identity
+ * therefore signs the transcript (both nonces, the node as the manager read
+ * it, the answer's hash), and the joiner checks that signature with the
+ * identity it pinned from the token's digest, as a Swarm node checks the
+ * manager's TLS chain against the CA digest in its token.
  */
 
 export type JoinRequestNode = Pick<NodeRecord, 'id' | 'name' | 'addr' | 'gossipPort' | 'mtu'> & {
@@ -80,6 +89,21 @@ function rejoinText(cnonce: Buffer, nonce: Buffer, id: string): string {
   return JSON.stringify(['swarmnet rejoin 1', cnonce.toString('base64'), nonce.toString('base64'), id])
 }
 
+/** What the cluster identity signs in the accept: this handshake, this node, this answer. */
+function answerText(cnonce: Buffer, nonce: Buffer, node: JoinRequestNode, answer: Buffer): string {
+  return JSON.stringify([
+    'swarmnet join answer 1',
+    cnonce.toString('base64'),
+    nonce.toString('base64'),
+    nodeCanon(node),
+    createHash('sha256').update(answer).digest('hex'),
+  ])
+}
+
+function nodeCanon(node: JoinRequestNode): string {
+  return JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu, node.pubKey])
+}
+
 function frame(x: object): Buffer {
   return Buffer.concat([Buffer.from([JOIN_FRAME]), Buffer.from(JSON.stringify(x))])
 }
@@ -94,7 +118,7 @@ function derive(token: JoinToken, info: string): Buffer {
 }
 
 function proofMac(token: JoinToken, nonce: Buffer, cnonce: Buffer, node: JoinRequestNode): Buffer {
-  const canon = JSON.stringify([node.id, node.name, node.addr, node.gossipPort, node.mtu, node.pubKey])
+  const canon = nodeCanon(node)
   return createHmac('sha256', derive(token, 'swarmnet join auth'))
     .update('join-proof')
     .update(nonce)
@@ -179,7 +203,8 @@ export async function serveJoin(conn: FramedConn, first: Buffer, ctx: JoinServer
       JSON.stringify({key: key.toString('base64'), keyId, role: match.role, entries, ...(secrets ? {secrets} : {})}),
     )
     const sealed = sealWith(sealKey(match.token, nonce, cnonce), body, 0, SEAL_LABEL)
-    conn.send(frame({t: 'accept', sealed: sealed.toString('base64')}))
+    const signed = signWith(ctx.identity.privateKey, answerText(cnonce, nonce, node, body))
+    conn.send(frame({t: 'accept', sealed: sealed.toString('base64'), sig: signed}))
     conn.close()
     return true
   } catch (e) {
@@ -258,6 +283,9 @@ export async function requestJoin(opts: {
     const acc = await read()
     const sealed = acc.t === 'accept' ? b64(acc.sealed) : undefined
     const plain = sealed ? openWith(sealKey(token, nonce, cnonce), sealed, SEAL_LABEL) : undefined
+    // Sealed with a key every holder of the token can make: only the identity's signature says a manager wrote it.
+    if (plain && (typeof acc.sig !== 'string' || !verifyWith(identity, answerText(cnonce, nonce, opts.node, plain), acc.sig)))
+      throw new UserError(`join refused: the answer from ${where} is not signed by the cluster's identity`)
     const body = plain ? parseJsonObject(plain) : undefined
     const key = body ? b64(body.key, KEY_BYTES) : undefined
     if (

@@ -1,4 +1,4 @@
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {signWith, verifyWith} from './identity.js'
 import {KEY_BYTES, type Keyring} from './keyring.js'
 
@@ -46,6 +46,15 @@ export type RotationStatus = {
   retireAt?: number
   lastRotatedAt?: number
   rotations: number
+}
+
+/**
+ * What an ack names: the bytes the node holds under the key id being rotated to. Two
+ * rotations at once (two managers) can pick the same id with different bytes; an ack
+ * counts only for the bytes this manager made, so it never seals with a key a node lacks.
+ */
+export function keyHash(key: Buffer | undefined): string {
+  return key ? createHash('sha256').update(key).digest('hex').slice(0, 32) : ''
 }
 
 export function directiveText(d: Omit<KeyDirective, 'sig'>): string {
@@ -225,9 +234,9 @@ export class KeyRotation {
     this.tick()
   }
 
-  /** A node applied the directive of this generation. */
-  onAck(from: string, gen: number): void {
-    if (this.current && gen === this.current.gen) this.acked.add(from)
+  /** A node applied the directive of this generation and holds, under the new key's id, the bytes hashed to `hash`. */
+  onAck(from: string, gen: number, hash: string): void {
+    if (this.current && gen === this.current.gen && hash === keyHash(this.newKey)) this.acked.add(from)
     this.tick()
   }
 

@@ -31,6 +31,8 @@ export type GossipStats = {
   pushPulls: number
   /** Push-pulls abandoned: the peer's digest passed MAX_DIGEST_KEYS or MAX_DIGEST_BYTES (gossip.ts). */
   digestOverflows: number
+  /** Desired-state entries dropped here because a manager's digest and deletion floor showed them deleted (gossip.ts forgetDeleted). */
+  forgotten: number
   /** Push-pulls refused: MAX_SERVED_PUSHPULLS were being served already. */
   pushPullsRefused: number
   /** Entries merged into the store that changed it. */
@@ -63,6 +65,7 @@ export function emptyStats(): GossipStats {
     sendErrors: 0,
     pushPulls: 0,
     digestOverflows: 0,
+    forgotten: 0,
     pushPullsRefused: 0,
     merged: 0,
     storeErrors: 0,

@@ -16,6 +16,7 @@ import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
+import {revocationOf} from '../gossip/revocation.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
 import {Controller} from '../agent/controller.js'
@@ -405,6 +406,10 @@ export class Manager {
     if (!this.membership.isDown(n.id))
       throw new UserError(`node ${n.name} is up: only a node that is down can be removed (stop it, or run leave on it)`)
     const gone: NodeRecord = {...n, state: 'left'}
+    // Its certificate first: whatever record of it stands anywhere (one it wrote itself with a
+    // high clock before this reached a node included), nothing signed under it is believed again.
+    const revoke = revocationOf(n, Date.now())
+    if (revoke) this.store.put(revoke.key, revoke.value)
     this.store.put(keyOf('node', n.id), gone)
     return gone
   }

@@ -7,6 +7,7 @@
 // The node's agent sees its record change and starts (or stops) serving as a
 // manager, forgetting the secrets when demoted; nothing restarts, no task moves.
 import {certifyNode} from '../gossip/identity.js'
+import {revocationOf, type Revocation} from '../gossip/revocation.js'
 import {sealSecretsTo, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {UserError} from '../model/errors.js'
 import type {ClusterSpec, NodeRecord, NodeRole} from '../model/types.js'
@@ -21,7 +22,13 @@ export type Promotion = {
   sealed?: string
 }
 
-export type RoleChange = {record: NodeRecord; promotion?: Promotion}
+/**
+ * The node's new record (a new certificate for its new role), the revocation of
+ * the certificate it had (written first: a demoted manager's manager
+ * certificate must vouch for nothing, wherever its old record still stands),
+ * and for a promotion what the new manager needs.
+ */
+export type RoleChange = {record: NodeRecord; revoke?: {key: string; value: Revocation}; promotion?: Promotion}
 
 export function changeRole(o: {
   nodes: NodeRecord[]
@@ -33,6 +40,9 @@ export function changeRole(o: {
   /** The etcd settings the node will use as a manager (promotion only). */
   etcd: EtcdSettings | undefined
   isDown: (id: string) => boolean
+  /** The manager making the change: a node does not change its own role (others refuse such a record). */
+  selfId: string
+  now: number
 }): RoleChange {
   if (o.cluster?.store !== 'etcd')
     throw new UserError('this cluster keeps its state embedded: it has one manager (init --store etcd for several)')
@@ -41,6 +51,8 @@ export function changeRole(o: {
   if (n.state === 'left') throw new UserError(`node ${n.name} has left the cluster`)
   if (o.isDown(n.id)) throw new UserError(`node ${n.name} is down: it cannot take a new role now`)
   if (n.role === o.role) throw new UserError(`node ${n.name} is already a ${o.role}`)
+  if (n.id === o.selfId)
+    throw new UserError(`node ${n.name} is this manager: a node cannot change its own role (run it on another manager)`)
   if (!n.pubKey) throw new UserError(`node ${n.name} has no node key: it must leave and join again`)
   if (!o.secrets)
     throw new UserError('this manager holds no cluster identity: it cannot certify roles (run it on another manager)')
@@ -51,6 +63,11 @@ export function changeRole(o: {
   if (o.role === 'manager' && !o.etcd) throw new UserError('no etcd settings to give the new manager')
   const {managerStatus: _gone, ...rest} = n
   const record: NodeRecord = {...rest, role: o.role, cert: certifyNode(o.secrets.identity, n.id, n.pubKey, o.role)}
-  if (o.role === 'worker') return {record}
-  return {record, promotion: {nodeId: n.id, etcd: o.etcd!, sealed: sealSecretsTo(n.pubKey, o.secrets)}}
+  const revoke = revocationOf(n, o.now)
+  if (o.role === 'worker') return {record, ...(revoke ? {revoke} : {})}
+  return {
+    record,
+    ...(revoke ? {revoke} : {}),
+    promotion: {nodeId: n.id, etcd: o.etcd!, sealed: sealSecretsTo(n.pubKey, o.secrets)},
+  }
 }

@@ -4,7 +4,16 @@
  */
 export const CLUSTER_KEY = 'cluster'
 
-export type Kind = 'node' | 'network' | 'service' | 'task' | 'taskstatus' | 'attachment' | 'attachmentstatus'
+export type Kind =
+  | 'node'
+  | 'network'
+  | 'service'
+  | 'task'
+  | 'taskstatus'
+  | 'attachment'
+  | 'attachmentstatus'
+  /** revoked/<serial>: a node certificate no one believes any more (src/gossip/revocation.ts). */
+  | 'revoked'
 
 export function keyOf(kind: Kind, id: string): string {
   return `${kind}/${id}`
@@ -16,4 +25,19 @@ export function prefixOf(kind: Kind): string {
 
 export function idOf(key: string): string {
   return key.slice(key.indexOf('/') + 1)
+}
+
+/**
+ * Desired state: what managers write and delete for good (the cluster, networks, services,
+ * tasks, attachments). Its deletions are final by clock (Store's deletion floor), not only
+ * for as long as a tombstone is kept.
+ */
+export function isDesiredStateKey(key: string): boolean {
+  return (
+    key === CLUSTER_KEY ||
+    key.startsWith('network/') ||
+    key.startsWith('service/') ||
+    key.startsWith('task/') ||
+    key.startsWith('attachment/')
+  )
 }

@@ -3,6 +3,13 @@ import {compareVersions, isEntry, wins, type Entry, type Version} from './entry.
 import type {Json} from './json.js'
 import {makeDurableDir, readSnapshot, writeSnapshot} from './snapshot.js'
 import {LogWriter, readLog, truncateLog, type LogStats} from './log.js'
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {writeFileDurably} from '../sys/durable-file.js'
+import {isDesiredStateKey} from './keys.js'
+
+/** Where the deletion floor is kept, next to the snapshot. */
+const FLOOR_FILE = 'deletion-floor'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
 export type Digest = Record<string, Version>
@@ -68,6 +75,15 @@ export class Store {
   private readonly firstListeners = new Set<ChangeListener>()
   private opens = 0
   private lamport = 0
+  /**
+   * The highest clock of a desired-state tombstone this store has reaped. A live
+   * desired-state entry at or below it, for a key held in no form here, is one
+   * deleted before the tombstone went (a node away for longer than the TTL
+   * brings it back): refused. Any later write of the key (a manager's, after the
+   * deletion) has a higher clock, so only deleted versions are kept out. Kept in
+   * its own file, written durably before the tombstones leave memory.
+   */
+  private floor = 0
   private opened = false
   private reaper: NodeJS.Timeout | undefined
   private log: LogWriter | undefined
@@ -100,6 +116,7 @@ export class Store {
     let snap = readSnapshot(this.dir)
     this.entries.clear()
     this.lamport = 0
+    this.floor = readFloor(this.dir)
     if (snap && snap.nodeId !== this.nodeId) {
       throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
     }
@@ -176,6 +193,11 @@ export class Store {
     return this.lamport
   }
 
+  /** See `floor`: desired-state versions at or below it were deleted here. */
+  get deletionFloor(): number {
+    return this.floor
+  }
+
   /** The live value; undefined when absent or deleted. The cast is the caller's claim about the key's kind. */
   get<T extends Json = Json>(key: string): T | undefined {
     const e = this.entries.get(key)
@@ -220,8 +242,10 @@ export class Store {
   /**
    * Applies the remote entries that beat what we hold, durably, and returns
    * them. Malformed entries and expired tombstones we do not need are skipped.
+   * Keys in `replace` take the incoming entry whatever the versions say (gossip's
+   * authority: a node record held on a revoked certificate yields to a valid one).
    */
-  merge(incoming: Iterable<unknown>): Entry[] {
+  merge(incoming: Iterable<unknown>, replace?: ReadonlySet<string>): Entry[] {
     this.assertOpen()
     const changed: {e: Entry; old: Entry | undefined}[] = []
     let maxClock = this.lamport
@@ -237,7 +261,12 @@ export class Store {
       if (x.sig !== undefined) e.sig = x.sig
       maxClock = Math.max(maxClock, e.version.clock)
       const cur = this.entries.get(e.key)
-      if (!wins(e.version, cur?.version)) continue
+      if (!wins(e.version, cur?.version) && !replace?.has(e.key)) continue
+      if (e.value !== null && !cur && e.version.clock <= this.floor && isDesiredStateKey(e.key)) {
+        this.refused++
+        this.lastRefusal = `${e.key}: deleted before its tombstone was reaped (clock ${e.version.clock} <= ${this.floor})`
+        continue
+      }
       if (e.value === null && !cur && this.expired(e)) continue
       changed.push({e, old: cur})
       this.entries.set(e.key, e)
@@ -279,12 +308,47 @@ export class Store {
     return out
   }
 
+  /**
+   * Drops live entries that were deleted elsewhere and whose tombstones are gone (gossip
+   * learned it from a manager's digest and floor). Each becomes an expired tombstone of the
+   * same version, logged (so a restart does not bring the value back: the later line of a
+   * version wins), told to the listeners as a remote change (not spread), then reaped at once,
+   * which raises this store's floor above it. Returns how many.
+   */
+  forget(keys: string[]): number {
+    this.assertOpen()
+    const changed: {e: Entry; old: Entry}[] = []
+    for (const key of keys) {
+      const old = this.entries.get(key)
+      if (!old || old.value === null) continue
+      changed.push({e: {key, value: null, version: old.version, deletedAt: this.now() - this.ttl - 1}, old})
+    }
+    if (changed.length === 0) return 0
+    this.log!.append(changed.map((c) => c.e))
+    for (const {e} of changed) this.entries.set(e.key, e)
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.firstListeners)
+    for (const {e, old} of changed) this.emit(e, old, 'remote', this.listeners)
+    this.reap()
+    return changed.length
+  }
+
   /** Forgets tombstones older than the TTL. Returns how many were reaped. */
   reap(): number {
     if (!this.opened) return 0
     const dead: Entry[] = []
     for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e)
     if (dead.length === 0) return 0
+    const floor = dead.reduce((f, e) => (isDesiredStateKey(e.key) ? Math.max(f, e.version.clock) : f), this.floor)
+    if (floor > this.floor) {
+      // On disk before the tombstones leave memory: a crash between must not forget the deletion.
+      try {
+        writeFileDurably(join(this.dir, FLOOR_FILE), `${floor}\n`)
+      } catch {
+        // Not written: the tombstones stay (and keep the deletions) until a reap can write it.
+        return 0
+      }
+      this.floor = floor
+    }
     // Nothing to log: a replay brings back only tombstones that are old enough to be reaped again,
     // and the next snapshot leaves them out.
     for (const e of dead) this.entries.delete(e.key)
@@ -365,5 +429,15 @@ export class Store {
 
   private assertOpen(): void {
     if (!this.opened) throw new Error(`store ${this.dir} is not open`)
+  }
+}
+
+function readFloor(dir: string): number {
+  try {
+    const n = Number(readFileSync(join(dir, FLOOR_FILE), 'utf8').trim())
+    return Number.isSafeInteger(n) && n > 0 ? n : 0
+  } catch {
+    // None yet: nothing was reaped.
+    return 0
   }
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import {after, describe, it} from 'node:test'
 import {generateKey, Keyring} from '../../src/gossip/keyring.js'
-import {applyDirective, KeyRotation, parseDuration, signDirective, type KeyDirective} from '../../src/gossip/rotation.js'
+import {applyDirective, keyHash, KeyRotation, parseDuration, signDirective, type KeyDirective} from '../../src/gossip/rotation.js'
 import {generateNodeKey} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
 import {GossipLab, sendUdp, sleep, waitFor, type LabNode} from './gossip-lab.js'
@@ -80,7 +80,9 @@ describe('the manager side of a rotation', () => {
       resendMs: 500,
       now: () => now,
     })
-    return {ring, sent, rot, live, advance: (ms: number) => (now += ms), persisted: () => persisted}
+    // A node's ack, holding the bytes the manager made under the new key's id (`hash` to say otherwise).
+    const ack = (id: string, gen: number, hash = keyHash(ring.key(rot.status().newId!))) => rot.onAck(id, gen, hash)
+    return {ring, sent, rot, live, ack, advance: (ms: number) => (now += ms), persisted: () => persisted}
   }
 
   it('installs, waits for every live node, seals with the new key, then retires the old after the grace', () => {
@@ -99,7 +101,7 @@ describe('the manager side of a rotation', () => {
     assert.equal(install.primary, undefined)
     assert.equal(install.install?.id, 1)
 
-    t.rot.onAck('a', install.gen)
+    t.ack('a', install.gen)
     assert.equal(t.rot.status().phase, 'install')
     assert.deepEqual(t.rot.status().waitingFor, ['b'])
     t.sent.length = 0
@@ -112,9 +114,9 @@ describe('the manager side of a rotation', () => {
       ['b'],
       'resent only to the one that has not acked',
     )
-    t.rot.onAck('b', install.gen - 1)
+    t.ack('b', install.gen - 1)
     assert.equal(t.rot.status().phase, 'install', 'an ack of another generation counts for nothing')
-    t.rot.onAck('b', install.gen)
+    t.ack('b', install.gen)
     assert.equal(t.rot.status().phase, 'use')
     assert.equal(t.ring.primary, 1)
     assert.deepEqual(t.ring.ids(), [0, 1], 'old key kept for the grace period')
@@ -128,17 +130,30 @@ describe('the manager side of a rotation', () => {
     assert.deepEqual(t.ring.ids(), [1])
     const retire = t.sent.at(-1)!.d
     assert.deepEqual(retire.retire, [0])
-    t.rot.onAck('a', retire.gen)
-    t.rot.onAck('b', retire.gen)
+    t.ack('a', retire.gen)
+    t.ack('b', retire.gen)
     assert.equal(t.rot.status().phase, 'idle')
     assert.equal(t.rot.rotations, 1)
     assert.throws(() => (t.rot.start(), t.rot.start()), /already under way/)
   })
 
+  it('an ack naming other bytes under the new id counts for nothing (two rotations at once picked the same id)', () => {
+    const t = setup(['a', 'b'])
+    t.rot.start()
+    const gen = t.sent[0]!.d.gen
+    t.ack('a', gen)
+    // b installed key 1 from another manager's rotation (other bytes), and acks what it holds.
+    t.ack('b', gen, keyHash(generateKey()))
+    assert.equal(t.rot.status().phase, 'install', 'not sealing with a key b does not hold')
+    assert.deepEqual(t.rot.status().waitingFor, ['b'])
+    t.ack('b', gen)
+    assert.equal(t.rot.status().phase, 'use')
+  })
+
   it('a node that goes down does not hold the rotation up', () => {
     const t = setup(['a', 'b'])
     t.rot.start()
-    t.rot.onAck('a', t.sent[0]!.d.gen)
+    t.ack('a', t.sent[0]!.d.gen)
     assert.equal(t.rot.status().phase, 'install')
     t.live.delete('b')
     t.rot.tick()

@@ -1,7 +1,7 @@
 // node promote / demote, the checks before anything is written, and what is written.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
-import {checkNodeCert, generateIdentity, generateNodeKey} from '../../src/gossip/identity.js'
+import {certifyNode, certSerial, checkNodeCert, generateIdentity, generateNodeKey} from '../../src/gossip/identity.js'
 import {changeRole} from '../../src/manager/roles.js'
 import {generateToken} from '../../src/gossip/token.js'
 import {openSecrets} from '../../src/gossip/manager-secrets.js'
@@ -25,6 +25,9 @@ const base = {
   secrets,
   etcd,
   isDown: () => false,
+  // The manager making the change is none of the nodes above unless a test says so.
+  selfId: 'm0',
+  now: 1000,
 }
 
 test('promote: the node re-certified as a manager, with the etcd settings it will use and the secrets sealed to it', () => {
@@ -38,9 +41,14 @@ test('promote: the node re-certified as a manager, with the etcd settings it wil
 })
 
 test('demote: re-certified as a worker, its manager status dropped; never the last manager up', () => {
-  const nodes = [...base.nodes, rec('m2', 'manager', {managerStatus: 'reachable'})]
+  const cert = certifyNode(identity, 'm2', key.publicKey, 'manager')
+  const nodes = [...base.nodes, rec('m2', 'manager', {managerStatus: 'reachable', cert})]
   const ch = changeRole({...base, nodes, ref: 'm2', role: 'worker'})
   assert.equal(ch.record.role, 'worker')
+  // Its manager certificate is revoked: it vouches for nothing wherever the old record still stands.
+  assert.deepEqual(ch.revoke, {key: `revoked/${certSerial(cert)}`, value: {serial: certSerial(cert), nodeId: 'm2', at: 1000}})
+  assert.notEqual(certSerial(ch.record.cert!), certSerial(cert))
+  assert.throws(() => changeRole({...base, nodes, selfId: 'm2', ref: 'm2', role: 'worker'}), /cannot change its own role/)
   assert.equal(ch.record.managerStatus, undefined)
   assert.equal(ch.promotion, undefined)
   assert.throws(() => changeRole({...base, ref: 'm1', role: 'worker'}), /last manager that is up/)

@@ -143,6 +143,8 @@ describe('a second manager admits joins and changes roles with the first one gon
       secrets: m2secrets,
       etcd,
       isDown: () => false,
+      selfId: 'm2',
+      now: Date.now(),
     })
     assert.ok(checkNodeCert(lab.identity.publicKey, 'w1', key.publicKey, 'manager', up.record.cert!))
     const w1cfg = {
@@ -173,6 +175,8 @@ describe('a second manager admits joins and changes roles with the first one gon
       secrets: m2secrets,
       etcd: undefined,
       isDown: (id) => id === 'm1',
+      selfId: 'm2',
+      now: Date.now(),
     })
     assert.ok(checkNodeCert(lab.identity.publicKey, 'w1', key.publicKey, 'worker', down.record.cert!))
     const demoted = configAsWorker(asManager.cfg, down.record.cert!)
