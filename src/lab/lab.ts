@@ -114,8 +114,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     // The switch is the wire: a real one does not run the hosts' netfilter on what it forwards.
     // With br_netfilter loaded (Docker loads it) every lab frame would pay its bridge hooks here,
     // on the sending CPU (~0.3 us a packet), for both data planes alike.
-    for (const k of ['iptables', 'ip6tables', 'arptables']) {
-      await setSysctl(`net.bridge.bridge-nf-call-${k}`, '0', T.SWITCH_NETNS).catch(() => undefined) // no br_netfilter: nothing to undo
+    for (const k of ['call-iptables', 'call-ip6tables', 'call-arptables']) {
+      await setSysctl(`net.bridge.bridge-nf-${k}`, '0', T.SWITCH_NETNS).catch(() => undefined) // no br_netfilter: nothing to undo
     }
 
     step(`client ${T.CLIENT_ADDRESS}`)
