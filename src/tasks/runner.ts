@@ -8,7 +8,7 @@ import {GWBRIDGE_GATEWAY} from './gwbridge.js'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {join, relative} from 'node:path'
 import {
   addAddress,
   addDefaultRoute,
@@ -36,7 +36,9 @@ import {
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
 import {launchArgv, type TaskUser} from './launcher.js'
-import {taskLogFile} from './logs.js'
+import {taskDir, taskLogFile} from './logs.js'
+import {type ContainerOptions, prepareContainer, releaseRootfs, removeContainer} from './container.js'
+import {resolveImage} from '../images/image.js'
 import {macForIp} from '../model/allocate.js'
 import {checkTaskId} from '../model/ids.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
@@ -208,6 +210,8 @@ export interface TaskProcessSpec {
   /** Resolved on the node (resolveUser); root when absent. */
   user?: TaskUser
   limits?: Limits
+  /** From an image, run by runc (container.ts); else a command of the node in the sandbox of launcher.ts. */
+  container?: ContainerOptions
 }
 
 /** The cgroup v2 directory of a task. */
@@ -253,7 +257,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  */
 export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
   const files = writeTaskFiles(spec)
-  const cg = createTaskCgroup(spec.node, spec.taskId, spec.limits)
+  // A container's cgroup (and its limits) is runc's to make, at the same place.
+  const cg = spec.container
+    ? {v2: taskCgroup(spec.node, spec.taskId), v1: []}
+    : createTaskCgroup(spec.node, spec.taskId, spec.limits)
   // Whatever an earlier run left in the cgroup goes first: the task is one set of processes.
   if (!(await killCgroup(cg.v2))) throw new Error(`starting task ${spec.taskId}: its old processes did not die`)
   const log = taskLogFile(spec.dir)
@@ -267,15 +274,30 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
       HOSTNAME: spec.name,
       ...spec.env,
     }
-    const argv = launchArgv({
-      netns: spec.netns,
-      hostname: spec.name,
-      hostsFile: files.hosts,
-      resolvFile: files.resolv,
-      cgroups: [cg.v2, ...cg.v1],
-      ...(spec.user ? {user: spec.user} : {}),
-      argv: spec.argv,
-    })
+    const argv = spec.container
+      ? await prepareContainer({
+          node: spec.node,
+          taskId: spec.taskId,
+          dir: spec.dir,
+          netnsPath: netnsPath(spec.netns),
+          cgroupsPath: `/${relative(cgroup2Root(), cg.v2)}`,
+          name: spec.name,
+          command: spec.argv,
+          extraEnv: spec.env ?? {},
+          opts: spec.container,
+          image: await resolveImage(spec.node, spec.container.image),
+          files,
+          ...(spec.limits ? {limits: spec.limits} : {}),
+        })
+      : launchArgv({
+          netns: spec.netns,
+          hostname: spec.name,
+          hostsFile: files.hosts,
+          resolvFile: files.resolv,
+          cgroups: [cg.v2, ...cg.v1],
+          ...(spec.user ? {user: spec.user} : {}),
+          argv: spec.argv,
+        })
     const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env})
     child.on('error', () => undefined) // shows as the launcher exiting
     child.on('exit', () => (exited = true))
@@ -330,6 +352,8 @@ export async function stopTaskProcess(node: string, taskId: string, init?: ProcI
   }
   if (!(await killCgroup(cg)))
     throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
+  await removeContainer(node, taskId)
+  await releaseRootfs(taskDir(node, taskId))
   removeTaskCgroups(node, taskId)
 }
 
