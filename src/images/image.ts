@@ -41,7 +41,8 @@ export function parseImageRef(ref: string): ImageRef {
   const rest = ref.slice(colon + 1)
   if (transport === 'oci') {
     if (!rest.startsWith('/')) throw new Error(`image ${ref}: oci: needs an absolute directory (oci:/DIR[:TAG])`)
-    const c = rest.lastIndexOf(':')
+    // The first colon after the directory, as skopeo and umoci split it (a tag may hold one: busybox:1.0).
+    const c = rest.indexOf(':')
     return c > 0
       ? {kind: 'oci', dir: rest.slice(0, c), tag: rest.slice(c + 1) || 'latest'}
       : {kind: 'oci', dir: rest, tag: 'latest'}

@@ -262,4 +262,43 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     await eventually('the container gone', () => !isAlive(again.pid), 30_000)
     assert.deepEqual(readdirSync(`/run/swarmnet/runc/${node}`), [], "runc's state of the task")
   })
+
+  test("image load puts an archive in each node's store; services run it by name, or from an OCI archive", async () => {
+    const docker = join(work, 'site.docker.tar')
+    const oci = join(work, 'site.oci.tar')
+    must(['skopeo', '--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `docker-archive:${docker}:site:1.0`])
+    must(['skopeo', '--insecure-policy', 'copy', '-q', `oci:${layout}:latest`, `oci-archive:${oci}:latest`])
+    for (const node of ['n1', 'n2']) assert.equal(ok(node, ['image', 'load', docker]).trim(), 'site:1.0')
+    assert.deepEqual(
+      json<{name: string}[]>('n2', ['image', 'ls']).map((i) => i.name),
+      ['site:1.0'],
+    )
+    const bad = cli('n1', ['image', 'load', oci])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr.trim(), /does not name its image: give --name NAME\[:TAG\]$/)
+
+    ok('n1', ['service', 'create', '--name', 'named', '--mode', 'global', '--network', 'app', '--image', 'site:1.0'])
+    ok('n1', ['service', 'create', '--name', 'archived', '--network', 'app', '--image', `oci-archive:${oci}`])
+    const tasks = [...(await running('named', 2)), ...(await running('archived', 1))]
+    const probe = tasksOf('probe')[0]!
+    for (const t of tasks) {
+      const page = await eventually(
+        `${t.name} serves`,
+        () => {
+          const r = inNs(probe.netns, ['curl', '-sf', '-m', '3', `http://${t.addresses[0]!.ip}/`])
+          return r.code === 0 ? r.stdout : undefined
+        },
+        30_000,
+      )
+      assert.equal(page, 'page from the image\n')
+    }
+    // Removed from the store while a task runs from it: the task keeps its root.
+    ok('n2', ['image', 'rm', 'site:1.0'])
+    assert.deepEqual(json<{name: string}[]>('n2', ['image', 'ls']), [])
+    const onN2 = tasksOf('named').find((t) => t.node === 'n2')!
+    assert.equal(exec(onN2.name, ['cat', '/www/index.html']).stdout, 'page from the image\n')
+    const gone = cli('n2', ['image', 'rm', 'site:1.0'])
+    assert.notEqual(gone.code, 0)
+    assert.match(gone.stderr.trim(), /^swarmnet: no image site:1.0 in node n2's store$/)
+  })
 })
