@@ -221,10 +221,16 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
   mkdirSync(spec.dir, {recursive: true, mode: 0o700})
   const hosts = join(spec.dir, 'hosts')
   const resolv = join(spec.dir, 'resolv.conf')
+  // A container's as Docker writes it: its IPv6 names too, and its hostname (--hostname, else the task's name).
+  const docker = spec.container
+    ? ['fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters']
+    : []
+  const name = spec.container?.hostname ?? spec.name
   const lines = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
-    ...spec.ips.map((ip) => `${ip}\t${spec.name}`),
+    ...docker,
+    ...spec.ips.map((ip) => `${ip}\t${name}`),
   ]
   writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
   writeFileSync(resolv, taskResolvConf(nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})

@@ -64,7 +64,7 @@ function buildImage(): void {
   for (const d of ['bin', 'etc', 'www/cgi-bin']) mkdirSync(join(root, d), {recursive: true})
   copyFileSync('/bin/busybox', join(root, 'bin', 'busybox'))
   chmodSync(join(root, 'bin', 'busybox'), 0o755)
-  for (const a of ['sh', 'httpd', 'cat', 'env', 'ls', 'id', 'echo', 'sleep', 'test', 'hostname', 'wget', 'kill'])
+  for (const a of ['sh', 'httpd', 'cat', 'env', 'ls', 'id', 'echo', 'sleep', 'test', 'hostname', 'wget', 'kill', 'nslookup'])
     symlinkSync('busybox', join(root, 'bin', a))
   writeFileSync(join(root, 'www', 'index.html'), 'page from the image\n')
   writeFileSync(join(root, 'etc', 'os-release'), 'ID=sn-busybox\nNAME="busybox built by the test"\n')
@@ -217,8 +217,13 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     // Docker's seccomp default refuses what needs a capability the task does not have, e.g. a new namespace.
     const unshare = exec('site.1', ['sh', '-c', 'busybox unshare -n true'])
     assert.notEqual(unshare.code, 0, 'created a network namespace')
+    // /etc/hosts as Docker writes it; the cluster's resolver answers for service names.
     const hosts = exec('site.1', ['cat', '/etc/hosts']).stdout
     assert.match(hosts, new RegExp(`^${site.addresses[0]!.ip.replace(/\./g, '\\.')}\\tsite\\.1$`, 'm'))
+    assert.match(hosts, /^ff02::1\tip6-allnodes$/m)
+    const probeVip = json<{vips: {ip: string}[]}>('n1', ['service', 'inspect', 'probe']).vips[0]!.ip
+    const ns = exec('site.1', ['nslookup', 'probe'])
+    assert.ok(ns.stdout.includes(probeVip), `probe's VIP ${probeVip} in ${ns.stdout}${ns.stderr}`)
   })
 
   test('restarted when its process exits; a kill -9 of the agent leaves it running, adopted by the next agent', async () => {
@@ -278,7 +283,18 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     assert.match(bad.stderr.trim(), /does not name its image: give --name NAME\[:TAG\]$/)
 
     ok('n1', ['service', 'create', '--name', 'named', '--mode', 'global', '--network', 'app', '--image', 'site:1.0'])
-    ok('n1', ['service', 'create', '--name', 'archived', '--network', 'app', '--image', `oci-archive:${oci}`])
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'archived',
+      '--network',
+      'app',
+      '--image',
+      `oci-archive:${oci}`,
+      '--hostname',
+      'arch-host',
+    ])
     const tasks = [...(await running('named', 2)), ...(await running('archived', 1))]
     const probe = tasksOf('probe')[0]!
     for (const t of tasks) {
@@ -292,6 +308,12 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
       )
       assert.equal(page, 'page from the image\n')
     }
+    const arch = tasksOf('archived')[0]!
+    assert.equal(exec(arch.name, ['hostname']).stdout.trim(), 'arch-host')
+    assert.match(
+      exec(arch.name, ['cat', '/etc/hosts']).stdout,
+      new RegExp(`^${arch.addresses[0]!.ip.replace(/\./g, '\\.')}\tarch-host$`, 'm'),
+    )
     // Removed from the store while a task runs from it: the task keeps its root.
     ok('n2', ['image', 'rm', 'site:1.0'])
     assert.deepEqual(json<{name: string}[]>('n2', ['image', 'ls']), [])
