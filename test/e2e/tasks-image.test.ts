@@ -6,6 +6,7 @@
 // it exits, and a kill -9 of its agent leaves it running, adopted by the next agent.
 import assert from 'node:assert/strict'
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -322,5 +323,55 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     const gone = cli('n2', ['image', 'rm', 'site:1.0'])
     assert.notEqual(gone.code, 0)
     assert.match(gone.stderr.trim(), /^swarmnet: no image site:1.0 in node n2's store$/)
+  })
+
+  test('create flags: --user, --read-only, --mount bind/volume/tmpfs, --cap-drop, --workdir, --env-file, a command replacing CMD', async () => {
+    const bind = join(work, 'bind')
+    mkdirSync(bind)
+    writeFileSync(join(bind, 'note'), 'from the node\n')
+    const envFile = join(work, 'env')
+    writeFileSync(envFile, '# set by the test\nFROM_FILE=1\n')
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'flags',
+      '--network',
+      'app',
+      '--image',
+      `oci:${layout}`,
+      '--user',
+      '1000:1000',
+      '--read-only',
+      '--cap-drop',
+      'NET_RAW',
+      '--workdir',
+      '/data',
+      '--env-file',
+      envFile,
+      '--mount',
+      `type=bind,source=${bind},target=/host,readonly`,
+      '--mount',
+      'type=volume,source=vol,target=/data',
+      '--mount',
+      'type=tmpfs,target=/scratch,tmpfs-size=1m',
+      '--',
+      'sleep',
+      '1000',
+    ])
+    const [t] = await running('flags', 1)
+    const status = readFileSync(`/proc/${t!.pid}/status`, 'utf8')
+    assert.equal(field(status, 'Uid')!.split(/\s+/)[0], '1000')
+    assert.equal(field(status, 'CapEff'), '0000000000000000', 'another user has no effective capabilities, as in Docker')
+    assert.equal((BigInt(`0x${field(status, 'CapBnd')}`) >> 13n) & 1n, 0n, 'NET_RAW dropped')
+    assert.equal(readFileSync(`/proc/${t!.pid}/cmdline`, 'utf8'), 'sleep\u00001000\u0000')
+    assert.equal(exec('flags.1', ['sh', '-c', 'pwd']).stdout.trim(), '/data')
+    assert.ok(exec('flags.1', ['env']).stdout.split('\n').includes('FROM_FILE=1'))
+    assert.equal(exec('flags.1', ['cat', '/host/note']).stdout, 'from the node\n')
+    assert.notEqual(exec('flags.1', ['sh', '-c', 'echo x > /host/note']).code, 0, 'wrote to a read-only bind')
+    assert.notEqual(exec('flags.1', ['sh', '-c', 'echo x > /www/x']).code, 0, 'wrote to a read-only root')
+    assert.equal(exec('flags.1', ['sh', '-c', 'echo x > /scratch/x && cat /scratch/x']).stdout, 'x\n')
+    assert.equal(exec('flags.1', ['test', '-d', '/data']).code, 0)
+    assert.ok(existsSync(`/var/lib/swarmnet/${t!.node}/volumes/vol/_data`), "the node's volume")
   })
 })
