@@ -223,7 +223,8 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     assert.match(hosts, new RegExp(`^${site.addresses[0]!.ip.replace(/\./g, '\\.')}\\tsite\\.1$`, 'm'))
     assert.match(hosts, /^ff02::1\tip6-allnodes$/m)
     const probeVip = json<{vips: {ip: string}[]}>('n1', ['service', 'inspect', 'probe']).vips[0]!.ip
-    const ns = exec('site.1', ['nslookup', 'probe'])
+    // Absolute (probe.): busybox's nslookup would append the search domain it takes from the dotted hostname.
+    const ns = exec('site.1', ['nslookup', 'probe.'])
     assert.ok(ns.stdout.includes(probeVip), `probe's VIP ${probeVip} in ${ns.stdout}${ns.stderr}`)
   })
 
