@@ -23,6 +23,7 @@ pkgs=(
   iputils-ping curl iperf3 tshark bpftool python3 # real clients for tests and the benchmark (python3 sends UDP GSO)
   etcd-server etcd-client openssl                # desired state in etcd (--store etcd): the lab's and the tests' members, etcdctl, lab certificates
   bind9-dnsutils dnsmasq-base dnsperf            # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
+  runc umoci skopeo busybox-static               # tasks from images: the OCI runtime, unpacking and copying images; the tests' busybox image
   apt                                            # apt-get here, apt-cache in test/unit/setup-tools.test.ts (on every Debian already)
 )
 missing=()

@@ -5,6 +5,8 @@ import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 import {parsePublish} from '../../src/model/ports.js'
+import {parseEnvFile} from '../../src/model/container.js'
+import {readFileSync} from 'node:fs'
 
 export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
@@ -19,6 +21,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
     '<%= config.bin %> service create --name web --replicas 2 -p 8080:80 -p 53:53/udp',
     '<%= config.bin %> service create --name web --publish published=8080,target=80,protocol=tcp,mode=host',
+    '<%= config.bin %> service create --name site --image oci:/srv/images/busybox:latest --env GREETING=hi -p 8080:80 -- httpd -f -p 80 -h /www',
   ]
   static override flags = {
     host: hostFlag,
@@ -54,6 +57,39 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       // One value per -p: a stray word after it is an error, not a second port.
       multipleNonGreedy: true,
     }),
+    image: Flags.string({
+      description:
+        "run the tasks as containers of this image (runc): oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE, or NAME[:TAG] from the node's image store (swarmnet image load)",
+    }),
+    env: Flags.string({
+      char: 'e',
+      description: 'set an environment variable KEY=VALUE (repeatable; with --image)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'env-file': Flags.string({
+      description: 'read KEY=VALUE lines from a file (repeatable; with --image)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    workdir: Flags.string({char: 'w', description: 'working directory inside the container (with --image)'}),
+    hostname: Flags.string({description: "the container's hostname (default: the task's name; with --image)"}),
+    'cap-add': Flags.string({
+      description: "add a capability to Docker's default set (repeatable; with --image)",
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'cap-drop': Flags.string({
+      description: 'drop a capability, or ALL (repeatable; with --image)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'read-only': Flags.boolean({description: "the container's root file system is read-only (with --image)"}),
+    mount: Flags.string({
+      description: 'type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...] (repeatable; with --image)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
   }
 
   async run(): Promise<void> {
@@ -72,8 +108,24 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       limitCpu: flags['limit-cpu'],
       endpointMode: flags['endpoint-mode'],
       ports,
+      image: flags.image,
+      env: [...(flags['env-file'] ?? []).flatMap((f) => parseEnvFile(readEnvFile(f), f, process.env)), ...(flags.env ?? [])],
+      workdir: flags.workdir,
+      hostname: flags.hostname,
+      capAdd: flags['cap-add'] ?? [],
+      capDrop: flags['cap-drop'] ?? [],
+      readOnly: flags['read-only'],
+      mounts: flags.mount ?? [],
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)
+  }
+}
+
+function readEnvFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (e) {
+    throw new Error(`cannot read --env-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
 }

@@ -183,6 +183,14 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           limitCpu: optStr(b, 'limitCpu'),
           endpointMode: optStr(b, 'endpointMode'),
           ports: list(b, 'ports').map(checkPortRequest),
+          image: optStr(b, 'image'),
+          env: strList(b, 'env'),
+          workdir: optStr(b, 'workdir'),
+          hostname: optStr(b, 'hostname'),
+          capAdd: strList(b, 'capAdd'),
+          capDrop: strList(b, 'capDrop'),
+          readOnly: b.readOnly === true,
+          mounts: strList(b, 'mounts'),
         }
         return serviceView(await w((x) => x.createService(req)), c)
       },

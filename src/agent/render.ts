@@ -97,6 +97,7 @@ export function serviceView(s: Service, c: Controller, ctx: ServiceViewContext =
     running: tasks.filter((t) => st.get(t.id)?.state === 'running').length,
     networks: s.networks.map((id) => nets.get(id) ?? id),
     command: s.command,
+    ...(s.container ? {container: s.container} : {}),
     endpointMode: s.endpointMode ?? 'vip',
     vips: (s.vips ?? []).map((v) => ({network: nets.get(v.networkId) ?? v.networkId, ip: v.ip})),
     ports: (s.ports ?? []).map((p) => ({published: p.published, target: p.target, protocol: p.protocol, mode: p.mode})),

@@ -1,6 +1,8 @@
 // What the agent API answers: flat, display-ready records. The commands render
 // these and nothing else, so the store's shape can change behind them.
 
+import type {ServiceContainer} from '../model/container.js'
+
 export interface NodeView {
   id: string
   name: string
@@ -66,6 +68,8 @@ export interface ServiceView {
   running: number
   networks: string[]
   command: string[]
+  /** --image and its flags, when the tasks are containers. */
+  container?: ServiceContainer
   endpointMode: 'vip' | 'dnsrr'
   /** One per network in vip mode (by network name); none in dnsrr mode. */
   vips: {network: string; ip: string}[]

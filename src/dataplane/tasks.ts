@@ -28,6 +28,7 @@ import {
   verifyTaskPid,
 } from '../tasks/runner.js'
 import {Supervisor} from '../tasks/supervisor.js'
+import {releaseRootfs, removeContainer, removeNodeContainers} from '../tasks/container.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
 import {TASK_ID} from '../model/ids.js'
@@ -123,7 +124,8 @@ export class TaskReconciler {
     if (!svc) return
     const nets = t.attachments.map((a) => s.get<Network>(keyOf('network', a.networkId)))
     if (nets.some((n) => !n)) return // the network has not arrived yet: a later change retries
-    const user = svc.user ? await resolveUser(svc.user) : undefined
+    // A container's user is the image's to resolve (its /etc/passwd), on each start.
+    const user = svc.user && !svc.container ? await resolveUser(svc.user) : undefined
     const netns = taskNetnsName(this.o.node, t.id)
     const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
     const gwIf = hostIfName(t.id, 'g')
@@ -174,11 +176,12 @@ export class TaskReconciler {
           name,
           // Overlay addresses first, then the gateway bridge's: every task's name resolves to an address of its own.
           ips: [...t.attachments.map((a) => a.ip), gwIp],
-          argv: svc.command.length > 0 ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
+          argv: svc.command.length > 0 || svc.container ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
           env: {SWARMNET_TASK_NAME: name, SWARMNET_TASK_ID: t.id},
           dir: taskDir(this.o.node, t.id),
           ...(user ? {user} : {}),
           ...(svc.limits ? {limits: svc.limits} : {}),
+          ...(svc.container ? {container: {...svc.container, ...(svc.user ? {user: svc.user} : {})}} : {}),
         })
       ).pid
     // After an agent restart only the pid is known: it is adopted if it is in the task's cgroup.
@@ -263,6 +266,7 @@ export class TaskReconciler {
       this.o.log(`removing orphaned cgroup of task ${id.slice(0, 12)}`)
       try {
         if (!(await killCgroup(join(nodeCgroupDirs(this.o.node).v2, id)))) throw new Error('processes survived cgroup.kill')
+        await removeContainer(this.o.node, id)
         removeTaskCgroups(this.o.node, id)
       } catch (e) {
         this.o.log(`cannot remove the cgroup of task ${id.slice(0, 12)}: ${(e as Error).message}`)
@@ -272,6 +276,7 @@ export class TaskReconciler {
       // <id> directories, and <id>.log files from before tasks had a directory.
       const id = f.replace(/\.log$/, '')
       if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
+      await releaseRootfs(join(tasksDir(this.o.node), f)).catch((e: Error) => this.o.log(e.message))
       rmSync(join(tasksDir(this.o.node), f), {recursive: true, force: true})
     }
     // The status of a task this node no longer has (stopped by an earlier run, or replaced while the
@@ -286,6 +291,7 @@ export class TaskReconciler {
   async removeAll(): Promise<void> {
     for (const [id, r] of this.running) await this.remove(id, r).catch((e: Error) => this.o.log(e.message))
     await this.removeOrphans(new Set())
+    await removeNodeContainers(this.o.node)
     // The node's own cgroup levels go too, unless something else still lives there (the lab's agent).
     const dirs = nodeCgroupDirs(this.o.node)
     for (const d of [dirs.v2, ...findV1NodeDirs(this.o.node)]) removeIfEmpty(d)

@@ -11,6 +11,7 @@ import {cgroupMounts, cgroupPids, findV1NodeDirs, killCgroup, removeCgroupTree, 
 import {execIn, addNetns, delNetns, listNetns, netnsExists, netnsPath, nsenterArgv} from '../sys/netns.js'
 import {isAlive, killProcs, procsInNetns, readPidFile} from '../sys/proc.js'
 import {bpfObjectPath} from '../util/root.js'
+import {removeNodeContainers} from '../tasks/container.js'
 import {enableIpForward, setSysctl} from '../sys/sysctl.js'
 import {type LabNode, type LabState, readLabState, removeLabState, writeLabState} from './state.js'
 import * as T from './topology.js'
@@ -230,6 +231,8 @@ export async function labDown(onStep: (what: string) => void = () => undefined):
   }
   removed.push(...[...killed].sort((a, b) => a - b).map((p) => `process ${p}`))
 
+  onStep('removing containers')
+  for (const node of nodes) await attempt(() => removeNodeContainers(node))
   onStep('removing cgroups')
   for (const cg of nodeCgroups) {
     await attempt(() => {

@@ -24,6 +24,7 @@ import {describeShortfalls, placementNodes, planService, type PlacementNodes, ty
 import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
+import {type ContainerRequest, containerSpec} from '../model/container.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 
 /** 24 hex digits: for tasks, the one rule of src/model/ids.ts (their ids become paths). */
@@ -42,7 +43,7 @@ export type ServiceRequest = {
   endpointMode?: string
   /** --publish / -p, parsed (src/model/ports.ts); published absent = allocated. */
   ports?: PortRequest[]
-}
+} & ContainerRequest
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 export type PortsUpdate = {add: PortRequest[]; rm: PortRef[]}
@@ -274,6 +275,7 @@ export class Manager {
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
     const sandbox = sandboxSpec(req)
+    const container = containerSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
@@ -288,6 +290,7 @@ export class Manager {
       ...(aliases.length > 0 ? {aliases} : {}),
       command: req.command,
       ...sandbox,
+      ...container,
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),

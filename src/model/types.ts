@@ -1,3 +1,4 @@
+import type {ServiceContainer} from './container.js'
 /**
  * The cluster's nouns, as they are stored and gossiped.
  *
@@ -85,6 +86,8 @@ export type Service = {
   user?: string
   /** --limit-memory in bytes, --limit-cpu in billionths of a CPU (Docker's NanoCPUs). */
   limits?: {memoryBytes?: number; nanoCpus?: number}
+  /** --image and its flags: the tasks are containers run by runc; absent = commands of the node. */
+  container?: ServiceContainer
   /** How the service is reached: one virtual IP per network (absent = 'vip'), or only its task addresses. */
   endpointMode?: EndpointMode
   /** vip mode: one address per attached network, from its subnet like a task's; none in dnsrr mode. */

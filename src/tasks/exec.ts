@@ -6,6 +6,7 @@ import {spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {execArgv, userOfProcess} from './launcher.js'
 import {taskCgroup, verifyTaskPid} from './runner.js'
+import {isContainer, runcExecArgv} from './container.js'
 
 export interface ExecTarget {
   id: string
@@ -25,6 +26,8 @@ export function taskExecArgv(t: ExecTarget, argv: string[]): string[] {
   } catch {
     throw new Error(`task ${t.name} exited`)
   }
+  // A container: runc enters it as its own process runs (seccomp included).
+  if (isContainer(t.node, t.id)) return runcExecArgv(t.node, t.id, argv)
   return execArgv(init.pid, [taskCgroup(t.node, t.id)], userOfProcess(status), argv)
 }
 

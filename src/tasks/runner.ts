@@ -8,7 +8,7 @@ import {GWBRIDGE_GATEWAY} from './gwbridge.js'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {join, relative} from 'node:path'
 import {
   addAddress,
   addDefaultRoute,
@@ -36,7 +36,9 @@ import {
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
 import {launchArgv, type TaskUser} from './launcher.js'
-import {taskLogFile} from './logs.js'
+import {taskDir, taskLogFile} from './logs.js'
+import {type ContainerOptions, prepareContainer, releaseRootfs, removeContainer} from './container.js'
+import {resolveImage} from '../images/image.js'
 import {macForIp} from '../model/allocate.js'
 import {checkTaskId} from '../model/ids.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
@@ -208,6 +210,8 @@ export interface TaskProcessSpec {
   /** Resolved on the node (resolveUser); root when absent. */
   user?: TaskUser
   limits?: Limits
+  /** From an image, run by runc (container.ts); else a command of the node in the sandbox of launcher.ts. */
+  container?: ContainerOptions
 }
 
 /** The cgroup v2 directory of a task. */
@@ -217,10 +221,16 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
   mkdirSync(spec.dir, {recursive: true, mode: 0o700})
   const hosts = join(spec.dir, 'hosts')
   const resolv = join(spec.dir, 'resolv.conf')
+  // A container's as Docker writes it: its IPv6 names too, and its hostname (--hostname, else the task's name).
+  const docker = spec.container
+    ? ['fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters']
+    : []
+  const name = spec.container?.hostname ?? spec.name
   const lines = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
-    ...spec.ips.map((ip) => `${ip}\t${spec.name}`),
+    ...docker,
+    ...spec.ips.map((ip) => `${ip}\t${name}`),
   ]
   writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
   writeFileSync(resolv, taskResolvConf(nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})
@@ -253,7 +263,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  */
 export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
   const files = writeTaskFiles(spec)
-  const cg = createTaskCgroup(spec.node, spec.taskId, spec.limits)
+  // A container's cgroup (and its limits) is runc's to make, at the same place.
+  const cg = spec.container
+    ? {v2: taskCgroup(spec.node, spec.taskId), v1: []}
+    : createTaskCgroup(spec.node, spec.taskId, spec.limits)
   // Whatever an earlier run left in the cgroup goes first: the task is one set of processes.
   if (!(await killCgroup(cg.v2))) throw new Error(`starting task ${spec.taskId}: its old processes did not die`)
   const log = taskLogFile(spec.dir)
@@ -267,15 +280,30 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
       HOSTNAME: spec.name,
       ...spec.env,
     }
-    const argv = launchArgv({
-      netns: spec.netns,
-      hostname: spec.name,
-      hostsFile: files.hosts,
-      resolvFile: files.resolv,
-      cgroups: [cg.v2, ...cg.v1],
-      ...(spec.user ? {user: spec.user} : {}),
-      argv: spec.argv,
-    })
+    const argv = spec.container
+      ? await prepareContainer({
+          node: spec.node,
+          taskId: spec.taskId,
+          dir: spec.dir,
+          netnsPath: netnsPath(spec.netns),
+          cgroupsPath: `/${relative(cgroup2Root(), cg.v2)}`,
+          name: spec.name,
+          command: spec.argv,
+          extraEnv: spec.env ?? {},
+          opts: spec.container,
+          image: await resolveImage(spec.node, spec.container.image),
+          files,
+          ...(spec.limits ? {limits: spec.limits} : {}),
+        })
+      : launchArgv({
+          netns: spec.netns,
+          hostname: spec.name,
+          hostsFile: files.hosts,
+          resolvFile: files.resolv,
+          cgroups: [cg.v2, ...cg.v1],
+          ...(spec.user ? {user: spec.user} : {}),
+          argv: spec.argv,
+        })
     const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env})
     child.on('error', () => undefined) // shows as the launcher exiting
     child.on('exit', () => (exited = true))
@@ -330,6 +358,8 @@ export async function stopTaskProcess(node: string, taskId: string, init?: ProcI
   }
   if (!(await killCgroup(cg)))
     throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
+  await removeContainer(node, taskId)
+  await releaseRootfs(taskDir(node, taskId))
   removeTaskCgroups(node, taskId)
 }
 

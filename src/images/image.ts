@@ -1,0 +1,173 @@
+/**
+ * Images a task runs from, by reference: what skopeo names offline (oci:DIR[:TAG],
+ * oci-archive:FILE, docker-archive:FILE) or a bare NAME[:TAG] in the node's own image store
+ * (store.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
+ * manifest digest, and shared read-only by every task that runs it (rootfs.ts gives each task a
+ * writable layer over it).
+ */
+import {createHash} from 'node:crypto'
+import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {stateDir} from '../agent/paths.js'
+import {run} from '../sys/exec.js'
+
+/** The parts of an image's configuration a container starts from (OCI image-spec config). */
+export interface ImageConfig {
+  env: string[]
+  entrypoint: string[]
+  cmd: string[]
+  workdir: string
+  user: string
+}
+
+export interface UnpackedImage {
+  /** sha256:... of its manifest. */
+  digest: string
+  /** Read-only: shared by the node's tasks. */
+  rootfs: string
+  config: ImageConfig
+}
+
+/** A reference split: an OCI layout directory and tag, or an archive to copy into the store first. */
+export type ImageRef =
+  {kind: 'oci'; dir: string; tag: string} | {kind: 'oci-archive' | 'docker-archive'; file: string} | {kind: 'store'; name: string}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$/
+
+/** Parses --image; one-line error for anything else. */
+export function parseImageRef(ref: string): ImageRef {
+  const colon = ref.indexOf(':')
+  const transport = colon > 0 ? ref.slice(0, colon) : ''
+  const rest = ref.slice(colon + 1)
+  if (transport === 'oci') {
+    if (!rest.startsWith('/')) throw new Error(`image ${ref}: oci: needs an absolute directory (oci:/DIR[:TAG])`)
+    // The first colon after the directory, as skopeo and umoci split it (a tag may hold one: busybox:1.0).
+    const c = rest.indexOf(':')
+    return c > 0
+      ? {kind: 'oci', dir: rest.slice(0, c), tag: rest.slice(c + 1) || 'latest'}
+      : {kind: 'oci', dir: rest, tag: 'latest'}
+  }
+  if (transport === 'oci-archive' || transport === 'docker-archive') {
+    if (!rest.startsWith('/')) throw new Error(`image ${ref}: ${transport}: needs an absolute file path`)
+    return {kind: transport, file: rest}
+  }
+  if (transport === 'containers-storage' || transport === 'docker' || transport === 'dir')
+    throw new Error(
+      `image ${ref}: the ${transport}: transport is not supported (use oci:, oci-archive:, docker-archive: or swarmnet image load)`,
+    )
+  if (!NAME_RE.test(ref))
+    throw new Error(
+      `image ${ref}: not an image reference (oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE or NAME[:TAG])`,
+    )
+  return {kind: 'store', name: ref.includes(':') ? ref : `${ref}:latest`}
+}
+
+export const imagesDir = (node: string) => join(stateDir(node), 'images')
+/** The node's store: one OCI layout, blobs shared between its images. */
+export const storeLayout = (node: string) => join(imagesDir(node), 'layout')
+const unpackedDir = (node: string) => join(imagesDir(node), 'rootfs')
+
+const blob = (dir: string, digest: string) => {
+  const [alg, hex] = digest.split(':')
+  if (alg !== 'sha256' || !/^[0-9a-f]{64}$/.test(hex ?? '')) throw new Error(`malformed digest ${digest}`)
+  return join(dir, 'blobs', alg, hex!)
+}
+
+interface IndexJson {
+  manifests?: {digest: string; mediaType?: string; annotations?: Record<string, string>}[]
+}
+
+const readJson = <T>(path: string, what: string): T => {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T
+  } catch (e) {
+    throw new Error(`${what}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`)
+  }
+}
+
+/** The tags of an OCI layout with their manifest digests. */
+export function layoutTags(dir: string): {tag: string; digest: string}[] {
+  if (!existsSync(join(dir, 'index.json'))) return []
+  const idx = readJson<IndexJson>(join(dir, 'index.json'), `${dir}/index.json`)
+  return (idx.manifests ?? []).flatMap((m) => {
+    const tag = m.annotations?.['org.opencontainers.image.ref.name']
+    return tag ? [{tag, digest: m.digest}] : []
+  })
+}
+
+/** Manifest digest and configuration of tag in an OCI layout. */
+export function readLayoutImage(dir: string, tag: string): {digest: string; config: ImageConfig} {
+  const m = layoutTags(dir).find((x) => x.tag === tag)
+  if (!m) {
+    if (!existsSync(join(dir, 'index.json'))) throw new Error(`image oci:${dir}: not an OCI layout (no index.json)`)
+    throw new Error(`image oci:${dir}:${tag}: no such tag`)
+  }
+  const manifest = readJson<{config?: {digest: string}}>(blob(dir, m.digest), `manifest of ${tag}`)
+  if (!manifest.config) throw new Error(`image oci:${dir}:${tag}: not an image manifest (an index? pick a platform's tag)`)
+  const c = readJson<{config?: Record<string, unknown>}>(blob(dir, manifest.config.digest), `config of ${tag}`).config ?? {}
+  const strs = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
+  return {
+    digest: m.digest,
+    config: {
+      env: strs(c.Env),
+      entrypoint: strs(c.Entrypoint),
+      cmd: strs(c.Cmd),
+      workdir: typeof c.WorkingDir === 'string' && c.WorkingDir ? c.WorkingDir : '/',
+      user: typeof c.User === 'string' ? c.User : '',
+    },
+  }
+}
+
+/** The unpacked root file system of tag in dir: unpacked now unless this node has it already. */
+async function unpackFromLayout(node: string, dir: string, tag: string): Promise<UnpackedImage> {
+  const {digest, config} = readLayoutImage(dir, tag)
+  const target = join(unpackedDir(node), digest.slice('sha256:'.length))
+  const rootfs = join(target, 'rootfs')
+  if (!existsSync(join(target, 'done'))) {
+    // Unpacked beside it and renamed: a half-unpacked image is never taken for a whole one.
+    const tmp = `${target}.tmp-${process.pid}`
+    rmSync(tmp, {recursive: true, force: true})
+    mkdirSync(tmp, {recursive: true, mode: 0o700})
+    try {
+      await run(['umoci', 'raw', 'unpack', '--image', `${dir}:${tag}`, join(tmp, 'rootfs')], `unpacking image ${dir}:${tag}`, {
+        timeoutMs: 300_000,
+      })
+      writeFileSync(join(tmp, 'config.json'), JSON.stringify(config))
+      writeFileSync(join(tmp, 'done'), '')
+      rmSync(target, {recursive: true, force: true})
+      renameSync(tmp, target)
+    } catch (e) {
+      rmSync(tmp, {recursive: true, force: true})
+      throw e
+    }
+  }
+  return {digest, rootfs, config}
+}
+
+/** Copies an archive into the node's store under a name of its own (the file's path hashed), once. */
+async function importArchive(node: string, transport: string, file: string): Promise<string> {
+  if (!existsSync(file)) throw new Error(`image ${transport}:${file}: no such file`)
+  const tag = `archive-${createHash('sha256').update(`${transport}:${file}`).digest('hex').slice(0, 16)}`
+  await copyIntoStore(node, `${transport}:${file}`, tag)
+  return tag
+}
+
+/** skopeo copy SRC into the node's store as tag. */
+export async function copyIntoStore(node: string, src: string, tag: string): Promise<void> {
+  mkdirSync(imagesDir(node), {recursive: true, mode: 0o700})
+  await run(['skopeo', '--insecure-policy', 'copy', '--quiet', src, `oci:${storeLayout(node)}:${tag}`], `copying ${src}`, {
+    timeoutMs: 300_000,
+  })
+}
+
+/** The image a task of this node runs: resolved, copied and unpacked as needed. */
+export async function resolveImage(node: string, ref: string): Promise<UnpackedImage> {
+  const r = parseImageRef(ref)
+  if (r.kind === 'oci') return unpackFromLayout(node, r.dir, r.tag)
+  if (r.kind === 'store') {
+    if (!layoutTags(storeLayout(node)).some((t) => t.tag === r.name))
+      throw new Error(`image ${r.name} is not in node ${node}'s image store (swarmnet image load FILE)`)
+    return unpackFromLayout(node, storeLayout(node), r.name)
+  }
+  return unpackFromLayout(node, storeLayout(node), await importArchive(node, r.kind, r.file))
+}

@@ -1,0 +1,193 @@
+/**
+ * A service's containers (service create --image and the flags that go with it), checked where
+ * the request arrives: each bad value is refused with one line, before anything is made.
+ * What the node needs of an image (its files, its config) is read on the node (src/images).
+ */
+import {UserError} from './errors.js'
+import {parseImageRef} from '../images/image.js'
+import {ALL_CAPS} from '../tasks/oci-spec.js'
+
+/** --mount, parsed (Docker's syntax): a directory of the node, a tmpfs, or a volume of the node. */
+export type ServiceMount =
+  | {type: 'bind'; source: string; target: string; readonly?: boolean}
+  | {type: 'volume'; source?: string; target: string; readonly?: boolean}
+  | {type: 'tmpfs'; target: string; sizeBytes?: number; mode?: number}
+
+export type ServiceContainer = {
+  /** --image as given: oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE or NAME[:TAG] (node's store). */
+  image: string
+  /** KEY=VALUE, --env-file's first, then --env. */
+  env?: string[]
+  workdir?: string
+  hostname?: string
+  capAdd?: string[]
+  capDrop?: string[]
+  readOnly?: boolean
+  mounts?: ServiceMount[]
+}
+
+export type ContainerRequest = {
+  image?: string
+  env?: string[]
+  workdir?: string
+  hostname?: string
+  capAdd?: string[]
+  capDrop?: string[]
+  readOnly?: boolean
+  mounts?: string[]
+}
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+function checkEnv(kv: string): string {
+  const key = kv.split('=')[0]!
+  if (!kv.includes('=') || !ENV_KEY.test(key)) throw new UserError(`invalid --env '${kv}': KEY=VALUE, KEY a name`)
+  return kv
+}
+
+function checkPath(flag: string, p: string): string {
+  if (!p.startsWith('/') || p.includes('\0') || p.split('/').includes('..'))
+    throw new UserError(`invalid ${flag} '${p}': an absolute path without ..`)
+  return p
+}
+
+function checkCap(flag: string, c: string): string {
+  const n = c.toLowerCase().replace(/^cap_/, '')
+  if (n !== 'all' && !(ALL_CAPS as readonly string[]).includes(n))
+    throw new UserError(`invalid ${flag} '${c}': no such capability`)
+  return n
+}
+
+const SIZE = /^(\d+)([kmg]?)b?$/i
+const UNIT: Record<string, number> = {'': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3}
+
+/** One --mount: type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...][,tmpfs-mode=...]. */
+export function parseMount(spec: string): ServiceMount {
+  const bad = (why: string) => new UserError(`invalid --mount '${spec}': ${why}`)
+  const kv = new Map<string, string>()
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=')
+    const k = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase()
+    const v = eq < 0 ? '' : part.slice(eq + 1)
+    const key = k === 'src' ? 'source' : k === 'dst' || k === 'destination' ? 'target' : k === 'ro' ? 'readonly' : k
+    if (!['type', 'source', 'target', 'readonly', 'tmpfs-size', 'tmpfs-mode'].includes(key)) throw bad(`unknown key '${k}'`)
+    if (kv.has(key)) throw bad(`'${key}' given twice`)
+    kv.set(key, v)
+  }
+  const type = kv.get('type') ?? 'volume'
+  const target = kv.get('target')
+  if (!target) throw bad('target= is required')
+  checkPath('--mount target', target)
+  let readonly: boolean | undefined
+  if (kv.has('readonly')) {
+    const r = kv.get('readonly')!
+    if (!['', 'true', '1', 'false', '0'].includes(r)) throw bad(`readonly=${r}: true or false`)
+    readonly = ['', 'true', '1'].includes(r)
+  }
+  const source = kv.get('source')
+  if (type === 'bind') {
+    if (!source) throw bad('a bind mount needs source=/PATH')
+    checkPath('--mount source', source)
+    if (kv.has('tmpfs-size') || kv.has('tmpfs-mode')) throw bad('tmpfs-* options are for type=tmpfs')
+    return {type, source, target, ...(readonly ? {readonly} : {})}
+  }
+  if (type === 'volume') {
+    if (source !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(source))
+      throw bad(`volume name '${source}': letters, digits, _ . -`)
+    if (kv.has('tmpfs-size') || kv.has('tmpfs-mode')) throw bad('tmpfs-* options are for type=tmpfs')
+    return {type, ...(source ? {source} : {}), target, ...(readonly ? {readonly} : {})}
+  }
+  if (type === 'tmpfs') {
+    if (source) throw bad('a tmpfs has no source')
+    if (readonly !== undefined) throw bad('a tmpfs cannot be read-only')
+    const m: ServiceMount = {type, target}
+    const size = kv.get('tmpfs-size')
+    if (size !== undefined) {
+      const s = SIZE.exec(size)
+      if (!s) throw bad(`tmpfs-size=${size}: a size such as 64m`)
+      m.sizeBytes = Number(s[1]) * UNIT[s[2]!.toLowerCase()]!
+    }
+    const mode = kv.get('tmpfs-mode')
+    if (mode !== undefined) {
+      if (!/^[0-7]{1,4}$/.test(mode)) throw bad(`tmpfs-mode=${mode}: octal, such as 1777`)
+      m.mode = parseInt(mode, 8)
+    }
+    return m
+  }
+  throw bad(`type=${type}: bind, volume or tmpfs`)
+}
+
+/** The container part of a service, or undefined when it has no --image (then the other flags are refused). */
+export function containerSpec(req: ContainerRequest): {container?: ServiceContainer} {
+  if (req.image === undefined) {
+    const keys = ['env', 'workdir', 'hostname', 'capAdd', 'capDrop', 'readOnly', 'mounts'] as const
+    const given = keys
+      .map((k) => [k, req[k]] as const)
+      .filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0) && v !== false)
+    if (given.length > 0) throw new UserError(`--${given[0]![0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --image`)
+    return {}
+  }
+  try {
+    parseImageRef(req.image)
+  } catch (e) {
+    throw new UserError((e as Error).message)
+  }
+  if (req.hostname !== undefined && (req.hostname.length > 253 || !HOSTNAME.test(req.hostname)))
+    throw new UserError(`invalid --hostname '${req.hostname}': a DNS name`)
+  const c: ServiceContainer = {image: req.image}
+  if (req.env?.length) c.env = req.env.map(checkEnv)
+  if (req.workdir !== undefined) c.workdir = checkPath('--workdir', req.workdir)
+  if (req.hostname !== undefined) c.hostname = req.hostname
+  if (req.capAdd?.length) c.capAdd = req.capAdd.map((x) => checkCap('--cap-add', x))
+  if (req.capDrop?.length) c.capDrop = req.capDrop.map((x) => checkCap('--cap-drop', x))
+  if (req.readOnly) c.readOnly = true
+  if (req.mounts?.length) {
+    c.mounts = req.mounts.map(parseMount)
+    const targets = c.mounts.map((m) => m.target)
+    const dup = targets.find((t, i) => targets.indexOf(t) !== i)
+    if (dup) throw new UserError(`invalid --mount: two mounts at ${dup}`)
+  }
+  return {container: c}
+}
+
+/** Why a stored service's container part is malformed (a value gossiped in), or undefined. */
+export function containerProblem(r: Record<string, unknown>): string | undefined {
+  if (r.container === undefined) return undefined
+  const c = r.container as Record<string, unknown>
+  if (typeof c !== 'object' || c === null || Array.isArray(c) || typeof c.image !== 'string') return "'container' is malformed"
+  const strs = (k: string) =>
+    c[k] === undefined || (Array.isArray(c[k]) && (c[k] as unknown[]).every((x) => typeof x === 'string'))
+  const str = (k: string) => c[k] === undefined || typeof c[k] === 'string'
+  if (!strs('env') || !strs('capAdd') || !strs('capDrop') || !str('workdir') || !str('hostname'))
+    return "'container' is malformed"
+  if (c.readOnly !== undefined && c.readOnly !== true) return "'container.readOnly' is malformed"
+  if (c.mounts !== undefined && !Array.isArray(c.mounts)) return "'container.mounts' is malformed"
+  try {
+    containerSpec({
+      image: c.image,
+      ...(c.env ? {env: c.env as string[]} : {}),
+      ...(c.workdir !== undefined ? {workdir: c.workdir as string} : {}),
+      ...(c.hostname !== undefined ? {hostname: c.hostname as string} : {}),
+      ...(c.capAdd ? {capAdd: c.capAdd as string[]} : {}),
+      ...(c.capDrop ? {capDrop: c.capDrop as string[]} : {}),
+    })
+  } catch (e) {
+    return (e as Error).message
+  }
+  return undefined
+}
+
+/** --env-file's text as Docker reads it: KEY=VALUE lines, # comments and blank lines skipped, a bare KEY taken from env. */
+export function parseEnvFile(text: string, file: string, env: Record<string, string | undefined>): string[] {
+  const out: string[] = []
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.replace(/^\s+/, '').replace(/\r$/, '')
+    if (line === '' || line.startsWith('#')) continue
+    const key = line.split('=')[0]!
+    if (!ENV_KEY.test(key)) throw new UserError(`invalid --env-file ${file}: line ${i + 1}: '${key}' is not a variable name`)
+    if (line.includes('=')) out.push(line)
+    else if (env[key] !== undefined) out.push(`${key}=${env[key]}`)
+  }
+  return out
+}

@@ -1,0 +1,252 @@
+/**
+ * A task from an image, run by runc: its bundle in the task's directory (config.json from
+ * oci-spec.ts, rootfs an overlay of the image's shared, read-only root file system and a
+ * writable layer of the task's own), runc's state under the node's run directory.
+ *
+ * runc runs detached: the container's PID 1 outlives runc and the agent, in the task's cgroup
+ * (cgroupsPath) and network namespace, with the task's log as stdout and stderr. The node
+ * finds it, adopts it and kills it as it does any task: by its cgroup.
+ */
+import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {RUN_DIR} from '../agent/paths.js'
+import {parseMountinfo, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
+import {run} from '../sys/exec.js'
+import {checkTaskId} from '../model/ids.js'
+import type {UnpackedImage} from '../images/image.js'
+import {ociConfig, type OciMount, taskCaps} from './oci-spec.js'
+import type {ServiceMount} from '../model/container.js'
+import {stateDir} from '../agent/paths.js'
+
+/** What a service says about its containers (all optional: the image's own settings otherwise). */
+export interface ContainerOptions {
+  image: string
+  env?: string[]
+  workdir?: string
+  hostname?: string
+  user?: string
+  capAdd?: string[]
+  capDrop?: string[]
+  readOnly?: boolean
+  mounts?: ServiceMount[]
+}
+
+/** runc's state directory for a node's containers. */
+export const runcRoot = (node: string) => join(RUN_DIR, 'runc', node)
+
+/** Whether the task runs as a container (runc knows it), not as a command of the node. */
+export const isContainer = (node: string, taskId: string) => existsSync(join(runcRoot(node), checkTaskId(taskId), 'state.json'))
+
+const runc = (node: string, ...args: string[]) => ['runc', '--root', runcRoot(node), ...args]
+
+/** Runs argv in the task's container as its own process runs (user, capabilities, seccomp, cwd, env). */
+export const runcExecArgv = (node: string, taskId: string, argv: string[]) => runc(node, 'exec', checkTaskId(taskId), ...argv)
+
+function isMountpoint(path: string): boolean {
+  return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path)
+}
+
+/** The task's root: the image's root below, its own writable layer above (kept across restarts of the task). */
+async function mountRootfs(dir: string, image: UnpackedImage): Promise<string> {
+  const rootfs = join(dir, 'rootfs')
+  if (isMountpoint(rootfs)) return rootfs
+  const upper = join(dir, 'layer', 'upper')
+  const work = join(dir, 'layer', 'work')
+  for (const d of [rootfs, upper, work]) mkdirSync(d, {recursive: true, mode: 0o755})
+  await run(
+    ['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${image.rootfs},upperdir=${upper},workdir=${work}`, rootfs],
+    `mounting the root of the task in ${dir}`,
+  )
+  return rootfs
+}
+
+/** Unmounts the task's root if mounted (after its processes are gone). */
+export async function releaseRootfs(dir: string): Promise<void> {
+  const rootfs = join(dir, 'rootfs')
+  if (isMountpoint(rootfs)) await run(['umount', '-l', rootfs], `unmounting ${rootfs}`)
+}
+
+/** name:x:uid:gid:... lines of the image's /etc/passwd or /etc/group. */
+function dbEntry(rootfs: string, db: 'passwd' | 'group', key: string): string[] | undefined {
+  let text = ''
+  try {
+    text = readFileSync(join(rootfs, 'etc', db), 'utf8')
+  } catch {
+    return undefined
+  }
+  return text
+    .split('\n')
+    .map((l) => l.split(':'))
+    .find((f) => f[0] === key || f[2] === key)
+}
+
+/** USER as Docker reads it: UID[:GID] or NAME[:GROUP], names from the image's own databases. */
+export function imageUser(rootfs: string, spec: string): {uid: number; gid: number; additionalGids: number[]} {
+  if (!spec) return {uid: 0, gid: 0, additionalGids: []}
+  const [u, g] = spec.split(':') as [string, string | undefined]
+  const pw = dbEntry(rootfs, 'passwd', u)
+  let uid: number
+  let gid: number
+  if (/^\d+$/.test(u)) {
+    uid = Number(u)
+    gid = pw ? Number(pw[3]) : 0
+  } else {
+    if (!pw) throw new Error(`user ${u} is not in the image's /etc/passwd`)
+    uid = Number(pw[2])
+    gid = Number(pw[3])
+  }
+  if (g !== undefined) {
+    if (/^\d+$/.test(g)) gid = Number(g)
+    else {
+      const gr = dbEntry(rootfs, 'group', g)
+      if (!gr) throw new Error(`group ${g} is not in the image's /etc/group`)
+      gid = Number(gr[2])
+    }
+  }
+  // As Docker: the named user's supplementary groups from the image's /etc/group.
+  const name = pw?.[0]
+  const additionalGids: number[] = []
+  if (name && g === undefined) {
+    try {
+      for (const l of readFileSync(join(rootfs, 'etc', 'group'), 'utf8').split('\n')) {
+        const f = l.split(':')
+        if (f[3]?.split(',').includes(name) && Number(f[2]) !== gid) additionalGids.push(Number(f[2]))
+      }
+    } catch {
+      // no /etc/group: no supplementary groups
+    }
+  }
+  return {uid, gid, additionalGids}
+}
+
+/** KEY=VALUE list with later keys replacing earlier ones, order of first appearance kept. */
+export function mergeEnv(...lists: string[][]): string[] {
+  const m = new Map<string, string>()
+  for (const l of lists) for (const kv of l) m.set(kv.split('=')[0]!, kv)
+  return [...m.values()]
+}
+
+/** A node's named volume: a directory of its own, made on first use and kept (as Docker's local driver). */
+export const volumeDir = (node: string, name: string) => join(stateDir(node), 'volumes', name, '_data')
+
+/** --mount as the runtime takes it; volumes are directories of the node (an anonymous one is the task's own). */
+function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[] {
+  return mounts.map((m, i) => {
+    if (m.type === 'tmpfs')
+      return {
+        destination: m.target,
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: [
+          'nosuid',
+          'nodev',
+          ...(m.sizeBytes !== undefined ? [`size=${m.sizeBytes}`] : []),
+          ...(m.mode !== undefined ? [`mode=${m.mode.toString(8)}`] : []),
+        ],
+      }
+    let source: string
+    if (m.type === 'bind') {
+      if (!existsSync(m.source)) throw new Error(`--mount source ${m.source} does not exist on node ${node}`)
+      source = m.source
+    } else {
+      source = m.source ? volumeDir(node, m.source) : join(dir, 'volumes', String(i))
+      mkdirSync(source, {recursive: true, mode: 0o755})
+    }
+    return {destination: m.target, type: 'bind', source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'rprivate']}
+  })
+}
+
+export interface ContainerLaunch {
+  node: string
+  taskId: string
+  /** The task's directory: bundle, writable layer, hosts, resolv.conf, hostname. */
+  dir: string
+  netnsPath: string
+  /** The task's cgroup relative to each hierarchy's root. */
+  cgroupsPath: string
+  name: string
+  /** Command from the service: replaces the image's CMD (its ENTRYPOINT stays), as Docker's. */
+  command: string[]
+  extraEnv: Record<string, string>
+  opts: ContainerOptions
+  image: UnpackedImage
+  files: {hosts: string; resolv: string}
+  limits?: {memoryBytes?: number; nanoCpus?: number}
+}
+
+/** Writes the bundle and returns the command line that starts the container detached. */
+export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
+  await removeContainer(c.node, c.taskId)
+  const rootfs = await mountRootfs(c.dir, c.image)
+  const cfg = c.image.config
+  const args = [...cfg.entrypoint, ...(c.command.length > 0 ? c.command : cfg.cmd)]
+  if (args.length === 0) throw new Error(`image ${c.opts.image} has no command: give one after --`)
+  const hostname = c.opts.hostname ?? c.name
+  const hostnameFile = join(c.dir, 'hostname')
+  writeFileSync(hostnameFile, `${hostname}\n`, {mode: 0o644})
+  const user = imageUser(rootfs, c.opts.user ?? cfg.user)
+  const env = mergeEnv(
+    ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    cfg.env,
+    [`HOSTNAME=${hostname}`, ...Object.entries(c.extraEnv).map(([k, v]) => `${k}=${v}`)],
+    c.opts.env ?? [],
+  )
+  if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${user.uid === 0 ? '/root' : '/'}`)
+  const config = ociConfig({
+    rootfs,
+    readonlyRootfs: c.opts.readOnly ?? false,
+    args,
+    env,
+    cwd: c.opts.workdir ?? cfg.workdir,
+    ...user,
+    hostname,
+    caps: taskCaps(c.opts.capAdd, c.opts.capDrop),
+    netnsPath: c.netnsPath,
+    cgroupsPath: c.cgroupsPath,
+    ...(c.limits ? {limits: c.limits} : {}),
+    files: {...c.files, hostname: hostnameFile},
+    ...(c.opts.mounts ? {mounts: ociMounts(c.node, c.dir, c.opts.mounts)} : {}),
+  })
+  const bundle = join(c.dir, 'bundle')
+  mkdirSync(bundle, {recursive: true, mode: 0o700})
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(config, null, 1))
+  mkdirSync(runcRoot(c.node), {recursive: true, mode: 0o700})
+  return runc(c.node, 'run', '--detach', '--bundle', bundle, checkTaskId(c.taskId))
+}
+
+/** runc forgets the container (its processes are killed first) and removes its cgroups. Idempotent. */
+export async function removeContainer(node: string, taskId: string): Promise<void> {
+  if (!existsSync(join(runcRoot(node), checkTaskId(taskId)))) return
+  await run(runc(node, 'delete', '--force', taskId), `removing container ${taskId}`).catch(() => undefined)
+  // A state directory runc could not read (a kill in the middle of its create) goes too.
+  rmSync(join(runcRoot(node), taskId), {recursive: true, force: true})
+}
+
+/**
+ * Every container of a node, its runc state and its tasks' roots (leave, lab down), after its
+ * processes were killed: nothing mounted is left under the node's state directory.
+ */
+export async function removeNodeContainers(node: string): Promise<void> {
+  let ids: string[] = []
+  try {
+    ids = readdirSync(runcRoot(node))
+  } catch {
+    // no containers ran here
+  }
+  for (const id of ids) if (/^[0-9a-f]{24}$/.test(id)) await removeContainer(node, id)
+  rmSync(runcRoot(node), {recursive: true, force: true})
+  removeIfEmpty(join(RUN_DIR, 'runc'))
+  // runc makes the node's level in every v1 hierarchy (hybrid hosts); the tasks' levels went with runc delete.
+  for (const m of parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((x) => x.fstype === 'cgroup')) {
+    const d = join(m.mountpoint, 'swarmnet', node)
+    try {
+      if (existsSync(d)) removeCgroupTree(d)
+      removeIfEmpty(join(m.mountpoint, 'swarmnet'))
+    } catch {
+      // still in use (a process of the node's agent itself): left for lab down
+    }
+  }
+  const under = `${stateDir(node)}/`
+  const mounted = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountpoint.startsWith(under))
+  for (const m of mounted.reverse()) await run(['umount', '-l', m.mountpoint], `unmounting ${m.mountpoint}`)
+}

@@ -1,0 +1,204 @@
+/**
+ * A task's OCI runtime configuration (the bundle's config.json, runtime-spec 1.0): what Docker
+ * gives a container by default (its mounts, masked paths, capabilities and seccomp profile),
+ * with the task's process, rootfs, cgroup, limits, and the network namespace swarmnet made and
+ * wired for it (the runtime joins it rather than making one).
+ */
+import {defaultSeccomp} from './seccomp-default.js'
+
+/** Docker's default capabilities (lower-case, without cap_). */
+export const DOCKER_CAPS = [
+  'chown',
+  'dac_override',
+  'fsetid',
+  'fowner',
+  'mknod',
+  'net_raw',
+  'setgid',
+  'setuid',
+  'setfcap',
+  'setpcap',
+  'net_bind_service',
+  'sys_chroot',
+  'kill',
+  'audit_write',
+] as const
+
+/** Paths Docker hides (an empty file or tmpfs over them) and makes read-only in /proc and /sys. */
+const MASKED = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+]
+const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger']
+
+export interface OciMount {
+  destination: string
+  type?: string
+  source?: string
+  options?: string[]
+}
+
+export interface ContainerSpec {
+  rootfs: string
+  readonlyRootfs: boolean
+  args: string[]
+  env: string[]
+  cwd: string
+  uid: number
+  gid: number
+  additionalGids?: number[]
+  hostname: string
+  /** Capabilities of the process (lower-case, without cap_): DOCKER_CAPS with --cap-add/--cap-drop applied. */
+  caps: readonly string[]
+  /** The task's network namespace (a path), made and wired by swarmnet. */
+  netnsPath: string
+  /** The cgroup, relative to each hierarchy's root: /swarmnet/<node>/<task>. */
+  cgroupsPath: string
+  limits?: {memoryBytes?: number; nanoCpus?: number}
+  /** The task's own files, bound over the image's. */
+  files: {hosts: string; resolv: string; hostname: string}
+  /** --mount and the like, after Docker's own. */
+  mounts?: OciMount[]
+}
+
+const CPU_PERIOD_US = 100_000
+
+export function ociConfig(c: ContainerSpec): Record<string, unknown> {
+  const capNames = c.caps.map((x) => `CAP_${x.toUpperCase()}`)
+  // As Docker: a process that is not root has no effective or permitted capabilities (only the bound).
+  const own = c.uid === 0 ? capNames : []
+  const file = (destination: string, source: string) => ({
+    destination,
+    type: 'bind',
+    source,
+    options: ['rbind', 'rprivate'],
+  })
+  const mounts: OciMount[] = [
+    {destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev']},
+    {destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k']},
+    {
+      destination: '/dev/pts',
+      type: 'devpts',
+      source: 'devpts',
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+    },
+    {destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro']},
+    {destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid', 'noexec', 'nodev']},
+    {destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev']},
+    {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      source: 'shm',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    },
+    file('/etc/hosts', c.files.hosts),
+    file('/etc/resolv.conf', c.files.resolv),
+    file('/etc/hostname', c.files.hostname),
+    ...(c.mounts ?? []),
+  ]
+  const resources: Record<string, unknown> = {devices: [{allow: false, access: 'rwm'}]}
+  if (c.limits?.memoryBytes !== undefined) resources.memory = {limit: c.limits.memoryBytes}
+  if (c.limits?.nanoCpus !== undefined)
+    resources.cpu = {
+      period: CPU_PERIOD_US,
+      quota: Math.max(1000, Math.round((c.limits.nanoCpus / 1e9) * CPU_PERIOD_US)),
+    }
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: {uid: c.uid, gid: c.gid, ...(c.additionalGids?.length ? {additionalGids: c.additionalGids} : {})},
+      args: c.args,
+      env: c.env,
+      cwd: c.cwd,
+      capabilities: {bounding: capNames, effective: own, permitted: own, inheritable: [], ambient: []},
+      // The node finds a task's PID 1 by it (runner.ts), and it closes setuid binaries as a way up.
+      noNewPrivileges: true,
+      oomScoreAdj: 0,
+    },
+    root: {path: c.rootfs, readonly: c.readonlyRootfs},
+    hostname: c.hostname,
+    mounts,
+    linux: {
+      namespaces: [
+        {type: 'pid'},
+        {type: 'ipc'},
+        {type: 'uts'},
+        {type: 'mount'},
+        {type: 'cgroup'},
+        {type: 'network', path: c.netnsPath},
+      ],
+      cgroupsPath: c.cgroupsPath,
+      resources,
+      seccomp: defaultSeccomp(c.caps),
+      maskedPaths: MASKED,
+      readonlyPaths: READONLY,
+    },
+  }
+}
+
+/** Docker's default set with --cap-add / --cap-drop applied (names in any case, with or without CAP_; ALL). */
+export function taskCaps(add: readonly string[] = [], drop: readonly string[] = []): string[] {
+  const norm = (x: string) => x.toLowerCase().replace(/^cap_/, '')
+  const d = drop.map(norm)
+  let caps: string[] = d.includes('all') ? [] : DOCKER_CAPS.filter((c) => !d.includes(c))
+  for (const a of add.map(norm)) {
+    if (a === 'all') caps = [...ALL_CAPS]
+    else if (!caps.includes(a)) caps.push(a)
+  }
+  return caps
+}
+
+/** Every capability name the kernel has today (for --cap-add and its checks). */
+export const ALL_CAPS = [
+  'chown',
+  'dac_override',
+  'dac_read_search',
+  'fowner',
+  'fsetid',
+  'kill',
+  'setgid',
+  'setuid',
+  'setpcap',
+  'linux_immutable',
+  'net_bind_service',
+  'net_broadcast',
+  'net_admin',
+  'net_raw',
+  'ipc_lock',
+  'ipc_owner',
+  'sys_module',
+  'sys_rawio',
+  'sys_chroot',
+  'sys_ptrace',
+  'sys_pacct',
+  'sys_admin',
+  'sys_boot',
+  'sys_nice',
+  'sys_resource',
+  'sys_time',
+  'sys_tty_config',
+  'mknod',
+  'lease',
+  'audit_write',
+  'audit_control',
+  'setfcap',
+  'mac_override',
+  'mac_admin',
+  'syslog',
+  'wake_alarm',
+  'block_suspend',
+  'audit_read',
+  'perfmon',
+  'bpf',
+  'checkpoint_restore',
+] as const
