@@ -156,6 +156,12 @@ function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[
   })
 }
 
+/**
+ * A container's hostname without --hostname: its id's first 12 digits, as Docker's. Not the task's
+ * name: a dotted name (site.1) makes resolvers take "1" as the search domain, so short names fail.
+ */
+export const containerHostname = (taskId: string) => taskId.slice(0, 12)
+
 export interface ContainerLaunch {
   node: string
   taskId: string
@@ -181,7 +187,7 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
   const cfg = c.image.config
   const args = [...cfg.entrypoint, ...(c.command.length > 0 ? c.command : cfg.cmd)]
   if (args.length === 0) throw new Error(`image ${c.opts.image} has no command: give one after --`)
-  const hostname = c.opts.hostname ?? c.name
+  const hostname = c.opts.hostname ?? containerHostname(c.taskId)
   const hostnameFile = join(c.dir, 'hostname')
   writeFileSync(hostnameFile, `${hostname}\n`, {mode: 0o644})
   const user = imageUser(rootfs, c.opts.user ?? cfg.user)

@@ -37,7 +37,7 @@ import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netn
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
 import {launchArgv, type TaskUser} from './launcher.js'
 import {taskDir, taskLogFile} from './logs.js'
-import {type ContainerOptions, prepareContainer, releaseRootfs, removeContainer} from './container.js'
+import {type ContainerOptions, containerHostname, prepareContainer, releaseRootfs, removeContainer} from './container.js'
 import {resolveImage} from '../images/image.js'
 import {macForIp} from '../model/allocate.js'
 import {checkTaskId} from '../model/ids.js'
@@ -221,11 +221,13 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
   mkdirSync(spec.dir, {recursive: true, mode: 0o700})
   const hosts = join(spec.dir, 'hosts')
   const resolv = join(spec.dir, 'resolv.conf')
-  // A container's as Docker writes it: its IPv6 names too, and its hostname (--hostname, else the task's name).
+  // A container's as Docker writes it: its IPv6 names too, and its hostname (--hostname, else its id's
+  // first 12 digits as Docker's), with the task's name beside it.
   const docker = spec.container
     ? ['fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters']
     : []
-  const name = spec.container?.hostname ?? spec.name
+  const host = spec.container ? (spec.container.hostname ?? containerHostname(spec.taskId)) : spec.name
+  const name = host === spec.name ? host : `${host} ${spec.name}`
   const lines = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
