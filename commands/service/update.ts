@@ -3,7 +3,7 @@ import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
-import {parsePortRef, parsePublish} from '../../src/model/ports.js'
+import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
 
 export default class ServiceUpdate extends SwarmnetCommand {
   static override description = `Change the published ports of a live service
@@ -22,7 +22,7 @@ Only the service record changes: its tasks keep running, and every flow on its o
     json: jsonFlag,
     'publish-add': Flags.string({
       description:
-        'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
+        'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]; P and T may be ranges; a port already published to the same target is left as it is',
       multiple: true,
       multipleNonGreedy: true,
     }),
@@ -35,7 +35,7 @@ Only the service record changes: its tasks keep running, and every flow on its o
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(ServiceUpdate)
-    const add = (flags['publish-add'] ?? []).map((p) => parsePublish(p, '--publish-add'))
+    const add = (flags['publish-add'] ?? []).flatMap((p) => parsePublishes(p, '--publish-add'))
     const rm = (flags['publish-rm'] ?? []).map((p) => parsePortRef(p, '--publish-rm'))
     if (add.length === 0 && rm.length === 0) throw new Error('nothing to change: give --publish-add SPEC or --publish-rm PORT')
     const svc = await new AgentClient(flags.host).post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {

@@ -10,7 +10,7 @@ import {cidrContains, parseCidr, tryParseIpv4} from '../model/ipv4.js'
 import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, PublishedPort, Service, Task} from '../model/types.js'
 import {checkEndpointMode, checkName} from '../model/validate.js'
 import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
@@ -328,7 +328,10 @@ export class Manager {
       gone.add(key)
     }
     const keep = current.filter((p) => !gone.has(portKey(p)))
-    const ports = this.planPorts(svc, keep, req.add, svc.id)
+    // Docker: adding a port the service keeps as it is (same published, target, protocol, mode) is a no-op.
+    const add = req.add.filter((r) => !keep.some((p) => samePort(p, r)))
+    if (gone.size === 0 && add.length === 0) return svc
+    const ports = this.planPorts(svc, keep, add, svc.id)
     const {ports: _old, ...rest} = svc
     const next: Service = {
       ...rest,
@@ -561,6 +564,10 @@ function checkNetns(path: string): void {
   if (st.dev !== self.dev) throw new UserError(`${path} is not a namespace file`)
   if (st.ino === self.ino) throw new UserError(`${path} is this node's own network namespace`)
 }
+
+/** A requested port that is exactly one the service has (a request without a published port never is: it asks for a new one). */
+const samePort = (p: PublishedPort, r: PortRequest) =>
+  r.published === p.published && r.target === p.target && r.protocol === p.protocol && r.mode === p.mode
 
 /** Tasks a plan leaves without a node (host-mode ports) or without addresses. */
 function unplaced(plan: ServicePlan): number {
