@@ -116,6 +116,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           driver: optStr(b, 'driver'),
           subnet: optStr(b, 'subnet'),
           attachable: b.attachable === true,
+          internal: b.internal === true,
           mtu: optNum(b, 'mtu'),
         }
         return networkView(await w((x) => x.createNetwork(req)), c)

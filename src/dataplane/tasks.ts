@@ -12,7 +12,8 @@ import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists} from '../sys/link.js'
 import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
-import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
+import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
+import {setNoExit} from '../sys/nft-noexit.js'
 import {ifindexOf as deviceIndex} from '../bpf/attach.js'
 import {resolveUser} from '../tasks/launcher.js'
 import {taskDir, tasksDir} from '../tasks/logs.js'
@@ -63,6 +64,10 @@ const subdirs = (dir: string) => {
 
 export class TaskReconciler {
   private readonly running = new Map<string, Running>()
+  /** Gateway-bridge addresses of running tasks only on internal networks: what the node never forwards for. */
+  private readonly noExit = new Map<string, string>()
+  /** The set as last written (undefined: not since start, so written once whatever it holds). */
+  private noExitWritten: string | undefined
   readonly supervisor: Supervisor
 
   constructor(
@@ -115,6 +120,9 @@ export class TaskReconciler {
         this.writeStatus(t.id, {state: 'failed', message: (e as Error).message})
       }
     }
+    // Written once after start even when empty: an address a task held before a restart is not kept out.
+    for (const id of this.noExit.keys()) if (!wantIds.has(id)) this.noExit.delete(id)
+    await this.syncNoExit().catch((e: Error) => this.o.log(`no-exit set: ${e.message}`))
   }
 
   private async start(t: Task): Promise<void> {
@@ -130,6 +138,13 @@ export class TaskReconciler {
     const prev = s.get<TaskStatus>(keyOf('taskstatus', t.id))
     // Once per start: a second call with the same stale prev could pick another free address.
     const gwIp = this.gwAddress(t.id, prev)
+    // Docker's rule (Sandbox.NeedDefaultGW): a way out only through a network that is not internal.
+    const internalOnly = nets.length > 0 && nets.every((n) => n!.internal === true)
+    if (internalOnly) {
+      // Before the process can send anything: it is in the set before it runs.
+      this.noExit.set(t.id, gwIp)
+      await this.syncNoExit()
+    }
 
     let adopted = false
     if (netnsExists(netns) && (await Promise.all(hostIfs.map((h) => linkExists(h)))).every(Boolean)) {
@@ -148,7 +163,7 @@ export class TaskReconciler {
           mac: a.mac,
           mtu: taskMtu(nets[i]!),
         })),
-        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
+        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf, defaultRoute: !internalOnly},
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
       })
     }
@@ -243,6 +258,7 @@ export class TaskReconciler {
     await destroyTaskSandbox(r.netns, r.hostIfs)
     rmSync(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
+    if (this.noExit.delete(id)) await this.syncNoExit()
     this.o.store.delete(keyOf('taskstatus', id))
     this.o.log(`task ${r.task.serviceName}.${r.task.slot} removed`)
   }
@@ -294,6 +310,15 @@ export class TaskReconciler {
 
   stop(): void {
     this.supervisor.stop()
+  }
+
+  /** The node's no-exit set made what this.noExit says, when that differs from what was written. */
+  private async syncNoExit(): Promise<void> {
+    const addrs = [...new Set(this.noExit.values())].sort()
+    const sig = addrs.join(',')
+    if (sig === this.noExitWritten) return
+    await setNoExit(GWBRIDGE_IF, addrs)
+    this.noExitWritten = sig
   }
 
   /**

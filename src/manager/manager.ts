@@ -83,6 +83,7 @@ export class Manager {
     subnet?: string
     attachable?: boolean
     ingress?: boolean
+    internal?: boolean
     mtu?: number
   }): Network {
     if (req.driver !== undefined && req.driver !== 'overlay')
@@ -95,6 +96,7 @@ export class Manager {
         subnet: req.subnet,
         attachable: req.attachable,
         ingress: req.ingress,
+        internal: req.internal,
         mtu: req.mtu,
         createdAt: Date.now(),
       },
