@@ -186,6 +186,14 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     [
       'POST',
+      /^\/services\/([^/]+)\/networks$/,
+      async (m, b) => {
+        const change = {add: strList(b, 'add'), rm: strList(b, 'rm')}
+        return serviceView(await w((x) => x.updateNetworks(dec(m[1]), change)), c)
+      },
+    ],
+    [
+      'POST',
       /^\/services\/([^/]+)\/scale$/,
       async (m, b) => {
         const replicas = checkReplicas(b.replicas)

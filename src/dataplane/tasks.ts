@@ -9,7 +9,7 @@ import {formatIpv4, parseCidr, parseIpv4} from '../model/ipv4.js'
 import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import {ifindexOf, linkExists} from '../sys/link.js'
+import {ifindexOf, linkExists, listLinks} from '../sys/link.js'
 import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
@@ -111,6 +111,10 @@ export class TaskReconciler {
     }
     await this.removeOrphans(wantIds)
     for (const [id, r] of this.running) await this.replugMissing(id, r)
+    for (const t of want) {
+      const r = this.running.get(t.id)
+      if (r && t.attachments.length > r.task.attachments.length) await this.plugAdded(r, t)
+    }
     for (const t of want) {
       if (this.running.has(t.id)) continue
       try {
@@ -246,6 +250,47 @@ export class TaskReconciler {
         this.o.log(`task ${t.serviceName}.${t.slot}: ${hostIf} was gone: made again`)
       } catch (e) {
         this.o.log(`task ${t.serviceName}.${t.slot}: cannot make ${hostIf} again: ${(e as Error).message}`)
+      }
+    }
+  }
+
+  /**
+   * A running task the manager gave an address on one more network (service update
+   * --network-add): the new attachments are appended to its record, so each is plugged into the
+   * task's namespace as it would have been at start (same host-side name by index, tc attached
+   * before it carries anything), under the next free ethN inside (the gateway bridge's veth holds
+   * the one after the first attachments). The process keeps running; what listens on every
+   * address answers there at once.
+   */
+  private async plugAdded(r: Running, t: Task): Promise<void> {
+    for (let i = r.task.attachments.length; i < t.attachments.length; i++) {
+      const a = t.attachments[i]!
+      const hostIf = hostIfName(t.id, i)
+      const net = this.o.store.get<Network>(keyOf('network', a.networkId))
+      if (!net || !netnsExists(r.netns)) return // the network has not arrived yet: a later pass plugs it
+      try {
+        if (!(await linkExists(hostIf))) {
+          const inside = new Set((await listLinks('', r.netns)).map((l) => l.ifname))
+          let n = 0
+          while (inside.has(`eth${n}`)) n++
+          await plumb({
+            hostIf,
+            netns: r.netns,
+            ifname: `eth${n}`,
+            mtu: taskMtu(net),
+            mac: a.mac,
+            cidr: `${a.ip}/${parseCidr(net.subnet).prefix}`,
+            beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer),
+          })
+        }
+        await this.o.hooks.attachHost(hostIf, a)
+        r.local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIf)})
+        r.hostIfs.push(hostIf)
+        r.task = {...r.task, attachments: [...r.task.attachments, a]}
+        this.o.log(`task ${t.serviceName}.${t.slot}: plugged into network ${net.name} (${a.ip})`)
+      } catch (e) {
+        this.o.log(`task ${t.serviceName}.${t.slot}: cannot plug into network ${net.name}: ${(e as Error).message}`)
+        return
       }
     }
   }

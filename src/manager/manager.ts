@@ -24,6 +24,7 @@ import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
+import {nextNetworks, type NetworksUpdate} from './service-networks.js'
 
 /** 24 hex digits: for tasks, the one rule of src/model/ids.ts (their ids become paths). */
 export const newId = () => randomBytes(12).toString('hex')
@@ -345,6 +346,18 @@ export class Manager {
   }
 
   /**
+   * Attaches a live service to networks and detaches it from others (service-networks.ts): a
+   * VIP on each new network, and each running task an address there, plugged into it where it
+   * runs (no task replaced); tasks on a removed network are replaced by tasks without it.
+   */
+  updateNetworks(ref: string, req: NetworksUpdate): Service {
+    const svc = this.read.findService(ref)
+    const {aliases: _old, ...rest} = svc
+    const next: Service = {...rest, ...nextNetworks(svc, req, (r) => this.read.findNetwork(r)), updatedAt: Date.now()}
+    return this.writePlanned(next, this.mustNotShrink(svc, next))
+  }
+
+  /**
    * The plan of a changed service, refused if it leaves more of its tasks without a node or an
    * address than now. A service already short (a node is down, its tasks wait as Swarm's wait
    * pending) can still change its ports; a change that would strand tasks cannot.
@@ -538,6 +551,7 @@ export class Manager {
     for (const t of plan.remove) this.store.delete(keyOf('task', t.id))
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
+    for (const t of plan.extend) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
 }
 
@@ -574,7 +588,7 @@ const samePort = (p: PublishedPort, r: PortRequest) =>
 /** Tasks a plan leaves without a node (host-mode ports) or without addresses. */
 function unplaced(plan: ServicePlan): number {
   const noNode = plan.hostPortShort ? plan.hostPortShort.want - plan.hostPortShort.placed : 0
-  const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length : 0
+  const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length - plan.extend.length : 0
   return noNode + noAddress
 }
 
