@@ -11,6 +11,7 @@ export default class NetworkCreate extends SwarmnetCommand {
     '<%= config.bin %> network create backend',
     '<%= config.bin %> network create --subnet 10.20.0.0/24 --attachable frontend',
     '<%= config.bin %> network create --mtu 8950 jumbo',
+    '<%= config.bin %> network create --internal backend',
   ]
   static override args = {name: Args.string({description: 'network name', required: true})}
   static override flags = {
@@ -19,6 +20,10 @@ export default class NetworkCreate extends SwarmnetCommand {
     driver: Flags.string({char: 'd', description: 'network driver', options: ['overlay'], default: 'overlay'}),
     subnet: Flags.string({description: 'subnet in CIDR form; default: the next free /24 of the default address pool'}),
     attachable: Flags.boolean({description: 'let standalone tasks attach, not only services'}),
+    internal: Flags.boolean({
+      description:
+        'no way out: tasks only on internal networks get no default route and nothing they send leaves the node (names and the other tasks still answer)',
+    }),
     mtu: Flags.integer({
       description: `MTU of the tasks' interfaces on this network, the same on every node; the underlay must carry it plus 50 [default: ${DEFAULT_NETWORK_MTU}]`,
       min: NETWORK_MTU_MIN,
@@ -33,6 +38,7 @@ export default class NetworkCreate extends SwarmnetCommand {
       driver: flags.driver,
       subnet: flags.subnet,
       attachable: flags.attachable,
+      internal: flags.internal,
       mtu: flags.mtu,
     })
     if (flags.json) return printJson(net)

@@ -20,7 +20,7 @@ export default class NetworkInspect extends SwarmnetCommand {
     this.log(`Subnet:      ${n.subnet}   Gateway: ${n.gateway}`)
     if (n.vni !== undefined) this.log(`VNI:         ${n.vni}`)
     this.log(`MTU:         ${n.mtu}`)
-    this.log(`Attachable:  ${n.attachable}   Ingress: ${n.ingress}`)
+    this.log(`Attachable:  ${n.attachable}   Ingress: ${n.ingress}   Internal: ${n.internal === true}`)
     this.log(`Peers:       ${n.peers.map((p) => `${p.node} (${p.addr})`).join(', ') || '-'}`)
     this.log('')
     printTable(

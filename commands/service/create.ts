@@ -4,7 +4,7 @@ import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
-import {parsePublish} from '../../src/model/ports.js'
+import {parsePublishes} from '../../src/model/ports.js'
 import {parseEnvFile} from '../../src/model/container.js'
 import {readFileSync} from 'node:fs'
 
@@ -52,7 +52,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     publish: Flags.string({
       char: 'p',
       description:
-        'publish a port (repeatable): P:T[/udp], T[/udp] (P allocated from 30000-32767), or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
+        'publish a port (repeatable): P:T[/udp], T[/udp] (P allocated from 30000-32767), or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]; P and T may be ranges (8000-8010:80-90, or 8000-8010:80)',
       multiple: true,
       // One value per -p: a stray word after it is an error, not a second port.
       multipleNonGreedy: true,
@@ -96,7 +96,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     const {own, passthrough: command = []} = splitAtDoubleDash(this.argv)
     const {flags} = await this.parse(ServiceCreate, own)
     if (flags.mode === 'global' && flags.replicas !== undefined) throw new Error('--replicas cannot be used with --mode global')
-    const ports = (flags.publish ?? []).map((p) => parsePublish(p))
+    const ports = (flags.publish ?? []).flatMap((p) => parsePublishes(p))
     const svc = await new AgentClient(flags.host).post<ServiceView>('/services', {
       name: flags.name,
       mode: flags.mode,

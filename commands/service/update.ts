@@ -3,7 +3,7 @@ import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
-import {parsePortRef, parsePublish} from '../../src/model/ports.js'
+import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
 
 export default class ServiceUpdate extends SwarmnetCommand {
   static override description = `Change the published ports of a live service
@@ -15,6 +15,7 @@ Only the service record changes: its tasks keep running, and every flow on its o
     '<%= config.bin %> service update web --publish-add 8080:80',
     '<%= config.bin %> service update web --publish-add published=53,target=53,protocol=udp --publish-rm 8080',
     '<%= config.bin %> service update web --publish-rm 8080 --publish-add 8080:81',
+    '<%= config.bin %> service update web --network-add name=backend,alias=api --network-rm old',
   ]
   static override args = {service: Args.string({description: 'service name or id', required: true})}
   static override flags = {
@@ -22,7 +23,7 @@ Only the service record changes: its tasks keep running, and every flow on its o
     json: jsonFlag,
     'publish-add': Flags.string({
       description:
-        'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]',
+        'publish a port (repeatable): P:T[/udp], T[/udp], or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]; P and T may be ranges; a port already published to the same target is left as it is',
       multiple: true,
       multipleNonGreedy: true,
     }),
@@ -31,13 +32,35 @@ Only the service record changes: its tasks keep running, and every flow on its o
       multiple: true,
       multipleNonGreedy: true,
     }),
+    'network-add': Flags.string({
+      description:
+        'attach the service to a network (repeatable): NET or name=NET,alias=A; a VIP there, and each running task an interface on it, plugged in live',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'network-rm': Flags.string({
+      description: 'detach the service from a network (repeatable): its tasks are replaced by tasks without it',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(ServiceUpdate)
-    const add = (flags['publish-add'] ?? []).map((p) => parsePublish(p, '--publish-add'))
+    const add = (flags['publish-add'] ?? []).flatMap((p) => parsePublishes(p, '--publish-add'))
     const rm = (flags['publish-rm'] ?? []).map((p) => parsePortRef(p, '--publish-rm'))
-    if (add.length === 0 && rm.length === 0) throw new Error('nothing to change: give --publish-add SPEC or --publish-rm PORT')
+    const nets = {add: flags['network-add'] ?? [], rm: flags['network-rm'] ?? []}
+    if (nets.add.length > 0 || nets.rm.length > 0) {
+      if (add.length > 0 || rm.length > 0) throw new Error('give network changes and port changes in two updates')
+      const svc = await new AgentClient(flags.host).post<ServiceView>(
+        `/services/${encodeURIComponent(args.service)}/networks`,
+        nets,
+      )
+      if (flags.json) return printJson(svc)
+      return this.log(svc.name)
+    }
+    if (add.length === 0 && rm.length === 0)
+      throw new Error('nothing to change: give --publish-add SPEC, --publish-rm PORT, --network-add NET or --network-rm NET')
     const svc = await new AgentClient(flags.host).post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {
       add,
       rm,

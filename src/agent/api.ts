@@ -130,6 +130,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           driver: optStr(b, 'driver'),
           subnet: optStr(b, 'subnet'),
           attachable: b.attachable === true,
+          internal: b.internal === true,
           mtu: optNum(b, 'mtu'),
         }
         return networkView(await w((x) => x.createNetwork(req)), c)
@@ -203,6 +204,14 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
       async (m, b) => {
         const change = {add: list(b, 'add').map(checkPortRequest), rm: list(b, 'rm').map(checkPortRef)}
         return serviceView(await w((x) => x.updatePorts(dec(m[1]), change)), c)
+      },
+    ],
+    [
+      'POST',
+      /^\/services\/([^/]+)\/networks$/,
+      async (m, b) => {
+        const change = {add: strList(b, 'add'), rm: strList(b, 'rm')}
+        return serviceView(await w((x) => x.updateNetworks(dec(m[1]), change)), c)
       },
     ],
     [

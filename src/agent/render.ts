@@ -45,6 +45,7 @@ export function networkView(n: Network, c: Controller): NetworkView {
     gateway: n.gateway,
     attachable: n.attachable,
     ingress: n.ingress,
+    ...(n.internal ? {internal: true} : {}),
     mtu: n.driver === 'overlay' ? taskMtu(n) : (self?.mtu ?? 1500),
     peers: peerIds.map((id) => ({node: nodes.get(id)?.name ?? id, addr: nodes.get(id)?.addr ?? '?'})),
     endpoints: tasks.map((t) => {

@@ -39,6 +39,8 @@ export interface NetworkView {
   gateway: string
   attachable: boolean
   ingress: boolean
+  /** network create --internal: no way out for tasks only on internal networks. */
+  internal?: boolean
   mtu: number
   peers: {node: string; addr: string}[]
   endpoints: EndpointView[]

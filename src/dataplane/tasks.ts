@@ -9,10 +9,11 @@ import {formatIpv4, parseCidr, parseIpv4} from '../model/ipv4.js'
 import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import {ifindexOf, linkExists} from '../sys/link.js'
+import {ifindexOf, linkExists, listLinks} from '../sys/link.js'
 import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
-import {GWBRIDGE_GATEWAY, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
+import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
+import {setNoExit} from '../sys/nft-noexit.js'
 import {ifindexOf as deviceIndex} from '../bpf/attach.js'
 import {resolveUser} from '../tasks/launcher.js'
 import {taskDir, tasksDir} from '../tasks/logs.js'
@@ -64,6 +65,10 @@ const subdirs = (dir: string) => {
 
 export class TaskReconciler {
   private readonly running = new Map<string, Running>()
+  /** Gateway-bridge addresses of running tasks only on internal networks: what the node never forwards for. */
+  private readonly noExit = new Map<string, string>()
+  /** The set as last written (undefined: not since start, so written once whatever it holds). */
+  private noExitWritten: string | undefined
   readonly supervisor: Supervisor
 
   constructor(
@@ -108,6 +113,10 @@ export class TaskReconciler {
     await this.removeOrphans(wantIds)
     for (const [id, r] of this.running) await this.replugMissing(id, r)
     for (const t of want) {
+      const r = this.running.get(t.id)
+      if (r && t.attachments.length > r.task.attachments.length) await this.plugAdded(r, t)
+    }
+    for (const t of want) {
       if (this.running.has(t.id)) continue
       try {
         await this.start(t)
@@ -116,6 +125,9 @@ export class TaskReconciler {
         this.writeStatus(t.id, {state: 'failed', message: (e as Error).message})
       }
     }
+    // Written once after start even when empty: an address a task held before a restart is not kept out.
+    for (const id of this.noExit.keys()) if (!wantIds.has(id)) this.noExit.delete(id)
+    await this.syncNoExit().catch((e: Error) => this.o.log(`no-exit set: ${e.message}`))
   }
 
   private async start(t: Task): Promise<void> {
@@ -132,6 +144,13 @@ export class TaskReconciler {
     const prev = s.get<TaskStatus>(keyOf('taskstatus', t.id))
     // Once per start: a second call with the same stale prev could pick another free address.
     const gwIp = this.gwAddress(t.id, prev)
+    // Docker's rule (Sandbox.NeedDefaultGW): a way out only through a network that is not internal.
+    const internalOnly = nets.length > 0 && nets.every((n) => n!.internal === true)
+    if (internalOnly) {
+      // Before the process can send anything: it is in the set before it runs.
+      this.noExit.set(t.id, gwIp)
+      await this.syncNoExit()
+    }
 
     let adopted = false
     if (netnsExists(netns) && (await Promise.all(hostIfs.map((h) => linkExists(h)))).every(Boolean)) {
@@ -150,7 +169,7 @@ export class TaskReconciler {
           mac: a.mac,
           mtu: taskMtu(nets[i]!),
         })),
-        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf},
+        gw: {ip: gwIp, prefixLen: GWBRIDGE_PREFIX, gatewayIp: GWBRIDGE_GATEWAY, hostIf: gwIf, defaultRoute: !internalOnly},
         hooks: {beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer)},
       })
     }
@@ -238,6 +257,47 @@ export class TaskReconciler {
     }
   }
 
+  /**
+   * A running task the manager gave an address on one more network (service update
+   * --network-add): the new attachments are appended to its record, so each is plugged into the
+   * task's namespace as it would have been at start (same host-side name by index, tc attached
+   * before it carries anything), under the next free ethN inside (the gateway bridge's veth holds
+   * the one after the first attachments). The process keeps running; what listens on every
+   * address answers there at once.
+   */
+  private async plugAdded(r: Running, t: Task): Promise<void> {
+    for (let i = r.task.attachments.length; i < t.attachments.length; i++) {
+      const a = t.attachments[i]!
+      const hostIf = hostIfName(t.id, i)
+      const net = this.o.store.get<Network>(keyOf('network', a.networkId))
+      if (!net || !netnsExists(r.netns)) return // the network has not arrived yet: a later pass plugs it
+      try {
+        if (!(await linkExists(hostIf))) {
+          const inside = new Set((await listLinks('', r.netns)).map((l) => l.ifname))
+          let n = 0
+          while (inside.has(`eth${n}`)) n++
+          await plumb({
+            hostIf,
+            netns: r.netns,
+            ifname: `eth${n}`,
+            mtu: taskMtu(net),
+            mac: a.mac,
+            cidr: `${a.ip}/${parseCidr(net.subnet).prefix}`,
+            beforeMove: (_host, peer) => this.o.hooks.preparePeer(peer),
+          })
+        }
+        await this.o.hooks.attachHost(hostIf, a)
+        r.local.push({taskId: t.id, networkId: a.networkId, hostIfindex: await ifindexOf(hostIf)})
+        r.hostIfs.push(hostIf)
+        r.task = {...r.task, attachments: [...r.task.attachments, a]}
+        this.o.log(`task ${t.serviceName}.${t.slot}: plugged into network ${net.name} (${a.ip})`)
+      } catch (e) {
+        this.o.log(`task ${t.serviceName}.${t.slot}: cannot plug into network ${net.name}: ${(e as Error).message}`)
+        return
+      }
+    }
+  }
+
   private async remove(id: string, r: Running): Promise<void> {
     this.supervisor.unwatch(id)
     const st = this.o.store.get<TaskStatus>(keyOf('taskstatus', id))
@@ -246,6 +306,7 @@ export class TaskReconciler {
     await destroyTaskSandbox(r.netns, r.hostIfs)
     rmSync(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
+    if (this.noExit.delete(id)) await this.syncNoExit()
     this.o.store.delete(keyOf('taskstatus', id))
     this.o.log(`task ${r.task.serviceName}.${r.task.slot} removed`)
   }
@@ -300,6 +361,15 @@ export class TaskReconciler {
 
   stop(): void {
     this.supervisor.stop()
+  }
+
+  /** The node's no-exit set made what this.noExit says, when that differs from what was written. */
+  private async syncNoExit(): Promise<void> {
+    const addrs = [...new Set(this.noExit.values())].sort()
+    const sig = addrs.join(',')
+    if (sig === this.noExitWritten) return
+    await setNoExit(GWBRIDGE_IF, addrs)
+    this.noExitWritten = sig
   }
 
   /**

@@ -10,7 +10,7 @@ import {cidrContains, parseCidr, tryParseIpv4} from '../model/ipv4.js'
 import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, PublishedPort, Service, Task} from '../model/types.js'
 import {checkEndpointMode, checkName} from '../model/validate.js'
 import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
@@ -26,6 +26,7 @@ import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {type ContainerRequest, containerSpec} from '../model/container.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
+import {nextNetworks, type NetworksUpdate} from './service-networks.js'
 
 /** 24 hex digits: for tasks, the one rule of src/model/ids.ts (their ids become paths). */
 export const newId = () => randomBytes(12).toString('hex')
@@ -85,6 +86,7 @@ export class Manager {
     subnet?: string
     attachable?: boolean
     ingress?: boolean
+    internal?: boolean
     mtu?: number
   }): Network {
     if (req.driver !== undefined && req.driver !== 'overlay')
@@ -97,6 +99,7 @@ export class Manager {
         subnet: req.subnet,
         attachable: req.attachable,
         ingress: req.ingress,
+        internal: req.internal,
         mtu: req.mtu,
         createdAt: Date.now(),
       },
@@ -332,7 +335,10 @@ export class Manager {
       gone.add(key)
     }
     const keep = current.filter((p) => !gone.has(portKey(p)))
-    const ports = this.planPorts(svc, keep, req.add, svc.id)
+    // Docker: adding a port the service keeps as it is (same published, target, protocol, mode) is a no-op.
+    const add = req.add.filter((r) => !keep.some((p) => samePort(p, r)))
+    if (gone.size === 0 && add.length === 0) return svc
+    const ports = this.planPorts(svc, keep, add, svc.id)
     const {ports: _old, ...rest} = svc
     const next: Service = {
       ...rest,
@@ -340,6 +346,18 @@ export class Manager {
       ...(ports.length > 0 ? {ports} : {}),
       updatedAt: Date.now(),
     }
+    return this.writePlanned(next, this.mustNotShrink(svc, next))
+  }
+
+  /**
+   * Attaches a live service to networks and detaches it from others (service-networks.ts): a
+   * VIP on each new network, and each running task an address there, plugged into it where it
+   * runs (no task replaced); tasks on a removed network are replaced by tasks without it.
+   */
+  updateNetworks(ref: string, req: NetworksUpdate): Service {
+    const svc = this.read.findService(ref)
+    const {aliases: _old, ...rest} = svc
+    const next: Service = {...rest, ...nextNetworks(svc, req, (r) => this.read.findNetwork(r)), updatedAt: Date.now()}
     return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 
@@ -541,6 +559,7 @@ export class Manager {
     for (const t of plan.remove) this.store.delete(keyOf('task', t.id))
     for (const t of plan.retire) this.store.put(keyOf('task', t.id), t satisfies Task)
     for (const t of plan.create) this.store.put(keyOf('task', t.id), t satisfies Task)
+    for (const t of plan.extend) this.store.put(keyOf('task', t.id), t satisfies Task)
   }
 }
 
@@ -570,10 +589,14 @@ function checkNetns(path: string): void {
   if (st.ino === self.ino) throw new UserError(`${path} is this node's own network namespace`)
 }
 
+/** A requested port that is exactly one the service has (a request without a published port never is: it asks for a new one). */
+const samePort = (p: PublishedPort, r: PortRequest) =>
+  r.published === p.published && r.target === p.target && r.protocol === p.protocol && r.mode === p.mode
+
 /** Tasks a plan leaves without a node (host-mode ports) or without addresses. */
 function unplaced(plan: ServicePlan): number {
   const noNode = plan.hostPortShort ? plan.hostPortShort.want - plan.hostPortShort.placed : 0
-  const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length : 0
+  const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length - plan.extend.length : 0
   return noNode + noAddress
 }
 

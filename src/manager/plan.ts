@@ -41,6 +41,12 @@ export type ServicePlan = {
   retire: Task[]
   /** Only tasks that fit: each has an address on every network of the service. */
   create: Task[]
+  /**
+   * Running tasks given an address on a network the service was attached to since they started
+   * (service update --network-add): the same task, its new attachment last; its node plugs the
+   * interface into the running task (dataplane/tasks.ts) instead of replacing it.
+   */
+  extend: Task[]
   /** Empty when every slot the spec asks for got a task. */
   shortfalls: Shortfall[]
   /** Networks the service names that do not exist (any new task waits for them). */
@@ -60,10 +66,20 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const {members, live, liveIds} = state.nodes ?? placementNodes(ix, view)
   // The service's own tasks, in key order: all that placement keeps, replaces or removes.
   const mine = ix.tasksOf(svc.id)
-  // A task without an address on one of the service's networks (the ingress network, added
-  // when the service got its first ingress port) is replaced by one that has them all.
+  // A task without an address on the ingress network (added when the service got its first
+  // ingress port), or with one on a network the service left, is replaced by one that has them all.
+  // One that only lacks another network gets an address on it and keeps running (extend below).
+  const ingressIds = new Set(svc.networks.filter((id) => ix.networks.get(id)?.ingress === true))
+  const lacks = (t: Task, id: string) => !t.attachments.some((a) => a.networkId === id)
   const stale = new Set(
-    mine.filter((t) => !svc.networks.every((id) => t.attachments.some((a) => a.networkId === id))).map((t) => t.id),
+    mine
+      .filter(
+        (t) =>
+          [...ingressIds].some((id) => lacks(t, id)) ||
+          t.attachments.some((a) => !svc.networks.includes(a.networkId)) ||
+          (t.desiredState !== 'running' && svc.networks.some((id) => lacks(t, id))),
+      )
+      .map((t) => t.id),
   )
   const hostRule = hostPortRule(svc, hostPortState(svc, ix))
   const placements = placeTasks(
@@ -97,14 +113,17 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const hostPortShort = hostRule?.short(placements.length, live.length)
   const missingNetworks = svc.networks.filter((id) => !ix.networks.has(id))
   if (missingNetworks.length > 0)
-    return {remove, retire, create: [], shortfalls: [], missingNetworks, ...(hostPortShort ? {hostPortShort} : {})}
+    return {remove, retire, create: [], extend: [], shortfalls: [], missingNetworks, ...(hostPortShort ? {hostPortShort} : {})}
   const nets = svc.networks.map((id) => ix.networks.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
   // VIPs come from the same pool as task addresses, so the two never collide.
   const vipMode = endpointModeOf(svc) === 'vip'
   const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => ix.networks.has(v.networkId)).map((v) => [v.networkId, v]))
-  const needPools = wanted.length > 0 || (vipMode && nets.some((n) => !kept.has(n.id)))
+  // Kept running tasks that lack a network of the service (it was added): they get an address on it.
+  const toExtend = mine.filter((t) => keep.has(t.id) && svc.networks.some((id) => lacks(t, id)))
+  const extNeed = (id: string) => toExtend.filter((t) => lacks(t, id)).length
+  const needPools = wanted.length > 0 || toExtend.length > 0 || (vipMode && nets.some((n) => !kept.has(n.id)))
   // Nothing to allocate: no address is looked at (a pass over a placed cluster stays cheap).
   const pools = needPools ? addressPools(svc, nets, removed, kept, vipMode, ix, state.addressStart) : []
   // A VIP first: a service in vip mode is reached only through it.
@@ -115,10 +134,24 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     if (old) vips.push(old)
     else if (p.vip && p.free > 0) vips.push({networkId: p.net.id, ip: p.next.next().value as string})
   }
-  const fits = Math.min(wanted.length, ...pools.map((p) => Math.max(0, p.free - (p.vip ? 1 : 0))))
+  // Running tasks first: a network with no room for them all extends none (and is a shortfall).
+  const extendFits = pools.every((p) => p.free - (p.vip ? 1 : 0) >= extNeed(p.net.id))
+  const extend = extendFits
+    ? toExtend.map((t): Task => {
+        const more = pools
+          .filter((p) => lacks(t, p.net.id))
+          .map((p) => {
+            const ip = p.next.next().value as string
+            return {networkId: p.net.id, ip, mac: macForIp(ip)}
+          })
+        return {...t, attachments: [...t.attachments, ...more]}
+      })
+    : []
+  const taken = (id: string) => (extendFits ? extNeed(id) : 0)
+  const fits = Math.min(wanted.length, ...pools.map((p) => Math.max(0, p.free - (p.vip ? 1 : 0) - taken(p.net.id))))
   const shortfalls = pools
-    .filter((p) => p.free < wanted.length + (p.vip ? 1 : 0))
-    .map((p) => ({network: p.net, need: wanted.length, free: p.free, vip: p.vip}))
+    .filter((p) => p.free < wanted.length + extNeed(p.net.id) + (p.vip ? 1 : 0))
+    .map((p) => ({network: p.net, need: wanted.length + extNeed(p.net.id), free: p.free, vip: p.vip}))
   const vipsChanged = vipMode ? !sameVips(vips, svc.vips) : svc.vips !== undefined && svc.vips.length > 0
 
   const create = wanted.slice(0, fits).map((p): Task => {
@@ -141,6 +174,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     remove,
     retire,
     create,
+    extend,
     shortfalls,
     missingNetworks,
     ...(vipsChanged ? {vips: vipMode ? vips : []} : {}),

@@ -33,6 +33,7 @@ export function planNetwork(req: NetworkRequest, cluster: ClusterSpec, existing:
     const other = existing.find((n) => n.ingress)
     if (other) throw new UserError(`an ingress network already exists: '${other.name}'`)
     if (req.attachable) throw new UserError('an ingress network cannot be attachable')
+    if (req.internal) throw new UserError('an ingress network cannot be internal: it is how published ports come in')
   }
   if (req.mtu !== undefined) {
     if (driver !== 'overlay') throw new UserError('--mtu is for overlay networks')

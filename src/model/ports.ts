@@ -3,6 +3,7 @@
 // and a port to remove (P or P/udp). Pure parsing: every refusal is one line naming what was typed.
 import {UserError} from './errors.js'
 import type {PortProtocol, PublishMode, PublishedPort} from './types.js'
+import {expandPortRanges, parsePortRange} from './port-ranges.js'
 
 /** Where a published port comes from when the user names none, as in Swarm. */
 export const PUBLISHED_PORT_MIN = 30000
@@ -25,17 +26,39 @@ const SHORT_HINT = 'P:T[/udp] or T[/udp]'
 
 /**
  * One --publish / -p value, either form (as Docker takes both on one flag): a value with '='
- * is the long form, anything else the short one. `what` names the flag in the refusal.
+ * is the long form, anything else the short one; P and T may be ranges (src/model/port-ranges.ts),
+ * so one value may stand for several ports. `what` names the flag in the refusal.
  */
-export function parsePublish(spec: string, what = '--publish'): PortRequest {
+export function parsePublishes(spec: string, what = '--publish'): PortRequest[] {
   const fail = (why: string): never => {
     throw new UserError(`invalid ${what} '${spec}': ${why}`)
   }
   if (spec.length === 0) return fail(`empty: give ${SHORT_HINT} or ${LONG_HINT}`)
-  return spec.includes('=') ? parseLong(spec, fail) : parseShort(spec, fail)
+  const r = spec.includes('=') ? parseLong(spec, fail) : parseShort(spec, fail)
+  const port = (name: string, text: string) => portNumber(name, text, fail)
+  const published = r.published === undefined ? undefined : parsePortRange(r.publishedName, r.published, port, fail)
+  const target = parsePortRange(r.targetName, r.target, port, fail)
+  return expandPortRanges(published, target, fail).map((p) => ({...p, protocol: r.protocol, mode: r.mode}))
 }
 
-function parseLong(spec: string, fail: (why: string) => never): PortRequest {
+/** One value that must stand for one port (`service publish PORT`): a range is refused. */
+export function parsePublish(spec: string, what = '--publish'): PortRequest {
+  const out = parsePublishes(spec, what)
+  if (out.length !== 1) throw new UserError(`invalid ${what} '${spec}': one port here, not a range`)
+  return out[0]!
+}
+
+/** A value as typed, its ports still text (each a port or a range). */
+type RawPublish = {
+  published?: string
+  publishedName: string
+  target: string
+  targetName: string
+  protocol: PortProtocol
+  mode: PublishMode
+}
+
+function parseLong(spec: string, fail: (why: string) => never): RawPublish {
   const fields = new Map<LongKey, string>()
   for (const field of spec.split(',')) {
     if (field.length === 0) fail(`an empty field (a stray comma): expected ${LONG_HINT}`)
@@ -56,31 +79,28 @@ function parseLong(spec: string, fail: (why: string) => never): PortRequest {
   if (target === undefined) fail(`'target' is missing: the long form is ${LONG_HINT}`)
   const published = fields.get('published')
   return {
-    ...(published === undefined ? {} : {published: portNumber('published', published, fail)}),
-    target: portNumber('target', target!, fail),
+    ...(published === undefined ? {} : {published}),
+    publishedName: 'published',
+    target: target!,
+    targetName: 'target',
     protocol: protocolOf(fields.get('protocol') ?? 'tcp', fail),
     mode: modeOf(fields.get('mode') ?? 'ingress', fail),
   }
 }
 
-function parseShort(spec: string, fail: (why: string) => never): PortRequest {
+function parseShort(spec: string, fail: (why: string) => never): RawPublish {
   if (spec.includes(',')) fail('one port per value: give -p once for each port')
   const slash = spec.indexOf('/')
   const ports = slash < 0 ? spec : spec.slice(0, slash)
   const protocol = slash < 0 ? 'tcp' : protocolOf(spec.slice(slash + 1), fail)
   const parts = ports.split(':')
   if (parts.length > 2) fail('a host address (IP:P:T) cannot be given: a published port answers on every address of the node')
-  if (parts.some((p) => /^\d+-\d*$/.test(p))) fail('port ranges are not supported: publish each port with its own -p')
+  const names = {publishedName: 'published port', targetName: 'target port'}
   if (parts.length === 2) {
     if (parts[0] === '') fail(`the published port before ':' is empty: give ${SHORT_HINT}`)
-    return {
-      published: portNumber('published port', parts[0]!, fail),
-      target: portNumber('target port', parts[1]!, fail),
-      protocol,
-      mode: 'ingress',
-    }
+    return {published: parts[0]!, target: parts[1]!, ...names, protocol, mode: 'ingress'}
   }
-  return {target: portNumber('target port', parts[0]!, fail), protocol, mode: 'ingress'}
+  return {target: parts[0]!, ...names, protocol, mode: 'ingress'}
 }
 
 /** A port to remove: P or P/tcp or P/udp (tcp when no protocol is written, as everywhere else). */

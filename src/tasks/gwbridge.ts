@@ -7,6 +7,7 @@ import {macForIp} from '../model/allocate.js'
 import {networkOf} from '../model/ipv4.js'
 import {addAddress, createBridge, deleteLink, getLink, setLinkUp, setMac} from '../sys/link.js'
 import {addMasquerade, removeMasquerade} from '../sys/nft.js'
+import {removeNoExit} from '../sys/nft-noexit.js'
 import {enableIpForward} from '../sys/sysctl.js'
 
 /** The Linux device (names are limited to 15 characters). */
@@ -55,5 +56,6 @@ export async function ensureGwBridge(opts: GwBridgeOptions = {}): Promise<GwBrid
  */
 export async function removeGwBridge(): Promise<void> {
   await removeMasquerade(GWBRIDGE_IF)
+  await removeNoExit(GWBRIDGE_IF)
   await deleteLink(GWBRIDGE_IF)
 }

@@ -59,6 +59,8 @@ export interface GwAttachment {
   hostIf: string
   /** Default: derived from ip as Docker does (02:42:a:b:c:d). */
   mac?: string
+  /** false: no default route through the bridge (a task only on internal networks); the bridge's subnet stays reachable. */
+  defaultRoute?: boolean
 }
 
 export interface SandboxHooks {
@@ -176,7 +178,7 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
       })
       await enslave(g.hostIf, GWBRIDGE_IF)
       await setBridgePortIsolated(g.hostIf, true)
-      await addDefaultRoute(g.gatewayIp, ifname, spec.netns)
+      if (g.defaultRoute !== false) await addDefaultRoute(g.gatewayIp, ifname, spec.netns)
       sandbox.gw = {hostIf: g.hostIf, hostIfindex, ifname}
     }
     return sandbox

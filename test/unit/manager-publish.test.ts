@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {beforeEach, test} from 'node:test'
 import {serviceView} from '../../src/agent/render.js'
 import type {Manager, ServiceRequest} from '../../src/manager/manager.js'
-import {parsePortRef, parsePublish} from '../../src/model/ports.js'
+import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
 import {freePort} from '../../src/model/publish.js'
 import {valueProblem} from '../../src/model/shape.js'
 import type {Store} from '../../src/store/store.js'
@@ -39,11 +39,11 @@ const create = (name: string, ports: string[], more: Partial<ServiceRequest> = {
     replicas: 2,
     networks: ['net'],
     command: [],
-    ports: ports.map((p) => parsePublish(p)),
+    ports: ports.flatMap((p) => parsePublishes(p)),
     ...more,
   })
 const update = (name: string, add: string[], rm: string[] = []) =>
-  m.updatePorts(name, {add: add.map((p) => parsePublish(p)), rm: rm.map((p) => parsePortRef(p))})
+  m.updatePorts(name, {add: add.flatMap((p) => parsePublishes(p)), rm: rm.map((p) => parsePortRef(p))})
 const tasksOf = (name: string) => m.read.tasks().filter((t) => t.serviceName === name && t.desiredState === 'running')
 
 /** Refused with one line matching `said`, and the store is byte for byte what it was. */
@@ -380,4 +380,45 @@ test('no ingress network (removed with --force): ingress ports refused, host por
 test('the ingress network cannot be removed while a service publishes through it', () => {
   create('web', ['8080:80'])
   assert.throws(() => m.removeNetwork('ingress', {force: true}), /network ingress is in use by service web/)
+})
+
+test('publish-add of a port the service already has with the same target is a no-op (Docker); another target is refused', () => {
+  const svc = create('web', ['8080:80', '53:53/udp', 'published=9443,target=443,mode=host'])
+  const before = stateFile()
+  const clock = store.clock
+  assert.deepEqual(update('web', ['8080:80']), svc)
+  assert.deepEqual(update('web', ['53:53/udp', 'published=9443,target=443,mode=host']), svc)
+  assert.equal(store.clock, clock, 'nothing written')
+  assert.equal(stateFile(), before)
+  // the same port among new ones: the new ones are added, the old one stays once
+  const next = update('web', ['8080:80', '8081:81'])
+  assert.deepEqual(
+    next.ports?.map((p) => `${p.published}:${p.target}`),
+    ['8080:80', '53:53', '9443:443', '8081:81'],
+  )
+  refusedUnchanged(() => update('web', ['8080:81']), /^service web already publishes port 8080\/tcp$/)
+  // another mode is another port: refused as before
+  refusedUnchanged(() => update('web', ['published=8080,target=80,mode=host']), /already publishes port 8080\/tcp/)
+  // removed and added back in one command: published again
+  assert.deepEqual(update('web', ['8080:80'], ['8080']).ports?.filter((p) => p.published === 8080).length, 1)
+})
+
+test('port ranges in create and update: one port each, all checked before anything is written', () => {
+  const svc = create('web', ['8000-8002:80-82', '9000-9001:80'])
+  assert.deepEqual(
+    svc.ports?.map((p) => `${p.published}:${p.target}`),
+    ['8000:80', '8001:81', '8002:82', '9000:80', '9001:80'],
+  )
+  const next = update('web', ['7000-7001:70-71', '8000-8002:80-82'])
+  assert.deepEqual(
+    next.ports?.map((p) => `${p.published}:${p.target}`),
+    ['8000:80', '8001:81', '8002:82', '9000:80', '9001:80', '7000:70', '7001:71'],
+  )
+  create('api', ['9999:80'])
+  // one port of the range taken: the whole range refused, nothing written
+  refusedUnchanged(() => update('web', ['9998-9999:80']), /^port 9999\/tcp is already published by service api$/)
+  assert.deepEqual(
+    create('rng', ['80-81']).ports?.map((p) => p.published),
+    [30000, 30001],
+  )
 })

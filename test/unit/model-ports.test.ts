@@ -9,6 +9,7 @@ import {
   formatPort,
   parsePortRef,
   parsePublish,
+  parsePublishes,
   sortPorts,
 } from '../../src/model/ports.js'
 import {valueProblem} from '../../src/model/shape.js'
@@ -111,8 +112,8 @@ test('mixed forms and more than one port in one value are refused, saying where 
 test('short form mistakes: host addresses, ranges, protocols', () => {
   refused(() => parsePublish('127.0.0.1:8080:80'), /a host address \(IP:P:T\) cannot be given/)
   refused(() => parsePublish('8080:80:90'), /a host address/)
-  refused(() => parsePublish('8080-8081:80-81'), /port ranges are not supported/)
-  refused(() => parsePublish('80-81'), /port ranges are not supported/)
+  refused(() => parsePublish('8080-8081:80-81'), /one port here, not a range/)
+  refused(() => parsePublish('80-81'), /one port here, not a range/)
   refused(() => parsePublish('8080:80/sctp'), /sctp is not supported/)
   refused(() => parsePublish('8080:80/UDP'), /unknown protocol 'UDP'/)
   refused(() => parsePublish('8080:80/'), /unknown protocol ''/)
@@ -198,4 +199,48 @@ test('the store refuses malformed ports of a service', () => {
     assert.match(valueProblem('service/s', {...base, ...extra, ports}) ?? '', said)
   }
   assert.equal(valueProblem('service/s', {...base, endpointMode: 'dnsrr', ports: [{...port, mode: 'host'}]}), undefined)
+})
+
+test('port ranges, as Docker expands them: equal ranges pair up, a published range to one target, a target range allocated', () => {
+  const tcp = (published: number | undefined, target: number) => ({
+    ...(published === undefined ? {} : {published}),
+    target,
+    protocol: 'tcp',
+    mode: 'ingress',
+  })
+  assert.deepEqual(parsePublishes('8000-8002:80-82'), [tcp(8000, 80), tcp(8001, 81), tcp(8002, 82)])
+  assert.deepEqual(parsePublishes('8000-8010:80-90').length, 11)
+  assert.deepEqual(parsePublishes('8000-8002:80'), [tcp(8000, 80), tcp(8001, 80), tcp(8002, 80)])
+  assert.deepEqual(parsePublishes('80-82'), [tcp(undefined, 80), tcp(undefined, 81), tcp(undefined, 82)])
+  assert.deepEqual(parsePublishes('53-54:53-54/udp'), [
+    {published: 53, target: 53, protocol: 'udp', mode: 'ingress'},
+    {published: 54, target: 54, protocol: 'udp', mode: 'ingress'},
+  ])
+  assert.deepEqual(parsePublishes('8080-8080:80'), [tcp(8080, 80)], 'a range of one is one port')
+  assert.deepEqual(parsePublishes('published=8000-8001,target=80-81,mode=host'), [
+    {published: 8000, target: 80, protocol: 'tcp', mode: 'host'},
+    {published: 8001, target: 81, protocol: 'tcp', mode: 'host'},
+  ])
+  assert.deepEqual(parsePublishes('published=9000-9001,target=80'), [tcp(9000, 80), tcp(9001, 80)])
+  assert.deepEqual(parsePublishes('target=80-81'), [tcp(undefined, 80), tcp(undefined, 81)])
+  assert.deepEqual(parsePublishes('8080:80'), [tcp(8080, 80)], 'a single port is a list of one')
+})
+
+test('bad ranges: one line naming what was typed', () => {
+  refused(
+    () => parsePublishes('8000-8010:80-85'),
+    /published 8000-8010 \(11 ports\) and target 80-85 \(6 ports\) differ in size/,
+    '8000-8010:80-85',
+  )
+  refused(() => parsePublishes('8000:80-85'), /published 8000 \(1 port\) and target 80-85 \(6 ports\) differ in size/)
+  refused(() => parsePublishes('published=8000-8001,target=80-82'), /differ in size/)
+  refused(() => parsePublishes('8010-8000:80'), /published port range '8010-8000' ends before it starts/)
+  refused(() => parsePublishes('target=90-80'), /target range '90-80' ends before it starts/)
+  refused(() => parsePublishes('8000-:80'), /published port range end is empty/)
+  refused(() => parsePublishes('8000-x:80'), /published port range end 'x' is not a port number/)
+  refused(() => parsePublishes('8000-70000:80'), /range end '70000' is not a port number 1-65535/)
+  refused(() => parsePublishes('0-5:80'), /range start '0' is not a port number/)
+  refused(() => parsePublishes('1-2000'), /target port range '1-2000' has 2000 ports: at most 1024 in one range/)
+  refused(() => parsePublishes('8000-8002:80-81', '--publish-add'), /^invalid --publish-add '8000-8002:80-81': published/)
+  refused(() => parsePublishes('1-2-3:80'), /is not a port number/)
 })
