@@ -8,12 +8,15 @@
 // Each with one dnsperf thread (-T 1 -c 1), then with two (-T 2 -c 2, one per CPU of the test
 // machine): the fast path runs in the asking task's own send path, so it grows with the askers,
 // while dnsmasq and the responder are one process each. p50/p99 come from dnsperf's per-query
-// latencies (-v). Numbers, not assertions.
+// latencies (-v). Each row runs `runs` times (default 5), the three servers alternating within a
+// run so that drift on a shared machine hits all alike; the figure is the median with min-max.
+// Numbers, not assertions.
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {DEFAULT_RUNS, fmtSpread, spread} from './summary.js'
 
 const REPO = join(fileURLToPath(import.meta.url), '..', '..')
 const BIN = join(REPO, 'bin', 'run.js')
@@ -70,7 +73,17 @@ function dnsperf(label: string, netns: string, file: string, port: number, extra
   return {label, qps, p50us: pct(50), p99us: pct(99), lost}
 }
 
-export async function benchDns(): Promise<DnsBenchRow[]> {
+export type DnsServer = 'fast' | 'responder' | 'dnsmasq'
+export const DNS_SERVERS: DnsServer[] = ['fast', 'responder', 'dnsmasq']
+
+/** Per dnsperf thread count, each server's runs. */
+export interface DnsBench {
+  runs: number
+  byThreads: {threads: number; rows: Record<DnsServer, DnsBenchRow[]>}[]
+}
+
+export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
+  const runs = opts.runs ?? DEFAULT_RUNS
   const tmp = mkdtempSync(join(tmpdir(), 'sn-dnsbench-'))
   let dnsmasq: ReturnType<typeof spawn> | undefined
   cli(['lab', 'up', '--nodes', '1'])
@@ -114,30 +127,36 @@ export async function benchDns(): Promise<DnsBenchRow[]> {
     await new Promise((r) => setTimeout(r, 1000))
     // Let the reconciler write the fast path's maps (it runs at least every 3 s).
     await new Promise((r) => setTimeout(r, 3500))
-    const rows: DnsBenchRow[] = []
+    const out: DnsBench = {runs, byThreads: []}
     for (const t of [1, 2]) {
       const c = `${t} dnsperf thread${t > 1 ? 's' : ''}`
-      rows.push(
-        dnsperf(`eBPF fast path (tc on the task gateway veth), plain A question, :53, ${c}`, netns, queries, 53, [], t),
-        dnsperf(
-          `TypeScript responder, A with an EDNS option the fast path passes (65001), :53, ${c}`,
-          netns,
-          queries,
-          53,
-          ['-E', '65001:00'],
-          t,
-        ),
-        dnsperf(
-          `dnsmasq 2.90 from a hosts file, plain A question, :5353 in the node namespace, ${c}`,
-          netns,
-          queries,
-          5353,
-          [],
-          t,
-        ),
-      )
+      const ask: Record<DnsServer, () => DnsBenchRow> = {
+        fast: () =>
+          dnsperf(`eBPF fast path (tc on the task gateway veth), plain A question, :53, ${c}`, netns, queries, 53, [], t),
+        responder: () =>
+          dnsperf(
+            `TypeScript responder, A with an EDNS option the fast path passes (65001), :53, ${c}`,
+            netns,
+            queries,
+            53,
+            ['-E', '65001:00'],
+            t,
+          ),
+        dnsmasq: () =>
+          dnsperf(
+            `dnsmasq 2.90 from a hosts file, plain A question, :5353 in the node namespace, ${c}`,
+            netns,
+            queries,
+            5353,
+            [],
+            t,
+          ),
+      }
+      const rows: Record<DnsServer, DnsBenchRow[]> = {fast: [], responder: [], dnsmasq: []}
+      for (let i = 0; i < runs; i++) for (const k of DNS_SERVERS) rows[k].push(ask[k]())
+      out.byThreads.push({threads: t, rows})
     }
-    return rows
+    return out
   } finally {
     dnsmasq?.kill('SIGKILL')
     spawnSync(process.execPath, [BIN, 'lab', 'down'], {encoding: 'utf8'})
@@ -145,13 +164,20 @@ export async function benchDns(): Promise<DnsBenchRow[]> {
   }
 }
 
-export function formatDns(rows: DnsBenchRow[]): string {
-  return rows
-    .map(
-      (r) =>
-        `${r.label.padEnd(100)} ${r.qps.toFixed(0).padStart(7)} q/s   p50 ${r.p50us.toFixed(0).padStart(5)} us   p99 ${r.p99us.toFixed(0).padStart(6)} us   lost ${r.lost}`,
-    )
-    .join('\n')
+export function formatDns(b: DnsBench): string {
+  const lines = [`${b.runs} runs of ${SECONDS} s per server, servers alternating; median (min-max)`]
+  for (const {rows} of b.byThreads)
+    for (const k of DNS_SERVERS) {
+      const r = rows[k]
+      const f0 = (x: number) => x.toFixed(0)
+      lines.push(
+        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}`,
+      )
+    }
+  return lines.join('\n')
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) console.log(formatDns(await benchDns()))
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf('--runs')
+  console.log(formatDns(await benchDns(i >= 0 ? {runs: Number(process.argv[i + 1])} : {})))
+}

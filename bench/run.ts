@@ -3,6 +3,11 @@
 // itself), then cross-node throughput in the lab for swarmnet and for the
 // kernel's own vxlan+bridge path built the Docker way, with the ratio.
 // Numbers, not assertions: nothing here fails on a slow machine.
+//
+//   npm run bench -- [--only overlay,vip,mesh,dns] [--runs N] [--seconds S] [--json]
+//
+// --only runs those lab sections alone (the in-process ones are skipped); --json ends the output
+// with one JSON object of the ratios (bench/summary.ts), every key present, null when not run.
 import {benchPrograms} from './progs.js'
 import {benchSwim, formatSwim} from './swim-sim.js'
 import {benchFanout, formatFanout} from './fanout-sim.js'
@@ -15,48 +20,91 @@ import {benchScale} from './scale.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
 import {benchVipLab, formatVipLab} from './vip-lab.js'
+import {benchRatios, parseBenchArgs, type BenchRuns} from './summary.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
 
+let args
+try {
+  args = parseBenchArgs(process.argv.slice(2))
+} catch (e) {
+  console.error(e instanceof Error ? e.message : String(e))
+  process.exit(2)
+}
+const {only, runs, seconds} = args
+const lab = !args.programsOnly
+const collected: BenchRuns = {}
+
 console.log('# swarmnet bench\n')
-console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}\n`)
-const cli = benchCliStart()
-console.log('## CLI start\n')
-console.log(`swarmnet --help, with the packed manifest   ${cli.manifestMs.toFixed(0).padStart(5)} ms   (target <= 300 ms)`)
-console.log(`swarmnet --help, without it (a clone)       ${cli.noManifestMs.toFixed(0).padStart(5)} ms\n`)
-console.log('## programs (BPF_PROG_TEST_RUN, 64-byte packets)\n')
-for (const r of await benchPrograms()) {
-  const t = Object.entries(targets).find(([k]) => r.name === k)
-  const timer = r.overheadNs !== undefined ? `, ${r.overheadNs.toFixed(0)} ns of timer subtracted` : ''
-  console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
-  console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
+console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}`)
+console.log(`lab sections: ${lab ? [...only].join(', ') : 'none'}; ${runs} runs of each path, alternating; medians (min-max)\n`)
+if (!args.partial) {
+  const cli = benchCliStart()
+  console.log('## CLI start\n')
+  console.log(`swarmnet --help, with the packed manifest   ${cli.manifestMs.toFixed(0).padStart(5)} ms   (target <= 300 ms)`)
+  console.log(`swarmnet --help, without it (a clone)       ${cli.noManifestMs.toFixed(0).padStart(5)} ms\n`)
+  console.log('## programs (BPF_PROG_TEST_RUN, 64-byte packets)\n')
+  for (const r of await benchPrograms()) {
+    const t = Object.entries(targets).find(([k]) => r.name === k)
+    const timer = r.overheadNs !== undefined ? `, ${r.overheadNs.toFixed(0)} ns of timer subtracted` : ''
+    console.log(`${r.name.padEnd(34)} ${r.nsPerPacket.toFixed(1).padStart(7)} ns/packet${t ? `   (target <= ${t[1]} ns)` : ''}`)
+    console.log(`${''.padEnd(36)}${r.method}${timer}: ${r.measures}`)
+  }
+  console.log('\n## load balancer (VIPs)\n')
+  for (const line of benchLb().lines) console.log(line)
+  console.log('\n## desired state: embedded vs etcd (3 local members)\n')
+  for (const line of await benchEtcd()) console.log(line)
+  console.log('\n## control plane at scale: 10,000 services, 1,000 nodes (manager code in-process)\n')
+  {
+    const scale = await benchScale()
+    for (const line of scale.lines) console.log(line)
+    console.log(JSON.stringify(scale.json))
+  }
+  console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
+  console.log(formatStore(await benchStore()))
+  console.log('\n## membership at 1,000 nodes (simulated network)\n')
+  console.log(formatSwim(benchSwim()))
+  console.log('\n## store updates at 1,000 nodes (simulated network)\n')
+  console.log(formatFanout(benchFanout()))
 }
-console.log('\n## load balancer (VIPs)\n')
-for (const line of benchLb().lines) console.log(line)
-console.log('\n## desired state: embedded vs etcd (3 local members)\n')
-for (const line of await benchEtcd()) console.log(line)
-console.log('\n## control plane at scale: 10,000 services, 1,000 nodes (manager code in-process)\n')
-{
-  const scale = await benchScale()
-  for (const line of scale.lines) console.log(line)
-  console.log(JSON.stringify(scale.json))
+if (lab && only.has('dns')) {
+  console.log('\n## dns: an A question for a service name from a task (dnsperf from a task, at most 64 questions outstanding)\n')
+  const d = await benchDns({runs})
+  console.log(formatDns(d))
+  // The ratios are one dnsperf thread's: the figures the goals were set on.
+  const one = d.byThreads.find((x) => x.threads === 1)!.rows
+  collected.dns = {
+    fast: one.fast.map((r) => r.qps),
+    responder: one.responder.map((r) => r.qps),
+    dnsmasq: one.dnsmasq.map((r) => r.qps),
+  }
 }
-console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
-console.log(formatStore(await benchStore()))
-console.log('\n## membership at 1,000 nodes (simulated network)\n')
-console.log(formatSwim(benchSwim()))
-console.log('\n## store updates at 1,000 nodes (simulated network)\n')
-console.log(formatFanout(benchFanout()))
-const meshProgs = benchMeshPrograms()
-if (!process.argv.includes('--programs-only')) {
-  console.log('\n## DNS: an A question for a service name from a task (dnsperf from a task, at most 64 questions outstanding)\n')
-  console.log(formatDns(await benchDns()))
-  console.log('\n## cross-node throughput in the lab\n')
-  console.log(formatTable(await benchThroughput({seconds: 5})))
-  console.log('\n## cross-node task -> VIP in the lab (against the direct address and nft DNAT)\n')
-  for (const line of formatVipLab(await benchVipLab({seconds: 5, runs: 3}))) console.log(line)
+if (lab && only.has('overlay')) {
+  console.log('\n## overlay: cross-node task to task in the lab (against the bare underlay and the kernel vxlan)\n')
+  const t = await benchThroughput({seconds, runs})
+  console.log(formatTable(t))
+  for (const r of t) for (const n of r.notes) console.log(`${r.test}: ${n}`)
+  const by = (name: string) => t.find((r) => r.test === name)!
+  collected.overlay = {
+    udp: {swarmnet: by('udp-64B').swarmnet.runs, bare: by('udp-64B').bare.runs},
+    tcp: {swarmnet: by('tcp-1-stream').swarmnet.runs, bare: by('tcp-1-stream').bare.runs},
+  }
 }
-console.log('\n## routing mesh (published ports)\n')
-const meshLab = process.argv.includes('--programs-only') ? undefined : await benchMeshLab({seconds: 5, runs: 3})
-for (const line of formatMesh(meshProgs, meshLab)) console.log(line)
+if (lab && only.has('vip')) {
+  console.log('\n## vip: cross-node task -> VIP in the lab (against the direct address and nft DNAT)\n')
+  const v = await benchVipLab({seconds, runs})
+  for (const line of formatVipLab(v)) console.log(line)
+  collected.vip = {udp: {vip: v.udp.vip, direct: v.udp.direct}, tcp: {vip: v.tcp.vip, direct: v.tcp.direct}}
+}
+if (!args.partial || only.has('mesh')) {
+  console.log('\n## mesh: routing mesh (published ports)\n')
+  const meshProgs = args.partial ? [] : benchMeshPrograms()
+  const meshLab = lab ? await benchMeshLab({seconds, runs}) : undefined
+  for (const line of formatMesh(meshProgs, meshLab)) console.log(line)
+  if (meshLab) collected.mesh = {udp: meshLab.udp, tcp: meshLab.tcp}
+}
+if (args.json) {
+  console.log('\nratios: median over median of the same run; null: the section was not run or gave no number')
+  console.log(JSON.stringify(benchRatios(collected)))
+}

@@ -1,11 +1,13 @@
 /**
  * Cross-node throughput, swarmnet's BPF data plane against the kernel's own vxlan + bridge path
- * built the Docker way, in one lab run.
+ * built the Docker way and against the bare underlay (iperf3 between the two nodes' own
+ * namespaces, node address to node address, no overlay, no task device: the limit here), in one
+ * lab run.
  *
  *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5]
  *
  * For each path: small UDP packets (iperf3 -u -l 64 -b 0) -> packets/s received at the server,
- * and one TCP stream -> Gb/s received. Runs alternate swarmnet / kernel so that drift on a
+ * and one TCP stream -> Gb/s received. Runs alternate swarmnet / kernel / bare so that drift on a
  * shared machine hits both alike; the reported figure is the median of the runs (best is kept too).
  *
  * It brings up its own lab (waiting while someone else's lab is up: the lab's names are fixed)
@@ -33,8 +35,12 @@ export interface Result {
   unit: 'pps' | 'Gb/s'
   swarmnet: PathFigure
   kernel: PathFigure
+  /** The bare underlay between the same two nodes, in the same run. */
+  bare: PathFigure
   /** swarmnet.median / kernel.median */
   ratio: number
+  /** swarmnet.median / bare.median */
+  bareRatio: number
   /** Counters showing where the traffic went, and anything odd (loss, drops). */
   notes: string[]
 }
@@ -191,15 +197,20 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
     await buildKernelPath(ends)
     const [kc, ks] = ends as [KernelEnd, KernelEnd]
     const kserver = startServer(ks.netns)
+    // The bare underlay: the server node's own namespace, reached at its underlay address.
+    const [bc, bs] = [node(pair.client.node), node(pair.server.node)]
+    const bserver = startServer(bs.netns)
     try {
       // Warm up both paths (and check they work at all) before measuring.
       await execIn(kc.netns, ['ping', '-c', '2', '-W', '2', ks.ip], 'ping over the kernel path')
       await execIn(pair.client.netns, ['ping', '-c', '2', '-W', '2', pair.server.ip], 'ping over swarmnet')
+      await execIn(bc.netns, ['ping', '-c', '2', '-W', '2', bs.address], 'ping over the bare underlay')
 
       const results: Result[] = []
       for (const test of ['udp-64B', 'tcp-1-stream'] as const) {
         const sn: number[] = []
         const kn: number[] = []
+        const bn: number[] = []
         const notes: string[] = []
         const snBefore = {c: await snStats(pair.client.node), s: await snStats(pair.server.node)}
         const kvBefore = {c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns)}
@@ -220,8 +231,11 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             kn.push(b.pps)
             kSent += b.sent
             kRecv += b.received
+            await sleep(1000)
+            const c = await udpSmall(bc.netns, bs.address, seconds)
+            bn.push(c.pps)
             log(
-              `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%)`,
+              `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%), bare ${Math.round(c.pps)} pps (sent ${c.sent}, cpu ${c.cpu.join('/')}%)`,
             )
           } else {
             const a = await tcpStream(pair.client.netns, pair.server.ip, seconds)
@@ -231,8 +245,11 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             const b = await tcpStream(kc.netns, ks.ip, seconds)
             kn.push(b.gbps)
             kRetr += b.retransmits
+            await sleep(1000)
+            const c = await tcpStream(bc.netns, bs.address, seconds)
+            bn.push(c.gbps)
             log(
-              `tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%)`,
+              `tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%), bare ${c.gbps.toFixed(2)} Gb/s (retr ${c.retransmits}, cpu ${c.cpu.join('/')}%)`,
             )
           }
           await sleep(1000)
@@ -257,18 +274,22 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
         }
         const s = figure(sn)
         const k = figure(kn)
+        const b = figure(bn)
         results.push({
           test,
           unit: test === 'udp-64B' ? 'pps' : 'Gb/s',
           swarmnet: s,
           kernel: k,
+          bare: b,
           ratio: k.median > 0 ? s.median / k.median : NaN,
+          bareRatio: b.median > 0 ? s.median / b.median : NaN,
           notes,
         })
       }
       return results
     } finally {
       await stopServer(kserver)
+      await stopServer(bserver)
     }
   } finally {
     if (ends.length > 0) {
@@ -298,13 +319,27 @@ async function stopServer(child: ChildProcess): Promise<void> {
 export function formatTable(results: Result[]): string {
   const num = (v: number, unit: string) => (unit === 'pps' ? Math.round(v).toLocaleString('en-US') : v.toFixed(2))
   const rows = [
-    ['test', 'unit', 'swarmnet', 'kernel vxlan', 'swarmnet/kernel', 'swarmnet runs', 'kernel runs'],
+    [
+      'test',
+      'unit',
+      'bare underlay',
+      'swarmnet',
+      'kernel vxlan',
+      'swarmnet/bare',
+      'swarmnet/kernel',
+      'bare runs',
+      'swarmnet runs',
+      'kernel runs',
+    ],
     ...results.map((r) => [
       r.test,
       r.unit,
+      num(r.bare.median, r.unit),
       num(r.swarmnet.median, r.unit),
       num(r.kernel.median, r.unit),
+      r.bareRatio.toFixed(2),
       r.ratio.toFixed(2),
+      r.bare.runs.map((v) => num(v, r.unit)).join(' / '),
       r.swarmnet.runs.map((v) => num(v, r.unit)).join(' / '),
       r.kernel.runs.map((v) => num(v, r.unit)).join(' / '),
     ]),
