@@ -6,6 +6,11 @@ import type {NodeRecord} from '../model/types.js'
  */
 export interface MembershipView {
   isDown(id: string): boolean
+  /**
+   * Down now, as `node ls` shows it, when isDown answers for placement and counts the
+   * reschedule delay too (the manager's view): what `node rm` asks. Absent: isDown.
+   */
+  downNow?(id: string): boolean
 }
 
 /** Before membership runs (and in pure tests): nobody is down. */
