@@ -82,14 +82,19 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).
   const isDown = (id: string) => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
   const downNow = (id: string) => liveness.isDown(id)
-  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow}) : undefined
+  // Placement gives no new task to a node whose agent is not heard now (suspected or dead).
+  const agentAway = (id: string) => {
+    const s = membership.get(id)?.state
+    return s === 'suspect' || s === 'dead'
+  }
+  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow, agentAway}) : undefined
   // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
   const startHa = (settings: EtcdSettings): EtcdManager =>
     startEtcdManager({
       settings,
       local: store,
       selfId: cfg.nodeId,
-      membership: {isDown, downNow},
+      membership: {isDown, downNow, agentAway},
       log,
       onLeader: (_leader, self) => {
         if (cfg.role !== 'manager') return
@@ -450,6 +455,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const unwatchSwim = membership.onChange((m, was) => {
     log(`membership: agent of node ${nameOf(m.id)} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
     liveness.refresh(otherIds())
+    // An agent heard again may take the tasks placement held back from it (agentAway).
+    if (m.state === 'alive' && was !== 'alive') placement?.pass()
   })
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
   const unwatch = liveness.onChange((id, down) => {

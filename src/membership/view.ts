@@ -11,6 +11,12 @@ export interface MembershipView {
    * reschedule delay too (the manager's view): what `node rm` asks. Absent: isDown.
    */
   downNow?(id: string): boolean
+  /**
+   * The node's agent is not heard now (suspected or declared dead by SWIM) while the node
+   * itself is not down (its data path answers): it keeps its tasks but is given no new one.
+   * Absent: every node that is not down takes tasks.
+   */
+  agentAway?(id: string): boolean
 }
 
 /** Before membership runs (and in pure tests): nobody is down. */
