@@ -5,6 +5,8 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import {NodeLiveness} from '../../src/membership/node-liveness.js'
 import type {Liveness, Member} from '../../src/membership/state.js'
+import {membershipConfig} from '../../src/membership/config.js'
+import {membershipOverrides} from '../../src/cli/membership-flags.js'
 
 function world() {
   let now = 100_000
@@ -91,5 +93,16 @@ describe('NodeLiveness', () => {
     w.set('n6', 'alive')
     w.tick(10_000)
     assert.deepEqual(w.live.state('n6'), {down: false, agent: 'up'})
+  })
+})
+
+describe('--agent-grace', () => {
+  it('sets the grace (ms) at init or join; 60 s without it; a bad value is refused in one line', () => {
+    assert.equal(membershipConfig(membershipOverrides({'agent-grace': 30_000})).agentGraceMs, 30_000)
+    assert.equal(membershipConfig(membershipOverrides({})).agentGraceMs, 60_000)
+    assert.throws(
+      () => membershipConfig(membershipOverrides({'agent-grace': 0})),
+      /^Error: membership agentGraceMs must be a whole number >= 1, not 0$/,
+    )
   })
 })
