@@ -3,7 +3,8 @@ import {SwarmnetCommand} from '../src/cli/base.js'
 import {runAgent} from '../src/agent/agent.js'
 import {defaultNodeName} from '../src/agent/bootstrap.js'
 import {agentLogPath} from '../src/agent/paths.js'
-import {restartAgent} from '../src/agent/spawn.js'
+import {replaceAgent, restartAgent} from '../src/agent/spawn.js'
+import {HANDOVER_LOCK_WAIT_MS, askHandover} from '../src/agent/handover.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr} from '../src/metrics/server.js'
 import {DEFAULT_UNIT_DIR, installUnit, removeUnit, unitText} from '../src/agent/unit.js'
 
@@ -23,6 +24,11 @@ reconciles maps, links and tasks, and serves the local API on /run/swarmnet/<nod
     'metrics-addr': Flags.string({
       description: `where to serve Prometheus metrics (GET /metrics), IP:PORT; '' for none [default: ${DEFAULT_METRICS_ADDR}]`,
       env: 'SWARMNET_METRICS_ADDR',
+    }),
+    replace: Flags.boolean({
+      description:
+        'take the node over from its running agent (an upgrade): the API answers throughout (writes are refused for the moment the new agent starts), the data plane forwards throughout',
+      exclusive: ['install-unit', 'remove-unit'],
     }),
     'install-unit': Flags.boolean({
       description: 'write the systemd unit that runs this agent (then: systemctl daemon-reload; systemctl enable --now swarmnet)',
@@ -51,12 +57,21 @@ reconciles maps, links and tasks, and serves the local API on /run/swarmnet/<nod
       const file = `${flags['unit-dir']}/swarmnet.service`
       return this.log(removeUnit(flags['unit-dir']) ? `${file} removed (systemctl daemon-reload)` : `no unit at ${file}`)
     }
+    if (flags.detach && flags.replace) {
+      const pid = await replaceAgent(node)
+      return this.log(`agent of node ${node} took over (pid ${pid}, log ${agentLogPath(node)})`)
+    }
     if (flags.detach) {
       const pid = await restartAgent(node)
       return this.log(`agent of node ${node} running (pid ${pid}, log ${agentLogPath(node)})`)
     }
     const log = (m: string) => process.stdout.write(`${new Date().toISOString()} ${m}\n`)
-    const agent = await runAgent(node, log, metricsAddr === undefined ? {} : {metricsAddr})
+    const old = flags.replace ? await askHandover(node) : undefined
+    if (old !== undefined) log(`taking node ${node} over from the agent with pid ${old}`)
+    const agent = await runAgent(node, log, {
+      ...(metricsAddr === undefined ? {} : {metricsAddr}),
+      ...(old !== undefined ? {lockWaitMs: HANDOVER_LOCK_WAIT_MS} : {}),
+    })
     const shutdown = (sig: string) => {
       log(`${sig}: stopping (tasks and the data plane keep running)`)
       void agent.stop().then(() => process.exit(0))
@@ -64,5 +79,6 @@ reconciles maps, links and tasks, and serves the local API on /run/swarmnet/<nod
     process.on('SIGTERM', () => shutdown('SIGTERM'))
     process.on('SIGINT', () => shutdown('SIGINT'))
     await agent.done
+    process.exit(0) // a handover's end: nothing of this agent is left to wait for
   }
 }

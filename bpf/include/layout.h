@@ -16,13 +16,21 @@
 /*
  * The version of everything below. Maps are pinned under a folder named for it
  * (/sys/fs/bpf/swarmnet/<node>/v<N>/), so a new layout never meets the pins of
- * an old one: the agent creates the new maps, the reconciler refills the ones
- * derived from the store, datapath-owned state is migrated or dropped by rule
- * (src/bpf/upgrade.ts), and the old pins are removed. Bump it with any change
- * of a key, a value, a map's type or size; adding a counter is not one.
+ * an old one: the agent creates the new maps, carries every old map over (a
+ * converter per map and version in LAYOUT_STEPS, src/bpf/upgrade.ts) before it
+ * swaps the programs, and removes the old pins. Bump it, with a step, on any
+ * change of a key, a value, a map's type or size; a new counter is not one.
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
+#ifndef SN_LAYOUT_TEST_NEXT
 #define SN_LAYOUT_VERSION 5
+#else
+/*
+ * Test builds only (test/bpf/upgrade-next.test.ts): the next layout as the
+ * upgrade test plays it, sn_ct and sn_mesh_ct values with a field in front.
+ */
+#define SN_LAYOUT_VERSION 6
+#endif
 
 /* One per node: what the programs need to know about the node itself. */
 struct sn_config {

@@ -77,6 +77,9 @@ struct sn_ct_key {
 #define SN_CT_REPLY 1
 
 struct sn_ct {
+#ifdef SN_LAYOUT_TEST_NEXT
+	__u64 test_next;        /* test builds only (layout.h) */
+#endif
 	__be32 addr;            /* forward: the backend; reply: the VIP */
 	__u32 table;            /* forward: the table the backend was picked from (a later table is checked against sn_backends) */
 	__u32 flags;            /* SN_CT_* */

@@ -93,6 +93,9 @@ struct sn_mesh_ct_key {
 };
 
 struct sn_mesh_ct {
+#ifdef SN_LAYOUT_TEST_NEXT
+	__u64 test_next;        /* test builds only (layout.h) */
+#endif
 	__be32 addr;            /* forward: the backend; reply: the node address the client spoke to */
 	__be32 node;            /* forward: the backend's node; reply: the node that does the reverse NAT */
 	__be16 port;            /* forward: the target port; reply: the published port */

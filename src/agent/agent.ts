@@ -2,7 +2,7 @@
 // the local API. Control flows one way: API -> controller -> store -> gossip
 // and reconcilers. A restarted agent reads its store and reconciles again;
 // the data plane and the tasks keep going while it is away.
-import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
 import {parseToken, rotateToken} from '../gossip/token.js'
@@ -48,10 +48,13 @@ import {DataPathProber} from '../dataplane/prober.js'
 import {probeKey} from '../dataplane/probe-wire.js'
 import {writeProbeKeys} from '../dataplane/probe-keys.js'
 import {openNodeStore} from './node-store.js'
-import {lockNode} from './lock.js'
+import {lockNode, releaseNode} from './lock.js'
 import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 import {NodeDns} from '../dns/node-dns.js'
+
+/** How long an agent that handed over waits for its successor's socket before it stops anyway. */
+const HANDOVER_TIMEOUT_MS = 60_000
 
 export interface AgentHandle {
   stop(): Promise<void>
@@ -61,6 +64,8 @@ export interface AgentHandle {
 export interface AgentOptions {
   /** HOST:PORT of the Prometheus endpoint; '' for none. Default DEFAULT_METRICS_ADDR. */
   metricsAddr?: string
+  /** How long to wait for the node's lock: an agent handing over lets go of it (`agent --replace`). */
+  lockWaitMs?: number
 }
 
 export async function runAgent(node: string, log: (m: string) => void, opts: AgentOptions = {}): Promise<AgentHandle> {
@@ -71,7 +76,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
   const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
-  lockNode(node)
+  await lockNode(node, opts.lockWaitMs ?? 0)
   const store = openNodeStore(node, cfg.nodeId, {
     onWriteFailure: (e) => failStop(node, `the store in ${stateDir(node)} cannot be written: ${e.message}`, log),
   })
@@ -481,30 +486,68 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     ? await serveMetrics(metricsAt, metrics).catch((e: Error) => void log(`metrics: ${e.message}`))
     : undefined
 
+  // Everything but the API: what a handover stops before the next agent takes the node.
+  let quiesced: Promise<void> | undefined
+  const quiesce = () =>
+    (quiesced ??= (async () => {
+      clearInterval(periodic)
+      if (rotationTimer) clearInterval(rotationTimer)
+      placement?.stop()
+      await ha?.stop()
+      if (pending) clearTimeout(pending)
+      unsubscribe()
+      unwatch()
+      unwatchSwim()
+      clearInterval(livenessTimer)
+      prober.stop()
+      membership.stop()
+      unwatchDns()
+      dns.stop()
+      tasks.stop()
+      metricsServer?.close()
+      loopDelay.stop()
+      await gossip.stop()
+      datapath.close()
+      store.close()
+    })())
+  let socketIno: number | undefined
+  /** The socket is still the one this agent made (a successor's replaced it in a handover). */
+  const ownSocket = () => {
+    try {
+      return statSync(socketPath(node)).ino === socketIno
+    } catch {
+      return false
+    }
+  }
   const stop = async () => {
-    clearInterval(periodic)
-    if (rotationTimer) clearInterval(rotationTimer)
-    placement?.stop()
-    await ha?.stop()
-    if (pending) clearTimeout(pending)
-    unsubscribe()
-    unwatch()
-    unwatchSwim()
-    clearInterval(livenessTimer)
-    prober.stop()
-    membership.stop()
-    unwatchDns()
-    dns.stop()
-    tasks.stop()
+    await quiesce()
     api?.close()
-    metricsServer?.close()
-    loopDelay.stop()
-    rmSync(socketPath(node), {force: true})
-    await gossip.stop()
-    datapath.close()
-    store.close()
-    rmSync(pidPath(node), {force: true})
+    if (ownSocket()) rmSync(socketPath(node), {force: true})
+    let pidFile = ''
+    try {
+      pidFile = readFileSync(pidPath(node), 'utf8').trim()
+    } catch {
+      // gone already
+    }
+    if (pidFile === String(process.pid)) rmSync(pidPath(node), {force: true})
     resolveDone()
+  }
+  let handingOver = false
+  const handover = async (): Promise<{pid: number}> => {
+    if (handingOver) throw new UserError('this agent is already handing over')
+    handingOver = true
+    log('handover: stopping all but the API; the next agent takes the node')
+    await quiesce()
+    releaseNode(node)
+    // Exit once the successor's socket has taken our socket's place; a successor that never comes: exit anyway.
+    const since = Date.now()
+    const watch = setInterval(() => {
+      if (ownSocket() && Date.now() - since < HANDOVER_TIMEOUT_MS) return
+      clearInterval(watch)
+      log(ownSocket() ? 'handover: no agent took over: stopping' : 'handover: the next agent serves the API: stopping')
+      void stop()
+    }, 20)
+    return {pid: process.pid}
   }
 
   api = await startApi(socketPath(node), {
@@ -513,13 +556,16 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     metrics: async () => ({text: await metrics.text()}),
     dns: () => dns.inspect(node),
     write: async (fn) => {
+      if (handingOver) throw new UserError('this agent is handing over to a new one: try again in a moment')
       if (migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
       if (backend) return backend.write(fn)
       const at = controller.managerName()
       throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
     },
+    handover,
     info: () => ({
       node,
+      pid: process.pid,
       nodeId: cfg.nodeId,
       role: cfg.role,
       clusterId: cluster.id,
@@ -644,6 +690,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     liveness,
     durable: () => store.sync(),
   })
+  socketIno = statSync(socketPath(node)).ino
   writeFileSync(pidPath(node), `${process.pid}\n`)
   clearFailStop(node)
   if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)

@@ -1,6 +1,6 @@
 // The agent's local API: JSON over HTTP on a root-only unix socket. Reads are
 // answered from the store; writes go through the controller into the store.
-import {chmodSync, mkdirSync, rmSync} from 'node:fs'
+import {chmodSync, renameSync, mkdirSync, rmSync} from 'node:fs'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
@@ -57,6 +57,12 @@ export interface ApiContext {
   liveness?: {state(id: string): NodeLivenessState}
   /** Calls fn after every change of the node's store (calls that wait for a node's report); returns the unsubscribe. */
   changes(fn: () => void): () => void
+  /**
+   * `agent --replace`: this agent stops everything but this API (answering reads from what it
+   * knows, refusing writes) and lets go of the node's lock; it exits once the new agent's socket
+   * has taken the place of its own.
+   */
+  handover?(): Promise<{pid: number}>
 }
 
 type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSearchParams) => unknown | Promise<unknown>
@@ -66,6 +72,14 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   const w = <T>(fn: (m: Manager) => T) => ctx.write(fn)
   const routes: [string, RegExp, Handler][] = [
     ['GET', /^\/info$/, () => ctx.info()],
+    [
+      'POST',
+      /^\/agent\/handover$/,
+      () => {
+        if (!ctx.handover) throw new RequestError('this agent cannot hand over')
+        return ctx.handover()
+      },
+    ],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
     ['GET', /^\/dns$/, () => ctx.dns?.() ?? {}],
     ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id)))],
@@ -224,14 +238,25 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
   }
 
   mkdirSync(dirname(socket), {recursive: true, mode: 0o700})
-  rmSync(socket, {force: true})
+  // Made under a name of its own, then renamed over the socket's: a client finds the old agent's
+  // socket or this one, never none (`agent --replace`). (And closing the server unlinks only the
+  // name it was made under, never a successor's socket.)
+  const fresh = `${socket}.${process.pid}`
+  rmSync(fresh, {force: true})
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     // The socket is created under a 0077 umask, so no moment exists when it is open to others.
     const old = process.umask(0o077)
-    server.listen(socket, () => {
+    server.listen(fresh, () => {
       process.umask(old)
-      chmodSync(socket, 0o600)
+      try {
+        chmodSync(fresh, 0o600)
+        renameSync(fresh, socket)
+      } catch (e) {
+        server.close()
+        reject(e as Error)
+        return
+      }
       resolve(server)
     })
   })

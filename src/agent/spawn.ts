@@ -10,13 +10,13 @@ import {readNodeConfig} from './config.js'
 import {agentLogPath, socketPath} from './paths.js'
 import {notInitialised} from './unreachable.js'
 
-export function spawnAgent(node: string): number {
+export function spawnAgent(node: string, extra: string[] = []): number {
   const log = agentLogPath(node)
   mkdirSync(dirname(log), {recursive: true, mode: 0o700})
   const fd = openSync(log, 'a')
   try {
     const [cmd, ...args] = selfArgv()
-    const child = spawn(cmd!, [...args, 'agent', '--node', node], {
+    const child = spawn(cmd!, [...args, 'agent', '--node', node, ...extra], {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: {...process.env, NO_COLOR: '1'},
@@ -52,6 +52,31 @@ export async function restartAgent(node: string): Promise<number> {
   const pid = spawnAgent(node)
   await waitForAgent(node, pid)
   return pid
+}
+
+/**
+ * `swarmnet agent --replace --detach`: a new agent in the background that takes the node over
+ * from the running one (src/agent/handover.ts); returns once the new one serves the API.
+ */
+export async function replaceAgent(node: string, timeoutMs = 60_000): Promise<number> {
+  if (!readNodeConfig(node)) throw notInitialised(node)
+  const pid = spawnAgent(node, ['--replace'])
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    try {
+      const info = await new AgentClient(node).call<{pid?: number}>('GET', '/info', undefined, 2000)
+      if (info.pid === pid) return pid
+    } catch {
+      // between the two agents, or not up yet
+    }
+    try {
+      process.kill(pid, 0)
+    } catch {
+      throw new Error(`the new agent of ${node} exited while taking over: see ${agentLogPath(node)}`)
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`the new agent of ${node} did not take over within ${timeoutMs / 1000} s: see ${agentLogPath(node)}`)
 }
 
 export const agentAnswers = (node: string): Promise<boolean> => answers(node)

@@ -39,4 +39,18 @@ export * from './codecs.js'
 export {checkCodecs, checkStructLayout} from './layout-check.js'
 export {MAP_OWNERSHIP, type MapOwner, type MapRule} from './ownership.js'
 export {COUNTER_NAMES, type CounterName, type Counters, addToCounters, counterEnumName, readCounters} from './counters.js'
-export {LAYOUT_VERSION, type OldLayout, type UpgradeReport, layoutPinDir, oldLayouts, retireOldLayouts} from './upgrade.js'
+export {
+  LAYOUT_STEPS,
+  LAYOUT_VERSION,
+  LayoutUpgrade,
+  OLDEST_SEAMLESS,
+  conversionPath,
+  type EntryConverter,
+  type LayoutStep,
+  type LayoutSteps,
+  type OldLayout,
+  type UpgradeReport,
+  layoutPinDir,
+  oldLayouts,
+  retireOldLayouts,
+} from './upgrade.js'

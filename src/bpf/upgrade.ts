@@ -1,27 +1,39 @@
-// Upgrades of the maps' layout without a manual step. Each layout version pins
-// its maps in a folder of its own (<node>/v<N>/, version 1 straight in
-// <node>/), so new objects never meet old pins: they create their maps, and
-// what the old ones held is dealt with by each map's owner (MAP_OWNERSHIP, ./ownership.ts):
+// Upgrades of the maps' layout without a manual step and without dropping a flow. Each layout
+// version pins its maps in a folder of its own (<node>/v<N>/, version 1 straight in <node>/), so
+// new objects never meet old pins: they create their maps, and what the old ones hold is carried
+// over into them before the programs are swapped (src/dataplane/datapath.ts):
 //
-// - store-derived maps (config, networks, endpoints, devices) are not carried
-//   over: the agent's reconciler writes them from the store, as on any start;
-// - datapath-owned state (the counters today, connection tracking later) is
-//   migrated by a rule for that version, or dropped, and the report says which.
+// 1. carryOver: every map of the old layout whose way to today's is known is copied into
+//    today's, entry by entry through the converters of each version step (LAYOUT_STEPS); a map
+//    no step changed is copied as it is. Store-derived maps too (config, networks, endpoints...):
+//    the new programs forward from their first packet, and the reconciler's next sync makes them
+//    exact as on any start. Counters of layouts before the slot array are merged (MERGES).
+// 2. the caller swaps the programs (the links are updated in place, all within milliseconds);
+// 3. finish: the old pins go, then the flow maps are copied again, keeping what the new programs
+//    wrote (entries the old programs made between 1 and 2), and old counters are merged.
 //
-// Then the old pins go. Programs still attached keep their maps alive until
-// they are replaced, so forwarding goes on with the old state meanwhile.
+// A map with no known way (a step that cannot convert it, or a version from before this table)
+// is refilled by the reconciler when the store derives it, dropped otherwise; the report says
+// which. Programs still attached keep their maps alive until they are replaced.
 
 import fs from 'node:fs'
 import path from 'node:path'
 import {BpfError} from './errors.js'
 import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
-import {BpfMap} from './map.js'
-import {snCt, snCtKey, u32, type MapName} from './codecs.js'
+import {BpfMap, MapType, UpdateFlags} from './map.js'
+import {snCt, u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 import {MAP_OWNERSHIP} from './ownership.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
 export const LAYOUT_VERSION = 5
+
+/**
+ * The oldest layout an upgrade carries every flow and the whole forwarding state from (tracked
+ * VIP flows come along from 3 on, counters from 1 on). docs/upgrade.md says which release that
+ * is; a unit test holds this, the table below and the doc together.
+ */
+export const OLDEST_SEAMLESS = 5
 
 /** Where a node's maps of one layout version are pinned. */
 export function layoutPinDir(node: string, version = LAYOUT_VERSION): string {
@@ -38,8 +50,8 @@ export interface OldLayout {
 /** The maps of layout 1, pinned straight in the node's folder (which holds other pins too). */
 const V1_MAPS = ['sn_config', 'sn_networks', 'sn_endpoints', 'sn_devices', 'sn_stats']
 
-/** Pins of every other layout version than ours that a node still has. */
-export function oldLayouts(node: string): OldLayout[] {
+/** Pins of every other layout version than `current` that a node still has. */
+export function oldLayouts(node: string, current = LAYOUT_VERSION): OldLayout[] {
   const root = nodePinDir(node)
   if (!fs.existsSync(root)) return []
   const out: OldLayout[] = []
@@ -48,7 +60,7 @@ export function oldLayouts(node: string): OldLayout[] {
     const m = /^v(\d+)$/.exec(e.name)
     if (e.isDirectory() && m) {
       const version = Number(m[1])
-      if (version === LAYOUT_VERSION || version < 2) continue
+      if (version === current || version < 2) continue
       const dir = path.join(root, e.name)
       const pins = Object.fromEntries(fs.readdirSync(dir).map((n) => [n, path.join(dir, n)]))
       out.push({version, dir, pins})
@@ -58,6 +70,63 @@ export function oldLayouts(node: string): OldLayout[] {
   }
   if (Object.keys(loose).length > 0) out.push({version: 1, dir: root, pins: loose})
   return out.sort((a, b) => a.version - b.version)
+}
+
+/**
+ * One entry of a map in the layout before a step, as the layout after it has it; undefined: the
+ * entry is not kept. `now`: seconds of the monotonic clock (bpf_ktime_get_ns's).
+ */
+export type EntryConverter = (key: Buffer, value: Buffer, now: number) => readonly [Buffer, Buffer] | undefined
+
+/**
+ * What one layout version changed, keyed by the version it leads to. `changed` names every map
+ * whose key or value changed in layout or in meaning: with the converter of its entries, or null
+ * when they cannot be converted. A map not named kept its layout and is copied as it is, when the
+ * step is `recorded`; steps from before this table was kept are not (what else they changed is
+ * not written down), so only their converters are used. A new layout version is one more step.
+ */
+export interface LayoutStep {
+  recorded: boolean
+  changed: Partial<Record<string, EntryConverter | null>>
+}
+
+export type LayoutSteps = Readonly<Record<number, LayoutStep>>
+
+export const LAYOUT_STEPS: LayoutSteps = {
+  // 3 -> 4: sn_ct values gained the close timer (16 -> 32 bytes); the routing mesh's maps came.
+  4: {
+    recorded: false,
+    changed: {
+      sn_ct: (k, v) => {
+        const nv = Buffer.alloc(32)
+        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        return [k, nv]
+      },
+    },
+  },
+  // 4 -> 5 (data plane trust boundaries): sn_config +ct_udp_idle; sn_ct pad -> seen; sn_mesh_node
+  // {flags} -> {gossip_port, flags} (the store refills it); sn_mesh_ct reply entries keyed by the
+  // backend, not 0 (no way to rebuild them here: mesh flows of layout 4 end); new sn_gateways,
+  // sn_mesh_syn. Counters only grew.
+  5: {
+    recorded: true,
+    changed: {
+      sn_config: (k, v) => {
+        const nv = Buffer.alloc(16)
+        v.copy(nv, 0, 0, 12) // ct_udp_idle 0: the default, until the agent's setConfig
+        return [k, nv]
+      },
+      // A tracked flow is carried over as just seen, so a UDP one lives its idle lifetime from the upgrade on.
+      sn_ct: (k, v, now) => {
+        const nv = Buffer.alloc(snCt.size)
+        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
+        nv.writeUInt32LE(now, 12)
+        return [k, nv]
+      },
+      sn_mesh_nodes: null,
+      sn_mesh_ct: null,
+    },
+  },
 }
 
 /** Version 1's counters: one per-CPU struct sn_stats of u64 fields, in this order. */
@@ -86,76 +155,60 @@ const V4_COUNTERS: readonly CounterName[] = COUNTER_NAMES.slice(0, 38)
  * The counters of a layout that kept them as today does (an index array of u64 per CPU), named
  * by `names`, slot by slot, added to today's.
  */
-function indexedCounters(version: number, names: readonly CounterName[]): (old: BpfMap, current: CurrentMaps) => void {
+function indexedCounters(version: number, names: readonly CounterName[]): (old: BpfMap, current: BpfMap) => void {
   return (old, current) => {
     if (old.valueSize !== 8) throw new BpfError('PIN_MISMATCH', `sn_stats of layout ${version} has ${old.valueSize}-byte values`)
     const add: Partial<Record<CounterName, bigint>> = {}
     names.forEach((name, i) => {
       for (const cpu of old.lookupPerCpu(u32.encode(i)) ?? []) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(0)
     })
-    addToCounters(current.sn_stats, add)
+    addToCounters(current, add)
   }
 }
 
 /**
- * Migrations of datapath-owned maps, by the version they come from: each reads
- * the old map and writes into the current ones. A datapath-owned map with no
- * rule here is dropped, and reported so.
+ * Counters of layouts before slot indices were stable, by the version they come from: added to
+ * today's once the old pins are gone (a crash in between loses counts rather than counting them
+ * twice on the next start). From layout 5 on, sn_stats is copied as any unchanged map.
  */
-const MIGRATIONS: Record<number, Partial<Record<string, (old: BpfMap, current: CurrentMaps) => void>>> = {
-  1: {
-    sn_stats(old, current) {
-      if (old.valueSize !== V1_STATS_FIELDS.length * 8)
-        throw new BpfError('PIN_MISMATCH', `sn_stats of layout 1 has ${old.valueSize}-byte values`)
-      const add: Partial<Record<CounterName, bigint>> = {}
-      for (const cpu of old.lookupPerCpu(Buffer.alloc(4)) ?? []) {
-        V1_STATS_FIELDS.forEach((name, i) => {
-          if (name) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(i * 8)
-        })
-      }
-      addToCounters(current.sn_stats, add)
-    },
-  },
-  // Version 2 (sn_devices without flags, no load balancing): the counters are the same index array, first 15 slots.
-  2: {sn_stats: indexedCounters(2, V2_COUNTERS)},
-  // Version 3 (before the routing mesh's maps and the close timer in sn_ct values): counters are the first
-  // 22 slots; tracked flows are carried over (backend, table, flags), so a connection through a VIP keeps its
-  // backend across the upgrade.
-  3: {
-    sn_stats: indexedCounters(3, V3_COUNTERS),
-    sn_ct(old, current) {
-      if (!current.sn_ct) return
-      if (old.keySize !== snCtKey.size || old.valueSize !== 16)
-        throw new BpfError('PIN_MISMATCH', `sn_ct of layout 3 has ${old.keySize}/${old.valueSize}-byte keys/values`)
-      const now = monotonicSeconds()
-      const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
-        const nv = Buffer.alloc(snCt.size)
-        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
-        nv.writeUInt32LE(now, 12) // seen: now (layout 5)
-        return [k, nv]
+const MERGES: Record<number, (old: BpfMap, current: BpfMap) => void> = {
+  1: (old, current) => {
+    if (old.valueSize !== V1_STATS_FIELDS.length * 8)
+      throw new BpfError('PIN_MISMATCH', `sn_stats of layout 1 has ${old.valueSize}-byte values`)
+    const add: Partial<Record<CounterName, bigint>> = {}
+    for (const cpu of old.lookupPerCpu(Buffer.alloc(4)) ?? []) {
+      V1_STATS_FIELDS.forEach((name, i) => {
+        if (name) add[name] = (add[name] ?? 0n) + cpu.readBigUInt64LE(i * 8)
       })
-      current.sn_ct.updateMany(entries)
-    },
+    }
+    addToCounters(current, add)
   },
-  // Version 4 (sn_mesh_node without the gossip port, no UDP idle time in sn_ct): the same counters, the
-  // first 38 slots; tracked flows carried over, a UDP one as just seen (bpf_ktime_get_ns's clock is
-  // CLOCK_MONOTONIC, as process.hrtime's), so it lives its idle lifetime from the upgrade on.
-  4: {
-    sn_stats: indexedCounters(4, V4_COUNTERS),
-    sn_ct(old, current) {
-      if (!current.sn_ct) return
-      if (old.keySize !== snCtKey.size || old.valueSize !== snCt.size)
-        throw new BpfError('PIN_MISMATCH', `sn_ct of layout 4 has ${old.keySize}/${old.valueSize}-byte keys/values`)
-      const now = monotonicSeconds()
-      const entries = old.entries().map(([k, v]): [Buffer, Buffer] => {
-        const nv = Buffer.alloc(snCt.size)
-        v.copy(nv, 0, 0, 12) // addr, table, flags; the timer starts unarmed
-        nv.writeUInt32LE(now, 12)
-        return [k, nv]
-      })
-      current.sn_ct.updateMany(entries)
-    },
-  },
+  2: indexedCounters(2, V2_COUNTERS),
+  3: indexedCounters(3, V3_COUNTERS),
+  4: indexedCounters(4, V4_COUNTERS),
+}
+
+/**
+ * How a map's entries of layout `from` become entries of layout `to`: the converters of each step
+ * in turn (identity for a step that left the map alone), or undefined when some step cannot.
+ */
+export function conversionPath(
+  name: string,
+  from: number,
+  to: number,
+  steps: LayoutSteps = LAYOUT_STEPS,
+): EntryConverter[] | undefined {
+  if (from >= to) return undefined // a downgrade: no step goes backwards
+  const path: EntryConverter[] = []
+  for (let v = from + 1; v <= to; v++) {
+    const step = steps[v]
+    if (!step) return undefined
+    const c = step.changed[name]
+    if (c === null) return undefined
+    if (c) path.push(c)
+    else if (!step.recorded) return undefined
+  }
+  return path
 }
 
 /** The clock of sn_ct.seen: bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
@@ -163,50 +216,159 @@ function monotonicSeconds(): number {
   return Number(process.hrtime.bigint() / 1_000_000_000n)
 }
 
-/** The maps of the current layout that migrations write. */
-export type CurrentMaps = Record<'sn_stats', BpfMap> & {sn_ct?: BpfMap}
+/** Maps that hold flows (datapath-owned hashes): copied again after the swap, what the new programs wrote kept. */
+function holdsFlows(name: string, m: BpfMap): boolean {
+  const owner = MAP_OWNERSHIP[name as MapName]?.owner ?? 'datapath'
+  return owner === 'datapath' && (m.type === MapType.HASH || m.type === MapType.LRU_HASH)
+}
 
 export interface UpgradeReport {
   from: number
-  /** Datapath-owned state carried over. */
+  /** State carried over (converted or copied). */
   migrated: string[]
-  /** Datapath-owned state with no migration: gone. */
+  /** Datapath-owned state with no way over: gone. */
   dropped: string[]
-  /** Store-derived maps: left to the reconciler to refill. */
+  /** Store-derived maps with no way over: left to the reconciler to refill. */
   refilled: string[]
 }
 
+interface Carried {
+  name: string
+  old: BpfMap
+  into: BpfMap
+  path: EntryConverter[]
+}
+
+/** The current layout's maps by name (every sn_* map of the loaded objects). */
+export type CurrentMaps = Record<string, BpfMap>
+
 /**
- * Carry over what an older (or newer) layout's datapath-owned maps hold, then
- * remove that layout's pins. Call once the current layout's maps are loaded.
+ * The upgrade of one node from whatever older layouts it still has pinned to the current one.
+ * `begin` opens the old maps; `carryOver` before the programs are swapped; `finish` after.
  */
-export function retireOldLayouts(node: string, current: CurrentMaps): UpgradeReport[] {
-  const reports: UpgradeReport[] = []
-  for (const old of oldLayouts(node)) {
-    const report: UpgradeReport = {from: old.version, migrated: [], dropped: [], refilled: []}
-    const toMigrate: Array<{name: string; map: BpfMap; migrate: (old: BpfMap, current: CurrentMaps) => void}> = []
+export class LayoutUpgrade {
+  private constructor(
+    private readonly layouts: Array<{old: OldLayout; report: UpgradeReport; carried: Carried[]; merge?: BpfMap}>,
+    private readonly current: CurrentMaps,
+  ) {}
+
+  /** `version`/`steps`: the current layout and the table that leads to it (a test build has its own). */
+  static begin(node: string, current: CurrentMaps, o: {version?: number; steps?: LayoutSteps} = {}): LayoutUpgrade {
+    const version = o.version ?? LAYOUT_VERSION
+    const layouts: LayoutUpgrade['layouts'] = []
     try {
-      for (const [name, pin] of Object.entries(old.pins)) {
-        // A map today's layout no longer has: nothing refills it, so it is migrated or dropped.
-        const owner = MAP_OWNERSHIP[name as MapName]?.owner ?? 'datapath'
-        const migrate = MIGRATIONS[old.version]?.[name]
-        if (owner === 'store') report.refilled.push(name)
-        else if (!migrate) report.dropped.push(name)
-        else toMigrate.push({name, map: BpfMap.openPinned(pin), migrate})
+      for (const old of oldLayouts(node, version)) {
+        const report: UpgradeReport = {from: old.version, migrated: [], dropped: [], refilled: []}
+        const entry: LayoutUpgrade['layouts'][number] = {old, report, carried: []}
+        layouts.push(entry)
+        for (const [name, pin] of Object.entries(old.pins)) {
+          const into = current[name]
+          const owner = MAP_OWNERSHIP[name as MapName]?.owner ?? 'datapath'
+          if (name === 'sn_stats' && MERGES[old.version] && into) {
+            entry.merge = BpfMap.openPinned(pin)
+            continue
+          }
+          const path = into && conversionPath(name, old.version, version, o.steps ?? LAYOUT_STEPS)
+          const m = path && BpfMap.openPinned(pin)
+          // A map copied as it is must be the same map: one that is not lacks a step in the table
+          // (a unit test checks it has none missing), and is left to the refill or dropped, reported so.
+          const same =
+            m && (path!.length > 0 || (m.keySize === into.keySize && m.valueSize === into.valueSize && m.type === into.type))
+          if (m && same) {
+            entry.carried.push({name, old: m, into, path: path!})
+          } else {
+            m?.close()
+            if (owner === 'store') report.refilled.push(name)
+            else report.dropped.push(name)
+          }
+        }
       }
-      // The pins go before the state is carried over (through the open fds): a crash in between
-      // loses counts rather than counting them twice on the next start. Unlinking a pin drops one
-      // reference; a program still attached keeps its map until it is replaced.
-      for (const pin of Object.values(old.pins)) fs.rmSync(pin, {force: true})
-      if (old.version !== 1) fs.rmSync(old.dir, {recursive: true, force: true})
-      for (const m of toMigrate) {
-        m.migrate(m.map, current)
-        report.migrated.push(m.name)
-      }
-    } finally {
-      for (const m of toMigrate) m.map.close()
+    } catch (e) {
+      new LayoutUpgrade(layouts, current).close()
+      throw e
     }
-    reports.push(report)
+    return new LayoutUpgrade(layouts, current)
   }
-  return reports
+
+  /** Whether there is anything to upgrade from. */
+  get active(): boolean {
+    return this.layouts.length > 0
+  }
+
+  /** Pass 1, before the programs are swapped: every map with a way over is written into today's. */
+  carryOver(): void {
+    const now = monotonicSeconds()
+    for (const l of this.layouts) for (const c of l.carried) copy(c, now, UpdateFlags.ANY)
+  }
+
+  /**
+   * Pass 2, once the new programs are attached: the old pins go, the flow maps are copied again
+   * with what the new programs wrote kept, old counters are merged; the old maps are closed.
+   */
+  finish(): UpgradeReport[] {
+    try {
+      for (const l of this.layouts) {
+        for (const pin of Object.values(l.old.pins)) fs.rmSync(pin, {force: true})
+        if (l.old.version !== 1) fs.rmSync(l.old.dir, {recursive: true, force: true})
+      }
+      const now = monotonicSeconds()
+      for (const l of this.layouts) {
+        for (const c of l.carried) {
+          if (holdsFlows(c.name, c.into)) copy(c, now, UpdateFlags.NOEXIST)
+          l.report.migrated.push(c.name)
+        }
+        if (l.merge) {
+          MERGES[l.old.version]!(l.merge, this.current.sn_stats!)
+          l.report.migrated.push('sn_stats')
+        }
+      }
+      return this.layouts.map((l) => l.report)
+    } finally {
+      this.close()
+    }
+  }
+
+  close(): void {
+    for (const l of this.layouts) {
+      for (const c of l.carried) c.old.close()
+      l.merge?.close()
+    }
+  }
+}
+
+/** Every entry of c.old through c.path into c.into; NOEXIST leaves the entries already there alone. */
+function copy(c: Carried, now: number, flags: number): void {
+  const entries: Array<readonly [Buffer, Buffer]> = []
+  for (const kv of c.old.entries()) {
+    let e: readonly [Buffer, Buffer] | undefined = kv
+    for (const step of c.path) {
+      e = step(e[0], e[1], now)
+      if (!e) break
+    }
+    if (e) entries.push(e)
+  }
+  if (flags === UpdateFlags.ANY) {
+    const failed = c.into.updateMany(entries)
+    if (failed.length > 0)
+      throw new BpfError('SYSCALL', `${c.name}: ${failed.length} entries not carried over: ${failed[0]!.error.message}`)
+    return
+  }
+  for (const [k, v] of entries) {
+    try {
+      c.into.update(k, v, flags)
+    } catch (e) {
+      if ((e as BpfError).errno !== 17) throw e // EEXIST: the new programs' own is newer
+    }
+  }
+}
+
+/** Carry over and retire, in one go (for callers with no programs to swap in between). */
+export function retireOldLayouts(
+  node: string,
+  current: CurrentMaps,
+  o: {version?: number; steps?: LayoutSteps} = {},
+): UpgradeReport[] {
+  const up = LayoutUpgrade.begin(node, current, o)
+  up.carryOver()
+  return up.finish()
 }

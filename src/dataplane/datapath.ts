@@ -15,7 +15,7 @@ import {BpfObject} from '../bpf/object.js'
 import {loadWithFloor} from '../bpf/kernel-floor.js'
 import {run} from '../sys/exec.js'
 import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
-import {layoutPinDir, retireOldLayouts, type UpgradeReport} from '../bpf/upgrade.js'
+import {LayoutUpgrade, layoutPinDir, type LayoutSteps, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
 import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
@@ -26,6 +26,11 @@ export interface DatapathOptions {
   node: string
   underlay: string
   xdpMode: XdpMode
+  /**
+   * Another build of the programs than bpf/dist's, with its layout version and the steps that
+   * lead to it: how an upgrade test plays a next layout (the agent always runs its own build).
+   */
+  build?: {objectPath: (name: string) => string; layoutVersion: number; steps: LayoutSteps}
 }
 
 const UNDERLAY_PROG = 'sn_xdp_underlay'
@@ -101,17 +106,31 @@ export class Datapath {
     ensureBpffs()
     const fresh = !existsSync(nodePinDir(o.node))
     // Each layout version pins apart, so an upgrade never meets old pins (src/bpf/upgrade.ts).
-    const pinRoot = layoutPinDir(o.node)
+    const pinRoot = layoutPinDir(o.node, o.build?.layoutVersion)
     mkdirSync(pinRoot, {recursive: true, mode: 0o700})
     const objects: BpfObject[] = []
+    let upgrade: LayoutUpgrade | undefined
     try {
       for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns', 'sock_mesh']) {
-        const obj = BpfObject.open(bpfObjectPath(name), {pinRoot})
+        const obj = BpfObject.open(o.build ? o.build.objectPath(name) : bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         loadWithFloor(obj, name)
       }
       const [underlay, task, peer, gw, dns, sock] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
-      const upgrades = retireOldLayouts(o.node, {sn_stats: underlay.map('sn_stats'), sn_ct: underlay.map('sn_ct')})
+      // An upgrade from an older layout: its maps are carried into the new ones before any new
+      // program is attached, so the new programs start with every flow and all forwarding state;
+      // then every attachment is swapped at once, then what the old programs wrote meanwhile is
+      // copied again (src/bpf/upgrade.ts).
+      const current = Object.fromEntries(
+        objects.flatMap((obj) =>
+          obj
+            .mapNames()
+            .filter((n) => n.startsWith('sn_'))
+            .map((n) => [n, obj.map(n)] as const),
+        ),
+      )
+      upgrade = LayoutUpgrade.begin(o.node, current, o.build ? {version: o.build.layoutVersion, steps: o.build.steps} : {})
+      upgrade.carryOver()
       const xdpFd = underlay.program(UNDERLAY_PROG).fd
       const r = attachXdpLink(o.underlay, xdpFd, o.xdpMode, {
         pinPath: join(nodeLinkDir(o.node), UNDERLAY_LINK),
@@ -123,6 +142,10 @@ export class Datapath {
       } catch (e) {
         sockError = e instanceof Error ? e.message : String(e)
       }
+      if (upgrade.active) {
+        swapLinks(o.node, {tcx: task.program(TASK_PROG).fd, gw: gw.program(GW_PROG).fd, dns: dns.program(DNS_PROG).fd})
+      }
+      const upgrades = upgrade.finish()
       return new Datapath(
         o,
         objects,
@@ -158,6 +181,7 @@ export class Datapath {
         upgrades,
       )
     } catch (e) {
+      upgrade?.close()
       for (const obj of objects) obj.close()
       if (fresh) removeNodePins(o.node) // refused means nothing half-made
       throw e
@@ -344,6 +368,24 @@ export class Datapath {
       // the device is gone, and its programs with it
     }
     removeNodePins(node)
+  }
+}
+
+/**
+ * The tc programs of a node's task and gateway devices, put on the new programs at once (each
+ * pinned link updated in place) rather than as each task is adopted: old and new programs must not
+ * run side by side on two maps for long. A device that is gone is left to the reconciler. Kernels
+ * without TCX attach tc by netlink, with no pin to find: their devices change as tasks are adopted.
+ */
+function swapLinks(node: string, fds: {tcx: number; gw: number; dns: number}): void {
+  const dir = nodeLinkDir(node)
+  if (!existsSync(dir)) return
+  const progs = {tcx: [fds.tcx, TASK_PROG], gw: [fds.gw, GW_PROG], dns: [fds.dns, DNS_PROG]} as const
+  for (const f of readdirSync(dir)) {
+    const m = /^(tcx|gw|dns)-(.+)$/.exec(f)
+    if (!m || !deviceExists(m[2]!)) continue
+    const [fd, ownName] = progs[m[1] as keyof typeof progs]
+    attachTcxLink(m[2]!, fd, 'ingress', {pinPath: join(dir, f), ownName})
   }
 }
 

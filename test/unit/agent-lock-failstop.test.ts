@@ -40,6 +40,27 @@ describe('the agent lock and fail-stop', () => {
     assert.equal(said.trim(), 'locked')
   })
 
+  test('an agent taking over (agent --replace) waits for the lock its predecessor lets go of', async () => {
+    mkdirSync(join(dir, 'state', 'n6'), {recursive: true})
+    const holder = spawn(process.execPath, ['--import', 'tsx', CHILD, 'lock', 'n6'], {cwd: ROOT, env})
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+    const next = spawn(process.execPath, ['--import', 'tsx', CHILD, 'lock', 'n6', '60000'], {cwd: ROOT, env})
+    try {
+      let said = ''
+      next.stdout.on('data', (d: Buffer) => (said += d.toString()))
+      // Still waiting while the holder runs (it has had time to load and try).
+      await new Promise((r) => setTimeout(r, 3000))
+      assert.equal(said, '', 'no lock while the holder has it')
+      assert.equal(next.exitCode, null, 'still waiting, not refused')
+      holder.kill('SIGKILL')
+      await new Promise<void>((resolve) => next.stdout.once('data', () => resolve()))
+      assert.equal(said.trim(), 'locked')
+    } finally {
+      holder.kill('SIGKILL')
+      next.kill('SIGKILL')
+    }
+  })
+
   test('a store whose disk fills stops the agent with EX_IOERR, and the CLI says why it is not running', () => {
     const state = join(dir, 'state')
     const r = spawnSync(
