@@ -18,6 +18,7 @@
 #include "vxlan.h"
 #include "nat.h"
 #include "mesh_xdp.h"
+#include "probe.h"
 
 static __always_inline int sn_pass(void)
 {
@@ -72,8 +73,11 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 
 	/* Our address and our port: from here on it is ours to forward or drop. */
 	vx = (void *)(udp + 1);
-	if (!sn_fits(vx, end) || !(vx->flags & bpf_htonl(SN_VXLAN_FLAG_I)))
+	if (!sn_fits(vx, end))
 		return sn_drop(SN_C_XDP_MALFORMED);
+	/* Not VXLAN: a liveness probe to answer, or malformed (ordinary frames never take this branch). */
+	if (!(vx->flags & bpf_htonl(SN_VXLAN_FLAG_I)))
+		return sn_probe_answer(eth, ip, udp, end);
 	key.vni = sn_vni_of(vx);
 
 	inner = (void *)(vx + 1);

@@ -133,6 +133,8 @@ enum sn_counter {
 	SN_C_MESH_CT_RESET,       /* a mesh flow's entries deleted at a RST */
 	SN_C_MESH_REPLY_RESTORED, /* a mesh flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C_LB_CT_EXPIRED,       /* a UDP flow through a VIP idle past its lifetime: its entries deleted, the packet a new flow */
+	SN_C_PROBE_ANSWERED,      /* a data-path liveness probe with a good tag: answered (bpf/include/probe.h) */
+	SN_C_PROBE_REFUSED,       /* a probe whose key id is unset or whose tag does not check: dropped */
 	SN_C__COUNT
 };
 

@@ -7,7 +7,9 @@ import type {NodeView} from '../../src/agent/views.js'
 export default class NodeLs extends SwarmnetCommand {
   static override description = `List the nodes of the cluster
 
-STATUS is ready, suspect, down or left, as this node's failure detector sees it;
+STATUS is ready, suspect, down or left, as this node's failure detector sees it; AGENT is down
+when the node's agent does not answer but its data path does (a restart or upgrade: its tasks
+keep running and serving for the agent grace period, --agent-grace at init), up otherwise;
 LAST HEARD is how long ago a message from that node itself arrived here. MANAGER STATUS (clusters
 on etcd, with several managers): leader (places and allocates), reachable, or unreachable.`
   static override aliases = ['node list']
@@ -21,12 +23,13 @@ on etcd, with several managers): leader (places and allocates), reachable, or un
     // The column is there when the cluster has several managers (on etcd), as in `docker node ls`.
     const ha = nodes.some((n) => n.managerStatus !== undefined)
     printTable(
-      ['id', 'hostname', 'address', 'status', 'last heard', 'role', ...(ha ? ['manager status'] : [])],
+      ['id', 'hostname', 'address', 'status', 'agent', 'last heard', 'role', ...(ha ? ['manager status'] : [])],
       nodes.map((n) => [
         n.id.slice(0, 12) + (n.self ? ' *' : ''),
         n.name,
         n.addr,
         n.state,
+        n.agent,
         ago(n.lastHeardMs),
         n.role,
         ...(ha ? [n.managerStatus ?? ''] : []),

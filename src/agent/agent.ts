@@ -43,6 +43,10 @@ import {configAsManager, configAsWorker} from './role-config.js'
 import {Controller} from './controller.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
+import {DATA_PATH_STALE_MS, NodeLiveness} from '../membership/node-liveness.js'
+import {DataPathProber} from '../dataplane/prober.js'
+import {probeKey} from '../dataplane/probe-wire.js'
+import {writeProbeKeys} from '../dataplane/probe-keys.js'
 import {openNodeStore} from './node-store.js'
 import {lockNode, releaseNode} from './lock.js'
 import {clearFailStop, failStop} from './fail-stop.js'
@@ -80,15 +84,22 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const controller = new Controller(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
-  const isDown = (id: string) => membership.downFor(id) >= membership.cfg.rescheduleDelayMs
-  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown}) : undefined
+  // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).
+  const isDown = (id: string) => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
+  const downNow = (id: string) => liveness.isDown(id)
+  // Placement gives no new task to a node whose agent is not heard now (suspected or dead).
+  const agentAway = (id: string) => {
+    const s = membership.get(id)?.state
+    return s === 'suspect' || s === 'dead'
+  }
+  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow, agentAway}) : undefined
   // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
   const startHa = (settings: EtcdSettings): EtcdManager =>
     startEtcdManager({
       settings,
       local: store,
       selfId: cfg.nodeId,
-      membership: {isDown},
+      membership: {isDown, downNow, agentAway},
       log,
       onLeader: (_leader, self) => {
         if (cfg.role !== 'manager') return
@@ -184,7 +195,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const persistKeys = (r: Keyring): void => {
     setKeyring(cfg, r)
     writeNodeConfig(cfg)
+    writeProbeKeys(datapath.maps.sn_probe_keys, r.entries())
   }
+  // The data path answers probes tagged under any installed key, with or without this agent.
+  writeProbeKeys(datapath.maps.sn_probe_keys, ring.entries())
   const gossip = new Gossip({
     store,
     nodeId: cfg.nodeId,
@@ -207,14 +221,36 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     verify: (id, text, sig) => gossip.verifyRumour(id, text, sig),
   })
   gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
-  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership, log})
+  // Every other node's data path, asked directly (bpf/include/probe.h answers it in XDP).
+  const prober = new DataPathProber({
+    bindAddr: cfg.advertiseAddr,
+    port: cluster.dataPathPort,
+    sendKey: () => ({keyId: ring.primary, key: probeKey(ring.primaryKey())}),
+    keyFor: (id) => {
+      const k = ring.key(id)
+      return k ? probeKey(k) : undefined
+    },
+  })
+  const liveness = new NodeLiveness(
+    {member: (id) => membership.get(id), dataPathAnsweredAt: (id) => prober.answeredAt(id), now: Date.now},
+    {agentGraceMs: membership.cfg.agentGraceMs, dataPathStaleMs: DATA_PATH_STALE_MS},
+  )
+  const otherIds = () => controller.nodes().flatMap((n) => (n.id === cfg.nodeId ? [] : [n.id]))
+  const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership: liveness, log})
   dns.fastPathHits = () => Number(readCounters(datapath.maps.stats).dns_fast_answer)
-  const unwatchDns = membership.onChange(() => dns.invalidate())
-  const roster = () =>
+  const unwatchDns = liveness.onChange(() => dns.invalidate())
+  const roster = () => {
     membership.setRoster(controller.nodes().map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort, left: n.state === 'left'})))
+    prober.setTargets(
+      controller.nodes().flatMap((n) => (n.id === cfg.nodeId || n.state === 'left' ? [] : [{id: n.id, addr: n.addr}])),
+    )
+  }
   roster()
   await gossip.start()
   membership.start()
+  await prober.start()
+  // Liveness changes with time too (a data path falls silent, an agent's grace runs out).
+  const livenessTimer = setInterval(() => liveness.refresh(otherIds()), 250)
 
   // Managers rotate the cluster key: on `swarm rotate-key`, and every keyRotation.intervalMs (default 12 h).
   const rotation =
@@ -326,7 +362,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             networks: controller.networks(),
             tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
             local: [...tasks.localAttachments(), ...attachments.localAttachments()],
-            membership,
+            membership: liveness,
             services: controller.services(),
             statuses: controller.statuses(),
             localGateways: tasks.localGateways(),
@@ -419,14 +455,21 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const periodic = setInterval(() => void reconcile(), 3000)
   let placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
   placement?.pass()
+  const nameOf = (id: string) => controller.nodes().find((n) => n.id === id)?.name ?? id
+  // What SWIM says is about the node's agent; whether the node is down is liveness's (below).
+  const unwatchSwim = membership.onChange((m, was) => {
+    log(`membership: agent of node ${nameOf(m.id)} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
+    liveness.refresh(otherIds())
+    // An agent heard again may take the tasks placement held back from it (agentAway).
+    if (m.state === 'alive' && was !== 'alive') placement?.pass()
+  })
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
-  const unwatch = membership.onChange((m, was) => {
-    const name = controller.nodes().find((n) => n.id === m.id)?.name ?? m.id
-    log(`membership: node ${name} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
-    if (m.state === 'suspect' || (was === 'suspect' && m.state === 'alive')) return
+  const unwatch = liveness.onChange((id, down) => {
+    const why = !down && liveness.agentDown(id) ? ' (its agent is down, its data path answers)' : ''
+    log(`liveness: node ${nameOf(id)} ${down ? 'down' : 'up'}${why}`)
     soon()
     placement?.pass()
-    if (placement && m.state === 'dead') {
+    if (placement && down) {
       const t = setTimeout(() => placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
       t.unref()
     }
@@ -454,6 +497,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (pending) clearTimeout(pending)
       unsubscribe()
       unwatch()
+      unwatchSwim()
+      clearInterval(livenessTimer)
+      prober.stop()
       membership.stop()
       unwatchDns()
       dns.stop()
@@ -550,7 +596,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         role,
         secrets: secretsOf(),
         etcd,
-        isDown: (id) => membership.isDown(id),
+        isDown: (id) => liveness.isDown(id),
         selfId: cfg.nodeId,
         now: Date.now(),
       })
@@ -644,6 +690,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       setTimeout(() => process.exit(0), 50)
     },
     membership,
+    liveness,
     durable: () => store.sync(),
   })
   socketIno = statSync(socketPath(node)).ino

@@ -9,6 +9,7 @@ import {checkPortRef, checkPortRequest} from '../model/ports.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
+import type {NodeLivenessState} from '../membership/node-liveness.js'
 import type {Controller} from './controller.js'
 import {
   attachmentView,
@@ -52,6 +53,8 @@ export interface ApiContext {
   durable?: () => Promise<void>
   /** Liveness of the other nodes, as this node's failure detector sees them. */
   membership?: {get(id: string): Member | undefined}
+  /** Whether each other node is down and whether its agent is (src/membership/node-liveness.ts). */
+  liveness?: {state(id: string): NodeLivenessState}
   /** Calls fn after every change of the node's store (calls that wait for a node's report); returns the unsubscribe. */
   changes(fn: () => void): () => void
   /**
@@ -79,13 +82,13 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
     ['GET', /^\/dns$/, () => ctx.dns?.() ?? {}],
-    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id)))],
+    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id)))],
     [
       'GET',
       /^\/nodes\/([^/]+)$/,
       (m) => {
         const n = c.findNode(dec(m[1]))
-        return nodeView(n, c.selfId, ctx.membership?.get(n.id))
+        return nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id))
       },
     ],
     ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],

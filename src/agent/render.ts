@@ -1,26 +1,37 @@
 // Store records to the API's views (src/agent/views.ts).
 import {nodeStatus, type Member} from '../membership/state.js'
+import type {NodeLivenessState} from '../membership/node-liveness.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import type {Controller} from './controller.js'
 import type {AttachmentView, NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
-/** live: the member as this node's failure detector sees it (absent for this node itself). */
+/**
+ * live: the member as this node's failure detector sees it (absent for this node itself);
+ * liveness: whether the node is down, its data path counted (an agent SWIM holds dead whose
+ * data path answers leaves the node ready, its agent down).
+ */
 export function nodeView(
   n: NodeRecord,
   selfId: string,
   live?: Pick<Member, 'state' | 'lastHeard' | 'incarnation'>,
+  liveness?: NodeLivenessState,
   now = Date.now(),
 ): NodeView {
   const self = n.id === selfId
-  const state = n.state === 'left' ? 'left' : self ? 'ready' : nodeStatus(live?.state)
+  const swim = nodeStatus(live?.state)
+  const state =
+    n.state === 'left' ? 'left' : self ? 'ready' : liveness ? (liveness.down ? 'down' : swim === 'down' ? 'ready' : swim) : swim
+  const agent = !self && (liveness ? liveness.agent === 'down' : swim === 'down') ? 'down' : 'up'
+
   return {
     id: n.id,
     name: n.name,
     addr: n.addr,
     role: n.role,
     state,
+    agent,
     self,
     ...(self ? {lastHeardMs: 0} : live && live.lastHeard > 0 ? {lastHeardMs: Math.max(0, now - live.lastHeard)} : {}),
     ...(live ? {incarnation: live.incarnation} : {}),

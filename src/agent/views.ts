@@ -10,6 +10,8 @@ export interface NodeView {
   role: 'manager' | 'worker'
   /** ready, suspect, down or left: the store's record ('left') and this node's failure detector */
   state: string
+  /** up, or down: declared dead by SWIM (its data path may still answer: then state is ready) */
+  agent: 'up' | 'down'
   self: boolean
   /** ms since a message from the node itself last arrived here; 0 for this node; absent: never */
   lastHeardMs?: number

@@ -482,6 +482,17 @@ export const snMeshConfig = defineStruct('sn_mesh_config', 8, [
   {name: 'flags', offset: 4, size: 4, kind: 'u32'},
 ])
 
+/* ---- bpf/include/probe.h ---- */
+
+export const SN_PROBE_KEY_FLAGS = {SET: 0x1} as const
+
+/** A slot of sn_probe_keys (by cluster key id): the data-path probe's SipHash key. */
+export const snProbeKey = defineStruct('sn_probe_key', 24, [
+  {name: 'key', offset: 0, size: 16, kind: 'bytes'},
+  {name: 'flags', offset: 16, size: 4, kind: 'u32', flags: SN_PROBE_KEY_FLAGS},
+  {name: 'pad', offset: 20, size: 4, kind: 'pad'},
+])
+
 /** A node's underlay address as the key of sn_mesh_nodes (__be32). */
 export const ipv4Key: Codec<string> = {
   cType: '__be32',
@@ -640,6 +651,7 @@ export const structCodecs = [
   snDnsKey,
   snDnsName,
   snDnsScope,
+  snProbeKey,
 ] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
@@ -701,6 +713,7 @@ export const mapCodecs = {
   sn_sock_rev: {key: snSockRevKey, value: snSockRev},
   sn_dns_names: {key: snDnsKey, value: snDnsName},
   sn_dns_scopes: {key: u32, value: snDnsScope}, // key: ifindex of a task's gateway-bridge device (host side)
+  sn_probe_keys: {key: u32, value: snProbeKey}, // key: the cluster key's id (bpf/include/probe.h)
 } as const satisfies Record<string, MapCodecShape>
 
 export type MapName = keyof typeof mapCodecs

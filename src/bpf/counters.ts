@@ -53,6 +53,8 @@ export const COUNTER_NAMES = [
   'mesh_ct_reset',
   'mesh_reply_restored',
   'lb_ct_expired',
+  'probe_answered',
+  'probe_refused',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

@@ -51,4 +51,5 @@ export const MAP_OWNERSHIP = {
   sn_stats: {owner: 'datapath', rule: 'none'},
   sn_dns_names: {owner: 'store', rule: 'mirror'},
   sn_dns_scopes: {owner: 'store', rule: 'mirror'},
+  sn_probe_keys: {owner: 'store', rule: 'config'},
 } as const satisfies Record<MapName, {owner: MapOwner; rule: MapRule}>

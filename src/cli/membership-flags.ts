@@ -13,6 +13,10 @@ export const membershipFlags = {
   'reschedule-delay': Flags.integer({
     description: 'ms a node stays down before the manager replaces its replicated tasks (default 10000)',
   }),
+  'agent-grace': Flags.integer({
+    description:
+      'ms a node whose agent is down but whose data path answers stays up, its tasks kept (an agent restart; default 60000)',
+  }),
 }
 
 export function membershipOverrides(f: {
@@ -20,11 +24,13 @@ export function membershipOverrides(f: {
   'probe-timeout'?: number
   'suspicion-mult'?: number
   'reschedule-delay'?: number
+  'agent-grace'?: number
 }): Partial<MembershipConfig> {
   return {
     ...(f['probe-interval'] !== undefined ? {probeIntervalMs: f['probe-interval']} : {}),
     ...(f['probe-timeout'] !== undefined ? {probeTimeoutMs: f['probe-timeout']} : {}),
     ...(f['suspicion-mult'] !== undefined ? {suspicionMult: f['suspicion-mult']} : {}),
     ...(f['reschedule-delay'] !== undefined ? {rescheduleDelayMs: f['reschedule-delay']} : {}),
+    ...(f['agent-grace'] !== undefined ? {agentGraceMs: f['agent-grace']} : {}),
   }
 }

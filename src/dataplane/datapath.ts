@@ -91,6 +91,7 @@ export class Datapath {
       sn_mesh_stats: BpfMap
       sn_mesh_config: BpfMap
       sn_sock_config: BpfMap
+      sn_probe_keys: BpfMap
     } & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
     private readonly sockError: string | undefined,
@@ -173,6 +174,7 @@ export class Datapath {
           stats: underlay.map('sn_stats'),
           sn_dns_names: dns.map('sn_dns_names'),
           sn_dns_scopes: dns.map('sn_dns_scopes'),
+          sn_probe_keys: underlay.map('sn_probe_keys'),
         },
         r.via,
         sockError,

@@ -424,7 +424,9 @@ export class Manager {
     const n = this.read.findNode(ref)
     if (n.id === this.selfId) throw new UserError(`node ${n.name} is this manager: it cannot remove itself (use leave)`)
     if (n.state === 'left') throw new UserError(`node ${n.name} has already left the cluster`)
-    if (!this.membership.isDown(n.id))
+    // The state node ls shows (not the reschedule delay placement waits for): one notion of down.
+    const m = this.membership
+    if (!(m.downNow ? m.downNow(n.id) : m.isDown(n.id)))
       throw new UserError(`node ${n.name} is up: only a node that is down can be removed (stop it, or run leave on it)`)
     const gone: NodeRecord = {...n, state: 'left'}
     // Its certificate first: whatever record of it stands anywhere (one it wrote itself with a

@@ -82,11 +82,13 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       .map((t) => t.id),
   )
   const hostRule = hostPortRule(svc, hostPortState(svc, ix))
+  const away = view.agentAway ? new Set([...liveIds].filter((id) => view.agentAway!(id))) : undefined
   const placements = placeTasks(
     svc,
     liveIds,
     mine.filter((t) => !stale.has(t.id)),
     hostRule?.rule,
+    away,
   )
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
   const remove: Task[] = []

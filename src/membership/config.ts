@@ -28,6 +28,12 @@ export type MembershipConfig = {
    * (its endpoints leave the maps at once): an agent that restarts keeps its tasks.
    */
   rescheduleDelayMs: number
+  /**
+   * How long a node whose agent is declared dead but whose data path still answers probes
+   * stays up (in every load balancer and in DNS, its tasks kept): an agent restart or upgrade.
+   * After it the node is down, as one whose data path is gone is at once (./node-liveness.ts).
+   */
+  agentGraceMs: number
   /** Updates piggybacked on one message at most (a sealed datagram holds 1400 bytes). */
   maxPiggyback: number
 }
@@ -44,6 +50,7 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   reconnectIntervalMs: 1000,
   maxPiggyback: 8,
   rescheduleDelayMs: 10_000,
+  agentGraceMs: 60_000,
 }
 
 /** Defaults with the given overrides, each checked: one clear line for a bad value. */

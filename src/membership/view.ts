@@ -6,6 +6,17 @@ import type {NodeRecord} from '../model/types.js'
  */
 export interface MembershipView {
   isDown(id: string): boolean
+  /**
+   * Down now, as `node ls` shows it, when isDown answers for placement and counts the
+   * reschedule delay too (the manager's view): what `node rm` asks. Absent: isDown.
+   */
+  downNow?(id: string): boolean
+  /**
+   * The node's agent is not heard now (suspected or declared dead by SWIM) while the node
+   * itself is not down (its data path answers): it keeps its tasks but is given no new one.
+   * Absent: every node that is not down takes tasks.
+   */
+  agentAway?(id: string): boolean
 }
 
 /** Before membership runs (and in pure tests): nobody is down. */

@@ -132,6 +132,11 @@ export function placeTasks(
   liveNodes: Pick<NodeRecord, 'id'>[] | ReadonlySet<string>,
   existingTasks: Pick<Task, 'id' | 'serviceId' | 'slot' | 'nodeId' | 'desiredState'>[],
   rule: PlacementRule = NO_RULE,
+  /**
+   * Live nodes that keep their tasks but take no new one: their agent is not heard now (a
+   * restart, or a death not yet declared), so a task placed there would wait for it.
+   */
+  noNew: ReadonlySet<string> = new Set(),
 ): Placement[] {
   const live: ReadonlySet<string> =
     liveNodes instanceof Set ? liveNodes : new Set((liveNodes as Pick<NodeRecord, 'id'>[]).map((n) => n.id))
@@ -145,7 +150,7 @@ export function placeTasks(
     const first = new Map<string, string>()
     for (const t of mine) if (!first.has(t.nodeId)) first.set(t.nodeId, t.id)
     return [...live]
-      .filter((id) => !rule.blocked.has(id))
+      .filter((id) => !rule.blocked.has(id) && (first.has(id) || !noNew.has(id)))
       .sort(cmp)
       .map((nodeId) => {
         const taskId = first.get(nodeId)
@@ -176,7 +181,7 @@ export function placeTasks(
     let bestLoad = Infinity
     for (const id of byId) {
       const n = load.get(id) ?? 0
-      if (rule.blocked.has(id) || (rule.onePerNode && n > 0)) continue
+      if (rule.blocked.has(id) || noNew.has(id) || (rule.onePerNode && n > 0)) continue
       if (n < bestLoad) {
         best = id
         bestLoad = n

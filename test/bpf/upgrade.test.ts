@@ -80,6 +80,7 @@ describe('layout upgrade', () => {
       'sn_mesh_stats',
       'sn_mesh_syn',
       'sn_networks',
+      'sn_probe_keys',
       'sn_services',
       'sn_sock_config',
       'sn_sock_rev',

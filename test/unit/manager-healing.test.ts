@@ -104,3 +104,19 @@ test('node rm: refused while the node is up, in one line; a down node leaves and
   assert.equal(running('web').length, 3)
   assert.throws(() => m.removeNode('n-c'), /already left/)
 })
+
+test('node rm reads the state node ls shows (down now), not the reschedule delay placement waits for', () => {
+  const shown = new Set<string>()
+  const {m: m2} = managerFixture(
+    'sn-healing-rm-',
+    [
+      ['a', '172.30.0.11'],
+      ['b', '172.30.0.12'],
+    ],
+    // b is down (node ls says so) but not yet for the reschedule delay.
+    {isDown: () => false, downNow: (id) => shown.has(id)},
+  )
+  assert.throws(() => m2.removeNode('n-b'), /node n-b is up/)
+  shown.add('b')
+  assert.equal(m2.removeNode('n-b').state, 'left')
+})
