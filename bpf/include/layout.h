@@ -121,7 +121,7 @@ enum sn_counter {
 	SN_C_LB_REPLY_RESTORED,   /* a tracked flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C_GW_NODE_PORT,        /* from a task to a node's data-path or gossip port: dropped (VXLAN injection) */
 	SN_C_GW_SPOOFED,          /* from a task's gateway veth with a source that is none of the task's addresses: dropped */
-	SN_C_MESH_NOT_SYN,        /* TCP to a published port, no flow tracked and not a SYN: dropped (entries are made on SYN only) */
+	SN_C_MESH_NOT_SYN,        /* TCP to a published port, no flow tracked and not a SYN: left to the kernel (entries are made on SYN only) */
 	SN_C_MESH_CT_RESET,       /* a mesh flow's entries deleted at a RST */
 	SN_C_MESH_REPLY_RESTORED, /* a mesh flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C_LB_CT_EXPIRED,       /* a UDP flow through a VIP idle past its lifetime: its entries deleted, the packet a new flow */
