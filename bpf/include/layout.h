@@ -33,7 +33,7 @@ struct sn_config {
 	__u32 ct_udp_idle;     /* seconds a UDP flow through a VIP lives without a packet; 0: SN_CT_UDP_IDLE_DEFAULT */
 };
 
-#define SN_CONFIG_READY 0x1
+#define SN_CONFIG_READY 0x1    /* the agent wrote the config: until then sn_get_config() gives NULL (maps.h) */
 
 /* Every network the node knows, by VNI. An arriving VNI not in here is not ours. */
 struct sn_network {

@@ -197,6 +197,23 @@ describe('sn_xdp_underlay: requests to published ports', () => {
     assert.equal(runXdp(other).retval, XDP_PASS)
   })
 
+  it('a config the agent has not marked READY is no config: a SYN to a published port passes untouched, no flow made', () => {
+    const cfg = xdp.map('sn_config')
+    const ready = cfg.lookup(u32.encode(0))!
+    const unready = Buffer.from(ready)
+    unready.writeUInt16LE(0, 6) // flags: everything else as the agent wrote it
+    cfg.update(u32.encode(0), unready)
+    try {
+      const f = toNode(P.IPPROTO_TCP, 41234, 8080, 0x02)
+      const r = runXdp(f)
+      assert.equal(r.retval, XDP_PASS)
+      assert.deepEqual(r.data, f)
+      assert.deepEqual(r.delta, {xdp_pass: 1})
+    } finally {
+      cfg.update(u32.encode(0), ready)
+    }
+  })
+
   it('local backend: DNAT to the backend and target port, client source kept, redirected into its veth; counted per port', () => {
     const f = toNode(P.IPPROTO_TCP, 41000, 8080)
     const r = runXdp(f)
