@@ -41,7 +41,7 @@ struct sn_config {
 	__u32 ct_udp_idle;     /* seconds a UDP flow through a VIP lives without a packet; 0: SN_CT_UDP_IDLE_DEFAULT */
 };
 
-#define SN_CONFIG_READY 0x1
+#define SN_CONFIG_READY 0x1    /* the agent wrote the config: until then sn_get_config() gives NULL (maps.h) */
 
 /* Every network the node knows, by VNI. An arriving VNI not in here is not ours. */
 struct sn_network {
@@ -129,7 +129,7 @@ enum sn_counter {
 	SN_C_LB_REPLY_RESTORED,   /* a tracked flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C_GW_NODE_PORT,        /* from a task to a node's data-path or gossip port: dropped (VXLAN injection) */
 	SN_C_GW_SPOOFED,          /* from a task's gateway veth with a source that is none of the task's addresses: dropped */
-	SN_C_MESH_NOT_SYN,        /* TCP to a published port, no flow tracked and not a SYN: dropped (entries are made on SYN only) */
+	SN_C_MESH_NOT_SYN,        /* TCP to a published port, no flow tracked and not a SYN: left to the kernel (entries are made on SYN only) */
 	SN_C_MESH_CT_RESET,       /* a mesh flow's entries deleted at a RST */
 	SN_C_MESH_REPLY_RESTORED, /* a mesh flow's reply entry was gone (LRU): written again from the forward one */
 	SN_C_LB_CT_EXPIRED,       /* a UDP flow through a VIP idle past its lifetime: its entries deleted, the packet a new flow */

@@ -56,8 +56,9 @@ struct sn_backend {
 };
 
 /*
- * Connection tracking, written by the programs only (the agent reads and
- * reclaims). A flow to a VIP has two entries: the forward one (client to VIP,
+ * Connection tracking, written and ended by the programs only (RST at once,
+ * FIN both ways after a grace, UDP when idle, else LRU eviction); the agent
+ * only reads it (metrics, inspect) and carries it over to a new layout. A flow to a VIP has two entries: the forward one (client to VIP,
  * naming the backend) and the reply one (backend to client, naming the VIP),
  * which the path that delivers replies to the client uses to put the VIP back
  * as their source. Both live on the client's node.

@@ -104,11 +104,17 @@ static __always_inline void sn_count(__u32 counter)
 		*v += 1;
 }
 
+/*
+ * The node's config, or NULL until the agent has written it: an array map's
+ * entry always exists (zeroed), so SN_CONFIG_READY, set by the agent with
+ * the rest, is what says it holds a config.
+ */
 static __always_inline struct sn_config *sn_get_config(void)
 {
 	__u32 key = 0;
+	struct sn_config *cfg = bpf_map_lookup_elem(&sn_config, &key);
 
-	return bpf_map_lookup_elem(&sn_config, &key);
+	return cfg && (cfg->flags & SN_CONFIG_READY) ? cfg : NULL;
 }
 
 #endif

@@ -195,10 +195,15 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		}
 		new_flow = 1;
 	}
-	/* TCP entries are made on a SYN only: anything else of an unknown flow is no connection of ours. */
+	/*
+	 * TCP entries are made on a SYN only: anything else of an unknown flow is
+	 * no connection of ours. It goes to the kernel, whose socket it may be (a
+	 * connection the node made from this port: its SYN-ACK and the rest), or
+	 * which answers it with a RST (issue 19, hole 4).
+	 */
 	if (new_flow && ip->protocol == IPPROTO_TCP && (tflags & (SN_TCP_SYN | SN_TCP_ACK)) != SN_TCP_SYN) {
-		sn_mesh_account(&pk, end - data, 0);
-		return sn_mesh_drop(SN_C_MESH_NOT_SYN);
+		sn_count(SN_C_MESH_NOT_SYN);
+		return -1;
 	}
 	{
 		/* Keyed by the backend: only that task's replies find it (see mesh.h). */

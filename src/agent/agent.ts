@@ -14,6 +14,7 @@ import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
 import {AttachmentReconciler} from '../dataplane/attachments.js'
+import {ReservedPorts} from '../dataplane/reserved-ports.js'
 import {attachmentAsTask} from '../model/attachment.js'
 import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
@@ -346,6 +347,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     metrics.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
   }
   let lastSyncErrors = ''
+  const reservedPorts = new ReservedPorts()
   const reconcile = async (): Promise<void> => {
     if (busy) {
       again = true
@@ -383,6 +385,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           lastSyncErrors = errors
           for (const line of datapath.repair(want)) log(`drift: ${line}`)
         })
+        // The node's own connections never take a published port as their source (its replies would be the mesh's).
+        await step('ports', () => reservedPorts.sync(new Set([...(lastDesired?.mesh?.ports.values() ?? [])].map((p) => p.port))))
         // Attached means reachable: said only now that the maps carry the new attachments.
         // (Not a step of its own in the metrics: it only writes the statuses.)
         try {

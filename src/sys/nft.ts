@@ -1,6 +1,6 @@
 /**
- * Source NAT for a bridge subnet, as an nftables table of its own so that adding and removing
- * it never touches anyone else's rules.
+ * Source NAT for a bridge subnet, and the bridge's isolation at layer 3, as an nftables table of
+ * its own so that adding and removing it never touches anyone else's rules.
  */
 import {run} from './exec.js'
 import {nsenterArgv} from './netns.js'
@@ -17,7 +17,12 @@ function nft(script: string, ns: string | undefined, doing: string): Promise<str
 
 /**
  * Masquerades what leaves subnet (e.g. 172.18.0.0/16) through any device but the bridge itself,
- * like Docker's `-s SUBNET ! -o BRIDGE -j MASQUERADE`. Re-adding replaces the table atomically
+ * like Docker's `-s SUBNET ! -o BRIDGE -j MASQUERADE`, and drops what the node would route from
+ * the bridge back into it, like Docker's `-i BRIDGE -o BRIDGE -j DROP` for a bridge without
+ * inter-container communication (docker_gwbridge). The bridge's isolated ports stop frames
+ * between tasks, but not a packet a task sends to another task's address through its gateway
+ * (a route via the gateway, or a frame written with NET_RAW): the node would route it back out
+ * of the bridge to the other task (issue 19, hole 3). Re-adding replaces the table atomically
  * (add+delete+define in one transaction), so it is idempotent and fixes a drifted table.
  */
 export async function addMasquerade(bridge: string, subnet: string, ns?: string): Promise<void> {
@@ -29,6 +34,10 @@ export async function addMasquerade(bridge: string, subnet: string, ns?: string)
     `  chain postrouting {`,
     `    type nat hook postrouting priority srcnat; policy accept;`,
     `    ip saddr ${subnet} oifname != "${bridge}" masquerade`,
+    `  }`,
+    `  chain forward {`,
+    `    type filter hook forward priority filter; policy accept;`,
+    `    iifname "${bridge}" oifname "${bridge}" counter drop`,
     `  }`,
     `}`,
     '',

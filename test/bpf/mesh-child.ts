@@ -197,6 +197,23 @@ describe('sn_xdp_underlay: requests to published ports', () => {
     assert.equal(runXdp(other).retval, XDP_PASS)
   })
 
+  it('a config the agent has not marked READY is no config: a SYN to a published port passes untouched, no flow made', () => {
+    const cfg = xdp.map('sn_config')
+    const ready = cfg.lookup(u32.encode(0))!
+    const unready = Buffer.from(ready)
+    unready.writeUInt16LE(0, 6) // flags: everything else as the agent wrote it
+    cfg.update(u32.encode(0), unready)
+    try {
+      const f = toNode(P.IPPROTO_TCP, 41234, 8080, 0x02)
+      const r = runXdp(f)
+      assert.equal(r.retval, XDP_PASS)
+      assert.deepEqual(r.data, f)
+      assert.deepEqual(r.delta, {xdp_pass: 1})
+    } finally {
+      cfg.update(u32.encode(0), ready)
+    }
+  })
+
   it('local backend: DNAT to the backend and target port, client source kept, redirected into its veth; counted per port', () => {
     const f = toNode(P.IPPROTO_TCP, 41000, 8080)
     const r = runXdp(f)
@@ -563,11 +580,11 @@ describe('mesh connection tracking: TCP entries on SYN only, ended by RST, a los
       ipPacket({src: LOCAL_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 80, dport: sport, flags}),
     )
 
-  it('a TCP packet that is not a SYN, of no tracked flow, is dropped and makes no entry', () => {
+  it("a TCP packet that is not a SYN, of no tracked flow, goes to the kernel (the node's own connection from that port) and makes no entry", () => {
     for (const flags of [0x10, 0x18, 0x11, 0x12, 0x04]) {
       const r = runXdp(toNode(P.IPPROTO_TCP, 49000 + flags, 8080, flags))
-      assert.equal(r.retval, XDP_DROP, `flags ${flags}`)
-      assert.deepEqual(r.delta, {mesh_not_syn: 1})
+      assert.equal(r.retval, XDP_PASS, `flags ${flags}`)
+      assert.deepEqual(r.delta, {mesh_not_syn: 1, xdp_pass: 1})
       for (const map of ['sn_mesh_ct', 'sn_mesh_syn'])
         assert.ok(!inMap(map, fwdKey(49000 + flags)) && !inMap(map, repKey(49000 + flags)), `${map}, flags ${flags}`)
     }

@@ -181,6 +181,66 @@ function inner(): void {
     await execIn(nsB, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task B')
   })
 
+  test("nor through the node: a task's packets to another task's gateway-bridge address are dropped (tcp, udp, icmp)", async () => {
+    // What reaches task B's interface from either source, by protocol: arrival is the question,
+    // not an answer (B's answers to A go on-link and die at the isolated ports anyway).
+    const argv = nsenterArgv(nsB, [
+      'tshark',
+      '-l',
+      '-n',
+      '-i',
+      'eth1',
+      '-f',
+      'ip and (src host 172.18.0.1 or src host 172.18.0.2)',
+      '-T',
+      'fields',
+      '-e',
+      'ip.src',
+      '-e',
+      'ip.proto',
+    ])
+    const cap = spawn(argv[0]!, argv.slice(1), {stdio: ['ignore', 'pipe', 'pipe']})
+    let seen = ''
+    let started = ''
+    cap.stdout.on('data', (b: Buffer) => (seen += b.toString()))
+    cap.stderr.on('data', (b: Buffer) => (started += b.toString()))
+    const arrived = (src: string, proto: number) => seen.split('\n').some((l) => l.trim() === `${src}\t${proto}`)
+    const waitFor = async (check: () => boolean) => {
+      for (let i = 0; i < 50 && !check(); i++) await new Promise((r) => setTimeout(r, 100))
+      return check()
+    }
+    const tcp = `const c=require('net').connect(7000,'172.18.0.3');c.on('error',()=>{});setTimeout(()=>process.exit(0),1500)`
+    const udp = `const s=require('dgram').createSocket('udp4');let n=3;const go=()=>s.send('x',7001,'172.18.0.3',()=>{if(--n>0)setTimeout(go,100);else s.close()});go()`
+    const all = async (ns: string | undefined) => {
+      const at = (a: string[]) => (ns ? nsenterArgv(ns, a) : a)
+      await run(at(['ping', '-c2', '-i0.2', '-W1', '172.18.0.3']), 'pinging B').catch(() => undefined)
+      await run(at([process.execPath, '-e', tcp]), 'connecting to B')
+      await run(at([process.execPath, '-e', udp]), 'sending to B')
+    }
+    try {
+      assert.ok(await waitFor(() => /Capturing on/.test(started)), `the capture started: ${started}`)
+      // The control: the node itself (the bridge's own port) reaches B's address by all three.
+      await all(undefined)
+      assert.ok(await waitFor(() => [1, 6, 17].every((p) => arrived('172.18.0.1', p))), `B saw the node: ${seen}`)
+      // Task A sends to B through its gateway: a route via 172.18.0.1 gives exactly the frames a
+      // task with NET_RAW writes itself (B's address, the gateway bridge's MAC), which the bridge
+      // hands to the node to route, not to B's isolated port.
+      await execIn(nsA, ['ip', 'route', 'add', '172.18.0.3/32', 'via', '172.18.0.1', 'dev', 'eth1'], 'routing A to B')
+      try {
+        await all(nsA)
+        await waitFor(() => [1, 6, 17].some((p) => arrived('172.18.0.2', p)))
+        for (const p of [1, 6, 17]) assert.equal(arrived('172.18.0.2', p), false, `protocol ${p} from A reached B: ${seen}`)
+        // A still reaches its gateway and the outside world.
+        await execIn(nsA, ['ping', '-c1', '-W1', '172.18.0.1'], 'pinging the gateway from task A')
+        await execIn(nsA, ['ping', '-c1', '-W1', '172.30.0.100'], 'pinging the client from task A')
+      } finally {
+        await execIn(nsA, ['ip', 'route', 'del', '172.18.0.3/32'], 'removing the route')
+      }
+    } finally {
+      cap.kill()
+    }
+  })
+
   test("the gateway's MAC stays put while bridge ports come and go (tasks' neighbour entries stay right)", async () => {
     const mac = async () => (await getLink(GWBRIDGE_IF))!.address
     assert.equal(await mac(), '02:42:ac:12:00:01', 'derived from the gateway address')

@@ -27,6 +27,9 @@ test('masquerade add is idempotent, remove is idempotent', async () => {
   assert.ok(t)
   assert.equal(t.match(/masquerade/g)?.length, 1)
   assert.match(t, /ip saddr 172\.18\.0\.0\/16 oifname != "sn-gwbridge" masquerade/)
+  // Nothing routed from the bridge back into it: tasks never reach each other through the node.
+  assert.match(t, /hook forward priority filter; policy accept;/)
+  assert.equal(t.match(/iifname "sn-gwbridge" oifname "sn-gwbridge" counter packets \d+ bytes \d+ drop/g)?.length, 1)
   await removeMasquerade('sn-gwbridge', NS)
   assert.equal(await showMasquerade('sn-gwbridge', NS), undefined)
   await removeMasquerade('sn-gwbridge', NS)
