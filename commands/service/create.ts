@@ -54,6 +54,12 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       // One value per -p: a stray word after it is an error, not a second port.
       multipleNonGreedy: true,
     }),
+    'stop-signal': Flags.string({
+      description: 'signal that stops a task (default SIGTERM); it leaves the load balancer and DNS first',
+    }),
+    'stop-grace-period': Flags.string({
+      description: 'time a task has to stop after the stop signal before SIGKILL (default 10s)',
+    }),
   }
 
   async run(): Promise<void> {
@@ -72,6 +78,8 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       limitCpu: flags['limit-cpu'],
       endpointMode: flags['endpoint-mode'],
       ports,
+      stopSignal: flags['stop-signal'],
+      stopGracePeriod: flags['stop-grace-period'],
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -169,6 +169,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           limitCpu: optStr(b, 'limitCpu'),
           endpointMode: optStr(b, 'endpointMode'),
           ports: list(b, 'ports').map(checkPortRequest),
+          stopSignal: optStr(b, 'stopSignal'),
+          stopGracePeriod: optStr(b, 'stopGracePeriod'),
         }
         return serviceView(await w((x) => x.createService(req)), c)
       },

@@ -15,6 +15,7 @@ import {checkEndpointMode, checkName} from '../model/validate.js'
 import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
+import {stopSpec} from '../tasks/stop.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
@@ -41,6 +42,9 @@ export type ServiceRequest = {
   endpointMode?: string
   /** --publish / -p, parsed (src/model/ports.ts); published absent = allocated. */
   ports?: PortRequest[]
+  /** --stop-signal and --stop-grace-period as written (src/tasks/stop.ts). */
+  stopSignal?: string
+  stopGracePeriod?: string
 }
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
@@ -273,6 +277,7 @@ export class Manager {
       if (n.ingress) throw new UserError('the ingress network is attached through --publish, not --network')
     }
     const sandbox = sandboxSpec(req)
+    const stop = stopSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
@@ -287,6 +292,7 @@ export class Manager {
       ...(aliases.length > 0 ? {aliases} : {}),
       command: req.command,
       ...sandbox,
+      ...stop,
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),
@@ -390,7 +396,25 @@ export class Manager {
     // The service first: a crash half-way leaves tasks without a service, which the next pass removes.
     // Its VIPs go with it: addresses in use are read from the store, there is nothing else to free.
     this.store.delete(keyOf('service', svc.id))
-    for (const t of this.read.tasksOf(svc.id)) this.store.delete(keyOf('task', t.id))
+    const nodes = placementNodes(this.index, this.membership)
+    for (const t of this.read.tasksOf(svc.id)) this.retireOrDelete(t, nodes)
+  }
+
+  /**
+   * A task of a removed service: one its node may still run (a status says so, and the node is a
+   * live member) is marked shutdown and stops gracefully there (src/tasks/stop.ts); the placement
+   * pass deletes it once its node has said it stopped. Any other is deleted now.
+   */
+  private retireOrDelete(t: Task, nodes: PlacementNodes): void {
+    const st = this.index.statuses.get(t.id)
+    const up = nodes.liveIds.has(t.nodeId)
+    if (up && st && (st.state === 'running' || st.state === 'starting')) {
+      if (t.desiredState !== 'shutdown') this.store.put(keyOf('task', t.id), {...t, desiredState: 'shutdown'} satisfies Task)
+      return
+    }
+    // A node that is down (a member still) may run it when it is back: it stays shutdown until then.
+    if (nodes.members.has(t.nodeId) && !up && t.desiredState === 'shutdown') return
+    this.store.delete(keyOf('task', t.id))
   }
 
   /**
@@ -450,6 +474,8 @@ export class Manager {
   private place(only: ReadonlySet<string> | undefined): ProblemsById {
     const report: ProblemsById = new Map()
     const ix = this.index
+    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
+    const nodes = placementNodes(ix, this.membership)
     const services = only
       ? [...only].sort().flatMap((id) => (ix.services.has(id) ? [ix.services.get(id)!] : []))
       : this.read.services()
@@ -459,7 +485,7 @@ export class Manager {
     const orphans = gone.flatMap((id) => ix.tasksOf(id))
     for (const t of orphans.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       try {
-        this.store.delete(keyOf('task', t.id))
+        this.retireOrDelete(t, nodes)
       } catch (e) {
         report.set(t.serviceId, {name: t.serviceName, why: `cannot remove task ${t.id}: ${(e as Error).message}`})
       }
@@ -468,8 +494,6 @@ export class Manager {
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
-    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
-    const nodes = placementNodes(ix, this.membership)
     for (const svc of services) {
       try {
         const plan = this.plan(svc, nodes)

@@ -83,8 +83,14 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       if (!('global' in svc.mode)) retire.push({...t, desiredState: 'shutdown'})
       continue
     }
+    const st = ix.statuses.get(t.id)
+    if (t.desiredState === 'running' && members.has(t.nodeId) && st) {
+      // A task its node runs (scaled down, replaced) stops gracefully: marked shutdown, it leaves
+      // the tables and DNS everywhere, and its node stops it (src/tasks/stop.ts) and says so.
+      retire.push({...t, desiredState: 'shutdown'})
+      continue
+    }
     if (t.desiredState === 'shutdown' && members.has(t.nodeId)) {
-      const st = ix.statuses.get(t.id)
       // Its node may still run it: it is down, or back and not done stopping it yet.
       if (down || (st && (st.state === 'running' || st.state === 'starting'))) continue
     }

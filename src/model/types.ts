@@ -91,11 +91,21 @@ export type Service = {
   vips?: ServiceVip[]
   /** Published ports (Docker's PortConfig); absent = none. */
   ports?: PublishedPort[]
+  /** --stop-signal, a signal name (absent: SIGTERM); --stop-grace-period in ms before SIGKILL (absent: 10 s). src/tasks/stop.ts */
+  stopSignal?: string
+  stopGraceMs?: number
+  /** --health-cmd and its timing (src/tasks/health.ts); absent = no check (a task serves once running). */
+  healthcheck?: HealthSpec
   createdAt: number
   updatedAt: number
 }
 
 export type EndpointMode = 'vip' | 'dnsrr'
+
+/** Docker's HEALTHCHECK: the command (run with /bin/sh -c in the task) and its timing in ms. */
+export type HealthSpec = {cmd: string; intervalMs: number; timeoutMs: number; retries: number; startPeriodMs: number}
+
+export type TaskHealth = 'starting' | 'healthy' | 'unhealthy'
 
 export type ServiceAlias = {networkId: string; names: string[]}
 
@@ -133,6 +143,8 @@ export type TaskStatus = {
   message?: string
   /** The task's address on the node-local gateway bridge, kept so a restart reuses it. */
   gwIp?: string
+  /** Its health check's verdict (src/tasks/health.ts); absent: the service has no check. */
+  health?: TaskHealth
   updatedAt: number
 }
 
