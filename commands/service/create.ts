@@ -5,6 +5,7 @@ import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 import {parsePublish} from '../../src/model/ports.js'
+import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
@@ -60,6 +61,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     'stop-grace-period': Flags.string({
       description: 'time a task has to stop after the stop signal before SIGKILL (default 10s)',
     }),
+    ...healthFlags,
   }
 
   async run(): Promise<void> {
@@ -80,6 +82,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       ports,
       stopSignal: flags['stop-signal'],
       stopGracePeriod: flags['stop-grace-period'],
+      ...healthBody(flags),
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -6,6 +6,7 @@ import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
 import {checkPortRef, checkPortRequest} from '../model/ports.js'
+import type {HealthRequest} from '../tasks/health.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
@@ -171,6 +172,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           ports: list(b, 'ports').map(checkPortRequest),
           stopSignal: optStr(b, 'stopSignal'),
           stopGracePeriod: optStr(b, 'stopGracePeriod'),
+          ...healthRequest(b),
         }
         return serviceView(await w((x) => x.createService(req)), c)
       },
@@ -342,4 +344,16 @@ function strList(b: Record<string, unknown>, k: string): string[] {
   const v = b[k] ?? []
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new RequestError(`'${k}' must be a list of strings`)
   return v as string[]
+}
+
+/** The --health-* flags of a request body (checked in full by src/tasks/health.ts healthSpec). */
+function healthRequest(b: Record<string, unknown>): HealthRequest {
+  return {
+    healthCmd: optStr(b, 'healthCmd'),
+    healthInterval: optStr(b, 'healthInterval'),
+    healthTimeout: optStr(b, 'healthTimeout'),
+    healthRetries: optNum(b, 'healthRetries'),
+    healthStartPeriod: optStr(b, 'healthStartPeriod'),
+    noHealthcheck: b.noHealthcheck === true,
+  }
 }

@@ -74,6 +74,7 @@ export function taskView(t: Task, c: Controller): TaskView {
     pid: st?.pid,
     restarts: st?.restarts ?? 0,
     message: st?.message,
+    ...(st?.health && t.desiredState === 'running' ? {health: st.health} : {}),
   }
 }
 

@@ -56,6 +56,8 @@ export interface TaskView {
   pid?: number
   restarts: number
   message?: string
+  /** starting, healthy or unhealthy: its health check's verdict; absent when its service has none. */
+  health?: string
 }
 
 export interface ServiceView {

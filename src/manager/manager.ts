@@ -16,6 +16,7 @@ import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
 import {stopSpec} from '../tasks/stop.js'
+import {healthSpec, type HealthRequest} from '../tasks/health.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
@@ -45,7 +46,7 @@ export type ServiceRequest = {
   /** --stop-signal and --stop-grace-period as written (src/tasks/stop.ts). */
   stopSignal?: string
   stopGracePeriod?: string
-}
+} & HealthRequest
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 export type PortsUpdate = {add: PortRequest[]; rm: PortRef[]}
@@ -278,6 +279,7 @@ export class Manager {
     }
     const sandbox = sandboxSpec(req)
     const stop = stopSpec(req)
+    const healthcheck = healthSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
@@ -293,6 +295,7 @@ export class Manager {
       command: req.command,
       ...sandbox,
       ...stop,
+      ...(healthcheck ? {healthcheck} : {}),
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),
