@@ -189,6 +189,29 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     [
       'POST',
+      /^\/services\/([^/]+)\/update$/,
+      async (m, b) => {
+        const ports = b.ports as Record<string, unknown> | undefined
+        const req = {
+          replicas: b.replicas === undefined ? undefined : checkReplicas(b.replicas),
+          command: b.command === undefined ? undefined : strList(b, 'command'),
+          user: optStr(b, 'user'),
+          limitMemory: optStr(b, 'limitMemory'),
+          limitCpu: optStr(b, 'limitCpu'),
+          stopSignal: optStr(b, 'stopSignal'),
+          stopGracePeriod: optStr(b, 'stopGracePeriod'),
+          ...(ports ? {ports: {add: list(ports, 'add').map(checkPortRequest), rm: list(ports, 'rm').map(checkPortRef)}} : {}),
+          force: b.force === true,
+          updateParallelism: optNum(b, 'updateParallelism'),
+          updateOrder: optStr(b, 'updateOrder'),
+          ...healthRequest(b),
+        }
+        return serviceView(await w((x) => x.updateService(dec(m[1]), req)), c)
+      },
+    ],
+    ['POST', /^\/services\/([^/]+)\/rollback$/, async (m) => serviceView(await w((x) => x.rollbackService(dec(m[1]))), c)],
+    [
+      'POST',
       /^\/services\/([^/]+)\/scale$/,
       async (m, b) => {
         const replicas = checkReplicas(b.replicas)

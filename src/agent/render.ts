@@ -1,4 +1,5 @@
 // Store records to the API's views (src/agent/views.ts).
+import {UPDATE_DEFAULTS, updateState} from '../manager/rolling.js'
 import {nodeStatus, type Member} from '../membership/state.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
@@ -154,5 +155,20 @@ export function serviceInspectView(s: Service, c: Controller): ServiceInspectVie
         })),
     ),
   )
-  return {...serviceView(s, c), backends}
+  const state = updateState(s, c.tasksOf(s.id))
+  return {
+    ...serviceView(s, c),
+    backends,
+    ...(state
+      ? {
+          update: {
+            state,
+            specVersion: s.specVersion ?? 0,
+            parallelism: s.update?.parallelism ?? UPDATE_DEFAULTS.parallelism,
+            order: s.update?.order ?? UPDATE_DEFAULTS.order,
+            rollback: s.previous !== undefined,
+          },
+        }
+      : {}),
+  }
 }

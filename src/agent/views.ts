@@ -96,6 +96,8 @@ export interface BackendView {
 /** GET /services/NAME: the service, its VIPs and its backends on every network. */
 export interface ServiceInspectView extends ServiceView {
   backends: BackendView[]
+  /** After a service update that replaced tasks: updating while old tasks run, then completed. */
+  update?: {state: 'updating' | 'completed'; specVersion: number; parallelism: number; order: string; rollback: boolean}
 }
 
 /** GET /info: this node, its cluster, and what its gossip has counted since the agent started. */

@@ -5,6 +5,7 @@ import {macForIp, placeTasks} from '../model/allocate.js'
 import {hostPortKeys} from '../model/publish.js'
 import type {StateIndex} from './state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
+import {rollingStep} from './rolling.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, ServiceVip, Task} from '../model/types.js'
 
@@ -66,17 +67,33 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     mine.filter((t) => !svc.networks.every((id) => t.attachments.some((a) => a.networkId === id))).map((t) => t.id),
   )
   const hostRule = hostPortRule(svc, hostPortState(svc, ix))
+  // A rolling update's step (rolling.ts): held and retired old tasks leave placement (their slot
+  // gets its new task), blocked ones keep their slot as if they still ran.
+  const roll = rollingStep(
+    svc,
+    mine.filter((t) => !stale.has(t.id)),
+    ix.statuses,
+  )
   const placements = placeTasks(
     svc,
     liveIds,
-    mine.filter((t) => !stale.has(t.id)),
+    [
+      ...mine.filter((t) => !stale.has(t.id) && !roll.hold.has(t.id) && !roll.retire.has(t.id)),
+      ...mine.filter((t) => roll.block.has(t.id)).map((t) => ({...t, desiredState: 'running' as const})),
+    ],
     hostRule?.rule,
   )
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
   const remove: Task[] = []
   const retire: Task[] = []
   for (const t of mine) {
-    if (keep.has(t.id)) continue
+    if (roll.stop.has(t.id)) {
+      // Stop-first: it keeps its slot in this pass (placed above as it is), so nothing new starts there yet.
+      if (ix.statuses.get(t.id)) retire.push({...t, desiredState: 'shutdown'})
+      else remove.push(t)
+      continue
+    }
+    if (keep.has(t.id) || roll.hold.has(t.id)) continue
     const down = members.has(t.nodeId) && view.isDown(t.nodeId)
     if (t.desiredState === 'running' && down) {
       // A global task belongs to its node: it waits for the node rather than moving.
@@ -140,6 +157,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       nodeId: p.nodeId,
       desiredState: 'running',
       attachments,
+      ...(svc.specVersion !== undefined ? {specVersion: svc.specVersion} : {}),
       createdAt: mint.now,
     }
   })

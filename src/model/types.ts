@@ -96,6 +96,12 @@ export type Service = {
   stopGraceMs?: number
   /** --health-cmd and its timing (src/tasks/health.ts); absent = no check (a task serves once running). */
   healthcheck?: HealthSpec
+  /** Raised by every update that needs new tasks (and by rollback): tasks of another version are replaced (src/manager/rolling.ts). */
+  specVersion?: number
+  /** --update-parallelism and --update-order; absent: 1, stop-first (Docker's defaults). */
+  update?: UpdateConfig
+  /** What the tasks ran before the last update that replaced them: service rollback goes back to it. */
+  previous?: TaskSpec
   createdAt: number
   updatedAt: number
 }
@@ -106,6 +112,11 @@ export type EndpointMode = 'vip' | 'dnsrr'
 export type HealthSpec = {cmd: string; intervalMs: number; timeoutMs: number; retries: number; startPeriodMs: number}
 
 export type TaskHealth = 'starting' | 'healthy' | 'unhealthy'
+
+export type UpdateConfig = {parallelism: number; order: 'start-first' | 'stop-first'}
+
+/** The part of a service its tasks are made from: a change to it replaces them. */
+export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck'>
 
 export type ServiceAlias = {networkId: string; names: string[]}
 
@@ -127,6 +138,8 @@ export type Task = {
   nodeId: string
   desiredState: 'running' | 'shutdown'
   attachments: TaskAttachment[]
+  /** The service's specVersion it was made from (absent: 0). */
+  specVersion?: number
   createdAt: number
 }
 
