@@ -13,9 +13,13 @@ export default class Whoami extends SwarmnetCommand {
 
   async run(): Promise<void> {
     const {flags} = await this.parse(Whoami)
-    // As PID 1 of a task, a signal without a handler is ignored: stop cleanly on SIGTERM.
-    process.on('SIGTERM', () => process.exit(0))
-    await startWhoami({port: flags.port})
+    const server = await startWhoami({port: flags.port})
+    // As PID 1 of a task, a signal without a handler is ignored. On SIGTERM it stops as a server
+    // should: no new connection, the requests under way answered, then out.
+    process.on('SIGTERM', () => {
+      server.close(() => process.exit(0))
+      server.closeIdleConnections()
+    })
     this.log(`whoami listening on :${flags.port}`)
     await new Promise(() => {}) // serve until killed
   }

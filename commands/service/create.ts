@@ -7,6 +7,7 @@ import type {ServiceView} from '../../src/agent/views.js'
 import {parsePublishes} from '../../src/model/ports.js'
 import {parseEnvFile} from '../../src/model/container.js'
 import {readFileSync} from 'node:fs'
+import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
@@ -90,6 +91,13 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       multiple: true,
       multipleNonGreedy: true,
     }),
+    'stop-signal': Flags.string({
+      description: 'signal that stops a task (default SIGTERM); it leaves the load balancer and DNS first',
+    }),
+    'stop-grace-period': Flags.string({
+      description: 'time a task has to stop after the stop signal before SIGKILL (default 10s)',
+    }),
+    ...healthFlags,
   }
 
   async run(): Promise<void> {
@@ -116,6 +124,9 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       capDrop: flags['cap-drop'] ?? [],
       readOnly: flags['read-only'],
       mounts: flags.mount ?? [],
+      stopSignal: flags['stop-signal'],
+      stopGracePeriod: flags['stop-grace-period'],
+      ...healthBody(flags),
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

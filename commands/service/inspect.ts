@@ -27,6 +27,10 @@ export default class ServiceInspect extends SwarmnetCommand {
     if (ports.length === 0) this.log('Ports:          -')
     else ports.forEach((p, i) => this.log(`${i === 0 ? 'Ports:' : ''.padEnd(6)}          ${formatPort(p)}`))
     this.log(`Command:        ${s.command.join(' ') || '(whoami)'}`)
+    if (s.update)
+      this.log(
+        `Update:         ${s.update.state} (spec ${s.update.specVersion}, ${s.update.order}, parallelism ${s.update.parallelism})`,
+      )
     this.log('')
     printTable(
       ['network', 'task', 'address', 'node', 'state'],

@@ -21,7 +21,7 @@ export default class ServicePs extends SwarmnetCommand {
         t.name,
         t.node,
         t.desiredState,
-        t.state + (t.restarts > 0 ? ` (restarted ${t.restarts}x)` : ''),
+        t.state + (t.health ? ` (${t.health})` : '') + (t.restarts > 0 ? ` (restarted ${t.restarts}x)` : ''),
         t.addresses.map((a) => `${a.network}=${a.ip}`).join(','),
         t.netns ?? '-',
       ]),

@@ -1,21 +1,25 @@
 import {Args, Flags} from '@oclif/core'
 import {SwarmnetCommand, hostFlag, jsonFlag} from '../../src/cli/base.js'
+import {splitAtDoubleDash} from '../../src/cli/passthrough.js'
 import {printJson} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
+import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
 
 export default class ServiceUpdate extends SwarmnetCommand {
-  static override description = `Change the published ports of a live service
+  static override description = `Change a live service: its command, user, limits, stop and health settings, replicas, published ports, networks
 
-Removals are applied first, so one command can publish a port again with another target.
+A change to what its tasks run (the command after --, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first). The VIPs and published ports stay; service rollback goes back to the previous spec.
 
-Only the service record changes: its tasks keep running, and every flow on its other ports with them. The exception is a service's first ingress port: its tasks are then replaced by tasks on the ingress network.`
+Port removals are applied first, so one command can publish a port again with another target. Ports and replicas change only the record, except a service's first ingress port: its tasks are then replaced by tasks on the ingress network.`
+  static override runsCommand = true
   static override examples = [
     '<%= config.bin %> service update web --publish-add 8080:80',
-    '<%= config.bin %> service update web --publish-add published=53,target=53,protocol=udp --publish-rm 8080',
     '<%= config.bin %> service update web --publish-rm 8080 --publish-add 8080:81',
     '<%= config.bin %> service update web --network-add name=backend,alias=api --network-rm old',
+    '<%= config.bin %> service update web --update-order start-first --update-parallelism 1 -- sleep infinity',
+    '<%= config.bin %> service update web --force',
   ]
   static override args = {service: Args.string({description: 'service name or id', required: true})}
   static override flags = {
@@ -43,28 +47,56 @@ Only the service record changes: its tasks keep running, and every flow on its o
       multiple: true,
       multipleNonGreedy: true,
     }),
+    replicas: Flags.integer({description: 'number of tasks (replicated mode)', min: 0, max: 1000}),
+    user: Flags.string({char: 'u', description: 'run the tasks as UID[:GID] or NAME[:GROUP]'}),
+    'limit-memory': Flags.string({description: 'memory limit of each task, e.g. 64M'}),
+    'limit-cpu': Flags.string({description: 'CPU limit of each task in CPUs, e.g. 0.5'}),
+    'stop-signal': Flags.string({description: 'signal that stops a task (default SIGTERM)'}),
+    'stop-grace-period': Flags.string({description: 'time a task has to stop before SIGKILL (default 10s)'}),
+    ...healthFlags,
+    force: Flags.boolean({description: 'replace every task even if nothing changed'}),
+    'update-parallelism': Flags.integer({description: 'slots replaced at once (default 1)', min: 1}),
+    'update-order': Flags.string({
+      description: 'start-first: the new task serves before the old stops; stop-first: the old stops first',
+      options: ['start-first', 'stop-first'],
+    }),
   }
 
   async run(): Promise<void> {
-    const {args, flags} = await this.parse(ServiceUpdate)
+    const {own, passthrough} = splitAtDoubleDash(this.argv)
+    const {args, flags} = await this.parse(ServiceUpdate, own)
     const add = (flags['publish-add'] ?? []).flatMap((p) => parsePublishes(p, '--publish-add'))
     const rm = (flags['publish-rm'] ?? []).map((p) => parsePortRef(p, '--publish-rm'))
     const nets = {add: flags['network-add'] ?? [], rm: flags['network-rm'] ?? []}
-    if (nets.add.length > 0 || nets.rm.length > 0) {
-      if (add.length > 0 || rm.length > 0) throw new Error('give network changes and port changes in two updates')
-      const svc = await new AgentClient(flags.host).post<ServiceView>(
-        `/services/${encodeURIComponent(args.service)}/networks`,
-        nets,
-      )
-      if (flags.json) return printJson(svc)
-      return this.log(svc.name)
+    const health = healthBody(flags)
+    const body = {
+      replicas: flags.replicas,
+      command: passthrough,
+      user: flags.user,
+      limitMemory: flags['limit-memory'],
+      limitCpu: flags['limit-cpu'],
+      stopSignal: flags['stop-signal'],
+      stopGracePeriod: flags['stop-grace-period'],
+      ...health,
+      force: flags.force,
+      updateParallelism: flags['update-parallelism'],
+      updateOrder: flags['update-order'],
     }
-    if (add.length === 0 && rm.length === 0)
-      throw new Error('nothing to change: give --publish-add SPEC, --publish-rm PORT, --network-add NET or --network-rm NET')
-    const svc = await new AgentClient(flags.host).post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {
-      add,
-      rm,
-    })
+    const other = Object.entries(body).some(([k, v]) => v !== undefined && v !== false && !(k === 'force' && !v))
+    const client = new AgentClient(flags.host)
+    let svc: ServiceView
+    if (nets.add.length > 0 || nets.rm.length > 0) {
+      if (add.length > 0 || rm.length > 0 || other) throw new Error('give network changes and other changes in two updates')
+      svc = await client.post<ServiceView>(`/services/${encodeURIComponent(args.service)}/networks`, nets)
+    } else if (!other) {
+      if (add.length === 0 && rm.length === 0)
+        throw new Error(
+          'nothing to change: give --publish-add SPEC, --publish-rm PORT, --network-add NET, --network-rm NET, or another flag (see --help)',
+        )
+      svc = await client.post<ServiceView>(`/services/${encodeURIComponent(args.service)}/ports`, {add, rm})
+    } else {
+      svc = await client.post<ServiceView>(`/services/${encodeURIComponent(args.service)}/update`, {...body, ports: {add, rm}})
+    }
     if (flags.json) return printJson(svc)
     this.log(svc.name)
   }

@@ -165,7 +165,17 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       }
     },
   }
-  const tasks = new TaskReconciler({node, selfId: cfg.nodeId, store, stateDir: stateDir(node), underlayMtu: mtu, log, hooks})
+  const tasks = new TaskReconciler({
+    node,
+    selfId: cfg.nodeId,
+    store,
+    stateDir: stateDir(node),
+    underlayMtu: mtu,
+    log,
+    hooks,
+    // A task that finished stopping: its endpoints leave the maps now, not at the next timer.
+    wake: () => soon(),
+  })
   // Namespaces attached with `network connect`: to the data plane, tasks without a process.
   const attachments = new AttachmentReconciler({node, selfId: cfg.nodeId, store, hooks, log})
 

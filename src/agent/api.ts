@@ -6,6 +6,7 @@ import {dirname} from 'node:path'
 import {isUserError} from '../model/errors.js'
 import {checkServiceMode} from '../model/validate.js'
 import {checkPortRef, checkPortRequest} from '../model/ports.js'
+import type {HealthRequest} from '../tasks/health.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
@@ -195,6 +196,9 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           capDrop: strList(b, 'capDrop'),
           readOnly: b.readOnly === true,
           mounts: strList(b, 'mounts'),
+          stopSignal: optStr(b, 'stopSignal'),
+          stopGracePeriod: optStr(b, 'stopGracePeriod'),
+          ...healthRequest(b),
         }
         return serviceView(await w((x) => x.createService(req)), c)
       },
@@ -217,6 +221,29 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         return serviceView(await w((x) => x.updateNetworks(dec(m[1]), change)), c)
       },
     ],
+    [
+      'POST',
+      /^\/services\/([^/]+)\/update$/,
+      async (m, b) => {
+        const ports = b.ports as Record<string, unknown> | undefined
+        const req = {
+          replicas: b.replicas === undefined ? undefined : checkReplicas(b.replicas),
+          command: b.command === undefined ? undefined : strList(b, 'command'),
+          user: optStr(b, 'user'),
+          limitMemory: optStr(b, 'limitMemory'),
+          limitCpu: optStr(b, 'limitCpu'),
+          stopSignal: optStr(b, 'stopSignal'),
+          stopGracePeriod: optStr(b, 'stopGracePeriod'),
+          ...(ports ? {ports: {add: list(ports, 'add').map(checkPortRequest), rm: list(ports, 'rm').map(checkPortRef)}} : {}),
+          force: b.force === true,
+          updateParallelism: optNum(b, 'updateParallelism'),
+          updateOrder: optStr(b, 'updateOrder'),
+          ...healthRequest(b),
+        }
+        return serviceView(await w((x) => x.updateService(dec(m[1]), req)), c)
+      },
+    ],
+    ['POST', /^\/services\/([^/]+)\/rollback$/, async (m) => serviceView(await w((x) => x.rollbackService(dec(m[1]))), c)],
     [
       'POST',
       /^\/services\/([^/]+)\/scale$/,
@@ -385,4 +412,16 @@ function strList(b: Record<string, unknown>, k: string): string[] {
   const v = b[k] ?? []
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new RequestError(`'${k}' must be a list of strings`)
   return v as string[]
+}
+
+/** The --health-* flags of a request body (checked in full by src/tasks/health.ts healthSpec). */
+function healthRequest(b: Record<string, unknown>): HealthRequest {
+  return {
+    healthCmd: optStr(b, 'healthCmd'),
+    healthInterval: optStr(b, 'healthInterval'),
+    healthTimeout: optStr(b, 'healthTimeout'),
+    healthRetries: optNum(b, 'healthRetries'),
+    healthStartPeriod: optStr(b, 'healthStartPeriod'),
+    noHealthcheck: b.noHealthcheck === true,
+  }
 }

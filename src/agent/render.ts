@@ -1,4 +1,5 @@
 // Store records to the API's views (src/agent/views.ts).
+import {UPDATE_DEFAULTS, updateState} from '../manager/rolling.js'
 import {nodeStatus, type Member} from '../membership/state.js'
 import type {NodeLivenessState} from '../membership/node-liveness.js'
 import {taskMtu} from '../model/allocate.js'
@@ -86,6 +87,7 @@ export function taskView(t: Task, c: Controller): TaskView {
     pid: st?.pid,
     restarts: st?.restarts ?? 0,
     message: st?.message,
+    ...(st?.health && t.desiredState === 'running' ? {health: st.health} : {}),
   }
 }
 
@@ -166,5 +168,20 @@ export function serviceInspectView(s: Service, c: Controller): ServiceInspectVie
         })),
     ),
   )
-  return {...serviceView(s, c), backends}
+  const state = updateState(s, c.tasksOf(s.id))
+  return {
+    ...serviceView(s, c),
+    backends,
+    ...(state
+      ? {
+          update: {
+            state,
+            specVersion: s.specVersion ?? 0,
+            parallelism: s.update?.parallelism ?? UPDATE_DEFAULTS.parallelism,
+            order: s.update?.order ?? UPDATE_DEFAULTS.order,
+            rollback: s.previous !== undefined,
+          },
+        }
+      : {}),
+  }
 }

@@ -62,6 +62,8 @@ export interface TaskView {
   pid?: number
   restarts: number
   message?: string
+  /** starting, healthy or unhealthy: its health check's verdict; absent when its service has none. */
+  health?: string
 }
 
 export interface ServiceView {
@@ -102,6 +104,8 @@ export interface BackendView {
 /** GET /services/NAME: the service, its VIPs and its backends on every network. */
 export interface ServiceInspectView extends ServiceView {
   backends: BackendView[]
+  /** After a service update that replaced tasks: updating while old tasks run, then completed. */
+  update?: {state: 'updating' | 'completed'; specVersion: number; parallelism: number; order: string; rollback: boolean}
 }
 
 /** GET /info: this node, its cluster, and what its gossip has counted since the agent started. */

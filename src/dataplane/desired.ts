@@ -53,6 +53,11 @@ export interface DesiredService {
   universe?: string[]
   /** Running backends, sorted by key. */
   backends: DesiredBackend[]
+  /**
+   * Tasks being stopped (src/tasks/stop.ts), sorted by key: in the VIP's backend set (sn_backends),
+   * so their established flows go on, but in no table, so no new flow goes to them. Absent: none.
+   */
+  draining?: DesiredBackend[]
   /** sn_maglev id of the table: derived from what the table is made of, unique among the desired services. */
   tableId: number
   /** What the table is made of: equal contents give equal tables (src/lb/maglev.ts is deterministic). */
@@ -93,7 +98,7 @@ export interface ClusterView {
   membership?: MembershipView
   /** Services (their VIPs) and the tasks' reported states (backends are the running ones). */
   services?: Service[]
-  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp'>>>
+  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp' | 'health'>>>
   /** This node's tasks' gateway-bridge veths (host-mode published ports). */
   localGateways?: LocalGateway[]
 }
@@ -138,9 +143,26 @@ export function servingNodes(v: Pick<ClusterView, 'nodes' | 'selfId' | 'membersh
   return new Map(v.nodes.filter((n) => n.state !== 'left' && (n.id === v.selfId || !view.isDown(n.id))).map((n) => [n.id, n]))
 }
 
-/** A backend of its service (the LB's rule, and DNS's): meant to run, reported running, on a serving node. */
+/**
+ * A task being stopped gracefully: its record says shutdown but its node still reports it running.
+ * It keeps its endpoint (established connections go on) and is a backend for no new flow or name.
+ */
+export function isDraining(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, statuses: ClusterView['statuses']): boolean {
+  return t.desiredState === 'shutdown' && nodeById.has(t.nodeId) && statuses?.get(t.id)?.state === 'running'
+}
+
+/**
+ * A backend of its service (the LB's rule, and DNS's): meant to run, reported running and, when
+ * its service has a health check, healthy (src/tasks/health.ts), on a serving node.
+ */
 export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, statuses: ClusterView['statuses']): boolean {
-  return t.desiredState === 'running' && nodeById.has(t.nodeId) && statuses?.get(t.id)?.state === 'running'
+  const st = statuses?.get(t.id)
+  return (
+    t.desiredState === 'running' &&
+    nodeById.has(t.nodeId) &&
+    st?.state === 'running' &&
+    (st.health === undefined || st.health === 'healthy')
+  )
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
@@ -154,9 +176,10 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
   const nodeById = servingNodes(v)
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
   // Endpoints only of networks this node has a task on: the map grows with the node, not the cluster.
+  // A task being stopped keeps its networks here until it is gone: its established flows go on.
   const localNets = new Set(
     v.tasks
-      .filter((t) => t.nodeId === v.selfId && t.desiredState === 'running')
+      .filter((t) => t.nodeId === v.selfId && (t.desiredState === 'running' || isDraining(t, nodeById, v.statuses)))
       .flatMap((t) => t.attachments.map((a) => a.networkId)),
   )
   // Published ports answer on every node: their network's endpoints and VIP tables are everyone's.
@@ -167,7 +190,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     out.networks.set(n.vni!, {subnet: subnet!, prefixLen: Number(len), ingress: n.ingress, mtu: taskMtu(n)})
   }
   for (const t of v.tasks) {
-    if (t.desiredState !== 'running') continue
+    if (t.desiredState !== 'running' && !isDraining(t, nodeById, v.statuses)) continue
     const owner = nodeById.get(t.nodeId)
     if (!owner) continue
     for (const a of t.attachments) {
@@ -246,13 +269,21 @@ function desiredServices(
       if (!net || !localNets.has(vip.networkId)) continue
       const vni = net.vni!
       const backends: DesiredBackend[] = []
+      const draining: DesiredBackend[] = []
       for (const t of tasks) {
         const owner = nodeById.get(t.nodeId)
         const a = t.attachments.find((x) => x.networkId === vip.networkId)
-        if (!owner || !a || !isServing(t, nodeById, v.statuses)) continue
+        if (!owner || !a) continue
+        const serving = isServing(t, nodeById, v.statuses)
+        if (!serving && !isDraining(t, nodeById, v.statuses)) continue
         const ep = out.endpoints.get(`${vni}/${a.ip}`)
         if (!ep) continue // a local task whose device is not there yet
-        backends.push({key: t.id, ip: a.ip, nodeIp: owner.addr, owns: replicated ? slotKey(t.slot) : t.nodeId})
+        ;(serving ? backends : draining).push({
+          key: t.id,
+          ip: a.ip,
+          nodeIp: owner.addr,
+          owns: replicated ? slotKey(t.slot) : t.nodeId,
+        })
         ep.backend = true
         if (ep.local) {
           const dev = out.devices.get(ep.ifindex)
@@ -260,15 +291,29 @@ function desiredServices(
         }
       }
       backends.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      draining.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       // More running backends than the tier holds (a scale-down under way): the next tier, so every backend fits.
       const size = backends.length > tier.capacity ? maglevTier(backends.length).size : tier.size
       const contents =
         `${vni}/${vip.ip}/${size}/${replicated ? `slots:${tier.capacity}` : universe.join(',')}/` +
-        backends.map((b) => `${b.key}=${b.ip}@${b.owns}`).join(',')
+        backends.map((b) => `${b.key}=${b.ip}@${b.owns}`).join(',') +
+        // Draining backends are in no slot, but part of the table's identity: when one finally
+        // leaves, the table id changes, so its flows are checked against the set and refused.
+        (draining.length > 0 ? `/draining:${draining.map((b) => b.key).join(',')}` : '')
       let tableId = tableIdOf(contents)
       // Ids are unique among desired tables: a clash takes the next free id, in service order, the same on every sync.
       while (tableId === 0 || (byId.has(tableId) && byId.get(tableId)!.contents !== contents)) tableId = (tableId + 1) >>> 0
-      const d: DesiredService = {serviceId: s.id, vni, vip: vip.ip, size, universe, backends, tableId, contents}
+      const d: DesiredService = {
+        serviceId: s.id,
+        vni,
+        vip: vip.ip,
+        size,
+        universe,
+        backends,
+        ...(draining.length > 0 ? {draining} : {}),
+        tableId,
+        contents,
+      }
       byId.set(tableId, d)
       out.services.set(`${vni}/${vip.ip}`, d)
       out.endpoints.set(`${vni}/${vip.ip}`, {

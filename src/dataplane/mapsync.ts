@@ -76,7 +76,7 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
     ),
     sn_backends: new Map(
       [...(want.services?.values() ?? [])].flatMap((s) =>
-        s.backends.map((b) =>
+        [...s.backends, ...(s.draining ?? [])].map((b) =>
           entry(snBackendKey.encode({vni: s.vni, vip: s.vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0})),
         ),
       ),

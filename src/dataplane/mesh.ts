@@ -71,7 +71,7 @@ export interface MeshView {
   networks: readonly Network[]
   tasks: readonly Task[]
   services?: readonly Service[]
-  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp'>>>
+  statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp' | 'health'>>>
   localGateways?: readonly LocalGateway[]
 }
 
@@ -158,7 +158,16 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
  */
 function sockTargets(v: MeshView, serviceId: string, p: PublishedPort): SockTarget[] {
   const serving = v.tasks
-    .filter((t) => t.serviceId === serviceId && t.desiredState === 'running' && v.statuses?.get(t.id)?.state === 'running')
+    .filter((t) => {
+      const st = v.statuses?.get(t.id)
+      // desired.ts isServing's rule (its nodes are filtered by the caller already): running and, with a check, healthy.
+      return (
+        t.serviceId === serviceId &&
+        t.desiredState === 'running' &&
+        st?.state === 'running' &&
+        (st.health === undefined || st.health === 'healthy')
+      )
+    })
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   const local = serving
     .filter((t) => t.nodeId === v.selfId && v.statuses?.get(t.id)?.gwIp !== undefined)

@@ -33,6 +33,10 @@ import {releaseRootfs, removeContainer, removeNodeContainers} from '../tasks/con
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
 import {TASK_ID} from '../model/ids.js'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {DRAIN_DELAY_MS, stopOf} from '../tasks/stop.js'
+import {HealthChecker} from '../tasks/health.js'
+import {taskExecArgv} from '../tasks/exec.js'
 
 export interface TaskHooks {
   /** the task side of an overlay veth, before it moves into the task's namespace */
@@ -47,6 +51,8 @@ export interface TaskHooks {
 
 interface Running {
   task: Task
+  /** How it stops, read from its service when it started (a removed service's tasks still stop gracefully). */
+  stop: {signal: NodeJS.Signals; graceMs: number}
   netns: string
   hostIfs: string[]
   local: LocalAttachment[]
@@ -69,7 +75,11 @@ export class TaskReconciler {
   private readonly noExit = new Map<string, string>()
   /** The set as last written (undefined: not since start, so written once whatever it holds). */
   private noExitWritten: string | undefined
+  /** Tasks being stopped (drain, signal, grace): they keep their sandbox and endpoints until done. */
+  private readonly stopping = new Set<string>()
   readonly supervisor: Supervisor
+  /** This node's tasks' health checks (src/tasks/health.ts): their verdicts go into the tasks' statuses. */
+  private readonly health: HealthChecker
 
   constructor(
     private readonly o: {
@@ -80,6 +90,10 @@ export class TaskReconciler {
       underlayMtu: number
       hooks: TaskHooks
       log: (m: string) => void
+      /** Asks for a reconcile pass: a task finished stopping (its endpoints leave the maps). */
+      wake?: () => void
+      /** From leaving the tables to the stop signal (tests shorten it); DRAIN_DELAY_MS by default. */
+      drainMs?: number
     },
   ) {
     this.supervisor = new Supervisor({
@@ -90,6 +104,21 @@ export class TaskReconciler {
       },
     })
     this.supervisor.start()
+    this.health = new HealthChecker({
+      argvOf: (taskId, argv) => {
+        const r = this.running.get(taskId)
+        const pid = this.o.store.get<TaskStatus>(keyOf('taskstatus', taskId))?.pid
+        return taskExecArgv({id: taskId, name: r ? taskName(r.task) : taskId, node: this.o.node, ...(pid ? {pid} : {})}, argv)
+      },
+      report: (taskId, health, output) => {
+        const r = this.running.get(taskId)
+        if (!r || this.stopping.has(taskId)) return
+        this.o.log(
+          `task ${taskName(r.task)}: ${health}${health === 'unhealthy' && output ? `: ${output.split('\n').pop()}` : ''}`,
+        )
+        this.writeStatus(taskId, {health})
+      },
+    })
   }
 
   /** The host sides of this node's tasks' gateway-bridge veths (host-mode published ports). */
@@ -108,9 +137,17 @@ export class TaskReconciler {
     const wantIds = new Set(want.map((t) => t.id))
 
     for (const [id, r] of this.running) {
-      if (!wantIds.has(id)) await this.remove(id, r).catch((e: Error) => this.o.log(`task ${id.slice(0, 12)}: ${e.message}`))
+      if (wantIds.has(id) || this.stopping.has(id)) continue
+      // In the background: a grace period must not hold up the other tasks' starts and stops.
+      this.stopping.add(id)
+      void this.stopGracefully(id, r)
+        .catch((e: Error) => this.o.log(`task ${id.slice(0, 12)}: ${e.message}`))
+        .finally(() => {
+          this.stopping.delete(id)
+          this.o.wake?.()
+        })
     }
-    await this.removeOrphans(wantIds)
+    await this.removeOrphans(new Set([...wantIds, ...this.stopping]))
     for (const [id, r] of this.running) await this.replugMissing(id, r)
     for (const t of want) {
       const r = this.running.get(t.id)
@@ -183,7 +220,14 @@ export class TaskReconciler {
       await this.o.hooks.attachGateway(gwIf)
       gwIfindex = await ifindexOf(gwIf)
     }
-    this.running.set(t.id, {task: t, netns, hostIfs: [...hostIfs, gwIf], local, ...(gwIfindex ? {gwIfindex} : {})})
+    this.running.set(t.id, {
+      task: t,
+      stop: stopOf(svc),
+      netns,
+      hostIfs: [...hostIfs, gwIf],
+      local,
+      ...(gwIfindex ? {gwIfindex} : {}),
+    })
 
     const name = taskName(t)
     const spawn = async () =>
@@ -216,7 +260,10 @@ export class TaskReconciler {
     }
     const restarts = prev?.restarts ?? 0
     this.supervisor.watch(t.id, pid, spawn, restarts)
-    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp})
+    // With a check, a task serves only once it has passed one (an adopted task keeps its verdict).
+    const health = svc.healthcheck ? (adopted && prev?.health ? prev.health : 'starting') : undefined
+    if (svc.healthcheck) this.health.watch(t.id, svc.healthcheck, health)
+    this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp, health})
     this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
   }
 
@@ -298,11 +345,30 @@ export class TaskReconciler {
     }
   }
 
-  private async remove(id: string, r: Running): Promise<void> {
+  /**
+   * A task this node is to stop (src/tasks/stop.ts). While its record says 'shutdown' it is out
+   * of every table and DNS answer but keeps its endpoint: wait for the other nodes to have synced
+   * that, then the stop signal, SIGKILL after the grace period. A task whose record is gone (the
+   * manager deleted it: it never ran, or an older manager) is in no table already: no wait.
+   */
+  private async stopGracefully(id: string, r: Running): Promise<void> {
+    this.health.unwatch(id)
+    const rec = this.o.store.get<Task>(keyOf('task', id))
+    if (rec?.desiredState === 'shutdown') {
+      this.o.log(
+        `task ${r.task.serviceName}.${r.task.slot}: out of the load balancer and DNS; ${r.stop.signal} in ${this.o.drainMs ?? DRAIN_DELAY_MS} ms`,
+      )
+      await sleep(this.o.drainMs ?? DRAIN_DELAY_MS)
+    }
+    await this.remove(id, r, r.stop)
+  }
+
+  private async remove(id: string, r: Running, stop?: Running['stop']): Promise<void> {
     this.supervisor.unwatch(id)
+    this.health.unwatch(id)
     const st = this.o.store.get<TaskStatus>(keyOf('taskstatus', id))
     const init = st?.pid ? verifyTaskPid(this.o.node, id, st.pid) : undefined
-    await stopTaskProcess(this.o.node, id, init)
+    await stopTaskProcess(this.o.node, id, init, stop?.graceMs, stop?.signal)
     await destroyTaskSandbox(r.netns, r.hostIfs)
     rmSync(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
@@ -357,10 +423,12 @@ export class TaskReconciler {
     const dirs = nodeCgroupDirs(this.o.node)
     for (const d of [dirs.v2, ...findV1NodeDirs(this.o.node)]) removeIfEmpty(d)
     this.supervisor.stop()
+    this.health.stop()
   }
 
   stop(): void {
     this.supervisor.stop()
+    this.health.stop()
   }
 
   /** The node's no-exit set made what this.noExit says, when that differs from what was written. */
@@ -409,6 +477,8 @@ export class TaskReconciler {
       updatedAt: Date.now(),
     }
     if (patch.state === 'running' && patch.message === undefined) delete next.message
+    // No check (any more): no verdict, rather than one left from before.
+    if ('health' in patch && patch.health === undefined) delete next.health
     this.o.store.put(key, next)
   }
 }

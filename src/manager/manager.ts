@@ -10,11 +10,23 @@ import {cidrContains, parseCidr, tryParseIpv4} from '../model/ipv4.js'
 import {GWBRIDGE_NETWORK_NAME, MAX_REPLICAS} from '../model/defaults.js'
 import {UserError} from '../model/errors.js'
 import {planNetwork} from '../model/network.js'
-import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, PublishedPort, Service, Task} from '../model/types.js'
+import type {
+  AttachmentStatus,
+  Network,
+  NetworkAttachment,
+  NodeRecord,
+  PublishedPort,
+  Service,
+  Task,
+  TaskSpec,
+} from '../model/types.js'
 import {checkEndpointMode, checkName} from '../model/validate.js'
 import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
+import {stopSpec} from '../tasks/stop.js'
+import {UPDATE_DEFAULTS} from './rolling.js'
+import {healthSpec, type HealthRequest} from '../tasks/health.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {revocationOf} from '../gossip/revocation.js'
 import {keyOf, prefixOf} from '../store/keys.js'
@@ -44,7 +56,26 @@ export type ServiceRequest = {
   endpointMode?: string
   /** --publish / -p, parsed (src/model/ports.ts); published absent = allocated. */
   ports?: PortRequest[]
-} & ContainerRequest
+  /** --stop-signal and --stop-grace-period as written (src/tasks/stop.ts). */
+  stopSignal?: string
+  stopGracePeriod?: string
+} & ContainerRequest &
+  HealthRequest
+
+/** service update: each field absent = unchanged (src/manager/manager.ts updateService). */
+export type ServiceUpdate = {
+  replicas?: number
+  command?: string[]
+  user?: string
+  limitMemory?: string
+  limitCpu?: string
+  stopSignal?: string
+  stopGracePeriod?: string
+  ports?: PortsUpdate
+  force?: boolean
+  updateParallelism?: number
+  updateOrder?: string
+} & HealthRequest
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 export type PortsUpdate = {add: PortRequest[]; rm: PortRef[]}
@@ -279,6 +310,8 @@ export class Manager {
     }
     const sandbox = sandboxSpec(req)
     const container = containerSpec(req)
+    const stop = stopSpec(req)
+    const healthcheck = healthSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
@@ -294,6 +327,8 @@ export class Manager {
       command: req.command,
       ...sandbox,
       ...container,
+      ...stop,
+      ...(healthcheck ? {healthcheck} : {}),
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),
@@ -323,6 +358,12 @@ export class Manager {
     const svc = this.read.findService(ref)
     if (req.add.length === 0 && req.rm.length === 0)
       throw new UserError('nothing to change: give --publish-add SPEC or --publish-rm PORT')
+    const next = this.withPorts(svc, req)
+    return this.writePlanned(next, this.mustNotShrink(svc, next))
+  }
+
+  /** svc with its ports changed as req says (checked against the cluster), not written. */
+  private withPorts(svc: Service, req: PortsUpdate): Service {
     const current = svc.ports ?? []
     const gone = new Set<string>()
     for (const r of req.rm) {
@@ -344,6 +385,77 @@ export class Manager {
       ...rest,
       networks: this.withIngress(svc.networks, ports),
       ...(ports.length > 0 ? {ports} : {}),
+      updatedAt: Date.now(),
+    }
+    return next
+  }
+
+  /**
+   * service update: everything service create takes but the name, mode and networks, plus
+   * --force. A change to what tasks are made from (TaskSpec), or --force, raises the spec's
+   * version: its tasks are replaced by a rolling update (src/manager/rolling.ts), and the spec
+   * they ran is kept for service rollback. Replicas, ports and the update settings change only
+   * the record. The VIPs and published ports stay. Checked in full before the one write.
+   */
+  updateService(ref: string, req: ServiceUpdate): Service {
+    const svc = this.read.findService(ref)
+    let next: Service = {...svc}
+    if (req.replicas !== undefined) {
+      if ('global' in svc.mode) throw new UserError(`--replicas can only be used with replicated mode: ${svc.name} is global`)
+      next.mode = {replicas: checkReplicas(req.replicas)}
+    }
+    if (req.ports && (req.ports.add.length > 0 || req.ports.rm.length > 0)) next = this.withPorts(next, req.ports)
+    const spec: TaskSpec = taskSpecOf(svc)
+    if (req.command !== undefined) spec.command = req.command
+    const sandbox = sandboxSpec({
+      user: req.user ?? svc.user,
+      ...(req.limitMemory !== undefined ? {limitMemory: req.limitMemory} : {}),
+      ...(req.limitCpu !== undefined ? {limitCpu: req.limitCpu} : {}),
+    })
+    if (sandbox.user !== undefined) spec.user = sandbox.user
+    if (req.limitMemory !== undefined || req.limitCpu !== undefined) spec.limits = {...svc.limits, ...sandbox.limits}
+    const stop = stopSpec(req)
+    if (stop.stopSignal !== undefined) spec.stopSignal = stop.stopSignal
+    if (stop.stopGraceMs !== undefined) spec.stopGraceMs = stop.stopGraceMs
+    if (req.noHealthcheck || req.healthCmd !== undefined) {
+      const h = healthSpec(req)
+      if (h) spec.healthcheck = h
+      else delete spec.healthcheck
+    } else if (req.healthInterval ?? req.healthTimeout ?? req.healthRetries ?? req.healthStartPeriod) {
+      if (!svc.healthcheck) throw new UserError(`service ${svc.name} has no health check: give --health-cmd`)
+      spec.healthcheck = healthSpec({
+        healthCmd: svc.healthcheck.cmd,
+        healthInterval: req.healthInterval ?? `${svc.healthcheck.intervalMs}ms`,
+        healthTimeout: req.healthTimeout ?? `${svc.healthcheck.timeoutMs}ms`,
+        healthRetries: req.healthRetries ?? svc.healthcheck.retries,
+        healthStartPeriod: req.healthStartPeriod ?? `${svc.healthcheck.startPeriodMs}ms`,
+      })
+    }
+    if (req.updateParallelism !== undefined || req.updateOrder !== undefined) {
+      const p = req.updateParallelism ?? svc.update?.parallelism ?? UPDATE_DEFAULTS.parallelism
+      if (!Number.isInteger(p) || p < 1 || p > MAX_REPLICAS)
+        throw new UserError(`invalid --update-parallelism ${JSON.stringify(req.updateParallelism)}: a whole number, 1 or more`)
+      const order = req.updateOrder ?? svc.update?.order ?? UPDATE_DEFAULTS.order
+      if (order !== 'start-first' && order !== 'stop-first')
+        throw new UserError(`invalid --update-order '${String(order)}': start-first or stop-first`)
+      next.update = {parallelism: p, order}
+    }
+    const changed = JSON.stringify(spec) !== JSON.stringify(taskSpecOf(svc))
+    if (changed || req.force) {
+      next = {...withTaskSpec(next, spec), specVersion: (svc.specVersion ?? 0) + 1, previous: taskSpecOf(svc)}
+    }
+    next.updatedAt = Date.now()
+    return this.writePlanned(next, this.mustNotShrink(svc, next))
+  }
+
+  /** service rollback: the spec before the last update that replaced the tasks, rolled out as any update. */
+  rollbackService(ref: string): Service {
+    const svc = this.read.findService(ref)
+    if (!svc.previous) throw new UserError(`service ${svc.name} has no previous spec to roll back to`)
+    const next: Service = {
+      ...withTaskSpec(svc, svc.previous),
+      specVersion: (svc.specVersion ?? 0) + 1,
+      previous: taskSpecOf(svc),
       updatedAt: Date.now(),
     }
     return this.writePlanned(next, this.mustNotShrink(svc, next))
@@ -412,7 +524,25 @@ export class Manager {
     // The service first: a crash half-way leaves tasks without a service, which the next pass removes.
     // Its VIPs go with it: addresses in use are read from the store, there is nothing else to free.
     this.store.delete(keyOf('service', svc.id))
-    for (const t of this.read.tasksOf(svc.id)) this.store.delete(keyOf('task', t.id))
+    const nodes = placementNodes(this.index, this.membership)
+    for (const t of this.read.tasksOf(svc.id)) this.retireOrDelete(t, nodes)
+  }
+
+  /**
+   * A task of a removed service: one its node may still run (a status says so, and the node is a
+   * live member) is marked shutdown and stops gracefully there (src/tasks/stop.ts); the placement
+   * pass deletes it once its node has said it stopped. Any other is deleted now.
+   */
+  private retireOrDelete(t: Task, nodes: PlacementNodes): void {
+    const st = this.index.statuses.get(t.id)
+    const up = nodes.liveIds.has(t.nodeId)
+    if (up && st && (st.state === 'running' || st.state === 'starting')) {
+      if (t.desiredState !== 'shutdown') this.store.put(keyOf('task', t.id), {...t, desiredState: 'shutdown'} satisfies Task)
+      return
+    }
+    // A node that is down (a member still) may run it when it is back: it stays shutdown until then.
+    if (nodes.members.has(t.nodeId) && !up && t.desiredState === 'shutdown') return
+    this.store.delete(keyOf('task', t.id))
   }
 
   /**
@@ -478,6 +608,8 @@ export class Manager {
   private place(only: ReadonlySet<string> | undefined): ProblemsById {
     const report: ProblemsById = new Map()
     const ix = this.index
+    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
+    const nodes = placementNodes(ix, this.membership)
     const services = only
       ? [...only].sort().flatMap((id) => (ix.services.has(id) ? [ix.services.get(id)!] : []))
       : this.read.services()
@@ -487,7 +619,7 @@ export class Manager {
     const orphans = gone.flatMap((id) => ix.tasksOf(id))
     for (const t of orphans.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
       try {
-        this.store.delete(keyOf('task', t.id))
+        this.retireOrDelete(t, nodes)
       } catch (e) {
         report.set(t.serviceId, {name: t.serviceName, why: `cannot remove task ${t.id}: ${(e as Error).message}`})
       }
@@ -496,8 +628,6 @@ export class Manager {
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
-    // Nodes do not change during a pass: who may take tasks is worked out once for all services.
-    const nodes = placementNodes(ix, this.membership)
     for (const svc of services) {
       try {
         const plan = this.plan(svc, nodes)
@@ -608,4 +738,21 @@ export function checkReplicas(n: unknown): number {
     throw new UserError(`invalid replica count ${JSON.stringify(n)}: must be a whole number, 0 or more`)
   if (n > MAX_REPLICAS) throw new UserError(`invalid replica count ${n}: at most ${MAX_REPLICAS} replicas per service`)
   return n
+}
+
+/** What a service's tasks are made from (a copy: changing it changes no record). */
+export function taskSpecOf(s: Service): TaskSpec {
+  const out: TaskSpec = {command: [...s.command]}
+  if (s.user !== undefined) out.user = s.user
+  if (s.limits !== undefined) out.limits = {...s.limits}
+  if (s.stopSignal !== undefined) out.stopSignal = s.stopSignal
+  if (s.stopGraceMs !== undefined) out.stopGraceMs = s.stopGraceMs
+  if (s.healthcheck !== undefined) out.healthcheck = {...s.healthcheck}
+  return out
+}
+
+/** s with its task spec replaced by spec (fields spec leaves out are gone). */
+function withTaskSpec(s: Service, spec: TaskSpec): Service {
+  const {user: _u, limits: _l, stopSignal: _s, stopGraceMs: _g, healthcheck: _h, ...rest} = s
+  return {...rest, ...spec}
 }

@@ -5,6 +5,7 @@ import {macForIp, placeTasks} from '../model/allocate.js'
 import {hostPortKeys} from '../model/publish.js'
 import type {StateIndex} from './state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
+import {rollingStep} from './rolling.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, ServiceVip, Task} from '../model/types.js'
 
@@ -83,10 +84,20 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   )
   const hostRule = hostPortRule(svc, hostPortState(svc, ix))
   const away = view.agentAway ? new Set([...liveIds].filter((id) => view.agentAway!(id))) : undefined
+  // A rolling update's step (rolling.ts): held and retired old tasks leave placement (their slot
+  // gets its new task), blocked ones keep their slot as if they still ran.
+  const roll = rollingStep(
+    svc,
+    mine.filter((t) => !stale.has(t.id)),
+    ix.statuses,
+  )
   const placements = placeTasks(
     svc,
     liveIds,
-    mine.filter((t) => !stale.has(t.id)),
+    [
+      ...mine.filter((t) => !stale.has(t.id) && !roll.hold.has(t.id) && !roll.retire.has(t.id)),
+      ...mine.filter((t) => roll.block.has(t.id)).map((t) => ({...t, desiredState: 'running' as const})),
+    ],
     hostRule?.rule,
     away,
   )
@@ -94,15 +105,27 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const remove: Task[] = []
   const retire: Task[] = []
   for (const t of mine) {
-    if (keep.has(t.id)) continue
+    if (roll.stop.has(t.id)) {
+      // Stop-first: it keeps its slot in this pass (placed above as it is), so nothing new starts there yet.
+      if (ix.statuses.get(t.id)) retire.push({...t, desiredState: 'shutdown'})
+      else remove.push(t)
+      continue
+    }
+    if (keep.has(t.id) || roll.hold.has(t.id)) continue
     const down = members.has(t.nodeId) && view.isDown(t.nodeId)
     if (t.desiredState === 'running' && down) {
       // A global task belongs to its node: it waits for the node rather than moving.
       if (!('global' in svc.mode)) retire.push({...t, desiredState: 'shutdown'})
       continue
     }
+    const st = ix.statuses.get(t.id)
+    if (t.desiredState === 'running' && members.has(t.nodeId) && st) {
+      // A task its node runs (scaled down, replaced) stops gracefully: marked shutdown, it leaves
+      // the tables and DNS everywhere, and its node stops it (src/tasks/stop.ts) and says so.
+      retire.push({...t, desiredState: 'shutdown'})
+      continue
+    }
     if (t.desiredState === 'shutdown' && members.has(t.nodeId)) {
-      const st = ix.statuses.get(t.id)
       // Its node may still run it: it is down, or back and not done stopping it yet.
       if (down || (st && (st.state === 'running' || st.state === 'starting'))) continue
     }
@@ -169,6 +192,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       nodeId: p.nodeId,
       desiredState: 'running',
       attachments,
+      ...(svc.specVersion !== undefined ? {specVersion: svc.specVersion} : {}),
       createdAt: mint.now,
     }
   })

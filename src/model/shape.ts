@@ -2,6 +2,8 @@ import {DATA_PATH_PORT_MAX, DATA_PATH_PORT_MIN, DNS_TTL_MAX, MAX_REPLICAS, VNI_M
 import {cidrContains, parseCidr, tryParseIpv4} from './ipv4.js'
 import {sandboxSpecProblem} from './limits.js'
 import {containerProblem} from './container.js'
+import {stopSpecProblem} from '../tasks/stop.js'
+import {healthSpecProblem} from '../tasks/health.js'
 import {isTaskId} from './ids.js'
 import {isValidName} from './validate.js'
 
@@ -148,7 +150,13 @@ function networkProblem(r: Rec): string | undefined {
 function serviceProblem(r: Rec): string | undefined {
   const shape = name(r, 'name') ?? strList(r, 'networks') ?? strList(r, 'command') ?? time(r, 'createdAt') ?? time(r, 'updatedAt')
   if (shape) return shape
-  const ep = endpointProblem(r) ?? portsProblem(r) ?? aliasesProblem(r) ?? containerProblem(r)
+  const ep =
+    endpointProblem(r) ??
+    portsProblem(r) ??
+    aliasesProblem(r) ??
+    containerProblem(r) ??
+    stopSpecProblem(r) ??
+    healthSpecProblem(r)
   if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"
@@ -240,6 +248,7 @@ function statusProblem(r: Rec): string | undefined {
     int(r, 'restarts', 0, Number.MAX_SAFE_INTEGER) ??
     (r.message === undefined ? undefined : str(r, 'message')) ??
     (r.gwIp === undefined ? undefined : ipv4(r, 'gwIp')) ??
+    (r.health === undefined ? undefined : oneOf(r, 'health', ['starting', 'healthy', 'unhealthy'])) ??
     time(r, 'updatedAt')
   )
 }

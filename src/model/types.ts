@@ -94,11 +94,32 @@ export type Service = {
   vips?: ServiceVip[]
   /** Published ports (Docker's PortConfig); absent = none. */
   ports?: PublishedPort[]
+  /** --stop-signal, a signal name (absent: SIGTERM); --stop-grace-period in ms before SIGKILL (absent: 10 s). src/tasks/stop.ts */
+  stopSignal?: string
+  stopGraceMs?: number
+  /** --health-cmd and its timing (src/tasks/health.ts); absent = no check (a task serves once running). */
+  healthcheck?: HealthSpec
+  /** Raised by every update that needs new tasks (and by rollback): tasks of another version are replaced (src/manager/rolling.ts). */
+  specVersion?: number
+  /** --update-parallelism and --update-order; absent: 1, stop-first (Docker's defaults). */
+  update?: UpdateConfig
+  /** What the tasks ran before the last update that replaced them: service rollback goes back to it. */
+  previous?: TaskSpec
   createdAt: number
   updatedAt: number
 }
 
 export type EndpointMode = 'vip' | 'dnsrr'
+
+/** Docker's HEALTHCHECK: the command (run with /bin/sh -c in the task) and its timing in ms. */
+export type HealthSpec = {cmd: string; intervalMs: number; timeoutMs: number; retries: number; startPeriodMs: number}
+
+export type TaskHealth = 'starting' | 'healthy' | 'unhealthy'
+
+export type UpdateConfig = {parallelism: number; order: 'start-first' | 'stop-first'}
+
+/** The part of a service its tasks are made from: a change to it replaces them. */
+export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck'>
 
 export type ServiceAlias = {networkId: string; names: string[]}
 
@@ -120,6 +141,8 @@ export type Task = {
   nodeId: string
   desiredState: 'running' | 'shutdown'
   attachments: TaskAttachment[]
+  /** The service's specVersion it was made from (absent: 0). */
+  specVersion?: number
   createdAt: number
 }
 
@@ -136,6 +159,8 @@ export type TaskStatus = {
   message?: string
   /** The task's address on the node-local gateway bridge, kept so a restart reuses it. */
   gwIp?: string
+  /** Its health check's verdict (src/tasks/health.ts); absent: the service has no check. */
+  health?: TaskHealth
   updatedAt: number
 }
 

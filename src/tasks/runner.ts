@@ -354,9 +354,15 @@ export function verifyTaskPid(node: string, taskId: string, pid: number, startTi
  * cgroup.kill for whatever is left, the command's children included; then removes its cgroups.
  * Throws if something survived.
  */
-export async function stopTaskProcess(node: string, taskId: string, init?: ProcId, graceMs = 3000): Promise<void> {
+export async function stopTaskProcess(
+  node: string,
+  taskId: string,
+  init?: ProcId,
+  graceMs = 3000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   const cg = taskCgroup(node, taskId)
-  if (init && signalProc(init, 'SIGTERM')) {
+  if (init && signalProc(init, signal)) {
     const deadline = Date.now() + graceMs
     while (cgroupPids(cg).length > 0 && Date.now() < deadline) await sleep(50)
   }

@@ -325,7 +325,8 @@ describe('service VIPs in a 3-node lab', {timeout: 900_000}, () => {
         [...leaving].sort(),
         `only the connections to the removed backend end: ${JSON.stringify(ended)}`,
       )
-      for (const e of ended) assert.equal(e.code, 'ECONNRESET', `ended with a reset, not ${JSON.stringify(e)}`)
+      // A removed backend stops gracefully (src/tasks/stop.ts): whoami closes its idle connections (FIN); a reset when killed.
+      for (const e of ended) assert.ok(e.event === 'end' || e.code === 'ECONNRESET', `ended cleanly, not ${JSON.stringify(e)}`)
     } finally {
       proc.kill('SIGKILL')
     }

@@ -1,0 +1,154 @@
+// Issue 23's done-when for updates, in a 3-node lab: a client task sends 10 requests/s through
+// web's VIP and the lab's outside client 10 requests/s through web's published port on n1, while
+// web (3 replicas, a health check) is updated start-first, then stop-first, then rolled back,
+// parallelism 1: every task is replaced each time and not one request fails on either path.
+import assert from 'node:assert/strict'
+import {spawn, type ChildProcess} from 'node:child_process'
+import {describe, test} from 'node:test'
+import {eventually, json, ok} from './helpers.js'
+import {withLab} from './lab.js'
+import {allRunning} from './service-tasks.js'
+
+interface Task {
+  id: string
+  name: string
+  node: string
+  desiredState: string
+  state: string
+  health?: string
+  netns: string
+}
+interface Inspect {
+  vips: {ip: string}[]
+  ports: {published: number}[]
+  command: string[]
+  update?: {state: string; specVersion: number}
+}
+
+const ps = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc])
+const meant = (svc: string) => ps(svc).filter((t) => t.desiredState === 'running')
+
+// 10 requests/s to URL, each on a new connection; prints "ok" or "fail CODE" per request.
+const LOAD = `
+import http from 'node:http'
+setInterval(() => {
+  const req = http.get(process.env.URL, {agent: false, timeout: 5000}, (res) => {
+    res.resume()
+    res.on('end', () => process.stdout.write(res.statusCode === 200 ? 'ok\\n' : 'fail ' + res.statusCode + '\\n'))
+  })
+  req.on('timeout', () => req.destroy(new Error('timeout')))
+  req.on('error', (e) => process.stdout.write('fail ' + (e.code ?? e.message) + '\\n'))
+}, 100)
+`
+
+class Load {
+  private out = ''
+  private readonly p: ChildProcess
+  constructor(netns: string, url: string) {
+    this.p = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, '--input-type=module', '-e', LOAD], {
+      env: {...process.env, URL: url},
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    this.p.stdout!.on('data', (d: Buffer) => (this.out += d.toString()))
+  }
+  /** Requests answered and failed since the last call. */
+  take(): {sent: number; failed: string[]} {
+    const lines = this.out.split('\n')
+    this.out = lines.pop() ?? ''
+    return {sent: lines.length, failed: lines.filter((l) => l !== 'ok')}
+  }
+  stop(): void {
+    this.p.kill('SIGKILL')
+  }
+}
+
+describe('rolling updates with no failed request, in a 3-node lab', {timeout: 900_000}, () => {
+  const loads: Load[] = []
+  withLab(['--nodes', '3'], {beforeDown: () => loads.forEach((l) => l.stop())})
+
+  test('start-first, stop-first and rollback replace every task; no request fails through the VIP or the mesh', async () => {
+    ok('n1', ['network', 'create', 'rnet'])
+    ok('n1', ['service', 'create', '--name', 'cli', '--network', 'rnet', '--', 'sleep', 'infinity'])
+    ok('n1', [
+      'service',
+      'create',
+      '--name',
+      'web',
+      '--replicas',
+      '3',
+      '--network',
+      'rnet',
+      '-p',
+      '8080:80',
+      '--health-cmd',
+      'curl -sf -m 2 http://127.0.0.1/ >/dev/null',
+      '--health-interval',
+      '1s',
+      '--health-retries',
+      '2',
+    ])
+    const client = (await allRunning('cli', 1, meant, 60_000))[0]!
+    await allRunning('web', 3, meant, 90_000, (t) => t.health === 'healthy')
+    const before = json<Inspect>('n1', ['service', 'inspect', 'web'])
+    const vipLoad = new Load(client.netns, `http://${before.vips[0]!.ip}/`)
+    const meshLoad = new Load('sn-lab-client', 'http://172.30.0.11:8080/')
+    loads.push(vipLoad, meshLoad)
+    await eventually('both paths answer', () => vipLoad.take().sent > 0 && meshLoad.take().sent > 0, 30_000)
+    vipLoad.take()
+    meshLoad.take()
+
+    const counts: string[] = []
+    const roll = async (what: string, args: string[]) => {
+      const old = new Set(meant('web').map((t) => t.id))
+      ok('n1', args)
+      await eventually(
+        `${what}: every task replaced, the update completed, the old tasks gone`,
+        () => {
+          const all = ps('web')
+          const s = json<Inspect>('n1', ['service', 'inspect', 'web'])
+          return (
+            s.update?.state === 'completed' &&
+            all.length === 3 &&
+            all.every((t) => !old.has(t.id) && t.state === 'running' && t.health === 'healthy')
+          )
+        },
+        240_000,
+      )
+      await new Promise((r) => setTimeout(r, 2000))
+      const v = vipLoad.take()
+      const m = meshLoad.take()
+      counts.push(`${what}: VIP ${v.sent} sent ${v.failed.length} failed; mesh ${m.sent} sent ${m.failed.length} failed`)
+      process.stdout.write(`# ${counts.at(-1)}\n`)
+      assert.deepEqual(v.failed, [], `${what}: requests through the VIP failed`)
+      assert.deepEqual(m.failed, [], `${what}: requests through the published port failed`)
+      const now = json<Inspect>('n1', ['service', 'inspect', 'web'])
+      assert.deepEqual(now.vips, before.vips, 'the VIP stays')
+      assert.deepEqual(now.ports, before.ports, 'the published port stays')
+    }
+    await roll('start-first', [
+      'service',
+      'update',
+      'web',
+      '--update-order',
+      'start-first',
+      '--update-parallelism',
+      '1',
+      '--force',
+    ])
+    await roll('stop-first', [
+      'service',
+      'update',
+      'web',
+      '--update-order',
+      'stop-first',
+      '--',
+      process.execPath,
+      `${process.cwd()}/bin/run.js`,
+      'whoami',
+      '--port',
+      '80',
+    ])
+    await roll('rollback', ['service', 'rollback', 'web'])
+    assert.deepEqual(json<Inspect>('n1', ['service', 'inspect', 'web']).command, [], 'rolled back to the default command')
+  })
+})
