@@ -252,7 +252,9 @@ export async function removeNodeContainers(node: string): Promise<void> {
       // still in use (a process of the node's agent itself): left for lab down
     }
   }
-  const under = `${stateDir(node)}/`
-  const mounted = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => m.mountpoint.startsWith(under))
+  // Only the task roots this code mounted (tasks/<id>/rootfs): a mount someone else made under the
+  // node's state is not ours to take away, and lab down says so instead.
+  const ours = new RegExp(`^${join(stateDir(node), 'tasks').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[0-9a-f]{24}/rootfs$`)
+  const mounted = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((m) => ours.test(m.mountpoint))
   for (const m of mounted.reverse()) await run(['umount', '-l', m.mountpoint], `unmounting ${m.mountpoint}`)
 }
