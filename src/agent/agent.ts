@@ -533,7 +533,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       return false
     }
   }
-  const stop = async () => {
+  /** answering: a request is still to be answered (leave), so `done` (on which the command exits) waits for its exit. */
+  const stop = async (answering = false) => {
     await quiesce()
     api?.close()
     if (ownSocket()) rmSync(socketPath(node), {force: true})
@@ -544,7 +545,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       // gone already
     }
     if (pidFile === String(process.pid)) rmSync(pidPath(node), {force: true})
-    resolveDone()
+    if (!answering) resolveDone()
   }
   let handingOver = false
   const handover = async (): Promise<{pid: number}> => {
@@ -697,7 +698,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       await gossip.flush()
       await tasks.removeAll()
       await attachments.removeAll()
-      await stop()
+      await stop(true)
       Datapath.teardown(node, cfg.underlay, cfg.xdpMode)
       await removeGwBridge().catch(() => undefined)
       rmSync(stateDir(node), {recursive: true, force: true})
@@ -712,5 +713,5 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   clearFailStop(node)
   if (metricsServer) log(`metrics on http://${metricsAt!.host}:${metricsAt!.port}/metrics`)
   log(`node ${node} (${cfg.role}) ready at ${cfg.advertiseAddr}, underlay ${cfg.underlay}, gossip :${gossip.port}`)
-  return {stop, done}
+  return {stop: () => stop(), done}
 }

@@ -135,7 +135,8 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
         '-a',
         'duration:15',
         '-f',
-        'udp port 4789',
+        // VXLAN frames (I flag set): the nodes' liveness probes share the port and have it clear
+        'udp port 4789 and udp[8] & 0x08 != 0',
         '-T',
         'fields',
         '-e',

@@ -83,14 +83,15 @@ describe('progress of lab up, join and lab down', {timeout: 600_000}, () => {
     const plain = cli(undefined, ['lab', 'down'])
     assert.equal(plain.code, 0, plain.stderr)
     const lines = plain.stdout.split('\n')
-    assert.deepEqual(lines.slice(0, 5), [
+    assert.deepEqual(lines.slice(0, 6), [
       'Removing the lab ...',
       '  stopping agents and tasks',
+      '  removing containers',
       '  removing cgroups',
       '  removing namespaces',
       '  removing pins and state',
     ])
-    assert.match(lines[5]!, /^Removing the lab: done \(\d+\.\d s\)$/)
-    assert.match(lines[6]!, /^Removed: /)
+    assert.match(lines[6]!, /^Removing the lab: done \(\d+\.\d s\)$/)
+    assert.match(lines[7]!, /^Removed: /)
   })
 })
