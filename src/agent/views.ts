@@ -21,6 +21,10 @@ export interface NodeView {
   joinedAt?: number
   /** managers of an etcd cluster: leader (places and allocates), reachable, or unreachable (down, as seen here) */
   managerStatus?: 'leader' | 'reachable' | 'unreachable'
+  /** active, pause or drain (node update --availability) */
+  availability: 'active' | 'pause' | 'drain'
+  /** node update --label-add */
+  labels: Record<string, string>
 }
 
 export interface EndpointView {
