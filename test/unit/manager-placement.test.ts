@@ -4,6 +4,7 @@
 // stopped a task marked shutdown.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
+import {startManagerLoop} from '../../src/manager/loop.js'
 import {isUserError} from '../../src/model/errors.js'
 import {parseConstraint, parseLabel, parsePlacementPref} from '../../src/model/placement.js'
 import {valueProblem} from '../../src/model/shape.js'
@@ -187,4 +188,22 @@ test('a nodespec record has its own shape check', () => {
   assert.match(valueProblem('nodespec/b', {id: 'b', availability: 'gone', labels: {}}) ?? '', /availability/)
   assert.match(valueProblem('nodespec/b', {id: 'b', availability: 'active', labels: {zone: 1}}) ?? '', /label 'zone'/)
   assert.match(valueProblem('service/s', {constraints: ['node.x==1']}) ?? '', /./)
+})
+
+test("the manager's loop places again when a node's availability changes (nodespec/ starts a pass)", async () => {
+  const {store, m} = managerFixture('sn-place-loop-', NODES)
+  m.createNetwork({name: 'net'})
+  m.createService(svc('web', 3))
+  nodesAct(store)
+  // The timer is out of the picture: only the store's change may start the pass.
+  const loop = startManagerLoop(m, store, () => {}, {intervalMs: 3_600_000, debounceMs: 5})
+  try {
+    loop.pass()
+    m.updateNode('n-b', {availability: 'drain'})
+    const deadline = Date.now() + 5000
+    while (perNode(store).b !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    assert.deepEqual(perNode(store), {a: 2, c: 1})
+  } finally {
+    loop.stop()
+  }
 })
