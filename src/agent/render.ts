@@ -176,6 +176,14 @@ export function serviceInspectView(s: Service, c: Controller): ServiceInspectVie
   return {
     ...serviceView(s, c),
     backends,
+    ...(s.constraints || s.placementPrefs
+      ? {
+          placement: {
+            ...(s.constraints ? {constraints: s.constraints} : {}),
+            ...(s.placementPrefs ? {preferences: s.placementPrefs} : {}),
+          },
+        }
+      : {}),
     ...(state
       ? {
           update: {
