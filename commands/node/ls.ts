@@ -10,7 +10,8 @@ export default class NodeLs extends SwarmnetCommand {
 STATUS is ready, suspect, down or left, as this node's failure detector sees it; AGENT is down
 when the node's agent does not answer but its data path does (a restart or upgrade: its tasks
 keep running and serving for the agent grace period, --agent-grace at init), up otherwise;
-LAST HEARD is how long ago a message from that node itself arrived here. MANAGER STATUS (clusters
+AVAILABILITY is active, pause (keeps its tasks, gets no new one) or drain (its tasks
+move to other nodes), set by node update; LAST HEARD is how long ago a message from that node itself arrived here. MANAGER STATUS (clusters
 on etcd, with several managers): leader (places and allocates), reachable, or unreachable.`
   static override aliases = ['node list']
   static override examples = ['<%= config.bin %> node ls']
@@ -23,12 +24,13 @@ on etcd, with several managers): leader (places and allocates), reachable, or un
     // The column is there when the cluster has several managers (on etcd), as in `docker node ls`.
     const ha = nodes.some((n) => n.managerStatus !== undefined)
     printTable(
-      ['id', 'hostname', 'address', 'status', 'agent', 'last heard', 'role', ...(ha ? ['manager status'] : [])],
+      ['id', 'hostname', 'address', 'status', 'availability', 'agent', 'last heard', 'role', ...(ha ? ['manager status'] : [])],
       nodes.map((n) => [
         n.id.slice(0, 12) + (n.self ? ' *' : ''),
         n.name,
         n.addr,
         n.state,
+        n.availability,
         n.agent,
         ago(n.lastHeardMs),
         n.role,

@@ -21,6 +21,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     '<%= config.bin %> service create --name api --network name=backend,alias=api-v2',
     '<%= config.bin %> service create --name probe --mode global --network backend -- sleep infinity',
     '<%= config.bin %> service create --name web --replicas 2 -p 8080:80 -p 53:53/udp',
+    '<%= config.bin %> service create --name db --constraint node.labels.disk==ssd --placement-pref spread=node.labels.zone',
     '<%= config.bin %> service create --name web --publish published=8080,target=80,protocol=tcp,mode=host',
     '<%= config.bin %> service create --name site --image oci:/srv/images/busybox:latest --env GREETING=hi -p 8080:80 -- httpd -f -p 80 -h /www',
   ]
@@ -97,6 +98,17 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     'stop-grace-period': Flags.string({
       description: 'time a task has to stop after the stop signal before SIGKILL (default 10s)',
     }),
+    constraint: Flags.string({
+      description:
+        'where tasks may run: node.hostname==X, node.role!=manager, node.labels.KEY==V, node.id==ID (repeatable: all must hold)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'placement-pref': Flags.string({
+      description: "spread=node.labels.KEY: tasks spread evenly over the label's values (repeatable)",
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
     ...healthFlags,
   }
 
@@ -126,6 +138,8 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       mounts: flags.mount ?? [],
       stopSignal: flags['stop-signal'],
       stopGracePeriod: flags['stop-grace-period'],
+      constraints: flags.constraint ?? [],
+      placementPrefs: flags['placement-pref'] ?? [],
       ...healthBody(flags),
     })
     if (flags.json) return printJson(svc)

@@ -27,6 +27,8 @@ export default class ServiceInspect extends SwarmnetCommand {
     if (ports.length === 0) this.log('Ports:          -')
     else ports.forEach((p, i) => this.log(`${i === 0 ? 'Ports:' : ''.padEnd(6)}          ${formatPort(p)}`))
     this.log(`Command:        ${s.command.join(' ') || '(whoami)'}`)
+    if (s.placement?.constraints) this.log(`Constraints:    ${s.placement.constraints.join(', ')}`)
+    if (s.placement?.preferences) this.log(`Preferences:    ${s.placement.preferences.join(', ')}`)
     if (s.update)
       this.log(
         `Update:         ${s.update.state} (spec ${s.update.specVersion}, ${s.update.order}, parallelism ${s.update.parallelism})`,

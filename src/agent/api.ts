@@ -83,13 +83,30 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
     ],
     ['GET', /^\/metrics$/, () => ctx.metrics()],
     ['GET', /^\/dns$/, () => ctx.dns?.() ?? {}],
-    ['GET', /^\/nodes$/, () => c.nodes().map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id)))],
+    [
+      'GET',
+      /^\/nodes$/,
+      () =>
+        c
+          .nodes()
+          .map((n) => nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id), Date.now(), c.nodeSpec(n.id))),
+    ],
     [
       'GET',
       /^\/nodes\/([^/]+)$/,
       (m) => {
         const n = c.findNode(dec(m[1]))
-        return nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id))
+        return nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id), Date.now(), c.nodeSpec(n.id))
+      },
+    ],
+    [
+      'POST',
+      /^\/nodes\/([^/]+)\/update$/,
+      async (m, b) => {
+        const req = {availability: optStr(b, 'availability'), labelAdd: strList(b, 'labelAdd'), labelRm: strList(b, 'labelRm')}
+        const spec = await w((x) => x.updateNode(dec(m[1]), req))
+        const n = c.findNode(spec.id)
+        return nodeView(n, c.selfId, ctx.membership?.get(n.id), ctx.liveness?.state(n.id), Date.now(), spec)
       },
     ],
     ['DELETE', /^\/nodes\/([^/]+)$/, async (m) => ({removed: (await w((x) => x.removeNode(dec(m[1])))).name})],
@@ -198,6 +215,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           mounts: strList(b, 'mounts'),
           stopSignal: optStr(b, 'stopSignal'),
           stopGracePeriod: optStr(b, 'stopGracePeriod'),
+          constraints: strList(b, 'constraints'),
+          placementPrefs: strList(b, 'placementPrefs'),
           ...healthRequest(b),
         }
         return serviceView(await w((x) => x.createService(req)), c)

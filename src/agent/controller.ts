@@ -16,6 +16,7 @@ import type {
 import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {indexOf, isIndexSource, type StateIndex} from '../manager/state-index.js'
+import type {NodeSpec} from '../model/placement.js'
 
 export class Controller {
   constructor(
@@ -38,6 +39,11 @@ export class Controller {
   nodes(): NodeRecord[] {
     const ix = this.index
     return ix ? [...ix.list<NodeRecord>('node')] : this.store.values<NodeRecord>(prefixOf('node'))
+  }
+
+  /** A node's labels and availability (nodespec/<id>); absent: none, active. */
+  nodeSpec(id: string): NodeSpec | undefined {
+    return this.store.get<NodeSpec>(keyOf('nodespec', id))
   }
 
   liveNodes(): NodeRecord[] {

@@ -1,4 +1,5 @@
 // Store records to the API's views (src/agent/views.ts).
+import {availabilityOf, type NodeSpec} from '../model/placement.js'
 import {UPDATE_DEFAULTS, updateState} from '../manager/rolling.js'
 import {nodeStatus, type Member} from '../membership/state.js'
 import type {NodeLivenessState} from '../membership/node-liveness.js'
@@ -19,6 +20,7 @@ export function nodeView(
   live?: Pick<Member, 'state' | 'lastHeard' | 'incarnation'>,
   liveness?: NodeLivenessState,
   now = Date.now(),
+  spec?: NodeSpec,
 ): NodeView {
   const self = n.id === selfId
   const swim = nodeStatus(live?.state)
@@ -39,6 +41,8 @@ export function nodeView(
     gossipPort: n.gossipPort,
     joinedAt: n.joinedAt,
     ...(n.managerStatus ? {managerStatus: state === 'ready' ? n.managerStatus : 'unreachable'} : {}),
+    availability: availabilityOf(spec),
+    labels: {...spec?.labels},
   }
 }
 
@@ -172,6 +176,14 @@ export function serviceInspectView(s: Service, c: Controller): ServiceInspectVie
   return {
     ...serviceView(s, c),
     backends,
+    ...(s.constraints || s.placementPrefs
+      ? {
+          placement: {
+            ...(s.constraints ? {constraints: s.constraints} : {}),
+            ...(s.placementPrefs ? {preferences: s.placementPrefs} : {}),
+          },
+        }
+      : {}),
     ...(state
       ? {
           update: {

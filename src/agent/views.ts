@@ -21,6 +21,10 @@ export interface NodeView {
   joinedAt?: number
   /** managers of an etcd cluster: leader (places and allocates), reachable, or unreachable (down, as seen here) */
   managerStatus?: 'leader' | 'reachable' | 'unreachable'
+  /** active, pause or drain (node update --availability) */
+  availability: 'active' | 'pause' | 'drain'
+  /** node update --label-add */
+  labels: Record<string, string>
 }
 
 export interface EndpointView {
@@ -104,6 +108,8 @@ export interface BackendView {
 /** GET /services/NAME: the service, its VIPs and its backends on every network. */
 export interface ServiceInspectView extends ServiceView {
   backends: BackendView[]
+  /** --constraint and --placement-pref as given; absent: none */
+  placement?: {constraints?: string[]; preferences?: string[]}
   /** After a service update that replaced tasks: updating while old tasks run, then completed. */
   update?: {state: 'updating' | 'completed'; specVersion: number; parallelism: number; order: string; rollback: boolean}
 }

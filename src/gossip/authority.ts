@@ -15,6 +15,7 @@ import {revokedKey, type Revocation} from './revocation.js'
  * (push-pull, the join answer) and still be judged by who wrote them:
  *
  *  - desired state (cluster, network/, service/, task/, attachment/): managers only;
+ *  - nodespec/<id> (a node's labels and availability): managers only, the node itself included;
  *  - node/<id>: that node itself, or a manager (admission, marking down/left),
  *    and the record must carry a valid certificate for its id and role;
  *    and may not claim the address of another node that has not left; a node
@@ -68,6 +69,10 @@ export class Authority {
     switch (kind) {
       case CLUSTER_KEY:
         return e.key === CLUSTER_KEY && manager ? undefined : `only a manager writes ${e.key}`
+      case 'nodespec':
+        // Labels and availability are a manager's to set (Swarm: node update runs on a manager);
+        // a node draining or pausing itself, or labelling itself into a constraint, is refused.
+        return manager ? undefined : `only a manager writes ${e.key}`
       case 'network':
       case 'service':
       case 'task':

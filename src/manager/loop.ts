@@ -19,7 +19,8 @@ export type ManagerLoop = {
   stop(): void
 }
 
-const TRIGGERS = ['node/', 'network/', 'service/', 'task/', 'attachment', 'taskstatus/', 'cluster']
+// nodespec/: labels and availability change where every service may run (a full pass).
+const TRIGGERS = ['node/', 'nodespec/', 'network/', 'service/', 'task/', 'attachment', 'taskstatus/', 'cluster']
 
 export function startManagerLoop(
   manager: Manager,

@@ -39,6 +39,14 @@ import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {type ContainerRequest, containerSpec} from '../model/container.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 import {nextNetworks, type NetworksUpdate} from './service-networks.js'
+import {
+  availabilityOf,
+  checkAvailability,
+  parseConstraint,
+  parseLabel,
+  parsePlacementPref,
+  type NodeSpec,
+} from '../model/placement.js'
 
 /** 24 hex digits: for tasks, the one rule of src/model/ids.ts (their ids become paths). */
 export const newId = () => randomBytes(12).toString('hex')
@@ -59,6 +67,9 @@ export type ServiceRequest = {
   /** --stop-signal and --stop-grace-period as written (src/tasks/stop.ts). */
   stopSignal?: string
   stopGracePeriod?: string
+  /** --constraint and --placement-pref as written (src/model/placement.ts). */
+  constraints?: string[]
+  placementPrefs?: string[]
 } & ContainerRequest &
   HealthRequest
 
@@ -78,6 +89,9 @@ export type ServiceUpdate = {
 } & HealthRequest
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
+/** node update: each absent = unchanged. */
+export type NodeUpdate = {availability?: string; labelAdd?: string[]; labelRm?: string[]}
+
 export type PortsUpdate = {add: PortRequest[]; rm: PortRef[]}
 
 export type ConnectRequest = {
@@ -313,6 +327,10 @@ export class Manager {
     const stop = stopSpec(req)
     const healthcheck = healthSpec(req)
     const endpointMode = checkEndpointMode(req.endpointMode)
+    const constraints = req.constraints ?? []
+    const placementPrefs = req.placementPrefs ?? []
+    constraints.forEach(parseConstraint)
+    placementPrefs.forEach(parsePlacementPref)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
     const svc: Service = {
@@ -325,6 +343,8 @@ export class Manager {
       ),
       ...(aliases.length > 0 ? {aliases} : {}),
       command: req.command,
+      ...(constraints.length > 0 ? {constraints} : {}),
+      ...(placementPrefs.length > 0 ? {placementPrefs} : {}),
       ...sandbox,
       ...container,
       ...stop,
@@ -568,6 +588,31 @@ export class Manager {
   }
 
   /**
+   * node update: a node's labels and availability, in its nodespec record (never in its own
+   * record, which only the node signs). Drain: the next pass moves its tasks elsewhere, each
+   * stopped gracefully (out of the load balancer and DNS first); pause: it keeps its tasks.
+   */
+  updateNode(ref: string, req: NodeUpdate): NodeSpec {
+    const n = this.read.findNode(ref)
+    if (n.state === 'left') throw new UserError(`node ${n.name} has left the cluster`)
+    const labelAdd = (req.labelAdd ?? []).map(parseLabel)
+    const labelRm = req.labelRm ?? []
+    const availability = req.availability === undefined ? undefined : checkAvailability(req.availability)
+    if (labelAdd.length === 0 && labelRm.length === 0 && availability === undefined)
+      throw new UserError('nothing to change: give --availability, --label-add or --label-rm')
+    const cur = this.store.get<NodeSpec>(keyOf('nodespec', n.id))
+    const labels = {...cur?.labels}
+    for (const k of labelRm) {
+      if (!(k in labels)) throw new UserError(`node ${n.name} has no label '${k}'`)
+      delete labels[k]
+    }
+    for (const [k, v] of labelAdd) labels[k] = v
+    const next: NodeSpec = {id: n.id, availability: availability ?? availabilityOf(cur), labels}
+    this.store.put(keyOf('nodespec', n.id), next)
+    return next
+  }
+
+  /**
    * Brings every service to its spec as nodes come and go: a node that joins
    * gets its global tasks, tasks of a node that left are placed elsewhere,
    * tasks whose service is gone are removed. Each service on its own: one that
@@ -635,6 +680,7 @@ export class Manager {
         else this.apply(svc, plan)
         if (plan.missingNetworks.length > 0) set(svc, `networks ${plan.missingNetworks.join(', ')} do not exist`)
         else if (plan.hostPortShort) set(svc, describeHostPortShort(svc, plan.hostPortShort))
+        else if (plan.pending) set(svc, describePending(svc, plan.pending))
       } catch (e) {
         set(svc, (e as Error).message)
       }
@@ -730,6 +776,12 @@ function unplaced(plan: ServicePlan): number {
   const noNode = plan.hostPortShort ? plan.hostPortShort.want - plan.hostPortShort.placed : 0
   const noAddress = plan.shortfalls.length > 0 ? plan.shortfalls[0]!.need - plan.create.length - plan.extend.length : 0
   return noNode + noAddress
+}
+
+/** One line for slots no node may take (Swarm's pending: 'no suitable node'). */
+function describePending(svc: Pick<Service, 'name' | 'constraints'>, n: number): string {
+  const cs = svc.constraints?.length ? ` (constraints ${svc.constraints.join(', ')})` : ''
+  return `service ${svc.name}: ${n} task${n === 1 ? '' : 's'} pending: no suitable node${cs}, or the nodes are paused or drained`
 }
 
 /** Replica counts as the API may receive them: whole, not negative, within MAX_REPLICAS. */

@@ -7,6 +7,7 @@ import type {StateIndex} from './state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
 import {rollingStep} from './rolling.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
+import {availabilityOf, nodeMatches, parseConstraint, parsePlacementPref} from '../model/placement.js'
 import type {Network, NodeRecord, Service, ServiceVip, Task} from '../model/types.js'
 
 export type ClusterState = {
@@ -56,6 +57,8 @@ export type ServicePlan = {
   vips?: ServiceVip[]
   /** Tasks no node may take because of the service's host-mode ports (left unplaced, as Swarm leaves them pending). */
   hostPortShort?: HostPortShort
+  /** Slots no node may take because of constraints or node availability (pending, as in Swarm). */
+  pending?: number
 }
 
 /** Absent is vip, as in Docker. */
@@ -83,7 +86,11 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
       .map((t) => t.id),
   )
   const hostRule = hostPortRule(svc, hostPortState(svc, ix))
-  const away = view.agentAway ? new Set([...liveIds].filter((id) => view.agentAway!(id))) : undefined
+  // Constraints and availability: tasks on a node that no longer fits (drained, relabelled) are
+  // not kept, so they stop gracefully below and are placed again where they fit.
+  const fit = fittingNodes(svc, ix, live, liveIds)
+  const agentAway = view.agentAway ? [...fit.ids].filter((id) => view.agentAway!(id)) : []
+  const away = agentAway.length > 0 || fit.paused.size > 0 ? new Set([...agentAway, ...fit.paused]) : undefined
   // A rolling update's step (rolling.ts): held and retired old tasks leave placement (their slot
   // gets its new task), blocked ones keep their slot as if they still ran.
   const roll = rollingStep(
@@ -93,13 +100,14 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   )
   const placements = placeTasks(
     svc,
-    liveIds,
+    fit.ids,
     [
       ...mine.filter((t) => !stale.has(t.id) && !roll.hold.has(t.id) && !roll.retire.has(t.id)),
       ...mine.filter((t) => roll.block.has(t.id)).map((t) => ({...t, desiredState: 'running' as const})),
     ],
     hostRule?.rule,
     away,
+    fit.spread,
   )
   const keep = new Set(placements.flatMap((p) => (p.taskId ? [p.taskId] : [])))
   const remove: Task[] = []
@@ -136,9 +144,22 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   // A replaced task's addresses stay taken in this pass: its node may not have stopped it yet.
   const removed = remove.filter((t) => !stale.has(t.id))
   const hostPortShort = hostRule?.short(placements.length, live.length)
+  // Slots no node may take because of constraints or availability: left pending, as Swarm does.
+  const want = 'replicas' in svc.mode ? svc.mode.replicas : 0
+  const noNode = fit.limited && !hostPortShort && placements.length < want ? want - placements.length : 0
+  const pending = noNode > 0 ? {pending: noNode} : {}
   const missingNetworks = svc.networks.filter((id) => !ix.networks.has(id))
   if (missingNetworks.length > 0)
-    return {remove, retire, create: [], extend: [], shortfalls: [], missingNetworks, ...(hostPortShort ? {hostPortShort} : {})}
+    return {
+      remove,
+      retire,
+      create: [],
+      extend: [],
+      shortfalls: [],
+      missingNetworks,
+      ...(hostPortShort ? {hostPortShort} : {}),
+      ...pending,
+    }
   const nets = svc.networks.map((id) => ix.networks.get(id)!)
 
   // Addresses in use stay in use, except those of the tasks this plan removes.
@@ -205,8 +226,34 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     missingNetworks,
     ...(vipsChanged ? {vips: vipMode ? vips : []} : {}),
     ...(hostPortShort ? {hostPortShort} : {}),
+    ...pending,
   }
 }
+
+/**
+ * The live nodes a service's tasks may run on: not drained, meeting every constraint; of those
+ * the paused ones (they keep tasks, take no new one); the spread groups; and whether anything
+ * narrowed the live nodes (only then are unplaced slots said to be pending for that reason).
+ */
+function fittingNodes(svc: Service, ix: StateIndex, live: NodeRecord[], liveIds: ReadonlySet<string>) {
+  const prefs = (svc.placementPrefs ?? []).map(parsePlacementPref)
+  const spread = prefs.map((k) => (id: string) => ix.nodeSpecs.get(id)?.labels[k] ?? '')
+  const cs = (svc.constraints ?? []).map(parseConstraint)
+  // The common case costs nothing per node: no labels, no availability set, no constraint.
+  if (cs.length === 0 && ix.nodeSpecs.size === 0) return {ids: liveIds, paused: NONE, spread, limited: false}
+  const ids = new Set<string>()
+  const paused = new Set<string>()
+  for (const n of live) {
+    const spec = ix.nodeSpecs.get(n.id)
+    const a = availabilityOf(spec)
+    if (a === 'drain' || !nodeMatches(n, spec, cs)) continue
+    ids.add(n.id)
+    if (a === 'pause') paused.add(n.id)
+  }
+  return {ids, paused, spread, limited: ids.size < liveIds.size || paused.size > 0}
+}
+
+const NONE: ReadonlySet<string> = new Set()
 
 /**
  * Each network's free addresses as this plan sees them: everything held (tasks, attachments,

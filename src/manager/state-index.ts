@@ -9,6 +9,7 @@ import {broadcast, cidrContains, formatIpv4, parseCidr, tryParseIpv4, type Cidr}
 import {hostPortKeys} from '../model/publish.js'
 import type {Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import type {Json} from '../store/json.js'
+import type {NodeSpec} from '../model/placement.js'
 
 /** Where an index's records come from: the node's store, or a manager's view of etcd for one request. */
 export interface IndexSource {
@@ -101,6 +102,8 @@ export class StateIndex {
   readonly networks = new Map<string, Network>()
   readonly attachments = new Map<string, NetworkAttachment>()
   readonly statuses = new Map<string, TaskStatus>()
+  /** Node labels and availability (nodespec/<id>, written by managers). */
+  readonly nodeSpecs = new Map<string, NodeSpec>()
   /** serviceId -> its tasks (a service id with tasks may have no service record: orphans). */
   readonly tasksByService = new Map<string, Map<string, Task>>()
   /** nodeId -> ids of the tasks placed there. */
@@ -148,6 +151,9 @@ export class StateIndex {
         break
       case 'taskstatus':
         setOrDelete(this.statuses, id, value as TaskStatus | undefined)
+        return
+      case 'nodespec':
+        setOrDelete(this.nodeSpecs, id, value as NodeSpec | undefined)
         return
       default:
         return

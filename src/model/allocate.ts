@@ -137,6 +137,12 @@ export function placeTasks(
    * restart, or a death not yet declared), so a task placed there would wait for it.
    */
   noNew: ReadonlySet<string> = new Set(),
+  /**
+   * --placement-pref spread: for each preference, the group of a node (its label's value, ''
+   * without it). A new task goes to the group with fewest of the service's tasks first (the
+   * first preference before the next), then to the node with fewest, as Swarm's spread.
+   */
+  spread: readonly ((nodeId: string) => string)[] = [],
 ): Placement[] {
   const live: ReadonlySet<string> =
     liveNodes instanceof Set ? liveNodes : new Set((liveNodes as Pick<NodeRecord, 'id'>[]).map((n) => n.id))
@@ -164,12 +170,18 @@ export function placeTasks(
   // Tasks of this service per live node (absent: none); only nodes that have some are held.
   const load = new Map<string, number>()
   const kept = new Set<number>()
+  // Per spread preference: group -> tasks of this service in it.
+  const groups = spread.map(() => new Map<string, number>())
+  const addTo = (nodeId: string) => {
+    load.set(nodeId, (load.get(nodeId) ?? 0) + 1)
+    spread.forEach((g, i) => groups[i]!.set(g(nodeId), (groups[i]!.get(g(nodeId)) ?? 0) + 1))
+  }
   for (const t of mine) {
     if (t.slot < 1 || t.slot > replicas || kept.has(t.slot)) continue
     if (rule.onePerNode && (load.get(t.nodeId) ?? 0) > 0) continue
     kept.add(t.slot)
     out.push({slot: t.slot, nodeId: t.nodeId, taskId: t.id})
-    load.set(t.nodeId, (load.get(t.nodeId) ?? 0) + 1)
+    addTo(t.nodeId)
   }
   if (live.size === 0) return out.sort((a, b) => a.slot - b.slot)
   // Sorted once, only when a slot is to be placed: a placed service costs nothing per node.
@@ -178,23 +190,30 @@ export function placeTasks(
     if (kept.has(slot)) continue
     byId ??= [...live].sort(cmp)
     let best = ''
-    let bestLoad = Infinity
+    let bestKey: number[] = []
     for (const id of byId) {
       const n = load.get(id) ?? 0
       if (rule.blocked.has(id) || noNew.has(id) || (rule.onePerNode && n > 0)) continue
-      if (n < bestLoad) {
+      const key = [...spread.map((g, i) => groups[i]!.get(g(id)) ?? 0), n]
+      if (best === '' || less(key, bestKey)) {
         best = id
-        bestLoad = n
+        bestKey = key
         // Nobody has fewer than none: the first such node in id order is the one.
-        if (n === 0) break
+        if (key.every((x) => x === 0)) break
       }
     }
     // No node may take it: the slot stays unplaced (the caller counts what is missing).
     if (best === '') continue
-    load.set(best, bestLoad + 1)
+    addTo(best)
     out.push({slot, nodeId: best})
   }
   return out.sort((a, b) => a.slot - b.slot)
+}
+
+/** Lexicographic order of equal-length keys. */
+function less(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!
+  return false
 }
 
 function cmp(a: string, b: string): number {

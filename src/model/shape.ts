@@ -6,6 +6,7 @@ import {stopSpecProblem} from '../tasks/stop.js'
 import {healthSpecProblem} from '../tasks/health.js'
 import {isTaskId} from './ids.js'
 import {isValidName} from './validate.js'
+import {nodeSpecProblem, placementSpecProblem} from './placement.js'
 
 /**
  * Shape checks for the values the store holds, by kind (the key's prefix).
@@ -75,6 +76,7 @@ const byKind: Record<string, Check> = {
   task: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? taskProblem(v as Rec),
   taskstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'taskId', id) ?? statusProblem(v as Rec),
   attachment: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentProblem(v as Rec),
+  nodespec: (v, id) => nodeSpecProblem(v, id),
   attachmentstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentStatusProblem(v as Rec),
 }
 
@@ -156,7 +158,8 @@ function serviceProblem(r: Rec): string | undefined {
     aliasesProblem(r) ??
     containerProblem(r) ??
     stopSpecProblem(r) ??
-    healthSpecProblem(r)
+    healthSpecProblem(r) ??
+    placementSpecProblem(r)
   if (ep) return ep
   const m = r.mode
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return "'mode' is not an object"

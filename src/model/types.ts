@@ -82,6 +82,10 @@ export type Service = {
   /** Extra DNS names of the service on one network (Swarm's --network name=N,alias=A); absent = none. */
   aliases?: ServiceAlias[]
   command: string[]
+  /** --constraint as written (src/model/placement.ts): every one must hold on a task's node. */
+  constraints?: string[]
+  /** --placement-pref as written (spread=node.labels.KEY): tasks spread over the label's values. */
+  placementPrefs?: string[]
   /** --user as written, UID[:GID] or NAME[:GROUP]; resolved on the node that runs the task. */
   user?: string
   /** --limit-memory in bytes, --limit-cpu in billionths of a CPU (Docker's NanoCPUs). */

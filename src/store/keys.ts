@@ -14,6 +14,8 @@ export type Kind =
   | 'attachmentstatus'
   /** revoked/<serial>: a node certificate no one believes any more (src/gossip/revocation.ts). */
   | 'revoked'
+  /** nodespec/<node id>: a node's labels and availability, written by managers (src/model/placement.ts). */
+  | 'nodespec'
 
 export function keyOf(kind: Kind, id: string): string {
   return `${kind}/${id}`

@@ -115,6 +115,30 @@ describe('gossip: each writer writes only what is its own', () => {
     await waitFor('own record taken', () => m.store.get<NodeRecord>('node/w1')?.mtu === 1450, 2000)
   })
 
+  it("a worker cannot set its own or another node's availability or labels (nodespec/): a manager can", async () => {
+    const before = m.gossip.stats.unauthorised
+    const c = m.store.clock
+    await sendToManager([
+      // Undraining itself, or labelling itself into a service's constraint.
+      signedEntry(lab, 'w1', {
+        key: 'nodespec/w1',
+        value: {id: 'w1', availability: 'active', labels: {gpu: 'yes'}},
+        version: {clock: c + 1, node: 'w1'},
+      }),
+      signedEntry(lab, 'w1', {
+        key: 'nodespec/w2',
+        value: {id: 'w2', availability: 'drain', labels: {}},
+        version: {clock: c + 2, node: 'w1'},
+      }),
+    ])
+    await waitFor('refused', () => m.gossip.stats.unauthorised === before + 2, 1000)
+    assert.equal(m.store.get('nodespec/w1'), undefined)
+    assert.equal(m.store.get('nodespec/w2'), undefined)
+    assert.match(m.gossip.lastRefusal ?? '', /only a manager writes nodespec\//)
+    m.store.put('nodespec/w1', {id: 'w1', availability: 'drain', labels: {zone: 'a'}})
+    await waitFor("w2 takes the manager's", () => w2.store.get('nodespec/w1') !== undefined, 2000)
+  })
+
   it('a worker writes the status of its own tasks only', async () => {
     m.store.put('task/a', {id: 'a', nodeId: 'w1'})
     m.store.put('task/b', {id: 'b', nodeId: 'w2'})

@@ -227,3 +227,19 @@ test('one leader; when its process is killed (SIGKILL) another manager takes the
     for (const l of ls) await l.stop()
   }
 })
+
+test('node update on etcd: the nodespec goes to the gossip store (as node records do), and placement there reads it', async () => {
+  const ms = await cluster()
+  await ms[0]!.write((m) => m.createNetwork({name: 'net'}))
+  await ms[0]!.write((m) => m.updateNode('w1', {availability: 'drain', labelAdd: ['zone=a']}))
+  assert.deepEqual(ms[0]!.local.get(keyOf('nodespec', 'w1')), {id: 'w1', availability: 'drain', labels: {zone: 'a'}})
+  assert.equal((await ms[0]!.records()).has('nodespec/w1'), false, 'not in etcd: gossip carries it, as node records')
+  const svc = await ms[0]!.write((m) =>
+    m.createService({name: 'web', mode: 'replicated', replicas: 8, networks: ['net'], command: ['sleep', '1']}),
+  )
+  const nodes = [...(await ms[0]!.records()).values()].flatMap((v) =>
+    (v as Task).serviceId === svc.id ? [(v as Task).nodeId] : [],
+  )
+  assert.equal(nodes.length, 8)
+  assert.ok(!nodes.includes('w1'), `no task on the drained node: ${nodes.join(',')}`)
+})
