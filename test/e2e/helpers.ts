@@ -80,6 +80,10 @@ export async function until(what: string, fn: () => Promise<boolean>, timeoutMs:
 export const stateOn = async (viewer: string, name: string) =>
   (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.state
 
+/** Whether `name`'s agent is up or down as `viewer` sees it (its node may stay ready: issue 21). */
+export const agentOn = async (viewer: string, name: string) =>
+  (await new AgentClient(viewer).get<NodeView[]>('/nodes')).find((n) => n.name === name)?.agent
+
 /** One call to n1's API over its socket, as any HTTP client would make it (not through AgentClient). */
 export function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
   return new Promise((resolve, reject) => {
