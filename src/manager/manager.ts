@@ -379,6 +379,7 @@ export class Manager {
     if (req.add.length === 0 && req.rm.length === 0)
       throw new UserError('nothing to change: give --publish-add SPEC or --publish-rm PORT')
     const next = this.withPorts(svc, req)
+    if (next === svc) return svc // Docker: a port published as it is already is a no-op, nothing written
     return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 

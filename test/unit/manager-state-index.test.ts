@@ -262,8 +262,20 @@ function steps(store: Store, m: Manager, down: Set<string>, loop: ManagerLoop, o
             down.clear()
             for (const id of o.down) down.add(id)
           }
-          loop.passChanged()
-          // What the pass over the changed services left is what a pass over every service leaves.
+          // A pass may take a step that calls for another (a failed task marked shutdown, then
+          // removed once its node says it stopped): its own writes make those services changed
+          // again, and the loop's next pass (20 ms later, on its own) takes them. Until it writes nothing:
+          for (let i = 0; i < 5; i++) {
+            const own: string[] = []
+            const stop = store.onChange((k) => own.push(k))
+            try {
+              loop.passChanged()
+            } finally {
+              stop()
+            }
+            if (own.length === 0) break
+          }
+          // What the passes over the changed services left is what a pass over every service leaves.
           const writes: string[] = []
           const off = store.onChange((k) => writes.push(k))
           try {

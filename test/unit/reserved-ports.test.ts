@@ -5,7 +5,10 @@ import {formatPortList, parsePortList} from '../../src/dataplane/reserved-ports.
 
 test('reads ranges and single ports, writes runs as ranges', () => {
   assert.deepEqual([...parsePortList('')], [])
-  assert.deepEqual([...parsePortList('8080,30000-30002\n')].sort((a, b) => a - b), [8080, 30000, 30001, 30002])
+  assert.deepEqual(
+    [...parsePortList('8080,30000-30002\n')].sort((a, b) => a - b),
+    [8080, 30000, 30001, 30002],
+  )
   assert.equal(formatPortList(new Set([40001, 8080, 40000, 30002, 30000, 30001])), '8080,30000-30002,40000-40001')
   assert.equal(formatPortList(new Set()), '')
 })
