@@ -229,7 +229,8 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
     ? ['fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters']
     : []
   const host = spec.container ? (spec.container.hostname ?? containerHostname(spec.taskId)) : spec.name
-  const name = host === spec.name ? host : `${host} ${spec.name}`
+  // --hostname given: that name alone, as Docker writes it; the default id: the task's name beside it
+  const name = spec.container && spec.container.hostname === undefined ? `${host} ${spec.name}` : host
   const lines = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
