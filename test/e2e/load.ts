@@ -1,5 +1,5 @@
 // A client sending 10 requests/s to a URL from inside a namespace, each on a new connection,
-// counting what was answered 200 and what failed (the same load as rolling-update.test.ts).
+// counting what was answered 200 and what failed (rolling-update and node-drain).
 import {spawn, type ChildProcess} from 'node:child_process'
 
 const LOAD = `

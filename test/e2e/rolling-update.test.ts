@@ -3,11 +3,11 @@
 // web (3 replicas, a health check) is updated start-first, then stop-first, then rolled back,
 // parallelism 1: every task is replaced each time and not one request fails on either path.
 import assert from 'node:assert/strict'
-import {spawn, type ChildProcess} from 'node:child_process'
 import {describe, test} from 'node:test'
 import {eventually, json, ok} from './helpers.js'
 import {withLab} from './lab.js'
 import {allRunning} from './service-tasks.js'
+import {Load} from './load.js'
 
 interface Task {
   id: string
@@ -27,40 +27,6 @@ interface Inspect {
 
 const ps = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc])
 const meant = (svc: string) => ps(svc).filter((t) => t.desiredState === 'running')
-
-// 10 requests/s to URL, each on a new connection; prints "ok" or "fail CODE" per request.
-const LOAD = `
-import http from 'node:http'
-setInterval(() => {
-  const req = http.get(process.env.URL, {agent: false, timeout: 5000}, (res) => {
-    res.resume()
-    res.on('end', () => process.stdout.write(res.statusCode === 200 ? 'ok\\n' : 'fail ' + res.statusCode + '\\n'))
-  })
-  req.on('timeout', () => req.destroy(new Error('timeout')))
-  req.on('error', (e) => process.stdout.write('fail ' + (e.code ?? e.message) + '\\n'))
-}, 100)
-`
-
-class Load {
-  private out = ''
-  private readonly p: ChildProcess
-  constructor(netns: string, url: string) {
-    this.p = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, '--input-type=module', '-e', LOAD], {
-      env: {...process.env, URL: url},
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    this.p.stdout!.on('data', (d: Buffer) => (this.out += d.toString()))
-  }
-  /** Requests answered and failed since the last call. */
-  take(): {sent: number; failed: string[]} {
-    const lines = this.out.split('\n')
-    this.out = lines.pop() ?? ''
-    return {sent: lines.length, failed: lines.filter((l) => l !== 'ok')}
-  }
-  stop(): void {
-    this.p.kill('SIGKILL')
-  }
-}
 
 describe('rolling updates with no failed request, in a 3-node lab', {timeout: 900_000}, () => {
   const loads: Load[] = []
