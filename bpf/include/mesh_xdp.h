@@ -228,6 +228,13 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 
 		if (bpf_map_update_elem(map, &rk, &rev, BPF_ANY) || bpf_map_update_elem(map, &fk, &fwd, BPF_ANY))
 			return sn_mesh_drop(SN_C_MESH_DROP);
+		/*
+		 * An older flow's established reply entry under the same key (the client
+		 * reused its port, to another node or published port of the same backend)
+		 * would be found first: this SYN supersedes it.
+		 */
+		if (ip->protocol == IPPROTO_TCP)
+			bpf_map_delete_elem(&sn_mesh_ct, &rk);
 	} else if (!established) {
 		/* The client's ACK of the handshake: the flow is established, its entries move over (reply first). */
 		if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_ACK) {
@@ -347,6 +354,8 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	    (sn_tcp_flags(ports, end) & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
 		if (bpf_map_update_elem(&sn_mesh_syn, &rk, &rev, BPF_ANY))
 			return sn_mesh_drop(SN_C_MESH_DROP);
+		/* A new flow under an older one's key (the client reused its port via another node): the old entry goes. */
+		bpf_map_delete_elem(&sn_mesh_ct, &rk);
 	} else if (iip->protocol == IPPROTO_TCP && (sn_tcp_flags(ports, end) & SN_TCP_RST)) {
 		sn_mesh_reset(&rk, NULL); /* the client ended the flow: delivered, its entry goes */
 	} else {

@@ -613,6 +613,41 @@ describe('mesh connection tracking: TCP entries on SYN only, ended by RST, a los
     assert.deepEqual(runGw(backendReply(49200, 0x10)).delta, {mesh_reply: 1})
   })
 
+  it("a client that reuses a finished flow's port through another node reaches the backend anew: the new flow's replies go its way", () => {
+    // The replies are keyed by backend, client and ports, not by the node or published port the client chose.
+    const viaPeer = (sport: number, flags: number) =>
+      P.vxlanFrame(
+        {outerSrc: PEER.ip, outerDst: NODE, outerSrcMac: PEER.mac, outerDstMac: NODE_MAC, vni: VNI},
+        P.ethernet(
+          {dst: LOCAL_BE.mac, src: '02:00:00:00:00:01', type: P.ETH_P_IP},
+          ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_TCP, sport, dport: 80, flags}),
+        ),
+      )
+    // An old flow in by the peer node (established, its FIN leaves the entries), then the same port straight to this node.
+    assert.deepEqual(runXdp(viaPeer(49400, 0x02)).delta, {mesh_decap: 1})
+    assert.deepEqual(runXdp(viaPeer(49400, 0x10)).delta, {mesh_decap: 1})
+    assert.ok(inMap('sn_mesh_ct', repKey(49400)))
+    assert.deepEqual(runXdp(toNode(P.IPPROTO_TCP, 49400, 8080, 0x02)).delta, {mesh_new_flow: 1, mesh_local: 1})
+    const here = runGw(backendReply(49400, 0x12))
+    assert.deepEqual(here.delta, {mesh_reply: 1}, 'the SYN-ACK leaves by this node, not back to the peer')
+    assert.equal(addrOf(here.data, P.ETH_HLEN + 12), NODE)
+    // And the other way: an old flow in by this node, then the same port in by the peer.
+    establish(49401)
+    assert.deepEqual(runXdp(viaPeer(49401, 0x02)).delta, {mesh_decap: 1})
+    assert.deepEqual(runGw(backendReply(49401, 0x12)).delta, {mesh_return: 1}, 'the SYN-ACK goes back to the peer')
+    // The same port to another published port of the same backend: the reply carries the new port.
+    publish(8083, P.IPPROTO_TCP, {vni: VNI, addr: VIP, target: 80, mode: 1})
+    try {
+      establish(49402)
+      assert.deepEqual(runXdp(toNode(P.IPPROTO_TCP, 49402, 8083, 0x02)).delta, {mesh_new_flow: 1, mesh_local: 1})
+      const r = runGw(backendReply(49402, 0x12))
+      assert.deepEqual(r.delta, {mesh_reply: 1})
+      assert.equal(r.data.readUInt16BE(P.ETH_HLEN + 20), 8083)
+    } finally {
+      xdp.map('sn_mesh_ports').delete(snMeshPortKey.encode({port: 8083, proto: P.IPPROTO_TCP}))
+    }
+  })
+
   it('100k SYNs from random sources to the published port do not end an established flow', () => {
     establish(49300)
     const syn = toNode(P.IPPROTO_TCP, 1, 8080, 0x02)
