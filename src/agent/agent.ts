@@ -358,6 +358,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   }
   let lastSyncErrors = ''
   const reservedPorts = new ReservedPorts()
+  let adopted = false
   const reconcile = async (): Promise<void> => {
     if (busy) {
       again = true
@@ -381,6 +382,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           }),
           dns: dns.fastPath(),
         })
+        // A restarted agent first takes back the tasks and attachments still there: the maps
+        // are written from what runs here, and the live ones must not leave them for a moment.
+        if (!adopted) {
+          await step('tasks', () => tasks.adopt())
+          await step('attachments', () => attachments.reconcile())
+          adopted = true
+        }
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
         await step('maps', () => datapath.sync(desired()))

@@ -215,8 +215,13 @@ export class Datapath {
    */
   attachTask(hostIf: string, device: {vni: number; ip: string}): void {
     const ifindex = ifindexOf(hostIf)
-    // The backend flag comes with the next sync, once the task runs.
-    this.maps.sn_devices.update(u32.encode(ifindex), snDevice.encode({...device, flags: 0}))
+    // The backend flag comes with the next sync, once the task runs; a task adopted after a
+    // restart keeps the one its entry has (its replies to local clients must not lose their VIP).
+    const key = u32.encode(ifindex)
+    const had = this.maps.sn_devices.lookup(key)
+    const old = had ? snDevice.decode(had) : undefined
+    const flags = old && old.vni === device.vni && old.ip === device.ip ? old.flags : 0
+    this.maps.sn_devices.update(key, snDevice.encode({...device, flags}))
     this.attachTc(hostIf)
     this.tasks.set(hostIf, ifindex)
   }

@@ -131,6 +131,26 @@ export class TaskReconciler {
     return [...this.running.values()].flatMap((r) => r.local)
   }
 
+  /**
+   * A restarted agent's first step, before it writes any map: the tasks whose sandbox is still
+   * there are taken back (their process adopted, or started again in it). The maps are written
+   * from what is running here, so a sync before this would take the live tasks' entries out
+   * until the next pass. Nothing new is started and nothing is stopped.
+   */
+  async adopt(): Promise<void> {
+    const want = this.o.store
+      .values<Task>(prefixOf('task'))
+      .filter((t) => t.nodeId === this.o.selfId && t.desiredState === 'running' && !this.running.has(t.id))
+    for (const t of want) {
+      if (!netnsExists(taskNetnsName(this.o.node, t.id))) continue
+      try {
+        await this.start(t)
+      } catch (e) {
+        this.o.log(`task ${t.id.slice(0, 12)}: ${(e as Error).message}`)
+      }
+    }
+  }
+
   async reconcile(): Promise<void> {
     const s = this.o.store
     const want = s.values<Task>(prefixOf('task')).filter((t) => t.nodeId === this.o.selfId && t.desiredState === 'running')
