@@ -18,6 +18,7 @@ import {ReservedPorts} from '../dataplane/reserved-ports.js'
 import {attachmentAsTask} from '../model/attachment.js'
 import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
+import {LAYOUT_VERSION} from '../bpf/upgrade.js'
 import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
 import {EventLoopDelay} from '../metrics/event-loop.js'
@@ -140,6 +141,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   ha?.backend.write((m) => m.ensureGwbridge(gw.subnet, gw.gatewayIp)).catch((e: Error) => log(`gwbridge: ${e.message}`))
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
+  // What an upgrade did with the maps of an older layout: the operator's record that no flow was dropped.
+  for (const u of datapath.upgrades) {
+    const list = (names: string[]) => (names.length > 0 ? [...names].sort().join(' ') : 'none')
+    log(
+      `data plane upgraded from layout ${u.from} to ${LAYOUT_VERSION}: carried over ${list(u.migrated)}; refilled from the store ${list(u.refilled)}; dropped ${list(u.dropped)}`,
+    )
+  }
   datapath.setConfig({
     nodeIp: cfg.advertiseAddr,
     vxlanPort: cluster.dataPathPort,

@@ -44,7 +44,8 @@ function background(netns: string, argv: string[]): {out: () => string; exited: 
   let out = ''
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()))
   p.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-  const exited = new Promise<void>((r) => p.on('exit', () => r()))
+  // 'close', not 'exit': the output written as it exits (ping's summary on SIGINT) is read by then.
+  const exited = new Promise<void>((r) => p.on('close', () => r()))
   return {out: () => out, exited, proc: p}
 }
 

@@ -136,7 +136,7 @@ describe('placement across a 2-node lab', {timeout: 300_000}, () => {
     )
     const pid = Number(readFileSync('/run/swarmnet/n1.pid', 'utf8').trim())
     process.kill(pid, 'SIGKILL')
-    await new Promise((r) => loop.on('exit', r))
+    await new Promise((r) => loop.on('close', r))
     const acked = out.split('\n').flatMap((l) => (l.startsWith('ack ') ? [l.slice(4)] : []))
     assert.ok(acked.length >= 5 && acked.length < 60, `the kill landed mid-stream (${acked.length} acknowledged)`)
 
