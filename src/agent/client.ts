@@ -30,6 +30,9 @@ export class AgentClient {
       const req = httpRequest(
         {
           socketPath: this.socket,
+          // A connection per call: Node 20's global agent keeps sockets alive, and one the agent
+          // closed as idle (after 5 s) a moment before it is reused fails the call with EPIPE.
+          agent: false,
           method,
           path,
           headers: payload ? {'content-type': 'application/json', 'content-length': payload.length} : {},

@@ -14,7 +14,7 @@ export interface LogOptions {
 /** Streams GET path from a node's agent into onData; resolves when the agent ends the answer. */
 function streamFrom(node: string, path: string, onData: (b: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request({socketPath: socketPath(node), method: 'GET', path}, (res) => {
+    const req = request({socketPath: socketPath(node), method: 'GET', path, agent: false}, (res) => {
       if ((res.statusCode ?? 500) >= 400) {
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))

@@ -32,9 +32,7 @@ const ps = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t
 const ipOf = (t: Task) => t.addresses[0]!.ip
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const nodesOn = (viewer: string) => new AgentClient(viewer).get<NodeView[]>('/nodes')
-// One retry: a run once saw EPIPE on a poll of a live agent's socket (cause not found).
-const viewOf = async (viewer: string, name: string) =>
-  (await nodesOn(viewer).catch(() => nodesOn(viewer))).find((n) => n.name === name)
+const viewOf = async (viewer: string, name: string) => (await nodesOn(viewer)).find((n) => n.name === name)
 
 /** A process in a namespace whose output is kept; killed by the lab's teardown if the test fails. */
 const procs: ChildProcess[] = []

@@ -87,7 +87,7 @@ export const agentOn = async (viewer: string, name: string) =>
 /** One call to n1's API over its socket, as any HTTP client would make it (not through AgentClient). */
 export function api(method: string, path: string, body?: unknown): Promise<{status: number; error?: string}> {
   return new Promise((resolve, reject) => {
-    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path}, (res) => {
+    const req = request({socketPath: '/run/swarmnet/n1.sock', method, path, agent: false}, (res) => {
       let text = ''
       res.on('data', (c: Buffer) => (text += c.toString()))
       res.on('end', () => resolve({status: res.statusCode ?? 0, ...(JSON.parse(text) as {error?: string})}))
