@@ -94,12 +94,18 @@ static __always_inline __be32 sn_mesh_pick(const struct sn_mesh_port *mp, struct
 	return addr;
 }
 
-/* A tracked flow on an older table than its service's: is its backend still in the set? */
+/*
+ * A tracked flow on an older table than its service's: is its backend still
+ * in the set, on the node the flow goes to? An address freed by a stopped
+ * task may be given to its replacement on another node: a flow to the old
+ * one is over, and a SYN of it still unanswered is picked afresh.
+ */
 static __always_inline int sn_mesh_still_there(const struct sn_mesh_port *mp, struct sn_mesh_ct *ct)
 {
 	struct sn_service_key sk = {.vni = mp->vni, .vip = mp->addr};
 	struct sn_backend_key bk;
 	struct sn_service *svc;
+	struct sn_backend *be;
 
 	svc = bpf_map_lookup_elem(&sn_services, &sk);
 	if (!svc)
@@ -109,7 +115,8 @@ static __always_inline int sn_mesh_still_there(const struct sn_mesh_port *mp, st
 	bk.vni = mp->vni;
 	bk.vip = mp->addr;
 	bk.ip = ct->addr;
-	if (!bpf_map_lookup_elem(&sn_backends, &bk))
+	be = bpf_map_lookup_elem(&sn_backends, &bk);
+	if (!be || be->node_ip != ct->node)
 		return 0;
 	ct->table = svc->table;
 	return 1;

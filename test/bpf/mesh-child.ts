@@ -648,6 +648,36 @@ describe('mesh connection tracking: TCP entries on SYN only, ended by RST, a los
     }
   })
 
+  it("a flow whose backend's address now belongs to a task on another node is picked afresh, never sent to the old node", () => {
+    // Stop-first: the old task's address is given to its replacement, placed on another node (here: this one).
+    const MOVER = {ip: '10.0.0.12', mac: '02:42:0a:00:00:0c'}
+    const VIP_MOVE = '10.0.0.6'
+    const ep = (flags: number, nodeIp: string, ifindex: number) =>
+      xdp
+        .map('sn_endpoints')
+        .update(
+          snEndpointKey.encode({vni: VNI, ip: MOVER.ip}),
+          snEndpoint.encode({node_ip: nodeIp, ifindex, mac: MOVER.mac, flags}),
+        )
+    ep(4, PEER.ip, 0)
+    xdp.addService(VNI, VIP_MOVE, 6, [{key: 'task-old', ip: MOVER.ip, nodeIp: PEER.ip}])
+    publish(8084, P.IPPROTO_TCP, {vni: VNI, addr: VIP_MOVE, target: 80, mode: 1})
+    try {
+      const first = runXdp(toNode(P.IPPROTO_TCP, 49500, 8084, 0x02))
+      assert.equal(first.retval, XDP_TX)
+      assert.equal(addrOf(first.data, P.ETH_HLEN + 16), PEER.ip)
+      // The SYN went unanswered (the old task stopped); its replacement runs here with the same address.
+      ep(1 | 4, NODE, LOCAL_BE.ifindex)
+      xdp.addService(VNI, VIP_MOVE, 7, [{key: 'task-new', ip: MOVER.ip, nodeIp: NODE}])
+      const again = runXdp(toNode(P.IPPROTO_TCP, 49500, 8084, 0x02))
+      assert.equal(again.retval, XDP_REDIRECT, JSON.stringify(again.delta))
+      assert.deepEqual(again.delta, {mesh_new_flow: 1, mesh_local: 1})
+      assert.equal(addrOf(again.data, P.ETH_HLEN + 16), MOVER.ip)
+    } finally {
+      xdp.map('sn_mesh_ports').delete(snMeshPortKey.encode({port: 8084, proto: P.IPPROTO_TCP}))
+    }
+  })
+
   it('100k SYNs from random sources to the published port do not end an established flow', () => {
     establish(49300)
     const syn = toNode(P.IPPROTO_TCP, 1, 8080, 0x02)
