@@ -47,6 +47,7 @@ export async function threeMembers(dir: string): Promise<{members: EtcdMember[];
 export async function benchEtcd(): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-etcd-'))
   const clients: Etcd3[] = []
+  const backends: EtcdBackend[] = []
   const out: string[] = []
   let members: EtcdMember[] = []
   try {
@@ -65,7 +66,9 @@ export async function benchEtcd(): Promise<string[]> {
       const ms = ['m1', 'm2', 'm3'].map((id) => {
         const client = etcdClient({endpoints, prefix})
         clients.push(client)
-        return new EtcdBackend({client, prefix, local: localStore(id), selfId: id, endpoints})
+        const b = new EtcdBackend({client, prefix, local: localStore(id), selfId: id, endpoints})
+        backends.push(b)
+        return b
       })
       await ms[0]!.importRecords([{key: CLUSTER_KEY, value: SPEC}])
       await ms[0]!.write((m) => m.createNetwork({name: 'net', subnet: '10.50.0.0/16'}))
@@ -156,6 +159,7 @@ export async function benchEtcd(): Promise<string[]> {
     )
     return out
   } finally {
+    for (const b of backends) b.close()
     for (const c of clients) c.close()
     for (const m of members) await stopEtcdMember(m)
     rmSync(dir, {recursive: true, force: true})

@@ -36,6 +36,7 @@ export type ScaleEtcdResult = {
 export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-scale-etcd-'))
   const clients: Etcd3[] = []
+  const backends: EtcdBackend[] = []
   const stores: Store[] = []
   let members: EtcdMember[] = []
   const out: ScaleEtcdResult = {createP50Ms: {}, createsPerSec: 0, duplicateAddresses: 0, lines: []}
@@ -55,7 +56,15 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
       const ms = ['n0000', 'n0001', 'n0002'].map((id) => {
         const client = etcdClient({endpoints, prefix})
         clients.push(client)
-        return new EtcdBackend({client, prefix, local: localStore(`${id}-${prefix.replaceAll('/', '')}`), selfId: id, endpoints})
+        const b = new EtcdBackend({
+          client,
+          prefix,
+          local: localStore(`${id}-${prefix.replaceAll('/', '')}`),
+          selfId: id,
+          endpoints,
+        })
+        backends.push(b)
+        return b
       })
       await ms[0]!.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'scale'})}])
       const net = await ms[0]!.write((m) => m.createNetwork({name: 'net', subnet: SUBNET}))
@@ -164,6 +173,7 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
     )
     return out
   } finally {
+    for (const b of backends) b.close()
     for (const c of clients) c.close()
     for (const s of stores) s.close()
     for (const m of members) await stopEtcdMember(m)

@@ -1,10 +1,11 @@
 // Desired state in etcd: every manager may serve a request. One request is
-// one run of the manager's own logic over a fresh read of etcd (the request
-// view), then one transaction that writes what it decided and claims its
-// allocations (etcd-keys.ts). The transaction holds only if nothing it relied
-// on changed: each record it writes, each network its records name and each
-// allocation it takes or frees is at the revision it read. Otherwise it is
-// read again and decided again, so racing managers never get the same address.
+// one run of the manager's own logic over the manager's copy of etcd (the
+// request view over etcd-cache.ts: one read of the prefix, then a watch), then
+// one transaction that writes what it decided and claims its allocations
+// (etcd-keys.ts). The transaction holds only if nothing it relied on changed:
+// each record it writes, each network its records name and each allocation it
+// takes or frees is at the revision it read. Otherwise it is decided again once
+// the copy has caught up, so racing managers never get the same address.
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
@@ -18,11 +19,20 @@ import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
 import {isDesiredKey, type DesiredBackend, type DesiredStore, type WriteOptions} from './backend.js'
 import {ALLOC, LEADER, NETWORK_GUARD, STATE, allocationsOf} from './etcd-keys.js'
+import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {Manager} from './manager.js'
 import type {IndexSource} from './state-index.js'
 
-/** What one range read of the prefix found: key (without the prefix) -> value and mod revision. */
-type Snapshot = Map<string, {value: string; mod: string}>
+/** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
+type Snapshot = ReadonlyMap<string, CachedKv>
+
+/** How long a commit waits for the copy to show it (then the copy is read again). */
+const OWN_WRITE_WAIT_MS = 2000
+/**
+ * How long a request waits for the copy to reach the revision etcd is at when it begins (then the
+ * copy is read again: a revision made by writes outside the prefix never shows in its watch).
+ */
+const CATCH_UP_WAIT_MS = 200
 
 const MAX_ATTEMPTS = 30
 
@@ -48,9 +58,17 @@ export class EtcdBackend implements DesiredBackend {
   /** Transactions that lost a race and were decided again (for the benchmark and info). */
   retries = 0
   commits = 0
+  /** The copy of the prefix requests and mirror() read (started by the first of them). */
+  readonly cache: EtcdCache
 
   constructor(private readonly opts: EtcdBackendOptions) {
     this.ns = opts.client.namespace(opts.prefix)
+    this.cache = new EtcdCache(this.ns, opts.log)
+  }
+
+  /** Stops the copy's watch (before the client is closed). */
+  close(): void {
+    this.cache.close()
   }
 
   /** The node's gossip store this manager copies etcd's state into. */
@@ -75,8 +93,8 @@ export class EtcdBackend implements DesiredBackend {
 
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const snap = await this.etcd('read', () => this.snapshot())
-      const view = new RequestView(snap, this.opts.local, this.opts.selfId)
+      const snap = await this.etcd('read', () => this.current())
+      const view = new RequestView(snap.records, this.opts.local, this.opts.selfId)
       const result = fn(
         new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
           addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
@@ -91,9 +109,11 @@ export class EtcdBackend implements DesiredBackend {
         guard = this.opts.leaderRevision?.()
         if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
       }
-      const ops = transaction(snap, view.ops, guard)
+      const ops = transaction(snap.kvs, view.ops, guard)
       const res = await this.etcd('write', () => commit(this.ns, ops))
       if (res.succeeded) {
+        // The next read sees this commit (read-your-writes).
+        await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
         this.commits++
         this.copyLocal(view.ops)
         view.applySideEffects()
@@ -102,7 +122,7 @@ export class EtcdBackend implements DesiredBackend {
       this.retries++
       if (wopts.asLeader && guard !== undefined && !(await this.stillLeader(guard)))
         throw new UserError('this manager is no longer the leader: placement is left to the new one')
-      // Someone else committed first: read again, after a short random pause so racers spread out.
+      // Someone else committed first: decide again, after a short random pause so racers spread out.
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
     }
     throw new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
@@ -110,9 +130,7 @@ export class EtcdBackend implements DesiredBackend {
 
   /** Copies etcd's desired state into the node's store where they differ; returns how many keys changed. */
   async mirror(): Promise<number> {
-    const snap = await this.etcd('read', () => this.snapshot())
-    const want = new Map<string, Json>()
-    for (const [k, v] of snap) if (k.startsWith(STATE)) want.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
+    const want = (await this.etcd('read', () => this.current())).records
     let changed = 0
     const local = this.opts.local
     for (const [k, v] of want) {
@@ -127,7 +145,7 @@ export class EtcdBackend implements DesiredBackend {
     return changed
   }
 
-  /** The records in etcd (for migrate-store's check and the tests). */
+  /** The records in etcd, read now (for migrate-store's check and the tests). */
   async records(): Promise<Map<string, Json>> {
     const snap = await this.etcd('read', () => this.snapshot())
     const out = new Map<string, Json>()
@@ -162,9 +180,21 @@ export class EtcdBackend implements DesiredBackend {
     return r.kvs[0]?.create_revision === rev
   }
 
+  /**
+   * The copy, caught up with etcd as it is now: a request sees every commit made before it began,
+   * whichever manager made it (a network just created on another manager is there). One read of
+   * one key tells the revision etcd is at; the watch brings the copy there.
+   */
+  private async current() {
+    const r = await this.ns.get(LEADER).exec()
+    await this.cache.reach(Number(r.header.revision), CATCH_UP_WAIT_MS)
+    return this.cache.snapshot()
+  }
+
+  /** One range read of the whole prefix, now (not the copy). */
   private async snapshot(): Promise<Snapshot> {
     const r = await this.ns.getAll().prefix('').exec()
-    const snap: Snapshot = new Map()
+    const snap = new Map<string, CachedKv>()
     for (const kv of r.kvs) snap.set(kv.key.toString(), {value: kv.value.toString(), mod: kv.mod_revision})
     return snap
   }
@@ -309,17 +339,15 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
 class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
   private readonly sideEffects: (() => void)[] = []
-  private readonly state = new Map<string, Json>()
   /** The request's index (state-index.ts), told of each desired write as the store tells its own. */
   private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
 
   constructor(
-    snap: Snapshot,
+    /** The copy's records, as they are while the request's logic runs (it runs without a pause: they do not change). */
+    private readonly state: ReadonlyMap<string, Json>,
     private readonly local: Store,
     private readonly selfId: string,
-  ) {
-    for (const [k, v] of snap) if (k.startsWith(STATE)) this.state.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
-  }
+  ) {}
 
   get<T extends Json = Json>(key: string): T | undefined {
     if (!isDesiredKey(key)) return this.local.get<T>(key)

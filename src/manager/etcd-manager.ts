@@ -124,6 +124,7 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
       unsubscribe()
       await running
       await leadership.stop()
+      backend.close()
       client.close()
     },
   }

@@ -279,10 +279,13 @@ export class Manager {
    */
   reapAttachments(): string[] {
     const done: string[] = []
-    const statuses = new Map(this.store.values<AttachmentStatus>(prefixOf('attachmentstatus')).map((s) => [s.id, s]))
-    const nodes = new Map(this.read.nodes().map((n) => [n.id, n]))
-    const nets = new Set(this.read.networks().map((n) => n.id))
-    const atts = this.attachments()
+    // From the index: every pass asks this, and a read of the store per kind scans all its records.
+    const ix = this.index
+    const statuses = ix.attachmentStatuses
+    const nodes = ix.nodes
+    const nets = ix.networks
+    // A copy: the index's list changes as attachments are removed below.
+    const atts = [...ix.list<NetworkAttachment>('attachment')]
     for (const a of atts) {
       const why =
         statuses.get(a.id)?.state === 'gone'
@@ -299,12 +302,14 @@ export class Manager {
     // A status without its attachment is its node's to remove, once it has removed the veth
     // (`disconnect` waits for that): here only those with nothing left to remove (the namespace
     // is gone) or no node left to remove them.
-    const live = new Set(this.attachments().map((a) => a.id))
-    for (const [id, st] of statuses) {
-      if (live.has(id)) continue
+    const live = this.index.attachments
+    const reap = [...statuses.values()].filter((st) => {
+      if (live.has(st.id)) return false
       const node = nodes.get(st.nodeId)
-      if (st.state === 'gone' || !node || node.state === 'left') this.store.delete(keyOf('attachmentstatus', id))
-    }
+      return st.state === 'gone' || !node || node.state === 'left'
+    })
+    for (const st of reap.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)))
+      this.store.delete(keyOf('attachmentstatus', st.id))
     return done
   }
 
@@ -744,7 +749,7 @@ export class Manager {
 
 /** A store without change events (none in the agent today): an index of what it holds now. */
 function scanIndex(store: DesiredStore): StateIndex {
-  const kinds = ['node', 'network', 'service', 'task', 'attachment', 'taskstatus'] as const
+  const kinds = ['node', 'network', 'service', 'task', 'attachment', 'taskstatus', 'attachmentstatus'] as const
   return StateIndex.build(
     kinds.flatMap((k) =>
       store

@@ -5,7 +5,7 @@ import {macForIp, placeTasks} from '../model/allocate.js'
 import {hostPortKeys} from '../model/publish.js'
 import type {StateIndex} from './state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
-import {rollingStep} from './rolling.js'
+import {rollingStep, specOf, versionOf, type RollingStep} from './rolling.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {availabilityOf, nodeMatches, parseConstraint, parsePlacementPref} from '../model/placement.js'
 import type {Network, NodeRecord, Service, ServiceVip, Task} from '../model/types.js'
@@ -21,14 +21,24 @@ export type ClusterState = {
   addressStart?: number
 }
 
-/** Member nodes ('ready' in the store) and, of those, the ones not declared down (in id order, and as a set). */
-export type PlacementNodes = {members: ReadonlySet<string>; live: NodeRecord[]; liveIds: ReadonlySet<string>}
+/**
+ * Member nodes ('ready' in the store) and, of those, the ones not declared down (in id order, and
+ * as a set), and of those the ones whose agent is not heard now (view.agentAway): asked once per
+ * pass, not once per node and service.
+ */
+export type PlacementNodes = {
+  members: ReadonlySet<string>
+  live: NodeRecord[]
+  liveIds: ReadonlySet<string>
+  agentAway: readonly string[]
+}
 
 export function placementNodes(index: StateIndex, view: MembershipView = NOBODY_DOWN): PlacementNodes {
   const all = index.list<NodeRecord>('node')
   const members = new Set(all.filter((n) => n.state === 'ready').map((n) => n.id))
   const live = all.filter((n) => members.has(n.id) && !view.isDown(n.id))
-  return {members, live, liveIds: new Set(live.map((n) => n.id))}
+  const agentAway = view.agentAway ? live.filter((n) => view.agentAway!(n.id)).map((n) => n.id) : []
+  return {members, live, liveIds: new Set(live.map((n) => n.id)), agentAway}
 }
 
 /** A network that has fewer free addresses than the service's new tasks (and its new VIP) need. */
@@ -65,46 +75,92 @@ export type ServicePlan = {
 export const endpointModeOf = (svc: Pick<Service, 'endpointMode'>) => svc.endpointMode ?? 'vip'
 
 export function planService(svc: Service, state: ClusterState, mint: {id: () => string; now: number}): ServicePlan {
+  const nodes = state.nodes ?? placementNodes(state.index, state.membership ?? NOBODY_DOWN)
+  // On a placed cluster nearly every service of a full pass is placed as its spec asks: that is
+  // checked first, in one walk over its tasks, instead of planned in full to find nothing to do.
+  if (isSettled(svc, state.index, fittingNodes(svc, state.index, nodes.live, nodes.liveIds).ids))
+    return {remove: [], retire: [], create: [], extend: [], shortfalls: [], missingNetworks: []}
+  return planInFull(svc, {...state, nodes}, mint)
+}
+
+/**
+ * Whether planInFull would find nothing to do for the service: replicated, without host-mode
+ * ports; every network it names exists; in vip mode it holds one VIP per network, in their order
+ * (none otherwise); it has exactly one task per slot 1..replicas, each meant to run, of the
+ * current spec version, on a node that may take it (`fit`: live, not drained, meeting its
+ * constraints), with one address on each of its networks and on no other. Nothing there is
+ * stale, rolled, moved, extended or allocated. (Statuses, paused nodes and agents away matter
+ * only to tasks that go or come; test/unit/manager-state-index.test.ts checks the two agree.)
+ */
+export function isSettled(svc: Service, ix: StateIndex, fit: ReadonlySet<string>): boolean {
+  if (!('replicas' in svc.mode)) return false
+  const replicas = svc.mode.replicas
+  if (svc.ports?.some((p) => p.mode === 'host')) return false
+  const nets = svc.networks
+  for (let i = 0; i < nets.length; i++) if (!ix.networks.has(nets[i]!) || nets.indexOf(nets[i]!) !== i) return false
+  const vips = svc.vips ?? []
+  if (endpointModeOf(svc) === 'vip') {
+    if (vips.length !== nets.length) return false
+    for (let i = 0; i < nets.length; i++) if (vips[i]!.networkId !== nets[i]) return false
+  } else if (vips.length > 0) return false
+  const tasks = ix.tasksByService.get(svc.id)
+  if ((tasks?.size ?? 0) !== replicas) return false
+  if (!tasks) return true
+  const v = versionOf(svc)
+  const slots = new Set<number>()
+  for (const t of tasks.values()) {
+    if (t.desiredState !== 'running' || specOf(t) !== v || !fit.has(t.nodeId)) return false
+    if (!Number.isInteger(t.slot) || t.slot < 1 || t.slot > replicas || slots.has(t.slot)) return false
+    slots.add(t.slot)
+    if (t.attachments.length !== nets.length) return false
+    for (const a of t.attachments) if (!nets.includes(a.networkId)) return false
+    for (const id of nets) if (lacks(t, id)) return false
+  }
+  return true
+}
+
+/** The plan worked out in full (planService checks first whether there is anything to do). */
+export function planInFull(svc: Service, state: ClusterState, mint: {id: () => string; now: number}): ServicePlan {
   const ix = state.index
   const view = state.membership ?? NOBODY_DOWN
-  const {members, live, liveIds} = state.nodes ?? placementNodes(ix, view)
+  const {members, live, liveIds, agentAway: awayLive} = state.nodes ?? placementNodes(ix, view)
   // The service's own tasks, in key order: all that placement keeps, replaces or removes.
   const mine = ix.tasksOf(svc.id)
   // A task without an address on the ingress network (added when the service got its first
   // ingress port), or with one on a network the service left, is replaced by one that has them all.
   // One that only lacks another network gets an address on it and keeps running (extend below).
-  const ingressIds = new Set(svc.networks.filter((id) => ix.networks.get(id)?.ingress === true))
-  const lacks = (t: Task, id: string) => !t.attachments.some((a) => a.networkId === id)
-  const stale = new Set(
-    mine
-      .filter(
-        (t) =>
-          [...ingressIds].some((id) => lacks(t, id)) ||
-          t.attachments.some((a) => !svc.networks.includes(a.networkId)) ||
-          (t.desiredState !== 'running' && svc.networks.some((id) => lacks(t, id))),
-      )
-      .map((t) => t.id),
-  )
-  const hostRule = hostPortRule(svc, hostPortState(svc, ix))
+  // (Loops rather than chains of closures: this runs for every service of every pass.)
+  const ingressIds = svc.networks.filter((id) => ix.networks.get(id)?.ingress === true)
+  const stale = new Set<string>()
+  for (const t of mine)
+    if (
+      ingressIds.some((id) => lacks(t, id)) ||
+      t.attachments.some((a) => !svc.networks.includes(a.networkId)) ||
+      (t.desiredState !== 'running' && svc.networks.some((id) => lacks(t, id)))
+    )
+      stale.add(t.id)
+  // Without a host-mode port there is no rule (hostPortRule says so): its state is not gathered.
+  const hostRule = hostPortKeys(svc).size === 0 ? undefined : hostPortRule(svc, hostPortState(svc, ix))
   // Constraints and availability: tasks on a node that no longer fits (drained, relabelled) are
   // not kept, so they stop gracefully below and are placed again where they fit.
   const fit = fittingNodes(svc, ix, live, liveIds)
-  const agentAway = view.agentAway ? [...fit.ids].filter((id) => view.agentAway!(id)) : []
+  const agentAway = fit.ids === liveIds ? awayLive : awayLive.filter((id) => fit.ids.has(id))
   const away = agentAway.length > 0 || fit.paused.size > 0 ? new Set([...agentAway, ...fit.paused]) : undefined
   // A rolling update's step (rolling.ts): held and retired old tasks leave placement (their slot
-  // gets its new task), blocked ones keep their slot as if they still ran.
-  const roll = rollingStep(
-    svc,
-    mine.filter((t) => !stale.has(t.id)),
-    ix.statuses,
-  )
+  // gets its new task), blocked ones keep their slot as if they still ran. Without a task of an
+  // older spec version there is nothing to roll (rollingStep finds no old task): not asked.
+  const current = mine.filter((t) => !stale.has(t.id))
+  const v = versionOf(svc)
+  const roll = current.some((t) => specOf(t) !== v) ? rollingStep(svc, current, ix.statuses) : NO_ROLL
   const placements = placeTasks(
     svc,
     fit.ids,
-    [
-      ...mine.filter((t) => !stale.has(t.id) && !roll.hold.has(t.id) && !roll.retire.has(t.id)),
-      ...mine.filter((t) => roll.block.has(t.id)).map((t) => ({...t, desiredState: 'running' as const})),
-    ],
+    roll === NO_ROLL
+      ? current
+      : [
+          ...current.filter((t) => !roll.hold.has(t.id) && !roll.retire.has(t.id)),
+          ...mine.filter((t) => roll.block.has(t.id)).map((t) => ({...t, desiredState: 'running' as const})),
+        ],
     hostRule?.rule,
     away,
     fit.spread,
@@ -168,7 +224,6 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
   const kept = new Map((vipMode ? (svc.vips ?? []) : []).filter((v) => ix.networks.has(v.networkId)).map((v) => [v.networkId, v]))
   // Kept running tasks that lack a network of the service (it was added): they get an address on it.
   const toExtend = mine.filter((t) => keep.has(t.id) && svc.networks.some((id) => lacks(t, id)))
-  const extNeed = (id: string) => toExtend.filter((t) => lacks(t, id)).length
   const needPools = wanted.length > 0 || toExtend.length > 0 || (vipMode && nets.some((n) => !kept.has(n.id)))
   // Nothing to allocate: no address is looked at (a pass over a placed cluster stays cheap).
   const pools = needPools ? addressPools(svc, nets, removed, kept, vipMode, ix, state.addressStart) : []
@@ -181,7 +236,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     else if (p.vip && p.free > 0) vips.push({networkId: p.net.id, ip: p.next.next().value as string})
   }
   // Running tasks first: a network with no room for them all extends none (and is a shortfall).
-  const extendFits = pools.every((p) => p.free - (p.vip ? 1 : 0) >= extNeed(p.net.id))
+  const extendFits = pools.every((p) => p.free - (p.vip ? 1 : 0) >= extNeed(toExtend, p.net.id))
   const extend = extendFits
     ? toExtend.map((t): Task => {
         const more = pools
@@ -193,11 +248,13 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
         return {...t, attachments: [...t.attachments, ...more]}
       })
     : []
-  const taken = (id: string) => (extendFits ? extNeed(id) : 0)
-  const fits = Math.min(wanted.length, ...pools.map((p) => Math.max(0, p.free - (p.vip ? 1 : 0) - taken(p.net.id))))
+  const fits = Math.min(
+    wanted.length,
+    ...pools.map((p) => Math.max(0, p.free - (p.vip ? 1 : 0) - (extendFits ? extNeed(toExtend, p.net.id) : 0))),
+  )
   const shortfalls = pools
-    .filter((p) => p.free < wanted.length + extNeed(p.net.id) + (p.vip ? 1 : 0))
-    .map((p) => ({network: p.net, need: wanted.length + extNeed(p.net.id), free: p.free, vip: p.vip}))
+    .filter((p) => p.free < wanted.length + extNeed(toExtend, p.net.id) + (p.vip ? 1 : 0))
+    .map((p) => ({network: p.net, need: wanted.length + extNeed(toExtend, p.net.id), free: p.free, vip: p.vip}))
   const vipsChanged = vipMode ? !sameVips(vips, svc.vips) : svc.vips !== undefined && svc.vips.length > 0
 
   const create = wanted.slice(0, fits).map((p): Task => {
@@ -254,6 +311,19 @@ function fittingNodes(svc: Service, ix: StateIndex, live: NodeRecord[], liveIds:
 }
 
 const NONE: ReadonlySet<string> = new Set()
+
+/** rollingStep's answer when no task is of an older spec version (shared: never changed). */
+const NO_ROLL: RollingStep = {hold: new Set(), retire: new Set(), block: new Set(), stop: new Set(), wait: new Set()}
+
+/** How many of the tasks to extend lack an address on the network. */
+function extNeed(toExtend: Task[], id: string): number {
+  return toExtend.filter((t) => lacks(t, id)).length
+}
+
+/** Whether a task has no address on the network. */
+function lacks(t: Task, id: string): boolean {
+  return !t.attachments.some((a) => a.networkId === id)
+}
 
 /**
  * Each network's free addresses as this plan sees them: everything held (tasks, attachments,

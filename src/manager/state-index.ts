@@ -7,7 +7,7 @@
 import {attachmentAsTask} from '../model/attachment.js'
 import {broadcast, cidrContains, formatIpv4, parseCidr, tryParseIpv4, type Cidr} from '../model/ipv4.js'
 import {hostPortKeys} from '../model/publish.js'
-import type {Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
+import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import type {Json} from '../store/json.js'
 import type {NodeSpec} from '../model/placement.js'
 
@@ -102,6 +102,8 @@ export class StateIndex {
   readonly networks = new Map<string, Network>()
   readonly attachments = new Map<string, NetworkAttachment>()
   readonly statuses = new Map<string, TaskStatus>()
+  /** What nodes say of attachments (attachmentstatus/<id>): the manager reaps by them every pass. */
+  readonly attachmentStatuses = new Map<string, AttachmentStatus>()
   /** Node labels and availability (nodespec/<id>, written by managers). */
   readonly nodeSpecs = new Map<string, NodeSpec>()
   /** serviceId -> its tasks (a service id with tasks may have no service record: orphans). */
@@ -151,6 +153,9 @@ export class StateIndex {
         break
       case 'taskstatus':
         setOrDelete(this.statuses, id, value as TaskStatus | undefined)
+        return
+      case 'attachmentstatus':
+        setOrDelete(this.attachmentStatuses, id, value as AttachmentStatus | undefined)
         return
       case 'nodespec':
         setOrDelete(this.nodeSpecs, id, value as NodeSpec | undefined)

@@ -22,12 +22,14 @@ import {clusterSpec, etcdClusterNodes} from './model-records.js'
 let etcd: TestEtcd
 const dirs: string[] = []
 const clients: Etcd3[] = []
+const backends: EtcdBackend[] = []
 let n = 0
 
 before(async () => {
   etcd = await startTestEtcd()
 })
 after(async () => {
+  for (const b of backends) b.close()
   for (const c of clients) c.close()
   await etcd?.stop()
   for (const d of dirs) rmSync(d, {recursive: true, force: true})
@@ -43,7 +45,9 @@ async function cluster(addressStart?: number): Promise<EtcdBackend[]> {
     for (const n of etcdClusterNodes()) local.put(keyOf('node', n.id), n)
     const client = etcdClient({endpoints: [etcd.endpoint], prefix})
     clients.push(client)
-    return new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], addressStart})
+    const b = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], addressStart})
+    backends.push(b)
+    return b
   })
   const spec = clusterSpec()
   await managers[0]!.importRecords([{key: 'cluster', value: spec}])
@@ -145,6 +149,7 @@ test('etcd unreachable: the request fails fast with one line naming the endpoint
   const client = etcdClient({endpoints: dead, prefix: '/x/'})
   clients.push(client)
   const b = new EtcdBackend({client, prefix: '/x/', local, selfId: 'm1', endpoints: dead})
+  backends.push(b)
   const t0 = Date.now()
   const err = await b
     .write((m) => m.createNetwork({name: 'a'}))
@@ -212,8 +217,11 @@ test('one leader; when its process is killed (SIGKILL) another manager takes the
     const spec = clusterSpec()
     const c2 = etcdClient({endpoints: [etcd.endpoint], prefix})
     clients.push(c2)
-    const backend = (selfId: string, rev: () => string | undefined) =>
-      new EtcdBackend({client: c2, prefix, local, selfId, endpoints: [etcd.endpoint], leaderRevision: rev})
+    const backend = (selfId: string, rev: () => string | undefined) => {
+      const b = new EtcdBackend({client: c2, prefix, local, selfId, endpoints: [etcd.endpoint], leaderRevision: rev})
+      backends.push(b)
+      return b
+    }
     const stale = backend('m1', () => oldRev)
     await stale.importRecords([{key: 'cluster', value: spec}])
     await assert.rejects(

@@ -5,7 +5,9 @@
 // loop's pass over what changed, after which a pass over every service writes nothing. After every step the
 // index kept from the store's change events equals one built from scratch from what the store
 // holds, the free addresses it answers equal freeAddresses/freeAddressCount over the scanned set,
-// and service ls/ps rendered from it equal what the same views render from a plain scan.
+// and service ls/ps rendered from it equal what the same views render from a plain scan; and
+// for every service the plan placement makes (planService, which first checks whether the
+// service is settled and then has nothing to do) equals the plan worked out in full.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import fc from 'fast-check'
@@ -14,10 +16,11 @@ import {serviceListView, serviceTasksView} from '../../src/agent/render.js'
 import {startManagerLoop, type ManagerLoop} from '../../src/manager/loop.js'
 import {Manager} from '../../src/manager/manager.js'
 import {indexOf, StateIndex} from '../../src/manager/state-index.js'
+import {placementNodes, planInFull, planService} from '../../src/manager/plan.js'
 import {freeAddressCount, freeAddresses, macForIp} from '../../src/model/allocate.js'
 import {broadcast, parseCidr, parseIpv4} from '../../src/model/ipv4.js'
 import {isUserError} from '../../src/model/errors.js'
-import type {Network, NetworkAttachment, NodeRecord, Task, TaskStatus} from '../../src/model/types.js'
+import type {Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import type {Entry} from '../../src/store/entry.js'
 import type {Store} from '../../src/store/store.js'
@@ -100,6 +103,7 @@ function shape(ix: StateIndex) {
     networks: byKey(ix.networks),
     attachments: byKey(ix.attachments),
     statuses: byKey(ix.statuses),
+    attachmentStatuses: byKey(ix.attachmentStatuses),
     tasksByService: sets(ix.tasksByService),
     tasksByNode: sets(ix.tasksByNode),
     hostPorts: sets(ix.hostPorts),
@@ -121,7 +125,7 @@ function scannedUsed(store: Store, net: Network): Set<string> {
   ])
 }
 
-function check(store: Store): void {
+function check(store: Store, down: ReadonlySet<string> = new Set()): void {
   const live = indexOf(store)
   const scanned = StateIndex.build(store.list(''))
   assert.deepEqual(shape(live), shape(scanned))
@@ -149,6 +153,18 @@ function check(store: Store): void {
   assert.ok(indexed.index && !plain.index)
   assert.deepEqual(serviceListView(indexed), serviceListView(plain))
   for (const s of plain.services()) assert.deepEqual(serviceTasksView(s, indexed), serviceTasksView(s, plain))
+  // Placement's shortcut for a settled service finds what the full plan finds (nothing), and
+  // only then is taken. Ids and time minted alike for both, so the plans compare whole.
+  const membership = {isDown: (id: string) => down.has(id)}
+  const nodes = placementNodes(live, membership)
+  for (const svc of live.list<Service>('service')) {
+    const mint = () => {
+      let n = 0
+      return {id: () => `t${n++}`, now: 1}
+    }
+    const state = {index: live, membership, nodes}
+    assert.deepEqual(planService(svc, state, mint()), planInFull(svc, state, mint()), `plan of ${svc.name}`)
+  }
 }
 
 function run(store: Store, ops: Op[]): void {
@@ -291,7 +307,7 @@ function steps(store: Store, m: Manager, down: Set<string>, loop: ManagerLoop, o
       // A refusal (no room, no such service, a duplicate name) changes nothing; anything else is a bug.
       if (!isUserError(e as Error)) throw e
     }
-    check(store)
+    check(store, down)
   }
 }
 

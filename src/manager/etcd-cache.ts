@@ -1,0 +1,154 @@
+// A manager's copy of its cluster's keys in etcd (issue 24): one range read of the prefix, then
+// one watch from the revision after it, its events applied in order. Requests and the leader's
+// passes read the copy, at the revision it holds, instead of reading the whole prefix each time.
+// The copy may lag other managers' commits: a transaction compares what it read (etcd-backend.ts),
+// so a stale read costs a retry, never a wrong write. After a commit the backend waits until the
+// copy holds the commit's revision (read-your-writes); after a lost race, until it holds the
+// revision etcd answered with. A watch etcd cancels (its start was compacted away) or that breaks
+// is dropped and the prefix read again before the next read.
+import type {IWatchResponse, Namespace, Watcher} from 'etcd3'
+import type {Json} from '../store/json.js'
+import {STATE} from './etcd-keys.js'
+
+/** A key's value (and, for desired state, its parsed record) and its mod revision. */
+export type CachedKv = {value: string; mod: string}
+
+export class EtcdCache {
+  /** key (without the prefix) -> value and mod revision: what one range read of the prefix would find. */
+  private kvs = new Map<string, CachedKv>()
+  /** The desired-state records (keys under STATE, without it), parsed once as they arrive. */
+  private records = new Map<string, Json>()
+  /** Every change up to this revision is in the copy (0: not read yet). */
+  revision = 0
+  /** How many times the prefix was read whole (the first time included). */
+  listings = 0
+  private watcher: Watcher | undefined
+  private loading: Promise<void> | undefined
+  private waiters: {rev: number; done: (ok: boolean) => void}[] = []
+  private closed = false
+
+  constructor(
+    private readonly ns: Namespace,
+    private readonly log?: (m: string) => void,
+  ) {}
+
+  /** The copy, read first when there is none or its watch was dropped. Shared: do not change it. */
+  async snapshot(): Promise<{kvs: ReadonlyMap<string, CachedKv>; records: ReadonlyMap<string, Json>; revision: number}> {
+    if (this.closed) throw new Error('the etcd cache is closed')
+    if (!this.watcher) {
+      this.loading ??= this.load().finally(() => (this.loading = undefined))
+      await this.loading
+    }
+    return {kvs: this.kvs, records: this.records, revision: this.revision}
+  }
+
+  /**
+   * Resolves true once the copy holds revision rev, false after ms without it: then the watch is
+   * dropped, so the next snapshot() reads the prefix again (a revision that never shows, as one
+   * made by writes outside the prefix, costs one read, not a hang).
+   */
+  async reach(rev: number, ms: number): Promise<boolean> {
+    if (this.revision >= rev) return true
+    if (!this.watcher) return false
+    const ok = await new Promise<boolean>((done) => {
+      const w = {rev, done}
+      this.waiters.push(w)
+      setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w)
+        done(false)
+      }, ms).unref()
+    })
+    if (!ok) this.drop()
+    return ok
+  }
+
+  /** Stops watching: the next snapshot() reads the prefix again (what a broken watch leads to). */
+  drop(): void {
+    const w = this.watcher
+    this.watcher = undefined
+    if (w) void w.cancel().catch(() => undefined)
+  }
+
+  close(): void {
+    this.closed = true
+    this.drop()
+    for (const w of this.waiters) w.done(false)
+    this.waiters = []
+  }
+
+  private async load(): Promise<void> {
+    this.drop()
+    const r = await this.ns.getAll().prefix('').exec()
+    this.listings++
+    const kvs = new Map<string, CachedKv>()
+    const records = new Map<string, Json>()
+    for (const kv of r.kvs) {
+      const key = kv.key.toString()
+      const value = kv.value.toString()
+      kvs.set(key, {value, mod: kv.mod_revision})
+      if (key.startsWith(STATE)) records.set(key.slice(STATE.length), JSON.parse(value) as Json)
+    }
+    const rev = Number(r.header.revision)
+    // The watch starts right after the read's revision: no change falls between the two.
+    const w = this.ns
+      .watch()
+      .prefix('')
+      .startRevision(String(rev + 1))
+      .watcher()
+    // The copy and its watch go in together, listeners before any event can arrive (etcd3's
+    // create() would attach them a tick late): events from rev+1 on apply to this read.
+    this.kvs = kvs
+    this.records = records
+    this.revision = rev
+    this.watcher = w
+    const connected = new Promise<void>((resolve, reject) => {
+      w.once('connected', () => resolve())
+      w.on('error', (e: Error) => {
+        reject(e)
+        if (this.watcher !== w) return
+        // Cancelled by etcd (its start revision was compacted) or failed: read the prefix again next time.
+        this.log?.(`etcd: the watch of the cluster state ended (${e.message.split('\n')[0]}): reading it again`)
+        this.watcher = undefined
+      })
+    })
+    w.on('data', (res: IWatchResponse) => this.applyEvents(w, res))
+    // The stream broke: etcd3 would resume it, but from a revision that may be compacted by then; read again instead.
+    w.on('disconnected', () => {
+      if (this.watcher === w) this.drop()
+    })
+    try {
+      await connected
+    } catch (e) {
+      if (this.watcher === w) this.drop()
+      else void w.cancel().catch(() => undefined)
+      throw e
+    }
+    if (this.closed) this.drop()
+  }
+
+  private applyEvents(w: Watcher, res: IWatchResponse): void {
+    // Events of a watch already dropped are not the copy's.
+    if (this.watcher !== w) return
+    for (const ev of res.events) {
+      // etcd3's own 'data' listener has taken the prefix off the key already.
+      const key = ev.kv.key.toString()
+      if (ev.type === 'Put') {
+        const value = ev.kv.value.toString()
+        this.kvs.set(key, {value, mod: ev.kv.mod_revision})
+        if (key.startsWith(STATE)) this.records.set(key.slice(STATE.length), JSON.parse(value) as Json)
+      } else {
+        this.kvs.delete(key)
+        if (key.startsWith(STATE)) this.records.delete(key.slice(STATE.length))
+      }
+    }
+    this.revision = Math.max(this.revision, Number(res.header.revision))
+    this.wake()
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return
+    const ready = this.waiters.filter((w) => w.rev <= this.revision)
+    this.waiters = this.waiters.filter((w) => w.rev > this.revision)
+    for (const w of ready) w.done(true)
+  }
+}
