@@ -189,8 +189,13 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     const [subnet, len] = n.subnet.split('/')
     out.networks.set(n.vni!, {subnet: subnet!, prefixLen: Number(len), ingress: n.ingress, mtu: taskMtu(n)})
   }
+  // An address freed by a stopped task may be given to its replacement (on another node) while
+  // this node still sees the old one draining (the store's changes come in any order): the task
+  // meant to run holds the address here, never the one going away.
+  const heldByRunning = new Set<string>()
   for (const t of v.tasks) {
-    if (t.desiredState !== 'running' && !isDraining(t, nodeById, v.statuses)) continue
+    const draining = t.desiredState !== 'running'
+    if (draining && !isDraining(t, nodeById, v.statuses)) continue
     const owner = nodeById.get(t.nodeId)
     if (!owner) continue
     for (const a of t.attachments) {
@@ -200,7 +205,12 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
       const ifindex = isLocal ? localIf.get(`${t.id}/${a.networkId}`) : 0
       // A local task whose device does not exist yet has no endpoint here until it does.
       if (isLocal && !ifindex) continue
-      out.endpoints.set(`${net.vni}/${a.ip}`, {
+      // Its device stays either way: a draining task still sends (its flows' replies).
+      if (isLocal) out.devices.set(ifindex!, {vni: net.vni!, ip: a.ip})
+      const key = `${net.vni}/${a.ip}`
+      if (draining && heldByRunning.has(key)) continue
+      if (!draining) heldByRunning.add(key)
+      out.endpoints.set(key, {
         vni: net.vni!,
         ip: a.ip,
         nodeIp: owner.addr,
@@ -208,7 +218,6 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
         mac: a.mac,
         local: isLocal,
       })
-      if (isLocal) out.devices.set(ifindex!, {vni: net.vni!, ip: a.ip})
     }
   }
   desiredServices(v, out, netById, nodeById, localNets)
@@ -278,6 +287,7 @@ function desiredServices(
         if (!serving && !isDraining(t, nodeById, v.statuses)) continue
         const ep = out.endpoints.get(`${vni}/${a.ip}`)
         if (!ep) continue // a local task whose device is not there yet
+        if (!serving && ep.nodeIp !== owner.addr) continue // its address is another node's task's now
         ;(serving ? backends : draining).push({
           key: t.id,
           ip: a.ip,
@@ -291,6 +301,12 @@ function desiredServices(
         }
       }
       backends.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      // A draining task whose address a serving one holds now (see desiredMaps) is no backend here:
+      // both would be one entry of sn_backends, and it must name the serving task's node.
+      if (draining.length > 0) {
+        const serving = new Set(backends.map((b) => b.ip))
+        for (let i = draining.length - 1; i >= 0; i--) if (serving.has(draining[i]!.ip)) draining.splice(i, 1)
+      }
       draining.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
       // More running backends than the tier holds (a scale-down under way): the next tier, so every backend fits.
       const size = backends.length > tier.capacity ? maglevTier(backends.length).size : tier.size

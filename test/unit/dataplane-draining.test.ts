@@ -91,3 +91,32 @@ test("the node of a draining task keeps its network's maps, though it runs no ot
   assert.equal(d.endpoints.get('4097/10.0.1.6')?.local, true)
   assert.ok(d.services!.get('4097/10.0.1.100')?.draining)
 })
+
+test("an address a replacement on another node got while this node still sees the old task draining: the replacement's, in the endpoints and the backend set", () => {
+  // The store's changes come in any order: the old task (on b) still draining here, its
+  // replacement w3 (on a third node, c) already running with the address it freed.
+  const base = view('shutdown')
+  for (const order of ['old first', 'new first']) {
+    const w3 = task('w3', 'c', '10.0.1.6', 2)
+    const tasks = order === 'old first' ? [...base.tasks, w3] : [w3, ...base.tasks]
+    const v: ClusterView = {
+      ...base,
+      nodes: [...base.nodes, node('c', '172.30.0.13')],
+      tasks,
+      statuses: new Map([...base.statuses!, ['w3', {state: 'running' as const}]]),
+    }
+    const d = desiredMaps(v)
+    assert.equal(d.endpoints.get('4097/10.0.1.6')?.nodeIp, '172.30.0.13', `${order}: the endpoint is the running task's`)
+    const s = d.services!.get('4097/10.0.1.100')!
+    assert.deepEqual(
+      s.backends.map((b) => [b.key, b.nodeIp]),
+      [
+        ['w1', '172.30.0.11'],
+        ['w3', '172.30.0.13'],
+      ],
+    )
+    assert.equal(s.draining, undefined, `${order}: the old task is no backend entry of its own`)
+    const enc = encodeDesired(d)
+    assert.equal(enc.sn_backends.size, 2)
+  }
+})
