@@ -2,7 +2,7 @@
 /*
  * cgroup sock_addr hooks for the routing mesh from the node itself
  * (bpf/include/sock_mesh.h): connect4 and sendmsg4 send a node process's
- * socket for (127.0.0.0/8 or the node's address, published port) to a target
+ * socket for (127.0.0.0/8 or an address of the node, published port) to a target
  * of the port; recvmsg4 and getpeername4 give the process back the address
  * and port it used, so a UDP client sees its reply come from where it sent
  * and a TCP peer name is what it connected to. Every hook returns 1 (go on):
@@ -40,7 +40,7 @@ static __always_inline void sn_sock_redirect(struct bpf_sock_addr *ctx, __u8 pro
 	if (!cfg)
 		return;
 	dst = ctx->user_ip4;
-	if ((bpf_ntohl(dst) >> 24) != 127 && dst != cfg->node_ip)
+	if ((bpf_ntohl(dst) >> 24) != 127 && dst != cfg->node_ip && !sn_mesh_addr(dst))
 		return;
 	pk.port = (__be16)ctx->user_port;
 	pk.proto = proto;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The routing mesh: published ports answered on the node's underlay address.
+ * The routing mesh: published ports answered on every address of the node
+ * (its underlay address, and those of sn_mesh_addrs: mesh_addrs.h).
  *
  * Request, on the node the client spoke to (the "ingress node"), in XDP:
- * (node address, port, protocol) found in sn_mesh_ports -> a backend from the
+ * (a node address, port, protocol) found in sn_mesh_ports -> a backend from the
  * service's Maglev table on the ingress network (the same sn_services /
  * sn_maglev / sn_backends as VIPs) or from connection tracking -> DNAT to the
  * backend's address and target port, the client's address kept -> a local
@@ -38,6 +39,7 @@
 #include "parse.h"
 #include "vxlan.h"
 #include "nat.h"
+#include "mesh_addrs.h"
 
 /* A published port: the port and protocol on the node's address. */
 struct sn_mesh_port_key {

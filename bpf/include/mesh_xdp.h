@@ -159,7 +159,8 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (!sn_ipv4_plain(ip) || !sn_fits(ports, end))
 		return -1;
 	cfg = sn_get_config();
-	if (!cfg || ip->daddr != cfg->node_ip)
+	/* The underlay address, or another of the node's own (mesh_addrs.h). */
+	if (!cfg || (ip->daddr != cfg->node_ip && !sn_mesh_addr(ip->daddr)))
 		return -1;
 	if (ip->protocol == IPPROTO_UDP && ports->dest == cfg->vxlan_port)
 		return -1;

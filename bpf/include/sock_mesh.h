@@ -2,7 +2,7 @@
 /*
  * The routing mesh from the node itself (bpf/sock_mesh.c): a node's own
  * process that connects (TCP) or sends (UDP) to a published port on 127.0.0.1
- * or the node's address never meets XDP on the underlay, so the socket's
+ * or any of the node's addresses (mesh_addrs.h) never meets XDP on the underlay, so the socket's
  * destination is rewritten before the kernel routes it, in cgroup sock_addr
  * hooks on the cgroup2 root, to one of the port's targets:
  *   - a task of the service on this node: its gateway-bridge address and the
@@ -19,6 +19,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "mesh_addrs.h"
 
 /* One entry: which namespace is this node's, and its address. */
 struct sn_sock_config {

@@ -9,6 +9,7 @@ import {parseToken, rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
+import {meshAddrs, watchAddrs} from '../dataplane/node-addrs.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps} from '../dataplane/desired.js'
@@ -387,6 +388,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
             services: controller.services(),
             statuses: controller.statuses(),
             localGateways: tasks.localGateways(),
+            // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
+            localAddrs: meshAddrs([gw.ifname]),
           }),
           dns: dns.fastPath(),
         })
@@ -429,6 +432,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const soon = () => {
     if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
   }
+  // An address added to or removed from the node: its published ports follow at once.
+  const addrWatch = watchAddrs(soon, log)
   const unsubscribe = store.onChange((key, value) => {
     // This node's task states are written by its own reconcilers; another node's decide which backends a VIP has.
     const statusNode = (value as {nodeId?: unknown} | undefined)?.nodeId
@@ -521,6 +526,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const quiesce = () =>
     (quiesced ??= (async () => {
       clearInterval(periodic)
+      addrWatch.stop()
       if (rotationTimer) clearInterval(rotationTimer)
       placement?.stop()
       await ha?.stop()

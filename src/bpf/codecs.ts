@@ -493,7 +493,7 @@ export const snProbeKey = defineStruct('sn_probe_key', 24, [
   {name: 'pad', offset: 20, size: 4, kind: 'pad'},
 ])
 
-/** A node's underlay address as the key of sn_mesh_nodes (__be32). */
+/** A node's underlay address as the key of sn_mesh_nodes, a local address as sn_mesh_addrs' (__be32). */
 export const ipv4Key: Codec<string> = {
   cType: '__be32',
   size: 4,
@@ -705,6 +705,7 @@ export const mapCodecs = {
   sn_mesh_stats: {key: snMeshPortKey, value: snMeshStats, percpu: true},
   sn_mesh_ct: {key: snMeshCtKey, value: snMeshCt},
   sn_mesh_nodes: {key: ipv4Key, value: snMeshNode},
+  sn_mesh_addrs: {key: ipv4Key, value: u32}, // bpf/include/mesh_addrs.h; value: flags, none yet
   sn_mesh_config: {key: u32, value: snMeshConfig},
   sn_gateways: {key: u32, value: snGateway},
   sn_mesh_syn: {key: snMeshCtKey, value: snMeshCt}, // key: ifindex of a task's gateway-bridge device (host side)

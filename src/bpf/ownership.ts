@@ -40,6 +40,8 @@ export const MAP_OWNERSHIP = {
   sn_gateways: {owner: 'store', rule: 'mirror'},
   sn_mesh_ports: {owner: 'store', rule: 'mirror'},
   sn_mesh_nodes: {owner: 'store', rule: 'mirror'},
+  // The node's own addresses (src/dataplane/node-addrs.ts), mirrored like the store-derived maps.
+  sn_mesh_addrs: {owner: 'store', rule: 'mirror'},
   sn_mesh_config: {owner: 'store', rule: 'config'},
   sn_mesh_ct: {owner: 'datapath', rule: 'none'},
   sn_mesh_syn: {owner: 'datapath', rule: 'none'},

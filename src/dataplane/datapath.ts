@@ -165,6 +165,7 @@ export class Datapath {
           sn_ct: task.map('sn_ct'),
           sn_mesh_ports: underlay.map('sn_mesh_ports'),
           sn_mesh_nodes: underlay.map('sn_mesh_nodes'),
+          sn_mesh_addrs: underlay.map('sn_mesh_addrs'),
           sn_mesh_ct: underlay.map('sn_mesh_ct'),
           sn_mesh_stats: underlay.map('sn_mesh_stats'),
           sn_mesh_config: gw.map('sn_mesh_config'),

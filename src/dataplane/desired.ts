@@ -101,6 +101,8 @@ export interface ClusterView {
   statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp' | 'health'>>>
   /** This node's tasks' gateway-bridge veths (host-mode published ports). */
   localGateways?: LocalGateway[]
+  /** This node's own addresses that answer published ports (src/dataplane/node-addrs.ts). */
+  localAddrs?: readonly string[]
 }
 
 // Who writes each map, and by which rule: one table for the reconciler and the layout upgrade.

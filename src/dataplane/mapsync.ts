@@ -221,8 +221,11 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
 }
 
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
-/** The DNS fast path's, sock_mesh's and tc_gw's own maps: a caller without them (the LB bench, older tests) syncs the others. */
-type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways'
+/**
+ * The DNS fast path's, sock_mesh's and tc_gw's own maps, and the node's addresses: a caller
+ * without them (the LB bench, older tests) syncs the others.
+ */
+type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways' | 'sn_mesh_addrs'
 
 export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,

@@ -63,6 +63,8 @@ export interface DesiredMesh {
   nodes: Map<string, number>
   /** 0 when there is no ingress network. */
   ingressVni: number
+  /** This node's own addresses that answer published ports besides its underlay one (src/dataplane/node-addrs.ts). */
+  addrs: readonly string[]
 }
 
 export interface MeshView {
@@ -73,6 +75,8 @@ export interface MeshView {
   services?: readonly Service[]
   statuses?: ReadonlyMap<string, Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'gwIp' | 'health'>>>
   localGateways?: readonly LocalGateway[]
+  /** This node's own addresses (node-addrs.ts meshAddrs); none when absent. */
+  localAddrs?: readonly string[]
 }
 
 const hasIngressPort = (s: Service) => (s.ports ?? []).some((p) => p.mode === 'ingress')
@@ -94,6 +98,7 @@ export function desiredMesh(v: MeshView, tables: ReadonlySet<string>): DesiredMe
     ports: new Map(),
     nodes: new Map(v.nodes.filter((n) => n.state !== 'left').map((n) => [n.addr, n.gossipPort])),
     ingressVni: ingress?.vni ?? 0,
+    addrs: v.localAddrs ?? [],
   }
   const gwIf = new Map((v.localGateways ?? []).map((g) => [g.taskId, g.hostIfindex]))
   const services = [...(v.services ?? [])].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
@@ -183,13 +188,15 @@ function sockTargets(v: MeshView, serviceId: string, p: PublishedPort): SockTarg
 type Entries = Map<string, [Buffer, Buffer]>
 const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
 
-/** sn_mesh_ports, sn_mesh_nodes and sn_sock_targets as their maps' bytes (all mirrored). */
+/** sn_mesh_ports, sn_mesh_nodes, sn_mesh_addrs and sn_sock_targets as their maps' bytes (all mirrored). */
 export function encodeMesh(m: DesiredMesh | undefined): {
   sn_mesh_ports: Entries
   sn_mesh_nodes: Entries
+  sn_mesh_addrs: Entries
   sn_sock_targets: Entries
 } {
   return {
+    sn_mesh_addrs: new Map((m?.addrs ?? []).map((a) => entry(ipv4Key.encode(a), u32.encode(0)))),
     sn_sock_targets: new Map(
       [...(m?.ports.values() ?? [])]
         .filter((p) => p.sock.length > 0)

@@ -37,6 +37,9 @@ const NODE = '172.30.0.11'
 const NODE_MAC = execFileSync('cat', ['/sys/class/net/sn-mu0/address'], {encoding: 'utf8'}).trim()
 const PEER = {ip: '172.30.0.12', mac: '02:00:00:00:00:0c'}
 const STRANGER = '172.30.0.99'
+/** A second address of the node, on its underlay (mesh.test.ts adds it); and one on the same link that is not the node's. */
+const SECOND = '172.30.0.21'
+const NOT_OURS = '172.30.0.22'
 /** The peer's gossip port: nodes may each have their own. */
 const PEER_GOSSIP = 7950
 /** The gateway bridge's address (a bridge of mesh.test.ts's namespace): an address of the node's own. */
@@ -329,6 +332,92 @@ describe('sn_xdp_underlay: requests to published ports', () => {
       assert.deepEqual(r.data, f, `case ${i} untouched`)
       assert.equal(r.delta.mesh_local ?? 0, 0)
     }
+  })
+})
+
+describe('every address of the node answers published ports (sn_mesh_addrs)', () => {
+  const frameTo = (dst: string, proto: number, sport: number, dport: number, flags?: number) =>
+    P.ethernet({dst: NODE_MAC, src: CLIENT.mac, type: P.ETH_P_IP}, ipPacket({src: CLIENT.ip, dst, proto, sport, dport, flags}))
+  const addrs = () => xdp.map('sn_mesh_addrs')
+
+  it('an address not in sn_mesh_addrs (nor the gateway bridge, nor loopback) passes to the kernel untouched', () => {
+    for (const dst of [SECOND, NOT_OURS, GW_BRIDGE, '127.0.0.1']) {
+      const f = frameTo(dst, P.IPPROTO_TCP, 41500, 8080, 0x02)
+      const r = runXdp(f)
+      assert.equal(r.retval, XDP_PASS, dst)
+      assert.deepEqual(r.data, f, dst)
+      assert.deepEqual(r.delta, {xdp_pass: 1}, dst)
+    }
+  })
+
+  it('a SYN to a second address: DNAT to the local backend, client kept; the reply leaves from that address by tc_gw', () => {
+    addrs().update(ipv4Key.encode(SECOND), u32.encode(0))
+    const r = runXdp(frameTo(SECOND, P.IPPROTO_TCP, 41500, 8080, 0x02))
+    assert.equal(r.retval, XDP_REDIRECT, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_new_flow: 1, mesh_local: 1})
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), CLIENT.ip, 'no SNAT: the task sees the client')
+    assert.equal(addrOf(ip, 16), LOCAL_BE.ip)
+    assert.equal(ip.readUInt16BE(22), 80)
+    assert.equal(macOf(r.data, 0), LOCAL_BE.mac)
+    assertChecksums(ip)
+    const rk = snMeshCtKey.encode({src: LOCAL_BE.ip, dst: CLIENT.ip, sport: 80, dport: 41500, proto: P.IPPROTO_TCP, dir: 1})
+    const rev = snMeshCt.decode(xdp.map('sn_mesh_syn').lookup(rk)!)
+    assert.equal(rev.addr, SECOND, 'the reply entry records the address the client spoke to')
+    assert.equal(rev.port, 8080)
+    assert.equal(rev.node, NODE)
+    // The SYN-ACK, by the task's gateway veth: from the second address and the published port, to the client's MAC.
+    const reply = runGw(
+      P.ethernet(
+        {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:05', type: P.ETH_P_IP},
+        ipPacket({src: LOCAL_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 80, dport: 41500, flags: 0x12}),
+      ),
+    )
+    assert.equal(reply.retval, TC_ACT_REDIRECT, JSON.stringify(reply.delta))
+    assert.deepEqual(reply.delta, {mesh_reply: 1})
+    assert.equal(macOf(reply.data, 0), CLIENT.mac)
+    assert.equal(macOf(reply.data, 6), NODE_MAC)
+    const rip = reply.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(rip, 12), SECOND)
+    assert.equal(rip.readUInt16BE(20), 8080)
+    assert.equal(addrOf(rip, 16), CLIENT.ip)
+    assertChecksums(rip)
+  })
+
+  it('a SYN to a second address with a remote backend: VXLAN from the underlay address; the reply back over VXLAN leaves from the second address', () => {
+    const r = runXdp(frameTo(SECOND, P.IPPROTO_TCP, 42500, 8081, 0x02))
+    assert.equal(r.retval, XDP_TX, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_new_flow: 1, mesh_remote: 1})
+    const outer = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(outer, 12), NODE, 'the data path speaks from the underlay address')
+    assert.equal(addrOf(outer, 16), PEER.ip)
+    const ip = outer.subarray(36 + P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), CLIENT.ip)
+    assert.equal(addrOf(ip, 16), REMOTE_BE.ip)
+    const inner = P.ethernet(
+      {dst: '02:42:ac:1e:00:64', src: REMOTE_BE.mac, type: P.ETH_P_IP},
+      ipPacket({src: REMOTE_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 80, dport: 42500, flags: 0x12}),
+    )
+    const back = runXdp(
+      P.vxlanFrame({outerSrc: PEER.ip, outerDst: NODE, outerSrcMac: PEER.mac, outerDstMac: NODE_MAC, vni: VNI}, inner),
+    )
+    assert.equal(back.retval, XDP_TX, JSON.stringify(back.delta))
+    assert.deepEqual(back.delta, {mesh_reply: 1})
+    assert.equal(macOf(back.data, 0), CLIENT.mac)
+    assert.equal(macOf(back.data, 6), NODE_MAC)
+    const bip = back.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(bip, 12), SECOND)
+    assert.equal(bip.readUInt16BE(20), 8081)
+    assertChecksums(bip)
+  })
+
+  it('an address removed from sn_mesh_addrs answers no more: a new SYN passes to the kernel untouched', () => {
+    addrs().delete(ipv4Key.encode(SECOND))
+    const f = frameTo(SECOND, P.IPPROTO_TCP, 41501, 8080, 0x02)
+    const r = runXdp(f)
+    assert.equal(r.retval, XDP_PASS)
+    assert.deepEqual(r.data, f)
+    assert.deepEqual(r.delta, {xdp_pass: 1})
   })
 })
 

@@ -19,6 +19,8 @@ before(() => {
   // The underlay (its peer end stays in the namespace: only the neighbour table matters).
   ip(['link', 'add', 'sn-mu0', 'type', 'veth', 'peer', 'name', 'sn-mu1'])
   ip(['addr', 'add', '172.30.0.11/24', 'dev', 'sn-mu0'])
+  // A second address of the node on its underlay (the mesh answers on every address of a node).
+  ip(['addr', 'add', '172.30.0.21/24', 'dev', 'sn-mu0'])
   ip(['link', 'set', 'sn-mu0', 'up'])
   ip(['link', 'set', 'sn-mu1', 'up'])
   ip(['link', 'set', 'lo', 'up'])

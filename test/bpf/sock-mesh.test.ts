@@ -8,7 +8,7 @@ import {spawn, spawnSync, execFileSync, type ChildProcess} from 'node:child_proc
 import fs from 'node:fs'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {snSockConfig, snSockKey, snSockTargets, u32} from '../../src/bpf/codecs.js'
+import {ipv4Key, snSockConfig, snSockKey, snSockTargets, u32} from '../../src/bpf/codecs.js'
 import {BpfObject} from '../../src/bpf/object.js'
 import {BPFFS, ensureBpffs} from '../../src/bpf/pins.js'
 import {cgroup2Root} from '../../src/sys/cgroup.js'
@@ -20,6 +20,8 @@ const NS = `snsk${process.pid}`
 const PINS = path.join(BPFFS, `snsk${process.pid}`)
 let CG = ''
 const NODE_IP = '10.99.0.1'
+/** Another address of the node (on lo in its namespace): answers once it is in sn_mesh_addrs. */
+const SECOND_IP = '10.99.0.3'
 const PORT = 28080
 const UPORT = 28053
 let obj: BpfObject | undefined
@@ -52,6 +54,7 @@ before(async () => {
   execFileSync('ip', ['netns', 'add', NS])
   execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up'])
   execFileSync('ip', ['-n', NS, 'addr', 'add', `${NODE_IP}/32`, 'dev', 'lo'])
+  execFileSync('ip', ['-n', NS, 'addr', 'add', `${SECOND_IP}/32`, 'dev', 'lo'])
   CG = path.join(cgroup2Root(), `snsk${process.pid}`)
   fs.mkdirSync(CG)
   fs.mkdirSync(PINS, {recursive: true})
@@ -139,6 +142,25 @@ describe('sock_mesh: cgroup connect/sendmsg/recvmsg/getpeername (real sockets)',
   it('a port not in sn_sock_targets, and another address, are left alone', () => {
     assert.notEqual(inCgroup(['curl', '-sS', '-m', '2', `http://127.0.0.1:${PORT + 2}/`]).code, 0)
     assert.notEqual(inCgroup(['curl', '-sS', '-m', '2', `http://10.99.0.2:${PORT}/`]).code, 0)
+  })
+
+  it('another address of the node reaches the target once it is in sn_mesh_addrs, and no more once it is out', () => {
+    const curl = () => inCgroup(['curl', '-sS', '-m', '2', `http://${SECOND_IP}:${PORT}/`])
+    assert.notEqual(curl().code, 0, 'not a mesh address yet: the kernel has no listener there')
+    obj!.map('sn_mesh_addrs').update(ipv4Key.encode(SECOND_IP), u32.encode(0))
+    try {
+      assert.equal(curl().stdout, 'backend\n')
+      const r = inCgroup([
+        process.execPath,
+        '-e',
+        `const s = require('node:dgram').createSocket('udp4'); const t = setTimeout(() => process.exit(3), 1500);
+         s.on('message', (m, r) => { console.log(String(m) + ' via ' + r.address + ':' + r.port); clearTimeout(t); s.close() }); s.send('ping', ${UPORT}, '${SECOND_IP}')`,
+      ])
+      assert.equal(r.stdout.trim(), `pong via ${SECOND_IP}:${UPORT}`)
+    } finally {
+      obj!.map('sn_mesh_addrs').delete(ipv4Key.encode(SECOND_IP))
+    }
+    assert.notEqual(curl().code, 0, 'out of sn_mesh_addrs: left alone again')
   })
 
   it("the same cgroup's sockets in another namespace (the host's) are untouched", () => {

@@ -73,6 +73,7 @@ describe('layout upgrade', () => {
       'sn_endpoints',
       'sn_gateways',
       'sn_maglev',
+      'sn_mesh_addrs',
       'sn_mesh_config',
       'sn_mesh_ct',
       'sn_mesh_nodes',

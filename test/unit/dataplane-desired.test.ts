@@ -101,6 +101,7 @@ test('every map has one owner and one rule; the sync mirrors only the store-owne
     'sn_gateways',
     'sn_mesh_ports',
     'sn_mesh_nodes',
+    'sn_mesh_addrs',
     'sn_sock_targets',
     'sn_dns_names',
     'sn_dns_scopes',

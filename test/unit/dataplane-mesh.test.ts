@@ -2,9 +2,12 @@
 // the service: its table and endpoints come with it), a host-mode port only where its task
 // runs and to that task's gateway-bridge veth, nothing for ports whose VIP has no table.
 import assert from 'node:assert/strict'
+import {networkInterfaces} from 'node:os'
 import {test} from 'node:test'
+import {formatIpv4} from '../../src/bpf/codecs.js'
 import {desiredMaps, type ClusterView} from '../../src/dataplane/desired.js'
 import {encodeDesired} from '../../src/dataplane/mapsync.js'
+import {meshAddrs} from '../../src/dataplane/node-addrs.js'
 import type {Service, Task} from '../../src/model/types.js'
 import {networkRecord, nodeRecord as node} from './model-records.js'
 
@@ -141,4 +144,65 @@ test("a node's own sockets (sn_sock_targets): a local task through the gateway b
   const stopped = new Map([...statuses].map(([k, s]) => [k, {...s, state: 'failed' as const}]))
   assert.deepEqual(desiredMaps({...view('c'), statuses: stopped}).mesh!.ports.get('8080/tcp')!.sock, [])
   assert.equal(encodeDesired(desiredMaps({...view('c'), statuses: stopped})).sn_sock_targets.size, 0)
+})
+
+test("every address of the node but loopback's and the gateway bridge's answers published ports (sn_mesh_addrs), with or without a service", () => {
+  const ifaces = {
+    lo: [
+      {address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8'},
+      {
+        address: '10.9.9.9',
+        netmask: '255.255.255.255',
+        family: 'IPv4',
+        mac: '00:00:00:00:00:00',
+        internal: true,
+        cidr: '10.9.9.9/32',
+      },
+    ],
+    eth0: [
+      {
+        address: '172.30.0.21',
+        netmask: '255.255.255.0',
+        family: 'IPv4',
+        mac: '02:00:00:00:00:01',
+        internal: false,
+        cidr: '172.30.0.21/24',
+      },
+      {
+        address: '172.30.0.11',
+        netmask: '255.255.255.0',
+        family: 'IPv4',
+        mac: '02:00:00:00:00:01',
+        internal: false,
+        cidr: '172.30.0.11/24',
+      },
+      {
+        address: 'fe80::1',
+        netmask: 'ffff:ffff:ffff:ffff::',
+        family: 'IPv6',
+        mac: '02:00:00:00:00:01',
+        internal: false,
+        cidr: 'fe80::1/64',
+        scopeid: 2,
+      },
+    ],
+    'sn-gwbridge': [
+      {
+        address: '172.18.0.1',
+        netmask: '255.255.0.0',
+        family: 'IPv4',
+        mac: '02:42:ac:12:00:01',
+        internal: false,
+        cidr: '172.18.0.1/16',
+      },
+    ],
+  } as const satisfies ReturnType<typeof networkInterfaces>
+  const addrs = meshAddrs(['sn-gwbridge'], ifaces)
+  assert.deepEqual(addrs, ['10.9.9.9', '172.30.0.11', '172.30.0.21'])
+  const enc = encodeDesired(desiredMaps({...view('c'), localAddrs: addrs}))
+  assert.deepEqual([...enc.sn_mesh_addrs.values()].map(([k]) => formatIpv4(k)).sort(), addrs)
+  // No service at all: the addresses are there already, so a port published later answers on them at once.
+  const bare = encodeDesired(desiredMaps({...view('c'), services: [], tasks: [], localAddrs: addrs}))
+  assert.equal(bare.sn_mesh_addrs.size, 3)
+  assert.equal(encodeDesired(desiredMaps(view('c'))).sn_mesh_addrs.size, 0)
 })
