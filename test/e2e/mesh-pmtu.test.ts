@@ -2,8 +2,9 @@
 // client (sn-lab-client, 172.30.0.100) sits on a 1500-byte link; the ingress network carries
 // 1450. A UDP datagram of 1500 bytes with DF (Linux sets it on UDP by default) to a published
 // port is answered with ICMP "fragmentation needed" from the published address, which the
-// client's kernel records as the path MTU (`ip route get` shows it cached), through the node
-// that runs the task and through the one that does not. A published port whose target nothing
+// client's kernel records as the path MTU (`ip route get` shows it cached) and reports to the
+// socket (EMSGSIZE), through the node that runs the task and through the one that does not.
+// A published port whose target nothing
 // listens on: the task's "port unreachable" reaches the client translated, so its connected
 // socket fails at once instead of waiting.
 import assert from 'node:assert/strict'
@@ -79,7 +80,8 @@ describe('path MTU and ICMP errors on a published port, in a 2-node lab', {timeo
       assert.equal(cachedMtu(addr), undefined, `${name}: no path MTU cached before`)
       // 1472 bytes of payload: a 1500-byte datagram, whole on the client's link, 50 too many for the ingress network.
       const big = udpSend(addr, 9053, 1472)
-      assert.equal(big.stdout.trim(), 'timeout', `${name}: the datagram is not delivered`)
+      // Linux tells a connected UDP socket of a "fragmentation needed" that quotes its datagram.
+      assert.equal(big.stdout.trim(), 'EMSGSIZE', `${name}: the client's socket got the error`)
       assert.equal(cachedMtu(addr), 1450, `${name}: the client's kernel holds the MTU the node announced`)
     }
   })
