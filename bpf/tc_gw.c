@@ -27,10 +27,12 @@
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/tcp.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "mesh.h"
+#include "icmp.h"
 
 #define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
@@ -165,6 +167,112 @@ static __always_inline int sn_gw_ingress_addr(__be32 addr, __u32 vni)
 	return (addr & mask) == (net->subnet & mask);
 }
 
+/*
+ * A reply going back over VXLAN must fit the ingress network's MTU, as a
+ * task's frame on an overlay network must (tc_task.c): the gateway veth has
+ * Ethernet's 1500, the underlay carries the network's MTU and its 50 bytes of
+ * VXLAN, no more. < 0 when it fits; else the verdict: a plain one with DF,
+ * "fragmentation needed" back to the task from the client, so its stack
+ * learns the path MTU; without DF, or a GSO one whose segments are too large
+ * (TCP's are held by the clamped MSS), dropped and counted.
+ */
+static __always_inline int sn_gw_fits(struct __sk_buff *skb, __u32 vni)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	__u32 mtu = sn_net_mtu(vni), seg;
+
+	if (!mtu || !sn_fits(ip, end))
+		return -1;
+	if (skb->gso_size) {
+		seg = sizeof(struct iphdr) + skb->gso_size;
+		if (ip->protocol == IPPROTO_UDP)
+			seg += sizeof(struct udphdr);
+		else if (ip->protocol == IPPROTO_TCP) {
+			struct tcphdr *tcp = (void *)(ip + 1);
+
+			if (!sn_fits(tcp, end))
+				return -1;
+			seg += tcp->doff * 4;
+		}
+		return seg > mtu ? sn_drop(SN_C_MESH_TOO_BIG) : -1;
+	}
+	if (skb->len - ETH_HLEN <= mtu)
+		return -1;
+	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
+		return sn_drop(SN_C_MESH_TOO_BIG);
+	return sn_frag_needed_skb(skb, mtu, SN_C_MESH_FRAG_NEEDED, SN_C_MESH_TOO_BIG);
+}
+
+/*
+ * An ICMP error the task sent about a client's request to a published port
+ * (port unreachable, ...): from the address the request came to, quoting it
+ * as the task got it (client -> backend:target). The flow's reply entry,
+ * keyed as the backend answers, says where it goes: by this node, the
+ * published address and port back in the outer source and the quote, and out
+ * of the underlay; by another node, VXLAN back to it, which does the same
+ * (mesh_xdp.h). TCX_NEXT when it is about no flow of this task's, as before.
+ */
+static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_config *cfg, const struct sn_gateway *gw)
+{
+	void *data, *end;
+	struct sn_mesh_ct_key rk = {};
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct ethhdr *eth;
+	struct iphdr *ip, *in;
+	__be32 to_addr, node;
+	__be16 to_port;
+	__u32 vni;
+
+	/* The quote must be in the linear part to be read and rewritten in place. */
+	if (bpf_skb_pull_data(skb, skb->len))
+		return TCX_NEXT;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	ip = data + ETH_HLEN;
+	if (!sn_fits(ip, end) || !sn_ipv4_plain(ip))
+		return TCX_NEXT;
+	in = sn_icmp_quote(ip, end);
+	if (!in)
+		return TCX_NEXT;
+	ports = (void *)(in + 1);
+	/* About a datagram to the task itself, sent from where it went. */
+	if (!sn_fits(ports, end) || in->daddr != ip->saddr || in->saddr != ip->daddr ||
+	    (in->daddr != gw->gw_ip && in->daddr != gw->ingress_ip))
+		return TCX_NEXT;
+	rk.src = in->daddr;
+	rk.dst = in->saddr;
+	rk.sport = ports->dest;
+	rk.dport = ports->source;
+	rk.proto = in->protocol;
+	rk.dir = SN_CT_REPLY;
+	ct = sn_mesh_reply_lookup(&rk);
+	if (!ct || !ct->addr)
+		return TCX_NEXT;
+	to_addr = ct->addr;
+	to_port = ct->port;
+	node = ct->node;
+	vni = ct->vni;
+	if (node == cfg->node_ip) {
+		if (sn_icmp_quote_nat(ip, end, 0, to_addr, to_port))
+			return sn_drop(SN_C_MESH_DROP);
+		sn_count(SN_C_MESH_ICMP_TO_CLIENT);
+		return sn_gw_out(skb, cfg, to_addr, rk.dst);
+	}
+	/* Back to the ingress node as the flow's replies go; it puts the published address and port in. */
+	if (in->daddr != to_addr)
+		return sn_drop(SN_C_MESH_DROP);
+	eth = data;
+	sn_mac_of_ip(eth->h_source, to_addr);
+	sn_mac_of_ip(eth->h_dest, rk.dst);
+	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
+		return sn_drop(SN_C_MESH_DROP);
+	sn_count(SN_C_MESH_RETURN);
+	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+}
+
 SEC("tc")
 int sn_tc_gw(struct __sk_buff *skb)
 {
@@ -201,6 +309,8 @@ int sn_tc_gw(struct __sk_buff *skb)
 	gw = bpf_map_lookup_elem(&sn_gateways, &ifindex);
 	if (gw && ip->saddr != gw->gw_ip && (!gw->ingress_ip || ip->saddr != gw->ingress_ip))
 		return sn_drop(SN_C_GW_SPOOFED);
+	if (gw && ip->protocol == IPPROTO_ICMP)
+		return sn_gw_icmp(skb, cfg, gw);
 	ports = (void *)(ip + 1);
 	if (!sn_fits(ports, end) || !sn_ipv4_plain(ip) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return TCX_NEXT;
@@ -258,6 +368,13 @@ int sn_tc_gw(struct __sk_buff *skb)
 	node = ct->node;
 	if (!to_addr)
 		return sn_drop(SN_C_MESH_DROP);
+	/* Too large for the way back (the datagram as the task sent it, before any NAT): refused before it is translated. */
+	{
+		int verdict = sn_gw_fits(skb, vni);
+
+		if (verdict >= 0)
+			return verdict;
+	}
 	/* The backend ended the flow: its entry here goes (the ingress node drops its own when the RST gets there). */
 	if (tflags & SN_TCP_RST)
 		sn_mesh_reset(&rk, NULL);

@@ -20,93 +20,9 @@
 #include "parse.h"
 #include "vxlan.h"
 #include "nat.h"
+#include "icmp.h"
 
 #define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
-
-/* What "fragmentation needed" quotes of the refused datagram: the reply stays within 576 bytes (RFC 1812 4.3.2.3). */
-#define SN_ICMP_QUOTE (SN_MTU_MIN - sizeof(struct iphdr) - 8)
-
-/* linux/icmp.h would pull in libc headers through linux/if.h. */
-#define SN_ICMP_FRAG_NEEDED 4
-
-struct sn_icmp_frag {
-	struct iphdr ip;
-	__u8 type;
-	__u8 code;
-	__sum16 check;
-	__be16 unused;
-	__be16 mtu;
-};
-
-/*
- * Turn a frame too large for the network into ICMP "fragmentation needed"
- * (type 3, code 4, RFC 1191) back to the task, in place: keep the first
- * SN_ICMP_QUOTE bytes of its datagram, put an IPv4 and an ICMP header in
- * front, swap the addresses (the reply comes from the destination, as Linux's
- * own tunnels answer for a bridged peer) and send it out of the device it came in by.
- */
-static __always_inline int sn_frag_needed(struct __sk_buff *skb, __u16 mtu)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *orig = (void *)(eth + 1);
-	struct sn_icmp_frag *h;
-	__u8 task_mac[6], peer_mac[6];
-	__be32 task_ip, peer_ip;
-	__s64 sum;
-	__u8 *msg;
-
-	if (!sn_fits(orig, end))
-		return sn_drop(SN_C_TC_TOO_BIG);
-	sn_mac_copy(task_mac, eth->h_source);
-	sn_mac_copy(peer_mac, eth->h_dest);
-	task_ip = orig->saddr;
-	peer_ip = orig->daddr;
-
-	/* Shrink first (less to move), then make room for the two headers after Ethernet. */
-	if (bpf_skb_change_tail(skb, ETH_HLEN + SN_ICMP_QUOTE, 0) ||
-	    bpf_skb_adjust_room(skb, sizeof(struct sn_icmp_frag), BPF_ADJ_ROOM_MAC, 0))
-		return sn_drop(SN_C_TC_TOO_BIG);
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	eth = data;
-	h = (void *)(eth + 1);
-	msg = &h->type;
-	if ((void *)(h + 1) + SN_ICMP_QUOTE > end)
-		return sn_drop(SN_C_TC_TOO_BIG);
-
-	sn_mac_copy(eth->h_dest, task_mac);
-	sn_mac_copy(eth->h_source, peer_mac);
-	__builtin_memset(h, 0, sizeof(*h));
-	h->ip.version = 4;
-	h->ip.ihl = 5;
-	h->ip.ttl = 64;
-	h->ip.protocol = IPPROTO_ICMP;
-	h->ip.tot_len = bpf_htons(sizeof(*h) + SN_ICMP_QUOTE);
-	h->ip.frag_off = bpf_htons(SN_IP_DF);
-	h->ip.saddr = peer_ip;
-	h->ip.daddr = task_ip;
-	h->ip.check = sn_ipv4_csum(&h->ip);
-	h->type = SN_ICMP_DEST_UNREACH;
-	h->code = SN_ICMP_FRAG_NEEDED;
-	h->mtu = bpf_htons(mtu);
-	/* The ICMP checksum covers its 8 bytes and the quote: 556 bytes, in two sums (the helper takes 512 at most). */
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)msg, 512, 0);
-	if (sum < 0)
-		return sn_drop(SN_C_TC_TOO_BIG);
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)(msg + 512), 8 + SN_ICMP_QUOTE - 512, (__wsum)sum);
-	if (sum < 0)
-		return sn_drop(SN_C_TC_TOO_BIG);
-	h->check = sn_csum_fold((__u32)sum);
-	sn_count(SN_C_TC_FRAG_NEEDED);
-	/*
-	 * With no flags bpf_redirect cannot fail; returning its verdict as a constant
-	 * lets the verifier see that the caller never reads the old packet again.
-	 */
-	bpf_redirect(skb->ifindex, 0);
-	return TC_ACT_REDIRECT;
-}
 
 /*
  * Hold a frame to its network's MTU: < 0 when it fits, else the verdict. A
@@ -141,7 +57,7 @@ static __always_inline int sn_check_mtu(struct __sk_buff *skb, const struct sn_d
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
 		return sn_drop(SN_C_TC_TOO_BIG); /* nowhere to fragment it: the task's own MTU should have */
-	return sn_frag_needed(skb, mtu);
+	return sn_frag_needed_skb(skb, mtu, SN_C_TC_FRAG_NEEDED, SN_C_TC_TOO_BIG);
 }
 
 /* Turn an ARP request for a known endpoint into its reply, in place, back to the asker. */

@@ -59,6 +59,10 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	verdict = sn_mesh_xdp(ctx);
 	if (verdict >= 0)
 		return verdict;
+	/* An ICMP error about a mesh flow's reply (frag-needed, unreachable): to its backend. */
+	verdict = sn_mesh_icmp_xdp(ctx);
+	if (verdict >= 0)
+		return verdict;
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return sn_pass();
 	ip = (void *)(eth + 1);

@@ -135,6 +135,11 @@ enum sn_counter {
 	SN_C_LB_CT_EXPIRED,       /* a UDP flow through a VIP idle past its lifetime: its entries deleted, the packet a new flow */
 	SN_C_PROBE_ANSWERED,      /* a data-path liveness probe with a good tag: answered (bpf/include/probe.h) */
 	SN_C_PROBE_REFUSED,       /* a probe whose key id is unset or whose tag does not check: dropped */
+	SN_C_MESH_FRAG_NEEDED,    /* to a published port, larger than the ingress network's MTU with DF: ICMP frag-needed sent back from the published address */
+	SN_C_MESH_TOO_BIG,        /* the same without DF: dropped (nothing on the way can fragment it; the kernel has no socket for it) */
+	SN_C_MESH_UNDERLAY_MTU,   /* as mesh_fib_fail, the FIB's answer being "larger than the route's MTU" (MACs it came with, or dropped) */
+	SN_C_MESH_ICMP_TO_BACKEND,/* an ICMP error about a mesh reply given the backend back (quote and destination), sent where the flow's requests go */
+	SN_C_MESH_ICMP_TO_CLIENT, /* an ICMP error from a backend about a client's request given the published address and port back */
 	SN_C__COUNT
 };
 

@@ -11,6 +11,7 @@
 #define SN_MESH_XDP_H
 
 #include "mesh.h"
+#include "icmp.h"
 
 /*
  * Verdicts are returned as constants (bpf_redirect with no flags always gives
@@ -21,8 +22,9 @@
 
 /*
  * Out of the underlay towards `dst`, from `src`: the next hop's MAC from the
- * kernel's FIB and neighbour table. Without a neighbour: the MACs `fallback`
- * names (those the flow's request came with), or dropped; counted either way.
+ * kernel's FIB and neighbour table. Without a neighbour (or too large for the
+ * route): the MACs `fallback` names (those the flow's request came with), or
+ * dropped; counted either way.
  */
 static __always_inline int sn_mesh_xdp_out(struct xdp_md *ctx, struct ethhdr *eth, __be32 src, __be32 dst,
 					   __u16 tot_len, const struct sn_mesh_ct *fallback)
@@ -44,7 +46,11 @@ static __always_inline int sn_mesh_xdp_out(struct xdp_md *ctx, struct ethhdr *et
 		bpf_redirect(p.ifindex, 0);
 		return XDP_REDIRECT;
 	}
-	sn_count(SN_C_MESH_FIB_FAIL);
+	/*
+	 * Larger than the route's MTU (the underlay carries less than the network's
+	 * MTU + 50, or a path MTU the kernel learned): counted apart, then as any failure.
+	 */
+	sn_count(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? SN_C_MESH_UNDERLAY_MTU : SN_C_MESH_FIB_FAIL);
 	if (!fallback || !(fallback->peer_mac[0] | fallback->peer_mac[1] | fallback->peer_mac[2] |
 			   fallback->peer_mac[3] | fallback->peer_mac[4] | fallback->peer_mac[5]))
 		return XDP_DROP;
@@ -122,6 +128,100 @@ static __always_inline int sn_mesh_still_there(const struct sn_mesh_port *mp, st
 	return 1;
 }
 
+/*
+ * The frame (its inner Ethernet header already addressed) wrapped in VXLAN
+ * on network `vni` to `node`, built in XDP as tc_task.c would have built it,
+ * and sent out of the underlay. The verdict.
+ */
+static __always_inline int sn_mesh_xdp_encap(struct xdp_md *ctx, const struct sn_config *cfg, __be32 node, __u32 vni)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct sn_vxlan_encap *h;
+	struct ethhdr *outer;
+	__u32 inner_len = end - data, hash;
+
+	if (!sn_fits(ip, end))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	hash = sn_flow_hash(ip, end);
+	if (bpf_xdp_adjust_head(ctx, -(int)SN_VXLAN_OVERHEAD))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	outer = data;
+	h = (void *)(outer + 1);
+	if ((void *)h + SN_VXLAN_OVERHEAD > end)
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	outer->h_proto = bpf_htons(ETH_P_IP);
+	sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
+	return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
+}
+
+/*
+ * ICMP "fragmentation needed" back to the client, in place, from the address
+ * it spoke to: the first SN_ICMP_QUOTE bytes of its datagram as it sent it
+ * (before any NAT), an IPv4 and an ICMP header in front, out of the underlay
+ * as a reply goes (the MACs it came with when the FIB has no neighbour).
+ */
+static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct sn_mesh_ct back = {};
+	struct sn_icmp_frag *h;
+	__be32 client, published;
+
+	if (!sn_fits(ip, end))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	client = ip->saddr;
+	published = ip->daddr;
+	sn_mac_copy(back.peer_mac, eth->h_source);
+	sn_mac_copy(back.own_mac, eth->h_dest);
+	/* Shrink first (less to keep), then room in front for the two headers; the Ethernet header is written anew. */
+	if (bpf_xdp_adjust_tail(ctx, (int)(ETH_HLEN + SN_ICMP_QUOTE) - (int)(end - data)) ||
+	    bpf_xdp_adjust_head(ctx, -(int)sizeof(struct sn_icmp_frag)))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	h = (void *)(eth + 1);
+	if ((void *)(h + 1) > end)
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	if (sn_icmp_frag_fill(h, end, published, client, mtu))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_count(SN_C_MESH_FRAG_NEEDED);
+	return sn_mesh_xdp_out(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
+}
+
+/*
+ * A client's datagram to a published port on the ingress network must fit
+ * the network's MTU: the backend's interface has it, and over VXLAN the
+ * underlay carries that and no more. < 0 when it fits (or cannot be told);
+ * else the verdict: with DF, "fragmentation needed" back to the client, as a
+ * router answers, so its stack learns the path MTU; without, dropped and
+ * counted: nothing on the way can fragment it (XDP cannot, and the kernel
+ * has no socket for it nor a route for it once translated).
+ */
+static __always_inline int sn_mesh_fits(struct xdp_md *ctx, const struct iphdr *ip, const void *end, __u32 vni)
+{
+	__u32 len = bpf_ntohs(ip->tot_len);
+	__u16 mtu;
+
+	/* A frame no larger than the smallest MTU a network can have needs no look at its network. */
+	if (len <= SN_MTU_MIN || (const void *)ip + len > end)
+		return -1;
+	mtu = sn_net_mtu(vni);
+	if (!mtu || len <= mtu)
+		return -1;
+	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
+		return sn_mesh_drop(SN_C_MESH_TOO_BIG);
+	return sn_mesh_frag_needed(ctx, mtu);
+}
+
 static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -139,7 +239,6 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	struct iphdr *ip;
 	__be32 backend, published_addr;
 	__be16 published_port;
-	__u32 inner_len;
 	int new_flow = 0, established;
 	__u8 tflags = 0;
 
@@ -169,6 +268,14 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
 	if (!mp)
 		return -1;
+	if (mp->mode == SN_MESH_INGRESS) {
+		int verdict = sn_mesh_fits(ctx, ip, end, mp->vni);
+
+		if (verdict >= 0) {
+			sn_mesh_account(&pk, end - data, 0);
+			return verdict;
+		}
+	}
 
 	published_addr = ip->daddr;
 	published_port = ports->dest;
@@ -293,27 +400,184 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 			sn_clamp_mss_direct((void *)(ip + 1), end, mtu - SN_TCPIP_HLEN);
 	}
 	sn_mac_of_ip(eth->h_dest, backend);
-	inner_len = end - data;
-	{
-		__u32 hash = sn_flow_hash(ip, end);
-		__be32 node = fwd.node;
-		__u32 vni = mp->vni;
-		struct sn_vxlan_encap *h;
-		struct ethhdr *outer;
+	sn_count(SN_C_MESH_REMOTE);
+	return sn_mesh_xdp_encap(ctx, cfg, fwd.node, mp->vni);
+}
 
-		if (bpf_xdp_adjust_head(ctx, -(int)SN_VXLAN_OVERHEAD))
-			return sn_mesh_drop(SN_C_MESH_DROP);
-		data = (void *)(long)ctx->data;
-		end = (void *)(long)ctx->data_end;
-		outer = data;
-		h = (void *)(outer + 1);
-		if ((void *)h + SN_VXLAN_OVERHEAD > end)
-			return sn_mesh_drop(SN_C_MESH_DROP);
-		outer->h_proto = bpf_htons(ETH_P_IP);
-		sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
-		sn_count(SN_C_MESH_REMOTE);
-		return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
+/*
+ * An ICMP error to this node about a reply of a mesh flow: its quote is the
+ * reply as the client got it (published address:port -> client), so the
+ * flow's forward entry, keyed as the client spoke, names the backend. The
+ * quote and the outer destination become the backend and its target port
+ * (the backend's stack then finds the socket, and the path MTU to the client
+ * on a "fragmentation needed"), and the error goes where the flow's requests
+ * go: into the local task, or over the ingress network to the backend's
+ * node. -1: not about a mesh flow (the kernel gets it, as before).
+ */
+static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct sn_mesh_ct_key fk = {};
+	struct sn_mesh_port_key pk = {};
+	struct sn_endpoint_key ek;
+	struct sn_endpoint *ep;
+	struct sn_mesh_port *mp;
+	struct sn_config *cfg;
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct iphdr *ip, *in;
+	__be32 backend, node;
+	__be16 target;
+	__u32 vni;
+
+	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end) || ip->protocol != IPPROTO_ICMP || !sn_ipv4_plain(ip))
+		return -1;
+	if (bpf_xdp_get_buff_len(ctx) != (__u64)(end - data))
+		return -1;
+	in = sn_icmp_quote(ip, end);
+	if (!in)
+		return -1;
+	ports = (void *)(in + 1);
+	/* An error goes to the quoted datagram's source: the address the client spoke to. */
+	if (!sn_fits(ports, end) || in->saddr != ip->daddr)
+		return -1;
+	cfg = sn_get_config();
+	if (!cfg)
+		return -1;
+	fk.src = in->daddr;
+	fk.dst = in->saddr;
+	fk.sport = ports->dest;
+	fk.dport = ports->source;
+	fk.proto = in->protocol;
+	fk.dir = SN_CT_FORWARD;
+	ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
+	if (!ct && fk.proto == IPPROTO_TCP)
+		ct = bpf_map_lookup_elem(&sn_mesh_syn, &fk);
+	if (!ct || !ct->addr || !ct->port)
+		return -1;
+	backend = ct->addr;
+	node = ct->node;
+	target = ct->port;
+	vni = ct->vni;
+	if (sn_icmp_quote_nat(ip, end, 1, backend, target))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_count(SN_C_MESH_ICMP_TO_BACKEND);
+	if (!vni) {
+		/* Host mode: the task behind the published port, as its requests go. */
+		pk.port = fk.dport;
+		pk.proto = fk.proto;
+		mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
+		if (!mp || mp->mode != SN_MESH_HOST || !mp->ifindex || mp->addr != backend)
+			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+		sn_mac_copy(eth->h_dest, mp->mac);
+		bpf_redirect(mp->ifindex, 0);
+		return XDP_REDIRECT;
 	}
+	if (node == cfg->node_ip) {
+		ek.vni = vni;
+		ek.ip = backend;
+		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
+		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
+			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+		sn_mac_copy(eth->h_dest, ep->mac);
+		bpf_redirect(ep->ifindex, 0);
+		return XDP_REDIRECT;
+	}
+	sn_mac_of_ip(eth->h_dest, backend);
+	return sn_mesh_xdp_encap(ctx, cfg, node, vni);
+}
+
+/*
+ * The backend's node's side of sn_mesh_icmp_xdp: an ICMP error about a
+ * flow's reply, translated by the ingress node and sent here over the
+ * ingress network. Delivered to the local backend when the quote is a reply
+ * of a flow that came in by that node (its reply entry says so); -1 else.
+ */
+static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
+					      struct iphdr *iip, void *end, const struct sn_endpoint *ep)
+{
+	void *data = (void *)(long)ctx->data;
+	struct sn_mesh_ct_key rk = {};
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct iphdr *in;
+
+	in = sn_icmp_quote(iip, end);
+	if (!in)
+		return -1;
+	ports = (void *)(in + 1);
+	if (!sn_fits(ports, end) || in->saddr != iip->daddr)
+		return -1;
+	rk.src = in->saddr;
+	rk.dst = in->daddr;
+	rk.sport = ports->source;
+	rk.dport = ports->dest;
+	rk.proto = in->protocol;
+	rk.dir = SN_CT_REPLY;
+	ct = sn_mesh_reply_lookup(&rk);
+	if (!ct || ct->node != oip->saddr)
+		return -1;
+	sn_mac_copy(inner->h_dest, ep->mac);
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	sn_count(SN_C_MESH_DECAP);
+	bpf_redirect(ep->ifindex, 0);
+	return XDP_REDIRECT;
+}
+
+/*
+ * An ICMP error a backend sent about a client's request (port unreachable,
+ * ...), come back over VXLAN to this node, the ingress node: the client must
+ * see it from the address it spoke to, quoting its datagram as it sent it
+ * (published address and port), or its stack cannot match it. -1: no flow.
+ */
+static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct ethhdr *inner, struct iphdr *iip, void *end)
+{
+	void *data = (void *)(long)ctx->data;
+	struct sn_mesh_ct_key rk = {};
+	struct sn_config *cfg;
+	struct sn_mesh_ct *ct;
+	struct sn_ports *ports;
+	struct ethhdr *eth;
+	struct iphdr *ip, *in;
+	__be32 addr, client;
+	__be16 port;
+
+	in = sn_icmp_quote(iip, end);
+	if (!in)
+		return -1;
+	ports = (void *)(in + 1);
+	/* From the backend the quote went to: xdp_underlay proved the outer source owns that address. */
+	if (!sn_fits(ports, end) || in->daddr != iip->saddr || in->saddr != iip->daddr)
+		return -1;
+	rk.src = in->daddr;
+	rk.dst = in->saddr;
+	rk.sport = ports->dest;
+	rk.dport = ports->source;
+	rk.proto = in->protocol;
+	rk.dir = SN_CT_REPLY;
+	ct = sn_mesh_reply_lookup(&rk);
+	cfg = sn_get_config();
+	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
+		return -1;
+	addr = ct->addr;
+	port = ct->port;
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	ip = (void *)(eth + 1);
+	if (!sn_fits(ip, end) || ip->ihl != 5 || sn_icmp_quote_nat(ip, end, 0, addr, port))
+		return sn_mesh_drop(SN_C_MESH_DROP);
+	client = ip->daddr;
+	sn_count(SN_C_MESH_ICMP_TO_CLIENT);
+	return sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 }
 
 /*
@@ -339,6 +603,14 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 		return -1;
 	if (!bpf_map_lookup_elem(&sn_mesh_nodes, &oip->saddr))
 		return -1;
+	if (iip->protocol == IPPROTO_ICMP && sn_ipv4_plain(iip)) {
+		ek.vni = vni;
+		ek.ip = iip->daddr;
+		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
+		if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+			return -1;
+		return sn_mesh_decap_icmp(ctx, oip, inner, iip, end, ep);
+	}
 	ports = (void *)(iip + 1);
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
@@ -401,6 +673,8 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	int verdict;
 
 	ports = (void *)(iip + 1);
+	if (iip->protocol == IPPROTO_ICMP && sn_ipv4_plain(iip))
+		return sn_mesh_reply_icmp_xdp(ctx, inner, iip, end);
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
 		return -1;

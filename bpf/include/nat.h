@@ -270,46 +270,54 @@ static __always_inline void sn_ct_reply_seen(const struct sn_ct_key *rk, const s
 #define SN_ICMP_TIME_EXCEEDED 11
 #define SN_ICMP_PARAMETERPROB 12
 
+/* An ICMP error (destination unreachable, time exceeded, parameter problem): the kinds that quote a datagram. */
+static __always_inline int sn_icmp_is_error(__u8 type)
+{
+	return type == SN_ICMP_DEST_UNREACH || type == SN_ICMP_TIME_EXCEEDED || type == SN_ICMP_PARAMETERPROB;
+}
+
 /*
- * An ICMP error from a backend about a datagram a client sent to a VIP (port
- * unreachable, time exceeded, ...): the client must see it come from the VIP
- * and quote the datagram as it sent it, or its stack cannot match it to the
- * socket. The outer source and the quoted destination become the VIP; the
- * quoted IP and L4 checksums and the ICMP checksum are fixed incrementally.
- * Direct writes: ip is a plain header (ihl 5) inside the packet. 1 when done.
+ * The datagram an ICMP error quotes, when it is TCP or UDP with a plain
+ * header and holds its ports: NULL otherwise. ip: the error's plain outer header.
  */
-static __always_inline int sn_rev_nat_icmp(struct iphdr *ip, void *end, __u32 vni)
+static __always_inline struct iphdr *sn_icmp_quote(struct iphdr *ip, void *end)
 {
 	__u8 *icmp = (void *)(ip + 1);
 	struct iphdr *in = (void *)(icmp + 8);
 	struct sn_ports *ports = (void *)(in + 1);
-	struct sn_ct_key ck = {};
-	__u16 *icheck, *l4check = 0, old_icheck, old_l4 = 0;
-	__u16 check;
-	struct sn_ct *ct;
-	__be32 vip, from;
 
-	if (!sn_fits(ports, end) || in->ihl != 5 || in->saddr != ip->daddr)
-		return 0;
-	if (icmp[0] != SN_ICMP_DEST_UNREACH && icmp[0] != SN_ICMP_TIME_EXCEEDED && icmp[0] != SN_ICMP_PARAMETERPROB)
-		return 0;
-	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
-		return 0;
-	/* The quoted datagram went client -> backend: its reply entry names the VIP. */
-	ck.vni = vni;
-	ck.src = in->daddr;
-	ck.dst = in->saddr;
-	ck.sport = ports->dest;
-	ck.dport = ports->source;
-	ck.proto = in->protocol;
-	ck.dir = SN_CT_REPLY;
-	ct = bpf_map_lookup_elem(&sn_ct, &ck);
-	if (!ct || (ct->flags & SN_CT_HAIRPIN))
-		return 0;
-	vip = ct->addr;
-	from = in->daddr;
-	icheck = (__u16 *)(icmp + 2);
-	/* The quoted L4 checksum, when the quote holds it (UDP's is in its first 8 bytes, TCP's past them). */
+	if (!sn_fits(ports, end) || !sn_icmp_is_error(icmp[0]) || in->ihl != 5 ||
+	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+		return NULL;
+	return in;
+}
+
+/*
+ * One side of an ICMP error's quoted datagram rewritten, and the outer
+ * address that goes with it. `quoted_src` (a constant at every call): the
+ * quote's source address and port, and the outer destination (an error goes
+ * to the quote's source); else the quote's destination address and port,
+ * and the outer source (an error comes from the quote's destination). Every
+ * checksum follows incrementally: the quote's IP header, its L4 checksum
+ * where the quote holds it (UDP's is in its first 8 bytes, TCP's past them),
+ * the ICMP checksum over all of that, and the outer IP header (ICMP has no
+ * pseudo-header). Direct writes: ip is a plain header (ihl 5) inside the
+ * packet, its quote checked by sn_icmp_quote. 0 when done.
+ */
+static __always_inline int sn_icmp_quote_nat(struct iphdr *ip, void *end, int quoted_src, __be32 to_addr, __be16 to_port)
+{
+	__u8 *icmp = (void *)(ip + 1);
+	struct iphdr *in = (void *)(icmp + 8);
+	struct sn_ports *ports = (void *)(in + 1);
+	__u16 *icheck = (__u16 *)(icmp + 2), *l4check = 0;
+	__u16 check, old, now;
+	__be32 from, outer;
+	__be16 from_port;
+
+	if (!sn_fits(ports, end))
+		return -1;
+	from = quoted_src ? in->saddr : in->daddr;
+	from_port = quoted_src ? ports->source : ports->dest;
 	if (in->protocol == IPPROTO_UDP) {
 		struct udphdr *u = (void *)(in + 1);
 
@@ -323,19 +331,67 @@ static __always_inline int sn_rev_nat_icmp(struct iphdr *ip, void *end, __u32 vn
 	}
 	check = *icheck;
 	if (l4check && sn_fits(l4check, end)) {
-		old_l4 = *l4check;
-		*l4check = sn_csum_replace4(old_l4, from, vip);
-		check = sn_csum_replace2(check, old_l4, *l4check);
+		old = *l4check;
+		now = sn_csum_replace4(old, from, to_addr);
+		now = sn_csum_replace2(now, from_port, to_port);
+		if (!now && in->protocol == IPPROTO_UDP)
+			now = 0xffff;
+		*l4check = now;
+		check = sn_csum_replace2(check, old, now);
 	}
-	old_icheck = in->check;
-	in->check = sn_csum_replace4(old_icheck, from, vip);
-	check = sn_csum_replace2(check, old_icheck, in->check);
-	in->daddr = vip;
-	check = sn_csum_replace4(check, from, vip);
+	old = in->check;
+	in->check = sn_csum_replace4(old, from, to_addr);
+	check = sn_csum_replace2(check, old, in->check);
+	check = sn_csum_replace4(check, from, to_addr);
+	check = sn_csum_replace2(check, from_port, to_port);
+	if (quoted_src) {
+		in->saddr = to_addr;
+		ports->source = to_port;
+		outer = ip->daddr;
+		ip->daddr = to_addr;
+	} else {
+		in->daddr = to_addr;
+		ports->dest = to_port;
+		outer = ip->saddr;
+		ip->saddr = to_addr;
+	}
 	*icheck = check;
-	/* The outer source: the ICMP checksum has no pseudo-header, only the IP one changes. */
-	ip->check = sn_csum_replace4(ip->check, ip->saddr, vip);
-	ip->saddr = vip;
+	ip->check = sn_csum_replace4(ip->check, outer, to_addr);
+	return 0;
+}
+
+/*
+ * An ICMP error from a backend about a datagram a client sent to a VIP (port
+ * unreachable, time exceeded, ...): the client must see it come from the VIP
+ * and quote the datagram as it sent it, or its stack cannot match it to the
+ * socket. The outer source and the quoted destination become the VIP.
+ * ip is a plain header (ihl 5) inside the packet. 1 when done.
+ */
+static __always_inline int sn_rev_nat_icmp(struct iphdr *ip, void *end, __u32 vni)
+{
+	struct iphdr *in = sn_icmp_quote(ip, end);
+	struct sn_ports *ports;
+	struct sn_ct_key ck = {};
+	struct sn_ct *ct;
+
+	if (!in)
+		return 0;
+	ports = (void *)(in + 1);
+	if (!sn_fits(ports, end) || in->saddr != ip->daddr)
+		return 0;
+	/* The quoted datagram went client -> backend: its reply entry names the VIP. */
+	ck.vni = vni;
+	ck.src = in->daddr;
+	ck.dst = in->saddr;
+	ck.sport = ports->dest;
+	ck.dport = ports->source;
+	ck.proto = in->protocol;
+	ck.dir = SN_CT_REPLY;
+	ct = bpf_map_lookup_elem(&sn_ct, &ck);
+	if (!ct || (ct->flags & SN_CT_HAIRPIN))
+		return 0;
+	if (sn_icmp_quote_nat(ip, end, 0, ct->addr, ck.sport))
+		return 0;
 	sn_count(SN_C_LB_REV_NAT_ICMP);
 	return 1;
 }

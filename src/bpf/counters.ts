@@ -55,6 +55,11 @@ export const COUNTER_NAMES = [
   'lb_ct_expired',
   'probe_answered',
   'probe_refused',
+  'mesh_frag_needed',
+  'mesh_too_big',
+  'mesh_underlay_mtu',
+  'mesh_icmp_to_backend',
+  'mesh_icmp_to_client',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

@@ -790,3 +790,293 @@ describe('mesh connection tracking: TCP entries on SYN only, ended by RST, a los
     assert.deepEqual(runGw(backendReply(49300, 0x10)).delta, {mesh_reply: 1})
   })
 })
+
+describe('path MTU and ICMP errors on published ports (issue 19, hole 7)', () => {
+  const ROUTER = '172.30.0.1'
+  /** An ICMP error (default: fragmentation needed, MTU `mtu`) from src to dst quoting `quote`, all checksums valid. */
+  const icmpError = (o: {src: string; dst: string; type?: number; code?: number; mtu?: number}, quote: Buffer) => {
+    const m = Buffer.alloc(8 + quote.length)
+    m.writeUInt8(o.type ?? 3, 0)
+    m.writeUInt8(o.code ?? 4, 1)
+    m.writeUInt16BE(o.mtu ?? 0, 6)
+    quote.copy(m, 8)
+    m.writeUInt16BE(P.inetChecksum(m), 2)
+    return P.ipv4Packet({src: o.src, dst: o.dst, protocol: P.IPPROTO_ICMP}, m)
+  }
+  /** Every checksum of an ICMP error: its IP header, the ICMP message, the quote's IP header and, when whole, its L4 one. */
+  const assertIcmpChecksums = (ip: Buffer) => {
+    assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0, 'outer IP header checksum')
+    const msg = ip.subarray(20, ip.readUInt16BE(2))
+    assert.equal(P.inetChecksum(msg), 0, 'ICMP checksum')
+    const q = msg.subarray(8)
+    assert.equal(P.inetChecksum(q.subarray(0, 20)), 0, 'quoted IP header checksum')
+    if (q.length >= q.readUInt16BE(2))
+      assert.equal(P.l4Checksum(addrOf(q, 12), addrOf(q, 16), q[9]!, q.subarray(20, q.readUInt16BE(2))), 0, 'quoted L4 checksum')
+  }
+  /** A client's UDP datagram to the node of `ipLen` bytes (IP header included), DF set or not. */
+  const bigUdp = (sport: number, dport: number, ipLen: number, df: boolean) => {
+    const payload = Buffer.alloc(ipLen - 20 - 8)
+    for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff
+    const l4 = P.udp({srcPort: sport, dstPort: dport}, payload)
+    l4.writeUInt16BE(P.l4Checksum(CLIENT.ip, NODE, P.IPPROTO_UDP, l4), 6)
+    return P.ethernet(
+      {dst: NODE_MAC, src: CLIENT.mac, type: P.ETH_P_IP},
+      P.ipv4Packet({src: CLIENT.ip, dst: NODE, protocol: P.IPPROTO_UDP, fragOff: df ? 0x4000 : 0}, l4),
+    )
+  }
+  const toNodeFrame = (ip: Buffer) => P.ethernet({dst: NODE_MAC, src: CLIENT.mac, type: P.ETH_P_IP}, ip)
+  const fromPeer = (inner: Buffer) =>
+    P.vxlanFrame({outerSrc: PEER.ip, outerDst: NODE, outerSrcMac: PEER.mac, outerDstMac: NODE_MAC, vni: VNI}, inner)
+
+  before(() => {
+    // UDP published with the backend on the peer node.
+    publish(8084, P.IPPROTO_UDP, {vni: VNI, addr: VIP_REMOTE, target: 53, mode: 1})
+  })
+
+  it('a DF datagram larger than the ingress network MTU: frag-needed back from the published address with that MTU, no flow made', () => {
+    for (const port of [8084, 8080]) {
+      const f = bigUdp(41600, port, 1500, true)
+      const r = runXdp(f)
+      assert.equal(r.retval, XDP_TX, `${port}: ${JSON.stringify(r.delta)}`)
+      assert.deepEqual(r.delta, {mesh_frag_needed: 1}, `port ${port}`)
+      assert.equal(r.data.length, P.ETH_HLEN + 576, 'within 576 bytes (RFC 1812)')
+      assert.equal(macOf(r.data, 0), CLIENT.mac, 'to the client, by the FIB')
+      assert.equal(macOf(r.data, 6), NODE_MAC)
+      assert.equal(r.data.readUInt16BE(12), P.ETH_P_IP)
+      const ip = r.data.subarray(P.ETH_HLEN)
+      assert.equal(ip[9], P.IPPROTO_ICMP)
+      assert.equal(addrOf(ip, 12), NODE, 'from the address the client spoke to')
+      assert.equal(addrOf(ip, 16), CLIENT.ip)
+      assert.deepEqual([ip[20], ip[21]], [3, 4], 'destination unreachable, fragmentation needed')
+      assert.equal(ip.readUInt16BE(26), 1450, 'the MTU that fits: the ingress network MTU')
+      assert.deepEqual(ip.subarray(28), f.subarray(P.ETH_HLEN, P.ETH_HLEN + 548), 'quotes the datagram as the client sent it')
+      assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0, 'IP header checksum')
+      assert.equal(P.inetChecksum(ip.subarray(20)), 0, 'ICMP checksum')
+      const fk = snMeshCtKey.encode({src: CLIENT.ip, dst: NODE, sport: 41600, dport: port, proto: P.IPPROTO_UDP, dir: 0})
+      assert.equal(xdp.map('sn_mesh_ct').lookup(fk), undefined, 'no flow for a datagram never delivered')
+    }
+  })
+
+  it('the same without DF: dropped and counted; one that fits goes to the remote backend as before', () => {
+    const r = runXdp(bigUdp(41601, 8084, 1500, false))
+    assert.equal(r.retval, XDP_DROP)
+    assert.deepEqual(r.delta, {mesh_too_big: 1})
+    const fits = bigUdp(41602, 8084, 1450, true)
+    const ok = runXdp(fits)
+    assert.equal(ok.retval, XDP_TX, JSON.stringify(ok.delta))
+    assert.deepEqual(ok.delta, {mesh_new_flow: 1, mesh_remote: 1})
+    assert.equal(ok.data.length, fits.length + P.VXLAN_OVERHEAD)
+  })
+
+  it('frag-needed from the client side about a reply of a local flow: reaches the backend, quote and destination translated, checksums valid', () => {
+    assert.deepEqual(runXdp(toNode(P.IPPROTO_UDP, 41610, 8080)).delta, {mesh_new_flow: 1, mesh_local: 1})
+    // The reply as the client got it, quoted whole by a router on the way (MTU 1400 there).
+    const quote = ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_UDP, sport: 8080, dport: 41610})
+    const f = toNodeFrame(icmpError({src: ROUTER, dst: NODE, mtu: 1400}, quote))
+    const r = runXdp(f)
+    assert.equal(r.retval, XDP_REDIRECT, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_icmp_to_backend: 1})
+    assert.equal(macOf(r.data, 0), LOCAL_BE.mac)
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), ROUTER, 'the error still comes from whoever sent it')
+    assert.equal(addrOf(ip, 16), LOCAL_BE.ip)
+    assert.equal(ip.readUInt16BE(26), 1400, 'the MTU untouched')
+    const q = ip.subarray(28)
+    assert.equal(addrOf(q, 12), LOCAL_BE.ip, 'the quote: from the backend, as it sent it')
+    assert.equal(q.readUInt16BE(20), 53, 'from its target port')
+    assert.equal(addrOf(q, 16), CLIENT.ip)
+    assert.equal(q.readUInt16BE(22), 41610)
+    assertIcmpChecksums(ip)
+  })
+
+  it('a TCP reply quoted in 8 bytes only (the RFC 792 minimum), and a host-mode flow: translated all the same', () => {
+    // The established local flow of the tracked-flow test: client:41000 -> node:8080 -> 10.0.0.5:80.
+    const whole = ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 8080, dport: 41000, flags: 0x10})
+    const r = runXdp(toNodeFrame(icmpError({src: CLIENT.ip, dst: NODE, type: 11, code: 0}, whole.subarray(0, 28))))
+    assert.equal(r.retval, XDP_REDIRECT, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_icmp_to_backend: 1})
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 16), LOCAL_BE.ip)
+    assert.equal(addrOf(ip, 28 + 12), LOCAL_BE.ip)
+    assert.equal(ip.readUInt16BE(28 + 20), 80)
+    assertIcmpChecksums(ip)
+    // Host mode: a new flow client:43100 -> node:9090 -> the task's gateway-bridge address:80 (its SYN's entries only).
+    assert.deepEqual(runXdp(toNode(P.IPPROTO_TCP, 43100, 9090)).delta, {mesh_new_flow: 1, mesh_local: 1})
+    const hq = ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 9090, dport: 43100, flags: 0x12})
+    const h = runXdp(toNodeFrame(icmpError({src: ROUTER, dst: NODE, mtu: 1280}, hq)))
+    assert.equal(h.retval, XDP_REDIRECT, JSON.stringify(h.delta))
+    assert.deepEqual(h.delta, {mesh_icmp_to_backend: 1})
+    assert.equal(macOf(h.data, 0), HOST_TASK.mac)
+    assert.equal(addrOf(h.data, P.ETH_HLEN + 16), HOST_TASK.ip)
+    assertIcmpChecksums(h.data.subarray(P.ETH_HLEN))
+  })
+
+  it('frag-needed about a reply of a flow whose backend is on another node: VXLAN to that node, which delivers it to the backend', () => {
+    // The flow of the fitting datagram above: client:41602 -> node:8084 -> 10.0.0.9:53 on the peer.
+    const quote = ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_UDP, sport: 8084, dport: 41602})
+    const f = toNodeFrame(icmpError({src: ROUTER, dst: NODE, mtu: 1400}, quote))
+    const r = runXdp(f)
+    assert.equal(r.retval, XDP_TX, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_icmp_to_backend: 1})
+    assert.equal(r.data.length, f.length + P.VXLAN_OVERHEAD)
+    const outer = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(outer, 16), PEER.ip)
+    assert.equal(outer.readUIntBE(32, 3), VNI)
+    const inner = outer.subarray(36)
+    assert.equal(macOf(inner, 0), REMOTE_BE.mac)
+    const ip = inner.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 16), REMOTE_BE.ip)
+    assert.equal(addrOf(ip, 28 + 12), REMOTE_BE.ip)
+    assert.equal(ip.readUInt16BE(28 + 20), 53)
+    assertIcmpChecksums(ip)
+    // The backend's node: a flow that came in by the peer (client:46100 -> 10.0.0.5:80, its SYN).
+    const syn = P.ethernet(
+      {dst: LOCAL_BE.mac, src: '02:00:00:00:00:01', type: P.ETH_P_IP},
+      ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_TCP, sport: 46100, dport: 80}),
+    )
+    assert.deepEqual(runXdp(fromPeer(syn)).delta, {mesh_decap: 1})
+    const dq = ipPacket({src: LOCAL_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 80, dport: 46100, flags: 0x12})
+    const dinner = P.ethernet(
+      {dst: '02:42:0a:00:00:05', src: '02:00:00:00:00:01', type: P.ETH_P_IP},
+      icmpError({src: ROUTER, dst: LOCAL_BE.ip, mtu: 1400}, dq),
+    )
+    const d = runXdp(fromPeer(dinner))
+    assert.equal(d.retval, XDP_REDIRECT, JSON.stringify(d.delta))
+    assert.deepEqual(d.delta, {mesh_decap: 1})
+    assert.deepEqual(d.data, dinner)
+    // The same about a flow that did not come in by the peer (client:41610 came straight here): refused as before.
+    const stray = P.ethernet(
+      {dst: '02:42:0a:00:00:05', src: '02:00:00:00:00:01', type: P.ETH_P_IP},
+      icmpError(
+        {src: ROUTER, dst: LOCAL_BE.ip, mtu: 1400},
+        ipPacket({src: LOCAL_BE.ip, dst: CLIENT.ip, proto: P.IPPROTO_UDP, sport: 53, dport: 41610}),
+      ),
+    )
+    const s = runXdp(fromPeer(stray))
+    assert.equal(s.retval, XDP_DROP)
+    assert.deepEqual(s.delta, {xdp_bad_source: 1})
+  })
+
+  it('an ICMP error about no mesh flow, and an echo, pass to the kernel untouched as before', () => {
+    for (const ip of [
+      icmpError(
+        {src: ROUTER, dst: NODE, mtu: 1400},
+        ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_TCP, sport: 22, dport: 50000}),
+      ),
+      icmpError(
+        {src: ROUTER, dst: NODE, mtu: 1400},
+        ipPacket({src: NODE, dst: CLIENT.ip, proto: P.IPPROTO_UDP, sport: 8080, dport: 50001}),
+      ),
+      P.ipv4Packet({src: CLIENT.ip, dst: NODE, protocol: P.IPPROTO_ICMP}, P.icmpEcho()),
+    ]) {
+      const f = toNodeFrame(ip)
+      const r = runXdp(f)
+      assert.equal(r.retval, XDP_PASS)
+      assert.deepEqual(r.data, f)
+      assert.deepEqual(r.delta, {xdp_pass: 1})
+    }
+  })
+
+  it('an ICMP error from the backend about a client request: the client sees the published address and port, both ways', () => {
+    // Local flow client:41610 -> node:8080/udp -> 10.0.0.5:53; the task says port unreachable.
+    const req = ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_UDP, sport: 41610, dport: 53})
+    const unreach = (src: string, quote: Buffer) =>
+      P.ethernet(
+        {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:05', type: P.ETH_P_IP},
+        icmpError({src, dst: CLIENT.ip, code: 3}, quote),
+      )
+    const r = runGw(unreach(LOCAL_BE.ip, req))
+    assert.equal(r.retval, TC_ACT_REDIRECT, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_icmp_to_client: 1})
+    assert.equal(macOf(r.data, 0), CLIENT.mac)
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), NODE)
+    assert.equal(addrOf(ip, 16), CLIENT.ip)
+    assert.equal(addrOf(ip, 28 + 16), NODE, 'the quote: to the address the client spoke to')
+    assert.equal(ip.readUInt16BE(28 + 22), 8080, 'and the published port')
+    assertIcmpChecksums(ip)
+    // A flow that came in by the peer (client:46001 -> 10.0.0.5:53/udp): back over VXLAN, untranslated.
+    const viaPeer = unreach(
+      LOCAL_BE.ip,
+      ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_UDP, sport: 46001, dport: 53}),
+    )
+    const v = runGw(viaPeer)
+    assert.equal(v.retval, TC_ACT_REDIRECT, JSON.stringify(v.delta))
+    assert.deepEqual(v.delta, {mesh_return: 1})
+    assert.equal(addrOf(v.data, P.ETH_HLEN + 16), PEER.ip)
+    assert.deepEqual(v.data.subarray(P.ETH_HLEN + 36 + P.ETH_HLEN), viaPeer.subarray(P.ETH_HLEN))
+    // The ingress node's side: the remote backend's error about client:41602 -> node:8084 comes back by VXLAN.
+    const back = P.ethernet(
+      {dst: '02:42:ac:1e:00:64', src: REMOTE_BE.mac, type: P.ETH_P_IP},
+      icmpError(
+        {src: REMOTE_BE.ip, dst: CLIENT.ip, code: 3},
+        ipPacket({src: CLIENT.ip, dst: REMOTE_BE.ip, proto: P.IPPROTO_UDP, sport: 41602, dport: 53}),
+      ),
+    )
+    const b = runXdp(fromPeer(back))
+    assert.equal(b.retval, XDP_TX, JSON.stringify(b.delta))
+    assert.deepEqual(b.delta, {mesh_icmp_to_client: 1})
+    assert.equal(b.data.length, back.length)
+    assert.equal(macOf(b.data, 0), CLIENT.mac)
+    const bip = b.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(bip, 12), NODE)
+    assert.equal(addrOf(bip, 28 + 16), NODE)
+    assert.equal(bip.readUInt16BE(28 + 22), 8084)
+    assertIcmpChecksums(bip)
+  })
+
+  it('a backend reply too large for the way back over VXLAN: frag-needed back to the task with DF, dropped without; one by this node leaves as before', () => {
+    /** The task's UDP reply of `ipLen` bytes from the backend's port 53 to client:dport. */
+    const bigReply = (dport: number, ipLen: number, df: boolean) => {
+      const l4 = P.udp({srcPort: 53, dstPort: dport}, Buffer.alloc(ipLen - 28, 7))
+      l4.writeUInt16BE(P.l4Checksum(LOCAL_BE.ip, CLIENT.ip, P.IPPROTO_UDP, l4), 6)
+      return P.ethernet(
+        {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:05', type: P.ETH_P_IP},
+        P.ipv4Packet({src: LOCAL_BE.ip, dst: CLIENT.ip, protocol: P.IPPROTO_UDP, fragOff: df ? 0x4000 : 0}, l4),
+      )
+    }
+    // client:46001 -> 10.0.0.5:53/udp came in by the peer (the UDP server test).
+    const f = bigReply(46001, 1500, true)
+    const r = runGw(f)
+    assert.equal(r.retval, TC_ACT_REDIRECT, JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_frag_needed: 1})
+    assert.equal(r.data.length, P.ETH_HLEN + 576)
+    assert.equal(macOf(r.data, 0), '02:42:ac:12:00:05', 'back to the task')
+    const ip = r.data.subarray(P.ETH_HLEN)
+    assert.equal(addrOf(ip, 12), CLIENT.ip, 'from the client, as a router on the way would')
+    assert.equal(addrOf(ip, 16), LOCAL_BE.ip)
+    assert.deepEqual([ip[20], ip[21]], [3, 4])
+    assert.equal(ip.readUInt16BE(26), 1450)
+    assert.deepEqual(ip.subarray(28), f.subarray(P.ETH_HLEN, P.ETH_HLEN + 548))
+    assert.equal(P.inetChecksum(ip.subarray(0, 20)), 0)
+    assert.equal(P.inetChecksum(ip.subarray(20)), 0)
+    const nodf = runGw(bigReply(46001, 1500, false))
+    assert.equal(nodf.retval, TC_ACT_SHOT)
+    assert.deepEqual(nodf.delta, {mesh_too_big: 1})
+    assert.deepEqual(runGw(bigReply(46001, 1450, true)).delta, {mesh_return: 1}, 'one that fits goes back')
+    // client:41610 came in by this node: out of the underlay (1500) as it is.
+    assert.deepEqual(runGw(bigReply(41610, 1500, true)).delta, {mesh_reply: 1})
+  })
+
+  it("a task's ICMP error about no flow of its own passes on untouched, as before", () => {
+    for (const [src, ifindex, quote] of [
+      // No such flow.
+      [LOCAL_BE.ip, GW_IFINDEX, ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_UDP, sport: 50002, dport: 53})],
+      // Another task, from its own address, about the backend's flow: the quote is not to it.
+      [
+        OTHER_GW.ip,
+        OTHER_GW.ifindex,
+        ipPacket({src: CLIENT.ip, dst: LOCAL_BE.ip, proto: P.IPPROTO_UDP, sport: 41610, dport: 53}),
+      ],
+    ] as const) {
+      const f = P.ethernet(
+        {dst: '02:42:ac:12:00:01', src: '02:42:ac:12:00:06', type: P.ETH_P_IP},
+        icmpError({src, dst: CLIENT.ip, code: 3}, quote),
+      )
+      const r = runGw(f, ifindex)
+      assert.equal(r.retval, TC_ACT_UNSPEC, JSON.stringify(r.delta))
+      assert.deepEqual(r.data, f)
+      assert.deepEqual(r.delta, {})
+    }
+  })
+})
