@@ -6,11 +6,12 @@ import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
 import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
+import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 
 export default class ServiceUpdate extends SwarmnetCommand {
   static override description = `Change a live service: its command, user, limits, stop and health settings, replicas, published ports, networks
 
-A change to what its tasks run (the command after --, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first). The VIPs and published ports stay; service rollback goes back to the previous spec.
+A change to what its tasks run (the command after --, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first); the next group starts --update-delay after the last one serves. A new task that fails within --update-monitor of serving counts as a failure: beyond --update-max-failure-ratio of the replicas, --update-failure-action pauses the update (the next service update resumes it), continues, or rolls back. The VIPs and published ports stay; service rollback goes back to the previous spec; service inspect shows where the update stands.
 
 Port removals are applied first, so one command can publish a port again with another target. Ports and replicas change only the record, except a service's first ingress port: its tasks are then replaced by tasks on the ingress network.`
   static override runsCommand = true
@@ -55,11 +56,7 @@ Port removals are applied first, so one command can publish a port again with an
     'stop-grace-period': Flags.string({description: 'time a task has to stop before SIGKILL (default 10s)'}),
     ...healthFlags,
     force: Flags.boolean({description: 'replace every task even if nothing changed'}),
-    'update-parallelism': Flags.integer({description: 'slots replaced at once (default 1)', min: 1}),
-    'update-order': Flags.string({
-      description: 'start-first: the new task serves before the old stops; stop-first: the old stops first',
-      options: ['start-first', 'stop-first'],
-    }),
+    ...updateFlags,
   }
 
   async run(): Promise<void> {
@@ -79,8 +76,7 @@ Port removals are applied first, so one command can publish a port again with an
       stopGracePeriod: flags['stop-grace-period'],
       ...health,
       force: flags.force,
-      updateParallelism: flags['update-parallelism'],
-      updateOrder: flags['update-order'],
+      ...updateBody(flags),
     }
     const other = Object.entries(body).some(([k, v]) => v !== undefined && v !== false && !(k === 'force' && !v))
     const client = new AgentClient(flags.host)

@@ -25,7 +25,9 @@ import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
 import {stopSpec} from '../tasks/stop.js'
-import {UPDATE_DEFAULTS} from './rolling.js'
+import {inProgress, updateProgress} from './rolling.js'
+import {rolledBack, taskSpecOf, withTaskSpec} from './task-spec.js'
+import {updateConfigOf, type UpdateRequest} from './update-config.js'
 import {healthSpec, type HealthRequest} from '../tasks/health.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {revocationOf} from '../gossip/revocation.js'
@@ -71,7 +73,8 @@ export type ServiceRequest = {
   constraints?: string[]
   placementPrefs?: string[]
 } & ContainerRequest &
-  HealthRequest
+  HealthRequest &
+  UpdateRequest
 
 /** service update: each field absent = unchanged (src/manager/manager.ts updateService). */
 export type ServiceUpdate = {
@@ -84,9 +87,8 @@ export type ServiceUpdate = {
   stopGracePeriod?: string
   ports?: PortsUpdate
   force?: boolean
-  updateParallelism?: number
-  updateOrder?: string
-} & HealthRequest
+} & HealthRequest &
+  UpdateRequest
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 /** node update: each absent = unchanged. */
@@ -119,8 +121,11 @@ export class Manager {
     readonly selfId: string,
     /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
     private readonly membership: MembershipView = NOBODY_DOWN,
-    /** addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first). */
-    private readonly opts: {addressStart?: number} = {},
+    /**
+     * addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first).
+     * now: the clock of rolling updates' delays and monitor periods (tests set it; absent: Date.now).
+     */
+    private readonly opts: {addressStart?: number; now?: () => number} = {},
   ) {
     this.read = new Controller(store, selfId)
   }
@@ -331,6 +336,7 @@ export class Manager {
     const placementPrefs = req.placementPrefs ?? []
     constraints.forEach(parseConstraint)
     placementPrefs.forEach(parsePlacementPref)
+    const update = updateConfigOf(req, undefined)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
     const svc: Service = {
@@ -352,6 +358,7 @@ export class Manager {
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),
+      ...(update ? {update} : {}),
       createdAt: now,
       updatedAt: now,
     }
@@ -452,18 +459,21 @@ export class Manager {
         healthStartPeriod: req.healthStartPeriod ?? `${svc.healthcheck.startPeriodMs}ms`,
       })
     }
-    if (req.updateParallelism !== undefined || req.updateOrder !== undefined) {
-      const p = req.updateParallelism ?? svc.update?.parallelism ?? UPDATE_DEFAULTS.parallelism
-      if (!Number.isInteger(p) || p < 1 || p > MAX_REPLICAS)
-        throw new UserError(`invalid --update-parallelism ${JSON.stringify(req.updateParallelism)}: a whole number, 1 or more`)
-      const order = req.updateOrder ?? svc.update?.order ?? UPDATE_DEFAULTS.order
-      if (order !== 'start-first' && order !== 'stop-first')
-        throw new UserError(`invalid --update-order '${String(order)}': start-first or stop-first`)
-      next.update = {parallelism: p, order}
-    }
+    const update = updateConfigOf(req, svc.update)
+    if (update) next.update = update
     const changed = JSON.stringify(spec) !== JSON.stringify(taskSpecOf(svc))
+    const now = this.now()
     if (changed || req.force) {
       next = {...withTaskSpec(next, spec), specVersion: (svc.specVersion ?? 0) + 1, previous: taskSpecOf(svc)}
+      if ('replicas' in next.mode) next.updateStatus = {state: 'updating', startedAt: now, message: 'update in progress'}
+    } else if (svc.updateStatus && (svc.updateStatus.state === 'paused' || svc.updateStatus.state === 'rollback_paused')) {
+      // Docker: a paused update goes on with the next service update (its failures counted afresh).
+      const back = svc.updateStatus.state === 'rollback_paused'
+      next.updateStatus = {
+        state: back ? 'rollback_started' : 'updating',
+        startedAt: now,
+        message: `${back ? 'rollback' : 'update'} resumed`,
+      }
     }
     next.updatedAt = Date.now()
     return this.writePlanned(next, this.mustNotShrink(svc, next))
@@ -473,12 +483,9 @@ export class Manager {
   rollbackService(ref: string): Service {
     const svc = this.read.findService(ref)
     if (!svc.previous) throw new UserError(`service ${svc.name} has no previous spec to roll back to`)
-    const next: Service = {
-      ...withTaskSpec(svc, svc.previous),
-      specVersion: (svc.specVersion ?? 0) + 1,
-      previous: taskSpecOf(svc),
-      updatedAt: Date.now(),
-    }
+    const next = rolledBack({...svc, previous: svc.previous}, this.now(), 'manually requested rollback')
+    // Global services are not rolled (nothing watches them): no update state, as before.
+    if (!('replicas' in svc.mode)) delete next.updateStatus
     return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 
@@ -674,8 +681,10 @@ export class Manager {
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
-    for (const svc of services) {
+    for (const cur of services) {
+      let svc = cur
       try {
+        svc = this.progress(cur)
         const plan = this.plan(svc, nodes)
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
@@ -699,12 +708,29 @@ export class Manager {
     return report
   }
 
+  /** Services whose update or rollback is still rolling or watching its last tasks: the clock moves them on. */
+  rollingServices(): string[] {
+    return [...this.index.services.values()].filter((s) => inProgress(s.updateStatus?.state)).map((s) => s.id)
+  }
+
+  /** A rolling update's record brought up to date (rolling.ts updateProgress), written when it changed. */
+  private progress(svc: Service): Service {
+    const next = updateProgress(svc, this.index.tasksOf(svc.id), this.index.statuses, this.now())
+    if (!next) return svc
+    this.store.put(keyOf('service', svc.id), next)
+    return next
+  }
+
+  private now(): number {
+    return this.opts.now ? this.opts.now() : Date.now()
+  }
+
   private plan(svc: Service, nodes?: PlacementNodes): ServicePlan {
     // Attachments hold addresses as tasks do (the index counts them; they have no service, so placement never moves them).
     return planService(
       svc,
       {index: this.index, membership: this.membership, nodes, addressStart: this.opts.addressStart},
-      {id: newId, now: Date.now()},
+      {id: newId, now: this.now()},
     )
   }
 
@@ -791,21 +817,4 @@ export function checkReplicas(n: unknown): number {
     throw new UserError(`invalid replica count ${JSON.stringify(n)}: must be a whole number, 0 or more`)
   if (n > MAX_REPLICAS) throw new UserError(`invalid replica count ${n}: at most ${MAX_REPLICAS} replicas per service`)
   return n
-}
-
-/** What a service's tasks are made from (a copy: changing it changes no record). */
-export function taskSpecOf(s: Service): TaskSpec {
-  const out: TaskSpec = {command: [...s.command]}
-  if (s.user !== undefined) out.user = s.user
-  if (s.limits !== undefined) out.limits = {...s.limits}
-  if (s.stopSignal !== undefined) out.stopSignal = s.stopSignal
-  if (s.stopGraceMs !== undefined) out.stopGraceMs = s.stopGraceMs
-  if (s.healthcheck !== undefined) out.healthcheck = {...s.healthcheck}
-  return out
-}
-
-/** s with its task spec replaced by spec (fields spec leaves out are gone). */
-function withTaskSpec(s: Service, spec: TaskSpec): Service {
-  const {user: _u, limits: _l, stopSignal: _s, stopGraceMs: _g, healthcheck: _h, ...rest} = s
-  return {...rest, ...spec}
 }

@@ -97,6 +97,7 @@ export function planService(svc: Service, state: ClusterState, mint: {id: () => 
     svc,
     mine.filter((t) => !stale.has(t.id)),
     ix.statuses,
+    mint.now,
   )
   const placements = placeTasks(
     svc,
