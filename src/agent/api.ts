@@ -257,6 +257,20 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           stopGracePeriod: optStr(b, 'stopGracePeriod'),
           ...(ports ? {ports: {add: list(ports, 'add').map(checkPortRequest), rm: list(ports, 'rm').map(checkPortRef)}} : {}),
           force: b.force === true,
+          image: optStr(b, 'image'),
+          envAdd: optStrList(b, 'envAdd'),
+          envRm: optStrList(b, 'envRm'),
+          mountAdd: optStrList(b, 'mountAdd'),
+          mountRm: optStrList(b, 'mountRm'),
+          hostname: optStr(b, 'hostname'),
+          workdir: optStr(b, 'workdir'),
+          capAdd: optStrList(b, 'capAdd'),
+          capDrop: optStrList(b, 'capDrop'),
+          readOnly: typeof b.readOnly === 'boolean' ? b.readOnly : undefined,
+          constraintAdd: optStrList(b, 'constraintAdd'),
+          constraintRm: optStrList(b, 'constraintRm'),
+          placementPrefAdd: optStrList(b, 'placementPrefAdd'),
+          placementPrefRm: optStrList(b, 'placementPrefRm'),
           ...healthRequest(b),
           ...updateRequest(b),
         }
@@ -435,6 +449,10 @@ function strList(b: Record<string, unknown>, k: string): string[] {
 }
 
 /** The --health-* flags of a request body (checked in full by src/tasks/health.ts healthSpec). */
+function optStrList(b: Record<string, unknown>, k: string): string[] | undefined {
+  return b[k] === undefined ? undefined : strList(b, k)
+}
+
 function updateRequest(b: Record<string, unknown>): UpdateRequest {
   const ratio = b.updateMaxFailureRatio
   return {

@@ -39,6 +39,7 @@ import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {type ContainerRequest, containerSpec} from '../model/container.js'
+import {type ContainerUpdate, updatedContainer} from '../model/container-update.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 import {nextNetworks, type NetworksUpdate} from './service-networks.js'
 import {
@@ -87,8 +88,14 @@ export type ServiceUpdate = {
   stopGracePeriod?: string
   ports?: PortsUpdate
   force?: boolean
+  /** --constraint-add/-rm and --placement-pref-add/-rm as written (src/model/placement.ts). */
+  constraintAdd?: string[]
+  constraintRm?: string[]
+  placementPrefAdd?: string[]
+  placementPrefRm?: string[]
 } & HealthRequest &
-  UpdateRequest
+  UpdateRequest &
+  ContainerUpdate
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 /** node update: each absent = unchanged. */
@@ -419,11 +426,12 @@ export class Manager {
   }
 
   /**
-   * service update: everything service create takes but the name, mode and networks, plus
-   * --force. A change to what tasks are made from (TaskSpec), or --force, raises the spec's
-   * version: its tasks are replaced by a rolling update (src/manager/rolling.ts), and the spec
-   * they ran is kept for service rollback. Replicas, ports and the update settings change only
-   * the record. The VIPs and published ports stay. Checked in full before the one write.
+   * service update: everything service create takes but the name, mode and networks (those have
+   * their own requests), plus --force, the container flags (--image, --env-add/-rm, --mount-add/-rm,
+   * ...) and --constraint-add/-rm, --placement-pref-add/-rm. A change to what tasks are made from
+   * (TaskSpec, the container included), or --force, raises the spec's version: its tasks are replaced by a rolling update (src/manager/rolling.ts), and the spec
+   * they ran is kept for service rollback. Replicas, ports, placement and the update settings
+   * change only the record. The VIPs and published ports stay. Checked in full before the one write.
    */
   updateService(ref: string, req: ServiceUpdate): Service {
     const svc = this.read.findService(ref)
@@ -435,6 +443,25 @@ export class Manager {
     if (req.ports && (req.ports.add.length > 0 || req.ports.rm.length > 0)) next = this.withPorts(next, req.ports)
     const spec: TaskSpec = taskSpecOf(svc)
     if (req.command !== undefined) spec.command = req.command
+    const container = updatedContainer(svc.name, svc.container, req)
+    if (container) spec.container = container
+    // Constraints and preferences change only the record: the next pass moves the tasks whose node
+    // no longer fits (each stopped gracefully, as drain moves them), as swarmkit replaces them.
+    const constraints = editList(svc.name, svc.constraints, req.constraintAdd, req.constraintRm, 'constraint', parseConstraint)
+    const prefs = editList(
+      svc.name,
+      svc.placementPrefs,
+      req.placementPrefAdd,
+      req.placementPrefRm,
+      'placement-pref',
+      parsePlacementPref,
+    )
+    const {constraints: _c, placementPrefs: _p, ...withoutPlacement} = next
+    next = {
+      ...withoutPlacement,
+      ...(constraints.length > 0 ? {constraints} : {}),
+      ...(prefs.length > 0 ? {placementPrefs: prefs} : {}),
+    }
     const sandbox = sandboxSpec({
       user: req.user ?? svc.user,
       ...(req.limitMemory !== undefined ? {limitMemory: req.limitMemory} : {}),
@@ -809,6 +836,30 @@ function unplaced(plan: ServicePlan): number {
 function describePending(svc: Pick<Service, 'name' | 'constraints'>, n: number): string {
   const cs = svc.constraints?.length ? ` (constraints ${svc.constraints.join(', ')})` : ''
   return `service ${svc.name}: ${n} task${n === 1 ? '' : 's'} pending: no suitable node${cs}, or the nodes are paused or drained`
+}
+
+/**
+ * A list of --constraint or --placement-pref after --X-rm (each must be there) and --X-add (each
+ * checked; one already there is kept once), in the order given.
+ */
+function editList(
+  service: string,
+  cur: string[] | undefined,
+  add: string[] | undefined,
+  rm: string[] | undefined,
+  flag: string,
+  check: (s: string) => unknown,
+): string[] {
+  let out = [...(cur ?? [])]
+  for (const r of rm ?? []) {
+    if (!out.includes(r)) throw new UserError(`--${flag}-rm ${r}: service ${service} has no ${flag} ${r}`)
+    out = out.filter((x) => x !== r)
+  }
+  for (const a of add ?? []) {
+    check(a)
+    if (!out.includes(a)) out.push(a)
+  }
+  return out
 }
 
 /** Replica counts as the API may receive them: whole, not negative, within MAX_REPLICAS. */

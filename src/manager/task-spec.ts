@@ -13,12 +13,14 @@ export function taskSpecOf(s: Service): TaskSpec {
   if (s.stopSignal !== undefined) out.stopSignal = s.stopSignal
   if (s.stopGraceMs !== undefined) out.stopGraceMs = s.stopGraceMs
   if (s.healthcheck !== undefined) out.healthcheck = {...s.healthcheck}
+  // JSON through and through (types.ts): a deep copy, mounts included.
+  if (s.container !== undefined) out.container = JSON.parse(JSON.stringify(s.container)) as typeof s.container
   return out
 }
 
 /** s with its task spec replaced by spec (fields spec leaves out are gone). */
 export function withTaskSpec(s: Service, spec: TaskSpec): Service {
-  const {user: _u, limits: _l, stopSignal: _s, stopGraceMs: _g, healthcheck: _h, ...rest} = s
+  const {user: _u, limits: _l, stopSignal: _s, stopGraceMs: _g, healthcheck: _h, container: _c, ...rest} = s
   return {...rest, ...spec}
 }
 

@@ -152,7 +152,7 @@ export type UpdateStatus = {
 }
 
 /** The part of a service its tasks are made from: a change to it replaces them. */
-export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck'>
+export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck' | 'container'>
 
 export type ServiceAlias = {networkId: string; names: string[]}
 
