@@ -55,6 +55,10 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
       '1s',
       '--health-retries',
       '2',
+      // A task's failed checks while it starts do not count (Docker's start period): otherwise a slow
+      // start on a loaded machine is unhealthy first, a failure the update monitor acts on (pause).
+      '--health-start-period',
+      '20s',
     ])
     const client = (await allRunning('cli', 1, meant, 60_000))[0]!
     await allRunning('web', 3, meant, 90_000, (t) => t.health === 'healthy')
@@ -70,12 +74,14 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
     const roll = async (what: string, args: string[], done = 'completed', seen?: (s: Inspect) => void) => {
       const old = new Set(meant('web').map((t) => t.id))
       ok('n1', args)
+      let last: Inspect['update']
       await eventually(
         `${what}: every task replaced, the update completed, the old tasks gone`,
         () => {
           const all = ps('web')
           const s = json<Inspect>('n1', ['service', 'inspect', 'web'])
           seen?.(s)
+          last = s.update
           return (
             s.update?.state === done &&
             all.length === 3 &&
@@ -83,7 +89,9 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
           )
         },
         240_000,
-      )
+      ).catch((e: Error) => {
+        throw new Error(`${e.message} (update: ${JSON.stringify(last)}; tasks: ${JSON.stringify(ps('web'))})`)
+      })
       await new Promise((r) => setTimeout(r, 2000))
       const v = vipLoad.take()
       const m = meshLoad.take()
