@@ -8,6 +8,7 @@ import {parsePublishes} from '../../src/model/ports.js'
 import {parseEnvFile} from '../../src/model/container.js'
 import {readFileSync} from 'node:fs'
 import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
+import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
   static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
@@ -110,6 +111,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       multipleNonGreedy: true,
     }),
     ...healthFlags,
+    ...updateFlags,
   }
 
   async run(): Promise<void> {
@@ -141,6 +143,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       constraints: flags.constraint ?? [],
       placementPrefs: flags['placement-pref'] ?? [],
       ...healthBody(flags),
+      ...updateBody(flags),
     })
     if (flags.json) return printJson(svc)
     this.log(svc.id)

@@ -4,6 +4,7 @@ import {printJson, printTable} from '../../src/cli/output.js'
 import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceInspectView} from '../../src/agent/views.js'
 import {formatPort, sortPorts} from '../../src/model/ports.js'
+import {formatDuration} from '../../src/model/duration.js'
 
 export default class ServiceInspect extends SwarmnetCommand {
   static override description =
@@ -29,10 +30,13 @@ export default class ServiceInspect extends SwarmnetCommand {
     this.log(`Command:        ${s.command.join(' ') || '(whoami)'}`)
     if (s.placement?.constraints) this.log(`Constraints:    ${s.placement.constraints.join(', ')}`)
     if (s.placement?.preferences) this.log(`Preferences:    ${s.placement.preferences.join(', ')}`)
-    if (s.update)
+    if (s.update) {
+      const u = s.update
       this.log(
-        `Update:         ${s.update.state} (spec ${s.update.specVersion}, ${s.update.order}, parallelism ${s.update.parallelism})`,
+        `Update:         ${u.state ?? '-'} (spec ${u.specVersion}, ${u.order}, parallelism ${u.parallelism}, delay ${formatDuration(u.delayMs)}, monitor ${formatDuration(u.monitorMs)}, on failure ${u.failureAction}, max failure ratio ${u.maxFailureRatio})`,
       )
+      if (u.message) this.log(`Update status:  ${u.message}`)
+    }
     this.log('')
     printTable(
       ['network', 'task', 'address', 'node', 'state'],

@@ -6,11 +6,14 @@ import {AgentClient} from '../../src/agent/client.js'
 import type {ServiceView} from '../../src/agent/views.js'
 import {parsePortRef, parsePublishes} from '../../src/model/ports.js'
 import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
+import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 
 export default class ServiceUpdate extends SwarmnetCommand {
-  static override description = `Change a live service: its command, user, limits, stop and health settings, replicas, published ports, networks
+  static override description = `Change a live service: its command or image and container settings, user, limits, stop and health settings, placement, replicas, published ports, networks
 
-A change to what its tasks run (the command after --, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first). The VIPs and published ports stay; service rollback goes back to the previous spec.
+A change to what its tasks run (the command after --, --image, --env-*, --mount-*, --hostname, --workdir, --cap-*, --read-only, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first); the next group starts --update-delay after the last one serves. A new task that fails within --update-monitor of serving counts as a failure: beyond --update-max-failure-ratio of the replicas, --update-failure-action pauses the update (the next service update resumes it), continues, or rolls back. The VIPs and published ports stay; service rollback goes back to the previous spec; service inspect shows where the update stands.
+
+--constraint-add/-rm and --placement-pref-add/-rm change where tasks may run: tasks on nodes that no longer fit are moved (each stopped gracefully), the others stay.
 
 Port removals are applied first, so one command can publish a port again with another target. Ports and replicas change only the record, except a service's first ingress port: its tasks are then replaced by tasks on the ingress network.`
   static override runsCommand = true
@@ -20,6 +23,8 @@ Port removals are applied first, so one command can publish a port again with an
     '<%= config.bin %> service update web --network-add name=backend,alias=api --network-rm old',
     '<%= config.bin %> service update web --update-order start-first --update-parallelism 1 -- sleep infinity',
     '<%= config.bin %> service update web --force',
+    '<%= config.bin %> service update site --image site:2.0 --env-add GREETING=hello --mount-rm /cache',
+    '<%= config.bin %> service update db --constraint-add node.labels.disk==ssd --update-failure-action rollback',
   ]
   static override args = {service: Args.string({description: 'service name or id', required: true})}
   static override flags = {
@@ -54,12 +59,68 @@ Port removals are applied first, so one command can publish a port again with an
     'stop-signal': Flags.string({description: 'signal that stops a task (default SIGTERM)'}),
     'stop-grace-period': Flags.string({description: 'time a task has to stop before SIGKILL (default 10s)'}),
     ...healthFlags,
-    force: Flags.boolean({description: 'replace every task even if nothing changed'}),
-    'update-parallelism': Flags.integer({description: 'slots replaced at once (default 1)', min: 1}),
-    'update-order': Flags.string({
-      description: 'start-first: the new task serves before the old stops; stop-first: the old stops first',
-      options: ['start-first', 'stop-first'],
+    image: Flags.string({
+      description: 'run the tasks as containers of this image (as service create --image); a command service becomes one',
     }),
+    'env-add': Flags.string({
+      description: 'set an environment variable KEY=VALUE, replacing the KEY it had (repeatable; containers)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'env-rm': Flags.string({
+      description: 'remove an environment variable by KEY (repeatable)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'mount-add': Flags.string({
+      description: 'add a mount, as service create --mount (repeatable; containers)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'mount-rm': Flags.string({
+      description: 'remove the mount at this target (repeatable)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    hostname: Flags.string({description: "the container's hostname"}),
+    workdir: Flags.string({char: 'w', description: 'working directory inside the container'}),
+    'cap-add': Flags.string({
+      description: 'add a capability (repeatable; taken off the dropped ones)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'cap-drop': Flags.string({
+      description: 'drop a capability, or ALL (repeatable; taken off the added ones)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'read-only': Flags.boolean({
+      description: "the container's root file system is read-only (--no-read-only: writable again)",
+      allowNo: true,
+    }),
+    'constraint-add': Flags.string({
+      description:
+        'add a placement constraint, as service create --constraint (repeatable); tasks on nodes that no longer fit move',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'constraint-rm': Flags.string({
+      description: 'remove a placement constraint, as written (repeatable)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'placement-pref-add': Flags.string({
+      description: 'add a placement preference spread=node.labels.KEY (repeatable)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    'placement-pref-rm': Flags.string({
+      description: 'remove a placement preference, as written (repeatable)',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    force: Flags.boolean({description: 'replace every task even if nothing changed'}),
+    ...updateFlags,
   }
 
   async run(): Promise<void> {
@@ -79,10 +140,26 @@ Port removals are applied first, so one command can publish a port again with an
       stopGracePeriod: flags['stop-grace-period'],
       ...health,
       force: flags.force,
-      updateParallelism: flags['update-parallelism'],
-      updateOrder: flags['update-order'],
+      ...updateBody(flags),
+      image: flags.image,
+      envAdd: flags['env-add'],
+      envRm: flags['env-rm'],
+      mountAdd: flags['mount-add'],
+      mountRm: flags['mount-rm'],
+      hostname: flags.hostname,
+      workdir: flags.workdir,
+      capAdd: flags['cap-add'],
+      capDrop: flags['cap-drop'],
+      readOnly: flags['read-only'],
+      constraintAdd: flags['constraint-add'],
+      constraintRm: flags['constraint-rm'],
+      placementPrefAdd: flags['placement-pref-add'],
+      placementPrefRm: flags['placement-pref-rm'],
     }
-    const other = Object.entries(body).some(([k, v]) => v !== undefined && v !== false && !(k === 'force' && !v))
+    // --force and --no-healthcheck absent come as false; --no-read-only (false) is a change.
+    const other = Object.entries(body).some(
+      ([k, v]) => v !== undefined && !(v === false && (k === 'force' || k === 'noHealthcheck')),
+    )
     const client = new AgentClient(flags.host)
     let svc: ServiceView
     if (nets.add.length > 0 || nets.rm.length > 0) {

@@ -8,6 +8,7 @@ import {checkServiceMode} from '../model/validate.js'
 import {checkPortRef, checkPortRequest} from '../model/ports.js'
 import type {HealthRequest} from '../tasks/health.js'
 import {checkReplicas, type Manager} from '../manager/manager.js'
+import type {UpdateRequest} from '../manager/update-config.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {NodeLivenessState} from '../membership/node-liveness.js'
@@ -218,6 +219,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           constraints: strList(b, 'constraints'),
           placementPrefs: strList(b, 'placementPrefs'),
           ...healthRequest(b),
+          ...updateRequest(b),
         }
         return serviceView(await w((x) => x.createService(req)), c)
       },
@@ -255,9 +257,22 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           stopGracePeriod: optStr(b, 'stopGracePeriod'),
           ...(ports ? {ports: {add: list(ports, 'add').map(checkPortRequest), rm: list(ports, 'rm').map(checkPortRef)}} : {}),
           force: b.force === true,
-          updateParallelism: optNum(b, 'updateParallelism'),
-          updateOrder: optStr(b, 'updateOrder'),
+          image: optStr(b, 'image'),
+          envAdd: optStrList(b, 'envAdd'),
+          envRm: optStrList(b, 'envRm'),
+          mountAdd: optStrList(b, 'mountAdd'),
+          mountRm: optStrList(b, 'mountRm'),
+          hostname: optStr(b, 'hostname'),
+          workdir: optStr(b, 'workdir'),
+          capAdd: optStrList(b, 'capAdd'),
+          capDrop: optStrList(b, 'capDrop'),
+          readOnly: typeof b.readOnly === 'boolean' ? b.readOnly : undefined,
+          constraintAdd: optStrList(b, 'constraintAdd'),
+          constraintRm: optStrList(b, 'constraintRm'),
+          placementPrefAdd: optStrList(b, 'placementPrefAdd'),
+          placementPrefRm: optStrList(b, 'placementPrefRm'),
           ...healthRequest(b),
+          ...updateRequest(b),
         }
         return serviceView(await w((x) => x.updateService(dec(m[1]), req)), c)
       },
@@ -434,6 +449,22 @@ function strList(b: Record<string, unknown>, k: string): string[] {
 }
 
 /** The --health-* flags of a request body (checked in full by src/tasks/health.ts healthSpec). */
+function optStrList(b: Record<string, unknown>, k: string): string[] | undefined {
+  return b[k] === undefined ? undefined : strList(b, k)
+}
+
+function updateRequest(b: Record<string, unknown>): UpdateRequest {
+  const ratio = b.updateMaxFailureRatio
+  return {
+    updateParallelism: optNum(b, 'updateParallelism'),
+    updateOrder: optStr(b, 'updateOrder'),
+    updateDelay: optStr(b, 'updateDelay'),
+    updateMonitor: optStr(b, 'updateMonitor'),
+    updateFailureAction: optStr(b, 'updateFailureAction'),
+    updateMaxFailureRatio: typeof ratio === 'number' ? ratio : optStr(b, 'updateMaxFailureRatio'),
+  }
+}
+
 function healthRequest(b: Record<string, unknown>): HealthRequest {
   return {
     healthCmd: optStr(b, 'healthCmd'),

@@ -1,6 +1,6 @@
 // Store records to the API's views (src/agent/views.ts).
 import {availabilityOf, type NodeSpec} from '../model/placement.js'
-import {UPDATE_DEFAULTS, updateState} from '../manager/rolling.js'
+import {updateConfig, updateState} from '../manager/rolling.js'
 import {nodeStatus, type Member} from '../membership/state.js'
 import type {NodeLivenessState} from '../membership/node-liveness.js'
 import {taskMtu} from '../model/allocate.js'
@@ -184,13 +184,15 @@ export function serviceInspectView(s: Service, c: Controller): ServiceInspectVie
           },
         }
       : {}),
-    ...(state
+    ...(state || s.update
       ? {
           update: {
-            state,
+            ...(state ? {state} : {}),
+            ...(s.updateStatus?.message ? {message: s.updateStatus.message} : {}),
+            ...(s.updateStatus ? {startedAt: s.updateStatus.startedAt} : {}),
+            ...(s.updateStatus?.completedAt ? {completedAt: s.updateStatus.completedAt} : {}),
             specVersion: s.specVersion ?? 0,
-            parallelism: s.update?.parallelism ?? UPDATE_DEFAULTS.parallelism,
-            order: s.update?.order ?? UPDATE_DEFAULTS.order,
+            ...updateConfig(s),
             rollback: s.previous !== undefined,
           },
         }

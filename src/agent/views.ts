@@ -110,8 +110,26 @@ export interface ServiceInspectView extends ServiceView {
   backends: BackendView[]
   /** --constraint and --placement-pref as given; absent: none */
   placement?: {constraints?: string[]; preferences?: string[]}
-  /** After a service update that replaced tasks: updating while old tasks run, then completed. */
-  update?: {state: 'updating' | 'completed'; specVersion: number; parallelism: number; order: string; rollback: boolean}
+  /**
+   * The --update-* settings (when set) and, after an update or rollback that replaced tasks, where it
+   * stands (Docker's UpdateStatus: updating, paused, completed, rollback_started, rollback_paused,
+   * rollback_completed), with its message and times (epoch ms).
+   */
+  update?: {
+    state?: string
+    message?: string
+    startedAt?: number
+    completedAt?: number
+    specVersion: number
+    parallelism: number
+    order: string
+    delayMs: number
+    monitorMs: number
+    failureAction: string
+    maxFailureRatio: number
+    /** a previous spec to roll back to exists */
+    rollback: boolean
+  }
 }
 
 /** GET /info: this node, its cluster, and what its gossip has counted since the agent started. */

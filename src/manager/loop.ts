@@ -67,12 +67,15 @@ export function startManagerLoop(
     return run(() => manager.placeServices(), undefined)
   }
 
-  /** The services changed since the last pass, and those it could not place (room may have come free). */
+  /**
+   * The services changed since the last pass, those it could not place (room may have come free),
+   * and those in a rolling update (its delay and monitor periods end with no change to the store).
+   */
   const changed = (): PlacementReport => {
     if (running) return byName(problems)
     const sig = manager.nodesSignature()
     if (full || sig !== nodes) return pass()
-    const ids = new Set([...dirty, ...problems.keys()])
+    const ids = new Set([...dirty, ...problems.keys(), ...manager.rollingServices()])
     dirty = new Set()
     return ids.size > 0 ? run(() => manager.placeServices(ids), ids) : byName(problems)
   }

@@ -25,7 +25,9 @@ import {parseNetworkSpec} from '../model/network-spec.js'
 import {serviceAliases} from '../dns/aliases.js'
 import {sandboxSpec} from '../model/limits.js'
 import {stopSpec} from '../tasks/stop.js'
-import {UPDATE_DEFAULTS} from './rolling.js'
+import {inProgress, updateProgress} from './rolling.js'
+import {rolledBack, taskSpecOf, withTaskSpec} from './task-spec.js'
+import {updateConfigOf, type UpdateRequest} from './update-config.js'
 import {healthSpec, type HealthRequest} from '../tasks/health.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {revocationOf} from '../gossip/revocation.js'
@@ -37,6 +39,7 @@ import {indexOf, isIndexSource, StateIndex} from './state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {type ContainerRequest, containerSpec} from '../model/container.js'
+import {type ContainerUpdate, updatedContainer} from '../model/container-update.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 import {nextNetworks, type NetworksUpdate} from './service-networks.js'
 import {
@@ -71,7 +74,8 @@ export type ServiceRequest = {
   constraints?: string[]
   placementPrefs?: string[]
 } & ContainerRequest &
-  HealthRequest
+  HealthRequest &
+  UpdateRequest
 
 /** service update: each field absent = unchanged (src/manager/manager.ts updateService). */
 export type ServiceUpdate = {
@@ -84,9 +88,14 @@ export type ServiceUpdate = {
   stopGracePeriod?: string
   ports?: PortsUpdate
   force?: boolean
-  updateParallelism?: number
-  updateOrder?: string
-} & HealthRequest
+  /** --constraint-add/-rm and --placement-pref-add/-rm as written (src/model/placement.ts). */
+  constraintAdd?: string[]
+  constraintRm?: string[]
+  placementPrefAdd?: string[]
+  placementPrefRm?: string[]
+} & HealthRequest &
+  UpdateRequest &
+  ContainerUpdate
 
 /** service update --publish-add / --publish-rm: the removals first, so a port can be published again with another target. */
 /** node update: each absent = unchanged. */
@@ -119,8 +128,11 @@ export class Manager {
     readonly selfId: string,
     /** Liveness (src/membership/): replicated tasks of a node declared down are placed elsewhere. */
     private readonly membership: MembershipView = NOBODY_DOWN,
-    /** addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first). */
-    private readonly opts: {addressStart?: number} = {},
+    /**
+     * addressStart: where free addresses are searched from (etcd: each manager its own part; absent: lowest first).
+     * now: the clock of rolling updates' delays and monitor periods (tests set it; absent: Date.now).
+     */
+    private readonly opts: {addressStart?: number; now?: () => number} = {},
   ) {
     this.read = new Controller(store, selfId)
   }
@@ -336,6 +348,7 @@ export class Manager {
     const placementPrefs = req.placementPrefs ?? []
     constraints.forEach(parseConstraint)
     placementPrefs.forEach(parsePlacementPref)
+    const update = updateConfigOf(req, undefined)
     const ports = this.planPorts({name: req.name, endpointMode}, [], req.ports ?? [], undefined)
     const now = Date.now()
     const svc: Service = {
@@ -357,6 +370,7 @@ export class Manager {
       endpointMode,
       ...(endpointMode === 'vip' ? {vips: []} : {}),
       ...(ports.length > 0 ? {ports} : {}),
+      ...(update ? {update} : {}),
       createdAt: now,
       updatedAt: now,
     }
@@ -417,11 +431,12 @@ export class Manager {
   }
 
   /**
-   * service update: everything service create takes but the name, mode and networks, plus
-   * --force. A change to what tasks are made from (TaskSpec), or --force, raises the spec's
-   * version: its tasks are replaced by a rolling update (src/manager/rolling.ts), and the spec
-   * they ran is kept for service rollback. Replicas, ports and the update settings change only
-   * the record. The VIPs and published ports stay. Checked in full before the one write.
+   * service update: everything service create takes but the name, mode and networks (those have
+   * their own requests), plus --force, the container flags (--image, --env-add/-rm, --mount-add/-rm,
+   * ...) and --constraint-add/-rm, --placement-pref-add/-rm. A change to what tasks are made from
+   * (TaskSpec, the container included), or --force, raises the spec's version: its tasks are replaced by a rolling update (src/manager/rolling.ts), and the spec
+   * they ran is kept for service rollback. Replicas, ports, placement and the update settings
+   * change only the record. The VIPs and published ports stay. Checked in full before the one write.
    */
   updateService(ref: string, req: ServiceUpdate): Service {
     const svc = this.read.findService(ref)
@@ -433,6 +448,25 @@ export class Manager {
     if (req.ports && (req.ports.add.length > 0 || req.ports.rm.length > 0)) next = this.withPorts(next, req.ports)
     const spec: TaskSpec = taskSpecOf(svc)
     if (req.command !== undefined) spec.command = req.command
+    const container = updatedContainer(svc.name, svc.container, req)
+    if (container) spec.container = container
+    // Constraints and preferences change only the record: the next pass moves the tasks whose node
+    // no longer fits (each stopped gracefully, as drain moves them), as swarmkit replaces them.
+    const constraints = editList(svc.name, svc.constraints, req.constraintAdd, req.constraintRm, 'constraint', parseConstraint)
+    const prefs = editList(
+      svc.name,
+      svc.placementPrefs,
+      req.placementPrefAdd,
+      req.placementPrefRm,
+      'placement-pref',
+      parsePlacementPref,
+    )
+    const {constraints: _c, placementPrefs: _p, ...withoutPlacement} = next
+    next = {
+      ...withoutPlacement,
+      ...(constraints.length > 0 ? {constraints} : {}),
+      ...(prefs.length > 0 ? {placementPrefs: prefs} : {}),
+    }
     const sandbox = sandboxSpec({
       user: req.user ?? svc.user,
       ...(req.limitMemory !== undefined ? {limitMemory: req.limitMemory} : {}),
@@ -457,18 +491,21 @@ export class Manager {
         healthStartPeriod: req.healthStartPeriod ?? `${svc.healthcheck.startPeriodMs}ms`,
       })
     }
-    if (req.updateParallelism !== undefined || req.updateOrder !== undefined) {
-      const p = req.updateParallelism ?? svc.update?.parallelism ?? UPDATE_DEFAULTS.parallelism
-      if (!Number.isInteger(p) || p < 1 || p > MAX_REPLICAS)
-        throw new UserError(`invalid --update-parallelism ${JSON.stringify(req.updateParallelism)}: a whole number, 1 or more`)
-      const order = req.updateOrder ?? svc.update?.order ?? UPDATE_DEFAULTS.order
-      if (order !== 'start-first' && order !== 'stop-first')
-        throw new UserError(`invalid --update-order '${String(order)}': start-first or stop-first`)
-      next.update = {parallelism: p, order}
-    }
+    const update = updateConfigOf(req, svc.update)
+    if (update) next.update = update
     const changed = JSON.stringify(spec) !== JSON.stringify(taskSpecOf(svc))
+    const now = this.now()
     if (changed || req.force) {
       next = {...withTaskSpec(next, spec), specVersion: (svc.specVersion ?? 0) + 1, previous: taskSpecOf(svc)}
+      if ('replicas' in next.mode) next.updateStatus = {state: 'updating', startedAt: now, message: 'update in progress'}
+    } else if (svc.updateStatus && (svc.updateStatus.state === 'paused' || svc.updateStatus.state === 'rollback_paused')) {
+      // Docker: a paused update goes on with the next service update (its failures counted afresh).
+      const back = svc.updateStatus.state === 'rollback_paused'
+      next.updateStatus = {
+        state: back ? 'rollback_started' : 'updating',
+        startedAt: now,
+        message: `${back ? 'rollback' : 'update'} resumed`,
+      }
     }
     next.updatedAt = Date.now()
     return this.writePlanned(next, this.mustNotShrink(svc, next))
@@ -478,12 +515,9 @@ export class Manager {
   rollbackService(ref: string): Service {
     const svc = this.read.findService(ref)
     if (!svc.previous) throw new UserError(`service ${svc.name} has no previous spec to roll back to`)
-    const next: Service = {
-      ...withTaskSpec(svc, svc.previous),
-      specVersion: (svc.specVersion ?? 0) + 1,
-      previous: taskSpecOf(svc),
-      updatedAt: Date.now(),
-    }
+    const next = rolledBack({...svc, previous: svc.previous}, this.now(), 'manually requested rollback')
+    // Global services are not rolled (nothing watches them): no update state, as before.
+    if (!('replicas' in svc.mode)) delete next.updateStatus
     return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 
@@ -679,8 +713,10 @@ export class Manager {
     // Services that fit whole go first, so one that asks for more than there is
     // cannot take the addresses the others need; it gets what is left after.
     const short: Service[] = []
-    for (const svc of services) {
+    for (const cur of services) {
+      let svc = cur
       try {
+        svc = this.progress(cur)
         const plan = this.plan(svc, nodes)
         if (plan.shortfalls.length > 0) short.push(svc)
         else this.apply(svc, plan)
@@ -704,12 +740,29 @@ export class Manager {
     return report
   }
 
+  /** Services whose update or rollback is still rolling or watching its last tasks: the clock moves them on. */
+  rollingServices(): string[] {
+    return [...this.index.services.values()].filter((s) => inProgress(s.updateStatus?.state)).map((s) => s.id)
+  }
+
+  /** A rolling update's record brought up to date (rolling.ts updateProgress), written when it changed. */
+  private progress(svc: Service): Service {
+    const next = updateProgress(svc, this.index.tasksOf(svc.id), this.index.statuses, this.now())
+    if (!next) return svc
+    this.store.put(keyOf('service', svc.id), next)
+    return next
+  }
+
+  private now(): number {
+    return this.opts.now ? this.opts.now() : Date.now()
+  }
+
   private plan(svc: Service, nodes?: PlacementNodes): ServicePlan {
     // Attachments hold addresses as tasks do (the index counts them; they have no service, so placement never moves them).
     return planService(
       svc,
       {index: this.index, membership: this.membership, nodes, addressStart: this.opts.addressStart},
-      {id: newId, now: Date.now()},
+      {id: newId, now: this.now()},
     )
   }
 
@@ -790,27 +843,34 @@ function describePending(svc: Pick<Service, 'name' | 'constraints'>, n: number):
   return `service ${svc.name}: ${n} task${n === 1 ? '' : 's'} pending: no suitable node${cs}, or the nodes are paused or drained`
 }
 
+/**
+ * A list of --constraint or --placement-pref after --X-rm (each must be there) and --X-add (each
+ * checked; one already there is kept once), in the order given.
+ */
+function editList(
+  service: string,
+  cur: string[] | undefined,
+  add: string[] | undefined,
+  rm: string[] | undefined,
+  flag: string,
+  check: (s: string) => unknown,
+): string[] {
+  let out = [...(cur ?? [])]
+  for (const r of rm ?? []) {
+    if (!out.includes(r)) throw new UserError(`--${flag}-rm ${r}: service ${service} has no ${flag} ${r}`)
+    out = out.filter((x) => x !== r)
+  }
+  for (const a of add ?? []) {
+    check(a)
+    if (!out.includes(a)) out.push(a)
+  }
+  return out
+}
+
 /** Replica counts as the API may receive them: whole, not negative, within MAX_REPLICAS. */
 export function checkReplicas(n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
     throw new UserError(`invalid replica count ${JSON.stringify(n)}: must be a whole number, 0 or more`)
   if (n > MAX_REPLICAS) throw new UserError(`invalid replica count ${n}: at most ${MAX_REPLICAS} replicas per service`)
   return n
-}
-
-/** What a service's tasks are made from (a copy: changing it changes no record). */
-export function taskSpecOf(s: Service): TaskSpec {
-  const out: TaskSpec = {command: [...s.command]}
-  if (s.user !== undefined) out.user = s.user
-  if (s.limits !== undefined) out.limits = {...s.limits}
-  if (s.stopSignal !== undefined) out.stopSignal = s.stopSignal
-  if (s.stopGraceMs !== undefined) out.stopGraceMs = s.stopGraceMs
-  if (s.healthcheck !== undefined) out.healthcheck = {...s.healthcheck}
-  return out
-}
-
-/** s with its task spec replaced by spec (fields spec leaves out are gone). */
-function withTaskSpec(s: Service, spec: TaskSpec): Service {
-  const {user: _u, limits: _l, stopSignal: _s, stopGraceMs: _g, healthcheck: _h, ...rest} = s
-  return {...rest, ...spec}
 }

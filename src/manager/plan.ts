@@ -151,7 +151,7 @@ export function planInFull(svc: Service, state: ClusterState, mint: {id: () => s
   // older spec version there is nothing to roll (rollingStep finds no old task): not asked.
   const current = mine.filter((t) => !stale.has(t.id))
   const v = versionOf(svc)
-  const roll = current.some((t) => specOf(t) !== v) ? rollingStep(svc, current, ix.statuses) : NO_ROLL
+  const roll = current.some((t) => specOf(t) !== v) ? rollingStep(svc, current, ix.statuses, mint.now) : NO_ROLL
   const placements = placeTasks(
     svc,
     fit.ids,

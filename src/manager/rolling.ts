@@ -8,12 +8,35 @@
  *     and healthy when there is a check) the old one is stopped gracefully (src/tasks/stop.ts);
  *   stop-first: the old task is stopped first, and its slot is kept from placement until its node
  *     has stopped it (blocked); then the new one is made.
- * Pure: what the pass does follows from the records and statuses alone, so any manager (or a
- * restarted one) goes on where the last left off.
+ * After a group's new tasks serve, the next group waits --update-delay. Each new task is watched
+ * for --update-monitor after it first serves: one that fails (exits, fails to start, is unhealthy)
+ * before that counts as a failure, and more failures than --update-max-failure-ratio of the
+ * replicas trigger --update-failure-action: pause (no new slot starts until the next service
+ * update), continue, or rollback (to the previous spec; a rollback that fails pauses). Where the
+ * update stands is kept in the service record (Service.updateStatus: when each new task was first
+ * seen serving, which failed), written by the placing manager (updateProgress).
+ * Pure: what the pass does follows from the records, statuses and the clock alone, so any manager
+ * (or a restarted one) goes on where the last left off.
  */
-import type {Service, Task, TaskStatus, UpdateConfig} from '../model/types.js'
+import type {Service, Task, TaskStatus, UpdateConfig, UpdateState, UpdateStatus} from '../model/types.js'
+import {taskName} from '../model/task-name.js'
+import {rolledBack} from './task-spec.js'
 
-export const UPDATE_DEFAULTS: UpdateConfig = {parallelism: 1, order: 'stop-first'}
+/** Docker's defaults. */
+export const UPDATE_DEFAULTS: Required<UpdateConfig> = {
+  parallelism: 1,
+  order: 'stop-first',
+  delayMs: 0,
+  monitorMs: 5000,
+  failureAction: 'pause',
+  maxFailureRatio: 0,
+}
+
+export const updateConfig = (svc: Pick<Service, 'update'>): Required<UpdateConfig> => ({...UPDATE_DEFAULTS, ...svc.update})
+
+/** An update or rollback still rolling (or watching its last tasks): placement passes look at it on every tick. */
+export const inProgress = (st: UpdateState | undefined) => st === 'updating' || st === 'rollback_started'
+const paused = (st: UpdateState | undefined) => st === 'paused' || st === 'rollback_paused'
 
 export const specOf = (t: Pick<Task, 'specVersion'>) => t.specVersion ?? 0
 export const versionOf = (s: Pick<Service, 'specVersion'>) => s.specVersion ?? 0
@@ -27,62 +50,136 @@ export type RollingStep = {
   block: Set<string>
   /** Old tasks to stop now whose slot stays theirs in this pass (stop-first): then blocked until gone. */
   stop: Set<string>
-  /** Old tasks left alone in this pass (beyond the parallelism): they stay in placement as they are. */
+  /** Old tasks left alone in this pass (beyond the parallelism, paused, or the delay not over): they stay in placement as they are. */
   wait: Set<string>
 }
 
-type Status = Pick<TaskStatus, 'state' | 'health'>
+type Status = Pick<TaskStatus, 'state' | 'health'> & {restarts?: number}
 
 const serves = (st: Status | undefined) => st?.state === 'running' && (st.health === undefined || st.health === 'healthy')
 const stillRuns = (st: Status | undefined) => st?.state === 'running' || st?.state === 'starting'
 
-export function rollingStep(svc: Service, mine: Task[], statuses: ReadonlyMap<string, Status>): RollingStep {
+export function rollingStep(svc: Service, mine: Task[], statuses: ReadonlyMap<string, Status>, now: number): RollingStep {
   const out: RollingStep = {hold: new Set(), retire: new Set(), block: new Set(), stop: new Set(), wait: new Set()}
   // Global services and a service without versions have nothing to roll.
   if (!('replicas' in svc.mode)) return out
   const replicas = svc.mode.replicas
   const v = versionOf(svc)
-  const cfg = {...UPDATE_DEFAULTS, ...svc.update}
+  const cfg = updateConfig(svc)
+  // Paused: no slot starts (those in flight go on); --update-delay: none until the last group has served that long.
+  const us = svc.updateStatus
+  const lastServed = Math.max(0, ...Object.values(us?.served ?? {}))
+  const hold = paused(us?.state) || (cfg.delayMs > 0 && inProgress(us?.state) && lastServed > 0 && now < lastServed + cfg.delayMs)
   const fresh = new Map<number, Task>()
   for (const t of mine) if (t.desiredState === 'running' && specOf(t) === v && !fresh.has(t.slot)) fresh.set(t.slot, t)
   const old = mine
     .filter((t) => specOf(t) !== v && t.slot >= 1 && t.slot <= replicas)
     .sort((a, b) => a.slot - b.slot || (a.id < b.id ? -1 : 1))
-  let inFlight = 0
+  // Slots in flight: their update has begun and their new task does not serve yet.
+  const busy = new Set<number>()
   const pending: Task[] = []
   for (const t of old) {
     const st = statuses.get(t.id)
     const f = fresh.get(t.slot)
     if (t.desiredState === 'shutdown') {
-      // Stop-first: a stopped old task holds its slot until its node says it is gone.
-      if (!f && cfg.order === 'stop-first' && stillRuns(st)) (out.block.add(t.id), inFlight++)
+      // Stop-first: a stopped old task holds its slot until its node says it is gone. Either way its
+      // slot, without a new task yet, is in flight (it gets one when unblocked, maybe in this pass).
+      if (!f && cfg.order === 'stop-first' && stillRuns(st)) out.block.add(t.id)
+      if (!f) busy.add(t.slot)
       continue
     }
     if (f && serves(statuses.get(f.id))) out.retire.add(t.id)
-    else if (f) (out.hold.add(t.id), inFlight++)
+    else if (f) (out.hold.add(t.id), busy.add(t.slot))
     else pending.push(t)
   }
-  // Slots whose new task does not serve yet (a stop-first slot after its old task went) count too.
-  for (const [slot, f] of fresh)
-    if (
-      !serves(statuses.get(f.id)) &&
-      old.some((t) => t.slot === slot && t.desiredState === 'shutdown' && !stillRuns(statuses.get(t.id)))
-    )
-      inFlight++
-  for (const t of pending) {
-    if (inFlight >= cfg.parallelism) {
-      out.wait.add(t.id)
-      continue
-    }
-    inFlight++
-    if (cfg.order === 'start-first') out.hold.add(t.id)
-    else out.stop.add(t.id)
+  // Slots whose new task does not serve yet and has not failed either (a stop-first slot after its
+  // old task went, a slot scaled up) count too: as in swarmkit, a slot is done once its new task
+  // runs or fails (a failure is the monitor's, not the rollout's, to act on).
+  for (const [slot, f] of fresh) {
+    const st = statuses.get(f.id)
+    const failed = st !== undefined && (st.state === 'failed' || (st.restarts ?? 0) > 0 || st.health === 'unhealthy')
+    if (!serves(st) && !failed) busy.add(slot)
+  }
+  // By slot: a slot can have two old tasks (a start-first update interrupted by another, or by a
+  // rollback), and they go together, or its new task would find the slot still taken.
+  const slots = new Map<number, Task[]>()
+  for (const t of pending) slots.set(t.slot, [...(slots.get(t.slot) ?? []), t])
+  for (const ts of slots.values()) {
+    const go = !hold && busy.size < cfg.parallelism
+    if (go) busy.add(ts[0]!.slot)
+    for (const t of ts) (go ? (cfg.order === 'start-first' ? out.hold : out.stop) : out.wait).add(t.id)
   }
   return out
 }
 
-/** What `service inspect` says of an update: updating while old tasks run, completed after. */
-export function updateState(svc: Service, mine: Task[]): 'updating' | 'completed' | undefined {
+/**
+ * What a pass changes in an update's record (undefined: nothing): new tasks first seen serving,
+ * failures within their monitor period, the failure action once the failures are too many
+ * (pause, or a rollback: the rolled-back service), and completed once every slot runs a new task
+ * that has served its monitor period. Replicated services only (global ones are not rolled).
+ */
+export function updateProgress(
+  svc: Service,
+  mine: Task[],
+  statuses: ReadonlyMap<string, Pick<TaskStatus, 'state' | 'health' | 'restarts' | 'updatedAt'>>,
+  now: number,
+): Service | undefined {
+  const us = svc.updateStatus
+  if (!us || !inProgress(us.state) || !('replicas' in svc.mode)) return undefined
+  const cfg = updateConfig(svc)
+  const v = versionOf(svc)
+  const fresh = mine.filter((t) => t.desiredState === 'running' && specOf(t) === v)
+  const served = {...us.served}
+  const failed = [...(us.failed ?? [])]
+  let changed = false
+  let culprit: Task | undefined
+  for (const t of fresh) {
+    const st = statuses.get(t.id)
+    if (!st) continue
+    // A restart or a failed state stays visible (restarts only grow): the node's time of its last
+    // status write is when it failed (or restarted, just after); within the monitor period it counts.
+    const failing = st.state === 'failed' || st.restarts > 0 || st.health === 'unhealthy'
+    const since = served[t.id]
+    if (failing && !failed.includes(t.id) && (since === undefined || st.updatedAt <= since + cfg.monitorMs)) {
+      failed.push(t.id)
+      culprit ??= t
+      changed = true
+    }
+    if (since === undefined && serves(st)) {
+      served[t.id] = now
+      changed = true
+    }
+  }
+  const rollingBack = us.state === 'rollback_started'
+  const tooMany = failed.length > cfg.maxFailureRatio * svc.mode.replicas
+  if (culprit && tooMany && cfg.failureAction !== 'continue') {
+    const why = `due to failure or early termination of task ${taskName(culprit)} (${culprit.id})`
+    // Never roll back a rollback (Docker): it pauses.
+    if (cfg.failureAction === 'rollback' && !rollingBack && svc.previous)
+      return rolledBack({...svc, previous: svc.previous}, now, `update rolled back ${why}`)
+    const state = rollingBack ? 'rollback_paused' : 'paused'
+    return {...svc, updateStatus: {...us, state, message: `${rollingBack ? 'rollback' : 'update'} paused ${why}`, failed}}
+  }
+  const oldRuns = mine.some((t) => specOf(t) !== v && t.desiredState === 'running')
+  // A failed one is done too (continue, or failures within the ratio): Docker completes such an update.
+  const watched = (t: Task) => failed.includes(t.id) || (served[t.id] !== undefined && now >= served[t.id]! + cfg.monitorMs)
+  const allWatched = fresh.length >= svc.mode.replicas && fresh.every(watched)
+  if (!oldRuns && allWatched) {
+    const done: UpdateStatus = {
+      state: rollingBack ? 'rollback_completed' : 'completed',
+      startedAt: us.startedAt,
+      completedAt: now,
+      message: rollingBack ? 'rollback completed' : 'update completed',
+    }
+    return {...svc, updateStatus: done}
+  }
+  if (!changed) return undefined
+  return {...svc, updateStatus: {...us, served, ...(failed.length > 0 ? {failed} : {})}}
+}
+
+/** What `service inspect` says of an update: its record's state, or (a service updated before it had one) updating while old tasks run, completed after. */
+export function updateState(svc: Service, mine: Task[]): UpdateState | undefined {
+  if (svc.updateStatus) return svc.updateStatus.state
   if (svc.specVersion === undefined) return undefined
   return mine.some((t) => specOf(t) !== versionOf(svc) && t.desiredState === 'running') ? 'updating' : 'completed'
 }

@@ -105,8 +105,10 @@ export type Service = {
   healthcheck?: HealthSpec
   /** Raised by every update that needs new tasks (and by rollback): tasks of another version are replaced (src/manager/rolling.ts). */
   specVersion?: number
-  /** --update-parallelism and --update-order; absent: 1, stop-first (Docker's defaults). */
+  /** --update-* flags; absent fields: Docker's defaults (src/manager/rolling.ts UPDATE_DEFAULTS). */
   update?: UpdateConfig
+  /** Where the last update or rollback stands (Docker's UpdateStatus), kept by the placing manager. */
+  updateStatus?: UpdateStatus
   /** What the tasks ran before the last update that replaced them: service rollback goes back to it. */
   previous?: TaskSpec
   createdAt: number
@@ -120,10 +122,37 @@ export type HealthSpec = {cmd: string; intervalMs: number; timeoutMs: number; re
 
 export type TaskHealth = 'starting' | 'healthy' | 'unhealthy'
 
-export type UpdateConfig = {parallelism: number; order: 'start-first' | 'stop-first'}
+export type UpdateConfig = {
+  parallelism: number
+  order: 'start-first' | 'stop-first'
+  /** --update-delay: ms between a group's new tasks serving and the next group starting (absent: 0). */
+  delayMs?: number
+  /** --update-monitor: ms a new task is watched for failure after it serves (absent: 5 s). */
+  monitorMs?: number
+  /** --update-failure-action (absent: pause). */
+  failureAction?: UpdateFailureAction
+  /** --update-max-failure-ratio: failed new tasks / replicas tolerated (absent: 0). */
+  maxFailureRatio?: number
+}
+
+export type UpdateFailureAction = 'pause' | 'continue' | 'rollback'
+
+export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed'
+
+/** Times are the placing manager's clock. */
+export type UpdateStatus = {
+  state: UpdateState
+  startedAt: number
+  completedAt?: number
+  message?: string
+  /** New tasks of this update and when the manager first saw each serve: their monitor period starts then. */
+  served?: Record<string, number>
+  /** New tasks that failed within their monitor period (counted once each). */
+  failed?: string[]
+}
 
 /** The part of a service its tasks are made from: a change to it replaces them. */
-export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck'>
+export type TaskSpec = Pick<Service, 'command' | 'user' | 'limits' | 'stopSignal' | 'stopGraceMs' | 'healthcheck' | 'container'>
 
 export type ServiceAlias = {networkId: string; names: string[]}
 

@@ -1,7 +1,10 @@
 // Issue 23's done-when for updates, in a 3-node lab: a client task sends 10 requests/s through
 // web's VIP and the lab's outside client 10 requests/s through web's published port on n1, while
 // web (3 replicas, a health check) is updated start-first, then stop-first, then rolled back,
-// parallelism 1: every task is replaced each time and not one request fails on either path.
+// parallelism 1: every task is replaced each time and not one request fails on either path. Last,
+// an update to a command that exits at once, with --update-failure-action rollback: the first new
+// task's failure rolls web back by itself (start-first: the old tasks serve throughout), and
+// service inspect --json shows rollback_started with Docker's message, then rollback_completed.
 import assert from 'node:assert/strict'
 import {describe, test} from 'node:test'
 import {eventually, json, ok} from './helpers.js'
@@ -22,7 +25,7 @@ interface Inspect {
   vips: {ip: string}[]
   ports: {published: number}[]
   command: string[]
-  update?: {state: string; specVersion: number}
+  update?: {state: string; specVersion: number; message?: string}
 }
 
 const ps = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc])
@@ -52,6 +55,10 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
       '1s',
       '--health-retries',
       '2',
+      // A task's failed checks while it starts do not count (Docker's start period): otherwise a slow
+      // start on a loaded machine is unhealthy first, a failure the update monitor acts on (pause).
+      '--health-start-period',
+      '20s',
     ])
     const client = (await allRunning('cli', 1, meant, 60_000))[0]!
     await allRunning('web', 3, meant, 90_000, (t) => t.health === 'healthy')
@@ -64,22 +71,27 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
     meshLoad.take()
 
     const counts: string[] = []
-    const roll = async (what: string, args: string[]) => {
+    const roll = async (what: string, args: string[], done = 'completed', seen?: (s: Inspect) => void) => {
       const old = new Set(meant('web').map((t) => t.id))
       ok('n1', args)
+      let last: Inspect['update']
       await eventually(
         `${what}: every task replaced, the update completed, the old tasks gone`,
         () => {
           const all = ps('web')
           const s = json<Inspect>('n1', ['service', 'inspect', 'web'])
+          seen?.(s)
+          last = s.update
           return (
-            s.update?.state === 'completed' &&
+            s.update?.state === done &&
             all.length === 3 &&
             all.every((t) => !old.has(t.id) && t.state === 'running' && t.health === 'healthy')
           )
         },
         240_000,
-      )
+      ).catch((e: Error) => {
+        throw new Error(`${e.message} (update: ${JSON.stringify(last)}; tasks: ${JSON.stringify(ps('web'))})`)
+      })
       await new Promise((r) => setTimeout(r, 2000))
       const v = vipLoad.take()
       const m = meshLoad.take()
@@ -114,7 +126,21 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
       '--port',
       '80',
     ])
-    await roll('rollback', ['service', 'rollback', 'web'])
+    await roll('rollback', ['service', 'rollback', 'web'], 'rollback_completed')
     assert.deepEqual(json<Inspect>('n1', ['service', 'inspect', 'web']).command, [], 'rolled back to the default command')
+    const states = new Set<string>()
+    let why = ''
+    await roll(
+      'failed update rolled back',
+      ['service', 'update', 'web', '--update-order', 'start-first', '--update-failure-action', 'rollback', '--', 'false'],
+      'rollback_completed',
+      (s) => {
+        if (s.update) states.add(s.update.state)
+        if (s.update?.message?.startsWith('update rolled back')) why = s.update.message
+      },
+    )
+    assert.ok(states.has('rollback_started'), `inspect showed ${[...states].join(', ')}`)
+    assert.match(why, /^update rolled back due to failure or early termination of task web\.[123] \([0-9a-f]{24}\)$/)
+    assert.deepEqual(json<Inspect>('n1', ['service', 'inspect', 'web']).command, [], 'back to the previous spec')
   })
 })

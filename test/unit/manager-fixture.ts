@@ -35,10 +35,11 @@ export function managerFixture(
   prefix: string,
   nodes: readonly (readonly [id: string, addr: string])[],
   membership?: MembershipView,
+  opts?: ConstructorParameters<typeof Manager>[3],
 ): {dir: string; store: Store; m: Manager} {
   const {dir, store} = clusterStore(prefix)
   for (const [id, addr] of nodes) putNode(store, id, addr)
-  return {dir, store, m: new Manager(store, 'a', membership)}
+  return {dir, store, m: new Manager(store, 'a', membership, opts)}
 }
 
 /** Every file of the store (snapshot and log), to show that a refused change wrote nothing. */
