@@ -210,10 +210,12 @@ test('--update-delay: the next slot waits that long after the last one served; a
   assert.ok(st.completedAt! - st.startedAt >= 20_000, 'two delays of 10 s between three slots')
 })
 
-test('bad --update-* values are refused in one line and nothing is written', () => {
+test('bad --update-* values are refused in one line and nothing is written', async () => {
   const c = cluster(3)
-  const {dir, m} = c
+  const {dir, store, m} = c
   m.createService({name: 'web', mode: 'replicated', replicas: 1, networks: ['net'], command: ['a']})
+  // The store group-commits off the event loop: what is written so far is on disk before the snapshot.
+  await store.sync()
   const before = storeFiles(dir)
   const bad: [UpdateRequest, RegExp][] = [
     [{updateDelay: 'soon'}, /invalid --update-delay 'soon': a duration/],
@@ -230,6 +232,7 @@ test('bad --update-* values are refused in one line and nothing is written', () 
       why,
     )
   }
+  await store.sync()
   assert.equal(storeFiles(dir), before)
   // Good ones are kept, and shown by defaults where not given.
   m.updateService('web', {updateDelay: '1m30s', updateFailureAction: 'rollback', updateMaxFailureRatio: '0.25'})

@@ -105,8 +105,8 @@ test('a command service becomes a container service with --image', () => {
   assert.equal(m.read.findService('web').container, undefined, 'rollback: a command service again')
 })
 
-test('bad container and placement values are refused in one line and nothing is written', () => {
-  const {dir, m} = managerFixture('sn-updspec-', three)
+test('bad container and placement values are refused in one line and nothing is written', async () => {
+  const {dir, store, m} = managerFixture('sn-updspec-', three)
   m.createNetwork({name: 'net'})
   m.createService({name: 'web', mode: 'replicated', replicas: 1, networks: ['net'], command: []})
   m.createService({
@@ -120,6 +120,8 @@ test('bad container and placement values are refused in one line and nothing is 
     mounts: ['type=tmpfs,target=/tmp'],
     constraints: ['node.role==worker'],
   })
+  // The store group-commits off the event loop: what is written so far is on disk before the snapshot.
+  await store.sync()
   const before = storeFiles(dir)
   const bad: [string, ServiceUpdate, RegExp][] = [
     ['web', {envAdd: ['X=1']}, /--env-add needs --image: service web runs a command, not a container/],
@@ -142,6 +144,7 @@ test('bad container and placement values are refused in one line and nothing is 
     ['site', {envAdd: ['B=2'], capAdd: ['CAP_NOPE']}, /no such capability/],
   ]
   for (const [svc, req, why] of bad) assert.throws(() => m.updateService(svc, req), why, JSON.stringify(req))
+  await store.sync()
   assert.equal(storeFiles(dir), before)
 })
 
