@@ -90,10 +90,11 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).
   const isDown = (id: string) => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
   const downNow = (id: string) => liveness.isDown(id)
-  // Placement gives no new task to a node whose agent is declared dead (`node ls` AGENT down):
-  // the node state everyone reads. Not on a mere suspicion: one probe answered late on a busy
-  // host kept a node out of a service created at that moment, and placement does not rebalance.
-  const agentAway = (id: string) => membership.get(id)?.state === 'dead'
+  // Placement gives no new task to a node whose agent is not heard now (suspected or dead).
+  const agentAway = (id: string) => {
+    const s = membership.get(id)?.state
+    return s === 'suspect' || s === 'dead'
+  }
   const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow, agentAway}) : undefined
   // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
   const startHa = (settings: EtcdSettings): EtcdManager =>

@@ -12,7 +12,7 @@ export interface MembershipView {
    */
   downNow?(id: string): boolean
   /**
-   * The node's agent is declared dead by SWIM (`node ls` AGENT down) while the node
+   * The node's agent is not heard now (suspected or declared dead by SWIM) while the node
    * itself is not down (its data path answers): it keeps its tasks but is given no new one.
    * Absent: every node that is not down takes tasks.
    */
