@@ -108,6 +108,16 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
 /** Steps 2 to 8, on the lab's nodes. */
 async function story(nodes: LabNode[], start: number, step: (s: DemoStep) => void): Promise<void> {
   const n1 = new AgentClient(nodes[0]!.name)
+  // Every node ready with its agent heard, as the manager sees it, before anything is placed: a
+  // node that joined a moment ago would get no task of web (placement does not rebalance after).
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const seen = await n1.get<NodeView[]>('/nodes')
+    const ok = nodes.every((n) => seen.some((v) => v.name === n.name && v.state === 'ready' && v.agent === 'up'))
+    if (ok) break
+    if (Date.now() > deadline) throw new Error(`not every node is ready on ${nodes[0]!.name} after 30 s`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
 
   // 2. An overlay network.
   const net = await n1.post<{subnet: string; vni: number}>('/networks', {name: NETWORK})
