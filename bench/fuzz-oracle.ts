@@ -41,6 +41,8 @@ export interface Expected {
   out?: Buffer
   /** Checks an output that cannot be predicted byte for byte; returns a problem or undefined. */
   check?: (out: Buffer) => string | undefined
+  /** Checks the connection-tracking entries the run wrote, read after it; returns a problem or undefined. */
+  entries?: (t: Tracked) => string | undefined
 }
 
 /** Mesh connection-tracking values as the codecs decode them. */
@@ -502,12 +504,52 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
   if (!newFlow && established && !t.meshCt(rk)) counters = add(counters, one('mesh_reply_restored'))
   if (tflags & RST) counters = add(counters, one('mesh_ct_reset'))
   if (newFlow) counters = add(counters, one('mesh_new_flow'))
+  // The entries the run writes (mesh_xdp.h): a new flow's pair (TCP: embryonic), or a handshake's ACK moving them over.
+  const rev: MeshCt = {
+    addr: daddr,
+    node: W.NODE,
+    port: dport,
+    flags: 0,
+    vni: mp.vni,
+    table: 0,
+    peer_mac: macAt(p, 6),
+    own_mac: macAt(p, 0),
+  }
+  let entries: Expected['entries']
+  if (newFlow && !(tflags & RST)) {
+    const svc = w.want.services?.get(`${mp.vni}/${mp.addr}`)
+    const fwd: MeshCt = {
+      addr: backend,
+      node,
+      port: mp.target,
+      flags: 0,
+      vni: mp.vni,
+      table: mp.mode === 'host' ? 0 : svc!.tableId,
+      peer_mac: ZERO_MAC,
+      own_mac: ZERO_MAC,
+    }
+    entries = (t2) => {
+      const look = (k: MeshKey) => (proto === TCP ? t2.meshSyn(k) : t2.meshCt(k))
+      return (
+        sameEntry('forward', look(fk), fwd) ??
+        sameEntry('reply', look(rk), rev) ??
+        (proto === TCP && t2.meshCt(rk) ? 'an older reply entry outlived the SYN' : undefined)
+      )
+    }
+  } else if (!newFlow && !established && (tflags & (SYN | ACK | RST)) === ACK) {
+    const fwd: MeshCt = {...ct!, port: mp.target, vni: mp.vni, ...(mp.mode === 'host' ? {addr: mp.addr, node: W.NODE} : {})}
+    entries = (t2) =>
+      sameEntry('forward (established)', t2.meshCt(fk), fwd) ??
+      sameEntry('reply (established)', t2.meshCt(rk), rev) ??
+      (t2.meshSyn(fk) || t2.meshSyn(rk) ? 'embryonic entries left after the handshake' : undefined)
+  }
   const fields = [f32(30, backend), f16(36, mp.target)]
   const sums = l4Sums(p, 14, proto, true)
   if (mp.mode === 'host') {
-    if (!mp.ifindex) return xdrop('mesh_no_backend', counters)
+    if (!mp.ifindex) return {...xdrop('mesh_no_backend', counters), entries}
     return {
       verdict: XDP_REDIRECT,
+      entries,
       counters: add(counters, one('mesh_local')),
       label: 'mesh_local (host)',
       check: rewritten(p, [...fields, fmac(0, mp.mac)], sums),
@@ -515,9 +557,10 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
   }
   if (node === W.NODE) {
     const ep = endpoint(w, mp.vni, backend)
-    if (!ep || !ep.local || !ep.ifindex) return xdrop('mesh_no_backend', counters)
+    if (!ep || !ep.local || !ep.ifindex) return {...xdrop('mesh_no_backend', counters), entries}
     return {
       verdict: XDP_REDIRECT,
+      entries,
       counters: add(counters, one('mesh_local')),
       label: 'mesh_local',
       check: rewritten(p, [...fields, fmac(0, ep.mac)], sums),
@@ -530,9 +573,10 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
   fields.push(fmac(0, W.macOfIp(backend)))
   counters = add(counters, one('mesh_remote'))
   const out = fib(node, p.length + 36)
-  if (!out.ok) return xdrop(out.counter, counters)
+  if (!out.ok) return {...xdrop(out.counter, counters), entries}
   return {
     verdict: XDP_TX,
+    entries,
     counters,
     label: 'mesh_remote',
     check: rewritten(p, fields, sums, {shift: 50, head: encapHead(p, W.NODE, node, mp.vni, out.dmac, out.smac)}),
@@ -672,8 +716,37 @@ function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected
   if (!ok) return undefined
   const tflags = proto === TCP && p.length > ipAt + 33 ? p[ipAt + 33]! : 0
   let counters = one('mesh_decap')
-  if (proto === TCP && (tflags & (SYN | ACK)) !== SYN && tflags & RST) counters = add(counters, one('mesh_ct_reset'))
-  return {verdict: XDP_REDIRECT, counters, label: 'mesh_decap', out: inner()}
+  const rk: MeshKey = {
+    src: ip4(p, 80),
+    dst: ip4(p, 76),
+    sport: p.readUInt16BE(ipAt + 22),
+    dport: p.readUInt16BE(ipAt + 20),
+    proto,
+    dir: REPLY,
+  }
+  const rev: MeshCt = {
+    addr: ip4(p, 80),
+    node: ip4(p, 26),
+    port: 0,
+    flags: 0,
+    vni,
+    table: 0,
+    peer_mac: ZERO_MAC,
+    own_mac: ZERO_MAC,
+  }
+  const syn = proto === TCP && (tflags & (SYN | ACK)) === SYN
+  const rst = proto === TCP && !syn && (tflags & RST) !== 0
+  if (rst) counters = add(counters, one('mesh_ct_reset'))
+  const entries = (t2: Tracked) =>
+    rst
+      ? t2.meshCt(rk) || t2.meshSyn(rk)
+        ? 'a reset flow kept its entry'
+        : undefined
+      : syn
+        ? (sameEntry('reply (embryonic)', t2.meshSyn(rk), rev) ??
+          (t2.meshCt(rk) ? 'an older reply entry outlived the SYN' : undefined))
+        : (sameEntry('reply', t2.meshCt(rk), rev) ?? (proto === TCP && t2.meshSyn(rk) ? 'an embryonic entry left' : undefined))
+  return {verdict: XDP_REDIRECT, counters, label: 'mesh_decap', out: inner(), entries}
 }
 
 /** mesh_xdp.h sn_mesh_reply_xdp: a backend's reply come back to this, the ingress node. */
@@ -742,6 +815,7 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
   }
   let ep = endpoint(w, dev.vni, ip4(p, 30))
   if (!ep) return tdrop('tc_no_endpoint')
+  let entries: Expected['entries']
   let counters: Counts = {}
   let fields: Field[] = []
   let sums: Sum[] = []
@@ -751,8 +825,9 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
     counters = lb.counters
     fields = lb.fields
     sums = lb.sums
+    entries = lb.entries
     ep = endpoint(w, dev.vni, lb.backend)
-    if (!ep || ep.vip) return tdrop('tc_no_endpoint', counters)
+    if (!ep || ep.vip) return {...tdrop('tc_no_endpoint', counters), entries}
   }
   const after = Buffer.from(p)
   for (const f of fields) f.bytes.copy(after, f.at)
@@ -771,6 +846,7 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
       }
     }
     return {
+      entries,
       verdict: TC_ACT_REDIRECT,
       counters: add(counters, one('tc_local')),
       label: fields.length ? 'tc_local (vip)' : 'tc_local',
@@ -780,6 +856,7 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
   const node = ep.nodeIp
   const vni = dev.vni
   return {
+    entries,
     verdict: TC_ACT_REDIRECT,
     counters: add(counters, one('tc_encap')),
     label: fields.length ? 'tc_encap (vip)' : 'tc_encap',
@@ -791,9 +868,17 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
 function tcEncapHead(p: Buffer, vni: number, node: string) {
   return (out: Buffer) => encapHead(p, W.NODE, node, vni, macAt(p, 0), macAt(p, 6))(out)
 }
+const ZERO_MAC = '00:00:00:00:00:00'
+
+function sameEntry<T extends object>(what: string, got: T | undefined, want: Partial<T>): string | undefined {
+  if (!got) return `no ${what} entry, expected ${JSON.stringify(want)}`
+  const pick = (o: Partial<T>) => JSON.stringify(Object.keys(want).map((k) => (o as Record<string, unknown>)[k]))
+  return pick(got) === pick(want) ? undefined : `${what} entry ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`
+}
+
 const macAt = (b: Buffer, at: number) => [...b.subarray(at, at + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':')
 
-type LbGoOn = {backend: string; counters: Counts; fields: Field[]; sums: Sum[]}
+type LbGoOn = {backend: string; counters: Counts; fields: Field[]; sums: Sum[]; entries?: Expected['entries']}
 
 /** tc_task.c sn_lb: a frame to a VIP. */
 function expectLb(w: World, p: Buffer, dev: {vni: number; ip: string}, t: Tracked): Expected | LbGoOn {
@@ -821,6 +906,7 @@ function expectLb(w: World, p: Buffer, dev: {vni: number; ip: string}, t: Tracke
   let counters: Counts = {}
   let backend: string
   let hairpin: boolean
+  let entries: Expected['entries']
   if (ct) {
     backend = ct.addr
     hairpin = (ct.flags & CT_HAIRPIN) !== 0
@@ -835,6 +921,11 @@ function expectLb(w: World, p: Buffer, dev: {vni: number; ip: string}, t: Tracke
     backend = pick
     hairpin = backend === ck.src
     counters = one('lb_new_flow')
+    const flags = hairpin ? CT_HAIRPIN : 0
+    const rk = replyKey(ck, {addr: backend, table: 0, flags, seen: 0} as SnCt)
+    entries = (t2) =>
+      sameEntry('VIP forward', t2.ct(ck), {addr: backend, table: svc.tableId, flags}) ??
+      sameEntry('VIP reply', t2.ct(rk), {addr: vip, table: 0, flags})
   }
   const fields: Field[] = []
   if (hairpin) {
@@ -844,7 +935,7 @@ function expectLb(w: World, p: Buffer, dev: {vni: number; ip: string}, t: Tracke
   }
   if (!csumFits) return tdrop('lb_drop_other', counters)
   fields.push(f32(30, backend))
-  return {backend, counters, fields, sums: l4Sums(p, 14, proto)}
+  return {backend, counters, fields, sums: l4Sums(p, 14, proto), entries}
 }
 
 function replyKey(fk: CtKey, fwd: SnCt): CtKey {

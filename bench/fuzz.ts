@@ -159,6 +159,8 @@ export function fuzzInside(opts: {count: number; seed: number; log?: (s: string)
         const bad = want.check?.(got.data)
         if (bad) problems.push(bad)
       }
+      const entries = want.entries?.(tracked)
+      if (entries) problems.push(entries)
       if (problems.length) res.mismatchCounts[key] = (res.mismatchCounts[key] ?? 0) + 1
       if (problems.length && res.mismatches.length < 20 && res.mismatchCounts[key]! <= 3)
         res.mismatches.push(`${prog} on ${pkt.toString('hex')}: ${problems.join('; ')}`)

@@ -1,7 +1,9 @@
 // `npm run bench`: what the data plane costs, measured in one run on this
 // machine: ns per packet of each program (the kernel times BPF_PROG_TEST_RUN
 // itself), then cross-node throughput in the lab for swarmnet and for the
-// kernel's own vxlan+bridge path built the Docker way, with the ratio.
+// kernel's own vxlan+bridge path built the Docker way, with the ratio; and a million fuzzed
+// packets through every program (fuzz.ts) and 100,000 socket syscalls (fuzz-sock.ts), held
+// to their oracles.
 // Numbers, not assertions: nothing here fails on a slow machine.
 //
 //   npm run bench -- [--only overlay,vip,mesh,dns] [--runs N] [--seconds S] [--json]
@@ -21,6 +23,8 @@ import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
 import {benchVipLab, formatVipLab} from './vip-lab.js'
 import {benchRatios, parseBenchArgs, type BenchRuns} from './summary.js'
+import {formatFuzz, fuzz} from './fuzz.js'
+import {formatSock, fuzzSock} from './fuzz-sock.js'
 
 // The targets are for the programs themselves; the executed redirect is reported beside them.
 const targets: Record<string, number> = {'xdp decap (program)': 40, 'tc encap (program)': 60}
@@ -67,6 +71,10 @@ if (!args.partial) {
   console.log(formatSwim(benchSwim()))
   console.log('\n## store updates at 1,000 nodes (simulated network)\n')
   console.log(formatFanout(benchFanout()))
+  // Correctness, not speed: a mismatch is printed with its packet, and the bench goes on.
+  console.log('\n## fuzzing: 1,000,000 packets through every packet program, 100,000 socket syscalls (fuzz.ts, fuzz-sock.ts)\n')
+  for (const line of formatFuzz(fuzz({count: 1_000_000}))) console.log(line)
+  for (const line of formatSock(fuzzSock({count: 100_000}))) console.log(line)
 }
 if (lab && only.has('dns')) {
   console.log('\n## dns: an A question for a service name from a task (dnsperf from a task, at most 64 questions outstanding)\n')
