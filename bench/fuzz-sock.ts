@@ -279,7 +279,7 @@ export function fuzzSock(opts: {count: number; seed?: number}): SockResult {
 
 export function formatSock(res: SockResult): string[] {
   return [
-    `fuzz (socket programs): seed ${res.seed}, ${res.ops} connect/sendto syscalls in ${res.seconds.toFixed(0)} s`,
+    `fuzz (socket programs): seed ${res.seed}, ${res.ops} connect/sendto operations (a UDP one: two datagrams and the reply) in ${res.seconds.toFixed(0)} s`,
     ...Object.entries(res.outcomes)
       .sort()
       .map(([k, n]) => `  sock_mesh ${k.padEnd(34)} ${n}`),

@@ -9,7 +9,7 @@ import {describe, it} from 'node:test'
 import {formatSock, fuzzSock} from '../../bench/fuzz-sock.js'
 
 describe('fuzz: socket programs', () => {
-  it('2,000 random connect/sendto calls: each socket where the maps send it, the address it used shown back', () => {
+  it('2,000 random connect/sendto operations: each socket where the maps send it, the address it used shown back', () => {
     const res = fuzzSock({count: 2_000})
     const replay = `seed ${res.seed} (replay: node --import tsx bench/fuzz-sock.ts --count 2000 --seed ${res.seed})`
     assert.equal(res.mismatchCount, 0, `${replay}\n${formatSock(res).join('\n')}`)
