@@ -40,7 +40,7 @@ import {defaultPrefix} from '../manager/etcd-keys.js'
 import {migrateToEtcd} from '../manager/migrate.js'
 import {generateToken} from '../gossip/token.js'
 import {checkNodeCert} from '../gossip/identity.js'
-import {changeRole, promotionKey, type Promotion} from '../manager/roles.js'
+import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
 import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {configAsManager, configAsWorker} from './role-config.js'
 import {Controller} from './controller.js'
@@ -626,8 +626,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
       const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...tls} : undefined
       if (etcd) checkEtcdSettings(etcd)
-      const ch = changeRole({
-        nodes: controller.nodes(),
+      const ch = await changeRoleThrough(backend, store, {
+        nodes: () => controller.nodes(),
         cluster: controller.cluster(),
         ref,
         role,
@@ -635,12 +635,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         etcd,
         isDown: (id) => liveness.isDown(id),
         selfId: cfg.nodeId,
-        now: Date.now(),
       })
-      if (ch.revoke) store.put(ch.revoke.key, ch.revoke.value)
-      if (ch.promotion) store.put(promotionKey(ch.record.id), ch.promotion)
-      else store.delete(promotionKey(ch.record.id))
-      store.put(keyOf('node', ch.record.id), ch.record)
       return {node: ch.record.name, role}
     },
     migrateStore: async (etcd) => {

@@ -7,6 +7,10 @@
 //                            name/network/<name>, name/service/<name>
 //   guard/networks           bumped by every network change: network changes are serialized,
 //                            so subnets never overlap even when one is given by hand
+//   roles/<node id>          a node's role as the last role change set it (manager, worker); a node
+//                            without one has the role it joined with (its gossip record)
+//   guard/roles              bumped by every role change: role changes are serialized, so two
+//                            managers demoting each other cannot both pass the last-manager check
 //   leader                   the elected manager's node id, on its lease
 //
 // The records and their allocations are written in the same transaction, which
@@ -17,6 +21,8 @@ import type {Json} from '../store/json.js'
 export const STATE = 'state/'
 export const ALLOC = 'alloc/'
 export const NETWORK_GUARD = 'guard/networks'
+export const ROLES = 'roles/'
+export const ROLE_GUARD = 'guard/roles'
 export const LEADER = 'leader'
 
 export const defaultPrefix = (clusterId: string) => `/swarmnet/${clusterId}/`
