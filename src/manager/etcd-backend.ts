@@ -26,7 +26,7 @@ import {
   type RoleDecision,
   type WriteOptions,
 } from './backend.js'
-import {ALLOC, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf} from './etcd-keys.js'
+import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf, hostPortsOf} from './etcd-keys.js'
 import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {Manager} from './manager.js'
 import type {IndexSource} from './state-index.js'
@@ -373,11 +373,25 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
       freed.delete(a)
       continue
     }
-    if (held !== undefined && !freed.has(a) && !ops.has(held))
+    // A host-mode port's key is taken over by an ingress port decided over a state with no host-mode use of it.
+    if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
       throw new Error(`internal: ${a} is held by ${held} in etcd, yet ${owner} was given it`)
     freed.delete(a)
     compares.push([ak, 'Mod', '==', mod(ak)])
     puts.push([ak, owner])
+  }
+  // Host-mode ports: each one a task written here may hold on its node, or that a service newly
+  // publishes, is rewritten (see etcd-keys.ts): any other transaction that does the same, or
+  // claims the number for ingress, read it at another revision and is decided again.
+  for (const a of hostPortsTouched(snap, ops)) {
+    const ak = ALLOC + a
+    const held = snap.get(ak)?.value
+    if (claimed.has(a)) throw new Error(`internal: ${a} is given both in ingress and in host mode`)
+    if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
+      throw new Error(`internal: ${a} is held by ${held} in etcd, yet host mode was given it`)
+    freed.delete(a)
+    compares.push([ak, 'Mod', '==', mod(ak)])
+    puts.push([ak, HOST_PORT])
   }
   for (const a of freed) {
     const ak = ALLOC + a
@@ -394,6 +408,41 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
     compares,
     then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
   }
+}
+
+/**
+ * The host-mode port keys a transaction's writes touch: the host ports of the service of each
+ * task written (as it was read and as it will be), and those a service publishes that it did not.
+ * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
+ */
+function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<string> {
+  const out = new Set<string>()
+  const read = (k: string): Json | undefined => {
+    const v = snap.get(STATE + k)?.value
+    return v === undefined ? undefined : (JSON.parse(v) as Json)
+  }
+  const services = new Map<string, string[]>()
+  const hostPortsOfService = (id: string): string[] => {
+    let ports = services.get(id)
+    if (ports === undefined) {
+      const k = `service/${id}`
+      ports = [...new Set([...hostPortsOf(read(k)), ...hostPortsOf(ops.has(k) ? ops.get(k) : undefined)])]
+      services.set(id, ports)
+    }
+    return ports
+  }
+  for (const [key, value] of ops) {
+    if (key.startsWith('task/')) {
+      // A task keeps its service: the old record is read only for a task removed.
+      const t = value ?? read(key)
+      const sid = (t as {serviceId?: unknown} | null | undefined)?.serviceId
+      if (typeof sid === 'string') for (const a of hostPortsOfService(sid)) out.add(a)
+    } else if (key.startsWith('service/') && value !== null) {
+      const before = new Set(hostPortsOf(read(key)))
+      for (const a of hostPortsOf(value)) if (!before.has(a)) out.add(a)
+    }
+  }
+  return out
 }
 
 /**
