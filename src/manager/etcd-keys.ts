@@ -17,6 +17,7 @@
 //   guard/roles              bumped by every role change: role changes are serialized, so two
 //                            managers demoting each other cannot both pass the last-manager check
 //   leader                   the elected manager's node id, on its lease
+//   lock/rotation            the manager rotating the cluster key, on its lease: one rotation at a time
 //
 // The records and their allocations are written in the same transaction, which
 // creates an allocation key only if it does not exist: two managers racing for
@@ -29,6 +30,7 @@ export const NETWORK_GUARD = 'guard/networks'
 export const ROLES = 'roles/'
 export const ROLE_GUARD = 'guard/roles'
 export const LEADER = 'leader'
+export const ROTATION_LOCK = 'lock/rotation'
 /** The value of port/<proto>/<n> while host-mode services publish it (no one owner). */
 export const HOST_PORT = 'host'
 
