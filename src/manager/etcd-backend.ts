@@ -411,8 +411,9 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
 }
 
 /**
- * The host-mode port keys a transaction's writes touch: the host ports of the service of each
- * task written (as it was read and as it will be), and those a service publishes that it did not.
+ * The host-mode port keys a transaction's writes touch: the host ports of the service (as it will
+ * be) of each task written, and those a service publishes that it did not. A task removed frees its
+ * node's port: a racer that read it held was only kept from that node, so removals rewrite nothing.
  * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
  */
 function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<string> {
@@ -426,18 +427,17 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
     let ports = services.get(id)
     if (ports === undefined) {
       const k = `service/${id}`
-      ports = [...new Set([...hostPortsOf(read(k)), ...hostPortsOf(ops.has(k) ? ops.get(k) : undefined)])]
+      ports = hostPortsOf(ops.has(k) ? ops.get(k) : read(k))
       services.set(id, ports)
     }
     return ports
   }
   for (const [key, value] of ops) {
+    if (value === null) continue
     if (key.startsWith('task/')) {
-      // A task keeps its service: the old record is read only for a task removed.
-      const t = value ?? read(key)
-      const sid = (t as {serviceId?: unknown} | null | undefined)?.serviceId
+      const sid = (value as {serviceId?: unknown}).serviceId
       if (typeof sid === 'string') for (const a of hostPortsOfService(sid)) out.add(a)
-    } else if (key.startsWith('service/') && value !== null) {
+    } else if (key.startsWith('service/')) {
       const before = new Set(hostPortsOf(read(key)))
       for (const a of hostPortsOf(value)) if (!before.has(a)) out.add(a)
     }

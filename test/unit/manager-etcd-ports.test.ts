@@ -142,3 +142,38 @@ test('two host-mode creates of one port on every node from two managers at once:
     if (k.startsWith('task/')) perNode.set((v as Task).nodeId, (perNode.get((v as Task).nodeId) ?? 0) + 1)
   assert.deepEqual([...perNode.values()], [1, 1, 1, 1, 1])
 })
+
+test('a port moved from host to ingress mode: the ingress owner takes its key over; a host-mode create of it is then refused', async () => {
+  const [m1, m2] = await cluster(new Gate())
+  const svc = await m1!.write((m) =>
+    m.createService({
+      name: 'mover',
+      mode: 'replicated',
+      replicas: 2,
+      networks: [],
+      command: ['sleep', '1'],
+      ports: [{published: 8081, target: 80, protocol: 'tcp', mode: 'host'}],
+    }),
+  )
+  assert.equal((await m1!.allocations()).get('port/tcp/8081'), 'host')
+  await m2!.write((m) =>
+    m.updatePorts('mover', {
+      rm: [{published: 8081, protocol: 'tcp'}],
+      add: [{published: 8081, target: 80, protocol: 'tcp', mode: 'ingress'}],
+    }),
+  )
+  assert.equal((await m1!.allocations()).get('port/tcp/8081'), `service/${svc.id}`)
+  await assert.rejects(
+    m1!.write((m) =>
+      m.createService({
+        name: 'late',
+        mode: 'replicated',
+        replicas: 1,
+        networks: [],
+        command: ['sleep', '1'],
+        ports: [{published: 8081, target: 80, protocol: 'tcp', mode: 'host'}],
+      }),
+    ),
+    {message: /^port 8081\/tcp is already published by service mover/},
+  )
+})
