@@ -38,9 +38,10 @@ import {startEtcdManager, type EtcdManager} from '../manager/etcd-manager.js'
 import {checkEtcdSettings, type EtcdSettings} from '../manager/etcd-client.js'
 import {defaultPrefix} from '../manager/etcd-keys.js'
 import {migrateToEtcd} from '../manager/migrate.js'
+import {startRotation} from '../manager/etcd-rotation-lock.js'
 import {generateToken} from '../gossip/token.js'
 import {checkNodeCert} from '../gossip/identity.js'
-import {changeRole, promotionKey, type Promotion} from '../manager/roles.js'
+import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
 import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {configAsManager, configAsWorker} from './role-config.js'
 import {Controller} from './controller.js'
@@ -102,6 +103,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       settings,
       local: store,
       selfId: cfg.nodeId,
+      selfName: node,
       membership: {isDown, downNow, agentAway},
       log,
       onLeader: (_leader, self) => {
@@ -290,6 +292,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   rotation?.resume()
   const rotationEvery = cfg.keyRotation?.intervalMs ?? DEFAULT_KEY_ROTATION_MS
   const rotationBase = cfg.keyRotation?.lastAt ?? Date.now()
+  let autoStarting = false
   const rotationTimer = rotation
     ? setInterval(() => {
         rotation.tick()
@@ -300,12 +303,17 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         }
         // Several managers: the etcd leader alone rotates on schedule (two rotations at once would fight).
         const mayRotate = cfg.role === 'manager' && (!ha || ha.leadership.isLeader)
-        if (mayRotate && rotationEvery > 0 && !rotation.busy && Date.now() - (last ?? rotationBase) >= rotationEvery) {
-          try {
-            rotation.start()
-          } catch (e) {
-            log(`keys: automatic rotation: ${(e as Error).message}`)
-          }
+        if (
+          mayRotate &&
+          !autoStarting &&
+          rotationEvery > 0 &&
+          !rotation.busy &&
+          Date.now() - (last ?? rotationBase) >= rotationEvery
+        ) {
+          autoStarting = true
+          startRotation(rotation, ha?.rotationLock)
+            .catch((e: Error) => log(`keys: automatic rotation: ${e.message}`))
+            .finally(() => (autoStarting = false))
         }
       }, 250)
     : undefined
@@ -626,8 +634,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
       const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...tls} : undefined
       if (etcd) checkEtcdSettings(etcd)
-      const ch = changeRole({
-        nodes: controller.nodes(),
+      const ch = await changeRoleThrough(backend, store, {
+        nodes: () => controller.nodes(),
         cluster: controller.cluster(),
         ref,
         role,
@@ -635,12 +643,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         etcd,
         isDown: (id) => liveness.isDown(id),
         selfId: cfg.nodeId,
-        now: Date.now(),
       })
-      if (ch.revoke) store.put(ch.revoke.key, ch.revoke.value)
-      if (ch.promotion) store.put(promotionKey(ch.record.id), ch.promotion)
-      else store.delete(promotionKey(ch.record.id))
-      store.put(keyOf('node', ch.record.id), ch.record)
       return {node: ch.record.name, role}
     },
     migrateStore: async (etcd) => {
@@ -696,12 +699,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
-      let started: {newId: number; oldId: number}
-      try {
-        started = rotation.start(graceMs ?? DEFAULT_KEY_GRACE_MS)
-      } catch (e) {
-        throw new UserError((e as Error).message)
-      }
+      // With several managers, one rotation at a time (a lock in etcd): another manager's is refused.
+      const started = await startRotation(rotation, ha?.rotationLock, graceMs ?? DEFAULT_KEY_GRACE_MS)
       // Returns once every live node holds the new key and this one seals with it (or says who is missing).
       const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())
       const how = await Promise.race([rotation.until('use', 'retire'), timeout])

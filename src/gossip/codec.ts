@@ -46,7 +46,8 @@ export type SwimBody = {t: 'swim'; swim: SwimMessage}
 /** Key rotation (rotation.ts): the manager's signed directive, and a node's signed ack of its generation. */
 export type KeysBody = {t: 'keys'; keys: KeyDirective}
 /** hash: keyHash of what the node holds under the directive's key id (rotation.ts). */
-export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; hash: string; sig: string}
+/** id: the key id the acked directive installs (-1: none), hash: of the bytes the node holds under it (rotation.ts keyHash). */
+export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; id: number; hash: string; sig: string}
 
 export type Body =
   UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody | KeysBody | KeysAckBody
@@ -104,11 +105,15 @@ export function decodeMessage(buf: Buffer): Message | undefined {
     case 'keys-ack':
       return isCount(x.gen) &&
         isId(x.by) &&
+        typeof x.id === 'number' &&
+        Number.isInteger(x.id) &&
+        x.id >= -1 &&
+        x.id <= 255 &&
         typeof x.hash === 'string' &&
         x.hash.length <= 64 &&
         typeof x.sig === 'string' &&
         x.sig.length <= 256
-        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, hash: x.hash, sig: x.sig}
+        ? {t: 'keys-ack', ...h, gen: x.gen, by: x.by, id: x.id, hash: x.hash, sig: x.sig}
         : undefined
     default:
       return undefined

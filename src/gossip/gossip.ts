@@ -356,7 +356,8 @@ export class Gossip {
         return
       case 'keys-ack': {
         const rec = this.certifiedNode(m.by)
-        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by, m.hash), m.sig)) this.rotation?.onAck(m.by, m.gen, m.hash)
+        if (rec?.pubKey && verifyWith(rec.pubKey, ackText(m.gen, m.by, m.id, m.hash), m.sig))
+          this.rotation?.onAck(m.by, m.gen, m.id, m.hash)
         else this.stats.unauthorised++
         return
       }
@@ -573,13 +574,15 @@ export class Gossip {
       }
     }
     // The bytes held under the directive's key id (an older directive's, or another manager's, may differ).
+    const id = d.install?.id ?? -1
     const hash = d.install ? keyHash(this.keyring.key(d.install.id)) : ''
     const ack = {
       t: 'keys-ack' as const,
       gen: d.gen,
       by: this.o.nodeId,
+      id,
       hash,
-      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId, hash)),
+      sig: signWith(this.privateKey, ackText(d.gen, this.o.nodeId, id, hash)),
     }
     this.track(this.transport.send(from, ack))
   }
@@ -701,8 +704,8 @@ function digestOf(pairs: [string, Version][]): Digest {
   return d
 }
 
-function ackText(gen: number, by: string, hash: string): string {
-  return JSON.stringify(['swarmnet keys ack 2', gen, by, hash])
+function ackText(gen: number, by: string, id: number, hash: string): string {
+  return JSON.stringify(['swarmnet keys ack 3', gen, by, id, hash])
 }
 
 function pick<T>(xs: T[]): T | undefined {

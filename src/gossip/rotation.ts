@@ -49,7 +49,7 @@ export type RotationStatus = {
 }
 
 /**
- * What an ack names: the bytes the node holds under the key id being rotated to. Two
+ * What an ack names, with the key id: the bytes the node holds under the key id being rotated to. Two
  * rotations at once (two managers) can pick the same id with different bytes; an ack
  * counts only for the bytes this manager made, so it never seals with a key a node lacks.
  */
@@ -234,9 +234,9 @@ export class KeyRotation {
     this.tick()
   }
 
-  /** A node applied the directive of this generation and holds, under the new key's id, the bytes hashed to `hash`. */
-  onAck(from: string, gen: number, hash: string): void {
-    if (this.current && gen === this.current.gen && hash === keyHash(this.newKey)) this.acked.add(from)
+  /** A node applied the directive of this generation and holds, under key id `id`, the bytes hashed to `hash`. */
+  onAck(from: string, gen: number, id: number, hash: string): void {
+    if (this.current && gen === this.current.gen && id === this.newId && hash === keyHash(this.newKey)) this.acked.add(from)
     this.tick()
   }
 

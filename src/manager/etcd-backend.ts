@@ -17,8 +17,16 @@ import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
-import {isDesiredKey, type DesiredBackend, type DesiredStore, type WriteOptions} from './backend.js'
-import {ALLOC, LEADER, NETWORK_GUARD, STATE, allocationsOf} from './etcd-keys.js'
+import type {NodeRole} from '../model/types.js'
+import {
+  isDesiredKey,
+  type DesiredBackend,
+  type DesiredStore,
+  type RoleBook,
+  type RoleDecision,
+  type WriteOptions,
+} from './backend.js'
+import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf, hostPortsOf} from './etcd-keys.js'
 import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {Manager} from './manager.js'
 import type {IndexSource} from './state-index.js'
@@ -50,6 +58,11 @@ export type EtcdBackendOptions = {
   /** The leader's claim (see etcd-leader.ts): placement commits only while it holds. */
   leaderRevision?: () => string | undefined
   log?: (m: string) => void
+  /**
+   * For the tests of racing writes: awaited between a request's decision and its transaction, so
+   * a barrier can release two managers' transactions at the same instant.
+   */
+  beforeCommit?: (what: 'request' | 'role') => Promise<void>
 }
 
 export class EtcdBackend implements DesiredBackend {
@@ -110,6 +123,7 @@ export class EtcdBackend implements DesiredBackend {
         if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
       }
       const ops = transaction(snap.kvs, view.ops, guard)
+      await this.opts.beforeCommit?.('request')
       const res = await this.etcd('write', () => commit(this.ns, ops))
       if (res.succeeded) {
         // The next read sees this commit (read-your-writes).
@@ -126,6 +140,45 @@ export class EtcdBackend implements DesiredBackend {
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
     }
     throw new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
+  }
+
+  /**
+   * A role change as one transaction: decided over the roles in etcd (roles/), committed only if no
+   * other role change came in between (guard/roles at the revision read), else decided again over
+   * the roles as they are then. Two managers demoting each other: the second one decides again,
+   * sees the first demotion and is refused (last manager, or no longer a manager itself).
+   * The node's gossip record follows (decision.apply) once etcd holds the change.
+   */
+  changeRole<T>(decide: (roles: RoleBook) => RoleDecision<T>): Promise<T> {
+    const run = this.queue.then(() => this.roleAttempt(decide))
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  private async roleAttempt<T>(decide: (roles: RoleBook) => RoleDecision<T>): Promise<T> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const snap = await this.etcd('read', () => this.current())
+      const d = decide(rolesOf(snap.kvs))
+      await this.opts.beforeCommit?.('role')
+      const guard = snap.kvs.get(ROLE_GUARD)?.mod ?? 0
+      const res = await this.etcd('write', () =>
+        this.ns
+          .if(ROLE_GUARD, 'Mod', '==', guard)
+          .then(this.ns.put(ROLES + d.nodeId).value(d.role), this.ns.put(ROLE_GUARD).value(String(Date.now())))
+          .commit(),
+      )
+      if (res.succeeded) {
+        await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
+        this.commits++
+        return d.apply()
+      }
+      // Another role change came first: the next read (caught up with etcd) shows it.
+      this.retries++
+    }
+    throw new UserError(`the roles kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
   }
 
   /** Copies etcd's desired state into the node's store where they differ; returns how many keys changed. */
@@ -151,6 +204,11 @@ export class EtcdBackend implements DesiredBackend {
     const out = new Map<string, Json>()
     for (const [k, v] of snap) if (k.startsWith(STATE)) out.set(k.slice(STATE.length), JSON.parse(v.value) as Json)
     return out
+  }
+
+  /** The roles set by role changes, read now (for the tests). */
+  async roles(): Promise<Map<string, NodeRole>> {
+    return rolesOf(await this.etcd('read', () => this.snapshot()))
   }
 
   /** Every allocation key and the record holding it. */
@@ -250,6 +308,14 @@ export function addressStart(selfId: string): number {
   return (h % 1024) / 1024
 }
 
+/** The roles set in etcd by role changes (roles/<node id>). */
+export function rolesOf(kvs: ReadonlyMap<string, CachedKv>): Map<string, NodeRole> {
+  const out = new Map<string, NodeRole>()
+  for (const [k, v] of kvs)
+    if (k.startsWith(ROLES) && (v.value === 'manager' || v.value === 'worker')) out.set(k.slice(ROLES.length), v.value)
+  return out
+}
+
 /** etcd could not be reached or answered with an error: the request changed nothing. */
 export class EtcdUnavailableError extends UserError {}
 
@@ -307,11 +373,25 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
       freed.delete(a)
       continue
     }
-    if (held !== undefined && !freed.has(a) && !ops.has(held))
+    // A host-mode port's key is taken over by an ingress port decided over a state with no host-mode use of it.
+    if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
       throw new Error(`internal: ${a} is held by ${held} in etcd, yet ${owner} was given it`)
     freed.delete(a)
     compares.push([ak, 'Mod', '==', mod(ak)])
     puts.push([ak, owner])
+  }
+  // Host-mode ports: each one a task written here may hold on its node, or that a service newly
+  // publishes, is rewritten (see etcd-keys.ts): any other transaction that does the same, or
+  // claims the number for ingress, read it at another revision and is decided again.
+  for (const a of hostPortsTouched(snap, ops)) {
+    const ak = ALLOC + a
+    const held = snap.get(ak)?.value
+    if (claimed.has(a)) throw new Error(`internal: ${a} is given both in ingress and in host mode`)
+    if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
+      throw new Error(`internal: ${a} is held by ${held} in etcd, yet host mode was given it`)
+    freed.delete(a)
+    compares.push([ak, 'Mod', '==', mod(ak)])
+    puts.push([ak, HOST_PORT])
   }
   for (const a of freed) {
     const ak = ALLOC + a
@@ -328,6 +408,41 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
     compares,
     then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
   }
+}
+
+/**
+ * The host-mode port keys a transaction's writes touch: the host ports of the service (as it will
+ * be) of each task written, and those a service publishes that it did not. A task removed frees its
+ * node's port: a racer that read it held was only kept from that node, so removals rewrite nothing.
+ * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
+ */
+function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<string> {
+  const out = new Set<string>()
+  const read = (k: string): Json | undefined => {
+    const v = snap.get(STATE + k)?.value
+    return v === undefined ? undefined : (JSON.parse(v) as Json)
+  }
+  const services = new Map<string, string[]>()
+  const hostPortsOfService = (id: string): string[] => {
+    let ports = services.get(id)
+    if (ports === undefined) {
+      const k = `service/${id}`
+      ports = hostPortsOf(ops.has(k) ? ops.get(k) : read(k))
+      services.set(id, ports)
+    }
+    return ports
+  }
+  for (const [key, value] of ops) {
+    if (value === null) continue
+    if (key.startsWith('task/')) {
+      const sid = (value as {serviceId?: unknown}).serviceId
+      if (typeof sid === 'string') for (const a of hostPortsOfService(sid)) out.add(a)
+    } else if (key.startsWith('service/')) {
+      const before = new Set(hostPortsOf(read(key)))
+      for (const a of hostPortsOf(value)) if (!before.has(a)) out.add(a)
+    }
+  }
+  return out
 }
 
 /**

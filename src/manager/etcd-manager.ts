@@ -12,6 +12,7 @@ import {etcdClient, type EtcdSettings} from './etcd-client.js'
 import {Leadership, type LeadershipOptions} from './etcd-leader.js'
 import type {ManagerLoop} from './loop.js'
 import type {PlacementReport} from './manager.js'
+import {EtcdRotationLock} from './etcd-rotation-lock.js'
 
 export type EtcdManagerOptions = {
   settings: EtcdSettings
@@ -19,6 +20,8 @@ export type EtcdManagerOptions = {
   selfId: string
   membership: MembershipView
   log: (m: string) => void
+  /** This node's name: what the rotation lock says to a manager that finds it taken. */
+  selfName?: string
   /** Who leads changed (this manager writes its node record's managerStatus from it). */
   onLeader?: (leader: string | undefined, self: boolean) => void
   leadership?: Pick<LeadershipOptions, 'ttlSec' | 'pollMs'>
@@ -29,6 +32,8 @@ export type EtcdManagerOptions = {
 export type EtcdManager = {
   backend: EtcdBackend
   leadership: Leadership
+  /** One cluster key rotation at a time across managers (etcd-rotation-lock.ts). */
+  rotationLock: EtcdRotationLock
   client: Etcd3
   /** The leader's placement: same shape as the embedded loop, so the agent treats both alike. */
   loop: ManagerLoop
@@ -106,9 +111,12 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
   timer.unref()
   leadership.start()
 
+  const rotationLock = new EtcdRotationLock(client.namespace(o.settings.prefix), o.selfName ?? o.selfId, o.log)
+
   return {
     backend,
     leadership,
+    rotationLock,
     client,
     loop: {
       pass: () => (kick(), problems),
@@ -123,6 +131,7 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
       if (pending) clearTimeout(pending)
       unsubscribe()
       await running
+      await rotationLock.release()
       await leadership.stop()
       backend.close()
       client.close()

@@ -4,6 +4,10 @@
 // endpoints and the TLS files a new manager uses (promotion/<id>: paths on the
 // node's host) and the manager secrets (identity, tokens) sealed to the node's
 // key, so the new manager admits joins and changes roles as the first does.
+// The change goes through the desired-state authority first (backend.ts
+// changeRole: on etcd one transaction over roles/, serialized by guard/roles),
+// so the last-manager check holds against every other manager's changes, not
+// only against what this manager's gossip view shows; the gossip record follows.
 // The node's agent sees its record change and starts (or stops) serving as a
 // manager, forgetting the secrets when demoted; nothing restarts, no task moves.
 import {certifyNode} from '../gossip/identity.js'
@@ -11,6 +15,9 @@ import {revocationOf, type Revocation} from '../gossip/revocation.js'
 import {sealSecretsTo, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {UserError} from '../model/errors.js'
 import type {ClusterSpec, NodeRecord, NodeRole} from '../model/types.js'
+import {keyOf} from '../store/keys.js'
+import type {Store} from '../store/store.js'
+import type {DesiredBackend, RoleBook} from './backend.js'
 import type {EtcdSettings} from './etcd-client.js'
 
 export const promotionKey = (id: string) => `promotion/${id}`
@@ -30,7 +37,7 @@ export type Promotion = {
  */
 export type RoleChange = {record: NodeRecord; revoke?: {key: string; value: Revocation}; promotion?: Promotion}
 
-export function changeRole(o: {
+export type RoleChangeInput = {
   nodes: NodeRecord[]
   cluster: ClusterSpec | undefined
   ref: string
@@ -43,7 +50,9 @@ export function changeRole(o: {
   /** The manager making the change: a node does not change its own role (others refuse such a record). */
   selfId: string
   now: number
-}): RoleChange {
+}
+
+export function changeRole(o: RoleChangeInput): RoleChange {
   if (o.cluster?.store !== 'etcd')
     throw new UserError('this cluster keeps its state embedded: it has one manager (init --store etcd for several)')
   const n = o.nodes.find((x) => x.name === o.ref || x.id === o.ref) ?? o.nodes.find((x) => x.id.startsWith(o.ref))
@@ -51,6 +60,9 @@ export function changeRole(o: {
   if (n.state === 'left') throw new UserError(`node ${n.name} has left the cluster`)
   if (o.isDown(n.id)) throw new UserError(`node ${n.name} is down: it cannot take a new role now`)
   if (n.role === o.role) throw new UserError(`node ${n.name} is already a ${o.role}`)
+  const self = o.nodes.find((x) => x.id === o.selfId)
+  if (self && self.role !== 'manager')
+    throw new UserError(`this node (${self.name}) is no longer a manager: another manager demoted it`)
   if (n.id === o.selfId)
     throw new UserError(`node ${n.name} is this manager: a node cannot change its own role (run it on another manager)`)
   if (!n.pubKey) throw new UserError(`node ${n.name} has no node key: it must leave and join again`)
@@ -70,4 +82,38 @@ export function changeRole(o: {
     ...(revoke ? {revoke} : {}),
     promotion: {nodeId: n.id, etcd: o.etcd!, sealed: sealSecretsTo(n.pubKey, o.secrets)},
   }
+}
+
+/** The nodes with the roles the authority set over the ones they joined with. */
+export function withRoles(nodes: NodeRecord[], roles: RoleBook): NodeRecord[] {
+  return nodes.map((n) => {
+    const role = roles.get(n.id)
+    return role === undefined || role === n.role ? n : {...n, role}
+  })
+}
+
+/**
+ * node promote / demote through the authority: decided over the nodes as gossip has them with
+ * the authority's roles on top, and, once the authority holds it, written to gossip: the
+ * revocation first, the promotion record, then the node's record.
+ */
+export function changeRoleThrough(
+  backend: Pick<DesiredBackend, 'changeRole'>,
+  gossip: Pick<Store, 'put' | 'delete'>,
+  o: Omit<RoleChangeInput, 'nodes' | 'now'> & {nodes: () => NodeRecord[]},
+): Promise<RoleChange> {
+  return backend.changeRole((roles) => {
+    const ch = changeRole({...o, nodes: withRoles(o.nodes(), roles), now: Date.now()})
+    return {
+      nodeId: ch.record.id,
+      role: ch.record.role,
+      apply: () => {
+        if (ch.revoke) gossip.put(ch.revoke.key, ch.revoke.value)
+        if (ch.promotion) gossip.put(promotionKey(ch.record.id), ch.promotion)
+        else gossip.delete(promotionKey(ch.record.id))
+        gossip.put(keyOf('node', ch.record.id), ch.record)
+        return ch
+      },
+    }
+  })
 }

@@ -80,8 +80,9 @@ describe('the manager side of a rotation', () => {
       resendMs: 500,
       now: () => now,
     })
-    // A node's ack, holding the bytes the manager made under the new key's id (`hash` to say otherwise).
-    const ack = (id: string, gen: number, hash = keyHash(ring.key(rot.status().newId!))) => rot.onAck(id, gen, hash)
+    // A node's ack, holding the bytes the manager made under the new key's id (`hash`, `keyId` to say otherwise).
+    const ack = (id: string, gen: number, hash = keyHash(ring.key(rot.status().newId!)), keyId = rot.status().newId!) =>
+      rot.onAck(id, gen, keyId, hash)
     return {ring, sent, rot, live, ack, advance: (ms: number) => (now += ms), persisted: () => persisted}
   }
 
@@ -145,6 +146,9 @@ describe('the manager side of a rotation', () => {
     // b installed key 1 from another manager's rotation (other bytes), and acks what it holds.
     t.ack('b', gen, keyHash(generateKey()))
     assert.equal(t.rot.status().phase, 'install', 'not sealing with a key b does not hold')
+    assert.deepEqual(t.rot.status().waitingFor, ['b'])
+    // The right bytes named under another id (b holds them as key 7): not the key being rotated to.
+    t.ack('b', gen, undefined, 7)
     assert.deepEqual(t.rot.status().waitingFor, ['b'])
     t.ack('b', gen)
     assert.equal(t.rot.status().phase, 'use')
