@@ -352,10 +352,14 @@ static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const st
 #define SN_MESH_CLOSE_GRACE_MS 10000
 #define SN_MESH_UDP_IDLE_DEFAULT 120
 
-/* The monotonic clock in milliseconds, wrapping at 2^32 (differences stay right across the wrap). */
+/*
+ * The monotonic clock in milliseconds, wrapping at 2^32 (differences stay
+ * right across the wrap). The coarse clock (a tick's resolution, a few ms)
+ * is enough for lifetimes of seconds and costs no clock source read.
+ */
 static __always_inline __u32 sn_mesh_now(void)
 {
-	return bpf_ktime_get_ns() / 1000000ULL;
+	return bpf_ktime_get_coarse_ns() / 1000000ULL;
 }
 
 static __always_inline __u32 sn_mesh_udp_idle_ms(void)
@@ -392,9 +396,9 @@ static __always_inline int sn_mesh_ct_live(const struct sn_mesh_ct *ct, __u8 pro
  * is a step behind (an eighth of the lifetime, at most a second), so a busy
  * flow writes its entry a few times per lifetime, not per packet.
  */
-static __always_inline void sn_mesh_ct_touch(struct sn_mesh_ct *ct, __u32 now)
+static __always_inline void sn_mesh_ct_touch(struct sn_mesh_ct *ct, __u32 now, __u32 idle_ms)
 {
-	__u32 step = sn_mesh_udp_idle_ms() / 8;
+	__u32 step = idle_ms / 8;
 
 	if (step > 1000)
 		step = 1000;
@@ -428,7 +432,7 @@ static __always_inline void sn_mesh_ct_fin(struct sn_mesh_ct *ct, __u64 side)
 static __always_inline void sn_mesh_ct_used(struct sn_mesh_ct *ct, __u8 proto, __u8 tflags, __u64 side, __u32 now)
 {
 	if (proto == IPPROTO_UDP)
-		sn_mesh_ct_touch(ct, now);
+		sn_mesh_ct_touch(ct, now, sn_mesh_udp_idle_ms());
 	else if (tflags & SN_TCP_FIN)
 		sn_mesh_ct_fin(ct, side);
 }

@@ -244,7 +244,7 @@ static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 
  * one's grace). *now: the clock, when it was read (0 else).
  */
 static __always_inline int sn_mesh_fwd_ended(const struct sn_mesh_ct *ct, const struct sn_mesh_ct *rct, __u8 proto,
-					     __u8 tflags, __u32 *now)
+					     __u8 tflags, __u32 *now, __u32 *idle_ms)
 {
 	__u32 last;
 
@@ -253,7 +253,8 @@ static __always_inline int sn_mesh_fwd_ended(const struct sn_mesh_ct *ct, const 
 		if (rct && (__s32)(rct->seen - last) > 0)
 			last = rct->seen;
 		*now = sn_mesh_now();
-		return *now - last > sn_mesh_udp_idle_ms();
+		*idle_ms = sn_mesh_udp_idle_ms();
+		return *now - last > *idle_ms;
 	}
 	if (!rct || !(rct->flags & SN_MESH_CT_CLOSING))
 		return 0;
@@ -281,7 +282,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	__be32 backend, published_addr;
 	__be16 published_port;
 	int new_flow = 0, established;
-	__u32 now = 0;
+	__u32 now = 0, idle_ms = 0;
 	__u8 tflags = 0;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -330,7 +331,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		/* Its reply entry holds what both sides did (FINs, UDP's last packet): has the flow ended? */
 		sn_mesh_reply_key(&rk, ip->saddr, ports->source, ct->addr, mp->target, ip->protocol);
 		rct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
-		if (sn_mesh_fwd_ended(ct, rct, ip->protocol, tflags, &now) ||
+		if (sn_mesh_fwd_ended(ct, rct, ip->protocol, tflags, &now, &idle_ms) ||
 		    (mp->mode == SN_MESH_HOST && ct->addr != mp->addr)) {
 			bpf_map_delete_elem(&sn_mesh_ct, &rk);
 			bpf_map_delete_elem(&sn_mesh_ct, &fk);
@@ -416,8 +417,8 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 			sn_count(SN_C_MESH_REPLY_RESTORED);
 	} else if (ip->protocol == IPPROTO_UDP) {
 		/* The reply entry's clock too: the ingress node's reply path looks at that one only. */
-		sn_mesh_ct_touch(ct, now);
-		sn_mesh_ct_touch(rct, now);
+		sn_mesh_ct_touch(ct, now, idle_ms);
+		sn_mesh_ct_touch(rct, now, idle_ms);
 	} else if (tflags & SN_TCP_FIN) {
 		sn_mesh_ct_fin(rct, SN_MESH_CT_FIN_CLIENT);
 	}
