@@ -224,7 +224,7 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	struct iphdr *ip, *in;
 	__be32 to_addr, node;
 	__be16 to_port;
-	__u32 vni;
+	__u32 vni, now;
 
 	/* The quote must be in the linear part to be read and rewritten in place. */
 	if (bpf_skb_pull_data(skb, skb->len))
@@ -248,7 +248,7 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	rk.dport = ports->source;
 	rk.proto = in->protocol;
 	rk.dir = SN_CT_REPLY;
-	ct = sn_mesh_reply_lookup(&rk);
+	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || !ct->addr)
 		return TCX_NEXT;
 	to_addr = ct->addr;
@@ -290,7 +290,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	struct iphdr *ip;
 	__be32 to_addr, client, from, node;
 	__be16 to_port;
-	__u32 vni;
+	__u32 vni, now;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
@@ -329,10 +329,10 @@ int sn_tc_gw(struct __sk_buff *skb)
 	from = ip->saddr;
 	/* The flow of this task (see mesh.h): by the source it answered from, then by its ingress address. */
 	sn_mesh_ct_key_of(&rk, ip, ports, SN_CT_REPLY);
-	ct = sn_mesh_reply_lookup(&rk);
+	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct && from == gw->gw_ip && gw->ingress_ip) {
 		rk.src = gw->ingress_ip;
-		ct = sn_mesh_reply_lookup(&rk);
+		ct = sn_mesh_reply_lookup(&rk, &now);
 	}
 	tflags = rk.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	if (!ct) {
@@ -341,6 +341,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 			return sn_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
+	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	client = ip->daddr;
 	if (ct->node == cfg->node_ip) {
 		if (!ct->addr)

@@ -23,13 +23,13 @@
  * Version 1 is the layout before versioning, pinned straight in <node>/.
  */
 #ifndef SN_LAYOUT_TEST_NEXT
-#define SN_LAYOUT_VERSION 5
+#define SN_LAYOUT_VERSION 6
 #else
 /*
  * Test builds only (test/bpf/upgrade-next.test.ts): the next layout as the
  * upgrade test plays it, sn_ct and sn_mesh_ct values with a field in front.
  */
-#define SN_LAYOUT_VERSION 6
+#define SN_LAYOUT_VERSION 7
 #endif
 
 /* One per node: what the programs need to know about the node itself. */
@@ -39,6 +39,7 @@ struct sn_config {
 	__u16 flags;           /* SN_CONFIG_* */
 	__u32 underlay_ifindex;
 	__u32 ct_udp_idle;     /* seconds a UDP flow through a VIP lives without a packet; 0: SN_CT_UDP_IDLE_DEFAULT */
+	__u32 mesh_udp_idle;   /* the same for a UDP flow to a published port; 0: SN_MESH_UDP_IDLE_DEFAULT (mesh.h) */
 };
 
 #define SN_CONFIG_READY 0x1    /* the agent wrote the config: until then sn_get_config() gives NULL (maps.h) */
@@ -140,6 +141,8 @@ enum sn_counter {
 	SN_C_MESH_UNDERLAY_MTU,   /* as mesh_fib_fail, the FIB's answer being "larger than the route's MTU" (MACs it came with, or dropped) */
 	SN_C_MESH_ICMP_TO_BACKEND,/* an ICMP error about a mesh reply given the backend back (quote and destination), sent where the flow's requests go */
 	SN_C_MESH_ICMP_TO_CLIENT, /* an ICMP error from a backend about a client's request given the published address and port back */
+	SN_C_MESH_CT_CLOSED,      /* a mesh TCP flow saw FIN both ways: its entries end after the close grace (mesh.h) */
+	SN_C_MESH_CT_EXPIRED,     /* a mesh entry found past its lifetime (UDP idle, TCP closed past the grace): a missing one */
 	SN_C__COUNT
 };
 

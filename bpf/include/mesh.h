@@ -101,12 +101,30 @@ struct sn_mesh_ct {
 	__be32 addr;            /* forward: the backend; reply: the node address the client spoke to */
 	__be32 node;            /* forward: the backend's node; reply: the node that does the reverse NAT */
 	__be16 port;            /* forward: the target port; reply: the published port */
-	__u16 flags;
+	__u16 pad;
 	__u32 vni;              /* the network between the two nodes (0: host mode) */
 	__u32 table;            /* forward: the Maglev table the backend was picked from */
+	/*
+	 * Milliseconds of the monotonic clock (wrapping): UDP, the last packet
+	 * (written only once it moved by a step, sn_mesh_ct_touch); TCP, when
+	 * the flow closed (SN_MESH_CT_CLOSING). Nothing writes it per TCP packet.
+	 */
+	__u32 seen;
+	/*
+	 * SN_MESH_CT_*. XDP (the client's side) and tc_gw (the backend's) both
+	 * set bits of the same entry at once on different CPUs: only ever with an
+	 * atomic or, never a plain read-modify-write that could lose the other's bit.
+	 */
+	__u64 flags;
 	__u8 peer_mac[6];       /* reply, ingress node: the MAC the request came from (if the FIB has no neighbour) */
 	__u8 own_mac[6];        /* reply, ingress node: the MAC it came to */
+	__u32 pad2;
 };
+
+/* Flags of a reply entry (the one entry every node of a flow has). */
+#define SN_MESH_CT_FIN_CLIENT 0x1  /* a FIN went by from the client */
+#define SN_MESH_CT_FIN_BACKEND 0x2 /* a FIN went by from the backend */
+#define SN_MESH_CT_CLOSING 0x4     /* FIN both ways: `seen` is when; the flow ends SN_MESH_CLOSE_GRACE_MS later */
 
 /*
  * A node of the cluster, by underlay address: only these may hand us mesh
@@ -321,11 +339,116 @@ static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const st
 	k->dir = dir;
 }
 
-/* A mesh reply entry: an established flow's, else (TCP) one whose handshake is under way (the SYN-ACK's). */
-static __always_inline struct sn_mesh_ct *sn_mesh_reply_lookup(struct sn_mesh_ct_key *rk)
+/*
+ * Lifetimes (issue 19, hole 5), looked at when an entry is used, as the VIP
+ * path's: an entry past its lifetime is a missing one (a new flow, a new
+ * pick), and LRU pressure takes it first meanwhile. TCP ends with the
+ * connection: at a RST at once (sn_mesh_reset), at FIN both ways after a
+ * grace, so the last ACK, and a FIN sent again when it was lost, still find
+ * their translation (Cilium keeps a closed flow 10 s); a SYN on a closing
+ * flow's port is a new connection. UDP ends when idle for
+ * sn_config.mesh_udp_idle seconds (120 by default, Cilium's non-TCP lifetime).
+ */
+#define SN_MESH_CLOSE_GRACE_MS 10000
+#define SN_MESH_UDP_IDLE_DEFAULT 120
+
+/*
+ * The monotonic clock in milliseconds, wrapping at 2^32 (differences stay
+ * right across the wrap). The coarse clock (a tick's resolution, a few ms)
+ * is enough for lifetimes of seconds and costs no clock source read.
+ */
+static __always_inline __u32 sn_mesh_now(void)
+{
+	return bpf_ktime_get_coarse_ns() / 1000000ULL;
+}
+
+static __always_inline __u32 sn_mesh_udp_idle_ms(void)
+{
+	struct sn_config *cfg = sn_get_config();
+
+	return (cfg && cfg->mesh_udp_idle ? cfg->mesh_udp_idle : SN_MESH_UDP_IDLE_DEFAULT) * 1000;
+}
+
+/*
+ * Is the flow of this entry still on? UDP: not idle past its lifetime; TCP:
+ * not closed past the grace. An open TCP flow never reads the clock; *now is
+ * the clock when it was read (0 else). One that ended is counted.
+ */
+static __always_inline int sn_mesh_ct_live(const struct sn_mesh_ct *ct, __u8 proto, __u32 *now)
+{
+	__u32 limit;
+
+	if (proto == IPPROTO_UDP)
+		limit = sn_mesh_udp_idle_ms();
+	else if (ct->flags & SN_MESH_CT_CLOSING)
+		limit = SN_MESH_CLOSE_GRACE_MS;
+	else
+		return 1;
+	*now = sn_mesh_now();
+	if (*now - ct->seen <= limit)
+		return 1;
+	sn_count(SN_C_MESH_CT_EXPIRED);
+	return 0;
+}
+
+/*
+ * A UDP packet of the flow went by at `now`: `seen` moves, but only once it
+ * is a step behind (an eighth of the lifetime, at most a second), so a busy
+ * flow writes its entry a few times per lifetime, not per packet.
+ */
+static __always_inline void sn_mesh_ct_touch(struct sn_mesh_ct *ct, __u32 now, __u32 idle_ms)
+{
+	__u32 step = idle_ms / 8;
+
+	if (step > 1000)
+		step = 1000;
+	if (now - ct->seen >= step)
+		ct->seen = now;
+}
+
+/*
+ * A TCP segment with FIN went by on the flow of reply entry `ct`, from the
+ * client or the backend (`side`: SN_MESH_CT_FIN_*). The second side's FIN
+ * starts the close grace. The bits are or-ed atomically: the two sides'
+ * FINs may be seen at once, one by XDP and one by tc_gw.
+ */
+static __always_inline void sn_mesh_ct_fin(struct sn_mesh_ct *ct, __u64 side)
+{
+	__u64 both = SN_MESH_CT_FIN_CLIENT | SN_MESH_CT_FIN_BACKEND;
+	__u64 was = __sync_fetch_and_or(&ct->flags, side);
+
+	/* Only the FIN that completes the pair (a repeated one finds its own bit set) starts the grace. */
+	if ((was & side) || (was | side) != both)
+		return;
+	ct->seen = sn_mesh_now();
+	__sync_fetch_and_or(&ct->flags, SN_MESH_CT_CLOSING);
+	sn_count(SN_C_MESH_CT_CLOSED);
+}
+
+/*
+ * A packet of the flow of reply entry `ct` (found alive) went by: UDP moves
+ * its clock, a TCP FIN is marked from `side`.
+ */
+static __always_inline void sn_mesh_ct_used(struct sn_mesh_ct *ct, __u8 proto, __u8 tflags, __u64 side, __u32 now)
+{
+	if (proto == IPPROTO_UDP)
+		sn_mesh_ct_touch(ct, now, sn_mesh_udp_idle_ms());
+	else if (tflags & SN_TCP_FIN)
+		sn_mesh_ct_fin(ct, side);
+}
+
+/*
+ * A mesh reply entry: an established flow's, else (TCP) one whose handshake
+ * is under way (the SYN-ACK's). One whose flow has ended (idle, or closed
+ * past its grace) is none. *now: the clock, read when the entry needed it.
+ */
+static __always_inline struct sn_mesh_ct *sn_mesh_reply_lookup(struct sn_mesh_ct_key *rk, __u32 *now)
 {
 	struct sn_mesh_ct *ct = bpf_map_lookup_elem(&sn_mesh_ct, rk);
 
+	*now = 0;
+	if (ct && !sn_mesh_ct_live(ct, rk->proto, now))
+		ct = NULL;
 	if (!ct && rk->proto == IPPROTO_TCP)
 		ct = bpf_map_lookup_elem(&sn_mesh_syn, rk);
 	return ct;

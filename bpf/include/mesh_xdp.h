@@ -222,6 +222,48 @@ static __always_inline int sn_mesh_fits(struct xdp_md *ctx, const struct iphdr *
 	return sn_mesh_frag_needed(ctx, mtu);
 }
 
+/* The reply entry's key of a client's flow through `backend`:`target`. */
+static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 client, __be16 cport, __be32 backend,
+					       __be16 target, __u8 proto)
+{
+	rk->src = backend;
+	rk->dst = client;
+	rk->sport = target;
+	rk->dport = cport;
+	rk->proto = proto;
+	rk->dir = SN_CT_REPLY;
+	rk->pad = 0;
+}
+
+/*
+ * Has the established flow of forward entry `ct` ended, as this packet of
+ * the client's finds it? Its reply entry `rct` (NULL: lost to LRU) has the
+ * last packet the backend sent and the FINs. UDP: idle past its lifetime
+ * either way; TCP: closed past its grace, or closed and this a new SYN on
+ * the port (a new connection is picked afresh, never sent into the old
+ * one's grace). *now: the clock, when it was read (0 else).
+ */
+static __always_inline int sn_mesh_fwd_ended(const struct sn_mesh_ct *ct, const struct sn_mesh_ct *rct, __u8 proto,
+					     __u8 tflags, __u32 *now, __u32 *idle_ms)
+{
+	__u32 last;
+
+	if (proto == IPPROTO_UDP) {
+		last = ct->seen;
+		if (rct && (__s32)(rct->seen - last) > 0)
+			last = rct->seen;
+		*now = sn_mesh_now();
+		*idle_ms = sn_mesh_udp_idle_ms();
+		return *now - last > *idle_ms;
+	}
+	if (!rct || !(rct->flags & SN_MESH_CT_CLOSING))
+		return 0;
+	if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN)
+		return 1;
+	*now = sn_mesh_now();
+	return *now - rct->seen > SN_MESH_CLOSE_GRACE_MS;
+}
+
 static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -234,12 +276,13 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	struct sn_endpoint *ep;
 	struct sn_mesh_port *mp;
 	struct sn_config *cfg;
-	struct sn_mesh_ct *ct;
+	struct sn_mesh_ct *ct, *rct = NULL;
 	struct sn_ports *ports;
 	struct iphdr *ip;
 	__be32 backend, published_addr;
 	__be16 published_port;
 	int new_flow = 0, established;
+	__u32 now = 0, idle_ms = 0;
 	__u8 tflags = 0;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -284,6 +327,19 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	sn_mesh_ct_key_of(&fk, ip, ports, SN_CT_FORWARD);
 	/* An established flow (sn_mesh_ct), else a TCP one whose handshake is under way (sn_mesh_syn). */
 	ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
+	if (ct) {
+		/* Its reply entry holds what both sides did (FINs, UDP's last packet): has the flow ended? */
+		sn_mesh_reply_key(&rk, ip->saddr, ports->source, ct->addr, mp->target, ip->protocol);
+		rct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
+		if (sn_mesh_fwd_ended(ct, rct, ip->protocol, tflags, &now, &idle_ms) ||
+		    (mp->mode == SN_MESH_HOST && ct->addr != mp->addr)) {
+			bpf_map_delete_elem(&sn_mesh_ct, &rk);
+			bpf_map_delete_elem(&sn_mesh_ct, &fk);
+			sn_count(SN_C_MESH_CT_EXPIRED);
+			ct = NULL;
+			rct = NULL;
+		}
+	}
 	established = ct != NULL;
 	if (!ct && ip->protocol == IPPROTO_TCP)
 		ct = bpf_map_lookup_elem(&sn_mesh_syn, &fk);
@@ -320,27 +376,22 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		sn_count(SN_C_MESH_NOT_SYN);
 		return -1;
 	}
-	{
-		/* Keyed by the backend: only that task's replies find it (see mesh.h). */
-		rk.src = backend;
-		rk.dst = ip->saddr;
-		rk.sport = mp->target;
-		rk.dport = ports->source;
-		rk.proto = ip->protocol;
-		rk.dir = SN_CT_REPLY;
-		rev.addr = published_addr;
-		rev.port = published_port;
-		rev.node = cfg->node_ip;
-		rev.vni = mp->vni;
-		sn_mac_copy(rev.peer_mac, eth->h_source);
-		sn_mac_copy(rev.own_mac, eth->h_dest);
-		fwd.port = mp->target;
-		fwd.vni = mp->vni;
-	}
+	/* Keyed by the backend: only that task's replies find it (see mesh.h). */
+	sn_mesh_reply_key(&rk, ip->saddr, ports->source, backend, mp->target, ip->protocol);
+	rev.addr = published_addr;
+	rev.port = published_port;
+	rev.node = cfg->node_ip;
+	rev.vni = mp->vni;
+	sn_mac_copy(rev.peer_mac, eth->h_source);
+	sn_mac_copy(rev.own_mac, eth->h_dest);
+	fwd.port = mp->target;
+	fwd.vni = mp->vni;
 	if (new_flow) {
 		/* The reply entry first: a reply must never find the flow without it. A TCP flow starts embryonic. */
 		void *map = ip->protocol == IPPROTO_TCP ? (void *)&sn_mesh_syn : (void *)&sn_mesh_ct;
 
+		fwd.flags = 0;
+		fwd.seen = rev.seen = now ? now : sn_mesh_now();
 		if (bpf_map_update_elem(map, &rk, &rev, BPF_ANY) || bpf_map_update_elem(map, &fk, &fwd, BPF_ANY))
 			return sn_mesh_drop(SN_C_MESH_DROP);
 		/*
@@ -359,10 +410,17 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 			bpf_map_delete_elem(&sn_mesh_syn, &rk);
 			bpf_map_delete_elem(&sn_mesh_syn, &fk);
 		}
-	} else if (!bpf_map_lookup_elem(&sn_mesh_ct, &rk)) {
+	} else if (!rct) {
 		/* The reply entry must outlive LRU pressure as the forward one does: one that went is written again. */
+		rev.seen = now;
 		if (!bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
 			sn_count(SN_C_MESH_REPLY_RESTORED);
+	} else if (ip->protocol == IPPROTO_UDP) {
+		/* The reply entry's clock too: the ingress node's reply path looks at that one only. */
+		sn_mesh_ct_touch(ct, now, idle_ms);
+		sn_mesh_ct_touch(rct, now, idle_ms);
+	} else if (tflags & SN_TCP_FIN) {
+		sn_mesh_ct_fin(rct, SN_MESH_CT_FIN_CLIENT);
 	}
 	if (tflags & SN_TCP_RST)
 		sn_mesh_reset(&rk, &fk);
@@ -506,6 +564,7 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
 	struct iphdr *in;
+	__u32 now;
 
 	in = sn_icmp_quote(iip, end);
 	if (!in)
@@ -519,7 +578,7 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	rk.dport = ports->dest;
 	rk.proto = in->protocol;
 	rk.dir = SN_CT_REPLY;
-	ct = sn_mesh_reply_lookup(&rk);
+	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || ct->node != oip->saddr)
 		return -1;
 	sn_mac_copy(inner->h_dest, ep->mac);
@@ -547,6 +606,7 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	struct iphdr *ip, *in;
 	__be32 addr, client;
 	__be16 port;
+	__u32 now;
 
 	in = sn_icmp_quote(iip, end);
 	if (!in)
@@ -561,7 +621,7 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	rk.dport = ports->source;
 	rk.proto = in->protocol;
 	rk.dir = SN_CT_REPLY;
-	ct = sn_mesh_reply_lookup(&rk);
+	ct = sn_mesh_reply_lookup(&rk, &now);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
 		return -1;
@@ -596,7 +656,10 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_network *net;
+	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
+	__u32 now = 0;
+	__u8 tflags;
 
 	net = bpf_map_lookup_elem(&sn_networks, &vni);
 	if (!net || !(net->flags & SN_NET_INGRESS))
@@ -629,20 +692,30 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	rev.addr = iip->daddr;
 	rev.node = oip->saddr;
 	rev.vni = vni;
+	tflags = iip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	/* As on the ingress node: a SYN's entry is embryonic until the handshake's ACK (a node of the cluster sent it). */
-	if (iip->protocol == IPPROTO_TCP &&
-	    (sn_tcp_flags(ports, end) & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
+	if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
+		rev.seen = sn_mesh_now();
 		if (bpf_map_update_elem(&sn_mesh_syn, &rk, &rev, BPF_ANY))
 			return sn_mesh_drop(SN_C_MESH_DROP);
 		/* A new flow under an older one's key (the client reused its port via another node): the old entry goes. */
 		bpf_map_delete_elem(&sn_mesh_ct, &rk);
-	} else if (iip->protocol == IPPROTO_TCP && (sn_tcp_flags(ports, end) & SN_TCP_RST)) {
+	} else if (tflags & SN_TCP_RST) {
 		sn_mesh_reset(&rk, NULL); /* the client ended the flow: delivered, its entry goes */
 	} else {
-		if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
-		if (iip->protocol == IPPROTO_TCP)
-			bpf_map_delete_elem(&sn_mesh_syn, &rk);
+		/* The flow's entry as this node has it (by this ingress node, live): only marked; else written anew. */
+		ct = bpf_map_lookup_elem(&sn_mesh_ct, &rk);
+		if (ct && ct->node == rev.node && ct->addr == rev.addr && ct->vni == vni &&
+		    sn_mesh_ct_live(ct, rk.proto, &now)) {
+			sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_CLIENT, now);
+		} else {
+			rev.seen = now ? now : sn_mesh_now();
+			rev.flags = (tflags & SN_TCP_FIN) ? SN_MESH_CT_FIN_CLIENT : 0;
+			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
+				return sn_mesh_drop(SN_C_MESH_DROP);
+			if (iip->protocol == IPPROTO_TCP)
+				bpf_map_delete_elem(&sn_mesh_syn, &rk);
+		}
 	}
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
@@ -669,6 +742,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	struct iphdr *ip;
 	__be32 client, addr;
 	__be16 port;
+	__u32 now;
 	__u8 tflags;
 	int verdict;
 
@@ -679,10 +753,12 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	    !sn_fits(ports, end))
 		return -1;
 	sn_mesh_ct_key_of(&rk, iip, ports, SN_CT_REPLY);
-	ct = sn_mesh_reply_lookup(&rk);
+	ct = sn_mesh_reply_lookup(&rk, &now);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
 		return -1;
+	tflags = iip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
+	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return sn_mesh_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
@@ -696,7 +772,6 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	port = ct->port;
 	sn_nat_direct(ip, end, &ip->saddr, &ports->source, addr, port);
 	client = ip->daddr;
-	tflags = ip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	sn_count(SN_C_MESH_REPLY);
 	verdict = sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 	if (tflags & SN_TCP_RST) {

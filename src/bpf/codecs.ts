@@ -248,7 +248,8 @@ export function defineStruct<const F extends readonly FieldSpec[]>(
       const out: Record<string, string | number> = {}
       for (const f of fields) {
         if (f.kind === 'pad') continue
-        const v = rec[f.name]
+        // A u64 flags word (set atomically by the programs) holds its bits in the low 32.
+        const v = f.flags && typeof rec[f.name] === 'bigint' ? Number(rec[f.name]) : rec[f.name]
         if (f.flags && typeof v === 'number') {
           const names = flagNames(f.flags, v)
           out[f.name] = names.length ? `0x${v.toString(16)} (${names.join('|')})` : `0x${v.toString(16)}`
@@ -298,12 +299,13 @@ export const SN_NET_FLAGS = {INGRESS: 0x1} as const
 export const SN_EP_FLAGS = {LOCAL: 0x1, VIP: 0x2, BACKEND: 0x4} as const
 export const SN_DEV_FLAGS = {BACKEND: 0x1} as const
 
-export const snConfig = defineStruct('sn_config', 16, [
+export const snConfig = defineStruct('sn_config', 20, [
   {name: 'node_ip', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'vxlan_port', offset: 4, size: 2, kind: 'be16'},
   {name: 'flags', offset: 6, size: 2, kind: 'u16', flags: SN_CONFIG_FLAGS},
   {name: 'underlay_ifindex', offset: 8, size: 4, kind: 'u32'},
   {name: 'ct_udp_idle', offset: 12, size: 4, kind: 'u32'},
+  {name: 'mesh_udp_idle', offset: 16, size: 4, kind: 'u32'},
 ])
 
 export const snNetwork = defineStruct('sn_network', 8, [
@@ -455,15 +457,21 @@ export const snMeshCtKey = defineStruct('sn_mesh_ct_key', 16, [
   {name: 'pad', offset: 14, size: 2, kind: 'pad'},
 ])
 
-export const snMeshCt = defineStruct('sn_mesh_ct', 32, [
+/** Flags of a mesh reply entry (bpf/include/mesh.h). */
+export const SN_MESH_CT_FLAGS = {FIN_CLIENT: 0x1, FIN_BACKEND: 0x2, CLOSING: 0x4} as const
+
+export const snMeshCt = defineStruct('sn_mesh_ct', 48, [
   {name: 'addr', offset: 0, size: 4, kind: 'ipv4'},
   {name: 'node', offset: 4, size: 4, kind: 'ipv4'},
   {name: 'port', offset: 8, size: 2, kind: 'be16'},
-  {name: 'flags', offset: 10, size: 2, kind: 'u16'},
+  {name: 'pad', offset: 10, size: 2, kind: 'pad'},
   {name: 'vni', offset: 12, size: 4, kind: 'u32'},
   {name: 'table', offset: 16, size: 4, kind: 'u32'},
-  {name: 'peer_mac', offset: 20, size: 6, kind: 'mac'},
-  {name: 'own_mac', offset: 26, size: 6, kind: 'mac'},
+  {name: 'seen', offset: 20, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 24, size: 8, kind: 'u64', flags: SN_MESH_CT_FLAGS},
+  {name: 'peer_mac', offset: 32, size: 6, kind: 'mac'},
+  {name: 'own_mac', offset: 38, size: 6, kind: 'mac'},
+  {name: 'pad2', offset: 44, size: 4, kind: 'pad'},
 ])
 
 export const snMeshNode = defineStruct('sn_mesh_node', 4, [

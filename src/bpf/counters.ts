@@ -60,6 +60,8 @@ export const COUNTER_NAMES = [
   'mesh_underlay_mtu',
   'mesh_icmp_to_backend',
   'mesh_icmp_to_client',
+  'mesh_ct_closed',
+  'mesh_ct_expired',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

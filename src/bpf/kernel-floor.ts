@@ -67,6 +67,7 @@ const HELPERS: Record<number, {name: string; since: Version; by?: Partial<Record
   125: {name: 'bpf_ktime_get_boot_ns', since: [5, 8]},
   152: {name: 'bpf_redirect_neigh', since: [5, 10]},
   155: {name: 'bpf_redirect_peer', since: [5, 10]},
+  160: {name: 'bpf_ktime_get_coarse_ns', since: [5, 11]},
   169: {name: 'bpf_timer_init', since: [5, 15]},
   170: {name: 'bpf_timer_set_callback', since: [5, 15]},
   171: {name: 'bpf_timer_start', since: [5, 15]},

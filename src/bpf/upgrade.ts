@@ -21,12 +21,12 @@ import path from 'node:path'
 import {BpfError} from './errors.js'
 import {COUNTER_NAMES, addToCounters, type CounterName} from './counters.js'
 import {BpfMap, MapType, UpdateFlags} from './map.js'
-import {snCt, u32, type MapName} from './codecs.js'
+import {snCt, snMeshCt, u32, type MapName} from './codecs.js'
 import {nodePinDir} from './pins.js'
 import {MAP_OWNERSHIP} from './ownership.js'
 
 /** SN_LAYOUT_VERSION of bpf/include/layout.h (a test holds the two together). */
-export const LAYOUT_VERSION = 5
+export const LAYOUT_VERSION = 6
 
 /**
  * The oldest layout an upgrade carries every flow and the whole forwarding state from (tracked
@@ -74,9 +74,10 @@ export function oldLayouts(node: string, current = LAYOUT_VERSION): OldLayout[] 
 
 /**
  * One entry of a map in the layout before a step, as the layout after it has it; undefined: the
- * entry is not kept. `now`: seconds of the monotonic clock (bpf_ktime_get_ns's).
+ * entry is not kept. `now`: seconds of the monotonic clock (bpf_ktime_get_ns's); `nowMs`: the same
+ * in milliseconds, wrapped to 32 bits as the programs keep it (sn_mesh_ct.seen).
  */
-export type EntryConverter = (key: Buffer, value: Buffer, now: number) => readonly [Buffer, Buffer] | undefined
+export type EntryConverter = (key: Buffer, value: Buffer, now: number, nowMs: number) => readonly [Buffer, Buffer] | undefined
 
 /**
  * What one layout version changed, keyed by the version it leads to. `changed` names every map
@@ -127,6 +128,33 @@ export const LAYOUT_STEPS: LayoutSteps = {
       sn_mesh_ct: null,
     },
   },
+  // 5 -> 6 (mesh flows end, issue 19 hole 5): sn_config +mesh_udp_idle; sn_mesh_ct (and sn_mesh_syn,
+  // same value) 32 -> 48 bytes: flags u16 -> u64 (or-ed atomically), + seen. Counters only grew.
+  6: {
+    recorded: true,
+    changed: {
+      sn_config: (k, v) => {
+        const nv = Buffer.alloc(20)
+        v.copy(nv, 0, 0, 16) // mesh_udp_idle 0: the default, until the agent's setConfig
+        return [k, nv]
+      },
+      sn_mesh_ct: meshCt5to6,
+      sn_mesh_syn: meshCt5to6,
+    },
+  },
+}
+
+/**
+ * A mesh flow entry of layout 5 in layout 6: carried over as just seen (a UDP flow lives its idle
+ * lifetime from the upgrade on), no FIN seen yet (layout 5 marked none).
+ */
+function meshCt5to6(k: Buffer, v: Buffer, _now: number, nowMs: number): readonly [Buffer, Buffer] {
+  const nv = Buffer.alloc(snMeshCt.size)
+  v.copy(nv, 0, 0, 10) // addr, node, port
+  v.copy(nv, 12, 12, 20) // vni, table
+  nv.writeUInt32LE(nowMs, 20) // seen
+  v.copy(nv, 32, 20, 32) // peer_mac, own_mac
+  return [k, nv]
 }
 
 /** Version 1's counters: one per-CPU struct sn_stats of u64 fields, in this order. */
@@ -211,9 +239,10 @@ export function conversionPath(
   return path
 }
 
-/** The clock of sn_ct.seen: bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
-function monotonicSeconds(): number {
-  return Number(process.hrtime.bigint() / 1_000_000_000n)
+/** The clocks of sn_ct.seen (s) and sn_mesh_ct.seen (ms, 32 bits): bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
+function monotonic(): {s: number; ms: number} {
+  const ns = process.hrtime.bigint()
+  return {s: Number(ns / 1_000_000_000n), ms: Number((ns / 1_000_000n) & 0xffffffffn)}
 }
 
 /** Maps that hold flows (datapath-owned hashes): copied again after the swap, what the new programs wrote kept. */
@@ -297,7 +326,7 @@ export class LayoutUpgrade {
 
   /** Pass 1, before the programs are swapped: every map with a way over is written into today's. */
   carryOver(): void {
-    const now = monotonicSeconds()
+    const now = monotonic()
     for (const l of this.layouts) for (const c of l.carried) copy(c, now, UpdateFlags.ANY)
   }
 
@@ -311,7 +340,7 @@ export class LayoutUpgrade {
         for (const pin of Object.values(l.old.pins)) fs.rmSync(pin, {force: true})
         if (l.old.version !== 1) fs.rmSync(l.old.dir, {recursive: true, force: true})
       }
-      const now = monotonicSeconds()
+      const now = monotonic()
       for (const l of this.layouts) {
         for (const c of l.carried) {
           if (holdsFlows(c.name, c.into)) copy(c, now, UpdateFlags.NOEXIST)
@@ -337,12 +366,12 @@ export class LayoutUpgrade {
 }
 
 /** Every entry of c.old through c.path into c.into; NOEXIST leaves the entries already there alone. */
-function copy(c: Carried, now: number, flags: number): void {
+function copy(c: Carried, now: {s: number; ms: number}, flags: number): void {
   const entries: Array<readonly [Buffer, Buffer]> = []
   for (const kv of c.old.entries()) {
     let e: readonly [Buffer, Buffer] | undefined = kv
     for (const step of c.path) {
-      e = step(e[0], e[1], now)
+      e = step(e[0], e[1], now.s, now.ms)
       if (!e) break
     }
     if (e) entries.push(e)

@@ -189,8 +189,11 @@ export class Datapath {
     }
   }
 
-  /** `ctUdpIdle`: seconds a UDP flow through a VIP lives idle (absent: the programs' default, 120). */
-  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number}): void {
+  /**
+   * `ctUdpIdle`, `meshUdpIdle`: seconds a UDP flow through a VIP, to a published port, lives idle
+   * (absent: the programs' default, 120).
+   */
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number; meshUdpIdle?: number}): void {
     this.maps.config.update(
       u32.encode(0),
       snConfig.encode({
@@ -199,6 +202,7 @@ export class Datapath {
         flags: SN_CONFIG_FLAGS.READY,
         underlay_ifindex: c.underlayIfindex,
         ct_udp_idle: c.ctUdpIdle ?? 0,
+        mesh_udp_idle: c.meshUdpIdle ?? 0,
       }),
     )
     if (!this.sockError) {

@@ -30,6 +30,7 @@ try {
       flags: 1,
       underlay_ifindex: ifindexOf(underlay),
       ct_udp_idle: 0,
+      mesh_udp_idle: 0,
     }),
   )
   obj.map('sn_networks').update(u32.encode(4097), snNetwork.encode({subnet: '10.0.1.0', prefix_len: 24, flags: 0, mtu: 1450}))

@@ -98,8 +98,8 @@ export class Loaded {
     return this.obj.map(name)
   }
 
-  /** `ctUdpIdle`: a UDP flow's idle lifetime in seconds (absent: the programs' default). */
-  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number}): void {
+  /** `ctUdpIdle`, `meshUdpIdle`: a UDP flow's idle lifetime in seconds, VIP and mesh (absent: the programs' default). */
+  setConfig(c: {nodeIp: string; vxlanPort: number; underlayIfindex: number; ctUdpIdle?: number; meshUdpIdle?: number}): void {
     this.map('sn_config').update(
       u32.encode(0),
       snConfig.encode({
@@ -108,6 +108,7 @@ export class Loaded {
         flags: 1,
         underlay_ifindex: c.underlayIfindex,
         ct_udp_idle: c.ctUdpIdle ?? 0,
+        mesh_udp_idle: c.meshUdpIdle ?? 0,
       }),
     )
   }

@@ -1,6 +1,6 @@
 // Child of upgrade-next.test.ts, run with `ip netns exec` in a namespace of its own (its bpffs is
 // private and goes with it). Plays a node whose agent is upgraded to a build with a changed layout
-// of sn_ct and sn_mesh_ct (the objects of bpf/*.c built with SN_LAYOUT_TEST_NEXT: layout 6, a
+// of sn_ct and sn_mesh_ct (the objects of bpf/*.c built with SN_LAYOUT_TEST_NEXT: layout 7, a
 // field in front of both values): today's Datapath runs with the programs attached, flows are
 // established through them (tracked VIP flows through sn_tc_task, routing-mesh TCP flows through
 // sn_xdp_underlay), then the next build's Datapath opens the same node, and each flow's next
@@ -167,7 +167,7 @@ try {
   const shift: EntryConverter = (k, v) => [k, Buffer.concat([Buffer.alloc(8), v])] // test_next in front, 0
   const steps = {
     ...LAYOUT_STEPS,
-    6: {
+    7: {
       recorded: true,
       changed:
         converters === 'yes'
@@ -181,10 +181,10 @@ try {
     node,
     underlay,
     xdpMode: 'native',
-    build: {objectPath: (n) => path.join(nextDir, `${n}.o`), layoutVersion: 6, steps},
+    build: {objectPath: (n) => path.join(nextDir, `${n}.o`), layoutVersion: 7, steps},
   })
   out.upgrades = current.upgrades
-  out.oldPins = oldLayouts(node, 6).map((l) => l.version)
+  out.oldPins = oldLayouts(node, 7).map((l) => l.version)
   out.ctValueSize = current.maps.sn_ct.valueSize
   out.meshCtValueSize = current.maps.sn_mesh_ct.valueSize
 

@@ -1,5 +1,5 @@
 // An agent upgrade to a build whose sn_ct and sn_mesh_ct layouts differ (bpf/*.c built with
-// SN_LAYOUT_TEST_NEXT: layout 6, both values with a field in front), over today's data plane
+// SN_LAYOUT_TEST_NEXT: layout 7, both values with a field in front), over today's data plane
 // with flows established through its attached programs: every flow's next packet through the
 // programs attached after the upgrade is still a tracked flow (no VIP flow picks a backend again,
 // no mesh segment is dropped as untracked), and everything else forwards as before. The same
@@ -86,7 +86,7 @@ describe('layout upgrade to a build with sn_ct and sn_mesh_ct changed', () => {
     // The upgrade: every map carried over (none refilled, none dropped), the old pins gone.
     assert.equal(out.upgrades.length, 1)
     const [u] = out.upgrades
-    assert.equal(u!.from, 5)
+    assert.equal(u!.from, 6)
     assert.deepEqual(u!.dropped, [])
     assert.deepEqual(u!.refilled, [])
     for (const m of [
@@ -102,7 +102,7 @@ describe('layout upgrade to a build with sn_ct and sn_mesh_ct changed', () => {
       assert.ok(u!.migrated.includes(m), `${m} carried over: ${u!.migrated.join(' ')}`)
     assert.deepEqual(out.oldPins, [])
     assert.equal(out.ctValueSize, 40, 'the new sn_ct has the new layout')
-    assert.equal(out.meshCtValueSize, 40, 'the new sn_mesh_ct has the new layout')
+    assert.equal(out.meshCtValueSize, 56, 'the new sn_mesh_ct has the new layout')
     // The programs attached are new ones, on the underlay and on the task's device alike.
     assert.notEqual(out.after.progs[0], out.established.progs[0])
     assert.notEqual(out.after.progs[1], out.established.progs[1])

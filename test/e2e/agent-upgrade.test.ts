@@ -1,13 +1,13 @@
 // An agent upgrade to a version whose map layout differs, under load (issue 21). The next version
 // is made here as a release would make it: this package copied, its programs built with
-// SN_LAYOUT_TEST_NEXT (layout 6: sn_ct and sn_mesh_ct values with a field in front, as
+// SN_LAYOUT_TEST_NEXT (layout 7: sn_ct and sn_mesh_ct values with a field in front, as
 // test/bpf/upgrade-next.test.ts plays it on crafted packets) and its upgrade table given the step
-// to 6 with the converters of those maps. In a 2-node lab, with a task on n2 asking the service's
+// to 7 with the converters of those maps. In a 2-node lab, with a task on n2 asking the service's
 // VIP 10 times a second and the lab's client asking the port published on n2 as often, each on a
 // new connection and on one kept-alive connection: `swarmnet agent --replace` of the next version
 // takes n2 over. No request fails, both kept-alive connections are the ones from before (their
 // tracked flows were carried into the new layout, not picked again: a mesh segment of no known
-// flow would be answered by the kernel with a RST), n2's maps are pinned as layout 6 only, and the
+// flow would be answered by the kernel with a RST), n2's maps are pinned as layout 7 only, and the
 // agent's log says what it carried over.
 import assert from 'node:assert/strict'
 import {cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
@@ -36,7 +36,7 @@ const agentPid = () => Number(readFileSync('/run/swarmnet/n2.pid', 'utf8').trim(
 const alive = (pid: number) => sh(['kill', '-0', String(pid)]).code === 0
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-/** The next release: this package with layout 6's programs and the upgrade step that leads to it. */
+/** The next release: this package with layout 7's programs and the upgrade step that leads to it. */
 function buildNext(): void {
   for (const d of ['dist', 'bin']) cpSync(path.join(ROOT, d), path.join(next, d), {recursive: true})
   cpSync(path.join(ROOT, 'package.json'), path.join(next, 'package.json'))
@@ -48,7 +48,7 @@ function buildNext(): void {
     })
   const file = path.join(next, 'dist', 'src', 'bpf', 'upgrade.js')
   const js = readFileSync(file, 'utf8')
-  const version = 'export const LAYOUT_VERSION = 5;'
+  const version = 'export const LAYOUT_VERSION = 6;'
   const steps = 'export const LAYOUT_STEPS = {'
   assert.ok(js.includes(version) && js.includes(steps), `${file} no longer reads as this test expects`)
   // The step a release with this layout would carry: the field in front, zero, then the old value.
@@ -56,10 +56,10 @@ function buildNext(): void {
   writeFileSync(
     file,
     js
-      .replace(version, 'export const LAYOUT_VERSION = 6;')
+      .replace(version, 'export const LAYOUT_VERSION = 7;')
       .replace(
         steps,
-        `${steps}\n    6: {recorded: true, changed: {sn_ct: ${shift}, sn_mesh_ct: ${shift}, sn_mesh_syn: ${shift}}},`,
+        `${steps}\n    7: {recorded: true, changed: {sn_ct: ${shift}, sn_mesh_ct: ${shift}, sn_mesh_syn: ${shift}}},`,
       ),
   )
 }
@@ -70,7 +70,7 @@ describe('an agent upgrade to a new map layout, under load', {timeout: 600_000},
   before(buildNext)
   after(() => rmSync(next, {recursive: true, force: true}))
 
-  test('agent --replace of the next version on n2: no request fails, kept-alive flows live on, maps in layout 6', async () => {
+  test('agent --replace of the next version on n2: no request fails, kept-alive flows live on, maps in layout 7', async () => {
     ok('n1', ['network', 'create', 'up'])
     ok('n1', ['service', 'create', '--name', 'web', '--mode', 'global', '--network', 'up', '--publish', '8080:80'])
     const web = await allRunning('web', 2, ps, 60_000)
@@ -84,7 +84,7 @@ describe('an agent upgrade to a new map layout, under load', {timeout: 600_000},
         m.close()
       }
     }
-    const before = {ct: size('sn_ct', 5), meshCt: size('sn_mesh_ct', 5)}
+    const before = {ct: size('sn_ct', 6), meshCt: size('sn_mesh_ct', 6)}
 
     const paths = {
       'VIP from n2': new Load(onN2.netns, `http://${vip}/`),
@@ -129,12 +129,12 @@ describe('an agent upgrade to a new map layout, under load', {timeout: 600_000},
       assert.deepEqual(s.failed, [], `${s.name}: no request fails`)
       assert.equal(s.connections, 0, `${s.name}: no new connection`)
     }
-    // Layout 6 only, its flow maps one field wider; what the agent carried over is in its log.
-    assert.ok(!existsSync(`${PINS}/v5`), 'the old layout pins are gone')
-    assert.deepEqual({ct: size('sn_ct', 6), meshCt: size('sn_mesh_ct', 6)}, {ct: before.ct + 8, meshCt: before.meshCt + 8})
+    // Layout 7 only, its flow maps one field wider; what the agent carried over is in its log.
+    assert.ok(!existsSync(`${PINS}/v6`), 'the old layout pins are gone')
+    assert.deepEqual({ct: size('sn_ct', 7), meshCt: size('sn_mesh_ct', 7)}, {ct: before.ct + 8, meshCt: before.meshCt + 8})
     const line = readFileSync('/var/lib/swarmnet/n2/agent.log', 'utf8')
       .split('\n')
-      .find((l) => l.includes('data plane upgraded from layout 5 to 6'))
+      .find((l) => l.includes('data plane upgraded from layout 6 to 7'))
     assert.ok(line, 'the upgrade is in the agent log')
     assert.match(line, /carried over [^;]*\bsn_ct\b[^;]*\bsn_mesh_ct\b/)
     assert.match(line, /dropped none/)

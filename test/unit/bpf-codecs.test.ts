@@ -21,9 +21,9 @@ import {INCLUDE, REPO, compileBpf, fixture, makeTmp} from '../fixtures/bpf/build
 
 describe('codecs: encode/decode', () => {
   it('sn_config round-trips, with network-order address and port', () => {
-    const v = {node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3, ct_udp_idle: 120}
+    const v = {node_ip: '192.168.1.10', vxlan_port: 4789, flags: 1, underlay_ifindex: 3, ct_udp_idle: 120, mesh_udp_idle: 1}
     const buf = snConfig.encode(v)
-    assert.equal(buf.length, 16)
+    assert.equal(buf.length, 20)
     assert.deepEqual([...buf.subarray(0, 6)], [192, 168, 1, 10, 0x12, 0xb5])
     assert.deepEqual(snConfig.decode(buf), v)
     assert.deepEqual(snConfig.flagNames('flags', 1), ['READY'])
@@ -62,7 +62,7 @@ describe('codecs: encode/decode', () => {
     assert.throws(() => snDevice.encode({vni: 1, ip: '10.0.0.256', flags: 0}), /not an IPv4 address/)
     assert.throws(() => snEndpoint.encode({node_ip: '1.2.3.4', ifindex: 1, mac: '02:42', flags: 0}), /not a MAC/)
     assert.throws(() => snNetwork.encode({subnet: '10.0.0.0', prefix_len: 256, flags: 0, mtu: 1450}), /0\.\.255/)
-    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 16/)
+    assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 20/)
   })
 
   it('every map of maps.h, mesh.h (the routing mesh), mesh_addrs.h, sock_mesh.h (from the node itself), dns.h and probe.h has a codec', () => {
