@@ -95,7 +95,12 @@ export function fuzzInside(opts: {count: number; seed: number; log?: (s: string)
     const ct = xdp.map('sn_ct')
     const meshCt = xdp.map('sn_mesh_ct')
     const meshSyn = xdp.map('sn_mesh_syn')
-    const decodeMesh = (b: Buffer | undefined): MeshCt | undefined => (b ? (snMeshCt.decode(b) as MeshCt) : undefined)
+    // flags is a u64 in the map (or-ed atomically by XDP and tc); the oracle's bits fit a number.
+    const decodeMesh = (b: Buffer | undefined): MeshCt | undefined => {
+      if (!b) return undefined
+      const d = snMeshCt.decode(b)
+      return {...d, flags: Number(d.flags)} as MeshCt
+    }
     const tracked: Tracked = {
       ct: (k) => {
         const v = ct.lookup(snCtKey.encode(k))
