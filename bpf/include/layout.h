@@ -140,6 +140,10 @@ enum sn_counter {
 	SN_C_MESH_UNDERLAY_MTU,   /* as mesh_fib_fail, the FIB's answer being "larger than the route's MTU" (MACs it came with, or dropped) */
 	SN_C_MESH_ICMP_TO_BACKEND,/* an ICMP error about a mesh reply given the backend back (quote and destination), sent where the flow's requests go */
 	SN_C_MESH_ICMP_TO_CLIENT, /* an ICMP error from a backend about a client's request given the published address and port back */
+	/* Load balancing at connect() (bpf/sock_lb.c, bpf/sock_lb_end.c): no packet of these flows meets tc's LB. */
+	SN_C_SOCK_LB_CONNECT,     /* a task's socket connected to a VIP: its destination set to a backend */
+	SN_C_SOCK_LB_SEND,        /* a task's unconnected UDP datagram to a VIP: sent to a backend */
+	SN_C_SOCK_LB_ENDED,       /* a connected socket whose backend left the VIP's set: ended (bpf_sock_destroy) */
 	SN_C__COUNT
 };
 

@@ -60,6 +60,9 @@ export const COUNTER_NAMES = [
   'mesh_underlay_mtu',
   'mesh_icmp_to_backend',
   'mesh_icmp_to_client',
+  'sock_lb_connect',
+  'sock_lb_send',
+  'sock_lb_ended',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]
