@@ -6,7 +6,7 @@
 // without it), a restarted agent updates them in place, and a device that
 // already runs someone else's XDP program is refused, never taken over.
 import {existsSync, mkdirSync, readdirSync} from 'node:fs'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {attachXdp, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
 import {attachTcxLink, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
@@ -23,6 +23,7 @@ import {syncMeshExtras} from './mesh.js'
 import {attachSockMesh, setSockConfig} from './sock-mesh.js'
 import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks} from './sock-lb.js'
 import {listTaskNetns, taskCgroup} from '../tasks/runner.js'
+import {removeIfEmpty} from '../sys/cgroup.js'
 
 export interface DatapathOptions {
   node: string
@@ -447,6 +448,11 @@ export class Datapath {
       // the device is gone, and its programs with it
     }
     removeNodePins(node)
+    // The node's task cgroup, made for the connect() programs when no task had made it: gone with
+    // them when no task is left in it (and the shared parent when no node is).
+    const cg = sockLbCgroup(node)
+    removeIfEmpty(cg)
+    removeIfEmpty(dirname(cg))
   }
 }
 
