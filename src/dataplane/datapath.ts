@@ -450,9 +450,13 @@ export class Datapath {
     removeNodePins(node)
     // The node's task cgroup, made for the connect() programs when no task had made it: gone with
     // them when no task is left in it (and the shared parent when no node is).
-    const cg = sockLbCgroup(node)
-    removeIfEmpty(cg)
-    removeIfEmpty(dirname(cg))
+    try {
+      const cg = sockLbCgroup(node)
+      removeIfEmpty(cg)
+      removeIfEmpty(dirname(cg))
+    } catch {
+      // no cgroup2 in sight (a namespace whose /sys hides it): nothing of ours there either
+    }
   }
 }
 
