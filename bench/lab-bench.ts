@@ -5,6 +5,7 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {run} from '../src/sys/exec.js'
 import {execIn} from '../src/sys/netns.js'
+import {inCgroupsArgv} from '../src/tasks/launcher.js'
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'run.js')
 
@@ -36,13 +37,19 @@ export interface IperfJson {
   }
 }
 
-/** `iperf3 --json ARGS` as a client in namespace `ns`, its report. */
-export async function iperf(ns: string, args: string[], seconds: number): Promise<IperfJson> {
+/**
+ * `iperf3 --json ARGS` as a client in namespace `ns`, its report; with `cgroup`, inside that cgroup
+ * too (a task's: its sockets then meet the task's cgroup programs, as the task's own would).
+ */
+export async function iperf(ns: string, args: string[], seconds: number, cgroup?: string): Promise<IperfJson> {
   let last: unknown
   // The server may not be listening yet (or still closing the previous test): retry a little.
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const out = await execIn(ns, ['iperf3', '--json', ...args], `iperf3 in ${ns}`, {timeoutMs: (seconds + 30) * 1000})
+      const argv = ['iperf3', '--json', ...args]
+      const out = await execIn(ns, cgroup ? inCgroupsArgv([cgroup], argv) : argv, `iperf3 in ${ns}`, {
+        timeoutMs: (seconds + 30) * 1000,
+      })
       const j = JSON.parse(out) as IperfJson
       if (j.error) throw new Error(j.error)
       return j

@@ -87,8 +87,8 @@ const cpuOf = (j: IperfJson): [number, number] => [
   Math.round(j.end?.cpu_utilization_percent?.remote_total ?? NaN),
 ]
 
-export async function udpSmall(clientNs: string, server: string, seconds: number): Promise<UdpSample> {
-  const j = await iperf(clientNs, ['-c', server, '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)
+export async function udpSmall(clientNs: string, server: string, seconds: number, cgroup?: string): Promise<UdpSample> {
+  const j = await iperf(clientNs, ['-c', server, '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds, cgroup)
   const sum = j.end?.sum ?? {}
   const sent = sum.packets ?? 0
   const lost = sum.lost_packets ?? 0
@@ -99,8 +99,8 @@ export async function udpSmall(clientNs: string, server: string, seconds: number
   return {pps: received / secs, sent: j.end?.sum_sent?.packets ?? sent, received, seconds: secs, cpu: cpuOf(j)}
 }
 
-export async function tcpStream(clientNs: string, server: string, seconds: number): Promise<TcpSample> {
-  const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds)
+export async function tcpStream(clientNs: string, server: string, seconds: number, cgroup?: string): Promise<TcpSample> {
+  const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds, cgroup)
   return {gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0, cpu: cpuOf(j)}
 }
 

@@ -25,6 +25,7 @@ import {readLabState} from '../src/lab/state.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, type KernelEnd} from './kernel-path.js'
 import {cli, labDown, measurer, sleep, snStats, type Stats} from './lab-bench.js'
 import {tcpStream, udpSmall} from './throughput.js'
+import {taskCgroup} from '../src/tasks/runner.js'
 
 const NETWORK = 'snvip'
 const SERVER = 'snvip-iperf'
@@ -42,6 +43,7 @@ export interface VipLabFigures {
 }
 
 interface TaskJson {
+  id: string
   node: string
   state: string
   netns?: string
@@ -62,7 +64,7 @@ async function running(svc: string, n: number): Promise<TaskJson[]> {
 
 const lbDelta = (a: Stats, b: Stats) =>
   Object.keys(b)
-    .filter((k) => k.startsWith('lb_') && (b[k] ?? 0) !== (a[k] ?? 0))
+    .filter((k) => (k.startsWith('lb_') || k.startsWith('sock_lb_')) && (b[k] ?? 0) !== (a[k] ?? 0))
     .map((k) => `${k}+${(b[k] ?? 0) - (a[k] ?? 0)}`)
     .join(' ') || 'no lb_ counter changed'
 
@@ -126,24 +128,27 @@ export async function benchVipLab(
     kserver.on('error', () => undefined)
     await sleep(500)
 
-    const paths: [VipPath, string, string][] = [
-      ['vip', cns, vip],
-      ['direct', cns, sip],
-      ['kernel', kc.netns, KVIP],
+    // swarmnet's paths from inside the client task's cgroup too, as the task's own process: its
+    // sockets meet the node's cgroup programs (load balancing at connect(), bpf/sock_lb.c).
+    const ccg = taskCgroup(client.node, client.id)
+    const paths: [VipPath, string, string, string | undefined][] = [
+      ['vip', cns, vip, ccg],
+      ['direct', cns, sip, ccg],
+      ['kernel', kc.netns, KVIP, undefined],
     ]
     // Each path works before anything is measured (and warms up ARP, CT and caches).
-    for (const [name, ns, dst] of paths) {
-      await tcpStream(ns, dst, 1).catch((e) => {
+    for (const [name, ns, dst, cg] of paths) {
+      await tcpStream(ns, dst, 1, cg).catch((e) => {
         throw new Error(`${name} path does not work: ${(e as Error).message}`)
       })
     }
     const before = await snStats(client.node)
     const measure = measurer(out.notes)
     for (let i = 0; i < runs; i++) {
-      for (const [name, ns, dst] of paths)
-        await measure(`udp ${name}`, out.udp[name], async () => (await udpSmall(ns, dst, seconds)).pps)
-      for (const [name, ns, dst] of paths)
-        await measure(`tcp ${name}`, out.tcp[name], async () => (await tcpStream(ns, dst, seconds)).gbps)
+      for (const [name, ns, dst, cg] of paths)
+        await measure(`udp ${name}`, out.udp[name], async () => (await udpSmall(ns, dst, seconds, cg)).pps)
+      for (const [name, ns, dst, cg] of paths)
+        await measure(`tcp ${name}`, out.tcp[name], async () => (await tcpStream(ns, dst, seconds, cg)).gbps)
       log(
         `run ${i + 1}: udp ${paths.map(([n]) => `${n} ${Math.round(out.udp[n][i]!)}`).join(', ')} pps; tcp ${paths.map(([n]) => `${n} ${out.tcp[n][i]!.toFixed(2)}`).join(', ')} Gb/s`,
       )

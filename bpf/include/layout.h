@@ -143,6 +143,10 @@ enum sn_counter {
 	SN_C_MESH_ICMP_TO_CLIENT, /* an ICMP error from a backend about a client's request given the published address and port back */
 	SN_C_MESH_CT_CLOSED,      /* a mesh TCP flow saw FIN both ways: its entries end after the close grace (mesh.h) */
 	SN_C_MESH_CT_EXPIRED,     /* a mesh entry found past its lifetime (UDP idle, TCP closed past the grace): a missing one */
+	/* Load balancing at connect() (bpf/sock_lb.c, bpf/sock_lb_end.c): no packet of these flows meets tc's LB. */
+	SN_C_SOCK_LB_CONNECT,     /* a task's socket connected to a VIP: its destination set to a backend */
+	SN_C_SOCK_LB_SEND,        /* a task's unconnected UDP datagram to a VIP: sent to a backend */
+	SN_C_SOCK_LB_ENDED,       /* a connected socket whose backend left the VIP's set: ended (bpf_sock_destroy) */
 	SN_C__COUNT
 };
 

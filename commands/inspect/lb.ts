@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 import {SwarmnetCommand, jsonFlag, pinsHostFlag} from '../../src/cli/base.js'
 import {printJson, printTable} from '../../src/cli/output.js'
 import {pinnedNode} from '../../src/dataplane/inspect.js'
-import {readLb} from '../../src/lb/read.js'
+import {readLb, readLbPaths} from '../../src/lb/read.js'
 import {formatPort} from '../../src/model/ports.js'
 
 export default class InspectLb extends SwarmnetCommand {
@@ -10,7 +10,9 @@ export default class InspectLb extends SwarmnetCommand {
 then its published ports with the tasks behind them
 
 Reads the node's pinned maps and its copy of the store, so it works with the agent stopped.
-Flows are counted where they are tracked: on the node of the client that opened them.`
+Flows are counted where they are tracked: on the node of the client that opened them. Sockets of
+tasks balanced at connect() are not tracked (their packets go to the backend from the first one):
+the closing line counts both ways, for all services.`
   static override examples = [
     '<%= config.bin %> inspect lb',
     '<%= config.bin %> inspect lb web --json',
@@ -30,7 +32,8 @@ Flows are counted where they are tracked: on the node of the client that opened 
       services = services.filter((s) => s.service === args.service)
       if (services.length === 0) throw new Error(`service ${args.service} has no VIP on node ${node}`)
     }
-    if (flags.json) return printJson({node, services})
+    const paths = readLbPaths(node)
+    if (flags.json) return printJson({node, services, paths})
     const rows: (string | number)[][] = []
     for (const s of services) {
       if (s.frontends.length === 0) rows.push([s.service, '-', '(no VIP)', '', '', '', ''])
@@ -43,6 +46,10 @@ Flows are counted where they are tracked: on the node of the client that opened 
       }
     }
     printTable(['service', 'network', 'frontend', 'backend', 'task', 'node', 'flows'], rows)
+    const {socket, tc} = paths
+    this.log(
+      `\nbalanced at connect(): ${socket.connects} connects, ${socket.sends} datagrams, ${socket.ended} sockets ended (backend left); by tc: ${tc.newFlows} flows tracked, ${tc.revNat} replies given their VIP back`,
+    )
     const published: (string | number)[][] = []
     for (const s of services)
       for (const p of s.ports) {

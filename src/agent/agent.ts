@@ -158,6 +158,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   })
   const sockError = datapath.status().nodeLocalMeshError
   if (sockError) log(`published ports from the node itself are off: ${sockError}`)
+  const sockLbError = datapath.status().socketLbError
+  if (sockLbError) log(`load balancing at connect() is off, tc balances every flow to a VIP: ${sockLbError}`)
 
   const hooks: TaskHooks = {
     preparePeer: async (peerIf) => datapath.preparePeer(peerIf),
@@ -413,7 +415,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         await step('maps', () => datapath.sync(desired()))
         await step('tasks', () => tasks.reconcile())
         await step('attachments', () => attachments.reconcile())
-        await step('maps', () => {
+        await step('maps', async () => {
           const want = desired()
           lastDesired = want
           const synced = datapath.sync(want)
@@ -421,6 +423,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
           lastSyncErrors = errors
           for (const line of datapath.repair(want)) log(`drift: ${line}`)
+          // Sockets sent at connect() to a backend that left the maps just now are ended.
+          await datapath.endSockets()
         })
         // The node's own connections never take a published port as their source (its replies would be the mesh's).
         await step('ports', () => reservedPorts.sync(new Set([...(lastDesired?.mesh?.ports.values() ?? [])].map((p) => p.port))))

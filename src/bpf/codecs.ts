@@ -627,6 +627,67 @@ export const snSockRev = defineStruct('sn_sock_rev', 8, [
   {name: 'pad', offset: 6, size: 2, kind: 'pad'},
 ])
 
+/** Load balancing at connect() (bpf/include/sock_lb.h). */
+export const SN_SOCK_LB_NETS = 8
+
+export const snSockLbNet = defineStruct('sn_sock_lb_net', 8, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'ip', offset: 4, size: 4, kind: 'ipv4'},
+])
+
+/** The layout of struct sn_sock_lb_task for the BTF check; values go through snSockLbTask. */
+export const snSockLbTaskLayout = defineStruct('sn_sock_lb_task', 8 + SN_SOCK_LB_NETS * 8, [
+  {name: 'count', offset: 0, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32'},
+  {name: 'net', offset: 8, size: SN_SOCK_LB_NETS * 8, kind: 'pad'},
+])
+
+export interface SockLbNet {
+  vni: number
+  ip: string
+}
+
+/** The networks of one task (keyed by its cgroup id): 0 to SN_SOCK_LB_NETS (VNI, the task's address). */
+export const snSockLbTask: Codec<SockLbNet[]> = {
+  cType: 'struct sn_sock_lb_task',
+  size: snSockLbTaskLayout.size,
+  fields: snSockLbTaskLayout.fields,
+  encode(value: SockLbNet[]): Buffer {
+    if (value.length > SN_SOCK_LB_NETS) throw bad(`sn_sock_lb_task: ${value.length} networks, at most ${SN_SOCK_LB_NETS}`)
+    const buf = Buffer.alloc(snSockLbTaskLayout.size)
+    buf.writeUInt32LE(value.length, 0)
+    value.forEach((n, i) => snSockLbNet.encode(n).copy(buf, 8 + i * 8))
+    return buf
+  },
+  decode(buf: Buffer): SockLbNet[] {
+    if (buf.length < snSockLbTaskLayout.size)
+      throw bad(`sn_sock_lb_task: ${buf.length} bytes, expected ${snSockLbTaskLayout.size}`)
+    const n = Math.min(buf.readUInt32LE(0), SN_SOCK_LB_NETS)
+    const out: SockLbNet[] = []
+    for (let i = 0; i < n; i++) {
+      const t = snSockLbNet.decode(buf.subarray(8 + i * 8, 16 + i * 8))
+      out.push({vni: t.vni, ip: t.ip})
+    }
+    return out
+  },
+  display: (value: SockLbNet[]) => value.map((n) => `${n.vni}/${n.ip}`).join(', '),
+}
+
+export const snSockLbRevKey = defineStruct('sn_sock_lb_rev_key', 16, [
+  {name: 'cookie', offset: 0, size: 8, kind: 'u64'},
+  {name: 'addr', offset: 8, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 12, size: 2, kind: 'be16'},
+  {name: 'proto', offset: 14, size: 1, kind: 'u8'},
+  {name: 'pad', offset: 15, size: 1, kind: 'pad'},
+])
+
+export const snSockLbRev = defineStruct('sn_sock_lb_rev', 12, [
+  {name: 'vip', offset: 0, size: 4, kind: 'ipv4'},
+  {name: 'port', offset: 4, size: 2, kind: 'be16'},
+  {name: 'pad', offset: 6, size: 2, kind: 'pad'},
+  {name: 'vni', offset: 8, size: 4, kind: 'u32'},
+])
+
 /** Every struct codec, for the layout check. */
 export const structCodecs = [
   snConfig,
@@ -660,6 +721,10 @@ export const structCodecs = [
   snDnsName,
   snDnsScope,
   snProbeKey,
+  snSockLbNet,
+  snSockLbTaskLayout,
+  snSockLbRevKey,
+  snSockLbRev,
 ] as const
 
 /** Sum per-CPU values of an all-integer struct field by field. */
@@ -723,6 +788,8 @@ export const mapCodecs = {
   sn_dns_names: {key: snDnsKey, value: snDnsName},
   sn_dns_scopes: {key: u32, value: snDnsScope}, // key: ifindex of a task's gateway-bridge device (host side)
   sn_probe_keys: {key: u32, value: snProbeKey}, // key: the cluster key's id (bpf/include/probe.h)
+  sn_sock_lb_tasks: {key: u64, value: snSockLbTask}, // key: a task's cgroup v2 id (bpf/include/sock_lb.h)
+  sn_sock_lb_rev: {key: snSockLbRevKey, value: snSockLbRev},
 } as const satisfies Record<string, MapCodecShape>
 
 export type MapName = keyof typeof mapCodecs

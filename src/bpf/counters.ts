@@ -62,6 +62,9 @@ export const COUNTER_NAMES = [
   'mesh_icmp_to_client',
   'mesh_ct_closed',
   'mesh_ct_expired',
+  'sock_lb_connect',
+  'sock_lb_send',
+  'sock_lb_ended',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

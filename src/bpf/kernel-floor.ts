@@ -11,6 +11,7 @@ import os from 'node:os'
 import {elfSections} from './elf.js'
 import {BpfError} from './errors.js'
 import {BpfObject} from './object.js'
+import {Btf, BtfKind} from './btf.js'
 
 export type Version = readonly [major: number, minor: number]
 
@@ -29,7 +30,7 @@ export interface ObjectFloor {
 }
 
 // enum bpf_prog_type (uapi, stable numbers)
-const PROG = {sched_cls: 3, xdp: 6, cgroup_sock_addr: 18} as const
+const PROG = {sched_cls: 3, xdp: 6, cgroup_sock_addr: 18, tracing: 26} as const
 
 /** Program sections (libbpf's SEC names) as we use them: the program type and the release that added the hook. */
 const SECTIONS: Record<string, {progType: number; since: Version}> = {
@@ -39,6 +40,21 @@ const SECTIONS: Record<string, {progType: number; since: Version}> = {
   'cgroup/sendmsg4': {progType: PROG.cgroup_sock_addr, since: [4, 18]},
   'cgroup/recvmsg4': {progType: PROG.cgroup_sock_addr, since: [5, 2]},
   'cgroup/getpeername4': {progType: PROG.cgroup_sock_addr, since: [5, 8]},
+  'iter/tcp': {progType: PROG.tracing, since: [5, 9]},
+  'iter/udp': {progType: PROG.tracing, since: [5, 9]},
+}
+
+/** kfuncs (called by BTF id, named in the object's BTF as extern functions) and the release that added them. */
+const KFUNCS: Record<string, Version> = {
+  bpf_sock_destroy: [6, 5],
+}
+
+/**
+ * Objects the agent loads only when the kernel has them, falling back without (one logged line):
+ * their floor is not the data plane's, and README's number leaves them out.
+ */
+export const OPTIONAL_OBJECTS: Record<string, string> = {
+  sock_lb_end: 'ending sockets whose backend left (bpf_sock_destroy); without it, no load balancing at connect()',
 }
 
 /** enum bpf_func_id -> name and release; `by` where a program type got it later than the helper itself. */
@@ -63,6 +79,7 @@ const HELPERS: Record<number, {name: string; since: Version; by?: Partial<Record
   50: {name: 'bpf_skb_adjust_room', since: [4, 13]},
   65: {name: 'bpf_xdp_adjust_tail', since: [4, 18]},
   69: {name: 'bpf_fib_lookup', since: [4, 18]},
+  80: {name: 'bpf_get_current_cgroup_id', since: [4, 18], by: {[PROG.cgroup_sock_addr]: [5, 7]}},
   122: {name: 'bpf_get_netns_cookie', since: [5, 7]},
   125: {name: 'bpf_ktime_get_boot_ns', since: [5, 8]},
   152: {name: 'bpf_redirect_neigh', since: [5, 10]},
@@ -111,6 +128,7 @@ export function objectNeeds(path: string, name = path): Need[] {
     if (!needs.has(n.what)) needs.set(n.what, n)
   }
   const unknown: string[] = []
+  let kfuncs = 0
   const sections = elfSections(path)
   for (const s of sections) {
     if (['.rodata', '.data', '.bss'].includes(s.name) || /^\.(rodata|data|bss)\./.test(s.name)) add({...CODE.globalData})
@@ -135,7 +153,7 @@ export function objectNeeds(path: string, name = path): Need[] {
       const cls = op & 7
       if (op === 0x85) {
         if (src === 1) add({...CODE.bpfCalls})
-        else if (src === 2) unknown.push(`a kfunc call (btf id ${imm})`)
+        else if (src === 2) kfuncs++
         else {
           const h = HELPERS[imm]
           if (!h) unknown.push(`helper #${imm}`)
@@ -151,6 +169,16 @@ export function objectNeeds(path: string, name = path): Need[] {
       if ((op === 0xc3 || op === 0xdb) && imm !== 0) add({...CODE.atomics})
     }
   }
+  // clang leaves a kfunc call as a relocated BPF-to-BPF call for libbpf to resolve: its extern
+  // declaration in BTF is what names it.
+  const btf = Btf.parse(path)
+  try {
+    for (const [n, since] of Object.entries(KFUNCS))
+      if (btf.findId(n, BtfKind.FUNC) !== undefined) add({what: `kfunc ${n}`, since})
+  } finally {
+    btf.close()
+  }
+  if (kfuncs > 0) unknown.push(`${kfuncs} kfunc call(s) by BTF id`)
   const obj = BpfObject.open(path)
   try {
     for (const m of obj.mapSpecs()) {
@@ -181,7 +209,7 @@ export function objectFloor(path: string, name = path): ObjectFloor {
 
 /** The floor of a set of objects: the latest of theirs. */
 export function floorOf(floors: ObjectFloor[]): Version {
-  return floors.reduce<Version>((v, f) => (later(f.floor, v) ? f.floor : v), [0, 0])
+  return floors.reduce<Version>((v, f) => (!OPTIONAL_OBJECTS[f.object] && later(f.floor, v) ? f.floor : v), [0, 0])
 }
 
 /** Linux's version as major.minor, from a release string such as 6.1.0-18-amd64. */

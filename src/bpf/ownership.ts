@@ -54,4 +54,8 @@ export const MAP_OWNERSHIP = {
   sn_dns_names: {owner: 'store', rule: 'mirror'},
   sn_dns_scopes: {owner: 'store', rule: 'mirror'},
   sn_probe_keys: {owner: 'store', rule: 'config'},
+  // Load balancing at connect(): the node's tasks by cgroup id, written by src/dataplane/sock-lb.ts
+  // from the tasks the store places here (ids the store cannot know); the sockets it rewrote.
+  sn_sock_lb_tasks: {owner: 'store', rule: 'none'},
+  sn_sock_lb_rev: {owner: 'datapath', rule: 'none'},
 } as const satisfies Record<MapName, {owner: MapOwner; rule: MapRule}>

@@ -6,7 +6,7 @@
 // without it), a restarted agent updates them in place, and a device that
 // already runs someone else's XDP program is refused, never taken over.
 import {existsSync, mkdirSync, readdirSync} from 'node:fs'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {attachXdp, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
 import {attachTcxLink, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
@@ -21,6 +21,9 @@ import type {DesiredMaps} from './desired.js'
 import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
 import {syncMeshExtras} from './mesh.js'
 import {attachSockMesh, setSockConfig} from './sock-mesh.js'
+import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks} from './sock-lb.js'
+import {listTaskNetns, taskCgroup} from '../tasks/runner.js'
+import {removeIfEmpty} from '../sys/cgroup.js'
 
 export interface DatapathOptions {
   node: string
@@ -62,6 +65,11 @@ export interface DatapathStatus {
    * they are not (a kernel or host without what they need); the rest of the data plane works without them.
    */
   nodeLocalMeshError?: string
+  /**
+   * Load balancing at connect() (bpf/sock_lb.c): why its programs are not attached, when they are
+   * not; tc_task then balances every flow to a VIP, as it does what the socket programs miss.
+   */
+  socketLbError?: string
 }
 
 export class Datapath {
@@ -73,6 +81,10 @@ export class Datapath {
   private readonly st: DatapathStatus
   /** Maglev tables this agent wrote, by id: an unchanged one is not written again. */
   private readonly tables: TableState
+  /** Every VIP's backends (vni/vip/ip) as the last sync wrote them: one that left ends its sockets. */
+  private backendKeys = new Set<string>()
+  /** A backend left (or the agent just started): sockets to it are ended at the next endSockets(). */
+  private endPending = true
 
   private constructor(
     private readonly o: DatapathOptions,
@@ -92,13 +104,21 @@ export class Datapath {
       sn_mesh_config: BpfMap
       sn_sock_config: BpfMap
       sn_probe_keys: BpfMap
+      sn_sock_lb_tasks: BpfMap
     } & Record<MirroredMap, BpfMap>,
     underlayVia: 'link' | 'netlink',
     private readonly sockError: string | undefined,
     /** What opening did with the pins of other layout versions (empty when there were none). */
     readonly upgrades: UpgradeReport[],
+    private readonly sockLb: {error?: string; ender?: SockLbEnder},
   ) {
-    this.st = {underlayVia, syncErrors: {}, repairs: 0, ...(sockError ? {nodeLocalMeshError: sockError} : {})}
+    this.st = {
+      underlayVia,
+      syncErrors: {},
+      repairs: 0,
+      ...(sockError ? {nodeLocalMeshError: sockError} : {}),
+      ...(sockLb.error ? {socketLbError: sockLb.error} : {}),
+    }
     this.tables = {map: maps.sn_maglev, written: new Map()}
   }
 
@@ -111,12 +131,20 @@ export class Datapath {
     const objects: BpfObject[] = []
     let upgrade: LayoutUpgrade | undefined
     try {
-      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns', 'sock_mesh']) {
+      for (const name of ['xdp_underlay', 'tc_task', 'xdp_task_peer', 'tc_gw', 'tc_dns', 'sock_mesh', 'sock_lb']) {
         const obj = BpfObject.open(o.build ? o.build.objectPath(name) : bpfObjectPath(name), {pinRoot})
         objects.push(obj)
         loadWithFloor(obj, name)
       }
-      const [underlay, task, peer, gw, dns, sock] = objects as [BpfObject, BpfObject, BpfObject, BpfObject, BpfObject, BpfObject]
+      const [underlay, task, peer, gw, dns, sock, sockLb] = objects as [
+        BpfObject,
+        BpfObject,
+        BpfObject,
+        BpfObject,
+        BpfObject,
+        BpfObject,
+        BpfObject,
+      ]
       // An upgrade from an older layout: its maps are carried into the new ones before any new
       // program is attached, so the new programs start with every flow and all forwarding state;
       // then every attachment is swapped at once, then what the old programs wrote meanwhile is
@@ -141,6 +169,22 @@ export class Datapath {
         attachSockMesh(sock, nodeLinkDir(o.node))
       } catch (e) {
         sockError = e instanceof Error ? e.message : String(e)
+      }
+      // Load balancing at connect(): on the cgroup that holds all of this node's tasks. Without it
+      // (a host whose cgroups refuse it) tc_task balances every flow, as it always did.
+      // The probe for bpf_sock_destroy (Linux 6.5+): its object loads, or the kernel lacks it, and
+      // then no socket is balanced at connect(): one whose backend left could not be ended.
+      const lb: {error?: string; ender?: SockLbEnder} = {}
+      try {
+        lb.ender = SockLbEnder.open(
+          o.build ? o.build.objectPath('sock_lb_end') : bpfObjectPath('sock_lb_end'),
+          pinRoot,
+          nodeLinkDir(o.node),
+        )
+        attachSockLb(sockLb, nodeLinkDir(o.node), sockLbCgroup(o.node))
+      } catch (e) {
+        lb.error = e instanceof Error ? e.message : String(e)
+        detachSockLb(nodeLinkDir(o.node))
       }
       if (upgrade.active) {
         swapLinks(o.node, {tcx: task.program(TASK_PROG).fd, gw: gw.program(GW_PROG).fd, dns: dns.program(DNS_PROG).fd})
@@ -176,10 +220,12 @@ export class Datapath {
           sn_dns_names: dns.map('sn_dns_names'),
           sn_dns_scopes: dns.map('sn_dns_scopes'),
           sn_probe_keys: underlay.map('sn_probe_keys'),
+          sn_sock_lb_tasks: sockLb.map('sn_sock_lb_tasks'),
         },
         r.via,
         sockError,
         upgrades,
+        lb,
       )
     } catch (e) {
       upgrade?.close()
@@ -280,6 +326,21 @@ export class Datapath {
     } catch (e) {
       r.errors.push({map: 'sn_mesh_ports', failed: 1, message: `sn_mesh_config/sn_mesh_stats: ${(e as Error).message}`})
     }
+    if (!this.sockLb.error) {
+      try {
+        const tasks = new Map([...(want.sockTasks ?? [])].map(([id, nets]) => [taskCgroup(this.o.node, id), nets] as const))
+        syncSockLbTasks(this.maps.sn_sock_lb_tasks, tasks)
+      } catch (e) {
+        r.errors.push({map: 'sn_backends', failed: 1, message: `sn_sock_lb_tasks: ${(e as Error).message}`})
+      }
+    }
+    const keys = new Set(
+      [...(want.services?.values() ?? [])].flatMap((s) =>
+        [...s.backends, ...(s.draining ?? [])].map((b) => `${s.vni}/${s.vip}/${b.ip}`),
+      ),
+    )
+    for (const k of this.backendKeys) if (!keys.has(k)) this.endPending = true
+    this.backendKeys = keys
     for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
     if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
     return r
@@ -356,12 +417,25 @@ export class Datapath {
     return linkAttached(join(nodeLinkDir(this.o.node), taskLink(hostIf)), hostIf, 'ingress')
   }
 
+  /**
+   * After a sync in which a backend left a VIP's set: ends, in every task namespace of the node,
+   * the sockets the connect() load balancer sent to it (bpf/sock_lb_end.c), so their clients see
+   * ECONNABORTED now rather than a hang until their own timeout. (Without bpf_sock_destroy no
+   * socket is balanced at connect(): tc_task's tracking ends such flows, as before.)
+   */
+  async endSockets(): Promise<void> {
+    if (!this.endPending || !this.sockLb.ender) return
+    this.endPending = false
+    await this.sockLb.ender.run(listTaskNetns(this.o.node))
+  }
+
   status(): DatapathStatus {
     return {...this.st, syncErrors: {...this.st.syncErrors}}
   }
 
   /** Closes our handles; programs stay attached (their links pinned) and maps stay pinned. */
   close(): void {
+    this.sockLb.ender?.close()
     for (const obj of this.objects) obj.close()
   }
 
@@ -378,6 +452,15 @@ export class Datapath {
       // the device is gone, and its programs with it
     }
     removeNodePins(node)
+    // The node's task cgroup, made for the connect() programs when no task had made it: gone with
+    // them when no task is left in it (and the shared parent when no node is).
+    try {
+      const cg = sockLbCgroup(node)
+      removeIfEmpty(cg)
+      removeIfEmpty(dirname(cg))
+    } catch {
+      // no cgroup2 in sight (a namespace whose /sys hides it): nothing of ours there either
+    }
   }
 }
 

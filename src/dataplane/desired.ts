@@ -81,6 +81,11 @@ export interface DesiredMaps {
   mesh?: DesiredMesh
   /** The DNS fast path's names and askers (src/dns/fastpath.ts), encoded; empty when absent. */
   dns?: DesiredDns
+  /**
+   * This node's tasks, by task id, with the networks each is on (VNI, its address there): whose
+   * sockets the connect() load balancer acts for (src/dataplane/sock-lb.ts); none when absent.
+   */
+  sockTasks?: Map<string, Array<{vni: number; ip: string}>>
 }
 
 export interface DesiredDns {
@@ -168,7 +173,7 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways'>> = {
+  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks'>> = {
     networks: new Map(),
     endpoints: new Map(),
     devices: new Map(),
@@ -195,6 +200,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
   // this node still sees the old one draining (the store's changes come in any order): the task
   // meant to run holds the address here, never the one going away.
   const heldByRunning = new Set<string>()
+  const sockTasks = new Map<string, Array<{vni: number; ip: string}>>()
   for (const t of v.tasks) {
     const draining = t.desiredState !== 'running'
     if (draining && !isDraining(t, nodeById, v.statuses)) continue
@@ -209,6 +215,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
       if (isLocal && !ifindex) continue
       // Its device stays either way: a draining task still sends (its flows' replies).
       if (isLocal) out.devices.set(ifindex!, {vni: net.vni!, ip: a.ip})
+      if (isLocal) sockTasks.set(t.id, [...(sockTasks.get(t.id) ?? []), {vni: net.vni!, ip: a.ip}])
       const key = `${net.vni}/${a.ip}`
       if (draining && heldByRunning.has(key)) continue
       if (!draining) heldByRunning.add(key)
@@ -227,6 +234,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     ...out,
     gateways: desiredGateways(v, netById),
     mesh: desiredMesh({...v, nodes: [...nodeById.values()]}, new Set(out.services.keys())),
+    sockTasks,
   }
 }
 
@@ -253,7 +261,7 @@ function desiredGateways(v: ClusterView, netById: ReadonlyMap<string, Network>):
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways'>>,
+  out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

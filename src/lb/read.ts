@@ -3,6 +3,7 @@ import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 import {stateDir} from '../agent/paths.js'
 import {decodeEntry} from '../bpf/codecs.js'
+import {readCounters} from '../bpf/counters.js'
 import {BpfMap} from '../bpf/map.js'
 import {layoutPinDir} from '../bpf/upgrade.js'
 import {valueProblem} from '../model/shape.js'
@@ -17,6 +18,31 @@ export function readLb(node: string): LbServiceView[] {
   if (!existsSync(dir)) throw new Error(`node ${node} has no pinned maps (${dir} does not exist)`)
   const maps = {services: readMap(dir, 'sn_services'), backends: readMap(dir, 'sn_backends'), ct: readMap(dir, 'sn_ct')}
   return lbView(maps, readNames(node))
+}
+
+/**
+ * How this node's flows to VIPs were balanced, since its data plane was made: at connect() by the
+ * socket programs (bpf/sock_lb.c: connects, unconnected datagrams, sockets ended because their
+ * backend left) and per packet by tc_task (new flows tracked, replies given their VIP back).
+ */
+export interface LbPaths {
+  socket: {connects: number; sends: number; ended: number}
+  tc: {newFlows: number; revNat: number; backendGone: number}
+}
+
+export function readLbPaths(node: string): LbPaths {
+  const path = join(layoutPinDir(node), 'sn_stats')
+  if (!existsSync(path)) throw new Error(`node ${node} has no pinned counters (${path} does not exist)`)
+  const map = BpfMap.openPinned(path)
+  try {
+    const c = readCounters(map)
+    return {
+      socket: {connects: Number(c.sock_lb_connect), sends: Number(c.sock_lb_send), ended: Number(c.sock_lb_ended)},
+      tc: {newFlows: Number(c.lb_new_flow), revNat: Number(c.lb_rev_nat), backendGone: Number(c.lb_backend_gone)},
+    }
+  } finally {
+    map.close()
+  }
 }
 
 /** One load-balancing map of a node, decoded (values as the data path reads them, not for display). */

@@ -84,6 +84,8 @@ describe('layout upgrade', () => {
       'sn_probe_keys',
       'sn_services',
       'sn_sock_config',
+      'sn_sock_lb_rev',
+      'sn_sock_lb_tasks',
       'sn_sock_rev',
       'sn_sock_targets',
       'sn_stats',

@@ -65,8 +65,8 @@ describe('codecs: encode/decode', () => {
     assert.throws(() => snConfig.decode(Buffer.alloc(3)), /expected 20/)
   })
 
-  it('every map of maps.h, mesh.h (the routing mesh), mesh_addrs.h, sock_mesh.h (from the node itself), dns.h and probe.h has a codec', () => {
-    const maps = ['maps.h', 'mesh.h', 'mesh_addrs.h', 'sock_mesh.h', 'dns.h', 'probe.h']
+  it('every map of maps.h, mesh.h (the routing mesh), mesh_addrs.h, sock_mesh.h (from the node itself), dns.h, probe.h and sock_lb.h has a codec', () => {
+    const maps = ['maps.h', 'mesh.h', 'mesh_addrs.h', 'sock_mesh.h', 'dns.h', 'probe.h', 'sock_lb.h']
       .map((f) => fs.readFileSync(path.join(INCLUDE, f), 'utf8'))
       .join('\n')
     const declared = [...maps.matchAll(/^\}\s*(\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1])

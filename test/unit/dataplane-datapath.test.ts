@@ -56,12 +56,19 @@ it('Datapath: device entry with the attachment, a full map does not stop the nex
   assert.equal(o.afterRmRepair, true)
 
   assert.equal(o.reopen.after, o.reopen.before, 'the same XDP link, updated')
-  // The node-local mesh's cgroup links (one per hook) are the node's too.
+  // The node-local mesh's cgroup links (one per hook) are the node's too, and so are the connect()
+  // load balancer's (on the node's task cgroup) and its two socket iterators.
   assert.deepEqual(o.reopen.links, [
     'sock-connect4',
     'sock-getpeername4',
     'sock-recvmsg4',
     'sock-sendmsg4',
+    'socklb-connect4',
+    'socklb-end-tcp',
+    'socklb-end-udp',
+    'socklb-getpeername4',
+    'socklb-recvmsg4',
+    'socklb-sendmsg4',
     'tcx-sn-dt',
     'xdp-underlay',
   ])
