@@ -125,7 +125,7 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
   })
   after(() => rmSync(work, {recursive: true, force: true}))
 
-  test('refused in one line: a bad image reference, container flags without --image, a bad --mount', () => {
+  test('refused in one line: a bad image reference, a bad --env, a bad --mount', () => {
     const refused = (args: string[], re: RegExp) => {
       const r = cli('n1', ['service', 'create', '--name', 'bad', ...args])
       assert.notEqual(r.code, 0)
@@ -134,7 +134,7 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     }
     refused(['--image', 'oci:relative/dir'], /oci: needs an absolute directory/)
     refused(['--image', 'containers-storage:busybox'], /transport is not supported/)
-    refused(['--env', 'A=1', '--', 'sleep', '1'], /--env needs --image/)
+    refused(['--env', '1A=x', '--', 'sleep', '1'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--env', '1A=x'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--mount', 'type=bind,target=/x'], /a bind mount needs source=\/PATH/)
     refused(['--image', `oci:${layout}`, '--cap-add', 'NOPE'], /invalid --cap-add 'NOPE': no such capability/)
