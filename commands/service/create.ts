@@ -11,7 +11,7 @@ import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
 import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
-  static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
+  static override description = `Create a service: K tasks spread across the live nodes, each a container run by runc (from --image, or a command of the node in an allow-list view of it)
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override runsCommand = true
