@@ -15,7 +15,6 @@ import {
   copyFileSync,
   writeFileSync,
   chmodSync,
-  readdirSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
