@@ -24,6 +24,7 @@ pkgs=(
   etcd-server etcd-client openssl                # desired state in etcd (--store etcd): the lab's and the tests' members, etcdctl, lab certificates
   bind9-dnsutils dnsmasq-base dnsperf            # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
   runc umoci skopeo busybox-static               # tasks from images: the OCI runtime, unpacking and copying images; the tests' busybox image
+  podman                                         # containers-storage: images (the node's podman store); the test builds one offline
   apt                                            # apt-get here, apt-cache in test/unit/setup-tools.test.ts (on every Debian already)
 )
 missing=()

@@ -11,7 +11,7 @@ import {healthBody, healthFlags} from '../../src/cli/health-flags.js'
 import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 
 export default class ServiceCreate extends SwarmnetCommand {
-  static override description = `Create a service: K tasks spread across the live nodes, each a sandboxed process (own namespaces and cgroup, reduced capabilities)
+  static override description = `Create a service: K tasks spread across the live nodes, each a container run by runc (from --image, or a command of the node in an allow-list view of it)
 
 Without a command, the tasks run the built-in whoami HTTP server on port 80.`
   static override runsCommand = true
@@ -66,30 +66,32 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     }),
     env: Flags.string({
       char: 'e',
-      description: 'set an environment variable KEY=VALUE (repeatable; with --image)',
+      description: 'set an environment variable KEY=VALUE (repeatable)',
       multiple: true,
       multipleNonGreedy: true,
     }),
     'env-file': Flags.string({
-      description: 'read KEY=VALUE lines from a file (repeatable; with --image)',
+      description: 'read KEY=VALUE lines from a file (repeatable)',
       multiple: true,
       multipleNonGreedy: true,
     }),
-    workdir: Flags.string({char: 'w', description: 'working directory inside the container (with --image)'}),
-    hostname: Flags.string({description: "the container's hostname (default: the task's name; with --image)"}),
+    workdir: Flags.string({char: 'w', description: 'working directory inside the container'}),
+    hostname: Flags.string({
+      description: "the task's hostname (default: an image's task its id's first 12 digits, a command's its name)",
+    }),
     'cap-add': Flags.string({
-      description: "add a capability to Docker's default set (repeatable; with --image)",
+      description: "add a capability to Docker's default set (repeatable)",
       multiple: true,
       multipleNonGreedy: true,
     }),
     'cap-drop': Flags.string({
-      description: 'drop a capability, or ALL (repeatable; with --image)',
+      description: 'drop a capability, or ALL (repeatable)',
       multiple: true,
       multipleNonGreedy: true,
     }),
-    'read-only': Flags.boolean({description: "the container's root file system is read-only (with --image)"}),
+    'read-only': Flags.boolean({description: "the container's root file system is read-only"}),
     mount: Flags.string({
-      description: 'type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...] (repeatable; with --image)',
+      description: 'type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...] (repeatable)',
       multiple: true,
       multipleNonGreedy: true,
     }),

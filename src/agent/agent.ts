@@ -55,6 +55,7 @@ import {openNodeStore} from './node-store.js'
 import {lockNode, releaseNode} from './lock.js'
 import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
+import {etcdFilesOutside, forgetEtcdFiles, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
@@ -81,6 +82,16 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const nodeKey = cfg.nodeKey
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   await lockNode(node, opts.lockWaitMs ?? 0)
+  // A config from before the copies: its etcd TLS files move under the state directory now (etcd-files.ts).
+  if (cfg.etcd && etcdFilesOutside(node, cfg.etcd)) {
+    try {
+      cfg.etcdGiven ??= givenEtcdPaths(cfg.etcd)
+      cfg.etcd = keepEtcdFiles(node, cfg.etcd)
+      writeNodeConfig(cfg)
+    } catch (e) {
+      log(`the etcd TLS files stay where they are: ${(e as Error).message}`)
+    }
+  }
   const store = openNodeStore(node, cfg.nodeId, {
     onWriteFailure: (e) => failStop(node, `the store in ${stateDir(node)} cannot be written: ${e.message}`, log),
   })
@@ -475,11 +486,18 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       if (!p) return
       const next = configAsManager(cfg, rec.cert, p, nodeKey)
       if (next.warning) log(next.warning)
+      // The TLS files the promotion names, used from the node's state directory (etcd-files.ts).
+      try {
+        next.cfg.etcdGiven = givenEtcdPaths(p.etcd)
+        next.cfg.etcd = keepEtcdFiles(cfg.name, p.etcd)
+      } catch (e) {
+        log(`promotion: the etcd TLS files stay where they are: ${(e as Error).message}`)
+      }
       Object.assign(cfg, next.cfg)
       writeNodeConfig(cfg)
       gossip.setJoin(joinServing())
       Object.assign(me, {role: 'manager', cert: rec.cert})
-      ha = startHa(p.etcd)
+      ha = startHa(cfg.etcd!)
       backend = ha.backend
       placement = ha.loop
       log('this node is now a manager (promoted)')
@@ -490,6 +508,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     for (const k of Object.keys(cfg) as (keyof NodeConfig)[]) if (!(k in next)) delete cfg[k]
     Object.assign(cfg, next)
     writeNodeConfig(cfg)
+    forgetEtcdFiles(cfg.name)
     gossip.setJoin(undefined)
     Object.assign(me, {role: 'worker', cert: rec.cert})
     delete me.managerStatus
@@ -636,7 +655,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     }),
     changeRole: async (ref, role, tls) => {
       if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
-      const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...tls} : undefined
+      // By default the paths this manager was given (the same on every host by convention), not its own copies.
+      const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {}), ...tls} : undefined
       if (etcd) checkEtcdSettings(etcd)
       const ch = await changeRoleThrough(backend, store, {
         nodes: () => controller.nodes(),
@@ -657,7 +677,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       checkEtcdSettings(etcd)
       migrating = true
       try {
-        const settings: EtcdSettings = {...etcd, prefix: defaultPrefix(cluster.id)}
+        const settings: EtcdSettings = keepEtcdFiles(cfg.name, {...etcd, prefix: defaultPrefix(cluster.id)})
+        cfg.etcdGiven = givenEtcdPaths(etcd)
         const {records} = await migrateToEtcd({local: store, settings, selfId: cfg.nodeId})
         // From now on: requests and placement through etcd; the embedded loop stops writing.
         placement?.stop()

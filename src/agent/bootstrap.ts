@@ -1,5 +1,6 @@
 // What init and join write before the agent first starts: the node's config
 // and its first store contents.
+import {givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {parseManagerAddr, requestJoin} from '../gossip/join.js'
@@ -108,6 +109,11 @@ export async function bootstrapInit(o: InitOptions): Promise<NodeConfig> {
   }
   const store = openNodeStore(o.node, cfg.nodeId)
   try {
+    // Used from the node's state directory, which tasks never see (etcd-files.ts).
+    if (cfg.etcd) {
+      cfg.etcdGiven = givenEtcdPaths(cfg.etcd)
+      cfg.etcd = keepEtcdFiles(o.node, cfg.etcd)
+    }
     const cluster: ClusterSpec = {
       id: clusterId,
       createdAt: Date.now(),
@@ -258,6 +264,9 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoi
     etcd = {...o.etcd, prefix: defaultPrefix(cluster.id)}
     await checkEtcdHolds(etcd)
   }
+  // Used from the node's state directory, which tasks never see (etcd-files.ts).
+  const etcdGiven = etcd ? givenEtcdPaths(etcd) : undefined
+  if (etcd) etcd = keepEtcdFiles(o.node, etcd)
   const store = openNodeStore(o.node, nodeId)
   try {
     store.merge(r.entries)
@@ -280,7 +289,7 @@ export async function bootstrapJoin(o: JoinOptions): Promise<NodeConfig & {rejoi
     nodeKey,
     ...(self?.cert ? {cert: self.cert} : {}),
     clusterIdentity: r.identity,
-    ...(etcd ? {etcd} : {}),
+    ...(etcd ? {etcd, etcdGiven} : {}),
     // A manager admits joins and certifies roles like the first: the identity and tokens came sealed in the answer.
     ...(r.role === 'manager' && r.secrets ? r.secrets : {}),
   }

@@ -40,8 +40,10 @@ export type NodeConfig = {
   token?: string
   /** etcd clusters: the token that admits a node as a manager (managers holding the identity only) */
   managerToken?: string
-  /** managers of an etcd cluster: where the desired state lives and the TLS files to reach it */
+  /** managers of an etcd cluster: where the desired state lives and the TLS files to reach it (the node's copies) */
   etcd?: EtcdSettings
+  /** The TLS paths as the user gave them: what node promote offers the new manager by default (src/agent/etcd-files.ts). */
+  etcdGiven?: {ca?: string; cert?: string; key?: string}
 }
 
 export function readNodeConfig(node: string): NodeConfig | undefined {

@@ -20,6 +20,6 @@ export function configAsManager(
 
 /** A worker holds no secret of the managers': the identity, the tokens and the etcd settings go with the role. */
 export function configAsWorker(cfg: NodeConfig, cert: string): NodeConfig {
-  const {etcd: _e, identity: _i, token: _t, managerToken: _m, ...rest} = cfg
+  const {etcd: _e, etcdGiven: _g, identity: _i, token: _t, managerToken: _m, ...rest} = cfg
   return {...rest, role: 'worker', cert}
 }

@@ -15,7 +15,7 @@ import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
 import {setNoExit} from '../sys/nft-noexit.js'
 import {ifindexOf as deviceIndex} from '../bpf/attach.js'
-import {resolveUser} from '../tasks/launcher.js'
+import {resolveUser} from '../tasks/user.js'
 import {taskDir, tasksDir} from '../tasks/logs.js'
 import {
   createTaskSandbox,
@@ -193,8 +193,8 @@ export class TaskReconciler {
     if (!svc) return
     const nets = t.attachments.map((a) => s.get<Network>(keyOf('network', a.networkId)))
     if (nets.some((n) => !n)) return // the network has not arrived yet: a later change retries
-    // A container's user is the image's to resolve (its /etc/passwd), on each start.
-    const user = svc.user && !svc.container ? await resolveUser(svc.user) : undefined
+    // An image's task's user is the image's to resolve (its /etc/passwd), on each start; a command's the node's.
+    const user = svc.user && !svc.container?.image ? await resolveUser(svc.user) : undefined
     const netns = taskNetnsName(this.o.node, t.id)
     const hostIfs = t.attachments.map((_a, i) => hostIfName(t.id, i))
     const gwIf = hostIfName(t.id, 'g')
@@ -259,7 +259,7 @@ export class TaskReconciler {
           name,
           // Overlay addresses first, then the gateway bridge's: every task's name resolves to an address of its own.
           ips: [...t.attachments.map((a) => a.ip), gwIp],
-          argv: svc.command.length > 0 || svc.container ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
+          argv: svc.command.length > 0 || svc.container?.image ? svc.command : [...selfArgv(), 'whoami', '--port', '80'],
           env: {SWARMNET_TASK_NAME: name, SWARMNET_TASK_ID: t.id},
           dir: taskDir(this.o.node, t.id),
           ...(user ? {user} : {}),

@@ -1,7 +1,7 @@
 /**
  * Images a task runs from, by reference: what skopeo names offline (oci:DIR[:TAG],
- * oci-archive:FILE, docker-archive:FILE) or a bare NAME[:TAG] in the node's own image store
- * (store.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
+ * oci-archive:FILE, docker-archive:FILE, containers-storage:NAME, the node's podman store) or a
+ * bare NAME[:TAG] in the node's own image store (store.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
  * manifest digest, and shared read-only by every task that runs it (rootfs.ts gives each task a
  * writable layer over it).
  */
@@ -30,7 +30,10 @@ export interface UnpackedImage {
 
 /** A reference split: an OCI layout directory and tag, or an archive to copy into the store first. */
 export type ImageRef =
-  {kind: 'oci'; dir: string; tag: string} | {kind: 'oci-archive' | 'docker-archive'; file: string} | {kind: 'store'; name: string}
+  | {kind: 'oci'; dir: string; tag: string}
+  | {kind: 'oci-archive' | 'docker-archive'; file: string}
+  | {kind: 'store'; name: string}
+  | {kind: 'containers-storage'; name: string}
 
 const NAME_RE = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$/
 
@@ -51,9 +54,14 @@ export function parseImageRef(ref: string): ImageRef {
     if (!rest.startsWith('/')) throw new Error(`image ${ref}: ${transport}: needs an absolute file path`)
     return {kind: transport, file: rest}
   }
-  if (transport === 'containers-storage' || transport === 'docker' || transport === 'dir')
+  if (transport === 'containers-storage') {
+    // What podman names an image: NAME[:TAG], a full reference or an id (skopeo resolves it in the store).
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/.test(rest)) throw new Error(`image ${ref}: containers-storage: needs an image name`)
+    return {kind: 'containers-storage', name: rest}
+  }
+  if (transport === 'docker' || transport === 'dir')
     throw new Error(
-      `image ${ref}: the ${transport}: transport is not supported (use oci:, oci-archive:, docker-archive: or swarmnet image load)`,
+      `image ${ref}: the ${transport}: transport is not supported (use oci:, oci-archive:, docker-archive:, containers-storage: or swarmnet image load)`,
     )
   if (!NAME_RE.test(ref))
     throw new Error(
@@ -168,6 +176,15 @@ export async function resolveImage(node: string, ref: string): Promise<UnpackedI
     if (!layoutTags(storeLayout(node)).some((t) => t.tag === r.name))
       throw new Error(`image ${r.name} is not in node ${node}'s image store (swarmnet image load FILE)`)
     return unpackFromLayout(node, storeLayout(node), r.name)
+  }
+  if (r.kind === 'containers-storage') {
+    // Copied at each start (a name podman gives to a new build then runs the new image); blobs already
+    // in the node's store are not copied again, and an unchanged image is not unpacked again.
+    const tag = `cs-${createHash('sha256').update(r.name).digest('hex').slice(0, 16)}`
+    await copyIntoStore(node, `containers-storage:${r.name}`, tag).catch((e: Error) => {
+      throw new Error(`image containers-storage:${r.name}: not in this node's podman store (${e.message.split('\n')[0]})`)
+    })
+    return unpackFromLayout(node, storeLayout(node), tag)
   }
   return unpackFromLayout(node, storeLayout(node), await importArchive(node, r.kind, r.file))
 }

@@ -43,27 +43,28 @@ export function updatedContainer(
 ): ServiceContainer | undefined {
   const first = FLAGS.find(([k]) => given(req[k]))
   if (req.image === undefined && !first) return cur
+  // Without an image the flags set the runtime of the service's commands (src/tasks/node-view.ts).
   const image = req.image ?? cur?.image
-  if (image === undefined) throw new UserError(`${first![1]} needs --image: service ${service} runs a command, not a container`)
   // The added values, checked by create's rules; its messages name create's flags, here update's.
   let add: ServiceContainer
   try {
-    add = containerSpec({
-      image,
-      env: req.envAdd,
-      workdir: req.workdir,
-      hostname: req.hostname,
-      capAdd: req.capAdd,
-      capDrop: req.capDrop,
-      mounts: req.mountAdd,
-    }).container!
+    add =
+      containerSpec({
+        ...(image !== undefined ? {image} : {}),
+        env: req.envAdd,
+        workdir: req.workdir,
+        hostname: req.hostname,
+        capAdd: req.capAdd,
+        capDrop: req.capDrop,
+        mounts: req.mountAdd,
+      }).container ?? {}
   } catch (e) {
     const m = (e as Error).message
       .replace(/^invalid --env '/, "invalid --env-add '")
       .replace(/^invalid --mount '/, "invalid --mount-add '")
     throw new UserError(m)
   }
-  const out: ServiceContainer = {...cur, image}
+  const out: ServiceContainer = {...cur, ...(image !== undefined ? {image} : {})}
   const keyOf = (kv: string) => kv.split('=')[0]!
   // --env-rm KEY, then --env-add KEY=V (replacing the KEY it had).
   let env = [...(cur?.env ?? [])]

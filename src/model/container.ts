@@ -13,9 +13,13 @@ export type ServiceMount =
   | {type: 'volume'; source?: string; target: string; readonly?: boolean}
   | {type: 'tmpfs'; target: string; sizeBytes?: number; mode?: number}
 
+/**
+ * A service's runtime settings. With an image, its tasks are the image's containers; without one,
+ * commands of the node run in the same runtime (src/tasks/node-view.ts) with these settings.
+ */
 export type ServiceContainer = {
   /** --image as given: oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE or NAME[:TAG] (node's store). */
-  image: string
+  image?: string
   /** KEY=VALUE, --env-file's first, then --env. */
   env?: string[]
   workdir?: string
@@ -118,24 +122,18 @@ export function parseMount(spec: string): ServiceMount {
   throw bad(`type=${type}: bind, volume or tmpfs`)
 }
 
-/** The container part of a service, or undefined when it has no --image (then the other flags are refused). */
+/** The container part of a service: its image and runtime flags, or undefined when neither is given. */
 export function containerSpec(req: ContainerRequest): {container?: ServiceContainer} {
-  if (req.image === undefined) {
-    const keys = ['env', 'workdir', 'hostname', 'capAdd', 'capDrop', 'readOnly', 'mounts'] as const
-    const given = keys
-      .map((k) => [k, req[k]] as const)
-      .filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0) && v !== false)
-    if (given.length > 0) throw new UserError(`--${given[0]![0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --image`)
-    return {}
-  }
-  try {
-    parseImageRef(req.image)
-  } catch (e) {
-    throw new UserError((e as Error).message)
+  if (req.image !== undefined) {
+    try {
+      parseImageRef(req.image)
+    } catch (e) {
+      throw new UserError((e as Error).message)
+    }
   }
   if (req.hostname !== undefined && (req.hostname.length > 253 || !HOSTNAME.test(req.hostname)))
     throw new UserError(`invalid --hostname '${req.hostname}': a DNS name`)
-  const c: ServiceContainer = {image: req.image}
+  const c: ServiceContainer = req.image !== undefined ? {image: req.image} : {}
   if (req.env?.length) c.env = req.env.map(checkEnv)
   if (req.workdir !== undefined) c.workdir = checkPath('--workdir', req.workdir)
   if (req.hostname !== undefined) c.hostname = req.hostname
@@ -148,14 +146,15 @@ export function containerSpec(req: ContainerRequest): {container?: ServiceContai
     const dup = targets.find((t, i) => targets.indexOf(t) !== i)
     if (dup) throw new UserError(`invalid --mount: two mounts at ${dup}`)
   }
-  return {container: c}
+  return Object.keys(c).length > 0 ? {container: c} : {}
 }
 
 /** Why a stored service's container part is malformed (a value gossiped in), or undefined. */
 export function containerProblem(r: Record<string, unknown>): string | undefined {
   if (r.container === undefined) return undefined
   const c = r.container as Record<string, unknown>
-  if (typeof c !== 'object' || c === null || Array.isArray(c) || typeof c.image !== 'string') return "'container' is malformed"
+  if (typeof c !== 'object' || c === null || Array.isArray(c) || (c.image !== undefined && typeof c.image !== 'string'))
+    return "'container' is malformed"
   const strs = (k: string) =>
     c[k] === undefined || (Array.isArray(c[k]) && (c[k] as unknown[]).every((x) => typeof x === 'string'))
   const str = (k: string) => c[k] === undefined || typeof c[k] === 'string'
@@ -165,7 +164,7 @@ export function containerProblem(r: Record<string, unknown>): string | undefined
   if (c.mounts !== undefined && !Array.isArray(c.mounts)) return "'container.mounts' is malformed"
   try {
     containerSpec({
-      image: c.image,
+      ...(c.image !== undefined ? {image: c.image as string} : {}),
       ...(c.env ? {env: c.env as string[]} : {}),
       ...(c.workdir !== undefined ? {workdir: c.workdir as string} : {}),
       ...(c.hostname !== undefined ? {hostname: c.hostname as string} : {}),

@@ -4,7 +4,7 @@
  * inherited across fork, and cgroup.kill ends all of them, also those forked meanwhile.
  * Resource limits go to v2 controllers where the host has them, else to the v1 ones.
  */
-import {existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 export interface CgroupMounts {
@@ -73,18 +73,11 @@ export function nodeCgroupDirs(node: string): {v2: string; memory?: string; cpu?
   return {v2: join(cgroup2Root(), 'swarmnet', node), ...(memory ? {memory} : {}), ...(cpu ? {cpu} : {})}
 }
 
+/** A task's limits, which runc sets in its cgroup (v2 where the host has the controller, else v1). */
 export interface Limits {
   memoryBytes?: number
   nanoCpus?: number
 }
-
-/** The directories a task's cgroup consists of: v2 always, v1 ones only when limits go there. */
-export interface TaskCgroup {
-  v2: string
-  v1: string[]
-}
-
-const CPU_PERIOD_US = 100_000
 
 function readText(path: string): string {
   try {
@@ -92,64 +85,6 @@ function readText(path: string): string {
   } catch {
     return ''
   }
-}
-
-const controllersOf = (dir: string) => readText(join(dir, 'cgroup.controllers')).trim().split(/\s+/).filter(Boolean)
-
-/** mkdir -p, and on v2 enable ctls for the children of each level on the way down. */
-function makePath(root: string, rel: string[], enable: string[]): string {
-  let dir = root
-  for (const part of rel) {
-    if (enable.length > 0) {
-      const have = controllersOf(dir)
-      const on = readText(join(dir, 'cgroup.subtree_control')).trim().split(/\s+/)
-      const add = enable.filter((c) => have.includes(c) && !on.includes(c))
-      if (add.length > 0) writeFileSync(join(dir, 'cgroup.subtree_control'), add.map((c) => `+${c}`).join(' '))
-    }
-    dir = join(dir, part)
-    mkdirSync(dir, {recursive: true}) // a racing creator is fine: it exists either way
-  }
-  return dir
-}
-
-/**
- * Creates the task's cgroup(s) and sets the limits. Where v2 has the memory (cpu) controller,
- * the limit goes there; else to the v1 memory (cpu) hierarchy; with neither, it is refused.
- */
-export function createTaskCgroup(node: string, taskId: string, limits: Limits = {}): TaskCgroup {
-  const root = cgroup2Root()
-  const dirs = nodeCgroupDirs(node)
-  const rootCtls = controllersOf(root)
-  const want: string[] = []
-  if (limits.memoryBytes !== undefined && rootCtls.includes('memory')) want.push('memory')
-  if (limits.nanoCpus !== undefined && rootCtls.includes('cpu')) want.push('cpu')
-  const v2 = makePath(root, ['swarmnet', node, taskId], want)
-  const v1: string[] = []
-  if (limits.memoryBytes !== undefined) {
-    if (want.includes('memory')) writeFileSync(join(v2, 'memory.max'), String(limits.memoryBytes))
-    else if (dirs.memory) {
-      const d = makeV1(dirs.memory, taskId)
-      writeFileSync(join(d, 'memory.limit_in_bytes'), String(limits.memoryBytes))
-      v1.push(d)
-    } else throw new Error('--limit-memory needs the memory controller (cgroup v2 or v1), which this host does not have')
-  }
-  if (limits.nanoCpus !== undefined) {
-    const quota = Math.max(1000, Math.round((limits.nanoCpus / 1e9) * CPU_PERIOD_US))
-    if (want.includes('cpu')) writeFileSync(join(v2, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`)
-    else if (dirs.cpu) {
-      const d = makeV1(dirs.cpu, taskId)
-      writeFileSync(join(d, 'cpu.cfs_period_us'), String(CPU_PERIOD_US))
-      writeFileSync(join(d, 'cpu.cfs_quota_us'), String(quota))
-      v1.push(d)
-    } else throw new Error('--limit-cpu needs the cpu controller (cgroup v2 or v1), which this host does not have')
-  }
-  return {v2, v1}
-}
-
-function makeV1(nodeDir: string, taskId: string): string {
-  const d = join(nodeDir, taskId)
-  mkdirSync(d, {recursive: true})
-  return d
 }
 
 /** Pids in a cgroup and its descendants. */
@@ -232,4 +167,15 @@ export function removeIfEmpty(dir: string): void {
     const code = (e as NodeJS.ErrnoException).code
     if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EBUSY') throw e
   }
+}
+
+/** Joins the cgroups given before `--` (cgroup.procs files), then execs the rest. */
+const JOIN_CGROUPS = `set -e
+while [ "$1" != -- ]; do echo $$ > "$1"; shift; done
+shift
+exec "$@"`
+
+/** argv that runs argv inside the given cgroup directories from its first instruction on. */
+export function inCgroupsArgv(cgroups: readonly string[], argv: readonly string[]): string[] {
+  return ['sh', '-c', JOIN_CGROUPS, 'sn-join', ...cgroups.map((d) => `${d}/cgroup.procs`), '--', ...argv]
 }

@@ -66,7 +66,7 @@ export function nsPids(pid: number): number[] {
   return statusField(pid, 'NSpid')?.split(/\s+/).map(Number) ?? []
 }
 
-/** Whether the process has no_new_privs set (setpriv --no-new-privs does it right before exec). */
+/** Whether the process has no_new_privs set (runc sets it right before it execs the task). */
 export function noNewPrivs(pid: number): boolean {
   return statusField(pid, 'NoNewPrivs') === '1'
 }

@@ -9,7 +9,7 @@
  */
 import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {RUN_DIR} from '../agent/paths.js'
+import {RUN_DIR, STATE_ROOT} from '../agent/paths.js'
 import {parseMountinfo, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
 import {run} from '../sys/exec.js'
 import {checkTaskId} from '../model/ids.js'
@@ -17,10 +17,14 @@ import type {UnpackedImage} from '../images/image.js'
 import {ociConfig, type OciMount, taskCaps} from './oci-spec.js'
 import type {ServiceMount} from '../model/container.js'
 import {stateDir} from '../agent/paths.js'
+import {buildNodeView} from './node-view.js'
 
-/** What a service says about its containers (all optional: the image's own settings otherwise). */
+/**
+ * What a service says about its containers (all optional: the image's own settings otherwise).
+ * Without an image, the task is a command of the node in the view of node-view.ts.
+ */
 export interface ContainerOptions {
-  image: string
+  image?: string
   env?: string[]
   workdir?: string
   hostname?: string
@@ -131,6 +135,9 @@ export const volumeDir = (node: string, name: string) => join(stateDir(node), 'v
 
 /** --mount as the runtime takes it; volumes are directories of the node (an anonymous one is the task's own). */
 function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[] {
+  // swarmnet's own state and sockets are never a task's, whatever its service says.
+  const own = (p: string) =>
+    [STATE_ROOT, RUN_DIR].some((d) => p === d || p.startsWith(`${d}/`) || d.startsWith(`${p}/`) || p === '/')
   return mounts.map((m, i) => {
     if (m.type === 'tmpfs')
       return {
@@ -147,6 +154,7 @@ function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[
     let source: string
     if (m.type === 'bind') {
       if (!existsSync(m.source)) throw new Error(`--mount source ${m.source} does not exist on node ${node}`)
+      if (own(m.source)) throw new Error(`--mount source ${m.source} holds swarmnet's own state on node ${node}`)
       source = m.source
     } else {
       source = m.source ? volumeDir(node, m.source) : join(dir, 'volumes', String(i))
@@ -186,7 +194,7 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
   const rootfs = await mountRootfs(c.dir, c.image)
   const cfg = c.image.config
   const args = [...cfg.entrypoint, ...(c.command.length > 0 ? c.command : cfg.cmd)]
-  if (args.length === 0) throw new Error(`image ${c.opts.image} has no command: give one after --`)
+  if (args.length === 0) throw new Error(`image ${c.opts.image ?? ''} has no command: give one after --`)
   const hostname = c.opts.hostname ?? containerHostname(c.taskId)
   const hostnameFile = join(c.dir, 'hostname')
   writeFileSync(hostnameFile, `${hostname}\n`, {mode: 0o644})
@@ -213,11 +221,70 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
     files: {...c.files, hostname: hostnameFile},
     ...(c.opts.mounts ? {mounts: ociMounts(c.node, c.dir, c.opts.mounts)} : {}),
   })
-  const bundle = join(c.dir, 'bundle')
+  return writeBundle(c.node, c.taskId, c.dir, config)
+}
+
+function writeBundle(node: string, taskId: string, dir: string, config: Record<string, unknown>): string[] {
+  const bundle = join(dir, 'bundle')
   mkdirSync(bundle, {recursive: true, mode: 0o700})
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(config, null, 1))
-  mkdirSync(runcRoot(c.node), {recursive: true, mode: 0o700})
-  return runc(c.node, 'run', '--detach', '--bundle', bundle, checkTaskId(c.taskId))
+  mkdirSync(runcRoot(node), {recursive: true, mode: 0o700})
+  return runc(node, 'run', '--detach', '--bundle', bundle, checkTaskId(taskId))
+}
+
+export interface CommandLaunch {
+  node: string
+  taskId: string
+  dir: string
+  netnsPath: string
+  cgroupsPath: string
+  /** The task's hostname (its name, SERVICE.SLOT, unless --hostname). */
+  hostname: string
+  argv: string[]
+  /** KEY=VALUE, in order (later ones win). */
+  env: string[]
+  /** Resolved on the node (resolveUser); root when absent. */
+  user?: {uid: number; gid: number; groups?: number[]}
+  opts: ContainerOptions
+  files: {hosts: string; resolv: string}
+  limits?: {memoryBytes?: number; nanoCpus?: number}
+}
+
+/**
+ * A command of the node as a container: the same runtime, defaults and flags as an image's, its
+ * root the allow-list view of the node (node-view.ts), read-only. Returns runc's command line.
+ */
+export async function prepareCommandContainer(c: CommandLaunch): Promise<string[]> {
+  await removeContainer(c.node, c.taskId)
+  // A root an image's task mounted here (the service ran an image before) goes before the view is made.
+  await releaseRootfs(c.dir)
+  const view = buildNodeView(c.dir)
+  const hostnameFile = join(c.dir, 'hostname')
+  writeFileSync(hostnameFile, `${c.hostname}\n`, {mode: 0o644})
+  const uid = c.user?.uid ?? 0
+  const env = mergeEnv(c.env, c.opts.env ?? [])
+  const config = ociConfig({
+    rootfs: view.rootfs,
+    readonlyRootfs: true,
+    args: c.argv,
+    env,
+    cwd: c.opts.workdir ?? '/',
+    uid,
+    gid: c.user?.gid ?? 0,
+    ...(c.user?.groups?.length ? {additionalGids: c.user.groups} : {}),
+    hostname: c.hostname,
+    caps: taskCaps(c.opts.capAdd, c.opts.capDrop),
+    netnsPath: c.netnsPath,
+    cgroupsPath: c.cgroupsPath,
+    ...(c.limits ? {limits: c.limits} : {}),
+    files: {...c.files, hostname: hostnameFile},
+    // --read-only: the task's /tmp and /run are read-only too (its --mount tmpfs are what it may write).
+    mounts: [
+      ...view.mounts.map((m) => (c.opts.readOnly && m.type === 'tmpfs' ? {...m, options: [...(m.options ?? []), 'ro']} : m)),
+      ...(c.opts.mounts ? ociMounts(c.node, c.dir, c.opts.mounts) : []),
+    ],
+  })
+  return writeBundle(c.node, c.taskId, c.dir, config)
 }
 
 /** runc forgets the container (its processes are killed first) and removes its cgroups. Idempotent. */

@@ -1,7 +1,7 @@
 /**
  * The task runner on one node: a network namespace per task with its veths, a cgroup, and the
- * task's process sandboxed inside them (launcher.ts). Host ends of the veths stay in the
- * current namespace (the node's).
+ * task's process, a container run by runc (container.ts), inside them. Host ends of the veths stay
+ * in the current namespace (the node's).
  */
 import {taskResolvConf} from '../dns/resolv.js'
 import {GWBRIDGE_GATEWAY} from './gwbridge.js'
@@ -26,7 +26,6 @@ import {
   cgroup2Root,
   cgroupOf,
   cgroupPids,
-  createTaskCgroup,
   findV1NodeDirs,
   killCgroup,
   type Limits,
@@ -35,9 +34,16 @@ import {
 } from '../sys/cgroup.js'
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
-import {launchArgv, type TaskUser} from './launcher.js'
+import {type TaskUser} from './user.js'
 import {taskDir, taskLogFile} from './logs.js'
-import {type ContainerOptions, containerHostname, prepareContainer, releaseRootfs, removeContainer} from './container.js'
+import {
+  type ContainerOptions,
+  containerHostname,
+  prepareCommandContainer,
+  prepareContainer,
+  releaseRootfs,
+  removeContainer,
+} from './container.js'
 import {resolveImage} from '../images/image.js'
 import {macForIp} from '../model/allocate.js'
 import {checkTaskId} from '../model/ids.js'
@@ -209,34 +215,41 @@ export interface TaskProcessSpec {
   env?: Record<string, string>
   /** The task's directory on the node: its log, hosts and resolv.conf. */
   dir: string
-  /** Resolved on the node (resolveUser); root when absent. */
+  /** A command's user, resolved on the node (resolveUser); root when absent. An image's is in container.user. */
   user?: TaskUser
   limits?: Limits
-  /** From an image, run by runc (container.ts); else a command of the node in the sandbox of launcher.ts. */
+  /** --image and the flags that go with it (an image's task), or only those flags (a command's). */
   container?: ContainerOptions
 }
 
-/** The cgroup v2 directory of a task. */
+/** The cgroup v2 directory of a task: under one parent per node (nodeCgroupDirs), which holds all its tasks. */
 export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, checkTaskId(taskId))
+
+/** Docker's lines of /etc/hosts before a container's own: localhost, and the IPv6 names. */
+const HOSTS_HEAD = [
+  '127.0.0.1\tlocalhost',
+  '::1\tlocalhost ip6-localhost ip6-loopback',
+  'fe00::0\tip6-localnet',
+  'ff00::0\tip6-mcastprefix',
+  'ff02::1\tip6-allnodes',
+  'ff02::2\tip6-allrouters',
+]
+
+/** The task's hostname: --hostname; else an image's task has its id's first 12 digits (as Docker), a command's its name. */
+function hostnameOf(spec: TaskProcessSpec): string {
+  if (spec.container?.hostname) return spec.container.hostname
+  return spec.container?.image ? containerHostname(spec.taskId) : spec.name
+}
 
 function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} {
   mkdirSync(spec.dir, {recursive: true, mode: 0o700})
   const hosts = join(spec.dir, 'hosts')
   const resolv = join(spec.dir, 'resolv.conf')
-  // A container's as Docker writes it: its IPv6 names too, and its hostname (--hostname, else its id's
-  // first 12 digits as Docker's), with the task's name beside it.
-  const docker = spec.container
-    ? ['fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters']
-    : []
-  const host = spec.container ? (spec.container.hostname ?? containerHostname(spec.taskId)) : spec.name
-  // --hostname given: that name alone, as Docker writes it; the default id: the task's name beside it
-  const name = spec.container && spec.container.hostname === undefined ? `${host} ${spec.name}` : host
-  const lines = [
-    '127.0.0.1\tlocalhost',
-    '::1\tlocalhost ip6-localhost ip6-loopback',
-    ...docker,
-    ...spec.ips.map((ip) => `${ip}\t${name}`),
-  ]
+  // As Docker writes it: the hostname on each of the task's addresses, with the task's name beside
+  // it when they differ (a name other tasks know it by).
+  const host = hostnameOf(spec)
+  const name = host === spec.name || spec.container?.hostname !== undefined ? host : `${host} ${spec.name}`
+  const lines = [...HOSTS_HEAD, ...spec.ips.map((ip) => `${ip}\t${name}`)]
   writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
   writeFileSync(resolv, taskResolvConf(nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})
   return {hosts, resolv}
@@ -262,55 +275,59 @@ function findTaskInit(cgroup: string): ProcId | undefined {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
- * Starts the task's command in its sandbox (see launcher.ts), in a session of its own and not
- * tied to us, so that it outlives the agent (a restarted agent adopts it by pid). Resolves to
- * the command's process (PID 1 of the task) once the sandbox is set up and it runs.
+ * Starts the task as a container run by runc (container.ts): from its image, or a command of the
+ * node in the allow-list view of node-view.ts. runc runs detached, so the task outlives the agent
+ * (a restarted agent adopts it by pid and cgroup). Resolves to the task's PID 1 once it runs.
  */
 export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
   const files = writeTaskFiles(spec)
-  // A container's cgroup (and its limits) is runc's to make, at the same place.
-  const cg = spec.container
-    ? {v2: taskCgroup(spec.node, spec.taskId), v1: []}
-    : createTaskCgroup(spec.node, spec.taskId, spec.limits)
+  // The cgroup (and its limits) is runc's to make, at this place.
+  const cg = taskCgroup(spec.node, spec.taskId)
   // Whatever an earlier run left in the cgroup goes first: the task is one set of processes.
-  if (!(await killCgroup(cg.v2))) throw new Error(`starting task ${spec.taskId}: its old processes did not die`)
+  if (!(await killCgroup(cg))) throw new Error(`starting task ${spec.taskId}: its old processes did not die`)
   const log = taskLogFile(spec.dir)
+  const cgroupsPath = `/${relative(cgroup2Root(), cg)}`
+  const image = spec.container?.image
+  const argv = image
+    ? await prepareContainer({
+        node: spec.node,
+        taskId: spec.taskId,
+        dir: spec.dir,
+        netnsPath: netnsPath(spec.netns),
+        cgroupsPath,
+        name: spec.name,
+        command: spec.argv,
+        extraEnv: spec.env ?? {},
+        opts: spec.container!,
+        image: await resolveImage(spec.node, image),
+        files,
+        ...(spec.limits ? {limits: spec.limits} : {}),
+      })
+    : await prepareCommandContainer({
+        node: spec.node,
+        taskId: spec.taskId,
+        dir: spec.dir,
+        netnsPath: netnsPath(spec.netns),
+        cgroupsPath,
+        hostname: hostnameOf(spec),
+        argv: spec.argv,
+        // Only PATH from our own environment: the agent's variables are not the task's business.
+        env: Object.entries({
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          HOME: spec.user && spec.user.uid !== 0 ? '/' : '/root',
+          HOSTNAME: hostnameOf(spec),
+          ...spec.env,
+        }).map(([k, v]) => `${k}=${v}`),
+        ...(spec.user ? {user: spec.user} : {}),
+        opts: spec.container ?? {},
+        files,
+        ...(spec.limits ? {limits: spec.limits} : {}),
+      })
   const fd = openSync(log, 'a')
   let exited = false
   try {
-    // Only PATH from our own environment: the agent's variables are not the task's business.
-    const env = {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      HOME: spec.user ? '/' : '/root',
-      HOSTNAME: spec.name,
-      ...spec.env,
-    }
-    const argv = spec.container
-      ? await prepareContainer({
-          node: spec.node,
-          taskId: spec.taskId,
-          dir: spec.dir,
-          netnsPath: netnsPath(spec.netns),
-          cgroupsPath: `/${relative(cgroup2Root(), cg.v2)}`,
-          name: spec.name,
-          command: spec.argv,
-          extraEnv: spec.env ?? {},
-          opts: spec.container,
-          image: await resolveImage(spec.node, spec.container.image),
-          files,
-          ...(spec.limits ? {limits: spec.limits} : {}),
-        })
-      : launchArgv({
-          netns: spec.netns,
-          hostname: spec.name,
-          hostsFile: files.hosts,
-          resolvFile: files.resolv,
-          cgroups: [cg.v2, ...cg.v1],
-          ...(spec.user ? {user: spec.user} : {}),
-          argv: spec.argv,
-        })
-    const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env})
-    child.on('error', () => undefined) // shows as the launcher exiting
+    const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env: {PATH: process.env.PATH ?? ''}})
+    child.on('error', () => undefined) // shows as runc exiting
     child.on('exit', () => (exited = true))
     child.unref()
   } finally {
@@ -318,12 +335,12 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
   }
   const deadline = Date.now() + 15_000
   for (;;) {
-    const init = findTaskInit(cg.v2)
+    const init = findTaskInit(cg)
     if (init) return init
     if (exited || Date.now() > deadline) {
-      await killCgroup(cg.v2)
+      await killCgroup(cg)
       const why = lastLine(log)
-      throw new Error(`starting task ${spec.taskId}: ${exited ? 'the sandbox failed' : 'timed out'}${why ? `: ${why}` : ''}`)
+      throw new Error(`starting task ${spec.taskId}: ${exited ? 'the runtime failed' : 'timed out'}${why ? `: ${why}` : ''}`)
     }
     await sleep(exited ? 0 : 20)
   }

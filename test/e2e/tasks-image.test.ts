@@ -15,7 +15,6 @@ import {
   copyFileSync,
   writeFileSync,
   chmodSync,
-  readdirSync,
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -51,6 +50,8 @@ const agentPid = (node: string) => Number(readFileSync(`/run/swarmnet/${node}.pi
 const DOCKER_CAP_MASK = '00000000a80425fb'
 
 const work = mkdtempSync(join(tmpdir(), 'sn-image-'))
+/** The image the test builds with podman, in the host's (every lab node's) podman store. */
+const PODMAN_IMAGE = `localhost/sn-test-site-${process.pid}:1`
 const layout = join(work, 'busybox')
 
 function must(argv: string[]): string {
@@ -113,6 +114,7 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
         .split('\n')
         .filter((l) => l.includes('/var/lib/swarmnet/'))
       assert.deepEqual(mounts, [], 'a task root still mounted')
+      sh(['podman', 'rmi', '--force', PODMAN_IMAGE])
       const v1 = sh(['sh', '-c', 'ls -d /sys/fs/cgroup/*/swarmnet/n* 2>/dev/null']).stdout.trim()
       assert.equal(v1, '', 'cgroups left in v1 hierarchies')
       rmSync(work, {recursive: true, force: true})
@@ -125,7 +127,7 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
   })
   after(() => rmSync(work, {recursive: true, force: true}))
 
-  test('refused in one line: a bad image reference, container flags without --image, a bad --mount', () => {
+  test('refused in one line: a bad image reference, a bad --env, a bad --mount', () => {
     const refused = (args: string[], re: RegExp) => {
       const r = cli('n1', ['service', 'create', '--name', 'bad', ...args])
       assert.notEqual(r.code, 0)
@@ -133,8 +135,8 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
     }
     refused(['--image', 'oci:relative/dir'], /oci: needs an absolute directory/)
-    refused(['--image', 'containers-storage:busybox'], /transport is not supported/)
-    refused(['--env', 'A=1', '--', 'sleep', '1'], /--env needs --image/)
+    refused(['--image', 'docker://busybox'], /transport is not supported/)
+    refused(['--env', '1A=x', '--', 'sleep', '1'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--env', '1A=x'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--mount', 'type=bind,target=/x'], /a bind mount needs source=\/PATH/)
     refused(['--image', `oci:${layout}`, '--cap-add', 'NOPE'], /invalid --cap-add 'NOPE': no such capability/)
@@ -193,6 +195,39 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
       () => /url:\/cgi-bin\/env/.test(ok('n1', ['service', 'logs', 'site'])),
       15_000,
     )
+  })
+
+  test("containers-storage: an image podman built offline (busybox, FROM scratch) runs from the node's podman store", async () => {
+    const ctx = join(work, 'podman')
+    mkdirSync(ctx)
+    writeFileSync(join(ctx, 'index.html'), 'page from podman\n')
+    writeFileSync(
+      join(ctx, 'Containerfile'),
+      'FROM scratch\nCOPY root/ /\nCOPY podman/index.html /www/index.html\nENV PATH=/bin\nWORKDIR /www\nCMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n',
+    )
+    must(['podman', 'build', '--quiet', '--network', 'none', '-f', join(ctx, 'Containerfile'), '-t', PODMAN_IMAGE, work])
+    ok('n1', ['service', 'create', '--name', 'pod', '--network', 'app', '--image', `containers-storage:${PODMAN_IMAGE}`])
+    const [t] = await running('pod', 1)
+    const probe = tasksOf('probe')[0]!
+    const page = await eventually(
+      'the podman-built page',
+      () => {
+        const r = inNs(probe.netns, ['curl', '-sf', '-m', '3', `http://${t!.addresses[0]!.ip}/`])
+        return r.code === 0 ? r.stdout : undefined
+      },
+      30_000,
+    )
+    assert.equal(page, 'page from podman\n')
+    ok('n1', ['service', 'rm', 'pod'])
+    // A name podman does not have: the task fails with what skopeo said, in one line of its status.
+    ok('n1', ['service', 'create', '--name', 'nopod', '--image', 'containers-storage:localhost/sn-no-such-image:1'])
+    const failed = await eventually(
+      'the task failed',
+      () => json<(Task & {message?: string})[]>('n1', ['service', 'ps', 'nopod']).find((x) => x.state === 'failed'),
+      60_000,
+    )
+    assert.match(failed.message ?? '', /not in this node's podman store/)
+    ok('n1', ['service', 'rm', 'nopod'])
   })
 
   test("inside: the image's files only, Docker's default capabilities and seccomp filter, its hostname and environment", () => {
@@ -270,7 +305,8 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
     ok('n1', ['service', 'rm', 'site'])
     await eventually('the container gone', () => !isAlive(again.pid), 30_000)
     // The agent deletes the container (runc delete) once its processes are gone: a moment after.
-    await eventually("runc's state of the task removed", () => readdirSync(`/run/swarmnet/runc/${node}`).length === 0, 15_000)
+    // (Only this task's: the probe's command tasks are runc containers too.)
+    await eventually("runc's state of the task removed", () => !existsSync(`/run/swarmnet/runc/${node}/${again.id}`), 15_000)
   })
 
   test("image load puts an archive in each node's store; services run it by name, or from an OCI archive", async () => {

@@ -26,6 +26,7 @@ import {
   taskNetnsName,
 } from '../../src/tasks/runner.js'
 import {Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
+import {removeNodeContainers} from '../../src/tasks/container.js'
 
 const self = fileURLToPath(import.meta.url)
 const repo = fileURLToPath(new URL('../..', import.meta.url))
@@ -106,6 +107,8 @@ function inner(): void {
   after(async () => {
     supervisor.stop()
     for (const id of started) await stopTaskProcess(node, id, undefined, 0)
+    // runc's state and the node's level of the v1 cgroup hierarchies it made.
+    await removeNodeContainers(node)
     for (const s of sandboxes) await destroyTaskSandbox(s.netns, s.hostIfs)
     removeCgroupTree(join(cgroup2Root(), 'swarmnet', node))
     removeIfEmpty(join(cgroup2Root(), 'swarmnet'))

@@ -2,7 +2,7 @@
 // and limits, its user, task exec, and its logs (kept while it runs, removed with it).
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {before, describe, test} from 'node:test'
@@ -36,7 +36,9 @@ const field = (text: string, name: string) =>
     .slice(name.length + 1)
     .trim()
 const capBit = (hex: string, bit: number) => (BigInt(`0x${hex}`) >> BigInt(bit)) & 1n
-const CAP = {NET_ADMIN: 12, SYS_ADMIN: 21, BPF: 39, SYS_PTRACE: 19, SYS_MODULE: 16, NET_BIND_SERVICE: 10, MKNOD: 27}
+const CAP = {NET_ADMIN: 12, SYS_ADMIN: 21, BPF: 39, SYS_PTRACE: 19, SYS_MODULE: 16, NET_BIND_SERVICE: 10}
+/** Docker's default capabilities as a mask (CHOWN .. SETFCAP, MKNOD, AUDIT_WRITE): what `docker run busybox` shows. */
+const DOCKER_CAP_MASK = '00000000a80425fb'
 
 /** A process's cgroup directories: v2, and the v1 memory and cpu ones (hybrid hosts). */
 function cgroupDirs(pid: number): {v2: string; memory?: string; cpu?: string} {
@@ -106,7 +108,7 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
 
     const st = status(t!.pid)
     const eff = field(st, 'CapEff')
-    for (const c of ['NET_ADMIN', 'SYS_ADMIN', 'BPF', 'SYS_PTRACE', 'SYS_MODULE', 'MKNOD'] as const)
+    for (const c of ['NET_ADMIN', 'SYS_ADMIN', 'BPF', 'SYS_PTRACE', 'SYS_MODULE'] as const)
       assert.equal(capBit(eff, CAP[c]), 0n, `task has CAP_${c}`)
     assert.equal(capBit(field(st, 'CapBnd'), CAP.NET_ADMIN), 0n, 'NET_ADMIN left in the bounding set')
     assert.equal(capBit(eff, CAP.NET_BIND_SERVICE), 1n)
@@ -115,6 +117,94 @@ describe('task sandbox in a 2-node lab', {timeout: 600_000}, () => {
     const mine = exec('box.1', ['grep', 'CapEff', '/proc/self/status'])
     assert.equal(mine.stdout.trim().split(/\s+/)[1], eff)
     assert.equal(exec('box.1', ['ps', '-o', 'pid=', '-p', '1']).stdout.trim(), '1')
+  })
+
+  test("a command task sees an allow-list of its node, with Docker's capabilities and seccomp filter, --env, --workdir and --mount", async () => {
+    const data = mkdtempSync(join(tmpdir(), 'sn-data-'))
+    try {
+      writeFileSync(join(data, 'page'), 'from the node\n')
+      ok('n1', [
+        'service',
+        'create',
+        '--name',
+        'view',
+        '--network',
+        'app',
+        '--env',
+        'GREETING=hi',
+        '--workdir',
+        '/tmp',
+        '--mount',
+        `type=bind,source=${data},target=/data,readonly`,
+        '--mount',
+        'type=tmpfs,target=/scratch',
+        '--',
+        'sleep',
+        'infinity',
+      ])
+      const [t] = await running('view', 1)
+      const node = t!.node
+      // All of these exist on the node; the task sees none of them.
+      const hidden = [
+        `/var/lib/swarmnet/${node}/node.json`,
+        '/var/lib/swarmnet',
+        `/run/swarmnet/${node}.sock`,
+        '/etc/shadow',
+        '/etc/gshadow',
+        '/etc/ssh/ssh_config',
+        '/etc/ssl/private',
+        '/home',
+        data,
+      ]
+      for (const p of hidden) {
+        assert.ok(existsSync(p), `${p} is not on the node`)
+        assert.notEqual(exec('view.1', ['test', '-e', p]).code, 0, `${p} is visible in the task`)
+      }
+      // Also not through its PID 1's root, nor as the node's root: /proc is the task's own.
+      assert.notEqual(exec('view.1', ['test', '-e', `/proc/1/root/var/lib/swarmnet/${node}`]).code, 0)
+      assert.equal(exec('view.1', ['ls', '-A', '/root']).stdout, '', "the node's /root is visible")
+      // Its cgroup tree is its own: no other task's, no node's.
+      assert.equal(exec('view.1', ['cat', '/proc/self/cgroup']).stdout.match(/^0::(.*)$/m)?.[1], '/')
+      assert.equal(exec('view.1', ['find', '/sys/fs/cgroup', '-maxdepth', '3', '-name', 'swarmnet']).stdout, '')
+      // What a program of the node needs is there, read-only.
+      assert.equal(exec('view.1', ['python3', '-c', 'print(6 * 7)']).stdout.trim(), '42')
+      assert.match(exec('view.1', ['getent', 'passwd', 'root']).stdout, /^root:x:0:0:/)
+      assert.notEqual(exec('view.1', ['touch', '/etc/sn-probe']).code, 0, '/etc is writable')
+      // Docker's defaults, in the task and in task exec.
+      const st = exec('view.1', ['cat', '/proc/1/status']).stdout
+      assert.equal(field(st, 'CapEff'), DOCKER_CAP_MASK)
+      assert.equal(field(st, 'Seccomp'), '2')
+      const own = exec('view.1', ['cat', '/proc/self/status']).stdout
+      assert.equal(field(own, 'CapEff'), DOCKER_CAP_MASK)
+      assert.equal(field(own, 'Seccomp'), '2')
+      // --env, --workdir, --mount.
+      assert.match(exec('view.1', ['cat', '/proc/1/environ']).stdout, /(^|\0)GREETING=hi\0/)
+      assert.equal(exec('view.1', ['pwd']).stdout.trim(), '/tmp')
+      assert.equal(exec('view.1', ['cat', '/data/page']).stdout, 'from the node\n')
+      assert.notEqual(exec('view.1', ['touch', '/data/x']).code, 0, 'a readonly bind is writable')
+      assert.equal(exec('view.1', ['touch', '/scratch/x']).code, 0, 'the tmpfs is not writable')
+      // /etc/hosts as Docker writes it (localhost, the IPv6 names, the task's name on each of its
+      // addresses), and the cluster's resolver as the only nameserver, answering for the service's name.
+      const hosts = exec('view.1', ['cat', '/etc/hosts']).stdout.split('\n')
+      assert.deepEqual(hosts.slice(0, 7), [
+        '127.0.0.1\tlocalhost',
+        '::1\tlocalhost ip6-localhost ip6-loopback',
+        'fe00::0\tip6-localnet',
+        'ff00::0\tip6-mcastprefix',
+        'ff02::1\tip6-allnodes',
+        'ff02::2\tip6-allrouters',
+        `${t!.addresses[0]!.ip}\tview.1`,
+      ])
+      assert.match(hosts[7]!, /^172\.18\.\d+\.\d+\tview\.1$/)
+      assert.deepEqual(hosts.slice(8), [''])
+      const resolv = exec('view.1', ['cat', '/etc/resolv.conf']).stdout
+      assert.deepEqual(resolv.match(/^nameserver .*$/gm), ['nameserver 172.18.0.1'])
+      const vip = json<{vips: {ip: string}[]}>('n1', ['service', 'inspect', 'view']).vips[0]!.ip
+      assert.equal(exec('view.1', ['getent', 'hosts', 'view']).stdout.split(/\s+/)[0], vip)
+      ok('n1', ['service', 'rm', 'view'])
+    } finally {
+      rmSync(data, {recursive: true, force: true})
+    }
   })
 
   test("a forked child is in the task's cgroup; removing the task kills it and the cgroup", async () => {

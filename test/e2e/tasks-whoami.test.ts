@@ -9,6 +9,7 @@ import {cgroup2Root, removeCgroupTree, removeIfEmpty} from '../../src/sys/cgroup
 import {setLinkUp} from '../../src/sys/link.js'
 import {addNetns, execIn} from '../../src/sys/netns.js'
 import {destroyTaskSandbox, startTaskProcess, stopTaskProcess} from '../../src/tasks/runner.js'
+import {removeNodeContainers} from '../../src/tasks/container.js'
 
 const NS = 'sn-ut-whoami'
 // A node name no lab uses, so the task's cgroup (swarmnet/<node>/<id>) is this test's alone.
@@ -37,6 +38,8 @@ before(async () => {
 
 after(async () => {
   await stopTaskProcess(NODE, ID, undefined, 0)
+  // runc's state and the node's level of the v1 cgroup hierarchies it made.
+  await removeNodeContainers(NODE)
   await destroyTaskSandbox(NS, [])
   removeCgroupTree(join(cgroup2Root(), 'swarmnet', NODE))
   removeIfEmpty(join(cgroup2Root(), 'swarmnet'))

@@ -124,8 +124,8 @@ test('bad container and placement values are refused in one line and nothing is 
   await store.sync()
   const before = storeFiles(dir)
   const bad: [string, ServiceUpdate, RegExp][] = [
-    ['web', {envAdd: ['X=1']}, /--env-add needs --image: service web runs a command, not a container/],
-    ['web', {readOnly: true}, /--read-only needs --image/],
+    ['web', {envAdd: ['=oops']}, /invalid --env-add '=oops': KEY=VALUE/],
+    ['web', {envRm: ['NOPE']}, /--env-rm NOPE: service web has no variable NOPE/],
     ['site', {envAdd: ['=oops']}, /invalid --env-add '=oops': KEY=VALUE/],
     ['site', {envRm: ['NOPE']}, /--env-rm NOPE: service site has no variable NOPE/],
     ['site', {mountRm: ['/nope']}, /--mount-rm \/nope: service site has no mount at \/nope/],

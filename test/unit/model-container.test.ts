@@ -43,10 +43,13 @@ describe('container flags', () => {
     assert.throws(() => parseMount('type=bind,source=/a,target=/x,propagation=shared'), /unknown key 'propagation'/)
   })
 
-  test('the flags need --image; each bad value in one line', () => {
+  test('the flags also go without --image (a command runs in the same runtime); each bad value in one line', () => {
     assert.deepEqual(containerSpec({}), {})
-    assert.throws(() => containerSpec({readOnly: true}), /^UserError: --read-only needs --image$/)
-    assert.throws(() => containerSpec({capAdd: ['NET_ADMIN']}), /--cap-add needs --image/)
+    assert.deepEqual(containerSpec({readOnly: true}), {container: {readOnly: true}})
+    assert.deepEqual(containerSpec({env: ['A=1'], workdir: '/tmp', mounts: ['type=tmpfs,target=/scratch']}), {
+      container: {env: ['A=1'], workdir: '/tmp', mounts: [{type: 'tmpfs', target: '/scratch'}]},
+    })
+    assert.throws(() => containerSpec({env: ['NOEQUALS']}), /invalid --env 'NOEQUALS'/)
     const img = 'oci:/srv/img'
     assert.throws(() => containerSpec({image: img, env: ['NOEQUALS']}), /invalid --env 'NOEQUALS'/)
     assert.throws(() => containerSpec({image: img, hostname: 'a_b'}), /invalid --hostname 'a_b'/)
