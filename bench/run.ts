@@ -6,7 +6,7 @@
 // to their oracles.
 // Numbers, not assertions: nothing here fails on a slow machine.
 //
-//   npm run bench -- [--only overlay,vip,mesh,dns] [--runs N] [--seconds S] [--json]
+//   npm run bench -- [--only overlay,vip,mesh,dns,tasks] [--runs N] [--seconds S] [--json]
 //
 // --only runs those lab sections alone (the in-process ones are skipped); --json ends the output
 // with one JSON object of the ratios (bench/summary.ts), every key present, null when not run.
@@ -22,6 +22,7 @@ import {benchScale} from './scale.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
 import {benchVipLab, formatVipLab} from './vip-lab.js'
+import {benchLabScale, formatLabScale} from './lab-scale.js'
 import {benchRatios, parseBenchArgs, type BenchRuns} from './summary.js'
 import {formatFuzz, fuzz} from './fuzz.js'
 import {formatSock, fuzzSock} from './fuzz-sock.js'
@@ -113,6 +114,10 @@ if (!args.partial || only.has('mesh')) {
   const meshLab = lab ? await benchMeshLab({seconds, runs}) : undefined
   for (const line of formatMesh(meshProgs, meshLab)) console.log(line)
   if (meshLab) collected.mesh = {udp: meshLab.udp, tcp: meshLab.tcp}
+}
+if (lab && only.has('tasks')) {
+  console.log('\n## tasks: 1,000 tasks in a 3-node lab (created, listed, removed through the CLI)\n')
+  for (const line of formatLabScale(await benchLabScale())) console.log(line)
 }
 if (args.json) {
   console.log('\nratios: median over median of the same run; null: the section was not run or gave no number')

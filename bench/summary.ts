@@ -3,7 +3,7 @@
 // reads. Pure functions, so a unit test holds their shape without running a lab.
 
 /** The lab sections, as printed and as named by --only. */
-export const SECTIONS = ['overlay', 'vip', 'mesh', 'dns'] as const
+export const SECTIONS = ['overlay', 'vip', 'mesh', 'dns', 'tasks'] as const
 export type Section = (typeof SECTIONS)[number]
 
 export interface BenchArgs {

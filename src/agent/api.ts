@@ -18,7 +18,7 @@ import {
   networkView,
   nodeView,
   serviceInspectView,
-  serviceListView,
+  serviceListViewSliced,
   serviceTasksView,
   serviceView,
   taskView,
@@ -190,7 +190,7 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
         return attachmentView(await disconnectAndWait(ctx, dec(m[1]), name, attachTimeout(b.timeoutMs)), c)
       },
     ],
-    ['GET', /^\/services$/, () => serviceListView(c)],
+    ['GET', /^\/services$/, () => serviceListViewSliced(c)],
     [
       'POST',
       /^\/services$/,

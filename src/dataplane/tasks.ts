@@ -37,6 +37,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {DRAIN_DELAY_MS, stopOf} from '../tasks/stop.js'
 import {HealthChecker} from '../tasks/health.js'
 import {taskExecArgv} from '../tasks/exec.js'
+import {forEachLimited} from '../util/pool.js'
 
 export interface TaskHooks {
   /** the task side of an overlay veth, before it moves into the task's namespace */
@@ -58,6 +59,9 @@ interface Running {
   local: LocalAttachment[]
   gwIfindex?: number
 }
+
+/** How many tasks a node starts at once: enough to overlap their short-lived processes, few enough not to swamp a small node. */
+const START_CONCURRENCY = 4
 
 /** The host side of a task's veth: overlay i, or 'g' for the gateway bridge. */
 export const hostIfName = (taskId: string, i: number | 'g') => `sn-${taskId.slice(0, 8)}-${i}`
@@ -173,15 +177,20 @@ export class TaskReconciler {
       const r = this.running.get(t.id)
       if (r && t.attachments.length > r.task.attachments.length) await this.plugAdded(r, t)
     }
-    for (const t of want) {
-      if (this.running.has(t.id)) continue
-      try {
-        await this.start(t)
-      } catch (e) {
-        this.o.log(`task ${t.id.slice(0, 12)}: ${(e as Error).message}`)
-        this.writeStatus(t.id, {state: 'failed', message: (e as Error).message})
-      }
-    }
+    // Several at once: a start mostly waits on short-lived `ip` and sandbox processes, and one
+    // at a time a node with hundreds of new tasks took about a second each (issue 24).
+    await forEachLimited(
+      want.filter((t) => !this.running.has(t.id)),
+      START_CONCURRENCY,
+      async (t) => {
+        try {
+          await this.start(t)
+        } catch (e) {
+          this.o.log(`task ${t.id.slice(0, 12)}: ${(e as Error).message}`)
+          this.writeStatus(t.id, {state: 'failed', message: (e as Error).message})
+        }
+      },
+    )
     // Written once after start even when empty: an address a task held before a restart is not kept out.
     for (const id of this.noExit.keys()) if (!wantIds.has(id)) this.noExit.delete(id)
     await this.syncNoExit().catch((e: Error) => this.o.log(`no-exit set: ${e.message}`))

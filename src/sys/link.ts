@@ -3,6 +3,7 @@
  * undefined means the caller's own (for the agent, the node's namespace).
  */
 import {ExecError, run} from './exec.js'
+import {ifindexOf as deviceIndex} from '../bpf/attach.js'
 
 export interface LinkInfo {
   ifindex: number
@@ -31,6 +32,29 @@ const where = (ns?: string) => (ns ? ` in ${ns}` : '')
 
 function ip(ns: string | undefined, args: string[], doing: string): Promise<string> {
   return run(['ip', ...(ns ? ['-n', ns] : []), ...args], doing)
+}
+
+/**
+ * Several `ip` commands in one process (`ip -batch`), in order; the first that fails stops
+ * the rest and is the error. Each process the agent starts holds its event loop while it forks
+ * (longer on a busy machine), and a task's links took about twenty of them one by one.
+ * Arguments are whitespace-free by construction (checked names, addresses, numbers).
+ */
+export async function ipBatch(ns: string | undefined, commands: string[][], doing: string): Promise<void> {
+  if (commands.length === 0) return
+  for (const c of commands)
+    for (const a of c) if (a === '' || /\s/.test(a)) throw new Error(`${doing}: '${a}' cannot go into an ip batch`)
+  await run(['ip', ...(ns ? ['-n', ns] : []), '-batch', '-'], doing, {input: commands.map((c) => c.join(' ')).join('\n') + '\n'})
+}
+
+/** The ifindex of a device of the caller's own namespace, 0 when there is none: one syscall, no process. */
+const localIndex = (name: string): number => {
+  checkIfname(name)
+  try {
+    return deviceIndex(name)
+  } catch {
+    return 0
+  }
 }
 
 /** Raw JSON of `ip -d -j link show` (the parts we read). */
@@ -82,8 +106,14 @@ async function mustGet(name: string, ns?: string): Promise<LinkInfo> {
   return l
 }
 
-export const linkExists = async (name: string, ns?: string) => (await getLink(name, ns)) !== undefined
-export const ifindexOf = async (name: string, ns?: string) => (await mustGet(name, ns)).ifindex
+export const linkExists = async (name: string, ns?: string) =>
+  ns === undefined ? localIndex(name) > 0 : (await getLink(name, ns)) !== undefined
+export const ifindexOf = async (name: string, ns?: string) => {
+  if (ns !== undefined) return (await mustGet(name, ns)).ifindex
+  const i = localIndex(name)
+  if (i === 0) throw new Error(`reading link ${name}: no such device`)
+  return i
+}
 export const macOf = async (name: string, ns?: string) => (await mustGet(name, ns)).address
 export const mtuOf = async (name: string, ns?: string) => (await mustGet(name, ns)).mtu
 
@@ -93,6 +123,8 @@ export interface VethOptions {
   /** Namespace for the peer; default the same as `name`. */
   peerNs?: string
   mtu?: number
+  /** The peer's MAC address, set as it is made. */
+  peerMac?: string
 }
 
 export async function createVeth(name: string, peer: string, opts: VethOptions = {}): Promise<void> {
@@ -100,9 +132,10 @@ export async function createVeth(name: string, peer: string, opts: VethOptions =
   checkIfname(peer)
   const mtu = opts.mtu ? ['mtu', String(opts.mtu)] : []
   const peerNs = opts.peerNs ? ['netns', opts.peerNs] : []
+  const peerMac = opts.peerMac ? ['address', opts.peerMac] : []
   await ip(
     opts.ns,
-    ['link', 'add', name, ...mtu, 'type', 'veth', 'peer', 'name', peer, ...mtu, ...peerNs],
+    ['link', 'add', name, ...mtu, 'type', 'veth', 'peer', 'name', peer, ...mtu, ...peerMac, ...peerNs],
     `creating veth ${name}/${peer}${where(opts.ns)}`,
   )
 }

@@ -9,19 +9,7 @@ import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
 import {join, relative} from 'node:path'
-import {
-  addAddress,
-  addDefaultRoute,
-  createVeth,
-  deleteLink,
-  enslave,
-  ifindexOf,
-  moveLink,
-  setBridgePortIsolated,
-  setLinkUp,
-  setMac,
-  setMtu,
-} from '../sys/link.js'
+import {checkIfname, createVeth, deleteLink, ifindexOf, ipBatch, setMtu} from '../sys/link.js'
 import {
   cgroup2Root,
   cgroupOf,
@@ -132,18 +120,35 @@ interface PlumbOptions {
   mac: string
   cidr: string
   beforeMove?: (hostIf: string, peerIf: string) => Promise<void>
+  /** More `ip` commands for the node's namespace, run with the move (after it). */
+  hostExtra?: string[][]
+  /** More `ip` commands for the task's namespace, run once its end is up there. */
+  nsExtra?: string[][]
 }
 
-/** One veth: the host end here, the task end moved into the task's namespace as `ifname`. */
+/**
+ * One veth: the host end here, the task end moved into the task's namespace as `ifname`.
+ * Three `ip` processes whatever the extras: make the pair, move and raise, configure inside.
+ */
 export async function plumb(o: PlumbOptions): Promise<number> {
   const peer = peerName(o.hostIf)
-  await createVeth(o.hostIf, peer, {mtu: o.mtu})
+  checkIfname(o.ifname)
+  await createVeth(o.hostIf, peer, {mtu: o.mtu, peerMac: o.mac})
   if (o.beforeMove) await o.beforeMove(o.hostIf, peer)
-  await moveLink(peer, o.netns, {newName: o.ifname})
-  await setMac(o.ifname, o.mac, o.netns)
-  await addAddress(o.ifname, o.cidr, o.netns)
-  await setLinkUp(o.ifname, o.netns)
-  await setLinkUp(o.hostIf)
+  await ipBatch(
+    undefined,
+    [
+      ['link', 'set', 'dev', peer, 'netns', o.netns, 'name', o.ifname],
+      ['link', 'set', 'dev', o.hostIf, 'up'],
+      ...(o.hostExtra ?? []),
+    ],
+    `moving ${peer} into ${o.netns} as ${o.ifname}`,
+  )
+  await ipBatch(
+    o.netns,
+    [['addr', 'replace', o.cidr, 'dev', o.ifname], ['link', 'set', 'dev', o.ifname, 'up'], ...(o.nsExtra ?? [])],
+    `setting up ${o.ifname} (${o.cidr}) in ${o.netns}`,
+  )
   return ifindexOf(o.hostIf)
 }
 
@@ -153,7 +158,8 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
   if (netnsExists(spec.netns)) throw new Error(`creating sandbox for task ${spec.taskId}: netns ${spec.netns} exists`)
   try {
     await addNetns(spec.netns)
-    await setLinkUp('lo', spec.netns)
+    // Loopback goes up with the first link's batch; alone only when the task has no link.
+    let lo: string[][] = [['link', 'set', 'dev', 'lo', 'up']]
     const attachments: AttachedLink[] = []
     for (const [i, a] of spec.attachments.entries()) {
       const ifname = `eth${i}`
@@ -165,7 +171,9 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
         mac: a.mac,
         cidr: `${a.ip}/${a.prefixLen}`,
         ...(spec.hooks?.beforeMove ? {beforeMove: spec.hooks.beforeMove} : {}),
+        nsExtra: lo,
       })
+      lo = []
       attachments.push({hostIf: a.hostIf, hostIfindex, ifname})
     }
     const sandbox: Sandbox = {netns: spec.netns, attachments, hostIfs}
@@ -181,12 +189,20 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
         cidr: `${g.ip}/${g.prefixLen}`,
         // XDP delivers host-mode published ports straight into this veth: its task end needs NAPI too.
         ...(spec.hooks?.beforeMove ? {beforeMove: spec.hooks.beforeMove} : {}),
+        // Isolated bridge ports reach the bridge itself but not each other (Docker's icc=false).
+        hostExtra: [
+          ['link', 'set', 'dev', g.hostIf, 'master', GWBRIDGE_IF],
+          ['link', 'set', 'dev', g.hostIf, 'type', 'bridge_slave', 'isolated', 'on'],
+        ],
+        nsExtra: [
+          ...lo,
+          ...(g.defaultRoute !== false ? [['route', 'replace', 'default', 'via', g.gatewayIp, 'dev', ifname]] : []),
+        ],
       })
-      await enslave(g.hostIf, GWBRIDGE_IF)
-      await setBridgePortIsolated(g.hostIf, true)
-      if (g.defaultRoute !== false) await addDefaultRoute(g.gatewayIp, ifname, spec.netns)
+      lo = []
       sandbox.gw = {hostIf: g.hostIf, hostIfindex, ifname}
     }
+    await ipBatch(spec.netns, lo, `setting lo up in ${spec.netns}`)
     return sandbox
   } catch (e) {
     await destroyTaskSandbox(spec.netns, hostIfs).catch(() => undefined)

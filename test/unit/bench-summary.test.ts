@@ -58,7 +58,7 @@ test('spread: median with min and max of the runs that gave a number', () => {
 
 test('--only, --runs and --json; bad input is a one-line error', () => {
   const d = parseBenchArgs([])
-  assert.deepEqual([...d.only], ['overlay', 'vip', 'mesh', 'dns'])
+  assert.deepEqual([...d.only], ['overlay', 'vip', 'mesh', 'dns', 'tasks'])
   assert.equal(d.partial, false)
   assert.ok(d.runs >= 5)
   const a = parseBenchArgs(['--only', 'dns,mesh', '--runs', '3', '--json'])

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import fc from 'fast-check'
 import {Controller} from '../../src/agent/controller.js'
-import {serviceListView, serviceTasksView} from '../../src/agent/render.js'
+import {serviceListView, serviceListViewSliced, serviceTasksView} from '../../src/agent/render.js'
 import {startManagerLoop, type ManagerLoop} from '../../src/manager/loop.js'
 import {Manager} from '../../src/manager/manager.js'
 import {indexOf, StateIndex} from '../../src/manager/state-index.js'
@@ -325,4 +325,27 @@ test('the index equals a full scan after any sequence of changes', () => {
     }),
     {numRuns: 150},
   )
+})
+
+test('service ls rendered in slices: the same rows as at once, and the event loop runs between slices', async () => {
+  const {store} = clusterStore('sn-index-ls-')
+  for (const id of NODES) putNode(store, id, `172.30.0.${20 + NODES.indexOf(id)}`)
+  putNode(store, 'a', '172.30.0.11')
+  try {
+    const m = new Manager(store, 'a')
+    m.createNetwork({name: 'net'})
+    for (let i = 0; i < 7; i++)
+      m.createService({name: `s${i}`, mode: 'replicated', replicas: i % 3, networks: ['net'], command: ['sleep', '1']})
+    const c = new Controller(store, 'a')
+    let ranBetween = false
+    setImmediate(() => (ranBetween = true))
+    const sliced = serviceListViewSliced(c, 2)
+    assert.equal(ranBetween, false)
+    const rows = await sliced
+    assert.ok(ranBetween, 'a callback queued before the list ran before it was done')
+    assert.deepEqual(rows, serviceListView(c))
+    assert.equal(rows.length, 7)
+  } finally {
+    store.close()
+  }
 })

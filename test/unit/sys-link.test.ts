@@ -10,7 +10,9 @@ import {
   deleteLink,
   enslave,
   getLink,
+  ipBatch,
   ifindexOf,
+  linkExists,
   listAddresses,
   listLinks,
   macOf,
@@ -94,4 +96,40 @@ test('errors name the operation and the namespace', async () => {
   await assert.rejects(setMtu('sn-ut-none', 1500, A), {
     message: /^setting mtu 1500 on sn-ut-none in sn-ut-link-a: Cannot find device/,
   })
+})
+
+test('ipBatch: several commands in one ip process, in order; the first failure is the error and stops the rest', async () => {
+  await ipBatch(
+    A,
+    [
+      ['link', 'add', 'sn-ut-bat0', 'type', 'veth', 'peer', 'name', 'sn-ut-bat1', 'address', '02:42:0a:00:00:07'],
+      ['link', 'set', 'dev', 'sn-ut-bat1', 'netns', B, 'name', 'eth7'],
+      ['link', 'set', 'dev', 'sn-ut-bat0', 'up'],
+    ],
+    'making a pair',
+  )
+  assert.equal((await getLink('eth7', B))?.address, '02:42:0a:00:00:07')
+  assert.ok((await getLink('sn-ut-bat0', A))?.flags.includes('UP'))
+  await assert.rejects(
+    ipBatch(
+      B,
+      [
+        ['link', 'set', 'dev', 'nosuchdev', 'up'],
+        ['addr', 'add', '10.9.9.9/24', 'dev', 'eth7'],
+      ],
+      'raising',
+    ),
+    /^ExecError: raising: Cannot find device "nosuchdev"$/,
+  )
+  assert.deepEqual(await listAddresses('eth7', B), [], 'the command after the failed one did not run')
+  await assert.rejects(ipBatch(B, [['link', 'set', 'dev', 'eth7 up']], 'spaced'), /cannot go into an ip batch/)
+  await deleteLink('sn-ut-bat0', A)
+})
+
+test('ifindexOf and linkExists in the caller namespace: no ip process, the same answer as ip', async () => {
+  const lo = await getLink('lo')
+  assert.equal(await ifindexOf('lo'), lo!.ifindex)
+  assert.equal(await linkExists('lo'), true)
+  assert.equal(await linkExists('sn-ut-none0'), false)
+  await assert.rejects(ifindexOf('sn-ut-none0'), /reading link sn-ut-none0: no such device/)
 })

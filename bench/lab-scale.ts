@@ -1,0 +1,215 @@
+/**
+ * The lab at size (issue 24): 1,000 tasks (`sleep` commands) on a 3-node lab, created, listed
+ * and removed through the CLI as a user would, while every node's `node ls` is watched for a
+ * node that is not ready and every agent's SWIM suspicion count is compared before and after.
+ *
+ *   node --import tsx bench/lab-scale.ts [--tasks 1000] [--services 10]
+ *
+ * Figures: seconds from the first create until every task runs; `service ls` and `service ps`
+ * at that size (median of 5, CLI start included, as a user waits for them); the agents' event
+ * loop max delay (their own metric) over the run; suspicions raised and non-ready sightings in
+ * `node ls` (the goal is 0 of both); seconds until every task's process is gone after the
+ * removes. It brings up its own lab (refusing if one is up) and always takes it down.
+ */
+import {pathToFileURL} from 'node:url'
+import {readLabState} from '../src/lab/state.js'
+import {execIn, listNetns} from '../src/sys/netns.js'
+import {parseExposition} from '../src/metrics/parse.js'
+import {cli, labDown, sleep} from './lab-bench.js'
+
+const NODES = ['n1', 'n2', 'n3']
+const NETWORK = 'snscale'
+/** A duration no test or user task uses, so the processes are ours to count. */
+const SLEEP = '86399'
+
+export interface LabScaleFigures {
+  tasks: number
+  services: number
+  createSeconds: number
+  allRunningSeconds: number | null
+  serviceLsMs: number
+  servicePsMs: number
+  /** SWIM suspicions raised on any agent during the run (membership.stats.suspicions deltas). */
+  suspicions: number
+  /** `node ls` answers (every node asked, about every second) that showed a node not ready. */
+  notReadySightings: number
+  /** The agents' event loop delay over the run: the max of each scrape's max, and the worst p99. */
+  eventLoopMaxMs: number
+  eventLoopP99Ms: number
+  removeSeconds: number | null
+  notes: string[]
+}
+
+interface NodeJson {
+  name: string
+  state: string
+}
+interface ServiceJson {
+  name: string
+  running: number
+  desired: number
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+
+async function suspicions(node: string): Promise<number> {
+  const info = JSON.parse(await cli(['info', '--json'], node)) as {membership?: {suspicions?: number}}
+  return info.membership?.suspicions ?? 0
+}
+
+/** The agent's event loop delay since its previous scrape (max, p99), in ms. */
+async function loopDelay(node: string): Promise<{max: number; p99: number}> {
+  const text = await execIn(`sn-lab-${node}`, ['curl', '-sf', '-m', '5', 'http://127.0.0.1:9323/metrics'], `metrics of ${node}`)
+  const m = parseExposition(text)
+  const get = (stat: string) =>
+    (m.samples.find((s) => s.name === 'swarmnet_event_loop_delay_seconds' && s.labels.stat === stat)?.value ?? 0) * 1000
+  return {max: get('max'), p99: get('p99')}
+}
+
+export async function benchLabScale(
+  opts: {tasks?: number; services?: number; log?: (s: string) => void} = {},
+): Promise<LabScaleFigures> {
+  const tasks = opts.tasks ?? 1000
+  const services = opts.services ?? 10
+  const log = opts.log ?? ((s: string) => console.error(`[bench lab-scale] ${s}`))
+  if (tasks % services !== 0) throw new Error(`--tasks ${tasks} is not a multiple of --services ${services}`)
+  if (listNetns('sn-lab-').length > 0 || readLabState()) throw new Error('a lab is up: not ours, not touching it')
+  const out: LabScaleFigures = {
+    tasks,
+    services,
+    createSeconds: NaN,
+    allRunningSeconds: null,
+    serviceLsMs: NaN,
+    servicePsMs: NaN,
+    suspicions: 0,
+    notReadySightings: 0,
+    eventLoopMaxMs: 0,
+    eventLoopP99Ms: 0,
+    removeSeconds: null,
+    notes: [],
+  }
+  let watching = false
+  let watcher: Promise<void> | undefined
+  try {
+    log(`lab up (${NODES.length} nodes)`)
+    await cli(['lab', 'up', '--nodes', String(NODES.length)], undefined, 300_000)
+    await cli(['network', 'create', NETWORK, '--subnet', '10.96.0.0/20'], 'n1')
+    const before = await Promise.all(NODES.map(suspicions))
+    for (const n of NODES) await loopDelay(n) // starts each agent's window
+    // Watch every node's view of the others, and the agents' loops, for the whole run.
+    watching = true
+    watcher = (async () => {
+      while (watching) {
+        for (const n of NODES) {
+          try {
+            const nodes = JSON.parse(await cli(['node', 'ls', '--json'], n)) as NodeJson[]
+            const bad = nodes.filter((x) => x.state !== 'ready')
+            if (bad.length > 0) {
+              out.notReadySightings++
+              out.notes.push(`node ls on ${n}: ${bad.map((b) => `${b.name} ${b.state}`).join(', ')}`)
+            }
+            const d = await loopDelay(n)
+            out.eventLoopMaxMs = Math.max(out.eventLoopMaxMs, d.max)
+            out.eventLoopP99Ms = Math.max(out.eventLoopP99Ms, d.p99)
+          } catch (e) {
+            out.notes.push(`watching ${n}: ${(e as Error).message}`)
+          }
+        }
+        await sleep(1000)
+      }
+    })()
+    const per = tasks / services
+    log(`creating ${services} services of ${per} replicas`)
+    const t0 = Date.now()
+    for (let i = 0; i < services; i++) {
+      await cli(
+        ['service', 'create', '--name', `scale${i}`, '--replicas', String(per), '--network', NETWORK, '--', 'sleep', SLEEP],
+        'n1',
+      )
+    }
+    out.createSeconds = (Date.now() - t0) / 1000
+    const deadline = t0 + 600_000
+    let running = 0
+    while (Date.now() < deadline) {
+      const ls = JSON.parse(await cli(['service', 'ls', '--json'], 'n1')) as ServiceJson[]
+      running = ls.filter((s) => s.name.startsWith('scale')).reduce((a, s) => a + s.running, 0)
+      if (running >= tasks) break
+      await sleep(1000)
+    }
+    if (running >= tasks) out.allRunningSeconds = (Date.now() - t0) / 1000
+    else out.notes.push(`after 600 s ${running} of ${tasks} tasks ran`)
+    log(`${running} of ${tasks} running after ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    const lsTimes: number[] = []
+    const psTimes: number[] = []
+    for (let i = 0; i < 5; i++) {
+      let t = Date.now()
+      await cli(['service', 'ls'], 'n1')
+      lsTimes.push(Date.now() - t)
+      t = Date.now()
+      await cli(['service', 'ps', `scale${i % services}`], 'n1')
+      psTimes.push(Date.now() - t)
+    }
+    out.serviceLsMs = median(lsTimes)
+    out.servicePsMs = median(psTimes)
+    log('removing')
+    const r0 = Date.now()
+    for (let i = 0; i < services; i++) await cli(['service', 'rm', `scale${i}`], 'n1')
+    while (Date.now() < r0 + 600_000) {
+      const left = await countSleepers()
+      if (left === 0) {
+        out.removeSeconds = (Date.now() - r0) / 1000
+        break
+      }
+      await sleep(1000)
+    }
+    if (out.removeSeconds === null) out.notes.push(`after 600 s ${await countSleepers()} task processes were left`)
+    watching = false
+    await watcher
+    const after = await Promise.all(NODES.map(suspicions))
+    out.suspicions = after.reduce((a, x, i) => a + Math.max(0, x - before[i]!), 0)
+  } finally {
+    watching = false
+    await watcher?.catch(() => undefined)
+    await labDown(log)
+  }
+  return out
+}
+
+/** Processes running `sleep SLEEP` on this host (every lab node's tasks are here). */
+async function countSleepers(): Promise<number> {
+  const {readdirSync, readFileSync} = await import('node:fs')
+  let n = 0
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      if (argv[0]?.endsWith('sleep') && argv[1] === SLEEP) n++
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return n
+}
+
+export function formatLabScale(f: LabScaleFigures): string[] {
+  const s = (x: number | null, unit: string) => (x === null || Number.isNaN(x) ? 'not reached' : `${x.toFixed(1)} ${unit}`)
+  return [
+    `${f.tasks} tasks (${f.services} services x ${f.tasks / f.services}) on ${NODES.length} nodes:`,
+    `  creates answered in ${s(f.createSeconds, 's')}; every task running ${s(f.allRunningSeconds, 's')} after the first create (goal <= 120 s)`,
+    `  service ls ${f.serviceLsMs.toFixed(0)} ms, service ps ${f.servicePsMs.toFixed(0)} ms (median of 5, CLI start included)`,
+    `  suspicions raised ${f.suspicions}, node ls answers with a node not ready ${f.notReadySightings} (goal 0 and 0)`,
+    `  agents' event loop: max ${f.eventLoopMaxMs.toFixed(1)} ms, worst p99 ${f.eventLoopP99Ms.toFixed(1)} ms (per scrape, about 1 s)`,
+    `  every task process gone ${s(f.removeSeconds, 's')} after the first remove`,
+    ...f.notes.slice(0, 10).map((n) => `  note: ${n}`),
+  ]
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const arg = (flag: string) => {
+    const i = process.argv.indexOf(flag)
+    return i >= 0 ? Number(process.argv[i + 1]) : undefined
+  }
+  const f = await benchLabScale({tasks: arg('--tasks'), services: arg('--services')})
+  for (const line of formatLabScale(f)) console.log(line)
+  console.log(JSON.stringify(f))
+}
