@@ -5,7 +5,7 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {run} from '../src/sys/exec.js'
 import {execIn} from '../src/sys/netns.js'
-import {inCgroupsArgv} from '../src/tasks/launcher.js'
+import {inCgroupsArgv} from '../src/sys/cgroup.js'
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'run.js')
 
