@@ -13,6 +13,11 @@
  * Rewrites are checked field by field; a rewritten checksum must leave what it
  * covers summing as before (valid stays valid, RFC 1624), as every rewrite
  * here is incremental.
+ *
+ * Mesh lifetimes (mesh.h: FIN marks, the 10 s close, UDP idle) need the clock the programs read:
+ * the oracle takes the window a run may read it in (`clock`), decides each lifetime against both
+ * ends, and holds a written `seen` to that window; a decision that falls inside it is not guessed
+ * (TooClose: the fuzzer does not run that packet and counts it).
  */
 import {type CounterName, type SnCt} from '../src/bpf/index.js'
 import {lbSlot} from '../src/lb/hash.js'
