@@ -13,6 +13,11 @@
  * Rewrites are checked field by field; a rewritten checksum must leave what it
  * covers summing as before (valid stays valid, RFC 1624), as every rewrite
  * here is incremental.
+ *
+ * Mesh lifetimes (mesh.h: FIN marks, the 10 s close, UDP idle) need the clock the programs read:
+ * the oracle takes the window a run may read it in (`clock`), decides each lifetime against both
+ * ends, and holds a written `seen` to that window; a decision that falls inside it is not guessed
+ * (TooClose: the fuzzer does not run that packet and counts it).
  */
 import {type CounterName, type SnCt} from '../src/bpf/index.js'
 import {lbSlot} from '../src/lb/hash.js'
@@ -53,6 +58,8 @@ export interface MeshCt {
   flags: number
   vni: number
   table: number
+  /** ms of the kernel's monotonic clock, wrapping (mesh.h): UDP's last packet, TCP's close. */
+  seen: number
   peer_mac: string
   own_mac: string
 }
@@ -86,6 +93,114 @@ const SYN = 0x02
 const ACK = 0x10
 const RST = 0x04
 const QUOTE = 548
+const FIN = 0x01
+
+// ---- mesh lifetimes (mesh.h, issue 19 hole 5): the oracle's own clock -------------------------
+
+const FIN_CLIENT = 0x1
+const FIN_BACKEND = 0x2
+const CLOSING = 0x4
+const CLOSE_GRACE_MS = 10_000
+/** The world leaves sn_config.mesh_udp_idle 0: the programs' default, 120 s. */
+const UDP_IDLE_MS = 120_000
+/** sn_mesh_ct_touch's step: an eighth of the lifetime, at most a second. */
+const TOUCH_STEP_MS = Math.min(UDP_IDLE_MS / 8, 1000)
+
+/** CLOCK_MONOTONIC in ms, wrapping as the programs' u32 (the coarse clock the programs read lags it by a tick at most). */
+export const monoMs = (): number => Number((process.hrtime.bigint() / 1_000_000n) & 0xffffffffn)
+/** The coarse clock lags the fine one by at most a tick (10 ms at HZ=100): the window's low end allows for it. */
+const TICK_SLACK_MS = 20
+/** How long after the expectation the run may read the clock, on a loaded machine. */
+const RUN_SLACK_MS = 1000
+
+/**
+ * The clock the programs may read during the run about to be judged: between `lo` and `hi`
+ * (set by the fuzzer before each expectation). A lifetime decision that falls inside that window
+ * cannot be predicted: TooClose is thrown and the fuzzer draws another packet.
+ */
+export const clock = {lo: 0, hi: 0}
+export function startClock(): void {
+  const now = monoMs()
+  clock.lo = (now - TICK_SLACK_MS) >>> 0
+  clock.hi = (now + RUN_SLACK_MS) >>> 0
+}
+export class TooClose extends Error {}
+
+/** now - seen as the programs compute it (u32), never below 0 for a `seen` written a moment ago. */
+const since = (now: number, seen: number) => Math.max(0, (now - seen) | 0)
+/** Is `now - seen > limit` at the time of the run? */
+function past(seen: number, limit: number): boolean {
+  const lo = since(clock.lo, seen) > limit
+  const hi = since(clock.hi, seen) > limit
+  if (lo !== hi) throw new TooClose(`${since(clock.lo, seen)} ms against ${limit}`)
+  return lo
+}
+
+/** mesh.h sn_mesh_ct_live: an entry past its lifetime is a missing one (and is counted). */
+function meshLive(ct: MeshCt, proto: number): boolean {
+  if (proto === UDP) return !past(ct.seen, UDP_IDLE_MS)
+  if (ct.flags & CLOSING) return !past(ct.seen, CLOSE_GRACE_MS)
+  return true
+}
+
+/** mesh.h sn_mesh_reply_lookup: an established reply entry alive, else (TCP) an embryonic one; with the counters it moved. */
+function meshReplyLookup(t: Tracked, rk: MeshKey): {ct?: MeshCt; syn: boolean; counters: Counts} {
+  let ct = t.meshCt(rk)
+  let counters: Counts = {}
+  if (ct && !meshLive(ct, rk.proto)) {
+    counters = one('mesh_ct_expired')
+    ct = undefined
+  }
+  if (ct) return {ct, syn: false, counters}
+  const s = rk.proto === TCP ? t.meshSyn(rk) : undefined
+  return {ct: s, syn: s !== undefined, counters}
+}
+
+/** What `seen` must be after the run: as it was, a clock reading of the run, or either (too close to call). */
+type Seen = {is: number} | 'now' | {nowOr: number}
+
+/** mesh.h sn_mesh_ct_touch on an entry whose `seen` was `seen`. */
+function touched(seen: number): Seen {
+  const lo = since(clock.lo, seen) >= TOUCH_STEP_MS
+  const hi = since(clock.hi, seen) >= TOUCH_STEP_MS
+  return lo ? 'now' : hi ? {nowOr: seen} : {is: seen}
+}
+
+/** mesh.h sn_mesh_ct_fin: the flags and seen after a FIN from `side`, and the counters. */
+function finned(ct: MeshCt, side: number): {flags: number; seen: Seen; counters: Counts} {
+  const was = ct.flags
+  if (was & side || (was | side) !== (FIN_CLIENT | FIN_BACKEND)) return {flags: was | side, seen: {is: ct.seen}, counters: {}}
+  return {flags: was | side | CLOSING, seen: 'now', counters: one('mesh_ct_closed')}
+}
+
+/** mesh.h sn_mesh_ct_used on a live entry: UDP moves its clock, a TCP FIN marks `side`. */
+function used(ct: MeshCt, proto: number, tflags: number, side: number): {flags: number; seen: Seen; counters: Counts} {
+  if (proto === UDP) return {flags: ct.flags, seen: touched(ct.seen), counters: {}}
+  if (tflags & FIN) return finned(ct, side)
+  return {flags: ct.flags, seen: {is: ct.seen}, counters: {}}
+}
+
+/** `seen` as read after the run, held to the rule (a clock reading: between the window's start and now). */
+function seenIs(what: string, got: MeshCt | undefined, want: Seen): string | undefined {
+  if (!got) return undefined
+  const inRun = (v: number) => ((v - clock.lo) | 0) >= 0 && ((monoMs() - v) | 0) >= 0
+  if (want === 'now')
+    return inRun(got.seen) ? undefined : `${what} entry seen ${got.seen}, expected a clock of the run (from ${clock.lo})`
+  if ('is' in want) return got.seen === want.is ? undefined : `${what} entry seen ${got.seen}, expected ${want.is}`
+  return got.seen === want.nowOr || inRun(got.seen)
+    ? undefined
+    : `${what} entry seen ${got.seen}, expected ${want.nowOr} or a clock of the run`
+}
+
+/** A mesh entry held to `want` field by field (`seen` by its rule). */
+function meshEntry(what: string, got: MeshCt | undefined, want: Omit<MeshCt, 'seen'>, seen: Seen): string | undefined {
+  return sameEntry(what, got ? noSeen(got) : undefined, want) ?? seenIs(what, got, seen)
+}
+const noSeen = (c: MeshCt): Omit<MeshCt, 'seen'> => {
+  const {seen, ...rest} = c
+  void seen
+  return rest
+}
 
 export interface World {
   want: DesiredMaps
@@ -116,6 +231,7 @@ const add = (a: Counts, b: Counts): Counts => {
   return out
 }
 const xdrop = (c: CounterName, extra: Counts = {}): Expected => ({verdict: XDP_DROP, counters: add(one(c), extra), label: c})
+const withCounts = (e: Expected, c: Counts): Expected => ({...e, counters: add(c, e.counters)})
 const tdrop = (c: CounterName, extra: Counts = {}): Expected => ({verdict: TC_ACT_SHOT, counters: add(one(c), extra), label: c})
 
 // ---- checksums: what a rewrite must keep -------------------------------------------------------
@@ -276,17 +392,22 @@ function expectVxlan(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Expec
   if (p.length < 84 || p[64]! >> 4 !== 4) return refuse('xdp_malformed')
   const outerSrc = ip4(p, 26)
   const src = endpoint(w, vni, ip4(p, 76))
+  // A mesh path that looked a flow up and found none (or one past its lifetime) may have counted on the way.
+  let before: Counts = {}
   if (!src) {
     const m = expectMeshDecap(w, p, t, vni)
-    if (m) return m
+    if (m && 'verdict' in m) return m
+    before = m?.counters ?? {}
   }
-  if (!src || src.local || src.nodeIp !== outerSrc) return refuse('xdp_bad_source')
+  const withBefore = (e: Expected): Expected => ({...e, counters: add(before, e.counters)})
+  if (!src || src.local || src.nodeIp !== outerSrc) return withBefore(refuse('xdp_bad_source'))
   const dst = endpoint(w, vni, ip4(p, 80))
   if (!dst) {
     const m = expectMeshReply(w, p, t, fib)
-    if (m) return m
+    if (m && 'verdict' in m) return m
+    before = m?.counters ?? {}
   }
-  if (!dst || !dst.local || !dst.ifindex) return xdrop('xdp_no_endpoint')
+  if (!dst || !dst.local || !dst.ifindex) return withBefore(xdrop('xdp_no_endpoint'))
   // The inner frame, its destination MAC set; a backend's reply may get its VIP back.
   const inner = Buffer.from(p.subarray(50))
   P.mac(dst.mac).copy(inner, 0)
@@ -474,6 +595,26 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
   const tflags = proto === TCP && p.length > 47 ? p[47]! : 0
   const fk: MeshKey = {src: client, dst: daddr, sport, dport, proto, dir: FWD}
   let ct = t.meshCt(fk)
+  let counters: Counts = {}
+  let rct: MeshCt | undefined
+  if (ct) {
+    // Has the flow ended (mesh_xdp.h sn_mesh_fwd_ended)? Its reply entry holds the FINs and the backend's last packet.
+    rct = t.meshCt({src: ct.addr, dst: client, sport: mp.target, dport: sport, proto, dir: REPLY})
+    let ended: boolean
+    if (proto === UDP) {
+      let last = ct.seen
+      if (rct && ((rct.seen - last) | 0) > 0) last = rct.seen
+      ended = past(last, UDP_IDLE_MS)
+    } else if (!rct || !(rct.flags & CLOSING)) ended = false
+    else if ((tflags & (SYN | ACK)) === SYN) ended = true
+    else ended = past(rct.seen, CLOSE_GRACE_MS)
+    if (ended || (mp.mode === 'host' && ct.addr !== mp.addr)) {
+      // Both entries go; a SYN then is a new flow, anything else of TCP no flow of ours.
+      counters = one('mesh_ct_expired')
+      ct = undefined
+      rct = undefined
+    }
+  }
   const established = ct !== undefined
   if (!ct && proto === TCP) ct = t.meshSyn(fk)
   let backend: string
@@ -493,19 +634,22 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
     const pick =
       table && svc && svc.backends.length ? table[lbSlot(client, mp.addr, sport, mp.target, proto, table.length)] : undefined
     const b = pick && svc!.backends.find((x) => x.ip === pick)
-    if (!b) return xdrop('mesh_no_backend')
+    if (!b) return xdrop('mesh_no_backend', counters)
     backend = b.ip
     node = b.nodeIp
     newFlow = true
   }
-  if (newFlow && proto === TCP && (tflags & (SYN | ACK)) !== SYN) return {counters: one('mesh_not_syn')}
-  let counters: Counts = {}
+  if (newFlow && proto === TCP && (tflags & (SYN | ACK)) !== SYN) return {counters: add(counters, one('mesh_not_syn'))}
   const rk: MeshKey = {src: backend, dst: client, sport: mp.target, dport: sport, proto, dir: REPLY}
-  if (!newFlow && established && !t.meshCt(rk)) counters = add(counters, one('mesh_reply_restored'))
+  const restored = !newFlow && established && !rct
+  if (restored) counters = add(counters, one('mesh_reply_restored'))
+  // An established flow's reply entry marked by this packet: UDP's clock (both entries), a client's FIN.
+  const mark = !newFlow && established && rct ? used(rct, proto, tflags, FIN_CLIENT) : undefined
+  if (mark) counters = add(counters, mark.counters)
   if (tflags & RST) counters = add(counters, one('mesh_ct_reset'))
   if (newFlow) counters = add(counters, one('mesh_new_flow'))
   // The entries the run writes (mesh_xdp.h): a new flow's pair (TCP: embryonic), or a handshake's ACK moving them over.
-  const rev: MeshCt = {
+  const rev: Omit<MeshCt, 'seen'> = {
     addr: daddr,
     node: W.NODE,
     port: dport,
@@ -518,7 +662,7 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
   let entries: Expected['entries']
   if (newFlow && !(tflags & RST)) {
     const svc = w.want.services?.get(`${mp.vni}/${mp.addr}`)
-    const fwd: MeshCt = {
+    const fwd: Omit<MeshCt, 'seen'> = {
       addr: backend,
       node,
       port: mp.target,
@@ -531,17 +675,27 @@ function expectMeshXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Exp
     entries = (t2) => {
       const look = (k: MeshKey) => (proto === TCP ? t2.meshSyn(k) : t2.meshCt(k))
       return (
-        sameEntry('forward', look(fk), fwd) ??
-        sameEntry('reply', look(rk), rev) ??
+        meshEntry('forward', look(fk), fwd, 'now') ??
+        meshEntry('reply', look(rk), rev, 'now') ??
         (proto === TCP && t2.meshCt(rk) ? 'an older reply entry outlived the SYN' : undefined)
       )
     }
   } else if (!newFlow && !established && (tflags & (SYN | ACK | RST)) === ACK) {
-    const fwd: MeshCt = {...ct!, port: mp.target, vni: mp.vni, ...(mp.mode === 'host' ? {addr: mp.addr, node: W.NODE} : {})}
+    // The forward entry moves as it was (its clock too); the reply entry is written anew, its clock unread (0).
+    const fwd = {...noSeen(ct!), port: mp.target, vni: mp.vni, ...(mp.mode === 'host' ? {addr: mp.addr, node: W.NODE} : {})}
     entries = (t2) =>
-      sameEntry('forward (established)', t2.meshCt(fk), fwd) ??
-      sameEntry('reply (established)', t2.meshCt(rk), rev) ??
+      meshEntry('forward (established)', t2.meshCt(fk), fwd, {is: ct!.seen}) ??
+      meshEntry('reply (established)', t2.meshCt(rk), rev, {is: 0}) ??
       (t2.meshSyn(fk) || t2.meshSyn(rk) ? 'embryonic entries left after the handshake' : undefined)
+  } else if (restored && !(tflags & RST)) {
+    // A lost reply entry written again: UDP with the clock of the run, TCP with none read (0).
+    entries = (t2) => meshEntry('reply (restored)', t2.meshCt(rk), rev, proto === UDP ? 'now' : {is: 0})
+  } else if (mark && !(tflags & RST)) {
+    const fwdBefore = ct!
+    const rctBefore = rct!
+    entries = (t2) =>
+      meshEntry('reply (marked)', t2.meshCt(rk), {...noSeen(rctBefore), flags: mark.flags}, mark.seen) ??
+      (proto === UDP ? meshEntry('forward (touched)', t2.meshCt(fk), noSeen(fwdBefore), touched(fwdBefore.seen)) : undefined)
   }
   const fields = [f32(30, backend), f16(36, mp.target)]
   const sums = l4Sums(p, 14, proto, true)
@@ -684,7 +838,7 @@ function expectMeshIcmpXdp(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']):
 }
 
 /** mesh_xdp.h sn_mesh_decap: a request an ingress node forwarded to a backend here (VXLAN at 0, inner IP at 64). */
-function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected | undefined {
+function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected | {counters: Counts} | undefined {
   const net = w.want.networks.get(vni)
   if (!net?.ingress || !w.want.mesh?.nodes.has(ip4(p, 26))) return undefined
   const proto = p[73]!
@@ -708,9 +862,9 @@ function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected
       proto: p[q + 9]!,
       dir: REPLY,
     }
-    const ct = t.meshCt(rk) ?? (rk.proto === TCP ? t.meshSyn(rk) : undefined)
-    if (!ct || ct.node !== ip4(p, 26)) return undefined
-    return {verdict: XDP_REDIRECT, counters: one('mesh_decap'), label: 'mesh_decap', out: inner()}
+    const {ct, counters} = meshReplyLookup(t, rk)
+    if (!ct || ct.node !== ip4(p, 26)) return {counters}
+    return {verdict: XDP_REDIRECT, counters: add(counters, one('mesh_decap')), label: 'mesh_decap', out: inner()}
   }
   if (!plain(p, ipAt) || (proto !== TCP && proto !== UDP) || p.length < ipAt + 24) return undefined
   if (!ok) return undefined
@@ -724,7 +878,7 @@ function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected
     proto,
     dir: REPLY,
   }
-  const rev: MeshCt = {
+  const rev: Omit<MeshCt, 'seen'> = {
     addr: ip4(p, 80),
     node: ip4(p, 26),
     port: 0,
@@ -737,20 +891,37 @@ function expectMeshDecap(w: World, p: Buffer, t: Tracked, vni: number): Expected
   const syn = proto === TCP && (tflags & (SYN | ACK)) === SYN
   const rst = proto === TCP && !syn && (tflags & RST) !== 0
   if (rst) counters = add(counters, one('mesh_ct_reset'))
-  const entries = (t2: Tracked) =>
-    rst
-      ? t2.meshCt(rk) || t2.meshSyn(rk)
-        ? 'a reset flow kept its entry'
-        : undefined
-      : syn
-        ? (sameEntry('reply (embryonic)', t2.meshSyn(rk), rev) ??
-          (t2.meshCt(rk) ? 'an older reply entry outlived the SYN' : undefined))
-        : (sameEntry('reply', t2.meshCt(rk), rev) ?? (proto === TCP && t2.meshSyn(rk) ? 'an embryonic entry left' : undefined))
+  let entries: Expected['entries']
+  if (rst) entries = (t2) => (t2.meshCt(rk) || t2.meshSyn(rk) ? 'a reset flow kept its entry' : undefined)
+  else if (syn)
+    entries = (t2) =>
+      meshEntry('reply (embryonic)', t2.meshSyn(rk), rev, 'now') ??
+      (t2.meshCt(rk) ? 'an older reply entry outlived the SYN' : undefined)
+  else {
+    // The flow's entry as this node has it (by this ingress node, alive) is only marked; else it is written anew.
+    const ct = t.meshCt(rk)
+    const same = ct && ct.node === rev.node && ct.addr === rev.addr && ct.vni === vni
+    let live = false
+    if (same) {
+      live = meshLive(ct, proto)
+      if (!live) counters = add(counters, one('mesh_ct_expired'))
+    }
+    if (same && live) {
+      const m = used(ct, proto, tflags, FIN_CLIENT)
+      counters = add(counters, m.counters)
+      entries = (t2) => meshEntry('reply (marked)', t2.meshCt(rk), {...noSeen(ct), flags: m.flags}, m.seen)
+    } else {
+      const fresh = {...rev, flags: tflags & FIN ? FIN_CLIENT : 0}
+      entries = (t2) =>
+        meshEntry('reply', t2.meshCt(rk), fresh, 'now') ??
+        (proto === TCP && t2.meshSyn(rk) ? 'an embryonic entry left' : undefined)
+    }
+  }
   return {verdict: XDP_REDIRECT, counters, label: 'mesh_decap', out: inner(), entries}
 }
 
 /** mesh_xdp.h sn_mesh_reply_xdp: a backend's reply come back to this, the ingress node. */
-function expectMeshReply(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Expected | undefined {
+function expectMeshReply(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): Expected | {counters: Counts} | undefined {
   const ipAt = 64
   const proto = p[73]!
   const f = p.subarray(50)
@@ -765,19 +936,27 @@ function expectMeshReply(w: World, p: Buffer, t: Tracked, fib: XdpCtx['fib']): E
       proto: p[q + 9]!,
       dir: REPLY,
     }
-    const ct = t.meshCt(rk) ?? (rk.proto === TCP ? t.meshSyn(rk) : undefined)
-    if (!ct || ct.node !== W.NODE || ct.addr === '0.0.0.0') return undefined
-    return meshOut(f, ct, 'mesh_icmp_to_client', fib, (extra) => quoteRewrite(f, 14, q - 50, false, ct.addr, ct.port, extra))
+    const {ct, counters} = meshReplyLookup(t, rk)
+    if (!ct || ct.node !== W.NODE || ct.addr === '0.0.0.0') return {counters}
+    const e = meshOut(f, ct, 'mesh_icmp_to_client', fib, (extra) => quoteRewrite(f, 14, q - 50, false, ct.addr, ct.port, extra))
+    return {...e, counters: add(counters, e.counters)}
   }
   if (!plain(p, ipAt) || (proto !== TCP && proto !== UDP) || p.length < ipAt + 24) return undefined
   const rk: MeshKey = {src: ip4(p, 76), dst: ip4(p, 80), sport: p.readUInt16BE(84), dport: p.readUInt16BE(86), proto, dir: REPLY}
-  const ct = t.meshCt(rk) ?? (proto === TCP ? t.meshSyn(rk) : undefined)
-  if (!ct || ct.node !== W.NODE || ct.addr === '0.0.0.0') return undefined
+  const look = meshReplyLookup(t, rk)
+  const ct = look.ct
+  if (!ct || ct.node !== W.NODE || ct.addr === '0.0.0.0') return {counters: look.counters}
   const tflags = proto === TCP && f.length > 47 ? f[47]! : 0
+  // The backend's FIN (or UDP's clock) marks the entry found, embryonic or not, before the reply goes out.
+  const m = used(ct, proto, tflags, FIN_BACKEND)
   const e = meshOut(f, ct, 'mesh_reply', fib, (extra) =>
     rewritten(f, [f32(26, ct.addr), f16(34, ct.port), ...extra], l4Sums(f, 14, proto, true)),
   )
-  return tflags & RST ? {...e, counters: add(e.counters, one('mesh_ct_reset'))} : e
+  let counters = add(add(look.counters, m.counters), e.counters)
+  if (tflags & RST) return {...e, counters: add(counters, one('mesh_ct_reset'))}
+  const entries = (t2: Tracked) =>
+    meshEntry('reply (marked)', look.syn ? t2.meshSyn(rk) : t2.meshCt(rk), {...noSeen(ct), flags: m.flags}, m.seen)
+  return {...e, counters, entries}
 }
 
 /** Out of the underlay to the client as mesh_xdp.h sn_mesh_xdp_out sends it (the MACs the request came with when the FIB has none). */
@@ -1085,33 +1264,55 @@ export function expectGw(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
     return next
   }
   let rk: MeshKey = {src: from, dst: ip4(p, 30), sport: p.readUInt16BE(34), dport: p.readUInt16BE(36), proto, dir: REPLY}
-  const look = (k: MeshKey) => t.meshCt(k) ?? (proto === TCP ? t.meshSyn(k) : undefined)
-  let ct = look(rk)
-  if (!ct && from === gw.gwIp && gw.ingressIp) {
+  let look = meshReplyLookup(t, rk)
+  let before = look.counters
+  if (!look.ct && from === gw.gwIp && gw.ingressIp) {
     rk = {...rk, src: gw.ingressIp}
-    ct = look(rk)
+    look = meshReplyLookup(t, rk)
+    before = add(before, look.counters)
   }
+  const ct = look.ct
   const tflags = proto === TCP && p.length > 47 ? p[47]! : 0
-  if (!ct) return gw.ingressIp && from === gw.ingressIp ? tdrop('mesh_untracked') : next
+  if (!ct) return withCounts(gw.ingressIp && from === gw.ingressIp ? tdrop('mesh_untracked') : next, before)
+  // The backend's FIN (or UDP's clock) marks the entry found before anything else is decided (tc_gw.c).
+  const m = used(ct, proto, tflags, FIN_BACKEND)
+  before = add(before, m.counters)
+  const foundAt = rk
+  const entries =
+    tflags & RST
+      ? undefined
+      : (t2: Tracked) =>
+          meshEntry(
+            'reply (marked)',
+            look.syn ? t2.meshSyn(foundAt) : t2.meshCt(foundAt),
+            {...noSeen(ct), flags: m.flags},
+            m.seen,
+          )
+  const done = (e: Expected): Expected => ({...withCounts(e, before), entries})
   const client = rk.dst
   const csumFits = p.length >= 14 + 20 + (proto === TCP ? 18 : 8)
   if (ct.node === W.NODE) {
-    if (ct.addr === '0.0.0.0' || !csumFits) return tdrop('mesh_drop')
+    if (ct.addr === '0.0.0.0' || !csumFits) return done(tdrop('mesh_drop'))
     let counters = one('mesh_reply')
     if (tflags & RST) counters = add(counters, one('mesh_ct_reset'))
     const fields = [f32(26, ct.addr), f16(34, ct.port)]
-    return gwOut(w, p, ct.addr, client, counters, fields, l4Sums(p, 14, proto))
+    return done(gwOut(w, p, ct.addr, client, counters, fields, l4Sums(p, 14, proto)))
   }
-  if (ct.addr === '0.0.0.0') return tdrop('mesh_drop')
+  if (ct.addr === '0.0.0.0') return done(tdrop('mesh_drop'))
   const mtu = w.want.networks.get(ct.vni)?.mtu ?? 0
   if (mtu && p.length - 14 > mtu) {
-    if (!(p[20]! & 0x40)) return tdrop('mesh_too_big')
-    return {verdict: TC_ACT_REDIRECT, counters: one('mesh_frag_needed'), label: 'mesh_frag_needed (gw)', out: fragNeeded(p, mtu)}
+    if (!(p[20]! & 0x40)) return done(tdrop('mesh_too_big'))
+    return done({
+      verdict: TC_ACT_REDIRECT,
+      counters: one('mesh_frag_needed'),
+      label: 'mesh_frag_needed (gw)',
+      out: fragNeeded(p, mtu),
+    })
   }
-  let counters: Counts = tflags & RST ? one('mesh_ct_reset') : {}
+  let counters: Counts = add(before, tflags & RST ? one('mesh_ct_reset') : {})
   const fields: Field[] = []
   if (from !== ct.addr) {
-    if (!csumFits) return tdrop('mesh_drop', counters)
+    if (!csumFits) return {...tdrop('mesh_drop', counters), entries}
     fields.push(f32(26, ct.addr))
   }
   const mss = mssField(p, proto, mtu - 40)
@@ -1122,6 +1323,7 @@ export function expectGw(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
   const vni = ct.vni
   return {
     verdict: TC_ACT_REDIRECT,
+    entries,
     counters,
     label: 'mesh_return',
     check: rewritten(p, fields, l4Sums(p, 14, proto), {shift: 50, head: gwEncapHead(p, fields, vni, node)}),
@@ -1195,8 +1397,15 @@ function expectGwIcmp(w: World, p: Buffer, gw: {gwIp: string; ingressIp?: string
     proto: p[q + 9]!,
     dir: REPLY,
   }
-  const ct = t.meshCt(rk) ?? (rk.proto === TCP ? t.meshSyn(rk) : undefined)
-  if (!ct || ct.addr === '0.0.0.0') return next
+  const look = meshReplyLookup(t, rk)
+  const ct = look.ct
+  if (!ct || ct.addr === '0.0.0.0') return withCounts(next, look.counters)
+  const e = gwIcmpFound(w, p, q, rk, ct)
+  return withCounts(e, look.counters)
+}
+
+function gwIcmpFound(w: World, p: Buffer, q: number, rk: MeshKey, ct: MeshCt): Expected {
+  const qdst = rk.src
   if (ct.node === W.NODE) {
     const out = fibOf(w)(rk.dst, p.length - 14)
     const extra = out.ok ? [fmac(0, out.dmac), fmac(6, out.smac)] : []
