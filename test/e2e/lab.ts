@@ -6,6 +6,8 @@
 // Also what tests do from the lab's outside host (its client namespace), which is no lab node.
 import assert from 'node:assert/strict'
 import {rmSync} from 'node:fs'
+import {join} from 'node:path'
+import {cgroupMounts, removeIfEmpty} from '../../src/sys/cgroup.js'
 import {after, before} from 'node:test'
 import {BIN, cli, leftovers, ok, sh, type Result} from './helpers.js'
 
@@ -67,4 +69,11 @@ export function removeOutsideNode(node: string): void {
   for (const p of [`/var/lib/swarmnet/${node}`, `/run/swarmnet/${node}.sock`, `/run/swarmnet/${node}.pid`])
     rmSync(p, {recursive: true, force: true})
   sh(['rm', '-rf', `/sys/fs/bpf/swarmnet/${node}`])
+  // Its agent made its task cgroup (the connect() programs hang there) and, killed by lab down
+  // with the client's namespace, could not take it away again.
+  const cg2 = cgroupMounts().v2
+  if (cg2) {
+    removeIfEmpty(join(cg2, 'swarmnet', node))
+    removeIfEmpty(join(cg2, 'swarmnet'))
+  }
 }

@@ -7,6 +7,7 @@ import {closeSync, openSync} from 'node:fs'
 import {BIN, cli, eventually, inNs, json, ok, sh} from './helpers.js'
 import {joinFromClient, withLab} from './lab.js'
 import {allRunning} from './service-tasks.js'
+import {LAYOUT_VERSION} from '../../src/bpf/upgrade.js'
 
 interface Task {
   id: string
@@ -256,8 +257,8 @@ describe('overlay networks across a 3-node lab', {timeout: 600_000}, () => {
     )
     const remote = eps.find((e) => e.key.ip === ipOf(on('n3')))!
     assert.equal(remote.value.node_ip, '172.30.0.13')
-    // The pins carry BTF: bpftool names the fields without us (maps of layout 5 are pinned in v5/).
-    const dumped = sh(['bpftool', '-j', 'map', 'dump', 'pinned', '/sys/fs/bpf/swarmnet/n1/v5/sn_endpoints'])
+    // The pins carry BTF: bpftool names the fields without us (maps of layout N are pinned in vN/).
+    const dumped = sh(['bpftool', '-j', 'map', 'dump', 'pinned', `/sys/fs/bpf/swarmnet/n1/v${LAYOUT_VERSION}/sn_endpoints`])
     assert.equal(dumped.code, 0, dumped.stderr)
     assert.match(dumped.stdout, /"formatted":\{"key":\{"vni":\d+,"ip":\d+\},"value":\{"node_ip":\d+,"ifindex":\d+,"mac":\[/)
     const bad = cli(undefined, ['inspect', 'maps', '--host', 'n1', '--map', 'nope'])
