@@ -26,6 +26,7 @@ pkgs=(
   runc umoci skopeo busybox-static               # tasks from images: the OCI runtime, unpacking and copying images; the tests' busybox image
   podman                                         # containers-storage: images (the node's podman store); the test builds one offline
   tini                                           # --init: the static init (tini-static) a task may run as PID 1
+  docker-registry                                # a registry for the registry-pull test (run by the test in the lab's client namespace)
   apt                                            # apt-get here, apt-cache in test/unit/setup-tools.test.ts (on every Debian already)
 )
 missing=()

@@ -62,7 +62,11 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     }),
     image: Flags.string({
       description:
-        "run the tasks as containers of this image (runc): oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE, or NAME[:TAG] from the node's image store (swarmnet image load)",
+        "run the tasks as containers of this image (runc): oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE, containers-storage:NAME, a registry's HOST[:PORT]/NAME[:TAG] (or docker://...; the manager pins the tag to its digest, each node pulls that once), or NAME[:TAG] from the node's image store (swarmnet image load)",
+    }),
+    'tls-verify': Flags.string({
+      description: "verify the registry's TLS certificate (default true); false also allows a plain-HTTP registry",
+      options: ['true', 'false'],
     }),
     env: Flags.string({
       char: 'e',
@@ -136,6 +140,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       endpointMode: flags['endpoint-mode'],
       ports,
       image: flags.image,
+      ...(flags['tls-verify'] === 'false' ? {tlsVerify: false} : {}),
       env: [...(flags['env-file'] ?? []).flatMap((f) => parseEnvFile(readEnvFile(f), f, process.env)), ...(flags.env ?? [])],
       workdir: flags.workdir,
       hostname: flags.hostname,

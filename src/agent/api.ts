@@ -3,7 +3,8 @@
 import {chmodSync, renameSync, mkdirSync, rmSync} from 'node:fs'
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
 import {dirname} from 'node:path'
-import {isUserError} from '../model/errors.js'
+import {isUserError, UserError} from '../model/errors.js'
+import {pinImage} from '../images/image.js'
 import {checkServiceMode} from '../model/validate.js'
 import {checkPortRef, checkPortRequest} from '../model/ports.js'
 import type {HealthRequest} from '../tasks/health.js'
@@ -65,6 +66,16 @@ export interface ApiContext {
    * has taken the place of its own.
    */
   handover?(): Promise<{pid: number}>
+}
+
+/** --image with a registry's tag pinned to its digest, here on the manager before the write (it waits on the registry). */
+async function pinned(image: string | undefined, tlsVerify: boolean): Promise<string | undefined> {
+  if (image === undefined) return undefined
+  try {
+    return await pinImage(image, {tlsVerify})
+  } catch (e) {
+    throw new UserError((e as Error).message)
+  }
 }
 
 type Handler = (m: RegExpExecArray, body: Record<string, unknown>, query: URLSearchParams) => unknown | Promise<unknown>
@@ -206,7 +217,8 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           limitCpu: optStr(b, 'limitCpu'),
           endpointMode: optStr(b, 'endpointMode'),
           ports: list(b, 'ports').map(checkPortRequest),
-          image: optStr(b, 'image'),
+          image: await pinned(optStr(b, 'image'), b.tlsVerify !== false),
+          ...(b.tlsVerify === false ? {tlsVerify: false} : {}),
           env: strList(b, 'env'),
           workdir: optStr(b, 'workdir'),
           hostname: optStr(b, 'hostname'),
@@ -258,7 +270,11 @@ export function startApi(socket: string, ctx: ApiContext): Promise<Server> {
           stopGracePeriod: optStr(b, 'stopGracePeriod'),
           ...(ports ? {ports: {add: list(ports, 'add').map(checkPortRequest), rm: list(ports, 'rm').map(checkPortRef)}} : {}),
           force: b.force === true,
-          image: optStr(b, 'image'),
+          // Re-resolved at each --image, as docker service update does: the same tag may name a new digest.
+          image:
+            b.image === undefined
+              ? undefined
+              : await pinned(optStr(b, 'image'), c.findService(dec(m[1])).container?.tlsVerify !== false),
           envAdd: optStrList(b, 'envAdd'),
           envRm: optStrList(b, 'envRm'),
           mountAdd: optStrList(b, 'mountAdd'),

@@ -1,7 +1,8 @@
 /**
  * Images a task runs from, by reference: what skopeo names offline (oci:DIR[:TAG],
  * oci-archive:FILE, docker-archive:FILE, containers-storage:NAME, the node's podman store) or a
- * bare NAME[:TAG] in the node's own image store (store.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
+ * bare NAME[:TAG] in the node's own image store (store.ts), or a registry's HOST/NAME[:TAG]
+ * pulled into that store by digest (registry.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
  * manifest digest, and shared read-only by every task that runs it (rootfs.ts gives each task a
  * writable layer over it).
  */
@@ -10,6 +11,7 @@ import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} 
 import {join} from 'node:path'
 import {stateDir} from '../agent/paths.js'
 import {run} from '../sys/exec.js'
+import {pullByDigest, remoteDigest} from './registry.js'
 
 /** The parts of an image's configuration a container starts from (OCI image-spec config). */
 export interface ImageConfig {
@@ -34,6 +36,8 @@ export type ImageRef =
   | {kind: 'oci-archive' | 'docker-archive'; file: string}
   | {kind: 'store'; name: string}
   | {kind: 'containers-storage'; name: string}
+  /** A registry's image: HOST[:PORT]/PATH, a tag, and the manifest digest once pinned (registry.ts). */
+  | {kind: 'registry'; name: string; tag: string; digest?: string}
 
 const NAME_RE = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$/
 
@@ -59,16 +63,49 @@ export function parseImageRef(ref: string): ImageRef {
     if (!/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/.test(rest)) throw new Error(`image ${ref}: containers-storage: needs an image name`)
     return {kind: 'containers-storage', name: rest}
   }
-  if (transport === 'docker' || transport === 'dir')
+  if (transport === 'docker') {
+    if (!rest.startsWith('//')) throw new Error(`image ${ref}: docker: needs //, as skopeo spells it (docker://HOST/NAME[:TAG])`)
+    return parseRegistryRef(ref, rest.slice(2), true)
+  }
+  if (transport === 'dir')
     throw new Error(
-      `image ${ref}: the ${transport}: transport is not supported (use oci:, oci-archive:, docker-archive:, containers-storage: or swarmnet image load)`,
+      `image ${ref}: the dir: transport is not supported (use oci:, oci-archive:, docker-archive:, containers-storage:, a registry's HOST/NAME[:TAG] or swarmnet image load)`,
     )
+  if (isRegistryRef(ref)) return parseRegistryRef(ref, ref, false)
   if (!NAME_RE.test(ref))
     throw new Error(
-      `image ${ref}: not an image reference (oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE or NAME[:TAG])`,
+      `image ${ref}: not an image reference (oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE, HOST/NAME[:TAG] or NAME[:TAG])`,
     )
   return {kind: 'store', name: ref.includes(':') ? ref : `${ref}:latest`}
 }
+
+/** Docker's rule: a first part with a dot or a port, or localhost, names a registry; else the name is local (the node's store). */
+const isRegistryRef = (ref: string) => {
+  const first = ref.split('/')[0]!
+  return ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')
+}
+
+const HOST = '[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?'
+const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const REGISTRY_RE = new RegExp(
+  `^(${HOST}/${COMPONENT}(?:/${COMPONENT})*)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$`,
+)
+
+/**
+ * HOST/PATH[:TAG][@sha256:...]; after docker:// also a name without a host, which is Docker Hub's
+ * (docker://busybox is docker.io/library/busybox:latest, as skopeo reads it).
+ */
+function parseRegistryRef(ref: string, rest: string, hub: boolean): ImageRef {
+  let r = rest
+  if (hub && !isRegistryRef(r)) r = `docker.io/${r.includes('/') ? '' : 'library/'}${r}`
+  const m = REGISTRY_RE.exec(r)
+  if (!m) throw new Error(`image ${ref}: not a registry reference (HOST[:PORT]/NAME[:TAG][@sha256:DIGEST])`)
+  return {kind: 'registry', name: m[1]!, tag: m[2] ?? 'latest', ...(m[3] ? {digest: m[3]} : {})}
+}
+
+/** A registry reference as stored in a service's spec: HOST/NAME:TAG, with @DIGEST once pinned (as Docker stores it). */
+export const registryRefString = (r: {name: string; tag: string; digest?: string}) =>
+  `${r.name}:${r.tag}${r.digest ? `@${r.digest}` : ''}`
 
 export const imagesDir = (node: string) => join(stateDir(node), 'images')
 /** The node's store: one OCI layout, blobs shared between its images. */
@@ -168,9 +205,51 @@ export async function copyIntoStore(node: string, src: string, tag: string): Pro
   })
 }
 
-/** The image a task of this node runs: resolved, copied and unpacked as needed. */
-export async function resolveImage(node: string, ref: string): Promise<UnpackedImage> {
+/** How a registry is reached: TLS verified unless the service says otherwise (service create --tls-verify=false). */
+export interface PullOptions {
+  tlsVerify?: boolean
+}
+
+/**
+ * --image as a service stores it: a registry's tag pinned to the digest it names now (the
+ * manager's look-up, as Docker's), so every node runs the same image; any other reference as given.
+ * A registry that cannot be reached or has no such image: one line, and the service is not made.
+ */
+export async function pinImage(ref: string, opts: PullOptions = {}): Promise<string> {
   const r = parseImageRef(ref)
+  if (r.kind !== 'registry') return ref
+  // A digest given is checked too: a service is never made of an image its registry does not have.
+  const digest = await remoteDigest(r.name, r.digest ?? r.tag, opts.tlsVerify ?? true)
+  if (r.digest && r.digest !== digest) throw new Error(`image ${ref}: the registry serves it as ${digest}`)
+  return registryRefString({...r, digest})
+}
+
+/** Pulls and unpacks under way in this agent, by node and reference: two tasks starting at once share one. */
+const inFlight = new Map<string, Promise<UnpackedImage>>()
+
+/** The image a task of this node runs: resolved, copied and unpacked as needed. */
+export function resolveImage(node: string, ref: string, opts: PullOptions = {}): Promise<UnpackedImage> {
+  const key = `${node}\0${ref}\0${opts.tlsVerify ?? true}`
+  const running = inFlight.get(key)
+  if (running) return running
+  const p = resolveNow(node, ref, opts).finally(() => inFlight.delete(key))
+  inFlight.set(key, p)
+  return p
+}
+
+async function resolveNow(node: string, ref: string, opts: PullOptions): Promise<UnpackedImage> {
+  const r = parseImageRef(ref)
+  if (r.kind === 'registry') {
+    // Pinned by the manager; a reference stored without a digest is resolved here, by this node.
+    const digest = r.digest ?? (await remoteDigest(r.name, r.tag, opts.tlsVerify ?? true))
+    // Stored under the name and digest it was pulled by: pulled once per node, whatever tag named it.
+    const tag = `${r.name}@${digest}`
+    if (!layoutTags(storeLayout(node)).some((t) => t.tag === tag)) {
+      mkdirSync(imagesDir(node), {recursive: true, mode: 0o700})
+      await pullByDigest(storeLayout(node), r.name, digest, tag, opts.tlsVerify ?? true)
+    }
+    return unpackFromLayout(node, storeLayout(node), tag)
+  }
   if (r.kind === 'oci') return unpackFromLayout(node, r.dir, r.tag)
   if (r.kind === 'store') {
     if (!layoutTags(storeLayout(node)).some((t) => t.tag === r.name))

@@ -18,8 +18,13 @@ export type ServiceMount =
  * commands of the node run in the same runtime (src/tasks/node-view.ts) with these settings.
  */
 export type ServiceContainer = {
-  /** --image as given: oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE or NAME[:TAG] (node's store). */
+  /**
+   * --image: oci:/DIR[:TAG], oci-archive:/FILE, docker-archive:/FILE, containers-storage:NAME,
+   * NAME[:TAG] (node's store), or a registry's HOST/NAME:TAG@DIGEST (pinned by the manager).
+   */
   image?: string
+  /** --tls-verify=false: the registry is reached over plain HTTP (or unverified TLS). */
+  tlsVerify?: false
   /** KEY=VALUE, --env-file's first, then --env. */
   env?: string[]
   workdir?: string
@@ -34,6 +39,7 @@ export type ServiceContainer = {
 
 export type ContainerRequest = {
   image?: string
+  tlsVerify?: boolean
   env?: string[]
   workdir?: string
   hostname?: string
@@ -136,7 +142,10 @@ export function containerSpec(req: ContainerRequest): {container?: ServiceContai
   }
   if (req.hostname !== undefined && (req.hostname.length > 253 || !HOSTNAME.test(req.hostname)))
     throw new UserError(`invalid --hostname '${req.hostname}': a DNS name`)
+  if (req.tlsVerify === false && (req.image === undefined || parseImageRef(req.image).kind !== 'registry'))
+    throw new UserError('--tls-verify is for an image on a registry (--image HOST/NAME[:TAG])')
   const c: ServiceContainer = req.image !== undefined ? {image: req.image} : {}
+  if (req.tlsVerify === false) c.tlsVerify = false
   if (req.env?.length) c.env = req.env.map(checkEnv)
   if (req.workdir !== undefined) c.workdir = checkPath('--workdir', req.workdir)
   if (req.hostname !== undefined) c.hostname = req.hostname
@@ -166,6 +175,7 @@ export function containerProblem(r: Record<string, unknown>): string | undefined
     return "'container' is malformed"
   if (c.readOnly !== undefined && c.readOnly !== true) return "'container.readOnly' is malformed"
   if (c.init !== undefined && c.init !== true) return "'container.init' is malformed"
+  if (c.tlsVerify !== undefined && c.tlsVerify !== false) return "'container.tlsVerify' is malformed"
   if (c.mounts !== undefined && !Array.isArray(c.mounts)) return "'container.mounts' is malformed"
   try {
     containerSpec({

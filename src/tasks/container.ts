@@ -25,6 +25,8 @@ import {buildNodeView} from './node-view.js'
  */
 export interface ContainerOptions {
   image?: string
+  /** false: its registry is reached without TLS verification (service create --tls-verify=false). */
+  tlsVerify?: false
   env?: string[]
   workdir?: string
   hostname?: string

@@ -315,7 +315,7 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
         command: spec.argv,
         extraEnv: spec.env ?? {},
         opts: spec.container!,
-        image: await resolveImage(spec.node, image),
+        image: await resolveImage(spec.node, image, {tlsVerify: spec.container!.tlsVerify !== false}),
         files,
         ...(spec.limits ? {limits: spec.limits} : {}),
       })

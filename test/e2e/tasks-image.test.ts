@@ -135,7 +135,7 @@ describe('tasks from an image, run by runc, in a 2-node lab', {timeout: 900_000}
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
     }
     refused(['--image', 'oci:relative/dir'], /oci: needs an absolute directory/)
-    refused(['--image', 'docker://busybox'], /transport is not supported/)
+    refused(['--image', 'dir:/srv/busybox'], /transport is not supported/)
     refused(['--env', '1A=x', '--', 'sleep', '1'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--env', '1A=x'], /invalid --env '1A=x'/)
     refused(['--image', `oci:${layout}`, '--mount', 'type=bind,target=/x'], /a bind mount needs source=\/PATH/)

@@ -15,8 +15,22 @@ describe('container flags', () => {
     assert.deepEqual(parseImageRef('oci:/srv/img:busybox:1.0'), {kind: 'oci', dir: '/srv/img', tag: 'busybox:1.0'})
     assert.deepEqual(parseImageRef('docker-archive:/a.tar'), {kind: 'docker-archive', file: '/a.tar'})
     assert.deepEqual(parseImageRef('busybox'), {kind: 'store', name: 'busybox:latest'})
-    assert.throws(() => parseImageRef('docker://busybox'), /docker: transport is not supported/)
+    assert.throws(() => parseImageRef('dir:/srv/img'), /dir: transport is not supported/)
     assert.throws(() => parseImageRef('Bad Name'), /not an image reference/)
+  })
+
+  test("registry references: Docker's rule for a host (a dot, a port or localhost), docker:// as skopeo reads it", () => {
+    const D = `sha256:${'ab'.repeat(32)}`
+    assert.deepEqual(parseImageRef('127.0.0.1:5000/site:1'), {kind: 'registry', name: '127.0.0.1:5000/site', tag: '1'})
+    assert.deepEqual(parseImageRef('registry.example/a/b'), {kind: 'registry', name: 'registry.example/a/b', tag: 'latest'})
+    assert.deepEqual(parseImageRef(`localhost/site:2@${D}`), {kind: 'registry', name: 'localhost/site', tag: '2', digest: D})
+    assert.deepEqual(parseImageRef('docker://busybox'), {kind: 'registry', name: 'docker.io/library/busybox', tag: 'latest'})
+    assert.deepEqual(parseImageRef('docker://127.0.0.1:5000/site:1'), {kind: 'registry', name: '127.0.0.1:5000/site', tag: '1'})
+    // Without a host the name stays the node's store's: swarmnet never goes to Docker Hub unasked.
+    assert.deepEqual(parseImageRef('library/busybox:1'), {kind: 'store', name: 'library/busybox:1'})
+    assert.throws(() => parseImageRef('docker:busybox'), /docker: needs \/\//)
+    assert.throws(() => parseImageRef('127.0.0.1:5000/Site'), /not a registry reference/)
+    assert.throws(() => parseImageRef('127.0.0.1:5000/site@sha256:12'), /not a registry reference/)
   })
 
   test("--mount in the docker CLI's syntax", () => {
