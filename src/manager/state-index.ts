@@ -18,6 +18,8 @@ export interface IndexSource {
   onChange(listener: (key: string, value: Json | undefined, old: Json | undefined) => void, opts?: {first?: boolean}): () => void
   /** Bumped when the source is loaded again (a store reopened): the index is then rebuilt. */
   readonly epoch?: number
+  /** A source that keeps its index itself (an etcd request: its manager's shared one, etcd-index.ts). */
+  ownIndex?(): StateIndex
 }
 
 type ListedKind = 'service' | 'task' | 'node' | 'network' | 'attachment'
@@ -398,6 +400,7 @@ const indexes = new WeakMap<object, {ix: StateIndex; epoch: number | undefined}>
 
 /** The index of a source, built on first use and kept up to date from its changes. */
 export function indexOf(src: IndexSource): StateIndex {
+  if (src.ownIndex) return src.ownIndex()
   const have = indexes.get(src)
   if (have && have.epoch === src.epoch) return have.ix
   const ix = StateIndex.build(src.list(''))
