@@ -112,19 +112,37 @@ export class EtcdBackend implements DesiredBackend {
   private queue: Promise<void> = Promise.resolve()
 
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
+    // Decided first over the copy as it is, without asking etcd where it is (a round trip): a
+    // copy behind etcd makes the transaction fail its compares and the request is decided again
+    // once caught up, never a wrong write. A refusal, or an answer that changes nothing, is only
+    // given over a copy caught up with etcd as it was when that attempt began (a service just
+    // removed on another manager is gone, a network just created there is found).
+    let caughtUp = false
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const snap = await this.etcd('read', () => this.current())
-      // The manager's logic runs over the shared index, its writes on top until it returns.
-      const {view, result} = this.index.lend(snap.records, (ix, write) => {
-        const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write)
-        const result = fn(
-          new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
-            addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
-          }),
-        )
-        return {view, result}
-      })
+      const snap = await this.etcd('read', () => (caughtUp ? this.current() : this.cache.snapshot()))
+      let decided: {view: RequestView; result: T}
+      try {
+        // The manager's logic runs over the shared index, its writes on top until it returns.
+        decided = this.index.lend(snap.records, (ix, write) => {
+          const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write)
+          const result = fn(
+            new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
+              addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
+            }),
+          )
+          return {view, result}
+        })
+      } catch (e) {
+        if (caughtUp || !isUserError(e as Error)) throw e
+        caughtUp = true
+        continue
+      }
+      const {view, result} = decided
       if (view.ops.size === 0) {
+        if (!caughtUp) {
+          caughtUp = true
+          continue
+        }
         view.applySideEffects()
         return result
       }
@@ -147,6 +165,8 @@ export class EtcdBackend implements DesiredBackend {
       this.retries++
       if (wopts.asLeader && guard !== undefined && !(await this.stillLeader(guard)))
         throw new UserError('this manager is no longer the leader: placement is left to the new one')
+      // The copy first catches up with the revision etcd answered with (the winner's commit in it).
+      await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
       // Someone else committed first: decide again, after a short random pause so racers spread out.
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
     }
