@@ -117,7 +117,8 @@ export class EtcdBackend implements DesiredBackend {
     // once caught up, never a wrong write. A refusal, or an answer that changes nothing, is only
     // given over a copy caught up with etcd as it was when that attempt began (a service just
     // removed on another manager is gone, a network just created there is found).
-    let caughtUp = false
+    // The leader's placement pass mostly changes nothing: it catches up first rather than decide twice.
+    let caughtUp = wopts.asLeader === true
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const snap = await this.etcd('read', () => (caughtUp ? this.current() : this.cache.snapshot()))
       let decided: {view: RequestView; result: T}
