@@ -227,8 +227,8 @@ export async function benchScale(
       for (const name of made) manager.removeService(name)
       await store.sync()
     }
-    // etcd: every request reads the whole prefix, so by default it is measured up to 1,000 services.
-    const etcdMax = Math.min(max, opts.etcdServices ?? 1000)
+    // etcd: requests decide over one index kept from the watch, so it is measured up to 10,000 too.
+    const etcdMax = Math.min(max, opts.etcdServices ?? 10000)
     if (etcdMax >= 100) {
       const e = await benchScaleEtcd(SIZES.filter((s) => s <= etcdMax))
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v

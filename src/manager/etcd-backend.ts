@@ -1,6 +1,7 @@
 // Desired state in etcd: every manager may serve a request. One request is
 // one run of the manager's own logic over the manager's copy of etcd (the
-// request view over etcd-cache.ts: one read of the prefix, then a watch), then
+// request view over etcd-cache.ts: one read of the prefix, then a watch; its
+// questions answered by the manager's one index, etcd-index.ts), then
 // one transaction that writes what it decided and claims its allocations
 // (etcd-keys.ts). The transaction holds only if nothing it relied on changed:
 // each record it writes, each network its records name and each allocation it
@@ -28,8 +29,9 @@ import {
 } from './backend.js'
 import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf, hostPortsOf} from './etcd-keys.js'
 import {EtcdCache, type CachedKv} from './etcd-cache.js'
+import {EtcdIndex, type Write} from './etcd-index.js'
 import {Manager} from './manager.js'
-import type {IndexSource} from './state-index.js'
+import type {IndexSource, StateIndex} from './state-index.js'
 
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
 type Snapshot = ReadonlyMap<string, CachedKv>
@@ -74,13 +76,18 @@ export class EtcdBackend implements DesiredBackend {
   /** The copy of the prefix requests and mirror() read (started by the first of them). */
   readonly cache: EtcdCache
 
+  /** The index requests decide over, kept from the copy's watch and the node's store (etcd-index.ts). */
+  readonly index: EtcdIndex
+
   constructor(private readonly opts: EtcdBackendOptions) {
     this.ns = opts.client.namespace(opts.prefix)
     this.cache = new EtcdCache(this.ns, opts.log)
+    this.index = new EtcdIndex(this.cache, opts.local)
   }
 
   /** Stops the copy's watch (before the client is closed). */
   close(): void {
+    this.index.close()
     this.cache.close()
   }
 
@@ -105,15 +112,38 @@ export class EtcdBackend implements DesiredBackend {
   private queue: Promise<void> = Promise.resolve()
 
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
+    // Decided first over the copy as it is, without asking etcd where it is (a round trip): a
+    // copy behind etcd makes the transaction fail its compares and the request is decided again
+    // once caught up, never a wrong write. A refusal, or an answer that changes nothing, is only
+    // given over a copy caught up with etcd as it was when that attempt began (a service just
+    // removed on another manager is gone, a network just created there is found).
+    // The leader's placement pass mostly changes nothing: it catches up first rather than decide twice.
+    let caughtUp = wopts.asLeader === true
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const snap = await this.etcd('read', () => this.current())
-      const view = new RequestView(snap.records, this.opts.local, this.opts.selfId)
-      const result = fn(
-        new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
-          addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
-        }),
-      )
+      const snap = await this.etcd('read', () => (caughtUp ? this.current() : this.cache.snapshot()))
+      let decided: {view: RequestView; result: T}
+      try {
+        // The manager's logic runs over the shared index, its writes on top until it returns.
+        decided = this.index.lend(snap.records, (ix, write) => {
+          const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write)
+          const result = fn(
+            new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
+              addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
+            }),
+          )
+          return {view, result}
+        })
+      } catch (e) {
+        if (caughtUp || !isUserError(e as Error)) throw e
+        caughtUp = true
+        continue
+      }
+      const {view, result} = decided
       if (view.ops.size === 0) {
+        if (!caughtUp) {
+          caughtUp = true
+          continue
+        }
         view.applySideEffects()
         return result
       }
@@ -136,6 +166,8 @@ export class EtcdBackend implements DesiredBackend {
       this.retries++
       if (wopts.asLeader && guard !== undefined && !(await this.stillLeader(guard)))
         throw new UserError('this manager is no longer the leader: placement is left to the new one')
+      // The copy first catches up with the revision etcd answered with (the winner's commit in it).
+      await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
       // Someone else committed first: decide again, after a short random pause so racers spread out.
       await new Promise((r) => setTimeout(r, Math.random() * 5 * (attempt + 1)))
     }
@@ -454,7 +486,7 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
 class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
   private readonly sideEffects: (() => void)[] = []
-  /** The request's index (state-index.ts), told of each desired write as the store tells its own. */
+  /** Told of each desired write as the store tells its own. */
   private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
 
   constructor(
@@ -462,7 +494,15 @@ class RequestView implements DesiredStore, IndexSource {
     private readonly state: ReadonlyMap<string, Json>,
     private readonly local: Store,
     private readonly selfId: string,
+    /** The manager's shared index, lent to this request (etcd-index.ts): its writes go on it through write. */
+    private readonly index: StateIndex,
+    private readonly write: Write,
   ) {}
+
+  /** The manager's index (state-index.ts's indexOf asks): not one built per request. */
+  ownIndex(): StateIndex {
+    return this.index
+  }
 
   get<T extends Json = Json>(key: string): T | undefined {
     if (!isDesiredKey(key)) return this.local.get<T>(key)
@@ -498,6 +538,7 @@ class RequestView implements DesiredStore, IndexSource {
     if (isDesiredKey(key)) {
       const old = this.get(key)
       this.ops.set(key, value)
+      this.write(key, value, old)
       for (const l of this.listeners) l(key, value, old)
     } else this.sideEffects.push(() => this.local.put(key, value))
     return {key, value, version: {clock: 0, node: this.selfId}}
@@ -508,6 +549,7 @@ class RequestView implements DesiredStore, IndexSource {
       const old = this.get(key)
       if (old === undefined) return undefined
       this.ops.set(key, null)
+      this.write(key, undefined, old)
       for (const l of this.listeners) l(key, undefined, old)
     } else {
       if (this.local.get(key) === undefined) return undefined

@@ -13,6 +13,9 @@ import {STATE} from './etcd-keys.js'
 /** A key's value (and, for desired state, its parsed record) and its mod revision. */
 export type CachedKv = {value: string; mod: string}
 
+/** A desired-state record changed (key without STATE; undefined: absent). */
+export type RecordListener = (key: string, value: Json | undefined, old: Json | undefined) => void
+
 export class EtcdCache {
   /** key (without the prefix) -> value and mod revision: what one range read of the prefix would find. */
   private kvs = new Map<string, CachedKv>()
@@ -26,6 +29,8 @@ export class EtcdCache {
   private loading: Promise<void> | undefined
   private waiters: {rev: number; done: (ok: boolean) => void}[] = []
   private closed = false
+  /** Told each change of a record the watch brings (not a whole read: see listings). */
+  private readonly recordListeners = new Set<RecordListener>()
 
   constructor(
     private readonly ns: Namespace,
@@ -60,6 +65,15 @@ export class EtcdCache {
     })
     if (!ok) this.drop()
     return ok
+  }
+
+  /**
+   * Calls listener with each record change the watch applies, as it applies it. A whole read
+   * (load) replaces the records without calling it: it bumps listings instead.
+   */
+  onRecord(listener: RecordListener): () => void {
+    this.recordListeners.add(listener)
+    return () => this.recordListeners.delete(listener)
   }
 
   /** Stops watching: the next snapshot() reads the prefix again (what a broken watch leads to). */
@@ -135,14 +149,21 @@ export class EtcdCache {
       if (ev.type === 'Put') {
         const value = ev.kv.value.toString()
         this.kvs.set(key, {value, mod: ev.kv.mod_revision})
-        if (key.startsWith(STATE)) this.records.set(key.slice(STATE.length), JSON.parse(value) as Json)
+        if (key.startsWith(STATE)) this.setRecord(key.slice(STATE.length), JSON.parse(value) as Json)
       } else {
         this.kvs.delete(key)
-        if (key.startsWith(STATE)) this.records.delete(key.slice(STATE.length))
+        if (key.startsWith(STATE)) this.setRecord(key.slice(STATE.length), undefined)
       }
     }
     this.revision = Math.max(this.revision, Number(res.header.revision))
     this.wake()
+  }
+
+  private setRecord(key: string, value: Json | undefined): void {
+    const old = this.records.get(key)
+    if (value === undefined) this.records.delete(key)
+    else this.records.set(key, value)
+    for (const l of this.recordListeners) l(key, value, old)
   }
 
   private wake(): void {

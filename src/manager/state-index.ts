@@ -18,6 +18,8 @@ export interface IndexSource {
   onChange(listener: (key: string, value: Json | undefined, old: Json | undefined) => void, opts?: {first?: boolean}): () => void
   /** Bumped when the source is loaded again (a store reopened): the index is then rebuilt. */
   readonly epoch?: number
+  /** A source that keeps its index itself (an etcd request: its manager's shared one, etcd-index.ts). */
+  ownIndex?(): StateIndex
 }
 
 type ListedKind = 'service' | 'task' | 'node' | 'network' | 'attachment'
@@ -36,6 +38,12 @@ class NetworkAddresses {
    * not walk the whole network again for each.
    */
   readonly dropped = new Set<number>()
+  /**
+   * For a search from a start (managers on etcd, AddressPool.free(start)): start -> a mark such
+   * that every address from the start up to the mark is held (or the gateway). Lowered when one
+   * there is let go; a search walks on from the mark, not over all its manager gave before.
+   */
+  readonly marks = new Map<number, number>()
   /** Held addresses inside the network's subnet that are neither its gateway nor outside: undefined = count again. */
   private inside: number | undefined = undefined
   private cidr: Cidr | undefined
@@ -47,6 +55,7 @@ class NetworkAddresses {
     this.inside = undefined
     this.low = 0
     this.dropped.clear()
+    this.marks.clear()
   }
 
   add(ip: string, owner: Owner): void {
@@ -67,7 +76,9 @@ class NetworkAddresses {
     this.holders.delete(ip)
     if (this.inside !== undefined && this.counts(ip)) this.inside--
     const n = tryParseIpv4(ip)
-    if (n !== undefined && n < this.low) this.dropped.add(n)
+    if (n === undefined) return
+    if (n < this.low) this.dropped.add(n)
+    for (const [from, mark] of this.marks) if (n >= from && n < mark) this.marks.set(from, n)
   }
 
   /** Held addresses freeAddressCount would count: inside the subnet, not its gateway. */
@@ -339,8 +350,14 @@ export class AddressPool {
   *free(start?: number): Generator<string> {
     if (start !== undefined) {
       const from = this.first + Math.floor(Math.min(Math.max(start, 0), 1) * (this.last - this.first))
+      // From the start up to its mark every address is held: the mark moves up past what is held
+      // first, and below it only what this plan frees may be free (as for the lowest-free search).
+      let mark = Math.max(from, this.a.marks.get(from) ?? from)
+      while (mark < this.last && (mark === this.gw || this.a.holders.has(formatIpv4(mark)))) mark++
+      this.a.marks.set(from, mark)
+      for (const n of this.freed) if (n >= from && n < mark && n !== this.gw && !this.has(formatIpv4(n))) yield formatIpv4(n)
       for (const [lo, hi] of [
-        [from, this.last],
+        [mark, this.last],
         [this.first, from],
       ] as const)
         for (let n = lo; n < hi; n++) if (n !== this.gw && !this.has(formatIpv4(n))) yield formatIpv4(n)
@@ -398,6 +415,7 @@ const indexes = new WeakMap<object, {ix: StateIndex; epoch: number | undefined}>
 
 /** The index of a source, built on first use and kept up to date from its changes. */
 export function indexOf(src: IndexSource): StateIndex {
+  if (src.ownIndex) return src.ownIndex()
   const have = indexes.get(src)
   if (have && have.epoch === src.epoch) return have.ix
   const ix = StateIndex.build(src.list(''))

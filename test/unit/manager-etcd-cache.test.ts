@@ -3,7 +3,11 @@
 // the copy, once it holds the last write's revision, equals a fresh read of the whole prefix;
 // also after its watch was dropped while etcd compacted the revisions it would resume from
 // (it reads the prefix again). And through the backend: a request's own commit is in the copy
-// the next request reads (read-your-writes), with no read of the prefix per request.
+// the next request reads (read-your-writes), with no read of the prefix per request; and the
+// index requests decide over (etcd-index.ts), shared by all of a manager's requests and kept from
+// the watch, its own commits and the node's store, equals one built by a full scan after random
+// sequences of requests on two managers (the other's seen only through the watch), refused
+// requests, raw writes and node changes, without being built again.
 import assert from 'node:assert/strict'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -14,11 +18,16 @@ import {Etcd3} from 'etcd3'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {EtcdCache} from '../../src/manager/etcd-cache.js'
 import {etcdClient} from '../../src/manager/etcd-client.js'
+import {StateIndex} from '../../src/manager/state-index.js'
+import {isUserError} from '../../src/model/errors.js'
+import type {Network, NodeRecord} from '../../src/model/types.js'
+import type {Json} from '../../src/store/json.js'
 import {valueProblem} from '../../src/model/shape.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
 import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
 import {clusterSpec, etcdClusterNodes} from './model-records.js'
+import {shape} from './state-index-shape.js'
 
 let etcd: TestEtcd
 const clients: Etcd3[] = []
@@ -35,6 +44,23 @@ after(async () => {
   await etcd?.stop()
   for (const d of dirs) rmSync(d, {recursive: true, force: true})
 })
+
+/** Two managers on one prefix, each with its own gossip store holding the cluster's nodes. */
+async function twoManagers(prefix: string, beforeCommit?: () => Promise<void>): Promise<[EtcdBackend, EtcdBackend]> {
+  const managers = ['m1', 'm2'].map((id) => {
+    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-cache-'))
+    dirs.push(dir)
+    const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
+    closers.push(() => local.close())
+    for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
+    const c = etcdClient({endpoints: [etcd.endpoint], prefix})
+    clients.push(c)
+    const b = new EtcdBackend({client: c, prefix, local, selfId: id, endpoints: [etcd.endpoint], beforeCommit})
+    closers.push(() => b.close())
+    return b
+  })
+  return managers as [EtcdBackend, EtcdBackend]
+}
 
 const client = () => {
   const c = new Etcd3({hosts: etcd.endpoint})
@@ -131,19 +157,8 @@ test('a copy whose watch was dropped while etcd compacted reads the prefix again
 
 test('through the backend: each request reads its own commits from the copy, other managers reach it by the watch', async () => {
   const prefix = `/cache-${++n}/`
-  const managers = ['m1', 'm2'].map((id) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-cache-'))
-    dirs.push(dir)
-    const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
-    closers.push(() => local.close())
-    for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
-    const c = etcdClient({endpoints: [etcd.endpoint], prefix})
-    clients.push(c)
-    const b = new EtcdBackend({client: c, prefix, local, selfId: id, endpoints: [etcd.endpoint]})
-    closers.push(() => b.close())
-    return b
-  })
-  const [m1, m2] = managers as [EtcdBackend, EtcdBackend]
+  const managers = await twoManagers(prefix)
+  const [m1, m2] = managers
   await m1.importRecords([{key: 'cluster', value: clusterSpec()}])
   await m1.write((m) => m.createNetwork({name: 'net', subnet: '10.7.0.0/24'}))
   for (let i = 0; i < 10; i++) {
@@ -159,4 +174,171 @@ test('through the backend: each request reads its own commits from the copy, oth
     assert.deepEqual([...s.records].sort(), want)
     assert.equal(b.cache.listings, 1, 'one read of the prefix; the rest came by the watch')
   }
+})
+
+type IndexOp =
+  | {op: 'create'; by: 0 | 1; name: string; replicas: number}
+  | {op: 'scale'; by: 0 | 1; name: string; replicas: number}
+  | {op: 'rm'; by: 0 | 1; name: string}
+  | {op: 'raw'; name: string}
+  | {op: 'race'; name: string}
+  | {op: 'node'; by: 0 | 1; id: string; state: NodeRecord['state']}
+
+const svcName = fc.constantFrom('a', 'b', 'c')
+const by = fc.constantFrom(0 as const, 1 as const)
+const indexOpArb: fc.Arbitrary<IndexOp> = fc.oneof(
+  {weight: 3, arbitrary: fc.record({op: fc.constant('create' as const), by, name: svcName, replicas: fc.nat(3)})},
+  {weight: 2, arbitrary: fc.record({op: fc.constant('scale' as const), by, name: svcName, replicas: fc.nat(4)})},
+  fc.record({op: fc.constant('rm' as const), by, name: svcName}),
+  // A record written into etcd by no manager of this test (another version, a hand): the watch brings it.
+  fc.record({op: fc.constant('raw' as const), name: svcName}),
+  // Both managers create one name at once: one transaction loses, its decision is taken off the
+  // loser's index, it decides again and is refused (or both are, the name being taken already).
+  fc.record({op: fc.constant('race' as const), name: svcName}),
+  fc.record({
+    op: fc.constant('node' as const),
+    by,
+    id: fc.constantFrom('w1', 'w2'),
+    state: fc.constantFrom('ready' as const, 'down' as const),
+  }),
+)
+
+/** The index a full scan builds: etcd's records read now, and the store's other keys. */
+async function scanned(b: EtcdBackend): Promise<StateIndex> {
+  const entries: {key: string; value: Json | null}[] = b.local
+    .list('')
+    .filter((e) => !/^(cluster|network\/|service\/|task\/|attachment\/)/.test(e.key))
+  for (const [key, value] of await b.records()) entries.push({key, value})
+  return StateIndex.build(entries)
+}
+
+test('the index shared by requests equals a full scan after random requests on two managers, raw writes and node changes', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(indexOpArb, {minLength: 1, maxLength: 14}), async (ops) => {
+      const prefix = `/cache-${++n}/`
+      // A barrier for 'race': both transactions wait until both managers have decided.
+      let barrier: {arrived: number; open: () => void; opened: Promise<void>} | undefined
+      const ms = await twoManagers(prefix, async () => {
+        const b = barrier
+        if (!b) return
+        if (++b.arrived === 2) {
+          barrier = undefined
+          b.open()
+        }
+        await b.opened
+      })
+      await ms[0].importRecords([{key: 'cluster', value: clusterSpec()}])
+      await ms[0].write((m) => m.createNetwork({name: 'net', subnet: '10.9.0.0/24'}))
+      const raw = ms[0].ns
+      let rawId = 0
+      for (const o of ops) {
+        try {
+          if (o.op === 'create')
+            await ms[o.by].write((m) =>
+              m.createService({name: o.name, mode: 'replicated', replicas: o.replicas, networks: ['net'], command: []}),
+            )
+          else if (o.op === 'scale') await ms[o.by].write((m) => m.scaleService(o.name, o.replicas))
+          else if (o.op === 'rm') await ms[o.by].write((m) => m.removeService(o.name))
+          else if (o.op === 'race') {
+            const exists = [...(await ms[0].records())].some(
+              ([k, v]) => k.startsWith('service/') && (v as {name: string}).name === o.name,
+            )
+            let open = () => {}
+            const opened = new Promise<void>((r) => (open = r))
+            if (!exists) barrier = {arrived: 0, open, opened}
+            const results = await Promise.allSettled(
+              ms.map((b) =>
+                b.write((m) => m.createService({name: o.name, mode: 'replicated', replicas: 2, networks: ['net'], command: []})),
+              ),
+            )
+            barrier = undefined
+            assert.equal(results.filter((r) => r.status === 'fulfilled').length, exists ? 0 : 1, 'one of the racers made it')
+            for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
+          } else if (o.op === 'node') {
+            const local = ms[o.by].local
+            const node = local.get<NodeRecord>(keyOf('node', o.id))!
+            local.put(keyOf('node', o.id), {...node, state: o.state})
+          } else {
+            const id = `raw${++rawId}`
+            const net = [...(await ms[0].records())].find(([k]) => k.startsWith('network/'))![1] as Network
+            await raw.put(`state/service/${id}`).value(
+              JSON.stringify({
+                id,
+                name: `raw-${o.name}-${rawId}`,
+                mode: {replicas: 0},
+                networks: [net.id],
+                command: [],
+                endpointMode: 'vip',
+                vips: [{networkId: net.id, ip: `10.9.0.${200 + rawId}`}],
+                createdAt: 1,
+                updatedAt: 1,
+              }),
+            )
+          }
+        } catch (e) {
+          // Refused (a name taken, a service gone): the request's writes must not stay in the index.
+          if (!isUserError(e as Error)) throw e
+        }
+      }
+      // Both copies caught up with etcd: each manager's index equals a scan of etcd and its store.
+      const rev = Number((await raw.get('leader').exec()).header.revision)
+      for (const b of ms) {
+        // (A manager that served no request has not read its copy yet: this reads it.)
+        await b.cache.snapshot()
+        assert.ok(await b.cache.reach(rev, 5000), 'the copy reached etcd')
+        const s = await b.cache.snapshot()
+        const live = b.index.current(s.records)
+        const full = await scanned(b)
+        assert.deepEqual(shape(live), shape(full))
+        for (const net of full.networks.values()) {
+          const first = (g: Generator<string>) => [...Array(4)].map(() => g.next().value as string | undefined)
+          for (const start of [undefined, 0.25, 0.9])
+            assert.deepEqual(
+              first(live.pool(net, new Set(), [], []).free(start)),
+              first(full.pool(net, new Set(), [], []).free(start)),
+              `free addresses from ${start}`,
+            )
+        }
+        assert.equal(b.index.builds, 1, 'built once, then kept from changes')
+        assert.equal(b.cache.listings, 1)
+      }
+      for (const b of ms) b.close()
+    }),
+    {numRuns: 12},
+  )
+})
+
+/** How many range reads (gets) etcd has served, from its own metrics. */
+async function rangesServed(): Promise<number> {
+  const text = await (await fetch(`${etcd.endpoint}/metrics`)).text()
+  let n = 0
+  for (const line of text.split('\n'))
+    if (line.startsWith('grpc_server_handled_total{') && line.includes('grpc_method="Range"')) n += Number(line.split(' ').pop())
+  return n
+}
+
+test('a request over a current copy is one transaction: no read of etcd before it; a refusal is checked over a caught-up copy', async () => {
+  const prefix = `/cache-${++n}/`
+  const [m1, m2] = await twoManagers(prefix)
+  await m1.importRecords([{key: 'cluster', value: clusterSpec()}])
+  await m1.write((m) => m.createNetwork({name: 'net', subnet: '10.8.0.0/24'}))
+  const req = (name: string) => ({name, mode: 'replicated' as const, replicas: 1, networks: ['net'], command: []})
+  await m1.write((m) => m.createService(req('warm')))
+  const before = await rangesServed()
+  for (let i = 0; i < 5; i++) await m1.write((m) => m.createService(req(`s${i}`)))
+  // The metrics read itself is no gRPC call; the copy was read whole once, before.
+  assert.equal((await rangesServed()) - before, 0, 'no range read for five creates')
+  // Another manager removes a service and at once this one creates it again: over a copy not
+  // yet told of the removal the create would be refused; it is decided again over a caught-up copy.
+  for (let i = 0; i < 5; i++) {
+    await m2.write((m) => m.removeService(`s${i}`))
+    await m1.write((m) => m.createService(req(`s${i}`)))
+  }
+  // And a name taken is still refused, in one line.
+  await assert.rejects(
+    m1.write((m) => m.createService(req('s0'))),
+    (e: Error) => isUserError(e),
+  )
+  const names = (await m2.write((m) => m.read.services().map((s) => s.name))).sort()
+  assert.deepEqual(names, ['s0', 's1', 's2', 's3', 's4', 'warm'])
 })

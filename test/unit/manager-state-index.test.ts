@@ -25,6 +25,7 @@ import {keyOf} from '../../src/store/keys.js'
 import type {Entry} from '../../src/store/entry.js'
 import type {Store} from '../../src/store/store.js'
 import {clusterStore, putNode} from './manager-fixture.js'
+import {shape} from './state-index-shape.js'
 
 const NAMES = ['a', 'b', 'c', 'd', 'e']
 const NODES = ['b', 'c', 'd', 'e']
@@ -82,35 +83,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({op: fc.constant('reopen' as const)}),
   {weight: 3, arbitrary: fc.record({op: fc.constant('loop' as const), down: fc.option(fc.subarray(NODES), {freq: 4})})},
 )
-
-/** Everything an index answers, in a form two indexes can be compared by. */
-function shape(ix: StateIndex) {
-  const byKey = <T>(m: Map<string, T>) => [...m].sort(([a], [b]) => (a < b ? -1 : 1))
-  const sets = (m: Map<string, ReadonlyMap<string, unknown> | ReadonlySet<string>>) =>
-    [...m]
-      .map(([k, v]) => [k, [...v.keys()].sort()] as const)
-      .filter(([, v]) => v.length > 0)
-      .sort(([a], [b]) => (a < b ? -1 : 1))
-  const addresses = ix
-    .addressNetworks()
-    .map((n) => [n, [...ix.addressesOn(n)].map(([ip, o]) => [ip, [...o].sort()]).sort()] as const)
-    .filter(([, v]) => v.length > 0)
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-  return {
-    services: byKey(ix.services),
-    tasks: byKey(ix.tasks),
-    nodes: byKey(ix.nodes),
-    networks: byKey(ix.networks),
-    attachments: byKey(ix.attachments),
-    statuses: byKey(ix.statuses),
-    attachmentStatuses: byKey(ix.attachmentStatuses),
-    tasksByService: sets(ix.tasksByService),
-    tasksByNode: sets(ix.tasksByNode),
-    hostPorts: sets(ix.hostPorts),
-    addresses,
-    lists: (['service', 'task', 'node', 'network', 'attachment'] as const).map((k) => ix.list<{id: string}>(k).map((v) => v.id)),
-  }
-}
 
 /** The addresses in use on a network as the old code collected them: a scan of tasks, attachments and VIPs. */
 function scannedUsed(store: Store, net: Network): Set<string> {
