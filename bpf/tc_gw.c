@@ -34,7 +34,6 @@
 #include "mesh.h"
 #include "icmp.h"
 
-#define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
 #define TCX_NEXT TC_ACT_UNSPEC
 
@@ -82,7 +81,7 @@ static __always_inline int sn_gw_out(struct __sk_buff *skb, const struct sn_conf
 	end = (void *)(long)skb->data_end;
 	eth = data;
 	if (!sn_fits(eth, end))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_mac_copy(eth->h_dest, p.dmac);
 	sn_mac_copy(eth->h_source, p.smac);
 	return bpf_redirect(p.ifindex, 0);
@@ -196,12 +195,12 @@ static __always_inline int sn_gw_fits(struct __sk_buff *skb, __u32 vni)
 				return -1;
 			seg += tcp->doff * 4;
 		}
-		return seg > mtu ? sn_drop(SN_C_MESH_TOO_BIG) : -1;
+		return seg > mtu ? sn_tc_drop(SN_C_MESH_TOO_BIG) : -1;
 	}
 	if (skb->len - ETH_HLEN <= mtu)
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
-		return sn_drop(SN_C_MESH_TOO_BIG);
+		return sn_tc_drop(SN_C_MESH_TOO_BIG);
 	return sn_frag_needed_skb(skb, mtu, SN_C_MESH_FRAG_NEEDED, SN_C_MESH_TOO_BIG);
 }
 
@@ -257,18 +256,18 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	vni = ct->vni;
 	if (node == cfg->node_ip) {
 		if (sn_icmp_quote_nat(ip, end, 0, to_addr, to_port))
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 		sn_count(SN_C_MESH_ICMP_TO_CLIENT);
 		return sn_gw_out(skb, cfg, to_addr, rk.dst);
 	}
 	/* Back to the ingress node as the flow's replies go; it puts the published address and port in. */
 	if (in->daddr != to_addr)
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	eth = data;
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, rk.dst);
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }
@@ -298,7 +297,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (!cfg || !cfg->underlay_ifindex)
 		return TCX_NEXT;
 	if (sn_gw_to_node_port(skb, cfg))
-		return sn_drop(SN_C_GW_NODE_PORT);
+		return sn_tc_drop(SN_C_GW_NODE_PORT);
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
 	eth = data;
@@ -308,7 +307,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	/* The task speaks from its own addresses only: never for another task's flows. */
 	gw = bpf_map_lookup_elem(&sn_gateways, &ifindex);
 	if (gw && ip->saddr != gw->gw_ip && (!gw->ingress_ip || ip->saddr != gw->ingress_ip))
-		return sn_drop(SN_C_GW_SPOOFED);
+		return sn_tc_drop(SN_C_GW_SPOOFED);
 	if (gw && ip->protocol == IPPROTO_ICMP)
 		return sn_gw_icmp(skb, cfg, gw);
 	ports = (void *)(ip + 1);
@@ -323,7 +322,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 		 * any task connection, except from an ingress address (a lost mesh reply).
 		 */
 		if (mc && mc->ingress_vni && sn_gw_ingress_addr(ip->saddr, mc->ingress_vni))
-			return sn_drop(SN_C_MESH_UNTRACKED);
+			return sn_tc_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
 	from = ip->saddr;
@@ -338,18 +337,18 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (!ct) {
 		/* A task's own connections leave from its gateway-bridge address; one from its ingress address is a lost mesh reply. */
 		if (gw->ingress_ip && from == gw->ingress_ip)
-			return sn_drop(SN_C_MESH_UNTRACKED);
+			return sn_tc_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
 	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	client = ip->daddr;
 	if (ct->node == cfg->node_ip) {
 		if (!ct->addr)
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 		to_addr = ct->addr;
 		to_port = ct->port;
 		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, to_port))
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 		if (tflags & SN_TCP_RST) {
 			/* The backend ended the flow: both entries go, the RST itself translated first. */
 			fk.src = client;
@@ -368,7 +367,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	to_addr = ct->addr;
 	node = ct->node;
 	if (!to_addr)
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	/* Too large for the way back (the datagram as the task sent it, before any NAT): refused before it is translated. */
 	{
 		int verdict = sn_gw_fits(skb, vni);
@@ -381,7 +380,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 		sn_mesh_reset(&rk, NULL);
 	if (from != to_addr) {
 		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, rk.sport))
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 	}
 	if (rk.proto == IPPROTO_TCP) {
 		__u16 mtu = sn_net_mtu(vni);
@@ -394,11 +393,11 @@ int sn_tc_gw(struct __sk_buff *skb)
 	eth = data;
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, client);
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }

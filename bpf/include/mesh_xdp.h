@@ -15,10 +15,10 @@
 
 /*
  * Verdicts are returned as constants (bpf_redirect with no flags always gives
- * XDP_REDIRECT): the verifier then sees that a caller given a verdict never
- * reads the packet again, which a helper's return value would not prove.
+ * XDP_REDIRECT; drops are sn_xdp_drop, maps.h): the verifier then sees that a
+ * caller given a verdict never reads the packet again, which a helper's return
+ * value would not prove.
  */
-#define sn_mesh_drop(counter) ({ sn_count(counter); XDP_DROP; })
 
 /*
  * Out of the underlay towards `dst`, from `src`: the next hop's MAC from the
@@ -143,16 +143,16 @@ static __always_inline int sn_mesh_xdp_encap(struct xdp_md *ctx, const struct sn
 	__u32 inner_len = end - data, hash;
 
 	if (!sn_fits(ip, end))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	hash = sn_flow_hash(ip, end);
 	if (bpf_xdp_adjust_head(ctx, -(int)SN_VXLAN_OVERHEAD))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	outer = data;
 	h = (void *)(outer + 1);
 	if ((void *)h + SN_VXLAN_OVERHEAD > end)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	outer->h_proto = bpf_htons(ETH_P_IP);
 	sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
 	return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
@@ -175,7 +175,7 @@ static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
 	__be32 client, published;
 
 	if (!sn_fits(ip, end))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	client = ip->saddr;
 	published = ip->daddr;
 	sn_mac_copy(back.peer_mac, eth->h_source);
@@ -183,16 +183,16 @@ static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
 	/* Shrink first (less to keep), then room in front for the two headers; the Ethernet header is written anew. */
 	if (bpf_xdp_adjust_tail(ctx, (int)(ETH_HLEN + SN_ICMP_QUOTE) - (int)(end - data)) ||
 	    bpf_xdp_adjust_head(ctx, -(int)sizeof(struct sn_icmp_frag)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	h = (void *)(eth + 1);
 	if ((void *)(h + 1) > end)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	if (sn_icmp_frag_fill(h, end, published, client, mtu))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_FRAG_NEEDED);
 	return sn_mesh_xdp_out(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
 }
@@ -218,7 +218,7 @@ static __always_inline int sn_mesh_fits(struct xdp_md *ctx, const struct iphdr *
 	if (!mtu || len <= mtu)
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
-		return sn_mesh_drop(SN_C_MESH_TOO_BIG);
+		return sn_xdp_drop(SN_C_MESH_TOO_BIG);
 	return sn_mesh_frag_needed(ctx, mtu);
 }
 
@@ -362,7 +362,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		backend = sn_mesh_pick(mp, ip, ports, &fwd);
 		if (!backend) {
 			sn_mesh_account(&pk, end - data, 0);
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		}
 		new_flow = 1;
 	}
@@ -393,7 +393,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		fwd.flags = 0;
 		fwd.seen = rev.seen = now ? now : sn_mesh_now();
 		if (bpf_map_update_elem(map, &rk, &rev, BPF_ANY) || bpf_map_update_elem(map, &fk, &fwd, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
+			return sn_xdp_drop(SN_C_MESH_DROP);
 		/*
 		 * An older flow's established reply entry under the same key (the client
 		 * reused its port, to another node or published port of the same backend)
@@ -406,7 +406,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_ACK) {
 			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY) ||
 			    bpf_map_update_elem(&sn_mesh_ct, &fk, &fwd, BPF_ANY))
-				return sn_mesh_drop(SN_C_MESH_DROP);
+				return sn_xdp_drop(SN_C_MESH_DROP);
 			bpf_map_delete_elem(&sn_mesh_syn, &rk);
 			bpf_map_delete_elem(&sn_mesh_syn, &fk);
 		}
@@ -432,7 +432,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_mac_copy(eth->h_dest, mp->mac);
 		sn_count(SN_C_MESH_LOCAL);
 		bpf_redirect(mp->ifindex, 0);
@@ -443,7 +443,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		ek.ip = backend;
 		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
 		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_mac_copy(eth->h_dest, ep->mac);
 		sn_count(SN_C_MESH_LOCAL);
 		bpf_redirect(ep->ifindex, 0);
@@ -523,7 +523,7 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	target = ct->port;
 	vni = ct->vni;
 	if (sn_icmp_quote_nat(ip, end, 1, backend, target))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_ICMP_TO_BACKEND);
 	if (!vni) {
 		/* Host mode: the task behind the published port, as its requests go. */
@@ -531,7 +531,7 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 		pk.proto = fk.proto;
 		mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
 		if (!mp || mp->mode != SN_MESH_HOST || !mp->ifindex || mp->addr != backend)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_mac_copy(eth->h_dest, mp->mac);
 		bpf_redirect(mp->ifindex, 0);
 		return XDP_REDIRECT;
@@ -541,7 +541,7 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 		ek.ip = backend;
 		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
 		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_mac_copy(eth->h_dest, ep->mac);
 		bpf_redirect(ep->ifindex, 0);
 		return XDP_REDIRECT;
@@ -583,7 +583,7 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 		return -1;
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_DECAP);
 	bpf_redirect(ep->ifindex, 0);
 	return XDP_REDIRECT;
@@ -628,13 +628,13 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	addr = ct->addr;
 	port = ct->port;
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end) || ip->ihl != 5 || sn_icmp_quote_nat(ip, end, 0, addr, port))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_ICMP_TO_CLIENT);
 	return sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
@@ -697,7 +697,7 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
 		rev.seen = sn_mesh_now();
 		if (bpf_map_update_elem(&sn_mesh_syn, &rk, &rev, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
+			return sn_xdp_drop(SN_C_MESH_DROP);
 		/* A new flow under an older one's key (the client reused its port via another node): the old entry goes. */
 		bpf_map_delete_elem(&sn_mesh_ct, &rk);
 	} else if (tflags & SN_TCP_RST) {
@@ -712,14 +712,14 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 			rev.seen = now ? now : sn_mesh_now();
 			rev.flags = (tflags & SN_TCP_FIN) ? SN_MESH_CT_FIN_CLIENT : 0;
 			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
-				return sn_mesh_drop(SN_C_MESH_DROP);
+				return sn_xdp_drop(SN_C_MESH_DROP);
 			if (iip->protocol == IPPROTO_TCP)
 				bpf_map_delete_elem(&sn_mesh_syn, &rk);
 		}
 	}
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_DECAP);
 	bpf_redirect(ep->ifindex, 0);
 	return XDP_REDIRECT;
@@ -760,14 +760,14 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	tflags = iip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	ip = (void *)(eth + 1);
 	ports = (void *)(ip + 1);
 	if (!sn_fits(ports, end) || ip->ihl != 5)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	addr = ct->addr;
 	port = ct->port;
 	sn_nat_direct(ip, end, &ip->saddr, &ports->source, addr, port);
