@@ -38,15 +38,6 @@
 #define SN_PROBE_REPLY 2
 #define SN_PROBE_KEYS 256 /* one slot per cluster key id (src/gossip/keyring.ts: 0-255) */
 
-/* A key slot: valid only with SN_PROBE_KEY_SET (an unset slot is zeros, a key anyone knows). */
-struct sn_probe_key {
-	__u8 key[16];
-	__u32 flags;
-	__u32 pad;
-};
-
-#define SN_PROBE_KEY_SET 0x1
-
 struct sn_probe {
 	__u32 magic;
 	__u8 version;
