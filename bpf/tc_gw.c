@@ -37,16 +37,6 @@
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
 #define TCX_NEXT TC_ACT_UNSPEC
 
-/* The reply's source address and port rewritten, with the kernel's checksum helpers (nat.h). */
-static __always_inline int sn_gw_nat(struct __sk_buff *skb, __u8 proto, __be32 from_addr, __be32 to_addr,
-				     __be16 from_port, __be16 to_port)
-{
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), from_addr, to_addr, proto) ||
-	    sn_nat_port_tc(skb, __builtin_offsetof(struct sn_ports, source), from_port, to_port, proto))
-		return -1;
-	return 0;
-}
-
 /* The SYN-ACK's MSS option lowered to what the overlay carries; the kernel's helper keeps a partial checksum right. */
 static __always_inline void sn_gw_clamp_mss(struct __sk_buff *skb, __u16 mss)
 {
@@ -347,7 +337,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 			return sn_tc_drop(SN_C_MESH_DROP);
 		to_addr = ct->addr;
 		to_port = ct->port;
-		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, to_port))
+		if (sn_nat_tc(skb, rk.proto, SN_NAT_SRC, from, to_addr, 1, rk.sport, to_port))
 			return sn_tc_drop(SN_C_MESH_DROP);
 		if (tflags & SN_TCP_RST) {
 			/* The backend ended the flow: both entries go, the RST itself translated first. */
@@ -379,7 +369,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (tflags & SN_TCP_RST)
 		sn_mesh_reset(&rk, NULL);
 	if (from != to_addr) {
-		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, rk.sport))
+		if (sn_nat_tc(skb, rk.proto, SN_NAT_SRC, from, to_addr, 1, rk.sport, rk.sport))
 			return sn_tc_drop(SN_C_MESH_DROP);
 	}
 	if (rk.proto == IPPROTO_TCP) {

@@ -301,8 +301,8 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 			sn_count(SN_C_LB_HAIRPIN);
 			*backend = ck.src;
 			/* VIP:port -> task becomes VIP:port as source, the task as destination: the two addresses swap. */
-			if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto) ||
-			    sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, ck.src, proto))
+			if (sn_nat_tc(skb, proto, SN_NAT_SRC, ck.src, ck.dst, 0, 0, 0) ||
+			    sn_nat_tc(skb, proto, SN_NAT_DST, ck.dst, ck.src, 0, 0, 0))
 				return sn_tc_drop(SN_C_LB_DROP_OTHER);
 			return -1;
 		}
@@ -368,10 +368,10 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	}
 	if (hairpin) {
 		sn_count(SN_C_LB_HAIRPIN);
-		if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto))
+		if (sn_nat_tc(skb, proto, SN_NAT_SRC, ck.src, ck.dst, 0, 0, 0))
 			return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	}
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, *backend, proto))
+	if (sn_nat_tc(skb, proto, SN_NAT_DST, ck.dst, *backend, 0, 0, 0))
 		return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	return -1;
 }
@@ -413,7 +413,7 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	if (ck.proto == IPPROTO_UDP && !sn_ct_udp_alive(ct, sn_now_s()))
 		return;
 	tflags = ck.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))
+	if (sn_nat_tc(skb, ck.proto, SN_NAT_SRC, ck.src, ct->addr, 0, 0, 0))
 		return;
 	sn_count(SN_C_LB_REV_NAT);
 	sn_ct_reply_seen(&ck, ct, tflags);

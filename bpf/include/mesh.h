@@ -151,40 +151,6 @@ static __always_inline void sn_mac_of_ip(__u8 *mac, __be32 ip)
 	__builtin_memcpy(mac + 2, &ip, 4);
 }
 
-/* sn_csum_replace2/4: RFC 1624, in nat.h. */
-
-/*
- * Rewrite one address and one port of a plain IPv4 TCP/UDP packet whose
- * checksums are whole (XDP): `addr`/`port` point into the packet.
- */
-static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, __be32 *addr, __be16 *port,
-					  __be32 to_addr, __be16 to_port)
-{
-	__be32 from_addr = *addr;
-	__be16 from_port = *port;
-
-	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)(ip + 1);
-
-		if (sn_fits(tcp, end)) {
-			tcp->check = sn_csum_replace4(tcp->check, from_addr, to_addr);
-			tcp->check = sn_csum_replace2(tcp->check, from_port, to_port);
-		}
-	} else {
-		struct udphdr *udp = (void *)(ip + 1);
-
-		if (sn_fits(udp, end) && udp->check) {
-			udp->check = sn_csum_replace4(udp->check, from_addr, to_addr);
-			udp->check = sn_csum_replace2(udp->check, from_port, to_port);
-			if (!udp->check)
-				udp->check = 0xffff;
-		}
-	}
-	ip->check = sn_csum_replace4(ip->check, from_addr, to_addr);
-	*addr = to_addr;
-	*port = to_port;
-}
-
 /*
  * A SYN's MSS option, when it is the first option (as Linux, Windows and
  * the BSDs send it), lowered to `mss`, what fits the overlay: the peer then

@@ -428,7 +428,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (new_flow)
 		sn_count(SN_C_MESH_NEW_FLOW);
 
-	sn_nat_direct(ip, end, &ip->daddr, &ports->dest, backend, mp->target);
+	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target);
 
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
@@ -770,7 +770,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	addr = ct->addr;
 	port = ct->port;
-	sn_nat_direct(ip, end, &ip->saddr, &ports->source, addr, port);
+	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_REPLY);
 	verdict = sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
