@@ -33,6 +33,7 @@
 #include <bpf/bpf_endian.h>
 #include "mesh.h"
 #include "icmp.h"
+#include "fib.h"
 
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
 #define TCX_NEXT TC_ACT_UNSPEC
@@ -47,34 +48,6 @@ static __always_inline void sn_gw_clamp_mss(struct __sk_buff *skb, __u16 mss)
 
 	if (sn_mss_lower((void *)(ip + 1), end, mss, &old, &now))
 		bpf_l4_csum_replace(skb, sn_l4_check_off(IPPROTO_TCP), old, now, sizeof(now));
-}
-
-/* Out of the underlay: the next hop's MAC from the FIB; without a neighbour, the kernel resolves it (counted). */
-static __always_inline int sn_gw_out(struct __sk_buff *skb, const struct sn_config *cfg, __be32 src, __be32 dst)
-{
-	struct bpf_fib_lookup p = {};
-	void *data, *end;
-	struct ethhdr *eth;
-	long rc;
-
-	p.family = AF_INET;
-	p.tot_len = skb->len - ETH_HLEN;
-	p.ipv4_src = src;
-	p.ipv4_dst = dst;
-	p.ifindex = cfg->underlay_ifindex;
-	rc = bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		sn_count(SN_C_MESH_FIB_FAIL);
-		return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
-	}
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	eth = data;
-	if (!sn_fits(eth, end))
-		return sn_tc_drop(SN_C_MESH_DROP);
-	sn_mac_copy(eth->h_dest, p.dmac);
-	sn_mac_copy(eth->h_source, p.smac);
-	return bpf_redirect(p.ifindex, 0);
 }
 
 /* Is `dport` (of protocol `proto`) the data-path port or the given gossip port? */
@@ -135,12 +108,7 @@ static __always_inline int sn_gw_to_node_port(struct __sk_buff *skb, const struc
 	 * the kernel would forward it away (the gateway bridge's address, a second
 	 * address, a broadcast are this node's own; so is anything when it cannot tell).
 	 */
-	p.family = AF_INET;
-	p.tot_len = skb->len - ETH_HLEN;
-	p.ipv4_src = ip->saddr;
-	p.ipv4_dst = daddr;
-	p.ifindex = skb->ifindex;
-	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	rc = sn_fib_lookup(skb, &p, ip->saddr, daddr, skb->len - ETH_HLEN, skb->ifindex, 0);
 	return !(rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED);
 }
 
@@ -248,7 +216,7 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 		if (sn_icmp_quote_nat(ip, end, 0, to_addr, to_port))
 			return sn_tc_drop(SN_C_MESH_DROP);
 		sn_count(SN_C_MESH_ICMP_TO_CLIENT);
-		return sn_gw_out(skb, cfg, to_addr, rk.dst);
+		return sn_fib_out_tc(skb, cfg, to_addr, rk.dst);
 	}
 	/* Back to the ingress node as the flow's replies go; it puts the published address and port in. */
 	if (in->daddr != to_addr)
@@ -350,7 +318,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 			sn_mesh_reset(&rk, &fk);
 		}
 		sn_count(SN_C_MESH_REPLY);
-		return sn_gw_out(skb, cfg, to_addr, client);
+		return sn_fib_out_tc(skb, cfg, to_addr, client);
 	}
 	/* Back to the node the request came in by, on the network it came on, from the address it was sent to. */
 	vni = ct->vni;

@@ -117,10 +117,6 @@ static __always_inline struct sn_mesh_config *sn_get_mesh_config(void)
 	return bpf_map_lookup_elem(&sn_mesh_config, &key);
 }
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
 #define SN_TCPOPT_MSS 2
 /* IPv4 + TCP headers: MSS = MTU - this. */
 #define SN_TCPIP_HLEN 40

@@ -12,6 +12,7 @@
 
 #include "mesh.h"
 #include "icmp.h"
+#include "fib.h"
 
 /*
  * Verdicts are returned as constants (bpf_redirect with no flags always gives
@@ -19,45 +20,6 @@
  * caller given a verdict never reads the packet again, which a helper's return
  * value would not prove.
  */
-
-/*
- * Out of the underlay towards `dst`, from `src`: the next hop's MAC from the
- * kernel's FIB and neighbour table. Without a neighbour (or too large for the
- * route): the MACs `fallback` names (those the flow's request came with), or
- * dropped; counted either way.
- */
-static __always_inline int sn_mesh_xdp_out(struct xdp_md *ctx, struct ethhdr *eth, __be32 src, __be32 dst,
-					   __u16 tot_len, const struct sn_mesh_ct *fallback)
-{
-	struct bpf_fib_lookup p = {};
-	long rc;
-
-	p.family = AF_INET;
-	p.tot_len = tot_len;
-	p.ipv4_src = src;
-	p.ipv4_dst = dst;
-	p.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		sn_mac_copy(eth->h_dest, p.dmac);
-		sn_mac_copy(eth->h_source, p.smac);
-		if (p.ifindex == ctx->ingress_ifindex)
-			return XDP_TX;
-		bpf_redirect(p.ifindex, 0);
-		return XDP_REDIRECT;
-	}
-	/*
-	 * Larger than the route's MTU (the underlay carries less than the network's
-	 * MTU + 50, or a path MTU the kernel learned): counted apart, then as any failure.
-	 */
-	sn_count(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? SN_C_MESH_UNDERLAY_MTU : SN_C_MESH_FIB_FAIL);
-	if (!fallback || !(fallback->peer_mac[0] | fallback->peer_mac[1] | fallback->peer_mac[2] |
-			   fallback->peer_mac[3] | fallback->peer_mac[4] | fallback->peer_mac[5]))
-		return XDP_DROP;
-	sn_mac_copy(eth->h_dest, fallback->peer_mac);
-	sn_mac_copy(eth->h_source, fallback->own_mac);
-	return XDP_TX;
-}
 
 /*
  * The backend of a new mesh flow: Maglev on the service's table on the
@@ -155,7 +117,7 @@ static __always_inline int sn_mesh_xdp_encap(struct xdp_md *ctx, const struct sn
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	outer->h_proto = bpf_htons(ETH_P_IP);
 	sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
-	return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
+	return sn_fib_out_xdp(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
 }
 
 /*
@@ -194,7 +156,7 @@ static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
 	if (sn_icmp_frag_fill(h, end, published, client, mtu))
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_FRAG_NEEDED);
-	return sn_mesh_xdp_out(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
+	return sn_fib_out_xdp(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
 }
 
 /*
@@ -637,7 +599,7 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_ICMP_TO_CLIENT);
-	return sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
+	return sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 }
 
 /*
@@ -773,7 +735,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_REPLY);
-	verdict = sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
+	verdict = sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 	if (tflags & SN_TCP_RST) {
 		/* The backend ended the flow: both entries of this, its ingress node, go (after the RST was sent on). */
 		fk.src = client;
