@@ -199,12 +199,8 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	if (!sn_fits(ports, end) || in->daddr != ip->saddr || in->saddr != ip->daddr ||
 	    (in->daddr != gw->gw_ip && in->daddr != gw->ingress_ip))
 		return TCX_NEXT;
-	rk.src = in->daddr;
-	rk.dst = in->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote went client -> backend: the reply entry is the other way. */
+	sn_mesh_reply_key(&rk, in->saddr, ports->source, in->daddr, ports->dest, in->protocol);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || !ct->addr)
 		return TCX_NEXT;
@@ -309,12 +305,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 			return sn_tc_drop(SN_C_MESH_DROP);
 		if (tflags & SN_TCP_RST) {
 			/* The backend ended the flow: both entries go, the RST itself translated first. */
-			fk.src = client;
-			fk.dst = to_addr;
-			fk.sport = rk.dport;
-			fk.dport = to_port;
-			fk.proto = rk.proto;
-			fk.dir = SN_CT_FORWARD;
+			sn_mesh_forward_key(&fk, client, rk.dport, to_addr, to_port, rk.proto);
 			sn_mesh_reset(&rk, &fk);
 		}
 		sn_count(SN_C_MESH_REPLY);

@@ -21,6 +21,7 @@
 #include "vxlan.h"
 #include "nat.h"
 #include "icmp.h"
+#include "local.h"
 
 /*
  * Hold a frame to its network's MTU: < 0 when it fits, else the verdict. A
@@ -488,9 +489,8 @@ int sn_tc_task(struct __sk_buff *skb)
 			if (!sn_fits(eth, end))
 				return sn_tc_drop(SN_C_TC_DROP_OTHER);
 		}
-		sn_mac_copy(eth->h_dest, ep->mac);
 		sn_count(SN_C_TC_LOCAL);
-		return bpf_redirect(ep->ifindex, 0);
+		return sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
 	}
 
 	cfg = sn_get_config();

@@ -193,6 +193,35 @@ static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const st
 }
 
 /*
+ * The keys of a mesh flow's entries, field by field. The caller's key starts
+ * zeroed (`= {}`): its padding is hashed with the rest.
+ */
+
+/* The reply entry's key of a client's flow through `backend`:`target`. */
+static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 client, __be16 cport, __be32 backend,
+					       __be16 target, __u8 proto)
+{
+	rk->src = backend;
+	rk->dst = client;
+	rk->sport = target;
+	rk->dport = cport;
+	rk->proto = proto;
+	rk->dir = SN_CT_REPLY;
+}
+
+/* The forward entry's key of a client's flow to `addr`:`port` (the address and port it spoke to). */
+static __always_inline void sn_mesh_forward_key(struct sn_mesh_ct_key *fk, __be32 client, __be16 cport, __be32 addr,
+						 __be16 port, __u8 proto)
+{
+	fk->src = client;
+	fk->dst = addr;
+	fk->sport = cport;
+	fk->dport = port;
+	fk->proto = proto;
+	fk->dir = SN_CT_FORWARD;
+}
+
+/*
  * Lifetimes (issue 19, hole 5), looked at when an entry is used, as the VIP
  * path's: an entry past its lifetime is a missing one (a new flow, a new
  * pick), and LRU pressure takes it first meanwhile. TCP ends with the

@@ -13,6 +13,7 @@
 #include "mesh.h"
 #include "icmp.h"
 #include "fib.h"
+#include "local.h"
 
 /*
  * Verdicts are returned as constants (bpf_redirect with no flags always gives
@@ -184,19 +185,6 @@ static __always_inline int sn_mesh_fits(struct xdp_md *ctx, const struct iphdr *
 	return sn_mesh_frag_needed(ctx, mtu);
 }
 
-/* The reply entry's key of a client's flow through `backend`:`target`. */
-static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 client, __be16 cport, __be32 backend,
-					       __be16 target, __u8 proto)
-{
-	rk->src = backend;
-	rk->dst = client;
-	rk->sport = target;
-	rk->dport = cport;
-	rk->proto = proto;
-	rk->dir = SN_CT_REPLY;
-	rk->pad = 0;
-}
-
 /*
  * Has the established flow of forward entry `ct` ended, as this packet of
  * the client's finds it? Its reply entry `rct` (NULL: lost to LRU) has the
@@ -234,7 +222,6 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	struct sn_mesh_ct_key fk = {}, rk = {};
 	struct sn_mesh_ct fwd = {}, rev = {};
 	struct sn_mesh_port_key pk = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_mesh_port *mp;
 	struct sn_config *cfg;
@@ -395,21 +382,17 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
 			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, mp->mac);
 		sn_count(SN_C_MESH_LOCAL);
-		bpf_redirect(mp->ifindex, 0);
+		sn_deliver(eth->h_dest, mp->mac, mp->ifindex);
 		return XDP_REDIRECT;
 	}
 	if (fwd.node == cfg->node_ip) {
-		ek.vni = mp->vni;
-		ek.ip = backend;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
+		ep = sn_local_endpoint(mp->vni, backend, SN_EP_LOCAL);
+		if (!ep)
 			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, ep->mac);
 		sn_count(SN_C_MESH_LOCAL);
-		bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+		sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
+		return XDP_REDIRECT;
 	}
 
 	/* A backend on another node: VXLAN on the ingress network, as tc_task.c would have built it. */
@@ -441,7 +424,6 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct sn_mesh_ct_key fk = {};
 	struct sn_mesh_port_key pk = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_mesh_port *mp;
 	struct sn_config *cfg;
@@ -469,12 +451,8 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	cfg = sn_get_config();
 	if (!cfg)
 		return -1;
-	fk.src = in->daddr;
-	fk.dst = in->saddr;
-	fk.sport = ports->dest;
-	fk.dport = ports->source;
-	fk.proto = in->protocol;
-	fk.dir = SN_CT_FORWARD;
+	/* The quote is a reply as the client got it: the forward entry is the other way. */
+	sn_mesh_forward_key(&fk, in->daddr, ports->dest, in->saddr, ports->source, in->protocol);
 	ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
 	if (!ct && fk.proto == IPPROTO_TCP)
 		ct = bpf_map_lookup_elem(&sn_mesh_syn, &fk);
@@ -494,18 +472,14 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 		mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
 		if (!mp || mp->mode != SN_MESH_HOST || !mp->ifindex || mp->addr != backend)
 			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, mp->mac);
-		bpf_redirect(mp->ifindex, 0);
+		sn_deliver(eth->h_dest, mp->mac, mp->ifindex);
 		return XDP_REDIRECT;
 	}
 	if (node == cfg->node_ip) {
-		ek.vni = vni;
-		ek.ip = backend;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
+		ep = sn_local_endpoint(vni, backend, SN_EP_LOCAL);
+		if (!ep)
 			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, ep->mac);
-		bpf_redirect(ep->ifindex, 0);
+		sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
 		return XDP_REDIRECT;
 	}
 	sn_mac_of_ip(eth->h_dest, backend);
@@ -534,12 +508,8 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	ports = (void *)(in + 1);
 	if (!sn_fits(ports, end) || in->saddr != iip->daddr)
 		return -1;
-	rk.src = in->saddr;
-	rk.dst = in->daddr;
-	rk.sport = ports->source;
-	rk.dport = ports->dest;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote is a reply as the backend sent it: its own tuple is the reply entry's key. */
+	sn_mesh_ct_key_of(&rk, in, ports, SN_CT_REPLY);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || ct->node != oip->saddr)
 		return -1;
@@ -577,12 +547,8 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	/* From the backend the quote went to: xdp_underlay proved the outer source owns that address. */
 	if (!sn_fits(ports, end) || in->daddr != iip->saddr || in->saddr != iip->daddr)
 		return -1;
-	rk.src = in->daddr;
-	rk.dst = in->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote went client -> backend: the reply entry is the other way. */
+	sn_mesh_reply_key(&rk, in->saddr, ports->source, in->daddr, ports->dest, in->protocol);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
@@ -615,7 +581,6 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct rev = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_network *net;
 	struct sn_mesh_ct *ct;
@@ -629,10 +594,8 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if (!bpf_map_lookup_elem(&sn_mesh_nodes, &oip->saddr))
 		return -1;
 	if (iip->protocol == IPPROTO_ICMP && sn_ipv4_plain(iip)) {
-		ek.vni = vni;
-		ek.ip = iip->daddr;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+		ep = sn_local_endpoint(vni, iip->daddr, SN_EP_LOCAL | SN_EP_BACKEND);
+		if (!ep)
 			return -1;
 		return sn_mesh_decap_icmp(ctx, oip, inner, iip, end, ep);
 	}
@@ -640,17 +603,10 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
 		return -1;
-	ek.vni = vni;
-	ek.ip = iip->daddr;
-	ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-	if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+	ep = sn_local_endpoint(vni, iip->daddr, SN_EP_LOCAL | SN_EP_BACKEND);
+	if (!ep)
 		return -1;
-	rk.src = iip->daddr;
-	rk.dst = iip->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = iip->protocol;
-	rk.dir = SN_CT_REPLY;
+	sn_mesh_reply_key(&rk, iip->saddr, ports->source, iip->daddr, ports->dest, iip->protocol);
 	rev.addr = iip->daddr;
 	rev.node = oip->saddr;
 	rev.vni = vni;
@@ -738,12 +694,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	verdict = sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 	if (tflags & SN_TCP_RST) {
 		/* The backend ended the flow: both entries of this, its ingress node, go (after the RST was sent on). */
-		fk.src = client;
-		fk.dst = addr;
-		fk.sport = rk.dport;
-		fk.dport = port;
-		fk.proto = rk.proto;
-		fk.dir = SN_CT_FORWARD;
+		sn_mesh_forward_key(&fk, client, rk.dport, addr, port, rk.proto);
 		sn_mesh_reset(&rk, &fk);
 	}
 	return verdict;
