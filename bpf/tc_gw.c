@@ -33,20 +33,10 @@
 #include <bpf/bpf_endian.h>
 #include "mesh.h"
 #include "icmp.h"
+#include "fib.h"
 
-#define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
 /* TC_ACT_UNSPEC: the next TCX program on the hook, then the kernel (older uapi headers lack the TCX_ name). */
 #define TCX_NEXT TC_ACT_UNSPEC
-
-/* The reply's source address and port rewritten, with the kernel's checksum helpers (nat.h). */
-static __always_inline int sn_gw_nat(struct __sk_buff *skb, __u8 proto, __be32 from_addr, __be32 to_addr,
-				     __be16 from_port, __be16 to_port)
-{
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), from_addr, to_addr, proto) ||
-	    sn_nat_port_tc(skb, __builtin_offsetof(struct sn_ports, source), from_port, to_port, proto))
-		return -1;
-	return 0;
-}
 
 /* The SYN-ACK's MSS option lowered to what the overlay carries; the kernel's helper keeps a partial checksum right. */
 static __always_inline void sn_gw_clamp_mss(struct __sk_buff *skb, __u16 mss)
@@ -58,34 +48,6 @@ static __always_inline void sn_gw_clamp_mss(struct __sk_buff *skb, __u16 mss)
 
 	if (sn_mss_lower((void *)(ip + 1), end, mss, &old, &now))
 		bpf_l4_csum_replace(skb, sn_l4_check_off(IPPROTO_TCP), old, now, sizeof(now));
-}
-
-/* Out of the underlay: the next hop's MAC from the FIB; without a neighbour, the kernel resolves it (counted). */
-static __always_inline int sn_gw_out(struct __sk_buff *skb, const struct sn_config *cfg, __be32 src, __be32 dst)
-{
-	struct bpf_fib_lookup p = {};
-	void *data, *end;
-	struct ethhdr *eth;
-	long rc;
-
-	p.family = AF_INET;
-	p.tot_len = skb->len - ETH_HLEN;
-	p.ipv4_src = src;
-	p.ipv4_dst = dst;
-	p.ifindex = cfg->underlay_ifindex;
-	rc = bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
-		sn_count(SN_C_MESH_FIB_FAIL);
-		return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
-	}
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
-	eth = data;
-	if (!sn_fits(eth, end))
-		return sn_drop(SN_C_MESH_DROP);
-	sn_mac_copy(eth->h_dest, p.dmac);
-	sn_mac_copy(eth->h_source, p.smac);
-	return bpf_redirect(p.ifindex, 0);
 }
 
 /* Is `dport` (of protocol `proto`) the data-path port or the given gossip port? */
@@ -146,12 +108,7 @@ static __always_inline int sn_gw_to_node_port(struct __sk_buff *skb, const struc
 	 * the kernel would forward it away (the gateway bridge's address, a second
 	 * address, a broadcast are this node's own; so is anything when it cannot tell).
 	 */
-	p.family = AF_INET;
-	p.tot_len = skb->len - ETH_HLEN;
-	p.ipv4_src = ip->saddr;
-	p.ipv4_dst = daddr;
-	p.ifindex = skb->ifindex;
-	rc = bpf_fib_lookup(skb, &p, sizeof(p), 0);
+	rc = sn_fib_lookup(skb, &p, ip->saddr, daddr, skb->len - ETH_HLEN, skb->ifindex, 0);
 	return !(rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH || rc == BPF_FIB_LKUP_RET_FRAG_NEEDED);
 }
 
@@ -196,12 +153,12 @@ static __always_inline int sn_gw_fits(struct __sk_buff *skb, __u32 vni)
 				return -1;
 			seg += tcp->doff * 4;
 		}
-		return seg > mtu ? sn_drop(SN_C_MESH_TOO_BIG) : -1;
+		return seg > mtu ? sn_tc_drop(SN_C_MESH_TOO_BIG) : -1;
 	}
 	if (skb->len - ETH_HLEN <= mtu)
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
-		return sn_drop(SN_C_MESH_TOO_BIG);
+		return sn_tc_drop(SN_C_MESH_TOO_BIG);
 	return sn_frag_needed_skb(skb, mtu, SN_C_MESH_FRAG_NEEDED, SN_C_MESH_TOO_BIG);
 }
 
@@ -242,12 +199,8 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	if (!sn_fits(ports, end) || in->daddr != ip->saddr || in->saddr != ip->daddr ||
 	    (in->daddr != gw->gw_ip && in->daddr != gw->ingress_ip))
 		return TCX_NEXT;
-	rk.src = in->daddr;
-	rk.dst = in->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote went client -> backend: the reply entry is the other way. */
+	sn_mesh_reply_key(&rk, in->saddr, ports->source, in->daddr, ports->dest, in->protocol);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || !ct->addr)
 		return TCX_NEXT;
@@ -257,18 +210,18 @@ static __always_inline int sn_gw_icmp(struct __sk_buff *skb, const struct sn_con
 	vni = ct->vni;
 	if (node == cfg->node_ip) {
 		if (sn_icmp_quote_nat(ip, end, 0, to_addr, to_port))
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 		sn_count(SN_C_MESH_ICMP_TO_CLIENT);
-		return sn_gw_out(skb, cfg, to_addr, rk.dst);
+		return sn_fib_out_tc(skb, cfg, to_addr, rk.dst);
 	}
 	/* Back to the ingress node as the flow's replies go; it puts the published address and port in. */
 	if (in->daddr != to_addr)
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	eth = data;
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, rk.dst);
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }
@@ -298,7 +251,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (!cfg || !cfg->underlay_ifindex)
 		return TCX_NEXT;
 	if (sn_gw_to_node_port(skb, cfg))
-		return sn_drop(SN_C_GW_NODE_PORT);
+		return sn_tc_drop(SN_C_GW_NODE_PORT);
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
 	eth = data;
@@ -308,7 +261,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 	/* The task speaks from its own addresses only: never for another task's flows. */
 	gw = bpf_map_lookup_elem(&sn_gateways, &ifindex);
 	if (gw && ip->saddr != gw->gw_ip && (!gw->ingress_ip || ip->saddr != gw->ingress_ip))
-		return sn_drop(SN_C_GW_SPOOFED);
+		return sn_tc_drop(SN_C_GW_SPOOFED);
 	if (gw && ip->protocol == IPPROTO_ICMP)
 		return sn_gw_icmp(skb, cfg, gw);
 	ports = (void *)(ip + 1);
@@ -323,7 +276,7 @@ int sn_tc_gw(struct __sk_buff *skb)
 		 * any task connection, except from an ingress address (a lost mesh reply).
 		 */
 		if (mc && mc->ingress_vni && sn_gw_ingress_addr(ip->saddr, mc->ingress_vni))
-			return sn_drop(SN_C_MESH_UNTRACKED);
+			return sn_tc_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
 	from = ip->saddr;
@@ -338,37 +291,32 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (!ct) {
 		/* A task's own connections leave from its gateway-bridge address; one from its ingress address is a lost mesh reply. */
 		if (gw->ingress_ip && from == gw->ingress_ip)
-			return sn_drop(SN_C_MESH_UNTRACKED);
+			return sn_tc_drop(SN_C_MESH_UNTRACKED);
 		return TCX_NEXT;
 	}
 	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	client = ip->daddr;
 	if (ct->node == cfg->node_ip) {
 		if (!ct->addr)
-			return sn_drop(SN_C_MESH_DROP);
+			return sn_tc_drop(SN_C_MESH_DROP);
 		to_addr = ct->addr;
 		to_port = ct->port;
-		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, to_port))
-			return sn_drop(SN_C_MESH_DROP);
+		if (sn_nat_tc(skb, rk.proto, SN_NAT_SRC, from, to_addr, 1, rk.sport, to_port))
+			return sn_tc_drop(SN_C_MESH_DROP);
 		if (tflags & SN_TCP_RST) {
 			/* The backend ended the flow: both entries go, the RST itself translated first. */
-			fk.src = client;
-			fk.dst = to_addr;
-			fk.sport = rk.dport;
-			fk.dport = to_port;
-			fk.proto = rk.proto;
-			fk.dir = SN_CT_FORWARD;
+			sn_mesh_forward_key(&fk, client, rk.dport, to_addr, to_port, rk.proto);
 			sn_mesh_reset(&rk, &fk);
 		}
 		sn_count(SN_C_MESH_REPLY);
-		return sn_gw_out(skb, cfg, to_addr, client);
+		return sn_fib_out_tc(skb, cfg, to_addr, client);
 	}
 	/* Back to the node the request came in by, on the network it came on, from the address it was sent to. */
 	vni = ct->vni;
 	to_addr = ct->addr;
 	node = ct->node;
 	if (!to_addr)
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	/* Too large for the way back (the datagram as the task sent it, before any NAT): refused before it is translated. */
 	{
 		int verdict = sn_gw_fits(skb, vni);
@@ -380,8 +328,8 @@ int sn_tc_gw(struct __sk_buff *skb)
 	if (tflags & SN_TCP_RST)
 		sn_mesh_reset(&rk, NULL);
 	if (from != to_addr) {
-		if (sn_gw_nat(skb, rk.proto, from, to_addr, rk.sport, rk.sport))
-			return sn_drop(SN_C_MESH_DROP);
+		if (sn_nat_tc(skb, rk.proto, SN_NAT_SRC, from, to_addr, 1, rk.sport, rk.sport))
+			return sn_tc_drop(SN_C_MESH_DROP);
 	}
 	if (rk.proto == IPPROTO_TCP) {
 		__u16 mtu = sn_net_mtu(vni);
@@ -394,11 +342,11 @@ int sn_tc_gw(struct __sk_buff *skb)
 	eth = data;
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_mac_of_ip(eth->h_source, to_addr);
 	sn_mac_of_ip(eth->h_dest, client);
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, node, cfg->vxlan_port, vni, sn_flow_hash(ip, end)))
-		return sn_drop(SN_C_MESH_DROP);
+		return sn_tc_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_RETURN);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }

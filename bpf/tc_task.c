@@ -21,8 +21,7 @@
 #include "vxlan.h"
 #include "nat.h"
 #include "icmp.h"
-
-#define sn_drop(counter) ({ sn_count(counter); TC_ACT_SHOT; })
+#include "local.h"
 
 /*
  * Hold a frame to its network's MTU: < 0 when it fits, else the verdict. A
@@ -48,15 +47,15 @@ static __always_inline int sn_check_mtu(struct __sk_buff *skb, const struct sn_d
 			const struct tcphdr *tcp = (const void *)ip + ihl;
 
 			if ((const void *)(tcp + 1) > end)
-				return sn_drop(SN_C_TC_DROP_OTHER);
+				return sn_tc_drop(SN_C_TC_DROP_OTHER);
 			seg += tcp->doff * 4;
 		}
-		return seg > mtu ? sn_drop(SN_C_TC_TOO_BIG) : -1;
+		return seg > mtu ? sn_tc_drop(SN_C_TC_TOO_BIG) : -1;
 	}
 	if (skb->len - ETH_HLEN <= mtu)
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
-		return sn_drop(SN_C_TC_TOO_BIG); /* nowhere to fragment it: the task's own MTU should have */
+		return sn_tc_drop(SN_C_TC_TOO_BIG); /* nowhere to fragment it: the task's own MTU should have */
 	return sn_frag_needed_skb(skb, mtu, SN_C_TC_FRAG_NEEDED, SN_C_TC_TOO_BIG);
 }
 
@@ -73,19 +72,19 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 
 	if (!sn_fits(arp, end) || arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
 	    arp->hlen != 6 || arp->plen != 4 || arp->op != bpf_htons(SN_ARP_REQUEST))
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	/*
 	 * Gratuitous ARP has nobody to tell, and a probe for the task's own address
 	 * (duplicate address detection) must find nobody else holding it.
 	 */
 	if (arp->tpa == arp->spa || arp->tpa == dev->ip)
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 
 	key.vni = dev->vni;
 	key.ip = arp->tpa;
 	ep = bpf_map_lookup_elem(&sn_endpoints, &key);
 	if (!ep)
-		return sn_drop(SN_C_TC_NO_ENDPOINT);
+		return sn_tc_drop(SN_C_TC_NO_ENDPOINT);
 
 	spa = arp->spa;
 	arp->op = bpf_htons(SN_ARP_REPLY);
@@ -206,7 +205,7 @@ static __always_inline int sn_lb_echo(struct __sk_buff *skb)
 	__be32 addr;
 
 	if (!sn_fits(icmp, end) || icmp->type != SN_ICMP_ECHO || icmp->code != 0)
-		return sn_drop(SN_C_LB_DROP_OTHER);
+		return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	addr = ip->saddr;
 	ip->saddr = ip->daddr;
 	ip->daddr = addr;
@@ -251,17 +250,17 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	__u8 proto, tflags = 0;
 
 	if (!sn_fits(ip, end))
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	if (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET))
-		return sn_drop(SN_C_LB_FRAGMENT);
+		return sn_tc_drop(SN_C_LB_FRAGMENT);
 	if (ip->ihl != 5)
-		return sn_drop(SN_C_LB_DROP_OTHER);
+		return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	proto = ip->protocol;
 	if (proto == IPPROTO_ICMP)
 		return sn_lb_echo(skb);
 	ports = (void *)(ip + 1);
 	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || !sn_fits(ports, end))
-		return sn_drop(SN_C_LB_DROP_OTHER);
+		return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	if (proto == IPPROTO_TCP)
 		tflags = sn_tcp_flags(ports, end);
 
@@ -303,9 +302,9 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 			sn_count(SN_C_LB_HAIRPIN);
 			*backend = ck.src;
 			/* VIP:port -> task becomes VIP:port as source, the task as destination: the two addresses swap. */
-			if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto) ||
-			    sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, ck.src, proto))
-				return sn_drop(SN_C_LB_DROP_OTHER);
+			if (sn_nat_tc(skb, proto, SN_NAT_SRC, ck.src, ck.dst, 0, 0, 0) ||
+			    sn_nat_tc(skb, proto, SN_NAT_DST, ck.dst, ck.src, 0, 0, 0))
+				return sn_tc_drop(SN_C_LB_DROP_OTHER);
 			return -1;
 		}
 	}
@@ -361,20 +360,20 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 		sn_ct_reply_key(&ck, &nct, &rk);
 		nct.addr = ck.dst;
 		if (bpf_map_update_elem(&sn_ct, &rk, &nct, BPF_ANY))
-			return sn_drop(SN_C_LB_DROP_OTHER);
+			return sn_tc_drop(SN_C_LB_DROP_OTHER);
 		nct.addr = *backend;
 		nct.table = svc->table;
 		if (bpf_map_update_elem(&sn_ct, &ck, &nct, BPF_ANY))
-			return sn_drop(SN_C_LB_DROP_OTHER);
+			return sn_tc_drop(SN_C_LB_DROP_OTHER);
 		sn_count(SN_C_LB_NEW_FLOW);
 	}
 	if (hairpin) {
 		sn_count(SN_C_LB_HAIRPIN);
-		if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ck.dst, proto))
-			return sn_drop(SN_C_LB_DROP_OTHER);
+		if (sn_nat_tc(skb, proto, SN_NAT_SRC, ck.src, ck.dst, 0, 0, 0))
+			return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	}
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, daddr), ck.dst, *backend, proto))
-		return sn_drop(SN_C_LB_DROP_OTHER);
+	if (sn_nat_tc(skb, proto, SN_NAT_DST, ck.dst, *backend, 0, 0, 0))
+		return sn_tc_drop(SN_C_LB_DROP_OTHER);
 	return -1;
 }
 
@@ -415,7 +414,7 @@ static __always_inline void sn_rev_nat_tc(struct __sk_buff *skb, __u32 vni)
 	if (ck.proto == IPPROTO_UDP && !sn_ct_udp_alive(ct, sn_now_s()))
 		return;
 	tflags = ck.proto == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
-	if (sn_nat_tc(skb, __builtin_offsetof(struct iphdr, saddr), ck.src, ct->addr, ck.proto))
+	if (sn_nat_tc(skb, ck.proto, SN_NAT_SRC, ck.src, ct->addr, 0, 0, 0))
 		return;
 	sn_count(SN_C_LB_REV_NAT);
 	sn_ct_reply_seen(&ck, ct, tflags);
@@ -436,23 +435,23 @@ int sn_tc_task(struct __sk_buff *skb)
 
 	dev = bpf_map_lookup_elem(&sn_devices, &ifindex);
 	if (!dev)
-		return sn_drop(SN_C_TC_UNKNOWN_DEVICE);
+		return sn_tc_drop(SN_C_TC_UNKNOWN_DEVICE);
 
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
 	eth = data;
 	if (!sn_fits(eth, end))
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	if (eth->h_proto == bpf_htons(ETH_P_ARP))
 		return sn_arp_reply(skb, dev);
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end) || ip->version != 4)
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	/* A task speaks only with its own address: no spoofing into other endpoints. */
 	if (ip->saddr != dev->ip)
-		return sn_drop(SN_C_TC_DROP_OTHER);
+		return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	/* A frame no larger than the smallest MTU a network can have needs no look at its network. */
 	if (skb->len > ETH_HLEN + SN_MTU_MIN || skb->gso_size) {
 		verdict = sn_check_mtu(skb, dev, ip, end);
@@ -464,7 +463,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	key.ip = ip->daddr;
 	ep = bpf_map_lookup_elem(&sn_endpoints, &key);
 	if (!ep)
-		return sn_drop(SN_C_TC_NO_ENDPOINT);
+		return sn_tc_drop(SN_C_TC_NO_ENDPOINT);
 
 	if (ep->flags & SN_EP_VIP) {
 		verdict = sn_lb(skb, dev, &key.ip);
@@ -472,13 +471,13 @@ int sn_tc_task(struct __sk_buff *skb)
 			return verdict;
 		ep = bpf_map_lookup_elem(&sn_endpoints, &key);
 		if (!ep || (ep->flags & SN_EP_VIP))
-			return sn_drop(SN_C_TC_NO_ENDPOINT);
+			return sn_tc_drop(SN_C_TC_NO_ENDPOINT);
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 		eth = data;
 		ip = (void *)(eth + 1);
 		if (!sn_fits(ip, end))
-			return sn_drop(SN_C_TC_DROP_OTHER);
+			return sn_tc_drop(SN_C_TC_DROP_OTHER);
 	}
 
 	if (ep->flags & SN_EP_LOCAL) {
@@ -488,18 +487,17 @@ int sn_tc_task(struct __sk_buff *skb)
 			end = (void *)(long)skb->data_end;
 			eth = data;
 			if (!sn_fits(eth, end))
-				return sn_drop(SN_C_TC_DROP_OTHER);
+				return sn_tc_drop(SN_C_TC_DROP_OTHER);
 		}
-		sn_mac_copy(eth->h_dest, ep->mac);
 		sn_count(SN_C_TC_LOCAL);
-		return bpf_redirect(ep->ifindex, 0);
+		return sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
 	}
 
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
-		return sn_drop(SN_C_TC_ENCAP_FAIL);
+		return sn_tc_drop(SN_C_TC_ENCAP_FAIL);
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ep->node_ip, cfg->vxlan_port, dev->vni, sn_flow_hash(ip, end)))
-		return sn_drop(SN_C_TC_ENCAP_FAIL);
+		return sn_tc_drop(SN_C_TC_ENCAP_FAIL);
 	sn_count(SN_C_TC_ENCAP);
 	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
 }

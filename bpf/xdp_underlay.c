@@ -26,8 +26,6 @@ static __always_inline int sn_pass(void)
 	return XDP_PASS;
 }
 
-#define sn_drop(counter) ({ sn_count(counter); XDP_DROP; })
-
 /*
  * A packet to our address and port that we will not deliver: a VNI we do not
  * own may belong to a kernel vxlan device, so it goes to the kernel; on one of
@@ -37,7 +35,7 @@ static __always_inline int sn_refuse(__u32 *vni, __u32 counter)
 {
 	if (!bpf_map_lookup_elem(&sn_networks, vni))
 		return sn_pass();
-	return sn_drop(counter);
+	return sn_xdp_drop(counter);
 }
 
 SEC("xdp")
@@ -78,7 +76,7 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	/* Our address and our port: from here on it is ours to forward or drop. */
 	vx = (void *)(udp + 1);
 	if (!sn_fits(vx, end))
-		return sn_drop(SN_C_XDP_MALFORMED);
+		return sn_xdp_drop(SN_C_XDP_MALFORMED);
 	/* Not VXLAN: a liveness probe to answer, or malformed (ordinary frames never take this branch). */
 	if (!(vx->flags & bpf_htonl(SN_VXLAN_FLAG_I)))
 		return sn_probe_answer(eth, ip, udp, end);
@@ -118,14 +116,14 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 			return verdict;
 	}
 	if (!dst || !(dst->flags & SN_EP_LOCAL) || !dst->ifindex)
-		return sn_drop(SN_C_XDP_NO_ENDPOINT);
+		return sn_xdp_drop(SN_C_XDP_NO_ENDPOINT);
 
 	/* A reply from a backend to a client here: the client sees the VIP it spoke to. */
 	if ((src->flags & SN_EP_BACKEND) && iip->ihl == 5)
 		sn_rev_nat_direct(iip, end, key.vni);
 	sn_mac_copy(inner->h_dest, dst->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_drop(SN_C_XDP_MALFORMED);
+		return sn_xdp_drop(SN_C_XDP_MALFORMED);
 	sn_count(SN_C_XDP_DECAP);
 	return bpf_redirect(dst->ifindex, 0);
 }

@@ -153,6 +153,18 @@ enum sn_counter {
 #define SN_COUNTER_SLOTS 64
 _Static_assert(SN_C__COUNT <= SN_COUNTER_SLOTS, "more counters than slots: raise SN_COUNTER_SLOTS (a layout change)");
 
+/* The data path's liveness probe (probe.h): a key slot, valid only with SN_PROBE_KEY_SET (an unset slot is zeros, a key anyone knows). */
+struct sn_probe_key {
+	__u8 key[16];
+	__u32 flags;
+	__u32 pad;
+};
+
+#define SN_PROBE_KEY_SET 0x1
+
+/* The rest, one header per part: VIPs, the routing mesh, the socket programs. */
 #include "lb.h"
+#include "layout_mesh.h"
+#include "layout_sock.h"
 
 #endif

@@ -105,6 +105,15 @@ static __always_inline void sn_count(__u32 counter)
 }
 
 /*
+ * Count a drop under its own reason and give the hook's drop verdict. The
+ * verdict is a constant, not a helper's return value, so the verifier sees
+ * that a caller given it never reads the packet again.
+ */
+#define sn_drop_as(counter, verdict) ({ sn_count(counter); (verdict); })
+#define sn_xdp_drop(counter) sn_drop_as(counter, XDP_DROP)
+#define sn_tc_drop(counter) sn_drop_as(counter, TC_ACT_SHOT)
+
+/*
  * The node's config, or NULL until the agent has written it: an array map's
  * entry always exists (zeroed), so SN_CONFIG_READY, set by the agent with
  * the rest, is what says it holds a config.

@@ -41,116 +41,7 @@
 #include "nat.h"
 #include "mesh_addrs.h"
 
-/* A published port: the port and protocol on the node's address. */
-struct sn_mesh_port_key {
-	__be16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct sn_mesh_port {
-	__u32 vni;              /* ingress: the ingress network's VNI; host: 0 */
-	__be32 addr;            /* ingress: the service's VIP on it; host: the local task's gateway-bridge address */
-	__be16 target;          /* the port inside the task */
-	__u8 mode;              /* SN_MESH_INGRESS or SN_MESH_HOST */
-	__u8 flags;
-	__u32 ifindex;          /* host: the host side of the task's gateway-bridge veth */
-	__u8 mac[6];            /* host: the task's MAC on it */
-	__u16 pad;
-};
-
-#define SN_MESH_INGRESS 1
-#define SN_MESH_HOST 2
-
-/* Per published port, per CPU: written by the programs only. */
-struct sn_mesh_stats {
-	__u64 packets;
-	__u64 bytes;
-	__u64 new_flows;
-};
-
-/*
- * Connection tracking of mesh flows (no VNI in the key: the mesh uses one
- * network, and the gateway-bridge program does not know a VNI).
- *   forward, on the ingress node: client -> node address:published => backend, its node
- *   reply, on the ingress node and on the backend's node: backend:target -> client
- *     => the address and port to give back, and the node that does so
- * A reply entry's src is the backend (its ingress address; in host mode its
- * gateway-bridge address): a task answers only for its own flows. A task may
- * answer from either of its addresses on the gateway veth (a UDP server bound
- * to 0.0.0.0 answers from the one its default route gives, the gateway
- * bridge's), so tc_gw looks the entry up by the packet's source and then by
- * the task's ingress address (sn_gateways names both). On the backend's node
- * its addr is the backend's ingress address, the source the reply is given
- * before it goes back; on the ingress node, the published address.
- */
-struct sn_mesh_ct_key {
-	__be32 src;
-	__be32 dst;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 dir;               /* SN_CT_FORWARD or SN_CT_REPLY */
-	__u16 pad;
-};
-
-struct sn_mesh_ct {
-#ifdef SN_LAYOUT_TEST_NEXT
-	__u64 test_next;        /* test builds only (layout.h) */
-#endif
-	__be32 addr;            /* forward: the backend; reply: the node address the client spoke to */
-	__be32 node;            /* forward: the backend's node; reply: the node that does the reverse NAT */
-	__be16 port;            /* forward: the target port; reply: the published port */
-	__u16 pad;
-	__u32 vni;              /* the network between the two nodes (0: host mode) */
-	__u32 table;            /* forward: the Maglev table the backend was picked from */
-	/*
-	 * Milliseconds of the monotonic clock (wrapping): UDP, the last packet
-	 * (written only once it moved by a step, sn_mesh_ct_touch); TCP, when
-	 * the flow closed (SN_MESH_CT_CLOSING). Nothing writes it per TCP packet.
-	 */
-	__u32 seen;
-	/*
-	 * SN_MESH_CT_*. XDP (the client's side) and tc_gw (the backend's) both
-	 * set bits of the same entry at once on different CPUs: only ever with an
-	 * atomic or, never a plain read-modify-write that could lose the other's bit.
-	 */
-	__u64 flags;
-	__u8 peer_mac[6];       /* reply, ingress node: the MAC the request came from (if the FIB has no neighbour) */
-	__u8 own_mac[6];        /* reply, ingress node: the MAC it came to */
-	__u32 pad2;
-};
-
-/* Flags of a reply entry (the one entry every node of a flow has). */
-#define SN_MESH_CT_FIN_CLIENT 0x1  /* a FIN went by from the client */
-#define SN_MESH_CT_FIN_BACKEND 0x2 /* a FIN went by from the backend */
-#define SN_MESH_CT_CLOSING 0x4     /* FIN both ways: `seen` is when; the flow ends SN_MESH_CLOSE_GRACE_MS later */
-
-/*
- * A node of the cluster, by underlay address: only these may hand us mesh
- * requests over VXLAN, and no task may send to their data-path or gossip port
- * (tc_gw.c).
- */
-struct sn_mesh_node {
-	__be16 gossip_port;     /* the node's gossip port (TCP and UDP) */
-	__u16 flags;
-};
-
-/*
- * A task's gateway-bridge veth (host side), by ifindex: the addresses its
- * task may send from there (tc_gw.c drops any other source, so no task
- * answers for another task's flows).
- */
-struct sn_gateway {
-	__be32 gw_ip;           /* the task's gateway-bridge address */
-	__be32 ingress_ip;      /* its address on the ingress network (mesh replies leave from it); 0: none */
-};
-
-/* What the mesh needs to know about the cluster: one entry. */
-struct sn_mesh_config {
-	__u32 ingress_vni;      /* the ingress network's VNI (0: none yet) */
-	__u32 flags;
-};
+/* The maps' keys and values: layout_mesh.h. */
 
 #define SN_MAX_MESH_PORTS 4096
 #define SN_MAX_MESH_NODES 4096
@@ -226,10 +117,6 @@ static __always_inline struct sn_mesh_config *sn_get_mesh_config(void)
 	return bpf_map_lookup_elem(&sn_mesh_config, &key);
 }
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-
 #define SN_TCPOPT_MSS 2
 /* IPv4 + TCP headers: MSS = MTU - this. */
 #define SN_TCPIP_HLEN 40
@@ -258,40 +145,6 @@ static __always_inline void sn_mac_of_ip(__u8 *mac, __be32 ip)
 	mac[0] = 0x02;
 	mac[1] = 0x42;
 	__builtin_memcpy(mac + 2, &ip, 4);
-}
-
-/* sn_csum_replace2/4: RFC 1624, in nat.h. */
-
-/*
- * Rewrite one address and one port of a plain IPv4 TCP/UDP packet whose
- * checksums are whole (XDP): `addr`/`port` point into the packet.
- */
-static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, __be32 *addr, __be16 *port,
-					  __be32 to_addr, __be16 to_port)
-{
-	__be32 from_addr = *addr;
-	__be16 from_port = *port;
-
-	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)(ip + 1);
-
-		if (sn_fits(tcp, end)) {
-			tcp->check = sn_csum_replace4(tcp->check, from_addr, to_addr);
-			tcp->check = sn_csum_replace2(tcp->check, from_port, to_port);
-		}
-	} else {
-		struct udphdr *udp = (void *)(ip + 1);
-
-		if (sn_fits(udp, end) && udp->check) {
-			udp->check = sn_csum_replace4(udp->check, from_addr, to_addr);
-			udp->check = sn_csum_replace2(udp->check, from_port, to_port);
-			if (!udp->check)
-				udp->check = 0xffff;
-		}
-	}
-	ip->check = sn_csum_replace4(ip->check, from_addr, to_addr);
-	*addr = to_addr;
-	*port = to_port;
 }
 
 /*
@@ -337,6 +190,35 @@ static __always_inline void sn_mesh_ct_key_of(struct sn_mesh_ct_key *k, const st
 	k->dport = ports->dest;
 	k->proto = ip->protocol;
 	k->dir = dir;
+}
+
+/*
+ * The keys of a mesh flow's entries, field by field. The caller's key starts
+ * zeroed (`= {}`): its padding is hashed with the rest.
+ */
+
+/* The reply entry's key of a client's flow through `backend`:`target`. */
+static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 client, __be16 cport, __be32 backend,
+					       __be16 target, __u8 proto)
+{
+	rk->src = backend;
+	rk->dst = client;
+	rk->sport = target;
+	rk->dport = cport;
+	rk->proto = proto;
+	rk->dir = SN_CT_REPLY;
+}
+
+/* The forward entry's key of a client's flow to `addr`:`port` (the address and port it spoke to). */
+static __always_inline void sn_mesh_forward_key(struct sn_mesh_ct_key *fk, __be32 client, __be16 cport, __be32 addr,
+						 __be16 port, __u8 proto)
+{
+	fk->src = client;
+	fk->dst = addr;
+	fk->sport = cport;
+	fk->dport = port;
+	fk->proto = proto;
+	fk->dir = SN_CT_FORWARD;
 }
 
 /*

@@ -12,52 +12,15 @@
 
 #include "mesh.h"
 #include "icmp.h"
+#include "fib.h"
+#include "local.h"
 
 /*
  * Verdicts are returned as constants (bpf_redirect with no flags always gives
- * XDP_REDIRECT): the verifier then sees that a caller given a verdict never
- * reads the packet again, which a helper's return value would not prove.
+ * XDP_REDIRECT; drops are sn_xdp_drop, maps.h): the verifier then sees that a
+ * caller given a verdict never reads the packet again, which a helper's return
+ * value would not prove.
  */
-#define sn_mesh_drop(counter) ({ sn_count(counter); XDP_DROP; })
-
-/*
- * Out of the underlay towards `dst`, from `src`: the next hop's MAC from the
- * kernel's FIB and neighbour table. Without a neighbour (or too large for the
- * route): the MACs `fallback` names (those the flow's request came with), or
- * dropped; counted either way.
- */
-static __always_inline int sn_mesh_xdp_out(struct xdp_md *ctx, struct ethhdr *eth, __be32 src, __be32 dst,
-					   __u16 tot_len, const struct sn_mesh_ct *fallback)
-{
-	struct bpf_fib_lookup p = {};
-	long rc;
-
-	p.family = AF_INET;
-	p.tot_len = tot_len;
-	p.ipv4_src = src;
-	p.ipv4_dst = dst;
-	p.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &p, sizeof(p), BPF_FIB_LOOKUP_OUTPUT);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		sn_mac_copy(eth->h_dest, p.dmac);
-		sn_mac_copy(eth->h_source, p.smac);
-		if (p.ifindex == ctx->ingress_ifindex)
-			return XDP_TX;
-		bpf_redirect(p.ifindex, 0);
-		return XDP_REDIRECT;
-	}
-	/*
-	 * Larger than the route's MTU (the underlay carries less than the network's
-	 * MTU + 50, or a path MTU the kernel learned): counted apart, then as any failure.
-	 */
-	sn_count(rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? SN_C_MESH_UNDERLAY_MTU : SN_C_MESH_FIB_FAIL);
-	if (!fallback || !(fallback->peer_mac[0] | fallback->peer_mac[1] | fallback->peer_mac[2] |
-			   fallback->peer_mac[3] | fallback->peer_mac[4] | fallback->peer_mac[5]))
-		return XDP_DROP;
-	sn_mac_copy(eth->h_dest, fallback->peer_mac);
-	sn_mac_copy(eth->h_source, fallback->own_mac);
-	return XDP_TX;
-}
 
 /*
  * The backend of a new mesh flow: Maglev on the service's table on the
@@ -143,19 +106,19 @@ static __always_inline int sn_mesh_xdp_encap(struct xdp_md *ctx, const struct sn
 	__u32 inner_len = end - data, hash;
 
 	if (!sn_fits(ip, end))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	hash = sn_flow_hash(ip, end);
 	if (bpf_xdp_adjust_head(ctx, -(int)SN_VXLAN_OVERHEAD))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	outer = data;
 	h = (void *)(outer + 1);
 	if ((void *)h + SN_VXLAN_OVERHEAD > end)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	outer->h_proto = bpf_htons(ETH_P_IP);
 	sn_vxlan_fill(h, cfg->node_ip, node, cfg->vxlan_port, vni, hash, inner_len);
-	return sn_mesh_xdp_out(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
+	return sn_fib_out_xdp(ctx, outer, cfg->node_ip, node, bpf_ntohs(h->ip.tot_len), NULL);
 }
 
 /*
@@ -175,7 +138,7 @@ static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
 	__be32 client, published;
 
 	if (!sn_fits(ip, end))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	client = ip->saddr;
 	published = ip->daddr;
 	sn_mac_copy(back.peer_mac, eth->h_source);
@@ -183,18 +146,18 @@ static __always_inline int sn_mesh_frag_needed(struct xdp_md *ctx, __u16 mtu)
 	/* Shrink first (less to keep), then room in front for the two headers; the Ethernet header is written anew. */
 	if (bpf_xdp_adjust_tail(ctx, (int)(ETH_HLEN + SN_ICMP_QUOTE) - (int)(end - data)) ||
 	    bpf_xdp_adjust_head(ctx, -(int)sizeof(struct sn_icmp_frag)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	h = (void *)(eth + 1);
 	if ((void *)(h + 1) > end)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	if (sn_icmp_frag_fill(h, end, published, client, mtu))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_FRAG_NEEDED);
-	return sn_mesh_xdp_out(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
+	return sn_fib_out_xdp(ctx, eth, published, client, sizeof(*h) + SN_ICMP_QUOTE, &back);
 }
 
 /*
@@ -218,21 +181,8 @@ static __always_inline int sn_mesh_fits(struct xdp_md *ctx, const struct iphdr *
 	if (!mtu || len <= mtu)
 		return -1;
 	if (!(ip->frag_off & bpf_htons(SN_IP_DF)))
-		return sn_mesh_drop(SN_C_MESH_TOO_BIG);
+		return sn_xdp_drop(SN_C_MESH_TOO_BIG);
 	return sn_mesh_frag_needed(ctx, mtu);
-}
-
-/* The reply entry's key of a client's flow through `backend`:`target`. */
-static __always_inline void sn_mesh_reply_key(struct sn_mesh_ct_key *rk, __be32 client, __be16 cport, __be32 backend,
-					       __be16 target, __u8 proto)
-{
-	rk->src = backend;
-	rk->dst = client;
-	rk->sport = target;
-	rk->dport = cport;
-	rk->proto = proto;
-	rk->dir = SN_CT_REPLY;
-	rk->pad = 0;
 }
 
 /*
@@ -272,7 +222,6 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	struct sn_mesh_ct_key fk = {}, rk = {};
 	struct sn_mesh_ct fwd = {}, rev = {};
 	struct sn_mesh_port_key pk = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_mesh_port *mp;
 	struct sn_config *cfg;
@@ -362,7 +311,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		backend = sn_mesh_pick(mp, ip, ports, &fwd);
 		if (!backend) {
 			sn_mesh_account(&pk, end - data, 0);
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		}
 		new_flow = 1;
 	}
@@ -393,7 +342,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		fwd.flags = 0;
 		fwd.seen = rev.seen = now ? now : sn_mesh_now();
 		if (bpf_map_update_elem(map, &rk, &rev, BPF_ANY) || bpf_map_update_elem(map, &fk, &fwd, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
+			return sn_xdp_drop(SN_C_MESH_DROP);
 		/*
 		 * An older flow's established reply entry under the same key (the client
 		 * reused its port, to another node or published port of the same backend)
@@ -406,7 +355,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 		if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_ACK) {
 			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY) ||
 			    bpf_map_update_elem(&sn_mesh_ct, &fk, &fwd, BPF_ANY))
-				return sn_mesh_drop(SN_C_MESH_DROP);
+				return sn_xdp_drop(SN_C_MESH_DROP);
 			bpf_map_delete_elem(&sn_mesh_syn, &rk);
 			bpf_map_delete_elem(&sn_mesh_syn, &fk);
 		}
@@ -428,26 +377,22 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (new_flow)
 		sn_count(SN_C_MESH_NEW_FLOW);
 
-	sn_nat_direct(ip, end, &ip->daddr, &ports->dest, backend, mp->target);
+	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target);
 
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, mp->mac);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_count(SN_C_MESH_LOCAL);
-		bpf_redirect(mp->ifindex, 0);
+		sn_deliver(eth->h_dest, mp->mac, mp->ifindex);
 		return XDP_REDIRECT;
 	}
 	if (fwd.node == cfg->node_ip) {
-		ek.vni = mp->vni;
-		ek.ip = backend;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, ep->mac);
+		ep = sn_local_endpoint(mp->vni, backend, SN_EP_LOCAL);
+		if (!ep)
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
 		sn_count(SN_C_MESH_LOCAL);
-		bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+		sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
+		return XDP_REDIRECT;
 	}
 
 	/* A backend on another node: VXLAN on the ingress network, as tc_task.c would have built it. */
@@ -479,7 +424,6 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct sn_mesh_ct_key fk = {};
 	struct sn_mesh_port_key pk = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_mesh_port *mp;
 	struct sn_config *cfg;
@@ -507,12 +451,8 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	cfg = sn_get_config();
 	if (!cfg)
 		return -1;
-	fk.src = in->daddr;
-	fk.dst = in->saddr;
-	fk.sport = ports->dest;
-	fk.dport = ports->source;
-	fk.proto = in->protocol;
-	fk.dir = SN_CT_FORWARD;
+	/* The quote is a reply as the client got it: the forward entry is the other way. */
+	sn_mesh_forward_key(&fk, in->daddr, ports->dest, in->saddr, ports->source, in->protocol);
 	ct = bpf_map_lookup_elem(&sn_mesh_ct, &fk);
 	if (!ct && fk.proto == IPPROTO_TCP)
 		ct = bpf_map_lookup_elem(&sn_mesh_syn, &fk);
@@ -523,7 +463,7 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 	target = ct->port;
 	vni = ct->vni;
 	if (sn_icmp_quote_nat(ip, end, 1, backend, target))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_ICMP_TO_BACKEND);
 	if (!vni) {
 		/* Host mode: the task behind the published port, as its requests go. */
@@ -531,19 +471,15 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 		pk.proto = fk.proto;
 		mp = bpf_map_lookup_elem(&sn_mesh_ports, &pk);
 		if (!mp || mp->mode != SN_MESH_HOST || !mp->ifindex || mp->addr != backend)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, mp->mac);
-		bpf_redirect(mp->ifindex, 0);
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
+		sn_deliver(eth->h_dest, mp->mac, mp->ifindex);
 		return XDP_REDIRECT;
 	}
 	if (node == cfg->node_ip) {
-		ek.vni = vni;
-		ek.ip = backend;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !ep->ifindex)
-			return sn_mesh_drop(SN_C_MESH_NO_BACKEND);
-		sn_mac_copy(eth->h_dest, ep->mac);
-		bpf_redirect(ep->ifindex, 0);
+		ep = sn_local_endpoint(vni, backend, SN_EP_LOCAL);
+		if (!ep)
+			return sn_xdp_drop(SN_C_MESH_NO_BACKEND);
+		sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
 		return XDP_REDIRECT;
 	}
 	sn_mac_of_ip(eth->h_dest, backend);
@@ -572,18 +508,14 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	ports = (void *)(in + 1);
 	if (!sn_fits(ports, end) || in->saddr != iip->daddr)
 		return -1;
-	rk.src = in->saddr;
-	rk.dst = in->daddr;
-	rk.sport = ports->source;
-	rk.dport = ports->dest;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote is a reply as the backend sent it: its own tuple is the reply entry's key. */
+	sn_mesh_ct_key_of(&rk, in, ports, SN_CT_REPLY);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || ct->node != oip->saddr)
 		return -1;
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_DECAP);
 	bpf_redirect(ep->ifindex, 0);
 	return XDP_REDIRECT;
@@ -615,12 +547,8 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	/* From the backend the quote went to: xdp_underlay proved the outer source owns that address. */
 	if (!sn_fits(ports, end) || in->daddr != iip->saddr || in->saddr != iip->daddr)
 		return -1;
-	rk.src = in->daddr;
-	rk.dst = in->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = in->protocol;
-	rk.dir = SN_CT_REPLY;
+	/* The quote went client -> backend: the reply entry is the other way. */
+	sn_mesh_reply_key(&rk, in->saddr, ports->source, in->daddr, ports->dest, in->protocol);
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	cfg = sn_get_config();
 	if (!ct || !cfg || ct->node != cfg->node_ip || !ct->addr)
@@ -628,16 +556,16 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 	addr = ct->addr;
 	port = ct->port;
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	ip = (void *)(eth + 1);
 	if (!sn_fits(ip, end) || ip->ihl != 5 || sn_icmp_quote_nat(ip, end, 0, addr, port))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_ICMP_TO_CLIENT);
-	return sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
+	return sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 }
 
 /*
@@ -653,7 +581,6 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct rev = {};
-	struct sn_endpoint_key ek;
 	struct sn_endpoint *ep;
 	struct sn_network *net;
 	struct sn_mesh_ct *ct;
@@ -667,10 +594,8 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if (!bpf_map_lookup_elem(&sn_mesh_nodes, &oip->saddr))
 		return -1;
 	if (iip->protocol == IPPROTO_ICMP && sn_ipv4_plain(iip)) {
-		ek.vni = vni;
-		ek.ip = iip->daddr;
-		ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-		if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+		ep = sn_local_endpoint(vni, iip->daddr, SN_EP_LOCAL | SN_EP_BACKEND);
+		if (!ep)
 			return -1;
 		return sn_mesh_decap_icmp(ctx, oip, inner, iip, end, ep);
 	}
@@ -678,17 +603,10 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if (!sn_ipv4_plain(iip) || (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) ||
 	    !sn_fits(ports, end))
 		return -1;
-	ek.vni = vni;
-	ek.ip = iip->daddr;
-	ep = bpf_map_lookup_elem(&sn_endpoints, &ek);
-	if (!ep || !(ep->flags & SN_EP_LOCAL) || !(ep->flags & SN_EP_BACKEND) || !ep->ifindex)
+	ep = sn_local_endpoint(vni, iip->daddr, SN_EP_LOCAL | SN_EP_BACKEND);
+	if (!ep)
 		return -1;
-	rk.src = iip->daddr;
-	rk.dst = iip->saddr;
-	rk.sport = ports->dest;
-	rk.dport = ports->source;
-	rk.proto = iip->protocol;
-	rk.dir = SN_CT_REPLY;
+	sn_mesh_reply_key(&rk, iip->saddr, ports->source, iip->daddr, ports->dest, iip->protocol);
 	rev.addr = iip->daddr;
 	rev.node = oip->saddr;
 	rev.vni = vni;
@@ -697,7 +615,7 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 	if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN) {
 		rev.seen = sn_mesh_now();
 		if (bpf_map_update_elem(&sn_mesh_syn, &rk, &rev, BPF_ANY))
-			return sn_mesh_drop(SN_C_MESH_DROP);
+			return sn_xdp_drop(SN_C_MESH_DROP);
 		/* A new flow under an older one's key (the client reused its port via another node): the old entry goes. */
 		bpf_map_delete_elem(&sn_mesh_ct, &rk);
 	} else if (tflags & SN_TCP_RST) {
@@ -712,14 +630,14 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 			rev.seen = now ? now : sn_mesh_now();
 			rev.flags = (tflags & SN_TCP_FIN) ? SN_MESH_CT_FIN_CLIENT : 0;
 			if (bpf_map_update_elem(&sn_mesh_ct, &rk, &rev, BPF_ANY))
-				return sn_mesh_drop(SN_C_MESH_DROP);
+				return sn_xdp_drop(SN_C_MESH_DROP);
 			if (iip->protocol == IPPROTO_TCP)
 				bpf_map_delete_elem(&sn_mesh_syn, &rk);
 		}
 	}
 	sn_mac_copy(inner->h_dest, ep->mac);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	sn_count(SN_C_MESH_DECAP);
 	bpf_redirect(ep->ifindex, 0);
 	return XDP_REDIRECT;
@@ -760,28 +678,23 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 	tflags = iip->protocol == IPPROTO_TCP ? sn_tcp_flags(ports, end) : 0;
 	sn_mesh_ct_used(ct, rk.proto, tflags, SN_MESH_CT_FIN_BACKEND, now);
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	eth = data;
 	ip = (void *)(eth + 1);
 	ports = (void *)(ip + 1);
 	if (!sn_fits(ports, end) || ip->ihl != 5)
-		return sn_mesh_drop(SN_C_MESH_DROP);
+		return sn_xdp_drop(SN_C_MESH_DROP);
 	addr = ct->addr;
 	port = ct->port;
-	sn_nat_direct(ip, end, &ip->saddr, &ports->source, addr, port);
+	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_REPLY);
-	verdict = sn_mesh_xdp_out(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
+	verdict = sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
 	if (tflags & SN_TCP_RST) {
 		/* The backend ended the flow: both entries of this, its ingress node, go (after the RST was sent on). */
-		fk.src = client;
-		fk.dst = addr;
-		fk.sport = rk.dport;
-		fk.dport = port;
-		fk.proto = rk.proto;
-		fk.dir = SN_CT_FORWARD;
+		sn_mesh_forward_key(&fk, client, rk.dport, addr, port, rk.proto);
 		sn_mesh_reset(&rk, &fk);
 	}
 	return verdict;

@@ -84,31 +84,80 @@ static __always_inline __u32 sn_l4_check_off(__u8 proto)
 }
 
 /*
- * tc: rewrite one address of a TCP or UDP packet (offset `addr_off` in the IP
- * header) with the kernel's helpers: they also fix a checksum the task's
- * stack left for the device to finish (CHECKSUM_PARTIAL), which a plain
- * incremental update would get wrong. The packet's pointers are stale after.
+ * The one address rewrite, for either hook: `side` says which address (and
+ * port) of a plain IPv4 TCP or UDP packet changes, from `from` to `to`; with
+ * `with_port` (a constant at every call), its port too, from `from_port` to
+ * `to_port`. The IP checksum and the L4 one (which covers both, the address
+ * through the pseudo-header) follow.
  */
-static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u32 addr_off, __be32 from, __be32 to, __u8 proto)
-{
-	__u64 l4flags = BPF_F_PSEUDO_HDR | sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+#define SN_NAT_SRC 0
+#define SN_NAT_DST 1
 
-	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, l4flags) ||
+/*
+ * tc, with the kernel's helpers: they also fix a checksum the task's stack
+ * left for the device to finish (CHECKSUM_PARTIAL), which a plain
+ * incremental update would get wrong. -1 when a helper failed. The packet's
+ * pointers are stale after.
+ */
+static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u8 proto, int side, __be32 from, __be32 to,
+				     int with_port, __be16 from_port, __be16 to_port)
+{
+	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__u32 addr_off = side == SN_NAT_SRC ? __builtin_offsetof(struct iphdr, saddr) : __builtin_offsetof(struct iphdr, daddr);
+	__u32 port_off = side == SN_NAT_SRC ? __builtin_offsetof(struct sn_ports, source) : __builtin_offsetof(struct sn_ports, dest);
+
+	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, BPF_F_PSEUDO_HDR | sizeof(to) | mangled) ||
 	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from, to, sizeof(to)) ||
 	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0))
+		return -1;
+	if (with_port &&
+	    (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from_port, to_port, sizeof(to_port) | mangled) ||
+	     bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + port_off, &to_port, sizeof(to_port), 0)))
 		return -1;
 	return 0;
 }
 
-/* tc: the same for one port (offset `port_off` in the L4 header), which only the L4 checksum covers. */
-static __always_inline int sn_nat_port_tc(struct __sk_buff *skb, __u32 port_off, __be16 from, __be16 to, __u8 proto)
+/*
+ * XDP, where checksums are whole and the program writes the packet directly:
+ * incremental updates (RFC 1624). A UDP checksum of 0 (none) stays 0, and one
+ * that comes out 0 is sent as 0xffff. ip: a plain header (ihl 5) inside the
+ * packet; an L4 header cut short gets no L4 checksum fix.
+ */
+static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, int side, __be32 to_addr, int with_port,
+					  __be16 to_port)
 {
-	__u64 l4flags = sizeof(to) | (proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+	struct sn_ports *ports = (void *)(ip + 1);
+	__be32 *addr = side == SN_NAT_SRC ? &ip->saddr : &ip->daddr;
+	__be16 *port = side == SN_NAT_SRC ? &ports->source : &ports->dest;
+	__be32 from_addr = *addr;
+	__be16 from_port = 0;
 
-	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, l4flags) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + port_off, &to, sizeof(to), 0))
-		return -1;
-	return 0;
+	/* The ports: callers that rewrite one have checked they are in the packet. */
+	if (with_port)
+		from_port = *port;
+	if (ip->protocol == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)(ip + 1);
+
+		if (sn_fits(tcp, end)) {
+			tcp->check = sn_csum_replace4(tcp->check, from_addr, to_addr);
+			if (with_port)
+				tcp->check = sn_csum_replace2(tcp->check, from_port, to_port);
+		}
+	} else {
+		struct udphdr *udp = (void *)(ip + 1);
+
+		if (sn_fits(udp, end) && udp->check) {
+			udp->check = sn_csum_replace4(udp->check, from_addr, to_addr);
+			if (with_port)
+				udp->check = sn_csum_replace2(udp->check, from_port, to_port);
+			if (!udp->check)
+				udp->check = 0xffff;
+		}
+	}
+	ip->check = sn_csum_replace4(ip->check, from_addr, to_addr);
+	*addr = to_addr;
+	if (with_port)
+		*port = to_port;
 }
 
 /* The connection-tracking key of a TCP or UDP packet as it travels, looked up as entry `dir`. */
@@ -406,7 +455,6 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	struct sn_ports *ports = (void *)(ip + 1);
 	struct sn_ct_key ck = {};
 	struct sn_ct *ct;
-	__be32 from;
 	__u8 flags = 0;
 
 	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(SN_IP_MF | SN_IP_OFFSET)))
@@ -421,27 +469,15 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 		return 0;
 	if (ck.proto == IPPROTO_UDP && !sn_ct_udp_alive(ct, sn_now_s()))
 		return 0;
-	from = ip->saddr;
+	/* A header cut short is left alone (sn_nat_direct would fix only the IP checksum). */
 	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = (void *)(ip + 1);
-
-		if (!sn_fits(tcp, end))
+		if (!sn_fits((struct tcphdr *)(ip + 1), end))
 			return 0;
-		tcp->check = sn_csum_replace4(tcp->check, from, ct->addr);
-		flags = sn_tcp_flags(tcp, end);
-	} else {
-		struct udphdr *udp = (void *)(ip + 1);
-
-		if (!sn_fits(udp, end))
-			return 0;
-		if (udp->check) {
-			udp->check = sn_csum_replace4(udp->check, from, ct->addr);
-			if (!udp->check)
-				udp->check = 0xffff;
-		}
+		flags = sn_tcp_flags(ports, end);
+	} else if (!sn_fits((struct udphdr *)(ip + 1), end)) {
+		return 0;
 	}
-	ip->check = sn_csum_replace4(ip->check, from, ct->addr);
-	ip->saddr = ct->addr;
+	sn_nat_direct(ip, end, SN_NAT_SRC, ct->addr, 0, 0);
 	sn_count(SN_C_LB_REV_NAT);
 	sn_ct_reply_seen(&ck, ct, flags);
 	return 1;

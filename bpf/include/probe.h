@@ -38,17 +38,6 @@
 #define SN_PROBE_REPLY 2
 #define SN_PROBE_KEYS 256 /* one slot per cluster key id (src/gossip/keyring.ts: 0-255) */
 
-/* A key slot: valid only with SN_PROBE_KEY_SET (an unset slot is zeros, a key anyone knows). */
-struct sn_probe_key {
-	__u8 key[16];
-	__u32 flags;
-	__u32 pad;
-};
-
-#define SN_PROBE_KEY_SET 0x1
-
-#define sn_probe_drop(counter) ({ sn_count(counter); XDP_DROP; })
-
 struct sn_probe {
 	__u32 magic;
 	__u8 version;
@@ -136,15 +125,15 @@ static __always_inline int sn_probe_answer(struct ethhdr *eth, struct iphdr *ip,
 
 	if (!sn_fits(p, end) || p->magic != SN_PROBE_MAGIC || p->version != SN_PROBE_VERSION ||
 	    p->type != SN_PROBE_REQUEST || p->zero)
-		return sn_probe_drop(SN_C_XDP_MALFORMED);
+		return sn_xdp_drop(SN_C_XDP_MALFORMED);
 	key_id = p->key_id;
 	k = bpf_map_lookup_elem(&sn_probe_keys, &key_id);
 	if (!k || !(k->flags & SN_PROBE_KEY_SET))
-		return sn_probe_drop(SN_C_PROBE_REFUSED);
+		return sn_xdp_drop(SN_C_PROBE_REFUSED);
 	tag = sn_probe_tag(k, ip->saddr, ip->daddr, p);
 	__builtin_memcpy(&got, p->tag, 8);
 	if (tag != got)
-		return sn_probe_drop(SN_C_PROBE_REFUSED);
+		return sn_xdp_drop(SN_C_PROBE_REFUSED);
 
 	/* The answer: type and tag, then every address swapped (the IPv4 checksum is a sum: unchanged). */
 	p->type = SN_PROBE_REPLY;

@@ -23,37 +23,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-
-/* Networks per task the socket programs look at (more: those VIPs stay with tc). */
-#define SN_SOCK_LB_NETS 8
-
-struct sn_sock_lb_net {
-	__u32 vni;
-	__be32 ip;              /* the task's address on it: the source the flow hash uses, as tc's does */
-};
-
-/* Per task, keyed by its cgroup v2 id (__u64, the directory's inode number). */
-struct sn_sock_lb_task {
-	__u32 count;            /* 0..SN_SOCK_LB_NETS */
-	__u32 flags;
-	struct sn_sock_lb_net net[SN_SOCK_LB_NETS];
-};
-
-/* A rewritten socket: found by its cookie and the backend it really talks to. */
-struct sn_sock_lb_rev_key {
-	__u64 cookie;
-	__be32 addr;            /* the backend */
-	__be16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct sn_sock_lb_rev {
-	__be32 vip;             /* what the task asked for */
-	__be16 port;
-	__u16 pad;
-	__u32 vni;              /* the VIP's network: the end iterators check sn_backends with it */
-};
+#include "layout.h" /* the maps' keys and values: layout_sock.h */
 
 #define SN_MAX_SOCK_LB_TASKS 16384
 #define SN_MAX_SOCK_LB_REV 131072

@@ -20,50 +20,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "mesh_addrs.h"
-
-/* One entry: which namespace is this node's, and its address. */
-struct sn_sock_config {
-	__u64 netns_cookie;     /* 0: not set yet, every socket left alone */
-	__be32 node_ip;         /* the underlay address (127.0.0.0/8 is always local) */
-	__u32 flags;
-};
-
-#define SN_SOCK_MAX_TARGETS 8
-
-struct sn_sock_target {
-	__be32 addr;
-	__be16 port;
-	__u16 pad;
-};
-
-/* A published port, as sn_mesh_ports has it (its own name: this object needs none of the XDP maps). */
-struct sn_sock_key {
-	__be16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-/* Per published port: where a node's own socket goes. */
-struct sn_sock_targets {
-	__u32 count;            /* 1..SN_SOCK_MAX_TARGETS */
-	__u32 flags;
-	struct sn_sock_target to[SN_SOCK_MAX_TARGETS];
-};
-
-/* A rewritten socket: what the process asked for, found by the socket and where it really goes. */
-struct sn_sock_rev_key {
-	__u64 cookie;           /* bpf_get_socket_cookie */
-	__be32 addr;            /* the target */
-	__be16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-struct sn_sock_rev {
-	__be32 addr;            /* what the process used: 127.0.0.1 or the node's address */
-	__be16 port;            /* the published port */
-	__u16 pad;
-};
+#include "layout.h" /* the maps' keys and values: layout_sock.h */
 
 #define SN_MAX_SOCK_REV 65536
 #define SN_MAX_SOCK_PORTS 4096

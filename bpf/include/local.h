@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Delivery to a task of this node: its endpoint (sn_endpoints, flagged
+ * local, with the host side of its veth), and the frame handed to that
+ * device with the task's MAC as destination. The same from tc (tc_task.c)
+ * and from XDP (the routing mesh, mesh_xdp.h).
+ */
+#ifndef SN_LOCAL_H
+#define SN_LOCAL_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "maps.h"
+#include "parse.h"
+
+/* A task of this node on network `vni` at `ip`, with every flag of `flags` (SN_EP_LOCAL and more) and a device: NULL else. */
+static __always_inline struct sn_endpoint *sn_local_endpoint(__u32 vni, __be32 ip, __u16 flags)
+{
+	struct sn_endpoint_key k = {.vni = vni, .ip = ip};
+	struct sn_endpoint *ep = bpf_map_lookup_elem(&sn_endpoints, &k);
+
+	if (!ep || (ep->flags & flags) != flags || !ep->ifindex)
+		return NULL;
+	return ep;
+}
+
+/*
+ * The frame (its destination MAC at `h_dest`) into the task's device:
+ * bpf_redirect's answer. XDP callers return XDP_REDIRECT themselves, a
+ * constant the verifier can follow (mesh_xdp.h).
+ */
+static __always_inline long sn_deliver(__u8 *h_dest, const __u8 *mac, __u32 ifindex)
+{
+	sn_mac_copy(h_dest, mac);
+	return bpf_redirect(ifindex, 0);
+}
+
+#endif
