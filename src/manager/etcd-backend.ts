@@ -17,7 +17,7 @@ import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
-import type {NodeRole} from '../model/types.js'
+import type {NodeRecord, NodeRole} from '../model/types.js'
 import {
   isDesiredKey,
   type DesiredBackend,
@@ -29,6 +29,7 @@ import {
 import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf, hostPortsOf} from './etcd-keys.js'
 import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {Manager} from './manager.js'
+import {applyRoleChange, rolesToPublish, type RolePublisher} from './roles.js'
 import type {IndexSource} from './state-index.js'
 
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
@@ -129,7 +130,7 @@ export class EtcdBackend implements DesiredBackend {
         // The next read sees this commit (read-your-writes).
         await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
         this.commits++
-        this.copyLocal(view.ops)
+        this.copyLocal(view.ops, Number(res.header.revision))
         view.applySideEffects()
         return result
       }
@@ -181,21 +182,69 @@ export class EtcdBackend implements DesiredBackend {
     throw new UserError(`the roles kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
   }
 
-  /** Copies etcd's desired state into the node's store where they differ; returns how many keys changed. */
-  async mirror(): Promise<number> {
-    const want = (await this.etcd('read', () => this.current())).records
-    let changed = 0
+  /**
+   * The leader's publication of etcd's desired state to gossip, from the copy at one revision:
+   * every record whose gossip entry lacks or contradicts etcd is written again, with the etcd
+   * revision in its version (Version.rev: replicas order by it, not by clock), every desired
+   * record etcd no longer holds is deleted, and every role etcd holds (roles/) that a node's
+   * record contradicts is published as its role change (with pub). Returns how many keys changed.
+   *
+   * A gossip entry newer than the copy (a commit another manager just copied to its store) is
+   * left alone: the next pass reads a copy that holds it. Unless it claims a revision etcd has not
+   * reached (forged, or left by a writer that lied): then it is replaced, with a revision above it.
+   * A role is published only while no role change came after the copy (guard/roles unchanged).
+   */
+  async mirror(pub?: RolePublisher): Promise<{changed: number; problem?: string}> {
+    const snap = await this.etcd('read', () => this.current())
     const local = this.opts.local
+    const want = snap.records
+    const stale = (key: string): {entry: Entry | undefined; rev: number} => {
+      const entry = local.entry(key)
+      return {entry, rev: entry?.version.rev ?? 0}
+    }
+    // Keys whose gossip entry differs from the copy: [key, the revision etcd holds it at (0: absent)].
+    const differ: [string, number][] = []
     for (const [k, v] of want) {
-      if (JSON.stringify(local.get(k)) === JSON.stringify(v)) continue
-      if (this.putLocal(k, v)) changed++
+      const {entry} = stale(k)
+      if (entry?.value !== null && entry !== undefined && JSON.stringify(entry.value) === JSON.stringify(v)) continue
+      differ.push([k, Number(snap.kvs.get(STATE + k)!.mod)])
     }
-    for (const e of local.list('')) {
-      if (!isDesiredKey(e.key) || want.has(e.key)) continue
-      local.delete(e.key)
-      changed++
+    for (const e of local.list('')) if (isDesiredKey(e.key) && !want.has(e.key)) differ.push([e.key, 0])
+    let head = snap.revision
+    if (differ.some(([k]) => stale(k).rev > snap.revision))
+      head = Number((await this.etcd('read', () => this.ns.get(LEADER).exec())).header.revision)
+    let changed = 0
+    for (const [k, mod] of differ) {
+      const {entry, rev} = stale(k)
+      // Newer than the copy and within what etcd has reached: a commit the next pass will hold.
+      if (rev > snap.revision && rev <= head) continue
+      // The revision etcd holds the record at (for a deletion: the copy's), above any entry it replaces.
+      const at = Math.max(mod === 0 ? snap.revision : mod, rev + 1)
+      const v = want.get(k)
+      if (v === undefined) {
+        if (entry?.value !== null && local.delete(k, at)) changed++
+      } else if (this.putLocal(k, v, at)) changed++
     }
-    return changed
+    if (!pub) return {changed}
+    const {changes, problem} = rolesToPublish(
+      local.values<NodeRecord>('node/'),
+      rolesOf(snap.kvs),
+      this.opts.selfId,
+      pub,
+      Date.now(),
+    )
+    if (changes.length > 0) {
+      const guard = snap.kvs.get(ROLE_GUARD)?.mod ?? '0'
+      const now = (await this.etcd('read', () => this.ns.get(ROLE_GUARD).exec())).kvs[0]?.mod_revision ?? '0'
+      // A role change committed since the copy: its manager is writing its record now; the next pass judges.
+      if (now !== guard) return {changed, ...(problem ? {problem} : {})}
+      for (const ch of changes) {
+        applyRoleChange(local, ch)
+        this.opts.log?.(`etcd: node ${ch.record.name} is a ${ch.record.role} in etcd: its record published again`)
+        changed++
+      }
+    }
+    return problem === undefined ? {changed} : {changed, problem}
   }
 
   /** The records in etcd, read now (for migrate-store's check and the tests). */
@@ -258,16 +307,17 @@ export class EtcdBackend implements DesiredBackend {
   }
 
   /** Read-your-writes on this node: what this manager committed is in its store before the answer goes. */
-  private copyLocal(ops: Map<string, Json | null>): void {
+  private copyLocal(ops: Map<string, Json | null>, rev: number): void {
+    // Every key of one transaction has its revision as mod revision: the version carries it.
     for (const [k, v] of ops) {
-      if (v === null) this.opts.local.delete(k)
-      else if (JSON.stringify(this.opts.local.get(k)) !== JSON.stringify(v)) this.putLocal(k, v)
+      if (v === null) this.opts.local.delete(k, rev)
+      else if (JSON.stringify(this.opts.local.get(k)) !== JSON.stringify(v)) this.putLocal(k, v, rev)
     }
   }
 
-  private putLocal(k: string, v: Json): boolean {
+  private putLocal(k: string, v: Json, rev: number): boolean {
     try {
-      this.opts.local.put(k, v)
+      this.opts.local.put(k, v, rev)
       return true
     } catch (e) {
       // A record this version cannot store stays in etcd; the node's store keeps what it had.
