@@ -129,8 +129,7 @@ test('a role committed to etcd by a manager that dies before writing gossip reac
   assert.equal(m2.local.get<NodeRecord>(keyOf('node', 'w1'))?.role, 'worker', 'gossip does not yet')
 
   // m2 leads: one pass publishes etcd's roles.
-  const {changed} = await m2.backend.mirror(c.pub)
-  assert.ok(changed >= 1)
+  await m2.backend.mirror(c.pub)
   replicate(m2.local, w1)
   for (const s of [m2.local, w1]) {
     const rec = s.get<NodeRecord>(keyOf('node', 'w1'))!
@@ -177,8 +176,7 @@ test('a gossip record forged or left by a dead manager against etcd is replaced,
   replicate(m1, w1)
   assert.equal(replicas(w1, svc.id), 7)
 
-  const {changed} = await m2.backend.mirror(c.pub)
-  assert.ok(changed >= 2, `changed ${changed}`)
+  await m2.backend.mirror(c.pub)
   replicate(m2.local, w1)
   for (const s of [m2.local, w1]) {
     assert.equal(replicas(s, svc.id), 1, 'the service as etcd holds it')
@@ -237,8 +235,7 @@ test('after compaction past its revision, a new leader reads etcd again and conv
   m1.backend.close()
   m1.client.close()
 
-  const {changed} = await m2.backend.mirror(c.pub)
-  assert.ok(changed >= 2)
+  await m2.backend.mirror(c.pub)
   assert.equal(m2.backend.cache.listings, listings + 1, 'the copy was read again whole')
   assert.ok(m2.backend.cache.revision >= Number(last.header.revision))
   assert.equal(m2.local.get<Service>('service/0123456789abcdef')?.name, 'late')
