@@ -114,7 +114,7 @@ export class EtcdBackend implements DesiredBackend {
           addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
         }),
       )
-      if (view.ops.size === 0) {
+      if (view.ops.size === 0 && view.left.size === 0) {
         view.applySideEffects()
         return result
       }
@@ -123,7 +123,7 @@ export class EtcdBackend implements DesiredBackend {
         guard = this.opts.leaderRevision?.()
         if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
       }
-      const ops = transaction(snap.kvs, view.ops, guard)
+      const ops = withLeft(transaction(snap.kvs, view.ops, guard), snap.kvs, view.left)
       await this.opts.beforeCommit?.('request')
       const res = await this.etcd('write', () => commit(this.ns, ops))
       if (res.succeeded) {
@@ -229,6 +229,7 @@ export class EtcdBackend implements DesiredBackend {
     const {changes, problem} = rolesToPublish(
       local.values<NodeRecord>('node/'),
       rolesOf(snap.kvs),
+      leftOf(snap.kvs),
       this.opts.selfId,
       pub,
       Date.now(),
@@ -364,6 +365,29 @@ export function rolesOf(kvs: ReadonlyMap<string, CachedKv>): Map<string, NodeRol
   for (const [k, v] of kvs)
     if (k.startsWith(ROLES) && (v.value === 'manager' || v.value === 'worker')) out.set(k.slice(ROLES.length), v.value)
   return out
+}
+
+/** The nodes removed in etcd (roles/<node id> = left: final). */
+export function leftOf(kvs: ReadonlyMap<string, CachedKv>): Set<string> {
+  const out = new Set<string>()
+  for (const [k, v] of kvs) if (k.startsWith(ROLES) && v.value === 'left') out.add(k.slice(ROLES.length))
+  return out
+}
+
+/**
+ * A request's transaction with the nodes it removes: roles/<id> = left, serialized with the role
+ * changes by guard/roles (compared and bumped), so a removal and a promotion are taken in order.
+ */
+function withLeft(t: Txn, kvs: ReadonlyMap<string, CachedKv>, left: ReadonlySet<string>): Txn {
+  if (left.size === 0) return t
+  return {
+    compares: [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
+    then: (ns) => [
+      ...t.then(ns),
+      ...[...left].map((id) => ns.put(ROLES + id).value('left')),
+      ns.put(ROLE_GUARD).value(String(Date.now())),
+    ],
+  }
 }
 
 /** etcd could not be reached or answered with an error: the request changed nothing. */
@@ -503,6 +527,8 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
  */
 class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
+  /** Nodes the request removes (node rm): written to roles/ in its transaction. */
+  readonly left = new Set<string>()
   private readonly sideEffects: (() => void)[] = []
   /** The request's index (state-index.ts), told of each desired write as the store tells its own. */
   private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
@@ -549,7 +575,12 @@ class RequestView implements DesiredStore, IndexSource {
       const old = this.get(key)
       this.ops.set(key, value)
       for (const l of this.listeners) l(key, value, old)
-    } else this.sideEffects.push(() => this.local.put(key, value))
+    } else {
+      // node rm: etcd holds it too (roles/<id> = left), so the leader publishes it if this manager dies first.
+      const n = key.startsWith('node/') ? (value as Partial<NodeRecord>) : undefined
+      if (n?.state === 'left' && typeof n.id === 'string') this.left.add(n.id)
+      this.sideEffects.push(() => this.local.put(key, value))
+    }
     return {key, value, version: {clock: 0, node: this.selfId}}
   }
 

@@ -103,11 +103,13 @@ export type RolePublisher = {secrets: () => ManagerSecrets | undefined; etcd: ()
  * died before writing it, or a record was forged or left behind since): the role changes that
  * bring gossip back to etcd, decided by etcd alone (the checks were made when it was committed).
  * Not for this manager's own record (a node does not change its own role: another manager's
- * leader publishes it), nor for a node that left (final) or has no node key.
+ * leader publishes it), nor for a node that left (final) or has no node key. A node removed in
+ * etcd (left) is published as left.
  */
 export function rolesToPublish(
   nodes: NodeRecord[],
   roles: RoleBook,
+  left: ReadonlySet<string>,
   selfId: string,
   pub: RolePublisher,
   now: number,
@@ -115,8 +117,15 @@ export function rolesToPublish(
   const changes: RoleChange[] = []
   let problem: string | undefined
   for (const n of nodes) {
+    if (n.state === 'left' || n.id === selfId) continue
+    if (left.has(n.id)) {
+      // Removed (node rm): its record left and its certificate revoked, as removeNode writes them.
+      const revoke = revocationOf(n, now)
+      changes.push({record: {...n, state: 'left'}, ...(revoke ? {revoke} : {})})
+      continue
+    }
     const role = roles.get(n.id)
-    if (role === undefined || role === n.role || n.id === selfId || n.state === 'left' || !n.pubKey) continue
+    if (role === undefined || role === n.role || !n.pubKey) continue
     const secrets = pub.secrets()
     const etcd = role === 'manager' ? pub.etcd() : undefined
     if (!secrets || (role === 'manager' && !etcd)) {

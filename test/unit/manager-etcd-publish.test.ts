@@ -77,12 +77,13 @@ function cluster() {
     stores.push(s)
     return s
   }
-  const manager = (id: string) => {
+  const manager = (id: string, down: (id: string) => boolean = () => false) => {
     const local = store(id)
     for (const r of recs) local.put(keyOf('node', r.id), r)
     const client = etcdClient(settings)
     clients.push(client)
-    const backend = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint]})
+    const membership = {isDown: down, downNow: down}
+    const backend = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], membership})
     backends.push(backend)
     return {id, local, backend, client}
   }
@@ -241,4 +242,28 @@ test('after compaction past its revision, a new leader reads etcd again and conv
   assert.equal(m2.local.get<Service>('service/0123456789abcdef')?.name, 'late')
   assert.equal(m2.local.entry('service/0123456789abcdef')?.version.rev, Number(last.header.revision) - 2)
   assert.equal(m2.local.get<NodeRecord>(keyOf('node', 'w1'))?.role, 'manager')
+})
+
+test('a node removed by a manager that dies before its gossip record spreads is removed on every node', async () => {
+  const c = cluster()
+  // w1 is down: m1 may remove it. m1 commits the removal; the record it writes stays in its own
+  // store, which dies with it before gossip carries anything (it is never replicated here).
+  const m1 = c.manager('m1', (id) => id === 'w1')
+  const m2 = c.manager('m2')
+  const w2 = c.store('w2')
+  await m1.backend.importRecords([{key: 'cluster', value: spec}])
+  await m1.backend.write((m) => m.removeNode('w1'))
+  assert.equal(m1.local.get<NodeRecord>(keyOf('node', 'w1'))?.state, 'left')
+  m1.backend.close()
+  m1.client.close()
+  m1.local.close()
+  assert.equal(m2.local.get<NodeRecord>(keyOf('node', 'w1'))?.state, 'ready')
+
+  await m2.backend.mirror(c.pub)
+  replicate(m2.local, w2)
+  for (const s of [m2.local, w2]) {
+    assert.equal(s.get<NodeRecord>(keyOf('node', 'w1'))?.state, 'left')
+    assert.ok(s.get(revokedKey(certSerial(c.recs[2]!.cert!))), 'its certificate is revoked')
+  }
+  assert.equal((await m2.backend.mirror(c.pub)).changed, 0)
 })
