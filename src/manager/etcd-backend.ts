@@ -9,8 +9,9 @@
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
-// store at once, and the leader mirrors all of etcd into it (mirror()), so
-// the nodes converge on etcd's state whichever manager wrote it.
+// store at once, and the leader publishes all of etcd into it (mirror()), so
+// the nodes converge on etcd's state whichever manager wrote it, and whatever
+// gossip held against it; entries carry the etcd revision (Version.rev).
 import type {Etcd3, IOperation, Namespace} from 'etcd3'
 import {UserError, isUserError} from '../model/errors.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
