@@ -227,22 +227,20 @@ export class EtcdBackend implements DesiredBackend {
       } else if (this.putLocal(k, v, at)) changed++
     }
     if (!pub) return {changed}
-    const {changes, problem} = rolesToPublish(
-      local.values<NodeRecord>('node/'),
-      rolesOf(snap.kvs),
-      leftOf(snap.kvs),
-      this.opts.selfId,
-      pub,
-      Date.now(),
-    )
+    const publish = () =>
+      rolesToPublish(local.values<NodeRecord>('node/'), rolesOf(snap.kvs), leftOf(snap.kvs), this.opts.selfId, pub, Date.now())
+    let {changes, problem} = publish()
     if (changes.length > 0) {
       const guard = snap.kvs.get(ROLE_GUARD)?.mod ?? '0'
       const now = (await this.etcd('read', () => this.ns.get(ROLE_GUARD).exec())).kvs[0]?.mod_revision ?? '0'
       // A role change committed since the copy: its manager is writing its record now; the next pass judges.
       if (now !== guard) return {changed, ...(problem ? {problem} : {})}
+      // Decided again over the records as they are after the read (a node may have rewritten its own).
+      ;({changes, problem} = publish())
       for (const ch of changes) {
         applyRoleChange(local, ch)
-        this.opts.log?.(`etcd: node ${ch.record.name} is a ${ch.record.role} in etcd: its record published again`)
+        const what = ch.record.state === 'left' ? 'removed' : `a ${ch.record.role}`
+        this.opts.log?.(`etcd: node ${ch.record.name} is ${what} in etcd: its record published again`)
         changed++
       }
     }
