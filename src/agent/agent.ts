@@ -117,6 +117,15 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       selfName: node,
       membership: {isDown, downNow, agentAway},
       log,
+      // A role in etcd whose gossip record is missing or contradicts it is certified again by the leader.
+      // (secretsOf's body: it is declared further down, and the leader may ask before that line runs.)
+      roles: {
+        secrets: () =>
+          cfg.identity && cfg.token && cfg.managerToken
+            ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
+            : undefined,
+        etcd: () => (cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {})} : undefined),
+      },
       onLeader: (_leader, self) => {
         if (cfg.role !== 'manager') return
         const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))

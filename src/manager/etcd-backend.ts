@@ -10,15 +10,16 @@
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
-// store at once, and the leader mirrors all of etcd into it (mirror()), so
-// the nodes converge on etcd's state whichever manager wrote it.
+// store at once, and the leader publishes all of etcd into it (mirror()), so
+// the nodes converge on etcd's state whichever manager wrote it, and whatever
+// gossip held against it; entries carry the etcd revision (Version.rev).
 import type {Etcd3, IOperation, Namespace} from 'etcd3'
 import {UserError, isUserError} from '../model/errors.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import type {Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
-import type {NodeRole} from '../model/types.js'
+import type {NodeRecord, NodeRole} from '../model/types.js'
 import {
   isDesiredKey,
   type DesiredBackend,
@@ -31,6 +32,7 @@ import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, alloc
 import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {EtcdIndex, type Write} from './etcd-index.js'
 import {Manager} from './manager.js'
+import {applyRoleChange, rolesToPublish, type RolePublisher} from './roles.js'
 import type {IndexSource, StateIndex} from './state-index.js'
 
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
@@ -139,7 +141,7 @@ export class EtcdBackend implements DesiredBackend {
         continue
       }
       const {view, result} = decided
-      if (view.ops.size === 0) {
+      if (view.ops.size === 0 && view.left.size === 0) {
         if (!caughtUp) {
           caughtUp = true
           continue
@@ -152,14 +154,14 @@ export class EtcdBackend implements DesiredBackend {
         guard = this.opts.leaderRevision?.()
         if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
       }
-      const ops = transaction(snap.kvs, view.ops, guard)
+      const ops = withLeft(transaction(snap.kvs, view.ops, guard), snap.kvs, view.left)
       await this.opts.beforeCommit?.('request')
       const res = await this.etcd('write', () => commit(this.ns, ops))
       if (res.succeeded) {
         // The next read sees this commit (read-your-writes).
         await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
         this.commits++
-        this.copyLocal(view.ops)
+        this.copyLocal(view.ops, Number(res.header.revision))
         view.applySideEffects()
         return result
       }
@@ -213,21 +215,68 @@ export class EtcdBackend implements DesiredBackend {
     throw new UserError(`the roles kept changing under this request (${MAX_ATTEMPTS} tries): try again`)
   }
 
-  /** Copies etcd's desired state into the node's store where they differ; returns how many keys changed. */
-  async mirror(): Promise<number> {
-    const want = (await this.etcd('read', () => this.current())).records
-    let changed = 0
+  /**
+   * The leader's publication of etcd's desired state to gossip, from the copy at one revision:
+   * every record whose gossip entry lacks or contradicts etcd is written again, with the etcd
+   * revision in its version (Version.rev: replicas order by it, not by clock), every desired
+   * record etcd no longer holds is deleted, and every role etcd holds (roles/) that a node's
+   * record contradicts is published as its role change (with pub). Returns how many keys changed.
+   *
+   * A gossip entry newer than the copy (a commit another manager just copied to its store) is
+   * left alone: the next pass reads a copy that holds it. Unless it claims a revision etcd has not
+   * reached (forged, or left by a writer that lied): then it is replaced, with a revision above it.
+   * A role is published only while no role change came after the copy (guard/roles unchanged).
+   */
+  async mirror(pub?: RolePublisher): Promise<{changed: number; problem?: string}> {
+    const snap = await this.etcd('read', () => this.current())
     const local = this.opts.local
+    const want = snap.records
+    const stale = (key: string): {entry: Entry | undefined; rev: number} => {
+      const entry = local.entry(key)
+      return {entry, rev: entry?.version.rev ?? 0}
+    }
+    // Keys whose gossip entry differs from the copy: [key, the revision etcd holds it at (0: absent)].
+    const differ: [string, number][] = []
     for (const [k, v] of want) {
-      if (JSON.stringify(local.get(k)) === JSON.stringify(v)) continue
-      if (this.putLocal(k, v)) changed++
+      const {entry} = stale(k)
+      if (entry?.value !== null && entry !== undefined && JSON.stringify(entry.value) === JSON.stringify(v)) continue
+      differ.push([k, Number(snap.kvs.get(STATE + k)!.mod)])
     }
-    for (const e of local.list('')) {
-      if (!isDesiredKey(e.key) || want.has(e.key)) continue
-      local.delete(e.key)
-      changed++
+    for (const e of local.list('')) if (isDesiredKey(e.key) && !want.has(e.key)) differ.push([e.key, 0])
+    let head = snap.revision
+    if (differ.some(([k]) => stale(k).rev > snap.revision))
+      head = Number((await this.etcd('read', () => this.ns.get(LEADER).exec())).header.revision)
+    let changed = 0
+    for (const [k, mod] of differ) {
+      const {entry, rev} = stale(k)
+      // Newer than the copy and within what etcd has reached: a commit the next pass will hold.
+      if (rev > snap.revision && rev <= head) continue
+      // The revision etcd holds the record at (for a deletion: the copy's), above any entry it replaces.
+      const at = Math.max(mod === 0 ? snap.revision : mod, rev + 1)
+      const v = want.get(k)
+      if (v === undefined) {
+        if (entry?.value !== null && local.delete(k, at)) changed++
+      } else if (this.putLocal(k, v, at)) changed++
     }
-    return changed
+    if (!pub) return {changed}
+    const publish = () =>
+      rolesToPublish(local.values<NodeRecord>('node/'), rolesOf(snap.kvs), leftOf(snap.kvs), this.opts.selfId, pub, Date.now())
+    let {changes, problem} = publish()
+    if (changes.length > 0) {
+      const guard = snap.kvs.get(ROLE_GUARD)?.mod ?? '0'
+      const now = (await this.etcd('read', () => this.ns.get(ROLE_GUARD).exec())).kvs[0]?.mod_revision ?? '0'
+      // A role change committed since the copy: its manager is writing its record now; the next pass judges.
+      if (now !== guard) return {changed, ...(problem ? {problem} : {})}
+      // Decided again over the records as they are after the read (a node may have rewritten its own).
+      ;({changes, problem} = publish())
+      for (const ch of changes) {
+        applyRoleChange(local, ch)
+        const what = ch.record.state === 'left' ? 'removed' : `a ${ch.record.role}`
+        this.opts.log?.(`etcd: node ${ch.record.name} is ${what} in etcd: its record published again`)
+        changed++
+      }
+    }
+    return problem === undefined ? {changed} : {changed, problem}
   }
 
   /** The records in etcd, read now (for migrate-store's check and the tests). */
@@ -290,16 +339,17 @@ export class EtcdBackend implements DesiredBackend {
   }
 
   /** Read-your-writes on this node: what this manager committed is in its store before the answer goes. */
-  private copyLocal(ops: Map<string, Json | null>): void {
+  private copyLocal(ops: Map<string, Json | null>, rev: number): void {
+    // Every key of one transaction has its revision as mod revision: the version carries it.
     for (const [k, v] of ops) {
-      if (v === null) this.opts.local.delete(k)
-      else if (JSON.stringify(this.opts.local.get(k)) !== JSON.stringify(v)) this.putLocal(k, v)
+      if (v === null) this.opts.local.delete(k, rev)
+      else if (JSON.stringify(this.opts.local.get(k)) !== JSON.stringify(v)) this.putLocal(k, v, rev)
     }
   }
 
-  private putLocal(k: string, v: Json): boolean {
+  private putLocal(k: string, v: Json, rev: number): boolean {
     try {
-      this.opts.local.put(k, v)
+      this.opts.local.put(k, v, rev)
       return true
     } catch (e) {
       // A record this version cannot store stays in etcd; the node's store keeps what it had.
@@ -346,6 +396,29 @@ export function rolesOf(kvs: ReadonlyMap<string, CachedKv>): Map<string, NodeRol
   for (const [k, v] of kvs)
     if (k.startsWith(ROLES) && (v.value === 'manager' || v.value === 'worker')) out.set(k.slice(ROLES.length), v.value)
   return out
+}
+
+/** The nodes removed in etcd (roles/<node id> = left: final). */
+export function leftOf(kvs: ReadonlyMap<string, CachedKv>): Set<string> {
+  const out = new Set<string>()
+  for (const [k, v] of kvs) if (k.startsWith(ROLES) && v.value === 'left') out.add(k.slice(ROLES.length))
+  return out
+}
+
+/**
+ * A request's transaction with the nodes it removes: roles/<id> = left, serialized with the role
+ * changes by guard/roles (compared and bumped), so a removal and a promotion are taken in order.
+ */
+function withLeft(t: Txn, kvs: ReadonlyMap<string, CachedKv>, left: ReadonlySet<string>): Txn {
+  if (left.size === 0) return t
+  return {
+    compares: [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
+    then: (ns) => [
+      ...t.then(ns),
+      ...[...left].map((id) => ns.put(ROLES + id).value('left')),
+      ns.put(ROLE_GUARD).value(String(Date.now())),
+    ],
+  }
 }
 
 /** etcd could not be reached or answered with an error: the request changed nothing. */
@@ -485,6 +558,8 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
  */
 class RequestView implements DesiredStore, IndexSource {
   readonly ops = new Map<string, Json | null>()
+  /** Nodes the request removes (node rm): written to roles/ in its transaction. */
+  readonly left = new Set<string>()
   private readonly sideEffects: (() => void)[] = []
   /** Told of each desired write as the store tells its own. */
   private readonly listeners = new Set<(key: string, value: Json | undefined, old: Json | undefined) => void>()
@@ -540,7 +615,12 @@ class RequestView implements DesiredStore, IndexSource {
       this.ops.set(key, value)
       this.write(key, value, old)
       for (const l of this.listeners) l(key, value, old)
-    } else this.sideEffects.push(() => this.local.put(key, value))
+    } else {
+      // node rm: etcd holds it too (roles/<id> = left), so the leader publishes it if this manager dies first.
+      const n = key.startsWith('node/') ? (value as Partial<NodeRecord>) : undefined
+      if (n?.state === 'left' && typeof n.id === 'string') this.left.add(n.id)
+      this.sideEffects.push(() => this.local.put(key, value))
+    }
     return {key, value, version: {clock: 0, node: this.selfId}}
   }
 

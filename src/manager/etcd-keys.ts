@@ -12,8 +12,9 @@
 //                            may put a second holder on a node are decided one after the other.
 //   guard/networks           bumped by every network change: network changes are serialized,
 //                            so subnets never overlap even when one is given by hand
-//   roles/<node id>          a node's role as the last role change set it (manager, worker); a node
-//                            without one has the role it joined with (its gossip record)
+//   roles/<node id>          a node's role as the last role change set it (manager, worker), or left
+//                            (node rm, final); a node without one has the role it joined with (its
+//                            gossip record). The leader publishes these over the gossip records.
 //   guard/roles              bumped by every role change: role changes are serialized, so two
 //                            managers demoting each other cannot both pass the last-manager check
 //   leader                   the elected manager's node id, on its lease

@@ -3,7 +3,9 @@
 // lease, places on its own (nodes coming and going, dead nodes' tasks) and
 // mirrors etcd into the gossip store that carries the state to every node.
 // Standbys do neither; the next leader picks up where the last one stopped,
-// because everything it needs is in etcd and in the gossip store.
+// because everything it needs is in etcd and in the gossip store: its copy of
+// etcd (etcd-cache.ts) is a read at one revision followed by the watch from the
+// next, read again whole when the watch ends (its revision compacted away).
 import type {Etcd3} from 'etcd3'
 import type {MembershipView} from '../membership/view.js'
 import type {Store} from '../store/store.js'
@@ -13,6 +15,7 @@ import {Leadership, type LeadershipOptions} from './etcd-leader.js'
 import type {ManagerLoop} from './loop.js'
 import type {PlacementReport} from './manager.js'
 import {EtcdRotationLock} from './etcd-rotation-lock.js'
+import type {RolePublisher} from './roles.js'
 
 export type EtcdManagerOptions = {
   settings: EtcdSettings
@@ -27,6 +30,8 @@ export type EtcdManagerOptions = {
   leadership?: Pick<LeadershipOptions, 'ttlSec' | 'pollMs'>
   /** How often the leader places and mirrors without being asked (ms). */
   intervalMs?: number
+  /** What the leader certifies roles with when it publishes them from etcd (roles.ts rolesToPublish). */
+  roles?: RolePublisher
 }
 
 export type EtcdManager = {
@@ -49,6 +54,7 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
   let running: Promise<void> | undefined
   let again = false
   let lastError = ''
+  let lastRoleProblem: string | undefined
   const leadership: Leadership = new Leadership(client.namespace(o.settings.prefix), o.selfId, {
     ...o.leadership,
     log: o.log,
@@ -76,8 +82,11 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
       for (const [svc, why] of found) if (problems.get(svc) !== why) o.log(`placement: ${why}`)
       for (const svc of problems.keys()) if (!found.has(svc)) o.log(`placement: service ${svc} is fully placed again`)
       problems = found
-      // Other managers' commits reach the nodes through the leader's copy.
-      await backend.mirror()
+      // Etcd's state at one revision, published to gossip: other managers' commits, roles whose
+      // writer died before its gossip record, and records that contradict etcd, whoever wrote them.
+      const {problem} = await backend.mirror(o.roles)
+      if (problem !== undefined && problem !== lastRoleProblem) o.log(`roles: ${problem}`)
+      lastRoleProblem = problem
       if (lastError) o.log('placement: etcd answers again')
       lastError = ''
     } catch (e) {

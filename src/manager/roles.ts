@@ -73,15 +73,76 @@ export function changeRole(o: RoleChangeInput): RoleChange {
     if (managers.length <= 1) throw new UserError(`node ${n.name} is the last manager that is up: promote another first`)
   }
   if (o.role === 'manager' && !o.etcd) throw new UserError('no etcd settings to give the new manager')
+  return roleRecords(n, o.role, o.secrets, o.etcd, o.now)
+}
+
+/** What a role change writes to gossip for node n (checked by the caller: n has a node key). */
+function roleRecords(
+  n: NodeRecord,
+  role: NodeRole,
+  secrets: ManagerSecrets,
+  etcd: EtcdSettings | undefined,
+  now: number,
+): RoleChange {
   const {managerStatus: _gone, ...rest} = n
-  const record: NodeRecord = {...rest, role: o.role, cert: certifyNode(o.secrets.identity, n.id, n.pubKey, o.role)}
-  const revoke = revocationOf(n, o.now)
-  if (o.role === 'worker') return {record, ...(revoke ? {revoke} : {})}
+  const record: NodeRecord = {...rest, role, cert: certifyNode(secrets.identity, n.id, n.pubKey!, role)}
+  const revoke = revocationOf(n, now)
+  if (role === 'worker') return {record, ...(revoke ? {revoke} : {})}
   return {
     record,
     ...(revoke ? {revoke} : {}),
-    promotion: {nodeId: n.id, etcd: o.etcd!, sealed: sealSecretsTo(n.pubKey, o.secrets)},
+    promotion: {nodeId: n.id, etcd: etcd!, sealed: sealSecretsTo(n.pubKey!, secrets)},
   }
+}
+
+/** What the leader needs to publish roles: the identity that certifies, and the etcd settings a new manager gets. */
+export type RolePublisher = {secrets: () => ManagerSecrets | undefined; etcd: () => EtcdSettings | undefined}
+
+/**
+ * The roles etcd holds whose gossip record says otherwise (the manager that committed the change
+ * died before writing it, or a record was forged or left behind since): the role changes that
+ * bring gossip back to etcd, decided by etcd alone (the checks were made when it was committed).
+ * Not for this manager's own record (a node does not change its own role: another manager's
+ * leader publishes it), nor for a node that left (final) or has no node key. A node removed in
+ * etcd (left) is published as left.
+ */
+export function rolesToPublish(
+  nodes: NodeRecord[],
+  roles: RoleBook,
+  left: ReadonlySet<string>,
+  selfId: string,
+  pub: RolePublisher,
+  now: number,
+): {changes: RoleChange[]; problem?: string} {
+  const changes: RoleChange[] = []
+  let problem: string | undefined
+  for (const n of nodes) {
+    if (n.state === 'left' || n.id === selfId) continue
+    if (left.has(n.id)) {
+      // Removed (node rm): its record left and its certificate revoked, as removeNode writes them.
+      const revoke = revocationOf(n, now)
+      changes.push({record: {...n, state: 'left'}, ...(revoke ? {revoke} : {})})
+      continue
+    }
+    const role = roles.get(n.id)
+    if (role === undefined || role === n.role || !n.pubKey) continue
+    const secrets = pub.secrets()
+    const etcd = role === 'manager' ? pub.etcd() : undefined
+    if (!secrets || (role === 'manager' && !etcd)) {
+      problem = `node ${n.name} is a ${role} in etcd, but this manager cannot certify it (no cluster identity or etcd settings)`
+      continue
+    }
+    changes.push(roleRecords(n, role, secrets, etcd, now))
+  }
+  return problem === undefined ? {changes} : {changes, problem}
+}
+
+/** Writes a role change to gossip: the revocation first, the promotion record, then the node's record. */
+export function applyRoleChange(gossip: Pick<Store, 'put' | 'delete'>, ch: RoleChange): void {
+  if (ch.revoke) gossip.put(ch.revoke.key, ch.revoke.value)
+  if (ch.promotion) gossip.put(promotionKey(ch.record.id), ch.promotion)
+  else gossip.delete(promotionKey(ch.record.id))
+  gossip.put(keyOf('node', ch.record.id), ch.record)
 }
 
 /** The nodes with the roles the authority set over the ones they joined with. */
@@ -108,10 +169,7 @@ export function changeRoleThrough(
       nodeId: ch.record.id,
       role: ch.record.role,
       apply: () => {
-        if (ch.revoke) gossip.put(ch.revoke.key, ch.revoke.value)
-        if (ch.promotion) gossip.put(promotionKey(ch.record.id), ch.promotion)
-        else gossip.delete(promotionKey(ch.record.id))
-        gossip.put(keyOf('node', ch.record.id), ch.record)
+        applyRoleChange(gossip, ch)
         return ch
       },
     }

@@ -3,8 +3,12 @@ import type {Json} from './json.js'
 /**
  * One key of the replicated state. A Lamport clock orders writes; the writer's
  * node id breaks ties, so every node picks the same winner (last writer wins).
+ * Desired state published from etcd also carries the etcd revision it was read at
+ * (rev): such versions are ordered by revision first, so a replica keeps the newest
+ * state of the authority whatever the writers' clocks say (a version without rev
+ * counts as revision 0: it loses to any published from etcd).
  */
-export type Version = {clock: number; node: string}
+export type Version = {clock: number; node: string; rev?: number}
 
 export type Entry = {
   /** Kind and id, like 'network/<id>' (see keys.ts). */
@@ -24,11 +28,17 @@ export type Entry = {
 
 /** What a writer signs: everything that decides the entry's effect. */
 export function signedText(e: Entry): string {
-  return JSON.stringify(['swarmnet entry 1', e.key, e.value, e.version.clock, e.version.node, e.deletedAt ?? null])
+  const text = ['swarmnet entry 1', e.key, e.value, e.version.clock, e.version.node, e.deletedAt ?? null]
+  // Signed only when present, so signatures of entries without it read as before.
+  if (e.version.rev !== undefined) text.push(e.version.rev)
+  return JSON.stringify(text)
 }
 
 /** Negative when a is older than b, 0 when the same write, positive when newer. */
 export function compareVersions(a: Version, b: Version): number {
+  const ra = a.rev ?? 0
+  const rb = b.rev ?? 0
+  if (ra !== rb) return ra - rb
   if (a.clock !== b.clock) return a.clock - b.clock
   return a.node < b.node ? -1 : a.node > b.node ? 1 : 0
 }
@@ -66,6 +76,7 @@ export function isVersion(x: unknown): x is Version {
     v.clock >= 0 &&
     typeof v.node === 'string' &&
     v.node.length > 0 &&
-    v.node.length <= 128
+    v.node.length <= 128 &&
+    (v.rev === undefined || (typeof v.rev === 'number' && Number.isSafeInteger(v.rev) && v.rev > 0))
   )
 }

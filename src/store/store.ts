@@ -226,17 +226,18 @@ export class Store {
     return [...this.entries.values()]
   }
 
-  put(key: string, value: Json): Entry {
+  /** rev: the etcd revision of desired state published from etcd (see Version). */
+  put(key: string, value: Json, rev?: number): Entry {
     if (value === null) throw new Error('put(null) is ambiguous: use delete()')
     if (!this.acceptable({key, value})) throw new Error(`refusing to store ${this.lastRefusal}`)
-    return this.writeLocal({key, value, version: this.tick()})
+    return this.writeLocal({key, value, version: this.tick(rev)})
   }
 
   /** Writes a tombstone; undefined (and no write) when there is nothing to delete. */
-  delete(key: string): Entry | undefined {
+  delete(key: string, rev?: number): Entry | undefined {
     const cur = this.entries.get(key)
     if (!cur || cur.value === null) return undefined
-    return this.writeLocal({key, value: null, version: this.tick(), deletedAt: this.now()})
+    return this.writeLocal({key, value: null, version: this.tick(rev), deletedAt: this.now()})
   }
 
   /**
@@ -253,7 +254,8 @@ export class Store {
       if (!isEntry(x)) continue
       if (!this.acceptable(x)) continue
       // Copy only the known fields: nothing else from a peer reaches the disk.
-      const version = {clock: x.version.clock, node: x.version.node}
+      const version: Version = {clock: x.version.clock, node: x.version.node}
+      if (x.version.rev !== undefined) version.rev = x.version.rev
       const e: Entry =
         x.value === null
           ? {key: x.key, value: null, version, deletedAt: x.deletedAt ?? this.now()}
@@ -362,10 +364,10 @@ export class Store {
     return () => set.delete(listener)
   }
 
-  private tick(): Version {
+  private tick(rev?: number): Version {
     this.assertOpen()
     this.lamport += 1
-    return {clock: this.lamport, node: this.nodeId}
+    return rev === undefined ? {clock: this.lamport, node: this.nodeId} : {clock: this.lamport, node: this.nodeId, rev}
   }
 
   /** Signs this node's own entries written before there was a signer (init, join); returns how many. */

@@ -5,7 +5,7 @@ import * as path from 'node:path'
 import {spawn} from 'node:child_process'
 import {fileURLToPath} from 'node:url'
 import {after, describe, it} from 'node:test'
-import {compareVersions, type Entry} from '../../src/store/entry.js'
+import {compareVersions, signedText, type Entry} from '../../src/store/entry.js'
 import type {Json} from '../../src/store/json.js'
 import {Store} from '../../src/store/store.js'
 import {networkRecord} from './model-records.js'
@@ -25,6 +25,27 @@ describe('versions', () => {
     assert.ok(compareVersions({clock: 2, node: 'a'}, {clock: 1, node: 'z'}) > 0)
     assert.ok(compareVersions({clock: 1, node: 'b'}, {clock: 1, node: 'a'}) > 0)
     assert.equal(compareVersions({clock: 1, node: 'a'}, {clock: 1, node: 'a'}), 0)
+  })
+
+  it('orders by etcd revision before the clock; a version without one loses to any with one', () => {
+    assert.ok(compareVersions({clock: 1, node: 'a', rev: 9}, {clock: 900, node: 'z', rev: 8}) > 0)
+    assert.ok(compareVersions({clock: 1, node: 'a', rev: 1}, {clock: 900, node: 'z'}) > 0)
+    assert.ok(compareVersions({clock: 2, node: 'a', rev: 5}, {clock: 1, node: 'z', rev: 5}) > 0)
+  })
+
+  it('a replica keeps the published revision against a later clock, across a restart; the revision is signed', () => {
+    const dir = path.join(root, `s${n++}`)
+    const s = new Store(dir, 'w1', {reapIntervalMs: 0}).open()
+    s.merge([{key: 'service/x', value: {name: 'etcd'}, version: {clock: 3, node: 'm2', rev: 40}}])
+    s.merge([{key: 'service/x', value: {name: 'stale'}, version: {clock: 5000, node: 'm1'}}])
+    s.merge([{key: 'service/x', value: {name: 'older'}, version: {clock: 5000, node: 'm1', rev: 39}}])
+    assert.deepEqual(s.get('service/x'), {name: 'etcd'})
+    s.close()
+    const again = new Store(dir, 'w1', {reapIntervalMs: 0}).open()
+    assert.equal(again.entry('service/x')?.version.rev, 40)
+    const e = again.entry('service/x')!
+    assert.notEqual(signedText(e), signedText({...e, version: {...e.version, rev: 41}}))
+    again.close()
   })
 })
 
