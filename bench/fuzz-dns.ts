@@ -4,10 +4,12 @@
  * drawn from the table's names and beyond (any case, EDNS with and without a cookie, other
  * options, types and classes, compression pointers, odd bytes), then mutated; the oracle says
  * which the fast path answers (a plain A/IN question for a name in the asker's networks, with
- * one to eight addresses) and with which bytes, and that everything else passes on untouched.
+ * one to eight addresses; AAAA/IN for one, NOERROR and empty; A or AAAA for a name only networks
+ * the asker is not on have, NXDOMAIN) and with which bytes, and that everything else passes on
+ * untouched.
  */
 import * as dns from 'dns-packet'
-import {snDnsKey, snDnsName, snDnsScope, type CounterName} from '../src/bpf/index.js'
+import {SN_DNS_VNI_KNOWN, snDnsKey, snDnsName, snDnsScope, type CounterName} from '../src/bpf/index.js'
 import {buildNames, type DnsView} from '../src/dns/names.js'
 import {desiredDns} from '../src/dns/fastpath.js'
 import type {Network, Task, TaskStatus} from '../src/model/types.js'
@@ -23,6 +25,9 @@ const RESOLVER = W.GW_BRIDGE
 const TTL = 5
 const NAME_MAX = 64
 const BRIDGE_MAC = '02:42:ac:12:00:01'
+const SIDE_VNI = 4099
+const T_A = 1
+const T_AAAA = 28
 
 const net = (id: string, vni: number, third: number): Network =>
   networkRecord(id, `10.0.${third}.0/24`, {vni, gateway: `10.0.${third}.1`})
@@ -44,13 +49,15 @@ function view(): DnsView {
   return {
     selfId: 'n1',
     nodes: [{id: 'n1', name: 'n1', addr: W.NODE, gossipPort: 7946, role: 'manager', state: 'ready', mtu: 1500, joinedAt: 0}],
-    networks: [net('front', W.VNI, 1), net('back', W.VNI2, 2)],
+    // side: a network the asker is not on, whose names it gets NXDOMAIN for.
+    networks: [net('front', W.VNI, 1), net('back', W.VNI2, 2), net('side', SIDE_VNI, 3)],
     services: [
       svc('web', ['front'], {vips: [{networkId: 'front', ip: W.VIP}]}),
       svc('rr', ['front'], {endpointMode: 'dnsrr'}),
       svc('many', ['front'], {endpointMode: 'dnsrr'}),
       svc('db', ['back'], {vips: [{networkId: 'back', ip: '10.0.2.2'}]}),
       svc('cl', ['front', 'back'], {vips: [{networkId: 'front', ip: '10.0.1.3'}]}),
+      svc('far', ['side'], {vips: [{networkId: 'side', ip: '10.0.3.2'}]}),
     ],
     tasks: [
       task('t1', 'web', 1, ['front', '10.0.1.10']),
@@ -58,6 +65,7 @@ function view(): DnsView {
       task('r2', 'rr', 2, ['front', '10.0.1.21']),
       task('r3', 'rr', 3, ['front', '10.0.1.22']),
       task('d1', 'db', 1, ['back', '10.0.2.10']),
+      task('f1', 'far', 1, ['side', '10.0.3.10']),
       {
         ...task('c1', 'cl', 1, ['front', '10.0.1.30']),
         attachments: [
@@ -68,7 +76,7 @@ function view(): DnsView {
       ...many,
     ],
     statuses: new Map([
-      ...['t1', 'r1', 'r2', 'r3', 'd1', ...many.map((t) => t.id)].map((id) => [id, running()] as const),
+      ...['t1', 'r1', 'r2', 'r3', 'd1', 'f1', ...many.map((t) => t.id)].map((id) => [id, running()] as const),
       ['c1', running(W.TASK_GW)],
     ]),
   }
@@ -160,7 +168,8 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
     if (optx && (optx < 12 || optx > 44)) return next
     if (dnslen !== 12 + nlen + 4 + (edns ? 11 : 0) + optx) return next
     const q = 12 + nlen
-    if (d.length < q + 4 || d[q] !== 0 || d[q + 1] !== 1 || d[q + 2] !== 0 || d[q + 3] !== 1) return next
+    const qtype = d[q + 1]
+    if (d.length < q + 4 || d[q] !== 0 || (qtype !== T_A && qtype !== T_AAAA) || d[q + 2] !== 0 || d[q + 3] !== 1) return next
     if (edns) {
       const o = q + 4
       if (d.length < o + 11) return next
@@ -182,11 +191,23 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
       hit = names.get(`${vni}/${key.toString('hex')}`)
       if (hit) break
     }
-    if (!hit || hit.flags & 1 || hit.count < 1 || hit.count > 8) return next
+    // What it answers: the name's addresses (A), none (AAAA), or NXDOMAIN when another network has it.
+    let count: number
+    let rcode = 0
+    if (hit && qtype === T_AAAA) count = 0
+    else if (hit) {
+      if (hit.flags & 1 || hit.count < 1 || hit.count > 8) return next
+      count = hit.count
+    } else {
+      const marker = names.get(`${SN_DNS_VNI_KNOWN}/${key.toString('hex')}`)
+      if (scope.vnis.length < 1 || !marker || !(marker.flags & 4)) return next
+      count = 0
+      rcode = 3
+    }
     const answers = (start: number) => {
-      const a = Buffer.alloc(16 * hit!.count)
-      for (let i = 0; i < hit!.count; i++) {
-        const j = (i + start) % hit!.count
+      const a = Buffer.alloc(16 * count)
+      for (let i = 0; i < count; i++) {
+        const j = (i + start) % count
         Buffer.from([0xc0, 12, 0, 1, 0, 1]).copy(a, i * 16)
         a.writeUInt32BE(scope.ttl, i * 16 + 6)
         a.writeUInt16BE(4, i * 16 + 10)
@@ -211,14 +232,15 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
       out.writeUInt16BE(out.length - 34, 38)
       out.writeUInt16BE(0, 40)
       out[44] = 0x84 | (d[2]! & 1)
-      out[45] = 0x80
-      out.writeUInt16BE(hit!.count, 48)
+      out[45] = 0x80 | rcode
+      out.writeUInt16BE(count, 48)
       return out
     }
-    const rotate = (hit.flags & 2) !== 0
+    const rotate = count > 0 && (hit!.flags & 2) !== 0
     const counters = {dns_fast_answer: 1} as Partial<Record<CounterName, number>>
-    if (!rotate) return {verdict: TC_ACT_REDIRECT, counters, label: 'dns_fast_answer', out: build(0)}
-    const all = Array.from({length: hit.count}, (_, s) => build(s))
+    const label = rcode ? 'dns_fast_answer (nxdomain)' : count === 0 ? 'dns_fast_answer (aaaa empty)' : 'dns_fast_answer'
+    if (!rotate) return {verdict: TC_ACT_REDIRECT, counters, label, out: build(0)}
+    const all = Array.from({length: count}, (_, s) => build(s))
     return {
       verdict: TC_ACT_REDIRECT,
       counters,
@@ -249,7 +271,11 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
         id: r.int(65536),
         flags: r.chance(0.8) ? dns.RECURSION_DESIRED : r.int(65536) & 0x7fff,
         questions: [
-          {type: r.chance(0.9) ? 'A' : r.pick(['AAAA', 'TXT', 'SRV'] as const), name, class: r.chance(0.95) ? 'IN' : 'CH'},
+          {
+            type: r.chance(0.75) ? 'A' : r.chance(0.6) ? 'AAAA' : r.pick(['TXT', 'SRV', 'PTR'] as const),
+            name,
+            class: r.chance(0.95) ? 'IN' : 'CH',
+          },
         ],
         ...(edns ? {additionals: [{type: 'OPT', name: '.', udpPayloadSize: 4096, options} as unknown as dns.Answer]} : {}),
       })

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * tc ingress on the host side of a task's gateway-bridge device: the DNS fast
- * path. An A question for a cluster name, sent by the task to its node's
+ * path. An A or AAAA question for a cluster name, sent by the task to its node's
  * resolver (the gateway-bridge address, UDP 53), is turned into its answer in
  * place (the same bytes the TypeScript responder would send) and sent straight
- * back into the task. Everything else, and any question it is not sure of
+ * back into the task: A gets the name's addresses, AAAA NOERROR and no answer
+ * (the cluster is IPv4 only, as Docker answers), and a name no network of the
+ * task has but another network of the cluster does (its SN_DNS_VNI_KNOWN entry)
+ * NXDOMAIN, which the responder gives and never forwards. Everything else, and
+ * any question it is not sure of
  * (other types and classes, names not in sn_dns_names or marked to pass, names
  * with compression pointers or other bytes than letters, digits, '-' and '_',
  * longer than SN_DNS_NAME_MAX, EDNS0 with an option other than one cookie or
@@ -32,6 +36,9 @@
 #define SN_L2L4 (sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr))
 /* What our OPT record says: no extended rcode, version 0, no flags, and the UDP size we take (src/dns/responder.ts OUR_UDP). */
 #define SN_DNS_OUR_UDP 1232
+#define SN_DNS_T_A 1
+#define SN_DNS_T_AAAA 28
+#define SN_DNS_NXDOMAIN 3
 
 #define sn_pass() TC_ACT_UNSPEC
 
@@ -60,7 +67,8 @@ int sn_tc_dns(struct __sk_buff *skb)
 	__u32 nlen = 0, next = 0, dnslen, tot, count, i;
 	/* The query's EDNS option bytes (a cookie), which the answer leaves out. */
 	__u32 optx = 0;
-	int edns;
+	__u32 rcode = 0;
+	int edns, qtype;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
 		return sn_pass();
@@ -127,8 +135,9 @@ int sn_tc_dns(struct __sk_buff *skb)
 	q = name + nlen;
 	if ((void *)(q + 4) > end)
 		return sn_pass();
-	if (q[0] != 0 || q[1] != 1 || q[2] != 0 || q[3] != 1) /* A, IN */
+	if (q[0] != 0 || (q[1] != SN_DNS_T_A && q[1] != SN_DNS_T_AAAA) || q[2] != 0 || q[3] != 1) /* A or AAAA, IN */
 		return sn_pass();
+	qtype = q[1];
 	if (edns) {
 		__u8 *o = q + 4;
 
@@ -158,10 +167,28 @@ int sn_tc_dns(struct __sk_buff *skb)
 		if (hit)
 			break;
 	}
-	/* No running task (NOERROR, no answer) is the slow path's too: the fast path answers addresses. */
-	if (!hit || (hit->flags & SN_DNS_PASS) || hit->count < 1 || hit->count > SN_DNS_MAX_IPS)
-		return sn_pass();
-	count = hit->count;
+	if (hit && qtype == SN_DNS_T_AAAA) {
+		/* A name of the task's networks: it has no IPv6 address, NOERROR and no answer. */
+		count = 0;
+	} else if (hit) {
+		/* No running task (NOERROR, no answer) is the slow path's: the fast path answers addresses. */
+		if ((hit->flags & SN_DNS_PASS) || hit->count < 1 || hit->count > SN_DNS_MAX_IPS)
+			return sn_pass();
+		count = hit->count;
+	} else {
+		/*
+		 * In none of the task's networks: NXDOMAIN when the cluster knows the name elsewhere. A
+		 * scope with no networks is one the fast path was not given (too many): the slow path's.
+		 */
+		if (scope->count < 1 || scope->count > SN_DNS_MAX_NETS)
+			return sn_pass();
+		key.vni = SN_DNS_VNI_KNOWN;
+		hit = bpf_map_lookup_elem(&sn_dns_names, &key);
+		if (!hit || !(hit->flags & SN_DNS_KNOWN))
+			return sn_pass();
+		count = 0;
+		rcode = SN_DNS_NXDOMAIN;
+	}
 
 	/* The answers, then our OPT when the question had one, after the question. */
 	{
@@ -170,7 +197,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 		__be32 ttl = bpf_htonl(scope->ttl);
 		__u32 off = SN_L2L4 + SN_DNS_HDR + nlen + 4;
 		__u32 alen = count * SN_DNS_ANSWER_LEN;
-		__u32 start = (hit->flags & SN_DNS_ROTATE) ? bpf_get_prandom_u32() % count : 0;
+		__u32 start = (count && (hit->flags & SN_DNS_ROTATE)) ? bpf_get_prandom_u32() % count : 0;
 		__be32 saddr, daddr;
 		__be16 sport;
 		__u8 mac[6];
@@ -179,7 +206,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 		__be16 len;
 
 #pragma clang loop unroll(full)
-		for (i = 0; i < SN_DNS_MAX_IPS; i++) {
+		for (i = 0; i < SN_DNS_MAX_IPS && count; i++) {
 			__u8 *a = ans + i * SN_DNS_ANSWER_LEN;
 			/* A division, not a branch: eight branches would be 2^8 paths for the verifier. */
 			__u32 j = (i + start) % count;
@@ -199,11 +226,11 @@ int sn_tc_dns(struct __sk_buff *skb)
 			__builtin_memcpy(a + 12, &hit->ips[j & (SN_DNS_MAX_IPS - 1)], 4);
 		}
 		flags[0] = 0x84 | (dns[2] & 0x01); /* QR, AA, the question's RD */
-		flags[1] = 0x80;                   /* RA, NOERROR */
+		flags[1] = 0x80 | rcode;           /* RA, the rcode */
 		if (bpf_skb_change_tail(skb, skb->len + alen - optx, 0))
 			return sn_pass();
 		/* alen is 16..128; the mask says so to the verifier, whatever registers the compiler uses. */
-		if (bpf_skb_store_bytes(skb, off, ans, ((alen - 1) & (sizeof(ans) - 1)) + 1, 0))
+		if (count && bpf_skb_store_bytes(skb, off, ans, ((alen - 1) & (sizeof(ans) - 1)) + 1, 0))
 			return TC_ACT_SHOT;
 		if (edns && bpf_skb_store_bytes(skb, off + alen, opt, sizeof(opt), 0))
 			return TC_ACT_SHOT;

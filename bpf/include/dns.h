@@ -34,6 +34,13 @@ struct sn_dns_name {
 /* dnsrr's name: each answer starts at a random one of its addresses and goes round (Docker shuffles them). */
 #define SN_DNS_ROTATE 0x2
 
+/*
+ * A name some network of the cluster has, under the key SN_DNS_VNI_KNOWN (no VNI is: they are
+ * 24 bits): a task none of whose networks has it gets NXDOMAIN, as from the responder.
+ */
+#define SN_DNS_KNOWN 0x4
+#define SN_DNS_VNI_KNOWN 0xffffffff
+
 /* Keyed by the ifindex of a task's gateway-bridge device (host side): where its questions arrive. */
 struct sn_dns_scope {
 	__be32 resolver;       /* the node's gateway-bridge address: the task's nameserver */

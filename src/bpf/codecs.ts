@@ -528,7 +528,9 @@ export type SnCt = ReturnType<typeof snCt.decode>
 export const SN_DNS_NAME_MAX = 64
 export const SN_DNS_MAX_IPS = 8
 export const SN_DNS_MAX_NETS = 8
-export const SN_DNS_FLAGS = {PASS: 0x1, ROTATE: 0x2} as const
+export const SN_DNS_FLAGS = {PASS: 0x1, ROTATE: 0x2, KNOWN: 0x4} as const
+/** The key vni of a name some network of the cluster has (KNOWN): no VNI is, they are 24 bits. */
+export const SN_DNS_VNI_KNOWN = 0xffffffff
 
 /** name: the wire-format name (lower case, root label included), zero-padded, as hex. */
 export const snDnsKey = defineStruct('sn_dns_key', 68, [

@@ -2,13 +2,20 @@
 // TypeScript responder answers from: per network (VNI), every name with its A addresses (a name
 // the fast path must not answer, one with more addresses than fit, is there marked PASS, so a
 // later network of the task cannot shadow it; dnsrr's names are marked ROTATE: the program starts
-// each answer at a random address, the responder at the next in turn); per asking task's
-// gateway-bridge device, the resolver's address, the TTL and the task's networks in order.
+// each answer at a random address, the responder at the next in turn); every name some network
+// has, under SN_DNS_VNI_KNOWN marked KNOWN (a task none of whose networks has it gets NXDOMAIN);
+// per asking task's gateway-bridge device, the resolver's address, the TTL and the task's
+// networks in order.
+//
+// A name the responder does not look up as a plain name (one that reads as a reverse or an SRV
+// question) is not written at all, neither per network nor KNOWN: the fast path must not answer
+// what the responder answers otherwise.
 import {
   SN_DNS_FLAGS,
   SN_DNS_MAX_IPS,
   SN_DNS_MAX_NETS,
   SN_DNS_NAME_MAX,
+  SN_DNS_VNI_KNOWN,
   snDnsKey,
   snDnsName,
   snDnsScope,
@@ -16,7 +23,7 @@ import {
 } from '../bpf/codecs.js'
 import type {DesiredDns, Entries} from '../dataplane/desired.js'
 import type {Network} from '../model/types.js'
-import type {NameTable} from './names.js'
+import {SRV_NAME, type NameTable} from './names.js'
 
 /** A name as the fast path keys it: wire format, lower case, root label included; undefined when it cannot be one. */
 export function wireName(name: string): Buffer | undefined {
@@ -41,6 +48,9 @@ export interface FastPathInput {
 
 const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
 
+/** A name resolve() does not take for a plain name: a reverse (PTR) or SRV question's. */
+const special = (name: string) => name.endsWith('.in-addr.arpa') || SRV_NAME.test(name)
+
 export function desiredDns(o: FastPathInput): DesiredDns {
   const vniOf = new Map(o.networks.filter((n) => n.vni !== undefined).map((n) => [n.id, n.vni!]))
   const names: Entries = new Map()
@@ -48,7 +58,8 @@ export function desiredDns(o: FastPathInput): DesiredDns {
     const vni = vniOf.get(nn.id)
     if (vni === undefined) continue
     for (const [name, r] of nn.a) {
-      const wire = wireName(name)
+      // Not there, in no network: the fast path passes it on (it is so in every network or none).
+      const wire = special(name) ? undefined : wireName(name)
       if (!wire) continue // the fast path cannot ask for it either: it passes such names on
       const pass = r.ips.length > SN_DNS_MAX_IPS
       const ips = Buffer.alloc(4 * SN_DNS_MAX_IPS)
@@ -65,14 +76,26 @@ export function desiredDns(o: FastPathInput): DesiredDns {
       )
     }
   }
+  const noIps = Buffer.alloc(4 * SN_DNS_MAX_IPS).toString('hex')
+  for (const name of o.table.known) {
+    const wire = special(name) ? undefined : wireName(name)
+    if (!wire) continue
+    names.set(
+      ...entry(
+        snDnsKey.encode({vni: SN_DNS_VNI_KNOWN, name: wire.toString('hex')}),
+        snDnsName.encode({ips: noIps, count: 0, flags: SN_DNS_FLAGS.KNOWN}),
+      ),
+    )
+  }
   const scopes: Entries = new Map()
   for (const [gwIp, netIds] of o.table.scopes) {
     const taskId = o.table.askers.get(gwIp)
     const ifindex = taskId ? o.gwIfindex(taskId) : undefined
     if (!ifindex) continue
     const vnis = netIds.map((id) => vniOf.get(id)).filter((v): v is number => v !== undefined)
-    // A task on more networks than the fast path looks in asks the slow path for everything.
-    const used = vnis.length <= SN_DNS_MAX_NETS ? vnis : []
+    // A task on more networks than the fast path looks in, or on one it cannot look in (no VNI),
+    // asks the slow path for everything: the fast path would miss names the responder finds.
+    const used = vnis.length <= SN_DNS_MAX_NETS && vnis.length === netIds.length ? vnis : []
     const buf = Buffer.alloc(4 * SN_DNS_MAX_NETS)
     used.forEach((v, i) => u32.encode(v).copy(buf, i * 4))
     scopes.set(

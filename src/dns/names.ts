@@ -165,6 +165,9 @@ export function buildNames(v: DnsView): NameTable {
   return {networks: nets, scopes, known, askers}
 }
 
+/** _PORT._PROTO.NAME: a name resolve() takes for an SRV question's, whatever the type asked. */
+export const SRV_NAME = /^_([^.]+)\._(tcp|udp)\.(.+)$/
+
 /** What the responder answers for a question from a task, or 'forward' when the name is not the cluster's. */
 export type Resolution =
   | {rcode: 'NOERROR'; a: string[]; rotate: boolean; name: string}
@@ -188,7 +191,7 @@ export function resolve(t: NameTable, asker: string, qname: string, qtype: strin
     }
     return 'forward'
   }
-  const srv = /^_([^.]+)\._(tcp|udp)\.(.+)$/.exec(name)
+  const srv = SRV_NAME.exec(name)
   if (srv) return resolveSrv(t, scope, srv[1]!, srv[2] as PublishedPort['protocol'], srv[3]!, qtype)
   for (const id of scope) {
     const r = t.networks.get(id)?.a.get(name)

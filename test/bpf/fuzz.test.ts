@@ -53,6 +53,8 @@ describe('fuzz', () => {
       'tc_gw mesh_frag_needed (gw)',
       'tc_dns dns_fast_answer',
       'tc_dns dns_fast_answer (rotated)',
+      'tc_dns dns_fast_answer (aaaa empty)',
+      'tc_dns dns_fast_answer (nxdomain)',
       'tc_dns pass',
       'xdp_task_peer pass',
     ]) {

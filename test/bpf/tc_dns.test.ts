@@ -10,6 +10,7 @@ import * as dns from 'dns-packet'
 import {buildNames, type DnsView, type NameTable} from '../../src/dns/names.js'
 import {desiredDns} from '../../src/dns/fastpath.js'
 import {Responder} from '../../src/dns/responder.js'
+import {snDnsKey, snDnsScope} from '../../src/bpf/index.js'
 import {DnsStats} from '../../src/dns/stats.js'
 import type {Network, Task, TaskStatus} from '../../src/model/types.js'
 import {Loaded, TC_ACT_REDIRECT, pinRootFor, skbCtx} from './harness.js'
@@ -213,12 +214,40 @@ describe('sn_tc_dns: the DNS fast path', () => {
     assert.equal(orders.size, 2, 'both starting addresses seen in 32 answers')
   })
 
-  it('passes what it does not answer: other types and classes, unknown and out-of-scope names', () => {
-    passes(frame(query('web', {type: 'AAAA'})), 'AAAA')
+  it("answers AAAA of a name of the task's networks NOERROR and empty, and a name only other networks have NXDOMAIN: the responder's bytes", async () => {
+    const cases: [Buffer, number, number][] = [
+      [query('web', {type: 'AAAA'}), 0, 0],
+      [query('WEB.', {type: 'AAAA', edns: true}), 0, 1],
+      [query('tasks.rr', {type: 'AAAA', cookie: true}), 0, 1],
+      [query('rr', {type: 'AAAA', rd: false}), 0, 0],
+      // A name of the cluster on no network of the asking task: NXDOMAIN, whatever the type.
+      [query('db'), 3, 0],
+      [query('DB', {type: 'AAAA'}), 3, 0],
+      [query('tasks.db', {edns: true}), 3, 1],
+      [query('db.1.d1', {cookie: true}), 3, 1],
+    ]
+    for (const [q, rcode, arcount] of cases) {
+      const fast = answered(q)
+      const slow = await responder.answer(q, TASK_GW, false)
+      assert.ok(slow)
+      const what = `${dns.decode(q).questions![0]!.type} ${dns.decode(q).questions![0]!.name}`
+      assert.equal(fast.toString('hex'), slow.toString('hex'), `the answers to ${what} differ`)
+      assert.equal(fast.readUInt16BE(2) & 0xf, rcode, what)
+      assert.equal(fast.readUInt16BE(6), 0, `${what}: no answer records`)
+      assert.equal(fast.readUInt16BE(10), arcount, `${what}: our OPT when asked with one`)
+    }
+  })
+
+  it('passes what it does not answer: other types and classes, unknown names, tasks it does not know the networks of', () => {
     passes(frame(query('web', {type: 'PTR'})), 'PTR')
+    passes(frame(query('web', {type: 'TXT'})), 'TXT')
+    passes(frame(query('web', {type: 'NS'})), 'NS')
     passes(frame(query('web', {cls: 'CH'})), 'class CH')
+    passes(frame(query('db', {cls: 'CH'})), 'class CH of an out-of-scope name')
     passes(frame(query('example.com')), 'an unknown name')
-    passes(frame(query('db')), 'a name of a network the task is not on (NXDOMAIN is the slow path)')
+    passes(frame(query('example.com', {type: 'AAAA'})), 'AAAA of an unknown name (forwarded)')
+    passes(frame(query('_80._tcp.web')), 'an SRV name asked for A')
+    passes(frame(query('2.1.0.10.in-addr.arpa', {type: 'AAAA'})), 'a reverse name asked for AAAA')
     passes(frame(query('web', {options: [{code: 65001, data: Buffer.from([0])}]})), 'EDNS0 with another option')
     passes(frame(query('web', {options: [{code: 3, data: Buffer.alloc(0)}]})), 'EDNS0 with NSID')
     passes(frame(query('web', {options: [{code: 10, data: Buffer.alloc(7)}]})), 'a cookie too short')
@@ -252,5 +281,57 @@ describe('sn_tc_dns: the DNS fast path', () => {
     passes(frame(q, {dst: '172.18.0.9'}), 'to another address')
     passes(frame(q, {dport: 5353}), 'to another port')
     passes(frame(q), 'from a device that is no task gateway device', skbCtx(2))
+  })
+
+  it('passes everything from a task the fast path was not given the networks of (one without a VNI): never NXDOMAIN there', () => {
+    const v = view()
+    // The asking task also on a network the fast path has no VNI for: the responder may find names there.
+    const nets = [...v.networks, networkRecord('novni', '10.0.3.0/24', {vni: undefined, gateway: '10.0.3.1'})]
+    const c1 = v.tasks.find((t) => t.id === 'c1')!
+    c1.attachments.push({networkId: 'novni', ip: '10.0.3.30', mac: '02:42:00:00:00:03'})
+    const want = desiredDns({
+      table: buildNames({...v, networks: nets}),
+      networks: nets,
+      resolver: RESOLVER,
+      ttl: TTL,
+      gwIfindex: (id) => (id === 'c1' ? 3 : undefined),
+    })
+    const [k, val] = [...want.scopes.values()][0]!
+    assert.equal(snDnsScope.decode(val).count, 0)
+    l.map('sn_dns_scopes').update(k, val)
+    try {
+      for (const [q, what] of [
+        [query('db'), 'an out-of-scope name'],
+        [query('web', {type: 'AAAA'}), 'AAAA'],
+        [query('web'), 'A'],
+      ] as const)
+        passes(frame(q), what, skbCtx(3))
+    } finally {
+      l.map('sn_dns_scopes').delete(k)
+    }
+  })
+
+  it('writes no name that reads as an SRV or a reverse question: those the responder does not look up as names', () => {
+    const v = view()
+    v.attachments = [
+      {
+        id: 'x1',
+        name: '_80._tcp.web',
+        networkId: 'back',
+        nodeId: 'n1',
+        netns: '/run/netns/x1',
+        ip: '10.0.2.50',
+        mac: '02:42:00:00:00:09',
+        createdAt: 0,
+      },
+    ]
+    v.attachmentStatus = () => ({state: 'attached'})
+    const t = buildNames(v)
+    assert.ok(t.known.has('_80._tcp.web'))
+    const want = desiredDns({table: t, networks: v.networks, resolver: RESOLVER, ttl: TTL, gwIfindex: () => DEV})
+    for (const [k] of want.names.values()) {
+      const name = Buffer.from(snDnsKey.decode(k).name, 'hex')
+      assert.ok(!name.includes(Buffer.from('_tcp')), `${name.toString('latin1')} written`)
+    }
   })
 })

@@ -244,6 +244,37 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
     assert.equal(after.answered! - mid.answered!, 1)
   })
 
+  test('the fast path answers AAAA of a name (NOERROR, empty) and a name of another network (NXDOMAIN) as the responder does', () => {
+    const counters = () => json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+    // What dig shows of an answer but its id, time and server: rcode, flags, counts, records, size.
+    const shown = (...args: string[]) =>
+      dig(...args)
+        .split('\n')
+        .filter((l) => /^;; (->>HEADER|flags:|MSG SIZE)|^[^;\s]/.test(l))
+        .map((l) => l.replace(/, id: \d+/, ''))
+        .join('\n')
+    for (const [q, rcode] of [
+      [['AAAA', 'web'], 'NOERROR'],
+      [['AAAA', 'tasks.rr'], 'NOERROR'],
+      [['A', 'db'], 'NXDOMAIN'],
+      [['AAAA', 'tasks.db'], 'NXDOMAIN'],
+    ] as const) {
+      const before = counters()
+      const fast = shown('+nocookie', ...q)
+      const mid = counters()
+      assert.equal(mid.fastPath! - before.fastPath!, 1, `${q.join(' ')}: from the fast path`)
+      assert.equal(mid.queries, before.queries, `${q.join(' ')}: no question reached the responder`)
+      // The responder's answer to the same question (an EDNS option the fast path passes on).
+      const slow = shown('+ednsopt=65001:00', ...q)
+      const after = counters()
+      assert.equal(after.fastPath, mid.fastPath)
+      assert.equal(after.queries! - mid.queries!, 1, `${q.join(' ')}: the responder asked`)
+      assert.match(fast, new RegExp(`status: ${rcode}$`, 'm'))
+      assert.match(fast, /flags: qr aa rd ra; QUERY: 1, ANSWER: 0,/)
+      assert.equal(fast, slow, `${q.join(' ')}: the fast path's answer and the responder's`)
+    }
+  })
+
   test('inspect dns lists the names of each network and counts the questions', () => {
     const v = json<DnsInspect>(client.node, ['inspect', 'dns'])
     assert.equal(v.listen, '172.18.0.1:53')

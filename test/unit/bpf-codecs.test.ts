@@ -4,6 +4,8 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {
   Btf,
+  SN_DNS_FLAGS,
+  SN_DNS_VNI_KNOWN,
   checkCodecs,
   decodeEntry,
   mapCodecs,
@@ -94,6 +96,13 @@ describe('codecs: encode/decode', () => {
       .filter(([, where]) => where.length !== 1 || !(layoutHeaders.includes(where[0]!) || exempt.includes(where[0]!)))
       .map(([s, where]) => `struct ${s}: defined in ${where.join(', ') || 'no header'}`)
     assert.deepEqual(problems, [])
+  })
+
+  it("dns.h's name flags and the KNOWN key's VNI are the codec's", () => {
+    const h = fs.readFileSync(path.join(INCLUDE, 'dns.h'), 'utf8')
+    const def = (n: string) => Number(new RegExp(`#define SN_DNS_${n} (0x[0-9a-f]+)`).exec(h)?.[1])
+    for (const [n, v] of Object.entries(SN_DNS_FLAGS)) assert.equal(def(n), v, `SN_DNS_${n}`)
+    assert.equal(def('VNI_KNOWN'), SN_DNS_VNI_KNOWN)
   })
 })
 
