@@ -25,6 +25,7 @@ pkgs=(
   bind9-dnsutils dnsmasq-base dnsperf            # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
   runc umoci skopeo busybox-static               # tasks from images: the OCI runtime, unpacking and copying images; the tests' busybox image
   podman                                         # containers-storage: images (the node's podman store); the test builds one offline
+  tini                                           # --init: the static init (tini-static) a task may run as PID 1
   apt                                            # apt-get here, apt-cache in test/unit/setup-tools.test.ts (on every Debian already)
 )
 missing=()

@@ -10,7 +10,8 @@ export default class InspectLb extends SwarmnetCommand {
 then its published ports with the tasks behind them
 
 Reads the node's pinned maps and its copy of the store, so it works with the agent stopped.
-Flows are counted where they are tracked: on the node of the client that opened them. Sockets of
+Flows are counted where they are tracked: on the node of the client that opened them. A backend
+whose task is being stopped is marked (draining): its flows go on, no new one goes to it. Sockets of
 tasks balanced at connect() are not tracked (their packets go to the backend from the first one):
 the closing line counts both ways, for all services.`
   static override examples = [
@@ -42,7 +43,13 @@ the closing line counts both ways, for all services.`
         const head = [i === 0 ? s.service : '', f.network, front]
         if (f.backends.length === 0) rows.push([...head, '(none)', '', '', ''])
         for (const [j, b] of f.backends.entries())
-          rows.push([...(j === 0 ? head : ['', '', '']), b.ip, b.task ?? '?', b.node, b.flows])
+          rows.push([
+            ...(j === 0 ? head : ['', '', '']),
+            b.ip,
+            `${b.task ?? '?'}${b.draining ? ' (draining)' : ''}`,
+            b.node,
+            b.flows,
+          ])
       }
     }
     printTable(['service', 'network', 'frontend', 'backend', 'task', 'node', 'flows'], rows)

@@ -90,6 +90,9 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       multipleNonGreedy: true,
     }),
     'read-only': Flags.boolean({description: "the container's root file system is read-only"}),
+    init: Flags.boolean({
+      description: 'run an init (tini) as PID 1 that forwards signals to the command and reaps orphaned processes',
+    }),
     mount: Flags.string({
       description: 'type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...] (repeatable)',
       multiple: true,
@@ -139,6 +142,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       capAdd: flags['cap-add'] ?? [],
       capDrop: flags['cap-drop'] ?? [],
       readOnly: flags['read-only'],
+      init: flags.init,
       mounts: flags.mount ?? [],
       stopSignal: flags['stop-signal'],
       stopGracePeriod: flags['stop-grace-period'],

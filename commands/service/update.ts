@@ -98,6 +98,10 @@ Port removals are applied first, so one command can publish a port again with an
       description: "the container's root file system is read-only (--no-read-only: writable again)",
       allowNo: true,
     }),
+    init: Flags.boolean({
+      description: 'an init (tini) as PID 1 forwards signals and reaps orphans (--no-init: the command is PID 1 again)',
+      allowNo: true,
+    }),
     'constraint-add': Flags.string({
       description:
         'add a placement constraint, as service create --constraint (repeatable); tasks on nodes that no longer fit move',
@@ -151,6 +155,7 @@ Port removals are applied first, so one command can publish a port again with an
       capAdd: flags['cap-add'],
       capDrop: flags['cap-drop'],
       readOnly: flags['read-only'],
+      init: flags.init,
       constraintAdd: flags['constraint-add'],
       constraintRm: flags['constraint-rm'],
       placementPrefAdd: flags['placement-pref-add'],

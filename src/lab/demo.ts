@@ -253,8 +253,19 @@ async function story(nodes: LabNode[], start: number, step: (s: DemoStep) => voi
     },
     30_000,
   )
+  const readyIn = Date.now() - t1
+  // Its agent adopts the tasks that ran on through its death; the one replaced elsewhere is stale
+  // and stops gracefully (out of every table first, then signalled). Until then the others keep it
+  // as a draining backend, so the lab is whole only once its addresses are out of every node's maps.
+  await until(
+    `${moving.name}'s old task on ${victim.name} stopped, out of every node's maps`,
+    () => (nodes.every((n) => !endpointIps(n.name).some((ip) => itsIps.has(ip))) ? true : undefined),
+    30_000,
+    50,
+  )
   step({
-    title: `${victim.name} back: link up, agent restarted (swarmnet agent --detach --node ${victim.name}), ready on the others after ${secs(Date.now() - t1)}`,
+    title: `${victim.name} back: link up, agent restarted (swarmnet agent --detach --node ${victim.name}), ready on the others after ${secs(readyIn)}`,
+    detail: `it stopped its old ${moving.name}, replaced while it was away: out of every node's maps after ${secs(Date.now() - t1)}`,
   })
 
   // 8. Where to go next.

@@ -24,6 +24,11 @@ export interface LbBackendView {
   node: string
   /** Connection-tracking entries on this node that send a flow to it and have seen no FIN or RST. */
   flows: number
+  /**
+   * Its task is being stopped (the store says shutdown): kept for the flows it has, given no new
+   * one (src/tasks/stop.ts). Absent: serving.
+   */
+  draining?: true
 }
 
 export interface LbFrontendView {
@@ -76,9 +81,10 @@ export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
     const k = `${fk(e.key.vni, e.key.dst)}/${e.value.addr}`
     flows.set(k, (flows.get(k) ?? 0) + 1)
   }
+  // An address may be held by a running task and still by a stopping one it was given to before: the running one is named.
   const taskOf = (netId: string | undefined, ip: string) => {
-    const t = names.tasks.find((x) => x.attachments.some((a) => a.networkId === netId && a.ip === ip))
-    return t ? taskName(t) : undefined
+    const holders = names.tasks.filter((x) => x.attachments.some((a) => a.networkId === netId && a.ip === ip))
+    return holders.find((t) => t.desiredState === 'running') ?? holders[0]
   }
   const frontend = (vni: number, vip: string): LbFrontendView => {
     const net = netByVni.get(vni)
@@ -91,12 +97,16 @@ export function lbView(maps: LbMaps, names: LbNames): LbServiceView[] {
       tableSize: p?.size,
       backends: maps.backends
         .filter((b) => b.key.vni === vni && b.key.vip === vip)
-        .map((b) => ({
-          ip: b.key.ip,
-          task: taskOf(net?.id, b.key.ip),
-          node: nodeByAddr.get(b.value.node_ip) ?? b.value.node_ip,
-          flows: flows.get(`${fk(vni, vip)}/${b.key.ip}`) ?? 0,
-        }))
+        .map((b) => {
+          const t = taskOf(net?.id, b.key.ip)
+          return {
+            ip: b.key.ip,
+            task: t ? taskName(t) : undefined,
+            node: nodeByAddr.get(b.value.node_ip) ?? b.value.node_ip,
+            flows: flows.get(`${fk(vni, vip)}/${b.key.ip}`) ?? 0,
+            ...(t && t.desiredState !== 'running' ? {draining: true as const} : {}),
+          }
+        })
         .sort((a, b) => cmp(a.task ?? a.ip, b.task ?? b.ip)),
     }
   }

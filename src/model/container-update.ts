@@ -1,6 +1,6 @@
 /**
  * service update's container flags (Docker's): --image, --env-add/--env-rm (by KEY),
- * --mount-add/--mount-rm (by target), --hostname, --workdir, --cap-add/--cap-drop, --read-only.
+ * --mount-add/--mount-rm (by target), --hostname, --workdir, --cap-add/--cap-drop, --read-only, --init.
  * Each value is checked as service create checks it (containerSpec); a removal of what the
  * service does not have is refused, as --publish-rm of a port it does not publish is.
  */
@@ -19,6 +19,8 @@ export type ContainerUpdate = {
   capDrop?: string[]
   /** true: --read-only; false: --read-only=false (writable again). */
   readOnly?: boolean
+  /** true: --init; false: --no-init. */
+  init?: boolean
 }
 
 const FLAGS: [keyof ContainerUpdate, string][] = [
@@ -31,6 +33,7 @@ const FLAGS: [keyof ContainerUpdate, string][] = [
   ['capAdd', '--cap-add'],
   ['capDrop', '--cap-drop'],
   ['readOnly', '--read-only'],
+  ['init', '--init'],
 ]
 
 const given = (v: unknown) => v !== undefined && !(Array.isArray(v) && v.length === 0)
@@ -97,6 +100,8 @@ export function updatedContainer(
   if (add.hostname !== undefined) out.hostname = add.hostname
   if (req.readOnly === true) out.readOnly = true
   else if (req.readOnly === false) delete out.readOnly
+  if (req.init === true) out.init = true
+  else if (req.init === false) delete out.init
   return out
 }
 

@@ -27,6 +27,8 @@ export type ServiceContainer = {
   capAdd?: string[]
   capDrop?: string[]
   readOnly?: boolean
+  /** --init: an init (tini) is PID 1, forwarding signals to the command and reaping orphans. */
+  init?: boolean
   mounts?: ServiceMount[]
 }
 
@@ -38,6 +40,7 @@ export type ContainerRequest = {
   capAdd?: string[]
   capDrop?: string[]
   readOnly?: boolean
+  init?: boolean
   mounts?: string[]
 }
 
@@ -140,6 +143,7 @@ export function containerSpec(req: ContainerRequest): {container?: ServiceContai
   if (req.capAdd?.length) c.capAdd = req.capAdd.map((x) => checkCap('--cap-add', x))
   if (req.capDrop?.length) c.capDrop = req.capDrop.map((x) => checkCap('--cap-drop', x))
   if (req.readOnly) c.readOnly = true
+  if (req.init) c.init = true
   if (req.mounts?.length) {
     c.mounts = req.mounts.map(parseMount)
     const targets = c.mounts.map((m) => m.target)
@@ -161,6 +165,7 @@ export function containerProblem(r: Record<string, unknown>): string | undefined
   if (!strs('env') || !strs('capAdd') || !strs('capDrop') || !str('workdir') || !str('hostname'))
     return "'container' is malformed"
   if (c.readOnly !== undefined && c.readOnly !== true) return "'container.readOnly' is malformed"
+  if (c.init !== undefined && c.init !== true) return "'container.init' is malformed"
   if (c.mounts !== undefined && !Array.isArray(c.mounts)) return "'container.mounts' is malformed"
   try {
     containerSpec({

@@ -34,7 +34,20 @@ export interface ContainerOptions {
   capAdd?: string[]
   capDrop?: string[]
   readOnly?: boolean
+  init?: boolean
   mounts?: ServiceMount[]
+}
+
+/**
+ * The init --init puts at PID 1: Docker's docker-init is tini; its static build runs in any image.
+ * Looked for on the node at each start, so a missing one is the task's error, not the agent's.
+ */
+const INIT_CANDIDATES = ['/usr/bin/tini-static', '/usr/bin/docker-init', '/usr/libexec/docker/docker-init']
+
+export function taskInit(node: string): string {
+  const found = INIT_CANDIDATES.find((p) => existsSync(p))
+  if (!found) throw new Error(`--init: node ${node} has no static init (${INIT_CANDIDATES[0]}): install the tini package`)
+  return found
 }
 
 /** runc's state directory for a node's containers. */
@@ -221,6 +234,7 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
     cgroupsPath: c.cgroupsPath,
     ...(c.limits ? {limits: c.limits} : {}),
     files: {...c.files, hostname: hostnameFile},
+    ...(c.opts.init ? {init: taskInit(c.node)} : {}),
     ...(c.opts.mounts ? {mounts: ociMounts(c.node, c.dir, c.opts.mounts)} : {}),
   })
   return writeBundle(c.node, c.taskId, c.dir, config)
@@ -281,6 +295,7 @@ export async function prepareCommandContainer(c: CommandLaunch): Promise<string[
     ...(c.limits ? {limits: c.limits} : {}),
     files: {...c.files, hostname: hostnameFile},
     baseMounts: [view.etc],
+    ...(c.opts.init ? {init: taskInit(c.node)} : {}),
     // --read-only: the task's /tmp and /run are read-only too (its --mount tmpfs are what it may write).
     mounts: [
       ...view.mounts.map((m) => (c.opts.readOnly && m.type === 'tmpfs' ? {...m, options: [...(m.options ?? []), 'ro']} : m)),

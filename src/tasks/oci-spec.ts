@@ -70,7 +70,16 @@ export interface ContainerSpec {
   baseMounts?: OciMount[]
   /** --mount and the like, after Docker's own. */
   mounts?: OciMount[]
+  /** --init: the node's static init binary, bound at INIT_PATH and run as PID 1 in front of args. */
+  init?: string
 }
+
+/**
+ * Where --init's binary is bound in the container. Docker's /sbin/docker-init would need a file to
+ * bind over in the root, which a read-only root (a command task's view, --read-only) cannot get;
+ * /dev is the runtime's own tmpfs in every container.
+ */
+export const INIT_PATH = '/dev/init'
 
 const CPU_PERIOD_US = 100_000
 
@@ -107,6 +116,7 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
     file('/etc/resolv.conf', c.files.resolv),
     file('/etc/hostname', c.files.hostname),
     ...(c.mounts ?? []),
+    ...(c.init ? [{destination: INIT_PATH, type: 'bind', source: c.init, options: ['bind', 'ro', 'nosuid', 'nodev']}] : []),
   ]
   const resources: Record<string, unknown> = {devices: [{allow: false, access: 'rwm'}]}
   if (c.limits?.memoryBytes !== undefined) resources.memory = {limit: c.limits.memoryBytes}
@@ -120,7 +130,8 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
     process: {
       terminal: false,
       user: {uid: c.uid, gid: c.gid, ...(c.additionalGids?.length ? {additionalGids: c.additionalGids} : {})},
-      args: c.args,
+      // tini: `--` ends its own options; -s would make it a subreaper, needless as PID 1.
+      args: c.init ? [INIT_PATH, '--', ...c.args] : c.args,
       env: c.env,
       cwd: c.cwd,
       capabilities: {bounding: capNames, effective: own, permitted: own, inheritable: [], ambient: []},

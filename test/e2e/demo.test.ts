@@ -131,6 +131,14 @@ describe('lab demo: the whole story in a 3-node lab, as a user runs it', {timeou
       new RegExp(`^7\\. ${dead} back: link up, agent restarted .*ready on the others after \\d+\\.\\d s$`, 'm'),
       'the node back',
     )
+    line(
+      out,
+      new RegExp(
+        `^\\s+it stopped its old ${moved!.replace('.', '\\.')}, replaced while it was away: out of every node's maps after \\d+\\.\\d s$`,
+        'm',
+      ),
+      'the stale task stopped',
+    )
     for (const n of others) assert.equal(await stateOn(n, dead!), 'ready')
     const [pins, host, taskExec] = line(
       out,

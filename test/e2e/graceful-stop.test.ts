@@ -189,4 +189,28 @@ describe('graceful stop in a 3-node lab', {timeout: 600_000}, () => {
     const dig = inNs(client.netns, ['dig', '+short', '@172.18.0.1', 'tasks.web'])
     assert.equal(dig.stdout.trim().split('\n').length, 2, dig.stdout)
   })
+
+  test('--init: tini is PID 1 and hands it SIGTERM, so a plain sleep stops at once; --no-init makes it PID 1 again', async () => {
+    // A 10-minute grace: a stop that waited it out would not end within the test's minute.
+    ok('n1', ['service', 'create', '--name', 'sleeper', '--init', '--stop-grace-period', '10m', '--', 'sleep', '100000'])
+    const live = () => ps('sleeper').filter((x) => x.state === 'running')
+    const pid1 = (want: RegExp) =>
+      eventually(
+        `the one running task of sleeper, its PID 1 matching ${want}`,
+        () => {
+          const t = live()
+          if (t.length !== 1 || t[0]!.desiredState !== 'running') return undefined
+          const r = cli(t[0]!.node, ['task', 'exec', t[0]!.name, '--', 'cat', '/proc/1/cmdline'])
+          const line = r.stdout.split('\0').filter(Boolean).join(' ')
+          return r.code === 0 && want.test(line) ? line : undefined
+        },
+        60_000,
+      )
+    assert.equal(await pid1(/^\/dev\/init /), '/dev/init -- sleep 100000')
+    // stop-first (the default): the old task is stopped, SIGTERM to tini and on to sleep, before its
+    // replacement starts; had it waited out its 10-minute grace, none would run within the minute.
+    ok('n1', ['service', 'update', 'sleeper', '--no-init'])
+    assert.equal(await pid1(/^sleep /), 'sleep 100000')
+    ok('n1', ['service', 'rm', 'sleeper'])
+  })
 })

@@ -164,3 +164,25 @@ test('published ports: per service, as the store has them, with the tasks behind
     false,
   )
 })
+
+test('a backend whose task is being stopped is marked draining; an address a running task holds now is named by it', () => {
+  const stopping = {...task('t2', 2, '10.0.1.4', 'b'), desiredState: 'shutdown' as const}
+  const v = lbView(maps, {...names, tasks: [task('t1', 1, '10.0.1.3', 'a'), stopping]})
+  assert.deepEqual(
+    v.find((s) => s.service === 'web')!.frontends[0]!.backends.map((b) => [b.task, b.draining]),
+    [
+      ['web.1', undefined],
+      ['web.2', true],
+    ],
+  )
+  // The same address given to a new task while the old one still drains: the running one it is.
+  const reused = {...task('t3', 3, '10.0.1.4', 'a')}
+  const w = lbView(maps, {...names, tasks: [stopping, task('t1', 1, '10.0.1.3', 'a'), reused]})
+  assert.deepEqual(
+    w.find((s) => s.service === 'web')!.frontends[0]!.backends.map((b) => [b.task, b.draining]),
+    [
+      ['web.1', undefined],
+      ['web.3', undefined],
+    ],
+  )
+})

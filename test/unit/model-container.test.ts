@@ -2,7 +2,8 @@
 // they become: Docker's syntax and defaults, one-line errors for what is refused.
 import assert from 'node:assert/strict'
 import {describe, test} from 'node:test'
-import {containerSpec, parseEnvFile, parseMount} from '../../src/model/container.js'
+import {containerProblem, containerSpec, parseEnvFile, parseMount} from '../../src/model/container.js'
+import {updatedContainer} from '../../src/model/container-update.js'
 import {parseImageRef} from '../../src/images/image.js'
 import {DOCKER_CAPS, ociConfig, taskCaps} from '../../src/tasks/oci-spec.js'
 import {defaultSeccomp} from '../../src/tasks/seccomp-default.js'
@@ -98,6 +99,28 @@ describe('runtime configuration', () => {
     const user = ociConfig({...base, uid: 1000, gid: 1000}) as Cfg
     assert.deepEqual(user.process.capabilities.effective, [])
     assert.equal(user.process.capabilities.bounding!.length, 14)
+  })
+
+  test("--init: the node's tini bound read-only at /dev/init and run in front of the command", () => {
+    type Full = {process: {args: string[]}; mounts: {destination: string; source?: string; options?: string[]}[]}
+    const c = ociConfig({...base, args: ['sleep', '9'], init: '/usr/bin/tini-static'}) as Full
+    assert.deepEqual(c.process.args, ['/dev/init', '--', 'sleep', '9'])
+    const m = c.mounts.find((x) => x.destination === '/dev/init')!
+    assert.equal(m.source, '/usr/bin/tini-static')
+    assert.ok(m.options!.includes('ro'))
+    const plain = ociConfig({...base, args: ['sleep', '9']}) as Full
+    assert.deepEqual(plain.process.args, ['sleep', '9'])
+    assert.ok(!plain.mounts.some((x) => x.destination === '/dev/init'))
+  })
+
+  test('--init in the spec: stored as true, set and unset by update, anything else from gossip refused', () => {
+    assert.deepEqual(containerSpec({init: true}), {container: {init: true}})
+    assert.deepEqual(containerSpec({init: false}), {})
+    const on = updatedContainer('web', undefined, {init: true})
+    assert.deepEqual(on, {init: true})
+    assert.deepEqual(updatedContainer('web', {init: true, readOnly: true}, {init: false}), {readOnly: true})
+    assert.equal(containerProblem({container: {init: 'yes'}}), "'container.init' is malformed")
+    assert.equal(containerProblem({container: {init: true}}), undefined)
   })
 
   test("the task's network namespace is joined, not made; limits become resources", () => {
