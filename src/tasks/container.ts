@@ -8,6 +8,7 @@
  * finds it, adopts it and kills it as it does any task: by its cgroup.
  */
 import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {RUN_DIR, STATE_ROOT} from '../agent/paths.js'
 import {parseMountinfo, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
@@ -18,6 +19,7 @@ import {ociConfig, type OciMount, taskCaps} from './oci-spec.js'
 import type {ServiceMount} from '../model/container.js'
 import {stateDir} from '../agent/paths.js'
 import {buildNodeView} from './node-view.js'
+import {removeNodeEtc} from './node-etc.js'
 
 /**
  * What a service says about its containers (all optional: the image's own settings otherwise).
@@ -240,11 +242,11 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
   return writeBundle(c.node, c.taskId, c.dir, config)
 }
 
-function writeBundle(node: string, taskId: string, dir: string, config: Record<string, unknown>): string[] {
+async function writeBundle(node: string, taskId: string, dir: string, config: Record<string, unknown>): Promise<string[]> {
   const bundle = join(dir, 'bundle')
-  mkdirSync(bundle, {recursive: true, mode: 0o700})
-  writeFileSync(join(bundle, 'config.json'), JSON.stringify(config, null, 1))
-  mkdirSync(runcRoot(node), {recursive: true, mode: 0o700})
+  await mkdir(bundle, {recursive: true, mode: 0o700})
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(config, null, 1))
+  await mkdir(runcRoot(node), {recursive: true, mode: 0o700})
   return runc(node, 'run', '--detach', '--bundle', bundle, checkTaskId(taskId))
 }
 
@@ -274,9 +276,9 @@ export async function prepareCommandContainer(c: CommandLaunch): Promise<string[
   await removeContainer(c.node, c.taskId)
   // A root an image's task mounted here (the service ran an image before) goes before the view is made.
   await releaseRootfs(c.dir)
-  const view = buildNodeView(c.dir)
+  const view = await buildNodeView(c.node, c.dir)
   const hostnameFile = join(c.dir, 'hostname')
-  writeFileSync(hostnameFile, `${c.hostname}\n`, {mode: 0o644})
+  await writeFile(hostnameFile, `${c.hostname}\n`, {mode: 0o644})
   const uid = c.user?.uid ?? 0
   const env = mergeEnv(c.env, c.opts.env ?? [])
   const config = ociConfig({
@@ -294,6 +296,7 @@ export async function prepareCommandContainer(c: CommandLaunch): Promise<string[
     cgroupsPath: c.cgroupsPath,
     ...(c.limits ? {limits: c.limits} : {}),
     files: {...c.files, hostname: hostnameFile},
+    baseMounts: [view.etc],
     ...(c.opts.init ? {init: taskInit(c.node)} : {}),
     // --read-only: the task's /tmp and /run are read-only too (its --mount tmpfs are what it may write).
     mounts: [
@@ -326,6 +329,7 @@ export async function removeNodeContainers(node: string): Promise<void> {
   for (const id of ids) if (/^[0-9a-f]{24}$/.test(id)) await removeContainer(node, id)
   rmSync(runcRoot(node), {recursive: true, force: true})
   removeIfEmpty(join(RUN_DIR, 'runc'))
+  await removeNodeEtc(node)
   // runc makes the node's level in every v1 hierarchy (hybrid hosts); the tasks' levels went with runc delete.
   for (const m of parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).filter((x) => x.fstype === 'cgroup')) {
     const d = join(m.mountpoint, 'swarmnet', node)

@@ -3,160 +3,107 @@
  * node's root with parts hidden. Its root is a directory of the task's own, read-only, holding
  * mount points and the node's top-level links (bin -> usr/bin on a merged-/usr system); runc
  * binds into it, read-only, what a program of the node needs to run: /usr, /bin, /sbin, /lib*,
- * and of /etc the entries in ETC (users and groups without their shadow files, name service,
- * dynamic linker, time zone, CA certificates without ssl/private, alternatives, ...).
- * /tmp and /run are the task's own tmpfs. Everything else (the state directory, /run/swarmnet,
- * /root, /home, /opt, /srv, /var, the etcd TLS files wherever they are, bpffs, the node's cgroup
- * tree) is not there at all; a task that needs more is given it with --mount.
+ * and at /etc the node's filtered copy of its /etc (node-etc.ts: users and groups without their
+ * shadow files, name service, dynamic linker, time zone, CA certificates without ssl/private,
+ * alternatives, ...), one for all the node's tasks, with the task's own hosts, resolv.conf and
+ * hostname bound over it. /tmp and /run are the task's own tmpfs. Everything else (the state
+ * directory, /run/swarmnet, /root, /home, /opt, /srv, /var, the etcd TLS files wherever they are,
+ * bpffs, the node's cgroup tree) is not there at all; a task that needs more is given it with --mount.
  *
  * Also bound, read-only: swarmnet's own package (and node's directory when it is not under
  * /usr), because a service without a command runs `swarmnet whoami` from it.
+ *
+ * Nothing here holds the agent's event loop: what does not depend on the task (the node's /etc,
+ * its top-level entries) is looked at once per check (ETC_CHECK_MS), and the task's own root,
+ * a handful of directories and links, is made with asynchronous calls.
  */
-import {
-  copyFileSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs'
+import {access, lstat, mkdir, readlink, rm, symlink, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {packageRoot} from '../util/root.js'
 import type {OciMount} from './oci-spec.js'
+import {ETC_CHECK_MS, nodeEtc} from './node-etc.js'
 
 /** The node's top-level directories a program may need (followed as links when they are links). */
 const TOP = ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64', 'libx32']
 
-/**
- * Entries of /etc a task sees: files are copied at each start, directories bound read-only. Never
- * shadow, gshadow, sudoers, ssh, ssl/private, machine-id, swarmnet's or any daemon's own files.
- */
-const ETC = [
-  'passwd',
-  'group',
-  'nsswitch.conf',
-  'host.conf',
-  'gai.conf',
-  'protocols',
-  'services',
-  'networks',
-  'rpc',
-  'ethertypes',
-  'ld.so.cache',
-  'ld.so.conf',
-  'ld.so.conf.d',
-  'localtime',
-  'timezone',
-  'ssl/certs',
-  'ssl/openssl.cnf',
-  'ca-certificates',
-  'ca-certificates.conf',
-  'pki/tls/certs',
-  'pki/ca-trust',
-  'alternatives',
-  'os-release',
-  'debian_version',
-  'lsb-release',
-  'issue',
-  'mime.types',
-  'magic',
-  'magic.mime',
-  'inputrc',
-  'profile',
-  'profile.d',
-  'bash.bashrc',
-  'environment',
-  'shells',
-  'terminfo',
-  'iproute2',
-  'locale.alias',
-  'locale.conf',
-  'default/locale',
-  'mtab',
-  'python3',
-  /^python3\.\d+$/,
-  'perl',
-  'fonts',
-] as const
-
 /** Read-only bind options; rro also makes the mounts below the bound directory read-only. */
 const RO_BIND = ['rbind', 'rro', 'nosuid', 'nodev', 'rprivate']
+
+const bind = (path: string, source = path): OciMount => ({destination: path, type: 'bind', source, options: RO_BIND})
 
 export interface NodeView {
   /** The task's root: mount points and links only. */
   rootfs: string
-  /** The allow-list as mounts, after Docker's own ones (oci-spec.ts). */
+  /** The node's /etc copy at /etc: mounted before the task's own files, which go over its placeholders. */
+  etc: OciMount
+  /** The rest of the allow-list as mounts, after Docker's own ones (oci-spec.ts). */
   mounts: OciMount[]
 }
 
-function kind(path: string): 'link' | 'dir' | 'file' | undefined {
-  try {
-    const st = lstatSync(path)
-    return st.isSymbolicLink() ? 'link' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined
-  } catch {
-    return undefined
-  }
+/** The node's top-level entries as a task's root shows them, and the directories bound for the default command. */
+interface Top {
+  links: {name: string; target: string}[]
+  dirs: string[]
+  files: string[]
+  /** swarmnet's package and node's directory, where no top-level directory already shows them. */
+  extra: string[]
 }
 
-/** One node path into the view: a link as a link, a directory as a read-only bind, a file copied or bound. */
-function admit(rootfs: string, path: string, mounts: OciMount[], files: 'copy' | 'bind'): void {
-  const at = join(rootfs, path)
-  const k = kind(path)
-  if (!k) return
-  mkdirSync(dirname(at), {recursive: true, mode: 0o755})
-  if (k === 'link') symlinkSync(readlinkSync(path), at)
-  else if (k === 'dir') {
-    mkdirSync(at, {recursive: true, mode: 0o755})
-    mounts.push({destination: path, type: 'bind', source: path, options: RO_BIND})
-  } else if (files === 'copy') copyFileSync(path, at)
-  else {
-    writeFileSync(at, '')
-    mounts.push({destination: path, type: 'bind', source: path, options: RO_BIND})
+async function scanTop(): Promise<Top> {
+  const top: Top = {links: [], dirs: [], files: [], extra: []}
+  for (const name of TOP) {
+    const st = await lstat(`/${name}`).catch(() => undefined)
+    if (st?.isSymbolicLink()) top.links.push({name, target: await readlink(`/${name}`)})
+    else if (st?.isDirectory()) top.dirs.push(name)
+    else if (st?.isFile()) top.files.push(name)
   }
+  const shown = top.dirs.map((t) => `/${t}`)
+  const within = (path: string) => shown.some((d) => path === d || path.startsWith(`${d}/`))
+  for (const d of new Set([packageRoot(), dirname(process.execPath)]))
+    if (
+      !within(d) &&
+      (await access(d).then(
+        () => true,
+        () => false,
+      ))
+    )
+      top.extra.push(d)
+  return top
 }
 
-/** Whether path is at or below one of dirs. */
-const within = (path: string, dirs: readonly string[]) => dirs.some((d) => path === d || path.startsWith(`${d}/`))
+let top: {at: number; value: Promise<Top>} | undefined
+
+/** The node's top-level entries, looked at again at most every ETC_CHECK_MS. */
+function nodeTop(): Promise<Top> {
+  if (!top || Date.now() - top.at >= ETC_CHECK_MS) top = {at: Date.now(), value: scanTop()}
+  return top.value
+}
 
 /**
- * Builds the task's root in dir/rootfs (made again at each start: the node's /etc may have
- * changed) and returns it with the mounts of the allow-list.
+ * Builds the task's root in dir/rootfs (made again at each start: an earlier run's is not
+ * trusted) and returns it with the mounts of the allow-list.
  */
-export function buildNodeView(dir: string): NodeView {
+export async function buildNodeView(node: string, dir: string): Promise<NodeView> {
+  const [etc, t] = await Promise.all([nodeEtc(node), nodeTop()])
   const rootfs = join(dir, 'rootfs')
-  rmSync(rootfs, {recursive: true, force: true})
-  mkdirSync(rootfs, {recursive: true, mode: 0o755})
-  const mounts: OciMount[] = []
-  for (const t of TOP) admit(rootfs, `/${t}`, mounts, 'bind')
-  for (const d of ['etc', 'tmp', 'run', 'root', 'var', 'proc', 'sys', 'dev']) mkdirSync(join(rootfs, d), {mode: 0o755})
-  // As on the node: /var/run and /var/tmp are where programs look for /run and /tmp.
-  symlinkSync('../run', join(rootfs, 'var', 'run'))
-  symlinkSync('../tmp', join(rootfs, 'var', 'tmp'))
-  // The task's own files (hosts, resolv.conf, hostname) are bound over these by oci-spec.ts.
-  for (const f of ['hosts', 'resolv.conf', 'hostname']) writeFileSync(join(rootfs, 'etc', f), '')
-  let names: string[] = []
-  try {
-    names = readdirSync('/etc')
-  } catch {
-    // no /etc: nothing of it to show
-  }
-  for (const e of ETC) {
-    const paths = typeof e === 'string' ? [e] : names.filter((n) => e.test(n))
-    for (const p of paths) admit(rootfs, `/etc/${p}`, mounts, 'copy')
-  }
-  mounts.push(
+  await rm(rootfs, {recursive: true, force: true})
+  await mkdir(rootfs, {recursive: true, mode: 0o755})
+  const at = (p: string) => join(rootfs, p)
+  await Promise.all([
+    ...t.links.map((l) => symlink(l.target, at(l.name))),
+    ...t.files.map((f) => writeFile(at(f), '')),
+    ...[...t.dirs, 'etc', 'tmp', 'run', 'root', 'proc', 'sys', 'dev'].map((d) => mkdir(at(d), {mode: 0o755})),
+    // As on the node: /var/run and /var/tmp are where programs look for /run and /tmp.
+    mkdir(at('var'), {mode: 0o755}).then(() => Promise.all([symlink('../run', at('var/run')), symlink('../tmp', at('var/tmp'))])),
+  ])
+  // After the top-level links: a directory below one of them is made where the link leads, as on the node.
+  for (const d of t.extra) await mkdir(at(d), {recursive: true, mode: 0o755})
+  const mounts: OciMount[] = [
+    ...[...t.dirs, ...t.files].map((d) => bind(`/${d}`)),
+    ...etc.dirs.map((p) => bind(`/etc/${p}`)),
     {destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777']},
     {destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755']},
-  )
-  // swarmnet's package and node, for the default command, where no directory above already shows them.
-  const shown = TOP.map((t) => `/${t}`).filter((t) => kind(t) === 'dir')
-  for (const d of new Set([packageRoot(), dirname(process.execPath)]))
-    if (!within(d, shown) && existsSync(d)) {
-      mkdirSync(join(rootfs, d), {recursive: true, mode: 0o755})
-      mounts.push({destination: d, type: 'bind', source: d, options: RO_BIND})
-    }
-  return {rootfs, mounts}
+    ...t.extra.map((d) => bind(d)),
+  ]
+  return {rootfs, etc: bind('/etc', etc.dir), mounts}
 }

@@ -66,6 +66,8 @@ export interface ContainerSpec {
   limits?: {memoryBytes?: number; nanoCpus?: number}
   /** The task's own files, bound over the image's. */
   files: {hosts: string; resolv: string; hostname: string}
+  /** Mounts the task's own files go over (a command task's /etc, node-view.ts). */
+  baseMounts?: OciMount[]
   /** --mount and the like, after Docker's own. */
   mounts?: OciMount[]
   /** --init: the node's static init binary, bound at INIT_PATH and run as PID 1 in front of args. */
@@ -109,6 +111,7 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
       source: 'shm',
       options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
     },
+    ...(c.baseMounts ?? []),
     file('/etc/hosts', c.files.hosts),
     file('/etc/resolv.conf', c.files.resolv),
     file('/etc/hostname', c.files.hostname),

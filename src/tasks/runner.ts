@@ -7,7 +7,8 @@ import {taskResolvConf} from '../dns/resolv.js'
 import {GWBRIDGE_GATEWAY} from './gwbridge.js'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {closeSync, mkdirSync, openSync, readFileSync, writeFileSync} from 'node:fs'
+import {closeSync, openSync, readFileSync} from 'node:fs'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join, relative} from 'node:path'
 import {checkIfname, createVeth, deleteLink, ifindexOf, ipBatch, setMtu} from '../sys/link.js'
 import {
@@ -257,8 +258,9 @@ function hostnameOf(spec: TaskProcessSpec): string {
   return spec.container?.image ? containerHostname(spec.taskId) : spec.name
 }
 
-function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} {
-  mkdirSync(spec.dir, {recursive: true, mode: 0o700})
+/** The task's own hosts and resolv.conf, in its directory (asynchronous: written at every start). */
+async function writeTaskFiles(spec: TaskProcessSpec): Promise<{hosts: string; resolv: string}> {
+  await mkdir(spec.dir, {recursive: true, mode: 0o700})
   const hosts = join(spec.dir, 'hosts')
   const resolv = join(spec.dir, 'resolv.conf')
   // As Docker writes it: the hostname on each of the task's addresses, with the task's name beside
@@ -266,18 +268,12 @@ function writeTaskFiles(spec: TaskProcessSpec): {hosts: string; resolv: string} 
   const host = hostnameOf(spec)
   const name = host === spec.name || spec.container?.hostname !== undefined ? host : `${host} ${spec.name}`
   const lines = [...HOSTS_HEAD, ...spec.ips.map((ip) => `${ip}\t${name}`)]
-  writeFileSync(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
-  writeFileSync(resolv, taskResolvConf(nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})
+  await writeFile(hosts, `${lines.join('\n')}\n`, {mode: 0o644})
+  await writeFile(resolv, taskResolvConf(await nodeResolvConf(), GWBRIDGE_GATEWAY), {mode: 0o644})
   return {hosts, resolv}
 }
 
-function nodeResolvConf(): string {
-  try {
-    return readFileSync('/etc/resolv.conf', 'utf8')
-  } catch {
-    return ''
-  }
-}
+const nodeResolvConf = () => readFile('/etc/resolv.conf', 'utf8').catch(() => '')
 
 /** A task's PID 1 as the node sees it: in the task's cgroup, pid 1 of its own namespace, set up. */
 function findTaskInit(cgroup: string): ProcId | undefined {
@@ -296,7 +292,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
  * (a restarted agent adopts it by pid and cgroup). Resolves to the task's PID 1 once it runs.
  */
 export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
-  const files = writeTaskFiles(spec)
+  const files = await writeTaskFiles(spec)
   // The cgroup (and its limits) is runc's to make, at this place.
   const cg = taskCgroup(spec.node, spec.taskId)
   // Whatever an earlier run left in the cgroup goes first: the task is one set of processes.
