@@ -162,9 +162,10 @@ struct sn_probe_key {
 
 #define SN_PROBE_KEY_SET 0x1
 
-/* The rest, one header per part: VIPs, the routing mesh, the socket programs. */
+/* The rest, one header per part: VIPs, the routing mesh, the socket programs, the DNS fast path. */
 #include "lb.h"
 #include "layout_mesh.h"
 #include "layout_sock.h"
+#include "layout_dns.h"
 
 #endif

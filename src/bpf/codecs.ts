@@ -523,7 +523,7 @@ export type SnBackend = ReturnType<typeof snBackend.decode>
 export type SnCtKey = ReturnType<typeof snCtKey.decode>
 export type SnCt = ReturnType<typeof snCt.decode>
 
-/* ---- bpf/include/dns.h ---- */
+/* ---- bpf/include/layout_dns.h, the maps in dns.h ---- */
 
 export const SN_DNS_NAME_MAX = 64
 export const SN_DNS_MAX_IPS = 8
