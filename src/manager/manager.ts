@@ -497,7 +497,7 @@ export class Manager {
     const now = this.now()
     if (changed || req.force) {
       next = {...withTaskSpec(next, spec), specVersion: (svc.specVersion ?? 0) + 1, previous: taskSpecOf(svc)}
-      if ('replicas' in next.mode) next.updateStatus = {state: 'updating', startedAt: now, message: 'update in progress'}
+      next.updateStatus = {state: 'updating', startedAt: now, message: 'update in progress'}
     } else if (svc.updateStatus && (svc.updateStatus.state === 'paused' || svc.updateStatus.state === 'rollback_paused')) {
       // Docker: a paused update goes on with the next service update (its failures counted afresh).
       const back = svc.updateStatus.state === 'rollback_paused'
@@ -516,8 +516,6 @@ export class Manager {
     const svc = this.read.findService(ref)
     if (!svc.previous) throw new UserError(`service ${svc.name} has no previous spec to roll back to`)
     const next = rolledBack({...svc, previous: svc.previous}, this.now(), 'manually requested rollback')
-    // Global services are not rolled (nothing watches them): no update state, as before.
-    if (!('replicas' in svc.mode)) delete next.updateStatus
     return this.writePlanned(next, this.mustNotShrink(svc, next))
   }
 

@@ -151,7 +151,9 @@ export function planInFull(svc: Service, state: ClusterState, mint: {id: () => s
   // older spec version there is nothing to roll (rollingStep finds no old task): not asked.
   const current = mine.filter((t) => !stale.has(t.id))
   const v = versionOf(svc)
-  const roll = current.some((t) => specOf(t) !== v) ? rollingStep(svc, current, ix.statuses, mint.now) : NO_ROLL
+  // A global service rolls only on nodes that may take its new task now (rolling.ts says why).
+  const rollOn = 'global' in svc.mode ? new Set([...fit.ids].filter((id) => !away?.has(id))) : undefined
+  const roll = current.some((t) => specOf(t) !== v) ? rollingStep(svc, current, ix.statuses, mint.now, rollOn) : NO_ROLL
   const placements = placeTasks(
     svc,
     fit.ids,

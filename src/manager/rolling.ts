@@ -2,7 +2,7 @@
  * A rolling update, one placement pass at a time (issue 23). A service's spec has a version
  * (Service.specVersion, raised by `service update` when its tasks must change and by `service
  * rollback`); a task carries the version it was made from. Tasks of an older version are replaced
- * slot by slot, at most --update-parallelism slots at once:
+ * slot by slot (a global service: node by node), at most --update-parallelism at once:
  *   start-first: the old task keeps serving while its slot gets a new one (held: left out of
  *     placement, so the slot is placed again, but not stopped); once the new one serves (running,
  *     and healthy when there is a check) the old one is stopped gracefully (src/tasks/stop.ts);
@@ -59,37 +59,57 @@ type Status = Pick<TaskStatus, 'state' | 'health'> & {restarts?: number}
 const serves = (st: Status | undefined) => st?.state === 'running' && (st.health === undefined || st.health === 'healthy')
 const stillRuns = (st: Status | undefined) => st?.state === 'running' || st?.state === 'starting'
 
-export function rollingStep(svc: Service, mine: Task[], statuses: ReadonlyMap<string, Status>, now: number): RollingStep {
+/**
+ * Where a task runs in its service: a replicated task's slot, a global task's node (its new task
+ * replaces the node's old one there, as in swarmkit's global orchestrator).
+ */
+const placeOf = (svc: Pick<Service, 'mode'>) => ('replicas' in svc.mode ? (t: Task) => String(t.slot) : (t: Task) => t.nodeId)
+
+/**
+ * `nodes`: for a global service, the nodes that may take a new task now (live, fitting, agent
+ * heard, not paused); an old task elsewhere is not rolled (its node could get no new one, so
+ * its place would stay in flight and stall the rollout): placement keeps or removes it as ever.
+ */
+export function rollingStep(
+  svc: Service,
+  mine: Task[],
+  statuses: ReadonlyMap<string, Status>,
+  now: number,
+  nodes?: ReadonlySet<string>,
+): RollingStep {
   const out: RollingStep = {hold: new Set(), retire: new Set(), block: new Set(), stop: new Set(), wait: new Set()}
-  // Global services and a service without versions have nothing to roll.
-  if (!('replicas' in svc.mode)) return out
-  const replicas = svc.mode.replicas
+  const replicas = 'replicas' in svc.mode ? svc.mode.replicas : undefined
+  const at = placeOf(svc)
   const v = versionOf(svc)
   const cfg = updateConfig(svc)
   // Paused: no slot starts (those in flight go on); --update-delay: none until the last group has served that long.
   const us = svc.updateStatus
   const lastServed = Math.max(0, ...Object.values(us?.served ?? {}))
   const hold = paused(us?.state) || (cfg.delayMs > 0 && inProgress(us?.state) && lastServed > 0 && now < lastServed + cfg.delayMs)
-  const fresh = new Map<number, Task>()
-  for (const t of mine) if (t.desiredState === 'running' && specOf(t) === v && !fresh.has(t.slot)) fresh.set(t.slot, t)
+  const fresh = new Map<string, Task>()
+  for (const t of mine) if (t.desiredState === 'running' && specOf(t) === v && !fresh.has(at(t))) fresh.set(at(t), t)
   const old = mine
-    .filter((t) => specOf(t) !== v && t.slot >= 1 && t.slot <= replicas)
-    .sort((a, b) => a.slot - b.slot || (a.id < b.id ? -1 : 1))
-  // Slots in flight: their update has begun and their new task does not serve yet.
-  const busy = new Set<number>()
+    .filter(
+      (t) =>
+        specOf(t) !== v &&
+        (replicas !== undefined ? t.slot >= 1 && t.slot <= replicas : nodes === undefined || nodes.has(t.nodeId)),
+    )
+    .sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0) || (a.id < b.id ? -1 : 1))
+  // Slots (nodes, global) in flight: their update has begun and their new task does not serve yet.
+  const busy = new Set<string>()
   const pending: Task[] = []
   for (const t of old) {
     const st = statuses.get(t.id)
-    const f = fresh.get(t.slot)
+    const f = fresh.get(at(t))
     if (t.desiredState === 'shutdown') {
       // Stop-first: a stopped old task holds its slot until its node says it is gone. Either way its
       // slot, without a new task yet, is in flight (it gets one when unblocked, maybe in this pass).
       if (!f && cfg.order === 'stop-first' && stillRuns(st)) out.block.add(t.id)
-      if (!f) busy.add(t.slot)
+      if (!f) busy.add(at(t))
       continue
     }
     if (f && serves(statuses.get(f.id))) out.retire.add(t.id)
-    else if (f) (out.hold.add(t.id), busy.add(t.slot))
+    else if (f) (out.hold.add(t.id), busy.add(at(t)))
     else pending.push(t)
   }
   // Slots whose new task does not serve yet and has not failed either (a stop-first slot after its
@@ -102,11 +122,11 @@ export function rollingStep(svc: Service, mine: Task[], statuses: ReadonlyMap<st
   }
   // By slot: a slot can have two old tasks (a start-first update interrupted by another, or by a
   // rollback), and they go together, or its new task would find the slot still taken.
-  const slots = new Map<number, Task[]>()
-  for (const t of pending) slots.set(t.slot, [...(slots.get(t.slot) ?? []), t])
+  const slots = new Map<string, Task[]>()
+  for (const t of pending) slots.set(at(t), [...(slots.get(at(t)) ?? []), t])
   for (const ts of slots.values()) {
     const go = !hold && busy.size < cfg.parallelism
-    if (go) busy.add(ts[0]!.slot)
+    if (go) busy.add(at(ts[0]!))
     for (const t of ts) (go ? (cfg.order === 'start-first' ? out.hold : out.stop) : out.wait).add(t.id)
   }
   return out
@@ -116,7 +136,8 @@ export function rollingStep(svc: Service, mine: Task[], statuses: ReadonlyMap<st
  * What a pass changes in an update's record (undefined: nothing): new tasks first seen serving,
  * failures within their monitor period, the failure action once the failures are too many
  * (pause, or a rollback: the rolled-back service), and completed once every slot runs a new task
- * that has served its monitor period. Replicated services only (global ones are not rolled).
+ * that has served its monitor period (global: every node with a task of the service has a new one
+ * that has, and no old one is left there).
  */
 export function updateProgress(
   svc: Service,
@@ -125,7 +146,7 @@ export function updateProgress(
   now: number,
 ): Service | undefined {
   const us = svc.updateStatus
-  if (!us || !inProgress(us.state) || !('replicas' in svc.mode)) return undefined
+  if (!us || !inProgress(us.state)) return undefined
   const cfg = updateConfig(svc)
   const v = versionOf(svc)
   const fresh = mine.filter((t) => t.desiredState === 'running' && specOf(t) === v)
@@ -151,7 +172,9 @@ export function updateProgress(
     }
   }
   const rollingBack = us.state === 'rollback_started'
-  const tooMany = failed.length > cfg.maxFailureRatio * svc.mode.replicas
+  // Global: as many tasks as nodes running the service (swarmkit counts the tasks being updated).
+  const size = 'replicas' in svc.mode ? svc.mode.replicas : new Set(mine.map((t) => t.nodeId)).size
+  const tooMany = failed.length > cfg.maxFailureRatio * size
   if (culprit && tooMany && cfg.failureAction !== 'continue') {
     const why = `due to failure or early termination of task ${taskName(culprit)} (${culprit.id})`
     // Never roll back a rollback (Docker): it pauses.
@@ -163,7 +186,10 @@ export function updateProgress(
   const oldRuns = mine.some((t) => specOf(t) !== v && t.desiredState === 'running')
   // A failed one is done too (continue, or failures within the ratio): Docker completes such an update.
   const watched = (t: Task) => failed.includes(t.id) || (served[t.id] !== undefined && now >= served[t.id]! + cfg.monitorMs)
-  const allWatched = fresh.length >= svc.mode.replicas && fresh.every(watched)
+  // Global: a node whose old task is stopped (stop-first) but still recorded has no new one yet.
+  const placed =
+    'replicas' in svc.mode ? fresh.length >= svc.mode.replicas : mine.every((t) => fresh.some((f) => f.nodeId === t.nodeId))
+  const allWatched = placed && fresh.every(watched)
   if (!oldRuns && allWatched) {
     const done: UpdateStatus = {
       state: rollingBack ? 'rollback_completed' : 'completed',

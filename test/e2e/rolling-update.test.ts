@@ -5,9 +5,11 @@
 // an update to a command that exits at once, with --update-failure-action rollback: the first new
 // task's failure rolls web back by itself (start-first: the old tasks serve throughout), and
 // service inspect --json shows rollback_started with Docker's message, then rollback_completed.
+// Then a global service updated with --env-add is rolled node by node to completed: every node
+// runs a new task, and it has the new environment.
 import assert from 'node:assert/strict'
 import {describe, test} from 'node:test'
-import {eventually, json, ok} from './helpers.js'
+import {cli, eventually, json, ok} from './helpers.js'
 import {withLab} from './lab.js'
 import {allRunning} from './service-tasks.js'
 import {Load} from './load.js'
@@ -142,5 +144,30 @@ describe('rolling updates with no failed request, in a 3-node lab', {timeout: 90
     assert.ok(states.has('rollback_started'), `inspect showed ${[...states].join(', ')}`)
     assert.match(why, /^update rolled back due to failure or early termination of task web\.[123] \([0-9a-f]{24}\)$/)
     assert.deepEqual(json<Inspect>('n1', ['service', 'inspect', 'web']).command, [], 'back to the previous spec')
+  })
+
+  test('a global service updated with --env-add completes: each node runs a new task with the new environment', async () => {
+    ok('n1', ['network', 'create', 'gnet'])
+    ok('n1', ['service', 'create', '--name', 'agent', '--mode', 'global', '--network', 'gnet', '--', 'sleep', 'infinity'])
+    const old = new Set((await allRunning('agent', 3, meant, 90_000)).map((t) => t.id))
+    ok('n1', ['service', 'update', 'agent', '--env-add', 'ROLLED=yes', '--update-monitor', '1s'])
+    let last: Inspect['update']
+    const all = await eventually(
+      'every node runs a new task and the update completed',
+      () => {
+        const ts = ps('agent')
+        last = json<Inspect>('n1', ['service', 'inspect', 'agent']).update
+        const replaced =
+          ts.length === 3 && new Set(ts.map((t) => t.node)).size === 3 && ts.every((t) => !old.has(t.id) && t.state === 'running')
+        return last?.state === 'completed' && replaced && ts
+      },
+      240_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message} (update: ${JSON.stringify(last)}; tasks: ${JSON.stringify(ps('agent'))})`)
+    })
+    for (const t of all) {
+      const env = cli(t.node, ['task', 'exec', t.name, '--', 'cat', '/proc/1/environ'], 30_000).stdout
+      assert.match(env, /(^|\0)ROLLED=yes\0/, `${t.name} on ${t.node} has the new environment`)
+    }
   })
 })

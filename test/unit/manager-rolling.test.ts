@@ -119,3 +119,71 @@ test('--force replaces the tasks of an unchanged spec; replicas alone replaces n
   }
   assert.ok(!running(store).some((t) => t.id === first))
 })
+
+test('a global service rolls node by node: stop-first, start-first, then a rollback, each completed', () => {
+  const clock = {t: 1_000_000}
+  const {store, m} = managerFixture(
+    'sn-roll-',
+    [
+      ['a', '10.1.0.1'],
+      ['b', '10.1.0.2'],
+      ['c', '10.1.0.3'],
+    ],
+    undefined,
+    {now: () => clock.t},
+  )
+  m.createNetwork({name: 'net'})
+  m.createService({name: 'agent', mode: 'global', replicas: 0, networks: ['net'], command: ['a']})
+  nodesAct(store)
+  const nodeIds = ['a', 'b', 'c']
+  const byNode = () =>
+    running(store)
+      .map((t) => `${t.nodeId}:${t.specVersion ?? 0}`)
+      .sort()
+  assert.deepEqual(byNode(), ['a:0', 'b:0', 'c:0'])
+  /** Passes (the nodes act, a second goes by) until the update's state is no longer in progress; checks each pass. */
+  const roll = (v: number, check: (pass: number) => void) => {
+    let pass = 0
+    for (; pass < 40; pass++) {
+      const st = m.read.findService('agent').updateStatus?.state
+      if (st !== 'updating' && st !== 'rollback_started') break
+      check(pass)
+      nodesAct(store)
+      clock.t += 1000
+      m.placeAll()
+    }
+    assert.ok(pass < 40, `the update of version ${v} finished`)
+    // Every node runs one task, of the new version, and nothing else is left.
+    assert.deepEqual(
+      byNode(),
+      nodeIds.map((n) => `${n}:${v}`),
+    )
+    assert.equal(tasks(store).length, 3)
+  }
+
+  // Stop-first, parallelism 1: one node at a time has no task of the service meant to run, never two.
+  m.updateService('agent', {command: ['b'], updateOrder: 'stop-first'})
+  assert.equal(m.read.findService('agent').updateStatus?.state, 'updating')
+  roll(1, (pass) => {
+    const r = running(store)
+    assert.ok(r.length >= 2 && r.length <= 3, `pass ${pass}: ${r.length} meant to run`)
+    assert.ok(new Set(r.map((t) => t.nodeId)).size === r.length, `pass ${pass}: at most one task per node meant to run`)
+  })
+  assert.equal(m.read.findService('agent').updateStatus?.state, 'completed')
+  assert.deepEqual(m.read.findService('agent').command, ['b'])
+
+  // Start-first: a node's new task serves before its old one stops: every node serves throughout.
+  m.updateService('agent', {command: ['c'], updateOrder: 'start-first'})
+  roll(2, (pass) => {
+    const nodesServing = new Set(serving(store).map((t) => t.nodeId))
+    assert.equal(nodesServing.size, 3, `pass ${pass}: every node serves`)
+    assert.ok(running(store).length <= 4, `pass ${pass}: at most one node in flight`)
+  })
+  assert.equal(m.read.findService('agent').updateStatus?.state, 'completed')
+
+  // Rollback: back to ['b'], rolled the same way.
+  m.rollbackService('agent')
+  assert.deepEqual(m.read.findService('agent').command, ['b'])
+  roll(3, () => {})
+  assert.equal(m.read.findService('agent').updateStatus?.state, 'rollback_completed')
+})

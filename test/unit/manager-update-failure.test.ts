@@ -132,6 +132,31 @@ test('rollback: a failed new task rolls the service back to its previous spec, s
   assert.equal(least, 3, 'start-first: every slot served throughout')
 })
 
+test('rollback, global: a failed new task on one node rolls the global service back; every node serves throughout', () => {
+  const c = cluster(0)
+  const {store, m} = c
+  m.createService({name: 'web', mode: 'global', replicas: 0, networks: ['net'], command: ['a']})
+  m.updateService('web', {updateFailureAction: 'rollback', updateOrder: 'start-first'})
+  nodesAct(store, c.clock)
+  m.updateService('web', {command: ['crash']})
+  const nodesServing = () =>
+    new Set(running(store).flatMap((t) => (status(store, t)?.state === 'running' ? [t.nodeId] : []))).size
+  let least = 3
+  run(c, new Set([1]), () => {
+    least = Math.min(least, nodesServing())
+    return web(m).updateStatus?.state !== 'updating'
+  })
+  assert.equal(web(m).updateStatus?.state, 'rollback_started')
+  assert.deepEqual(web(m).command, ['a'], 'the previous spec is back')
+  run(c, new Set([1]), () => {
+    least = Math.min(least, nodesServing())
+    return web(m).updateStatus?.state !== 'rollback_started'
+  })
+  assert.equal(web(m).updateStatus?.state, 'rollback_completed')
+  assert.deepEqual(versions(store), [2, 2, 2])
+  assert.equal(least, 3, 'start-first: every node served throughout')
+})
+
 test('a rollback that fails pauses (it is never rolled back); continue goes on despite failures', () => {
   const c = cluster(2)
   const {store, m} = c
