@@ -14,7 +14,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
 import {fileURLToPath} from 'node:url'
-import {Controller} from '../src/agent/controller.js'
+import {ClusterReader} from '../src/store/cluster-reader.js'
 import {serviceListViewSliced, serviceTasksView} from '../src/agent/render.js'
 import {Manager} from '../src/manager/manager.js'
 import {startManagerLoop} from '../src/manager/loop.js'
@@ -76,7 +76,7 @@ export async function benchScale(
         nodeRecord(id, formatIpv4(parseIpv4('172.31.0.0') + i + 1), {role: i === 0 ? 'manager' : 'worker'}),
       )
     const manager = new Manager(store, 'n0000')
-    const c = new Controller(store, 'n0000')
+    const c = new ClusterReader(store, 'n0000')
     const net = manager.createNetwork({name: 'net', subnet: SUBNET})
     let nextIp = parseIpv4(net.gateway) + 1
     const ip = () => formatIpv4(nextIp++)

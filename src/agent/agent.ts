@@ -44,7 +44,7 @@ import {checkNodeCert} from '../gossip/identity.js'
 import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
 import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
 import {configAsManager, configAsWorker} from './role-config.js'
-import {Controller} from './controller.js'
+import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
 import {DATA_PATH_STALE_MS, NodeLiveness} from '../membership/node-liveness.js'
@@ -96,7 +96,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     onWriteFailure: (e) => failStop(node, `the store in ${stateDir(node)} cannot be written: ${e.message}`, log),
   })
   if (store.refused > 0) log(`store: left out ${store.refused} malformed value(s) of the state file (last: ${store.lastRefusal})`)
-  const controller = new Controller(store, cfg.nodeId)
+  const controller = new ClusterReader(store, cfg.nodeId)
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
   // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).

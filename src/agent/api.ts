@@ -13,7 +13,7 @@ import type {UpdateRequest} from '../manager/update-config.js'
 import {readLog, tailOffset, taskLogPath} from '../tasks/logs.js'
 import type {Member} from '../membership/state.js'
 import type {NodeLivenessState} from '../membership/node-liveness.js'
-import type {Controller} from './controller.js'
+import type {ClusterReader} from '../store/cluster-reader.js'
 import {
   attachmentView,
   networkView,
@@ -27,7 +27,7 @@ import {
 import {attachTimeout, connectAndWait, disconnectAndWait} from './attach-wait.js'
 
 export interface ApiContext {
-  controller: Controller
+  controller: ClusterReader
   /**
    * Runs one request of the writer of desired state (embedded or etcd: see manager/backend.ts);
    * refused (one clear line) on a node that is not a manager.
@@ -384,7 +384,7 @@ class LogStream {
 }
 
 /** GET /tasks/TASK/logs?tail=N&follow=1: only the tasks of this node, whose logs are here. */
-function taskLogStream(c: Controller, ref: string, q: URLSearchParams): LogStream {
+function taskLogStream(c: ClusterReader, ref: string, q: URLSearchParams): LogStream {
   const t = c.findTask(ref)
   if (t.nodeId !== c.selfId) {
     const node = c.nodes().find((n) => n.id === t.nodeId)?.name ?? t.nodeId
@@ -396,7 +396,7 @@ function taskLogStream(c: Controller, ref: string, q: URLSearchParams): LogStrea
   return new LogStream(file, tailOffset(file, tail === null ? undefined : Number(tail)), q.get('follow') === '1')
 }
 
-const nodeNameOf = (c: Controller) => c.nodes().find((n) => n.id === c.selfId)?.name ?? ''
+const nodeNameOf = (c: ClusterReader) => c.nodes().find((n) => n.id === c.selfId)?.name ?? ''
 
 function send(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value)

@@ -7,7 +7,7 @@
 import {UserError} from '../model/errors.js'
 import type {ConnectRequest, Manager} from '../manager/manager.js'
 import type {NetworkAttachment} from '../model/types.js'
-import type {Controller} from './controller.js'
+import type {ClusterReader} from '../store/cluster-reader.js'
 
 /** How long a command waits for the node by default (`--timeout`). */
 export const DEFAULT_ATTACH_TIMEOUT_MS = 30_000
@@ -15,7 +15,7 @@ export const DEFAULT_ATTACH_TIMEOUT_MS = 30_000
 export const MAX_ATTACH_TIMEOUT_MS = 600_000
 
 export interface AttachWaitContext {
-  controller: Controller
+  controller: ClusterReader
   write<T>(fn: (m: Manager) => T): Promise<T>
   /** Calls fn after every change of the node's store; returns the unsubscribe function. */
   changes(fn: () => void): () => void

@@ -1,23 +1,17 @@
-// Where a node keeps what it owns, so that each thing can be found and removed.
+// Which node's agent a command reaches on this host, and what to say when none answers. The
+// places themselves are src/sys/node-paths.ts (re-exported here for the agent's own files).
 import {existsSync, readdirSync} from 'node:fs'
-import {join} from 'node:path'
 import {assertNodeName, isValidNodeName} from '../bpf/pins.js'
+import {nodeConfigPath, RUN_DIR, socketPath, STATE_ROOT} from '../sys/node-paths.js'
 import {agentNotRunning, noAgentOnHost, notInitialised} from './unreachable.js'
 
-export const RUN_DIR = process.env.SWARMNET_RUN_DIR ?? '/run/swarmnet'
-export const STATE_ROOT = process.env.SWARMNET_STATE_DIR ?? '/var/lib/swarmnet'
+export {agentLogPath, nodeConfigPath, pidPath, RUN_DIR, socketPath, stateDir, STATE_ROOT} from '../sys/node-paths.js'
 
 /** A node's name becomes a path under /sys/fs/bpf, /run and /var/lib: the loader's rule decides. */
 export function checkNodeName(name: string): string {
   assertNodeName(name)
   return name
 }
-
-export const socketPath = (node: string) => join(RUN_DIR, `${node}.sock`)
-export const pidPath = (node: string) => join(RUN_DIR, `${node}.pid`)
-export const stateDir = (node: string) => join(STATE_ROOT, node)
-export const nodeConfigPath = (node: string) => join(stateDir(node), 'node.json')
-export const agentLogPath = (node: string) => join(stateDir(node), 'agent.log')
 
 /** The nodes that have an agent socket on this host. */
 export function localNodes(): string[] {

@@ -6,7 +6,7 @@ import type {NodeLivenessState} from '../membership/node-liveness.js'
 import {taskMtu} from '../model/allocate.js'
 import {taskName} from '../model/task-name.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
-import type {Controller} from './controller.js'
+import type {ClusterReader} from '../store/cluster-reader.js'
 import type {AttachmentView, NetworkView, NodeView, ServiceInspectView, ServiceView, TaskView} from './views.js'
 
 /**
@@ -46,7 +46,7 @@ export function nodeView(
   }
 }
 
-export function networkView(n: Network, c: Controller): NetworkView {
+export function networkView(n: Network, c: ClusterReader): NetworkView {
   const nodes = new Map(c.nodes().map((x) => [x.id, x]))
   const tasks = c.tasks().filter((t) => t.desiredState === 'running' && t.attachments.some((a) => a.networkId === n.id))
   const peerIds = [...new Set(tasks.map((t) => t.nodeId))]
@@ -75,7 +75,7 @@ export function networkView(n: Network, c: Controller): NetworkView {
   }
 }
 
-export function taskView(t: Task, c: Controller): TaskView {
+export function taskView(t: Task, c: ClusterReader): TaskView {
   const st = c.statuses().get(t.id)
   const nets = new Map(c.networks().map((n) => [n.id, n.name]))
   const node = c.node(t.nodeId)
@@ -98,12 +98,12 @@ export function taskView(t: Task, c: Controller): TaskView {
 /** What every service's view reads alike: a list renders it once, not once per service. */
 type ServiceViewContext = {statuses: ReadonlyMap<string, TaskStatus>; nets: Map<string, string>; liveNodes?: number}
 
-const serviceViewContext = (c: Controller): ServiceViewContext => ({
+const serviceViewContext = (c: ClusterReader): ServiceViewContext => ({
   statuses: c.statuses(),
   nets: new Map(c.networks().map((n) => [n.id, n.name])),
 })
 
-export function serviceView(s: Service, c: Controller, ctx: ServiceViewContext = serviceViewContext(c)): ServiceView {
+export function serviceView(s: Service, c: ClusterReader, ctx: ServiceViewContext = serviceViewContext(c)): ServiceView {
   const tasks = c.tasksOf(s.id).filter((t) => t.desiredState === 'running')
   const st = ctx.statuses
   const nets = ctx.nets
@@ -123,7 +123,7 @@ export function serviceView(s: Service, c: Controller, ctx: ServiceViewContext =
 }
 
 /** GET /services (service ls): every service. */
-export function serviceListView(c: Controller): ServiceView[] {
+export function serviceListView(c: ClusterReader): ServiceView[] {
   const ctx = serviceViewContext(c)
   return c.services().map((s) => serviceView(s, c, ctx))
 }
@@ -134,7 +134,7 @@ export function serviceListView(c: Controller): ServiceView[] {
  * for the whole render. A change that lands between slices shows in the later rows only, as
  * it would in a list taken a moment later.
  */
-export async function serviceListViewSliced(c: Controller, slice = 500): Promise<ServiceView[]> {
+export async function serviceListViewSliced(c: ClusterReader, slice = 500): Promise<ServiceView[]> {
   const all = c.services()
   const out: ServiceView[] = []
   for (let i = 0; i < all.length; i += slice) {
@@ -146,14 +146,14 @@ export async function serviceListViewSliced(c: Controller, slice = 500): Promise
 }
 
 /** GET /services/NAME/tasks (service ps): the service's tasks by slot. */
-export function serviceTasksView(s: Service, c: Controller): TaskView[] {
+export function serviceTasksView(s: Service, c: ClusterReader): TaskView[] {
   return c
     .tasksOf(s.id)
     .sort((a, b) => a.slot - b.slot)
     .map((t) => taskView(t, c))
 }
 
-export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentView {
+export function attachmentView(a: NetworkAttachment, c: ClusterReader): AttachmentView {
   const st: AttachmentStatus | undefined = c.attachmentStatus(a.id)
   return {
     id: a.id,
@@ -168,7 +168,7 @@ export function attachmentView(a: NetworkAttachment, c: Controller): AttachmentV
   }
 }
 
-export function serviceInspectView(s: Service, c: Controller): ServiceInspectView {
+export function serviceInspectView(s: Service, c: ClusterReader): ServiceInspectView {
   const tasks = c
     .tasksOf(s.id)
     .filter((t) => t.desiredState === 'running')

@@ -2,7 +2,7 @@
 // the first question after any change (so answers follow scaling as soon as the change arrives),
 // and never kept anywhere the store does not hold it.
 import {readFileSync} from 'node:fs'
-import {Controller} from '../agent/controller.js'
+import {ClusterReader} from '../store/cluster-reader.js'
 import type {MembershipView} from '../membership/view.js'
 import type {ClusterSpec} from '../model/types.js'
 import type {Store} from '../store/store.js'
@@ -30,7 +30,7 @@ export class NodeDns {
   private table?: NameTable
   private readonly unsubscribe: () => void
   /** The store's records, read as the API reads them. */
-  private readonly records: Controller
+  private readonly records: ClusterReader
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -46,7 +46,7 @@ export class NodeDns {
       names: () => this.names(),
       log: o.log,
     })
-    this.records = new Controller(o.store, o.selfId)
+    this.records = new ClusterReader(o.store, o.selfId)
     this.unsubscribe = o.store.onChange(() => this.invalidate())
   }
 

@@ -9,7 +9,7 @@
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {stateDir} from '../agent/paths.js'
+import {stateDir} from '../sys/node-paths.js'
 import {run} from '../sys/exec.js'
 import {pullByDigest, remoteDigest} from './registry.js'
 

@@ -6,7 +6,7 @@
 // in the lab's namespaces, so lab down's process sweep ends them too.
 import {existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {STATE_ROOT} from '../agent/paths.js'
+import {STATE_ROOT} from '../sys/node-paths.js'
 import {run} from '../sys/exec.js'
 import {execIn} from '../sys/netns.js'
 import {isAlive, readPidFile} from '../sys/proc.js'

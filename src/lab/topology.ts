@@ -3,7 +3,7 @@
  * all on 172.30.0.0/24. Names only; lab.ts builds it.
  */
 
-import {pidPath, socketPath, STATE_ROOT, stateDir} from '../agent/paths.js'
+import {pidPath, socketPath, STATE_ROOT, stateDir} from '../sys/node-paths.js'
 import {PIN_BASE} from '../bpf/pins.js'
 
 export const LAB_PREFIX = 'sn-lab-'
@@ -21,7 +21,7 @@ export const CLIENT_PORT = 'sn-lab-client'
 /** Node addresses are .11 .. .99; .100 is the client. */
 export const MAX_NODES = 89
 
-export {RUN_DIR} from '../agent/paths.js'
+export {RUN_DIR} from '../sys/node-paths.js'
 export const LAB_STATE_FILE = `${STATE_ROOT}/lab.json`
 
 export const nodeName = (index: number) => `n${index}`

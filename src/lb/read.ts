@@ -1,7 +1,7 @@
 // Reads what `inspect lb` shows from a node's pins and state file (no agent needed).
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
-import {stateDir} from '../agent/paths.js'
+import {stateDir} from '../sys/node-paths.js'
 import {decodeEntry} from '../bpf/codecs.js'
 import {readCounters} from '../bpf/counters.js'
 import {BpfMap} from '../bpf/map.js'

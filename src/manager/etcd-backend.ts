@@ -33,7 +33,7 @@ import {EtcdCache, type CachedKv} from './etcd-cache.js'
 import {EtcdIndex, type Write} from './etcd-index.js'
 import {Manager} from './manager.js'
 import {applyRoleChange, rolesToPublish, type RolePublisher} from './roles.js'
-import type {IndexSource, StateIndex} from './state-index.js'
+import type {IndexSource, StateIndex} from '../store/state-index.js'
 
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
 type Snapshot = ReadonlyMap<string, CachedKv>

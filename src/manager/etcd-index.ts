@@ -14,7 +14,7 @@ import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
 import {isDesiredKey} from './backend.js'
 import type {EtcdCache} from './etcd-cache.js'
-import {StateIndex} from './state-index.js'
+import {StateIndex} from '../store/state-index.js'
 
 export class EtcdIndex {
   private ix: StateIndex | undefined

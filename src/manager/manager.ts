@@ -33,9 +33,9 @@ import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'
 import {revocationOf} from '../gossip/revocation.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {DesiredStore} from './backend.js'
-import {Controller} from '../agent/controller.js'
+import {ClusterReader} from '../store/cluster-reader.js'
 import {describeShortfalls, placementNodes, planService, type PlacementNodes, type ServicePlan} from './plan.js'
-import {indexOf, isIndexSource, StateIndex} from './state-index.js'
+import {indexOf, isIndexSource, StateIndex} from '../store/state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
 import {type ContainerRequest, containerSpec} from '../model/container.js'
@@ -121,7 +121,7 @@ export type PlacementReport = Map<string, string>
 export type ProblemsById = Map<string, {name: string; why: string}>
 
 export class Manager {
-  readonly read: Controller
+  readonly read: ClusterReader
 
   constructor(
     private readonly store: DesiredStore,
@@ -134,7 +134,7 @@ export class Manager {
      */
     private readonly opts: {addressStart?: number; now?: () => number} = {},
   ) {
-    this.read = new Controller(store, selfId)
+    this.read = new ClusterReader(store, selfId)
   }
 
   createNetwork(req: {

@@ -3,7 +3,7 @@
 // on which nodes, with which addresses, and what does not fit.
 import {macForIp, placeTasks} from '../model/allocate.js'
 import {hostPortKeys} from '../model/publish.js'
-import type {StateIndex} from './state-index.js'
+import type {StateIndex} from '../store/state-index.js'
 import {hostPortRule, type HostPortShort} from './host-ports.js'
 import {rollingStep, specOf, versionOf, type RollingStep} from './rolling.js'
 import {NOBODY_DOWN, type MembershipView} from '../membership/view.js'

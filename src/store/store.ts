@@ -71,7 +71,7 @@ export class Store {
   private readonly validateKey: (key: string) => string | undefined
   private readonly entries = new Map<string, Entry>()
   private readonly listeners = new Set<ChangeListener>()
-  /** Indexes of the state (src/manager/state-index.ts): told of a change before any other listener reads. */
+  /** Indexes of the state (src/store/state-index.ts): told of a change before any other listener reads. */
   private readonly firstListeners = new Set<ChangeListener>()
   private opens = 0
   private lamport = 0

@@ -5,7 +5,7 @@
  */
 import {closeSync, existsSync, fstatSync, openSync, readSync, statSync} from 'node:fs'
 import {join} from 'node:path'
-import {stateDir} from '../agent/paths.js'
+import {stateDir} from '../sys/node-paths.js'
 import {checkTaskId} from '../model/ids.js'
 
 export const tasksDir = (node: string) => join(stateDir(node), 'tasks')

@@ -16,7 +16,7 @@
  */
 import {copyFile, lstat, mkdir, readdir, readlink, rename, rm, symlink, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
-import {RUN_DIR} from '../agent/paths.js'
+import {RUN_DIR} from '../sys/node-paths.js'
 import {removeIfEmpty} from '../sys/cgroup.js'
 
 /**

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import {beforeEach, test} from 'node:test'
 import {connectAndWait, disconnectAndWait, attachTimeout, type AttachWaitContext} from '../../src/agent/attach-wait.js'
-import {Controller} from '../../src/agent/controller.js'
+import {ClusterReader} from '../../src/store/cluster-reader.js'
 import type {Manager} from '../../src/manager/manager.js'
 import type {AttachmentStatus, NetworkAttachment} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
@@ -23,7 +23,7 @@ beforeEach(() => {
   ]))
   m.createNetwork({name: 'att', subnet: '10.30.0.0/24', attachable: true})
   ctx = {
-    controller: new Controller(store, 'a'),
+    controller: new ClusterReader(store, 'a'),
     write: async (fn) => fn(m),
     changes: (fn) => store.onChange(() => fn()),
     durable: () => store.sync(),

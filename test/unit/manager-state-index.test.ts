@@ -1,4 +1,4 @@
-// The state index (src/manager/state-index.ts) against a full scan, after random sequences of
+// The state index (src/store/state-index.ts) against a full scan, after random sequences of
 // changes (fast-check): service creates, removes and scales through the manager, task statuses,
 // nodes joining, going down, leaving and coming back, placement passes with nodes declared down,
 // remote entries merged from a peer, attachments, and the store reopened; and the placement
@@ -11,11 +11,11 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import fc from 'fast-check'
-import {Controller} from '../../src/agent/controller.js'
+import {ClusterReader} from '../../src/store/cluster-reader.js'
 import {serviceListView, serviceListViewSliced, serviceTasksView} from '../../src/agent/render.js'
 import {startManagerLoop, type ManagerLoop} from '../../src/manager/loop.js'
 import {Manager} from '../../src/manager/manager.js'
-import {indexOf, StateIndex} from '../../src/manager/state-index.js'
+import {indexOf, StateIndex} from '../../src/store/state-index.js'
 import {placementNodes, planInFull, planService} from '../../src/manager/plan.js'
 import {freeAddressCount, freeAddresses, macForIp} from '../../src/model/allocate.js'
 import {broadcast, parseCidr, parseIpv4} from '../../src/model/ipv4.js'
@@ -120,8 +120,8 @@ function check(store: Store, down: ReadonlySet<string> = new Set()): void {
     )
   }
   // The views from the index and from a scan (a reader without change events is scanned).
-  const indexed = new Controller(store, 'a')
-  const plain = new Controller({get: (k) => store.get(k), values: (p) => store.values(p)}, 'a')
+  const indexed = new ClusterReader(store, 'a')
+  const plain = new ClusterReader({get: (k) => store.get(k), values: (p) => store.values(p)}, 'a')
   assert.ok(indexed.index && !plain.index)
   assert.deepEqual(serviceListView(indexed), serviceListView(plain))
   for (const s of plain.services()) assert.deepEqual(serviceTasksView(s, indexed), serviceTasksView(s, plain))
@@ -308,7 +308,7 @@ test('service ls rendered in slices: the same rows as at once, and the event loo
     m.createNetwork({name: 'net'})
     for (let i = 0; i < 7; i++)
       m.createService({name: `s${i}`, mode: 'replicated', replicas: i % 3, networks: ['net'], command: ['sleep', '1']})
-    const c = new Controller(store, 'a')
+    const c = new ClusterReader(store, 'a')
     let ranBetween = false
     setImmediate(() => (ranBetween = true))
     const sliced = serviceListViewSliced(c, 2)

@@ -1,6 +1,6 @@
-// What a state index (src/manager/state-index.ts) answers, in a form two indexes can be
+// What a state index (src/store/state-index.ts) answers, in a form two indexes can be
 // compared by: the tests check an index kept from changes against one built by a full scan.
-import type {StateIndex} from '../../src/manager/state-index.js'
+import type {StateIndex} from '../../src/store/state-index.js'
 
 /** Everything an index answers, in a form two indexes can be compared by. */
 export function shape(ix: StateIndex) {

@@ -13,12 +13,12 @@ import type {
   Task,
   TaskStatus,
 } from '../model/types.js'
-import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
-import type {Store} from '../store/store.js'
-import {indexOf, isIndexSource, type StateIndex} from '../manager/state-index.js'
+import {CLUSTER_KEY, keyOf, prefixOf} from './keys.js'
+import type {Store} from './store.js'
+import {indexOf, isIndexSource, type StateIndex} from './state-index.js'
 import type {NodeSpec} from '../model/placement.js'
 
-export class Controller {
+export class ClusterReader {
   constructor(
     /** Only reads: the node's store, or a manager's view of etcd during one request. */
     private readonly store: Pick<Store, 'get' | 'values'>,

@@ -8,7 +8,7 @@ import {attachmentAsTask} from '../model/attachment.js'
 import {broadcast, cidrContains, formatIpv4, parseCidr, tryParseIpv4, type Cidr} from '../model/ipv4.js'
 import {hostPortKeys} from '../model/publish.js'
 import type {AttachmentStatus, Network, NetworkAttachment, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
-import type {Json} from '../store/json.js'
+import type {Json} from './json.js'
 import type {NodeSpec} from '../model/placement.js'
 
 /** Where an index's records come from: the node's store, or a manager's view of etcd for one request. */
