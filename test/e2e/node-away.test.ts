@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict'
 import {existsSync} from 'node:fs'
 import {describe, test} from 'node:test'
-import {BIN, cli, eventually, json, ok, sh, stateOn} from './helpers.js'
+import {restartLabAgent} from '../../src/lab/nodes.js'
+import {cli, eventually, json, ok, sh, stateOn} from './helpers.js'
 import {withLab} from './lab.js'
 
 const TTL_MS = 2000
@@ -33,11 +34,10 @@ function away(node: string): void {
   assert.equal(sh(['ip', '-n', `sn-lab-${node}`, 'link', 'set', 'eth0', 'down']).code, 0)
 }
 
-/** Back: the link up and the agent started again, as the lab starts it. */
-function back(node: string): void {
+/** Back: the link up and the agent started again, as the lab starts it (its namespace, its cgroup). */
+async function back(node: string): Promise<void> {
   assert.equal(sh(['ip', '-n', `sn-lab-${node}`, 'link', 'set', 'eth0', 'up']).code, 0)
-  const r = sh(['ip', 'netns', 'exec', `sn-lab-${node}`, process.execPath, BIN, 'agent', '--detach', '--node', node])
-  assert.equal(r.code, 0, r.stderr)
+  await restartLabAgent({name: node, netns: `sn-lab-${node}`})
 }
 
 describe('a node away does not undo what was decided meanwhile', {timeout: 600_000}, () => {
@@ -72,7 +72,7 @@ describe('a node away does not undo what was decided meanwhile', {timeout: 600_0
     ok('n1', ['service', 'rm', 'gone'])
     // Several times the tombstone's life: n1 and n2 have reaped it.
     await sleep(TTL_MS * 5)
-    back('n3')
+    await back('n3')
     await eventually('n3 ready on n1', async () => ((await stateOn('n1', 'n3')) === 'ready' ? true : undefined), 60_000)
     // n3 pushes its copy (the service, its task) at once; for 15 s it must never be taken back.
     for (let i = 0; i < 30; i++) {
@@ -90,7 +90,7 @@ describe('a node away does not undo what was decided meanwhile', {timeout: 600_0
     away('n2')
     await eventually('n2 down on n1', async () => ((await stateOn('n1', 'n2')) === 'down' ? true : undefined), 30_000)
     ok('n1', ['node', 'rm', 'n2'])
-    back('n2')
+    await back('n2')
     // Its agent runs and gossips again, with its own record saying ready: the manager never believes it.
     await sleep(3000)
     for (let i = 0; i < 20; i++) {
