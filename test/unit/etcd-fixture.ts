@@ -4,6 +4,7 @@
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {after, before} from 'node:test'
 import {Etcd3} from 'etcd3'
 import {etcdLogTail, freePort, startEtcdMember, stopEtcdMember, type EtcdMember} from '../../src/store/etcd-process.js'
 
@@ -44,4 +45,40 @@ export async function startTestEtcd(): Promise<TestEtcd> {
     client.close()
   }
   return {endpoint: member.clientUrl, member, stop}
+}
+
+/**
+ * One etcd for a test file, started before its tests and stopped after them, with what the tests
+ * open on it: temp dirs removed and kept things (backends, clients, stores) closed, the newest
+ * first, so a backend goes before the client and store it was built on.
+ */
+export function etcdSuite() {
+  let etcd: TestEtcd | undefined
+  const dirs: string[] = []
+  const kept: {close(): void}[] = []
+  before(async () => {
+    etcd = await startTestEtcd()
+  })
+  after(async () => {
+    for (const k of kept.reverse()) k.close()
+    await etcd?.stop()
+    for (const d of dirs) rmSync(d, {recursive: true, force: true})
+  })
+  return {
+    get endpoint(): string {
+      if (!etcd) throw new Error('etcd is started before the tests')
+      return etcd.endpoint
+    },
+    /** A temp dir removed after the tests. */
+    dir(prefix: string): string {
+      const d = mkdtempSync(join(tmpdir(), prefix))
+      dirs.push(d)
+      return d
+    },
+    /** `x`, closed after the tests. */
+    keep<T extends {close(): void}>(x: T): T {
+      kept.push(x)
+      return x
+    },
+  }
 }

@@ -4,37 +4,18 @@
 // every transaction that may give the port to a task), so one of two clashing requests is
 // decided again over the other's result and refused.
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, before, test} from 'node:test'
-import type {Etcd3} from 'etcd3'
+import {test} from 'node:test'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {etcdClient} from '../../src/manager/etcd-client.js'
 import {valueProblem} from '../../src/model/shape.js'
 import type {Service, Task} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
-import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
+import {etcdSuite} from './etcd-fixture.js'
 import {clusterSpec, etcdClusterNodes} from './model-records.js'
 
-let etcd: TestEtcd
-const dirs: string[] = []
-const clients: Etcd3[] = []
-const backends: EtcdBackend[] = []
-const stores: Store[] = []
+const etcd = etcdSuite()
 let n = 0
-
-before(async () => {
-  etcd = await startTestEtcd()
-})
-after(async () => {
-  for (const b of backends) b.close()
-  for (const c of clients) c.close()
-  for (const s of stores) s.close()
-  await etcd?.stop()
-  for (const d of dirs) rmSync(d, {recursive: true, force: true})
-})
 
 /** Releases the first two arrivals together, in one turn, while armed; everything else passes. */
 class Gate {
@@ -56,16 +37,10 @@ class Gate {
 async function cluster(gate: Gate): Promise<EtcdBackend[]> {
   const prefix = `/swarmnet/ports-${++n}/`
   const managers = ['m1', 'm2'].map((id) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-ports-'))
-    dirs.push(dir)
-    const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
-    stores.push(local)
+    const local = etcd.keep(new Store(etcd.dir('sn-etcd-ports-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
     for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
-    const client = etcdClient({endpoints: [etcd.endpoint], prefix})
-    clients.push(client)
-    const b = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], beforeCommit: gate.pass})
-    backends.push(b)
-    return b
+    const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
+    return etcd.keep(new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], beforeCommit: gate.pass}))
   })
   await managers[0]!.importRecords([{key: 'cluster', value: clusterSpec()}])
   await managers[0]!.write((m) => m.createNetwork({name: 'ingress', ingress: true}))

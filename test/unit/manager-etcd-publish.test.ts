@@ -5,11 +5,7 @@
 // by the etcd revision in their version, not by clock. Each manager has its own gossip store; a
 // replica (a worker) takes the leader's entries the way gossip hands them over (Store.merge).
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, before, test} from 'node:test'
-import type {Etcd3} from 'etcd3'
+import {test} from 'node:test'
 import {
   certSerial,
   certifyNode,
@@ -29,26 +25,11 @@ import {valueProblem} from '../../src/model/shape.js'
 import type {NodeRecord, Service} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
-import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
+import {etcdSuite} from './etcd-fixture.js'
 import {clusterSpec, nodeRecord, serviceRecord} from './model-records.js'
 
-let etcd: TestEtcd
-const dirs: string[] = []
-const clients: Etcd3[] = []
-const backends: EtcdBackend[] = []
-const stores: Store[] = []
+const etcd = etcdSuite()
 let n = 0
-
-before(async () => {
-  etcd = await startTestEtcd()
-})
-after(async () => {
-  for (const b of backends) b.close()
-  for (const c of clients) c.close()
-  for (const s of stores) s.close()
-  await etcd?.stop()
-  for (const d of dirs) rmSync(d, {recursive: true, force: true})
-})
 
 const identity = generateIdentity()
 const secrets = {identity, token: generateToken(identity.publicKey).text, managerToken: generateToken(identity.publicKey).text}
@@ -71,20 +52,14 @@ function cluster() {
   })
   const settings: EtcdSettings = {endpoints: [etcd.endpoint], prefix}
   const store = (id: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-pub-'))
-    dirs.push(dir)
-    const s = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
-    stores.push(s)
-    return s
+    return etcd.keep(new Store(etcd.dir('sn-etcd-pub-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
   }
   const manager = (id: string, down: (id: string) => boolean = () => false) => {
     const local = store(id)
     for (const r of recs) local.put(keyOf('node', r.id), r)
-    const client = etcdClient(settings)
-    clients.push(client)
+    const client = etcd.keep(etcdClient(settings))
     const membership = {isDown: down, downNow: down}
-    const backend = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], membership})
-    backends.push(backend)
+    const backend = etcd.keep(new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], membership}))
     return {id, local, backend, client}
   }
   const pub: RolePublisher = {secrets: () => secrets, etcd: () => settings}

@@ -4,11 +4,7 @@
 // by guard/roles, so the second decides again, sees the first demotion and is refused. Exactly
 // one manager stays, every time.
 import assert from 'node:assert/strict'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {after, before, test} from 'node:test'
-import type {Etcd3} from 'etcd3'
+import {test} from 'node:test'
 import {certifyNode, generateIdentity, generateNodeKey} from '../../src/gossip/identity.js'
 import {generateToken} from '../../src/gossip/token.js'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
@@ -18,25 +14,10 @@ import {valueProblem} from '../../src/model/shape.js'
 import type {NodeRecord} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
-import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
+import {etcdSuite} from './etcd-fixture.js'
 import {clusterSpec, nodeRecord} from './model-records.js'
 
-let etcd: TestEtcd
-const dirs: string[] = []
-const clients: Etcd3[] = []
-const backends: EtcdBackend[] = []
-const stores: Store[] = []
-
-before(async () => {
-  etcd = await startTestEtcd()
-})
-after(async () => {
-  for (const b of backends) b.close()
-  for (const c of clients) c.close()
-  for (const s of stores) s.close()
-  await etcd?.stop()
-  for (const d of dirs) rmSync(d, {recursive: true, force: true})
-})
+const etcd = etcdSuite()
 
 const identity = generateIdentity()
 const secrets = {identity, token: generateToken(identity.publicKey).text, managerToken: generateToken(identity.publicKey).text}
@@ -76,24 +57,21 @@ function barrier(parties: number): () => Promise<void> {
 /** Two managers of one cluster (their own prefix), each with its own gossip store holding the same nodes. */
 function managers(prefix: string, recs: NodeRecord[], gate: () => Promise<void>) {
   return ['m1', 'm2'].map((id) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-roles-'))
-    dirs.push(dir)
-    const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
-    stores.push(local)
+    const local = etcd.keep(new Store(etcd.dir('sn-etcd-roles-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
     for (const n of recs) local.put(keyOf('node', n.id), n)
-    const client = etcdClient({endpoints: [etcd.endpoint], prefix})
-    clients.push(client)
-    const backend = new EtcdBackend({
-      client,
-      prefix,
-      local,
-      selfId: id,
-      endpoints: [etcd.endpoint],
-      beforeCommit: async (what) => {
-        if (what === 'role') await gate()
-      },
-    })
-    backends.push(backend)
+    const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
+    const backend = etcd.keep(
+      new EtcdBackend({
+        client,
+        prefix,
+        local,
+        selfId: id,
+        endpoints: [etcd.endpoint],
+        beforeCommit: async (what) => {
+          if (what === 'role') await gate()
+        },
+      }),
+    )
     return {id, local, backend}
   })
 }

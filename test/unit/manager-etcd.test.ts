@@ -3,11 +3,8 @@
 // Allocation is by transaction, so racing requests never get the same thing.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {after, before, test} from 'node:test'
-import {Etcd3} from 'etcd3'
+import {test} from 'node:test'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {etcdClient} from '../../src/manager/etcd-client.js'
 import {Leadership} from '../../src/manager/etcd-leader.js'
@@ -16,37 +13,20 @@ import {valueProblem} from '../../src/model/shape.js'
 import type {Network, Service, Task} from '../../src/model/types.js'
 import {keyOf} from '../../src/store/keys.js'
 import {Store} from '../../src/store/store.js'
-import {startTestEtcd, type TestEtcd} from './etcd-fixture.js'
+import {etcdSuite} from './etcd-fixture.js'
 import {clusterSpec, etcdClusterNodes} from './model-records.js'
 
-let etcd: TestEtcd
-const dirs: string[] = []
-const clients: Etcd3[] = []
-const backends: EtcdBackend[] = []
+const etcd = etcdSuite()
 let n = 0
-
-before(async () => {
-  etcd = await startTestEtcd()
-})
-after(async () => {
-  for (const b of backends) b.close()
-  for (const c of clients) c.close()
-  await etcd?.stop()
-  for (const d of dirs) rmSync(d, {recursive: true, force: true})
-})
 
 /** A cluster of its own (its own prefix) and three managers on it; addressStart: theirs, if all alike. */
 async function cluster(addressStart?: number): Promise<EtcdBackend[]> {
   const prefix = `/swarmnet/test-${++n}/`
   const managers = ['m1', 'm2', 'm3'].map((id) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
-    dirs.push(dir)
-    const local = new Store(dir, id, {validate: valueProblem, reapIntervalMs: 0}).open()
+    const local = etcd.keep(new Store(etcd.dir('sn-etcd-mgr-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
     for (const n of etcdClusterNodes()) local.put(keyOf('node', n.id), n)
-    const client = etcdClient({endpoints: [etcd.endpoint], prefix})
-    clients.push(client)
-    const b = new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], addressStart})
-    backends.push(b)
+    const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
+    const b = etcd.keep(new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], addressStart}))
     return b
   })
   const spec = clusterSpec()
@@ -142,14 +122,10 @@ test('a refused request writes nothing to etcd; scale and rm free their addresse
 })
 
 test('etcd unreachable: the request fails fast with one line naming the endpoints, and changes nothing', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
-  dirs.push(dir)
-  const local = new Store(dir, 'm1', {validate: valueProblem, reapIntervalMs: 0}).open()
+  const local = etcd.keep(new Store(etcd.dir('sn-etcd-mgr-'), 'm1', {validate: valueProblem, reapIntervalMs: 0}).open())
   const dead = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`]
-  const client = etcdClient({endpoints: dead, prefix: '/x/'})
-  clients.push(client)
-  const b = new EtcdBackend({client, prefix: '/x/', local, selfId: 'm1', endpoints: dead})
-  backends.push(b)
+  const client = etcd.keep(etcdClient({endpoints: dead, prefix: '/x/'}))
+  const b = etcd.keep(new EtcdBackend({client, prefix: '/x/', local, selfId: 'm1', endpoints: dead}))
   const t0 = Date.now()
   const err = await b
     .write((m) => m.createNetwork({name: 'a'}))
@@ -185,8 +161,7 @@ test('one leader; when its process is killed (SIGKILL) another manager takes the
       child.once('exit', () => reject(new Error('the leader process exited')))
     })
     for (const id of ['m2', 'm3']) {
-      const client = etcdClient({endpoints: [etcd.endpoint], prefix})
-      clients.push(client)
+      const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
       const l = new Leadership(client.namespace(prefix), id, {ttlSec: 2, pollMs: 100})
       ls.push(l)
       l.start()
@@ -211,15 +186,11 @@ test('one leader; when its process is killed (SIGKILL) another manager takes the
     assert.ok(ls.every((l) => l.leader === next.selfId))
     assert.notEqual(next.revision(), oldRev)
     // A backend still holding the old claim: its placement is refused by etcd's compare.
-    const dir = mkdtempSync(join(tmpdir(), 'sn-etcd-mgr-'))
-    dirs.push(dir)
-    const local = new Store(dir, 'm1', {validate: valueProblem, reapIntervalMs: 0}).open()
+    const local = etcd.keep(new Store(etcd.dir('sn-etcd-mgr-'), 'm1', {validate: valueProblem, reapIntervalMs: 0}).open())
     const spec = clusterSpec()
-    const c2 = etcdClient({endpoints: [etcd.endpoint], prefix})
-    clients.push(c2)
+    const c2 = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
     const backend = (selfId: string, rev: () => string | undefined) => {
-      const b = new EtcdBackend({client: c2, prefix, local, selfId, endpoints: [etcd.endpoint], leaderRevision: rev})
-      backends.push(b)
+      const b = etcd.keep(new EtcdBackend({client: c2, prefix, local, selfId, endpoints: [etcd.endpoint], leaderRevision: rev}))
       return b
     }
     const stale = backend('m1', () => oldRev)
