@@ -52,8 +52,11 @@ export async function eventually<T>(what: string, fn: () => T | undefined | fals
   for (;;) {
     try {
       const v = fn()
+      // A promise is never undefined or false: an async check here would pass at once, unchecked.
+      if (v instanceof Promise) throw new TypeError(`eventually(${what}): the check is async; use until()`)
       if (v !== undefined && v !== false) return v
     } catch (e) {
+      if (e instanceof TypeError && e.message.startsWith('eventually(')) throw e
       last = e
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)

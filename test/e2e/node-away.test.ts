@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import {existsSync} from 'node:fs'
 import {describe, test} from 'node:test'
 import {restartLabAgent} from '../../src/lab/nodes.js'
-import {cli, eventually, json, ok, sh, stateOn} from './helpers.js'
+import {cli, eventually, json, ok, sh, stateOn, until} from './helpers.js'
 import {withLab} from './lab.js'
 
 const TTL_MS = 2000
@@ -68,12 +68,12 @@ describe('a node away does not undo what was decided meanwhile', {timeout: 600_0
     )
     assert.ok(existsSync(`/run/swarmnet/runc/n3/${task!.id}`), 'the task is a runc container on n3')
     away('n3')
-    await eventually('n3 down on n1', async () => ((await stateOn('n1', 'n3')) === 'down' ? true : undefined), 30_000)
+    await until('n3 down on n1', async () => (await stateOn('n1', 'n3')) === 'down', 30_000)
     ok('n1', ['service', 'rm', 'gone'])
     // Several times the tombstone's life: n1 and n2 have reaped it.
     await sleep(TTL_MS * 5)
     await back('n3')
-    await eventually('n3 ready on n1', async () => ((await stateOn('n1', 'n3')) === 'ready' ? true : undefined), 60_000)
+    await until('n3 ready on n1', async () => (await stateOn('n1', 'n3')) === 'ready', 60_000)
     // n3 pushes its copy (the service, its task) at once; for 15 s it must never be taken back.
     for (let i = 0; i < 30; i++) {
       const ls = json<{name: string}[]>('n1', ['service', 'ls']).map((s) => s.name)
@@ -88,7 +88,7 @@ describe('a node away does not undo what was decided meanwhile', {timeout: 600_0
 
   test('a node removed with node rm while away stays removed when its agent starts again', async () => {
     away('n2')
-    await eventually('n2 down on n1', async () => ((await stateOn('n1', 'n2')) === 'down' ? true : undefined), 30_000)
+    await until('n2 down on n1', async () => (await stateOn('n1', 'n2')) === 'down', 30_000)
     ok('n1', ['node', 'rm', 'n2'])
     await back('n2')
     // Its agent runs and gossips again, with its own record saying ready: the manager never believes it.
