@@ -377,7 +377,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (new_flow)
 		sn_count(SN_C_MESH_NEW_FLOW);
 
-	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target);
+	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target, NULL);
 
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
@@ -688,7 +688,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	addr = ct->addr;
 	port = ct->port;
-	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port);
+	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port, NULL);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_REPLY);
 	verdict = sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);
