@@ -495,7 +495,6 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
 					      struct iphdr *iip, void *end, const struct sn_endpoint *ep)
 {
-	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
@@ -513,12 +512,7 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || ct->node != oip->saddr)
 		return -1;
-	sn_mac_copy(inner->h_dest, ep->mac);
-	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_xdp_drop(SN_C_MESH_DROP);
-	sn_count(SN_C_MESH_DECAP);
-	bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+	return sn_deliver_decap(ctx, inner, ep, SN_C_MESH_DECAP, SN_C_MESH_DROP);
 }
 
 /*
@@ -578,7 +572,6 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
 					 struct iphdr *iip, void *end, __u32 vni)
 {
-	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct rev = {};
 	struct sn_endpoint *ep;
@@ -635,12 +628,7 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 				bpf_map_delete_elem(&sn_mesh_syn, &rk);
 		}
 	}
-	sn_mac_copy(inner->h_dest, ep->mac);
-	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_xdp_drop(SN_C_MESH_DROP);
-	sn_count(SN_C_MESH_DECAP);
-	bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+	return sn_deliver_decap(ctx, inner, ep, SN_C_MESH_DECAP, SN_C_MESH_DROP);
 }
 
 /*
