@@ -121,11 +121,7 @@ int sn_xdp_underlay(struct xdp_md *ctx)
 	/* A reply from a backend to a client here: the client sees the VIP it spoke to. */
 	if ((src->flags & SN_EP_BACKEND) && iip->ihl == 5)
 		sn_rev_nat_direct(iip, end, key.vni);
-	sn_mac_copy(inner->h_dest, dst->mac);
-	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_xdp_drop(SN_C_XDP_MALFORMED);
-	sn_count(SN_C_XDP_DECAP);
-	return bpf_redirect(dst->ifindex, 0);
+	return sn_deliver_decap(ctx, inner, dst, SN_C_XDP_DECAP, SN_C_XDP_MALFORMED);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -3,7 +3,8 @@
  * Delivery to a task of this node: its endpoint (sn_endpoints, flagged
  * local, with the host side of its veth), and the frame handed to that
  * device with the task's MAC as destination. The same from tc (tc_task.c)
- * and from XDP (the routing mesh, mesh_xdp.h).
+ * and from XDP (the routing mesh, mesh_xdp.h; VXLAN decapsulated,
+ * xdp_underlay.c).
  */
 #ifndef SN_LOCAL_H
 #define SN_LOCAL_H
@@ -34,6 +35,27 @@ static __always_inline long sn_deliver(__u8 *h_dest, const __u8 *mac, __u32 ifin
 {
 	sn_mac_copy(h_dest, mac);
 	return bpf_redirect(ifindex, 0);
+}
+
+/*
+ * A VXLAN frame for task `ep` decapsulated in XDP (xdp_underlay.c, and the
+ * routing mesh's requests and errors to a backend here, mesh_xdp.h): its
+ * inner frame, at `inner`, addressed to the task, the outer headers cut off,
+ * and delivered as above. `counter`: what a delivery counts; `drop`: the
+ * reason when the head cannot move. The verdict, a constant (XDP_REDIRECT
+ * or XDP_DROP): the caller reads the packet no more.
+ */
+static __always_inline int sn_deliver_decap(struct xdp_md *ctx, struct ethhdr *inner, const struct sn_endpoint *ep,
+					    __u32 counter, __u32 drop)
+{
+	void *data = (void *)(long)ctx->data;
+
+	/* Addressed and its device named while the inner header is at hand; a redirect not returned is never done. */
+	sn_deliver(inner->h_dest, ep->mac, ep->ifindex);
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return sn_xdp_drop(drop);
+	sn_count(counter);
+	return XDP_REDIRECT;
 }
 
 #endif

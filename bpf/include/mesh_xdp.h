@@ -377,7 +377,7 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	if (new_flow)
 		sn_count(SN_C_MESH_NEW_FLOW);
 
-	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target);
+	sn_nat_direct(ip, end, SN_NAT_DST, backend, 1, mp->target, NULL);
 
 	if (mp->mode == SN_MESH_HOST) {
 		if (!mp->ifindex)
@@ -495,7 +495,6 @@ static __always_inline int sn_mesh_icmp_xdp(struct xdp_md *ctx)
 static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
 					      struct iphdr *iip, void *end, const struct sn_endpoint *ep)
 {
-	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct *ct;
 	struct sn_ports *ports;
@@ -513,12 +512,7 @@ static __always_inline int sn_mesh_decap_icmp(struct xdp_md *ctx, struct iphdr *
 	ct = sn_mesh_reply_lookup(&rk, &now);
 	if (!ct || ct->node != oip->saddr)
 		return -1;
-	sn_mac_copy(inner->h_dest, ep->mac);
-	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_xdp_drop(SN_C_MESH_DROP);
-	sn_count(SN_C_MESH_DECAP);
-	bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+	return sn_deliver_decap(ctx, inner, ep, SN_C_MESH_DECAP, SN_C_MESH_DROP);
 }
 
 /*
@@ -578,7 +572,6 @@ static __always_inline int sn_mesh_reply_icmp_xdp(struct xdp_md *ctx, struct eth
 static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, struct ethhdr *inner,
 					 struct iphdr *iip, void *end, __u32 vni)
 {
-	void *data = (void *)(long)ctx->data;
 	struct sn_mesh_ct_key rk = {};
 	struct sn_mesh_ct rev = {};
 	struct sn_endpoint *ep;
@@ -635,12 +628,7 @@ static __always_inline int sn_mesh_decap(struct xdp_md *ctx, struct iphdr *oip, 
 				bpf_map_delete_elem(&sn_mesh_syn, &rk);
 		}
 	}
-	sn_mac_copy(inner->h_dest, ep->mac);
-	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
-		return sn_xdp_drop(SN_C_MESH_DROP);
-	sn_count(SN_C_MESH_DECAP);
-	bpf_redirect(ep->ifindex, 0);
-	return XDP_REDIRECT;
+	return sn_deliver_decap(ctx, inner, ep, SN_C_MESH_DECAP, SN_C_MESH_DROP);
 }
 
 /*
@@ -688,7 +676,7 @@ static __always_inline int sn_mesh_reply_xdp(struct xdp_md *ctx, struct ethhdr *
 		return sn_xdp_drop(SN_C_MESH_DROP);
 	addr = ct->addr;
 	port = ct->port;
-	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port);
+	sn_nat_direct(ip, end, SN_NAT_SRC, addr, 1, port, NULL);
 	client = ip->daddr;
 	sn_count(SN_C_MESH_REPLY);
 	verdict = sn_fib_out_xdp(ctx, eth, addr, client, bpf_ntohs(ip->tot_len), ct);

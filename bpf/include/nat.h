@@ -121,16 +121,20 @@ static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u8 proto, int side
  * XDP, where checksums are whole and the program writes the packet directly:
  * incremental updates (RFC 1624). A UDP checksum of 0 (none) stays 0, and one
  * that comes out 0 is sent as 0xffff. ip: a plain header (ihl 5) inside the
- * packet; an L4 header cut short gets no L4 checksum fix.
+ * packet; an L4 header cut short gets no L4 checksum fix. `cover`: a
+ * checksum over these headers themselves (an ICMP error's, over the datagram
+ * it quotes: sn_icmp_quote_nat), which follows every word that changed; NULL
+ * (a constant) at every other call.
  */
 static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, int side, __be32 to_addr, int with_port,
-					  __be16 to_port)
+					  __be16 to_port, __u16 *cover)
 {
 	struct sn_ports *ports = (void *)(ip + 1);
 	__be32 *addr = side == SN_NAT_SRC ? &ip->saddr : &ip->daddr;
 	__be16 *port = side == SN_NAT_SRC ? &ports->source : &ports->dest;
 	__be32 from_addr = *addr;
 	__be16 from_port = 0;
+	__u16 *l4check = NULL, was = 0, now = 0, ip_was, covered;
 
 	/* The ports: callers that rewrite one have checked they are in the packet. */
 	if (with_port)
@@ -138,23 +142,35 @@ static __always_inline void sn_nat_direct(struct iphdr *ip, void *end, int side,
 	if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)(ip + 1);
 
-		if (sn_fits(tcp, end)) {
-			tcp->check = sn_csum_replace4(tcp->check, from_addr, to_addr);
-			if (with_port)
-				tcp->check = sn_csum_replace2(tcp->check, from_port, to_port);
-		}
+		if (sn_fits(tcp, end))
+			l4check = &tcp->check;
 	} else {
 		struct udphdr *udp = (void *)(ip + 1);
 
-		if (sn_fits(udp, end) && udp->check) {
-			udp->check = sn_csum_replace4(udp->check, from_addr, to_addr);
-			if (with_port)
-				udp->check = sn_csum_replace2(udp->check, from_port, to_port);
-			if (!udp->check)
-				udp->check = 0xffff;
-		}
+		if (sn_fits(udp, end) && udp->check)
+			l4check = &udp->check;
 	}
+	if (l4check) {
+		was = *l4check;
+		now = sn_csum_replace4(was, from_addr, to_addr);
+		if (with_port)
+			now = sn_csum_replace2(now, from_port, to_port);
+		if (!now && ip->protocol == IPPROTO_UDP)
+			now = 0xffff;
+		*l4check = now;
+	}
+	ip_was = ip->check;
 	ip->check = sn_csum_replace4(ip->check, from_addr, to_addr);
+	if (cover) {
+		covered = *cover;
+		if (l4check)
+			covered = sn_csum_replace2(covered, was, now);
+		covered = sn_csum_replace2(covered, ip_was, ip->check);
+		covered = sn_csum_replace4(covered, from_addr, to_addr);
+		if (with_port)
+			covered = sn_csum_replace2(covered, from_port, to_port);
+		*cover = covered;
+	}
 	*addr = to_addr;
 	if (with_port)
 		*port = to_port;
@@ -346,10 +362,11 @@ static __always_inline struct iphdr *sn_icmp_quote(struct iphdr *ip, void *end)
  * address that goes with it. `quoted_src` (a constant at every call): the
  * quote's source address and port, and the outer destination (an error goes
  * to the quote's source); else the quote's destination address and port,
- * and the outer source (an error comes from the quote's destination). Every
- * checksum follows incrementally: the quote's IP header, its L4 checksum
- * where the quote holds it (UDP's is in its first 8 bytes, TCP's past them),
- * the ICMP checksum over all of that, and the outer IP header (ICMP has no
+ * and the outer source (an error comes from the quote's destination). The
+ * quote is rewritten as any packet is (sn_nat_direct: its IP checksum, and
+ * its L4 one where the quote holds it: UDP's is in its first 8 bytes, TCP's
+ * past them), the ICMP checksum over all of that following each word that
+ * changed; then the outer address and IP checksum (ICMP has no
  * pseudo-header). Direct writes: ip is a plain header (ihl 5) inside the
  * packet, its quote checked by sn_icmp_quote. 0 when done.
  */
@@ -358,53 +375,18 @@ static __always_inline int sn_icmp_quote_nat(struct iphdr *ip, void *end, int qu
 	__u8 *icmp = (void *)(ip + 1);
 	struct iphdr *in = (void *)(icmp + 8);
 	struct sn_ports *ports = (void *)(in + 1);
-	__u16 *icheck = (__u16 *)(icmp + 2), *l4check = 0;
-	__u16 check, old, now;
-	__be32 from, outer;
-	__be16 from_port;
+	__be32 outer;
 
 	if (!sn_fits(ports, end))
 		return -1;
-	from = quoted_src ? in->saddr : in->daddr;
-	from_port = quoted_src ? ports->source : ports->dest;
-	if (in->protocol == IPPROTO_UDP) {
-		struct udphdr *u = (void *)(in + 1);
-
-		if (sn_fits(u, end) && u->check)
-			l4check = &u->check;
-	} else {
-		struct tcphdr *t = (void *)(in + 1);
-
-		if (sn_fits(t, end))
-			l4check = &t->check;
-	}
-	check = *icheck;
-	if (l4check && sn_fits(l4check, end)) {
-		old = *l4check;
-		now = sn_csum_replace4(old, from, to_addr);
-		now = sn_csum_replace2(now, from_port, to_port);
-		if (!now && in->protocol == IPPROTO_UDP)
-			now = 0xffff;
-		*l4check = now;
-		check = sn_csum_replace2(check, old, now);
-	}
-	old = in->check;
-	in->check = sn_csum_replace4(old, from, to_addr);
-	check = sn_csum_replace2(check, old, in->check);
-	check = sn_csum_replace4(check, from, to_addr);
-	check = sn_csum_replace2(check, from_port, to_port);
+	sn_nat_direct(in, end, quoted_src ? SN_NAT_SRC : SN_NAT_DST, to_addr, 1, to_port, (__u16 *)(icmp + 2));
 	if (quoted_src) {
-		in->saddr = to_addr;
-		ports->source = to_port;
 		outer = ip->daddr;
 		ip->daddr = to_addr;
 	} else {
-		in->daddr = to_addr;
-		ports->dest = to_port;
 		outer = ip->saddr;
 		ip->saddr = to_addr;
 	}
-	*icheck = check;
 	ip->check = sn_csum_replace4(ip->check, outer, to_addr);
 	return 0;
 }
@@ -477,7 +459,7 @@ static __always_inline int sn_rev_nat_direct(struct iphdr *ip, void *end, __u32 
 	} else if (!sn_fits((struct udphdr *)(ip + 1), end)) {
 		return 0;
 	}
-	sn_nat_direct(ip, end, SN_NAT_SRC, ct->addr, 0, 0);
+	sn_nat_direct(ip, end, SN_NAT_SRC, ct->addr, 0, 0, NULL);
 	sn_count(SN_C_LB_REV_NAT);
 	sn_ct_reply_seen(&ck, ct, flags);
 	return 1;
