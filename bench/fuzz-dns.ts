@@ -5,12 +5,13 @@
  * options, types and classes, compression pointers, odd bytes), then mutated; the oracle says
  * which the fast path answers (a plain A/IN question for a name in the asker's networks, with
  * one to eight addresses; AAAA/IN for one, NOERROR and empty; A or AAAA for a name only networks
- * the asker is not on have, NXDOMAIN) and with which bytes, and that everything else passes on
- * untouched.
+ * the asker is not on have, NXDOMAIN; PTR/IN of a reverse name, as names.ts reverseIp reads it,
+ * of an address of the asker's networks, the name the responder gives) and with which bytes, and
+ * that everything else passes on untouched.
  */
 import * as dns from 'dns-packet'
-import {SN_DNS_VNI_KNOWN, snDnsKey, snDnsName, snDnsScope, type CounterName} from '../src/bpf/index.js'
-import {buildNames, type DnsView} from '../src/dns/names.js'
+import {SN_DNS_VNI_KNOWN, snDnsKey, snDnsName, snDnsPtr, snDnsPtrKey, snDnsScope, type CounterName} from '../src/bpf/index.js'
+import {buildNames, reverseIp, type DnsView} from '../src/dns/names.js'
 import {desiredDns} from '../src/dns/fastpath.js'
 import type {Network, Task, TaskStatus} from '../src/model/types.js'
 import {Loaded, TC_ACT_REDIRECT} from '../test/bpf/harness.js'
@@ -28,6 +29,7 @@ const BRIDGE_MAC = '02:42:ac:12:00:01'
 const SIDE_VNI = 4099
 const T_A = 1
 const T_AAAA = 28
+const T_PTR = 12
 
 const net = (id: string, vni: number, third: number): Network =>
   networkRecord(id, `10.0.${third}.0/24`, {vni, gateway: `10.0.${third}.1`})
@@ -106,6 +108,14 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
     const n = snDnsName.decode(val)
     names.set(`${key.vni}/${key.name}`, {ips: Buffer.from(n.ips, 'hex'), count: n.count, flags: n.flags})
   }
+  /** sn_dns_ptrs by `${vni}/${address}`: the name, or undefined when marked PASS. */
+  const ptrs = new Map<string, Buffer | undefined>()
+  for (const [k, val] of want.ptrs.values()) {
+    loaded.map('sn_dns_ptrs').update(k, val)
+    const key = snDnsPtrKey.decode(k)
+    const p = snDnsPtr.decode(val)
+    ptrs.set(`${key.vni}/${key.ip}`, p.flags & 1 ? undefined : Buffer.from(p.name, 'hex').subarray(0, p.len))
+  }
   const scopes = new Map<number, {resolver: string; ttl: number; vnis: number[]}>()
   for (const [k, val] of want.scopes.values()) {
     loaded.map('sn_dns_scopes').update(k, val)
@@ -118,6 +128,21 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
     })
   }
   const known = [...table.networks.values()].flatMap((n) => [...n.a.keys()])
+  // Reverse names of every address with a PTR (the asker's networks and the one it is not on), and near misses.
+  const reverse = [...table.networks.values()].flatMap((n) =>
+    [...n.ptr.keys()].map((ip) => `${ip.split('.').reverse().join('.')}.in-addr.arpa`),
+  )
+  const nearReverse = [
+    '99.1.0.10.in-addr.arpa',
+    '010.1.0.10.in-addr.arpa',
+    '10.1.0.10.in-addr.arpa.x',
+    '10.1.0.10.in-addr.arp',
+    '1.10.1.0.10.in-addr.arpa',
+    '1.0.10.in-addr.arpa',
+    '300.1.0.10.in-addr.arpa',
+    '10.1.0.10.ip6.arpa',
+    'in-addr.arpa',
+  ]
 
   /** tc_dns.c, from the maps. */
   function expectDns(p: Buffer, ifindex: number): Expected {
@@ -169,7 +194,14 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
     if (dnslen !== 12 + nlen + 4 + (edns ? 11 : 0) + optx) return next
     const q = 12 + nlen
     const qtype = d[q + 1]
-    if (d.length < q + 4 || d[q] !== 0 || (qtype !== T_A && qtype !== T_AAAA) || d[q + 2] !== 0 || d[q + 3] !== 1) return next
+    if (
+      d.length < q + 4 ||
+      d[q] !== 0 ||
+      (qtype !== T_A && qtype !== T_AAAA && qtype !== T_PTR) ||
+      d[q + 2] !== 0 ||
+      d[q + 3] !== 1
+    )
+      return next
     if (edns) {
       const o = q + 4
       if (d.length < o + 11) return next
@@ -187,14 +219,28 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
         return next
     }
     let hit: Name | undefined
-    for (const vni of scope.vnis) {
-      hit = names.get(`${vni}/${key.toString('hex')}`)
-      if (hit) break
+    // PTR: the responder's reading of the name (dotted, lower case), its address looked up in the asker's networks.
+    let ptr: Buffer | undefined
+    if (qtype === T_PTR) {
+      const labels: string[] = []
+      for (let i = 0; key[i]; i += key[i]! + 1) labels.push(key.toString('latin1', i + 1, i + 1 + key[i]!))
+      const dotted = labels.join('.')
+      const ip = dotted.endsWith('.in-addr.arpa') ? reverseIp(dotted) : undefined
+      if (!ip) return next
+      const found = scope.vnis.map((vni) => `${vni}/${ip}`).find((k) => ptrs.has(k))
+      ptr = found === undefined ? undefined : ptrs.get(found)
+      if (!ptr) return next // no network of the asker has it, or PASS
+    } else {
+      for (const vni of scope.vnis) {
+        hit = names.get(`${vni}/${key.toString('hex')}`)
+        if (hit) break
+      }
     }
-    // What it answers: the name's addresses (A), none (AAAA), or NXDOMAIN when another network has it.
+    // What it answers: the name's addresses (A), none (AAAA), or NXDOMAIN when another network has it; PTR's name.
     let count: number
     let rcode = 0
-    if (hit && qtype === T_AAAA) count = 0
+    if (ptr) count = 0
+    else if (hit && qtype === T_AAAA) count = 0
     else if (hit) {
       if (hit.flags & 1 || hit.count < 1 || hit.count > 8) return next
       count = hit.count
@@ -205,6 +251,11 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
       rcode = 3
     }
     const answers = (start: number) => {
+      if (ptr) {
+        const rr = Buffer.from([0xc0, 12, 0, T_PTR, 0, 1, 0, 0, 0, 0, 0, ptr.length])
+        rr.writeUInt32BE(scope.ttl, 6)
+        return Buffer.concat([rr, ptr])
+      }
       const a = Buffer.alloc(16 * count)
       for (let i = 0; i < count; i++) {
         const j = (i + start) % count
@@ -233,12 +284,18 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
       out.writeUInt16BE(0, 40)
       out[44] = 0x84 | (d[2]! & 1)
       out[45] = 0x80 | rcode
-      out.writeUInt16BE(count, 48)
+      out.writeUInt16BE(ptr ? 1 : count, 48)
       return out
     }
     const rotate = count > 0 && (hit!.flags & 2) !== 0
     const counters = {dns_fast_answer: 1} as Partial<Record<CounterName, number>>
-    const label = rcode ? 'dns_fast_answer (nxdomain)' : count === 0 ? 'dns_fast_answer (aaaa empty)' : 'dns_fast_answer'
+    const label = ptr
+      ? 'dns_fast_answer (ptr)'
+      : rcode
+        ? 'dns_fast_answer (nxdomain)'
+        : count === 0
+          ? 'dns_fast_answer (aaaa empty)'
+          : 'dns_fast_answer'
     if (!rotate) return {verdict: TC_ACT_REDIRECT, counters, label, out: build(0)}
     const all = Array.from({length: count}, (_, s) => build(s))
     return {
@@ -253,9 +310,12 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
   }
 
   function question(r: Rng): Buffer {
-    const pick = r.chance(0.8)
-      ? r.pick(known)
-      : r.pick(['nope', 'web.', 'a'.repeat(63), 'x'.repeat(40) + '.' + 'y'.repeat(30), 'we b', 'tasks.rr', ''])
+    const rev = r.chance(0.15)
+    const pick = rev
+      ? r.pick(r.chance(0.8) ? reverse : nearReverse)
+      : r.chance(0.8)
+        ? r.pick(known)
+        : r.pick(['nope', 'web.', 'a'.repeat(63), 'x'.repeat(40) + '.' + 'y'.repeat(30), 'we b', 'tasks.rr', ''])
     const name = [...pick].map((c) => (r.chance(0.3) ? c.toUpperCase() : c)).join('')
     const kind = r.int(10)
     const options =
@@ -272,7 +332,14 @@ export function dnsFuzzer(pinRoot: string, ix: W.Ifindexes) {
         flags: r.chance(0.8) ? dns.RECURSION_DESIRED : r.int(65536) & 0x7fff,
         questions: [
           {
-            type: r.chance(0.75) ? 'A' : r.chance(0.6) ? 'AAAA' : r.pick(['TXT', 'SRV', 'PTR'] as const),
+            type:
+              rev && r.chance(0.8)
+                ? 'PTR'
+                : r.chance(0.75)
+                  ? 'A'
+                  : r.chance(0.6)
+                    ? 'AAAA'
+                    : r.pick(['TXT', 'SRV', 'PTR'] as const),
             name,
             class: r.chance(0.95) ? 'IN' : 'CH',
           },

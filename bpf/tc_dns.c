@@ -7,8 +7,10 @@
  * back into the task: A gets the name's addresses, AAAA NOERROR and no answer
  * (the cluster is IPv4 only, as Docker answers), and a name no network of the
  * task has but another network of the cluster does (its SN_DNS_VNI_KNOWN entry)
- * NXDOMAIN, which the responder gives and never forwards. Everything else, and
- * any question it is not sure of
+ * NXDOMAIN, which the responder gives and never forwards; PTR of
+ * d.c.b.a.in-addr.arpa (four decimal labels as the responder reads them, no
+ * leading zeros) for an address of a task's network in sn_dns_ptrs, the name the
+ * responder gives. Everything else, and any question it is not sure of
  * (other types and classes, names not in sn_dns_names or marked to pass, names
  * with compression pointers or other bytes than letters, digits, '-' and '_',
  * longer than SN_DNS_NAME_MAX, EDNS0 with an option other than one cookie or
@@ -38,9 +40,72 @@
 #define SN_DNS_OUR_UDP 1232
 #define SN_DNS_T_A 1
 #define SN_DNS_T_AAAA 28
+#define SN_DNS_T_PTR 12
+/* An answer record's fixed part: the name (a pointer to the question's), type, class, TTL, rdlength. */
+#define SN_DNS_RR_LEN 12
+/* in-addr.arpa. on the wire, after a reverse name's four labels. */
+#define SN_DNS_ARPA_LEN 14
 #define SN_DNS_NXDOMAIN 3
 
 #define sn_pass() TC_ACT_UNSPEC
+
+/*
+ * The address a reverse name's first labels give (d.c.b.a.in-addr.arpa -> a.b.c.d, network
+ * order), reading from the packet at name: four labels of 1-3 digits, no leading zero but
+ * "0" itself, each at most 255, then in-addr.arpa (any case) and the root, ending where the
+ * question's name ends (nlen). src/dns/names.ts reverseIp reads the same names; 0 when not one.
+ */
+static __always_inline int sn_reverse_ip(__u8 *name, void *end, __u32 nlen, __be32 *ip)
+{
+	static const __u8 arpa[SN_DNS_ARPA_LEN] = {7, 'i', 'n', '-', 'a', 'd', 'd', 'r', 4, 'a', 'r', 'p', 'a', 0};
+	__u8 octets[4];
+	__u32 p = 0, l, i;
+
+#pragma clang loop unroll(full)
+	for (l = 0; l < 4; l++) {
+		__u8 *lp = name + p;
+		__u32 len, d0, d1, d2, v;
+
+		/* A label and the three bytes after it: the question's type and class follow any name. */
+		if ((void *)(lp + 4) > end)
+			return 0;
+		len = lp[0];
+		d0 = (__u32)lp[1] - '0';
+		d1 = (__u32)lp[2] - '0';
+		d2 = (__u32)lp[3] - '0';
+		if (len < 1 || len > 3 || d0 > 9 || (d0 == 0 && len > 1))
+			return 0;
+		v = d0;
+		if (len > 1) {
+			if (d1 > 9)
+				return 0;
+			v = v * 10 + d1;
+		}
+		if (len > 2) {
+			if (d2 > 9)
+				return 0;
+			v = v * 10 + d2;
+		}
+		if (v > 255)
+			return 0;
+		octets[3 - l] = v;
+		p += len + 1;
+	}
+	if (nlen != p + SN_DNS_ARPA_LEN || (void *)(name + p + SN_DNS_ARPA_LEN) > end)
+		return 0;
+#pragma clang loop unroll(full)
+	for (i = 0; i < SN_DNS_ARPA_LEN; i++) {
+		__u8 c = name[p + i];
+
+		/* Letters in any case ('-' has the bit already); the label lengths and the root exactly. */
+		if (arpa[i] >= 'a')
+			c |= 0x20;
+		if (c != arpa[i])
+			return 0;
+	}
+	__builtin_memcpy(ip, octets, 4);
+	return 1;
+}
 
 static __always_inline int sn_name_char(__u8 *c)
 {
@@ -61,6 +126,7 @@ int sn_tc_dns(struct __sk_buff *skb)
 	struct udphdr *udp;
 	struct sn_dns_scope *scope;
 	struct sn_dns_name *hit = 0;
+	struct sn_dns_ptr *ptr = 0;
 	struct sn_dns_key key;
 	__u8 *dns, *name, *q;
 	__u32 ifindex = skb->ifindex;
@@ -68,6 +134,8 @@ int sn_tc_dns(struct __sk_buff *skb)
 	/* The query's EDNS option bytes (a cookie), which the answer leaves out. */
 	__u32 optx = 0;
 	__u32 rcode = 0;
+	/* The PTR answer's name, bytes (0: not a PTR answer). */
+	__u32 plen = 0;
 	int edns, qtype;
 
 	if (!sn_fits(eth, end) || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -135,7 +203,8 @@ int sn_tc_dns(struct __sk_buff *skb)
 	q = name + nlen;
 	if ((void *)(q + 4) > end)
 		return sn_pass();
-	if (q[0] != 0 || (q[1] != SN_DNS_T_A && q[1] != SN_DNS_T_AAAA) || q[2] != 0 || q[3] != 1) /* A or AAAA, IN */
+	/* A, AAAA or PTR, IN */
+	if (q[0] != 0 || (q[1] != SN_DNS_T_A && q[1] != SN_DNS_T_AAAA && q[1] != SN_DNS_T_PTR) || q[2] != 0 || q[3] != 1)
 		return sn_pass();
 	qtype = q[1];
 	if (edns) {
@@ -158,6 +227,34 @@ int sn_tc_dns(struct __sk_buff *skb)
 		}
 	}
 
+	if (qtype == SN_DNS_T_PTR) {
+		struct sn_dns_ptr_key pk;
+
+		/*
+		 * A reverse name of an address of the task's networks, looked up in their order (the
+		 * responder's); any other PTR question (other names, addresses it does not know) is
+		 * the slow path's, which forwards what is not the cluster's.
+		 */
+		if (!sn_reverse_ip(name, end, nlen, &pk.ip))
+			return sn_pass();
+#pragma clang loop unroll(full)
+		for (i = 0; i < SN_DNS_MAX_NETS; i++) {
+			if (i >= scope->count)
+				break;
+			pk.vni = scope->vnis[i];
+			ptr = bpf_map_lookup_elem(&sn_dns_ptrs, &pk);
+			if (ptr)
+				break;
+		}
+		if (!ptr || (ptr->flags & SN_DNS_PASS))
+			return sn_pass();
+		plen = ptr->len;
+		/* A name is its root label at least, and what the map holds. */
+		if (plen < 1 || plen > SN_DNS_PTR_MAX)
+			return sn_pass();
+		count = 0;
+		goto answer;
+	}
 #pragma clang loop unroll(full)
 	for (i = 0; i < SN_DNS_MAX_NETS; i++) {
 		if (i >= scope->count)
@@ -190,20 +287,25 @@ int sn_tc_dns(struct __sk_buff *skb)
 		rcode = SN_DNS_NXDOMAIN;
 	}
 
+answer:
 	/* The answers, then our OPT when the question had one, after the question. */
 	{
 		__u8 ans[SN_DNS_MAX_IPS * SN_DNS_ANSWER_LEN];
 		__u8 opt[SN_DNS_OPT_LEN] = {0, 0, 41, SN_DNS_OUR_UDP >> 8, SN_DNS_OUR_UDP & 0xff, 0, 0, 0, 0, 0, 0};
 		__be32 ttl = bpf_htonl(scope->ttl);
 		__u32 off = SN_L2L4 + SN_DNS_HDR + nlen + 4;
-		__u32 alen = count * SN_DNS_ANSWER_LEN;
+		/* plen is 1..128; the mask says so to the verifier, whatever registers the compiler uses. */
+		__u32 pmask = ((plen - 1) & (SN_DNS_PTR_MAX - 1)) + 1;
+		__u32 alen = plen ? SN_DNS_RR_LEN + pmask : count * SN_DNS_ANSWER_LEN;
+		__u8 rr[SN_DNS_RR_LEN] = {0xc0, SN_DNS_HDR, 0, SN_DNS_T_PTR, 0, 1};
 		__u32 start = (count && (hit->flags & SN_DNS_ROTATE)) ? bpf_get_prandom_u32() % count : 0;
 		__be32 saddr, daddr;
 		__be16 sport;
 		__u8 mac[6];
 		__u8 flags[2];
-		__be16 an = bpf_htons(count);
+		__be16 an = bpf_htons(plen ? 1 : count);
 		__be16 len;
+		__be16 rdlen = bpf_htons(pmask);
 
 #pragma clang loop unroll(full)
 		for (i = 0; i < SN_DNS_MAX_IPS && count; i++) {
@@ -225,12 +327,18 @@ int sn_tc_dns(struct __sk_buff *skb)
 			a[11] = 4;
 			__builtin_memcpy(a + 12, &hit->ips[j & (SN_DNS_MAX_IPS - 1)], 4);
 		}
+		__builtin_memcpy(rr + 6, &ttl, 4);
+		__builtin_memcpy(rr + 10, &rdlen, 2);
 		flags[0] = 0x84 | (dns[2] & 0x01); /* QR, AA, the question's RD */
 		flags[1] = 0x80 | rcode;           /* RA, the rcode */
 		if (bpf_skb_change_tail(skb, skb->len + alen - optx, 0))
 			return sn_pass();
 		/* alen is 16..128; the mask says so to the verifier, whatever registers the compiler uses. */
 		if (count && bpf_skb_store_bytes(skb, off, ans, ((alen - 1) & (sizeof(ans) - 1)) + 1, 0))
+			return TC_ACT_SHOT;
+		/* The PTR record: the name from the map as it is (the map's value, not a copy). */
+		if (plen && (bpf_skb_store_bytes(skb, off, rr, sizeof(rr), 0) ||
+			     bpf_skb_store_bytes(skb, off + SN_DNS_RR_LEN, ptr->name, pmask, 0)))
 			return TC_ACT_SHOT;
 		if (edns && bpf_skb_store_bytes(skb, off + alen, opt, sizeof(opt), 0))
 			return TC_ACT_SHOT;

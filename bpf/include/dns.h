@@ -25,6 +25,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sn_dns_names SEC(".maps");
 
+/* By (VNI, address): the names reverse questions get, for tasks' and VIPs' addresses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SN_MAX_DNS_NAMES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sn_dns_ptr_key);
+	__type(value, struct sn_dns_ptr);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sn_dns_ptrs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SN_MAX_DNS_SCOPES);

@@ -39,6 +39,25 @@ struct sn_dns_name {
 #define SN_DNS_KNOWN 0x4
 #define SN_DNS_VNI_KNOWN 0xffffffff
 
+/*
+ * The name a reverse (PTR) question for an address gets on one network (src/dns/names.ts: a VIP's
+ * service name, a task's NAME.SLOT.TASKID, an attachment's name), wire format, lower case, root
+ * label included, zero-padded. One longer than SN_DNS_PTR_MAX, or not a plain name, is there
+ * marked SN_DNS_PASS: the slow path answers it, and a later network of the task cannot shadow it.
+ */
+#define SN_DNS_PTR_MAX 128
+
+struct sn_dns_ptr_key {
+	__u32 vni;
+	__be32 ip;
+};
+
+struct sn_dns_ptr {
+	__u32 len;             /* of name, bytes */
+	__u32 flags;           /* SN_DNS_PASS */
+	__u8 name[SN_DNS_PTR_MAX];
+};
+
 /* Keyed by the ifindex of a task's gateway-bridge device (host side): where its questions arrive. */
 struct sn_dns_scope {
 	__be32 resolver;       /* the node's gateway-bridge address: the task's nameserver */

@@ -528,6 +528,7 @@ export type SnCt = ReturnType<typeof snCt.decode>
 export const SN_DNS_NAME_MAX = 64
 export const SN_DNS_MAX_IPS = 8
 export const SN_DNS_MAX_NETS = 8
+export const SN_DNS_PTR_MAX = 128
 export const SN_DNS_FLAGS = {PASS: 0x1, ROTATE: 0x2, KNOWN: 0x4} as const
 /** The key vni of a name some network of the cluster has (KNOWN): no VNI is, they are 24 bits. */
 export const SN_DNS_VNI_KNOWN = 0xffffffff
@@ -543,6 +544,19 @@ export const snDnsName = defineStruct('sn_dns_name', 40, [
   {name: 'ips', offset: 0, size: 4 * SN_DNS_MAX_IPS, kind: 'bytes'},
   {name: 'count', offset: 32, size: 4, kind: 'u32'},
   {name: 'flags', offset: 36, size: 4, kind: 'u32', flags: SN_DNS_FLAGS},
+])
+
+/** A reverse question's address on one network (sn_dns_ptrs). */
+export const snDnsPtrKey = defineStruct('sn_dns_ptr_key', 8, [
+  {name: 'vni', offset: 0, size: 4, kind: 'u32'},
+  {name: 'ip', offset: 4, size: 4, kind: 'ipv4'},
+])
+
+/** name: the answer's wire-format name (lower case, root label included), zero-padded, as hex; len its bytes. */
+export const snDnsPtr = defineStruct('sn_dns_ptr', 8 + SN_DNS_PTR_MAX, [
+  {name: 'len', offset: 0, size: 4, kind: 'u32'},
+  {name: 'flags', offset: 4, size: 4, kind: 'u32', flags: SN_DNS_FLAGS},
+  {name: 'name', offset: 8, size: SN_DNS_PTR_MAX, kind: 'bytes'},
 ])
 
 /** vnis: SN_DNS_MAX_NETS host-order u32s, as hex (src/dns/fastpath.ts). */
@@ -721,6 +735,8 @@ export const structCodecs = [
   snSockRev,
   snDnsKey,
   snDnsName,
+  snDnsPtrKey,
+  snDnsPtr,
   snDnsScope,
   snProbeKey,
   snSockLbNet,
@@ -788,6 +804,7 @@ export const mapCodecs = {
   sn_sock_targets: {key: snSockKey, value: snSockTargets},
   sn_sock_rev: {key: snSockRevKey, value: snSockRev},
   sn_dns_names: {key: snDnsKey, value: snDnsName},
+  sn_dns_ptrs: {key: snDnsPtrKey, value: snDnsPtr},
   sn_dns_scopes: {key: u32, value: snDnsScope}, // key: ifindex of a task's gateway-bridge device (host side)
   sn_probe_keys: {key: u32, value: snProbeKey}, // key: the cluster key's id (bpf/include/probe.h)
   sn_sock_lb_tasks: {key: u64, value: snSockLbTask}, // key: a task's cgroup v2 id (bpf/include/sock_lb.h)

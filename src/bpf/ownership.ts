@@ -52,6 +52,7 @@ export const MAP_OWNERSHIP = {
   sn_ct: {owner: 'datapath', rule: 'none'},
   sn_stats: {owner: 'datapath', rule: 'none'},
   sn_dns_names: {owner: 'store', rule: 'mirror'},
+  sn_dns_ptrs: {owner: 'store', rule: 'mirror'},
   sn_dns_scopes: {owner: 'store', rule: 'mirror'},
   sn_probe_keys: {owner: 'store', rule: 'config'},
   // Load balancing at connect(): the node's tasks by cgroup id, written by src/dataplane/sock-lb.ts

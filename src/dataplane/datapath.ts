@@ -218,6 +218,7 @@ export class Datapath {
           sn_sock_targets: sock.map('sn_sock_targets'),
           stats: underlay.map('sn_stats'),
           sn_dns_names: dns.map('sn_dns_names'),
+          sn_dns_ptrs: dns.map('sn_dns_ptrs'),
           sn_dns_scopes: dns.map('sn_dns_scopes'),
           sn_probe_keys: underlay.map('sn_probe_keys'),
           sn_sock_lb_tasks: sockLb.map('sn_sock_lb_tasks'),

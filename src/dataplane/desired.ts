@@ -90,6 +90,8 @@ export interface DesiredMaps {
 
 export interface DesiredDns {
   names: Entries
+  /** Reverse (PTR) names by (VNI, address). */
+  ptrs: Entries
   scopes: Entries
 }
 

@@ -47,6 +47,7 @@ const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString(
 export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
   return {
     sn_dns_names: want.dns?.names ?? new Map(),
+    sn_dns_ptrs: want.dns?.ptrs ?? new Map(),
     sn_dns_scopes: want.dns?.scopes ?? new Map(),
     sn_networks: new Map(
       [...want.networks].map(([vni, n]) =>
@@ -225,7 +226,7 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
  * The DNS fast path's, sock_mesh's and tc_gw's own maps, and the node's addresses: a caller
  * without them (the LB bench, older tests) syncs the others.
  */
-type DnsMaps = 'sn_dns_names' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways' | 'sn_mesh_addrs'
+type DnsMaps = 'sn_dns_names' | 'sn_dns_ptrs' | 'sn_dns_scopes' | 'sn_sock_targets' | 'sn_gateways' | 'sn_mesh_addrs'
 
 export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,

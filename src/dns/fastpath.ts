@@ -5,7 +5,9 @@
 // each answer at a random address, the responder at the next in turn); every name some network
 // has, under SN_DNS_VNI_KNOWN marked KNOWN (a task none of whose networks has it gets NXDOMAIN);
 // per asking task's gateway-bridge device, the resolver's address, the TTL and the task's
-// networks in order.
+// networks in order; per network and address of a task, a VIP or an attachment, the name a
+// reverse (PTR) question for it gets, as the responder gives it (one longer than the fast path
+// holds, or not a plain name, marked PASS, so a later network cannot shadow it).
 //
 // A name the responder does not look up as a plain name (one that reads as a reverse or an SRV
 // question) is not written at all, neither per network nor KNOWN: the fast path must not answer
@@ -15,9 +17,12 @@ import {
   SN_DNS_MAX_IPS,
   SN_DNS_MAX_NETS,
   SN_DNS_NAME_MAX,
+  SN_DNS_PTR_MAX,
   SN_DNS_VNI_KNOWN,
   snDnsKey,
   snDnsName,
+  snDnsPtr,
+  snDnsPtrKey,
   snDnsScope,
   u32,
 } from '../bpf/codecs.js'
@@ -25,15 +30,18 @@ import type {DesiredDns, Entries} from '../dataplane/desired.js'
 import type {Network} from '../model/types.js'
 import {SRV_NAME, type NameTable} from './names.js'
 
-/** A name as the fast path keys it: wire format, lower case, root label included; undefined when it cannot be one. */
-export function wireName(name: string): Buffer | undefined {
+/**
+ * A name as the fast path keys it (or answers it, with max SN_DNS_PTR_MAX): wire format, lower
+ * case, root label included; undefined when it cannot be one.
+ */
+export function wireName(name: string, max = SN_DNS_NAME_MAX): Buffer | undefined {
   const labels = name.toLowerCase().split('.')
   if (labels.some((l) => l.length === 0 || l.length > 63 || !/^[a-z0-9_-]+$/.test(l))) return undefined
   const out = Buffer.concat([
     ...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'ascii')])),
     Buffer.from([0]),
   ])
-  return out.length <= SN_DNS_NAME_MAX ? out : undefined
+  return out.length <= max ? out : undefined
 }
 
 export interface FastPathInput {
@@ -87,6 +95,22 @@ export function desiredDns(o: FastPathInput): DesiredDns {
       ),
     )
   }
+  const ptrs: Entries = new Map()
+  for (const nn of o.table.networks.values()) {
+    const vni = vniOf.get(nn.id)
+    if (vni === undefined) continue
+    for (const [ip, name] of nn.ptr) {
+      const wire = wireName(name, SN_DNS_PTR_MAX)
+      const buf = Buffer.alloc(SN_DNS_PTR_MAX)
+      wire?.copy(buf)
+      ptrs.set(
+        ...entry(
+          snDnsPtrKey.encode({vni, ip}),
+          snDnsPtr.encode({len: wire?.length ?? 0, flags: wire ? 0 : SN_DNS_FLAGS.PASS, name: buf.toString('hex')}),
+        ),
+      )
+    }
+  }
   const scopes: Entries = new Map()
   for (const [gwIp, netIds] of o.table.scopes) {
     const taskId = o.table.askers.get(gwIp)
@@ -105,5 +129,5 @@ export function desiredDns(o: FastPathInput): DesiredDns {
       ),
     )
   }
-  return {names, scopes}
+  return {names, ptrs, scopes}
 }

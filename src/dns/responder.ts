@@ -2,6 +2,7 @@
 // else through the forwarder. Wire format by dns-packet. Never throws on what a task sends:
 // a malformed query is answered FORMERR (when it has a header to answer) or dropped, and counted.
 import * as dns from 'dns-packet'
+import {wireName} from './fastpath.js'
 import {resolve, rotated, type NameTable} from './names.js'
 import type {DnsStats} from './stats.js'
 
@@ -129,6 +130,9 @@ export class Responder {
       if (bytes && bytes.length <= limit) return {out: bytes, keep}
       for (const ip of ips) answers.push({type: 'A', class: 'IN', name: q.name, ttl: this.o.ttl, data: ip})
     } else if ('ptr' in r) {
+      const name = wireName(r.ptr, MAX_NAME)
+      const bytes = name && encodePtr(query, name, this.o.ttl, opt !== undefined)
+      if (bytes && bytes.length <= limit) return {out: bytes, keep}
       answers.push({type: 'PTR', class: 'IN', name: q.name, ttl: this.o.ttl, data: r.ptr})
     } else if ('srv' in r) {
       const ttl = this.o.ttl
@@ -226,13 +230,7 @@ export class Responder {
 export function encodeA(query: Buffer, ips: readonly string[], ttl: number, edns: boolean): Buffer | undefined {
   const qlen = questionLength(query)
   if (qlen === undefined) return undefined
-  const out = Buffer.alloc(12 + qlen + ips.length * 16 + (edns ? 11 : 0))
-  out.writeUInt16BE(query.readUInt16BE(0), 0)
-  out.writeUInt16BE(QR | dns.AUTHORITATIVE_ANSWER | (query.readUInt16BE(2) & dns.RECURSION_DESIRED) | dns.RECURSION_AVAILABLE, 2)
-  out.writeUInt16BE(1, 4)
-  out.writeUInt16BE(ips.length, 6)
-  out.writeUInt16BE(edns ? 1 : 0, 10)
-  query.copy(out, 12, 12, 12 + qlen)
+  const out = answerHead(query, qlen, ips.length, ips.length * 16, edns)
   let at = 12 + qlen
   for (const ip of ips) {
     out.writeUInt16BE(0xc00c, at)
@@ -248,6 +246,49 @@ export function encodeA(query: Buffer, ips: readonly string[], ttl: number, edns
     out.writeUInt16BE(41, at + 1)
     out.writeUInt16BE(OUR_UDP, at + 3)
   }
+  return out
+}
+
+/** The longest name on the wire (RFC 1035 2.3.4). */
+const MAX_NAME = 255
+
+/**
+ * The answer to a PTR question, byte for byte what the fast path (bpf/tc_dns.c) makes of the
+ * query, as encodeA's: one PTR record whose owner is a pointer to the question's name, its
+ * data `name` in wire format as given (uncompressed). Undefined when the question cannot be
+ * copied as it is.
+ */
+export function encodePtr(query: Buffer, name: Buffer, ttl: number, edns: boolean): Buffer | undefined {
+  const qlen = questionLength(query)
+  if (qlen === undefined) return undefined
+  const out = answerHead(query, qlen, 1, 12 + name.length, edns)
+  const at = 12 + qlen
+  out.writeUInt16BE(0xc00c, at)
+  out.writeUInt16BE(12, at + 2) // PTR
+  out.writeUInt16BE(1, at + 4)
+  out.writeUInt32BE(ttl, at + 6)
+  out.writeUInt16BE(name.length, at + 10)
+  name.copy(out, at + 12)
+  if (edns) {
+    out.writeUInt16BE(41, at + 12 + name.length + 1)
+    out.writeUInt16BE(OUR_UDP, at + 12 + name.length + 3)
+  }
+  return out
+}
+
+/**
+ * A response of `ancount` records (`alen` bytes, written by the caller after the question) to
+ * the query whose question is `qlen` bytes: the header (QR, AA, the query's RD, RA), the question
+ * as asked, and room for our OPT record at the end when the query had one.
+ */
+function answerHead(query: Buffer, qlen: number, ancount: number, alen: number, edns: boolean): Buffer {
+  const out = Buffer.alloc(12 + qlen + alen + (edns ? 11 : 0))
+  out.writeUInt16BE(query.readUInt16BE(0), 0)
+  out.writeUInt16BE(QR | dns.AUTHORITATIVE_ANSWER | (query.readUInt16BE(2) & dns.RECURSION_DESIRED) | dns.RECURSION_AVAILABLE, 2)
+  out.writeUInt16BE(1, 4)
+  out.writeUInt16BE(ancount, 6)
+  out.writeUInt16BE(edns ? 1 : 0, 10)
+  query.copy(out, 12, 12, 12 + qlen)
   return out
 }
 

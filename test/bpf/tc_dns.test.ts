@@ -1,6 +1,7 @@
-// sn_tc_dns on crafted queries (BPF_PROG_TEST_RUN): an A question for a cluster name is answered
-// in place and sent back into the task, with exactly the bytes the TypeScript responder sends for
-// the same question; everything else passes on untouched (TC_ACT_UNSPEC).
+// sn_tc_dns on crafted queries (BPF_PROG_TEST_RUN): an A question for a cluster name (or a PTR
+// question for an address of the task's networks) is answered in place and sent back into the
+// task, with exactly the bytes the TypeScript responder sends for the same question; everything
+// else passes on untouched (TC_ACT_UNSPEC).
 //
 // The maps are filled by the agent's own code (buildNames -> desiredDns), and the device is
 // ifindex 1 (this namespace's loopback, never modified) standing for a task's gateway-bridge veth.
@@ -24,6 +25,9 @@ const TASK_GW = '172.18.0.7'
 const TASK_MAC = '02:42:ac:12:00:07'
 const BRIDGE_MAC = '02:42:ac:12:00:01'
 const TTL = 5
+/** A service and task whose PTR name (NAME.SLOT.TASKID) is longer than the fast path holds (131 bytes on the wire). */
+const LONG_SVC = 'l'.repeat(63)
+const LONG_TASK = 'x'.repeat(63)
 
 const net = (id: string, vni: number, third: number): Network =>
   networkRecord(id, `10.0.${third}.0/24`, {vni, gateway: `10.0.${third}.1`})
@@ -51,6 +55,7 @@ function view(): DnsView {
       svc('rr', ['front'], {endpointMode: 'dnsrr'}),
       svc('db', ['back'], {vips: [{networkId: 'back', ip: '10.0.2.2'}]}),
       svc('cl', ['front'], {vips: [{networkId: 'front', ip: '10.0.1.3'}]}),
+      svc(LONG_SVC, ['front'], {vips: [{networkId: 'front', ip: '10.0.1.4'}]}),
     ],
     tasks: [
       task('t1', 'web', 1, ['front', '10.0.1.10']),
@@ -59,6 +64,7 @@ function view(): DnsView {
       task('r2', 'rr', 2, ['front', '10.0.1.21']),
       task('d1', 'db', 1, ['back', '10.0.2.10']),
       task('c1', 'cl', 1, ['front', '10.0.1.30']),
+      task(LONG_TASK, LONG_SVC, 1, ['front', '10.0.1.40']),
     ],
     statuses: new Map([
       ['t1', running()],
@@ -67,6 +73,7 @@ function view(): DnsView {
       ['r2', running()],
       ['d1', running()],
       ['c1', running(TASK_GW)],
+      [LONG_TASK, running()],
     ]),
   }
 }
@@ -87,6 +94,7 @@ before(() => {
     gwIfindex: (id) => (id === 'c1' ? DEV : undefined),
   })
   for (const [k, v] of want.names.values()) l.map('sn_dns_names').update(k, v)
+  for (const [k, v] of want.ptrs.values()) l.map('sn_dns_ptrs').update(k, v)
   for (const [k, v] of want.scopes.values()) l.map('sn_dns_scopes').update(k, v)
   responder = new Responder({
     names: () => table,
@@ -238,8 +246,84 @@ describe('sn_tc_dns: the DNS fast path', () => {
     }
   })
 
+  it("answers PTR of a VIP's and a task's address with the responder's name, TTL and bytes, in any case", async () => {
+    const cases: [Buffer, string][] = [
+      [query('2.1.0.10.in-addr.arpa', {type: 'PTR'}), 'web'],
+      [query('2.1.0.10.IN-ADDR.Arpa.', {type: 'PTR'}), 'web'],
+      [query('10.1.0.10.in-addr.arpa', {type: 'PTR', edns: true}), 'web.1.t1'],
+      [query('11.1.0.10.in-addr.arpa', {type: 'PTR', cookie: true}), 'web.2.t2'],
+      [query('3.1.0.10.in-addr.arpa', {type: 'PTR', rd: false}), 'cl'],
+      [query('30.1.0.10.In-Addr.ARPA', {type: 'PTR', options: [{code: 10, data: Buffer.alloc(40, 9)}]}), 'cl.1.c1'],
+      // The VIP of a service whose name is the longest a label may be: 64 bytes on the wire.
+      [query('4.1.0.10.in-addr.arpa', {type: 'PTR'}), LONG_SVC],
+    ]
+    for (const [q, name] of cases) {
+      const fast = answered(q)
+      const slow = await responder.answer(q, TASK_GW, false)
+      assert.ok(slow)
+      const what = dns.decode(q).questions![0]!.name
+      assert.equal(fast.toString('hex'), slow.toString('hex'), `the answers to PTR ${what} differ`)
+      const d = dns.decode(fast) as unknown as {rcode: string; answers: {type: string; name: string; data: string; ttl: number}[]}
+      assert.equal(d.rcode, 'NOERROR')
+      assert.deepEqual(
+        d.answers.map((a) => [a.type, a.name, a.data, a.ttl]),
+        [['PTR', what, name, TTL]],
+        what,
+      )
+      // The question as asked (its case too), the record's owner a pointer to it.
+      assert.equal(dns.decode(fast).questions![0]!.name, what)
+      assert.equal(fast.readUInt16BE(12 + fast.indexOf(0, 12) - 12 + 1 + 4), 0xc00c)
+    }
+  })
+
+  it('passes PTR questions it cannot answer as the responder does: unknown and out-of-scope addresses, names too long, malformed reverse names', () => {
+    const ptr = (name: string, o: Parameters<typeof query>[1] = {}) => frame(query(name, {type: 'PTR', ...o}))
+    // The responder forwards these (no network of the task has the address): never answered here.
+    passes(ptr('99.1.0.10.in-addr.arpa'), 'an address no task or VIP has')
+    passes(ptr('2.2.0.10.in-addr.arpa'), "a VIP of a network the task is not on (db's)")
+    passes(ptr('10.2.0.10.in-addr.arpa'), 'a task of a network the task is not on')
+    passes(ptr('1.0.0.127.in-addr.arpa'), 'loopback')
+    // Held by the slow path: its name is longer than the map holds.
+    passes(ptr('40.1.0.10.in-addr.arpa'), 'a task whose name is longer than 128 bytes')
+    // Not a reverse name as the responder reads one (reverseIp): never a wrong address.
+    for (const name of [
+      '02.1.0.10.in-addr.arpa',
+      '2.01.0.10.in-addr.arpa',
+      '2.1.00.10.in-addr.arpa',
+      '2.1.0.010.in-addr.arpa',
+      '256.1.0.10.in-addr.arpa',
+      '2.1.0.1000.in-addr.arpa',
+      '1.2.1.0.10.in-addr.arpa',
+      '1.0.10.in-addr.arpa',
+      'x.1.0.10.in-addr.arpa',
+      '2.1.0.1a.in-addr.arpa',
+      '2.1.0.10.in-addr.arpa.com',
+      '2.1.0.10.in-addr.arpb',
+      '2.1.0.10.inaddr.arpa',
+      '2.1.0.10.in-addr',
+      '2.1.0.10.ip6.arpa',
+      '2.1.0.10',
+      'in-addr.arpa',
+      'web',
+    ])
+      passes(ptr(name), name)
+    passes(ptr('2.1.0.10.in-addr.arpa', {cls: 'CH'}), 'class CH')
+    passes(frame(query('2.1.0.10.in-addr.arpa')), 'a reverse name asked for A')
+    passes(ptr('2.1.0.10.in-addr.arpa', {options: [{code: 3, data: Buffer.alloc(0)}]}), 'EDNS0 with NSID')
+    // The name's end as a compression pointer (to "in-addr.arpa" of a name that is not there).
+    const q = query('2.1.0.10.in-addr.arpa', {type: 'PTR'})
+    const cut = Buffer.concat([q.subarray(0, 12 + 9), Buffer.from([0xc0, 12 + 9]), q.subarray(q.length - 4)])
+    passes(frame(cut), 'a compression pointer after the address')
+    // A byte of the suffix changed into another letter, a digit changed into a letter: not ours.
+    for (const at of [12 + 9 + 1, 12 + 9 + 8, 12 + 1]) {
+      const b = Buffer.from(q)
+      b[at] = 'z'.charCodeAt(0)
+      passes(frame(b), `byte ${at} changed`)
+    }
+  })
+
   it('passes what it does not answer: other types and classes, unknown names, tasks it does not know the networks of', () => {
-    passes(frame(query('web', {type: 'PTR'})), 'PTR')
+    passes(frame(query('web', {type: 'PTR'})), 'PTR of a name that is not a reverse one')
     passes(frame(query('web', {type: 'TXT'})), 'TXT')
     passes(frame(query('web', {type: 'NS'})), 'NS')
     passes(frame(query('web', {cls: 'CH'})), 'class CH')

@@ -69,6 +69,7 @@ describe('layout upgrade', () => {
       'sn_ct',
       'sn_devices',
       'sn_dns_names',
+      'sn_dns_ptrs',
       'sn_dns_scopes',
       'sn_endpoints',
       'sn_gateways',

@@ -56,6 +56,14 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
       .split('\n')
       .filter(Boolean)
   const status = (out: string) => /status: ([A-Z]+)/.exec(out)?.[1]
+  const counters = () => json<DnsInspect>(client.node, ['inspect', 'dns']).counters
+  /** What dig shows of an answer but its id, time and server: rcode, flags, counts, records, size. */
+  const shown = (...args: string[]) =>
+    dig(...args)
+      .split('\n')
+      .filter((l) => /^;; (->>HEADER|flags:|MSG SIZE)|^[^;\s]/.test(l))
+      .map((l) => l.replace(/, id: \d+/, ''))
+      .join('\n')
 
   withLab(['--nodes', '2', '--dns', UPSTREAM, '--dns-ttl', '2'], {beforeDown: () => dnsmasq?.kill('SIGKILL')})
   before(async () => {
@@ -245,14 +253,6 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
   })
 
   test('the fast path answers AAAA of a name (NOERROR, empty) and a name of another network (NXDOMAIN) as the responder does', () => {
-    const counters = () => json<DnsInspect>(client.node, ['inspect', 'dns']).counters
-    // What dig shows of an answer but its id, time and server: rcode, flags, counts, records, size.
-    const shown = (...args: string[]) =>
-      dig(...args)
-        .split('\n')
-        .filter((l) => /^;; (->>HEADER|flags:|MSG SIZE)|^[^;\s]/.test(l))
-        .map((l) => l.replace(/, id: \d+/, ''))
-        .join('\n')
     for (const [q, rcode] of [
       [['AAAA', 'web'], 'NOERROR'],
       [['AAAA', 'tasks.rr'], 'NOERROR'],
@@ -273,6 +273,64 @@ describe('DNS: names from a task, 2-node lab', {timeout: 400_000}, () => {
       assert.match(fast, /flags: qr aa rd ra; QUERY: 1, ANSWER: 0,/)
       assert.equal(fast, slow, `${q.join(' ')}: the fast path's answer and the responder's`)
     }
+  })
+
+  test('the fast path answers dig -x of the VIP and of a task address as the responder does; not once the task is gone', async () => {
+    ok('n1', ['service', 'scale', 'web=2'])
+    const t = (await running('web', 2)).find((x) => x.name !== 'web.1')!
+    const ip = t.addresses.find((a) => a.network === 'front')!.ip
+    // The client's node knows the new task (its names follow its own store, the maps its reconciler).
+    await eventually(
+      'PTR of the new task from the client',
+      () => (short('+ednsopt=65001:00', '-x', ip).length > 0 ? true : undefined),
+      60_000,
+    )
+    await eventually(
+      'the new task in the fast path',
+      () => {
+        const before = counters().fastPath!
+        short('+nocookie', '-x', ip)
+        return counters().fastPath! > before || undefined
+      },
+      30_000,
+    )
+    for (const [addr, name] of [
+      [vip, 'web.'],
+      [ip, `${t.name}.${t.id}.`],
+    ] as const) {
+      const before = counters()
+      const fast = shown('-x', addr)
+      const mid = counters()
+      assert.equal(mid.fastPath! - before.fastPath!, 1, `-x ${addr}: from the fast path`)
+      assert.equal(mid.queries, before.queries, `-x ${addr}: no question reached the responder`)
+      const slow = shown('+ednsopt=65001:00', '-x', addr)
+      const after = counters()
+      assert.equal(after.fastPath, mid.fastPath)
+      assert.equal(after.queries! - mid.queries!, 1, `-x ${addr}: the responder asked`)
+      assert.match(fast, /flags: qr aa rd ra; QUERY: 1, ANSWER: 1,/)
+      const rev = addr.split('.').reverse().join('.')
+      assert.match(
+        fast,
+        new RegExp(
+          `^${rev.replaceAll('.', '\\.')}\\.in-addr\\.arpa\\.\\s+2\\s+IN\\s+PTR\\s+${name.replaceAll('.', '\\.')}$`,
+          'm',
+        ),
+        fast,
+      )
+      assert.equal(fast, slow, `-x ${addr}: the fast path's answer and the responder's`)
+    }
+    // The task goes: its address leaves the map, and its reverse question goes to the responder.
+    ok('n1', ['service', 'scale', 'web=1'])
+    await eventually(
+      'the gone task out of the fast path',
+      () => {
+        const before = counters()
+        dig('+nocookie', '-x', ip)
+        const after = counters()
+        return (after.fastPath === before.fastPath && after.queries! > before.queries!) || undefined
+      },
+      60_000,
+    )
   })
 
   test('inspect dns lists the names of each network and counts the questions', () => {

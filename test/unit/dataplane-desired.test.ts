@@ -104,6 +104,7 @@ test('every map has one owner and one rule; the sync mirrors only the store-owne
     'sn_mesh_addrs',
     'sn_sock_targets',
     'sn_dns_names',
+    'sn_dns_ptrs',
     'sn_dns_scopes',
   ])
   assert.equal(MAP_OWNERSHIP.sn_stats.owner, 'datapath')
