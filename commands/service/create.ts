@@ -97,6 +97,10 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
     init: Flags.boolean({
       description: 'run an init (tini) as PID 1 that forwards signals to the command and reaps orphaned processes',
     }),
+    userns: Flags.string({
+      description:
+        "host (default): the node's own ids; remap: a user namespace of the task's own, its root host uid 100000 (/etc/subuid's swarmnet range if it has one); needs --image",
+    }),
     mount: Flags.string({
       description: 'type=bind|volume|tmpfs,source=...,target=...[,readonly][,tmpfs-size=...] (repeatable)',
       multiple: true,
@@ -148,6 +152,7 @@ Without a command, the tasks run the built-in whoami HTTP server on port 80.`
       capDrop: flags['cap-drop'] ?? [],
       readOnly: flags['read-only'],
       init: flags.init,
+      userns: flags.userns,
       mounts: flags.mount ?? [],
       stopSignal: flags['stop-signal'],
       stopGracePeriod: flags['stop-grace-period'],

@@ -11,7 +11,7 @@ import {updateBody, updateFlags} from '../../src/cli/update-flags.js'
 export default class ServiceUpdate extends SwarmnetCommand {
   static override description = `Change a live service: its command or image and container settings, user, limits, stop and health settings, placement, replicas, published ports, networks
 
-A change to what its tasks run (the command after --, --image, --env-*, --mount-*, --hostname, --workdir, --cap-*, --read-only, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first); the next group starts --update-delay after the last one serves. A new task that fails within --update-monitor of serving counts as a failure: beyond --update-max-failure-ratio of the replicas, --update-failure-action pauses the update (the next service update resumes it), continues, or rolls back. The VIPs and published ports stay; service rollback goes back to the previous spec; service inspect shows where the update stands.
+A change to what its tasks run (the command after --, --image, --env-*, --mount-*, --hostname, --workdir, --cap-*, --read-only, --userns, --user, --limit-*, --stop-*, --health-*), or --force, replaces its tasks by a rolling update: --update-parallelism slots at a time, --update-order start-first (the new task serves before the old one stops) or stop-first (the default). Old tasks stop gracefully (out of the load balancer and DNS first); the next group starts --update-delay after the last one serves. A new task that fails within --update-monitor of serving counts as a failure: beyond --update-max-failure-ratio of the replicas, --update-failure-action pauses the update (the next service update resumes it), continues, or rolls back. The VIPs and published ports stay; service rollback goes back to the previous spec; service inspect shows where the update stands.
 
 --constraint-add/-rm and --placement-pref-add/-rm change where tasks may run: tasks on nodes that no longer fit are moved (each stopped gracefully), the others stay.
 
@@ -102,6 +102,10 @@ Port removals are applied first, so one command can publish a port again with an
       description: 'an init (tini) as PID 1 forwards signals and reaps orphans (--no-init: the command is PID 1 again)',
       allowNo: true,
     }),
+    userns: Flags.string({
+      description:
+        "remap: the tasks' root becomes an unprivileged user of the node (its own user namespace); host: the node's ids again",
+    }),
     'constraint-add': Flags.string({
       description:
         'add a placement constraint, as service create --constraint (repeatable); tasks on nodes that no longer fit move',
@@ -156,6 +160,7 @@ Port removals are applied first, so one command can publish a port again with an
       capDrop: flags['cap-drop'],
       readOnly: flags['read-only'],
       init: flags.init,
+      userns: flags.userns,
       constraintAdd: flags['constraint-add'],
       constraintRm: flags['constraint-rm'],
       placementPrefAdd: flags['placement-pref-add'],

@@ -4,7 +4,9 @@
  * bare NAME[:TAG] in the node's own image store (store.ts), or a registry's HOST/NAME[:TAG]
  * pulled into that store by digest (registry.ts). Each image's root file system is unpacked once per node (umoci), keyed by its
  * manifest digest, and shared read-only by every task that runs it (rootfs.ts gives each task a
- * writable layer over it).
+ * writable layer over it). A task in a user namespace (--userns remap) runs from a second copy
+ * beside it, unpacked with the node's mapping (its files owned by the mapped ids): once per image
+ * per mapping, by umoci in its own process, and removed with the image.
  */
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
@@ -12,6 +14,7 @@ import {join} from 'node:path'
 import {stateDir} from '../sys/node-paths.js'
 import {run} from '../sys/exec.js'
 import {pullByDigest, remoteDigest} from './registry.js'
+import {type Remap, remapKey, umociMapArgs} from '../tasks/userns.js'
 
 /** The parts of an image's configuration a container starts from (OCI image-spec config). */
 export interface ImageConfig {
@@ -163,30 +166,46 @@ export function readLayoutImage(dir: string, tag: string): {digest: string; conf
   }
 }
 
-/** The unpacked root file system of tag in dir: unpacked now unless this node has it already. */
-async function unpackFromLayout(node: string, dir: string, tag: string): Promise<UnpackedImage> {
+/**
+ * umoci's unpack of dir:tag into target/rootfs, unless done; beside it and renamed, so a
+ * half-unpacked image is never taken for a whole one. With a mapping, each file's owner is shifted
+ * by it (umoci chowns as it writes, symlinks too, and keeps the modes, set-id bits included).
+ */
+async function unpackOnce(dir: string, tag: string, target: string, o: {config?: ImageConfig; remap?: Remap}): Promise<void> {
+  const {remap} = o
+  if (existsSync(join(target, 'done'))) return
+  const tmp = `${target}.tmp-${process.pid}`
+  rmSync(tmp, {recursive: true, force: true})
+  mkdirSync(tmp, {recursive: true, mode: 0o700})
+  try {
+    await run(
+      ['umoci', 'raw', 'unpack', ...(remap ? umociMapArgs(remap) : []), '--image', `${dir}:${tag}`, join(tmp, 'rootfs')],
+      `unpacking image ${dir}:${tag}`,
+      {timeoutMs: 300_000},
+    )
+    if (o.config) writeFileSync(join(tmp, 'config.json'), JSON.stringify(o.config))
+    writeFileSync(join(tmp, 'done'), '')
+    rmSync(target, {recursive: true, force: true})
+    renameSync(tmp, target)
+  } catch (e) {
+    rmSync(tmp, {recursive: true, force: true})
+    throw e
+  }
+}
+
+/**
+ * The unpacked root file system of tag in dir: unpacked now unless this node has it already. With
+ * a mapping, the copy for it (inside the plain one's directory, so whatever removes the image
+ * removes it; the plain one is unpacked first, so it is never unpacked over the copy).
+ */
+async function unpackFromLayout(node: string, dir: string, tag: string, remap?: Remap): Promise<UnpackedImage> {
   const {digest, config} = readLayoutImage(dir, tag)
   const target = join(unpackedDir(node), digest.slice('sha256:'.length))
-  const rootfs = join(target, 'rootfs')
-  if (!existsSync(join(target, 'done'))) {
-    // Unpacked beside it and renamed: a half-unpacked image is never taken for a whole one.
-    const tmp = `${target}.tmp-${process.pid}`
-    rmSync(tmp, {recursive: true, force: true})
-    mkdirSync(tmp, {recursive: true, mode: 0o700})
-    try {
-      await run(['umoci', 'raw', 'unpack', '--image', `${dir}:${tag}`, join(tmp, 'rootfs')], `unpacking image ${dir}:${tag}`, {
-        timeoutMs: 300_000,
-      })
-      writeFileSync(join(tmp, 'config.json'), JSON.stringify(config))
-      writeFileSync(join(tmp, 'done'), '')
-      rmSync(target, {recursive: true, force: true})
-      renameSync(tmp, target)
-    } catch (e) {
-      rmSync(tmp, {recursive: true, force: true})
-      throw e
-    }
-  }
-  return {digest, rootfs, config}
+  await unpackOnce(dir, tag, target, {config})
+  if (!remap) return {digest, rootfs: join(target, 'rootfs'), config}
+  const shifted = join(target, remapKey(remap))
+  await unpackOnce(dir, tag, shifted, {remap})
+  return {digest, rootfs: join(shifted, 'rootfs'), config}
 }
 
 /** Copies an archive into the node's store under a name of its own (the file's path hashed), once. */
@@ -208,6 +227,8 @@ export async function copyIntoStore(node: string, src: string, tag: string): Pro
 /** How a registry is reached: TLS verified unless the service says otherwise (service create --tls-verify=false). */
 export interface PullOptions {
   tlsVerify?: boolean
+  /** --userns remap: the copy of the root with the node's mapping (userns.ts). */
+  remap?: Remap
 }
 
 /**
@@ -229,7 +250,7 @@ const inFlight = new Map<string, Promise<UnpackedImage>>()
 
 /** The image a task of this node runs: resolved, copied and unpacked as needed. */
 export function resolveImage(node: string, ref: string, opts: PullOptions = {}): Promise<UnpackedImage> {
-  const key = `${node}\0${ref}\0${opts.tlsVerify ?? true}`
+  const key = `${node}\0${ref}\0${opts.tlsVerify ?? true}\0${opts.remap ? remapKey(opts.remap) : ''}`
   const running = inFlight.get(key)
   if (running) return running
   const p = resolveNow(node, ref, opts).finally(() => inFlight.delete(key))
@@ -248,13 +269,13 @@ async function resolveNow(node: string, ref: string, opts: PullOptions): Promise
       mkdirSync(imagesDir(node), {recursive: true, mode: 0o700})
       await pullByDigest(storeLayout(node), r.name, digest, tag, opts.tlsVerify ?? true)
     }
-    return unpackFromLayout(node, storeLayout(node), tag)
+    return unpackFromLayout(node, storeLayout(node), tag, opts.remap)
   }
-  if (r.kind === 'oci') return unpackFromLayout(node, r.dir, r.tag)
+  if (r.kind === 'oci') return unpackFromLayout(node, r.dir, r.tag, opts.remap)
   if (r.kind === 'store') {
     if (!layoutTags(storeLayout(node)).some((t) => t.tag === r.name))
       throw new Error(`image ${r.name} is not in node ${node}'s image store (swarmnet image load FILE)`)
-    return unpackFromLayout(node, storeLayout(node), r.name)
+    return unpackFromLayout(node, storeLayout(node), r.name, opts.remap)
   }
   if (r.kind === 'containers-storage') {
     // Copied at each start (a name podman gives to a new build then runs the new image); blobs already
@@ -263,7 +284,7 @@ async function resolveNow(node: string, ref: string, opts: PullOptions): Promise
     await copyIntoStore(node, `containers-storage:${r.name}`, tag).catch((e: Error) => {
       throw new Error(`image containers-storage:${r.name}: not in this node's podman store (${e.message.split('\n')[0]})`)
     })
-    return unpackFromLayout(node, storeLayout(node), tag)
+    return unpackFromLayout(node, storeLayout(node), tag, opts.remap)
   }
-  return unpackFromLayout(node, storeLayout(node), await importArchive(node, r.kind, r.file))
+  return unpackFromLayout(node, storeLayout(node), await importArchive(node, r.kind, r.file), opts.remap)
 }

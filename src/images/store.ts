@@ -65,7 +65,8 @@ export function listImages(node: string): StoredImage[] {
 
 /**
  * Removes an image's name from the store and the blobs no name uses any more (umoci gc). Its
- * unpacked root stays while tasks may run from it; it goes when no name points at its digest.
+ * unpacked root (and the copies of it with a user namespace's mapping, which live inside its
+ * directory) stays while tasks may run from it; it goes when no name points at its digest.
  */
 export async function removeImage(node: string, name: string): Promise<void> {
   const n = shortName(name)
@@ -75,9 +76,9 @@ export async function removeImage(node: string, name: string): Promise<void> {
   await run(['umoci', 'gc', '--layout', storeLayout(node)], 'collecting unused blobs')
   if (layoutTags(storeLayout(node)).some((t) => t.digest === digest)) return
   const rootfs = join(imagesDir(node), 'rootfs', digest.slice('sha256:'.length))
-  // A running task's root lies over it: kept then (the next unused removal, or leave, takes it).
+  // A running task's root lies over it or over a mapped copy: kept then (the next unused removal, or leave, takes it).
   const inUse = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some(
-    (m) => m.fstype === 'overlay' && m.superOptions.includes(`lowerdir=${rootfs}/rootfs`),
+    (m) => m.fstype === 'overlay' && m.superOptions.includes(`lowerdir=${rootfs}/`),
   )
   if (!inUse) rmSync(rootfs, {recursive: true, force: true})
 }

@@ -1,6 +1,7 @@
 /**
  * service update's container flags (Docker's): --image, --env-add/--env-rm (by KEY),
- * --mount-add/--mount-rm (by target), --hostname, --workdir, --cap-add/--cap-drop, --read-only, --init.
+ * --mount-add/--mount-rm (by target), --hostname, --workdir, --cap-add/--cap-drop, --read-only, --init,
+ * --userns.
  * Each value is checked as service create checks it (containerSpec); a removal of what the
  * service does not have is refused, as --publish-rm of a port it does not publish is.
  */
@@ -21,6 +22,8 @@ export type ContainerUpdate = {
   readOnly?: boolean
   /** true: --init; false: --no-init. */
   init?: boolean
+  /** remap, or host (back to the node's ids). */
+  userns?: string
 }
 
 const FLAGS: [keyof ContainerUpdate, string][] = [
@@ -34,6 +37,7 @@ const FLAGS: [keyof ContainerUpdate, string][] = [
   ['capDrop', '--cap-drop'],
   ['readOnly', '--read-only'],
   ['init', '--init'],
+  ['userns', '--userns'],
 ]
 
 const given = (v: unknown) => v !== undefined && !(Array.isArray(v) && v.length === 0)
@@ -60,6 +64,7 @@ export function updatedContainer(
         capAdd: req.capAdd,
         capDrop: req.capDrop,
         mounts: req.mountAdd,
+        userns: req.userns,
       }).container ?? {}
   } catch (e) {
     const m = (e as Error).message
@@ -102,6 +107,8 @@ export function updatedContainer(
   else if (req.readOnly === false) delete out.readOnly
   if (req.init === true) out.init = true
   else if (req.init === false) delete out.init
+  if (add.userns) out.userns = add.userns
+  else if (req.userns === 'host') delete out.userns
   return out
 }
 

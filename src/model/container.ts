@@ -35,6 +35,8 @@ export type ServiceContainer = {
   /** --init: an init (tini) is PID 1, forwarding signals to the command and reaping orphans. */
   init?: boolean
   mounts?: ServiceMount[]
+  /** --userns remap: its tasks' root is an unprivileged user of the node (src/tasks/userns.ts); absent: the node's own ids (host). */
+  userns?: 'remap'
 }
 
 export type ContainerRequest = {
@@ -48,6 +50,22 @@ export type ContainerRequest = {
   readOnly?: boolean
   init?: boolean
   mounts?: string[]
+  /** --userns: host (the default) or remap. */
+  userns?: string
+}
+
+/** --userns's values (podman's flag; host is Docker's and podman's default, remap Docker's daemon option). */
+export const USERNS_MODES = ['host', 'remap'] as const
+
+/** --userns checked: remap needs an image (a command task's root is the node's, owned by the node's root). */
+export function checkUserns(userns: string, image: string | undefined): 'host' | 'remap' {
+  if (!(USERNS_MODES as readonly string[]).includes(userns))
+    throw new UserError(`invalid --userns '${userns}': ${USERNS_MODES.join(' or ')}`)
+  if (userns === 'remap' && image === undefined)
+    throw new UserError(
+      "--userns remap needs --image: a command task runs the node's own files, which its remapped root would not own",
+    )
+  return userns as 'host' | 'remap'
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
@@ -153,6 +171,7 @@ export function containerSpec(req: ContainerRequest): {container?: ServiceContai
   if (req.capDrop?.length) c.capDrop = req.capDrop.map((x) => checkCap('--cap-drop', x))
   if (req.readOnly) c.readOnly = true
   if (req.init) c.init = true
+  if (req.userns !== undefined && checkUserns(req.userns, req.image) === 'remap') c.userns = 'remap'
   if (req.mounts?.length) {
     c.mounts = req.mounts.map(parseMount)
     const targets = c.mounts.map((m) => m.target)
@@ -177,9 +196,11 @@ export function containerProblem(r: Record<string, unknown>): string | undefined
   if (c.init !== undefined && c.init !== true) return "'container.init' is malformed"
   if (c.tlsVerify !== undefined && c.tlsVerify !== false) return "'container.tlsVerify' is malformed"
   if (c.mounts !== undefined && !Array.isArray(c.mounts)) return "'container.mounts' is malformed"
+  if (c.userns !== undefined && c.userns !== 'remap') return "'container.userns' is malformed"
   try {
     containerSpec({
       ...(c.image !== undefined ? {image: c.image as string} : {}),
+      ...(c.userns !== undefined ? {userns: c.userns} : {}),
       ...(c.env ? {env: c.env as string[]} : {}),
       ...(c.workdir !== undefined ? {workdir: c.workdir as string} : {}),
       ...(c.hostname !== undefined ? {hostname: c.hostname as string} : {}),

@@ -20,6 +20,7 @@ import type {ServiceMount} from '../model/container.js'
 import {stateDir} from '../sys/node-paths.js'
 import {buildNodeView} from './node-view.js'
 import {removeNodeEtc} from './node-etc.js'
+import {giveToRoot, openPathTo, type Remap} from './userns.js'
 
 /**
  * What a service says about its containers (all optional: the image's own settings otherwise).
@@ -38,6 +39,8 @@ export interface ContainerOptions {
   readOnly?: boolean
   init?: boolean
   mounts?: ServiceMount[]
+  /** remap: a user namespace of the task's own (userns.ts); its image is the mapped copy. */
+  userns?: 'remap'
 }
 
 /**
@@ -67,13 +70,17 @@ function isMountpoint(path: string): boolean {
   return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path)
 }
 
-/** The task's root: the image's root below, its own writable layer above (kept across restarts of the task). */
-async function mountRootfs(dir: string, image: UnpackedImage): Promise<string> {
+/**
+ * The task's root: the image's root below, its own writable layer above (kept across restarts of
+ * the task). The root directory of an overlay is its upper one: with a mapping, the mapped root's.
+ */
+async function mountRootfs(dir: string, image: UnpackedImage, remap?: Remap): Promise<string> {
   const rootfs = join(dir, 'rootfs')
   if (isMountpoint(rootfs)) return rootfs
   const upper = join(dir, 'layer', 'upper')
   const work = join(dir, 'layer', 'work')
   for (const d of [rootfs, upper, work]) mkdirSync(d, {recursive: true, mode: 0o755})
+  if (remap) await giveToRoot(upper, remap)
   await run(
     ['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${image.rootfs},upperdir=${upper},workdir=${work}`, rootfs],
     `mounting the root of the task in ${dir}`,
@@ -150,14 +157,19 @@ export function mergeEnv(...lists: string[][]): string[] {
 /** A node's named volume: a directory of its own, made on first use and kept (as Docker's local driver). */
 export const volumeDir = (node: string, name: string) => join(stateDir(node), 'volumes', name, '_data')
 
-/** --mount as the runtime takes it; volumes are directories of the node (an anonymous one is the task's own). */
-function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[] {
+/**
+ * --mount as the runtime takes it; volumes are directories of the node (an anonymous one is the
+ * task's own). A volume made for a remapped task is its root's, as Docker makes it; one that exists
+ * and a bind source stay as they are.
+ */
+async function ociMounts(node: string, dir: string, mounts: ServiceMount[], remap?: Remap): Promise<OciMount[]> {
   // swarmnet's own state and sockets are never a task's, whatever its service says.
   const own = (p: string) =>
     [STATE_ROOT, RUN_DIR].some((d) => p === d || p.startsWith(`${d}/`) || d.startsWith(`${p}/`) || p === '/')
-  return mounts.map((m, i) => {
-    if (m.type === 'tmpfs')
-      return {
+  const out: OciMount[] = []
+  for (const [i, m] of mounts.entries()) {
+    if (m.type === 'tmpfs') {
+      out.push({
         destination: m.target,
         type: 'tmpfs',
         source: 'tmpfs',
@@ -167,7 +179,9 @@ function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[
           ...(m.sizeBytes !== undefined ? [`size=${m.sizeBytes}`] : []),
           ...(m.mode !== undefined ? [`mode=${m.mode.toString(8)}`] : []),
         ],
-      }
+      })
+      continue
+    }
     let source: string
     if (m.type === 'bind') {
       if (!existsSync(m.source)) throw new Error(`--mount source ${m.source} does not exist on node ${node}`)
@@ -175,10 +189,13 @@ function ociMounts(node: string, dir: string, mounts: ServiceMount[]): OciMount[
       source = m.source
     } else {
       source = m.source ? volumeDir(node, m.source) : join(dir, 'volumes', String(i))
+      const made = !existsSync(source)
       mkdirSync(source, {recursive: true, mode: 0o755})
+      if (remap && made) await giveToRoot(source, remap)
     }
-    return {destination: m.target, type: 'bind', source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'rprivate']}
-  })
+    out.push({destination: m.target, type: 'bind', source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'rprivate']})
+  }
+  return out
 }
 
 /**
@@ -200,7 +217,10 @@ export interface ContainerLaunch {
   command: string[]
   extraEnv: Record<string, string>
   opts: ContainerOptions
+  /** With opts.userns, the copy with this mapping. */
   image: UnpackedImage
+  /** opts.userns's mapping (the node's, userns.ts). */
+  remap?: Remap
   files: {hosts: string; resolv: string}
   limits?: {memoryBytes?: number; nanoCpus?: number}
 }
@@ -208,7 +228,11 @@ export interface ContainerLaunch {
 /** Writes the bundle and returns the command line that starts the container detached. */
 export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
   await removeContainer(c.node, c.taskId)
-  const rootfs = await mountRootfs(c.dir, c.image)
+  if (c.opts.userns === 'remap' && !c.remap) throw new Error('--userns remap: no mapping given')
+  const remap = c.opts.userns === 'remap' ? c.remap : undefined
+  const rootfs = await mountRootfs(c.dir, c.image, remap)
+  // The mapped root resolves the task's root and files by path: it must get through to them.
+  if (remap) await openPathTo(c.dir, STATE_ROOT, remap)
   const cfg = c.image.config
   const args = [...cfg.entrypoint, ...(c.command.length > 0 ? c.command : cfg.cmd)]
   if (args.length === 0) throw new Error(`image ${c.opts.image ?? ''} has no command: give one after --`)
@@ -237,7 +261,8 @@ export async function prepareContainer(c: ContainerLaunch): Promise<string[]> {
     ...(c.limits ? {limits: c.limits} : {}),
     files: {...c.files, hostname: hostnameFile},
     ...(c.opts.init ? {init: taskInit(c.node)} : {}),
-    ...(c.opts.mounts ? {mounts: ociMounts(c.node, c.dir, c.opts.mounts)} : {}),
+    ...(c.opts.mounts ? {mounts: await ociMounts(c.node, c.dir, c.opts.mounts, remap)} : {}),
+    ...(remap ? {userns: remap} : {}),
   })
   return writeBundle(c.node, c.taskId, c.dir, config)
 }
@@ -273,6 +298,11 @@ export interface CommandLaunch {
  * root the allow-list view of the node (node-view.ts), read-only. Returns runc's command line.
  */
 export async function prepareCommandContainer(c: CommandLaunch): Promise<string[]> {
+  // Refused where the service is made (model/container.ts); a spec from elsewhere is refused here too.
+  if (c.opts.userns === 'remap')
+    throw new Error(
+      "--userns remap needs --image: a command task runs the node's own files, which its remapped root would not own",
+    )
   await removeContainer(c.node, c.taskId)
   // A root an image's task mounted here (the service ran an image before) goes before the view is made.
   await releaseRootfs(c.dir)
@@ -301,7 +331,7 @@ export async function prepareCommandContainer(c: CommandLaunch): Promise<string[
     // --read-only: the task's /tmp and /run are read-only too (its --mount tmpfs are what it may write).
     mounts: [
       ...view.mounts.map((m) => (c.opts.readOnly && m.type === 'tmpfs' ? {...m, options: [...(m.options ?? []), 'ro']} : m)),
-      ...(c.opts.mounts ? ociMounts(c.node, c.dir, c.opts.mounts) : []),
+      ...(c.opts.mounts ? await ociMounts(c.node, c.dir, c.opts.mounts) : []),
     ],
   })
   return writeBundle(c.node, c.taskId, c.dir, config)

@@ -2,9 +2,12 @@
  * A task's OCI runtime configuration (the bundle's config.json, runtime-spec 1.0): what Docker
  * gives a container by default (its mounts, masked paths, capabilities and seccomp profile),
  * with the task's process, rootfs, cgroup, limits, and the network namespace swarmnet made and
- * wired for it (the runtime joins it rather than making one).
+ * wired for it (the runtime joins it rather than making one). With a user namespace (userns.ts),
+ * the task's ids are mapped and /sys is the node's, bound read-only: a sysfs mount needs a network
+ * namespace of the task's own user namespace, and the task's is the node's to wire.
  */
 import {defaultSeccomp} from './seccomp-default.js'
+import type {Remap} from './userns.js'
 
 /** Docker's default capabilities (lower-case, without cap_). */
 export const DOCKER_CAPS = [
@@ -72,6 +75,8 @@ export interface ContainerSpec {
   mounts?: OciMount[]
   /** --init: the node's static init binary, bound at INIT_PATH and run as PID 1 in front of args. */
   init?: string
+  /** --userns remap: a new user namespace with this mapping (the rootfs and files given to its root). */
+  userns?: Remap
 }
 
 /**
@@ -102,7 +107,13 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
       source: 'devpts',
       options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
     },
-    {destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro']},
+    // runc joins the path namespaces (the network one) before it makes the user namespace, so the
+    // network namespace is not the task's user namespace's and the kernel refuses it a sysfs:
+    // the node's /sys instead, as Docker binds it then (rbind: a user namespace may not split off
+    // the mounts below it).
+    c.userns
+      ? {destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro']}
+      : {destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro']},
     {destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid', 'noexec', 'nodev']},
     {destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev']},
     {
@@ -150,7 +161,9 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
         {type: 'mount'},
         {type: 'cgroup'},
         {type: 'network', path: c.netnsPath},
+        ...(c.userns ? [{type: 'user'}] : []),
       ],
+      ...(c.userns ? {uidMappings: [c.userns.uid], gidMappings: [c.userns.gid]} : {}),
       cgroupsPath: c.cgroupsPath,
       resources,
       seccomp: defaultSeccomp(c.caps),

@@ -37,6 +37,8 @@ import {resolveImage} from '../images/image.js'
 import {macForIp} from '../model/allocate.js'
 import {checkTaskId} from '../model/ids.js'
 import {GWBRIDGE_IF, GWBRIDGE_MTU} from './gwbridge.js'
+import {nodeRemap} from './userns.js'
+import {setSysctl} from '../sys/sysctl.js'
 
 export interface Attachment {
   /** Host end in the node's namespace: sn-..., unique, at most 15 characters. */
@@ -300,6 +302,11 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
   const log = taskLogFile(spec.dir)
   const cgroupsPath = `/${relative(cgroup2Root(), cg)}`
   const image = spec.container?.image
+  const remap = spec.container?.userns === 'remap' ? nodeRemap() : undefined
+  // Ports below 1024 need CAP_NET_BIND_SERVICE in the network namespace's owner, the node's user
+  // namespace, which a remapped root lacks: the task's namespace lets anyone bind them (Docker
+  // sets this for every container since 20.10).
+  if (remap) await setSysctl('net.ipv4.ip_unprivileged_port_start', '0', spec.netns)
   const argv = image
     ? await prepareContainer({
         node: spec.node,
@@ -311,7 +318,8 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
         command: spec.argv,
         extraEnv: spec.env ?? {},
         opts: spec.container!,
-        image: await resolveImage(spec.node, image, {tlsVerify: spec.container!.tlsVerify !== false}),
+        image: await resolveImage(spec.node, image, {tlsVerify: spec.container!.tlsVerify !== false, ...(remap ? {remap} : {})}),
+        ...(remap ? {remap} : {}),
         files,
         ...(spec.limits ? {limits: spec.limits} : {}),
       })
