@@ -38,7 +38,7 @@ import {describeShortfalls, placementNodes, planService, type PlacementNodes, ty
 import {indexOf, isIndexSource, StateIndex} from '../store/state-index.js'
 import {describeHostPortShort} from './host-ports.js'
 import {portKey, type PortRef, type PortRequest} from '../model/ports.js'
-import {type ContainerRequest, containerSpec} from '../model/container.js'
+import {checkUsernsHealth, type ContainerRequest, containerSpec} from '../model/container.js'
 import {type ContainerUpdate, updatedContainer} from '../model/container-update.js'
 import {hasIngressPorts, hostPortKeys, planPorts, reservedPorts} from '../model/publish.js'
 import {nextNetworks, type NetworksUpdate} from './service-networks.js'
@@ -343,6 +343,7 @@ export class Manager {
     const container = containerSpec(req)
     const stop = stopSpec(req)
     const healthcheck = healthSpec(req)
+    checkUsernsHealth(container.container, healthcheck)
     const endpointMode = checkEndpointMode(req.endpointMode)
     const constraints = req.constraints ?? []
     const placementPrefs = req.placementPrefs ?? []
@@ -491,6 +492,7 @@ export class Manager {
         healthStartPeriod: req.healthStartPeriod ?? `${svc.healthcheck.startPeriodMs}ms`,
       })
     }
+    checkUsernsHealth(spec.container, spec.healthcheck)
     const update = updateConfigOf(req, svc.update)
     if (update) next.update = update
     const changed = JSON.stringify(spec) !== JSON.stringify(taskSpecOf(svc))

@@ -68,6 +68,18 @@ export function checkUserns(userns: string, image: string | undefined): 'host' |
   return userns as 'host' | 'remap'
 }
 
+/**
+ * A health check runs in the task by `runc exec`, which enters a remapped task's user namespace
+ * first and from there may not enter its network namespace (the node's): refused together, in
+ * one line, rather than a check that can never pass.
+ */
+export function checkUsernsHealth(container: ServiceContainer | undefined, healthcheck: unknown): void {
+  if (container?.userns === 'remap' && healthcheck !== undefined)
+    throw new UserError(
+      '--userns remap and --health-cmd do not go together yet: the check runs by runc exec, which cannot enter a remapped task',
+    )
+}
+
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 

@@ -3,6 +3,7 @@
  * container (its cgroup and namespaces, user, capabilities, seccomp filter, working directory).
  */
 import {spawnSync} from 'node:child_process'
+import {readFileSync} from 'node:fs'
 import {verifyTaskPid} from './runner.js'
 import {isContainer, runcExecArgv} from './container.js'
 
@@ -22,7 +23,20 @@ export function taskExecArgv(t: ExecTarget, argv: string[]): string[] {
     throw new Error(
       `task ${t.name} was started by an agent before tasks ran under runc: update the service (--force) to exec in it`,
     )
+  if (remapped(t.pid!))
+    throw new Error(
+      `task ${t.name} runs with --userns remap: exec into it is not possible yet (runc exec enters its user namespace first, and from there not the node's network namespace)`,
+    )
   return runcExecArgv(t.node, t.id, argv)
+}
+
+/** Whether the process runs in a user namespace of its own (--userns remap): its uid map is not the whole range onto itself. */
+function remapped(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/).join(' ') !== '0 0 4294967295'
+  } catch {
+    return false
+  }
 }
 
 /** Runs argv in the task with our stdio; resolves to its exit status. */

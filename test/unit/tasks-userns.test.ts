@@ -19,6 +19,7 @@ const {DOCKER_CAPS, ociConfig} = await import('../../src/tasks/oci-spec.js')
 const {nodeRemap, openPathTo, subordinateStart} = await import('../../src/tasks/userns.js')
 const {copyIntoStore, imagesDir, resolveImage} = await import('../../src/images/image.js')
 const {removeImage} = await import('../../src/images/store.js')
+const {managerFixture, storeFiles} = await import('./manager-fixture.js')
 
 after(() => rmSync(work, {recursive: true, force: true}))
 
@@ -43,6 +44,23 @@ describe('--userns in the spec', () => {
     assert.equal(containerProblem({container: {image: 'busybox', userns: 'host'}}), "'container.userns' is malformed")
     assert.equal(containerProblem({container: {image: 'busybox', userns: 1}}), "'container.userns' is malformed")
     assert.match(containerProblem({container: {userns: 'remap'}}) ?? '', /--userns remap needs --image/)
+  })
+
+  test('with --health-cmd: refused in one line at create and at update, nothing written (the check could never run)', () => {
+    const {dir, m} = managerFixture('sn-userns-mgr-', [['a', '172.30.0.11']])
+    const base = {mode: 'replicated' as const, replicas: 1, networks: [], command: [], image: 'busybox'}
+    const refusal = /^UserError: --userns remap and --health-cmd do not go together yet: /
+    const before = storeFiles(dir)
+    assert.throws(() => m.createService({...base, name: 'both', userns: 'remap', healthCmd: 'true'}), refusal)
+    assert.equal(storeFiles(dir), before)
+    m.createService({...base, name: 'web', userns: 'remap'})
+    const created = storeFiles(dir)
+    assert.throws(() => m.updateService('web', {healthCmd: 'true'}), refusal)
+    assert.equal(storeFiles(dir), created)
+    m.createService({...base, name: 'checked', healthCmd: 'true'})
+    assert.throws(() => m.updateService('checked', {userns: 'remap'}), refusal)
+    // Together with taking the check away, remap is taken.
+    m.updateService('checked', {userns: 'remap', noHealthcheck: true})
   })
 
   test("the node's mapping: /etc/subuid's swarmnet range when it has 65536 ids, else 100000", () => {
