@@ -5,7 +5,7 @@
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
-import {parseToken, rotateToken} from '../gossip/token.js'
+import {rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
@@ -43,6 +43,7 @@ import {generateToken} from '../gossip/token.js'
 import {checkNodeCert} from '../gossip/identity.js'
 import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
 import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
+import {joinAnswering, secretsHeld} from '../manager/join-answering.js'
 import {configAsManager, configAsWorker} from './role-config.js'
 import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
@@ -218,22 +219,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
-  // A manager holding the identity answers joins (every manager of an etcd cluster, since the secrets travel).
-  const secretsOf = (): ManagerSecrets | undefined =>
-    cfg.identity && cfg.token && cfg.managerToken
-      ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
-      : undefined
-  const joinServing = () =>
-    cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {
-          identity: cfg.identity,
-          tokens: () => [
-            {token: parseToken(cfg.token!), role: 'worker' as const},
-            ...(cfg.managerToken ? [{token: parseToken(cfg.managerToken), role: 'manager' as const}] : []),
-          ],
-          managerSecrets: secretsOf,
-        }
-      : undefined
+  // A manager holding the identity answers joins (src/manager/join-answering.ts); cfg is read live.
+  const secretsOf = (): ManagerSecrets | undefined => secretsHeld(cfg)
+  const joinServing = () => (cfg.role === 'manager' ? joinAnswering(store, cfg.nodeId, cfg) : undefined)
   const ring = clusterKeyring(cfg)
   // Every key change is on disk before it is acked or sealed with: a restarted agent still opens what others seal.
   const persistKeys = (r: Keyring): void => {
