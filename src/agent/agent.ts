@@ -27,24 +27,15 @@ import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
-import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig, type NodeConfig} from './config.js'
+import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
 import type {Keyring} from '../gossip/keyring.js'
 import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
-import {Manager} from '../manager/manager.js'
-import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
-import {EmbeddedBackend, type DesiredBackend} from '../manager/backend.js'
-import {startEtcdManager, type EtcdManager} from '../manager/etcd-manager.js'
-import {checkEtcdSettings, type EtcdSettings} from '../manager/etcd-client.js'
-import {defaultPrefix} from '../manager/etcd-keys.js'
-import {migrateToEtcd} from '../manager/migrate.js'
+import {checkEtcdSettings} from '../manager/etcd-client.js'
 import {startRotation} from '../manager/etcd-rotation-lock.js'
-import {generateToken} from '../gossip/token.js'
-import {checkNodeCert} from '../gossip/identity.js'
-import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
-import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
-import {joinAnswering, secretsHeld} from '../manager/join-answering.js'
-import {configAsManager, configAsWorker} from './role-config.js'
+import {changeRoleThrough, promotionKey} from '../manager/roles.js'
+import {adoptedTokens, secretsFor, secretsKey} from '../gossip/manager-secrets.js'
+import {NodeRole} from './node-role.js'
 import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -56,7 +47,7 @@ import {openNodeStore} from './node-store.js'
 import {lockNode, releaseNode} from './lock.js'
 import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
-import {etcdFilesOutside, forgetEtcdFiles, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
+import {etcdFilesOutside, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
@@ -101,45 +92,26 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
   // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).
-  const isDown = (id: string) => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
+  const isDown = (id: string): boolean => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
   const downNow = (id: string) => liveness.isDown(id)
   // Placement gives no new task to a node whose agent is not heard now (suspected or dead).
   const agentAway = (id: string) => {
     const s = membership.get(id)?.state
     return s === 'suspect' || s === 'dead'
   }
-  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow, agentAway}) : undefined
-  // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
-  const startHa = (settings: EtcdSettings): EtcdManager =>
-    startEtcdManager({
-      settings,
-      local: store,
-      selfId: cfg.nodeId,
-      selfName: node,
-      membership: {isDown, downNow, agentAway},
-      log,
-      // A role in etcd whose gossip record is missing or contradicts it is certified again by the leader.
-      // (secretsOf's body: it is declared further down, and the leader may ask before that line runs.)
-      roles: {
-        secrets: () =>
-          cfg.identity && cfg.token && cfg.managerToken
-            ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
-            : undefined,
-        etcd: () => (cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {})} : undefined),
-      },
-      onLeader: (_leader, self) => {
-        if (cfg.role !== 'manager') return
-        const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
-        const managerStatus = self ? 'leader' : 'reachable'
-        if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
-          store.put(keyOf('node', cfg.nodeId), {...cur, managerStatus})
-      },
-    })
-  let ha: EtcdManager | undefined = cfg.role === 'manager' && cfg.etcd ? startHa(cfg.etcd) : undefined
-  let backend: DesiredBackend | undefined = ha?.backend ?? (manager ? new EmbeddedBackend(manager) : undefined)
-  /** Set while migrate-store runs: the embedded manager takes no request meanwhile. */
-  let migrating = false
   const cluster = controller.cluster()
+  // Worker or manager, and a manager's duties (placement, the writer of desired state, etcd):
+  // one state machine that node promote / demote and migrate-store move (node-role.ts).
+  const nodeRole: NodeRole = new NodeRole({
+    cfg,
+    nodeKey,
+    store,
+    clusterId: cluster.id,
+    membership: {isDown, downNow, agentAway},
+    log,
+    me: () => me,
+    serveJoins: (join) => gossip.setJoin(join),
+  })
 
   // This node as the cluster should see it: ready, at its current address.
   const mtu = await mtuOf(cfg.underlay)
@@ -155,14 +127,12 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     joinedAt: self?.joinedAt ?? Date.now(),
     pubKey: nodeKey.publicKey,
     cert: cfg.cert,
-    ...(ha ? {managerStatus: 'reachable' as const} : {}),
+    ...(nodeRole.ha ? {managerStatus: 'reachable' as const} : {}),
   }
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
   const gw = await ensureGwBridge()
-  manager?.ensureGwbridge(gw.subnet, gw.gatewayIp)
-  // With etcd the record goes through it; until etcd answers, tasks wait for it as for any record.
-  ha?.backend.write((m) => m.ensureGwbridge(gw.subnet, gw.gatewayIp)).catch((e: Error) => log(`gwbridge: ${e.message}`))
+  nodeRole.duties?.ensureGwbridge(gw.subnet, gw.gatewayIp)
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
   // What an upgrade did with the maps of an older layout: the operator's record that no flow was dropped.
@@ -219,9 +189,6 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
-  // A manager holding the identity answers joins (src/manager/join-answering.ts); cfg is read live.
-  const secretsOf = (): ManagerSecrets | undefined => secretsHeld(cfg)
-  const joinServing = () => (cfg.role === 'manager' ? joinAnswering(store, cfg.nodeId, cfg) : undefined)
   const ring = clusterKeyring(cfg)
   // Every key change is on disk before it is acked or sealed with: a restarted agent still opens what others seal.
   const persistKeys = (r: Keyring): void => {
@@ -241,7 +208,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     peers,
     identity: cfg.clusterIdentity,
     nodeKey,
-    ...(joinServing() ? {join: joinServing()} : {}),
+    ...(nodeRole.joinAnswering() ? {join: nodeRole.joinAnswering()} : {}),
   })
   // Liveness, in memory: who is a member is the store's node records; who is up is this.
   const membership = new Membership({
@@ -312,7 +279,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           writeNodeConfig(cfg)
         }
         // Several managers: the etcd leader alone rotates on schedule (two rotations at once would fight).
-        const mayRotate = cfg.role === 'manager' && (!ha || ha.leadership.isLeader)
+        const mayRotate = cfg.role === 'manager' && (!nodeRole.ha || nodeRole.ha.leadership.isLeader)
         if (
           mayRotate &&
           !autoStarting &&
@@ -321,7 +288,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
           Date.now() - (last ?? rotationBase) >= rotationEvery
         ) {
           autoStarting = true
-          startRotation(rotation, ha?.rotationLock)
+          startRotation(rotation, nodeRole.ha?.rotationLock)
             .catch((e: Error) => log(`keys: automatic rotation: ${e.message}`))
             .finally(() => (autoStarting = false))
         }
@@ -461,7 +428,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
-    if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void takeRole()
+    if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void nodeRole.follow()
     if (key === secretsKey(cfg.nodeId) && cfg.role === 'manager') {
       const t = adoptedTokens(nodeKey, cfg.identity?.publicKey, value)
       if (t && (t.token !== cfg.token || t.managerToken !== cfg.managerToken)) {
@@ -472,68 +439,24 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     }
     soon()
   })
-  // node promote / demote: a manager re-certified this node's key for another role (src/manager/roles.ts).
-  const takeRole = async (): Promise<void> => {
-    const rec = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
-    if (!rec || rec.state === 'left' || rec.role === cfg.role || !rec.cert || !cfg.clusterIdentity) return
-    if (!checkNodeCert(cfg.clusterIdentity, cfg.nodeId, nodeKey.publicKey, rec.role, rec.cert)) return
-    if (rec.role === 'manager') {
-      // Its etcd settings travel in their own record: wait for them.
-      const p = store.get<Promotion>(promotionKey(cfg.nodeId))
-      if (!p) return
-      const next = configAsManager(cfg, rec.cert, p, nodeKey)
-      if (next.warning) log(next.warning)
-      // The TLS files the promotion names, used from the node's state directory (etcd-files.ts).
-      try {
-        next.cfg.etcdGiven = givenEtcdPaths(p.etcd)
-        next.cfg.etcd = keepEtcdFiles(cfg.name, p.etcd)
-      } catch (e) {
-        log(`promotion: the etcd TLS files stay where they are: ${(e as Error).message}`)
-      }
-      Object.assign(cfg, next.cfg)
-      writeNodeConfig(cfg)
-      gossip.setJoin(joinServing())
-      Object.assign(me, {role: 'manager', cert: rec.cert})
-      ha = startHa(cfg.etcd!)
-      backend = ha.backend
-      placement = ha.loop
-      log('this node is now a manager (promoted)')
-      return
-    }
-    const old = ha
-    const next = configAsWorker(cfg, rec.cert)
-    for (const k of Object.keys(cfg) as (keyof NodeConfig)[]) if (!(k in next)) delete cfg[k]
-    Object.assign(cfg, next)
-    writeNodeConfig(cfg)
-    forgetEtcdFiles(cfg.name)
-    gossip.setJoin(undefined)
-    Object.assign(me, {role: 'worker', cert: rec.cert})
-    delete me.managerStatus
-    ha = undefined
-    backend = undefined
-    placement = undefined
-    await old?.stop()
-    log('this node is now a worker (demoted)')
-  }
   const periodic = setInterval(() => void reconcile(), 3000)
-  let placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
-  placement?.pass()
+  nodeRole.start()
   const nameOf = (id: string) => controller.nodes().find((n) => n.id === id)?.name ?? id
   // What SWIM says is about the node's agent; whether the node is down is liveness's (below).
   const unwatchSwim = membership.onChange((m, was) => {
     log(`membership: agent of node ${nameOf(m.id)} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
     liveness.refresh(otherIds())
     // An agent heard again may take the tasks placement held back from it (agentAway).
-    if (m.state === 'alive' && was !== 'alive') placement?.pass()
+    if (m.state === 'alive' && was !== 'alive') nodeRole.placement?.pass()
   })
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
   const unwatch = liveness.onChange((id, down) => {
     const why = !down && liveness.agentDown(id) ? ' (its agent is down, its data path answers)' : ''
     log(`liveness: node ${nameOf(id)} ${down ? 'down' : 'up'}${why}`)
     soon()
-    placement?.pass()
-    if (placement && down) {
-      const t = setTimeout(() => placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
+    nodeRole.placement?.pass()
+    if (nodeRole.placement && down) {
+      const t = setTimeout(() => nodeRole.placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
       t.unref()
     }
   })
@@ -556,8 +479,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       clearInterval(periodic)
       addrWatch.stop()
       if (rotationTimer) clearInterval(rotationTimer)
-      placement?.stop()
-      await ha?.stop()
+      await nodeRole.stop()
       if (pending) clearTimeout(pending)
       unsubscribe()
       unwatch()
@@ -622,8 +544,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     dns: () => dns.inspect(node),
     write: async (fn) => {
       if (handingOver) throw new UserError('this agent is handing over to a new one: try again in a moment')
-      if (migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
-      if (backend) return backend.write(fn)
+      if (nodeRole.migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
+      if (nodeRole.backend) return nodeRole.backend.write(fn)
       const at = controller.managerName()
       throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
     },
@@ -640,17 +562,18 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       gossip: gossip.stats,
       membership: {...membership.stats, incarnation: membership.incarnation, health: membership.awareness.score},
       store: {refused: store.refused, lastRefusal: store.lastRefusal, log: store.logStats},
-      ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
-      ...(ha
+      ...(nodeRole.placement ? {placement: Object.fromEntries(nodeRole.placement.problems)} : {}),
+      ...(nodeRole.ha
         ? {
             desiredState: {store: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
-            leader: ha.leadership.leader ?? null,
-            etcd: {commits: ha.backend.commits, retries: ha.backend.retries},
+            leader: nodeRole.ha.leadership.leader ?? null,
+            etcd: {commits: nodeRole.ha.backend.commits, retries: nodeRole.ha.backend.retries},
           }
         : {}),
       datapath: datapath.status(),
     }),
     changeRole: async (ref, role, tls) => {
+      const backend = nodeRole.backend
       if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
       // By default the paths this manager was given (the same on every host by convention), not its own copies.
       const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {}), ...tls} : undefined
@@ -660,37 +583,14 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         cluster: controller.cluster(),
         ref,
         role,
-        secrets: secretsOf(),
+        secrets: nodeRole.secrets(),
         etcd,
         isDown: (id) => liveness.isDown(id),
         selfId: cfg.nodeId,
       })
       return {node: ch.record.name, role}
     },
-    migrateStore: async (etcd) => {
-      if (cfg.role !== 'manager') throw new UserError('run migrate-store on the manager')
-      if (ha || cfg.etcd) throw new UserError('this cluster already keeps its state in etcd')
-      if (migrating) throw new UserError('a migration is already under way')
-      checkEtcdSettings(etcd)
-      migrating = true
-      try {
-        const settings: EtcdSettings = keepEtcdFiles(cfg.name, {...etcd, prefix: defaultPrefix(cluster.id)})
-        cfg.etcdGiven = givenEtcdPaths(etcd)
-        const {records} = await migrateToEtcd({local: store, settings, selfId: cfg.nodeId})
-        // From now on: requests and placement through etcd; the embedded loop stops writing.
-        placement?.stop()
-        cfg.etcd = settings
-        cfg.managerToken ??= generateToken(cfg.identity!.publicKey).text
-        writeNodeConfig(cfg)
-        ha = startHa(settings)
-        backend = ha.backend
-        placement = ha.loop
-        log(`desired state moved to etcd at ${settings.endpoints.join(',')} (${records} records under ${settings.prefix})`)
-        return {records, prefix: settings.prefix, endpoints: settings.endpoints}
-      } finally {
-        migrating = false
-      }
-    },
+    migrateStore: (etcd) => nodeRole.migrateStore(etcd),
     joinToken: (rotate, role = 'worker') => {
       if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
       if (role === 'manager' && !cfg.managerToken)
@@ -704,7 +604,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         cfg[which] = rotateToken(cfg[which]!).text
         writeNodeConfig(cfg)
         // The other managers admit with the new token only, once they read their sealed copy.
-        const secrets = secretsOf()
+        const secrets = nodeRole.secrets()
         const managers = controller.nodes().filter((n) => n.role === 'manager' && n.state !== 'left')
         if (secrets) for (const r of secretsFor(managers, cfg.nodeId, secrets)) store.put(r.key, r.value)
       }
@@ -722,7 +622,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
       // With several managers, one rotation at a time (a lock in etcd): another manager's is refused.
-      const started = await startRotation(rotation, ha?.rotationLock, graceMs ?? DEFAULT_KEY_GRACE_MS)
+      const started = await startRotation(rotation, nodeRole.ha?.rotationLock, graceMs ?? DEFAULT_KEY_GRACE_MS)
       // Returns once every live node holds the new key and this one seals with it (or says who is missing).
       const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())
       const how = await Promise.race([rotation.until('use', 'retire'), timeout])
