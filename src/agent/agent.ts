@@ -9,18 +9,15 @@ import {rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
-import {meshAddrs, watchAddrs} from '../dataplane/node-addrs.js'
+import {watchAddrs} from '../dataplane/node-addrs.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
-import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
 import {AttachmentReconciler} from '../dataplane/attachments.js'
-import {ReservedPorts} from '../dataplane/reserved-ports.js'
-import {attachmentAsTask} from '../model/attachment.js'
-import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
+import type {Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
 import {LAYOUT_VERSION} from '../bpf/upgrade.js'
-import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
+import {MIRRORED} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
 import {EventLoopDelay} from '../metrics/event-loop.js'
 import {readLbSnapshot} from '../metrics/lb-metrics.js'
@@ -36,6 +33,7 @@ import {startRotation} from '../manager/etcd-rotation-lock.js'
 import {changeRoleThrough, promotionKey} from '../manager/roles.js'
 import {adoptedTokens, secretsFor, secretsKey} from '../gossip/manager-secrets.js'
 import {NodeRole} from './node-role.js'
+import {NodeReconciler} from './node-reconciler.js'
 import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -295,11 +293,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       }, 250)
     : undefined
 
-  // This node's reconcilers: they read the store and drive this node, and write
-  // nothing but their own tasks' status. Each step on its own: tasks that cannot
-  // start must not keep the maps from following the store, nor the reverse.
-  // On every change, coalesced; and every few seconds to repair drift.
-  let lastDesired: DesiredMaps | undefined
+  // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
   const loopDelay = new EventLoopDelay()
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
@@ -320,7 +314,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     endpoints: () => {
       const names = new Map(controller.networks().map((n) => [n.vni, n.name]))
       // A service's VIP sits in sn_endpoints too (for ARP), but it is no task's endpoint.
-      return [...(lastDesired?.endpoints.values() ?? [])]
+      return [...(reconciler.lastDesired?.endpoints.values() ?? [])]
         .filter((e) => !e.vip)
         .map((e) => ({
           network: names.get(e.vni) ?? String(e.vni),
@@ -337,88 +331,20 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         nodes: controller.nodes(),
       }),
   })
-  let busy = false
-  let again = false
-  const step = async (what: string, fn: () => unknown): Promise<void> => {
-    const t0 = process.hrtime.bigint()
-    let failed = false
-    try {
-      await fn()
-    } catch (e) {
-      failed = true
-      log(`reconcile ${what}: ${(e as Error).message}`)
-    }
-    metrics.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
-  }
-  let lastSyncErrors = ''
-  const reservedPorts = new ReservedPorts()
-  let adopted = false
-  const reconcile = async (): Promise<void> => {
-    if (busy) {
-      again = true
-      return
-    }
-    busy = true
-    try {
-      do {
-        again = false
-        const desired = () => ({
-          ...desiredMaps({
-            selfId: cfg.nodeId,
-            nodes: controller.nodes(),
-            networks: controller.networks(),
-            tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
-            local: [...tasks.localAttachments(), ...attachments.localAttachments()],
-            membership: liveness,
-            services: controller.services(),
-            statuses: controller.statuses(),
-            localGateways: tasks.localGateways(),
-            // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
-            localAddrs: meshAddrs([gw.ifname]),
-          }),
-          dns: dns.fastPath(),
-        })
-        // A restarted agent first takes back the tasks and attachments still there: the maps
-        // are written from what runs here, and the live ones must not leave them for a moment.
-        if (!adopted) {
-          await step('tasks', () => tasks.adopt())
-          await step('attachments', () => attachments.reconcile())
-          adopted = true
-        }
-        // Endpoints of a network this node is about to have a task on go in before the task
-        // starts (its device entry goes in with its attachment), so its first frames find them.
-        await step('maps', () => datapath.sync(desired()))
-        await step('tasks', () => tasks.reconcile())
-        await step('attachments', () => attachments.reconcile())
-        await step('maps', async () => {
-          const want = desired()
-          lastDesired = want
-          const synced = datapath.sync(want)
-          const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
-          if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
-          lastSyncErrors = errors
-          for (const line of datapath.repair(want)) log(`drift: ${line}`)
-          // Sockets sent at connect() to a backend that left the maps just now are ended.
-          await datapath.endSockets()
-        })
-        // The node's own connections never take a published port as their source (its replies would be the mesh's).
-        await step('ports', () => reservedPorts.sync(new Set([...(lastDesired?.mesh?.ports.values() ?? [])].map((p) => p.port))))
-        // Attached means reachable: said only now that the maps carry the new attachments.
-        // (Not a step of its own in the metrics: it only writes the statuses.)
-        try {
-          attachments.report()
-        } catch (e) {
-          log(`reconcile attachments: ${(e as Error).message}`)
-        }
-      } while (again)
-    } finally {
-      busy = false
-    }
-  }
-  let pending: NodeJS.Timeout | undefined
-  const soon = () => {
-    if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
-  }
+  const reconciler = new NodeReconciler({
+    selfId: cfg.nodeId,
+    store,
+    controller,
+    tasks,
+    attachments,
+    datapath,
+    dns,
+    liveness,
+    gwIfname: gw.ifname,
+    log,
+    observeStep: (what, seconds, failed) => metrics.observeStep(what, seconds, failed),
+  })
+  const soon = () => reconciler.soon()
   // An address added to or removed from the node: its published ports follow at once.
   const addrWatch = watchAddrs(soon, log)
   const unsubscribe = store.onChange((key, value) => {
@@ -439,7 +365,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     }
     soon()
   })
-  const periodic = setInterval(() => void reconcile(), 3000)
+  reconciler.start()
   nodeRole.start()
   const nameOf = (id: string) => controller.nodes().find((n) => n.id === id)?.name ?? id
   // What SWIM says is about the node's agent; whether the node is down is liveness's (below).
@@ -462,7 +388,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   })
   // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
   await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
-  await reconcile()
+  await reconciler.reconcile()
 
   let resolveDone!: () => void
   const done = new Promise<void>((r) => (resolveDone = r))
@@ -476,11 +402,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   let quiesced: Promise<void> | undefined
   const quiesce = () =>
     (quiesced ??= (async () => {
-      clearInterval(periodic)
+      reconciler.stop()
       addrWatch.stop()
       if (rotationTimer) clearInterval(rotationTimer)
       await nodeRole.stop()
-      if (pending) clearTimeout(pending)
       unsubscribe()
       unwatch()
       unwatchSwim()
