@@ -5,7 +5,6 @@
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
-import {rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
@@ -28,11 +27,10 @@ import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './con
 import type {Keyring} from '../gossip/keyring.js'
 import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
-import {checkEtcdSettings} from '../manager/etcd-client.js'
 import {startRotation} from '../manager/etcd-rotation-lock.js'
-import {changeRoleThrough, promotionKey} from '../manager/roles.js'
-import {adoptedTokens, secretsFor, secretsKey} from '../gossip/manager-secrets.js'
+import {promotionKey} from '../manager/roles.js'
 import {NodeRole} from './node-role.js'
+import {ManagerRequests} from './manager-requests.js'
 import {NodeReconciler} from './node-reconciler.js'
 import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
@@ -347,6 +345,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const soon = () => reconciler.soon()
   // An address added to or removed from the node: its published ports follow at once.
   const addrWatch = watchAddrs(soon, log)
+  // A manager's requests about roles and join tokens (manager-requests.ts).
+  const requests = new ManagerRequests({cfg, nodeKey, store, controller, role: nodeRole, liveness, log})
   const unsubscribe = store.onChange((key, value) => {
     // This node's task states are written by its own reconcilers; another node's decide which backends a VIP has.
     const statusNode = (value as {nodeId?: unknown} | undefined)?.nodeId
@@ -355,14 +355,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
     if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void nodeRole.follow()
-    if (key === secretsKey(cfg.nodeId) && cfg.role === 'manager') {
-      const t = adoptedTokens(nodeKey, cfg.identity?.publicKey, value)
-      if (t && (t.token !== cfg.token || t.managerToken !== cfg.managerToken)) {
-        Object.assign(cfg, t)
-        writeNodeConfig(cfg)
-        log('join tokens: rotated by another manager')
-      }
-    }
+    requests.onChange(key, value)
     soon()
   })
   reconciler.start()
@@ -497,44 +490,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         : {}),
       datapath: datapath.status(),
     }),
-    changeRole: async (ref, role, tls) => {
-      const backend = nodeRole.backend
-      if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
-      // By default the paths this manager was given (the same on every host by convention), not its own copies.
-      const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {}), ...tls} : undefined
-      if (etcd) checkEtcdSettings(etcd)
-      const ch = await changeRoleThrough(backend, store, {
-        nodes: () => controller.nodes(),
-        cluster: controller.cluster(),
-        ref,
-        role,
-        secrets: nodeRole.secrets(),
-        etcd,
-        isDown: (id) => liveness.isDown(id),
-        selfId: cfg.nodeId,
-      })
-      return {node: ch.record.name, role}
-    },
+    changeRole: (ref, role, tls) => requests.changeRole(ref, role, tls),
     migrateStore: (etcd) => nodeRole.migrateStore(etcd),
-    joinToken: (rotate, role = 'worker') => {
-      if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
-      if (role === 'manager' && !cfg.managerToken)
-        throw new UserError(
-          cfg.etcd
-            ? 'this manager holds no cluster identity: it cannot admit managers (ask another manager)'
-            : 'this cluster keeps its state embedded: it has one manager (init --store etcd for several)',
-        )
-      const which = role === 'manager' ? 'managerToken' : 'token'
-      if (rotate) {
-        cfg[which] = rotateToken(cfg[which]!).text
-        writeNodeConfig(cfg)
-        // The other managers admit with the new token only, once they read their sealed copy.
-        const secrets = nodeRole.secrets()
-        const managers = controller.nodes().filter((n) => n.role === 'manager' && n.state !== 'left')
-        if (secrets) for (const r of secretsFor(managers, cfg.nodeId, secrets)) store.put(r.key, r.value)
-      }
-      return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
-    },
+    joinToken: (rotate, role) => requests.joinToken(rotate, role),
     keys: () => ({
       primary: ring.primary,
       ids: ring.ids(),
