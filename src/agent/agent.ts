@@ -1,7 +1,13 @@
-// One node, wired together: store, gossip, the reconcilers (maps, tasks) and
-// the local API. Control flows one way: API -> controller -> store -> gossip
-// and reconcilers. A restarted agent reads its store and reconciles again;
-// the data plane and the tasks keep going while it is away.
+// One node, wired together: the composition root. It builds the parts (store,
+// gossip, membership and liveness, the data path, the reconcilers, the local
+// API) and wires them; what they do is theirs. Every node runs the reconcile
+// loop (node-reconciler.ts); the role and a manager's duties (placement, the
+// desired-state backend on etcd or embedded, join answering, role changes and
+// migrate-store) are one state machine (node-role.ts, with the duties in
+// src/manager/manager-role.ts) and a manager's requests (manager-requests.ts).
+// Control flows one way: API -> controller -> store -> gossip and reconcilers.
+// A restarted agent reads its store and reconciles again; the data plane and
+// the tasks keep going while it is away.
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
