@@ -106,6 +106,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // one state machine that node promote / demote and migrate-store move (node-role.ts).
   const nodeRole: NodeRole = new NodeRole({
     cfg,
+    node,
     nodeKey,
     store,
     clusterId: cluster.id,

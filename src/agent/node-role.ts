@@ -32,6 +32,8 @@ type RoleState = {kind: 'worker'} | {kind: 'manager'; duties: ManagerRole} | {ki
 export type NodeRoleOptions = {
   /** The node's config: read live, changed and written back with the role. */
   cfg: NodeConfig
+  /** The node's name as the agent was started for it (what the rotation lock tells another manager). */
+  node: string
   nodeKey: KeyPair
   store: Store
   clusterId: string
@@ -54,7 +56,7 @@ export class NodeRole {
     this.ctx = {
       store: o.store,
       selfId: cfg.nodeId,
-      selfName: cfg.name,
+      selfName: o.node,
       membership: o.membership,
       log: o.log,
       roles: {
