@@ -31,11 +31,11 @@ import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/s
 import {startApi} from './api.js'
 import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
 import type {Keyring} from '../gossip/keyring.js'
-import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
+import {DEFAULT_KEY_GRACE_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
-import {startRotation} from '../manager/etcd-rotation-lock.js'
 import {promotionKey} from '../manager/roles.js'
 import {NodeRole} from './node-role.js'
+import {KeySchedule} from './key-schedule.js'
 import {ManagerRequests} from './manager-requests.js'
 import {NodeReconciler} from './node-reconciler.js'
 import {ClusterReader} from '../store/cluster-reader.js'
@@ -270,33 +270,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       : undefined
   gossip.rotation = rotation
   rotation?.resume()
-  const rotationEvery = cfg.keyRotation?.intervalMs ?? DEFAULT_KEY_ROTATION_MS
-  const rotationBase = cfg.keyRotation?.lastAt ?? Date.now()
-  let autoStarting = false
-  const rotationTimer = rotation
-    ? setInterval(() => {
-        rotation.tick()
-        const last = rotation.lastRotatedAt
-        if (last !== undefined && cfg.keyRotation?.lastAt !== last) {
-          cfg.keyRotation = {intervalMs: rotationEvery, lastAt: last}
-          writeNodeConfig(cfg)
-        }
-        // Several managers: the etcd leader alone rotates on schedule (two rotations at once would fight).
-        const mayRotate = cfg.role === 'manager' && (!nodeRole.ha || nodeRole.ha.leadership.isLeader)
-        if (
-          mayRotate &&
-          !autoStarting &&
-          rotationEvery > 0 &&
-          !rotation.busy &&
-          Date.now() - (last ?? rotationBase) >= rotationEvery
-        ) {
-          autoStarting = true
-          startRotation(rotation, nodeRole.ha?.rotationLock)
-            .catch((e: Error) => log(`keys: automatic rotation: ${e.message}`))
-            .finally(() => (autoStarting = false))
-        }
-      }, 250)
-    : undefined
+  // Its schedule and `swarm rotate-key` (key-schedule.ts).
+  const keySchedule = rotation ? new KeySchedule(rotation, {cfg, role: nodeRole, log}) : undefined
+  keySchedule?.start()
 
   // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
   const loopDelay = new EventLoopDelay()
@@ -404,7 +380,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     (quiesced ??= (async () => {
       reconciler.stop()
       addrWatch.stop()
-      if (rotationTimer) clearInterval(rotationTimer)
+      keySchedule?.stop()
       await nodeRole.stop()
       unsubscribe()
       unwatch()
@@ -503,20 +479,15 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     keys: () => ({
       primary: ring.primary,
       ids: ring.ids(),
-      ...(rotation ? {rotation: rotation.status(), intervalMs: rotationEvery} : {}),
+      ...keySchedule?.status(),
     }),
     rotateKey: async (graceMs) => {
       // A demoted node keeps the object it started with, not the right to use it.
-      if (!rotation || cfg.role !== 'manager') {
+      if (!keySchedule || cfg.role !== 'manager') {
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
-      // With several managers, one rotation at a time (a lock in etcd): another manager's is refused.
-      const started = await startRotation(rotation, nodeRole.ha?.rotationLock, graceMs ?? DEFAULT_KEY_GRACE_MS)
-      // Returns once every live node holds the new key and this one seals with it (or says who is missing).
-      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())
-      const how = await Promise.race([rotation.until('use', 'retire'), timeout])
-      return {...started, ...rotation.status(), timedOut: how === 'timeout'}
+      return keySchedule.rotateNow(graceMs)
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')
