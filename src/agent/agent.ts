@@ -4,7 +4,8 @@
 // loop (node-reconciler.ts); the role and a manager's duties (placement, the
 // desired-state backend on etcd or embedded, join answering, role changes and
 // migrate-store) are one state machine (node-role.ts, with the duties in
-// src/manager/manager-role.ts) and a manager's requests (manager-requests.ts).
+// src/manager/manager-role.ts), a manager's requests (manager-requests.ts) and
+// its key rotation schedule (key-schedule.ts).
 // Control flows one way: API -> controller -> store -> gossip and reconcilers.
 // A restarted agent reads its store and reconciles again; the data plane and
 // the tasks keep going while it is away.
