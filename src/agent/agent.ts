@@ -1,49 +1,44 @@
-// One node, wired together: store, gossip, the reconcilers (maps, tasks) and
-// the local API. Control flows one way: API -> controller -> store -> gossip
-// and reconcilers. A restarted agent reads its store and reconciles again;
-// the data plane and the tasks keep going while it is away.
+// One node, wired together: the composition root. It builds the parts (store,
+// gossip, membership and liveness, the data path, the reconcilers, the local
+// API) and wires them; what they do is theirs. Every node runs the reconcile
+// loop (node-reconciler.ts); the role and a manager's duties (placement, the
+// desired-state backend on etcd or embedded, join answering, role changes and
+// migrate-store) are one state machine (node-role.ts, with the duties in
+// src/manager/manager-role.ts), a manager's requests (manager-requests.ts) and
+// its key rotation schedule (key-schedule.ts).
+// Control flows one way: API -> controller -> store -> gossip and reconcilers.
+// A restarted agent reads its store and reconciles again; the data plane and
+// the tasks keep going while it is away.
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
-import {parseToken, rotateToken} from '../gossip/token.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
-import {meshAddrs, watchAddrs} from '../dataplane/node-addrs.js'
+import {watchAddrs} from '../dataplane/node-addrs.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
-import {desiredMaps} from '../dataplane/desired.js'
 import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
 import {AttachmentReconciler} from '../dataplane/attachments.js'
-import {ReservedPorts} from '../dataplane/reserved-ports.js'
-import {attachmentAsTask} from '../model/attachment.js'
-import type {NetworkAttachment, Task, TaskStatus} from '../model/types.js'
+import type {Task, TaskStatus} from '../model/types.js'
 import {readCounters} from '../bpf/counters.js'
 import {LAYOUT_VERSION} from '../bpf/upgrade.js'
-import {MIRRORED, type DesiredMaps} from '../dataplane/desired.js'
+import {MIRRORED} from '../dataplane/desired.js'
 import {AgentMetrics} from '../metrics/agent-metrics.js'
 import {EventLoopDelay} from '../metrics/event-loop.js'
 import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
-import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig, type NodeConfig} from './config.js'
+import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
 import type {Keyring} from '../gossip/keyring.js'
-import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, KeyRotation} from '../gossip/rotation.js'
+import {DEFAULT_KEY_GRACE_MS, KeyRotation} from '../gossip/rotation.js'
 import {UserError} from '../model/errors.js'
-import {Manager} from '../manager/manager.js'
-import {startManagerLoop, type ManagerLoop} from '../manager/loop.js'
-import {EmbeddedBackend, type DesiredBackend} from '../manager/backend.js'
-import {startEtcdManager, type EtcdManager} from '../manager/etcd-manager.js'
-import {checkEtcdSettings, type EtcdSettings} from '../manager/etcd-client.js'
-import {defaultPrefix} from '../manager/etcd-keys.js'
-import {migrateToEtcd} from '../manager/migrate.js'
-import {startRotation} from '../manager/etcd-rotation-lock.js'
-import {generateToken} from '../gossip/token.js'
-import {checkNodeCert} from '../gossip/identity.js'
-import {changeRoleThrough, promotionKey, type Promotion} from '../manager/roles.js'
-import {adoptedTokens, secretsFor, secretsKey, type ManagerSecrets} from '../gossip/manager-secrets.js'
-import {configAsManager, configAsWorker} from './role-config.js'
+import {promotionKey} from '../manager/roles.js'
+import {NodeRole} from './node-role.js'
+import {KeySchedule} from './key-schedule.js'
+import {ManagerRequests} from './manager-requests.js'
+import {NodeReconciler} from './node-reconciler.js'
 import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
@@ -55,7 +50,7 @@ import {openNodeStore} from './node-store.js'
 import {lockNode, releaseNode} from './lock.js'
 import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
-import {etcdFilesOutside, forgetEtcdFiles, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
+import {etcdFilesOutside, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
@@ -100,45 +95,27 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   // Only the manager writes desired state; a worker's API refuses writes (see writer below).
   // Replaced only once down for the reschedule delay: a restarting agent keeps its tasks.
   // Down is liveness's answer (SWIM and the data-path probe together, ../membership/node-liveness.ts).
-  const isDown = (id: string) => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
+  const isDown = (id: string): boolean => liveness.downFor(id) >= membership.cfg.rescheduleDelayMs
   const downNow = (id: string) => liveness.isDown(id)
   // Placement gives no new task to a node whose agent is not heard now (suspected or dead).
   const agentAway = (id: string) => {
     const s = membership.get(id)?.state
     return s === 'suspect' || s === 'dead'
   }
-  const manager = cfg.role === 'manager' && !cfg.etcd ? new Manager(store, cfg.nodeId, {isDown, downNow, agentAway}) : undefined
-  // Several managers on etcd (src/manager/etcd-manager.ts): any of them serves requests, the leader places.
-  const startHa = (settings: EtcdSettings): EtcdManager =>
-    startEtcdManager({
-      settings,
-      local: store,
-      selfId: cfg.nodeId,
-      selfName: node,
-      membership: {isDown, downNow, agentAway},
-      log,
-      // A role in etcd whose gossip record is missing or contradicts it is certified again by the leader.
-      // (secretsOf's body: it is declared further down, and the leader may ask before that line runs.)
-      roles: {
-        secrets: () =>
-          cfg.identity && cfg.token && cfg.managerToken
-            ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
-            : undefined,
-        etcd: () => (cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {})} : undefined),
-      },
-      onLeader: (_leader, self) => {
-        if (cfg.role !== 'manager') return
-        const cur = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
-        const managerStatus = self ? 'leader' : 'reachable'
-        if (cur && cur.state !== 'left' && cur.managerStatus !== managerStatus)
-          store.put(keyOf('node', cfg.nodeId), {...cur, managerStatus})
-      },
-    })
-  let ha: EtcdManager | undefined = cfg.role === 'manager' && cfg.etcd ? startHa(cfg.etcd) : undefined
-  let backend: DesiredBackend | undefined = ha?.backend ?? (manager ? new EmbeddedBackend(manager) : undefined)
-  /** Set while migrate-store runs: the embedded manager takes no request meanwhile. */
-  let migrating = false
   const cluster = controller.cluster()
+  // Worker or manager, and a manager's duties (placement, the writer of desired state, etcd):
+  // one state machine that node promote / demote and migrate-store move (node-role.ts).
+  const nodeRole: NodeRole = new NodeRole({
+    cfg,
+    node,
+    nodeKey,
+    store,
+    clusterId: cluster.id,
+    membership: {isDown, downNow, agentAway},
+    log,
+    me: () => me,
+    serveJoins: (join) => gossip.setJoin(join),
+  })
 
   // This node as the cluster should see it: ready, at its current address.
   const mtu = await mtuOf(cfg.underlay)
@@ -154,14 +131,12 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     joinedAt: self?.joinedAt ?? Date.now(),
     pubKey: nodeKey.publicKey,
     cert: cfg.cert,
-    ...(ha ? {managerStatus: 'reachable' as const} : {}),
+    ...(nodeRole.ha ? {managerStatus: 'reachable' as const} : {}),
   }
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
   const gw = await ensureGwBridge()
-  manager?.ensureGwbridge(gw.subnet, gw.gatewayIp)
-  // With etcd the record goes through it; until etcd answers, tasks wait for it as for any record.
-  ha?.backend.write((m) => m.ensureGwbridge(gw.subnet, gw.gatewayIp)).catch((e: Error) => log(`gwbridge: ${e.message}`))
+  nodeRole.duties?.ensureGwbridge(gw.subnet, gw.gatewayIp)
 
   const datapath = Datapath.open({node, underlay: cfg.underlay, xdpMode: cfg.xdpMode})
   // What an upgrade did with the maps of an older layout: the operator's record that no flow was dropped.
@@ -218,22 +193,6 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       .filter((n) => n.id !== cfg.nodeId && n.state !== 'left' && !membership.isDown(n.id))
       .map((n) => ({id: n.id, addr: n.addr, port: n.gossipPort}))
 
-  // A manager holding the identity answers joins (every manager of an etcd cluster, since the secrets travel).
-  const secretsOf = (): ManagerSecrets | undefined =>
-    cfg.identity && cfg.token && cfg.managerToken
-      ? {identity: cfg.identity, token: cfg.token, managerToken: cfg.managerToken}
-      : undefined
-  const joinServing = () =>
-    cfg.role === 'manager' && cfg.identity && cfg.token
-      ? {
-          identity: cfg.identity,
-          tokens: () => [
-            {token: parseToken(cfg.token!), role: 'worker' as const},
-            ...(cfg.managerToken ? [{token: parseToken(cfg.managerToken), role: 'manager' as const}] : []),
-          ],
-          managerSecrets: secretsOf,
-        }
-      : undefined
   const ring = clusterKeyring(cfg)
   // Every key change is on disk before it is acked or sealed with: a restarted agent still opens what others seal.
   const persistKeys = (r: Keyring): void => {
@@ -253,7 +212,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     peers,
     identity: cfg.clusterIdentity,
     nodeKey,
-    ...(joinServing() ? {join: joinServing()} : {}),
+    ...(nodeRole.joinAnswering() ? {join: nodeRole.joinAnswering()} : {}),
   })
   // Liveness, in memory: who is a member is the store's node records; who is up is this.
   const membership = new Membership({
@@ -312,39 +271,11 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       : undefined
   gossip.rotation = rotation
   rotation?.resume()
-  const rotationEvery = cfg.keyRotation?.intervalMs ?? DEFAULT_KEY_ROTATION_MS
-  const rotationBase = cfg.keyRotation?.lastAt ?? Date.now()
-  let autoStarting = false
-  const rotationTimer = rotation
-    ? setInterval(() => {
-        rotation.tick()
-        const last = rotation.lastRotatedAt
-        if (last !== undefined && cfg.keyRotation?.lastAt !== last) {
-          cfg.keyRotation = {intervalMs: rotationEvery, lastAt: last}
-          writeNodeConfig(cfg)
-        }
-        // Several managers: the etcd leader alone rotates on schedule (two rotations at once would fight).
-        const mayRotate = cfg.role === 'manager' && (!ha || ha.leadership.isLeader)
-        if (
-          mayRotate &&
-          !autoStarting &&
-          rotationEvery > 0 &&
-          !rotation.busy &&
-          Date.now() - (last ?? rotationBase) >= rotationEvery
-        ) {
-          autoStarting = true
-          startRotation(rotation, ha?.rotationLock)
-            .catch((e: Error) => log(`keys: automatic rotation: ${e.message}`))
-            .finally(() => (autoStarting = false))
-        }
-      }, 250)
-    : undefined
+  // Its schedule and `swarm rotate-key` (key-schedule.ts).
+  const keySchedule = rotation ? new KeySchedule(rotation, {cfg, role: nodeRole, log}) : undefined
+  keySchedule?.start()
 
-  // This node's reconcilers: they read the store and drive this node, and write
-  // nothing but their own tasks' status. Each step on its own: tasks that cannot
-  // start must not keep the maps from following the store, nor the reverse.
-  // On every change, coalesced; and every few seconds to repair drift.
-  let lastDesired: DesiredMaps | undefined
+  // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
   const loopDelay = new EventLoopDelay()
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
@@ -365,7 +296,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     endpoints: () => {
       const names = new Map(controller.networks().map((n) => [n.vni, n.name]))
       // A service's VIP sits in sn_endpoints too (for ARP), but it is no task's endpoint.
-      return [...(lastDesired?.endpoints.values() ?? [])]
+      return [...(reconciler.lastDesired?.endpoints.values() ?? [])]
         .filter((e) => !e.vip)
         .map((e) => ({
           network: names.get(e.vni) ?? String(e.vni),
@@ -382,90 +313,24 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         nodes: controller.nodes(),
       }),
   })
-  let busy = false
-  let again = false
-  const step = async (what: string, fn: () => unknown): Promise<void> => {
-    const t0 = process.hrtime.bigint()
-    let failed = false
-    try {
-      await fn()
-    } catch (e) {
-      failed = true
-      log(`reconcile ${what}: ${(e as Error).message}`)
-    }
-    metrics.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
-  }
-  let lastSyncErrors = ''
-  const reservedPorts = new ReservedPorts()
-  let adopted = false
-  const reconcile = async (): Promise<void> => {
-    if (busy) {
-      again = true
-      return
-    }
-    busy = true
-    try {
-      do {
-        again = false
-        const desired = () => ({
-          ...desiredMaps({
-            selfId: cfg.nodeId,
-            nodes: controller.nodes(),
-            networks: controller.networks(),
-            tasks: [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
-            local: [...tasks.localAttachments(), ...attachments.localAttachments()],
-            membership: liveness,
-            services: controller.services(),
-            statuses: controller.statuses(),
-            localGateways: tasks.localGateways(),
-            // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
-            localAddrs: meshAddrs([gw.ifname]),
-          }),
-          dns: dns.fastPath(),
-        })
-        // A restarted agent first takes back the tasks and attachments still there: the maps
-        // are written from what runs here, and the live ones must not leave them for a moment.
-        if (!adopted) {
-          await step('tasks', () => tasks.adopt())
-          await step('attachments', () => attachments.reconcile())
-          adopted = true
-        }
-        // Endpoints of a network this node is about to have a task on go in before the task
-        // starts (its device entry goes in with its attachment), so its first frames find them.
-        await step('maps', () => datapath.sync(desired()))
-        await step('tasks', () => tasks.reconcile())
-        await step('attachments', () => attachments.reconcile())
-        await step('maps', async () => {
-          const want = desired()
-          lastDesired = want
-          const synced = datapath.sync(want)
-          const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
-          if (errors !== lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
-          lastSyncErrors = errors
-          for (const line of datapath.repair(want)) log(`drift: ${line}`)
-          // Sockets sent at connect() to a backend that left the maps just now are ended.
-          await datapath.endSockets()
-        })
-        // The node's own connections never take a published port as their source (its replies would be the mesh's).
-        await step('ports', () => reservedPorts.sync(new Set([...(lastDesired?.mesh?.ports.values() ?? [])].map((p) => p.port))))
-        // Attached means reachable: said only now that the maps carry the new attachments.
-        // (Not a step of its own in the metrics: it only writes the statuses.)
-        try {
-          attachments.report()
-        } catch (e) {
-          log(`reconcile attachments: ${(e as Error).message}`)
-        }
-      } while (again)
-    } finally {
-      busy = false
-    }
-  }
-  let pending: NodeJS.Timeout | undefined
-  const soon = () => {
-    if (!pending) pending = setTimeout(() => ((pending = undefined), void reconcile()), 20)
-  }
+  const reconciler = new NodeReconciler({
+    selfId: cfg.nodeId,
+    store,
+    controller,
+    tasks,
+    attachments,
+    datapath,
+    dns,
+    liveness,
+    gwIfname: gw.ifname,
+    log,
+    observeStep: (what, seconds, failed) => metrics.observeStep(what, seconds, failed),
+  })
+  const soon = () => reconciler.soon()
   // An address added to or removed from the node: its published ports follow at once.
   const addrWatch = watchAddrs(soon, log)
+  // A manager's requests about roles and join tokens (manager-requests.ts).
+  const requests = new ManagerRequests({cfg, nodeKey, store, controller, role: nodeRole, liveness, log})
   const unsubscribe = store.onChange((key, value) => {
     // This node's task states are written by its own reconcilers; another node's decide which backends a VIP has.
     const statusNode = (value as {nodeId?: unknown} | undefined)?.nodeId
@@ -473,85 +338,34 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
     if (key.startsWith('attachmentstatus/')) return
     if (key.startsWith('node/')) roster()
-    if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void takeRole()
-    if (key === secretsKey(cfg.nodeId) && cfg.role === 'manager') {
-      const t = adoptedTokens(nodeKey, cfg.identity?.publicKey, value)
-      if (t && (t.token !== cfg.token || t.managerToken !== cfg.managerToken)) {
-        Object.assign(cfg, t)
-        writeNodeConfig(cfg)
-        log('join tokens: rotated by another manager')
-      }
-    }
+    if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void nodeRole.follow()
+    requests.onChange(key, value)
     soon()
   })
-  // node promote / demote: a manager re-certified this node's key for another role (src/manager/roles.ts).
-  const takeRole = async (): Promise<void> => {
-    const rec = store.get<NodeRecord>(keyOf('node', cfg.nodeId))
-    if (!rec || rec.state === 'left' || rec.role === cfg.role || !rec.cert || !cfg.clusterIdentity) return
-    if (!checkNodeCert(cfg.clusterIdentity, cfg.nodeId, nodeKey.publicKey, rec.role, rec.cert)) return
-    if (rec.role === 'manager') {
-      // Its etcd settings travel in their own record: wait for them.
-      const p = store.get<Promotion>(promotionKey(cfg.nodeId))
-      if (!p) return
-      const next = configAsManager(cfg, rec.cert, p, nodeKey)
-      if (next.warning) log(next.warning)
-      // The TLS files the promotion names, used from the node's state directory (etcd-files.ts).
-      try {
-        next.cfg.etcdGiven = givenEtcdPaths(p.etcd)
-        next.cfg.etcd = keepEtcdFiles(cfg.name, p.etcd)
-      } catch (e) {
-        log(`promotion: the etcd TLS files stay where they are: ${(e as Error).message}`)
-      }
-      Object.assign(cfg, next.cfg)
-      writeNodeConfig(cfg)
-      gossip.setJoin(joinServing())
-      Object.assign(me, {role: 'manager', cert: rec.cert})
-      ha = startHa(cfg.etcd!)
-      backend = ha.backend
-      placement = ha.loop
-      log('this node is now a manager (promoted)')
-      return
-    }
-    const old = ha
-    const next = configAsWorker(cfg, rec.cert)
-    for (const k of Object.keys(cfg) as (keyof NodeConfig)[]) if (!(k in next)) delete cfg[k]
-    Object.assign(cfg, next)
-    writeNodeConfig(cfg)
-    forgetEtcdFiles(cfg.name)
-    gossip.setJoin(undefined)
-    Object.assign(me, {role: 'worker', cert: rec.cert})
-    delete me.managerStatus
-    ha = undefined
-    backend = undefined
-    placement = undefined
-    await old?.stop()
-    log('this node is now a worker (demoted)')
-  }
-  const periodic = setInterval(() => void reconcile(), 3000)
-  let placement: ManagerLoop | undefined = manager ? startManagerLoop(manager, store, log) : ha?.loop
-  placement?.pass()
+  reconciler.start()
+  nodeRole.start()
   const nameOf = (id: string) => controller.nodes().find((n) => n.id === id)?.name ?? id
   // What SWIM says is about the node's agent; whether the node is down is liveness's (below).
   const unwatchSwim = membership.onChange((m, was) => {
     log(`membership: agent of node ${nameOf(m.id)} ${nodeStatus(was)} -> ${nodeStatus(m.state)}`)
     liveness.refresh(otherIds())
     // An agent heard again may take the tasks placement held back from it (agentAway).
-    if (m.state === 'alive' && was !== 'alive') placement?.pass()
+    if (m.state === 'alive' && was !== 'alive') nodeRole.placement?.pass()
   })
   // A node declared down (or back): its endpoints leave (or return to) the maps at once, and the manager re-places.
   const unwatch = liveness.onChange((id, down) => {
     const why = !down && liveness.agentDown(id) ? ' (its agent is down, its data path answers)' : ''
     log(`liveness: node ${nameOf(id)} ${down ? 'down' : 'up'}${why}`)
     soon()
-    placement?.pass()
-    if (placement && down) {
-      const t = setTimeout(() => placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
+    nodeRole.placement?.pass()
+    if (nodeRole.placement && down) {
+      const t = setTimeout(() => nodeRole.placement?.pass(), membership.cfg.rescheduleDelayMs + 50)
       t.unref()
     }
   })
   // The tasks' resolver, up before the first task starts: a failure to bind is said, not fatal.
   await dns.start().catch((e: Error) => log(`dns: cannot answer at ${gw.gatewayIp}:53: ${e.message}`))
-  await reconcile()
+  await reconciler.reconcile()
 
   let resolveDone!: () => void
   const done = new Promise<void>((r) => (resolveDone = r))
@@ -565,12 +379,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   let quiesced: Promise<void> | undefined
   const quiesce = () =>
     (quiesced ??= (async () => {
-      clearInterval(periodic)
+      reconciler.stop()
       addrWatch.stop()
-      if (rotationTimer) clearInterval(rotationTimer)
-      placement?.stop()
-      await ha?.stop()
-      if (pending) clearTimeout(pending)
+      keySchedule?.stop()
+      await nodeRole.stop()
       unsubscribe()
       unwatch()
       unwatchSwim()
@@ -634,8 +446,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     dns: () => dns.inspect(node),
     write: async (fn) => {
       if (handingOver) throw new UserError('this agent is handing over to a new one: try again in a moment')
-      if (migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
-      if (backend) return backend.write(fn)
+      if (nodeRole.migrating) throw new UserError('the cluster state is moving to etcd: try again in a moment')
+      if (nodeRole.backend) return nodeRole.backend.write(fn)
       const at = controller.managerName()
       throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
     },
@@ -652,93 +464,31 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       gossip: gossip.stats,
       membership: {...membership.stats, incarnation: membership.incarnation, health: membership.awareness.score},
       store: {refused: store.refused, lastRefusal: store.lastRefusal, log: store.logStats},
-      ...(placement ? {placement: Object.fromEntries(placement.problems)} : {}),
-      ...(ha
+      ...(nodeRole.placement ? {placement: Object.fromEntries(nodeRole.placement.problems)} : {}),
+      ...(nodeRole.ha
         ? {
             desiredState: {store: 'etcd', endpoints: cfg.etcd!.endpoints, prefix: cfg.etcd!.prefix},
-            leader: ha.leadership.leader ?? null,
-            etcd: {commits: ha.backend.commits, retries: ha.backend.retries},
+            leader: nodeRole.ha.leadership.leader ?? null,
+            etcd: {commits: nodeRole.ha.backend.commits, retries: nodeRole.ha.backend.retries},
           }
         : {}),
       datapath: datapath.status(),
     }),
-    changeRole: async (ref, role, tls) => {
-      if (cfg.role !== 'manager' || !backend) throw new UserError('this node is a worker: run node promote/demote on a manager')
-      // By default the paths this manager was given (the same on every host by convention), not its own copies.
-      const etcd = role === 'manager' && cfg.etcd ? {...cfg.etcd, ...(cfg.etcdGiven ?? {}), ...tls} : undefined
-      if (etcd) checkEtcdSettings(etcd)
-      const ch = await changeRoleThrough(backend, store, {
-        nodes: () => controller.nodes(),
-        cluster: controller.cluster(),
-        ref,
-        role,
-        secrets: secretsOf(),
-        etcd,
-        isDown: (id) => liveness.isDown(id),
-        selfId: cfg.nodeId,
-      })
-      return {node: ch.record.name, role}
-    },
-    migrateStore: async (etcd) => {
-      if (cfg.role !== 'manager') throw new UserError('run migrate-store on the manager')
-      if (ha || cfg.etcd) throw new UserError('this cluster already keeps its state in etcd')
-      if (migrating) throw new UserError('a migration is already under way')
-      checkEtcdSettings(etcd)
-      migrating = true
-      try {
-        const settings: EtcdSettings = keepEtcdFiles(cfg.name, {...etcd, prefix: defaultPrefix(cluster.id)})
-        cfg.etcdGiven = givenEtcdPaths(etcd)
-        const {records} = await migrateToEtcd({local: store, settings, selfId: cfg.nodeId})
-        // From now on: requests and placement through etcd; the embedded loop stops writing.
-        placement?.stop()
-        cfg.etcd = settings
-        cfg.managerToken ??= generateToken(cfg.identity!.publicKey).text
-        writeNodeConfig(cfg)
-        ha = startHa(settings)
-        backend = ha.backend
-        placement = ha.loop
-        log(`desired state moved to etcd at ${settings.endpoints.join(',')} (${records} records under ${settings.prefix})`)
-        return {records, prefix: settings.prefix, endpoints: settings.endpoints}
-      } finally {
-        migrating = false
-      }
-    },
-    joinToken: (rotate, role = 'worker') => {
-      if (cfg.role !== 'manager' || !cfg.token) throw new Error('this node is a worker: ask a manager for the join token')
-      if (role === 'manager' && !cfg.managerToken)
-        throw new UserError(
-          cfg.etcd
-            ? 'this manager holds no cluster identity: it cannot admit managers (ask another manager)'
-            : 'this cluster keeps its state embedded: it has one manager (init --store etcd for several)',
-        )
-      const which = role === 'manager' ? 'managerToken' : 'token'
-      if (rotate) {
-        cfg[which] = rotateToken(cfg[which]!).text
-        writeNodeConfig(cfg)
-        // The other managers admit with the new token only, once they read their sealed copy.
-        const secrets = secretsOf()
-        const managers = controller.nodes().filter((n) => n.role === 'manager' && n.state !== 'left')
-        if (secrets) for (const r of secretsFor(managers, cfg.nodeId, secrets)) store.put(r.key, r.value)
-      }
-      return {token: cfg[which]!, addr: `${cfg.advertiseAddr}:${cfg.gossipPort}`}
-    },
+    changeRole: (ref, role, tls) => requests.changeRole(ref, role, tls),
+    migrateStore: (etcd) => nodeRole.migrateStore(etcd),
+    joinToken: (rotate, role) => requests.joinToken(rotate, role),
     keys: () => ({
       primary: ring.primary,
       ids: ring.ids(),
-      ...(rotation ? {rotation: rotation.status(), intervalMs: rotationEvery} : {}),
+      ...keySchedule?.status(),
     }),
     rotateKey: async (graceMs) => {
       // A demoted node keeps the object it started with, not the right to use it.
-      if (!rotation || cfg.role !== 'manager') {
+      if (!keySchedule || cfg.role !== 'manager') {
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
-      // With several managers, one rotation at a time (a lock in etcd): another manager's is refused.
-      const started = await startRotation(rotation, ha?.rotationLock, graceMs ?? DEFAULT_KEY_GRACE_MS)
-      // Returns once every live node holds the new key and this one seals with it (or says who is missing).
-      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 30_000).unref())
-      const how = await Promise.race([rotation.until('use', 'retire'), timeout])
-      return {...started, ...rotation.status(), timedOut: how === 'timeout'}
+      return keySchedule.rotateNow(graceMs)
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import {UserError} from '../model/errors.js'
 import {writeFileDurably} from '../sys/durable-file.js'
 import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
@@ -12,7 +11,7 @@ import type {Body, Message} from './codec.js'
 import {Authority} from './authority.js'
 import {Fanout} from './fanout.js'
 import type {FramedConn} from './frame.js'
-import {certifyNode, signWith, verifyWith, type KeyPair} from './identity.js'
+import {signWith, verifyWith, type KeyPair} from './identity.js'
 import {serveJoin, type JoinRequestNode} from './join.js'
 import {Keyring, SEAL_OVERHEAD} from './keyring.js'
 import {applyDirective, keyHash, verifyDirective, type KeyDirective, type KeyRotation} from './rotation.js'
@@ -22,6 +21,18 @@ import type {ManagerSecrets} from './manager-secrets.js'
 import {SIG_BYTES, Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
 
 export type Peer = {id: string; addr: string; port: number}
+
+/**
+ * A manager's side of the join handshake: gossip runs the protocol and hands the
+ * authenticated request to `admit`, the manager's decision (src/manager/admission.ts).
+ */
+export type JoinAnswering = {
+  identity: KeyPair
+  tokens: () => {token: JoinToken; role: NodeRole}[]
+  managerSecrets?: () => ManagerSecrets | undefined
+  /** Records the joiner (or finds a member coming back); a refusal throws a one-line UserError. */
+  admit: (node: JoinRequestNode, role: NodeRole, holdsKey: (pubKey: string) => boolean) => 'admitted' | 'rejoin'
+}
 
 export type GossipOptions = {
   store: Store
@@ -51,11 +62,7 @@ export type GossipOptions = {
   /** This node's key pair: it signs every entry this node writes. */
   nodeKey: KeyPair
   /** Managers: what they need to serve join requests (the identity's private half signs challenges and certificates). */
-  join?: {
-    identity: KeyPair
-    tokens: () => {token: JoinToken; role: NodeRole}[]
-    managerSecrets?: () => ManagerSecrets | undefined
-  }
+  join?: JoinAnswering
   now?: () => number
   /** The keyring changed by a rotation directive: persist it (before this node seals with a new key). */
   onKeysChanged?: (ring: Keyring) => void
@@ -432,7 +439,8 @@ export class Gossip {
       ...(join.managerSecrets ? {managerSecrets: join.managerSecrets} : {}),
       clusterKey: () => ({key: this.keyring.primaryKey(), keyId: this.keyring.primary}),
       admit: async (node, role, holdsKey) => {
-        this.admit(node, role, join.identity, holdsKey)
+        // Who gets in is the manager's decision (src/manager/admission.ts); this layer carries the request.
+        if (join.admit(node, role, holdsKey) === 'rejoin') this.stats.rejoins++
         // The answer carries the joiner's record: it is on disk here first.
         await this.o.store.sync()
         return this.o.store.all().filter((e) => this.o.store.isDurable(e))
@@ -440,47 +448,6 @@ export class Gossip {
     })
     if (ok) this.stats.joinsAccepted++
     else this.stats.joinsRefused++
-  }
-
-  /**
-   * Records the joiner, with a certificate for its key and role (the caller
-   * hands out everything once that is on disk). A join cannot take over a node: an id or an advertise address
-   * that a node not marked 'left' holds is refused (a node that left and
-   * comes back joins under a new id).
-   */
-  private admit(
-    node: JoinRequestNode,
-    role: NodeRole,
-    identity: KeyPair,
-    holdsKey: (pubKey: string) => boolean = () => false,
-  ): void {
-    const key = keyOf('node', node.id)
-    const prev = this.o.store.get<NodeRecord>(key)
-    // A member coming back (it missed a key rotation): same id, same node key, proved by its signature.
-    // Nothing is written: it gets the current key and the state, and its agent announces itself.
-    if (prev && prev.state !== 'left' && node.id !== this.o.nodeId && prev.pubKey === node.pubKey && holdsKey(node.pubKey)) {
-      if (prev.role !== role) throw new UserError(`node ${prev.name} is a ${prev.role}: rejoin with a ${prev.role} token`)
-      this.stats.rejoins++
-      return
-    }
-    if (node.id === this.o.nodeId || (prev && prev.state !== 'left')) throw new UserError(`node id ${node.id} is already in use`)
-    const holder = this.o.store
-      .values<NodeRecord>(prefixOf('node'))
-      .find((n) => n.id !== node.id && n.state !== 'left' && n.addr === node.addr)
-    if (holder) throw new UserError(`address ${node.addr} is already in use by node ${holder.name}`)
-    const rec: NodeRecord = {
-      id: node.id,
-      name: node.name,
-      addr: node.addr,
-      gossipPort: node.gossipPort,
-      mtu: node.mtu,
-      role,
-      state: 'ready',
-      joinedAt: this.o.now(),
-      pubKey: node.pubKey,
-      cert: certifyNode(identity, node.id, node.pubKey, role),
-    }
-    this.o.store.put(key, rec)
   }
 
   /**

@@ -8,7 +8,8 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import {Gossip, type GossipOptions} from '../../src/gossip/gossip.js'
+import {Gossip, type GossipOptions, type JoinAnswering} from '../../src/gossip/gossip.js'
+import {admitJoiner} from '../../src/manager/admission.js'
 import {certifyNode, generateIdentity, generateNodeKey, signWith, type KeyPair} from '../../src/gossip/identity.js'
 import {requestJoin} from '../../src/gossip/join.js'
 import type {Message} from '../../src/gossip/codec.js'
@@ -20,6 +21,9 @@ import type {NodeRecord} from '../../src/model/types.js'
 import {Store, type StoreOptions} from '../../src/store/store.js'
 
 export type LabNode = {id: string; addr: string; store: Store; gossip: Gossip; port: number; nodeKey: KeyPair}
+
+/** A lab node's gossip options; its join side admits as the agent's manager does (src/manager/admission.ts). */
+export type LabGossipOptions = Partial<Omit<GossipOptions, 'join'>> & {join?: Omit<JoinAnswering, 'admit'>}
 
 export class GossipLab {
   readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'swarmnet-gossip-'))
@@ -34,6 +38,16 @@ export class GossipLab {
     return `127.0.0.${this.nextAddr++}`
   }
 
+  /** The manager's decision behind the handshake: the same admission an agent's manager runs. */
+  answering(store: Store, id: string, join: Omit<JoinAnswering, 'admit'> | undefined): JoinAnswering | undefined {
+    return (
+      join && {
+        ...join,
+        admit: (node, role, holdsKey) => admitJoiner({store, selfId: id, identity: join.identity}, node, role, holdsKey),
+      }
+    )
+  }
+
   openStore(id: string, opts: StoreOptions = {}): Store {
     return new Store(path.join(this.root, id), id, {reapIntervalMs: 0, ...opts}).open()
   }
@@ -42,7 +56,7 @@ export class GossipLab {
     id: string,
     addr: string,
     port: number,
-    opts: {manager?: boolean; store?: Store; gossip?: Partial<GossipOptions>} = {},
+    opts: {manager?: boolean; store?: Store; gossip?: LabGossipOptions} = {},
   ): Promise<LabNode> {
     const store = opts.store ?? this.openStore(id)
     let nodeKey = this.keys.get(id)
@@ -56,8 +70,13 @@ export class GossipLab {
       identity: this.identity.publicKey,
       nodeKey,
       pushPullIntervalMs: 300,
-      join: opts.manager ? {identity: this.identity, tokens: () => [{token: this.token, role: 'worker'}]} : undefined,
       ...opts.gossip,
+      join: this.answering(
+        store,
+        id,
+        opts.gossip?.join ??
+          (opts.manager ? {identity: this.identity, tokens: () => [{token: this.token, role: 'worker'}]} : undefined),
+      ),
     })
     const bound = await gossip.start()
     const node = {id, addr, store, gossip, port: bound, nodeKey}
@@ -66,7 +85,7 @@ export class GossipLab {
   }
 
   /** A manager as init makes it: its certified record, the cluster, one network. */
-  async manager(id = 'm', opts: {store?: Store; gossip?: Partial<GossipOptions>} = {}): Promise<LabNode> {
+  async manager(id = 'm', opts: {store?: Store; gossip?: LabGossipOptions} = {}): Promise<LabNode> {
     const addr = this.newAddr()
     const nodeKey = generateNodeKey()
     this.keys.set(id, nodeKey)
@@ -90,11 +109,7 @@ export class GossipLab {
   }
 
   /** Joins through the real handshake, then starts the node on what it got. */
-  async worker(
-    id: string,
-    manager: LabNode,
-    opts: {store?: StoreOptions; gossip?: Partial<GossipOptions>} = {},
-  ): Promise<LabNode> {
+  async worker(id: string, manager: LabNode, opts: {store?: StoreOptions; gossip?: LabGossipOptions} = {}): Promise<LabNode> {
     const addr = this.newAddr()
     const port = await freePort(addr)
     const nodeKey = generateNodeKey()

@@ -21,8 +21,7 @@ import {configAsManager, configAsWorker} from '../../src/agent/role-config.js'
 import type {NodeConfig} from '../../src/agent/config.js'
 import {changeRole} from '../../src/manager/roles.js'
 import type {ClusterSpec, NodeRecord} from '../../src/model/types.js'
-import {GossipLab, freePort, type LabNode} from './gossip-lab.js'
-import type {GossipOptions} from '../../src/gossip/gossip.js'
+import {GossipLab, freePort, type LabGossipOptions, type LabNode} from './gossip-lab.js'
 
 const lab = new GossipLab()
 after(() => lab.close())
@@ -37,8 +36,8 @@ const etcdCluster: ClusterSpec = {
 }
 const etcd = {endpoints: ['https://127.0.0.1:2379'], prefix: '/swarmnet/c1/'}
 
-/** What a manager's agent hands gossip to answer joins (agent.ts joinServing). */
-function joinFor(s: ManagerSecrets): GossipOptions['join'] {
+/** What a manager's agent hands gossip to answer joins (src/manager/join-answering.ts); the lab adds the admission. */
+function joinFor(s: ManagerSecrets): LabGossipOptions['join'] {
   return {
     identity: s.identity,
     tokens: () => [
