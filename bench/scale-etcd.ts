@@ -167,9 +167,11 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
     out.createsPerSec = Math.round((total / secs) * 10) / 10
     out.duplicateAddresses = addrs.length - new Set(addrs).size
     const retries = conc.ms.reduce((s, m) => s + m.retries, 0)
+    const sent = conc.ms.reduce((s, m) => s + m.batches, 0)
+    const again = conc.ms.reduce((s, m) => s + m.retriedRequests, 0)
     out.lines.push(
       `  etcd (3), 10 concurrent clients on 3 managers, ${total} creates: ${out.createsPerSec} creates/s, ` +
-        `${addrs.length} addresses, ${out.duplicateAddresses} duplicates, ${retries} transactions retried`,
+        `${addrs.length} addresses, ${out.duplicateAddresses} duplicates, ${sent} transactions, ${retries} retried (${again} requests in them)`,
     )
     return out
   } finally {

@@ -7,6 +7,8 @@
 // each record it writes, each network its records name and each allocation it
 // takes or frees is at the revision it read. Otherwise it is decided again once
 // the copy has caught up, so racing managers never get the same address.
+// Requests that queue while a manager's transaction is in flight are decided
+// one after another and go as one transaction (group commit: runBatch).
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
@@ -47,6 +49,29 @@ const OWN_WRITE_WAIT_MS = 2000
 const CATCH_UP_WAIT_MS = 200
 
 const MAX_ATTEMPTS = 30
+
+/**
+ * etcd refuses a transaction with more comparisons, or more operations in a branch, than its
+ * --max-txn-ops (128 by default): a batch stops below it.
+ */
+const MAX_TXN_OPS = 128
+/** Most requests in one batch (a create of one replica is about 5 operations). */
+const MAX_BATCH = 32
+
+/** A request waiting for its batch. */
+type Req = {
+  fn: (m: Manager) => unknown
+  /** Refusals and answers that change nothing are given only over a copy caught up with etcd. */
+  caughtUp: boolean
+  /** Transactions of its lost so far. */
+  attempts: number
+  resolve: (v: unknown) => void
+  reject: (e: unknown) => void
+}
+/** What the manager's queue holds: a request (batched with its neighbours) or work that goes alone. */
+type Job = {req?: Req; solo?: () => Promise<void>}
+/** A request as its batch decided it: its answer (or refusal), given once the batch lands. */
+type Decided = {req: Req; view?: RequestView; result?: unknown; refusal?: unknown}
 
 export type EtcdBackendOptions = {
   client: Etcd3
@@ -99,19 +124,204 @@ export class EtcdBackend implements DesiredBackend {
   }
 
   /**
-   * One request at a time per manager: requests of one manager would otherwise all read the
-   * same state, pick the same next address and all but one lose; between managers, etcd decides.
+   * Requests of one manager are decided one after another (all reading the same state, they would
+   * pick the same next address and all but one lose; between managers, etcd decides), and sent
+   * by group commit: while one transaction is in flight, the requests that arrive queue; once it
+   * lands, they are decided one after another over the index, each over the writes of those
+   * before it, and sent as one transaction (runBatch). The leader's placement pass and role
+   * changes go alone, in their turn.
    */
   write<T>(fn: (m: Manager) => T, wopts: WriteOptions = {}): Promise<T> {
-    const run = this.queue.then(() => this.attempt(fn, wopts))
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    )
-    return run
+    if (wopts.asLeader) return this.solo(() => this.attempt(fn, wopts))
+    return new Promise<T>((resolve, reject) => {
+      this.enqueue({
+        req: {fn, caughtUp: false, attempts: 0, resolve: resolve as (v: unknown) => void, reject},
+      })
+    })
   }
 
-  private queue: Promise<void> = Promise.resolve()
+  /** Most requests one transaction carries (what fits is also bounded by etcd's limit: MAX_TXN_OPS). */
+  maxBatch = MAX_BATCH
+  /** Transactions sent for requests (one per batch), for the tests and the bench. */
+  batches = 0
+  /** Requests whose batch lost a race (counted once per loss), for the bench. */
+  retriedRequests = 0
+  private jobs: Job[] = []
+  private pumping = false
+  /** Most requests the next batch takes: halved by each lost race in a row, back to maxBatch on a commit. */
+  private batchLimit = MAX_BATCH
+
+  private solo<T>(run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.enqueue({solo: () => run().then(resolve, reject)})
+    })
+  }
+
+  private enqueue(job: Job): void {
+    this.jobs.push(job)
+    if (!this.pumping) void this.pump()
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true
+    try {
+      while (this.jobs.length > 0) {
+        const first = this.jobs[0]!
+        if (first.solo) {
+          this.jobs.shift()
+          await first.solo()
+          continue
+        }
+        const batch: Req[] = []
+        const limit = Math.max(1, Math.min(this.batchLimit, this.maxBatch))
+        while (batch.length < limit && this.jobs[0]?.req) batch.push(this.jobs.shift()!.req!)
+        let again: Req[]
+        try {
+          again = await this.runBatch(batch)
+        } catch (e) {
+          // runBatch answers each request itself; this is a failure of its own (a bug): say it to all.
+          for (const r of batch) r.reject(e)
+          again = []
+        }
+        // Decided again before whatever came after them.
+        this.jobs.unshift(...again.map((req) => ({req})))
+      }
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  /**
+   * Decides a batch of requests over the index, one after another, each seeing the writes of
+   * those before it, and sends what they wrote as one transaction: the union of their compares
+   * and puts, against the copy they were decided over. Returns the requests to decide again.
+   *
+   * A request refused, or that changes nothing, is not in the transaction; its answer is given
+   * only over a copy caught up with etcd (as attempt's), and only once the batch has landed (it
+   * may rest on a write of a request before it). A request that would take the transaction past
+   * etcd's limit waits for the next batch. When the transaction loses a race (some compare
+   * failed), the copy catches up and the whole batch is decided again (a request whose name was
+   * taken meanwhile is then refused, the others commit); races lost in a row halve the batch,
+   * down to one request at a time, so a conflict costs retries only in proportion.
+   */
+  private async runBatch(batch: Req[]): Promise<Req[]> {
+    const caughtUp = batch.some((r) => r.caughtUp)
+    let snap: Awaited<ReturnType<EtcdCache['snapshot']>>
+    try {
+      snap = await this.etcd('read', () => (caughtUp ? this.current() : this.cache.snapshot()))
+    } catch (e) {
+      for (const r of batch) r.reject(e)
+      return []
+    }
+    const again: Req[] = []
+    const decided: Decided[] = []
+    const ops = new Map<string, Json | null>()
+    const left = new Set<string>()
+    let txn: Txn | undefined
+    this.index.lend(snap.records, (ix, write, mark) => {
+      for (let i = 0; i < batch.length; i++) {
+        const req = batch[i]!
+        const undo = mark()
+        const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write, ops)
+        let result: unknown
+        try {
+          result = req.fn(
+            new Manager(view, this.opts.selfId, this.opts.membership ?? NOBODY_DOWN, {
+              addressStart: this.opts.addressStart ?? addressStart(this.opts.selfId),
+            }),
+          )
+        } catch (e) {
+          undo()
+          if (!isUserError(e as Error)) req.reject(e)
+          else if (!caughtUp) again.push({...req, caughtUp: true})
+          else decided.push({req, refusal: e})
+          continue
+        }
+        // The rest of the batch would decide without this request's writes to the node's store
+        // (they wait for the transaction): they go in the next one.
+        const last = () => {
+          if (view.hasSideEffects) again.push(...batch.slice(i + 1))
+          return view.hasSideEffects
+        }
+        if (view.ops.size === 0 && view.left.size === 0) {
+          if (caughtUp) decided.push({req, view, result})
+          else again.push({...req, caughtUp: true})
+          if (last()) break
+          continue
+        }
+        const nextOps = new Map([...ops, ...view.ops])
+        const nextLeft = new Set([...left, ...view.left])
+        let t: Txn
+        try {
+          t = withLeft(transaction(snap.kvs, nextOps, undefined), snap.kvs, nextLeft)
+        } catch (e) {
+          undo()
+          req.reject(e)
+          continue
+        }
+        // Past etcd's limit: this request and the rest wait for the next batch (alone, one goes as it is).
+        if (txn !== undefined && (t.compares.length > MAX_TXN_OPS || t.then(this.ns).length > MAX_TXN_OPS)) {
+          undo()
+          again.push(...batch.slice(i))
+          break
+        }
+        for (const [k, v] of view.ops) ops.set(k, v)
+        for (const id of view.left) left.add(id)
+        txn = t
+        decided.push({req, view, result})
+        if (last()) break
+      }
+    })
+    const answer = () => {
+      for (const d of decided) {
+        if (d.refusal !== undefined) d.req.reject(d.refusal)
+        else {
+          d.view!.applySideEffects()
+          d.req.resolve(d.result)
+        }
+      }
+    }
+    if (txn === undefined) {
+      answer()
+      return again
+    }
+    const written = decided.filter((d) => d.refusal === undefined && d.view!.ops.size + d.view!.left.size > 0).length
+    let res: Awaited<ReturnType<typeof commit>>
+    try {
+      await this.opts.beforeCommit?.('request')
+      const t = txn
+      res = await this.etcd('write', () => commit(this.ns, t))
+    } catch (e) {
+      for (const d of decided) d.req.reject(e)
+      return again
+    }
+    this.batches++
+    if (res.succeeded) {
+      // The next read sees this commit (read-your-writes).
+      await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
+      this.commits++
+      this.batchLimit = this.maxBatch
+      this.copyLocal(ops, Number(res.header.revision))
+      answer()
+      return again
+    }
+    this.retries++
+    this.retriedRequests += written
+    this.batchLimit = Math.max(1, Math.floor(decided.length / 2))
+    // The copy first catches up with the revision etcd answered with (the winner's commit in it).
+    await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
+    const back: Req[] = []
+    for (const d of decided) {
+      const attempts = d.req.attempts + 1
+      if (attempts >= MAX_ATTEMPTS)
+        d.req.reject(new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`))
+      else back.push({...d.req, attempts})
+    }
+    // Someone else committed first: decide again, after a short random pause so racers spread out.
+    const worst = Math.max(0, ...back.map((r) => r.attempts))
+    await new Promise((r) => setTimeout(r, Math.random() * 5 * worst))
+    return [...back, ...again]
+  }
 
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
     // Decided first over the copy as it is, without asking etcd where it is (a round trip): a
@@ -184,12 +394,7 @@ export class EtcdBackend implements DesiredBackend {
    * The node's gossip record follows (decision.apply) once etcd holds the change.
    */
   changeRole<T>(decide: (roles: RoleBook) => RoleDecision<T>): Promise<T> {
-    const run = this.queue.then(() => this.roleAttempt(decide))
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    )
-    return run
+    return this.solo(() => this.roleAttempt(decide))
   }
 
   private async roleAttempt<T>(decide: (roles: RoleBook) => RoleDecision<T>): Promise<T> {
@@ -572,6 +777,8 @@ class RequestView implements DesiredStore, IndexSource {
     /** The manager's shared index, lent to this request (etcd-index.ts): its writes go on it through write. */
     private readonly index: StateIndex,
     private readonly write: Write,
+    /** The writes of the requests decided before this one in its batch (their records as they will be). */
+    private readonly below: ReadonlyMap<string, Json | null> = new Map(),
   ) {}
 
   /** The manager's index (state-index.ts's indexOf asks): not one built per request. */
@@ -582,12 +789,13 @@ class RequestView implements DesiredStore, IndexSource {
   get<T extends Json = Json>(key: string): T | undefined {
     if (!isDesiredKey(key)) return this.local.get<T>(key)
     if (this.ops.has(key)) return (this.ops.get(key) ?? undefined) as T | undefined
+    if (this.below.has(key)) return (this.below.get(key) ?? undefined) as T | undefined
     return this.state.get(key) as T | undefined
   }
 
   values<T extends Json = Json>(prefix: string): T[] {
     if (!isDesiredKey(prefix)) return this.local.values<T>(prefix)
-    const keys = new Set([...this.state.keys(), ...this.ops.keys()].filter((k) => k.startsWith(prefix)))
+    const keys = new Set([...this.state.keys(), ...this.below.keys(), ...this.ops.keys()].filter((k) => k.startsWith(prefix)))
     return [...keys]
       .sort()
       .map((k) => this.get<T>(k))
@@ -597,7 +805,7 @@ class RequestView implements DesiredStore, IndexSource {
   /** Desired state as read with the request's writes on top, and the rest as the node's store holds it. */
   list(prefix = ''): {key: string; value: Json | null}[] {
     const out: {key: string; value: Json | null}[] = this.local.list(prefix).filter((e) => !isDesiredKey(e.key))
-    for (const k of new Set([...this.state.keys(), ...this.ops.keys()])) {
+    for (const k of new Set([...this.state.keys(), ...this.below.keys(), ...this.ops.keys()])) {
       const v = k.startsWith(prefix) ? this.get(k) : undefined
       if (v !== undefined) out.push({key: k, value: v})
     }
@@ -636,6 +844,11 @@ class RequestView implements DesiredStore, IndexSource {
       this.sideEffects.push(() => this.local.delete(key))
     }
     return {key, value: null, version: {clock: 0, node: this.selfId}}
+  }
+
+  /** Writes to the node's store wait for the transaction: a request after this one would not see them. */
+  get hasSideEffects(): boolean {
+    return this.sideEffects.length > 0 || this.left.size > 0
   }
 
   applySideEffects(): void {

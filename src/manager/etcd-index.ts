@@ -4,8 +4,8 @@
 // changes: each record the watch brings, each non-desired key the store changes. Rebuilt when
 // the copy is read whole again (its watch dropped) or the store reopened.
 //
-// A request runs the manager's logic synchronously over it, its writes applied on top as it
-// makes them (the logic reads its own writes through the index, as over the embedded store),
+// A request (or a batch of them, etcd-backend.ts) runs the manager's logic synchronously over it,
+// its writes applied on top as it makes them (the logic reads its own writes through the index, as over the embedded store),
 // then taken off again before anything else runs (lend): the index holds the copy's state
 // whenever no request is deciding, and a request's commit comes back into it by the watch.
 // Nothing depends on the index being fresh: the transaction compares what it relied on with
@@ -60,25 +60,37 @@ export class EtcdIndex {
   }
 
   /**
-   * Runs fn (synchronous: nothing else may see the index meanwhile) with a way to apply a
-   * request's writes to the index; every one is taken off again, in reverse order, before
-   * lend returns or throws.
+   * Runs fn (synchronous: nothing else may see the index meanwhile) with a way to apply
+   * requests' writes to the index; every one is taken off again, in reverse order, before
+   * lend returns or throws. A batch of requests decides one after another within one lend, each
+   * over the writes of those before it; mark() gives a way to take off only what was written
+   * since (a request refused, or left for the next batch).
    */
-  lend<T>(records: ReadonlyMap<string, Json>, fn: (ix: StateIndex, write: Write) => T): T {
+  lend<T>(records: ReadonlyMap<string, Json>, fn: (ix: StateIndex, write: Write, mark: () => () => void) => T): T {
     if (this.lent) throw new Error('internal: the etcd index is lent to two requests at once')
     const ix = this.current(records)
     const done: [string, Json | undefined, Json | undefined][] = []
-    this.lent = true
-    try {
-      return fn(ix, (key, value, old) => {
-        ix.apply(key, value, old)
-        done.push([key, value, old])
-      })
-    } finally {
-      for (let i = done.length - 1; i >= 0; i--) {
-        const [key, value, old] = done[i]!
+    const undoTo = (n: number) => {
+      while (done.length > n) {
+        const [key, value, old] = done.pop()!
         ix.apply(key, old, value)
       }
+    }
+    this.lent = true
+    try {
+      return fn(
+        ix,
+        (key, value, old) => {
+          ix.apply(key, value, old)
+          done.push([key, value, old])
+        },
+        () => {
+          const at = done.length
+          return () => undoTo(at)
+        },
+      )
+    } finally {
+      undoTo(0)
       this.lent = false
     }
   }
