@@ -148,8 +148,9 @@ export class EtcdBackend implements DesiredBackend {
   retriedRequests = 0
   private jobs: Job[] = []
   private pumping = false
-  /** Most requests the next batch takes: halved by each lost race in a row, back to maxBatch on a commit. */
+  /** Most requests the next batch takes: halved from the second race lost in a row, back to maxBatch on a commit. */
   private batchLimit = MAX_BATCH
+  private lostInARow = 0
 
   private solo<T>(run: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -165,6 +166,8 @@ export class EtcdBackend implements DesiredBackend {
   private async pump(): Promise<void> {
     this.pumping = true
     try {
+      // Requests made in the same turn (Promise.all over creates) go in the first batch together.
+      await Promise.resolve()
       while (this.jobs.length > 0) {
         const first = this.jobs[0]!
         if (first.solo) {
@@ -201,8 +204,8 @@ export class EtcdBackend implements DesiredBackend {
    * may rest on a write of a request before it). A request that would take the transaction past
    * etcd's limit waits for the next batch. When the transaction loses a race (some compare
    * failed), the copy catches up and the whole batch is decided again (a request whose name was
-   * taken meanwhile is then refused, the others commit); races lost in a row halve the batch,
-   * down to one request at a time, so a conflict costs retries only in proportion.
+   * taken meanwhile is then refused, the others commit); from the second race lost in a row, each
+   * halves the batch, down to one request at a time, so a conflict costs retries in proportion.
    */
   private async runBatch(batch: Req[]): Promise<Req[]> {
     const caughtUp = batch.some((r) => r.caughtUp)
@@ -301,13 +304,15 @@ export class EtcdBackend implements DesiredBackend {
       await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
       this.commits++
       this.batchLimit = this.maxBatch
+      this.lostInARow = 0
       this.copyLocal(ops, Number(res.header.revision))
       answer()
       return again
     }
     this.retries++
     this.retriedRequests += written
-    this.batchLimit = Math.max(1, Math.floor(decided.length / 2))
+    // Decided again whole over the caught-up copy, it mostly holds; races lost in a row halve it.
+    if (++this.lostInARow >= 2) this.batchLimit = Math.max(1, Math.floor(decided.length / 2))
     // The copy first catches up with the revision etcd answered with (the winner's commit in it).
     await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
     const back: Req[] = []
@@ -658,7 +663,12 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
     const before = snap.get(sk)
     const old = before ? (JSON.parse(before.value) as Json) : undefined
     for (const a of allocationsOf(key, old)) freed.add(a)
-    for (const a of allocationsOf(key, value)) claimed.set(a, key)
+    for (const a of allocationsOf(key, value)) {
+      // Two records of one transaction (a batch's requests) never hold one address, name or port.
+      const other = claimed.get(a)
+      if (other !== undefined && other !== key) throw new Error(`internal: ${a} is given to both ${other} and ${key}`)
+      claimed.set(a, key)
+    }
     if (value === null) deletes.push(sk)
     else puts.push([sk, JSON.stringify(value)])
     if (key.startsWith('network/') || key === 'cluster') networksChange = true

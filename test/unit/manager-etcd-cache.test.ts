@@ -7,7 +7,8 @@
 // index requests decide over (etcd-index.ts), shared by all of a manager's requests and kept from
 // the watch, its own commits and the node's store, equals one built by a full scan after random
 // sequences of requests on two managers (the other's seen only through the watch), refused
-// requests, raw writes and node changes, without being built again.
+// requests, bursts of requests on one manager (sent as one transaction), raw writes and node
+// changes, without being built again.
 import assert from 'node:assert/strict'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -183,6 +184,8 @@ type IndexOp =
   | {op: 'raw'; name: string}
   | {op: 'race'; name: string}
   | {op: 'node'; by: 0 | 1; id: string; state: NodeRecord['state']}
+  | {op: 'burst'; by: 0 | 1; reqs: BurstReq[]}
+type BurstReq = {op: 'create' | 'scale'; name: string; replicas: number} | {op: 'rm'; name: string; replicas?: undefined}
 
 const svcName = fc.constantFrom('a', 'b', 'c')
 const by = fc.constantFrom(0 as const, 1 as const)
@@ -195,6 +198,19 @@ const indexOpArb: fc.Arbitrary<IndexOp> = fc.oneof(
   // Both managers create one name at once: one transaction loses, its decision is taken off the
   // loser's index, it decides again and is refused (or both are, the name being taken already).
   fc.record({op: fc.constant('race' as const), name: svcName}),
+  // Requests made at once on one manager: decided one after another, sent as one transaction
+  // (group commit), some refused in it (a name taken by the one before, a service gone).
+  fc.record({
+    op: fc.constant('burst' as const),
+    by,
+    reqs: fc.array(
+      fc.oneof(
+        fc.record({op: fc.constantFrom('create' as const, 'scale' as const), name: svcName, replicas: fc.nat(3)}),
+        fc.record({op: fc.constant('rm' as const), name: svcName}),
+      ),
+      {minLength: 2, maxLength: 6},
+    ),
+  }),
   fc.record({
     op: fc.constant('node' as const),
     by,
@@ -239,7 +255,20 @@ test('the index shared by requests equals a full scan after random requests on t
             )
           else if (o.op === 'scale') await ms[o.by].write((m) => m.scaleService(o.name, o.replicas))
           else if (o.op === 'rm') await ms[o.by].write((m) => m.removeService(o.name))
-          else if (o.op === 'race') {
+          else if (o.op === 'burst') {
+            const results = await Promise.allSettled(
+              o.reqs.map((r) =>
+                ms[o.by].write((m) =>
+                  r.op === 'create'
+                    ? m.createService({name: r.name, mode: 'replicated', replicas: r.replicas, networks: ['net'], command: []})
+                    : r.op === 'scale'
+                      ? m.scaleService(r.name, r.replicas)
+                      : m.removeService(r.name),
+                ),
+              ),
+            )
+            for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
+          } else if (o.op === 'race') {
             const exists = [...(await ms[0].records())].some(
               ([k, v]) => k.startsWith('service/') && (v as {name: string}).name === o.name,
             )
