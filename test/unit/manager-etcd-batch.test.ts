@@ -1,0 +1,158 @@
+// Group commit on a real etcd (one member started by the test): requests that queue on one
+// manager while its transaction is in flight are decided one after another over its index and
+// sent as one transaction (etcd-backend.ts runBatch). Counted from etcd's own metrics: fewer
+// transactions than creates, no address given twice, each answer its own request's; and a batch
+// holding one request that loses a name race to another manager is decided again: that request
+// alone is refused, the others commit; and requests on one service in one batch (create, scale,
+// remove, create again) each see the writes of those before them.
+import assert from 'node:assert/strict'
+import {test} from 'node:test'
+import {EtcdBackend} from '../../src/manager/etcd-backend.js'
+import {etcdClient} from '../../src/manager/etcd-client.js'
+import {isUserError} from '../../src/model/errors.js'
+import {valueProblem} from '../../src/model/shape.js'
+import type {Service, Task} from '../../src/model/types.js'
+import {keyOf} from '../../src/store/keys.js'
+import {Store} from '../../src/store/store.js'
+import {etcdSuite} from './etcd-fixture.js'
+import {clusterSpec, etcdClusterNodes} from './model-records.js'
+
+const etcd = etcdSuite()
+let n = 0
+
+/** Two managers of a cluster of their own (one network, 'net'); m1's transactions wait for beforeCommit. */
+async function cluster(beforeCommit?: () => Promise<void>): Promise<EtcdBackend[]> {
+  const prefix = `/swarmnet/batch-${++n}/`
+  const managers = ['m1', 'm2'].map((id) => {
+    const local = etcd.keep(new Store(etcd.dir('sn-etcd-batch-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
+    for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
+    const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
+    const hook = id === 'm1' ? beforeCommit : undefined
+    return etcd.keep(new EtcdBackend({client, prefix, local, selfId: id, endpoints: [etcd.endpoint], beforeCommit: hook}))
+  })
+  await managers[0]!.importRecords([{key: 'cluster', value: clusterSpec()}])
+  await managers[0]!.write((m) => m.createNetwork({name: 'net', subnet: '10.6.0.0/24'}))
+  // Both copies read (the first request of each reads the prefix whole).
+  await managers[1]!.write((m) => m.read.services())
+  return managers
+}
+
+/** How many transactions etcd has served, from its own metrics (the metrics read is no gRPC call). */
+async function txnsServed(): Promise<number> {
+  const text = await (await fetch(`${etcd.endpoint}/metrics`)).text()
+  let count = 0
+  for (const line of text.split('\n'))
+    if (line.startsWith('grpc_server_handled_total{') && line.includes('grpc_method="Txn"'))
+      count += Number(line.split(' ').pop())
+  return count
+}
+
+const req = (name: string) => ({name, mode: 'replicated' as const, replicas: 1, networks: ['net'], command: []})
+
+/** Every address in etcd's records, and every one held by an allocation key. */
+async function addressesOf(b: EtcdBackend): Promise<{given: string[]; held: string[]}> {
+  const given: string[] = []
+  for (const [k, v] of await b.records()) {
+    if (k.startsWith('service/')) for (const a of (v as Service).vips ?? []) given.push(`${a.networkId}/${a.ip}`)
+    if (k.startsWith('task/')) for (const a of (v as Task).attachments) given.push(`${a.networkId}/${a.ip}`)
+  }
+  const held = [...(await b.allocations()).keys()].filter((k) => k.startsWith('addr/')).map((k) => k.slice('addr/'.length))
+  return {given: given.sort(), held: held.sort()}
+}
+
+/** The answer is the service etcd holds under its id, with the name it was asked for. */
+async function assertAnswered(b: EtcdBackend, svc: Service, name: string): Promise<void> {
+  assert.equal(svc.name, name)
+  const stored = (await b.records()).get(`service/${svc.id}`) as Service | undefined
+  assert.deepEqual(stored, svc, `service ${name} as answered is in etcd`)
+}
+
+test('20 concurrent creates on one manager go in fewer transactions than creates: no address twice, each answer its own', async () => {
+  const [m1] = await cluster()
+  const before = await txnsServed()
+  const names = Array.from({length: 20}, (_, i) => `s${i}`)
+  const created = await Promise.all(names.map((name) => m1!.write((m) => m.createService(req(name)))))
+  const sent = (await txnsServed()) - before
+  assert.ok(sent < 20, `${sent} transactions for 20 creates`)
+  assert.equal(m1!.retries, 0, 'one manager alone never loses a race')
+  for (const [i, svc] of created.entries()) await assertAnswered(m1!, svc, names[i]!)
+  assert.equal(new Set(created.map((s) => s.id)).size, 20)
+  const {given, held} = await addressesOf(m1!)
+  // A VIP and one task each.
+  assert.equal(given.length, 40)
+  assert.equal(new Set(given).size, 40, 'an address was given twice')
+  assert.deepEqual(held, given, 'every address claimed in etcd, and only those')
+  // The next request reads the batch's commit (read-your-writes), and a name in it is refused.
+  await assert.rejects(
+    m1!.write((m) => m.createService(req('s7'))),
+    (e: Error) => isUserError(e) && /already exists/.test(e.message),
+  )
+})
+
+test('a batch with one request that loses a name race to another manager: that one is refused, the others commit', async () => {
+  let m2: EtcdBackend | undefined
+  let raced: Service | undefined
+  // m1's first transaction waits until m2 has created 'x' (m1 decided its batch without it).
+  let first = true
+  const ms = await cluster(async () => {
+    if (!first || !m2) return
+    first = false
+    raced = await m2.write((m) => m.createService(req('x')))
+  })
+  const m1 = ms[0]!
+  m2 = ms[1]!
+  first = true
+  const before = await txnsServed()
+  const names = ['a', 'b', 'x', 'c', 'd']
+  const results = await Promise.allSettled(names.map((name) => m1.write((m) => m.createService(req(name)))))
+  const sent = (await txnsServed()) - before
+  assert.ok(raced, "m2's create ran while m1's batch was in flight")
+  // m2's create, m1's batch that lost, the batch decided again without 'x'.
+  assert.equal(sent, 3, `${sent} transactions`)
+  assert.equal(m1.retries, 1, "m1's batch lost once")
+  for (const [i, r] of results.entries()) {
+    if (names[i] === 'x') {
+      assert.equal(r.status, 'rejected')
+      const e = (r as PromiseRejectedResult).reason as Error
+      assert.ok(isUserError(e), e.message)
+      assert.match(e.message, /already exists/)
+      assert.equal(e.message.split('\n').length, 1)
+    } else {
+      assert.equal(r.status, 'fulfilled', `${names[i]}: ${(r as PromiseRejectedResult).reason}`)
+      await assertAnswered(m1, (r as PromiseFulfilledResult<Service>).value, names[i]!)
+    }
+  }
+  // 'x' is m2's, once.
+  const xs = [...(await m1.records())].filter(([k, v]) => k.startsWith('service/') && (v as Service).name === 'x')
+  assert.equal(xs.length, 1)
+  assert.equal(xs[0]![0], `service/${raced!.id}`)
+  const {given, held} = await addressesOf(m1)
+  assert.equal(given.length, 10)
+  assert.equal(new Set(given).size, 10, 'an address was given twice')
+  assert.deepEqual(held, given)
+})
+
+test('in one batch, each request decides over the writes of those before it: create, scale, remove, create again', async () => {
+  const [m1] = await cluster()
+  const before = await txnsServed()
+  const [made, scaled, , again] = await Promise.all([
+    m1!.write((m) => m.createService(req('w'))),
+    m1!.write((m) => m.scaleService('w', 3)),
+    m1!.write((m) => m.removeService('w')),
+    m1!.write((m) => m.createService({...req('w'), replicas: 2})),
+  ])
+  assert.equal((await txnsServed()) - before, 1, 'one transaction for the four')
+  assert.equal(scaled.id, made.id)
+  assert.notEqual(again.id, made.id)
+  const records = await m1!.records()
+  assert.equal(records.get(`service/${made.id}`), undefined, 'removed in the same batch')
+  await assertAnswered(m1!, again, 'w')
+  const tasks = [...records].filter(([k]) => k.startsWith('task/')).map(([, v]) => v as Task)
+  assert.deepEqual(
+    tasks.map((t) => t.serviceId),
+    [again.id, again.id],
+  )
+  const {given, held} = await addressesOf(m1!)
+  assert.equal(given.length, 3)
+  assert.deepEqual(held, given, 'the removed service freed what it held')
+})
