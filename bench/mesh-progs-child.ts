@@ -1,7 +1,8 @@
 // Child of bench/mesh.ts, run by `ip netns exec` in a namespace that has an underlay
 // (sn-mu0, 172.30.0.11/24, forwarding on) with permanent neighbours, so the mesh
 // program's FIB lookups answer as on a node. Prints JSON: ns/packet of sn_xdp_underlay
-// for a published port, local and remote backend, connection tracked (hit) and not (miss).
+// for a published port, local and remote backend, connection tracked (hit) and not (miss),
+// and an established TCP flow's segment to a remote backend (hit).
 //
 // Every case is `single`: the program rewrites the packet, so the kernel's repeat loop
 // would see another packet from the second run on. The median of 3,000 calls' kernel
@@ -46,6 +47,12 @@ const ctxFor = (len: number) => {
 /** 64-byte UDP frames from the client to the node's published port, source port `sport`. */
 const frame = (dport: number, sport: number) =>
   P.udpFrame({srcMac: '02:00:00:00:00:64', dstMac: nodeMac, src: '172.30.0.100', dst: NODE, srcPort: sport, dstPort: dport}, 64)
+/** 64-byte TCP segments (ACK and 10 bytes unless `flags` says otherwise) from the client to the published port. */
+const tcpFrame = (dport: number, sport: number, flags = 0x10) =>
+  P.ethernet(
+    {dst: nodeMac, src: '02:00:00:00:00:64', type: 0x0800},
+    P.ipv4Packet({src: '172.30.0.100', dst: NODE, protocol: 6}, P.tcp({srcPort: sport, dstPort: dport, flags}, Buffer.alloc(10))),
+  )
 
 const xdp = new Loaded('/sys/fs/bpf/mesh-bench', 'xdp_underlay.o', 'sn_xdp_underlay')
 const empty = BpfObject.open(process.argv[2]!)
@@ -63,15 +70,16 @@ try {
     )
   svc('10.0.0.2', 1, {key: 'local', ip: '10.0.0.5', nodeIp: NODE})
   svc('10.0.0.3', 2, {key: 'remote', ip: '10.0.0.9', nodeIp: '172.30.0.12'})
-  const publish = (port: number, vip: string) =>
+  const publish = (port: number, vip: string, proto = 17) =>
     xdp
       .map('sn_mesh_ports')
       .update(
-        snMeshPortKey.encode({port, proto: 17}),
+        snMeshPortKey.encode({port, proto}),
         snMeshPort.encode({vni: VNI, addr: vip, target: 5201, mode: 1, flags: 0, ifindex: 0, mac: '00:00:00:00:00:00'}),
       )
   publish(8080, '10.0.0.2')
   publish(8081, '10.0.0.3')
+  publish(8082, '10.0.0.3', 6)
 
   const timerOnce = () => {
     const f = frame(8080, 40000)
@@ -84,13 +92,13 @@ try {
   const timer = median(Array.from({length: RUNS}, timerOnce))
 
   let nextPort = 0
-  const once = (dport: number, miss: boolean, retval: number, counter: CounterName): number => {
-    const fixed = frame(dport, 40000)
+  const once = (dport: number, miss: boolean, retval: number, counter: CounterName, make = frame): number => {
+    const fixed = make(dport, 40000)
     const before = xdp.stats()
     const t: number[] = []
     for (let i = 0; i < CALLS; i++) {
       // 36,000 misses in all: source ports 1000-39999 never repeat, and never meet the tracked flow's 40000.
-      const f = miss ? frame(dport, 1000 + (nextPort++ % 39000)) : fixed
+      const f = miss ? make(dport, 1000 + (nextPort++ % 39000)) : fixed
       const r = testRun(xdp.prog.fd, {data: f, ctx: ctxFor(f.length)})
       if (r.retval !== retval) throw new Error(`port ${dport}: verdict ${r.retval}, expected ${retval}`)
       t.push(r.durationNs)
@@ -104,15 +112,26 @@ try {
   // Tracked flows need their first packet.
   testRun(xdp.prog.fd, {data: frame(8080, 40000), ctx: ctxFor(64)})
   testRun(xdp.prog.fd, {data: frame(8081, 40000), ctx: ctxFor(64)})
+  // A TCP flow is established by its handshake: the client's SYN, then its ACK.
+  for (const flags of [0x02, 0x10]) testRun(xdp.prog.fd, {data: tcpFrame(8082, 40000, flags), ctx: ctxFor(64)})
   const cases = [
     {name: 'mesh local backend, CT hit', dport: 8080, miss: false, retval: XDP_REDIRECT, counter: 'mesh_local' as const},
     {name: 'mesh local backend, CT miss', dport: 8080, miss: true, retval: XDP_REDIRECT, counter: 'mesh_local' as const},
     {name: 'mesh remote backend, CT hit', dport: 8081, miss: false, retval: XDP_TX, counter: 'mesh_remote' as const},
     {name: 'mesh remote backend, CT miss', dport: 8081, miss: true, retval: XDP_TX, counter: 'mesh_remote' as const},
+    {
+      name: 'mesh remote backend, TCP CT hit',
+      dport: 8082,
+      miss: false,
+      retval: XDP_TX,
+      counter: 'mesh_remote' as const,
+      make: (d: number, s: number) => tcpFrame(d, s),
+    },
   ]
   const out = cases.map((c) => {
-    once(c.dport, c.miss, c.retval, c.counter)
-    const runs = Array.from({length: RUNS}, () => once(c.dport, c.miss, c.retval, c.counter))
+    const make = 'make' in c ? c.make : frame
+    once(c.dport, c.miss, c.retval, c.counter, make)
+    const runs = Array.from({length: RUNS}, () => once(c.dport, c.miss, c.retval, c.counter, make))
     return {name: c.name, nsPerPacket: median(runs), runs, timer}
   })
   process.stdout.write(JSON.stringify(out))

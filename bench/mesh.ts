@@ -2,8 +2,9 @@
  * The routing mesh, measured:
  *
  * - ns/packet of sn_xdp_underlay for a 64-byte UDP packet to a published port: local and
- *   remote backend, connection tracked or not (mesh-progs-child.ts, in a namespace of its own
- *   so the FIB lookup answers as on a node);
+ *   remote backend, connection tracked or not, and a 64-byte segment of an established TCP flow
+ *   to the remote backend (mesh-progs-child.ts, in a namespace of its own so the FIB lookup
+ *   answers as on a node);
  * - in a 3-node lab, from the lab's client (sn-lab-client) to the address of a node that runs
  *   no task, with the one backend on another node: small-UDP packets/s (iperf3 -u -l 64 -b 0)
  *   and one TCP stream (iperf3), swarmnet's published port against the kernel's path built the

@@ -34,6 +34,7 @@ static __always_inline void sn_sock_redirect(struct bpf_sock_addr *ctx, __u8 pro
 	struct sn_sock_targets *t;
 	struct sn_sock_rev_key rk = {};
 	struct sn_sock_rev rev = {};
+	struct sn_sock_rev *was;
 	__be32 dst;
 	__u32 i;
 
@@ -57,7 +58,14 @@ static __always_inline void sn_sock_redirect(struct bpf_sock_addr *ctx, __u8 pro
 	rk.proto = proto;
 	rev.addr = dst;
 	rev.port = pk.port;
-	bpf_map_update_elem(&sn_sock_rev, &rk, &rev, BPF_ANY);
+	/*
+	 * An unconnected UDP socket comes here for every datagram, nearly always
+	 * the same way: its entry is written only when missing or different (an
+	 * LRU update allocates a new element, and may evict another when full).
+	 */
+	was = bpf_map_lookup_elem(&sn_sock_rev, &rk);
+	if (!was || was->addr != rev.addr || was->port != rev.port)
+		bpf_map_update_elem(&sn_sock_rev, &rk, &rev, BPF_ANY);
 	ctx->user_ip4 = rk.addr;
 	ctx->user_port = rk.port;
 }

@@ -138,8 +138,12 @@ static __always_inline int sn_gw_fits(struct __sk_buff *skb, __u32 vni)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
-	__u32 mtu = sn_net_mtu(vni), seg;
+	__u32 mtu, seg;
 
+	/* A frame no larger than the smallest MTU a network can have needs no look at its network. */
+	if (skb->len <= ETH_HLEN + SN_MTU_MIN && !skb->gso_size)
+		return -1;
+	mtu = sn_net_mtu(vni);
 	if (!mtu || !sn_fits(ip, end))
 		return -1;
 	if (skb->gso_size) {
@@ -331,7 +335,8 @@ int sn_tc_gw(struct __sk_buff *skb)
 		if (sn_nat_tc(skb, rk.proto, SN_NAT_SRC, from, to_addr, 1, rk.sport, rk.sport))
 			return sn_tc_drop(SN_C_MESH_DROP);
 	}
-	if (rk.proto == IPPROTO_TCP) {
+	/* Only a SYN (the backend's SYN-ACK) carries the MSS option: the MTU is looked up for it alone. */
+	if (tflags & SN_TCP_SYN) {
 		__u16 mtu = sn_net_mtu(vni);
 
 		if (mtu > SN_TCPIP_HLEN)

@@ -396,7 +396,8 @@ static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)
 	}
 
 	/* A backend on another node: VXLAN on the ingress network, as tc_task.c would have built it. */
-	if (ip->protocol == IPPROTO_TCP) {
+	/* Only a SYN carries the MSS option: the network's MTU is looked up for it alone, not per segment. */
+	if (tflags & SN_TCP_SYN) {
 		__u16 mtu = sn_net_mtu(mp->vni);
 
 		if (mtu > SN_TCPIP_HLEN)

@@ -8,7 +8,7 @@ import {spawn, spawnSync, execFileSync, type ChildProcess} from 'node:child_proc
 import fs from 'node:fs'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {ipv4Key, snSockConfig, snSockKey, snSockTargets, u32} from '../../src/bpf/codecs.js'
+import {ipv4Key, snSockConfig, snSockKey, snSockRevKey, snSockTargets, u32} from '../../src/bpf/codecs.js'
 import {BpfObject} from '../../src/bpf/object.js'
 import {BPFFS, ensureBpffs} from '../../src/bpf/pins.js'
 import {cgroup2Root} from '../../src/sys/cgroup.js'
@@ -137,6 +137,60 @@ describe('sock_mesh: cgroup connect/sendmsg/recvmsg/getpeername (real sockets)',
        s.on('message', (m, r) => { console.log(String(m) + ' via ' + r.address + ':' + r.port); clearTimeout(t); s.close() }); s.send('ping', ${UPORT}, '127.0.0.1')`,
     ])
     assert.equal(r.stdout.trim(), `pong via 127.0.0.1:${UPORT}`)
+  })
+
+  it('an unconnected UDP socket sending the same way again leaves its sn_sock_rev entry as it is; another way rewrites it', async () => {
+    // One socket, told where to send by a line on its stdin; it prints each answer as it gets it.
+    const client = spawn(
+      'sh',
+      [
+        '-c',
+        `echo $$ > ${CG}/cgroup.procs && exec ip netns exec ${NS} ${process.execPath} -e "$0"`,
+        `const s = require('node:dgram').createSocket('udp4');
+         s.on('message', (m, r) => console.log(String(m) + ' via ' + r.address + ':' + r.port));
+         const rl = require('node:readline').createInterface({input: process.stdin});
+         rl.on('line', (to) => s.send('ping', ${UPORT}, to)); rl.on('close', () => s.close())`,
+      ],
+      {stdio: ['pipe', 'pipe', 'inherit']},
+    )
+    procs.push(client)
+    let out = ''
+    client.stdout!.on('data', (b: Buffer) => (out += b.toString()))
+    const sendVia = async (to: string) => {
+      const had = out.length
+      client.stdin!.write(`${to}\n`)
+      await until(`an answer to the datagram sent to ${to}`, () => out.length > had && out.endsWith('\n'))
+      assert.equal(out.slice(had).trim(), `pong via ${to}:${UPORT}`)
+    }
+    const rev = obj!.map('sn_sock_rev')
+    const ours = (k: Buffer) => {
+      const d = snSockRevKey.decode(k)
+      return d.addr === '127.0.0.2' && d.port === UPORT + 1 && d.proto === 17
+    }
+    const before = new Set(
+      rev
+        .entries()
+        .filter(([k]) => ours(k))
+        .map(([k]) => k.toString('hex')),
+    )
+    try {
+      await sendVia('127.0.0.1')
+      const mine = rev.entries().filter(([k]) => ours(k) && !before.has(k.toString('hex')))
+      assert.equal(mine.length, 1, "the socket's entry, written by its first datagram")
+      const key = mine[0]![0]
+      // The value's pad is never read: a mark there shows whether the program wrote the entry again.
+      const marked = Buffer.from(mine[0]![1])
+      marked.writeUInt16BE(0xbeef, 6)
+      rev.update(key, marked)
+      await sendVia('127.0.0.1')
+      assert.equal(rev.lookup(key)?.toString('hex'), marked.toString('hex'), 'the same way again: not written')
+      // Another address of the node to the same target: the entry must say so, or the answer comes from the old one.
+      await sendVia(NODE_IP)
+      assert.equal(rev.lookup(key)?.readUInt16BE(6), 0, 'a different way: written anew')
+      await sendVia('127.0.0.1')
+    } finally {
+      client.stdin!.end()
+    }
   })
 
   it('a port not in sn_sock_targets, and another address, are left alone', () => {
