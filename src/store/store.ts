@@ -10,6 +10,8 @@ import {isDesiredStateKey} from './keys.js'
 
 /** Where the deletion floor is kept, next to the snapshot. */
 const FLOOR_FILE = 'deletion-floor'
+/** Where the revision floor (the embedded revisions' deletion floor) is kept. */
+const REVISION_FLOOR_FILE = 'revision-floor'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
 export type Digest = Record<string, Version>
@@ -85,6 +87,13 @@ export class Store {
    */
   private floor = 0
   /**
+   * The same for desired state numbered by the embedded manager (Version.erev): the highest
+   * revision of a reaped desired-state tombstone. Such an entry is judged by its revision, not
+   * its clock, which any node can lift to the top (a tombstone there would raise the clock
+   * floor to where every later write is refused).
+   */
+  private efloor = 0
+  /**
    * The highest embedded revision (Version.erev) this store has seen on a desired-state key,
    * its own writes' and merged ones', tombstones included: where the embedded manager's next
    * one goes from. Restored at open from the snapshot and the log.
@@ -128,7 +137,10 @@ export class Store {
     this.entries.clear()
     this.lamport = 0
     this.erevHead = 0
-    this.floor = readFloor(this.dir)
+    this.floor = readFloor(this.dir, FLOOR_FILE)
+    this.efloor = readFloor(this.dir, REVISION_FLOOR_FILE)
+    // The manager numbers above every deletion too, its tombstones reaped or not.
+    this.erevHead = this.efloor
     if (snap && snap.nodeId !== this.nodeId) {
       throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
     }
@@ -217,6 +229,16 @@ export class Store {
     return this.floor
   }
 
+  /** See `efloor`: numbered desired-state versions at or below it were deleted here. */
+  get revisionFloor(): number {
+    return this.efloor
+  }
+
+  /** Whether a desired-state version, for a key held in no form here, is one deleted before its tombstone was reaped. */
+  deletedBefore(v: Version): boolean {
+    return v.erev !== undefined ? v.erev <= this.efloor : v.clock <= this.floor
+  }
+
   /** The live value; undefined when absent or deleted. The cast is the caller's claim about the key's kind. */
   get<T extends Json = Json>(key: string): T | undefined {
     const e = this.entries.get(key)
@@ -284,9 +306,11 @@ export class Store {
       maxClock = Math.max(maxClock, e.version.clock)
       const cur = this.entries.get(e.key)
       if (!wins(e.version, cur?.version) && !replace?.has(e.key)) continue
-      if (e.value !== null && !cur && e.version.clock <= this.floor && isDesiredStateKey(e.key)) {
+      if (e.value !== null && !cur && isDesiredStateKey(e.key) && this.deletedBefore(e.version)) {
         this.refused++
-        this.lastRefusal = `${e.key}: deleted before its tombstone was reaped (clock ${e.version.clock} <= ${this.floor})`
+        const [what, at, floor] =
+          e.version.erev !== undefined ? ['revision', e.version.erev, this.efloor] : ['clock', e.version.clock, this.floor]
+        this.lastRefusal = `${e.key}: deleted before its tombstone was reaped (${what} ${at} <= ${floor})`
         continue
       }
       if (e.value === null && !cur && this.expired(e)) continue
@@ -363,17 +387,19 @@ export class Store {
     const dead: Entry[] = []
     for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e)
     if (dead.length === 0) return 0
-    const floor = dead.reduce((f, e) => (isDesiredStateKey(e.key) ? Math.max(f, e.version.clock) : f), this.floor)
-    if (floor > this.floor) {
-      // On disk before the tombstones leave memory: a crash between must not forget the deletion.
-      try {
-        writeFileDurably(join(this.dir, FLOOR_FILE), `${floor}\n`)
-      } catch {
-        // Not written: the tombstones stay (and keep the deletions) until a reap can write it.
-        return 0
-      }
-      this.floor = floor
+    const desired = dead.filter((e) => isDesiredStateKey(e.key))
+    const floor = desired.reduce((f, e) => Math.max(f, e.version.clock), this.floor)
+    const efloor = desired.reduce((f, e) => Math.max(f, e.version.erev ?? 0), this.efloor)
+    // On disk before the tombstones leave memory: a crash between must not forget the deletion.
+    try {
+      if (floor > this.floor) writeFileDurably(join(this.dir, FLOOR_FILE), `${floor}\n`)
+      if (efloor > this.efloor) writeFileDurably(join(this.dir, REVISION_FLOOR_FILE), `${efloor}\n`)
+    } catch {
+      // Not written: the tombstones stay (and keep the deletions) until a reap can write it.
+      return 0
     }
+    this.floor = floor
+    this.efloor = efloor
     // Nothing to log: a replay brings back only tombstones that are old enough to be reaped again,
     // and the next snapshot leaves them out.
     for (const e of dead) this.entries.delete(e.key)
@@ -472,9 +498,9 @@ export class Store {
   }
 }
 
-function readFloor(dir: string): number {
+function readFloor(dir: string, file: string): number {
   try {
-    const n = Number(readFileSync(join(dir, FLOOR_FILE), 'utf8').trim())
+    const n = Number(readFileSync(join(dir, file), 'utf8').trim())
     return Number.isSafeInteger(n) && n > 0 ? n : 0
   } catch {
     // None yet: nothing was reaped.

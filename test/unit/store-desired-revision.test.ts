@@ -33,9 +33,11 @@ const records: NodeRecord[] = ['m', 'w', 'r'].map((id, i) => {
 })
 const sign = (id: string, e: Entry): Entry => ({...e, sig: signWith(keys.get(id)!.privateKey, signedText(e))})
 
-/** A node's store, signing its writes as gossip makes it, holding every node's record. */
-function store(id: string): Store {
-  const s = new Store(join(dir, id), id, {reapIntervalMs: 0}).open()
+/** The stores' wall clock: tombstones are reaped after 1 s of it. */
+let now = 1_000_000
+/** A node's store, signing its writes as gossip makes it. */
+function store(id: string, sub = ''): Store {
+  const s = new Store(join(dir, sub, id), id, {reapIntervalMs: 0, tombstoneTtlMs: 1000, now: () => now}).open()
   s.signer = (e) => signWith(keys.get(id)!.privateKey, signedText(e))
   open.push(s)
   return s
@@ -111,4 +113,46 @@ test('a worker that lifts every clock to the top cannot make the embedded manage
   assert.equal(r.get('service/s2'), undefined)
   // A replica learns the head as it merges (it would number from there if it were the manager).
   assert.equal(r.desiredRevision, head + 2)
+})
+
+test('numbered desired state is deleted for good by revision: a floor the lifted clock cannot block', async () => {
+  const m = store('m', 'floor')
+  const r = store('r', 'floor')
+  for (const s of [m, r])
+    for (const n of records) s.merge([sign(n.id, {key: keyOf('node', n.id), value: n, version: {clock: 1, node: n.id}})])
+  m.numberDesired = true
+  m.put('service/s1', {id: 's1', name: 'web'})
+  await replicate(m, r)
+  // What a node away keeps of it, offered back after the deletion's tombstone is reaped everywhere.
+  const kept = {...r.entry('service/s1')!}
+  // The worker lifts every clock to the top; the manager deletes the service there.
+  const lift = sign('w', {key: keyOf('node', 'w'), value: records[1]!, version: {clock: MAX_CLOCK, node: 'w'}})
+  deliver([lift], m)
+  deliver([lift], r)
+  m.delete('service/s1')
+  assert.deepEqual(await replicate(m, r), [])
+  assert.equal(r.get('service/s1'), undefined)
+  now += 2000
+  assert.equal(m.reap(), 1)
+  assert.equal(r.reap(), 1)
+  assert.equal(r.deletionFloor, MAX_CLOCK, 'the clock floor is at the top: by clock, no later write could pass')
+  assert.equal(r.revisionFloor, 2, 'the revision floor is the deletion’s revision')
+
+  // The deleted version, back from the node that was away: refused by revision, on both.
+  for (const s of [m, r]) {
+    assert.deepEqual(s.merge([kept]), [])
+    assert.match(s.lastRefusal ?? '', /^service\/s1: deleted before its tombstone was reaped \(revision 1 <= 2\)$/)
+  }
+  // The manager's next writes (at the top clock) pass: a new service, and the deleted key again.
+  m.put('service/s2', {id: 's2', name: 'api'})
+  m.put('service/s1', {id: 's1', name: 'web again'})
+  assert.deepEqual(await replicate(m, r), [])
+  assert.ok(r.get('service/s2'), 'a new service passes the floor')
+  assert.equal(r.get<{name: string}>('service/s1')?.name, 'web again')
+
+  // The floor outlives a restart, and the manager numbers above it.
+  r.close()
+  const again = store('r', 'floor')
+  assert.equal(again.revisionFloor, 2)
+  assert.equal(again.desiredRevision, 4)
 })
