@@ -136,7 +136,6 @@ export class Store {
     let snap = readSnapshot(this.dir)
     this.entries.clear()
     this.lamport = 0
-    this.erevHead = 0
     this.floor = readFloor(this.dir, FLOOR_FILE)
     this.efloor = readFloor(this.dir, REVISION_FLOOR_FILE)
     // The manager numbers above every deletion too, its tombstones reaped or not.
