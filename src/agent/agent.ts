@@ -115,6 +115,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     log,
     me: () => me,
     serveJoins: (join) => gossip.setJoin(join),
+    keySchedule: () => keySchedule(),
   })
 
   // This node as the cluster should see it: ready, at its current address.
@@ -256,24 +257,21 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const livenessTimer = setInterval(() => liveness.refresh(otherIds()), 250)
 
   // Managers rotate the cluster key: on `swarm rotate-key`, and every keyRotation.intervalMs (default 12 h).
-  const rotation =
-    cfg.role === 'manager'
-      ? new KeyRotation({
-          ring,
-          selfId: cfg.nodeId,
-          privateKey: nodeKey.privateKey,
-          peers,
-          send: (id, d) => gossip.sendKeys(id, d),
-          persist: persistKeys,
-          graceMs: DEFAULT_KEY_GRACE_MS,
-          log,
-        })
-      : undefined
-  gossip.rotation = rotation
-  rotation?.resume()
-  // Its schedule and `swarm rotate-key` (key-schedule.ts).
-  const keySchedule = rotation ? new KeySchedule(rotation, {cfg, role: nodeRole, log}) : undefined
-  keySchedule?.start()
+  // The schedule (key-schedule.ts) runs while the node is a manager, promoted ones included (node-role.ts).
+  const keySchedule = (): KeySchedule =>
+    new KeySchedule(
+      new KeyRotation({
+        ring,
+        selfId: cfg.nodeId,
+        privateKey: nodeKey.privateKey,
+        peers,
+        send: (id, d) => gossip.sendKeys(id, d),
+        persist: persistKeys,
+        graceMs: DEFAULT_KEY_GRACE_MS,
+        log,
+      }),
+      {cfg, role: nodeRole, log, attach: (r) => (gossip.rotation = r)},
+    )
 
   // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
   const loopDelay = new EventLoopDelay()
@@ -381,7 +379,6 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     (quiesced ??= (async () => {
       reconciler.stop()
       addrWatch.stop()
-      keySchedule?.stop()
       await nodeRole.stop()
       unsubscribe()
       unwatch()
@@ -480,15 +477,16 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     keys: () => ({
       primary: ring.primary,
       ids: ring.ids(),
-      ...keySchedule?.status(),
+      ...nodeRole.keys?.status(),
     }),
     rotateKey: async (graceMs) => {
       // A demoted node keeps the object it started with, not the right to use it.
-      if (!keySchedule || cfg.role !== 'manager') {
+      const keys = nodeRole.keys
+      if (!keys || cfg.role !== 'manager') {
         const at = controller.managerName()
         throw new UserError(`this node is a worker: run the command on the manager${at ? ` ${at}` : ''}`)
       }
-      return keySchedule.rotateNow(graceMs)
+      return keys.rotateNow(graceMs)
     },
     leave: async (force) => {
       const others = controller.nodes().filter((n) => n.id !== cfg.nodeId && n.state === 'ready')

@@ -1,7 +1,9 @@
 // A manager's cluster key rotations (src/gossip/rotation.ts carries them out):
 // on `swarm rotate-key`, and every keyRotation.intervalMs (default 12 h) on its
 // own. With several managers on etcd only the leader rotates on schedule, and
-// one rotation at a time holds a lock in etcd (etcd-rotation-lock.ts).
+// one rotation at a time holds a lock in etcd (etcd-rotation-lock.ts). The node's
+// role (node-role.ts) makes one when the node becomes a manager, at start or
+// promoted, and stops it when the node stops being one.
 import {DEFAULT_KEY_GRACE_MS, DEFAULT_KEY_ROTATION_MS, type KeyRotation} from '../gossip/rotation.js'
 import {startRotation} from '../manager/etcd-rotation-lock.js'
 import {writeNodeConfig, type NodeConfig} from './config.js'
@@ -20,18 +22,35 @@ export class KeySchedule {
 
   constructor(
     private readonly rotation: KeyRotation,
-    private readonly o: {cfg: NodeConfig; role: NodeRole; log: (m: string) => void},
+    private readonly o: {
+      cfg: NodeConfig
+      role: NodeRole
+      log: (m: string) => void
+      /** Where the nodes' acks arrive (gossip's rotation): this rotation while the schedule runs, none after. */
+      attach?: (rotation: KeyRotation | undefined) => void
+    },
   ) {
     this.every = o.cfg.keyRotation?.intervalMs ?? DEFAULT_KEY_ROTATION_MS
     this.base = o.cfg.keyRotation?.lastAt ?? Date.now()
   }
 
+  /** Starts receiving acks and ticking; a rotation cut short by a restart is finished (rotation.resume). */
   start(): void {
-    this.timer ??= setInterval(() => this.tick(), TICK_MS)
+    if (this.timer) return
+    this.o.attach?.(this.rotation)
+    this.rotation.resume()
+    this.timer = setInterval(() => this.tick(), TICK_MS)
   }
 
+  /** Stops ticking and receiving acks (the node stops, or stops being a manager). */
   stop(): void {
     clearInterval(this.timer)
+    this.timer = undefined
+    this.o.attach?.(undefined)
+  }
+
+  get running(): boolean {
+    return this.timer !== undefined
   }
 
   /** For `swarm keys`: the rotation's state and the schedule. */

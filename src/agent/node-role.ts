@@ -25,6 +25,7 @@ import {keyOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {writeNodeConfig, type NodeConfig} from './config.js'
 import {forgetEtcdFiles, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
+import type {KeySchedule} from './key-schedule.js'
 import {configAsManager, configAsWorker} from './role-config.js'
 
 type RoleState = {kind: 'worker'} | {kind: 'manager'; duties: ManagerRole} | {kind: 'migrating'; duties: ManagerRole}
@@ -43,6 +44,12 @@ export type NodeRoleOptions = {
   me: () => NodeRecord
   /** Gossip answers joins with this (a manager holding the identity) or not at all. */
   serveJoins: (join: JoinAnswering | undefined) => void
+  /**
+   * A manager's key rotation schedule (key-schedule.ts), made when the node is or becomes a
+   * manager (at start, or promoted) and stopped when it stops being one: a promoted node rotates
+   * and receives the acks of its rotations without a restart, a demoted one no longer does.
+   */
+  keySchedule?: () => KeySchedule
 }
 
 export type Migrated = {records: number; prefix: string; endpoints: string[]}
@@ -50,6 +57,8 @@ export type Migrated = {records: number; prefix: string; endpoints: string[]}
 export class NodeRole {
   private state: RoleState
   private readonly ctx: ManagerRoleContext
+  private schedule: KeySchedule | undefined
+  private started = false
 
   constructor(private readonly o: NodeRoleOptions) {
     const {cfg} = o
@@ -83,6 +92,10 @@ export class NodeRole {
   get ha(): EtcdManager | undefined {
     return this.duties?.ha
   }
+  /** A manager's key rotation schedule, while the node is one (and started). */
+  get keys(): KeySchedule | undefined {
+    return this.schedule
+  }
   /** migrate-store runs: the embedded manager takes no request meanwhile. */
   get migrating(): boolean {
     return this.state.kind === 'migrating'
@@ -100,13 +113,29 @@ export class NodeRole {
 
   /** Placement starts once the node's reconcilers are up, with a pass over every service. */
   start(): void {
+    this.started = true
     this.duties?.start()
+    this.followKeys()
     this.placement?.pass()
   }
 
   /** The agent stops (or hands over): the duties stop, the role stays what the config says. */
   async stop(): Promise<void> {
+    this.started = false
+    this.followKeys()
     await this.duties?.stop()
+  }
+
+  /** The key schedule runs while the node is a started manager (a migration keeps it). */
+  private followKeys(): void {
+    const wanted = this.started && this.duties !== undefined && this.o.cfg.role === 'manager'
+    if (wanted && !this.schedule && this.o.keySchedule) {
+      this.schedule = this.o.keySchedule()
+      this.schedule.start()
+    } else if (!wanted && this.schedule) {
+      this.schedule.stop()
+      this.schedule = undefined
+    }
   }
 
   /**
@@ -185,6 +214,7 @@ export class NodeRole {
     if (!duties) delete me.managerStatus
     this.o.serveJoins(this.joinAnswering())
     duties?.start()
+    this.followKeys()
     await stopping
   }
 }

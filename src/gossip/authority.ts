@@ -1,7 +1,7 @@
 import type {AttachmentStatus, NetworkAttachment, NodeRecord, Task, TaskStatus} from '../model/types.js'
 import {signedText, type Entry} from '../store/entry.js'
 import type {Json} from '../store/json.js'
-import {CLUSTER_KEY, keyOf, prefixOf} from '../store/keys.js'
+import {CLUSTER_KEY, isDesiredStateKey, keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {certSerial, checkNodeCert, verifyWith} from './identity.js'
 import {revokedKey, type Revocation} from './revocation.js'
@@ -24,7 +24,9 @@ import {revokedKey, type Revocation} from './revocation.js'
  *    names it, and so does the task as this node knows it);
  *  - attachmentstatus/<id>: a manager, or the node of the attachment (likewise);
  *  - revoked/<serial>: managers only, and never deleted;
- *  - kinds this version does not know: managers only.
+ *  - kinds this version does not know: managers only;
+ *  - an embedded revision (Version.erev, which orders desired state before any clock):
+ *    a manager's entries only, and on desired state only.
  *
  * A certificate named in revoked/ (a demoted manager's manager certificate, a
  * removed node's) vouches for nothing: no write signed under it is believed,
@@ -63,6 +65,8 @@ export class Authority {
     if (!writer.pubKey || !e.sig || !verifyWith(writer.pubKey, signedText(e), e.sig))
       return `signature of ${writerId} does not verify`
     const manager = writer.role === 'manager'
+    if (e.version.erev !== undefined && (!manager || !isDesiredStateKey(e.key)))
+      return `only a manager numbers desired state (${e.key} from ${writerId})`
     const slash = e.key.indexOf('/')
     const kind = slash < 0 ? e.key : e.key.slice(0, slash)
     const id = e.key.slice(slash + 1)

@@ -31,11 +31,20 @@ export type UpdatesBody = {t: 'updates'; entries: Entry[]}
  * until it closes the connection.
  */
 /**
- * `floor`: the sender's deletion floor (Store.deletionFloor). From a manager, with its whole
- * digest, it tells the receiver which desired state it holds was deleted and reaped meanwhile.
+ * `floor`: the sender's deletion floor (Store.deletionFloor), `efloor` its revision floor
+ * (Store.revisionFloor, for desired state the embedded manager numbered). From a manager, with
+ * its whole digest, they tell the receiver which desired state it holds was deleted and reaped
+ * meanwhile.
  */
-export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean; floor?: number}
-export type PushPullResponseBody = {t: 'pushpull-resp'; digest: Digest; entries: Entry[]; last?: boolean; floor?: number}
+export type PushPullRequestBody = {t: 'pushpull-req'; digest: Digest; last?: boolean; floor?: number; efloor?: number}
+export type PushPullResponseBody = {
+  t: 'pushpull-resp'
+  digest: Digest
+  entries: Entry[]
+  last?: boolean
+  floor?: number
+  efloor?: number
+}
 export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
@@ -71,6 +80,7 @@ export function decodeMessage(buf: Buffer): Message | undefined {
     case 'pushpull-req':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
       if (x.floor !== undefined && !isCount(x.floor)) return undefined
+      if (x.efloor !== undefined && !isCount(x.efloor)) return undefined
       return isDigest(x.digest)
         ? {
             t: 'pushpull-req',
@@ -78,11 +88,13 @@ export function decodeMessage(buf: Buffer): Message | undefined {
             digest: x.digest,
             ...(x.last !== undefined ? {last: x.last} : {}),
             ...(x.floor !== undefined ? {floor: x.floor} : {}),
+            ...(x.efloor !== undefined ? {efloor: x.efloor} : {}),
           }
         : undefined
     case 'pushpull-resp':
       if (x.last !== undefined && typeof x.last !== 'boolean') return undefined
       if (x.floor !== undefined && !isCount(x.floor)) return undefined
+      if (x.efloor !== undefined && !isCount(x.efloor)) return undefined
       return isDigest(x.digest) && isEntryList(x.entries)
         ? {
             t: 'pushpull-resp',
@@ -91,6 +103,7 @@ export function decodeMessage(buf: Buffer): Message | undefined {
             entries: x.entries,
             ...(x.last !== undefined ? {last: x.last} : {}),
             ...(x.floor !== undefined ? {floor: x.floor} : {}),
+            ...(x.efloor !== undefined ? {efloor: x.efloor} : {}),
           }
         : undefined
     case 'ping':

@@ -251,7 +251,7 @@ export class Gossip {
       const floor = this.floorField()
       mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1, ...floor}))
       const theirs = new DigestHeld()
-      let theirFloor = 0
+      const theirFloor = {floor: 0, efloor: 0}
       let from = ''
       for (;;) {
         const resp = await conn.next()
@@ -261,7 +261,7 @@ export class Gossip {
           this.stats.digestOverflows++
           return false
         }
-        theirFloor = Math.max(theirFloor, resp.floor ?? 0)
+        raise(theirFloor, resp)
         from = resp.from
         if (resp.last !== false) break
       }
@@ -385,14 +385,14 @@ export class Gossip {
     try {
       if (first.t !== 'pushpull-req') return
       const theirs = new DigestHeld()
-      let theirFloor = 0
+      const theirFloor = {floor: 0, efloor: 0}
       for (let m: Message | undefined = first; ;) {
         if (m?.t !== 'pushpull-req') return
         if (!theirs.add(m.digest)) {
           this.stats.digestOverflows++
           return
         }
-        theirFloor = Math.max(theirFloor, m.floor ?? 0)
+        raise(theirFloor, m)
         if (m.last !== false) break
         m = await conn.next()
       }
@@ -567,9 +567,10 @@ export class Gossip {
     return out
   }
 
-  private floorField(): {floor?: number} {
+  private floorField(): {floor?: number; efloor?: number} {
     const f = this.o.store.deletionFloor
-    return f > 0 ? {floor: f} : {}
+    const e = this.o.store.revisionFloor
+    return {...(f > 0 ? {floor: f} : {}), ...(e > 0 ? {efloor: e} : {})}
   }
 
   /**
@@ -579,11 +580,14 @@ export class Gossip {
    * service (and run its tasks) that no one else will take back. Believed from a certified
    * manager only (the header's sender is signed): a worker's claim would wipe desired state.
    */
-  private forgetDeleted(from: string, floor: number, theirs: Digest): void {
-    if (floor <= 0 || this.certifiedNode(from)?.role !== 'manager') return
+  private forgetDeleted(from: string, floors: {floor: number; efloor: number}, theirs: Digest): void {
+    const {floor, efloor} = floors
+    if ((floor <= 0 && efloor <= 0) || this.certifiedNode(from)?.role !== 'manager') return
     const gone: string[] = []
     for (const e of this.o.store.all()) {
-      if (e.value === null || !isDesiredStateKey(e.key) || e.version.clock > floor) continue
+      if (e.value === null || !isDesiredStateKey(e.key)) continue
+      // A numbered entry by its revision (Store.revisionFloor), others by clock.
+      if (e.version.erev !== undefined ? e.version.erev > efloor : e.version.clock > floor) continue
       if (!Object.hasOwn(theirs, e.key)) gone.push(e.key)
     }
     if (gone.length === 0) return
@@ -673,6 +677,12 @@ function digestOf(pairs: [string, Version][]): Digest {
 
 function ackText(gen: number, by: string, id: number, hash: string): string {
   return JSON.stringify(['swarmnet keys ack 3', gen, by, id, hash])
+}
+
+/** The highest floors a peer's push-pull messages gave (each chunk carries them). */
+function raise(held: {floor: number; efloor: number}, m: {floor?: number; efloor?: number}): void {
+  held.floor = Math.max(held.floor, m.floor ?? 0)
+  held.efloor = Math.max(held.efloor, m.efloor ?? 0)
 }
 
 function pick<T>(xs: T[]): T | undefined {

@@ -489,6 +489,15 @@ export class EtcdBackend implements DesiredBackend {
     return problem === undefined ? {changed} : {changed, problem}
   }
 
+  /**
+   * Whether etcd still counts this manager as one (roles/<id> neither worker nor left), from the
+   * copy. A leader it does not stands aside: its own record is for another leader to publish.
+   */
+  async countsAsManager(): Promise<boolean> {
+    const role = (await this.cache.snapshot()).kvs.get(ROLES + this.opts.selfId)?.value
+    return role !== 'worker' && role !== 'left'
+  }
+
   /** The records in etcd, read now (for migrate-store's check and the tests). */
   async records(): Promise<Map<string, Json>> {
     const snap = await this.etcd('read', () => this.snapshot())

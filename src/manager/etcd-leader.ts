@@ -4,6 +4,9 @@
 // lease runs out after ttl seconds, etcd deletes the key, and the next manager
 // that asks creates it. Placement transactions compare the key's create
 // revision (etcd-backend.ts), so a leader that lost its claim cannot write.
+// A manager that etcd no longer counts as one (demoted or removed by another
+// manager, roles/<id>) stands aside: it cannot publish its own record (a node
+// does not change its own role), so it leaves the role to a manager that can.
 import type {Lease, Namespace} from 'etcd3'
 import {LEADER} from './etcd-keys.js'
 
@@ -15,6 +18,11 @@ export type LeadershipOptions = {
   log?: (m: string) => void
   /** Called on every change of who leads, with whether it is this manager. */
   onChange?: (leader: string | undefined, self: boolean) => void
+  /**
+   * Whether this manager may lead, asked every round: while not, it gives the role up and claims
+   * nothing (a manager etcd demoted, whose record only another leader can publish).
+   */
+  mayLead?: () => Promise<boolean>
 }
 
 export const DEFAULT_LEADER_TTL_SEC = 3
@@ -64,6 +72,10 @@ export class Leadership {
     if (this.busy || this.stopped) return
     this.busy = true
     try {
+      if (this.opts.mayLead && !(await this.opts.mayLead())) {
+        if (!this.stopped) await this.standAside()
+        return
+      }
       if (!this.lease) {
         const lease = this.ns.lease(this.opts.ttlSec ?? DEFAULT_LEADER_TTL_SEC)
         lease.on('lost', () => {
@@ -96,6 +108,18 @@ export class Leadership {
     } finally {
       this.busy = false
     }
+  }
+
+  /** Gives the role up (its key goes with the lease) and only watches who holds it. */
+  private async standAside(): Promise<void> {
+    const lease = this.lease
+    this.lease = undefined
+    if (this.rev !== undefined)
+      this.opts.log?.('leader: etcd no longer counts this node as a manager: standing aside for a leader that publishes it')
+    if (this.rev !== undefined || lease) this.set(undefined, undefined)
+    if (lease) await lease.revoke().catch(() => undefined)
+    const holder = (await this.ns.get(LEADER).exec()).kvs[0]?.value.toString()
+    if (!this.stopped) this.set(holder === this.selfId ? undefined : holder, undefined)
   }
 
   private set(leader: string | undefined, rev: string | undefined): void {

@@ -58,6 +58,8 @@ export function startEtcdManager(o: EtcdManagerOptions): EtcdManager {
   const leadership: Leadership = new Leadership(client.namespace(o.settings.prefix), o.selfId, {
     ...o.leadership,
     log: o.log,
+    // Demoted (or removed) in etcd while leading: another leader publishes this node's record.
+    mayLead: () => backend.countsAsManager(),
     onChange: (leader, self) => {
       o.onLeader?.(leader, self)
       if (self) kick()

@@ -42,6 +42,8 @@ export class ManagerRole {
 
   /** The one manager of a cluster that keeps its state in the gossip store. */
   static embedded(ctx: ManagerRoleContext): ManagerRole {
+    // The one writer of desired state numbers it (Version.erev): no other node's clock orders it.
+    ctx.store.numberDesired = true
     const manager = new Manager(ctx.store, ctx.selfId, ctx.membership)
     return new ManagerRole(new EmbeddedBackend(manager), undefined, manager, ctx)
   }
@@ -86,6 +88,8 @@ export class ManagerRole {
   }
 
   async stop(): Promise<void> {
+    // Moved to etcd (or demoted): etcd numbers desired state from now on.
+    if (this.embedded) this.ctx.store.numberDesired = false
     this.loop?.stop()
     await this.ha?.stop()
   }

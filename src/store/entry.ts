@@ -7,8 +7,19 @@ import type {Json} from './json.js'
  * (rev): such versions are ordered by revision first, so a replica keeps the newest
  * state of the authority whatever the writers' clocks say (a version without rev
  * counts as revision 0: it loses to any published from etcd).
+ *
+ * A cluster without etcd numbers its desired state too: the one (embedded) manager
+ * stamps each write of a desired-state key with erev, from a counter of its own that
+ * no other node's writes advance (Store.numberDesired). Versions are ordered by rev,
+ * then erev, then clock: a worker that pushes every clock up (its own soft state
+ * lifts them) cannot make the manager's later writes lose, and anything published
+ * from etcd (migrate-store) still beats every embedded revision. Only a manager's
+ * entry may carry erev (src/gossip/authority.ts).
  */
-export type Version = {clock: number; node: string; rev?: number}
+export type Version = {clock: number; node: string; rev?: number; erev?: number}
+
+/** The highest clock a store gives: at it, later writes order by revision alone (a clock must stay a safe integer). */
+export const MAX_CLOCK = Number.MAX_SAFE_INTEGER
 
 export type Entry = {
   /** Kind and id, like 'network/<id>' (see keys.ts). */
@@ -31,6 +42,8 @@ export function signedText(e: Entry): string {
   const text = ['swarmnet entry 1', e.key, e.value, e.version.clock, e.version.node, e.deletedAt ?? null]
   // Signed only when present, so signatures of entries without it read as before.
   if (e.version.rev !== undefined) text.push(e.version.rev)
+  // Likewise, tagged: an entry with rev and one with erev never sign the same text.
+  if (e.version.erev !== undefined) text.push('erev', e.version.erev)
   return JSON.stringify(text)
 }
 
@@ -39,6 +52,9 @@ export function compareVersions(a: Version, b: Version): number {
   const ra = a.rev ?? 0
   const rb = b.rev ?? 0
   if (ra !== rb) return ra - rb
+  const ea = a.erev ?? 0
+  const eb = b.erev ?? 0
+  if (ea !== eb) return ea - eb
   if (a.clock !== b.clock) return a.clock - b.clock
   return a.node < b.node ? -1 : a.node > b.node ? 1 : 0
 }
@@ -77,6 +93,7 @@ export function isVersion(x: unknown): x is Version {
     typeof v.node === 'string' &&
     v.node.length > 0 &&
     v.node.length <= 128 &&
-    (v.rev === undefined || (typeof v.rev === 'number' && Number.isSafeInteger(v.rev) && v.rev > 0))
+    (v.rev === undefined || (typeof v.rev === 'number' && Number.isSafeInteger(v.rev) && v.rev > 0)) &&
+    (v.erev === undefined || (typeof v.erev === 'number' && Number.isSafeInteger(v.erev) && v.erev > 0))
   )
 }

@@ -1,5 +1,5 @@
 import {UserError} from '../model/errors.js'
-import {compareVersions, isEntry, wins, type Entry, type Version} from './entry.js'
+import {compareVersions, isEntry, MAX_CLOCK, wins, type Entry, type Version} from './entry.js'
 import type {Json} from './json.js'
 import {makeDurableDir, readSnapshot, writeSnapshot} from './snapshot.js'
 import {LogWriter, readLog, truncateLog, type LogStats} from './log.js'
@@ -10,6 +10,8 @@ import {isDesiredStateKey} from './keys.js'
 
 /** Where the deletion floor is kept, next to the snapshot. */
 const FLOOR_FILE = 'deletion-floor'
+/** Where the revision floor (the embedded revisions' deletion floor) is kept. */
+const REVISION_FLOOR_FILE = 'revision-floor'
 
 /** What a peer holds: key -> version. Anti-entropy sends what beats it. */
 export type Digest = Record<string, Version>
@@ -84,6 +86,24 @@ export class Store {
    * its own file, written durably before the tombstones leave memory.
    */
   private floor = 0
+  /**
+   * The same for desired state numbered by the embedded manager (Version.erev): the highest
+   * revision of a reaped desired-state tombstone. Such an entry is judged by its revision, not
+   * its clock, which any node can lift to the top (a tombstone there would raise the clock
+   * floor to where every later write is refused).
+   */
+  private efloor = 0
+  /**
+   * The highest embedded revision (Version.erev) this store has seen on a desired-state key,
+   * its own writes' and merged ones', tombstones included: where the embedded manager's next
+   * one goes from. Restored at open from the snapshot and the log.
+   */
+  private erevHead = 0
+  /**
+   * This node is the cluster's one embedded manager (src/manager/manager-role.ts): its writes of
+   * desired state without an etcd revision are numbered (erev), one above every revision seen.
+   */
+  numberDesired = false
   private opened = false
   private reaper: NodeJS.Timeout | undefined
   private log: LogWriter | undefined
@@ -116,7 +136,10 @@ export class Store {
     let snap = readSnapshot(this.dir)
     this.entries.clear()
     this.lamport = 0
-    this.floor = readFloor(this.dir)
+    this.floor = readFloor(this.dir, FLOOR_FILE)
+    this.efloor = readFloor(this.dir, REVISION_FLOOR_FILE)
+    // The manager numbers above every deletion too, its tombstones reaped or not.
+    this.erevHead = this.efloor
     if (snap && snap.nodeId !== this.nodeId) {
       throw new UserError(`the state in ${this.dir} belongs to node ${snap.nodeId}, not ${this.nodeId}`)
     }
@@ -128,12 +151,14 @@ export class Store {
     // A value an older version let in is left out, not fatal: the rest of the state still loads.
     for (const e of snap.entries) if (this.acceptable(e)) this.entries.set(e.key, e)
     this.lamport = snap.entries.reduce((m, e) => Math.max(m, e.version.clock), snap.clock)
+    for (const e of snap.entries) this.seeRevision(e)
     const gen = snap.log ?? 0
     const replay = readLog(this.dir, gen)
     // Cut off a line torn by a crash: nothing after it was acknowledged, and appends must not follow garbage.
     if (replay.torn) truncateLog(this.dir, gen, replay.validBytes)
     for (const e of replay.entries) {
       this.lamport = Math.max(this.lamport, e.version.clock)
+      this.seeRevision(e)
       if (!this.acceptable(e)) continue
       // The same version again is the same write, signed since (signOwn): the later line has the signature.
       const cur = this.entries.get(e.key)
@@ -193,9 +218,24 @@ export class Store {
     return this.lamport
   }
 
+  /** The highest embedded revision seen on desired state (see erevHead). */
+  get desiredRevision(): number {
+    return this.erevHead
+  }
+
   /** See `floor`: desired-state versions at or below it were deleted here. */
   get deletionFloor(): number {
     return this.floor
+  }
+
+  /** See `efloor`: numbered desired-state versions at or below it were deleted here. */
+  get revisionFloor(): number {
+    return this.efloor
+  }
+
+  /** Whether a desired-state version, for a key held in no form here, is one deleted before its tombstone was reaped. */
+  deletedBefore(v: Version): boolean {
+    return v.erev !== undefined ? v.erev <= this.efloor : v.clock <= this.floor
   }
 
   /** The live value; undefined when absent or deleted. The cast is the caller's claim about the key's kind. */
@@ -230,14 +270,14 @@ export class Store {
   put(key: string, value: Json, rev?: number): Entry {
     if (value === null) throw new Error('put(null) is ambiguous: use delete()')
     if (!this.acceptable({key, value})) throw new Error(`refusing to store ${this.lastRefusal}`)
-    return this.writeLocal({key, value, version: this.tick(rev)})
+    return this.writeLocal({key, value, version: this.tick(key, rev)})
   }
 
   /** Writes a tombstone; undefined (and no write) when there is nothing to delete. */
   delete(key: string, rev?: number): Entry | undefined {
     const cur = this.entries.get(key)
     if (!cur || cur.value === null) return undefined
-    return this.writeLocal({key, value: null, version: this.tick(rev), deletedAt: this.now()})
+    return this.writeLocal({key, value: null, version: this.tick(key, rev), deletedAt: this.now()})
   }
 
   /**
@@ -256,6 +296,7 @@ export class Store {
       // Copy only the known fields: nothing else from a peer reaches the disk.
       const version: Version = {clock: x.version.clock, node: x.version.node}
       if (x.version.rev !== undefined) version.rev = x.version.rev
+      if (x.version.erev !== undefined) version.erev = x.version.erev
       const e: Entry =
         x.value === null
           ? {key: x.key, value: null, version, deletedAt: x.deletedAt ?? this.now()}
@@ -264,9 +305,11 @@ export class Store {
       maxClock = Math.max(maxClock, e.version.clock)
       const cur = this.entries.get(e.key)
       if (!wins(e.version, cur?.version) && !replace?.has(e.key)) continue
-      if (e.value !== null && !cur && e.version.clock <= this.floor && isDesiredStateKey(e.key)) {
+      if (e.value !== null && !cur && isDesiredStateKey(e.key) && this.deletedBefore(e.version)) {
         this.refused++
-        this.lastRefusal = `${e.key}: deleted before its tombstone was reaped (clock ${e.version.clock} <= ${this.floor})`
+        const [what, at, floor] =
+          e.version.erev !== undefined ? ['revision', e.version.erev, this.efloor] : ['clock', e.version.clock, this.floor]
+        this.lastRefusal = `${e.key}: deleted before its tombstone was reaped (${what} ${at} <= ${floor})`
         continue
       }
       if (e.value === null && !cur && this.expired(e)) continue
@@ -274,7 +317,9 @@ export class Store {
       this.entries.set(e.key, e)
     }
     const oldClock = this.lamport
-    if (maxClock > this.lamport) this.lamport = maxClock + 1
+    const oldHead = this.erevHead
+    if (maxClock > this.lamport) this.lamport = Math.min(maxClock + 1, MAX_CLOCK)
+    for (const {e} of changed) this.seeRevision(e)
     if (changed.length === 0) return []
     try {
       this.log!.append(changed.map((c) => c.e))
@@ -284,6 +329,7 @@ export class Store {
         else this.entries.delete(e.key)
       }
       this.lamport = oldClock
+      this.erevHead = oldHead
       throw err
     }
     // Indexes see the whole merge before any listener reads through them, as the entries map does.
@@ -340,17 +386,19 @@ export class Store {
     const dead: Entry[] = []
     for (const e of this.entries.values()) if (e.value === null && this.expired(e)) dead.push(e)
     if (dead.length === 0) return 0
-    const floor = dead.reduce((f, e) => (isDesiredStateKey(e.key) ? Math.max(f, e.version.clock) : f), this.floor)
-    if (floor > this.floor) {
-      // On disk before the tombstones leave memory: a crash between must not forget the deletion.
-      try {
-        writeFileDurably(join(this.dir, FLOOR_FILE), `${floor}\n`)
-      } catch {
-        // Not written: the tombstones stay (and keep the deletions) until a reap can write it.
-        return 0
-      }
-      this.floor = floor
+    const desired = dead.filter((e) => isDesiredStateKey(e.key))
+    const floor = desired.reduce((f, e) => Math.max(f, e.version.clock), this.floor)
+    const efloor = desired.reduce((f, e) => Math.max(f, e.version.erev ?? 0), this.efloor)
+    // On disk before the tombstones leave memory: a crash between must not forget the deletion.
+    try {
+      if (floor > this.floor) writeFileDurably(join(this.dir, FLOOR_FILE), `${floor}\n`)
+      if (efloor > this.efloor) writeFileDurably(join(this.dir, REVISION_FLOOR_FILE), `${efloor}\n`)
+    } catch {
+      // Not written: the tombstones stay (and keep the deletions) until a reap can write it.
+      return 0
     }
+    this.floor = floor
+    this.efloor = efloor
     // Nothing to log: a replay brings back only tombstones that are old enough to be reaped again,
     // and the next snapshot leaves them out.
     for (const e of dead) this.entries.delete(e.key)
@@ -364,10 +412,23 @@ export class Store {
     return () => set.delete(listener)
   }
 
-  private tick(rev?: number): Version {
+  /**
+   * The version of this node's next write of key. The clock stops at MAX_CLOCK (a peer can lift
+   * it there): desired state still orders by its revisions. The embedded manager numbers its
+   * desired state (erev); etcd's revision (rev) is given by the caller.
+   */
+  private tick(key: string, rev?: number): Version {
     this.assertOpen()
-    this.lamport += 1
-    return rev === undefined ? {clock: this.lamport, node: this.nodeId} : {clock: this.lamport, node: this.nodeId, rev}
+    this.lamport = Math.min(this.lamport + 1, MAX_CLOCK)
+    if (rev !== undefined) return {clock: this.lamport, node: this.nodeId, rev}
+    if (this.numberDesired && isDesiredStateKey(key)) return {clock: this.lamport, node: this.nodeId, erev: ++this.erevHead}
+    return {clock: this.lamport, node: this.nodeId}
+  }
+
+  /** An embedded revision on desired state, seen at open or in a merge: the next one goes above it. */
+  private seeRevision(e: Entry): void {
+    const r = e.version.erev
+    if (r !== undefined && r > this.erevHead && isDesiredStateKey(e.key)) this.erevHead = r
   }
 
   /** Signs this node's own entries written before there was a signer (init, join); returns how many. */
@@ -389,7 +450,9 @@ export class Store {
     } catch (err) {
       if (old) this.entries.set(e.key, old)
       else this.entries.delete(e.key)
-      this.lamport -= 1
+      // This write's clock tick and revision are given back (neither reached the disk).
+      this.lamport = e.version.clock - 1
+      if (e.version.erev !== undefined) this.erevHead = e.version.erev - 1
       throw err
     }
     this.emit(e, old, 'local', this.firstListeners)
@@ -434,9 +497,9 @@ export class Store {
   }
 }
 
-function readFloor(dir: string): number {
+function readFloor(dir: string, file: string): number {
   try {
-    const n = Number(readFileSync(join(dir, FLOOR_FILE), 'utf8').trim())
+    const n = Number(readFileSync(join(dir, file), 'utf8').trim())
     return Number.isSafeInteger(n) && n > 0 ? n : 0
   } catch {
     // None yet: nothing was reaped.

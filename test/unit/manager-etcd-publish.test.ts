@@ -20,6 +20,8 @@ import {generateToken} from '../../src/gossip/token.js'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {etcdClient, type EtcdSettings} from '../../src/manager/etcd-client.js'
 import {ROLES, ROLE_GUARD} from '../../src/manager/etcd-keys.js'
+import {startEtcdManager, type EtcdManager} from '../../src/manager/etcd-manager.js'
+import {NOBODY_DOWN} from '../../src/membership/view.js'
 import {changeRole, promotionKey, type Promotion, type RolePublisher} from '../../src/manager/roles.js'
 import {valueProblem} from '../../src/model/shape.js'
 import type {NodeRecord, Service} from '../../src/model/types.js'
@@ -241,4 +243,72 @@ test('a node removed by a manager that dies before its gossip record spreads is 
     assert.ok(s.get(revokedKey(certSerial(c.recs[2]!.cert!))), 'its certificate is revoked')
   }
   assert.equal((await m2.backend.mirror(c.pub)).changed, 0)
+})
+
+/** Resolves once cond holds; fails with what after ms (a margin for a loaded machine, not a speed). */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+test('a leader demoted in etcd stands aside: the next leader publishes its record at once, which reaches it', async () => {
+  const c = cluster()
+  const running: EtcdManager[] = []
+  const log: string[] = []
+  // Two managers' agents as the node's role starts them (manager-role.ts), each with its gossip store.
+  const start = (id: string) => {
+    const local = c.store(id)
+    for (const r of c.recs) local.put(keyOf('node', r.id), r)
+    const ha = startEtcdManager({
+      settings: c.settings,
+      local,
+      selfId: id,
+      membership: NOBODY_DOWN,
+      log: (m) => log.push(`${id}: ${m}`),
+      roles: c.pub,
+      leadership: {ttlSec: 2, pollMs: 100},
+      intervalMs: 200,
+    })
+    running.push(ha)
+    return {id, local, ha}
+  }
+  try {
+    const m1 = start('m1')
+    await m1.ha.backend.importRecords([{key: 'cluster', value: spec}])
+    await until(() => m1.ha.leadership.isLeader, 20_000, 'm1 leads')
+    const m2 = start('m2')
+    await until(() => m2.ha.leadership.leader === 'm1', 20_000, 'm2 stands by under m1')
+    // etcd: m1 demoted by a manager that died between its commit and its gossip record (roles/m1 =
+    // worker, guard/roles bumped, as a role change writes them). Only a leader publishes a record
+    // etcd contradicts, and m1 cannot publish its own.
+    await m2.ha.backend.ns
+      .put(ROLES + 'm1')
+      .value('worker')
+      .exec()
+    await m2.ha.backend.ns.put(ROLE_GUARD).value(String(Date.now())).exec()
+    // m1 stands aside, m2 leads and publishes m1's record as a worker's (re-certified).
+    await until(
+      () => m2.local.get<NodeRecord>(keyOf('node', 'm1'))?.role === 'worker',
+      20_000,
+      `m2 publishes m1 demoted\n${log.join('\n')}`,
+    )
+    assert.equal(m1.ha.leadership.isLeader, false, 'the demoted manager no longer leads')
+    assert.equal(m2.ha.leadership.isLeader, true)
+    assert.ok(log.some((l) => l.startsWith('m1: leader: etcd no longer counts this node as a manager')))
+    // Gossip carries it to m1, whose agent follows its record (node-role.ts follow) and stops managing.
+    replicate(m2.local, m1.local)
+    const rec = m1.local.get<NodeRecord>(keyOf('node', 'm1'))!
+    assert.equal(rec.role, 'worker')
+    assert.ok(checkNodeCert(identity.publicKey, 'm1', rec.pubKey!, 'worker', rec.cert!), 'certified as a worker')
+    assert.ok(m1.local.get(revokedKey(certSerial(c.recs[0]!.cert!))), 'its manager certificate is revoked')
+    // Standing aside, it claims nothing while etcd says so, though the role is free to take.
+    await m2.ha.leadership.stop()
+    await new Promise((r) => setTimeout(r, 3000))
+    assert.equal(m1.ha.leadership.isLeader, false, 'a manager demoted in etcd does not claim the role')
+  } finally {
+    for (const ha of running.reverse()) await ha.stop()
+  }
 })

@@ -66,3 +66,37 @@ test('a service deleted while a node was away, its tombstone reaped, does not co
   assert.equal(again.deletionFloor, floor)
   again.close()
 })
+
+// The same with the desired state numbered as the embedded manager numbers it (Version.erev): the
+// floor that tells a node back from away what was deleted is then a revision floor, carried in
+// the push-pull (efloor) next to the clock floor.
+const numbered = new GossipLab()
+after(() => numbered.close())
+
+test('numbered desired state deleted while a node was away: refused and forgotten by revision', async () => {
+  const m = await numbered.manager('m', {store: numbered.openStore('m', {tombstoneTtlMs: 100})})
+  m.store.numberDesired = true
+  let w1 = await numbered.worker('w1', m, {store: {tombstoneTtlMs: 100}})
+  m.store.put('service/s1', {id: 's1', name: 'web'})
+  await waitFor('w1 has the service', () => w1.store.get('service/s1') !== undefined, 5000)
+  const s1 = {...m.store.entry('service/s1')!}
+  assert.ok(s1.version.erev !== undefined, 'numbered by the manager')
+  const {addr, port} = w1
+  await numbered.stop(w1)
+
+  m.store.delete('service/s1')
+  const deletedAt = m.store.entry('service/s1')!.version.erev!
+  await sleep(150)
+  assert.equal(m.store.reap(), 1)
+  assert.equal(m.store.revisionFloor, deletedAt)
+  assert.deepEqual(m.store.merge([s1]), [])
+  assert.match(m.store.lastRefusal ?? '', /service\/s1: deleted before its tombstone was reaped \(revision/)
+
+  w1 = await numbered.start('w1', addr, port, {store: numbered.openStore('w1', {tombstoneTtlMs: 100})})
+  await waitFor('w1 dropped the deleted service', () => w1.store.get('service/s1') === undefined, 10_000)
+  assert.equal(m.store.get('service/s1'), undefined, 'the deleted service did not come back')
+  assert.ok(w1.gossip.stats.forgotten >= 1)
+  assert.equal(w1.store.revisionFloor, s1.version.erev, 'w1 refuses it from now on too')
+  m.store.put('service/s1', {id: 's1', name: 'web again'})
+  await waitFor('w1 has it again', () => w1.store.get<{name: string}>('service/s1')?.name === 'web again', 5000)
+})
