@@ -30,6 +30,7 @@ import {readLbSnapshot} from '../metrics/lb-metrics.js'
 import {readPortStats} from '../metrics/mesh-metrics.js'
 import {DEFAULT_METRICS_ADDR, parseMetricsAddr, serveMetrics} from '../metrics/server.js'
 import {startApi} from './api.js'
+import {drainApi} from './api-drain.js'
 import {clusterKeyring, readNodeConfig, setKeyring, writeNodeConfig} from './config.js'
 import type {Keyring} from '../gossip/keyring.js'
 import {DEFAULT_KEY_GRACE_MS, KeyRotation} from '../gossip/rotation.js'
@@ -430,8 +431,10 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     const watch = setInterval(() => {
       if (ownSocket() && Date.now() - since < HANDOVER_TIMEOUT_MS) return
       clearInterval(watch)
-      log(ownSocket() ? 'handover: no agent took over: stopping' : 'handover: the next agent serves the API: stopping')
-      void stop()
+      const succeeded = !ownSocket()
+      log(succeeded ? 'handover: the next agent serves the API: stopping' : 'handover: no agent took over: stopping')
+      // Clients that connected before the successor's socket took the name are still answered.
+      void (succeeded && api ? drainApi(api) : Promise.resolve()).then(() => stop())
     }, 20)
     return {pid: process.pid}
   }
