@@ -9,6 +9,7 @@ import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
 import {describe, test} from 'node:test'
 import type {NodeView} from '../../src/agent/views.js'
+import {AgentClient} from '../../src/agent/client.js'
 import {readNodeMaps} from '../../src/dataplane/inspect.js'
 import {BIN, cli, eventually, inNs, json, ok, sh, stateOn, until} from './helpers.js'
 import {withLab} from './lab.js'
@@ -41,6 +42,16 @@ describe('healing: a node that dies is taken out of service everywhere and its t
   withLab(['--nodes', '3'], {beforeDown: () => sh(['ip', '-n', 'sn-lab-n3', 'link', 'set', 'eth0', 'up'])})
 
   test('kill -9 + link down: down everywhere, endpoints gone, tasks replaced and reachable; back: stale tasks stopped', async () => {
+    // One task per node needs the manager to see every node first: a node that joined a moment
+    // ago gets no task, and placement does not rebalance after (Swarm's rule; lab demo waits too).
+    await until(
+      'n1 sees n1..n3 ready with their agents up',
+      async () => {
+        const seen = await new AgentClient('n1').get<NodeView[]>('/nodes')
+        return ['n1', 'n2', 'n3'].every((n) => seen.some((v) => v.name === n && v.state === 'ready' && v.agent === 'up'))
+      },
+      30_000,
+    )
     ok('n1', ['network', 'create', 'heal'])
     ok('n1', ['service', 'create', '--name', 'web', '--replicas', '3', '--network', 'heal'])
     ok('n1', ['service', 'create', '--name', 'ga', '--mode', 'global', '--network', 'heal', '--', 'sleep', 'infinity'])
