@@ -3,7 +3,7 @@ import {SwarmnetCommand, jsonFlag} from '../../src/cli/base.js'
 import {printJson} from '../../src/cli/output.js'
 import {progressMode, runSteps} from '../../src/cli/progress.js'
 import {labUp} from '../../src/lab/lab.js'
-import {startLabNode} from '../../src/lab/nodes.js'
+import {startLabNode, waitNodesReady} from '../../src/lab/nodes.js'
 import {checkDnsSpec} from '../../src/dns/config.js'
 import {DNS_TTL_MAX} from '../../src/model/defaults.js'
 
@@ -11,7 +11,8 @@ export default class LabUp extends SwarmnetCommand {
   static override description = `Build a whole cluster on this host: N nodes, each in its own network namespace on a virtual switch, plus a 'client' host standing for the outside world
 
 Node n1 runs \`swarmnet init\`, the others \`swarmnet join\`. Nothing outside the namespaces it
-makes is touched; \`swarmnet lab down\` removes all of it.`
+makes is touched; \`swarmnet lab down\` removes all of it. It returns once n1 sees every node
+ready with its agent up, so a service created next is placed on all of them.`
   static override examples = [
     '<%= config.bin %> lab up',
     '<%= config.bin %> lab up --nodes 5',
@@ -52,6 +53,10 @@ makes is touched; \`swarmnet lab down\` removes all of it.`
                   ...(flags['dns-ttl'] !== undefined ? ['--dns-ttl', String(flags['dns-ttl'])] : []),
                 ])
               },
+            })
+            detail(`every node ready on ${state.nodes[0]?.name ?? 'n1'}`)
+            await waitNodesReady(state.nodes).catch((e: Error) => {
+              throw new Error(`lab up: ${e.message} (the lab is left up; \`swarmnet lab down\` removes it)`)
             })
           },
         },

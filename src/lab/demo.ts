@@ -14,7 +14,7 @@ import {run} from '../sys/exec.js'
 import {nsenterArgv} from '../sys/netns.js'
 import {taskExecArgv} from '../tasks/exec.js'
 import {labUp, type LabNode} from './lab.js'
-import {restartLabAgent, startLabNode} from './nodes.js'
+import {restartLabAgent, startLabNode, waitNodesReady} from './nodes.js'
 import {CLIENT_ADDRESS, CLIENT_NETNS, nodePidFile, UNDERLAY_IF} from './topology.js'
 
 /** One step of the story: a first line, and at most one more. */
@@ -108,16 +108,7 @@ export async function runDemo(step: (s: DemoStep) => void): Promise<void> {
 /** Steps 2 to 8, on the lab's nodes. */
 async function story(nodes: LabNode[], start: number, step: (s: DemoStep) => void): Promise<void> {
   const n1 = new AgentClient(nodes[0]!.name)
-  // Every node ready with its agent heard, as the manager sees it, before anything is placed: a
-  // node that joined a moment ago would get no task of web (placement does not rebalance after).
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const seen = await n1.get<NodeView[]>('/nodes')
-    const ok = nodes.every((n) => seen.some((v) => v.name === n.name && v.state === 'ready' && v.agent === 'up'))
-    if (ok) break
-    if (Date.now() > deadline) throw new Error(`not every node is ready on ${nodes[0]!.name} after 30 s`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
+  await waitNodesReady(nodes, 30_000)
 
   // 2. An overlay network.
   const net = await n1.post<{subnet: string; vni: number}>('/networks', {name: NETWORK})

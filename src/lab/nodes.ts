@@ -3,6 +3,7 @@
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {AgentClient} from '../agent/client.js'
+import type {NodeView} from '../agent/views.js'
 import {nodeCgroupDirs} from '../sys/cgroup.js'
 import {inCgroupsArgv} from '../sys/cgroup.js'
 import {run} from '../sys/exec.js'
@@ -76,4 +77,29 @@ export function onLabNode(node: Pick<LabNode, 'name' | 'netns'>, args: string[],
 /** The agent of a lab node that died (kill -9), started again in the background as after a reboot. */
 export async function restartLabAgent(node: Pick<LabNode, 'name' | 'netns'>): Promise<void> {
   await onLabNode(node, ['agent', '--detach', '--node', node.name], `restarting the agent of ${node.name}`)
+}
+
+/**
+ * Resolves once the first node (the manager that places tasks) sees every node ready with its
+ * agent heard. A node that joined a moment ago is not yet in its view, and placement does not
+ * rebalance later (Swarm's rule), so a service created right after `lab up` would skip it.
+ */
+export async function waitNodesReady(nodes: readonly Pick<LabNode, 'name'>[], timeoutMs = 60_000): Promise<void> {
+  const first = nodes[0]
+  if (!first) return
+  const manager = new AgentClient(first.name)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const seen = await manager.get<NodeView[]>('/nodes')
+    const missing = nodes.filter((n) => !seen.some((v) => v.name === n.name && v.state === 'ready' && v.agent === 'up'))
+    if (missing.length === 0) return
+    if (Date.now() > deadline) {
+      const say = missing.map((n) => {
+        const v = seen.find((x) => x.name === n.name)
+        return v ? `${n.name} ${v.state}, agent ${v.agent}` : `${n.name} unknown`
+      })
+      throw new Error(`${first.name} does not see every node ready after ${Math.round(timeoutMs / 1000)} s: ${say.join('; ')}`)
+    }
+    await new Promise((r) => setTimeout(r, 200))
+  }
 }

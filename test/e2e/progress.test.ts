@@ -51,6 +51,15 @@ describe('progress of lab up, join and lab down', {timeout: 600_000}, () => {
     const done = lines.findIndex((l) => /^Building a 2-node lab: done \(\d+\.\d s\)$/.test(l))
     assert.ok(done > 0, r.stdout)
     assert.match(lines[done + 1]!, /^n1 {2}172\.30\.0\.11 {2}\(netns sn-lab-n1\)$/)
+    // lab up returns once the manager sees every node ready, so a service created next is
+    // placed on all of them: node ls right after, with no wait, already says so.
+    assert.ok(lines.includes('  every node ready on n1'), r.stdout)
+    const nodes = json<{name: string; state: string; agent: string}[]>('n1', ['node', 'ls'])
+    for (const n of ['n1', 'n2'])
+      assert.ok(
+        nodes.some((v) => v.name === n && v.state === 'ready' && v.agent === 'up'),
+        JSON.stringify(nodes),
+      )
   })
 
   test('join on a terminal: listr2 renders the steps; with --json only the JSON, on a terminal too', () => {
