@@ -156,3 +156,107 @@ test('in one batch, each request decides over the writes of those before it: cre
   assert.equal(given.length, 3)
   assert.deepEqual(held, given, 'the removed service freed what it held')
 })
+
+/** A gate: wait() resolves once open() was called, or after ms (so a test without pipelining fails instead of hanging). */
+function gate(ms = 3000) {
+  let open = () => {}
+  const opened = new Promise<void>((r) => (open = r))
+  return {open, wait: () => Promise.race([opened, new Promise<void>((r) => setTimeout(r, ms).unref())])}
+}
+const turn = () => new Promise((r) => setImmediate(r))
+
+test('pipelining: a request that arrives while a batch is in flight goes beside it, decided over its writes', async () => {
+  const held = gate()
+  let calls = 0
+  // m1's first transaction waits until its second one is being sent: both in flight at once.
+  let armed = false
+  const [m1] = await cluster(async () => {
+    if (!armed) return
+    const call = ++calls
+    if (call === 1) await held.wait()
+    if (call === 2) held.open()
+  })
+  armed = true
+  const before = await txnsServed()
+  const a = m1!.write((m) => m.createService({...req('a'), replicas: 2}))
+  await turn()
+  const b = m1!.write((m) => m.createService({...req('b'), replicas: 2}))
+  const [sa, sb] = await Promise.all([a, b])
+  assert.equal((await txnsServed()) - before, 2)
+  assert.equal(m1!.mostInFlight, 2, 'two transactions of one manager in flight at once')
+  assert.equal(m1!.pipelined, 1)
+  assert.equal(m1!.retries, 0, 'the second, decided over the first one’s writes, took none of its addresses')
+  await assertAnswered(m1!, sa, 'a')
+  await assertAnswered(m1!, sb, 'b')
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(given.length, 6)
+  assert.equal(new Set(given).size, 6, 'an address was given twice')
+  assert.deepEqual(claimed, given)
+})
+
+test('pipelining: a request on the keys of a batch in flight waits until it lands, then sees it', async () => {
+  const held = gate(300)
+  let calls = 0
+  let armed = false
+  const [m1] = await cluster(async () => {
+    if (armed && ++calls === 1) await held.wait()
+  })
+  armed = true
+  const made = m1!.write((m) => m.createService(req('w')))
+  await turn()
+  const scaled = m1!.write((m) => m.scaleService('w', 3))
+  await turn()
+  assert.equal(m1!.blocked, 1, 'the scale waits for the create in flight')
+  held.open()
+  const [w, s] = await Promise.all([made, scaled])
+  assert.equal(s.id, w.id)
+  assert.equal(m1!.mostInFlight, 1)
+  const tasks = [...(await m1!.records())].filter(([k, v]) => k.startsWith('task/') && (v as Task).serviceId === w.id)
+  assert.equal(tasks.length, 3)
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(new Set(given).size, 4)
+  assert.deepEqual(claimed, given)
+})
+
+test('pipelining: a batch in flight that loses a race is decided again; the one beside it commits, the one that waited on it sees the outcome', async () => {
+  const held = gate()
+  let calls = 0
+  let armed = false
+  const [m1, m2] = await cluster(async () => {
+    if (armed && ++calls === 1) await held.wait()
+  })
+  armed = true
+  const before = await txnsServed()
+  // x: held in flight while m2 takes the name; y: beside it; scale x: on x's keys, waits for it.
+  const x = m1!.write((m) => m.createService(req('x')))
+  await turn()
+  const y = m1!.write((m) => m.createService(req('y')))
+  const scale = m1!.write((m) => m.scaleService('x', 2))
+  const sy = await y
+  assert.equal(m1!.pipelined, 1, 'y went beside x')
+  assert.equal(m1!.blocked, 1, 'the scale waited for x')
+  const theirs = await m2!.write((m) => m.createService(req('x')))
+  held.open()
+  const [rx, rs] = await Promise.allSettled([x, scale])
+  assert.equal(m1!.retries, 1, "x's batch lost the race")
+  assert.equal(rx.status, 'rejected')
+  const e = (rx as PromiseRejectedResult).reason as Error
+  assert.ok(isUserError(e) && /already exists/.test(e.message), e.message)
+  assert.equal(rs.status, 'fulfilled', String((rs as PromiseRejectedResult).reason))
+  // The scale, decided after x was refused, scaled the x that exists: m2's.
+  const scaledX = (rs as PromiseFulfilledResult<Service>).value
+  assert.equal(scaledX.id, theirs.id)
+  await assertAnswered(m1!, sy, 'y')
+  // x's lost transaction, y, m2's x, the scale (x's retry is refused over the caught-up copy, with no transaction).
+  assert.equal((await txnsServed()) - before, 4)
+  const records = await m1!.records()
+  const tasksOf = (id: string) => [...records].filter(([k, v]) => k.startsWith('task/') && (v as Task).serviceId === id).length
+  assert.equal(tasksOf(theirs.id), 2)
+  assert.equal(tasksOf(sy.id), 1)
+  const services = [...records].filter(([k]) => k.startsWith('service/')).map(([, v]) => (v as Service).name)
+  assert.deepEqual(services.sort(), ['x', 'y'])
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(given.length, 5)
+  assert.equal(new Set(given).size, 5, 'an address was given twice')
+  assert.deepEqual(claimed, given)
+})
