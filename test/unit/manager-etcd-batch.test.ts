@@ -20,10 +20,10 @@ import {clusterSpec, etcdClusterNodes} from './model-records.js'
 const etcd = etcdSuite()
 let n = 0
 
-/** Two managers of a cluster of their own (one network, 'net'); m1's transactions wait for beforeCommit. */
-async function cluster(beforeCommit?: () => Promise<void>): Promise<EtcdBackend[]> {
+/** Managers (two by default) of a cluster of their own (one network, 'net'); m1's transactions wait for beforeCommit. */
+async function cluster(beforeCommit?: () => Promise<void>, ids = ['m1', 'm2']): Promise<EtcdBackend[]> {
   const prefix = `/swarmnet/batch-${++n}/`
-  const managers = ['m1', 'm2'].map((id) => {
+  const managers = ids.map((id) => {
     const local = etcd.keep(new Store(etcd.dir('sn-etcd-batch-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
     for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
     const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
@@ -32,8 +32,8 @@ async function cluster(beforeCommit?: () => Promise<void>): Promise<EtcdBackend[
   })
   await managers[0]!.importRecords([{key: 'cluster', value: clusterSpec()}])
   await managers[0]!.write((m) => m.createNetwork({name: 'net', subnet: '10.6.0.0/24'}))
-  // Both copies read (the first request of each reads the prefix whole).
-  await managers[1]!.write((m) => m.read.services())
+  // Every copy read (the first request of each reads the prefix whole).
+  for (const m of managers.slice(1)) await m.write((x) => x.read.services())
   return managers
 }
 
@@ -259,4 +259,42 @@ test('pipelining: a batch in flight that loses a race is decided again; the one 
   assert.equal(given.length, 5)
   assert.equal(new Set(given).size, 5, 'an address was given twice')
   assert.deepEqual(claimed, given)
+})
+
+test('pipelining under concurrent creates on 3 managers, requests arriving at random times: no address, name or port given twice', async () => {
+  const ms = await cluster(undefined, ['m1', 'm2', 'm3'])
+  const total = 90
+  let next = 0
+  const results: PromiseSettledResult<Service>[] = []
+  // 9 clients, 3 on each manager; each pauses 0-3 ms between its requests, so a manager's requests
+  // arrive while its batches are in flight. Names and ingress ports repeat: some must be refused.
+  await Promise.all(
+    Array.from({length: 9}, async (_, c) => {
+      for (let i = next++; i < total; i = next++) {
+        await new Promise((r) => setTimeout(r, Math.random() * 3))
+        const name = `s${i % 60}`
+        const ports =
+          i % 3 === 0 ? [{published: 30000 + (i % 20), target: 80, protocol: 'tcp' as const, mode: 'ingress' as const}] : []
+        const [r] = await Promise.allSettled([ms[c % 3]!.write((m) => m.createService({...req(name), replicas: 2, ports}))])
+        results.push(r!)
+      }
+    }),
+  )
+  for (const r of results) if (r.status === 'rejected') assert.ok(isUserError(r.reason as Error), String(r.reason))
+  const pipelined = ms.reduce((s, m) => s + m.pipelined, 0)
+  assert.ok(pipelined > 0, 'some batches went beside another of their manager')
+  const records = await ms[0]!.records()
+  const services = [...records].filter(([k]) => k.startsWith('service/')).map(([, v]) => v as Service)
+  const made = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Service>).value)
+  assert.equal(services.length, made.length, 'each service made was answered, and only those')
+  for (const svc of made) await assertAnswered(ms[0]!, svc, svc.name)
+  assert.equal(new Set(services.map((s) => s.name)).size, services.length, 'a name was given twice')
+  const ports = services.flatMap((s) => (s.ports ?? []).map((p) => `${p.protocol}/${p.published}`))
+  assert.equal(new Set(ports).size, ports.length, 'a port was given twice')
+  const {given, held} = await addressesOf(ms[0]!)
+  assert.equal(given.length, services.length * 3)
+  assert.equal(new Set(given).size, given.length, 'an address was given twice')
+  assert.deepEqual(held, given, 'every address claimed in etcd, and only those')
+  const allocs = await ms[0]!.allocations()
+  for (const p of ports) assert.ok(allocs.get(`port/${p}`)?.startsWith('service/'), `port ${p} claimed`)
 })
