@@ -90,6 +90,10 @@ type Decided = {req: Req; view?: RequestView; result?: unknown; refusal?: unknow
 type Flight = {
   /** Its records as they will be. */
   readonly ops: ReadonlyMap<string, Json | null>
+  /** Its transaction (what it puts and deletes: see Overlaid). */
+  readonly txn: Txn
+  /** The revision it committed at, once landed (until the copy shows it, it is decided over as Overlaid). */
+  rev?: number
   /** Every key its transaction compares or writes; the keys it writes. */
   readonly keys: ReadonlySet<string>
   readonly writes: ReadonlySet<string>
@@ -190,6 +194,8 @@ export class EtcdBackend implements DesiredBackend {
   mostInFlight = 0
   /** Batches that waited for one in flight because they touched its keys (or could not be decided beside it). */
   blocked = 0
+  /** Batches decided over a landed one the copy did not show yet (answered before the watch brought it back). */
+  overUnseen = 0
   private jobs: Job[] = []
   private pumping = false
   /** Most requests the next batch takes: halved from the second race lost in a row, back to maxBatch on a commit. */
@@ -197,6 +203,12 @@ export class EtcdBackend implements DesiredBackend {
   private lostInARow = 0
   /** The batches sent and not landed yet, in the order they were sent. */
   private readonly flights = new Set<Flight>()
+  /**
+   * Batches landed (committed, answered) that the copy does not show yet: the next batches are
+   * decided over them, and compare their keys at the revision they committed at (Overlaid), so a
+   * request is answered without waiting for the watch to bring its commit back.
+   */
+  private readonly unseen = new Set<Flight>()
   private landing: (() => void)[] = []
 
   private solo<T>(run: () => Promise<T>): Promise<T> {
@@ -293,10 +305,14 @@ export class EtcdBackend implements DesiredBackend {
     let txn: Txn | undefined
     let barrier = false
     // The writes of the batches in flight (the copy shows them once they land), decided over as if
-    // they had landed: the addresses and names they take are not taken again.
+    // they had landed: the addresses and names they take are not taken again. And those of the
+    // batches landed that the copy does not show yet, with the revision they hold in etcd.
     const flying = [...this.flights]
+    const unseen = [...this.unseen].filter((f) => f.rev! > this.cache.revision).sort((a, b) => a.rev! - b.rev!)
     const pending = new Map<string, Json | null>()
-    for (const f of flying) for (const [k, v] of f.ops) pending.set(k, v)
+    for (const f of [...unseen, ...flying]) for (const [k, v] of f.ops) pending.set(k, v)
+    const kvs: KvView = unseen.length === 0 ? snap.kvs : new Overlaid(snap.kvs, unseen)
+    if (unseen.length > 0) this.overUnseen++
     const clash = (t: Txn) =>
       flying.some((f) => t.compares.some((c) => f.writes.has(c[0])) || t.writes.some((w) => f.keys.has(w)))
     this.index.lend(snap.records, (ix, write, mark) => {
@@ -338,7 +354,7 @@ export class EtcdBackend implements DesiredBackend {
         const nextLeft = new Set([...left, ...view.left])
         let t: Txn
         try {
-          t = withLeft(transaction(snap.kvs, nextOps, undefined), snap.kvs, nextLeft)
+          t = withLeft(transaction(kvs, nextOps, undefined), kvs, nextLeft)
         } catch (e) {
           undo()
           // Decided over writes in flight the copy does not show yet: decided again once they land.
@@ -378,6 +394,7 @@ export class EtcdBackend implements DesiredBackend {
     const written = decided.filter((d) => d.refusal === undefined && d.view!.ops.size + d.view!.left.size > 0).length
     const flight: Flight = {
       ops,
+      txn,
       keys: new Set([...txn.compares.map((c) => c[0]), ...txn.writes]),
       writes: new Set(txn.writes),
       barrier,
@@ -407,12 +424,16 @@ export class EtcdBackend implements DesiredBackend {
       }
       this.batches++
       if (res.succeeded) {
-        // The next read sees this commit (read-your-writes).
-        await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
+        // The next batches read this commit (read-your-writes): over the copy once it shows it,
+        // over Overlaid until then.
+        const rev = Number(res.header.revision)
+        flight.rev = rev
+        this.unseen.add(flight)
+        void this.cache.reach(rev, OWN_WRITE_WAIT_MS).then(() => this.unseen.delete(flight))
         this.commits++
         this.batchLimit = this.maxBatch
         this.lostInARow = 0
-        this.copyLocal(flight.ops, Number(res.header.revision))
+        this.copyLocal(flight.ops, rev)
         answer(decided)
         return
       }
@@ -745,25 +766,41 @@ export function leftOf(kvs: ReadonlyMap<string, CachedKv>): Set<string> {
  * A request's transaction with the nodes it removes: roles/<id> = left, serialized with the role
  * changes by guard/roles (compared and bumped), so a removal and a promotion are taken in order.
  */
-function withLeft(t: Txn, kvs: ReadonlyMap<string, CachedKv>, left: ReadonlySet<string>): Txn {
+function withLeft(t: Txn, kvs: KvView, left: ReadonlySet<string>): Txn {
   if (left.size === 0) return t
-  return {
-    compares: [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
-    writes: [...t.writes, ...[...left].map((id) => ROLES + id), ROLE_GUARD],
-    then: (ns) => [
-      ...t.then(ns),
-      ...[...left].map((id) => ns.put(ROLES + id).value('left')),
-      ns.put(ROLE_GUARD).value(String(Date.now())),
-    ],
-  }
+  return txnOf(
+    [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
+    [...t.puts, ...[...left].map((id): [string, string] => [ROLES + id, 'left']), [ROLE_GUARD, String(Date.now())]],
+    t.deletes,
+  )
 }
 
 /** etcd could not be reached or answered with an error: the request changed nothing. */
 export class EtcdUnavailableError extends UserError {}
 
 type Compare = [string, 'Mod' | 'Create', '==', string | number]
-/** A transaction: what it compares, the keys it puts or deletes, and the operations that do it. */
-type Txn = {compares: Compare[]; writes: string[]; then: (ns: Namespace) => IOperation[]}
+/** A transaction: what it compares, what it puts and deletes (writes: the keys of both), and the operations that do it. */
+type Txn = {
+  compares: Compare[]
+  puts: [string, string][]
+  deletes: string[]
+  writes: string[]
+  then: (ns: Namespace) => IOperation[]
+}
+
+/** The reads a transaction is built from: the copy's keys, or the copy with landed commits on top (Overlaid). */
+type KvView = Pick<ReadonlyMap<string, CachedKv>, 'get' | 'has'>
+
+/** Builds a transaction from its compares, puts and deletes. */
+function txnOf(compares: Compare[], puts: [string, string][], deletes: string[]): Txn {
+  return {
+    compares,
+    puts,
+    deletes,
+    writes: [...puts.map(([k]) => k), ...deletes],
+    then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
+  }
+}
 
 function commit(ns: Namespace, t: Txn) {
   // etcd3's builder takes one comparison per call: the first in if(), the others in and().
@@ -776,7 +813,7 @@ function commit(ns: Namespace, t: Txn) {
  * The transaction for a request's writes, against what it read: compares (each record and
  * allocation touched is at its read revision) and operations (the records, their allocations).
  */
-export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
+export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
   const compares: Compare[] = []
   const mod = (k: string) => snap.get(k)?.mod ?? 0
   const puts: [string, string][] = []
@@ -852,11 +889,7 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
     puts.push([NETWORK_GUARD, String(Date.now())])
   }
   if (leaderRevision !== undefined) compares.push([LEADER, 'Create', '==', leaderRevision])
-  return {
-    compares,
-    writes: [...puts.map(([k]) => k), ...deletes],
-    then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
-  }
+  return txnOf(compares, puts, deletes)
 }
 
 /**
@@ -865,7 +898,7 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
  * node's port: a racer that read it held was only kept from that node, so removals rewrite nothing.
  * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
  */
-function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<string> {
+function hostPortsTouched(snap: KvView, ops: Map<string, Json | null>): Set<string> {
   const out = new Set<string>()
   const read = (k: string): Json | undefined => {
     const v = snap.get(STATE + k)?.value
@@ -892,6 +925,32 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
     }
   }
   return out
+}
+
+/**
+ * The copy's keys with the commits of batches landed on top that its watch has not brought yet
+ * (oldest first): each key they put at the revision they committed at, each they deleted absent.
+ * A transaction built over it compares what etcd holds after them, not what the copy holds before.
+ */
+class Overlaid implements KvView {
+  private readonly top = new Map<string, CachedKv | undefined>()
+  constructor(
+    private readonly below: KvView,
+    landed: readonly Flight[],
+  ) {
+    for (const f of landed) {
+      for (const [k, v] of f.txn.puts) this.top.set(k, {value: v, mod: String(f.rev!)})
+      for (const k of f.txn.deletes) this.top.set(k, undefined)
+    }
+  }
+
+  get(key: string): CachedKv | undefined {
+    return this.top.has(key) ? this.top.get(key) : this.below.get(key)
+  }
+
+  has(key: string): boolean {
+    return this.top.has(key) ? this.top.get(key) !== undefined : this.below.has(key)
+  }
 }
 
 /**

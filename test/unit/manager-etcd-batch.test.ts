@@ -298,3 +298,24 @@ test('pipelining under concurrent creates on 3 managers, requests arriving at ra
   const allocs = await ms[0]!.allocations()
   for (const p of ports) assert.ok(allocs.get(`port/${p}`)?.startsWith('service/'), `port ${p} claimed`)
 })
+
+test('a request is answered when its transaction lands, before the watch brings it back: the next is decided over it', async () => {
+  const [m1, m2] = await cluster()
+  const made: Service[] = []
+  // One client after another on m1 (each waits for its answer), m2 creating meanwhile.
+  const other = (async () => {
+    for (let i = 0; i < 10; i++) await m2!.write((m) => m.createService(req(`o${i}`)))
+  })()
+  for (let i = 0; i < 30; i++) made.push(await m1!.write((m) => m.createService({...req(`s${i}`), replicas: 2})))
+  await other
+  assert.ok(m1!.overUnseen > 0, 'some request was decided over a commit its copy did not show yet')
+  for (const [i, svc] of made.entries()) await assertAnswered(m1!, svc, `s${i}`)
+  // Scaled right after its create: decided over the create's commit, whichever the copy shows.
+  const last = made[made.length - 1]!
+  const scaled = await m1!.write((m) => m.scaleService(last.name, 3))
+  assert.equal(scaled.id, last.id)
+  const {given, held} = await addressesOf(m1!)
+  assert.equal(given.length, 30 * 3 + 10 * 2 + 1)
+  assert.equal(new Set(given).size, given.length, 'an address was given twice')
+  assert.deepEqual(held, given)
+})
