@@ -7,8 +7,10 @@
 // each record it writes, each network its records name and each allocation it
 // takes or frees is at the revision it read. Otherwise it is decided again once
 // the copy has caught up, so racing managers never get the same address.
-// Requests that queue while a manager's transaction is in flight are decided
-// one after another and go as one transaction (group commit: runBatch).
+// Requests that queue on a manager are decided one after another and go as
+// one transaction (group commit: runBatch); its next batch may go while earlier
+// ones are in flight if it touches none of their keys (pipelining: Flight), and
+// a batch is answered when it lands (until the copy shows it: Overlaid).
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
@@ -40,7 +42,7 @@ import type {IndexSource, StateIndex} from '../store/state-index.js'
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
 type Snapshot = ReadonlyMap<string, CachedKv>
 
-/** How long a commit waits for the copy to show it (then the copy is read again). */
+/** How long a commit waits for the copy to show it (then the copy is read again); a batch's answer does not wait for it. */
 const OWN_WRITE_WAIT_MS = 2000
 /**
  * How long a request waits for the copy to reach the revision etcd is at when it begins (then the
