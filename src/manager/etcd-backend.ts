@@ -369,7 +369,7 @@ export class EtcdBackend implements DesiredBackend {
           continue
         }
         // Past etcd's limit: this request and the rest wait for the next batch (alone, one goes as it is).
-        if (txn !== undefined && (t.compares.length > MAX_TXN_OPS || t.then(this.ns).length > MAX_TXN_OPS)) {
+        if (txn !== undefined && (t.compares.length > MAX_TXN_OPS || t.writes.length > MAX_TXN_OPS)) {
           undo()
           again.push(...batch.slice(i))
           break

@@ -319,3 +319,18 @@ test('a request is answered when its transaction lands, before the watch brings 
   assert.equal(new Set(given).size, given.length, 'an address was given twice')
   assert.deepEqual(held, given)
 })
+
+test("a batch stops below etcd's default 128 operations: 40 creates of 3 replicas go in several transactions", async () => {
+  const [m1] = await cluster()
+  const before = await txnsServed()
+  const names = Array.from({length: 40}, (_, i) => `big${i}`)
+  const made = await Promise.all(names.map((name) => m1!.write((m) => m.createService({...req(name), replicas: 3}))))
+  // Each create puts 9 keys (service, 3 tasks, 4 addresses, its name) and compares them: at most 14 a transaction.
+  const sent = (await txnsServed()) - before
+  assert.ok(sent >= Math.ceil((40 * 9) / 128) && sent < 40, `${sent} transactions`)
+  for (const [i, svc] of made.entries()) await assertAnswered(m1!, svc, names[i]!)
+  const {given, held} = await addressesOf(m1!)
+  assert.equal(given.length, 160)
+  assert.equal(new Set(given).size, 160, 'an address was given twice')
+  assert.deepEqual(held, given)
+})
