@@ -169,9 +169,14 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
     const retries = conc.ms.reduce((s, m) => s + m.retries, 0)
     const sent = conc.ms.reduce((s, m) => s + m.batches, 0)
     const again = conc.ms.reduce((s, m) => s + m.retriedRequests, 0)
+    const pipelined = conc.ms.reduce((s, m) => s + m.pipelined, 0)
+    const most = Math.max(...conc.ms.map((m) => m.mostInFlight))
+    const early = conc.ms.reduce((s, m) => s + m.overUnseen, 0)
     out.lines.push(
       `  etcd (3), 10 concurrent clients on 3 managers, ${total} creates: ${out.createsPerSec} creates/s, ` +
-        `${addrs.length} addresses, ${out.duplicateAddresses} duplicates, ${sent} transactions, ${retries} retried (${again} requests in them)`,
+        `${addrs.length} addresses, ${out.duplicateAddresses} duplicates, ${sent} transactions, ${retries} retried (${again} requests in them), ` +
+        `${pipelined} sent beside another of their manager's (at most ${most} in flight), ` +
+        `${early} decided over a commit of theirs the watch had not brought back yet`,
     )
     return out
   } finally {

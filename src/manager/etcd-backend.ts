@@ -7,8 +7,10 @@
 // each record it writes, each network its records name and each allocation it
 // takes or frees is at the revision it read. Otherwise it is decided again once
 // the copy has caught up, so racing managers never get the same address.
-// Requests that queue while a manager's transaction is in flight are decided
-// one after another and go as one transaction (group commit: runBatch).
+// Requests that queue on a manager are decided one after another and go as
+// one transaction (group commit: runBatch); its next batch may go while earlier
+// ones are in flight if it touches none of their keys (pipelining: Flight), and
+// a batch is answered when it lands (until the copy shows it: Overlaid).
 //
 // The gossip store keeps carrying the state to every node, workers included
 // (they never talk to etcd): a manager copies what it committed into its own
@@ -40,7 +42,7 @@ import type {IndexSource, StateIndex} from '../store/state-index.js'
 /** What one range read of the prefix found (or the copy holds): key (without the prefix) -> value and mod revision. */
 type Snapshot = ReadonlyMap<string, CachedKv>
 
-/** How long a commit waits for the copy to show it (then the copy is read again). */
+/** How long a commit waits for the copy to show it (then the copy is read again); a batch's answer does not wait for it. */
 const OWN_WRITE_WAIT_MS = 2000
 /**
  * How long a request waits for the copy to reach the revision etcd is at when it begins (then the
@@ -57,6 +59,11 @@ const MAX_ATTEMPTS = 30
 const MAX_TXN_OPS = 128
 /** Most requests in one batch (a create of one replica is about 5 operations). */
 const MAX_BATCH = 32
+/**
+ * Most batches of one manager in flight at once. Each in flight is one more transaction etcd
+ * holds; a few hide the round trip without flooding it.
+ */
+const MAX_IN_FLIGHT = 4
 
 /** A request waiting for its batch. */
 type Req = {
@@ -72,6 +79,40 @@ type Req = {
 type Job = {req?: Req; solo?: () => Promise<void>}
 /** A request as its batch decided it: its answer (or refusal), given once the batch lands. */
 type Decided = {req: Req; view?: RequestView; result?: unknown; refusal?: unknown}
+
+/**
+ * A batch sent and not landed yet. The next batches are decided over the copy with its writes on
+ * top (ops), and go beside it only if their transaction touches none of the keys it writes, and
+ * writes none of the keys it compares: etcd may apply two transactions of one manager in either
+ * order, and disjoint ones commute. So a later batch never rests on a compare that an earlier
+ * one's landing (or failing) changes; what it took from the earlier one's writes is only what it
+ * left alone (an address or a name already taken there), which stays right if that one fails.
+ * One that would touch them waits until it lands, and is then decided over what etcd holds.
+ */
+type Flight = {
+  /** Its records as they will be. */
+  readonly ops: ReadonlyMap<string, Json | null>
+  /** Its transaction (what it puts and deletes: see Overlaid). */
+  readonly txn: Txn
+  /** The revision it committed at, once landed (until the copy shows it, it is decided over as Overlaid). */
+  rev?: number
+  /** Every key its transaction compares or writes; the keys it writes. */
+  readonly keys: ReadonlySet<string>
+  readonly writes: ReadonlySet<string>
+  /** Its requests write to the node's store once it lands: nothing is decided before (they would not see it). */
+  readonly barrier: boolean
+}
+
+/** Gives a landed batch's answers (or refusals), in the order its requests were decided. */
+function answer(decided: Decided[]): void {
+  for (const d of decided) {
+    if (d.refusal !== undefined) d.req.reject(d.refusal)
+    else {
+      d.view!.applySideEffects()
+      d.req.resolve(d.result)
+    }
+  }
+}
 
 export type EtcdBackendOptions = {
   client: Etcd3
@@ -126,10 +167,12 @@ export class EtcdBackend implements DesiredBackend {
   /**
    * Requests of one manager are decided one after another (all reading the same state, they would
    * pick the same next address and all but one lose; between managers, etcd decides), and sent
-   * by group commit: while one transaction is in flight, the requests that arrive queue; once it
-   * lands, they are decided one after another over the index, each over the writes of those
-   * before it, and sent as one transaction (runBatch). The leader's placement pass and role
-   * changes go alone, in their turn.
+   * by group commit: the requests queued when the manager turns to them are decided one after
+   * another over the index, each over the writes of those before it, and sent as one transaction
+   * (runBatch). Batches are pipelined (up to maxInFlight in flight): the next batch is decided
+   * while earlier ones are in flight, over the copy with their writes on top, and sent when it
+   * touches none of their keys (see Flight). The leader's placement pass and role changes go
+   * alone, in their turn, once nothing is in flight.
    */
   write<T>(fn: (m: Manager) => T, wopts: WriteOptions = {}): Promise<T> {
     if (wopts.asLeader) return this.solo(() => this.attempt(fn, wopts))
@@ -142,15 +185,33 @@ export class EtcdBackend implements DesiredBackend {
 
   /** Most requests one transaction carries (what fits is also bounded by etcd's limit: MAX_TXN_OPS). */
   maxBatch = MAX_BATCH
+  /** Most batches in flight at once (1: each batch waits for the one before it to land). */
+  maxInFlight = MAX_IN_FLIGHT
   /** Transactions sent for requests (one per batch), for the tests and the bench. */
   batches = 0
   /** Requests whose batch lost a race (counted once per loss), for the bench. */
   retriedRequests = 0
+  /** Batches sent while another of this manager's was in flight, and the most in flight at once (tests, bench). */
+  pipelined = 0
+  mostInFlight = 0
+  /** Batches that waited for one in flight because they touched its keys (or could not be decided beside it). */
+  blocked = 0
+  /** Batches decided over a landed one the copy did not show yet (answered before the watch brought it back). */
+  overUnseen = 0
   private jobs: Job[] = []
   private pumping = false
   /** Most requests the next batch takes: halved from the second race lost in a row, back to maxBatch on a commit. */
   private batchLimit = MAX_BATCH
   private lostInARow = 0
+  /** The batches sent and not landed yet, in the order they were sent. */
+  private readonly flights = new Set<Flight>()
+  /**
+   * Batches landed (committed, answered) that the copy does not show yet: the next batches are
+   * decided over them, and compare their keys at the revision they committed at (Overlaid), so a
+   * request is answered without waiting for the watch to bring its commit back.
+   */
+  private readonly unseen = new Set<Flight>()
+  private landing: (() => void)[] = []
 
   private solo<T>(run: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -163,6 +224,11 @@ export class EtcdBackend implements DesiredBackend {
     if (!this.pumping) void this.pump()
   }
 
+  /** Resolves when a batch in flight lands (answered, or its requests queued again). */
+  private landed(): Promise<void> {
+    return new Promise((r) => this.landing.push(r))
+  }
+
   private async pump(): Promise<void> {
     this.pumping = true
     try {
@@ -170,6 +236,15 @@ export class EtcdBackend implements DesiredBackend {
       await Promise.resolve()
       while (this.jobs.length > 0) {
         const first = this.jobs[0]!
+        // Alone, over a copy caught up with etcd (refusals, answers that change nothing), or after
+        // a batch whose writes to the node's store wait for it: only once nothing is in flight.
+        const wait =
+          this.flights.size >= Math.max(1, this.maxInFlight) ||
+          (this.flights.size > 0 && (first.solo !== undefined || first.req!.caughtUp || [...this.flights].some((f) => f.barrier)))
+        if (wait) {
+          await this.landed()
+          continue
+        }
         if (first.solo) {
           this.jobs.shift()
           await first.solo()
@@ -177,17 +252,23 @@ export class EtcdBackend implements DesiredBackend {
         }
         const batch: Req[] = []
         const limit = Math.max(1, Math.min(this.batchLimit, this.maxBatch))
-        while (batch.length < limit && this.jobs[0]?.req) batch.push(this.jobs.shift()!.req!)
-        let again: Req[]
+        // Beside a batch in flight, a request that needs a caught-up copy waits for the next one.
+        while (batch.length < limit && this.jobs[0]?.req && (this.flights.size === 0 || !this.jobs[0].req.caughtUp))
+          batch.push(this.jobs.shift()!.req!)
+        let r: {again: Req[]; blocked: boolean}
         try {
-          again = await this.runBatch(batch)
+          r = await this.runBatch(batch)
         } catch (e) {
           // runBatch answers each request itself; this is a failure of its own (a bug): say it to all.
-          for (const r of batch) r.reject(e)
-          again = []
+          for (const q of batch) q.reject(e)
+          r = {again: [], blocked: false}
         }
         // Decided again before whatever came after them.
-        this.jobs.unshift(...again.map((req) => ({req})))
+        this.jobs.unshift(...r.again.map((req) => ({req})))
+        if (r.blocked && this.flights.size > 0) {
+          this.blocked++
+          await this.landed()
+        }
       }
     } finally {
       this.pumping = false
@@ -196,36 +277,52 @@ export class EtcdBackend implements DesiredBackend {
 
   /**
    * Decides a batch of requests over the index, one after another, each seeing the writes of
-   * those before it, and sends what they wrote as one transaction: the union of their compares
-   * and puts, against the copy they were decided over. Returns the requests to decide again.
+   * those before it (and of the batches in flight), and sends what they wrote as one transaction:
+   * the union of their compares and puts, against the copy they were decided over. Returns the
+   * requests to decide again, and whether they wait for a batch in flight to land first.
    *
    * A request refused, or that changes nothing, is not in the transaction; its answer is given
    * only over a copy caught up with etcd (as attempt's), and only once the batch has landed (it
    * may rest on a write of a request before it). A request that would take the transaction past
-   * etcd's limit waits for the next batch. When the transaction loses a race (some compare
-   * failed), the copy catches up and the whole batch is decided again (a request whose name was
-   * taken meanwhile is then refused, the others commit); from the second race lost in a row, each
+   * etcd's limit waits for the next batch; one whose transaction would touch a key of a batch in
+   * flight waits until that one lands. When the transaction loses a race (some compare failed),
+   * the copy catches up and the whole batch is decided again (a request whose name was taken
+   * meanwhile is then refused, the others commit); from the second race lost in a row, each
    * halves the batch, down to one request at a time, so a conflict costs retries in proportion.
    */
-  private async runBatch(batch: Req[]): Promise<Req[]> {
+  private async runBatch(batch: Req[]): Promise<{again: Req[]; blocked: boolean}> {
     const caughtUp = batch.some((r) => r.caughtUp)
     let snap: Awaited<ReturnType<EtcdCache['snapshot']>>
     try {
       snap = await this.etcd('read', () => (caughtUp ? this.current() : this.cache.snapshot()))
     } catch (e) {
       for (const r of batch) r.reject(e)
-      return []
+      return {again: [], blocked: false}
     }
     const again: Req[] = []
+    let blocked = false
     const decided: Decided[] = []
     const ops = new Map<string, Json | null>()
     const left = new Set<string>()
     let txn: Txn | undefined
+    let barrier = false
+    // The writes of the batches in flight (the copy shows them once they land), decided over as if
+    // they had landed: the addresses and names they take are not taken again. And those of the
+    // batches landed that the copy does not show yet, with the revision they hold in etcd.
+    const flying = [...this.flights]
+    const unseen = [...this.unseen].filter((f) => f.rev! > this.cache.revision).sort((a, b) => a.rev! - b.rev!)
+    const pending = new Map<string, Json | null>()
+    for (const f of [...unseen, ...flying]) for (const [k, v] of f.ops) pending.set(k, v)
+    const kvs: KvView = unseen.length === 0 ? snap.kvs : new Overlaid(snap.kvs, unseen)
+    if (unseen.length > 0) this.overUnseen++
+    const clash = (t: Txn) =>
+      flying.some((f) => t.compares.some((c) => f.writes.has(c[0])) || t.writes.some((w) => f.keys.has(w)))
     this.index.lend(snap.records, (ix, write, mark) => {
+      for (const [k, v] of pending) write(k, v ?? undefined, snap.records.get(k))
       for (let i = 0; i < batch.length; i++) {
         const req = batch[i]!
         const undo = mark()
-        const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write, ops)
+        const view = new RequestView(snap.records, this.opts.local, this.opts.selfId, ix, write, ops, pending)
         let result: unknown
         try {
           result = req.fn(
@@ -241,9 +338,12 @@ export class EtcdBackend implements DesiredBackend {
           continue
         }
         // The rest of the batch would decide without this request's writes to the node's store
-        // (they wait for the transaction): they go in the next one.
+        // (they wait for the transaction): they go in the next one, once this one has landed.
         const last = () => {
-          if (view.hasSideEffects) again.push(...batch.slice(i + 1))
+          if (view.hasSideEffects) {
+            again.push(...batch.slice(i + 1))
+            barrier = true
+          }
           return view.hasSideEffects
         }
         if (view.ops.size === 0 && view.left.size === 0) {
@@ -256,16 +356,30 @@ export class EtcdBackend implements DesiredBackend {
         const nextLeft = new Set([...left, ...view.left])
         let t: Txn
         try {
-          t = withLeft(transaction(snap.kvs, nextOps, undefined), snap.kvs, nextLeft)
+          t = withLeft(transaction(kvs, nextOps, undefined), kvs, nextLeft)
         } catch (e) {
           undo()
+          // Decided over writes in flight the copy does not show yet: decided again once they land.
+          if (flying.length > 0) {
+            again.push(...batch.slice(i))
+            blocked = true
+            break
+          }
           req.reject(e)
           continue
         }
         // Past etcd's limit: this request and the rest wait for the next batch (alone, one goes as it is).
-        if (txn !== undefined && (t.compares.length > MAX_TXN_OPS || t.then(this.ns).length > MAX_TXN_OPS)) {
+        if (txn !== undefined && (t.compares.length > MAX_TXN_OPS || t.writes.length > MAX_TXN_OPS)) {
           undo()
           again.push(...batch.slice(i))
+          break
+        }
+        // It would read or write what a batch in flight writes (or write what it reads): etcd may
+        // apply the two in either order, so it waits until that one lands, and is decided again.
+        if (clash(t)) {
+          undo()
+          again.push(...batch.slice(i))
+          blocked = true
           break
         }
         for (const [k, v] of view.ops) ops.set(k, v)
@@ -275,57 +389,83 @@ export class EtcdBackend implements DesiredBackend {
         if (last()) break
       }
     })
-    const answer = () => {
-      for (const d of decided) {
-        if (d.refusal !== undefined) d.req.reject(d.refusal)
-        else {
-          d.view!.applySideEffects()
-          d.req.resolve(d.result)
-        }
-      }
-    }
     if (txn === undefined) {
-      answer()
-      return again
+      answer(decided)
+      return {again, blocked}
     }
     const written = decided.filter((d) => d.refusal === undefined && d.view!.ops.size + d.view!.left.size > 0).length
-    let res: Awaited<ReturnType<typeof commit>>
+    const flight: Flight = {
+      ops,
+      txn,
+      keys: new Set([...txn.compares.map((c) => c[0]), ...txn.writes]),
+      writes: new Set(txn.writes),
+      barrier,
+    }
+    if (this.flights.size > 0) this.pipelined++
+    this.flights.add(flight)
+    this.mostInFlight = Math.max(this.mostInFlight, this.flights.size)
+    void this.fly(flight, txn, decided, written)
+    return {again, blocked}
+  }
+
+  /**
+   * Sends a decided batch and answers its requests once it lands; a batch that lost a race has its
+   * requests queued again (first in line) before it counts as landed, so a request that waited on
+   * its keys is decided after them.
+   */
+  private async fly(flight: Flight, txn: Txn, decided: Decided[], written: number): Promise<void> {
+    let back: Req[] = []
     try {
-      await this.opts.beforeCommit?.('request')
-      const t = txn
-      res = await this.etcd('write', () => commit(this.ns, t))
+      let res: Awaited<ReturnType<typeof commit>>
+      try {
+        await this.opts.beforeCommit?.('request')
+        res = await this.etcd('write', () => commit(this.ns, txn))
+      } catch (e) {
+        for (const d of decided) d.req.reject(e)
+        return
+      }
+      this.batches++
+      if (res.succeeded) {
+        // The next batches read this commit (read-your-writes): over the copy once it shows it,
+        // over Overlaid until then.
+        const rev = Number(res.header.revision)
+        flight.rev = rev
+        this.unseen.add(flight)
+        void this.cache.reach(rev, OWN_WRITE_WAIT_MS).then(() => this.unseen.delete(flight))
+        this.commits++
+        this.batchLimit = this.maxBatch
+        this.lostInARow = 0
+        this.copyLocal(flight.ops, rev)
+        answer(decided)
+        return
+      }
+      this.retries++
+      this.retriedRequests += written
+      // Decided again whole over the caught-up copy, it mostly holds; races lost in a row halve it.
+      if (++this.lostInARow >= 2) this.batchLimit = Math.max(1, Math.floor(decided.length / 2))
+      // The copy first catches up with the revision etcd answered with (the winner's commit in it).
+      await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
+      for (const d of decided) {
+        const attempts = d.req.attempts + 1
+        if (attempts >= MAX_ATTEMPTS)
+          d.req.reject(new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`))
+        else back.push({...d.req, attempts})
+      }
+      // Someone else committed first: decide again, after a short random pause so racers spread out.
+      const worst = Math.max(0, ...back.map((r) => r.attempts))
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * worst))
     } catch (e) {
+      // A failure of its own (a bug): said to every request of the batch.
       for (const d of decided) d.req.reject(e)
-      return again
+      back = []
+    } finally {
+      this.jobs.unshift(...back.map((req) => ({req})))
+      this.flights.delete(flight)
+      const waiting = this.landing
+      this.landing = []
+      for (const w of waiting) w()
+      if (!this.pumping && this.jobs.length > 0) void this.pump()
     }
-    this.batches++
-    if (res.succeeded) {
-      // The next read sees this commit (read-your-writes).
-      await this.cache.reach(Number(res.header.revision), OWN_WRITE_WAIT_MS)
-      this.commits++
-      this.batchLimit = this.maxBatch
-      this.lostInARow = 0
-      this.copyLocal(ops, Number(res.header.revision))
-      answer()
-      return again
-    }
-    this.retries++
-    this.retriedRequests += written
-    // Decided again whole over the caught-up copy, it mostly holds; races lost in a row halve it.
-    if (++this.lostInARow >= 2) this.batchLimit = Math.max(1, Math.floor(decided.length / 2))
-    // The copy first catches up with the revision etcd answered with (the winner's commit in it).
-    await this.cache.reach(Number(res.header.revision), CATCH_UP_WAIT_MS)
-    const back: Req[] = []
-    for (const d of decided) {
-      const attempts = d.req.attempts + 1
-      if (attempts >= MAX_ATTEMPTS)
-        d.req.reject(new UserError(`the cluster state kept changing under this request (${MAX_ATTEMPTS} tries): try again`))
-      else back.push({...d.req, attempts})
-    }
-    // Someone else committed first: decide again, after a short random pause so racers spread out.
-    const worst = Math.max(0, ...back.map((r) => r.attempts))
-    await new Promise((r) => setTimeout(r, Math.random() * 5 * worst))
-    return [...back, ...again]
   }
 
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {
@@ -558,7 +698,7 @@ export class EtcdBackend implements DesiredBackend {
   }
 
   /** Read-your-writes on this node: what this manager committed is in its store before the answer goes. */
-  private copyLocal(ops: Map<string, Json | null>, rev: number): void {
+  private copyLocal(ops: ReadonlyMap<string, Json | null>, rev: number): void {
     // Every key of one transaction has its revision as mod revision: the version carries it.
     for (const [k, v] of ops) {
       if (v === null) this.opts.local.delete(k, rev)
@@ -628,23 +768,41 @@ export function leftOf(kvs: ReadonlyMap<string, CachedKv>): Set<string> {
  * A request's transaction with the nodes it removes: roles/<id> = left, serialized with the role
  * changes by guard/roles (compared and bumped), so a removal and a promotion are taken in order.
  */
-function withLeft(t: Txn, kvs: ReadonlyMap<string, CachedKv>, left: ReadonlySet<string>): Txn {
+function withLeft(t: Txn, kvs: KvView, left: ReadonlySet<string>): Txn {
   if (left.size === 0) return t
-  return {
-    compares: [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
-    then: (ns) => [
-      ...t.then(ns),
-      ...[...left].map((id) => ns.put(ROLES + id).value('left')),
-      ns.put(ROLE_GUARD).value(String(Date.now())),
-    ],
-  }
+  return txnOf(
+    [...t.compares, [ROLE_GUARD, 'Mod', '==', kvs.get(ROLE_GUARD)?.mod ?? 0]],
+    [...t.puts, ...[...left].map((id): [string, string] => [ROLES + id, 'left']), [ROLE_GUARD, String(Date.now())]],
+    t.deletes,
+  )
 }
 
 /** etcd could not be reached or answered with an error: the request changed nothing. */
 export class EtcdUnavailableError extends UserError {}
 
 type Compare = [string, 'Mod' | 'Create', '==', string | number]
-type Txn = {compares: Compare[]; then: (ns: Namespace) => IOperation[]}
+/** A transaction: what it compares, what it puts and deletes (writes: the keys of both), and the operations that do it. */
+type Txn = {
+  compares: Compare[]
+  puts: [string, string][]
+  deletes: string[]
+  writes: string[]
+  then: (ns: Namespace) => IOperation[]
+}
+
+/** The reads a transaction is built from: the copy's keys, or the copy with landed commits on top (Overlaid). */
+type KvView = Pick<ReadonlyMap<string, CachedKv>, 'get' | 'has'>
+
+/** Builds a transaction from its compares, puts and deletes. */
+function txnOf(compares: Compare[], puts: [string, string][], deletes: string[]): Txn {
+  return {
+    compares,
+    puts,
+    deletes,
+    writes: [...puts.map(([k]) => k), ...deletes],
+    then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
+  }
+}
 
 function commit(ns: Namespace, t: Txn) {
   // etcd3's builder takes one comparison per call: the first in if(), the others in and().
@@ -657,7 +815,7 @@ function commit(ns: Namespace, t: Txn) {
  * The transaction for a request's writes, against what it read: compares (each record and
  * allocation touched is at its read revision) and operations (the records, their allocations).
  */
-export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
+export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
   const compares: Compare[] = []
   const mod = (k: string) => snap.get(k)?.mod ?? 0
   const puts: [string, string][] = []
@@ -733,10 +891,7 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
     puts.push([NETWORK_GUARD, String(Date.now())])
   }
   if (leaderRevision !== undefined) compares.push([LEADER, 'Create', '==', leaderRevision])
-  return {
-    compares,
-    then: (ns) => [...puts.map(([k, v]) => ns.put(k).value(v)), ...deletes.map((k) => ns.delete().key(k))],
-  }
+  return txnOf(compares, puts, deletes)
 }
 
 /**
@@ -745,7 +900,7 @@ export function transaction(snap: Snapshot, ops: Map<string, Json | null>, leade
  * node's port: a racer that read it held was only kept from that node, so removals rewrite nothing.
  * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
  */
-function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<string> {
+function hostPortsTouched(snap: KvView, ops: Map<string, Json | null>): Set<string> {
   const out = new Set<string>()
   const read = (k: string): Json | undefined => {
     const v = snap.get(STATE + k)?.value
@@ -775,6 +930,32 @@ function hostPortsTouched(snap: Snapshot, ops: Map<string, Json | null>): Set<st
 }
 
 /**
+ * The copy's keys with the commits of batches landed on top that its watch has not brought yet
+ * (oldest first): each key they put at the revision they committed at, each they deleted absent.
+ * A transaction built over it compares what etcd holds after them, not what the copy holds before.
+ */
+class Overlaid implements KvView {
+  private readonly top = new Map<string, CachedKv | undefined>()
+  constructor(
+    private readonly below: KvView,
+    landed: readonly Flight[],
+  ) {
+    for (const f of landed) {
+      for (const [k, v] of f.txn.puts) this.top.set(k, {value: v, mod: String(f.rev!)})
+      for (const k of f.txn.deletes) this.top.set(k, undefined)
+    }
+  }
+
+  get(key: string): CachedKv | undefined {
+    return this.top.has(key) ? this.top.get(key) : this.below.get(key)
+  }
+
+  has(key: string): boolean {
+    return this.top.has(key) ? this.top.get(key) !== undefined : this.below.has(key)
+  }
+}
+
+/**
  * What the manager sees during one request: desired state as read from etcd, with the
  * request's own writes on top; nodes and statuses from the node's gossip store. Writes to
  * desired keys are collected for the transaction; the rest (a node marked left, a status
@@ -798,6 +979,8 @@ class RequestView implements DesiredStore, IndexSource {
     private readonly write: Write,
     /** The writes of the requests decided before this one in its batch (their records as they will be). */
     private readonly below: ReadonlyMap<string, Json | null> = new Map(),
+    /** The writes of this manager's batches in flight (their records as they will be once they land). */
+    private readonly pending: ReadonlyMap<string, Json | null> = new Map(),
   ) {}
 
   /** The manager's index (state-index.ts's indexOf asks): not one built per request. */
@@ -809,12 +992,17 @@ class RequestView implements DesiredStore, IndexSource {
     if (!isDesiredKey(key)) return this.local.get<T>(key)
     if (this.ops.has(key)) return (this.ops.get(key) ?? undefined) as T | undefined
     if (this.below.has(key)) return (this.below.get(key) ?? undefined) as T | undefined
+    if (this.pending.has(key)) return (this.pending.get(key) ?? undefined) as T | undefined
     return this.state.get(key) as T | undefined
   }
 
   values<T extends Json = Json>(prefix: string): T[] {
     if (!isDesiredKey(prefix)) return this.local.values<T>(prefix)
-    const keys = new Set([...this.state.keys(), ...this.below.keys(), ...this.ops.keys()].filter((k) => k.startsWith(prefix)))
+    const keys = new Set(
+      [...this.state.keys(), ...this.pending.keys(), ...this.below.keys(), ...this.ops.keys()].filter((k) =>
+        k.startsWith(prefix),
+      ),
+    )
     return [...keys]
       .sort()
       .map((k) => this.get<T>(k))
@@ -824,7 +1012,7 @@ class RequestView implements DesiredStore, IndexSource {
   /** Desired state as read with the request's writes on top, and the rest as the node's store holds it. */
   list(prefix = ''): {key: string; value: Json | null}[] {
     const out: {key: string; value: Json | null}[] = this.local.list(prefix).filter((e) => !isDesiredKey(e.key))
-    for (const k of new Set([...this.state.keys(), ...this.below.keys(), ...this.ops.keys()])) {
+    for (const k of new Set([...this.state.keys(), ...this.pending.keys(), ...this.below.keys(), ...this.ops.keys()])) {
       const v = k.startsWith(prefix) ? this.get(k) : undefined
       if (v !== undefined) out.push({key: k, value: v})
     }

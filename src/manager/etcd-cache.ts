@@ -2,9 +2,10 @@
 // one watch from the revision after it, its events applied in order. Requests and the leader's
 // passes read the copy, at the revision it holds, instead of reading the whole prefix each time.
 // The copy may lag other managers' commits: a transaction compares what it read (etcd-backend.ts),
-// so a stale read costs a retry, never a wrong write. After a commit the backend waits until the
-// copy holds the commit's revision (read-your-writes); after a lost race, until it holds the
-// revision etcd answered with. A watch etcd cancels (its start was compacted away) or that breaks
+// so a stale read costs a retry, never a wrong write. After a request's commit the backend
+// decides over the commit on top of the copy until the copy holds its revision (read-your-writes;
+// the leader's passes and role changes wait for it); after a lost race, it waits until the copy
+// holds the revision etcd answered with. A watch etcd cancels (its start was compacted away) or that breaks
 // is dropped and the prefix read again before the next read.
 import type {IWatchResponse, Namespace, Watcher} from 'etcd3'
 import type {Json} from '../store/json.js'

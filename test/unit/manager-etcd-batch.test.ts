@@ -20,10 +20,10 @@ import {clusterSpec, etcdClusterNodes} from './model-records.js'
 const etcd = etcdSuite()
 let n = 0
 
-/** Two managers of a cluster of their own (one network, 'net'); m1's transactions wait for beforeCommit. */
-async function cluster(beforeCommit?: () => Promise<void>): Promise<EtcdBackend[]> {
+/** Managers (two by default) of a cluster of their own (one network, 'net'); m1's transactions wait for beforeCommit. */
+async function cluster(beforeCommit?: () => Promise<void>, ids = ['m1', 'm2']): Promise<EtcdBackend[]> {
   const prefix = `/swarmnet/batch-${++n}/`
-  const managers = ['m1', 'm2'].map((id) => {
+  const managers = ids.map((id) => {
     const local = etcd.keep(new Store(etcd.dir('sn-etcd-batch-'), id, {validate: valueProblem, reapIntervalMs: 0}).open())
     for (const node of etcdClusterNodes()) local.put(keyOf('node', node.id), node)
     const client = etcd.keep(etcdClient({endpoints: [etcd.endpoint], prefix}))
@@ -32,8 +32,8 @@ async function cluster(beforeCommit?: () => Promise<void>): Promise<EtcdBackend[
   })
   await managers[0]!.importRecords([{key: 'cluster', value: clusterSpec()}])
   await managers[0]!.write((m) => m.createNetwork({name: 'net', subnet: '10.6.0.0/24'}))
-  // Both copies read (the first request of each reads the prefix whole).
-  await managers[1]!.write((m) => m.read.services())
+  // Every copy read (the first request of each reads the prefix whole).
+  for (const m of managers.slice(1)) await m.write((x) => x.read.services())
   return managers
 }
 
@@ -155,4 +155,182 @@ test('in one batch, each request decides over the writes of those before it: cre
   const {given, held} = await addressesOf(m1!)
   assert.equal(given.length, 3)
   assert.deepEqual(held, given, 'the removed service freed what it held')
+})
+
+/** A gate: wait() resolves once open() was called, or after ms (so a test without pipelining fails instead of hanging). */
+function gate(ms = 3000) {
+  let open = () => {}
+  const opened = new Promise<void>((r) => (open = r))
+  return {open, wait: () => Promise.race([opened, new Promise<void>((r) => setTimeout(r, ms).unref())])}
+}
+const turn = () => new Promise((r) => setImmediate(r))
+
+test('pipelining: a request that arrives while a batch is in flight goes beside it, decided over its writes', async () => {
+  const held = gate()
+  let calls = 0
+  // m1's first transaction waits until its second one is being sent: both in flight at once.
+  let armed = false
+  const [m1] = await cluster(async () => {
+    if (!armed) return
+    const call = ++calls
+    if (call === 1) await held.wait()
+    if (call === 2) held.open()
+  })
+  armed = true
+  const before = await txnsServed()
+  const a = m1!.write((m) => m.createService({...req('a'), replicas: 2}))
+  await turn()
+  const b = m1!.write((m) => m.createService({...req('b'), replicas: 2}))
+  const [sa, sb] = await Promise.all([a, b])
+  assert.equal((await txnsServed()) - before, 2)
+  assert.equal(m1!.mostInFlight, 2, 'two transactions of one manager in flight at once')
+  assert.equal(m1!.pipelined, 1)
+  assert.equal(m1!.retries, 0, 'the second, decided over the first one’s writes, took none of its addresses')
+  await assertAnswered(m1!, sa, 'a')
+  await assertAnswered(m1!, sb, 'b')
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(given.length, 6)
+  assert.equal(new Set(given).size, 6, 'an address was given twice')
+  assert.deepEqual(claimed, given)
+})
+
+test('pipelining: a request on the keys of a batch in flight waits until it lands, then sees it', async () => {
+  const held = gate(300)
+  let calls = 0
+  let armed = false
+  const [m1] = await cluster(async () => {
+    if (armed && ++calls === 1) await held.wait()
+  })
+  armed = true
+  const made = m1!.write((m) => m.createService(req('w')))
+  await turn()
+  const scaled = m1!.write((m) => m.scaleService('w', 3))
+  await turn()
+  assert.equal(m1!.blocked, 1, 'the scale waits for the create in flight')
+  held.open()
+  const [w, s] = await Promise.all([made, scaled])
+  assert.equal(s.id, w.id)
+  assert.equal(m1!.mostInFlight, 1)
+  const tasks = [...(await m1!.records())].filter(([k, v]) => k.startsWith('task/') && (v as Task).serviceId === w.id)
+  assert.equal(tasks.length, 3)
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(new Set(given).size, 4)
+  assert.deepEqual(claimed, given)
+})
+
+test('pipelining: a batch in flight that loses a race is decided again; the one beside it commits, the one that waited on it sees the outcome', async () => {
+  const held = gate()
+  let calls = 0
+  let armed = false
+  const [m1, m2] = await cluster(async () => {
+    if (armed && ++calls === 1) await held.wait()
+  })
+  armed = true
+  const before = await txnsServed()
+  // x: held in flight while m2 takes the name; y: beside it; scale x: on x's keys, waits for it.
+  const x = m1!.write((m) => m.createService(req('x')))
+  await turn()
+  const y = m1!.write((m) => m.createService(req('y')))
+  const scale = m1!.write((m) => m.scaleService('x', 2))
+  const sy = await y
+  assert.equal(m1!.pipelined, 1, 'y went beside x')
+  assert.equal(m1!.blocked, 1, 'the scale waited for x')
+  const theirs = await m2!.write((m) => m.createService(req('x')))
+  held.open()
+  const [rx, rs] = await Promise.allSettled([x, scale])
+  assert.equal(m1!.retries, 1, "x's batch lost the race")
+  assert.equal(rx.status, 'rejected')
+  const e = (rx as PromiseRejectedResult).reason as Error
+  assert.ok(isUserError(e) && /already exists/.test(e.message), e.message)
+  assert.equal(rs.status, 'fulfilled', String((rs as PromiseRejectedResult).reason))
+  // The scale, decided after x was refused, scaled the x that exists: m2's.
+  const scaledX = (rs as PromiseFulfilledResult<Service>).value
+  assert.equal(scaledX.id, theirs.id)
+  await assertAnswered(m1!, sy, 'y')
+  // x's lost transaction, y, m2's x, the scale (x's retry is refused over the caught-up copy, with no transaction).
+  assert.equal((await txnsServed()) - before, 4)
+  const records = await m1!.records()
+  const tasksOf = (id: string) => [...records].filter(([k, v]) => k.startsWith('task/') && (v as Task).serviceId === id).length
+  assert.equal(tasksOf(theirs.id), 2)
+  assert.equal(tasksOf(sy.id), 1)
+  const services = [...records].filter(([k]) => k.startsWith('service/')).map(([, v]) => (v as Service).name)
+  assert.deepEqual(services.sort(), ['x', 'y'])
+  const {given, held: claimed} = await addressesOf(m1!)
+  assert.equal(given.length, 5)
+  assert.equal(new Set(given).size, 5, 'an address was given twice')
+  assert.deepEqual(claimed, given)
+})
+
+test('pipelining under concurrent creates on 3 managers, requests arriving at random times: no address, name or port given twice', async () => {
+  const ms = await cluster(undefined, ['m1', 'm2', 'm3'])
+  const total = 90
+  let next = 0
+  const results: PromiseSettledResult<Service>[] = []
+  // 9 clients, 3 on each manager; each pauses 0-3 ms between its requests, so a manager's requests
+  // arrive while its batches are in flight. Names and ingress ports repeat: some must be refused.
+  await Promise.all(
+    Array.from({length: 9}, async (_, c) => {
+      for (let i = next++; i < total; i = next++) {
+        await new Promise((r) => setTimeout(r, Math.random() * 3))
+        const name = `s${i % 60}`
+        const ports =
+          i % 3 === 0 ? [{published: 30000 + (i % 20), target: 80, protocol: 'tcp' as const, mode: 'ingress' as const}] : []
+        const [r] = await Promise.allSettled([ms[c % 3]!.write((m) => m.createService({...req(name), replicas: 2, ports}))])
+        results.push(r!)
+      }
+    }),
+  )
+  for (const r of results) if (r.status === 'rejected') assert.ok(isUserError(r.reason as Error), String(r.reason))
+  const pipelined = ms.reduce((s, m) => s + m.pipelined, 0)
+  assert.ok(pipelined > 0, 'some batches went beside another of their manager')
+  const records = await ms[0]!.records()
+  const services = [...records].filter(([k]) => k.startsWith('service/')).map(([, v]) => v as Service)
+  const made = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Service>).value)
+  assert.equal(services.length, made.length, 'each service made was answered, and only those')
+  for (const svc of made) await assertAnswered(ms[0]!, svc, svc.name)
+  assert.equal(new Set(services.map((s) => s.name)).size, services.length, 'a name was given twice')
+  const ports = services.flatMap((s) => (s.ports ?? []).map((p) => `${p.protocol}/${p.published}`))
+  assert.equal(new Set(ports).size, ports.length, 'a port was given twice')
+  const {given, held} = await addressesOf(ms[0]!)
+  assert.equal(given.length, services.length * 3)
+  assert.equal(new Set(given).size, given.length, 'an address was given twice')
+  assert.deepEqual(held, given, 'every address claimed in etcd, and only those')
+  const allocs = await ms[0]!.allocations()
+  for (const p of ports) assert.ok(allocs.get(`port/${p}`)?.startsWith('service/'), `port ${p} claimed`)
+})
+
+test('a request is answered when its transaction lands, before the watch brings it back: the next is decided over it', async () => {
+  const [m1, m2] = await cluster()
+  const made: Service[] = []
+  // One client after another on m1 (each waits for its answer), m2 creating meanwhile.
+  const other = (async () => {
+    for (let i = 0; i < 10; i++) await m2!.write((m) => m.createService(req(`o${i}`)))
+  })()
+  for (let i = 0; i < 30; i++) made.push(await m1!.write((m) => m.createService({...req(`s${i}`), replicas: 2})))
+  await other
+  assert.ok(m1!.overUnseen > 0, 'some request was decided over a commit its copy did not show yet')
+  for (const [i, svc] of made.entries()) await assertAnswered(m1!, svc, `s${i}`)
+  // Scaled right after its create: decided over the create's commit, whichever the copy shows.
+  const last = made[made.length - 1]!
+  const scaled = await m1!.write((m) => m.scaleService(last.name, 3))
+  assert.equal(scaled.id, last.id)
+  const {given, held} = await addressesOf(m1!)
+  assert.equal(given.length, 30 * 3 + 10 * 2 + 1)
+  assert.equal(new Set(given).size, given.length, 'an address was given twice')
+  assert.deepEqual(held, given)
+})
+
+test("a batch stops below etcd's default 128 operations: 40 creates of 3 replicas go in several transactions", async () => {
+  const [m1] = await cluster()
+  const before = await txnsServed()
+  const names = Array.from({length: 40}, (_, i) => `big${i}`)
+  const made = await Promise.all(names.map((name) => m1!.write((m) => m.createService({...req(name), replicas: 3}))))
+  // Each create puts 9 keys (service, 3 tasks, 4 addresses, its name) and compares them: at most 14 a transaction.
+  const sent = (await txnsServed()) - before
+  assert.ok(sent >= Math.ceil((40 * 9) / 128) && sent < 40, `${sent} transactions`)
+  for (const [i, svc] of made.entries()) await assertAnswered(m1!, svc, names[i]!)
+  const {given, held} = await addressesOf(m1!)
+  assert.equal(given.length, 160)
+  assert.equal(new Set(given).size, 160, 'an address was given twice')
+  assert.deepEqual(held, given)
 })

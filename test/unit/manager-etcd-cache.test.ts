@@ -185,6 +185,7 @@ type IndexOp =
   | {op: 'race'; name: string}
   | {op: 'node'; by: 0 | 1; id: string; state: NodeRecord['state']}
   | {op: 'burst'; by: 0 | 1; reqs: BurstReq[]}
+  | {op: 'pipe'; reqs: (BurstReq & {by: 0 | 1})[]}
 type BurstReq = {op: 'create' | 'scale'; name: string; replicas: number} | {op: 'rm'; name: string; replicas?: undefined}
 
 const svcName = fc.constantFrom('a', 'b', 'c')
@@ -211,6 +212,27 @@ const indexOpArb: fc.Arbitrary<IndexOp> = fc.oneof(
       {minLength: 2, maxLength: 6},
     ),
   }),
+  // Requests on both managers, each made a turn after the one before: a manager's next batch is
+  // decided while its last is in flight (pipelined) and goes beside it, or waits when it touches
+  // the same keys; the other manager's race with both.
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('pipe' as const),
+      reqs: fc.array(
+        fc.oneof(
+          fc.record({
+            op: fc.constantFrom('create' as const, 'scale' as const),
+            by,
+            name: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
+            replicas: fc.nat(3),
+          }),
+          fc.record({op: fc.constant('rm' as const), by, name: fc.constantFrom('a', 'b', 'c', 'd', 'e')}),
+        ),
+        {minLength: 2, maxLength: 8},
+      ),
+    }),
+  },
   fc.record({
     op: fc.constant('node' as const),
     by,
@@ -228,7 +250,8 @@ async function scanned(b: EtcdBackend): Promise<StateIndex> {
   return StateIndex.build(entries)
 }
 
-test('the index shared by requests equals a full scan after random requests on two managers, raw writes and node changes', async () => {
+test('the index shared by requests equals a full scan after random requests on two managers, pipelined ones, raw writes and node changes', async () => {
+  let pipelined = 0
   await fc.assert(
     fc.asyncProperty(fc.array(indexOpArb, {minLength: 1, maxLength: 14}), async (ops) => {
       const prefix = `/cache-${++n}/`
@@ -267,6 +290,23 @@ test('the index shared by requests equals a full scan after random requests on t
                 ),
               ),
             )
+            for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
+          } else if (o.op === 'pipe') {
+            const made: Promise<unknown>[] = []
+            for (const r of o.reqs) {
+              const p = ms[r.by].write((m) =>
+                r.op === 'create'
+                  ? m.createService({name: r.name, mode: 'replicated', replicas: r.replicas, networks: ['net'], command: []})
+                  : r.op === 'scale'
+                    ? m.scaleService(r.name, r.replicas)
+                    : m.removeService(r.name),
+              )
+              // Refused before the others are made: judged below, with them.
+              p.catch(() => undefined)
+              made.push(p)
+              await new Promise((res) => setImmediate(res))
+            }
+            const results = await Promise.allSettled(made)
             for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
           } else if (o.op === 'race') {
             const exists = [...(await ms[0].records())].some(
@@ -330,11 +370,13 @@ test('the index shared by requests equals a full scan after random requests on t
         }
         assert.equal(b.index.builds, 1, 'built once, then kept from changes')
         assert.equal(b.cache.listings, 1)
+        pipelined += b.pipelined
       }
       for (const b of ms) b.close()
     }),
-    {numRuns: 12},
+    {numRuns: 16},
   )
+  assert.ok(pipelined > 0, 'some batches went beside another in flight')
 })
 
 /** How many range reads (gets) etcd has served, from its own metrics. */
