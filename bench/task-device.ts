@@ -5,7 +5,7 @@
  *
  *   flock /tmp/sn-lab.lock node --import tsx bench/task-device.ts [--seconds 5] [--runs 5] [--variants bare,veth,...]
  *
- * Variants (bench/task-device-child.ts builds each in namespaces of its own, snk-<v>-{n,a,b}):
+ * Variants (test/bpf/task-device-child.ts builds each in namespaces of its own, snk-<v>-{n,a,b}):
  *   bare       one veth between the two task namespaces
  *   veth       the agent's task devices today: veth, tc_task on the host side's TCX ingress,
  *              xdp_task_peer + GRO on the task side; local delivery is bpf_redirect to the
@@ -122,7 +122,7 @@ function build(v: Variant, peerObj: string): string | undefined {
       process.execPath,
       '--import',
       'tsx',
-      join(HERE, 'task-device-child.ts'),
+      join(REPO, 'test/bpf/task-device-child.ts'),
       v,
       pinOf(v),
       nsOf(v, 'a'),

@@ -1,4 +1,4 @@
-// Child of bench/task-device.ts, run by nsenter in the variant's "node" namespace (BPF links and
+// Child of bench/task-device.ts and tc_task_local.test.ts, run by nsenter in the variant's "node" namespace (BPF links and
 // netlink name devices by the caller's namespace). Makes two task devices into the task
 // namespaces <A> and <B>, fills tc_task's maps as the agent would for two local tasks on one
 // network, attaches tc_task where the variant says, and exits: the links are pinned under
@@ -12,12 +12,12 @@
 import {execFileSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
-import {attachXdp} from '../src/bpf/attach.js'
-import {BpfObject} from '../src/bpf/index.js'
-import {libbpf, libc} from '../src/bpf/libbpf.js'
-import {attachTcxLink} from '../src/bpf/links.js'
-import {createNetkit} from '../src/sys/link-pair.js'
-import {Loaded} from '../test/bpf/harness.js'
+import {attachXdp} from '../../src/bpf/attach.js'
+import {BpfObject} from '../../src/bpf/index.js'
+import {libbpf, libc} from '../../src/bpf/libbpf.js'
+import {attachTcxLink} from '../../src/bpf/links.js'
+import {createNetkit} from '../../src/sys/link-pair.js'
+import {DIST, Loaded} from './harness.js'
 
 const [variant, pinRoot, nsA, nsB, obj] = process.argv.slice(2) as [string, string, string, string, string]
 const VNI = 100
@@ -63,7 +63,7 @@ for (const t of tasks) {
       ...q,
     ])
     // As the agent's preparePeer: NAPI (and GRO) on the task side, set before the move.
-    const peer = BpfObject.open(join(process.cwd(), 'bpf/dist/xdp_task_peer.o'))
+    const peer = BpfObject.open(join(DIST, 'xdp_task_peer.o'))
     peer.load()
     attachXdp(`${t.host}-p`, peer.program('sn_xdp_task_peer').fd, {mode: 'native'})
     peer.close()
