@@ -7,12 +7,13 @@
  *
  * Variants (test/bpf/task-device-child.ts builds each in namespaces of its own, snk-<v>-{n,a,b}):
  *   bare       one veth between the two task namespaces
- *   veth       the agent's task devices today: veth, tc_task on the host side's TCX ingress,
- *              xdp_task_peer + GRO on the task side; local delivery is bpf_redirect to the
- *              other task's host side (its transmit, then the task side's NAPI)
- *   veth-q2    the same with 2 tx/rx queues on each end
- *   veth-peer  the same, tc_task built with bpf_redirect_peer in place of bpf_redirect: the
- *              frame goes straight to the other task's ingress, no second device hop
+ *   veth       the agent's task devices: veth, tc_task on the host side's TCX ingress,
+ *              xdp_task_peer + GRO on the task side; local delivery is bpf_redirect_peer,
+ *              straight into the other task's side
+ *   veth-redirect  the same, tc_task built with bpf_redirect in place of bpf_redirect_peer (as
+ *              it was before): the other task's host side transmits, its task side's NAPI
+ *              (on for xdp_task_peer) takes the frame
+ *   veth-q2    as veth, with 2 tx/rx queues on each end
  *   netkit     netkit pairs (L2), tc_task as the task side's own transmit program
  *              (BPF_NETKIT_PEER); reported as unsupported where the kernel has no netkit
  *
@@ -33,7 +34,7 @@ import {tcpStream, udpSmall} from './throughput.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const REPO = join(HERE, '..')
-const ALL = ['bare', 'veth', 'veth-q2', 'veth-peer', 'netkit'] as const
+const ALL = ['bare', 'veth', 'veth-redirect', 'veth-q2', 'netkit'] as const
 type Variant = (typeof ALL)[number]
 
 const arg = (name: string, dflt: string) => {
@@ -55,20 +56,20 @@ const median = (xs: number[]) => {
 }
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
-/** tc_task with every bpf_redirect a bpf_redirect_peer (all of its redirects go to a task's host side). */
-function peerObject(tmp: string): string {
-  const src = join(tmp, 'tc_task_peer.c')
+/** tc_task with every bpf_redirect_peer a bpf_redirect, as it was before it delivered to the peer. */
+function redirectObject(tmp: string): string {
+  const src = join(tmp, 'tc_task_redirect.c')
   writeFileSync(
     src,
     [
       '#include <linux/bpf.h>',
       '#include <bpf/bpf_helpers.h>',
-      '#define bpf_redirect(ifindex, flags) bpf_redirect_peer(ifindex, flags)',
+      '#define bpf_redirect_peer(ifindex, flags) bpf_redirect(ifindex, flags)',
       `#include "${join(REPO, 'bpf/tc_task.c')}"`,
       '',
     ].join('\n'),
   )
-  return compileBpf(src, join(tmp, 'tc_task_peer.o'))
+  return compileBpf(src, join(tmp, 'tc_task_redirect.o'))
 }
 
 function teardown(v: Variant): void {
@@ -79,7 +80,7 @@ function teardown(v: Variant): void {
 }
 
 /** Builds variant v; a reason when this kernel cannot. */
-function build(v: Variant, peerObj: string): string | undefined {
+function build(v: Variant, redirectObj: string): string | undefined {
   teardown(v)
   ipx(['netns', 'add', nsOf(v, 'a')])
   ipx(['netns', 'add', nsOf(v, 'b')])
@@ -113,7 +114,7 @@ function build(v: Variant, peerObj: string): string | undefined {
     return undefined
   }
   ipx(['netns', 'add', nsOf(v, 'n')])
-  const obj = v === 'veth-peer' ? relative(DIST, peerObj) : 'tc_task.o'
+  const obj = v === 'veth-redirect' ? relative(DIST, redirectObj) : 'tc_task.o'
   const out = execFileSync(
     'nsenter',
     [
@@ -150,9 +151,9 @@ async function main(): Promise<void> {
   const udp = new Map<Variant, number[]>()
   const tcp = new Map<Variant, number[]>()
   try {
-    const peerObj = variants.includes('veth-peer') ? peerObject(tmp) : ''
+    const redirectObj = variants.includes('veth-redirect') ? redirectObject(tmp) : ''
     for (const v of variants) {
-      const why = build(v, peerObj)
+      const why = build(v, redirectObj)
       if (why) {
         skipped.push(`${v}: ${why}`)
         teardown(v)

@@ -5,7 +5,7 @@
 // <pinRoot> and stay; the parent removes the namespaces and the pins.
 //
 // argv: <variant> <pinRoot> <A> <B> <tc_task object>
-//   veth, veth-q2, veth-peer: a veth per task (2 queues each end for veth-q2), as the agent makes
+//   veth, veth-redirect, veth-q2: a veth per task (2 queues each end for veth-q2), as the agent makes
 //     it: xdp_task_peer and GRO on the task side, tc_task on the host side's TCX ingress.
 //   netkit: a netkit pair per task (L2), tc_task as the peer's own program (BPF_NETKIT_PEER).
 // Prints one JSON line: {ok: true} or {unsupported: "<why>"}.
