@@ -14,8 +14,9 @@
  *              it was before): the other task's host side transmits, its task side's NAPI
  *              (on for xdp_task_peer) takes the frame
  *   veth-q2    as veth, with 2 tx/rx queues on each end
- *   netkit     netkit pairs (L2), tc_task as the task side's own transmit program
- *              (BPF_NETKIT_PEER); reported as unsupported where the kernel has no netkit
+ *   netkit     netkit pairs (L2), tc_task (the bpf_redirect build) as the task side's own
+ *              transmit program (BPF_NETKIT_PEER); reported as unsupported where the kernel
+ *              has no netkit
  *
  * For each: small UDP (iperf3 -u -l 64 -b 0, packets/s received) and one TCP stream (Gb/s).
  * The variants alternate within each run (order rotated) so drift on a shared machine hits all
@@ -114,7 +115,9 @@ function build(v: Variant, redirectObj: string): string | undefined {
     return undefined
   }
   ipx(['netns', 'add', nsOf(v, 'n')])
-  const obj = v === 'veth-redirect' ? relative(DIST, redirectObj) : 'tc_task.o'
+  // netkit runs the program in its transmit path, not at tc ingress, where bpf_redirect_peer
+  // drops: there the other task's device is reached by bpf_redirect (its transmit delivers).
+  const obj = v === 'veth-redirect' || v === 'netkit' ? relative(DIST, redirectObj) : 'tc_task.o'
   const out = execFileSync(
     'nsenter',
     [
@@ -151,7 +154,7 @@ async function main(): Promise<void> {
   const udp = new Map<Variant, number[]>()
   const tcp = new Map<Variant, number[]>()
   try {
-    const redirectObj = variants.includes('veth-redirect') ? redirectObject(tmp) : ''
+    const redirectObj = variants.includes('veth-redirect') || variants.includes('netkit') ? redirectObject(tmp) : ''
     for (const v of variants) {
       const why = build(v, redirectObj)
       if (why) {
