@@ -49,8 +49,11 @@ before(async () => {
 
 after(async () => {
   server?.kill('SIGKILL')
-  for (const ns of [A, B, NODE]) await delNetns(ns)
-  rmSync(PINS, {recursive: true, force: true})
+  try {
+    for (const ns of [A, B, NODE]) await delNetns(ns)
+  } finally {
+    rmSync(PINS, {recursive: true, force: true})
+  }
 })
 
 test('task to task on one node: ARP answered, ping and TCP delivered into the peer, not through the host side', async () => {
