@@ -95,7 +95,7 @@ static __always_inline int sn_arp_reply(struct __sk_buff *skb, const struct sn_d
 	sn_mac_copy(eth->h_dest, eth->h_source);
 	sn_mac_copy(eth->h_source, ep->mac);
 	sn_count(SN_C_TC_ARP_REPLY);
-	return bpf_redirect(skb->ifindex, 0);
+	return bpf_redirect_peer(skb->ifindex, 0);
 }
 
 #define SN_ICMP_ECHO_REPLY 0
@@ -180,7 +180,7 @@ static __always_inline int sn_tcp_reset(struct __sk_buff *skb)
 	for (int i = 0; i < 10; i++)
 		sum += w[i];
 	tcp->check = sn_csum_fold(sum);
-	bpf_redirect(skb->ifindex, 0);
+	bpf_redirect_peer(skb->ifindex, 0);
 	return TC_ACT_REDIRECT;
 }
 
@@ -219,7 +219,7 @@ static __always_inline int sn_lb_echo(struct __sk_buff *skb)
 	sn_mac_copy(eth->h_source, eth->h_dest);
 	sn_mac_copy(eth->h_dest, mac);
 	sn_count(SN_C_LB_ECHO);
-	bpf_redirect(skb->ifindex, 0);
+	bpf_redirect_peer(skb->ifindex, 0);
 	return TC_ACT_REDIRECT;
 }
 
@@ -490,7 +490,7 @@ int sn_tc_task(struct __sk_buff *skb)
 				return sn_tc_drop(SN_C_TC_DROP_OTHER);
 		}
 		sn_count(SN_C_TC_LOCAL);
-		return sn_deliver(eth->h_dest, ep->mac, ep->ifindex);
+		return sn_deliver_peer(eth->h_dest, ep->mac, ep->ifindex);
 	}
 
 	cfg = sn_get_config();
