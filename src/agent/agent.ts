@@ -53,6 +53,7 @@ import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 import {etcdFilesOutside, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
+import {startCpuProfile} from './cpu-profile.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
 const HANDOVER_TIMEOUT_MS = 60_000
@@ -153,6 +154,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     vxlanPort: cluster.dataPathPort,
     underlayIfindex: await ifindexOf(cfg.underlay),
   })
+  // Measuring only (SWARMNET_AGENT_CPU_PROF): from here on, the BPF programs being loaded.
+  const cpuProfile = await startCpuProfile(node)
+  if (cpuProfile) log(`cpu profile: written to ${cpuProfile.file} when the agent stops`)
   const sockError = datapath.status().nodeLocalMeshError
   if (sockError) log(`published ports from the node itself are off: ${sockError}`)
   const sockLbError = datapath.status().socketLbError
@@ -407,6 +411,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   }
   /** answering: a request is still to be answered (leave), so `done` (on which the command exits) waits for its exit. */
   const stop = async (answering = false) => {
+    await cpuProfile?.stop().catch((e: Error) => log(`cpu profile: ${e.message}`))
     await quiesce()
     api?.close()
     if (ownSocket()) rmSync(socketPath(node), {force: true})
