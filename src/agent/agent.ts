@@ -54,6 +54,8 @@ import {pidPath, socketPath, stateDir} from './paths.js'
 import {etcdFilesOutside, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
 import {startCpuProfile} from './cpu-profile.js'
+import {processesStarted, useSpawner} from '../sys/exec.js'
+import {Spawner} from '../sys/spawner.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
 const HANDOVER_TIMEOUT_MS = 60_000
@@ -77,6 +79,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   if (!cfg.nodeKey || !cfg.cert || !cfg.clusterIdentity)
     throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
   const nodeKey = cfg.nodeKey
+  // Every command from here on is forked by the spawner, not by this big process on its event
+  // loop (src/sys/spawner.ts); it exits with the agent, however the agent ends.
+  useSpawner(new Spawner(log))
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   await lockNode(node, opts.lockWaitMs ?? 0)
   // A config from before the copies: its etcd TLS files move under the state directory now (etcd-files.ts).
@@ -282,6 +287,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const loopDelay = new EventLoopDelay()
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
+    processesStarted,
     counters: () => readCounters(datapath.maps.stats),
     maps: () => MIRRORED.map((m) => ({map: m, entries: datapath.maps[m].entries().length, max: datapath.maps[m].maxEntries})),
     gossip: () => gossip.stats,
