@@ -172,13 +172,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     attachHost: async (hostIf, a) => {
       const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
       if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
-      datapath.attachTask(hostIf, {vni, ip: a.ip})
+      await datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
-    attachGateway: async (hostIf) => datapath.attachGateway(hostIf),
+    attachGateway: (hostIf) => datapath.attachGateway(hostIf),
     // The DNS fast path is a shortcut: without it the task's questions reach the responder all the same.
     attachGw: async (gwIf) => {
       try {
-        datapath.attachDns(gwIf)
+        await datapath.attachDns(gwIf)
       } catch (e) {
         log(`dns: no fast path on ${gwIf}: ${(e as Error).message}`)
       }
