@@ -159,7 +159,7 @@ export class HealthChecker {
 /**
  * Runs argv (through the agent's spawner, src/sys/exec.ts) in a session of its own; ok when it
  * exits 0 within timeoutMs, else it is killed with its process group. The output is stdout and
- * stderr as they came, the last 4 KiB.
+ * stderr as they came, the last 4,096 characters.
  */
 async function run(argv: string[], timeoutMs: number): Promise<{ok: boolean; output: string}> {
   const r = await launch({argv, env: process.env, detached: true, timeoutMs, killGroup: true, merge: true, tail: 4096})
