@@ -3,19 +3,30 @@
  * and removed through the CLI as a user would, while every node's `node ls` is watched for a
  * node that is not ready and every agent's SWIM suspicion count is compared before and after.
  *
- *   node --import tsx bench/lab-scale.ts [--tasks 1000] [--services 10]
+ *   node --import tsx bench/lab-scale.ts [--tasks 1000] [--services 10] [--cpu-prof DIR]
  *
  * Figures: seconds from the first create until every task runs; `service ls` and `service ps`
  * at that size (median of 5, CLI start included, as a user waits for them); the agents' event
  * loop max delay (their own metric) over the run; suspicions raised and non-ready sightings in
  * `node ls` (the goal is 0 of both); seconds until every task's process is gone after the
  * removes. It brings up its own lab (refusing if one is up) and always takes it down.
+ *
+ * Per node: the loop's max and worst p99, and whom its agent suspected (its log's membership
+ * lines); the machine's load average at the start and the end. --cpu-prof DIR: every agent
+ * profiles its main thread (SWARMNET_AGENT_CPU_PROF, src/agent/cpu-profile.ts), is stopped with
+ * SIGTERM before the lab goes down so it writes DIR/<node>.cpuprofile, and what held each loop
+ * for 20 ms or more is printed (bench/cpuprofile-top.ts).
  */
+import {existsSync, readFileSync} from 'node:fs'
+import {join, resolve} from 'node:path'
 import {pathToFileURL} from 'node:url'
+import {CPU_PROF_ENV} from '../src/agent/cpu-profile.js'
+import {agentLogPath, pidPath} from '../src/sys/node-paths.js'
 import {readLabState} from '../src/lab/state.js'
 import {execIn, listNetns} from '../src/sys/netns.js'
 import {parseExposition} from '../src/metrics/parse.js'
 import {cli, labDown, sleep} from './lab-bench.js'
+import {formatHolders, loopHolders, type CpuProfileJson} from './cpuprofile-top.js'
 
 const NODES = ['n1', 'n2', 'n3']
 const NETWORK = 'snscale'
@@ -37,6 +48,15 @@ export interface LabScaleFigures {
   eventLoopMaxMs: number
   eventLoopP99Ms: number
   removeSeconds: number | null
+  /** Per node: the loop's max and worst p99 over the run (ms). */
+  loop: Record<string, {maxMs: number; p99Ms: number}>
+  /** "n1 -> n2": how often n1's agent marked n2's agent suspect during the run (its log). */
+  suspected: Record<string, number>
+  /** /proc/loadavg's 1, 5 and 15 minute averages when the lab was up, and at the end. */
+  loadStart: string
+  loadEnd: string
+  /** --cpu-prof: each node's profile and what held its loop. */
+  profiles: Record<string, string[]>
   notes: string[]
 }
 
@@ -66,8 +86,49 @@ async function loopDelay(node: string): Promise<{max: number; p99: number}> {
   return {max: get('max'), p99: get('p99')}
 }
 
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+
+/** "A -> B" for every `membership: agent of node B ... -> suspect` line A's agent logged since `since`. */
+function suspectedIn(node: string, since: number, into: Record<string, number>): void {
+  let text = ''
+  try {
+    text = readFileSync(agentLogPath(node), 'utf8')
+  } catch {
+    return
+  }
+  for (const line of text.split('\n')) {
+    const m = /^(\S+) membership: agent of node (\S+) \S+ -> suspect$/.exec(line)
+    if (!m || Date.parse(m[1]!) < since) continue
+    const k = `${node} -> ${m[2]}`
+    into[k] = (into[k] ?? 0) + 1
+  }
+}
+
+/** SIGTERM to every agent, which then writes its profile; waits for the files (up to 60 s). */
+async function collectProfiles(dir: string, out: LabScaleFigures, log: (s: string) => void): Promise<void> {
+  for (const n of NODES) {
+    try {
+      process.kill(Number(readFileSync(pidPath(n), 'utf8').trim()), 'SIGTERM')
+    } catch (e) {
+      out.notes.push(`stopping the agent of ${n} for its profile: ${(e as Error).message}`)
+    }
+  }
+  const deadline = Date.now() + 60_000
+  for (const n of NODES) {
+    const file = join(dir, `${n}.cpuprofile`)
+    // Written in one go, then the agent exits and removes its pid file.
+    while (Date.now() < deadline && (!existsSync(file) || existsSync(pidPath(n)))) await sleep(200)
+    if (!existsSync(file)) {
+      out.notes.push(`no profile from ${n} in ${dir}`)
+      continue
+    }
+    log(`profile of ${n}: ${file}`)
+    out.profiles[n] = formatHolders(loopHolders(JSON.parse(readFileSync(file, 'utf8')) as CpuProfileJson, 20, 15))
+  }
+}
+
 export async function benchLabScale(
-  opts: {tasks?: number; services?: number; log?: (s: string) => void} = {},
+  opts: {tasks?: number; services?: number; cpuProf?: string; log?: (s: string) => void} = {},
 ): Promise<LabScaleFigures> {
   const tasks = opts.tasks ?? 1000
   const services = opts.services ?? 10
@@ -86,8 +147,15 @@ export async function benchLabScale(
     eventLoopMaxMs: 0,
     eventLoopP99Ms: 0,
     removeSeconds: null,
+    loop: Object.fromEntries(NODES.map((n) => [n, {maxMs: 0, p99Ms: 0}])),
+    suspected: {},
+    loadStart: '',
+    loadEnd: '',
+    profiles: {},
     notes: [],
   }
+  // The agents inherit it: bench -> lab up -> init/join -> agent.
+  if (opts.cpuProf) process.env[CPU_PROF_ENV] = opts.cpuProf
   let watching = false
   let watcher: Promise<void> | undefined
   try {
@@ -95,6 +163,8 @@ export async function benchLabScale(
     await cli(['lab', 'up', '--nodes', String(NODES.length)], undefined, 300_000)
     await cli(['network', 'create', NETWORK, '--subnet', '10.96.0.0/20'], 'n1')
     const before = await Promise.all(NODES.map(suspicions))
+    out.loadStart = loadavg()
+    const since = Date.now()
     for (const n of NODES) await loopDelay(n) // starts each agent's window
     // Watch every node's view of the others, and the agents' loops, for the whole run.
     watching = true
@@ -111,6 +181,9 @@ export async function benchLabScale(
             const d = await loopDelay(n)
             out.eventLoopMaxMs = Math.max(out.eventLoopMaxMs, d.max)
             out.eventLoopP99Ms = Math.max(out.eventLoopP99Ms, d.p99)
+            const l = out.loop[n]!
+            l.maxMs = Math.max(l.maxMs, d.max)
+            l.p99Ms = Math.max(l.p99Ms, d.p99)
           } catch (e) {
             out.notes.push(`watching ${n}: ${(e as Error).message}`)
           }
@@ -167,6 +240,9 @@ export async function benchLabScale(
     await watcher
     const after = await Promise.all(NODES.map(suspicions))
     out.suspicions = after.reduce((a, x, i) => a + Math.max(0, x - before[i]!), 0)
+    out.loadEnd = loadavg()
+    for (const n of NODES) suspectedIn(n, since, out.suspected)
+    if (opts.cpuProf) await collectProfiles(opts.cpuProf, out, log)
   } finally {
     watching = false
     await watcher?.catch(() => undefined)
@@ -199,17 +275,32 @@ export function formatLabScale(f: LabScaleFigures): string[] {
     `  service ls ${f.serviceLsMs.toFixed(0)} ms, service ps ${f.servicePsMs.toFixed(0)} ms (median of 5, CLI start included)`,
     `  suspicions raised ${f.suspicions}, node ls answers with a node not ready ${f.notReadySightings} (goal 0 and 0)`,
     `  agents' event loop: max ${f.eventLoopMaxMs.toFixed(1)} ms, worst p99 ${f.eventLoopP99Ms.toFixed(1)} ms (per scrape, about 1 s)`,
+    `  per node: ${Object.entries(f.loop)
+      .map(([n, l]) => `${n} max ${l.maxMs.toFixed(0)} ms p99 ${l.p99Ms.toFixed(0)} ms`)
+      .join('; ')}`,
+    `  suspected (observer -> agent: times): ${
+      Object.entries(f.suspected)
+        .map(([k, n]) => `${k}: ${n}`)
+        .join(', ') || 'none'
+    }`,
+    `  load average (1 5 15 min) at the start ${f.loadStart}, at the end ${f.loadEnd}`,
     `  every task process gone ${s(f.removeSeconds, 's')} after the first remove`,
     ...f.notes.slice(0, 10).map((n) => `  note: ${n}`),
+    ...Object.entries(f.profiles).flatMap(([n, lines]) => [`  what held ${n}'s loop:`, ...lines.map((l) => `    ${l}`)]),
   ]
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const arg = (flag: string) => {
+  const str = (flag: string) => {
     const i = process.argv.indexOf(flag)
-    return i >= 0 ? Number(process.argv[i + 1]) : undefined
+    return i >= 0 ? process.argv[i + 1] : undefined
   }
-  const f = await benchLabScale({tasks: arg('--tasks'), services: arg('--services')})
+  const arg = (flag: string) => {
+    const v = str(flag)
+    return v === undefined ? undefined : Number(v)
+  }
+  const cpuProf = str('--cpu-prof') && resolve(str('--cpu-prof')!)
+  const f = await benchLabScale({tasks: arg('--tasks'), services: arg('--services'), ...(cpuProf ? {cpuProf} : {})})
   for (const line of formatLabScale(f)) console.log(line)
   console.log(JSON.stringify(f))
 }

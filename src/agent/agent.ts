@@ -53,6 +53,9 @@ import {clearFailStop, failStop} from './fail-stop.js'
 import {pidPath, socketPath, stateDir} from './paths.js'
 import {etcdFilesOutside, givenEtcdPaths, keepEtcdFiles} from './etcd-files.js'
 import {NodeDns} from '../dns/node-dns.js'
+import {startCpuProfile} from './cpu-profile.js'
+import {processesStarted, useSpawner} from '../sys/exec.js'
+import {Spawner} from '../sys/spawner.js'
 
 /** How long an agent that handed over waits for its successor's socket before it stops anyway. */
 const HANDOVER_TIMEOUT_MS = 60_000
@@ -76,6 +79,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   if (!cfg.nodeKey || !cfg.cert || !cfg.clusterIdentity)
     throw new Error(`node ${node} was set up before gossip was signed: run \`swarmnet leave\` and join again`)
   const nodeKey = cfg.nodeKey
+  // Every command from here on is forked by the spawner, not by this big process on its event
+  // loop (src/sys/spawner.ts); it exits with the agent, however the agent ends.
+  useSpawner(new Spawner(log))
   mkdirSync(stateDir(node), {recursive: true, mode: 0o700})
   await lockNode(node, opts.lockWaitMs ?? 0)
   // A config from before the copies: its etcd TLS files move under the state directory now (etcd-files.ts).
@@ -153,6 +159,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     vxlanPort: cluster.dataPathPort,
     underlayIfindex: await ifindexOf(cfg.underlay),
   })
+  // Measuring only (SWARMNET_AGENT_CPU_PROF): from here on, the BPF programs being loaded.
+  const cpuProfile = await startCpuProfile(node)
+  if (cpuProfile) log(`cpu profile: written to ${cpuProfile.file} when the agent stops`)
   const sockError = datapath.status().nodeLocalMeshError
   if (sockError) log(`published ports from the node itself are off: ${sockError}`)
   const sockLbError = datapath.status().socketLbError
@@ -163,13 +172,13 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     attachHost: async (hostIf, a) => {
       const vni = controller.networks().find((n) => n.id === a.networkId)?.vni
       if (vni === undefined) throw new Error(`network ${a.networkId} of ${hostIf} is not an overlay network`)
-      datapath.attachTask(hostIf, {vni, ip: a.ip})
+      await datapath.attachTask(hostIf, {vni, ip: a.ip})
     },
-    attachGateway: async (hostIf) => datapath.attachGateway(hostIf),
+    attachGateway: (hostIf) => datapath.attachGateway(hostIf),
     // The DNS fast path is a shortcut: without it the task's questions reach the responder all the same.
     attachGw: async (gwIf) => {
       try {
-        datapath.attachDns(gwIf)
+        await datapath.attachDns(gwIf)
       } catch (e) {
         log(`dns: no fast path on ${gwIf}: ${(e as Error).message}`)
       }
@@ -278,6 +287,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const loopDelay = new EventLoopDelay()
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
+    processesStarted,
     counters: () => readCounters(datapath.maps.stats),
     maps: () => MIRRORED.map((m) => ({map: m, entries: datapath.maps[m].entries().length, max: datapath.maps[m].maxEntries})),
     gossip: () => gossip.stats,
@@ -407,6 +417,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   }
   /** answering: a request is still to be answered (leave), so `done` (on which the command exits) waits for its exit. */
   const stop = async (answering = false) => {
+    await cpuProfile?.stop().catch((e: Error) => log(`cpu profile: ${e.message}`))
     await quiesce()
     api?.close()
     if (ownSocket()) rmSync(socketPath(node), {force: true})

@@ -348,6 +348,17 @@ export function libc(): Libc {
   return load().c
 }
 
+/**
+ * bpf_link_create on libuv's thread pool (koffi's async call): the same return value, without
+ * holding the event loop while the kernel attaches.
+ */
+export function linkCreateAsync(progFd: number, targetFd: number, attachType: number, opts: Buffer | null): Promise<number> {
+  const fn = load().bpf.bpf_link_create as unknown as koffi.KoffiFunction
+  return new Promise((resolve, reject) =>
+    fn.async(progFd, targetFd, attachType, opts, (err: unknown, fd: number) => (err ? reject(err as Error) : resolve(fd))),
+  )
+}
+
 export function libbpfLog(): LibbpfLog {
   return load().log
 }

@@ -32,7 +32,7 @@ import {
   tcAttachedId,
 } from './attach.js'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
-import {SIZEOF, libbpf, libbpfLog, libc} from './libbpf.js'
+import {SIZEOF, libbpf, libbpfLog, libc, linkCreateAsync} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the
@@ -261,27 +261,28 @@ export function attachXdpLink(dev: Device, progFd: number, mode: XdpMode, o: Lin
   return {action: 'created', via: 'link', progId, ...(tookOverLegacy ? {tookOverLegacy} : {})}
 }
 
-/**
- * Attach a sched_cls program to a device's ingress or egress through a TCX
- * link pinned at o.pinPath (next to whatever else is there, never instead of
- * it). Kernels before 6.6 get our netlink filter (fixed handle and priority).
- */
-export function attachTcxLink(dev: Device, progFd: number, direction: TcDirection, o: LinkAttachOptions): LinkAttachResult {
+/** What attaching a TCX link needs to know first; `reused` when the pinned link is already right. */
+type TcxPlan = {ifindex: number; progId: number; type: number; what: string; reused?: LinkAttachResult}
+
+function planTcx(dev: Device, progFd: number, direction: TcDirection, o: LinkAttachOptions): TcxPlan {
   const ifindex = ifindexOf(dev)
   const progId = progIdOf(progFd)
   const type = tcxAttachType(direction)
   const what = `tc ${direction} on ${devName(dev)}`
   const reused = reuse(o.pinPath, ifindex, progFd, progId, (i) => i.type === LINK_TYPE.TCX && i.attachType === type, what)
-  if (reused) return reused
+  return {ifindex, progId, type, what, ...(reused ? {reused} : {})}
+}
 
-  libbpfLog().take()
-  let fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
-  // EEXIST: this program is still on the device through a link whose last reference is being
-  // dropped (a pin removed by hand is released by the kernel a moment later). Wait that out.
-  for (let tries = 0; fd === -E.EEXIST && tries < 20; tries++) {
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
-    fd = libbpf().bpf_link_create(progFd, ifindex, type, null)
-  }
+/** After bpf_link_create: the fallback or the error when it failed, else the pin. */
+function finishTcx(
+  dev: Device,
+  progFd: number,
+  direction: TcDirection,
+  o: LinkAttachOptions,
+  p: TcxPlan,
+  fd: number,
+): LinkAttachResult {
+  const {ifindex, progId, what} = p
   if (fd < 0) {
     const errno = -fd
     const log = libbpfLog().take()
@@ -305,4 +306,49 @@ export function attachTcxLink(dev: Device, progFd: number, direction: TcDirectio
     if (legacy && progNameById(legacy) === o.ownName) tookOverLegacy = detachTc(ifindex, direction)
   }
   return {action: 'created', via: 'link', progId, ...(tookOverLegacy ? {tookOverLegacy} : {})}
+}
+
+// EEXIST: this program is still on the device through a link whose last reference is being
+// dropped (a pin removed by hand is released by the kernel a moment later). Waited out.
+const EEXIST_TRIES = 20
+const EEXIST_WAIT_MS = 10
+
+/**
+ * Attach a sched_cls program to a device's ingress or egress through a TCX
+ * link pinned at o.pinPath (next to whatever else is there, never instead of
+ * it). Kernels before 6.6 get our netlink filter (fixed handle and priority).
+ */
+export function attachTcxLink(dev: Device, progFd: number, direction: TcDirection, o: LinkAttachOptions): LinkAttachResult {
+  const p = planTcx(dev, progFd, direction, o)
+  if (p.reused) return p.reused
+  libbpfLog().take()
+  let fd = libbpf().bpf_link_create(progFd, p.ifindex, p.type, null)
+  for (let tries = 0; fd === -E.EEXIST && tries < EEXIST_TRIES; tries++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, EEXIST_WAIT_MS)
+    fd = libbpf().bpf_link_create(progFd, p.ifindex, p.type, null)
+  }
+  return finishTcx(dev, progFd, direction, o, p, fd)
+}
+
+/**
+ * attachTcxLink with bpf_link_create on libuv's thread pool: creating a TCX link waits for an
+ * RCU grace period in the kernel (milliseconds to tens of them on a loaded host), which held the
+ * agent's event loop for every task device it attached. The pin is made in the same turn as the
+ * result arrives, so no one sees the link unpinned.
+ */
+export async function attachTcxLinkAsync(
+  dev: Device,
+  progFd: number,
+  direction: TcDirection,
+  o: LinkAttachOptions,
+): Promise<LinkAttachResult> {
+  const p = planTcx(dev, progFd, direction, o)
+  if (p.reused) return p.reused
+  libbpfLog().take()
+  let fd = await linkCreateAsync(progFd, p.ifindex, p.type, null)
+  for (let tries = 0; fd === -E.EEXIST && tries < EEXIST_TRIES; tries++) {
+    await new Promise((r) => setTimeout(r, EEXIST_WAIT_MS))
+    fd = await linkCreateAsync(progFd, p.ifindex, p.type, null)
+  }
+  return finishTcx(dev, progFd, direction, o, p, fd)
 }

@@ -9,7 +9,7 @@ import {existsSync, mkdirSync, readdirSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {attachXdp, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
-import {attachTcxLink, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
+import {attachTcxLink, attachTcxLinkAsync, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {loadWithFloor} from '../bpf/kernel-floor.js'
@@ -263,9 +263,10 @@ export class Datapath {
 
   /**
    * The host side of a task's overlay device: its sn_devices entry first, then tc on what the
-   * task sends. Called before the task's process starts, so its first frame finds both.
+   * task sends. Called before the task's process starts, so its first frame finds both. The
+   * kernel's part of the attach runs off the event loop (attachTcxLinkAsync).
    */
-  attachTask(hostIf: string, device: {vni: number; ip: string}): void {
+  async attachTask(hostIf: string, device: {vni: number; ip: string}): Promise<void> {
     const ifindex = ifindexOf(hostIf)
     // The backend flag comes with the next sync, once the task runs; a task adopted after a
     // restart keeps the one its entry has (its replies to local clients must not lose their VIP).
@@ -274,27 +275,37 @@ export class Datapath {
     const old = had ? snDevice.decode(had) : undefined
     const flags = old && old.vni === device.vni && old.ip === device.ip ? old.flags : 0
     this.maps.sn_devices.update(key, snDevice.encode({...device, flags}))
-    this.attachTc(hostIf)
+    const r = await attachTcxLinkAsync(hostIf, this.tcFd, 'ingress', this.taskLinkOptions(hostIf))
+    this.taskVia.set(hostIf, r.via)
+    // In the same turn as the pin: repair() never sees a pinned link of a device it does not know.
     this.tasks.set(hostIf, ifindex)
   }
 
   /** tc_gw on the host side of a task's gateway-bridge veth: the mesh's replies leave the task there. */
-  attachGateway(hostIf: string): void {
+  async attachGateway(hostIf: string): Promise<void> {
     const ifindex = ifindexOf(hostIf)
-    attachTcxLink(hostIf, this.gwFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), gwLink(hostIf)), ownName: GW_PROG})
+    await attachTcxLinkAsync(hostIf, this.gwFd, 'ingress', {
+      pinPath: join(nodeLinkDir(this.o.node), gwLink(hostIf)),
+      ownName: GW_PROG,
+    })
     this.gws.set(hostIf, ifindex)
   }
 
   /** The DNS fast path on a task's gateway-bridge device (host side), before the task's process starts. */
-  attachDns(gwIf: string): void {
-    attachTcxLink(gwIf, this.dnsFd, 'ingress', {pinPath: join(nodeLinkDir(this.o.node), dnsLink(gwIf)), ownName: DNS_PROG})
+  async attachDns(gwIf: string): Promise<void> {
+    await attachTcxLinkAsync(gwIf, this.dnsFd, 'ingress', {
+      pinPath: join(nodeLinkDir(this.o.node), dnsLink(gwIf)),
+      ownName: DNS_PROG,
+    })
   }
 
+  private taskLinkOptions(hostIf: string): {pinPath: string; ownName: string} {
+    return {pinPath: join(nodeLinkDir(this.o.node), taskLink(hostIf)), ownName: TASK_PROG}
+  }
+
+  /** Drift repair's attach (rare: a link removed by hand), synchronous. */
   private attachTc(hostIf: string): void {
-    const r = attachTcxLink(hostIf, this.tcFd, 'ingress', {
-      pinPath: join(nodeLinkDir(this.o.node), taskLink(hostIf)),
-      ownName: TASK_PROG,
-    })
+    const r = attachTcxLink(hostIf, this.tcFd, 'ingress', this.taskLinkOptions(hostIf))
     this.taskVia.set(hostIf, r.via)
   }
 

@@ -24,6 +24,8 @@ export interface MetricsSources extends Partial<LbMetricsSource>, Partial<MeshMe
   endpoints(): {network: string; local: boolean}[]
   /** The event loop's delay since the previous scrape (event-loop.ts). */
   eventLoop?(): LoopDelayWindow
+  /** Processes the agent started, through its spawner or by forking itself (src/sys/exec.ts). */
+  processesStarted?(): {spawner: number; fork: number}
 }
 
 /** xdp_pass -> program xdp_underlay, result pass; tc_encap -> tc_task, encap; mesh_local -> mesh, local. */
@@ -142,6 +144,20 @@ export class AgentMetrics {
             [{stat: 'p50'}, w.p50],
             [{stat: 'p99'}, w.p99],
             [{stat: 'max'}, w.max],
+          ]
+        },
+      )
+    const started = src.processesStarted
+    if (started)
+      mirror(
+        'swarmnet_processes_started_total',
+        "Commands and processes the agent started, by the way they went: its spawner, or a fork of the agent's own process",
+        ['via'],
+        () => {
+          const n = started()
+          return [
+            [{via: 'spawner'}, n.spawner],
+            [{via: 'fork'}, n.fork],
           ]
         },
       )

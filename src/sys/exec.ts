@@ -1,4 +1,9 @@
-import {spawn} from 'node:child_process'
+// Every command the agent runs goes through here: run() for a command whose output we wait for,
+// launch() for a process in the background. With a spawner (the agent's, spawner.ts) the
+// spawner forks; without one (the CLI, tests) this process does. The semantics are the same
+// either way (start-process.ts is the one implementation).
+import type {Spawner} from './spawner.js'
+import {startProcess, type ProcessRequest, type ProcessResult} from './start-process.js'
 
 export interface RunOptions {
   /** Written to the command's stdin (e.g. an nft script). */
@@ -30,35 +35,50 @@ function firstLine(text: string): string {
   )
 }
 
+let spawner: Spawner | undefined
+const started = {spawner: 0, fork: 0}
+
+/** From now on, commands start in this spawner (undefined: this process forks them again). */
+export function useSpawner(s: Spawner | undefined): void {
+  spawner = s
+}
+
+/** How many processes were started through the spawner and by forking here. */
+export function processesStarted(): {spawner: number; fork: number} {
+  return {...started}
+}
+
+/**
+ * Starts a process (in the spawner when there is one) and resolves when it is gone, never
+ * rejecting: a failure to start is the result's error. onPid hears the pid once it runs.
+ */
+export function launch(req: ProcessRequest, onPid?: (pid: number) => void): Promise<ProcessResult> {
+  if (spawner) {
+    started.spawner++
+    return spawner.request(req, onPid)
+  }
+  started.fork++
+  return startProcess(req, onPid)
+}
+
 /**
  * Runs argv (no shell, so nothing in an argument is ever interpreted) and resolves to stdout.
  * `doing` says what we were trying to do, so a failure reads "adding address to eth0: ...".
  */
-export function run(argv: readonly string[], doing: string, opts: RunOptions = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const [cmd, ...args] = argv
-    if (cmd === undefined) throw new Error(`${doing}: empty command`)
-    const child = spawn(cmd, args, {
-      env: opts.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.timeoutMs ?? 30_000,
-    })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (b: Buffer) => out.push(b))
-    child.stderr.on('data', (b: Buffer) => err.push(b))
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'ENOENT' ? `${cmd} not found` : e.message
-      reject(new ExecError(`${doing}: ${why}`, argv, null, ''))
-    })
-    child.on('close', (code, signal) => {
-      const stderr = Buffer.concat(err).toString()
-      if (code === 0) return resolve(Buffer.concat(out).toString())
-      const why = firstLine(stderr) || (signal ? `${cmd} killed by ${signal}` : `${cmd} exited with code ${code}`)
-      reject(new ExecError(`${doing}: ${why}`, argv, code, stderr))
-    })
-    // A command that does not read stdin may close it early; that is not our failure.
-    child.stdin.on('error', () => undefined)
-    child.stdin.end(opts.input ?? '')
+export async function run(argv: readonly string[], doing: string, opts: RunOptions = {}): Promise<string> {
+  const [cmd] = argv
+  if (cmd === undefined) throw new Error(`${doing}: empty command`)
+  const r = await launch({
+    argv: [...argv],
+    env: opts.env ?? process.env,
+    input: opts.input ?? '',
+    timeoutMs: opts.timeoutMs ?? 30_000,
   })
+  if (r.error) {
+    const why = r.error.code === 'ENOENT' ? `${cmd} not found` : r.error.message
+    throw new ExecError(`${doing}: ${why}`, argv, null, '')
+  }
+  if (r.code === 0) return r.stdout
+  const why = firstLine(r.stderr) || (r.signal ? `${cmd} killed by ${r.signal}` : `${cmd} exited with code ${r.code}`)
+  throw new ExecError(`${doing}: ${why}`, argv, r.code, r.stderr)
 }

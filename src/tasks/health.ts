@@ -9,7 +9,7 @@
  * healthy again. (Swarm would also replace an unhealthy task; swarmnet keeps it, out of the load
  * balancer, until it recovers or the service changes.)
  */
-import {spawn} from 'node:child_process'
+import {launch} from '../sys/exec.js'
 import {UserError} from '../model/errors.js'
 import {parseDuration} from '../model/duration.js'
 import type {HealthSpec, Service, TaskHealth} from '../model/types.js'
@@ -156,25 +156,16 @@ export class HealthChecker {
   }
 }
 
-/** Runs argv; ok when it exits 0 within timeoutMs (else it is killed, with its process group). */
-function run(argv: string[], timeoutMs: number): Promise<{ok: boolean; output: string}> {
-  return new Promise((resolve) => {
-    const p = spawn(argv[0]!, argv.slice(1), {stdio: ['ignore', 'pipe', 'pipe'], detached: true})
-    let output = ''
-    const take = (d: Buffer) => (output = (output + d.toString()).slice(-4096))
-    p.stdout.on('data', take)
-    p.stderr.on('data', take)
-    const timer = setTimeout(() => {
-      output += `\nhealth check timed out after ${timeoutMs} ms`
-      try {
-        process.kill(-p.pid!, 'SIGKILL')
-      } catch {
-        // gone already
-      }
-    }, timeoutMs)
-    p.on('error', (e) => (clearTimeout(timer), resolve({ok: false, output: e.message})))
-    p.on('close', (code) => (clearTimeout(timer), resolve({ok: code === 0, output: output.trim()})))
-  })
+/**
+ * Runs argv (through the agent's spawner, src/sys/exec.ts) in a session of its own; ok when it
+ * exits 0 within timeoutMs, else it is killed with its process group. The output is stdout and
+ * stderr as they came, the last 4,096 characters.
+ */
+async function run(argv: string[], timeoutMs: number): Promise<{ok: boolean; output: string}> {
+  const r = await launch({argv, env: process.env, detached: true, timeoutMs, killGroup: true, merge: true, tail: 4096})
+  if (r.error) return {ok: false, output: r.error.message}
+  const output = r.timedOut ? `${r.stdout}\nhealth check timed out after ${timeoutMs} ms` : r.stdout
+  return {ok: r.code === 0, output: output.trim()}
 }
 
 /** The health a new status starts with: 'starting' when the service has a check, none otherwise. */

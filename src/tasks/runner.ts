@@ -5,11 +5,11 @@
  */
 import {taskResolvConf} from '../dns/resolv.js'
 import {GWBRIDGE_GATEWAY} from './gwbridge.js'
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {closeSync, openSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join, relative} from 'node:path'
+import {launch} from '../sys/exec.js'
 import {checkIfname, createVeth, deleteLink, ifindexOf, ipBatch, setMtu} from '../sys/link.js'
 import {
   cgroup2Root,
@@ -343,23 +343,20 @@ export async function startTaskProcess(spec: TaskProcessSpec): Promise<ProcId> {
         files,
         ...(spec.limits ? {limits: spec.limits} : {}),
       })
-  const fd = openSync(log, 'a')
+  // Started by the agent's spawner (src/sys/exec.ts): its output to the task's log, in a session of its own.
   let exited = false
-  try {
-    const child = spawn(argv[0]!, argv.slice(1), {detached: true, stdio: ['ignore', fd, fd], env: {PATH: process.env.PATH ?? ''}})
-    child.on('error', () => undefined) // shows as runc exiting
-    child.on('exit', () => (exited = true))
-    child.unref()
-  } finally {
-    closeSync(fd)
-  }
+  let notStarted: string | undefined
+  void launch({argv, env: {PATH: process.env.PATH ?? ''}, logFile: log, detached: true}).then((r) => {
+    exited = true
+    notStarted = r.error?.message
+  })
   const deadline = Date.now() + 15_000
   for (;;) {
     const init = findTaskInit(cg)
     if (init) return init
     if (exited || Date.now() > deadline) {
       await killCgroup(cg)
-      const why = lastLine(log)
+      const why = notStarted ?? lastLine(log)
       throw new Error(`starting task ${spec.taskId}: ${exited ? 'the runtime failed' : 'timed out'}${why ? `: ${why}` : ''}`)
     }
     await sleep(exited ? 0 : 20)

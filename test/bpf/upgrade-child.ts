@@ -83,7 +83,7 @@ try {
 
   // 3. What the reconciler does on every start: config and the store-derived maps.
   dp.setConfig({nodeIp: NODE_IP, vxlanPort: 4789, underlayIfindex: ifindexOf(underlay)})
-  dp.attachTask(hostDev, {vni: VNI, ip: TASK.ip})
+  await dp.attachTask(hostDev, {vni: VNI, ip: TASK.ip})
   const written = dp.sync({
     networks: new Map([[VNI, {subnet: '10.0.1.0', prefixLen: 24, ingress: false, mtu: 1450}]]),
     endpoints: new Map([

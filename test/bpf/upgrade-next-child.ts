@@ -135,7 +135,7 @@ let current: Datapath | undefined = Datapath.open({node, underlay, xdpMode: 'nat
 try {
   // 1. Today's agent: config, the store's maps, a task device with tc attached.
   current.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex})
-  current.attachTask(hostDev, {vni: VNI, ip: CLIENT.ip})
+  await current.attachTask(hostDev, {vni: VNI, ip: CLIENT.ip})
   const w = new Loaded(layoutPinDir(node), 'tc_task.o', 'sn_tc_task', {keepPins: true})
   try {
     w.map('sn_networks').update(u32.encode(VNI), snNetwork.encode({subnet: '10.0.1.0', prefix_len: 24, flags: 1, mtu: 1450}))

@@ -62,6 +62,7 @@ describe('metrics: /metrics on every node, 2-node lab', {timeout: 300_000}, () =
       ['swarmnet_task_restarts_total', 'counter'],
       ['swarmnet_reconcile_duration_seconds', 'histogram'],
       ['swarmnet_reconcile_errors_total', 'counter'],
+      ['swarmnet_processes_started_total', 'counter'],
     ]
     for (const [n, t] of want) assert.equal(e.types.get(n), t, `${n} in ${names.join(' ')}`)
     // Every series names its node; every program's counter is there, zero or not.
@@ -76,6 +77,10 @@ describe('metrics: /metrics on every node, 2-node lab', {timeout: 300_000}, () =
     assert.ok(sumOf(e, 'swarmnet_bpf_map_entries', {map: 'sn_endpoints'}) >= 2)
     assert.ok(sumOf(e, 'swarmnet_bpf_map_max_entries', {map: 'sn_endpoints'}) > 0)
     assert.ok(sumOf(e, 'swarmnet_reconcile_duration_seconds_count', {step: 'maps'}) > 0)
+    // Every command the agent ran (its task's runc, ip, nft...) was started by its spawner: the
+    // agent forked none itself once the spawner was up, its first act (src/sys/spawner.ts).
+    assert.ok(sumOf(e, 'swarmnet_processes_started_total', {via: 'spawner'}) > 0)
+    assert.equal(sumOf(e, 'swarmnet_processes_started_total', {via: 'fork'}), 0)
   })
 
   test('counters rise with traffic: encapsulated on one node, decapsulated on the other', async () => {

@@ -244,6 +244,26 @@ describe('TCX links', () => {
     assert.match(execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'}), /foreign_tc/)
   })
 
+  it("off the event loop (attachTcxLinkAsync, the agent's path for task devices): the same link, the same refusals", () => {
+    const first = child(A, 'tcx-async', obj, 'sn-la', pinRoot, pin)
+    assert.equal(first.action, 'created')
+    assert.equal(first.via, 'link')
+    assert.equal(bpftoolLink(pin).prog_id, first.progId)
+    const before = counter(1)
+    pingAFromB()
+    assert.ok(counter(1) > before, 'the TCX program ran on the pings after its process exited')
+    const again = child(A, 'tcx-async', obj, 'sn-la', pinRoot, pin)
+    assert.equal(again.action, 'updated')
+    assert.equal(again.link!.id, first.link!.id)
+    // Detached by hand: made again (bpf_link_create on the thread pool, the pin in its turn).
+    execFileSync('bpftool', ['link', 'detach', 'pinned', pin])
+    assert.equal(child(A, 'tcx-async', obj, 'sn-la', pinRoot, pin).action, 'created')
+    assert.equal(child(A, 'attached', pin, 'sn-la', 'ingress').attached, true)
+    const nope = child(A, 'tcx-async', obj, 'sn-nope', pinRoot, `${pinRoot}/links/tcx-nope`)
+    assert.equal(nope.error?.code, 'NO_DEVICE')
+    assert.equal(child(A, 'remove', pin).removed, true)
+  })
+
   it('our own clsact filter from before links is removed once the TCX link is in place; a foreign one stays', () => {
     assert.equal(child(A, 'legacy-tc', obj, 'sn-la').ok, true)
     const filters = () => execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'})
