@@ -18,6 +18,8 @@ export interface DnsServerOptions {
   /** The cluster's names; when it would return another table, call DnsServer.invalidate(). */
   names: () => NameTable
   log: (m: string) => void
+  /** 'dgram': one datagram per call on the main loop, as before the batch thread (bench/dns-loopback.ts compares). */
+  udp?: 'batched' | 'dgram'
 }
 
 /** A TCP client gets this long between queries before it is closed (ms); and at most this many at once. */
@@ -62,25 +64,36 @@ export class DnsServer {
   async start(): Promise<void> {
     const port = this.o.port ?? 53
     await this.forwarder.start()
+    if (this.o.udp !== 'dgram') this.batch = await this.openBatch(port)
+    if (!this.batch) await this.startDgram(port)
+    const tcp = createServer((c) => this.serveTcp(c))
+    tcp.on('error', (e) => this.o.log(`dns: tcp: ${e.message}`))
     try {
-      this.batch = await BatchedUdp.open({
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject)
+        tcp.listen(port, this.o.addr, () => (tcp.off('error', reject), resolve()))
+      })
+    } catch (e) {
+      await this.stop() // nothing half-made: the UDP side closes too
+      throw e
+    }
+    this.tcp = tcp
+  }
+
+  /** The batch thread on the socket; undefined where it cannot run (the address taken: thrown, as dgram would). */
+  private async openBatch(port: number): Promise<BatchedUdp | undefined> {
+    try {
+      return await BatchedUdp.open({
         addr: this.o.addr,
         port,
         onMiss: (q, asker, reply) => this.askBatched(q, asker, reply),
         log: this.o.log,
       })
     } catch (e) {
-      if ((e as {code?: string}).code) throw e // the address: dgram would fail alike
+      if ((e as {code?: string}).code) throw e
       this.o.log(`dns: udp in batches unavailable (${(e as Error).message}): one datagram per call`)
-      await this.startDgram(port)
+      return undefined
     }
-    const tcp = createServer((c) => this.serveTcp(c))
-    tcp.on('error', (e) => this.o.log(`dns: tcp: ${e.message}`))
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject)
-      tcp.listen(port, this.o.addr, () => (tcp.off('error', reject), resolve()))
-    })
-    this.tcp = tcp
   }
 
   private async startDgram(port: number): Promise<void> {
