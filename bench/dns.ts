@@ -44,6 +44,8 @@ export interface DnsBenchRow {
   lost: number
   /** dnsperf's CPU time over the run's wall time (1: one CPU busy all along). */
   clientCpu: number
+  /** dnsperf's CPU time per answered question, us (for the fast path: the whole cost of a question, its answer made in dnsperf's sends). */
+  clientUsPerQuery: number
   /** The serving process's CPU time per answered question, us (NaN: the fast path, served in the client's own sends). */
   serverUsPerQuery: number
 }
@@ -99,13 +101,22 @@ function dnsperf(
   if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr}`)
   const t = [...r.stderr.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60e3 + Number(m[2]) * 1e3)
   // The second line of `times`: the children's user and system time.
-  const clientCpu = t.length >= 4 ? (t[t.length - 2]! + t[t.length - 1]!) / wallMs : NaN
+  const clientMs = t.length >= 4 ? t[t.length - 2]! + t[t.length - 1]! : NaN
   const lat = [...r.stdout.matchAll(/^> NOERROR \S+ A (\d+\.\d+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b)
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
   const lost = Number(/Queries lost:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
   const done = Number(/Queries completed:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN
-  return {label, qps, p50us: pct(50), p99us: pct(99), lost, clientCpu, serverUsPerQuery: ((c1 - c0) * 1000) / done}
+  return {
+    label,
+    qps,
+    p50us: pct(50),
+    p99us: pct(99),
+    lost,
+    clientCpu: clientMs / wallMs,
+    clientUsPerQuery: (clientMs * 1000) / done,
+    serverUsPerQuery: ((c1 - c0) * 1000) / done,
+  }
 }
 
 export type DnsServer = 'fast' | 'responder' | 'dnsmasq'
@@ -210,8 +221,9 @@ export function formatDns(b: DnsBench): string {
     for (const k of DNS_SERVERS) {
       const r = rows[k]
       const f0 = (x: number) => x.toFixed(0)
+      const f2 = (x: number) => x.toFixed(2)
       lines.push(
-        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * spread(r.map((x) => x.clientCpu)).median).toFixed(0)}%` +
+        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * spread(r.map((x) => x.clientCpu)).median).toFixed(0)}%, ${f2(spread(r.map((x) => x.clientUsPerQuery)).median)} us/query` +
           (k === 'fast'
             ? ''
             : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), (x) => x.toFixed(2))} us/query`),
