@@ -63,7 +63,13 @@ for (let i = 0; i < BATCH; i++) {
 let kept = new Map<string, KeptEntry>()
 let gen = Atomics.load(ctl, CTL_GEN)
 
-function takeEntries(): void {
+/** Before each batch: the kept answers of an older table dropped, then the new ones taken in. */
+function sync(): void {
+  const g = Atomics.load(ctl, CTL_GEN)
+  if (g !== gen) {
+    kept = new Map()
+    gen = g
+  }
   for (let m = receiveMessageOnPort(entries); m; m = receiveMessageOnPort(entries)) {
     const e = m.message as KeptEntry
     // Made from a name table that is gone already: never kept.
@@ -115,12 +121,7 @@ while (Atomics.load(ctl, CTL_STOP) === 0) {
   }
   failing = false
   last = n
-  takeEntries()
-  const g = Atomics.load(ctl, CTL_GEN)
-  if (g !== gen) {
-    kept = new Map()
-    gen = g
-  }
+  sync()
   let out = 0
   let misses: Miss[] | undefined
   for (let i = 0; i < n; i++) {

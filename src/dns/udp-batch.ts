@@ -107,7 +107,12 @@ export class BatchedUdp {
       throw Object.assign(new Error(`bind ${e} ${o.addr}:${o.port}`), {code: e})
     }
     const b = new BatchedUdp(o, c, fd)
-    await b.spawn()
+    try {
+      await b.spawn()
+    } catch (e) {
+      c.close(fd) // the thread never read it
+      throw e
+    }
     return b
   }
 
@@ -130,16 +135,21 @@ export class BatchedUdp {
     })
     w.on('error', (e) => this.o.log(`dns: udp thread: ${e.message}`))
     let online = false
+    const started = Date.now()
     w.on('exit', () => {
       port1.close()
       // A thread that ran and ended while the socket is still wanted (it failed): another takes
       // its place. One that never came up is not tried again (open() fails instead).
-      if (online && this.worker === w && !this.stopping)
-        void this.spawn().catch((e: Error) => this.o.log(`dns: udp thread: ${e.message}`))
+      if (!online || this.worker !== w || this.stopping) return
+      // At most one a second, so a thread that keeps failing does not spin the main loop.
+      const again = () => void (this.stopping ?? this.spawn().catch((e: Error) => this.o.log(`dns: udp thread: ${e.message}`)))
+      if (Date.now() - started < 1000) setTimeout(again, 1000).unref()
+      else again()
     })
     return new Promise((resolve, reject) => {
       w.once('message', () => ((online = true), resolve()))
       w.once('error', reject)
+      w.once('exit', () => reject(new Error('the thread ended before it read the socket')))
     })
   }
 
