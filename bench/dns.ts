@@ -8,14 +8,19 @@
 // Each with one dnsperf thread (-T 1 -c 1), then with two (-T 2 -c 2, one per CPU of the test
 // machine): the fast path runs in the asking task's own send path, so it grows with the askers,
 // while dnsmasq and the responder are one process each. p50/p99 come from dnsperf's per-query
-// latencies (-v). Each row runs `runs` times (default 5), the three servers alternating within a
+// latencies (-v). Beside each figure, what the CPU did: the share of one CPU dnsperf used (near
+// 100%: the client is the bottleneck, as it always is for the fast path, whose work runs in the
+// asking task's own send) and the serving process's CPU time per answered question (the agent, all
+// its threads, for the responder; dnsmasq for dnsmasq), a figure the machine's load moves less
+// than q/s. Each row runs `runs` times (default 5), the three servers alternating within a
 // run so that drift on a shared machine hits all alike; the figure is the median with min-max.
 // Numbers, not assertions.
 import {spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {pidPath} from '../src/agent/paths.js'
 import {DEFAULT_RUNS, fmtSpread, spread} from './summary.js'
 
 const REPO = join(fileURLToPath(import.meta.url), '..', '..')
@@ -37,15 +42,41 @@ export interface DnsBenchRow {
   p50us: number
   p99us: number
   lost: number
+  /** dnsperf's CPU time over the run's wall time (1: one CPU busy all along). */
+  clientCpu: number
+  /** dnsperf's CPU time per answered question, us (for the fast path: the whole cost of a question, its answer made in dnsperf's sends). */
+  clientUsPerQuery: number
+  /** The serving process's CPU time per answered question, us (NaN: the fast path, served in the client's own sends). */
+  serverUsPerQuery: number
 }
 
-function dnsperf(label: string, netns: string, file: string, port: number, extra: string[], threads: number): DnsBenchRow {
+/** A process's CPU time so far (user + system, all threads), ms. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100 // USER_HZ
+}
+
+function dnsperf(
+  label: string,
+  netns: string,
+  file: string,
+  port: number,
+  extra: string[],
+  threads: number,
+  server?: number,
+): DnsBenchRow {
+  const c0 = server ? cpuMs(server) : NaN
+  const t0 = process.hrtime.bigint()
+  // bash's `times` after dnsperf: the CPU time its child (dnsperf) used, on stderr.
   const r = spawnSync(
     'nsenter',
     [
       `--net=/run/netns/${netns}`,
       '--',
-      'dnsperf',
+      'bash',
+      '-c',
+      'dnsperf "$@"; s=$?; times >&2; exit $s',
+      'bash',
       '-s',
       '172.18.0.1',
       '-p',
@@ -65,12 +96,27 @@ function dnsperf(label: string, netns: string, file: string, port: number, extra
     ],
     {encoding: 'utf8', maxBuffer: 512 * 1024 * 1024},
   )
+  const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
+  const c1 = server ? cpuMs(server) : NaN
   if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr}`)
+  const t = [...r.stderr.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60e3 + Number(m[2]) * 1e3)
+  // The second line of `times`: the children's user and system time.
+  const clientMs = t.length >= 4 ? t[t.length - 2]! + t[t.length - 1]! : NaN
   const lat = [...r.stdout.matchAll(/^> NOERROR \S+ A (\d+\.\d+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b)
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
   const lost = Number(/Queries lost:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
+  const done = Number(/Queries completed:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN
-  return {label, qps, p50us: pct(50), p99us: pct(99), lost}
+  return {
+    label,
+    qps,
+    p50us: pct(50),
+    p99us: pct(99),
+    lost,
+    clientCpu: clientMs / wallMs,
+    clientUsPerQuery: (clientMs * 1000) / done,
+    serverUsPerQuery: ((c1 - c0) * 1000) / done,
+  }
 }
 
 export type DnsServer = 'fast' | 'responder' | 'dnsmasq'
@@ -127,6 +173,9 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
     await new Promise((r) => setTimeout(r, 1000))
     // Let the reconciler write the fast path's maps (it runs at least every 3 s).
     await new Promise((r) => setTimeout(r, 3500))
+    // The responder's process: n1's agent (all its threads); dnsmasq's own (nsenter execs it).
+    const agent = Number(readFileSync(pidPath('n1'), 'utf8').trim())
+    const dnsmasqPid = dnsmasq.pid!
     const out: DnsBench = {runs, byThreads: []}
     for (const t of [1, 2]) {
       const c = `${t} dnsperf thread${t > 1 ? 's' : ''}`
@@ -141,6 +190,7 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
             53,
             ['-E', '65001:00'],
             t,
+            agent,
           ),
         dnsmasq: () =>
           dnsperf(
@@ -150,6 +200,7 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
             5353,
             [],
             t,
+            dnsmasqPid,
           ),
       }
       const rows: Record<DnsServer, DnsBenchRow[]> = {fast: [], responder: [], dnsmasq: []}
@@ -170,8 +221,12 @@ export function formatDns(b: DnsBench): string {
     for (const k of DNS_SERVERS) {
       const r = rows[k]
       const f0 = (x: number) => x.toFixed(0)
+      const f2 = (x: number) => x.toFixed(2)
       lines.push(
-        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}`,
+        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * spread(r.map((x) => x.clientCpu)).median).toFixed(0)}%, ${f2(spread(r.map((x) => x.clientUsPerQuery)).median)} us/query` +
+          (k === 'fast'
+            ? ''
+            : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), (x) => x.toFixed(2))} us/query`),
       )
     }
   return lines.join('\n')

@@ -398,7 +398,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       prober.stop()
       membership.stop()
       unwatchDns()
-      dns.stop()
+      await dns.stop()
       tasks.stop()
       metricsServer?.close()
       loopDelay.stop()

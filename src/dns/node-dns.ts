@@ -53,6 +53,7 @@ export class NodeDns {
   /** Liveness changed (a node down or back): the next answer is built again. */
   invalidate(): void {
     this.table = undefined
+    this.server.invalidate()
   }
 
   names(): NameTable {
@@ -104,8 +105,8 @@ export class NodeDns {
     this.o.log(`dns: answering tasks at ${this.o.addr}:53 (udp, tcp), forwarding to ${ups}`)
   }
 
-  stop(): void {
+  stop(): Promise<void> {
     this.unsubscribe()
-    this.server.stop()
+    return this.server.stop()
   }
 }

@@ -52,7 +52,7 @@ export class Responder {
    * ones count down their TTLs: neither is kept.
    */
   private kept = new Map<string, Kept>()
-  private keptFor?: NameTable
+  private keptTable?: NameTable
 
   constructor(private readonly o: ResponderOptions) {}
 
@@ -69,11 +69,11 @@ export class Responder {
       return undefined // no header to answer, or a response sent to us: answering could loop
     }
     const table = this.o.names()
-    if (table !== this.keptFor) {
+    if (table !== this.keptTable) {
       this.kept.clear()
-      this.keptFor = table
+      this.keptTable = table
     }
-    const key = `${tcp ? 't' : 'u'}${asker}|${query.toString('latin1', 2)}`
+    const key = keptKey(query, asker, tcp)
     const hit = this.kept.get(key)
     if (hit) {
       s.answered++
@@ -90,6 +90,12 @@ export class Responder {
     const truncated = (out.readUInt16BE(2) & dns.TRUNCATED_RESPONSE) !== 0
     this.kept.set(key, {bytes: Buffer.from(out), nxdomain: rcode === RCODE.NXDOMAIN, truncated})
     return out
+  }
+
+  /** The answer kept for `query` from `asker` (as answer() just made or found it), if it is kept. */
+  keptFor(query: Buffer, asker: string, tcp: boolean): Readonly<Kept> | undefined {
+    if (query.length < 12 || this.keptTable !== this.o.names()) return undefined
+    return this.kept.get(keptKey(query, asker, tcp))
   }
 
   private fresh(query: Buffer, asker: string, tcp: boolean, table: NameTable): Fresh {
@@ -219,6 +225,10 @@ export class Responder {
     }
     return out
   }
+}
+
+function keptKey(query: Buffer, asker: string, tcp: boolean): string {
+  return `${tcp ? 't' : 'u'}${asker}|${query.toString('latin1', 2)}`
 }
 
 /**

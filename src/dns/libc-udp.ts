@@ -1,0 +1,116 @@
+// The libc socket calls the batched UDP path makes through koffi, and the layouts of the structs
+// it fills by hand (struct mmsghdr, msghdr, iovec, sockaddr_in). Node 20's dgram has no
+// recvmmsg/sendmmsg; these let one call move up to a batch of datagrams. Loaded on first use, in
+// whichever thread asks (koffi's functions are per thread). Offsets come from koffi's own layout
+// of the C structs (LP64 Linux), not from constants.
+import koffi from 'koffi'
+
+export interface LibcUdp {
+  socket(domain: number, type: number, protocol: number): number
+  bind(fd: number, addr: Buffer, len: number): number
+  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number
+  shutdown(fd: number, how: number): number
+  close(fd: number): number
+  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, alen: number): number
+  /** `vec`: native memory holding `vlen` struct mmsghdr (an address from koffi.alloc). */
+  recvmmsg(fd: number, vec: unknown, vlen: number, flags: number, timeout: null): number
+  sendmmsg(fd: number, vec: unknown, vlen: number, flags: number): number
+}
+
+export const AF_INET = 2
+export const SOCK_DGRAM = 2
+export const SOCK_CLOEXEC = 0o2000000
+export const SOL_SOCKET = 1
+export const SO_RCVTIMEO = 20
+export const SHUT_RD = 0
+export const MSG_DONTWAIT = 0x40
+export const MSG_TRUNC = 0x20
+export const MSG_WAITFORONE = 0x10000
+export const EAGAIN = 11
+export const EINTR = 4
+export const SOCKADDR_IN = 16
+
+/** Byte offsets inside the structs the batch path writes. */
+export interface UdpLayout {
+  iovec: {size: number; base: number; len: number}
+  mmsghdr: {size: number; name: number; namelen: number; iov: number; iovlen: number; flags: number; len: number}
+}
+
+let loaded: {c: LibcUdp; layout: UdpLayout} | undefined
+
+export function libcUdp(): {c: LibcUdp; layout: UdpLayout} {
+  if (loaded) return loaded
+  const lib = koffi.load('libc.so.6')
+  const iovec = koffi.struct({iov_base: 'void *', iov_len: 'size_t'})
+  const msghdr = koffi.struct({
+    msg_name: 'void *',
+    msg_namelen: 'uint32_t',
+    msg_iov: 'void *',
+    msg_iovlen: 'size_t',
+    msg_control: 'void *',
+    msg_controllen: 'size_t',
+    msg_flags: 'int',
+  })
+  const mmsghdr = koffi.struct({msg_hdr: msghdr, msg_len: 'unsigned int'})
+  const at = (t: koffi.IKoffiCType, f: string) => koffi.offsetof(t, f)
+  const layout: UdpLayout = {
+    iovec: {size: koffi.sizeof(iovec), base: at(iovec, 'iov_base'), len: at(iovec, 'iov_len')},
+    mmsghdr: {
+      size: koffi.sizeof(mmsghdr),
+      name: at(msghdr, 'msg_name'),
+      namelen: at(msghdr, 'msg_namelen'),
+      iov: at(msghdr, 'msg_iov'),
+      iovlen: at(msghdr, 'msg_iovlen'),
+      flags: at(msghdr, 'msg_flags'),
+      len: at(mmsghdr, 'msg_len'),
+    },
+  }
+  const fns: Record<string, koffi.KoffiFunction> = {}
+  for (const proto of [
+    'int socket(int domain, int type, int protocol)',
+    'int bind(int fd, const void *addr, uint32_t len)',
+    'int setsockopt(int fd, int level, int name, const void *value, uint32_t len)',
+    'int shutdown(int fd, int how)',
+    'int close(int fd)',
+    'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t alen)',
+    'int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)',
+    'int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)',
+  ]) {
+    const fn = lib.func(proto)
+    fns[fn.info.name] = fn
+  }
+  // koffi functions are untyped callables; LibcUdp is the typed view of exactly these prototypes.
+  loaded = {c: fns as unknown as LibcUdp, layout}
+  return loaded
+}
+
+/** errno of the last native call on this thread. */
+export function errno(): number {
+  return koffi.errno()
+}
+
+/** A struct sockaddr_in for `ip`:`port`. */
+export function sockaddrIn(ip: string, port: number): Buffer {
+  const b = Buffer.alloc(SOCKADDR_IN)
+  b.writeUInt16LE(AF_INET, 0)
+  b.writeUInt16BE(port, 2)
+  b.writeUInt32BE(ipv4Number(ip), 4)
+  return b
+}
+
+/** A dotted IPv4 address as the unsigned 32-bit number it is on the wire (network order read big-endian). */
+export function ipv4Number(ip: string): number {
+  const p = ip.split('.')
+  if (p.length !== 4) throw new Error(`not an IPv4 address: ${ip}`)
+  let n = 0
+  for (const x of p) {
+    const v = Number(x)
+    if (!Number.isInteger(v) || v < 0 || v > 255) throw new Error(`not an IPv4 address: ${ip}`)
+    n = n * 256 + v
+  }
+  return n
+}
+
+export function ipv4String(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`
+}
