@@ -15,7 +15,7 @@ import {Gossip, type Peer} from '../gossip/gossip.js'
 import type {NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
-import {watchAddrs} from '../dataplane/node-addrs.js'
+import {NodeAddrs} from '../dataplane/node-addrs.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
 import {Datapath} from '../dataplane/datapath.js'
 import {TaskReconciler, type TaskHooks} from '../dataplane/tasks.js'
@@ -322,6 +322,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
         nodes: controller.nodes(),
       }),
   })
+  // An address added to or removed from the node: its published ports follow at once.
+  const nodeAddrs = new NodeAddrs([gw.ifname], () => reconciler.soon(), log)
   const reconciler = new NodeReconciler({
     selfId: cfg.nodeId,
     store,
@@ -331,13 +333,12 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     datapath,
     dns,
     liveness,
-    gwIfname: gw.ifname,
+    // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
+    localAddrs: () => nodeAddrs.list(),
     log,
     observeStep: (what, seconds, failed) => metrics.observeStep(what, seconds, failed),
   })
   const soon = () => reconciler.soon()
-  // An address added to or removed from the node: its published ports follow at once.
-  const addrWatch = watchAddrs(soon, log)
   // A manager's requests about roles and join tokens (manager-requests.ts).
   const requests = new ManagerRequests({cfg, nodeKey, store, controller, role: nodeRole, liveness, log})
   const unsubscribe = store.onChange((key, value) => {
@@ -389,7 +390,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const quiesce = () =>
     (quiesced ??= (async () => {
       reconciler.stop()
-      addrWatch.stop()
+      nodeAddrs.stop()
       await nodeRole.stop()
       unsubscribe()
       unwatch()

@@ -3,7 +3,6 @@
 // but their own tasks' status. Each step on its own: tasks that cannot start
 // must not keep the maps from following the store, nor the reverse. A pass runs
 // on every change (coalesced: soon()), and every few seconds to repair drift.
-import {meshAddrs} from '../dataplane/node-addrs.js'
 import type {AttachmentReconciler} from '../dataplane/attachments.js'
 import type {Datapath} from '../dataplane/datapath.js'
 import {desiredMaps, type DesiredMaps} from '../dataplane/desired.js'
@@ -32,8 +31,8 @@ export type NodeReconcilerOptions = {
   dns: NodeDns
   /** Who is down: their endpoints leave the maps. */
   liveness: MembershipView
-  /** The gateway bridge: its address answers no published port. */
-  gwIfname: string
+  /** The node's addresses that answer published ports (node-addrs.ts NodeAddrs). */
+  localAddrs: () => string[]
   log: (m: string) => void
   /** Each step's duration and outcome, for the metrics. */
   observeStep: (what: string, seconds: number, failed: boolean) => void
@@ -96,8 +95,7 @@ export class NodeReconciler {
         services: controller.services(),
         statuses: controller.statuses(),
         localGateways: tasks.localGateways(),
-        // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
-        localAddrs: meshAddrs([this.o.gwIfname]),
+        localAddrs: this.o.localAddrs(),
       }),
       dns: this.o.dns.fastPath(),
     }
