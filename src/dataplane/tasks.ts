@@ -423,7 +423,7 @@ export class TaskReconciler {
       try {
         if (!(await killCgroup(join(nodeCgroupDirs(this.o.node).v2, id)))) throw new Error('processes survived cgroup.kill')
         await removeContainer(this.o.node, id)
-        removeTaskCgroups(this.o.node, id)
+        await removeTaskCgroups(this.o.node, id)
       } catch (e) {
         this.o.log(`cannot remove the cgroup of task ${id.slice(0, 12)}: ${(e as Error).message}`)
       }

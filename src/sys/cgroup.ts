@@ -5,6 +5,7 @@
  * Resource limits go to v2 controllers where the host has them, else to the v1 ones.
  */
 import {existsSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync} from 'node:fs'
+import {readdir, rmdir} from 'node:fs/promises'
 import {join} from 'node:path'
 
 export interface CgroupMounts {
@@ -138,6 +139,26 @@ export function removeCgroupTree(dir: string): void {
     rmdirSync(dir)
   } catch (e) {
     // Removed meanwhile by someone else: that is the outcome we want.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
+  }
+}
+
+/**
+ * removeCgroupTree on libuv's threads: an rmdir on cgroupfs waits for the kernel to take the
+ * cgroup offline, and an agent removing many tasks at once held its event loop with them.
+ */
+export async function removeCgroupTreeAsync(dir: string): Promise<void> {
+  let subs: string[]
+  try {
+    subs = (await readdir(dir, {withFileTypes: true})).filter((e) => e.isDirectory()).map((e) => e.name)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw e
+  }
+  for (const sub of subs) await removeCgroupTreeAsync(join(dir, sub))
+  try {
+    await rmdir(dir)
+  } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
   }
 }

@@ -19,7 +19,7 @@ import {
   killCgroup,
   type Limits,
   nodeCgroupDirs,
-  removeCgroupTree,
+  removeCgroupTreeAsync,
 } from '../sys/cgroup.js'
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
 import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
@@ -405,11 +405,11 @@ export async function stopTaskProcess(
     throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)
   await removeContainer(node, taskId)
   await releaseRootfs(taskDir(node, taskId))
-  removeTaskCgroups(node, taskId)
+  await removeTaskCgroups(node, taskId)
 }
 
 /** rmdir the task's v2 cgroup and its v1 ones (wherever an agent of this node put them). */
-export function removeTaskCgroups(node: string, taskId: string): void {
-  removeCgroupTree(taskCgroup(node, taskId))
-  for (const d of findV1NodeDirs(node)) removeCgroupTree(join(d, taskId))
+export async function removeTaskCgroups(node: string, taskId: string): Promise<void> {
+  await removeCgroupTreeAsync(taskCgroup(node, taskId))
+  for (const d of findV1NodeDirs(node)) await removeCgroupTreeAsync(join(d, taskId))
 }
