@@ -139,7 +139,9 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     joinedAt: self?.joinedAt ?? Date.now(),
     pubKey: nodeKey.publicKey,
     cert: cfg.cert,
-    ...(nodeRole.ha ? {managerStatus: 'reachable' as const} : {}),
+    // The election may have been won already (its onLeader wrote 'leader' meanwhile, and will not
+    // again while this node leads): what it knows, not 'reachable' over it.
+    ...(nodeRole.ha ? {managerStatus: nodeRole.ha.leadership.isLeader ? ('leader' as const) : ('reachable' as const)} : {}),
   }
   if (JSON.stringify(self) !== JSON.stringify(me)) store.put(keyOf('node', cfg.nodeId), me)
 
