@@ -44,6 +44,7 @@ import {ClusterReader} from '../store/cluster-reader.js'
 import {Membership} from '../membership/swim.js'
 import {nodeStatus} from '../membership/state.js'
 import {DATA_PATH_STALE_MS, NodeLiveness} from '../membership/node-liveness.js'
+import {ViewChanges} from '../membership/view-changes.js'
 import {DataPathProber} from '../dataplane/prober.js'
 import {probeKey} from '../dataplane/probe-wire.js'
 import {writeProbeKeys} from '../dataplane/probe-keys.js'
@@ -118,7 +119,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     nodeKey,
     store,
     clusterId: cluster.id,
-    membership: {isDown, downNow, agentAway},
+    // changes: what placement keeps its node set against (src/membership/view-changes.ts).
+    membership: {isDown, downNow, agentAway, changes: () => viewChanges.now()},
     log,
     me: () => me,
     serveJoins: (join) => gossip.setJoin(join),
@@ -251,6 +253,11 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     {member: (id) => membership.get(id), dataPathAnsweredAt: (id) => prober.answeredAt(id), now: Date.now},
     {agentGraceMs: membership.cfg.agentGraceMs, dataPathStaleMs: DATA_PATH_STALE_MS},
   )
+  // Counts SWIM's and liveness's changes for placement's kept node set: registered before any
+  // other listener of them, so a pass a change starts already sees it counted.
+  const viewChanges = new ViewChanges(() => membership.list())
+  membership.onChange(() => viewChanges.changed())
+  liveness.onChange(() => viewChanges.changed())
   const otherIds = () => controller.nodes().flatMap((n) => (n.id === cfg.nodeId ? [] : [n.id]))
   const dns = new NodeDns({selfId: cfg.nodeId, store, cluster, addr: gw.gatewayIp, membership: liveness, log})
   dns.fastPathHits = () => Number(readCounters(datapath.maps.stats).dns_fast_answer)

@@ -127,6 +127,8 @@ export class StateIndex {
   private readonly sorted = new Map<ListedKind, {ids: string[]; values: unknown[]}>()
   /** Bumped on every change: callers may cache what they derive from the index against it. */
   version = 0
+  /** Bumped on every change of a node record (node/<id>): placement keeps its node set against it (plan.ts). */
+  nodeGeneration = 0
 
   static build(entries: Iterable<{key: string; value: Json | null}>): StateIndex {
     const ix = new StateIndex()
@@ -156,6 +158,7 @@ export class StateIndex {
         setOrDelete(this.attachments, id, value as NetworkAttachment | undefined)
         break
       case 'node':
+        this.nodeGeneration++
         setOrDelete(this.nodes, id, value as NodeRecord | undefined)
         break
       case 'network':
