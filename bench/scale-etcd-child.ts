@@ -3,7 +3,9 @@
 // its gossip store. The bench's clients (in the parent) send it requests over the IPC channel
 // and wait for each answer, as a CLI waits for the agent's API.
 //   argv: JSON {endpoints, prefix, selfId, dir, nodes}
-// Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'start'} (the
+// Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'warm', subnet,
+// count} (creates on a prefix of its own, then gone: a running manager's code is compiled, and
+// in one process the latency part before had compiled it), {op:'start'} (the
 // timed part begins: the event loop's use is counted from here), {op:'create', id, req},
 // {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
 // It exits when told to close or when the channel closes (the parent gone, however it ended).
@@ -36,6 +38,7 @@ export type ChildStats = {
 
 export type ToChild =
   | {op: 'setup'; id: number; subnet: string}
+  | {op: 'warm'; id: number; subnet: string; count: number}
   | {op: 'start'}
   | {op: 'create'; id: number; req: ServiceRequest}
   | {op: 'stats'; id: number}
@@ -46,11 +49,15 @@ export type FromChild = {op: 'ready'} | {id: number; ok: true; value: unknown} |
 const cfg = JSON.parse(process.argv[2] ?? '') as ChildConfig
 const send = (m: FromChild) => process.send!(m)
 const storeDir = join(cfg.dir, `store-${cfg.selfId}`)
-const local = new Store(storeDir, cfg.selfId, {validate: valueProblem, reapIntervalMs: 0}).open()
-for (let i = 0; i < cfg.nodes; i++) {
-  const n = `n${String(i).padStart(4, '0')}`
-  local.put(keyOf('node', n), nodeRecord(n, formatIpv4(parseIpv4('172.31.0.0') + i + 1), {role: i < 3 ? 'manager' : 'worker'}))
+const localStore = (dir: string): Store => {
+  const s = new Store(dir, cfg.selfId, {validate: valueProblem, reapIntervalMs: 0}).open()
+  for (let i = 0; i < cfg.nodes; i++) {
+    const n = `n${String(i).padStart(4, '0')}`
+    s.put(keyOf('node', n), nodeRecord(n, formatIpv4(parseIpv4('172.31.0.0') + i + 1), {role: i < 3 ? 'manager' : 'worker'}))
+  }
+  return s
 }
+const local = localStore(storeDir)
 const client = etcdClient({endpoints: cfg.endpoints, prefix: cfg.prefix})
 const backend = new EtcdBackend({client, prefix: cfg.prefix, local, selfId: cfg.selfId, endpoints: cfg.endpoints})
 let since: EventLoopUtilization | undefined
@@ -89,6 +96,35 @@ process.on('message', (m: ToChild) => {
       (async () => {
         await backend.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'scale'})}])
         return backend.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+      })(),
+    )
+  else if (m.op === 'warm')
+    void reply(
+      m.id,
+      (async () => {
+        const prefix = cfg.prefix.replace(/[^/]+\/$/, `warm-${cfg.selfId}/`)
+        const dir = join(cfg.dir, `warm-${cfg.selfId}`)
+        const c = etcdClient({endpoints: cfg.endpoints, prefix})
+        const s = localStore(dir)
+        const b = new EtcdBackend({client: c, prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
+        try {
+          await b.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'warm'})}])
+          await b.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+          let next = 0
+          // 3 at a time, so batches of several requests are compiled too.
+          const lane = async () => {
+            for (let i = next++; i < m.count; i = next++)
+              await b.write((mg) =>
+                mg.createService({name: `w${i}`, mode: 'replicated', replicas: 3, networks: ['net'], command: ['sleep', '1']}),
+              )
+          }
+          await Promise.all([lane(), lane(), lane()])
+        } finally {
+          b.close()
+          c.close()
+          s.close()
+          rmSync(dir, {recursive: true, force: true})
+        }
       })(),
     )
   else if (m.op === 'stats') {
