@@ -5,8 +5,8 @@
 // as the backend would), and concurrent creates: 10 clients on 3 managers, with the addresses
 // given twice counted from etcd's records and the transactions retried.
 import {fork, type ChildProcess} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {cpus, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type {Etcd3} from 'etcd3'
@@ -80,6 +80,16 @@ function startChild(children: ChildProcess[], cfg: ChildConfig): Promise<Child> 
       }),
   }
   return up.then(() => child)
+}
+
+/** CPU time (user + system) a process has used, ms, from /proc (USER_HZ is 100 on Linux). */
+function cpuMsOf(m: EtcdMember): number {
+  try {
+    const f = readFileSync(`/proc/${m.proc.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(f[11]) + Number(f[12])) * 10
+  } catch {
+    return NaN
+  }
 }
 
 /** Asks the child to close, SIGKILL after 3 s; resolves once it has exited. */
@@ -231,6 +241,8 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
     let next = 0
     const answers: Service[] = []
     for (const c of conc) c.post({op: 'start'})
+    const etcdCpu0 = members.map(cpuMsOf)
+    const ownCpu0 = process.cpuUsage()
     const t0 = Date.now()
     await Promise.all(
       Array.from({length: 10}, async (_, c) => {
@@ -239,6 +251,8 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
       }),
     )
     const secs = (Date.now() - t0) / 1000
+    const etcdCpu = members.map((m, i) => cpuMsOf(m) - etcdCpu0[i]!)
+    const ownCpu = (({user, system}) => (user + system) / 1000)(process.cpuUsage(ownCpu0))
     const stats = (await Promise.all(conc.map((c) => c.call({op: 'stats', id: 0})))) as ChildStats[]
     // etcd's content, read by a manager of this process over the same prefix.
     const readerClient = etcdClient({endpoints, prefix})
@@ -270,7 +284,8 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
         `${sum((s) => s.pipelined)} sent beside another of their manager's (at most ${most} in flight), ` +
         `${sum((s) => s.overUnseen)} decided over a commit of theirs the watch had not brought back yet; ` +
         `managers' event loops busy ${stats.map((s) => `${Math.round(s.loopBusy * 100)}%`).join(' / ')} ` +
-        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms of ${Math.round(secs * 1000)} ms)`,
+        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms of ${Math.round(secs * 1000)} ms; ` +
+        `etcd members ${etcdCpu.map(Math.round).join(' / ')} ms, the clients' process ${Math.round(ownCpu)} ms; ${cpus().length} cores)`,
     )
     return out
   } finally {
