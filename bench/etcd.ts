@@ -31,16 +31,23 @@ export async function threeMembers(dir: string): Promise<{members: EtcdMember[];
   const members = specs.map((s) => startEtcdMember({...s, host: '127.0.0.1', initialCluster, clusterToken: 'sn-bench'}))
   const endpoints = members.map((m) => m.clientUrl)
   const c = new Etcd3({hosts: endpoints})
-  for (let i = 0; ; i++) {
-    try {
-      await c.put('sn-bench-probe').value('1')
-      break
-    } catch (e) {
-      if (i > 150) throw new Error(`bench etcd did not come up: ${(e as Error).message}`)
-      await new Promise((r) => setTimeout(r, 100))
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await c.put('sn-bench-probe').value('1')
+        break
+      } catch (e) {
+        if (i > 150) throw new Error(`bench etcd did not come up: ${(e as Error).message}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
     }
+  } catch (e) {
+    // The caller never gets the members, so its cleanup could not stop them: stop them here.
+    for (const m of members) await stopEtcdMember(m)
+    throw e
+  } finally {
+    c.close()
   }
-  c.close()
   return {members, endpoints}
 }
 

@@ -6,9 +6,9 @@
 // to their oracles.
 // Numbers, not assertions: nothing here fails on a slow machine.
 //
-//   npm run bench -- [--only overlay,vip,mesh,dns,tasks] [--runs N] [--seconds S] [--json]
+//   npm run bench -- [--only overlay,vip,mesh,dns,tasks,scale] [--runs N] [--seconds S] [--json]
 //
-// --only runs those lab sections alone (the in-process ones are skipped); --json ends the output
+// --only runs those sections alone (the other in-process ones are skipped); --json ends the output
 // with one JSON object of the ratios (bench/summary.ts), every key present, null when not run.
 import {benchPrograms} from './progs.js'
 import {benchSwim, formatSwim} from './swim-sim.js'
@@ -43,7 +43,9 @@ const collected: BenchRuns = {}
 
 console.log('# swarmnet bench\n')
 console.log(`machine: ${(await import('node:os')).cpus().length} CPUs, kernel ${(await import('node:os')).release()}`)
-console.log(`lab sections: ${lab ? [...only].join(', ') : 'none'}; ${runs} runs of each path, alternating; medians (min-max)\n`)
+console.log(
+  `lab sections: ${lab ? [...only].filter((s) => s !== 'scale').join(', ') || 'none' : 'none'}; ${runs} runs of each path, alternating; medians (min-max)\n`,
+)
 if (!args.partial) {
   const cli = benchCliStart()
   console.log('## CLI start\n')
@@ -60,12 +62,16 @@ if (!args.partial) {
   for (const line of benchLb().lines) console.log(line)
   console.log('\n## desired state: embedded vs etcd (3 local members)\n')
   for (const line of await benchEtcd()) console.log(line)
-  console.log('\n## control plane at scale: 10,000 services, 1,000 nodes (manager code in-process)\n')
-  {
-    const scale = await benchScale()
-    for (const line of scale.lines) console.log(line)
-    console.log(JSON.stringify(scale.json))
-  }
+}
+if (!args.partial || only.has('scale')) {
+  console.log(
+    '\n## control plane at scale: 10,000 services, 1,000 nodes (manager code in-process; on etcd, 3 manager processes)\n',
+  )
+  const scale = await benchScale()
+  for (const line of scale.lines) console.log(line)
+  console.log(JSON.stringify(scale.json))
+}
+if (!args.partial) {
   console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
   console.log(formatStore(await benchStore()))
   console.log('\n## membership at 1,000 nodes (simulated network)\n')

@@ -2,14 +2,14 @@
 // (--only, --runs, --json), the median of a set of runs with its spread, and the ratios a check
 // reads. Pure functions, so a unit test holds their shape without running a lab.
 
-/** The lab sections, as printed and as named by --only. */
-export const SECTIONS = ['overlay', 'vip', 'mesh', 'dns', 'tasks'] as const
+/** The sections --only names: the lab's, and scale (the control plane at scale, no lab: bench/scale.ts). */
+export const SECTIONS = ['overlay', 'vip', 'mesh', 'dns', 'tasks', 'scale'] as const
 export type Section = (typeof SECTIONS)[number]
 
 export interface BenchArgs {
   /** The sections to run; every one when --only is not given. */
   only: Set<Section>
-  /** Whether --only was given: then the in-process sections (programs, store, scale...) are skipped. */
+  /** Whether --only was given: then the other in-process sections (programs, store...) are skipped. */
   partial: boolean
   /** Runs per path in each lab section (alternating paths within a run). */
   runs: number

@@ -58,7 +58,7 @@ test('spread: median with min and max of the runs that gave a number', () => {
 
 test('--only, --runs and --json; bad input is a one-line error', () => {
   const d = parseBenchArgs([])
-  assert.deepEqual([...d.only], ['overlay', 'vip', 'mesh', 'dns', 'tasks'])
+  assert.deepEqual([...d.only], ['overlay', 'vip', 'mesh', 'dns', 'tasks', 'scale'])
   assert.equal(d.partial, false)
   assert.ok(d.runs >= 5)
   const a = parseBenchArgs(['--only', 'dns,mesh', '--runs', '3', '--json'])
@@ -66,6 +66,10 @@ test('--only, --runs and --json; bad input is a one-line error', () => {
   assert.equal(a.partial, true)
   assert.equal(a.runs, 3)
   assert.equal(a.json, true)
+  // The control plane at scale runs alone too (no lab).
+  const sc = parseBenchArgs(['--only', 'scale'])
+  assert.deepEqual([...sc.only], ['scale'])
+  assert.equal(sc.partial, true)
   assert.throws(() => parseBenchArgs(['--only', 'dns,overlayy']), /^Error: --only overlayy: unknown section/)
   assert.throws(() => parseBenchArgs(['--runs', '0']), /not a whole number/)
   assert.throws(() => parseBenchArgs(['--runs']), /needs a value/)

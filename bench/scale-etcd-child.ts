@@ -1,0 +1,144 @@
+// One manager of bench/scale-etcd.ts's concurrent creates, in a process of its own as a user
+// runs one per node: the manager's own code through the etcd backend, with 1,000 node records in
+// its gossip store. The bench's clients (in the parent) send it requests over the IPC channel
+// and wait for each answer, as a CLI waits for the agent's API.
+//   argv: JSON {endpoints, prefix, selfId, dir, nodes}
+// Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'warm', subnet,
+// count} (creates on a prefix of its own, then gone: a running manager's code is compiled, and
+// in one process the latency part before had compiled it), {op:'start'} (the
+// timed part begins: the event loop's use is counted from here), {op:'create', id, req},
+// {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
+// It exits when told to close or when the channel closes (the parent gone, however it ended).
+import {rmSync} from 'node:fs'
+import {join} from 'node:path'
+import {performance, type EventLoopUtilization} from 'node:perf_hooks'
+import {EtcdBackend} from '../src/manager/etcd-backend.js'
+import {etcdClient} from '../src/manager/etcd-client.js'
+import type {ServiceRequest} from '../src/manager/manager.js'
+import {formatIpv4, parseIpv4} from '../src/model/ipv4.js'
+import {valueProblem} from '../src/model/shape.js'
+import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
+import {Store} from '../src/store/store.js'
+import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
+
+export type ChildConfig = {endpoints: string[]; prefix: string; selfId: string; dir: string; nodes: number}
+
+export type ChildStats = {
+  retries: number
+  batches: number
+  retriedRequests: number
+  pipelined: number
+  mostInFlight: number
+  overUnseen: number
+  /** The event loop's busy share from 'start' to 'stats' (perf_hooks.eventLoopUtilization). */
+  loopBusy: number
+  /** CPU time the process used over the same span (user + system), ms: busy computing, or waiting for a core. */
+  cpuMs: number
+}
+
+export type ToChild =
+  | {op: 'setup'; id: number; subnet: string}
+  | {op: 'warm'; id: number; subnet: string; count: number}
+  | {op: 'start'}
+  | {op: 'create'; id: number; req: ServiceRequest}
+  | {op: 'stats'; id: number}
+  | {op: 'close'}
+
+export type FromChild = {op: 'ready'} | {id: number; ok: true; value: unknown} | {id: number; ok: false; error: string}
+
+const cfg = JSON.parse(process.argv[2] ?? '') as ChildConfig
+const send = (m: FromChild) => process.send!(m)
+const storeDir = join(cfg.dir, `store-${cfg.selfId}`)
+const localStore = (dir: string): Store => {
+  const s = new Store(dir, cfg.selfId, {validate: valueProblem, reapIntervalMs: 0}).open()
+  for (let i = 0; i < cfg.nodes; i++) {
+    const n = `n${String(i).padStart(4, '0')}`
+    s.put(keyOf('node', n), nodeRecord(n, formatIpv4(parseIpv4('172.31.0.0') + i + 1), {role: i < 3 ? 'manager' : 'worker'}))
+  }
+  return s
+}
+const local = localStore(storeDir)
+const client = etcdClient({endpoints: cfg.endpoints, prefix: cfg.prefix})
+const backend = new EtcdBackend({client, prefix: cfg.prefix, local, selfId: cfg.selfId, endpoints: cfg.endpoints})
+let since: EventLoopUtilization | undefined
+let cpuSince: NodeJS.CpuUsage | undefined
+let closed = false
+
+function close(code: number): void {
+  if (closed) return
+  closed = true
+  backend.close()
+  client.close()
+  local.close()
+  rmSync(storeDir, {recursive: true, force: true})
+  process.exit(code)
+}
+
+process.on('disconnect', () => close(0))
+process.on('message', (m: ToChild) => {
+  const reply = (id: number, p: Promise<unknown>) =>
+    p.then(
+      (value) => send({id, ok: true, value}),
+      (e: unknown) => send({id, ok: false, error: e instanceof Error ? e.message : String(e)}),
+    )
+  if (m.op === 'close') close(0)
+  else if (m.op === 'start') {
+    since = performance.eventLoopUtilization()
+    cpuSince = process.cpuUsage()
+  } else if (m.op === 'create')
+    void reply(
+      m.id,
+      backend.write((mg) => mg.createService(m.req)),
+    )
+  else if (m.op === 'setup')
+    void reply(
+      m.id,
+      (async () => {
+        await backend.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'scale'})}])
+        return backend.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+      })(),
+    )
+  else if (m.op === 'warm')
+    void reply(
+      m.id,
+      (async () => {
+        const prefix = cfg.prefix.replace(/[^/]+\/$/, `warm-${cfg.selfId}/`)
+        const dir = join(cfg.dir, `warm-${cfg.selfId}`)
+        const c = etcdClient({endpoints: cfg.endpoints, prefix})
+        const s = localStore(dir)
+        const b = new EtcdBackend({client: c, prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
+        try {
+          await b.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'warm'})}])
+          await b.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+          let next = 0
+          // 3 at a time, so batches of several requests are compiled too.
+          const lane = async () => {
+            for (let i = next++; i < m.count; i = next++)
+              await b.write((mg) =>
+                mg.createService({name: `w${i}`, mode: 'replicated', replicas: 3, networks: ['net'], command: ['sleep', '1']}),
+              )
+          }
+          await Promise.all([lane(), lane(), lane()])
+        } finally {
+          b.close()
+          c.close()
+          s.close()
+          rmSync(dir, {recursive: true, force: true})
+        }
+      })(),
+    )
+  else if (m.op === 'stats') {
+    const stats: ChildStats = {
+      retries: backend.retries,
+      batches: backend.batches,
+      retriedRequests: backend.retriedRequests,
+      pipelined: backend.pipelined,
+      mostInFlight: backend.mostInFlight,
+      overUnseen: backend.overUnseen,
+      loopBusy: since ? performance.eventLoopUtilization(since).utilization : 0,
+      cpuMs: cpuSince ? (({user, system}) => (user + system) / 1000)(process.cpuUsage(cpuSince)) : 0,
+    }
+    send({id: m.id, ok: true, value: stats})
+  }
+})
+send({op: 'ready'})
