@@ -90,8 +90,12 @@ describe('the manager down: what continues and what waits', {timeout: 600_000}, 
       const t = ps('n3', 'web').find((x) => x.id === old.id)
       return t?.pid === restarted.pid
     })
-    const r = inNs(on('n3').netns, ['curl', '-s', '-m', '3', `http://${ipOf(restarted)}/`])
-    assert.equal(r.code, 0, 'the restarted task answers')
+    // Running means its process started, as in Docker; its server listens a moment later.
+    await eventually(
+      'the restarted task answers n3',
+      () => inNs(on('n3').netns, ['curl', '-s', '-m', '3', `http://${ipOf(restarted)}/`]).code === 0,
+      15_000,
+    )
 
     // What waits: desired state is the manager's.
     const create = cli('n2', ['service', 'create', '--name', 'late', '--network', 'md'])
