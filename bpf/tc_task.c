@@ -245,7 +245,7 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 	struct sn_service *svc;
 	struct sn_ports *ports;
 	struct sn_ct nct = {};
-	struct sn_ct *ct, *rct;
+	struct sn_ct *ct, *rct = NULL;
 	__u32 slot, hairpin = 0, now = 0;
 	__u8 proto, tflags = 0;
 
@@ -282,7 +282,7 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 			rct = bpf_map_lookup_elem(&sn_ct, &rk);
 			if (rct && rct->seen > last)
 				last = rct->seen;
-			if (now - last > sn_ct_udp_idle()) {
+			if (sn_ct_idle_past(now, last)) {
 				bpf_map_delete_elem(&sn_ct, &rk);
 				bpf_map_delete_elem(&sn_ct, &ck);
 				sn_count(SN_C_LB_CT_EXPIRED);
@@ -328,9 +328,12 @@ static __always_inline int sn_lb(struct __sk_buff *skb, const struct sn_device *
 		/*
 		 * The reply entry must outlive LRU pressure as long as the forward one
 		 * does: looking it up keeps it recent, and one that went is written again.
+		 * UDP looked it up above (its idle check; nothing since changed its key).
 		 */
-		sn_ct_reply_key(&ck, ct, &rk);
-		rct = bpf_map_lookup_elem(&sn_ct, &rk);
+		if (proto != IPPROTO_UDP) {
+			sn_ct_reply_key(&ck, ct, &rk);
+			rct = bpf_map_lookup_elem(&sn_ct, &rk);
+		}
 		if (!rct) {
 			nct.addr = ck.dst;
 			nct.flags = hairpin;

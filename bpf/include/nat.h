@@ -94,25 +94,42 @@ static __always_inline __u32 sn_l4_check_off(__u8 proto)
 #define SN_NAT_DST 1
 
 /*
- * tc, with the kernel's helpers: they also fix a checksum the task's stack
- * left for the device to finish (CHECKSUM_PARTIAL), which a plain
- * incremental update would get wrong. -1 when a helper failed. The packet's
- * pointers are stale after.
+ * tc: the addresses, ports and IP checksum written directly, the L4
+ * checksum by the kernel's helper, which also fixes one the task's stack
+ * left for the device to finish (CHECKSUM_PARTIAL: the field holds the
+ * pseudo-header's sum, not the checksum), which a plain incremental update
+ * would get wrong. The IP checksum is always whole, and a header whose
+ * checksum follows its change keeps its sum, so skb->csum needs no fix
+ * (bpf_l3_csum_replace and bpf_skb_store_bytes did the same, at a helper
+ * call each: ~60 ns of a VIP hit's three calls, bench/README.md). -1 when
+ * the headers are not in the packet's linear part or the helper failed.
+ * The packet's pointers are stale after.
  */
 static __always_inline int sn_nat_tc(struct __sk_buff *skb, __u8 proto, int side, __be32 from, __be32 to,
 				     int with_port, __be16 from_port, __be16 to_port)
 {
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct sn_ports *ports = (void *)(ip + 1);
 	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-	__u32 addr_off = side == SN_NAT_SRC ? __builtin_offsetof(struct iphdr, saddr) : __builtin_offsetof(struct iphdr, daddr);
-	__u32 port_off = side == SN_NAT_SRC ? __builtin_offsetof(struct sn_ports, source) : __builtin_offsetof(struct sn_ports, dest);
 
-	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, BPF_F_PSEUDO_HDR | sizeof(to) | mangled) ||
-	    bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), from, to, sizeof(to)) ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + addr_off, &to, sizeof(to), 0))
+	if (!sn_fits(ports, end))
 		return -1;
-	if (with_port &&
-	    (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from_port, to_port, sizeof(to_port) | mangled) ||
-	     bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + port_off, &to_port, sizeof(to_port), 0)))
+	if (side == SN_NAT_SRC)
+		ip->saddr = to;
+	else
+		ip->daddr = to;
+	ip->check = sn_csum_replace4(ip->check, from, to);
+	if (with_port) {
+		if (side == SN_NAT_SRC)
+			ports->source = to_port;
+		else
+			ports->dest = to_port;
+	}
+	if (bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from, to, BPF_F_PSEUDO_HDR | sizeof(to) | mangled))
+		return -1;
+	if (with_port && bpf_l4_csum_replace(skb, sn_l4_check_off(proto), from_port, to_port, sizeof(to_port) | mangled))
 		return -1;
 	return 0;
 }
@@ -211,9 +228,10 @@ static __always_inline void sn_ct_key_of(struct sn_ct_key *k, __u32 vni, const s
  */
 #define SN_CT_UDP_IDLE_DEFAULT 120
 
+/* The coarse clock (a tick's resolution) is enough for seconds and reads no clock source (as sn_mesh_now). */
 static __always_inline __u32 sn_now_s(void)
 {
-	return bpf_ktime_get_ns() / 1000000000ULL;
+	return bpf_ktime_get_coarse_ns() / 1000000000ULL;
 }
 
 static __always_inline __u32 sn_ct_udp_idle(void)
@@ -223,10 +241,23 @@ static __always_inline __u32 sn_ct_udp_idle(void)
 	return cfg && cfg->ct_udp_idle ? cfg->ct_udp_idle : SN_CT_UDP_IDLE_DEFAULT;
 }
 
+/*
+ * Last seen at `last`, idle past the lifetime at `now`. A difference < 0: a `last` up
+ * to a second ahead of `now` (written by the fine clock, the agent's at an
+ * upgrade or an older program's, and read back with the coarse one, a tick
+ * behind) is just seen, not 2^32 - 1 seconds ago.
+ */
+static __always_inline int sn_ct_idle_past(__u32 now, __u32 last)
+{
+	__u32 idle = now - last;
+
+	return (__s32)idle > 0 && idle > sn_ct_udp_idle();
+}
+
 /* A UDP reply entry used at `now`: 1 when the flow is still alive (and the entry refreshed), 0 when it went idle. */
 static __always_inline int sn_ct_udp_alive(struct sn_ct *ct, __u32 now)
 {
-	if (now - ct->seen > sn_ct_udp_idle())
+	if (sn_ct_idle_past(now, ct->seen))
 		return 0;
 	if (ct->seen != now)
 		ct->seen = now;

@@ -469,4 +469,19 @@ describe('sn_tc_task: a UDP flow through a VIP ends after its idle lifetime (sn_
       l.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex: 1})
     }
   })
+
+  // The programs read the coarse clock (a tick behind the fine one the agent writes `seen` with at an
+  // upgrade): an entry seen a moment "ahead" is just seen, not 2^32 - 1 seconds idle.
+  it("a flow last seen a second ahead of the programs' clock is alive both ways, not expired", () => {
+    const u = localFlow(51000, P.IPPROTO_UDP)
+    const ahead = Number(process.hrtime.bigint() / 1_000_000_000n) + 1
+    for (const k of [fwdKey(u.sport, P.IPPROTO_UDP, 53), repKey(B[0]!.ip, u.sport, P.IPPROTO_UDP, 53)]) {
+      const v = ct(k)!
+      l.map('sn_ct').update(k, snCt.encode({...v, seen: ahead}))
+    }
+    const back = asBackend(() => run(udpReply(u.sport)))
+    assert.equal(back.delta.lb_rev_nat, 1, 'the reply is given the VIP')
+    const r = run(frame({proto: P.IPPROTO_UDP, sport: u.sport}))
+    assert.deepEqual({expired: r.delta.lb_ct_expired, fresh: r.delta.lb_new_flow}, {expired: undefined, fresh: undefined})
+  })
 })
