@@ -4,22 +4,23 @@
 // network, attaches tc_task where the variant says, and exits: the links are pinned under
 // <pinRoot> and stay; the parent removes the namespaces and the pins.
 //
-// argv: <variant> <pinRoot> <A> <B> <tc_task object>
+// argv: <variant> <pinRoot> <A> <B> <tc_task object> [vip]
 //   veth, veth-redirect, veth-q2: a veth per task (2 queues each end for veth-q2), as the agent makes
 //     it: xdp_task_peer and GRO on the task side, tc_task on the host side's TCX ingress.
 //   netkit: a netkit pair per task (L2), tc_task as the peer's own program (BPF_NETKIT_PEER).
+//   vip: also a VIP, 10.77.0.100, whose one backend is B (B flagged a backend, so its replies get the VIP back).
 // Prints one JSON line: {ok: true} or {unsupported: "<why>"}.
 import {execFileSync} from 'node:child_process'
 import {mkdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {attachXdp} from '../../src/bpf/attach.js'
-import {BpfObject} from '../../src/bpf/index.js'
+import {BpfObject, SN_DEV_FLAGS, SN_EP_FLAGS, snEndpoint, snEndpointKey} from '../../src/bpf/index.js'
 import {libbpf, libc} from '../../src/bpf/libbpf.js'
 import {attachTcxLink} from '../../src/bpf/links.js'
 import {createNetkit} from '../../src/sys/link-pair.js'
 import {DIST, Loaded} from './harness.js'
 
-const [variant, pinRoot, nsA, nsB, obj] = process.argv.slice(2) as [string, string, string, string, string]
+const [variant, pinRoot, nsA, nsB, obj, vip] = process.argv.slice(2) as [string, string, string, string, string, string?]
 const VNI = 100
 const MTU = 1450
 const BPF_NETKIT_PEER = 55 // enum bpf_attach_type (include/uapi/linux/bpf.h)
@@ -78,6 +79,17 @@ for (const t of tasks) {
 for (const t of tasks) {
   tc.addEndpoint({vni: VNI, ip: t.ip, nodeIp: '192.0.2.1', ifindex: ifindex(t.host), mac: t.mac, local: true})
   tc.addDevice(ifindex(t.host), VNI, t.ip)
+}
+if (vip === 'vip') {
+  const b = tasks[1]!
+  const endpoint = (ip: string, ifx: number, mac: string, flags: number) =>
+    tc
+      .map('sn_endpoints')
+      .update(snEndpointKey.encode({vni: VNI, ip}), snEndpoint.encode({node_ip: '192.0.2.1', ifindex: ifx, mac, flags}))
+  endpoint(b.ip, ifindex(b.host), b.mac, SN_EP_FLAGS.LOCAL | SN_EP_FLAGS.BACKEND)
+  tc.addDevice(ifindex(b.host), VNI, b.ip, SN_DEV_FLAGS.BACKEND)
+  endpoint('10.77.0.100', 0, '02:42:0a:4d:00:64', SN_EP_FLAGS.VIP)
+  tc.addService(VNI, '10.77.0.100', 1, [{key: 'b', ip: b.ip, nodeIp: '192.0.2.1'}])
 }
 mkdirSync(join(pinRoot, 'links'), {recursive: true})
 for (const t of tasks) {
