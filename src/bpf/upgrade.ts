@@ -74,7 +74,7 @@ export function oldLayouts(node: string, current = LAYOUT_VERSION): OldLayout[] 
 
 /**
  * One entry of a map in the layout before a step, as the layout after it has it; undefined: the
- * entry is not kept. `now`: seconds of the monotonic clock (bpf_ktime_get_ns's); `nowMs`: the same
+ * entry is not kept. `now`: seconds of the monotonic clock (the programs read it coarse, a tick behind); `nowMs`: the same
  * in milliseconds, wrapped to 32 bits as the programs keep it (sn_mesh_ct.seen).
  */
 export type EntryConverter = (key: Buffer, value: Buffer, now: number, nowMs: number) => readonly [Buffer, Buffer] | undefined
@@ -239,7 +239,10 @@ export function conversionPath(
   return path
 }
 
-/** The clocks of sn_ct.seen (s) and sn_mesh_ct.seen (ms, 32 bits): bpf_ktime_get_ns's is CLOCK_MONOTONIC, as process.hrtime's. */
+/**
+ * The clocks of sn_ct.seen (s) and sn_mesh_ct.seen (ms, 32 bits): CLOCK_MONOTONIC, as process.hrtime's. The programs
+ * read it coarse (bpf_ktime_get_coarse_ns, a tick behind at most); the VIP path takes a `seen` ahead of it as just seen.
+ */
 function monotonic(): {s: number; ms: number} {
   const ns = process.hrtime.bigint()
   return {s: Number(ns / 1_000_000_000n), ms: Number((ns / 1_000_000n) & 0xffffffffn)}
