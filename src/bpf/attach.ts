@@ -10,7 +10,8 @@
 
 import os from 'node:os'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
-import {SIZEOF, libbpf, libbpfLog, libc} from './libbpf.js'
+import {libc} from '../sys/libc.js'
+import {SIZEOF, libbpf, libbpfLog} from './libbpf.js'
 
 export type Device = number | string
 export type XdpMode = 'native' | 'generic'

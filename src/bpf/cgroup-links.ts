@@ -5,7 +5,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {errnoError} from './errors.js'
-import {libbpf, libbpfLog, libc} from './libbpf.js'
+import {libc} from '../sys/libc.js'
+import {libbpf, libbpfLog} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 import {progIdOf} from './links.js'
 

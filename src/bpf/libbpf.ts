@@ -1,13 +1,14 @@
-// The koffi declarations over the system libbpf (libbpf.so.1) and the few
-// libc calls the loader needs. Nothing here interprets results: callers get
-// libbpf's raw return values (negative errno in libbpf 1.x) and turn them
-// into BpfErrors themselves.
+// The koffi declarations over the system libbpf (libbpf.so.1); the few libc
+// calls the loader needs are in sys/libc.ts. Nothing here interprets results:
+// callers get libbpf's raw return values (negative errno in libbpf 1.x) and
+// turn them into BpfErrors themselves.
 //
-// The libraries are opened on first use, not on import, so that the CLI (and
+// The library is opened on first use, not on import, so that the CLI (and
 // the unit tests of pure code) can import src/bpf on a machine without
 // libbpf and only fail when a BPF operation is actually attempted.
 
 import koffi from 'koffi'
+import {libc, type Libc} from '../sys/libc.js'
 import {BpfError} from './errors.js'
 
 /** An opaque native pointer handed out by koffi (struct bpf_object *, ...). */
@@ -131,12 +132,6 @@ export interface Libbpf {
   btf__type_cnt(btf: P): number
 }
 
-export interface Libc {
-  if_nametoindex(name: string): number
-  mount(source: string, target: string, fstype: string, flags: number, data: string | null): number
-  close(fd: number): number
-}
-
 // Byte sizes of the opts structs in libbpf 1.1 (x86_64/aarch64 LP64); the
 // libbpf test compares them with sizeof() from the installed headers.
 export const SIZEOF = {
@@ -153,7 +148,7 @@ export const SIZEOF = {
   bpf_prog_info: 232,
 } as const
 
-let loaded: {bpf: Libbpf; c: Libc; log: LibbpfLog} | undefined
+let loaded: {bpf: Libbpf; log: LibbpfLog} | undefined
 
 /** libbpf's own diagnostics (its print callback), kept so errors can quote them. */
 export interface LibbpfLog {
@@ -162,9 +157,8 @@ export interface LibbpfLog {
 }
 
 const LIBBPF_SONAME = 'libbpf.so.1'
-const LIBC_SONAME = 'libc.so.6'
 
-function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
+function load(): {bpf: Libbpf; log: LibbpfLog} {
   if (loaded) return loaded
   let lib: koffi.IKoffiLib
   try {
@@ -176,7 +170,8 @@ function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
       {cause: e},
     )
   }
-  const libc = koffi.load(LIBC_SONAME)
+  // libbpf's messages are formatted by libc (installPrintCallback): opened with it.
+  const {vsnprintf} = libc()
 
   koffi.opaque('bpf_object')
   koffi.opaque('bpf_program')
@@ -220,8 +215,8 @@ function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
       const fn = l.func(proto)
       out[fn.info.name] = fn
     }
-    // koffi functions are untyped variadic callables; the interfaces above
-    // are the typed view of exactly these prototypes.
+    // koffi functions are untyped variadic callables; the interface above
+    // is the typed view of exactly these prototypes.
     return out as unknown as T
   }
 
@@ -298,13 +293,7 @@ function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
     'uint32_t btf__type_cnt(const btf *btf)',
   ])
 
-  const c = decl<Libc>(libc, [
-    'unsigned int if_nametoindex(const char *ifname)',
-    'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)',
-    'int close(int fd)',
-  ])
-
-  loaded = {bpf, c, log: installPrintCallback(lib, libc)}
+  loaded = {bpf, log: installPrintCallback(lib, vsnprintf)}
   return loaded
 }
 
@@ -313,15 +302,14 @@ function load(): {bpf: Libbpf; c: Libc; log: LibbpfLog} {
 // writes to stderr. We format each message with vsnprintf (va_list is passed
 // as a pointer on LP64 ABIs, so it can travel as void *) and keep the recent
 // ones so errors can quote them; SWARMNET_LIBBPF_DEBUG=1 also echoes them.
-function installPrintCallback(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib): LibbpfLog {
+function installPrintCallback(lib: koffi.IKoffiLib, vsnprintf: Libc['vsnprintf']): LibbpfLog {
   const messages: string[] = []
-  const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)')
   const printFn = koffi.proto('int libbpf_print_fn_t(int level, void *fmt, void *ap)')
   const setPrint = lib.func('void *libbpf_set_print(libbpf_print_fn_t *fn)')
   const echo = process.env.SWARMNET_LIBBPF_DEBUG === '1'
   const buf = Buffer.alloc(4096)
   const cb = koffi.register((level: number, fmt: unknown, ap: unknown): number => {
-    const n = vsnprintf(buf, buf.length, fmt, ap) as number
+    const n = vsnprintf(buf, buf.length, fmt, ap)
     const text = buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))).toString('utf8')
     if (echo) process.stderr.write(text)
     // LIBBPF_DEBUG (2) is chatty and never explains a failure.
@@ -342,10 +330,6 @@ function installPrintCallback(lib: koffi.IKoffiLib, libc: koffi.IKoffiLib): Libb
 /** The libbpf function table; loads libbpf.so.1 on first call. */
 export function libbpf(): Libbpf {
   return load().bpf
-}
-
-export function libc(): Libc {
-  return load().c
 }
 
 /**

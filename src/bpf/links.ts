@@ -32,7 +32,8 @@ import {
   tcAttachedId,
 } from './attach.js'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
-import {SIZEOF, libbpf, libbpfLog, libc, linkCreateAsync} from './libbpf.js'
+import {libc} from '../sys/libc.js'
+import {SIZEOF, libbpf, libbpfLog, linkCreateAsync} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the

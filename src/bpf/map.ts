@@ -4,7 +4,8 @@
 
 import fs from 'node:fs'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
-import {SIZEOF, libbpf, libc} from './libbpf.js'
+import {libc} from '../sys/libc.js'
+import {SIZEOF, libbpf} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 import {bpffsHint, isOnBpffs} from './pins.js'
 

@@ -5,7 +5,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {BpfError, describeErrno} from './errors.js'
-import {lastErrno, libc} from './libbpf.js'
+import {libc} from '../sys/libc.js'
+import {lastErrno} from './libbpf.js'
 
 export const BPFFS = '/sys/fs/bpf'
 export const PIN_BASE = `${BPFFS}/swarmnet`

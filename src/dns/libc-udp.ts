@@ -1,21 +1,15 @@
-// The libc socket calls the batched UDP path makes through koffi, and the layouts of the structs
-// it fills by hand (struct mmsghdr, msghdr, iovec, sockaddr_in). Node 20's dgram has no
-// recvmmsg/sendmmsg; these let one call move up to a batch of datagrams. Loaded on first use, in
-// whichever thread asks (koffi's functions are per thread). Offsets come from koffi's own layout
-// of the C structs (LP64 Linux), not from constants.
+// The libc socket calls the batched UDP path makes (declared in sys/libc.ts), and the layouts of
+// the structs it fills by hand (struct mmsghdr, msghdr, iovec, sockaddr_in). Node 20's dgram has
+// no recvmmsg/sendmmsg; these let one call move up to a batch of datagrams. Loaded on first use,
+// in whichever thread asks (koffi's functions are per thread). Offsets come from koffi's own
+// layout of the C structs (LP64 Linux), not from constants.
 import koffi from 'koffi'
+import {libc, type Libc} from '../sys/libc.js'
 
-export interface LibcUdp {
-  socket(domain: number, type: number, protocol: number): number
-  bind(fd: number, addr: Buffer, len: number): number
-  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number
-  shutdown(fd: number, how: number): number
-  close(fd: number): number
-  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, alen: number): number
-  /** `vec`: native memory holding `vlen` struct mmsghdr (an address from koffi.alloc). */
-  recvmmsg(fd: number, vec: unknown, vlen: number, flags: number, timeout: null): number
-  sendmmsg(fd: number, vec: unknown, vlen: number, flags: number): number
-}
+export {errno} from '../sys/libc.js'
+
+/** The libc calls of the batch path. */
+export type LibcUdp = Pick<Libc, 'socket' | 'bind' | 'setsockopt' | 'shutdown' | 'close' | 'sendto' | 'recvmmsg' | 'sendmmsg'>
 
 export const AF_INET = 2
 export const SOCK_DGRAM = 2
@@ -40,7 +34,7 @@ let loaded: {c: LibcUdp; layout: UdpLayout} | undefined
 
 export function libcUdp(): {c: LibcUdp; layout: UdpLayout} {
   if (loaded) return loaded
-  const lib = koffi.load('libc.so.6')
+  const c = libc()
   const iovec = koffi.struct({iov_base: 'void *', iov_len: 'size_t'})
   const msghdr = koffi.struct({
     msg_name: 'void *',
@@ -65,28 +59,8 @@ export function libcUdp(): {c: LibcUdp; layout: UdpLayout} {
       len: at(mmsghdr, 'msg_len'),
     },
   }
-  const fns: Record<string, koffi.KoffiFunction> = {}
-  for (const proto of [
-    'int socket(int domain, int type, int protocol)',
-    'int bind(int fd, const void *addr, uint32_t len)',
-    'int setsockopt(int fd, int level, int name, const void *value, uint32_t len)',
-    'int shutdown(int fd, int how)',
-    'int close(int fd)',
-    'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t alen)',
-    'int recvmmsg(int fd, void *vec, unsigned int vlen, int flags, void *timeout)',
-    'int sendmmsg(int fd, void *vec, unsigned int vlen, int flags)',
-  ]) {
-    const fn = lib.func(proto)
-    fns[fn.info.name] = fn
-  }
-  // koffi functions are untyped callables; LibcUdp is the typed view of exactly these prototypes.
-  loaded = {c: fns as unknown as LibcUdp, layout}
+  loaded = {c, layout}
   return loaded
-}
-
-/** errno of the last native call on this thread. */
-export function errno(): number {
-  return koffi.errno()
 }
 
 /** A struct sockaddr_in for `ip`:`port`. */

@@ -1,7 +1,7 @@
 // A manager's copy of its cluster's keys in etcd (issue 24): one range read of the prefix, then
 // one watch from the revision after it, its events applied in order. Requests and the leader's
 // passes read the copy, at the revision it holds, instead of reading the whole prefix each time.
-// The copy may lag other managers' commits: a transaction compares what it read (etcd-backend.ts),
+// The copy may lag other managers' commits: a transaction compares what it read (etcd-transaction.ts),
 // so a stale read costs a retry, never a wrong write. After a request's commit the backend
 // decides over the commit on top of the copy until the copy holds its revision (read-your-writes;
 // the leader's passes and role changes wait for it); after a lost race, it waits until the copy
@@ -9,10 +9,21 @@
 // is dropped and the prefix read again before the next read.
 import type {IWatchResponse, Namespace, Watcher} from 'etcd3'
 import type {Json} from '../store/json.js'
-import {STATE} from './etcd-keys.js'
+import {LEADER, STATE} from './etcd-keys.js'
 
 /** A key's value (and, for desired state, its parsed record) and its mod revision. */
 export type CachedKv = {value: string; mod: string}
+
+/** The copy at one revision: its keys, its desired-state records (keys under STATE, without it). */
+export type CacheSnapshot = {kvs: ReadonlyMap<string, CachedKv>; records: ReadonlyMap<string, Json>; revision: number}
+
+/** How long a commit waits for the copy to show it (then the copy is read again); a batch's answer does not wait for it. */
+export const OWN_WRITE_WAIT_MS = 2000
+/**
+ * How long a request waits for the copy to reach the revision etcd is at when it begins (then the
+ * copy is read again: a revision made by writes outside the prefix never shows in its watch).
+ */
+export const CATCH_UP_WAIT_MS = 200
 
 /** A desired-state record changed (key without STATE; undefined: absent). */
 export type RecordListener = (key: string, value: Json | undefined, old: Json | undefined) => void
@@ -39,13 +50,24 @@ export class EtcdCache {
   ) {}
 
   /** The copy, read first when there is none or its watch was dropped. Shared: do not change it. */
-  async snapshot(): Promise<{kvs: ReadonlyMap<string, CachedKv>; records: ReadonlyMap<string, Json>; revision: number}> {
+  async snapshot(): Promise<CacheSnapshot> {
     if (this.closed) throw new Error('the etcd cache is closed')
     if (!this.watcher) {
       this.loading ??= this.load().finally(() => (this.loading = undefined))
       await this.loading
     }
     return {kvs: this.kvs, records: this.records, revision: this.revision}
+  }
+
+  /**
+   * The copy, caught up with etcd as it is now: a request sees every commit made before it began,
+   * whichever manager made it (a network just created on another manager is there). One read of
+   * one key tells the revision etcd is at; the watch brings the copy there.
+   */
+  async current(): Promise<CacheSnapshot> {
+    const r = await this.ns.get(LEADER).exec()
+    await this.reach(Number(r.header.revision), CATCH_UP_WAIT_MS)
+    return this.snapshot()
   }
 
   /**

@@ -4,12 +4,12 @@
 // changes: each record the watch brings, each non-desired key the store changes. Rebuilt when
 // the copy is read whole again (its watch dropped) or the store reopened.
 //
-// A request (or a batch of them, etcd-backend.ts) runs the manager's logic synchronously over it,
+// A request (or a batch of them, etcd-pipeline.ts) runs the manager's logic synchronously over it,
 // its writes applied on top as it makes them (the logic reads its own writes through the index, as over the embedded store),
 // then taken off again before anything else runs (lend): the index holds the copy's state
 // whenever no request is deciding, and a request's commit comes back into it by the watch.
 // Nothing depends on the index being fresh: the transaction compares what it relied on with
-// etcd's revisions (etcd-backend.ts), so a stale index costs a retry, never a duplicate.
+// etcd's revisions (etcd-transaction.ts), so a stale index costs a retry, never a duplicate.
 import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
 import {isDesiredKey} from './backend.js'

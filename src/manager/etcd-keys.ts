@@ -24,6 +24,7 @@
 // creates an allocation key only if it does not exist: two managers racing for
 // one address, VNI, subnet, port or name cannot both win.
 import type {Json} from '../store/json.js'
+import type {NodeRole} from '../model/types.js'
 
 export const STATE = 'state/'
 export const ALLOC = 'alloc/'
@@ -76,5 +77,20 @@ export function hostPortsOf(value: Json | null | undefined): string[] {
   for (const p of value.ports)
     if (isObj(p) && p.mode === 'host' && typeof p.published === 'number' && typeof p.protocol === 'string')
       out.push(`port/${p.protocol}/${p.published}`)
+  return out
+}
+
+/** The roles set in etcd by role changes (roles/<node id>). */
+export function rolesOf(kvs: ReadonlyMap<string, {readonly value: string}>): Map<string, NodeRole> {
+  const out = new Map<string, NodeRole>()
+  for (const [k, v] of kvs)
+    if (k.startsWith(ROLES) && (v.value === 'manager' || v.value === 'worker')) out.set(k.slice(ROLES.length), v.value)
+  return out
+}
+
+/** The nodes removed in etcd (roles/<node id> = left: final). */
+export function leftOf(kvs: ReadonlyMap<string, {readonly value: string}>): Set<string> {
+  const out = new Set<string>()
+  for (const [k, v] of kvs) if (k.startsWith(ROLES) && v.value === 'left') out.add(k.slice(ROLES.length))
   return out
 }

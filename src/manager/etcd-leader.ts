@@ -3,7 +3,7 @@
 // agent lives, etcd3 keeps the lease alive; when it dies (or loses etcd), the
 // lease runs out after ttl seconds, etcd deletes the key, and the next manager
 // that asks creates it. Placement transactions compare the key's create
-// revision (etcd-backend.ts), so a leader that lost its claim cannot write.
+// revision (etcd-transaction.ts), so a leader that lost its claim cannot write.
 // A manager that etcd no longer counts as one (demoted or removed by another
 // manager, roles/<id>) stands aside: it cannot publish its own record (a node
 // does not change its own role), so it leaves the role to a manager that can.

@@ -18,7 +18,7 @@
  * netlink.h); the installed headers predate netkit, so they are spelled out here.
  */
 import {closeSync, openSync} from 'node:fs'
-import koffi from 'koffi'
+import {errno, libc} from './libc.js'
 import {checkIfname} from './link.js'
 import {netnsPath} from './netns.js'
 
@@ -58,26 +58,6 @@ const NETKIT_PASS = 0
 
 const NLMSG_HDRLEN = 16
 const IFINFOMSG_LEN = 16
-
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number
-  send(fd: number, buf: Buffer, len: number, flags: number): number
-  recv(fd: number, buf: Buffer, len: number, flags: number): number
-  close(fd: number): number
-}
-
-let libc: Libc | undefined
-function c(): Libc {
-  if (libc) return libc
-  const lib = koffi.load('libc.so.6')
-  libc = {
-    socket: lib.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
-    send: lib.func('long send(int fd, const void *buf, size_t len, int flags)') as Libc['send'],
-    recv: lib.func('long recv(int fd, void *buf, size_t len, int flags)') as Libc['recv'],
-    close: lib.func('int close(int fd)') as Libc['close'],
-  }
-  return libc
-}
 
 const align4 = (n: number) => (n + 3) & ~3
 
@@ -198,17 +178,17 @@ function createPair(kind: PairKind, name: string, peer: string, o: PairOptions):
   if (o.queues !== undefined && (!Number.isInteger(o.queues) || o.queues < 1 || o.queues > 64))
     throw new Error(`creating ${kind} ${name}/${peer}: queues must be 1-64`)
   const nsFd = o.peerNs ? openSync(netnsPath(o.peerNs), 'r') : undefined
-  const fd = c().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)
+  const fd = libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)
   try {
-    if (fd < 0) throw new Error(`creating ${kind} ${name}/${peer}: no netlink socket (errno ${koffi.errno()})`)
+    if (fd < 0) throw new Error(`creating ${kind} ${name}/${peer}: no netlink socket (errno ${errno()})`)
     const seq = seqNo++
     const req = pairRequest(kind, name, peer, {...o, ...(nsFd !== undefined ? {peerNsFd: nsFd} : {})}, seq)
-    if (c().send(fd, req, req.length, 0) !== req.length)
-      throw new Error(`creating ${kind} ${name}/${peer}: netlink send failed (errno ${koffi.errno()})`)
+    if (libc().send(fd, req, req.length, 0) !== req.length)
+      throw new Error(`creating ${kind} ${name}/${peer}: netlink send failed (errno ${errno()})`)
     const buf = Buffer.alloc(8192)
     for (;;) {
-      const n = c().recv(fd, buf, buf.length, 0)
-      if (n < 0) throw new Error(`creating ${kind} ${name}/${peer}: netlink recv failed (errno ${koffi.errno()})`)
+      const n = libc().recv(fd, buf, buf.length, 0)
+      if (n < 0) throw new Error(`creating ${kind} ${name}/${peer}: netlink recv failed (errno ${errno()})`)
       for (let off = 0; off + NLMSG_HDRLEN <= n;) {
         const len = buf.readUInt32LE(off)
         const type = buf.readUInt16LE(off + 4)
@@ -226,7 +206,7 @@ function createPair(kind: PairKind, name: string, peer: string, o: PairOptions):
       }
     }
   } finally {
-    if (fd >= 0) c().close(fd)
+    if (fd >= 0) libc().close(fd)
     if (nsFd !== undefined) closeSync(nsFd)
   }
 }

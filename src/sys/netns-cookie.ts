@@ -2,31 +2,12 @@
 // 5.14+): the number bpf_get_netns_cookie() gives a BPF program for a socket
 // of that namespace. The agent runs inside its node's namespace, so this is
 // how its cgroup programs (bpf/sock_mesh.c) know which sockets are the node's.
-import koffi from 'koffi'
+import {libc} from './libc.js'
 
 const SOL_SOCKET = 1
 const SO_NETNS_COOKIE = 71
 const AF_INET = 2
 const SOCK_DGRAM = 2
-
-interface SockLibc {
-  socket(domain: number, type: number, protocol: number): number
-  getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number
-  close(fd: number): number
-}
-
-let c: SockLibc | undefined
-
-function libc(): SockLibc {
-  if (c) return c
-  const lib = koffi.load('libc.so.6')
-  c = {
-    socket: lib.func('int socket(int domain, int type, int protocol)') as SockLibc['socket'],
-    getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *value, uint32_t *len)') as SockLibc['getsockopt'],
-    close: lib.func('int close(int fd)') as SockLibc['close'],
-  }
-  return c
-}
 
 /** This process's network namespace cookie; throws (one line) on a kernel without SO_NETNS_COOKIE. */
 export function ownNetnsCookie(): bigint {

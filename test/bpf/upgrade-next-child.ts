@@ -28,7 +28,8 @@ import {
   type EntryConverter,
 } from '../../src/bpf/index.js'
 import {pinnedLinkInfo} from '../../src/bpf/links.js'
-import {libbpf, libc} from '../../src/bpf/libbpf.js'
+import {libbpf} from '../../src/bpf/libbpf.js'
+import {libc} from '../../src/sys/libc.js'
 import {Datapath, nodeLinkDir} from '../../src/dataplane/datapath.js'
 import {Loaded, skbCtx} from './harness.js'
 import * as P from './packets.js'

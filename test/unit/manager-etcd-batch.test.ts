@@ -1,6 +1,6 @@
 // Group commit on a real etcd (one member started by the test): requests that queue on one
 // manager while its transaction is in flight are decided one after another over its index and
-// sent as one transaction (etcd-backend.ts runBatch). Counted from etcd's own metrics: fewer
+// sent as one transaction (etcd-pipeline.ts runBatch). Counted from etcd's own metrics: fewer
 // transactions than creates, no address given twice, each answer its own request's; and a batch
 // holding one request that loses a name race to another manager is decided again: that request
 // alone is refused, the others commit; and requests on one service in one batch (create, scale,
