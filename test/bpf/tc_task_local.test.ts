@@ -61,6 +61,32 @@ after(async () => {
   }
 })
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * iperf3's JSON from a client in A, against a one-off server started in B once the last one is
+ * gone and this one listens. A client that could not connect (its JSON says why, and it may
+ * still exit 0) is tried again: the server takes only a whole run as its one.
+ */
+async function iperf(args: string[]): Promise<string> {
+  const listening = async () => (await execIn(B, ['ss', '-Hltn', 'sport = :5201'])).trim() !== ''
+  for (let i = 0; i < 50 && (await listening()); i++) await sleep(100)
+  server?.kill('SIGKILL')
+  server = spawn('nsenter', [`--net=${netnsPath(B)}`, '--', 'iperf3', '-s', '-1'], {stdio: 'ignore'})
+  for (let i = 0; i < 50 && !(await listening()); i++) await sleep(100)
+  let out = ''
+  for (let i = 0; i < 20; i++) {
+    try {
+      out = await execIn(A, ['iperf3', '--json', ...args])
+      if (!(JSON.parse(out) as {error?: string}).error) return out
+    } catch {
+      // not yet connected: again
+    }
+    await sleep(100)
+  }
+  throw new Error(`iperf3 ${args.join(' ')} never ran: ${out.slice(-400)}`)
+}
+
 test('task to task on one node: ARP answered, ping and TCP delivered into the peer, not through the host side', async () => {
   const before = txPackets('snk-b')
   // ARP first (nothing but tc_task answers it), then 50 echoes both ways.
@@ -69,15 +95,7 @@ test('task to task on one node: ARP answered, ping and TCP delivered into the pe
   const neigh = await execIn(A, ['ip', 'neigh', 'show', '10.77.0.3'])
   assert.match(neigh, /lladdr 02:42:0a:4d:00:03/)
 
-  server = spawn('nsenter', [`--net=${netnsPath(B)}`, '--', 'iperf3', '-s', '-1'], {stdio: 'ignore'})
-  let out = ''
-  for (let i = 0; i < 20 && !out; i++) {
-    try {
-      out = await execIn(A, ['iperf3', '--json', '-c', '10.77.0.3', '-t', '1'])
-    } catch {
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
+  const out = await iperf(['-c', '10.77.0.3', '-t', '1'])
   const j = JSON.parse(out) as {end?: {sum_received?: {bytes?: number}}}
   const got = j.end?.sum_received?.bytes ?? 0
   assert.ok(got > 1_000_000, `TCP received ${got} bytes: ${out.slice(-400)}`)
@@ -87,19 +105,6 @@ test('task to task on one node: ARP answered, ping and TCP delivered into the pe
   const sent = txPackets('snk-b') - before
   assert.ok(sent < 20, `the host side of B's veth transmitted ${sent} packets`)
 })
-
-/** iperf3's JSON from a client in A, against a one-off server started in B. */
-async function iperf(args: string[]): Promise<string> {
-  server = spawn('nsenter', [`--net=${netnsPath(B)}`, '--', 'iperf3', '-s', '-1'], {stdio: 'ignore'})
-  for (let i = 0; i < 20; i++) {
-    try {
-      return await execIn(A, ['iperf3', '--json', ...args])
-    } catch {
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
-  throw new Error(`iperf3 ${args.join(' ')} never connected`)
-}
 
 test('task to a VIP whose backend is the other task: a TCP stream and UDP, the VIP as the peer both ways', async () => {
   const tcp = JSON.parse(await iperf(['-c', '10.77.0.100', '-t', '1'])) as {
