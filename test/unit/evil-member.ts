@@ -118,7 +118,7 @@ export function attachMembership(n: LabNode, config: ConstructorParameters<typeo
   const m = new Membership({
     self: {id: n.id, addr: n.addr, port: n.port},
     incarnation: g.epoch,
-    net: {send: (to, msg) => g.sendSwim(to, msg)},
+    net: {send: (to, msg, id) => g.sendSwim(to, msg, id)},
     config,
     sign: (text) => g.signRumour(text),
     verify: (id, text, sig) => g.verifyRumour(id, text, sig),
