@@ -247,11 +247,6 @@ export class Transport {
     return m
   }
 
-  /** Pair keys derived so far (tests, the bench). */
-  get pairKeysDerived(): number {
-    return this.pairs.derived
-  }
-
   /**
    * Whether a peer reads MACs is what its latest run said (an older version, started again in
    * a newer epoch, does not): a late packet of an earlier epoch changes nothing.
