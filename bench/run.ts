@@ -18,6 +18,7 @@ import {benchCliStart} from './cli-start.js'
 import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
+import {benchGossipSeal, formatGossipSeal} from './gossip-seal.js'
 import {benchScale} from './scale.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
@@ -74,6 +75,8 @@ if (!args.partial || only.has('scale')) {
 if (!args.partial) {
   console.log('\n## store: acknowledged writes with durability (log + group commit, this disk)\n')
   console.log(formatStore(await benchStore()))
+  console.log('\n## gossip: authenticating one message (the real transport, no sockets)\n')
+  console.log(formatGossipSeal(benchGossipSeal()))
   console.log('\n## membership at 1,000 nodes (simulated network)\n')
   console.log(formatSwim(benchSwim()))
   console.log('\n## store updates at 1,000 nodes (simulated network)\n')

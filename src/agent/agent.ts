@@ -233,7 +233,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const membership = new Membership({
     self: {id: cfg.nodeId, addr: cfg.advertiseAddr, port: cfg.gossipPort},
     incarnation: gossip.epoch,
-    net: {send: (to, m) => gossip.sendSwim(to, m)},
+    net: {send: (to, m, id) => gossip.sendSwim(to, m, id)},
     config: cfg.membership,
     sign: (text) => gossip.signRumour(text),
     verify: (id, text, sig) => gossip.verifyRumour(id, text, sig),

@@ -21,6 +21,8 @@ export type Header = {
   seq: number
   /** The sender's clock when it sealed (ms). */
   ts: number
+  /** 1: the sender reads messages authenticated by a pair key (transport.ts); absent: signatures only (an older version). */
+  mac?: 1
 }
 
 export type UpdatesBody = {t: 'updates'; entries: Entry[]}
@@ -73,7 +75,8 @@ export function encodeMessage(m: Message): Buffer {
 export function decodeMessage(buf: Buffer): Message | undefined {
   const x = parseJsonObject(buf)
   if (!x || !isId(x.from) || !isCount(x.epoch) || !isCount(x.seq) || !isCount(x.ts)) return undefined
-  const h: Header = {from: x.from, epoch: x.epoch, seq: x.seq, ts: x.ts}
+  if (x.mac !== undefined && x.mac !== 1) return undefined
+  const h: Header = {from: x.from, epoch: x.epoch, seq: x.seq, ts: x.ts, ...(x.mac === 1 ? {mac: 1 as const} : {})}
   switch (x.t) {
     case 'updates':
       return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined

@@ -18,7 +18,7 @@ import {applyDirective, keyHash, verifyDirective, type KeyDirective, type KeyRot
 import {emptyStats, type GossipStats} from './stats.js'
 import type {JoinToken} from './token.js'
 import type {ManagerSecrets} from './manager-secrets.js'
-import {SIG_BYTES, Transport, UDP_MAX, type Addr, type SealedConn} from './transport.js'
+import {SIG_BYTES, Transport, UDP_MAX, type Addr, type Recipient, type SealedConn} from './transport.js'
 
 export type Peer = {id: string; addr: string; port: number}
 
@@ -280,8 +280,8 @@ export class Gossip {
   }
 
   /** One failure-detection message, sealed like every other, best effort. */
-  sendSwim(to: Addr, m: SwimMessage): void {
-    if (this.running) this.track(this.transport.send(to, {t: 'swim', swim: m}))
+  sendSwim(to: Addr, m: SwimMessage, id?: string): void {
+    if (this.running) this.track(this.transport.send({addr: to.addr, port: to.port, id}, {t: 'swim', swim: m}))
   }
 
   /** Signs a membership rumour this node vouches for (src/membership/: its own `alive`, its accusations). */
@@ -353,13 +353,13 @@ export class Gossip {
         for (const e of this.merge(m.entries)) this.fanout.add(e)
         return
       case 'ping':
-        this.track(this.transport.send(from, {t: 'ack', n: m.n}))
+        this.track(this.transport.send({...from, id: m.from}, {t: 'ack', n: m.n}))
         return
       case 'swim':
         this.onSwim?.(m.swim, m.from, from)
         return
       case 'keys':
-        this.onKeys(m.keys, from)
+        this.onKeys(m.keys, {...from, id: m.from})
         return
       case 'keys-ack': {
         const rec = this.certifiedNode(m.by)
@@ -512,7 +512,7 @@ export class Gossip {
   /** Sends a key directive to one node, by id (rotation.ts resends it until acked). */
   sendKeys(peerId: string, d: KeyDirective): void {
     const n = this.o.store.get<NodeRecord>(keyOf('node', peerId))
-    if (n && this.running) this.track(this.transport.send({addr: n.addr, port: n.gossipPort}, {t: 'keys', keys: d}))
+    if (n && this.running) this.track(this.transport.send({addr: n.addr, port: n.gossipPort, id: n.id}, {t: 'keys', keys: d}))
   }
 
   /**
@@ -520,7 +520,7 @@ export class Gossip {
    * (and persisted before the ack, so a restart keeps the keys it acked) and
    * acked with this node's signature, so the manager knows who holds the key.
    */
-  private onKeys(d: KeyDirective, from: Addr): void {
+  private onKeys(d: KeyDirective, from: Recipient): void {
     const by = this.certifiedNode(d.by)
     if (!by?.pubKey || by.role !== 'manager' || !verifyDirective(d, by.pubKey)) {
       this.stats.unauthorised++

@@ -1,4 +1,12 @@
-import {createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync} from 'node:crypto'
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+} from 'node:crypto'
 import {KEY_BYTES, openWith, sealWith} from './keyring.js'
 
 /**
@@ -35,7 +43,7 @@ function pow(b: bigint, e: bigint): bigint {
 }
 
 /** The X25519 public key (raw, 32 bytes) of an Ed25519 SPKI key: u = (1 + y) / (1 - y). */
-function montgomeryOf(edSpkiB64: string): Buffer | undefined {
+export function montgomeryOf(edSpkiB64: string): Buffer | undefined {
   const der = Buffer.from(edSpkiB64, 'base64')
   if (der.length !== 44 || !der.subarray(0, 12).equals(ED_SPKI)) return undefined
   const raw = Buffer.from(der.subarray(12))
@@ -46,8 +54,17 @@ function montgomeryOf(edSpkiB64: string): Buffer | undefined {
   return toLe(u)
 }
 
-function xPublic(raw: Buffer) {
+export function xPublic(raw: Buffer): KeyObject {
   return createPublicKey({key: Buffer.concat([X_SPKI, raw]), format: 'der', type: 'spki'})
+}
+
+/** The X25519 private key of an Ed25519 private key (PKCS#8 PEM); throws on one that is not Ed25519. */
+export function xPrivateOf(ed25519PrivateKeyPem: string): KeyObject {
+  const seed = Buffer.from(createPrivateKey(ed25519PrivateKeyPem).export({format: 'jwk'}).d ?? '', 'base64url')
+  if (seed.length !== 32) throw new Error('not an Ed25519 private key')
+  // The Ed25519 secret scalar is sha512(seed)[0..32]; X25519 clamps it the same way.
+  const scalar = createHash('sha512').update(seed).digest().subarray(0, 32)
+  return createPrivateKey({key: Buffer.concat([X_PKCS8, scalar]), format: 'der', type: 'pkcs8'})
 }
 
 function sealKey(shared: Buffer, ephemeral: Buffer, recipient: Buffer, label: string): Buffer {
@@ -71,11 +88,7 @@ export function openAsNode(nodeKey: {publicKey: string; privateKey: string}, sea
     const recipient = montgomeryOf(nodeKey.publicKey)
     const b = Buffer.from(sealed, 'base64')
     if (!recipient || b.length < 33) return undefined
-    const seed = Buffer.from(createPrivateKey(nodeKey.privateKey).export({format: 'jwk'}).d ?? '', 'base64url')
-    if (seed.length !== 32) return undefined
-    // The Ed25519 secret scalar is sha512(seed)[0..32]; X25519 clamps it the same way.
-    const scalar = createHash('sha512').update(seed).digest().subarray(0, 32)
-    const mine = createPrivateKey({key: Buffer.concat([X_PKCS8, scalar]), format: 'der', type: 'pkcs8'})
+    const mine = xPrivateOf(nodeKey.privateKey)
     const ephRaw = b.subarray(0, 32)
     const shared = diffieHellman({privateKey: mine, publicKey: xPublic(ephRaw)})
     return openWith(sealKey(shared, ephRaw, recipient, label), b.subarray(32), Buffer.from(label))

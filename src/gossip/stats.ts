@@ -2,6 +2,8 @@
 export type GossipStats = {
   /** Valid messages received (UDP and TCP). */
   received: number
+  /** Of those, authenticated by their (sender, receiver) pair key's MAC rather than an Ed25519 signature (pair-keys.ts). */
+  macReceived: number
   /** Messages sent (per peer). */
   sent: number
   /** Sealed bytes that arrived (valid or not) and that were sealed to be sent. */
@@ -50,6 +52,7 @@ export type GossipStats = {
 export function emptyStats(): GossipStats {
   return {
     received: 0,
+    macReceived: 0,
     sent: 0,
     bytesReceived: 0,
     bytesSent: 0,

@@ -5,6 +5,7 @@ import {FramedConn, MAX_UNAUTHENTICATED_FRAME} from './frame.js'
 import {Freshness} from './freshness.js'
 import {signBytes, verifyBytes} from './identity.js'
 import {ENVELOPE_VERSION, type Keyring} from './keyring.js'
+import {MAC_BYTES, PairKeys} from './pair-keys.js'
 import type {GossipStats} from './stats.js'
 
 /**
@@ -26,23 +27,57 @@ export const TCP_TIMEOUT_MS = 10_000
  */
 export const MAX_CONNS_PER_ADDR = 32
 export const MAX_CONNS = 512
+/** Peers remembered as reading MACs (only certified senders get there: the cluster's size). */
+const MAX_MAC_READERS = 4096
 
 export type Addr = {addr: string; port: number}
+/** Where a message goes, and when known, the node that should read it (its pair key authenticates the message). */
+export type Recipient = Addr & {id?: string}
 
 /**
- * Inside the seal, every message is [64-byte Ed25519 signature][JSON]: the
- * sender's node key signs the JSON, header included. The cluster key only
- * says "some member"; the signature says which, so no member can stamp
- * another's id, epoch and sequence number (freshness.ts keys its windows on
- * them: a forged header with a victim's epoch and a huge number would make
- * all the victim's later packets stale).
+ * Inside the seal, every message says which node sent it, in one of two forms:
+ *
+ *   [64-byte Ed25519 signature][JSON]   the sender's node key signs the JSON, header included;
+ *   [JSON][32-byte HMAC-SHA256]         under the key of the (sender, receiver) pair (pair-keys.ts).
+ *
+ * The cluster key only says "some member"; either form says which, so no member can stamp
+ * another's id, epoch and sequence number (freshness.ts keys its windows on them: a forged header
+ * with a victim's epoch and a huge number would make all the victim's later packets stale). A
+ * sender uses the MAC when it knows the receiver's id and certified key and the receiver has said
+ * (`mac: 1` in a header it sent) that it reads MACs; else (a peer known by address only, a node
+ * not heard from yet, an older version) it signs. The JSON starts with '{': a packet whose
+ * leading JSON (all but the last 32 bytes) decodes is the MAC form; anything else is read as the
+ * signed form.
  */
 export const SIG_BYTES = 64
+export {MAC_BYTES}
 
-/** A message as a transport seals it: signed with the sender's node key, sealed with the cluster key. */
+/** A message as a transport seals it with a signature: signed with the sender's node key, sealed with the cluster key. */
 export function sealMessage(keyring: Keyring, privateKey: string, m: Message): Buffer {
   const json = encodeMessage(m)
   return keyring.seal(Buffer.concat([signBytes(privateKey, json), json]))
+}
+
+/** A message in the MAC form: authenticated with the pair key of m.from and `to`, sealed with the cluster key. */
+export function sealPairMessage(keyring: Keyring, pairs: PairKeys, to: string, toKey: string, m: Message): Buffer | undefined {
+  const json = encodeMessage(m)
+  const mac = pairs.mac(to, toKey, json)
+  return mac ? keyring.seal(Buffer.concat([json, mac])) : undefined
+}
+
+/** An opened envelope's message, its JSON and what authenticates it (signature or MAC); undefined when neither form decodes. */
+export type Opened = {m: Message; json: Buffer; auth: Buffer; byMac: boolean}
+
+export function readOpened(plain: Buffer): Opened | undefined {
+  if (plain.length > MAC_BYTES && plain[0] === 0x7b) {
+    const json = plain.subarray(0, plain.length - MAC_BYTES)
+    const m = decodeMessage(json)
+    if (m) return {m, json, auth: plain.subarray(plain.length - MAC_BYTES), byMac: true}
+  }
+  if (plain.length <= SIG_BYTES) return undefined
+  const json = plain.subarray(SIG_BYTES)
+  const m = decodeMessage(json)
+  return m ? {m, json, auth: plain.subarray(0, SIG_BYTES), byMac: false} : undefined
 }
 
 export type TransportHandlers = {
@@ -59,10 +94,12 @@ export class SealedConn {
   constructor(
     readonly conn: FramedConn,
     private readonly t: Transport,
+    /** The node at the other end, when known: what this side sends is MACed for it. */
+    readonly peer?: string,
   ) {}
 
   send(m: Body): void {
-    this.conn.send(this.t.seal(m))
+    this.conn.send(this.t.seal(m, this.peer))
     this.t.stats.sent++
   }
 
@@ -101,6 +138,9 @@ export class Transport {
   private readonly privateKey: string
   private readonly senderKey: (id: string) => string | undefined
   private readonly freshness = new Freshness()
+  private readonly pairs: PairKeys
+  /** Peers that said they read MACs (`mac: 1` in an authenticated header), with the newest epoch that said so. */
+  private readonly macReaders = new Map<string, number>()
   private seq = 0
   private udp: dgram.Socket | undefined
   private tcp: net.Server | undefined
@@ -119,6 +159,7 @@ export class Transport {
     this.now = opts.now ?? Date.now
     this.privateKey = opts.privateKey
     this.senderKey = opts.senderKey
+    this.pairs = new PairKeys(opts.nodeId, opts.privateKey)
   }
 
   get port(): number {
@@ -156,15 +197,21 @@ export class Transport {
     ])
   }
 
-  /** Stamps the header (a new sequence number every time) and seals. */
-  seal(body: Body): Buffer {
-    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now()} as Message
-    const sealed = sealMessage(this.keyring, this.privateKey, m)
+  /**
+   * Stamps the header (a new sequence number every time) and seals: MACed for node `to` when it
+   * reads MACs and its certified key is known here, else signed.
+   */
+  seal(body: Body, to?: string): Buffer {
+    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now(), mac: 1} as Message
+    const toKey = to !== undefined && this.macReaders.has(to) ? this.senderKey(to) : undefined
+    const sealed =
+      (toKey !== undefined && sealPairMessage(this.keyring, this.pairs, to as string, toKey, m)) ||
+      sealMessage(this.keyring, this.privateKey, m)
     this.stats.bytesSent += sealed.length
     return sealed
   }
 
-  /** Opens, decodes, checks the sender's signature and freshness, counting what fails; never throws. */
+  /** Opens, decodes, checks the sender's signature or MAC and freshness, counting what fails; never throws. */
   unseal(packet: Buffer): Message | undefined {
     this.stats.bytesReceived += packet.length
     if (packet.length === 0 || packet[0] !== ENVELOPE_VERSION) {
@@ -176,15 +223,16 @@ export class Transport {
       this.stats.decryptFailed++
       return undefined
     }
-    const json = plain.subarray(SIG_BYTES)
-    const m = plain.length > SIG_BYTES ? decodeMessage(json) : undefined
-    if (!m) {
+    const opened = readOpened(plain)
+    if (!opened) {
       this.stats.malformed++
       return undefined
     }
-    // Before freshness: only the sender's own packets may move its window.
+    const {m, json, auth, byMac} = opened
+    // Before freshness: only the sender's own packets may move its window. The key is looked up
+    // for every message, MAC or signature: a revoked certificate is refused at once either way.
     const key = this.senderKey(m.from)
-    if (!key || !verifyBytes(key, json, plain.subarray(0, SIG_BYTES))) {
+    if (!key || !(byMac ? this.pairs.check(m.from, key, json, auth) : verifyBytes(key, json, auth))) {
       this.stats.badSender++
       return undefined
     }
@@ -194,7 +242,22 @@ export class Transport {
       return undefined
     }
     this.stats.received++
+    if (byMac) this.stats.macReceived++
+    this.noteMacReader(m)
     return m
+  }
+
+  /**
+   * Whether a peer reads MACs is what its latest run said (an older version, started again in
+   * a newer epoch, does not): a late packet of an earlier epoch changes nothing.
+   */
+  private noteMacReader(m: Message): void {
+    const said = this.macReaders.get(m.from)
+    if (m.mac === 1) {
+      if (said !== undefined && said >= m.epoch) return
+      if (said === undefined && this.macReaders.size >= MAX_MAC_READERS) this.macReaders.clear()
+      this.macReaders.set(m.from, m.epoch)
+    } else if (said !== undefined && m.epoch > said) this.macReaders.delete(m.from)
   }
 
   /** One datagram, as the UDP socket hands it over. Never throws. */
@@ -204,8 +267,8 @@ export class Transport {
   }
 
   /** Best effort: UDP when it fits, else a one-shot TCP connection. */
-  async send(to: Addr, m: Body): Promise<void> {
-    const packet = this.seal(m)
+  async send(to: Recipient, m: Body): Promise<void> {
+    const packet = this.seal(m, to.id)
     if (packet.length <= UDP_MAX && this.udp) {
       const udp = this.udp
       await new Promise<void>((resolve) => {
@@ -224,17 +287,17 @@ export class Transport {
       this.stats.sendErrors++
       return
     }
-    conn.send(this.seal({t: 'open'}))
+    conn.send(this.seal({t: 'open'}, to.id))
     conn.send(packet)
     this.stats.sent++
     conn.close()
   }
 
   /** A TCP stream of sealed messages to a peer (push-pull). */
-  async open(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<SealedConn> {
+  async open(to: Recipient, timeoutMs = TCP_TIMEOUT_MS): Promise<SealedConn> {
     const conn = await this.connect(to, timeoutMs)
-    conn.send(this.seal({t: 'open'}))
-    return new SealedConn(conn, this)
+    conn.send(this.seal({t: 'open'}, to.id))
+    return new SealedConn(conn, this, to.id)
   }
 
   connect(to: Addr, timeoutMs = TCP_TIMEOUT_MS): Promise<FramedConn> {
@@ -320,7 +383,7 @@ export class Transport {
       return
     }
     if (m.t === 'pushpull-req') {
-      const sc = new SealedConn(conn, this)
+      const sc = new SealedConn(conn, this, m.from)
       this.dispatch(() => this.handlers.onStream(m, sc))
     } else {
       conn.close()

@@ -10,7 +10,8 @@ export type Addr = {addr: string; port: number}
 
 /** How messages leave: the sealed UDP transport in the agent, a simulated network in tests. */
 export interface SwimNet {
-  send(to: Addr, m: SwimMessage): void
+  /** id: the member at `to` (the sealed transport authenticates the message with the pair's key). */
+  send(to: Addr, m: SwimMessage, id: string): void
 }
 
 export type MembershipOptions = {
@@ -244,7 +245,7 @@ export class Membership {
           this.stats.misdirected++
           return
         }
-        this.send(addr, {op: 'ack', seq: msg.seq, inc: this.inc, u: this.piggyback(from)})
+        this.send(addr, from, {op: 'ack', seq: msg.seq, inc: this.inc, u: this.piggyback(from)})
         return
       case 'ack':
         this.waiters.get(msg.seq)?.ack()
@@ -295,7 +296,7 @@ export class Membership {
     })
     const timeout = this.cfg.probeTimeoutMs * this.awareness.multiplier
     const ping = (): void => {
-      if (!p.acked) this.send(t, {op: 'ping', seq: p.seq, inc: this.inc, target: t.id, u: this.piggyback(t.id)})
+      if (!p.acked) this.send(t, t.id, {op: 'ping', seq: p.seq, inc: this.inc, target: t.id, u: this.piggyback(t.id)})
     }
     ping()
     for (let i = 1; i < this.cfg.pingAttempts; i++)
@@ -318,7 +319,15 @@ export class Membership {
     p.expectedNacks = helpers.length
     if (helpers.length > 0) this.stats.indirectProbes++
     for (const h of helpers)
-      this.send(h, {op: 'ping-req', seq: p.seq, inc: this.inc, target: t.id, addr: t.addr, port: t.port, u: this.piggyback(h.id)})
+      this.send(h, h.id, {
+        op: 'ping-req',
+        seq: p.seq,
+        inc: this.inc,
+        target: t.id,
+        addr: t.addr,
+        port: t.port,
+        u: this.piggyback(h.id),
+      })
   }
 
   /** The end of a probe (at the next tick): a member no one reached becomes a suspect. */
@@ -350,12 +359,12 @@ export class Membership {
       done = true
       this.waiters.delete(seq)
       for (const c of timers) c()
-      this.send(askerAddr, {op: reply, seq: askerSeq, inc: this.inc, u: this.piggyback(asker)})
+      this.send(askerAddr, asker, {op: reply, seq: askerSeq, inc: this.inc, u: this.piggyback(asker)})
     }
     this.waiters.set(seq, {ack: () => finish('ack')})
     const timeout = this.cfg.probeTimeoutMs * this.awareness.multiplier
     const ping = (): void => {
-      if (!done) this.send(to, {op: 'ping', seq, inc: this.inc, target, u: this.piggyback(target)})
+      if (!done) this.send(to, target, {op: 'ping', seq, inc: this.inc, target, u: this.piggyback(target)})
     }
     ping()
     for (let i = 1; i < this.cfg.pingAttempts; i++)
@@ -371,7 +380,7 @@ export class Membership {
     if (m) {
       const seq = ++this.seq
       // The ack's incarnation (raised by its refutation) is what revives it; nothing to wait for.
-      this.send(m, {op: 'ping', seq, inc: this.inc, target: m.id, u: this.piggyback(m.id)})
+      this.send(m, m.id, {op: 'ping', seq, inc: this.inc, target: m.id, u: this.piggyback(m.id)})
     }
     this.stopReconnect = this.clock.after(this.cfg.reconnectIntervalMs, () => this.reconnect())
   }
@@ -525,10 +534,10 @@ export class Membership {
     this.size = n
   }
 
-  private send(to: Addr, m: SwimMessage): void {
+  private send(to: Addr, id: string, m: SwimMessage): void {
     this.stats.sent++
     const sig = m.inc === this.inc ? this.selfAlive().sig : undefined
-    this.net.send({addr: to.addr, port: to.port}, sig !== undefined ? {...m, isig: sig} : m)
+    this.net.send({addr: to.addr, port: to.port}, sig !== undefined ? {...m, isig: sig} : m, id)
   }
 }
 

@@ -25,6 +25,8 @@ export type Target = {addr: string; port: number}
 export class EvilMember {
   /** Its boot epoch, as a node's would be. */
   readonly epoch = Date.now()
+  /** The last datagrams nodes sent it (sealed, as they came), newest last. */
+  readonly received: Buffer[] = []
   private seq = 0
   private constructor(
     readonly id: string,
@@ -54,9 +56,13 @@ export class EvilMember {
     if (!own) throw new Error(`the join answer carried no record for ${id}`)
     const udp = dgram.createSocket('udp4')
     await new Promise<void>((res) => udp.bind(port, addr, () => res()))
-    // What nodes send it (probes) is read and dropped: it answers nothing unless told to.
-    udp.on('message', () => undefined)
-    return new EvilMember(id, addr, port, r.key, nodeKey, own.value as NodeRecord, r.entries, udp)
+    const evil = new EvilMember(id, addr, port, r.key, nodeKey, own.value as NodeRecord, r.entries, udp)
+    // What nodes send it (probes) is kept for the tests to read: it answers nothing unless told to.
+    udp.on('message', (b) => {
+      evil.received.push(b)
+      if (evil.received.length > 64) evil.received.shift()
+    })
+    return evil
   }
 
   /** A header as this member's transport would stamp it; any field can be forged. */
@@ -118,7 +124,7 @@ export function attachMembership(n: LabNode, config: ConstructorParameters<typeo
   const m = new Membership({
     self: {id: n.id, addr: n.addr, port: n.port},
     incarnation: g.epoch,
-    net: {send: (to, msg) => g.sendSwim(to, msg)},
+    net: {send: (to, msg, id) => g.sendSwim(to, msg, id)},
     config,
     sign: (text) => g.signRumour(text),
     verify: (id, text, sig) => g.verifyRumour(id, text, sig),

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict'
 import * as dgram from 'node:dgram'
 import {after, before, describe, it} from 'node:test'
-import {decodeMessage} from '../../src/gossip/codec.js'
 import {MAX_SKEW_MS} from '../../src/gossip/freshness.js'
 import {MAX_CLOCK_JUMP, type Peer} from '../../src/gossip/gossip.js'
 import {generateNodeKey} from '../../src/gossip/identity.js'
 import {Keyring} from '../../src/gossip/keyring.js'
 import type {NodeRecord} from '../../src/model/types.js'
-import {SIG_BYTES} from '../../src/gossip/transport.js'
+import {readOpened} from '../../src/gossip/transport.js'
 import {GossipLab, sealAs, sendUdp, signedEntry, sleep, waitFor, type LabNode} from './gossip-lab.js'
 
 const lab = new GossipLab()
@@ -49,7 +48,7 @@ describe('gossip refuses replayed and stale packets', () => {
     const ring = new Keyring(lab.clusterKey)
     return captured.find((b) => {
       const plain = ring.open(b)
-      const msg = plain ? decodeMessage(plain.subarray(SIG_BYTES)) : undefined
+      const msg = plain ? readOpened(plain)?.m : undefined
       return msg?.t === 'updates' && msg.entries.some((e) => e.key === key && e.value !== null)
     })
   }

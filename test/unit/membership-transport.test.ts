@@ -22,7 +22,7 @@ function attach(n: LabNode): Membership {
   const m = new Membership({
     self: {id: n.id, addr: n.addr, port: n.port},
     incarnation: n.gossip.epoch,
-    net: {send: (to, msg) => n.gossip.sendSwim(to, msg)},
+    net: {send: (to, msg, id) => n.gossip.sendSwim(to, msg, id)},
   })
   n.gossip.onSwim = (msg, from, addr) => m.receive(msg, from, addr)
   const roster = () =>
