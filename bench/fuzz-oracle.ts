@@ -126,8 +126,18 @@ export function startClock(): void {
 }
 export class TooClose extends Error {}
 
-/** now - seen as the programs compute it (u32), never below 0 for a `seen` written a moment ago. */
-const since = (now: number, seen: number) => Math.max(0, (now - seen) | 0)
+/** mesh.h SN_MESH_AHEAD_MS: a `seen` up to this far ahead of the clock is just seen. */
+const AHEAD_MS = 5000
+/**
+ * now - seen as the programs compute it (u32), 0 for a `seen` up to AHEAD_MS ahead (mesh.h
+ * sn_mesh_past; it also covers the window's low end, which may fall below a `seen` written a
+ * moment ago). sn_mesh_ct_touch writes a truly-ahead `seen` back to the clock; the fuzzer never
+ * makes one, so `touched` uses this too.
+ */
+const since = (now: number, seen: number) => {
+  const d = (now - seen) >>> 0
+  return d >= 2 ** 32 - AHEAD_MS ? 0 : d
+}
 /** Is `now - seen > limit` at the time of the run? */
 function past(seen: number, limit: number): boolean {
   const lo = since(clock.lo, seen) > limit

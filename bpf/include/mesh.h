@@ -244,6 +244,24 @@ static __always_inline __u32 sn_mesh_now(void)
 	return bpf_ktime_get_coarse_ns() / 1000000ULL;
 }
 
+/*
+ * A `seen` up to this far ahead of the clock is just seen, not 2^32 ms ago: the
+ * agent stamps converted entries at an upgrade with the fine clock, which the
+ * coarse one read here lags by a tick. Bounded, not a signed difference: that
+ * would take a flow idle past 2^31 ms (24.8 days) for one seen ahead, alive.
+ */
+#define SN_MESH_AHEAD_MS 5000
+
+/*
+ * Was `seen` more than `limit` ms before `now`? One add shifts the window so
+ * that [seen - SN_MESH_AHEAD_MS, seen + limit] is one unsigned range (for a
+ * limit below 2^32 - SN_MESH_AHEAD_MS ms, ~49.7 days).
+ */
+static __always_inline int sn_mesh_past(__u32 now, __u32 seen, __u32 limit)
+{
+	return now - seen + SN_MESH_AHEAD_MS > limit + SN_MESH_AHEAD_MS;
+}
+
 static __always_inline __u32 sn_mesh_udp_idle_ms(void)
 {
 	struct sn_config *cfg = sn_get_config();
@@ -267,7 +285,7 @@ static __always_inline int sn_mesh_ct_live(const struct sn_mesh_ct *ct, __u8 pro
 	else
 		return 1;
 	*now = sn_mesh_now();
-	if (*now - ct->seen <= limit)
+	if (!sn_mesh_past(*now, ct->seen, limit))
 		return 1;
 	sn_count(SN_C_MESH_CT_EXPIRED);
 	return 0;
@@ -276,7 +294,8 @@ static __always_inline int sn_mesh_ct_live(const struct sn_mesh_ct *ct, __u8 pro
 /*
  * A UDP packet of the flow went by at `now`: `seen` moves, but only once it
  * is a step behind (an eighth of the lifetime, at most a second), so a busy
- * flow writes its entry a few times per lifetime, not per packet.
+ * flow writes its entry a few times per lifetime, not per packet. A `seen`
+ * ahead of `now` (see SN_MESH_AHEAD_MS) is put back to `now`.
  */
 static __always_inline void sn_mesh_ct_touch(struct sn_mesh_ct *ct, __u32 now, __u32 idle_ms)
 {

@@ -204,14 +204,14 @@ static __always_inline int sn_mesh_fwd_ended(const struct sn_mesh_ct *ct, const 
 			last = rct->seen;
 		*now = sn_mesh_now();
 		*idle_ms = sn_mesh_udp_idle_ms();
-		return *now - last > *idle_ms;
+		return sn_mesh_past(*now, last, *idle_ms);
 	}
 	if (!rct || !(rct->flags & SN_MESH_CT_CLOSING))
 		return 0;
 	if ((tflags & (SN_TCP_SYN | SN_TCP_ACK)) == SN_TCP_SYN)
 		return 1;
 	*now = sn_mesh_now();
-	return *now - rct->seen > SN_MESH_CLOSE_GRACE_MS;
+	return sn_mesh_past(*now, rct->seen, SN_MESH_CLOSE_GRACE_MS);
 }
 
 static __always_inline int sn_mesh_xdp(struct xdp_md *ctx)

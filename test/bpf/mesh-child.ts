@@ -966,6 +966,51 @@ describe('mesh connection lifetimes: a TCP flow ends with FIN both ways, a UDP f
       xdp.setConfig({nodeIp: NODE, vxlanPort: 4789, underlayIfindex})
     }
   })
+
+  // The agent stamps entries it converts at an upgrade with the fine clock; the programs read the
+  // coarse one, a tick behind: a `seen` a moment "ahead" is just seen, not 2^32 ms ago (mesh.h).
+  const msNow = () => Number((process.hrtime.bigint() / 1_000_000n) & 0xffffffffn)
+  const stamp = (k: Buffer, seen: number) => xdp.map('sn_mesh_ct').update(k, snMeshCt.encode({...entry('sn_mesh_ct', k)!, seen}))
+
+  it("a UDP flow last seen a second ahead of the programs' clock is alive both ways, not expired", () => {
+    toLocal()
+    assert.ok(toLocalBe(dgram(49710)))
+    toRemote()
+    const ahead = (msNow() + 1000) >>> 0
+    for (const k of [fwdKey(49710, UDP), repKey(LOCAL_BE.ip, 49710, UDP)]) stamp(k, ahead)
+    const back = fromBackend(49710, UDP)
+    assert.equal(back.retval, TC_ACT_REDIRECT, JSON.stringify(back.delta))
+    assert.deepEqual(back.delta, {mesh_reply: 1})
+    const r = dgram(49710)
+    assert.ok(toLocalBe(r), JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_local: 1})
+  })
+
+  it("a TCP flow in its close grace, the close stamped a second ahead of the programs' clock: its last ACK still delivered both ways", () => {
+    toLocal()
+    for (const flags of [0x02, 0x10, 0x11]) assert.ok(toLocalBe(seg(49620, flags)))
+    assert.deepEqual(fromBackend(49620, TCP, 0x11).delta, {mesh_reply: 1, mesh_ct_closed: 1})
+    toRemote()
+    stamp(repKey(LOCAL_BE.ip, 49620), (msNow() + 1000) >>> 0)
+    const last = seg(49620, 0x10)
+    assert.ok(toLocalBe(last), JSON.stringify(last.delta))
+    assert.deepEqual(last.delta, {mesh_local: 1})
+    assert.deepEqual(fromBackend(49620, TCP, 0x10).delta, {mesh_reply: 1})
+  })
+
+  it('a UDP flow last seen 2^31 ms + 1 s ago (25 days: a signed difference would read it ahead) has expired', () => {
+    toLocal()
+    assert.ok(toLocalBe(dgram(49720)))
+    toRemote()
+    const long = (msNow() - 2 ** 31 - 1000) >>> 0
+    for (const k of [fwdKey(49720, UDP), repKey(LOCAL_BE.ip, 49720, UDP)]) stamp(k, long)
+    const late = fromBackend(49720, UDP)
+    assert.equal(late.retval, TC_ACT_SHOT)
+    assert.deepEqual(late.delta, {mesh_ct_expired: 1, mesh_untracked: 1})
+    const r = dgram(49720)
+    assert.ok(toRemoteBe(r), JSON.stringify(r.delta))
+    assert.deepEqual(r.delta, {mesh_ct_expired: 1, mesh_new_flow: 1, mesh_remote: 1})
+  })
 })
 
 describe('path MTU and ICMP errors on published ports (issue 19, hole 7)', () => {
