@@ -11,7 +11,7 @@
 import os from 'node:os'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {libc} from '../sys/libc.js'
-import {SIZEOF, libbpf, libbpfLog} from './libbpf.js'
+import {SIZEOF, libbpf, libbpfLog, xdpAttachAsync} from './libbpf.js'
 
 export type Device = number | string
 export type XdpMode = 'native' | 'generic'
@@ -72,14 +72,28 @@ export function attachXdp(dev: Device, progFd: number, opts: XdpAttachOptions = 
   const ifindex = ifindexOf(dev)
   libbpfLog().take()
   const rc = libbpf().bpf_xdp_attach(ifindex, progFd, modeFlags(mode), null)
-  if (rc === 0) return
-  const log = libbpfLog().take()
+  if (rc !== 0) throw xdpAttachError(dev, mode, rc, libbpfLog().take())
+}
+
+/**
+ * attachXdp with the kernel's work on libuv's threads: attaching to a veth waits while the
+ * kernel sets up the device's NAPI, which held the agent's loop at every task start.
+ */
+export async function attachXdpAsync(dev: Device, progFd: number, opts: XdpAttachOptions = {}): Promise<void> {
+  const mode = opts.mode ?? 'native'
+  const ifindex = ifindexOf(dev)
+  const rc = await xdpAttachAsync(ifindex, progFd, modeFlags(mode))
+  // No libbpf log here: another call's lines could be in it by now.
+  if (rc !== 0) throw xdpAttachError(dev, mode, rc, [])
+}
+
+function xdpAttachError(dev: Device, mode: XdpMode, rc: number, log: string[]): Error {
   const errno = -rc
   const d = {errno, libbpfLog: log}
   const name = devName(dev)
-  if (errno === E.ENODEV) throw noDevice(dev)
+  if (errno === E.ENODEV) return noDevice(dev)
   if (mode === 'native' && (errno === E.EOPNOTSUPP || errno === E.ENOTSUPP || errno === E.EINVAL)) {
-    throw new BpfError(
+    return new BpfError(
       'UNSUPPORTED',
       `native XDP attach to ${name} failed (${describeErrno(errno)}): the driver does not support it here ` +
         `(no native XDP, or MTU/offloads it cannot handle); generic XDP works but is slower: opt in with mode 'generic'`,
@@ -87,16 +101,16 @@ export function attachXdp(dev: Device, progFd: number, opts: XdpAttachOptions = 
     )
   }
   if (errno === E.EBUSY || errno === E.EEXIST) {
-    throw new BpfError(
+    return new BpfError(
       'BUSY',
       `${name} already has an XDP program in the other mode (${mode === 'native' ? 'generic' : 'native'}): detach it first`,
       d,
     )
   }
   if (errno === E.EOPNOTSUPP || errno === E.ENOTSUPP) {
-    throw new BpfError('UNSUPPORTED', `generic XDP is not supported by this kernel (${os.release()})`, d)
+    return new BpfError('UNSUPPORTED', `generic XDP is not supported by this kernel (${os.release()})`, d)
   }
-  throw errnoError(`attach ${mode} XDP to ${name}`, rc, {libbpfLog: log})
+  return errnoError(`attach ${mode} XDP to ${name}`, rc, {libbpfLog: log})
 }
 
 export interface XdpQuery {

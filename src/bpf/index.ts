@@ -14,6 +14,7 @@ export {
   TC_PRIORITY,
   attachTc,
   attachXdp,
+  attachXdpAsync,
   destroyTcHook,
   detachTc,
   detachXdp,

@@ -343,6 +343,14 @@ export function linkCreateAsync(progFd: number, targetFd: number, attachType: nu
   )
 }
 
+/** bpf_xdp_attach on libuv's thread pool: on a veth it waits for the kernel to set up NAPI. */
+export function xdpAttachAsync(ifindex: number, progFd: number, flags: number): Promise<number> {
+  const fn = load().bpf.bpf_xdp_attach as unknown as koffi.KoffiFunction
+  return new Promise((resolve, reject) =>
+    fn.async(ifindex, progFd, flags, null, (err: unknown, rc: number) => (err ? reject(err as Error) : resolve(rc))),
+  )
+}
+
 export function libbpfLog(): LibbpfLog {
   return load().log
 }

@@ -7,7 +7,7 @@
 // already runs someone else's XDP program is refused, never taken over.
 import {existsSync, mkdirSync, readdirSync} from 'node:fs'
 import {dirname, join} from 'node:path'
-import {attachXdp, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
+import {attachXdpAsync, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
 import {attachTcxLink, attachTcxLinkAsync, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
 import type {BpfMap} from '../bpf/map.js'
@@ -319,7 +319,7 @@ export class Datapath {
    * by us a moment ago and moves into the task's namespace, where no pin of ours could follow.
    */
   async preparePeer(peerIf: string): Promise<void> {
-    attachXdp(peerIf, this.peerFd, {mode: 'native'})
+    await attachXdpAsync(peerIf, this.peerFd, {mode: 'native'})
     try {
       await run(['ethtool', '-K', peerIf, 'gro', 'on'], `turning on GRO on ${peerIf}`)
     } catch {

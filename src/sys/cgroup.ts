@@ -4,8 +4,8 @@
  * inherited across fork, and cgroup.kill ends all of them, also those forked meanwhile.
  * Resource limits go to v2 controllers where the host has them, else to the v1 ones.
  */
-import {existsSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync} from 'node:fs'
-import {readdir, rmdir} from 'node:fs/promises'
+import {existsSync, readdirSync, readFileSync, rmdirSync, statSync} from 'node:fs'
+import {readdir, readFile, rmdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 export interface CgroupMounts {
@@ -52,13 +52,26 @@ export function cgroup2Root(): string {
   return v2
 }
 
-/** This process's cgroup in a v1 hierarchy (e.g. "/process_api/abc"), from /proc/self/cgroup. */
+const ownV1Paths = new Map<string, string>()
+
+/**
+ * This process's cgroup in a v1 hierarchy (e.g. "/process_api/abc"), from /proc/self/cgroup;
+ * read once per controller: it is asked at every task start and stop, and a process's tasks
+ * stay below where it started.
+ */
 function ownV1Path(controller: string): string {
+  const known = ownV1Paths.get(controller)
+  if (known !== undefined) return known
+  let path = '/'
   for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
-    const [, ctls, path] = line.split(':')
-    if (ctls?.split(',').includes(controller)) return path ?? '/'
+    const [, ctls, p] = line.split(':')
+    if (ctls?.split(',').includes(controller)) {
+      path = p ?? '/'
+      break
+    }
   }
-  return '/'
+  ownV1Paths.set(controller, path)
+  return path
 }
 
 /**
@@ -117,15 +130,38 @@ export function cgroupOf(pid: number): string | undefined {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
+ * Whether a process is in the cgroup2 dir or below: one asynchronous read of its cgroup.events
+ * ("populated 1"), where cgroupPids reads cgroup.procs at every level on the event loop. A cgroup
+ * that is gone is empty. For the agent's waits, which poll it.
+ */
+export async function cgroupPopulated(dir: string): Promise<boolean> {
+  let events: string
+  try {
+    events = await readFile(join(dir, 'cgroup.events'), 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(dir)) return false
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${dir} has no cgroup.events: not a cgroup2 directory`)
+    throw e
+  }
+  const line = events.split('\n').find((l) => l.startsWith('populated '))
+  if (line === undefined) throw new Error(`${dir}/cgroup.events has no populated line: not a cgroup2 directory`)
+  return line !== 'populated 0'
+}
+
+/**
  * Kills every process in dir and below (cgroup.kill: forks racing with it die too) and waits
  * until the cgroup is empty. Resolves false if something was still there after timeoutMs.
  */
 export async function killCgroup(dir: string, timeoutMs = 5000): Promise<boolean> {
-  if (!existsSync(dir)) return true
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    if (cgroupPids(dir).length === 0) return true
-    writeFileSync(join(dir, 'cgroup.kill'), '1')
+    if (!(await cgroupPopulated(dir))) return true
+    try {
+      await writeFile(join(dir, 'cgroup.kill'), '1')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true // removed meanwhile: empty
+      throw e
+    }
     if (Date.now() > deadline) return false
     await sleep(20)
   }

@@ -1,4 +1,6 @@
 import {readdirSync, readFileSync, readlinkSync, statSync} from 'node:fs'
+import {readdir, readlink} from 'node:fs/promises'
+import {forEachLimited} from '../util/pool.js'
 
 /** The process id a pid file holds; undefined when the file is missing or holds no positive integer. */
 export function readPidFile(file: string): number | undefined {
@@ -31,6 +33,20 @@ export function isAlive(pid: number, startTime?: number): boolean {
   const st = procStat(pid)
   if (!st || st.state === 'Z' || st.state === 'X') return false
   return startTime === undefined || st.startTime === startTime
+}
+
+/**
+ * Whether some process has this pid: one kill(pid, 0), no file to open and read. A zombie and a
+ * reused pid pass it too, so a caller that must know confirms with isAlive now and then.
+ */
+export function pidExists(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false // kill(0 or -1, 0) asks about groups
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 /**
@@ -123,4 +139,58 @@ export async function killProcs(procs: readonly ProcId[], timeoutMs = 3000): Pro
   const alive = () => procs.filter((p) => isAlive(p.pid, p.startTime))
   while (alive().length > 0 && Date.now() < deadline) await sleep(20)
   return alive()
+}
+
+/** At most this many readlinks queued on libuv's threads by one walk, so other file work still gets a turn. */
+const WALK_PARALLEL = 16
+
+/** /proc/<pid>/ns/net of every process: "net:[inode]" -> pids. */
+async function walkNetns(): Promise<Map<string, number[]>> {
+  const byNs = new Map<string, number[]>()
+  const pids = (await readdir('/proc')).filter((n) => /^\d+$/.test(n))
+  await forEachLimited(pids, WALK_PARALLEL, async (name) => {
+    try {
+      const ns = await readlink(`/proc/${name}/ns/net`)
+      const list = byNs.get(ns)
+      if (list) list.push(Number(name))
+      else byNs.set(ns, [Number(name)])
+    } catch {
+      // gone meanwhile, or a kernel thread: in no namespace of ours
+    }
+  })
+  return byNs
+}
+
+/** The walk the next callers share; undefined once it has begun (later callers need a later one). */
+let queuedWalk: Promise<Map<string, number[]>> | undefined
+let lastWalk: Promise<unknown> = Promise.resolve()
+
+/**
+ * procsInNetns off the event loop: the walk over /proc runs on libuv's threads, and callers that
+ * ask while one walk runs share the next one (an agent removing many tasks at once walks /proc a
+ * few times, not once per task, and never over a thousand processes in one stretch of its loop).
+ * Every caller's walk begins after its call, so a process that entered the namespace before the
+ * call is found, as with procsInNetns.
+ */
+export async function procsInNetnsAsync(nsPath: string): Promise<ProcId[]> {
+  let target: string
+  try {
+    target = `net:[${statSync(nsPath).ino}]`
+  } catch {
+    return []
+  }
+  let walk = queuedWalk
+  if (!walk) {
+    walk = lastWalk.then(() => {
+      queuedWalk = undefined
+      return walkNetns()
+    })
+    queuedWalk = walk
+    lastWalk = walk.catch(() => undefined)
+  }
+  const byNs = await walk
+  return (byNs.get(target) ?? []).flatMap((pid) => {
+    const id = procId(pid)
+    return id ? [id] : []
+  })
 }

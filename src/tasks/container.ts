@@ -8,7 +8,7 @@
  * finds it, adopts it and kills it as it does any task: by its cgroup.
  */
 import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {RUN_DIR, STATE_ROOT} from '../sys/node-paths.js'
 import {parseMountinfo, removeCgroupTree, removeIfEmpty} from '../sys/cgroup.js'
@@ -66,8 +66,9 @@ const runc = (node: string, ...args: string[]) => ['runc', '--root', runcRoot(no
 /** Runs argv in the task's container as its own process runs (user, capabilities, seccomp, cwd, env). */
 export const runcExecArgv = (node: string, taskId: string, argv: string[]) => runc(node, 'exec', checkTaskId(taskId), ...argv)
 
-function isMountpoint(path: string): boolean {
-  return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path)
+/** Asynchronous: with a thousand tasks the mount table is long, and it is read at every start and stop. */
+async function isMountpoint(path: string): Promise<boolean> {
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).some((m) => m.mountpoint === path)
 }
 
 /**
@@ -76,7 +77,7 @@ function isMountpoint(path: string): boolean {
  */
 async function mountRootfs(dir: string, image: UnpackedImage, remap?: Remap): Promise<string> {
   const rootfs = join(dir, 'rootfs')
-  if (isMountpoint(rootfs)) return rootfs
+  if (await isMountpoint(rootfs)) return rootfs
   const upper = join(dir, 'layer', 'upper')
   const work = join(dir, 'layer', 'work')
   for (const d of [rootfs, upper, work]) mkdirSync(d, {recursive: true, mode: 0o755})
@@ -91,7 +92,7 @@ async function mountRootfs(dir: string, image: UnpackedImage, remap?: Remap): Pr
 /** Unmounts the task's root if mounted (after its processes are gone). */
 export async function releaseRootfs(dir: string): Promise<void> {
   const rootfs = join(dir, 'rootfs')
-  if (isMountpoint(rootfs)) await run(['umount', '-l', rootfs], `unmounting ${rootfs}`)
+  if (await isMountpoint(rootfs)) await run(['umount', '-l', rootfs], `unmounting ${rootfs}`)
 }
 
 /** name:x:uid:gid:... lines of the image's /etc/passwd or /etc/group. */

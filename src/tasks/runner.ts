@@ -15,6 +15,7 @@ import {
   cgroup2Root,
   cgroupOf,
   cgroupPids,
+  cgroupPopulated,
   findV1NodeDirs,
   killCgroup,
   type Limits,
@@ -22,7 +23,7 @@ import {
   removeCgroupTreeAsync,
 } from '../sys/cgroup.js'
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
-import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetns, signalProc} from '../sys/proc.js'
+import {killProcs, noNewPrivs, nsPids, type ProcId, procId, procsInNetnsAsync, signalProc} from '../sys/proc.js'
 import {type TaskUser} from './user.js'
 import {taskDir, taskLogFile} from './logs.js'
 import {
@@ -216,7 +217,7 @@ export async function createTaskSandbox(spec: SandboxSpec): Promise<Sandbox> {
 /** Kills what still runs in the namespace, deletes the host ends and the namespace. Idempotent. */
 export async function destroyTaskSandbox(netns: string, hostIfs: readonly string[]): Promise<void> {
   // The namespace (and so the task ends of the veths) lives on while a process holds it.
-  const left = await killProcs(procsInNetns(netnsPath(netns)))
+  const left = await killProcs(await procsInNetnsAsync(netnsPath(netns)))
   if (left.length > 0) throw new Error(`removing ${netns}: process ${left.map((p) => p.pid).join(', ')} did not die`)
   for (const h of hostIfs) await deleteLink(h)
   await delNetns(netns)
@@ -399,7 +400,7 @@ export async function stopTaskProcess(
   const cg = taskCgroup(node, taskId)
   if (init && signalProc(init, signal)) {
     const deadline = Date.now() + graceMs
-    while (cgroupPids(cg).length > 0 && Date.now() < deadline) await sleep(50)
+    while ((await cgroupPopulated(cg)) && Date.now() < deadline) await sleep(50)
   }
   if (!(await killCgroup(cg)))
     throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)

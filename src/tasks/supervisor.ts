@@ -2,7 +2,7 @@
  * Restarts tasks whose process has exited. It only knows pids, so a restarted agent adopts the
  * tasks that kept running simply by watching their pids again.
  */
-import {isAlive, procStat} from '../sys/proc.js'
+import {isAlive, pidExists, procStat} from '../sys/proc.js'
 
 export type SupervisorEvent =
   | {type: 'exited'; taskId: string; pid: number}
@@ -34,7 +34,17 @@ interface Watched {
   /** Set while dead: when the next restart attempt is due. */
   retryAt?: number
   busy: boolean
+  /** Polls since the last full check (the start time read from /proc). */
+  sinceFull: number
 }
+
+/**
+ * Every poll asks kill(pid, 0); every FULL_CHECK_EVERY-th reads /proc/<pid>/stat as well. A
+ * thousand tasks' stat files read twice a second held a node's event loop for tens of ms each
+ * time. What only the full check sees (a zombie, a pid reused by another process) is caught
+ * within FULL_CHECK_EVERY polls; a process that is gone is seen at the next one, as before.
+ */
+export const FULL_CHECK_EVERY = 10
 
 export interface WatchedTask {
   taskId: string
@@ -73,6 +83,7 @@ export class Supervisor {
       consecutive: 0,
       startedAt: Date.now(),
       busy: false,
+      sinceFull: FULL_CHECK_EVERY, // the first poll checks in full
     })
   }
 
@@ -106,7 +117,7 @@ export class Supervisor {
     for (const w of this.tasks.values()) {
       if (w.busy) continue
       if (w.retryAt === undefined) {
-        if (isAlive(w.pid, w.startTime)) {
+        if (this.alive(w)) {
           if (now - w.startedAt >= this.stableMs) w.consecutive = 0
           continue
         }
@@ -119,6 +130,15 @@ export class Supervisor {
     }
   }
 
+  private alive(w: Watched): boolean {
+    if (w.sinceFull + 1 < FULL_CHECK_EVERY && pidExists(w.pid)) {
+      w.sinceFull += 1
+      return true
+    }
+    w.sinceFull = 0
+    return isAlive(w.pid, w.startTime)
+  }
+
   private async restartOne(w: Watched): Promise<void> {
     w.busy = true
     w.restarts += 1
@@ -129,6 +149,7 @@ export class Supervisor {
       w.pid = pid
       w.startTime = procStat(pid)?.startTime
       w.startedAt = Date.now()
+      w.sinceFull = FULL_CHECK_EVERY
       w.retryAt = undefined
       this.onEvent({type: 'restarted', taskId: w.taskId, pid, restarts: w.restarts})
     } catch (e) {

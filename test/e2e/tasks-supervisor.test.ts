@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {after, test} from 'node:test'
-import {isAlive, procId, stopProcess} from '../../src/sys/proc.js'
-import {Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
+import {isAlive, pidExists, procId, procStat, stopProcess} from '../../src/sys/proc.js'
+import {FULL_CHECK_EVERY, Supervisor, type SupervisorEvent} from '../../src/tasks/supervisor.js'
 
 // Plain local processes (sleep): the supervisor only deals in pids.
 const pids: number[] = []
@@ -47,6 +47,50 @@ test('adopts a pid started by someone else and restarts it when it dies', {timeo
   assert.ok(r?.type === 'restarted' && r.restarts === 5 && r.pid !== adopted && isAlive(r.pid))
   assert.deepEqual(s.list(), [{taskId: 't1', pid: r.pid, restarts: 5}])
   s.unwatch('t1')
+})
+
+test(
+  'a task that became a zombie is seen exited within FULL_CHECK_EVERY polls, though its pid still exists',
+  {timeout: 10_000},
+  async () => {
+    // sh forks a short sleep, then becomes a long one that never reaps it: the short one stays a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 1000'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+    pids.push(parent.pid!)
+    const zombie = Number(
+      await new Promise<string>((res) => parent.stdout!.once('data', (b: Buffer) => res(b.toString().trim()))),
+    )
+    parent.stdout!.destroy()
+    parent.unref()
+    const events: SupervisorEvent[] = []
+    const s = new Supervisor({pollMs: 20, baseBackoffMs: 60_000, onEvent: (e) => events.push(e)})
+    supervisors.push(s)
+    s.watch('tz', zombie, async () => sleeper())
+    s.poll() // the first poll is a full one: alive and running
+    assert.equal(events.length, 0)
+    await waitFor(() => procStat(zombie)?.state === 'Z')
+    assert.ok(pidExists(zombie), 'kill(pid, 0) alone takes a zombie for alive')
+    for (let i = 0; i < FULL_CHECK_EVERY && events.length === 0; i++) s.poll()
+    assert.deepEqual(events, [{type: 'exited', taskId: 'tz', pid: zombie}])
+    s.unwatch('tz')
+  },
+)
+
+test('a task that is gone is seen exited at the next poll', {timeout: 10_000}, async () => {
+  const events: SupervisorEvent[] = []
+  const s = new Supervisor({pollMs: 20, baseBackoffMs: 60_000, onEvent: (e) => events.push(e)})
+  supervisors.push(s)
+  const p = sleeper()
+  s.watch('tg', p, async () => sleeper())
+  s.poll()
+  s.poll() // now between full checks
+  process.kill(p, 'SIGKILL')
+  await waitFor(() => !pidExists(p))
+  s.poll()
+  assert.deepEqual(events, [{type: 'exited', taskId: 'tg', pid: p}])
+  s.unwatch('tg')
 })
 
 test('failing restarts back off exponentially up to the cap', {timeout: 10_000}, async () => {

@@ -387,6 +387,12 @@ describe('attach in a network namespace', () => {
     assert.equal(o.loAfter, null, 'no silent fallback to generic')
 
     assert.equal(o.noDeviceByIndex?.code, 'NO_DEVICE')
+
+    assert.equal(o.asyncNativeId, o.nativeId, 'attachXdpAsync: the same program, native')
+    assert.equal(o.asyncDetach, true)
+    assert.equal(o.asyncLoNative?.code, 'UNSUPPORTED')
+    assert.match(o.asyncLoNative?.message, /native XDP attach to lo failed/)
+    assert.equal(o.asyncLoAfter, null)
     assert.equal(o.noDeviceByName?.code, 'NO_DEVICE')
     assert.match(o.noDeviceByName?.message, /sn-t-nope/)
 

@@ -1,10 +1,18 @@
 // Task cgroups are removed off the event loop (removeCgroupTreeAsync): deepest first, as
 // cgroupfs wants, on the real cgroup2 hierarchy of this machine.
 import assert from 'node:assert/strict'
-import {existsSync, mkdirSync} from 'node:fs'
+import {spawn} from 'node:child_process'
+import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {test} from 'node:test'
-import {cgroup2Root, removeCgroupTree, removeCgroupTreeAsync} from '../../src/sys/cgroup.js'
+import {
+  cgroup2Root,
+  cgroupPids,
+  cgroupPopulated,
+  killCgroup,
+  removeCgroupTree,
+  removeCgroupTreeAsync,
+} from '../../src/sys/cgroup.js'
 
 test('removeCgroupTreeAsync removes a nested cgroup tree, and a missing one is no error', async () => {
   const top = join(cgroup2Root(), `snut-cg-${process.pid}`)
@@ -16,6 +24,26 @@ test('removeCgroupTreeAsync removes a nested cgroup tree, and a missing one is n
     assert.equal(existsSync(top), false)
     await removeCgroupTreeAsync(top)
   } finally {
+    removeCgroupTree(top)
+  }
+})
+
+test('cgroupPopulated: a process below makes every level above populated; killCgroup empties it; a missing cgroup is empty', async () => {
+  const top = join(cgroup2Root(), `snut-cgp-${process.pid}`)
+  const child = spawn('sleep', ['1000'], {stdio: 'ignore'})
+  try {
+    mkdirSync(join(top, 'a', 'b'), {recursive: true})
+    assert.equal(await cgroupPopulated(top), false)
+    writeFileSync(join(top, 'a', 'b', 'cgroup.procs'), String(child.pid))
+    assert.equal(await cgroupPopulated(join(top, 'a', 'b')), true)
+    assert.equal(await cgroupPopulated(top), true)
+    assert.deepEqual(cgroupPids(top), [child.pid])
+    assert.equal(await killCgroup(top), true)
+    assert.equal(await cgroupPopulated(top), false)
+    assert.equal(await cgroupPopulated(join(top, 'nope')), false)
+    await assert.rejects(cgroupPopulated('/tmp'), {message: '/tmp has no cgroup.events: not a cgroup2 directory'})
+  } finally {
+    child.kill('SIGKILL')
     removeCgroupTree(top)
   }
 })
