@@ -10,7 +10,7 @@ import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists, listLinks} from '../sys/link.js'
-import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
+import {findV1NodeDirs, killCgroup, nodeCgroupDirs, nodeCgroupV2Dir, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
 import {setNoExit} from '../sys/nft-noexit.js'
@@ -417,11 +417,11 @@ export class TaskReconciler {
       this.o.log(`removing orphaned sandbox ${ns}`)
       await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
     }
-    for (const id of subdirs(nodeCgroupDirs(this.o.node).v2)) {
+    for (const id of subdirs(nodeCgroupV2Dir(this.o.node))) {
       if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
       this.o.log(`removing orphaned cgroup of task ${id.slice(0, 12)}`)
       try {
-        if (!(await killCgroup(join(nodeCgroupDirs(this.o.node).v2, id)))) throw new Error('processes survived cgroup.kill')
+        if (!(await killCgroup(join(nodeCgroupV2Dir(this.o.node), id)))) throw new Error('processes survived cgroup.kill')
         await removeContainer(this.o.node, id)
         await removeTaskCgroups(this.o.node, id)
       } catch (e) {
