@@ -221,6 +221,34 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
   })
 }
 
+/** Do two sets of encoded entries hold the same keys with the same values? */
+export function sameEntries(a: Entries | undefined, b: Entries): boolean {
+  if (!a || a.size !== b.size) return false
+  for (const [hex, [, v]] of b) {
+    const o = a.get(hex)
+    if (!o || !o[1].equals(v)) return false
+  }
+  return true
+}
+
+/**
+ * What this agent's syncs wrote, so that a sync can leave alone a map whose desired entries did
+ * not change since it was last made to hold them in full: reading a map back, to compare, was
+ * most of a sync's cost on the event loop, and a node's passes come many per second while its
+ * tasks start. Only a map written without a failure is remembered; `full` syncs (the drift
+ * check, every few seconds: Datapath.sync) read every map back whatever was remembered, so an
+ * entry changed by hand comes back as it did before. Programs never write these maps
+ * (MAP_OWNERSHIP), and whoever else in the agent writes one forgets it here (Datapath.attachTask).
+ */
+export interface MirrorMemo {
+  /** Per map, the entries it was last made to hold in full. */
+  wrote: Map<MirroredMap, Entries>
+  /** sn_maglev holds only tables sn_services points at (the last stale-table sweep went through). */
+  tablesSwept: boolean
+}
+
+export const newMirrorMemo = (): MirrorMemo => ({wrote: new Map(), tablesSwept: false})
+
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
 /**
  * The DNS fast path's, sock_mesh's and tc_gw's own maps, and the node's addresses: a caller
@@ -232,15 +260,21 @@ export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
   want: Record<MirroredMap, Entries>,
   tables?: {state: TableState; services: Iterable<DesiredService>},
+  /** Skip maps whose wanted entries are those last written (unless `full`); absent: every map is read. */
+  memo?: {state: MirrorMemo; full: boolean},
 ): SyncReport {
   const report: SyncReport = {written: 0, deleted: 0, errors: []}
   // Backends that left go only once no service's table can pick them (below, after sn_services).
   const later: Array<{name: MirroredMap; keys: Buffer[]}> = []
+  /** Maps left alone: their wanted entries are what they hold. */
+  const unchanged = new Set<MirroredMap>()
+  let tablesWritten = 0
   for (const name of MIRRORED) {
     if (name === 'sn_services' && tables) {
       // New tables before the services that point at them: no service ever points at a missing or half-written table.
       const r = writeTables(tables.state, tables.services)
       report.written += r.written
+      tablesWritten += r.written + r.failed.length
       if (r.failed.length > 0) {
         report.errors.push({map: 'sn_maglev', failed: r.failed.length, message: r.first!})
         // A service whose new table could not be written keeps pointing at the one it has.
@@ -254,6 +288,11 @@ export function mirrorMaps(
     }
     const map = maps[name]
     if (!map) continue
+    if (memo && !memo.full && sameEntries(memo.state.wrote.get(name), want[name])) {
+      unchanged.add(name)
+      continue
+    }
+    memo?.state.wrote.delete(name) // remembered again below once it holds them in full
     let failed = 0
     let first: string | undefined
     const note = (e: unknown) => {
@@ -280,18 +319,28 @@ export function mirrorMaps(
       note(e) // the map could not even be read
     }
     if (failed > 0) report.errors.push({map: name, failed, message: first!})
+    else memo?.state.wrote.set(name, want[name])
   }
   // Now that every service points at its new table, the backends no table names any more go.
   for (const {name, keys} of later) {
     const r = maps[name]!.deleteMany(keys)
     report.deleted += r.deleted
-    if (r.failures.length > 0) report.errors.push({map: name, failed: r.failures.length, message: r.failures[0]!.error.message})
+    if (r.failures.length > 0) {
+      report.errors.push({map: name, failed: r.failures.length, message: r.failures[0]!.error.message})
+      memo?.state.wrote.delete(name)
+    }
   }
   if (tables) {
-    try {
-      report.deleted += deleteStaleTables(tables.state, maps.sn_services)
-    } catch (e) {
-      report.errors.push({map: 'sn_maglev', failed: 1, message: (e as Error).message})
+    // No table written and no service pointing elsewhere since a sweep that went through: none is stale.
+    const swept = memo && !memo.full && memo.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
+    if (!swept) {
+      if (memo) memo.state.tablesSwept = false
+      try {
+        report.deleted += deleteStaleTables(tables.state, maps.sn_services)
+        if (memo) memo.state.tablesSwept = true
+      } catch (e) {
+        report.errors.push({map: 'sn_maglev', failed: 1, message: (e as Error).message})
+      }
     }
   }
   return report
