@@ -9,7 +9,7 @@ import type {Store} from '../store/store.js'
 import {dnsTtl, nodeUpstreams} from './config.js'
 import {buildNames, type NameTable} from './names.js'
 import {DnsServer} from './server.js'
-import {desiredDns} from './fastpath.js'
+import {DnsEntryCache, desiredDns} from './fastpath.js'
 import type {DesiredDns} from '../dataplane/desired.js'
 import {hostIfName} from '../dataplane/tasks.js'
 import {ifindexOf} from '../bpf/attach.js'
@@ -31,6 +31,8 @@ export class NodeDns {
   private readonly unsubscribe: () => void
   /** The store's records, read as the API reads them. */
   private readonly records: ClusterReader
+  /** The fast path's entries of the last call, taken again where their inputs are the same. */
+  private readonly fastPathCache = new DnsEntryCache()
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -89,6 +91,7 @@ export class NodeDns {
       networks: this.records.networks(),
       resolver: this.o.addr,
       ttl: this.server.ttl,
+      cache: this.fastPathCache,
       gwIfindex: (taskId) => {
         try {
           return ifindexOf(hostIfName(taskId, 'g'))
