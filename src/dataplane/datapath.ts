@@ -28,6 +28,7 @@ import {
   type TableState,
 } from './mapsync.js'
 import {syncMeshExtras} from './mesh.js'
+import {EntryCache} from './entry-cache.js'
 import {attachSockMesh, setSockConfig} from './sock-mesh.js'
 import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks} from './sock-lb.js'
 import {listTaskNetns, taskCgroup} from '../tasks/runner.js'
@@ -102,6 +103,8 @@ export class Datapath {
   private endPending = true
   /** What the syncs wrote: a map whose wanted entries did not change is not read back (mapsync.ts MirrorMemo). */
   private readonly memo: MirrorMemo = newMirrorMemo()
+  /** The last sync's encoded entries, taken again where their inputs are the same. */
+  private readonly encoded = new EntryCache()
   /** When a sync last read every map back, and the drift repair last checked every attachment (ms). */
   private lastFullSync = -Infinity
   private lastFullRepair = -Infinity
@@ -359,7 +362,7 @@ export class Datapath {
     if (full) this.lastFullSync = at
     const r = mirrorMaps(
       this.maps,
-      encodeDesired(want),
+      encodeDesired(want, this.encoded),
       {state: this.tables, services: want.services?.values() ?? []},
       {state: this.memo, full},
     )

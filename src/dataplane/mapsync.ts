@@ -24,6 +24,7 @@ import type {BpfMap} from '../bpf/map.js'
 import {lbTable, MAGLEV_EMPTY} from '../lb/maglev.js'
 import {parseIpv4} from '../model/ipv4.js'
 import {encodeMesh} from './mesh.js'
+import {NO_CACHE, type Entry, type EntryCache} from './entry-cache.js'
 import {MIRRORED, planMirror, type DesiredMaps, type DesiredService, type Entries, type MirroredMap} from './desired.js'
 
 export type {MirroredMap}
@@ -41,24 +42,43 @@ export interface SyncReport {
   errors: MapSyncError[]
 }
 
-const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
+const entry = (k: Buffer, v: Buffer): Entry => [k.toString('hex'), [k, v]]
 
-/** The desired state as the maps' own bytes. */
-export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
-  return {
+/**
+ * The desired state as the maps' own bytes. With `cache`, an entry whose inputs are those of an
+ * entry of the last call is taken from it rather than encoded again (entry-cache.ts): each key
+ * below names every field its entry is made of.
+ */
+export function encodeDesired(
+  want: DesiredMaps,
+  cache: Pick<EntryCache, 'get' | 'turn'> = {...NO_CACHE, turn: () => {}},
+): Record<MirroredMap, Entries> {
+  const entries = <T>(items: Iterable<T>, key: (t: T) => string, make: (t: T) => Entry): Entries => {
+    const out: Entries = new Map()
+    for (const t of items) {
+      const e = cache.get(key(t), () => make(t))
+      if (e) out.set(e[0], e[1])
+    }
+    return out
+  }
+  const services = [...(want.services?.values() ?? [])]
+  const out: Record<MirroredMap, Entries> = {
     sn_dns_names: want.dns?.names ?? new Map(),
     sn_dns_ptrs: want.dns?.ptrs ?? new Map(),
     sn_dns_scopes: want.dns?.scopes ?? new Map(),
-    sn_networks: new Map(
-      [...want.networks].map(([vni, n]) =>
+    sn_networks: entries(
+      want.networks,
+      ([vni, n]) => `net\0${vni}\0${n.subnet}\0${n.prefixLen}\0${n.ingress}\0${n.mtu}`,
+      ([vni, n]) =>
         entry(
           u32.encode(vni),
           snNetwork.encode({subnet: n.subnet, prefix_len: n.prefixLen, flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0, mtu: n.mtu}),
         ),
-      ),
     ),
-    sn_endpoints: new Map(
-      [...want.endpoints.values()].map((e) =>
+    sn_endpoints: entries(
+      want.endpoints.values(),
+      (e) => `ep\0${e.vni}\0${e.ip}\0${e.nodeIp}\0${e.ifindex}\0${e.mac}\0${e.local}\0${e.vip}\0${e.backend}`,
+      (e) =>
         entry(
           snEndpointKey.encode({vni: e.vni, ip: e.ip}),
           snEndpoint.encode({
@@ -68,35 +88,36 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
             flags: (e.local ? SN_EP_FLAGS.LOCAL : 0) | (e.vip ? SN_EP_FLAGS.VIP : 0) | (e.backend ? SN_EP_FLAGS.BACKEND : 0),
           }),
         ),
-      ),
     ),
-    sn_devices: new Map(
-      [...want.devices].map(([ifindex, d]) =>
+    sn_devices: entries(
+      want.devices,
+      ([ifindex, d]) => `dev\0${ifindex}\0${d.vni}\0${d.ip}\0${d.backend}`,
+      ([ifindex, d]) =>
         entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip, flags: d.backend ? SN_DEV_FLAGS.BACKEND : 0})),
-      ),
     ),
-    sn_backends: new Map(
-      [...(want.services?.values() ?? [])].flatMap((s) =>
-        [...s.backends, ...(s.draining ?? [])].map((b) =>
-          entry(snBackendKey.encode({vni: s.vni, vip: s.vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0})),
-        ),
-      ),
+    sn_backends: entries(
+      services.flatMap((s) => [...s.backends, ...(s.draining ?? [])].map((b) => ({s, b}))),
+      ({s, b}) => `be\0${s.vni}\0${s.vip}\0${b.ip}\0${b.nodeIp}`,
+      ({s, b}) => entry(snBackendKey.encode({vni: s.vni, vip: s.vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0})),
     ),
-    sn_services: new Map(
-      [...(want.services?.values() ?? [])].map((s) =>
+    sn_services: entries(
+      services,
+      (s) => `svc\0${s.vni}\0${s.vip}\0${s.tableId}\0${s.size}\0${s.backends.length}`,
+      (s) =>
         entry(
           snServiceKey.encode({vni: s.vni, vip: s.vip}),
           snService.encode({table: s.tableId, size: s.size, count: s.backends.length, flags: 0}),
         ),
-      ),
     ),
-    sn_gateways: new Map(
-      [...(want.gateways ?? [])].map(([ifindex, g]) =>
-        entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
-      ),
+    sn_gateways: entries(
+      want.gateways ?? [],
+      ([ifindex, g]) => `gw\0${ifindex}\0${g.gwIp}\0${g.ingressIp}`,
+      ([ifindex, g]) => entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
     ),
     ...encodeMesh(want.mesh),
   }
+  cache.turn()
+  return out
 }
 
 type TableInput = Pick<DesiredService, 'size' | 'backends' | 'universe'>

@@ -28,6 +28,7 @@ import {
 } from '../bpf/codecs.js'
 import type {DesiredDns, Entries} from '../dataplane/desired.js'
 import type {Network} from '../model/types.js'
+import {NO_CACHE, type Entry, type EntryCache} from '../dataplane/entry-cache.js'
 import {SRV_NAME, type NameTable} from './names.js'
 
 /**
@@ -53,46 +54,16 @@ export interface FastPathInput {
   /** The host-side gateway-bridge device of a task of this node, by task id; undefined when it is not there. */
   gwIfindex: (taskId: string) => number | undefined
   /** The entries of the last call, to take again those whose inputs are the same (absent: all encoded anew). */
-  cache?: DnsEntryCache
+  cache?: EntryCache
 }
 
-type Entry = [string, [Buffer, Buffer]]
 const entry = (k: Buffer, v: Buffer): Entry => [k.toString('hex'), [k, v]]
-
-/**
- * Encoded entries by what they are made of: the reconciler asks for the whole fast path twice
- * per pass, and from one pass to the next almost every name is the same. An entry is kept for
- * the next call only when this call used it, so the cache holds one call's entries at most.
- * The returned buffers are shared between calls: nobody writes into them.
- */
-export class DnsEntryCache {
-  private prev = new Map<string, Entry | null>()
-  private next = new Map<string, Entry | null>()
-
-  /** The entry `make` gives for these inputs (`key` names every one of them); null: none. */
-  get(key: string, make: () => Entry | null): Entry | null {
-    let e = this.next.get(key)
-    if (e !== undefined) return e
-    e = this.prev.get(key)
-    if (e === undefined) e = make()
-    this.next.set(key, e)
-    return e
-  }
-
-  /** A call is over: what it did not use is forgotten. */
-  turn(): void {
-    this.prev = this.next
-    this.next = new Map()
-  }
-}
-
-const uncached: Pick<DnsEntryCache, 'get'> = {get: (_key, make) => make()}
 
 /** A name resolve() does not take for a plain name: a reverse (PTR) or SRV question's. */
 const special = (name: string) => name.endsWith('.in-addr.arpa') || SRV_NAME.test(name)
 
 export function desiredDns(o: FastPathInput): DesiredDns {
-  const cache = o.cache ?? uncached
+  const cache = o.cache ?? NO_CACHE
   const vniOf = new Map(o.networks.filter((n) => n.vni !== undefined).map((n) => [n.id, n.vni!]))
   const names: Entries = new Map()
   const add = (to: Entries, e: Entry | null) => void (e && to.set(...e))

@@ -9,7 +9,8 @@ import type {Store} from '../store/store.js'
 import {dnsTtl, nodeUpstreams} from './config.js'
 import {buildNames, type NameTable} from './names.js'
 import {DnsServer} from './server.js'
-import {DnsEntryCache, desiredDns} from './fastpath.js'
+import {desiredDns} from './fastpath.js'
+import {EntryCache} from '../dataplane/entry-cache.js'
 import type {DesiredDns} from '../dataplane/desired.js'
 import {hostIfName} from '../dataplane/tasks.js'
 import {ifindexOf} from '../bpf/attach.js'
@@ -32,7 +33,7 @@ export class NodeDns {
   /** The store's records, read as the API reads them. */
   private readonly records: ClusterReader
   /** The fast path's entries of the last call, taken again where their inputs are the same. */
-  private readonly fastPathCache = new DnsEntryCache()
+  private readonly fastPathCache = new EntryCache()
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''

@@ -1,10 +1,11 @@
-// The DNS fast path's entries taken again from the last call (fastpath.ts DnsEntryCache) against
+// The DNS fast path's entries taken again from the last call (src/dataplane/entry-cache.ts) against
 // the same call encoding every entry anew: after any sequence of name tables, equal entries.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import fc from 'fast-check'
 import type {Entries} from '../../src/dataplane/desired.js'
-import {DnsEntryCache, desiredDns, type FastPathInput} from '../../src/dns/fastpath.js'
+import {EntryCache} from '../../src/dataplane/entry-cache.js'
+import {desiredDns, type FastPathInput} from '../../src/dns/fastpath.js'
 import type {NameTable, NetworkNames} from '../../src/dns/names.js'
 import type {Network} from '../../src/model/types.js'
 import {networkRecord} from './model-records.js'
@@ -59,7 +60,7 @@ const hex = (e: Entries) => [...e].map(([k, [kb, v]]) => `${k}=${kb.toString('he
 test('the fast path from cached entries equals the fast path encoded anew, after any sequence of tables', () => {
   fc.assert(
     fc.property(fc.array(fc.tuple(tableArb, fc.boolean()), {minLength: 1, maxLength: 12}), (steps) => {
-      const cache = new DnsEntryCache()
+      const cache = new EntryCache()
       let last: NameTable | undefined
       for (const [t, again] of steps) {
         // Often the table of the last call once more: what most of a busy node's passes ask for.
