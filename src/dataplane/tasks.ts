@@ -1,7 +1,8 @@
 // Store -> the tasks of this node: their namespaces, links and processes.
 // Idempotent: a restarted agent adopts the sandboxes and processes that are
 // still there (they outlive it on purpose) and makes only what is missing.
-import {readdirSync, rmSync} from 'node:fs'
+import {readdirSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {taskName} from '../model/task-name.js'
 import {taskMtu} from '../model/allocate.js'
@@ -399,7 +400,9 @@ export class TaskReconciler {
     const init = st?.pid ? verifyTaskPid(this.o.node, id, st.pid) : undefined
     await stopTaskProcess(this.o.node, id, init, stop?.graceMs, stop?.signal)
     await destroyTaskSandbox(r.netns, r.hostIfs)
-    rmSync(taskDir(this.o.node, id), {recursive: true, force: true})
+    // On libuv's threads: a task's directory holds its root (a command task's files, an image
+    // task's mounts' points), and removing it with rmSync held the loop ~2.3 s per agent over 300.
+    await rm(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
     if (this.noExit.delete(id)) await this.syncNoExit()
     this.o.store.delete(keyOf('taskstatus', id))
@@ -433,7 +436,7 @@ export class TaskReconciler {
       const id = f.replace(/\.log$/, '')
       if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
       await releaseRootfs(join(tasksDir(this.o.node), f)).catch((e: Error) => this.o.log(e.message))
-      rmSync(join(tasksDir(this.o.node), f), {recursive: true, force: true})
+      await rm(join(tasksDir(this.o.node), f), {recursive: true, force: true})
     }
     // The status of a task this node no longer has (stopped by an earlier run, or replaced while the
     // node was down): gone, so the manager sees it stopped and can free its addresses.
