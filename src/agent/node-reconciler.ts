@@ -80,6 +80,10 @@ export class NodeReconciler {
       this.o.log(`reconcile ${what}: ${(e as Error).message}`)
     }
     this.o.observeStep(what, Number(process.hrtime.bigint() - t0) / 1e9, failed)
+    // The event loop is let go between steps: a pass is several steps, passes come one after the
+    // other while tasks start, and a step that returns at once only yields to microtasks, so a
+    // whole pass could hold the loop (and SWIM's probes, which wait 120 ms) in one stretch.
+    await new Promise<void>((resolve) => setImmediate(resolve))
   }
 
   private desired(): DesiredMaps {

@@ -18,8 +18,17 @@ import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {LayoutUpgrade, layoutPinDir, type LayoutSteps, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
 import type {DesiredMaps} from './desired.js'
-import {encodeDesired, mirrorMaps, type MirroredMap, type SyncReport, type TableState} from './mapsync.js'
+import {
+  encodeDesired,
+  mirrorMaps,
+  newMirrorMemo,
+  type MirroredMap,
+  type MirrorMemo,
+  type SyncReport,
+  type TableState,
+} from './mapsync.js'
 import {syncMeshExtras} from './mesh.js'
+import {EntryCache} from './entry-cache.js'
 import {attachSockMesh, setSockConfig} from './sock-mesh.js'
 import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks} from './sock-lb.js'
 import {listTaskNetns, taskCgroup} from '../tasks/runner.js'
@@ -34,6 +43,8 @@ export interface DatapathOptions {
    * lead to it: how an upgrade test plays a next layout (the agent always runs its own build).
    */
   build?: {objectPath: (name: string) => string; layoutVersion: number; steps: LayoutSteps}
+  /** DRIFT_CHECK_MS unless given (a test that must not meet the clock sets a long one). */
+  driftCheckMs?: number
 }
 
 const UNDERLAY_PROG = 'sn_xdp_underlay'
@@ -44,6 +55,11 @@ const gwLink = (hostIf: string) => `gw-${hostIf}`
 const UNDERLAY_LINK = 'xdp-underlay'
 const taskLink = (hostIf: string) => `tcx-${hostIf}`
 const DNS_PROG = 'sn_tc_dns'
+/**
+ * How often a sync reads every map back and the drift repair checks every attachment (what was
+ * changed by hand comes back within this); the passes between only write what the store changed.
+ */
+export const DRIFT_CHECK_MS = 3000
 const dnsLink = (gwIf: string) => `dns-${gwIf}`
 
 /** Where a node's links are pinned (inside its pin folder, so `leave` removes them with the maps). */
@@ -85,6 +101,13 @@ export class Datapath {
   private backendKeys = new Set<string>()
   /** A backend left (or the agent just started): sockets to it are ended at the next endSockets(). */
   private endPending = true
+  /** What the syncs wrote: a map whose wanted entries did not change is not read back (mapsync.ts MirrorMemo). */
+  private readonly memo: MirrorMemo = newMirrorMemo()
+  /** The last sync's encoded entries, taken again where their inputs are the same. */
+  private readonly encoded = new EntryCache()
+  /** When a sync last read every map back, and the drift repair last checked every attachment (ms). */
+  private lastFullSync = -Infinity
+  private lastFullRepair = -Infinity
 
   private constructor(
     private readonly o: DatapathOptions,
@@ -275,6 +298,7 @@ export class Datapath {
     const old = had ? snDevice.decode(had) : undefined
     const flags = old && old.vni === device.vni && old.ip === device.ip ? old.flags : 0
     this.maps.sn_devices.update(key, snDevice.encode({...device, flags}))
+    this.memo.wrote.delete('sn_devices') // written here, not by a sync: the next one reads it back
     const r = await attachTcxLinkAsync(hostIf, this.tcFd, 'ingress', this.taskLinkOptions(hostIf))
     this.taskVia.set(hostIf, r.via)
     // In the same turn as the pin: repair() never sees a pinned link of a device it does not know.
@@ -327,12 +351,21 @@ export class Datapath {
     }
   }
 
-  /** Makes the store-owned maps hold `want`; a map that fails is reported, the others still written. */
-  sync(want: DesiredMaps): SyncReport {
-    const r = mirrorMaps(this.maps, encodeDesired(want), {
-      state: this.tables,
-      services: want.services?.values() ?? [],
-    })
+  /**
+   * Makes the store-owned maps hold `want`; a map that fails is reported, the others still written.
+   * A map whose wanted entries are those the last sync wrote is left alone, except once every
+   * DRIFT_CHECK_MS, when every map is read back (or when `full`).
+   */
+  sync(want: DesiredMaps, opts: {full?: boolean} = {}): SyncReport {
+    const at = performance.now()
+    const full = opts.full === true || at - this.lastFullSync >= (this.o.driftCheckMs ?? DRIFT_CHECK_MS)
+    if (full) this.lastFullSync = at
+    const r = mirrorMaps(
+      this.maps,
+      encodeDesired(want, this.encoded),
+      {state: this.tables, services: want.services?.values() ?? []},
+      {state: this.memo, full},
+    )
     try {
       syncMeshExtras(this.maps, want.mesh)
     } catch (e) {
@@ -363,8 +396,19 @@ export class Datapath {
    * lets go of the attachments of devices no task wants any more. Cheap: a pin read per device.
    * Returns one line per repair.
    */
-  repair(want: DesiredMaps): string[] {
+  repair(want: DesiredMaps, opts: {full?: boolean} = {}): string[] {
     const done: string[] = []
+    // Links of devices no task wants any more go at every pass; what was taken off by hand is
+    // looked for once every DRIFT_CHECK_MS (a pin and a device read per task: not at every change).
+    for (const [hostIf, ifindex] of this.tasks) {
+      if (want.devices.has(ifindex)) continue
+      removeLink(join(nodeLinkDir(this.o.node), taskLink(hostIf)))
+      this.tasks.delete(hostIf)
+      this.taskVia.delete(hostIf)
+    }
+    const at = performance.now()
+    if (opts.full !== true && at - this.lastFullRepair < (this.o.driftCheckMs ?? DRIFT_CHECK_MS)) return done
+    this.lastFullRepair = at
     if (!this.underlayAttached()) {
       attachXdpLink(this.o.underlay, this.xdpFd, this.o.xdpMode, {
         pinPath: join(nodeLinkDir(this.o.node), UNDERLAY_LINK),
@@ -373,12 +417,6 @@ export class Datapath {
       done.push(`XDP on ${this.o.underlay} was gone: attached again`)
     }
     for (const [hostIf, ifindex] of this.tasks) {
-      if (!want.devices.has(ifindex)) {
-        removeLink(join(nodeLinkDir(this.o.node), taskLink(hostIf)))
-        this.tasks.delete(hostIf)
-        this.taskVia.delete(hostIf)
-        continue
-      }
       let now: number
       try {
         now = ifindexOf(hostIf)

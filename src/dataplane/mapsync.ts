@@ -24,6 +24,7 @@ import type {BpfMap} from '../bpf/map.js'
 import {lbTable, MAGLEV_EMPTY} from '../lb/maglev.js'
 import {parseIpv4} from '../model/ipv4.js'
 import {encodeMesh} from './mesh.js'
+import {NO_CACHE, type Entry, type EntryCache} from './entry-cache.js'
 import {MIRRORED, planMirror, type DesiredMaps, type DesiredService, type Entries, type MirroredMap} from './desired.js'
 
 export type {MirroredMap}
@@ -41,24 +42,43 @@ export interface SyncReport {
   errors: MapSyncError[]
 }
 
-const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
+const entry = (k: Buffer, v: Buffer): Entry => [k.toString('hex'), [k, v]]
 
-/** The desired state as the maps' own bytes. */
-export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
-  return {
+/**
+ * The desired state as the maps' own bytes. With `cache`, an entry whose inputs are those of an
+ * entry of the last call is taken from it rather than encoded again (entry-cache.ts): each key
+ * below names every field its entry is made of.
+ */
+export function encodeDesired(
+  want: DesiredMaps,
+  cache: Pick<EntryCache, 'get' | 'turn'> = {...NO_CACHE, turn: () => {}},
+): Record<MirroredMap, Entries> {
+  const entries = <T>(items: Iterable<T>, key: (t: T) => string, make: (t: T) => Entry): Entries => {
+    const out: Entries = new Map()
+    for (const t of items) {
+      const e = cache.get(key(t), () => make(t))
+      if (e) out.set(e[0], e[1])
+    }
+    return out
+  }
+  const services = [...(want.services?.values() ?? [])]
+  const out: Record<MirroredMap, Entries> = {
     sn_dns_names: want.dns?.names ?? new Map(),
     sn_dns_ptrs: want.dns?.ptrs ?? new Map(),
     sn_dns_scopes: want.dns?.scopes ?? new Map(),
-    sn_networks: new Map(
-      [...want.networks].map(([vni, n]) =>
+    sn_networks: entries(
+      want.networks,
+      ([vni, n]) => `net\0${vni}\0${n.subnet}\0${n.prefixLen}\0${n.ingress}\0${n.mtu}`,
+      ([vni, n]) =>
         entry(
           u32.encode(vni),
           snNetwork.encode({subnet: n.subnet, prefix_len: n.prefixLen, flags: n.ingress ? SN_NET_FLAGS.INGRESS : 0, mtu: n.mtu}),
         ),
-      ),
     ),
-    sn_endpoints: new Map(
-      [...want.endpoints.values()].map((e) =>
+    sn_endpoints: entries(
+      want.endpoints.values(),
+      (e) => `ep\0${e.vni}\0${e.ip}\0${e.nodeIp}\0${e.ifindex}\0${e.mac}\0${e.local}\0${e.vip}\0${e.backend}`,
+      (e) =>
         entry(
           snEndpointKey.encode({vni: e.vni, ip: e.ip}),
           snEndpoint.encode({
@@ -68,35 +88,36 @@ export function encodeDesired(want: DesiredMaps): Record<MirroredMap, Entries> {
             flags: (e.local ? SN_EP_FLAGS.LOCAL : 0) | (e.vip ? SN_EP_FLAGS.VIP : 0) | (e.backend ? SN_EP_FLAGS.BACKEND : 0),
           }),
         ),
-      ),
     ),
-    sn_devices: new Map(
-      [...want.devices].map(([ifindex, d]) =>
+    sn_devices: entries(
+      want.devices,
+      ([ifindex, d]) => `dev\0${ifindex}\0${d.vni}\0${d.ip}\0${d.backend}`,
+      ([ifindex, d]) =>
         entry(u32.encode(ifindex), snDevice.encode({vni: d.vni, ip: d.ip, flags: d.backend ? SN_DEV_FLAGS.BACKEND : 0})),
-      ),
     ),
-    sn_backends: new Map(
-      [...(want.services?.values() ?? [])].flatMap((s) =>
-        [...s.backends, ...(s.draining ?? [])].map((b) =>
-          entry(snBackendKey.encode({vni: s.vni, vip: s.vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0})),
-        ),
-      ),
+    sn_backends: entries(
+      services.flatMap((s) => [...s.backends, ...(s.draining ?? [])].map((b) => ({s, b}))),
+      ({s, b}) => `be\0${s.vni}\0${s.vip}\0${b.ip}\0${b.nodeIp}`,
+      ({s, b}) => entry(snBackendKey.encode({vni: s.vni, vip: s.vip, ip: b.ip}), snBackend.encode({node_ip: b.nodeIp, flags: 0})),
     ),
-    sn_services: new Map(
-      [...(want.services?.values() ?? [])].map((s) =>
+    sn_services: entries(
+      services,
+      (s) => `svc\0${s.vni}\0${s.vip}\0${s.tableId}\0${s.size}\0${s.backends.length}`,
+      (s) =>
         entry(
           snServiceKey.encode({vni: s.vni, vip: s.vip}),
           snService.encode({table: s.tableId, size: s.size, count: s.backends.length, flags: 0}),
         ),
-      ),
     ),
-    sn_gateways: new Map(
-      [...(want.gateways ?? [])].map(([ifindex, g]) =>
-        entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
-      ),
+    sn_gateways: entries(
+      want.gateways ?? [],
+      ([ifindex, g]) => `gw\0${ifindex}\0${g.gwIp}\0${g.ingressIp}`,
+      ([ifindex, g]) => entry(u32.encode(ifindex), snGateway.encode({gw_ip: g.gwIp, ingress_ip: g.ingressIp ?? '0.0.0.0'})),
     ),
     ...encodeMesh(want.mesh),
   }
+  cache.turn()
+  return out
 }
 
 type TableInput = Pick<DesiredService, 'size' | 'backends' | 'universe'>
@@ -221,6 +242,34 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
   })
 }
 
+/** Do two sets of encoded entries hold the same keys with the same values? */
+export function sameEntries(a: Entries | undefined, b: Entries): boolean {
+  if (!a || a.size !== b.size) return false
+  for (const [hex, [, v]] of b) {
+    const o = a.get(hex)
+    if (!o || !o[1].equals(v)) return false
+  }
+  return true
+}
+
+/**
+ * What this agent's syncs wrote, so that a sync can leave alone a map whose desired entries did
+ * not change since it was last made to hold them in full: reading a map back, to compare, was
+ * most of a sync's cost on the event loop, and a node's passes come many per second while its
+ * tasks start. Only a map written without a failure is remembered; `full` syncs (the drift
+ * check, every few seconds: Datapath.sync) read every map back whatever was remembered, so an
+ * entry changed by hand comes back as it did before. Programs never write these maps
+ * (MAP_OWNERSHIP), and whoever else in the agent writes one forgets it here (Datapath.attachTask).
+ */
+export interface MirrorMemo {
+  /** Per map, the entries it was last made to hold in full. */
+  wrote: Map<MirroredMap, Entries>
+  /** sn_maglev holds only tables sn_services points at (the last stale-table sweep went through). */
+  tablesSwept: boolean
+}
+
+export const newMirrorMemo = (): MirrorMemo => ({wrote: new Map(), tablesSwept: false})
+
 /** Makes each mirrored map hold exactly its desired entries, as far as it can. */
 /**
  * The DNS fast path's, sock_mesh's and tc_gw's own maps, and the node's addresses: a caller
@@ -232,15 +281,21 @@ export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
   want: Record<MirroredMap, Entries>,
   tables?: {state: TableState; services: Iterable<DesiredService>},
+  /** Skip maps whose wanted entries are those last written (unless `full`); absent: every map is read. */
+  memo?: {state: MirrorMemo; full: boolean},
 ): SyncReport {
   const report: SyncReport = {written: 0, deleted: 0, errors: []}
   // Backends that left go only once no service's table can pick them (below, after sn_services).
   const later: Array<{name: MirroredMap; keys: Buffer[]}> = []
+  /** Maps left alone: their wanted entries are what they hold. */
+  const unchanged = new Set<MirroredMap>()
+  let tablesWritten = 0
   for (const name of MIRRORED) {
     if (name === 'sn_services' && tables) {
       // New tables before the services that point at them: no service ever points at a missing or half-written table.
       const r = writeTables(tables.state, tables.services)
       report.written += r.written
+      tablesWritten += r.written + r.failed.length
       if (r.failed.length > 0) {
         report.errors.push({map: 'sn_maglev', failed: r.failed.length, message: r.first!})
         // A service whose new table could not be written keeps pointing at the one it has.
@@ -254,6 +309,11 @@ export function mirrorMaps(
     }
     const map = maps[name]
     if (!map) continue
+    if (memo && !memo.full && sameEntries(memo.state.wrote.get(name), want[name])) {
+      unchanged.add(name)
+      continue
+    }
+    memo?.state.wrote.delete(name) // remembered again below once it holds them in full
     let failed = 0
     let first: string | undefined
     const note = (e: unknown) => {
@@ -280,18 +340,28 @@ export function mirrorMaps(
       note(e) // the map could not even be read
     }
     if (failed > 0) report.errors.push({map: name, failed, message: first!})
+    else memo?.state.wrote.set(name, want[name])
   }
   // Now that every service points at its new table, the backends no table names any more go.
   for (const {name, keys} of later) {
     const r = maps[name]!.deleteMany(keys)
     report.deleted += r.deleted
-    if (r.failures.length > 0) report.errors.push({map: name, failed: r.failures.length, message: r.failures[0]!.error.message})
+    if (r.failures.length > 0) {
+      report.errors.push({map: name, failed: r.failures.length, message: r.failures[0]!.error.message})
+      memo?.state.wrote.delete(name)
+    }
   }
   if (tables) {
-    try {
-      report.deleted += deleteStaleTables(tables.state, maps.sn_services)
-    } catch (e) {
-      report.errors.push({map: 'sn_maglev', failed: 1, message: (e as Error).message})
+    // No table written and no service pointing elsewhere since a sweep that went through: none is stale.
+    const swept = memo && !memo.full && memo.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
+    if (!swept) {
+      if (memo) memo.state.tablesSwept = false
+      try {
+        report.deleted += deleteStaleTables(tables.state, maps.sn_services)
+        if (memo) memo.state.tablesSwept = true
+      } catch (e) {
+        report.errors.push({map: 'sn_maglev', failed: 1, message: (e as Error).message})
+      }
     }
   }
   return report

@@ -15,7 +15,7 @@ import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {removeLink} from '../bpf/links.js'
 import {run} from '../sys/exec.js'
-import {nodeCgroupDirs} from '../sys/cgroup.js'
+import {nodeCgroupV2Dir} from '../sys/cgroup.js'
 import {netnsPath} from '../sys/netns.js'
 
 export const SOCK_LB_PROGS: Record<CgroupHook, string> = {
@@ -28,7 +28,7 @@ export const SOCK_LB_PROGS: Record<CgroupHook, string> = {
 export const sockLbLink = (hook: CgroupHook) => `socklb-${hook}`
 
 /** The cgroup whose descendants are this node's tasks: where the programs go. */
-export const sockLbCgroup = (node: string) => nodeCgroupDirs(node).v2
+export const sockLbCgroup = (node: string) => nodeCgroupV2Dir(node)
 
 /** Attach the four programs to `cgroup` (made when missing: the first task would make it anyway). */
 export function attachSockLb(obj: BpfObject, linkDir: string, cgroup: string): void {
@@ -65,11 +65,12 @@ export function syncSockLbTasks(map: BpfMap, want: ReadonlyMap<string, readonly 
     if (id === undefined || nets.length === 0) continue
     next.set(u64.encode(id).toString('hex'), snSockLbTask.encode(nets.slice(0, 8)))
   }
-  for (const k of [...map.keys()]) if (!next.has(k.toString('hex'))) map.delete(k)
+  // One batched read of what the map holds (not a lookup per task): this runs on every sync.
+  const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v] as const))
+  for (const k of have.keys()) if (!next.has(k)) map.delete(Buffer.from(k, 'hex'))
   for (const [k, v] of next) {
-    const key = Buffer.from(k, 'hex')
-    const had = map.lookup(key)
-    if (!had || !had.equals(v)) map.update(key, v)
+    const had = have.get(k)
+    if (!had || !had.equals(v)) map.update(Buffer.from(k, 'hex'), v)
   }
 }
 

@@ -11,7 +11,7 @@ import type {Network, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists, listLinks} from '../sys/link.js'
-import {findV1NodeDirs, killCgroup, nodeCgroupDirs, removeIfEmpty} from '../sys/cgroup.js'
+import {findV1NodeDirs, killCgroup, nodeCgroupDirs, nodeCgroupV2Dir, removeIfEmpty} from '../sys/cgroup.js'
 import {netnsExists} from '../sys/netns.js'
 import {GWBRIDGE_GATEWAY, GWBRIDGE_IF, GWBRIDGE_PREFIX} from '../tasks/gwbridge.js'
 import {setNoExit} from '../sys/nft-noexit.js'
@@ -400,7 +400,8 @@ export class TaskReconciler {
     const init = st?.pid ? verifyTaskPid(this.o.node, id, st.pid) : undefined
     await stopTaskProcess(this.o.node, id, init, stop?.graceMs, stop?.signal)
     await destroyTaskSandbox(r.netns, r.hostIfs)
-    // On libuv's threads: a command task's directory holds its whole root of mount points.
+    // On libuv's threads: a task's directory holds its root (a command task's files, an image
+    // task's mounts' points), and removing it with rmSync held the loop ~2.3 s per agent over 300.
     await rm(taskDir(this.o.node, id), {recursive: true, force: true})
     this.running.delete(id)
     if (this.noExit.delete(id)) await this.syncNoExit()
@@ -419,11 +420,11 @@ export class TaskReconciler {
       this.o.log(`removing orphaned sandbox ${ns}`)
       await destroyTaskSandbox(ns, []).catch((e: Error) => this.o.log(`cannot remove ${ns}: ${e.message}`))
     }
-    for (const id of subdirs(nodeCgroupDirs(this.o.node).v2)) {
+    for (const id of subdirs(nodeCgroupV2Dir(this.o.node))) {
       if (!TASK_ID.test(id) || keep.has(id) || this.running.has(id)) continue
       this.o.log(`removing orphaned cgroup of task ${id.slice(0, 12)}`)
       try {
-        if (!(await killCgroup(join(nodeCgroupDirs(this.o.node).v2, id)))) throw new Error('processes survived cgroup.kill')
+        if (!(await killCgroup(join(nodeCgroupV2Dir(this.o.node), id)))) throw new Error('processes survived cgroup.kill')
         await removeContainer(this.o.node, id)
         await removeTaskCgroups(this.o.node, id)
       } catch (e) {

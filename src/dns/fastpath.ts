@@ -28,6 +28,7 @@ import {
 } from '../bpf/codecs.js'
 import type {DesiredDns, Entries} from '../dataplane/desired.js'
 import type {Network} from '../model/types.js'
+import {NO_CACHE, type Entry, type EntryCache} from '../dataplane/entry-cache.js'
 import {SRV_NAME, type NameTable} from './names.js'
 
 /**
@@ -52,47 +53,58 @@ export interface FastPathInput {
   ttl: number
   /** The host-side gateway-bridge device of a task of this node, by task id; undefined when it is not there. */
   gwIfindex: (taskId: string) => number | undefined
+  /** The entries of the last call, to take again those whose inputs are the same (absent: all encoded anew). */
+  cache?: EntryCache
 }
 
-const entry = (k: Buffer, v: Buffer): [string, [Buffer, Buffer]] => [k.toString('hex'), [k, v]]
+const entry = (k: Buffer, v: Buffer): Entry => [k.toString('hex'), [k, v]]
 
 /** A name resolve() does not take for a plain name: a reverse (PTR) or SRV question's. */
 const special = (name: string) => name.endsWith('.in-addr.arpa') || SRV_NAME.test(name)
 
 export function desiredDns(o: FastPathInput): DesiredDns {
+  const cache = o.cache ?? NO_CACHE
   const vniOf = new Map(o.networks.filter((n) => n.vni !== undefined).map((n) => [n.id, n.vni!]))
   const names: Entries = new Map()
+  const add = (to: Entries, e: Entry | null) => void (e && to.set(...e))
   for (const nn of o.table.networks.values()) {
     const vni = vniOf.get(nn.id)
     if (vni === undefined) continue
     for (const [name, r] of nn.a) {
-      // Not there, in no network: the fast path passes it on (it is so in every network or none).
-      const wire = special(name) ? undefined : wireName(name)
-      if (!wire) continue // the fast path cannot ask for it either: it passes such names on
       const pass = r.ips.length > SN_DNS_MAX_IPS
-      const ips = Buffer.alloc(4 * SN_DNS_MAX_IPS)
-      if (!pass) r.ips.forEach((ip, i) => ip.split('.').forEach((b, j) => (ips[i * 4 + j] = Number(b))))
-      names.set(
-        ...entry(
-          snDnsKey.encode({vni, name: wire.toString('hex')}),
-          snDnsName.encode({
-            ips: ips.toString('hex'),
-            count: pass ? 0 : r.ips.length,
-            flags: pass ? SN_DNS_FLAGS.PASS : r.rotate ? SN_DNS_FLAGS.ROTATE : 0,
-          }),
-        ),
+      const key = `a\0${vni}\0${name}\0${pass ? 'pass' : r.ips.join(',')}\0${r.rotate}`
+      add(
+        names,
+        cache.get(key, () => {
+          // Not there, in no network: the fast path passes it on (it is so in every network or none).
+          const wire = special(name) ? undefined : wireName(name)
+          if (!wire) return null // the fast path cannot ask for it either: it passes such names on
+          const ips = Buffer.alloc(4 * SN_DNS_MAX_IPS)
+          if (!pass) r.ips.forEach((ip, i) => ip.split('.').forEach((b, j) => (ips[i * 4 + j] = Number(b))))
+          return entry(
+            snDnsKey.encode({vni, name: wire.toString('hex')}),
+            snDnsName.encode({
+              ips: ips.toString('hex'),
+              count: pass ? 0 : r.ips.length,
+              flags: pass ? SN_DNS_FLAGS.PASS : r.rotate ? SN_DNS_FLAGS.ROTATE : 0,
+            }),
+          )
+        }),
       )
     }
   }
   const noIps = Buffer.alloc(4 * SN_DNS_MAX_IPS).toString('hex')
   for (const name of o.table.known) {
-    const wire = special(name) ? undefined : wireName(name)
-    if (!wire) continue
-    names.set(
-      ...entry(
-        snDnsKey.encode({vni: SN_DNS_VNI_KNOWN, name: wire.toString('hex')}),
-        snDnsName.encode({ips: noIps, count: 0, flags: SN_DNS_FLAGS.KNOWN}),
-      ),
+    add(
+      names,
+      cache.get(`known\0${name}`, () => {
+        const wire = special(name) ? undefined : wireName(name)
+        if (!wire) return null
+        return entry(
+          snDnsKey.encode({vni: SN_DNS_VNI_KNOWN, name: wire.toString('hex')}),
+          snDnsName.encode({ips: noIps, count: 0, flags: SN_DNS_FLAGS.KNOWN}),
+        )
+      }),
     )
   }
   const ptrs: Entries = new Map()
@@ -100,14 +112,17 @@ export function desiredDns(o: FastPathInput): DesiredDns {
     const vni = vniOf.get(nn.id)
     if (vni === undefined) continue
     for (const [ip, name] of nn.ptr) {
-      const wire = wireName(name, SN_DNS_PTR_MAX)
-      const buf = Buffer.alloc(SN_DNS_PTR_MAX)
-      wire?.copy(buf)
-      ptrs.set(
-        ...entry(
-          snDnsPtrKey.encode({vni, ip}),
-          snDnsPtr.encode({len: wire?.length ?? 0, flags: wire ? 0 : SN_DNS_FLAGS.PASS, name: buf.toString('hex')}),
-        ),
+      add(
+        ptrs,
+        cache.get(`ptr\0${vni}\0${ip}\0${name}`, () => {
+          const wire = wireName(name, SN_DNS_PTR_MAX)
+          const buf = Buffer.alloc(SN_DNS_PTR_MAX)
+          wire?.copy(buf)
+          return entry(
+            snDnsPtrKey.encode({vni, ip}),
+            snDnsPtr.encode({len: wire?.length ?? 0, flags: wire ? 0 : SN_DNS_FLAGS.PASS, name: buf.toString('hex')}),
+          )
+        }),
       )
     }
   }
@@ -129,5 +144,6 @@ export function desiredDns(o: FastPathInput): DesiredDns {
       ),
     )
   }
+  o.cache?.turn()
   return {names, ptrs, scopes}
 }

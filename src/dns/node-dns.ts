@@ -10,6 +10,7 @@ import {dnsTtl, nodeUpstreams} from './config.js'
 import {buildNames, type NameTable} from './names.js'
 import {DnsServer} from './server.js'
 import {desiredDns} from './fastpath.js'
+import {EntryCache} from '../dataplane/entry-cache.js'
 import type {DesiredDns} from '../dataplane/desired.js'
 import {hostIfName} from '../dataplane/tasks.js'
 import {ifindexOf} from '../bpf/attach.js'
@@ -31,6 +32,8 @@ export class NodeDns {
   private readonly unsubscribe: () => void
   /** The store's records, read as the API reads them. */
   private readonly records: ClusterReader
+  /** The fast path's entries of the last call, taken again where their inputs are the same. */
+  private readonly fastPathCache = new EntryCache()
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -89,6 +92,7 @@ export class NodeDns {
       networks: this.records.networks(),
       resolver: this.o.addr,
       ttl: this.server.ttl,
+      cache: this.fastPathCache,
       gwIfindex: (taskId) => {
         try {
           return ifindexOf(hostIfName(taskId, 'g'))

@@ -19,7 +19,7 @@ import {
   findV1NodeDirs,
   killCgroup,
   type Limits,
-  nodeCgroupDirs,
+  nodeCgroupV2Dir,
   removeCgroupTreeAsync,
 } from '../sys/cgroup.js'
 import {addNetns, delNetns, listNetns, netnsExists, netnsPath} from '../sys/netns.js'
@@ -243,7 +243,7 @@ export interface TaskProcessSpec {
 }
 
 /** The cgroup v2 directory of a task: under one parent per node (nodeCgroupDirs), which holds all its tasks. */
-export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupDirs(node).v2, checkTaskId(taskId))
+export const taskCgroup = (node: string, taskId: string) => join(nodeCgroupV2Dir(node), checkTaskId(taskId))
 
 /** Docker's lines of /etc/hosts before a container's own: localhost, and the IPv6 names. */
 const HOSTS_HEAD = [

@@ -48,6 +48,7 @@ it('Datapath: device entry with the attachment, a full map does not stop the nex
 
   assert.deepEqual(o.repairNothing, [])
   assert.deepEqual(o.afterDetach, {xdp: null, tc: false})
+  assert.deepEqual(o.repairSoon, [], 'not looked for again within DRIFT_CHECK_MS')
   assert.deepEqual(o.repairDetached, ['XDP on sn-du was gone: attached again', 'tc on sn-dt was gone: attached again'])
   assert.ok(o.afterRepair.xdp > 0)
   assert.equal(o.afterRepair.tc, true)
