@@ -116,24 +116,8 @@ export function benchGossipSeal(runs = 5, n = 2000): SealBench {
   ta.unseal(tb.seal({t: 'ping', n: 0}))
   const rows: SealRow[] = []
   for (const {name, body} of messages()) {
-    const row = {
-      signed: {
-        message: name,
-        bytes: 0,
-        form: 'signed' as const,
-        sealUs: [] as number[],
-        unsealUs: [] as number[],
-        wallUs: [] as number[],
-      },
-      mac: {
-        message: name,
-        bytes: 0,
-        form: 'mac' as const,
-        sealUs: [] as number[],
-        unsealUs: [] as number[],
-        wallUs: [] as number[],
-      },
-    }
+    const empty = (form: SealRow['form']): SealRow => ({message: name, bytes: 0, form, sealUs: [], unsealUs: [], wallUs: []})
+    const row = {signed: empty('signed'), mac: empty('mac')}
     // Warm up both paths (JIT, the pair key's one derivation).
     once(ta, tb, body, false, 200)
     once(ta, tb, body, true, 200)

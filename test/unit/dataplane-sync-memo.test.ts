@@ -21,6 +21,7 @@ import {
 import {EntryCache} from '../../src/dataplane/entry-cache.js'
 import {maglevSize} from '../../src/lb/maglev.js'
 import {bpfObjectPath} from '../../src/util/root.js'
+import {syncMaps} from './sync-maps.js'
 
 type Maps = Parameters<typeof mirrorMaps>[0]
 interface Side {
@@ -49,15 +50,7 @@ function open(pinRoot: string): Side {
   return {
     objects,
     maglev,
-    maps: {
-      sn_networks: underlay.map('sn_networks'),
-      sn_endpoints: underlay.map('sn_endpoints'),
-      sn_devices: task.map('sn_devices'),
-      sn_backends: task.map('sn_backends'),
-      sn_services: task.map('sn_services'),
-      sn_mesh_ports: underlay.map('sn_mesh_ports'),
-      sn_mesh_nodes: underlay.map('sn_mesh_nodes'),
-    },
+    maps: syncMaps(underlay, task),
     tables: {map: maglev, written: new Map()},
     memo: newMirrorMemo(),
   }

@@ -19,6 +19,7 @@ import type {DesiredEndpoint, DesiredMaps, DesiredService} from '../../src/datap
 import {encodeDesired, mirrorMaps, type MirroredMap, type TableState} from '../../src/dataplane/mapsync.js'
 import {maglevSize} from '../../src/lb/maglev.js'
 import {bpfObjectPath} from '../../src/util/root.js'
+import {syncMaps} from './sync-maps.js'
 
 const pinRoot = `/sys/fs/bpf/swarmnet-test-sync-${process.pid}`
 let objects: BpfObject[] = []
@@ -48,15 +49,7 @@ before(() => {
     o.load()
   }
   const [underlay, task] = objects as [BpfObject, BpfObject]
-  maps = {
-    sn_networks: underlay.map('sn_networks'),
-    sn_endpoints: underlay.map('sn_endpoints'),
-    sn_devices: task.map('sn_devices'),
-    sn_backends: task.map('sn_backends'),
-    sn_services: task.map('sn_services'),
-    sn_mesh_ports: underlay.map('sn_mesh_ports'),
-    sn_mesh_nodes: underlay.map('sn_mesh_nodes'),
-  }
+  maps = syncMaps(underlay, task)
 })
 
 after(() => {
