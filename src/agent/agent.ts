@@ -12,8 +12,10 @@
 import {mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import type {Server} from 'node:http'
 import {Gossip, type Peer} from '../gossip/gossip.js'
-import type {NodeRecord} from '../model/types.js'
+import type {NetworkAttachment, NodeRecord} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
+import {attachmentAsTask} from '../model/attachment.js'
+import {DrainAcks, DrainWait} from '../dataplane/drain-acks.js'
 import {ifindexOf, mtuOf} from '../sys/link.js'
 import {NodeAddrs} from '../dataplane/node-addrs.js'
 import {ensureGwBridge, removeGwBridge} from '../tasks/gwbridge.js'
@@ -198,6 +200,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     hooks,
     // A task that finished stopping: its endpoints leave the maps now, not at the next timer.
     wake: () => soon(),
+    drainWait: (id) => drainWait.wait(id),
   })
   // Namespaces attached with `network connect`: to the data plane, tasks without a process.
   const attachments = new AttachmentReconciler({node, selfId: cfg.nodeId, store, hooks, log})
@@ -333,6 +336,19 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   })
   // An address added to or removed from the node: its published ports follow at once.
   const nodeAddrs = new NodeAddrs([gw.ifname], () => reconciler.soon(), log)
+  // A stopping task's signal waits for every node's maps to have left it out (drain-acks.ts).
+  const drainWait = new DrainWait({
+    selfId: cfg.nodeId,
+    store,
+    view: {
+      nodes: () => controller.nodes(),
+      networks: () => controller.networks(),
+      tasks: () => [...controller.tasks(), ...store.values<NetworkAttachment>(prefixOf('attachment')).map(attachmentAsTask)],
+      services: () => controller.services(),
+      statuses: () => controller.statuses(),
+    },
+    membership: {isDown: (id) => liveness.isDown(id), agentAway, changes: () => viewChanges.now()},
+  })
   const reconciler = new NodeReconciler({
     selfId: cfg.nodeId,
     store,
@@ -341,6 +357,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     attachments,
     datapath,
     dns,
+    drainAcks: new DrainAcks({store, selfId: cfg.nodeId}),
     liveness,
     // Every address of the node answers published ports, but the gateway bridge's (node-addrs.ts).
     localAddrs: () => nodeAddrs.list(),
@@ -356,6 +373,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     if (key.startsWith('taskstatus/') && (statusNode === undefined || statusNode === cfg.nodeId)) return
     // Written by the reconcilers themselves (a gone attachment changes nothing here until the manager removes it).
     if (key.startsWith('attachmentstatus/')) return
+    // What other nodes' maps left out: only a stopping task waits on it (drain-acks.ts).
+    if (key.startsWith('drained/')) return
     if (key.startsWith('node/')) roster()
     if (key === keyOf('node', cfg.nodeId) || key === promotionKey(cfg.nodeId)) void nodeRole.follow()
     requests.onChange(key, value)
@@ -410,6 +429,7 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
       unwatchDns()
       await dns.stop()
       tasks.stop()
+      drainWait.stop()
       metricsServer?.close()
       loopDelay.stop()
       await gossip.stop()

@@ -5,6 +5,7 @@
 // on every change (coalesced: soon()), and every few seconds to repair drift.
 import type {AttachmentReconciler} from '../dataplane/attachments.js'
 import type {Datapath} from '../dataplane/datapath.js'
+import type {DrainAcks} from '../dataplane/drain-acks.js'
 import {desiredMaps, type DesiredMaps} from '../dataplane/desired.js'
 import {ReservedPorts} from '../dataplane/reserved-ports.js'
 import type {TaskReconciler} from '../dataplane/tasks.js'
@@ -29,6 +30,8 @@ export type NodeReconcilerOptions = {
   attachments: AttachmentReconciler
   datapath: Datapath
   dns: NodeDns
+  /** Says which draining tasks the maps left out, after a sync that wrote everything. */
+  drainAcks?: DrainAcks
   /** Who is down: their endpoints leave the maps. */
   liveness: MembershipView
   /** The node's addresses that answer published ports (node-addrs.ts NodeAddrs). */
@@ -135,6 +138,7 @@ export class NodeReconciler {
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
           if (errors !== this.lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
           this.lastSyncErrors = errors
+          if (!errors) this.o.drainAcks?.publish(want.drained ?? [])
           for (const line of datapath.repair(want)) log(`drift: ${line}`)
           // Sockets sent at connect() to a backend that left the maps just now are ended.
           await datapath.endSockets()

@@ -86,6 +86,11 @@ export interface DesiredMaps {
    * sockets the connect() load balancer acts for (src/dataplane/sock-lb.ts); none when absent.
    */
   sockTasks?: Map<string, Array<{vni: number; ip: string}>>
+  /**
+   * Tasks being stopped on the networks these maps hold: in no table or DNS answer here once the
+   * maps are written (what the node acknowledges: src/dataplane/drain-acks.ts); none when absent.
+   */
+  drained?: string[]
 }
 
 export interface DesiredDns {
@@ -174,8 +179,25 @@ export function isServing(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, st
   )
 }
 
+/**
+ * The networks whose endpoints and VIPs a node's maps hold: only those it has a task on (the maps
+ * grow with the node, not the cluster), a task being stopped keeping its networks until it is gone
+ * (its established flows go on); and the mesh's, everyone's (published ports answer on every node).
+ */
+export function heldNetworks(
+  v: Pick<ClusterView, 'tasks' | 'networks' | 'services' | 'statuses'>,
+  nodeById: ReadonlyMap<string, NodeRecord>,
+  nodeId: string,
+): Set<string> {
+  const out = new Set(meshNetworkIds(v))
+  for (const t of v.tasks)
+    if (t.nodeId === nodeId && (t.desiredState === 'running' || isDraining(t, nodeById, v.statuses)))
+      for (const a of t.attachments) out.add(a.networkId)
+  return out
+}
+
 export function desiredMaps(v: ClusterView): DesiredMaps {
-  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks'>> = {
+  const out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks' | 'drained'>> = {
     networks: new Map(),
     endpoints: new Map(),
     devices: new Map(),
@@ -184,15 +206,7 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
   const netById = new Map(v.networks.filter((n) => n.driver === 'overlay' && n.vni !== undefined).map((n) => [n.id, n]))
   const nodeById = servingNodes(v)
   const localIf = new Map(v.local.map((a) => [`${a.taskId}/${a.networkId}`, a.hostIfindex]))
-  // Endpoints only of networks this node has a task on: the map grows with the node, not the cluster.
-  // A task being stopped keeps its networks here until it is gone: its established flows go on.
-  const localNets = new Set(
-    v.tasks
-      .filter((t) => t.nodeId === v.selfId && (t.desiredState === 'running' || isDraining(t, nodeById, v.statuses)))
-      .flatMap((t) => t.attachments.map((a) => a.networkId)),
-  )
-  // Published ports answer on every node: their network's endpoints and VIP tables are everyone's.
-  for (const id of meshNetworkIds(v)) localNets.add(id)
+  const localNets = heldNetworks(v, nodeById, v.selfId)
 
   for (const n of netById.values()) {
     const [subnet, len] = n.subnet.split('/')
@@ -232,8 +246,12 @@ export function desiredMaps(v: ClusterView): DesiredMaps {
     }
   }
   desiredServices(v, out, netById, nodeById, localNets)
+  const drained = v.tasks
+    .filter((t) => isDraining(t, nodeById, v.statuses) && t.attachments.some((a) => localNets.has(a.networkId)))
+    .map((t) => t.id)
   return {
     ...out,
+    drained,
     gateways: desiredGateways(v, netById),
     mesh: desiredMesh({...v, nodes: [...nodeById.values()]}, new Set(out.services.keys())),
     sockTasks,
@@ -263,7 +281,7 @@ function desiredGateways(v: ClusterView, netById: ReadonlyMap<string, Network>):
  */
 function desiredServices(
   v: ClusterView,
-  out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks'>>,
+  out: Required<Omit<DesiredMaps, 'mesh' | 'dns' | 'gateways' | 'sockTasks' | 'drained'>>,
   netById: ReadonlyMap<string, Network>,
   nodeById: ReadonlyMap<string, NodeRecord>,
   localNets: ReadonlySet<string>,

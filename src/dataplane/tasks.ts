@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {taskName} from '../model/task-name.js'
 import {taskMtu} from '../model/allocate.js'
 import {formatIpv4, parseCidr, parseIpv4} from '../model/ipv4.js'
-import type {Network, Service, Task, TaskStatus} from '../model/types.js'
+import type {Network, NodeRecord, Service, Task, TaskStatus} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
 import {ifindexOf, linkExists, listLinks} from '../sys/link.js'
@@ -33,6 +33,7 @@ import {Supervisor} from '../tasks/supervisor.js'
 import {releaseRootfs, removeContainer, removeNodeContainers} from '../tasks/container.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
+import type {DrainOutcome} from './drain-acks.js'
 import {TASK_ID} from '../model/ids.js'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {DRAIN_DELAY_MS, stopOf} from '../tasks/stop.js'
@@ -97,8 +98,10 @@ export class TaskReconciler {
       log: (m: string) => void
       /** Asks for a reconcile pass: a task finished stopping (its endpoints leave the maps). */
       wake?: () => void
-      /** From leaving the tables to the stop signal (tests shorten it); DRAIN_DELAY_MS by default. */
+      /** From leaving the tables to the stop signal, without drainWait: DRAIN_DELAY_MS by default. */
       drainMs?: number
+      /** Waits for the nodes to say their maps left the task out (src/dataplane/drain-acks.ts). */
+      drainWait?: (taskId: string) => Promise<DrainOutcome>
     },
   ) {
     this.supervisor = new Supervisor({
@@ -385,12 +388,24 @@ export class TaskReconciler {
     this.health.unwatch(id)
     const rec = this.o.store.get<Task>(keyOf('task', id))
     if (rec?.desiredState === 'shutdown') {
-      this.o.log(
-        `task ${r.task.serviceName}.${r.task.slot}: out of the load balancer and DNS; ${r.stop.signal} in ${this.o.drainMs ?? DRAIN_DELAY_MS} ms`,
-      )
-      await sleep(this.o.drainMs ?? DRAIN_DELAY_MS)
+      const name = `task ${r.task.serviceName}.${r.task.slot}`
+      if (this.o.drainWait) {
+        this.o.log(`${name}: out of the load balancer and DNS; ${r.stop.signal} once every node's maps say so`)
+        this.o.log(`${name}: ${this.describeDrain(await this.o.drainWait(id))}; ${r.stop.signal} now`)
+      } else {
+        this.o.log(`${name}: out of the load balancer and DNS; ${r.stop.signal} in ${this.o.drainMs ?? DRAIN_DELAY_MS} ms`)
+        await sleep(this.o.drainMs ?? DRAIN_DELAY_MS)
+      }
     }
     await this.remove(id, r, r.stop)
+  }
+
+  private describeDrain(o: DrainOutcome): string {
+    const names = (ids: string[]) => ids.map((id) => this.o.store.get<NodeRecord>(keyOf('node', id))?.name ?? id).join(', ')
+    const parts = [`drained in ${o.ms} ms: confirmed by ${o.confirmed.length > 0 ? names(o.confirmed) : 'no node'}`]
+    if (o.byClock.length > 0) parts.push(`${names(o.byClock)} (no acknowledgements) waited for by the clock`)
+    if (o.unconfirmed.length > 0) parts.push(`not confirmed by ${names(o.unconfirmed)}`)
+    return parts.join('; ')
   }
 
   private async remove(id: string, r: Running, stop?: Running['stop']): Promise<void> {

@@ -103,6 +103,9 @@ export class Authority {
         return manager ? undefined : this.statusRefusal(e, id, writerId)
       case 'attachmentstatus':
         return manager ? undefined : this.attachmentStatusRefusal(e, id, writerId)
+      case 'drained':
+        // A node speaks for its own maps only: another's word would end a drain its maps never made.
+        return id === writerId ? undefined : `node ${writerId} may not write ${e.key}`
       default:
         // Kinds a newer version may add: desired state until it says otherwise.
         return manager ? undefined : `only a manager writes ${e.key}`

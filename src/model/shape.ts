@@ -78,6 +78,13 @@ const byKind: Record<string, Check> = {
   attachment: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentProblem(v as Rec),
   nodespec: (v, id) => nodeSpecProblem(v, id),
   attachmentstatus: (v, id) => obj(v) ?? sameId(v as Rec, 'id', id) ?? attachmentStatusProblem(v as Rec),
+  drained: (v) => obj(v) ?? drainedProblem((v as Rec).tasks),
+}
+
+function drainedProblem(v: unknown): string | undefined {
+  if (!Array.isArray(v) || v.length > LIST_MAX || !v.every((x) => typeof x === 'string' && isTaskId(x)))
+    return "'tasks' is not a list of task ids"
+  return undefined
 }
 
 function attachmentProblem(r: Rec): string | undefined {

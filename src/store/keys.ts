@@ -16,6 +16,8 @@ export type Kind =
   | 'revoked'
   /** nodespec/<node id>: a node's labels and availability, written by managers (src/model/placement.ts). */
   | 'nodespec'
+  /** drained/<node id>: the draining tasks that node's maps no longer pick, written by it (src/dataplane/drain-acks.ts). */
+  | 'drained'
 
 export function keyOf(kind: Kind, id: string): string {
   return `${kind}/${id}`

@@ -2,9 +2,9 @@
  * How a task stops (Docker's --stop-signal and --stop-grace-period), and the order of a
  * graceful stop: the task first leaves every node's load-balancing tables and DNS answers
  * (its record says desiredState 'shutdown': src/dataplane/desired.ts keeps its endpoint, so
- * established connections go on, but no table picks it for a new one), the node waits
- * DRAIN_DELAY_MS for the other nodes to have synced that, then sends the stop signal, and
- * SIGKILL (cgroup.kill) when the process is still there after the grace period.
+ * established connections go on, but no table picks it for a new one), the node waits for the
+ * nodes' word that their maps have synced that (src/dataplane/drain-acks.ts), then sends the stop
+ * signal, and SIGKILL (cgroup.kill) when the process is still there after the grace period.
  */
 import {constants} from 'node:os'
 import {UserError} from '../model/errors.js'
@@ -18,9 +18,8 @@ export const DEFAULT_STOP_SIGNAL: NodeJS.Signals = 'SIGTERM'
 /** The longest grace period a service may ask for: an hour, beyond which a stop is a hang. */
 export const MAX_STOP_GRACE_MS = 3_600_000
 /**
- * From a task's leaving the tables to its signal: a store change reaches every node within a
- * gossip round or two (an etcd watch sooner) and its maps are synced right after; two seconds
- * leave room for a loaded node.
+ * From a task's leaving the tables to its signal, for a node that does not acknowledge drains (an
+ * agent from before them: drain-acks.ts): Docker's fixed wait for gossip to converge.
  */
 export const DRAIN_DELAY_MS = 2_000
 

@@ -177,6 +177,25 @@ describe('gossip: each writer writes only what is its own', () => {
     await waitFor("w1's status taken", () => m.store.get<{nodeId: string}>('attachmentstatus/x')?.nodeId === 'w1', 2000)
   })
 
+  it("a node's drain acknowledgements are its own: another's, a manager's included, are refused", async () => {
+    const before = m.gossip.stats.unauthorised
+    const tasks = ['0123456789abcdef01234567']
+    // w1 saying w2's maps left a task out would end a stop w2's maps never made.
+    w1.store.put('drained/w2', {tasks})
+    await sleep(300)
+    await m.gossip.pushPull({id: 'w1', addr: w1.addr, port: w1.port})
+    assert.equal(m.store.get('drained/w2'), undefined)
+    assert.ok(m.gossip.stats.unauthorised > before)
+    assert.match(m.gossip.lastRefusal ?? '', /node w1 may not write drained\/w2/)
+    m.store.put('drained/w1', {tasks})
+    await sleep(300)
+    await m.gossip.pushPull({id: 'w2', addr: w2.addr, port: w2.port})
+    assert.equal(w2.store.get('drained/w1'), undefined, "the manager's word for w1 is refused too")
+    w2.store.put('drained/w2', {tasks})
+    await waitFor("w2's own record taken", () => m.store.get('drained/w2') !== undefined, 2000)
+    assert.deepEqual(m.store.get('drained/w2'), {tasks})
+  })
+
   it("a join cannot take over a live node's id or address", async () => {
     const join = (id: string, addr: string) =>
       requestJoin({

@@ -59,6 +59,7 @@ const good: Record<string, Record<string, unknown>> = {
     createdAt: 1,
   },
   'attachmentstatus/x': {id: 'x', nodeId: 'n1', state: 'attached', netnsIno: 4026531840, updatedAt: 1},
+  'drained/n1': {tasks: ['a1b2c3d4e5f6a1b2c3d4e5f6']},
 }
 
 test('every kind accepts what the agent writes', () => {
@@ -114,6 +115,9 @@ test('each kind refuses what its readers would trip on', () => {
     ['attachment/x', {name: ''}, /name/],
     ['attachmentstatus/x', {state: 'lost'}, /state/],
     ['attachmentstatus/x', {netnsIno: -1}, /netnsIno/],
+    ['drained/n1', {tasks: ['../x']}, /not a list of task ids/],
+    ['drained/n1', {tasks: 'a1b2c3d4e5f6a1b2c3d4e5f6'}, /not a list of task ids/],
+    ['drained/n1', {tasks: Array(4097).fill('a1b2c3d4e5f6a1b2c3d4e5f6')}, /not a list of task ids/],
   ]
   for (const [k, patch, why] of bad)
     assert.match(valueProblem(k, {...good[k], ...patch}) ?? 'accepted', why, `${k} ${JSON.stringify(patch)}`)
