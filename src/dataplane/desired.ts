@@ -191,9 +191,13 @@ export function heldNetworks(
 ): Set<string> {
   const out = new Set(meshNetworkIds(v))
   for (const t of v.tasks)
-    if (t.nodeId === nodeId && (t.desiredState === 'running' || isDraining(t, nodeById, v.statuses)))
-      for (const a of t.attachments) out.add(a.networkId)
+    if (t.nodeId === nodeId && holdsItsNetworks(t, nodeById, v.statuses)) for (const a of t.attachments) out.add(a.networkId)
   return out
+}
+
+/** Whether a task makes its node hold its networks (heldNetworks): meant to run, or draining. */
+export function holdsItsNetworks(t: Task, nodeById: ReadonlyMap<string, NodeRecord>, statuses: ClusterView['statuses']): boolean {
+  return t.desiredState === 'running' || isDraining(t, nodeById, statuses)
 }
 
 export function desiredMaps(v: ClusterView): DesiredMaps {

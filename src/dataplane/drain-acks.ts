@@ -17,7 +17,7 @@ import type {MembershipView} from '../membership/view.js'
 import type {Network, NodeRecord, Service, Task} from '../model/types.js'
 import {keyOf, prefixOf} from '../store/keys.js'
 import type {Store} from '../store/store.js'
-import {isDraining, servingNodes, type ClusterView} from './desired.js'
+import {holdsItsNetworks, servingNodes, type ClusterView} from './desired.js'
 import {meshNetworkIds} from './mesh.js'
 
 /** The longest a stop waits for the nodes' word before it goes on without it. */
@@ -183,14 +183,14 @@ export class DrainWait {
   }
 }
 
-/** For each network, the serving nodes whose tasks (meant to run or draining) are on it. */
+/** For each network, the serving nodes that hold it through a task (desired.ts heldNetworks, the mesh's aside). */
 function networkHolders(
   v: Pick<ClusterView, 'tasks' | 'statuses'>,
   serving: ReadonlyMap<string, NodeRecord>,
 ): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>()
   for (const t of v.tasks) {
-    if (!serving.has(t.nodeId) || !(t.desiredState === 'running' || isDraining(t, serving, v.statuses))) continue
+    if (!serving.has(t.nodeId) || !holdsItsNetworks(t, serving, v.statuses)) continue
     for (const a of t.attachments) {
       let s = out.get(a.networkId)
       if (!s) out.set(a.networkId, (s = new Set()))
