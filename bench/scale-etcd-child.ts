@@ -9,7 +9,8 @@
 // timed part begins: the event loop's use is counted from here), {op:'create', id, req},
 // {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
 // It exits when told to close or when the channel closes (the parent gone, however it ended).
-import {rmSync} from 'node:fs'
+import {rmSync, writeFileSync} from 'node:fs'
+import {Session} from 'node:inspector/promises'
 import {join} from 'node:path'
 import {performance, type EventLoopUtilization} from 'node:perf_hooks'
 import {EtcdBackend} from '../src/manager/etcd-backend.js'
@@ -21,7 +22,15 @@ import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 
-export type ChildConfig = {endpoints: string[]; prefix: string; selfId: string; dir: string; nodes: number}
+export type ChildConfig = {
+  endpoints: string[]
+  prefix: string
+  selfId: string
+  dir: string
+  nodes: number
+  /** A directory: the timed part ('start' to 'stats') is profiled into manager-<selfId>.cpuprofile there. */
+  cpuProf?: string
+}
 
 export type ChildStats = {
   retries: number
@@ -63,6 +72,7 @@ const backend = new EtcdBackend({client, prefix: cfg.prefix, local, selfId: cfg.
 let since: EventLoopUtilization | undefined
 let cpuSince: NodeJS.CpuUsage | undefined
 let closed = false
+let profiler: Session | undefined
 
 function close(code: number): void {
   if (closed) return
@@ -85,6 +95,14 @@ process.on('message', (m: ToChild) => {
   else if (m.op === 'start') {
     since = performance.eventLoopUtilization()
     cpuSince = process.cpuUsage()
+    if (cfg.cpuProf) {
+      profiler = new Session()
+      profiler.connect()
+      void profiler
+        .post('Profiler.enable')
+        .then(() => profiler!.post('Profiler.setSamplingInterval', {interval: 100}))
+        .then(() => profiler!.post('Profiler.start'))
+    }
   } else if (m.op === 'create')
     void reply(
       m.id,
@@ -138,7 +156,19 @@ process.on('message', (m: ToChild) => {
       loopBusy: since ? performance.eventLoopUtilization(since).utilization : 0,
       cpuMs: cpuSince ? (({user, system}) => (user + system) / 1000)(process.cpuUsage(cpuSince)) : 0,
     }
-    send({id: m.id, ok: true, value: stats})
+    // The profile is on disk before the answer (the parent closes this process soon after).
+    const p = profiler
+    profiler = undefined
+    void reply(
+      m.id,
+      p
+        ? p.post('Profiler.stop').then(({profile}) => {
+            writeFileSync(join(cfg.cpuProf!, `manager-${cfg.selfId}.cpuprofile`), JSON.stringify(profile))
+            p.disconnect()
+            return stats
+          })
+        : Promise.resolve(stats),
+    )
   }
 })
 send({op: 'ready'})

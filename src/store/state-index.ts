@@ -123,6 +123,8 @@ export class StateIndex {
   readonly tasksByNode = new Map<string, Set<string>>()
   /** host-mode port key (8080/tcp) -> ids of the services publishing it. */
   readonly hostPorts = new Map<string, Set<string>>()
+  /** service name -> ids of the services by that name (one, but for a conflict gossip carried in): a create's name check, `service ps NAME`. */
+  readonly servicesByName = new Map<string, Set<string>>()
   private readonly addresses = new Map<string, NetworkAddresses>()
   private readonly sorted = new Map<ListedKind, {ids: string[]; values: unknown[]}>()
   /** Bumped on every change: callers may cache what they derive from the index against it. */
@@ -217,6 +219,15 @@ export class StateIndex {
     else (l.ids.splice(lo, 0, id), l.values.splice(lo, 0, v))
   }
 
+  /** The service named name that a scan in key order finds first (the lowest id), if any. */
+  serviceNamed(name: string): Service | undefined {
+    const ids = this.servicesByName.get(name)
+    if (!ids) return undefined
+    let first: string | undefined
+    for (const id of ids) if (first === undefined || id < first) first = id
+    return this.services.get(first!)
+  }
+
   /** A service's tasks in key order. */
   tasksOf(serviceId: string): Task[] {
     const m = this.tasksByService.get(serviceId)
@@ -260,12 +271,14 @@ export class StateIndex {
 
   private addService(id: string, s: Service): void {
     this.services.set(id, s)
+    if (typeof s.name === 'string') addTo(this.servicesByName, s.name, id)
     for (const v of s.vips ?? []) this.addressesOf(v.networkId).add(v.ip, `vip/${id}`)
     for (const k of hostPortKeys(s)) addTo(this.hostPorts, k, id)
   }
 
   private unService(id: string, s: Service): void {
     this.services.delete(id)
+    if (typeof s.name === 'string') removeFrom(this.servicesByName, s.name, id)
     for (const v of s.vips ?? []) this.addresses.get(v.networkId)?.remove(v.ip, `vip/${id}`)
     for (const k of hostPortKeys(s)) removeFrom(this.hostPorts, k, id)
   }
