@@ -233,7 +233,9 @@ export async function benchScaleEtcd(sizes: number[], opts: {cpuProf?: string} =
     // counter, so a quicker manager serves more. A client costs one message each way.
     const prefix = '/scale/concurrent/'
     const conc = await Promise.all(
-      ['n0000', 'n0001', 'n0002'].map((selfId) => startChild(children, {endpoints, prefix, selfId, dir, nodes: NODES, cpuProf: opts.cpuProf})),
+      ['n0000', 'n0001', 'n0002'].map((selfId) =>
+        startChild(children, {endpoints, prefix, selfId, dir, nodes: NODES, cpuProf: opts.cpuProf}),
+      ),
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
     await Promise.all(conc.map((c) => c.call({op: 'warm', id: 0, subnet: SUBNET, count: WARM})))
