@@ -28,6 +28,8 @@ export type ChildConfig = {
   selfId: string
   dir: string
   nodes: number
+  /** Most batches of the manager in flight at once (the backend's maxInFlight; absent: its default). */
+  maxInFlight?: number
   /** A directory: the timed part ('start' to 'stats') is profiled into manager-<selfId>.cpuprofile there. */
   cpuProf?: string
 }
@@ -39,10 +41,18 @@ export type ChildStats = {
   pipelined: number
   mostInFlight: number
   overUnseen: number
+  /** Time deciding batches and waiting for their transactions, ms (from the warm-up on: 'start' does not reset them). */
+  decideMs: number
+  txnMs: number
+  /** Time from a create's arrival here to its answer, summed, ms (timed part only). */
+  requestMs: number
+  requests: number
   /** The event loop's busy share from 'start' to 'stats' (perf_hooks.eventLoopUtilization). */
   loopBusy: number
   /** CPU time the process used over the same span (user + system), ms: busy computing, or waiting for a core. */
   cpuMs: number
+  /** Of which in the kernel (system time: the store's log writes and fdatasync, sockets), ms. */
+  systemMs: number
 }
 
 export type ToChild =
@@ -69,10 +79,15 @@ const localStore = (dir: string): Store => {
 const local = localStore(storeDir)
 const client = etcdClient({endpoints: cfg.endpoints, prefix: cfg.prefix})
 const backend = new EtcdBackend({client, prefix: cfg.prefix, local, selfId: cfg.selfId, endpoints: cfg.endpoints})
+if (cfg.maxInFlight !== undefined) backend.maxInFlight = cfg.maxInFlight
 let since: EventLoopUtilization | undefined
 let cpuSince: NodeJS.CpuUsage | undefined
 let closed = false
 let profiler: Session | undefined
+let decide0 = 0
+let txn0 = 0
+let requestMs = 0
+let requests = 0
 
 function close(code: number): void {
   if (closed) return
@@ -95,6 +110,8 @@ process.on('message', (m: ToChild) => {
   else if (m.op === 'start') {
     since = performance.eventLoopUtilization()
     cpuSince = process.cpuUsage()
+    decide0 = backend.decideMs
+    txn0 = backend.txnMs
     if (cfg.cpuProf) {
       profiler = new Session()
       profiler.connect()
@@ -103,12 +120,18 @@ process.on('message', (m: ToChild) => {
         .then(() => profiler!.post('Profiler.setSamplingInterval', {interval: 100}))
         .then(() => profiler!.post('Profiler.start'))
     }
-  } else if (m.op === 'create')
+  } else if (m.op === 'create') {
+    const t0 = performance.now()
     void reply(
       m.id,
-      backend.write((mg) => mg.createService(m.req)),
+      backend
+        .write((mg) => mg.createService(m.req))
+        .finally(() => {
+          requestMs += performance.now() - t0
+          requests++
+        }),
     )
-  else if (m.op === 'setup')
+  } else if (m.op === 'setup')
     void reply(
       m.id,
       (async () => {
@@ -153,8 +176,13 @@ process.on('message', (m: ToChild) => {
       pipelined: backend.pipelined,
       mostInFlight: backend.mostInFlight,
       overUnseen: backend.overUnseen,
+      decideMs: backend.decideMs - decide0,
+      txnMs: backend.txnMs - txn0,
+      requestMs,
+      requests,
       loopBusy: since ? performance.eventLoopUtilization(since).utilization : 0,
       cpuMs: cpuSince ? (({user, system}) => (user + system) / 1000)(process.cpuUsage(cpuSince)) : 0,
+      systemMs: cpuSince ? process.cpuUsage(cpuSince).system / 1000 : 0,
     }
     // The profile is on disk before the answer (the parent closes this process soon after).
     const p = profiler

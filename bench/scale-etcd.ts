@@ -110,7 +110,10 @@ export type ScaleEtcdResult = {
   lines: string[]
 }
 
-export async function benchScaleEtcd(sizes: number[], opts: {cpuProf?: string} = {}): Promise<ScaleEtcdResult> {
+export async function benchScaleEtcd(
+  sizes: number[],
+  opts: {cpuProf?: string; maxInFlight?: number} = {},
+): Promise<ScaleEtcdResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-scale-etcd-'))
   const clients: Etcd3[] = []
   const backends: EtcdBackend[] = []
@@ -234,7 +237,15 @@ export async function benchScaleEtcd(sizes: number[], opts: {cpuProf?: string} =
     const prefix = '/scale/concurrent/'
     const conc = await Promise.all(
       ['n0000', 'n0001', 'n0002'].map((selfId) =>
-        startChild(children, {endpoints, prefix, selfId, dir, nodes: NODES, cpuProf: opts.cpuProf}),
+        startChild(children, {
+          endpoints,
+          prefix,
+          selfId,
+          dir,
+          nodes: NODES,
+          cpuProf: opts.cpuProf,
+          maxInFlight: opts.maxInFlight,
+        }),
       ),
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
@@ -285,8 +296,10 @@ export async function benchScaleEtcd(sizes: number[], opts: {cpuProf?: string} =
         `${sum((s) => s.retries)} retried (${sum((s) => s.retriedRequests)} requests in them), ` +
         `${sum((s) => s.pipelined)} sent beside another of their manager's (at most ${most} in flight), ` +
         `${sum((s) => s.overUnseen)} decided over a commit of theirs the watch had not brought back yet; ` +
+        `per create in a manager ${(sum((s) => s.requestMs) / sum((s) => s.requests)).toFixed(1)} ms from arrival to answer, ` +
+        `per batch deciding ${(sum((s) => s.decideMs) / sum((s) => s.batches)).toFixed(2)} ms, its transaction ${(sum((s) => s.txnMs) / sum((s) => s.batches)).toFixed(1)} ms; ` +
         `managers' event loops busy ${stats.map((s) => `${Math.round(s.loopBusy * 100)}%`).join(' / ')} ` +
-        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms of ${Math.round(secs * 1000)} ms; ` +
+        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms, of which system ${stats.map((s) => Math.round(s.systemMs)).join(' / ')} ms, of ${Math.round(secs * 1000)} ms; ` +
         `etcd members ${etcdCpu.map(Math.round).join(' / ')} ms, the clients' process ${Math.round(ownCpu)} ms; ${cpus().length} cores)`,
     )
     return out

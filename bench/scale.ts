@@ -50,7 +50,7 @@ const tick = () => new Promise((r) => setImmediate(r))
 const round = (x: number) => Math.round(x * 100) / 100
 
 export async function benchScale(
-  opts: {services?: number; createsOnly?: boolean; etcdServices?: number; cpuProf?: string} = {},
+  opts: {services?: number; createsOnly?: boolean; etcdServices?: number; cpuProf?: string; maxInFlight?: number} = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
   const sizes = SIZES.filter((s) => s <= max)
@@ -249,7 +249,7 @@ export async function benchScale(
     if (etcdMax >= 100) {
       const e = await benchScaleEtcd(
         SIZES.filter((s) => s <= etcdMax),
-        {cpuProf: opts.cpuProf},
+        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight},
       )
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
       json.etcdCreatesPerSec = e.createsPerSec
@@ -302,7 +302,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const p = process.argv.indexOf('--cpu-prof')
   const cpuProf = p >= 0 ? process.argv[p + 1] : undefined
   if (cpuProf !== undefined) mkdirSync(cpuProf, {recursive: true})
-  const {lines, json} = await benchScale({services, createsOnly: process.argv.includes('--creates-only'), etcdServices, cpuProf})
+  const f = process.argv.indexOf('--max-in-flight')
+  const maxInFlight = f >= 0 ? Number(process.argv[f + 1]) : undefined
+  const {lines, json} = await benchScale({
+    services,
+    createsOnly: process.argv.includes('--creates-only'),
+    etcdServices,
+    cpuProf,
+    maxInFlight,
+  })
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))
 }
