@@ -1,6 +1,6 @@
 // The answers placement and the views ask for, kept as the store changes instead of scanning
-// it per question: records by kind, tasks by service and by node, the addresses in use on each
-// network (and who holds each), the services holding each host-mode port. Built once from a
+// it per question: records by kind, services by name, tasks by service and by node, the addresses
+// in use on each network (and who holds each), the services holding each host-mode port. Built once from a
 // full read, then fed every change (store.ts calls it before any other listener, so whatever
 // a listener reads through it is already up to date). Lists come out in key order, as the
 // store's own values() gives them, so callers behave exactly as over a scan.
