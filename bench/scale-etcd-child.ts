@@ -9,7 +9,8 @@
 // timed part begins: the event loop's use is counted from here), {op:'create', id, req},
 // {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
 // It exits when told to close or when the channel closes (the parent gone, however it ended).
-import {rmSync} from 'node:fs'
+import {rmSync, writeFileSync} from 'node:fs'
+import {Session} from 'node:inspector/promises'
 import {join} from 'node:path'
 import {performance, type EventLoopUtilization} from 'node:perf_hooks'
 import {EtcdBackend} from '../src/manager/etcd-backend.js'
@@ -21,7 +22,17 @@ import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 
-export type ChildConfig = {endpoints: string[]; prefix: string; selfId: string; dir: string; nodes: number}
+export type ChildConfig = {
+  endpoints: string[]
+  prefix: string
+  selfId: string
+  dir: string
+  nodes: number
+  /** Most batches of the manager in flight at once (the backend's maxInFlight; absent: its default). */
+  maxInFlight?: number
+  /** A directory: the timed part ('start' to 'stats') is profiled into manager-<selfId>.cpuprofile there. */
+  cpuProf?: string
+}
 
 export type ChildStats = {
   retries: number
@@ -30,10 +41,18 @@ export type ChildStats = {
   pipelined: number
   mostInFlight: number
   overUnseen: number
+  /** Time deciding batches and waiting for their transactions, ms (from the warm-up on: 'start' does not reset them). */
+  decideMs: number
+  txnMs: number
+  /** Time from a create's arrival here to its answer, summed, ms (timed part only). */
+  requestMs: number
+  requests: number
   /** The event loop's busy share from 'start' to 'stats' (perf_hooks.eventLoopUtilization). */
   loopBusy: number
   /** CPU time the process used over the same span (user + system), ms: busy computing, or waiting for a core. */
   cpuMs: number
+  /** Of which in the kernel (system time: the store's log writes and fdatasync, sockets), ms. */
+  systemMs: number
 }
 
 export type ToChild =
@@ -60,9 +79,15 @@ const localStore = (dir: string): Store => {
 const local = localStore(storeDir)
 const client = etcdClient({endpoints: cfg.endpoints, prefix: cfg.prefix})
 const backend = new EtcdBackend({client, prefix: cfg.prefix, local, selfId: cfg.selfId, endpoints: cfg.endpoints})
+if (cfg.maxInFlight !== undefined) backend.maxInFlight = cfg.maxInFlight
 let since: EventLoopUtilization | undefined
 let cpuSince: NodeJS.CpuUsage | undefined
 let closed = false
+let profiler: Session | undefined
+let decide0 = 0
+let txn0 = 0
+let requestMs = 0
+let requests = 0
 
 function close(code: number): void {
   if (closed) return
@@ -85,12 +110,28 @@ process.on('message', (m: ToChild) => {
   else if (m.op === 'start') {
     since = performance.eventLoopUtilization()
     cpuSince = process.cpuUsage()
-  } else if (m.op === 'create')
+    decide0 = backend.decideMs
+    txn0 = backend.txnMs
+    if (cfg.cpuProf) {
+      profiler = new Session()
+      profiler.connect()
+      void profiler
+        .post('Profiler.enable')
+        .then(() => profiler!.post('Profiler.setSamplingInterval', {interval: 100}))
+        .then(() => profiler!.post('Profiler.start'))
+    }
+  } else if (m.op === 'create') {
+    const t0 = performance.now()
     void reply(
       m.id,
-      backend.write((mg) => mg.createService(m.req)),
+      backend
+        .write((mg) => mg.createService(m.req))
+        .finally(() => {
+          requestMs += performance.now() - t0
+          requests++
+        }),
     )
-  else if (m.op === 'setup')
+  } else if (m.op === 'setup')
     void reply(
       m.id,
       (async () => {
@@ -135,10 +176,27 @@ process.on('message', (m: ToChild) => {
       pipelined: backend.pipelined,
       mostInFlight: backend.mostInFlight,
       overUnseen: backend.overUnseen,
+      decideMs: backend.decideMs - decide0,
+      txnMs: backend.txnMs - txn0,
+      requestMs,
+      requests,
       loopBusy: since ? performance.eventLoopUtilization(since).utilization : 0,
       cpuMs: cpuSince ? (({user, system}) => (user + system) / 1000)(process.cpuUsage(cpuSince)) : 0,
+      systemMs: cpuSince ? process.cpuUsage(cpuSince).system / 1000 : 0,
     }
-    send({id: m.id, ok: true, value: stats})
+    // The profile is on disk before the answer (the parent closes this process soon after).
+    const p = profiler
+    profiler = undefined
+    void reply(
+      m.id,
+      p
+        ? p.post('Profiler.stop').then(({profile}) => {
+            writeFileSync(join(cfg.cpuProf!, `manager-${cfg.selfId}.cpuprofile`), JSON.stringify(profile))
+            p.disconnect()
+            return stats
+          })
+        : Promise.resolve(stats),
+    )
   }
 })
 send({op: 'ready'})

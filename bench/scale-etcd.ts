@@ -9,7 +9,7 @@ import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {cpus, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import type {Etcd3} from 'etcd3'
+import type {Etcd3, Watcher} from 'etcd3'
 import {EtcdBackend} from '../src/manager/etcd-backend.js'
 import {etcdClient} from '../src/manager/etcd-client.js'
 import {ALLOC, STATE, allocationsOf} from '../src/manager/etcd-keys.js'
@@ -17,6 +17,7 @@ import {macForIp} from '../src/model/allocate.js'
 import {formatIpv4, parseIpv4} from '../src/model/ipv4.js'
 import {valueProblem} from '../src/model/shape.js'
 import type {Service, Task} from '../src/model/types.js'
+import type {Json} from '../src/store/json.js'
 import {CLUSTER_KEY, keyOf} from '../src/store/keys.js'
 import {Store} from '../src/store/store.js'
 import {stopEtcdMember, type EtcdMember} from '../src/store/etcd-process.js'
@@ -103,6 +104,92 @@ async function stopChild(proc: ChildProcess): Promise<void> {
   clearTimeout(t)
 }
 
+/**
+ * etcd alone, measured the same way: transactions carrying what a create writes (a service and its
+ * 3 tasks as a manager wrote them, copied from etcd, and their 5 allocation keys: the name and 4 addresses; each compared
+ * absent, and the network compared at its revision), with 3 other clients watching the prefix as
+ * the managers' copies do. 200 creates, first one per transaction from 10 lanes (the clients'
+ * concurrency), then in batches of the size the managers' transactions had on average, from 3
+ * lanes (one per manager). No manager logic, index, gossip store or IPC: the rate these reach is
+ * what the members on this machine allow, whatever the managers do.
+ */
+async function bareCreates(
+  endpoints: string[],
+  members: EtcdMember[],
+  recs: ReadonlyMap<string, Json>,
+  sample: Service,
+  clients: Etcd3[],
+  managerTxns: number,
+): Promise<string[]> {
+  const prefix = '/scale/bare/'
+  const svc = JSON.stringify(recs.get(keyOf('service', sample.id)))
+  const tasks = [...recs]
+    .filter(([k, v]) => k.startsWith('task/') && (v as Task).serviceId === sample.id)
+    .map(([, v]) => JSON.stringify(v))
+  const watchers: Watcher[] = []
+  const lines: string[] = []
+  const writer = etcdClient({endpoints, prefix})
+  clients.push(writer)
+  const ns = writer.namespace(prefix)
+  await ns.put('state/network/net').value('{}')
+  const netMod = (await ns.get('state/network/net').exec()).kvs[0]!.mod_revision
+  for (let w = 0; w < 3; w++) {
+    const c = etcdClient({endpoints, prefix})
+    clients.push(c)
+    const watcher = await c.namespace(prefix).watch().prefix('').create()
+    // Decoded as the managers' copies decode them.
+    watcher.on('data', (res) => {
+      for (const ev of res.events) void [ev.kv.key.toString(), ev.kv.value.toString(), ev.kv.mod_revision]
+    })
+    watchers.push(watcher)
+  }
+  let n = 0
+  const run = async (lanes: number, perTxn: number, total: number) => {
+    let next = 0
+    const times: number[] = []
+    const cpu0 = members.map(cpuMsOf)
+    const t0 = Date.now()
+    await Promise.all(
+      Array.from({length: lanes}, async () => {
+        while (next < total) {
+          const k = Math.min(perTxn, total - next)
+          next += k
+          let b = ns.if('state/network/net', 'Mod', '==', netMod)
+          const puts: [string, string][] = []
+          for (let j = 0; j < k; j++) {
+            const id = `b${n++}`
+            puts.push([`state/service/${id}`, svc])
+            tasks.forEach((t, i) => puts.push([`state/task/${id}-${i}`, t]))
+            // Its name and its 4 addresses (the VIP and one per task), as allocationsOf gives them.
+            for (let a = 0; a < 5; a++) puts.push([`alloc/bare/${id}/${a}`, `service/${id}`])
+          }
+          for (const [key] of puts) b = b.and(key, 'Mod', '==', 0)
+          const s0 = process.hrtime.bigint()
+          const res = await b.then(...puts.map(([key, v]) => ns.put(key).value(v))).commit()
+          times.push(Number(process.hrtime.bigint() - s0) / 1e6)
+          if (!res.succeeded) throw new Error('bare transaction refused')
+        }
+      }),
+    )
+    const secs = (Date.now() - t0) / 1000
+    const cpu = members.map((m, i) => cpuMsOf(m) - cpu0[i]!)
+    lines.push(
+      `  etcd (3) alone, the same writes (${puts1(tasks.length)} keys a create, 3 watchers), ${total} creates, ${lanes} in flight, ${perTxn} a transaction: ` +
+        `${Math.round((total / secs) * 10) / 10} creates/s, ${times.length} transactions, p50 ${pct(times, 50).toFixed(1)} ms; ` +
+        `etcd members ${cpu.map(Math.round).join(' / ')} ms of CPU over ${Math.round(secs * 1000)} ms`,
+    )
+  }
+  try {
+    await run(10, 1, 200)
+    await run(3, Math.max(1, Math.round(200 / Math.max(1, managerTxns))), 200)
+  } finally {
+    for (const w of watchers) await w.cancel().catch(() => undefined)
+  }
+  return lines
+}
+
+const puts1 = (tasks: number) => 1 + tasks + 5
+
 export type ScaleEtcdResult = {
   createP50Ms: Record<string, number>
   createsPerSec: number
@@ -110,7 +197,10 @@ export type ScaleEtcdResult = {
   lines: string[]
 }
 
-export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> {
+export async function benchScaleEtcd(
+  sizes: number[],
+  opts: {cpuProf?: string; maxInFlight?: number} = {},
+): Promise<ScaleEtcdResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-scale-etcd-'))
   const clients: Etcd3[] = []
   const backends: EtcdBackend[] = []
@@ -233,7 +323,17 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
     // counter, so a quicker manager serves more. A client costs one message each way.
     const prefix = '/scale/concurrent/'
     const conc = await Promise.all(
-      ['n0000', 'n0001', 'n0002'].map((selfId) => startChild(children, {endpoints, prefix, selfId, dir, nodes: NODES})),
+      ['n0000', 'n0001', 'n0002'].map((selfId) =>
+        startChild(children, {
+          endpoints,
+          prefix,
+          selfId,
+          dir,
+          nodes: NODES,
+          cpuProf: opts.cpuProf,
+          maxInFlight: opts.maxInFlight,
+        }),
+      ),
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
     await Promise.all(conc.map((c) => c.call({op: 'warm', id: 0, subnet: SUBNET, count: WARM})))
@@ -283,9 +383,22 @@ export async function benchScaleEtcd(sizes: number[]): Promise<ScaleEtcdResult> 
         `${sum((s) => s.retries)} retried (${sum((s) => s.retriedRequests)} requests in them), ` +
         `${sum((s) => s.pipelined)} sent beside another of their manager's (at most ${most} in flight), ` +
         `${sum((s) => s.overUnseen)} decided over a commit of theirs the watch had not brought back yet; ` +
+        `per create in a manager ${(sum((s) => s.requestMs) / sum((s) => s.requests)).toFixed(1)} ms from arrival to answer, ` +
+        `per batch deciding ${(sum((s) => s.decideMs) / sum((s) => s.batches)).toFixed(2)} ms, its transaction ${(sum((s) => s.txnMs) / sum((s) => s.batches)).toFixed(1)} ms; ` +
         `managers' event loops busy ${stats.map((s) => `${Math.round(s.loopBusy * 100)}%`).join(' / ')} ` +
-        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms of ${Math.round(secs * 1000)} ms; ` +
+        `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms, of which system ${stats.map((s) => Math.round(s.systemMs)).join(' / ')} ms, of ${Math.round(secs * 1000)} ms; ` +
         `etcd members ${etcdCpu.map(Math.round).join(' / ')} ms, the clients' process ${Math.round(ownCpu)} ms; ${cpus().length} cores)`,
+    )
+    // 3. The same writes to the same members without the managers: what etcd alone sustains here.
+    out.lines.push(
+      ...(await bareCreates(
+        endpoints,
+        members,
+        recs,
+        answers[0]!,
+        clients,
+        sum((s) => s.batches),
+      )),
     )
     return out
   } finally {

@@ -9,9 +9,10 @@
 // 3 s), and the API's `service ls` and `service ps` views. The event loop's delay is sampled
 // (perf_hooks.monitorEventLoopDelay) during those measurements only, not during the fill.
 // Numbers, not assertions. The last line printed alone is one JSON object; null = not measured.
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {Session} from 'node:inspector/promises'
 import {monitorEventLoopDelay} from 'node:perf_hooks'
 import {fileURLToPath} from 'node:url'
 import {ClusterReader} from '../src/store/cluster-reader.js'
@@ -49,7 +50,7 @@ const tick = () => new Promise((r) => setImmediate(r))
 const round = (x: number) => Math.round(x * 100) / 100
 
 export async function benchScale(
-  opts: {services?: number; createsOnly?: boolean; etcdServices?: number} = {},
+  opts: {services?: number; createsOnly?: boolean; etcdServices?: number; cpuProf?: string; maxInFlight?: number} = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
   const sizes = SIZES.filter((s) => s <= max)
@@ -153,6 +154,21 @@ export async function benchScale(
       const samples = size >= 10000 ? 30 : 50
       const times: number[] = []
       const made: string[] = []
+      // 10 creates first, not timed, then gone: the first size's creates would otherwise time the
+      // manager's code being compiled (the 100-service p50 was then the highest of the three).
+      for (let i = 0; i < 10; i++) {
+        manager.createService({
+          name: `warm${size}-${i}`,
+          mode: 'replicated',
+          replicas: REPLICAS,
+          networks: ['net'],
+          command: ['sleep', '1'],
+        })
+        await tick()
+      }
+      for (let i = 0; i < 10; i++) manager.removeService(`warm${size}-${i}`)
+      await store.sync()
+      const prof = opts.cpuProf ? await startProfile() : undefined
       for (let i = 0; i < samples; i++) {
         const name = `new${size}-${i}`
         const t0 = process.hrtime.bigint()
@@ -161,6 +177,7 @@ export async function benchScale(
         made.push(name)
         await tick()
       }
+      if (prof) await prof.stop(join(opts.cpuProf!, `embedded-creates-${size}.cpuprofile`))
       const key = String(size) as '100' | '1000' | '10000'
       json.createP50EmbeddedMs[key] = round(pct(times, 50))
       // GET /services/NAME/tasks (service ps), as api.ts answers it, for services across the cluster.
@@ -230,7 +247,10 @@ export async function benchScale(
     // etcd: requests decide over one index kept from the watch, so it is measured up to 10,000 too.
     const etcdMax = Math.min(max, opts.etcdServices ?? 10000)
     if (etcdMax >= 100) {
-      const e = await benchScaleEtcd(SIZES.filter((s) => s <= etcdMax))
+      const e = await benchScaleEtcd(
+        SIZES.filter((s) => s <= etcdMax),
+        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight},
+      )
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
       json.etcdCreatesPerSec = e.createsPerSec
       json.duplicateAddresses = e.duplicateAddresses
@@ -250,6 +270,26 @@ export async function benchScale(
   }
 }
 
+/**
+ * --cpu-prof DIR: the embedded creates at each size are profiled in this process (node:inspector,
+ * sampled every 50 us), the etcd managers' processes with node's --cpu-prof (written as they
+ * exit); read them with bench/cpuprofile-top.ts FILE --min-ms 0.
+ */
+async function startProfile(): Promise<{stop: (file: string) => Promise<void>}> {
+  const s = new Session()
+  s.connect()
+  await s.post('Profiler.enable')
+  await s.post('Profiler.setSamplingInterval', {interval: 50})
+  await s.post('Profiler.start')
+  return {
+    stop: async (file) => {
+      const {profile} = await s.post('Profiler.stop')
+      s.disconnect()
+      writeFileSync(file, JSON.stringify(profile))
+    },
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const at = process.argv.indexOf('--services')
   const services = at >= 0 ? Number(process.argv[at + 1]) : undefined
@@ -259,7 +299,18 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const e = process.argv.indexOf('--etcd-services')
   const etcdServices = e >= 0 ? Number(process.argv[e + 1]) : undefined
-  const {lines, json} = await benchScale({services, createsOnly: process.argv.includes('--creates-only'), etcdServices})
+  const p = process.argv.indexOf('--cpu-prof')
+  const cpuProf = p >= 0 ? process.argv[p + 1] : undefined
+  if (cpuProf !== undefined) mkdirSync(cpuProf, {recursive: true})
+  const f = process.argv.indexOf('--max-in-flight')
+  const maxInFlight = f >= 0 ? Number(process.argv[f + 1]) : undefined
+  const {lines, json} = await benchScale({
+    services,
+    createsOnly: process.argv.includes('--creates-only'),
+    etcdServices,
+    cpuProf,
+    maxInFlight,
+  })
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))
 }

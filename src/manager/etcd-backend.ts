@@ -156,6 +156,13 @@ export class EtcdBackend implements DesiredBackend {
   get overUnseen(): number {
     return this.pipeline.overUnseen
   }
+  /** Time the pipeline spent deciding batches, and waiting for their transactions, ms. */
+  get decideMs(): number {
+    return this.pipeline.decideMs
+  }
+  get txnMs(): number {
+    return this.pipeline.txnMs
+  }
 
   /** One request alone (the leader's placement pass): decided and sent until its transaction holds. */
   private async attempt<T>(fn: (m: Manager) => T, wopts: WriteOptions): Promise<T> {

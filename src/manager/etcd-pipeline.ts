@@ -132,6 +132,9 @@ export class RequestPipeline {
   blocked = 0
   /** Batches decided over a landed one the copy did not show yet (answered before the watch brought it back). */
   overUnseen = 0
+  /** Time spent deciding batches (the manager's logic and the transaction's build), and waiting for their transactions, ms (bench). */
+  decideMs = 0
+  txnMs = 0
   private jobs: Job[] = []
   private pumping = false
   /** Most requests the next batch takes: halved from the second race lost in a row, back to maxBatch on a commit. */
@@ -243,6 +246,7 @@ export class RequestPipeline {
     for (const f of [...unseen, ...flying]) for (const [k, v] of f.ops) pending.set(k, v)
     const kvs: KvView = unseen.length === 0 ? snap.kvs : new Overlaid(snap.kvs, unseen)
     if (unseen.length > 0) this.overUnseen++
+    const decideStart = performance.now()
     const clash = (t: Txn) =>
       flying.some((f) => t.compares.some((c) => f.writes.has(c[0])) || t.writes.some((w) => f.keys.has(w)))
     this.host.index.lend(snap.records, (ix, write, mark) => {
@@ -313,6 +317,7 @@ export class RequestPipeline {
         if (last()) break
       }
     })
+    this.decideMs += performance.now() - decideStart
     if (txn === undefined) {
       answer(decided)
       return {again, blocked}
@@ -341,12 +346,14 @@ export class RequestPipeline {
     let back: Req[] = []
     try {
       let res: TxnResult
+      const sent = performance.now()
       try {
         res = await this.host.send(txn)
       } catch (e) {
         for (const d of decided) d.req.reject(e)
         return
       }
+      this.txnMs += performance.now() - sent
       this.batches++
       if (res.succeeded) {
         // The next batches read this commit (read-your-writes): over the copy once it shows it,

@@ -327,8 +327,7 @@ export class Manager {
 
   createService(req: ServiceRequest): Service {
     checkName('service', req.name)
-    if (this.read.services().some((s) => s.name === req.name))
-      throw new UserError(`service with name '${req.name}' already exists`)
+    if (this.read.serviceNamed(req.name) !== undefined) throw new UserError(`service with name '${req.name}' already exists`)
     if (req.mode !== 'replicated' && req.mode !== 'global')
       throw new UserError(`invalid mode '${String(req.mode)}': must be replicated or global`)
     if (req.mode === 'replicated') checkReplicas(req.replicas)

@@ -99,8 +99,15 @@ export class ClusterReader {
     return findByRef(this.nodes(), ref, 'node')
   }
 
+  /** The service by that name (the first in key order, as a scan finds it), if any. */
+  serviceNamed(name: string): Service | undefined {
+    const ix = this.index
+    return ix ? ix.serviceNamed(name) : this.services().find((s) => s.name === name)
+  }
+
   findService(ref: string): Service {
-    return findByRef(this.services(), ref, 'service')
+    // By name from the index (a scan of every service per lookup grew with the cluster); by id or prefix as before.
+    return this.serviceNamed(ref) ?? findByRef(this.services(), ref, 'service')
   }
 
   /**

@@ -1,6 +1,6 @@
 // The answers placement and the views ask for, kept as the store changes instead of scanning
-// it per question: records by kind, tasks by service and by node, the addresses in use on each
-// network (and who holds each), the services holding each host-mode port. Built once from a
+// it per question: records by kind, services by name, tasks by service and by node, the addresses
+// in use on each network (and who holds each), the services holding each host-mode port. Built once from a
 // full read, then fed every change (store.ts calls it before any other listener, so whatever
 // a listener reads through it is already up to date). Lists come out in key order, as the
 // store's own values() gives them, so callers behave exactly as over a scan.
@@ -30,6 +30,12 @@ type Owner = string
 /** The addresses in use on one network. */
 class NetworkAddresses {
   readonly holders = new Map<string, Set<Owner>>()
+  /**
+   * The held addresses that parse (tryParseIpv4 takes only the canonical spelling, so n is here
+   * exactly when holders has formatIpv4(n)), as numbers: a search walks tens of thousands of
+   * addresses after a fill or a restart, and formatting each one to look it up cost ~1 us a step.
+   */
+  readonly held = new Set<number>()
   /** Every host address below it is held, but those in `dropped` (a hint: lowest-free searches start there). */
   low = 0
   /**
@@ -63,6 +69,8 @@ class NetworkAddresses {
     if (!set) {
       set = new Set()
       this.holders.set(ip, set)
+      const n = tryParseIpv4(ip)
+      if (n !== undefined) this.held.add(n)
       if (this.inside !== undefined && this.counts(ip)) this.inside++
     }
     set.add(owner)
@@ -77,6 +85,7 @@ class NetworkAddresses {
     if (this.inside !== undefined && this.counts(ip)) this.inside--
     const n = tryParseIpv4(ip)
     if (n === undefined) return
+    this.held.delete(n)
     if (n < this.low) this.dropped.add(n)
     for (const [from, mark] of this.marks) if (n >= from && n < mark) this.marks.set(from, n)
   }
@@ -123,6 +132,8 @@ export class StateIndex {
   readonly tasksByNode = new Map<string, Set<string>>()
   /** host-mode port key (8080/tcp) -> ids of the services publishing it. */
   readonly hostPorts = new Map<string, Set<string>>()
+  /** service name -> ids of the services by that name (one, but for a conflict gossip carried in): a create's name check, `service ps NAME`. */
+  readonly servicesByName = new Map<string, Set<string>>()
   private readonly addresses = new Map<string, NetworkAddresses>()
   private readonly sorted = new Map<ListedKind, {ids: string[]; values: unknown[]}>()
   /** Bumped on every change: callers may cache what they derive from the index against it. */
@@ -217,6 +228,15 @@ export class StateIndex {
     else (l.ids.splice(lo, 0, id), l.values.splice(lo, 0, v))
   }
 
+  /** The service named name that a scan in key order finds first (the lowest id), if any. */
+  serviceNamed(name: string): Service | undefined {
+    const ids = this.servicesByName.get(name)
+    if (!ids) return undefined
+    let first: string | undefined
+    for (const id of ids) if (first === undefined || id < first) first = id
+    return this.services.get(first!)
+  }
+
   /** A service's tasks in key order. */
   tasksOf(serviceId: string): Task[] {
     const m = this.tasksByService.get(serviceId)
@@ -260,12 +280,14 @@ export class StateIndex {
 
   private addService(id: string, s: Service): void {
     this.services.set(id, s)
+    if (typeof s.name === 'string') addTo(this.servicesByName, s.name, id)
     for (const v of s.vips ?? []) this.addressesOf(v.networkId).add(v.ip, `vip/${id}`)
     for (const k of hostPortKeys(s)) addTo(this.hostPorts, k, id)
   }
 
   private unService(id: string, s: Service): void {
     this.services.delete(id)
+    if (typeof s.name === 'string') removeFrom(this.servicesByName, s.name, id)
     for (const v of s.vips ?? []) this.addresses.get(v.networkId)?.remove(v.ip, `vip/${id}`)
     for (const k of hostPortKeys(s)) removeFrom(this.hostPorts, k, id)
   }
@@ -351,44 +373,49 @@ export class AddressPool {
    * subnet) up, then from the bottom, when given: managers racing on etcd each search their own part.
    */
   *free(start?: number): Generator<string> {
+    const held = this.a.held
     if (start !== undefined) {
       const from = this.first + Math.floor(Math.min(Math.max(start, 0), 1) * (this.last - this.first))
       // From the start up to its mark every address is held: the mark moves up past what is held
       // first, and below it only what this plan frees may be free (as for the lowest-free search).
       let mark = Math.max(from, this.a.marks.get(from) ?? from)
-      while (mark < this.last && (mark === this.gw || this.a.holders.has(formatIpv4(mark)))) mark++
+      while (mark < this.last && (mark === this.gw || held.has(mark))) mark++
       this.a.marks.set(from, mark)
-      for (const n of this.freed) if (n >= from && n < mark && n !== this.gw && !this.has(formatIpv4(n))) yield formatIpv4(n)
+      for (const n of this.freed) if (n >= from && n < mark && n !== this.gw && !this.taken(n)) yield formatIpv4(n)
       for (const [lo, hi] of [
         [mark, this.last],
         [this.first, from],
       ] as const)
-        for (let n = lo; n < hi; n++) if (n !== this.gw && !this.has(formatIpv4(n))) yield formatIpv4(n)
+        for (let n = lo; n < hi; n++) if (n !== this.gw && !this.taken(n)) yield formatIpv4(n)
       return
     }
     // Up to the network's low mark every address is held (or is the gateway), but those let go
     // since: the mark moves up past what is held first, whatever this plan frees, so the next
     // search starts there and a whole pass walks the network once, not once per service.
     let low = Math.max(this.first, this.a.low)
-    while (low < this.last && (low === this.gw || this.a.holders.has(formatIpv4(low)))) low++
+    while (low < this.last && (low === this.gw || held.has(low))) low++
     this.a.low = low
     // Below it only what was let go and what this plan frees may be free.
     const below = new Set<number>()
     for (const n of this.a.dropped) {
-      if (this.a.holders.has(formatIpv4(n))) this.a.dropped.delete(n)
+      if (held.has(n)) this.a.dropped.delete(n)
       else if (n < low) below.add(n)
     }
     for (const n of this.freed) if (n < low) below.add(n)
     for (const n of [...below].sort((x, y) => x - y)) {
       if (n < this.first || n >= this.last || n === this.gw) continue
-      const ip = formatIpv4(n)
-      if (!this.has(ip)) yield ip
+      if (!this.taken(n)) yield formatIpv4(n)
     }
     for (let n = low; n < this.last; n++) {
       if (n === this.gw) continue
-      const ip = formatIpv4(n)
-      if (!this.has(ip)) yield ip
+      if (!this.taken(n)) yield formatIpv4(n)
     }
+  }
+
+  /** has(formatIpv4(n)), without formatting n unless the plan's exceptions or extras need it. */
+  private taken(n: number): boolean {
+    if (!this.a.held.has(n)) return this.extra.size > 0 && this.extra.has(formatIpv4(n))
+    return this.except.size === 0 || this.has(formatIpv4(n))
   }
 }
 

@@ -26,6 +26,7 @@ export function shape(ix: StateIndex) {
     tasksByService: sets(ix.tasksByService),
     tasksByNode: sets(ix.tasksByNode),
     hostPorts: sets(ix.hostPorts),
+    servicesByName: sets(ix.servicesByName),
     addresses,
     lists: (['service', 'task', 'node', 'network', 'attachment'] as const).map((k) => ix.list<{id: string}>(k).map((v) => v.id)),
   }
