@@ -70,6 +70,13 @@ interface NetState {
   ptr: Map<string, Candidate<PtrOffer>[]>
 }
 
+export interface TableChanges {
+  all: boolean
+  a: Set<string>
+  ptr: Set<string>
+  known: Set<string>
+}
+
 export interface NameKeeperOptions {
   /** The node's store (its index is read: src/store/state-index.ts). */
   source: IndexSource
@@ -101,6 +108,8 @@ export class NameKeeper {
   /** The nodes whose tasks and attachments are named (servingNodes). */
   private serving: ReadonlyMap<string, NodeRecord> = new Map()
   private changed = true
+  /** What changed in the table since the last drainChanges() (for the fast path's entries: fastpath.ts). */
+  private journal: TableChanges = {all: true, a: new Set(), ptr: new Set(), known: new Set()}
 
   private readonly dirtyTasks = new Set<string>()
   private readonly dirtyServices = new Set<string>()
@@ -133,6 +142,17 @@ export class NameKeeper {
       this.changed = false
     }
     return this.current
+  }
+
+  /**
+   * What changed in table() since the last call: names and addresses as 'NETWORK\0NAME' and
+   * 'NETWORK\0ADDRESS', `known` by name; `all`: take everything again (the first call, a reload).
+   */
+  drainChanges(): TableChanges {
+    this.flush()
+    const j = this.journal
+    this.journal = {all: false, a: new Set(), ptr: new Set(), known: new Set()}
+    return j
   }
 
   /** Whether a change of this key may change the table; marks what it touches. */
@@ -204,6 +224,7 @@ export class NameKeeper {
     for (const id of ix.tasks.keys()) this.dirtyTasks.add(id)
     for (const id of ix.attachments.keys()) this.dirtyAttachments.add(id)
     this.changed = true
+    this.journal.all = true
   }
 
   /** The serving nodes again; a node come or gone changes what its tasks and attachments name. */
@@ -236,7 +257,8 @@ export class NameKeeper {
       return true
     }
     if (!st.names) return false
-    for (const key of st.names.a.keys()) this.unknow(key)
+    for (const key of st.names.a.keys()) (this.unknow(key), this.journal.a.add(`${id}\0${key}`))
+    for (const ip of st.names.ptr.keys()) this.journal.ptr.add(`${id}\0${ip}`)
     st.names = undefined
     this.networks.delete(id)
     this.changed = true
@@ -377,16 +399,16 @@ export class NameKeeper {
     if (!nn) return
     const w = st.a.get(key)?.[0]?.offer
     if (!w) {
-      if (nn.a.delete(key)) ((this.changed = true), this.unknow(key))
+      if (nn.a.delete(key)) ((this.changed = true), this.journal.a.add(`${st.id}\0${key}`), this.unknow(key))
       nn.srv.delete(key)
       return
     }
     if (!nn.a.has(key)) {
       const n = (this.knownCount.get(key) ?? 0) + 1
       this.knownCount.set(key, n)
-      if (n === 1) this.known.add(key)
+      if (n === 1) (this.known.add(key), this.journal.known.add(key))
     }
-    if (nn.a.get(key) !== w.rec) ((this.changed = true), nn.a.set(key, w.rec))
+    if (nn.a.get(key) !== w.rec) ((this.changed = true), this.journal.a.add(`${st.id}\0${key}`), nn.a.set(key, w.rec))
     if (nn.srv.get(key) === w.srv) return
     this.changed = true
     if (w.srv) nn.srv.set(key, w.srv)
@@ -403,6 +425,7 @@ export class NameKeeper {
     const name = w?.offer.name
     if (nn.ptr.get(ip) === name) return
     this.changed = true
+    this.journal.ptr.add(`${st.id}\0${ip}`)
     if (name === undefined) nn.ptr.delete(ip)
     else nn.ptr.set(ip, name)
   }
@@ -412,6 +435,7 @@ export class NameKeeper {
     if (n > 0) return void this.knownCount.set(key, n)
     this.knownCount.delete(key)
     this.known.delete(key)
+    this.journal.known.add(key)
   }
 
   private netState(id: string): NetState {

@@ -11,8 +11,7 @@ import {dnsTtl, nodeUpstreams} from './config.js'
 import type {NameTable} from './names.js'
 import {NameKeeper} from './name-keeper.js'
 import {DnsServer} from './server.js'
-import {desiredDns} from './fastpath.js'
-import {EntryCache} from '../dataplane/entry-cache.js'
+import {FastPathKeeper} from './fastpath.js'
 import type {DesiredDns} from '../dataplane/desired.js'
 import {hostIfName} from '../dataplane/tasks.js'
 import {ifindexOf} from '../bpf/attach.js'
@@ -33,8 +32,8 @@ export class NodeDns {
   private readonly keeper: NameKeeper
   /** The store's records, read as the API reads them. */
   private readonly records: ClusterReader
-  /** The fast path's entries of the last call, taken again where their inputs are the same. */
-  private readonly fastPathCache = new EntryCache()
+  /** The fast path's entries, kept from the name table's changes. */
+  private readonly fast: FastPathKeeper
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -57,6 +56,7 @@ export class NodeDns {
       membership: o.membership,
       onChange: () => this.server.invalidate(),
     })
+    this.fast = new FastPathKeeper(() => this.keeper.drainChanges())
   }
 
   /** Liveness changed (a node down or back): the next answer reads which nodes serve again. */
@@ -80,12 +80,11 @@ export class NodeDns {
 
   /** What the fast path's maps should hold now (the map reconciler writes it with the others). */
   fastPath(): DesiredDns {
-    return desiredDns({
+    return this.fast.desired({
       table: this.names(),
       networks: this.records.networks(),
       resolver: this.o.addr,
       ttl: this.server.ttl,
-      cache: this.fastPathCache,
       gwIfindex: (taskId) => {
         try {
           return ifindexOf(hostIfName(taskId, 'g'))
