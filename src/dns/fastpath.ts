@@ -177,8 +177,8 @@ function scopeEntries(
  * names and addresses that changed are made again, so a pass's read costs what changed, not the
  * cluster. The maps it returns are new objects whenever their content changed (the map sync
  * remembers what it wrote by them: mapsync.ts MirrorMemo) and the same ones otherwise. The
- * scopes are made anew each call: one per task of this node, whose devices come and go
- * outside the store.
+ * scopes are gone through each call (one per task of this node, whose devices come and go
+ * outside the store), encoded again only where their inputs changed.
  */
 export class FastPathKeeper {
   private readonly names: Entries = new Map()
@@ -189,9 +189,9 @@ export class FastPathKeeper {
   private vniOf: ReadonlyMap<string, number> = new Map()
   private out?: {names: Entries; ptrs: Entries}
   private namesChanged = true
+  private ptrsChanged = true
   /** The scopes' entries of the last call, taken again where their inputs are the same. */
   private readonly scopeCache = new EntryCache()
-  private ptrsChanged = true
 
   constructor(private readonly changes: () => TableChanges) {}
 
@@ -238,13 +238,11 @@ export class FastPathKeeper {
     const name = k.slice(at + 1)
     const r = t.networks.get(net)?.a.get(name)
     const vni = this.vniOf.get(net)
-    this.put(this.names, `a\0${k}`, r && vni !== undefined ? nameEntry(vni, name, r) : null)
-    this.namesChanged = true
+    if (this.put(this.names, `a\0${k}`, r && vni !== undefined ? nameEntry(vni, name, r) : null)) this.namesChanged = true
   }
 
   private known(t: NameTable, name: string): void {
-    this.put(this.names, `k\0${name}`, t.known.has(name) ? knownEntry(name) : null)
-    this.namesChanged = true
+    if (this.put(this.names, `k\0${name}`, t.known.has(name) ? knownEntry(name) : null)) this.namesChanged = true
   }
 
   private ptr(t: NameTable, k: string): void {
@@ -253,14 +251,16 @@ export class FastPathKeeper {
     const ip = k.slice(at + 1)
     const name = t.networks.get(net)?.ptr.get(ip)
     const vni = this.vniOf.get(net)
-    this.put(this.ptrs, k, name !== undefined && vni !== undefined ? ptrEntry(vni, ip, name) : null)
-    this.ptrsChanged = true
+    if (this.put(this.ptrs, k, name !== undefined && vni !== undefined ? ptrEntry(vni, ip, name) : null)) this.ptrsChanged = true
   }
 
-  private put(to: Entries, id: string, e: Entry | null): void {
+  /** An item's entry from now on (null: none); whether the map's content changed. */
+  private put(to: Entries, id: string, e: Entry | null): boolean {
     const was = this.made.get(id)
+    if (e && was === e[0] && to.get(was)![1].equals(e[1][1])) return false
     if (was !== undefined) to.delete(was)
     if (e) (to.set(...e), this.made.set(id, e[0]))
     else this.made.delete(id)
+    return was !== undefined || e !== null
   }
 }
