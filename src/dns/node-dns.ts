@@ -1,16 +1,17 @@
-// The node's DNS for its tasks, wired to the store: the name table is rebuilt from the store on
-// the first question after any change (so answers follow scaling as soon as the change arrives),
-// and never kept anywhere the store does not hold it.
+// The node's DNS for its tasks, wired to the store: the name table is kept from the store's
+// changes (name-keeper.ts: what a change touches is recomputed at the next read, so answers follow
+// scaling as soon as the change arrives, and the reconciler's pass reads the table as it reads the
+// store), and never kept anywhere the store does not hold it.
 import {readFileSync} from 'node:fs'
 import {ClusterReader} from '../store/cluster-reader.js'
 import type {MembershipView} from '../membership/view.js'
 import type {ClusterSpec} from '../model/types.js'
 import type {Store} from '../store/store.js'
 import {dnsTtl, nodeUpstreams} from './config.js'
-import {buildNames, type NameTable} from './names.js'
+import type {NameTable} from './names.js'
+import {NameKeeper} from './name-keeper.js'
 import {DnsServer} from './server.js'
-import {desiredDns} from './fastpath.js'
-import {EntryCache} from '../dataplane/entry-cache.js'
+import {FastPathKeeper} from './fastpath.js'
 import type {DesiredDns} from '../dataplane/desired.js'
 import {hostIfName} from '../dataplane/tasks.js'
 import {ifindexOf} from '../bpf/attach.js'
@@ -28,12 +29,11 @@ export interface NodeDnsOptions {
 
 export class NodeDns {
   readonly server: DnsServer
-  private table?: NameTable
-  private readonly unsubscribe: () => void
+  private readonly keeper: NameKeeper
   /** The store's records, read as the API reads them. */
   private readonly records: ClusterReader
-  /** The fast path's entries of the last call, taken again where their inputs are the same. */
-  private readonly fastPathCache = new EntryCache()
+  /** The fast path's entries, kept from the name table's changes. */
+  private readonly fast: FastPathKeeper
 
   constructor(private readonly o: NodeDnsOptions) {
     let resolv = ''
@@ -50,30 +50,23 @@ export class NodeDns {
       log: o.log,
     })
     this.records = new ClusterReader(o.store, o.selfId)
-    this.unsubscribe = o.store.onChange(() => this.invalidate())
+    this.keeper = new NameKeeper({
+      source: o.store,
+      selfId: o.selfId,
+      membership: o.membership,
+      onChange: () => this.server.invalidate(),
+    })
+    this.fast = new FastPathKeeper(() => this.keeper.drainChanges())
   }
 
-  /** Liveness changed (a node down or back): the next answer is built again. */
+  /** Liveness changed (a node down or back): the next answer reads which nodes serve again. */
   invalidate(): void {
-    this.table = undefined
+    this.keeper.invalidate()
     this.server.invalidate()
   }
 
   names(): NameTable {
-    if (this.table) return this.table
-    const r = this.records
-    this.table = buildNames({
-      selfId: this.o.selfId,
-      nodes: r.nodes(),
-      networks: r.networks(),
-      services: r.services(),
-      tasks: r.tasks(),
-      statuses: r.statuses(),
-      attachments: r.attachments(),
-      attachmentStatus: (id) => r.attachmentStatus(id),
-      membership: this.o.membership,
-    })
-    return this.table
+    return this.keeper.table()
   }
 
   inspect(node: string): DnsInspectView {
@@ -87,12 +80,11 @@ export class NodeDns {
 
   /** What the fast path's maps should hold now (the map reconciler writes it with the others). */
   fastPath(): DesiredDns {
-    return desiredDns({
+    return this.fast.desired({
       table: this.names(),
       networks: this.records.networks(),
       resolver: this.o.addr,
       ttl: this.server.ttl,
-      cache: this.fastPathCache,
       gwIfindex: (taskId) => {
         try {
           return ifindexOf(hostIfName(taskId, 'g'))
@@ -110,7 +102,7 @@ export class NodeDns {
   }
 
   stop(): Promise<void> {
-    this.unsubscribe()
+    this.keeper.stop()
     return this.server.stop()
   }
 }
