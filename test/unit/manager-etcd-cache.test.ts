@@ -257,7 +257,12 @@ test('the index shared by requests equals a full scan after random requests on t
       const prefix = `/cache-${++n}/`
       // A barrier for 'race': both transactions wait until both managers have decided.
       let barrier: {arrived: number; open: () => void; opened: Promise<void>} | undefined
+      // During 'pipe': each transaction is held a few ms on its way, so the next request (made a
+      // turn later) is decided while it is in flight whatever the machine's load; without it, a
+      // fast etcd could answer every batch within the turn and the property would never pipeline.
+      let hold = false
       const ms = await twoManagers(prefix, async () => {
+        if (hold) await new Promise((r) => setTimeout(r, 5))
         const b = barrier
         if (!b) return
         if (++b.arrived === 2) {
@@ -292,6 +297,7 @@ test('the index shared by requests equals a full scan after random requests on t
             )
             for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
           } else if (o.op === 'pipe') {
+            hold = true
             const made: Promise<unknown>[] = []
             for (const r of o.reqs) {
               const p = ms[r.by].write((m) =>
@@ -307,6 +313,7 @@ test('the index shared by requests equals a full scan after random requests on t
               await new Promise((res) => setImmediate(res))
             }
             const results = await Promise.allSettled(made)
+            hold = false
             for (const r of results) if (r.status === 'rejected' && !isUserError(r.reason as Error)) throw r.reason
           } else if (o.op === 'race') {
             const exists = [...(await ms[0].records())].some(
