@@ -131,6 +131,78 @@ test("the thread answers a question the responder answered before, with the resp
   assert.deepEqual([...a].sort(), ['10.0.1.5', '10.0.1.6'])
 })
 
+test('a burst from two askers, runs of one question: every answer its own datagram, its id, the kept bytes', async () => {
+  // Runs of the same answer to the same asker leave the thread as one UDP_SEGMENT message: the
+  // kernel must cut them back into the datagrams they were, at every change of asker or length.
+  const other = createSocket('udp4')
+  await new Promise<void>((r) => other.bind(0, '127.0.0.1', r))
+  try {
+    const edns = (id: number) =>
+      dns.encode({
+        type: 'query',
+        id,
+        flags: dns.RECURSION_DESIRED,
+        questions: [{type: 'A', name: 'web', class: 'IN'}],
+        additionals: [{type: 'OPT', name: '.', udpPayloadSize: 1232} as dns.Answer],
+      })
+    const plain = (await ask(query('web', 1)))!.subarray(2).toString('hex')
+    const withOpt = (await ask(edns(1)))!.subarray(2).toString('hex')
+    assert.notEqual(plain.length, withOpt.length, 'two answer lengths')
+    const expect = new Map<string, Map<number, string>>([
+      ['client', new Map()],
+      ['other', new Map()],
+    ])
+    const sends: [Socket, string, Buffer][] = []
+    let id = 100
+    const run = (who: 'client' | 'other', n: number, opt: boolean) => {
+      for (let i = 0; i < n; i++, id++) {
+        sends.push([who === 'client' ? client : other, who, opt ? edns(id) : query('web', id)])
+        expect.get(who)!.set(id, opt ? withOpt : plain)
+      }
+    }
+    run('client', 16, false)
+    run('client', 16, true)
+    run('other', 16, false)
+    run('client', 16, false)
+    const got = new Map<string, Buffer[]>([
+      ['client', []],
+      ['other', []],
+    ])
+    const total = sends.length
+    let seen = 0
+    let finish = () => undefined as void
+    const done = new Promise<void>((resolve) => (finish = resolve))
+    const timer = setTimeout(finish, 3000)
+    const on = (who: string) => (m: Buffer) => {
+      got.get(who)!.push(m)
+      if (++seen === total) finish()
+    }
+    const onClient = on('client')
+    const onOther = on('other')
+    client.on('message', onClient)
+    other.on('message', onOther)
+    const reads = tableReads
+    for (const [s, , b] of sends) s.send(b, port, '127.0.0.1')
+    await done
+    clearTimeout(timer)
+    client.off('message', onClient)
+    other.off('message', onOther)
+    assert.equal(tableReads, reads, 'all answered by the thread')
+    for (const [who, want] of expect) {
+      const answers = got.get(who)!
+      assert.equal(answers.length, want.size, `${who}: one datagram per question`)
+      for (const a of answers) {
+        const i = a.readUInt16BE(0)
+        assert.equal(a.subarray(2).toString('hex'), want.get(i), `${who}: the answer to ${i}`)
+        want.delete(i)
+      }
+      assert.equal(want.size, 0, `${who}: every id answered once`)
+    }
+  } finally {
+    other.close()
+  }
+})
+
 test('a service added or removed: the first answer after invalidate() is from the new table, never the kept one', async () => {
   for (let i = 0; i < 3; i++) assert.deepEqual(await dig('web'), ['10.0.1.2'])
   // Removed from the asker's network (still a name of the cluster): NXDOMAIN at once.
