@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {createSocket, type Socket} from 'node:dgram'
-import {readdirSync} from 'node:fs'
+import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {after, before, test} from 'node:test'
 import {promisify} from 'node:util'
 import * as dns from 'dns-packet'
 import type {NameTable} from '../../src/dns/names.js'
 import {DnsServer} from '../../src/dns/server.js'
+import {libc} from '../../src/sys/libc.js'
 
 const ASKER = '127.0.0.1'
 const run = promisify(execFile)
@@ -201,6 +202,51 @@ test('a burst from two askers, runs of one question: every answer its own datagr
   } finally {
     other.close()
   }
+})
+
+/** The descriptor of this process's UDP socket bound to 127.0.0.1:`p` (the batch thread's, made through libc). */
+function udpFd(p: number): number {
+  const hex = `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')}`
+  const row = readFileSync('/proc/net/udp', 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[1] === hex)
+  assert.ok(row, `a UDP socket on 127.0.0.1:${p}`)
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `socket:[${row[9]}]`) return Number(fd)
+    } catch {
+      // closed since it was listed
+    }
+  }
+  throw new Error(`no descriptor of this process for 127.0.0.1:${p}`)
+}
+
+test('a kernel that refuses UDP_SEGMENT: the thread says so once and sends the same answers one by one', async () => {
+  // SO_NO_CHECK (no UDP checksum) makes the kernel refuse a segmented send with EINVAL, as a route
+  // without checksum offload does with EIO.
+  const on = Buffer.alloc(4)
+  on.writeInt32LE(1)
+  assert.equal(libc().setsockopt(udpFd(port), 1 /* SOL_SOCKET */, 11 /* SO_NO_CHECK */, on, 4), 0)
+  const want = (await ask(query('web', 1)))!.subarray(2).toString('hex')
+  const ids = Array.from({length: 48}, (_, i) => 500 + i)
+  const got: Buffer[] = []
+  let finish = () => undefined as void
+  const done = new Promise<void>((resolve) => (finish = resolve))
+  const timer = setTimeout(finish, 3000)
+  const onMessage = (m: Buffer) => (got.push(m), got.length === ids.length && finish())
+  client.on('message', onMessage)
+  for (const id of ids) client.send(query('web', id), port, '127.0.0.1')
+  await done
+  clearTimeout(timer)
+  client.off('message', onMessage)
+  assert.deepEqual(
+    got.map((a) => a.readUInt16BE(0)).sort((a, b) => a - b),
+    ids,
+    'every question answered once',
+  )
+  for (const a of got) assert.equal(a.subarray(2).toString('hex'), want)
+  assert.equal(logs.filter((m) => /UDP_SEGMENT refused/.test(m)).length, 1, logs.join('\n'))
 })
 
 test('a service added or removed: the first answer after invalidate() is from the new table, never the kept one', async () => {
