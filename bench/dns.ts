@@ -2,7 +2,9 @@
 // client) from inside a task of a 1-node lab, side by side in one run:
 //   - the eBPF fast path (bpf/tc_dns.c): a plain A question to 172.18.0.1:53;
 //   - the TypeScript responder alone: the same question carrying an EDNS option (which the fast
-//     path passes on by rule), to 172.18.0.1:53;
+//     path passes on by rule), to 172.18.0.1:53; one thread answers it (recvmmsg/sendmmsg), and
+//     dnsperf's one socket asking one name lets it send each run of equal answers as one UDP GSO
+//     message (src/dns/udp-batch-worker.ts): askers on many sockets do not get that;
 //   - dnsmasq (from the distribution) serving the same name from a hosts file, on
 //     172.18.0.1:5353 in the node's namespace (a port the fast path does not look at).
 // Each with one dnsperf thread (-T 1 -c 1), then with two (-T 2 -c 2, one per CPU of the test
@@ -184,7 +186,7 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
           dnsperf(`eBPF fast path (tc on the task gateway veth), plain A question, :53, ${c}`, netns, queries, 53, [], t),
         responder: () =>
           dnsperf(
-            `TypeScript responder, A with an EDNS option the fast path passes (65001), :53, ${c}`,
+            `TypeScript responder (one thread, UDP GSO), A with an EDNS option the fast path passes (65001), :53, ${c}`,
             netns,
             queries,
             53,

@@ -21,13 +21,29 @@ export const MSG_DONTWAIT = 0x40
 export const MSG_TRUNC = 0x20
 export const MSG_WAITFORONE = 0x10000
 export const EAGAIN = 11
+export const EIO = 5
+export const EINVAL = 22
 export const EINTR = 4
 export const SOCKADDR_IN = 16
+/** UDP generic segmentation offload (linux/udp.h): one send carries equal-sized datagrams to one address. */
+export const SOL_UDP = 17
+export const UDP_SEGMENT = 103
 
 /** Byte offsets inside the structs the batch path writes. */
 export interface UdpLayout {
   iovec: {size: number; base: number; len: number}
-  mmsghdr: {size: number; name: number; namelen: number; iov: number; iovlen: number; flags: number; len: number}
+  mmsghdr: {
+    size: number
+    name: number
+    namelen: number
+    iov: number
+    iovlen: number
+    control: number
+    controllen: number
+    flags: number
+    len: number
+  }
+  cmsghdr: {len: number; level: number; type: number; data: number}
 }
 
 let loaded: {c: LibcUdp; layout: UdpLayout} | undefined
@@ -46,6 +62,7 @@ export function libcUdp(): {c: LibcUdp; layout: UdpLayout} {
     msg_flags: 'int',
   })
   const mmsghdr = koffi.struct({msg_hdr: msghdr, msg_len: 'unsigned int'})
+  const cmsghdr = koffi.struct({cmsg_len: 'size_t', cmsg_level: 'int', cmsg_type: 'int'})
   const at = (t: koffi.IKoffiCType, f: string) => koffi.offsetof(t, f)
   const layout: UdpLayout = {
     iovec: {size: koffi.sizeof(iovec), base: at(iovec, 'iov_base'), len: at(iovec, 'iov_len')},
@@ -55,8 +72,17 @@ export function libcUdp(): {c: LibcUdp; layout: UdpLayout} {
       namelen: at(msghdr, 'msg_namelen'),
       iov: at(msghdr, 'msg_iov'),
       iovlen: at(msghdr, 'msg_iovlen'),
+      control: at(msghdr, 'msg_control'),
+      controllen: at(msghdr, 'msg_controllen'),
       flags: at(msghdr, 'msg_flags'),
       len: at(mmsghdr, 'msg_len'),
+    },
+    cmsghdr: {
+      len: at(cmsghdr, 'cmsg_len'),
+      level: at(cmsghdr, 'cmsg_level'),
+      type: at(cmsghdr, 'cmsg_type'),
+      // CMSG_DATA: the header rounded up to size_t's alignment.
+      data: Math.ceil(koffi.sizeof(cmsghdr) / 8) * 8,
     },
   }
   loaded = {c, layout}

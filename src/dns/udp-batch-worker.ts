@@ -4,9 +4,25 @@
 // sendmmsg, and the rest go to the main thread, whose responder answers them as before and tells
 // this thread the answers it keeps. Nothing here decodes DNS: a kept answer is the responder's
 // own bytes with the question's id written in, so the two paths answer byte for byte alike.
+// Answers next to each other in a batch that go to the same address and are of the same length
+// (a client asking one name many times, as dnsperf does) leave as one UDP_SEGMENT message: the
+// kernel routes, filters and forwards them once and cuts them into the same datagrams only at the
+// device (or the receiving socket), which is most of a datagram's cost on the way out.
 import {parentPort, receiveMessageOnPort, workerData, type MessagePort} from 'node:worker_threads'
 import koffi from 'koffi'
-import {EAGAIN, EINTR, MSG_TRUNC, MSG_WAITFORONE, SOCKADDR_IN, errno, libcUdp} from './libc-udp.js'
+import {
+  EAGAIN,
+  EINTR,
+  EINVAL,
+  EIO,
+  MSG_TRUNC,
+  MSG_WAITFORONE,
+  SOCKADDR_IN,
+  SOL_UDP,
+  UDP_SEGMENT,
+  errno,
+  libcUdp,
+} from './libc-udp.js'
 import {
   BATCH,
   CTL_GEN,
@@ -27,6 +43,16 @@ const entries: MessagePort = wd.entries
 const fd = wd.fd
 const H = layout.mmsghdr
 const V = layout.iovec
+const C = layout.cmsghdr
+/** A control message holding one uint16 (UDP_SEGMENT's datagram size): CMSG_LEN(2), CMSG_SPACE(2). */
+const CMSG_LEN = C.data + 2
+const CMSG_SPACE = C.data + 8
+/**
+ * Datagrams per UDP_SEGMENT message at most (the kernel takes 64, 128 since 6.9), and the longest
+ * answer sent that way: a segment must fit the route's MTU, or the kernel refuses the whole send.
+ */
+const GSO_SEGMENTS = 64
+const GSO_MAX = 1200
 
 /** Native memory (the kernel reads and writes it), seen as a Buffer, and its address. */
 function native(size: number): {ptr: unknown; b: Buffer; addr: number} {
@@ -36,6 +62,7 @@ function native(size: number): {ptr: unknown; b: Buffer; addr: number} {
   return {ptr, b, addr: Number(koffi.address(ptr))}
 }
 
+/** A pointer or size_t (LP64) written into native memory. */
 function putPtr(b: Buffer, at: number, addr: number): void {
   b.writeUInt32LE(addr % 0x100000000, at)
   b.writeUInt32LE(Math.floor(addr / 0x100000000), at + 4)
@@ -47,17 +74,25 @@ const riov = native(BATCH * V.size)
 const rhdr = native(BATCH * H.size)
 const siov = native(BATCH * V.size)
 const shdr = native(BATCH * H.size)
+const ctrl = native(BATCH * CMSG_SPACE)
 for (let i = 0; i < BATCH; i++) {
+  putPtr(ctrl.b, i * CMSG_SPACE + C.len, CMSG_LEN)
+  ctrl.b.writeInt32LE(SOL_UDP, i * CMSG_SPACE + C.level)
+  ctrl.b.writeInt32LE(UDP_SEGMENT, i * CMSG_SPACE + C.type)
   putPtr(riov.b, i * V.size + V.base, data.addr + i * SLOT)
   riov.b.writeUInt32LE(SLOT, i * V.size + V.len)
   putPtr(rhdr.b, i * H.size + H.name, names.addr + i * SOCKADDR_IN)
   rhdr.b.writeUInt32LE(SOCKADDR_IN, i * H.size + H.namelen)
   putPtr(rhdr.b, i * H.size + H.iov, riov.addr + i * V.size)
   rhdr.b.writeUInt32LE(1, i * H.size + H.iovlen)
-  shdr.b.writeUInt32LE(SOCKADDR_IN, i * H.size + H.namelen)
-  putPtr(shdr.b, i * H.size + H.iov, siov.addr + i * V.size)
-  shdr.b.writeUInt32LE(1, i * H.size + H.iovlen)
 }
+/** The answers of a batch: each one's datagram slot (whose sender it goes to) and length; siov[a] is answer a. */
+const ansAt = new Int32Array(BATCH)
+const ansLen = new Int32Array(BATCH)
+/** The first answer of each header in shdr. */
+const hdrAt = new Int32Array(BATCH)
+/** Off once the kernel refused a segmented send (a route without checksum offload): a datagram per header from then on. */
+let gso = true
 
 /** Kept answers by asker and question bytes after the id; valid for generation `gen` only. */
 let kept = new Map<string, KeptEntry>()
@@ -79,23 +114,66 @@ function sync(): void {
   }
 }
 
-/** Sends shdr[0..n), as many calls as it takes; a datagram the kernel refuses is skipped. */
-function sendAll(n: number): void {
-  let done = 0
-  while (n > 0) {
-    if (done > 0) {
-      // The unsent to the front, each header pointing at its iovec again.
-      shdr.b.copyWithin(0, done * H.size, n * H.size)
-      siov.b.copyWithin(0, done * V.size, n * V.size)
-      n -= done
-      done = 0
-      for (let j = 0; j < n; j++) putPtr(shdr.b, j * H.size + H.iov, siov.addr + j * V.size)
-      if (n === 0) break
+/** The datagrams of slots i and j came from the same address and port. */
+function sameAsker(i: number, j: number): boolean {
+  const a = i * SOCKADDR_IN
+  const b = j * SOCKADDR_IN
+  return names.b.readUInt32LE(a) === names.b.readUInt32LE(b) && names.b.readUInt32LE(a + 4) === names.b.readUInt32LE(b + 4)
+}
+
+/**
+ * shdr from header 0 for answers [from, n): one header per run of answers next to each other to
+ * the same asker and of the same length (one UDP_SEGMENT message) while gso is on, else one per
+ * answer. Returns the number of headers.
+ */
+function headers(from: number, n: number): number {
+  let h = 0
+  for (let a = from; a < n; h++) {
+    const i = ansAt[a]!
+    const len = ansLen[a]!
+    let k = 1
+    if (gso && len <= GSO_MAX) while (a + k < n && k < GSO_SEGMENTS && ansLen[a + k] === len && sameAsker(i, ansAt[a + k]!)) k++
+    const s = h * H.size
+    putPtr(shdr.b, s + H.name, names.addr + i * SOCKADDR_IN)
+    shdr.b.writeUInt32LE(SOCKADDR_IN, s + H.namelen)
+    putPtr(shdr.b, s + H.iov, siov.addr + a * V.size)
+    putPtr(shdr.b, s + H.iovlen, k)
+    if (k > 1) {
+      ctrl.b.writeUInt16LE(len, h * CMSG_SPACE + C.data)
+      putPtr(shdr.b, s + H.control, ctrl.addr + h * CMSG_SPACE)
+      putPtr(shdr.b, s + H.controllen, CMSG_SPACE)
+    } else {
+      putPtr(shdr.b, s + H.control, 0)
+      putPtr(shdr.b, s + H.controllen, 0)
     }
-    const r = c.sendmmsg(fd, shdr.ptr, n, 0)
-    if (r < 0 && errno() === EINTR) continue
-    done = r > 0 ? r : 1
-    if (done === n) break
+    hdrAt[h] = a
+    a += k
+  }
+  return h
+}
+
+/** Sends answers [0, n), as many calls as it takes; a message the kernel refuses is skipped. */
+function sendAll(n: number): void {
+  let h = headers(0, n)
+  while (h > 0) {
+    const r = c.sendmmsg(fd, shdr.ptr, h, 0)
+    if (r < 0) {
+      const e = errno()
+      if (e === EINTR) continue
+      if ((e === EIO || e === EINVAL) && gso && shdr.b.readUInt32LE(H.iovlen) > 1) {
+        // Segmentation refused where this socket sends: its answers go one by one, now and from now on.
+        gso = false
+        parentPort!.postMessage({error: `UDP_SEGMENT refused (errno ${e}): one datagram per message`})
+        h = headers(hdrAt[0]!, n)
+        continue
+      }
+    }
+    const done = r > 0 ? r : 1
+    if (done >= h) break
+    // The unsent to the front; their iovecs and control messages stay where they are.
+    shdr.b.copyWithin(0, done * H.size, h * H.size)
+    hdrAt.copyWithin(0, done, h)
+    h -= done
   }
 }
 
@@ -153,15 +231,14 @@ while (Atomics.load(ctl, CTL_STOP) === 0) {
     counters[COUNTER.answered]++
     if (hit.nxdomain) counters[COUNTER.nxdomain]++
     if (hit.truncated) counters[COUNTER.truncated]++
-    const s = out * H.size
-    putPtr(shdr.b, s + H.name, names.addr + i * SOCKADDR_IN)
     putPtr(siov.b, out * V.size + V.base, data.addr + at)
-    siov.b.writeUInt32LE(hit.bytes.length, out * V.size + V.len)
-    siov.b.writeUInt32LE(0, out * V.size + V.len + 4)
+    putPtr(siov.b, out * V.size + V.len, hit.bytes.length)
+    ansAt[out] = i
+    ansLen[out] = hit.bytes.length
     out++
   }
   if (out > 0) sendAll(out)
   if (misses) parentPort!.postMessage({misses})
 }
-for (const m of [data, names, riov, rhdr, siov, shdr]) koffi.free(m.ptr)
+for (const m of [data, names, riov, rhdr, siov, shdr, ctrl]) koffi.free(m.ptr)
 entries.close()

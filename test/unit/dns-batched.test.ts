@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {createSocket, type Socket} from 'node:dgram'
-import {readdirSync} from 'node:fs'
+import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {after, before, test} from 'node:test'
 import {promisify} from 'node:util'
 import * as dns from 'dns-packet'
 import type {NameTable} from '../../src/dns/names.js'
 import {DnsServer} from '../../src/dns/server.js'
+import {libc} from '../../src/sys/libc.js'
 
 const ASKER = '127.0.0.1'
 const run = promisify(execFile)
@@ -129,6 +130,123 @@ test("the thread answers a question the responder answered before, with the resp
   const b = await dig('rr')
   assert.notDeepEqual(a, b)
   assert.deepEqual([...a].sort(), ['10.0.1.5', '10.0.1.6'])
+})
+
+test('a burst from two askers, runs of one question: every answer its own datagram, its id, the kept bytes', async () => {
+  // Runs of the same answer to the same asker leave the thread as one UDP_SEGMENT message: the
+  // kernel must cut them back into the datagrams they were, at every change of asker or length.
+  const other = createSocket('udp4')
+  await new Promise<void>((r) => other.bind(0, '127.0.0.1', r))
+  try {
+    const edns = (id: number) =>
+      dns.encode({
+        type: 'query',
+        id,
+        flags: dns.RECURSION_DESIRED,
+        questions: [{type: 'A', name: 'web', class: 'IN'}],
+        additionals: [{type: 'OPT', name: '.', udpPayloadSize: 1232} as dns.Answer],
+      })
+    const plain = (await ask(query('web', 1)))!.subarray(2).toString('hex')
+    const withOpt = (await ask(edns(1)))!.subarray(2).toString('hex')
+    assert.notEqual(plain.length, withOpt.length, 'two answer lengths')
+    const expect = new Map<string, Map<number, string>>([
+      ['client', new Map()],
+      ['other', new Map()],
+    ])
+    const sends: [Socket, string, Buffer][] = []
+    let id = 100
+    const run = (who: 'client' | 'other', n: number, opt: boolean) => {
+      for (let i = 0; i < n; i++, id++) {
+        sends.push([who === 'client' ? client : other, who, opt ? edns(id) : query('web', id)])
+        expect.get(who)!.set(id, opt ? withOpt : plain)
+      }
+    }
+    run('client', 16, false)
+    run('client', 16, true)
+    run('other', 16, false)
+    run('client', 16, false)
+    const got = new Map<string, Buffer[]>([
+      ['client', []],
+      ['other', []],
+    ])
+    const total = sends.length
+    let seen = 0
+    let finish = () => undefined as void
+    const done = new Promise<void>((resolve) => (finish = resolve))
+    const timer = setTimeout(finish, 3000)
+    const on = (who: string) => (m: Buffer) => {
+      got.get(who)!.push(m)
+      if (++seen === total) finish()
+    }
+    const onClient = on('client')
+    const onOther = on('other')
+    client.on('message', onClient)
+    other.on('message', onOther)
+    const reads = tableReads
+    for (const [s, , b] of sends) s.send(b, port, '127.0.0.1')
+    await done
+    clearTimeout(timer)
+    client.off('message', onClient)
+    other.off('message', onOther)
+    assert.equal(tableReads, reads, 'all answered by the thread')
+    for (const [who, want] of expect) {
+      const answers = got.get(who)!
+      assert.equal(answers.length, want.size, `${who}: one datagram per question`)
+      for (const a of answers) {
+        const i = a.readUInt16BE(0)
+        assert.equal(a.subarray(2).toString('hex'), want.get(i), `${who}: the answer to ${i}`)
+        want.delete(i)
+      }
+      assert.equal(want.size, 0, `${who}: every id answered once`)
+    }
+  } finally {
+    other.close()
+  }
+})
+
+/** The descriptor of this process's UDP socket bound to 127.0.0.1:`p` (the batch thread's, made through libc). */
+function udpFd(p: number): number {
+  const hex = `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')}`
+  const row = readFileSync('/proc/net/udp', 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[1] === hex)
+  assert.ok(row, `a UDP socket on 127.0.0.1:${p}`)
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === `socket:[${row[9]}]`) return Number(fd)
+    } catch {
+      // closed since it was listed
+    }
+  }
+  throw new Error(`no descriptor of this process for 127.0.0.1:${p}`)
+}
+
+test('a kernel that refuses UDP_SEGMENT: the thread says so once and sends the same answers one by one', async () => {
+  // SO_NO_CHECK (no UDP checksum) makes the kernel refuse a segmented send with EINVAL, as a route
+  // without checksum offload does with EIO.
+  const on = Buffer.alloc(4)
+  on.writeInt32LE(1)
+  assert.equal(libc().setsockopt(udpFd(port), 1 /* SOL_SOCKET */, 11 /* SO_NO_CHECK */, on, 4), 0)
+  const want = (await ask(query('web', 1)))!.subarray(2).toString('hex')
+  const ids = Array.from({length: 48}, (_, i) => 500 + i)
+  const got: Buffer[] = []
+  let finish = () => undefined as void
+  const done = new Promise<void>((resolve) => (finish = resolve))
+  const timer = setTimeout(finish, 3000)
+  const onMessage = (m: Buffer) => (got.push(m), got.length === ids.length && finish())
+  client.on('message', onMessage)
+  for (const id of ids) client.send(query('web', id), port, '127.0.0.1')
+  await done
+  clearTimeout(timer)
+  client.off('message', onMessage)
+  assert.deepEqual(
+    got.map((a) => a.readUInt16BE(0)).sort((a, b) => a - b),
+    ids,
+    'every question answered once',
+  )
+  for (const a of got) assert.equal(a.subarray(2).toString('hex'), want)
+  assert.equal(logs.filter((m) => /UDP_SEGMENT refused/.test(m)).length, 1, logs.join('\n'))
 })
 
 test('a service added or removed: the first answer after invalidate() is from the new table, never the kept one', async () => {
