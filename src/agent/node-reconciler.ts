@@ -139,7 +139,7 @@ export class NodeReconciler {
           if (errors !== this.lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
           this.lastSyncErrors = errors
           if (!errors) this.o.drainAcks?.publish(want.drained ?? [])
-          for (const line of datapath.repair(want)) log(`drift: ${line}`)
+          for (const line of await datapath.repair(want)) log(`drift: ${line}`)
           // Sockets sent at connect() to a backend that left the maps just now are ended.
           await datapath.endSockets()
         })

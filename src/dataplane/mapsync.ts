@@ -245,9 +245,11 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
 /** Do two sets of encoded entries hold the same keys with the same values? */
 export function sameEntries(a: Entries | undefined, b: Entries): boolean {
   if (!a || a.size !== b.size) return false
-  for (const [hex, [, v]] of b) {
+  for (const [hex, e] of b) {
     const o = a.get(hex)
-    if (!o || !o[1].equals(v)) return false
+    // The same pair (the entry cache hands the last call's back): no bytes to compare.
+    if (o === e) continue
+    if (!o || !o[1].equals(e[1])) return false
   }
   return true
 }
@@ -256,9 +258,9 @@ export function sameEntries(a: Entries | undefined, b: Entries): boolean {
  * What this agent's syncs wrote, so that a sync can leave alone a map whose desired entries did
  * not change since it was last made to hold them in full: reading a map back, to compare, was
  * most of a sync's cost on the event loop, and a node's passes come many per second while its
- * tasks start. Only a map written without a failure is remembered; `full` syncs (the drift
- * check, every few seconds: Datapath.sync) read every map back whatever was remembered, so an
- * entry changed by hand comes back as it did before. Programs never write these maps
+ * tasks start. Only a map written without a failure is remembered; the drift check (every few
+ * seconds: Datapath.repair) reads each map back whatever was remembered, so an entry changed by
+ * hand comes back as it did before. Programs never write these maps
  * (MAP_OWNERSHIP), and whoever else in the agent writes one forgets it here (Datapath.attachTask).
  */
 export interface MirrorMemo {
@@ -281,9 +283,16 @@ export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
   want: Record<MirroredMap, Entries>,
   tables?: {state: TableState; services: Iterable<DesiredService>},
-  /** Skip maps whose wanted entries are those last written (unless `full`); absent: every map is read. */
-  memo?: {state: MirrorMemo; full: boolean},
+  /**
+   * Skip maps whose wanted entries are those last written, unless `full` says to read them back:
+   * true for every map, or the set of those to read (the drift check reads one map per turn of
+   * the event loop: Datapath.checkDrift); 'sn_maglev' in it sweeps the stale tables. Absent:
+   * every map is read.
+   */
+  memo?: {state: MirrorMemo; full: boolean | ReadonlySet<MirroredMap | 'sn_maglev'>},
 ): SyncReport {
+  const readBack = (name: MirroredMap | 'sn_maglev'): boolean =>
+    !memo || memo.full === true || (memo.full !== false && memo.full.has(name))
   const report: SyncReport = {written: 0, deleted: 0, errors: []}
   // Backends that left go only once no service's table can pick them (below, after sn_services).
   const later: Array<{name: MirroredMap; keys: Buffer[]}> = []
@@ -309,7 +318,7 @@ export function mirrorMaps(
     }
     const map = maps[name]
     if (!map) continue
-    if (memo && !memo.full && sameEntries(memo.state.wrote.get(name), want[name])) {
+    if (!readBack(name) && sameEntries(memo?.state.wrote.get(name), want[name])) {
       unchanged.add(name)
       continue
     }
@@ -353,7 +362,7 @@ export function mirrorMaps(
   }
   if (tables) {
     // No table written and no service pointing elsewhere since a sweep that went through: none is stale.
-    const swept = memo && !memo.full && memo.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
+    const swept = !readBack('sn_maglev') && memo?.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
     if (!swept) {
       if (memo) memo.state.tablesSwept = false
       try {
