@@ -128,11 +128,16 @@ export class NodeReconciler {
         }
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
-        await this.step('maps', () => datapath.sync(this.desired()))
+        await this.step('maps', async () => {
+          const want = this.desired()
+          await datapath.prepareTables(want)
+          datapath.sync(want)
+        })
         await this.step('tasks', () => tasks.reconcile())
         await this.step('attachments', () => attachments.reconcile())
         await this.step('maps', async () => {
           const want = this.desired()
+          await datapath.prepareTables(want)
           this.lastDesired = want
           const synced = datapath.sync(want)
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')

@@ -29,7 +29,9 @@ import {bpfObjectPath} from '../util/root.js'
 import {MIRRORED, type DesiredMaps} from './desired.js'
 import {
   encodeDesired,
+  forgetPrepared,
   mirrorMaps,
+  prepareTable,
   newMirrorMemo,
   type MirroredMap,
   type MirrorMemo,
@@ -372,6 +374,17 @@ export class Datapath {
     } catch {
       // no ethtool, or a kernel without veth GRO: forwarding works, only slower
     }
+  }
+
+  /**
+   * The Maglev tables `want` needs and this agent has not written, computed ahead, one per turn of
+   * the event loop (a table of a large tier is milliseconds, and when tasks come up every
+   * service's backends change at once); the sync that follows writes them without computing.
+   */
+  async prepareTables(want: DesiredMaps): Promise<void> {
+    const services = [...(want.services?.values() ?? [])]
+    forgetPrepared(this.tables, services)
+    for (const s of services) if (prepareTable(this.tables, s)) await yieldLoop()
   }
 
   /**

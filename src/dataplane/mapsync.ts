@@ -172,6 +172,32 @@ export function maglevChunkBuffers(s: TableInput): Buffer[] {
 export interface TableState {
   map: BpfMap
   written: Map<number, string>
+  /**
+   * Tables computed ahead of the sync that writes them (prepareTable), by contents: equal contents
+   * give equal tables. Datapath computes one per turn of the event loop before a sync, so that the
+   * sync after every service's backends changed does not compute them all in one stretch.
+   */
+  prepared?: Map<string, Buffer[]>
+}
+
+/**
+ * Computes `s`'s table ahead unless it is written already or computed: true when it computed one
+ * (a Maglev table of a large tier is milliseconds). What no service wants any more is forgotten
+ * by the caller (forgetPrepared).
+ */
+export function prepareTable(t: TableState, s: DesiredService): boolean {
+  if (t.written.get(s.tableId) === s.contents) return false
+  t.prepared ??= new Map()
+  if (t.prepared.has(s.contents)) return false
+  t.prepared.set(s.contents, maglevChunkBuffers(s))
+  return true
+}
+
+/** Tables computed ahead that none of `services` is made of any more. */
+export function forgetPrepared(t: TableState, services: Iterable<DesiredService>): void {
+  if (!t.prepared || t.prepared.size === 0) return
+  const wanted = new Set([...services].map((s) => s.contents))
+  for (const c of t.prepared.keys()) if (!wanted.has(c)) t.prepared.delete(c)
 }
 
 function writeTables(
@@ -185,7 +211,9 @@ function writeTables(
   for (const s of services) {
     if (t.written.get(s.tableId) === s.contents || pending.has(s.tableId)) continue
     try {
-      maglevChunkBuffers(s).forEach((c, i) => entries.push([snMaglevKey.encode({table: s.tableId, chunk: i}), c]))
+      ;(t.prepared?.get(s.contents) ?? maglevChunkBuffers(s)).forEach((c, i) =>
+        entries.push([snMaglevKey.encode({table: s.tableId, chunk: i}), c]),
+      )
       pending.set(s.tableId, s)
     } catch (e) {
       failed.push(s)
@@ -206,6 +234,7 @@ function writeTables(
       failed.push(s)
     } else {
       t.written.set(id, s.contents)
+      t.prepared?.delete(s.contents)
       written++
     }
   }
