@@ -133,6 +133,11 @@ export class Datapath {
   private readonly sockLbMemo: SockLbMemo = {ids: new Map()}
   /** When the drift check last read every map back and checked every attachment (ms). */
   private lastFullRepair = -Infinity
+  /**
+   * close() was called: a drift check or a preparation that yielded the loop stops at its next
+   * turn (the agent closes the maps' fds while a pass may still be under way).
+   */
+  private closed = false
 
   private constructor(
     private readonly o: DatapathOptions,
@@ -384,7 +389,10 @@ export class Datapath {
   async prepareTables(want: DesiredMaps): Promise<void> {
     const services = [...(want.services?.values() ?? [])]
     forgetPrepared(this.tables, services)
-    for (const s of services) if (prepareTable(this.tables, s)) await yieldLoop()
+    for (const s of services) {
+      if (this.closed) return
+      if (prepareTable(this.tables, s)) await yieldLoop()
+    }
   }
 
   /**
@@ -464,6 +472,7 @@ export class Datapath {
     if (opts.full !== true && at - this.lastFullRepair < (this.o.driftCheckMs ?? DRIFT_CHECK_MS)) return done
     this.lastFullRepair = at
     await this.checkMaps(want)
+    if (this.closed) return done
     if (!this.underlayAttached()) {
       attachXdpLink(this.o.underlay, this.xdpFd, this.o.xdpMode, {
         pinPath: join(nodeLinkDir(this.o.node), UNDERLAY_LINK),
@@ -474,6 +483,7 @@ export class Datapath {
     let n = 0
     for (const [hostIf, ifindex] of [...this.tasks]) {
       if (++n % REPAIR_SLICE === 0) await yieldLoop()
+      if (this.closed) return done
       if (this.tasks.get(hostIf) !== ifindex) continue // let go of or attached anew meanwhile
       let now: number
       try {
@@ -487,6 +497,7 @@ export class Datapath {
     }
     for (const [hostIf, ifindex] of [...this.gws]) {
       if (++n % REPAIR_SLICE === 0) await yieldLoop()
+      if (this.closed) return done
       if (this.gws.get(hostIf) !== ifindex) continue
       let now: number | undefined
       try {
@@ -527,10 +538,12 @@ export class Datapath {
     const tables = {state: this.tables, services: [...(want.services?.values() ?? [])]}
     for (const name of [...MIRRORED, 'sn_maglev'] as const) {
       await yieldLoop()
+      if (this.closed) return
       const r = mirrorMaps(this.maps, encoded, tables, {state: this.memo, full: new Set([name])})
       this.count(r)
     }
     await yieldLoop()
+    if (this.closed) return
     const r: SyncReport = {written: 0, deleted: 0, errors: []}
     this.syncSockLb(want, true, r)
     this.count(r)
@@ -565,6 +578,7 @@ export class Datapath {
 
   /** Closes our handles; programs stay attached (their links pinned) and maps stay pinned. */
   close(): void {
+    this.closed = true
     this.sockLb.ender?.close()
     for (const obj of this.objects) obj.close()
   }
