@@ -128,18 +128,23 @@ export class NodeReconciler {
         }
         // Endpoints of a network this node is about to have a task on go in before the task
         // starts (its device entry goes in with its attachment), so its first frames find them.
-        await this.step('maps', () => datapath.sync(this.desired()))
+        await this.step('maps', async () => {
+          const want = this.desired()
+          await datapath.prepareTables(want)
+          datapath.sync(want)
+        })
         await this.step('tasks', () => tasks.reconcile())
         await this.step('attachments', () => attachments.reconcile())
         await this.step('maps', async () => {
           const want = this.desired()
+          await datapath.prepareTables(want)
           this.lastDesired = want
           const synced = datapath.sync(want)
           const errors = synced.errors.map((e) => `map ${e.map}: ${e.failed} entries not written: ${e.message}`).join('; ')
           if (errors !== this.lastSyncErrors) log(`reconcile: ${errors || 'all maps written again'}`)
           this.lastSyncErrors = errors
           if (!errors) this.o.drainAcks?.publish(want.drained ?? [])
-          for (const line of datapath.repair(want)) log(`drift: ${line}`)
+          for (const line of await datapath.repair(want)) log(`drift: ${line}`)
           // Sockets sent at connect() to a backend that left the maps just now are ended.
           await datapath.endSockets()
         })

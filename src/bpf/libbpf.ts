@@ -351,6 +351,17 @@ export function xdpAttachAsync(ifindex: number, progFd: number, flags: number): 
   )
 }
 
+/**
+ * bpf_link_detach on libuv's thread pool: detaching a tc link waits for an RCU grace period,
+ * tens of ms on a loaded host, and a node whose tasks all leave detaches hundreds.
+ */
+export function linkDetachAsync(linkFd: number): Promise<number> {
+  const fn = load().bpf.bpf_link_detach as unknown as koffi.KoffiFunction
+  return new Promise((resolve, reject) =>
+    fn.async(linkFd, (err: unknown, rc: number) => (err ? reject(err as Error) : resolve(rc))),
+  )
+}
+
 export function libbpfLog(): LibbpfLog {
   return load().log
 }

@@ -33,7 +33,7 @@ import {
 } from './attach.js'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {libc} from '../sys/libc.js'
-import {SIZEOF, libbpf, libbpfLog, linkCreateAsync} from './libbpf.js'
+import {SIZEOF, libbpf, libbpfLog, linkCreateAsync, linkDetachAsync} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the
@@ -123,6 +123,21 @@ export function removeLink(pinPath: string): boolean {
   if (fd >= 0) {
     libbpf().bpf_link_detach(fd)
     libc().close(fd)
+  }
+  fs.rmSync(pinPath, {force: true})
+  return true
+}
+
+/** removeLink with the detach on libuv's thread pool (linkDetachAsync): the event loop is not held meanwhile. */
+export async function removeLinkAsync(pinPath: string): Promise<boolean> {
+  if (!fs.existsSync(pinPath)) return false
+  const fd = libbpf().bpf_obj_get(pinPath)
+  if (fd >= 0) {
+    try {
+      await linkDetachAsync(fd)
+    } finally {
+      libc().close(fd)
+    }
   }
   fs.rmSync(pinPath, {force: true})
   return true

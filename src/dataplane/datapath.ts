@@ -9,7 +9,16 @@ import {existsSync, mkdirSync, readdirSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {attachXdpAsync, detachXdp, ifindexOf, queryXdp, tcAttachedId, type XdpMode} from '../bpf/attach.js'
 import {snConfig, snDevice, u32, SN_CONFIG_FLAGS} from '../bpf/codecs.js'
-import {attachTcxLink, attachTcxLinkAsync, attachXdpLink, linkAttached, progIdOf, progNameById, removeLink} from '../bpf/links.js'
+import {
+  attachTcxLink,
+  attachTcxLinkAsync,
+  attachXdpLink,
+  linkAttached,
+  progIdOf,
+  progNameById,
+  removeLink,
+  removeLinkAsync,
+} from '../bpf/links.js'
 import type {BpfMap} from '../bpf/map.js'
 import {BpfObject} from '../bpf/object.js'
 import {loadWithFloor} from '../bpf/kernel-floor.js'
@@ -17,10 +26,12 @@ import {run} from '../sys/exec.js'
 import {ensureBpffs, nodePinDir, removeNodePins} from '../bpf/pins.js'
 import {LayoutUpgrade, layoutPinDir, type LayoutSteps, type UpgradeReport} from '../bpf/upgrade.js'
 import {bpfObjectPath} from '../util/root.js'
-import type {DesiredMaps} from './desired.js'
+import {MIRRORED, type DesiredMaps} from './desired.js'
 import {
   encodeDesired,
+  forgetPrepared,
   mirrorMaps,
+  prepareTable,
   newMirrorMemo,
   type MirroredMap,
   type MirrorMemo,
@@ -30,7 +41,7 @@ import {
 import {syncMeshExtras} from './mesh.js'
 import {EntryCache} from './entry-cache.js'
 import {attachSockMesh, setSockConfig} from './sock-mesh.js'
-import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks} from './sock-lb.js'
+import {attachSockLb, detachSockLb, sockLbCgroup, SockLbEnder, syncSockLbTasks, type SockLbMemo} from './sock-lb.js'
 import {listTaskNetns, taskCgroup} from '../tasks/runner.js'
 import {removeIfEmpty} from '../sys/cgroup.js'
 
@@ -56,10 +67,21 @@ const UNDERLAY_LINK = 'xdp-underlay'
 const taskLink = (hostIf: string) => `tcx-${hostIf}`
 const DNS_PROG = 'sn_tc_dns'
 /**
- * How often a sync reads every map back and the drift repair checks every attachment (what was
- * changed by hand comes back within this); the passes between only write what the store changed.
+ * How often the drift check (Datapath.repair) reads every map back and checks every attachment
+ * (what was changed by hand comes back within this, plus the check's own few turns of the event
+ * loop); the syncs between only write what the store changed.
  */
 export const DRIFT_CHECK_MS = 3000
+/**
+ * Task devices whose attachments the drift check looks at in one turn of the event loop (a
+ * device read and a pin read each): at 1,000 tasks a check of all at once held the loop for
+ * tens of ms, and SWIM's probes wait 120 ms.
+ */
+const REPAIR_SLICE = 64
+/** Detaches at once on libuv's thread pool (4 threads, shared with the agent's file reads). */
+const DETACH_PARALLEL = 2
+/** Lets the event loop run what waits (probes, requests) before the drift check goes on. */
+const yieldLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 const dnsLink = (gwIf: string) => `dns-${gwIf}`
 
 /** Where a node's links are pinned (inside its pin folder, so `leave` removes them with the maps). */
@@ -105,9 +127,17 @@ export class Datapath {
   private readonly memo: MirrorMemo = newMirrorMemo()
   /** The last sync's encoded entries, taken again where their inputs are the same. */
   private readonly encoded = new EntryCache()
-  /** When a sync last read every map back, and the drift repair last checked every attachment (ms). */
-  private lastFullSync = -Infinity
+  /** The last sync's desired state and its encoding: the drift check that follows it reads the maps against it. */
+  private last: {want: DesiredMaps; encoded: ReturnType<typeof encodeDesired>} | undefined
+  /** sn_sock_lb_tasks as the last sync wrote it, and the task cgroups' ids. */
+  private readonly sockLbMemo: SockLbMemo = {ids: new Map()}
+  /** When the drift check last read every map back and checked every attachment (ms). */
   private lastFullRepair = -Infinity
+  /**
+   * close() was called: a drift check or a preparation that yielded the loop stops at its next
+   * turn (the agent closes the maps' fds while a pass may still be under way).
+   */
+  private closed = false
 
   private constructor(
     private readonly o: DatapathOptions,
@@ -352,20 +382,52 @@ export class Datapath {
   }
 
   /**
+   * The Maglev tables `want` needs and this agent has not written, computed ahead, one per turn of
+   * the event loop (a table of a large tier is milliseconds, and when tasks come up every
+   * service's backends change at once); the sync that follows writes them without computing.
+   */
+  async prepareTables(want: DesiredMaps): Promise<void> {
+    const services = [...(want.services?.values() ?? [])]
+    forgetPrepared(this.tables, services)
+    for (const s of services) {
+      if (this.closed) return
+      if (prepareTable(this.tables, s)) await yieldLoop()
+    }
+  }
+
+  /**
    * Makes the store-owned maps hold `want`; a map that fails is reported, the others still written.
-   * A map whose wanted entries are those the last sync wrote is left alone, except once every
-   * DRIFT_CHECK_MS, when every map is read back (or when `full`).
+   * A map whose wanted entries are those the last sync wrote is left alone (not read back) unless
+   * `full`: the drift check (repair) reads each map back, one per turn of the event loop.
    */
   sync(want: DesiredMaps, opts: {full?: boolean} = {}): SyncReport {
-    const at = performance.now()
-    const full = opts.full === true || at - this.lastFullSync >= (this.o.driftCheckMs ?? DRIFT_CHECK_MS)
-    if (full) this.lastFullSync = at
+    const full = opts.full === true
+    const encoded = encodeDesired(want, this.encoded)
+    this.last = {want, encoded}
     const r = mirrorMaps(
       this.maps,
-      encodeDesired(want, this.encoded),
+      encoded,
       {state: this.tables, services: want.services?.values() ?? []},
       {state: this.memo, full},
     )
+    this.syncSockLb(want, full, r)
+    const keys = new Set(
+      [...(want.services?.values() ?? [])].flatMap((s) =>
+        [...s.backends, ...(s.draining ?? [])].map((b) => `${s.vni}/${s.vip}/${b.ip}`),
+      ),
+    )
+    for (const k of this.backendKeys) if (!keys.has(k)) this.endPending = true
+    this.backendKeys = keys
+    this.count(r)
+    return r
+  }
+
+  private count(r: SyncReport): void {
+    for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
+    if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
+  }
+
+  private syncSockLb(want: DesiredMaps, full: boolean, r: SyncReport): void {
     try {
       syncMeshExtras(this.maps, want.mesh)
     } catch (e) {
@@ -374,41 +436,43 @@ export class Datapath {
     if (!this.sockLb.error) {
       try {
         const tasks = new Map([...(want.sockTasks ?? [])].map(([id, nets]) => [taskCgroup(this.o.node, id), nets] as const))
-        syncSockLbTasks(this.maps.sn_sock_lb_tasks, tasks)
+        syncSockLbTasks(this.maps.sn_sock_lb_tasks, tasks, this.sockLbMemo, full)
       } catch (e) {
         r.errors.push({map: 'sn_backends', failed: 1, message: `sn_sock_lb_tasks: ${(e as Error).message}`})
       }
     }
-    const keys = new Set(
-      [...(want.services?.values() ?? [])].flatMap((s) =>
-        [...s.backends, ...(s.draining ?? [])].map((b) => `${s.vni}/${s.vip}/${b.ip}`),
-      ),
-    )
-    for (const k of this.backendKeys) if (!keys.has(k)) this.endPending = true
-    this.backendKeys = keys
-    for (const e of r.errors) this.st.syncErrors[e.map] = (this.st.syncErrors[e.map] ?? 0) + 1
-    if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
-    return r
   }
 
   /**
-   * Drift: puts back what was removed by hand (XDP on the underlay, tc on a task device) and
-   * lets go of the attachments of devices no task wants any more. Cheap: a pin read per device.
-   * Returns one line per repair.
+   * Drift: puts back what was changed by hand in the maps and what was taken off the devices (XDP
+   * on the underlay, tc on a task device), and lets go of the attachments of devices no task
+   * wants any more. Returns one line per attachment repaired.
+   *
+   * The check itself runs once every DRIFT_CHECK_MS (or when `full`), spread over turns of the
+   * event loop: each mirrored map read back against `want` in a turn of its own (want is what the
+   * last sync was given, so only what changed behind the agent's back is written), then the
+   * devices REPAIR_SLICE at a time. The caller runs no sync meanwhile (a reconcile pass awaits it).
    */
-  repair(want: DesiredMaps, opts: {full?: boolean} = {}): string[] {
+  async repair(want: DesiredMaps, opts: {full?: boolean} = {}): Promise<string[]> {
     const done: string[] = []
-    // Links of devices no task wants any more go at every pass; what was taken off by hand is
-    // looked for once every DRIFT_CHECK_MS (a pin and a device read per task: not at every change).
+    // Links of devices no task wants any more go at every pass, detached off the event loop (each
+    // detach waits for an RCU grace period: a few hundred tasks leaving held the loop for seconds).
+    const gone: string[] = []
     for (const [hostIf, ifindex] of this.tasks) {
       if (want.devices.has(ifindex)) continue
-      removeLink(join(nodeLinkDir(this.o.node), taskLink(hostIf)))
+      gone.push(hostIf)
       this.tasks.delete(hostIf)
       this.taskVia.delete(hostIf)
     }
+    for (let i = 0; i < gone.length; i += DETACH_PARALLEL)
+      await Promise.all(
+        gone.slice(i, i + DETACH_PARALLEL).map((hostIf) => removeLinkAsync(join(nodeLinkDir(this.o.node), taskLink(hostIf)))),
+      )
     const at = performance.now()
     if (opts.full !== true && at - this.lastFullRepair < (this.o.driftCheckMs ?? DRIFT_CHECK_MS)) return done
     this.lastFullRepair = at
+    await this.checkMaps(want)
+    if (this.closed) return done
     if (!this.underlayAttached()) {
       attachXdpLink(this.o.underlay, this.xdpFd, this.o.xdpMode, {
         pinPath: join(nodeLinkDir(this.o.node), UNDERLAY_LINK),
@@ -416,7 +480,11 @@ export class Datapath {
       })
       done.push(`XDP on ${this.o.underlay} was gone: attached again`)
     }
-    for (const [hostIf, ifindex] of this.tasks) {
+    let n = 0
+    for (const [hostIf, ifindex] of [...this.tasks]) {
+      if (++n % REPAIR_SLICE === 0) await yieldLoop()
+      if (this.closed) return done
+      if (this.tasks.get(hostIf) !== ifindex) continue // let go of or attached anew meanwhile
       let now: number
       try {
         now = ifindexOf(hostIf)
@@ -427,7 +495,10 @@ export class Datapath {
       this.attachTc(hostIf)
       done.push(`tc on ${hostIf} was gone: attached again`)
     }
-    for (const [hostIf, ifindex] of this.gws) {
+    for (const [hostIf, ifindex] of [...this.gws]) {
+      if (++n % REPAIR_SLICE === 0) await yieldLoop()
+      if (this.closed) return done
+      if (this.gws.get(hostIf) !== ifindex) continue
       let now: number | undefined
       try {
         now = ifindexOf(hostIf)
@@ -454,6 +525,28 @@ export class Datapath {
     }
     this.st.repairs += done.length
     return done
+  }
+
+  /**
+   * Every mirrored map read back against `want` and made to hold it, one map per turn of the event
+   * loop (a read of a map of thousands of entries, and the compare, is milliseconds; all of them
+   * at once were tens), then the stale Maglev tables, then sn_sock_lb_tasks with each cgroup's id
+   * looked up again.
+   */
+  private async checkMaps(want: DesiredMaps): Promise<void> {
+    const encoded = this.last?.want === want ? this.last.encoded : encodeDesired(want, this.encoded)
+    const tables = {state: this.tables, services: [...(want.services?.values() ?? [])]}
+    for (const name of [...MIRRORED, 'sn_maglev'] as const) {
+      await yieldLoop()
+      if (this.closed) return
+      const r = mirrorMaps(this.maps, encoded, tables, {state: this.memo, full: new Set([name])})
+      this.count(r)
+    }
+    await yieldLoop()
+    if (this.closed) return
+    const r: SyncReport = {written: 0, deleted: 0, errors: []}
+    this.syncSockLb(want, true, r)
+    this.count(r)
   }
 
   private underlayAttached(): boolean {
@@ -485,6 +578,7 @@ export class Datapath {
 
   /** Closes our handles; programs stay attached (their links pinned) and maps stay pinned. */
   close(): void {
+    this.closed = true
     this.sockLb.ender?.close()
     for (const obj of this.objects) obj.close()
   }

@@ -172,6 +172,32 @@ export function maglevChunkBuffers(s: TableInput): Buffer[] {
 export interface TableState {
   map: BpfMap
   written: Map<number, string>
+  /**
+   * Tables computed ahead of the sync that writes them (prepareTable), by contents: equal contents
+   * give equal tables. Datapath computes one per turn of the event loop before a sync, so that the
+   * sync after every service's backends changed does not compute them all in one stretch.
+   */
+  prepared?: Map<string, Buffer[]>
+}
+
+/**
+ * Computes `s`'s table ahead unless it is written already or computed: true when it computed one
+ * (a Maglev table of a large tier is milliseconds). What no service wants any more is forgotten
+ * by the caller (forgetPrepared).
+ */
+export function prepareTable(t: TableState, s: DesiredService): boolean {
+  if (t.written.get(s.tableId) === s.contents) return false
+  t.prepared ??= new Map()
+  if (t.prepared.has(s.contents)) return false
+  t.prepared.set(s.contents, maglevChunkBuffers(s))
+  return true
+}
+
+/** Tables computed ahead that none of `services` is made of any more. */
+export function forgetPrepared(t: TableState, services: Iterable<DesiredService>): void {
+  if (!t.prepared || t.prepared.size === 0) return
+  const wanted = new Set([...services].map((s) => s.contents))
+  for (const c of t.prepared.keys()) if (!wanted.has(c)) t.prepared.delete(c)
 }
 
 function writeTables(
@@ -185,7 +211,9 @@ function writeTables(
   for (const s of services) {
     if (t.written.get(s.tableId) === s.contents || pending.has(s.tableId)) continue
     try {
-      maglevChunkBuffers(s).forEach((c, i) => entries.push([snMaglevKey.encode({table: s.tableId, chunk: i}), c]))
+      ;(t.prepared?.get(s.contents) ?? maglevChunkBuffers(s)).forEach((c, i) =>
+        entries.push([snMaglevKey.encode({table: s.tableId, chunk: i}), c]),
+      )
       pending.set(s.tableId, s)
     } catch (e) {
       failed.push(s)
@@ -206,6 +234,7 @@ function writeTables(
       failed.push(s)
     } else {
       t.written.set(id, s.contents)
+      t.prepared?.delete(s.contents)
       written++
     }
   }
@@ -245,9 +274,11 @@ function backendsLeaving(name: MirroredMap, remove: Buffer[], have: ReadonlyMap<
 /** Do two sets of encoded entries hold the same keys with the same values? */
 export function sameEntries(a: Entries | undefined, b: Entries): boolean {
   if (!a || a.size !== b.size) return false
-  for (const [hex, [, v]] of b) {
+  for (const [hex, e] of b) {
     const o = a.get(hex)
-    if (!o || !o[1].equals(v)) return false
+    // The same pair (the entry cache hands the last call's back): no bytes to compare.
+    if (o === e) continue
+    if (!o || !o[1].equals(e[1])) return false
   }
   return true
 }
@@ -256,9 +287,9 @@ export function sameEntries(a: Entries | undefined, b: Entries): boolean {
  * What this agent's syncs wrote, so that a sync can leave alone a map whose desired entries did
  * not change since it was last made to hold them in full: reading a map back, to compare, was
  * most of a sync's cost on the event loop, and a node's passes come many per second while its
- * tasks start. Only a map written without a failure is remembered; `full` syncs (the drift
- * check, every few seconds: Datapath.sync) read every map back whatever was remembered, so an
- * entry changed by hand comes back as it did before. Programs never write these maps
+ * tasks start. Only a map written without a failure is remembered; the drift check (every few
+ * seconds: Datapath.repair) reads each map back whatever was remembered, so an entry changed by
+ * hand comes back as it did before. Programs never write these maps
  * (MAP_OWNERSHIP), and whoever else in the agent writes one forgets it here (Datapath.attachTask).
  */
 export interface MirrorMemo {
@@ -281,9 +312,16 @@ export function mirrorMaps(
   maps: Record<Exclude<MirroredMap, DnsMaps>, BpfMap> & Partial<Record<DnsMaps, BpfMap>>,
   want: Record<MirroredMap, Entries>,
   tables?: {state: TableState; services: Iterable<DesiredService>},
-  /** Skip maps whose wanted entries are those last written (unless `full`); absent: every map is read. */
-  memo?: {state: MirrorMemo; full: boolean},
+  /**
+   * Skip maps whose wanted entries are those last written, unless `full` says to read them back:
+   * true for every map, or the set of those to read (the drift check reads one map per turn of
+   * the event loop: Datapath.checkDrift); 'sn_maglev' in it sweeps the stale tables. Absent:
+   * every map is read.
+   */
+  memo?: {state: MirrorMemo; full: boolean | ReadonlySet<MirroredMap | 'sn_maglev'>},
 ): SyncReport {
+  const readBack = (name: MirroredMap | 'sn_maglev'): boolean =>
+    !memo || memo.full === true || (memo.full !== false && memo.full.has(name))
   const report: SyncReport = {written: 0, deleted: 0, errors: []}
   // Backends that left go only once no service's table can pick them (below, after sn_services).
   const later: Array<{name: MirroredMap; keys: Buffer[]}> = []
@@ -309,7 +347,7 @@ export function mirrorMaps(
     }
     const map = maps[name]
     if (!map) continue
-    if (memo && !memo.full && sameEntries(memo.state.wrote.get(name), want[name])) {
+    if (!readBack(name) && sameEntries(memo?.state.wrote.get(name), want[name])) {
       unchanged.add(name)
       continue
     }
@@ -353,7 +391,7 @@ export function mirrorMaps(
   }
   if (tables) {
     // No table written and no service pointing elsewhere since a sweep that went through: none is stale.
-    const swept = memo && !memo.full && memo.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
+    const swept = !readBack('sn_maglev') && memo?.state.tablesSwept && tablesWritten === 0 && unchanged.has('sn_services')
     if (!swept) {
       if (memo) memo.state.tablesSwept = false
       try {

@@ -54,24 +54,53 @@ export function cgroupId(dir: string): bigint | undefined {
   }
 }
 
+/** What one sync of sn_sock_lb_tasks wrote, for the next (Datapath keeps it). */
+export interface SockLbMemo {
+  /** Each task cgroup's id by its directory: a cgroup keeps its inode while it lives. */
+  ids: Map<string, bigint>
+  /** The entries the map was last made to hold in full (key hex -> value). */
+  wrote?: Map<string, Buffer>
+}
+
 /**
  * Makes sn_sock_lb_tasks hold exactly the given tasks (cgroup directory -> its networks) whose
  * cgroup exists now. A task on more networks than the programs look at keeps the rest with tc.
+ * With `memo` (this runs on every sync, twice per reconcile pass): a cgroup's id is looked up
+ * (a stat) only the first time its directory is seen, and the map is not read back when its entries
+ * are those last written; `full` (the drift check) does both afresh.
  */
-export function syncSockLbTasks(map: BpfMap, want: ReadonlyMap<string, readonly SockLbNet[]>): void {
+export function syncSockLbTasks(
+  map: BpfMap,
+  want: ReadonlyMap<string, readonly SockLbNet[]>,
+  memo: SockLbMemo = {ids: new Map()},
+  full = true,
+): void {
   const next = new Map<string, Buffer>()
+  const ids = new Map<string, bigint>()
   for (const [dir, nets] of want) {
-    const id = cgroupId(dir)
-    if (id === undefined || nets.length === 0) continue
+    if (nets.length === 0) continue
+    const id = (full ? undefined : memo.ids.get(dir)) ?? cgroupId(dir)
+    if (id === undefined) continue
+    ids.set(dir, id)
     next.set(u64.encode(id).toString('hex'), snSockLbTask.encode(nets.slice(0, 8)))
   }
-  // One batched read of what the map holds (not a lookup per task): this runs on every sync.
+  memo.ids = ids // the directories of tasks gone are forgotten
+  if (!full && memo.wrote && sameValues(memo.wrote, next)) return
+  memo.wrote = undefined // remembered again once the map holds `next` in full
+  // One batched read of what the map holds (not a lookup per task).
   const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v] as const))
   for (const k of have.keys()) if (!next.has(k)) map.delete(Buffer.from(k, 'hex'))
   for (const [k, v] of next) {
     const had = have.get(k)
     if (!had || !had.equals(v)) map.update(Buffer.from(k, 'hex'), v)
   }
+  memo.wrote = next
+}
+
+function sameValues(a: ReadonlyMap<string, Buffer>, b: ReadonlyMap<string, Buffer>): boolean {
+  if (a.size !== b.size) return false
+  for (const [k, v] of b) if (!a.get(k)?.equals(v)) return false
+  return true
 }
 
 const BPF_TRACE_ITER = 28

@@ -14,9 +14,20 @@ export interface Clock {
 export const realClock: Clock = {
   now: () => Date.now(),
   after(ms, fn) {
-    const t = setTimeout(fn, ms)
+    // fn runs once what has arrived meanwhile is read: a timer that comes due while the loop is
+    // held would otherwise run before the datagrams waiting in the socket (libuv runs timers
+    // before it polls), and judge a probe failed whose ack is there, or a suspicion unrefuted
+    // whose refutation is. setImmediate runs after the poll phase that reads them.
+    let imm: NodeJS.Immediate | undefined
+    const t = setTimeout(() => {
+      imm = setImmediate(fn)
+      imm.unref()
+    }, ms)
     // Probe timers must never keep a stopping agent alive.
     t.unref()
-    return () => clearTimeout(t)
+    return () => {
+      clearTimeout(t)
+      if (imm) clearImmediate(imm)
+    }
   },
 }

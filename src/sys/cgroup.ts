@@ -4,7 +4,7 @@
  * inherited across fork, and cgroup.kill ends all of them, also those forked meanwhile.
  * Resource limits go to v2 controllers where the host has them, else to the v1 ones.
  */
-import {existsSync, readdirSync, readFileSync, rmdirSync, statSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync, rmdirSync, statSync, watch, type FSWatcher} from 'node:fs'
 import {readdir, readFile, rmdir, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
@@ -135,8 +135,6 @@ export function cgroupOf(pid: number): string | undefined {
   return undefined
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 /**
  * Whether a process is in the cgroup2 dir or below: one asynchronous read of its cgroup.events
  * ("populated 1"), where cgroupPids reads cgroup.procs at every level on the event loop. A cgroup
@@ -156,6 +154,43 @@ export async function cgroupPopulated(dir: string): Promise<boolean> {
   return line !== 'populated 0'
 }
 
+/** How often cgroupEmptied reads cgroup.events when no notification came (one can be missed: an overflow). */
+const EMPTIED_POLL_MS = 250
+
+/**
+ * Resolves true once the cgroup at dir (and below) holds no process, false if it still does
+ * after timeoutMs. The kernel notifies a change of cgroup.events (inotify), so the wait reads
+ * the file when it changed rather than every few ms: hundreds of tasks stopping at once each
+ * polling it held the agent's event loop (a file read is four calls back to the loop).
+ */
+export async function cgroupEmptied(dir: string, timeoutMs: number): Promise<boolean> {
+  if (!(await cgroupPopulated(dir))) return true
+  if (timeoutMs <= 0) return false
+  return new Promise<boolean>((resolve, reject) => {
+    let done = false
+    let watcher: FSWatcher | undefined
+    const finish = (v: boolean | Error) => {
+      if (done) return
+      done = true
+      watcher?.close()
+      clearTimeout(deadline)
+      clearInterval(poll)
+      if (v instanceof Error) reject(v)
+      else resolve(v)
+    }
+    const check = () => void cgroupPopulated(dir).then((p) => !p && finish(true), finish)
+    const deadline = setTimeout(() => finish(false), timeoutMs)
+    const poll = setInterval(check, EMPTIED_POLL_MS)
+    try {
+      watcher = watch(join(dir, 'cgroup.events'), {persistent: false}, check)
+      watcher.on('error', () => watcher?.close()) // the cgroup went (rmdir): the poll says empty
+    } catch {
+      // no inotify (or the cgroup went meanwhile): the poll alone
+    }
+    check() // emptied between the first read and the watch
+  })
+}
+
 /**
  * Kills every process in dir and below (cgroup.kill: forks racing with it die too) and waits
  * until the cgroup is empty. Resolves false if something was still there after timeoutMs.
@@ -170,8 +205,10 @@ export async function killCgroup(dir: string, timeoutMs = 5000): Promise<boolean
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return true // removed meanwhile: empty
       throw e
     }
+    // A process dies of SIGKILL at once, unless in the kernel (uninterruptible): then it is killed
+    // again after the wait, as are forks that raced with the kill.
+    if (await cgroupEmptied(dir, Math.min(500, deadline - Date.now()))) return true
     if (Date.now() > deadline) return false
-    await sleep(20)
   }
 }
 

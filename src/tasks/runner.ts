@@ -15,7 +15,7 @@ import {
   cgroup2Root,
   cgroupOf,
   cgroupPids,
-  cgroupPopulated,
+  cgroupEmptied,
   findV1NodeDirs,
   killCgroup,
   type Limits,
@@ -399,8 +399,7 @@ export async function stopTaskProcess(
 ): Promise<void> {
   const cg = taskCgroup(node, taskId)
   if (init && signalProc(init, signal)) {
-    const deadline = Date.now() + graceMs
-    while ((await cgroupPopulated(cg)) && Date.now() < deadline) await sleep(50)
+    await cgroupEmptied(cg, graceMs)
   }
   if (!(await killCgroup(cg)))
     throw new Error(`stopping task ${taskId}: processes ${cgroupPids(cg).join(', ')} survived cgroup.kill`)

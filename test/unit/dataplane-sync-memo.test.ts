@@ -8,11 +8,15 @@ import fs from 'node:fs'
 import {after, before, describe, it} from 'node:test'
 import fc from 'fast-check'
 import {BpfObject, ensureBpffs} from '../../src/bpf/index.js'
+import {snMaglevKey} from '../../src/bpf/codecs.js'
 import type {BpfMap} from '../../src/bpf/map.js'
 import type {DesiredEndpoint, DesiredMaps, DesiredService} from '../../src/dataplane/desired.js'
 import {
   encodeDesired,
+  forgetPrepared,
+  maglevChunkBuffers,
   mirrorMaps,
+  prepareTable,
   newMirrorMemo,
   type MirrorMemo,
   type MirroredMap,
@@ -167,8 +171,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   {weight: 1, arbitrary: fc.record({op: fc.constant('drift' as const), map: fc.nat(MIRROR.length - 1), key: fc.nat(20)})},
 )
 
-function sync(s: Side, st: State, memo: {full: boolean} | undefined): void {
+function sync(
+  s: Side,
+  st: State,
+  memo: {full: boolean | ReadonlySet<MirroredMap | 'sn_maglev'>; prepare?: boolean} | undefined,
+): void {
   const {want, services} = desired(st)
+  // The tables computed ahead, as Datapath.prepareTables does before a sync.
+  if (memo?.prepare) {
+    forgetPrepared(s.tables, services)
+    for (const svc of services) prepareTable(s.tables, svc)
+  }
   const r = mirrorMaps(
     s.maps,
     encodeDesired(want),
@@ -186,7 +199,7 @@ function assertSame(step: string): void {
 describe('map sync that skips unchanged maps', () => {
   it('holds what a sync that reads every map holds, after any sequence of states; drift comes back at the next full sync', () => {
     fc.assert(
-      fc.property(fc.array(opArb, {minLength: 1, maxLength: 25}), (ops) => {
+      fc.property(fc.array(opArb, {minLength: 1, maxLength: 25}), fc.boolean(), (ops, checkOneByOne) => {
         reset(memoSide)
         reset(fullSide)
         // Changed by hand since the last full sync: the memo side may differ until the next one.
@@ -206,16 +219,18 @@ describe('map sync that skips unchanged maps', () => {
           // Every other sync has the state the last one had (what most passes of a busy node see): the skip path.
           const st = last && i % 2 === 1 ? last : o.state
           last = st
-          sync(memoSide, st, {full: o.full})
+          sync(memoSide, st, {full: o.full, prepare: i % 3 !== 0})
           sync(fullSide, st, undefined)
           if (o.full) drifted = false
           if (!drifted) assertSame(`op ${i}`)
         }
-        // The drift check's sync puts back whatever was changed by hand.
+        // The drift check puts back whatever was changed by hand, reading one map back per sync
+        // (as Datapath.repair does, a turn of the event loop each), or all of them in one.
         if (last) {
-          sync(memoSide, last, {full: true})
+          if (checkOneByOne) for (const name of [...MIRROR, 'sn_maglev'] as const) sync(memoSide, last, {full: new Set([name])})
+          else sync(memoSide, last, {full: true})
           sync(fullSide, last, undefined)
-          assertSame('after a full sync')
+          assertSame('after the drift check')
         }
       }),
       {numRuns: 150},
@@ -242,6 +257,62 @@ describe('map sync that skips unchanged maps', () => {
       }),
       {numRuns: 300},
     )
+  })
+
+  it('the drift check reads back the maps it is given, and only those', () => {
+    reset(memoSide)
+    const st: State = {
+      nets: [4097],
+      eps: [{vni: 4097, ip: '10.0.0.2', node: 0, ifindex: 7, backend: true}],
+      svcs: [{vni: 4097, vip: '10.0.0.100', backends: ['10.0.0.2']}],
+      gws: [],
+    }
+    sync(memoSide, st, {full: true})
+    const devices = memoSide.maps.sn_devices
+    const endpoints = memoSide.maps.sn_endpoints
+    const empty = (m: BpfMap) => m.deleteMany(m.entries().map(([k]) => k))
+    empty(devices)
+    empty(endpoints)
+    // A table no service points at, written by hand: swept only when sn_maglev is checked.
+    memoSide.maglev.update(Buffer.from('ffffff7f00000000', 'hex'), Buffer.alloc(memoSide.maglev.valueSize))
+    sync(memoSide, st, {full: new Set(['sn_devices'])})
+    assert.equal(devices.entries().length, 1, 'sn_devices read back and written again')
+    assert.equal(endpoints.entries().length, 0, 'sn_endpoints not read back')
+    assert.ok(memoSide.maglev.lookup(Buffer.from('ffffff7f00000000', 'hex')), 'the stray table not swept yet')
+    sync(memoSide, st, {full: new Set(['sn_endpoints', 'sn_maglev'])})
+    assert.equal(endpoints.entries().length, 1, 'sn_endpoints read back and written again')
+    assert.equal(memoSide.maglev.lookup(Buffer.from('ffffff7f00000000', 'hex')), undefined, 'the stray table swept')
+  })
+
+  it('a table computed ahead is the one written, and is forgotten once written or no longer wanted', () => {
+    reset(memoSide)
+    const one: State = {
+      nets: [4097],
+      eps: [],
+      svcs: [{vni: 4097, vip: '10.0.0.100', backends: ['10.0.0.2', '10.0.0.3']}],
+      gws: [],
+    }
+    const other: State = {...one, svcs: [{vni: 4097, vip: '10.0.0.100', backends: ['10.0.0.4']}]}
+    const [svc] = desired(one).services
+    assert.equal(prepareTable(memoSide.tables, svc!), true)
+    assert.equal(prepareTable(memoSide.tables, svc!), false, 'computed once')
+    const prepared = memoSide.tables.prepared!.get(svc!.contents)!
+    assert.deepEqual(prepared, maglevChunkBuffers(svc!))
+    // The sync takes the prepared buffers (marked here, so that it shows) rather than computing them.
+    prepared[0]!.writeUInt32BE(0x0a0000ff, 0)
+    sync(memoSide, one, {full: false})
+    const chunk0 = memoSide.maglev.entries().find(([k]) => {
+      const key = snMaglevKey.decode(k)
+      return key.table === svc!.tableId && key.chunk === 0
+    })
+    assert.equal(chunk0?.[1].readUInt32BE(0), 0x0a0000ff)
+    assert.equal(memoSide.tables.prepared!.size, 0, 'forgotten once written')
+    assert.equal(prepareTable(memoSide.tables, svc!), false, 'written already: not computed again')
+    // Computed for a state that passed before it was synced: forgotten at the next preparation.
+    const [gone] = desired(other).services
+    prepareTable(memoSide.tables, gone!)
+    forgetPrepared(memoSide.tables, desired(one).services)
+    assert.equal(memoSide.tables.prepared!.size, 0)
   })
 
   it('a sync with nothing changed reads no map back', () => {

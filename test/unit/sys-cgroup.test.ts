@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {test} from 'node:test'
 import {
   cgroup2Root,
+  cgroupEmptied,
   cgroupPids,
   cgroupPopulated,
   killCgroup,
@@ -42,6 +43,24 @@ test('cgroupPopulated: a process below makes every level above populated; killCg
     assert.equal(await cgroupPopulated(top), false)
     assert.equal(await cgroupPopulated(join(top, 'nope')), false)
     await assert.rejects(cgroupPopulated('/tmp'), {message: '/tmp has no cgroup.events: not a cgroup2 directory'})
+  } finally {
+    child.kill('SIGKILL')
+    removeCgroupTree(top)
+  }
+})
+
+test('cgroupEmptied: false while a process stays past the timeout, true once it exits (told by the kernel), true for a missing cgroup', async () => {
+  const top = join(cgroup2Root(), `snut-cge-${process.pid}`)
+  const child = spawn('sleep', ['1000'], {stdio: 'ignore'})
+  try {
+    mkdirSync(join(top, 'a'), {recursive: true})
+    writeFileSync(join(top, 'a', 'cgroup.procs'), String(child.pid))
+    assert.equal(await cgroupEmptied(top, 300), false)
+    // A long timeout: the answer comes when the process is gone, not when the time is up.
+    const emptied = cgroupEmptied(top, 600_000)
+    child.kill('SIGTERM')
+    assert.equal(await emptied, true)
+    assert.equal(await cgroupEmptied(join(top, 'nope'), 600_000), true)
   } finally {
     child.kill('SIGKILL')
     removeCgroupTree(top)
