@@ -19,9 +19,11 @@ export const realClock: Clock = {
     // before it polls), and judge a probe failed whose ack is there, or a suspicion unrefuted
     // whose refutation is. setImmediate runs after the poll phase that reads them.
     let imm: NodeJS.Immediate | undefined
+    // The immediate is not unref'd: Node polls without a timeout while only unref'd immediates
+    // wait, so such an immediate ran only when something else woke the loop (a gossip round or a
+    // probe came up to a second late on a quiet node). It keeps the loop for one turn at most.
     const t = setTimeout(() => {
       imm = setImmediate(fn)
-      imm.unref()
     }, ms)
     // Probe timers must never keep a stopping agent alive.
     t.unref()

@@ -51,6 +51,9 @@ describe('gossip: each writer writes only what is its own', () => {
     m.store.put('newkind/x', {id: 'x'})
     await waitFor('w2 takes it', () => w2.store.get('newkind/x') !== undefined, 1000)
     assert.match(m.gossip.lastRefusal ?? '', /only a manager writes/)
+    // w1 would offer them at every push-pull (every 300 ms here), each refused and counted: the
+    // tests below count exactly what they send.
+    w1.store.forget(['service/evil', 'network/evil', 'newkind/evil'])
   })
 
   it("an entry that names the manager as writer but is not signed with the manager's key is refused", async () => {
@@ -194,6 +197,8 @@ describe('gossip: each writer writes only what is its own', () => {
     w2.store.put('drained/w2', {tasks})
     await waitFor("w2's own record taken", () => m.store.get('drained/w2') !== undefined, 2000)
     assert.deepEqual(m.store.get('drained/w2'), {tasks})
+    w1.store.forget(['drained/w2'])
+    m.store.forget(['drained/w1'])
   })
 
   it("a join cannot take over a live node's id or address", async () => {
