@@ -46,17 +46,20 @@ describe('--userns in the spec', () => {
     assert.match(containerProblem({container: {userns: 'remap'}}) ?? '', /--userns remap needs --image/)
   })
 
-  test('with --health-cmd: refused in one line at create and at update, nothing written (the check could never run)', () => {
-    const {dir, m} = managerFixture('sn-userns-mgr-', [['a', '172.30.0.11']])
+  test('with --health-cmd: refused in one line at create and at update, nothing written (the check could never run)', async () => {
+    const {dir, store, m} = managerFixture('sn-userns-mgr-', [['a', '172.30.0.11']])
+    // The files as they are once every write so far is on disk (commits land on libuv's threads,
+    // so a read right after a write may or may not see it).
+    const files = async () => (await store.sync(), storeFiles(dir))
     const base = {mode: 'replicated' as const, replicas: 1, networks: [], command: [], image: 'busybox'}
     const refusal = /^UserError: --userns remap and --health-cmd do not go together yet: /
-    const before = storeFiles(dir)
+    const before = await files()
     assert.throws(() => m.createService({...base, name: 'both', userns: 'remap', healthCmd: 'true'}), refusal)
-    assert.equal(storeFiles(dir), before)
+    assert.equal(await files(), before)
     m.createService({...base, name: 'web', userns: 'remap'})
-    const created = storeFiles(dir)
+    const created = await files()
     assert.throws(() => m.updateService('web', {healthCmd: 'true'}), refusal)
-    assert.equal(storeFiles(dir), created)
+    assert.equal(await files(), created)
     m.createService({...base, name: 'checked', healthCmd: 'true'})
     assert.throws(() => m.updateService('checked', {userns: 'remap'}), refusal)
     // Together with taking the check away, remap is taken.
