@@ -120,6 +120,7 @@ async function bareCreates(
   sample: Service,
   clients: Etcd3[],
   managerTxns: number,
+  managerCreates: number,
 ): Promise<string[]> {
   const prefix = '/scale/bare/'
   const svc = JSON.stringify(recs.get(keyOf('service', sample.id)))
@@ -181,7 +182,7 @@ async function bareCreates(
   }
   try {
     await run(10, 1, 200)
-    await run(3, Math.max(1, Math.round(200 / Math.max(1, managerTxns))), 200)
+    await run(3, Math.max(1, Math.round(managerCreates / Math.max(1, managerTxns))), 200)
   } finally {
     for (const w of watchers) await w.cancel().catch(() => undefined)
   }
@@ -199,7 +200,7 @@ export type ScaleEtcdResult = {
 
 export async function benchScaleEtcd(
   sizes: number[],
-  opts: {cpuProf?: string; maxInFlight?: number} = {},
+  opts: {cpuProf?: string; maxInFlight?: number; creates?: number} = {},
 ): Promise<ScaleEtcdResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-scale-etcd-'))
   const clients: Etcd3[] = []
@@ -337,7 +338,7 @@ export async function benchScaleEtcd(
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
     await Promise.all(conc.map((c) => c.call({op: 'warm', id: 0, subnet: SUBNET, count: WARM})))
-    const total = 200
+    const total = opts.creates ?? 200
     let next = 0
     const answers: Service[] = []
     for (const c of conc) c.post({op: 'start'})
@@ -398,6 +399,7 @@ export async function benchScaleEtcd(
         answers[0]!,
         clients,
         sum((s) => s.batches),
+        total,
       )),
     )
     return out
