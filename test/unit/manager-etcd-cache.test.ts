@@ -127,6 +127,21 @@ test('the copy equals a fresh read of the prefix after random writes and deletes
   )
 })
 
+test('a prefix larger than one gRPC message by default (4 MB) is read whole by a manager\'s client', async () => {
+  // 10,000 services of 3 tasks are ~30 MB of records: a manager (re)starting reads them in one range read.
+  const prefix = `/cache-${++n}/`
+  const writer = client()
+  const big = JSON.stringify({pad: 'x'.repeat(1000 * 1000)})
+  for (let i = 0; i < 5; i++) await writer.namespace(prefix).put(`state/service/big${i}`).value(big).exec()
+  const c = etcdClient({endpoints: [etcd.endpoint], prefix})
+  clients.push(c)
+  const cache = new EtcdCache(c.namespace(prefix))
+  closers.push(() => cache.close())
+  const s = await cache.snapshot()
+  assert.equal(s.records.size, 5)
+  cache.close()
+})
+
 test('a copy whose watch was dropped while etcd compacted reads the prefix again, and equals a fresh read', async () => {
   const cs = [client(), client()]
   await fc.assert(
