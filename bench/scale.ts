@@ -57,6 +57,7 @@ export async function benchScale(
     cpuProf?: string
     maxInFlight?: number
     concurrentCreates?: number
+    warm?: number
   } = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
@@ -256,7 +257,7 @@ export async function benchScale(
     if (etcdMax >= 100) {
       const e = await benchScaleEtcd(
         SIZES.filter((s) => s <= etcdMax),
-        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight, creates: opts.concurrentCreates},
+        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight, creates: opts.concurrentCreates, warm: opts.warm},
       )
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
       json.etcdCreatesPerSec = e.createsPerSec
@@ -317,6 +318,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error('--concurrent-creates N: a whole number, 10 or more')
     process.exit(2)
   }
+  const w = process.argv.indexOf('--warm')
+  const warm = w >= 0 ? Number(process.argv[w + 1]) : undefined
+  if (warm !== undefined && (!Number.isInteger(warm) || warm < 0)) {
+    console.error('--warm N: a whole number of creates per manager, 0 or more')
+    process.exit(2)
+  }
   const {lines, json} = await benchScale({
     services,
     createsOnly: process.argv.includes('--creates-only'),
@@ -324,6 +331,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     cpuProf,
     maxInFlight,
     concurrentCreates,
+    warm,
   })
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))

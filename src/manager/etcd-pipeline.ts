@@ -13,7 +13,16 @@ import type {Store} from '../store/store.js'
 import {CATCH_UP_WAIT_MS, OWN_WRITE_WAIT_MS, type CacheSnapshot, type CachedKv, type EtcdCache} from './etcd-cache.js'
 import type {EtcdIndex} from './etcd-index.js'
 import {RequestView} from './etcd-request-view.js'
-import {MAX_ATTEMPTS, MAX_TXN_OPS, TxnMemo, transaction, withLeft, type KvView, type Txn, type TxnResult} from './etcd-transaction.js'
+import {
+  MAX_ATTEMPTS,
+  MAX_TXN_OPS,
+  TxnMemo,
+  transaction,
+  withLeft,
+  type KvView,
+  type Txn,
+  type TxnResult,
+} from './etcd-transaction.js'
 import type {Manager} from './manager.js'
 
 /** Most requests in one batch (a create of one replica is about 5 operations). */

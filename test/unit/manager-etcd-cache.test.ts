@@ -127,7 +127,7 @@ test('the copy equals a fresh read of the prefix after random writes and deletes
   )
 })
 
-test('a prefix larger than one gRPC message by default (4 MB) is read whole by a manager\'s client', async () => {
+test("a prefix larger than one gRPC message by default (4 MB) is read whole by a manager's client", async () => {
   // 10,000 services of 3 tasks are ~30 MB of records: a manager (re)starting reads them in one range read.
   const prefix = `/cache-${++n}/`
   const writer = client()
