@@ -340,16 +340,14 @@ export async function benchScaleEtcd(
       ),
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
-    // The warm-up: the three managers create together on a prefix of their own (then deleted),
-    // as in the timed part, so each has compiled its code for its own records and the others'
-    // (their commits, decoded from its watch); alone on a prefix each, the first timed creates
-    // still met the others' records, and V8 compiled and deoptimized through the timed part.
+    // The warm-up: the three managers create together on a prefix of their own, as in the timed
+    // part, so each has compiled its code for its own records and the others' (their commits,
+    // decoded from its watch); alone on a prefix each, the first timed creates still met the
+    // others' records, and V8 compiled and deoptimized through the timed part. Its records stay
+    // (deleting them in one transaction just before the timed part cost etcd more per create).
     const warmPrefix = '/scale/warm/'
     await conc[0]!.call({op: 'warm', id: 0, prefix: warmPrefix, subnet: SUBNET, count: 0, setup: true})
     await Promise.all(conc.map((c) => c.call({op: 'warm', id: 0, prefix: warmPrefix, subnet: SUBNET, count: opts.warm ?? WARM})))
-    const warmClient = etcdClient({endpoints, prefix: warmPrefix})
-    clients.push(warmClient)
-    await warmClient.namespace(warmPrefix).delete().all()
     const total = opts.creates ?? 200
     let next = 0
     const answers: Service[] = []
