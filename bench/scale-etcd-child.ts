@@ -3,9 +3,10 @@
 // its gossip store. The bench's clients (in the parent) send it requests over the IPC channel
 // and wait for each answer, as a CLI waits for the agent's API.
 //   argv: JSON {endpoints, prefix, selfId, dir, nodes}
-// Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'warm', subnet,
-// count} (creates on a prefix of its own, then gone: a running manager's code is compiled, and
-// in one process the latency part before had compiled it), {op:'start'} (the
+// Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'warm', prefix,
+// subnet, count, setup} (creates on a prefix of the warm-up, shared by the three managers, its
+// cluster record and network first with setup: a running manager's code is compiled, for the
+// records it makes and those it reads from the others' commits), {op:'start'} (the
 // timed part begins: the event loop's use is counted from here), {op:'create', id, req},
 // {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
 // It exits when told to close or when the channel closes (the parent gone, however it ended).
@@ -57,7 +58,7 @@ export type ChildStats = {
 
 export type ToChild =
   | {op: 'setup'; id: number; subnet: string}
-  | {op: 'warm'; id: number; subnet: string; count: number}
+  | {op: 'warm'; id: number; prefix: string; subnet: string; count: number; setup?: boolean}
   | {op: 'start'}
   | {op: 'create'; id: number; req: ServiceRequest}
   | {op: 'stats'; id: number}
@@ -143,20 +144,27 @@ process.on('message', (m: ToChild) => {
     void reply(
       m.id,
       (async () => {
-        const prefix = cfg.prefix.replace(/[^/]+\/$/, `warm-${cfg.selfId}/`)
-        const dir = join(cfg.dir, `warm-${cfg.selfId}`)
-        const c = etcdClient({endpoints: cfg.endpoints, prefix})
+        const dir = join(cfg.dir, `warm-${cfg.selfId}-${m.setup ? 'setup' : 'creates'}`)
+        const c = etcdClient({endpoints: cfg.endpoints, prefix: m.prefix})
         const s = localStore(dir)
-        const b = new EtcdBackend({client: c, prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
+        const b = new EtcdBackend({client: c, prefix: m.prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
         try {
-          await b.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'warm'})}])
-          await b.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+          if (m.setup) {
+            await b.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'warm'})}])
+            await b.write((mg) => mg.createNetwork({name: 'net', subnet: m.subnet}))
+          }
           let next = 0
           // 3 at a time, so batches of several requests are compiled too.
           const lane = async () => {
             for (let i = next++; i < m.count; i = next++)
               await b.write((mg) =>
-                mg.createService({name: `w${i}`, mode: 'replicated', replicas: 3, networks: ['net'], command: ['sleep', '1']}),
+                mg.createService({
+                  name: `w${cfg.selfId}-${i}`,
+                  mode: 'replicated',
+                  replicas: 3,
+                  networks: ['net'],
+                  command: ['sleep', '1'],
+                }),
               )
           }
           await Promise.all([lane(), lane(), lane()])

@@ -50,7 +50,15 @@ const tick = () => new Promise((r) => setImmediate(r))
 const round = (x: number) => Math.round(x * 100) / 100
 
 export async function benchScale(
-  opts: {services?: number; createsOnly?: boolean; etcdServices?: number; cpuProf?: string; maxInFlight?: number} = {},
+  opts: {
+    services?: number
+    createsOnly?: boolean
+    etcdServices?: number
+    cpuProf?: string
+    maxInFlight?: number
+    concurrentCreates?: number
+    warm?: number
+  } = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
   const sizes = SIZES.filter((s) => s <= max)
@@ -249,7 +257,7 @@ export async function benchScale(
     if (etcdMax >= 100) {
       const e = await benchScaleEtcd(
         SIZES.filter((s) => s <= etcdMax),
-        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight},
+        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight, creates: opts.concurrentCreates, warm: opts.warm},
       )
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
       json.etcdCreatesPerSec = e.createsPerSec
@@ -304,12 +312,26 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (cpuProf !== undefined) mkdirSync(cpuProf, {recursive: true})
   const f = process.argv.indexOf('--max-in-flight')
   const maxInFlight = f >= 0 ? Number(process.argv[f + 1]) : undefined
+  const cc = process.argv.indexOf('--concurrent-creates')
+  const concurrentCreates = cc >= 0 ? Number(process.argv[cc + 1]) : undefined
+  if (concurrentCreates !== undefined && (!Number.isInteger(concurrentCreates) || concurrentCreates < 10)) {
+    console.error('--concurrent-creates N: a whole number, 10 or more')
+    process.exit(2)
+  }
+  const w = process.argv.indexOf('--warm')
+  const warm = w >= 0 ? Number(process.argv[w + 1]) : undefined
+  if (warm !== undefined && (!Number.isInteger(warm) || warm < 0)) {
+    console.error('--warm N: a whole number of creates per manager, 0 or more')
+    process.exit(2)
+  }
   const {lines, json} = await benchScale({
     services,
     createsOnly: process.argv.includes('--creates-only'),
     etcdServices,
     cpuProf,
     maxInFlight,
+    concurrentCreates,
+    warm,
   })
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))

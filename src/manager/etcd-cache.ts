@@ -43,6 +43,14 @@ export class EtcdCache {
   private closed = false
   /** Told each change of a record the watch brings (not a whole read: see listings). */
   private readonly recordListeners = new Set<RecordListener>()
+  /**
+   * This manager's own commits the watch has not brought back yet, by revision: what each put
+   * (key -> value) and its records as decided. Their events are not decoded again: a key etcd
+   * reports at that mod revision holds what that commit put (one revision, one transaction).
+   */
+  private readonly own = new Map<number, {puts: ReadonlyMap<string, string>; records: ReadonlyMap<string, Json | null>}>()
+  /** Events taken from own commits instead of decoded (for the tests and the bench). */
+  ownEvents = 0
 
   constructor(
     private readonly ns: Namespace,
@@ -99,6 +107,16 @@ export class EtcdCache {
     return () => this.recordListeners.delete(listener)
   }
 
+  /**
+   * A commit of this manager's held at revision rev: what it put (keys without the prefix) and
+   * the records it wrote (keys without STATE; null: deleted). When the watch brings rev back, its
+   * records are these objects (shared: not changed by anyone), not the events' values parsed again.
+   */
+  expect(rev: number, puts: readonly (readonly [string, string])[], records: ReadonlyMap<string, Json | null>): void {
+    if (rev <= this.revision || !this.watcher) return
+    this.own.set(rev, {puts: new Map(puts), records})
+  }
+
   /** Stops watching: the next snapshot() reads the prefix again (what a broken watch leads to). */
   drop(): void {
     const w = this.watcher
@@ -115,6 +133,7 @@ export class EtcdCache {
 
   private async load(): Promise<void> {
     this.drop()
+    this.own.clear()
     const r = await this.ns.getAll().prefix('').exec()
     this.listings++
     const kvs = new Map<string, CachedKv>()
@@ -166,19 +185,33 @@ export class EtcdCache {
   private applyEvents(w: Watcher, res: IWatchResponse): void {
     // Events of a watch already dropped are not the copy's.
     if (this.watcher !== w) return
+    // The events of one response are mostly one commit's: its revision looked up once.
+    let modText = ''
+    let mine: {puts: ReadonlyMap<string, string>; records: ReadonlyMap<string, Json | null>} | undefined
     for (const ev of res.events) {
       // etcd3's own 'data' listener has taken the prefix off the key already.
       const key = ev.kv.key.toString()
       if (ev.type === 'Put') {
-        const value = ev.kv.value.toString()
+        if (this.own.size > 0 && ev.kv.mod_revision !== modText) {
+          modText = ev.kv.mod_revision
+          mine = this.own.get(Number(modText))
+        }
+        const put = mine?.puts.get(key)
+        const value = put ?? ev.kv.value.toString()
         this.kvs.set(key, {value, mod: ev.kv.mod_revision})
-        if (key.startsWith(STATE)) this.setRecord(key.slice(STATE.length), JSON.parse(value) as Json)
+        if (key.startsWith(STATE)) {
+          const k = key.slice(STATE.length)
+          const held = put === undefined ? undefined : mine!.records.get(k)
+          if (held !== undefined && held !== null) this.ownEvents++
+          this.setRecord(k, held ?? (JSON.parse(value) as Json))
+        }
       } else {
         this.kvs.delete(key)
         if (key.startsWith(STATE)) this.setRecord(key.slice(STATE.length), undefined)
       }
     }
     this.revision = Math.max(this.revision, Number(res.header.revision))
+    if (this.own.size > 0) for (const rev of this.own.keys()) if (rev <= this.revision) this.own.delete(rev)
     this.wake()
   }
 

@@ -15,6 +15,9 @@ export type EtcdSettings = {
   prefix: string
 }
 
+/** The largest answer etcd may send a manager (its whole prefix in one read). */
+export const MAX_RECEIVE_BYTES = 512 * 1024 * 1024
+
 /** A unary call's deadline: long enough for a commit on a loaded lab, short enough to fail fast. */
 export const CALL_DEADLINE_MS = 2500
 
@@ -60,6 +63,9 @@ export function etcdClient(s: EtcdSettings): Etcd3 {
         }
       : {}),
     dialTimeout: CALL_DEADLINE_MS,
+    // A manager reads its cluster's whole prefix in one range read (etcd-cache.ts): 10,000 services
+    // of 3 tasks are ~30 MB, past grpc-js's default 4 MB for a message received.
+    grpcOptions: {'grpc.max_receive_message_length': MAX_RECEIVE_BYTES},
     // Streams (watches, lease keep-alives) live on; single calls do not wait for long.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : {deadline: Date.now() + CALL_DEADLINE_MS}),
   })

@@ -37,7 +37,11 @@ export class GossipMirror {
     // Every key of one transaction has its revision as mod revision: the version carries it.
     for (const [k, v] of ops) {
       if (v === null) this.local.delete(k, rev)
-      else if (JSON.stringify(this.local.get(k)) !== JSON.stringify(v)) this.put(k, v, rev)
+      else {
+        // A new record (a create's) is put without comparing: two JSON.stringify of nothing to compare.
+        const have = this.local.get(k)
+        if (have === undefined || (have !== v && JSON.stringify(have) !== JSON.stringify(v))) this.put(k, v, rev)
+      }
     }
   }
 

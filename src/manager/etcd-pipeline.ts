@@ -13,7 +13,16 @@ import type {Store} from '../store/store.js'
 import {CATCH_UP_WAIT_MS, OWN_WRITE_WAIT_MS, type CacheSnapshot, type CachedKv, type EtcdCache} from './etcd-cache.js'
 import type {EtcdIndex} from './etcd-index.js'
 import {RequestView} from './etcd-request-view.js'
-import {MAX_ATTEMPTS, MAX_TXN_OPS, transaction, withLeft, type KvView, type Txn, type TxnResult} from './etcd-transaction.js'
+import {
+  MAX_ATTEMPTS,
+  MAX_TXN_OPS,
+  TxnMemo,
+  transaction,
+  withLeft,
+  type KvView,
+  type Txn,
+  type TxnResult,
+} from './etcd-transaction.js'
 import type {Manager} from './manager.js'
 
 /** Most requests in one batch (a create of one replica is about 5 operations). */
@@ -247,6 +256,8 @@ export class RequestPipeline {
     const kvs: KvView = unseen.length === 0 ? snap.kvs : new Overlaid(snap.kvs, unseen)
     if (unseen.length > 0) this.overUnseen++
     const decideStart = performance.now()
+    // The transaction is built again after each request, over those before it: their JSON once.
+    const memo = new TxnMemo()
     const clash = (t: Txn) =>
       flying.some((f) => t.compares.some((c) => f.writes.has(c[0])) || t.writes.some((w) => f.keys.has(w)))
     this.host.index.lend(snap.records, (ix, write, mark) => {
@@ -284,7 +295,7 @@ export class RequestPipeline {
         const nextLeft = new Set([...left, ...view.left])
         let t: Txn
         try {
-          t = withLeft(transaction(kvs, nextOps, undefined), kvs, nextLeft)
+          t = withLeft(transaction(kvs, nextOps, undefined, memo), kvs, nextLeft)
         } catch (e) {
           undo()
           // Decided over writes in flight the copy does not show yet: decided again once they land.
@@ -360,6 +371,8 @@ export class RequestPipeline {
         // over Overlaid until then.
         const rev = Number(res.header.revision)
         flight.rev = rev
+        // The watch's events of this commit take its records as decided, not parsed again.
+        this.host.cache.expect(rev, flight.txn.puts, flight.ops)
         this.unseen.add(flight)
         void this.host.cache.reach(rev, OWN_WRITE_WAIT_MS).then(() => this.unseen.delete(flight))
         this.batchLimit = this.maxBatch

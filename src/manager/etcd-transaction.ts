@@ -54,10 +54,42 @@ export function commit(ns: Namespace, t: Txn) {
 export type TxnResult = Awaited<ReturnType<typeof commit>>
 
 /**
+ * What transaction() computed for one batch, kept while the batch is decided: it builds the
+ * transaction again after each request (to check etcd's limit and the keys in flight), over the
+ * records of those before it, which are then the same objects and the same read values. Records
+ * are not changed once written (a change is a new object), so a record's JSON stays its JSON.
+ */
+export class TxnMemo {
+  private readonly json = new WeakMap<object, string>()
+  private readonly parsed = new Map<string, Json>()
+
+  stringify(value: Json): string {
+    if (typeof value !== 'object' || value === null) return JSON.stringify(value)
+    let s = this.json.get(value)
+    if (s === undefined) this.json.set(value, (s = JSON.stringify(value)))
+    return s
+  }
+
+  parse(text: string): Json {
+    let v = this.parsed.get(text)
+    if (v === undefined) this.parsed.set(text, (v = JSON.parse(text) as Json))
+    return v
+  }
+}
+
+/** No memo: each call computes afresh. */
+const FRESH = {stringify: (v: Json) => JSON.stringify(v), parse: (t: string) => JSON.parse(t) as Json}
+
+/**
  * The transaction for a request's writes, against what it read: compares (each record and
  * allocation touched is at its read revision) and operations (the records, their allocations).
  */
-export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderRevision: string | undefined): Txn {
+export function transaction(
+  snap: KvView,
+  ops: Map<string, Json | null>,
+  leaderRevision: string | undefined,
+  memo: Pick<TxnMemo, 'stringify' | 'parse'> = FRESH,
+): Txn {
   const compares: Compare[] = []
   const mod = (k: string) => snap.get(k)?.mod ?? 0
   const puts: [string, string][] = []
@@ -70,7 +102,7 @@ export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderR
     const sk = STATE + key
     compares.push([sk, 'Mod', '==', mod(sk)])
     const before = snap.get(sk)
-    const old = before ? (JSON.parse(before.value) as Json) : undefined
+    const old = before ? memo.parse(before.value) : undefined
     for (const a of allocationsOf(key, old)) freed.add(a)
     for (const a of allocationsOf(key, value)) {
       // Two records of one transaction (a batch's requests) never hold one address, name or port.
@@ -79,7 +111,7 @@ export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderR
       claimed.set(a, key)
     }
     if (value === null) deletes.push(sk)
-    else puts.push([sk, JSON.stringify(value)])
+    else puts.push([sk, memo.stringify(value)])
     if (key.startsWith('network/') || key === 'cluster') networksChange = true
     // A record that names networks holds only while they exist as read.
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
@@ -112,7 +144,7 @@ export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderR
   // Host-mode ports: each one a task written here may hold on its node, or that a service newly
   // publishes, is rewritten (see etcd-keys.ts): any other transaction that does the same, or
   // claims the number for ingress, read it at another revision and is decided again.
-  for (const a of hostPortsTouched(snap, ops)) {
+  for (const a of hostPortsTouched(snap, ops, memo)) {
     const ak = ALLOC + a
     const held = snap.get(ak)?.value
     if (claimed.has(a)) throw new Error(`internal: ${a} is given both in ingress and in host mode`)
@@ -142,11 +174,11 @@ export function transaction(snap: KvView, ops: Map<string, Json | null>, leaderR
  * node's port: a racer that read it held was only kept from that node, so removals rewrite nothing.
  * A host-mode port, once published, keeps its key (HOST_PORT names no owner to free it with).
  */
-function hostPortsTouched(snap: KvView, ops: Map<string, Json | null>): Set<string> {
+function hostPortsTouched(snap: KvView, ops: Map<string, Json | null>, memo: Pick<TxnMemo, 'parse'>): Set<string> {
   const out = new Set<string>()
   const read = (k: string): Json | undefined => {
     const v = snap.get(STATE + k)?.value
-    return v === undefined ? undefined : (JSON.parse(v) as Json)
+    return v === undefined ? undefined : memo.parse(v)
   }
   const services = new Map<string, string[]>()
   const hostPortsOfService = (id: string): string[] => {

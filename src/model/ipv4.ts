@@ -14,17 +14,31 @@ export function parseIpv4(text: string): number {
 }
 
 export function tryParseIpv4(text: string): number | undefined {
-  const parts = text.split('.')
-  if (parts.length !== 4) return undefined
+  // By character codes (the index parses every address it is fed: a split and a regular
+  // expression per part cost ~1 us a call). Canonical spelling only: four parts of 1-3 digits,
+  // no signs or spaces, no leading zeros (010 is octal to some parsers), each at most 255.
+  const len = text.length
+  if (len < 7 || len > 15) return undefined
   let n = 0
-  for (const p of parts) {
-    // No signs, no spaces, no leading zeros (010 is octal to some parsers).
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined
-    const b = Number(p)
-    if (b > 255) return undefined
-    n = n * 256 + b
+  let part = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < len; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 46) {
+      if (digits === 0 || dots === 3 || part > 255) return undefined
+      n = n * 256 + part
+      part = 0
+      digits = 0
+      dots++
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return undefined
+      if (++digits > 3) return undefined
+      part = part * 10 + (c - 48)
+    } else return undefined
   }
-  return n
+  if (digits === 0 || dots !== 3 || part > 255) return undefined
+  return n * 256 + part
 }
 
 export function isIpv4(text: string): boolean {
@@ -32,7 +46,7 @@ export function isIpv4(text: string): boolean {
 }
 
 export function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`
 }
 
 export function netmask(prefix: number): number {

@@ -194,6 +194,9 @@ export class LogWriter {
 
   private async pump(): Promise<void> {
     try {
+      // Starts once the running code is done: the writes it makes together (a manager's commit
+      // copied into the store, a merge) go in one write and one fdatasync, not the first alone.
+      await null
       while (this.queue.length > 0 && !this.failed) {
         const batch = this.queue
         this.queue = []

@@ -127,6 +127,21 @@ test('the copy equals a fresh read of the prefix after random writes and deletes
   )
 })
 
+test("a prefix larger than one gRPC message by default (4 MB) is read whole by a manager's client", async () => {
+  // 10,000 services of 3 tasks are ~30 MB of records: a manager (re)starting reads them in one range read.
+  const prefix = `/cache-${++n}/`
+  const writer = client()
+  const big = JSON.stringify({pad: 'x'.repeat(1000 * 1000)})
+  for (let i = 0; i < 5; i++) await writer.namespace(prefix).put(`state/service/big${i}`).value(big).exec()
+  const c = etcdClient({endpoints: [etcd.endpoint], prefix})
+  clients.push(c)
+  const cache = new EtcdCache(c.namespace(prefix))
+  closers.push(() => cache.close())
+  const s = await cache.snapshot()
+  assert.equal(s.records.size, 5)
+  cache.close()
+})
+
 test('a copy whose watch was dropped while etcd compacted reads the prefix again, and equals a fresh read', async () => {
   const cs = [client(), client()]
   await fc.assert(
@@ -250,6 +265,9 @@ async function scanned(b: EtcdBackend): Promise<StateIndex> {
   return StateIndex.build(entries)
 }
 
+/** Records the copies took from their own commits, as decided, instead of decoding the watch's events (over the tests). */
+let ownEvents = 0
+
 /** Both copies caught up with etcd: each manager's index equals a scan of etcd and its store, built once. */
 async function assertIndexesMatch(ms: EtcdBackend[], raw: EtcdBackend['ns']): Promise<void> {
   const rev = Number((await raw.get('leader').exec()).header.revision)
@@ -258,6 +276,13 @@ async function assertIndexesMatch(ms: EtcdBackend[], raw: EtcdBackend['ns']): Pr
     await b.cache.snapshot()
     assert.ok(await b.cache.reach(rev, 5000), 'the copy reached etcd')
     const s = await b.cache.snapshot()
+    // The copy as a fresh read finds it, each record as its value parses: also those its own
+    // commits put, taken as decided rather than decoded from the watch (EtcdCache.expect).
+    const read = await raw.getAll().prefix('').exec()
+    const now = read.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), kv.mod_revision] as [string, string, string])
+    assert.equal(Number(read.header.revision), s.revision, 'nothing written since')
+    assert.deepEqual(await copyOf(b.cache), now.sort())
+    ownEvents += b.cache.ownEvents
     const live = b.index.current(s.records)
     const full = await scanned(b)
     assert.deepEqual(shape(live), shape(full))
@@ -385,6 +410,8 @@ test('the index shared by requests equals a full scan after random requests on t
     }),
     {numRuns: 16},
   )
+  // The copies compared above held records of their own commits taken as decided.
+  assert.ok(ownEvents > 0, `records taken from own commits: ${ownEvents}`)
 })
 
 // Whether a random 'pipe' above goes beside a batch in flight depends on its requests (refused

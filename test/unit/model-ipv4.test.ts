@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {describe, it, test} from 'node:test'
+import fc from 'fast-check'
 import {UserError} from '../../src/model/errors.js'
 import {
   broadcast,
@@ -24,6 +25,36 @@ describe('ipv4', () => {
       assert.equal(isIpv4(bad), false, bad)
     }
     assert.throws(() => parseIpv4('1.2.3'), /invalid IPv4 address '1.2.3'/)
+  })
+
+  it('reads exactly the canonical spelling (the same as a split and a regular expression per part)', () => {
+    // The reference: what tryParseIpv4 was before it read character codes.
+    const reference = (text: string): number | undefined => {
+      const parts = text.split('.')
+      if (parts.length !== 4) return undefined
+      let n = 0
+      for (const p of parts) {
+        if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined
+        const b = Number(p)
+        if (b > 255) return undefined
+        n = n * 256 + b
+      }
+      return n
+    }
+    const parse = (t: string) => (isIpv4(t) ? parseIpv4(t) : undefined)
+    // Strings near addresses: digits, dots and a few others, and dotted quads of small numbers.
+    const near = fc.oneof(
+      fc.string({unit: fc.constantFrom('0', '1', '2', '5', '9', '.', ' ', '-', '+', 'a', '\u0660'), maxLength: 18}),
+      fc
+        .tuple(...Array.from({length: 4}, () => fc.oneof(fc.nat(300), fc.constantFrom('00', '01', '007', '', '1000'))))
+        .map((p) => p.join('.')),
+    )
+    fc.assert(
+      fc.property(near, (t) => assert.equal(parse(t), reference(t), JSON.stringify(t))),
+      {numRuns: 20000},
+    )
+    for (let n = 0; n < 2 ** 32; n += 65521) assert.equal(parseIpv4(formatIpv4(n)), n)
+    assert.equal(formatIpv4(0), '0.0.0.0')
   })
 
   it('parses CIDRs and refuses bad ones with a clear message', () => {
