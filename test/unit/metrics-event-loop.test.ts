@@ -10,7 +10,8 @@ import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, and only in it; swarmnet_gc_pause_seconds: the collections of the same window', async () => {
-  const loop = new EventLoopDelay(5)
+  const long: string[] = []
+  const loop = new EventLoopDelay(5, {longMs: 0, onLongGc: (what) => long.push(what)})
   try {
     const m = new AgentMetrics('n1', {
       counters: () => undefined,
@@ -38,6 +39,10 @@ test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, a
     const churned = parseExposition(await m.text())
     assert.ok(gc(churned, 'max') > 0, 'a collection was seen')
     assert.ok(gc(churned, 'max') <= gc(churned, 'total'))
+    // Every pause of at least longMs (0 here) told, with its kind and the heap's size.
+    assert.ok(long.length > 0)
+    for (const l of long)
+      assert.match(l, /^gc: (major|minor|incremental|weak callbacks)(\+\S+)* pause \d+ ms, heap \d+ of \d+ MiB$/)
     const t0 = Date.now()
     await sleep(30)
     const second = parseExposition(await m.text())
