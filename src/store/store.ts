@@ -7,7 +7,10 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {writeFileDurably} from '../sys/durable-file.js'
 import {isDesiredStateKey} from './keys.js'
-import {SummarizedEntries} from './summary.js'
+import {EntryMap} from './entry-map.js'
+
+/** A prefix that is exactly one kind's ('task/'). */
+const KIND_PREFIX = /^([^/]+)\/$/
 
 /** Where the deletion floor is kept, next to the snapshot. */
 const FLOOR_FILE = 'deletion-floor'
@@ -72,8 +75,8 @@ export class Store {
   private readonly now: () => number
   private readonly validate: (key: string, value: Json) => string | undefined
   private readonly validateKey: (key: string) => string | undefined
-  /** Keeps its bucket summary (summary.ts) on every change: what push-pull compares first. */
-  private readonly entries = new SummarizedEntries()
+  /** Keeps its bucket summary (summary.ts: what push-pull compares first) and its keys by kind on every change. */
+  private readonly entries = new EntryMap()
   private readonly listeners = new Set<ChangeListener>()
   /** Indexes of the state (src/store/state-index.ts): told of a change before any other listener reads. */
   private readonly firstListeners = new Set<ChangeListener>()
@@ -254,7 +257,15 @@ export class Store {
   /** Live entries whose key starts with prefix, sorted by key. */
   list(prefix = ''): Entry[] {
     const out: Entry[] = []
-    for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e)
+    // A kind's prefix ('task/'): that kind's keys only, not a walk of the whole store.
+    const kind = KIND_PREFIX.exec(prefix)?.[1]
+    if (kind !== undefined) {
+      for (const k of this.entries.keysOfKind(kind)) {
+        const e = this.entries.get(k)!
+        // A key that is only the kind's name ('cluster') is of the kind but not under its prefix.
+        if (e.value !== null && k.length > prefix.length) out.push(e)
+      }
+    } else for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e)
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   }
 

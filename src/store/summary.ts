@@ -7,7 +7,7 @@ import type {Entry, Version} from './entry.js'
  * (key, version) it holds. Two stores whose bucket agrees hold the same versions of the same
  * keys in it (short of a SHA-256 collision on 128 bits), so push-pull exchanges digests only
  * for the buckets that differ: nothing but the summaries when the stores agree. Kept up to
- * date on every change of the store (SummarizedEntries), never recomputed by a walk.
+ * date on every change of the store (entry-map.ts), never recomputed by a walk.
  */
 export const SUMMARY_BUCKETS = 1024
 /** Bytes of each bucket's hash (a truncated SHA-256). */
@@ -99,30 +99,4 @@ export function differingBuckets(a: Buffer, b: Buffer): number[] {
     if (a.compare(b, at, at + SUMMARY_HASH_BYTES, at, at + SUMMARY_HASH_BYTES) !== 0) out.push(i)
   }
   return out
-}
-
-/**
- * The store's entry map, keeping its Summary on every change: set, delete and clear are the only
- * ways in or out, so no write path (local, merge, forget, reap, open, a rollback) can miss it.
- */
-export class SummarizedEntries extends Map<string, Entry> {
-  readonly summary = new Summary()
-
-  override set(key: string, e: Entry): this {
-    const old = super.get(key)
-    if (old) this.summary.remove(key, old.version)
-    this.summary.add(key, e.version)
-    return super.set(key, e)
-  }
-
-  override delete(key: string): boolean {
-    const old = super.get(key)
-    if (old) this.summary.remove(key, old.version)
-    return super.delete(key)
-  }
-
-  override clear(): void {
-    this.summary.clear()
-    super.clear()
-  }
 }

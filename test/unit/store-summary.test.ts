@@ -1,5 +1,5 @@
-// The store's bucket summary (src/store/summary.ts), kept on every change, against the same
-// summary computed from scratch after random sequences of puts, deletes, merges, forgets, reaps
+// The store's bucket summary (src/store/summary.ts) and its keys by kind (entry-map.ts), kept on
+// every change, against the same computed from scratch after random sequences of puts, deletes, merges, forgets, reaps
 // and reopens; and two stores that exchange digests only for the buckets where their summaries
 // differ (as push-pull does, src/gossip/gossip.ts) end up equal: nothing a whole digest would
 // still bring.
@@ -31,7 +31,17 @@ function openStore(id: string): {store: Store; clock: {now: number}} {
 }
 
 // Few keys, so that operations meet on the same keys; desired-state kinds too (the deletion floor's refusals).
-const key = fc.constantFrom('x/a', 'x/b', 'x/c', 'x/d', 'service/s1', 'service/s2', 'task/0123456789abcdef01234567', 'node/n1')
+const key = fc.constantFrom(
+  'x/a',
+  'x/b',
+  'x/c',
+  'x/d',
+  'x',
+  'service/s1',
+  'service/s2',
+  'task/0123456789abcdef01234567',
+  'node/n1',
+)
 const version: fc.Arbitrary<Version> = fc.record(
   {
     clock: fc.integer({min: 0, max: 40}),
@@ -93,6 +103,11 @@ function assertKept(store: Store): void {
   assert.ok(store.summary().equals(summaryOf(all)), 'the kept summary equals one computed from scratch')
   const byBucket = new Map<number, string[]>()
   for (const e of all) byBucket.set(bucketOf(e.key), [...(byBucket.get(bucketOf(e.key)) ?? []), e.key])
+  // And a kind's list, from the keys kept by kind, is what a walk of every entry gives.
+  for (const prefix of ['x/', 'service/', 'task/', 'node/', 'y/', 'x', 'service/s', '']) {
+    const walked = all.filter((e) => e.value !== null && e.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : 1))
+    assert.deepEqual(store.list(prefix), walked, `list('${prefix}')`)
+  }
   for (let b = 0; b < SUMMARY_BUCKETS; b++)
     assert.deepEqual([...store.keysInBucket(b)].sort(), (byBucket.get(b) ?? []).sort(), `the keys of bucket ${b}`)
 }
