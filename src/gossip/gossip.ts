@@ -151,13 +151,6 @@ export class Gossip {
   /** While a flush runs: its round's sends, which it waits for. */
   private flushSends: Promise<unknown>[] | undefined
   private unsubscribe: (() => void) | undefined
-  /**
-   * The keys of the live node records, kept from the store's changes: what superseded() looks at
-   * every push-pull, without a walk of the whole store. Built at the first use after start and
-   * again when the store was loaded again from disk (its epoch; a reload tells no listener).
-   */
-  private nodeKeys: Set<string> | undefined
-  private nodeKeysEpoch = -1
   private pushPullBusy = false
   /** Push-pulls this node serves now (each holds a peer's digest). */
   private serving = 0
@@ -240,13 +233,8 @@ export class Gossip {
     this.running = true
     // What init or join wrote before this node had a signer.
     this.o.store.signOwn()
-    this.nodeKeys = undefined
-    this.unsubscribe = this.o.store.onChange((key, value, _o, origin, entry) => {
+    this.unsubscribe = this.o.store.onChange((_k, _v, _o, origin, entry) => {
       if (origin === 'local') this.enqueue(entry)
-      if (this.nodeKeys && key.startsWith(NODE_PREFIX)) {
-        if (value === undefined) this.nodeKeys.delete(key)
-        else this.nodeKeys.add(key)
-      }
     })
     // Catch up at once rather than after a full interval (rejoin, restart).
     this.track(this.pushPull())
@@ -621,16 +609,9 @@ export class Gossip {
 
   /** Node records held on a revoked certificate (Authority.superseded): not offered, so a peer sends its valid one. */
   private superseded(): Set<string> {
-    const store = this.o.store
-    if (!this.nodeKeys || this.nodeKeysEpoch !== store.epoch) {
-      this.nodeKeys = new Set(store.list(NODE_PREFIX).map((e) => e.key))
-      this.nodeKeysEpoch = store.epoch
-    }
     const out = new Set<string>()
-    for (const k of this.nodeKeys) {
-      const e = store.entry(k)
-      if (e && e.value !== null && this.authority.superseded(e)) out.add(k)
-    }
+    // The node records only (the store keeps its keys by kind): no walk of the whole store, three times every push-pull.
+    for (const e of this.o.store.list(prefixOf('node'))) if (this.authority.superseded(e)) out.add(e.key)
     return out
   }
 
@@ -704,8 +685,6 @@ export class Gossip {
     this.inflight.add(q)
   }
 }
-
-const NODE_PREFIX = prefixOf('node')
 
 /** Cluster size up to which push-pull runs at its base interval (memberlist's pushPullScaleThreshold). */
 const PUSH_PULL_SCALE_FROM = 32
