@@ -48,8 +48,8 @@ export interface LabScaleFigures {
   eventLoopMaxMs: number
   eventLoopP99Ms: number
   removeSeconds: number | null
-  /** Per node: the loop's max and worst p99 over the run (ms). */
-  loop: Record<string, {maxMs: number; p99Ms: number}>
+  /** Per node: the loop's max and worst p99 over the run, and its longest garbage collection pause (ms). */
+  loop: Record<string, {maxMs: number; p99Ms: number; gcMaxMs: number}>
   /** "n1 -> n2": how often n1's agent marked n2's agent suspect during the run (its log). */
   suspected: Record<string, number>
   /** /proc/loadavg's 1, 5 and 15 minute averages when the lab was up, and at the end. */
@@ -78,12 +78,13 @@ async function suspicions(node: string): Promise<number> {
 }
 
 /** The agent's event loop delay since its previous scrape (max, p99), in ms. */
-async function loopDelay(node: string): Promise<{max: number; p99: number}> {
+async function loopDelay(node: string): Promise<{max: number; p99: number; gcMax: number}> {
   const text = await execIn(`sn-lab-${node}`, ['curl', '-sf', '-m', '5', 'http://127.0.0.1:9323/metrics'], `metrics of ${node}`)
   const m = parseExposition(text)
   const get = (stat: string) =>
     (m.samples.find((s) => s.name === 'swarmnet_event_loop_delay_seconds' && s.labels.stat === stat)?.value ?? 0) * 1000
-  return {max: get('max'), p99: get('p99')}
+  const gc = (m.samples.find((s) => s.name === 'swarmnet_gc_pause_seconds' && s.labels.stat === 'max')?.value ?? 0) * 1000
+  return {max: get('max'), p99: get('p99'), gcMax: gc}
 }
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
@@ -147,7 +148,7 @@ export async function benchLabScale(
     eventLoopMaxMs: 0,
     eventLoopP99Ms: 0,
     removeSeconds: null,
-    loop: Object.fromEntries(NODES.map((n) => [n, {maxMs: 0, p99Ms: 0}])),
+    loop: Object.fromEntries(NODES.map((n) => [n, {maxMs: 0, p99Ms: 0, gcMaxMs: 0}])),
     suspected: {},
     loadStart: '',
     loadEnd: '',
@@ -184,6 +185,7 @@ export async function benchLabScale(
             const l = out.loop[n]!
             l.maxMs = Math.max(l.maxMs, d.max)
             l.p99Ms = Math.max(l.p99Ms, d.p99)
+            l.gcMaxMs = Math.max(l.gcMaxMs, d.gcMax)
           } catch (e) {
             out.notes.push(`watching ${n}: ${(e as Error).message}`)
           }
@@ -276,7 +278,7 @@ export function formatLabScale(f: LabScaleFigures): string[] {
     `  suspicions raised ${f.suspicions}, node ls answers with a node not ready ${f.notReadySightings} (goal 0 and 0)`,
     `  agents' event loop: max ${f.eventLoopMaxMs.toFixed(1)} ms, worst p99 ${f.eventLoopP99Ms.toFixed(1)} ms (per scrape, about 1 s)`,
     `  per node: ${Object.entries(f.loop)
-      .map(([n, l]) => `${n} max ${l.maxMs.toFixed(0)} ms p99 ${l.p99Ms.toFixed(0)} ms`)
+      .map(([n, l]) => `${n} max ${l.maxMs.toFixed(0)} ms p99 ${l.p99Ms.toFixed(0)} ms gc max ${l.gcMaxMs.toFixed(0)} ms`)
       .join('; ')}`,
     `  suspected (observer -> agent: times): ${
       Object.entries(f.suspected)

@@ -19,6 +19,7 @@ import {benchLb} from './lb.js'
 import {benchEtcd} from './etcd.js'
 import {benchStore, formatStore} from './store.js'
 import {benchGossipSeal, formatGossipSeal} from './gossip-seal.js'
+import {benchGossipPushPull, formatGossipPushPull} from './gossip-pushpull.js'
 import {benchScale} from './scale.js'
 import {benchMeshLab, benchMeshPrograms, formatMesh} from './mesh.js'
 import {benchDns, formatDns} from './dns.js'
@@ -77,6 +78,8 @@ if (!args.partial) {
   console.log(formatStore(await benchStore()))
   console.log('\n## gossip: authenticating one message (the real transport, no sockets)\n')
   console.log(formatGossipSeal(benchGossipSeal()))
+  console.log('\n## gossip: one anti-entropy round between two nodes of 10,000 entries (by summaries, by whole digests)\n')
+  console.log(formatGossipPushPull(await benchGossipPushPull({runs: 3})))
   console.log('\n## membership at 1,000 nodes (simulated network)\n')
   console.log(formatSwim(benchSwim()))
   console.log('\n## store updates at 1,000 nodes (simulated network)\n')

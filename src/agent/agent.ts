@@ -296,7 +296,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
     )
 
   // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
-  const loopDelay = new EventLoopDelay()
+  // A long collection pause is logged with its kind and the heap's size: what to cut next (issue 24).
+  const loopDelay = new EventLoopDelay(10, {onLongGc: log})
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
     processesStarted,

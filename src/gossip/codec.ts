@@ -1,6 +1,7 @@
 import {isEntry, isVersion, type Entry} from '../store/entry.js'
 import {isSwimMessage, type SwimMessage} from '../membership/messages.js'
 import type {Digest} from '../store/store.js'
+import {SUMMARY_BYTES} from '../store/summary.js'
 import {isKeyDirective, type KeyDirective} from './rotation.js'
 
 /**
@@ -23,6 +24,8 @@ export type Header = {
   ts: number
   /** 1: the sender reads messages authenticated by a pair key (transport.ts); absent: signatures only (an older version). */
   mac?: 1
+  /** 1: the sender answers push-pull by summaries (`pushpull-sum`, gossip.ts); absent: full digests only (an older version). */
+  sum?: 1
 }
 
 export type UpdatesBody = {t: 'updates'; entries: Entry[]}
@@ -47,6 +50,12 @@ export type PushPullResponseBody = {
   floor?: number
   efloor?: number
 }
+/**
+ * Anti-entropy by summaries (src/store/summary.ts), TCP: the requester's first message carries its
+ * summary (SUMMARY_BYTES, base64), the responder answers with its own; where they differ, the
+ * exchange goes on as pushpull-req/-resp with digests and entries of those buckets only.
+ */
+export type PushPullSummaryBody = {t: 'pushpull-sum'; sums: string}
 export type PingBody = {t: 'ping'; n: number}
 export type AckBody = {t: 'ack'; n: number}
 /** First frame of every sealed TCP connection: small, so the peer authenticates us before it reads anything big. */
@@ -61,7 +70,16 @@ export type KeysBody = {t: 'keys'; keys: KeyDirective}
 export type KeysAckBody = {t: 'keys-ack'; gen: number; by: string; id: number; hash: string; sig: string}
 
 export type Body =
-  UpdatesBody | PushPullRequestBody | PushPullResponseBody | PingBody | AckBody | OpenBody | SwimBody | KeysBody | KeysAckBody
+  | UpdatesBody
+  | PushPullRequestBody
+  | PushPullResponseBody
+  | PushPullSummaryBody
+  | PingBody
+  | AckBody
+  | OpenBody
+  | SwimBody
+  | KeysBody
+  | KeysAckBody
 export type Message = Body & Header
 
 const MAX_ENTRIES = 100_000
@@ -76,7 +94,15 @@ export function decodeMessage(buf: Buffer): Message | undefined {
   const x = parseJsonObject(buf)
   if (!x || !isId(x.from) || !isCount(x.epoch) || !isCount(x.seq) || !isCount(x.ts)) return undefined
   if (x.mac !== undefined && x.mac !== 1) return undefined
-  const h: Header = {from: x.from, epoch: x.epoch, seq: x.seq, ts: x.ts, ...(x.mac === 1 ? {mac: 1 as const} : {})}
+  if (x.sum !== undefined && x.sum !== 1) return undefined
+  const h: Header = {
+    from: x.from,
+    epoch: x.epoch,
+    seq: x.seq,
+    ts: x.ts,
+    ...(x.mac === 1 ? {mac: 1 as const} : {}),
+    ...(x.sum === 1 ? {sum: 1 as const} : {}),
+  }
   switch (x.t) {
     case 'updates':
       return isEntryList(x.entries) ? {t: 'updates', ...h, entries: x.entries} : undefined
@@ -109,6 +135,8 @@ export function decodeMessage(buf: Buffer): Message | undefined {
             ...(x.efloor !== undefined ? {efloor: x.efloor} : {}),
           }
         : undefined
+    case 'pushpull-sum':
+      return isSummary(x.sums) ? {t: 'pushpull-sum', ...h, sums: x.sums} : undefined
     case 'ping':
     case 'ack':
       return isCount(x.n) ? {t: x.t, ...h, n: x.n} : undefined
@@ -162,4 +190,11 @@ export function isDigest(x: unknown): x is Digest {
   if (typeof x !== 'object' || x === null || Array.isArray(x)) return false
   const values = Object.values(x)
   return values.length <= MAX_ENTRIES && values.every(isVersion)
+}
+
+const SUMMARY_BASE64 = Math.ceil(SUMMARY_BYTES / 3) * 4
+
+/** A summary: exactly SUMMARY_BYTES in canonical base64 (any other length or alphabet is malformed). */
+export function isSummary(x: unknown): x is string {
+  return typeof x === 'string' && x.length === SUMMARY_BASE64 && Buffer.from(x, 'base64').toString('base64') === x
 }

@@ -5,6 +5,7 @@ import type {NodeRecord, NodeRole} from '../model/types.js'
 import {compareVersions, signedText, type Entry, type Version} from '../store/entry.js'
 import {isDesiredStateKey, keyOf, prefixOf} from '../store/keys.js'
 import type {Digest, Store} from '../store/store.js'
+import {differingBuckets, toggle} from '../store/summary.js'
 import {realClock} from '../membership/clock.js'
 import type {SwimMessage} from '../membership/messages.js'
 import type {Body, Message} from './codec.js'
@@ -68,6 +69,8 @@ export type GossipOptions = {
   onKeysChanged?: (ring: Keyring) => void
   /** Where the last boot epoch is kept (default: next to the store's state). */
   epochFile?: string
+  /** false: push-pull by whole digests only, as a version before summaries (tests: an older agent). */
+  summaries?: boolean
 }
 
 const EPOCH_FILE = 'gossip-epoch'
@@ -122,7 +125,16 @@ export class Gossip {
   private readonly o: Required<
     Omit<
       GossipOptions,
-      'join' | 'key' | 'epochFile' | 'nodeKey' | 'identity' | 'onKeysChanged' | 'fanout' | 'gossipIntervalMs' | 'retransmitMult'
+      | 'join'
+      | 'key'
+      | 'epochFile'
+      | 'nodeKey'
+      | 'identity'
+      | 'onKeysChanged'
+      | 'fanout'
+      | 'gossipIntervalMs'
+      | 'retransmitMult'
+      | 'summaries'
     >
   > &
     Pick<GossipOptions, 'join' | 'onKeysChanged'>
@@ -149,6 +161,12 @@ export class Gossip {
   private keysGen = 0
   /** Managers: the rotation in progress, which receives the nodes' acks. */
   rotation: KeyRotation | undefined
+  /**
+   * Push-pull by summaries, with peers that answer them (true unless the options say no). false
+   * behaves as a version from before them: whole digests only, and a summary request is dropped
+   * (what an older agent does with a message it cannot read): the interop test's older agent.
+   */
+  private readonly summaries: boolean
 
   constructor(opts: GossipOptions) {
     this.keyring = opts.key instanceof Keyring ? opts.key : new Keyring(opts.key)
@@ -165,6 +183,7 @@ export class Gossip {
       onKeysChanged: opts.onKeysChanged,
     }
     this.privateKey = opts.nodeKey.privateKey
+    this.summaries = opts.summaries ?? true
     this.fanout = new Fanout<Peer>({
       clock: realClock,
       random: Math.random,
@@ -195,6 +214,7 @@ export class Gossip {
       stats: this.stats,
       privateKey: opts.nodeKey.privateKey,
       senderKey: (id) => this.certifiedNode(id)?.pubKey,
+      summaries: this.summaries,
       handlers: {
         onMessage: (m, from) => this.onMessage(m, from),
         onStream: (m, conn) => this.track(this.servePushPull(m, conn)),
@@ -235,6 +255,10 @@ export class Gossip {
 
   /**
    * One push-pull with the given peer, or a random one; resolves when done.
+   * With a peer that said it answers by summaries (`sum: 1` in its headers), the
+   * store summaries go first (src/store/summary.ts) and digests and entries follow
+   * only for the buckets where they differ: nothing more when the stores agree.
+   * With an older peer, or one not heard from yet, the whole digest, as before.
    * Chunked both ways (DIGEST_CHUNK keys or entries per frame), so no message
    * grows with the store: a store of any size is exchanged in frames of a
    * bounded size, and a peer can make us hold at most MAX_DIGEST_KEYS of its digest.
@@ -247,7 +271,20 @@ export class Gossip {
     let conn: SealedConn | undefined
     try {
       conn = await this.transport.open(target, 5_000)
-      const mine = chunks(Object.entries(this.offeredDigest()))
+      let scope: number[] | undefined
+      if (this.summaries && this.transport.readsSummaries(target.id)) {
+        const sums = this.offeredSummary()
+        conn.send({t: 'pushpull-sum', sums: sums.toString('base64')})
+        const resp = await conn.next()
+        if (resp?.t !== 'pushpull-sum') return false
+        scope = differingBuckets(sums, Buffer.from(resp.sums, 'base64'))
+        if (scope.length === 0) {
+          this.stats.pushPulls++
+          this.stats.pushPullsEqual++
+          return true
+        }
+      }
+      const mine = chunks(Object.entries(this.offeredDigest(scope)))
       const floor = this.floorField()
       mine.forEach((c, i) => conn!.send({t: 'pushpull-req', digest: digestOf(c), last: i === mine.length - 1, ...floor}))
       const theirs = new DigestHeld()
@@ -265,9 +302,9 @@ export class Gossip {
         from = resp.from
         if (resp.last !== false) break
       }
-      this.forgetDeleted(from, theirFloor, theirs.digest)
+      this.forgetDeleted(from, theirFloor, theirs.digest, scope)
       await this.o.store.sync()
-      for (const c of chunks(this.offered(theirs.digest))) conn.send({t: 'updates', entries: c})
+      for (const c of chunks(this.offered(theirs.digest, scope))) conn.send({t: 'updates', entries: c})
       this.stats.pushPulls++
       return true
     } catch {
@@ -383,10 +420,20 @@ export class Gossip {
     }
     this.serving++
     try {
-      if (first.t !== 'pushpull-req') return
+      let req: Message | undefined = first
+      let scope: number[] | undefined
+      if (first.t === 'pushpull-sum' && this.summaries) {
+        const sums = this.offeredSummary()
+        conn.send({t: 'pushpull-sum', sums: sums.toString('base64')})
+        // The requester computes the same buckets from the same two summaries: it sends their digest next, or closes.
+        scope = differingBuckets(sums, Buffer.from(first.sums, 'base64'))
+        if (scope.length === 0) return
+        req = await conn.next()
+      }
+      if (req?.t !== 'pushpull-req') return
       const theirs = new DigestHeld()
       const theirFloor = {floor: 0, efloor: 0}
-      for (let m: Message | undefined = first; ;) {
+      for (let m: Message | undefined = req; ;) {
         if (m?.t !== 'pushpull-req') return
         if (!theirs.add(m.digest)) {
           this.stats.digestOverflows++
@@ -396,10 +443,10 @@ export class Gossip {
         if (m.last !== false) break
         m = await conn.next()
       }
-      this.forgetDeleted(first.from, theirFloor, theirs.digest)
+      this.forgetDeleted(first.from, theirFloor, theirs.digest, scope)
       await this.o.store.sync()
-      const digest = chunks(Object.entries(this.offeredDigest()))
-      const entries = chunks(this.offered(theirs.digest))
+      const digest = chunks(Object.entries(this.offeredDigest(scope)))
+      const entries = chunks(this.offered(theirs.digest, scope))
       const n = Math.max(digest.length, entries.length)
       const floor = this.floorField()
       for (let i = 0; i < n; i++)
@@ -563,6 +610,7 @@ export class Gossip {
   /** Node records held on a revoked certificate (Authority.superseded): not offered, so a peer sends its valid one. */
   private superseded(): Set<string> {
     const out = new Set<string>()
+    // The node records only (the store keeps its keys by kind): no walk of the whole store, three times every push-pull.
     for (const e of this.o.store.list(prefixOf('node'))) if (this.authority.superseded(e)) out.add(e.key)
     return out
   }
@@ -579,12 +627,14 @@ export class Gossip {
    * away (Store.deletionFloor): this node forgets it too, rather than keep a deleted
    * service (and run its tasks) that no one else will take back. Believed from a certified
    * manager only (the header's sender is signed): a worker's claim would wipe desired state.
+   * scope: their digest covers these summary buckets only; in every other bucket both hold
+   * the same keys (the summaries agreed), so nothing there is gone.
    */
-  private forgetDeleted(from: string, floors: {floor: number; efloor: number}, theirs: Digest): void {
+  private forgetDeleted(from: string, floors: {floor: number; efloor: number}, theirs: Digest, scope?: number[]): void {
     const {floor, efloor} = floors
     if ((floor <= 0 && efloor <= 0) || this.certifiedNode(from)?.role !== 'manager') return
     const gone: string[] = []
-    for (const e of this.o.store.all()) {
+    for (const e of scope ? this.o.store.inBuckets(scope) : this.o.store.all()) {
       if (e.value === null || !isDesiredStateKey(e.key)) continue
       // A numbered entry by its revision (Store.revisionFloor), others by clock.
       if (e.version.erev !== undefined ? e.version.erev > efloor : e.version.clock > floor) continue
@@ -598,15 +648,23 @@ export class Gossip {
     }
   }
 
-  private offeredDigest(): Digest {
-    const d = this.o.store.digest()
+  /** The store's summary without what is not offered (superseded node records), as the offered digest is. */
+  private offeredSummary(): Buffer {
+    const sums = this.o.store.summary()
+    for (const k of this.superseded()) toggle(sums, k, this.o.store.entry(k)!.version)
+    return sums
+  }
+
+  /** scope: the digest of these summary buckets only. */
+  private offeredDigest(scope?: number[]): Digest {
+    const d = scope ? this.o.store.digestIn(scope) : this.o.store.digest()
     for (const k of this.superseded()) delete d[k]
     return d
   }
 
-  private offered(theirs: Digest): Entry[] {
+  private offered(theirs: Digest, scope?: number[]): Entry[] {
     const gone = this.superseded()
-    const out = this.o.store.since(theirs)
+    const out = this.o.store.since(theirs, scope)
     return gone.size === 0 ? out : out.filter((e) => !gone.has(e.key))
   }
 

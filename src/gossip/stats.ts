@@ -31,6 +31,8 @@ export type GossipStats = {
   sendErrors: number
   /** Push-pull exchanges completed, as either side. */
   pushPulls: number
+  /** Of those this node started, the ones that ended at the summaries: the stores agreed (src/store/summary.ts). */
+  pushPullsEqual: number
   /** Push-pulls abandoned: the peer's digest passed MAX_DIGEST_KEYS or MAX_DIGEST_BYTES (gossip.ts). */
   digestOverflows: number
   /** Desired-state entries dropped here because a manager's digest and deletion floor showed them deleted (gossip.ts forgetDeleted). */
@@ -67,6 +69,7 @@ export function emptyStats(): GossipStats {
     handlerErrors: 0,
     sendErrors: 0,
     pushPulls: 0,
+    pushPullsEqual: 0,
     digestOverflows: 0,
     forgotten: 0,
     pushPullsRefused: 0,

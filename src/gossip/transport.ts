@@ -126,6 +126,8 @@ export type TransportOptions = {
   privateKey: string
   /** The certified public key of node `id`, if it is one this node knows: checks what it sends. */
   senderKey: (id: string) => string | undefined
+  /** Whether this node answers push-pull by summaries: says so (`sum: 1`) in every header (default true). */
+  summaries?: boolean
 }
 
 export class Transport {
@@ -141,6 +143,9 @@ export class Transport {
   private readonly pairs: PairKeys
   /** Peers that said they read MACs (`mac: 1` in an authenticated header), with the newest epoch that said so. */
   private readonly macReaders = new Map<string, number>()
+  /** Peers that said they answer push-pull by summaries (`sum: 1`: gossip.ts), likewise. */
+  private readonly summaryReaders = new Map<string, number>()
+  private readonly sumFlag: {sum?: 1}
   private seq = 0
   private udp: dgram.Socket | undefined
   private tcp: net.Server | undefined
@@ -160,6 +165,7 @@ export class Transport {
     this.privateKey = opts.privateKey
     this.senderKey = opts.senderKey
     this.pairs = new PairKeys(opts.nodeId, opts.privateKey)
+    this.sumFlag = opts.summaries === false ? {} : {sum: 1}
   }
 
   get port(): number {
@@ -202,7 +208,7 @@ export class Transport {
    * reads MACs and its certified key is known here, else signed.
    */
   seal(body: Body, to?: string): Buffer {
-    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now(), mac: 1} as Message
+    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now(), mac: 1, ...this.sumFlag} as Message
     const toKey = to !== undefined && this.macReaders.has(to) ? this.senderKey(to) : undefined
     const sealed =
       (toKey !== undefined && sealPairMessage(this.keyring, this.pairs, to as string, toKey, m)) ||
@@ -243,21 +249,14 @@ export class Transport {
     }
     this.stats.received++
     if (byMac) this.stats.macReceived++
-    this.noteMacReader(m)
+    noteReader(this.macReaders, m.mac === 1, m)
+    noteReader(this.summaryReaders, m.sum === 1, m)
     return m
   }
 
-  /**
-   * Whether a peer reads MACs is what its latest run said (an older version, started again in
-   * a newer epoch, does not): a late packet of an earlier epoch changes nothing.
-   */
-  private noteMacReader(m: Message): void {
-    const said = this.macReaders.get(m.from)
-    if (m.mac === 1) {
-      if (said !== undefined && said >= m.epoch) return
-      if (said === undefined && this.macReaders.size >= MAX_MAC_READERS) this.macReaders.clear()
-      this.macReaders.set(m.from, m.epoch)
-    } else if (said !== undefined && m.epoch > said) this.macReaders.delete(m.from)
+  /** Whether node `id` said (in its latest run) that it answers push-pull by summaries (`sum: 1`). */
+  readsSummaries(id: string): boolean {
+    return this.summaryReaders.has(id)
   }
 
   /** One datagram, as the UDP socket hands it over. Never throws. */
@@ -382,7 +381,7 @@ export class Transport {
       conn.destroy()
       return
     }
-    if (m.t === 'pushpull-req') {
+    if (m.t === 'pushpull-req' || m.t === 'pushpull-sum') {
       const sc = new SealedConn(conn, this, m.from)
       this.dispatch(() => this.handlers.onStream(m, sc))
     } else {
@@ -425,4 +424,17 @@ export function connectFramed(to: Addr, timeoutMs: number, track?: Set<net.Socke
       resolve(new FramedConn(socket))
     })
   })
+}
+
+/**
+ * What a peer reads (MACs, summaries) is what its latest run said (an older version, started
+ * again in a newer epoch, does not): a late packet of an earlier epoch changes nothing.
+ */
+function noteReader(readers: Map<string, number>, says: boolean, m: Message): void {
+  const said = readers.get(m.from)
+  if (says) {
+    if (said !== undefined && said >= m.epoch) return
+    if (said === undefined && readers.size >= MAX_MAC_READERS) readers.clear()
+    readers.set(m.from, m.epoch)
+  } else if (said !== undefined && m.epoch > said) readers.delete(m.from)
 }

@@ -133,6 +133,7 @@ export class AgentMetrics {
       return [...by].map(([service, n]) => [{service}, n])
     })
     const loop = src.eventLoop
+    let gcWindow: LoopDelayWindow | undefined
     if (loop)
       gauge(
         'swarmnet_event_loop_delay_seconds',
@@ -140,12 +141,24 @@ export class AgentMetrics {
         ['stat'],
         () => {
           const w = loop()
+          gcWindow = w
           return [
             [{stat: 'p50'}, w.p50],
             [{stat: 'p99'}, w.p99],
             [{stat: 'max'}, w.max],
           ]
         },
+      )
+    // The same window's garbage collection pauses (read after the gauge above took the window).
+    if (loop)
+      gauge(
+        'swarmnet_gc_pause_seconds',
+        "The main thread's garbage collection pauses in the event loop delay's window: the longest, and all together",
+        ['stat'],
+        () => [
+          [{stat: 'max'}, gcWindow?.gcMax ?? 0],
+          [{stat: 'total'}, gcWindow?.gcTotal ?? 0],
+        ],
       )
     const started = src.processesStarted
     if (started)

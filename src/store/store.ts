@@ -7,6 +7,10 @@ import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {writeFileDurably} from '../sys/durable-file.js'
 import {isDesiredStateKey} from './keys.js'
+import {EntryMap} from './entry-map.js'
+
+/** A prefix that is exactly one kind's ('task/'). */
+const KIND_PREFIX = /^([^/]+)\/$/
 
 /** Where the deletion floor is kept, next to the snapshot. */
 const FLOOR_FILE = 'deletion-floor'
@@ -71,7 +75,8 @@ export class Store {
   private readonly now: () => number
   private readonly validate: (key: string, value: Json) => string | undefined
   private readonly validateKey: (key: string) => string | undefined
-  private readonly entries = new Map<string, Entry>()
+  /** Keeps its bucket summary (summary.ts: what push-pull compares first) and its keys by kind on every change. */
+  private readonly entries = new EntryMap()
   private readonly listeners = new Set<ChangeListener>()
   /** Indexes of the state (src/store/state-index.ts): told of a change before any other listener reads. */
   private readonly firstListeners = new Set<ChangeListener>()
@@ -252,7 +257,15 @@ export class Store {
   /** Live entries whose key starts with prefix, sorted by key. */
   list(prefix = ''): Entry[] {
     const out: Entry[] = []
-    for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e)
+    // A kind's prefix ('task/'): that kind's keys only, not a walk of the whole store.
+    const kind = KIND_PREFIX.exec(prefix)?.[1]
+    if (kind !== undefined) {
+      for (const k of this.entries.keysOfKind(kind)) {
+        const e = this.entries.get(k)!
+        // A key that is only the kind's name ('cluster') is of the kind but not under its prefix.
+        if (e.value !== null && k.length > prefix.length) out.push(e)
+      }
+    } else for (const e of this.entries.values()) if (e.value !== null && e.key.startsWith(prefix)) out.push(e)
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   }
 
@@ -345,15 +358,40 @@ export class Store {
     return d
   }
 
-  /** The entries that beat (or are missing from) the peer's digest; only those on disk already. */
-  since(peer: Digest): Entry[] {
+  /** The keys' versions in the given summary buckets only (summary.ts): push-pull's digest where summaries differ. */
+  digestIn(buckets: Iterable<number>): Digest {
+    const d = Object.create(null) as Digest
+    for (const b of buckets) for (const k of this.entries.summary.keysIn(b)) d[k] = this.entries.get(k)!.version
+    return d
+  }
+
+  /** The summary of everything held, tombstones included (summary.ts): a copy, SUMMARY_BYTES long. */
+  summary(): Buffer {
+    return this.entries.summary.bytes()
+  }
+
+  /** The keys held in one summary bucket, tombstones included. */
+  keysInBucket(b: number): ReadonlySet<string> {
+    return this.entries.summary.keysIn(b)
+  }
+
+  /**
+   * The entries that beat (or are missing from) the peer's digest; only those on disk already.
+   * buckets: only the entries in those summary buckets (the peer's digest covers only them).
+   */
+  since(peer: Digest, buckets?: Iterable<number>): Entry[] {
     const out: Entry[] = []
-    for (const e of this.entries.values()) {
+    for (const e of buckets ? this.inBuckets(buckets) : this.entries.values()) {
       if (!this.isDurable(e)) continue
       const theirs = Object.hasOwn(peer, e.key) ? peer[e.key] : undefined
       if (!theirs || compareVersions(e.version, theirs) > 0) out.push(e)
     }
     return out
+  }
+
+  /** The entries in the given summary buckets, tombstones included. */
+  *inBuckets(buckets: Iterable<number>): Generator<Entry> {
+    for (const b of buckets) for (const k of this.entries.summary.keysIn(b)) yield this.entries.get(k)!
   }
 
   /**

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict'
 import {describe, it} from 'node:test'
 import {decodeMessage, encodeMessage, type Message} from '../../src/gossip/codec.js'
 import {Freshness, MAX_SKEW_MS, SEQ_WINDOW} from '../../src/gossip/freshness.js'
+import {SUMMARY_BYTES} from '../../src/store/summary.js'
+
+const sums = Buffer.alloc(SUMMARY_BYTES, 7).toString('base64')
 
 describe('codec', () => {
   it('round trips every message type', () => {
@@ -21,6 +24,8 @@ describe('codec', () => {
       {t: 'ping', ...h, n: 3},
       {t: 'ack', ...h, n: 3},
       {t: 'open', ...h},
+      {t: 'pushpull-sum', ...h, sums},
+      {t: 'open', ...h, mac: 1, sum: 1},
     ]
     for (const m of msgs) assert.deepEqual(decodeMessage(encodeMessage(m)), m)
   })
@@ -41,6 +46,14 @@ describe('codec', () => {
       '{"t":"open","from":"a","seq":1,"ts":1}',
       '{"t":"open","from":"a","epoch":1,"seq":1.5,"ts":1}',
       '{"t":"open","from":"a","epoch":1,"seq":1,"ts":"1"}',
+      '{"t":"open","from":"a","epoch":1,"seq":1,"ts":1,"sum":2}',
+      // A summary of another length, or not in canonical base64, or not a string.
+      `{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1,"sums":"${Buffer.alloc(SUMMARY_BYTES - 3).toString('base64')}"}`,
+      `{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1,"sums":"${Buffer.alloc(SUMMARY_BYTES + 3).toString('base64')}"}`,
+      `{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1,"sums":"${'!'.repeat(sums.length)}"}`,
+      `{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1,"sums":"${sums.slice(0, -1)}-"}`,
+      '{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1,"sums":[1,2]}',
+      '{"t":"pushpull-sum","from":"a","epoch":1,"seq":1,"ts":1}',
     ]
     for (const b of bad) assert.equal(decodeMessage(Buffer.from(b)), undefined, b)
   })

@@ -166,7 +166,9 @@ describe('gossip decoder under fuzz', () => {
         const entries = Array.from({length: 1 + Math.floor(r() * 3)}, () => pool[Math.floor(r() * pool.length)])
         body = {t: 'updates', entries}
       } else if (kind < 0.8) body = {t: 'pushpull-req', digest: {'service/s1': {clock: 1, node: 'm'}}}
-      else if (kind < 0.9) body = {t: 'ping', n: seq}
+      else if (kind < 0.85) body = {t: 'ping', n: seq}
+      // A push-pull's summary (the store's, as a peer would send it), by datagram: taken and ignored, or malformed.
+      else if (kind < 0.9) body = {t: 'pushpull-sum', sums: w.store.summary().toString('base64')}
       else body = {t: 'open'}
       // An epoch per message: a mutated sequence number must not push the next ones out of the window.
       const text = JSON.stringify({...body, from: 'm', epoch: epoch + seq, seq, ts: Date.now()})

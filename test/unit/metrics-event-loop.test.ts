@@ -9,8 +9,9 @@ import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, and only in it', async () => {
-  const loop = new EventLoopDelay(5)
+test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, and only in it; swarmnet_gc_pause_seconds: the collections of the same window', async () => {
+  const long: string[] = []
+  const loop = new EventLoopDelay(5, {longMs: 0, onLongGc: (what) => long.push(what)})
   try {
     const m = new AgentMetrics('n1', {
       counters: () => undefined,
@@ -30,6 +31,18 @@ test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, a
     const stat = (e: typeof first, s: string) => sumOf(e, 'swarmnet_event_loop_delay_seconds', {stat: s})
     assert.ok(stat(first, 'max') >= 0.25, `max ${stat(first, 'max')} s after a 300 ms stall`)
     assert.ok(stat(first, 'p50') <= stat(first, 'p99') && stat(first, 'p99') <= stat(first, 'max'))
+    // Garbage made meanwhile: its collections are the same window's gc pauses.
+    const gc = (e: typeof first, s: string) => sumOf(e, 'swarmnet_gc_pause_seconds', {stat: s})
+    let keep: unknown[] = []
+    for (let i = 0; i < 2_000_000; i++) keep = i % 1000 === 0 ? [] : [...keep.slice(-10), {i}]
+    await sleep(20)
+    const churned = parseExposition(await m.text())
+    assert.ok(gc(churned, 'max') > 0, 'a collection was seen')
+    assert.ok(gc(churned, 'max') <= gc(churned, 'total'))
+    // Every pause of at least longMs (0 here) told, with its kind and the heap's size.
+    assert.ok(long.length > 0)
+    for (const l of long)
+      assert.match(l, /^gc: (major|minor|incremental|weak callbacks)(\+\S+)* pause \d+ ms, heap \d+ of \d+ MiB$/)
     const t0 = Date.now()
     await sleep(30)
     const second = parseExposition(await m.text())
