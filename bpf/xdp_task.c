@@ -80,7 +80,11 @@ int sn_xdp_task(struct xdp_md *ctx)
 	cfg = sn_get_config();
 	if (!cfg || !cfg->underlay_ifindex)
 		return sn_task_pass();
-	/* The next hop, and its MAC, out of the underlay: without one (or for another device), tc's redirect_neigh resolves it. */
+	/*
+	 * The next hop, and its MAC, out of the underlay: without one (or for another device), tc's
+	 * redirect_neigh resolves it. The kernel answers only where forwarding is on (the agent turns
+	 * ip_forward on with its gateway bridge); elsewhere everything goes to tc.
+	 */
 	if (sn_fib_lookup(ctx, &fib, cfg->node_ip, node, inner_len + SN_VXLAN_OVERHEAD - ETH_HLEN,
 			  cfg->underlay_ifindex, BPF_FIB_LOOKUP_OUTPUT) != BPF_FIB_LKUP_RET_SUCCESS ||
 	    fib.ifindex != cfg->underlay_ifindex)

@@ -69,6 +69,8 @@ before(async () => {
     ip(['-n', ns, 'link', 'set', 'eth0', 'up'])
     // As the lab's wire: tc's frames leave with their checksums finished (bpf/README.md).
     execFileSync('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx', 'off'], {stdio: 'ignore'})
+    // As the agent does with its gateway bridge: the kernel's FIB lookup for BPF answers only where forwarding is on.
+    execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
   }
   const common = {underlay: 'eth0', vni: VNI, mtu: MTU, xdpTask: true}
   node(N1, PINS.n1, {
