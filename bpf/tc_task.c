@@ -22,9 +22,7 @@
 #include "nat.h"
 #include "icmp.h"
 #include "local.h"
-#ifdef SN_TRIAL_FIB_REDIRECT
 #include "fib.h"
-#endif
 
 /*
  * Hold a frame to its network's MTU: < 0 when it fits, else the verdict. A
@@ -505,25 +503,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ep->node_ip, cfg->vxlan_port, dev->vni, sn_flow_hash(ip, end)))
 		return sn_tc_drop(SN_C_TC_ENCAP_FAIL);
 	sn_count(SN_C_TC_ENCAP);
-#ifdef SN_TRIAL_FIB_REDIRECT
-	{
-		struct bpf_fib_lookup p = {};
-
-		/* tot_len 0: the kernel holds the skb (GSO or not) to the device's MTU itself. */
-		if (sn_fib_lookup(skb, &p, cfg->node_ip, ep->node_ip, 0, cfg->underlay_ifindex, BPF_FIB_LOOKUP_OUTPUT) ==
-			    BPF_FIB_LKUP_RET_SUCCESS &&
-		    p.ifindex == cfg->underlay_ifindex) {
-			data = (void *)(long)skb->data;
-			end = (void *)(long)skb->data_end;
-			eth = data;
-			if (!sn_fits(eth, end))
-				return sn_tc_drop(SN_C_TC_ENCAP_FAIL);
-			sn_fib_set_macs(eth, &p);
-			return bpf_redirect(p.ifindex, 0);
-		}
-	}
-#endif
-	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+	return sn_encap_out_tc(skb, cfg, ep->node_ip);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";
