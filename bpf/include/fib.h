@@ -102,8 +102,8 @@ static __always_inline int sn_fib_out_tc(struct __sk_buff *skb, const struct sn_
  * the next hop and its MAC from the FIB (tot_len 0: the kernel holds the skb,
  * GSO or not, to the device's MTU itself), then bpf_redirect. Cheaper than
  * bpf_redirect_neigh, which looks the route up again with a dst reference
- * and the neighbour after (issue 25: ~5% more small UDP packets a second on
- * the sending CPU). Without an answer (no neighbour yet, forwarding off,
+ * and the neighbour after (issue 25: 3-6% more small UDP packets a second
+ * from a sending CPU, bench/README.md). Without an answer (no neighbour yet, forwarding off,
  * another device, too large), bpf_redirect_neigh and the kernel resolves it,
  * as before.
  */
