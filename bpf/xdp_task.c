@@ -15,6 +15,9 @@
  *
  * The inner L4 checksum is computed whole (l4csum.h): the task's stack may
  * have left it to offload, and XDP cannot see that.
+ *
+ * Not attached by the agent: measured against tc_task alone it did not pay
+ * (bench/README.md, issue 25; bench/throughput.ts --xdp-task attaches it).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
