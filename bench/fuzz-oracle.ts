@@ -1049,13 +1049,19 @@ export function expectTc(w: World, p: Buffer, ifindex: number, t: Tracked): Expe
     verdict: TC_ACT_REDIRECT,
     counters: add(counters, one('tc_encap')),
     label: fields.length ? 'tc_encap (vip)' : 'tc_encap',
-    check: rewritten(p, fields, sums, {shift: 50, head: tcEncapHead(p, vni, node)}),
+    check: rewritten(p, fields, sums, {shift: 50, head: tcEncapHead(w, p, vni, node)}),
   }
 }
 
-/** tc's encapsulation: the outer Ethernet header is the frame's own (redirect_neigh fills it in later). */
-function tcEncapHead(p: Buffer, vni: number, node: string) {
-  return (out: Buffer) => encapHead(p, W.NODE, node, vni, macAt(p, 0), macAt(p, 6))(out)
+/**
+ * tc's encapsulation (fib.h sn_encap_out_tc): the outer Ethernet header from the FIB's next hop
+ * (no length checked: the kernel holds the skb to the device's MTU, and tc_task let through
+ * nothing over the network's); without an answer the frame's own, which redirect_neigh fills in later.
+ */
+function tcEncapHead(w: World, p: Buffer, vni: number, node: string) {
+  const fib = fibOf(w)(node, 0)
+  const [dmac, smac] = fib.ok ? [fib.dmac, fib.smac] : [macAt(p, 0), macAt(p, 6)]
+  return (out: Buffer) => encapHead(p, W.NODE, node, vni, dmac, smac)(out)
 }
 const ZERO_MAC = '00:00:00:00:00:00'
 

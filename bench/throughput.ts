@@ -4,7 +4,13 @@
  * namespaces, node address to node address, no overlay, no task device: the limit here), in one
  * lab run.
  *
- *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5]
+ *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5] [--xdp-task] [--tc-variant OBJ] [--perf DIR]
+ *
+ * Trial paths (not what the agent does), measured in the same runs, each first in its run:
+ * --xdp-task: swarmnet with bpf/xdp_task.c attached by hand (native XDP) on both tasks' host-side
+ * veths, taken off after; --tc-variant OBJ: swarmnet with the tasks' tc_task links switched to
+ * sn_tc_task of OBJ (a build with other -D switches), switched back after (bench/trial-child.ts).
+ * --perf DIR: `perf record -a -g` over the first run of each UDP path, into DIR/<path>.data.
  *
  * For each path: small UDP packets (iperf3 -u -l 64 -b 0) -> packets/s received at the server,
  * and one TCP stream -> Gb/s received. Runs alternate swarmnet / kernel / bare so that drift on a
@@ -14,8 +20,11 @@
  * and always takes it down again.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {pathToFileURL} from 'node:url'
+import {dirname, join} from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+import {run} from '../src/sys/exec.js'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
+import {bpfObjectPath} from '../src/util/root.js'
 import {readLabState} from '../src/lab/state.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, vxlanCounters, type KernelEnd} from './kernel-path.js'
 import {cli, iperf, labDown, sleep, snStats, type IperfJson, type Stats} from './lab-bench.js'
@@ -37,6 +46,8 @@ export interface Result {
   kernel: PathFigure
   /** The bare underlay between the same two nodes, in the same run. */
   bare: PathFigure
+  /** The trial paths (--xdp-task: "xdp", --tc-variant: "tc-variant"), by name. */
+  trials: Record<string, PathFigure>
   /** swarmnet.median / kernel.median */
   ratio: number
   /** swarmnet.median / bare.median */
@@ -48,6 +59,12 @@ export interface Result {
 export interface BenchOptions {
   seconds?: number
   runs?: number
+  /** Also measure swarmnet with xdp_task attached by hand (a trial path). */
+  xdpTask?: boolean
+  /** Also measure swarmnet with the tasks' tc_task switched to this object's (a trial path). */
+  tcVariant?: string
+  /** perf record -a -g over the first run of each UDP path, into this folder. */
+  perfDir?: string
   log?: (line: string) => void
 }
 
@@ -153,6 +170,70 @@ const fmtDelta = (d: Stats) =>
     .map(([k, v]) => `${k}+${v}`)
     .join(' ') || 'no change'
 
+// ---- trial paths ---------------------------------------------------------------
+
+/** The host side (in `nodeNs`) of the veth that holds `ip` in task namespace `taskNs`. */
+async function hostVeth(taskNs: string, ip: string, nodeNs: string): Promise<string> {
+  const addrs = JSON.parse(await execIn(taskNs, ['ip', '-j', 'addr', 'show'])) as {
+    ifname: string
+    link_index?: number
+    addr_info: {local: string}[]
+  }[]
+  const dev = addrs.find((a) => a.addr_info.some((i) => i.local === ip))
+  if (!dev?.link_index) throw new Error(`no veth with ${ip} in ${taskNs}`)
+  const links = JSON.parse(await execIn(nodeNs, ['ip', '-j', 'link', 'show'])) as {ifindex: number; ifname: string}[]
+  const host = links.find((l) => l.ifindex === dev.link_index)
+  if (!host) throw new Error(`the peer of ${dev.ifname} (${taskNs}) is not in ${nodeNs}`)
+  return host.ifname
+}
+
+interface Trial {
+  name: string
+  attach(): Promise<void>
+  detach(): Promise<void>
+}
+
+const TRIAL_CHILD = join(dirname(fileURLToPath(import.meta.url)), 'trial-child.ts')
+
+async function trialChild(nodeNs: string, args: string[], doing: string): Promise<void> {
+  await run(['nsenter', `--net=${netnsPath(nodeNs)}`, '--', process.execPath, '--import', 'tsx', TRIAL_CHILD, ...args], doing)
+}
+
+type TrialEnd = {node: string; nodeNs: string; dev: string}
+
+function xdpTrial(ends: TrialEnd[]): Trial {
+  return {
+    name: 'xdp',
+    async attach() {
+      for (const e of ends) await trialChild(e.nodeNs, ['xdp', e.node, e.dev], `xdp_task on ${e.dev}`)
+    },
+    async detach() {
+      for (const e of ends)
+        await run(['ip', '-n', e.nodeNs, 'link', 'set', 'dev', e.dev, 'xdpdrv', 'off'], `xdp_task off ${e.dev}`)
+    },
+  }
+}
+
+function tcTrial(ends: TrialEnd[], obj: string): Trial {
+  return {
+    name: 'tc-variant',
+    async attach() {
+      for (const e of ends) await trialChild(e.nodeNs, ['tc', e.node, obj, e.dev], `tc_task of ${obj} on ${e.dev}`)
+    },
+    async detach() {
+      for (const e of ends)
+        await trialChild(e.nodeNs, ['tc', e.node, bpfObjectPath('tc_task'), e.dev], `tc_task back on ${e.dev}`)
+    },
+  }
+}
+
+/** perf record -a -g for `seconds` into `file` (started beside a measurement). */
+function perfRecord(file: string, seconds: number): Promise<string> {
+  return run(['perf', 'record', '-a', '-g', '-o', file, '--', 'sleep', String(seconds)], 'perf record', {
+    timeoutMs: (seconds + 60) * 1000,
+  })
+}
+
 // ---- the bench --------------------------------------------------------------
 
 function figure(runs: number[]): PathFigure {
@@ -192,6 +273,34 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
       if (!n) throw new Error(`node ${name} not in the lab state`)
       return n
     }
+    const nodeNs = (name: string) => node(name).netns
+    const trialEnds: TrialEnd[] =
+      opts.xdpTask || opts.tcVariant
+        ? [
+            {
+              node: pair.client.node,
+              nodeNs: nodeNs(pair.client.node),
+              dev: await hostVeth(pair.client.netns, pair.client.ip, nodeNs(pair.client.node)),
+            },
+            {
+              node: pair.server.node,
+              nodeNs: nodeNs(pair.server.node),
+              dev: await hostVeth(pair.server.netns, pair.server.ip, nodeNs(pair.server.node)),
+            },
+          ]
+        : []
+    const trials: Trial[] = [
+      ...(opts.xdpTask ? [xdpTrial(trialEnds)] : []),
+      ...(opts.tcVariant ? [tcTrial(trialEnds, opts.tcVariant)] : []),
+    ]
+    // Measures `f`, with perf recording the first UDP run of each path when asked.
+    const measured = async <T>(path: string, test: string, i: number, f: () => Promise<T>): Promise<T> => {
+      if (!opts.perfDir || test !== 'udp-64B' || i !== 0) return f()
+      const rec = perfRecord(join(opts.perfDir, `${path}.data`), Math.max(1, seconds - 1))
+      const r = await f()
+      await rec
+      return r
+    }
     ends = kernelEnds([node(pair.client.node), node(pair.server.node)])
     log(`building the kernel path (vxlan id 5000 dstport 4790 + bridge) ${ends.map((e) => `${e.node} ${e.ip}`).join(' -> ')}`)
     await buildKernelPath(ends)
@@ -211,6 +320,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
         const sn: number[] = []
         const kn: number[] = []
         const bn: number[] = []
+        const tn: Record<string, number[]> = Object.fromEntries(trials.map((t) => [t.name, []]))
         const notes: string[] = []
         const snBefore = {c: await snStats(pair.client.node), s: await snStats(pair.server.node)}
         const kvBefore = {c: await vxlanCounters(kc.nodeNetns), s: await vxlanCounters(ks.nodeNetns)}
@@ -221,21 +331,40 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
         let snRetr = 0
         let kRetr = 0
         for (let i = 0; i < runs; i++) {
+          // The trial paths first in each run, so that the plain swarmnet runs right after them (taken off).
+          let trialLine = ''
+          for (const t of trials) {
+            await t.attach()
+            try {
+              if (test === 'udp-64B') {
+                const x = await measured(t.name, test, i, () => udpSmall(pair.client.netns, pair.server.ip, seconds))
+                tn[t.name]!.push(x.pps)
+                trialLine += `, ${t.name} ${Math.round(x.pps)} pps (sent ${x.sent}, cpu ${x.cpu.join('/')}%)`
+              } else {
+                const x = await tcpStream(pair.client.netns, pair.server.ip, seconds)
+                tn[t.name]!.push(x.gbps)
+                trialLine += `, ${t.name} ${x.gbps.toFixed(2)} Gb/s (retr ${x.retransmits}, cpu ${x.cpu.join('/')}%)`
+              }
+            } finally {
+              await t.detach()
+            }
+            await sleep(1000)
+          }
           if (test === 'udp-64B') {
-            const a = await udpSmall(pair.client.netns, pair.server.ip, seconds)
+            const a = await measured('swarmnet', test, i, () => udpSmall(pair.client.netns, pair.server.ip, seconds))
             sn.push(a.pps)
             snSent += a.sent
             snRecv += a.received
             await sleep(1000)
-            const b = await udpSmall(kc.netns, ks.ip, seconds)
+            const b = await measured('kernel', test, i, () => udpSmall(kc.netns, ks.ip, seconds))
             kn.push(b.pps)
             kSent += b.sent
             kRecv += b.received
             await sleep(1000)
-            const c = await udpSmall(bc.netns, bs.address, seconds)
+            const c = await measured('bare', test, i, () => udpSmall(bc.netns, bs.address, seconds))
             bn.push(c.pps)
             log(
-              `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%), bare ${Math.round(c.pps)} pps (sent ${c.sent}, cpu ${c.cpu.join('/')}%)`,
+              `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%), bare ${Math.round(c.pps)} pps (sent ${c.sent}, cpu ${c.cpu.join('/')}%)${trialLine}`,
             )
           } else {
             const a = await tcpStream(pair.client.netns, pair.server.ip, seconds)
@@ -249,7 +378,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             const c = await tcpStream(bc.netns, bs.address, seconds)
             bn.push(c.gbps)
             log(
-              `tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%), bare ${c.gbps.toFixed(2)} Gb/s (retr ${c.retransmits}, cpu ${c.cpu.join('/')}%)`,
+              `tcp run ${i + 1}: swarmnet ${a.gbps.toFixed(2)} Gb/s (retr ${a.retransmits}, cpu ${a.cpu.join('/')}%), kernel ${b.gbps.toFixed(2)} Gb/s (retr ${b.retransmits}, cpu ${b.cpu.join('/')}%), bare ${c.gbps.toFixed(2)} Gb/s (retr ${c.retransmits}, cpu ${c.cpu.join('/')}%)${trialLine}`,
             )
           }
           await sleep(1000)
@@ -281,6 +410,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
           swarmnet: s,
           kernel: k,
           bare: b,
+          trials: Object.fromEntries(Object.entries(tn).map(([k, v]) => [k, figure(v)])),
           ratio: k.median > 0 ? s.median / k.median : NaN,
           bareRatio: b.median > 0 ? s.median / b.median : NaN,
           notes,
@@ -357,9 +487,26 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   }
   const seconds = arg('--seconds')
   const runs = arg('--runs')
-  benchThroughput({...(seconds ? {seconds} : {}), ...(runs ? {runs} : {})}).then(
+  const perfAt = process.argv.indexOf('--perf')
+  const perfDir = perfAt >= 0 ? process.argv[perfAt + 1] : undefined
+  const tcAt = process.argv.indexOf('--tc-variant')
+  const tcVariant = tcAt >= 0 ? process.argv[tcAt + 1] : undefined
+  benchThroughput({
+    ...(seconds ? {seconds} : {}),
+    ...(runs ? {runs} : {}),
+    xdpTask: process.argv.includes('--xdp-task'),
+    ...(tcVariant ? {tcVariant} : {}),
+    ...(perfDir ? {perfDir} : {}),
+  }).then(
     (results) => {
       console.log(formatTable(results))
+      for (const r of results)
+        for (const [name, f] of Object.entries(r.trials)) {
+          const n = (v: number) => v.toFixed(r.unit === 'pps' ? 0 : 2)
+          console.log(
+            `${r.test} trial ${name}: median ${n(f.median)} (${(f.median / r.bare.median).toFixed(3)}x bare, ${(f.median / r.swarmnet.median).toFixed(3)}x swarmnet); runs ${f.runs.map(n).join(' / ')}`,
+          )
+        }
       console.log('\nfigures: median of the runs; ratio = swarmnet median / kernel median')
       for (const r of results) for (const n of r.notes) console.log(`${r.test}: ${n}`)
     },

@@ -22,6 +22,7 @@
 #include "nat.h"
 #include "icmp.h"
 #include "local.h"
+#include "fib.h"
 
 /*
  * Hold a frame to its network's MTU: < 0 when it fits, else the verdict. A
@@ -502,7 +503,7 @@ int sn_tc_task(struct __sk_buff *skb)
 	if (sn_vxlan_encap_skb(skb, cfg->node_ip, ep->node_ip, cfg->vxlan_port, dev->vni, sn_flow_hash(ip, end)))
 		return sn_tc_drop(SN_C_TC_ENCAP_FAIL);
 	sn_count(SN_C_TC_ENCAP);
-	return bpf_redirect_neigh(cfg->underlay_ifindex, NULL, 0, 0);
+	return sn_encap_out_tc(skb, cfg, ep->node_ip);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

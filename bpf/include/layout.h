@@ -147,6 +147,7 @@ enum sn_counter {
 	SN_C_SOCK_LB_CONNECT,     /* a task's socket connected to a VIP: its destination set to a backend */
 	SN_C_SOCK_LB_SEND,        /* a task's unconnected UDP datagram to a VIP: sent to a backend */
 	SN_C_SOCK_LB_ENDED,       /* a connected socket whose backend left the VIP's set: ended (bpf_sock_destroy) */
+	SN_C_XDP_ENCAP,           /* task to a task on another node, encapsulated in XDP on the task's veth (bpf/xdp_task.c) */
 	SN_C__COUNT
 };
 

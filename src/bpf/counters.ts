@@ -65,6 +65,7 @@ export const COUNTER_NAMES = [
   'sock_lb_connect',
   'sock_lb_send',
   'sock_lb_ended',
+  'xdp_encap',
 ] as const
 
 export type CounterName = (typeof COUNTER_NAMES)[number]

@@ -55,6 +55,6 @@ test('changing a shared header makes every object stale, and says how to fix it'
   assert.equal(r.status, 1)
   assert.match(
     r.stderr,
-    /stale BPF objects: sock_lb, sock_lb_end, sock_mesh, tc_dns, tc_gw, tc_task, xdp_task_peer, xdp_underlay: run 'npm run build:bpf'/,
+    /stale BPF objects: sock_lb, sock_lb_end, sock_mesh, tc_dns, tc_gw, tc_task, xdp_task, xdp_task_peer, xdp_underlay: run 'npm run build:bpf'/,
   )
 })
