@@ -1,4 +1,4 @@
-import {hash} from 'node:crypto'
+import {createHash} from 'node:crypto'
 import type {Entry, Version} from './entry.js'
 
 /**
@@ -37,7 +37,10 @@ export function bucketOf(key: string): number {
  * when their digests would (the same version is the same write).
  */
 export function versionHash(key: string, v: Version): Buffer {
-  return hash('sha256', JSON.stringify(['swarmnet summary 1', key, v.clock, v.node, v.rev ?? 0, v.erev ?? 0]), 'buffer')
+  // createHash, not crypto.hash: that one is Node 20.12+, and package.json allows any Node 20.
+  return createHash('sha256')
+    .update(JSON.stringify(['swarmnet summary 1', key, v.clock, v.node, v.rev ?? 0, v.erev ?? 0]))
+    .digest()
 }
 
 export class Summary {
