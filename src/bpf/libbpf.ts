@@ -362,6 +362,26 @@ export function linkDetachAsync(linkFd: number): Promise<number> {
   )
 }
 
+/** The libbpf calls the drift check makes on libuv's thread pool (bpfCallAsync). */
+export type AsyncBpfCall = 'bpf_obj_get' | 'bpf_obj_get_info_by_fd' | 'bpf_map_lookup_batch'
+
+/**
+ * One libbpf call on libuv's thread pool, for the drift check's reads (a pin opened, a link's
+ * info, a map read back in batches): the same return value as the synchronous call. The
+ * arguments (Buffers the kernel writes into) stay referenced by this closure until the call is
+ * back, so the collector cannot free them under the native call.
+ */
+export function bpfCallAsync<K extends AsyncBpfCall>(name: K, ...args: Parameters<Libbpf[K]>): Promise<number> {
+  const fn = load().bpf[name] as unknown as koffi.KoffiFunction
+  return new Promise((resolve, reject) =>
+    fn.async(...args, (err: unknown, rc: number) => {
+      void args // held to here: the native call writes into them
+      if (err) reject(err as Error)
+      else resolve(rc)
+    }),
+  )
+}
+
 export function libbpfLog(): LibbpfLog {
   return load().log
 }

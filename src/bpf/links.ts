@@ -33,8 +33,8 @@ import {
 } from './attach.js'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {libc} from '../sys/libc.js'
-import {SIZEOF, libbpf, libbpfLog, linkCreateAsync, linkDetachAsync} from './libbpf.js'
-import {objInfoByFd} from './obj-info.js'
+import {SIZEOF, bpfCallAsync, libbpf, libbpfLog, linkCreateAsync, linkDetachAsync} from './libbpf.js'
+import {objInfoByFd, objInfoByFdAsync} from './obj-info.js'
 
 // enum bpf_attach_type / bpf_link_type values from the kernel's uapi (the
 // installed headers predate TCX, so they are spelled out here).
@@ -54,7 +54,10 @@ export interface LinkInfo {
 }
 
 export function linkInfoByFd(fd: number): LinkInfo {
-  const info = objInfoByFd(fd, 'bpf_link_info', 'read bpf_link info')
+  return decodeLinkInfo(objInfoByFd(fd, 'bpf_link_info', 'read bpf_link info'))
+}
+
+function decodeLinkInfo(info: Buffer): LinkInfo {
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),
@@ -99,6 +102,26 @@ export function pinnedLinkInfo(pinPath: string): LinkInfo | undefined {
 }
 
 /**
+ * pinnedLinkInfo with the pin's stat, its open and the info read off the event loop (libuv's
+ * thread pool): the drift check reads one pin per task device, and on a loaded host a
+ * thousand of them held the loop for seconds. The same answers and the same errors.
+ */
+export async function pinnedLinkInfoAsync(pinPath: string): Promise<LinkInfo | undefined> {
+  try {
+    await fs.promises.stat(pinPath)
+  } catch {
+    return undefined // as existsSync: any failure to see the pin is no pin
+  }
+  const fd = await bpfCallAsync('bpf_obj_get', pinPath)
+  if (fd < 0) throw errnoError(`open pinned link ${pinPath}`, fd)
+  try {
+    return decodeLinkInfo(await objInfoByFdAsync(fd, 'bpf_link_info', 'read bpf_link info'))
+  } finally {
+    libc().close(fd)
+  }
+}
+
+/**
  * Is our link at `pinPath` still attached to `dev` (of the expected kind)?
  * The periodic drift check: a pin read, no netlink dump.
  */
@@ -109,7 +132,21 @@ export function linkAttached(pinPath: string, dev: Device, kind: 'xdp' | TcDirec
   } catch {
     return false
   }
-  const info = pinnedLinkInfo(pinPath)
+  return linkIs(pinnedLinkInfo(pinPath), ifindex, kind)
+}
+
+/** linkAttached with the pin read off the event loop (pinnedLinkInfoAsync): the drift check's. */
+export async function linkAttachedAsync(pinPath: string, dev: Device, kind: 'xdp' | TcDirection): Promise<boolean> {
+  let ifindex: number
+  try {
+    ifindex = ifindexOf(dev)
+  } catch {
+    return false
+  }
+  return linkIs(await pinnedLinkInfoAsync(pinPath), ifindex, kind)
+}
+
+function linkIs(info: LinkInfo | undefined, ifindex: number, kind: 'xdp' | TcDirection): boolean {
   if (!info || info.ifindex !== ifindex) return false
   if (kind === 'xdp') return info.type === LINK_TYPE.XDP
   return info.type === LINK_TYPE.TCX && info.attachType === tcxAttachType(kind)

@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import {BpfError, E, describeErrno, errnoError} from './errors.js'
 import {libc} from '../sys/libc.js'
-import {SIZEOF, libbpf} from './libbpf.js'
+import {SIZEOF, bpfCallAsync, libbpf} from './libbpf.js'
 import {objInfoByFd} from './obj-info.js'
 import {bpffsHint, isOnBpffs} from './pins.js'
 
@@ -337,6 +337,29 @@ export class BpfMap {
     return (size > 0 ? this.#batchEntries(size) : undefined) ?? this.#iterEntries()
   }
 
+  /**
+   * entries() with each BPF_MAP_LOOKUP_BATCH syscall on libuv's thread pool: the drift check reads
+   * every map back, and a map of thousands of entries is milliseconds of kernel time per read,
+   * which on a loaded host were the agent's longest event-loop stretches. The same entries, the
+   * same errors; a map type without batch lookups falls back to the synchronous walk.
+   */
+  async entriesAsync(opts: {batchSize?: number} = {}): Promise<Array<[Buffer, Buffer]>> {
+    const size = opts.batchSize ?? 1024
+    let out: Array<[Buffer, Buffer]> | undefined
+    if (size > 0) {
+      const steps = this.#batchSteps(size)
+      let step = steps.next()
+      while (!step.done) {
+        const c = step.value
+        step = steps.next(
+          await bpfCallAsync('bpf_map_lookup_batch', this.fd, c.inBatch, c.outBatch, c.keys, c.values, c.count, c.opts),
+        )
+      }
+      out = step.value
+    }
+    return out ?? this.#iterEntries()
+  }
+
   /** Split a per-CPU value buffer into one Buffer per CPU, each valueSize long. */
   splitPerCpu(value: Buffer): Buffer[] {
     if (!this.percpu) return [value]
@@ -369,6 +392,21 @@ export class BpfMap {
 
   #batchEntries(batchSize: number): Array<[Buffer, Buffer]> | undefined {
     const bpf = libbpf()
+    const steps = this.#batchSteps(batchSize)
+    let step = steps.next()
+    while (!step.done) {
+      const c = step.value
+      step = steps.next(bpf.bpf_map_lookup_batch(this.fd, c.inBatch, c.outBatch, c.keys, c.values, c.count, c.opts))
+    }
+    return step.value
+  }
+
+  /**
+   * The batch read as steps: each yields the arguments of one bpf_map_lookup_batch and is given
+   * its return value back, so entries() makes the calls in place and entriesAsync() off the loop
+   * with one logic between them. Returns undefined when the kernel has no batch ops for this map.
+   */
+  *#batchSteps(batchSize: number): Generator<LookupBatchCall, Array<[Buffer, Buffer]> | undefined, number> {
     // Hash maps use a bucket index as the batch cursor, arrays the key; both
     // fit in max(keySize, 8).
     const tokenSize = Math.max(this.keySize, 8)
@@ -383,7 +421,7 @@ export class BpfMap {
       const values = Buffer.alloc(this.valueBufSize * chunk)
       const count = Buffer.alloc(4)
       count.writeUInt32LE(chunk)
-      const rc = bpf.bpf_map_lookup_batch(this.fd, inBatch, outBatch, keys, values, count, opts)
+      const rc: number = yield {inBatch, outBatch, keys, values, count, opts}
       const err = rc < 0 ? -rc : 0
       if (err === E.ENOSPC && chunk < this.maxEntries) {
         // One hash bucket holds more entries than `chunk`: retry larger.
@@ -407,6 +445,16 @@ export class BpfMap {
       inBatch = outBatch
     }
   }
+}
+
+/** The buffers of one bpf_map_lookup_batch call (the kernel writes into all but inBatch and opts). */
+interface LookupBatchCall {
+  inBatch: Buffer | null
+  outBatch: Buffer
+  keys: Buffer
+  values: Buffer
+  count: Buffer
+  opts: Buffer
 }
 
 export interface UpdateFailure {

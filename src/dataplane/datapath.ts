@@ -13,7 +13,7 @@ import {
   attachTcxLink,
   attachTcxLinkAsync,
   attachXdpLink,
-  linkAttached,
+  linkAttachedAsync,
   progIdOf,
   progNameById,
   removeLink,
@@ -133,6 +133,8 @@ export class Datapath {
   private readonly sockLbMemo: SockLbMemo = {ids: new Map()}
   /** When the drift check last read every map back and checked every attachment (ms). */
   private lastFullRepair = -Infinity
+  /** Counts the agent's own map writes outside a sync (attachTask): a drift check's read back in flight is then not trusted. */
+  private outsideWrites = 0
   /**
    * close() was called: a drift check or a preparation that yielded the loop stops at its next
    * turn (the agent closes the maps' fds while a pass may still be under way).
@@ -329,6 +331,7 @@ export class Datapath {
     const flags = old && old.vni === device.vni && old.ip === device.ip ? old.flags : 0
     this.maps.sn_devices.update(key, snDevice.encode({...device, flags}))
     this.memo.wrote.delete('sn_devices') // written here, not by a sync: the next one reads it back
+    this.outsideWrites++ // a drift check's read of sn_devices in flight may have missed it
     const r = await attachTcxLinkAsync(hostIf, this.tcFd, 'ingress', this.taskLinkOptions(hostIf))
     this.taskVia.set(hostIf, r.via)
     // In the same turn as the pin: repair() never sees a pinned link of a device it does not know.
@@ -427,7 +430,7 @@ export class Datapath {
     if (r.errors.length > 0) this.st.lastSyncError = r.errors.map((e) => `${e.map}: ${e.message}`).join('; ')
   }
 
-  private syncSockLb(want: DesiredMaps, full: boolean, r: SyncReport): void {
+  private syncSockLb(want: DesiredMaps, full: boolean, r: SyncReport, read?: Array<[Buffer, Buffer]>): void {
     try {
       syncMeshExtras(this.maps, want.mesh)
     } catch (e) {
@@ -436,7 +439,7 @@ export class Datapath {
     if (!this.sockLb.error) {
       try {
         const tasks = new Map([...(want.sockTasks ?? [])].map(([id, nets]) => [taskCgroup(this.o.node, id), nets] as const))
-        syncSockLbTasks(this.maps.sn_sock_lb_tasks, tasks, this.sockLbMemo, full)
+        syncSockLbTasks(this.maps.sn_sock_lb_tasks, tasks, this.sockLbMemo, full, read)
       } catch (e) {
         r.errors.push({map: 'sn_backends', failed: 1, message: `sn_sock_lb_tasks: ${(e as Error).message}`})
       }
@@ -473,28 +476,28 @@ export class Datapath {
     this.lastFullRepair = at
     await this.checkMaps(want)
     if (this.closed) return done
-    if (!this.underlayAttached()) {
+    const underlayOk = await this.underlayAttached()
+    if (this.closed) return done
+    if (!underlayOk) {
       attachXdpLink(this.o.underlay, this.xdpFd, this.o.xdpMode, {
         pinPath: join(nodeLinkDir(this.o.node), UNDERLAY_LINK),
         ownName: UNDERLAY_PROG,
       })
       done.push(`XDP on ${this.o.underlay} was gone: attached again`)
     }
-    let n = 0
-    for (const [hostIf, ifindex] of [...this.tasks]) {
-      if (++n % REPAIR_SLICE === 0) await yieldLoop()
+    // The task devices' pins are read off the event loop, a slice at a time side by side.
+    const devices = [...this.tasks]
+    for (let i = 0; i < devices.length; i += REPAIR_SLICE) {
+      const slice = devices.slice(i, i + REPAIR_SLICE)
+      const gone = await Promise.all(slice.map(([hostIf, ifindex]) => this.taskGone(hostIf, ifindex)))
       if (this.closed) return done
-      if (this.tasks.get(hostIf) !== ifindex) continue // let go of or attached anew meanwhile
-      let now: number
-      try {
-        now = ifindexOf(hostIf)
-      } catch {
-        continue // the device itself is gone: the task reconciler makes it again
+      for (const [j, [hostIf, ifindex]] of slice.entries()) {
+        if (!gone[j] || this.tasks.get(hostIf) !== ifindex) continue // let go of or attached anew meanwhile
+        this.attachTc(hostIf)
+        done.push(`tc on ${hostIf} was gone: attached again`)
       }
-      if (now !== ifindex || this.taskAttached(hostIf)) continue
-      this.attachTc(hostIf)
-      done.push(`tc on ${hostIf} was gone: attached again`)
     }
+    let n = 0
     for (const [hostIf, ifindex] of [...this.gws]) {
       if (++n % REPAIR_SLICE === 0) await yieldLoop()
       if (this.closed) return done
@@ -509,7 +512,9 @@ export class Datapath {
       if (now !== ifindex) {
         removeLink(pin) // the task is gone (its veth with it); a new one attaches its own
         this.gws.delete(hostIf)
-      } else if (!linkAttached(pin, hostIf, 'ingress')) {
+      } else if (!(await linkAttachedAsync(pin, hostIf, 'ingress'))) {
+        if (this.closed) return done
+        if (this.gws.get(hostIf) !== ifindex) continue // let go of or attached anew meanwhile
         attachTcxLink(hostIf, this.gwFd, 'ingress', {pinPath: pin, ownName: GW_PROG})
         done.push(`tc_gw on ${hostIf} was gone: attached again`)
       }
@@ -539,25 +544,55 @@ export class Datapath {
     for (const name of [...MIRRORED, 'sn_maglev'] as const) {
       await yieldLoop()
       if (this.closed) return
-      const r = mirrorMaps(this.maps, encoded, tables, {state: this.memo, full: new Set([name])})
+      let have: Map<MirroredMap, Array<[Buffer, Buffer]>> | undefined
+      if (name !== 'sn_maglev') {
+        const read = await this.readBack(this.maps[name])
+        if (this.closed) return
+        if (read) have = new Map([[name, read]])
+      }
+      const r = mirrorMaps(this.maps, encoded, tables, {state: this.memo, full: new Set([name]), have})
       this.count(r)
     }
     await yieldLoop()
     if (this.closed) return
+    const read = this.sockLb.error ? undefined : await this.readBack(this.maps.sn_sock_lb_tasks)
+    if (this.closed) return
     const r: SyncReport = {written: 0, deleted: 0, errors: []}
-    this.syncSockLb(want, true, r)
+    this.syncSockLb(want, true, r, read)
     this.count(r)
   }
 
-  private underlayAttached(): boolean {
-    if (this.st.underlayVia === 'link') return linkAttached(join(nodeLinkDir(this.o.node), UNDERLAY_LINK), this.o.underlay, 'xdp')
+  /**
+   * A map's entries read off the event loop (BpfMap.entriesAsync) for the drift check to compare,
+   * or undefined, and the compare reads it in place as before: when the read failed (that read's
+   * error is then reported as a sync's would be), or when the agent wrote a map itself meanwhile
+   * (attachTask: the read may have missed its entry, and the memo would then be wrong).
+   */
+  private async readBack(map: BpfMap): Promise<Array<[Buffer, Buffer]> | undefined> {
+    const writes = this.outsideWrites
+    const read = await map.entriesAsync().catch(() => undefined)
+    return writes === this.outsideWrites ? read : undefined
+  }
+
+  private async underlayAttached(): Promise<boolean> {
+    if (this.st.underlayVia === 'link')
+      return linkAttachedAsync(join(nodeLinkDir(this.o.node), UNDERLAY_LINK), this.o.underlay, 'xdp')
     const q = queryXdp(this.o.underlay)
     return (q.progId || q.drvProgId || q.skbProgId) === progIdOf(this.xdpFd)
   }
 
-  private taskAttached(hostIf: string): boolean {
-    if (this.taskVia.get(hostIf) === 'netlink') return tcAttachedId(hostIf, 'ingress') === progIdOf(this.tcFd)
-    return linkAttached(join(nodeLinkDir(this.o.node), taskLink(hostIf)), hostIf, 'ingress')
+  /** Whether the task device `hostIf` (at `ifindex` when adopted) is there and its tc program is not. */
+  private async taskGone(hostIf: string, ifindex: number): Promise<boolean> {
+    if (this.tasks.get(hostIf) !== ifindex) return false
+    let now: number
+    try {
+      now = ifindexOf(hostIf)
+    } catch {
+      return false // the device itself is gone: the task reconciler makes it again
+    }
+    if (now !== ifindex) return false
+    if (this.taskVia.get(hostIf) === 'netlink') return tcAttachedId(hostIf, 'ingress') !== progIdOf(this.tcFd)
+    return !(await linkAttachedAsync(join(nodeLinkDir(this.o.node), taskLink(hostIf)), hostIf, 'ingress'))
   }
 
   /**

@@ -318,7 +318,12 @@ export function mirrorMaps(
    * the event loop: Datapath.checkDrift); 'sn_maglev' in it sweeps the stale tables. Absent:
    * every map is read.
    */
-  memo?: {state: MirrorMemo; full: boolean | ReadonlySet<MirroredMap | 'sn_maglev'>},
+  memo?: {
+    state: MirrorMemo
+    full: boolean | ReadonlySet<MirroredMap | 'sn_maglev'>
+    /** Maps already read back (off the event loop: BpfMap.entriesAsync), compared as read here. */
+    have?: ReadonlyMap<MirroredMap, Array<[Buffer, Buffer]>>
+  },
 ): SyncReport {
   const readBack = (name: MirroredMap | 'sn_maglev'): boolean =>
     !memo || memo.full === true || (memo.full !== false && memo.full.has(name))
@@ -359,7 +364,7 @@ export function mirrorMaps(
       first ??= (e as Error).message
     }
     try {
-      const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]))
+      const have = new Map((memo?.have?.get(name) ?? map.entries()).map(([k, v]) => [k.toString('hex'), v]))
       const plan = planMirror(have, want[name])
       const keep = backendsLeaving(name, plan.remove, have)
       if (keep.length > 0) {

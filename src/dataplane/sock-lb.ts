@@ -74,6 +74,8 @@ export function syncSockLbTasks(
   want: ReadonlyMap<string, readonly SockLbNet[]>,
   memo: SockLbMemo = {ids: new Map()},
   full = true,
+  /** The map as already read back (off the event loop: the drift check's BpfMap.entriesAsync). */
+  read?: Array<[Buffer, Buffer]>,
 ): void {
   const next = new Map<string, Buffer>()
   const ids = new Map<string, bigint>()
@@ -88,7 +90,7 @@ export function syncSockLbTasks(
   if (!full && memo.wrote && sameValues(memo.wrote, next)) return
   memo.wrote = undefined // remembered again once the map holds `next` in full
   // One batched read of what the map holds (not a lookup per task).
-  const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v] as const))
+  const have = new Map((read ?? map.entries()).map(([k, v]) => [k.toString('hex'), v] as const))
   for (const k of have.keys()) if (!next.has(k)) map.delete(Buffer.from(k, 'hex'))
   for (const [k, v] of next) {
     const had = have.get(k)

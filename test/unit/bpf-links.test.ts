@@ -26,6 +26,8 @@ interface Child {
   tookOverLegacy?: boolean
   link?: {type: number; id: number; progId: number; ifindex: number} | null
   attached?: boolean
+  attachedAsync?: boolean
+  linkAsync?: Child['link']
   removed?: boolean
   ok?: boolean
   error?: {code: string; message: string}
@@ -42,6 +44,17 @@ function child(ns: string, ...args: string[]): Child {
   )
   assert.equal(r.status, 0, `child ${args.join(' ')} failed:\n${r.stderr}`)
   return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Child
+}
+
+/**
+ * linkAttached in a child, checked against linkAttachedAsync (the drift check's) and
+ * pinnedLinkInfo against pinnedLinkInfoAsync on the same pin: the same answers.
+ */
+function attached(ns: string, pin: string, dev: string, kind: 'xdp' | 'ingress'): boolean {
+  const r = child(ns, 'attached', pin, dev, kind)
+  assert.equal(r.attachedAsync, r.attached, 'linkAttachedAsync agrees with linkAttached')
+  assert.deepEqual(r.linkAsync, r.link, 'pinnedLinkInfoAsync agrees with pinnedLinkInfo')
+  return r.attached!
 }
 
 const ip = (ns: string, ...args: string[]) => execFileSync('ip', ['-n', ns, ...args], {encoding: 'utf8'})
@@ -144,11 +157,11 @@ describe('XDP links', () => {
   it('a link detached by hand is seen as gone and made again', () => {
     execFileSync('bpftool', ['link', 'detach', 'pinned', pin])
     assert.equal(xdpProgOf(A, 'sn-la'), undefined)
-    assert.equal(child(A, 'attached', pin, 'sn-la', 'xdp').attached, false)
+    assert.equal(attached(A, pin, 'sn-la', 'xdp'), false)
     const made = child(A, 'xdp', obj, 'sn-la', pinRoot, pin)
     assert.equal(made.action, 'created')
     assert.notEqual(made.link!.id, first.link!.id)
-    assert.equal(child(A, 'attached', pin, 'sn-la', 'xdp').attached, true)
+    assert.equal(attached(A, pin, 'sn-la', 'xdp'), true)
     pingAFromB()
   })
 
@@ -156,6 +169,8 @@ describe('XDP links', () => {
     assert.equal(child(A, 'remove', pin).removed, true)
     assert.equal(xdpProgOf(A, 'sn-la'), undefined)
     assert.equal(fs.existsSync(pin), false)
+    const none = child(A, 'attached', pin, 'sn-la', 'xdp')
+    assert.deepEqual([none.attached, none.attachedAsync, none.link, none.linkAsync], [false, false, null, null], 'no pin')
     assert.equal(child(A, 'remove', pin).removed, false)
   })
 
@@ -237,9 +252,11 @@ describe('TCX links', () => {
     assert.equal(progExists(first.progId!), false)
 
     execFileSync('bpftool', ['link', 'detach', 'pinned', pin])
-    assert.equal(child(A, 'attached', pin, 'sn-la', 'ingress').attached, false)
+    assert.equal(attached(A, pin, 'sn-la', 'ingress'), false)
     assert.equal(child(A, 'tcx', obj, 'sn-la', pinRoot, pin).action, 'created')
-    assert.equal(child(A, 'attached', pin, 'sn-la', 'ingress').attached, true)
+    assert.equal(attached(A, pin, 'sn-la', 'ingress'), true)
+    assert.equal(attached(A, pin, 'sn-la', 'xdp'), false, 'a TCX link is not an XDP one')
+    assert.equal(attached(A, pin, 'lo', 'ingress'), false, 'nor on another device')
     assert.equal(child(A, 'remove', pin).removed, true)
     assert.match(execFileSync('tc', ['-n', A, 'filter', 'show', 'dev', 'sn-la', 'ingress'], {encoding: 'utf8'}), /foreign_tc/)
   })
@@ -258,7 +275,7 @@ describe('TCX links', () => {
     // Detached by hand: made again (bpf_link_create on the thread pool, the pin in its turn).
     execFileSync('bpftool', ['link', 'detach', 'pinned', pin])
     assert.equal(child(A, 'tcx-async', obj, 'sn-la', pinRoot, pin).action, 'created')
-    assert.equal(child(A, 'attached', pin, 'sn-la', 'ingress').attached, true)
+    assert.equal(attached(A, pin, 'sn-la', 'ingress'), true)
     const nope = child(A, 'tcx-async', obj, 'sn-nope', pinRoot, `${pinRoot}/links/tcx-nope`)
     assert.equal(nope.error?.code, 'NO_DEVICE')
     assert.equal(child(A, 'remove', pin).removed, true)

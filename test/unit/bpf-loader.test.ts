@@ -107,7 +107,7 @@ describe('loader', () => {
     }
   })
 
-  it('map operations: update, lookup, delete, keys, entries (batch and fallback agree)', () => {
+  it('map operations: update, lookup, delete, keys, entries (batch, fallback and async agree)', async () => {
     const obj = BpfObject.open(pinnedObj)
     try {
       obj.load()
@@ -128,6 +128,12 @@ describe('loader', () => {
         es.map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`).sort()
       assert.deepEqual(sorted(m.entries({batchSize: 7})), sorted(entries), 'batch in many small steps')
       assert.deepEqual(sorted(m.entries({batchSize: 0})), sorted(entries), 'get_next_key fallback')
+      // The drift check's read, each batch syscall on libuv's thread pool: the same entries.
+      assert.deepEqual(sorted(await m.entriesAsync()), sorted(entries), 'async batch')
+      assert.deepEqual(sorted(await m.entriesAsync({batchSize: 7})), sorted(entries), 'async batch in many small steps')
+      assert.deepEqual(sorted(await m.entriesAsync({batchSize: 0})), sorted(entries), 'async: get_next_key fallback')
+      const arr = obj.map('t_percpu')
+      assert.deepEqual(sorted(await arr.entriesAsync({batchSize: 3})), sorted(arr.entries()), 'async: an array (key as cursor)')
       assert.throws(() => m.update(u32(1), u32(1)), /value is 4 bytes, expected 8/)
       assert.throws(() => m.lookup(Buffer.alloc(2)), /key is 2 bytes, expected 4/)
     } finally {
