@@ -4,13 +4,12 @@
  * namespaces, node address to node address, no overlay, no task device: the limit here), in one
  * lab run.
  *
- *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5] [--xdp-task] [--tc-variant OBJ] [--perf DIR]
+ *   node --import tsx bench/throughput.ts [--seconds 5] [--runs 5] [--xdp-task] [--tc-variant OBJ]
  *
  * Trial paths (not what the agent does), measured in the same runs, each first in its run:
  * --xdp-task: swarmnet with bpf/xdp_task.c attached by hand (native XDP) on both tasks' host-side
  * veths, taken off after; --tc-variant OBJ: swarmnet with the tasks' tc_task links switched to
  * sn_tc_task of OBJ (a build with other -D switches), switched back after (bench/trial-child.ts).
- * --perf DIR: `perf record -a -g` over the first run of each UDP path, into DIR/<path>.data.
  *
  * For each path: small UDP packets (iperf3 -u -l 64 -b 0) -> packets/s received at the server,
  * and one TCP stream -> Gb/s received. Runs alternate swarmnet / kernel / bare so that drift on a
@@ -63,8 +62,6 @@ export interface BenchOptions {
   xdpTask?: boolean
   /** Also measure swarmnet with the tasks' tc_task switched to this object's (a trial path). */
   tcVariant?: string
-  /** perf record -a -g over the first run of each UDP path, into this folder. */
-  perfDir?: string
   log?: (line: string) => void
 }
 
@@ -227,13 +224,6 @@ function tcTrial(ends: TrialEnd[], obj: string): Trial {
   }
 }
 
-/** perf record -a -g for `seconds` into `file` (started beside a measurement). */
-function perfRecord(file: string, seconds: number): Promise<string> {
-  return run(['perf', 'record', '-a', '-g', '-o', file, '--', 'sleep', String(seconds)], 'perf record', {
-    timeoutMs: (seconds + 60) * 1000,
-  })
-}
-
 // ---- the bench --------------------------------------------------------------
 
 function figure(runs: number[]): PathFigure {
@@ -293,14 +283,6 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
       ...(opts.xdpTask ? [xdpTrial(trialEnds)] : []),
       ...(opts.tcVariant ? [tcTrial(trialEnds, opts.tcVariant)] : []),
     ]
-    // Measures `f`, with perf recording the first UDP run of each path when asked.
-    const measured = async <T>(path: string, test: string, i: number, f: () => Promise<T>): Promise<T> => {
-      if (!opts.perfDir || test !== 'udp-64B' || i !== 0) return f()
-      const rec = perfRecord(join(opts.perfDir, `${path}.data`), Math.max(1, seconds - 1))
-      const r = await f()
-      await rec
-      return r
-    }
     ends = kernelEnds([node(pair.client.node), node(pair.server.node)])
     log(`building the kernel path (vxlan id 5000 dstport 4790 + bridge) ${ends.map((e) => `${e.node} ${e.ip}`).join(' -> ')}`)
     await buildKernelPath(ends)
@@ -337,7 +319,7 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             await t.attach()
             try {
               if (test === 'udp-64B') {
-                const x = await measured(t.name, test, i, () => udpSmall(pair.client.netns, pair.server.ip, seconds))
+                const x = await udpSmall(pair.client.netns, pair.server.ip, seconds)
                 tn[t.name]!.push(x.pps)
                 trialLine += `, ${t.name} ${Math.round(x.pps)} pps (sent ${x.sent}, cpu ${x.cpu.join('/')}%)`
               } else {
@@ -351,17 +333,17 @@ export async function benchThroughput(opts: BenchOptions = {}): Promise<Result[]
             await sleep(1000)
           }
           if (test === 'udp-64B') {
-            const a = await measured('swarmnet', test, i, () => udpSmall(pair.client.netns, pair.server.ip, seconds))
+            const a = await udpSmall(pair.client.netns, pair.server.ip, seconds)
             sn.push(a.pps)
             snSent += a.sent
             snRecv += a.received
             await sleep(1000)
-            const b = await measured('kernel', test, i, () => udpSmall(kc.netns, ks.ip, seconds))
+            const b = await udpSmall(kc.netns, ks.ip, seconds)
             kn.push(b.pps)
             kSent += b.sent
             kRecv += b.received
             await sleep(1000)
-            const c = await measured('bare', test, i, () => udpSmall(bc.netns, bs.address, seconds))
+            const c = await udpSmall(bc.netns, bs.address, seconds)
             bn.push(c.pps)
             log(
               `udp run ${i + 1}: swarmnet ${Math.round(a.pps)} pps (sent ${a.sent}, iperf3 cpu c/s ${a.cpu.join('/')}%), kernel ${Math.round(b.pps)} pps (sent ${b.sent}, cpu ${b.cpu.join('/')}%), bare ${Math.round(c.pps)} pps (sent ${c.sent}, cpu ${c.cpu.join('/')}%)${trialLine}`,
@@ -487,8 +469,6 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   }
   const seconds = arg('--seconds')
   const runs = arg('--runs')
-  const perfAt = process.argv.indexOf('--perf')
-  const perfDir = perfAt >= 0 ? process.argv[perfAt + 1] : undefined
   const tcAt = process.argv.indexOf('--tc-variant')
   const tcVariant = tcAt >= 0 ? process.argv[tcAt + 1] : undefined
   benchThroughput({
@@ -496,7 +476,6 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     ...(runs ? {runs} : {}),
     xdpTask: process.argv.includes('--xdp-task'),
     ...(tcVariant ? {tcVariant} : {}),
-    ...(perfDir ? {perfDir} : {}),
   }).then(
     (results) => {
       console.log(formatTable(results))
