@@ -261,7 +261,7 @@ test('pipelining: a batch in flight that loses a race is decided again; the one 
   assert.deepEqual(claimed, given)
 })
 
-test('pipelining under concurrent creates on 3 managers, requests arriving at random times: no address, name or port given twice', async () => {
+test('pipelining under concurrent creates on 3 managers, requests arriving at random times: no address, name or port given twice', async (t) => {
   const ms = await cluster(undefined, ['m1', 'm2', 'm3'])
   const total = 90
   let next = 0
@@ -281,8 +281,10 @@ test('pipelining under concurrent creates on 3 managers, requests arriving at ra
     }),
   )
   for (const r of results) if (r.status === 'rejected') assert.ok(isUserError(r.reason as Error), String(r.reason))
-  const pipelined = ms.reduce((s, m) => s + m.pipelined, 0)
-  assert.ok(pipelined > 0, 'some batches went beside another of their manager')
+  // How many batches went beside another depends on timing, so it is told, not asserted: the
+  // tests above make pipelining happen on purpose and prove its rules; this one proves that
+  // whatever the interleaving, nothing is given twice.
+  t.diagnostic(`pipelined batches: ${ms.reduce((s, m) => s + m.pipelined, 0)}`)
   const records = await ms[0]!.records()
   const services = [...records].filter(([k]) => k.startsWith('service/')).map(([, v]) => v as Service)
   const made = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Service>).value)
