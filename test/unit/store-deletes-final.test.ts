@@ -28,6 +28,9 @@ test('a service deleted while a node was away, its tombstone reaped, does not co
   assert.deepEqual(m.store.merge([s1]), [])
   assert.match(m.store.lastRefusal ?? '', /service\/s1: deleted before its tombstone was reaped/)
 
+  // The deletion's rumour must be out of m's queue before w1 returns: sent to w1 then, it would
+  // drop the service by merging the tombstone, not by the floor this test is about (seen under load).
+  await waitFor('m no longer spreads the deletion', () => m.gossip.fanout.size === 0, 10_000)
   // w1 comes back with its store (the service in it) and push-pulls with m.
   const pushPulls = m.gossip.stats.pushPulls
   w1 = await lab.start('w1', addr, port, {store: lab.openStore('w1', {tombstoneTtlMs: 100})})
@@ -92,6 +95,7 @@ test('numbered desired state deleted while a node was away: refused and forgotte
   assert.deepEqual(m.store.merge([s1]), [])
   assert.match(m.store.lastRefusal ?? '', /service\/s1: deleted before its tombstone was reaped \(revision/)
 
+  await waitFor('m no longer spreads the deletion', () => m.gossip.fanout.size === 0, 10_000)
   w1 = await numbered.start('w1', addr, port, {store: numbered.openStore('w1', {tombstoneTtlMs: 100})})
   await waitFor('w1 dropped the deleted service', () => w1.store.get('service/s1') === undefined, 10_000)
   assert.equal(m.store.get('service/s1'), undefined, 'the deleted service did not come back')
