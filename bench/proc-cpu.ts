@@ -38,9 +38,9 @@ export function machineCpu(): MachineCpu {
   return {busyMs: (total - idle) * 10, totalMs: total * 10, cores}
 }
 
-/** Busy share of all cores between two readings (0-1), and the busy ms. */
-export function machineBusy(a: MachineCpu, b: MachineCpu): {share: number; busyMs: number} {
+/** Between two readings: the busy share of all cores (0-1), the busy ms and all the cores' ms. */
+export function machineBusy(a: MachineCpu, b: MachineCpu): {share: number; busyMs: number; totalMs: number} {
   const busy = b.busyMs - a.busyMs
   const total = b.totalMs - a.totalMs
-  return {share: total > 0 ? busy / total : NaN, busyMs: busy}
+  return {share: total > 0 ? busy / total : NaN, busyMs: busy, totalMs: total}
 }

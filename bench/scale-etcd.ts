@@ -200,7 +200,7 @@ function cpuBudget(
   managers: number[],
   members: number[],
   own: number,
-  machine: {share: number; busyMs: number},
+  machine: {share: number; busyMs: number; totalMs: number},
 ): string {
   const per = (ms: number) => ms / creates
   const f = (ms: number) => per(ms).toFixed(2)
@@ -208,7 +208,8 @@ function cpuBudget(
   const ours = sum(managers) + sum(members) + own
   const cores = cpus().length
   const others = Math.max(0, machine.busyMs - ours)
-  const span = secs * 1000 * cores
+  // All cores' time over the span, as /proc/stat counted it (the same window as the busy share).
+  const span = machine.totalMs > 0 ? machine.totalMs : secs * 1000 * cores
   return (
     `  CPU a create over the timed creates: managers ${managers.map(f).join(' + ')} = ${f(sum(managers))} ms, ` +
     `etcd members ${members.map(f).join(' + ')} = ${f(sum(members))} ms, the clients' process ${f(own)} ms; ` +
