@@ -25,8 +25,20 @@ const SPEC = clusterSpec({id: 'bench'})
 
 export async function threeMembers(dir: string): Promise<{members: EtcdMember[]; endpoints: string[]}> {
   const specs = []
+  // Six distinct ports: the kernel may hand out a port freePort just released again, and a member
+  // whose port another one took exits at start (seen: b3's peer port was b1's client port; the
+  // two left kept the bench waiting).
+  const taken = new Set<number>()
+  const port = async (): Promise<number> => {
+    for (;;) {
+      const p = await freePort()
+      if (taken.has(p)) continue
+      taken.add(p)
+      return p
+    }
+  }
   for (let i = 1; i <= 3; i++)
-    specs.push({name: `b${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: join(dir, `b${i}`)})
+    specs.push({name: `b${i}`, clientPort: await port(), peerPort: await port(), dataDir: join(dir, `b${i}`)})
   const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',')
   const members = specs.map((s) => startEtcdMember({...s, host: '127.0.0.1', initialCluster, clusterToken: 'sn-bench'}))
   const endpoints = members.map((m) => m.clientUrl)

@@ -5,8 +5,8 @@
 // as the backend would), and concurrent creates: 10 clients on 3 managers, with the addresses
 // given twice counted from etcd's records and the transactions retried.
 import {fork, type ChildProcess} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import {cpus, tmpdir} from 'node:os'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {cpus, loadavg, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import type {Etcd3, Watcher} from 'etcd3'
@@ -25,6 +25,7 @@ import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 import type {ChildConfig, ChildStats, FromChild, ToChild} from './scale-etcd-child.js'
 import {threeMembers} from './etcd.js'
 import {pct} from './percentile.js'
+import {machineBusy, machineCpu, threadsCpuMs} from './proc-cpu.js'
 
 const NODES = 1000
 const REPLICAS = 3
@@ -83,15 +84,8 @@ function startChild(children: ChildProcess[], cfg: ChildConfig): Promise<Child> 
   return up.then(() => child)
 }
 
-/** CPU time (user + system) a process has used, ms, from /proc (USER_HZ is 100 on Linux). */
-function cpuMsOf(m: EtcdMember): number {
-  try {
-    const f = readFileSync(`/proc/${m.proc.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(f[11]) + Number(f[12])) * 10
-  } catch {
-    return NaN
-  }
-}
+/** CPU time an etcd member has used, ms (its threads' run time: proc-cpu.ts). */
+const cpuMsOf = (m: EtcdMember): number => threadsCpuMs(m.proc.pid)
 
 /** Asks the child to close, SIGKILL after 3 s; resolves once it has exited. */
 async function stopChild(proc: ChildProcess): Promise<void> {
@@ -193,6 +187,39 @@ async function bareCreates(
 }
 
 const puts1 = (tasks: number) => 1 + tasks + 5
+
+/**
+ * The whole machine over the timed creates, per create: the CPU each manager process, each etcd
+ * member and the bench's own process (the 10 clients) used, their sum, the rate that sum allows
+ * on all cores if nothing else ran (cores x 1,000 / ms a create), and how busy the cores were,
+ * with what the rest of the machine (other work, not this bench) took of them.
+ */
+function cpuBudget(
+  creates: number,
+  secs: number,
+  managers: number[],
+  members: number[],
+  own: number,
+  machine: {share: number; busyMs: number; totalMs: number},
+): string {
+  const per = (ms: number) => ms / creates
+  const f = (ms: number) => per(ms).toFixed(2)
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
+  const ours = sum(managers) + sum(members) + own
+  const cores = cpus().length
+  const others = Math.max(0, machine.busyMs - ours)
+  // All cores' time over the span, as /proc/stat counted it (the same window as the busy share).
+  const span = machine.totalMs > 0 ? machine.totalMs : secs * 1000 * cores
+  return (
+    `  CPU a create over the timed creates: managers ${managers.map(f).join(' + ')} = ${f(sum(managers))} ms, ` +
+    `etcd members ${members.map(f).join(' + ')} = ${f(sum(members))} ms, the clients' process ${f(own)} ms; ` +
+    `${f(ours)} ms in all: at most ${Math.round((cores * 1000) / per(ours))} creates/s on ${cores} free cores; ` +
+    `the cores were ${Math.round(machine.share * 100)}% busy (this bench ${Math.round((ours / span) * 100)}%, ` +
+    `the rest of the machine ${Math.round((others / span) * 100)}%; load average ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')})`
+  )
+}
 
 export type ScaleEtcdResult = {
   createP50Ms: Record<string, number>
@@ -353,6 +380,8 @@ export async function benchScaleEtcd(
     const answers: Service[] = []
     for (const c of conc) c.post({op: 'start'})
     const etcdCpu0 = members.map(cpuMsOf)
+    const managerCpu0 = children.map((p) => threadsCpuMs(p.pid))
+    const machine0 = machineCpu()
     const ownCpu0 = process.cpuUsage()
     const t0 = Date.now()
     await Promise.all(
@@ -363,7 +392,9 @@ export async function benchScaleEtcd(
     )
     const secs = (Date.now() - t0) / 1000
     const etcdCpu = members.map((m, i) => cpuMsOf(m) - etcdCpu0[i]!)
+    const managerCpu = children.map((p, i) => threadsCpuMs(p.pid) - managerCpu0[i]!)
     const ownCpu = (({user, system}) => (user + system) / 1000)(process.cpuUsage(ownCpu0))
+    const machine = machineBusy(machine0, machineCpu())
     const stats = (await Promise.all(conc.map((c) => c.call({op: 'stats', id: 0})))) as ChildStats[]
     // etcd's content, read by a manager of this process over the same prefix.
     const readerClient = etcdClient({endpoints, prefix})
@@ -400,6 +431,7 @@ export async function benchScaleEtcd(
         `(CPU used ${stats.map((s) => Math.round(s.cpuMs)).join(' / ')} ms, of which system ${stats.map((s) => Math.round(s.systemMs)).join(' / ')} ms, of ${Math.round(secs * 1000)} ms; ` +
         `etcd members ${etcdCpu.map(Math.round).join(' / ')} ms, the clients' process ${Math.round(ownCpu)} ms; ${cpus().length} cores)`,
     )
+    out.lines.push(cpuBudget(total, secs, managerCpu, etcdCpu, ownCpu, machine))
     // 3. The same writes to the same members without the managers: what etcd alone sustains here.
     out.lines.push(
       ...(await bareCreates(

@@ -298,7 +298,20 @@ async function startProfile(): Promise<{stop: (file: string) => Promise<void>}> 
   }
 }
 
+const USAGE = `usage: node --import tsx bench/scale.ts [options]
+  --services N            embedded: sizes 100, 1,000, 10,000 up to N (default 10000)
+  --creates-only          embedded: creates and service ps only (no placement passes, no service ls)
+  --etcd-services N       etcd: sizes up to N, at most --services (below 100: no etcd part)
+  --concurrent-creates N  etcd: timed creates of the 10 clients on 3 managers (default 200)
+  --warm N                etcd: creates per manager before the timed ones (default 300)
+  --max-in-flight N       etcd: most batches of a manager in flight at once (default 4)
+  --cpu-prof DIR          CPU profiles of the embedded creates and of each etcd manager's timed part`
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    console.log(USAGE)
+    process.exit(0)
+  }
   const at = process.argv.indexOf('--services')
   const services = at >= 0 ? Number(process.argv[at + 1]) : undefined
   if (services !== undefined && (!Number.isInteger(services) || services < 100)) {
