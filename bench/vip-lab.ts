@@ -326,25 +326,42 @@ export function formatVipLab(f: VipLabFigures): string[] {
   return lines
 }
 
-/** BPF run time per unit of traffic for each swarmnet path (kernel.bpf_stats), and VIP minus direct. */
+/**
+ * BPF run time per unit of traffic for each swarmnet path (kernel.bpf_stats), and VIP minus direct.
+ * Programs that ran at least once per 100 units are listed; the rest (the connects, the agents'
+ * own sockets, DNS and gateway traffic meanwhile) are summed as one figure, and counted in the total.
+ */
 function bpfLines(b: Record<SnPath, BpfCost>, per: string): string[] {
-  const total = (c: BpfCost) => c.progs.reduce((s, p) => s + p.ns, 0) / (c.units || NaN)
-  const progs = (c: BpfCost) =>
-    [...c.progs]
-      .sort((x, y) => y.ns - x.ns)
-      .map(
-        (p) => `${p.node} ${p.name} ${(p.runs / (c.units || NaN)).toFixed(3)} runs x ${(p.ns / (p.runs || NaN)).toFixed(0)} ns`,
-      )
-      .join(', ')
-  const unit = per === 'datagram sent' ? 'ns' : 'us'
-  const scale = per === 'datagram sent' ? 1 : 1e-3
-  const fmt = (x: number) => (x * scale).toFixed(per === 'datagram sent' ? 1 : 2)
+  const udp = per === 'datagram sent'
+  const perUnit = (ns: number, c: BpfCost) => ns / (c.units || NaN)
+  const total = (c: BpfCost) =>
+    perUnit(
+      c.progs.reduce((s, p) => s + p.ns, 0),
+      c,
+    )
+  // ns per datagram; us per MB
+  const fmt = (x: number) => (udp ? `${x.toFixed(1)} ns` : `${(x / 1e3).toFixed(2)} us`)
+  const progs = (c: BpfCost) => {
+    const often = c.progs.filter((p) => p.runs / (c.units || NaN) >= 0.01).sort((x, y) => y.ns - x.ns)
+    const rest = c.progs.filter((p) => !often.includes(p))
+    return [
+      ...often.map(
+        (p) =>
+          `${p.node} ${p.name} ${(p.runs / c.units).toFixed(udp ? 3 : 1)} runs x ${(p.ns / p.runs).toFixed(0)} ns = ${fmt(perUnit(p.ns, c))}`,
+      ),
+      `${rest.length} others ${fmt(
+        perUnit(
+          rest.reduce((s, p) => s + p.ns, 0),
+          c,
+        ),
+      )}`,
+    ].join(', ')
+  }
   return [
-    `  BPF run time per ${per} (bpf_stats, both nodes, all runs): VIP ${fmt(total(b.vip))} ${unit}, direct ${fmt(total(b.direct))} ${unit}, VIP - direct ${fmt(total(b.vip) - total(b.direct))} ${unit}`,
-    `    VIP: ${progs(b.vip) || 'no program ran'}`,
-    `    direct: ${progs(b.direct) || 'no program ran'}`,
-    `  lb counters, VIP: client ${b.vip.counters.client}; server ${b.vip.counters.server}`,
-    `  lb counters, direct: client ${b.direct.counters.client}; server ${b.direct.counters.server}`,
+    `  BPF run time per ${per} (bpf_stats, both nodes, all runs): VIP ${fmt(total(b.vip))}, direct ${fmt(total(b.direct))}, VIP - direct ${fmt(total(b.vip) - total(b.direct))}`,
+    `    VIP: ${progs(b.vip)}`,
+    `    direct: ${progs(b.direct)}`,
+    `  lb counters, VIP: client ${b.vip.counters.client}; server ${b.vip.counters.server}; direct: client ${b.direct.counters.client}; server ${b.direct.counters.server}`,
   ]
 }
 
