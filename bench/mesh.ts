@@ -9,7 +9,7 @@
  *   no task, with the one backend on another node: small-UDP packets/s (iperf3 -u -l 64 -b 0)
  *   and one TCP stream (iperf3), swarmnet's published port against the kernel's path built the
  *   Docker way without IPVS: nftables DNAT on the receiving node to the task's address on a
- *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does;
+ *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does.
  *   Both from the same client with the same iperf3 settings, which goes first swapped every run;
  *   beside them the iperf3 client's (sender's) and server's CPU %, UDP loss at the server and
  *   the load average: with the client at ~100% of a CPU the sender, not the path, is the limit;
