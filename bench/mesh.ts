@@ -9,11 +9,14 @@
  *   no task, with the one backend on another node: small-UDP packets/s (iperf3 -u -l 64 -b 0)
  *   and one TCP stream (iperf3), swarmnet's published port against the kernel's path built the
  *   Docker way without IPVS: nftables DNAT on the receiving node to the task's address on a
- *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does;
+ *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does.
+ *   Both from the same client with the same iperf3 settings, which goes first swapped every run;
+ *   beside them the iperf3 client's (sender's) and server's CPU %, UDP loss at the server and
+ *   the load average: with the client at ~100% of a CPU the sender, not the path, is the limit;
  * - create-to-reachable: from `service create -p` returning to the port answering on all 3
  *   nodes' addresses (curl from the client every 20 ms), median of 5.
  *
- *   node --import tsx bench/mesh.ts [--programs-only] [--seconds 5] [--runs 3]
+ *   node --import tsx bench/mesh.ts [--programs-only] [--seconds 5] [--runs 5]
  */
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -26,7 +29,9 @@ import {readLabState} from '../src/lab/state.js'
 import {compileBpf} from '../test/fixtures/bpf/build.js'
 import {tsxInNetns} from '../test/bpf/netns-child.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, KBR, KVX, type KernelEnd} from './kernel-path.js'
-import {cli, iperf, labDown, measurer, sleep} from './lab-bench.js'
+import {cli, iperf, labDown, measurer, sleep, type IperfJson} from './lab-bench.js'
+import {loadAverage} from './bpf-run-time.js'
+import {fmtSpread, spread} from './summary.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const CLIENT_NS = 'sn-lab-client'
@@ -68,17 +73,36 @@ export function benchMeshPrograms(): MeshProgFigure[] {
   }
 }
 
-async function udpPps(addr: string, port: number, seconds: number): Promise<number> {
+/** A measurement and the iperf3 client's (sender's) and server's CPU % over it. */
+interface Sample {
+  value: number
+  cpu: [number, number]
+  /** UDP: datagrams the client sent and the server lost. */
+  sent?: number
+  lost?: number
+}
+
+const cpuOf = (e: IperfJson['end']): [number, number] => [
+  Math.round(e?.cpu_utilization_percent?.host_total ?? NaN),
+  Math.round(e?.cpu_utilization_percent?.remote_total ?? NaN),
+]
+
+async function udpPps(addr: string, port: number, seconds: number): Promise<Sample> {
   const e =
     (await iperf(CLIENT_NS, ['-c', addr, '-p', String(port), '-u', '-l', '64', '-b', '0', '-t', String(seconds)], seconds)).end ??
     {}
   const received = (e.sum?.packets ?? 0) - (e.sum?.lost_packets ?? 0)
-  return received / (e.sum_received?.seconds ?? e.sum?.seconds ?? seconds)
+  return {
+    value: received / (e.sum_received?.seconds ?? e.sum?.seconds ?? seconds),
+    cpu: cpuOf(e),
+    sent: e.sum?.packets ?? 0,
+    lost: e.sum?.lost_packets ?? 0,
+  }
 }
 
-async function tcpGbps(addr: string, port: number, seconds: number): Promise<number> {
+async function tcpGbps(addr: string, port: number, seconds: number): Promise<Sample> {
   const e = (await iperf(CLIENT_NS, ['-c', addr, '-p', String(port), '-t', String(seconds)], seconds)).end ?? {}
-  return (e.sum_received?.bits_per_second ?? 0) / 1e9
+  return {value: (e.sum_received?.bits_per_second ?? 0) / 1e9, cpu: cpuOf(e)}
 }
 
 interface TaskJson {
@@ -107,10 +131,18 @@ function answers(addr: string, port: number): boolean {
   }
 }
 
+export type MeshPath = 'swarmnet' | 'kernel'
 export interface MeshLabFigures {
   createToReachableMs: number[]
   udp: {swarmnet: number[]; kernel: number[]}
   tcp: {swarmnet: number[]; kernel: number[]}
+  /** iperf3 client (sender) and server CPU % per run, by test and path. */
+  cpu: Record<'udp' | 'tcp', Record<MeshPath, [number, number][]>>
+  /** UDP datagrams lost at the server / sent, over all runs, by path. */
+  udpLoss: Record<MeshPath, {sent: number; lost: number}>
+  /** The 1-minute load average at each run's start, and at the end. */
+  load: number[]
+  order: MeshPath[][]
   notes: string[]
 }
 
@@ -141,13 +173,17 @@ export async function benchMeshLab(
   opts: {seconds?: number; runs?: number; log?: (s: string) => void} = {},
 ): Promise<MeshLabFigures> {
   const seconds = opts.seconds ?? 5
-  const runs = opts.runs ?? 3
+  const runs = opts.runs ?? 5
   const log = opts.log ?? ((s: string) => console.error(`[bench mesh] ${s}`))
   if (listNetns('sn-lab-').length > 0 || readLabState()) throw new Error('a lab is up: not ours, not touching it')
   const out: MeshLabFigures = {
     createToReachableMs: [],
     udp: {swarmnet: [], kernel: []},
     tcp: {swarmnet: [], kernel: []},
+    cpu: {udp: {swarmnet: [], kernel: []}, tcp: {swarmnet: [], kernel: []}},
+    udpLoss: {swarmnet: {sent: 0, lost: 0}, kernel: {sent: 0, lost: 0}},
+    load: [],
+    order: [],
     notes: [],
   }
   let ends: KernelEnd[] = []
@@ -191,15 +227,32 @@ export async function benchMeshLab(
     await tcpGbps(ingressAddr, 5201, 1)
     await tcpGbps(ingressAddr, 5202, 1)
     const measure = measurer(out.notes)
+    const port: Record<MeshPath, number> = {swarmnet: 5201, kernel: 5202}
     for (let i = 0; i < runs; i++) {
-      await measure('udp swarmnet', out.udp.swarmnet, () => udpPps(ingressAddr, 5201, seconds))
-      await measure('udp kernel', out.udp.kernel, () => udpPps(ingressAddr, 5202, seconds))
-      await measure('tcp swarmnet', out.tcp.swarmnet, () => tcpGbps(ingressAddr, 5201, seconds))
-      await measure('tcp kernel', out.tcp.kernel, () => tcpGbps(ingressAddr, 5202, seconds))
+      // The same client, the same iperf3 settings for both; which goes first swaps every run.
+      const order: MeshPath[] = i % 2 === 0 ? ['swarmnet', 'kernel'] : ['kernel', 'swarmnet']
+      out.order.push(order)
+      out.load.push(await loadAverage())
+      for (const p of order)
+        await measure(`udp ${p}`, out.udp[p], async () => {
+          const x = await udpPps(ingressAddr, port[p], seconds)
+          out.cpu.udp[p].push(x.cpu)
+          out.udpLoss[p].sent += x.sent ?? 0
+          out.udpLoss[p].lost += x.lost ?? 0
+          return x.value
+        })
+      for (const p of order)
+        await measure(`tcp ${p}`, out.tcp[p], async () => {
+          const x = await tcpGbps(ingressAddr, port[p], seconds)
+          out.cpu.tcp[p].push(x.cpu)
+          return x.value
+        })
+      const cpu = (t: 'udp' | 'tcp', p: MeshPath) => out.cpu[t][p][out.cpu[t][p].length - 1]?.join('/') ?? '?'
       log(
-        `run ${i + 1}: udp swarmnet ${Math.round(out.udp.swarmnet[i]!)} pps, kernel ${Math.round(out.udp.kernel[i]!)} pps; tcp swarmnet ${out.tcp.swarmnet[i]!.toFixed(2)} Gb/s, kernel ${out.tcp.kernel[i]!.toFixed(2)} Gb/s`,
+        `run ${i + 1} (load ${out.load[i]}): udp swarmnet ${Math.round(out.udp.swarmnet[i]!)} pps (cpu c/s ${cpu('udp', 'swarmnet')}%), kernel ${Math.round(out.udp.kernel[i]!)} pps (${cpu('udp', 'kernel')}%); tcp swarmnet ${out.tcp.swarmnet[i]!.toFixed(2)} Gb/s (${cpu('tcp', 'swarmnet')}%), kernel ${out.tcp.kernel[i]!.toFixed(2)} Gb/s (${cpu('tcp', 'kernel')}%)`,
       )
     }
+    out.load.push(await loadAverage())
     const stats = JSON.parse(await cli(['inspect', 'maps', '--map', 'sn_stats', '--json', '--host', ingressNode])) as {
       maps: {entries: {value: Record<string, string | number>}[]}[]
     }
@@ -229,12 +282,24 @@ export function formatMesh(progs: MeshProgFigure[], lab?: MeshLabFigures): strin
   const m = (xs: number[]) => median(xs.filter((x) => !Number.isNaN(x)))
   const c = lab.createToReachableMs
   lines.push(`create -> reachable on all 3 nodes: median ${m(c)} ms (runs ${c.join(' / ')}; goal <= 1000 ms)`)
-  const row = (name: string, unit: string, s: number[], k: number[], f: (x: number) => string) =>
-    `${name.padEnd(34)} swarmnet ${f(m(s))} ${unit}, kernel DNAT+vxlan ${f(m(k))} ${unit}, ratio ${(m(s) / m(k)).toFixed(2)}  (runs ${s.map(f).join('/')} vs ${k.map(f).join('/')})`
   lines.push(
-    row('client -> node:P, udp 64 B', 'pps', lab.udp.swarmnet, lab.udp.kernel, (x) => Math.round(x).toLocaleString('en-US')),
+    `${lab.order.length} runs, paths swapped every run; load average (1 min) at each run's start: ${lab.load.slice(0, -1).join(' / ')}; at the end: ${lab.load[lab.load.length - 1]}`,
   )
-  lines.push(row('client -> node:P, 1 tcp stream', 'Gb/s', lab.tcp.swarmnet, lab.tcp.kernel, (x) => x.toFixed(2)))
+  const row = (name: string, unit: string, t: 'udp' | 'tcp', f: (x: number) => string) => {
+    const [s, k] = [lab[t].swarmnet, lab[t].kernel]
+    const cpu = (p: MeshPath) => {
+      const xs = lab.cpu[t][p]
+      return `${m(xs.map((x) => x[0]))}/${m(xs.map((x) => x[1]))}`
+    }
+    return `${name.padEnd(34)} swarmnet ${fmtSpread(spread(s), f)} ${unit}, kernel DNAT+vxlan ${fmtSpread(spread(k), f)} ${unit}, ratio ${(m(s) / m(k)).toFixed(2)}  (runs ${s.map(f).join('/')} vs ${k.map(f).join('/')}; iperf3 client/server CPU % median: swarmnet ${cpu('swarmnet')}, kernel ${cpu('kernel')})`
+  }
+  lines.push(row('client -> node:P, udp 64 B', 'pps', 'udp', (x) => Math.round(x).toLocaleString('en-US')))
+  const loss = (p: MeshPath) => {
+    const l = lab.udpLoss[p]
+    return `${l.lost}/${l.sent} (${l.sent ? ((100 * l.lost) / l.sent).toFixed(1) : '?'}%)`
+  }
+  lines.push(`${''.padEnd(34)} udp lost at the server: swarmnet ${loss('swarmnet')}, kernel ${loss('kernel')}`)
+  lines.push(row('client -> node:P, 1 tcp stream', 'Gb/s', 'tcp', (x) => x.toFixed(2)))
   lines.push(...lab.notes)
   return lines
 }

@@ -92,6 +92,8 @@ export interface UdpSample {
 
 export interface TcpSample {
   gbps: number
+  /** Bytes received by the server. */
+  bytes: number
   retransmits: number
   cpu: [number, number]
 }
@@ -115,7 +117,12 @@ export async function udpSmall(clientNs: string, server: string, seconds: number
 
 export async function tcpStream(clientNs: string, server: string, seconds: number, cgroup?: string): Promise<TcpSample> {
   const j = await iperf(clientNs, ['-c', server, '-t', String(seconds)], seconds, cgroup)
-  return {gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0, cpu: cpuOf(j)}
+  return {
+    gbps: (j.end?.sum_received?.bits_per_second ?? 0) / 1e9,
+    bytes: j.end?.sum_received?.bytes ?? 0,
+    retransmits: j.end?.sum_sent?.retransmits ?? 0,
+    cpu: cpuOf(j),
+  }
 }
 
 // ---- swarmnet side ----------------------------------------------------------

@@ -110,6 +110,8 @@ export interface Libbpf {
   bpf_link_update(linkFd: number, newProgFd: number, opts: Buffer | null): number
   bpf_link_detach(linkFd: number): number
   bpf_prog_get_fd_by_id(id: number): number
+  /** Turns on the kernel's run-time statistics of every program while the returned fd is open. */
+  bpf_enable_stats(type: number): number
 
   bpf_tc_hook_create(hook: Buffer): number
   bpf_tc_hook_destroy(hook: Buffer): number
@@ -271,6 +273,7 @@ function load(): {bpf: Libbpf; log: LibbpfLog} {
     'int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)',
     'int bpf_link_detach(int link_fd)',
     'int bpf_prog_get_fd_by_id(uint32_t id)',
+    'int bpf_enable_stats(int type)',
 
     'int bpf_tc_hook_create(void *hook)',
     'int bpf_tc_hook_destroy(void *hook)',

@@ -25,7 +25,9 @@ import {readCounters} from '../../src/bpf/counters.js'
 import {BpfObject} from '../../src/bpf/object.js'
 import {BPFFS, ensureBpffs} from '../../src/bpf/pins.js'
 import {cgroup2Root} from '../../src/sys/cgroup.js'
-import {attachSockLb, cgroupId, SockLbEnder} from '../../src/dataplane/sock-lb.js'
+import {attachSockLb, cgroupId, SockLbEnder, SOCK_LB_PROGS} from '../../src/dataplane/sock-lb.js'
+import {objInfoByFd} from '../../src/bpf/obj-info.js'
+import {enableBpfStats} from '../../bench/bpf-run-time.js'
 import {bpfObjectPath} from '../../src/util/root.js'
 
 const NS = `snsl${process.pid}`
@@ -192,6 +194,49 @@ describe('sock_lb: load balancing at connect() for a task cgroup (real sockets)'
     assert.deepEqual([...new Set(lines.map((l) => l.split(' ')[0]))].sort(), ['b1', 'b2'])
     for (const l of lines) assert.equal(l.split(' ')[1], `${VIP}:${UPORT}`)
     assert.equal(readCounters(obj!.map('sn_stats')).sock_lb_send - before, 16n)
+  })
+
+  it('a connected socket is balanced once, at connect(): its sends run no socket program (bpf_stats)', () => {
+    // The kernel runs sendmsg4 only for a datagram with an address (udp_sendmsg: !connected), and
+    // no sock_addr hook on a TCP send: what makes the per-packet cost of load balancing 0 for
+    // TCP and connected UDP (bench/vip-lab.ts measures it in the lab too).
+    const stats = enableBpfStats()
+    try {
+      // struct bpf_prog_info: run_cnt at 200.
+      const runs = () =>
+        Object.fromEntries(
+          Object.entries(SOCK_LB_PROGS).map(([hook, name]) => [
+            hook,
+            Number(objInfoByFd(obj!.program(name).fd, 'bpf_prog_info', name).readBigUInt64LE(200)),
+          ]),
+        )
+      const delta = (a: Record<string, number>, b: Record<string, number>) =>
+        Object.fromEntries(Object.keys(a).map((k) => [k, b[k]! - a[k]!]))
+      let before = runs()
+      // 200 datagrams on a connected socket; the backend's first answer shows they reach it.
+      // (recvmsg4 is not counted here: libuv asks every received datagram's address, so it
+      // runs on each answer, as on any task's datagram read with its address.)
+      const u = run(
+        CG,
+        `const s = require('node:dgram').createSocket('udp4'); setTimeout(() => process.exit(3), 5000);
+         s.connect(${UPORT}, '${VIP}', () => { for (let i = 0; i < 200; i++) s.send('x');
+           s.on('message', (m) => { console.log(String(m)); process.exit(0) }) })`,
+      )
+      assert.match(u.stdout.trim(), /^b[12]/, u.stderr)
+      const udp = delta(before, runs())
+      assert.equal(udp.connect4, 1, JSON.stringify(udp))
+      assert.equal(udp.sendmsg4, 0, JSON.stringify(udp))
+      before = runs()
+      const t = run(
+        CG,
+        `const s = require('node:net').connect(${PORT}, '${VIP}'); setTimeout(() => process.exit(3), 5000);
+         s.once('data', (d) => { for (let i = 0; i < 200; i++) s.write('x'.repeat(100)); s.end(() => { console.log(String(d).trim()); process.exit(0) }) })`,
+      )
+      assert.match(t.stdout.trim(), /^b[12]$/, t.stderr)
+      assert.deepEqual(delta(before, runs()), {connect4: 1, sendmsg4: 0, recvmsg4: 0, getpeername4: 0})
+    } finally {
+      stats.close()
+    }
   })
 
   it("a VIP of a network the task is not on, and another cgroup's socket, are left alone", () => {
