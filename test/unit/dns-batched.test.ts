@@ -249,6 +249,60 @@ test('a kernel that refuses UDP_SEGMENT: the thread says so once and sends the s
   assert.equal(logs.filter((m) => /UDP_SEGMENT refused/.test(m)).length, 1, logs.join('\n'))
 })
 
+/** `front` (127.0.0.1's network: web 10.0.1.2) and `back` (127.0.0.2's: web 10.0.2.9, db 10.0.2.7). */
+function twoNetworks(): NameTable {
+  const t = tableWith(['10.0.1.2'])
+  t.networks.set('back', {
+    id: 'back',
+    name: 'back',
+    a: new Map([
+      ['web', {ips: ['10.0.2.9'], rotate: false, kind: 'service' as const}],
+      ['db', {ips: ['10.0.2.7'], rotate: false, kind: 'service' as const}],
+    ]),
+    ptr: new Map(),
+    srv: new Map(),
+  })
+  t.scopes.set('127.0.0.2', ['back'])
+  t.known.add('db')
+  t.askers.set('127.0.0.2', 't2')
+  return t
+}
+
+test("two askers on two networks, the same question bytes: each gets its own network's answer from the thread, never the other's", async () => {
+  table = twoNetworks()
+  server.invalidate()
+  const other = createSocket('udp4')
+  await new Promise<void>((r) => other.bind(0, '127.0.0.2', r))
+  try {
+    const askFrom = (s: Socket, bytes: Buffer) =>
+      new Promise<dns.Packet>((resolve, reject) => {
+        const t = setTimeout(() => (s.off('message', on), reject(new Error('no answer'))), 2000)
+        const on = (m: Buffer) => (clearTimeout(t), s.off('message', on), resolve(dns.decode(m)))
+        s.on('message', on)
+        s.send(bytes, port, '127.0.0.1')
+      })
+    const ips = (p: dns.Packet) => (p.answers ?? []).map((x) => (x as dns.StringAnswer).data)
+    // Asked in turn, three times each: the second and third are the thread's kept answers.
+    let reads = 0
+    for (let i = 0; i < 3; i++) {
+      if (i === 1) reads = tableReads
+      for (const name of ['web', 'db']) {
+        const a = await askFrom(client, query(name, 40 + i))
+        const b = await askFrom(other, query(name, 40 + i))
+        assert.deepEqual(ips(a), name === 'web' ? ['10.0.1.2'] : [], `front asking ${name}`)
+        // The rcode (the flags' low 4 bits): 0 NOERROR, 3 NXDOMAIN.
+        assert.equal((a.flags ?? 0) & 0xf, name === 'web' ? 0 : 3, `front asking ${name}`)
+        assert.deepEqual(ips(b), name === 'web' ? ['10.0.2.9'] : ['10.0.2.7'], `back asking ${name}`)
+      }
+    }
+    assert.equal(tableReads, reads, 'the repeated questions were answered by the thread')
+  } finally {
+    other.close()
+    table = tableWith(['10.0.1.2'])
+    server.invalidate()
+  }
+})
+
 test('a service added or removed: the first answer after invalidate() is from the new table, never the kept one', async () => {
   for (let i = 0; i < 3; i++) assert.deepEqual(await dig('web'), ['10.0.1.2'])
   // Removed from the asker's network (still a name of the cluster): NXDOMAIN at once.
