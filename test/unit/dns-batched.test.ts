@@ -132,7 +132,7 @@ test("the thread answers a question the responder answered before, with the resp
   assert.deepEqual([...a].sort(), ['10.0.1.5', '10.0.1.6'])
 })
 
-test('a burst from two askers, runs of one question: every answer its own datagram, its id, the kept bytes', async () => {
+test('a burst from two askers, in runs and interleaved: every answer its own datagram, its id, the kept bytes, in the order asked', async () => {
   // Runs of the same answer to the same asker leave the thread as one UDP_SEGMENT message: the
   // kernel must cut them back into the datagrams they were, at every change of asker or length.
   const other = createSocket('udp4')
@@ -165,6 +165,11 @@ test('a burst from two askers, runs of one question: every answer its own datagr
     run('client', 16, true)
     run('other', 16, false)
     run('client', 16, false)
+    // Interleaved, as several sockets of one client ask: the thread puts each asker's together.
+    for (let i = 0; i < 16; i++) {
+      run('client', 1, i % 4 === 3)
+      run('other', 1, false)
+    }
     const got = new Map<string, Buffer[]>([
       ['client', []],
       ['other', []],
@@ -192,6 +197,12 @@ test('a burst from two askers, runs of one question: every answer its own datagr
     for (const [who, want] of expect) {
       const answers = got.get(who)!
       assert.equal(answers.length, want.size, `${who}: one datagram per question`)
+      const ids = answers.map((a) => a.readUInt16BE(0))
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => a - b),
+        `${who}: its answers in the order it asked`,
+      )
       for (const a of answers) {
         const i = a.readUInt16BE(0)
         assert.equal(a.subarray(2).toString('hex'), want.get(i), `${who}: the answer to ${i}`)
