@@ -13,9 +13,10 @@
 // getaddrinfo's, which get no GSO run from the responder). The fast path runs in the asking
 // task's own send path, so it grows with the askers, while dnsmasq and the responder are one
 // process each. p50/p99 come from dnsperf's per-query latencies (-v). Beside each figure, what
-// the CPU did: dnsperf's CPU, and its busiest thread's share of a CPU sampled mid-run (~100%: the
-// client is the bottleneck, as it always is for the fast path, whose work runs in the asking
-// task's own send; the bench says for which servers it is), and the serving process's CPU time
+// the CPU did: dnsperf's CPU, and its busiest thread sampled mid-run (/proc schedstat): the
+// share of the time it was on a CPU or waiting for one, i.e. never asleep on the server (~100%:
+// the client is the bottleneck, its own work or the CPU it cannot get, as it always is for the
+// fast path, whose work runs in the asking task's own send; the bench says for which servers), and the serving process's CPU time
 // per answered question (the agent, all its threads, for the responder; dnsmasq for dnsmasq), a
 // figure the machine's load moves less than q/s. Each setting runs `runs` times (default 5), the
 // three servers alternating within a run so that drift on a shared machine hits all alike; the
@@ -51,8 +52,13 @@ export interface DnsBenchRow {
   lost: number
   /** dnsperf's CPU time over the run's wall time (1: one CPU busy all along). */
   clientCpu: number
-  /** The busiest dnsperf thread's CPU share (1: one CPU all along), sampled mid-run; ~1: the client is what limits. */
+  /**
+   * dnsperf's busiest thread, sampled mid-run: the share of the time it was on a CPU or runnable
+   * and waiting for one (never asleep on the server); ~1: the client is what limits.
+   */
   clientBusiestThread: number
+  /** That thread's share of the time on a CPU. */
+  clientBusiestOnCpu: number
   /** dnsperf's CPU time per answered question, us (for the fast path: the whole cost of a question, its answer made in dnsperf's sends). */
   clientUsPerQuery: number
   /** The serving process's CPU time per answered question, us (NaN: the fast path, served in the client's own sends). */
@@ -80,13 +86,12 @@ const OUTSTANDING = 64
 const SAMPLE_FROM = 0.5
 const SAMPLE_TO = SECONDS - 0.5
 
-/** Each thread's CPU time (user + system), ms, from the `/proc/PID/task/TID/stat` lines in s. */
-function threadCpuMs(s: string): Map<string, number> {
-  const m = new Map<string, number>()
+/** Each thread's time on a CPU and waiting on a run queue, ns, from `TID run wait slices` lines (schedstat). */
+function threadSched(s: string): Map<string, {run: number; wait: number}> {
+  const m = new Map<string, {run: number; wait: number}>()
   for (const line of s.split('\n')) {
-    const tid = /^(\d+) /.exec(line)?.[1]
-    const f = line.split(') ')[1]?.split(' ')
-    if (tid && f) m.set(tid, ((Number(f[11]) + Number(f[12])) * 1000) / 100)
+    const f = line.trim().split(' ')
+    if (f.length >= 3) m.set(f[0]!, {run: Number(f[1]), wait: Number(f[2])})
   }
   return m
 }
@@ -109,8 +114,8 @@ function dnsperf(
   // one by one.
   // bash's `times` after dnsperf: the CPU time its child (dnsperf) used, on stderr; between
   // markers, its threads' /proc stat lines at SAMPLE_FROM and SAMPLE_TO s into the run: the
-  // busiest thread's share of a CPU says whether the client is what limits (its sending thread
-  // at ~100% of a CPU: the answers come as fast as that thread can ask).
+  // busiest thread's time on a CPU or waiting for one says whether the client is what limits (a
+  // thread that never sleeps: the answers come as fast as it can ask).
   const r = spawnSync(
     'nsenter',
     [
@@ -118,7 +123,7 @@ function dnsperf(
       '--',
       'bash',
       '-c',
-      `dnsperf "$@" > ${JSON.stringify(out)} & p=$!; sleep ${SAMPLE_FROM}; echo '#t0' >&2; cat /proc/$p/task/*/stat >&2; sleep ${SAMPLE_TO - SAMPLE_FROM}; echo '#t1' >&2; cat /proc/$p/task/*/stat >&2; echo '#end' >&2; wait $p; s=$?; times >&2; exit $s`,
+      `st() { for t in /proc/$p/task/*; do echo "\${t##*/} $(cat $t/schedstat)" >&2; done; }; dnsperf "$@" > ${JSON.stringify(out)} & p=$!; sleep ${SAMPLE_FROM}; echo '#t0' >&2; st; sleep ${SAMPLE_TO - SAMPLE_FROM}; echo '#t1' >&2; st; echo '#end' >&2; wait $p; s=$?; times >&2; exit $s`,
       'bash',
       '-s',
       '172.18.0.1',
@@ -144,11 +149,17 @@ function dnsperf(
   if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr} ${readFileSync(out, 'utf8').slice(-2000)}`)
   const t0s = /#t0\n([^]*?)#t1\n([^]*?)#end/.exec(r.stderr)
   let busiest = NaN
+  let busiestOnCpu = NaN
   if (t0s) {
-    const a = threadCpuMs(t0s[1]!)
-    const b = threadCpuMs(t0s[2]!)
+    const a = threadSched(t0s[1]!)
+    const b = threadSched(t0s[2]!)
+    const window = (SAMPLE_TO - SAMPLE_FROM) * 1e9
     busiest = 0
-    for (const [tid, ms] of b) busiest = Math.max(busiest, (ms - (a.get(tid) ?? 0)) / ((SAMPLE_TO - SAMPLE_FROM) * 1000))
+    for (const [tid, x] of b) {
+      const y = a.get(tid) ?? {run: 0, wait: 0}
+      const busy = (x.run - y.run + x.wait - y.wait) / window
+      if (busy > busiest) [busiest, busiestOnCpu] = [busy, (x.run - y.run) / window]
+    }
   }
   const t = [...r.stderr.slice(r.stderr.indexOf('#end')).matchAll(/(\d+)m([\d.]+)s/g)].map(
     (m) => Number(m[1]) * 60e3 + Number(m[2]) * 1e3,
@@ -170,6 +181,7 @@ function dnsperf(
     lost,
     clientCpu: clientMs / wallMs,
     clientBusiestThread: busiest,
+    clientBusiestOnCpu: busiestOnCpu,
     clientUsPerQuery: (clientMs * 1000) / done,
     serverUsPerQuery: ((c1 - c0) * 1000) / done,
   }
@@ -286,7 +298,7 @@ export function clientLabel(c: DnsClient): string {
   return `${c.threads} dnsperf thread${c.threads > 1 ? 's' : ''}, ${c.sockets} socket${c.sockets > 1 ? 's' : ''}`
 }
 
-/** A busiest dnsperf thread at this share of a CPU or more: the client is what limits. */
+/** A dnsperf thread on a CPU or waiting for one this share of the time or more: the client is what limits. */
 const CLIENT_BOUND = 0.9
 
 export function formatDns(b: DnsBench): string {
@@ -300,7 +312,7 @@ export function formatDns(b: DnsBench): string {
     for (const k of DNS_SERVERS) {
       const r = rows[k]
       lines.push(
-        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(med(r, (x) => x.p50us))} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * med(r, (x) => x.clientCpu)).toFixed(0)}% (busiest thread ${(100 * med(r, (x) => x.clientBusiestThread)).toFixed(0)}%), ${f2(med(r, (x) => x.clientUsPerQuery))} us/query` +
+        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(med(r, (x) => x.p50us))} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * med(r, (x) => x.clientCpu)).toFixed(0)}% (busiest thread busy ${(100 * med(r, (x) => x.clientBusiestThread)).toFixed(0)}%, on a CPU ${(100 * med(r, (x) => x.clientBusiestOnCpu)).toFixed(0)}%), ${f2(med(r, (x) => x.clientUsPerQuery))} us/query` +
           (k === 'fast' ? '' : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), f2)} us/query`),
       )
     }
@@ -309,8 +321,8 @@ export function formatDns(b: DnsBench): string {
     lines.push(
       `  ${clientLabel(client)}: fast path / dnsmasq ${f2(q('fast') / q('dnsmasq'))}, responder / dnsmasq ${f2(q('responder') / q('dnsmasq'))}; ` +
         (bound.length
-          ? `the client is what limits (a dnsperf thread >= ${100 * CLIENT_BOUND}% of a CPU) for: ${bound.join(', ')}`
-          : `no dnsperf thread at ${100 * CLIENT_BOUND}% of a CPU`),
+          ? `the client is what limits (a dnsperf thread on a CPU or waiting for one >= ${100 * CLIENT_BOUND}% of the time) for: ${bound.join(', ')}`
+          : `the client is not what limits (no dnsperf thread busy ${100 * CLIENT_BOUND}% of the time)`),
     )
   }
   // Each server at the setting it answered most under (the same settings were offered to all).
