@@ -113,7 +113,7 @@ function dnsperf(
   // that answers in bursts (the responder's GSO runs) would pay for it more than one answering
   // one by one.
   // bash's `times` after dnsperf: the CPU time its child (dnsperf) used, on stderr; between
-  // markers, its threads' /proc stat lines at SAMPLE_FROM and SAMPLE_TO s into the run: the
+  // markers, its threads' `TID schedstat` lines at SAMPLE_FROM and SAMPLE_TO s into the run: the
   // busiest thread's time on a CPU or waiting for one says whether the client is what limits (a
   // thread that never sleeps: the answers come as fast as it can ask).
   const r = spawnSync(
@@ -146,7 +146,7 @@ function dnsperf(
   )
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
   const c1 = server ? cpuMs(server) : NaN
-  if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr} ${readFileSync(out, 'utf8').slice(-2000)}`)
+  if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr}`)
   const t0s = /#t0\n([^]*?)#t1\n([^]*?)#end/.exec(r.stderr)
   let busiest = NaN
   let busiestOnCpu = NaN
