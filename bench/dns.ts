@@ -7,15 +7,21 @@
 //     message (src/dns/udp-batch-worker.ts): askers on many sockets do not get that;
 //   - dnsmasq (from the distribution) serving the same name from a hosts file, on
 //     172.18.0.1:5353 in the node's namespace (a port the fast path does not look at).
-// Each with one dnsperf thread (-T 1 -c 1), then with two (-T 2 -c 2, one per CPU of the test
-// machine): the fast path runs in the asking task's own send path, so it grows with the askers,
-// while dnsmasq and the responder are one process each. p50/p99 come from dnsperf's per-query
-// latencies (-v). Beside each figure, what the CPU did: the share of one CPU dnsperf used (near
-// 100%: the client is the bottleneck, as it always is for the fast path, whose work runs in the
-// asking task's own send) and the serving process's CPU time per answered question (the agent, all
-// its threads, for the responder; dnsmasq for dnsmasq), a figure the machine's load moves less
-// than q/s. Each row runs `runs` times (default 5), the three servers alternating within a
-// run so that drift on a shared machine hits all alike; the figure is the median with min-max.
+// Each with three dnsperf settings, at most 64 questions outstanding: one thread on one socket
+// (-T 1 -c 1: the figure the goals were set on), two threads on two sockets (-T 2 -c 2, one per
+// CPU of the test machine) and two threads on eight sockets (-c 8: askers on many sockets, as
+// getaddrinfo's, which get no GSO run from the responder). The fast path runs in the asking
+// task's own send path, so it grows with the askers, while dnsmasq and the responder are one
+// process each. p50/p99 come from dnsperf's per-query latencies (-v). Beside each figure, what
+// the CPU did: dnsperf's CPU, and its busiest thread sampled mid-run (/proc schedstat): the
+// share of the time it was on a CPU or waiting for one, i.e. never asleep on the server (~100%:
+// the client is the bottleneck, its own work or the CPU it cannot get, as it always is for the
+// fast path, whose work runs in the asking task's own send; the bench says for which servers), and the serving process's CPU time
+// per answered question (the agent, all its threads, for the responder; dnsmasq for dnsmasq), a
+// figure the machine's load moves less than q/s. Each setting runs `runs` times (default 5), the
+// three servers alternating within a run so that drift on a shared machine hits all alike; the
+// figure is the median with min-max; the ratios per setting and each server at its fastest
+// setting close the section.
 // Numbers, not assertions.
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -46,6 +52,13 @@ export interface DnsBenchRow {
   lost: number
   /** dnsperf's CPU time over the run's wall time (1: one CPU busy all along). */
   clientCpu: number
+  /**
+   * dnsperf's busiest thread, sampled mid-run: the share of the time it was on a CPU or runnable
+   * and waiting for one (never asleep on the server); ~1: the client is what limits.
+   */
+  clientBusiestThread: number
+  /** That thread's share of the time on a CPU. */
+  clientBusiestOnCpu: number
   /** dnsperf's CPU time per answered question, us (for the fast path: the whole cost of a question, its answer made in dnsperf's sends). */
   clientUsPerQuery: number
   /** The serving process's CPU time per answered question, us (NaN: the fast path, served in the client's own sends). */
@@ -58,18 +71,51 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100 // USER_HZ
 }
 
+/** How dnsperf asks: its threads (-T), its sockets (-c, spread over the threads) and the questions outstanding at most (-q). */
+export interface DnsClient {
+  threads: number
+  sockets: number
+}
+export const DNS_CLIENTS: DnsClient[] = [
+  {threads: 1, sockets: 1},
+  {threads: 2, sockets: 2},
+  {threads: 2, sockets: 8},
+]
+const OUTSTANDING = 64
+/** dnsperf's threads' CPU is sampled over [SAMPLE_FROM, SAMPLE_TO] s of its run (after its start, before its drain). */
+const SAMPLE_FROM = 0.5
+const SAMPLE_TO = SECONDS - 0.5
+
+/** Each thread's time on a CPU and waiting on a run queue, ns, from `TID run wait slices` lines (schedstat). */
+function threadSched(s: string): Map<string, {run: number; wait: number}> {
+  const m = new Map<string, {run: number; wait: number}>()
+  for (const line of s.split('\n')) {
+    const f = line.trim().split(' ')
+    if (f.length >= 3) m.set(f[0]!, {run: Number(f[1]), wait: Number(f[2])})
+  }
+  return m
+}
+
 function dnsperf(
   label: string,
   netns: string,
   file: string,
   port: number,
   extra: string[],
-  threads: number,
+  client: DnsClient,
+  out: string,
   server?: number,
 ): DnsBenchRow {
   const c0 = server ? cpuMs(server) : NaN
   const t0 = process.hrtime.bigint()
-  // bash's `times` after dnsperf: the CPU time its child (dnsperf) used, on stderr.
+  // dnsperf's output (a line per answer, -v) goes to a file, not a pipe this process drains: on a
+  // loaded machine a pipe left full blocks dnsperf's receiving thread in write(), and a server
+  // that answers in bursts (the responder's GSO runs) would pay for it more than one answering
+  // one by one.
+  // bash's `times` after dnsperf: the CPU time its child (dnsperf) used, on stderr; between
+  // markers, its threads' `TID schedstat` lines at SAMPLE_FROM and SAMPLE_TO s into the run: the
+  // busiest thread's time on a CPU or waiting for one says whether the client is what limits (a
+  // thread that never sleeps: the answers come as fast as it can ask).
   const r = spawnSync(
     'nsenter',
     [
@@ -77,7 +123,7 @@ function dnsperf(
       '--',
       'bash',
       '-c',
-      'dnsperf "$@"; s=$?; times >&2; exit $s',
+      `st() { for t in /proc/$p/task/*; do echo "\${t##*/} $(cat $t/schedstat)" >&2; done; }; dnsperf "$@" > ${JSON.stringify(out)} & p=$!; sleep ${SAMPLE_FROM}; echo '#t0' >&2; st; sleep ${SAMPLE_TO - SAMPLE_FROM}; echo '#t1' >&2; st; echo '#end' >&2; wait $p; s=$?; times >&2; exit $s`,
       'bash',
       '-s',
       '172.18.0.1',
@@ -88,26 +134,44 @@ function dnsperf(
       '-l',
       String(SECONDS),
       '-c',
-      String(threads),
+      String(client.sockets),
       '-T',
-      String(threads),
+      String(client.threads),
       '-q',
-      '64',
+      String(OUTSTANDING),
       '-v',
       ...extra,
     ],
-    {encoding: 'utf8', maxBuffer: 512 * 1024 * 1024},
+    {encoding: 'utf8'},
   )
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6
   const c1 = server ? cpuMs(server) : NaN
   if (r.status !== 0) throw new Error(`dnsperf (${label}): ${r.stderr}`)
-  const t = [...r.stderr.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60e3 + Number(m[2]) * 1e3)
+  const t0s = /#t0\n([^]*?)#t1\n([^]*?)#end/.exec(r.stderr)
+  let busiest = NaN
+  let busiestOnCpu = NaN
+  if (t0s) {
+    const a = threadSched(t0s[1]!)
+    const b = threadSched(t0s[2]!)
+    const window = (SAMPLE_TO - SAMPLE_FROM) * 1e9
+    busiest = 0
+    for (const [tid, x] of b) {
+      const y = a.get(tid) ?? {run: 0, wait: 0}
+      const busy = (x.run - y.run + x.wait - y.wait) / window
+      if (busy > busiest) [busiest, busiestOnCpu] = [busy, (x.run - y.run) / window]
+    }
+  }
+  const t = [...r.stderr.slice(r.stderr.indexOf('#end')).matchAll(/(\d+)m([\d.]+)s/g)].map(
+    (m) => Number(m[1]) * 60e3 + Number(m[2]) * 1e3,
+  )
   // The second line of `times`: the children's user and system time.
   const clientMs = t.length >= 4 ? t[t.length - 2]! + t[t.length - 1]! : NaN
-  const lat = [...r.stdout.matchAll(/^> NOERROR \S+ A (\d+\.\d+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b)
-  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
-  const lost = Number(/Queries lost:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
-  const done = Number(/Queries completed:\s+(\d+)/.exec(r.stdout)?.[1] ?? NaN)
+  const stdout = readFileSync(out, 'utf8')
+  rmSync(out, {force: true})
+  const lat = [...stdout.matchAll(/^> NOERROR \S+ A (\d+\.\d+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b)
+  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN)
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(stdout)?.[1] ?? NaN)
+  const done = Number(/Queries completed:\s+(\d+)/.exec(stdout)?.[1] ?? NaN)
   const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? NaN
   return {
     label,
@@ -116,6 +180,8 @@ function dnsperf(
     p99us: pct(99),
     lost,
     clientCpu: clientMs / wallMs,
+    clientBusiestThread: busiest,
+    clientBusiestOnCpu: busiestOnCpu,
     clientUsPerQuery: (clientMs * 1000) / done,
     serverUsPerQuery: ((c1 - c0) * 1000) / done,
   }
@@ -124,10 +190,10 @@ function dnsperf(
 export type DnsServer = 'fast' | 'responder' | 'dnsmasq'
 export const DNS_SERVERS: DnsServer[] = ['fast', 'responder', 'dnsmasq']
 
-/** Per dnsperf thread count, each server's runs. */
+/** Per dnsperf setting, each server's runs. */
 export interface DnsBench {
   runs: number
-  byThreads: {threads: number; rows: Record<DnsServer, DnsBenchRow[]>}[]
+  byClient: {client: DnsClient; rows: Record<DnsServer, DnsBenchRow[]>}[]
 }
 
 export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
@@ -178,12 +244,21 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
     // The responder's process: n1's agent (all its threads); dnsmasq's own (nsenter execs it).
     const agent = Number(readFileSync(pidPath('n1'), 'utf8').trim())
     const dnsmasqPid = dnsmasq.pid!
-    const out: DnsBench = {runs, byThreads: []}
-    for (const t of [1, 2]) {
-      const c = `${t} dnsperf thread${t > 1 ? 's' : ''}`
+    const perfOut = join(tmp, 'dnsperf.out')
+    const out: DnsBench = {runs, byClient: []}
+    for (const client of DNS_CLIENTS) {
+      const c = clientLabel(client)
       const ask: Record<DnsServer, () => DnsBenchRow> = {
         fast: () =>
-          dnsperf(`eBPF fast path (tc on the task gateway veth), plain A question, :53, ${c}`, netns, queries, 53, [], t),
+          dnsperf(
+            `eBPF fast path (tc on the task gateway veth), plain A question, :53, ${c}`,
+            netns,
+            queries,
+            53,
+            [],
+            client,
+            perfOut,
+          ),
         responder: () =>
           dnsperf(
             `TypeScript responder (one thread, UDP GSO), A with an EDNS option the fast path passes (65001), :53, ${c}`,
@@ -191,7 +266,8 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
             queries,
             53,
             ['-E', '65001:00'],
-            t,
+            client,
+            perfOut,
             agent,
           ),
         dnsmasq: () =>
@@ -201,13 +277,14 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
             queries,
             5353,
             [],
-            t,
+            client,
+            perfOut,
             dnsmasqPid,
           ),
       }
       const rows: Record<DnsServer, DnsBenchRow[]> = {fast: [], responder: [], dnsmasq: []}
       for (let i = 0; i < runs; i++) for (const k of DNS_SERVERS) rows[k].push(ask[k]())
-      out.byThreads.push({threads: t, rows})
+      out.byClient.push({client, rows})
     }
     return out
   } finally {
@@ -217,20 +294,51 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
   }
 }
 
+export function clientLabel(c: DnsClient): string {
+  return `${c.threads} dnsperf thread${c.threads > 1 ? 's' : ''}, ${c.sockets} socket${c.sockets > 1 ? 's' : ''}`
+}
+
+/** A dnsperf thread on a CPU or waiting for one this share of the time or more: the client is what limits. */
+const CLIENT_BOUND = 0.9
+
 export function formatDns(b: DnsBench): string {
-  const lines = [`${b.runs} runs of ${SECONDS} s per server, servers alternating; median (min-max)`]
-  for (const {rows} of b.byThreads)
+  const lines = [
+    `${b.runs} runs of ${SECONDS} s per server, servers alternating, at most ${OUTSTANDING} questions outstanding; median (min-max)`,
+  ]
+  const med = (r: DnsBenchRow[], f: (x: DnsBenchRow) => number) => spread(r.map(f)).median
+  const f0 = (x: number) => x.toFixed(0)
+  const f2 = (x: number) => x.toFixed(2)
+  for (const {client, rows} of b.byClient) {
     for (const k of DNS_SERVERS) {
       const r = rows[k]
-      const f0 = (x: number) => x.toFixed(0)
-      const f2 = (x: number) => x.toFixed(2)
       lines.push(
-        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(spread(r.map((x) => x.p50us)).median)} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * spread(r.map((x) => x.clientCpu)).median).toFixed(0)}%, ${f2(spread(r.map((x) => x.clientUsPerQuery)).median)} us/query` +
-          (k === 'fast'
-            ? ''
-            : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), (x) => x.toFixed(2))} us/query`),
+        `${(r[0]?.label ?? k).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} q/s   p50 ${f0(med(r, (x) => x.p50us))} us   p99 ${fmtSpread(spread(r.map((x) => x.p99us)), f0)} us   lost ${r.reduce((a, x) => a + x.lost, 0)}   dnsperf CPU ${(100 * med(r, (x) => x.clientCpu)).toFixed(0)}% (busiest thread busy ${(100 * med(r, (x) => x.clientBusiestThread)).toFixed(0)}%, on a CPU ${(100 * med(r, (x) => x.clientBusiestOnCpu)).toFixed(0)}%), ${f2(med(r, (x) => x.clientUsPerQuery))} us/query` +
+          (k === 'fast' ? '' : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), f2)} us/query`),
       )
     }
+    const q = (k: DnsServer) => med(rows[k], (x) => x.qps)
+    const bound = DNS_SERVERS.filter((k) => med(rows[k], (x) => x.clientBusiestThread) >= CLIENT_BOUND)
+    lines.push(
+      `  ${clientLabel(client)}: fast path / dnsmasq ${f2(q('fast') / q('dnsmasq'))}, responder / dnsmasq ${f2(q('responder') / q('dnsmasq'))}; ` +
+        (bound.length
+          ? `the client is what limits (a dnsperf thread on a CPU or waiting for one >= ${100 * CLIENT_BOUND}% of the time) for: ${bound.join(', ')}`
+          : `the client is not what limits (no dnsperf thread busy ${100 * CLIENT_BOUND}% of the time)`),
+    )
+  }
+  // Each server at the setting it answered most under (the same settings were offered to all).
+  const best = (k: DnsServer) => {
+    let top = {qps: -1, at: ''}
+    for (const {client, rows} of b.byClient) {
+      const v = med(rows[k], (x) => x.qps)
+      if (v > top.qps) top = {qps: v, at: clientLabel(client)}
+    }
+    return top
+  }
+  const [bf, br, bd] = DNS_SERVERS.map(best) as [ReturnType<typeof best>, ReturnType<typeof best>, ReturnType<typeof best>]
+  lines.push(
+    `each at its fastest setting: fast path ${f0(bf.qps)} (${bf.at}), responder ${f0(br.qps)} (${br.at}), dnsmasq ${f0(bd.qps)} (${bd.at}): ` +
+      `fast path / dnsmasq ${f2(bf.qps / bd.qps)}, responder / dnsmasq ${f2(br.qps / bd.qps)}`,
+  )
   return lines.join('\n')
 }
 

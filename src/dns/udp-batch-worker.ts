@@ -4,8 +4,9 @@
 // sendmmsg, and the rest go to the main thread, whose responder answers them as before and tells
 // this thread the answers it keeps. Nothing here decodes DNS: a kept answer is the responder's
 // own bytes with the question's id written in, so the two paths answer byte for byte alike.
-// Answers next to each other in a batch that go to the same address and are of the same length
-// (a client asking one name many times, as dnsperf does) leave as one UDP_SEGMENT message: the
+// A batch's answers are put together by asker (each asker's in the order asked), and those next to
+// each other that go to the same address and are of the same length (a client asking one name
+// many times, as dnsperf does, on one socket or several) leave as one UDP_SEGMENT message: the
 // kernel routes, filters and forwards them once and cuts them into the same datagrams only at the
 // device (or the receiving socket), which is most of a datagram's cost on the way out.
 import {parentPort, receiveMessageOnPort, workerData, type MessagePort} from 'node:worker_threads'
@@ -87,8 +88,13 @@ for (let i = 0; i < BATCH; i++) {
   rhdr.b.writeUInt32LE(1, i * H.size + H.iovlen)
 }
 /** The answers of a batch: each one's datagram slot (whose sender it goes to) and length; siov[a] is answer a. */
-const ansAt = new Int32Array(BATCH)
-const ansLen = new Int32Array(BATCH)
+let ansAt = new Int32Array(BATCH)
+let ansLen = new Int32Array(BATCH)
+/** group()'s output, swapped with ansAt/ansLen. */
+let nextAt = new Int32Array(BATCH)
+let nextLen = new Int32Array(BATCH)
+/** group(): each answer taken already. */
+const taken = new Uint8Array(BATCH)
 /** The first answer of each header in shdr. */
 const hdrAt = new Int32Array(BATCH)
 /** Off once the kernel refused a segmented send (a route without checksum offload): a datagram per header from then on. */
@@ -119,6 +125,36 @@ function sameAsker(i: number, j: number): boolean {
   const a = i * SOCKADDR_IN
   const b = j * SOCKADDR_IN
   return names.b.readUInt32LE(a) === names.b.readUInt32LE(b) && names.b.readUInt32LE(a + 4) === names.b.readUInt32LE(b + 4)
+}
+
+/**
+ * Answers [0, n) to the same asker next to each other, each asker's in the order asked (askers in
+ * the order they first appear), and siov written in that order: a client with several questions
+ * out on each of several sockets (dnsperf -c 8, a stub resolver's few sockets) gets one
+ * UDP_SEGMENT run per socket and length instead of one datagram per message. Answers to different
+ * askers go to different sockets, whose relative order nothing promises.
+ */
+function group(n: number): void {
+  if (gso && n > 2) {
+    taken.fill(0, 0, n)
+    let o = 0
+    for (let a = 0; a < n; a++) {
+      if (taken[a]) continue
+      const i = ansAt[a]!
+      for (let b = a; b < n; b++)
+        if (!taken[b] && (b === a || sameAsker(i, ansAt[b]!))) {
+          taken[b] = 1
+          nextAt[o] = ansAt[b]!
+          nextLen[o++] = ansLen[b]!
+        }
+    }
+    ;[ansAt, nextAt] = [nextAt, ansAt]
+    ;[ansLen, nextLen] = [nextLen, ansLen]
+  }
+  for (let a = 0; a < n; a++) {
+    putPtr(siov.b, a * V.size + V.base, data.addr + ansAt[a]! * SLOT)
+    putPtr(siov.b, a * V.size + V.len, ansLen[a]!)
+  }
 }
 
 /**
@@ -231,13 +267,14 @@ while (Atomics.load(ctl, CTL_STOP) === 0) {
     counters[COUNTER.answered]++
     if (hit.nxdomain) counters[COUNTER.nxdomain]++
     if (hit.truncated) counters[COUNTER.truncated]++
-    putPtr(siov.b, out * V.size + V.base, data.addr + at)
-    putPtr(siov.b, out * V.size + V.len, hit.bytes.length)
     ansAt[out] = i
     ansLen[out] = hit.bytes.length
     out++
   }
-  if (out > 0) sendAll(out)
+  if (out > 0) {
+    group(out)
+    sendAll(out)
+  }
   if (misses) parentPort!.postMessage({misses})
 }
 for (const m of [data, names, riov, rhdr, siov, shdr, ctrl]) koffi.free(m.ptr)

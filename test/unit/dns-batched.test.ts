@@ -132,7 +132,7 @@ test("the thread answers a question the responder answered before, with the resp
   assert.deepEqual([...a].sort(), ['10.0.1.5', '10.0.1.6'])
 })
 
-test('a burst from two askers, runs of one question: every answer its own datagram, its id, the kept bytes', async () => {
+test('a burst from two askers, in runs and interleaved: every answer its own datagram, its id, the kept bytes, in the order asked', async () => {
   // Runs of the same answer to the same asker leave the thread as one UDP_SEGMENT message: the
   // kernel must cut them back into the datagrams they were, at every change of asker or length.
   const other = createSocket('udp4')
@@ -165,6 +165,11 @@ test('a burst from two askers, runs of one question: every answer its own datagr
     run('client', 16, true)
     run('other', 16, false)
     run('client', 16, false)
+    // Interleaved, as several sockets of one client ask: the thread puts each asker's together.
+    for (let i = 0; i < 16; i++) {
+      run('client', 1, i % 4 === 3)
+      run('other', 1, false)
+    }
     const got = new Map<string, Buffer[]>([
       ['client', []],
       ['other', []],
@@ -192,6 +197,12 @@ test('a burst from two askers, runs of one question: every answer its own datagr
     for (const [who, want] of expect) {
       const answers = got.get(who)!
       assert.equal(answers.length, want.size, `${who}: one datagram per question`)
+      const ids = answers.map((a) => a.readUInt16BE(0))
+      assert.deepEqual(
+        ids,
+        [...ids].sort((a, b) => a - b),
+        `${who}: its answers in the order it asked`,
+      )
       for (const a of answers) {
         const i = a.readUInt16BE(0)
         assert.equal(a.subarray(2).toString('hex'), want.get(i), `${who}: the answer to ${i}`)
@@ -247,6 +258,60 @@ test('a kernel that refuses UDP_SEGMENT: the thread says so once and sends the s
   )
   for (const a of got) assert.equal(a.subarray(2).toString('hex'), want)
   assert.equal(logs.filter((m) => /UDP_SEGMENT refused/.test(m)).length, 1, logs.join('\n'))
+})
+
+/** `front` (127.0.0.1's network: web 10.0.1.2) and `back` (127.0.0.2's: web 10.0.2.9, db 10.0.2.7). */
+function twoNetworks(): NameTable {
+  const t = tableWith(['10.0.1.2'])
+  t.networks.set('back', {
+    id: 'back',
+    name: 'back',
+    a: new Map([
+      ['web', {ips: ['10.0.2.9'], rotate: false, kind: 'service' as const}],
+      ['db', {ips: ['10.0.2.7'], rotate: false, kind: 'service' as const}],
+    ]),
+    ptr: new Map(),
+    srv: new Map(),
+  })
+  t.scopes.set('127.0.0.2', ['back'])
+  t.known.add('db')
+  t.askers.set('127.0.0.2', 't2')
+  return t
+}
+
+test("two askers on two networks, the same question bytes: each gets its own network's answer from the thread, never the other's", async () => {
+  table = twoNetworks()
+  server.invalidate()
+  const other = createSocket('udp4')
+  await new Promise<void>((r) => other.bind(0, '127.0.0.2', r))
+  try {
+    const askFrom = (s: Socket, bytes: Buffer) =>
+      new Promise<dns.Packet>((resolve, reject) => {
+        const t = setTimeout(() => (s.off('message', on), reject(new Error('no answer'))), 2000)
+        const on = (m: Buffer) => (clearTimeout(t), s.off('message', on), resolve(dns.decode(m)))
+        s.on('message', on)
+        s.send(bytes, port, '127.0.0.1')
+      })
+    const ips = (p: dns.Packet) => (p.answers ?? []).map((x) => (x as dns.StringAnswer).data)
+    // Asked in turn, three times each: the second and third are the thread's kept answers.
+    let reads = 0
+    for (let i = 0; i < 3; i++) {
+      if (i === 1) reads = tableReads
+      for (const name of ['web', 'db']) {
+        const a = await askFrom(client, query(name, 40 + i))
+        const b = await askFrom(other, query(name, 40 + i))
+        assert.deepEqual(ips(a), name === 'web' ? ['10.0.1.2'] : [], `front asking ${name}`)
+        // The rcode (the flags' low 4 bits): 0 NOERROR, 3 NXDOMAIN.
+        assert.equal((a.flags ?? 0) & 0xf, name === 'web' ? 0 : 3, `front asking ${name}`)
+        assert.deepEqual(ips(b), name === 'web' ? ['10.0.2.9'] : ['10.0.2.7'], `back asking ${name}`)
+      }
+    }
+    assert.equal(tableReads, reads, 'the repeated questions were answered by the thread')
+  } finally {
+    other.close()
+    table = tableWith(['10.0.1.2'])
+    server.invalidate()
+  }
 })
 
 test('a service added or removed: the first answer after invalidate() is from the new table, never the kept one', async () => {
