@@ -139,10 +139,10 @@ test('a MACed message is read only by the node it was made for: another node and
   )
   await sendUdp(packet, w1)
   await waitFor('w1 read it', () => w1.gossip.stats.macReceived > b1.macReceived, 5000)
-  const received = w1.gossip.stats.received
   await sendUdp(packet, w1)
+  // Refused as a replay (a message is counted received or refused, never both). \`received\` is not
+  // compared: the lab's own gossip reaches w1 meanwhile (under load one more message came: 56, not 55).
   await waitFor('w1 refused it played back', () => w1.gossip.stats.replayed === b1.replayed + 1, 5000)
-  assert.equal(w1.gossip.stats.received, received)
   assert.equal(w1.gossip.stats.badSender, b1.badSender)
 })
 
