@@ -71,6 +71,10 @@ export type GossipOptions = {
   epochFile?: string
   /** false: push-pull by whole digests only, as a version before summaries (tests: an older agent). */
   summaries?: boolean
+  /** The UDP socket read, and SWIM pings answered, by a thread of its own (default true; transport.ts). */
+  udpThread?: boolean
+  /** How old the main thread's heartbeat may be for that thread to answer a ping (default LOOP_STALE_MS, udp-thread.ts). */
+  loopStaleMs?: number
 }
 
 const EPOCH_FILE = 'gossip-epoch'
@@ -135,6 +139,8 @@ export class Gossip {
       | 'gossipIntervalMs'
       | 'retransmitMult'
       | 'summaries'
+      | 'udpThread'
+      | 'loopStaleMs'
     >
   > &
     Pick<GossipOptions, 'join' | 'onKeysChanged'>
@@ -215,6 +221,8 @@ export class Gossip {
       privateKey: opts.nodeKey.privateKey,
       senderKey: (id) => this.certifiedNode(id)?.pubKey,
       summaries: this.summaries,
+      ...(opts.udpThread !== undefined ? {udpThread: opts.udpThread} : {}),
+      ...(opts.loopStaleMs !== undefined ? {loopStaleMs: opts.loopStaleMs} : {}),
       handlers: {
         onMessage: (m, from, acked) => this.onMessage(m, from, acked),
         onStream: (m, conn) => this.track(this.servePushPull(m, conn)),

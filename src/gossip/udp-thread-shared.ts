@@ -42,7 +42,18 @@ export type FromThread =
    * thread knew it) and found fresh. acked: the thread answered it (a ping for this node);
    * withheld: it was such a ping, but the main thread's beat was too old to answer for it.
    */
-  | {t: 'msg'; m: Message; addr: string; port: number; key: string; len: number; byMac: boolean; acked: boolean; withheld: boolean; ackBytes: number}
+  | {
+      t: 'msg'
+      m: Message
+      addr: string
+      port: number
+      key: string
+      len: number
+      byMac: boolean
+      acked: boolean
+      withheld: boolean
+      ackBytes: number
+    }
   /** A datagram the thread did not accept (it could not open it, authenticate it, or it was not fresh): the main thread judges and counts it as before. */
   | {t: 'raw'; packet: Uint8Array; addr: string; port: number}
   | {t: 'send-error'}
