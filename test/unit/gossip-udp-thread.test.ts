@@ -11,7 +11,7 @@ import type {Message} from '../../src/gossip/codec.js'
 import {certSerial, verifyBytes} from '../../src/gossip/identity.js'
 import {generateKey, Keyring} from '../../src/gossip/keyring.js'
 import {revokedKey} from '../../src/gossip/revocation.js'
-import {readOpened} from '../../src/gossip/transport.js'
+import {readOpened, sealMessage} from '../../src/gossip/transport.js'
 import type {SwimMessage} from '../../src/membership/messages.js'
 import {Membership} from '../../src/membership/swim.js'
 import type {NodeRecord} from '../../src/model/types.js'
@@ -28,17 +28,20 @@ const PINGER = 'w1'
 let epoch = Date.now()
 let seq = 0
 
-function ping(o: {key?: Buffer; signer?: string; from?: string; target?: string; swimSeq?: number} = {}): Buffer {
+function ping(o: {key?: Buffer; keyId?: number; signer?: string; from?: string; target?: string; swimSeq?: number} = {}): Buffer {
   const swim: SwimMessage = {op: 'ping', seq: o.swimSeq ?? ++seq, inc: 1, target: o.target ?? 'm', u: []}
   const msg = {t: 'swim', swim, from: o.from ?? PINGER, epoch, seq: ++seq, ts: Date.now()} as Message
-  return sealAs(o.key ?? lab.clusterKey, msg, lab.keys.get(o.signer ?? PINGER)!)
+  const signer = lab.keys.get(o.signer ?? PINGER)!
+  return o.keyId !== undefined
+    ? sealMessage(new Keyring(o.key!, o.keyId), signer.privateKey, msg)
+    : sealAs(o.key ?? lab.clusterKey, msg, signer)
 }
 
 /** The SWIM acks among datagrams: each opened with the cluster key and checked as signed by m's key. */
-function acks(datagrams: Buffer[]): {swimSeq: number; inc: number}[] {
+function acks(datagrams: Buffer[], key = lab.clusterKey, keyId = 0): {swimSeq: number; inc: number}[] {
   const out: {swimSeq: number; inc: number}[] = []
   for (const d of datagrams) {
-    const plain = new Keyring(lab.clusterKey).open(d)
+    const plain = new Keyring(key, keyId).open(d)
     const o = plain && readOpened(plain)
     assert.ok(o, 'every answer opens with the cluster key')
     assert.ok(
@@ -186,6 +189,31 @@ describe('the gossip UDP thread answers SWIM pings', () => {
     assert.equal(m.gossip.stats.decryptFailed, s0.decryptFailed + 1)
     assert.equal(m.gossip.stats.swimAckedOffLoop, s0.swimAckedOffLoop + 1)
   })
+
+  test('the thread follows a key rotation: pings under the new key answered under it, the removed key no longer opens', async () => {
+    const ring = m.gossip.keyring
+    const next = generateKey()
+    const old = ring.primary
+    ring.install(9, next)
+    ring.use(9)
+    // The change is told to the thread by message: a datagram it reads before that goes to the main thread (not answered here).
+    await sleep(100)
+    const got = await exchange([ping({key: next, keyId: 9, swimSeq: 9001})])
+    assert.deepEqual(acks(got, next, 9), [{swimSeq: 9001, inc: 77}], 'answered, sealed with the new primary')
+    ring.remove(old)
+    await sleep(100)
+    const s0 = {...m.gossip.stats}
+    const stale = await exchange([ping({swimSeq: 9002})])
+    assert.deepEqual(stale, [], 'nothing answers a ping under the removed key')
+    await waitFor('counted', () => m.gossip.stats.decryptFailed === s0.decryptFailed + 1, 5000)
+    // Back to the lab's key for what follows.
+    ring.install(old, lab.clusterKey)
+    ring.use(old)
+    ring.remove(9)
+    await sleep(100)
+    assert.deepEqual(acks(await exchange([ping({swimSeq: 9003})])), [{swimSeq: 9003, inc: 77}])
+  })
+
   test("the revocation of the pinger's certificate stops the answers at once", async () => {
     // w1's certificate revoked (as `node rm` does): its next ping is neither answered nor taken.
     const rec = m.store.get(`node/${PINGER}`) as NodeRecord
