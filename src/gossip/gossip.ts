@@ -71,8 +71,6 @@ export type GossipOptions = {
   epochFile?: string
   /** false: push-pull by whole digests only, as a version before summaries (tests: an older agent). */
   summaries?: boolean
-  /** The UDP socket read, and SWIM pings answered, by a thread of its own (default true; transport.ts). */
-  udpThread?: boolean
   /** How old the main thread's heartbeat may be for that thread to answer a ping (default LOOP_STALE_MS, udp-thread.ts). */
   loopStaleMs?: number
 }
@@ -139,7 +137,6 @@ export class Gossip {
       | 'gossipIntervalMs'
       | 'retransmitMult'
       | 'summaries'
-      | 'udpThread'
       | 'loopStaleMs'
     >
   > &
@@ -221,7 +218,6 @@ export class Gossip {
       privateKey: opts.nodeKey.privateKey,
       senderKey: (id) => this.certifiedNode(id)?.pubKey,
       summaries: this.summaries,
-      ...(opts.udpThread !== undefined ? {udpThread: opts.udpThread} : {}),
       ...(opts.loopStaleMs !== undefined ? {loopStaleMs: opts.loopStaleMs} : {}),
       handlers: {
         onMessage: (m, from, acked) => this.onMessage(m, from, acked),

@@ -1,4 +1,3 @@
-import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import {decodeMessage, encodeMessage, type Body, type Message} from './codec.js'
 import {FramedConn, MAX_UNAUTHENTICATED_FRAME} from './frame.js'
@@ -18,6 +17,9 @@ import type {FromThread} from './udp-thread-shared.js'
  * The first byte of a datagram or TCP frame says what follows: the sealed
  * envelope's version byte, or JOIN_FRAME for the join handshake (which runs
  * before the joiner holds the cluster key).
+ *
+ * The UDP socket is a thread's (udp-thread.ts): it opens and authenticates datagrams, answers
+ * SWIM pings off the event loop, and hands everything on to this transport (fromThread).
  */
 export const UDP_MAX = 1400
 export const JOIN_FRAME = 0x4a // 'J'
@@ -133,11 +135,6 @@ export type TransportOptions = {
   senderKey: (id: string) => string | undefined
   /** Whether this node answers push-pull by summaries: says so (`sum: 1`) in every header (default true). */
   summaries?: boolean
-  /**
-   * The UDP socket read, and SWIM pings answered, by a thread of its own (udp-thread.ts; default
-   * true). false: on the event loop, as before (tests compare the two).
-   */
-  udpThread?: boolean
   /** How old the main thread's heartbeat may be for that thread to answer a ping (default LOOP_STALE_MS). */
   loopStaleMs?: number
 }
@@ -160,10 +157,8 @@ export class Transport {
   private readonly sumFlag: {sum?: 1}
   /** The last sequence number stamped, shared with the UDP thread, which stamps its acks from it too. */
   private readonly seq = new BigInt64Array(new SharedArrayBuffer(8))
-  private readonly useThread: boolean
   private readonly loopStaleMs: number
-  private udp: dgram.Socket | undefined
-  /** The UDP socket's thread, when it has one. */
+  /** The UDP socket's thread (udp-thread.ts): it reads and writes the socket, and answers SWIM pings. */
   private thread: UdpThread | undefined
   /** What that thread answers SWIM pings with (swimSelf), kept for a thread started later. */
   private answer: {inc?: number; isig?: string} = {}
@@ -185,7 +180,6 @@ export class Transport {
     this.senderKey = opts.senderKey
     this.pairs = new PairKeys(opts.nodeId, opts.privateKey)
     this.sumFlag = opts.summaries === false ? {} : {sum: 1}
-    this.useThread = opts.udpThread ?? true
     this.loopStaleMs = opts.loopStaleMs ?? LOOP_STALE_MS
   }
 
@@ -199,8 +193,7 @@ export class Transport {
       const tcp = await this.listenTcp(bindAddr, port)
       const p = (tcp.address() as net.AddressInfo).port
       try {
-        if (this.useThread) this.thread = await this.openThread(bindAddr, p)
-        else this.udp = await this.bindUdp(bindAddr, p)
+        this.thread = await this.openThread(bindAddr, p)
         this.tcp = tcp
         this.boundPort = p
         return p
@@ -213,19 +206,13 @@ export class Transport {
   }
 
   async stop(): Promise<void> {
-    const udp = this.udp
     const tcp = this.tcp
     const thread = this.thread
-    this.udp = undefined
     this.tcp = undefined
     this.thread = undefined
     for (const s of this.conns) s.destroy()
     this.conns.clear()
-    await Promise.all([
-      udp ? new Promise<void>((r) => udp.close(() => r())) : undefined,
-      thread?.stop(),
-      tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined,
-    ])
+    await Promise.all([thread?.stop(), tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined])
   }
 
   /**
@@ -363,17 +350,6 @@ export class Transport {
       this.stats.sent++
       return
     }
-    if (packet.length <= UDP_MAX && this.udp) {
-      const udp = this.udp
-      await new Promise<void>((resolve) => {
-        udp.send(packet, to.port, to.addr, (err) => {
-          if (err) this.stats.sendErrors++
-          else this.stats.sent++
-          resolve()
-        })
-      })
-      return
-    }
     let conn: FramedConn
     try {
       conn = await this.connect(to)
@@ -427,21 +403,6 @@ export class Transport {
     })
     t.setSelf(this.answer.inc, this.answer.isig)
     return t
-  }
-
-  private bindUdp(bindAddr: string, port: number): Promise<dgram.Socket> {
-    return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({type: 'udp4'})
-      sock.once('error', reject)
-      sock.bind({address: bindAddr, port, exclusive: true}, () => {
-        sock.off('error', reject)
-        sock.on('error', () => {
-          this.stats.sendErrors++
-        })
-        sock.on('message', (msg, rinfo) => this.receive(msg, {addr: rinfo.address, port: rinfo.port}))
-        resolve(sock)
-      })
-    })
   }
 
   private onConnection(socket: net.Socket): void {
