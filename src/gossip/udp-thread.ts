@@ -58,6 +58,8 @@ export class UdpThread {
   private readonly beatTimer: NodeJS.Timeout
   private readonly unwatchKeys: () => void
   private worker: Worker | undefined
+  /** Resolves when the current thread has ended (it may have before stop: a failed one). */
+  private exited: Promise<void> = Promise.resolve()
   private stopping: Promise<void> | undefined
   /** Sender keys and this node's SWIM answer as last told, told again to a thread that replaces one that failed. */
   private readonly senders = new Map<string, string>()
@@ -79,6 +81,8 @@ export class UdpThread {
     } catch (e) {
       clearInterval(t.beatTimer)
       t.unwatchKeys()
+      // A thread whose socket could not bind ends here (the transport tries another port).
+      await t.worker?.terminate()
       throw e
     }
     return t
@@ -103,6 +107,7 @@ export class UdpThread {
     }
     const w = newWorker({workerData: data})
     this.worker = w
+    this.exited = new Promise((r) => w.once('exit', () => r()))
     let bound = false
     const started = Date.now()
     return new Promise((resolve, reject) => {
@@ -175,10 +180,9 @@ export class UdpThread {
       this.unwatchKeys()
       const w = this.worker
       if (!w) return
-      const exited = new Promise<void>((r) => w.once('exit', () => r()))
       w.postMessage({t: 'stop'} satisfies ToThread)
       const timer = setTimeout(() => void w.terminate(), 2000)
-      await exited
+      await this.exited
       clearTimeout(timer)
     })())
   }

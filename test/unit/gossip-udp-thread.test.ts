@@ -5,6 +5,7 @@
 // thread of this one (the agent's, here) can be held with Atomics.wait while it probes.
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
+import type {Worker} from 'node:worker_threads'
 import * as dgram from 'node:dgram'
 import {after, before, describe, test} from 'node:test'
 import type {Message} from '../../src/gossip/codec.js'
@@ -212,6 +213,17 @@ describe('the gossip UDP thread answers SWIM pings', () => {
     ring.remove(9)
     await sleep(100)
     assert.deepEqual(acks(await exchange([ping({swimSeq: 9003})])), [{swimSeq: 9003, inc: 77}])
+  })
+
+  test('a thread that fails is replaced, and told again what to answer with', async () => {
+    const t = (m.gossip.transport as unknown as {thread: {worker: Worker}}).thread
+    const first = t.worker
+    await first.terminate()
+    await waitFor('another thread', () => t.worker !== first, 10_000)
+    let got: Buffer[] = []
+    for (let i = 0; i < 50 && acks(got).length === 0; i++) got = await exchange([ping({swimSeq: 9500 + i})], 200)
+    assert.equal(acks(got).length, 1)
+    assert.equal(acks(got)[0]!.inc, 77)
   })
 
   test("the revocation of the pinger's certificate stops the answers at once", async () => {
