@@ -236,12 +236,12 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
   const membership = new Membership({
     self: {id: cfg.nodeId, addr: cfg.advertiseAddr, port: cfg.gossipPort},
     incarnation: gossip.epoch,
-    net: {send: (to, m, id) => gossip.sendSwim(to, m, id)},
+    net: {send: (to, m, id) => gossip.sendSwim(to, m, id), answerWith: (self) => gossip.swimAnswer(self)},
     config: cfg.membership,
     sign: (text) => gossip.signRumour(text),
     verify: (id, text, sig) => gossip.verifyRumour(id, text, sig),
   })
-  gossip.onSwim = (m, from, addr) => membership.receive(m, from, addr)
+  gossip.onSwim = (m, from, addr, acked) => membership.receive(m, from, addr, acked)
   // Every other node's data path, asked directly (bpf/include/probe.h answers it in XDP).
   const prober = new DataPathProber({
     bindAddr: cfg.advertiseAddr,

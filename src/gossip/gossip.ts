@@ -71,6 +71,8 @@ export type GossipOptions = {
   epochFile?: string
   /** false: push-pull by whole digests only, as a version before summaries (tests: an older agent). */
   summaries?: boolean
+  /** How old the main thread's heartbeat may be for that thread to answer a ping (default LOOP_STALE_MS, udp-thread.ts). */
+  loopStaleMs?: number
 }
 
 const EPOCH_FILE = 'gossip-epoch'
@@ -135,6 +137,7 @@ export class Gossip {
       | 'gossipIntervalMs'
       | 'retransmitMult'
       | 'summaries'
+      | 'loopStaleMs'
     >
   > &
     Pick<GossipOptions, 'join' | 'onKeysChanged'>
@@ -144,7 +147,7 @@ export class Gossip {
   /** This run's boot epoch: above every earlier run's (membership starts its incarnation there). */
   readonly epoch: number
   /** Failure detection's messages (src/membership/): the sealed header's sender and the source address. */
-  onSwim: ((m: SwimMessage, from: string, addr: Addr) => void) | undefined
+  onSwim: ((m: SwimMessage, from: string, addr: Addr, acked: boolean) => void) | undefined
   /** The epidemic that spreads updates (bounded fan-out and retransmissions). */
   readonly fanout: Fanout<Peer>
   private pushPullTimer: NodeJS.Timeout | undefined
@@ -215,8 +218,9 @@ export class Gossip {
       privateKey: opts.nodeKey.privateKey,
       senderKey: (id) => this.certifiedNode(id)?.pubKey,
       summaries: this.summaries,
+      ...(opts.loopStaleMs !== undefined ? {loopStaleMs: opts.loopStaleMs} : {}),
       handlers: {
-        onMessage: (m, from) => this.onMessage(m, from),
+        onMessage: (m, from, acked) => this.onMessage(m, from, acked),
         onStream: (m, conn) => this.track(this.servePushPull(m, conn)),
         onJoin: (conn, first) => this.track(this.serveJoin(conn, first)),
       },
@@ -233,8 +237,12 @@ export class Gossip {
     this.running = true
     // What init or join wrote before this node had a signer.
     this.o.store.signOwn()
-    this.unsubscribe = this.o.store.onChange((_k, _v, _o, origin, entry) => {
+    this.unsubscribe = this.o.store.onChange((k, _v, _o, origin, entry) => {
       if (origin === 'local') this.enqueue(entry)
+      // The UDP thread authenticates senders by their certified keys: a node's new record or a
+      // revocation reaches it at once (transport.ts sendersChanged).
+      if (k.startsWith('node/')) this.transport.sendersChanged([k.slice('node/'.length)])
+      else if (k.startsWith('revoked/')) this.transport.sendersChanged()
     })
     // Catch up at once rather than after a full interval (rejoin, restart).
     this.track(this.pushPull())
@@ -321,6 +329,11 @@ export class Gossip {
     if (this.running) this.track(this.transport.send({addr: to.addr, port: to.port, id}, {t: 'swim', swim: m}))
   }
 
+  /** What the UDP thread answers SWIM pings for this node with (Membership's SwimNet.answerWith). */
+  swimAnswer(self: {inc: number; isig?: string} | undefined): void {
+    this.transport.swimSelf(self?.inc, self?.isig)
+  }
+
   /** Signs a membership rumour this node vouches for (src/membership/: its own `alive`, its accusations). */
   signRumour(text: string): string {
     return signWith(this.privateKey, text)
@@ -383,7 +396,7 @@ export class Gossip {
     return out
   }
 
-  private onMessage(m: Message, from: Addr): void {
+  private onMessage(m: Message, from: Addr, acked?: boolean): void {
     switch (m.t) {
       case 'updates':
         // What is new here is spread on: the epidemic, not the writer, reaches everyone.
@@ -393,7 +406,7 @@ export class Gossip {
         this.track(this.transport.send({...from, id: m.from}, {t: 'ack', n: m.n}))
         return
       case 'swim':
-        this.onSwim?.(m.swim, m.from, from)
+        this.onSwim?.(m.swim, m.from, from, acked === true)
         return
       case 'keys':
         this.onKeys(m.keys, {...from, id: m.from})

@@ -71,11 +71,23 @@ export class Keyring {
   /** The same keys as KeyObjects: AES-GCM then skips importing the key on every packet. */
   private readonly objects = new Map<number, KeyObject>()
   private primaryId: number
+  /** Called after every install, use and remove (the gossip UDP thread keeps a copy: transport.ts). */
+  private readonly listeners = new Set<() => void>()
 
   /** The first key is primary, with id 0 unless given. */
   constructor(primary: Buffer, primaryId = 0) {
     this.install(primaryId, primary)
     this.primaryId = primaryId
+  }
+
+  /** fn runs after every change of the keys or the primary; the returned function stops it. */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn()
   }
 
   get primary(): number {
@@ -91,17 +103,20 @@ export class Keyring {
     if (key.length !== KEY_BYTES) throw new Error(`a gossip key is ${KEY_BYTES} bytes, got ${key.length}`)
     this.keys.set(id, Buffer.from(key))
     this.objects.set(id, createSecretKey(Buffer.from(key)))
+    this.changed()
   }
 
   use(id: number): void {
     if (!this.keys.has(id)) throw new Error(`no key with id ${id} is installed`)
     this.primaryId = id
+    this.changed()
   }
 
   remove(id: number): void {
     if (id === this.primaryId) throw new Error('the primary key cannot be removed: use another one first')
     this.keys.delete(id)
     this.objects.delete(id)
+    this.changed()
   }
 
   has(id: number): boolean {

@@ -49,6 +49,10 @@ export type GossipStats = {
   rejoins: number
   /** Key directives that changed this node's keyring (rotation.ts). */
   keyChanges: number
+  /** SWIM pings answered by the UDP thread, off the event loop (udp-thread.ts). */
+  swimAckedOffLoop: number
+  /** SWIM pings the UDP thread did not answer: the main thread's heartbeat was older than its bound. */
+  swimAcksWithheld: number
 }
 
 export function emptyStats(): GossipStats {
@@ -79,5 +83,7 @@ export function emptyStats(): GossipStats {
     joinsRefused: 0,
     keyChanges: 0,
     rejoins: 0,
+    swimAckedOffLoop: 0,
+    swimAcksWithheld: 0,
   }
 }

@@ -1,4 +1,3 @@
-import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import {decodeMessage, encodeMessage, type Body, type Message} from './codec.js'
 import {FramedConn, MAX_UNAUTHENTICATED_FRAME} from './frame.js'
@@ -7,6 +6,8 @@ import {signBytes, verifyBytes} from './identity.js'
 import {ENVELOPE_VERSION, type Keyring} from './keyring.js'
 import {MAC_BYTES, PairKeys} from './pair-keys.js'
 import type {GossipStats} from './stats.js'
+import {LOOP_STALE_MS, UdpThread} from './udp-thread.js'
+import type {FromThread} from './udp-thread-shared.js'
 
 /**
  * UDP and TCP on one port (7946), as memberlist and Swarm do. UDP carries
@@ -16,6 +17,9 @@ import type {GossipStats} from './stats.js'
  * The first byte of a datagram or TCP frame says what follows: the sealed
  * envelope's version byte, or JOIN_FRAME for the join handshake (which runs
  * before the joiner holds the cluster key).
+ *
+ * The UDP socket is a thread's (udp-thread.ts): it opens and authenticates datagrams, answers
+ * SWIM pings off the event loop, and hands everything on to this transport (fromThread).
  */
 export const UDP_MAX = 1400
 export const JOIN_FRAME = 0x4a // 'J'
@@ -81,8 +85,11 @@ export function readOpened(plain: Buffer): Opened | undefined {
 }
 
 export type TransportHandlers = {
-  /** A valid message by UDP, or a one-shot TCP message. */
-  onMessage: (m: Message, from: Addr) => void
+  /**
+   * A valid message by UDP, or a one-shot TCP message. acked: a SWIM ping the UDP thread
+   * already answered (udp-thread.ts): the protocol takes in what it says but does not answer.
+   */
+  onMessage: (m: Message, from: Addr, acked?: boolean) => void
   /** The first message of a TCP stream that expects an answer (push-pull). */
   onStream: (m: Message, conn: SealedConn) => void
   /** A join handshake; the frame is the first one, JOIN_FRAME byte included. */
@@ -128,6 +135,8 @@ export type TransportOptions = {
   senderKey: (id: string) => string | undefined
   /** Whether this node answers push-pull by summaries: says so (`sum: 1`) in every header (default true). */
   summaries?: boolean
+  /** How old the main thread's heartbeat may be for that thread to answer a ping (default LOOP_STALE_MS). */
+  loopStaleMs?: number
 }
 
 export class Transport {
@@ -146,8 +155,13 @@ export class Transport {
   /** Peers that said they answer push-pull by summaries (`sum: 1`: gossip.ts), likewise. */
   private readonly summaryReaders = new Map<string, number>()
   private readonly sumFlag: {sum?: 1}
-  private seq = 0
-  private udp: dgram.Socket | undefined
+  /** The last sequence number stamped, shared with the UDP thread, which stamps its acks from it too. */
+  private readonly seq = new BigInt64Array(new SharedArrayBuffer(8))
+  private readonly loopStaleMs: number
+  /** The UDP socket's thread (udp-thread.ts): it reads and writes the socket, and answers SWIM pings. */
+  private thread: UdpThread | undefined
+  /** What that thread answers SWIM pings with (swimSelf), kept for a thread started later. */
+  private answer: {inc?: number; isig?: string} = {}
   private tcp: net.Server | undefined
   private readonly conns = new Set<net.Socket>()
   /** Inbound connections open now, per remote address. */
@@ -166,6 +180,7 @@ export class Transport {
     this.senderKey = opts.senderKey
     this.pairs = new PairKeys(opts.nodeId, opts.privateKey)
     this.sumFlag = opts.summaries === false ? {} : {sum: 1}
+    this.loopStaleMs = opts.loopStaleMs ?? LOOP_STALE_MS
   }
 
   get port(): number {
@@ -178,7 +193,7 @@ export class Transport {
       const tcp = await this.listenTcp(bindAddr, port)
       const p = (tcp.address() as net.AddressInfo).port
       try {
-        this.udp = await this.bindUdp(bindAddr, p)
+        this.thread = await this.openThread(bindAddr, p)
         this.tcp = tcp
         this.boundPort = p
         return p
@@ -191,16 +206,13 @@ export class Transport {
   }
 
   async stop(): Promise<void> {
-    const udp = this.udp
     const tcp = this.tcp
-    this.udp = undefined
+    const thread = this.thread
     this.tcp = undefined
+    this.thread = undefined
     for (const s of this.conns) s.destroy()
     this.conns.clear()
-    await Promise.all([
-      udp ? new Promise<void>((r) => udp.close(() => r())) : undefined,
-      tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined,
-    ])
+    await Promise.all([thread?.stop(), tcp ? new Promise<void>((r) => tcp.close(() => r())) : undefined])
   }
 
   /**
@@ -208,7 +220,8 @@ export class Transport {
    * reads MACs and its certified key is known here, else signed.
    */
   seal(body: Body, to?: string): Buffer {
-    const m = {...body, from: this.nodeId, epoch: this.epoch, seq: ++this.seq, ts: this.now(), mac: 1, ...this.sumFlag} as Message
+    const seq = Number(Atomics.add(this.seq, 0, 1n) + 1n)
+    const m = {...body, from: this.nodeId, epoch: this.epoch, seq, ts: this.now(), mac: 1, ...this.sumFlag} as Message
     const toKey = to !== undefined && this.macReaders.has(to) ? this.senderKey(to) : undefined
     const sealed =
       (toKey !== undefined && sealPairMessage(this.keyring, this.pairs, to as string, toKey, m)) ||
@@ -242,6 +255,8 @@ export class Transport {
       this.stats.badSender++
       return undefined
     }
+    // The UDP thread judges this sender's next datagrams itself.
+    this.thread?.setSender(m.from, key)
     const verdict = this.freshness.accept(m, this.now())
     if (verdict !== 'fresh') {
       this.stats[verdict]++
@@ -265,18 +280,74 @@ export class Transport {
     if (m) this.dispatch(() => this.handlers.onMessage(m, from))
   }
 
+  /**
+   * What the UDP thread hands on. A message it accepted is checked here again against what this
+   * thread knows now (the sender's certified key: a revocation takes effect here at once even if
+   * the thread has not heard of it yet; freshness: this window holds UDP and TCP alike, so a
+   * message is taken at most once), without opening or authenticating it again.
+   */
+  private fromThread(f: FromThread): void {
+    switch (f.t) {
+      case 'raw':
+        this.receive(Buffer.from(f.packet.buffer, f.packet.byteOffset, f.packet.byteLength), {addr: f.addr, port: f.port})
+        return
+      case 'send-error':
+        this.stats.sendErrors++
+        return
+      case 'msg':
+        break
+      default:
+        return
+    }
+    const {m} = f
+    this.stats.bytesReceived += f.len
+    if (f.acked) {
+      this.stats.sent++
+      this.stats.bytesSent += f.ackBytes
+      this.stats.swimAckedOffLoop++
+    }
+    if (f.withheld) this.stats.swimAcksWithheld++
+    const key = this.senderKey(m.from)
+    if (key !== f.key) {
+      this.thread?.setSender(m.from, key)
+      this.stats.badSender++
+      return
+    }
+    const verdict = this.freshness.accept(m, this.now())
+    if (verdict !== 'fresh') {
+      this.stats[verdict]++
+      return
+    }
+    this.stats.received++
+    if (f.byMac) this.stats.macReceived++
+    noteReader(this.macReaders, m.mac === 1, m)
+    noteReader(this.summaryReaders, m.sum === 1, m)
+    const from = {addr: f.addr, port: f.port}
+    this.dispatch(() => this.handlers.onMessage(m, from, f.acked))
+  }
+
+  /**
+   * Node records or revocations changed: the UDP thread's sender keys are looked up again (ids:
+   * those nodes; none: every node it knows, as after a revocation).
+   */
+  sendersChanged(ids?: string[]): void {
+    const t = this.thread
+    if (!t) return
+    for (const id of ids ?? t.senderIds()) if (t.knows(id)) t.setSender(id, this.senderKey(id))
+  }
+
+  /** What the UDP thread answers SWIM pings with: this node's incarnation and signed `alive`; undefined: it answers none. */
+  swimSelf(inc: number | undefined, isig?: string): void {
+    this.answer = {...(inc !== undefined ? {inc} : {}), ...(isig !== undefined ? {isig} : {})}
+    this.thread?.setSelf(inc, isig)
+  }
+
   /** Best effort: UDP when it fits, else a one-shot TCP connection. */
   async send(to: Recipient, m: Body): Promise<void> {
     const packet = this.seal(m, to.id)
-    if (packet.length <= UDP_MAX && this.udp) {
-      const udp = this.udp
-      await new Promise<void>((resolve) => {
-        udp.send(packet, to.port, to.addr, (err) => {
-          if (err) this.stats.sendErrors++
-          else this.stats.sent++
-          resolve()
-        })
-      })
+    if (packet.length <= UDP_MAX && this.thread) {
+      this.thread.send(packet, to.addr, to.port)
+      this.stats.sent++
       return
     }
     let conn: FramedConn
@@ -317,19 +388,21 @@ export class Transport {
     })
   }
 
-  private bindUdp(bindAddr: string, port: number): Promise<dgram.Socket> {
-    return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({type: 'udp4'})
-      sock.once('error', reject)
-      sock.bind({address: bindAddr, port, exclusive: true}, () => {
-        sock.off('error', reject)
-        sock.on('error', () => {
-          this.stats.sendErrors++
-        })
-        sock.on('message', (msg, rinfo) => this.receive(msg, {addr: rinfo.address, port: rinfo.port}))
-        resolve(sock)
-      })
+  private async openThread(bindAddr: string, port: number): Promise<UdpThread> {
+    const t = await UdpThread.open({
+      bindAddr,
+      port,
+      nodeId: this.nodeId,
+      epoch: this.epoch,
+      privateKey: this.privateKey,
+      summaries: this.sumFlag.sum === 1,
+      keyring: this.keyring,
+      loopStaleMs: this.loopStaleMs,
+      seq: this.seq.buffer as SharedArrayBuffer,
+      onFrom: (f) => this.fromThread(f),
     })
+    t.setSelf(this.answer.inc, this.answer.isig)
+    return t
   }
 
   private onConnection(socket: net.Socket): void {

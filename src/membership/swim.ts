@@ -12,6 +12,12 @@ export type Addr = {addr: string; port: number}
 export interface SwimNet {
   /** id: the member at `to` (the sealed transport authenticates the message with the pair's key). */
   send(to: Addr, m: SwimMessage, id: string): void
+  /**
+   * What pings for this node are answered with where they are answered off the event loop (the
+   * agent's gossip UDP thread): this node's incarnation and its signed `alive` at it, told at the
+   * start and after every refutation; undefined when stopped (nothing is answered then).
+   */
+  answerWith?(self: {inc: number; isig?: string} | undefined): void
 }
 
 export type MembershipOptions = {
@@ -215,12 +221,14 @@ export class Membership {
   start(): void {
     if (this.running) return
     this.running = true
+    this.announce()
     this.stopTick = this.clock.after(Math.floor(this.random() * this.cfg.probeIntervalMs), () => this.tick())
     this.stopReconnect = this.clock.after(this.cfg.reconnectIntervalMs, () => this.reconnect())
   }
 
   stop(): void {
     this.running = false
+    this.net.answerWith?.(undefined)
     this.stopTick?.()
     this.stopReconnect?.()
     if (this.current) for (const c of this.current.timers) c()
@@ -230,8 +238,11 @@ export class Membership {
     this.waiters.clear()
   }
 
-  /** A message from member `from` (the sealed header's sender), which arrived from `addr`. */
-  receive(msg: SwimMessage, from: string, addr: Addr): void {
+  /**
+   * A message from member `from` (the sealed header's sender), which arrived from `addr`.
+   * acked: a ping already answered off the event loop (SwimNet.answerWith): taken in, not answered again.
+   */
+  receive(msg: SwimMessage, from: string, addr: Addr, acked = false): void {
     if (!this.running || from === this.self.id) return
     this.stats.received++
     const sender = this.members.get(from)
@@ -245,6 +256,7 @@ export class Membership {
           this.stats.misdirected++
           return
         }
+        if (acked) return
         this.send(addr, from, {op: 'ack', seq: msg.seq, inc: this.inc, u: this.piggyback(from)})
         return
       case 'ack':
@@ -409,6 +421,7 @@ export class Membership {
       this.stats.refutations++
       this.awareness.apply(1)
       this.queue.push(this.selfAlive())
+      this.announce()
       return
     }
     const m = this.members.get(u.id)
@@ -464,6 +477,13 @@ export class Membership {
   /** A rumour this node vouches for, signed. */
   private own(u: Update): Update {
     return this.sign ? {...u, sig: this.sign(rumourText(u))} : u
+  }
+
+  /** Tells the net what a ping is answered with off the loop: the incarnation and `alive` now. */
+  private announce(): void {
+    if (!this.net.answerWith) return
+    const sig = this.selfAlive().sig
+    this.net.answerWith({inc: this.inc, ...(sig !== undefined ? {isig: sig} : {})})
   }
 
   private selfAlive(): Update {

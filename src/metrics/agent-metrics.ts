@@ -114,6 +114,15 @@ export class AgentMetrics {
       [{}, src.gossip().merged],
     ])
     mirror('swarmnet_gossip_send_errors_total', 'Gossip sends that failed', [], () => [[{}, src.gossip().sendErrors]])
+    mirror(
+      'swarmnet_swim_pings_answered_off_loop_total',
+      "SWIM pings for this node answered by the gossip UDP thread, off the event loop (answered: it did; withheld: the main thread's heartbeat was too old)",
+      ['result'],
+      () => [
+        [{result: 'answered'}, src.gossip().swimAckedOffLoop],
+        [{result: 'withheld'}, src.gossip().swimAcksWithheld],
+      ],
+    )
     mirror('swarmnet_gossip_push_pulls_total', 'Full-state exchanges completed, as either side', [], () => [
       [{}, src.gossip().pushPulls],
     ])

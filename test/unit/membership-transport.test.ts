@@ -22,9 +22,10 @@ function attach(n: LabNode): Membership {
   const m = new Membership({
     self: {id: n.id, addr: n.addr, port: n.port},
     incarnation: n.gossip.epoch,
-    net: {send: (to, msg, id) => n.gossip.sendSwim(to, msg, id)},
+    // As the agent wires it: pings answered by the gossip UDP thread (src/gossip/udp-thread.ts).
+    net: {send: (to, msg, id) => n.gossip.sendSwim(to, msg, id), answerWith: (self) => n.gossip.swimAnswer(self)},
   })
-  n.gossip.onSwim = (msg, from, addr) => m.receive(msg, from, addr)
+  n.gossip.onSwim = (msg, from, addr, acked) => m.receive(msg, from, addr, acked)
   const roster = () =>
     m.setRoster(
       n.store
@@ -51,6 +52,8 @@ test('over the sealed UDP transport: members learn each other, a stopped node is
   assert.equal(mm.get('w1')!.incarnation, w1.gossip.epoch)
   assert.ok(mm.get('w1')!.lastHeard > 0, 'heard from directly')
   assert.equal(m.gossip.stats.malformed, 0)
+  // A sender's first message goes to the main thread, which tells the UDP thread its key; then that thread answers.
+  await waitFor('pings answered by the UDP thread', () => [m, w1, w2].every((n) => n.gossip.stats.swimAckedOffLoop > 0), 5000)
 
   const t0 = Date.now()
   m2.stop()
