@@ -40,13 +40,13 @@ const src = (ports: number[]) => ({ingressIp: INGRESS, gatewayIp: GATEWAY, ports
 before(async () => {
   await delNetns(NS)
   await addNetns(NS)
-  // A dummy stands for each veth: the route lookup is what is tested, not delivery.
-  ip('link', 'add', 'eth0', 'type', 'dummy')
-  ip('link', 'add', 'eth1', 'type', 'dummy')
+  // Veth pairs with both ends inside: the route lookup is what is tested, not delivery.
+  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'p0')
+  ip('link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'p1')
   ip('addr', 'add', `${INGRESS}/24`, 'dev', 'eth0')
   ip('addr', 'add', '10.0.1.3/24', 'dev', 'eth0')
   ip('addr', 'add', `${GW}/16`, 'dev', 'eth1')
-  for (const d of ['lo', 'eth0', 'eth1']) ip('link', 'set', 'dev', d, 'up')
+  for (const d of ['lo', 'eth0', 'p0', 'eth1', 'p1']) ip('link', 'set', 'dev', d, 'up')
   ip('route', 'add', 'default', 'via', GATEWAY, 'dev', 'eth1')
 })
 after(() => delNetns(NS))
