@@ -325,6 +325,8 @@ export class TaskReconciler {
     const s = this.o.store
     const svc = s.get<Service>(keyOf('service', t.serviceId))
     const ingress = t.attachments.find((a) => s.get<Network>(keyOf('network', a.networkId))?.ingress === true)
+    // Rules are only ever written for a task on the ingress network: an adopted one off it has none to read.
+    if (!ingress && r.meshSource === undefined) r.meshSource = null
     const ports = svc && ingress && !r.internalOnly ? meshSourcePorts(svc.ports ?? []) : []
     const want: MeshSource | null =
       ports.length > 0 && ingress ? {ingressIp: ingress.ip, gatewayIp: GWBRIDGE_GATEWAY, ports} : null
