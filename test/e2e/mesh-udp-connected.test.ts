@@ -62,8 +62,15 @@ function converse(addr: string, port: number): string[] | undefined {
     ],
     10_000,
   )
+  last = `exit ${r.code}: ${r.stdout.trim()} ${r.stderr.trim()}`
   return r.code === 0 ? r.stdout.trim().split('\n') : undefined
 }
+/** The last conversation, for a failure's message. */
+let last = ''
+const answered = (what: string, addr: string, port: number) =>
+  eventually(what, () => converse(addr, port), 20_000).catch((e: Error) => {
+    throw new Error(`${e.message}; last: ${last}`)
+  })
 
 const want = Array.from({length: ROUNDS}, (_v, i) => `${i + 1} from ${CLIENT_IP}`)
 const tasksOf = (svc: string) => json<Task[]>('n1', ['service', 'ps', svc]).filter((t) => t.state !== 'shutdown')
@@ -77,7 +84,7 @@ describe('a connected UDP server behind the routing mesh, in a 3-node lab', {tim
     // The node with the task last: the two without it go over VXLAN to it.
     const order = Object.entries(NODES).sort(([a], [b]) => Number(a === t!.node) - Number(b === t!.node))
     for (const [name, addr] of order) {
-      const got = await eventually(`${ROUNDS} answers through ${name} (${addr}:9054)`, () => converse(addr, 9054), 20_000)
+      const got = await answered(`${ROUNDS} answers through ${name} (${addr}:9054)`, addr, 9054)
       assert.deepEqual(got, want, `through ${name}`)
     }
   })
@@ -85,7 +92,7 @@ describe('a connected UDP server behind the routing mesh, in a 3-node lab', {tim
   test('publish-add: a UDP port added live answers every datagram; publish-rm closes it', async () => {
     ok('n1', ['service', 'update', 'conn', '--publish-add', '9055:55/udp'])
     for (const [name, addr] of Object.entries(NODES)) {
-      const got = await eventually(`${ROUNDS} answers through ${name} (${addr}:9055)`, () => converse(addr, 9055), 20_000)
+      const got = await answered(`${ROUNDS} answers through ${name} (${addr}:9055)`, addr, 9055)
       assert.deepEqual(got, want, `through ${name}`)
     }
     ok('n1', ['service', 'update', 'conn', '--publish-rm', '9055'])
