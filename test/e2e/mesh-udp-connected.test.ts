@@ -95,7 +95,7 @@ describe('a connected UDP server behind the routing mesh, in a 3-node lab', {tim
       const got = await answered(`${ROUNDS} answers through ${name} (${addr}:9055)`, addr, 9055)
       assert.deepEqual(got, want, `through ${name}`)
     }
-    ok('n1', ['service', 'update', 'conn', '--publish-rm', '9055'])
+    ok('n1', ['service', 'update', 'conn', '--publish-rm', '9055/udp'])
     for (const addr of Object.values(NODES))
       await eventually(`${addr}:9055 closed`, () => converse(addr, 9055) === undefined, 20_000)
     // 9054 keeps its rule.
