@@ -30,6 +30,7 @@ import {
   verifyTaskPid,
 } from '../tasks/runner.js'
 import {Supervisor} from '../tasks/supervisor.js'
+import {type MeshSource, meshSourceKey, meshSourcePorts, syncMeshSource} from '../tasks/mesh-source.js'
 import {releaseRootfs, removeContainer, removeNodeContainers} from '../tasks/container.js'
 import {selfArgv} from '../util/root.js'
 import type {LocalAttachment} from './desired.js'
@@ -60,6 +61,10 @@ interface Running {
   hostIfs: string[]
   local: LocalAttachment[]
   gwIfindex?: number
+  /** The mesh source rules as last written (src/tasks/mesh-source.ts): null none, undefined not known (adopted, or a write failed). */
+  meshSource?: MeshSource | null
+  /** No default route through the gateway bridge (a task only on internal networks): no mesh source rules either. */
+  internalOnly: boolean
 }
 
 /** How many tasks a node starts at once: enough to overlap their short-lived processes, few enough not to swamp a small node. */
@@ -197,6 +202,11 @@ export class TaskReconciler {
         }
       },
     )
+    // After the starts: a new task's rules before much of its traffic, and a publish-add/rm reaches the running ones.
+    for (const t of want) {
+      const r = this.running.get(t.id)
+      if (r && !this.stopping.has(t.id)) await this.syncMeshSource(r, t)
+    }
     // Written once after start even when empty: an address a task held before a restart is not kept out.
     for (const id of this.noExit.keys()) if (!wantIds.has(id)) this.noExit.delete(id)
     await this.syncNoExit().catch((e: Error) => this.o.log(`no-exit set: ${e.message}`))
@@ -262,7 +272,11 @@ export class TaskReconciler {
       hostIfs: [...hostIfs, gwIf],
       local,
       ...(gwIfindex ? {gwIfindex} : {}),
+      // A new sandbox has none; an adopted one's are read before they are written.
+      ...(adopted ? {} : {meshSource: null}),
+      internalOnly,
     })
+    await this.syncMeshSource(this.running.get(t.id)!, t)
 
     const name = taskName(t)
     const spawn = async () =>
@@ -300,6 +314,30 @@ export class TaskReconciler {
     if (svc.healthcheck) this.health.watch(t.id, svc.healthcheck, health)
     this.writeStatus(t.id, {state: 'running', pid, netns, restarts, gwIp, health})
     this.o.log(`task ${svc.name}.${t.slot} ${adopted ? 'adopted' : 'started'} (pid ${pid}, ${netns})`)
+  }
+
+  /**
+   * A connected UDP server on a target port published in mode=ingress answers from the task's
+   * ingress address (src/tasks/mesh-source.ts). Writes only when the wanted rules differ from
+   * the last written, so a pass with no port change starts no process.
+   */
+  private async syncMeshSource(r: Running, t: Task): Promise<void> {
+    const s = this.o.store
+    const svc = s.get<Service>(keyOf('service', t.serviceId))
+    const ingress = t.attachments.find((a) => s.get<Network>(keyOf('network', a.networkId))?.ingress === true)
+    // Rules are only ever written for a task on the ingress network: an adopted one off it has none to read.
+    if (!ingress && r.meshSource === undefined) r.meshSource = null
+    const ports = svc && ingress && !r.internalOnly ? meshSourcePorts(svc.ports ?? []) : []
+    const want: MeshSource | null =
+      ports.length > 0 && ingress ? {ingressIp: ingress.ip, gatewayIp: GWBRIDGE_GATEWAY, ports} : null
+    if (r.meshSource !== undefined && meshSourceKey(r.meshSource ?? undefined) === meshSourceKey(want ?? undefined)) return
+    try {
+      await syncMeshSource(r.netns, want ?? undefined, r.meshSource)
+      r.meshSource = want
+    } catch (e) {
+      r.meshSource = undefined // read again next pass
+      this.o.log(`task ${t.id.slice(0, 12)}: mesh source rules: ${(e as Error).message}`)
+    }
   }
 
   /**
