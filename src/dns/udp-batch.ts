@@ -9,7 +9,8 @@
 // (invalidate) bumps a generation in shared memory that the thread reads before each answer,
 // so no answer from an older table leaves once invalidate has returned.
 import {constants} from 'node:os'
-import {MessageChannel, Worker, type MessagePort, type WorkerOptions} from 'node:worker_threads'
+import {MessageChannel, type MessagePort, type Worker} from 'node:worker_threads'
+import {startWorker} from '../util/worker.js'
 import {
   AF_INET,
   MSG_DONTWAIT,
@@ -62,19 +63,6 @@ function errnoName(e: number): string {
   return `errno ${e}`
 }
 
-const here = import.meta.url
-/**
- * The thread's module: the compiled .js next to this one; under tsx (tests, bench) the .ts
- * source, through tsx's loader registered in the thread first (a worker does not inherit it).
- */
-function newWorker(options: WorkerOptions): Worker {
-  if (!here.endsWith('.ts')) return new Worker(new URL('./udp-batch-worker.js', here), options)
-  const api = import.meta.resolve('tsx/esm/api')
-  const src = new URL('./udp-batch-worker.ts', here).href
-  const boot = `import(${JSON.stringify(api)}).then((t) => (t.register(), import(${JSON.stringify(src)})))`
-  return new Worker(boot, {...options, eval: true})
-}
-
 export class BatchedUdp {
   private readonly ctl = new Int32Array(new SharedArrayBuffer(CTL_CELLS * 4))
   private readonly counters = new Float64Array(new SharedArrayBuffer(COUNTER_CELLS * 8))
@@ -124,7 +112,7 @@ export class BatchedUdp {
       counters: this.counters.buffer as SharedArrayBuffer,
       entries: port2,
     }
-    const w = newWorker({workerData: data, transferList: [port2]})
+    const w = startWorker(import.meta.url, 'udp-batch-worker', {workerData: data, transferList: [port2]})
     this.worker = w
     this.entries = port1
     this.exited = new Promise((r) => w.once('exit', () => r()))

@@ -4,7 +4,8 @@
 // pings for this node, and hands everything on to the transport here. It answers only while this
 // thread's heartbeat is recent (loopStaleMs), so an agent whose main thread is stuck is still
 // suspected and declared dead, and one that was killed has no thread either.
-import {Worker, type WorkerOptions} from 'node:worker_threads'
+import type {Worker} from 'node:worker_threads'
+import {startWorker} from '../util/worker.js'
 import type {Keyring} from './keyring.js'
 import type {FromThread, KeysUpdate, ToThread, UdpThreadData} from './udp-thread-shared.js'
 
@@ -21,32 +22,11 @@ export const LOOP_STALE_MS = 5_000
 /** How often the main thread beats (a timer: it beats only while its loop turns). */
 export const HEARTBEAT_MS = 100
 
-export type UdpThreadOptions = {
-  bindAddr: string
-  port: number
-  nodeId: string
-  epoch: number
-  privateKey: string
-  summaries: boolean
+/** What the thread is given at its start, but the live keyring in place of its keys' copy. */
+export type UdpThreadOptions = Omit<UdpThreadData, 'keys' | 'heartbeat'> & {
   keyring: Keyring
-  loopStaleMs: number
-  /** The transport's sequence counter (one BigInt64 cell), shared with the thread. */
-  seq: SharedArrayBuffer
   /** Whatever the thread hands on (messages it accepted, datagrams it did not, send errors). */
   onFrom: (m: FromThread) => void
-}
-
-const here = import.meta.url
-/**
- * The thread's module: the compiled .js next to this one; under tsx (tests, bench) the .ts
- * source, through tsx's loader registered in the thread first (a worker does not inherit it).
- */
-function newWorker(options: WorkerOptions): Worker {
-  if (!here.endsWith('.ts')) return new Worker(new URL('./udp-thread-worker.js', here), options)
-  const api = import.meta.resolve('tsx/esm/api')
-  const src = new URL('./udp-thread-worker.ts', here).href
-  const boot = `import(${JSON.stringify(api)}).then((t) => (t.register(), import(${JSON.stringify(src)})))`
-  return new Worker(boot, {...options, eval: true})
 }
 
 export function keysOf(ring: Keyring): KeysUpdate {
@@ -93,19 +73,9 @@ export class UdpThread {
   }
 
   private spawn(): Promise<void> {
-    const data: UdpThreadData = {
-      bindAddr: this.o.bindAddr,
-      port: this.o.port,
-      nodeId: this.o.nodeId,
-      epoch: this.o.epoch,
-      privateKey: this.o.privateKey,
-      summaries: this.o.summaries,
-      keys: keysOf(this.o.keyring),
-      seq: this.o.seq,
-      heartbeat: this.heartbeat.buffer as SharedArrayBuffer,
-      loopStaleMs: this.o.loopStaleMs,
-    }
-    const w = newWorker({workerData: data})
+    const {keyring, onFrom: _onFrom, ...given} = this.o
+    const data: UdpThreadData = {...given, keys: keysOf(keyring), heartbeat: this.heartbeat.buffer as SharedArrayBuffer}
+    const w = startWorker(import.meta.url, 'udp-thread-worker', {workerData: data})
     this.worker = w
     this.exited = new Promise((r) => w.once('exit', () => r()))
     let bound = false
