@@ -33,7 +33,7 @@ export function parseKxdpgun(out: string): KxdpgunReport {
   const replies = /total replies:\s+(\d+) \((\d+) pps\)/.exec(out)
   const duration = /^duration: ([\d.]+) s$/m.exec(out)
   if (!head || !sent || !replies || !duration)
-    throw new Error(`not a kxdpgun UDP report: ${out.trim().split('\n')[0] ?? '(empty)'}`)
+    throw new Error(`not a kxdpgun UDP report: ${out.trim().split('\n')[0] || '(empty)'}`)
   const rcodes: Record<string, number> = {}
   for (const m of out.matchAll(/^responded (\w+):\s+(\d+)$/gm)) rcodes[m[1]!] = Number(m[2])
   return {
