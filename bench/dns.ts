@@ -22,6 +22,10 @@
 // three servers alternating within a run so that drift on a shared machine hits all alike; the
 // figure is the median with min-max; the ratios per setting and each server at its fastest
 // setting close the section.
+// Then kxdpgun (knot-dnsutils, bench/kxdpgun.ts) from the same task: an AF_XDP client whose own
+// cost per question is far below dnsperf's (whose sending thread limits the fast path), for each
+// server's answered q/s, searched for by rising rates; the --json ratios come from it when it is
+// installed (bench/run.ts), the p99s from dnsperf.
 // Numbers, not assertions.
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'

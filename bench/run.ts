@@ -92,7 +92,9 @@ if (!args.partial) {
   for (const line of formatSock(fuzzSock({count: 1_000_000}))) console.log(line)
 }
 if (lab && only.has('dns')) {
-  console.log('\n## dns: an A question for a service name from a task (dnsperf from a task, at most 64 questions outstanding)\n')
+  console.log(
+    '\n## dns: an A question for a service name from a task (dnsperf, at most 64 questions outstanding: q/s and latency; kxdpgun, AF_XDP: q/s)\n',
+  )
   const d = await benchDns({runs})
   console.log(formatDns(d))
   // The ratios are kxdpgun's (AF_XDP, a client that costs less than the servers: dnsperf's thread
