@@ -201,6 +201,8 @@ export interface DnsBench {
   byClient: {client: DnsClient; rows: Record<DnsServer, DnsBenchRow[]>}[]
   /** Each target's capacity searches with kxdpgun, one a run (absent: kxdpgun is not installed). */
   kxdpgun?: Record<KxTarget, KxRow[]>
+  /** Why there are no kxdpgun figures though it is installed (the shim did not build, the device refused...). */
+  kxdpgunError?: string
 }
 
 /**
@@ -330,15 +332,20 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
     if (spawnSync('kxdpgun', ['-V']).status === 0) {
       // Half what dnsperf got from each at its fastest setting: the search climbs from below capacity.
       const start = (k: DnsServer) => 0.5 * Math.max(...out.byClient.map((c) => spread(c.rows[k].map((x) => x.qps)).median))
-      out.kxdpgun = benchKxdpgun({
-        netns,
-        tmp,
-        queries,
-        longQueries,
-        pids: {agent, dnsmasq: dnsmasqPid},
-        runs,
-        start: {fast: start('fast'), responder: start('responder'), dnsmasq: start('dnsmasq'), dnsmasqLong: start('dnsmasq')},
-      })
+      // A kxdpgun that cannot run leaves dnsperf's figures standing (and its ratios in --json).
+      try {
+        out.kxdpgun = benchKxdpgun({
+          netns,
+          tmp,
+          queries,
+          longQueries,
+          pids: {agent, dnsmasq: dnsmasqPid},
+          runs,
+          start: {fast: start('fast'), responder: start('responder'), dnsmasq: start('dnsmasq'), dnsmasqLong: start('dnsmasq')},
+        })
+      } catch (e) {
+        out.kxdpgunError = e instanceof Error ? e.message : String(e)
+      }
     }
     return out
   } finally {
@@ -485,6 +492,7 @@ export function formatDns(b: DnsBench): string {
       `fast path / dnsmasq ${f2(bf.qps / bd.qps)}, responder / dnsmasq ${f2(br.qps / bd.qps)}`,
   )
   if (b.kxdpgun) lines.push(...formatKxdpgun(b.kxdpgun, b.runs))
+  else if (b.kxdpgunError) lines.push(`kxdpgun: failed, no AF_XDP figures: ${b.kxdpgunError}`)
   else lines.push('kxdpgun: not installed (knot-dnsutils): no AF_XDP figures')
   return lines.join('\n')
 }
