@@ -22,6 +22,10 @@
 // three servers alternating within a run so that drift on a shared machine hits all alike; the
 // figure is the median with min-max; the ratios per setting and each server at its fastest
 // setting close the section.
+// Then kxdpgun (knot-dnsutils, bench/kxdpgun.ts) from the same task: an AF_XDP client whose own
+// cost per question is far below dnsperf's (whose sending thread limits the fast path), for each
+// server's answered q/s, searched for by rising rates; the --json ratios come from it when it is
+// installed (bench/run.ts), the p99s from dnsperf.
 // Numbers, not assertions.
 import {spawn, spawnSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -29,6 +33,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {pidPath} from '../src/agent/paths.js'
+import {buildSkbModeShim, capacity, kxdpgun, wrongAnswers, type Capacity, type KxdpgunReport} from './kxdpgun.js'
 import {DEFAULT_RUNS, fmtSpread, spread} from './summary.js'
 
 const REPO = join(fileURLToPath(import.meta.url), '..', '..')
@@ -194,6 +199,40 @@ export const DNS_SERVERS: DnsServer[] = ['fast', 'responder', 'dnsmasq']
 export interface DnsBench {
   runs: number
   byClient: {client: DnsClient; rows: Record<DnsServer, DnsBenchRow[]>}[]
+  /** Each target's capacity searches with kxdpgun, one a run (absent: kxdpgun is not installed). */
+  kxdpgun?: Record<KxTarget, KxRow[]>
+  /** Why there are no kxdpgun figures though it is installed (the shim did not build, the device refused...). */
+  kxdpgunError?: string
+}
+
+/**
+ * What kxdpgun asks, and whom. It cannot add an EDNS option (its questions are plain or carry a
+ * bare OPT, which the fast path answers both), so the responder alone is asked for a service
+ * whose name is 63 letters long: 65 bytes on the wire, more than the fast path holds
+ * (SN_DNS_NAME_MAX 64), so it passes the question on by rule, and the responder answers it from
+ * the same table as `web`. dnsmasq is asked both names, each ratio taken on the same name.
+ */
+export type KxTarget = 'fast' | 'responder' | 'dnsmasq' | 'dnsmasqLong'
+export const KX_TARGETS: KxTarget[] = ['fast', 'responder', 'dnsmasq', 'dnsmasqLong']
+/** The long name: a valid service name (63 characters), longer on the wire than the fast path's keys. */
+export const LONG_NAME = 'a-name-longer-than-the-fast-path-holds-' + 'x'.repeat(24)
+/** The answers' DNS sizes: header, question, one A record by a pointer to the question's name. */
+const ANSWER_SIZE = (name: string) => 12 + (name.length + 2 + 4) + 16
+const KX_SECONDS = 2
+
+export interface KxRow {
+  label: string
+  /** The most answers per second in a step of the search (NaN: the run failed or answered wrong). */
+  qps: number
+  /** The rate offered in that step. */
+  offered: number
+  end: Capacity['end'] | 'error'
+  steps: number
+  /** Per step: offered / answered per second, for the printout. */
+  trail: string
+  /** The serving process's CPU time per answer in the best step, us (NaN: the fast path). */
+  serverUsPerQuery: number
+  error?: string
 }
 
 export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
@@ -204,6 +243,7 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
   try {
     cli(['network', 'create', 'front'])
     cli(['service', 'create', '--name', 'web', '--replicas', '1', '--network', 'front'])
+    cli(['service', 'create', '--name', LONG_NAME, '--replicas', '1', '--network', 'front'])
     cli(['service', 'create', '--name', 'cl', '--replicas', '1', '--network', 'front', '--', 'sleep', 'infinity'])
     let netns = ''
     for (let i = 0; i < 150 && !netns; i++) {
@@ -213,10 +253,13 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
     }
     if (!netns) throw new Error('the client task did not start')
     const vip = (JSON.parse(cli(['service', 'inspect', 'web', '--json'])) as {vips: {ip: string}[]}).vips[0]!.ip
+    const longVip = (JSON.parse(cli(['service', 'inspect', LONG_NAME, '--json'])) as {vips: {ip: string}[]}).vips[0]!.ip
     const queries = join(tmp, 'queries')
     writeFileSync(queries, 'web A\n')
+    const longQueries = join(tmp, 'queries-long')
+    writeFileSync(longQueries, `${LONG_NAME} A\n`)
     const hosts = join(tmp, 'hosts')
-    writeFileSync(hosts, `${vip} web\n`)
+    writeFileSync(hosts, `${vip} web\n${longVip} ${LONG_NAME}\n`)
     dnsmasq = spawn(
       'nsenter',
       [
@@ -286,12 +329,121 @@ export async function benchDns(opts: {runs?: number} = {}): Promise<DnsBench> {
       for (let i = 0; i < runs; i++) for (const k of DNS_SERVERS) rows[k].push(ask[k]())
       out.byClient.push({client, rows})
     }
+    if (spawnSync('kxdpgun', ['-V']).status === 0) {
+      // Half what dnsperf got from each at its fastest setting: the search climbs from below capacity.
+      const start = (k: DnsServer) => 0.5 * Math.max(...out.byClient.map((c) => spread(c.rows[k].map((x) => x.qps)).median))
+      // A kxdpgun that cannot run leaves dnsperf's figures standing (and its ratios in --json).
+      try {
+        out.kxdpgun = benchKxdpgun({
+          netns,
+          tmp,
+          queries,
+          longQueries,
+          pids: {agent, dnsmasq: dnsmasqPid},
+          runs,
+          start: {fast: start('fast'), responder: start('responder'), dnsmasq: start('dnsmasq'), dnsmasqLong: start('dnsmasq')},
+        })
+      } catch (e) {
+        out.kxdpgunError = e instanceof Error ? e.message : String(e)
+      }
+    }
     return out
   } finally {
     dnsmasq?.kill('SIGKILL')
     spawnSync(process.execPath, [BIN, 'lab', 'down'], {encoding: 'utf8'})
     rmSync(tmp, {recursive: true, force: true})
   }
+}
+
+/**
+ * kxdpgun from the client task: each target's capacity (capacity()), the targets in a rotated
+ * order each run so that drift hits all alike. It goes after every dnsperf row: its XDP program
+ * replaces the task device's own (sn_xdp_task_peer, a pass that only turns the veth's NAPI on,
+ * for frames the underlay redirects into it, which no DNS answer is), and the generic program
+ * stays on the device until the lab goes.
+ */
+function benchKxdpgun(o: {
+  netns: string
+  tmp: string
+  queries: string
+  longQueries: string
+  pids: {agent: number; dnsmasq: number}
+  runs: number
+  start: Record<KxTarget, number>
+}): Record<KxTarget, KxRow[]> {
+  const shim = buildSkbModeShim(o.tmp)
+  const inNs = (args: string[]) => {
+    const r = spawnSync('nsenter', [`--net=/run/netns/${o.netns}`, '--', ...args], {encoding: 'utf8'})
+    if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr.trim()}`)
+    return r.stdout
+  }
+  // The task's device toward its gateway (kxdpgun finds it from the route too), its native XDP
+  // program off (generic and native cannot be on one device at once), and the gateway's MAC in the
+  // neighbour table, where kxdpgun reads it.
+  const dev = /\bdev (\S+)/.exec(inNs(['ip', 'route', 'get', '172.18.0.1']))?.[1]
+  if (!dev) throw new Error('no route from the client task to 172.18.0.1')
+  inNs(['ip', 'link', 'set', 'dev', dev, 'xdp', 'off'])
+  inNs(['ping', '-c', '1', '-W', '1', '172.18.0.1'])
+  const targets: Record<KxTarget, {label: string; queries: string; name: string; port: number; pid?: number}> = {
+    fast: {label: 'eBPF fast path, `web A`, :53', queries: o.queries, name: 'web', port: 53},
+    responder: {
+      label: `TypeScript responder, \`<63-letter name> A\` (longer than the fast path holds: passed on), :53`,
+      queries: o.longQueries,
+      name: LONG_NAME,
+      port: 53,
+      pid: o.pids.agent,
+    },
+    dnsmasq: {label: 'dnsmasq, `web A`, :5353', queries: o.queries, name: 'web', port: 5353, pid: o.pids.dnsmasq},
+    dnsmasqLong: {
+      label: 'dnsmasq, `<63-letter name> A`, :5353',
+      queries: o.longQueries,
+      name: LONG_NAME,
+      port: 5353,
+      pid: o.pids.dnsmasq,
+    },
+  }
+  const rows: Record<KxTarget, KxRow[]> = {fast: [], responder: [], dnsmasq: [], dnsmasqLong: []}
+  for (let i = 0; i < o.runs; i++) {
+    const order = [...KX_TARGETS.slice(i % KX_TARGETS.length), ...KX_TARGETS.slice(0, i % KX_TARGETS.length)]
+    for (const k of order) {
+      const t = targets[k]
+      const cpu = new Map<KxdpgunReport, number>()
+      const offered = new Map<KxdpgunReport, number>()
+      try {
+        const c = capacity((qps) => {
+          const c0 = t.pid ? cpuMs(t.pid) : NaN
+          const r = kxdpgun({
+            netns: o.netns,
+            queries: t.queries,
+            target: '172.18.0.1',
+            port: t.port,
+            qps,
+            seconds: KX_SECONDS,
+            shim,
+          })
+          const c1 = t.pid ? cpuMs(t.pid) : NaN
+          const wrong = wrongAnswers(r, ANSWER_SIZE(t.name))
+          if (wrong) throw new Error(wrong)
+          cpu.set(r, ((c1 - c0) * 1000) / r.replies)
+          offered.set(r, qps)
+          return r
+        }, o.start[k])
+        rows[k].push({
+          label: t.label,
+          qps: c.best.repliesPps,
+          offered: offered.get(c.best)!,
+          end: c.end,
+          steps: c.steps.length,
+          trail: c.steps.map((s) => `${(offered.get(s)! / 1000).toFixed(0)}k:${(s.repliesPps / 1000).toFixed(0)}k`).join(' '),
+          serverUsPerQuery: cpu.get(c.best)!,
+        })
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e)
+        rows[k].push({label: t.label, qps: NaN, offered: NaN, end: 'error', steps: 0, trail: '', serverUsPerQuery: NaN, error})
+      }
+    }
+  }
+  return rows
 }
 
 export function clientLabel(c: DnsClient): string {
@@ -336,10 +488,44 @@ export function formatDns(b: DnsBench): string {
   }
   const [bf, br, bd] = DNS_SERVERS.map(best) as [ReturnType<typeof best>, ReturnType<typeof best>, ReturnType<typeof best>]
   lines.push(
-    `each at its fastest setting: fast path ${f0(bf.qps)} (${bf.at}), responder ${f0(br.qps)} (${br.at}), dnsmasq ${f0(bd.qps)} (${bd.at}): ` +
+    `dnsperf, each at its fastest setting: fast path ${f0(bf.qps)} (${bf.at}), responder ${f0(br.qps)} (${br.at}), dnsmasq ${f0(bd.qps)} (${bd.at}): ` +
       `fast path / dnsmasq ${f2(bf.qps / bd.qps)}, responder / dnsmasq ${f2(br.qps / bd.qps)}`,
   )
+  if (b.kxdpgun) lines.push(...formatKxdpgun(b.kxdpgun, b.runs))
+  else if (b.kxdpgunError) lines.push(`kxdpgun: failed, no AF_XDP figures: ${b.kxdpgunError}`)
+  else lines.push('kxdpgun: not installed (knot-dnsutils): no AF_XDP figures')
   return lines.join('\n')
+}
+
+/** kxdpgun's ratios: fast path over dnsmasq on `web`, responder over dnsmasq on the long name. */
+export function kxdpgunRatios(k: Record<KxTarget, KxRow[]>): {fast: number; responder: number} {
+  const q = (t: KxTarget) => spread(k[t].map((x) => x.qps)).median
+  return {fast: q('fast') / q('dnsmasq'), responder: q('responder') / q('dnsmasqLong')}
+}
+
+function formatKxdpgun(k: Record<KxTarget, KxRow[]>, runs: number): string[] {
+  const f0 = (x: number) => x.toFixed(0)
+  const f2 = (x: number) => x.toFixed(2)
+  const lines = [
+    '',
+    `kxdpgun (AF_XDP, generic XDP on the client task's device, one thread on CPU 0, batches of 10), ${runs} runs, the targets in a rotated order each run; ` +
+      `each run a search: ${KX_SECONDS} s steps from half dnsperf's best figure up by x1.25 (at most 14; ends steps: never lost) until fewer than 95% are answered (end: server) or kxdpgun cannot send the rate (end: client); the most answered per second in a step`,
+  ]
+  for (const t of KX_TARGETS) {
+    const r = k[t]
+    const ends = r.map((x) => x.end).join(',')
+    lines.push(
+      `${(r[0]?.label ?? t).padEnd(100)} ${fmtSpread(spread(r.map((x) => x.qps)), f0)} answered/s   ends ${ends}` +
+        (t === 'fast' ? '' : `   server CPU ${fmtSpread(spread(r.map((x) => x.serverUsPerQuery)), f2)} us/answer`),
+    )
+    for (const [i, x] of r.entries()) lines.push(`    run ${i + 1}: ${x.error ? `failed: ${x.error}` : x.trail}`)
+  }
+  const ratios = kxdpgunRatios(k)
+  const perRun = (a: KxTarget, b: KxTarget) => k[a].map((x, i) => f2(x.qps / k[b][i]!.qps)).join(' / ')
+  lines.push(
+    `  kxdpgun: fast path / dnsmasq ${f2(ratios.fast)} (per run ${perRun('fast', 'dnsmasq')}), responder / dnsmasq (long name) ${f2(ratios.responder)} (per run ${perRun('responder', 'dnsmasqLong')}): the ratios of --json`,
+  )
+  return lines
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -44,6 +44,14 @@ test('the ratios are median over median of the same run, one per key', () => {
   for (const v of Object.values(r)) assert.equal(typeof v, 'number')
 })
 
+test('the responder is compared with dnsmasq asked the same question when that differs (kxdpgun: a long name)', () => {
+  const r = benchRatios({
+    dns: {fast: [400, 500, 450], responder: [60, 50], dnsmasq: [100, 100, 100], dnsmasqForResponder: [40, 60], client: 'kxdpgun'},
+  })
+  assert.equal(r.dnsFastVsDnsmasq, 4.5)
+  assert.equal(r.dnsResponderVsDnsmasq, 1.1)
+})
+
 test('a path with no successful run gives null, not NaN or Infinity', () => {
   const r = benchRatios({dns: {fast: [NaN], responder: [10], dnsmasq: [0]}})
   assert.equal(r.dnsFastVsDnsmasq, null)
