@@ -21,7 +21,7 @@ import type {Store} from '../store/store.js'
 import type {NodeRole} from '../model/types.js'
 import type {DesiredBackend, RoleBook, RoleDecision, WriteOptions} from './backend.js'
 import {ALLOC, LEADER, ROLES, ROLE_GUARD, STATE, rolesOf} from './etcd-keys.js'
-import {CATCH_UP_WAIT_MS, EtcdCache, OWN_WRITE_WAIT_MS, copyView, type CacheSnapshot, type CachedKv} from './etcd-cache.js'
+import {CATCH_UP_WAIT_MS, EtcdCache, OWN_WRITE_WAIT_MS, type CacheSnapshot, type CachedKv} from './etcd-cache.js'
 import {EtcdIndex} from './etcd-index.js'
 import {GossipMirror} from './etcd-mirror.js'
 import {RequestPipeline} from './etcd-pipeline.js'
@@ -202,8 +202,7 @@ export class EtcdBackend implements DesiredBackend {
         guard = this.opts.leaderRevision?.()
         if (guard === undefined) throw new UserError('this manager is no longer the leader: placement is left to the new one')
       }
-      const kvs = copyView(snap)
-      const ops = withLeft(transaction(kvs, view.ops, guard), kvs, view.left)
+      const ops = withLeft(transaction(snap.kvs, view.ops, guard), snap.kvs, view.left)
       const res = await this.send(ops)
       if (res.succeeded) {
         // The next read sees this commit (read-your-writes).

@@ -1,7 +1,5 @@
 // A manager's copy of its cluster's keys in etcd (issue 24): one range read of the prefix, then
-// one watch from the revision after it, its events applied in order. Both skip the address and
-// name allocation keys (etcd-keys.ts COPY_START): the copy knows them from its records, each held by
-// the record its value names, and a create's watch events are 4 records and 4 keys, not 9. Requests and the leader's
+// one watch from the revision after it, its events applied in order. Requests and the leader's
 // passes read the copy, at the revision it holds, instead of reading the whole prefix each time.
 // The copy may lag other managers' commits: a transaction compares what it read (etcd-transaction.ts),
 // so a stale read costs a retry, never a wrong write. After a request's commit the backend
@@ -11,39 +9,13 @@
 // is dropped and the prefix read again before the next read.
 import type {IWatchResponse, Namespace, Watcher} from 'etcd3'
 import type {Json} from '../store/json.js'
-import {ALLOC, COPY_START, LEADER, STATE, allocationsOf, isDerivedAlloc} from './etcd-keys.js'
-import type {KvView} from './etcd-transaction.js'
+import {LEADER, STATE} from './etcd-keys.js'
 
 /** A key's value (and, for desired state, its parsed record) and its mod revision. */
 export type CachedKv = {value: string; mod: string}
 
-/**
- * The copy at one revision: its keys (from COPY_START on: not the address and name allocations),
- * its desired-state records (keys under STATE, without it), and the address and name allocations
- * its records hold (under ALLOC, without it: addr/<network>/<ip> -> the record's key).
- */
-export type CacheSnapshot = {
-  kvs: ReadonlyMap<string, CachedKv>
-  records: ReadonlyMap<string, Json>
-  owners: ReadonlyMap<string, string>
-  revision: number
-}
-
-/**
- * The copy's keys as a transaction reads them (etcd-transaction.ts): those it holds, and the
- * address and name allocations from its records (value: the record holding it; mod: '', none: a
- * transaction does not compare such a key while held, its holder record is compared instead).
- */
-export function copyView(snap: Pick<CacheSnapshot, 'kvs' | 'owners'>): KvView {
-  const derived = (key: string): CachedKv | undefined => {
-    const owner = snap.owners.get(key.slice(ALLOC.length))
-    return owner === undefined ? undefined : {value: owner, mod: ''}
-  }
-  return {
-    get: (key) => (isDerivedAlloc(key) ? derived(key) : snap.kvs.get(key)),
-    has: (key) => (isDerivedAlloc(key) ? snap.owners.has(key.slice(ALLOC.length)) : snap.kvs.has(key)),
-  }
-}
+/** The copy at one revision: its keys, its desired-state records (keys under STATE, without it). */
+export type CacheSnapshot = {kvs: ReadonlyMap<string, CachedKv>; records: ReadonlyMap<string, Json>; revision: number}
 
 /** How long a commit waits for the copy to show it (then the copy is read again); a batch's answer does not wait for it. */
 export const OWN_WRITE_WAIT_MS = 2000
@@ -61,8 +33,6 @@ export class EtcdCache {
   private kvs = new Map<string, CachedKv>()
   /** The desired-state records (keys under STATE, without it), parsed once as they arrive. */
   private records = new Map<string, Json>()
-  /** The address and name allocations the records hold (without ALLOC) -> the record's key (see COPY_START). */
-  private owners = new Map<string, string>()
   /** Every change up to this revision is in the copy (0: not read yet). */
   revision = 0
   /** How many times the prefix was read whole (the first time included). */
@@ -94,7 +64,7 @@ export class EtcdCache {
       this.loading ??= this.load().finally(() => (this.loading = undefined))
       await this.loading
     }
-    return {kvs: this.kvs, records: this.records, owners: this.owners, revision: this.revision}
+    return {kvs: this.kvs, records: this.records, revision: this.revision}
   }
 
   /**
@@ -164,37 +134,27 @@ export class EtcdCache {
   private async load(): Promise<void> {
     this.drop()
     this.own.clear()
-    // From COPY_START to the end of the prefix (a range end of one zero byte: etcd3's namespace
-    // makes it the prefix's end).
-    const range = {start: COPY_START, end: '\0'}
-    const r = await this.ns.getAll().inRange(range).exec()
+    const r = await this.ns.getAll().prefix('').exec()
     this.listings++
     const kvs = new Map<string, CachedKv>()
     const records = new Map<string, Json>()
-    const owners = new Map<string, string>()
     for (const kv of r.kvs) {
       const key = kv.key.toString()
       const value = kv.value.toString()
       kvs.set(key, {value, mod: kv.mod_revision})
-      if (key.startsWith(STATE)) {
-        const k = key.slice(STATE.length)
-        const record = JSON.parse(value) as Json
-        records.set(k, record)
-        hold(owners, k, record)
-      }
+      if (key.startsWith(STATE)) records.set(key.slice(STATE.length), JSON.parse(value) as Json)
     }
     const rev = Number(r.header.revision)
     // The watch starts right after the read's revision: no change falls between the two.
     const w = this.ns
       .watch()
-      .inRange(range)
+      .prefix('')
       .startRevision(String(rev + 1))
       .watcher()
     // The copy and its watch go in together, listeners before any event can arrive (etcd3's
     // create() would attach them a tick late): events from rev+1 on apply to this read.
     this.kvs = kvs
     this.records = records
-    this.owners = owners
     this.revision = rev
     this.watcher = w
     const connected = new Promise<void>((resolve, reject) => {
@@ -259,8 +219,6 @@ export class EtcdCache {
     const old = this.records.get(key)
     if (value === undefined) this.records.delete(key)
     else this.records.set(key, value)
-    if (old !== undefined) release(this.owners, key, old)
-    if (value !== undefined) hold(this.owners, key, value)
     for (const l of this.recordListeners) l(key, value, old)
   }
 
@@ -270,14 +228,4 @@ export class EtcdCache {
     this.waiters = this.waiters.filter((w) => w.rev > this.revision)
     for (const w of ready) w.done(true)
   }
-}
-
-/** The address and name allocations a record holds, entered as its (see COPY_START). */
-function hold(owners: Map<string, string>, key: string, value: Json): void {
-  for (const a of allocationsOf(key, value)) if (isDerivedAlloc(ALLOC + a)) owners.set(a, key)
-}
-
-/** Those a record held, let go (unless another record holds one now: a change seen first). */
-function release(owners: Map<string, string>, key: string, value: Json): void {
-  for (const a of allocationsOf(key, value)) if (owners.get(a) === key) owners.delete(a)
 }

@@ -23,12 +23,6 @@
 // The records and their allocations are written in the same transaction, which
 // creates an allocation key only if it does not exist: two managers racing for
 // one address, VNI, subnet, port or name cannot both win.
-//
-// A manager's copy of the prefix (etcd-cache.ts) reads and watches every key from COPY_START on:
-// all of the above but alloc/addr/ and alloc/name/ (they sort before it). Those are held by
-// exactly the record their value names, written and deleted in that record's transactions, so
-// the copy knows them from its records (allocationsOf), and its watch does not carry them: 5 of
-// the 9 keys a service create of 3 tasks writes (issue 24).
 import type {Json} from '../store/json.js'
 import type {NodeRole} from '../model/types.js'
 
@@ -41,11 +35,6 @@ export const LEADER = 'leader'
 export const ROTATION_LOCK = 'lock/rotation'
 /** The value of port/<proto>/<n> while host-mode services publish it (no one owner). */
 export const HOST_PORT = 'host'
-
-/** The first key of the copy's range read and watch; it runs to the end of the prefix. */
-export const COPY_START = 'alloc/port/'
-/** Allocation keys the copy knows from its records instead of reading them (see COPY_START). */
-export const isDerivedAlloc = (key: string): boolean => key.startsWith('alloc/addr/') || key.startsWith('alloc/name/')
 
 export const defaultPrefix = (clusterId: string) => `/swarmnet/${clusterId}/`
 

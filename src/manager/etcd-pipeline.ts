@@ -10,7 +10,7 @@
 import {UserError, isUserError} from '../model/errors.js'
 import type {Json} from '../store/json.js'
 import type {Store} from '../store/store.js'
-import {CATCH_UP_WAIT_MS, OWN_WRITE_WAIT_MS, copyView, type CacheSnapshot, type CachedKv, type EtcdCache} from './etcd-cache.js'
+import {CATCH_UP_WAIT_MS, OWN_WRITE_WAIT_MS, type CacheSnapshot, type CachedKv, type EtcdCache} from './etcd-cache.js'
 import type {EtcdIndex} from './etcd-index.js'
 import {RequestView} from './etcd-request-view.js'
 import {
@@ -253,8 +253,7 @@ export class RequestPipeline {
     const unseen = [...this.unseen].filter((f) => f.rev! > this.host.cache.revision).sort((a, b) => a.rev! - b.rev!)
     const pending = new Map<string, Json | null>()
     for (const f of [...unseen, ...flying]) for (const [k, v] of f.ops) pending.set(k, v)
-    const copy = copyView(snap)
-    const kvs: KvView = unseen.length === 0 ? copy : new Overlaid(copy, unseen)
+    const kvs: KvView = unseen.length === 0 ? snap.kvs : new Overlaid(snap.kvs, unseen)
     if (unseen.length > 0) this.overUnseen++
     const decideStart = performance.now()
     // The transaction is built again after each request, over those before it: their JSON once.

@@ -7,18 +7,7 @@
 import type {IOperation, Namespace} from 'etcd3'
 import type {Json} from '../store/json.js'
 import type {CachedKv} from './etcd-cache.js'
-import {
-  ALLOC,
-  HOST_PORT,
-  LEADER,
-  NETWORK_GUARD,
-  ROLES,
-  ROLE_GUARD,
-  STATE,
-  allocationsOf,
-  hostPortsOf,
-  isDerivedAlloc,
-} from './etcd-keys.js'
+import {ALLOC, HOST_PORT, LEADER, NETWORK_GUARD, ROLES, ROLE_GUARD, STATE, allocationsOf, hostPortsOf} from './etcd-keys.js'
 
 /** How many times a request's transaction is decided and sent before it is refused (it kept losing races). */
 export const MAX_ATTEMPTS = 30
@@ -39,10 +28,7 @@ export type Txn = {
   then: (ns: Namespace) => IOperation[]
 }
 
-/**
- * The reads a transaction is built from: the copy's keys (etcd-cache.ts copyView), or the copy with
- * landed commits on top (Overlaid), or a read of the whole prefix.
- */
+/** The reads a transaction is built from: the copy's keys, or the copy with landed commits on top (Overlaid). */
 export type KvView = Pick<ReadonlyMap<string, CachedKv>, 'get' | 'has'>
 
 /** Builds a transaction from its compares, puts and deletes. */
@@ -106,22 +92,6 @@ export function transaction(
 ): Txn {
   const compares: Compare[] = []
   const mod = (k: string) => snap.get(k)?.mod ?? 0
-  // An allocation key as read: absent (compared so: no one has created it since), or held by a
-  // record this transaction writes or deletes (it takes the key over, or frees it), which is
-  // compared at its read revision. An address or name key is held by exactly the record its value
-  // names (etcd-keys.ts), so while that record holds, no one else can have taken the key: it is not
-  // compared again (the copy knows these keys from its records, with no mod revision; a record
-  // written without its keys, by hand, has none to compare). Ports, subnets and VNIs are compared at
-  // their mod revision (a host-mode port's key is rewritten by every transaction that relies on it).
-  const allocCompare = (ak: string): Compare | undefined => {
-    const read = snap.get(ak)
-    if (read === undefined) return [ak, 'Mod', '==', 0]
-    return isDerivedAlloc(ak) ? undefined : [ak, 'Mod', '==', read.mod]
-  }
-  const compareAlloc = (ak: string) => {
-    const c = allocCompare(ak)
-    if (c) compares.push(c)
-  }
   const puts: [string, string][] = []
   const deletes: string[] = []
   const claimed = new Map<string, string>()
@@ -168,7 +138,7 @@ export function transaction(
     if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
       throw new Error(`internal: ${a} is held by ${held} in etcd, yet ${owner} was given it`)
     freed.delete(a)
-    compareAlloc(ak)
+    compares.push([ak, 'Mod', '==', mod(ak)])
     puts.push([ak, owner])
   }
   // Host-mode ports: each one a task written here may hold on its node, or that a service newly
@@ -181,13 +151,13 @@ export function transaction(
     if (held !== undefined && held !== HOST_PORT && !freed.has(a) && !ops.has(held))
       throw new Error(`internal: ${a} is held by ${held} in etcd, yet host mode was given it`)
     freed.delete(a)
-    compareAlloc(ak)
+    compares.push([ak, 'Mod', '==', mod(ak)])
     puts.push([ak, HOST_PORT])
   }
   for (const a of freed) {
     const ak = ALLOC + a
     if (!snap.has(ak)) continue
-    compareAlloc(ak)
+    compares.push([ak, 'Mod', '==', mod(ak)])
     deletes.push(ak)
   }
   if (networksChange) {

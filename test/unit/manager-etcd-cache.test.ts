@@ -1,7 +1,6 @@
 // The manager's watch-fed copy of etcd (src/manager/etcd-cache.ts) against a real etcd (one
 // member started by the test): after random sequences of puts and deletes from two clients,
-// the copy, once it holds the last write's revision, equals a fresh read of the whole prefix (the
-// address and name allocations, which its watch leaves out, as its records hold them);
+// the copy, once it holds the last write's revision, equals a fresh read of the whole prefix;
 // also after its watch was dropped while etcd compacted the revisions it would resume from
 // (it reads the prefix again). And through the backend: a request's own commit is in the copy
 // the next request reads (read-your-writes), with no read of the prefix per request; and the
@@ -20,7 +19,6 @@ import {Etcd3} from 'etcd3'
 import {EtcdBackend} from '../../src/manager/etcd-backend.js'
 import {EtcdCache} from '../../src/manager/etcd-cache.js'
 import {etcdClient} from '../../src/manager/etcd-client.js'
-import {allocationsOf, isDerivedAlloc} from '../../src/manager/etcd-keys.js'
 import {StateIndex} from '../../src/store/state-index.js'
 import {isUserError} from '../../src/model/errors.js'
 import type {Network, NodeRecord} from '../../src/model/types.js'
@@ -80,41 +78,17 @@ const opArb: fc.Arbitrary<Op> = fc.record({
   value: fc.string({maxLength: 8}),
 })
 
-/**
- * A read of the prefix as the copy should hold it: its keys but the address and name allocations
- * (etcd-keys.ts COPY_START), and those the records hold (allocationsOf), without a mod revision.
- * Every one of those etcd holds is held by the record it names there (records written without
- * theirs, as this file's raw writes, hold addresses and names etcd has no key for).
- */
-const FROM_RECORDS = 'from its record'
-function asCopied(rows: [string, string, string][]): [string, string, string][] {
-  const out = rows.filter(([k]) => !isDerivedAlloc(k))
-  const held = new Map<string, string>()
-  for (const [k, v] of out)
-    if (k.startsWith('state/'))
-      for (const a of allocationsOf(k.slice('state/'.length), JSON.parse(v) as Json))
-        if (isDerivedAlloc(`alloc/${a}`)) held.set(`alloc/${a}`, k.slice('state/'.length))
-  for (const [k, v] of rows) if (isDerivedAlloc(k)) assert.equal(held.get(k), v, `${k} in etcd is held by ${v}`)
-  for (const [k, owner] of held) out.push([k, owner, FROM_RECORDS])
-  return out.sort()
-}
-
 /** A fresh read of the prefix, as the copy should hold it. */
 async function fresh(c: Etcd3, prefix: string): Promise<[string, string, string][]> {
   const r = await c.namespace(prefix).getAll().prefix('').exec()
-  return asCopied(r.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), kv.mod_revision] as [string, string, string]))
+  return r.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), kv.mod_revision] as [string, string, string]).sort()
 }
 
-/** The copy: its keys, and the address and name allocations its records hold. */
 async function copyOf(cache: EtcdCache): Promise<[string, string, string][]> {
   const s = await cache.snapshot()
   for (const [k, v] of s.records) assert.deepEqual(v, JSON.parse(s.kvs.get(`state/${k}`)!.value), `record ${k} parsed`)
   assert.equal(s.records.size, [...s.kvs.keys()].filter((k) => k.startsWith('state/')).length)
-  assert.ok(![...s.kvs.keys()].some(isDerivedAlloc), 'the watch brings no address or name allocation')
-  return [
-    ...[...s.kvs].map(([k, v]) => [k, v.value, v.mod] as [string, string, string]),
-    ...[...s.owners].map(([a, owner]) => [`alloc/${a}`, owner, FROM_RECORDS] as [string, string, string]),
-  ].sort()
+  return [...s.kvs].map(([k, v]) => [k, v.value, v.mod] as [string, string, string]).sort()
 }
 
 /** The writes, each from one of two clients; returns the revision of the last. */
@@ -307,7 +281,7 @@ async function assertIndexesMatch(ms: EtcdBackend[], raw: EtcdBackend['ns']): Pr
     const read = await raw.getAll().prefix('').exec()
     const now = read.kvs.map((kv) => [kv.key.toString(), kv.value.toString(), kv.mod_revision] as [string, string, string])
     assert.equal(Number(read.header.revision), s.revision, 'nothing written since')
-    assert.deepEqual(await copyOf(b.cache), asCopied(now))
+    assert.deepEqual(await copyOf(b.cache), now.sort())
     ownEvents += b.cache.ownEvents
     const live = b.index.current(s.records)
     const full = await scanned(b)
