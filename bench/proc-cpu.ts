@@ -25,6 +25,23 @@ export function threadsCpuMs(pid: number | undefined): number {
   }
 }
 
+/**
+ * A process's threads' run time, ms: its main thread's (tid = pid: for node, JavaScript and the
+ * event loop) and the others' (node names them all 'node': V8's workers, the optimizing compiler
+ * and concurrent GC, and libuv's thread pool, file writes and fdatasync). NaN once it is gone.
+ */
+export function mainThreadCpuMs(pid: number | undefined): {main: number; others: number} {
+  if (pid === undefined) return {main: NaN, others: NaN}
+  const main = (() => {
+    try {
+      return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6
+    } catch {
+      return NaN
+    }
+  })()
+  return {main, others: threadsCpuMs(pid) - main}
+}
+
 /** The machine's CPU counters (/proc/stat's first line), ms over all cores: busy and all. */
 export type MachineCpu = {busyMs: number; totalMs: number; cores: number}
 

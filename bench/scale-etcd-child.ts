@@ -4,9 +4,10 @@
 // and wait for each answer, as a CLI waits for the agent's API.
 //   argv: JSON {endpoints, prefix, selfId, dir, nodes}
 // Messages in: {op:'setup', subnet} (the cluster record and the network), {op:'warm', prefix,
-// subnet, count, setup} (creates on a prefix of the warm-up, shared by the three managers, its
-// cluster record and network first with setup: a running manager's code is compiled, for the
-// records it makes and those it reads from the others' commits), {op:'start'} (the
+// subnet, count, setup} (creates made before the timed ones, by the three managers together, so a
+// running manager's code is compiled, for the records it makes and those it reads from the
+// others' commits: on the timed prefix through the backend the timed creates use; on another
+// prefix through a backend of its own, its cluster record and network first with setup), {op:'start'} (the
 // timed part begins: the event loop's use is counted from here), {op:'create', id, req},
 // {op:'stats', id}, {op:'close'}. Out: {op:'ready'}, {id, ok, value} or {id, error}.
 // It exits when told to close or when the channel closes (the parent gone, however it ended).
@@ -87,6 +88,8 @@ let closed = false
 let profiler: Session | undefined
 let decide0 = 0
 let txn0 = 0
+/** The backend's counts at 'start': the warm-up on the timed prefix goes through the same backend. */
+let base = {retries: 0, batches: 0, retriedRequests: 0, pipelined: 0, overUnseen: 0}
 let requestMs = 0
 let requests = 0
 
@@ -113,6 +116,8 @@ process.on('message', (m: ToChild) => {
     cpuSince = process.cpuUsage()
     decide0 = backend.decideMs
     txn0 = backend.txnMs
+    const {retries, batches, retriedRequests, pipelined, overUnseen} = backend
+    base = {retries, batches, retriedRequests, pipelined, overUnseen}
     if (cfg.cpuProf) {
       profiler = new Session()
       profiler.connect()
@@ -144,10 +149,15 @@ process.on('message', (m: ToChild) => {
     void reply(
       m.id,
       (async () => {
+        // On the timed prefix: the backend the timed creates use (its cache, index and pipeline
+        // objects). Elsewhere: a backend of its own, closed after (the earlier warm-up: see scale-etcd.ts).
+        const here = m.prefix === cfg.prefix
         const dir = join(cfg.dir, `warm-${cfg.selfId}-${m.setup ? 'setup' : 'creates'}`)
-        const c = etcdClient({endpoints: cfg.endpoints, prefix: m.prefix})
-        const s = localStore(dir)
-        const b = new EtcdBackend({client: c, prefix: m.prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
+        const c = here ? client : etcdClient({endpoints: cfg.endpoints, prefix: m.prefix})
+        const s = here ? local : localStore(dir)
+        const b = here
+          ? backend
+          : new EtcdBackend({client: c, prefix: m.prefix, local: s, selfId: cfg.selfId, endpoints: cfg.endpoints})
         try {
           if (m.setup) {
             await b.importRecords([{key: CLUSTER_KEY, value: clusterSpec({id: 'warm'})}])
@@ -169,21 +179,23 @@ process.on('message', (m: ToChild) => {
           }
           await Promise.all([lane(), lane(), lane()])
         } finally {
-          b.close()
-          c.close()
-          s.close()
-          rmSync(dir, {recursive: true, force: true})
+          if (!here) {
+            b.close()
+            c.close()
+            s.close()
+            rmSync(dir, {recursive: true, force: true})
+          }
         }
       })(),
     )
   else if (m.op === 'stats') {
     const stats: ChildStats = {
-      retries: backend.retries,
-      batches: backend.batches,
-      retriedRequests: backend.retriedRequests,
-      pipelined: backend.pipelined,
+      retries: backend.retries - base.retries,
+      batches: backend.batches - base.batches,
+      retriedRequests: backend.retriedRequests - base.retriedRequests,
+      pipelined: backend.pipelined - base.pipelined,
       mostInFlight: backend.mostInFlight,
-      overUnseen: backend.overUnseen,
+      overUnseen: backend.overUnseen - base.overUnseen,
       decideMs: backend.decideMs - decide0,
       txnMs: backend.txnMs - txn0,
       requestMs,

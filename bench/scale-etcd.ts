@@ -25,7 +25,7 @@ import {clusterSpec, nodeRecord} from '../test/unit/model-records.js'
 import type {ChildConfig, ChildStats, FromChild, ToChild} from './scale-etcd-child.js'
 import {threeMembers} from './etcd.js'
 import {pct} from './percentile.js'
-import {machineBusy, machineCpu, threadsCpuMs} from './proc-cpu.js'
+import {machineBusy, machineCpu, mainThreadCpuMs, threadsCpuMs} from './proc-cpu.js'
 
 const NODES = 1000
 const REPLICAS = 3
@@ -230,7 +230,7 @@ export type ScaleEtcdResult = {
 
 export async function benchScaleEtcd(
   sizes: number[],
-  opts: {cpuProf?: string; maxInFlight?: number; creates?: number; warm?: number} = {},
+  opts: {cpuProf?: string; maxInFlight?: number; creates?: number; warm?: number; warmApart?: boolean} = {},
 ): Promise<ScaleEtcdResult> {
   const dir = mkdtempSync(join(tmpdir(), 'sn-bench-scale-etcd-'))
   const clients: Etcd3[] = []
@@ -346,7 +346,7 @@ export async function benchScaleEtcd(
       )
     }
 
-    // 2. 10 concurrent clients on 3 managers, 200 creates into an empty cluster. Each manager runs
+    // 2. 10 concurrent clients on 3 managers, 200 creates into the cluster of the warm-up's services. Each manager runs
     // in a process of its own (scale-etcd-child.ts), as a user runs one per node: in one process
     // the three shared one event loop, busy 98-100% of this phase, so the figure was that loop's.
     // The clients stay here: each one sends a create to its manager over the IPC channel and waits
@@ -367,13 +367,17 @@ export async function benchScaleEtcd(
       ),
     )
     await conc[0]!.call({op: 'setup', id: 0, subnet: SUBNET})
-    // The warm-up: the three managers create together on a prefix of their own, as in the timed
-    // part, so each has compiled its code for its own records and the others' (their commits,
-    // decoded from its watch); alone on a prefix each, the first timed creates still met the
-    // others' records, and V8 compiled and deoptimized through the timed part. Its records stay
-    // (deleting them in one transaction just before the timed part cost etcd more per create).
-    const warmPrefix = '/scale/warm/'
-    await conc[0]!.call({op: 'warm', id: 0, prefix: warmPrefix, subnet: SUBNET, count: 0, setup: true})
+    // The warm-up: the three managers create together, as in the timed part, so each has
+    // compiled its code for its own records and the others' (their commits, decoded from its
+    // watch); alone on a prefix each, the first timed creates still met the others' records, and V8
+    // compiled and deoptimized through the timed part. They make it through the backends the timed
+    // creates use, into the timed prefix (its records stay: the timed creates go into a cluster of
+    // 3 x warm services): a manager runs one backend for its life, and a second one, fresh for the
+    // timed part, met its objects' fields and listeners anew, and V8 threw away code compiled for the
+    // first (the timed part's "wrong map" and "wrong call target" deopts: bench/README.md).
+    // --warm-apart: on a prefix of its own, through backends of its own (the bench before).
+    const warmPrefix = opts.warmApart ? '/scale/warm/' : prefix
+    if (opts.warmApart) await conc[0]!.call({op: 'warm', id: 0, prefix: warmPrefix, subnet: SUBNET, count: 0, setup: true})
     await Promise.all(conc.map((c) => c.call({op: 'warm', id: 0, prefix: warmPrefix, subnet: SUBNET, count: opts.warm ?? WARM})))
     const total = opts.creates ?? 200
     let next = 0
@@ -381,6 +385,7 @@ export async function benchScaleEtcd(
     for (const c of conc) c.post({op: 'start'})
     const etcdCpu0 = members.map(cpuMsOf)
     const managerCpu0 = children.map((p) => threadsCpuMs(p.pid))
+    const managerMain0 = children.map((p) => mainThreadCpuMs(p.pid))
     const machine0 = machineCpu()
     const ownCpu0 = process.cpuUsage()
     const t0 = Date.now()
@@ -393,6 +398,8 @@ export async function benchScaleEtcd(
     const secs = (Date.now() - t0) / 1000
     const etcdCpu = members.map((m, i) => cpuMsOf(m) - etcdCpu0[i]!)
     const managerCpu = children.map((p, i) => threadsCpuMs(p.pid) - managerCpu0[i]!)
+    // Of the managers' CPU, their main threads' (JavaScript) and the rest (V8's compiler and GC, libuv's pool).
+    const managerMain = children.map((p, i) => mainThreadCpuMs(p.pid).main - managerMain0[i]!.main)
     const ownCpu = (({user, system}) => (user + system) / 1000)(process.cpuUsage(ownCpu0))
     const machine = machineBusy(machine0, machineCpu())
     const stats = (await Promise.all(conc.map((c) => c.call({op: 'stats', id: 0})))) as ChildStats[]
@@ -432,6 +439,12 @@ export async function benchScaleEtcd(
         `etcd members ${etcdCpu.map(Math.round).join(' / ')} ms, the clients' process ${Math.round(ownCpu)} ms; ${cpus().length} cores)`,
     )
     out.lines.push(cpuBudget(total, secs, managerCpu, etcdCpu, ownCpu, machine))
+    const mainMs = managerMain.reduce((x, y) => x + y, 0)
+    const allMs = managerCpu.reduce((x, y) => x + y, 0)
+    out.lines.push(
+      `  the managers' CPU a create by thread: main threads (JavaScript, the event loop) ${(mainMs / total).toFixed(2)} ms, ` +
+        `their other threads (V8's optimizing compiler and GC workers, libuv's pool: the store's log) ${((allMs - mainMs) / total).toFixed(2)} ms`,
+    )
     // 3. The same writes to the same members without the managers: what etcd alone sustains here.
     out.lines.push(
       ...(await bareCreates(

@@ -58,6 +58,8 @@ export async function benchScale(
     maxInFlight?: number
     concurrentCreates?: number
     warm?: number
+    /** etcd: the warm-up on a prefix of its own, through backends of its own (the earlier bench), not the timed ones. */
+    warmApart?: boolean
   } = {},
 ): Promise<{lines: string[]; json: ScaleJson}> {
   const max = opts.services ?? 10000
@@ -257,7 +259,13 @@ export async function benchScale(
     if (etcdMax >= 100) {
       const e = await benchScaleEtcd(
         SIZES.filter((s) => s <= etcdMax),
-        {cpuProf: opts.cpuProf, maxInFlight: opts.maxInFlight, creates: opts.concurrentCreates, warm: opts.warm},
+        {
+          cpuProf: opts.cpuProf,
+          maxInFlight: opts.maxInFlight,
+          creates: opts.concurrentCreates,
+          warm: opts.warm,
+          warmApart: opts.warmApart,
+        },
       )
       for (const [k, v] of Object.entries(e.createP50Ms)) json.createP50EtcdMs[k as '100' | '1000' | '10000'] = v
       json.etcdCreatesPerSec = e.createsPerSec
@@ -303,7 +311,10 @@ const USAGE = `usage: node --import tsx bench/scale.ts [options]
   --creates-only          embedded: creates and service ps only (no placement passes, no service ls)
   --etcd-services N       etcd: sizes up to N, at most --services (below 100: no etcd part)
   --concurrent-creates N  etcd: timed creates of the 10 clients on 3 managers (default 200)
-  --warm N                etcd: creates per manager before the timed ones (default 300)
+  --warm N                etcd: creates per manager before the timed ones (default 300), made by
+                          the timed managers' own backends into the timed prefix
+  --warm-apart            etcd: the warm-up on a prefix of its own, through backends of its own
+                          (the bench before i24-etcd4: the timed backends start cold)
   --max-in-flight N       etcd: most batches of a manager in flight at once (default 4)
   --cpu-prof DIR          CPU profiles of the embedded creates and of each etcd manager's timed part`
 
@@ -345,6 +356,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     maxInFlight,
     concurrentCreates,
     warm,
+    warmApart: process.argv.includes('--warm-apart'),
   })
   for (const l of lines) console.log(l)
   console.log(JSON.stringify(json))
