@@ -6,17 +6,27 @@
  *   to the remote backend (mesh-progs-child.ts, in a namespace of its own so the FIB lookup
  *   answers as on a node);
  * - in a 3-node lab, from the lab's client (sn-lab-client) to the address of a node that runs
- *   no task, with the one backend on another node: small-UDP packets/s (iperf3 -u -l 64 -b 0)
- *   and one TCP stream (iperf3), swarmnet's published port against the kernel's path built the
- *   Docker way without IPVS: nftables DNAT on the receiving node to the task's address on a
- *   kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's ingress does.
- *   Both from the same client with the same iperf3 settings, which goes first swapped every run;
- *   beside them the iperf3 client's (sender's) and server's CPU %, UDP loss at the server and
- *   the load average: with the client at ~100% of a CPU the sender, not the path, is the limit;
+ *   no task, with the one backend on another node, swarmnet's published port against the kernel's
+ *   path built the Docker way without IPVS: nftables DNAT on the receiving node to the task's
+ *   address on a kernel vxlan + bridge overlay (bench/kernel-path.ts), and masquerade as Swarm's
+ *   ingress does. Both from the same client with the same settings, which goes first swapped
+ *   every run, the load average printed:
+ *   - small UDP (64-byte payloads) from trafgen (bench/trafgen.ts: crafted frames, one sender
+ *     per CPU, 256 source ports), counted where it arrives: the task namespace's UDP statistics
+ *     around a socket that never reads (bench/udp-sink.ts), per second of sending; the headline
+ *     (`meshUdpVsNft`). Checked first that swarmnet's frames are forwarded by the ingress node's
+ *     XDP (mesh_remote) and the kernel path's by its vxlan device, not the other way;
+ *   - small UDP from iperf3 -u -l 64 -b 0 (one client, received at its server), kept beside it:
+ *     its client is at ~100% of a CPU, so it measures the sender more than the path;
+ *   - TCP: one stream, one iperf3 with 4 streams, and two iperf3 processes with 2 streams each at
+ *     once (two sending threads: iperf3 3.12 sends all its streams from one), with the iperf3
+ *     clients' and servers' CPU %; the last is `meshTcpVsNft` (MESH_TCP_HEADLINE);
+ *   - after the runs, one more trafgen and tcp -P 4 per path with the kernel's BPF statistics on:
+ *     each program's ns per run and runs per frame / KB (not in the figures);
  * - create-to-reachable: from `service create -p` returning to the port answering on all 3
  *   nodes' addresses (curl from the client every 20 ms), median of 5.
  *
- *   node --import tsx bench/mesh.ts [--programs-only] [--seconds 5] [--runs 5]
+ *   node --import tsx bench/mesh.ts [--programs-only | --lab-only] [--seconds 5] [--runs 5] [--sender-cpus 2]
  */
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
@@ -26,7 +36,6 @@ import {fileURLToPath, pathToFileURL} from 'node:url'
 import {run} from '../src/sys/exec.js'
 import {execIn, listNetns, netnsPath} from '../src/sys/netns.js'
 import {readLabState} from '../src/lab/state.js'
-import {SWITCH_NETNS} from '../src/lab/topology.js'
 import {compileBpf} from '../test/fixtures/bpf/build.js'
 import {tsxInNetns} from '../test/bpf/netns-child.js'
 import {buildKernelPath, kernelEnds, removeKernelPath, vxlanCounters, KBR, KVX, type KernelEnd} from './kernel-path.js'
@@ -226,7 +235,7 @@ async function macOf(ns: string, dev: string): Promise<string> {
 
 /** Runs: paths alternating in each (which goes first swapped every run), then a diagnostic pass. */
 export async function benchMeshLab(
-  opts: {seconds?: number; runs?: number; senderCpus?: number; threadedNapi?: boolean; log?: (s: string) => void} = {},
+  opts: {seconds?: number; runs?: number; senderCpus?: number; log?: (s: string) => void} = {},
 ): Promise<MeshLabFigures> {
   const seconds = opts.seconds ?? 5
   const runs = opts.runs ?? 5
@@ -312,18 +321,6 @@ export async function benchMeshLab(
       kernel: await startUdpSink(kb.netns, SINK_PORT),
     }
     sinks.push(sink.swarmnet, sink.kernel)
-    if (opts.threadedNapi) {
-      // Every device that runs NAPI (a veth with XDP on it, vxlan's GRO cells) in every namespace
-      // of the lab and both paths' tasks: its receive work in a kernel thread of its own, which
-      // the scheduler may put on the other CPU, rather than in the softirq of the CPU that sent.
-      const nss = [SWITCH_NETNS, CLIENT_NS, ...state.nodes.map((n) => n.netns), task!.netns, ki.netns, kb.netns]
-      for (const ns of nss)
-        await run(
-          ['ip', 'netns', 'exec', ns, 'sh', '-c', 'for f in /sys/class/net/*/threaded; do echo 1 2>/dev/null > "$f"; done; true'],
-          `threaded NAPI in ${ns}`,
-        )
-      out.notes.push(`threaded NAPI on every device with NAPI in ${nss.join(', ')}`)
-    }
     await sleep(500)
     const ingressAddr = addr[ingressNode]!
     const port: Record<MeshPath, (p: number) => number> = {swarmnet: (p) => p, kernel: (p) => p + 1}
@@ -560,7 +557,6 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
         ...(arg('--seconds') ? {seconds: arg('--seconds')} : {}),
         ...(arg('--runs') ? {runs: arg('--runs')} : {}),
         ...(arg('--sender-cpus') ? {senderCpus: arg('--sender-cpus')} : {}),
-        threadedNapi: process.argv.includes('--threaded-napi'),
       })
   for (const l of formatMesh(progs, lab)) console.log(l)
 }
