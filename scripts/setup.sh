@@ -24,6 +24,7 @@ pkgs=(
   etcd-server etcd-client openssl                # desired state in etcd (--store etcd): the lab's and the tests' members, etcdctl, lab certificates
   bind9-dnsutils dnsmasq-base dnsperf            # DNS: dig in the e2e tests, the upstream the tests run, the DNS bench
   knot-dnsutils                                  # the DNS bench's AF_XDP client (kxdpgun); Debian 12 has 3.2.6, Ubuntu 24.04 3.3.x (assumed the same flags)
+  netsniff-ng                                    # trafgen: the mesh bench's small-UDP sender (crafted frames, PACKET_TX_RING, no qdisc)
   runc umoci skopeo busybox-static               # tasks from images: the OCI runtime, unpacking and copying images; the tests' busybox image
   podman                                         # containers-storage: images (the node's podman store); the test builds one offline
   tini                                           # --init: the static init (tini-static) a task may run as PID 1
