@@ -25,7 +25,7 @@ import {agentLogPath, pidPath} from '../src/sys/node-paths.js'
 import {readLabState} from '../src/lab/state.js'
 import {execIn, listNetns} from '../src/sys/netns.js'
 import {parseExposition} from '../src/metrics/parse.js'
-import {cli, labDown, sleep} from './lab-bench.js'
+import {cli as labCli, labDown, sleep} from './lab-bench.js'
 import {formatHolders, loopHolders, type CpuProfileJson} from './cpuprofile-top.js'
 
 const NODES = ['n1', 'n2', 'n3']
@@ -55,6 +55,28 @@ export interface LabScaleFigures {
   /** /proc/loadavg's 1, 5 and 15 minute averages when the lab was up, and at the end. */
   loadStart: string
   loadEnd: string
+  /**
+   * Per node: the loop's stalls of 50 ms or more over the run (src/metrics/loop-stalls.ts; the
+   * sums of each scrape's window), in ms: how many, how late in all, and that wall time split
+   * into the main thread on a CPU, waiting for one, and off CPU; and the longest few the agent
+   * logged (200 ms or more), as its log line says them.
+   */
+  stalls: Record<string, {count: number; delayMs: number; ranMs: number; waitedMs: number; offCpuMs: number; longest: string[]}>
+  /** Processes forked on the whole machine during the run (/proc/stat), and CLI runs of this bench. */
+  forks: number
+  cliRuns: number
+  /**
+   * CPU seconds over the run (from the start of the creates to the removes' end), from /proc:
+   * each agent (all its threads), its spawner, the commands its spawner ran (ip, runc, ...: the
+   * spawner's reaped children), this bench's CLI runs (its reaped children), and the machine's
+   * busy time (both cores) with its user/system/softirq shares.
+   */
+  cpu: {
+    agents: Record<string, {agent: number; spawner: number; commands: number}>
+    benchCli: number
+    machineBusy: number
+    machineWall: number
+  }
   /** --cpu-prof: each node's profile and what held its loop. */
   profiles: Record<string, string[]>
   notes: string[]
@@ -72,19 +94,95 @@ interface ServiceJson {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
 
-async function suspicions(node: string): Promise<number> {
-  const info = JSON.parse(await cli(['info', '--json'], node)) as {membership?: {suspicions?: number}}
-  return info.membership?.suspicions ?? 0
-}
-
 /** The agent's event loop delay since its previous scrape (max, p99), in ms. */
-async function loopDelay(node: string): Promise<{max: number; p99: number; gcMax: number}> {
+async function loopDelay(node: string): Promise<{
+  max: number
+  p99: number
+  gcMax: number
+  stalls: {count: number; delayMs: number; ranMs: number; waitedMs: number; offCpuMs: number}
+}> {
   const text = await execIn(`sn-lab-${node}`, ['curl', '-sf', '-m', '5', 'http://127.0.0.1:9323/metrics'], `metrics of ${node}`)
   const m = parseExposition(text)
   const get = (stat: string) =>
     (m.samples.find((s) => s.name === 'swarmnet_event_loop_delay_seconds' && s.labels.stat === stat)?.value ?? 0) * 1000
   const gc = (m.samples.find((s) => s.name === 'swarmnet_gc_pause_seconds' && s.labels.stat === 'max')?.value ?? 0) * 1000
-  return {max: get('max'), p99: get('p99'), gcMax: gc}
+  const stall = (part: string) =>
+    (m.samples.find((s) => s.name === 'swarmnet_event_loop_stall_seconds' && s.labels.stall === 'all' && s.labels.part === part)
+      ?.value ?? 0) * 1000
+  const count = m.samples.find((s) => s.name === 'swarmnet_event_loop_stalls')?.value ?? 0
+  return {
+    max: get('max'),
+    p99: get('p99'),
+    gcMax: gc,
+    stalls: {count, delayMs: stall('delay'), ranMs: stall('ran'), waitedMs: stall('waited'), offCpuMs: stall('off_cpu')},
+  }
+}
+
+const TICK = 100 // USER_HZ
+/** /proc/PID/stat's utime + stime (the process, all threads) and cutime + cstime (its reaped children), in s. */
+function procCpu(pid: number | string): {own: number; children: number} {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    // fields 14-17 of stat; f[0] is field 3
+    const n = (i: number) => Number(f[i - 3])
+    return {own: (n(14) + n(15)) / TICK, children: (n(16) + n(17)) / TICK}
+  } catch {
+    return {own: NaN, children: NaN}
+  }
+}
+
+/** The machine's busy and whole CPU time since boot, over all cores, in s. */
+function machineCpu(): {busy: number; all: number} {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const all = f.slice(0, 8).reduce((a, x) => a + x, 0)
+  const idle = f[3]! + f[4]!
+  return {busy: (all - idle) / TICK, all: all / TICK}
+}
+
+/** Each lab agent's own CPU, its spawner's, and its spawner's reaped children's (s), now. */
+function agentsCpu(): Record<string, {agent: number; spawner: number; commands: number}> {
+  const out: Record<string, {agent: number; spawner: number; commands: number}> = {}
+  for (const n of NODES) {
+    try {
+      const pid = readFileSync(pidPath(n), 'utf8').trim()
+      const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+      const spawner = kids.find((k) => {
+        try {
+          return readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('spawner-child')
+        } catch {
+          return false
+        }
+      })
+      const s = spawner ? procCpu(spawner) : {own: NaN, children: NaN}
+      out[n] = {agent: procCpu(pid).own, spawner: s.own, commands: s.children}
+    } catch {
+      out[n] = {agent: NaN, spawner: NaN, commands: NaN}
+    }
+  }
+  return out
+}
+
+/** Processes forked since boot, machine-wide. */
+const forksSinceBoot = () => Number(/^processes (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? NaN)
+
+/** The longest `loop: stall N ms: ...` lines of `node`'s agent log since `since`, longest first. */
+function longestStalls(node: string, since: number, keep: number): string[] {
+  let text = ''
+  try {
+    text = readFileSync(agentLogPath(node), 'utf8')
+  } catch {
+    return []
+  }
+  const found: {ms: number; line: string}[] = []
+  for (const line of text.split('\n')) {
+    const m = /^(\S+) (loop: stall (\d+) ms: .*)$/.exec(line)
+    if (m && Date.parse(m[1]!) >= since) found.push({ms: Number(m[3]), line: m[2]!.slice('loop: stall '.length)})
+  }
+  return found
+    .sort((a, b) => b.ms - a.ms)
+    .slice(0, keep)
+    .map((f) => f.line)
 }
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
@@ -152,8 +250,22 @@ export async function benchLabScale(
     suspected: {},
     loadStart: '',
     loadEnd: '',
+    stalls: Object.fromEntries(
+      NODES.map((n) => [n, {count: 0, delayMs: 0, ranMs: 0, waitedMs: 0, offCpuMs: 0, longest: [] as string[]}]),
+    ),
+    forks: 0,
+    cliRuns: 0,
+    cpu: {agents: {}, benchCli: 0, machineBusy: 0, machineWall: 0},
     profiles: {},
     notes: [],
+  }
+  const cli = (args: string[], host?: string, timeoutMs?: number) => {
+    out.cliRuns++
+    return labCli(args, host, timeoutMs)
+  }
+  const suspicions = async (node: string): Promise<number> => {
+    const info = JSON.parse(await cli(['info', '--json'], node)) as {membership?: {suspicions?: number}}
+    return info.membership?.suspicions ?? 0
   }
   // The agents inherit it: bench -> lab up -> init/join -> agent.
   if (opts.cpuProf) process.env[CPU_PROF_ENV] = opts.cpuProf
@@ -165,6 +277,8 @@ export async function benchLabScale(
     await cli(['network', 'create', NETWORK, '--subnet', '10.96.0.0/20'], 'n1')
     const before = await Promise.all(NODES.map(suspicions))
     out.loadStart = loadavg()
+    const forks0 = forksSinceBoot()
+    const cpu0 = {agents: agentsCpu(), bench: procCpu('self').children, machine: machineCpu()}
     const since = Date.now()
     for (const n of NODES) await loopDelay(n) // starts each agent's window
     // Watch every node's view of the others, and the agents' loops, for the whole run.
@@ -186,6 +300,12 @@ export async function benchLabScale(
             l.maxMs = Math.max(l.maxMs, d.max)
             l.p99Ms = Math.max(l.p99Ms, d.p99)
             l.gcMaxMs = Math.max(l.gcMaxMs, d.gcMax)
+            const st = out.stalls[n]!
+            st.count += d.stalls.count
+            st.delayMs += d.stalls.delayMs
+            st.ranMs += d.stalls.ranMs
+            st.waitedMs += d.stalls.waitedMs
+            st.offCpuMs += d.stalls.offCpuMs
           } catch (e) {
             out.notes.push(`watching ${n}: ${(e as Error).message}`)
           }
@@ -243,7 +363,18 @@ export async function benchLabScale(
     const after = await Promise.all(NODES.map(suspicions))
     out.suspicions = after.reduce((a, x, i) => a + Math.max(0, x - before[i]!), 0)
     out.loadEnd = loadavg()
+    out.forks = forksSinceBoot() - forks0
+    const cpu1 = {agents: agentsCpu(), bench: procCpu('self').children, machine: machineCpu()}
+    for (const n of NODES) {
+      const a = cpu0.agents[n]!
+      const b = cpu1.agents[n]!
+      out.cpu.agents[n] = {agent: b.agent - a.agent, spawner: b.spawner - a.spawner, commands: b.commands - a.commands}
+    }
+    out.cpu.benchCli = cpu1.bench - cpu0.bench
+    out.cpu.machineBusy = cpu1.machine.busy - cpu0.machine.busy
+    out.cpu.machineWall = cpu1.machine.all - cpu0.machine.all
     for (const n of NODES) suspectedIn(n, since, out.suspected)
+    for (const n of NODES) out.stalls[n]!.longest = longestStalls(n, since, 5)
     if (opts.cpuProf) await collectProfiles(opts.cpuProf, out, log)
   } finally {
     watching = false
@@ -285,7 +416,17 @@ export function formatLabScale(f: LabScaleFigures): string[] {
         .map(([k, n]) => `${k}: ${n}`)
         .join(', ') || 'none'
     }`,
-    `  load average (1 5 15 min) at the start ${f.loadStart}, at the end ${f.loadEnd}`,
+    `  loop stalls >= 50 ms (count, late in all; the stalls' wall time: main thread ran / waited for a CPU / off CPU):`,
+    ...Object.entries(f.stalls).map(
+      ([n, st]) =>
+        `    ${n}: ${st.count}, ${(st.delayMs / 1000).toFixed(1)} s; ran ${(st.ranMs / 1000).toFixed(1)} s, waited ${(st.waitedMs / 1000).toFixed(1)} s, off CPU ${(st.offCpuMs / 1000).toFixed(1)} s; longest: ${st.longest.slice(0, 3).join(' | ') || 'none logged'}`,
+    ),
+    `  CPU over the run (s): machine busy ${f.cpu.machineBusy.toFixed(0)} of ${f.cpu.machineWall.toFixed(0)}; this bench's CLI runs ${f.cpu.benchCli.toFixed(1)}; ${Object.entries(
+      f.cpu.agents,
+    )
+      .map(([n, c]) => `${n} agent ${c.agent.toFixed(1)} spawner ${c.spawner.toFixed(1)} its commands ${c.commands.toFixed(1)}`)
+      .join('; ')}`,
+    `  load average (1 5 15 min) at the start ${f.loadStart}, at the end ${f.loadEnd}; processes forked on the machine meanwhile ${f.forks}, of them this bench's CLI runs ${f.cliRuns}`,
     `  every task process gone ${s(f.removeSeconds, 's')} after the first remove`,
     ...f.notes.slice(0, 10).map((n) => `  note: ${n}`),
     ...Object.entries(f.profiles).flatMap(([n, lines]) => [`  what held ${n}'s loop:`, ...lines.map((l) => `    ${l}`)]),

@@ -297,7 +297,8 @@ export async function runAgent(node: string, log: (m: string) => void, opts: Age
 
   // This node's reconcilers (node-reconciler.ts): on every change, coalesced; and every few seconds to repair drift.
   // A long collection pause is logged with its kind and the heap's size: what to cut next (issue 24).
-  const loopDelay = new EventLoopDelay(10, {onLongGc: log})
+  // A long stall is logged with what it was made of: the thread running, or waiting for a CPU (loop-stalls.ts).
+  const loopDelay = new EventLoopDelay(10, {onLongGc: log, onLongStall: log})
   const metrics = new AgentMetrics(node, {
     eventLoop: () => loopDelay.window(),
     processesStarted,

@@ -169,6 +169,33 @@ export class AgentMetrics {
           [{stat: 'total'}, gcWindow?.gcTotal ?? 0],
         ],
       )
+    // The same window's stalls (loop-stalls.ts): what the longest and all of them together were made of.
+    if (loop)
+      gauge(
+        'swarmnet_event_loop_stall_seconds',
+        "Event loop stalls of 50 ms or more in the delay's window: the longest (stall=longest) and all together (stall=all); part=delay is how late the loop was, ran / waited / off_cpu split the stall's wall time into the main thread on a CPU, runnable but waiting for one, and neither",
+        ['stall', 'part'],
+        () => {
+          const st = gcWindow?.stalls
+          if (!st) return []
+          const l = st.longest
+          const ms = (x: number | undefined) => (x ?? 0) / 1000
+          return [
+            [{stall: 'longest', part: 'delay'}, ms(l?.delayMs)],
+            [{stall: 'longest', part: 'ran'}, ms(l?.ranMs)],
+            [{stall: 'longest', part: 'waited'}, ms(l?.waitedMs)],
+            [{stall: 'longest', part: 'off_cpu'}, ms(l?.offCpuMs)],
+            [{stall: 'all', part: 'delay'}, ms(st.delayMs)],
+            [{stall: 'all', part: 'ran'}, ms(st.ranMs)],
+            [{stall: 'all', part: 'waited'}, ms(st.waitedMs)],
+            [{stall: 'all', part: 'off_cpu'}, ms(st.offCpuMs)],
+          ]
+        },
+      )
+    if (loop)
+      gauge('swarmnet_event_loop_stalls', "Event loop stalls of 50 ms or more in the delay's window", [], () => [
+        [{}, gcWindow?.stalls?.count ?? 0],
+      ])
     const started = src.processesStarted
     if (started)
       mirror(

@@ -4,23 +4,36 @@
 // previous one and starts a new window.
 import {constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram} from 'node:perf_hooks'
 import {getHeapStatistics} from 'node:v8'
+import {LoopStallTracer, describeStall, type StallWindow} from './loop-stalls.js'
 
 /**
  * Seconds; 0 when the window saw no sample. gcMax/gcTotal: the longest garbage collection pause
  * of the main thread in the window and all of them together (what of a delay was the collector's).
  */
-export type LoopDelayWindow = {p50: number; p99: number; max: number; gcMax: number; gcTotal: number}
+export type LoopDelayWindow = {p50: number; p99: number; max: number; gcMax: number; gcTotal: number; stalls?: StallWindow}
 
 export class EventLoopDelay {
   private readonly h: IntervalHistogram
   private readonly gc: PerformanceObserver
   private gcMax = 0
   private gcTotal = 0
+  private readonly stalls: LoopStallTracer | undefined
 
-  /** onLongGc: told of every collection pause of longMs or more (the agent logs them: which kind, how big the heap). */
-  constructor(resolutionMs = 10, opts: {longMs?: number; onLongGc?: (what: string) => void} = {}) {
+  /**
+   * onLongGc: told of every collection pause of longMs or more (the agent logs them: which kind, how big the heap).
+   * onLongStall: with it, stalls of 50 ms or more are split into ran / waited for a CPU / off CPU
+   * (loop-stalls.ts) and each of stallLogMs (200) or more is told in a line.
+   */
+  constructor(
+    resolutionMs = 10,
+    opts: {longMs?: number; onLongGc?: (what: string) => void; onLongStall?: (what: string) => void; stallLogMs?: number} = {},
+  ) {
     this.h = monitorEventLoopDelay({resolution: resolutionMs})
     this.h.enable()
+    const onLongStall = opts.onLongStall
+    this.stalls = onLongStall
+      ? new LoopStallTracer({logMs: opts.stallLogMs ?? 200, onStall: (s) => onLongStall(describeStall(s))})
+      : undefined
     const longMs = opts.longMs ?? 50
     this.gc = new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
@@ -42,6 +55,7 @@ export class EventLoopDelay {
       max: s(this.h.max),
       gcMax: this.gcMax / 1000,
       gcTotal: this.gcTotal / 1000,
+      ...(this.stalls ? {stalls: this.stalls.window()} : {}),
     }
     this.h.reset()
     this.gcMax = 0
@@ -52,6 +66,7 @@ export class EventLoopDelay {
   stop(): void {
     this.h.disable()
     this.gc.disconnect()
+    this.stalls?.stop()
   }
 }
 

@@ -53,3 +53,48 @@ test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, a
     loop.stop()
   }
 })
+
+test('swarmnet_event_loop_stall_seconds: a stall of running code is told as ran or waited for a CPU, one of sleeping as off CPU; each of 200 ms or more in a line', async () => {
+  const told: string[] = []
+  const loop = new EventLoopDelay(5, {onLongStall: (what) => told.push(what)})
+  try {
+    const m = new AgentMetrics('n1', {
+      counters: () => undefined,
+      maps: () => [],
+      gossip: () => emptyStats(),
+      nodeStates: () => [],
+      tasks: () => [],
+      endpoints: () => [],
+      eventLoop: () => loop.window(),
+    })
+    const part = (e: ReturnType<typeof parseExposition>, stall: string, p: string) =>
+      sumOf(e, 'swarmnet_event_loop_stall_seconds', {stall, part: p})
+    await sleep(50)
+    await m.text() // a new window
+    // Held by running code: runnable throughout, so on a CPU or waiting for one, not off it.
+    const until = Date.now() + 300
+    while (Date.now() < until);
+    await sleep(50)
+    const busy = parseExposition(await m.text())
+    assert.ok(part(busy, 'longest', 'delay') >= 0.25, `delay ${part(busy, 'longest', 'delay')} s`)
+    const onOrWaiting = part(busy, 'longest', 'ran') + part(busy, 'longest', 'waited')
+    assert.ok(onOrWaiting >= 0.25, `ran + waited ${onOrWaiting} s of a 300 ms busy stall`)
+    assert.ok(part(busy, 'longest', 'off_cpu') < 0.1, `off CPU ${part(busy, 'longest', 'off_cpu')} s while busy`)
+    assert.ok(sumOf(busy, 'swarmnet_event_loop_stalls', {}) >= 1)
+    assert.ok(part(busy, 'all', 'delay') >= part(busy, 'longest', 'delay'))
+    // Held by a blocking wait (as a synchronous syscall would): off the CPU, not running.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
+    await sleep(50)
+    const blocked = parseExposition(await m.text())
+    assert.ok(part(blocked, 'longest', 'delay') >= 0.25)
+    assert.ok(part(blocked, 'longest', 'off_cpu') >= 0.25, `off CPU ${part(blocked, 'longest', 'off_cpu')} s of a 300 ms wait`)
+    assert.ok(part(blocked, 'longest', 'ran') < 0.1, `ran ${part(blocked, 'longest', 'ran')} s while blocked`)
+    assert.ok(told.length >= 2, told.join("; "))
+    for (const l of told) assert.match(l, /^loop: stall \d+ ms: ran \d+ ms, waited for a CPU \d+ ms, off CPU \d+ ms$/)
+    // Each window starts empty.
+    const quiet = parseExposition(await m.text())
+    assert.equal(sumOf(quiet, 'swarmnet_event_loop_stalls', {}), 0)
+  } finally {
+    loop.stop()
+  }
+})
