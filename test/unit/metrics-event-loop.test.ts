@@ -89,7 +89,7 @@ test('swarmnet_event_loop_stall_seconds: a stall of running code is told as ran 
     assert.ok(part(blocked, 'longest', 'delay') >= 0.25)
     assert.ok(part(blocked, 'longest', 'off_cpu') >= 0.25, `off CPU ${part(blocked, 'longest', 'off_cpu')} s of a 300 ms wait`)
     assert.ok(part(blocked, 'longest', 'ran') < 0.1, `ran ${part(blocked, 'longest', 'ran')} s while blocked`)
-    assert.ok(told.length >= 2, told.join("; "))
+    assert.ok(told.length >= 2, told.join('; '))
     for (const l of told) assert.match(l, /^loop: stall \d+ ms: ran \d+ ms, waited for a CPU \d+ ms, off CPU \d+ ms$/)
     // Each window starts empty.
     const quiet = parseExposition(await m.text())
