@@ -3,20 +3,13 @@
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
 import {DnsStats} from '../../src/dns/stats.js'
-import {emptyStats} from '../../src/gossip/stats.js'
-import {AgentMetrics} from '../../src/metrics/agent-metrics.js'
+import {bareMetrics} from './metrics-fixture.js'
 import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 
 test('the DNS counters are exported as swarmnet_dns_*_total, read at each scrape', async () => {
   const stats = new DnsStats()
   let fast = 7
-  const m = new AgentMetrics('n1', {
-    counters: () => undefined,
-    maps: () => [],
-    gossip: () => emptyStats(),
-    nodeStates: () => [],
-    tasks: () => [],
-    endpoints: () => [],
+  const m = bareMetrics({
     dns: () => ({stats, fastPathAnswers: fast}),
   })
   Object.assign(stats, {

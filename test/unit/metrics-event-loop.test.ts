@@ -2,8 +2,7 @@
 // scrape's max (and p99), and each scrape starts a new window, so a stall is reported once.
 import assert from 'node:assert/strict'
 import {test} from 'node:test'
-import {emptyStats} from '../../src/gossip/stats.js'
-import {AgentMetrics} from '../../src/metrics/agent-metrics.js'
+import {bareMetrics} from './metrics-fixture.js'
 import {EventLoopDelay} from '../../src/metrics/event-loop.js'
 import {parseExposition, sumOf} from '../../src/metrics/parse.js'
 
@@ -13,13 +12,7 @@ test('swarmnet_event_loop_delay_seconds: a 300 ms stall is in the next scrape, a
   const long: string[] = []
   const loop = new EventLoopDelay(5, {longMs: 0, onLongGc: (what) => long.push(what)})
   try {
-    const m = new AgentMetrics('n1', {
-      counters: () => undefined,
-      maps: () => [],
-      gossip: () => emptyStats(),
-      nodeStates: () => [],
-      tasks: () => [],
-      endpoints: () => [],
+    const m = bareMetrics({
       eventLoop: () => loop.window(),
     })
     await sleep(20)
@@ -58,13 +51,7 @@ test('swarmnet_event_loop_stall_seconds: a stall of running code is told as ran 
   const told: string[] = []
   const loop = new EventLoopDelay(5, {onLongStall: (what) => told.push(what)})
   try {
-    const m = new AgentMetrics('n1', {
-      counters: () => undefined,
-      maps: () => [],
-      gossip: () => emptyStats(),
-      nodeStates: () => [],
-      tasks: () => [],
-      endpoints: () => [],
+    const m = bareMetrics({
       eventLoop: () => loop.window(),
     })
     const part = (e: ReturnType<typeof parseExposition>, stall: string, p: string) =>
